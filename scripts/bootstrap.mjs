@@ -1,0 +1,114 @@
+#!/usr/bin/env node
+// `npm start` and `npm test` on a fresh machine: install what is missing, then
+// run. Plain Node, no dependencies (node_modules may not exist yet).
+//
+//   node scripts/bootstrap.mjs test [test files or folders...]
+//   node scripts/bootstrap.mjs start [demo flags...]
+//   node scripts/bootstrap.mjs ensure
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const log = (msg) => process.stderr.write(`[bootstrap] ${msg}\n`);
+
+function have(cmd) {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+}
+
+function run(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { stdio: 'inherit', cwd: root, ...opts });
+  if (r.status !== 0) {
+    log(`failed: ${cmd} ${args.join(' ')} (exit ${r.status ?? r.signal})`);
+    process.exit(r.status ?? 1);
+  }
+}
+
+// Debian packages the tests, the demo and `npm run build:bpf` need.
+const APT = {
+  clang: 'clang', llc: 'llvm', ip: 'iproute2', ethtool: 'ethtool', ping: 'iputils-ping',
+  nft: 'nftables', bpftool: 'bpftool',
+};
+
+function ensureSystem() {
+  if (process.platform !== 'linux') {
+    log('fleetwall needs Linux (eBPF, XDP, network namespaces).');
+    process.exit(1);
+  }
+  const missing = new Set();
+  for (const [cmd, pkg] of Object.entries(APT)) if (!have(cmd)) missing.add(pkg);
+  if (!existsSync('/usr/include/bpf/bpf_helpers.h')) missing.add('libbpf-dev');
+  if (!existsSync('/usr/lib/x86_64-linux-gnu/libbpf.so.1') && !existsSync('/usr/lib/aarch64-linux-gnu/libbpf.so.1')) missing.add('libbpf1');
+  if (missing.size > 0) {
+    if (process.getuid?.() !== 0 || !have('apt-get')) {
+      log(`missing system packages: ${[...missing].join(' ')}; install them (Debian: apt-get install -y ${[...missing].join(' ')})`);
+      process.exit(1);
+    }
+    log(`installing ${[...missing].join(' ')}`);
+    run('apt-get', ['update', '-qq']);
+    run('apt-get', ['install', '-y', '-qq', ...missing], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  }
+  // bpffs: pins live under /sys/fs/bpf/fleetwall.
+  const mounts = readFileSync('/proc/mounts', 'utf8');
+  if (!mounts.split('\n').some((l) => l.split(' ')[1] === '/sys/fs/bpf' && l.split(' ')[2] === 'bpf')) {
+    log('mounting bpffs at /sys/fs/bpf');
+    run('mount', ['-t', 'bpf', 'bpf', '/sys/fs/bpf']);
+  }
+}
+
+function ensureNodeModules() {
+  const marker = join(root, 'node_modules', '.package-lock.json');
+  const lock = join(root, 'package-lock.json');
+  if (existsSync(marker) && statSync(marker).mtimeMs >= statSync(lock).mtimeMs) return;
+  log('installing npm dependencies (npm ci)');
+  run('npm', ['ci', '--no-audit', '--no-fund']);
+}
+
+export function ensure() {
+  ensureSystem();
+  ensureNodeModules();
+}
+
+function findTests(paths) {
+  const out = [];
+  const walk = (p) => {
+    const st = statSync(p);
+    if (st.isDirectory()) {
+      for (const e of readdirSync(p).sort()) if (e !== 'node_modules') walk(join(p, e));
+    } else if (/\.test\.ts$/.test(p)) out.push(p);
+  };
+  for (const p of paths) walk(resolve(root, p));
+  return out;
+}
+
+const [cmd = 'ensure', ...rest] = process.argv.slice(2);
+if (cmd === 'ensure') {
+  ensure();
+} else if (cmd === 'test') {
+  ensure();
+  if (process.getuid?.() !== 0) log('warning: not root; data-plane and end-to-end tests need root and will fail');
+  const files = findTests(rest.length ? rest : ['test']);
+  if (files.length === 0) {
+    log('no test files found');
+    process.exit(1);
+  }
+  if (!rest.length) {
+    log('type-checking (tsc --noEmit)');
+    run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json', '--noEmit']);
+  }
+  const concurrency = process.env.FLEETWALL_TEST_CONCURRENCY ?? '2';
+  const r = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files],
+    { stdio: 'inherit', cwd: root },
+  );
+  process.exit(r.status ?? 1);
+} else if (cmd === 'start') {
+  ensure();
+  const r = spawnSync(process.execPath, [join(root, 'bin/fleetwall.mjs'), 'demo', ...rest], { stdio: 'inherit', cwd: root });
+  process.exit(r.status ?? 1);
+} else {
+  log(`unknown command ${cmd}: use ensure, test or start`);
+  process.exit(2);
+}
