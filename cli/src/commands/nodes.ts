@@ -1,0 +1,70 @@
+// fleetwall nodes ls [--selector k=v] [--connected]
+import { EgressMode, type Node, SyncState, XdpMode } from '../../../proto/gen/fleetwall/v1/node.js';
+import { GetNodeRequest, ListNodesRequest } from '../../../proto/gen/fleetwall/v1/node_service.js';
+import { Node as NodeMsg } from '../../../proto/gen/fleetwall/v1/node.js';
+import { flagBool, flagList, parseArgs, parseLabels, UsageError } from '../args.js';
+import { unary } from '../client.js';
+import type { Context } from '../context.js';
+import { labelsText, relativeTime, table } from '../output.js';
+
+const USAGE = 'usage: fleetwall nodes ls [--selector k=v] [--connected]\n       fleetwall nodes get <name>';
+
+export const syncStateName = (s: SyncState): string =>
+  ({
+    [SyncState.SYNC_STATE_SYNCING]: 'syncing',
+    [SyncState.SYNC_STATE_IN_SYNC]: 'in-sync',
+    [SyncState.SYNC_STATE_DEGRADED]: 'degraded',
+    [SyncState.SYNC_STATE_DISCONNECTED]: 'disconnected',
+  })[s as number] ?? '-';
+
+function ifaceText(n: Node): string {
+  const xdp = (m: XdpMode) => (m === XdpMode.XDP_MODE_NATIVE ? 'xdp' : m === XdpMode.XDP_MODE_GENERIC ? 'xdp-generic' : 'no-xdp');
+  const eg = (m: EgressMode) => (m === EgressMode.EGRESS_MODE_TCX ? 'tcx' : m === EgressMode.EGRESS_MODE_CLSACT ? 'clsact' : 'no-egress');
+  return n.interfaces.map((i) => `${i.name}(${xdp(i.xdpMode)},${eg(i.egressMode)})`).join(' ') || '-';
+}
+
+function nodeRow(n: Node, revision: bigint): string[] {
+  const lag = revision > n.appliedRevision ? ` (-${revision - n.appliedRevision})` : '';
+  return [
+    n.name,
+    n.connected ? 'yes' : 'no',
+    syncStateName(n.syncState),
+    `${n.appliedRevision}${lag}`,
+    n.rulesInKernel.toString(),
+    relativeTime(n.lastSeenTime),
+    n.agentVersion || '-',
+    labelsText(n.labels),
+    ifaceText(n),
+    n.lastNack ? `NACK r${n.nackedRevision}: ${n.lastNack.message}` : '',
+  ];
+}
+
+const HEADERS = ['NODE', 'CONNECTED', 'STATE', 'APPLIED', 'RULES', 'LAST SEEN', 'VERSION', 'LABELS', 'INTERFACES', 'PROBLEM'];
+
+export async function nodesCommand(ctx: Context, argv: string[]): Promise<void> {
+  const [sub, ...rest] = argv;
+  const c = ctx.clients();
+  if (sub === 'ls' || sub === 'list') {
+    const p = parseArgs(rest, { booleans: ['connected'], repeated: ['selector'] });
+    const res = await unary(c.nodes, c.nodes.listNodes, ListNodesRequest.fromPartial({
+      selector: parseLabels(flagList(p, 'selector'), 'selector'),
+      connectedOnly: flagBool(p, 'connected'),
+    }), c.target);
+    if (ctx.out.json) {
+      for (const n of res.nodes) ctx.out.writeJson(NodeMsg.toJSON(n));
+      return;
+    }
+    ctx.out.write(res.nodes.length === 0 ? 'no nodes have connected yet' : table(HEADERS, res.nodes.map((n) => nodeRow(n, res.revision))));
+    ctx.out.write(`${res.nodes.length} nodes, ${res.nodes.filter((n) => n.connected).length} connected, current revision ${res.revision}`);
+    return;
+  }
+  if (sub === 'get') {
+    const p = parseArgs(rest, {});
+    if (p.positionals.length !== 1) throw new UsageError(USAGE);
+    const res = await unary(c.nodes, c.nodes.getNode, GetNodeRequest.fromPartial({ name: p.positionals[0]! }), c.target);
+    if (ctx.out.json) ctx.out.writeJson(NodeMsg.toJSON(res.node!));
+    else ctx.out.write(table(HEADERS, [nodeRow(res.node!, res.node!.appliedRevision)]));
+    return;
+  }
+  throw new UsageError(sub ? `unknown subcommand "nodes ${sub}"\n${USAGE}` : USAGE);
+}
