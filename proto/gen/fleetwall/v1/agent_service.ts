@@ -59,6 +59,9 @@ export const protobufFileName = "fleetwall/v1/agent_service.proto";
  *     |<------------------- Delta{R+1, upserts, deletes}      |  one per revision,
  *     |-- Ack{R+1} | Nack{R+1, google.rpc.Status} ----------->|  empty if it does not
  *     |                                                       |  touch this node
+ *     |<------------------- Delta{R+2, part 1, more=true}     |  a large revision
+ *     |<------------------- Delta{R+2, part n, more=false}    |  comes in parts;
+ *     |-- Ack{R+2} ------------------------------------------>|  ACK after the last
  *     |<------------------- Ping{nonce} ---------------------  |  both ways, every
  *     |-- Pong{nonce} --------------------------------------->|  ping_interval; a peer
  *     |-- Ping{nonce} --------------------------------------->|  silent for 3 intervals
@@ -209,7 +212,18 @@ export interface Delta {
   /** Rule ids to remove (unknown ids are ignored). */
   deletes: bigint[];
   /** When the revision committed, for propagation-delay measurement. */
-  commitTime: Date | undefined;
+  commitTime:
+    | Date
+    | undefined;
+  /**
+   * Large revisions (e.g. a 1M-line import) are split so no message exceeds
+   * a few MB: every part carries the same revision; all but the last have
+   * more = true. Apply each part (upsert/delete are idempotent) but ACK,
+   * NACK and record the revision as applied only after the part with
+   * more = false. A stream that breaks in between resumes from the previous
+   * revision and receives the whole revision again.
+   */
+  more: boolean;
 }
 
 export interface Ack {
@@ -1566,7 +1580,7 @@ export const InSync: MessageFns<InSync> = {
 };
 
 function createBaseDelta(): Delta {
-  return { revision: 0n, upserts: [], deletes: [], commitTime: undefined };
+  return { revision: 0n, upserts: [], deletes: [], commitTime: undefined, more: false };
 }
 
 export const Delta: MessageFns<Delta> = {
@@ -1592,6 +1606,9 @@ export const Delta: MessageFns<Delta> = {
     }
     if (message.commitTime !== undefined) {
       Timestamp.encode(toTimestamp(message.commitTime), writer.uint32(34).fork()).join();
+    }
+    if (message.more !== false) {
+      writer.uint32(40).bool(message.more);
     }
     return writer;
   },
@@ -1651,6 +1668,14 @@ export const Delta: MessageFns<Delta> = {
             message.commitTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.more = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1673,6 +1698,7 @@ export const Delta: MessageFns<Delta> = {
         : isSet(object.commit_time)
         ? fromJsonTimestamp(object.commit_time)
         : undefined,
+      more: isSet(object.more) ? globalThis.Boolean(object.more) : false,
     };
   },
 
@@ -1690,6 +1716,9 @@ export const Delta: MessageFns<Delta> = {
     if (message.commitTime !== undefined) {
       obj.commitTime = message.commitTime.toISOString();
     }
+    if (message.more !== false) {
+      obj.more = message.more;
+    }
     return obj;
   },
 
@@ -1702,6 +1731,7 @@ export const Delta: MessageFns<Delta> = {
     message.upserts = object.upserts?.map((e) => AgentRule.fromPartial(e)) || [];
     message.deletes = object.deletes?.map((e) => BigInt(e)) || [];
     message.commitTime = object.commitTime ?? undefined;
+    message.more = object.more ?? false;
     return message;
   },
 };
