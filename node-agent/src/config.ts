@@ -1,0 +1,221 @@
+// The agent's configuration: FLEETWALL_* environment variables and command-line
+// flags (flags win), parsed and validated once, returned frozen. The only
+// module of the agent that reads process.env.
+
+import { hostname } from 'node:os';
+import type { DefaultAction } from '../../common/src/policy.js';
+
+export type XdpModeSetting = 'auto' | 'native' | 'generic';
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface AgentConfig {
+  /** host:port of the control plane's gRPC endpoint. */
+  readonly controlPlane: string;
+  readonly nodeName: string;
+  readonly labels: Readonly<Record<string, string>>;
+  /** Interfaces to attach XDP ingress + TC egress to. */
+  readonly interfaces: readonly string[];
+  readonly defaultAction: DefaultAction;
+  readonly pinPath: string;
+  /** Folder with compiled BPF objects; undefined = the datapath's default. */
+  readonly objDir: string | undefined;
+  readonly counterIntervalMs: number;
+  /** host:port for /healthz and /metrics; port 0 picks a free port. Empty: no HTTP server. */
+  readonly httpAddr: string;
+  /** Prefixes per kernel table, used only when the maps are created. */
+  readonly capacityPrefixes: number | undefined;
+  /** Rule counter slots (= journal entries), used only when the maps are created. */
+  readonly capacitySlots: number | undefined;
+  readonly xdpMode: XdpModeSetting;
+  /** Our own ping interval before the control plane announces one. */
+  readonly pingIntervalMs: number;
+  readonly reconnectMinMs: number;
+  readonly reconnectMaxMs: number;
+  /** Written (JSON: pid, httpPort, ...) once the agent enforces and serves HTTP. */
+  readonly readyFile: string | undefined;
+  readonly logLevel: LogLevel;
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+interface Setting {
+  readonly flag: string;
+  readonly env: string;
+  readonly help: string;
+}
+
+/** Every setting: flag, environment variable, meaning. Also the README's table. */
+export const SETTINGS = {
+  controlPlane: { flag: 'control-plane', env: 'FLEETWALL_CONTROL_PLANE', help: 'control plane gRPC address host:port (default localhost:50051)' },
+  nodeName: { flag: 'node-name', env: 'FLEETWALL_NODE_NAME', help: 'node name (default: the hostname)' },
+  labels: { flag: 'labels', env: 'FLEETWALL_LABELS', help: 'node labels k=v,k2=v2 (rule selectors match them)' },
+  interfaces: { flag: 'interfaces', env: 'FLEETWALL_INTERFACES', help: 'interfaces to attach to, comma-separated (required)' },
+  defaultAction: { flag: 'default-action', env: 'FLEETWALL_DEFAULT_ACTION', help: 'unmatched traffic: pass (default) or drop; takes effect when the maps are created' },
+  pinPath: { flag: 'pin-path', env: 'FLEETWALL_PIN_PATH', help: 'bpffs folder for pinned maps, links and state (default /sys/fs/bpf/fleetwall)' },
+  objDir: { flag: 'obj-dir', env: 'FLEETWALL_OBJ_DIR', help: 'folder with compiled *.bpf.o (default: the datapath default, bpf/obj)' },
+  counterInterval: { flag: 'counter-interval', env: 'FLEETWALL_COUNTER_INTERVAL', help: 'counter read/report interval (default 1s)' },
+  httpAddr: { flag: 'http-addr', env: 'FLEETWALL_HTTP_ADDR', help: 'host:port for /healthz and /metrics (default 127.0.0.1:9477; port 0 = any; "off" = none)' },
+  capacityPrefixes: { flag: 'capacity-prefixes', env: 'FLEETWALL_CAPACITY_PREFIXES', help: 'prefixes per kernel table when the maps are created (default: datapath default)' },
+  capacitySlots: { flag: 'capacity-slots', env: 'FLEETWALL_CAPACITY_SLOTS', help: 'rule counter slots when the maps are created (default: datapath default)' },
+  xdpMode: { flag: 'xdp-mode', env: 'FLEETWALL_XDP_MODE', help: 'auto (default), native or generic' },
+  pingInterval: { flag: 'ping-interval', env: 'FLEETWALL_PING_INTERVAL', help: 'ping interval until the control plane sets one (default 10s)' },
+  reconnectMin: { flag: 'reconnect-min', env: 'FLEETWALL_RECONNECT_MIN', help: 'first reconnect backoff (default 250ms)' },
+  reconnectMax: { flag: 'reconnect-max', env: 'FLEETWALL_RECONNECT_MAX', help: 'reconnect backoff cap (default 10s)' },
+  readyFile: { flag: 'ready-file', env: 'FLEETWALL_READY_FILE', help: 'file written with {pid, httpPort} once enforcing' },
+  logLevel: { flag: 'log-level', env: 'FLEETWALL_LOG_LEVEL', help: 'pino level (default info)' },
+} as const satisfies Record<string, Setting>;
+
+type Key = keyof typeof SETTINGS;
+
+const LABEL_KEY = /^[A-Za-z0-9]([A-Za-z0-9._/-]{0,251}[A-Za-z0-9])?$/;
+const IFNAME = /^[^\s/:]{1,15}$/;
+
+/** "1s", "250ms", "2m", "1h"; a bare number is seconds. */
+export function parseDurationMs(text: string, what: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!m) throw new ConfigError(`${what}: "${text}" is not a duration; use e.g. 500ms, 1s, 2m`);
+  const n = Number(m[1]);
+  const unit = m[2] ?? 's';
+  const ms = unit === 'ms' ? n : unit === 's' ? n * 1000 : unit === 'm' ? n * 60_000 : n * 3_600_000;
+  return Math.round(ms);
+}
+
+export function parseLabels(text: string, what: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of text.split(',')) {
+    const p = part.trim();
+    if (p === '') continue;
+    const eq = p.indexOf('=');
+    if (eq <= 0) throw new ConfigError(`${what}: "${p}" is not k=v; write labels as k=v,k2=v2`);
+    const k = p.slice(0, eq).trim();
+    const v = p.slice(eq + 1).trim();
+    if (!LABEL_KEY.test(k)) throw new ConfigError(`${what}: label key "${k}" must be letters, digits, . _ / - (at most 253)`);
+    if (v.length > 253 || /[,=\s]/.test(v)) throw new ConfigError(`${what}: label value "${v}" must be at most 253 characters without , = or spaces`);
+    if (k in out) throw new ConfigError(`${what}: label "${k}" given twice`);
+    out[k] = v;
+  }
+  return out;
+}
+
+function parsePositiveInt(text: string, what: string, max: number): number {
+  if (!/^\d+$/.test(text.trim())) throw new ConfigError(`${what}: "${text}" is not a positive integer`);
+  const n = Number(text.trim());
+  if (n < 1 || n > max) throw new ConfigError(`${what}: ${n} is out of range 1..${max}`);
+  return n;
+}
+
+function parseAddr(text: string, what: string): string {
+  const t = text.trim();
+  const m = /^(\[[0-9a-fA-F:]+\]|[^\s:/]+):(\d{1,5})$/.exec(t);
+  if (!m || Number(m[2]) > 65535) throw new ConfigError(`${what}: "${text}" is not host:port (e.g. localhost:50051, [::1]:50051)`);
+  return t;
+}
+
+/** Parses `--flag value`, `--flag=value`. Unknown flags and stray arguments are errors. */
+export function parseFlags(argv: readonly string[]): Partial<Record<Key, string>> {
+  const byFlag = new Map<string, Key>();
+  for (const [k, s] of Object.entries(SETTINGS)) byFlag.set(s.flag, k as Key);
+  const out: Partial<Record<Key, string>> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith('--')) throw new ConfigError(`unexpected argument "${a}"; flags are --name value (see --help)`);
+    const eq = a.indexOf('=');
+    const name = eq >= 0 ? a.slice(2, eq) : a.slice(2);
+    const key = byFlag.get(name);
+    if (!key) throw new ConfigError(`unknown flag --${name}; known: ${[...byFlag.keys()].map((f) => `--${f}`).join(' ')}`);
+    let value: string;
+    if (eq >= 0) value = a.slice(eq + 1);
+    else {
+      const next = argv[i + 1];
+      if (next === undefined) throw new ConfigError(`--${name} needs a value`);
+      value = next;
+      i++;
+    }
+    out[key] = value;
+  }
+  return out;
+}
+
+export function usage(): string {
+  const lines = ['fleetwall agent [flags]        run the node agent', 'fleetwall agent uninstall [--pin-path P]   detach and remove the pins', '', 'flags (environment variable in brackets):'];
+  for (const s of Object.values(SETTINGS)) lines.push(`  --${s.flag.padEnd(18)} [${s.env}] ${s.help}`);
+  return lines.join('\n');
+}
+
+/**
+ * Builds the frozen config from flags and an environment (process.env by
+ * default). Throws ConfigError naming the flag/variable and how to fix it.
+ */
+export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  const flags = parseFlags(argv);
+  const raw = (k: Key): string | undefined => {
+    const f = flags[k];
+    if (f !== undefined) return f;
+    const e = env[SETTINGS[k].env];
+    return e === undefined || e === '' ? undefined : e;
+  };
+  const what = (k: Key): string => `--${SETTINGS[k].flag} / ${SETTINGS[k].env}`;
+
+  const controlPlane = parseAddr(raw('controlPlane') ?? 'localhost:50051', what('controlPlane'));
+  const nodeName = (raw('nodeName') ?? hostname()).trim();
+  if (!/^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/.test(nodeName)) {
+    throw new ConfigError(`${what('nodeName')}: "${nodeName}" must be letters, digits, . _ - (at most 253)`);
+  }
+  const labels = Object.freeze(parseLabels(raw('labels') ?? '', what('labels')));
+  const interfaces = (raw('interfaces') ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (interfaces.length === 0) throw new ConfigError(`${what('interfaces')}: name at least one interface to enforce on, e.g. --interfaces eth0`);
+  for (const i of interfaces) if (!IFNAME.test(i)) throw new ConfigError(`${what('interfaces')}: "${i}" is not an interface name`);
+  if (new Set(interfaces).size !== interfaces.length) throw new ConfigError(`${what('interfaces')}: an interface is listed twice`);
+  const da = raw('defaultAction') ?? 'pass';
+  if (da !== 'pass' && da !== 'drop') throw new ConfigError(`${what('defaultAction')}: "${da}" must be pass or drop`);
+  const pinPath = raw('pinPath') ?? '/sys/fs/bpf/fleetwall';
+  if (!pinPath.startsWith('/')) throw new ConfigError(`${what('pinPath')}: "${pinPath}" must be an absolute path on a bpf filesystem`);
+  const counterIntervalMs = parseDurationMs(raw('counterInterval') ?? '1s', what('counterInterval'));
+  if (counterIntervalMs < 50 || counterIntervalMs > 3_600_000) throw new ConfigError(`${what('counterInterval')}: must be between 50ms and 1h`);
+  const httpRaw = raw('httpAddr') ?? '127.0.0.1:9477';
+  const httpAddr = httpRaw === 'off' ? '' : parseAddr(httpRaw, what('httpAddr'));
+  const cp = raw('capacityPrefixes');
+  const cs = raw('capacitySlots');
+  const xdpMode = raw('xdpMode') ?? 'auto';
+  if (xdpMode !== 'auto' && xdpMode !== 'native' && xdpMode !== 'generic') throw new ConfigError(`${what('xdpMode')}: "${xdpMode}" must be auto, native or generic`);
+  const pingIntervalMs = parseDurationMs(raw('pingInterval') ?? '10s', what('pingInterval'));
+  if (pingIntervalMs < 100) throw new ConfigError(`${what('pingInterval')}: at least 100ms`);
+  const reconnectMinMs = parseDurationMs(raw('reconnectMin') ?? '250ms', what('reconnectMin'));
+  const reconnectMaxMs = parseDurationMs(raw('reconnectMax') ?? '10s', what('reconnectMax'));
+  if (reconnectMinMs < 10) throw new ConfigError(`${what('reconnectMin')}: at least 10ms`);
+  if (reconnectMaxMs < reconnectMinMs) throw new ConfigError(`${what('reconnectMax')}: must not be below ${SETTINGS.reconnectMin.flag} (${reconnectMinMs} ms)`);
+  const logLevel = raw('logLevel') ?? 'info';
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
+    throw new ConfigError(`${what('logLevel')}: "${logLevel}" must be one of fatal error warn info debug trace silent`);
+  }
+  return Object.freeze({
+    controlPlane,
+    nodeName,
+    labels,
+    interfaces: Object.freeze(interfaces),
+    defaultAction: da,
+    pinPath,
+    objDir: raw('objDir'),
+    counterIntervalMs,
+    httpAddr,
+    capacityPrefixes: cp === undefined ? undefined : parsePositiveInt(cp, what('capacityPrefixes'), 1 << 26),
+    capacitySlots: cs === undefined ? undefined : parsePositiveInt(cs, what('capacitySlots'), 1 << 26),
+    xdpMode,
+    pingIntervalMs,
+    reconnectMinMs,
+    reconnectMaxMs,
+    readyFile: raw('readyFile'),
+    logLevel: logLevel as LogLevel,
+  });
+}
+
+/** The pin path alone, for `fleetwall agent uninstall` (no interfaces needed). */
+export function loadUninstallConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): { pinPath: string; objDir: string | undefined; logLevel: LogLevel } {
+  const flags = parseFlags(argv);
+  const pinPath = flags.pinPath ?? env[SETTINGS.pinPath.env] ?? '/sys/fs/bpf/fleetwall';
+  if (!pinPath.startsWith('/')) throw new ConfigError(`--pin-path: "${pinPath}" must be absolute`);
+  const logLevel = (flags.logLevel ?? env[SETTINGS.logLevel.env] ?? 'info') as LogLevel;
+  return Object.freeze({ pinPath, objDir: flags.objDir ?? env[SETTINGS.objDir.env], logLevel });
+}

@@ -1,0 +1,83 @@
+// Kernel tables and compact prefix keys.
+//
+// A kernel table is one (direction, family) pair: 0 ingress/IPv4,
+// 1 ingress/IPv6, 2 egress/IPv4, 3 egress/IPv6. A prefix within a table is
+// keyed by a number for IPv4 ((dir * 2^32 + address) * 64 + len, exact in a
+// double) and by an 18-character one-byte string for IPv6, so a million
+// prefixes need no object each.
+
+import type { Family, Prefix } from '../../../common/src/cidr.js';
+import type { RuleDirection } from '../../../common/src/policy.js';
+
+export type TableId = 0 | 1 | 2 | 3;
+export const TABLES: readonly TableId[] = [0, 1, 2, 3];
+
+export function tableOf(direction: RuleDirection, family: Family): TableId {
+  return ((direction === 'egress' ? 2 : 0) + (family === 6 ? 1 : 0)) as TableId;
+}
+
+export function tableDirection(t: TableId): RuleDirection {
+  return t >= 2 ? 'egress' : 'ingress';
+}
+
+export function tableFamily(t: TableId): Family {
+  return (t & 1) === 1 ? 6 : 4;
+}
+
+export function tableName(t: TableId): string {
+  return `${tableDirection(t)} IPv${tableFamily(t)}`;
+}
+
+/** IPv4 address bytes (network order) as an unsigned 32-bit number. */
+export function v4Word(bytes: Uint8Array, offset = 0): number {
+  return ((bytes[offset]! << 24) | (bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) | bytes[offset + 3]!) >>> 0;
+}
+
+export function v4Mask(len: number): number {
+  return len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
+}
+
+export function v4Key(t: TableId, word: number, len: number): number {
+  return ((t >> 1) * 4294967296 + word) * 64 + len;
+}
+
+export function v4KeyParts(key: number): { word: number; len: number } {
+  const len = key % 64;
+  const rest = (key - len) / 64;
+  return { word: rest % 4294967296, len };
+}
+
+/** IPv6: table id, length, then the 16 address bytes, one char each. */
+export function v6Key(t: TableId, bytes: Uint8Array, len: number, offset = 0): string {
+  let s = String.fromCharCode(t, len);
+  for (let i = 0; i < 16; i++) s += String.fromCharCode(bytes[offset + i]!);
+  return s;
+}
+
+export function v6KeyBytes(key: string): Uint8Array {
+  const out = new Uint8Array(16);
+  for (let i = 0; i < 16; i++) out[i] = key.charCodeAt(2 + i);
+  return out;
+}
+
+export function v6KeyLen(key: string): number {
+  return key.charCodeAt(1);
+}
+
+export function wordBytes(word: number): Uint8Array {
+  return new Uint8Array([word >>> 24, (word >>> 16) & 255, (word >>> 8) & 255, word & 255]);
+}
+
+/** The masked copy of 16 IPv6 bytes at `offset`. */
+export function mask16(bytes: Uint8Array, len: number, offset = 0): Uint8Array {
+  const out = new Uint8Array(16);
+  for (let i = 0; i < 16; i++) {
+    const keep = Math.max(0, Math.min(8, len - i * 8));
+    out[i] = bytes[offset + i]! & ((0xff << (8 - keep)) & 0xff);
+  }
+  return out;
+}
+
+export function prefixOfV4(word: number, len: number): Prefix {
+  return { family: 4, bytes: wordBytes(word), len };
+}

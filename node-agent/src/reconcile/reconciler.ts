@@ -1,0 +1,268 @@
+// Executes plans: fetch (the pinned state at start), compute (plan.ts),
+// execute (datapath.apply in large chunks), then commit the plan to the
+// in-memory state. The only place the agent writes to the datapath's maps.
+//
+// A plan the kernel refuses half-way (the datapath throws) is repaired: the
+// kernel tables and the journal are read back and brought to the last good
+// state the table still holds, so a NACKed change leaves nothing behind.
+
+import type { Logger } from 'pino';
+import { prefixKey } from '../../../common/src/cidr.js';
+import type { Datapath, JournalRule, KernelEntry, MapOp, SyncMeta } from '../datapath/datapath.js';
+import { F_JOURNALED, RuleTable } from './rule-table.js';
+import { type Plan, PlanError, commitPlan, plan, planOps } from './plan.js';
+import { SlotPool } from './slot-pool.js';
+
+export interface ReconcileOk {
+  readonly ok: true;
+  readonly opCount: number;
+  readonly ms: number;
+  readonly full: boolean;
+}
+
+export interface ReconcileFailed {
+  readonly ok: false;
+  /** google.rpc.Code number. */
+  readonly code: number;
+  readonly reason: string;
+  readonly message: string;
+  readonly metadata: Readonly<Record<string, string>>;
+  /** True if the kernel refused part-way (and was repaired), false if refused before any op. */
+  readonly partial: boolean;
+}
+
+export type ReconcileResult = ReconcileOk | ReconcileFailed;
+
+export const GRPC_CODE = { OK: 0, INVALID_ARGUMENT: 3, RESOURCE_EXHAUSTED: 8, FAILED_PRECONDITION: 9, INTERNAL: 13, UNAVAILABLE: 14 } as const;
+
+export interface LoadSummary {
+  readonly journalRules: number;
+  readonly kernelEntries: number;
+  readonly expired: number;
+  readonly meta: SyncMeta;
+}
+
+export interface ReconcilerOptions {
+  /** Ops per datapath.apply call (big batches, but bounded memory). */
+  readonly chunkOps?: number;
+  readonly now?: () => number;
+}
+
+const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+function sameJournal(a: JournalRule, b: JournalRule): boolean {
+  return (
+    a.id === b.id &&
+    a.direction === b.direction &&
+    a.action === b.action &&
+    a.mode === b.mode &&
+    a.expireUnixMs === b.expireUnixMs &&
+    a.slot === b.slot &&
+    prefixKey(a.prefix) === prefixKey(b.prefix)
+  );
+}
+
+function entryKey(e: { direction: string; prefix: KernelEntry['prefix'] }): string {
+  return `${e.direction} ${prefixKey(e.prefix)}`;
+}
+
+export class Reconciler {
+  readonly table: RuleTable;
+  slots!: SlotPool;
+  private readonly chunkOps: number;
+  private readonly now: () => number;
+  private needsRepair = false;
+  /** Counts for metrics. */
+  readonly stats = { applies: 0, ops: 0, refusals: 0, repairs: 0, lastApplyMs: 0 };
+
+  constructor(
+    readonly dp: Datapath,
+    private readonly log: Logger,
+    opts: ReconcilerOptions = {},
+  ) {
+    this.table = new RuleTable();
+    this.chunkOps = opts.chunkOps ?? 65536;
+    this.now = opts.now ?? Date.now;
+  }
+
+  /**
+   * Reads the pinned state (journal, kernel entries, counters) into memory.
+   * Expired journal rules are loaded as no longer desired. Call once, first.
+   */
+  load(): LoadSummary {
+    const dp = this.dp;
+    const meta = dp.readMeta();
+    const journal = dp.readJournal();
+    const entries = dp.readEntries();
+    const now = this.now();
+    const t = this.table;
+    t.reserve(journal.length);
+    const used = new Map<number, number>();
+    let expired = 0;
+    for (const j of journal) {
+      const desired = !(j.expireUnixMs > 0 && j.expireUnixMs <= now);
+      if (!desired) expired++;
+      if (j.slot < 0 || j.slot >= dp.capacity.counterSlots || used.has(j.slot)) {
+        // A journal entry without a usable slot: treat it as a new rule.
+        this.log.warn({ ruleId: String(j.id), slot: j.slot }, 'journal rule has an unusable counter slot; it gets a new one');
+        if (desired) t.upsert({ id: j.id, direction: j.direction, prefix: j.prefix, action: j.action, mode: j.mode, expireUnixMs: j.expireUnixMs });
+        continue;
+      }
+      t.loadJournal(j, desired);
+      used.set(j.slot, t.find(j.id));
+    }
+    for (const e of entries) t.loadKernel(e);
+    t.dirtyAll = true;
+    this.slots = new SlotPool(dp.capacity.counterSlots);
+    let nonZero: (s: number) => boolean = () => false;
+    if (!dp.createdFresh) {
+      const c = dp.readRuleCounters(dp.capacity.counterSlots);
+      nonZero = (s) => c.packets[s] !== 0n || c.bytes[s] !== 0n;
+    }
+    this.slots.load(used, nonZero);
+    return { journalRules: journal.length, kernelEntries: entries.length, expired, meta };
+  }
+
+  /**
+   * Applies every pending change of the desired set (and writes `meta`).
+   * Resolves with the outcome; the kernel holds the last good state when it
+   * fails. Callers serialize calls (one at a time).
+   */
+  async reconcile(meta?: SyncMeta): Promise<ReconcileResult> {
+    const t0 = performance.now();
+    if (this.needsRepair) {
+      try {
+        this.repair();
+      } catch (e) {
+        return this.failure(e, true);
+      }
+    }
+    let pl: Plan;
+    try {
+      pl = this.plan();
+    } catch (e) {
+      this.stats.refusals++;
+      return this.failure(e, false);
+    }
+    if (pl.opCount === 0 && !meta) {
+      commitPlan(this.table, this.slots, pl);
+      return { ok: true, opCount: 0, ms: performance.now() - t0, full: pl.full };
+    }
+    this.slots.lock();
+    try {
+      let chunk: MapOp[] = [];
+      let chunks = 0;
+      for (const op of planOps(this.table, pl)) {
+        chunk.push(op);
+        if (chunk.length >= this.chunkOps) {
+          this.dp.apply(chunk);
+          chunk = [];
+          chunks++;
+          await yieldToLoop();
+        }
+      }
+      this.dp.apply(chunk, meta);
+      commitPlan(this.table, this.slots, pl);
+      const ms = performance.now() - t0;
+      this.stats.applies++;
+      this.stats.ops += pl.opCount;
+      this.stats.lastApplyMs = ms;
+      if (chunks > 0 || ms > 500) this.log.info({ ops: pl.opCount, chunks: chunks + 1, ms: Math.round(ms), full: pl.full }, 'applied');
+      return { ok: true, opCount: pl.opCount, ms, full: pl.full };
+    } catch (e) {
+      this.stats.refusals++;
+      this.log.warn({ err: e }, 'the kernel refused a change part-way; restoring the last good state');
+      try {
+        this.repair();
+      } catch (re) {
+        this.needsRepair = true;
+        this.log.error({ err: re }, 'restoring the last good state failed; will retry before the next change');
+      }
+      return this.failure(e, true);
+    } finally {
+      this.slots.unlock();
+    }
+  }
+
+  private plan(): Plan {
+    try {
+      return plan({ table: this.table, slots: this.slots, capacity: this.dp.capacity });
+    } catch (e) {
+      // Deleted rules' slots wait for their final counter report; when the
+      // free ones run out, take those back rather than refuse.
+      if (e instanceof PlanError && e.reason === 'COUNTER_SLOTS_EXHAUSTED' && this.slots.retired.size > 0) {
+        const need = Number(e.metadata.needed) - this.slots.available;
+        const got = this.slots.reclaim(need);
+        this.log.warn({ reclaimed: got }, 'counter slots ran out: reusing slots of deleted rules before their final report');
+        return plan({ table: this.table, slots: this.slots, capacity: this.dp.capacity });
+      }
+      throw e;
+    }
+  }
+
+  private failure(e: unknown, partial: boolean): ReconcileFailed {
+    if (e instanceof PlanError) {
+      return { ok: false, code: GRPC_CODE[e.code], reason: e.reason, message: e.message, metadata: e.metadata, partial };
+    }
+    const err = e as Error & { code?: string; errno?: number; op?: string; target?: string };
+    if (err && err.name === 'DatapathError') {
+      const full = err.code === 'E2BIG' || err.code === 'ENOSPC' || err.code === 'ENOMEM';
+      return {
+        ok: false,
+        code: full ? GRPC_CODE.RESOURCE_EXHAUSTED : GRPC_CODE.FAILED_PRECONDITION,
+        reason: full ? 'KERNEL_MAP_FULL' : 'KERNEL_REFUSED',
+        message: `the kernel refused the change: ${err.message}`,
+        metadata: { errno: String(err.code ?? ''), op: String(err.op ?? ''), target: String(err.target ?? '') },
+        partial,
+      };
+    }
+    this.log.error({ err: e }, 'unexpected error while applying');
+    return { ok: false, code: GRPC_CODE.INTERNAL, reason: 'INTERNAL', message: 'internal error while applying the change (see the agent log)', metadata: {}, partial };
+  }
+
+  /**
+   * Reads the kernel tables and the journal back and brings them to the last
+   * good state held in memory (pKernel and the journaled rule versions).
+   */
+  repair(): void {
+    const t = this.table;
+    const want = new Map<string, KernelEntry>();
+    for (let p = 0; p < t.pHigh; p++) {
+      if (!t.pfxLive(p)) continue;
+      const k = t.pKernel[p]!;
+      if (k === -1) continue;
+      const e: KernelEntry = {
+        direction: t.pfxDirection(p),
+        prefix: t.pfxPrefix(p),
+        action: (k & 2) !== 0 ? 'allow' : 'deny',
+        mode: (k & 1) !== 0 ? 'monitor' : 'enforce',
+        slot: k >>> 2,
+      };
+      want.set(entryKey(e), e);
+    }
+    const ups: MapOp[] = [];
+    const dels: MapOp[] = [];
+    const have = new Map<string, KernelEntry>();
+    for (const e of this.dp.readEntries()) have.set(entryKey(e), e);
+    for (const [k, e] of want) {
+      const h = have.get(k);
+      if (!h || h.action !== e.action || h.mode !== e.mode || h.slot !== e.slot) ups.push({ kind: 'entry.upsert', entry: e });
+    }
+    for (const [k, h] of have) if (!want.has(k)) dels.push({ kind: 'entry.delete', direction: h.direction, prefix: h.prefix });
+    const jwant = new Map<bigint, JournalRule>();
+    for (let r = 0; r < t.rHigh; r++) if ((t.flags[r]! & F_JOURNALED) !== 0) jwant.set(t.id[r]!, t.journalVersion(r));
+    const jops: MapOp[] = [];
+    const jhave = new Map<bigint, JournalRule>();
+    for (const j of this.dp.readJournal()) jhave.set(j.id, j);
+    for (const id of jhave.keys()) if (!jwant.has(id)) jops.push({ kind: 'journal.delete', id });
+    for (const [id, j] of jwant) {
+      const h = jhave.get(id);
+      if (!h || !sameJournal(h, j)) jops.push({ kind: 'journal.upsert', rule: j });
+    }
+    const ops = [...jops, ...ups, ...dels];
+    if (ops.length > 0) this.dp.apply(ops);
+    this.needsRepair = false;
+    this.stats.repairs++;
+    this.log.info({ ops: ops.length }, 'kernel and journal restored to the last good state');
+  }
+}

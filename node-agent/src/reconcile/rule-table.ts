@@ -1,0 +1,613 @@
+// The agent's whole rule state in typed arrays (no object per rule):
+//
+//  - the DESIRED set: the latest full rule set from the control plane
+//    (unexpired), indexed by id and by kernel prefix;
+//  - the JOURNAL state: which rules are persisted next to the pins with which
+//    counter slot (journaled rules whose desired version changed keep their
+//    journaled version in a small shadow map until the change is applied);
+//  - the KERNEL state: per prefix, the entry the kernel holds (action, mode,
+//    slot), i.e. the actual state the planner diffs against;
+//  - what changed since the last successful apply (the dirty scope).
+//
+// Only plan.ts reads the arrays directly; everything else goes through
+// methods. Mutations of the desired side happen at once; the journal and
+// kernel sides change only in commit() after the datapath applied a plan.
+
+import { type Prefix, familyBits } from '../../../common/src/cidr.js';
+import type { RuleAction, RuleDirection, RuleMode } from '../../../common/src/policy.js';
+import type { JournalRule, KernelEntry } from '../datapath/datapath.js';
+import { NumIndex } from './num-index.js';
+import {
+  type TableId,
+  tableDirection,
+  tableOf,
+  v4Key,
+  v4KeyParts,
+  v4Mask,
+  v4Word,
+  v6Key,
+  v6KeyBytes,
+  mask16,
+  prefixOfV4,
+} from './prefix-key.js';
+
+/** A validated rule as the agent stores it (from the wire or the journal). */
+export interface RuleSpec {
+  readonly id: bigint;
+  readonly direction: RuleDirection;
+  readonly prefix: Prefix;
+  readonly action: RuleAction;
+  readonly mode: RuleMode;
+  /** Unix ms; 0 = never. */
+  readonly expireUnixMs: number;
+}
+
+export const F_V6 = 1;
+export const F_EGRESS = 2;
+export const F_ALLOW = 4;
+export const F_MONITOR = 8;
+export const F_DESIRED = 16;
+export const F_JOURNALED = 32;
+export const F_SHADOW = 64;
+export const F_SEEN = 128;
+const F_ATTRS = F_V6 | F_EGRESS | F_ALLOW | F_MONITOR;
+
+const NONE = -1;
+const FREE_TABLE = 255;
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** Kernel entry packed in an int: slot * 4 + allow * 2 + monitor. */
+export function packEntry(slot: number, allow: boolean, monitor: boolean): number {
+  return slot * 4 + (allow ? 2 : 0) + (monitor ? 1 : 0);
+}
+export function unpackSlot(packed: number): number {
+  return packed >>> 2;
+}
+
+/** A journaled version of a rule that the desired side has since changed. */
+interface ShadowVersion {
+  readonly flags: number;
+  readonly addr: Uint8Array;
+  readonly len: number;
+  readonly expire: number;
+}
+
+function growU8(a: Uint8Array, n: number): Uint8Array {
+  const b = new Uint8Array(n);
+  b.set(a);
+  return b;
+}
+function growI32(a: Int32Array, n: number, fill: number): Int32Array {
+  const b = new Int32Array(n);
+  if (fill !== 0) b.fill(fill, a.length);
+  b.set(a);
+  return b;
+}
+function growF64(a: Float64Array, n: number): Float64Array {
+  const b = new Float64Array(n);
+  b.set(a);
+  return b;
+}
+
+export class RuleTable {
+  // ---- rules (index r) ----
+  ruleCap = 0;
+  rHigh = 0;
+  id: BigUint64Array = new BigUint64Array(0);
+  addr: Uint8Array = new Uint8Array(0);
+  len: Uint8Array = new Uint8Array(0);
+  flags: Uint8Array = new Uint8Array(0);
+  expire: Float64Array = new Float64Array(0);
+  slot: Int32Array = new Int32Array(0);
+  pfx: Int32Array = new Int32Array(0);
+  next: Int32Array = new Int32Array(0);
+  private rFree: Int32Array = new Int32Array(0);
+  private rFreeTop = 0;
+  private readonly idIndex = new NumIndex();
+  private readonly bigIds = new Map<bigint, number>();
+  readonly shadow = new Map<number, ShadowVersion>();
+
+  // ---- prefixes (index p), one per kernel (table, prefix) ----
+  pfxCap = 0;
+  pHigh = 0;
+  pKey: Float64Array = new Float64Array(0);
+  readonly pKeyV6 = new Map<number, string>();
+  pTable: Uint8Array = new Uint8Array(0);
+  pLen: Uint8Array = new Uint8Array(0);
+  pHead: Int32Array = new Int32Array(0);
+  /** Kernel entry at this prefix (packEntry) or -1. */
+  pKernel: Int32Array = new Int32Array(0);
+  private pFree: Int32Array = new Int32Array(0);
+  private pFreeTop = 0;
+  private readonly v4Index = new NumIndex();
+  private readonly v6Index = new Map<string, number>();
+
+  /** Kernel entries per table. */
+  readonly kernelCount = [0, 0, 0, 0];
+  /** Desired allow rules per table and prefix length: [t * 129 + len]. */
+  readonly allowLens = new Int32Array(4 * 129);
+
+  private desiredN = 0;
+  private journaledN = 0;
+
+  // ---- dirty scope since the last successful apply ----
+  dirtyAll = false;
+  readonly dirtyRules = new Set<number>();
+  readonly dirtyPfx = new Set<number>();
+  /** Prefix records whose desired allow set changed: their contained denies need a look. */
+  readonly dirtyAllowPfx = new Set<number>();
+
+  /** Rules the control plane sent that cannot be applied: id -> reason. */
+  readonly invalid = new Map<bigint, string>();
+
+  private snapshotOpen = false;
+
+  /** Called when a desired rule gets an expiry (Unix ms). */
+  onExpiry: ((r: number, expireUnixMs: number) => void) | undefined;
+
+  constructor(expectedRules = 1024) {
+    this.growRules(Math.max(16, expectedRules));
+    this.growPfx(Math.max(16, expectedRules));
+  }
+
+  // ------------------------------------------------------------------ sizes
+
+  get desiredCount(): number {
+    return this.desiredN;
+  }
+  get journaledCount(): number {
+    return this.journaledN;
+  }
+  get kernelTotal(): number {
+    return this.kernelCount[0]! + this.kernelCount[1]! + this.kernelCount[2]! + this.kernelCount[3]!;
+  }
+  get snapshotInProgress(): boolean {
+    return this.snapshotOpen;
+  }
+  get hasPending(): boolean {
+    return this.dirtyAll || this.dirtyRules.size > 0 || this.dirtyPfx.size > 0 || this.dirtyAllowPfx.size > 0;
+  }
+
+  /** Makes room for `n` rules (and prefixes) at once. */
+  reserve(n: number): void {
+    if (n > this.ruleCap) this.growRules(n);
+    if (n > this.pfxCap) this.growPfx(n);
+    this.idIndex.reserve(n);
+    this.v4Index.reserve(n);
+  }
+
+  private growRules(n: number): void {
+    const cap = Math.max(n, Math.ceil(this.ruleCap * 1.5));
+    const id = new BigUint64Array(cap);
+    id.set(this.id);
+    this.id = id;
+    this.addr = growU8(this.addr, cap * 16);
+    this.len = growU8(this.len, cap);
+    this.flags = growU8(this.flags, cap);
+    this.expire = growF64(this.expire, cap);
+    this.slot = growI32(this.slot, cap, NONE);
+    this.pfx = growI32(this.pfx, cap, NONE);
+    this.next = growI32(this.next, cap, NONE);
+    this.rFree = growI32(this.rFree, cap, 0);
+    this.ruleCap = cap;
+  }
+
+  private growPfx(n: number): void {
+    const cap = Math.max(n, Math.ceil(this.pfxCap * 1.5));
+    this.pKey = growF64(this.pKey, cap);
+    const pt = new Uint8Array(cap).fill(FREE_TABLE);
+    pt.set(this.pTable);
+    this.pTable = pt;
+    this.pLen = growU8(this.pLen, cap);
+    this.pHead = growI32(this.pHead, cap, NONE);
+    this.pKernel = growI32(this.pKernel, cap, NONE);
+    this.pFree = growI32(this.pFree, cap, 0);
+    this.pfxCap = cap;
+  }
+
+  // ------------------------------------------------------------ rule records
+
+  /** Record index of rule `id`, or -1. */
+  find(id: bigint): number {
+    if (id <= MAX_SAFE) return this.idIndex.get(Number(id));
+    return this.bigIds.get(id) ?? NONE;
+  }
+
+  private allocRule(id: bigint): number {
+    let r: number;
+    if (this.rFreeTop > 0) r = this.rFree[--this.rFreeTop]!;
+    else {
+      if (this.rHigh >= this.ruleCap) this.growRules(this.rHigh + 1);
+      r = this.rHigh++;
+    }
+    this.id[r] = id;
+    this.flags[r] = 0;
+    this.slot[r] = NONE;
+    this.pfx[r] = NONE;
+    this.next[r] = NONE;
+    this.expire[r] = 0;
+    if (id <= MAX_SAFE) this.idIndex.set(Number(id), r);
+    else this.bigIds.set(id, r);
+    return r;
+  }
+
+  /** Frees a record that is neither desired nor journaled. */
+  freeRule(r: number): void {
+    const id = this.id[r]!;
+    if (id <= MAX_SAFE) this.idIndex.delete(Number(id));
+    else this.bigIds.delete(id);
+    this.flags[r] = 0;
+    this.slot[r] = NONE;
+    this.pfx[r] = NONE;
+    this.shadow.delete(r);
+    this.dirtyRules.delete(r);
+    this.rFree[this.rFreeTop++] = r;
+  }
+
+  isLive(r: number): boolean {
+    return (this.flags[r]! & (F_DESIRED | F_JOURNALED)) !== 0;
+  }
+
+  private writeAttrs(r: number, spec: RuleSpec): void {
+    const p = spec.prefix;
+    let f = this.flags[r]! & ~F_ATTRS;
+    if (p.family === 6) f |= F_V6;
+    if (spec.direction === 'egress') f |= F_EGRESS;
+    if (spec.action === 'allow') f |= F_ALLOW;
+    if (spec.mode === 'monitor') f |= F_MONITOR;
+    this.flags[r] = f;
+    const o = r * 16;
+    this.addr.fill(0, o, o + 16);
+    this.addr.set(p.bytes, o);
+    this.len[r] = p.len;
+    this.expire[r] = spec.expireUnixMs;
+  }
+
+  private sameAttrs(r: number, spec: RuleSpec): boolean {
+    const f = this.flags[r]!;
+    const p = spec.prefix;
+    if (((f & F_V6) !== 0) !== (p.family === 6)) return false;
+    if (((f & F_EGRESS) !== 0) !== (spec.direction === 'egress')) return false;
+    if (((f & F_ALLOW) !== 0) !== (spec.action === 'allow')) return false;
+    if (((f & F_MONITOR) !== 0) !== (spec.mode === 'monitor')) return false;
+    if (this.len[r] !== p.len || this.expire[r] !== spec.expireUnixMs) return false;
+    const o = r * 16;
+    for (let i = 0; i < p.bytes.length; i++) if (this.addr[o + i] !== p.bytes[i]) return false;
+    return true;
+  }
+
+  ruleTable(r: number): TableId {
+    const f = this.flags[r]!;
+    return (((f & F_EGRESS) !== 0 ? 2 : 0) + ((f & F_V6) !== 0 ? 1 : 0)) as TableId;
+  }
+
+  // ---------------------------------------------------------- prefix records
+
+  /** Prefix record for (t, bytes at offset, len); creates it when `create`. */
+  pfxFor(t: TableId, bytes: Uint8Array, offset: number, len: number, create: boolean): number {
+    if ((t & 1) === 0) {
+      const key = v4Key(t, v4Word(bytes, offset), len);
+      const p = this.v4Index.get(key);
+      if (p !== NONE || !create) return p;
+      const np = this.allocPfx(t, len);
+      this.pKey[np] = key;
+      this.v4Index.set(key, np);
+      return np;
+    }
+    const key = v6Key(t, bytes, len, offset);
+    const p = this.v6Index.get(key);
+    if (p !== undefined) return p;
+    if (!create) return NONE;
+    const np = this.allocPfx(t, len);
+    this.pKeyV6.set(np, key);
+    this.v6Index.set(key, np);
+    return np;
+  }
+
+  /** Lookup of an IPv4 (table, masked word, len). */
+  pfxV4(t: TableId, word: number, len: number): number {
+    return this.v4Index.get(v4Key(t, word, len));
+  }
+  pfxV6(t: TableId, masked: Uint8Array, len: number): number {
+    return this.v6Index.get(v6Key(t, masked, len)) ?? NONE;
+  }
+
+  private allocPfx(t: TableId, len: number): number {
+    let p: number;
+    if (this.pFreeTop > 0) p = this.pFree[--this.pFreeTop]!;
+    else {
+      if (this.pHigh >= this.pfxCap) this.growPfx(this.pHigh + 1);
+      p = this.pHigh++;
+    }
+    this.pTable[p] = t;
+    this.pLen[p] = len;
+    this.pHead[p] = NONE;
+    this.pKernel[p] = NONE;
+    return p;
+  }
+
+  /** Frees a prefix record with no desired rule and no kernel entry. */
+  freePfxIfEmpty(p: number): void {
+    if (this.pTable[p] === FREE_TABLE || this.pHead[p] !== NONE || this.pKernel[p] !== NONE) return;
+    const t = this.pTable[p] as TableId;
+    if ((t & 1) === 0) this.v4Index.delete(this.pKey[p]!);
+    else {
+      const k = this.pKeyV6.get(p)!;
+      this.v6Index.delete(k);
+      this.pKeyV6.delete(p);
+    }
+    this.pTable[p] = FREE_TABLE;
+    this.pFree[this.pFreeTop++] = p;
+  }
+
+  pfxLive(p: number): boolean {
+    return this.pTable[p] !== FREE_TABLE;
+  }
+
+  pfxPrefix(p: number): Prefix {
+    const t = this.pTable[p] as TableId;
+    if ((t & 1) === 0) {
+      const { word, len } = v4KeyParts(this.pKey[p]!);
+      return prefixOfV4(word, len);
+    }
+    return { family: 6, bytes: v6KeyBytes(this.pKeyV6.get(p)!), len: this.pLen[p]! };
+  }
+
+  pfxDirection(p: number): RuleDirection {
+    return tableDirection(this.pTable[p] as TableId);
+  }
+
+  /** True if prefix `inner` lies within `outer` (same table, outer.len <= inner.len). */
+  pfxContains(outer: number, inner: number): boolean {
+    const t = this.pTable[outer]!;
+    if (this.pTable[inner] !== t) return false;
+    const ol = this.pLen[outer]!;
+    if (ol > this.pLen[inner]!) return false;
+    if ((t & 1) === 0) {
+      const ow = v4KeyParts(this.pKey[outer]!).word;
+      const iw = v4KeyParts(this.pKey[inner]!).word;
+      const m = v4Mask(ol);
+      return ((iw & m) >>> 0) === ow;
+    }
+    const ok = this.pKeyV6.get(outer)!;
+    const ik = this.pKeyV6.get(inner)!;
+    const ib = v6KeyBytes(ik);
+    const masked = mask16(ib, ol);
+    for (let i = 0; i < 16; i++) if (masked[i] !== ok.charCodeAt(2 + i)) return false;
+    return true;
+  }
+
+  private link(r: number): void {
+    const t = this.ruleTable(r);
+    const p = this.pfxFor(t, this.addr, r * 16, this.len[r]!, true);
+    this.pfx[r] = p;
+    this.next[r] = this.pHead[p]!;
+    this.pHead[p] = r;
+    this.dirtyPfx.add(p);
+    if ((this.flags[r]! & F_ALLOW) !== 0) {
+      this.allowLens[t * 129 + this.len[r]!]!++;
+      this.dirtyAllowPfx.add(p);
+    }
+  }
+
+  private unlink(r: number): void {
+    const p = this.pfx[r]!;
+    if (p === NONE) return;
+    let prev = NONE;
+    for (let x = this.pHead[p]!; x !== NONE; x = this.next[x]!) {
+      if (x === r) {
+        if (prev === NONE) this.pHead[p] = this.next[r]!;
+        else this.next[prev] = this.next[r]!;
+        break;
+      }
+      prev = x;
+    }
+    this.pfx[r] = NONE;
+    this.next[r] = NONE;
+    this.dirtyPfx.add(p);
+    if ((this.flags[r]! & F_ALLOW) !== 0) {
+      const t = this.pTable[p]!;
+      this.allowLens[t * 129 + this.pLen[p]!]!--;
+      this.dirtyAllowPfx.add(p);
+    }
+  }
+
+  // ------------------------------------------------------------ desired side
+
+  /**
+   * Makes `spec` part of the desired set (idempotent). The caller validated
+   * it and dropped it if already expired.
+   */
+  upsert(spec: RuleSpec): void {
+    this.invalid.delete(spec.id);
+    let r = this.find(spec.id);
+    if (r === NONE) {
+      r = this.allocRule(spec.id);
+      this.writeAttrs(r, spec);
+      this.flags[r] = this.flags[r]! | F_DESIRED | F_SEEN;
+      this.desiredN++;
+      this.link(r);
+      this.dirtyRules.add(r);
+      if (spec.expireUnixMs > 0) this.onExpiry?.(r, spec.expireUnixMs);
+      return;
+    }
+    const f = this.flags[r]!;
+    const same = this.sameAttrs(r, spec);
+    if (same && (f & F_DESIRED) !== 0) {
+      this.flags[r] = f | F_SEEN;
+      return;
+    }
+    if (!same) {
+      if ((f & F_JOURNALED) !== 0 && (f & F_SHADOW) === 0) {
+        const o = r * 16;
+        this.shadow.set(r, { flags: f & F_ATTRS, addr: this.addr.slice(o, o + 16), len: this.len[r]!, expire: this.expire[r]! });
+        this.flags[r] = this.flags[r]! | F_SHADOW;
+      }
+      if ((f & F_DESIRED) !== 0) this.unlink(r);
+      this.writeAttrs(r, spec);
+    }
+    if ((f & F_DESIRED) === 0) this.desiredN++;
+    this.flags[r] = this.flags[r]! | F_DESIRED | F_SEEN;
+    this.link(r);
+    this.dirtyRules.add(r);
+    if (spec.expireUnixMs > 0) this.onExpiry?.(r, spec.expireUnixMs);
+  }
+
+  /** Removes rule `id` from the desired set; unknown ids are ignored. */
+  remove(id: bigint): void {
+    this.invalid.delete(id);
+    const r = this.find(id);
+    if (r !== NONE) this.removeRecord(r);
+  }
+
+  /** Removes record `r` from the desired set. */
+  removeRecord(r: number): void {
+    const f = this.flags[r]!;
+    if ((f & F_DESIRED) === 0) return;
+    this.unlink(r);
+    this.flags[r] = f & ~(F_DESIRED | F_SEEN);
+    this.desiredN--;
+    if ((f & F_JOURNALED) === 0) this.freeRule(r);
+    else this.dirtyRules.add(r);
+  }
+
+  /** A rule the kernel cannot take: refused (NACK) until deleted or replaced. */
+  markInvalid(id: bigint, reason: string): void {
+    // The last valid version (if any) leaves the desired set: the control
+    // plane no longer wants it.
+    this.remove(id);
+    this.invalid.set(id, reason);
+  }
+
+  /** Starts a full snapshot: rules not upserted before endSnapshot() leave the desired set. */
+  beginSnapshot(expectedTotal: number): void {
+    if (expectedTotal > 0) this.reserve(expectedTotal);
+    for (let r = 0; r < this.rHigh; r++) this.flags[r] = this.flags[r]! & ~F_SEEN;
+    this.invalid.clear();
+    this.snapshotOpen = true;
+  }
+
+  endSnapshot(): void {
+    for (let r = 0; r < this.rHigh; r++) {
+      const f = this.flags[r]!;
+      if ((f & F_DESIRED) !== 0 && (f & F_SEEN) === 0) this.removeRecord(r);
+    }
+    this.snapshotOpen = false;
+    this.dirtyAll = true;
+  }
+
+  /** A snapshot cut short (stream lost): keep what arrived, remove nothing. */
+  abortSnapshot(): void {
+    this.snapshotOpen = false;
+  }
+
+  // ----------------------------------------------------- journal and kernel
+
+  /** At start: a rule read back from the journal (desired unless expired). */
+  loadJournal(j: JournalRule, desired: boolean): void {
+    if (this.find(j.id) !== NONE) throw new Error(`journal holds rule ${j.id} twice`);
+    const r = this.allocRule(j.id);
+    this.writeAttrs(r, { id: j.id, direction: j.direction, prefix: j.prefix, action: j.action, mode: j.mode, expireUnixMs: j.expireUnixMs });
+    this.slot[r] = j.slot;
+    this.flags[r] = this.flags[r]! | F_JOURNALED;
+    this.journaledN++;
+    if (desired) {
+      this.flags[r] = this.flags[r]! | F_DESIRED;
+      this.desiredN++;
+      this.link(r);
+      if (j.expireUnixMs > 0) this.onExpiry?.(r, j.expireUnixMs);
+    }
+    this.dirtyRules.add(r);
+  }
+
+  /** At start: an entry read back from the kernel. */
+  loadKernel(e: KernelEntry): void {
+    const t = tableOf(e.direction, e.prefix.family);
+    const bytes = e.prefix.family === 6 ? mask16(e.prefix.bytes, 128) : e.prefix.bytes;
+    const p = this.pfxFor(t, bytes, 0, e.prefix.len, true);
+    if (this.pKernel[p] === NONE) this.kernelCount[t]!++;
+    this.pKernel[p] = packEntry(e.slot, e.action === 'allow', e.mode === 'monitor');
+    this.dirtyPfx.add(p);
+  }
+
+  /** The rule as the journal holds it (its shadowed version if changed since). */
+  journalVersion(r: number): JournalRule {
+    const sh = this.shadow.get(r);
+    const f = sh ? sh.flags : this.flags[r]!;
+    const addr = sh ? sh.addr : this.addr.subarray(r * 16, r * 16 + 16);
+    const len = sh ? sh.len : this.len[r]!;
+    const expire = sh ? sh.expire : this.expire[r]!;
+    return this.makeJournalRule(r, f, addr, len, expire, this.slot[r]!);
+  }
+
+  /** The rule's desired version with counter slot `slot`. */
+  desiredJournalRule(r: number, slot: number): JournalRule {
+    return this.makeJournalRule(r, this.flags[r]!, this.addr.subarray(r * 16, r * 16 + 16), this.len[r]!, this.expire[r]!, slot);
+  }
+
+  private makeJournalRule(r: number, f: number, addr: Uint8Array, len: number, expire: number, slot: number): JournalRule {
+    const v6 = (f & F_V6) !== 0;
+    return {
+      id: this.id[r]!,
+      direction: (f & F_EGRESS) !== 0 ? 'egress' : 'ingress',
+      prefix: { family: v6 ? 6 : 4, bytes: addr.slice(0, v6 ? 16 : 4), len },
+      action: (f & F_ALLOW) !== 0 ? 'allow' : 'deny',
+      mode: (f & F_MONITOR) !== 0 ? 'monitor' : 'enforce',
+      expireUnixMs: expire,
+      slot,
+    };
+  }
+
+  /** The desired rule at record r as a RuleSpec (tests, Explain-like checks). */
+  spec(r: number): RuleSpec {
+    const j = this.desiredJournalRule(r, 0);
+    return { id: j.id, direction: j.direction, prefix: j.prefix, action: j.action, mode: j.mode, expireUnixMs: j.expireUnixMs };
+  }
+
+  /** Every desired rule (tests and diagnostics; allocates). */
+  desiredRules(): RuleSpec[] {
+    const out: RuleSpec[] = [];
+    for (let r = 0; r < this.rHigh; r++) if ((this.flags[r]! & F_DESIRED) !== 0) out.push(this.spec(r));
+    return out;
+  }
+
+  // ----------------------------------------------------------------- commit
+
+  markJournaled(r: number, slot: number): void {
+    const f = this.flags[r]!;
+    if ((f & F_JOURNALED) === 0) this.journaledN++;
+    this.flags[r] = (f | F_JOURNALED) & ~F_SHADOW;
+    this.shadow.delete(r);
+    this.slot[r] = slot;
+  }
+
+  /** The journal entry of a rule that left the desired set is gone. */
+  markUnjournaled(r: number): void {
+    const f = this.flags[r]!;
+    if ((f & F_JOURNALED) !== 0) this.journaledN--;
+    this.flags[r] = f & ~(F_JOURNALED | F_SHADOW);
+    this.shadow.delete(r);
+    this.slot[r] = NONE;
+    if ((f & F_DESIRED) === 0) this.freeRule(r);
+  }
+
+  setKernel(p: number, packed: number): void {
+    const t = this.pTable[p]!;
+    const was = this.pKernel[p]!;
+    if (was === NONE && packed !== NONE) this.kernelCount[t]!++;
+    else if (was !== NONE && packed === NONE) this.kernelCount[t]!--;
+    this.pKernel[p] = packed;
+  }
+
+  clearDirty(): void {
+    this.dirtyAll = false;
+    this.dirtyRules.clear();
+    this.dirtyPfx.clear();
+    this.dirtyAllowPfx.clear();
+  }
+
+  /** Width in bytes of a table's addresses, for callers building prefixes. */
+  static familyBytes(t: TableId): number {
+    return familyBits((t & 1) === 1 ? 6 : 4) / 8;
+  }
+}

@@ -1,0 +1,286 @@
+// An in-memory Datapath for agent-logic tests only. It models what the agent
+// relies on, and every invariant modelled here is also checked end to end
+// against the real kernel (test/agent/*.e2e.test.ts):
+//  - state "pinned" under pinDir survives close() and a reopen in the same
+//    process (kill -9 of an agent is modelled by dropping the object without
+//    close(); the real thing is tested with a real process);
+//  - the four tables are longest-prefix-match tables with a hard capacity:
+//    an upsert of a new key into a full table throws DatapathError E2BIG;
+//  - apply() runs ops in order and stops at the first failing op (ops before
+//    it stay applied, as with the kernel's batch calls);
+//  - per-slot rule counters and per-interface verdict counters, fed by
+//    inject(), which decides a packet the way the BPF programs do: one LPM
+//    lookup, allow -> pass, deny enforce -> drop, deny monitor -> would_drop.
+
+import { type Address, type Prefix, parseAddress, prefixContainsAddress, prefixKey } from '../../common/src/cidr.js';
+import type { DefaultAction, RuleDirection, Verdict } from '../../common/src/policy.js';
+import type {
+  AttachOptions,
+  Datapath,
+  DatapathCapacity,
+  DatapathOptions,
+  InterfaceAttachment,
+  InterfaceCounters,
+  JournalRule,
+  KernelEntry,
+  MapOp,
+  SyncMeta,
+  TableUsage,
+} from '../../node-agent/src/datapath/datapath.js';
+import { DatapathError } from '../../node-agent/src/datapath/errors.js';
+
+interface PinnedState {
+  capacity: DatapathCapacity;
+  defaultAction: DefaultAction;
+  tables: Map<string, KernelEntry>[];
+  journal: Map<bigint, JournalRule>;
+  meta: SyncMeta;
+  packets: BigUint64Array;
+  bytes: BigUint64Array;
+  ifaces: Map<string, { ifindex: number; ingress: Totals; egress: Totals }>;
+}
+
+interface Totals {
+  pass: { packets: bigint; bytes: bigint };
+  drop: { packets: bigint; bytes: bigint };
+  wouldDrop: { packets: bigint; bytes: bigint };
+}
+
+const pins = new Map<string, PinnedState>();
+
+function tableIndex(direction: RuleDirection, family: 4 | 6): number {
+  return (direction === 'egress' ? 2 : 0) + (family === 6 ? 1 : 0);
+}
+
+function zeroTotals(): Totals {
+  return { pass: { packets: 0n, bytes: 0n }, drop: { packets: 0n, bytes: 0n }, wouldDrop: { packets: 0n, bytes: 0n } };
+}
+
+export interface FakeFault {
+  /** Fail the n-th op (0-based) of the next apply() call that has that many ops. */
+  readonly atOp: number;
+  readonly errno?: number;
+}
+
+export class FakeDatapath implements Datapath {
+  readonly capacity: DatapathCapacity;
+  readonly defaultAction: DefaultAction;
+  readonly createdFresh: boolean;
+  private readonly s: PinnedState;
+  private closed = false;
+  /** Ops applied, by apply() call (tests inspect ordering). */
+  readonly applied: MapOp[][] = [];
+  readonly metaWrites: SyncMeta[] = [];
+  fault: FakeFault | undefined;
+  /** Called before each op; a test may throw from it. */
+  beforeOp: ((op: MapOp, index: number) => void) | undefined;
+
+  constructor(readonly options: DatapathOptions) {
+    let s = pins.get(options.pinDir);
+    this.createdFresh = s === undefined;
+    if (!s) {
+      const capacity: DatapathCapacity = {
+        prefixesPerTable: options.capacity?.prefixesPerTable ?? 1024,
+        counterSlots: options.capacity?.counterSlots ?? 1024,
+      };
+      s = {
+        capacity,
+        defaultAction: options.defaultAction ?? 'pass',
+        tables: [new Map(), new Map(), new Map(), new Map()],
+        journal: new Map(),
+        meta: { revision: 0n, storeId: '' },
+        packets: new BigUint64Array(capacity.counterSlots),
+        bytes: new BigUint64Array(capacity.counterSlots),
+        ifaces: new Map(),
+      };
+      pins.set(options.pinDir, s);
+    }
+    this.s = s;
+    this.capacity = s.capacity;
+    this.defaultAction = s.defaultAction;
+  }
+
+  static open(options: DatapathOptions): FakeDatapath {
+    return new FakeDatapath(options);
+  }
+
+  /** True if pinned state exists for pinDir. */
+  static exists(pinDir: string): boolean {
+    return pins.has(pinDir);
+  }
+
+  static forget(pinDir: string): void {
+    pins.delete(pinDir);
+  }
+
+  private live(): void {
+    if (this.closed) throw new Error('fake datapath used after close()');
+  }
+
+  readEntries(): KernelEntry[] {
+    this.live();
+    return this.s.tables.flatMap((t) => [...t.values()]);
+  }
+
+  readJournal(): JournalRule[] {
+    this.live();
+    return [...this.s.journal.values()];
+  }
+
+  readMeta(): SyncMeta {
+    this.live();
+    return this.s.meta;
+  }
+
+  usage(): TableUsage[] {
+    const out: TableUsage[] = [];
+    for (const direction of ['ingress', 'egress'] as const) {
+      for (const family of [4, 6] as const) {
+        out.push({ direction, family, entries: this.s.tables[tableIndex(direction, family)]!.size, capacity: this.s.capacity.prefixesPerTable });
+      }
+    }
+    return out;
+  }
+
+  apply(ops: readonly MapOp[], meta?: SyncMeta): void {
+    this.live();
+    this.applied.push([...ops]);
+    const fault = this.fault;
+    if (fault && fault.atOp < ops.length) this.fault = undefined;
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i]!;
+      this.beforeOp?.(op, i);
+      if (fault && fault.atOp === i) throw new DatapathError('update map', 'fake', fault.errno ?? 5, 'injected fault');
+      switch (op.kind) {
+        case 'entry.upsert': {
+          const t = this.s.tables[tableIndex(op.entry.direction, op.entry.prefix.family)]!;
+          const k = prefixKey(op.entry.prefix);
+          if (!t.has(k) && t.size >= this.s.capacity.prefixesPerTable) {
+            throw new DatapathError('update map', `fw_${op.entry.direction}_v${op.entry.prefix.family}`, 7 /* E2BIG */);
+          }
+          if (op.entry.slot < 0 || op.entry.slot >= this.s.capacity.counterSlots) throw new DatapathError('update map', 'entry slot', 22);
+          t.set(k, { ...op.entry, prefix: { ...op.entry.prefix, bytes: new Uint8Array(op.entry.prefix.bytes) } });
+          break;
+        }
+        case 'entry.delete':
+          this.s.tables[tableIndex(op.direction, op.prefix.family)]!.delete(prefixKey(op.prefix));
+          break;
+        case 'journal.upsert':
+          if (!this.s.journal.has(op.rule.id) && this.s.journal.size >= this.s.capacity.counterSlots) {
+            throw new DatapathError('update map', 'fw_journal', 7);
+          }
+          this.s.journal.set(op.rule.id, { ...op.rule, prefix: { ...op.rule.prefix, bytes: new Uint8Array(op.rule.prefix.bytes) } });
+          break;
+        case 'journal.delete':
+          this.s.journal.delete(op.id);
+          break;
+        case 'counter.reset':
+          this.s.packets[op.slot] = 0n;
+          this.s.bytes[op.slot] = 0n;
+          break;
+      }
+    }
+    if (meta) {
+      this.s.meta = { ...meta };
+      this.metaWrites.push({ ...meta });
+    }
+  }
+
+  readRuleCounters(upTo: number): { packets: BigUint64Array; bytes: BigUint64Array } {
+    this.live();
+    const n = Math.min(upTo, this.s.capacity.counterSlots);
+    return { packets: this.s.packets.slice(0, n), bytes: this.s.bytes.slice(0, n) };
+  }
+
+  readInterfaceCounters(): InterfaceCounters[] {
+    this.live();
+    const out: InterfaceCounters[] = [];
+    for (const [ifname, i] of this.s.ifaces) {
+      for (const direction of ['ingress', 'egress'] as const) {
+        const t = i[direction];
+        out.push({
+          ifname,
+          ifindex: i.ifindex,
+          direction,
+          totals: { pass: { ...t.pass }, drop: { ...t.drop }, wouldDrop: { ...t.wouldDrop } },
+        });
+      }
+    }
+    return out;
+  }
+
+  attach(ifname: string, opts?: AttachOptions): InterfaceAttachment {
+    this.live();
+    if (ifname.startsWith('missing')) throw new DatapathError('attach xdp', ifname, 19 /* ENODEV */);
+    let i = this.s.ifaces.get(ifname);
+    if (!i) {
+      i = { ifindex: 100 + this.s.ifaces.size, ingress: zeroTotals(), egress: zeroTotals() };
+      this.s.ifaces.set(ifname, i);
+    }
+    return { ifname, ifindex: i.ifindex, xdpMode: opts?.xdpMode === 'generic' ? 'generic' : 'native', egressMode: opts?.egress === false ? 'none' : 'tcx' };
+  }
+
+  detach(ifname: string): void {
+    this.s.ifaces.delete(ifname);
+  }
+
+  attachments(): InterfaceAttachment[] {
+    return [...this.s.ifaces.entries()].map(([ifname, i]) => ({ ifname, ifindex: i.ifindex, xdpMode: 'native', egressMode: 'tcx' }));
+  }
+
+  uninstall(): void {
+    pins.delete(this.options.pinDir);
+    this.closed = true;
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+
+  // ------------------------------------------------------------ test hooks
+
+  /** The kernel's view of one packet: one LPM lookup in the packet's table. */
+  lookup(direction: RuleDirection, address: Address): KernelEntry | undefined {
+    const t = this.s.tables[tableIndex(direction, address.family)]!;
+    let best: KernelEntry | undefined;
+    for (const e of t.values()) {
+      if (prefixContainsAddress(e.prefix, address) && (!best || e.prefix.len > best.prefix.len)) best = e;
+    }
+    return best;
+  }
+
+  /** Sends `count` packets of `size` bytes through the model; returns the verdict. */
+  inject(ifname: string, direction: RuleDirection, address: string, count = 1, size = 64): Verdict {
+    const addr = parseAddress(address);
+    const e = this.lookup(direction, addr);
+    const verdict: Verdict = !e ? this.s.defaultAction : e.action === 'allow' ? 'pass' : e.mode === 'enforce' ? 'drop' : 'would_drop';
+    const n = BigInt(count);
+    const b = BigInt(count * size);
+    if (e) {
+      this.s.packets[e.slot] = this.s.packets[e.slot]! + n;
+      this.s.bytes[e.slot] = this.s.bytes[e.slot]! + b;
+    }
+    const i = this.s.ifaces.get(ifname);
+    if (i) {
+      const c = i[direction][verdict === 'would_drop' ? 'wouldDrop' : verdict];
+      c.packets += n;
+      c.bytes += b;
+    }
+    return verdict;
+  }
+
+  /** Kernel entries of one table as canonical "prefix action mode slot" strings (sorted). */
+  dump(): string[] {
+    return this.readEntries()
+      .map((e) => `${e.direction} ${prefixKey(e.prefix)} ${e.action} ${e.mode} ${e.slot}`)
+      .sort();
+  }
+
+  journalSize(): number {
+    return this.s.journal.size;
+  }
+
+  entryFor(direction: RuleDirection, prefix: Prefix): KernelEntry | undefined {
+    return this.s.tables[tableIndex(direction, prefix.family)]!.get(prefixKey(prefix));
+  }
+}
