@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * fleetwall TC egress filter: decides on the DESTINATION address. Attached
+ * with a TCX link (BPF_TCX_EGRESS) or, on older kernels, as a clsact
+ * direct-action classifier. Pass returns TC_ACT_UNSPEC (TCX_NEXT) so
+ * programs after ours still run; drop returns TC_ACT_SHOT (TCX_DROP).
+ */
+#include <linux/pkt_cls.h>
+#include "fw_decide.h"
+
+/* Ethernet + one VLAN tag + IPv6 header. */
+#define FW_MAX_HDR (14 + 4 + 40)
+
+SEC("tc")
+int fw_tc_egress(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct fw_addr a;
+	int r = fw_parse(data, data_end, 0, &a);
+
+	if (r < 0 && skb->len > (__u32)(data_end - data)) {
+		/* Headers not in the linear area: pull them and parse again. */
+		__u32 want = skb->len < FW_MAX_HDR ? skb->len : FW_MAX_HDR;
+		if (bpf_skb_pull_data(skb, want) == 0) {
+			data = (void *)(long)skb->data;
+			data_end = (void *)(long)skb->data_end;
+			r = fw_parse(data, data_end, 0, &a);
+		}
+	}
+	if (r != 0)
+		return TC_ACT_UNSPEC;
+	int v = fw_decide(&a, 1, skb->ifindex, skb->len);
+	return v == FW_V_DROP ? TC_ACT_SHOT : TC_ACT_UNSPEC;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * fleetwall XDP ingress filter: decides on the SOURCE address.
+ * Allow -> XDP_PASS; deny enforce -> XDP_DROP; deny monitor -> XDP_PASS
+ * counted as would-drop; no match -> the node default. Non-IP frames and
+ * frames too short for their headers pass.
+ */
+#include "fw_decide.h"
+
+#ifdef FW_BENCH_VARY
+#include "../bench/vary.h"
+#endif
+
+SEC("xdp")
+int fw_xdp_ingress(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct fw_addr a;
+
+#ifdef FW_BENCH_VARY
+	fw_bench_vary(data, data_end);
+#endif
+	if (fw_parse(data, data_end, 1, &a) != 0)
+		return XDP_PASS;
+	int v = fw_decide(&a, 0, ctx->ingress_ifindex, (__u64)(data_end - data));
+	return v == FW_V_DROP ? XDP_DROP : XDP_PASS;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,1123 @@
+// The real Datapath: libbpf over koffi, maps/programs/links pinned under
+// pinDir. See datapath.ts for the contract and bpf/README.md for the layout.
+//
+//   const dp = openDatapath({ pinDir: '/sys/fs/bpf/fleetwall', logger });
+//   dp.attach('eth0');                      // XDP ingress + TC egress, pinned links
+//   dp.apply([{ kind: 'entry.upsert', entry }], { revision: 7n, storeId });
+//   dp.close();                             // enforcement stays in place
+//
+// Opening again reuses every pin: nothing is detached or flushed, and the
+// default action stored with the pins is kept (a different one is refused).
+
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import type { Prefix } from '../../../common/src/cidr.js';
+import type { DefaultAction, RuleDirection } from '../../../common/src/policy.js';
+import {
+  FW_ABI_VERSION,
+  FW_DEFAULT,
+  FW_DIR,
+  FW_LEN_SLOTS,
+  FW_MAX_HASH_LENS,
+  LAYOUT,
+  MAP,
+  type MapName,
+  PROG,
+  TABLES,
+  type TableCfg,
+  type TableDesc,
+  decodeMeta,
+  decodeTableCfg,
+  encodeMeta,
+  encodeTableCfg,
+  readEntry,
+  readJournalRule,
+  tableFor,
+  writeEntry,
+  writeJournalRule,
+  type MetaValue,
+  type LenSet,
+} from './abi.js';
+import { BpfMap, mapInfoByFd } from './bpf-map.js';
+import { type LoadedObject, loadObject } from './bpf-object.js';
+import type {
+  AttachOptions,
+  Datapath,
+  DatapathCapacity,
+  DatapathOptions,
+  EgressAttachMode,
+  InterfaceAttachment,
+  InterfaceCounters,
+  JournalRule,
+  KernelEntry,
+  MapOp,
+  SyncMeta,
+  TableUsage,
+  VerdictTotals,
+  XdpAttachMode,
+} from './datapath.js';
+import { DatapathError } from './errors.js';
+import { mergeDesc, placeNewLengths } from './lengths.js';
+import {
+  BPF_EXIST,
+  BPF_NOEXIST,
+  BPF_TCX_EGRESS,
+  BPF_XDP,
+  XDP_ATTACHED,
+  XDP_FLAGS_DRV_MODE,
+  XDP_FLAGS_SKB_MODE,
+  check,
+  closeFd,
+  lastErrno,
+  possibleCpus,
+  raw,
+  setLibbpfLogSink,
+} from './libbpf.js';
+import {
+  clsactAttach,
+  clsactDetach,
+  clsactQuery,
+  detachXdpLinkOf,
+  linkCreate,
+  linkInfo,
+  progInfo,
+  progName,
+  xdpQuery,
+} from './links.js';
+import { type TestRunOptions, type TestRunResult, progTestRun } from './test-run.js';
+
+const E = osConstants.errno;
+
+export const DEFAULT_PIN_DIR = '/sys/fs/bpf/fleetwall';
+export const DEFAULT_OBJ_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../../bpf/obj');
+export const DEFAULT_CAPACITY: DatapathCapacity = { prefixesPerTable: 1_048_576, counterSlots: 1_048_576 };
+/** K: prefix lengths per table probed in the hash (see bpf/README.md for the measurement). */
+export const DEFAULT_MAX_HASH_LENGTHS = 6;
+
+export interface BpfDatapathOptions extends DatapathOptions {
+  readonly logger?: Logger;
+  /**
+   * K, prefix lengths per table kept in the hash (0..8; 0 = a plain LPM trie).
+   * Used only when the maps are created; reopened pins keep theirs.
+   */
+  readonly maxHashLengths?: number;
+}
+
+/** Attach options this implementation adds (all optional). */
+export interface BpfAttachOptions extends AttachOptions {
+  /** 'auto' (default): a TCX link where the kernel has it, else clsact. */
+  readonly egressMode?: EgressAttachMode | 'auto';
+}
+
+const PREFIX_MAPS: ReadonlySet<string> = new Set(TABLES.flatMap((t) => [t.hash, t.trie]));
+const LINK_RE = /^(.+)-(xdp-native|xdp-generic|egress-tcx|egress-clsact)$/;
+
+interface TableState {
+  readonly desc: TableDesc;
+  readonly hash: BpfMap;
+  readonly trie: BpfMap;
+  cfg: TableCfg;
+  readonly counts: Uint32Array;
+  touched: boolean;
+}
+
+interface LinkPin {
+  readonly ifname: string;
+  readonly kind: 'xdp-native' | 'xdp-generic' | 'egress-tcx' | 'egress-clsact';
+  readonly path: string;
+}
+
+export function openDatapath(opts: BpfDatapathOptions): BpfDatapath {
+  return new BpfDatapath(opts);
+}
+
+export class BpfDatapath implements Datapath {
+  readonly capacity: DatapathCapacity;
+  readonly defaultAction: DefaultAction;
+  readonly createdFresh: boolean;
+  readonly pinDir: string;
+  /** K of this install (read from the pins when reopened). */
+  readonly maxHashLengths: number;
+
+  private readonly log: Logger | undefined;
+  private readonly objects: LoadedObject[] = [];
+  private readonly maps = new Map<MapName, BpfMap>();
+  private readonly tables: TableState[];
+  private readonly xdpFd: number;
+  private readonly tcFd: number;
+  private readonly xdpProgId: number;
+  private readonly tcProgId: number;
+  private meta: MetaValue;
+  private closed = false;
+
+  constructor(opts: BpfDatapathOptions) {
+    this.log = opts.logger;
+    this.pinDir = resolve(opts.pinDir || DEFAULT_PIN_DIR);
+    const objDir = resolve(opts.objDir ?? DEFAULT_OBJ_DIR);
+    if (this.log) {
+      const log = this.log;
+      setLibbpfLogSink((level, line) => (level === 'warn' ? log.warn({ libbpf: line }, 'libbpf') : log.debug({ libbpf: line }, 'libbpf')));
+    }
+    checkBpffs(this.pinDir);
+    for (const d of [this.pinDir, join(this.pinDir, 'progs'), join(this.pinDir, 'links')]) {
+      try {
+        mkdirSync(d, { recursive: true });
+      } catch (e) {
+        throw new DatapathError('create pin dir', d, (e as NodeJS.ErrnoException).errno ? -(e as NodeJS.ErrnoException).errno! : E.EIO);
+      }
+    }
+
+    const want: DatapathCapacity = { ...DEFAULT_CAPACITY, ...opts.capacity };
+    for (const [k, v] of Object.entries(want)) {
+      if (!Number.isInteger(v) || v < 1 || v > 2 ** 31) {
+        throw new DatapathError('open datapath', this.pinDir, E.EINVAL, `capacity.${k} must be an integer in 1..2^31, got ${v}`);
+      }
+    }
+    const k = opts.maxHashLengths ?? DEFAULT_MAX_HASH_LENGTHS;
+    if (!Number.isInteger(k) || k < 0 || k > FW_MAX_HASH_LENS) {
+      throw new DatapathError('open datapath', this.pinDir, E.EINVAL, `maxHashLengths must be 0..${FW_MAX_HASH_LENS}, got ${k}`);
+    }
+    const sizes = new Map<string, number>();
+    for (const name of PREFIX_MAPS) sizes.set(name, want.prefixesPerTable);
+    sizes.set(MAP.RULE_CNT, want.counterSlots);
+    sizes.set(MAP.JOURNAL, want.counterSlots);
+    sizes.set(MAP.IF_CNT, 4096);
+
+    const pinFilter = (name: string) => name.startsWith('fw_');
+    try {
+      this.objects.push(loadObject(join(objDir, 'xdp_ingress.bpf.o'), { pinDir: this.pinDir, pinFilter, sizes }));
+      this.objects.push(loadObject(join(objDir, 'tc_egress.bpf.o'), { pinDir: this.pinDir, pinFilter, sizes }));
+      const first = this.objects[0]!;
+      for (const name of Object.values(MAP)) {
+        const fd = first.mapFd(name);
+        this.maps.set(name, new BpfMap(name, fd, mapInfoByFd(fd, name), false));
+      }
+      this.xdpFd = first.progFd(PROG.XDP);
+      this.tcFd = this.objects[1]!.progFd(PROG.TC);
+      this.xdpProgId = progInfo(this.xdpFd, PROG.XDP).id;
+      this.tcProgId = progInfo(this.tcFd, PROG.TC).id;
+    } catch (e) {
+      for (const o of this.objects) o.close();
+      throw e;
+    }
+
+    this.capacity = {
+      prefixesPerTable: this.map(MAP.IN4_HASH).maxEntries,
+      counterSlots: this.map(MAP.RULE_CNT).maxEntries,
+    };
+    this.tables = TABLES.map((desc) => ({
+      desc,
+      hash: this.map(desc.hash),
+      trie: this.map(desc.trie),
+      cfg: decodeTableCfg(this.map(MAP.TBLCFG).lookupU32(desc.id)!),
+      counts: new Uint32Array(FW_LEN_SLOTS),
+      touched: false,
+    }));
+
+    const meta = decodeMeta(this.map(MAP.META).lookupU32(0)!);
+    if (meta.abiVersion === 0) {
+      // Fresh (or a creation that died before it finished): initialise.
+      const def = opts.defaultAction ?? 'pass';
+      this.createdFresh = true;
+      this.defaultAction = def;
+      this.maxHashLengths = k;
+      for (const t of this.tables) {
+        t.cfg = { active: 0, defaultAction: FW_DEFAULT[def], sets: [emptySet(), emptySet()] };
+        this.map(MAP.TBLCFG).updateU32(t.desc.id, encodeTableCfg(t.cfg));
+      }
+      this.meta = {
+        revision: 0n,
+        storeId: '',
+        abiVersion: FW_ABI_VERSION,
+        defaultAction: FW_DEFAULT[def],
+        maxHashLens: k,
+        dirty: false,
+        createdUnixMs: BigInt(Date.now()),
+      };
+      this.writeMeta();
+      this.log?.info({ pinDir: this.pinDir, defaultAction: def, capacity: this.capacity, maxHashLengths: k }, 'datapath created');
+    } else {
+      if (meta.abiVersion !== FW_ABI_VERSION) {
+        this.closeObjects();
+        throw new DatapathError(
+          'open pins',
+          this.pinDir,
+          E.EINVAL,
+          `pinned state has ABI version ${meta.abiVersion}, this build speaks ${FW_ABI_VERSION}; uninstall first`,
+        );
+      }
+      const pinnedDefault: DefaultAction = meta.defaultAction === FW_DEFAULT.drop ? 'drop' : 'pass';
+      if (opts.defaultAction !== undefined && opts.defaultAction !== pinnedDefault) {
+        this.closeObjects();
+        throw new DatapathError(
+          'open pins',
+          this.pinDir,
+          E.EINVAL,
+          `the pinned datapath was created with default action "${pinnedDefault}"; refusing to change it to "${opts.defaultAction}" (uninstall first to change it)`,
+        );
+      }
+      this.createdFresh = false;
+      this.defaultAction = pinnedDefault;
+      this.maxHashLengths = meta.maxHashLens;
+      this.meta = meta;
+      const stats = this.map(MAP.LENSTAT);
+      for (const t of this.tables) {
+        const v = stats.lookupU32(t.desc.id)!;
+        for (let i = 0; i < FW_LEN_SLOTS; i++) t.counts[i] = v.readUInt32LE(i * 4);
+      }
+      if (meta.dirty) {
+        this.log?.warn({ pinDir: this.pinDir }, 'previous apply did not finish; recounting prefix lengths');
+        this.recount();
+      }
+      this.log?.info({ pinDir: this.pinDir, defaultAction: pinnedDefault, revision: meta.revision.toString() }, 'datapath reopened');
+    }
+    this.pinPrograms();
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  readEntries(): KernelEntry[] {
+    this.assertOpen();
+    const out: KernelEntry[] = [];
+    for (const t of this.tables) {
+      for (const m of [t.hash, t.trie]) {
+        const { keys, values, count } = m.lookupAll();
+        const ks = t.desc.keySize;
+        for (let i = 0; i < count; i++) {
+          const len = keys.readUInt32LE(i * ks);
+          const bytes = new Uint8Array(keys.subarray(i * ks + 4, i * ks + 4 + t.desc.addrBytes));
+          const v = readEntry(values, i * m.valueStride);
+          out.push({
+            direction: t.desc.direction,
+            prefix: { family: t.desc.family, bytes, len },
+            action: v.action,
+            mode: v.mode,
+            slot: v.slot,
+          });
+        }
+      }
+    }
+    return out;
+  }
+
+  readJournal(): JournalRule[] {
+    this.assertOpen();
+    const m = this.map(MAP.JOURNAL);
+    const { keys, values, count } = m.lookupAll();
+    const out: JournalRule[] = [];
+    for (let i = 0; i < count; i++) {
+      const r = readJournalRule(values, i * m.valueStride);
+      out.push({
+        id: keys.readBigUInt64LE(i * 8),
+        direction: r.direction,
+        prefix: { family: r.family, bytes: r.addr, len: r.prefixlen },
+        action: r.action,
+        mode: r.mode,
+        expireUnixMs: r.expireUnixMs,
+        slot: r.slot,
+      });
+    }
+    return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  readMeta(): SyncMeta {
+    this.assertOpen();
+    const m = decodeMeta(this.map(MAP.META).lookupU32(0)!);
+    return { revision: m.revision, storeId: m.storeId };
+  }
+
+  usage(): TableUsage[] {
+    return this.tables.map((t) => ({
+      direction: t.desc.direction,
+      family: t.desc.family,
+      entries: sum(t.counts),
+      capacity: this.capacity.prefixesPerTable,
+    }));
+  }
+
+  /** Where each populated prefix length lives (for tests, the bench and debugging). */
+  layout(): Array<{ direction: RuleDirection; family: 4 | 6; hashLens: number[]; trieLens: number[]; useTrie: boolean }> {
+    return this.tables.map((t) => {
+      const set = activeSet(t);
+      const trieLens: number[] = [];
+      for (let l = 0; l <= t.desc.maxLen; l++) if (t.counts[l]! > 0 && !set.hashLens.includes(l)) trieLens.push(l);
+      return { direction: t.desc.direction, family: t.desc.family, hashLens: [...set.hashLens], trieLens, useTrie: set.useTrie };
+    });
+  }
+
+  // ---------------------------------------------------------------- apply
+
+  apply(ops: readonly MapOp[], meta?: SyncMeta): void {
+    this.assertOpen();
+    this.validate(ops, meta);
+    this.checkCapacity(ops);
+    const touchesEntries = ops.some((o) => o.kind === 'entry.upsert' || o.kind === 'entry.delete');
+    if (touchesEntries) {
+      this.meta = { ...this.meta, dirty: true };
+      this.writeMeta();
+    }
+    let i = 0;
+    while (i < ops.length) {
+      const kind = ops[i]!.kind;
+      let j = i;
+      while (j < ops.length && ops[j]!.kind === kind) j++;
+      const group = ops.slice(i, j);
+      switch (kind) {
+        case 'entry.upsert':
+          this.upsertEntries(group as Array<Extract<MapOp, { kind: 'entry.upsert' }>>);
+          break;
+        case 'entry.delete':
+          this.deleteEntries(group as Array<Extract<MapOp, { kind: 'entry.delete' }>>);
+          break;
+        case 'journal.upsert':
+          this.upsertJournal(group as Array<Extract<MapOp, { kind: 'journal.upsert' }>>);
+          break;
+        case 'journal.delete':
+          this.deleteJournal(group as Array<Extract<MapOp, { kind: 'journal.delete' }>>);
+          break;
+        case 'counter.reset':
+          this.resetCounters(group as Array<Extract<MapOp, { kind: 'counter.reset' }>>);
+          break;
+      }
+      i = j;
+    }
+    if (touchesEntries) this.writeLenStats();
+    this.meta = {
+      ...this.meta,
+      dirty: false,
+      ...(meta ? { revision: meta.revision, storeId: meta.storeId } : {}),
+    };
+    if (touchesEntries || meta) this.writeMeta();
+  }
+
+  private validate(ops: readonly MapOp[], meta?: SyncMeta): void {
+    const bad = (msg: string) => new DatapathError('apply', this.pinDir, E.EINVAL, msg);
+    const checkPrefix = (p: Prefix, where: number) => {
+      const max = p.family === 4 ? 32 : p.family === 6 ? 128 : -1;
+      if (max < 0) throw bad(`op ${where}: family must be 4 or 6`);
+      if (p.bytes.length !== max / 8) throw bad(`op ${where}: IPv${p.family} prefix needs ${max / 8} bytes, got ${p.bytes.length}`);
+      if (!Number.isInteger(p.len) || p.len < 0 || p.len > max) throw bad(`op ${where}: prefix length ${p.len} out of 0..${max}`);
+    };
+    const checkSlot = (slot: number, where: number) => {
+      if (!Number.isInteger(slot) || slot < 0 || slot >= this.capacity.counterSlots) {
+        throw bad(`op ${where}: counter slot ${slot} out of 0..${this.capacity.counterSlots - 1}`);
+      }
+    };
+    ops.forEach((op, i) => {
+      switch (op.kind) {
+        case 'entry.upsert':
+          checkPrefix(op.entry.prefix, i);
+          checkSlot(op.entry.slot, i);
+          break;
+        case 'entry.delete':
+          checkPrefix(op.prefix, i);
+          break;
+        case 'journal.upsert':
+          checkPrefix(op.rule.prefix, i);
+          checkSlot(op.rule.slot, i);
+          if (op.rule.id < 0n || op.rule.id >= 2n ** 64n) throw bad(`op ${i}: rule id out of u64 range`);
+          break;
+        case 'journal.delete':
+          break;
+        case 'counter.reset':
+          checkSlot(op.slot, i);
+          break;
+        default:
+          throw bad(`op ${i}: unknown kind ${(op as { kind: string }).kind}`);
+      }
+    });
+    if (meta && Buffer.byteLength(meta.storeId, 'utf8') > 16) throw bad(`store id "${meta.storeId}" is longer than 16 bytes`);
+  }
+
+  /** Refuses, before anything changes, a batch that would overfill a table. */
+  private checkCapacity(ops: readonly MapOp[]): void {
+    const upserts = new Map<TableState, Prefix[]>();
+    for (const op of ops) {
+      if (op.kind !== 'entry.upsert') continue;
+      const t = this.tables[tableFor(op.entry.direction, op.entry.prefix.family).id]!;
+      let l = upserts.get(t);
+      if (!l) upserts.set(t, (l = []));
+      l.push(op.entry.prefix);
+    }
+    for (const [t, prefixes] of upserts) {
+      const now = sum(t.counts);
+      if (now + prefixes.length <= this.capacity.prefixesPerTable) continue;
+      // Close to full: count exactly the prefixes that are new.
+      const seen = new Set<string>();
+      const key = Buffer.alloc(t.desc.keySize);
+      let fresh = 0;
+      for (const p of prefixes) {
+        const bytes = maskedBytes(p);
+        const id = `${p.len}/${Buffer.from(bytes).toString('hex')}`;
+        if (seen.has(id)) continue;
+        seen.add(id);
+        key.writeUInt32LE(p.len, 0);
+        key.set(bytes, 4);
+        if (t.counts[p.len]! > 0 && this.structFor(t, p.len).lookup(key)) continue;
+        fresh++;
+      }
+      if (now + fresh > this.capacity.prefixesPerTable) {
+        throw new DatapathError(
+          'apply',
+          `${t.desc.direction} IPv${t.desc.family} table`,
+          E.E2BIG,
+          `would hold ${now + fresh} prefixes, capacity is ${this.capacity.prefixesPerTable}; nothing was changed`,
+        );
+      }
+    }
+  }
+
+  private structFor(t: TableState, len: number): BpfMap {
+    return activeSet(t).hashLens.includes(len) ? t.hash : t.trie;
+  }
+
+  private upsertEntries(group: ReadonlyArray<Extract<MapOp, { kind: 'entry.upsert' }>>): void {
+    const byTable: Array<Array<Extract<MapOp, { kind: 'entry.upsert' }>['entry']>> = [[], [], [], []];
+    for (const op of group) byTable[tableFor(op.entry.direction, op.entry.prefix.family).id]!.push(op.entry);
+    for (const t of this.tables) {
+      const entries = byTable[t.desc.id]!;
+      if (entries.length === 0) continue;
+      t.touched = true;
+      const set = activeSet(t);
+      // Place lengths this batch populates for the first time.
+      const newLens = new Map<number, number>();
+      for (const e of entries) {
+        const len = e.prefix.len;
+        if (t.counts[len] === 0 && !set.hashLens.includes(len)) newLens.set(len, (newLens.get(len) ?? 0) + 1);
+      }
+      const placement = placeNewLengths(set.hashLens, newLens, this.maxHashLengths);
+      const hashLens = new Set([...set.hashLens, ...placement.toHash]);
+      const freshLens = new Set(newLens.keys());
+
+      const ks = t.desc.keySize;
+      const vs = LAYOUT.fw_entry.size;
+      const toHash = { keys: Buffer.alloc(entries.length * ks), vals: Buffer.alloc(entries.length * vs), lens: new Uint8Array(entries.length), n: 0 };
+      const toTrie = { keys: Buffer.alloc(entries.length * ks), vals: Buffer.alloc(entries.length * vs), lens: new Uint8Array(entries.length), n: 0 };
+      // Entries of already-populated lengths may replace an existing key:
+      // they go one by one (NOEXIST, then EXIST) so the counts stay exact.
+      const single: Array<{ m: BpfMap; key: Buffer; val: Buffer; len: number }> = [];
+      for (const e of entries) {
+        const len = e.prefix.len;
+        const inHash = hashLens.has(len);
+        const bytes = maskedBytes(e.prefix);
+        if (freshLens.has(len)) {
+          const b = inHash ? toHash : toTrie;
+          b.keys.writeUInt32LE(len, b.n * ks);
+          b.keys.set(bytes, b.n * ks + 4);
+          writeEntry(b.vals, b.n * vs, e.slot, e.action, e.mode, len);
+          b.lens[b.n] = len;
+          b.n++;
+        } else {
+          const key = Buffer.alloc(ks);
+          key.writeUInt32LE(len, 0);
+          key.set(bytes, 4);
+          const val = Buffer.alloc(vs);
+          writeEntry(val, 0, e.slot, e.action, e.mode, len);
+          single.push({ m: inHash ? t.hash : t.trie, key, val, len });
+        }
+      }
+      this.insertBatch(t, t.hash, toHash.keys, toHash.vals, toHash.lens, toHash.n);
+      this.insertBatch(t, t.trie, toTrie.keys, toTrie.vals, toTrie.lens, toTrie.n);
+      for (const s of single) {
+        const errno = s.m.tryUpdate(s.key, s.val, BPF_NOEXIST);
+        if (errno === 0) t.counts[s.len]!++;
+        else if (errno === E.EEXIST) s.m.update(s.key, s.val, BPF_EXIST);
+        else throw new DatapathError('update map', s.m.name, errno, errno === E.E2BIG ? `map is full (${s.m.maxEntries} entries)` : undefined);
+      }
+      // Publish after the entries are in: new hash lengths, the trie flag.
+      const next: LenSet = { hashLens: mergeDesc(set.hashLens, placement.toHash), useTrie: set.useTrie || this.trieCount(t, hashLens) > 0 };
+      if (!sameSet(next, set)) this.publish(t, next);
+    }
+  }
+
+  /** Batch insert of keys of fresh lengths (none can exist yet). */
+  private insertBatch(t: TableState, m: BpfMap, keys: Buffer, vals: Buffer, lens: Uint8Array, n: number): void {
+    const ks = m.keySize;
+    const vs = LAYOUT.fw_entry.size;
+    let off = 0;
+    while (off < n) {
+      const res = m.updateBatch(keys.subarray(off * ks), vals.subarray(off * vs), n - off);
+      for (let i = off; i < off + res.done; i++) t.counts[lens[i]!]!++;
+      if (res.errno === 0) break;
+      // Report the failing element; earlier ones are in (counted above).
+      throw new DatapathError(
+        'update batch of map',
+        m.name,
+        res.errno,
+        res.errno === E.E2BIG ? `map is full (${m.maxEntries} entries); ${off + res.done} of ${n} written` : undefined,
+      );
+    }
+  }
+
+  private deleteEntries(group: ReadonlyArray<Extract<MapOp, { kind: 'entry.delete' }>>): void {
+    const byTable: Prefix[][] = [[], [], [], []];
+    for (const op of group) byTable[tableFor(op.direction, op.prefix.family).id]!.push(op.prefix);
+    for (const t of this.tables) {
+      const prefixes = byTable[t.desc.id]!;
+      if (prefixes.length === 0) continue;
+      t.touched = true;
+      const set = activeSet(t);
+      const ks = t.desc.keySize;
+      const perLen = new Map<number, number>();
+      const h = { keys: Buffer.alloc(prefixes.length * ks), lens: new Uint8Array(prefixes.length), n: 0 };
+      const tr = { keys: Buffer.alloc(prefixes.length * ks), lens: new Uint8Array(prefixes.length), n: 0 };
+      for (const p of prefixes) {
+        if (t.counts[p.len] === 0) continue; // nothing of that length: absent
+        perLen.set(p.len, (perLen.get(p.len) ?? 0) + 1);
+        const b = set.hashLens.includes(p.len) ? h : tr;
+        b.keys.writeUInt32LE(p.len, b.n * ks);
+        b.keys.set(maskedBytes(p), b.n * ks + 4);
+        b.lens[b.n] = p.len;
+        b.n++;
+      }
+      // Unpublish, before deleting, the lengths (and the trie) these deletes empty.
+      const emptied = new Set<number>();
+      for (const [len, n] of perLen) if (t.counts[len]! <= n) emptied.add(len);
+      const hashAfter = set.hashLens.filter((l) => !emptied.has(l));
+      let trieAfter = 0;
+      for (let l = 0; l <= t.desc.maxLen; l++) if (t.counts[l]! > 0 && !set.hashLens.includes(l) && !emptied.has(l)) trieAfter++;
+      const before: LenSet = { hashLens: hashAfter, useTrie: set.useTrie && trieAfter > 0 };
+      if (!sameSet(before, set)) this.publish(t, before);
+
+      t.hash.deleteMany(h.keys, h.n, (i) => t.counts[h.lens[i]!]!--);
+      t.trie.deleteMany(tr.keys, tr.n, (i) => t.counts[tr.lens[i]!]!--);
+
+      // A delete of an absent key leaves its length populated: publish it again.
+      const cur = activeSet(t);
+      const keep = set.hashLens.filter((l) => t.counts[l]! > 0);
+      const after: LenSet = { hashLens: keep, useTrie: this.trieCount(t, new Set(keep)) > 0 };
+      if (!sameSet(after, cur)) this.publish(t, after);
+    }
+  }
+
+  private trieCount(t: TableState, hashLens: ReadonlySet<number>): number {
+    let n = 0;
+    for (let l = 0; l <= t.desc.maxLen; l++) if (!hashLens.has(l)) n += t.counts[l]!;
+    return n;
+  }
+
+  /** Double-buffered config write: the programs never read a half-written set. */
+  private publish(t: TableState, next: LenSet): void {
+    const cur = t.cfg.active & 1;
+    const staged: TableCfg = { ...t.cfg, sets: [...t.cfg.sets] as [LenSet, LenSet] };
+    staged.sets[cur ^ 1] = { hashLens: [...next.hashLens], useTrie: next.useTrie };
+    const cfgMap = this.map(MAP.TBLCFG);
+    cfgMap.updateU32(t.desc.id, encodeTableCfg(staged)); // active unchanged: same bytes where programs read
+    staged.active = cur ^ 1;
+    cfgMap.updateU32(t.desc.id, encodeTableCfg(staged)); // flip
+    t.cfg = staged;
+  }
+
+  private upsertJournal(group: ReadonlyArray<Extract<MapOp, { kind: 'journal.upsert' }>>): void {
+    const m = this.map(MAP.JOURNAL);
+    const vs = LAYOUT.fw_journal_rule.size;
+    const keys = Buffer.alloc(group.length * 8);
+    const vals = Buffer.alloc(group.length * vs);
+    group.forEach((op, i) => {
+      keys.writeBigUInt64LE(op.rule.id, i * 8);
+      writeJournalRule(vals, i * vs, { ...op.rule, prefix: { ...op.rule.prefix, bytes: maskedBytes(op.rule.prefix) } });
+    });
+    const res = m.updateBatch(keys, vals, group.length);
+    if (res.errno !== 0) {
+      throw new DatapathError('update batch of map', m.name, res.errno, res.errno === E.E2BIG ? `journal is full (${m.maxEntries} rules)` : undefined);
+    }
+  }
+
+  private deleteJournal(group: ReadonlyArray<Extract<MapOp, { kind: 'journal.delete' }>>): void {
+    const keys = Buffer.alloc(group.length * 8);
+    group.forEach((op, i) => keys.writeBigUInt64LE(op.id, i * 8));
+    this.map(MAP.JOURNAL).deleteMany(keys, group.length);
+  }
+
+  private resetCounters(group: ReadonlyArray<Extract<MapOp, { kind: 'counter.reset' }>>): void {
+    const m = this.map(MAP.RULE_CNT);
+    const keys = Buffer.alloc(group.length * 4);
+    group.forEach((op, i) => keys.writeUInt32LE(op.slot, i * 4));
+    const res = m.updateBatch(keys, Buffer.alloc(group.length * m.valueStride), group.length);
+    if (res.errno !== 0) throw new DatapathError('reset counters in map', m.name, res.errno);
+  }
+
+  private writeLenStats(): void {
+    const m = this.map(MAP.LENSTAT);
+    for (const t of this.tables) {
+      if (!t.touched) continue;
+      const b = Buffer.alloc(LAYOUT.fw_lenstat.size);
+      for (let i = 0; i < FW_LEN_SLOTS; i++) b.writeUInt32LE(t.counts[i]!, i * 4);
+      m.updateU32(t.desc.id, b);
+      t.touched = false;
+    }
+  }
+
+  private writeMeta(): void {
+    this.map(MAP.META).updateU32(0, encodeMeta(this.meta));
+  }
+
+  /** Rebuilds the per-length counts from the maps and republishes (after a crash mid-apply). */
+  private recount(): void {
+    for (const t of this.tables) {
+      t.counts.fill(0);
+      const set = activeSet(t);
+      const trieLens = new Set<number>();
+      for (const [m, isHash] of [[t.hash, true], [t.trie, false]] as const) {
+        const { keys, count } = m.lookupAll();
+        for (let i = 0; i < count; i++) {
+          const len = keys.readUInt32LE(i * t.desc.keySize);
+          if (len <= t.desc.maxLen) {
+            t.counts[len]!++;
+            if (!isHash) trieLens.add(len);
+          }
+        }
+      }
+      // Every hash length with entries is published; the trie flag follows the trie.
+      const hashWithEntries = new Set<number>();
+      const { keys, count } = t.hash.lookupAll();
+      for (let i = 0; i < count; i++) hashWithEntries.add(keys.readUInt32LE(i * t.desc.keySize));
+      const next: LenSet = {
+        hashLens: mergeDesc([...hashWithEntries], []).slice(0, FW_MAX_HASH_LENS),
+        useTrie: trieLens.size > 0,
+      };
+      if (!sameSet(next, set)) this.publish(t, next);
+      t.touched = true;
+    }
+    this.writeLenStats();
+    this.meta = { ...this.meta, dirty: false };
+    this.writeMeta();
+  }
+
+  // ---------------------------------------------------------------- counters
+
+  readRuleCounters(upTo: number): { packets: BigUint64Array; bytes: BigUint64Array } {
+    this.assertOpen();
+    const n = Math.max(0, Math.min(upTo, this.capacity.counterSlots));
+    const m = this.map(MAP.RULE_CNT);
+    const buf = m.lookupArrayPrefix(n);
+    const packets = new BigUint64Array(n);
+    const bytes = new BigUint64Array(n);
+    const cpus = possibleCpus();
+    const view = new BigUint64Array(buf.buffer, buf.byteOffset, buf.byteLength / 8);
+    for (let i = 0; i < n; i++) {
+      let p = 0n;
+      let b = 0n;
+      const base = i * cpus * 2;
+      for (let c = 0; c < cpus; c++) {
+        p += view[base + c * 2]!;
+        b += view[base + c * 2 + 1]!;
+      }
+      packets[i] = p;
+      bytes[i] = b;
+    }
+    return { packets, bytes };
+  }
+
+  readInterfaceCounters(): InterfaceCounters[] {
+    this.assertOpen();
+    const m = this.map(MAP.IF_CNT);
+    const { keys, values, count } = m.lookupAll();
+    const names = new Map<number, string>();
+    for (const a of this.attachments()) names.set(a.ifindex, a.ifname);
+    const cpus = possibleCpus();
+    const out: InterfaceCounters[] = [];
+    for (let i = 0; i < count; i++) {
+      const ifindex = keys.readUInt32LE(i * 8);
+      const dir = keys.readUInt32LE(i * 8 + 4);
+      const totals: VerdictTotals = { pass: zero(), drop: zero(), wouldDrop: zero() };
+      for (let c = 0; c < cpus; c++) {
+        const o = i * m.valueStride + c * LAYOUT.fw_verdict_cnt.size;
+        add(totals.pass, values, o + LAYOUT.fw_verdict_cnt.fields.pass);
+        add(totals.drop, values, o + LAYOUT.fw_verdict_cnt.fields.drop);
+        add(totals.wouldDrop, values, o + LAYOUT.fw_verdict_cnt.fields.would_drop);
+      }
+      out.push({
+        ifname: names.get(ifindex) ?? `if${ifindex}`,
+        ifindex,
+        direction: dir === FW_DIR.egress ? 'egress' : 'ingress',
+        totals,
+      });
+    }
+    return out.sort((a, b) => a.ifindex - b.ifindex || a.direction.localeCompare(b.direction));
+  }
+
+  // ---------------------------------------------------------------- attach
+
+  attach(ifname: string, opts: BpfAttachOptions = {}): InterfaceAttachment {
+    this.assertOpen();
+    const ifindex = raw.if_nametoindex(ifname) as number;
+    if (!ifindex) throw new DatapathError('attach xdp', ifname, E.ENODEV, 'no such interface');
+    const xdpMode = this.attachXdp(ifname, ifindex, opts);
+    // Verdict totals exist before the first packet (the fast path only looks up).
+    this.ensureIfCounters(ifindex);
+    let egressMode: EgressAttachMode | 'none' = 'none';
+    if (opts.egress !== false) egressMode = this.attachEgress(ifname, ifindex, opts.egressMode ?? 'auto');
+    this.log?.info({ ifname, ifindex, xdpMode, egressMode }, 'attached');
+    return { ifname, ifindex, xdpMode, egressMode };
+  }
+
+  private attachXdp(ifname: string, ifindex: number, opts: BpfAttachOptions): XdpAttachMode {
+    // Ours already? (pinned link still on this interface)
+    for (const pin of this.linkPins(ifname)) {
+      if (!pin.kind.startsWith('xdp')) continue;
+      const fd = raw.bpf_obj_get(pin.path) as number;
+      if (fd < 0) {
+        unlinkQuiet(pin.path);
+        continue;
+      }
+      try {
+        const info = linkInfo(fd, pin.path);
+        if (info.ifindex === ifindex) {
+          const wanted = opts.xdpMode ?? 'auto';
+          const mode: XdpAttachMode = pin.kind === 'xdp-native' ? 'native' : 'generic';
+          if (wanted === 'auto' || wanted === mode) {
+            if (info.progId !== this.xdpProgId) {
+              check(raw.bpf_link_update(fd, this.xdpFd, null) as number, 'update xdp program on', ifname);
+            }
+            return mode;
+          }
+          // A different mode was asked for: replace our own link.
+          check(raw.bpf_link_detach(fd) as number, 'detach xdp', ifname);
+        }
+      } finally {
+        closeFd(fd);
+      }
+      unlinkQuiet(pin.path); // defunct (interface gone) or being replaced
+    }
+
+    const cur = xdpQuery(ifindex, ifname);
+    if (cur.mode !== XDP_ATTACHED.NONE) {
+      const foreign = [cur.drvProgId, cur.skbProgId, cur.hwProgId, cur.progId].find((id) => id !== 0) ?? 0;
+      if (!opts.replaceForeign) {
+        throw new DatapathError(
+          'attach xdp',
+          ifname,
+          E.EBUSY,
+          `interface already has XDP program ${foreign} (${progName(foreign)}) that fleetwall did not attach; pass replaceForeign to replace it`,
+        );
+      }
+      this.log?.warn({ ifname, progId: foreign, name: progName(foreign) }, 'replacing a foreign XDP program');
+      const flags = cur.mode === XDP_ATTACHED.SKB ? XDP_FLAGS_SKB_MODE : cur.mode === XDP_ATTACHED.DRV ? XDP_FLAGS_DRV_MODE : 0;
+      const r = raw.bpf_xdp_detach(ifindex, flags, null) as number;
+      if (r < 0 && !detachXdpLinkOf(ifindex, foreign)) {
+        throw new DatapathError('detach foreign xdp program from', ifname, lastErrno(r));
+      }
+    }
+
+    const wanted = opts.xdpMode ?? 'auto';
+    let mode: XdpAttachMode = wanted === 'generic' ? 'generic' : 'native';
+    let res = linkCreate(this.xdpFd, ifindex, BPF_XDP, mode === 'native' ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE);
+    if (res.fd < 0 && mode === 'native' && wanted === 'auto' && res.errno !== E.EBUSY && res.errno !== E.ENODEV) {
+      this.log?.warn({ ifname, errno: res.errno }, 'native XDP not available on this interface; falling back to generic (slower) mode');
+      mode = 'generic';
+      res = linkCreate(this.xdpFd, ifindex, BPF_XDP, XDP_FLAGS_SKB_MODE);
+    }
+    if (res.fd < 0) {
+      throw new DatapathError(
+        'attach xdp',
+        ifname,
+        res.errno,
+        res.errno === E.ENODEV ? 'no such interface' : res.errno === E.EBUSY ? 'another XDP program is attached' : undefined,
+      );
+    }
+    this.pinLink(res.fd, join(this.pinDir, 'links', `${ifname}-xdp-${mode}`), ifname, 'xdp');
+    return mode;
+  }
+
+  private attachEgress(ifname: string, ifindex: number, wanted: EgressAttachMode | 'auto'): EgressAttachMode {
+    for (const pin of this.linkPins(ifname)) {
+      if (pin.kind === 'egress-tcx') {
+        const fd = raw.bpf_obj_get(pin.path) as number;
+        if (fd >= 0) {
+          try {
+            const info = linkInfo(fd, pin.path);
+            if (info.ifindex === ifindex && wanted !== 'clsact') {
+              if (info.progId !== this.tcProgId) check(raw.bpf_link_update(fd, this.tcFd, null) as number, 'update tc program on', ifname);
+              return 'tcx';
+            }
+            if (info.ifindex === ifindex) check(raw.bpf_link_detach(fd) as number, 'detach tc egress', ifname);
+          } finally {
+            closeFd(fd);
+          }
+        }
+        unlinkQuiet(pin.path);
+      } else if (pin.kind === 'egress-clsact') {
+        if (wanted !== 'tcx' && clsactQuery(ifindex) !== 0) {
+          clsactAttach(this.tcFd, ifindex, ifname); // replace keeps it current
+          return 'clsact';
+        }
+        clsactDetach(ifindex, ifname);
+        unlinkQuiet(pin.path);
+      }
+    }
+    if (wanted !== 'clsact') {
+      const res = linkCreate(this.tcFd, ifindex, BPF_TCX_EGRESS, 0);
+      if (res.fd >= 0) {
+        this.pinLink(res.fd, join(this.pinDir, 'links', `${ifname}-egress-tcx`), ifname, 'tc egress');
+        return 'tcx';
+      }
+      if (wanted === 'tcx' || res.errno === E.ENODEV) throw new DatapathError('attach tc egress', ifname, res.errno, res.errno === E.ENODEV ? 'no such interface' : undefined);
+      this.log?.warn({ ifname, errno: res.errno }, 'TCX links not available; falling back to a clsact filter');
+    }
+    clsactAttach(this.tcFd, ifindex, ifname);
+    // No link to pin: pin the program as the record that uninstall must remove the filter.
+    const marker = join(this.pinDir, 'links', `${ifname}-egress-clsact`);
+    unlinkQuiet(marker);
+    check(raw.bpf_obj_pin(this.tcFd, marker) as number, 'pin', marker);
+    return 'clsact';
+  }
+
+  private pinLink(fd: number, path: string, ifname: string, what: string): void {
+    try {
+      unlinkQuiet(path);
+      const r = raw.bpf_obj_pin(fd, path) as number;
+      if (r < 0) {
+        const errno = lastErrno(r);
+        raw.bpf_link_detach(fd);
+        throw new DatapathError(`pin ${what} link of`, `${ifname} at ${path}`, errno);
+      }
+    } finally {
+      closeFd(fd);
+    }
+  }
+
+  private ensureIfCounters(ifindex: number): void {
+    const m = this.map(MAP.IF_CNT);
+    for (const dir of [FW_DIR.ingress, FW_DIR.egress]) {
+      const key = Buffer.alloc(8);
+      key.writeUInt32LE(ifindex, 0);
+      key.writeUInt32LE(dir, 4);
+      const errno = m.tryUpdate(key, Buffer.alloc(m.valueStride), BPF_NOEXIST);
+      if (errno !== 0 && errno !== E.EEXIST) throw new DatapathError('create interface counters in', m.name, errno);
+    }
+  }
+
+  detach(ifname: string): void {
+    this.assertOpen();
+    let ifindex = 0;
+    for (const pin of this.linkPins(ifname)) {
+      if (pin.kind === 'egress-clsact') {
+        const idx = raw.if_nametoindex(ifname) as number;
+        if (idx) clsactDetach(idx, ifname);
+      } else {
+        const fd = raw.bpf_obj_get(pin.path) as number;
+        if (fd >= 0) {
+          try {
+            const info = linkInfo(fd, pin.path);
+            if (info.ifindex) ifindex = info.ifindex;
+            if (info.ifindex) {
+              const r = raw.bpf_link_detach(fd) as number;
+              if (r < 0 && lastErrno(r) !== E.ENOLINK) check(r, `detach ${pin.kind.startsWith('xdp') ? 'xdp' : 'tc egress'}`, ifname);
+            }
+          } finally {
+            closeFd(fd);
+          }
+        }
+      }
+      unlinkQuiet(pin.path);
+    }
+    if (ifindex) {
+      const m = this.map(MAP.IF_CNT);
+      for (const dir of [FW_DIR.ingress, FW_DIR.egress]) {
+        const key = Buffer.alloc(8);
+        key.writeUInt32LE(ifindex, 0);
+        key.writeUInt32LE(dir, 4);
+        m.delete(key);
+      }
+    }
+    this.log?.info({ ifname }, 'detached');
+  }
+
+  attachments(): InterfaceAttachment[] {
+    this.assertOpen();
+    const byName = new Map<string, { ifindex: number; xdpMode: XdpAttachMode | 'none'; egressMode: EgressAttachMode | 'none' }>();
+    for (const pin of this.linkPins()) {
+      let a = byName.get(pin.ifname);
+      if (!a) byName.set(pin.ifname, (a = { ifindex: 0, xdpMode: 'none', egressMode: 'none' }));
+      if (pin.kind === 'egress-clsact') {
+        a.egressMode = 'clsact';
+        if (!a.ifindex) a.ifindex = (raw.if_nametoindex(pin.ifname) as number) || 0;
+        continue;
+      }
+      const fd = raw.bpf_obj_get(pin.path) as number;
+      if (fd < 0) continue;
+      try {
+        const info = linkInfo(fd, pin.path);
+        if (!info.ifindex) continue; // defunct: the interface is gone
+        a.ifindex = info.ifindex;
+        if (pin.kind === 'xdp-native') a.xdpMode = 'native';
+        else if (pin.kind === 'xdp-generic') a.xdpMode = 'generic';
+        else a.egressMode = 'tcx';
+      } finally {
+        closeFd(fd);
+      }
+    }
+    return [...byName.entries()]
+      .filter(([, a]) => a.xdpMode !== 'none' || a.egressMode !== 'none')
+      .map(([ifname, a]) => ({ ifname, ...a }))
+      .sort((x, y) => x.ifname.localeCompare(y.ifname));
+  }
+
+  private linkPins(ifname?: string): LinkPin[] {
+    const dir = join(this.pinDir, 'links');
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      return [];
+    }
+    const out: LinkPin[] = [];
+    for (const n of names) {
+      const m = LINK_RE.exec(n);
+      if (!m) continue;
+      if (ifname !== undefined && m[1] !== ifname) continue;
+      out.push({ ifname: m[1]!, kind: m[2] as LinkPin['kind'], path: join(dir, n) });
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  uninstall(): void {
+    this.assertOpen();
+    const names = new Set(this.linkPins().map((p) => p.ifname));
+    for (const ifname of names) this.detach(ifname);
+    this.closeObjects();
+    this.closed = true;
+    removePins(this.pinDir);
+    this.log?.info({ pinDir: this.pinDir }, 'uninstalled');
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closeObjects();
+  }
+
+  /** Program fds (tests and the bench run them with BPF_PROG_TEST_RUN). */
+  programFd(which: 'xdp' | 'tc'): number {
+    this.assertOpen();
+    return which === 'xdp' ? this.xdpFd : this.tcFd;
+  }
+
+  testRun(which: 'xdp' | 'tc', frame: Buffer, opts: TestRunOptions = {}): TestRunResult {
+    return progTestRun(this.programFd(which), frame, opts, which === 'xdp' ? PROG.XDP : PROG.TC);
+  }
+
+  /** The map fd of a fleetwall map (tests and the bench). */
+  mapFd(name: MapName): number {
+    return this.map(name).fd;
+  }
+
+  private pinPrograms(): void {
+    for (const [name, fd] of [
+      [PROG.XDP, this.xdpFd],
+      [PROG.TC, this.tcFd],
+    ] as const) {
+      const path = join(this.pinDir, 'progs', name);
+      unlinkQuiet(path);
+      check(raw.bpf_obj_pin(fd, path) as number, 'pin program', path);
+    }
+  }
+
+  private map(name: MapName): BpfMap {
+    const m = this.maps.get(name);
+    if (!m) throw new DatapathError('find map', name, E.ENOENT);
+    return m;
+  }
+
+  private closeObjects(): void {
+    for (const o of this.objects.splice(0)) o.close();
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new DatapathError('use datapath', this.pinDir, E.EBADF, 'the datapath was closed');
+  }
+}
+
+// ---------------------------------------------------------------- helpers
+
+function emptySet(): LenSet {
+  return { hashLens: [], useTrie: false };
+}
+
+function activeSet(t: TableState): LenSet {
+  return t.cfg.sets[t.cfg.active & 1]!;
+}
+
+function sameSet(a: LenSet, b: LenSet): boolean {
+  return a.useTrie === b.useTrie && a.hashLens.length === b.hashLens.length && a.hashLens.every((l, i) => l === b.hashLens[i]);
+}
+
+function sum(a: Uint32Array): number {
+  let s = 0;
+  for (const v of a) s += v;
+  return s;
+}
+
+function zero() {
+  return { packets: 0n, bytes: 0n };
+}
+
+function add(c: { packets: bigint; bytes: bigint }, b: Buffer, off: number): void {
+  c.packets += b.readBigUInt64LE(off);
+  c.bytes += b.readBigUInt64LE(off + 8);
+}
+
+/** The prefix's bytes with host bits cleared (a set host bit would never match a hash key). */
+function maskedBytes(p: Prefix): Uint8Array {
+  const out = new Uint8Array(p.bytes);
+  for (let i = 0; i < out.length; i++) {
+    const keep = Math.max(0, Math.min(8, p.len - i * 8));
+    if (keep < 8) out[i] = out[i]! & ((0xff << (8 - keep)) & 0xff);
+  }
+  return out;
+}
+
+function unlinkQuiet(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    /* absent */
+  }
+}
+
+/** Refuses a pin dir that is not on a bpf filesystem (pins would fail later, less clearly). */
+function checkBpffs(pinDir: string): void {
+  let best = '';
+  let type = '';
+  for (const line of readFileSync('/proc/self/mounts', 'utf8').split('\n')) {
+    const [, mnt, fstype] = line.split(' ');
+    if (!mnt || !fstype) continue;
+    const m = mnt.replace(/\\040/g, ' ');
+    if ((pinDir === m || pinDir.startsWith(m.endsWith('/') ? m : `${m}/`)) && m.length >= best.length) {
+      best = m;
+      type = fstype;
+    }
+  }
+  if (type !== 'bpf') {
+    throw new DatapathError(
+      'open pins',
+      pinDir,
+      E.ENOTSUP,
+      `not on a bpf filesystem (it is on ${type || 'nothing'} at ${best || '/'}); mount one: mount -t bpf bpf /sys/fs/bpf`,
+    );
+  }
+}
+
+/** Removes every pin and folder under pinDir (uninstall). */
+export function removePins(pinDir: string): void {
+  if (!existsSync(pinDir)) return;
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else unlinkQuiet(p);
+    }
+    try {
+      rmdirSync(d);
+    } catch {
+      /* not empty: something else pinned there */
+    }
+  };
+  walk(pinDir);
+}

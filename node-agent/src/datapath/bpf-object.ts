@@ -1,0 +1,105 @@
+// Opens and loads one compiled BPF object with its maps pinned by name under
+// a pin directory: a map already pinned there is reused (never recreated or
+// flushed), a new one is created with the requested size and pinned.
+
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import koffi from 'koffi';
+import { DatapathError } from './errors.js';
+import { mapInfoByFd } from './bpf-map.js';
+import { type BpfObjectPtr, check, closeFd, raw, takeLibbpfLog } from './libbpf.js';
+
+export interface LoadedObject {
+  readonly path: string;
+  progFd(name: string): number;
+  mapFd(name: string): number;
+  mapNames(): string[];
+  close(): void;
+}
+
+export interface LoadObjectOptions {
+  /** Maps whose name matches are pinned (and reused) under pinDir. */
+  readonly pinDir?: string;
+  readonly pinFilter?: (mapName: string) => boolean;
+  /** max_entries for maps created by this load. */
+  readonly sizes?: ReadonlyMap<string, number>;
+}
+
+export function loadObject(path: string, o: LoadObjectOptions = {}): LoadedObject {
+  if (!existsSync(path)) {
+    throw new DatapathError('open object', path, 2, 'no such file (run npm run build:bpf)');
+  }
+  takeLibbpfLog();
+  const obj = raw.bpf_object__open_file(path, null) as BpfObjectPtr;
+  if (!obj) throw new DatapathError('open object', path, koffi.errno() || 22, lastLog() ?? 'libbpf could not parse the object');
+  let ok = false;
+  try {
+    for (let m = raw.bpf_object__next_map(obj, null); m; m = raw.bpf_object__next_map(obj, m)) {
+      const name = raw.bpf_map__name(m) as string;
+      const pinned = o.pinDir && (o.pinFilter?.(name) ?? true) ? join(o.pinDir, name) : null;
+      let size = o.sizes?.get(name);
+      if (pinned) {
+        check(raw.bpf_map__set_pin_path(m, pinned) as number, 'set pin path of map', name);
+        if (existsSync(pinned)) {
+          // Reuse keeps the pinned size: libbpf refuses a mismatch.
+          const fd = check(raw.bpf_obj_get(pinned) as number, 'open pinned map', pinned);
+          try {
+            size = mapInfoByFd(fd, name).maxEntries;
+          } finally {
+            closeFd(fd);
+          }
+        }
+      }
+      if (size !== undefined) check(raw.bpf_map__set_max_entries(m, size) as number, 'size map', name);
+    }
+    const r = raw.bpf_object__load(obj) as number;
+    if (r < 0) {
+      const errno = -r;
+      throw new DatapathError('load object', path, errno, loadFailureDetail(errno));
+    }
+    ok = true;
+  } finally {
+    if (!ok) raw.bpf_object__close(obj);
+  }
+  let closed = false;
+  return {
+    path,
+    progFd(name: string): number {
+      const p = raw.bpf_object__find_program_by_name(obj, name);
+      if (!p) throw new DatapathError('find program', `${name} in ${path}`, 2);
+      return check(raw.bpf_program__fd(p) as number, 'program fd', name);
+    },
+    mapFd(name: string): number {
+      const m = raw.bpf_object__find_map_by_name(obj, name);
+      if (!m) throw new DatapathError('find map', `${name} in ${path}`, 2);
+      return check(raw.bpf_map__fd(m) as number, 'map fd', name);
+    },
+    mapNames(): string[] {
+      const out: string[] = [];
+      for (let m = raw.bpf_object__next_map(obj, null); m; m = raw.bpf_object__next_map(obj, m)) {
+        out.push(raw.bpf_map__name(m) as string);
+      }
+      return out;
+    },
+    close(): void {
+      if (closed) return;
+      closed = true;
+      raw.bpf_object__close(obj);
+    },
+  };
+}
+
+function lastLog(): string | undefined {
+  const lines = takeLibbpfLog().filter((l) => l.trim() !== '');
+  return lines.length ? lines.slice(-3).join(' | ').replace(/^libbpf: /, '') : undefined;
+}
+
+function loadFailureDetail(errno: number): string | undefined {
+  const lines = takeLibbpfLog().filter((l) => l.trim() !== '');
+  const reuse = lines.find((l) => /reuse pinned map|parameter mismatch/.test(l));
+  if (reuse) return `a pinned map does not match this object (${reuse.replace(/^libbpf: /, '').trim()}); uninstall or use another pin dir`;
+  if (lines.length === 0) return undefined;
+  // The verifier log ends with the reason; keep the tail short.
+  const tail = lines.slice(-6).join(' | ');
+  return `${errno === 13 ? 'verifier rejected the program' : 'load failed'}: ${tail}`;
+}

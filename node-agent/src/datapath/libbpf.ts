@@ -1,0 +1,224 @@
+// koffi declarations for libbpf.so.1 (1.1.x) and the few libc calls the data
+// plane needs. This file and its siblings under datapath/ are the only code
+// that touches the FFI. Structs are passed as Buffers laid out by hand (the
+// offsets below follow /usr/include/bpf/{bpf,libbpf}.h of libbpf 1.1).
+
+import koffi, { type LibraryHandle } from 'koffi';
+import { DatapathError, errnoOf } from './errors.js';
+
+const lib = koffi.load('libbpf.so.1');
+const libc = koffi.load('libc.so.6');
+
+koffi.opaque('bpf_object');
+koffi.opaque('bpf_map');
+koffi.opaque('bpf_program');
+
+// Opaque handles (koffi External objects).
+export type BpfObjectPtr = unknown;
+export type BpfMapPtr = unknown;
+export type BpfProgramPtr = unknown;
+type Ptr = Buffer | Uint8Array | Uint32Array | BigUint64Array | null;
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+type Fn = (...args: any[]) => any;
+const f = (l: LibraryHandle, decl: string): Fn => l.func(decl) as Fn;
+
+export const raw = {
+  // objects
+  bpf_object__open_file: f(lib, 'bpf_object *bpf_object__open_file(const char *path, const void *opts)'),
+  bpf_object__load: f(lib, 'int bpf_object__load(bpf_object *obj)'),
+  bpf_object__close: f(lib, 'void bpf_object__close(bpf_object *obj)'),
+  bpf_object__next_map: f(lib, 'bpf_map *bpf_object__next_map(const bpf_object *obj, const bpf_map *map)'),
+  bpf_object__find_map_by_name: f(lib, 'bpf_map *bpf_object__find_map_by_name(const bpf_object *obj, const char *name)'),
+  bpf_object__find_program_by_name: f(
+    lib,
+    'bpf_program *bpf_object__find_program_by_name(const bpf_object *obj, const char *name)',
+  ),
+  bpf_map__name: f(lib, 'const char *bpf_map__name(const bpf_map *map)'),
+  bpf_map__fd: f(lib, 'int bpf_map__fd(const bpf_map *map)'),
+  bpf_map__type: f(lib, 'int bpf_map__type(const bpf_map *map)'),
+  bpf_map__key_size: f(lib, 'uint32_t bpf_map__key_size(const bpf_map *map)'),
+  bpf_map__value_size: f(lib, 'uint32_t bpf_map__value_size(const bpf_map *map)'),
+  bpf_map__max_entries: f(lib, 'uint32_t bpf_map__max_entries(const bpf_map *map)'),
+  bpf_map__set_max_entries: f(lib, 'int bpf_map__set_max_entries(bpf_map *map, uint32_t n)'),
+  bpf_map__set_pin_path: f(lib, 'int bpf_map__set_pin_path(bpf_map *map, const char *path)'),
+  bpf_program__fd: f(lib, 'int bpf_program__fd(const bpf_program *prog)'),
+  // fds and pins
+  bpf_obj_pin: f(lib, 'int bpf_obj_pin(int fd, const char *path)'),
+  bpf_obj_get: f(lib, 'int bpf_obj_get(const char *path)'),
+  bpf_obj_get_info_by_fd: f(lib, 'int bpf_obj_get_info_by_fd(int fd, void *info, void *info_len)'),
+  // maps
+  bpf_map_update_elem: f(lib, 'int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)'),
+  bpf_map_lookup_elem: f(lib, 'int bpf_map_lookup_elem(int fd, const void *key, void *value)'),
+  bpf_map_delete_elem: f(lib, 'int bpf_map_delete_elem(int fd, const void *key)'),
+  bpf_map_get_next_key: f(lib, 'int bpf_map_get_next_key(int fd, const void *key, void *next_key)'),
+  bpf_map_update_batch: f(
+    lib,
+    'int bpf_map_update_batch(int fd, const void *keys, const void *values, void *count, const void *opts)',
+  ),
+  bpf_map_lookup_batch: f(
+    lib,
+    'int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, void *count, const void *opts)',
+  ),
+  bpf_map_delete_batch: f(lib, 'int bpf_map_delete_batch(int fd, const void *keys, void *count, const void *opts)'),
+  // programs, links, attach
+  bpf_prog_test_run_opts: f(lib, 'int bpf_prog_test_run_opts(int prog_fd, void *opts)'),
+  bpf_prog_get_fd_by_id: f(lib, 'int bpf_prog_get_fd_by_id(uint32_t id)'),
+  bpf_link_create: f(lib, 'int bpf_link_create(int prog_fd, int target_fd, int attach_type, const void *opts)'),
+  bpf_link_detach: f(lib, 'int bpf_link_detach(int link_fd)'),
+  bpf_link_update: f(lib, 'int bpf_link_update(int link_fd, int new_prog_fd, const void *opts)'),
+  bpf_link_get_next_id: f(lib, 'int bpf_link_get_next_id(uint32_t start_id, void *next_id)'),
+  bpf_link_get_fd_by_id: f(lib, 'int bpf_link_get_fd_by_id(uint32_t id)'),
+  bpf_xdp_query: f(lib, 'int bpf_xdp_query(int ifindex, int flags, void *opts)'),
+  bpf_xdp_detach: f(lib, 'int bpf_xdp_detach(int ifindex, uint32_t flags, const void *opts)'),
+  bpf_xdp_attach: f(lib, 'int bpf_xdp_attach(int ifindex, int prog_fd, uint32_t flags, const void *opts)'),
+  bpf_tc_hook_create: f(lib, 'int bpf_tc_hook_create(void *hook)'),
+  bpf_tc_attach: f(lib, 'int bpf_tc_attach(const void *hook, void *opts)'),
+  bpf_tc_detach: f(lib, 'int bpf_tc_detach(const void *hook, const void *opts)'),
+  bpf_tc_query: f(lib, 'int bpf_tc_query(const void *hook, void *opts)'),
+  libbpf_num_possible_cpus: f(lib, 'int libbpf_num_possible_cpus(void)'),
+  // libc
+  close: f(libc, 'int close(int fd)'),
+  if_nametoindex: f(libc, 'uint32_t if_nametoindex(const char *name)'),
+  vsnprintf: f(libc, 'int vsnprintf(void *buf, size_t size, const char *fmt, void *ap)'),
+};
+
+// ---- libbpf's log: routed into a ring the errors can quote, and to a sink.
+
+const PrintFn = koffi.proto('int fw_libbpf_print_fn(int level, const char *fmt, void *ap)');
+const libbpf_set_print = f(lib, 'void *libbpf_set_print(fw_libbpf_print_fn *fn)');
+
+export type LibbpfLogLevel = 'warn' | 'info' | 'debug';
+const LEVELS: LibbpfLogLevel[] = ['warn', 'info', 'debug'];
+const recent: string[] = [];
+let sink: ((level: LibbpfLogLevel, line: string) => void) | null = null;
+const printBuf = Buffer.alloc(8192);
+
+const printCb = koffi.register((level: number, fmt: string, ap: unknown) => {
+  const n = raw.vsnprintf(printBuf, printBuf.length, fmt, ap) as number;
+  const text = printBuf.subarray(0, Math.max(0, Math.min(n, printBuf.length - 1))).toString('utf8').trimEnd();
+  const lvl = LEVELS[level] ?? 'debug';
+  if (lvl !== 'debug') {
+    recent.push(text);
+    if (recent.length > 64) recent.shift();
+  }
+  sink?.(lvl, text);
+  return 0;
+}, koffi.pointer(PrintFn));
+libbpf_set_print(printCb);
+
+/** Routes libbpf's own log lines (warnings, verifier log) to `fn`. */
+export function setLibbpfLogSink(fn: ((level: LibbpfLogLevel, line: string) => void) | null): void {
+  sink = fn;
+}
+
+/** Takes (and clears) libbpf's log lines since the last call. */
+export function takeLibbpfLog(): string[] {
+  return recent.splice(0, recent.length);
+}
+
+// ---- helpers
+
+/** Throws a DatapathError when `ret` is negative (libbpf convention: -errno). */
+export function check(ret: number, op: string, target: string, detail?: (errno: number) => string | undefined): number {
+  if (ret >= 0) return ret;
+  const errno = errnoOf(ret, koffi.errno());
+  throw new DatapathError(op, target, errno, detail?.(errno));
+}
+
+/** Positive errno of the last call that returned `ret`. */
+export function lastErrno(ret: number): number {
+  return errnoOf(ret, koffi.errno());
+}
+
+export function closeFd(fd: number): void {
+  if (fd >= 0) raw.close(fd);
+}
+
+export function address(buf: Buffer | Uint8Array): bigint {
+  return koffi.address(buf);
+}
+
+export function ptr(p: Ptr): Ptr {
+  return p;
+}
+
+let ncpus = 0;
+/** Possible CPUs (the per-CPU value stride of per-CPU maps). */
+export function possibleCpus(): number {
+  if (ncpus === 0) ncpus = check(raw.libbpf_num_possible_cpus() as number, 'count cpus', 'libbpf');
+  return ncpus;
+}
+
+// ---- constants from the kernel uapi
+
+export const BPF_ANY = 0n;
+export const BPF_NOEXIST = 1n;
+export const BPF_EXIST = 2n;
+
+export const BPF_MAP_TYPE = {
+  HASH: 1,
+  ARRAY: 2,
+  PERCPU_HASH: 5,
+  PERCPU_ARRAY: 6,
+  LPM_TRIE: 11,
+} as const;
+
+export const BPF_XDP = 37;
+export const BPF_TCX_INGRESS = 46;
+export const BPF_TCX_EGRESS = 47;
+
+export const XDP_FLAGS_UPDATE_IF_NOEXIST = 1;
+export const XDP_FLAGS_SKB_MODE = 2;
+export const XDP_FLAGS_DRV_MODE = 4;
+
+export const XDP_ATTACHED = { NONE: 0, DRV: 1, SKB: 2, HW: 3, MULTI: 4 } as const;
+
+export const BPF_TC_EGRESS = 2;
+export const BPF_TC_F_REPLACE = 1;
+
+export const BPF_F_TEST_XDP_LIVE_FRAMES = 2;
+
+export const BPF_LINK_TYPE_XDP = 6;
+export const BPF_LINK_TYPE_TCX = 11;
+
+// ---- libbpf opts structs (sizes and offsets of libbpf 1.1)
+
+export function batchOpts(elemFlags: bigint): Buffer {
+  const b = Buffer.alloc(24);
+  b.writeBigUInt64LE(24n, 0);
+  b.writeBigUInt64LE(elemFlags, 8);
+  return b;
+}
+
+export function linkCreateOpts(flags: number): Buffer {
+  const b = Buffer.alloc(64);
+  b.writeBigUInt64LE(64n, 0);
+  b.writeUInt32LE(flags, 8);
+  return b;
+}
+
+export function xdpQueryOpts(): Buffer {
+  const b = Buffer.alloc(32);
+  b.writeBigUInt64LE(32n, 0);
+  return b;
+}
+
+export function tcHook(ifindex: number, attachPoint: number): Buffer {
+  const b = Buffer.alloc(24);
+  b.writeBigUInt64LE(24n, 0);
+  b.writeInt32LE(ifindex, 8);
+  b.writeUInt32LE(attachPoint, 12);
+  return b;
+}
+
+export function tcOpts(progFd: number, flags: number, handle: number, priority: number): Buffer {
+  const b = Buffer.alloc(32);
+  b.writeBigUInt64LE(32n, 0);
+  b.writeInt32LE(progFd, 8);
+  b.writeUInt32LE(flags, 12);
+  b.writeUInt32LE(0, 16);
+  b.writeUInt32LE(handle, 20);
+  b.writeUInt32LE(priority, 24);
+  return b;
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Compiles the eBPF programs (npm run build:bpf). The objects are committed so
+# running needs no compiler; CI rebuilds them from source and tests them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CLANG=${CLANG:-clang}
+ARCH_INC=/usr/include/$(uname -m)-linux-gnu
+CFLAGS=(-O2 -g -target bpf -Wall -Werror -Wno-unused-function "-I$ARCH_INC" -Ibpf/include)
+
+build() { # src out [extra flags...]
+  local src=$1 out=$2
+  shift 2
+  mkdir -p "$(dirname "$out")"
+  "$CLANG" "${CFLAGS[@]}" "$@" -c "$src" -o "$out"
+  echo "built $out"
+}
+
+build bpf/xdp_ingress.bpf.c bpf/obj/xdp_ingress.bpf.o
+build bpf/tc_egress.bpf.c bpf/obj/tc_egress.bpf.o
+
+# Benchmark-only programs.
+build bpf/bench/bare.bpf.c bpf/bench/obj/bare.bpf.o
+build bpf/bench/bare.bpf.c bpf/bench/obj/bare_vary.bpf.o -DFW_BENCH_VARY
+build bpf/xdp_ingress.bpf.c bpf/bench/obj/xdp_ingress_vary.bpf.o -DFW_BENCH_VARY
+build bpf/bench/xdp_gen.bpf.c bpf/bench/obj/xdp_gen.bpf.o
