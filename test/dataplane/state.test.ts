@@ -1,0 +1,210 @@
+// Pinned state: journal, meta, counters, capacity, prefix-length placement,
+// reopen and crash recovery, typed errors.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { parseCidr } from '../../common/src/cidr.js';
+import { decodeMeta, encodeMeta, MAP } from '../../node-agent/src/datapath/abi.js';
+import { BpfMap } from '../../node-agent/src/datapath/bpf-map.js';
+import { openDatapath } from '../../node-agent/src/datapath/bpf-datapath.js';
+import type { KernelEntry, MapOp } from '../../node-agent/src/datapath/datapath.js';
+import { DatapathError } from '../../node-agent/src/datapath/errors.js';
+import { placeNewLengths } from '../../node-agent/src/datapath/lengths.js';
+import { ipFrame } from './frames.js';
+import { cleanupPins, uniquePinDir, withDatapath } from './helpers.js';
+
+const XDP_DROP = 1;
+const XDP_PASS = 2;
+
+const deny = (cidr: string, slot: number, direction: 'ingress' | 'egress' = 'ingress'): KernelEntry => ({
+  direction,
+  prefix: parseCidr(cidr),
+  action: 'deny',
+  mode: 'enforce',
+  slot,
+});
+const up = (entry: KernelEntry): MapOp => ({ kind: 'entry.upsert', entry });
+const del = (cidr: string, direction: 'ingress' | 'egress' = 'ingress'): MapOp => ({ kind: 'entry.delete', direction, prefix: parseCidr(cidr) });
+
+test('placeNewLengths puts the most populated new lengths in the hash, up to K', () => {
+  assert.deepEqual(placeNewLengths([], new Map([[32, 10], [24, 50], [16, 1]]), 2), { toHash: [32, 24], toTrie: [16] });
+  assert.deepEqual(placeNewLengths([32], new Map([[24, 5], [8, 9]]), 2), { toHash: [8], toTrie: [24] });
+  assert.deepEqual(placeNewLengths([32, 24], new Map([[16, 5]]), 2), { toHash: [], toTrie: [16] });
+  assert.deepEqual(placeNewLengths([], new Map([[16, 5]]), 0), { toHash: [], toTrie: [16] });
+});
+
+test('journal, meta and counter reset round-trip through the pins and survive reopen', async () => {
+  await withDatapath('state-journal', {}, (dp, pinDir) => {
+    const rule = (id: bigint, cidr: string, slot: number, expireUnixMs = 0) => ({
+      id,
+      direction: 'egress' as const,
+      prefix: parseCidr(cidr),
+      action: 'deny' as const,
+      mode: 'monitor' as const,
+      expireUnixMs,
+      slot,
+    });
+    dp.apply(
+      [
+        { kind: 'journal.upsert', rule: rule(7n, '2001:db8::/48', 3, 1_900_000_000_000) },
+        { kind: 'journal.upsert', rule: rule(2n ** 63n + 5n, '198.51.100.0/24', 4) },
+        { kind: 'journal.upsert', rule: rule(9n, '203.0.113.9/32', 5) },
+        up(deny('203.0.113.9/32', 5)),
+      ],
+      { revision: 42n, storeId: 'store-a' },
+    );
+    dp.apply([{ kind: 'journal.delete', id: 9n }, { kind: 'journal.delete', id: 12345n }]); // absent id ignored
+    assert.deepEqual(dp.readMeta(), { revision: 42n, storeId: 'store-a' });
+    const j = dp.readJournal();
+    assert.deepEqual(
+      j.map((r) => [r.id, r.prefix.family, Buffer.from(r.prefix.bytes).toString('hex'), r.prefix.len, r.direction, r.action, r.mode, r.expireUnixMs, r.slot]),
+      [
+        [7n, 6, '20010db8000000000000000000000000', 48, 'egress', 'deny', 'monitor', 1_900_000_000_000, 3],
+        [2n ** 63n + 5n, 4, 'c6336400', 24, 'egress', 'deny', 'monitor', 0, 4],
+      ],
+    );
+    // Count, reset, count.
+    for (let i = 0; i < 3; i++) assert.equal(dp.testRun('xdp', ipFrame('203.0.113.9', '192.0.2.1')).retval, XDP_DROP);
+    assert.equal(dp.readRuleCounters(6).packets[5], 3n);
+    dp.apply([{ kind: 'counter.reset', slot: 5 }]);
+    assert.equal(dp.readRuleCounters(6).packets[5], 0n);
+    dp.close();
+
+    const again = openDatapath({ pinDir });
+    try {
+      assert.equal(again.createdFresh, false);
+      assert.deepEqual(again.readMeta(), { revision: 42n, storeId: 'store-a' });
+      assert.equal(again.readJournal().length, 2);
+      assert.equal(again.readEntries().length, 1);
+      assert.equal(again.testRun('xdp', ipFrame('203.0.113.9', '192.0.2.1')).retval, XDP_DROP, 'entries kept');
+      assert.deepEqual(again.capacity, { prefixesPerTable: 8192, counterSlots: 4096 }, 'reopened pins keep their size');
+      const reopenedBigger = openDatapath({ pinDir, capacity: { prefixesPerTable: 99999, counterSlots: 99 } });
+      assert.deepEqual(reopenedBigger.capacity, { prefixesPerTable: 8192, counterSlots: 4096 });
+      reopenedBigger.close();
+    } finally {
+      again.close();
+    }
+  });
+});
+
+test('a full table is refused before anything changes; bad ops are refused with EINVAL', async () => {
+  await withDatapath('state-cap', { capacity: { prefixesPerTable: 16, counterSlots: 8 } }, (dp) => {
+    const ops: MapOp[] = [];
+    for (let i = 0; i < 16; i++) ops.push(up(deny(`10.0.0.${i}/32`, 1)));
+    dp.apply(ops);
+    assert.equal(dp.usage().find((u) => u.direction === 'ingress' && u.family === 4)!.entries, 16);
+    // Re-applying the same 16 fits (replacements), 1 more does not.
+    dp.apply(ops);
+    const err = (() => {
+      try {
+        dp.apply([up(deny('10.0.1.0/24', 2)), up(deny('10.0.0.99/32', 2))]);
+      } catch (e) {
+        return e;
+      }
+      return null;
+    })();
+    assert.ok(err instanceof DatapathError);
+    assert.equal(err.code, 'E2BIG');
+    assert.equal(err.errno, 7);
+    assert.match(err.message, /would hold 18 prefixes, capacity is 16; nothing was changed/);
+    assert.equal(dp.readEntries().length, 16, 'nothing half-applied');
+    assert.equal(dp.testRun('xdp', ipFrame('10.0.1.5', '192.0.2.1')).retval, XDP_PASS);
+    // Other tables are separate.
+    dp.apply([up(deny('10.0.1.0/24', 2, 'egress'))]);
+    assert.throws(() => dp.apply([up(deny('10.0.0.1/32', 8))]), { code: 'EINVAL', message: /counter slot 8 out of 0\.\.7/ });
+    assert.throws(
+      () => dp.apply([up({ ...deny('10.0.0.1/32', 1), prefix: { family: 4, bytes: new Uint8Array(16), len: 8 } })]),
+      { code: 'EINVAL', message: /IPv4 prefix needs 4 bytes/ },
+    );
+  });
+});
+
+test('prefix lengths: first K populated go to the hash, the rest to the trie; an emptied length frees its place', async () => {
+  await withDatapath('state-lens', { maxHashLengths: 2 }, (dp) => {
+    const v4 = () => dp.layout().find((t) => t.direction === 'ingress' && t.family === 4)!;
+    // Bulk: the two most populated lengths win the hash.
+    dp.apply([
+      up(deny('10.0.0.0/8', 1)),
+      up(deny('192.0.2.0/24', 1)),
+      up(deny('198.51.100.0/24', 1)),
+      up(deny('203.0.113.1/32', 1)),
+      up(deny('203.0.113.2/32', 1)),
+      up(deny('203.0.113.3/32', 1)),
+    ]);
+    assert.deepEqual(v4(), { direction: 'ingress', family: 4, hashLens: [32, 24], trieLens: [8], useTrie: true });
+    dp.apply([up(deny('172.16.0.0/12', 1))]);
+    assert.deepEqual(v4().trieLens, [8, 12], 'hash full: a new length goes to the trie');
+    // Empty /24: its place frees; the next new length takes it.
+    dp.apply([del('192.0.2.0/24'), del('198.51.100.0/24')]);
+    assert.deepEqual(v4().hashLens, [32]);
+    dp.apply([up(deny('100.64.0.0/16', 1))]);
+    assert.deepEqual(v4().hashLens, [32, 16]);
+    // Empty the trie: the programs stop looking it up.
+    dp.apply([del('10.0.0.0/8'), del('172.16.0.0/12')]);
+    assert.deepEqual(v4(), { direction: 'ingress', family: 4, hashLens: [32, 16], trieLens: [], useTrie: false });
+    // Deleting an absent prefix changes nothing.
+    dp.apply([del('203.0.113.99/32'), del('9.9.9.0/24')]);
+    assert.deepEqual(v4().hashLens, [32, 16]);
+    assert.equal(dp.usage().find((u) => u.family === 4 && u.direction === 'ingress')!.entries, 4);
+    for (const [src, v] of [
+      ['203.0.113.2', XDP_DROP],
+      ['100.64.9.9', XDP_DROP],
+      ['10.1.1.1', XDP_PASS],
+      ['192.0.2.1', XDP_PASS],
+    ] as const) {
+      assert.equal(dp.testRun('xdp', ipFrame(src, '192.0.2.254')).retval, v, src);
+    }
+  });
+});
+
+test('a crash in the middle of apply is repaired at the next open (counts rebuilt from the maps)', async () => {
+  const pinDir = uniquePinDir('state-dirty');
+  try {
+    const dp = openDatapath({ pinDir, capacity: { prefixesPerTable: 1024, counterSlots: 16 }, maxHashLengths: 1 });
+    dp.apply([up(deny('203.0.113.0/24', 1)), up(deny('198.51.100.7/32', 1)), up(deny('10.0.0.0/8', 2))]);
+    dp.close();
+    // Simulate a process that died mid-apply: dirty meta, wrong per-length counts.
+    const meta = BpfMap.fromPin(`${pinDir}/${MAP.META}`, MAP.META);
+    const stat = BpfMap.fromPin(`${pinDir}/${MAP.LENSTAT}`, MAP.LENSTAT);
+    try {
+      meta.updateU32(0, encodeMeta({ ...decodeMeta(meta.lookupU32(0)!), dirty: true }));
+      stat.updateU32(0, Buffer.alloc(stat.info.valueSize));
+    } finally {
+      meta.close();
+      stat.close();
+    }
+    const again = openDatapath({ pinDir });
+    try {
+      assert.equal(again.usage().find((u) => u.family === 4 && u.direction === 'ingress')!.entries, 3, 'recounted');
+      const lay = again.layout().find((t) => t.family === 4 && t.direction === 'ingress')!;
+      assert.equal(lay.hashLens.length + lay.trieLens.length, 3);
+      assert.equal(again.testRun('xdp', ipFrame('10.2.3.4', '192.0.2.254')).retval, XDP_DROP);
+      again.apply([del('10.0.0.0/8')]);
+      assert.equal(again.testRun('xdp', ipFrame('10.2.3.4', '192.0.2.254')).retval, XDP_PASS);
+    } finally {
+      again.close();
+    }
+  } finally {
+    cleanupPins(pinDir);
+  }
+  assert.equal(existsSync(pinDir), false);
+});
+
+test('typed errors: a pin dir off bpffs, a missing object, a closed datapath', async () => {
+  assert.throws(() => openDatapath({ pinDir: '/tmp/not-bpffs/fleetwall' }), (e: unknown) => {
+    assert.ok(e instanceof DatapathError);
+    assert.equal(e.code, 'EOPNOTSUPP');
+    assert.match(e.message, /^open pins \/tmp\/not-bpffs\/fleetwall: EOPNOTSUPP, not on a bpf filesystem/);
+    return true;
+  });
+  const pinDir = uniquePinDir('state-err');
+  try {
+    assert.throws(() => openDatapath({ pinDir, objDir: '/nonexistent' }), { code: 'ENOENT', message: /open object \/nonexistent\/xdp_ingress\.bpf\.o: ENOENT/ });
+    const dp = openDatapath({ pinDir, capacity: { prefixesPerTable: 64, counterSlots: 8 } });
+    dp.close();
+    assert.throws(() => dp.readEntries(), { code: 'EBADF', message: /the datapath was closed/ });
+  } finally {
+    cleanupPins(pinDir);
+  }
+});
