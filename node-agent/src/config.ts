@@ -9,8 +9,8 @@ export type XdpModeSetting = 'auto' | 'native' | 'generic';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export interface AgentConfig {
-  /** host:port of the control plane's gRPC endpoint. */
-  readonly controlPlane: string;
+  /** host:port of the control plane's gRPC endpoints; reconnects rotate through them. */
+  readonly controlPlanes: readonly string[];
   readonly nodeName: string;
   readonly labels: Readonly<Record<string, string>>;
   /** Interfaces to attach XDP ingress + TC egress to. */
@@ -48,7 +48,7 @@ interface Setting {
 
 /** Every setting: flag, environment variable, meaning. Also the README's table. */
 export const SETTINGS = {
-  controlPlane: { flag: 'control-plane', env: 'FLEETWALL_CONTROL_PLANE', help: 'control plane gRPC address host:port (default localhost:50051)' },
+  controlPlane: { flag: 'control-plane', env: 'FLEETWALL_CONTROL_PLANE', help: 'control plane gRPC address host:port, or several comma-separated (tried in turn; default localhost:50051)' },
   nodeName: { flag: 'node-name', env: 'FLEETWALL_NODE_NAME', help: 'node name (default: the hostname)' },
   labels: { flag: 'labels', env: 'FLEETWALL_LABELS', help: 'node labels k=v,k2=v2 (rule selectors match them)' },
   interfaces: { flag: 'interfaces', env: 'FLEETWALL_INTERFACES', help: 'interfaces to attach to, comma-separated (required)' },
@@ -158,7 +158,8 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   };
   const what = (k: Key): string => `--${SETTINGS[k].flag} / ${SETTINGS[k].env}`;
 
-  const controlPlane = parseAddr(raw('controlPlane') ?? 'localhost:50051', what('controlPlane'));
+  const controlPlanes = (raw('controlPlane') ?? 'localhost:50051').split(',').map((a) => a.trim()).filter((a) => a !== '').map((a) => parseAddr(a, what('controlPlane')));
+  if (controlPlanes.length === 0) throw new ConfigError(`${what('controlPlane')}: give at least one host:port`);
   const nodeName = (raw('nodeName') ?? hostname()).trim();
   if (!/^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/.test(nodeName)) {
     throw new ConfigError(`${what('nodeName')}: "${nodeName}" must be letters, digits, . _ - (at most 253)`);
@@ -191,7 +192,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     throw new ConfigError(`${what('logLevel')}: "${logLevel}" must be one of fatal error warn info debug trace silent`);
   }
   return Object.freeze({
-    controlPlane,
+    controlPlanes: Object.freeze(controlPlanes),
     nodeName,
     labels,
     interfaces: Object.freeze(interfaces),

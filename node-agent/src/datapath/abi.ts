@@ -128,13 +128,18 @@ export interface EntryValue {
   prefixlen: number;
 }
 
+const E_SLOT = L.fw_entry.fields.slot;
+const E_ACTION = L.fw_entry.fields.action;
+const E_MODE = L.fw_entry.fields.mode;
+const E_LEN = L.fw_entry.fields.prefixlen;
+const E_FLAGS = L.fw_entry.fields.flags;
+
 export function writeEntry(buf: Buffer, off: number, slot: number, action: RuleAction, mode: RuleMode, len: number): void {
-  const F = L.fw_entry.fields;
-  buf.writeUInt32LE(slot >>> 0, off + F.slot);
-  buf[off + F.action] = FW_ACTION[action];
-  buf[off + F.mode] = FW_MODE[mode];
-  buf[off + F.prefixlen] = len;
-  buf[off + F.flags] = 0;
+  buf.writeUInt32LE(slot >>> 0, off + E_SLOT);
+  buf[off + E_ACTION] = action === 'allow' ? FW_ACTION.allow : FW_ACTION.deny;
+  buf[off + E_MODE] = mode === 'monitor' ? FW_MODE.monitor : FW_MODE.enforce;
+  buf[off + E_LEN] = len;
+  buf[off + E_FLAGS] = 0;
 }
 
 export function readEntry(buf: Buffer, off: number): EntryValue {

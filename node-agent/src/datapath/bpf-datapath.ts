@@ -338,6 +338,20 @@ export class BpfDatapath implements Datapath {
     }));
   }
 
+  /** The entry stored for exactly this prefix (one map lookup), or null. */
+  lookupEntry(direction: RuleDirection, prefix: Prefix): KernelEntry | null {
+    this.assertOpen();
+    const t = this.tables[tableFor(direction, prefix.family).id]!;
+    if (t.counts[prefix.len] === 0) return null;
+    const key = Buffer.alloc(t.desc.keySize);
+    key.writeUInt32LE(prefix.len, 0);
+    key.set(maskedBytes(prefix), 4);
+    const v = this.structFor(t, prefix.len).lookup(key);
+    if (!v) return null;
+    const e = readEntry(v, 0);
+    return { direction, prefix: { family: prefix.family, bytes: maskedBytes(prefix), len: prefix.len }, action: e.action, mode: e.mode, slot: e.slot };
+  }
+
   /** Where each populated prefix length lives (for tests, the bench and debugging). */
   layout(): Array<{ direction: RuleDirection; family: 4 | 6; hashLens: number[]; trieLens: number[]; useTrie: boolean }> {
     return this.tables.map((t) => {
@@ -434,13 +448,17 @@ export class BpfDatapath implements Datapath {
 
   /** Refuses, before anything changes, a batch that would overfill a table. */
   private checkCapacity(ops: readonly MapOp[]): void {
+    const counts = [0, 0, 0, 0];
+    for (const op of ops) if (op.kind === 'entry.upsert') counts[tableFor(op.entry.direction, op.entry.prefix.family).id]!++;
     const upserts = new Map<TableState, Prefix[]>();
-    for (const op of ops) {
-      if (op.kind !== 'entry.upsert') continue;
-      const t = this.tables[tableFor(op.entry.direction, op.entry.prefix.family).id]!;
-      let l = upserts.get(t);
-      if (!l) upserts.set(t, (l = []));
-      l.push(op.entry.prefix);
+    for (const t of this.tables) {
+      if (sum(t.counts) + counts[t.desc.id]! <= this.capacity.prefixesPerTable) continue;
+      upserts.set(
+        t,
+        ops.flatMap((op) =>
+          op.kind === 'entry.upsert' && tableFor(op.entry.direction, op.entry.prefix.family).id === t.desc.id ? [op.entry.prefix] : [],
+        ),
+      );
     }
     for (const [t, prefixes] of upserts) {
       const now = sum(t.counts);
@@ -490,10 +508,13 @@ export class BpfDatapath implements Datapath {
       }
       const placement = placeNewLengths(set.hashLens, newLens, this.maxHashLengths);
       const hashLens = new Set([...set.hashLens, ...placement.toHash]);
-      const freshLens = new Set(newLens.keys());
 
       const ks = t.desc.keySize;
       const vs = LAYOUT.fw_entry.size;
+      const inHashLen = new Uint8Array(FW_LEN_SLOTS);
+      for (const l of hashLens) inHashLen[l] = 1;
+      const isFresh = new Uint8Array(FW_LEN_SLOTS);
+      for (const l of newLens.keys()) isFresh[l] = 1;
       const toHash = { keys: Buffer.alloc(entries.length * ks), vals: Buffer.alloc(entries.length * vs), lens: new Uint8Array(entries.length), n: 0 };
       const toTrie = { keys: Buffer.alloc(entries.length * ks), vals: Buffer.alloc(entries.length * vs), lens: new Uint8Array(entries.length), n: 0 };
       // Entries of already-populated lengths may replace an existing key:
@@ -501,22 +522,18 @@ export class BpfDatapath implements Datapath {
       const single: Array<{ m: BpfMap; key: Buffer; val: Buffer; len: number }> = [];
       for (const e of entries) {
         const len = e.prefix.len;
-        const inHash = hashLens.has(len);
-        const bytes = maskedBytes(e.prefix);
-        if (freshLens.has(len)) {
-          const b = inHash ? toHash : toTrie;
-          b.keys.writeUInt32LE(len, b.n * ks);
-          b.keys.set(bytes, b.n * ks + 4);
+        if (isFresh[len]) {
+          const b = inHashLen[len] ? toHash : toTrie;
+          writeMaskedKey(b.keys, b.n * ks, e.prefix);
           writeEntry(b.vals, b.n * vs, e.slot, e.action, e.mode, len);
           b.lens[b.n] = len;
           b.n++;
         } else {
           const key = Buffer.alloc(ks);
-          key.writeUInt32LE(len, 0);
-          key.set(bytes, 4);
+          writeMaskedKey(key, 0, e.prefix);
           const val = Buffer.alloc(vs);
           writeEntry(val, 0, e.slot, e.action, e.mode, len);
-          single.push({ m: inHash ? t.hash : t.trie, key, val, len });
+          single.push({ m: inHashLen[len] ? t.hash : t.trie, key, val, len });
         }
       }
       this.insertBatch(t, t.hash, toHash.keys, toHash.vals, toHash.lens, toHash.n);
@@ -568,8 +585,7 @@ export class BpfDatapath implements Datapath {
         if (t.counts[p.len] === 0) continue; // nothing of that length: absent
         perLen.set(p.len, (perLen.get(p.len) ?? 0) + 1);
         const b = set.hashLens.includes(p.len) ? h : tr;
-        b.keys.writeUInt32LE(p.len, b.n * ks);
-        b.keys.set(maskedBytes(p), b.n * ks + 4);
+        writeMaskedKey(b.keys, b.n * ks, p);
         b.lens[b.n] = p.len;
         b.n++;
       }
@@ -1061,6 +1077,23 @@ function zero() {
 function add(c: { packets: bigint; bytes: bigint }, b: Buffer, off: number): void {
   c.packets += b.readBigUInt64LE(off);
   c.bytes += b.readBigUInt64LE(off + 8);
+}
+
+/** Writes a hash/trie key {prefixlen, address with host bits cleared} at `off`. */
+function writeMaskedKey(buf: Buffer, off: number, p: Prefix): void {
+  const b = p.bytes;
+  const len = p.len;
+  buf.writeUInt32LE(len, off);
+  if (b.length === 4) {
+    const v = ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
+    const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
+    buf.writeUInt32BE((v & mask) >>> 0, off + 4);
+    return;
+  }
+  for (let i = 0; i < b.length; i++) {
+    const keep = len - i * 8;
+    buf[off + 4 + i] = keep >= 8 ? b[i]! : keep <= 0 ? 0 : b[i]! & ((0xff << (8 - keep)) & 0xff);
+  }
 }
 
 /** The prefix's bytes with host bits cleared (a set host bit would never match a hash key). */

@@ -26,6 +26,18 @@ export interface LoadObjectOptions {
 }
 
 export function loadObject(path: string, o: LoadObjectOptions = {}): LoadedObject {
+  // The verifier gives up with EAGAIN when a signal is pending (profilers,
+  // timers); an object cannot be loaded twice, so open it again.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return loadOnce(path, o);
+    } catch (e) {
+      if (!(e instanceof DatapathError) || e.errno !== 11 || attempt >= 3) throw e;
+    }
+  }
+}
+
+function loadOnce(path: string, o: LoadObjectOptions): LoadedObject {
   if (!existsSync(path)) {
     throw new DatapathError('open object', path, 2, 'no such file (run npm run build:bpf)');
   }
@@ -100,6 +112,7 @@ function loadFailureDetail(errno: number): string | undefined {
   if (reuse) return `a pinned map does not match this object (${reuse.replace(/^libbpf: /, '').trim()}); uninstall or use another pin dir`;
   if (lines.length === 0) return undefined;
   // The verifier log ends with the reason; keep the tail short.
-  const tail = lines.slice(-6).join(' | ');
+  let tail = lines.slice(-6).join(' | ');
+  if (tail.length > 800) tail = `...${tail.slice(-800)}`;
   return `${errno === 13 ? 'verifier rejected the program' : 'load failed'}: ${tail}`;
 }

@@ -4,8 +4,11 @@
 
 import { constants as osConstants } from 'node:os';
 
+const ALIASES = new Set(['EWOULDBLOCK', 'EDEADLOCK', 'ENOTSUP']); // prefer EAGAIN, EDEADLK, EOPNOTSUPP
 const ERRNO_NAMES: ReadonlyMap<number, string> = new Map(
-  Object.entries(osConstants.errno).map(([name, num]) => [num as number, name]),
+  Object.entries(osConstants.errno)
+    .filter(([name]) => !ALIASES.has(name))
+    .map(([name, num]) => [num as number, name]),
 );
 
 /** Human messages, lowercase, for the errors a data-plane operator meets. */

@@ -1,0 +1,275 @@
+// The agent, assembled: open the pinned datapath, read its state back,
+// reconcile the difference (no flush), attach the interfaces, serve
+// /healthz + /metrics, then follow the control plane. stop() leaves every
+// map, program and link in place: the kernel keeps enforcing.
+
+import { writeFileSync, renameSync } from 'node:fs';
+import type { Logger } from 'pino';
+import type { AgentStatus } from '../../proto/gen/fleetwall/v1/agent_service.js';
+import type { InterfaceStatus } from '../../proto/gen/fleetwall/v1/node.js';
+import type { AgentConfig } from './config.js';
+import type { Datapath, DatapathOptions, InterfaceAttachment } from './datapath/datapath.js';
+import { CounterReporter } from './counters/counter-reporter.js';
+import { Engine } from './engine.js';
+import type { AgentHealth } from './health/agent-health.js';
+import { HealthServer } from './health/health-server.js';
+import { AgentMetrics } from './health/metrics.js';
+import { TABLES, tableName } from './reconcile/prefix-key.js';
+import { Reconciler } from './reconcile/reconciler.js';
+import { SyncClient } from './sync/sync-client.js';
+import { interfaceStatus } from './sync/wire.js';
+import { AGENT_VERSION } from './version.js';
+
+export interface OpenDatapathOptions extends DatapathOptions {
+  readonly logger: Logger;
+}
+
+export interface AgentDeps {
+  readonly openDatapath: (opts: OpenDatapathOptions) => Datapath;
+  readonly logger: Logger;
+}
+
+/** How often interfaces that failed to attach are tried again. */
+const REATTACH_MS = 5_000;
+
+export class Agent {
+  readonly dp: Datapath;
+  readonly rec: Reconciler;
+  readonly engine: Engine;
+  readonly counters: CounterReporter;
+  readonly sync: SyncClient;
+  readonly metrics: AgentMetrics;
+  private readonly http: HealthServer;
+  private readonly attached = new Map<string, InterfaceAttachment>();
+  private readonly attachErrors = new Map<string, string>();
+  private reattachTimer: NodeJS.Timeout | undefined;
+  private readyFlag = false;
+  private stopped = false;
+  httpPort = 0;
+  private readonly startedAt = Date.now();
+
+  private constructor(
+    readonly cfg: AgentConfig,
+    private readonly log: Logger,
+    deps: AgentDeps,
+  ) {
+    const dp = deps.openDatapath({
+      pinDir: cfg.pinPath,
+      ...(cfg.objDir !== undefined ? { objDir: cfg.objDir } : {}),
+      capacity: {
+        ...(cfg.capacityPrefixes !== undefined ? { prefixesPerTable: cfg.capacityPrefixes } : {}),
+        ...(cfg.capacitySlots !== undefined ? { counterSlots: cfg.capacitySlots } : {}),
+      },
+      defaultAction: cfg.defaultAction,
+      logger: log.child({ component: 'datapath' }),
+    });
+    this.dp = dp;
+    this.rec = new Reconciler(dp, log.child({ component: 'reconcile' }));
+    // The engine first: it registers the expiry hook the journal load feeds.
+    this.engine = new Engine(this.rec, log.child({ component: 'engine' }), { revision: 0n, storeId: '' });
+    this.counters = new CounterReporter(dp, this.rec.table, () => this.rec.slots);
+    this.metrics = new AgentMetrics(() => this.health());
+    this.sync = new SyncClient(
+      {
+        controlPlanes: cfg.controlPlanes,
+        nodeName: cfg.nodeName,
+        labels: cfg.labels,
+        agentVersion: AGENT_VERSION,
+        pingIntervalMs: cfg.pingIntervalMs,
+        counterIntervalMs: cfg.counterIntervalMs,
+        reconnectMinMs: cfg.reconnectMinMs,
+        reconnectMaxMs: cfg.reconnectMaxMs,
+        capacityPerTable: dp.capacity.prefixesPerTable,
+      },
+      this.engine,
+      this.counters,
+      { interfaces: () => this.interfaces(), agentStatus: () => this.agentStatus() },
+      log.child({ component: 'sync' }),
+    );
+    this.sync.onPropagation = (ms) => this.metrics.propagationSeconds.observe(ms / 1000);
+    this.engine.listeners.push({
+      applied: (_m, res) => {
+        if (res.opCount > 0) this.metrics.applySeconds.observe(res.ms / 1000);
+      },
+      refused: (_m, res) => this.metrics.refusals.inc({ reason: res.reason }),
+    });
+    this.http = new HealthServer(() => this.health(), this.metrics, () => this.readyFlag);
+  }
+
+  /** Opens, reconciles, attaches, serves and connects. Resolves once the kernel enforces. */
+  static async start(cfg: AgentConfig, deps: AgentDeps): Promise<Agent> {
+    const log = deps.logger;
+    const a = new Agent(cfg, log, deps);
+    try {
+      await a.init();
+    } catch (e) {
+      await a.stop();
+      throw e;
+    }
+    return a;
+  }
+
+  private async init(): Promise<void> {
+    const cfg = this.cfg;
+    const t0 = performance.now();
+    const sum = this.rec.load();
+    this.engine.applied = sum.meta;
+    this.engine.desired = sum.meta;
+    this.log.info(
+      {
+        fresh: this.dp.createdFresh,
+        revision: String(sum.meta.revision),
+        storeId: sum.meta.storeId,
+        journalRules: sum.journalRules,
+        kernelEntries: sum.kernelEntries,
+        expiredMeanwhile: sum.expired,
+        defaultAction: this.dp.defaultAction,
+        capacity: this.dp.capacity,
+      },
+      this.dp.createdFresh ? 'datapath created' : 'pinned state read back',
+    );
+    if (this.dp.defaultAction !== cfg.defaultAction) {
+      this.log.warn({ pinned: this.dp.defaultAction, configured: cfg.defaultAction }, 'the pinned datapath keeps its default action; uninstall to change it');
+    }
+    // Only the difference between the journal and the kernel is applied.
+    this.engine.requestReconcile();
+    await this.engine.idle();
+    if (this.engine.lastRefusal) this.log.error({ error: this.engine.lastError }, 'the pinned rules could not all be restored; the kernel keeps what it has');
+    this.engine.startExpiry();
+    this.attachAll();
+    for (const a of this.dp.attachments()) {
+      if (!cfg.interfaces.includes(a.ifname)) {
+        this.log.warn({ ifname: a.ifname }, 'interface no longer configured: detaching');
+        try {
+          this.dp.detach(a.ifname);
+        } catch (e) {
+          this.log.error({ err: e, ifname: a.ifname }, 'detach failed');
+        }
+      }
+    }
+    if (cfg.httpAddr !== '') {
+      this.httpPort = await this.http.listen(cfg.httpAddr);
+      this.log.info({ httpPort: this.httpPort, addr: cfg.httpAddr }, 'serving /healthz and /metrics');
+    }
+    this.readyFlag = true;
+    this.log.info({ ms: Math.round(performance.now() - t0), rulesInKernel: this.rec.table.kernelTotal, interfaces: [...this.attached.keys()] }, 'enforcing');
+    if (cfg.readyFile) {
+      const tmp = `${cfg.readyFile}.tmp`;
+      writeFileSync(tmp, JSON.stringify({ pid: process.pid, httpPort: this.httpPort, nodeName: cfg.nodeName, instanceId: this.sync.instanceId, appliedRevision: String(this.engine.applied.revision) }) + '\n');
+      renameSync(tmp, cfg.readyFile);
+    }
+    this.sync.start();
+  }
+
+  private attachAll(): void {
+    let missing = false;
+    for (const ifname of this.cfg.interfaces) {
+      if (this.attached.has(ifname)) continue;
+      try {
+        const a = this.dp.attach(ifname, { xdpMode: this.cfg.xdpMode });
+        this.attached.set(ifname, a);
+        this.attachErrors.delete(ifname);
+        if (a.xdpMode === 'generic' && this.cfg.xdpMode === 'auto') this.log.warn({ ifname }, 'XDP runs in generic (skb) mode on this interface: slower');
+        this.log.info({ ifname, ifindex: a.ifindex, xdp: a.xdpMode, egress: a.egressMode }, 'attached');
+      } catch (e) {
+        missing = true;
+        const msg = (e as Error).message;
+        if (this.attachErrors.get(ifname) !== msg) this.log.error({ ifname, error: msg }, 'attach failed; retrying');
+        this.attachErrors.set(ifname, msg);
+      }
+    }
+    if (missing && !this.stopped) {
+      this.reattachTimer = setTimeout(() => {
+        this.reattachTimer = undefined;
+        this.attachAll();
+        this.sync.sendStatus();
+      }, REATTACH_MS);
+    }
+  }
+
+  private interfaces(): InterfaceStatus[] {
+    const out: InterfaceStatus[] = [];
+    for (const ifname of this.cfg.interfaces) {
+      const a = this.attached.get(ifname);
+      out.push(interfaceStatus(a ?? { ifname, ifindex: 0, xdpMode: 'none', egressMode: 'none' }));
+    }
+    return out;
+  }
+
+  private fillRatio(): number {
+    let worst = 0;
+    const cap = this.dp.capacity.prefixesPerTable;
+    for (const t of TABLES) worst = Math.max(worst, this.rec.table.kernelCount[t]! / cap);
+    return worst;
+  }
+
+  private currentError(): string {
+    if (this.engine.lastError !== '') return this.engine.lastError;
+    const [first] = this.attachErrors.values();
+    return first ?? '';
+  }
+
+  agentStatus(): AgentStatus {
+    return {
+      interfaces: this.interfaces(),
+      rulesInKernel: BigInt(this.rec.table.kernelTotal),
+      mapFillRatio: this.fillRatio(),
+      lastError: this.currentError(),
+      appliedRevision: this.engine.applied.revision,
+    };
+  }
+
+  health(): AgentHealth {
+    const t = this.rec.table;
+    const s = this.sync.stats;
+    const slots = this.rec.slots;
+    return {
+      nodeName: this.cfg.nodeName,
+      syncState: this.sync.state,
+      connected: this.sync.connected,
+      controlPlane: s.controlPlane,
+      appliedRevision: this.engine.applied.revision,
+      desiredRevision: this.engine.desired.revision,
+      storeId: this.engine.applied.storeId,
+      rulesDesired: t.desiredCount,
+      rulesJournaled: t.journaledCount,
+      rulesInKernel: t.kernelTotal,
+      tables: TABLES.map((tb) => ({ table: tableName(tb), entries: t.kernelCount[tb]!, capacity: this.dp.capacity.prefixesPerTable })),
+      mapFillRatio: this.fillRatio(),
+      counterSlotsInUse: slots ? slots.inUse : 0,
+      counterSlots: this.dp.capacity.counterSlots,
+      lastError: this.currentError(),
+      interfaces: this.interfaces().map((i) => ({ name: i.name, ifindex: i.ifindex, xdpMode: String(this.attached.get(i.name)?.xdpMode ?? 'none'), egressMode: String(this.attached.get(i.name)?.egressMode ?? 'none') })),
+      lastSyncMode: s.lastSyncMode,
+      snapshots: s.snapshots,
+      resumes: s.resumes,
+      reconnects: s.connects,
+      acks: s.acks,
+      nacks: s.nacks,
+      expiredLocally: this.engine.stats.expired,
+      pendingExpiries: this.engine.expiry.size,
+      lastApplyMs: this.rec.stats.lastApplyMs,
+      applies: this.rec.stats.applies,
+      repairs: this.rec.stats.repairs,
+      counterReports: this.counters.stats.reports,
+      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      pid: process.pid,
+    };
+  }
+
+  /** Graceful stop: the kernel keeps enforcing what it holds. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.reattachTimer) clearTimeout(this.reattachTimer);
+    await this.sync.stop();
+    // Let a running apply finish so the journal and meta stay in step.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.engine.idle(), new Promise((r) => (timer = setTimeout(r, 10_000)))]);
+    clearTimeout(timer);
+    this.engine.stop();
+    await this.http.close();
+    this.dp.close();
+    this.log.info('stopped; enforcement stays in place');
+  }
+}

@@ -1,0 +1,43 @@
+// What the agent reports about itself, in one place: /healthz, /metrics and
+// the AgentStatus message all read this snapshot.
+
+export interface TableHealth {
+  readonly table: string;
+  readonly entries: number;
+  readonly capacity: number;
+}
+
+export interface AgentHealth {
+  readonly nodeName: string;
+  readonly syncState: string;
+  readonly connected: boolean;
+  readonly controlPlane: string;
+  readonly appliedRevision: bigint;
+  readonly desiredRevision: bigint;
+  readonly storeId: string;
+  readonly rulesDesired: number;
+  readonly rulesJournaled: number;
+  /** Prefixes in the kernel tables. */
+  readonly rulesInKernel: number;
+  readonly tables: readonly TableHealth[];
+  /** Fullest table's entries / capacity. */
+  readonly mapFillRatio: number;
+  readonly counterSlotsInUse: number;
+  readonly counterSlots: number;
+  readonly lastError: string;
+  readonly interfaces: readonly { name: string; ifindex: number; xdpMode: string; egressMode: string }[];
+  readonly lastSyncMode: string;
+  readonly snapshots: number;
+  readonly resumes: number;
+  readonly reconnects: number;
+  readonly acks: number;
+  readonly nacks: number;
+  readonly expiredLocally: number;
+  readonly pendingExpiries: number;
+  readonly lastApplyMs: number;
+  readonly applies: number;
+  readonly repairs: number;
+  readonly counterReports: number;
+  readonly uptimeSeconds: number;
+  readonly pid: number;
+}

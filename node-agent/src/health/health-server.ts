@@ -1,0 +1,66 @@
+// HTTP /healthz (JSON; 200 while the kernel enforces, whatever the control
+// plane does — fail static is healthy) and /metrics (Prometheus text).
+
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { AgentHealth } from './agent-health.js';
+import type { AgentMetrics } from './metrics.js';
+
+export function healthJson(h: AgentHealth): string {
+  return JSON.stringify(h, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2);
+}
+
+export class HealthServer {
+  private server: Server | undefined;
+
+  constructor(
+    private readonly health: () => AgentHealth,
+    private readonly metrics: AgentMetrics,
+    /** False until the kernel enforces the pinned state (then /healthz says 200). */
+    private readonly ready: () => boolean,
+  ) {}
+
+  /** Listens on host:port (port 0 = any); resolves with the bound port. */
+  listen(addr: string): Promise<number> {
+    const i = addr.lastIndexOf(':');
+    const host = addr.slice(0, i).replace(/^\[|\]$/g, '');
+    const port = Number(addr.slice(i + 1));
+    const server = createServer((req, res) => {
+      const url = (req.url ?? '/').split('?')[0];
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.writeHead(405, { allow: 'GET, HEAD' }).end();
+        return;
+      }
+      if (url === '/healthz') {
+        const ok = this.ready();
+        res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(healthJson(this.health()) + '\n');
+        return;
+      }
+      if (url === '/metrics') {
+        this.metrics.registry
+          .metrics()
+          .then((text) => res.writeHead(200, { 'content-type': this.metrics.registry.contentType }).end(text))
+          .catch((e: Error) => res.writeHead(500).end(e.message));
+        return;
+      }
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('try /healthz or /metrics\n');
+    });
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve((server.address() as AddressInfo).port);
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    const s = this.server;
+    if (!s) return Promise.resolve();
+    return new Promise((resolve) => {
+      s.close(() => resolve());
+      s.closeAllConnections();
+    });
+  }
+}

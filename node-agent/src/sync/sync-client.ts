@@ -1,0 +1,450 @@
+// The Sync client: one bidirectional stream to the control plane at a time.
+//
+//   hello(resume_revision, store_id from the pinned meta)
+//   -> SyncStart: SNAPSHOT (chunks, then apply) or RESUME (deltas, InSync, apply)
+//   -> ACK a revision once the datapath applied it, NACK with a google.rpc.Status
+//      when the kernel cannot take it (the kernel keeps its last good state)
+//   -> deltas (parts folded until more=false), pings both ways, counter
+//      reports every interval, AgentStatus on change.
+//
+// Fail static: when the stream fails or the peer goes silent for three ping
+// intervals, the kernel keeps enforcing (nothing is flushed), local expiry
+// keeps running, and the client reconnects with exponential backoff and full
+// jitter, rotating through the configured control planes.
+
+import { randomUUID } from 'node:crypto';
+import { credentials, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import {
+  AgentServiceClient,
+  type SyncRequest,
+  type SyncResponse,
+  type SyncStart,
+  type SnapshotChunk,
+  type Delta,
+  type AgentStatus,
+  SyncMode,
+} from '../../../proto/gen/fleetwall/v1/agent_service.js';
+import type { InterfaceStatus } from '../../../proto/gen/fleetwall/v1/node.js';
+import type { SyncMeta } from '../datapath/datapath.js';
+import type { CounterReporter } from '../counters/counter-reporter.js';
+import type { Engine } from '../engine.js';
+import type { ReconcileFailed } from '../reconcile/reconciler.js';
+import { Backoff } from './backoff.js';
+import { ruleFromWire, statusOf } from './wire.js';
+
+export type SyncStateName = 'connecting' | 'syncing' | 'in_sync' | 'degraded' | 'disconnected' | 'stopped';
+
+export interface SyncClientOptions {
+  readonly controlPlanes: readonly string[];
+  readonly nodeName: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly agentVersion: string;
+  readonly pingIntervalMs: number;
+  readonly counterIntervalMs: number;
+  readonly reconnectMinMs: number;
+  readonly reconnectMaxMs: number;
+  readonly capacityPerTable: number;
+}
+
+export interface StatusSource {
+  interfaces(): InterfaceStatus[];
+  agentStatus(): AgentStatus;
+}
+
+interface Session {
+  readonly id: number;
+  readonly call: ClientDuplexStream<SyncRequest, SyncResponse>;
+  readonly client: AgentServiceClient;
+  readonly address: string;
+  started: boolean;
+  ended: boolean;
+  mode: SyncMode;
+  storeId: string;
+  controlPlaneId: string;
+  startRevision: bigint;
+  /** Snapshot applied or InSync received: deltas are applied as they come. */
+  synced: boolean;
+  /** Highest revision whose parts all arrived during catch-up. */
+  lastCompleteRev: bigint;
+  inParts: boolean;
+  ackedRev: bigint;
+  nackedRev: bigint;
+  pingMs: number;
+  lastRecv: number;
+  pingTimer: NodeJS.Timeout | undefined;
+  counterTimer: NodeJS.Timeout | undefined;
+  nonce: bigint;
+  lastStatusKey: string;
+  snapshotRules: number;
+}
+
+export class SyncClient {
+  private session: Session | undefined;
+  private sessionSeq = 0;
+  private readonly backoff: Backoff;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private addrIndex = 0;
+  private stateValue: SyncStateName = 'disconnected';
+  private stopped = false;
+  readonly instanceId = randomUUID();
+  readonly stats = {
+    connects: 0,
+    streamsStarted: 0,
+    snapshots: 0,
+    resumes: 0,
+    acks: 0,
+    nacks: 0,
+    deltas: 0,
+    lastSyncMode: '' as '' | 'snapshot' | 'resume',
+    lastSnapshotRules: 0,
+    lastDisconnectReason: '',
+    controlPlane: '',
+    controlPlaneId: '',
+    /** ms from a delta's commit_time to its ACK, last value. */
+    lastPropagationMs: -1,
+  };
+  /** Delta commit times waiting for their ACK (revision -> Unix ms). */
+  private readonly commitTimes = new Map<bigint, number>();
+  onPropagation: ((ms: number) => void) | undefined;
+
+  constructor(
+    private readonly opts: SyncClientOptions,
+    private readonly engine: Engine,
+    private readonly counters: CounterReporter,
+    private readonly status: StatusSource,
+    private readonly log: Logger,
+  ) {
+    this.backoff = new Backoff(opts.reconnectMinMs, opts.reconnectMaxMs);
+    engine.listeners.push({
+      applied: (meta) => this.onApplied(meta),
+      refused: (meta, res) => this.onRefused(meta, res),
+    });
+  }
+
+  get state(): SyncStateName {
+    return this.stateValue;
+  }
+
+  get connected(): boolean {
+    return this.session?.started === true && !this.session.ended;
+  }
+
+  start(): void {
+    this.connect();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.stateValue = 'stopped';
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    const s = this.session;
+    if (s && !s.ended) {
+      this.endSession(s, 'agent stopping');
+      try {
+        s.call.end();
+      } catch {
+        /* already closed */
+      }
+      s.call.cancel();
+    }
+  }
+
+  // ------------------------------------------------------------- connection
+
+  private connect(): void {
+    if (this.stopped) return;
+    const address = this.opts.controlPlanes[this.addrIndex % this.opts.controlPlanes.length]!;
+    this.stateValue = 'connecting';
+    this.stats.connects++;
+    this.stats.controlPlane = address;
+    const client = new AgentServiceClient(address, credentials.createInsecure(), {
+      'grpc.max_receive_message_length': 256 * 1024 * 1024,
+      'grpc.max_send_message_length': 64 * 1024 * 1024,
+      'grpc.keepalive_time_ms': 10_000,
+      'grpc.keepalive_timeout_ms': 5_000,
+      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.initial_reconnect_backoff_ms': this.opts.reconnectMinMs,
+      'grpc.max_reconnect_backoff_ms': this.opts.reconnectMaxMs,
+    });
+    const call = client.sync();
+    const s: Session = {
+      id: ++this.sessionSeq,
+      call,
+      client,
+      address,
+      started: false,
+      ended: false,
+      mode: SyncMode.SYNC_MODE_UNSPECIFIED,
+      storeId: '',
+      controlPlaneId: '',
+      startRevision: 0n,
+      synced: false,
+      lastCompleteRev: 0n,
+      inParts: false,
+      ackedRev: -1n,
+      nackedRev: -1n,
+      pingMs: this.opts.pingIntervalMs,
+      lastRecv: Date.now(),
+      pingTimer: undefined,
+      counterTimer: undefined,
+      nonce: 0n,
+      lastStatusKey: '',
+      snapshotRules: 0,
+    };
+    this.session = s;
+    call.on('data', (m: SyncResponse) => this.onMessage(s, m));
+    call.on('error', (e: ServiceError) => this.endSession(s, `${e.code !== undefined ? `code ${e.code}: ` : ''}${e.details || e.message}`));
+    call.on('end', () => this.endSession(s, 'stream ended by the control plane'));
+    const meta = this.engine.applied;
+    this.log.debug({ address, resumeRevision: String(meta.revision), storeId: meta.storeId }, 'connecting');
+    this.write(s, {
+      msg: {
+        $case: 'hello',
+        value: {
+          nodeName: this.opts.nodeName,
+          labels: { ...this.opts.labels },
+          agentVersion: this.opts.agentVersion,
+          interfaces: this.status.interfaces(),
+          resumeRevision: meta.revision,
+          storeId: meta.storeId,
+          agentInstanceId: this.instanceId,
+          capacityPerTable: BigInt(this.opts.capacityPerTable),
+        },
+      },
+    });
+    this.armPing(s);
+  }
+
+  private endSession(s: Session, reason: string): void {
+    if (s.ended) return;
+    s.ended = true;
+    if (s.pingTimer) clearInterval(s.pingTimer);
+    if (s.counterTimer) clearInterval(s.counterTimer);
+    try {
+      s.call.cancel();
+    } catch {
+      /* ignore */
+    }
+    s.client.close();
+    this.stats.lastDisconnectReason = reason;
+    if (this.session === s) this.session = undefined;
+    // Whatever arrived stays desired; a snapshot or parts cut short leave the
+    // desired set as a mix of old and new rules of revisions we resume from.
+    void this.engine.run(() => {
+      const t = this.engine.rec.table;
+      if (t.snapshotInProgress) t.abortSnapshot();
+      if (!s.synced && s.lastCompleteRev > this.engine.desired.revision && s.storeId === this.engine.desired.storeId) {
+        this.engine.desired = { revision: s.lastCompleteRev, storeId: s.storeId };
+      }
+      this.engine.setConsistent(true);
+      this.engine.requestReconcile();
+    });
+    if (this.stopped) return;
+    this.stateValue = 'disconnected';
+    if (s.started) this.log.warn({ reason, address: s.address }, 'lost the control plane; enforcing the last applied policy and reconnecting');
+    else this.log.debug({ reason, address: s.address }, 'control plane unreachable');
+    this.addrIndex++;
+    const delay = this.backoff.next();
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      this.connect();
+    }, delay);
+  }
+
+  private write(s: Session, m: SyncRequest): void {
+    if (s.ended) return;
+    try {
+      s.call.write(m);
+    } catch (e) {
+      this.endSession(s, `write failed: ${(e as Error).message}`);
+    }
+  }
+
+  private armPing(s: Session): void {
+    if (s.pingTimer) clearInterval(s.pingTimer);
+    s.pingTimer = setInterval(() => {
+      if (s.ended) return;
+      if (Date.now() - s.lastRecv > 3 * s.pingMs) {
+        this.log.warn({ silentMs: Date.now() - s.lastRecv }, 'control plane silent for 3 ping intervals: reconnecting');
+        this.endSession(s, 'peer silent for 3 ping intervals');
+        return;
+      }
+      this.write(s, { msg: { $case: 'ping', value: { nonce: ++s.nonce, sendTime: new Date() } } });
+    }, s.pingMs);
+  }
+
+  // --------------------------------------------------------------- messages
+
+  private onMessage(s: Session, m: SyncResponse): void {
+    if (s.ended || !m.msg) return;
+    s.lastRecv = Date.now();
+    switch (m.msg.$case) {
+      case 'start':
+        return this.onStart(s, m.msg.value);
+      case 'snapshotChunk':
+        return this.onChunk(s, m.msg.value);
+      case 'delta':
+        return this.onDelta(s, m.msg.value);
+      case 'inSync': {
+        const rev = m.msg.value.revision;
+        void this.engine.run(() => {
+          if (s.ended) return;
+          const t = this.engine.rec.table;
+          if (t.snapshotInProgress) t.endSnapshot();
+          s.synced = true;
+          s.inParts = false;
+          this.engine.setDesired({ revision: rev, storeId: s.storeId });
+        });
+        return;
+      }
+      case 'ping':
+        return this.write(s, { msg: { $case: 'pong', value: { nonce: m.msg.value.nonce } } });
+      case 'pong':
+        return;
+      case 'counterAck':
+        this.counters.onAck(m.msg.value.seq);
+        return;
+    }
+  }
+
+  private onStart(s: Session, st: SyncStart): void {
+    s.started = true;
+    s.mode = st.mode;
+    s.storeId = st.storeId;
+    s.controlPlaneId = st.controlPlaneId;
+    s.startRevision = st.revision;
+    this.stats.controlPlaneId = st.controlPlaneId;
+    this.stats.streamsStarted++;
+    this.backoff.reset();
+    this.stateValue = 'syncing';
+    const pingMs = st.pingInterval ? Number(st.pingInterval.seconds) * 1000 + Math.floor(st.pingInterval.nanos / 1e6) : 0;
+    if (pingMs >= 100 && pingMs !== s.pingMs) {
+      s.pingMs = pingMs;
+      this.armPing(s);
+    }
+    const snapshot = st.mode === SyncMode.SYNC_MODE_SNAPSHOT;
+    if (snapshot) this.stats.snapshots++;
+    else this.stats.resumes++;
+    this.stats.lastSyncMode = snapshot ? 'snapshot' : 'resume';
+    this.log.info(
+      { mode: snapshot ? 'snapshot' : 'resume', revision: String(st.revision), from: String(this.engine.applied.revision), storeId: st.storeId, controlPlaneId: st.controlPlaneId },
+      'sync started',
+    );
+    void this.engine.run(() => {
+      if (s.ended) return;
+      this.engine.setConsistent(false);
+      if (snapshot) this.engine.rec.table.beginSnapshot(0);
+    });
+    this.counters.newStream();
+    s.counterTimer = setInterval(() => this.sendCounters(s), this.opts.counterIntervalMs);
+    this.sendStatus(s);
+  }
+
+  private onChunk(s: Session, c: SnapshotChunk): void {
+    const rules = c.rules;
+    void this.engine.run(() => {
+      if (s.ended) return;
+      const t = this.engine.rec.table;
+      if (!t.snapshotInProgress) {
+        this.log.warn('snapshot chunk outside a snapshot: ignored');
+        return;
+      }
+      if (s.snapshotRules === 0 && c.totalRules > 0n) t.reserve(Number(c.totalRules));
+      this.applyRules(rules);
+      s.snapshotRules += rules.length;
+      if (c.last) {
+        t.endSnapshot();
+        s.synced = true;
+        this.stats.lastSnapshotRules = s.snapshotRules;
+        this.engine.setDesired({ revision: c.revision, storeId: s.storeId });
+      }
+    });
+  }
+
+  private onDelta(s: Session, d: Delta): void {
+    this.stats.deltas++;
+    if (d.commitTime && !d.more) this.commitTimes.set(d.revision, d.commitTime.getTime());
+    void this.engine.run(() => {
+      if (s.ended) return;
+      const t = this.engine.rec.table;
+      this.applyRules(d.upserts);
+      for (const id of d.deletes) t.remove(id);
+      if (d.more) {
+        s.inParts = true;
+        this.engine.setConsistent(false);
+        return;
+      }
+      s.inParts = false;
+      s.lastCompleteRev = d.revision;
+      if (s.synced) this.engine.setDesired({ revision: d.revision, storeId: s.storeId });
+    });
+  }
+
+  private applyRules(rules: readonly import('../../../proto/gen/fleetwall/v1/agent_service.js').AgentRule[]): void {
+    const t = this.engine.rec.table;
+    const now = Date.now();
+    for (const r of rules) {
+      const w = ruleFromWire(r);
+      if (!w.ok) {
+        t.markInvalid(r.id, w.reason);
+        continue;
+      }
+      if (w.spec.expireUnixMs > 0 && w.spec.expireUnixMs <= now) t.remove(w.spec.id);
+      else t.upsert(w.spec);
+    }
+  }
+
+  // ----------------------------------------------------- results and reports
+
+  private onApplied(meta: SyncMeta): void {
+    const s = this.session;
+    if (!s || s.ended || !s.synced || meta.storeId !== s.storeId) return;
+    if (meta.revision > s.ackedRev) {
+      this.write(s, { msg: { $case: 'ack', value: { revision: meta.revision } } });
+      s.ackedRev = meta.revision;
+      this.stats.acks++;
+      const ct = this.commitTimes.get(meta.revision);
+      if (ct !== undefined) {
+        const ms = Date.now() - ct;
+        this.stats.lastPropagationMs = ms;
+        this.onPropagation?.(ms);
+      }
+      for (const k of this.commitTimes.keys()) if (k <= meta.revision) this.commitTimes.delete(k);
+    }
+    this.stateValue = 'in_sync';
+    this.sendStatus(s);
+  }
+
+  private onRefused(meta: SyncMeta, res: ReconcileFailed): void {
+    const s = this.session;
+    this.stateValue = s && s.started && !s.ended ? 'degraded' : this.stateValue;
+    if (!s || s.ended || !s.synced || meta.storeId !== s.storeId) return;
+    if (meta.revision > s.ackedRev && meta.revision !== s.nackedRev) {
+      this.write(s, { msg: { $case: 'nack', value: { revision: meta.revision, status: statusOf(res.code, res.reason, res.message, res.metadata) } } });
+      s.nackedRev = meta.revision;
+      this.stats.nacks++;
+    }
+    this.sendStatus(s);
+  }
+
+  private sendCounters(s: Session): void {
+    if (s.ended || !s.started) return;
+    try {
+      for (const report of this.counters.collect()) this.write(s, { msg: { $case: 'counterReport', value: report } });
+    } catch (e) {
+      this.log.error({ err: e }, 'reading counters failed');
+    }
+    this.sendStatus(s);
+  }
+
+  /** AgentStatus when something in it changed. */
+  sendStatus(s: Session | undefined = this.session): void {
+    if (!s || s.ended || !s.started) return;
+    const st = this.status.agentStatus();
+    const key = JSON.stringify(st, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
+    if (key === s.lastStatusKey) return;
+    s.lastStatusKey = key;
+    this.write(s, { msg: { $case: 'status', value: st } });
+  }
+}
