@@ -131,7 +131,15 @@ interface LinkPin {
 }
 
 export function openDatapath(opts: BpfDatapathOptions): BpfDatapath {
-  return new BpfDatapath(opts);
+  const pinDir = resolve(opts.pinDir || DEFAULT_PIN_DIR);
+  const existed = existsSync(pinDir);
+  try {
+    return new BpfDatapath(opts);
+  } catch (e) {
+    // A failed first open leaves nothing behind.
+    if (!existed) removePins(pinDir);
+    throw e;
+  }
 }
 
 export class BpfDatapath implements Datapath {
