@@ -124,7 +124,8 @@ test('restart resumes from the pinned revision (no snapshot); catch-up deltas th
   const a1 = await startTestAgent(cp.address, pin);
   const s1 = await cp.accept();
   await s1.next('hello');
-  s1.startSnapshot(7n, 'store-x');
+  const store = 'b3b0c442-98fc-4c1c-9d3b-1c6e0a1f2d3e'; // longer than the 16 pinned bytes
+  s1.startSnapshot(7n, store);
   s1.chunk(7n, [wireRule(1, '10.2.0.1'), wireRule(2, '10.2.0.2')], true);
   await s1.next('ack');
   await crash(a1.agent);
@@ -139,8 +140,8 @@ test('restart resumes from the pinned revision (no snapshot); catch-up deltas th
   const s2 = await cp.accept();
   const hello = await s2.next('hello');
   assert.equal(hello.resumeRevision, 7n);
-  assert.equal(hello.storeId, 'store-x');
-  s2.startResume(9n, 'store-x');
+  assert.equal(hello.storeId, store);
+  s2.startResume(9n, store);
   s2.delta(8n, [wireRule(3, '10.2.0.3')]);
   s2.delta(9n, [], [1n]);
   s2.inSync(9n);

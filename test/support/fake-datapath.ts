@@ -144,6 +144,8 @@ export class FakeDatapath implements Datapath {
 
   apply(ops: readonly MapOp[], meta?: SyncMeta): void {
     this.live();
+    // As the real meta: the store id is at most 16 bytes.
+    if (meta && Buffer.byteLength(meta.storeId, 'utf8') > 16) throw new DatapathError('apply', this.options.pinDir, 22, `store id "${meta.storeId}" is longer than 16 bytes`);
     this.applied.push([...ops]);
     const fault = this.fault;
     if (fault && fault.atOp < ops.length) this.fault = undefined;

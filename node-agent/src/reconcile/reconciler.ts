@@ -12,6 +12,7 @@ import type { Datapath, JournalRule, KernelEntry, MapOp, SyncMeta } from '../dat
 import { F_JOURNALED, RuleTable } from './rule-table.js';
 import { type Plan, PlanError, commitPlan, plan, planOps } from './plan.js';
 import { SlotPool } from './slot-pool.js';
+import { MetaCodec } from './meta-codec.js';
 
 export interface ReconcileOk {
   readonly ok: true;
@@ -46,6 +47,8 @@ export interface ReconcilerOptions {
   /** Ops per datapath.apply call (big batches, but bounded memory). */
   readonly chunkOps?: number;
   readonly now?: () => number;
+  /** Translates store ids longer than the pinned 16 bytes (see meta-codec.ts). */
+  readonly metaCodec?: MetaCodec;
 }
 
 const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -71,6 +74,7 @@ export class Reconciler {
   slots!: SlotPool;
   private readonly chunkOps: number;
   private readonly now: () => number;
+  private readonly codec: MetaCodec;
   private needsRepair = false;
   /** Counts for metrics. */
   readonly stats = { applies: 0, ops: 0, refusals: 0, repairs: 0, lastApplyMs: 0 };
@@ -83,6 +87,7 @@ export class Reconciler {
     this.table = new RuleTable();
     this.chunkOps = opts.chunkOps ?? 65536;
     this.now = opts.now ?? Date.now;
+    this.codec = opts.metaCodec ?? new MetaCodec(undefined, '');
   }
 
   /**
@@ -91,7 +96,7 @@ export class Reconciler {
    */
   load(): LoadSummary {
     const dp = this.dp;
-    const meta = dp.readMeta();
+    const meta = this.codec.fromPinned(dp.readMeta());
     const journal = dp.readJournal();
     const entries = dp.readEntries();
     const now = this.now();
@@ -161,7 +166,7 @@ export class Reconciler {
           await yieldToLoop();
         }
       }
-      this.dp.apply(chunk, meta);
+      this.dp.apply(chunk, meta ? this.codec.toPinned(meta) : undefined);
       commitPlan(this.table, this.slots, pl);
       const ms = performance.now() - t0;
       this.stats.applies++;
