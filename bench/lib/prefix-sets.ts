@@ -1,0 +1,76 @@
+// Deterministic prefix sets for the data-plane benchmark: mixed /32 + /24
+// (IPv4) and /128 + /48 (IPv6), spread out (not contiguous) so interval sets
+// and tries see realistic shapes, plus source addresses that hit or miss them.
+
+import type { Prefix } from '../../common/src/cidr.js';
+import type { KernelEntry } from '../../node-agent/src/datapath/datapath.js';
+
+export function v4Bytes(v: number): Uint8Array {
+  return new Uint8Array([v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff]);
+}
+
+export function dotted(v: number): string {
+  return `${v >>> 24}.${(v >>> 16) & 0xff}.${(v >>> 8) & 0xff}.${v & 0xff}`;
+}
+
+const BASE32 = 0x0b000000; // 11.0.0.0, every 3rd address
+const BASE24 = 0x10000000; // 16.0.0.0, every other /24
+
+/** i-th prefix of an IPv4 set of n: the first half /32s, the second half /24s. */
+export function v4Prefix(i: number, n: number): Prefix {
+  const half = Math.floor(n / 2);
+  if (i < half) return { family: 4, bytes: v4Bytes(BASE32 + i * 3), len: 32 };
+  return { family: 4, bytes: v4Bytes((BASE24 + (i - half) * 512) >>> 0), len: 24 };
+}
+
+/** i-th prefix of an IPv6 set of n (n/2 <= 65536): /128s under 2001:db9::/32, /48s under 2001:db8::/32. */
+export function v6Prefix(i: number, n: number): Prefix {
+  const half = Math.floor(n / 2);
+  const b = new Uint8Array(16);
+  b.set([0x20, 0x01, 0x0d, 0xb8]);
+  if (i < half) {
+    b[3] = 0xb9;
+    const v = (i * 5) >>> 0;
+    b.set([0xaa, 0, 0, 0, 0, 0, 0, 0, v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff], 4);
+    return { family: 6, bytes: b, len: 128 };
+  }
+  const j = i - half;
+  b[4] = (j >>> 8) & 0xff;
+  b[5] = j & 0xff;
+  return { family: 6, bytes: b, len: 48 };
+}
+
+export function entries(family: 4 | 6, n: number): KernelEntry[] {
+  const out: KernelEntry[] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    out[i] = { direction: 'ingress', prefix: family === 4 ? v4Prefix(i, n) : v6Prefix(i, n), action: 'deny', mode: 'enforce', slot: i % 1024 };
+  }
+  return out;
+}
+
+/** `count` source addresses inside the set (half from /32 or /128 entries, half inside the shorter ones). */
+export function hitSources(family: 4 | 6, n: number, count: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let seed = 0x9e3779b9;
+  const rnd = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0);
+  const half = Math.floor(n / 2);
+  for (let k = 0; k < count; k++) {
+    const long = k % 2 === 0;
+    const i = long ? rnd() % half : half + (rnd() % (n - half));
+    const p = family === 4 ? v4Prefix(i, n) : v6Prefix(i, n);
+    const a = new Uint8Array(p.bytes);
+    if (!long) {
+      if (family === 4) a[3] = rnd() & 0xff;
+      else for (let b = 6; b < 16; b++) a[b] = rnd() & 0xff;
+    }
+    out.push(a);
+  }
+  return out;
+}
+
+/** `count` IPv4 sources outside every set above (100.64.0.0/10). */
+export function missSources(count: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (let k = 0; k < count; k++) out.push(v4Bytes((0x64400000 + k * 7919) >>> 0));
+  return out;
+}
