@@ -251,7 +251,7 @@ async function dropRates(): Promise<void> {
   const nftFile = join(tmpdir(), `fw-bench-nft-${tag}.nft`);
   try {
     const ifb = bed.b.ifname;
-    sh(bed, 'b', `echo 1 > /sys/class/net/${ifb}/threaded && ethtool -K ${ifb} gro on`);
+    sh(bed, 'b', `ethtool -K ${ifb} gro on && echo 1 > /sys/class/net/${ifb}/threaded`);
 
     // The four sinks.
     const fw = openSet('drop-fw', 4, N, 6);
@@ -261,6 +261,7 @@ async function dropRates(): Promise<void> {
     const bare = loadObject(join(root, 'bpf/bench/obj/bare.bpf.o'));
     objects.push(bare);
     check(raw.bpf_obj_pin(bare.progFd('bare_drop'), `${barePin}/prog`) as number, 'pin', barePin);
+    check(raw.bpf_obj_pin(bare.progFd('bare_parse_drop'), `${barePin}/parse`) as number, 'pin', barePin);
     const elems: string[] = [];
     for (let i = 0; i < N; i++) {
       const p = v4Prefix(i, N);
@@ -269,7 +270,20 @@ async function dropRates(): Promise<void> {
     }
     writeFileSync(
       nftFile,
-      `table netdev fwbench {\n set blk { type ipv4_addr; flags interval; elements = { ${elems.join(', ')} } }\n chain ingress { type filter hook ingress device "${ifb}" priority -500; ip saddr @blk counter drop }\n}\n`,
+      [
+        'table netdev fwbench {',
+        '  set blk {',
+        '    type ipv4_addr',
+        '    flags interval',
+        `    elements = { ${elems.join(', ')} }`,
+        '  }',
+        '  chain ingress {',
+        `    type filter hook ingress device "${ifb}" priority -500; policy accept;`,
+        '    ip saddr @blk counter drop',
+        '  }',
+        '}',
+        '',
+      ].join('\n'),
     );
     const t0 = Date.now();
     sh(bed, 'b', `nft -f ${nftFile}`);
@@ -291,6 +305,17 @@ async function dropRates(): Promise<void> {
           unlinkSync(linkPin);
         },
         ctx: { sink: 'bare XDP count-and-drop' },
+      },
+      {
+        metric: 'mpps.xdp_parse_drop',
+        attach: async () => void (await waitExit(await runNode(bed, 'b', 'bench/lib/attach-helper.ts', ['prog', `${barePin}/parse`, ifb, linkPin]))),
+        detach: () => {
+          const fd = raw.bpf_obj_get(linkPin) as number;
+          raw.bpf_link_detach(fd);
+          closeFd(fd);
+          unlinkSync(linkPin);
+        },
+        ctx: { sink: 'bare XDP that reads the IPv4 source, then drops (no lookup)' },
       },
       {
         metric: 'mpps.fleetwall_100k_drop',

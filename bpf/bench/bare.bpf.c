@@ -46,4 +46,20 @@ int bare_drop(struct xdp_md *ctx)
 	return XDP_DROP;
 }
 
+/* Reads the Ethernet and IPv4 source address (what any filter must touch), then drops. */
+SEC("xdp")
+int bare_parse_drop(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 zero = 0;
+	struct bare_cnt *c = bpf_map_lookup_elem(&bare_cnt, &zero);
+
+	if (data + 34 > data_end || !c)
+		return XDP_PASS;
+	c->packets++;
+	c->bytes += *(__u32 *)(data + 26) & 1;
+	return XDP_DROP;
+}
+
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
