@@ -50,7 +50,7 @@ interface Setting {
 
 /** Every setting: flag, environment variable, meaning. Also the README's table. */
 export const SETTINGS = {
-  controlPlane: { flag: 'control-plane', env: 'FLEETWALL_CONTROL_PLANE', help: 'control plane gRPC address host:port, or several comma-separated (tried in turn; default localhost:50051)' },
+  controlPlane: { flag: 'control-plane', env: 'FLEETWALL_CONTROL_PLANE', help: 'control plane gRPC address host:port or unix:/path, or several comma-separated (tried in turn; default localhost:50051)' },
   nodeName: { flag: 'node-name', env: 'FLEETWALL_NODE_NAME', help: 'node name (default: the hostname)' },
   labels: { flag: 'labels', env: 'FLEETWALL_LABELS', help: 'node labels k=v,k2=v2 (rule selectors match them)' },
   interfaces: { flag: 'interfaces', env: 'FLEETWALL_INTERFACES', help: 'interfaces to attach to, comma-separated (required)' },
@@ -58,7 +58,7 @@ export const SETTINGS = {
   pinPath: { flag: 'pin-path', env: 'FLEETWALL_PIN_PATH', help: 'bpffs folder for pinned maps, links and state (default /sys/fs/bpf/fleetwall)' },
   objDir: { flag: 'obj-dir', env: 'FLEETWALL_OBJ_DIR', help: 'folder with compiled *.bpf.o (default: the datapath default, bpf/obj)' },
   counterInterval: { flag: 'counter-interval', env: 'FLEETWALL_COUNTER_INTERVAL', help: 'counter read/report interval (default 1s)' },
-  httpAddr: { flag: 'http-addr', env: 'FLEETWALL_HTTP_ADDR', help: 'host:port for /healthz and /metrics (default 127.0.0.1:9477; port 0 = any; "off" = none)' },
+  httpAddr: { flag: 'http-addr', env: 'FLEETWALL_HTTP_ADDR', help: 'host:port or unix:/path for /healthz and /metrics (default 127.0.0.1:9477; port 0 = any; "off" = none)' },
   capacityPrefixes: { flag: 'capacity-prefixes', env: 'FLEETWALL_CAPACITY_PREFIXES', help: 'prefixes per kernel table when the maps are created (default: datapath default)' },
   capacitySlots: { flag: 'capacity-slots', env: 'FLEETWALL_CAPACITY_SLOTS', help: 'rule counter slots when the maps are created (default: datapath default)' },
   xdpMode: { flag: 'xdp-mode', env: 'FLEETWALL_XDP_MODE', help: 'auto (default), native or generic' },
@@ -111,6 +111,12 @@ function parsePositiveInt(text: string, what: string, max: number): number {
 
 function parseAddr(text: string, what: string): string {
   const t = text.trim();
+  // A Unix socket (reachable across network namespaces): unix:/abs/path or unix:///abs/path.
+  if (t.startsWith('unix:')) {
+    const path = t.replace(/^unix:(\/\/)?/, '');
+    if (!path.startsWith('/')) throw new ConfigError(`${what}: "${text}" must name an absolute socket path, e.g. unix:/run/fleetwall/cp.sock`);
+    return `unix:${path}`;
+  }
   const m = /^(\[[0-9a-fA-F:]+\]|[^\s:/]+):(\d{1,5})$/.exec(t);
   if (!m || Number(m[2]) > 65535) throw new ConfigError(`${what}: "${text}" is not host:port (e.g. localhost:50051, [::1]:50051)`);
   return t;

@@ -1,7 +1,8 @@
 // The agent's single writer: every change to the rule state (snapshot
 // chunks, deltas, local expiry, stream loss) runs as a task in one queue, and
 // reconciles run between tasks, so a plan never sees the state move under it.
-// Consecutive changes are folded into one reconcile.
+// Each revision is reconciled on its own (ACK or NACK per revision); a
+// resume catch-up is applied once, at InSync.
 //
 // It tracks two revisions: `applied` (what the kernel and the pinned meta
 // hold) and `desired` (the revision the desired set corresponds to). The
@@ -116,18 +117,17 @@ export class Engine {
     try {
       for (;;) {
         if (this.stopped) break;
-        const task = this.queue.shift();
-        if (task) {
-          this.stats.tasks++;
-          await task();
-          continue;
-        }
+        // A wanted reconcile runs right after the task that asked for it, so
+        // every revision is applied (ACK) or refused (NACK) on its own.
         if (this.reconcileWanted && this.consistentFlag) {
           this.reconcileWanted = false;
           await this.reconcileNow();
           continue;
         }
-        break;
+        const task = this.queue.shift();
+        if (!task) break;
+        this.stats.tasks++;
+        await task();
       }
     } finally {
       this.draining = false;

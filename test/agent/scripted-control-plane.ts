@@ -119,7 +119,7 @@ export class ScriptedStream {
 
 export class ScriptedControlPlane {
   private readonly server = new Server();
-  private readonly streams: ScriptedStream[] = [];
+  readonly streams: ScriptedStream[] = [];
   private waiters: (() => void)[] = [];
   port = 0;
   private taken = 0;

@@ -4,8 +4,9 @@
 //  - state "pinned" under pinDir survives close() and a reopen in the same
 //    process (kill -9 of an agent is modelled by dropping the object without
 //    close(); the real thing is tested with a real process);
-//  - the four tables are longest-prefix-match tables with a hard capacity:
-//    an upsert of a new key into a full table throws DatapathError E2BIG;
+//  - the four tables are longest-prefix-match tables with a hard capacity,
+//    checked per apply() call before anything changes (the call's new keys
+//    against the current size; its deletes make no room): DatapathError E2BIG;
 //  - apply() runs ops in order and stops at the first failing op (ops before
 //    it stay applied, as with the kernel's batch calls);
 //  - per-slot rule counters and per-interface verdict counters, fed by
@@ -146,6 +147,21 @@ export class FakeDatapath implements Datapath {
     this.live();
     // As the real meta: the store id is at most 16 bytes.
     if (meta && Buffer.byteLength(meta.storeId, 'utf8') > 16) throw new DatapathError('apply', this.options.pinDir, 22, `store id "${meta.storeId}" is longer than 16 bytes`);
+    // As the real datapath: capacity is checked per call, before anything
+    // changes, counting the new keys of the call's upserts against the
+    // current size (deletes in the same call do not make room).
+    for (let t = 0; t < 4; t++) {
+      const table = this.s.tables[t]!;
+      const fresh = new Set<string>();
+      for (const op of ops) {
+        if (op.kind !== 'entry.upsert' || tableIndex(op.entry.direction, op.entry.prefix.family) !== t) continue;
+        const k = prefixKey(op.entry.prefix);
+        if (!table.has(k)) fresh.add(k);
+      }
+      if (table.size + fresh.size > this.s.capacity.prefixesPerTable) {
+        throw new DatapathError('apply', `table ${t}`, 7 /* E2BIG */, `would hold ${table.size + fresh.size} prefixes, capacity is ${this.s.capacity.prefixesPerTable}; nothing was changed`);
+      }
+    }
     this.applied.push([...ops]);
     const fault = this.fault;
     if (fault && fault.atOp < ops.length) this.fault = undefined;

@@ -1,6 +1,7 @@
 // HTTP /healthz (JSON; 200 while the kernel enforces, whatever the control
 // plane does — fail static is healthy) and /metrics (Prometheus text).
 
+import { rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { AgentHealth } from './agent-health.js';
@@ -22,6 +23,7 @@ export class HealthServer {
 
   /** Listens on host:port (port 0 = any); resolves with the bound port. */
   listen(addr: string): Promise<number> {
+    const unixPath = addr.startsWith('unix:') ? addr.slice(5) : undefined;
     const i = addr.lastIndexOf(':');
     const host = addr.slice(0, i).replace(/^\[|\]$/g, '');
     const port = Number(addr.slice(i + 1));
@@ -48,10 +50,15 @@ export class HealthServer {
     this.server = server;
     return new Promise((resolve, reject) => {
       server.once('error', reject);
-      server.listen(port, host, () => {
+      const done = (): void => {
         server.off('error', reject);
-        resolve((server.address() as AddressInfo).port);
-      });
+        const a = server.address();
+        resolve(typeof a === 'object' && a !== null ? (a as AddressInfo).port : 0);
+      };
+      if (unixPath !== undefined) {
+        rmSync(unixPath, { force: true });
+        server.listen(unixPath, done);
+      } else server.listen(port, host, done);
     });
   }
 

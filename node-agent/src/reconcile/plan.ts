@@ -342,8 +342,17 @@ function entryOf(t: RuleTable, p: number, want: number): KernelEntry {
   };
 }
 
-/** The plan's operations in order, built lazily (a million ops need not exist at once). */
-export function* planOps(t: RuleTable, pl: Plan): Generator<MapOp> {
+/**
+ * The plan's operations in order, built lazily (a million ops need not exist
+ * at once). `part` 'main' stops before the late adds, 'late' yields only
+ * them: a datapath checks capacity per apply() call, so adds that need the
+ * room made by the deletes go in a later call.
+ */
+export function* planOps(t: RuleTable, pl: Plan, part: 'all' | 'main' | 'late' = 'all'): Generator<MapOp> {
+  if (part === 'late') {
+    for (let i = 0; i < pl.upsertsLate.length; i++) yield { kind: 'entry.upsert', entry: entryOf(t, pl.upsertsLate[i]!, pl.upsertsLateWant[i]!) };
+    return;
+  }
   for (let i = 0; i < pl.resets.length; i++) yield { kind: 'counter.reset', slot: pl.resets[i]! };
   for (let i = 0; i < pl.journalDeletes.length; i++) yield { kind: 'journal.delete', id: t.id[pl.journalDeletes[i]!]! };
   const newSlot = new Map<number, number>();
@@ -358,7 +367,7 @@ export function* planOps(t: RuleTable, pl: Plan): Generator<MapOp> {
     const p = pl.deletes[i]!;
     yield { kind: 'entry.delete', direction: t.pfxDirection(p), prefix: t.pfxPrefix(p) };
   }
-  for (let i = 0; i < pl.upsertsLate.length; i++) yield { kind: 'entry.upsert', entry: entryOf(t, pl.upsertsLate[i]!, pl.upsertsLateWant[i]!) };
+  if (part === 'all') yield* planOps(t, pl, 'late');
 }
 
 /** All of a plan's operations as one array (small plans, tests). */

@@ -157,13 +157,22 @@ export class Reconciler {
     try {
       let chunk: MapOp[] = [];
       let chunks = 0;
-      for (const op of planOps(this.table, pl)) {
+      const flush = async (): Promise<void> => {
+        this.dp.apply(chunk);
+        chunk = [];
+        chunks++;
+        await yieldToLoop();
+      };
+      for (const op of planOps(this.table, pl, 'main')) {
         chunk.push(op);
-        if (chunk.length >= this.chunkOps) {
-          this.dp.apply(chunk);
-          chunk = [];
-          chunks++;
-          await yieldToLoop();
+        if (chunk.length >= this.chunkOps) await flush();
+      }
+      if (pl.upsertsLate.length > 0) {
+        // Adds that need the room the deletes made: a call of their own.
+        if (chunk.length > 0) await flush();
+        for (const op of planOps(this.table, pl, 'late')) {
+          chunk.push(op);
+          if (chunk.length >= this.chunkOps) await flush();
         }
       }
       this.dp.apply(chunk, meta ? this.codec.toPinned(meta) : undefined);
