@@ -1,0 +1,194 @@
+// Wires one control-plane process: store, revision feed and sync fan-out,
+// node and counter tracking, expiry and retention, the gRPC and HTTP servers.
+// Several processes may run on one database; each serves agents and follows
+// every other's writes through LISTEN/NOTIFY.
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import { CounterAggregator } from './counters/counter-aggregator.js';
+import { ControlPlaneMetrics } from './counters/metrics.js';
+import { startGrpcServer } from './grpc/grpc-server.js';
+import { startHttpServer } from './http/http-server.js';
+import { registerJsonApi } from './http/json-api.js';
+import { HttpRouter, sendJson, sendText } from './http/router.js';
+import { ExpirySweeper } from './maintenance/expiry-sweeper.js';
+import { RetentionPruner } from './maintenance/retention-pruner.js';
+import { CounterService } from './services/counter-service.js';
+import { ExplainService } from './services/explain-service.js';
+import { NodeService } from './services/node-service.js';
+import { RuleService } from './services/rule-service.js';
+import { ChangeLog } from './store/change-log.js';
+import { CounterStore } from './store/counter-store.js';
+import { openDatabase } from './store/database.js';
+import { NodeStore } from './store/node-store.js';
+import { RuleStore } from './store/rule-store.js';
+import { AgentSession, SessionRegistry } from './sync/agent-session.js';
+import { NodeTracker } from './sync/node-tracker.js';
+import { RevisionFeed } from './sync/revision-feed.js';
+import { RuleCache } from './sync/rule-cache.js';
+import { SyncHub } from './sync/sync-hub.js';
+
+export interface ControlPlane {
+  /** This process's id (SyncStart.control_plane_id, Node.control_plane_id). */
+  readonly id: string;
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  /** The database's identity (SyncStart.store_id). */
+  readonly storeId: string;
+  readonly databaseUrl: string;
+  /** Graceful: agents are told to reconnect elsewhere, state is flushed, embedded Postgres stops. */
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** Extra HTTP routes (tests, embedding). */
+  readonly routes?: (router: HttpRouter) => void;
+}
+
+export async function startControlPlane(config: Config, logger: Logger, options: StartOptions = {}): Promise<ControlPlane> {
+  const log = logger.child({ cp: config.controlPlaneId });
+  const db = await openDatabase(config, log);
+  const cleanup: (() => Promise<void>)[] = [() => db.close()];
+  try {
+    const { sql } = db;
+    const ruleStore = new RuleStore(sql);
+    const changeLog = new ChangeLog(sql);
+    const nodeStore = new NodeStore(sql, 3 * config.pingIntervalMs + config.nodeFlushIntervalMs + 1000);
+    const counterStore = new CounterStore(sql);
+    const cache = new RuleCache();
+    const hub = new SyncHub(cache, config.syncChunkBytes);
+    const registry = new SessionRegistry();
+    const counters = new CounterAggregator(sql, config.counterFlushIntervalMs, log.child({ component: 'counters' }));
+    const nodes = new NodeTracker(sql, config.controlPlaneId, config.nodeFlushIntervalMs, log.child({ component: 'nodes' }));
+    const metrics = new ControlPlaneMetrics({
+      counters: counterStore,
+      flushCounters: () => counters.flush(),
+      topRules: config.metricsTopRules,
+      connectedAgents: () => hub.sessionCount,
+      revision: () => cache.revision,
+      cachedRules: () => cache.size,
+      controlPlaneId: config.controlPlaneId,
+    });
+    const feed = new RevisionFeed(
+      sql,
+      changeLog,
+      cache,
+      (revision, commitTime, transitions) => {
+        const stats = hub.publish(revision, commitTime, transitions);
+        metrics.observeFanout(Date.now() - commitTime.getTime(), stats.sessions);
+      },
+      () => {
+        for (const s of [...registry.all]) s.shutdown('RESYNC_REQUIRED');
+      },
+      config.feedPollIntervalMs,
+      log.child({ component: 'feed' }),
+    );
+    await feed.start();
+    cleanup.unshift(() => feed.stop());
+
+    const limits = { maxBatch: config.maxBatch, maxImportLines: config.maxImportLines, maxCommentLength: config.maxCommentLength };
+    const rules = new RuleService(ruleStore, sql, limits);
+    const nodeService = new NodeService(nodeStore, ruleStore, () => nodes.flush());
+    const counterService = new CounterService(counterStore, nodeStore, () => counters.flush());
+    const explain = new ExplainService(ruleStore, nodeStore);
+
+    const sessionDeps = {
+      hub,
+      cache,
+      feed,
+      changeLog,
+      nodes,
+      counters,
+      registry,
+      metrics,
+      storeId: db.storeId,
+      controlPlaneId: config.controlPlaneId,
+      pingIntervalMs: config.pingIntervalMs,
+      helloTimeoutMs: config.helloTimeoutMs,
+      resumeMaxRevisions: config.resumeMaxRevisions,
+      resumeMaxChanges: config.resumeMaxChanges,
+      chunkBytes: config.syncChunkBytes,
+      maxQueue: config.maxAgentQueue,
+      logger: log.child({ component: 'sync' }),
+    };
+    const grpcLog = log.child({ component: 'grpc' });
+    const grpc = await startGrpcServer(
+      config.grpcHost,
+      config.grpcPort,
+      config.maxMessageBytes,
+      { rules, nodes: nodeService, counters: counterService, explain, sync: (call) => void new AgentSession(call, sessionDeps) },
+      { logger: grpcLog, countRequest: (method, code) => metrics.grpcRequests.inc({ method, code: String(code) }) },
+    );
+    cleanup.unshift(() => grpc.stop(2000));
+
+    const pinger = setInterval(() => {
+      const now = Date.now();
+      for (const s of [...registry.all]) s.tick(now);
+    }, config.pingIntervalMs);
+    pinger.unref();
+    cleanup.unshift(async () => clearInterval(pinger));
+
+    nodes.start();
+    counters.start();
+    cleanup.unshift(async () => {
+      nodes.stop();
+      counters.stop();
+      await nodes.disconnectAll().catch((err) => log.warn({ err }, 'final node flush failed'));
+      await counters.detachAll().catch((err) => log.warn({ err }, 'final counter flush failed'));
+    });
+    const sweeper = new ExpirySweeper(ruleStore, config.expirySweepIntervalMs, log.child({ component: 'expiry' }));
+    sweeper.start();
+    const pruner = new RetentionPruner(changeLog, config.changeRetentionMs, config.retentionPruneIntervalMs, log.child({ component: 'retention' }));
+    pruner.start();
+    cleanup.unshift(() => Promise.all([sweeper.stop(), pruner.stop()]).then(() => undefined));
+
+    const router = new HttpRouter(log.child({ component: 'http' }));
+    router.add('GET', '/metrics', async (_req, res) => {
+      const m = await metrics.render();
+      sendText(res, 200, m.body, m.contentType);
+    });
+    router.add('GET', '/healthz', async (_req, res) => {
+      try {
+        await sql`select 1`.execute();
+        sendJson(res, 200, { status: 'ok', controlPlaneId: config.controlPlaneId, revision: cache.revision.toString(), agents: hub.sessionCount });
+      } catch {
+        sendJson(res, 503, { status: 'unavailable', reason: 'STORE_UNAVAILABLE' });
+      }
+    });
+    registerJsonApi(router, { rules, nodes: nodeService, counters: counterService, explain, maxMessageBytes: config.maxMessageBytes });
+    options.routes?.(router);
+    const http = await startHttpServer(config.httpHost, config.httpPort, router, log.child({ component: 'http' }));
+    cleanup.unshift(() => http.close());
+
+    grpc.setServing(true);
+    log.info({ grpcPort: grpc.port, httpPort: http.port, storeId: db.storeId, revision: cache.revision.toString(), rules: cache.size }, 'control plane started');
+
+    let stopping: Promise<void> | undefined;
+    return {
+      id: config.controlPlaneId,
+      grpcPort: grpc.port,
+      httpPort: http.port,
+      storeId: db.storeId,
+      databaseUrl: db.url,
+      stop() {
+        stopping ??= (async () => {
+          log.info('control plane stopping');
+          grpc.setServing(false);
+          await Promise.all([sweeper.stop(), pruner.stop()]);
+          for (const s of [...registry.all]) s.shutdown('SHUTTING_DOWN');
+          for (const c of cleanup) {
+            try {
+              await c();
+            } catch (err) {
+              log.warn({ err }, 'shutdown step failed');
+            }
+          }
+          log.info('control plane stopped');
+        })();
+        return stopping;
+      },
+    };
+  } catch (e) {
+    for (const c of cleanup) await c().catch(() => undefined);
+    throw e;
+  }
+}

@@ -1,0 +1,63 @@
+// Every error the control plane reports, by reason code: the gRPC status it
+// maps to and a default message. Reasons travel to clients in a
+// google.rpc.ErrorInfo (domain fleetwall.dev); clients switch on them, so
+// they never change meaning once released.
+import { status } from '@grpc/grpc-js';
+
+export const ERROR_DOMAIN = 'fleetwall.dev';
+
+export interface CatalogueEntry {
+  readonly code: status;
+  readonly message: string;
+}
+
+export const CATALOGUE = {
+  // Rule input
+  RULE_REQUIRED: { code: status.INVALID_ARGUMENT, message: 'a rule is required' },
+  INVALID_CIDR: { code: status.INVALID_ARGUMENT, message: 'not a valid CIDR' },
+  HOST_BITS_SET: { code: status.INVALID_ARGUMENT, message: 'the CIDR has host bits set' },
+  INVALID_ADDRESS: { code: status.INVALID_ARGUMENT, message: 'not a valid IP address' },
+  ACTION_REQUIRED: { code: status.INVALID_ARGUMENT, message: 'action is required: ACTION_DENY or ACTION_ALLOW' },
+  INVALID_ENUM: { code: status.INVALID_ARGUMENT, message: 'unknown enum value' },
+  MONITOR_ON_ALLOW: { code: status.INVALID_ARGUMENT, message: 'monitor mode applies to deny rules only' },
+  INVALID_SELECTOR: { code: status.INVALID_ARGUMENT, message: 'invalid selector' },
+  EXPIRY_IN_PAST: { code: status.INVALID_ARGUMENT, message: 'expire_time must be in the future' },
+  INVALID_TTL: { code: status.INVALID_ARGUMENT, message: 'ttl must be positive' },
+  CONFLICTING_EXPIRY: { code: status.INVALID_ARGUMENT, message: 'set either rule.expire_time or ttl, not both' },
+  COMMENT_TOO_LONG: { code: status.INVALID_ARGUMENT, message: 'comment is too long' },
+  DUPLICATE_RULE: { code: status.ALREADY_EXISTS, message: 'a rule with this CIDR, direction and selector already exists' },
+  RULE_NOT_FOUND: { code: status.NOT_FOUND, message: 'no such rule' },
+  INVALID_UPDATE_MASK: { code: status.INVALID_ARGUMENT, message: 'invalid update_mask' },
+  IMMUTABLE_FIELD: { code: status.INVALID_ARGUMENT, message: 'this field cannot change' },
+  // Sizes
+  BATCH_TOO_LARGE: { code: status.INVALID_ARGUMENT, message: 'too many entries in one batch' },
+  EMPTY_BATCH: { code: status.INVALID_ARGUMENT, message: 'the batch is empty' },
+  IMPORT_TOO_LARGE: { code: status.INVALID_ARGUMENT, message: 'too many lines in one import' },
+  IMPORT_HEADER_REQUIRED: { code: status.INVALID_ARGUMENT, message: 'an import starts with exactly one header' },
+  MESSAGE_TOO_LARGE: { code: status.RESOURCE_EXHAUSTED, message: 'message too large' },
+  // Listing and queries
+  INVALID_PAGE_SIZE: { code: status.INVALID_ARGUMENT, message: 'page_size must be 0..1000' },
+  INVALID_PAGE_TOKEN: { code: status.INVALID_ARGUMENT, message: 'invalid page_token' },
+  INVALID_QUERY: { code: status.INVALID_ARGUMENT, message: 'invalid query' },
+  INVALID_INTERVAL: { code: status.INVALID_ARGUMENT, message: 'interval must be at least 100ms' },
+  NODE_NAME_REQUIRED: { code: status.INVALID_ARGUMENT, message: 'a node name is required' },
+  NODE_NOT_FOUND: { code: status.NOT_FOUND, message: 'no such node' },
+  // Sync protocol
+  HELLO_REQUIRED: { code: status.FAILED_PRECONDITION, message: 'a Sync stream starts with Hello' },
+  PROTOCOL_VIOLATION: { code: status.FAILED_PRECONDITION, message: 'unexpected message on the Sync stream' },
+  STREAM_REPLACED: { code: status.ABORTED, message: 'a newer Sync stream from the same node replaced this one' },
+  AGENT_TIMEOUT: { code: status.UNAVAILABLE, message: 'the agent was silent for three ping intervals' },
+  AGENT_TOO_SLOW: { code: status.RESOURCE_EXHAUSTED, message: 'the agent is not reading its stream fast enough' },
+  RESYNC_REQUIRED: { code: status.UNAVAILABLE, message: 'the control plane lost track of the change log; reconnect for a snapshot' },
+  // Service state
+  SHUTTING_DOWN: { code: status.UNAVAILABLE, message: 'this control plane is shutting down; reconnect to another' },
+  STORE_UNAVAILABLE: { code: status.UNAVAILABLE, message: 'the rule store (Postgres) is unavailable; retry' },
+  CONFLICT_RETRY: { code: status.ABORTED, message: 'a concurrent change conflicted; retry' },
+  INTERNAL: { code: status.INTERNAL, message: 'internal error' },
+} as const satisfies Record<string, CatalogueEntry>;
+
+export type Reason = keyof typeof CATALOGUE;
+
+export function catalogueEntry(reason: Reason): CatalogueEntry {
+  return CATALOGUE[reason];
+}

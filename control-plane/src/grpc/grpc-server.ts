@@ -1,0 +1,146 @@
+// The gRPC server: fleetwall.v1 services over the service layer, standard
+// grpc.health.v1 health checking and server reflection (v1 and v1alpha), so
+// grpcurl, grpc_health_probe and other languages' tools find the API.
+import { fileURLToPath } from 'node:url';
+import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
+import type { Logger } from 'pino';
+import { CounterServiceService } from '../../../proto/gen/fleetwall/v1/counter_service.js';
+import { ExplainServiceService } from '../../../proto/gen/fleetwall/v1/explain_service.js';
+import { NodeServiceService } from '../../../proto/gen/fleetwall/v1/node_service.js';
+import type { ImportRulesRequest } from '../../../proto/gen/fleetwall/v1/rule_service.js';
+import { RuleServiceService } from '../../../proto/gen/fleetwall/v1/rule_service.js';
+import type { SyncRequest, SyncResponse } from '../../../proto/gen/fleetwall/v1/agent_service.js';
+import { FleetwallError } from '../errors/fleetwall-error.js';
+import type { CounterService } from '../services/counter-service.js';
+import type { ExplainService } from '../services/explain-service.js';
+import type { NodeService } from '../services/node-service.js';
+import type { RuleService } from '../services/rule-service.js';
+import { type AdapterDeps, clientStream, serverStream, unary } from './adapters.js';
+import { agentServiceDefinition, guarded } from './service-definitions.js';
+
+export const SERVICE_NAMES = [
+  'fleetwall.v1.RuleService',
+  'fleetwall.v1.NodeService',
+  'fleetwall.v1.CounterService',
+  'fleetwall.v1.ExplainService',
+  'fleetwall.v1.AgentService',
+] as const;
+
+const PROTO_DIR = fileURLToPath(new URL('../../../proto/', import.meta.url));
+const PROTO_FILES = [
+  'fleetwall/v1/rule_service.proto',
+  'fleetwall/v1/node_service.proto',
+  'fleetwall/v1/counter_service.proto',
+  'fleetwall/v1/explain_service.proto',
+  'fleetwall/v1/agent_service.proto',
+];
+
+export interface GrpcHandlers {
+  readonly rules: RuleService;
+  readonly nodes: NodeService;
+  readonly counters: CounterService;
+  readonly explain: ExplainService;
+  readonly sync: (call: ServerDuplexStream<SyncRequest, SyncResponse | Buffer>) => void;
+}
+
+export interface GrpcServerHandle {
+  readonly port: number;
+  setServing(serving: boolean): void;
+  /** Stops accepting calls; waits up to `graceMs` for running calls, then cancels them. */
+  stop(graceMs: number): Promise<void>;
+}
+
+export async function startGrpcServer(
+  host: string,
+  port: number,
+  maxMessageBytes: number,
+  h: GrpcHandlers,
+  deps: AdapterDeps,
+): Promise<GrpcServerHandle> {
+  const server = new Server({
+    // Between maxMessageBytes and 4x it, the request reaches our deserializer
+    // and is rejected with a catalogued MESSAGE_TOO_LARGE; beyond, grpc-js
+    // rejects it itself (RESOURCE_EXHAUSTED) without buffering it.
+    'grpc.max_receive_message_length': maxMessageBytes * 4,
+    'grpc.max_send_message_length': -1,
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.http2.min_ping_interval_without_data_ms': 5000,
+  });
+  const g = (def: object) => guarded(def, maxMessageBytes) as never;
+
+  server.addService(g(RuleServiceService), {
+    createRule: unary(deps, 'RuleService/CreateRule', (req, ctx) => h.rules.createRule(req as never, ctx)),
+    batchCreateRules: unary(deps, 'RuleService/BatchCreateRules', (req, ctx) => h.rules.batchCreateRules(req as never, ctx)),
+    importRules: clientStream(deps, 'RuleService/ImportRules', async (messages: AsyncIterable<ImportRulesRequest>, ctx) => {
+      const it = messages[Symbol.asyncIterator]();
+      const first = await it.next();
+      const part = first.done ? undefined : first.value.part;
+      if (part?.$case !== 'header') {
+        throw new FleetwallError('IMPORT_HEADER_REQUIRED', 'the first ImportRulesRequest must carry the header (action, direction, selector, ...); nothing was stored');
+      }
+      async function* chunks() {
+        for (;;) {
+          const n = await it.next();
+          if (n.done) return;
+          const p = n.value.part;
+          if (p?.$case === 'chunk') yield p.value;
+          else if (p?.$case === 'header') throw new FleetwallError('IMPORT_HEADER_REQUIRED', 'the import sent a second header; send it once, first; nothing was stored');
+        }
+      }
+      return h.rules.importRules(part.value, chunks(), ctx);
+    }),
+    getRule: unary(deps, 'RuleService/GetRule', (req) => h.rules.getRule(req as never)),
+    listRules: unary(deps, 'RuleService/ListRules', (req) => h.rules.listRules(req as never)),
+    updateRule: unary(deps, 'RuleService/UpdateRule', (req, ctx) => h.rules.updateRule(req as never, ctx)),
+    deleteRule: unary(deps, 'RuleService/DeleteRule', (req, ctx) => h.rules.deleteRule(req as never, ctx)),
+    batchDeleteRules: unary(deps, 'RuleService/BatchDeleteRules', (req, ctx) => h.rules.batchDeleteRules(req as never, ctx)),
+  });
+  server.addService(g(NodeServiceService), {
+    listNodes: unary(deps, 'NodeService/ListNodes', (req) => h.nodes.listNodes(req as never)),
+    getNode: unary(deps, 'NodeService/GetNode', (req) => h.nodes.getNode(req as never)),
+  });
+  server.addService(g(CounterServiceService), {
+    getCounters: unary(deps, 'CounterService/GetCounters', (req) => h.counters.getCounters(req as never)),
+    watchCounters: serverStream(deps, 'CounterService/WatchCounters', (req, emit, ctx) => h.counters.watchCounters(req as never, emit as never, ctx.signal)),
+  });
+  server.addService(g(ExplainServiceService), {
+    explain: unary(deps, 'ExplainService/Explain', (req) => h.explain.explain(req as never)),
+  });
+  server.addService(agentServiceDefinition(maxMessageBytes), { sync: h.sync as never });
+
+  const statusMap: Record<string, ServingStatus> = { '': 'NOT_SERVING' };
+  for (const s of SERVICE_NAMES) statusMap[s] = 'NOT_SERVING';
+  const health = new HealthImplementation(statusMap);
+  health.addToServer(server);
+  const pkg = protoLoader.loadSync(PROTO_FILES, { includeDirs: [PROTO_DIR], keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+  new ReflectionService(pkg).addToServer(server);
+
+  const bound = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+  });
+  deps.logger.info({ port: bound }, 'gRPC listening');
+
+  return {
+    port: bound,
+    setServing(serving) {
+      const st: ServingStatus = serving ? 'SERVING' : 'NOT_SERVING';
+      health.setStatus('', st);
+      for (const s of SERVICE_NAMES) health.setStatus(s, st);
+    },
+    async stop(graceMs) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    },
+  };
+}

@@ -1,0 +1,99 @@
+// ImportRules: a header (shared settings), then chunks of lines, one CIDR per
+// line ("#" starts a comment, blank lines are skipped). Lines are parsed as
+// they arrive; duplicates (within the list or of stored rules with the same
+// direction and selector) are counted and skipped; invalid lines are reported
+// with their numbers. The valid lines are committed as one revision when the
+// stream ends, or nothing is stored if header.atomic is set and any line is
+// invalid. More than the configured number of lines: IMPORT_TOO_LARGE,
+// nothing stored.
+import type { Sql } from 'postgres';
+import { CidrError, formatPrefix, parseCidr } from '../../../common/src/cidr.js';
+import type { ImportLineError, ImportRulesChunk, ImportRulesHeader, ImportRulesResponse } from '../../../proto/gen/fleetwall/v1/rule_service.js';
+import { FleetwallError } from '../errors/fleetwall-error.js';
+import { directionOrDefault, modeOrDefault, requireAction } from '../rules/enums.js';
+import { selectorKey, validateSelector } from '../rules/selector.js';
+import { checkComment, checkMonitorOnAllow, expiryFromTtl, type ValidationLimits } from '../rules/validate.js';
+import { commitImport } from '../store/rule-import.js';
+import type { RuleStore } from '../store/rule-store.js';
+import type { CallContext } from './call-context.js';
+
+export interface ImportDeps {
+  readonly sql: Sql;
+  readonly store: RuleStore;
+  readonly limits: ValidationLimits & { readonly maxImportLines: number };
+  readonly now: () => Date;
+}
+
+const MAX_REPORTED_INVALID = 1000;
+
+function validateHeader(h: ImportRulesHeader, limits: ValidationLimits) {
+  const action = requireAction(h.action, 'header.action');
+  const direction = directionOrDefault(h.direction, 'header.direction');
+  const mode = modeOrDefault(h.mode, 'header.mode');
+  checkMonitorOnAllow(action, mode, 'header');
+  const selector = validateSelector(h.selector, 'header.selector');
+  checkComment(h.comment, limits, 'header.comment');
+  if (h.ttl) expiryFromTtl(h.ttl, new Date(), 'header.ttl');
+  return { action, direction, mode, selector, selectorKey: selectorKey(selector), comment: h.comment };
+}
+
+export async function importRules(header: ImportRulesHeader, chunks: AsyncIterable<ImportRulesChunk>, ctx: CallContext, deps: ImportDeps): Promise<ImportRulesResponse> {
+  const t = validateHeader(header, deps.limits);
+  const seen = new Set<string>();
+  const cidrs: string[] = [];
+  const invalidLines: ImportLineError[] = [];
+  let lineNo = 0;
+  let invalid = 0;
+  let duplicate = 0;
+  for await (const chunk of chunks) {
+    if (lineNo + chunk.lines.length > deps.limits.maxImportLines) {
+      throw new FleetwallError(
+        'IMPORT_TOO_LARGE',
+        `the import has more than ${deps.limits.maxImportLines} lines; nothing was stored: split the list into several imports`,
+        { max_lines: String(deps.limits.maxImportLines) },
+      );
+    }
+    for (const line of chunk.lines) {
+      lineNo++;
+      const hash = line.indexOf('#');
+      const text = (hash >= 0 ? line.slice(0, hash) : line).trim();
+      if (text === '') continue;
+      let canonical: string;
+      try {
+        canonical = formatPrefix(parseCidr(text));
+      } catch (e) {
+        if (!(e instanceof CidrError)) throw e;
+        invalid++;
+        if (invalidLines.length < MAX_REPORTED_INVALID) {
+          invalidLines.push({ lineNumber: BigInt(lineNo), line: line.slice(0, 200), message: e.message, reason: e.reason });
+        }
+        continue;
+      }
+      if (seen.has(canonical)) {
+        duplicate++;
+        continue;
+      }
+      seen.add(canonical);
+      cidrs.push(canonical);
+    }
+  }
+  seen.clear();
+  const base = { lines: BigInt(lineNo), invalid: BigInt(invalid), invalidLines };
+  if ((header.atomic && invalid > 0) || cidrs.length === 0) {
+    return { ...base, added: 0n, duplicate: BigInt(duplicate), revision: 0n };
+  }
+  const now = deps.now();
+  const expireTime = header.ttl ? expiryFromTtl(header.ttl, now, 'header.ttl') : null;
+  const res = await commitImport(deps.sql, deps.store, { ...t, expireTime }, cidrs, ctx.actor, {
+    lines: lineNo,
+    duplicate_lines: duplicate,
+    invalid_lines: invalid,
+    action: t.action,
+    direction: t.direction,
+    mode: t.mode,
+    selector: t.selector,
+    comment: t.comment,
+    expire_time: expireTime?.toISOString() ?? null,
+  });
+  return { ...base, added: BigInt(res.added), duplicate: BigInt(duplicate + res.existing), revision: res.revision };
+}

@@ -1,0 +1,148 @@
+// RuleService handlers: generated request messages in, generated response
+// messages out, catalogued FleetwallErrors thrown. Transport-free: the gRPC
+// adapters (grpc/) and the HTTP/JSON API (http/json-api.ts) both call these.
+import type {
+  BatchCreateRulesRequest,
+  BatchCreateRulesResponse,
+  BatchDeleteRulesRequest,
+  BatchDeleteRulesResponse,
+  CreateRuleRequest,
+  CreateRuleResponse,
+  DeleteRuleRequest,
+  DeleteRuleResponse,
+  GetRuleRequest,
+  GetRuleResponse,
+  ImportRulesChunk,
+  ImportRulesHeader,
+  ImportRulesResponse,
+  ListRulesRequest,
+  ListRulesResponse,
+  UpdateRuleRequest,
+  UpdateRuleResponse,
+} from '../../../proto/gen/fleetwall/v1/rule_service.js';
+import { FleetwallError } from '../errors/fleetwall-error.js';
+import { optionalAction, optionalDirection } from '../rules/enums.js';
+import { decodePageToken, encodePageToken, filterFingerprint } from '../rules/page-token.js';
+import { selectorKey, validateSelector } from '../rules/selector.js';
+import { applyUpdate, parseUpdateMask } from '../rules/update-mask.js';
+import { parseIpAddress, type ValidationLimits, validateNewRule } from '../rules/validate.js';
+import { notFound, type RuleFilter, type RuleStore } from '../store/rule-store.js';
+import type { Sql } from 'postgres';
+import type { CallContext } from './call-context.js';
+import { importRules } from './import-rules.js';
+
+export interface RuleServiceLimits extends ValidationLimits {
+  readonly maxBatch: number;
+  readonly maxImportLines: number;
+}
+
+const MAX_PAGE_SIZE = 1000;
+const DEFAULT_PAGE_SIZE = 100;
+
+export function checkBatchSize(n: number, max: number, field: string): void {
+  if (n === 0) throw new FleetwallError('EMPTY_BATCH', `${field} is empty: send at least one entry`, { field });
+  if (n > max) {
+    throw new FleetwallError('BATCH_TOO_LARGE', `${field} has ${n} entries; at most ${max} are accepted in one call: split it, or use ImportRules for large lists`, {
+      field,
+      count: String(n),
+      max: String(max),
+    });
+  }
+}
+
+function requireId(id: bigint, field: string): bigint {
+  if (id === 0n) throw new FleetwallError('RULE_NOT_FOUND', `${field} is 0: rule ids start at 1; list rules to find one`, { rule_ids: '0' });
+  return id;
+}
+
+export class RuleService {
+  constructor(
+    private readonly store: RuleStore,
+    private readonly sql: Sql,
+    private readonly limits: RuleServiceLimits,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  async createRule(req: CreateRuleRequest, ctx: CallContext): Promise<CreateRuleResponse> {
+    const spec = validateNewRule(req.rule, req.ttl, this.now(), this.limits);
+    const res = await this.store.create([spec], ['rule'], ctx.actor, 'create');
+    return { rule: res.value[0], revision: res.revision };
+  }
+
+  async batchCreateRules(req: BatchCreateRulesRequest, ctx: CallContext): Promise<BatchCreateRulesResponse> {
+    checkBatchSize(req.requests.length, this.limits.maxBatch, 'requests');
+    const now = this.now();
+    const fields = req.requests.map((_, i) => `requests[${i}].rule`);
+    const specs = req.requests.map((r, i) => {
+      try {
+        return validateNewRule(r.rule, r.ttl, now, this.limits, fields[i]);
+      } catch (e) {
+        if (e instanceof FleetwallError) throw new FleetwallError(e.reason, `${e.message}; nothing in the batch was stored`, { ...e.metadata, index: String(i) });
+        throw e;
+      }
+    });
+    const res = await this.store.create(specs, fields, ctx.actor, 'batch_create');
+    return { rules: res.value, revision: res.revision };
+  }
+
+  importRules(header: ImportRulesHeader, chunks: AsyncIterable<ImportRulesChunk>, ctx: CallContext): Promise<ImportRulesResponse> {
+    return importRules(header, chunks, ctx, { sql: this.sql, store: this.store, limits: this.limits, now: this.now });
+  }
+
+  async getRule(req: GetRuleRequest): Promise<GetRuleResponse> {
+    const rule = await this.store.get(requireId(req.id, 'id'));
+    if (!rule) throw notFound([req.id]);
+    return { rule };
+  }
+
+  async listRules(req: ListRulesRequest): Promise<ListRulesResponse> {
+    if (req.pageSize < 0) throw new FleetwallError('INVALID_PAGE_SIZE', `page_size ${req.pageSize} is negative: use 1..${MAX_PAGE_SIZE}, or 0 for ${DEFAULT_PAGE_SIZE}`);
+    const size = req.pageSize === 0 ? DEFAULT_PAGE_SIZE : Math.min(req.pageSize, MAX_PAGE_SIZE);
+    const selector = validateSelector(req.selector, 'selector');
+    const filter: RuleFilter = {
+      action: optionalAction(req.action, 'action'),
+      direction: optionalDirection(req.direction, 'direction'),
+      selector,
+      text: req.text.trim() || undefined,
+      coversAddress: req.coversAddress.trim() ? parseIpAddress(req.coversAddress.trim(), 'covers_address') : undefined,
+    };
+    const fingerprint = filterFingerprint({
+      a: filter.action ?? 0,
+      d: filter.direction ?? 0,
+      s: selectorKey(selector),
+      t: filter.text ?? '',
+      c: req.coversAddress.trim(),
+    });
+    const after = req.pageToken ? decodePageToken(req.pageToken, fingerprint) : 0n;
+    const page = await this.store.list(filter, after, size + 1);
+    const more = page.rules.length > size;
+    const rules = more ? page.rules.slice(0, size) : page.rules;
+    return {
+      rules,
+      nextPageToken: more ? encodePageToken(rules[rules.length - 1]!.id, fingerprint) : '',
+      totalSize: page.total,
+      revision: page.revision,
+    };
+  }
+
+  async updateRule(req: UpdateRuleRequest, ctx: CallContext): Promise<UpdateRuleResponse> {
+    if (!req.rule) throw new FleetwallError('RULE_REQUIRED', 'rule is required: set rule.id and the fields named in update_mask');
+    const mask = parseUpdateMask(req.updateMask ?? []);
+    const id = requireId(req.rule.id, 'rule.id');
+    const now = this.now();
+    const res = await this.store.update(id, (current) => applyUpdate(current, req.rule!, mask, now, this.limits), ctx.actor);
+    return { rule: res.value, revision: res.revision };
+  }
+
+  async deleteRule(req: DeleteRuleRequest, ctx: CallContext): Promise<DeleteRuleResponse> {
+    const res = await this.store.delete([requireId(req.id, 'id')], ctx.actor, 'delete');
+    return { revision: res.revision };
+  }
+
+  async batchDeleteRules(req: BatchDeleteRulesRequest, ctx: CallContext): Promise<BatchDeleteRulesResponse> {
+    checkBatchSize(req.ids.length, this.limits.maxBatch, 'ids');
+    req.ids.forEach((id, i) => requireId(id, `ids[${i}]`));
+    const res = await this.store.delete(req.ids, ctx.actor, 'batch_delete');
+    return { deleted: BigInt(res.value), revision: res.revision };
+  }
+}

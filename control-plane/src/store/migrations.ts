@@ -1,0 +1,168 @@
+// Versioned schema migrations, applied at start in one transaction under an
+// advisory lock, so several control planes starting together on one database
+// apply each migration exactly once. Append new migrations; never edit one
+// that has shipped.
+import type { Sql } from 'postgres';
+import type { Logger } from 'pino';
+
+export interface Migration {
+  readonly version: number;
+  readonly name: string;
+  readonly sql: string;
+}
+
+/** pg_advisory_xact_lock key for migrations ("fwmigr" in ASCII). */
+const MIGRATION_LOCK = 0x66776d69677200n;
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'rules, revisions, change log, nodes, counters, audit',
+    sql: `
+      -- Identity of this store: agents keep it with their applied revision.
+      create table meta (key text primary key, value text not null);
+      insert into meta (key, value) values
+        ('store_id', gen_random_uuid()::text),
+        -- Highest revision whose change-log rows were pruned; resuming from
+        -- before it needs a snapshot.
+        ('log_floor', '0');
+
+      -- The revision counter. Every write transaction increments it as its
+      -- LAST statement: the row lock is held until commit, so revisions are
+      -- gap-free and commit in order.
+      create table revision_counter (id int primary key check (id = 1), value bigint not null);
+      insert into revision_counter (id, value) values (1, 0);
+
+      -- Rows are written before the revision is known; they carry the
+      -- transaction's write_id, mapped to its revision at commit.
+      create sequence write_id_seq;
+
+      create table revisions (
+        revision bigint primary key,
+        write_id bigint not null unique,
+        commit_time timestamptz not null,
+        actor text not null,
+        kind text not null,
+        change_count bigint not null
+      );
+
+      create table rules (
+        id bigserial primary key,
+        cidr cidr not null,
+        action smallint not null check (action in (1, 2)),
+        direction smallint not null check (direction in (1, 2)),
+        selector jsonb not null default '{}',
+        -- Canonical JSON of selector (sorted keys): part of the rule identity.
+        selector_key text not null,
+        mode smallint not null check (mode in (1, 2)),
+        expire_time timestamptz,
+        comment text not null default '',
+        create_time timestamptz not null,
+        update_time timestamptz not null,
+        write_id bigint not null,
+        created_by text not null default '',
+        check (not (action = 2 and mode = 2))
+      );
+      -- A duplicate is the same CIDR, direction and selector, whatever the action.
+      create unique index rules_identity on rules (cidr, direction, selector_key);
+      -- "Which rules cover this address": cidr >>= address.
+      create index rules_cidr_gist on rules using gist (cidr inet_ops);
+      create index rules_write_id on rules (write_id);
+      create index rules_expire_time on rules (expire_time) where expire_time is not null;
+
+      -- The change log: one row per rule change (op 1 upsert, 2 delete), or
+      -- one row for a bulk import (op 3, rule_id null: every rule whose
+      -- write_id is this one). Pruned after the retention period.
+      create table changes (
+        write_id bigint not null,
+        rule_id bigint,
+        op smallint not null check (op in (1, 2, 3))
+      );
+      create index changes_write_id on changes (write_id);
+
+      -- Who changed what, when, before and after. Append-only.
+      create table audit_log (
+        id bigserial primary key,
+        time timestamptz not null default clock_timestamp(),
+        actor text not null,
+        action text not null,
+        rule_id bigint,
+        write_id bigint not null,
+        before jsonb,
+        after jsonb
+      );
+      create index audit_log_rule_id on audit_log (rule_id);
+      create function audit_log_append_only() returns trigger language plpgsql as $fn$
+        begin
+          raise exception 'audit_log is append-only';
+        end
+      $fn$;
+      create trigger audit_log_no_rewrite before update or delete or truncate on audit_log
+        for each statement execute function audit_log_append_only();
+
+      create table nodes (
+        name text primary key,
+        labels jsonb not null default '{}',
+        agent_version text not null default '',
+        agent_instance_id text not null default '',
+        interfaces jsonb not null default '[]',
+        connected boolean not null default false,
+        control_plane_id text not null default '',
+        first_seen timestamptz not null default now(),
+        last_seen timestamptz not null default now(),
+        applied_revision bigint not null default 0,
+        sync_state smallint not null default 0,
+        nacked_revision bigint not null default 0,
+        last_nack bytea,
+        rules_in_kernel bigint not null default 0,
+        map_fill_ratio double precision not null default 0,
+        last_error text not null default ''
+      );
+
+      -- Counter totals and the last cumulative value each agent reported.
+      create table node_rule_counters (
+        node_name text not null,
+        rule_id bigint not null,
+        packets numeric(20, 0) not null default 0,
+        bytes numeric(20, 0) not null default 0,
+        last_packets numeric(20, 0) not null default 0,
+        last_bytes numeric(20, 0) not null default 0,
+        primary key (node_name, rule_id)
+      );
+      create index node_rule_counters_rule_id on node_rule_counters (rule_id);
+
+      create table node_interface_counters (
+        node_name text not null,
+        interface text not null,
+        direction smallint not null,
+        totals numeric(20, 0)[] not null,
+        last numeric(20, 0)[] not null,
+        primary key (node_name, interface, direction)
+      );
+    `,
+  },
+];
+
+export async function migrate(sql: Sql, logger: Logger): Promise<number> {
+  return sql.begin(async (tx) => {
+    await tx`select pg_advisory_xact_lock(${MIGRATION_LOCK.toString()}::bigint)`;
+    await tx`create table if not exists schema_migrations (
+      version int primary key, name text not null, applied_at timestamptz not null default now())`;
+    const rows = await tx<{ version: number }[]>`select version from schema_migrations`;
+    const done = new Set(rows.map((r) => Number(r.version)));
+    const latest = Math.max(0, ...done);
+    const known = Math.max(...MIGRATIONS.map((m) => m.version));
+    if (latest > known) {
+      throw new Error(`the database schema is at version ${latest}, newer than this control plane knows (${known}); upgrade the control plane`);
+    }
+    let applied = 0;
+    for (const m of MIGRATIONS) {
+      if (done.has(m.version)) continue;
+      logger.info({ version: m.version, name: m.name }, 'applying migration');
+      await tx.unsafe(m.sql);
+      await tx`insert into schema_migrations (version, name) values (${m.version}, ${m.name})`;
+      applied++;
+    }
+    return applied;
+  });
+}

@@ -1,0 +1,299 @@
+// One agent's Sync stream (sequence diagram: proto/fleetwall/v1/agent_service.proto).
+//
+// Hello -> SyncStart -> snapshot chunks or per-revision catch-up deltas ->
+// InSync -> live deltas. Everything up to InSync is decided after the async
+// look-ups, in one synchronous block that also registers the session with
+// the hub, so no revision is sent twice or skipped.
+import type { ServerDuplexStream } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { type Hello, SyncMode, type SyncRequest, type SyncResponse } from '../../../proto/gen/fleetwall/v1/agent_service.js';
+import { FleetwallError } from '../errors/fleetwall-error.js';
+import { toGrpcStatus } from '../errors/to-grpc-status.js';
+import type { CounterAggregator } from '../counters/counter-aggregator.js';
+import type { Labels } from '../rules/selector.js';
+import type { ChangeLog } from '../store/change-log.js';
+import type { NodeTracker } from './node-tracker.js';
+import type { RevisionFeed } from './revision-feed.js';
+import type { RuleCache } from './rule-cache.js';
+import type { HubSession, SyncHub } from './sync-hub.js';
+import { encodeDelta, encodeInSync } from './wire-encoding.js';
+import type { SyncMetrics } from '../counters/metrics.js';
+
+export type SyncCall = ServerDuplexStream<SyncRequest, SyncResponse | Buffer>;
+
+export interface SessionDeps {
+  readonly hub: SyncHub;
+  readonly cache: RuleCache;
+  readonly feed: RevisionFeed;
+  readonly changeLog: ChangeLog;
+  readonly nodes: NodeTracker;
+  readonly counters: CounterAggregator;
+  readonly registry: SessionRegistry;
+  readonly metrics: SyncMetrics;
+  readonly storeId: string;
+  readonly controlPlaneId: string;
+  readonly pingIntervalMs: number;
+  readonly helloTimeoutMs: number;
+  readonly resumeMaxRevisions: number;
+  readonly resumeMaxChanges: number;
+  readonly chunkBytes: number;
+  readonly maxQueue: number;
+  readonly logger: Logger;
+}
+
+/** The sessions of this process by node name (a newer stream replaces an older one). */
+export class SessionRegistry {
+  readonly byNode = new Map<string, AgentSession>();
+  readonly all = new Set<AgentSession>();
+}
+
+const MAX_NODE_NAME = 253;
+let nextSessionId = 1;
+
+export class AgentSession implements HubSession {
+  readonly id = nextSessionId++;
+  nodeName = '';
+  labels: Labels = {};
+  groupKey = '';
+  private state: 'hello' | 'attaching' | 'live' | 'closed' = 'hello';
+  private chain: Promise<void> = Promise.resolve();
+  private lastReceived = Date.now();
+  private helloTimer: NodeJS.Timeout | undefined;
+  private sentRevision = 0n;
+  private inSyncRevision = 0n;
+  private pingNonce = 0n;
+  private readonly log: Logger;
+  /** Commit times of revisions sent and not yet ACKed (for the implementation-delay metric). */
+  private readonly pendingCommit = new Map<bigint, number>();
+
+  constructor(
+    private readonly call: SyncCall,
+    private readonly deps: SessionDeps,
+  ) {
+    this.log = deps.logger.child({ session: this.id });
+    deps.registry.all.add(this);
+    call.on('data', (msg: SyncRequest) => {
+      this.lastReceived = Date.now();
+      this.chain = this.chain.then(() => this.handle(msg)).catch((err) => this.fail(err));
+    });
+    call.on('end', () => this.close());
+    call.on('cancelled', () => this.close(undefined, true));
+    call.on('error', () => this.close(undefined, true));
+    this.helloTimer = setTimeout(() => {
+      if (this.state === 'hello') this.fail(new FleetwallError('HELLO_REQUIRED', `no Hello within ${deps.helloTimeoutMs}ms of opening the Sync stream`));
+    }, deps.helloTimeoutMs);
+    this.helloTimer.unref();
+  }
+
+  get live(): boolean {
+    return this.state === 'live';
+  }
+
+  private write(msg: SyncResponse | Buffer): void {
+    if (this.state === 'closed') return;
+    this.call.write(msg);
+    if (this.call.writableLength > this.deps.maxQueue) {
+      this.fail(new FleetwallError('AGENT_TOO_SLOW', `more than ${this.deps.maxQueue} messages are waiting for this agent; reconnect to resume`));
+    }
+  }
+
+  /** Ends the stream with a catalogued status. */
+  fail(err: unknown): void {
+    if (this.state === 'closed') return;
+    const st = toGrpcStatus(err, this.log, 'AgentService/Sync');
+    this.log.info({ node: this.nodeName, code: st.code, reason: st.details }, 'closing Sync stream');
+    this.close({ code: st.code!, details: st.details!, metadata: st.metadata! });
+  }
+
+  private close(status?: { code: number; details: string; metadata: import('@grpc/grpc-js').Metadata }, peerGone = false): void {
+    if (this.state === 'closed') return;
+    const wasRegistered = this.state === 'live' || this.state === 'attaching';
+    this.state = 'closed';
+    if (this.helloTimer) clearTimeout(this.helloTimer);
+    this.deps.hub.unregister(this);
+    this.deps.registry.all.delete(this);
+    if (this.deps.registry.byNode.get(this.nodeName) === this) this.deps.registry.byNode.delete(this.nodeName);
+    if (!peerGone) {
+      try {
+        if (status) this.call.emit('error', status);
+        else this.call.end();
+      } catch {
+        // The stream is already gone.
+      }
+    }
+    if (wasRegistered && this.nodeName) {
+      const name = this.nodeName;
+      void this.chain
+        .then(() => Promise.all([this.deps.nodes.disconnect(name, this.id), this.deps.counters.detach(name, this.id)]))
+        .catch((err) => this.log.warn({ err, node: name }, 'recording the disconnect failed'));
+    }
+  }
+
+  private async handle(msg: SyncRequest): Promise<void> {
+    if (this.state === 'closed') return;
+    const m = msg.msg;
+    if (this.state === 'hello') {
+      if (m?.$case !== 'hello') {
+        throw new FleetwallError('HELLO_REQUIRED', `the first message on a Sync stream must be Hello, got ${m?.$case ?? 'an empty message'}`);
+      }
+      await this.attach(m.value);
+      return;
+    }
+    if (this.nodeName) this.deps.nodes.touch(this.nodeName, this.id);
+    switch (m?.$case) {
+      case 'hello':
+        throw new FleetwallError('PROTOCOL_VIOLATION', 'Hello was sent twice on one Sync stream; open a new stream to start over');
+      case 'ack': {
+        const rev = m.value.revision;
+        this.deps.nodes.ack(this.nodeName, this.id, rev, this.inSyncRevision);
+        const t = this.pendingCommit.get(rev);
+        if (t !== undefined) this.deps.metrics.observeApplied(Date.now() - t);
+        for (const k of this.pendingCommit.keys()) if (k <= rev) this.pendingCommit.delete(k);
+        return;
+      }
+      case 'nack':
+        this.log.warn({ node: this.nodeName, revision: m.value.revision.toString(), status: m.value.status?.message }, 'agent NACKed a revision');
+        this.deps.nodes.nack(this.nodeName, this.id, m.value.revision, m.value.status);
+        return;
+      case 'ping':
+        this.write({ msg: { $case: 'pong', value: { nonce: m.value.nonce } } });
+        return;
+      case 'pong':
+        return;
+      case 'counterReport':
+        this.deps.counters.apply(this.nodeName, this.id, m.value);
+        this.write({ msg: { $case: 'counterAck', value: { seq: m.value.seq } } });
+        return;
+      case 'status':
+        this.deps.nodes.status(this.nodeName, this.id, m.value);
+        return;
+      default:
+        throw new FleetwallError('PROTOCOL_VIOLATION', 'empty SyncRequest: set one of hello, ack, nack, ping, pong, counter_report, status');
+    }
+  }
+
+  private async attach(hello: Hello): Promise<void> {
+    const d = this.deps;
+    if (hello.nodeName.trim() === '') throw new FleetwallError('NODE_NAME_REQUIRED', 'Hello.node_name is empty: agents identify themselves by node name');
+    if (hello.nodeName.length > MAX_NODE_NAME) throw new FleetwallError('NODE_NAME_REQUIRED', `Hello.node_name is longer than ${MAX_NODE_NAME} characters`);
+    for (const k of Object.keys(hello.labels)) {
+      if (k.trim() === '') throw new FleetwallError('INVALID_SELECTOR', 'Hello.labels has an empty key; every label needs a name');
+    }
+    this.state = 'attaching';
+    if (this.helloTimer) clearTimeout(this.helloTimer);
+    this.nodeName = hello.nodeName;
+    this.labels = { ...hello.labels };
+    const older = d.registry.byNode.get(this.nodeName);
+    d.registry.byNode.set(this.nodeName, this);
+    if (older && older !== this) older.fail(new FleetwallError('STREAM_REPLACED', `node ${this.nodeName} opened a newer Sync stream; this one is closed`));
+
+    const sameStore = hello.storeId === d.storeId;
+    const resumeFrom = sameStore ? hello.resumeRevision : 0n;
+    await d.nodes.connect(hello, this.id, resumeFrom);
+    await d.counters.attach(this.nodeName, this.id);
+    await d.feed.catchUp();
+    if (this.state !== 'attaching') return;
+
+    // Decide snapshot or resume; the look-ups may take a while, during which
+    // the cache moves on: the window is extended until it reaches the cache.
+    let mode = SyncMode.SYNC_MODE_SNAPSHOT;
+    let why = 'resume_revision is 0';
+    let changed: Map<bigint, bigint> | undefined;
+    const r = hello.resumeRevision;
+    if (r !== 0n && !sameStore) why = `store_id ${hello.storeId || '(empty)'} is not this store's ${d.storeId}`;
+    else if (r !== 0n && r > d.cache.revision) why = `resume_revision ${r} is newer than the current revision ${d.cache.revision}`;
+    else if (r !== 0n) {
+      const floor = await d.changeLog.logFloor();
+      let upTo = d.cache.revision;
+      if (r < floor) why = `resume_revision ${r} is older than the change-log retention (oldest resumable: ${floor})`;
+      else if (upTo - r > BigInt(d.resumeMaxRevisions)) why = `resume_revision ${r} is ${upTo - r} revisions behind (resume limit ${d.resumeMaxRevisions})`;
+      else {
+        const size = await d.changeLog.windowSize(r, upTo);
+        if (size.changes > BigInt(d.resumeMaxChanges)) why = `${size.changes} rule changes since ${r}: a snapshot is cheaper`;
+        else {
+          changed = await d.changeLog.changedRules(r, upTo);
+          while (d.cache.revision > upTo && this.state === 'attaching') {
+            const to = d.cache.revision;
+            for (const [id, rev] of await d.changeLog.changedRules(upTo, to)) changed.set(id, rev);
+            upTo = to;
+          }
+          mode = SyncMode.SYNC_MODE_RESUME;
+          why = '';
+        }
+      }
+    }
+    if (this.state !== 'attaching') return;
+
+    // Synchronous from here: the cache cannot change under us.
+    const rev = d.cache.revision;
+    this.write({
+      msg: {
+        $case: 'start',
+        value: {
+          mode,
+          revision: rev,
+          storeId: d.storeId,
+          controlPlaneId: d.controlPlaneId,
+          pingInterval: { seconds: BigInt(Math.floor(d.pingIntervalMs / 1000)), nanos: (d.pingIntervalMs % 1000) * 1_000_000 },
+        },
+      },
+    });
+    let sentRules = 0;
+    if (mode === SyncMode.SYNC_MODE_SNAPSHOT) {
+      const snap = d.hub.snapshot(this);
+      for (const p of snap.parts) this.write(p);
+      sentRules = snap.total;
+    } else {
+      const byRev = new Map<bigint, bigint[]>();
+      for (const [id, v] of changed!) {
+        let l = byRev.get(v);
+        if (!l) byRev.set(v, (l = []));
+        l.push(id);
+      }
+      for (let v = r + 1n; v <= rev; v++) {
+        const upserts: string[] = [];
+        const deletes: bigint[] = [];
+        for (const id of byRev.get(v) ?? []) {
+          const rule = d.cache.get(id);
+          if (rule && d.hub.selects(this, rule.sel)) upserts.push(rule.enc);
+          else deletes.push(id);
+        }
+        sentRules += upserts.length;
+        for (const p of encodeDelta(v, undefined, upserts, deletes, d.chunkBytes)) this.write(p);
+      }
+    }
+    this.write(encodeInSync(rev));
+    this.sentRevision = rev;
+    this.inSyncRevision = rev;
+    this.state = 'live';
+    d.hub.register(this);
+    d.metrics.sessionStarted(mode);
+    this.log.info(
+      { node: this.nodeName, mode: mode === SyncMode.SYNC_MODE_SNAPSHOT ? 'snapshot' : 'resume', revision: rev.toString(), resumeRevision: r.toString(), rules: sentRules, why: why || undefined },
+      'agent in sync',
+    );
+  }
+
+  deliver(revision: bigint, parts: readonly Buffer[], commitTimeMs?: number): void {
+    if (this.state !== 'live' || revision <= this.sentRevision) return;
+    for (const p of parts) this.write(p);
+    this.sentRevision = revision;
+    if (commitTimeMs !== undefined && this.pendingCommit.size < 1000) this.pendingCommit.set(revision, commitTimeMs);
+  }
+
+  /** Pings the agent, or drops it when it was silent for three intervals. */
+  tick(now: number): void {
+    if (this.state !== 'live') return;
+    if (now - this.lastReceived > 3 * this.deps.pingIntervalMs) {
+      this.fail(new FleetwallError('AGENT_TIMEOUT', `node ${this.nodeName} sent nothing for ${now - this.lastReceived}ms (3 ping intervals); reconnect to resume`));
+      return;
+    }
+    this.pingNonce++;
+    this.write({ msg: { $case: 'ping', value: { nonce: this.pingNonce, sendTime: new Date(now) } } });
+  }
+
+  /** Ends the stream (shutdown or resync): the agent reconnects and resumes. */
+  shutdown(reason: 'SHUTTING_DOWN' | 'RESYNC_REQUIRED'): void {
+    this.fail(new FleetwallError(reason));
+  }
+}

@@ -1,0 +1,221 @@
+// Real control planes for tests, on port 0, against a given database.
+//
+//   import { startTestPostgres } from '../support/postgres.js';
+//   import { startTestControlPlane, startTestControlPlanes, startChildControlPlane, unaryCall, errorInfoOf } from '../support/control-plane.js';
+//
+//   const pg = await startTestPostgres();
+//   const cp = await startTestControlPlane(await pg.newDatabase());     // in this process
+//   cp.target                      // "127.0.0.1:PORT" (gRPC), cp.httpPort for /metrics, /healthz
+//   cp.clients.rules / .nodes / .counters / .explain / .agent   // @grpc/grpc-js clients (proto/gen)
+//   const res = await unaryCall(cp.clients.rules, 'createRule', { rule: { cidr: '203.0.113.0/24', action: 1 } });
+//   await cp.stop();               // graceful; also closes the clients
+//
+//   const [a, b] = await startTestControlPlanes(url, 2);                 // two processes' worth, one database
+//   const child = await startChildControlPlane(url, { FLEETWALL_PING_INTERVAL: '1s' });  // a separate OS process
+//   await child.stop();            // SIGTERM, waits for exit; child.kill() is SIGKILL
+//
+// Overrides: `startTestControlPlane(url, { pingIntervalMs: 200 })` takes any
+// Config field (control-plane/src/config.ts); the child variant takes
+// FLEETWALL_* environment variables. Logs go nowhere unless
+// FLEETWALL_TEST_LOG_LEVEL is set (e.g. debug).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import pino from 'pino';
+import { AgentServiceClient } from '../../proto/gen/fleetwall/v1/agent_service.js';
+import { CounterServiceClient } from '../../proto/gen/fleetwall/v1/counter_service.js';
+import { ExplainServiceClient } from '../../proto/gen/fleetwall/v1/explain_service.js';
+import { NodeServiceClient } from '../../proto/gen/fleetwall/v1/node_service.js';
+import { RuleServiceClient } from '../../proto/gen/fleetwall/v1/rule_service.js';
+import { type Config, configWith } from '../../control-plane/src/config.js';
+import { type ControlPlane, startControlPlane } from '../../control-plane/src/control-plane.js';
+import { errorInfoOf } from '../../control-plane/src/errors/status-details.js';
+
+export { errorInfoOf };
+
+export interface TestClients {
+  readonly rules: RuleServiceClient;
+  readonly nodes: NodeServiceClient;
+  readonly counters: CounterServiceClient;
+  readonly explain: ExplainServiceClient;
+  readonly agent: AgentServiceClient;
+  close(): void;
+}
+
+export interface TestControlPlane {
+  readonly id: string;
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  /** host:port for gRPC clients. */
+  readonly target: string;
+  readonly clients: TestClients;
+  readonly storeId: string;
+  readonly cp: ControlPlane;
+  stop(): Promise<void>;
+}
+
+const CLIENT_OPTIONS = { 'grpc.max_receive_message_length': 256 * 1024 * 1024, 'grpc.max_send_message_length': 256 * 1024 * 1024 };
+
+export function connectClients(target: string): TestClients {
+  const c = credentials.createInsecure();
+  const rules = new RuleServiceClient(target, c, CLIENT_OPTIONS);
+  const nodes = new NodeServiceClient(target, c, CLIENT_OPTIONS);
+  const counters = new CounterServiceClient(target, c, CLIENT_OPTIONS);
+  const explain = new ExplainServiceClient(target, c, CLIENT_OPTIONS);
+  const agent = new AgentServiceClient(target, c, CLIENT_OPTIONS);
+  return {
+    rules,
+    nodes,
+    counters,
+    explain,
+    agent,
+    close() {
+      for (const x of [rules, nodes, counters, explain, agent]) x.close();
+    },
+  };
+}
+
+/** The test defaults: loopback, port 0, quiet, short intervals. */
+export function testConfig(databaseUrl: string, overrides: Partial<Config> = {}): Config {
+  return configWith({
+    databaseUrl,
+    grpcHost: '127.0.0.1',
+    grpcPort: 0,
+    httpHost: '127.0.0.1',
+    httpPort: 0,
+    logLevel: 'silent',
+    nodeFlushIntervalMs: 200,
+    counterFlushIntervalMs: 200,
+    dbPoolSize: 5,
+    ...overrides,
+  });
+}
+
+export async function startTestControlPlane(databaseUrl: string, overrides: Partial<Config> = {}): Promise<TestControlPlane> {
+  const config = testConfig(databaseUrl, overrides);
+  const logger = pino({ level: process.env.FLEETWALL_TEST_LOG_LEVEL ?? 'silent' });
+  const cp = await startControlPlane(config, logger);
+  const target = `127.0.0.1:${cp.grpcPort}`;
+  const clients = connectClients(target);
+  let stopped: Promise<void> | undefined;
+  return {
+    id: cp.id,
+    grpcPort: cp.grpcPort,
+    httpPort: cp.httpPort,
+    target,
+    clients,
+    storeId: cp.storeId,
+    cp,
+    stop() {
+      stopped ??= (async () => {
+        clients.close();
+        await cp.stop();
+      })();
+      return stopped;
+    },
+  };
+}
+
+export async function startTestControlPlanes(databaseUrl: string, count: number, overrides: Partial<Config> = {}): Promise<TestControlPlane[]> {
+  const out: TestControlPlane[] = [];
+  // One at a time: the first applies the migrations (the others would wait on its lock anyway).
+  for (let i = 0; i < count; i++) out.push(await startTestControlPlane(databaseUrl, { controlPlaneId: `test-cp-${i + 1}-${process.pid}`, ...overrides }));
+  return out;
+}
+
+export interface ChildControlPlane {
+  readonly pid: number;
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  readonly target: string;
+  readonly process: ChildProcess;
+  /** SIGTERM and wait for a clean exit; resolves with the exit code. */
+  stop(): Promise<number | null>;
+  /** SIGKILL (no cleanup) and wait. */
+  kill(): Promise<void>;
+}
+
+const MAIN = fileURLToPath(new URL('../../control-plane/src/main.ts', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/** Starts `control-plane/src/main.ts` in its own process; resolves once it serves. */
+export async function startChildControlPlane(databaseUrl: string | undefined, env: Record<string, string> = {}): Promise<ChildControlPlane> {
+  const childEnv: Record<string, string | undefined> = {
+    ...process.env,
+    FLEETWALL_GRPC_HOST: '127.0.0.1',
+    FLEETWALL_GRPC_PORT: '0',
+    FLEETWALL_HTTP_HOST: '127.0.0.1',
+    FLEETWALL_HTTP_PORT: '0',
+    FLEETWALL_LOG_LEVEL: 'info',
+    ...env,
+  };
+  if (databaseUrl) childEnv.DATABASE_URL = databaseUrl;
+  else delete childEnv.DATABASE_URL;
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000);
+  });
+  const lines = createInterface({ input: child.stdout! });
+  const started = await new Promise<{ grpcPort: number; httpPort: number }>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`child control plane did not start in 60s; stderr: ${stderr}`)), 60_000);
+    lines.on('line', (line) => {
+      try {
+        const j = JSON.parse(line) as { msg?: string; grpcPort?: number; httpPort?: number };
+        if (j.msg === 'control plane started') {
+          clearTimeout(timer);
+          resolve({ grpcPort: j.grpcPort!, httpPort: j.httpPort! });
+        }
+      } catch {
+        // not a log line
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`child control plane exited with ${code} before serving; stderr: ${stderr}`));
+    });
+  });
+  lines.on('line', () => undefined);
+  return {
+    pid: child.pid!,
+    ...started,
+    target: `127.0.0.1:${started.grpcPort}`,
+    process: child,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      return exited;
+    },
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+type UnaryMethod<Req, Res> = (req: Req, md: Metadata, opts: object, cb: (err: ServiceError | null, res: Res) => void) => unknown;
+
+/** Calls a unary method; rejects with the ServiceError. `actor` sets x-fleetwall-actor. */
+export function unaryCall<C extends object, K extends keyof C>(
+  client: C,
+  method: K,
+  req: C[K] extends UnaryMethod<infer Req, unknown> ? Req : never,
+  actor?: string,
+): Promise<C[K] extends UnaryMethod<unknown, infer Res> ? Res : never> {
+  const md = new Metadata();
+  if (actor) md.set('x-fleetwall-actor', actor);
+  return new Promise((resolve, reject) => {
+    (client[method] as unknown as UnaryMethod<unknown, never>).call(client, req, md, { deadline: Date.now() + 60_000 }, (err, res) => (err ? reject(err) : resolve(res)));
+  });
+}
+
+/** Awaits a rejected gRPC call and returns its error (fails if it succeeded). */
+export async function callError(p: Promise<unknown>): Promise<ServiceError> {
+  try {
+    await p;
+  } catch (e) {
+    return e as ServiceError;
+  }
+  throw new Error('expected the call to fail, but it succeeded');
+}

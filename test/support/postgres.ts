@@ -1,0 +1,89 @@
+// A real PostgreSQL server for one test file (or benchmark).
+//
+//   import { startTestPostgres } from '../support/postgres.js';
+//
+//   const pg = await startTestPostgres();   // embedded Postgres 18, free port, unique temp dir
+//   pg.url                                   // postgres://postgres:...@127.0.0.1:PORT/postgres
+//   const url2 = await pg.newDatabase();     // a fresh empty database on the same server
+//   await pg.stop();                         // stop the server, delete the directory (idempotent)
+//
+// Use one server per test file and `newDatabase()` per independent scenario
+// (each control plane migrates the database it is given). The server runs
+// with fsync off: it is for tests only. If the test process dies, the server
+// is signalled on process exit and the directory removed.
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import pino, { type Logger } from 'pino';
+import postgres from 'postgres';
+import { startEmbeddedPostgres } from '../../control-plane/src/store/embedded-postgres.js';
+
+export interface TestPostgres {
+  /** URL of the server's default `postgres` database. */
+  readonly url: string;
+  readonly port: number;
+  /** The temp directory holding the cluster. */
+  readonly dir: string;
+  /** Creates an empty database and returns its URL. */
+  newDatabase(name?: string): Promise<string>;
+  stop(): Promise<void>;
+}
+
+export interface TestPostgresOptions {
+  readonly logger?: Logger;
+  /** Extra server settings (`-c name=value`). */
+  readonly settings?: Readonly<Record<string, string>>;
+}
+
+export async function startTestPostgres(opts: TestPostgresOptions = {}): Promise<TestPostgres> {
+  const dir = mkdtempSync(join(tmpdir(), 'fleetwall-pg-'));
+  // mkdtemp makes 0700 folders; the postgres user must be able to enter it.
+  chmodSync(dir, 0o755);
+  const removeDir = () => rmSync(dir, { recursive: true, force: true });
+  process.once('exit', removeDir);
+  const logger = opts.logger ?? pino({ level: 'silent' });
+  let pg;
+  try {
+    pg = await startEmbeddedPostgres({
+      dataDir: dir,
+      port: 0,
+      logger,
+      settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', ...opts.settings },
+    });
+  } catch (e) {
+    removeDir();
+    throw e;
+  }
+  let stopped: Promise<void> | undefined;
+  const server = pg;
+  return {
+    url: pg.url,
+    port: pg.port,
+    dir,
+    async newDatabase(name?: string): Promise<string> {
+      const db = name ?? `t_${randomBytes(6).toString('hex')}`;
+      if (!/^[a-z_][a-z0-9_]*$/.test(db)) throw new Error(`database name ${db} must be lower-case letters, digits and _`);
+      const sql = postgres(server.url, { max: 1, onnotice: () => {} });
+      try {
+        await sql.unsafe(`create database ${db}`);
+      } finally {
+        await sql.end();
+      }
+      const u = new URL(server.url);
+      u.pathname = `/${db}`;
+      return u.toString();
+    },
+    stop() {
+      stopped ??= (async () => {
+        try {
+          await server.stop();
+        } finally {
+          removeDir();
+          process.removeListener('exit', removeDir);
+        }
+      })();
+      return stopped;
+    },
+  };
+}
