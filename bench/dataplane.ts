@@ -255,6 +255,8 @@ async function dropRates(): Promise<void> {
 
     // The four sinks.
     const fw = openSet('drop-fw', 4, N, 6);
+    const small = openSet('drop-fw1k', 4, 1000, 6);
+    const smallGen = JSON.stringify({ ifname: bed.a.ifname, srcMac: bed.a.mac, dstMac: bed.b.mac, dst: bed.b.v4, sources: hitSources(4, 1000, 4096).map((a) => Buffer.from(a).toString('hex')) });
     const trie = openSet('drop-trie', 4, N, 0);
     const barePin = newPinDir('drop-bare');
     execFileSync('mkdir', ['-p', barePin]);
@@ -292,7 +294,7 @@ async function dropRates(): Promise<void> {
     const sources = hitSources(4, N, 4096).map((a) => Buffer.from(a).toString('hex'));
     const genArgs = JSON.stringify({ ifname: bed.a.ifname, srcMac: bed.a.mac, dstMac: bed.b.mac, dst: bed.b.v4, sources });
 
-    type Case = { metric: string; attach: () => Promise<void>; detach: () => void; ctx: Record<string, unknown> };
+    type Case = { metric: string; attach: () => Promise<void>; detach: () => void; ctx: Record<string, unknown>; gen?: string };
     const linkPin = `${barePin}/link`;
     const cases: Case[] = [
       {
@@ -324,6 +326,13 @@ async function dropRates(): Promise<void> {
         ctx: { sink: 'fleetwall XDP, 50k /32 + 50k /24, hash (K=6) + trie' },
       },
       {
+        metric: 'mpps.fleetwall_1k_drop',
+        attach: async () => void (await waitExit(await runNode(bed, 'b', 'bench/lib/attach-helper.ts', ['fleetwall', small.pinDir, ifb]))),
+        detach: () => small.dp.detach(ifb),
+        ctx: { sink: 'fleetwall XDP, 500 /32 + 500 /24 (traffic from that set)' },
+        gen: smallGen,
+      },
+      {
         metric: 'mpps.fleetwall_100k_trie_drop',
         attach: async () => void (await waitExit(await runNode(bed, 'b', 'bench/lib/attach-helper.ts', ['fleetwall', trie.pinDir, ifb]))),
         detach: () => trie.dp.detach(ifb),
@@ -342,7 +351,7 @@ async function dropRates(): Promise<void> {
       for (const c of cases) {
         await c.attach();
         try {
-          const m = await measure(bed, genArgs);
+          const m = await measure(bed, c.gen ?? genArgs);
           results.set(c.metric, [...(results.get(c.metric) ?? []), m.mpps]);
           offered.set(c.metric, [...(offered.get(c.metric) ?? []), m.offered]);
           process.stderr.write(`# round ${r + 1} ${c.metric}: ${m.mpps.toFixed(2)} Mpps (offered ${m.offered.toFixed(2)})\n`);

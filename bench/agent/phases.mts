@@ -1,0 +1,31 @@
+import pino from 'pino';
+import { openDatapath, removePins } from '../../node-agent/src/datapath/bpf-datapath.js';
+import { Reconciler } from '../../node-agent/src/reconcile/reconciler.js';
+import { plan, planOps } from '../../node-agent/src/reconcile/plan.js';
+import type { MapOp } from '../../node-agent/src/datapath/datapath.js';
+const N = Number(process.argv[2] ?? 1_000_000);
+const pin = `/sys/fs/bpf/fleetwall-scratch-${process.pid}`;
+const dp = openDatapath({ pinDir: pin, capacity: { prefixesPerTable: 1 << 20, counterSlots: 1 << 20 } });
+try {
+  const rec = new Reconciler(dp, pino({ level: 'silent' }));
+  rec.load();
+  let t = performance.now();
+  rec.table.beginSnapshot(N);
+  for (let k = 0; k < N; k++) {
+    const slash24 = k % 2 === 1;
+    rec.table.upsert({ id: BigInt(k + 1), direction: 'ingress', prefix: { family: 4, bytes: slash24 ? new Uint8Array([100 + (k >> 17), (k >> 9) & 255, (k >> 1) & 255, 0]) : new Uint8Array([10 + (k >> 24), (k >> 16) & 255, (k >> 8) & 255, k & 255]), len: slash24 ? 24 : 32 }, action: 'deny', mode: 'enforce', expireUnixMs: 0 });
+  }
+  rec.table.endSnapshot();
+  console.log('table upsert ms', Math.round(performance.now() - t));
+  t = performance.now();
+  const pl = plan({ table: rec.table, slots: rec.slots, capacity: dp.capacity });
+  console.log('plan ms', Math.round(performance.now() - t), 'ops', pl.opCount);
+  t = performance.now();
+  let n = 0; let applyMs = 0; let chunk: MapOp[] = [];
+  for (const op of planOps(rec.table, pl)) {
+    chunk.push(op); n++;
+    if (chunk.length >= Number(process.env.CHUNK ?? 65536)) { const a = performance.now(); dp.apply(chunk); applyMs += performance.now() - a; chunk = []; }
+  }
+  const a = performance.now(); dp.apply(chunk); applyMs += performance.now() - a;
+  console.log('ops+apply ms', Math.round(performance.now() - t), 'apply ms', Math.round(applyMs), n);
+} finally { dp.close(); removePins(pin); }
