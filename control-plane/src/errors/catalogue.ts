@@ -35,6 +35,11 @@ export const CATALOGUE = {
   IMPORT_TOO_LARGE: { code: status.INVALID_ARGUMENT, message: 'too many lines in one import' },
   IMPORT_HEADER_REQUIRED: { code: status.INVALID_ARGUMENT, message: 'an import starts with exactly one header' },
   MESSAGE_TOO_LARGE: { code: status.RESOURCE_EXHAUSTED, message: 'message too large' },
+  // HTTP/JSON API (/v1/*, /manage-ip)
+  INVALID_JSON: { code: status.INVALID_ARGUMENT, message: 'the request body is not a JSON object' },
+  MISSING_FIELD: { code: status.INVALID_ARGUMENT, message: 'a required field is missing' },
+  UNKNOWN_ACTION: { code: status.INVALID_ARGUMENT, message: 'unknown action: use block, allow, whitelist or unblock' },
+  NOT_BLOCKED: { code: status.NOT_FOUND, message: 'the address is not blocked by a rule of its own' },
   // Listing and queries
   INVALID_PAGE_SIZE: { code: status.INVALID_ARGUMENT, message: 'page_size must be 0..1000' },
   INVALID_PAGE_TOKEN: { code: status.INVALID_ARGUMENT, message: 'invalid page_token' },
