@@ -248,31 +248,23 @@ export class RuleTable {
     return (this.flags[r]! & (F_DESIRED | F_JOURNALED)) !== 0;
   }
 
-  private writeAttrs(r: number, spec: RuleSpec): void {
-    const p = spec.prefix;
-    let f = this.flags[r]! & ~F_ATTRS;
-    if (p.family === 6) f |= F_V6;
-    if (spec.direction === 'egress') f |= F_EGRESS;
-    if (spec.action === 'allow') f |= F_ALLOW;
-    if (spec.mode === 'monitor') f |= F_MONITOR;
-    this.flags[r] = f;
+  /** Writes attributes: flags F_V6/F_EGRESS/F_ALLOW/F_MONITOR, address bytes at src[off..off+16|4). */
+  private writeAttrs(r: number, attrs: number, src: Uint8Array, off: number, len: number, expire: number): void {
+    this.flags[r] = (this.flags[r]! & ~F_ATTRS) | attrs;
     const o = r * 16;
-    this.addr.fill(0, o, o + 16);
-    this.addr.set(p.bytes, o);
-    this.len[r] = p.len;
-    this.expire[r] = spec.expireUnixMs;
+    const n = (attrs & F_V6) !== 0 ? 16 : 4;
+    const a = this.addr;
+    for (let i = 0; i < n; i++) a[o + i] = src[off + i]!;
+    for (let i = n; i < 16; i++) a[o + i] = 0;
+    this.len[r] = len;
+    this.expire[r] = expire;
   }
 
-  private sameAttrs(r: number, spec: RuleSpec): boolean {
-    const f = this.flags[r]!;
-    const p = spec.prefix;
-    if (((f & F_V6) !== 0) !== (p.family === 6)) return false;
-    if (((f & F_EGRESS) !== 0) !== (spec.direction === 'egress')) return false;
-    if (((f & F_ALLOW) !== 0) !== (spec.action === 'allow')) return false;
-    if (((f & F_MONITOR) !== 0) !== (spec.mode === 'monitor')) return false;
-    if (this.len[r] !== p.len || this.expire[r] !== spec.expireUnixMs) return false;
+  private sameAttrs(r: number, attrs: number, src: Uint8Array, off: number, len: number, expire: number): boolean {
+    if ((this.flags[r]! & F_ATTRS) !== attrs || this.len[r] !== len || this.expire[r] !== expire) return false;
     const o = r * 16;
-    for (let i = 0; i < p.bytes.length; i++) if (this.addr[o + i] !== p.bytes[i]) return false;
+    const n = (attrs & F_V6) !== 0 ? 16 : 4;
+    for (let i = 0; i < n; i++) if (this.addr[o + i] !== src[off + i]) return false;
     return true;
   }
 
@@ -419,20 +411,35 @@ export class RuleTable {
    * it and dropped it if already expired.
    */
   upsert(spec: RuleSpec): void {
-    this.invalid.delete(spec.id);
-    let r = this.find(spec.id);
+    const p = spec.prefix;
+    let attrs = 0;
+    if (p.family === 6) attrs |= F_V6;
+    if (spec.direction === 'egress') attrs |= F_EGRESS;
+    if (spec.action === 'allow') attrs |= F_ALLOW;
+    if (spec.mode === 'monitor') attrs |= F_MONITOR;
+    this.upsertRaw(spec.id, attrs, p.bytes, 0, p.len, spec.expireUnixMs);
+  }
+
+  /**
+   * upsert() without objects: attribute flags (F_V6 | F_EGRESS | F_ALLOW |
+   * F_MONITOR), the address at src[off..] (4 or 16 bytes, host bits zero),
+   * prefix length, expiry (Unix ms, 0 = never).
+   */
+  upsertRaw(id: bigint, attrs: number, src: Uint8Array, off: number, len: number, expire: number): void {
+    if (this.invalid.size > 0) this.invalid.delete(id);
+    let r = this.find(id);
     if (r === NONE) {
-      r = this.allocRule(spec.id);
-      this.writeAttrs(r, spec);
+      r = this.allocRule(id);
+      this.writeAttrs(r, attrs, src, off, len, expire);
       this.flags[r] = this.flags[r]! | F_DESIRED | F_SEEN;
       this.desiredN++;
       this.link(r);
       this.dirtyRules.add(r);
-      if (spec.expireUnixMs > 0) this.onExpiry?.(r, spec.expireUnixMs);
+      if (expire > 0) this.onExpiry?.(r, expire);
       return;
     }
     const f = this.flags[r]!;
-    const same = this.sameAttrs(r, spec);
+    const same = this.sameAttrs(r, attrs, src, off, len, expire);
     if (same && (f & F_DESIRED) !== 0) {
       this.flags[r] = f | F_SEEN;
       return;
@@ -444,18 +451,18 @@ export class RuleTable {
         this.flags[r] = this.flags[r]! | F_SHADOW;
       }
       if ((f & F_DESIRED) !== 0) this.unlink(r);
-      this.writeAttrs(r, spec);
+      this.writeAttrs(r, attrs, src, off, len, expire);
     }
     if ((f & F_DESIRED) === 0) this.desiredN++;
     this.flags[r] = this.flags[r]! | F_DESIRED | F_SEEN;
     this.link(r);
     this.dirtyRules.add(r);
-    if (spec.expireUnixMs > 0) this.onExpiry?.(r, spec.expireUnixMs);
+    if (expire > 0) this.onExpiry?.(r, expire);
   }
 
   /** Removes rule `id` from the desired set; unknown ids are ignored. */
   remove(id: bigint): void {
-    this.invalid.delete(id);
+    if (this.invalid.size > 0) this.invalid.delete(id);
     const r = this.find(id);
     if (r !== NONE) this.removeRecord(r);
   }
@@ -507,7 +514,12 @@ export class RuleTable {
   loadJournal(j: JournalRule, desired: boolean): void {
     if (this.find(j.id) !== NONE) throw new Error(`journal holds rule ${j.id} twice`);
     const r = this.allocRule(j.id);
-    this.writeAttrs(r, { id: j.id, direction: j.direction, prefix: j.prefix, action: j.action, mode: j.mode, expireUnixMs: j.expireUnixMs });
+    let attrs = 0;
+    if (j.prefix.family === 6) attrs |= F_V6;
+    if (j.direction === 'egress') attrs |= F_EGRESS;
+    if (j.action === 'allow') attrs |= F_ALLOW;
+    if (j.mode === 'monitor') attrs |= F_MONITOR;
+    this.writeAttrs(r, attrs, j.prefix.bytes, 0, j.prefix.len, j.expireUnixMs);
     this.slot[r] = j.slot;
     this.flags[r] = this.flags[r]! | F_JOURNALED;
     this.journaledN++;

@@ -15,23 +15,16 @@
 import { randomUUID } from 'node:crypto';
 import { credentials, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import {
-  AgentServiceClient,
-  type SyncRequest,
-  type SyncResponse,
-  type SyncStart,
-  type SnapshotChunk,
-  type Delta,
-  type AgentStatus,
-  SyncMode,
-} from '../../../proto/gen/fleetwall/v1/agent_service.js';
+import { type SyncRequest, type SyncStart, type AgentStatus, SyncMode } from '../../../proto/gen/fleetwall/v1/agent_service.js';
 import type { InterfaceStatus } from '../../../proto/gen/fleetwall/v1/node.js';
 import type { SyncMeta } from '../datapath/datapath.js';
 import type { CounterReporter } from '../counters/counter-reporter.js';
 import type { Engine } from '../engine.js';
 import type { ReconcileFailed } from '../reconcile/reconciler.js';
 import { Backoff } from './backoff.js';
-import { ruleFromWire, statusOf } from './wire.js';
+import { applyRawRules } from './raw-rules.js';
+import { AgentSyncClient, type AgentSyncResponse, type RawDelta, type RawRules, type RawSnapshotChunk } from './sync-codec.js';
+import { statusOf } from './wire.js';
 
 export type SyncStateName = 'connecting' | 'syncing' | 'in_sync' | 'degraded' | 'disconnected' | 'stopped';
 
@@ -54,8 +47,8 @@ export interface StatusSource {
 
 interface Session {
   readonly id: number;
-  readonly call: ClientDuplexStream<SyncRequest, SyncResponse>;
-  readonly client: AgentServiceClient;
+  readonly call: ClientDuplexStream<SyncRequest, AgentSyncResponse>;
+  readonly client: AgentSyncClient;
   readonly address: string;
   started: boolean;
   ended: boolean;
@@ -158,7 +151,7 @@ export class SyncClient {
     this.stateValue = 'connecting';
     this.stats.connects++;
     this.stats.controlPlane = address;
-    const client = new AgentServiceClient(address, credentials.createInsecure(), {
+    const client = new AgentSyncClient(address, credentials.createInsecure(), {
       'grpc.max_receive_message_length': 256 * 1024 * 1024,
       'grpc.max_send_message_length': 64 * 1024 * 1024,
       'grpc.keepalive_time_ms': 10_000,
@@ -193,7 +186,7 @@ export class SyncClient {
       snapshotRules: 0,
     };
     this.session = s;
-    call.on('data', (m: SyncResponse) => this.onMessage(s, m));
+    call.on('data', (m: AgentSyncResponse) => this.onMessage(s, m));
     call.on('error', (e: ServiceError) => this.endSession(s, `${e.code !== undefined ? `code ${e.code}: ` : ''}${e.details || e.message}`));
     call.on('end', () => this.endSession(s, 'stream ended by the control plane'));
     const meta = this.engine.applied;
@@ -276,7 +269,7 @@ export class SyncClient {
 
   // --------------------------------------------------------------- messages
 
-  private onMessage(s: Session, m: SyncResponse): void {
+  private onMessage(s: Session, m: AgentSyncResponse): void {
     if (s.ended || !m.msg) return;
     s.lastRecv = Date.now();
     switch (m.msg.$case) {
@@ -341,7 +334,7 @@ export class SyncClient {
     this.sendStatus(s);
   }
 
-  private onChunk(s: Session, c: SnapshotChunk): void {
+  private onChunk(s: Session, c: RawSnapshotChunk): void {
     const rules = c.rules;
     void this.engine.run(() => {
       if (s.ended) return;
@@ -352,7 +345,7 @@ export class SyncClient {
       }
       if (s.snapshotRules === 0 && c.totalRules > 0n) t.reserve(Number(c.totalRules));
       this.applyRules(rules);
-      s.snapshotRules += rules.length;
+      s.snapshotRules += rules.count;
       if (c.last) {
         t.endSnapshot();
         s.synced = true;
@@ -362,7 +355,7 @@ export class SyncClient {
     });
   }
 
-  private onDelta(s: Session, d: Delta): void {
+  private onDelta(s: Session, d: RawDelta): void {
     this.stats.deltas++;
     if (d.commitTime && !d.more) this.commitTimes.set(d.revision, d.commitTime.getTime());
     void this.engine.run(() => {
@@ -381,18 +374,9 @@ export class SyncClient {
     });
   }
 
-  private applyRules(rules: readonly import('../../../proto/gen/fleetwall/v1/agent_service.js').AgentRule[]): void {
-    const t = this.engine.rec.table;
-    const now = Date.now();
-    for (const r of rules) {
-      const w = ruleFromWire(r);
-      if (!w.ok) {
-        t.markInvalid(r.id, w.reason);
-        continue;
-      }
-      if (w.spec.expireUnixMs > 0 && w.spec.expireUnixMs <= now) t.remove(w.spec.id);
-      else t.upsert(w.spec);
-    }
+  private applyRules(rules: RawRules): void {
+    const res = applyRawRules(this.engine.rec.table, rules, Date.now());
+    if (res.invalid > 0) this.log.warn({ invalid: res.invalid }, 'rules the agent cannot apply arrived (they will be NACKed)');
   }
 
   // ----------------------------------------------------- results and reports
