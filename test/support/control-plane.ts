@@ -11,7 +11,7 @@
 //   await cp.stop();               // graceful; also closes the clients
 //
 //   const [a, b] = await startTestControlPlanes(url, 2);                 // two processes' worth, one database
-//   const child = await startChildControlPlane(url, { FLEETWALL_PING_INTERVAL: '1s' });  // a separate OS process
+//   const child = await startChildControlPlane(url, { FLEETWALL_PING_INTERVAL: '1s' });  // a separate OS process (logs at info)
 //   await child.stop();            // SIGTERM, waits for exit; child.kill() is SIGKILL
 //
 // Overrides: `startTestControlPlane(url, { pingIntervalMs: 200 })` takes any
@@ -147,8 +147,9 @@ export async function startChildControlPlane(databaseUrl: string | undefined, en
     FLEETWALL_GRPC_PORT: '0',
     FLEETWALL_HTTP_HOST: '127.0.0.1',
     FLEETWALL_HTTP_PORT: '0',
-    FLEETWALL_LOG_LEVEL: 'info',
     ...env,
+    // The launcher reads the bound ports from the "control plane started" info line.
+    FLEETWALL_LOG_LEVEL: 'info',
   };
   if (databaseUrl) childEnv.DATABASE_URL = databaseUrl;
   else delete childEnv.DATABASE_URL;
@@ -200,9 +201,11 @@ type UnaryMethod<Req, Res> = (req: Req, md: Metadata, opts: object, cb: (err: Se
 export function unaryCall<C extends object, K extends keyof C>(
   client: C,
   method: K,
-  req: C[K] extends UnaryMethod<infer Req, unknown> ? Req : never,
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  req: C[K] extends UnaryMethod<infer Req, any> ? Req : never,
   actor?: string,
-): Promise<C[K] extends UnaryMethod<unknown, infer Res> ? Res : never> {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+): Promise<C[K] extends UnaryMethod<any, infer Res> ? Res : never> {
   const md = new Metadata();
   if (actor) md.set('x-fleetwall-actor', actor);
   return new Promise((resolve, reject) => {

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
+import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import { CounterServiceService } from '../../../proto/gen/fleetwall/v1/counter_service.js';
 import { ExplainServiceService } from '../../../proto/gen/fleetwall/v1/explain_service.js';
@@ -115,7 +115,7 @@ export async function startGrpcServer(
   for (const s of SERVICE_NAMES) statusMap[s] = 'NOT_SERVING';
   const health = new HealthImplementation(statusMap);
   health.addToServer(server);
-  const pkg = protoLoader.loadSync(PROTO_FILES, { includeDirs: [PROTO_DIR], keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+  const pkg = protoLoader.loadSync([...PROTO_FILES, healthProtoPath], { includeDirs: [PROTO_DIR], keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
   new ReflectionService(pkg).addToServer(server);
 
   const bound = await new Promise<number>((resolve, reject) => {

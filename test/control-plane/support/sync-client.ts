@@ -43,6 +43,8 @@ export class SyncClient {
   starts: SyncStart[] = [];
   appliedRevision = 0n;
   inSyncRevision = 0n;
+  /** InSync was received (its revision may be 0 on an empty store). */
+  inSync = false;
   storeId = '';
   pings = 0;
   counterAcks: bigint[] = [];
@@ -144,11 +146,12 @@ export class SyncClient {
         for (const id of d.deletes) this.rules.delete(id);
         if (!d.more) {
           this.appliedRevision = d.revision;
-          if (this.opts.autoAck !== false && this.inSyncRevision !== 0n) this.ack(d.revision);
+          if (this.opts.autoAck !== false && this.inSync) this.ack(d.revision);
         }
         break;
       }
       case 'inSync':
+        this.inSync = true;
         this.inSyncRevision = msg.value.revision;
         this.appliedRevision = msg.value.revision;
         if (this.opts.autoAck !== false) this.ack(msg.value.revision);
@@ -192,7 +195,7 @@ export class SyncClient {
   }
 
   waitInSync(timeoutMs?: number): Promise<void> {
-    return this.waitFor((c) => c.inSyncRevision !== 0n || (c.start !== undefined && c.received.some((m) => m.msg?.$case === 'inSync')), 'InSync', timeoutMs);
+    return this.waitFor((c) => c.inSync, 'InSync', timeoutMs);
   }
 
   waitRevision(rev: bigint, timeoutMs?: number): Promise<void> {
