@@ -61,7 +61,11 @@ function splitGlobals(argv: string[]): { rest: string[]; server?: string; json: 
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const [command, ...args] = argv;
+  // Global flags may come before the command too: `fleetwall --server h:p rules ls`.
+  let i = 0;
+  while (i < argv.length && argv[i]!.startsWith('-')) i += argv[i] === '--server' ? 2 : 1;
+  const command = argv[i];
+  const args = [...argv.slice(0, i), ...argv.slice(i + 1)];
   // Daemons parse their own flags (their config.ts).
   if (command === 'control-plane') {
     const m = await import('../../control-plane/src/main.js');
@@ -85,13 +89,13 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`fleetwall: ${(e as Error).message}\n`);
     return ExitCode.Usage;
   }
-  if (command === undefined || command === 'help' || command === '--help' || command === '-h' || (globals.help && command !== undefined)) {
-    process.stdout.write(`${HELP}\n`);
-    return command === undefined ? ExitCode.Usage : ExitCode.Ok;
-  }
-  if (command === '--version' || command === 'version' || globals.version) {
+  if (globals.version || command === 'version') {
     process.stdout.write(`fleetwall ${version()}\n`);
     return ExitCode.Ok;
+  }
+  if (command === undefined || command === 'help' || globals.help) {
+    process.stdout.write(`${HELP}\n`);
+    return command === undefined && !globals.help ? ExitCode.Usage : ExitCode.Ok;
   }
   const ctx = makeContext(loadCliConfig({ ...(globals.server !== undefined ? { server: globals.server } : {}), json: globals.json }));
   try {

@@ -64,12 +64,12 @@ export class NodeTracker {
       dirty: false,
     };
     this.nodes.set(hello.nodeName, state);
-    const ifaces = JSON.stringify(hello.interfaces.map((i) => InterfaceStatus.toJSON(i)));
+    const ifaces = this.sql.json(hello.interfaces.map((i) => InterfaceStatus.toJSON(i)) as never);
     const rows = await this.sql<{ nacked_revision: bigint; last_nack: Buffer | null }[]>`
       insert into nodes (name, labels, agent_version, agent_instance_id, interfaces, connected, control_plane_id,
                          first_seen, last_seen, applied_revision, sync_state)
       values (${hello.nodeName}, ${this.sql.json(hello.labels)}, ${hello.agentVersion}, ${hello.agentInstanceId},
-              ${ifaces}::jsonb, true, ${this.controlPlaneId}, now(), now(), ${appliedRevision.toString()}::bigint, ${SyncState.SYNC_STATE_SYNCING})
+              ${ifaces}, true, ${this.controlPlaneId}, now(), now(), ${appliedRevision.toString()}::bigint, ${SyncState.SYNC_STATE_SYNCING})
       on conflict (name) do update set
         labels = excluded.labels, agent_version = excluded.agent_version, agent_instance_id = excluded.agent_instance_id,
         interfaces = excluded.interfaces, connected = true, control_plane_id = excluded.control_plane_id,
