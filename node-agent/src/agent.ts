@@ -242,6 +242,7 @@ export class Agent {
       lastError: this.currentError(),
       interfaces: this.interfaces().map((i) => ({ name: i.name, ifindex: i.ifindex, xdpMode: String(this.attached.get(i.name)?.xdpMode ?? 'none'), egressMode: String(this.attached.get(i.name)?.egressMode ?? 'none') })),
       lastSyncMode: s.lastSyncMode,
+      lastSyncMs: s.lastSyncMs,
       snapshots: s.snapshots,
       resumes: s.resumes,
       reconnects: s.connects,
@@ -254,6 +255,7 @@ export class Agent {
       repairs: this.rec.stats.repairs,
       counterReports: this.counters.stats.reports,
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      memoryMb: Object.fromEntries(Object.entries(process.memoryUsage()).map(([k, v]) => [k, Math.round(v / 1e5) / 10])),
       pid: process.pid,
     };
   }

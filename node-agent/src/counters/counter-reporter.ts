@@ -23,9 +23,15 @@ function ifaceValues(c: InterfaceCounters): bigint[] {
 }
 
 export class CounterReporter {
-  /** Last totals sent on this stream, per slot, as u32 word pairs (no BigInt per slot). */
+  /**
+   * Low 32 bits of the packet total last sent on this stream, per slot (no
+   * BigInt per slot, 4 bytes each). Every packet adds to both totals, so a
+   * change shows in the packet count; its low word misses a change only if
+   * more than 4 billion packets hit one rule within one interval.
+   */
   private lastPackets: Uint32Array;
-  private lastBytes: Uint32Array;
+  /** The next collect reports every non-zero slot (first report on a stream). */
+  private fresh = true;
   private readonly lastIf = new Map<string, bigint[]>();
   private seq = 0n;
   /** Retired slot -> seq of the first report taken after it retired (on this stream). */
@@ -38,15 +44,13 @@ export class CounterReporter {
     private readonly table: RuleTable,
     private readonly slots: () => SlotPool,
   ) {
-    const cap = dp.capacity.counterSlots;
-    this.lastPackets = new Uint32Array(cap * 2);
-    this.lastBytes = new Uint32Array(cap * 2);
+    this.lastPackets = new Uint32Array(dp.capacity.counterSlots);
   }
 
   /** A new stream: the next report carries every non-zero entry. */
   newStream(): void {
     this.lastPackets.fill(0);
-    this.lastBytes.fill(0);
+    this.fresh = true;
     this.lastIf.clear();
     this.retiredIn.clear();
   }
@@ -62,17 +66,23 @@ export class CounterReporter {
     const upTo = pool.watermark;
     const rules: RuleCounterSample[] = [];
     const retiredNow: number[] = [];
+    const retiredZero: number[] = [];
     if (upTo > 0) {
       const { packets, bytes } = this.dp.readRuleCounters(upTo);
       const pw = new Uint32Array(packets.buffer, packets.byteOffset, upTo * 2);
-      const bw = new Uint32Array(bytes.buffer, bytes.byteOffset, upTo * 2);
       const lp = this.lastPackets;
-      const lb = this.lastBytes;
       const owner = pool.owner;
+      const fresh = this.fresh;
+      const le = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+      const lo = le ? 0 : 1;
       for (let s = 0; s < upTo; s++) {
-        const i = s * 2;
-        if (pw[i] === lp[i] && pw[i + 1] === lp[i + 1] && bw[i] === lb[i] && bw[i + 1] === lb[i + 1]) {
-          if (owner[s] === -1 && pool.retired.has(s)) retiredNow.push(s);
+        const low = pw[s * 2 + lo]!;
+        const unchanged = fresh ? low === 0 && pw[s * 2 + 1 - lo] === 0 : low === lp[s];
+        if (unchanged) {
+          if (owner[s] === -1 && pool.retired.has(s)) {
+            if (packets[s] === 0n) retiredZero.push(s);
+            else retiredNow.push(s);
+          }
           continue;
         }
         const r = owner[s]!;
@@ -84,11 +94,9 @@ export class CounterReporter {
         }
         if (id === undefined) continue; // free slot with stale counts: nobody's
         rules.push({ ruleId: id, packets: packets[s]!, bytes: bytes[s]! });
-        lp[i] = pw[i]!;
-        lp[i + 1] = pw[i + 1]!;
-        lb[i] = bw[i]!;
-        lb[i + 1] = bw[i + 1]!;
+        lp[s] = low;
       }
+      this.fresh = false;
     }
     const interfaces: InterfaceCounterSample[] = [];
     for (const c of this.dp.readInterfaceCounters()) {
@@ -117,28 +125,17 @@ export class CounterReporter {
     // Retired slots whose final totals this read covered (sent now or in an
     // earlier report on this stream): freed once the latest report is
     // acknowledged (an ack of a later seq implies the earlier ones).
-    for (const s of retiredNow) {
-      if (this.retiredIn.has(s)) continue;
-      if (this.isZero(s)) this.release(s); // never counted: nothing to report
-      else this.retiredIn.set(s, this.seq);
-    }
+    for (const s of retiredZero) this.release(s); // never counted: nothing to report
+    for (const s of retiredNow) if (!this.retiredIn.has(s)) this.retiredIn.set(s, this.seq);
     if (this.stats.acked > 0n) this.onAck(this.stats.acked);
     return reports;
-  }
-
-  private isZero(s: number): boolean {
-    const i = s * 2;
-    return this.lastPackets[i] === 0 && this.lastPackets[i + 1] === 0 && this.lastBytes[i] === 0 && this.lastBytes[i + 1] === 0;
   }
 
   private release(s: number): void {
     this.retiredIn.delete(s);
     this.slots().release(s);
     // The slot starts from zero for its next owner (counter.reset).
-    this.lastPackets[s * 2] = 0;
-    this.lastPackets[s * 2 + 1] = 0;
-    this.lastBytes[s * 2] = 0;
-    this.lastBytes[s * 2 + 1] = 0;
+    this.lastPackets[s] = 0;
   }
 
   /** CounterAck{seq}: the control plane holds every total up to that report. */

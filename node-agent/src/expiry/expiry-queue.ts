@@ -85,7 +85,7 @@ export class ExpiryQueue {
       const id = this.ids[0]!;
       this.pop();
       // Still the same rule, still desired, still with this expiry?
-      if (r < t.rHigh && t.id[r] === id && (t.flags[r]! & F_DESIRED) !== 0 && t.expire[r] === at) {
+      if (r < t.rHigh && t.id[r] === id && (t.flags[r]! & F_DESIRED) !== 0 && t.expireOf(r) === at) {
         t.removeRecord(r);
         removed++;
       }

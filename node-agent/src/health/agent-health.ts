@@ -27,6 +27,8 @@ export interface AgentHealth {
   readonly lastError: string;
   readonly interfaces: readonly { name: string; ifindex: number; xdpMode: string; egressMode: string }[];
   readonly lastSyncMode: string;
+  /** Hello to the first ACK of the last stream (a snapshot's apply time). */
+  readonly lastSyncMs: number;
   readonly snapshots: number;
   readonly resumes: number;
   readonly reconnects: number;
@@ -39,5 +41,7 @@ export interface AgentHealth {
   readonly repairs: number;
   readonly counterReports: number;
   readonly uptimeSeconds: number;
+  /** process.memoryUsage() in MB (rss, heapTotal, heapUsed, external, arrayBuffers). */
+  readonly memoryMb: Readonly<Record<string, number>>;
   readonly pid: number;
 }

@@ -1,7 +1,8 @@
 // An index from non-negative integer keys (exact up to 2^53) to small
 // non-negative integers, in typed arrays: open addressing, linear probing,
-// backward-shift deletion. No JS object per entry, so a million entries cost
-// about 24 MB and nothing for the garbage collector to trace.
+// backward-shift deletion, at most 80% full (any capacity: the hash is mapped
+// onto the table by multiplication, not a mask). No JS object per entry, so a
+// million entries cost about 15 MB and nothing for the garbage collector.
 
 const EMPTY = -1;
 
@@ -15,23 +16,28 @@ function hashKey(key: number): number {
   return h >>> 0;
 }
 
+const MAX_LOAD = 0.8;
+
 export class NumIndex {
   private keys: Float64Array;
   private vals: Int32Array;
-  private mask: number;
+  private cap: number;
   private count = 0;
 
   constructor(expected = 16) {
     const cap = NumIndex.capacityFor(expected);
     this.keys = new Float64Array(cap);
     this.vals = new Int32Array(cap).fill(EMPTY);
-    this.mask = cap - 1;
+    this.cap = cap;
   }
 
   private static capacityFor(n: number): number {
-    let cap = 16;
-    while (cap * 0.6 < n) cap *= 2;
-    return cap;
+    return Math.max(16, Math.ceil(n / (MAX_LOAD - 0.05)));
+  }
+
+  /** Home slot of a key: the 32-bit hash scaled onto [0, cap). */
+  private home(key: number): number {
+    return Math.floor((hashKey(key) * this.cap) / 4294967296);
   }
 
   get size(): number {
@@ -42,23 +48,23 @@ export class NumIndex {
   get(key: number): number {
     const keys = this.keys;
     const vals = this.vals;
-    const mask = this.mask;
-    let i = hashKey(key) & mask;
+    const cap = this.cap;
+    let i = this.home(key);
     for (;;) {
       const v = vals[i]!;
       if (v === EMPTY) return EMPTY;
       if (keys[i] === key) return v;
-      i = (i + 1) & mask;
+      if (++i === cap) i = 0;
     }
   }
 
   /** Sets key -> value (value >= 0). */
   set(key: number, value: number): void {
-    if ((this.count + 1) > (this.mask + 1) * 0.7) this.grow(this.count + 1);
+    if (this.count + 1 > this.cap * MAX_LOAD) this.grow(Math.ceil((this.count + 1) * 1.5));
     const keys = this.keys;
     const vals = this.vals;
-    const mask = this.mask;
-    let i = hashKey(key) & mask;
+    const cap = this.cap;
+    let i = this.home(key);
     for (;;) {
       const v = vals[i]!;
       if (v === EMPTY) {
@@ -71,7 +77,7 @@ export class NumIndex {
         vals[i] = value;
         return;
       }
-      i = (i + 1) & mask;
+      if (++i === cap) i = 0;
     }
   }
 
@@ -79,31 +85,31 @@ export class NumIndex {
   delete(key: number): number {
     const keys = this.keys;
     const vals = this.vals;
-    const mask = this.mask;
-    let i = hashKey(key) & mask;
+    const cap = this.cap;
+    let i = this.home(key);
     for (;;) {
       const v = vals[i]!;
       if (v === EMPTY) return EMPTY;
       if (keys[i] === key) break;
-      i = (i + 1) & mask;
+      if (++i === cap) i = 0;
     }
     const removed = vals[i]!;
     // Backward shift: pull later entries of the probe run into the hole.
     let hole = i;
-    let j = (i + 1) & mask;
+    let j = i + 1 === cap ? 0 : i + 1;
     for (;;) {
       const v = vals[j]!;
       if (v === EMPTY) break;
-      const home = hashKey(keys[j]!) & mask;
-      // Entry at j may move into the hole if its home is not in (hole, j].
-      const dist = (j - home) & mask;
-      const holeDist = (j - hole) & mask;
+      const home = this.home(keys[j]!);
+      // Entry at j may move into the hole if its home is not in (hole, j] (cyclically).
+      const dist = (j - home + cap) % cap;
+      const holeDist = (j - hole + cap) % cap;
       if (dist >= holeDist) {
         keys[hole] = keys[j]!;
         vals[hole] = v;
         hole = j;
       }
-      j = (j + 1) & mask;
+      if (++j === cap) j = 0;
     }
     vals[hole] = EMPTY;
     this.count--;
@@ -112,7 +118,7 @@ export class NumIndex {
 
   /** Makes room for `n` entries without rehashing on the way. */
   reserve(n: number): void {
-    if (n > (this.mask + 1) * 0.7) this.grow(n);
+    if (n > this.cap * MAX_LOAD) this.grow(n);
   }
 
   clear(): void {
@@ -123,10 +129,10 @@ export class NumIndex {
   private grow(n: number): void {
     const oldKeys = this.keys;
     const oldVals = this.vals;
-    const cap = NumIndex.capacityFor(Math.max(n, this.count * 2));
+    const cap = NumIndex.capacityFor(Math.max(n, this.count));
     this.keys = new Float64Array(cap);
     this.vals = new Int32Array(cap).fill(EMPTY);
-    this.mask = cap - 1;
+    this.cap = cap;
     this.count = 0;
     for (let i = 0; i < oldVals.length; i++) {
       const v = oldVals[i]!;

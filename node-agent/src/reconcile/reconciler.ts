@@ -44,7 +44,7 @@ export interface LoadSummary {
 }
 
 export interface ReconcilerOptions {
-  /** Ops per datapath.apply call (big batches, but bounded memory). */
+  /** Ops per datapath.apply call: small enough that the op objects die young (cheap GC, low RSS). */
   readonly chunkOps?: number;
   readonly now?: () => number;
   /** Translates store ids longer than the pinned 16 bytes (see meta-codec.ts). */
@@ -85,7 +85,7 @@ export class Reconciler {
     opts: ReconcilerOptions = {},
   ) {
     this.table = new RuleTable();
-    this.chunkOps = opts.chunkOps ?? 65536;
+    this.chunkOps = opts.chunkOps ?? 4096;
     this.now = opts.now ?? Date.now;
     this.codec = opts.metaCodec ?? new MetaCodec(undefined, '');
   }
@@ -143,8 +143,11 @@ export class Reconciler {
       }
     }
     let pl: Plan;
+    let planMs = 0;
     try {
+      const tp = performance.now();
       pl = this.plan();
+      planMs = performance.now() - tp;
     } catch (e) {
       this.stats.refusals++;
       return this.failure(e, false);
@@ -181,7 +184,7 @@ export class Reconciler {
       this.stats.applies++;
       this.stats.ops += pl.opCount;
       this.stats.lastApplyMs = ms;
-      if (chunks > 0 || ms > 500) this.log.info({ ops: pl.opCount, chunks: chunks + 1, ms: Math.round(ms), full: pl.full }, 'applied');
+      if (chunks > 0 || ms > 500) this.log.info({ ops: pl.opCount, chunks: chunks + 1, ms: Math.round(ms), planMs: Math.round(planMs), full: pl.full }, 'applied');
       return { ok: true, opCount: pl.opCount, ms, full: pl.full };
     } catch (e) {
       this.stats.refusals++;

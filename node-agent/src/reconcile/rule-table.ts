@@ -94,9 +94,13 @@ export class RuleTable {
   ruleCap = 0;
   rHigh = 0;
   id: BigUint64Array = new BigUint64Array(0);
-  addr: Uint8Array = new Uint8Array(0);
+  /** IPv4 rules: the address as a u32 (network order value). */
+  addr4: Uint32Array = new Uint32Array(0);
+  /** IPv6 rules: the 16 address bytes (few rules are IPv6; no 16 bytes per rule). */
+  readonly addr6 = new Map<number, Uint8Array>();
   len: Uint8Array = new Uint8Array(0);
   flags: Uint8Array = new Uint8Array(0);
+  /** Expiry (Unix ms) per rule; allocated when the first rule with an expiry arrives. */
   expire: Float64Array = new Float64Array(0);
   slot: Int32Array = new Int32Array(0);
   pfx: Int32Array = new Int32Array(0);
@@ -181,14 +185,15 @@ export class RuleTable {
     const id = new BigUint64Array(cap);
     id.set(this.id);
     this.id = id;
-    this.addr = growU8(this.addr, cap * 16);
+    const a4 = new Uint32Array(cap);
+    a4.set(this.addr4);
+    this.addr4 = a4;
     this.len = growU8(this.len, cap);
     this.flags = growU8(this.flags, cap);
-    this.expire = growF64(this.expire, cap);
+    if (this.expire.length > 0) this.expire = growF64(this.expire, cap);
     this.slot = growI32(this.slot, cap, NONE);
     this.pfx = growI32(this.pfx, cap, NONE);
     this.next = growI32(this.next, cap, NONE);
-    this.rFree = growI32(this.rFree, cap, 0);
     this.ruleCap = cap;
   }
 
@@ -201,7 +206,6 @@ export class RuleTable {
     this.pLen = growU8(this.pLen, cap);
     this.pHead = growI32(this.pHead, cap, NONE);
     this.pKernel = growI32(this.pKernel, cap, NONE);
-    this.pFree = growI32(this.pFree, cap, 0);
     this.pfxCap = cap;
   }
 
@@ -225,7 +229,7 @@ export class RuleTable {
     this.slot[r] = NONE;
     this.pfx[r] = NONE;
     this.next[r] = NONE;
-    this.expire[r] = 0;
+    if (this.expire.length > 0) this.expire[r] = 0;
     if (id <= MAX_SAFE) this.idIndex.set(Number(id), r);
     else this.bigIds.set(id, r);
     return r;
@@ -240,7 +244,9 @@ export class RuleTable {
     this.slot[r] = NONE;
     this.pfx[r] = NONE;
     this.shadow.delete(r);
+    this.addr6.delete(r);
     this.dirtyRules.delete(r);
+    if (this.rFreeTop === this.rFree.length) this.rFree = growI32(this.rFree, Math.max(64, this.rFree.length * 2), 0);
     this.rFree[this.rFreeTop++] = r;
   }
 
@@ -251,20 +257,35 @@ export class RuleTable {
   /** Writes attributes: flags F_V6/F_EGRESS/F_ALLOW/F_MONITOR, address bytes at src[off..off+16|4). */
   private writeAttrs(r: number, attrs: number, src: Uint8Array, off: number, len: number, expire: number): void {
     this.flags[r] = (this.flags[r]! & ~F_ATTRS) | attrs;
-    const o = r * 16;
-    const n = (attrs & F_V6) !== 0 ? 16 : 4;
-    const a = this.addr;
-    for (let i = 0; i < n; i++) a[o + i] = src[off + i]!;
-    for (let i = n; i < 16; i++) a[o + i] = 0;
+    if ((attrs & F_V6) !== 0) {
+      this.addr6.set(r, src.slice(off, off + 16));
+      this.addr4[r] = 0;
+    } else {
+      this.addr6.delete(r);
+      this.addr4[r] = v4Word(src, off);
+    }
     this.len[r] = len;
-    this.expire[r] = expire;
+    if (expire !== 0 && this.expire.length === 0) this.expire = new Float64Array(this.ruleCap);
+    if (this.expire.length > 0) this.expire[r] = expire;
+  }
+
+  /** Expiry of rule r (Unix ms), 0 = never. */
+  expireOf(r: number): number {
+    return this.expire.length > 0 ? this.expire[r]! : 0;
+  }
+
+  /** A copy of rule r's address bytes (4 or 16). */
+  addrBytes(r: number): Uint8Array {
+    if ((this.flags[r]! & F_V6) !== 0) return new Uint8Array(this.addr6.get(r)!);
+    const w = this.addr4[r]!;
+    return new Uint8Array([w >>> 24, (w >>> 16) & 255, (w >>> 8) & 255, w & 255]);
   }
 
   private sameAttrs(r: number, attrs: number, src: Uint8Array, off: number, len: number, expire: number): boolean {
-    if ((this.flags[r]! & F_ATTRS) !== attrs || this.len[r] !== len || this.expire[r] !== expire) return false;
-    const o = r * 16;
-    const n = (attrs & F_V6) !== 0 ? 16 : 4;
-    for (let i = 0; i < n; i++) if (this.addr[o + i] !== src[off + i]) return false;
+    if ((this.flags[r]! & F_ATTRS) !== attrs || this.len[r] !== len || this.expireOf(r) !== expire) return false;
+    if ((attrs & F_V6) === 0) return this.addr4[r] === v4Word(src, off);
+    const a = this.addr6.get(r)!;
+    for (let i = 0; i < 16; i++) if (a[i] !== src[off + i]) return false;
     return true;
   }
 
@@ -293,6 +314,17 @@ export class RuleTable {
     const np = this.allocPfx(t, len);
     this.pKeyV6.set(np, key);
     this.v6Index.set(key, np);
+    return np;
+  }
+
+  /** The IPv4 prefix record for (t, word, len), created if missing. */
+  private pfxForV4(t: TableId, word: number, len: number): number {
+    const key = v4Key(t, word, len);
+    const p = this.v4Index.get(key);
+    if (p !== NONE) return p;
+    const np = this.allocPfx(t, len);
+    this.pKey[np] = key;
+    this.v4Index.set(key, np);
     return np;
   }
 
@@ -329,6 +361,7 @@ export class RuleTable {
       this.pKeyV6.delete(p);
     }
     this.pTable[p] = FREE_TABLE;
+    if (this.pFreeTop === this.pFree.length) this.pFree = growI32(this.pFree, Math.max(64, this.pFree.length * 2), 0);
     this.pFree[this.pFreeTop++] = p;
   }
 
@@ -371,7 +404,7 @@ export class RuleTable {
 
   private link(r: number): void {
     const t = this.ruleTable(r);
-    const p = this.pfxFor(t, this.addr, r * 16, this.len[r]!, true);
+    const p = (t & 1) === 0 ? this.pfxForV4(t, this.addr4[r]!, this.len[r]!) : this.pfxFor(t, this.addr6.get(r)!, 0, this.len[r]!, true);
     this.pfx[r] = p;
     this.next[r] = this.pHead[p]!;
     this.pHead[p] = r;
@@ -446,8 +479,7 @@ export class RuleTable {
     }
     if (!same) {
       if ((f & F_JOURNALED) !== 0 && (f & F_SHADOW) === 0) {
-        const o = r * 16;
-        this.shadow.set(r, { flags: f & F_ATTRS, addr: this.addr.slice(o, o + 16), len: this.len[r]!, expire: this.expire[r]! });
+        this.shadow.set(r, { flags: f & F_ATTRS, addr: this.addrBytes(r), len: this.len[r]!, expire: this.expireOf(r) });
         this.flags[r] = this.flags[r]! | F_SHADOW;
       }
       if ((f & F_DESIRED) !== 0) this.unlink(r);
@@ -546,15 +578,15 @@ export class RuleTable {
   journalVersion(r: number): JournalRule {
     const sh = this.shadow.get(r);
     const f = sh ? sh.flags : this.flags[r]!;
-    const addr = sh ? sh.addr : this.addr.subarray(r * 16, r * 16 + 16);
+    const addr = sh ? sh.addr : this.addrBytes(r);
     const len = sh ? sh.len : this.len[r]!;
-    const expire = sh ? sh.expire : this.expire[r]!;
+    const expire = sh ? sh.expire : this.expireOf(r);
     return this.makeJournalRule(r, f, addr, len, expire, this.slot[r]!);
   }
 
   /** The rule's desired version with counter slot `slot`. */
   desiredJournalRule(r: number, slot: number): JournalRule {
-    return this.makeJournalRule(r, this.flags[r]!, this.addr.subarray(r * 16, r * 16 + 16), this.len[r]!, this.expire[r]!, slot);
+    return this.makeJournalRule(r, this.flags[r]!, this.addrBytes(r), this.len[r]!, this.expireOf(r), slot);
   }
 
   private makeJournalRule(r: number, f: number, addr: Uint8Array, len: number, expire: number, slot: number): JournalRule {
@@ -562,7 +594,7 @@ export class RuleTable {
     return {
       id: this.id[r]!,
       direction: (f & F_EGRESS) !== 0 ? 'egress' : 'ingress',
-      prefix: { family: v6 ? 6 : 4, bytes: addr.slice(0, v6 ? 16 : 4), len },
+      prefix: { family: v6 ? 6 : 4, bytes: addr.length === (v6 ? 16 : 4) ? addr : addr.slice(0, v6 ? 16 : 4), len },
       action: (f & F_ALLOW) !== 0 ? 'allow' : 'deny',
       mode: (f & F_MONITOR) !== 0 ? 'monitor' : 'enforce',
       expireUnixMs: expire,

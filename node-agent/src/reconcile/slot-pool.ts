@@ -14,7 +14,7 @@ export class SlotPool {
   readonly owner: Int32Array;
   /** 1 = may hold counts: zero it before giving it to a new rule. */
   private readonly dirty: Uint8Array;
-  private readonly free: Int32Array;
+  private free: Int32Array;
   private freeTop = 0;
   /** Slots at and above the watermark were never handed out by this process. */
   private watermarkValue = 0;
@@ -26,7 +26,7 @@ export class SlotPool {
   constructor(readonly capacity: number) {
     this.owner = new Int32Array(capacity).fill(NONE);
     this.dirty = new Uint8Array(capacity);
-    this.free = new Int32Array(capacity);
+    this.free = new Int32Array(64);
   }
 
   /** Slots a plan may hand out right now. */
@@ -60,7 +60,7 @@ export class SlotPool {
     this.watermarkValue = max + 1;
     this.freeTop = 0;
     // Free slots below the watermark, lowest on top.
-    for (let s = max; s >= 0; s--) if (this.owner[s] === NONE) this.free[this.freeTop++] = s;
+    for (let s = max; s >= 0; s--) if (this.owner[s] === NONE) this.pushFree(s);
     for (let s = 0; s < this.capacity; s++) if (this.owner[s] === NONE && nonZero(s)) this.dirty[s] = 1;
   }
 
@@ -101,7 +101,16 @@ export class SlotPool {
   release(slot: number): void {
     if (!this.retired.delete(slot)) return;
     if (this.locked) this.deferredReleases.push(slot);
-    else this.free[this.freeTop++] = slot;
+    else this.pushFree(slot);
+  }
+
+  private pushFree(slot: number): void {
+    if (this.freeTop === this.free.length) {
+      const b = new Int32Array(Math.min(this.capacity, this.free.length * 2));
+      b.set(this.free);
+      this.free = b;
+    }
+    this.free[this.freeTop++] = slot;
   }
 
   /** Releases the oldest retired slots when the free ones run out (their last counts are lost). */
@@ -122,7 +131,7 @@ export class SlotPool {
 
   unlock(): void {
     this.locked = false;
-    for (const s of this.deferredReleases) this.free[this.freeTop++] = s;
+    for (const s of this.deferredReleases) this.pushFree(s);
     this.deferredReleases.length = 0;
   }
 }

@@ -70,6 +70,8 @@ interface Session {
   nonce: bigint;
   lastStatusKey: string;
   snapshotRules: number;
+  /** performance.now() when Hello was written. */
+  helloAt: number;
 }
 
 export class SyncClient {
@@ -96,6 +98,8 @@ export class SyncClient {
     controlPlaneId: '',
     /** ms from a delta's commit_time to its ACK, last value. */
     lastPropagationMs: -1,
+    /** ms from Hello to the first ACK of the last stream. */
+    lastSyncMs: -1,
   };
   /** Delta commit times waiting for their ACK (revision -> Unix ms). */
   private readonly commitTimes = new Map<bigint, number>();
@@ -184,6 +188,7 @@ export class SyncClient {
       nonce: 0n,
       lastStatusKey: '',
       snapshotRules: 0,
+      helloAt: 0,
     };
     this.session = s;
     call.on('data', (m: AgentSyncResponse) => this.onMessage(s, m));
@@ -191,6 +196,7 @@ export class SyncClient {
     call.on('end', () => this.endSession(s, 'stream ended by the control plane'));
     const meta = this.engine.applied;
     this.log.debug({ address, resumeRevision: String(meta.revision), storeId: meta.storeId }, 'connecting');
+    s.helloAt = performance.now();
     this.write(s, {
       msg: {
         $case: 'hello',
@@ -347,6 +353,7 @@ export class SyncClient {
       this.applyRules(rules);
       s.snapshotRules += rules.count;
       if (c.last) {
+        this.log.info({ rules: s.snapshotRules, revision: String(c.revision), receivedMs: Math.round(performance.now() - s.helloAt) }, 'snapshot received');
         t.endSnapshot();
         s.synced = true;
         this.stats.lastSnapshotRules = s.snapshotRules;
@@ -385,7 +392,13 @@ export class SyncClient {
     const s = this.session;
     if (!s || s.ended || !s.synced || meta.storeId !== s.storeId) return;
     if (meta.revision > s.ackedRev) {
+      const first = s.ackedRev < 0n;
       this.write(s, { msg: { $case: 'ack', value: { revision: meta.revision } } });
+      if (first) {
+        const ms = Math.round(performance.now() - s.helloAt);
+        this.stats.lastSyncMs = ms;
+        this.log.info({ mode: this.stats.lastSyncMode, revision: String(meta.revision), rules: s.snapshotRules, helloToAckMs: ms }, 'in sync: first ACK of the stream');
+      }
       s.ackedRev = meta.revision;
       this.stats.acks++;
       const ct = this.commitTimes.get(meta.revision);
