@@ -26,6 +26,7 @@ import { NodeTracker } from './sync/node-tracker.js';
 import { RevisionFeed } from './sync/revision-feed.js';
 import { RuleCache } from './sync/rule-cache.js';
 import { SyncHub } from './sync/sync-hub.js';
+import { LocalBulkWrites } from './sync/bulk-handoff.js';
 
 export interface ControlPlane {
   /** This process's id (SyncStart.control_plane_id, Node.control_plane_id). */
@@ -57,6 +58,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
     const cache = new RuleCache();
     const hub = new SyncHub(cache, config.syncChunkBytes);
     const registry = new SessionRegistry();
+    const localBulk = new LocalBulkWrites();
     const counters = new CounterAggregator(sql, config.counterFlushIntervalMs, log.child({ component: 'counters' }));
     const nodes = new NodeTracker(sql, config.controlPlaneId, config.nodeFlushIntervalMs, log.child({ component: 'nodes' }));
     const metrics = new ControlPlaneMetrics({
@@ -81,12 +83,13 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       },
       config.feedPollIntervalMs,
       log.child({ component: 'feed' }),
+      localBulk,
     );
     await feed.start();
     cleanup.unshift(() => feed.stop());
 
     const limits = { maxBatch: config.maxBatch, maxImportLines: config.maxImportLines, maxCommentLength: config.maxCommentLength };
-    const rules = new RuleService(ruleStore, sql, limits);
+    const rules = new RuleService(ruleStore, sql, limits, undefined, { handoff: localBulk, logger: log.child({ component: 'rules' }) });
     const nodeService = new NodeService(nodeStore, ruleStore, () => nodes.flush());
     const counterService = new CounterService(counterStore, nodeStore, () => counters.flush());
     const explain = new ExplainService(ruleStore, nodeStore);

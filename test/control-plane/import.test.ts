@@ -3,7 +3,10 @@
 // revision per import, and a large list reaching a connected agent.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import { Action, Direction, Mode } from '../../proto/gen/fleetwall/v1/rule.js';
+import { ImportRulesRequest, type ImportRulesResponse } from '../../proto/gen/fleetwall/v1/rule_service.js';
+import { eventually } from './support/eventually.js';
 import { startTestControlPlane, type TestControlPlane } from '../support/control-plane.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
 import { rulesApi, storeState, withSql } from './support/rules.js';
@@ -121,4 +124,28 @@ test('a 50,000-line import reaches a connected agent in parts, as one revision',
   } finally {
     agent.close();
   }
+});
+
+test('a rule created by someone else while the import streams is a duplicate, not a failure', async () => {
+  const before = await storeState(url);
+  let call!: ReturnType<typeof cp.clients.rules.importRules>;
+  const done = new Promise<ImportRulesResponse>((resolve, reject) => {
+    call = cp.clients.rules.importRules(new Metadata(), (err: ServiceError | null, res?: ImportRulesResponse) => (err ? reject(err) : resolve(res!)));
+  });
+  call.write(ImportRulesRequest.fromPartial({ part: { $case: 'header', value: { action: Action.ACTION_DENY, comment: 'race' } } }));
+  call.write(ImportRulesRequest.fromPartial({ part: { $case: 'chunk', value: { lines: ['100.90.0.1', '100.90.0.2'] } } }));
+  // The import's COPY is running (its transaction read the existing rules already).
+  await eventually(
+    () => withSql(url, async (sql) => (await sql`select 1 from pg_stat_activity where query ilike 'copy rules%'`).length === 1),
+    'the import COPY to be in progress',
+  );
+  const mine = await api.create({ rule: { cidr: '100.90.0.3/32', action: Action.ACTION_ALLOW } });
+  call.write(ImportRulesRequest.fromPartial({ part: { $case: 'chunk', value: { lines: ['100.90.0.3', '100.90.0.4'] } } }));
+  call.end();
+  const res = await done;
+  assert.equal(res.added, 3n);
+  assert.equal(res.duplicate, 1n, 'the concurrently created rule');
+  const after = await storeState(url);
+  assert.equal(after.rules, before.rules + 4);
+  assert.equal((await api.get(mine.rule!.id)).rule!.action, Action.ACTION_ALLOW, 'the concurrent rule is untouched');
 });

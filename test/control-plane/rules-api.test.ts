@@ -8,6 +8,7 @@ import { Action, Direction, Mode } from '../../proto/gen/fleetwall/v1/rule.js';
 import { callError, errorInfoOf, startTestControlPlane, type TestControlPlane } from '../support/control-plane.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
 import { rulesApi, storeState, withSql } from './support/rules.js';
+import { coversSql } from '../../control-plane/src/store/rule-store.js';
 
 let pg: TestPostgres;
 let cp: TestControlPlane;
@@ -192,4 +193,24 @@ test('revisions are gap-free and in commit order under concurrent writers', asyn
     const rows = await sql<{ revision: bigint; commit_time: Date }[]>`select revision, commit_time from revisions where revision > ${start.toString()}::bigint order by revision`;
     for (let i = 1; i < rows.length; i++) assert.ok(rows[i]!.commit_time >= rows[i - 1]!.commit_time, 'commit times follow revisions');
   });
+});
+
+test('"rules that cover this address" is served by the indexes (partial GiST + identity btree)', async () => {
+  const lines: string[] = [];
+  for (let i = 0; i < 4000; i++) lines.push(i % 2 ? `45.${(i >> 8) & 255}.${i & 255}.0/24` : `46.0.${(i >> 8) & 255}.${i & 255}`);
+  await api.import({ action: Action.ACTION_DENY, comment: 'index-check' }, [lines]);
+  await withSql(url, async (sql) => {
+    await sql`analyze rules`;
+    const plan = await sql.begin(async (tx) => {
+      await tx`set local enable_seqscan = off`;
+      const rows = await tx.unsafe(`explain select r.id from rules r where ${coversSql('$1')}`, ['46.0.1.2'] as never[]);
+      return rows.map((r) => (r as Record<string, string>)['QUERY PLAN']).join('\n');
+    });
+    assert.match(plan, /Index Scan on rules_cidr_gist/);
+    assert.match(plan, /Index Scan on rules_identity/);
+  });
+  const hit = await api.list({ coversAddress: '46.0.1.2' });
+  assert.deepEqual(hit.rules.map((r) => r.cidr), ['46.0.1.2/32']);
+  const wide = await api.list({ coversAddress: '45.3.5.77', text: 'index-check' });
+  assert.deepEqual(wide.rules.map((r) => r.cidr), ['45.3.5.0/24']);
 });

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AgentRule, SyncResponse } from '../../proto/gen/fleetwall/v1/agent_service.js';
-import { encodeAgentRule, encodeDelta, encodeInSync, encodeSnapshot } from '../../control-plane/src/sync/wire-encoding.js';
+import { encodeAgentRule, encodeAgentRuleReference, encodeDelta, encodeInSync, encodeSnapshot } from '../../control-plane/src/sync/wire-encoding.js';
 
 const rows = [
   { id: 1n, cidr: '10.0.0.0/8', action: 1, direction: 1, mode: 1, expire_time: null },
@@ -20,6 +20,25 @@ const expected: AgentRule[] = [
 
 test('AgentRule bytes', () => {
   rows.forEach((r, i) => assert.deepEqual(AgentRule.decode(Buffer.from(encodeAgentRule(r), 'latin1')), expected[i]));
+});
+
+test('the fast AgentRule encoder writes the generated encoder\'s bytes', () => {
+  const cidrs = ['0.0.0.0/0', '255.255.255.255/32', '10.0.0.0/8', '192.0.2.128/25', '::/0', '2001:db8::/32', 'fe80::1/128', '::ffff:1.2.3.4/128'];
+  const ids = [1n, 127n, 128n, 16383n, 16384n, 2n ** 53n - 1n, 2n ** 53n, 2n ** 64n - 1n];
+  const times = [null, new Date(0), new Date('2030-05-06T07:08:09.010Z'), new Date(1000)];
+  let n = 0;
+  for (const cidr of cidrs) {
+    for (const id of ids) {
+      for (const expire_time of times) {
+        for (const [action, direction, mode] of [[1, 1, 1], [2, 2, 1], [1, 2, 2]] as const) {
+          const r = { id, cidr, action, direction, mode, expire_time };
+          assert.equal(Buffer.from(encodeAgentRule(r), 'latin1').toString('hex'), Buffer.from(encodeAgentRuleReference(r), 'latin1').toString('hex'), JSON.stringify({ ...r, id: String(id) }));
+          n++;
+        }
+      }
+    }
+  }
+  assert.equal(n, 8 * 8 * 4 * 3);
 });
 
 test('snapshot in one chunk and in many', () => {

@@ -13,7 +13,8 @@ import { FleetwallError } from '../errors/fleetwall-error.js';
 import { directionOrDefault, modeOrDefault, requireAction } from '../rules/enums.js';
 import { selectorKey, validateSelector } from '../rules/selector.js';
 import { checkComment, checkMonitorOnAllow, expiryFromTtl, type ValidationLimits } from '../rules/validate.js';
-import { commitImport } from '../store/rule-import.js';
+import { type BulkHandoff, streamImport } from '../store/rule-import.js';
+import type { Logger } from 'pino';
 import type { RuleStore } from '../store/rule-store.js';
 import type { CallContext } from './call-context.js';
 
@@ -22,6 +23,8 @@ export interface ImportDeps {
   readonly store: RuleStore;
   readonly limits: ValidationLimits & { readonly maxImportLines: number };
   readonly now: () => Date;
+  readonly handoff?: BulkHandoff;
+  readonly logger?: Logger;
 }
 
 const MAX_REPORTED_INVALID = 1000;
@@ -38,62 +41,89 @@ function validateHeader(h: ImportRulesHeader, limits: ValidationLimits) {
 }
 
 export async function importRules(header: ImportRulesHeader, chunks: AsyncIterable<ImportRulesChunk>, ctx: CallContext, deps: ImportDeps): Promise<ImportRulesResponse> {
+  const started = Date.now();
   const t = validateHeader(header, deps.limits);
+  const now = deps.now();
+  const expireTime = header.ttl ? expiryFromTtl(header.ttl, now, 'header.ttl') : null;
   const seen = new Set<string>();
-  const cidrs: string[] = [];
   const invalidLines: ImportLineError[] = [];
   let lineNo = 0;
   let invalid = 0;
   let duplicate = 0;
-  for await (const chunk of chunks) {
-    if (lineNo + chunk.lines.length > deps.limits.maxImportLines) {
-      throw new FleetwallError(
-        'IMPORT_TOO_LARGE',
-        `the import has more than ${deps.limits.maxImportLines} lines; nothing was stored: split the list into several imports`,
-        { max_lines: String(deps.limits.maxImportLines) },
-      );
-    }
-    for (const line of chunk.lines) {
-      lineNo++;
-      const hash = line.indexOf('#');
-      const text = (hash >= 0 ? line.slice(0, hash) : line).trim();
-      if (text === '') continue;
-      let canonical: string;
-      try {
-        canonical = formatPrefix(parseCidr(text));
-      } catch (e) {
-        if (!(e instanceof CidrError)) throw e;
-        invalid++;
-        if (invalidLines.length < MAX_REPORTED_INVALID) {
-          invalidLines.push({ lineNumber: BigInt(lineNo), line: line.slice(0, 200), message: e.message, reason: e.reason });
+  let receivedMs = 0;
+  // Parses chunks as they arrive; yields the new canonical CIDRs of each.
+  async function* accepted(): AsyncGenerator<string[]> {
+    for await (const chunk of chunks) {
+      if (lineNo + chunk.lines.length > deps.limits.maxImportLines) {
+        throw new FleetwallError(
+          'IMPORT_TOO_LARGE',
+          `the import has more than ${deps.limits.maxImportLines} lines; nothing was stored: split the list into several imports`,
+          { max_lines: String(deps.limits.maxImportLines) },
+        );
+      }
+      const out: string[] = [];
+      for (const line of chunk.lines) {
+        lineNo++;
+        const hash = line.indexOf('#');
+        const text = (hash >= 0 ? line.slice(0, hash) : line).trim();
+        if (text === '') continue;
+        let canonical: string;
+        try {
+          canonical = formatPrefix(parseCidr(text));
+        } catch (e) {
+          if (!(e instanceof CidrError)) throw e;
+          invalid++;
+          if (invalidLines.length < MAX_REPORTED_INVALID) {
+            invalidLines.push({ lineNumber: BigInt(lineNo), line: line.slice(0, 200), message: e.message, reason: e.reason });
+          }
+          continue;
         }
-        continue;
+        if (seen.has(canonical)) {
+          duplicate++;
+          continue;
+        }
+        seen.add(canonical);
+        out.push(canonical);
       }
-      if (seen.has(canonical)) {
-        duplicate++;
-        continue;
-      }
-      seen.add(canonical);
-      cidrs.push(canonical);
+      if (out.length) yield out;
     }
+    receivedMs = Date.now() - started;
+    seen.clear();
   }
-  seen.clear();
-  const base = { lines: BigInt(lineNo), invalid: BigInt(invalid), invalidLines };
-  if ((header.atomic && invalid > 0) || cidrs.length === 0) {
-    return { ...base, added: 0n, duplicate: BigInt(duplicate), revision: 0n };
-  }
-  const now = deps.now();
-  const expireTime = header.ttl ? expiryFromTtl(header.ttl, now, 'header.ttl') : null;
-  const res = await commitImport(deps.sql, deps.store, { ...t, expireTime }, cidrs, ctx.actor, {
-    lines: lineNo,
-    duplicate_lines: duplicate,
-    invalid_lines: invalid,
-    action: t.action,
-    direction: t.direction,
-    mode: t.mode,
-    selector: t.selector,
-    comment: t.comment,
-    expire_time: expireTime?.toISOString() ?? null,
-  });
-  return { ...base, added: BigInt(res.added), duplicate: BigInt(duplicate + res.existing), revision: res.revision };
+  const template = { ...t, expireTime };
+  const res = await streamImport(
+    deps.sql,
+    deps.store,
+    template,
+    accepted(),
+    ctx.actor,
+    {
+      commit: () => !(header.atomic && invalid > 0),
+      summary: (added) => ({
+        lines: lineNo,
+        added,
+        duplicate_lines: duplicate,
+        invalid_lines: invalid,
+        action: t.action,
+        direction: t.direction,
+        mode: t.mode,
+        selector: t.selector,
+        comment: t.comment,
+        expire_time: expireTime?.toISOString() ?? null,
+      }),
+    },
+    deps.handoff,
+  );
+  deps.logger?.info(
+    { lines: lineNo, added: res.added, revision: res.revision.toString(), received_ms: receivedMs, ...res.timings, total_ms: Date.now() - started },
+    res.revision !== 0n ? 'import committed' : 'import stored nothing',
+  );
+  return {
+    lines: BigInt(lineNo),
+    invalid: BigInt(invalid),
+    invalidLines,
+    added: BigInt(res.added),
+    duplicate: BigInt(duplicate + res.existing),
+    revision: res.revision,
+  };
 }

@@ -28,6 +28,8 @@ import { applyUpdate, parseUpdateMask } from '../rules/update-mask.js';
 import { parseIpAddress, type ValidationLimits, validateNewRule } from '../rules/validate.js';
 import { notFound, type RuleFilter, type RuleStore } from '../store/rule-store.js';
 import type { Sql } from 'postgres';
+import type { Logger } from 'pino';
+import type { BulkHandoff } from '../store/rule-import.js';
 import type { CallContext } from './call-context.js';
 import { importRules } from './import-rules.js';
 
@@ -61,6 +63,7 @@ export class RuleService {
     private readonly sql: Sql,
     private readonly limits: RuleServiceLimits,
     private readonly now: () => Date = () => new Date(),
+    private readonly extras: { readonly handoff?: BulkHandoff; readonly logger?: Logger } = {},
   ) {}
 
   async createRule(req: CreateRuleRequest, ctx: CallContext): Promise<CreateRuleResponse> {
@@ -86,7 +89,7 @@ export class RuleService {
   }
 
   importRules(header: ImportRulesHeader, chunks: AsyncIterable<ImportRulesChunk>, ctx: CallContext): Promise<ImportRulesResponse> {
-    return importRules(header, chunks, ctx, { sql: this.sql, store: this.store, limits: this.limits, now: this.now });
+    return importRules(header, chunks, ctx, { sql: this.sql, store: this.store, limits: this.limits, now: this.now, ...this.extras });
   }
 
   async getRule(req: GetRuleRequest): Promise<GetRuleResponse> {

@@ -23,10 +23,18 @@ export interface SyncRuleRow {
   readonly selector_key: string;
 }
 
+export interface RevisionChanges extends RevisionRecord {
+  /** Explicit changes (empty when pruned); a bulk import adds bulkChanges(). */
+  readonly changes: RuleChange[];
+  bulk: boolean;
+}
+
 export interface RuleChange {
   readonly ruleId: bigint;
   /** The rule as it is now; null when it no longer exists. */
   readonly row: SyncRuleRow | null;
+  /** Its AgentRule bytes (latin1), when the writer already encoded them. */
+  readonly encoded?: string;
 }
 
 const SYNC_COLUMNS = 'r.id, r.cidr::text as cidr, r.action, r.direction, r.mode, r.expire_time, r.selector_key';
@@ -34,39 +42,42 @@ const SYNC_COLUMNS = 'r.id, r.cidr::text as cidr, r.action, r.direction, r.mode,
 export class ChangeLog {
   constructor(private readonly sql: Sql) {}
 
-  async revisionsAfter(after: bigint, limit: number): Promise<RevisionRecord[]> {
-    const rows = await this.sql<{ revision: bigint; write_id: bigint; commit_time: Date; kind: string; change_count: bigint }[]>`
-      select revision, write_id, commit_time, kind, change_count from revisions
-      where revision > ${after.toString()}::bigint order by revision limit ${limit}`;
-    return rows.map((r) => ({ revision: r.revision, writeId: r.write_id, commitTime: r.commit_time, kind: r.kind, changeCount: r.change_count }));
-  }
-
-  /** The changes of each write, in the rules' current state. */
-  async changesOf(writeIds: readonly bigint[]): Promise<Map<bigint, RuleChange[]>> {
-    const out = new Map<bigint, RuleChange[]>(writeIds.map((w) => [w, []]));
-    if (writeIds.length === 0) return out;
-    const ids = writeIds.map(String);
-    const rows = await this.sql.unsafe<(Partial<SyncRuleRow> & { write_id: bigint; rule_id: bigint | null; op: number; id: bigint | null })[]>(
-      `select c.write_id, c.rule_id, c.op, ${SYNC_COLUMNS}
-       from changes c left join rules r on r.id = c.rule_id
-       where c.write_id = any($1::bigint[]) order by c.write_id`,
-      [ids] as never[],
+  /**
+   * The revisions after `after`, in order, with their changes in one query.
+   * A bulk import's changes are not expanded (bulk = true): read them with
+   * bulkChanges().
+   */
+  async nextRevisions(after: bigint, limit: number): Promise<RevisionChanges[]> {
+    type Row = Partial<SyncRuleRow> & { revision: bigint; write_id: bigint; commit_time: Date; kind: string; change_count: bigint; rule_id: bigint | null; op: number | null; id: bigint | null };
+    const rows = await this.sql.unsafe<Row[]>(
+      `select v.revision, v.write_id, v.commit_time, v.kind, v.change_count, c.rule_id, c.op, ${SYNC_COLUMNS}
+       from (select * from revisions where revision > $1::bigint order by revision limit $2) v
+       left join changes c on c.write_id = v.write_id
+       left join rules r on r.id = c.rule_id
+       order by v.revision`,
+      [after.toString(), limit] as never[],
     );
-    const bulk: bigint[] = [];
+    const out: RevisionChanges[] = [];
+    let cur: RevisionChanges | undefined;
     for (const r of rows) {
-      if (r.op === OP_BULK_UPSERT) {
-        bulk.push(r.write_id);
-        continue;
+      if (!cur || cur.revision !== r.revision) {
+        cur = { revision: r.revision, writeId: r.write_id, commitTime: r.commit_time, kind: r.kind, changeCount: r.change_count, changes: [], bulk: false };
+        out.push(cur);
       }
-      out.get(r.write_id)!.push({ ruleId: r.rule_id!, row: r.id === null ? null : (r as unknown as SyncRuleRow) });
-    }
-    for (const w of bulk) {
-      const list = out.get(w)!;
-      await this.sql.unsafe(`select ${SYNC_COLUMNS} from rules r where r.write_id = $1::bigint`, [w.toString()] as never[]).cursor(20000, (chunk) => {
-        for (const r of chunk as unknown as SyncRuleRow[]) list.push({ ruleId: r.id, row: r });
-      });
+      if (r.op === null) continue;
+      if (r.op === OP_BULK_UPSERT) cur.bulk = true;
+      else cur.changes.push({ ruleId: r.rule_id!, row: r.id === null ? null : (r as unknown as SyncRuleRow) });
     }
     return out;
+  }
+
+  /** Every rule a bulk import wrote (still carrying its write_id), in its current state. */
+  async bulkChanges(writeId: bigint): Promise<RuleChange[]> {
+    const list: RuleChange[] = [];
+    await this.sql.unsafe(`select ${SYNC_COLUMNS} from rules r where r.write_id = $1::bigint`, [writeId.toString()] as never[]).cursor(20000, (chunk) => {
+      for (const r of chunk as unknown as SyncRuleRow[]) list.push({ ruleId: r.id, row: r });
+    });
+    return list;
   }
 
   /** Highest revision whose change-log rows are gone. */

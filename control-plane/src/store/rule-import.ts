@@ -1,14 +1,25 @@
-// Committing a large import as one revision: existing duplicates are read
-// once, the new rows go in with COPY (no per-row statements), and the change
-// log gets one bulk row (op 3: "every rule with this write_id") instead of a
-// row per rule. Readers of the change log expand it through rules.write_id.
+// Committing a large import as one revision.
+//
+// Streaming path (streamImport): the transaction opens when the import
+// starts and rows are COPYed while the client is still sending lines, so
+// parsing in Node and index maintenance in Postgres overlap. Ids are reserved
+// in blocks from the sequence (on another pooled connection: COPY holds the
+// transaction's), each rule is also encoded for the agents on the way, and
+// the change log gets one bulk row (op 3: "every rule with this write_id")
+// instead of a row per rule. Readers of the change log expand it through
+// rules.write_id; this process's own feed takes the rows it already has
+// (BulkHandoff) instead of reading a million rows back.
+//
+// A unique-violation race with a concurrent writer aborts the COPY; the
+// import then finishes reading its input and commits through the classic
+// path (commitImport: read existing, reserve, COPY, with retries).
 import type { Sql } from 'postgres';
-import { pipeline } from 'node:stream/promises';
-import { Readable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import type { Action, Direction, Mode } from '../../../proto/gen/fleetwall/v1/rule.js';
 import type { Labels } from '../rules/selector.js';
+import { encodeAgentRule } from '../sync/wire-encoding.js';
 import { copyText, OP_BULK_UPSERT, RuleStore } from './rule-store.js';
-import { writeTransaction } from './write-transaction.js';
+import { isRetryable, writeTransaction } from './write-transaction.js';
 
 export interface ImportTemplate {
   readonly action: Action;
@@ -20,44 +31,282 @@ export interface ImportTemplate {
   readonly comment: string;
 }
 
+/** The rows of a bulk write as committed, for this process's revision feed. */
+export interface BulkPayload {
+  readonly ids: readonly bigint[];
+  readonly cidrs: readonly string[];
+  /** AgentRule bytes (latin1) per rule, when already encoded. */
+  readonly encoded?: readonly string[];
+  readonly template: ImportTemplate;
+}
+
+/** Where the importing process leaves a bulk write's rows for its feed (keyed by write_id). */
+export interface BulkHandoff {
+  put(writeId: bigint, p: BulkPayload): void;
+  drop(writeId: bigint): void;
+}
+
 export interface ImportCommit {
   readonly added: number;
   /** Lines whose CIDR already had a rule with this direction and selector. */
   readonly existing: number;
   readonly revision: bigint;
+  readonly timings: Record<string, number>;
+}
+
+export interface StreamImportOptions {
+  /** Checked once the input is read: false rolls back (atomic import with invalid lines). */
+  readonly commit: () => boolean;
+  /** The audit row's "after" (counts known at the end). */
+  readonly summary: (added: number) => Record<string, unknown>;
 }
 
 const LINES_PER_WRITE = 4096;
+const ID_BLOCK = 65536;
 
-/** `cidrs` are canonical and unique within the import. */
-export async function commitImport(sql: Sql, store: RuleStore, t: ImportTemplate, cidrs: readonly string[], actor: string, summary: Record<string, unknown>): Promise<ImportCommit> {
-  const res = await writeTransaction(sql, actor, 'import', async (tx, w) => {
-    const existing = await store.existingCidrs(tx, t.direction, t.selectorKey);
-    const now = new Date().toISOString();
-    const suffix =
-      `\t${t.action}\t${t.direction}\t${copyText(JSON.stringify(t.selector))}\t${copyText(t.selectorKey)}\t${t.mode}` +
-      `\t${t.expireTime ? t.expireTime.toISOString() : '\\N'}\t${copyText(t.comment)}\t${now}\t${now}\t${w}\t${copyText(actor)}\n`;
-    let added = 0;
-    function* lines(): Generator<string> {
-      let buf: string[] = [];
-      for (const c of cidrs) {
-        if (existing.has(c)) continue;
-        added++;
-        buf.push(c + suffix);
-        if (buf.length >= LINES_PER_WRITE) {
-          yield buf.join('');
-          buf = [];
-        }
-      }
-      if (buf.length) yield buf.join('');
+/** Reserves n ids from the rules sequence (burned if the import does not commit). */
+async function reserveIds(sql: Sql, n: number): Promise<bigint[]> {
+  const [r] = await sql<{ lo: bigint; hi: bigint; list: string | null }[]>`
+    with s as (select nextval('rules_id_seq') as x from generate_series(1, ${n}))
+    select min(x) as lo, max(x) as hi,
+           case when max(x) - min(x) + 1 = count(*) then null else string_agg(x::text, ',' order by x) end as list
+    from s`;
+  if (r!.list !== null) return r!.list.split(',').map((x) => BigInt(x));
+  const out = new Array<bigint>(n);
+  for (let i = 0; i < n; i++) out[i] = r!.lo + BigInt(i);
+  return out;
+}
+
+function copySuffix(t: ImportTemplate, writeId: bigint, actor: string): string {
+  const now = new Date().toISOString();
+  return (
+    `\t${t.action}\t${t.direction}\t${copyText(JSON.stringify(t.selector))}\t${copyText(t.selectorKey)}\t${t.mode}` +
+    `\t${t.expireTime ? t.expireTime.toISOString() : '\\N'}\t${copyText(t.comment)}\t${now}\t${now}\t${writeId}\t${copyText(actor)}\n`
+  );
+}
+
+const COPY_COLUMNS = 'id, cidr, action, direction, selector, selector_key, mode, expire_time, comment, create_time, update_time, write_id, created_by';
+
+async function finishBulk(tx: Sql, writeId: bigint, actor: string, after: Record<string, unknown>): Promise<void> {
+  await tx`insert into changes (write_id, rule_id, op) values (${writeId.toString()}::bigint, null, ${OP_BULK_UPSERT})`;
+  await tx`insert into audit_log (actor, action, rule_id, write_id, after)
+           values (${actor}, 'rule.import', null, ${writeId.toString()}::bigint, ${tx.json(after as never)})`;
+}
+
+class RolledBack extends Error {}
+class RetryClassic extends Error {
+  constructor(readonly original: unknown) {
+    super('retry through the classic import path');
+  }
+}
+
+/**
+ * COPY ... FROM STDIN on a transaction, with an outcome that can be awaited:
+ * postgres.js (3.4) never calls the stream's final callback when the server
+ * rejects the COPY (e.g. a unique violation) - the error only reaches the
+ * COPY query's reject(), which is watched here.
+ */
+async function openCopy(tx: Sql, text: string) {
+  const q = tx.unsafe(text) as unknown as { reject: (e: unknown) => void; writable(): Promise<Writable> };
+  let failure: unknown;
+  let onFail!: (e: unknown) => void;
+  const failed = new Promise<never>((_, rej) => (onFail = rej));
+  failed.catch(() => undefined);
+  const fail = (e: unknown) => {
+    failure ??= e;
+    onFail(e);
+  };
+  const reject = q.reject;
+  q.reject = (e: unknown) => {
+    fail(e);
+    reject(e);
+  };
+  const writable = await q.writable();
+  writable.on('error', fail);
+  return {
+    writable,
+    failed: () => failure,
+    /** Ends the COPY; resolves once the server accepted every row, throws its error otherwise. */
+    async finish(): Promise<void> {
+      if (failure) throw failure;
+      await Promise.race([new Promise<void>((resolve) => writable.end(() => resolve())), failed]);
+      if (failure) throw failure;
+    },
+    /** Aborts the COPY (CopyFail); the transaction can then roll back. */
+    abort(why: unknown): void {
+      if (!writable.destroyed) writable.destroy(why instanceof Error ? why : new Error(String(why)));
+    },
+  };
+}
+
+function write(w: Writable, chunk: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const ok = w.write(chunk, (err) => (err ? reject(err) : undefined));
+    if (ok) resolve();
+    else {
+      const onDrain = () => {
+        w.off('error', onError);
+        resolve();
+      };
+      const onError = (e: Error) => {
+        w.off('drain', onDrain);
+        reject(e);
+      };
+      w.once('drain', onDrain);
+      w.once('error', onError);
     }
-    const writable = await tx`copy rules (cidr, action, direction, selector, selector_key, mode, expire_time, comment, create_time, update_time, write_id, created_by) from stdin`.writable();
-    await pipeline(Readable.from(lines()), writable);
-    if (added === 0) return { value: { added: 0, existing: cidrs.length }, changes: 0 };
-    await tx`insert into changes (write_id, rule_id, op) values (${w.toString()}::bigint, null, ${OP_BULK_UPSERT})`;
-    await tx`insert into audit_log (actor, action, rule_id, write_id, after)
-             values (${actor}, 'rule.import', null, ${w.toString()}::bigint, ${sql.json({ ...summary, added } as never)})`;
-    return { value: { added, existing: cidrs.length - added }, changes: added };
   });
-  return { added: res.value.added, existing: res.value.existing, revision: res.revision };
+}
+
+/**
+ * Streams `source` (batches of canonical CIDRs, unique within the import)
+ * into one revision. Throws what `source` throws (nothing is stored).
+ */
+export async function streamImport(
+  sql: Sql,
+  store: RuleStore,
+  t: ImportTemplate,
+  source: AsyncIterable<readonly string[]>,
+  actor: string,
+  opts: StreamImportOptions,
+  handoff?: BulkHandoff,
+): Promise<ImportCommit> {
+  const timings: Record<string, number> = {};
+  const all: string[] = [];
+  let staged: bigint | undefined;
+  let committed = false;
+  try {
+    const res = await writeTransaction(
+      sql,
+      actor,
+      'import',
+      async (tx, w) => {
+        const started = Date.now();
+        const existing = await store.existingCidrs(tx, t.direction, t.selectorKey);
+        timings.existing_ms = Date.now() - started;
+        const suffix = copySuffix(t, w, actor);
+        const ids: bigint[] = [];
+        const cidrs: string[] = [];
+        const encoded: string[] = [];
+        let block: bigint[] = [];
+        let blockAt = 0;
+        let copyError: unknown;
+        const copy = await openCopy(tx as unknown as Sql, `copy rules (${COPY_COLUMNS}) from stdin`);
+        let buf: string[] = [];
+        try {
+          for await (const batch of source) {
+            for (const c of batch) all.push(c);
+            // After a failure, or once an atomic import is known to roll back: just read on.
+            if (copyError || !opts.commit()) continue;
+            for (const c of batch) {
+              if (existing.has(c)) continue;
+              if (blockAt === block.length) {
+                block = await reserveIds(sql, ID_BLOCK);
+                blockAt = 0;
+              }
+              const id = block[blockAt++]!;
+              ids.push(id);
+              cidrs.push(c);
+              encoded.push(encodeAgentRule({ id, cidr: c, action: t.action, direction: t.direction, mode: t.mode, expire_time: t.expireTime }));
+              buf.push(`${id}\t${c}${suffix}`);
+              if (buf.length >= LINES_PER_WRITE) {
+                const chunk = buf.join('');
+                buf = [];
+                await write(copy.writable, chunk).catch((e) => (copyError ??= e));
+                copyError ??= copy.failed();
+                if (copyError) break;
+              }
+            }
+          }
+        } catch (e) {
+          // The input failed (too many lines, client gone): nothing is stored.
+          copy.abort(e);
+          throw e;
+        }
+        if (!copyError && buf.length) await write(copy.writable, buf.join('')).catch((e) => (copyError ??= e));
+        if (!copyError) await copy.finish().catch((e) => (copyError ??= e));
+        else copy.abort(copyError);
+        timings.copy_ms = Date.now() - started;
+        if (copyError) throw isRetryable(copyError) ? new RetryClassic(copyError) : copyError;
+        if (!opts.commit()) throw new RolledBack();
+        if (ids.length === 0) return { value: { added: 0, existing: all.length }, changes: 0 };
+        await finishBulk(tx as unknown as Sql, w, actor, opts.summary(ids.length));
+        if (handoff) {
+          handoff.put(w, { ids, cidrs, encoded, template: t });
+          staged = w;
+        }
+        return { value: { added: ids.length, existing: all.length - ids.length }, changes: ids.length };
+      },
+      1,
+    );
+    committed = res.revision !== 0n;
+    return { added: res.value.added, existing: res.value.existing, revision: res.revision, timings };
+  } catch (e) {
+    if (e instanceof RolledBack) return { added: 0, existing: 0, revision: 0n, timings };
+    if (e instanceof RetryClassic) {
+      for await (const batch of source) for (const c of batch) all.push(c);
+      if (!opts.commit()) return { added: 0, existing: 0, revision: 0n, timings };
+      const res = await commitImport(sql, store, t, all, actor, opts.summary, handoff);
+      return { ...res, timings: { ...timings, ...res.timings, classic_retry: 1 } };
+    }
+    throw e;
+  } finally {
+    if (staged !== undefined && !committed) handoff!.drop(staged);
+  }
+}
+
+/** The classic path: all CIDRs in hand (canonical, unique), retried on races. */
+export async function commitImport(
+  sql: Sql,
+  store: RuleStore,
+  t: ImportTemplate,
+  cidrs: readonly string[],
+  actor: string,
+  summary: (added: number) => Record<string, unknown>,
+  handoff?: BulkHandoff,
+): Promise<ImportCommit> {
+  const staged: bigint[] = [];
+  const timings: Record<string, number> = {};
+  let committedWrite = -1n;
+  try {
+    const res = await writeTransaction(sql, actor, 'import', async (tx, w) => {
+      let t0 = Date.now();
+      const existing = await store.existingCidrs(tx, t.direction, t.selectorKey);
+      const toAdd = existing.size === 0 ? cidrs : cidrs.filter((c) => !existing.has(c));
+      timings.existing_ms = Date.now() - t0;
+      if (toAdd.length === 0) return { value: { added: 0, existing: cidrs.length, writeId: w }, changes: 0 };
+      t0 = Date.now();
+      const ids = await reserveIds(tx as unknown as Sql, toAdd.length);
+      const suffix = copySuffix(t, w, actor);
+      function* lines(): Generator<string> {
+        let buf: string[] = [];
+        for (let i = 0; i < toAdd.length; i++) {
+          buf.push(`${ids[i]}\t${toAdd[i]}${suffix}`);
+          if (buf.length >= LINES_PER_WRITE) {
+            yield buf.join('');
+            buf = [];
+          }
+        }
+        if (buf.length) yield buf.join('');
+      }
+      const copy = await openCopy(tx as unknown as Sql, `copy rules (${COPY_COLUMNS}) from stdin`);
+      for (const chunk of lines()) {
+        await write(copy.writable, chunk).catch(() => undefined);
+        if (copy.failed()) break;
+      }
+      await copy.finish();
+      timings.copy_ms = Date.now() - t0;
+      await finishBulk(tx as unknown as Sql, w, actor, summary(toAdd.length));
+      if (handoff) {
+        handoff.put(w, { ids, cidrs: toAdd, template: t });
+        staged.push(w);
+      }
+      return { value: { added: toAdd.length, existing: cidrs.length - toAdd.length, writeId: w }, changes: toAdd.length };
+    });
+    if (res.revision !== 0n) committedWrite = res.value.writeId;
+    return { added: res.value.added, existing: res.value.existing, revision: res.revision, timings };
+  } finally {
+    // Attempts that did not commit leave nothing for the feed.
+    for (const w of staged) if (w !== committedWrite) handoff!.drop(w);
+  }
 }

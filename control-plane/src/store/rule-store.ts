@@ -9,7 +9,7 @@ import { FleetwallError } from '../errors/fleetwall-error.js';
 import { describeEnums } from '../rules/enums.js';
 import type { RuleSpec } from '../rules/validate.js';
 import { type RuleRow, canonicalFromPg, ruleFromRow } from './rule-row.js';
-import { type RevisionKind, writeTransaction } from './write-transaction.js';
+import { isRetryable, REVISION_CHANNEL, type RevisionKind, writeTransaction } from './write-transaction.js';
 
 export const OP_UPSERT = 1;
 export const OP_DELETE = 2;
@@ -63,6 +63,14 @@ export function copyText(v: string): string {
   return v.replace(/[\\\t\n\r]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r'));
 }
 
+/**
+ * "Rules whose CIDR contains the address $N": the partial GiST index for
+ * prefixes shorter than a host, the identity btree for host entries.
+ */
+export function coversSql(param: string): string {
+  return `((r.cidr >>= ${param}::inet and masklen(r.cidr) < (case family(r.cidr) when 4 then 32 else 128 end)) or r.cidr = ${param}::inet::cidr)`;
+}
+
 const RULE_SELECT = 'r.id, r.cidr::text as cidr, r.action, r.direction, r.selector, r.selector_key, r.mode, r.expire_time, r.comment, r.create_time, r.update_time, r.write_id, r.created_by, v.revision';
 
 export class RuleStore {
@@ -102,6 +110,7 @@ export class RuleStore {
       }
       seen.set(k, i);
     });
+    if (specs.length === 1) return this.createOne(specs[0]!, fields[0]!, actor, kind);
     const res = await writeTransaction(this.sql, actor, kind, async (tx, w) => {
       const wid = w.toString();
       const inserted = await tx.unsafe<RuleRow[]>(
@@ -132,6 +141,47 @@ export class RuleStore {
       return { value: specs.map((s) => byKey.get(identity(s.cidr, s.direction, s.selectorKey))!), changes: inserted.length };
     });
     return { value: res.value.map((r) => ruleFromRow(r, res.revision)), revision: res.revision };
+  }
+
+  /**
+   * One rule in one statement (one round trip, its own implicit
+   * transaction): insert, change-log and audit rows, then - ordered after
+   * the insert because it reads its result - the revision bump, the
+   * revisions row and the NOTIFY. Same protocol as writeTransaction.
+   */
+  private async createOne(s: RuleSpec, field: string, actor: string, kind: RevisionKind): Promise<Committed<Rule[]>> {
+    for (let attempt = 1; ; attempt++) {
+      let rows: (RuleRow & { revision: bigint })[];
+      try {
+        rows = await this.sql.unsafe<(RuleRow & { revision: bigint })[]>(
+        `with w as (select nextval('write_id_seq') as id),
+         ins as (
+           insert into rules (cidr, action, direction, selector, selector_key, mode, expire_time, comment, create_time, update_time, write_id, created_by)
+           select $1::cidr, $2, $3, $4::text::jsonb, $5, $6, $7::timestamptz, $8, now(), now(), w.id, $9 from w
+           on conflict (cidr, direction, selector_key) do nothing
+           returning *),
+         ch as (insert into changes (write_id, rule_id, op) select write_id, id, ${OP_UPSERT} from ins),
+         au as (insert into audit_log (actor, action, rule_id, write_id, after) select $9, 'rule.create', id, write_id, to_jsonb(ins.*) - 'write_id' from ins),
+         c as (update revision_counter set value = value + 1 where id = 1 and exists (select 1 from ins) returning value),
+         rv as (insert into revisions (revision, write_id, commit_time, actor, kind, change_count)
+                select c.value, w.id, clock_timestamp(), $9, $10, 1 from c, w returning revision)
+         select ins.id, ins.cidr::text as cidr, ins.action, ins.direction, ins.selector, ins.selector_key, ins.mode, ins.expire_time,
+                ins.comment, ins.create_time, ins.update_time, ins.write_id, ins.created_by, rv.revision,
+                pg_notify('${REVISION_CHANNEL}', rv.revision::text)
+         from ins, rv`,
+        [s.cidr, s.action, s.direction, JSON.stringify(s.selector), s.selectorKey, s.mode, s.expireTime ? s.expireTime.toISOString() : null, s.comment, actor, kind] as never[],
+        );
+      } catch (e) {
+        if (attempt < 3 && isRetryable(e)) continue;
+        throw e;
+      }
+      if (rows[0]) return { value: [ruleFromRow(rows[0])], revision: rows[0].revision };
+      const [existing] = await this.sql<{ id: bigint; cidr: string; action: number; direction: number; mode: number; selector_key: string }[]>`
+        select id, cidr::text as cidr, action, direction, mode, selector_key from rules
+        where cidr = ${s.cidr}::cidr and direction = ${s.direction} and selector_key = ${s.selectorKey}`;
+      if (existing) throw duplicateError(existing, field);
+      if (attempt >= 3) throw Object.assign(new Error('duplicate vanished'), { code: '40001' });
+    }
   }
 
   /**
@@ -235,7 +285,7 @@ export class RuleStore {
       const ph = p(pat);
       conds.push(`(r.cidr::text ilike ${ph} or r.comment ilike ${ph})`);
     }
-    if (filter.coversAddress) conds.push(`r.cidr >>= ${p(formatAddress(filter.coversAddress))}::inet`);
+    if (filter.coversAddress) conds.push(coversSql(p(formatAddress(filter.coversAddress))));
     const where = conds.length ? conds.join(' and ') : 'true';
     return this.sql.begin('isolation level repeatable read read only', async (tx) => {
       const countParams = [...params];
@@ -258,7 +308,7 @@ export class RuleStore {
     return this.sql.begin('isolation level repeatable read read only', async (tx) => {
       const rows = await tx.unsafe<RuleRow[]>(
         `select ${RULE_SELECT} from rules r join revisions v on v.write_id = r.write_id
-         where r.cidr >>= $1::inet and r.direction = $2 and (r.expire_time is null or r.expire_time > now())
+         where ${coversSql('$1')} and r.direction = $2 and (r.expire_time is null or r.expire_time > now())
            and ${labels ? `$3::text::jsonb @> r.selector` : `r.selector_key = '{}'`}
          order by masklen(r.cidr) desc, r.id`,
         (labels ? [formatAddress(address), direction, JSON.stringify(labels)] : [formatAddress(address), direction]) as never[],

@@ -33,6 +33,12 @@ export interface WriteResult<T> {
 
 const RETRYABLE = new Set(['23505', '40P01', '40001']);
 
+/** Unique-violation races, deadlocks, serialization failures: worth running again. */
+export function isRetryable(e: unknown): boolean {
+  const code = (e as { code?: string } | null)?.code;
+  return code !== undefined && RETRYABLE.has(code);
+}
+
 /**
  * Runs `body` in a write transaction and commits it as one revision. Retries
  * the whole transaction (body included) on unique-violation races, deadlocks
@@ -60,8 +66,7 @@ export async function writeTransaction<T>(
         return { value: out.value, revision: r!.revision, commitTime: r!.commit_time };
       });
     } catch (e) {
-      const code = (e as { code?: string }).code;
-      if (attempt < attempts && code !== undefined && RETRYABLE.has(code)) continue;
+      if (attempt < attempts && isRetryable(e)) continue;
       throw e;
     }
   }

@@ -6,7 +6,8 @@
 // after a reconnect.
 import type { Sql } from 'postgres';
 import type { Logger } from 'pino';
-import type { ChangeLog, SyncRuleRow } from '../store/change-log.js';
+import type { ChangeLog, RuleChange, SyncRuleRow } from '../store/change-log.js';
+import type { LocalBulkWrites } from './bulk-handoff.js';
 import { REVISION_CHANNEL } from '../store/write-transaction.js';
 import type { RuleCache, RuleTransition } from './rule-cache.js';
 
@@ -30,6 +31,7 @@ export class RevisionFeed {
     private readonly onReload: () => void,
     private readonly pollIntervalMs: number,
     private readonly logger: Logger,
+    private readonly localBulk?: LocalBulkWrites,
   ) {}
 
   async start(): Promise<void> {
@@ -98,30 +100,46 @@ export class RevisionFeed {
 
   /** Applies the next batch of revisions; true if there may be more. */
   private async step(): Promise<boolean> {
-    const revs = await this.changeLog.revisionsAfter(this.cache.revision, BATCH);
+    const revs = await this.changeLog.nextRevisions(this.cache.revision, BATCH);
     if (revs.length === 0) return false;
     if (revs[0]!.revision !== this.cache.revision + 1n) {
       this.logger.error({ have: this.cache.revision.toString(), next: revs[0]!.revision.toString() }, 'gap in the revision sequence; reloading');
       await this.reload();
       return true;
     }
-    // A bulk import is read on its own: it may hold a million rules.
-    const bulkAt = revs.findIndex((r) => r.kind === 'import');
-    const batch = bulkAt === 0 ? revs.slice(0, 1) : bulkAt > 0 ? revs.slice(0, bulkAt) : revs;
-    const changes = await this.changeLog.changesOf(batch.map((r) => r.writeId));
-    const floor = batch.some((r) => r.changeCount > 0n && changes.get(r.writeId)!.length === 0) ? await this.changeLog.logFloor() : 0n;
-    for (const r of batch) {
+    const pruned = revs.some((r) => r.changeCount > 0n && r.changes.length === 0 && !r.bulk);
+    const floor = pruned ? await this.changeLog.logFloor() : 0n;
+    for (const r of revs) {
       if (this.stopped) return false;
       if (r.revision <= floor) {
         this.logger.error({ revision: r.revision.toString(), floor: floor.toString() }, 'change log pruned past this process; reloading');
         await this.reload();
         return true;
       }
-      if (r.revision !== this.cache.revision + 1n) return true;
-      const transitions = this.cache.apply(r.revision, changes.get(r.writeId)!);
+      let changes = r.changes;
+      if (r.bulk) {
+        // A bulk import (maybe a million rules) is read on its own; what
+        // follows it is read again afterwards.
+        const started = Date.now();
+        const local = this.localBulk?.take(r.writeId);
+        let bulk: RuleChange[];
+        if (local) {
+          const t = local.template;
+          bulk = local.cidrs.map((cidr, i) => {
+            const id = local.ids[i]!;
+            return { ruleId: id, row: { id, cidr, action: t.action, direction: t.direction, mode: t.mode, expire_time: t.expireTime, selector_key: t.selectorKey }, encoded: local.encoded?.[i] };
+          });
+        } else {
+          bulk = await this.changeLog.bulkChanges(r.writeId);
+        }
+        changes = changes.length ? [...changes, ...bulk] : bulk;
+        this.logger.info({ revision: r.revision.toString(), rules: changes.length, from: local ? 'memory' : 'store', ms: Date.now() - started }, 'bulk revision read');
+      }
+      const transitions = this.cache.apply(r.revision, changes);
       this.onRevision(r.revision, r.commitTime, transitions);
+      if (r.bulk) return true;
     }
-    return revs.length === BATCH || batch.length < revs.length;
+    return revs.length === BATCH;
   }
 
   private async reload(): Promise<void> {

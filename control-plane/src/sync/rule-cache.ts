@@ -53,9 +53,9 @@ export class RuleCache {
     return g;
   }
 
-  private put(row: SyncRuleRow): CachedRule {
+  private put(row: SyncRuleRow, encoded?: string): CachedRule {
     const g = this.group(row.selector_key);
-    const r: CachedRule = { id: row.id, sel: g.key, enc: encodeAgentRule(row) };
+    const r: CachedRule = { id: row.id, sel: g.key, enc: encoded ?? encodeAgentRule(row) };
     this.byId.set(r.id, r);
     g.rules.set(r.id, r);
     return r;
@@ -87,7 +87,7 @@ export class RuleCache {
     for (const c of changes) {
       const prev = this.byId.get(c.ruleId);
       if (prev) this.remove(prev);
-      const next = c.row ? this.put(c.row) : undefined;
+      const next = c.row ? this.put(c.row, c.encoded) : undefined;
       if (prev || next) out.push({ id: c.ruleId, prev, next });
     }
     this.revision = revision;

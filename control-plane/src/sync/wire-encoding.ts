@@ -108,8 +108,119 @@ export interface EncodableRule {
   readonly expire_time: Date | null;
 }
 
-/** AgentRule bytes as a latin1 string. */
+const scratch = Buffer.allocUnsafe(64);
+
+function putVarint(buf: Buffer, pos: number, n: number): number {
+  while (n > 0x7f) {
+    buf[pos++] = (n % 0x80) | 0x80;
+    n = Math.floor(n / 0x80);
+  }
+  buf[pos++] = n;
+  return pos;
+}
+
+function putVarintBig(buf: Buffer, pos: number, n: bigint): number {
+  if (n <= 0x1fffffffffffffn) return putVarint(buf, pos, Number(n));
+  while (n > 0x7fn) {
+    buf[pos++] = Number(n & 0x7fn) | 0x80;
+    n >>= 7n;
+  }
+  buf[pos++] = Number(n);
+  return pos;
+}
+
+/** "a.b.c.d/n" without the general parser (the common case in big lists). */
+function fastV4(cidr: string, out: Buffer, at: number): number {
+  let octet = 0;
+  let digits = 0;
+  let k = 0;
+  let i = 0;
+  for (; i < cidr.length; i++) {
+    const c = cidr.charCodeAt(i);
+    if (c >= 48 && c <= 57) {
+      octet = octet * 10 + (c - 48);
+      digits++;
+    } else if (c === 46 && k < 3 && digits > 0 && octet <= 255) {
+      out[at + k++] = octet;
+      octet = 0;
+      digits = 0;
+    } else if (c === 47 && k === 3 && digits > 0 && octet <= 255) {
+      out[at + k++] = octet;
+      break;
+    } else return -1;
+  }
+  if (k !== 4 || i >= cidr.length - 1) return -1;
+  let len = 0;
+  for (i++; i < cidr.length; i++) {
+    const c = cidr.charCodeAt(i);
+    if (c < 48 || c > 57) return -1;
+    len = len * 10 + (c - 48);
+  }
+  return len <= 32 ? len : -1;
+}
+
+/**
+ * AgentRule bytes as a latin1 string (same bytes as AgentRule.encode). `cidr`
+ * is the canonical text from the store (already validated).
+ */
 export function encodeAgentRule(r: EncodableRule): string {
+  const b = scratch;
+  let pos = 0;
+  if (r.id !== 0n) {
+    b[pos++] = 0x08;
+    pos = putVarintBig(b, pos, r.id);
+  }
+  // address: tag, length, bytes
+  b[pos] = 0x12;
+  let len = fastV4(r.cidr, b, pos + 2);
+  if (len >= 0) {
+    b[pos + 1] = 4;
+    pos += 6;
+  } else {
+    const p = parseCidr(r.cidr);
+    b[pos + 1] = p.bytes.length;
+    b.set(p.bytes, pos + 2);
+    pos += 2 + p.bytes.length;
+    len = p.len;
+  }
+  if (len !== 0) {
+    b[pos++] = 0x18;
+    pos = putVarint(b, pos, len);
+  }
+  if (r.action !== 0) {
+    b[pos++] = 0x20;
+    pos = putVarint(b, pos, r.action);
+  }
+  if (r.direction !== 0) {
+    b[pos++] = 0x28;
+    pos = putVarint(b, pos, r.direction);
+  }
+  if (r.mode !== 0) {
+    b[pos++] = 0x30;
+    pos = putVarint(b, pos, r.mode);
+  }
+  if (r.expire_time) {
+    const ms = r.expire_time.getTime();
+    const seconds = Math.floor(ms / 1000);
+    const nanos = (ms - seconds * 1000) * 1_000_000;
+    const start = pos;
+    pos += 2;
+    if (seconds !== 0) {
+      b[pos++] = TS_SECONDS;
+      pos = putVarint(b, pos, seconds);
+    }
+    if (nanos !== 0) {
+      b[pos++] = TS_NANOS;
+      pos = putVarint(b, pos, nanos);
+    }
+    b[start] = 0x3a;
+    b[start + 1] = pos - start - 2;
+  }
+  return b.toString('latin1', 0, pos);
+}
+
+/** The reference encoding (generated code), for tests. */
+export function encodeAgentRuleReference(r: EncodableRule): string {
   const p = parseCidr(r.cidr);
   const bytes = AgentRule.encode({
     id: r.id,

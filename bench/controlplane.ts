@@ -1,0 +1,263 @@
+// npm run bench:controlplane — the control plane under a simulated fleet, JSON lines on stdout:
+//
+//   ms.propagation_p50 / _p99 / _max   commit of a rule create -> its delta at EVERY agent
+//                                      (per change: the slowest of the 1,000 agents), over
+//                                      >= 200 creates paced --pace-ms apart
+//   rules_per_second.create            sustained single-rule CreateRule calls (--concurrency
+//                                      in flight) while the 1,000 agents follow every revision
+//   seconds.import_1m_commit           1,000,000-prefix ImportRules stream: first byte -> committed
+//   seconds.import_1m_received         first byte -> one connected agent has the whole revision
+//   mb.controlplane_rss_1000_agents    control-plane RSS with 1,000 agents connected, after the
+//                                      propagation and create phases
+//   (+ context: seconds.connect_1000_agents, ms.propagation_mean, seconds.create_backlog_drain,
+//    ms.expiry_to_agent_max, mb.controlplane_rss_peak, mb.controlplane_rss_1m_rules)
+//
+// Real Postgres (embedded, fsync on), the control plane as its own process
+// (child), the agents as real gRPC clients (own HTTP/2 connection each)
+// spread over --workers child processes. Commit times come from the
+// revision's commit_time (Postgres clock_timestamp(), ms precision in the
+// Delta; arrival is sub-ms wall clock on the same host).
+// Options: --agents 1000 --workers 4 --changes 250 --pace-ms 20 --create-seconds 10
+//          --concurrency 16 --import 1000000 --skip-import --skip-create
+// Targets (issue 3): p99 <= 100 ms at 1,000 agents; 1M import committed <= 20 s and
+// received <= 30 s; RSS <= 1 GB at 1,000 agents.
+import { fork, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Metadata, type ServiceError } from '@grpc/grpc-js';
+import { ImportRulesRequest, type ImportRulesResponse } from '../proto/gen/fleetwall/v1/rule_service.js';
+import { Action } from '../proto/gen/fleetwall/v1/rule.js';
+import { connectClients, startChildControlPlane } from '../test/support/control-plane.js';
+import { startTestPostgres } from '../test/support/postgres.js';
+import { rulesApi } from '../test/control-plane/support/rules.js';
+import { SyncClient } from '../test/control-plane/support/sync-client.js';
+import type { RevisionStat, WorkerCommand, WorkerEvent } from './controlplane/agent-worker.js';
+
+const argv = process.argv.slice(2);
+const opt = (name: string, def: number): number => {
+  const i = argv.findIndex((a) => a === `--${name}` || a.startsWith(`--${name}=`));
+  if (i < 0) return def;
+  const a = argv[i]!;
+  return Number(a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[i + 1]);
+};
+const AGENTS = opt('agents', 1000);
+const WORKERS = opt('workers', 4);
+const CHANGES = opt('changes', 250);
+const PACE_MS = opt('pace-ms', 20);
+const CREATE_SECONDS = opt('create-seconds', 10);
+const CONCURRENCY = opt('concurrency', 16);
+const IMPORT = opt('import', 1_000_000);
+const SKIP_IMPORT = argv.includes('--skip-import');
+const SKIP_CREATE = argv.includes('--skip-create');
+
+const now = () => performance.timeOrigin + performance.now();
+const log = (msg: string) => process.stderr.write(`[bench:controlplane] ${msg}\n`);
+function emit(metric: string, value: number, extra: Record<string, unknown> = {}): void {
+  process.stdout.write(`${JSON.stringify({ metric, value: Math.round(value * 100) / 100, ...extra })}\n`);
+}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i]!;
+}
+
+function rssMb(pid: number): { rss: number; peak: number } {
+  const s = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? 0);
+  return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
+}
+
+class Worker {
+  readonly proc: ChildProcess;
+  private waiting: ((e: WorkerEvent) => void)[] = [];
+  constructor() {
+    this.proc = fork(fileURLToPath(new URL('./controlplane/agent-worker.ts', import.meta.url)), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    this.proc.on('message', (e: WorkerEvent) => {
+      const w = this.waiting.shift();
+      w?.(e);
+    });
+  }
+  send(c: WorkerCommand): void {
+    this.proc.send(c);
+  }
+  next(): Promise<WorkerEvent> {
+    return new Promise((r) => this.waiting.push(r));
+  }
+  async report(): Promise<{ revisions: RevisionStat[]; ended: number }> {
+    const p = this.next();
+    this.send({ type: 'report' });
+    const e = await p;
+    if (e.type !== 'report') throw new Error(`unexpected ${e.type}`);
+    return e;
+  }
+  async stop(): Promise<void> {
+    const exited = new Promise((r) => this.proc.once('exit', r));
+    this.send({ type: 'stop' });
+    await exited;
+  }
+}
+
+async function startWorkers(target: string, agents: number, workers: number): Promise<Worker[]> {
+  const ws = Array.from({ length: workers }, () => new Worker());
+  const per = Math.ceil(agents / workers);
+  const ready = ws.map((w) => w.next());
+  ws.forEach((w, i) => w.send({ type: 'start', target, count: Math.min(per, agents - i * per), offset: i * per, connectPerSecond: 250 }));
+  const events = await Promise.all(ready);
+  for (const e of events) if (e.type !== 'ready') throw new Error(`worker failed: ${JSON.stringify(e)}`);
+  return ws;
+}
+
+/** Merged per-revision stats once every agent has `rev`. */
+async function waitAll(ws: Worker[], agents: number, revs: bigint[], timeoutMs: number): Promise<Map<string, RevisionStat>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const reports = await Promise.all(ws.map((w) => w.report()));
+    const merged = new Map<string, RevisionStat>();
+    for (const r of reports) {
+      for (const s of r.revisions) {
+        const m = merged.get(s.revision);
+        if (!m) merged.set(s.revision, { ...s });
+        else {
+          m.count += s.count;
+          m.sumMs += s.sumMs;
+          m.maxMs = Math.max(m.maxMs, s.maxMs);
+          m.lastArrival = Math.max(m.lastArrival, s.lastArrival);
+        }
+      }
+    }
+    const missing = revs.filter((r) => (merged.get(r.toString())?.count ?? 0) < agents);
+    if (missing.length === 0) return merged;
+    if (Date.now() > deadline) {
+      const ended = reports.reduce((n, r) => n + r.ended, 0);
+      throw new Error(`${missing.length} revisions not at every agent after ${timeoutMs}ms (first ${missing[0]}: ${merged.get(missing[0]!.toString())?.count ?? 0}/${agents}; streams ended: ${ended})`);
+    }
+    await sleep(250);
+  }
+}
+
+async function main(): Promise<void> {
+  log(`agents=${AGENTS} workers=${WORKERS} changes=${CHANGES} pace=${PACE_MS}ms import=${SKIP_IMPORT ? 0 : IMPORT}`);
+  const pg = await startTestPostgres({ settings: { fsync: 'on', synchronous_commit: 'on', full_page_writes: 'on', shared_buffers: '256MB', max_wal_size: '4GB' } });
+  const cp = await startChildControlPlane(pg.url, {});
+  log(`control plane pid ${cp.pid} on ${cp.target}`);
+  const clients = connectClients(cp.target);
+  const api = rulesApi(clients.rules, 'bench');
+  const workers: Worker[] = [];
+  try {
+    // Phase 1: the fleet connects.
+    let t = now();
+    workers.push(...(await startWorkers(cp.target, AGENTS, WORKERS)));
+    emit('seconds.connect_1000_agents', (now() - t) / 1000, { agents: AGENTS });
+    await sleep(1000);
+
+    // Phase 2: propagation of single creates.
+    const revs: bigint[] = [];
+    for (let i = 0; i < CHANGES; i++) {
+      const r = await api.create({ rule: { cidr: `10.${(i >> 8) & 255}.${i & 255}.0/24`, action: Action.ACTION_DENY, comment: 'bench propagation' } });
+      revs.push(r.revision);
+      await sleep(PACE_MS);
+    }
+    const stats = await waitAll(workers, AGENTS, revs, 120_000);
+    const perChange = revs.map((r) => stats.get(r.toString())!.maxMs).sort((a, b) => a - b);
+    const meanAgent = revs.reduce((s, r) => s + stats.get(r.toString())!.sumMs, 0) / (revs.length * AGENTS);
+    const ctx = { agents: AGENTS, changes: CHANGES, pace_ms: PACE_MS };
+    emit('ms.propagation_p50', percentile(perChange, 50), ctx);
+    emit('ms.propagation_p99', percentile(perChange, 99), ctx);
+    emit('ms.propagation_max', perChange[perChange.length - 1]!, ctx);
+    emit('ms.propagation_mean', meanAgent, { ...ctx, note: 'mean over (change, agent) pairs' });
+
+    // Phase 3: sustained creates with the fleet following.
+    if (!SKIP_CREATE) {
+      let made = 0;
+      let last = 0n;
+      const stopAt = now() + CREATE_SECONDS * 1000;
+      t = now();
+      await Promise.all(
+        Array.from({ length: CONCURRENCY }, async (_, w) => {
+          for (let i = 0; now() < stopAt; i++) {
+            const n = w * 1_000_000 + i;
+            const r = await api.create({ rule: { cidr: `11.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}/32`, action: Action.ACTION_DENY } });
+            made++;
+            if (r.revision > last) last = r.revision;
+          }
+        }),
+      );
+      const elapsed = (now() - t) / 1000;
+      emit('rules_per_second.create', made / elapsed, { concurrency: CONCURRENCY, seconds: Math.round(elapsed * 10) / 10, agents_following: AGENTS });
+      const t2 = now();
+      await waitAll(workers, AGENTS, [last], 300_000);
+      emit('seconds.create_backlog_drain', (now() - t2) / 1000, { agents: AGENTS, note: 'after the create burst, until every agent has the last revision' });
+    }
+    const mem = rssMb(cp.pid);
+    emit('mb.controlplane_rss_1000_agents', mem.rss, { agents: AGENTS });
+    emit('mb.controlplane_rss_peak', mem.peak, { agents: AGENTS });
+    for (const w of workers.splice(0)) await w.stop();
+
+    if (!SKIP_IMPORT) {
+      // Expiry: rules with a 1 s ttl, deleted at an agent how long after their expiry.
+      const one = new SyncClient(cp.target, { nodeName: 'bench-expiry' }).connect();
+      await one.waitInSync();
+      const batch = await api.batchCreate({ requests: Array.from({ length: 100 }, (_, i) => ({ rule: { cidr: `12.0.${i}.0/24`, action: Action.ACTION_DENY }, ttl: { seconds: 1n, nanos: 0 } })) });
+      await one.waitRevision(batch.revision);
+      const ids = new Set(batch.rules.map((r) => r.id));
+      const expireAt = Math.max(...batch.rules.map((r) => r.expireTime!.getTime()));
+      await one.waitFor((c) => [...ids].every((id) => !c.rules.has(id)), 'expiry deletes', 30_000);
+      const del = one.deltas.filter((d) => d.delta.deletes.some((id) => ids.has(id)));
+      emit('ms.expiry_to_agent_max', Math.max(...del.map((d) => d.receivedAt)) - expireAt, { rules: 100, note: 'expire_time -> delete delta at an agent (sweep every 200 ms)' });
+      one.close();
+
+      // Phase 4: a 1M-line import, one agent connected.
+      const [w] = await startWorkers(cp.target, 1, 1);
+      workers.push(w!);
+      const half = Math.floor(IMPORT / 2);
+      const line = (i: number) => {
+        if (i < half) {
+          const v = (0x50000000 + i * 3) >>> 0;
+          return `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
+        }
+        const v = (0x10000000 + (i - half) * 512) >>> 0;
+        return `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.0/24`;
+      };
+      t = now();
+      const md = new Metadata();
+      md.set('x-fleetwall-actor', 'bench');
+      const res = await new Promise<ImportRulesResponse>((resolve, reject) => {
+        const call = clients.rules.importRules(md, (err: ServiceError | null, r?: ImportRulesResponse) => (err ? reject(err) : resolve(r!)));
+        const write = (m: ImportRulesRequest) => (call.write(m) ? Promise.resolve() : new Promise<void>((r) => call.once('drain', () => r())));
+        (async () => {
+          await write(ImportRulesRequest.fromPartial({ part: { $case: 'header', value: { action: Action.ACTION_DENY, comment: 'bench import' } } }));
+          const CH = 16384;
+          for (let i = 0; i < IMPORT; i += CH) {
+            const lines: string[] = [];
+            for (let j = i; j < Math.min(IMPORT, i + CH); j++) lines.push(line(j));
+            await write(ImportRulesRequest.fromPartial({ part: { $case: 'chunk', value: { lines } } }));
+          }
+          call.end();
+        })().catch(reject);
+      });
+      const commitS = (now() - t) / 1000;
+      if (res.added !== BigInt(IMPORT)) throw new Error(`import added ${res.added} of ${IMPORT}`);
+      const got = await waitAll([w!], 1, [res.revision], 300_000);
+      const received = (got.get(res.revision.toString())!.lastArrival - t) / 1000;
+      emit('seconds.import_1m_commit', commitS, { prefixes: IMPORT });
+      emit('seconds.import_1m_received', received, { prefixes: IMPORT, agents: 1 });
+      await sleep(2000);
+      emit('mb.controlplane_rss_1m_rules', rssMb(cp.pid).rss, { rules: IMPORT });
+    }
+  } finally {
+    for (const w of workers) await w.stop().catch(() => undefined);
+    clients.close();
+    await cp.stop();
+    await pg.stop();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    log(`failed: ${err instanceof Error ? err.stack : String(err)}`);
+    process.exit(1);
+  },
+);
