@@ -154,7 +154,9 @@ async function main(): Promise<void> {
       cleanups.push(() => agent.cleanup());
       const h = await agent.waitHealth('1M snapshot applied', (x) => x.syncState === 'in_sync' && BigInt(x.appliedRevision) >= imp.revision, 180_000);
       const rec = agent.records(/^in sync: first ACK of the stream$/)[0];
-      for (const r of agent.records(/^(snapshot received|applied|sync started|in sync: first ACK of the stream)$/)) note(`agent: ${JSON.stringify(r)}`);
+      for (const r of agent.records(/^(snapshot received|applied|sync started|in sync: first ACK of the stream)$/)) {
+        note(`agent: ${String(r.msg)} ${JSON.stringify({ t: r.time, ms: r.ms, planMs: r.planMs, receivedMs: r.receivedMs, helloToAckMs: r.helloToAckMs })}`);
+      }
       emit('seconds.snapshot_1m_apply', r1((h.lastSyncMs as number) / 1000) , { rules: h.rulesInKernel, target: 10, log: rec ? { helloToAckMs: rec.helloToAckMs } : undefined });
       for (let i = 0; i < 5; i++) {
         await sleep(1000);
@@ -163,6 +165,14 @@ async function main(): Promise<void> {
       const st = procStatus(agent.pid!);
       emit('mb.agent_rss_1m_rules', Math.round(st.rssMb), { rulesInKernel: h.rulesInKernel, peakMb: Math.round(st.hwmMb), target: 300 });
       emit('mb.agent_rss_peak_1m_rules', Math.round(st.hwmMb));
+      // kill -9 with 1M rules: time until the restarted agent enforces (reads the pins back, applies the
+      // difference) and until it is in sync again (resume, no snapshot).
+      await agent.kill9();
+      const tr = Date.now();
+      await agent.restart();
+      const readyS = (Date.now() - tr) / 1000;
+      const back = await agent.waitHealth('resumed', (x) => x.syncState === 'in_sync', 180_000);
+      emit('seconds.restart_1m_ready', r1(readyS), { inSyncSeconds: r1((Date.now() - tr) / 1000), syncMode: back.lastSyncMode, rulesInKernel: back.rulesInKernel, peakMb: Math.round(procStatus(agent.pid!).hwmMb) });
       if (!SKIP_ENFORCE) {
         const res = { enforce: [] as number[], unblock: [] as number[] };
         await runEnforce(cp, agent, bed, 50, 'enforce with 1M rules', res);

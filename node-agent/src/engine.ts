@@ -79,16 +79,22 @@ export class Engine {
     this.requestReconcile(true);
   }
 
-  /** Runs `task` after every queued task; resolves when it ran. */
+  /**
+   * Runs `task` after every queued task; resolves when it ran. A task that
+   * throws is logged and recorded as the last error, never left unhandled:
+   * the agent keeps enforcing what it has.
+   */
   run(task: Task): Promise<void> {
-    return new Promise((resolve, reject) => {
+    return new Promise((resolve) => {
       this.queue.push(async () => {
         try {
           await task();
-          resolve();
         } catch (e) {
-          reject(e);
+          this.lastError = `internal error: ${(e as Error).message}`;
+          this.lastErrorAt = this.now();
+          this.log.error({ err: e }, 'a state change failed; the kernel keeps its current state');
         }
+        resolve();
       });
       this.kick();
     });

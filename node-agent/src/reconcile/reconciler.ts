@@ -13,6 +13,7 @@ import { F_JOURNALED, RuleTable } from './rule-table.js';
 import { type Plan, PlanError, commitPlan, plan, planOps } from './plan.js';
 import { SlotPool } from './slot-pool.js';
 import { MetaCodec } from './meta-codec.js';
+import { releaseTransientMemory } from '../memory.js';
 
 export interface ReconcileOk {
   readonly ok: true;
@@ -184,6 +185,7 @@ export class Reconciler {
       this.stats.applies++;
       this.stats.ops += pl.opCount;
       this.stats.lastApplyMs = ms;
+      if (pl.opCount > 100_000) releaseTransientMemory();
       if (chunks > 0 || ms > 500) this.log.info({ ops: pl.opCount, chunks: chunks + 1, ms: Math.round(ms), planMs: Math.round(planMs), full: pl.full }, 'applied');
       return { ok: true, opCount: pl.opCount, ms, full: pl.full };
     } catch (e) {
