@@ -65,6 +65,30 @@ function ensureNodeModules() {
   run('npm', ['ci', '--no-audit', '--no-fund']);
 }
 
+// The Python client example (examples/python) is tested by `npm test`: it needs grpcio and
+// grpcio-tools. Offline wheel folders named by `pip config list` are tried first (fast, no
+// network), then a plain pip install.
+function ensurePython() {
+  const probe = spawnSync('python3', ['-c', 'import grpc, grpc_tools'], { stdio: 'ignore' });
+  if (probe.status === 0) return;
+  if (!have('python3')) {
+    if (process.getuid?.() === 0 && have('apt-get')) run('apt-get', ['install', '-y', '-qq', 'python3', 'python3-pip']);
+    else {
+      log('python3 is missing: the Python client test needs it');
+      return;
+    }
+  }
+  const config = spawnSync('python3', ['-m', 'pip', 'config', 'list'], { encoding: 'utf8' }).stdout ?? '';
+  const links = new Set();
+  for (const m of config.matchAll(/file:\/\/(\S+?)\/simple/g)) if (existsSync(join(m[1], 'files'))) links.add(join(m[1], 'files'));
+  for (const m of config.matchAll(/find-links='([^']+)'/g)) for (const d of m[1].split(/\s+/)) if (existsSync(d)) links.add(d);
+  log('installing grpcio and grpcio-tools for the Python client');
+  const offline = links.size > 0
+    ? spawnSync('python3', ['-m', 'pip', 'install', '-q', '--no-index', ...[...links].flatMap((d) => ['--find-links', d]), 'grpcio', 'grpcio-tools'], { stdio: 'inherit' })
+    : { status: 1 };
+  if (offline.status !== 0) run('python3', ['-m', 'pip', 'install', '-q', 'grpcio', 'grpcio-tools']);
+}
+
 export function ensure() {
   ensureSystem();
   ensureNodeModules();
@@ -87,6 +111,7 @@ if (cmd === 'ensure') {
   ensure();
 } else if (cmd === 'test') {
   ensure();
+  ensurePython();
   if (process.getuid?.() !== 0) log('warning: not root; data-plane and end-to-end tests need root and will fail');
   const files = findTests(rest.length ? rest : ['test']);
   if (files.length === 0) {

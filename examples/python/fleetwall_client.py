@@ -31,10 +31,11 @@ from fleetwall.v1 import (  # noqa: E402
 from google.rpc import error_details_pb2, status_pb2  # noqa: E402
 
 
-def emit(kind, message=None, **extra):
+def emit(kind, proto=None, **extra):
+    """Prints one JSON line: {"kind": ..., "data": <proto3 JSON of proto>, **extra}."""
     obj = {"kind": kind, **extra}
-    if message is not None:
-        obj["data"] = json_format.MessageToDict(message)
+    if proto is not None:
+        obj["data"] = json_format.MessageToDict(proto)
     print(json.dumps(obj), flush=True)
 
 
