@@ -167,7 +167,7 @@ test('import: a file with comments, duplicates and invalid lines; stdin; summary
   assert.match(r.stdout, /3 added, 1 duplicate, 2 invalid \(8 lines, revision \d+\)/);
   const problems = parseTable(r.stdout);
   assert.deepEqual(problems.map((p) => p.LINE), ['6', '7']);
-  assert.match(problems[1]!.PROBLEM, /192\.0\.2\.0\/24/, 'host bits: names the canonical form');
+  assert.match(problems[1]!.PROBLEM ?? "", /192\.0\.2\.0\/24/, 'host bits: names the canonical form');
   assert.match(r.stderr, /2 invalid lines were skipped/);
 
   const stdin = await fw(['import', '-', '--json'], { stdin: '203.0.113.128/25\n203.0.113.200\n' });

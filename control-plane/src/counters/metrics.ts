@@ -20,6 +20,8 @@ export interface MetricsSources {
   readonly flushCounters: () => Promise<void>;
   readonly topRules: number;
   readonly connectedAgents: () => number;
+  /** Nodes connected to this process, with the revision each has ACKed. */
+  readonly connectedNodes: () => readonly { name: string; appliedRevision: bigint }[];
   readonly revision: () => bigint;
   readonly cachedRules: () => number;
   readonly controlPlaneId: string;
@@ -105,6 +107,26 @@ export class ControlPlaneMetrics implements SyncMetrics {
         const { rules } = await read();
         this.reset();
         for (const r of rules) this.inc({ rule_id: r.ruleId.toString(), cidr: r.cidr }, Number(r.bytes));
+      },
+    });
+    new Gauge({
+      name: 'fleetwall_node_applied_revision',
+      help: 'Revision a node\'s agent has ACKed (in its kernel); nodes connected to this control plane.',
+      labelNames: ['node'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const n of src.connectedNodes()) this.set({ node: n.name }, Number(n.appliedRevision));
+      },
+    });
+    new Gauge({
+      name: 'fleetwall_node_connected',
+      help: '1 while a node has a live Sync stream to this control plane.',
+      labelNames: ['node'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const n of src.connectedNodes()) this.set({ node: n.name }, 1);
       },
     });
     new Gauge({
