@@ -187,6 +187,11 @@ export class NodeTracker {
       where name = any(${names}) and control_plane_id = ${this.controlPlaneId}`;
   }
 
+  /** Nodes with a live Sync stream to this process and the revision each has ACKed (for /metrics). */
+  connected(): { name: string; appliedRevision: bigint }[] {
+    return [...this.nodes.values()].map((s) => ({ name: s.name, appliedRevision: s.appliedRevision }));
+  }
+
   stop(): void {
     if (this.timer) clearInterval(this.timer);
   }
