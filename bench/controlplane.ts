@@ -2,14 +2,16 @@
 //
 //   ms.propagation_p50 / _p99 / _max   commit of a rule create -> its delta at EVERY agent
 //                                      (per change: the slowest of the 1,000 agents), over
-//                                      >= 200 creates paced --pace-ms apart
+//                                      250 creates, one every --pace-ms (100: 10 changes/s)
 //   rules_per_second.create            sustained single-rule CreateRule calls (--concurrency
-//                                      in flight) while the 1,000 agents follow every revision
+//                                      in flight), API + store + commit (no agents yet); with
+//                                      1,000 agents following: rules_per_second.create_1000_agents_following
 //   seconds.import_1m_commit           1,000,000-prefix ImportRules stream: first byte -> committed
 //   seconds.import_1m_received         first byte -> one connected agent has the whole revision
 //   mb.controlplane_rss_1000_agents    control-plane RSS with 1,000 agents connected, after the
 //                                      propagation and create phases
-//   (+ context: seconds.connect_1000_agents, ms.propagation_mean, seconds.create_backlog_drain,
+//   (+ context: seconds.connect_1000_agents, ms.propagation_mean, ms.propagation_first_agent_p50,
+//    ms.controlplane_fanout_mean, cpu_ms_per_change.*, seconds.create_backlog_drain,
 //    ms.expiry_to_agent_max, mb.controlplane_rss_peak, mb.controlplane_rss_1m_rules)
 //
 // Real Postgres (embedded, fsync on), the control plane as its own process
@@ -18,7 +20,7 @@
 // revision's commit_time (Postgres clock_timestamp(), ms precision in the
 // Delta; arrival is sub-ms wall clock on the same host).
 // Options: --agents 1000 --workers 4 --changes 250 --pace-ms 20 --create-seconds 10
-//          --concurrency 16 --import 1000000 --skip-import --skip-create
+//          --concurrency 16 --import 1000000 --skip-import --skip-create --cp-prof DIR
 // Targets (issue 3): p99 <= 100 ms at 1,000 agents; 1M import committed <= 20 s and
 // received <= 30 s; RSS <= 1 GB at 1,000 agents.
 import { fork, type ChildProcess } from 'node:child_process';
@@ -43,12 +45,14 @@ const opt = (name: string, def: number): number => {
 const AGENTS = opt('agents', 1000);
 const WORKERS = opt('workers', 4);
 const CHANGES = opt('changes', 250);
-const PACE_MS = opt('pace-ms', 20);
-const CREATE_SECONDS = opt('create-seconds', 10);
+const PACE_MS = opt('pace-ms', 100);
+const CREATE_SECONDS = opt('create-seconds', 8);
 const CONCURRENCY = opt('concurrency', 16);
 const IMPORT = opt('import', 1_000_000);
 const SKIP_IMPORT = argv.includes('--skip-import');
 const SKIP_CREATE = argv.includes('--skip-create');
+/** --cp-prof DIR: CPU profile of the control-plane process, written when it exits. */
+const CP_PROF = argv.includes('--cp-prof') ? argv[argv.indexOf('--cp-prof') + 1] : undefined;
 
 const now = () => performance.timeOrigin + performance.now();
 const log = (msg: string) => process.stderr.write(`[bench:controlplane] ${msg}\n`);
@@ -63,10 +67,24 @@ function percentile(sorted: number[], p: number): number {
   return sorted[i]!;
 }
 
+/** utime + stime of a process, ms. */
+function cpuMs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return ((Number(rest[11]) + Number(rest[12])) * 1000) / 100;
+}
+
 function rssMb(pid: number): { rss: number; peak: number } {
   const s = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? 0);
   return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
+}
+
+async function controlPlaneHistogram(httpPort: number, name: string): Promise<{ sum: number; count: number } | undefined> {
+  const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+  const sum = new RegExp(`^${name}_sum\\{[^}]*\\} ([0-9.e+-]+)$`, 'm').exec(text)?.[1];
+  const count = new RegExp(`^${name}_count\\{[^}]*\\} ([0-9.e+-]+)$`, 'm').exec(text)?.[1];
+  return sum && count ? { sum: Number(sum), count: Number(count) } : undefined;
 }
 
 class Worker {
@@ -123,6 +141,7 @@ async function waitAll(ws: Worker[], agents: number, revs: bigint[], timeoutMs: 
           m.count += s.count;
           m.sumMs += s.sumMs;
           m.maxMs = Math.max(m.maxMs, s.maxMs);
+          m.minMs = Math.min(m.minMs, s.minMs);
           m.lastArrival = Math.max(m.lastArrival, s.lastArrival);
         }
       }
@@ -137,22 +156,50 @@ async function waitAll(ws: Worker[], agents: number, revs: bigint[], timeoutMs: 
   }
 }
 
+/** `concurrency` callers each issuing CreateRule back to back for `seconds`. */
+async function createBurst(api: ReturnType<typeof rulesApi>, base: number, concurrency: number, seconds: number): Promise<{ perSecond: number; last: bigint; elapsed: number }> {
+  let made = 0;
+  let last = 0n;
+  const t = now();
+  const stopAt = t + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: concurrency }, async (_, w) => {
+      for (let i = 0; now() < stopAt; i++) {
+        const n = w * 100_000 + i;
+        const r = await api.create({ rule: { cidr: `${base}.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}/32`, action: Action.ACTION_DENY } });
+        made++;
+        if (r.revision > last) last = r.revision;
+      }
+    }),
+  );
+  const elapsed = (now() - t) / 1000;
+  return { perSecond: made / elapsed, last, elapsed };
+}
+
 async function main(): Promise<void> {
   log(`agents=${AGENTS} workers=${WORKERS} changes=${CHANGES} pace=${PACE_MS}ms import=${SKIP_IMPORT ? 0 : IMPORT}`);
   const pg = await startTestPostgres({ settings: { fsync: 'on', synchronous_commit: 'on', full_page_writes: 'on', shared_buffers: '256MB', max_wal_size: '4GB' } });
-  const cp = await startChildControlPlane(pg.url, {});
+  const cp = await startChildControlPlane(pg.url, {}, CP_PROF ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${CP_PROF}`] } : {});
   log(`control plane pid ${cp.pid} on ${cp.target}`);
   const clients = connectClients(cp.target);
   const api = rulesApi(clients.rules, 'bench');
   const workers: Worker[] = [];
   try {
-    // Phase 1: the fleet connects.
+    // Phase 1: single-rule creates through the API (API + store + commit; nobody following yet).
+    if (!SKIP_CREATE) {
+      const b = await createBurst(api, 11, CONCURRENCY, CREATE_SECONDS);
+      emit('rules_per_second.create', b.perSecond, { concurrency: CONCURRENCY, seconds: Math.round(b.elapsed * 10) / 10, agents_following: 0 });
+    }
+
+    // Phase 2: the fleet connects.
     let t = now();
     workers.push(...(await startWorkers(cp.target, AGENTS, WORKERS)));
     emit('seconds.connect_1000_agents', (now() - t) / 1000, { agents: AGENTS });
     await sleep(1000);
 
-    // Phase 2: propagation of single creates.
+    // Phase 3: propagation of single creates.
+    const cpu0 = cpuMs(cp.pid);
+    const agentCpu0 = workers.reduce((n, w) => n + cpuMs(w.proc.pid!), 0);
     const revs: bigint[] = [];
     for (let i = 0; i < CHANGES; i++) {
       const r = await api.create({ rule: { cidr: `10.${(i >> 8) & 255}.${i & 255}.0/24`, action: Action.ACTION_DENY, comment: 'bench propagation' } });
@@ -160,6 +207,8 @@ async function main(): Promise<void> {
       await sleep(PACE_MS);
     }
     const stats = await waitAll(workers, AGENTS, revs, 120_000);
+    const cpPerChange = (cpuMs(cp.pid) - cpu0) / CHANGES;
+    const agentsPerChange = (workers.reduce((n, w) => n + cpuMs(w.proc.pid!), 0) - agentCpu0) / CHANGES;
     const perChange = revs.map((r) => stats.get(r.toString())!.maxMs).sort((a, b) => a - b);
     const meanAgent = revs.reduce((s, r) => s + stats.get(r.toString())!.sumMs, 0) / (revs.length * AGENTS);
     const ctx = { agents: AGENTS, changes: CHANGES, pace_ms: PACE_MS };
@@ -167,28 +216,20 @@ async function main(): Promise<void> {
     emit('ms.propagation_p99', percentile(perChange, 99), ctx);
     emit('ms.propagation_max', perChange[perChange.length - 1]!, ctx);
     emit('ms.propagation_mean', meanAgent, { ...ctx, note: 'mean over (change, agent) pairs' });
+    const first = revs.map((r) => stats.get(r.toString())!.minMs).sort((a, b) => a - b);
+    emit('ms.propagation_first_agent_p50', percentile(first, 50), { ...ctx, note: 'commit -> the FIRST agent has it' });
+    emit('cpu_ms_per_change.controlplane', cpPerChange, { ...ctx, note: 'control-plane CPU per create (API, commit, fan-out to every agent, their ACKs)' });
+    emit('cpu_ms_per_change.simulated_agents', agentsPerChange, { ...ctx, note: 'CPU of the simulated agents per create (same 2 vCPUs)' });
+    const fan = await controlPlaneHistogram(cp.httpPort, 'fleetwall_sync_fanout_delay_seconds');
+    if (fan) emit('ms.controlplane_fanout_mean', (fan.sum / fan.count) * 1000, { ...ctx, note: 'commit -> delta written to every stream (control plane side)' });
 
-    // Phase 3: sustained creates with the fleet following.
+    // Phase 4: the same creates while 1,000 agents follow every revision.
     if (!SKIP_CREATE) {
-      let made = 0;
-      let last = 0n;
-      const stopAt = now() + CREATE_SECONDS * 1000;
-      t = now();
-      await Promise.all(
-        Array.from({ length: CONCURRENCY }, async (_, w) => {
-          for (let i = 0; now() < stopAt; i++) {
-            const n = w * 1_000_000 + i;
-            const r = await api.create({ rule: { cidr: `11.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}/32`, action: Action.ACTION_DENY } });
-            made++;
-            if (r.revision > last) last = r.revision;
-          }
-        }),
-      );
-      const elapsed = (now() - t) / 1000;
-      emit('rules_per_second.create', made / elapsed, { concurrency: CONCURRENCY, seconds: Math.round(elapsed * 10) / 10, agents_following: AGENTS });
+      const b = await createBurst(api, 13, CONCURRENCY, Math.max(3, Math.round(CREATE_SECONDS / 2)));
+      emit('rules_per_second.create_1000_agents_following', b.perSecond, { concurrency: CONCURRENCY, seconds: Math.round(b.elapsed * 10) / 10, agents_following: AGENTS, note: 'bounded by the fan-out: one delta to and one ACK from every agent per revision' });
       const t2 = now();
-      await waitAll(workers, AGENTS, [last], 300_000);
-      emit('seconds.create_backlog_drain', (now() - t2) / 1000, { agents: AGENTS, note: 'after the create burst, until every agent has the last revision' });
+      await waitAll(workers, AGENTS, [b.last], 300_000);
+      emit('seconds.create_backlog_drain', (now() - t2) / 1000, { agents: AGENTS, note: 'after that burst, until every agent has the last revision' });
     }
     const mem = rssMb(cp.pid);
     emit('mb.controlplane_rss_1000_agents', mem.rss, { agents: AGENTS });
@@ -208,7 +249,7 @@ async function main(): Promise<void> {
       emit('ms.expiry_to_agent_max', Math.max(...del.map((d) => d.receivedAt)) - expireAt, { rules: 100, note: 'expire_time -> delete delta at an agent (sweep every 200 ms)' });
       one.close();
 
-      // Phase 4: a 1M-line import, one agent connected.
+      // Phase 5: a 1M-line import, one agent connected.
       const [w] = await startWorkers(cp.target, 1, 1);
       workers.push(w!);
       const half = Math.floor(IMPORT / 2);

@@ -13,6 +13,7 @@
 //   const [a, b] = await startTestControlPlanes(url, 2);                 // two processes' worth, one database
 //   const child = await startChildControlPlane(url, { FLEETWALL_PING_INTERVAL: '1s' });  // a separate OS process (logs at info)
 //   await child.stop();            // SIGTERM, waits for exit; child.kill() is SIGKILL
+//   startChildControlPlane(url, {}, { nodeArgs: ['--cpu-prof'] })      // extra node flags (profiling)
 //
 // Overrides: `startTestControlPlane(url, { pingIntervalMs: 200 })` takes any
 // Config field (control-plane/src/config.ts); the child variant takes
@@ -140,7 +141,11 @@ const MAIN = fileURLToPath(new URL('../../control-plane/src/main.ts', import.met
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /** Starts `control-plane/src/main.ts` in its own process; resolves once it serves. */
-export async function startChildControlPlane(databaseUrl: string | undefined, env: Record<string, string> = {}): Promise<ChildControlPlane> {
+export async function startChildControlPlane(
+  databaseUrl: string | undefined,
+  env: Record<string, string> = {},
+  opts: { readonly nodeArgs?: readonly string[] } = {},
+): Promise<ChildControlPlane> {
   const childEnv: Record<string, string | undefined> = {
     ...process.env,
     FLEETWALL_GRPC_HOST: '127.0.0.1',
@@ -153,7 +158,7 @@ export async function startChildControlPlane(databaseUrl: string | undefined, en
   };
   if (databaseUrl) childEnv.DATABASE_URL = databaseUrl;
   else delete childEnv.DATABASE_URL;
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', MAIN], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => {

@@ -10,10 +10,9 @@ import type {
 } from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { FleetwallError } from '../errors/fleetwall-error.js';
 import { toGrpcStatus } from '../errors/to-grpc-status.js';
 import { ACTOR_METADATA_KEY, type CallContext, normalizeActor } from '../services/call-context.js';
-import { TooLargeMessage } from './service-definitions.js';
+import { TooLargeMessage, tooLarge } from '../errors/message-too-large.js';
 
 export interface AdapterDeps {
   readonly logger: Logger;
@@ -25,13 +24,6 @@ export function contextOf(metadata: Metadata, signal?: AbortSignal): CallContext
   return { actor: normalizeActor(typeof raw === 'string' ? raw : undefined), signal };
 }
 
-export function tooLarge(m: TooLargeMessage): FleetwallError {
-  return new FleetwallError(
-    'MESSAGE_TOO_LARGE',
-    `the request is ${m.bytes} bytes; this control plane accepts at most ${m.max} (FLEETWALL_MAX_MESSAGE_BYTES): split it into smaller messages or batches`,
-    { bytes: String(m.bytes), max_bytes: String(m.max) },
-  );
-}
 
 /** Throws MESSAGE_TOO_LARGE for the size marker; returns the message otherwise. */
 export function checked<T>(msg: T | TooLargeMessage): T {

@@ -68,6 +68,8 @@ export async function startGrpcServer(
     'grpc.max_send_message_length': -1,
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.http2.min_ping_interval_without_data_ms': 5000,
+    // channelz bookkeeping costs CPU on every message of every agent stream.
+    'grpc.enable_channelz': 0,
   });
   const g = (def: object) => guarded(def, maxMessageBytes) as never;
 

@@ -7,12 +7,9 @@ import type { ServiceDefinition } from '@grpc/grpc-js';
 import { AgentServiceService } from '../../../proto/gen/fleetwall/v1/agent_service.js';
 import { SyncResponse } from '../../../proto/gen/fleetwall/v1/agent_service.js';
 
-export class TooLargeMessage {
-  constructor(
-    readonly bytes: number,
-    readonly max: number,
-  ) {}
-}
+import { TooLargeMessage } from '../errors/message-too-large.js';
+
+export { TooLargeMessage };
 
 type AnyDefinition = Record<string, { requestDeserialize: (b: Buffer) => unknown; responseSerialize: (v: never) => Buffer }>;
 

@@ -8,6 +8,7 @@ import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { type Hello, SyncMode, type SyncRequest, type SyncResponse } from '../../../proto/gen/fleetwall/v1/agent_service.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
+import { TooLargeMessage, tooLarge } from '../errors/message-too-large.js';
 import { toGrpcStatus } from '../errors/to-grpc-status.js';
 import type { CounterAggregator } from '../counters/counter-aggregator.js';
 import type { Labels } from '../rules/selector.js';
@@ -57,6 +58,8 @@ export class AgentSession implements HubSession {
   groupKey = '';
   private state: 'hello' | 'attaching' | 'live' | 'closed' = 'hello';
   private chain: Promise<void> = Promise.resolve();
+  /** Messages waiting in `chain` (Hello and what arrived while it was handled). */
+  private queued = 0;
   private lastReceived = Date.now();
   private helloTimer: NodeJS.Timeout | undefined;
   private sentRevision = 0n;
@@ -72,9 +75,26 @@ export class AgentSession implements HubSession {
   ) {
     this.log = deps.logger.child({ session: this.id });
     deps.registry.all.add(this);
-    call.on('data', (msg: SyncRequest) => {
+    call.on('data', (msg: SyncRequest | TooLargeMessage) => {
       this.lastReceived = Date.now();
-      this.chain = this.chain.then(() => this.handle(msg)).catch((err) => this.fail(err));
+      if (msg instanceof TooLargeMessage) {
+        this.fail(tooLarge(msg));
+        return;
+      }
+      if (this.state === 'live' && this.queued === 0) {
+        // The hot path (ACKs, pongs, counter reports): no promise per message.
+        try {
+          this.handleLive(msg);
+        } catch (err) {
+          this.fail(err);
+        }
+        return;
+      }
+      this.queued++;
+      this.chain = this.chain
+        .then(() => this.handle(msg))
+        .catch((err) => this.fail(err))
+        .finally(() => this.queued--);
     });
     call.on('end', () => this.close());
     call.on('cancelled', () => this.close(undefined, true));
@@ -139,7 +159,13 @@ export class AgentSession implements HubSession {
       await this.attach(m.value);
       return;
     }
-    if (this.nodeName) this.deps.nodes.touch(this.nodeName, this.id);
+    this.handleLive(msg);
+  }
+
+  private handleLive(msg: SyncRequest): void {
+    if (this.state === 'closed') return;
+    const m = msg.msg;
+    this.deps.nodes.touch(this.nodeName, this.id);
     switch (m?.$case) {
       case 'hello':
         throw new FleetwallError('PROTOCOL_VIOLATION', 'Hello was sent twice on one Sync stream; open a new stream to start over');

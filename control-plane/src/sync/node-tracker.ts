@@ -11,7 +11,8 @@ import { Status } from '../../../proto/gen/google/rpc/status.js';
 interface NodeState {
   readonly name: string;
   readonly sessionId: number;
-  lastSeen: Date;
+  /** Epoch ms of the last message. */
+  lastSeen: number;
   appliedRevision: bigint;
   syncState: SyncState;
   nackedRevision: bigint;
@@ -52,7 +53,7 @@ export class NodeTracker {
     const state: NodeState = {
       name: hello.nodeName,
       sessionId,
-      lastSeen: now,
+      lastSeen: now.getTime(),
       appliedRevision,
       syncState: SyncState.SYNC_STATE_SYNCING,
       nackedRevision: 0n,
@@ -91,7 +92,7 @@ export class NodeTracker {
   touch(name: string, sessionId: number): void {
     const s = this.get(name, sessionId);
     if (s) {
-      s.lastSeen = new Date();
+      s.lastSeen = Date.now();
       s.dirty = true;
     }
   }
@@ -151,7 +152,7 @@ export class NodeTracker {
     for (const s of dirty) s.dirty = false;
     const rows = dirty.map((s) => ({
       name: s.name,
-      last_seen: s.lastSeen.toISOString(),
+      last_seen: new Date(s.lastSeen).toISOString(),
       applied_revision: s.appliedRevision.toString(),
       sync_state: s.syncState,
       nacked_revision: s.nackedRevision.toString(),
