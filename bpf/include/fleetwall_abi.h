@@ -6,11 +6,16 @@
  *
  * Four lookup tables: ingress (XDP, source address) and egress (TC,
  * destination address) x IPv4 and IPv6. Each table is
- *   - one HASH   keyed by {prefixlen, masked address} holding the "hot"
- *     prefix lengths listed in its fw_table_cfg (probed longest first),
- *   - one LPM_TRIE with the same key layout holding every other length.
- * A value carries its own prefix length so the program can compare a trie
- * hit with hash lengths.
+ *   - one bucketed two-choice hash table in an mmapable ARRAY (fw_*_tab)
+ *     holding the "hot" prefix lengths listed in its fw_table_cfg (probed
+ *     longest first); the programs hash in BPF and read one cache line per
+ *     probe, userspace writes the slots through mmap with single atomic
+ *     stores (no syscall, no torn entry);
+ *   - one small kernel HASH (fw_*_spill) for the rare key whose two buckets
+ *     are both full (the first bucket carries a flag, so only addresses that
+ *     hash there ever look it up);
+ *   - one LPM_TRIE with every other length.
+ * Trie and spill values carry their own prefix length.
  *
  * Bump FW_ABI_VERSION on any incompatible change: pinned state of another
  * version is refused at open.
@@ -20,13 +25,71 @@
 
 #include <linux/types.h>
 
-#define FW_ABI_VERSION 1
+#define FW_ABI_VERSION 2
 
 /* Prefix lengths one table may probe in its hash (the rest go to the trie). */
 #define FW_MAX_HASH_LENS 8
 /* Prefix lengths 0..128. */
 #define FW_LEN_SLOTS 129
+/* Rule counter slots at most (the IPv4 slot word has 26 bits for it). */
+#define FW_MAX_RULE_SLOTS (1 << 26)
 
+/*
+ * Hash table geometry. Bucket i1 = range(h1), i2 = range(h2) with (u32 arithmetic)
+ *   IPv4: h1 = (a ^ seed ^ len * FW_HASH_MUL) * FW_HASH_MUL4, a = masked address (host order)
+ *   IPv6: h1 = fmix32(seed ^ len * FW_HASH_MUL ^ m0 * FW_HASH_MUL6_0 ^ ... ^ m3 * FW_HASH_MUL6_3),
+ *         m0..m3 = the masked address words as loaded (little-endian u32 of network bytes)
+ *   h2 = fmix32(h1 ^ FW_HASH_SEED2); range(x) = (x * nbuckets) >> 32 (the high bits:
+ *   multiplicative hashing mixes every input bit into them).
+ * A key goes to its first bucket if a slot is free, else to its second (the
+ * first bucket gets FW_*_OVF), else to the spill hash (first bucket gets
+ * FW_*_SPILL). Slots never move while the programs may read them.
+ */
+#define FW_HASH_MUL 0x9E3779B1u
+#define FW_HASH_MUL4 0x85EBCA6Bu
+#define FW_HASH_MUL6_0 0xC2B2AE35u
+#define FW_HASH_MUL6_1 0x27D4EB2Fu
+#define FW_HASH_MUL6_2 0x165667B1u
+#define FW_HASH_MUL6_3 0xD3A2646Du
+#define FW_HASH_SEED2 0x5BD1E995u
+#define FW_B4_SLOTS 8
+#define FW_B6_SLOTS 5
+
+/*
+ * IPv4 slot word (u64): 0 = empty.
+ *   bits  0..32  key: (a << 1 | 1) << (32 - len) as a 33-bit number: the
+ *                prefix bits, then a 1, then zeros (unique for every a/len)
+ *   bits 33..58  rule counter slot
+ *   bit  59      allow (else deny)
+ *   bit  60      monitor (else enforce)
+ *   bit  62, 63  bucket flags, kept in slot 0 only: spill, overflow
+ */
+#define FW_S4_KEY_MASK ((1ULL << 33) - 1)
+#define FW_S4_SLOT_SHIFT 33
+#define FW_S4_SLOT_MASK ((1ULL << 26) - 1)
+#define FW_S4_ALLOW (1ULL << 59)
+#define FW_S4_MONITOR (1ULL << 60)
+#define FW_S4_SPILL (1ULL << 62)
+#define FW_S4_OVF (1ULL << 63)
+
+/*
+ * IPv6 slot: hi/lo = the masked address as two little-endian u64 loads of
+ * its network bytes; meta: bits 0..7 prefix length, bit 8 valid, bit 9
+ * allow, bit 10 monitor, bits 32..57 rule counter slot; 0 = empty.
+ * Userspace writes hi/lo of an empty slot, then meta (release); the program
+ * reads meta first and the address through a dependency on it. A freed
+ * slot is reused only after an RCU grace period (membarrier).
+ */
+#define FW_M6_LEN_MASK 0xffULL
+#define FW_M6_VALID (1ULL << 8)
+#define FW_M6_ALLOW (1ULL << 9)
+#define FW_M6_MONITOR (1ULL << 10)
+#define FW_M6_SLOT_SHIFT 32
+#define FW_B6_OVF 1ULL
+#define FW_B6_SPILL 2ULL
+
+/* Interface counter slots per CPU: (ifindex % (FW_IF_SLOTS / 2)) * 2 + direction. */
+#define FW_IF_SLOTS 1024
 enum fw_table_id {
 	FW_TABLE_IN4 = 0,
 	FW_TABLE_IN6 = 1,
@@ -56,7 +119,7 @@ enum fw_default_action {
 	FW_DEFAULT_DROP = 1,
 };
 
-/* Key of the hash and the trie (the LPM trie key format). addr is masked. */
+/* Key of the trie and the spill hash (the LPM trie key format). addr is masked. */
 struct fw_key4 {
 	__u32 prefixlen;
 	__u8 addr[4];
@@ -67,13 +130,33 @@ struct fw_key6 {
 	__u8 addr[16];
 };
 
-/* Value of the hash and the trie. */
+/* Value of the trie and the spill hash. */
 struct fw_entry {
 	__u32 slot;      /* index into fw_rule_cnt */
 	__u8 action;     /* enum fw_action */
 	__u8 mode;       /* enum fw_mode */
 	__u8 prefixlen;  /* same as the key's, so a trie hit knows its length */
 	__u8 flags;      /* reserved, 0 */
+};
+
+struct fw_bucket4 {
+	__u64 w[FW_B4_SLOTS];  /* one 64-byte line */
+};
+
+struct fw_slot6 {
+	__u64 hi;
+	__u64 lo;
+	__u64 meta;
+};
+
+struct fw_bucket6 {
+	struct fw_slot6 s[FW_B6_SLOTS];
+	__u64 flags;  /* FW_B6_OVF, FW_B6_SPILL */
+};
+
+/* fw_{in,eg}4_f16: bit (a >> 16) set iff the table holds a hash entry of length >= 16 inside that /16. */
+struct fw_f16 {
+	__u8 bits[8192];
 };
 
 /* One published set of hash lengths (descending). */
@@ -92,27 +175,42 @@ struct fw_lenset {
 struct fw_table_cfg {
 	__u32 active;          /* 0 or 1: which set[] the programs read */
 	__u32 default_action;  /* enum fw_default_action, written at creation */
+	__u32 nbuckets;        /* buckets in the table's hash (fixed at creation) */
+	__u32 seed;            /* hash seed (random, fixed at creation) */
+	__u32 rule_slots;      /* counter slots per CPU in fw_rule_cnt */
+	__u32 pad;
 	struct fw_lenset set[2];
 };
 
-/* fw_rule_cnt[slot], per CPU. */
+/* fw_rule_cnt[cpu * rule_slots + slot]. */
 struct fw_counter {
 	__u64 packets;
 	__u64 bytes;
 };
 
-/* fw_if_cnt key; the entry is created at attach time. */
+/* fw_if_cntx key (interfaces whose fw_if_cnt slot another interface owns). */
 struct fw_if_key {
 	__u32 ifindex;
 	__u32 direction;  /* enum fw_direction */
 };
 
-/* fw_if_cnt value, per CPU. */
+/* Verdict totals of one interface and direction on one CPU. */
 struct fw_verdict_cnt {
 	struct fw_counter pass;
 	struct fw_counter drop;
 	struct fw_counter would_drop;
 };
+
+/* fw_if_cnt[cpu * FW_IF_SLOTS + slot]: owner written to every CPU's copy at attach. */
+struct fw_if_slot {
+	__u32 ifindex;  /* owner, 0 = free */
+	__u32 flags;    /* FW_IFS_FALLBACK */
+	__u64 pad;
+	struct fw_verdict_cnt c;
+};
+
+/* Another interface mapping to this slot counts in fw_if_cntx. */
+#define FW_IFS_FALLBACK 1
 
 /* fw_journal: rule id (u64) -> desired rule. Userspace only. */
 struct fw_journal_rule {
@@ -135,6 +233,8 @@ struct fw_meta {
 	__u32 max_hash_lens;   /* K: how many lengths a table may put in its hash */
 	__u32 dirty;           /* 1 while an apply() is in flight */
 	__u64 created_unix_ms;
+	__u32 prefixes_per_table;  /* capacity asked for at creation */
+	__u32 rule_slots;          /* counter slots */
 };
 
 /* fw_lenstat[table]: entries per prefix length. Userspace only. */
@@ -144,17 +244,24 @@ struct fw_lenstat {
 };
 
 /* Map names (<= 15 chars), pinned by name under the pin directory. */
-#define FW_MAP_IN4_HASH "fw_in4_hash"
-#define FW_MAP_IN4_TRIE "fw_in4_trie"
-#define FW_MAP_IN6_HASH "fw_in6_hash"
-#define FW_MAP_IN6_TRIE "fw_in6_trie"
-#define FW_MAP_EG4_HASH "fw_eg4_hash"
-#define FW_MAP_EG4_TRIE "fw_eg4_trie"
-#define FW_MAP_EG6_HASH "fw_eg6_hash"
-#define FW_MAP_EG6_TRIE "fw_eg6_trie"
+#define FW_MAP_IN4_TAB   "fw_in4_tab"
+#define FW_MAP_IN4_SPILL "fw_in4_spill"
+#define FW_MAP_IN4_TRIE  "fw_in4_trie"
+#define FW_MAP_IN4_F16   "fw_in4_f16"
+#define FW_MAP_IN6_TAB   "fw_in6_tab"
+#define FW_MAP_IN6_SPILL "fw_in6_spill"
+#define FW_MAP_IN6_TRIE  "fw_in6_trie"
+#define FW_MAP_EG4_TAB   "fw_eg4_tab"
+#define FW_MAP_EG4_SPILL "fw_eg4_spill"
+#define FW_MAP_EG4_TRIE  "fw_eg4_trie"
+#define FW_MAP_EG4_F16   "fw_eg4_f16"
+#define FW_MAP_EG6_TAB   "fw_eg6_tab"
+#define FW_MAP_EG6_SPILL "fw_eg6_spill"
+#define FW_MAP_EG6_TRIE  "fw_eg6_trie"
 #define FW_MAP_TBLCFG   "fw_tblcfg"
 #define FW_MAP_RULE_CNT "fw_rule_cnt"
 #define FW_MAP_IF_CNT   "fw_if_cnt"
+#define FW_MAP_IF_CNTX  "fw_if_cntx"
 #define FW_MAP_JOURNAL  "fw_journal"
 #define FW_MAP_META     "fw_meta"
 #define FW_MAP_LENSTAT  "fw_lenstat"

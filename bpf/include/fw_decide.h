@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The per-packet decision shared by the XDP and TC programs: parse, look up
- * one table (hash lengths longest first, then the trie), count, verdict.
+ * one table (the trie if it holds entries, then the hash lengths longest
+ * first), count, verdict.
  */
 #ifndef FW_DECIDE_H
 #define FW_DECIDE_H
@@ -94,54 +95,206 @@ static __always_inline __u32 fw_clamp_bits(int bits)
 	return bits <= 0 ? 0 : bits >= 32 ? 32 : (__u32)bits;
 }
 
-static __always_inline struct fw_entry *
-fw_match4(void *hash, void *trie, const struct fw_lenset *set, __u32 addr)
+/* murmur3's 32-bit finaliser (the second bucket's hash; userspace computes the same). */
+static __always_inline __u32 fw_fmix(__u32 x)
 {
-	struct fw_key4 k;
-	struct fw_entry *hit = 0;
+	x ^= x >> 16;
+	x *= 0x85EBCA6Bu;
+	x ^= x >> 13;
+	x *= 0xC2B2AE35u;
+	x ^= x >> 16;
+	return x;
+}
+
+/* Maps a 32-bit hash onto [0, n) by its high bits. */
+static __always_inline __u32 fw_range(__u32 x, __u32 n)
+{
+	return (__u32)(((__u64)x * n) >> 32);
+}
+
+/*
+ * A match, in the IPv4 slot word format (slot, allow, monitor) plus
+ * FW_HIT; 0 = no match.
+ */
+#define FW_HIT (1ULL << 61)
+
+static __always_inline __u64 fw_entry_word(const struct fw_entry *e)
+{
+	return FW_HIT | ((__u64)(e->slot & FW_S4_SLOT_MASK) << FW_S4_SLOT_SHIFT) |
+	       (e->action == FW_ACTION_ALLOW ? FW_S4_ALLOW : 0) | (e->mode == FW_MODE_MONITOR ? FW_S4_MONITOR : 0);
+}
+
+/* ---- IPv4 */
+
+static __always_inline __u64 fw_scan4(const struct fw_bucket4 *b, __u64 key)
+{
+#pragma unroll
+	for (int i = 0; i < FW_B4_SLOTS; i++) {
+		__u64 w = b->w[i];
+		if ((w & FW_S4_KEY_MASK) == key)
+			return w | FW_HIT;
+	}
+	return 0;
+}
+
+/* One prefix length: first bucket, second if flagged, spill if flagged. h = address, host order. */
+static __always_inline __u64
+fw_probe4(void *tab, void *spill, const struct fw_table_cfg *cfg, __u32 h, __u32 len)
+{
+	__u32 a = len ? h & (__u32)(0xffffffff00000000ULL >> len) : 0;
+	__u64 key = ((__u64)a << 1) | (1ULL << (32 - len));
+	__u32 x = (a ^ cfg->seed ^ (len * FW_HASH_MUL)) * FW_HASH_MUL4;
+	__u32 i = fw_range(x, cfg->nbuckets);
+	const struct fw_bucket4 *b = bpf_map_lookup_elem(tab, &i);
+	__u64 w;
+
+	if (!b)
+		return 0;
+	w = fw_scan4(b, key);
+	if (w)
+		return w;
+	__u64 flags = b->w[0];
+	if (flags & FW_S4_OVF) {
+		__u32 i2 = fw_range(fw_fmix(x ^ FW_HASH_SEED2), cfg->nbuckets);
+		const struct fw_bucket4 *b2 = bpf_map_lookup_elem(tab, &i2);
+		if (b2) {
+			w = fw_scan4(b2, key);
+			if (w)
+				return w;
+		}
+	}
+	if (flags & FW_S4_SPILL) {
+		struct fw_key4 k = { .prefixlen = len };
+		__u32 an = bpf_htonl(a);
+		__builtin_memcpy(k.addr, &an, 4);
+		struct fw_entry *e = bpf_map_lookup_elem(spill, &k);
+		if (e)
+			return fw_entry_word(e);
+	}
+	return 0;
+}
+
+static __always_inline __u64
+fw_match4(void *tab, void *spill, void *trie, void *f16, const struct fw_table_cfg *cfg,
+	  const struct fw_lenset *set, __u32 addr)
+{
+	__u32 h = bpf_ntohl(addr);
+	__u64 hit = 0;
 	int lt = -1;
 	__u32 n = set->n_hash;
+	__u32 zero = 0;
 
 	if (set->use_trie) {
-		k.prefixlen = 32;
+		struct fw_key4 k = { .prefixlen = 32 };
 		__builtin_memcpy(k.addr, &addr, 4);
-		hit = bpf_map_lookup_elem(trie, &k);
-		if (hit)
-			lt = hit->prefixlen;
+		struct fw_entry *e = bpf_map_lookup_elem(trie, &k);
+		if (e) {
+			hit = fw_entry_word(e);
+			lt = e->prefixlen;
+		}
 	}
+	/* No hash entry of length >= 16 inside this /16: skip those probes. */
+	const struct fw_f16 *f = bpf_map_lookup_elem(f16, &zero);
+	__u32 any16 = f ? (f->bits[h >> 19] >> ((h >> 16) & 7)) & 1 : 1;
+#pragma clang loop unroll(disable)
 	for (int i = 0; i < FW_MAX_HASH_LENS; i++) {
 		if (i >= n)
 			break;
 		__u32 len = set->lens[i];
 		if ((int)len <= lt)
 			break;
-		if (len > 32)
+		if (len > 32 || (len >= 16 && !any16))
 			continue;
-		__u32 a = addr & fw_mask32(len);
-		k.prefixlen = len;
-		__builtin_memcpy(k.addr, &a, 4);
-		struct fw_entry *v = bpf_map_lookup_elem(hash, &k);
-		if (v)
-			return v;
+		__u64 w = fw_probe4(tab, spill, cfg, h, len);
+		if (w)
+			return w;
 	}
 	return hit;
 }
 
-static __always_inline struct fw_entry *
-fw_match6(void *hash, void *trie, const struct fw_lenset *set, const __u32 *w)
+/* ---- IPv6 */
+
+static __always_inline __u64 fw_scan6(const struct fw_bucket6 *b, __u64 want, __u64 hi, __u64 lo)
 {
-	struct fw_key6 k;
-	struct fw_entry *hit = 0;
+#pragma unroll
+	for (int i = 0; i < FW_B6_SLOTS; i++) {
+		__u64 m = b->s[i].meta;
+		if ((m & (FW_M6_VALID | FW_M6_LEN_MASK)) != want)
+			continue;
+		/*
+		 * Read the address through a dependency on meta (bit 63 is never
+		 * set, d = 0): ordered after the meta load on any CPU, so a valid
+		 * meta is never paired with an older address.
+		 */
+		__u64 d = (m >> 63) << 3;
+		const __u64 *p = (const void *)&b->s[i].hi + d;
+		if (p[0] == hi && p[1] == lo)
+			return FW_HIT | (((m >> FW_M6_SLOT_SHIFT) & FW_S4_SLOT_MASK) << FW_S4_SLOT_SHIFT) |
+			       (m & FW_M6_ALLOW ? FW_S4_ALLOW : 0) | (m & FW_M6_MONITOR ? FW_S4_MONITOR : 0);
+	}
+	return 0;
+}
+
+static __always_inline __u64
+fw_probe6(void *tab, void *spill, const struct fw_table_cfg *cfg, const __u32 *w, __u32 len)
+{
+	__u32 m[4];
+	m[0] = w[0] & fw_mask32(fw_clamp_bits((int)len));
+	m[1] = w[1] & fw_mask32(fw_clamp_bits((int)len - 32));
+	m[2] = w[2] & fw_mask32(fw_clamp_bits((int)len - 64));
+	m[3] = w[3] & fw_mask32(fw_clamp_bits((int)len - 96));
+	__u32 x = fw_fmix(cfg->seed ^ (len * FW_HASH_MUL) ^ (m[0] * FW_HASH_MUL6_0) ^ (m[1] * FW_HASH_MUL6_1) ^
+			  (m[2] * FW_HASH_MUL6_2) ^ (m[3] * FW_HASH_MUL6_3));
+	__u64 hi = ((__u64)m[1] << 32) | m[0];
+	__u64 lo = ((__u64)m[3] << 32) | m[2];
+	__u64 want = FW_M6_VALID | len;
+	__u32 i = fw_range(x, cfg->nbuckets);
+	const struct fw_bucket6 *b = bpf_map_lookup_elem(tab, &i);
+	__u64 r;
+
+	if (!b)
+		return 0;
+	r = fw_scan6(b, want, hi, lo);
+	if (r)
+		return r;
+	__u64 flags = b->flags;
+	if (flags & FW_B6_OVF) {
+		__u32 i2 = fw_range(fw_fmix(x ^ FW_HASH_SEED2), cfg->nbuckets);
+		const struct fw_bucket6 *b2 = bpf_map_lookup_elem(tab, &i2);
+		if (b2) {
+			r = fw_scan6(b2, want, hi, lo);
+			if (r)
+				return r;
+		}
+	}
+	if (flags & FW_B6_SPILL) {
+		struct fw_key6 k = { .prefixlen = len };
+		__builtin_memcpy(k.addr, m, 16);
+		struct fw_entry *e = bpf_map_lookup_elem(spill, &k);
+		if (e)
+			return fw_entry_word(e);
+	}
+	return 0;
+}
+
+static __always_inline __u64
+fw_match6(void *tab, void *spill, void *trie, const struct fw_table_cfg *cfg, const struct fw_lenset *set,
+	  const __u32 *w)
+{
+	__u64 hit = 0;
 	int lt = -1;
 	__u32 n = set->n_hash;
 
 	if (set->use_trie) {
-		k.prefixlen = 128;
+		struct fw_key6 k = { .prefixlen = 128 };
 		__builtin_memcpy(k.addr, w, 16);
-		hit = bpf_map_lookup_elem(trie, &k);
-		if (hit)
-			lt = hit->prefixlen;
+		struct fw_entry *e = bpf_map_lookup_elem(trie, &k);
+		if (e) {
+			hit = fw_entry_word(e);
+			lt = e->prefixlen;
+		}
 	}
+#pragma clang loop unroll(disable)
 	for (int i = 0; i < FW_MAX_HASH_LENS; i++) {
 		if (i >= n)
 			break;
@@ -150,79 +303,96 @@ fw_match6(void *hash, void *trie, const struct fw_lenset *set, const __u32 *w)
 			break;
 		if (len > 128)
 			continue;
-		__u32 m[4];
-		m[0] = w[0] & fw_mask32(fw_clamp_bits((int)len));
-		m[1] = w[1] & fw_mask32(fw_clamp_bits((int)len - 32));
-		m[2] = w[2] & fw_mask32(fw_clamp_bits((int)len - 64));
-		m[3] = w[3] & fw_mask32(fw_clamp_bits((int)len - 96));
-		k.prefixlen = len;
-		__builtin_memcpy(k.addr, m, 16);
-		struct fw_entry *v = bpf_map_lookup_elem(hash, &k);
-		if (v)
-			return v;
+		__u64 r = fw_probe6(tab, spill, cfg, w, len);
+		if (r)
+			return r;
 	}
 	return hit;
 }
 
-static __always_inline void fw_count(struct fw_counter *c, __u64 bytes)
+/*
+ * Counts a decision and returns its verdict: the rule's counter
+ * (fw_rule_cnt[cpu][slot]) on a match, and the interface's totals
+ * (fw_if_cnt[cpu][slot of ifindex, direction], or fw_if_cntx for an
+ * interface whose slot another one owns).
+ */
+static __always_inline int fw_count_verdict(const struct fw_table_cfg *cfg, __u64 hit, __u32 dir, __u32 ifindex,
+					    __u64 bytes)
 {
-	c->packets += 1;
-	c->bytes += bytes;
+	__u32 cpu = bpf_get_smp_processor_id();
+	__u32 vi; /* index into fw_verdict_cnt: 0 pass, 1 drop, 2 would-drop */
+
+	if (hit) {
+		__u32 idx = cpu * cfg->rule_slots + (__u32)((hit >> FW_S4_SLOT_SHIFT) & FW_S4_SLOT_MASK);
+		struct fw_counter *rc = bpf_map_lookup_elem(&fw_rule_cnt, &idx);
+		if (rc) {
+			rc->packets += 1;
+			rc->bytes += bytes;
+		}
+		/* allow -> 0; deny -> 1 (enforce) or 2 (monitor) */
+		vi = (__u32)(((hit >> 60) & 1) + 1) * (__u32)(((hit >> 59) & 1) ^ 1);
+	} else {
+		vi = cfg->default_action == FW_DEFAULT_DROP ? 1 : 0;
+	}
+
+	__u32 is = cpu * FW_IF_SLOTS + (((ifindex & (FW_IF_SLOTS / 2 - 1)) << 1) | dir);
+	struct fw_if_slot *s = bpf_map_lookup_elem(&fw_if_cnt, &is);
+	if (s) {
+		struct fw_verdict_cnt *vc = 0;
+		if (s->ifindex == ifindex) {
+			vc = &s->c;
+		} else if (s->flags & FW_IFS_FALLBACK) {
+			struct fw_if_key ik = { .ifindex = ifindex, .direction = dir };
+			vc = bpf_map_lookup_elem(&fw_if_cntx, &ik);
+		}
+		if (vc && vi < 3) {
+			struct fw_counter *c = &vc->pass + vi;
+			c->packets += 1;
+			c->bytes += bytes;
+		}
+	}
+	return (int)vi + FW_V_PASS;
 }
 
-/*
- * Decides one parsed packet against table `tbl` (FW_TABLE_IN4.. EG6 minus the
- * family offset is chosen by the caller) and updates the counters.
- */
-static __always_inline int fw_decide(const struct fw_addr *a, int egress, __u32 ifindex, __u64 bytes)
+/* Decides one IPv4 packet (addr = the source on ingress, the destination on egress). */
+static __always_inline int fw_decide4(__u32 addr, int egress, __u32 ifindex, __u64 bytes)
 {
-	__u32 tbl = (egress ? FW_TABLE_EG4 : FW_TABLE_IN4) + (a->family == 6 ? 1 : 0);
+	__u32 tbl = egress ? FW_TABLE_EG4 : FW_TABLE_IN4;
 	struct fw_table_cfg *cfg = bpf_map_lookup_elem(&fw_tblcfg, &tbl);
-	struct fw_entry *e;
-	int verdict;
+	__u64 hit;
 
 	if (!cfg)
 		return FW_V_PASS;
 	const struct fw_lenset *set = &cfg->set[cfg->active & 1];
+	if (egress)
+		hit = fw_match4(&fw_eg4_tab, &fw_eg4_spill, &fw_eg4_trie, &fw_eg4_f16, cfg, set, addr);
+	else
+		hit = fw_match4(&fw_in4_tab, &fw_in4_spill, &fw_in4_trie, &fw_in4_f16, cfg, set, addr);
+	return fw_count_verdict(cfg, hit, egress ? FW_DIR_EGRESS : FW_DIR_INGRESS, ifindex, bytes);
+}
 
-	if (a->family == 4) {
-		if (egress)
-			e = fw_match4(&fw_eg4_hash, &fw_eg4_trie, set, a->w[0]);
-		else
-			e = fw_match4(&fw_in4_hash, &fw_in4_trie, set, a->w[0]);
-	} else {
-		if (egress)
-			e = fw_match6(&fw_eg6_hash, &fw_eg6_trie, set, a->w);
-		else
-			e = fw_match6(&fw_in6_hash, &fw_in6_trie, set, a->w);
-	}
+static __always_inline int fw_decide6(const __u32 *w, int egress, __u32 ifindex, __u64 bytes)
+{
+	__u32 tbl = egress ? FW_TABLE_EG6 : FW_TABLE_IN6;
+	struct fw_table_cfg *cfg = bpf_map_lookup_elem(&fw_tblcfg, &tbl);
+	__u64 hit;
 
-	if (e) {
-		__u32 slot = e->slot;
-		struct fw_counter *rc = bpf_map_lookup_elem(&fw_rule_cnt, &slot);
-		if (rc)
-			fw_count(rc, bytes);
-		if (e->action == FW_ACTION_ALLOW)
-			verdict = FW_V_PASS;
-		else if (e->mode == FW_MODE_MONITOR)
-			verdict = FW_V_WOULD_DROP;
-		else
-			verdict = FW_V_DROP;
-	} else {
-		verdict = cfg->default_action == FW_DEFAULT_DROP ? FW_V_DROP : FW_V_PASS;
-	}
+	if (!cfg)
+		return FW_V_PASS;
+	const struct fw_lenset *set = &cfg->set[cfg->active & 1];
+	if (egress)
+		hit = fw_match6(&fw_eg6_tab, &fw_eg6_spill, &fw_eg6_trie, cfg, set, w);
+	else
+		hit = fw_match6(&fw_in6_tab, &fw_in6_spill, &fw_in6_trie, cfg, set, w);
+	return fw_count_verdict(cfg, hit, egress ? FW_DIR_EGRESS : FW_DIR_INGRESS, ifindex, bytes);
+}
 
-	struct fw_if_key ik = { .ifindex = ifindex, .direction = egress ? FW_DIR_EGRESS : FW_DIR_INGRESS };
-	struct fw_verdict_cnt *vc = bpf_map_lookup_elem(&fw_if_cnt, &ik);
-	if (vc) {
-		if (verdict == FW_V_DROP)
-			fw_count(&vc->drop, bytes);
-		else if (verdict == FW_V_WOULD_DROP)
-			fw_count(&vc->would_drop, bytes);
-		else
-			fw_count(&vc->pass, bytes);
-	}
-	return verdict;
+/* Decides one parsed packet against the table of its direction and family and counts it. */
+static __always_inline int fw_decide(const struct fw_addr *a, int egress, __u32 ifindex, __u64 bytes)
+{
+	if (a->family == 4)
+		return fw_decide4(a->w[0], egress, ifindex, bytes);
+	return fw_decide6(a->w, egress, ifindex, bytes);
 }
 
 #endif /* FW_DECIDE_H */

@@ -11,6 +11,18 @@
 #include <bpf/bpf_helpers.h>
 #include "fleetwall_abi.h"
 
+/* The hash of a table: buckets in an ARRAY userspace writes through mmap. */
+#define FW_TAB_MAP(name_, bucket_)                     \
+	struct {                                       \
+		__uint(type, BPF_MAP_TYPE_ARRAY);      \
+		__uint(max_entries, 64);               \
+		__type(key, __u32);                    \
+		__type(value, bucket_);                \
+		__uint(map_flags, BPF_F_MMAPABLE);     \
+		__uint(pinning, LIBBPF_PIN_BY_NAME);   \
+	} name_ SEC(".maps")
+
+/* The trie and the spill hash: {prefixlen, masked address} -> fw_entry. */
 #define FW_PREFIX_MAP(name_, type_, key_)              \
 	struct {                                       \
 		__uint(type, type_);                   \
@@ -21,13 +33,29 @@
 		__uint(pinning, LIBBPF_PIN_BY_NAME);   \
 	} name_ SEC(".maps")
 
-FW_PREFIX_MAP(fw_in4_hash, BPF_MAP_TYPE_HASH, struct fw_key4);
+#define FW_F16_MAP(name_)                              \
+	struct {                                       \
+		__uint(type, BPF_MAP_TYPE_ARRAY);      \
+		__uint(max_entries, 1);                \
+		__type(key, __u32);                    \
+		__type(value, struct fw_f16);          \
+		__uint(map_flags, BPF_F_MMAPABLE);     \
+		__uint(pinning, LIBBPF_PIN_BY_NAME);   \
+	} name_ SEC(".maps")
+
+FW_TAB_MAP(fw_in4_tab, struct fw_bucket4);
+FW_PREFIX_MAP(fw_in4_spill, BPF_MAP_TYPE_HASH, struct fw_key4);
 FW_PREFIX_MAP(fw_in4_trie, BPF_MAP_TYPE_LPM_TRIE, struct fw_key4);
-FW_PREFIX_MAP(fw_in6_hash, BPF_MAP_TYPE_HASH, struct fw_key6);
+FW_F16_MAP(fw_in4_f16);
+FW_TAB_MAP(fw_in6_tab, struct fw_bucket6);
+FW_PREFIX_MAP(fw_in6_spill, BPF_MAP_TYPE_HASH, struct fw_key6);
 FW_PREFIX_MAP(fw_in6_trie, BPF_MAP_TYPE_LPM_TRIE, struct fw_key6);
-FW_PREFIX_MAP(fw_eg4_hash, BPF_MAP_TYPE_HASH, struct fw_key4);
+FW_TAB_MAP(fw_eg4_tab, struct fw_bucket4);
+FW_PREFIX_MAP(fw_eg4_spill, BPF_MAP_TYPE_HASH, struct fw_key4);
 FW_PREFIX_MAP(fw_eg4_trie, BPF_MAP_TYPE_LPM_TRIE, struct fw_key4);
-FW_PREFIX_MAP(fw_eg6_hash, BPF_MAP_TYPE_HASH, struct fw_key6);
+FW_F16_MAP(fw_eg4_f16);
+FW_TAB_MAP(fw_eg6_tab, struct fw_bucket6);
+FW_PREFIX_MAP(fw_eg6_spill, BPF_MAP_TYPE_HASH, struct fw_key6);
 FW_PREFIX_MAP(fw_eg6_trie, BPF_MAP_TYPE_LPM_TRIE, struct fw_key6);
 
 struct {
@@ -38,21 +66,34 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } fw_tblcfg SEC(".maps");
 
+/* [cpu * rule_slots + slot]: one access per counted packet (a per-CPU array costs two). */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1024);
 	__type(key, __u32);
 	__type(value, struct fw_counter);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } fw_rule_cnt SEC(".maps");
 
+/* [cpu * FW_IF_SLOTS + slot]: the interface totals without a hash lookup. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct fw_if_slot);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} fw_if_cnt SEC(".maps");
+
+/* Interfaces whose fw_if_cnt slot is owned by another interface. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 1024);
 	__type(key, struct fw_if_key);
 	__type(value, struct fw_verdict_cnt);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} fw_if_cnt SEC(".maps");
+} fw_if_cntx SEC(".maps");
 
 /* Userspace-only maps, pinned with the rest. */
 struct {

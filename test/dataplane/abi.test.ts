@@ -51,15 +51,18 @@ test('the compiled objects declare every map with the ABI key and value sizes', 
   const expected: Record<string, [number, number]> = {
     [MAP.TBLCFG]: [4, LAYOUT.fw_table_cfg.size],
     [MAP.RULE_CNT]: [4, LAYOUT.fw_counter.size],
-    [MAP.IF_CNT]: [LAYOUT.fw_if_key.size, LAYOUT.fw_verdict_cnt.size],
+    [MAP.IF_CNT]: [4, LAYOUT.fw_if_slot.size],
+    [MAP.IF_CNTX]: [LAYOUT.fw_if_key.size, LAYOUT.fw_verdict_cnt.size],
     [MAP.JOURNAL]: [8, LAYOUT.fw_journal_rule.size],
     [MAP.META]: [4, LAYOUT.fw_meta.size],
     [MAP.LENSTAT]: [4, LAYOUT.fw_lenstat.size],
   };
   for (const t of TABLES) {
     const key = t.family === 4 ? LAYOUT.fw_key4.size : LAYOUT.fw_key6.size;
-    expected[t.hash] = [key, LAYOUT.fw_entry.size];
+    expected[t.tab] = [4, t.family === 4 ? LAYOUT.fw_bucket4.size : LAYOUT.fw_bucket6.size];
+    expected[t.spill] = [key, LAYOUT.fw_entry.size];
     expected[t.trie] = [key, LAYOUT.fw_entry.size];
+    if (t.f16) expected[t.f16] = [4, LAYOUT.fw_f16.size];
   }
   for (const objName of ['xdp_ingress.bpf.o', 'tc_egress.bpf.o']) {
     const obj = raw.bpf_object__open_file(join(root, 'bpf/obj', objName), null);

@@ -6,9 +6,18 @@
 
 import type { RuleAction, RuleDirection, RuleMode } from '../../../common/src/policy.js';
 
-export const FW_ABI_VERSION = 1;
+export const FW_ABI_VERSION = 2;
 export const FW_MAX_HASH_LENS = 8;
 export const FW_LEN_SLOTS = 129;
+export const FW_MAX_RULE_SLOTS = 1 << 26;
+export const FW_HASH_MUL = 0x9e3779b1;
+export const FW_HASH_MUL4 = 0x85ebca6b;
+export const FW_HASH_MUL6 = [0xc2b2ae35, 0x27d4eb2f, 0x165667b1, 0xd3a2646d] as const;
+export const FW_HASH_SEED2 = 0x5bd1e995;
+export const FW_B4_SLOTS = 8;
+export const FW_B6_SLOTS = 5;
+export const FW_IF_SLOTS = 1024;
+export const FW_IFS_FALLBACK = 1;
 
 export const FW_TABLE = { IN4: 0, IN6: 1, EG4: 2, EG6: 3 } as const;
 export const FW_TABLE_COUNT = 4;
@@ -22,6 +31,18 @@ export const ABI_ENUMS: Readonly<Record<string, number>> = {
   FW_ABI_VERSION,
   FW_MAX_HASH_LENS,
   FW_LEN_SLOTS,
+  FW_MAX_RULE_SLOTS,
+  FW_HASH_MUL,
+  FW_HASH_MUL4,
+  FW_HASH_MUL6_0: FW_HASH_MUL6[0],
+  FW_HASH_MUL6_1: FW_HASH_MUL6[1],
+  FW_HASH_MUL6_2: FW_HASH_MUL6[2],
+  FW_HASH_MUL6_3: FW_HASH_MUL6[3],
+  FW_HASH_SEED2,
+  FW_B4_SLOTS,
+  FW_B6_SLOTS,
+  FW_IF_SLOTS,
+  FW_IFS_FALLBACK,
   FW_TABLE_IN4: FW_TABLE.IN4,
   FW_TABLE_IN6: FW_TABLE.IN6,
   FW_TABLE_EG4: FW_TABLE.EG4,
@@ -38,17 +59,24 @@ export const ABI_ENUMS: Readonly<Record<string, number>> = {
 };
 
 export const MAP = {
-  IN4_HASH: 'fw_in4_hash',
+  IN4_TAB: 'fw_in4_tab',
+  IN4_SPILL: 'fw_in4_spill',
   IN4_TRIE: 'fw_in4_trie',
-  IN6_HASH: 'fw_in6_hash',
+  IN4_F16: 'fw_in4_f16',
+  IN6_TAB: 'fw_in6_tab',
+  IN6_SPILL: 'fw_in6_spill',
   IN6_TRIE: 'fw_in6_trie',
-  EG4_HASH: 'fw_eg4_hash',
+  EG4_TAB: 'fw_eg4_tab',
+  EG4_SPILL: 'fw_eg4_spill',
   EG4_TRIE: 'fw_eg4_trie',
-  EG6_HASH: 'fw_eg6_hash',
+  EG4_F16: 'fw_eg4_f16',
+  EG6_TAB: 'fw_eg6_tab',
+  EG6_SPILL: 'fw_eg6_spill',
   EG6_TRIE: 'fw_eg6_trie',
   TBLCFG: 'fw_tblcfg',
   RULE_CNT: 'fw_rule_cnt',
   IF_CNT: 'fw_if_cnt',
+  IF_CNTX: 'fw_if_cntx',
   JOURNAL: 'fw_journal',
   META: 'fw_meta',
   LENSTAT: 'fw_lenstat',
@@ -68,17 +96,22 @@ export const LAYOUT = {
   fw_key4: { size: 8, fields: { prefixlen: 0, addr: 4 } },
   fw_key6: { size: 20, fields: { prefixlen: 0, addr: 4 } },
   fw_entry: { size: 8, fields: { slot: 0, action: 4, mode: 5, prefixlen: 6, flags: 7 } },
+  fw_bucket4: { size: 64, fields: { w: 0 } },
+  fw_slot6: { size: 24, fields: { hi: 0, lo: 8, meta: 16 } },
+  fw_bucket6: { size: 128, fields: { s: 0, flags: 120 } },
+  fw_f16: { size: 8192, fields: { bits: 0 } },
   fw_lenset: { size: 12, fields: { n_hash: 0, use_trie: 1, pad: 2, lens: 4 } },
-  fw_table_cfg: { size: 32, fields: { active: 0, default_action: 4, set: 8 } },
+  fw_table_cfg: { size: 48, fields: { active: 0, default_action: 4, nbuckets: 8, seed: 12, rule_slots: 16, pad: 20, set: 24 } },
   fw_counter: { size: 16, fields: { packets: 0, bytes: 8 } },
   fw_if_key: { size: 8, fields: { ifindex: 0, direction: 4 } },
   fw_verdict_cnt: { size: 48, fields: { pass: 0, drop: 16, would_drop: 32 } },
+  fw_if_slot: { size: 64, fields: { ifindex: 0, flags: 4, pad: 8, c: 16 } },
   fw_journal_rule: {
     size: 40,
     fields: { prefixlen: 0, addr: 4, family: 20, direction: 21, action: 22, mode: 23, slot: 24, expire_unix_ms: 32 },
   },
   fw_meta: {
-    size: 48,
+    size: 56,
     fields: {
       revision: 0,
       store_id: 8,
@@ -87,6 +120,8 @@ export const LAYOUT = {
       max_hash_lens: 32,
       dirty: 36,
       created_unix_ms: 40,
+      prefixes_per_table: 48,
+      rule_slots: 52,
     },
   },
   fw_lenstat: { size: 520, fields: { count: 0, pad: 516 } },
@@ -101,18 +136,24 @@ export interface TableDesc {
   readonly id: number;
   readonly direction: RuleDirection;
   readonly family: 4 | 6;
-  readonly hash: MapName;
+  /** The bucketed hash (mmapable ARRAY of fw_bucket4/6). */
+  readonly tab: MapName;
+  /** Kernel HASH for keys whose two buckets are full. */
+  readonly spill: MapName;
   readonly trie: MapName;
+  /** The /16 filter (IPv4 only). */
+  readonly f16: MapName | null;
+  /** Key size of the trie and the spill hash. */
   readonly keySize: number;
   readonly addrBytes: 4 | 16;
   readonly maxLen: 32 | 128;
 }
 
 export const TABLES: readonly TableDesc[] = [
-  { id: 0, direction: 'ingress', family: 4, hash: MAP.IN4_HASH, trie: MAP.IN4_TRIE, keySize: 8, addrBytes: 4, maxLen: 32 },
-  { id: 1, direction: 'ingress', family: 6, hash: MAP.IN6_HASH, trie: MAP.IN6_TRIE, keySize: 20, addrBytes: 16, maxLen: 128 },
-  { id: 2, direction: 'egress', family: 4, hash: MAP.EG4_HASH, trie: MAP.EG4_TRIE, keySize: 8, addrBytes: 4, maxLen: 32 },
-  { id: 3, direction: 'egress', family: 6, hash: MAP.EG6_HASH, trie: MAP.EG6_TRIE, keySize: 20, addrBytes: 16, maxLen: 128 },
+  { id: 0, direction: 'ingress', family: 4, tab: MAP.IN4_TAB, spill: MAP.IN4_SPILL, trie: MAP.IN4_TRIE, f16: MAP.IN4_F16, keySize: 8, addrBytes: 4, maxLen: 32 },
+  { id: 1, direction: 'ingress', family: 6, tab: MAP.IN6_TAB, spill: MAP.IN6_SPILL, trie: MAP.IN6_TRIE, f16: null, keySize: 20, addrBytes: 16, maxLen: 128 },
+  { id: 2, direction: 'egress', family: 4, tab: MAP.EG4_TAB, spill: MAP.EG4_SPILL, trie: MAP.EG4_TRIE, f16: MAP.EG4_F16, keySize: 8, addrBytes: 4, maxLen: 32 },
+  { id: 3, direction: 'egress', family: 6, tab: MAP.EG6_TAB, spill: MAP.EG6_SPILL, trie: MAP.EG6_TRIE, f16: null, keySize: 20, addrBytes: 16, maxLen: 128 },
 ];
 
 export function tableFor(direction: RuleDirection, family: 4 | 6): TableDesc {
@@ -168,13 +209,21 @@ export interface LenSet {
 export interface TableCfg {
   active: number;
   defaultAction: number;
+  /** Fixed at creation. */
+  nbuckets: number;
+  seed: number;
+  ruleSlots: number;
   sets: [LenSet, LenSet];
 }
 
 export function encodeTableCfg(c: TableCfg): Buffer {
   const b = Buffer.alloc(L.fw_table_cfg.size);
-  b.writeUInt32LE(c.active, L.fw_table_cfg.fields.active);
-  b.writeUInt32LE(c.defaultAction, L.fw_table_cfg.fields.default_action);
+  const F = L.fw_table_cfg.fields;
+  b.writeUInt32LE(c.active, F.active);
+  b.writeUInt32LE(c.defaultAction, F.default_action);
+  b.writeUInt32LE(c.nbuckets >>> 0, F.nbuckets);
+  b.writeUInt32LE(c.seed >>> 0, F.seed);
+  b.writeUInt32LE(c.ruleSlots >>> 0, F.rule_slots);
   for (let i = 0; i < 2; i++) {
     const s = c.sets[i]!;
     const o = L.fw_table_cfg.fields.set + i * L.fw_lenset.size;
@@ -197,9 +246,13 @@ export function decodeTableCfg(b: Buffer): TableCfg {
     for (let j = 0; j < n; j++) hashLens.push(b[o + L.fw_lenset.fields.lens + j]!);
     sets.push({ hashLens, useTrie: b[o + L.fw_lenset.fields.use_trie] !== 0 });
   }
+  const F = L.fw_table_cfg.fields;
   return {
-    active: b.readUInt32LE(L.fw_table_cfg.fields.active) & 1,
-    defaultAction: b.readUInt32LE(L.fw_table_cfg.fields.default_action),
+    active: b.readUInt32LE(F.active) & 1,
+    defaultAction: b.readUInt32LE(F.default_action),
+    nbuckets: b.readUInt32LE(F.nbuckets),
+    seed: b.readUInt32LE(F.seed),
+    ruleSlots: b.readUInt32LE(F.rule_slots),
     sets: [sets[0]!, sets[1]!],
   };
 }
@@ -214,6 +267,8 @@ export interface MetaValue {
   maxHashLens: number;
   dirty: boolean;
   createdUnixMs: bigint;
+  prefixesPerTable: number;
+  ruleSlots: number;
 }
 
 export function encodeMeta(m: MetaValue): Buffer {
@@ -228,6 +283,8 @@ export function encodeMeta(m: MetaValue): Buffer {
   b.writeUInt32LE(m.maxHashLens, F.max_hash_lens);
   b.writeUInt32LE(m.dirty ? 1 : 0, F.dirty);
   b.writeBigUInt64LE(m.createdUnixMs, F.created_unix_ms);
+  b.writeUInt32LE(m.prefixesPerTable >>> 0, F.prefixes_per_table);
+  b.writeUInt32LE(m.ruleSlots >>> 0, F.rule_slots);
   return b;
 }
 
@@ -243,6 +300,8 @@ export function decodeMeta(b: Buffer): MetaValue {
     maxHashLens: b.readUInt32LE(F.max_hash_lens),
     dirty: b.readUInt32LE(F.dirty) !== 0,
     createdUnixMs: b.readBigUInt64LE(F.created_unix_ms),
+    prefixesPerTable: b.readUInt32LE(F.prefixes_per_table),
+    ruleSlots: b.readUInt32LE(F.rule_slots),
   };
 }
 

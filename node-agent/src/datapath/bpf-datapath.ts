@@ -9,6 +9,7 @@
 // Opening again reuses every pin: nothing is detached or flushed, and the
 // default action stored with the pins is kept (a different one is refused).
 
+import { randomInt } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -20,8 +21,11 @@ import {
   FW_ABI_VERSION,
   FW_DEFAULT,
   FW_DIR,
+  FW_IF_SLOTS,
+  FW_IFS_FALLBACK,
   FW_LEN_SLOTS,
   FW_MAX_HASH_LENS,
+  FW_MAX_RULE_SLOTS,
   LAYOUT,
   MAP,
   type MapName,
@@ -60,6 +64,7 @@ import type {
   XdpAttachMode,
 } from './datapath.js';
 import { DatapathError } from './errors.js';
+import { HashTable, bucketsFor, spillSizeFor } from './fwtab.js';
 import { mergeDesc, placeNewLengths } from './lengths.js';
 import {
   BPF_EXIST,
@@ -69,9 +74,11 @@ import {
   XDP_ATTACHED,
   XDP_FLAGS_DRV_MODE,
   XDP_FLAGS_SKB_MODE,
+  type Mapping,
   check,
   closeFd,
   lastErrno,
+  mmapMap,
   possibleCpus,
   raw,
   setLibbpfLogSink,
@@ -112,12 +119,12 @@ export interface BpfAttachOptions extends AttachOptions {
   readonly egressMode?: EgressAttachMode | 'auto';
 }
 
-const PREFIX_MAPS: ReadonlySet<string> = new Set(TABLES.flatMap((t) => [t.hash, t.trie]));
 const LINK_RE = /^(.+)-(xdp-native|xdp-generic|egress-tcx|egress-clsact)$/;
 
 interface TableState {
   readonly desc: TableDesc;
-  readonly hash: BpfMap;
+  /** The hash lengths' entries (bucketed hash + spill). */
+  readonly tab: HashTable;
   readonly trie: BpfMap;
   cfg: TableCfg;
   readonly counts: Uint32Array;
@@ -154,6 +161,15 @@ export class BpfDatapath implements Datapath {
   private readonly objects: LoadedObject[] = [];
   private readonly maps = new Map<MapName, BpfMap>();
   private readonly tables: TableState[];
+  /** fw_rule_cnt and fw_if_cnt mapped into this process ([cpu][slot]). */
+  private readonly ruleCnt: BigUint64Array;
+  private readonly ifCnt: Mapping;
+  private readonly ifCnt32: Uint32Array;
+  private readonly ifCnt64: BigUint64Array;
+  private readonly mappings: Mapping[] = [];
+  private readonly ncpu: number;
+  /** Counter slots per CPU in fw_rule_cnt. */
+  private readonly ruleSlots: number;
   private readonly xdpFd: number;
   private readonly tcFd: number;
   private readonly xdpProgId: number;
@@ -188,11 +204,23 @@ export class BpfDatapath implements Datapath {
     if (!Number.isInteger(k) || k < 0 || k > FW_MAX_HASH_LENS) {
       throw new DatapathError('open datapath', this.pinDir, E.EINVAL, `maxHashLengths must be 0..${FW_MAX_HASH_LENS}, got ${k}`);
     }
+    if (want.counterSlots > FW_MAX_RULE_SLOTS) {
+      throw new DatapathError('open datapath', this.pinDir, E.EINVAL, `capacity.counterSlots must be at most ${FW_MAX_RULE_SLOTS}, got ${want.counterSlots}`);
+    }
+    this.ncpu = possibleCpus();
+    if (this.ncpu * want.counterSlots > 2 ** 31) {
+      throw new DatapathError('open datapath', this.pinDir, E.EINVAL, `capacity.counterSlots x ${this.ncpu} CPUs must be at most 2^31, got ${want.counterSlots}`);
+    }
     const sizes = new Map<string, number>();
-    for (const name of PREFIX_MAPS) sizes.set(name, want.prefixesPerTable);
-    sizes.set(MAP.RULE_CNT, want.counterSlots);
+    for (const t of TABLES) {
+      sizes.set(t.tab, bucketsFor(t.family, want.prefixesPerTable));
+      sizes.set(t.spill, spillSizeFor(want.prefixesPerTable));
+      sizes.set(t.trie, want.prefixesPerTable);
+    }
+    sizes.set(MAP.RULE_CNT, this.ncpu * want.counterSlots);
     sizes.set(MAP.JOURNAL, want.counterSlots);
-    sizes.set(MAP.IF_CNT, 4096);
+    sizes.set(MAP.IF_CNT, this.ncpu * FW_IF_SLOTS);
+    sizes.set(MAP.IF_CNTX, 4096);
 
     const pinFilter = (name: string) => name.startsWith('fw_');
     try {
@@ -212,30 +240,37 @@ export class BpfDatapath implements Datapath {
       throw e;
     }
 
-    this.capacity = {
-      prefixesPerTable: this.map(MAP.IN4_HASH).maxEntries,
-      counterSlots: this.map(MAP.RULE_CNT).maxEntries,
-    };
-    this.tables = TABLES.map((desc) => ({
-      desc,
-      hash: this.map(desc.hash),
-      trie: this.map(desc.trie),
-      cfg: decodeTableCfg(this.map(MAP.TBLCFG).lookupU32(desc.id)!),
-      counts: new Uint32Array(FW_LEN_SLOTS),
-      touched: false,
-    }));
-
+    const ruleSlots = Math.floor(this.map(MAP.RULE_CNT).maxEntries / this.ncpu);
+    this.ruleSlots = ruleSlots;
     const meta = decodeMeta(this.map(MAP.META).lookupU32(0)!);
+    if (meta.abiVersion !== 0 && meta.abiVersion !== FW_ABI_VERSION) {
+      this.closeObjects();
+      throw new DatapathError(
+        'open pins',
+        this.pinDir,
+        E.EINVAL,
+        `pinned state has ABI version ${meta.abiVersion}, this build speaks ${FW_ABI_VERSION}; uninstall first`,
+      );
+    }
+    const cfgs = TABLES.map((desc) => decodeTableCfg(this.map(MAP.TBLCFG).lookupU32(desc.id)!));
     if (meta.abiVersion === 0) {
       // Fresh (or a creation that died before it finished): initialise.
       const def = opts.defaultAction ?? 'pass';
       this.createdFresh = true;
       this.defaultAction = def;
       this.maxHashLengths = k;
-      for (const t of this.tables) {
-        t.cfg = { active: 0, defaultAction: FW_DEFAULT[def], sets: [emptySet(), emptySet()] };
-        this.map(MAP.TBLCFG).updateU32(t.desc.id, encodeTableCfg(t.cfg));
-      }
+      this.capacity = { prefixesPerTable: want.prefixesPerTable, counterSlots: ruleSlots };
+      TABLES.forEach((desc, i) => {
+        cfgs[i] = {
+          active: 0,
+          defaultAction: FW_DEFAULT[def],
+          nbuckets: this.map(desc.tab).maxEntries,
+          seed: randomInt(0, 2 ** 32),
+          ruleSlots,
+          sets: [emptySet(), emptySet()],
+        };
+        this.map(MAP.TBLCFG).updateU32(desc.id, encodeTableCfg(cfgs[i]!));
+      });
       this.meta = {
         revision: 0n,
         storeId: '',
@@ -244,19 +279,10 @@ export class BpfDatapath implements Datapath {
         maxHashLens: k,
         dirty: false,
         createdUnixMs: BigInt(Date.now()),
+        prefixesPerTable: want.prefixesPerTable,
+        ruleSlots,
       };
-      this.writeMeta();
-      this.log?.info({ pinDir: this.pinDir, defaultAction: def, capacity: this.capacity, maxHashLengths: k }, 'datapath created');
     } else {
-      if (meta.abiVersion !== FW_ABI_VERSION) {
-        this.closeObjects();
-        throw new DatapathError(
-          'open pins',
-          this.pinDir,
-          E.EINVAL,
-          `pinned state has ABI version ${meta.abiVersion}, this build speaks ${FW_ABI_VERSION}; uninstall first`,
-        );
-      }
       const pinnedDefault: DefaultAction = meta.defaultAction === FW_DEFAULT.drop ? 'drop' : 'pass';
       if (opts.defaultAction !== undefined && opts.defaultAction !== pinnedDefault) {
         this.closeObjects();
@@ -271,6 +297,39 @@ export class BpfDatapath implements Datapath {
       this.defaultAction = pinnedDefault;
       this.maxHashLengths = meta.maxHashLens;
       this.meta = meta;
+      this.capacity = { prefixesPerTable: meta.prefixesPerTable, counterSlots: meta.ruleSlots };
+    }
+
+    // Shared memory: the tables, the rule and interface counters.
+    const tables: TableState[] = [];
+    try {
+      TABLES.forEach((desc, i) => {
+        const cfg = cfgs[i]!;
+        const tab = new HashTable(desc.family, this.map(desc.tab), this.map(desc.spill), desc.f16 ? this.map(desc.f16) : null, cfg.seed, cfg.nbuckets);
+        tables.push({ desc, tab, trie: this.map(desc.trie), cfg, counts: new Uint32Array(FW_LEN_SLOTS), touched: false });
+      });
+      const rc = this.map(MAP.RULE_CNT);
+      const rcMap = mmapMap(rc.fd, rc.maxEntries * LAYOUT.fw_counter.size, rc.name);
+      this.mappings.push(rcMap);
+      this.ruleCnt = new BigUint64Array(rcMap.buffer, 0, (this.ncpu * ruleSlots * LAYOUT.fw_counter.size) / 8);
+      const ic = this.map(MAP.IF_CNT);
+      this.ifCnt = mmapMap(ic.fd, ic.maxEntries * LAYOUT.fw_if_slot.size, ic.name);
+      this.mappings.push(this.ifCnt);
+      const icBytes = this.ncpu * FW_IF_SLOTS * LAYOUT.fw_if_slot.size;
+      this.ifCnt32 = new Uint32Array(this.ifCnt.buffer, 0, icBytes / 4);
+      this.ifCnt64 = new BigUint64Array(this.ifCnt.buffer, 0, icBytes / 8);
+    } catch (e) {
+      for (const t of tables) t.tab.close();
+      for (const m of this.mappings.splice(0)) m.unmap();
+      this.closeObjects();
+      throw e;
+    }
+    this.tables = tables;
+
+    if (this.createdFresh) {
+      this.writeMeta();
+      this.log?.info({ pinDir: this.pinDir, defaultAction: this.defaultAction, capacity: this.capacity, maxHashLengths: k }, 'datapath created');
+    } else {
       const stats = this.map(MAP.LENSTAT);
       for (const t of this.tables) {
         const v = stats.lookupU32(t.desc.id)!;
@@ -280,7 +339,7 @@ export class BpfDatapath implements Datapath {
         this.log?.warn({ pinDir: this.pinDir }, 'previous apply did not finish; recounting prefix lengths');
         this.recount();
       }
-      this.log?.info({ pinDir: this.pinDir, defaultAction: pinnedDefault, revision: meta.revision.toString() }, 'datapath reopened');
+      this.log?.info({ pinDir: this.pinDir, defaultAction: this.defaultAction, revision: meta.revision.toString() }, 'datapath reopened');
     }
     this.pinPrograms();
   }
@@ -291,21 +350,15 @@ export class BpfDatapath implements Datapath {
     this.assertOpen();
     const out: KernelEntry[] = [];
     for (const t of this.tables) {
-      for (const m of [t.hash, t.trie]) {
-        const { keys, values, count } = m.lookupAll();
-        const ks = t.desc.keySize;
-        for (let i = 0; i < count; i++) {
-          const len = keys.readUInt32LE(i * ks);
-          const bytes = new Uint8Array(keys.subarray(i * ks + 4, i * ks + 4 + t.desc.addrBytes));
-          const v = readEntry(values, i * m.valueStride);
-          out.push({
-            direction: t.desc.direction,
-            prefix: { family: t.desc.family, bytes, len },
-            action: v.action,
-            mode: v.mode,
-            slot: v.slot,
-          });
-        }
+      const { direction, family } = t.desc;
+      t.tab.forEach((len, bytes, v) => out.push({ direction, prefix: { family, bytes, len }, action: v.action, mode: v.mode, slot: v.slot }));
+      const { keys, values, count } = t.trie.lookupAll();
+      const ks = t.desc.keySize;
+      for (let i = 0; i < count; i++) {
+        const len = keys.readUInt32LE(i * ks);
+        const bytes = new Uint8Array(keys.subarray(i * ks + 4, i * ks + 4 + t.desc.addrBytes));
+        const v = readEntry(values, i * t.trie.valueStride);
+        out.push({ direction, prefix: { family, bytes, len }, action: v.action, mode: v.mode, slot: v.slot });
       }
     }
     return out;
@@ -351,13 +404,19 @@ export class BpfDatapath implements Datapath {
     this.assertOpen();
     const t = this.tables[tableFor(direction, prefix.family).id]!;
     if (t.counts[prefix.len] === 0) return null;
-    const key = Buffer.alloc(t.desc.keySize);
-    key.writeUInt32LE(prefix.len, 0);
-    key.set(maskedBytes(prefix), 4);
-    const v = this.structFor(t, prefix.len).lookup(key);
-    if (!v) return null;
-    const e = readEntry(v, 0);
-    return { direction, prefix: { family: prefix.family, bytes: maskedBytes(prefix), len: prefix.len }, action: e.action, mode: e.mode, slot: e.slot };
+    const bytes = maskedBytes(prefix);
+    let e: { slot: number; action: KernelEntry['action']; mode: KernelEntry['mode'] } | null;
+    if (this.inHash(t, prefix.len)) {
+      e = t.tab.get(prefix.len, bytes);
+    } else {
+      const key = Buffer.alloc(t.desc.keySize);
+      key.writeUInt32LE(prefix.len, 0);
+      key.set(bytes, 4);
+      const v = t.trie.lookup(key);
+      e = v ? readEntry(v, 0) : null;
+    }
+    if (!e) return null;
+    return { direction, prefix: { family: prefix.family, bytes, len: prefix.len }, action: e.action, mode: e.mode, slot: e.slot };
   }
 
   /** Where each populated prefix length lives (for tests, the bench and debugging). */
@@ -473,16 +532,13 @@ export class BpfDatapath implements Datapath {
       if (now + prefixes.length <= this.capacity.prefixesPerTable) continue;
       // Close to full: count exactly the prefixes that are new.
       const seen = new Set<string>();
-      const key = Buffer.alloc(t.desc.keySize);
       let fresh = 0;
       for (const p of prefixes) {
         const bytes = maskedBytes(p);
         const id = `${p.len}/${Buffer.from(bytes).toString('hex')}`;
         if (seen.has(id)) continue;
         seen.add(id);
-        key.writeUInt32LE(p.len, 0);
-        key.set(bytes, 4);
-        if (t.counts[p.len]! > 0 && this.structFor(t, p.len).lookup(key)) continue;
+        if (t.counts[p.len]! > 0 && this.has(t, p.len, bytes)) continue;
         fresh++;
       }
       if (now + fresh > this.capacity.prefixesPerTable) {
@@ -496,8 +552,16 @@ export class BpfDatapath implements Datapath {
     }
   }
 
-  private structFor(t: TableState, len: number): BpfMap {
-    return activeSet(t).hashLens.includes(len) ? t.hash : t.trie;
+  private inHash(t: TableState, len: number): boolean {
+    return activeSet(t).hashLens.includes(len);
+  }
+
+  private has(t: TableState, len: number, bytes: Uint8Array): boolean {
+    if (this.inHash(t, len)) return t.tab.has(len, bytes);
+    const key = Buffer.alloc(t.desc.keySize);
+    key.writeUInt32LE(len, 0);
+    key.set(bytes, 4);
+    return t.trie.lookup(key) !== null;
   }
 
   private upsertEntries(group: ReadonlyArray<Extract<MapOp, { kind: 'entry.upsert' }>>): void {
@@ -523,28 +587,28 @@ export class BpfDatapath implements Datapath {
       for (const l of hashLens) inHashLen[l] = 1;
       const isFresh = new Uint8Array(FW_LEN_SLOTS);
       for (const l of newLens.keys()) isFresh[l] = 1;
-      const toHash = { keys: Buffer.alloc(entries.length * ks), vals: Buffer.alloc(entries.length * vs), lens: new Uint8Array(entries.length), n: 0 };
       const toTrie = { keys: Buffer.alloc(entries.length * ks), vals: Buffer.alloc(entries.length * vs), lens: new Uint8Array(entries.length), n: 0 };
-      // Entries of already-populated lengths may replace an existing key:
+      // Trie entries of already-populated lengths may replace an existing key:
       // they go one by one (NOEXIST, then EXIST) so the counts stay exact.
       const single: Array<{ m: BpfMap; key: Buffer; val: Buffer; len: number }> = [];
       for (const e of entries) {
         const len = e.prefix.len;
-        if (isFresh[len]) {
-          const b = inHashLen[len] ? toHash : toTrie;
-          writeMaskedKey(b.keys, b.n * ks, e.prefix);
-          writeEntry(b.vals, b.n * vs, e.slot, e.action, e.mode, len);
-          b.lens[b.n] = len;
-          b.n++;
+        if (inHashLen[len]) {
+          // The hash: one atomic store per entry through the mapping (it says whether the prefix was new).
+          if (t.tab.upsert(len, e.prefix.bytes, e)) t.counts[len]!++;
+        } else if (isFresh[len]) {
+          writeMaskedKey(toTrie.keys, toTrie.n * ks, e.prefix);
+          writeEntry(toTrie.vals, toTrie.n * vs, e.slot, e.action, e.mode, len);
+          toTrie.lens[toTrie.n] = len;
+          toTrie.n++;
         } else {
           const key = Buffer.alloc(ks);
           writeMaskedKey(key, 0, e.prefix);
           const val = Buffer.alloc(vs);
           writeEntry(val, 0, e.slot, e.action, e.mode, len);
-          single.push({ m: inHashLen[len] ? t.hash : t.trie, key, val, len });
+          single.push({ m: t.trie, key, val, len });
         }
       }
-      this.insertBatch(t, t.hash, toHash.keys, toHash.vals, toHash.lens, toHash.n);
       this.insertBatch(t, t.trie, toTrie.keys, toTrie.vals, toTrie.lens, toTrie.n);
       for (const s of single) {
         const errno = s.m.tryUpdate(s.key, s.val, BPF_NOEXIST);
@@ -558,7 +622,7 @@ export class BpfDatapath implements Datapath {
     }
   }
 
-  /** Batch insert of keys of fresh lengths (none can exist yet). */
+  /** Batch insert of trie keys of fresh lengths (none can exist yet). */
   private insertBatch(t: TableState, m: BpfMap, keys: Buffer, vals: Buffer, lens: Uint8Array, n: number): void {
     const ks = m.keySize;
     const vs = LAYOUT.fw_entry.size;
@@ -587,15 +651,18 @@ export class BpfDatapath implements Datapath {
       const set = activeSet(t);
       const ks = t.desc.keySize;
       const perLen = new Map<number, number>();
-      const h = { keys: Buffer.alloc(prefixes.length * ks), lens: new Uint8Array(prefixes.length), n: 0 };
+      const h: Prefix[] = [];
       const tr = { keys: Buffer.alloc(prefixes.length * ks), lens: new Uint8Array(prefixes.length), n: 0 };
       for (const p of prefixes) {
         if (t.counts[p.len] === 0) continue; // nothing of that length: absent
         perLen.set(p.len, (perLen.get(p.len) ?? 0) + 1);
-        const b = set.hashLens.includes(p.len) ? h : tr;
-        writeMaskedKey(b.keys, b.n * ks, p);
-        b.lens[b.n] = p.len;
-        b.n++;
+        if (set.hashLens.includes(p.len)) {
+          h.push(p);
+          continue;
+        }
+        writeMaskedKey(tr.keys, tr.n * ks, p);
+        tr.lens[tr.n] = p.len;
+        tr.n++;
       }
       // Unpublish, before deleting, the lengths (and the trie) these deletes empty.
       const emptied = new Set<number>();
@@ -606,7 +673,7 @@ export class BpfDatapath implements Datapath {
       const before: LenSet = { hashLens: hashAfter, useTrie: set.useTrie && trieAfter > 0 };
       if (!sameSet(before, set)) this.publish(t, before);
 
-      t.hash.deleteMany(h.keys, h.n, (i) => t.counts[h.lens[i]!]!--);
+      for (const p of h) if (t.tab.delete(p.len, p.bytes)) t.counts[p.len]!--;
       t.trie.deleteMany(tr.keys, tr.n, (i) => t.counts[tr.lens[i]!]!--);
 
       // A delete of an absent key leaves its length populated: publish it again.
@@ -657,11 +724,14 @@ export class BpfDatapath implements Datapath {
   }
 
   private resetCounters(group: ReadonlyArray<Extract<MapOp, { kind: 'counter.reset' }>>): void {
-    const m = this.map(MAP.RULE_CNT);
-    const keys = Buffer.alloc(group.length * 4);
-    group.forEach((op, i) => keys.writeUInt32LE(op.slot, i * 4));
-    const res = m.updateBatch(keys, Buffer.alloc(group.length * m.valueStride), group.length);
-    if (res.errno !== 0) throw new DatapathError('reset counters in map', m.name, res.errno);
+    const view = this.ruleCnt;
+    for (const op of group) {
+      for (let c = 0; c < this.ncpu; c++) {
+        const i = (c * this.ruleSlots + op.slot) * 2;
+        Atomics.store(view, i, 0n);
+        Atomics.store(view, i + 1, 0n);
+      }
+    }
   }
 
   private writeLenStats(): void {
@@ -685,20 +755,20 @@ export class BpfDatapath implements Datapath {
       t.counts.fill(0);
       const set = activeSet(t);
       const trieLens = new Set<number>();
-      for (const [m, isHash] of [[t.hash, true], [t.trie, false]] as const) {
-        const { keys, count } = m.lookupAll();
-        for (let i = 0; i < count; i++) {
-          const len = keys.readUInt32LE(i * t.desc.keySize);
-          if (len <= t.desc.maxLen) {
-            t.counts[len]!++;
-            if (!isHash) trieLens.add(len);
-          }
+      const hashWithEntries = new Set<number>();
+      t.tab.forEach((len) => {
+        t.counts[len]!++;
+        hashWithEntries.add(len);
+      });
+      const { keys, count } = t.trie.lookupAll();
+      for (let i = 0; i < count; i++) {
+        const len = keys.readUInt32LE(i * t.desc.keySize);
+        if (len <= t.desc.maxLen) {
+          t.counts[len]!++;
+          trieLens.add(len);
         }
       }
       // Every hash length with entries is published; the trie flag follows the trie.
-      const hashWithEntries = new Set<number>();
-      const { keys, count } = t.hash.lookupAll();
-      for (let i = 0; i < count; i++) hashWithEntries.add(keys.readUInt32LE(i * t.desc.keySize));
       const next: LenSet = {
         hashLens: mergeDesc([...hashWithEntries], []).slice(0, FW_MAX_HASH_LENS),
         useTrie: trieLens.size > 0,
@@ -716,52 +786,71 @@ export class BpfDatapath implements Datapath {
   readRuleCounters(upTo: number): { packets: BigUint64Array; bytes: BigUint64Array } {
     this.assertOpen();
     const n = Math.max(0, Math.min(upTo, this.capacity.counterSlots));
-    const m = this.map(MAP.RULE_CNT);
-    const buf = m.lookupArrayPrefix(n);
     const packets = new BigUint64Array(n);
     const bytes = new BigUint64Array(n);
-    const cpus = possibleCpus();
-    const view = new BigUint64Array(buf.buffer, buf.byteOffset, buf.byteLength / 8);
-    for (let i = 0; i < n; i++) {
-      let p = 0n;
-      let b = 0n;
-      const base = i * cpus * 2;
-      for (let c = 0; c < cpus; c++) {
-        p += view[base + c * 2]!;
-        b += view[base + c * 2 + 1]!;
+    const view = this.ruleCnt;
+    const slots = this.ruleSlots;
+    for (let c = 0; c < this.ncpu; c++) {
+      const base = c * slots * 2;
+      for (let i = 0; i < n; i++) {
+        const p = view[base + i * 2]!;
+        if (p === 0n) continue;
+        packets[i] = packets[i]! + p;
+        bytes[i] = bytes[i]! + view[base + i * 2 + 1]!;
       }
-      packets[i] = p;
-      bytes[i] = b;
     }
     return { packets, bytes };
   }
 
   readInterfaceCounters(): InterfaceCounters[] {
     this.assertOpen();
-    const m = this.map(MAP.IF_CNT);
-    const { keys, values, count } = m.lookupAll();
     const names = new Map<number, string>();
     for (const a of this.attachments()) names.set(a.ifindex, a.ifname);
-    const cpus = possibleCpus();
-    const out: InterfaceCounters[] = [];
+    const byKey = new Map<string, InterfaceCounters>();
+    const entry = (ifindex: number, dir: number): VerdictTotals => {
+      const key = `${ifindex}/${dir}`;
+      let e = byKey.get(key);
+      if (!e) {
+        e = {
+          ifname: names.get(ifindex) ?? `if${ifindex}`,
+          ifindex,
+          direction: dir === FW_DIR.egress ? 'egress' : 'ingress',
+          totals: { pass: zero(), drop: zero(), wouldDrop: zero() },
+        };
+        byKey.set(key, e);
+      }
+      return e.totals;
+    };
+    // Owned slots of fw_if_cnt (the owner is written to every CPU's copy).
+    const v32 = this.ifCnt32;
+    const v64 = this.ifCnt64;
+    for (let s = 0; s < FW_IF_SLOTS; s++) {
+      const ifindex = v32[s * IFS_WORDS32]!;
+      if (ifindex === 0) continue;
+      const totals = entry(ifindex, s & 1);
+      for (let c = 0; c < this.ncpu; c++) {
+        const b = (c * FW_IF_SLOTS + s) * IFS_WORDS64 + IFS_C64;
+        totals.pass.packets += v64[b]!;
+        totals.pass.bytes += v64[b + 1]!;
+        totals.drop.packets += v64[b + 2]!;
+        totals.drop.bytes += v64[b + 3]!;
+        totals.wouldDrop.packets += v64[b + 4]!;
+        totals.wouldDrop.bytes += v64[b + 5]!;
+      }
+    }
+    // Interfaces whose slot another one owns.
+    const m = this.map(MAP.IF_CNTX);
+    const { keys, values, count } = m.lookupAll();
     for (let i = 0; i < count; i++) {
-      const ifindex = keys.readUInt32LE(i * 8);
-      const dir = keys.readUInt32LE(i * 8 + 4);
-      const totals: VerdictTotals = { pass: zero(), drop: zero(), wouldDrop: zero() };
-      for (let c = 0; c < cpus; c++) {
+      const totals = entry(keys.readUInt32LE(i * 8), keys.readUInt32LE(i * 8 + 4));
+      for (let c = 0; c < this.ncpu; c++) {
         const o = i * m.valueStride + c * LAYOUT.fw_verdict_cnt.size;
         add(totals.pass, values, o + LAYOUT.fw_verdict_cnt.fields.pass);
         add(totals.drop, values, o + LAYOUT.fw_verdict_cnt.fields.drop);
         add(totals.wouldDrop, values, o + LAYOUT.fw_verdict_cnt.fields.would_drop);
       }
-      out.push({
-        ifname: names.get(ifindex) ?? `if${ifindex}`,
-        ifindex,
-        direction: dir === FW_DIR.egress ? 'egress' : 'ingress',
-        totals,
-      });
     }
-    return out.sort((a, b) => a.ifindex - b.ifindex || a.direction.localeCompare(b.direction));
+    return [...byKey.values()].sort((a, b) => a.ifindex - b.ifindex || a.direction.localeCompare(b.direction));
   }
 
   // ---------------------------------------------------------------- attach
@@ -904,14 +993,54 @@ export class BpfDatapath implements Datapath {
     }
   }
 
+  /**
+   * Interface totals: the fw_if_cnt slot of (ifindex, direction) if free or
+   * ours (zeroed, then the owner written to every CPU's copy), else an entry
+   * in fw_if_cntx and the slot's fallback flag.
+   */
   private ensureIfCounters(ifindex: number): void {
-    const m = this.map(MAP.IF_CNT);
+    const v32 = this.ifCnt32;
+    const v64 = this.ifCnt64;
     for (const dir of [FW_DIR.ingress, FW_DIR.egress]) {
+      const s = ifSlot(ifindex, dir);
+      const owner = v32[s * IFS_WORDS32]!;
+      if (owner === ifindex) continue;
+      if (owner === 0) {
+        for (let c = 0; c < this.ncpu; c++) {
+          const b = (c * FW_IF_SLOTS + s) * IFS_WORDS64 + IFS_C64;
+          for (let j = 0; j < 6; j++) Atomics.store(v64, b + j, 0n);
+        }
+        for (let c = 0; c < this.ncpu; c++) Atomics.store(v32, (c * FW_IF_SLOTS + s) * IFS_WORDS32, ifindex);
+        continue;
+      }
+      const m = this.map(MAP.IF_CNTX);
       const key = Buffer.alloc(8);
       key.writeUInt32LE(ifindex, 0);
       key.writeUInt32LE(dir, 4);
       const errno = m.tryUpdate(key, Buffer.alloc(m.valueStride), BPF_NOEXIST);
       if (errno !== 0 && errno !== E.EEXIST) throw new DatapathError('create interface counters in', m.name, errno);
+      for (let c = 0; c < this.ncpu; c++) Atomics.or(v32, (c * FW_IF_SLOTS + s) * IFS_WORDS32 + 1, FW_IFS_FALLBACK);
+    }
+  }
+
+  /** Frees the interface's fw_if_cnt slots (or removes its fw_if_cntx entries). */
+  private releaseIfCounters(ifindex: number): void {
+    const v32 = this.ifCnt32;
+    const v64 = this.ifCnt64;
+    const m = this.map(MAP.IF_CNTX);
+    for (const dir of [FW_DIR.ingress, FW_DIR.egress]) {
+      const s = ifSlot(ifindex, dir);
+      if (v32[s * IFS_WORDS32] === ifindex) {
+        for (let c = 0; c < this.ncpu; c++) Atomics.store(v32, (c * FW_IF_SLOTS + s) * IFS_WORDS32, 0);
+        for (let c = 0; c < this.ncpu; c++) {
+          const b = (c * FW_IF_SLOTS + s) * IFS_WORDS64 + IFS_C64;
+          for (let j = 0; j < 6; j++) Atomics.store(v64, b + j, 0n);
+        }
+      }
+      const key = Buffer.alloc(8);
+      key.writeUInt32LE(ifindex, 0);
+      key.writeUInt32LE(dir, 4);
+      m.delete(key);
     }
   }
 
@@ -939,15 +1068,7 @@ export class BpfDatapath implements Datapath {
       }
       unlinkQuiet(pin.path);
     }
-    if (ifindex) {
-      const m = this.map(MAP.IF_CNT);
-      for (const dir of [FW_DIR.ingress, FW_DIR.egress]) {
-        const key = Buffer.alloc(8);
-        key.writeUInt32LE(ifindex, 0);
-        key.writeUInt32LE(dir, 4);
-        m.delete(key);
-      }
-    }
+    if (ifindex) this.releaseIfCounters(ifindex);
     this.log?.info({ ifname }, 'detached');
   }
 
@@ -1050,6 +1171,9 @@ export class BpfDatapath implements Datapath {
   }
 
   private closeObjects(): void {
+    // The views die with the mappings: nothing reads them after this (assertOpen).
+    for (const t of this.tables ?? []) t.tab.close();
+    for (const m of this.mappings.splice(0)) m.unmap();
     for (const o of this.objects.splice(0)) o.close();
   }
 
@@ -1059,6 +1183,16 @@ export class BpfDatapath implements Datapath {
 }
 
 // ---------------------------------------------------------------- helpers
+
+// fw_if_slot in u32 / u64 words; the counters start at u64 word 2.
+const IFS_WORDS32 = LAYOUT.fw_if_slot.size / 4;
+const IFS_WORDS64 = LAYOUT.fw_if_slot.size / 8;
+const IFS_C64 = LAYOUT.fw_if_slot.fields.c / 8;
+
+/** fw_if_cnt slot of an interface and direction (fw_decide). */
+function ifSlot(ifindex: number, dir: number): number {
+  return ((ifindex & (FW_IF_SLOTS / 2 - 1)) << 1) | dir;
+}
 
 function emptySet(): LenSet {
   return { hashLens: [], useTrie: false };

@@ -81,6 +81,10 @@ export const raw = {
   close: f(libc, 'int close(int fd)'),
   if_nametoindex: f(libc, 'uint32_t if_nametoindex(const char *name)'),
   vsnprintf: f(libc, 'int vsnprintf(void *buf, size_t size, const char *fmt, void *ap)'),
+  mmap: f(libc, 'void *mmap(void *addr, size_t len, int prot, int flags, int fd, int64_t off)'),
+  munmap: f(libc, 'int munmap(void *addr, size_t len)'),
+  // syscall(2) is variadic; every argument here is an integer, passed in registers either way.
+  syscall3: f(libc, 'long syscall(long number, long a, long b, long c)'),
 };
 
 // ---- libbpf's log: routed into a ring the errors can quote, and to a sink.
@@ -148,6 +152,54 @@ let ncpus = 0;
 export function possibleCpus(): number {
   if (ncpus === 0) ncpus = check(raw.libbpf_num_possible_cpus() as number, 'count cpus', 'libbpf');
   return ncpus;
+}
+
+// ---- shared memory with the kernel
+
+const PROT_READ = 1;
+const PROT_WRITE = 2;
+const MAP_SHARED = 1;
+const MAP_FAILED = 2n ** 64n - 1n;
+const PAGE = 4096;
+
+/** A BPF_F_MMAPABLE map's values mapped into this process (read-write). */
+export interface Mapping {
+  readonly buffer: ArrayBuffer;
+  readonly length: number;
+  unmap(): void;
+}
+
+/** mmaps `bytes` of an mmapable map's values. The buffer is unusable after unmap(). */
+export function mmapMap(fd: number, bytes: number, target: string): Mapping {
+  const length = Math.max(PAGE, Math.ceil(bytes / PAGE) * PAGE);
+  const p = raw.mmap(null, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0n) as unknown;
+  if (p === null || (typeof p === 'bigint' && p === MAP_FAILED) || (typeof p === 'number' && p === -1)) {
+    throw new DatapathError('mmap map', target, koffi.errno() || 22);
+  }
+  const buffer = koffi.view(p as never, length) as ArrayBuffer;
+  let mapped = true;
+  return {
+    buffer,
+    length,
+    unmap(): void {
+      if (!mapped) return;
+      mapped = false;
+      raw.munmap(p, length);
+    },
+  };
+}
+
+const SYS_MEMBARRIER = process.arch === 'arm64' ? 283 : 324;
+const MEMBARRIER_CMD_GLOBAL = 1;
+
+/**
+ * Waits for an RCU grace period (membarrier(MEMBARRIER_CMD_GLOBAL) is
+ * synchronize_rcu()): every XDP/TC program run that started before the
+ * call has finished, and every later run sees the stores made before it.
+ */
+export function rcuGracePeriod(): void {
+  const r = Number(raw.syscall3(SYS_MEMBARRIER, MEMBARRIER_CMD_GLOBAL, 0, 0));
+  if (r !== 0) throw new DatapathError('wait for an RCU grace period (membarrier)', 'kernel', koffi.errno() || 38);
 }
 
 // ---- constants from the kernel uapi
