@@ -19,7 +19,7 @@
 // spread over --workers child processes. Commit times come from the
 // revision's commit_time (Postgres clock_timestamp(), ms precision in the
 // Delta; arrival is sub-ms wall clock on the same host).
-// Options: --agents 1000 --workers 4 --changes 250 --pace-ms 20 --create-seconds 10
+// Options: --agents 1000 --workers 2 --changes 250 --pace-ms 20 --create-seconds 10
 //          --concurrency 16 --import 1000000 --skip-import --skip-create --cp-prof DIR
 // Targets (issue 3): p99 <= 100 ms at 1,000 agents; 1M import committed <= 20 s and
 // received <= 30 s; RSS <= 1 GB at 1,000 agents.
@@ -43,7 +43,7 @@ const opt = (name: string, def: number): number => {
   return Number(a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[i + 1]);
 };
 const AGENTS = opt('agents', 1000);
-const WORKERS = opt('workers', 4);
+const WORKERS = opt('workers', 2);
 const CHANGES = opt('changes', 250);
 const PACE_MS = opt('pace-ms', 100);
 const CREATE_SECONDS = opt('create-seconds', 8);
