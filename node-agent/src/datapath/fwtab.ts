@@ -59,6 +59,29 @@ export interface TabEntry extends TabValue {
   readonly bytes: Uint8Array;
 }
 
+/**
+ * h1 of a key (fw_probe4/fw_probe6): bytes = the address with host bits
+ * cleared (4 or 16 bytes). Bucket 1 = range32(h1, n), bucket 2 = range32(fmix32(h1 ^ FW_HASH_SEED2), n).
+ */
+export function keyHash(seed: number, len: number, bytes: Uint8Array): number {
+  if (bytes.length === 4) {
+    const a = ((bytes[0]! << 24) | (bytes[1]! << 16) | (bytes[2]! << 8) | bytes[3]!) >>> 0;
+    return Math.imul((a ^ seed ^ Math.imul(len, FW_HASH_MUL)) >>> 0, FW_HASH_MUL4) >>> 0;
+  }
+  let x = seed ^ Math.imul(len, FW_HASH_MUL);
+  for (let j = 0; j < 4; j++) {
+    const w = (bytes[4 * j]! | (bytes[4 * j + 1]! << 8) | (bytes[4 * j + 2]! << 16) | (bytes[4 * j + 3]! << 24)) >>> 0;
+    x ^= Math.imul(w, FW_HASH_MUL6[j]!);
+  }
+  return fmix32(x >>> 0);
+}
+
+/** The two candidate buckets of a key (bytes masked). */
+export function bucketsOf(seed: number, nbuckets: number, len: number, bytes: Uint8Array): [number, number] {
+  const h1 = keyHash(seed, len, bytes);
+  return [range32(h1, nbuckets), range32(fmix32((h1 ^ FW_HASH_SEED2) >>> 0), nbuckets)];
+}
+
 /** Buckets for a capacity: IPv4 at most half full, IPv6 at most 60% full. */
 export function bucketsFor(family: 4 | 6, capacity: number): number {
   return Math.max(64, Math.ceil(family === 4 ? capacity / 4 : capacity / 3));
@@ -84,19 +107,10 @@ const B6_OVF = 1n;
 const B6_SPILL = 2n;
 const B6_WORDS = 16; // 128 bytes
 
-/** Where a key is: a slot word index in the table, or the spill hash. */
-type Loc = { readonly kind: 'slot'; readonly idx: number } | { readonly kind: 'spill' };
-
-/** A key in hashing form. */
-interface Key {
-  readonly len: number;
-  /** IPv4: the masked address as a number (host order). */
-  readonly a: number;
-  /** IPv6: the masked address as four little-endian u32 words of its network bytes. */
-  readonly m: readonly [number, number, number, number];
-  readonly bytes: Uint8Array;
-  readonly h1: number;
-}
+/** locate(): the key is in the spill hash. */
+const IN_SPILL = -2;
+/** locate(): the key is absent. */
+const ABSENT = -1;
 
 export class HashTable {
   readonly family: 4 | 6;
@@ -118,6 +132,17 @@ export class HashTable {
   private readonly spillKey: Buffer;
   private readonly spillVal = Buffer.alloc(LAYOUT.fw_entry.size);
   private closed = false;
+  // The key being worked on (set by setKey; no allocation per entry).
+  private kLen = 0;
+  /** IPv4: the masked address as a number (host order). */
+  private kA = 0;
+  /** IPv6: the masked address as four little-endian u32 words of its network bytes. */
+  private readonly kM = new Uint32Array(4);
+  private readonly kBytes: Uint8Array;
+  private kH1 = 0;
+  /** IPv4: the key as the low 33 bits of the slot word: low half and bit 32. */
+  private kLo = 0;
+  private kBit32 = 0;
 
   constructor(family: 4 | 6, tab: BpfMap, spill: BpfMap, f16: BpfMap | null, seed: number, nbuckets: number) {
     this.family = family;
@@ -132,6 +157,7 @@ export class HashTable {
     this.w32 = new Uint32Array(this.mapping.buffer, 0, (nbuckets * bucketBytes) / 4);
     this.spill = spill;
     this.spillKey = Buffer.alloc(family === 4 ? LAYOUT.fw_key4.size : LAYOUT.fw_key6.size);
+    this.kBytes = this.spillKey.subarray(4);
     if (f16) {
       try {
         this.f16Mapping = mmapMap(f16.fd, LAYOUT.fw_f16.size, f16.name);
@@ -155,111 +181,99 @@ export class HashTable {
 
   // ---------------------------------------------------------------- keys
 
-  private key(len: number, bytes: Uint8Array): Key {
+  /** Makes (len, bytes with host bits cleared) the current key and hashes it. */
+  private setKey(len: number, bytes: Uint8Array): void {
+    this.kLen = len;
+    this.spillKey.writeUInt32LE(len, 0);
+    const kb = this.kBytes;
     if (this.family === 4) {
       const v = ((bytes[0]! << 24) | (bytes[1]! << 16) | (bytes[2]! << 8) | bytes[3]!) >>> 0;
       const a = len === 0 ? 0 : (v & ((0xffffffff << (32 - len)) >>> 0)) >>> 0;
-      const mb = new Uint8Array([a >>> 24, (a >>> 16) & 0xff, (a >>> 8) & 0xff, a & 0xff]);
-      const h1 = Math.imul((a ^ this.seed ^ Math.imul(len, FW_HASH_MUL)) >>> 0, FW_HASH_MUL4) >>> 0;
-      return { len, a, m: [0, 0, 0, 0], bytes: mb, h1 };
+      this.kA = a;
+      kb[0] = a >>> 24;
+      kb[1] = (a >>> 16) & 0xff;
+      kb[2] = (a >>> 8) & 0xff;
+      kb[3] = a & 0xff;
+      this.kH1 = keyHash(this.seed, len, kb);
+      const k = a * 2 + 2 ** (32 - len); // < 2^33
+      this.kLo = k % 4294967296;
+      this.kBit32 = k >= 4294967296 ? 1 : 0;
+      return;
     }
-    const mb = new Uint8Array(16);
     for (let i = 0; i < 16; i++) {
       const keep = len - i * 8;
-      mb[i] = keep >= 8 ? bytes[i]! : keep <= 0 ? 0 : bytes[i]! & ((0xff << (8 - keep)) & 0xff);
+      kb[i] = keep >= 8 ? bytes[i]! : keep <= 0 ? 0 : bytes[i]! & ((0xff << (8 - keep)) & 0xff);
     }
-    const dv = new DataView(mb.buffer);
-    const m: [number, number, number, number] = [dv.getUint32(0, true), dv.getUint32(4, true), dv.getUint32(8, true), dv.getUint32(12, true)];
-    const x =
-      this.seed ^
-      Math.imul(len, FW_HASH_MUL) ^
-      Math.imul(m[0], FW_HASH_MUL6[0]) ^
-      Math.imul(m[1], FW_HASH_MUL6[1]) ^
-      Math.imul(m[2], FW_HASH_MUL6[2]) ^
-      Math.imul(m[3], FW_HASH_MUL6[3]);
-    return { len, a: 0, m, bytes: mb, h1: fmix32(x >>> 0) };
+    const m = this.kM;
+    for (let j = 0; j < 4; j++) m[j] = (kb[4 * j]! | (kb[4 * j + 1]! << 8) | (kb[4 * j + 2]! << 16) | (kb[4 * j + 3]! << 24)) >>> 0;
+    this.kH1 = keyHash(this.seed, len, kb);
   }
 
-  private b1(k: Key): number {
-    return range32(k.h1, this.nbuckets);
+  private b1(): number {
+    return range32(this.kH1, this.nbuckets);
   }
 
-  private b2(k: Key): number {
-    return range32(fmix32((k.h1 ^ FW_HASH_SEED2) >>> 0), this.nbuckets);
-  }
-
-  /** IPv4 key as the low 33 bits of the slot word: (lo, bit 32). */
-  private key4(k: Key): [number, number] {
-    const v = k.a * 2 + 2 ** (32 - k.len); // < 2^33
-    return [v % 4294967296, v >= 4294967296 ? 1 : 0];
+  private b2(): number {
+    return range32(fmix32((this.kH1 ^ FW_HASH_SEED2) >>> 0), this.nbuckets);
   }
 
   // ---------------------------------------------------------------- lookups
 
-  private scan4(b: number, lo: number, hi: number): number {
+  /** Slot word index of the current key in bucket b, or -1. */
+  private scan(b: number): number {
     const w32 = this.w32;
-    for (let i = 0; i < FW_B4_SLOTS; i++) {
-      const wi = b * FW_B4_SLOTS + i;
-      if (w32[2 * wi] === lo && (w32[2 * wi + 1]! & 1) === hi) return wi;
+    if (this.family === 4) {
+      const lo = this.kLo;
+      const bit32 = this.kBit32;
+      for (let i = 0; i < FW_B4_SLOTS; i++) {
+        const wi = b * FW_B4_SLOTS + i;
+        if (w32[2 * wi] === lo && (w32[2 * wi + 1]! & 1) === bit32) return wi;
+      }
+      return -1;
     }
-    return -1;
-  }
-
-  private scan6(b: number, k: Key): number {
-    const w32 = this.w32;
-    const want = M6_VALID | k.len;
+    const want = M6_VALID | this.kLen;
+    const m = this.kM;
     for (let s = 0; s < FW_B6_SLOTS; s++) {
       const wi = b * B6_WORDS + s * 3;
       if ((w32[2 * (wi + 2)]! & 0x1ff) !== want) continue;
-      if (w32[2 * wi] === k.m[0] && w32[2 * wi + 1] === k.m[1] && w32[2 * wi + 2] === k.m[2] && w32[2 * wi + 3] === k.m[3]) return wi;
+      if (w32[2 * wi] === m[0] && w32[2 * wi + 1] === m[1] && w32[2 * wi + 2] === m[2] && w32[2 * wi + 3] === m[3]) return wi;
     }
     return -1;
   }
 
-  private flags(b: number): { ovf: boolean; spill: boolean } {
-    if (this.family === 4) {
-      const hi = this.w32[2 * b * FW_B4_SLOTS + 1]!;
-      return { ovf: (hi & S4_OVF_HI) !== 0, spill: (hi & S4_SPILL_HI) !== 0 };
-    }
-    const f = this.w32[2 * (b * B6_WORDS + 15)]!;
-    return { ovf: (f & 1) !== 0, spill: (f & 2) !== 0 };
+  private hasFlag(b: number, which: 'ovf' | 'spill'): boolean {
+    if (this.family === 4) return (this.w32[2 * b * FW_B4_SLOTS + 1]! & (which === 'ovf' ? S4_OVF_HI : S4_SPILL_HI)) !== 0;
+    return (this.w32[2 * (b * B6_WORDS + 15)]! & (which === 'ovf' ? 1 : 2)) !== 0;
   }
 
-  private locate(k: Key): Loc | null {
-    const b1 = this.b1(k);
-    const scan = (b: number) => (this.family === 4 ? this.scan4(b, ...this.key4(k)) : this.scan6(b, k));
-    let idx = scan(b1);
-    if (idx >= 0) return { kind: 'slot', idx };
-    const f = this.flags(b1);
-    if (f.ovf) {
-      idx = scan(this.b2(k));
-      if (idx >= 0) return { kind: 'slot', idx };
+  /** Where the current key is: a slot word index, IN_SPILL or ABSENT (the programs' probe order). */
+  private locate(): number {
+    const b1 = this.b1();
+    let idx = this.scan(b1);
+    if (idx >= 0) return idx;
+    if (this.hasFlag(b1, 'ovf')) {
+      idx = this.scan(this.b2());
+      if (idx >= 0) return idx;
     }
-    if (f.spill && this.spill.lookup(this.spillKeyOf(k))) return { kind: 'spill' };
-    return null;
-  }
-
-  private spillKeyOf(k: Key): Buffer {
-    this.spillKey.writeUInt32LE(k.len, 0);
-    this.spillKey.set(k.bytes, 4);
-    return this.spillKey;
+    if (this.hasFlag(b1, 'spill') && this.spill.lookup(this.spillKey)) return IN_SPILL;
+    return ABSENT;
   }
 
   /** The value stored for exactly this prefix, or null. */
   get(len: number, bytes: Uint8Array): TabValue | null {
-    const k = this.key(len, bytes);
-    const loc = this.locate(k);
-    if (!loc) return null;
-    if (loc.kind === 'spill') {
-      const v = this.spill.lookup(this.spillKeyOf(k))!;
-      const e = readEntry(v, 0);
+    this.setKey(len, bytes);
+    const loc = this.locate();
+    if (loc === ABSENT) return null;
+    if (loc === IN_SPILL) {
+      const e = readEntry(this.spill.lookup(this.spillKey)!, 0);
       return { slot: e.slot, action: e.action, mode: e.mode };
     }
-    return this.valueAt(loc.idx);
+    return this.valueAt(loc);
   }
 
   has(len: number, bytes: Uint8Array): boolean {
-    return this.locate(this.key(len, bytes)) !== null;
+    this.setKey(len, bytes);
+    return this.locate() !== ABSENT;
   }
 
   private valueAt(wi: number): TabValue {
@@ -283,44 +297,45 @@ export class HashTable {
 
   /** Inserts or replaces one entry. Returns true if the prefix was new. */
   upsert(len: number, bytes: Uint8Array, v: TabValue): boolean {
-    const k = this.key(len, bytes);
-    const loc = this.locate(k);
-    if (loc?.kind === 'slot') {
-      this.writeValue(loc.idx, k, v);
+    if (!Number.isInteger(v.slot) || v.slot < 0 || v.slot > 0x3ffffff) throw new DatapathError('write table entry', `slot ${v.slot}`, E.ERANGE);
+    this.setKey(len, bytes);
+    const loc = this.locate();
+    if (loc >= 0) {
+      this.writeValue(loc, v, false);
       return false;
     }
-    if (loc?.kind === 'spill') {
-      this.writeSpill(k, v);
+    if (loc === IN_SPILL) {
+      this.writeSpill(v);
       return false;
     }
-    this.f16Add(k);
-    this.insertNew(k, v);
+    this.f16Add();
+    this.insertNew(v);
     return true;
   }
 
   /** Removes one entry. Returns true if it existed. */
   delete(len: number, bytes: Uint8Array): boolean {
-    const k = this.key(len, bytes);
-    const loc = this.locate(k);
-    if (!loc) return false;
-    if (loc.kind === 'spill') {
-      this.spill.delete(this.spillKeyOf(k));
+    this.setKey(len, bytes);
+    const loc = this.locate();
+    if (loc === ABSENT) return false;
+    if (loc === IN_SPILL) {
+      this.spill.delete(this.spillKey);
     } else if (this.family === 4) {
-      this.store4(loc.idx, 0, 0);
+      this.store4(loc, 0, 0);
     } else {
-      Atomics.store(this.w64, loc.idx + 2, 0n);
-      this.pending.add(loc.idx);
+      Atomics.store(this.w64, loc + 2, 0n);
+      this.pending.add(loc);
     }
-    this.f16Remove(k);
+    this.f16Remove();
     return true;
   }
 
-  private insertNew(k: Key, v: TabValue): void {
-    const b1 = this.b1(k);
+  private insertNew(v: TabValue): void {
+    const b1 = this.b1();
     let idx = this.freeSlot(b1);
     if (idx < 0 && this.pendingIn(b1)) idx = this.freeSlot(b1);
     if (idx < 0) {
-      const b2 = this.b2(k);
+      const b2 = this.b2();
       let j = this.freeSlot(b2);
       if (j < 0 && this.pendingIn(b2)) j = this.freeSlot(b2);
       if (j >= 0) {
@@ -330,10 +345,10 @@ export class HashTable {
     }
     if (idx < 0) {
       this.setFlag(b1, 'spill');
-      this.writeSpill(k, v);
+      this.writeSpill(v);
       return;
     }
-    this.writeValue(idx, k, v, true);
+    this.writeValue(idx, v, true);
   }
 
   /** True if the bucket has IPv6 slots waiting for a grace period (then waits for one: they are free now). */
@@ -392,31 +407,31 @@ export class HashTable {
     Atomics.store(this.w64, wi, this.s64[0]!);
   }
 
-  private writeValue(wi: number, k: Key, v: TabValue, fresh = false): void {
-    if (v.slot < 0 || v.slot > 0x3ffffff) throw new DatapathError('write table entry', `slot ${v.slot}`, E.ERANGE);
+  /** Writes the current key's value at slot word wi (fresh: the slot was empty). */
+  private writeValue(wi: number, v: TabValue, fresh: boolean): void {
     if (this.family === 4) {
-      const [lo, bit32] = this.key4(k);
-      const hi = bit32 | (v.slot << S4_SLOT_SHIFT_HI) | (v.action === 'allow' ? S4_ALLOW_HI : 0) | (v.mode === 'monitor' ? S4_MONITOR_HI : 0);
-      this.store4(wi, lo, hi);
+      const hi = this.kBit32 | (v.slot << S4_SLOT_SHIFT_HI) | (v.action === 'allow' ? S4_ALLOW_HI : 0) | (v.mode === 'monitor' ? S4_MONITOR_HI : 0);
+      this.store4(wi, this.kLo, hi);
       return;
     }
     if (fresh) {
       if (this.graceNeeded) this.grace();
       // The address first (the slot is not valid yet), then meta with a release store.
       const w32 = this.w32;
-      w32[2 * wi] = k.m[0];
-      w32[2 * wi + 1] = k.m[1];
-      w32[2 * wi + 2] = k.m[2];
-      w32[2 * wi + 3] = k.m[3];
+      const m = this.kM;
+      w32[2 * wi] = m[0]!;
+      w32[2 * wi + 1] = m[1]!;
+      w32[2 * wi + 2] = m[2]!;
+      w32[2 * wi + 3] = m[3]!;
     }
-    this.s32[0] = k.len | M6_VALID | (v.action === 'allow' ? M6_ALLOW : 0) | (v.mode === 'monitor' ? M6_MONITOR : 0);
+    this.s32[0] = this.kLen | M6_VALID | (v.action === 'allow' ? M6_ALLOW : 0) | (v.mode === 'monitor' ? M6_MONITOR : 0);
     this.s32[1] = v.slot;
     Atomics.store(this.w64, wi + 2, this.s64[0]!);
   }
 
-  private writeSpill(k: Key, v: TabValue): void {
-    writeEntry(this.spillVal, 0, v.slot, v.action, v.mode, k.len);
-    const errno = this.spill.tryUpdate(this.spillKeyOf(k), this.spillVal, 0n);
+  private writeSpill(v: TabValue): void {
+    writeEntry(this.spillVal, 0, v.slot, v.action, v.mode, this.kLen);
+    const errno = this.spill.tryUpdate(this.spillKey, this.spillVal, 0n);
     if (errno !== 0) {
       throw new DatapathError('update map', this.spill.name, errno, errno === E.E2BIG ? `spill hash is full (${this.spill.maxEntries} entries)` : undefined);
     }
@@ -435,16 +450,16 @@ export class HashTable {
     return this.f16Counts;
   }
 
-  private f16Add(k: Key): void {
-    if (!this.f16 || k.len < 16) return;
-    const x = k.a >>> 16;
+  private f16Add(): void {
+    if (!this.f16 || this.kLen < 16) return;
+    const x = this.kA >>> 16;
     const c = this.f16Counts_();
     if (c[x]!++ === 0) Atomics.or(this.f16, x >>> 3, 1 << (x & 7));
   }
 
-  private f16Remove(k: Key): void {
-    if (!this.f16 || k.len < 16) return;
-    const x = k.a >>> 16;
+  private f16Remove(): void {
+    if (!this.f16 || this.kLen < 16) return;
+    const x = this.kA >>> 16;
     const c = this.f16Counts_();
     if (c[x]! > 0 && --c[x]! === 0) Atomics.and(this.f16, x >>> 3, ~(1 << (x & 7)) & 0xff);
   }

@@ -1,0 +1,251 @@
+// The bucketed hash (node-agent/src/datapath/fwtab.ts, fw_decide.h) on its
+// rare paths, with keys crafted from the table's own seed so they collide:
+// a full first bucket (second bucket behind the overflow flag), both buckets
+// full (spill hash behind the spill flag), replacements and deletes there,
+// IPv6 slots freed and reused (grace period), the /16 filter, and interface
+// totals of two interfaces whose counter slots collide.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { formatAddress, parseCidr } from '../../common/src/cidr.js';
+import { FW_B4_SLOTS, FW_B6_SLOTS, LAYOUT, MAP, decodeTableCfg, FW_TABLE } from '../../node-agent/src/datapath/abi.js';
+import { type BpfDatapath, openDatapath } from '../../node-agent/src/datapath/bpf-datapath.js';
+import { BpfMap } from '../../node-agent/src/datapath/bpf-map.js';
+import type { MapOp } from '../../node-agent/src/datapath/datapath.js';
+import { bucketsOf } from '../../node-agent/src/datapath/fwtab.js';
+import { withNetnsPair } from '../support/netns.js';
+import { runChild } from './child.js';
+import { ipFrame } from './frames.js';
+import { cleanupPins, uniquePinDir, withDatapath } from './helpers.js';
+
+const XDP_DROP = 1;
+const XDP_PASS = 2;
+
+function pinned(pinDir: string, name: string): BpfMap {
+  return BpfMap.fromPin(`${pinDir}/${name}`, name);
+}
+
+function tableCfg(pinDir: string, table: number): { seed: number; nbuckets: number } {
+  const m = pinned(pinDir, MAP.TBLCFG);
+  try {
+    return decodeTableCfg(m.lookupU32(table)!);
+  } finally {
+    m.close();
+  }
+}
+
+/** `n` distinct prefixes of length len whose first and second buckets are the same two buckets. */
+function colliding(family: 4 | 6, seed: number, nbuckets: number, len: number, n: number, avoid: (b: Uint8Array) => boolean = () => false): Uint8Array[] {
+  const byPair = new Map<string, Uint8Array[]>();
+  for (let i = 1; i < 2_000_000; i++) {
+    const b = new Uint8Array(family === 4 ? 4 : 16);
+    if (family === 4) b.set([10, (i >>> 16) & 0xff, (i >>> 8) & 0xff, i & 0xff]);
+    else b.set([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, (i >>> 24) & 0xff, (i >>> 16) & 0xff, (i >>> 8) & 0xff, i & 0xff]);
+    if (avoid(b)) continue;
+    const [b1, b2] = bucketsOf(seed, nbuckets, len, b);
+    if (b1 === b2) continue;
+    const key = `${b1}/${b2}`;
+    const list = byPair.get(key) ?? [];
+    list.push(b);
+    byPair.set(key, list);
+    if (list.length === n) return list;
+  }
+  throw new Error('no colliding keys found');
+}
+
+const addr = (b: Uint8Array) => formatAddress({ family: b.length === 4 ? 4 : 6, bytes: b });
+const deny = (bytes: Uint8Array, len: number, slot: number, action: 'deny' | 'allow' = 'deny'): MapOp => ({
+  kind: 'entry.upsert',
+  entry: { direction: 'ingress', prefix: { family: bytes.length === 4 ? 4 : 6, bytes, len }, action, mode: 'enforce', slot },
+});
+const del = (bytes: Uint8Array, len: number): MapOp => ({ kind: 'entry.delete', direction: 'ingress', prefix: { family: bytes.length === 4 ? 4 : 6, bytes, len } });
+
+function verdict(dp: BpfDatapath, src: string): number {
+  return dp.testRun('xdp', ipFrame(src, src.includes(':') ? '2001:db8:ffff::1' : '192.0.2.254')).retval;
+}
+
+/** Occupied slots of bucket b and its flag word (IPv4: slot 0's top bits; IPv6: the flags word). */
+function bucket(pinDir: string, name: string, family: 4 | 6, b: number): { used: number; ovf: boolean; spill: boolean } {
+  const m = pinned(pinDir, name);
+  try {
+    const v = m.lookupU32(b)!;
+    if (family === 4) {
+      let used = 0;
+      for (let i = 0; i < FW_B4_SLOTS; i++) if ((v.readBigUInt64LE(i * 8) & ((1n << 33n) - 1n)) !== 0n) used++;
+      const w0 = v.readBigUInt64LE(0);
+      return { used, ovf: (w0 >> 63n) === 1n, spill: ((w0 >> 62n) & 1n) === 1n };
+    }
+    let used = 0;
+    for (let i = 0; i < FW_B6_SLOTS; i++) if (v.readBigUInt64LE(i * 24 + 16) & 0x100n) used++;
+    const f = v.readBigUInt64LE(LAYOUT.fw_bucket6.fields.flags);
+    return { used, ovf: (f & 1n) === 1n, spill: (f & 2n) === 2n };
+  } finally {
+    m.close();
+  }
+}
+
+function spillCount(pinDir: string, name: string): number {
+  const m = pinned(pinDir, name);
+  try {
+    return m.lookupAll().count;
+  } finally {
+    m.close();
+  }
+}
+
+for (const family of [4, 6] as const) {
+  const len = family === 4 ? 32 : 128;
+  const per = family === 4 ? FW_B4_SLOTS : FW_B6_SLOTS;
+  const tab = family === 4 ? MAP.IN4_TAB : MAP.IN6_TAB;
+  const spill = family === 4 ? MAP.IN4_SPILL : MAP.IN6_SPILL;
+
+  test(`IPv${family} hash: a full first bucket overflows to the second, both full to the spill hash; lookups, packets, counters, replacements and deletes stay exact`, async () => {
+    await withDatapath(`tab-ovf${family}`, { capacity: { prefixesPerTable: 256, counterSlots: 64 } }, (dp, pinDir) => {
+      const { seed, nbuckets } = tableCfg(pinDir, family === 4 ? FW_TABLE.IN4 : FW_TABLE.IN6);
+      const n = 2 * per + 3;
+      const keys = colliding(family, seed, nbuckets, len, n + 1);
+      const extra = keys.pop()!; // same two buckets, inserted later
+      const [b1, b2] = bucketsOf(seed, nbuckets, len, keys[0]!);
+      dp.apply(keys.map((k, i) => deny(k, len, i + 1)));
+
+      assert.deepEqual(bucket(pinDir, tab, family, b1), { used: per, ovf: true, spill: true }, 'first bucket full, both flags');
+      assert.equal(bucket(pinDir, tab, family, b2).used, per, 'second bucket full');
+      assert.equal(spillCount(pinDir, spill), 3, 'the rest in the spill hash');
+      assert.equal(dp.readEntries().length, n);
+      for (const [i, k] of keys.entries()) {
+        assert.deepEqual(dp.lookupEntry('ingress', { family, bytes: k, len })?.slot, i + 1, `lookup ${addr(k)}`);
+        assert.equal(verdict(dp, addr(k)), XDP_DROP, `packet from ${addr(k)}`);
+      }
+      assert.equal(verdict(dp, addr(extra)), XDP_PASS, 'a colliding address not in the set passes');
+      const c = dp.readRuleCounters(n + 1).packets;
+      for (let i = 1; i <= n; i++) assert.equal(c[i], 1n, `slot ${i} counted once`);
+
+      // Replace one entry in each place (first bucket, second bucket, spill): allow, new slot.
+      const firstIdx = 0;
+      const secondIdx = per;
+      const spillIdx = n - 1;
+      dp.apply([firstIdx, secondIdx, spillIdx].map((i) => deny(keys[i]!, len, 40 + i, 'allow')));
+      for (const i of [firstIdx, secondIdx, spillIdx]) {
+        assert.equal(verdict(dp, addr(keys[i]!)), XDP_PASS, `replaced ${addr(keys[i]!)} allows`);
+        assert.equal(dp.readRuleCounters(64).packets[40 + i], 1n, 'counted on its new slot');
+      }
+      assert.equal(dp.usage().find((u) => u.family === family && u.direction === 'ingress')!.entries, n, 'replacements are not new entries');
+
+      // Delete one from each place; the others still match; a new colliding key takes the freed first-bucket slot.
+      dp.apply([del(keys[1]!, len), del(keys[per + 1]!, len), del(keys[n - 2]!, len)]);
+      for (const i of [1, per + 1, n - 2]) assert.equal(verdict(dp, addr(keys[i]!)), XDP_PASS, `deleted ${addr(keys[i]!)} passes`);
+      for (const i of [2, per + 2, n - 3]) assert.equal(verdict(dp, addr(keys[i]!)), XDP_DROP, `kept ${addr(keys[i]!)} drops`);
+      dp.apply([deny(extra, len, 60)]);
+      assert.equal(bucket(pinDir, tab, family, b1).used, per, 'the freed slot of the first bucket is reused');
+      assert.equal(verdict(dp, addr(extra)), XDP_DROP);
+      assert.equal(dp.readEntries().length, n - 3 + 1);
+    });
+  });
+}
+
+test('IPv6 hash: deleted slots are reused after a grace period; delete and re-add cycles keep every verdict', async () => {
+  await withDatapath('tab-v6reuse', { capacity: { prefixesPerTable: 256, counterSlots: 64 } }, (dp, pinDir) => {
+    const { seed, nbuckets } = tableCfg(pinDir, FW_TABLE.IN6);
+    const keys = colliding(6, seed, nbuckets, 128, FW_B6_SLOTS * 2);
+    const [b1] = bucketsOf(seed, nbuckets, 128, keys[0]!);
+    const a = keys.slice(0, FW_B6_SLOTS); // fill the first bucket
+    const b = keys.slice(FW_B6_SLOTS);
+    dp.apply(a.map((k, i) => deny(k, 128, i + 1)));
+    assert.deepEqual(bucket(pinDir, MAP.IN6_TAB, 6, b1), { used: FW_B6_SLOTS, ovf: false, spill: false });
+    for (let round = 0; round < 3; round++) {
+      // Swap the bucket's content in one apply: deletes, then adds of keys that hash to the same bucket.
+      const [out, inn] = round % 2 === 0 ? [a, b] : [b, a];
+      dp.apply([...out.map((k) => del(k, 128)), ...inn.map((k, i) => deny(k, 128, 10 + i))]);
+      for (const k of out) assert.equal(verdict(dp, addr(k)), XDP_PASS, `round ${round}: deleted ${addr(k)}`);
+      for (const k of inn) assert.equal(verdict(dp, addr(k)), XDP_DROP, `round ${round}: added ${addr(k)}`);
+      assert.equal(dp.readEntries().length, FW_B6_SLOTS);
+    }
+  });
+});
+
+test('/16 filter: set by the first entry of length >= 16 in a /16, cleared after the last; shorter lengths are never filtered; rebuilt after reopen', async () => {
+  {
+    await withDatapath('tab-f16', {}, async (dp, dir) => {
+      const up = (cidr: string, slot: number): MapOp => ({ kind: 'entry.upsert', entry: { direction: 'ingress', prefix: parseCidr(cidr), action: 'deny', mode: 'enforce', slot } });
+      const rm = (cidr: string): MapOp => ({ kind: 'entry.delete', direction: 'ingress', prefix: parseCidr(cidr) });
+      const bit = (a: number, b: number) => {
+        const m = pinned(dir, MAP.IN4_F16);
+        try {
+          const v = m.lookupU32(0)!;
+          const x = (a << 8) | b;
+          return (v[x >> 3]! >> (x & 7)) & 1;
+        } finally {
+          m.close();
+        }
+      };
+      dp.apply([up('10.1.2.3/32', 1), up('10.1.9.0/24', 2), up('10.2.0.0/16', 3), up('172.16.0.0/12', 4)]);
+      assert.deepEqual([bit(10, 1), bit(10, 2), bit(10, 3), bit(172, 16)], [1, 1, 0, 0], '/12 is shorter than 16: no bit');
+      for (const [src, v] of [['10.1.2.3', XDP_DROP], ['10.1.9.77', XDP_DROP], ['10.2.200.1', XDP_DROP], ['172.20.1.1', XDP_DROP], ['10.3.0.1', XDP_PASS]] as const) {
+        assert.equal(verdict(dp, src), v, src);
+      }
+      dp.apply([rm('10.1.2.3/32')]);
+      assert.equal(bit(10, 1), 1, 'the /24 still lives in 10.1');
+      assert.equal(verdict(dp, '10.1.9.1'), XDP_DROP);
+      dp.apply([rm('10.1.9.0/24')]);
+      assert.equal(bit(10, 1), 0, 'last one gone: cleared');
+      assert.equal(verdict(dp, '10.1.9.1'), XDP_PASS);
+      dp.close();
+      // A new instance rebuilds its counts from the table.
+      const again = openDatapath({ pinDir: dir });
+      try {
+        again.apply([up('10.2.7.0/24', 5)]);
+        again.apply([rm('10.2.0.0/16')]);
+        assert.equal(bit(10, 2), 1, '10.2.7.0/24 keeps it');
+        assert.equal(verdict(again, '10.2.7.9'), XDP_DROP);
+        assert.equal(verdict(again, '10.2.8.9'), XDP_PASS);
+        again.apply([rm('10.2.7.0/24')]);
+        assert.equal(bit(10, 2), 0);
+      } finally {
+        again.close();
+      }
+    });
+  }
+});
+
+test('interface totals: two interfaces whose counter slots collide count separately (the second one through fw_if_cntx); detach frees the slot', async () => {
+  await withNetnsPair(async (bed) => {
+    const pinDir = uniquePinDir('tab-ifslot');
+    try {
+      // ifindex 700 and 1212 share slot (ifindex % 512).
+      for (const [x, y, ix] of [['fwcA', 'fwcB', 700], ['fwcC', 'fwcD', 1212]] as const) {
+        const r = bed.execSync('b', ['ip', 'link', 'add', x, 'index', String(ix), 'type', 'veth', 'peer', 'name', y, 'index', String(ix + 1)]);
+        assert.equal(r.code, 0, r.stderr);
+        bed.execSync('b', ['ip', 'link', 'set', x, 'up']);
+        bed.execSync('b', ['ip', 'link', 'set', y, 'up']);
+      }
+      const res = await runChild(bed, 'b', [
+        { open: { pinDir, capacity: { prefixesPerTable: 1024, counterSlots: 64 } } },
+        { apply: [{ upsert: { direction: 'ingress', cidr: '198.51.100.0/24', action: 'deny', slot: 1 } }] },
+        { attach: { ifname: 'fwcA', opts: { egress: false } } },
+        { attach: { ifname: 'fwcC', opts: { egress: false } } },
+        { testRun: { ifname: 'fwcA', src: '198.51.100.7', dst: '192.0.2.254', count: 3 } },
+        { testRun: { ifname: 'fwcC', src: '203.0.113.7', dst: '192.0.2.254', count: 2 } },
+        { testRun: { ifname: 'fwcC', src: '198.51.100.8', dst: '192.0.2.254', count: 1 } },
+        { interfaceCounters: true },
+        { detach: 'fwcA' },
+        { testRun: { ifname: 'fwcC', src: '198.51.100.9', dst: '192.0.2.254', count: 1 } },
+        { interfaceCounters: true },
+        { uninstall: true },
+      ]);
+      assert.ok(res.every((r) => r.ok), JSON.stringify(res));
+      assert.deepEqual(res[4]!.result, [XDP_DROP, XDP_DROP, XDP_DROP]);
+      assert.deepEqual(res[5]!.result, [XDP_PASS, XDP_PASS]);
+      const totals = (r: (typeof res)[number]) =>
+        Object.fromEntries(
+          (r.result as Array<{ ifname: string; direction: string; totals: { pass: { packets: string }; drop: { packets: string } } }>).map((c) => [
+            `${c.ifname}/${c.direction}`,
+            [Number(c.totals.pass.packets), Number(c.totals.drop.packets)],
+          ]),
+        );
+      assert.deepEqual(totals(res[7]!), { 'fwcA/ingress': [0, 3], 'fwcA/egress': [0, 0], 'fwcC/ingress': [2, 1], 'fwcC/egress': [0, 0] });
+      assert.deepEqual(totals(res[10]!), { 'fwcC/ingress': [2, 2], 'fwcC/egress': [0, 0] });
+    } finally {
+      cleanupPins(pinDir);
+    }
+  });
+});
