@@ -196,6 +196,9 @@ async function main(): Promise<void> {
     workers.push(...(await startWorkers(cp.target, AGENTS, WORKERS)));
     emit('seconds.connect_1000_agents', (now() - t) / 1000, { agents: AGENTS });
     await sleep(1000);
+    const idle0 = cpuMs(cp.pid);
+    await sleep(5000);
+    emit('cpu_percent.controlplane_idle_1000_agents', ((cpuMs(cp.pid) - idle0) / 5000) * 100, { agents: AGENTS, note: 'pings, node flushes, expiry polls with no changes' });
 
     // Phase 3: propagation of single creates.
     const cpu0 = cpuMs(cp.pid);

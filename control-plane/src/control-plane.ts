@@ -66,6 +66,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       flushCounters: () => counters.flush(),
       topRules: config.metricsTopRules,
       connectedAgents: () => hub.sessionCount,
+      syncGroups: () => hub.groupCount,
       connectedNodes: () => nodes.connected(),
       revision: () => cache.revision,
       cachedRules: () => cache.size,

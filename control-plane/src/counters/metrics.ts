@@ -20,6 +20,7 @@ export interface MetricsSources {
   readonly flushCounters: () => Promise<void>;
   readonly topRules: number;
   readonly connectedAgents: () => number;
+  readonly syncGroups: () => number;
   /** Nodes connected to this process, with the revision each has ACKed. */
   readonly connectedNodes: () => readonly { name: string; appliedRevision: bigint }[];
   readonly revision: () => bigint;
@@ -135,6 +136,14 @@ export class ControlPlaneMetrics implements SyncMetrics {
       registers: [registry],
       collect() {
         this.set(src.connectedAgents());
+      },
+    });
+    new Gauge({
+      name: 'fleetwall_sync_groups',
+      help: 'Groups of connected agents that receive identical deltas (labels projected onto the keys selectors use).',
+      registers: [registry],
+      collect() {
+        this.set(src.syncGroups());
       },
     });
     new Gauge({

@@ -53,10 +53,6 @@ export class SyncHub {
     return this.groups.size;
   }
 
-  allSessions(): Iterable<HubSession> {
-    return this.sessions;
-  }
-
   private keyOf(labels: Labels): { key: string; projected: Labels } {
     const projected: Record<string, string> = {};
     for (const k of this.universe) {
