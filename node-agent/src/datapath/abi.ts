@@ -25,6 +25,7 @@ export const FW_DIR = { ingress: 0, egress: 1 } as const;
 export const FW_ACTION = { deny: 1, allow: 2 } as const;
 export const FW_MODE = { enforce: 1, monitor: 2 } as const;
 export const FW_DEFAULT = { pass: 0, drop: 1 } as const;
+export const FW_SV = { pass: 0, drop: 1, wouldDrop: 2 } as const;
 
 /** Enum constants as the C header names them (checked by the ABI test). */
 export const ABI_ENUMS: Readonly<Record<string, number>> = {
@@ -54,6 +55,9 @@ export const ABI_ENUMS: Readonly<Record<string, number>> = {
   FW_ACTION_ALLOW: FW_ACTION.allow,
   FW_MODE_ENFORCE: FW_MODE.enforce,
   FW_MODE_MONITOR: FW_MODE.monitor,
+  FW_SV_PASS: FW_SV.pass,
+  FW_SV_DROP: FW_SV.drop,
+  FW_SV_WOULD_DROP: FW_SV.wouldDrop,
   FW_DEFAULT_PASS: FW_DEFAULT.pass,
   FW_DEFAULT_DROP: FW_DEFAULT.drop,
 };
@@ -63,6 +67,7 @@ export const MAP = {
   IN4_SPILL: 'fw_in4_spill',
   IN4_TRIE: 'fw_in4_trie',
   IN4_F16: 'fw_in4_f16',
+  IN4_F24: 'fw_in4_f24',
   IN6_TAB: 'fw_in6_tab',
   IN6_SPILL: 'fw_in6_spill',
   IN6_TRIE: 'fw_in6_trie',
@@ -70,6 +75,7 @@ export const MAP = {
   EG4_SPILL: 'fw_eg4_spill',
   EG4_TRIE: 'fw_eg4_trie',
   EG4_F16: 'fw_eg4_f16',
+  EG4_F24: 'fw_eg4_f24',
   EG6_TAB: 'fw_eg6_tab',
   EG6_SPILL: 'fw_eg6_spill',
   EG6_TRIE: 'fw_eg6_trie',
@@ -99,7 +105,8 @@ export const LAYOUT = {
   fw_bucket4: { size: 64, fields: { w: 0 } },
   fw_slot6: { size: 24, fields: { hi: 0, lo: 8, meta: 16 } },
   fw_bucket6: { size: 128, fields: { s: 0, flags: 120 } },
-  fw_f16: { size: 8192, fields: { bits: 0 } },
+  fw_f16: { size: 16384, fields: { bits: 0, gt24: 8192 } },
+  fw_f24: { size: 2097152, fields: { bits: 0 } },
   fw_lenset: { size: 12, fields: { n_hash: 0, use_trie: 1, pad: 2, lens: 4 } },
   fw_table_cfg: { size: 48, fields: { active: 0, default_action: 4, nbuckets: 8, seed: 12, rule_slots: 16, pad: 20, set: 24 } },
   fw_counter: { size: 16, fields: { packets: 0, bytes: 8 } },
@@ -141,8 +148,9 @@ export interface TableDesc {
   /** Kernel HASH for keys whose two buckets are full. */
   readonly spill: MapName;
   readonly trie: MapName;
-  /** The /16 filter (IPv4 only). */
+  /** The /16 and /24 filters (IPv4 only). */
   readonly f16: MapName | null;
+  readonly f24: MapName | null;
   /** Key size of the trie and the spill hash. */
   readonly keySize: number;
   readonly addrBytes: 4 | 16;
@@ -150,10 +158,10 @@ export interface TableDesc {
 }
 
 export const TABLES: readonly TableDesc[] = [
-  { id: 0, direction: 'ingress', family: 4, tab: MAP.IN4_TAB, spill: MAP.IN4_SPILL, trie: MAP.IN4_TRIE, f16: MAP.IN4_F16, keySize: 8, addrBytes: 4, maxLen: 32 },
-  { id: 1, direction: 'ingress', family: 6, tab: MAP.IN6_TAB, spill: MAP.IN6_SPILL, trie: MAP.IN6_TRIE, f16: null, keySize: 20, addrBytes: 16, maxLen: 128 },
-  { id: 2, direction: 'egress', family: 4, tab: MAP.EG4_TAB, spill: MAP.EG4_SPILL, trie: MAP.EG4_TRIE, f16: MAP.EG4_F16, keySize: 8, addrBytes: 4, maxLen: 32 },
-  { id: 3, direction: 'egress', family: 6, tab: MAP.EG6_TAB, spill: MAP.EG6_SPILL, trie: MAP.EG6_TRIE, f16: null, keySize: 20, addrBytes: 16, maxLen: 128 },
+  { id: 0, direction: 'ingress', family: 4, tab: MAP.IN4_TAB, spill: MAP.IN4_SPILL, trie: MAP.IN4_TRIE, f16: MAP.IN4_F16, f24: MAP.IN4_F24, keySize: 8, addrBytes: 4, maxLen: 32 },
+  { id: 1, direction: 'ingress', family: 6, tab: MAP.IN6_TAB, spill: MAP.IN6_SPILL, trie: MAP.IN6_TRIE, f16: null, f24: null, keySize: 20, addrBytes: 16, maxLen: 128 },
+  { id: 2, direction: 'egress', family: 4, tab: MAP.EG4_TAB, spill: MAP.EG4_SPILL, trie: MAP.EG4_TRIE, f16: MAP.EG4_F16, f24: MAP.EG4_F24, keySize: 8, addrBytes: 4, maxLen: 32 },
+  { id: 3, direction: 'egress', family: 6, tab: MAP.EG6_TAB, spill: MAP.EG6_SPILL, trie: MAP.EG6_TRIE, f16: null, f24: null, keySize: 20, addrBytes: 16, maxLen: 128 },
 ];
 
 export function tableFor(direction: RuleDirection, family: 4 | 6): TableDesc {

@@ -305,7 +305,8 @@ export class BpfDatapath implements Datapath {
     try {
       TABLES.forEach((desc, i) => {
         const cfg = cfgs[i]!;
-        const tab = new HashTable(desc.family, this.map(desc.tab), this.map(desc.spill), desc.f16 ? this.map(desc.f16) : null, cfg.seed, cfg.nbuckets);
+        const filters = desc.f16 && desc.f24 ? { f16: this.map(desc.f16), f24: this.map(desc.f24) } : null;
+        const tab = new HashTable(desc.family, this.map(desc.tab), this.map(desc.spill), filters, cfg.seed, cfg.nbuckets);
         tables.push({ desc, tab, trie: this.map(desc.trie), cfg, counts: new Uint32Array(FW_LEN_SLOTS), touched: false });
       });
       const rc = this.map(MAP.RULE_CNT);

@@ -94,18 +94,29 @@ export function spillSizeFor(capacity: number): number {
 
 // IPv4 slot word, as (lo, hi) u32 halves.
 const S4_SLOT_SHIFT_HI = 1; // bit 33
-const S4_ALLOW_HI = 1 << 27; // bit 59
-const S4_MONITOR_HI = 1 << 28; // bit 60
+const S4_VERDICT_SHIFT_HI = 27; // bits 59..60: fw_slot_verdict
+const S4_MONITOR_HI = 1 << 29; // bit 61
 const S4_SPILL_HI = 0x40000000; // bit 62
 const S4_OVF_HI = 0x80000000; // bit 63
 const S4_FLAGS_HI = 0xc0000000;
 // IPv6 meta, low half; high half = the counter slot.
 const M6_VALID = 0x100;
-const M6_ALLOW = 0x200;
-const M6_MONITOR = 0x400;
+const M6_VERDICT_SHIFT = 9; // bits 9..10: fw_slot_verdict
+const M6_MONITOR = 0x800;
 const B6_OVF = 1n;
 const B6_SPILL = 2n;
 const B6_WORDS = 16; // 128 bytes
+const G24_OFF = LAYOUT.fw_f16.fields.gt24;
+
+// enum fw_slot_verdict
+const SV_PASS = 0;
+const SV_DROP = 1;
+const SV_WOULD_DROP = 2;
+
+/** The verdict a slot carries: allow -> pass; deny -> drop, or would-drop in monitor mode. */
+function slotVerdict(v: TabValue): number {
+  return v.action === 'allow' ? SV_PASS : v.mode === 'monitor' ? SV_WOULD_DROP : SV_DROP;
+}
 
 /** locate(): the key is in the spill hash. */
 const IN_SPILL = -2;
@@ -120,9 +131,14 @@ export class HashTable {
   private readonly w64: BigUint64Array;
   private readonly w32: Uint32Array;
   private readonly spill: BpfMap;
-  private readonly f16Mapping: Mapping | null;
-  private readonly f16: Uint8Array | null;
+  private readonly filterMappings: Mapping[] = [];
+  /** IPv4 filters: bits per /16 (entries of length >= 16; entries longer than /24), bit per /24 (entries longer than /24). */
+  private readonly f16: Uint8Array | null = null;
+  private readonly f24: Uint8Array | null = null;
+  /** Entries per /16 (length >= 16) and per /24 (length > 24, saturating at 255: then the bit stays). */
   private f16Counts: Uint32Array | null = null;
+  private g24Counts: Uint32Array | null = null;
+  private f24Counts: Uint8Array | null = null;
   /** IPv6 slots freed in this process: reusable after the next grace period. */
   private readonly pending = new Set<number>();
   /** IPv6: slots freed by an earlier process may be recent; one grace period before the first reuse. */
@@ -144,7 +160,7 @@ export class HashTable {
   private kLo = 0;
   private kBit32 = 0;
 
-  constructor(family: 4 | 6, tab: BpfMap, spill: BpfMap, f16: BpfMap | null, seed: number, nbuckets: number) {
+  constructor(family: 4 | 6, tab: BpfMap, spill: BpfMap, filters: { f16: BpfMap; f24: BpfMap } | null, seed: number, nbuckets: number) {
     this.family = family;
     this.seed = seed >>> 0;
     this.nbuckets = nbuckets;
@@ -158,17 +174,19 @@ export class HashTable {
     this.spill = spill;
     this.spillKey = Buffer.alloc(family === 4 ? LAYOUT.fw_key4.size : LAYOUT.fw_key6.size);
     this.kBytes = this.spillKey.subarray(4);
-    if (f16) {
+    if (filters) {
       try {
-        this.f16Mapping = mmapMap(f16.fd, LAYOUT.fw_f16.size, f16.name);
+        const m16 = mmapMap(filters.f16.fd, LAYOUT.fw_f16.size, filters.f16.name);
+        this.filterMappings.push(m16);
+        const m24 = mmapMap(filters.f24.fd, LAYOUT.fw_f24.size, filters.f24.name);
+        this.filterMappings.push(m24);
+        this.f16 = new Uint8Array(m16.buffer, 0, LAYOUT.fw_f16.size);
+        this.f24 = new Uint8Array(m24.buffer, 0, LAYOUT.fw_f24.size);
       } catch (e) {
+        for (const m of this.filterMappings) m.unmap();
         this.mapping.unmap();
         throw e;
       }
-      this.f16 = new Uint8Array(this.f16Mapping.buffer, 0, LAYOUT.fw_f16.size);
-    } else {
-      this.f16Mapping = null;
-      this.f16 = null;
     }
   }
 
@@ -176,7 +194,7 @@ export class HashTable {
     if (this.closed) return;
     this.closed = true;
     this.mapping.unmap();
-    this.f16Mapping?.unmap();
+    for (const m of this.filterMappings) m.unmap();
   }
 
   // ---------------------------------------------------------------- keys
@@ -281,14 +299,14 @@ export class HashTable {
       const hi = this.w32[2 * wi + 1]!;
       return {
         slot: (hi >>> S4_SLOT_SHIFT_HI) & 0x3ffffff,
-        action: hi & S4_ALLOW_HI ? 'allow' : 'deny',
+        action: ((hi >>> S4_VERDICT_SHIFT_HI) & 3) === SV_PASS ? 'allow' : 'deny',
         mode: hi & S4_MONITOR_HI ? 'monitor' : 'enforce',
       };
     }
     const lo = this.w32[2 * (wi + 2)]!;
     return {
       slot: this.w32[2 * (wi + 2) + 1]!,
-      action: lo & M6_ALLOW ? 'allow' : 'deny',
+      action: ((lo >>> M6_VERDICT_SHIFT) & 3) === SV_PASS ? 'allow' : 'deny',
       mode: lo & M6_MONITOR ? 'monitor' : 'enforce',
     };
   }
@@ -308,7 +326,7 @@ export class HashTable {
       this.writeSpill(v);
       return false;
     }
-    this.f16Add();
+    this.filterAdd();
     this.insertNew(v);
     return true;
   }
@@ -326,7 +344,7 @@ export class HashTable {
       Atomics.store(this.w64, loc + 2, 0n);
       this.pending.add(loc);
     }
-    this.f16Remove();
+    this.filterRemove();
     return true;
   }
 
@@ -410,7 +428,7 @@ export class HashTable {
   /** Writes the current key's value at slot word wi (fresh: the slot was empty). */
   private writeValue(wi: number, v: TabValue, fresh: boolean): void {
     if (this.family === 4) {
-      const hi = this.kBit32 | (v.slot << S4_SLOT_SHIFT_HI) | (v.action === 'allow' ? S4_ALLOW_HI : 0) | (v.mode === 'monitor' ? S4_MONITOR_HI : 0);
+      const hi = this.kBit32 | (v.slot << S4_SLOT_SHIFT_HI) | (slotVerdict(v) << S4_VERDICT_SHIFT_HI) | (v.mode === 'monitor' ? S4_MONITOR_HI : 0);
       this.store4(wi, this.kLo, hi);
       return;
     }
@@ -424,7 +442,7 @@ export class HashTable {
       w32[2 * wi + 2] = m[2]!;
       w32[2 * wi + 3] = m[3]!;
     }
-    this.s32[0] = this.kLen | M6_VALID | (v.action === 'allow' ? M6_ALLOW : 0) | (v.mode === 'monitor' ? M6_MONITOR : 0);
+    this.s32[0] = this.kLen | M6_VALID | (slotVerdict(v) << M6_VERDICT_SHIFT) | (v.mode === 'monitor' ? M6_MONITOR : 0);
     this.s32[1] = v.slot;
     Atomics.store(this.w64, wi + 2, this.s64[0]!);
   }
@@ -437,31 +455,56 @@ export class HashTable {
     }
   }
 
-  // ---------------------------------------------------------------- /16 filter (IPv4)
+  // ---------------------------------------------------------------- filters (IPv4)
 
-  private f16Counts_(): Uint32Array {
-    if (!this.f16Counts) {
-      const c = new Uint32Array(65536);
+  /** Counts of the filters, from the table on first use in this process. */
+  private filterCounts(): { c16: Uint32Array; g24: Uint32Array; c24: Uint8Array } {
+    if (!this.f16Counts || !this.g24Counts || !this.f24Counts) {
+      const c16 = new Uint32Array(65536);
+      const g24 = new Uint32Array(65536);
+      const c24 = new Uint8Array(1 << 24);
       this.forEach((len, bytes) => {
-        if (len >= 16) c[(bytes[0]! << 8) | bytes[1]!]!++;
+        if (len >= 16) c16[(bytes[0]! << 8) | bytes[1]!]!++;
+        if (len > 24) {
+          g24[(bytes[0]! << 8) | bytes[1]!]!++;
+          const x = (bytes[0]! << 16) | (bytes[1]! << 8) | bytes[2]!;
+          if (c24[x]! < 255) c24[x]!++;
+        }
       });
-      this.f16Counts = c;
+      this.f16Counts = c16;
+      this.g24Counts = g24;
+      this.f24Counts = c24;
     }
-    return this.f16Counts;
+    return { c16: this.f16Counts, g24: this.g24Counts, c24: this.f24Counts };
   }
 
-  private f16Add(): void {
-    if (!this.f16 || this.kLen < 16) return;
+  /** Before the current key is written: its filter bits are set. */
+  private filterAdd(): void {
+    if (!this.f16 || !this.f24 || this.kLen < 16) return;
+    const { c16, g24, c24 } = this.filterCounts();
     const x = this.kA >>> 16;
-    const c = this.f16Counts_();
-    if (c[x]!++ === 0) Atomics.or(this.f16, x >>> 3, 1 << (x & 7));
+    if (c16[x]!++ === 0) Atomics.or(this.f16, x >>> 3, 1 << (x & 7));
+    if (this.kLen > 24) {
+      // The /24 bit before the /16's "look at the /24 bits" bit.
+      const y = this.kA >>> 8;
+      if (c24[y] === 0) Atomics.or(this.f24, y >>> 3, 1 << (y & 7));
+      if (c24[y]! < 255) c24[y]!++;
+      if (g24[x]!++ === 0) Atomics.or(this.f16, G24_OFF + (x >>> 3), 1 << (x & 7));
+    }
   }
 
-  private f16Remove(): void {
-    if (!this.f16 || this.kLen < 16) return;
+  /** After the current key is gone: a bit whose last entry it was is cleared. */
+  private filterRemove(): void {
+    if (!this.f16 || !this.f24 || this.kLen < 16) return;
+    const { c16, g24, c24 } = this.filterCounts();
     const x = this.kA >>> 16;
-    const c = this.f16Counts_();
-    if (c[x]! > 0 && --c[x]! === 0) Atomics.and(this.f16, x >>> 3, ~(1 << (x & 7)) & 0xff);
+    if (c16[x]! > 0 && --c16[x]! === 0) Atomics.and(this.f16, x >>> 3, ~(1 << (x & 7)) & 0xff);
+    if (this.kLen > 24) {
+      if (g24[x]! > 0 && --g24[x]! === 0) Atomics.and(this.f16, G24_OFF + (x >>> 3), ~(1 << (x & 7)) & 0xff);
+      const y = this.kA >>> 8;
+      // 255 means "at least 255": unknown, keep the bit (a reopen recounts).
+      if (c24[y]! > 0 && c24[y]! < 255 && --c24[y]! === 0) Atomics.and(this.f24, y >>> 3, ~(1 << (y & 7)) & 0xff);
+    }
   }
 
   // ---------------------------------------------------------------- iteration

@@ -98,35 +98,44 @@ export class Reconciler {
   load(): LoadSummary {
     const dp = this.dp;
     const meta = this.codec.fromPinned(dp.readMeta());
-    const journal = dp.readJournal();
-    const entries = dp.readEntries();
     const now = this.now();
     const t = this.table;
-    t.reserve(journal.length);
-    const used = new Map<number, number>();
+    // Everything is in scope at start: no need to record each rule as dirty.
+    t.markAllDirty();
+    const slotCap = dp.capacity.counterSlots;
+    /** slot -> record of the journaled rule that owns it (-1: none). */
+    const owners = new Int32Array(slotCap).fill(-1);
     let expired = 0;
+    // One read at a time, dropped once in the table: a million journal rules
+    // and a million entries as objects at once would double the peak memory.
+    let journal: JournalRule[] | undefined = dp.readJournal();
+    const journalRules = journal.length;
+    t.reserve(journalRules);
     for (const j of journal) {
       const desired = !(j.expireUnixMs > 0 && j.expireUnixMs <= now);
       if (!desired) expired++;
-      if (j.slot < 0 || j.slot >= dp.capacity.counterSlots || used.has(j.slot)) {
+      if (j.slot < 0 || j.slot >= slotCap || owners[j.slot] !== -1) {
         // A journal entry without a usable slot: treat it as a new rule.
         this.log.warn({ ruleId: String(j.id), slot: j.slot }, 'journal rule has an unusable counter slot; it gets a new one');
         if (desired) t.upsert({ id: j.id, direction: j.direction, prefix: j.prefix, action: j.action, mode: j.mode, expireUnixMs: j.expireUnixMs });
         continue;
       }
-      t.loadJournal(j, desired);
-      used.set(j.slot, t.find(j.id));
+      owners[j.slot] = t.loadJournal(j, desired);
     }
+    journal = undefined;
+    let entries: KernelEntry[] | undefined = dp.readEntries();
+    const kernelEntries = entries.length;
     for (const e of entries) t.loadKernel(e);
+    entries = undefined;
     t.dirtyAll = true;
-    this.slots = new SlotPool(dp.capacity.counterSlots);
+    this.slots = new SlotPool(slotCap);
     let nonZero: (s: number) => boolean = () => false;
     if (!dp.createdFresh) {
-      const c = dp.readRuleCounters(dp.capacity.counterSlots);
+      const c = dp.readRuleCounters(slotCap);
       nonZero = (s) => c.packets[s] !== 0n || c.bytes[s] !== 0n;
     }
-    this.slots.load(used, nonZero);
-    return { journalRules: journal.length, kernelEntries: entries.length, expired, meta };
+    this.slots.load(owners, nonZero);
+    return { journalRules, kernelEntries, expired, meta };
   }
 
   /**

@@ -408,10 +408,10 @@ export class RuleTable {
     this.pfx[r] = p;
     this.next[r] = this.pHead[p]!;
     this.pHead[p] = r;
-    this.dirtyPfx.add(p);
+    if (!this.dirtyAll) this.dirtyPfx.add(p);
     if ((this.flags[r]! & F_ALLOW) !== 0) {
       this.allowLens[t * 129 + this.len[r]!]!++;
-      this.dirtyAllowPfx.add(p);
+      if (!this.dirtyAll) this.dirtyAllowPfx.add(p);
     }
   }
 
@@ -429,11 +429,11 @@ export class RuleTable {
     }
     this.pfx[r] = NONE;
     this.next[r] = NONE;
-    this.dirtyPfx.add(p);
+    if (!this.dirtyAll) this.dirtyPfx.add(p);
     if ((this.flags[r]! & F_ALLOW) !== 0) {
       const t = this.pTable[p]!;
       this.allowLens[t * 129 + this.pLen[p]!]!--;
-      this.dirtyAllowPfx.add(p);
+      if (!this.dirtyAll) this.dirtyAllowPfx.add(p);
     }
   }
 
@@ -467,7 +467,7 @@ export class RuleTable {
       this.flags[r] = this.flags[r]! | F_DESIRED | F_SEEN;
       this.desiredN++;
       this.link(r);
-      this.dirtyRules.add(r);
+      if (!this.dirtyAll) this.dirtyRules.add(r);
       if (expire > 0) this.onExpiry?.(r, expire);
       return;
     }
@@ -488,7 +488,7 @@ export class RuleTable {
     if ((f & F_DESIRED) === 0) this.desiredN++;
     this.flags[r] = this.flags[r]! | F_DESIRED | F_SEEN;
     this.link(r);
-    this.dirtyRules.add(r);
+    if (!this.dirtyAll) this.dirtyRules.add(r);
     if (expire > 0) this.onExpiry?.(r, expire);
   }
 
@@ -507,7 +507,7 @@ export class RuleTable {
     this.flags[r] = f & ~(F_DESIRED | F_SEEN);
     this.desiredN--;
     if ((f & F_JOURNALED) === 0) this.freeRule(r);
-    else this.dirtyRules.add(r);
+    else if (!this.dirtyAll) this.dirtyRules.add(r);
   }
 
   /** A rule the kernel cannot take: refused (NACK) until deleted or replaced. */
@@ -524,6 +524,16 @@ export class RuleTable {
     for (let r = 0; r < this.rHigh; r++) this.flags[r] = this.flags[r]! & ~F_SEEN;
     this.invalid.clear();
     this.snapshotOpen = true;
+    // A snapshot is planned in full: no need to record each change.
+    this.markAllDirty();
+  }
+
+  /** Everything is in scope for the next plan (the per-change sets are dropped). */
+  markAllDirty(): void {
+    this.dirtyAll = true;
+    this.dirtyRules.clear();
+    this.dirtyPfx.clear();
+    this.dirtyAllowPfx.clear();
   }
 
   endSnapshot(): void {
@@ -532,7 +542,7 @@ export class RuleTable {
       if ((f & F_DESIRED) !== 0 && (f & F_SEEN) === 0) this.removeRecord(r);
     }
     this.snapshotOpen = false;
-    this.dirtyAll = true;
+    this.markAllDirty();
   }
 
   /** A snapshot cut short (stream lost): keep what arrived, remove nothing. */
@@ -542,8 +552,8 @@ export class RuleTable {
 
   // ----------------------------------------------------- journal and kernel
 
-  /** At start: a rule read back from the journal (desired unless expired). */
-  loadJournal(j: JournalRule, desired: boolean): void {
+  /** At start: a rule read back from the journal (desired unless expired). Returns its record. */
+  loadJournal(j: JournalRule, desired: boolean): number {
     if (this.find(j.id) !== NONE) throw new Error(`journal holds rule ${j.id} twice`);
     const r = this.allocRule(j.id);
     let attrs = 0;
@@ -561,7 +571,8 @@ export class RuleTable {
       this.link(r);
       if (j.expireUnixMs > 0) this.onExpiry?.(r, j.expireUnixMs);
     }
-    this.dirtyRules.add(r);
+    if (!this.dirtyAll) this.dirtyRules.add(r);
+    return r;
   }
 
   /** At start: an entry read back from the kernel. */
@@ -571,7 +582,7 @@ export class RuleTable {
     const p = this.pfxFor(t, bytes, 0, e.prefix.len, true);
     if (this.pKernel[p] === NONE) this.kernelCount[t]!++;
     this.pKernel[p] = packEntry(e.slot, e.action === 'allow', e.mode === 'monitor');
-    this.dirtyPfx.add(p);
+    if (!this.dirtyAll) this.dirtyPfx.add(p);
   }
 
   /** The rule as the journal holds it (its shadowed version if changed since). */

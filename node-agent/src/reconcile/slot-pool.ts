@@ -44,18 +44,18 @@ export class SlotPool {
   }
 
   /**
-   * At start: `used` maps slot -> rule record for every journaled rule; `nonZero`
-   * says which slots hold counts (from one counter read), so unused slots are
-   * zeroed before reuse only when they need it.
+   * At start: `owners[slot]` is the record index of the journaled rule that
+   * owns the slot (-1: none); `nonZero` says which slots hold counts (from one
+   * counter read), so unused slots are zeroed before reuse only when needed.
    */
-  load(used: ReadonlyMap<number, number>, nonZero: (slot: number) => boolean): void {
+  load(owners: Int32Array, nonZero: (slot: number) => boolean): void {
     let max = -1;
-    for (const [slot, r] of used) {
-      if (slot < 0 || slot >= this.capacity) throw new Error(`journal slot ${slot} is outside the counter array (0..${this.capacity - 1})`);
-      if (this.owner[slot] !== NONE) throw new Error(`journal gives slot ${slot} to two rules`);
-      this.owner[slot] = r;
-      this.dirty[slot] = 1;
-      if (slot > max) max = slot;
+    for (let s = 0; s < this.capacity && s < owners.length; s++) {
+      const r = owners[s]!;
+      if (r < 0) continue;
+      this.owner[s] = r;
+      this.dirty[s] = 1;
+      max = s;
     }
     this.watermarkValue = max + 1;
     this.freeTop = 0;
