@@ -21,9 +21,9 @@
 //    Counted at the receiver (ethtool rx_queue_0_xdp_packets). Cases are
 //    interleaved in every round; medians and ratios are reported.
 
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { writeFileSync, rmSync, unlinkSync } from 'node:fs';
+import { readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type BpfDatapath, openDatapath, removePins } from '../node-agent/src/datapath/bpf-datapath.js';
@@ -39,6 +39,7 @@ const argv = process.argv.slice(2);
 const ROUNDS = Number(argv[argv.indexOf('--rounds') + 1] ?? 0) || 7;
 const DO_PPS = !argv.includes('--no-pps');
 const DO_MPPS = !argv.includes('--no-mpps');
+const TX_SHIFT = Number(argv[argv.indexOf('--tx-shift') + 1] ?? 0) || 0;
 const tag = `${process.pid}-${randomBytes(2).toString('hex')}`;
 const pinDirs: string[] = [];
 const objects: LoadedObject[] = [];
@@ -188,75 +189,117 @@ function sh(bed: NetnsPair, side: 'a' | 'b', cmd: string): string {
   return r.stdout;
 }
 
-function ethtoolStat(bed: NetnsPair, side: 'a' | 'b', ifname: string, field: string): number {
+function ethtoolStats(bed: NetnsPair, side: 'a' | 'b', ifname: string): Map<string, number> {
   const out = sh(bed, side, `ethtool -S ${ifname}`);
-  const m = new RegExp(`${field}:\\s+(\\d+)`).exec(out);
-  return m ? Number(m[1]) : 0;
+  const m = new Map<string, number>();
+  for (const line of out.split('\n')) {
+    const x = /^\s*([\w]+):\s+(\d+)/.exec(line);
+    if (x) m.set(x[1]!, Number(x[2]));
+  }
+  return m;
 }
 
-function pinNapi(bed: NetnsPair): void {
+/** The receiving veth's NAPI kthreads (threaded NAPI), pinned to CPU1. */
+function napiThreads(bed: NetnsPair): string[] {
   const ps = execFileSync('ps', ['-eo', 'pid,comm'], { encoding: 'utf8' });
   const want = `napi/${bed.b.ifname}`.slice(0, 15);
+  const pids: string[] = [];
   for (const line of ps.split('\n')) {
     const [pid, comm] = line.trim().split(/\s+/);
-    if (pid && comm?.startsWith(want)) execFileSync('taskset', ['-pc', '1', pid], { stdio: 'ignore' });
+    if (pid && comm?.startsWith(want)) pids.push(pid);
   }
+  return pids;
 }
 
-async function runNode(bed: NetnsPair, side: 'a' | 'b', script: string, args: string[], cpu?: number) {
+function pinNapi(pids: string[]): void {
+  for (const pid of pids) execFileSync('taskset', ['-pc', '1', pid], { stdio: 'ignore' });
+}
+
+/** CPU time (ns) the threads have run (schedstat: time on CPU). */
+function cpuTimeNs(pids: string[]): number {
+  let t = 0;
+  for (const pid of pids) {
+    try {
+      t += Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      /* thread gone */
+    }
+  }
+  return t;
+}
+
+function runNode(bed: NetnsPair, side: 'a' | 'b', script: string, args: string[], cpu?: number) {
   const pre = cpu === undefined ? [] : ['taskset', '-c', String(cpu)];
   return bed.spawn(side, [...pre, process.execPath, '--import', 'tsx', join(root, script), ...args], { cwd: root });
 }
 
-async function waitExit(child: import('node:child_process').ChildProcess): Promise<string> {
-  let out = '';
+/** A child speaking JSON lines: one request, one reply. */
+function jsonChild(child: import('node:child_process').ChildProcess) {
+  let buf = '';
   let err = '';
-  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
-  const code = await new Promise<number | null>((r) => child.once('exit', r));
-  if (code !== 0) throw new Error(`helper exited ${code}: ${err}`);
-  return out;
+  const replies: string[] = [];
+  const waiters: Array<() => void> = [];
+  child.stdout!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      replies.push(buf.slice(0, nl));
+      buf = buf.slice(nl + 1);
+    }
+    for (const w of waiters.splice(0)) w();
+  });
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  child.once('exit', () => {
+    for (const w of waiters.splice(0)) w();
+  });
+  const next = async (): Promise<Record<string, unknown>> => {
+    while (replies.length === 0) {
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`helper exited: ${err}`);
+      await new Promise<void>((r) => waiters.push(r));
+    }
+    return JSON.parse(replies.shift()!) as Record<string, unknown>;
+  };
+  return {
+    next,
+    async call(req: Record<string, unknown>): Promise<unknown> {
+      child.stdin!.write(`${JSON.stringify(req)}\n`);
+      const r = await next();
+      if (!r.ok) throw new Error(`${req.op}: ${String(r.error)}`);
+      return r.res;
+    },
+  };
 }
 
-async function measure(bed: NetnsPair, genArgs: string): Promise<{ mpps: number; offered: number }> {
-  const gen = await runNode(bed, 'a', 'bench/lib/xdp-gen.ts', [genArgs], 0);
+function writeSources(pin: string, sources: Uint8Array[]): void {
+  const fd = check(raw.bpf_obj_get(pin) as number, 'open pinned map', pin);
   try {
-    await new Promise<void>((resolve, reject) => {
-      let buf = '';
-      gen.stdout!.on('data', (d: Buffer) => {
-        buf += d.toString();
-        if (buf.includes('ready')) resolve();
-      });
-      gen.once('exit', (c) => reject(new Error(`generator exited ${c}`)));
+    const key = Buffer.alloc(4);
+    const val = Buffer.alloc(20);
+    sources.forEach((a, i) => {
+      key.writeUInt32LE(i, 0);
+      val.fill(0);
+      val.set(a, 0);
+      check(raw.bpf_map_update_elem(fd, key, val, 0n) as number, 'fill', pin);
     });
-    pinNapi(bed);
-    await new Promise((r) => setTimeout(r, 400));
-    const t0 = process.hrtime.bigint();
-    const rx0 = ethtoolStat(bed, 'b', bed.b.ifname, 'rx_queue_0_xdp_packets');
-    const tx0 = ethtoolStat(bed, 'a', bed.a.ifname, 'tx_queue_0_xdp_xmit') + ethtoolStat(bed, 'a', bed.a.ifname, 'tx_queue_0_xdp_xmit_errors');
-    await new Promise((r) => setTimeout(r, 1000));
-    const rx1 = ethtoolStat(bed, 'b', bed.b.ifname, 'rx_queue_0_xdp_packets');
-    const tx1 = ethtoolStat(bed, 'a', bed.a.ifname, 'tx_queue_0_xdp_xmit') + ethtoolStat(bed, 'a', bed.a.ifname, 'tx_queue_0_xdp_xmit_errors');
-    const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-    return { mpps: (rx1 - rx0) / secs / 1e6, offered: (tx1 - tx0) / secs / 1e6 };
   } finally {
-    gen.kill('SIGKILL');
-    await new Promise((r) => (gen.exitCode !== null || gen.signalCode !== null ? r(null) : gen.once('exit', r)));
+    closeFd(fd);
   }
 }
 
 async function dropRates(): Promise<void> {
   const N = 100_000;
+  const WINDOW_MS = 1000;
+  const WARMUP_MS = 300;
   const bed = createNetnsPair({ tag: 'bench' });
   const nftFile = join(tmpdir(), `fw-bench-nft-${tag}.nft`);
+  const children: Array<import('node:child_process').ChildProcess> = [];
   try {
     const ifb = bed.b.ifname;
     sh(bed, 'b', `ethtool -K ${ifb} gro on && echo 1 > /sys/class/net/${ifb}/threaded`);
 
-    // The four sinks.
+    // The sinks.
     const fw = openSet('drop-fw', 4, N, 6);
     const small = openSet('drop-fw1k', 4, 1000, 6);
-    const smallGen = JSON.stringify({ ifname: bed.a.ifname, srcMac: bed.a.mac, dstMac: bed.b.mac, dst: bed.b.v4, sources: hitSources(4, 1000, 4096).map((a) => Buffer.from(a).toString('hex')) });
     const trie = openSet('drop-trie', 4, N, 0);
     const barePin = newPinDir('drop-bare');
     execFileSync('mkdir', ['-p', barePin]);
@@ -289,92 +332,133 @@ async function dropRates(): Promise<void> {
     );
     const t0 = Date.now();
     sh(bed, 'b', `nft -f ${nftFile}`);
-    process.stderr.write(`# nft set of ${N} loaded in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+    process.stderr.write(`# nft set of ${N} loaded in ${((Date.now() - t0) / 1000).toFixed(1)} s (its hook sees only what XDP passes: nothing, in the XDP cases)\n`);
 
-    const sources = hitSources(4, N, 4096).map((a) => Buffer.from(a).toString('hex'));
-    const genArgs = JSON.stringify({ ifname: bed.a.ifname, srcMac: bed.a.mac, dstMac: bed.b.mac, dst: bed.b.v4, sources });
+    // One attach helper in namespace b for every swap, one generator for every case.
+    const helperProc = runNode(bed, 'b', 'bench/lib/attach-helper.ts', ['serve', ifb]);
+    children.push(helperProc);
+    const helper = jsonChild(helperProc);
+    await helper.next(); // ready
+    const bigSources = hitSources(4, N, 4096);
+    const smallSources = hitSources(4, 1000, 4096);
+    const srcPin = `${barePin}/gen_srcs`;
+    const genProc = runNode(
+      bed,
+      'a',
+      'bench/lib/xdp-gen.ts',
+      [JSON.stringify({ ifname: bed.a.ifname, srcMac: bed.a.mac, dstMac: bed.b.mac, dst: bed.b.v4, sources: bigSources.map((a) => Buffer.from(a).toString('hex')), srcPin, txShift: TX_SHIFT })],
+      0,
+    );
+    children.push(genProc);
+    await new Promise<void>((resolve, reject) => {
+      let buf = '';
+      genProc.stdout!.on('data', (d: Buffer) => {
+        buf += d.toString();
+        if (buf.includes('ready')) resolve();
+      });
+      genProc.once('exit', (c) => reject(new Error(`generator exited ${c}`)));
+    });
 
-    type Case = { metric: string; attach: () => Promise<void>; detach: () => void; ctx: Record<string, unknown>; gen?: string };
     const linkPin = `${barePin}/link`;
+    type Case = { metric: string; attach: () => Promise<unknown>; detach: () => Promise<unknown>; ctx: Record<string, unknown>; sources: 'big' | 'small'; xdp: boolean };
+    const progCase = (metric: string, pin: string, sink: string): Case => ({
+      metric,
+      attach: () => helper.call({ op: 'prog', pin, linkPin }),
+      detach: () => helper.call({ op: 'unprog', linkPin }),
+      ctx: { sink },
+      sources: 'big',
+      xdp: true,
+    });
+    const fwCase = (metric: string, pinDir: string, sink: string, sources: 'big' | 'small'): Case => ({
+      metric,
+      attach: async () => {
+        const r = (await helper.call({ op: 'fleetwall', pinDir })) as { xdpMode: string };
+        if (r.xdpMode !== 'native') throw new Error(`fleetwall attached in ${r.xdpMode} mode`);
+      },
+      detach: () => helper.call({ op: 'unfleetwall', pinDir }),
+      ctx: { sink },
+      sources,
+      xdp: true,
+    });
     const cases: Case[] = [
-      {
-        metric: 'mpps.xdp_bare_drop',
-        attach: async () => void (await waitExit(await runNode(bed, 'b', 'bench/lib/attach-helper.ts', ['prog', `${barePin}/prog`, ifb, linkPin]))),
-        detach: () => {
-          const fd = raw.bpf_obj_get(linkPin) as number;
-          raw.bpf_link_detach(fd);
-          closeFd(fd);
-          unlinkSync(linkPin);
-        },
-        ctx: { sink: 'bare XDP count-and-drop' },
-      },
-      {
-        metric: 'mpps.xdp_parse_drop',
-        attach: async () => void (await waitExit(await runNode(bed, 'b', 'bench/lib/attach-helper.ts', ['prog', `${barePin}/parse`, ifb, linkPin]))),
-        detach: () => {
-          const fd = raw.bpf_obj_get(linkPin) as number;
-          raw.bpf_link_detach(fd);
-          closeFd(fd);
-          unlinkSync(linkPin);
-        },
-        ctx: { sink: 'bare XDP that reads the IPv4 source, then drops (no lookup)' },
-      },
-      {
-        metric: 'mpps.fleetwall_100k_drop',
-        attach: async () => void (await waitExit(await runNode(bed, 'b', 'bench/lib/attach-helper.ts', ['fleetwall', fw.pinDir, ifb]))),
-        detach: () => fw.dp.detach(ifb),
-        ctx: { sink: 'fleetwall XDP, 50k /32 + 50k /24, hash (K=6) + trie' },
-      },
-      {
-        metric: 'mpps.fleetwall_1k_drop',
-        attach: async () => void (await waitExit(await runNode(bed, 'b', 'bench/lib/attach-helper.ts', ['fleetwall', small.pinDir, ifb]))),
-        detach: () => small.dp.detach(ifb),
-        ctx: { sink: 'fleetwall XDP, 500 /32 + 500 /24 (traffic from that set)' },
-        gen: smallGen,
-      },
-      {
-        metric: 'mpps.fleetwall_100k_trie_drop',
-        attach: async () => void (await waitExit(await runNode(bed, 'b', 'bench/lib/attach-helper.ts', ['fleetwall', trie.pinDir, ifb]))),
-        detach: () => trie.dp.detach(ifb),
-        ctx: { sink: 'fleetwall XDP as a plain LPM trie (K=0), same 100k' },
-      },
-      {
-        metric: 'mpps.nft_100k_drop',
-        attach: async () => {},
-        detach: () => {},
-        ctx: { sink: 'nftables netdev ingress, interval set of the same 100k' },
-      },
+      progCase('mpps.xdp_bare_drop', `${barePin}/prog`, 'bare XDP count-and-drop (does not read the packet)'),
+      progCase('mpps.xdp_parse_drop', `${barePin}/parse`, 'bare XDP that reads the IPv4 source, then drops (no lookup)'),
+      fwCase('mpps.fleetwall_100k_drop', fw.pinDir, 'fleetwall XDP, 50k /32 + 50k /24, hash (K=6) + trie', 'big'),
+      fwCase('mpps.fleetwall_1k_drop', small.pinDir, 'fleetwall XDP, 500 /32 + 500 /24 (traffic from that set)', 'small'),
+      fwCase('mpps.fleetwall_100k_trie_drop', trie.pinDir, 'fleetwall XDP as a plain LPM trie (K=0), same 100k', 'big'),
+      { metric: 'mpps.nft_100k_drop', attach: async () => null, detach: async () => null, ctx: { sink: 'nftables netdev ingress, interval set of the same 100k' }, sources: 'big', xdp: false },
     ];
-    const results = new Map<string, number[]>();
-    const offered = new Map<string, number[]>();
+    type Sample = { mpps: number; offered: number; cpuNs: number; util: number };
+    const samples = new Map<string, Sample[]>();
+    let current: 'big' | 'small' = 'big';
     for (let r = 0; r < ROUNDS; r++) {
-      for (const c of cases) {
+      // Alternate the order so no case always follows the same one.
+      for (const c of r % 2 === 0 ? cases : [...cases].reverse()) {
+        if (c.sources !== current) {
+          writeSources(srcPin, c.sources === 'big' ? bigSources : smallSources);
+          current = c.sources;
+        }
         await c.attach();
         try {
-          const m = await measure(bed, c.gen ?? genArgs);
-          results.set(c.metric, [...(results.get(c.metric) ?? []), m.mpps]);
-          offered.set(c.metric, [...(offered.get(c.metric) ?? []), m.offered]);
-          process.stderr.write(`# round ${r + 1} ${c.metric}: ${m.mpps.toFixed(2)} Mpps (offered ${m.offered.toFixed(2)})\n`);
+          const mode = (await helper.call({ op: 'mode' })) as { mode: string };
+          if (mode.mode !== (c.xdp ? 'native' : 'none')) throw new Error(`${c.metric}: XDP mode on ${ifb} is ${mode.mode}`);
+          const pids = napiThreads(bed);
+          pinNapi(pids);
+          await new Promise((x) => setTimeout(x, WARMUP_MS));
+          const rx0 = ethtoolStats(bed, 'b', ifb);
+          const tx0 = ethtoolStats(bed, 'a', bed.a.ifname);
+          const cpu0 = cpuTimeNs(pids);
+          const t0n = process.hrtime.bigint();
+          await new Promise((x) => setTimeout(x, WINDOW_MS));
+          const rx1 = ethtoolStats(bed, 'b', ifb);
+          const tx1 = ethtoolStats(bed, 'a', bed.a.ifname);
+          const cpu1 = cpuTimeNs(pids);
+          const secs = Number(process.hrtime.bigint() - t0n) / 1e9;
+          const got = rx1.get('rx_queue_0_xdp_packets')! - rx0.get('rx_queue_0_xdp_packets')!;
+          const sent = ['tx_queue_0_xdp_xmit', 'tx_queue_0_xdp_xmit_errors'].reduce((s, k) => s + (tx1.get(k) ?? 0) - (tx0.get(k) ?? 0), 0);
+          const smp: Sample = { mpps: got / secs / 1e6, offered: sent / secs / 1e6, cpuNs: (cpu1 - cpu0) / got, util: (cpu1 - cpu0) / 1e9 / secs };
+          samples.set(c.metric, [...(samples.get(c.metric) ?? []), smp]);
+          process.stderr.write(
+            `# round ${r + 1} ${c.metric}: ${smp.mpps.toFixed(2)} Mpps, receiver ${smp.cpuNs.toFixed(0)} ns/packet of CPU (busy ${(smp.util * 100).toFixed(0)}%), offered ${smp.offered.toFixed(2)} Mpps\n`,
+          );
         } finally {
-          c.detach();
+          await c.detach();
         }
       }
     }
-    const bareM = median(results.get('mpps.xdp_bare_drop')!);
-    const nftM = median(results.get('mpps.nft_100k_drop')!);
+    const of = (m: string) => samples.get(m)!;
+    const ratio = (m: string, base: string, f: (s: Sample) => number, inv = false) =>
+      Math.round(median(of(m).map((s, i) => (inv ? f(of(base)[i]!) / f(s) : f(s) / f(of(base)[i]!)))) * 100) / 100;
     for (const c of cases) {
-      const xs = results.get(c.metric)!;
-      const m = median(xs);
-      emit(c.metric, m, {
+      const xs = of(c.metric);
+      emit(c.metric, median(xs.map((s) => s.mpps)), {
         ...c.ctx,
-        x_bare: Math.round((m / bareM) * 100) / 100,
-        x_nft: Math.round((m / nftM) * 100) / 100,
-        offered_mpps: Math.round(median(offered.get(c.metric)!) * 100) / 100,
+        x_bare: ratio(c.metric, 'mpps.xdp_bare_drop', (s) => s.mpps),
+        x_nft: ratio(c.metric, 'mpps.nft_100k_drop', (s) => s.mpps),
+        offered_mpps: Math.round(median(xs.map((s) => s.offered)) * 100) / 100,
+        receiver_busy: Math.round(median(xs.map((s) => s.util)) * 100) / 100,
         rounds: xs.length,
-        all: xs.map((x) => Math.round(x * 100) / 100),
+        all: xs.map((s) => Math.round(s.mpps * 100) / 100),
+      });
+    }
+    // The same windows by the receiver's CPU time per packet: what one CPU that only ran
+    // the receive path would drop (independent of how much of CPU1 the other tenants took).
+    for (const c of cases) {
+      const xs = of(c.metric);
+      const ns = median(xs.map((s) => s.cpuNs));
+      emit(c.metric.replace(/^mpps\./, 'mpps_cpu.'), 1000 / ns, {
+        ...c.ctx,
+        receiver_ns_per_packet: Math.round(ns),
+        x_bare: ratio(c.metric, 'mpps.xdp_bare_drop', (s) => s.cpuNs, true),
+        x_parse: ratio(c.metric, 'mpps.xdp_parse_drop', (s) => s.cpuNs, true),
+        x_nft: ratio(c.metric, 'mpps.nft_100k_drop', (s) => s.cpuNs, true),
+        rounds: xs.length,
+        all_ns: xs.map((s) => Math.round(s.cpuNs)),
       });
     }
   } finally {
+    for (const c of children) c.kill('SIGKILL');
+    await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null || c.signalCode !== null ? r(null) : c.once('exit', r)))));
     try {
       bed.execSync('b', ['nft', 'delete', 'table', 'netdev', 'fwbench']);
     } catch {

@@ -3,7 +3,9 @@
 // BPF_F_TEST_XDP_LIVE_FRAMES of bpf/bench/xdp_gen.bpf.c, which rewrites the
 // source address of every frame from a table and transmits it (XDP_TX) into
 // the veth peer. Runs until killed.
-//   xdp-gen.ts <json {ifname, srcMac, dstMac, dst, sources: hex[]}>
+//   xdp-gen.ts <json {ifname, srcMac, dstMac, dst, sources: hex[], srcPin?, txShift?}>
+// srcPin: pins the source table there, so the caller can change the sources
+// while the generator runs (bench_srcs entries are 20 bytes: v4 address first).
 
 import { resolve } from 'node:path';
 import { loadObject } from '../../node-agent/src/datapath/bpf-object.js';
@@ -16,6 +18,9 @@ interface Args {
   dstMac: string;
   dst: string;
   sources: string[]; // 4-byte hex, a power of two of them
+  srcPin?: string;
+  /** Transmit one frame in 2^txShift (the rest are dropped at the generator). */
+  txShift?: number;
 }
 const args = JSON.parse(process.argv[2]!) as Args;
 const obj = loadObject(resolve(import.meta.dirname, '../../bpf/bench/obj/xdp_gen.bpf.o'));
@@ -48,6 +53,13 @@ f.writeUInt16BE(40000, 34);
 f.writeUInt16BE(9, 36);
 f.writeUInt16BE(26, 38);
 
+if (args.srcPin) raw.bpf_obj_pin(srcs, args.srcPin);
+if (args.txShift) {
+  const v = Buffer.alloc(4);
+  v.writeUInt32LE(args.txShift, 0);
+  key.writeUInt32LE(0, 0);
+  raw.bpf_map_update_elem(obj.mapFd('gen_ctl'), key, v, 0n);
+}
 const ifindex = raw.if_nametoindex(args.ifname) as number;
 process.stdout.write('ready\n');
 progTestRun(obj.progFd('xdp_gen'), f, {

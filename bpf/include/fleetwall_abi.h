@@ -11,6 +11,10 @@
  *     longest first); the programs hash in BPF and read one cache line per
  *     probe, userspace writes the slots through mmap with single atomic
  *     stores (no syscall, no torn entry);
+ *   - IPv4: two filters the programs check before probing: per /16 "any
+ *     entry of length >= 16 here" (fw_*4_f16) and per /24 "any entry longer
+ *     than /24 here" (fw_*4_f24), so most misses and most addresses inside
+ *     a /24 rule skip the /32 probe;
  *   - one small kernel HASH (fw_*_spill) for the rare key whose two buckets
  *     are both full (the first bucket carries a flag, so only addresses that
  *     hash there ever look it up);
@@ -60,30 +64,32 @@
  *   bits  0..32  key: (a << 1 | 1) << (32 - len) as a 33-bit number: the
  *                prefix bits, then a 1, then zeros (unique for every a/len)
  *   bits 33..58  rule counter slot
- *   bit  59      allow (else deny)
- *   bit  60      monitor (else enforce)
+ *   bits 59..60  verdict: enum fw_slot_verdict (allow -> pass, deny -> drop or
+ *                would-drop by mode): the index into struct fw_verdict_cnt
+ *   bit  61      mode monitor (read back by userspace; the verdict already says it)
  *   bit  62, 63  bucket flags, kept in slot 0 only: spill, overflow
  */
 #define FW_S4_KEY_MASK ((1ULL << 33) - 1)
 #define FW_S4_SLOT_SHIFT 33
 #define FW_S4_SLOT_MASK ((1ULL << 26) - 1)
-#define FW_S4_ALLOW (1ULL << 59)
-#define FW_S4_MONITOR (1ULL << 60)
+#define FW_S4_VERDICT_SHIFT 59
+#define FW_S4_MONITOR (1ULL << 61)
 #define FW_S4_SPILL (1ULL << 62)
 #define FW_S4_OVF (1ULL << 63)
 
 /*
  * IPv6 slot: hi/lo = the masked address as two little-endian u64 loads of
- * its network bytes; meta: bits 0..7 prefix length, bit 8 valid, bit 9
- * allow, bit 10 monitor, bits 32..57 rule counter slot; 0 = empty.
+ * its network bytes; meta: bits 0..7 prefix length, bit 8 valid, bits 9..10
+ * verdict (enum fw_slot_verdict), bit 11 mode monitor, bits 32..57 rule
+ * counter slot; 0 = empty.
  * Userspace writes hi/lo of an empty slot, then meta (release); the program
  * reads meta first and the address through a dependency on it. A freed
  * slot is reused only after an RCU grace period (membarrier).
  */
 #define FW_M6_LEN_MASK 0xffULL
 #define FW_M6_VALID (1ULL << 8)
-#define FW_M6_ALLOW (1ULL << 9)
-#define FW_M6_MONITOR (1ULL << 10)
+#define FW_M6_VERDICT_SHIFT 9
+#define FW_M6_MONITOR (1ULL << 11)
 #define FW_M6_SLOT_SHIFT 32
 #define FW_B6_OVF 1ULL
 #define FW_B6_SPILL 2ULL
@@ -112,6 +118,13 @@ enum fw_action {
 enum fw_mode {
 	FW_MODE_ENFORCE = 1,
 	FW_MODE_MONITOR = 2,
+};
+
+/* The verdict a slot word carries (the order of struct fw_verdict_cnt). */
+enum fw_slot_verdict {
+	FW_SV_PASS = 0,        /* allow */
+	FW_SV_DROP = 1,        /* deny, enforce */
+	FW_SV_WOULD_DROP = 2,  /* deny, monitor */
 };
 
 enum fw_default_action {
@@ -154,9 +167,19 @@ struct fw_bucket6 {
 	__u64 flags;  /* FW_B6_OVF, FW_B6_SPILL */
 };
 
-/* fw_{in,eg}4_f16: bit (a >> 16) set iff the table holds a hash entry of length >= 16 inside that /16. */
+/*
+ * fw_{in,eg}4_f16, bit (a >> 16) of
+ *   bits: set iff the table holds a hash entry of length >= 16 inside that /16;
+ *   gt24: set iff it holds one longer than /24 there (then fw_*4_f24 tells which /24s).
+ */
 struct fw_f16 {
 	__u8 bits[8192];
+	__u8 gt24[8192];
+};
+
+/* fw_{in,eg}4_f24: bit (a >> 8) set iff the table holds a hash entry of length > 24 inside that /24. */
+struct fw_f24 {
+	__u8 bits[1 << 21];
 };
 
 /* One published set of hash lengths (descending). */
@@ -248,6 +271,7 @@ struct fw_lenstat {
 #define FW_MAP_IN4_SPILL "fw_in4_spill"
 #define FW_MAP_IN4_TRIE  "fw_in4_trie"
 #define FW_MAP_IN4_F16   "fw_in4_f16"
+#define FW_MAP_IN4_F24   "fw_in4_f24"
 #define FW_MAP_IN6_TAB   "fw_in6_tab"
 #define FW_MAP_IN6_SPILL "fw_in6_spill"
 #define FW_MAP_IN6_TRIE  "fw_in6_trie"
@@ -255,6 +279,7 @@ struct fw_lenstat {
 #define FW_MAP_EG4_SPILL "fw_eg4_spill"
 #define FW_MAP_EG4_TRIE  "fw_eg4_trie"
 #define FW_MAP_EG4_F16   "fw_eg4_f16"
+#define FW_MAP_EG4_F24   "fw_eg4_f24"
 #define FW_MAP_EG6_TAB   "fw_eg6_tab"
 #define FW_MAP_EG6_SPILL "fw_eg6_spill"
 #define FW_MAP_EG6_TRIE  "fw_eg6_trie"

@@ -113,26 +113,35 @@ static __always_inline __u32 fw_range(__u32 x, __u32 n)
 }
 
 /*
- * A match, in the IPv4 slot word format (slot, allow, monitor) plus
- * FW_HIT; 0 = no match.
+ * A match, in the IPv4 slot word format (slot, verdict); 0 = no match. A
+ * table hit is its slot word (its key bits are never all 0); FW_HIT (a key
+ * bit) marks a trie or spill hit.
  */
-#define FW_HIT (1ULL << 61)
+#define FW_HIT 1ULL
 
 static __always_inline __u64 fw_entry_word(const struct fw_entry *e)
 {
-	return FW_HIT | ((__u64)(e->slot & FW_S4_SLOT_MASK) << FW_S4_SLOT_SHIFT) |
-	       (e->action == FW_ACTION_ALLOW ? FW_S4_ALLOW : 0) | (e->mode == FW_MODE_MONITOR ? FW_S4_MONITOR : 0);
+	__u64 v = e->action == FW_ACTION_ALLOW ? FW_SV_PASS : e->mode == FW_MODE_MONITOR ? FW_SV_WOULD_DROP : FW_SV_DROP;
+	return FW_HIT | ((__u64)(e->slot & FW_S4_SLOT_MASK) << FW_S4_SLOT_SHIFT) | (v << FW_S4_VERDICT_SHIFT);
 }
 
 /* ---- IPv4 */
 
+/*
+ * The slot word of `key` in bucket b, or 0. The low 32 key bits are compared
+ * first (one 32-bit load per slot, little-endian); a candidate's whole word
+ * is then read once and its full key checked (that word is what is returned).
+ */
 static __always_inline __u64 fw_scan4(const struct fw_bucket4 *b, __u64 key)
 {
+	__u32 lo = (__u32)key;
 #pragma unroll
 	for (int i = 0; i < FW_B4_SLOTS; i++) {
-		__u64 w = b->w[i];
-		if ((w & FW_S4_KEY_MASK) == key)
-			return w | FW_HIT;
+		if (*(const __u32 *)&b->w[i] == lo) {
+			__u64 w = b->w[i];
+			if (((w ^ key) << (64 - 33)) == 0)
+				return w;
+		}
 	}
 	return 0;
 }
@@ -141,7 +150,7 @@ static __always_inline __u64 fw_scan4(const struct fw_bucket4 *b, __u64 key)
 static __always_inline __u64
 fw_probe4(void *tab, void *spill, const struct fw_table_cfg *cfg, __u32 h, __u32 len)
 {
-	__u32 a = len ? h & (__u32)(0xffffffff00000000ULL >> len) : 0;
+	__u32 a = h & (__u32)(0xffffffff00000000ULL >> len); /* len 0: 0 */
 	__u64 key = ((__u64)a << 1) | (1ULL << (32 - len));
 	__u32 x = (a ^ cfg->seed ^ (len * FW_HASH_MUL)) * FW_HASH_MUL4;
 	__u32 i = fw_range(x, cfg->nbuckets);
@@ -175,7 +184,7 @@ fw_probe4(void *tab, void *spill, const struct fw_table_cfg *cfg, __u32 h, __u32
 }
 
 static __always_inline __u64
-fw_match4(void *tab, void *spill, void *trie, void *f16, const struct fw_table_cfg *cfg,
+fw_match4(void *tab, void *spill, void *trie, void *f16, void *f24, const struct fw_table_cfg *cfg,
 	  const struct fw_lenset *set, __u32 addr)
 {
 	__u32 h = bpf_ntohl(addr);
@@ -193,9 +202,25 @@ fw_match4(void *tab, void *spill, void *trie, void *f16, const struct fw_table_c
 			lt = e->prefixlen;
 		}
 	}
-	/* No hash entry of length >= 16 inside this /16: skip those probes. */
+	/*
+	 * The lengths worth probing (bit L): none >= 16 if the /16 holds no
+	 * such entry, none > 24 if the /24 holds no such entry.
+	 */
+	__u64 ok = (1ULL << 33) - 1;
 	const struct fw_f16 *f = bpf_map_lookup_elem(f16, &zero);
-	__u32 any16 = f ? (f->bits[h >> 19] >> ((h >> 16) & 7)) & 1 : 1;
+	if (f) {
+		__u32 byte = h >> 19;
+		__u8 bit = 1 << ((h >> 16) & 7);
+		if (!(f->bits[byte] & bit)) {
+			ok = (1ULL << 16) - 1;
+		} else if (!(f->gt24[byte] & bit)) {
+			ok = (1ULL << 25) - 1;
+		} else {
+			const struct fw_f24 *g = bpf_map_lookup_elem(f24, &zero);
+			if (g && !((g->bits[h >> 11] >> ((h >> 8) & 7)) & 1))
+				ok = (1ULL << 25) - 1;
+		}
+	}
 #pragma clang loop unroll(disable)
 	for (int i = 0; i < FW_MAX_HASH_LENS; i++) {
 		if (i >= n)
@@ -203,7 +228,7 @@ fw_match4(void *tab, void *spill, void *trie, void *f16, const struct fw_table_c
 		__u32 len = set->lens[i];
 		if ((int)len <= lt)
 			break;
-		if (len > 32 || (len >= 16 && !any16))
+		if (!((ok >> (len & 63)) & 1))
 			continue;
 		__u64 w = fw_probe4(tab, spill, cfg, h, len);
 		if (w)
@@ -230,7 +255,7 @@ static __always_inline __u64 fw_scan6(const struct fw_bucket6 *b, __u64 want, __
 		const __u64 *p = (const void *)&b->s[i].hi + d;
 		if (p[0] == hi && p[1] == lo)
 			return FW_HIT | (((m >> FW_M6_SLOT_SHIFT) & FW_S4_SLOT_MASK) << FW_S4_SLOT_SHIFT) |
-			       (m & FW_M6_ALLOW ? FW_S4_ALLOW : 0) | (m & FW_M6_MONITOR ? FW_S4_MONITOR : 0);
+			       (((m >> FW_M6_VERDICT_SHIFT) & 3) << FW_S4_VERDICT_SHIFT);
 	}
 	return 0;
 }
@@ -329,8 +354,7 @@ static __always_inline int fw_count_verdict(const struct fw_table_cfg *cfg, __u6
 			rc->packets += 1;
 			rc->bytes += bytes;
 		}
-		/* allow -> 0; deny -> 1 (enforce) or 2 (monitor) */
-		vi = (__u32)(((hit >> 60) & 1) + 1) * (__u32)(((hit >> 59) & 1) ^ 1);
+		vi = (__u32)(hit >> FW_S4_VERDICT_SHIFT) & 3;
 	} else {
 		vi = cfg->default_action == FW_DEFAULT_DROP ? 1 : 0;
 	}
@@ -365,9 +389,9 @@ static __always_inline int fw_decide4(__u32 addr, int egress, __u32 ifindex, __u
 		return FW_V_PASS;
 	const struct fw_lenset *set = &cfg->set[cfg->active & 1];
 	if (egress)
-		hit = fw_match4(&fw_eg4_tab, &fw_eg4_spill, &fw_eg4_trie, &fw_eg4_f16, cfg, set, addr);
+		hit = fw_match4(&fw_eg4_tab, &fw_eg4_spill, &fw_eg4_trie, &fw_eg4_f16, &fw_eg4_f24, cfg, set, addr);
 	else
-		hit = fw_match4(&fw_in4_tab, &fw_in4_spill, &fw_in4_trie, &fw_in4_f16, cfg, set, addr);
+		hit = fw_match4(&fw_in4_tab, &fw_in4_spill, &fw_in4_trie, &fw_in4_f16, &fw_in4_f24, cfg, set, addr);
 	return fw_count_verdict(cfg, hit, egress ? FW_DIR_EGRESS : FW_DIR_INGRESS, ifindex, bytes);
 }
 

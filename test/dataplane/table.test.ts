@@ -143,6 +143,43 @@ for (const family of [4, 6] as const) {
   });
 }
 
+test('IPv4 hash: keys whose low 32 key bits are equal (addresses differing only in the top bit) in one bucket stay apart', async () => {
+  await withDatapath('tab-lo32', { capacity: { prefixesPerTable: 256, counterSlots: 64 } }, (dp, pinDir) => {
+    const { seed, nbuckets } = tableCfg(pinDir, FW_TABLE.IN4);
+    // hi = x.y.z.7 with the top bit set, lo = the same with it cleared (same low 32 key bits).
+    // Multiplicative hashing puts them in different first buckets: make lo overflow into hi's.
+    let pair: [Uint8Array, Uint8Array] | null = null;
+    for (let i = 1; i < 1_000_000 && !pair; i++) {
+      const hi = new Uint8Array([0x80 | ((i >>> 16) & 0x7f), (i >>> 8) & 0xff, i & 0xff, 7]);
+      const lo = new Uint8Array([hi[0]! & 0x7f, hi[1]!, hi[2]!, hi[3]!]);
+      const [lo1, lo2] = bucketsOf(seed, nbuckets, 32, lo);
+      if (lo2 === bucketsOf(seed, nbuckets, 32, hi)[0] && lo1 !== lo2) pair = [hi, lo];
+    }
+    assert.ok(pair, 'a pair whose second/first buckets meet');
+    const [hiAddr, loAddr] = pair;
+    const loFirst = bucketsOf(seed, nbuckets, 32, loAddr)[0];
+    // Fill lo's first bucket with other keys, so lo goes to its second bucket (hi's first).
+    const fill: Uint8Array[] = [];
+    for (let i = 1; fill.length < FW_B4_SLOTS; i++) {
+      const k = new Uint8Array([10, (i >>> 16) & 0xff, (i >>> 8) & 0xff, i & 0xff]);
+      if (bucketsOf(seed, nbuckets, 32, k)[0] === loFirst) fill.push(k);
+    }
+    dp.apply([...fill.map((k, i) => deny(k, 32, 10 + i)), deny(loAddr, 32, 2, 'allow')]);
+    const hiBucket = bucketsOf(seed, nbuckets, 32, hiAddr)[0];
+    assert.equal(bucket(pinDir, MAP.IN4_TAB, 4, hiBucket).used, 1, 'lo sits in the bucket hi hashes to');
+    assert.equal(verdict(dp, addr(hiAddr)), XDP_PASS, `${addr(hiAddr)} must not match ${addr(loAddr)}`);
+    assert.equal(dp.lookupEntry('ingress', { family: 4, bytes: hiAddr, len: 32 }), null);
+    dp.apply([deny(hiAddr, 32, 3)]);
+    assert.equal(verdict(dp, addr(hiAddr)), XDP_DROP);
+    assert.equal(verdict(dp, addr(loAddr)), XDP_PASS);
+    const c = dp.readRuleCounters(4).packets;
+    assert.deepEqual([c[2], c[3]], [1n, 1n]);
+    dp.apply([del(hiAddr, 32)]);
+    assert.equal(verdict(dp, addr(hiAddr)), XDP_PASS);
+    assert.equal(dp.lookupEntry('ingress', { family: 4, bytes: loAddr, len: 32 })?.action, 'allow');
+  });
+});
+
 test('IPv6 hash: deleted slots are reused after a grace period; delete and re-add cycles keep every verdict', async () => {
   await withDatapath('tab-v6reuse', { capacity: { prefixesPerTable: 256, counterSlots: 64 } }, (dp, pinDir) => {
     const { seed, nbuckets } = tableCfg(pinDir, FW_TABLE.IN6);
@@ -163,7 +200,7 @@ test('IPv6 hash: deleted slots are reused after a grace period; delete and re-ad
   });
 });
 
-test('/16 filter: set by the first entry of length >= 16 in a /16, cleared after the last; shorter lengths are never filtered; rebuilt after reopen', async () => {
+test('/16 and /24 filters: set by the first entry in their range, cleared after the last; shorter lengths are never filtered; rebuilt after reopen', async () => {
   {
     await withDatapath('tab-f16', {}, async (dp, dir) => {
       const up = (cidr: string, slot: number): MapOp => ({ kind: 'entry.upsert', entry: { direction: 'ingress', prefix: parseCidr(cidr), action: 'deny', mode: 'enforce', slot } });
@@ -178,13 +215,32 @@ test('/16 filter: set by the first entry of length >= 16 in a /16, cleared after
           m.close();
         }
       };
+      const bit24 = (a: number, b: number, c: number) => {
+        const m = pinned(dir, MAP.IN4_F24);
+        try {
+          const v = m.lookupU32(0)!;
+          const x = (a << 16) | (b << 8) | c;
+          return (v[x >> 3]! >> (x & 7)) & 1;
+        } finally {
+          m.close();
+        }
+      };
       dp.apply([up('10.1.2.3/32', 1), up('10.1.9.0/24', 2), up('10.2.0.0/16', 3), up('172.16.0.0/12', 4)]);
       assert.deepEqual([bit(10, 1), bit(10, 2), bit(10, 3), bit(172, 16)], [1, 1, 0, 0], '/12 is shorter than 16: no bit');
+      assert.deepEqual([bit24(10, 1, 2), bit24(10, 1, 9), bit24(10, 2, 0)], [1, 0, 0], 'only the /32 sets a /24 bit');
+      dp.apply([up('10.1.9.128/25', 6)]);
+      assert.equal(bit24(10, 1, 9), 1, 'a /25 sets its /24 bit');
+      assert.equal(verdict(dp, '10.1.9.200'), XDP_DROP, 'inside the /25');
+      assert.equal(verdict(dp, '10.1.9.5'), XDP_DROP, 'inside the /24 only');
+      dp.apply([rm('10.1.9.128/25')]);
+      assert.equal(bit24(10, 1, 9), 0);
       for (const [src, v] of [['10.1.2.3', XDP_DROP], ['10.1.9.77', XDP_DROP], ['10.2.200.1', XDP_DROP], ['172.20.1.1', XDP_DROP], ['10.3.0.1', XDP_PASS]] as const) {
         assert.equal(verdict(dp, src), v, src);
       }
       dp.apply([rm('10.1.2.3/32')]);
       assert.equal(bit(10, 1), 1, 'the /24 still lives in 10.1');
+      assert.equal(bit24(10, 1, 2), 0, 'the /32 was the last entry longer than /24 in 10.1.2');
+      assert.equal(verdict(dp, '10.1.2.3'), XDP_PASS);
       assert.equal(verdict(dp, '10.1.9.1'), XDP_DROP);
       dp.apply([rm('10.1.9.0/24')]);
       assert.equal(bit(10, 1), 0, 'last one gone: cleared');
@@ -193,6 +249,10 @@ test('/16 filter: set by the first entry of length >= 16 in a /16, cleared after
       // A new instance rebuilds its counts from the table.
       const again = openDatapath({ pinDir: dir });
       try {
+        again.apply([up('10.2.7.7/32', 7)]);
+        assert.equal(bit24(10, 2, 7), 1);
+        again.apply([rm('10.2.7.7/32')]);
+        assert.equal(bit24(10, 2, 7), 0, 'counts rebuilt from the table: the last one clears');
         again.apply([up('10.2.7.0/24', 5)]);
         again.apply([rm('10.2.0.0/16')]);
         assert.equal(bit(10, 2), 1, '10.2.7.0/24 keeps it');
