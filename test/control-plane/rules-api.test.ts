@@ -187,8 +187,17 @@ test('revisions are gap-free and in commit order under concurrent writers', asyn
   const results = await Promise.all(
     Array.from({ length: 30 }, (_, i) => api.create({ rule: { cidr: `198.18.${i}.0/24`, action: Action.ACTION_DENY } })),
   );
-  const revs = results.map((r) => r.revision).sort((x, y) => (x < y ? -1 : 1));
-  assert.deepEqual(revs, Array.from({ length: 30 }, (_, i) => start + BigInt(i + 1)));
+  // Concurrent creates may share a revision (group commit); the revisions are gap-free.
+  const revs = [...new Set(results.map((r) => r.revision))].sort((x, y) => (x < y ? -1 : 1));
+  assert.deepEqual(revs, Array.from({ length: revs.length }, (_, i) => start + BigInt(i + 1)));
+  // Concurrent writers of different kinds each take their own revision, in commit order.
+  const ids = results.slice(0, 10).map((r) => r.rule!.id);
+  const s2 = (await api.list({ pageSize: 1 })).revision;
+  const mixed = await Promise.all([
+    ...ids.slice(0, 5).map((id) => api.delete(id)),
+    ...ids.slice(5).map((id) => api.update({ rule: { id, comment: 'x' }, updateMask: ['comment'] })),
+  ]);
+  assert.deepEqual(mixed.map((m) => m.revision).sort((x, y) => (x < y ? -1 : 1)), Array.from({ length: 10 }, (_, i) => s2 + BigInt(i + 1)));
   await withSql(url, async (sql) => {
     const rows = await sql<{ revision: bigint; commit_time: Date }[]>`select revision, commit_time from revisions where revision > ${start.toString()}::bigint order by revision`;
     for (let i = 1; i < rows.length; i++) assert.ok(rows[i]!.commit_time >= rows[i - 1]!.commit_time, 'commit times follow revisions');
@@ -213,4 +222,27 @@ test('"rules that cover this address" is served by the indexes (partial GiST + i
   assert.deepEqual(hit.rules.map((r) => r.cidr), ['46.0.1.2/32']);
   const wide = await api.list({ coversAddress: '45.3.5.77', text: 'index-check' });
   assert.deepEqual(wide.rules.map((r) => r.cidr), ['45.3.5.0/24']);
+});
+
+test('concurrent single creates are committed together (group commit), each with its own outcome', async () => {
+  const existing = await api.create({ rule: { cidr: '198.19.255.0/24', action: Action.ACTION_ALLOW } });
+  const before = await storeState(url);
+  const reqs = [
+    ...Array.from({ length: 40 }, (_, i) => ({ rule: { cidr: `198.19.${i}.0/24`, action: Action.ACTION_DENY } })),
+    { rule: { cidr: '198.19.255.0/24', action: Action.ACTION_DENY } },
+    { rule: { cidr: '198.19.7.0/24', action: Action.ACTION_ALLOW } },
+  ];
+  const results = await Promise.allSettled(reqs.map((r) => api.create(r)));
+  const ok = results.filter((r) => r.status === 'fulfilled').map((r) => (r as PromiseFulfilledResult<Awaited<ReturnType<typeof api.create>>>).value);
+  const failed = results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason as import('@grpc/grpc-js').ServiceError);
+  assert.equal(ok.length, 40);
+  assert.equal(failed.length, 2);
+  assert.ok(failed.every((e) => errorInfoOf(e)?.reason === 'DUPLICATE_RULE'));
+  assert.ok(failed.some((e) => errorInfoOf(e)?.metadata.existing_rule_id === existing.rule!.id.toString()));
+  const after = await storeState(url);
+  assert.equal(after.rules, before.rules + 40);
+  const revs = new Set(ok.map((r) => r.revision));
+  assert.ok(revs.size < 40, `fewer revisions (${revs.size}) than creates`);
+  assert.equal(after.revision, before.revision + BigInt(revs.size), 'gap-free');
+  for (const r of ok) assert.equal(r.rule!.revision, r.revision);
 });

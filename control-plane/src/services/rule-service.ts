@@ -32,6 +32,7 @@ import type { Logger } from 'pino';
 import type { BulkHandoff } from '../store/rule-import.js';
 import type { CallContext } from './call-context.js';
 import { importRules } from './import-rules.js';
+import { CreateBatcher } from './create-batcher.js';
 
 export interface RuleServiceLimits extends ValidationLimits {
   readonly maxBatch: number;
@@ -58,18 +59,22 @@ function requireId(id: bigint, field: string): bigint {
 }
 
 export class RuleService {
+  private readonly creates: CreateBatcher;
+
   constructor(
     private readonly store: RuleStore,
     private readonly sql: Sql,
     private readonly limits: RuleServiceLimits,
     private readonly now: () => Date = () => new Date(),
     private readonly extras: { readonly handoff?: BulkHandoff; readonly logger?: Logger } = {},
-  ) {}
+  ) {
+    this.creates = new CreateBatcher(store, limits.maxBatch);
+  }
 
   async createRule(req: CreateRuleRequest, ctx: CallContext): Promise<CreateRuleResponse> {
     const spec = validateNewRule(req.rule, req.ttl, this.now(), this.limits);
-    const res = await this.store.create([spec], ['rule'], ctx.actor, 'create');
-    return { rule: res.value[0], revision: res.revision };
+    const res = await this.creates.submit(spec, ctx.actor);
+    return { rule: res.rule, revision: res.revision };
   }
 
   async batchCreateRules(req: BatchCreateRulesRequest, ctx: CallContext): Promise<BatchCreateRulesResponse> {

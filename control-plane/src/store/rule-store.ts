@@ -23,6 +23,8 @@ export interface RuleFilter {
   readonly coversAddress?: Address;
 }
 
+export type CreateOutcome = { readonly ok: true; readonly rule: Rule; readonly revision: bigint } | { readonly ok: false; readonly error: FleetwallError };
+
 export interface Committed<T> {
   readonly value: T;
   readonly revision: bigint;
@@ -143,45 +145,95 @@ export class RuleStore {
     return { value: res.value.map((r) => ruleFromRow(r, res.revision)), revision: res.revision };
   }
 
-  /**
-   * One rule in one statement (one round trip, its own implicit
-   * transaction): insert, change-log and audit rows, then - ordered after
-   * the insert because it reads its result - the revision bump, the
-   * revisions row and the NOTIFY. Same protocol as writeTransaction.
-   */
+  /** One rule, all or nothing (BatchCreate of one entry). */
   private async createOne(s: RuleSpec, field: string, actor: string, kind: RevisionKind): Promise<Committed<Rule[]>> {
+    const [o] = await this.createGroup([{ spec: s, actor, field }], kind);
+    if (!o!.ok) throw o!.error;
+    return { value: [o!.rule], revision: o!.revision };
+  }
+
+  /**
+   * Independent creates committed together as ONE revision, in one statement
+   * (one round trip, its own implicit transaction): inserts, change-log and
+   * audit rows, then - ordered after the insert because it reads its result -
+   * the revision bump, the revisions row and the NOTIFY (same protocol as
+   * writeTransaction). Each entry gets its own outcome: a duplicate of a
+   * stored rule or of an earlier entry fails that entry only.
+   */
+  async createGroup(items: readonly { spec: RuleSpec; actor: string; field?: string }[], kind: RevisionKind = 'create'): Promise<CreateOutcome[]> {
+    const out: (CreateOutcome | undefined)[] = new Array(items.length);
+    const first = new Map<string, number>();
+    const dupOf = new Map<number, number>();
+    const toInsert: number[] = [];
+    items.forEach((it, i) => {
+      const k = identity(it.spec.cidr, it.spec.direction, it.spec.selectorKey);
+      const f = first.get(k);
+      if (f === undefined) {
+        first.set(k, i);
+        toInsert.push(i);
+      } else dupOf.set(i, f);
+    });
+    const actors = [...new Set(items.map((i) => i.actor))];
+    const revisionActor = actors.length === 1 ? actors[0]! : actors.join(',').slice(0, 200);
+    const payload = JSON.stringify(toInsert.map((i) => ({ ...specJson(items[i]!.spec), actor: items[i]!.actor })));
+    let rows: (RuleRow & { revision: bigint })[] = [];
     for (let attempt = 1; ; attempt++) {
-      let rows: (RuleRow & { revision: bigint })[];
       try {
         rows = await this.sql.unsafe<(RuleRow & { revision: bigint })[]>(
-        `with w as (select nextval('write_id_seq') as id),
-         ins as (
-           insert into rules (cidr, action, direction, selector, selector_key, mode, expire_time, comment, create_time, update_time, write_id, created_by)
-           select $1::cidr, $2, $3, $4::text::jsonb, $5, $6, $7::timestamptz, $8, now(), now(), w.id, $9 from w
-           on conflict (cidr, direction, selector_key) do nothing
-           returning *),
-         ch as (insert into changes (write_id, rule_id, op) select write_id, id, ${OP_UPSERT} from ins),
-         au as (insert into audit_log (actor, action, rule_id, write_id, after) select $9, 'rule.create', id, write_id, to_jsonb(ins.*) - 'write_id' from ins),
-         c as (update revision_counter set value = value + 1 where id = 1 and exists (select 1 from ins) returning value),
-         rv as (insert into revisions (revision, write_id, commit_time, actor, kind, change_count)
-                select c.value, w.id, clock_timestamp(), $9, $10, 1 from c, w returning revision)
-         select ins.id, ins.cidr::text as cidr, ins.action, ins.direction, ins.selector, ins.selector_key, ins.mode, ins.expire_time,
-                ins.comment, ins.create_time, ins.update_time, ins.write_id, ins.created_by, rv.revision,
-                pg_notify('${REVISION_CHANNEL}', rv.revision::text)
-         from ins, rv`,
-        [s.cidr, s.action, s.direction, JSON.stringify(s.selector), s.selectorKey, s.mode, s.expireTime ? s.expireTime.toISOString() : null, s.comment, actor, kind] as never[],
+          `with w as (select nextval('write_id_seq') as id),
+           ins as (
+             insert into rules (cidr, action, direction, selector, selector_key, mode, expire_time, comment, create_time, update_time, write_id, created_by)
+             select x.cidr::cidr, x.action, x.direction, x.selector, x.selector_key, x.mode, x.expire_time, x.comment, now(), now(), w.id, x.actor
+             from jsonb_to_recordset($1::text::jsonb) as x(cidr text, action smallint, direction smallint, selector jsonb, selector_key text, mode smallint, expire_time timestamptz, comment text, actor text), w
+             on conflict (cidr, direction, selector_key) do nothing
+             returning *),
+           ch as (insert into changes (write_id, rule_id, op) select write_id, id, ${OP_UPSERT} from ins),
+           au as (insert into audit_log (actor, action, rule_id, write_id, after) select created_by, 'rule.create', id, write_id, to_jsonb(ins.*) - 'write_id' from ins),
+           c as (update revision_counter set value = value + 1 where id = 1 and exists (select 1 from ins) returning value),
+           rv as (insert into revisions (revision, write_id, commit_time, actor, kind, change_count)
+                  select c.value, w.id, clock_timestamp(), $2, $3, (select count(*) from ins) from c, w returning revision)
+           select ins.id, ins.cidr::text as cidr, ins.action, ins.direction, ins.selector, ins.selector_key, ins.mode, ins.expire_time,
+                  ins.comment, ins.create_time, ins.update_time, ins.write_id, ins.created_by, rv.revision,
+                  pg_notify('${REVISION_CHANNEL}', rv.revision::text)
+           from ins, rv`,
+          [payload, revisionActor, kind] as never[],
         );
+        break;
       } catch (e) {
         if (attempt < 3 && isRetryable(e)) continue;
         throw e;
       }
-      if (rows[0]) return { value: [ruleFromRow(rows[0])], revision: rows[0].revision };
-      const [existing] = await this.sql<{ id: bigint; cidr: string; action: number; direction: number; mode: number; selector_key: string }[]>`
-        select id, cidr::text as cidr, action, direction, mode, selector_key from rules
-        where cidr = ${s.cidr}::cidr and direction = ${s.direction} and selector_key = ${s.selectorKey}`;
-      if (existing) throw duplicateError(existing, field);
-      if (attempt >= 3) throw Object.assign(new Error('duplicate vanished'), { code: '40001' });
     }
+    const byKey = new Map(rows.map((r) => [identity(canonicalFromPg(r.cidr), r.direction, r.selector_key), r]));
+    const missing: number[] = [];
+    for (const i of toInsert) {
+      const s = items[i]!.spec;
+      const r = byKey.get(identity(s.cidr, s.direction, s.selectorKey));
+      if (r) out[i] = { ok: true, rule: ruleFromRow(r), revision: r.revision };
+      else missing.push(i);
+    }
+    if (missing.length) {
+      const existing = await this.sql<{ id: bigint; cidr: string; action: number; direction: number; mode: number; selector_key: string }[]>`
+        select r.id, r.cidr::text as cidr, r.action, r.direction, r.mode, r.selector_key
+        from rules r join jsonb_to_recordset(${JSON.stringify(missing.map((i) => specJson(items[i]!.spec)))}::text::jsonb)
+          as x(cidr text, direction smallint, selector_key text)
+          on r.cidr = x.cidr::cidr and r.direction = x.direction and r.selector_key = x.selector_key`;
+      const ex = new Map(existing.map((e) => [identity(canonicalFromPg(e.cidr), e.direction, e.selector_key), e]));
+      for (const i of missing) {
+        const s = items[i]!.spec;
+        const e = ex.get(identity(s.cidr, s.direction, s.selectorKey));
+        out[i] = e
+          ? { ok: false, error: duplicateError(e, items[i]!.field ?? 'rule') }
+          : { ok: false, error: new FleetwallError('CONFLICT_RETRY', 'a rule with this CIDR, direction and selector was deleted while this one was created; retry') };
+      }
+    }
+    for (const [i, f] of dupOf) {
+      const o = out[f]!;
+      out[i] = o.ok
+        ? { ok: false, error: duplicateError({ id: o.rule.id, cidr: o.rule.cidr, action: o.rule.action, direction: o.rule.direction, mode: o.rule.mode, selector_key: items[f]!.spec.selectorKey }, items[i]!.field ?? 'rule') }
+        : o;
+    }
+    return out as CreateOutcome[];
   }
 
   /**
