@@ -142,7 +142,9 @@ export class AgentSession implements HubSession {
   fail(err: unknown): void {
     if (this.state === 'closed') return;
     const st = toGrpcStatus(err, this.log, 'AgentService/Sync');
-    this.log.info({ node: this.nodeName, code: st.code, reason: st.details }, 'closing Sync stream');
+    const reason = err instanceof FleetwallError ? err.reason : 'INTERNAL';
+    const quiet = reason === 'SHUTTING_DOWN' || reason === 'STREAM_REPLACED' || reason === 'RESYNC_REQUIRED';
+    this.log[quiet ? 'debug' : 'warn']({ node: this.nodeName, reason, message: st.details }, 'closing Sync stream');
     this.close({ code: st.code!, details: st.details!, metadata: st.metadata! });
   }
 
@@ -315,7 +317,7 @@ export class AgentSession implements HubSession {
     this.state = 'live';
     d.hub.register(this);
     d.metrics.sessionStarted(mode);
-    this.log.info(
+    this.log.debug(
       { node: this.nodeName, mode: mode === SyncMode.SYNC_MODE_SNAPSHOT ? 'snapshot' : 'resume', revision: rev.toString(), resumeRevision: r.toString(), rules: sentRules, why: why || undefined },
       'agent in sync',
     );
