@@ -184,7 +184,7 @@ fw_probe4(void *tab, void *spill, const struct fw_table_cfg *cfg, __u32 h, __u32
 }
 
 static __always_inline __u64
-fw_match4(void *tab, void *spill, void *trie, void *f16, void *f24, const struct fw_table_cfg *cfg,
+fw_match4(void *tab, void *spill, void *trie, void *f24, const struct fw_table_cfg *cfg,
 	  const struct fw_lenset *set, __u32 addr)
 {
 	__u32 h = bpf_ntohl(addr);
@@ -207,19 +207,17 @@ fw_match4(void *tab, void *spill, void *trie, void *f16, void *f24, const struct
 	 * such entry, none > 24 if the /24 holds no such entry.
 	 */
 	__u64 ok = (1ULL << 33) - 1;
-	const struct fw_f16 *f = bpf_map_lookup_elem(f16, &zero);
-	if (f) {
-		__u32 byte = h >> 19;
-		__u8 bit = 1 << ((h >> 16) & 7);
-		if (!(f->bits[byte] & bit)) {
-			ok = (1ULL << 16) - 1;
-		} else if (!(f->gt24[byte] & bit)) {
+	const struct fw_f16 *f = &cfg->f16;
+	__u32 byte = h >> 19;
+	__u8 bit = 1 << ((h >> 16) & 7);
+	if (!(f->bits[byte] & bit)) {
+		ok = (1ULL << 16) - 1;
+	} else if (!(f->gt24[byte] & bit)) {
+		ok = (1ULL << 25) - 1;
+	} else {
+		const struct fw_f24 *g = bpf_map_lookup_elem(f24, &zero);
+		if (g && !((g->bits[h >> 11] >> ((h >> 8) & 7)) & 1))
 			ok = (1ULL << 25) - 1;
-		} else {
-			const struct fw_f24 *g = bpf_map_lookup_elem(f24, &zero);
-			if (g && !((g->bits[h >> 11] >> ((h >> 8) & 7)) & 1))
-				ok = (1ULL << 25) - 1;
-		}
 	}
 #pragma clang loop unroll(disable)
 	for (int i = 0; i < FW_MAX_HASH_LENS; i++) {
@@ -389,9 +387,9 @@ static __always_inline int fw_decide4(__u32 addr, int egress, __u32 ifindex, __u
 		return FW_V_PASS;
 	const struct fw_lenset *set = &cfg->set[cfg->active & 1];
 	if (egress)
-		hit = fw_match4(&fw_eg4_tab, &fw_eg4_spill, &fw_eg4_trie, &fw_eg4_f16, &fw_eg4_f24, cfg, set, addr);
+		hit = fw_match4(&fw_eg4_tab, &fw_eg4_spill, &fw_eg4_trie, &fw_eg4_f24, cfg, set, addr);
 	else
-		hit = fw_match4(&fw_in4_tab, &fw_in4_spill, &fw_in4_trie, &fw_in4_f16, &fw_in4_f24, cfg, set, addr);
+		hit = fw_match4(&fw_in4_tab, &fw_in4_spill, &fw_in4_trie, &fw_in4_f24, cfg, set, addr);
 	return fw_count_verdict(cfg, hit, egress ? FW_DIR_EGRESS : FW_DIR_INGRESS, ifindex, bytes);
 }
 

@@ -206,9 +206,9 @@ test('/16 and /24 filters: set by the first entry in their range, cleared after 
       const up = (cidr: string, slot: number): MapOp => ({ kind: 'entry.upsert', entry: { direction: 'ingress', prefix: parseCidr(cidr), action: 'deny', mode: 'enforce', slot } });
       const rm = (cidr: string): MapOp => ({ kind: 'entry.delete', direction: 'ingress', prefix: parseCidr(cidr) });
       const bit = (a: number, b: number) => {
-        const m = pinned(dir, MAP.IN4_F16);
+        const m = pinned(dir, MAP.TBLCFG);
         try {
-          const v = m.lookupU32(0)!;
+          const v = m.lookupU32(FW_TABLE.IN4)!.subarray(LAYOUT.fw_table_cfg.fields.f16);
           const x = (a << 8) | b;
           return (v[x >> 3]! >> (x & 7)) & 1;
         } finally {

@@ -66,7 +66,6 @@ export const MAP = {
   IN4_TAB: 'fw_in4_tab',
   IN4_SPILL: 'fw_in4_spill',
   IN4_TRIE: 'fw_in4_trie',
-  IN4_F16: 'fw_in4_f16',
   IN4_F24: 'fw_in4_f24',
   IN6_TAB: 'fw_in6_tab',
   IN6_SPILL: 'fw_in6_spill',
@@ -74,7 +73,6 @@ export const MAP = {
   EG4_TAB: 'fw_eg4_tab',
   EG4_SPILL: 'fw_eg4_spill',
   EG4_TRIE: 'fw_eg4_trie',
-  EG4_F16: 'fw_eg4_f16',
   EG4_F24: 'fw_eg4_f24',
   EG6_TAB: 'fw_eg6_tab',
   EG6_SPILL: 'fw_eg6_spill',
@@ -108,7 +106,7 @@ export const LAYOUT = {
   fw_f16: { size: 16384, fields: { bits: 0, gt24: 8192 } },
   fw_f24: { size: 2097152, fields: { bits: 0 } },
   fw_lenset: { size: 12, fields: { n_hash: 0, use_trie: 1, pad: 2, lens: 4 } },
-  fw_table_cfg: { size: 48, fields: { active: 0, default_action: 4, nbuckets: 8, seed: 12, rule_slots: 16, pad: 20, set: 24 } },
+  fw_table_cfg: { size: 16432, fields: { active: 0, default_action: 4, nbuckets: 8, seed: 12, rule_slots: 16, pad: 20, set: 24, f16: 48 } },
   fw_counter: { size: 16, fields: { packets: 0, bytes: 8 } },
   fw_if_key: { size: 8, fields: { ifindex: 0, direction: 4 } },
   fw_verdict_cnt: { size: 48, fields: { pass: 0, drop: 16, would_drop: 32 } },
@@ -148,8 +146,7 @@ export interface TableDesc {
   /** Kernel HASH for keys whose two buckets are full. */
   readonly spill: MapName;
   readonly trie: MapName;
-  /** The /16 and /24 filters (IPv4 only). */
-  readonly f16: MapName | null;
+  /** The /24 filter (IPv4 only; the /16 filter is in the table's fw_tblcfg value). */
   readonly f24: MapName | null;
   /** Key size of the trie and the spill hash. */
   readonly keySize: number;
@@ -158,10 +155,10 @@ export interface TableDesc {
 }
 
 export const TABLES: readonly TableDesc[] = [
-  { id: 0, direction: 'ingress', family: 4, tab: MAP.IN4_TAB, spill: MAP.IN4_SPILL, trie: MAP.IN4_TRIE, f16: MAP.IN4_F16, f24: MAP.IN4_F24, keySize: 8, addrBytes: 4, maxLen: 32 },
-  { id: 1, direction: 'ingress', family: 6, tab: MAP.IN6_TAB, spill: MAP.IN6_SPILL, trie: MAP.IN6_TRIE, f16: null, f24: null, keySize: 20, addrBytes: 16, maxLen: 128 },
-  { id: 2, direction: 'egress', family: 4, tab: MAP.EG4_TAB, spill: MAP.EG4_SPILL, trie: MAP.EG4_TRIE, f16: MAP.EG4_F16, f24: MAP.EG4_F24, keySize: 8, addrBytes: 4, maxLen: 32 },
-  { id: 3, direction: 'egress', family: 6, tab: MAP.EG6_TAB, spill: MAP.EG6_SPILL, trie: MAP.EG6_TRIE, f16: null, f24: null, keySize: 20, addrBytes: 16, maxLen: 128 },
+  { id: 0, direction: 'ingress', family: 4, tab: MAP.IN4_TAB, spill: MAP.IN4_SPILL, trie: MAP.IN4_TRIE, f24: MAP.IN4_F24, keySize: 8, addrBytes: 4, maxLen: 32 },
+  { id: 1, direction: 'ingress', family: 6, tab: MAP.IN6_TAB, spill: MAP.IN6_SPILL, trie: MAP.IN6_TRIE, f24: null, keySize: 20, addrBytes: 16, maxLen: 128 },
+  { id: 2, direction: 'egress', family: 4, tab: MAP.EG4_TAB, spill: MAP.EG4_SPILL, trie: MAP.EG4_TRIE, f24: MAP.EG4_F24, keySize: 8, addrBytes: 4, maxLen: 32 },
+  { id: 3, direction: 'egress', family: 6, tab: MAP.EG6_TAB, spill: MAP.EG6_SPILL, trie: MAP.EG6_TRIE, f24: null, keySize: 20, addrBytes: 16, maxLen: 128 },
 ];
 
 export function tableFor(direction: RuleDirection, family: 4 | 6): TableDesc {
@@ -224,6 +221,7 @@ export interface TableCfg {
   sets: [LenSet, LenSet];
 }
 
+/** The whole fw_table_cfg value (the /16 filter zeroed): for creation only. */
 export function encodeTableCfg(c: TableCfg): Buffer {
   const b = Buffer.alloc(L.fw_table_cfg.size);
   const F = L.fw_table_cfg.fields;
@@ -232,16 +230,19 @@ export function encodeTableCfg(c: TableCfg): Buffer {
   b.writeUInt32LE(c.nbuckets >>> 0, F.nbuckets);
   b.writeUInt32LE(c.seed >>> 0, F.seed);
   b.writeUInt32LE(c.ruleSlots >>> 0, F.rule_slots);
-  for (let i = 0; i < 2; i++) {
-    const s = c.sets[i]!;
-    const o = L.fw_table_cfg.fields.set + i * L.fw_lenset.size;
-    if (s.hashLens.length > FW_MAX_HASH_LENS) throw new Error(`too many hash lengths: ${s.hashLens.length}`);
-    b[o + L.fw_lenset.fields.n_hash] = s.hashLens.length;
-    b[o + L.fw_lenset.fields.use_trie] = s.useTrie ? 1 : 0;
-    s.hashLens.forEach((len, j) => {
-      b[o + L.fw_lenset.fields.lens + j] = len;
-    });
-  }
+  for (let i = 0; i < 2; i++) b.set(encodeLenSet(c.sets[i]!), L.fw_table_cfg.fields.set + i * L.fw_lenset.size);
+  return b;
+}
+
+/** One fw_lenset. */
+export function encodeLenSet(s: LenSet): Uint8Array {
+  const b = new Uint8Array(L.fw_lenset.size);
+  if (s.hashLens.length > FW_MAX_HASH_LENS) throw new Error(`too many hash lengths: ${s.hashLens.length}`);
+  b[L.fw_lenset.fields.n_hash] = s.hashLens.length;
+  b[L.fw_lenset.fields.use_trie] = s.useTrie ? 1 : 0;
+  s.hashLens.forEach((len, j) => {
+    b[L.fw_lenset.fields.lens + j] = len;
+  });
   return b;
 }
 

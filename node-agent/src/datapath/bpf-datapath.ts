@@ -36,6 +36,7 @@ import {
   decodeMeta,
   decodeTableCfg,
   encodeMeta,
+  encodeLenSet,
   encodeTableCfg,
   readEntry,
   readJournalRule,
@@ -167,6 +168,9 @@ export class BpfDatapath implements Datapath {
   private readonly ifCnt32: Uint32Array;
   private readonly ifCnt64: BigUint64Array;
   private readonly mappings: Mapping[] = [];
+  /** fw_tblcfg mapped: the length sets are published with plain stores and a release flip. */
+  private readonly tblcfg: Uint8Array;
+  private readonly tblcfg32: Uint32Array;
   private readonly ncpu: number;
   /** Counter slots per CPU in fw_rule_cnt. */
   private readonly ruleSlots: number;
@@ -300,12 +304,18 @@ export class BpfDatapath implements Datapath {
       this.capacity = { prefixesPerTable: meta.prefixesPerTable, counterSlots: meta.ruleSlots };
     }
 
-    // Shared memory: the tables, the rule and interface counters.
+    // Shared memory: the configs, the tables, the rule and interface counters.
     const tables: TableState[] = [];
     try {
+      const tc = this.map(MAP.TBLCFG);
+      const tcMap = mmapMap(tc.fd, tc.maxEntries * CFG_STRIDE, tc.name);
+      this.mappings.push(tcMap);
+      this.tblcfg = new Uint8Array(tcMap.buffer, 0, tc.maxEntries * CFG_STRIDE);
+      this.tblcfg32 = new Uint32Array(tcMap.buffer, 0, (tc.maxEntries * CFG_STRIDE) / 4);
       TABLES.forEach((desc, i) => {
         const cfg = cfgs[i]!;
-        const filters = desc.f16 && desc.f24 ? { f16: this.map(desc.f16), f24: this.map(desc.f24) } : null;
+        const f16 = this.tblcfg.subarray(desc.id * CFG_STRIDE + LAYOUT.fw_table_cfg.fields.f16, desc.id * CFG_STRIDE + LAYOUT.fw_table_cfg.fields.f16 + LAYOUT.fw_f16.size);
+        const filters = desc.f24 ? { f16, f24: this.map(desc.f24) } : null;
         const tab = new HashTable(desc.family, this.map(desc.tab), this.map(desc.spill), filters, cfg.seed, cfg.nbuckets);
         tables.push({ desc, tab, trie: this.map(desc.trie), cfg, counts: new Uint32Array(FW_LEN_SLOTS), touched: false });
       });
@@ -696,10 +706,11 @@ export class BpfDatapath implements Datapath {
     const cur = t.cfg.active & 1;
     const staged: TableCfg = { ...t.cfg, sets: [...t.cfg.sets] as [LenSet, LenSet] };
     staged.sets[cur ^ 1] = { hashLens: [...next.hashLens], useTrie: next.useTrie };
-    const cfgMap = this.map(MAP.TBLCFG);
-    cfgMap.updateU32(t.desc.id, encodeTableCfg(staged)); // active unchanged: same bytes where programs read
+    const base = t.desc.id * CFG_STRIDE;
+    // The inactive set (no program reads it), then the flip (a seq-cst store: after the set's bytes).
+    this.tblcfg.set(encodeLenSet(staged.sets[cur ^ 1]!), base + LAYOUT.fw_table_cfg.fields.set + (cur ^ 1) * LAYOUT.fw_lenset.size);
+    Atomics.store(this.tblcfg32, (base + LAYOUT.fw_table_cfg.fields.active) / 4, cur ^ 1);
     staged.active = cur ^ 1;
-    cfgMap.updateU32(t.desc.id, encodeTableCfg(staged)); // flip
     t.cfg = staged;
   }
 
@@ -1184,6 +1195,9 @@ export class BpfDatapath implements Datapath {
 }
 
 // ---------------------------------------------------------------- helpers
+
+/** Bytes between fw_tblcfg values in its mapping. */
+const CFG_STRIDE = Math.ceil(LAYOUT.fw_table_cfg.size / 8) * 8;
 
 // fw_if_slot in u32 / u64 words; the counters start at u64 word 2.
 const IFS_WORDS32 = LAYOUT.fw_if_slot.size / 4;

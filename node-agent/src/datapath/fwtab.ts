@@ -160,7 +160,8 @@ export class HashTable {
   private kLo = 0;
   private kBit32 = 0;
 
-  constructor(family: 4 | 6, tab: BpfMap, spill: BpfMap, filters: { f16: BpfMap; f24: BpfMap } | null, seed: number, nbuckets: number) {
+  /** filters.f16: the table's fw_table_cfg.f16 (mapped by the caller, which keeps it mapped while this lives). */
+  constructor(family: 4 | 6, tab: BpfMap, spill: BpfMap, filters: { f16: Uint8Array; f24: BpfMap } | null, seed: number, nbuckets: number) {
     this.family = family;
     this.seed = seed >>> 0;
     this.nbuckets = nbuckets;
@@ -176,11 +177,9 @@ export class HashTable {
     this.kBytes = this.spillKey.subarray(4);
     if (filters) {
       try {
-        const m16 = mmapMap(filters.f16.fd, LAYOUT.fw_f16.size, filters.f16.name);
-        this.filterMappings.push(m16);
         const m24 = mmapMap(filters.f24.fd, LAYOUT.fw_f24.size, filters.f24.name);
         this.filterMappings.push(m24);
-        this.f16 = new Uint8Array(m16.buffer, 0, LAYOUT.fw_f16.size);
+        this.f16 = filters.f16;
         this.f24 = new Uint8Array(m24.buffer, 0, LAYOUT.fw_f24.size);
       } catch (e) {
         for (const m of this.filterMappings) m.unmap();
