@@ -34,6 +34,8 @@ const CHANGES = opt('changes', 200);
 const RULES = opt('rules', 1_000_000);
 const SKIP_SNAPSHOT = argv.includes('--skip-snapshot');
 const SKIP_ENFORCE = argv.includes('--skip-enforce');
+/** Node flags for the agent process (e.g. --node-args=--max-semi-space-size=4). */
+const NODE_ARGS = argv.filter((a) => a.startsWith('--node-args=')).map((a) => a.slice('--node-args='.length));
 
 function emit(metric: string, value: number, extra: Record<string, unknown> = {}): void {
   process.stdout.write(`${JSON.stringify({ metric, value, ...extra })}\n`);
@@ -51,6 +53,34 @@ function procStatus(pid: number): { rssMb: number; hwmMb: number } {
   const st = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (k: string): number => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(st)![1]);
   return { rssMb: kb('VmRSS') / 1024, hwmMb: kb('VmHWM') / 1024 };
+}
+
+/** Upper bound (bucket) of the q-quantile of a Prometheus histogram in the agent's /metrics, ms. */
+async function agentHistogramMs(agent: AgentProcess, name: string, q: number): Promise<number> {
+  const text = await agent.metrics();
+  const buckets: [number, number][] = [];
+  for (const m of text.matchAll(new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\d+)$`, 'gm'))) buckets.push([m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2])]);
+  const total = buckets.at(-1)?.[1] ?? 0;
+  for (const [le, n] of buckets) if (n >= q * total) return le * 1000;
+  return NaN;
+}
+
+/** RSS by kind of mapping (bpf maps mapped by the datapath, malloc heap, anonymous, the node binary, other files). */
+function rssBreakdown(pid: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  let kind = 'anon';
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head) {
+      const name = head[1] ?? '';
+      kind = name.includes('bpf-map') ? 'bpfMaps' : name === '[heap]' ? 'mallocHeap' : name === '' ? 'anon' : name.endsWith('/node') ? 'nodeBinary' : name.startsWith('[') ? 'other' : 'files';
+      continue;
+    }
+    const m = /^Rss:\s+(\d+) kB/.exec(line);
+    if (m) out[kind] = (out[kind] ?? 0) + Number(m[1]) / 1024;
+  }
+  for (const k of Object.keys(out)) out[k] = Math.round(out[k]!);
+  return out;
 }
 
 async function waitMax(t: SeqTraffic, pred: (m: number) => boolean, timeoutMs = 10_000): Promise<number> {
@@ -135,7 +165,13 @@ async function main(): Promise<void> {
       const res = { enforce: [] as number[], unblock: [] as number[] };
       await runEnforce(cp, agent, bed, CHANGES, 'enforce', res);
       emit('ms.enforce_p50', r1(pct(res.enforce, 50)), { n: res.enforce.length });
-      emit('ms.enforce_p99', r1(pct(res.enforce, 99)), { n: res.enforce.length, max: r1(Math.max(...res.enforce)), target: 150 });
+      emit('ms.enforce_p99', r1(pct(res.enforce, 99)), {
+        n: res.enforce.length,
+        max: r1(Math.max(...res.enforce)),
+        target: 150,
+        agentApplyP99UpToMs: await agentHistogramMs(agent, 'fleetwall_agent_apply_seconds', 0.99),
+        commitToAckP99UpToMs: await agentHistogramMs(agent, 'fleetwall_agent_propagation_seconds', 0.99),
+      });
       emit('ms.unblock_p50', r1(pct(res.unblock, 50)), { n: res.unblock.length });
       emit('ms.unblock_p99', r1(pct(res.unblock, 99)), { n: res.unblock.length });
       while (cleanups.length > 1) await cleanups.pop()!();
@@ -150,7 +186,7 @@ async function main(): Promise<void> {
       note(`imported ${imp.added} rules in ${((Date.now() - t0) / 1000).toFixed(1)} s (revision ${imp.revision})`);
       const link = await UdsProxy.start(cp.target);
       cleanups.push(() => link.close());
-      const agent = await AgentProcess.start({ bed, controlPlane: link.address, counterInterval: '1s', args: ['--log-level', 'info'] });
+      const agent = await AgentProcess.start({ bed, controlPlane: link.address, counterInterval: '1s', args: ['--log-level', 'info'], nodeArgs: NODE_ARGS });
       cleanups.push(() => agent.cleanup());
       const h = await agent.waitHealth('1M snapshot applied', (x) => x.syncState === 'in_sync' && BigInt(x.appliedRevision) >= imp.revision, 180_000);
       const rec = agent.records(/^in sync: first ACK of the stream$/)[0];
@@ -160,10 +196,12 @@ async function main(): Promise<void> {
       emit('seconds.snapshot_1m_apply', r1((h.lastSyncMs as number) / 1000) , { rules: h.rulesInKernel, target: 10, log: rec ? { helloToAckMs: rec.helloToAckMs } : undefined });
       for (let i = 0; i < 5; i++) {
         await sleep(1000);
-        note(`agent memory: ${JSON.stringify((await agent.health()).memoryMb)} rss ${Math.round(procStatus(agent.pid!).rssMb)}`);
+        const hh = await agent.health();
+        note(`agent memory: ${JSON.stringify(hh.memoryMb)} rss ${Math.round(procStatus(agent.pid!).rssMb)} counterReadMs ${String(hh.counterReadMs)} loop ${JSON.stringify(hh.eventLoopDelayMs)}`);
       }
       const st = procStatus(agent.pid!);
-      emit('mb.agent_rss_1m_rules', Math.round(st.rssMb), { rulesInKernel: h.rulesInKernel, peakMb: Math.round(st.hwmMb), target: 300 });
+      const hm = await agent.health();
+      emit('mb.agent_rss_1m_rules', Math.round(st.rssMb), { rulesInKernel: h.rulesInKernel, peakMb: Math.round(st.hwmMb), target: 300, byMapping: rssBreakdown(agent.pid!), v8: hm.memoryMb });
       emit('mb.agent_rss_peak_1m_rules', Math.round(st.hwmMb));
       // kill -9 with 1M rules: time until the restarted agent enforces (reads the pins back, applies the
       // difference) and until it is in sync again (resume, no snapshot).
@@ -176,7 +214,13 @@ async function main(): Promise<void> {
       if (!SKIP_ENFORCE) {
         const res = { enforce: [] as number[], unblock: [] as number[] };
         await runEnforce(cp, agent, bed, 50, 'enforce with 1M rules', res);
-        emit('ms.enforce_p99_1m_rules', r1(pct(res.enforce, 99)), { n: res.enforce.length, p50: r1(pct(res.enforce, 50)) });
+        emit('ms.enforce_p99_1m_rules', r1(pct(res.enforce, 99)), {
+          n: res.enforce.length,
+          p50: r1(pct(res.enforce, 50)),
+          max: r1(Math.max(...res.enforce)),
+          agentApplyP99UpToMs: await agentHistogramMs(agent, 'fleetwall_agent_apply_seconds', 0.99),
+          commitToAckP99UpToMs: await agentHistogramMs(agent, 'fleetwall_agent_propagation_seconds', 0.99),
+        });
       }
     }
   } finally {

@@ -4,6 +4,7 @@
 // map, program and link in place: the kernel keeps enforcing.
 
 import { writeFileSync, renameSync } from 'node:fs';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { AgentStatus } from '../../proto/gen/fleetwall/v1/agent_service.js';
 import type { InterfaceStatus } from '../../proto/gen/fleetwall/v1/node.js';
@@ -48,6 +49,7 @@ export class Agent {
   private stopped = false;
   httpPort = 0;
   private readonly startedAt = Date.now();
+  private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
 
   private constructor(
     readonly cfg: AgentConfig,
@@ -101,6 +103,7 @@ export class Agent {
   static async start(cfg: AgentConfig, deps: AgentDeps): Promise<Agent> {
     const log = deps.logger;
     const a = new Agent(cfg, log, deps);
+    a.loopDelay.enable();
     try {
       await a.init();
     } catch (e) {
@@ -254,10 +257,19 @@ export class Agent {
       applies: this.rec.stats.applies,
       repairs: this.rec.stats.repairs,
       counterReports: this.counters.stats.reports,
+      counterReadMs: Math.round(this.counters.stats.lastReadMs * 10) / 10,
+      eventLoopDelayMs: this.takeLoopDelay(),
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       memoryMb: Object.fromEntries(Object.entries(process.memoryUsage()).map(([k, v]) => [k, Math.round(v / 1e5) / 10])),
       pid: process.pid,
     };
+  }
+
+  private takeLoopDelay(): { p99: number; max: number } {
+    const h = this.loopDelay;
+    const out = { p99: Math.round(h.percentile(99) / 1e5) / 10, max: Math.round(h.max / 1e5) / 10 };
+    h.reset();
+    return out;
   }
 
   /** Graceful stop: the kernel keeps enforcing what it holds. */
@@ -271,6 +283,7 @@ export class Agent {
     await Promise.race([this.engine.idle(), new Promise((r) => (timer = setTimeout(r, 10_000)))]);
     clearTimeout(timer);
     this.engine.stop();
+    this.loopDelay.disable();
     await this.http.close();
     this.dp.close();
     this.log.info('stopped; enforcement stays in place');

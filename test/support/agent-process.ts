@@ -117,6 +117,8 @@ export interface AgentProcessOptions {
   readonly counterInterval?: string;
   /** More flags. */
   readonly args?: readonly string[];
+  /** Flags for node itself (before the script), e.g. --max-semi-space-size=4. */
+  readonly nodeArgs?: readonly string[];
 }
 
 export interface AgentHealthJson {
@@ -204,6 +206,7 @@ export class AgentProcess {
     const o = this.opts;
     return [
       process.execPath,
+      ...(o.nodeArgs ?? []),
       '--import',
       'tsx',
       MAIN,

@@ -40,6 +40,10 @@ export interface AgentHealth {
   readonly applies: number;
   readonly repairs: number;
   readonly counterReports: number;
+  /** Last counter read + diff, ms. */
+  readonly counterReadMs: number;
+  /** Event-loop delay since the last /healthz: p99 and max, ms. */
+  readonly eventLoopDelayMs: Readonly<{ p99: number; max: number }>;
   readonly uptimeSeconds: number;
   /** process.memoryUsage() in MB (rss, heapTotal, heapUsed, external, arrayBuffers). */
   readonly memoryMb: Readonly<Record<string, number>>;
