@@ -47,3 +47,27 @@ test('durations', () => {
 test('--help is reported, not an error', () => {
   assert.equal(parseConfig(['--help'], {}).help, true);
 });
+
+test('main(): a bad flag exits 2 with the reason, --help prints the flags', async () => {
+  const { main } = await import('../../control-plane/src/main.js');
+  const writes: string[] = [];
+  const errWrite = process.stderr.write.bind(process.stderr);
+  const outWrite = process.stdout.write.bind(process.stdout);
+  process.stderr.write = ((s: string) => (writes.push(String(s)), true)) as typeof process.stderr.write;
+  process.stdout.write = ((s: string) => (writes.push(String(s)), true)) as typeof process.stdout.write;
+  const saved = process.exitCode;
+  try {
+    await main(['--grpc-port', 'seventy']);
+    assert.equal(process.exitCode, 2);
+    assert.match(writes.join(''), /--grpc-port="seventy": expected a port number/);
+    process.exitCode = saved;
+    writes.length = 0;
+    await main(['--help']);
+    assert.match(writes.join(''), /--change-retention .*FLEETWALL_CHANGE_RETENTION, default 24h/);
+    assert.equal(process.exitCode, saved);
+  } finally {
+    process.stderr.write = errWrite;
+    process.stdout.write = outWrite;
+    process.exitCode = saved;
+  }
+});
