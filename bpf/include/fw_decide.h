@@ -11,6 +11,7 @@
 #include <linux/if_ether.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
+#include <stddef.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "fleetwall_abi.h"
@@ -49,7 +50,8 @@ static __always_inline int fw_parse(void *data, void *data_end, int want_src, st
 	out->family = 0;
 	if ((void *)(eth + 1) > data_end)
 		return -1;
-	proto = eth->h_proto;
+	/* One 16-bit load (struct ethhdr is packed: its field reads as two bytes). */
+	proto = *(__be16 *)(data + offsetof(struct ethhdr, h_proto));
 	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
 		struct fw_vlan_hdr *vh = data + off;
 		if ((void *)(vh + 1) > data_end)
