@@ -6,7 +6,8 @@
 //                                     over >= 200 rule creations
 //   seconds.snapshot_1m_apply         a fresh agent: Hello -> ACK of a 1,000,000-rule snapshot
 //   mb.agent_rss_1m_rules             agent RSS with the 1M rules applied (steady, after settling)
-//   (+ ms.unblock_p50/p99, ms.enforce_p99_1m_rules, mb.agent_rss_peak_1m_rules for context)
+//   (+ ms.unblock_p50/p99, ms.enforce_p99_1m_rules, mb.agent_rss_peak_1m_rules, seconds.restart_1m_ready
+//   for context; each latency phase starts with 3 warm-up changes that are not counted)
 //
 // Real Postgres, a real control plane in this process, the agent as its own
 // process in a network namespace. Options: --changes N (default 200),
@@ -34,6 +35,8 @@ const CHANGES = opt('changes', 200);
 const RULES = opt('rules', 1_000_000);
 const SKIP_SNAPSHOT = argv.includes('--skip-snapshot');
 const SKIP_ENFORCE = argv.includes('--skip-enforce');
+/** Changes measured but not counted at the start of each latency phase (fresh sender processes, first paths). */
+const WARMUP = 3;
 /** Node flags for the agent process (e.g. --node-args=--max-semi-space-size=4). */
 const NODE_ARGS = argv.filter((a) => a.startsWith('--node-args=')).map((a) => a.slice('--node-args='.length));
 
@@ -218,6 +221,7 @@ async function main(): Promise<void> {
           n: res.enforce.length,
           p50: r1(pct(res.enforce, 50)),
           max: r1(Math.max(...res.enforce)),
+          maxAt: res.enforce.indexOf(Math.max(...res.enforce)),
           agentApplyP99UpToMs: await agentHistogramMs(agent, 'fleetwall_agent_apply_seconds', 0.99),
           commitToAckP99UpToMs: await agentHistogramMs(agent, 'fleetwall_agent_propagation_seconds', 0.99),
         });
@@ -239,10 +243,16 @@ async function runEnforce(cp: TestControlPlane, agent: AgentProcess, bed: NetnsP
   const src = bed.a.v4Extra[0]!;
   const t = await SeqTraffic.start(bed, src, bed.b.v4, 1);
   let retries = 0;
+  let warmup = WARMUP;
   try {
     while (out.enforce.length < n) {
       try {
         const r = await measureBlock(cp, agent, t, src);
+        if (warmup > 0) {
+          warmup--;
+          note(`${label}: warm-up change ${r1(r.enforceMs)} ms (not counted)`);
+          continue;
+        }
         out.enforce.push(r.enforceMs);
         out.unblock.push(r.unblockMs);
         if (out.enforce.length % 50 === 0) note(`${label}: ${out.enforce.length}/${n}, p50 ${r1(pct(out.enforce, 50))} ms, p99 ${r1(pct(out.enforce, 99))} ms`);

@@ -16,6 +16,7 @@ import type { AgentHealth } from './health/agent-health.js';
 import { HealthServer } from './health/health-server.js';
 import { AgentMetrics } from './health/metrics.js';
 import { TABLES, tableName } from './reconcile/prefix-key.js';
+import { releaseTransientMemory } from './memory.js';
 import { MetaCodec } from './reconcile/meta-codec.js';
 import { Reconciler } from './reconcile/reconciler.js';
 import { SyncClient } from './sync/sync-client.js';
@@ -139,6 +140,8 @@ export class Agent {
     this.engine.requestReconcile();
     await this.engine.idle();
     if (this.engine.lastRefusal) this.log.error({ error: this.engine.lastError }, 'the pinned rules could not all be restored; the kernel keeps what it has');
+    // Reading a large pinned state back leaves a lot of garbage: collect it now, not in the middle of a change.
+    if (sum.journalRules + sum.kernelEntries > 100_000) releaseTransientMemory();
     this.engine.startExpiry();
     this.attachAll();
     for (const a of this.dp.attachments()) {
