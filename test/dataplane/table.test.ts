@@ -139,6 +139,16 @@ for (const family of [4, 6] as const) {
       assert.equal(bucket(pinDir, tab, family, b1).used, per, 'the freed slot of the first bucket is reused');
       assert.equal(verdict(dp, addr(extra)), XDP_DROP);
       assert.equal(dp.readEntries().length, n - 3 + 1);
+
+      // Flags stay while keys need them; an emptied table drops them.
+      const last = keys[2]!; // a deny in the first bucket
+      const left = [...keys.filter((_, i) => ![1, 2, per + 1, n - 2].includes(i)), extra];
+      dp.apply(left.map((k) => del(k, len)));
+      assert.equal(verdict(dp, addr(last)), XDP_DROP, 'the last key still found');
+      assert.equal(bucket(pinDir, tab, family, b1).ovf, true, 'one key left: flags kept');
+      dp.apply([del(last, len)]);
+      assert.deepEqual(bucket(pinDir, tab, family, b1), { used: 0, ovf: false, spill: false }, 'empty table: flags cleared');
+      assert.equal(spillCount(pinDir, spill), 0);
     });
   });
 }

@@ -685,6 +685,8 @@ export class BpfDatapath implements Datapath {
       if (!sameSet(before, set)) this.publish(t, before);
 
       for (const p of h) if (t.tab.delete(p.len, p.bytes)) t.counts[p.len]!--;
+      // set = the lengths in the hash before this delete (some may be unpublished by now).
+      if (h.length > 0 && set.hashLens.every((l) => t.counts[l] === 0)) t.tab.clearFlagsOfEmptyTable();
       t.trie.deleteMany(tr.keys, tr.n, (i) => t.counts[tr.lens[i]!]!--);
 
       // A delete of an absent key leaves its length populated: publish it again.

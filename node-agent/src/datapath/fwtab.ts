@@ -454,6 +454,23 @@ export class HashTable {
     }
   }
 
+  /**
+   * Clears every bucket flag; only when the table holds no entry (the caller
+   * knows), so no key can depend on one. Flags are otherwise conservative:
+   * a delete never clears them (other keys may still need them).
+   */
+  clearFlagsOfEmptyTable(): void {
+    const w32 = this.w32;
+    if (this.family === 4) {
+      for (let b = 0; b < this.nbuckets; b++) {
+        const wi = b * FW_B4_SLOTS;
+        if (w32[2 * wi + 1]! & S4_FLAGS_HI) Atomics.store(this.w64, wi, 0n);
+      }
+    } else {
+      for (let b = 0; b < this.nbuckets; b++) if (w32[2 * (b * B6_WORDS + 15)] !== 0) Atomics.store(this.w64, b * B6_WORDS + 15, 0n);
+    }
+  }
+
   // ---------------------------------------------------------------- filters (IPv4)
 
   /** Counts of the filters, from the table on first use in this process. */
