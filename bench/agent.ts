@@ -11,7 +11,8 @@
 //
 // Real Postgres, a real control plane in this process, the agent as its own
 // process in a network namespace. Options: --changes N (default 200),
-// --rules N (default 1000000), --skip-snapshot, --skip-enforce.
+// --rules N (default 1000000), --skip-snapshot, --skip-enforce, --skip-small,
+// --node-args=<flag> (node flags for the agent process).
 // Targets (issue 4): enforce p99 <= 150 ms; 1M snapshot <= 10 s; RSS <= 300 MB.
 
 import { readFileSync } from 'node:fs';
@@ -35,6 +36,8 @@ const CHANGES = opt('changes', 200);
 const RULES = opt('rules', 1_000_000);
 const SKIP_SNAPSHOT = argv.includes('--skip-snapshot');
 const SKIP_ENFORCE = argv.includes('--skip-enforce');
+/** Skips only the latency phase on a small rule set. */
+const SKIP_SMALL = argv.includes('--skip-small');
 /** Changes measured but not counted at the start of each latency phase (fresh sender processes, first paths). */
 const WARMUP = 3;
 /** Node flags for the agent process (e.g. --node-args=--max-semi-space-size=4). */
@@ -153,7 +156,7 @@ async function main(): Promise<void> {
   const pg = await startTestPostgres();
   const cleanups: (() => Promise<unknown> | void)[] = [() => pg.stop()];
   try {
-    if (!SKIP_ENFORCE) {
+    if (!SKIP_ENFORCE && !SKIP_SMALL) {
       const bed = createNetnsPair({ tag: 'bench-enforce' });
       cleanups.push(() => bed.destroy());
       const cp = await startTestControlPlane(await pg.newDatabase());
@@ -250,7 +253,8 @@ async function runEnforce(cp: TestControlPlane, agent: AgentProcess, bed: NetnsP
         const r = await measureBlock(cp, agent, t, src);
         if (warmup > 0) {
           warmup--;
-          note(`${label}: warm-up change ${r1(r.enforceMs)} ms (not counted)`);
+          const hw = await agent.health();
+          note(`${label}: warm-up change ${r1(r.enforceMs)} ms (not counted; agent: commit->ACK ${String(hw.lastPropagationMs)} ms, last apply ${r1(Number(hw.lastApplyMs))} ms)`);
           continue;
         }
         out.enforce.push(r.enforceMs);

@@ -249,6 +249,7 @@ export class Agent {
       interfaces: this.interfaces().map((i) => ({ name: i.name, ifindex: i.ifindex, xdpMode: String(this.attached.get(i.name)?.xdpMode ?? 'none'), egressMode: String(this.attached.get(i.name)?.egressMode ?? 'none') })),
       lastSyncMode: s.lastSyncMode,
       lastSyncMs: s.lastSyncMs,
+      lastPropagationMs: s.lastPropagationMs,
       snapshots: s.snapshots,
       resumes: s.resumes,
       reconnects: s.connects,

@@ -29,6 +29,8 @@ export interface AgentHealth {
   readonly lastSyncMode: string;
   /** Hello to the first ACK of the last stream (a snapshot's apply time). */
   readonly lastSyncMs: number;
+  /** Last delta: commit_time (control plane clock) to its ACK, ms; -1 before the first. */
+  readonly lastPropagationMs: number;
   readonly snapshots: number;
   readonly resumes: number;
   readonly reconnects: number;

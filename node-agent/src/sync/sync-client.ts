@@ -368,7 +368,8 @@ export class SyncClient {
 
   private onDelta(s: Session, d: RawDelta): void {
     this.stats.deltas++;
-    if (d.commitTime && !d.more) this.commitTimes.set(d.revision, d.commitTime.getTime());
+    // Propagation delay: live deltas only (a catch-up replays old commits).
+    if (d.commitTime && !d.more && s.synced) this.commitTimes.set(d.revision, d.commitTime.getTime());
     void this.engine.run(() => {
       if (s.ended) return;
       const t = this.engine.rec.table;
