@@ -7,7 +7,7 @@ import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
 import { ping } from '../support/traffic.js';
 import { SyncState } from '../../proto/gen/fleetwall/v1/node.js';
 import { ErrorInfo } from '../../proto/gen/google/rpc/error_details.js';
-import { createRule, deleteRule, eventually, getNode, rulePackets, withE2E } from './e2e-rig.js';
+import { createRule, deleteRule, eventually, getNode, interfaceDrops, rulePackets, withE2E } from './e2e-rig.js';
 import { StreamTraffic } from './stream-traffic.js';
 
 let pg: TestPostgres;
@@ -37,6 +37,8 @@ test('a rule created through the API drops real packets; deleting it lets them t
     await eventually('control-plane counter of the rule', () => rulePackets(cp, agent.nodeName, rule.id), (n) => n === 10n);
     await eventually('IPv6 rule counter', () => rulePackets(cp, agent.nodeName, v6.rule.id), (n) => n === 3n);
     await eventually('egress rule counter', () => rulePackets(cp, agent.nodeName, eg.rule.id), (n) => n === 3n);
+    // Interface verdict totals too: 10 + 3 dropped on ingress, 3 replies dropped on egress.
+    await eventually('interface drop totals', () => interfaceDrops(cp, agent.nodeName), (d) => d.ingress === 13n && d.egress === 3n);
     const del = await deleteRule(cp, rule.id);
     await agent.waitHealth('delete applied', (h) => BigInt(h.appliedRevision) >= del);
     assert.deepEqual(await ping(bed, { from: 'a', src, dst: bed.b.v4, count: 3 }), { sent: 3, received: 3 }, 'deleting the rule lets packets through');

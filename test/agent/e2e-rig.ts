@@ -91,6 +91,20 @@ export async function rulePackets(cp: TestControlPlane, node: string, ruleId: bi
   return row?.packets ?? 0n;
 }
 
+/** Drop packets the control plane counted on `node`'s interfaces, by direction. */
+export async function interfaceDrops(cp: TestControlPlane, node: string): Promise<{ ingress: bigint; egress: bigint }> {
+  const res = await call<GetCountersResponse>((cb) => cp.clients.counters.getCounters({ query: { nodeName: node, ruleIds: [], topRules: 0 } }, cb));
+  const out = { ingress: 0n, egress: 0n };
+  for (const n of res.snapshot?.nodes ?? []) {
+    if (n.nodeName !== node) continue;
+    for (const i of n.interfaces) {
+      if (i.direction === Direction.DIRECTION_INGRESS) out.ingress += i.counters?.dropPackets ?? 0n;
+      if (i.direction === Direction.DIRECTION_EGRESS) out.egress += i.counters?.dropPackets ?? 0n;
+    }
+  }
+  return out;
+}
+
 export async function eventually<T>(what: string, fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 20_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: T | undefined;
