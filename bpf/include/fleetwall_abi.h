@@ -11,11 +11,10 @@
  *     longest first); the programs hash in BPF and read one cache line per
  *     probe, userspace writes the slots through mmap with single atomic
  *     stores (no syscall, no torn entry);
- *   - IPv4: filters the programs check before probing: per /16 "any entry
- *     of length >= 16 here" and "any entry longer than /24 here" (inside the
- *     table's fw_tblcfg value), per /24 "any entry longer than /24 here"
- *     (fw_*4_f24), so most misses and most addresses inside a /24 rule skip
- *     the /32 probe;
+ *   - IPv4: filters the programs check before probing, inside the table's
+ *     fw_tblcfg value: per /16 "any entry of length >= 16 here" and "any
+ *     entry longer than /24 here", per /24 "any entry longer than /24 here",
+ *     so most misses and most addresses inside a /24 rule skip the /32 probe;
  *   - one small kernel HASH (fw_*_spill) for the rare key whose two buckets
  *     are both full (the first bucket carries a flag, so only addresses that
  *     hash there ever look it up);
@@ -171,14 +170,14 @@ struct fw_bucket6 {
 /*
  * fw_table_cfg.f16 (IPv4 tables), bit (a >> 16) of
  *   bits: set iff the table holds a hash entry of length >= 16 inside that /16;
- *   gt24: set iff it holds one longer than /24 there (then fw_*4_f24 tells which /24s).
+ *   gt24: set iff it holds one longer than /24 there (then f24 tells which /24s).
  */
 struct fw_f16 {
 	__u8 bits[8192];
 	__u8 gt24[8192];
 };
 
-/* fw_{in,eg}4_f24: bit (a >> 8) set iff the table holds a hash entry of length > 24 inside that /24. */
+/* fw_table_cfg.f24 (IPv4 tables): bit (a >> 8) set iff the table holds a hash entry of length > 24 inside that /24. */
 struct fw_f24 {
 	__u8 bits[1 << 21];
 };
@@ -194,8 +193,8 @@ struct fw_lenset {
 /*
  * fw_tblcfg[table] (mmapable): the length sets are double-buffered.
  * Userspace writes the inactive set, then flips `active` with a release
- * store: a program never reads a half-written set. The /16 filter lives here
- * too, so the programs reach it without another map lookup.
+ * store: a program never reads a half-written set. The IPv4 filters live here
+ * too, so the programs reach them without another map lookup.
  */
 struct fw_table_cfg {
 	__u32 active;          /* 0 or 1: which set[] the programs read */
@@ -206,6 +205,7 @@ struct fw_table_cfg {
 	__u32 pad;
 	struct fw_lenset set[2];
 	struct fw_f16 f16;     /* IPv4 tables */
+	struct fw_f24 f24;     /* IPv4 tables */
 };
 
 /* fw_rule_cnt[cpu * rule_slots + slot]. */
@@ -273,14 +273,12 @@ struct fw_lenstat {
 #define FW_MAP_IN4_TAB   "fw_in4_tab"
 #define FW_MAP_IN4_SPILL "fw_in4_spill"
 #define FW_MAP_IN4_TRIE  "fw_in4_trie"
-#define FW_MAP_IN4_F24   "fw_in4_f24"
 #define FW_MAP_IN6_TAB   "fw_in6_tab"
 #define FW_MAP_IN6_SPILL "fw_in6_spill"
 #define FW_MAP_IN6_TRIE  "fw_in6_trie"
 #define FW_MAP_EG4_TAB   "fw_eg4_tab"
 #define FW_MAP_EG4_SPILL "fw_eg4_spill"
 #define FW_MAP_EG4_TRIE  "fw_eg4_trie"
-#define FW_MAP_EG4_F24   "fw_eg4_f24"
 #define FW_MAP_EG6_TAB   "fw_eg6_tab"
 #define FW_MAP_EG6_SPILL "fw_eg6_spill"
 #define FW_MAP_EG6_TRIE  "fw_eg6_trie"

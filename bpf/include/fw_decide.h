@@ -52,7 +52,7 @@ static __always_inline int fw_parse(void *data, void *data_end, int want_src, st
 		return -1;
 	/* One 16-bit load (struct ethhdr is packed: its field reads as two bytes). */
 	proto = *(__be16 *)(data + offsetof(struct ethhdr, h_proto));
-	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
+	if (proto != bpf_htons(ETH_P_IP) && (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD))) {
 		struct fw_vlan_hdr *vh = data + off;
 		if ((void *)(vh + 1) > data_end)
 			return -1;
@@ -63,7 +63,8 @@ static __always_inline int fw_parse(void *data, void *data_end, int want_src, st
 		struct iphdr *ip = data + off;
 		if ((void *)(ip + 1) > data_end)
 			return -1;
-		if (ip->version != 4 || ip->ihl < 5)
+		/* version 4 and ihl >= 5: the first byte is 0x45..0x4f */
+		if ((__u8)(*(__u8 *)ip - 0x45) > 0x0a)
 			return 1;
 		out->family = 4;
 		out->w[0] = want_src ? ip->saddr : ip->daddr;
@@ -186,14 +187,13 @@ fw_probe4(void *tab, void *spill, const struct fw_table_cfg *cfg, __u32 h, __u32
 }
 
 static __always_inline __u64
-fw_match4(void *tab, void *spill, void *trie, void *f24, const struct fw_table_cfg *cfg,
+fw_match4(void *tab, void *spill, void *trie, const struct fw_table_cfg *cfg,
 	  const struct fw_lenset *set, __u32 addr)
 {
 	__u32 h = bpf_ntohl(addr);
 	__u64 hit = 0;
 	int lt = -1;
 	__u32 n = set->n_hash;
-	__u32 zero = 0;
 
 	if (set->use_trie) {
 		struct fw_key4 k = { .prefixlen = 32 };
@@ -217,8 +217,7 @@ fw_match4(void *tab, void *spill, void *trie, void *f24, const struct fw_table_c
 	} else if (!(f->gt24[byte] & bit)) {
 		ok = (1ULL << 25) - 1;
 	} else {
-		const struct fw_f24 *g = bpf_map_lookup_elem(f24, &zero);
-		if (g && !((g->bits[h >> 11] >> ((h >> 8) & 7)) & 1))
+		if (!((cfg->f24.bits[h >> 11] >> ((h >> 8) & 7)) & 1))
 			ok = (1ULL << 25) - 1;
 	}
 #pragma clang loop unroll(disable)
@@ -389,9 +388,9 @@ static __always_inline int fw_decide4(__u32 addr, int egress, __u32 ifindex, __u
 		return FW_V_PASS;
 	const struct fw_lenset *set = &cfg->set[cfg->active & 1];
 	if (egress)
-		hit = fw_match4(&fw_eg4_tab, &fw_eg4_spill, &fw_eg4_trie, &fw_eg4_f24, cfg, set, addr);
+		hit = fw_match4(&fw_eg4_tab, &fw_eg4_spill, &fw_eg4_trie, cfg, set, addr);
 	else
-		hit = fw_match4(&fw_in4_tab, &fw_in4_spill, &fw_in4_trie, &fw_in4_f24, cfg, set, addr);
+		hit = fw_match4(&fw_in4_tab, &fw_in4_spill, &fw_in4_trie, cfg, set, addr);
 	return fw_count_verdict(cfg, hit, egress ? FW_DIR_EGRESS : FW_DIR_INGRESS, ifindex, bytes);
 }
 

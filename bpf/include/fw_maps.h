@@ -33,27 +33,15 @@
 		__uint(pinning, LIBBPF_PIN_BY_NAME);   \
 	} name_ SEC(".maps")
 
-#define FW_F24_MAP(name_)                              \
-	struct {                                       \
-		__uint(type, BPF_MAP_TYPE_ARRAY);      \
-		__uint(max_entries, 1);                \
-		__type(key, __u32);                    \
-		__type(value, struct fw_f24);          \
-		__uint(map_flags, BPF_F_MMAPABLE);     \
-		__uint(pinning, LIBBPF_PIN_BY_NAME);   \
-	} name_ SEC(".maps")
-
 FW_TAB_MAP(fw_in4_tab, struct fw_bucket4);
 FW_PREFIX_MAP(fw_in4_spill, BPF_MAP_TYPE_HASH, struct fw_key4);
 FW_PREFIX_MAP(fw_in4_trie, BPF_MAP_TYPE_LPM_TRIE, struct fw_key4);
-FW_F24_MAP(fw_in4_f24);
 FW_TAB_MAP(fw_in6_tab, struct fw_bucket6);
 FW_PREFIX_MAP(fw_in6_spill, BPF_MAP_TYPE_HASH, struct fw_key6);
 FW_PREFIX_MAP(fw_in6_trie, BPF_MAP_TYPE_LPM_TRIE, struct fw_key6);
 FW_TAB_MAP(fw_eg4_tab, struct fw_bucket4);
 FW_PREFIX_MAP(fw_eg4_spill, BPF_MAP_TYPE_HASH, struct fw_key4);
 FW_PREFIX_MAP(fw_eg4_trie, BPF_MAP_TYPE_LPM_TRIE, struct fw_key4);
-FW_F24_MAP(fw_eg4_f24);
 FW_TAB_MAP(fw_eg6_tab, struct fw_bucket6);
 FW_PREFIX_MAP(fw_eg6_spill, BPF_MAP_TYPE_HASH, struct fw_key6);
 FW_PREFIX_MAP(fw_eg6_trie, BPF_MAP_TYPE_LPM_TRIE, struct fw_key6);

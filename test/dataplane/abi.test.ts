@@ -62,7 +62,6 @@ test('the compiled objects declare every map with the ABI key and value sizes', 
     expected[t.tab] = [4, t.family === 4 ? LAYOUT.fw_bucket4.size : LAYOUT.fw_bucket6.size];
     expected[t.spill] = [key, LAYOUT.fw_entry.size];
     expected[t.trie] = [key, LAYOUT.fw_entry.size];
-    if (t.f24) expected[t.f24] = [4, LAYOUT.fw_f24.size];
   }
   for (const objName of ['xdp_ingress.bpf.o', 'tc_egress.bpf.o']) {
     const obj = raw.bpf_object__open_file(join(root, 'bpf/obj', objName), null);

@@ -226,9 +226,9 @@ test('/16 and /24 filters: set by the first entry in their range, cleared after 
         }
       };
       const bit24 = (a: number, b: number, c: number) => {
-        const m = pinned(dir, MAP.IN4_F24);
+        const m = pinned(dir, MAP.TBLCFG);
         try {
-          const v = m.lookupU32(0)!;
+          const v = m.lookupU32(FW_TABLE.IN4)!.subarray(LAYOUT.fw_table_cfg.fields.f24);
           const x = (a << 16) | (b << 8) | c;
           return (v[x >> 3]! >> (x & 7)) & 1;
         } finally {

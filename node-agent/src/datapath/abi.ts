@@ -66,14 +66,12 @@ export const MAP = {
   IN4_TAB: 'fw_in4_tab',
   IN4_SPILL: 'fw_in4_spill',
   IN4_TRIE: 'fw_in4_trie',
-  IN4_F24: 'fw_in4_f24',
   IN6_TAB: 'fw_in6_tab',
   IN6_SPILL: 'fw_in6_spill',
   IN6_TRIE: 'fw_in6_trie',
   EG4_TAB: 'fw_eg4_tab',
   EG4_SPILL: 'fw_eg4_spill',
   EG4_TRIE: 'fw_eg4_trie',
-  EG4_F24: 'fw_eg4_f24',
   EG6_TAB: 'fw_eg6_tab',
   EG6_SPILL: 'fw_eg6_spill',
   EG6_TRIE: 'fw_eg6_trie',
@@ -106,7 +104,7 @@ export const LAYOUT = {
   fw_f16: { size: 16384, fields: { bits: 0, gt24: 8192 } },
   fw_f24: { size: 2097152, fields: { bits: 0 } },
   fw_lenset: { size: 12, fields: { n_hash: 0, use_trie: 1, pad: 2, lens: 4 } },
-  fw_table_cfg: { size: 16432, fields: { active: 0, default_action: 4, nbuckets: 8, seed: 12, rule_slots: 16, pad: 20, set: 24, f16: 48 } },
+  fw_table_cfg: { size: 2113584, fields: { active: 0, default_action: 4, nbuckets: 8, seed: 12, rule_slots: 16, pad: 20, set: 24, f16: 48, f24: 16432 } },
   fw_counter: { size: 16, fields: { packets: 0, bytes: 8 } },
   fw_if_key: { size: 8, fields: { ifindex: 0, direction: 4 } },
   fw_verdict_cnt: { size: 48, fields: { pass: 0, drop: 16, would_drop: 32 } },
@@ -146,8 +144,8 @@ export interface TableDesc {
   /** Kernel HASH for keys whose two buckets are full. */
   readonly spill: MapName;
   readonly trie: MapName;
-  /** The /24 filter (IPv4 only; the /16 filter is in the table's fw_tblcfg value). */
-  readonly f24: MapName | null;
+  /** IPv4: the /16 and /24 filters (in the table's fw_tblcfg value). */
+  readonly filters: boolean;
   /** Key size of the trie and the spill hash. */
   readonly keySize: number;
   readonly addrBytes: 4 | 16;
@@ -155,10 +153,10 @@ export interface TableDesc {
 }
 
 export const TABLES: readonly TableDesc[] = [
-  { id: 0, direction: 'ingress', family: 4, tab: MAP.IN4_TAB, spill: MAP.IN4_SPILL, trie: MAP.IN4_TRIE, f24: MAP.IN4_F24, keySize: 8, addrBytes: 4, maxLen: 32 },
-  { id: 1, direction: 'ingress', family: 6, tab: MAP.IN6_TAB, spill: MAP.IN6_SPILL, trie: MAP.IN6_TRIE, f24: null, keySize: 20, addrBytes: 16, maxLen: 128 },
-  { id: 2, direction: 'egress', family: 4, tab: MAP.EG4_TAB, spill: MAP.EG4_SPILL, trie: MAP.EG4_TRIE, f24: MAP.EG4_F24, keySize: 8, addrBytes: 4, maxLen: 32 },
-  { id: 3, direction: 'egress', family: 6, tab: MAP.EG6_TAB, spill: MAP.EG6_SPILL, trie: MAP.EG6_TRIE, f24: null, keySize: 20, addrBytes: 16, maxLen: 128 },
+  { id: 0, direction: 'ingress', family: 4, tab: MAP.IN4_TAB, spill: MAP.IN4_SPILL, trie: MAP.IN4_TRIE, filters: true, keySize: 8, addrBytes: 4, maxLen: 32 },
+  { id: 1, direction: 'ingress', family: 6, tab: MAP.IN6_TAB, spill: MAP.IN6_SPILL, trie: MAP.IN6_TRIE, filters: false, keySize: 20, addrBytes: 16, maxLen: 128 },
+  { id: 2, direction: 'egress', family: 4, tab: MAP.EG4_TAB, spill: MAP.EG4_SPILL, trie: MAP.EG4_TRIE, filters: true, keySize: 8, addrBytes: 4, maxLen: 32 },
+  { id: 3, direction: 'egress', family: 6, tab: MAP.EG6_TAB, spill: MAP.EG6_SPILL, trie: MAP.EG6_TRIE, filters: false, keySize: 20, addrBytes: 16, maxLen: 128 },
 ];
 
 export function tableFor(direction: RuleDirection, family: 4 | 6): TableDesc {
@@ -221,9 +219,12 @@ export interface TableCfg {
   sets: [LenSet, LenSet];
 }
 
-/** The whole fw_table_cfg value (the /16 filter zeroed): for creation only. */
+/** The head of a fw_table_cfg value (everything before the filters). */
+export const TABLE_CFG_HEAD = L.fw_table_cfg.fields.f16;
+
+/** The head of a fw_table_cfg value (the filters follow it). */
 export function encodeTableCfg(c: TableCfg): Buffer {
-  const b = Buffer.alloc(L.fw_table_cfg.size);
+  const b = Buffer.alloc(TABLE_CFG_HEAD);
   const F = L.fw_table_cfg.fields;
   b.writeUInt32LE(c.active, F.active);
   b.writeUInt32LE(c.defaultAction, F.default_action);

@@ -38,6 +38,7 @@ import {
   encodeMeta,
   encodeLenSet,
   encodeTableCfg,
+  TABLE_CFG_HEAD,
   readEntry,
   readJournalRule,
   tableFor,
@@ -256,7 +257,19 @@ export class BpfDatapath implements Datapath {
         `pinned state has ABI version ${meta.abiVersion}, this build speaks ${FW_ABI_VERSION}; uninstall first`,
       );
     }
-    const cfgs = TABLES.map((desc) => decodeTableCfg(this.map(MAP.TBLCFG).lookupU32(desc.id)!));
+    // fw_tblcfg through shared memory (its values hold the 2 MB IPv4 filters: no copies through syscalls).
+    try {
+      const tc = this.map(MAP.TBLCFG);
+      const tcMap = mmapMap(tc.fd, tc.maxEntries * CFG_STRIDE, tc.name);
+      this.mappings.push(tcMap);
+      this.tblcfg = new Uint8Array(tcMap.buffer, 0, tc.maxEntries * CFG_STRIDE);
+      this.tblcfg32 = new Uint32Array(tcMap.buffer, 0, (tc.maxEntries * CFG_STRIDE) / 4);
+    } catch (e) {
+      this.closeObjects();
+      throw e;
+    }
+    const head = (id: number) => Buffer.from(this.tblcfg.buffer, this.tblcfg.byteOffset + id * CFG_STRIDE, TABLE_CFG_HEAD);
+    const cfgs = TABLES.map((desc) => decodeTableCfg(head(desc.id)));
     if (meta.abiVersion === 0) {
       // Fresh (or a creation that died before it finished): initialise.
       const def = opts.defaultAction ?? 'pass';
@@ -273,7 +286,9 @@ export class BpfDatapath implements Datapath {
           ruleSlots,
           sets: [emptySet(), emptySet()],
         };
-        this.map(MAP.TBLCFG).updateU32(desc.id, encodeTableCfg(cfgs[i]!));
+        // No program reads a table before its datapath is created (nothing attached yet).
+        this.tblcfg.fill(0, desc.id * CFG_STRIDE, (desc.id + 1) * CFG_STRIDE);
+        this.tblcfg.set(encodeTableCfg(cfgs[i]!), desc.id * CFG_STRIDE);
       });
       this.meta = {
         revision: 0n,
@@ -307,15 +322,11 @@ export class BpfDatapath implements Datapath {
     // Shared memory: the configs, the tables, the rule and interface counters.
     const tables: TableState[] = [];
     try {
-      const tc = this.map(MAP.TBLCFG);
-      const tcMap = mmapMap(tc.fd, tc.maxEntries * CFG_STRIDE, tc.name);
-      this.mappings.push(tcMap);
-      this.tblcfg = new Uint8Array(tcMap.buffer, 0, tc.maxEntries * CFG_STRIDE);
-      this.tblcfg32 = new Uint32Array(tcMap.buffer, 0, (tc.maxEntries * CFG_STRIDE) / 4);
       TABLES.forEach((desc, i) => {
         const cfg = cfgs[i]!;
-        const f16 = this.tblcfg.subarray(desc.id * CFG_STRIDE + LAYOUT.fw_table_cfg.fields.f16, desc.id * CFG_STRIDE + LAYOUT.fw_table_cfg.fields.f16 + LAYOUT.fw_f16.size);
-        const filters = desc.f24 ? { f16, f24: this.map(desc.f24) } : null;
+        const at = (off: number, size: number) => this.tblcfg.subarray(desc.id * CFG_STRIDE + off, desc.id * CFG_STRIDE + off + size);
+        const F = LAYOUT.fw_table_cfg.fields;
+        const filters = desc.filters ? { f16: at(F.f16, LAYOUT.fw_f16.size), f24: at(F.f24, LAYOUT.fw_f24.size) } : null;
         const tab = new HashTable(desc.family, this.map(desc.tab), this.map(desc.spill), filters, cfg.seed, cfg.nbuckets);
         tables.push({ desc, tab, trie: this.map(desc.trie), cfg, counts: new Uint32Array(FW_LEN_SLOTS), touched: false });
       });

@@ -131,7 +131,6 @@ export class HashTable {
   private readonly w64: BigUint64Array;
   private readonly w32: Uint32Array;
   private readonly spill: BpfMap;
-  private readonly filterMappings: Mapping[] = [];
   /** IPv4 filters: bits per /16 (entries of length >= 16; entries longer than /24), bit per /24 (entries longer than /24). */
   private readonly f16: Uint8Array | null = null;
   private readonly f24: Uint8Array | null = null;
@@ -160,8 +159,8 @@ export class HashTable {
   private kLo = 0;
   private kBit32 = 0;
 
-  /** filters.f16: the table's fw_table_cfg.f16 (mapped by the caller, which keeps it mapped while this lives). */
-  constructor(family: 4 | 6, tab: BpfMap, spill: BpfMap, filters: { f16: Uint8Array; f24: BpfMap } | null, seed: number, nbuckets: number) {
+  /** filters: the table's fw_table_cfg.f16/.f24 (mapped by the caller, which keeps them mapped while this lives). */
+  constructor(family: 4 | 6, tab: BpfMap, spill: BpfMap, filters: { f16: Uint8Array; f24: Uint8Array } | null, seed: number, nbuckets: number) {
     this.family = family;
     this.seed = seed >>> 0;
     this.nbuckets = nbuckets;
@@ -176,16 +175,8 @@ export class HashTable {
     this.spillKey = Buffer.alloc(family === 4 ? LAYOUT.fw_key4.size : LAYOUT.fw_key6.size);
     this.kBytes = this.spillKey.subarray(4);
     if (filters) {
-      try {
-        const m24 = mmapMap(filters.f24.fd, LAYOUT.fw_f24.size, filters.f24.name);
-        this.filterMappings.push(m24);
-        this.f16 = filters.f16;
-        this.f24 = new Uint8Array(m24.buffer, 0, LAYOUT.fw_f24.size);
-      } catch (e) {
-        for (const m of this.filterMappings) m.unmap();
-        this.mapping.unmap();
-        throw e;
-      }
+      this.f16 = filters.f16;
+      this.f24 = filters.f24;
     }
   }
 
@@ -193,7 +184,6 @@ export class HashTable {
     if (this.closed) return;
     this.closed = true;
     this.mapping.unmap();
-    for (const m of this.filterMappings) m.unmap();
   }
 
   // ---------------------------------------------------------------- keys
