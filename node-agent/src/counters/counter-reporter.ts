@@ -144,7 +144,4 @@ export class CounterReporter {
     for (const [s, covered] of this.retiredIn) if (covered <= seq) this.release(s);
   }
 
-  get lastSeq(): bigint {
-    return this.seq;
-  }
 }

@@ -60,10 +60,6 @@ export function v6KeyBytes(key: string): Uint8Array {
   return out;
 }
 
-export function v6KeyLen(key: string): number {
-  return key.charCodeAt(1);
-}
-
 export function wordBytes(word: number): Uint8Array {
   return new Uint8Array([word >>> 24, (word >>> 16) & 255, (word >>> 8) & 255, word & 255]);
 }

@@ -13,7 +13,7 @@
 // methods. Mutations of the desired side happen at once; the journal and
 // kernel sides change only in commit() after the datapath applied a plan.
 
-import { type Prefix, familyBits } from '../../../common/src/cidr.js';
+import type { Prefix } from '../../../common/src/cidr.js';
 import type { RuleAction, RuleDirection, RuleMode } from '../../../common/src/policy.js';
 import type { JournalRule, KernelEntry } from '../datapath/datapath.js';
 import { NumIndex } from './num-index.js';
@@ -59,9 +59,6 @@ const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 /** Kernel entry packed in an int: slot * 4 + allow * 2 + monitor. */
 export function packEntry(slot: number, allow: boolean, monitor: boolean): number {
   return slot * 4 + (allow ? 2 : 0) + (monitor ? 1 : 0);
-}
-export function unpackSlot(packed: number): number {
-  return packed >>> 2;
 }
 
 /** A journaled version of a rule that the desired side has since changed. */
@@ -659,10 +656,5 @@ export class RuleTable {
     this.dirtyRules.clear();
     this.dirtyPfx.clear();
     this.dirtyAllowPfx.clear();
-  }
-
-  /** Width in bytes of a table's addresses, for callers building prefixes. */
-  static familyBytes(t: TableId): number {
-    return familyBits((t & 1) === 1 ? 6 : 4) / 8;
   }
 }

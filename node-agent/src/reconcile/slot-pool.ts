@@ -86,11 +86,6 @@ export class SlotPool {
     }
   }
 
-  /** Re-points a slot at a new record index (record moved). */
-  setOwner(slot: number, r: number): void {
-    this.owner[slot] = r;
-  }
-
   /** A deleted rule's slot: keep it until its final totals are reported. */
   retire(slot: number, ruleId: bigint): void {
     this.owner[slot] = NONE;
