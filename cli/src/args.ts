@@ -1,3 +1,5 @@
+import { DURATION_EXAMPLES, parseDurationMs } from '../../common/src/duration.js';
+
 // A small argv parser: positionals, `--flag value`, `--flag=value`, boolean
 // flags and repeatable flags. Unknown flags are usage errors.
 
@@ -91,21 +93,13 @@ export function parseLabels(pairs: readonly string[], flag: string): Record<stri
   return out;
 }
 
-/** "90s", "15m", "1h30m", "2d" -> seconds. */
+/** A duration flag ("90s", "15m", "1h30m", "7d") -> seconds; zero is refused. */
 export function parseDurationSeconds(text: string, flag: string): number {
-  const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/gy;
-  let total = 0;
-  let matched = 0;
-  let m: RegExpExecArray | null;
-  while ((m = re.exec(text)) !== null) {
-    const n = Number(m[1]);
-    total += n * { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 }[m[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
-    matched = re.lastIndex;
+  const ms = parseDurationMs(text);
+  if (ms === undefined || ms <= 0) {
+    throw new UsageError(`--${flag} "${text}" is not a duration: use e.g. ${DURATION_EXAMPLES}`);
   }
-  if (matched !== text.length || text.length === 0 || total <= 0) {
-    throw new UsageError(`--${flag} "${text}" is not a duration: use e.g. 90s, 15m, 1h30m, 7d`);
-  }
-  return total;
+  return ms / 1000;
 }
 
 export function parsePositiveInt(text: string | undefined, flag: string, fallback: number): number {

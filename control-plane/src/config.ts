@@ -4,10 +4,11 @@
 //
 // Every option has an environment name and a flag (the env name without the
 // FLEETWALL_ prefix, lower-case, dashes): FLEETWALL_GRPC_PORT / --grpc-port.
-// Durations take a unit: 250ms, 10s, 5m, 24h, 7d.
+// Durations take a unit: 250ms, 10s, 1h30m, 7d (common/src/duration.ts).
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
+import { parseDurationMs } from '../../common/src/duration.js';
 
 export interface Config {
   /** gRPC listen address and port (0: any free port, reported by startControlPlane). */
@@ -121,14 +122,7 @@ function flagName(o: OptionSpec): string {
   return o.env.replace(/^FLEETWALL_/, '').toLowerCase().replace(/_/g, '-');
 }
 
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** "250ms", "10s", "1.5m", "24h", "7d" -> milliseconds. */
-export function parseDurationMs(text: string): number | undefined {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(text.trim());
-  if (!m) return undefined;
-  return Math.round(Number(m[1]) * UNIT_MS[m[2]!]!);
-}
+export { parseDurationMs };
 
 function parseValue(o: OptionSpec, raw: string, source: string): unknown {
   const bad = (why: string): never => {

@@ -15,6 +15,7 @@
 //   POST   /manage-ip           {"action": "block"|"allow"|"whitelist"|"unblock", "ip": "192.0.2.1", "ttl"?, "comment"?}
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { formatAddress, formatPrefix } from '../../../common/src/cidr.js';
+import { DURATION_EXAMPLES, parseDurationMs } from '../../../common/src/duration.js';
 import { CounterQuery, GetCountersRequest, GetCountersResponse } from '../../../proto/gen/fleetwall/v1/counter_service.js';
 import { ExplainRequest, ExplainResponse } from '../../../proto/gen/fleetwall/v1/explain_service.js';
 import { GetNodeRequest, GetNodeResponse, ListNodesRequest, ListNodesResponse } from '../../../proto/gen/fleetwall/v1/node_service.js';
@@ -128,19 +129,14 @@ function durationJson(v: unknown, field: string): unknown {
   return { seconds: String(sign * Number(m[2])), nanos: sign * Number((m[3] ?? '').padEnd(9, '0')) };
 }
 
-/** "3600s" | "1h" | 3600 -> Duration; used by /manage-ip's optional ttl. */
+/** /manage-ip's optional ttl: seconds (3600) or a duration ("90s", "1h30m", "7d") -> Duration. */
 function ttlOf(v: unknown): Duration | undefined {
   if (v === undefined || v === null || v === '') return undefined;
-  let seconds: number | undefined;
-  if (typeof v === 'number') seconds = v;
-  else if (typeof v === 'string') {
-    const m = /^(\d+)(s|m|h|d)?$/.exec(v.trim());
-    if (m) seconds = Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[(m[2] ?? 's') as 's' | 'm' | 'h' | 'd'];
+  const ms = typeof v === 'number' ? v * 1000 : typeof v === 'string' ? parseDurationMs(v) : undefined;
+  if (ms === undefined || !Number.isFinite(ms) || ms < 1000) {
+    throw new FleetwallError('INVALID_TTL', `ttl ${JSON.stringify(v)} is not a duration of at least 1s: use a number of seconds (3600) or a string like ${DURATION_EXAMPLES}`);
   }
-  if (seconds === undefined || !Number.isFinite(seconds) || seconds <= 0) {
-    throw new FleetwallError('INVALID_TTL', `ttl ${JSON.stringify(v)} is not a duration: use seconds (3600) or "90s", "15m", "1h", "7d"`);
-  }
-  return { seconds: BigInt(Math.floor(seconds)), nanos: 0 };
+  return { seconds: BigInt(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 };
 }
 
 const MANAGE_ACTIONS = ['block', 'allow', 'whitelist', 'unblock'] as const;
