@@ -1,4 +1,5 @@
 import { DURATION_EXAMPLES, parseDurationMs } from '../../common/src/duration.js';
+import { LabelTextError, parseLabelText } from '../../common/src/labels.js';
 
 // A small argv parser: positionals, `--flag value`, `--flag=value`, boolean
 // flags and repeatable flags. Unknown flags are usage errors.
@@ -79,18 +80,14 @@ export function flagList(p: ParsedArgs, name: string): string[] {
   return Array.isArray(v) ? v : typeof v === 'string' ? [v] : [];
 }
 
-/** "k=v" pairs to a label map; empty keys are usage errors. */
+/** "k=v" flags (repeated or comma-separated) -> labels, with the labels grammar of common/. */
 export function parseLabels(pairs: readonly string[], flag: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const pair of pairs) {
-    for (const part of pair.split(',')) {
-      if (part === '') continue;
-      const eq = part.indexOf('=');
-      if (eq <= 0) throw new UsageError(`--${flag} "${part}" must look like key=value (e.g. --${flag} role=web)`);
-      out[part.slice(0, eq)] = part.slice(eq + 1);
-    }
+  try {
+    return parseLabelText(pairs);
+  } catch (e) {
+    if (e instanceof LabelTextError) throw new UsageError(`--${flag}: ${e.message}`);
+    throw e;
   }
-  return out;
 }
 
 /** A duration flag ("90s", "15m", "1h30m", "7d") -> seconds; zero is refused. */

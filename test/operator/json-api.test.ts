@@ -162,6 +162,13 @@ test('/v1 routes: create, list with filters, get, patch, delete, nodes, counters
   const monitorAllow = await call('POST', '/v1/rules', { cidr: '100.65.0.0/16', action: 'ACTION_ALLOW', mode: 'MODE_MONITOR' });
   assert.equal(monitorAllow.status, 400);
   assert.equal(monitorAllow.body.reason, 'MONITOR_ON_ALLOW');
+  const unmatchable = await call('POST', '/v1/rules', { cidr: '100.66.0.0/16', action: 'ACTION_DENY', selector: { 'team name': 'x' } });
+  assert.equal(unmatchable.status, 400, 'a selector no node label could ever match is refused');
+  assert.equal(unmatchable.body.reason, 'INVALID_SELECTOR');
+  assert.match(unmatchable.body.message, /letters, digits/);
+  const badSelectorParam = await call('GET', '/v1/rules?selector=role');
+  assert.equal(badSelectorParam.status, 400);
+  assert.match(badSelectorParam.body.message, /not key=value/);
   const badEnum = await call('POST', '/v1/rules', { cidr: '100.66.0.0/16', action: 'ACTION_EXPLODE' });
   assert.equal(badEnum.status, 400);
   const dup = await call('POST', '/v1/rules', { rule: { cidr: '100.64.0.0/10', action: 'ACTION_ALLOW', selector: { role: 'web' } } });

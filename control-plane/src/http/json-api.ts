@@ -16,6 +16,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { formatAddress, formatPrefix } from '../../../common/src/cidr.js';
 import { DURATION_EXAMPLES, parseDurationMs } from '../../../common/src/duration.js';
+import { LabelTextError, parseLabelText } from '../../../common/src/labels.js';
 import { CounterQuery, GetCountersRequest, GetCountersResponse } from '../../../proto/gen/fleetwall/v1/counter_service.js';
 import { ExplainRequest, ExplainResponse } from '../../../proto/gen/fleetwall/v1/explain_service.js';
 import { GetNodeRequest, GetNodeResponse, ListNodesRequest, ListNodesResponse } from '../../../proto/gen/fleetwall/v1/node_service.js';
@@ -81,16 +82,12 @@ function parseId(text: string): bigint {
 
 /** ?selector=k=v&selector=k2=v2 (or k=v,k2=v2) -> labels. */
 function selectorParam(url: URL): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const raw of url.searchParams.getAll('selector')) {
-    for (const pair of raw.split(',')) {
-      if (pair === '') continue;
-      const eq = pair.indexOf('=');
-      if (eq < 0) throw new FleetwallError('INVALID_SELECTOR', `selector "${pair}" must look like key=value`, { selector: pair });
-      out[pair.slice(0, eq)] = pair.slice(eq + 1);
-    }
+  try {
+    return parseLabelText(url.searchParams.getAll('selector'));
+  } catch (e) {
+    if (e instanceof LabelTextError) throw new FleetwallError('INVALID_SELECTOR', `selector: ${e.message}`, { field: 'selector' });
+    throw e;
   }
-  return out;
 }
 
 /** A query parameter by its proto field name, snake_case or lowerCamelCase. */

@@ -1,11 +1,10 @@
 // Node selectors: a map of labels that must all equal the node's labels.
 // Empty selects every node. The canonical key (sorted JSON) is part of a
 // rule's identity and groups rules that select the same nodes.
+import { labelProblem, type Labels } from '../../../common/src/labels.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
 
-export type Labels = Readonly<Record<string, string>>;
-
-export const MAX_LABEL_LENGTH = 253;
+export type { Labels };
 
 /** Sorted-key JSON: equal selectors have equal keys. */
 export function selectorKey(sel: Labels): string {
@@ -27,16 +26,16 @@ export function selectorMatches(sel: Labels, labels: Labels): boolean {
   return true;
 }
 
-/** Validates a selector from a request; `field` names it in the message. */
+/**
+ * Validates a selector from a request with the same label rules the agents
+ * apply to node labels (common/src/labels.ts), so a stored selector can
+ * always match some node; `field` names it in the message.
+ */
 export function validateSelector(sel: Labels, field: string): Labels {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(sel)) {
-    if (k.trim() === '') {
-      throw new FleetwallError('INVALID_SELECTOR', `${field} has an empty label key (value ${JSON.stringify(v)}): every key must be a non-empty label name like "env"`, { field });
-    }
-    if (k.length > MAX_LABEL_LENGTH || v.length > MAX_LABEL_LENGTH) {
-      throw new FleetwallError('INVALID_SELECTOR', `${field} label ${JSON.stringify(k.slice(0, 40))}: keys and values are at most ${MAX_LABEL_LENGTH} characters`, { field, key: k.slice(0, 63) });
-    }
+    const problem = labelProblem(k, v);
+    if (problem) throw new FleetwallError('INVALID_SELECTOR', `${field} has ${problem}`, { field, key: k.slice(0, 63) });
     out[k] = v;
   }
   return out;
