@@ -7,19 +7,30 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, chmodSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 const ROOT = resolve(import.meta.dirname, '../..');
+
+/** A clean clone of HEAD; where the checkout is not a git repository, a copy without installed or generated state. */
+function cleanCopy(to: string): void {
+  try {
+    execFileSync('git', ['-C', ROOT, 'rev-parse', '--git-dir'], { stdio: 'ignore' });
+    execFileSync('git', ['clone', '--quiet', ROOT, to]);
+  } catch {
+    mkdirSync(to);
+    execFileSync('sh', ['-c', `tar -C "${ROOT}" --exclude=./node_modules --exclude=./.fleetwall --exclude=./examples/python/gen -cf - . | tar -C "${to}" -xf -`]);
+  }
+}
 
 test('npm start from a clean clone reaches live drop counters, then cleans up', { timeout: 300_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'fleetwall-clone-'));
   chmodSync(dir, 0o755); // embedded Postgres runs as its own user and must traverse it
   const tag = `st${process.pid % 100000}`;
   try {
-    execFileSync('git', ['clone', '--quiet', ROOT, join(dir, 'fleetwall')]);
     const clone = join(dir, 'fleetwall');
+    cleanCopy(clone);
     assert.ok(!existsSync(join(clone, 'node_modules')), 'a clean clone has no node_modules');
     const child = spawn('npm', ['start', '--', '--exit-after-drops', '--tag', tag, '--grpc-port', '0', '--http-port', '0', '--data-dir', join(dir, 'data')], {
       cwd: clone,
