@@ -11,6 +11,8 @@ import { CliError, ExitCode } from './errors.js';
 
 export interface Clients {
   readonly target: string;
+  /** Metadata for every call: the caller's identity for the audit log. */
+  metadata(): Metadata;
   readonly rules: RuleServiceClient;
   readonly nodes: NodeServiceClient;
   readonly counters: CounterServiceClient;
@@ -18,7 +20,7 @@ export interface Clients {
   close(): void;
 }
 
-export function connect(target: string): Clients {
+export function connect(target: string, actor = 'cli:unknown'): Clients {
   const creds = credentials.createInsecure();
   const opts = { 'grpc.max_receive_message_length': 64 * 1024 * 1024 };
   const rules = new RuleServiceClient(target, creds, opts);
@@ -27,6 +29,11 @@ export function connect(target: string): Clients {
   const explain = new ExplainServiceClient(target, creds, opts);
   return {
     target,
+    metadata() {
+      const md = new Metadata();
+      md.set(ACTOR_METADATA_KEY, actor);
+      return md;
+    },
     rules,
     nodes,
     counters,
@@ -37,12 +44,8 @@ export function connect(target: string): Clients {
   };
 }
 
-/** The caller's identity for the audit log. */
-export function callMetadata(): Metadata {
-  const md = new Metadata();
-  md.set('x-fleetwall-actor', `cli:${process.env.USER ?? 'unknown'}`);
-  return md;
-}
+/** The metadata key the control plane reads the caller's identity from. */
+export const ACTOR_METADATA_KEY = 'x-fleetwall-actor';
 
 type UnaryFn<Req, Res> = (
   req: Req,
@@ -51,11 +54,11 @@ type UnaryFn<Req, Res> = (
   cb: (err: ServiceError | null, res: Res) => void,
 ) => unknown;
 
-/** Calls a unary method with a deadline; rejects with CliError. */
-export function unary<Req, Res>(client: object, fn: UnaryFn<Req, Res>, req: Req, target: string, timeoutMs = 15_000): Promise<Res> {
+/** Calls a unary method of one of `c`'s clients with a deadline; rejects with CliError. */
+export function unary<Req, Res>(c: Clients, client: object, fn: UnaryFn<Req, Res>, req: Req, timeoutMs = 15_000): Promise<Res> {
   return new Promise((resolve, reject) => {
-    fn.call(client, req, callMetadata(), { deadline: new Date(Date.now() + timeoutMs) }, (err, res) => {
-      if (err) reject(toCliError(err, target));
+    fn.call(client, req, c.metadata(), { deadline: new Date(Date.now() + timeoutMs) }, (err, res) => {
+      if (err) reject(toCliError(err, c.target));
       else resolve(res);
     });
   });

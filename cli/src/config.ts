@@ -7,6 +7,8 @@ export interface CliConfig {
   readonly stdoutTty: boolean;
   readonly stderrTty: boolean;
   readonly noColor: boolean;
+  /** Who is calling, for created_by and the audit log: "cli:<user>". */
+  readonly actor: string;
 }
 
 export const DEFAULT_SERVER = 'localhost:50051';
@@ -18,5 +20,6 @@ export function loadCliConfig(globals: { server?: string; json: boolean }, env: 
     stdoutTty: Boolean(process.stdout.isTTY),
     stderrTty: Boolean(process.stderr.isTTY),
     noColor: env.NO_COLOR !== undefined,
+    actor: `cli:${env.USER ?? env.LOGNAME ?? 'unknown'}`,
   });
 }

@@ -19,7 +19,7 @@ export function makeContext(config: CliConfig): Context {
     out: makeOut(config.json),
     err: process.stderr,
     clients() {
-      clients ??= connect(config.server);
+      clients ??= connect(config.server, config.actor);
       return clients;
     },
     close() {

@@ -39,7 +39,7 @@ export async function blockCommand(ctx: Context, action: 'block' | 'allow', argv
     ...(ttl !== undefined ? { ttl: durationFromSeconds(parseDurationSeconds(ttl, 'ttl')) } : {}),
   });
   const c = ctx.clients();
-  const res = await unary(c.rules, c.rules.createRule, req, c.target);
+  const res = await unary(c, c.rules, c.rules.createRule, req);
   if (ctx.out.json) {
     ctx.out.writeJson({ rule: ruleJson(res.rule!), revision: res.revision.toString() });
     return;

@@ -5,7 +5,7 @@ import type { ServiceError } from '@grpc/grpc-js';
 import type { VerdictCounters } from '../../../proto/gen/fleetwall/v1/counter.js';
 import { CounterQuery, CounterSnapshot, GetCountersRequest, WatchCountersRequest } from '../../../proto/gen/fleetwall/v1/counter_service.js';
 import { flagBool, flagString, parseArgs, parseDurationSeconds, parsePositiveInt, UsageError } from '../args.js';
-import { callMetadata, toCliError, unary } from '../client.js';
+import { toCliError, unary } from '../client.js';
 import type { Context } from '../context.js';
 import { count, table } from '../output.js';
 import { durationFromSeconds } from './block.js';
@@ -61,7 +61,7 @@ export async function countersCommand(ctx: Context, argv: string[]): Promise<voi
     else ctx.out.write(`${prev !== undefined ? '\n' : ''}${renderCounters(s, prev)}`);
   };
   if (!flagBool(p, 'watch')) {
-    const res = await unary(c.counters, c.counters.getCounters, GetCountersRequest.fromPartial({ query }), c.target);
+    const res = await unary(c, c.counters, c.counters.getCounters, GetCountersRequest.fromPartial({ query }));
     emit(res.snapshot!, undefined);
     return;
   }
@@ -70,7 +70,7 @@ export async function countersCommand(ctx: Context, argv: string[]): Promise<voi
   const max = parsePositiveInt(flagString(p, 'count'), 'count', Number.MAX_SAFE_INTEGER);
   const stream = c.counters.watchCounters(
     WatchCountersRequest.fromPartial({ query, interval: durationFromSeconds(interval) }),
-    callMetadata(),
+    c.metadata(),
   );
   const stop = () => stream.cancel();
   process.once('SIGINT', stop);

@@ -16,11 +16,11 @@ export async function explainCommand(ctx: Context, argv: string[]): Promise<void
   const p = parseArgs(argv, { booleans: ['egress'], values: ['node'] });
   if (p.positionals.length !== 1) throw new UsageError('usage: fleetwall explain <ip> [--node name] [--egress]');
   const c = ctx.clients();
-  const res = await unary(c.explain, c.explain.explain, ExplainRequest.fromPartial({
+  const res = await unary(c, c.explain, c.explain.explain, ExplainRequest.fromPartial({
     address: p.positionals[0]!,
     nodeName: flagString(p, 'node') ?? '',
     direction: flagBool(p, 'egress') ? Direction.DIRECTION_EGRESS : Direction.DIRECTION_INGRESS,
-  }), c.target);
+  }));
   if (ctx.out.json) {
     ctx.out.writeJson(ExplainResponse.toJSON(res));
     return;

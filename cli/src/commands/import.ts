@@ -9,7 +9,7 @@ import type { ClientWritableStream, ServiceError } from '@grpc/grpc-js';
 import { Action, Direction, Mode } from '../../../proto/gen/fleetwall/v1/rule.js';
 import { ImportRulesRequest, type ImportRulesResponse } from '../../../proto/gen/fleetwall/v1/rule_service.js';
 import { flagBool, flagList, flagString, parseArgs, parseDurationSeconds, parseLabels, UsageError } from '../args.js';
-import { callMetadata, toCliError } from '../client.js';
+import { toCliError } from '../client.js';
 import type { Context } from '../context.js';
 import { CliError, ExitCode } from '../errors.js';
 import { count, table } from '../output.js';
@@ -52,7 +52,7 @@ export async function importCommand(ctx: Context, argv: string[]): Promise<void>
   const progress = new Progress(ctx.err, ctx.config.stderrTty && !ctx.out.json, total);
   let call!: ClientWritableStream<ImportRulesRequest>;
   const done = new Promise<ImportRulesResponse>((resolve, reject) => {
-    call = c.rules.importRules(callMetadata(), {}, (err: ServiceError | null, res?: ImportRulesResponse) => {
+    call = c.rules.importRules(c.metadata(), {}, (err: ServiceError | null, res?: ImportRulesResponse) => {
       if (err) reject(toCliError(err, c.target));
       else resolve(res!);
     });

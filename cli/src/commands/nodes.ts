@@ -46,10 +46,10 @@ export async function nodesCommand(ctx: Context, argv: string[]): Promise<void> 
   const c = ctx.clients();
   if (sub === 'ls' || sub === 'list') {
     const p = parseArgs(rest, { booleans: ['connected'], repeated: ['selector'] });
-    const res = await unary(c.nodes, c.nodes.listNodes, ListNodesRequest.fromPartial({
+    const res = await unary(c, c.nodes, c.nodes.listNodes, ListNodesRequest.fromPartial({
       selector: parseLabels(flagList(p, 'selector'), 'selector'),
       connectedOnly: flagBool(p, 'connected'),
-    }), c.target);
+    }));
     if (ctx.out.json) {
       for (const n of res.nodes) ctx.out.writeJson(NodeMsg.toJSON(n));
       return;
@@ -61,7 +61,7 @@ export async function nodesCommand(ctx: Context, argv: string[]): Promise<void> 
   if (sub === 'get') {
     const p = parseArgs(rest, {});
     if (p.positionals.length !== 1) throw new UsageError(USAGE);
-    const res = await unary(c.nodes, c.nodes.getNode, GetNodeRequest.fromPartial({ name: p.positionals[0]! }), c.target);
+    const res = await unary(c, c.nodes, c.nodes.getNode, GetNodeRequest.fromPartial({ name: p.positionals[0]! }));
     if (ctx.out.json) ctx.out.writeJson(NodeMsg.toJSON(res.node!));
     else ctx.out.write(table(HEADERS, [nodeRow(res.node!, res.node!.appliedRevision)]));
     return;

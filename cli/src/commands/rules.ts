@@ -54,7 +54,7 @@ async function listRules(ctx: Context, argv: string[]): Promise<void> {
   let last: ListRulesResponse | undefined;
   let shown = 0;
   do {
-    last = await unary(c.rules, c.rules.listRules, ListRulesRequest.fromPartial({
+    last = await unary(c, c.rules, c.rules.listRules, ListRulesRequest.fromPartial({
       pageSize: Math.min(1000, limit - shown),
       pageToken: token,
       action: actionEnum,
@@ -62,7 +62,7 @@ async function listRules(ctx: Context, argv: string[]): Promise<void> {
       selector: parseLabels(flagList(p, 'selector'), 'selector'),
       text: flagString(p, 'text') ?? '',
       coversAddress: flagString(p, 'covers') ?? '',
-    }), c.target);
+    }));
     for (const r of last.rules) {
       if (ctx.out.json) ctx.out.writeJson(ruleJson(r));
       else rows.push(ruleRow(r));
@@ -80,7 +80,7 @@ async function getRule(ctx: Context, argv: string[]): Promise<void> {
   const p = parseArgs(argv, {});
   if (p.positionals.length !== 1) throw new UsageError('usage: fleetwall rules get <id>');
   const c = ctx.clients();
-  const res = await unary(c.rules, c.rules.getRule, GetRuleRequest.fromPartial({ id: parseId(p.positionals[0]!) }), c.target);
+  const res = await unary(c, c.rules, c.rules.getRule, GetRuleRequest.fromPartial({ id: parseId(p.positionals[0]!) }));
   if (ctx.out.json) ctx.out.writeJson(ruleJson(res.rule!));
   else {
     const r = res.rule!;
@@ -95,12 +95,12 @@ async function removeRules(ctx: Context, argv: string[]): Promise<void> {
   const ids = p.positionals.map(parseId);
   const c = ctx.clients();
   if (ids.length === 1) {
-    const res = await unary(c.rules, c.rules.deleteRule, DeleteRuleRequest.fromPartial({ id: ids[0]! }), c.target);
+    const res = await unary(c, c.rules, c.rules.deleteRule, DeleteRuleRequest.fromPartial({ id: ids[0]! }));
     if (ctx.out.json) ctx.out.writeJson({ deleted: '1', revision: res.revision.toString() });
     else ctx.out.write(`deleted rule ${ids[0]} (revision ${res.revision})`);
     return;
   }
-  const res = await unary(c.rules, c.rules.batchDeleteRules, BatchDeleteRulesRequest.fromPartial({ ids }), c.target);
+  const res = await unary(c, c.rules, c.rules.batchDeleteRules, BatchDeleteRulesRequest.fromPartial({ ids }));
   if (ctx.out.json) ctx.out.writeJson({ deleted: res.deleted.toString(), revision: res.revision.toString() });
   else ctx.out.write(`deleted ${res.deleted} rules (revision ${res.revision})`);
 }

@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
-import { parseConfig } from '../../../control-plane/src/config.js';
+import { loadConfig } from '../../../control-plane/src/config.js';
 import { startControlPlane, type ControlPlane } from '../../../control-plane/src/control-plane.js';
 import { CounterQuery, GetCountersRequest } from '../../../proto/gen/fleetwall/v1/counter_service.js';
 import type { CounterSnapshot } from '../../../proto/gen/fleetwall/v1/counter_service.js';
@@ -71,7 +71,7 @@ export async function runDemo(argv: string[]): Promise<number> {
     const v = flagString(p, f);
     if (v !== undefined) cpArgs.push(`--${f}`, v);
   }
-  const parsed = parseConfig(cpArgs, process.env);
+  const parsed = loadConfig(cpArgs);
   const cpConfig = { ...parsed.config, grpcHost: '127.0.0.1', httpHost: '127.0.0.1' };
 
   const logDir = mkdtempSync(join(tmpdir(), `fleetwall-${tag}-logs-`));
@@ -145,7 +145,7 @@ export async function runDemo(argv: string[]): Promise<number> {
     await waitFor('the agent to attach and sync', 30_000, async () => {
       if (agentExit) throw new Error(agentExit);
       if (!existsSync(readyFile)) return undefined;
-      const n = await unary(c.nodes, c.nodes.getNode, GetNodeRequest.fromPartial({ name: nodeName }), grpcTarget);
+      const n = await unary(c, c.nodes, c.nodes.getNode, GetNodeRequest.fromPartial({ name: nodeName }));
       return n.node?.connected && n.node.syncState === SyncState.SYNC_STATE_IN_SYNC ? n.node : undefined;
     });
     say(`agent ${nodeName} attached to ${net.serverIf} and in sync`);
@@ -171,7 +171,7 @@ export async function runDemo(argv: string[]): Promise<number> {
         say(`  -> ${res.status} ${await res.text()}\n`);
         blockedAt = Date.now();
       }
-      const snap = (await unary(c.counters, c.counters.getCounters, query, grpcTarget)).snapshot!;
+      const snap = (await unary(c, c.counters, c.counters.getCounters, query)).snapshot!;
       const drops = snap.fleet?.dropPackets ?? 0n;
       const header = `fleetwall demo — ${((now - started) / 1000).toFixed(0)} s${blockedAt ? `, attacker blocked ${((now - blockedAt) / 1000).toFixed(0)} s ago` : ', attacker not blocked yet'} (Ctrl-C to stop)`;
       if (tty) process.stdout.write(`\x1b[H\x1b[2J${header}\n\n${renderCounters(snap, prev)}\n`);
