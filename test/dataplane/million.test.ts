@@ -37,6 +37,8 @@ test('1,000,000 prefixes: batch load, sampled lookups, packets, batch delete', a
     const u = dp.usage().find((x) => x.direction === 'ingress' && x.family === 4)!;
     assert.equal(u.entries, N);
     assert.deepEqual(dp.layout().find((x) => x.direction === 'ingress' && x.family === 4)!.hashLens, [32, 24]);
+    // The tables are kernel memory: this process keeps none of their pages mapped at rest.
+    assert.equal(dp.mappedPages(), 0, 'no table page mapped after the apply');
 
     // Sampled lookups: every sampled prefix is stored with its action, mode and slot.
     let seed = 12345;
@@ -48,6 +50,8 @@ test('1,000,000 prefixes: batch load, sampled lookups, packets, batch delete', a
       assert.deepEqual({ ...got, prefix: { ...got.prefix, bytes: [...got.prefix.bytes] } }, { ...want, prefix: { ...want.prefix, bytes: [...want.prefix.bytes] } });
     }
     assert.equal(dp.lookupEntry('ingress', { family: 4, bytes: u32ToBytes(BASE32 + N), len: 32 }), null, 'one past the end is absent');
+    dp.readRuleCounters(1024);
+    assert.equal(dp.mappedPages(), 0, 'no page mapped after lookups and a counter read');
 
     // Packets: sources inside /32s, inside /24s (any host), and outside every rule.
     for (let k = 0; k < 1500; k++) {

@@ -77,6 +77,7 @@ import {
   XDP_FLAGS_DRV_MODE,
   XDP_FLAGS_SKB_MODE,
   type Mapping,
+  MapRegion,
   check,
   closeFd,
   lastErrno,
@@ -163,13 +164,21 @@ export class BpfDatapath implements Datapath {
   private readonly objects: LoadedObject[] = [];
   private readonly maps = new Map<MapName, BpfMap>();
   private readonly tables: TableState[];
-  /** fw_rule_cnt and fw_if_cnt mapped into this process ([cpu][slot]). */
+  /** fw_rule_cnt ([cpu][slot]), mapped in windows while read or reset. */
+  private readonly ruleCntRegion: MapRegion;
   private readonly ruleCnt: BigUint64Array;
+  /** fw_if_cnt (128 KB per CPU... small: mapped for the datapath's life). */
   private readonly ifCnt: Mapping;
   private readonly ifCnt32: Uint32Array;
   private readonly ifCnt64: BigUint64Array;
   private readonly mappings: Mapping[] = [];
-  /** fw_tblcfg mapped: the length sets are published with plain stores and a release flip. */
+  /** Regions mapped on demand (released after every public operation). */
+  private readonly regions: MapRegion[] = [];
+  /**
+   * fw_tblcfg, mapped in windows while used: the length sets are published
+   * with plain stores and a release flip; the IPv4 filters live here too.
+   */
+  private readonly tblcfgRegion: MapRegion;
   private readonly tblcfg: Uint8Array;
   private readonly tblcfg32: Uint32Array;
   private readonly ncpu: number;
@@ -260,15 +269,18 @@ export class BpfDatapath implements Datapath {
     // fw_tblcfg through shared memory (its values hold the 2 MB IPv4 filters: no copies through syscalls).
     try {
       const tc = this.map(MAP.TBLCFG);
-      const tcMap = mmapMap(tc.fd, tc.maxEntries * CFG_STRIDE, tc.name);
-      this.mappings.push(tcMap);
-      this.tblcfg = new Uint8Array(tcMap.buffer, 0, tc.maxEntries * CFG_STRIDE);
-      this.tblcfg32 = new Uint32Array(tcMap.buffer, 0, (tc.maxEntries * CFG_STRIDE) / 4);
+      this.tblcfgRegion = new MapRegion(tc.fd, tc.maxEntries * CFG_STRIDE, tc.name);
+      this.regions.push(this.tblcfgRegion);
+      this.tblcfg = new Uint8Array(this.tblcfgRegion.buffer, 0, tc.maxEntries * CFG_STRIDE);
+      this.tblcfg32 = new Uint32Array(this.tblcfgRegion.buffer, 0, (tc.maxEntries * CFG_STRIDE) / 4);
     } catch (e) {
       this.closeObjects();
       throw e;
     }
-    const head = (id: number) => Buffer.from(this.tblcfg.buffer, this.tblcfg.byteOffset + id * CFG_STRIDE, TABLE_CFG_HEAD);
+    const head = (id: number) => {
+      this.tblcfgRegion.ensure(id * CFG_STRIDE, TABLE_CFG_HEAD);
+      return Buffer.from(this.tblcfg.buffer, this.tblcfg.byteOffset + id * CFG_STRIDE, TABLE_CFG_HEAD);
+    };
     const cfgs = TABLES.map((desc) => decodeTableCfg(head(desc.id)));
     if (meta.abiVersion === 0) {
       // Fresh (or a creation that died before it finished): initialise.
@@ -287,6 +299,7 @@ export class BpfDatapath implements Datapath {
           sets: [emptySet(), emptySet()],
         };
         // No program reads a table before its datapath is created (nothing attached yet).
+        this.tblcfgRegion.ensure(desc.id * CFG_STRIDE, CFG_STRIDE);
         this.tblcfg.fill(0, desc.id * CFG_STRIDE, (desc.id + 1) * CFG_STRIDE);
         this.tblcfg.set(encodeTableCfg(cfgs[i]!), desc.id * CFG_STRIDE);
       });
@@ -326,14 +339,23 @@ export class BpfDatapath implements Datapath {
         const cfg = cfgs[i]!;
         const at = (off: number, size: number) => this.tblcfg.subarray(desc.id * CFG_STRIDE + off, desc.id * CFG_STRIDE + off + size);
         const F = LAYOUT.fw_table_cfg.fields;
-        const filters = desc.filters ? { f16: at(F.f16, LAYOUT.fw_f16.size), f24: at(F.f24, LAYOUT.fw_f24.size) } : null;
+        const base = desc.id * CFG_STRIDE;
+        const region = this.tblcfgRegion;
+        const filters = desc.filters
+          ? {
+              f16: at(F.f16, LAYOUT.fw_f16.size),
+              f24: at(F.f24, LAYOUT.fw_f24.size),
+              ensureF16: (off: number, len: number) => region.ensure(base + F.f16 + off, len),
+              ensureF24: (off: number, len: number) => region.ensure(base + F.f24 + off, len),
+            }
+          : null;
         const tab = new HashTable(desc.family, this.map(desc.tab), this.map(desc.spill), filters, cfg.seed, cfg.nbuckets);
         tables.push({ desc, tab, trie: this.map(desc.trie), cfg, counts: new Uint32Array(FW_LEN_SLOTS), touched: false });
       });
       const rc = this.map(MAP.RULE_CNT);
-      const rcMap = mmapMap(rc.fd, rc.maxEntries * LAYOUT.fw_counter.size, rc.name);
-      this.mappings.push(rcMap);
-      this.ruleCnt = new BigUint64Array(rcMap.buffer, 0, (this.ncpu * ruleSlots * LAYOUT.fw_counter.size) / 8);
+      this.ruleCntRegion = new MapRegion(rc.fd, rc.maxEntries * LAYOUT.fw_counter.size, rc.name);
+      this.regions.push(this.ruleCntRegion);
+      this.ruleCnt = new BigUint64Array(this.ruleCntRegion.buffer, 0, (this.ncpu * ruleSlots * LAYOUT.fw_counter.size) / 8);
       const ic = this.map(MAP.IF_CNT);
       this.ifCnt = mmapMap(ic.fd, ic.maxEntries * LAYOUT.fw_if_slot.size, ic.name);
       this.mappings.push(this.ifCnt);
@@ -342,7 +364,6 @@ export class BpfDatapath implements Datapath {
       this.ifCnt64 = new BigUint64Array(this.ifCnt.buffer, 0, icBytes / 8);
     } catch (e) {
       for (const t of tables) t.tab.close();
-      for (const m of this.mappings.splice(0)) m.unmap();
       this.closeObjects();
       throw e;
     }
@@ -363,12 +384,35 @@ export class BpfDatapath implements Datapath {
       }
       this.log?.info({ pinDir: this.pinDir, defaultAction: this.defaultAction, revision: meta.revision.toString() }, 'datapath reopened');
     }
+    this.releaseWindows();
     this.pinPrograms();
+  }
+
+  /** Unmaps every window of the tables, fw_tblcfg and the rule counters (nothing stays mapped at rest). */
+  private releaseWindows(): void {
+    for (const t of this.tables) t.tab.release();
+    for (const r of this.regions) r.release();
+  }
+
+  /** Pages of the shared maps mapped into this process right now (0 at rest; tests). */
+  mappedPages(): number {
+    let n = 0;
+    for (const t of this.tables) n += t.tab.region.mapped;
+    for (const r of this.regions) n += r.mapped;
+    return n;
   }
 
   // ---------------------------------------------------------------- reads
 
   readEntries(): KernelEntry[] {
+    try {
+      return this.readEntriesNow();
+    } finally {
+      this.releaseWindows();
+    }
+  }
+
+  private readEntriesNow(): KernelEntry[] {
     this.assertOpen();
     const out: KernelEntry[] = [];
     for (const t of this.tables) {
@@ -423,6 +467,14 @@ export class BpfDatapath implements Datapath {
 
   /** The entry stored for exactly this prefix (one map lookup), or null. */
   lookupEntry(direction: RuleDirection, prefix: Prefix): KernelEntry | null {
+    try {
+      return this.lookupEntryNow(direction, prefix);
+    } finally {
+      this.releaseWindows();
+    }
+  }
+
+  private lookupEntryNow(direction: RuleDirection, prefix: Prefix): KernelEntry | null {
     this.assertOpen();
     const t = this.tables[tableFor(direction, prefix.family).id]!;
     if (t.counts[prefix.len] === 0) return null;
@@ -454,9 +506,18 @@ export class BpfDatapath implements Datapath {
   // ---------------------------------------------------------------- apply
 
   apply(ops: readonly MapOp[], meta?: SyncMeta): void {
+    try {
+      this.applyNow(ops, meta);
+    } finally {
+      this.releaseWindows();
+    }
+  }
+
+  private applyNow(ops: readonly MapOp[], meta?: SyncMeta): void {
     this.assertOpen();
     this.validate(ops, meta);
     this.checkCapacity(ops);
+    this.mapForBulk(ops);
     const touchesEntries = ops.some((o) => o.kind === 'entry.upsert' || o.kind === 'entry.delete');
     if (touchesEntries) {
       this.meta = { ...this.meta, dirty: true };
@@ -494,6 +555,26 @@ export class BpfDatapath implements Datapath {
       ...(meta ? { revision: meta.revision, storeId: meta.storeId } : {}),
     };
     if (touchesEntries || meta) this.writeMeta();
+  }
+
+  /**
+   * Maps whole tables (and their fw_tblcfg value, the counters) up front
+   * when a batch touches them often; a few ops map the pages they touch.
+   */
+  private mapForBulk(ops: readonly MapOp[]): void {
+    const perTable = [0, 0, 0, 0];
+    let resets = 0;
+    for (const op of ops) {
+      if (op.kind === 'entry.upsert') perTable[tableFor(op.entry.direction, op.entry.prefix.family).id]!++;
+      else if (op.kind === 'entry.delete') perTable[tableFor(op.direction, op.prefix.family).id]!++;
+      else if (op.kind === 'counter.reset') resets++;
+    }
+    for (const t of this.tables) {
+      if (perTable[t.desc.id]! <= BULK_OPS) continue;
+      t.tab.mapAll();
+      if (t.desc.filters) this.tblcfgRegion.ensure(t.desc.id * CFG_STRIDE, CFG_STRIDE);
+    }
+    if (resets > BULK_OPS) this.ruleCntRegion.mapAll();
   }
 
   private validate(ops: readonly MapOp[], meta?: SyncMeta): void {
@@ -720,6 +801,7 @@ export class BpfDatapath implements Datapath {
     const staged: TableCfg = { ...t.cfg, sets: [...t.cfg.sets] as [LenSet, LenSet] };
     staged.sets[cur ^ 1] = { hashLens: [...next.hashLens], useTrie: next.useTrie };
     const base = t.desc.id * CFG_STRIDE;
+    this.tblcfgRegion.ensure(base, TABLE_CFG_HEAD);
     // The inactive set (no program reads it), then the flip (a seq-cst store: after the set's bytes).
     this.tblcfg.set(encodeLenSet(staged.sets[cur ^ 1]!), base + LAYOUT.fw_table_cfg.fields.set + (cur ^ 1) * LAYOUT.fw_lenset.size);
     Atomics.store(this.tblcfg32, (base + LAYOUT.fw_table_cfg.fields.active) / 4, cur ^ 1);
@@ -750,9 +832,11 @@ export class BpfDatapath implements Datapath {
 
   private resetCounters(group: ReadonlyArray<Extract<MapOp, { kind: 'counter.reset' }>>): void {
     const view = this.ruleCnt;
+    const region = this.ruleCntRegion;
     for (const op of group) {
       for (let c = 0; c < this.ncpu; c++) {
         const i = (c * this.ruleSlots + op.slot) * 2;
+        region.ensure(i * 8, 16);
         Atomics.store(view, i, 0n);
         Atomics.store(view, i + 1, 0n);
       }
@@ -809,6 +893,14 @@ export class BpfDatapath implements Datapath {
   // ---------------------------------------------------------------- counters
 
   readRuleCounters(upTo: number): { packets: BigUint64Array; bytes: BigUint64Array } {
+    try {
+      return this.readRuleCountersNow(upTo);
+    } finally {
+      this.releaseWindows();
+    }
+  }
+
+  private readRuleCountersNow(upTo: number): { packets: BigUint64Array; bytes: BigUint64Array } {
     this.assertOpen();
     const n = Math.max(0, Math.min(upTo, this.capacity.counterSlots));
     const packets = new BigUint64Array(n);
@@ -817,6 +909,7 @@ export class BpfDatapath implements Datapath {
     const slots = this.ruleSlots;
     for (let c = 0; c < this.ncpu; c++) {
       const base = c * slots * 2;
+      this.ruleCntRegion.ensure(base * 8, n * 16);
       for (let i = 0; i < n; i++) {
         const p = view[base + i * 2]!;
         if (p === 0n) continue;
@@ -1198,6 +1291,7 @@ export class BpfDatapath implements Datapath {
   private closeObjects(): void {
     // The views die with the mappings: nothing reads them after this (assertOpen).
     for (const t of this.tables ?? []) t.tab.close();
+    for (const r of this.regions.splice(0)) r.close();
     for (const m of this.mappings.splice(0)) m.unmap();
     for (const o of this.objects.splice(0)) o.close();
   }
@@ -1208,6 +1302,12 @@ export class BpfDatapath implements Datapath {
 }
 
 // ---------------------------------------------------------------- helpers
+
+/**
+ * Ops on one table above which an apply maps the whole table (~0.3 ms for
+ * 16 MB, ~1 ms for an IPv6 table) instead of a window per touched page (~5 us).
+ */
+const BULK_OPS = 64;
 
 /** Bytes between fw_tblcfg values in its mapping. */
 const CFG_STRIDE = Math.ceil(LAYOUT.fw_table_cfg.size / 8) * 8;

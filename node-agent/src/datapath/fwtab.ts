@@ -19,6 +19,10 @@
 // first entry of length >= 16 inside that /16 is written and cleared after
 // the last one is gone.
 //
+// The table's pages are mapped only while an apply or a read uses them (see
+// MapRegion): every access goes through b1()/b2() (which map the bucket's
+// page) or mapAll() (iteration, bulk loads); the owner releases the windows.
+//
 // Little-endian hosts only (x86-64, arm64): slot words are read as u32 halves.
 
 import { constants as osConstants } from 'node:os';
@@ -26,7 +30,7 @@ import type { RuleAction, RuleMode } from '../../../common/src/policy.js';
 import { FW_B4_SLOTS, FW_B6_SLOTS, FW_HASH_MUL, FW_HASH_MUL4, FW_HASH_MUL6, FW_HASH_SEED2, LAYOUT, readEntry, writeEntry } from './abi.js';
 import type { BpfMap } from './bpf-map.js';
 import { DatapathError } from './errors.js';
-import { type Mapping, mmapMap, rcuGracePeriod } from './libbpf.js';
+import { MapRegion, rcuGracePeriod } from './libbpf.js';
 
 const E = osConstants.errno;
 
@@ -127,13 +131,18 @@ export class HashTable {
   readonly family: 4 | 6;
   readonly nbuckets: number;
   private readonly seed: number;
-  private readonly mapping: Mapping;
+  /** The table's buckets, mapped in windows (the owner releases them after each operation). */
+  readonly region: MapRegion;
+  private readonly bucketBytes: number;
   private readonly w64: BigUint64Array;
   private readonly w32: Uint32Array;
   private readonly spill: BpfMap;
   /** IPv4 filters: bits per /16 (entries of length >= 16; entries longer than /24), bit per /24 (entries longer than /24). */
   private readonly f16: Uint8Array | null = null;
   private readonly f24: Uint8Array | null = null;
+  /** Maps the filter bytes [off, off + len) of f16 / f24 (they live in the owner's fw_tblcfg region). */
+  private readonly ensureF16: (off: number, len: number) => void = () => undefined;
+  private readonly ensureF24: (off: number, len: number) => void = () => undefined;
   /** Entries per /16 (length >= 16) and per /24 (length > 24, saturating at 255: then the bit stays). */
   private f16Counts: Uint32Array | null = null;
   private g24Counts: Uint32Array | null = null;
@@ -159,8 +168,18 @@ export class HashTable {
   private kLo = 0;
   private kBit32 = 0;
 
-  /** filters: the table's fw_table_cfg.f16/.f24 (mapped by the caller, which keeps them mapped while this lives). */
-  constructor(family: 4 | 6, tab: BpfMap, spill: BpfMap, filters: { f16: Uint8Array; f24: Uint8Array } | null, seed: number, nbuckets: number) {
+  /**
+   * filters: the table's fw_table_cfg.f16/.f24 (views into the caller's
+   * region) and how to map a byte range of each before it is touched.
+   */
+  constructor(
+    family: 4 | 6,
+    tab: BpfMap,
+    spill: BpfMap,
+    filters: { f16: Uint8Array; f24: Uint8Array; ensureF16: (off: number, len: number) => void; ensureF24: (off: number, len: number) => void } | null,
+    seed: number,
+    nbuckets: number,
+  ) {
     this.family = family;
     this.seed = seed >>> 0;
     this.nbuckets = nbuckets;
@@ -168,22 +187,35 @@ export class HashTable {
       throw new DatapathError('open table', tab.name, E.EINVAL, `configured for ${nbuckets} buckets, the map holds ${tab.maxEntries}`);
     }
     const bucketBytes = family === 4 ? LAYOUT.fw_bucket4.size : LAYOUT.fw_bucket6.size;
-    this.mapping = mmapMap(tab.fd, tab.maxEntries * bucketBytes, tab.name);
-    this.w64 = new BigUint64Array(this.mapping.buffer, 0, (nbuckets * bucketBytes) / 8);
-    this.w32 = new Uint32Array(this.mapping.buffer, 0, (nbuckets * bucketBytes) / 4);
+    this.bucketBytes = bucketBytes;
+    this.region = new MapRegion(tab.fd, tab.maxEntries * bucketBytes, tab.name);
+    this.w64 = new BigUint64Array(this.region.buffer, 0, (nbuckets * bucketBytes) / 8);
+    this.w32 = new Uint32Array(this.region.buffer, 0, (nbuckets * bucketBytes) / 4);
     this.spill = spill;
     this.spillKey = Buffer.alloc(family === 4 ? LAYOUT.fw_key4.size : LAYOUT.fw_key6.size);
     this.kBytes = this.spillKey.subarray(4);
     if (filters) {
       this.f16 = filters.f16;
       this.f24 = filters.f24;
+      this.ensureF16 = filters.ensureF16;
+      this.ensureF24 = filters.ensureF24;
     }
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.mapping.unmap();
+    this.region.close();
+  }
+
+  /** Maps the whole table (before many operations on it). */
+  mapAll(): void {
+    this.region.mapAll();
+  }
+
+  /** Unmaps every window of the table. */
+  release(): void {
+    this.region.release();
   }
 
   // ---------------------------------------------------------------- keys
@@ -216,12 +248,18 @@ export class HashTable {
     this.kH1 = keyHash(this.seed, len, kb);
   }
 
+  /** The current key's first bucket (its page mapped). */
   private b1(): number {
-    return range32(this.kH1, this.nbuckets);
+    const b = range32(this.kH1, this.nbuckets);
+    this.region.ensure(b * this.bucketBytes, this.bucketBytes);
+    return b;
   }
 
+  /** The current key's second bucket (its page mapped). */
   private b2(): number {
-    return range32(fmix32((this.kH1 ^ FW_HASH_SEED2) >>> 0), this.nbuckets);
+    const b = range32(fmix32((this.kH1 ^ FW_HASH_SEED2) >>> 0), this.nbuckets);
+    this.region.ensure(b * this.bucketBytes, this.bucketBytes);
+    return b;
   }
 
   // ---------------------------------------------------------------- lookups
@@ -450,6 +488,7 @@ export class HashTable {
    * a delete never clears them (other keys may still need them).
    */
   clearFlagsOfEmptyTable(): void {
+    this.region.mapAll();
     const w32 = this.w32;
     if (this.family === 4) {
       for (let b = 0; b < this.nbuckets; b++) {
@@ -489,10 +528,13 @@ export class HashTable {
     if (!this.f16 || !this.f24 || this.kLen < 16) return;
     const { c16, g24, c24 } = this.filterCounts();
     const x = this.kA >>> 16;
+    this.ensureF16(x >>> 3, 1);
+    this.ensureF16(G24_OFF + (x >>> 3), 1);
     if (c16[x]!++ === 0) Atomics.or(this.f16, x >>> 3, 1 << (x & 7));
     if (this.kLen > 24) {
       // The /24 bit before the /16's "look at the /24 bits" bit.
       const y = this.kA >>> 8;
+      this.ensureF24(y >>> 3, 1);
       if (c24[y] === 0) Atomics.or(this.f24, y >>> 3, 1 << (y & 7));
       if (c24[y]! < 255) c24[y]!++;
       if (g24[x]!++ === 0) Atomics.or(this.f16, G24_OFF + (x >>> 3), 1 << (x & 7));
@@ -504,10 +546,13 @@ export class HashTable {
     if (!this.f16 || !this.f24 || this.kLen < 16) return;
     const { c16, g24, c24 } = this.filterCounts();
     const x = this.kA >>> 16;
+    this.ensureF16(x >>> 3, 1);
+    this.ensureF16(G24_OFF + (x >>> 3), 1);
     if (c16[x]! > 0 && --c16[x]! === 0) Atomics.and(this.f16, x >>> 3, ~(1 << (x & 7)) & 0xff);
     if (this.kLen > 24) {
       if (g24[x]! > 0 && --g24[x]! === 0) Atomics.and(this.f16, G24_OFF + (x >>> 3), ~(1 << (x & 7)) & 0xff);
       const y = this.kA >>> 8;
+      this.ensureF24(y >>> 3, 1);
       // 255 means "at least 255": unknown, keep the bit (a reopen recounts).
       if (c24[y]! > 0 && c24[y]! < 255 && --c24[y]! === 0) Atomics.and(this.f24, y >>> 3, ~(1 << (y & 7)) & 0xff);
     }
@@ -517,6 +562,7 @@ export class HashTable {
 
   /** Calls fn for every entry (table, then spill); bytes are masked. */
   forEach(fn: (len: number, bytes: Uint8Array, v: TabValue) => void): void {
+    this.region.mapAll();
     const w32 = this.w32;
     if (this.family === 4) {
       const n = this.nbuckets * FW_B4_SLOTS;
