@@ -1,9 +1,9 @@
-// Returning big transient buffers to the OS promptly. A counter read of a
-// million slots allocates ~50 MB of ArrayBuffers (per-CPU values, totals)
-// that are garbage a moment later; V8 would free them only at its next
-// major GC, so the agent's RSS would swing by that much every interval.
-// After such a read (and after a large apply) the agent asks for a major GC,
-// concurrent where V8 can. Without access to gc() this is a no-op.
+// Returning big transient buffers to the OS promptly. A large snapshot or
+// start-up load leaves tens of MB of dead buffers behind (the decoded gRPC
+// chunks, the datapath's per-call key/value buffers) that V8 would free only
+// at its next major GC. After such work the agent asks for a major GC,
+// concurrent where V8 can. Without access to gc() this is a no-op. (Counter
+// reads and plan execution allocate nothing per rule: no GC after them.)
 
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';

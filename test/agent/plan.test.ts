@@ -290,7 +290,7 @@ test('capacity: a change that overfills a table is refused before any op, naming
   assert.equal(r.dp.readMeta().revision, 10n);
 });
 
-test('a full table with deletes in the same change: adds that do not fit wait for the deletes', async () => {
+test('a full table with deletes in the same change: adds that do not fit wait for the deletes, in the same apply call', async () => {
   const r = rig(pinDir(), { prefixesPerTable: 3, counterSlots: 16 });
   const t = r.rec.table;
   for (let i = 1; i <= 3; i++) t.upsert(rule(i, `10.8.0.${i}/32`));
@@ -299,8 +299,23 @@ test('a full table with deletes in the same change: adds that do not fit wait fo
   t.remove(2n);
   t.upsert(rule(4, '10.8.0.4/32'));
   t.upsert(rule(5, '10.8.0.5/32'));
+  const calls = r.dp.applied.length;
   await applyAll(r);
   assert.deepEqual(r.dp.readEntries().map((e) => formatPrefix(e.prefix)).sort(), ['10.8.0.3/32', '10.8.0.4/32', '10.8.0.5/32']);
+  // One call: the datapath counts capacity net of the deletes, in op order.
+  assert.equal(r.dp.applied.length, calls + 1, 'the whole change in one apply call');
+  const ops = r.dp.applied.at(-1)!.map((o) => (o.kind === 'entry.upsert' ? `+${formatPrefix(o.entry.prefix)}` : o.kind === 'entry.delete' ? `-${formatPrefix(o.prefix)}` : o.kind));
+  // The table is full: neither add fits next to the three present, both wait for the deletes.
+  assert.deepEqual(ops.filter((o) => o.startsWith('+') || o.startsWith('-')), ['-10.8.0.1/32', '-10.8.0.2/32', '+10.8.0.4/32', '+10.8.0.5/32']);
+  // The same ops with every add first would overfill the table at that point: the datapath refuses.
+  const probe = new FakeDatapath({ pinDir: pinDir(), capacity: { prefixesPerTable: 3, counterSlots: 16 } });
+  probe.apply(['10.8.0.1/32', '10.8.0.2/32', '10.8.0.3/32'].map((c) => ({ kind: 'entry.upsert', entry: { direction: 'ingress', prefix: parseCidr(c), action: 'deny', mode: 'enforce', slot: 1 } }) as MapOp));
+  const up = (c: string): MapOp => ({ kind: 'entry.upsert', entry: { direction: 'ingress', prefix: parseCidr(c), action: 'deny', mode: 'enforce', slot: 2 } });
+  const dl = (c: string): MapOp => ({ kind: 'entry.delete', direction: 'ingress', prefix: parseCidr(c) });
+  assert.throws(() => probe.apply([up('10.8.0.4/32'), up('10.8.0.5/32'), dl('10.8.0.1/32'), dl('10.8.0.2/32')]), /would hold 5 prefixes, capacity is 3/);
+  assert.throws(() => probe.apply([up('10.8.0.4/32'), dl('10.8.0.1/32'), dl('10.8.0.2/32'), up('10.8.0.5/32')]), /would hold 4 prefixes/);
+  probe.apply([dl('10.8.0.1/32'), up('10.8.0.4/32'), dl('10.8.0.2/32'), up('10.8.0.5/32')]);
+  assert.equal(probe.readEntries().length, 3);
 });
 
 test('counter slots exhausted: refused with RESOURCE_EXHAUSTED', async () => {

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { formatPrefix, parseCidr } from '../../common/src/cidr.js';
-import type { Datapath, MapOp, SyncMeta } from '../../node-agent/src/datapath/datapath.js';
+import { type Datapath, type MapOp, OpBatch, type SyncMeta } from '../../node-agent/src/datapath/datapath.js';
 import { openDatapath, removePins } from '../../node-agent/src/datapath/bpf-datapath.js';
 import { DatapathError } from '../../node-agent/src/datapath/errors.js';
 import { Reconciler } from '../../node-agent/src/reconcile/reconciler.js';
@@ -20,17 +20,18 @@ function rule(id: number, cidr: string, action: 'deny' | 'allow' = 'deny', direc
   return { id: BigInt(id), prefix: parseCidr(cidr), action, mode: 'enforce', direction, expireUnixMs: 0 };
 }
 
-/** The real datapath, with a switch that makes the n-th apply() call fail after the previous ones went in. */
+/** The real datapath, with a switch that makes the n-th apply call (either form) fail after the previous ones went in. */
 function failing(dp: Datapath): { dp: Datapath; failAtCall: (n: number) => void } {
   let countdown = -1;
   const wrapped = Object.create(dp) as Datapath;
-  wrapped.apply = (ops: readonly MapOp[], meta?: SyncMeta) => {
+  wrapped.apply = (ops: readonly MapOp[], meta?: SyncMeta) => wrapped.applyBatch(OpBatch.of(ops), meta);
+  wrapped.applyBatch = (b: OpBatch, meta?: SyncMeta) => {
     if (countdown >= 0 && countdown-- === 0) {
       // Half of this call reaches the kernel, then the "kernel" refuses.
-      dp.apply(ops.slice(0, Math.floor(ops.length / 2)));
+      dp.apply(b.toOps().slice(0, Math.floor(b.length / 2)));
       throw new DatapathError('update map', 'injected', 12 /* ENOMEM */);
     }
-    dp.apply(ops, meta);
+    dp.applyBatch(b, meta);
   };
   return { dp: wrapped, failAtCall: (n) => (countdown = n) };
 }

@@ -8,7 +8,7 @@ import { parseCidr } from '../../common/src/cidr.js';
 import { decodeMeta, encodeMeta, MAP } from '../../node-agent/src/datapath/abi.js';
 import { BpfMap } from '../../node-agent/src/datapath/bpf-map.js';
 import { openDatapath } from '../../node-agent/src/datapath/bpf-datapath.js';
-import type { KernelEntry, MapOp } from '../../node-agent/src/datapath/datapath.js';
+import { ATTR_ALLOW, ATTR_MONITOR, type KernelEntry, type MapOp, OpBatch } from '../../node-agent/src/datapath/datapath.js';
 import { DatapathError } from '../../node-agent/src/datapath/errors.js';
 import { placeNewLengths } from '../../node-agent/src/datapath/lengths.js';
 import { ipFrame } from './frames.js';
@@ -117,6 +117,84 @@ test('a full table is refused before anything changes; bad ops are refused with 
       () => dp.apply([up({ ...deny('10.0.0.1/32', 1), prefix: { family: 4, bytes: new Uint8Array(16), len: 8 } })]),
       { code: 'EINVAL', message: /IPv4 prefix needs 4 bytes/ },
     );
+  });
+});
+
+test('capacity is counted net of the deletes of the same call, in the order the ops run', async () => {
+  await withDatapath('state-net', { capacity: { prefixesPerTable: 4, counterSlots: 8 } }, (dp) => {
+    const ingress4 = () => dp.usage().find((u) => u.direction === 'ingress' && u.family === 4)!.entries;
+    dp.apply([1, 2, 3, 4].map((i) => up(deny(`10.1.0.${i}/32`, 1))));
+    // Adds before the deletes would overfill the table at that point: refused, nothing changed.
+    assert.throws(
+      () => dp.apply([up(deny('10.1.1.0/24', 2)), up(deny('10.1.0.5/32', 2)), del('10.1.0.1/32'), del('10.1.0.2/32')]),
+      { code: 'E2BIG', message: /would hold 6 prefixes, capacity is 4; nothing was changed/ },
+    );
+    assert.equal(ingress4(), 4);
+    assert.equal(dp.testRun('xdp', ipFrame('10.1.0.1', '192.0.2.254')).retval, XDP_DROP, 'nothing deleted');
+    assert.equal(dp.testRun('xdp', ipFrame('10.1.1.9', '192.0.2.254')).retval, XDP_PASS, 'nothing added');
+    // The same ops with the deletes first fit: the table never holds more than 4.
+    dp.apply([del('10.1.0.1/32'), del('10.1.0.2/32'), up(deny('10.1.1.0/24', 2)), up(deny('10.1.0.5/32', 2))]);
+    assert.equal(ingress4(), 4);
+    assert.equal(dp.testRun('xdp', ipFrame('10.1.1.9', '192.0.2.254')).retval, XDP_DROP);
+    // A replacement takes no room; a delete of an absent prefix frees none; an add deleted again in the same call frees its room.
+    dp.apply([up(deny('10.1.0.3/32', 3)), del('10.9.9.9/32')]);
+    assert.throws(() => dp.apply([del('10.9.9.9/32'), up(deny('10.2.0.0/16', 3))]), { code: 'E2BIG', message: /would hold 5 prefixes/ });
+    dp.apply([del('10.1.0.3/32'), up(deny('10.2.0.0/16', 3)), del('10.2.0.0/16'), up(deny('10.3.0.0/16', 3))]);
+    assert.deepEqual(dp.readEntries().map((e) => `${e.prefix.len}`).sort(), ['16', '24', '32', '32']);
+    // Tables are counted separately: egress has its own room.
+    dp.apply([up(deny('10.1.0.1/32', 1, 'egress')), up(deny('10.1.0.2/32', 1, 'egress'))]);
+  });
+});
+
+test('the bulk forms: applyBatch, entry and journal chunks, counters into caller buffers', async () => {
+  await withDatapath('state-bulk', { capacity: { prefixesPerTable: 1024, counterSlots: 64 } }, (dp) => {
+    const b = new OpBatch(64);
+    for (let i = 0; i < 10; i++) b.entryUpsert(0, (0x0a000000 | (i << 8) | 0x37) >>> 0, 0, 24, i % 3 === 0 ? ATTR_ALLOW : 0, i); // host bits masked
+    b.entryUpsert(3, parseCidr('2001:db8:1::/48').bytes, 0, 48, ATTR_MONITOR, 11);
+    b.entryUpsert(0, 0x0b000001, 0, 32, 0, 12);
+    b.journalUpsert(5n, 2, 0xc0000200, 0, 24, ATTR_ALLOW | ATTR_MONITOR, 13, 1_900_000_000_000);
+    b.journalUpsert(2n ** 64n - 1n, 1, parseCidr('2001:db8::1/128').bytes, 0, 128, 0, 14, 0);
+    dp.applyBatch(b, { revision: 3n, storeId: 'bulk' });
+    assert.equal(dp.testRun('xdp', ipFrame('10.0.1.200', '192.0.2.254')).retval, XDP_DROP);
+    assert.equal(dp.testRun('xdp', ipFrame('10.0.3.200', '192.0.2.254')).retval, XDP_PASS, 'allow');
+    // Chunks of 3 give exactly what the object forms give.
+    const fromChunks = (it: Iterable<OpBatch>) => {
+      const out: MapOp[] = [];
+      for (const c of it) {
+        assert.ok(c.length <= 3);
+        out.push(...c.toOps());
+      }
+      return out;
+    };
+    const key = (o: MapOp) => JSON.stringify(o, (_k, v) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? [...v] : v));
+    assert.deepEqual(fromChunks(dp.readEntryChunks(3)).map(key).sort(), dp.readEntries().map((entry) => key({ kind: 'entry.upsert', entry })).sort());
+    assert.equal(dp.readEntries().length, 12);
+    assert.deepEqual(
+      fromChunks(dp.readJournalChunks(3)).map(key).sort(),
+      dp.readJournal().map((rule) => key({ kind: 'journal.upsert', rule })).sort(),
+    );
+    assert.deepEqual(
+      dp.readJournal().map((j) => `${j.id} ${j.direction} ${j.prefix.family} ${Buffer.from(j.prefix.bytes).toString('hex')}/${j.prefix.len} ${j.action} ${j.mode} ${j.slot} ${j.expireUnixMs}`),
+      ['5 egress 4 c0000200/24 allow monitor 13 1900000000000', `${2n ** 64n - 1n} ingress 6 20010db8000000000000000000000001/128 deny enforce 14 0`],
+    );
+    // Counters: a window of slots into the caller's arrays, the same as the allocating read.
+    for (let k = 0; k < 4; k++) dp.testRun('xdp', ipFrame('10.0.2.9', '192.0.2.254'));
+    const packets = new BigUint64Array(5);
+    const bytes = new BigUint64Array(5);
+    assert.equal(dp.readRuleCountersInto(0, packets, bytes), 5);
+    assert.equal(packets[2], 4n);
+    assert.equal(dp.readRuleCountersInto(62, packets, bytes), 2, 'cut at the capacity');
+    assert.equal(dp.readRuleCountersInto(1, packets, bytes), 5);
+    assert.deepEqual([...packets], [1n, 4n, 1n, 0n, 0n], 'slots 1..5 (a drop on 1, an allow on 3, four drops on 2)');
+    assert.deepEqual([...bytes], [...dp.readRuleCounters(6).bytes.subarray(1, 6)]);
+    assert.equal(dp.mappedPages(), 0, 'nothing mapped at rest');
+    // Bad columns are refused before anything changes.
+    const bad = new OpBatch(2);
+    bad.entryUpsert(0, 0x0c000000, 0, 33, 0, 1);
+    assert.throws(() => dp.applyBatch(bad), { code: 'EINVAL', message: /op 0: prefix length 33 out of 0\.\.32/ });
+    bad.clear();
+    bad.counterReset(64);
+    assert.throws(() => dp.applyBatch(bad), { code: 'EINVAL', message: /op 0: counter slot 64 out of 0\.\.63/ });
   });
 });
 

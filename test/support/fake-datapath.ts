@@ -5,8 +5,11 @@
 //    process (kill -9 of an agent is modelled by dropping the object without
 //    close(); the real thing is tested with a real process);
 //  - the four tables are longest-prefix-match tables with a hard capacity,
-//    checked per apply() call before anything changes (the call's new keys
-//    against the current size; its deletes make no room): DatapathError E2BIG;
+//    checked per apply() call before anything changes, in the order the ops
+//    run (a new key takes room, a delete of a present key frees it; the table
+//    must never be over capacity at any point): DatapathError E2BIG;
+//  - the bulk forms (applyBatch, readEntryChunks, readJournalChunks,
+//    readRuleCountersInto) behave exactly as the object forms;
 //  - apply() runs ops in order and stops at the first failing op (ops before
 //    it stay applied, as with the kernel's batch calls);
 //  - per-slot rule counters and per-interface verdict counters, fed by
@@ -28,6 +31,7 @@ import type {
   SyncMeta,
   TableUsage,
 } from '../../node-agent/src/datapath/datapath.js';
+import { OpBatch } from '../../node-agent/src/datapath/datapath.js';
 import { DatapathError } from '../../node-agent/src/datapath/errors.js';
 
 interface PinnedState {
@@ -73,6 +77,8 @@ export class FakeDatapath implements Datapath {
   readonly applied: MapOp[][] = [];
   readonly metaWrites: SyncMeta[] = [];
   fault: FakeFault | undefined;
+  /** applyBatch() calls (the agent's bulk path). */
+  batchCalls = 0;
   /** Called before each op; a test may throw from it. */
   beforeOp: ((op: MapOp, index: number) => void) | undefined;
 
@@ -128,6 +134,32 @@ export class FakeDatapath implements Datapath {
     return [...this.s.journal.values()];
   }
 
+  *readEntryChunks(chunk = 1024): Generator<OpBatch> {
+    this.live();
+    const out = new OpBatch(chunk);
+    for (const e of this.readEntries()) {
+      if (out.full) {
+        yield out;
+        out.clear();
+      }
+      out.push({ kind: 'entry.upsert', entry: e });
+    }
+    if (out.length > 0) yield out;
+  }
+
+  *readJournalChunks(chunk = 1024): Generator<OpBatch> {
+    this.live();
+    const out = new OpBatch(chunk);
+    for (const rule of this.readJournal()) {
+      if (out.full) {
+        yield out;
+        out.clear();
+      }
+      out.push({ kind: 'journal.upsert', rule });
+    }
+    if (out.length > 0) yield out;
+  }
+
   readMeta(): SyncMeta {
     this.live();
     return this.s.meta;
@@ -148,18 +180,30 @@ export class FakeDatapath implements Datapath {
     // As the real meta: the store id is at most 16 bytes.
     if (meta && Buffer.byteLength(meta.storeId, 'utf8') > 16) throw new DatapathError('apply', this.options.pinDir, 22, `store id "${meta.storeId}" is longer than 16 bytes`);
     // As the real datapath: capacity is checked per call, before anything
-    // changes, counting the new keys of the call's upserts against the
-    // current size (deletes in the same call do not make room).
+    // changes, replaying the call's entry ops in order (a new key takes room,
+    // a delete of a present key frees it): never over capacity at any point.
     for (let t = 0; t < 4; t++) {
       const table = this.s.tables[t]!;
-      const fresh = new Set<string>();
+      const present = new Map<string, boolean>();
+      let count = table.size;
+      let peak = count;
       for (const op of ops) {
-        if (op.kind !== 'entry.upsert' || tableIndex(op.entry.direction, op.entry.prefix.family) !== t) continue;
-        const k = prefixKey(op.entry.prefix);
-        if (!table.has(k)) fresh.add(k);
+        if (op.kind === 'entry.upsert' && tableIndex(op.entry.direction, op.entry.prefix.family) === t) {
+          const k = prefixKey(op.entry.prefix);
+          if (!(present.get(k) ?? table.has(k))) {
+            present.set(k, true);
+            peak = Math.max(peak, ++count);
+          }
+        } else if (op.kind === 'entry.delete' && tableIndex(op.direction, op.prefix.family) === t) {
+          const k = prefixKey(op.prefix);
+          if (present.get(k) ?? table.has(k)) {
+            present.set(k, false);
+            count--;
+          }
+        }
       }
-      if (table.size + fresh.size > this.s.capacity.prefixesPerTable) {
-        throw new DatapathError('apply', `table ${t}`, 7 /* E2BIG */, `would hold ${table.size + fresh.size} prefixes, capacity is ${this.s.capacity.prefixesPerTable}; nothing was changed`);
+      if (peak > this.s.capacity.prefixesPerTable) {
+        throw new DatapathError('apply', `table ${t}`, 7 /* E2BIG */, `would hold ${peak} prefixes, capacity is ${this.s.capacity.prefixesPerTable}; nothing was changed`);
       }
     }
     this.applied.push([...ops]);
@@ -204,10 +248,24 @@ export class FakeDatapath implements Datapath {
     }
   }
 
+  applyBatch(batch: OpBatch, meta?: SyncMeta): void {
+    this.live();
+    this.batchCalls++;
+    this.apply(batch.toOps(), meta);
+  }
+
   readRuleCounters(upTo: number): { packets: BigUint64Array; bytes: BigUint64Array } {
     this.live();
     const n = Math.min(upTo, this.s.capacity.counterSlots);
     return { packets: this.s.packets.slice(0, n), bytes: this.s.bytes.slice(0, n) };
+  }
+
+  readRuleCountersInto(first: number, packets: BigUint64Array, bytes: BigUint64Array): number {
+    this.live();
+    const n = Math.max(0, Math.min(packets.length, bytes.length, this.s.capacity.counterSlots - first));
+    packets.set(this.s.packets.subarray(first, first + n));
+    bytes.set(this.s.bytes.subarray(first, first + n));
+    return n;
   }
 
   readInterfaceCounters(): InterfaceCounters[] {

@@ -19,6 +19,7 @@ import type { Prefix } from '../../../common/src/cidr.js';
 import type { DefaultAction, RuleDirection } from '../../../common/src/policy.js';
 import {
   FW_ABI_VERSION,
+  FW_ACTION,
   FW_DEFAULT,
   FW_DIR,
   FW_IF_SLOTS,
@@ -26,6 +27,7 @@ import {
   FW_LEN_SLOTS,
   FW_MAX_HASH_LENS,
   FW_MAX_RULE_SLOTS,
+  FW_MODE,
   LAYOUT,
   MAP,
   type MapName,
@@ -49,21 +51,26 @@ import {
 } from './abi.js';
 import { BpfMap, mapInfoByFd } from './bpf-map.js';
 import { type LoadedObject, loadObject } from './bpf-object.js';
-import type {
-  AttachOptions,
-  Datapath,
-  DatapathCapacity,
-  DatapathOptions,
-  EgressAttachMode,
-  InterfaceAttachment,
-  InterfaceCounters,
-  JournalRule,
-  KernelEntry,
-  MapOp,
-  SyncMeta,
-  TableUsage,
-  VerdictTotals,
-  XdpAttachMode,
+import {
+  ATTR_ALLOW,
+  ATTR_MONITOR,
+  OP,
+  OpBatch,
+  type TableIndex,
+  type AttachOptions,
+  type Datapath,
+  type DatapathCapacity,
+  type DatapathOptions,
+  type EgressAttachMode,
+  type InterfaceAttachment,
+  type InterfaceCounters,
+  type JournalRule,
+  type KernelEntry,
+  type MapOp,
+  type SyncMeta,
+  type TableUsage,
+  type VerdictTotals,
+  type XdpAttachMode,
 } from './datapath.js';
 import { DatapathError } from './errors.js';
 import { HashTable, bucketsFor, spillSizeFor } from './fwtab.js';
@@ -405,49 +412,84 @@ export class BpfDatapath implements Datapath {
   // ---------------------------------------------------------------- reads
 
   readEntries(): KernelEntry[] {
+    const out: KernelEntry[] = [];
+    for (const b of this.readEntryChunks()) {
+      for (let i = 0; i < b.length; i++) out.push((b.op(i) as Extract<MapOp, { kind: 'entry.upsert' }>).entry);
+    }
+    return out;
+  }
+
+  *readEntryChunks(chunk = READ_CHUNK): Generator<OpBatch> {
+    this.assertOpen();
+    const out = new OpBatch(chunk);
     try {
-      return this.readEntriesNow();
+      for (const t of this.tables) {
+        const table = t.desc.id as TableIndex;
+        // The hash's slots (the table is mapped while this runs)...
+        for (let pos = 0; pos >= 0; ) {
+          pos = t.tab.scanInto(out, table, pos);
+          if (out.full) {
+            yield out;
+            out.clear();
+          }
+        }
+        // ...its spill hash, and the trie.
+        for (const m of [this.map(t.desc.spill), t.trie]) {
+          const ks = m.keySize;
+          for (const { keys, values, count } of m.lookupChunks(chunk)) {
+            for (let i = 0; i < count; i++) {
+              if (out.full) {
+                yield out;
+                out.clear();
+              }
+              const len = keys.readUInt32LE(i * ks);
+              const v = i * m.valueStride;
+              const attrs = entryAttrs(values, v);
+              const slot = values.readUInt32LE(v + LAYOUT.fw_entry.fields.slot);
+              if (t.desc.family === 4) out.entryUpsert(table, keys.readUInt32BE(i * ks + 4), 0, len, attrs, slot);
+              else out.entryUpsert(table, keys, i * ks + 4, len, attrs, slot);
+            }
+          }
+        }
+      }
+      if (out.length > 0) yield out;
     } finally {
       this.releaseWindows();
     }
   }
 
-  private readEntriesNow(): KernelEntry[] {
-    this.assertOpen();
-    const out: KernelEntry[] = [];
-    for (const t of this.tables) {
-      const { direction, family } = t.desc;
-      t.tab.forEach((len, bytes, v) => out.push({ direction, prefix: { family, bytes, len }, action: v.action, mode: v.mode, slot: v.slot }));
-      const { keys, values, count } = t.trie.lookupAll();
-      const ks = t.desc.keySize;
-      for (let i = 0; i < count; i++) {
-        const len = keys.readUInt32LE(i * ks);
-        const bytes = new Uint8Array(keys.subarray(i * ks + 4, i * ks + 4 + t.desc.addrBytes));
-        const v = readEntry(values, i * t.trie.valueStride);
-        out.push({ direction, prefix: { family, bytes, len }, action: v.action, mode: v.mode, slot: v.slot });
-      }
-    }
-    return out;
-  }
-
   readJournal(): JournalRule[] {
-    this.assertOpen();
-    const m = this.map(MAP.JOURNAL);
-    const { keys, values, count } = m.lookupAll();
     const out: JournalRule[] = [];
-    for (let i = 0; i < count; i++) {
-      const r = readJournalRule(values, i * m.valueStride);
-      out.push({
-        id: keys.readBigUInt64LE(i * 8),
-        direction: r.direction,
-        prefix: { family: r.family, bytes: r.addr, len: r.prefixlen },
-        action: r.action,
-        mode: r.mode,
-        expireUnixMs: r.expireUnixMs,
-        slot: r.slot,
-      });
+    for (const b of this.readJournalChunks()) {
+      for (let i = 0; i < b.length; i++) out.push((b.op(i) as Extract<MapOp, { kind: 'journal.upsert' }>).rule);
     }
     return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  *readJournalChunks(chunk = READ_CHUNK): Generator<OpBatch> {
+    this.assertOpen();
+    const m = this.map(MAP.JOURNAL);
+    const F = LAYOUT.fw_journal_rule.fields;
+    const out = new OpBatch(chunk);
+    for (const { keys, values, count } of m.lookupChunks(chunk)) {
+      for (let i = 0; i < count; i++) {
+        if (out.full) {
+          yield out;
+          out.clear();
+        }
+        const o = i * m.valueStride;
+        const v6 = values[o + F.family] === 6;
+        const table = ((values[o + F.direction] === FW_DIR.egress ? 2 : 0) | (v6 ? 1 : 0)) as TableIndex;
+        const attrs = (values[o + F.action] === FW_ACTION.allow ? ATTR_ALLOW : 0) | (values[o + F.mode] === FW_MODE.monitor ? ATTR_MONITOR : 0);
+        const len = values.readUInt32LE(o + F.prefixlen);
+        const slot = values.readUInt32LE(o + F.slot);
+        const expire = Number(values.readBigUInt64LE(o + F.expire_unix_ms));
+        const id = keys.readBigUInt64LE(i * 8);
+        if (v6) out.journalUpsert(id, table, values, o + F.addr, len, attrs, slot, expire);
+        else out.journalUpsert(id, table, values.readUInt32BE(o + F.addr), 0, len, attrs, slot, expire);
+      }
+    }
+    if (out.length > 0) yield out;
   }
 
   readMeta(): SyncMeta {
@@ -506,44 +548,56 @@ export class BpfDatapath implements Datapath {
   // ---------------------------------------------------------------- apply
 
   apply(ops: readonly MapOp[], meta?: SyncMeta): void {
+    this.assertOpen();
+    this.validateObjects(ops);
+    this.applyBatch(OpBatch.of(ops), meta);
+  }
+
+  applyBatch(batch: OpBatch, meta?: SyncMeta): void {
+    this.assertOpen();
     try {
-      this.applyNow(ops, meta);
+      this.applyNow(batch, meta);
     } finally {
       this.releaseWindows();
     }
   }
 
-  private applyNow(ops: readonly MapOp[], meta?: SyncMeta): void {
-    this.assertOpen();
-    this.validate(ops, meta);
-    this.checkCapacity(ops);
-    this.mapForBulk(ops);
-    const touchesEntries = ops.some((o) => o.kind === 'entry.upsert' || o.kind === 'entry.delete');
+  private applyNow(b: OpBatch, meta?: SyncMeta): void {
+    this.validate(b, meta);
+    this.checkCapacity(b);
+    this.mapForBulk(b);
+    let touchesEntries = false;
+    for (let i = 0; i < b.length; i++) {
+      if (b.kind[i] === OP.entryUpsert || b.kind[i] === OP.entryDelete) {
+        touchesEntries = true;
+        break;
+      }
+    }
     if (touchesEntries) {
       this.meta = { ...this.meta, dirty: true };
       this.writeMeta();
     }
+    const n = b.length;
     let i = 0;
-    while (i < ops.length) {
-      const kind = ops[i]!.kind;
+    while (i < n) {
+      const kind = b.kind[i]!;
       let j = i;
-      while (j < ops.length && ops[j]!.kind === kind) j++;
-      const group = ops.slice(i, j);
+      while (j < n && b.kind[j] === kind) j++;
       switch (kind) {
-        case 'entry.upsert':
-          this.upsertEntries(group as Array<Extract<MapOp, { kind: 'entry.upsert' }>>);
+        case OP.entryUpsert:
+          this.upsertEntries(b, i, j);
           break;
-        case 'entry.delete':
-          this.deleteEntries(group as Array<Extract<MapOp, { kind: 'entry.delete' }>>);
+        case OP.entryDelete:
+          this.deleteEntries(b, i, j);
           break;
-        case 'journal.upsert':
-          this.upsertJournal(group as Array<Extract<MapOp, { kind: 'journal.upsert' }>>);
+        case OP.journalUpsert:
+          this.upsertJournal(b, i, j);
           break;
-        case 'journal.delete':
-          this.deleteJournal(group as Array<Extract<MapOp, { kind: 'journal.delete' }>>);
+        case OP.journalDelete:
+          this.deleteJournal(b, i, j);
           break;
-        case 'counter.reset':
-          this.resetCounters(group as Array<Extract<MapOp, { kind: 'counter.reset' }>>);
+        case OP.counterReset:
+          this.resetCounters(b, i, j);
           break;
       }
       i = j;
@@ -561,13 +615,13 @@ export class BpfDatapath implements Datapath {
    * Maps whole tables (and their fw_tblcfg value, the counters) up front
    * when a batch touches them often; a few ops map the pages they touch.
    */
-  private mapForBulk(ops: readonly MapOp[]): void {
+  private mapForBulk(b: OpBatch): void {
     const perTable = [0, 0, 0, 0];
     let resets = 0;
-    for (const op of ops) {
-      if (op.kind === 'entry.upsert') perTable[tableFor(op.entry.direction, op.entry.prefix.family).id]!++;
-      else if (op.kind === 'entry.delete') perTable[tableFor(op.direction, op.prefix.family).id]!++;
-      else if (op.kind === 'counter.reset') resets++;
+    for (let i = 0; i < b.length; i++) {
+      const k = b.kind[i];
+      if (k === OP.entryUpsert || k === OP.entryDelete) perTable[b.table[i]!]!++;
+      else if (k === OP.counterReset) resets++;
     }
     for (const t of this.tables) {
       if (perTable[t.desc.id]! <= BULK_OPS) continue;
@@ -577,7 +631,8 @@ export class BpfDatapath implements Datapath {
     if (resets > BULK_OPS) this.ruleCntRegion.mapAll();
   }
 
-  private validate(ops: readonly MapOp[], meta?: SyncMeta): void {
+  /** The object form's own checks (what the columns cannot express). */
+  private validateObjects(ops: readonly MapOp[]): void {
     const bad = (msg: string) => new DatapathError('apply', this.pinDir, E.EINVAL, msg);
     const checkPrefix = (p: Prefix, where: number) => {
       const max = p.family === 4 ? 32 : p.family === 6 ? 128 : -1;
@@ -603,8 +658,10 @@ export class BpfDatapath implements Datapath {
           checkPrefix(op.rule.prefix, i);
           checkSlot(op.rule.slot, i);
           if (op.rule.id < 0n || op.rule.id >= 2n ** 64n) throw bad(`op ${i}: rule id out of u64 range`);
+          if (!Number.isSafeInteger(op.rule.expireUnixMs) || op.rule.expireUnixMs < 0) throw bad(`op ${i}: expiry ${op.rule.expireUnixMs} is not a Unix time in ms`);
           break;
         case 'journal.delete':
+          if (op.id < 0n || op.id >= 2n ** 64n) throw bad(`op ${i}: rule id out of u64 range`);
           break;
         case 'counter.reset':
           checkSlot(op.slot, i);
@@ -613,43 +670,72 @@ export class BpfDatapath implements Datapath {
           throw bad(`op ${i}: unknown kind ${(op as { kind: string }).kind}`);
       }
     });
-    if (meta && Buffer.byteLength(meta.storeId, 'utf8') > 16) throw bad(`store id "${meta.storeId}" is longer than 16 bytes`);
   }
 
-  /** Refuses, before anything changes, a batch that would overfill a table. */
-  private checkCapacity(ops: readonly MapOp[]): void {
-    const counts = [0, 0, 0, 0];
-    for (const op of ops) if (op.kind === 'entry.upsert') counts[tableFor(op.entry.direction, op.entry.prefix.family).id]!++;
-    const upserts = new Map<TableState, Prefix[]>();
-    for (const t of this.tables) {
-      if (sum(t.counts) + counts[t.desc.id]! <= this.capacity.prefixesPerTable) continue;
-      upserts.set(
-        t,
-        ops.flatMap((op) =>
-          op.kind === 'entry.upsert' && tableFor(op.entry.direction, op.entry.prefix.family).id === t.desc.id ? [op.entry.prefix] : [],
-        ),
-      );
-    }
-    for (const [t, prefixes] of upserts) {
-      const now = sum(t.counts);
-      if (now + prefixes.length <= this.capacity.prefixesPerTable) continue;
-      // Close to full: count exactly the prefixes that are new.
-      const seen = new Set<string>();
-      let fresh = 0;
-      for (const p of prefixes) {
-        const bytes = maskedBytes(p);
-        const id = `${p.len}/${Buffer.from(bytes).toString('hex')}`;
-        if (seen.has(id)) continue;
-        seen.add(id);
-        if (t.counts[p.len]! > 0 && this.has(t, p.len, bytes)) continue;
-        fresh++;
+  private validate(b: OpBatch, meta?: SyncMeta): void {
+    const bad = (msg: string) => new DatapathError('apply', this.pinDir, E.EINVAL, msg);
+    const slots = this.capacity.counterSlots;
+    if (b.length > b.capacity) throw bad(`batch length ${b.length} exceeds its capacity ${b.capacity}`);
+    for (let i = 0; i < b.length; i++) {
+      const k = b.kind[i]!;
+      if (k < OP.entryUpsert || k > OP.counterReset) throw bad(`op ${i}: unknown kind ${k}`);
+      if (k === OP.entryUpsert || k === OP.entryDelete || k === OP.journalUpsert) {
+        const t = b.table[i]!;
+        if (t > 3) throw bad(`op ${i}: table ${t} out of 0..3`);
+        const max = (t & 1) !== 0 ? 128 : 32;
+        if (b.len[i]! > max) throw bad(`op ${i}: prefix length ${b.len[i]} out of 0..${max}`);
       }
-      if (now + fresh > this.capacity.prefixesPerTable) {
+      if ((k === OP.entryUpsert || k === OP.journalUpsert || k === OP.counterReset) && b.slot[i]! >= slots) {
+        throw bad(`op ${i}: counter slot ${b.slot[i]} out of 0..${slots - 1}`);
+      }
+      if (k === OP.journalUpsert) {
+        const x = b.expire[i]!;
+        if (!Number.isSafeInteger(x) || x < 0) throw bad(`op ${i}: expiry ${x} is not a Unix time in ms`);
+      }
+    }
+    if (meta && Buffer.byteLength(meta.storeId, 'utf8') > FW_STORE_ID_BYTES) {
+      throw bad(`store id "${meta.storeId}" is longer than ${FW_STORE_ID_BYTES} bytes`);
+    }
+  }
+
+  /**
+   * Refuses, before anything changes, a batch that would overfill a table at
+   * any point of the order it runs in (an upsert of a new prefix takes room,
+   * a delete of a present one frees it).
+   */
+  private checkCapacity(b: OpBatch): void {
+    const cap = this.capacity.prefixesPerTable;
+    const upserts = [0, 0, 0, 0];
+    for (let i = 0; i < b.length; i++) if (b.kind[i] === OP.entryUpsert) upserts[b.table[i]!]!++;
+    for (const t of this.tables) {
+      const now = sum(t.counts);
+      if (now + upserts[t.desc.id]! <= cap) continue; // even if every upsert were new and no delete freed anything
+      // Close to full: replay the batch's entry ops on this table, exactly.
+      const state = new Map<number | string, boolean>();
+      let count = now;
+      let peak = now;
+      for (let i = 0; i < b.length; i++) {
+        const k = b.kind[i];
+        if ((k !== OP.entryUpsert && k !== OP.entryDelete) || b.table[i] !== t.desc.id) continue;
+        const key = batchKey(b, i);
+        let present = state.get(key);
+        if (present === undefined) present = this.hasOp(t, b, i);
+        if (k === OP.entryUpsert) {
+          if (!present) {
+            state.set(key, true);
+            if (++count > peak) peak = count;
+          }
+        } else if (present) {
+          state.set(key, false);
+          count--;
+        }
+      }
+      if (peak > cap) {
         throw new DatapathError(
           'apply',
           `${t.desc.direction} IPv${t.desc.family} table`,
           E.E2BIG,
-          `would hold ${now + fresh} prefixes, capacity is ${this.capacity.prefixesPerTable}; nothing was changed`,
+          `would hold ${peak} prefixes, capacity is ${cap}; nothing was changed`,
         );
       }
     }
@@ -659,26 +745,30 @@ export class BpfDatapath implements Datapath {
     return activeSet(t).hashLens.includes(len);
   }
 
-  private has(t: TableState, len: number, bytes: Uint8Array): boolean {
-    if (this.inHash(t, len)) return t.tab.has(len, bytes);
+  /** True if the table holds op i's prefix. */
+  private hasOp(t: TableState, b: OpBatch, i: number): boolean {
+    const len = b.len[i]!;
+    if (t.counts[len] === 0) return false;
+    if (this.inHash(t, len)) return t.desc.family === 4 ? t.tab.has4(len, b.addr4[i]!) : t.tab.has(len, b.addr6, i * 16);
     const key = Buffer.alloc(t.desc.keySize);
-    key.writeUInt32LE(len, 0);
-    key.set(bytes, 4);
+    writeMaskedKeyOp(key, 0, b, i);
     return t.trie.lookup(key) !== null;
   }
 
-  private upsertEntries(group: ReadonlyArray<Extract<MapOp, { kind: 'entry.upsert' }>>): void {
-    const byTable: Array<Array<Extract<MapOp, { kind: 'entry.upsert' }>['entry']>> = [[], [], [], []];
-    for (const op of group) byTable[tableFor(op.entry.direction, op.entry.prefix.family).id]!.push(op.entry);
+  private upsertEntries(b: OpBatch, i0: number, j0: number): void {
+    const perTable = [0, 0, 0, 0];
+    for (let i = i0; i < j0; i++) perTable[b.table[i]!]!++;
     for (const t of this.tables) {
-      const entries = byTable[t.desc.id]!;
-      if (entries.length === 0) continue;
+      const nt = perTable[t.desc.id]!;
+      if (nt === 0) continue;
+      const id = t.desc.id;
       t.touched = true;
       const set = activeSet(t);
       // Place lengths this batch populates for the first time.
       const newLens = new Map<number, number>();
-      for (const e of entries) {
-        const len = e.prefix.len;
+      for (let i = i0; i < j0; i++) {
+        if (b.table[i] !== id) continue;
+        const len = b.len[i]!;
         if (t.counts[len] === 0 && !set.hashLens.includes(len)) newLens.set(len, (newLens.get(len) ?? 0) + 1);
       }
       const placement = placeNewLengths(set.hashLens, newLens, this.maxHashLengths);
@@ -690,34 +780,40 @@ export class BpfDatapath implements Datapath {
       for (const l of hashLens) inHashLen[l] = 1;
       const isFresh = new Uint8Array(FW_LEN_SLOTS);
       for (const l of newLens.keys()) isFresh[l] = 1;
-      const toTrie = { keys: Buffer.alloc(entries.length * ks), vals: Buffer.alloc(entries.length * vs), lens: new Uint8Array(entries.length), n: 0 };
+      let nTrie = 0;
+      for (let i = i0; i < j0; i++) if (b.table[i] === id && !inHashLen[b.len[i]!]) nTrie++;
+      const toTrie = { keys: Buffer.alloc(nTrie * ks), vals: Buffer.alloc(nTrie * vs), lens: new Uint8Array(nTrie), n: 0 };
       // Trie entries of already-populated lengths may replace an existing key:
       // they go one by one (NOEXIST, then EXIST) so the counts stay exact.
-      const single: Array<{ m: BpfMap; key: Buffer; val: Buffer; len: number }> = [];
-      for (const e of entries) {
-        const len = e.prefix.len;
+      const single: Array<{ key: Buffer; val: Buffer; len: number }> = [];
+      const v4 = t.desc.family === 4;
+      for (let i = i0; i < j0; i++) {
+        if (b.table[i] !== id) continue;
+        const len = b.len[i]!;
+        const attrs = b.attrs[i]!;
         if (inHashLen[len]) {
           // The hash: one atomic store per entry through the mapping (it says whether the prefix was new).
-          if (t.tab.upsert(len, e.prefix.bytes, e)) t.counts[len]!++;
+          const fresh = v4 ? t.tab.upsert4(len, b.addr4[i]!, attrs, b.slot[i]!) : t.tab.upsert(len, b.addr6, i * 16, attrs, b.slot[i]!);
+          if (fresh) t.counts[len]!++;
         } else if (isFresh[len]) {
-          writeMaskedKey(toTrie.keys, toTrie.n * ks, e.prefix);
-          writeEntry(toTrie.vals, toTrie.n * vs, e.slot, e.action, e.mode, len);
+          writeMaskedKeyOp(toTrie.keys, toTrie.n * ks, b, i);
+          writeEntryAttrs(toTrie.vals, toTrie.n * vs, b.slot[i]!, attrs, len);
           toTrie.lens[toTrie.n] = len;
           toTrie.n++;
         } else {
           const key = Buffer.alloc(ks);
-          writeMaskedKey(key, 0, e.prefix);
+          writeMaskedKeyOp(key, 0, b, i);
           const val = Buffer.alloc(vs);
-          writeEntry(val, 0, e.slot, e.action, e.mode, len);
-          single.push({ m: t.trie, key, val, len });
+          writeEntryAttrs(val, 0, b.slot[i]!, attrs, len);
+          single.push({ key, val, len });
         }
       }
       this.insertBatch(t, t.trie, toTrie.keys, toTrie.vals, toTrie.lens, toTrie.n);
       for (const s of single) {
-        const errno = s.m.tryUpdate(s.key, s.val, BPF_NOEXIST);
+        const errno = t.trie.tryUpdate(s.key, s.val, BPF_NOEXIST);
         if (errno === 0) t.counts[s.len]!++;
-        else if (errno === E.EEXIST) s.m.update(s.key, s.val, BPF_EXIST);
-        else throw new DatapathError('update map', s.m.name, errno, errno === E.E2BIG ? `map is full (${s.m.maxEntries} entries)` : undefined);
+        else if (errno === E.EEXIST) t.trie.update(s.key, s.val, BPF_EXIST);
+        else throw new DatapathError('update map', t.trie.name, errno, errno === E.E2BIG ? `map is full (${t.trie.maxEntries} entries)` : undefined);
       }
       // Publish after the entries are in: new hash lengths, the trie flag.
       const next: LenSet = { hashLens: mergeDesc(set.hashLens, placement.toHash), useTrie: set.useTrie || this.trieCount(t, hashLens) > 0 };
@@ -744,27 +840,32 @@ export class BpfDatapath implements Datapath {
     }
   }
 
-  private deleteEntries(group: ReadonlyArray<Extract<MapOp, { kind: 'entry.delete' }>>): void {
-    const byTable: Prefix[][] = [[], [], [], []];
-    for (const op of group) byTable[tableFor(op.direction, op.prefix.family).id]!.push(op.prefix);
+  private deleteEntries(b: OpBatch, i0: number, j0: number): void {
+    const perTable = [0, 0, 0, 0];
+    for (let i = i0; i < j0; i++) perTable[b.table[i]!]!++;
     for (const t of this.tables) {
-      const prefixes = byTable[t.desc.id]!;
-      if (prefixes.length === 0) continue;
+      const nt = perTable[t.desc.id]!;
+      if (nt === 0) continue;
+      const id = t.desc.id;
       t.touched = true;
       const set = activeSet(t);
+      const inHashLen = new Uint8Array(FW_LEN_SLOTS);
+      for (const l of set.hashLens) inHashLen[l] = 1;
       const ks = t.desc.keySize;
       const perLen = new Map<number, number>();
-      const h: Prefix[] = [];
-      const tr = { keys: Buffer.alloc(prefixes.length * ks), lens: new Uint8Array(prefixes.length), n: 0 };
-      for (const p of prefixes) {
-        if (t.counts[p.len] === 0) continue; // nothing of that length: absent
-        perLen.set(p.len, (perLen.get(p.len) ?? 0) + 1);
-        if (set.hashLens.includes(p.len)) {
-          h.push(p);
+      const h: number[] = [];
+      const tr = { keys: Buffer.alloc(nt * ks), lens: new Uint8Array(nt), n: 0 };
+      for (let i = i0; i < j0; i++) {
+        if (b.table[i] !== id) continue;
+        const len = b.len[i]!;
+        if (t.counts[len] === 0) continue; // nothing of that length: absent
+        perLen.set(len, (perLen.get(len) ?? 0) + 1);
+        if (inHashLen[len]) {
+          h.push(i);
           continue;
         }
-        writeMaskedKey(tr.keys, tr.n * ks, p);
-        tr.lens[tr.n] = p.len;
+        writeMaskedKeyOp(tr.keys, tr.n * ks, b, i);
+        tr.lens[tr.n] = len;
         tr.n++;
       }
       // Unpublish, before deleting, the lengths (and the trie) these deletes empty.
@@ -776,7 +877,11 @@ export class BpfDatapath implements Datapath {
       const before: LenSet = { hashLens: hashAfter, useTrie: set.useTrie && trieAfter > 0 };
       if (!sameSet(before, set)) this.publish(t, before);
 
-      for (const p of h) if (t.tab.delete(p.len, p.bytes)) t.counts[p.len]!--;
+      const v4 = t.desc.family === 4;
+      for (const i of h) {
+        const len = b.len[i]!;
+        if (v4 ? t.tab.delete4(len, b.addr4[i]!) : t.tab.delete(len, b.addr6, i * 16)) t.counts[len]!--;
+      }
       // set = the lengths in the hash before this delete (some may be unpublished by now).
       if (h.length > 0 && set.hashLens.every((l) => t.counts[l] === 0)) t.tab.clearFlagsOfEmptyTable();
       t.trie.deleteMany(tr.keys, tr.n, (i) => t.counts[tr.lens[i]!]!--);
@@ -809,33 +914,42 @@ export class BpfDatapath implements Datapath {
     t.cfg = staged;
   }
 
-  private upsertJournal(group: ReadonlyArray<Extract<MapOp, { kind: 'journal.upsert' }>>): void {
+  private upsertJournal(b: OpBatch, i0: number, j0: number): void {
     const m = this.map(MAP.JOURNAL);
     const vs = LAYOUT.fw_journal_rule.size;
-    const keys = Buffer.alloc(group.length * 8);
-    const vals = Buffer.alloc(group.length * vs);
-    group.forEach((op, i) => {
-      keys.writeBigUInt64LE(op.rule.id, i * 8);
-      writeJournalRule(vals, i * vs, { ...op.rule, prefix: { ...op.rule.prefix, bytes: maskedBytes(op.rule.prefix) } });
-    });
-    const res = m.updateBatch(keys, vals, group.length);
-    if (res.errno !== 0) {
-      throw new DatapathError('update batch of map', m.name, res.errno, res.errno === E.E2BIG ? `journal is full (${m.maxEntries} rules)` : undefined);
+    const size = Math.min(j0 - i0, WRITE_CHUNK);
+    const keys = Buffer.alloc(size * 8);
+    const vals = Buffer.alloc(size * vs);
+    for (let s = i0; s < j0; s += size) {
+      const n = Math.min(size, j0 - s);
+      for (let k = 0; k < n; k++) {
+        keys.writeBigUInt64LE(b.id[s + k]!, k * 8);
+        writeJournalOp(vals, k * vs, b, s + k);
+      }
+      const res = m.updateBatch(keys, vals, n);
+      if (res.errno !== 0) {
+        throw new DatapathError('update batch of map', m.name, res.errno, res.errno === E.E2BIG ? `journal is full (${m.maxEntries} rules)` : undefined);
+      }
     }
   }
 
-  private deleteJournal(group: ReadonlyArray<Extract<MapOp, { kind: 'journal.delete' }>>): void {
-    const keys = Buffer.alloc(group.length * 8);
-    group.forEach((op, i) => keys.writeBigUInt64LE(op.id, i * 8));
-    this.map(MAP.JOURNAL).deleteMany(keys, group.length);
+  private deleteJournal(b: OpBatch, i0: number, j0: number): void {
+    const size = Math.min(j0 - i0, WRITE_CHUNK);
+    const keys = Buffer.alloc(size * 8);
+    for (let s = i0; s < j0; s += size) {
+      const n = Math.min(size, j0 - s);
+      for (let k = 0; k < n; k++) keys.writeBigUInt64LE(b.id[s + k]!, k * 8);
+      this.map(MAP.JOURNAL).deleteMany(keys, n);
+    }
   }
 
-  private resetCounters(group: ReadonlyArray<Extract<MapOp, { kind: 'counter.reset' }>>): void {
+  private resetCounters(b: OpBatch, i0: number, j0: number): void {
     const view = this.ruleCnt;
     const region = this.ruleCntRegion;
-    for (const op of group) {
+    for (let k = i0; k < j0; k++) {
+      const slot = b.slot[k]!;
       for (let c = 0; c < this.ncpu; c++) {
-        const i = (c * this.ruleSlots + op.slot) * 2;
+        const i = (c * this.ruleSlots + slot) * 2;
         region.ensure(i * 8, 16);
         Atomics.store(view, i, 0n);
         Atomics.store(view, i + 1, 0n);
@@ -865,16 +979,17 @@ export class BpfDatapath implements Datapath {
       const set = activeSet(t);
       const trieLens = new Set<number>();
       const hashWithEntries = new Set<number>();
-      t.tab.forEach((len) => {
+      t.tab.forEachRaw((len) => {
         t.counts[len]!++;
         hashWithEntries.add(len);
       });
-      const { keys, count } = t.trie.lookupAll();
-      for (let i = 0; i < count; i++) {
-        const len = keys.readUInt32LE(i * t.desc.keySize);
-        if (len <= t.desc.maxLen) {
-          t.counts[len]!++;
-          trieLens.add(len);
+      for (const { keys, count } of t.trie.lookupChunks()) {
+        for (let i = 0; i < count; i++) {
+          const len = keys.readUInt32LE(i * t.desc.keySize);
+          if (len <= t.desc.maxLen) {
+            t.counts[len]!++;
+            trieLens.add(len);
+          }
         }
       }
       // Every hash length with entries is published; the trie flag follows the trie.
@@ -893,31 +1008,37 @@ export class BpfDatapath implements Datapath {
   // ---------------------------------------------------------------- counters
 
   readRuleCounters(upTo: number): { packets: BigUint64Array; bytes: BigUint64Array } {
-    try {
-      return this.readRuleCountersNow(upTo);
-    } finally {
-      this.releaseWindows();
-    }
-  }
-
-  private readRuleCountersNow(upTo: number): { packets: BigUint64Array; bytes: BigUint64Array } {
     this.assertOpen();
     const n = Math.max(0, Math.min(upTo, this.capacity.counterSlots));
     const packets = new BigUint64Array(n);
     const bytes = new BigUint64Array(n);
-    const view = this.ruleCnt;
-    const slots = this.ruleSlots;
-    for (let c = 0; c < this.ncpu; c++) {
-      const base = c * slots * 2;
-      this.ruleCntRegion.ensure(base * 8, n * 16);
-      for (let i = 0; i < n; i++) {
-        const p = view[base + i * 2]!;
-        if (p === 0n) continue;
-        packets[i] = packets[i]! + p;
-        bytes[i] = bytes[i]! + view[base + i * 2 + 1]!;
-      }
-    }
+    this.readRuleCountersInto(0, packets, bytes);
     return { packets, bytes };
+  }
+
+  readRuleCountersInto(first: number, packets: BigUint64Array, bytes: BigUint64Array): number {
+    this.assertOpen();
+    if (!Number.isInteger(first) || first < 0) throw new DatapathError('read rule counters', this.pinDir, E.EINVAL, `first slot ${first} is not a slot number`);
+    const n = Math.max(0, Math.min(packets.length, bytes.length, this.capacity.counterSlots - first));
+    packets.fill(0n, 0, n);
+    bytes.fill(0n, 0, n);
+    if (n === 0) return 0;
+    const view = this.ruleCnt;
+    try {
+      for (let c = 0; c < this.ncpu; c++) {
+        const base = (c * this.ruleSlots + first) * 2;
+        this.ruleCntRegion.ensure(base * 8, n * 16);
+        for (let i = 0; i < n; i++) {
+          const p = view[base + i * 2]!;
+          if (p === 0n) continue;
+          packets[i] = packets[i]! + p;
+          bytes[i] = bytes[i]! + view[base + i * 2 + 1]!;
+        }
+      }
+    } finally {
+      this.ruleCntRegion.release();
+    }
+    return n;
   }
 
   readInterfaceCounters(): InterfaceCounters[] {
@@ -1308,6 +1429,8 @@ export class BpfDatapath implements Datapath {
  * 16 MB, ~1 ms for an IPv6 table) instead of a window per touched page (~5 us).
  */
 const BULK_OPS = 64;
+/** Bytes of store id the pinned meta holds. */
+const FW_STORE_ID_BYTES = 16;
 
 /** Bytes between fw_tblcfg values in its mapping. */
 const CFG_STRIDE = Math.ceil(LAYOUT.fw_table_cfg.size / 8) * 8;
@@ -1347,6 +1470,77 @@ function zero() {
 function add(c: { packets: bigint; bytes: bigint }, b: Buffer, off: number): void {
   c.packets += b.readBigUInt64LE(off);
   c.bytes += b.readBigUInt64LE(off + 8);
+}
+
+/** Chunk of the read iterators (ops per yielded batch). */
+const READ_CHUNK = 16384;
+/** Elements per batch syscall when writing the journal. */
+const WRITE_CHUNK = 16384;
+
+/** attrs (ATTR_*) of a fw_entry value at `off`. */
+function entryAttrs(v: Buffer, off: number): number {
+  return (v[off + LAYOUT.fw_entry.fields.action] === FW_ACTION.allow ? ATTR_ALLOW : 0) | (v[off + LAYOUT.fw_entry.fields.mode] === FW_MODE.monitor ? ATTR_MONITOR : 0);
+}
+
+function writeEntryAttrs(buf: Buffer, off: number, slot: number, attrs: number, len: number): void {
+  writeEntry(buf, off, slot, (attrs & ATTR_ALLOW) !== 0 ? 'allow' : 'deny', (attrs & ATTR_MONITOR) !== 0 ? 'monitor' : 'enforce', len);
+}
+
+/** The IPv4 address of op i with host bits cleared. */
+function masked4(b: OpBatch, i: number): number {
+  const len = b.len[i]!;
+  return len === 0 ? 0 : (b.addr4[i]! & ((0xffffffff << (32 - len)) >>> 0)) >>> 0;
+}
+
+/** Writes op i's trie/spill key {prefixlen, address with host bits cleared} at `off`. */
+function writeMaskedKeyOp(buf: Buffer, off: number, b: OpBatch, i: number): void {
+  const len = b.len[i]!;
+  buf.writeUInt32LE(len, off);
+  if ((b.table[i]! & 1) === 0) {
+    buf.writeUInt32BE(masked4(b, i), off + 4);
+    return;
+  }
+  for (let k = 0; k < 16; k++) {
+    const keep = len - k * 8;
+    const x = b.addr6[i * 16 + k]!;
+    buf[off + 4 + k] = keep >= 8 ? x : keep <= 0 ? 0 : x & ((0xff << (8 - keep)) & 0xff);
+  }
+}
+
+/** A key naming op i's prefix within its table (capacity replay). */
+function batchKey(b: OpBatch, i: number): number | string {
+  const len = b.len[i]!;
+  if ((b.table[i]! & 1) === 0) return len * 4294967296 + masked4(b, i);
+  let s = String.fromCharCode(len);
+  for (let k = 0; k < 16; k++) {
+    const keep = len - k * 8;
+    const x = b.addr6[i * 16 + k]!;
+    s += String.fromCharCode(keep >= 8 ? x : keep <= 0 ? 0 : x & ((0xff << (8 - keep)) & 0xff));
+  }
+  return s;
+}
+
+/** fw_journal_rule of journal.upsert op i at `off` (address masked). */
+function writeJournalOp(v: Buffer, off: number, b: OpBatch, i: number): void {
+  const F = LAYOUT.fw_journal_rule.fields;
+  v.fill(0, off, off + LAYOUT.fw_journal_rule.size);
+  const table = b.table[i]!;
+  const len = b.len[i]!;
+  v.writeUInt32LE(len, off + F.prefixlen);
+  if ((table & 1) === 0) v.writeUInt32BE(masked4(b, i), off + F.addr);
+  else {
+    for (let k = 0; k < 16; k++) {
+      const keep = len - k * 8;
+      const x = b.addr6[i * 16 + k]!;
+      v[off + F.addr + k] = keep >= 8 ? x : keep <= 0 ? 0 : x & ((0xff << (8 - keep)) & 0xff);
+    }
+  }
+  v[off + F.family] = (table & 1) !== 0 ? 6 : 4;
+  v[off + F.direction] = (table & 2) !== 0 ? FW_DIR.egress : FW_DIR.ingress;
+  v[off + F.action] = (b.attrs[i]! & ATTR_ALLOW) !== 0 ? FW_ACTION.allow : FW_ACTION.deny;
+  v[off + F.mode] = (b.attrs[i]! & ATTR_MONITOR) !== 0 ? FW_MODE.monitor : FW_MODE.enforce;
+  v.writeUInt32LE(b.slot[i]!, off + F.slot);
+  v.writeBigUInt64LE(BigInt(b.expire[i]!), off + F.expire_unix_ms);
 }
 
 /** Writes a hash/trie key {prefixlen, address with host bits cleared} at `off`. */

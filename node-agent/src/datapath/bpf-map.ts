@@ -191,6 +191,42 @@ export class BpfMap {
     return { keys: Buffer.concat(keyParts), values: Buffer.concat(valParts), count: total };
   }
 
+  /**
+   * Reads every element in chunks of at most `chunk` (batch lookups): yields
+   * the same key/value buffers, refilled (`count` elements each; values at
+   * valueStride). Consume a chunk before asking for the next.
+   */
+  *lookupChunks(chunk = 16384): Generator<{ keys: Buffer; values: Buffer; count: number }> {
+    const ks = this.keySize;
+    const vs = this.valueStride;
+    let want = Math.max(1, Math.min(chunk, this.maxEntries));
+    const tokenSize = Math.max(ks, 8);
+    let tokens: Buffer[] = [Buffer.alloc(tokenSize), Buffer.alloc(tokenSize)];
+    let inBatch: Buffer | null = null;
+    let keys = Buffer.alloc(want * ks);
+    let vals = Buffer.alloc(want * vs);
+    const n = new Uint32Array(1);
+    for (;;) {
+      const outBatch: Buffer = tokens[inBatch === tokens[0] ? 1 : 0]!;
+      n[0] = want;
+      const r = raw.bpf_map_lookup_batch(this.fd, inBatch, outBatch, keys, vals, n, null) as number;
+      const got = n[0]!;
+      const errno = r === 0 ? 0 : lastErrno(r);
+      if (errno === ENOSPC && got === 0) {
+        // A hash bucket holds more elements than the buffer: grow and retry.
+        want *= 2;
+        keys = Buffer.alloc(want * ks);
+        vals = Buffer.alloc(want * vs);
+        tokens = inBatch ? [inBatch, Buffer.alloc(tokenSize)] : tokens;
+        continue;
+      }
+      if (errno !== 0 && errno !== ENOENT) throw new DatapathError('read map', this.name, errno);
+      if (got > 0) yield { keys, values: vals, count: got };
+      if (errno === ENOENT) return;
+      inBatch = outBatch;
+    }
+  }
+
   /** Batch lookup of array keys [0, n) (arrays only). */
   lookupArrayPrefix(n: number): Buffer {
     const vs = this.valueStride;

@@ -47,6 +47,222 @@ export type MapOp =
   /** Zero a counter slot before it is given to a new rule. */
   | { readonly kind: 'counter.reset'; readonly slot: number };
 
+// ---------------------------------------------------------------- columnar ops
+//
+// The bulk form of MapOp: a reusable batch of ops in columns (one typed array
+// per field, no object per op). A million ops are a few chunks of a batch the
+// caller refills; reads of the journal and the tables come back the same way.
+
+/** Kind of op i of an OpBatch (OpBatch.kind[i]). */
+export const OP = {
+  entryUpsert: 1,
+  entryDelete: 2,
+  journalUpsert: 3,
+  journalDelete: 4,
+  counterReset: 5,
+} as const;
+export type OpCode = (typeof OP)[keyof typeof OP];
+
+const KIND_NAMES = ['', 'entry.upsert', 'entry.delete', 'journal.upsert', 'journal.delete', 'counter.reset'] as const;
+
+/** Attribute bits (OpBatch.attrs): the same bits as the agent's packed kernel entry. */
+export const ATTR_MONITOR = 1;
+export const ATTR_ALLOW = 2;
+
+/**
+ * A kernel table: bit 0 = IPv6, bit 1 = egress (0 ingress IPv4, 1 ingress
+ * IPv6, 2 egress IPv4, 3 egress IPv6).
+ */
+export type TableIndex = 0 | 1 | 2 | 3;
+
+export function tableIndex(direction: RuleDirection, family: 4 | 6): TableIndex {
+  return ((direction === 'egress' ? 2 : 0) | (family === 6 ? 1 : 0)) as TableIndex;
+}
+
+/**
+ * Ops in columns. Op i is kind[i]; its fields, by kind:
+ *  - entry.upsert: table, len, addr, attrs, slot
+ *  - entry.delete: table, len, addr
+ *  - journal.upsert: id, table, len, addr, attrs, slot, expire
+ *  - journal.delete: id
+ *  - counter.reset: slot
+ * addr: IPv4 (table bit 0 clear) in addr4[i] as the number whose big-endian
+ * bytes are the address; IPv6 in addr6[16 * i .. 16 * i + 16). Host bits
+ * may be set (the datapath masks them).
+ */
+export class OpBatch {
+  readonly capacity: number;
+  length = 0;
+  readonly kind: Uint8Array;
+  readonly table: Uint8Array;
+  readonly len: Uint8Array;
+  readonly attrs: Uint8Array;
+  readonly slot: Uint32Array;
+  readonly addr4: Uint32Array;
+  readonly addr6: Uint8Array;
+  readonly id: BigUint64Array;
+  /** journal.upsert: Unix ms, 0 = never. */
+  readonly expire: Float64Array;
+
+  constructor(capacity: number) {
+    if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`OpBatch capacity must be a positive integer, got ${capacity}`);
+    this.capacity = capacity;
+    this.kind = new Uint8Array(capacity);
+    this.table = new Uint8Array(capacity);
+    this.len = new Uint8Array(capacity);
+    this.attrs = new Uint8Array(capacity);
+    this.slot = new Uint32Array(capacity);
+    this.addr4 = new Uint32Array(capacity);
+    this.addr6 = new Uint8Array(capacity * 16);
+    this.id = new BigUint64Array(capacity);
+    this.expire = new Float64Array(capacity);
+  }
+
+  get full(): boolean {
+    return this.length >= this.capacity;
+  }
+
+  clear(): void {
+    this.length = 0;
+  }
+
+  private next(kind: OpCode): number {
+    if (this.length >= this.capacity) throw new RangeError(`OpBatch is full (${this.capacity} ops)`);
+    const i = this.length++;
+    this.kind[i] = kind;
+    return i;
+  }
+
+  private setAddr(i: number, table: number, addr: number | Uint8Array, off: number): void {
+    if ((table & 1) === 0) {
+      this.addr4[i] =
+        typeof addr === 'number' ? addr >>> 0 : ((addr[off]! << 24) | (addr[off + 1]! << 16) | (addr[off + 2]! << 8) | addr[off + 3]!) >>> 0;
+    } else {
+      if (typeof addr === 'number') throw new TypeError('an IPv6 address needs its 16 bytes');
+      this.addr6.set(addr.subarray(off, off + 16), i * 16);
+    }
+  }
+
+  /** addr: the IPv4 address as a number, or the address bytes at `off` (4 or 16). */
+  entryUpsert(table: TableIndex, addr: number | Uint8Array, off: number, len: number, attrs: number, slot: number): void {
+    const i = this.next(OP.entryUpsert);
+    this.table[i] = table;
+    this.setAddr(i, table, addr, off);
+    this.len[i] = len;
+    this.attrs[i] = attrs;
+    this.slot[i] = slot;
+  }
+
+  entryDelete(table: TableIndex, addr: number | Uint8Array, off: number, len: number): void {
+    const i = this.next(OP.entryDelete);
+    this.table[i] = table;
+    this.setAddr(i, table, addr, off);
+    this.len[i] = len;
+  }
+
+  journalUpsert(id: bigint, table: TableIndex, addr: number | Uint8Array, off: number, len: number, attrs: number, slot: number, expireUnixMs: number): void {
+    const i = this.next(OP.journalUpsert);
+    this.id[i] = id;
+    this.table[i] = table;
+    this.setAddr(i, table, addr, off);
+    this.len[i] = len;
+    this.attrs[i] = attrs;
+    this.slot[i] = slot;
+    this.expire[i] = expireUnixMs;
+  }
+
+  journalDelete(id: bigint): void {
+    this.id[this.next(OP.journalDelete)] = id;
+  }
+
+  counterReset(slot: number): void {
+    this.slot[this.next(OP.counterReset)] = slot;
+  }
+
+  /** Appends one MapOp (the object form). */
+  push(op: MapOp): void {
+    switch (op.kind) {
+      case 'entry.upsert': {
+        const e = op.entry;
+        this.entryUpsert(tableIndex(e.direction, e.prefix.family), e.prefix.bytes, 0, e.prefix.len, attrsOf(e.action, e.mode), e.slot);
+        break;
+      }
+      case 'entry.delete':
+        this.entryDelete(tableIndex(op.direction, op.prefix.family), op.prefix.bytes, 0, op.prefix.len);
+        break;
+      case 'journal.upsert': {
+        const r = op.rule;
+        this.journalUpsert(r.id, tableIndex(r.direction, r.prefix.family), r.prefix.bytes, 0, r.prefix.len, attrsOf(r.action, r.mode), r.slot, r.expireUnixMs);
+        break;
+      }
+      case 'journal.delete':
+        this.journalDelete(op.id);
+        break;
+      case 'counter.reset':
+        this.counterReset(op.slot);
+        break;
+      default:
+        throw new TypeError(`unknown op kind ${(op as { kind: string }).kind}`);
+    }
+  }
+
+  static of(ops: readonly MapOp[]): OpBatch {
+    const b = new OpBatch(Math.max(1, ops.length));
+    for (const op of ops) b.push(op);
+    return b;
+  }
+
+  /** The address bytes of op i (a copy: 4 or 16 bytes). */
+  addrBytes(i: number): Uint8Array {
+    if ((this.table[i]! & 1) === 0) {
+      const w = this.addr4[i]!;
+      return new Uint8Array([w >>> 24, (w >>> 16) & 0xff, (w >>> 8) & 0xff, w & 0xff]);
+    }
+    return this.addr6.slice(i * 16, i * 16 + 16);
+  }
+
+  /** Op i as a MapOp object (tests, diagnostics, the object API). */
+  op(i: number): MapOp {
+    const k = this.kind[i]!;
+    const table = this.table[i]!;
+    const direction: RuleDirection = (table & 2) !== 0 ? 'egress' : 'ingress';
+    const prefix = (): Prefix => ({ family: (table & 1) !== 0 ? 6 : 4, bytes: this.addrBytes(i), len: this.len[i]! });
+    const a = this.attrs[i]!;
+    const action: RuleAction = (a & ATTR_ALLOW) !== 0 ? 'allow' : 'deny';
+    const mode: RuleMode = (a & ATTR_MONITOR) !== 0 ? 'monitor' : 'enforce';
+    switch (k) {
+      case OP.entryUpsert:
+        return { kind: 'entry.upsert', entry: { direction, prefix: prefix(), action, mode, slot: this.slot[i]! } };
+      case OP.entryDelete:
+        return { kind: 'entry.delete', direction, prefix: prefix() };
+      case OP.journalUpsert:
+        return { kind: 'journal.upsert', rule: { id: this.id[i]!, direction, prefix: prefix(), action, mode, expireUnixMs: this.expire[i]!, slot: this.slot[i]! } };
+      case OP.journalDelete:
+        return { kind: 'journal.delete', id: this.id[i]! };
+      case OP.counterReset:
+        return { kind: 'counter.reset', slot: this.slot[i]! };
+      default:
+        throw new TypeError(`op ${i}: unknown kind ${k}`);
+    }
+  }
+
+  /** Every op as MapOp objects. */
+  toOps(): MapOp[] {
+    const out: MapOp[] = new Array(this.length);
+    for (let i = 0; i < this.length; i++) out[i] = this.op(i);
+    return out;
+  }
+
+  /** The kind's name ('entry.upsert', ...) of a code. */
+  static kindName(k: number): string {
+    return KIND_NAMES[k] ?? `kind ${k}`;
+  }
+}
+
+export function attrsOf(action: RuleAction, mode: RuleMode): number {
+  return (action === 'allow' ? ATTR_ALLOW : 0) | (mode === 'monitor' ? ATTR_MONITOR : 0);
+}
+
 export interface SyncMeta {
   /** Revision the kernel state corresponds to; 0n = none. */
   readonly revision: bigint;
@@ -122,22 +338,43 @@ export interface Datapath {
   /** True if this process created the maps; false if it reopened existing pins. */
   readonly createdFresh: boolean;
 
-  /** Every entry in the four kernel tables (one batch read per table). */
+  /** Every entry in the four kernel tables as objects (small states, tests; see readEntryChunks). */
   readEntries(): KernelEntry[];
+  /** The journal as objects, by id (small states, tests; see readJournalChunks). */
   readJournal(): JournalRule[];
+  /**
+   * Every kernel entry, as entry.upsert ops in chunks of at most `chunk`:
+   * each step yields the same OpBatch, refilled. Read a chunk before asking
+   * for the next; nothing may be applied while the iteration runs.
+   */
+  readEntryChunks(chunk?: number): Iterable<OpBatch>;
+  /** The journal as journal.upsert ops in chunks (as readEntryChunks; no order). */
+  readJournalChunks(chunk?: number): Iterable<OpBatch>;
   readMeta(): SyncMeta;
   usage(): TableUsage[];
 
   /**
    * Applies `ops` in order, grouping consecutive ops of one kind and map into
    * batch calls, then writes `meta` if given. Throws DatapathError naming the
-   * operation, map, errno and a human message. Callers check capacity first
-   * (see usage()) so a full map is refused before anything changes.
+   * operation, map, errno and a human message.
+   *
+   * Capacity is checked before anything changes, in the order the ops run:
+   * a table never holds more than its capacity at any point of the batch (an
+   * upsert of a new prefix adds one, a delete of a present one frees one), so
+   * adds placed after the deletes that make room for them fit in the same
+   * call; otherwise E2BIG and nothing changed.
    */
   apply(ops: readonly MapOp[], meta?: SyncMeta): void;
+  /** apply() of the batch's ops [0, length): the bulk form, no object per op. */
+  applyBatch(batch: OpBatch, meta?: SyncMeta): void;
 
-  /** Summed per-CPU rule counters for slots [0, upTo), in one batch read. */
+  /** Summed per-CPU rule counters for slots [0, upTo) (allocates; see readRuleCountersInto). */
   readRuleCounters(upTo: number): { packets: BigUint64Array; bytes: BigUint64Array };
+  /**
+   * Summed per-CPU rule counters of slots [first, first + n) into the
+   * caller's arrays (n = the shorter array, cut at the capacity); returns n.
+   */
+  readRuleCountersInto(first: number, packets: BigUint64Array, bytes: BigUint64Array): number;
   /** Verdict totals per attached interface and direction. */
   readInterfaceCounters(): InterfaceCounters[];
 

@@ -29,6 +29,7 @@ import { constants as osConstants } from 'node:os';
 import type { RuleAction, RuleMode } from '../../../common/src/policy.js';
 import { FW_B4_SLOTS, FW_B6_SLOTS, FW_HASH_MUL, FW_HASH_MUL4, FW_HASH_MUL6, FW_HASH_SEED2, LAYOUT, readEntry, writeEntry } from './abi.js';
 import type { BpfMap } from './bpf-map.js';
+import { ATTR_ALLOW, ATTR_MONITOR, type OpBatch, type TableIndex } from './datapath.js';
 import { DatapathError } from './errors.js';
 import { MapRegion, rcuGracePeriod } from './libbpf.js';
 
@@ -118,8 +119,8 @@ const SV_DROP = 1;
 const SV_WOULD_DROP = 2;
 
 /** The verdict a slot carries: allow -> pass; deny -> drop, or would-drop in monitor mode. */
-function slotVerdict(v: TabValue): number {
-  return v.action === 'allow' ? SV_PASS : v.mode === 'monitor' ? SV_WOULD_DROP : SV_DROP;
+function slotVerdict(attrs: number): number {
+  return (attrs & ATTR_ALLOW) !== 0 ? SV_PASS : (attrs & ATTR_MONITOR) !== 0 ? SV_WOULD_DROP : SV_DROP;
 }
 
 /** locate(): the key is in the spill hash. */
@@ -152,6 +153,7 @@ export class HashTable {
   /** IPv6: slots freed by an earlier process may be recent; one grace period before the first reuse. */
   private graceNeeded = true;
   private readonly s64 = new BigUint64Array(1);
+  private readonly scan6 = new Uint8Array(16);
   private readonly s32 = new Uint32Array(this.s64.buffer);
   private readonly spillKey: Buffer;
   private readonly spillVal = Buffer.alloc(LAYOUT.fw_entry.size);
@@ -221,12 +223,17 @@ export class HashTable {
   // ---------------------------------------------------------------- keys
 
   /** Makes (len, bytes with host bits cleared) the current key and hashes it. */
-  private setKey(len: number, bytes: Uint8Array): void {
+  private setKey(len: number, bytes: Uint8Array, off = 0): void {
+    if (this.family === 4) this.setKey4(len, ((bytes[off]! << 24) | (bytes[off + 1]! << 16) | (bytes[off + 2]! << 8) | bytes[off + 3]!) >>> 0);
+    else this.setKey6(len, bytes, off);
+  }
+
+  /** IPv4: the key (len, v: the address as a number, host bits ignored). */
+  private setKey4(len: number, v: number): void {
     this.kLen = len;
     this.spillKey.writeUInt32LE(len, 0);
     const kb = this.kBytes;
-    if (this.family === 4) {
-      const v = ((bytes[0]! << 24) | (bytes[1]! << 16) | (bytes[2]! << 8) | bytes[3]!) >>> 0;
+    {
       const a = len === 0 ? 0 : (v & ((0xffffffff << (32 - len)) >>> 0)) >>> 0;
       this.kA = a;
       kb[0] = a >>> 24;
@@ -237,11 +244,18 @@ export class HashTable {
       const k = a * 2 + 2 ** (32 - len); // < 2^33
       this.kLo = k % 4294967296;
       this.kBit32 = k >= 4294967296 ? 1 : 0;
-      return;
     }
+  }
+
+  /** IPv6: the key (len, the 16 address bytes at off, host bits ignored). */
+  private setKey6(len: number, bytes: Uint8Array, off: number): void {
+    this.kLen = len;
+    this.spillKey.writeUInt32LE(len, 0);
+    const kb = this.kBytes;
     for (let i = 0; i < 16; i++) {
       const keep = len - i * 8;
-      kb[i] = keep >= 8 ? bytes[i]! : keep <= 0 ? 0 : bytes[i]! & ((0xff << (8 - keep)) & 0xff);
+      const x = bytes[off + i]!;
+      kb[i] = keep >= 8 ? x : keep <= 0 ? 0 : x & ((0xff << (8 - keep)) & 0xff);
     }
     const m = this.kM;
     for (let j = 0; j < 4; j++) m[j] = (kb[4 * j]! | (kb[4 * j + 1]! << 8) | (kb[4 * j + 2]! << 16) | (kb[4 * j + 3]! << 24)) >>> 0;
@@ -306,7 +320,7 @@ export class HashTable {
 
   /** The value stored for exactly this prefix, or null. */
   get(len: number, bytes: Uint8Array): TabValue | null {
-    this.setKey(len, bytes);
+    this.setKey(len, bytes, 0);
     const loc = this.locate();
     if (loc === ABSENT) return null;
     if (loc === IN_SPILL) {
@@ -316,8 +330,14 @@ export class HashTable {
     return this.valueAt(loc);
   }
 
-  has(len: number, bytes: Uint8Array): boolean {
-    this.setKey(len, bytes);
+  has(len: number, bytes: Uint8Array, off = 0): boolean {
+    this.setKey(len, bytes, off);
+    return this.locate() !== ABSENT;
+  }
+
+  /** has() of an IPv4 key given as a number. */
+  has4(len: number, v: number): boolean {
+    this.setKey4(len, v);
     return this.locate() !== ABSENT;
   }
 
@@ -340,27 +360,47 @@ export class HashTable {
 
   // ---------------------------------------------------------------- writes
 
-  /** Inserts or replaces one entry. Returns true if the prefix was new. */
-  upsert(len: number, bytes: Uint8Array, v: TabValue): boolean {
-    if (!Number.isInteger(v.slot) || v.slot < 0 || v.slot > 0x3ffffff) throw new DatapathError('write table entry', `slot ${v.slot}`, E.ERANGE);
-    this.setKey(len, bytes);
+  /** Inserts or replaces one entry (attrs: ATTR_ALLOW | ATTR_MONITOR). Returns true if the prefix was new. */
+  upsert(len: number, bytes: Uint8Array, off: number, attrs: number, slot: number): boolean {
+    this.setKey(len, bytes, off);
+    return this.upsertCurrent(attrs, slot);
+  }
+
+  /** upsert() of an IPv4 key given as a number. */
+  upsert4(len: number, v: number, attrs: number, slot: number): boolean {
+    this.setKey4(len, v);
+    return this.upsertCurrent(attrs, slot);
+  }
+
+  private upsertCurrent(attrs: number, slot: number): boolean {
+    if (!Number.isInteger(slot) || slot < 0 || slot > 0x3ffffff) throw new DatapathError('write table entry', `slot ${slot}`, E.ERANGE);
     const loc = this.locate();
     if (loc >= 0) {
-      this.writeValue(loc, v, false);
+      this.writeValue(loc, attrs, slot, false);
       return false;
     }
     if (loc === IN_SPILL) {
-      this.writeSpill(v);
+      this.writeSpill(attrs, slot);
       return false;
     }
     this.filterAdd();
-    this.insertNew(v);
+    this.insertNew(attrs, slot);
     return true;
   }
 
   /** Removes one entry. Returns true if it existed. */
-  delete(len: number, bytes: Uint8Array): boolean {
-    this.setKey(len, bytes);
+  delete(len: number, bytes: Uint8Array, off = 0): boolean {
+    this.setKey(len, bytes, off);
+    return this.deleteCurrent();
+  }
+
+  /** delete() of an IPv4 key given as a number. */
+  delete4(len: number, v: number): boolean {
+    this.setKey4(len, v);
+    return this.deleteCurrent();
+  }
+
+  private deleteCurrent(): boolean {
     const loc = this.locate();
     if (loc === ABSENT) return false;
     if (loc === IN_SPILL) {
@@ -375,7 +415,7 @@ export class HashTable {
     return true;
   }
 
-  private insertNew(v: TabValue): void {
+  private insertNew(attrs: number, slot: number): void {
     const b1 = this.b1();
     let idx = this.freeSlot(b1);
     if (idx < 0 && this.pendingIn(b1)) idx = this.freeSlot(b1);
@@ -390,10 +430,10 @@ export class HashTable {
     }
     if (idx < 0) {
       this.setFlag(b1, 'spill');
-      this.writeSpill(v);
+      this.writeSpill(attrs, slot);
       return;
     }
-    this.writeValue(idx, v, true);
+    this.writeValue(idx, attrs, slot, true);
   }
 
   /** True if the bucket has IPv6 slots waiting for a grace period (then waits for one: they are free now). */
@@ -453,9 +493,9 @@ export class HashTable {
   }
 
   /** Writes the current key's value at slot word wi (fresh: the slot was empty). */
-  private writeValue(wi: number, v: TabValue, fresh: boolean): void {
+  private writeValue(wi: number, attrs: number, slot: number, fresh: boolean): void {
     if (this.family === 4) {
-      const hi = this.kBit32 | (v.slot << S4_SLOT_SHIFT_HI) | (slotVerdict(v) << S4_VERDICT_SHIFT_HI) | (v.mode === 'monitor' ? S4_MONITOR_HI : 0);
+      const hi = this.kBit32 | (slot << S4_SLOT_SHIFT_HI) | (slotVerdict(attrs) << S4_VERDICT_SHIFT_HI) | ((attrs & ATTR_MONITOR) !== 0 ? S4_MONITOR_HI : 0);
       this.store4(wi, this.kLo, hi);
       return;
     }
@@ -469,13 +509,13 @@ export class HashTable {
       w32[2 * wi + 2] = m[2]!;
       w32[2 * wi + 3] = m[3]!;
     }
-    this.s32[0] = this.kLen | M6_VALID | (slotVerdict(v) << M6_VERDICT_SHIFT) | (v.mode === 'monitor' ? M6_MONITOR : 0);
-    this.s32[1] = v.slot;
+    this.s32[0] = this.kLen | M6_VALID | (slotVerdict(attrs) << M6_VERDICT_SHIFT) | ((attrs & ATTR_MONITOR) !== 0 ? M6_MONITOR : 0);
+    this.s32[1] = slot;
     Atomics.store(this.w64, wi + 2, this.s64[0]!);
   }
 
-  private writeSpill(v: TabValue): void {
-    writeEntry(this.spillVal, 0, v.slot, v.action, v.mode, this.kLen);
+  private writeSpill(attrs: number, slot: number): void {
+    writeEntry(this.spillVal, 0, slot, (attrs & ATTR_ALLOW) !== 0 ? 'allow' : 'deny', (attrs & ATTR_MONITOR) !== 0 ? 'monitor' : 'enforce', this.kLen);
     const errno = this.spill.tryUpdate(this.spillKey, this.spillVal, 0n);
     if (errno !== 0) {
       throw new DatapathError('update map', this.spill.name, errno, errno === E.E2BIG ? `spill hash is full (${this.spill.maxEntries} entries)` : undefined);
@@ -508,11 +548,11 @@ export class HashTable {
       const c16 = new Uint32Array(65536);
       const g24 = new Uint32Array(65536);
       const c24 = new Uint8Array(1 << 24);
-      this.forEach((len, bytes) => {
-        if (len >= 16) c16[(bytes[0]! << 8) | bytes[1]!]!++;
+      this.forEachRaw((len, a) => {
+        if (len >= 16) c16[a >>> 16]!++;
         if (len > 24) {
-          g24[(bytes[0]! << 8) | bytes[1]!]!++;
-          const x = (bytes[0]! << 16) | (bytes[1]! << 8) | bytes[2]!;
+          g24[a >>> 16]!++;
+          const x = a >>> 8;
           if (c24[x]! < 255) c24[x]!++;
         }
       });
@@ -560,42 +600,118 @@ export class HashTable {
 
   // ---------------------------------------------------------------- iteration
 
-  /** Calls fn for every entry (table, then spill); bytes are masked. */
-  forEach(fn: (len: number, bytes: Uint8Array, v: TabValue) => void): void {
+  /**
+   * Calls fn for every entry (table, then spill), allocating nothing per
+   * entry: IPv4 keys as a number (a4), IPv6 keys as 16 bytes at a6[off..]
+   * (a view valid only during the call). Addresses are masked.
+   */
+  forEachRaw(fn: (len: number, a4: number, a6: Uint8Array, off: number, attrs: number, slot: number) => void): void {
     this.region.mapAll();
     const w32 = this.w32;
+    const none = this.kBytes; // unused for IPv4
     if (this.family === 4) {
       const n = this.nbuckets * FW_B4_SLOTS;
       for (let wi = 0; wi < n; wi++) {
         const lo = w32[2 * wi]!;
-        const bit32 = w32[2 * wi + 1]! & 1;
+        const hi = w32[2 * wi + 1]!;
+        const bit32 = hi & 1;
         if (lo === 0 && bit32 === 0) continue;
-        const key = bit32 * 4294967296 + lo;
-        // The marker is the lowest set bit: len = 32 - its position.
-        let p = 0;
-        while (p < 32 && Math.floor(key / 2 ** p) % 2 === 0) p++;
-        const a = (key - 2 ** p) / 2;
-        fn(32 - p, new Uint8Array([a >>> 24, (a >>> 16) & 0xff, (a >>> 8) & 0xff, a & 0xff]), this.valueAt(wi));
+        const k = decodeKey4(lo, bit32);
+        fn(k.len, k.a, none, 0, attrs4(hi), (hi >>> S4_SLOT_SHIFT_HI) & 0x3ffffff);
       }
     } else {
+      const a6 = new Uint8Array(16);
+      const a6w = new Uint32Array(a6.buffer);
       for (let b = 0; b < this.nbuckets; b++) {
         for (let s = 0; s < FW_B6_SLOTS; s++) {
           const wi = b * B6_WORDS + s * 3;
           const ml = w32[2 * (wi + 2)]!;
           if (!(ml & M6_VALID)) continue;
-          const bytes = new Uint8Array(16);
-          const dv = new DataView(bytes.buffer);
-          for (let j = 0; j < 4; j++) dv.setUint32(j * 4, w32[2 * wi + j]!, true);
-          fn(ml & 0xff, bytes, this.valueAt(wi));
+          for (let j = 0; j < 4; j++) a6w[j] = w32[2 * wi + j]!; // little-endian words of the network bytes
+          fn(ml & 0xff, 0, a6, 0, attrs6(ml), w32[2 * (wi + 2) + 1]!);
         }
       }
     }
-    const { keys, values, count } = this.spill.lookupAll();
     const ks = this.spill.keySize;
-    for (let i = 0; i < count; i++) {
-      const len = keys.readUInt32LE(i * ks);
-      const e = readEntry(values, i * this.spill.valueStride);
-      fn(len, new Uint8Array(keys.subarray(i * ks + 4, (i + 1) * ks)), { slot: e.slot, action: e.action, mode: e.mode });
+    for (const { keys, values, count } of this.spill.lookupChunks()) {
+      for (let i = 0; i < count; i++) {
+        const len = keys.readUInt32LE(i * ks);
+        const e = readEntry(values, i * this.spill.valueStride);
+        const attrs = (e.action === 'allow' ? ATTR_ALLOW : 0) | (e.mode === 'monitor' ? ATTR_MONITOR : 0);
+        if (this.family === 4) fn(len, keys.readUInt32BE(i * ks + 4), none, 0, attrs, e.slot);
+        else fn(len, 0, keys, i * ks + 4, attrs, e.slot);
+      }
     }
   }
+
+  /**
+   * Appends the hash slots' entries (not the spill hash's) from slot
+   * position `pos` on to `out` as entry.upsert ops of `table`, until `out`
+   * is full; returns the position to continue from, or -1 after the last
+   * bucket. Maps the whole table.
+   */
+  scanInto(out: OpBatch, table: TableIndex, pos: number): number {
+    this.region.mapAll();
+    const w32 = this.w32;
+    if (this.family === 4) {
+      const n = this.nbuckets * FW_B4_SLOTS;
+      for (let wi = pos; wi < n; wi++) {
+        const lo = w32[2 * wi]!;
+        const hi = w32[2 * wi + 1]!;
+        const bit32 = hi & 1;
+        if (lo === 0 && bit32 === 0) continue;
+        if (out.full) return wi;
+        const k = decodeKey4(lo, bit32);
+        out.entryUpsert(table, k.a, 0, k.len, attrs4(hi), (hi >>> S4_SLOT_SHIFT_HI) & 0x3ffffff);
+      }
+      return -1;
+    }
+    const a6 = this.scan6;
+    const a6w = new Uint32Array(a6.buffer, a6.byteOffset, 4);
+    const n = this.nbuckets * FW_B6_SLOTS;
+    for (let p = pos; p < n; p++) {
+      const wi = Math.floor(p / FW_B6_SLOTS) * B6_WORDS + (p % FW_B6_SLOTS) * 3;
+      const ml = w32[2 * (wi + 2)]!;
+      if (!(ml & M6_VALID)) continue;
+      if (out.full) return p;
+      for (let j = 0; j < 4; j++) a6w[j] = w32[2 * wi + j]!;
+      out.entryUpsert(table, a6, 0, ml & 0xff, attrs6(ml), w32[2 * (wi + 2) + 1]!);
+    }
+    return -1;
+  }
+
+  /** Calls fn for every entry (table, then spill); bytes are masked copies (allocates: small tables, tests). */
+  forEach(fn: (len: number, bytes: Uint8Array, v: TabValue) => void): void {
+    this.forEachRaw((len, a4, a6, off, attrs, slot) => {
+      const bytes = this.family === 4 ? new Uint8Array([a4 >>> 24, (a4 >>> 16) & 0xff, (a4 >>> 8) & 0xff, a4 & 0xff]) : a6.slice(off, off + 16);
+      fn(len, bytes, { slot, action: (attrs & ATTR_ALLOW) !== 0 ? 'allow' : 'deny', mode: (attrs & ATTR_MONITOR) !== 0 ? 'monitor' : 'enforce' });
+    });
+  }
+}
+
+const key4 = { len: 0, a: 0 };
+
+/** The (length, address) of an IPv4 slot key: the marker is the lowest set bit of the 33-bit key. */
+function decodeKey4(lo: number, bit32: number): { len: number; a: number } {
+  if (lo === 0) {
+    // Only bit 32: the /0 key.
+    key4.len = 0;
+    key4.a = 0;
+    return key4;
+  }
+  const p = 31 - Math.clz32(lo & -lo);
+  key4.len = 32 - p;
+  // key = bit32 * 2^32 + lo, a = (key - 2^p) / 2
+  key4.a = (bit32 * 2147483648 + (lo - 2 ** p) / 2) >>> 0;
+  return key4;
+}
+
+function attrs4(hi: number): number {
+  const v = (hi >>> S4_VERDICT_SHIFT_HI) & 3;
+  return (v === SV_PASS ? ATTR_ALLOW : 0) | ((hi & S4_MONITOR_HI) !== 0 ? ATTR_MONITOR : 0);
+}
+
+function attrs6(lo: number): number {
+  const v = (lo >>> M6_VERDICT_SHIFT) & 3;
+  return (v === SV_PASS ? ATTR_ALLOW : 0) | ((lo & M6_MONITOR) !== 0 ? ATTR_MONITOR : 0);
 }

@@ -17,9 +17,15 @@
 //  - order, so that no moment is without enforcement: counter resets, journal
 //    deletes, journal upserts (write-ahead), entry upserts, then entry
 //    deletes. Only when a table has no room for its new entries next to the
-//    ones leaving does part of the adds wait until after the deletes.
+//    ones leaving does part of the adds wait until after the deletes (late
+//    adds): the table is never over capacity at any point of that order,
+//    which is what the datapath checks, so the whole plan goes in one
+//    stream of apply calls.
+//
+// PlanOpWriter writes a plan's ops into a reusable OpBatch (columns, no
+// object per op), chunk by chunk.
 
-import type { DatapathCapacity, KernelEntry, MapOp } from '../datapath/datapath.js';
+import { type DatapathCapacity, type MapOp, OpBatch } from '../datapath/datapath.js';
 import type { SlotPool } from './slot-pool.js';
 import {
   F_ALLOW,
@@ -59,6 +65,8 @@ export interface Plan {
   readonly resets: Int32Array;
   readonly journalDeletes: Int32Array;
   readonly journalUpserts: Int32Array;
+  /** The counter slot each journal upsert carries (a new rule's new slot, else its own). */
+  readonly journalUpsertSlots: Int32Array;
   /** Prefix records and their new packed entries: updates and adds that fit, then deletes, then late adds. */
   readonly upsertsEarly: Int32Array;
   readonly upsertsEarlyWant: Int32Array;
@@ -212,8 +220,7 @@ export function plan(input: PlanInput): Plan {
   const resets = new IntList();
   const jDel = new IntList();
   const jUps = new IntList();
-  /** Slot assigned to a new rule, by record index. */
-  const assigned = new Map<number, number>();
+  const jUpsSlot = new IntList();
   let k = 0;
   const visitRule = (r: number): void => {
     const f = t.flags[r]!;
@@ -226,10 +233,13 @@ export function plan(input: PlanInput): Plan {
         const s = slots.peek(k++);
         newRules.push(r);
         newSlots.push(s);
-        assigned.set(r, s);
         if (slots.needsReset(s)) resets.push(s);
         jUps.push(r);
-      } else if ((f & F_SHADOW) !== 0) jUps.push(r);
+        jUpsSlot.push(s);
+      } else if ((f & F_SHADOW) !== 0) {
+        jUps.push(r);
+        jUpsSlot.push(t.slot[r]!);
+      }
     } else if ((f & F_JOURNALED) !== 0) jDel.push(r);
   };
   if (full) {
@@ -244,6 +254,18 @@ export function plan(input: PlanInput): Plan {
       `rule counter slots exhausted: ${k} new rules need a slot, ${slots.available} of ${slots.capacity} are free (${slots.retired.size} await their final counter report); delete rules or recreate the maps with a larger --capacity-slots`,
       { needed: String(k), free: String(slots.available), capacity: String(slots.capacity) },
     );
+  }
+
+  // Slot given to a new rule, by record index (a typed array when many: no big Map).
+  let assignedSlot: (r: number) => number;
+  if (newRules.n > 256) {
+    const bySlot = new Int32Array(t.rHigh).fill(NONE);
+    for (let i = 0; i < newRules.n; i++) bySlot[newRules.a[i]!] = newSlots.a[i]!;
+    assignedSlot = (r) => bySlot[r]!;
+  } else {
+    const m = new Map<number, number>();
+    for (let i = 0; i < newRules.n; i++) m.set(newRules.a[i]!, newSlots.a[i]!);
+    assignedSlot = (r) => m.get(r)!;
   }
 
   // ---- prefixes: kernel entries ----
@@ -264,7 +286,7 @@ export function plan(input: PlanInput): Plan {
       const f = t.flags[w]!;
       const allow = (f & F_ALLOW) !== 0;
       if (allow || !coveredByAllow(t, p, lens)) {
-        const slot = (f & F_JOURNALED) !== 0 ? t.slot[w]! : assigned.get(w)!;
+        const slot = (f & F_JOURNALED) !== 0 ? t.slot[w]! : assignedSlot(w);
         want = packEntry(slot, allow, (f & F_MONITOR) !== 0);
       }
     }
@@ -321,6 +343,7 @@ export function plan(input: PlanInput): Plan {
     resets: resets.done(),
     journalDeletes: jDel.done(),
     journalUpserts: jUps.done(),
+    journalUpsertSlots: jUpsSlot.done(),
     upsertsEarly: updEarly.done(),
     upsertsEarlyWant: updEarlyWant.done(),
     deletes: del.done(),
@@ -332,42 +355,80 @@ export function plan(input: PlanInput): Plan {
   };
 }
 
-function entryOf(t: RuleTable, p: number, want: number): KernelEntry {
-  return {
-    direction: t.pfxDirection(p),
-    prefix: t.pfxPrefix(p),
-    action: (want & 2) !== 0 ? 'allow' : 'deny',
-    mode: (want & 1) !== 0 ? 'monitor' : 'enforce',
-    slot: want >>> 2,
-  };
+/**
+ * Writes a plan's operations, in order, into OpBatches: fill() appends until
+ * the batch is full and resumes where it stopped on the next call (a million
+ * ops need not exist at once, nor one object per op).
+ */
+export class PlanOpWriter {
+  private section = 0;
+  private i = 0;
+
+  constructor(
+    private readonly t: RuleTable,
+    private readonly pl: Plan,
+  ) {}
+
+  /** Appends the next ops to `out` until it is full. Returns true once every op is written. */
+  fill(out: OpBatch): boolean {
+    const { t, pl } = this;
+    for (;;) {
+      switch (this.section) {
+        case 0:
+          for (; this.i < pl.resets.length; this.i++) {
+            if (out.full) return false;
+            out.counterReset(pl.resets[this.i]!);
+          }
+          break;
+        case 1:
+          for (; this.i < pl.journalDeletes.length; this.i++) {
+            if (out.full) return false;
+            out.journalDelete(t.id[pl.journalDeletes[this.i]!]!);
+          }
+          break;
+        case 2:
+          for (; this.i < pl.journalUpserts.length; this.i++) {
+            if (out.full) return false;
+            t.writeDesiredJournalRule(out, pl.journalUpserts[this.i]!, pl.journalUpsertSlots[this.i]!);
+          }
+          break;
+        case 3:
+          for (; this.i < pl.upsertsEarly.length; this.i++) {
+            if (out.full) return false;
+            t.writeEntryUpsert(out, pl.upsertsEarly[this.i]!, pl.upsertsEarlyWant[this.i]!);
+          }
+          break;
+        case 4:
+          for (; this.i < pl.deletes.length; this.i++) {
+            if (out.full) return false;
+            t.writeEntryDelete(out, pl.deletes[this.i]!);
+          }
+          break;
+        case 5:
+          for (; this.i < pl.upsertsLate.length; this.i++) {
+            if (out.full) return false;
+            t.writeEntryUpsert(out, pl.upsertsLate[this.i]!, pl.upsertsLateWant[this.i]!);
+          }
+          break;
+        default:
+          return true;
+      }
+      this.section++;
+      this.i = 0;
+    }
+  }
 }
 
-/**
- * The plan's operations in order, built lazily (a million ops need not exist
- * at once). `part` 'main' stops before the late adds, 'late' yields only
- * them: a datapath checks capacity per apply() call, so adds that need the
- * room made by the deletes go in a later call.
- */
-export function* planOps(t: RuleTable, pl: Plan, part: 'all' | 'main' | 'late' = 'all'): Generator<MapOp> {
-  if (part === 'late') {
-    for (let i = 0; i < pl.upsertsLate.length; i++) yield { kind: 'entry.upsert', entry: entryOf(t, pl.upsertsLate[i]!, pl.upsertsLateWant[i]!) };
-    return;
+/** The plan's operations as MapOp objects, lazily (tests, diagnostics). */
+export function* planOps(t: RuleTable, pl: Plan): Generator<MapOp> {
+  const w = new PlanOpWriter(t, pl);
+  const b = new OpBatch(1024);
+  for (;;) {
+    b.clear();
+    const done = w.fill(b);
+    for (let i = 0; i < b.length; i++) yield b.op(i);
+    if (done) return;
   }
-  for (let i = 0; i < pl.resets.length; i++) yield { kind: 'counter.reset', slot: pl.resets[i]! };
-  for (let i = 0; i < pl.journalDeletes.length; i++) yield { kind: 'journal.delete', id: t.id[pl.journalDeletes[i]!]! };
-  const newSlot = new Map<number, number>();
-  for (let i = 0; i < pl.newRules.length; i++) newSlot.set(pl.newRules[i]!, pl.newSlots[i]!);
-  for (let i = 0; i < pl.journalUpserts.length; i++) {
-    const r = pl.journalUpserts[i]!;
-    const s = newSlot.get(r) ?? t.slot[r]!;
-    yield { kind: 'journal.upsert', rule: t.desiredJournalRule(r, s) };
-  }
-  for (let i = 0; i < pl.upsertsEarly.length; i++) yield { kind: 'entry.upsert', entry: entryOf(t, pl.upsertsEarly[i]!, pl.upsertsEarlyWant[i]!) };
-  for (let i = 0; i < pl.deletes.length; i++) {
-    const p = pl.deletes[i]!;
-    yield { kind: 'entry.delete', direction: t.pfxDirection(p), prefix: t.pfxPrefix(p) };
-  }
-  if (part === 'all') yield* planOps(t, pl, 'late');
 }
 
 /** All of a plan's operations as one array (small plans, tests). */

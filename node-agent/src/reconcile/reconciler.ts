@@ -1,16 +1,18 @@
 // Executes plans: fetch (the pinned state at start), compute (plan.ts),
-// execute (datapath.apply in large chunks), then commit the plan to the
-// in-memory state. The only place the agent writes to the datapath's maps.
+// execute (datapath.applyBatch, chunks of one reused OpBatch), then commit
+// the plan to the in-memory state. The only place the agent writes to the
+// datapath's maps. Nothing here makes an object per rule: the start-up load
+// reads the journal and the tables in chunks of columns, plans are written
+// into the batch column by column.
 //
 // A plan the kernel refuses half-way (the datapath throws) is repaired: the
 // kernel tables and the journal are read back and brought to the last good
 // state the table still holds, so a NACKed change leaves nothing behind.
 
 import type { Logger } from 'pino';
-import { prefixKey } from '../../../common/src/cidr.js';
-import type { Datapath, JournalRule, KernelEntry, MapOp, SyncMeta } from '../datapath/datapath.js';
+import { type Datapath, OpBatch, type SyncMeta } from '../datapath/datapath.js';
 import { F_JOURNALED, RuleTable } from './rule-table.js';
-import { type Plan, PlanError, commitPlan, plan, planOps } from './plan.js';
+import { type Plan, PlanError, PlanOpWriter, commitPlan, plan } from './plan.js';
 import { SlotPool } from './slot-pool.js';
 import { MetaCodec } from './meta-codec.js';
 import { releaseTransientMemory } from '../memory.js';
@@ -45,7 +47,7 @@ export interface LoadSummary {
 }
 
 export interface ReconcilerOptions {
-  /** Ops per datapath.apply call: small enough that the op objects die young (cheap GC, low RSS). */
+  /** Ops per datapath.applyBatch call (the reused batch's size; the loop yields between calls). */
   readonly chunkOps?: number;
   readonly now?: () => number;
   /** Translates store ids longer than the pinned 16 bytes (see meta-codec.ts). */
@@ -54,26 +56,35 @@ export interface ReconcilerOptions {
 
 const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-function sameJournal(a: JournalRule, b: JournalRule): boolean {
-  return (
-    a.id === b.id &&
-    a.direction === b.direction &&
-    a.action === b.action &&
-    a.mode === b.mode &&
-    a.expireUnixMs === b.expireUnixMs &&
-    a.slot === b.slot &&
-    prefixKey(a.prefix) === prefixKey(b.prefix)
-  );
-}
+/** Counter slots per read at start (two BigUint64Arrays of this many). */
+const COUNTER_CHUNK = 65536;
 
-function entryKey(e: { direction: string; prefix: KernelEntry['prefix'] }): string {
-  return `${e.direction} ${prefixKey(e.prefix)}`;
+/** Ops collected in chunks (repair: the differences found, in the order they will be applied). */
+class OpQueue {
+  readonly parts: OpBatch[] = [];
+  constructor(private readonly chunk: number) {}
+  /** A batch with room for one more op. */
+  get room(): OpBatch {
+    let last = this.parts[this.parts.length - 1];
+    if (!last || last.full) {
+      last = new OpBatch(this.chunk);
+      this.parts.push(last);
+    }
+    return last;
+  }
+  get length(): number {
+    let n = 0;
+    for (const p of this.parts) n += p.length;
+    return n;
+  }
 }
 
 export class Reconciler {
   readonly table: RuleTable;
   slots!: SlotPool;
   private readonly chunkOps: number;
+  /** The batch every plan is written into, chunk by chunk. */
+  private readonly batch: OpBatch;
   private readonly now: () => number;
   private readonly codec: MetaCodec;
   private needsRepair = false;
@@ -86,7 +97,8 @@ export class Reconciler {
     opts: ReconcilerOptions = {},
   ) {
     this.table = new RuleTable();
-    this.chunkOps = opts.chunkOps ?? 4096;
+    this.chunkOps = opts.chunkOps ?? 16384;
+    this.batch = new OpBatch(this.chunkOps);
     this.now = opts.now ?? Date.now;
     this.codec = opts.metaCodec ?? new MetaCodec(undefined, '');
   }
@@ -102,39 +114,49 @@ export class Reconciler {
     const t = this.table;
     // Everything is in scope at start: no need to record each rule as dirty.
     t.markAllDirty();
+    t.reserve(dp.usage().reduce((n, u) => n + u.entries, 0));
     const slotCap = dp.capacity.counterSlots;
     /** slot -> record of the journaled rule that owns it (-1: none). */
     const owners = new Int32Array(slotCap).fill(-1);
     let expired = 0;
-    // One read at a time, dropped once in the table: a million journal rules
-    // and a million entries as objects at once would double the peak memory.
-    let journal: JournalRule[] | undefined = dp.readJournal();
-    const journalRules = journal.length;
-    t.reserve(journalRules);
-    for (const j of journal) {
-      const desired = !(j.expireUnixMs > 0 && j.expireUnixMs <= now);
-      if (!desired) expired++;
-      if (j.slot < 0 || j.slot >= slotCap || owners[j.slot] !== -1) {
-        // A journal entry without a usable slot: treat it as a new rule.
-        this.log.warn({ ruleId: String(j.id), slot: j.slot }, 'journal rule has an unusable counter slot; it gets a new one');
-        if (desired) t.upsert({ id: j.id, direction: j.direction, prefix: j.prefix, action: j.action, mode: j.mode, expireUnixMs: j.expireUnixMs });
-        continue;
+    let journalRules = 0;
+    // Chunks of columns: no object per rule, whatever the size of the pinned state.
+    for (const b of dp.readJournalChunks()) {
+      for (let i = 0; i < b.length; i++) {
+        journalRules++;
+        const exp = b.expire[i]!;
+        const desired = !(exp > 0 && exp <= now);
+        if (!desired) expired++;
+        const slot = b.slot[i]!;
+        if (slot >= slotCap || owners[slot] !== -1) {
+          // A journal entry without a usable slot: treat it as a new rule.
+          const j = b.op(i);
+          this.log.warn({ ruleId: String(b.id[i]), slot }, 'journal rule has an unusable counter slot; it gets a new one');
+          if (desired && j.kind === 'journal.upsert') {
+            t.upsert({ id: j.rule.id, direction: j.rule.direction, prefix: j.rule.prefix, action: j.rule.action, mode: j.rule.mode, expireUnixMs: j.rule.expireUnixMs });
+          }
+          continue;
+        }
+        owners[slot] = t.loadJournalOp(b, i, desired);
       }
-      owners[j.slot] = t.loadJournal(j, desired);
     }
-    journal = undefined;
-    let entries: KernelEntry[] | undefined = dp.readEntries();
-    const kernelEntries = entries.length;
-    for (const e of entries) t.loadKernel(e);
-    entries = undefined;
+    let kernelEntries = 0;
+    for (const b of dp.readEntryChunks()) {
+      for (let i = 0; i < b.length; i++) t.loadKernelOp(b, i);
+      kernelEntries += b.length;
+    }
     t.dirtyAll = true;
     this.slots = new SlotPool(slotCap);
-    let nonZero: (s: number) => boolean = () => false;
+    const nonZero = new Uint8Array(slotCap);
     if (!dp.createdFresh) {
-      const c = dp.readRuleCounters(slotCap);
-      nonZero = (s) => c.packets[s] !== 0n || c.bytes[s] !== 0n;
+      const packets = new BigUint64Array(Math.min(COUNTER_CHUNK, slotCap));
+      const bytes = new BigUint64Array(packets.length);
+      for (let first = 0; first < slotCap; first += packets.length) {
+        const n = dp.readRuleCountersInto(first, packets, bytes);
+        for (let k = 0; k < n; k++) if (packets[k] !== 0n || bytes[k] !== 0n) nonZero[first + k] = 1;
+      }
     }
-    this.slots.load(owners, nonZero);
+    this.slots.load(owners, (s) => nonZero[s] === 1);
     return { journalRules, kernelEntries, expired, meta };
   }
 
@@ -168,27 +190,21 @@ export class Reconciler {
     }
     this.slots.lock();
     try {
-      let chunk: MapOp[] = [];
+      // The plan's ops in order, one batch at a time; the meta goes with the last.
+      // Late adds follow the deletes that make room for them in the same stream:
+      // the datapath checks capacity in op order.
+      const writer = new PlanOpWriter(this.table, pl);
+      const b = this.batch;
       let chunks = 0;
-      const flush = async (): Promise<void> => {
-        this.dp.apply(chunk);
-        chunk = [];
+      for (;;) {
+        b.clear();
+        if (writer.fill(b)) break;
+        this.dp.applyBatch(b);
         chunks++;
         await yieldToLoop();
-      };
-      for (const op of planOps(this.table, pl, 'main')) {
-        chunk.push(op);
-        if (chunk.length >= this.chunkOps) await flush();
       }
-      if (pl.upsertsLate.length > 0) {
-        // Adds that need the room the deletes made: a call of their own.
-        if (chunk.length > 0) await flush();
-        for (const op of planOps(this.table, pl, 'late')) {
-          chunk.push(op);
-          if (chunk.length >= this.chunkOps) await flush();
-        }
-      }
-      this.dp.apply(chunk, meta ? this.codec.toPinned(meta) : undefined);
+      this.dp.applyBatch(b, meta ? this.codec.toPinned(meta) : undefined);
+      b.clear();
       commitPlan(this.table, this.slots, pl);
       const ms = performance.now() - t0;
       this.stats.applies++;
@@ -249,48 +265,56 @@ export class Reconciler {
   }
 
   /**
-   * Reads the kernel tables and the journal back and brings them to the last
-   * good state held in memory (pKernel and the journaled rule versions).
+   * Reads the kernel tables and the journal back (in chunks of columns) and
+   * brings them to the last good state held in memory (pKernel and the
+   * journaled rule versions): journal first, then entry upserts, then entry
+   * deletes.
    */
   repair(): void {
     const t = this.table;
-    const want = new Map<string, KernelEntry>();
+    const chunk = this.chunkOps;
+    const jq = new OpQueue(chunk);
+    const uq = new OpQueue(chunk);
+    const dq = new OpQueue(chunk);
+    // Kernel entries: wrong or unknown ones are rewritten or deleted; what is missing is added.
+    const seenP = new Uint8Array(t.pHigh);
+    for (const b of this.dp.readEntryChunks(chunk)) {
+      for (let i = 0; i < b.length; i++) {
+        const p = t.pfxOfOp(b, i);
+        const want = p === -1 || !t.pfxLive(p) ? -1 : t.pKernel[p]!;
+        if (want === -1) {
+          const tb = b.table[i]! as 0 | 1 | 2 | 3;
+          if ((tb & 1) === 0) dq.room.entryDelete(tb, b.addr4[i]!, 0, b.len[i]!);
+          else dq.room.entryDelete(tb, b.addr6, i * 16, b.len[i]!);
+          continue;
+        }
+        seenP[p] = 1;
+        if (want !== b.slot[i]! * 4 + (b.attrs[i]! & 3)) t.writeEntryUpsert(uq.room, p, want);
+      }
+    }
     for (let p = 0; p < t.pHigh; p++) {
-      if (!t.pfxLive(p)) continue;
+      if (!t.pfxLive(p) || seenP[p] === 1) continue;
       const k = t.pKernel[p]!;
-      if (k === -1) continue;
-      const e: KernelEntry = {
-        direction: t.pfxDirection(p),
-        prefix: t.pfxPrefix(p),
-        action: (k & 2) !== 0 ? 'allow' : 'deny',
-        mode: (k & 1) !== 0 ? 'monitor' : 'enforce',
-        slot: k >>> 2,
-      };
-      want.set(entryKey(e), e);
+      if (k !== -1) t.writeEntryUpsert(uq.room, p, k);
     }
-    const ups: MapOp[] = [];
-    const dels: MapOp[] = [];
-    const have = new Map<string, KernelEntry>();
-    for (const e of this.dp.readEntries()) have.set(entryKey(e), e);
-    for (const [k, e] of want) {
-      const h = have.get(k);
-      if (!h || h.action !== e.action || h.mode !== e.mode || h.slot !== e.slot) ups.push({ kind: 'entry.upsert', entry: e });
+    // Journal: rules not journaled in memory leave; changed or missing ones are written.
+    const seenR = new Uint8Array(t.rHigh);
+    for (const b of this.dp.readJournalChunks(chunk)) {
+      for (let i = 0; i < b.length; i++) {
+        const r = t.find(b.id[i]!);
+        if (r === -1 || (t.flags[r]! & F_JOURNALED) === 0) {
+          jq.room.journalDelete(b.id[i]!);
+          continue;
+        }
+        seenR[r] = 1;
+        if (!t.sameJournalOp(r, b, i)) t.writeJournalVersion(jq.room, r);
+      }
     }
-    for (const [k, h] of have) if (!want.has(k)) dels.push({ kind: 'entry.delete', direction: h.direction, prefix: h.prefix });
-    const jwant = new Map<bigint, JournalRule>();
-    for (let r = 0; r < t.rHigh; r++) if ((t.flags[r]! & F_JOURNALED) !== 0) jwant.set(t.id[r]!, t.journalVersion(r));
-    const jops: MapOp[] = [];
-    const jhave = new Map<bigint, JournalRule>();
-    for (const j of this.dp.readJournal()) jhave.set(j.id, j);
-    for (const id of jhave.keys()) if (!jwant.has(id)) jops.push({ kind: 'journal.delete', id });
-    for (const [id, j] of jwant) {
-      const h = jhave.get(id);
-      if (!h || !sameJournal(h, j)) jops.push({ kind: 'journal.upsert', rule: j });
-    }
-    const ops = [...jops, ...ups, ...dels];
-    if (ops.length > 0) this.dp.apply(ops);
+    for (let r = 0; r < t.rHigh; r++) if ((t.flags[r]! & F_JOURNALED) !== 0 && seenR[r] !== 1) t.writeJournalVersion(jq.room, r);
+    const ops = jq.length + uq.length + dq.length;
+    for (const q of [jq, uq, dq]) for (const b of q.parts) if (b.length > 0) this.dp.applyBatch(b);
     this.needsRepair = false;
     this.stats.repairs++;
-    this.log.info({ ops: ops.length }, 'kernel and journal restored to the last good state');
+    this.log.info({ ops }, 'kernel and journal restored to the last good state');
   }
 }

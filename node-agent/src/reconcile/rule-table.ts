@@ -15,7 +15,7 @@
 
 import type { Prefix } from '../../../common/src/cidr.js';
 import type { RuleAction, RuleDirection, RuleMode } from '../../../common/src/policy.js';
-import type { JournalRule, KernelEntry } from '../datapath/datapath.js';
+import { ATTR_ALLOW, ATTR_MONITOR, type JournalRule, type KernelEntry, OP, type OpBatch, type TableIndex } from '../datapath/datapath.js';
 import { NumIndex } from './num-index.js';
 import {
   type TableId,
@@ -59,6 +59,21 @@ const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 /** Kernel entry packed in an int: slot * 4 + allow * 2 + monitor. */
 export function packEntry(slot: number, allow: boolean, monitor: boolean): number {
   return slot * 4 + (allow ? 2 : 0) + (monitor ? 1 : 0);
+}
+
+/** OpBatch attrs (ATTR_ALLOW | ATTR_MONITOR) of rule flags. */
+function attrsOfFlags(f: number): number {
+  return ((f & F_ALLOW) !== 0 ? ATTR_ALLOW : 0) | ((f & F_MONITOR) !== 0 ? ATTR_MONITOR : 0);
+}
+
+/** Rule flags (F_V6 | F_EGRESS | F_ALLOW | F_MONITOR) of an op's table and attrs. */
+function flagsOfOp(table: number, attrs: number): number {
+  return ((table & 1) !== 0 ? F_V6 : 0) | ((table & 2) !== 0 ? F_EGRESS : 0) | ((attrs & ATTR_ALLOW) !== 0 ? F_ALLOW : 0) | ((attrs & ATTR_MONITOR) !== 0 ? F_MONITOR : 0);
+}
+
+/** The address word of an IPv4 prefix key (v4Key), without an object. */
+function v4KeyWord(key: number): number {
+  return ((key - (key % 64)) / 64) % 4294967296;
 }
 
 /** A journaled version of a rule that the desired side has since changed. */
@@ -142,6 +157,9 @@ export class RuleTable {
   readonly invalid = new Map<bigint, string>();
 
   private snapshotOpen = false;
+  /** Scratch: an IPv4 address as bytes; an IPv6 key's bytes. */
+  private readonly tmp4 = new Uint8Array(4);
+  private readonly tmp16 = new Uint8Array(16);
 
   /** Called when a desired rule gets an expiry (Unix ms). */
   onExpiry: ((r: number, expireUnixMs: number) => void) | undefined;
@@ -570,6 +588,116 @@ export class RuleTable {
     }
     if (!this.dirtyAll) this.dirtyRules.add(r);
     return r;
+  }
+
+  /** At start: journal.upsert op i of a batch read back from the journal (desired unless expired). Returns its record. */
+  loadJournalOp(b: OpBatch, i: number, desired: boolean): number {
+    const id = b.id[i]!;
+    if (this.find(id) !== NONE) throw new Error(`journal holds rule ${id} twice`);
+    const r = this.allocRule(id);
+    const table = b.table[i]!;
+    const expire = b.expire[i]!;
+    if ((table & 1) === 0) {
+      const w = b.addr4[i]!;
+      const t4 = this.tmp4;
+      t4[0] = w >>> 24;
+      t4[1] = (w >>> 16) & 255;
+      t4[2] = (w >>> 8) & 255;
+      t4[3] = w & 255;
+      this.writeAttrs(r, flagsOfOp(table, b.attrs[i]!), t4, 0, b.len[i]!, expire);
+    } else {
+      this.writeAttrs(r, flagsOfOp(table, b.attrs[i]!), b.addr6, i * 16, b.len[i]!, expire);
+    }
+    this.slot[r] = b.slot[i]!;
+    this.flags[r] = this.flags[r]! | F_JOURNALED;
+    this.journaledN++;
+    if (desired) {
+      this.flags[r] = this.flags[r]! | F_DESIRED;
+      this.desiredN++;
+      this.link(r);
+      if (expire > 0) this.onExpiry?.(r, expire);
+    }
+    if (!this.dirtyAll) this.dirtyRules.add(r);
+    return r;
+  }
+
+  /** At start: entry.upsert op i of a batch read back from the kernel tables. */
+  loadKernelOp(b: OpBatch, i: number): void {
+    const t = b.table[i]! as TableId;
+    const len = b.len[i]!;
+    const p = (t & 1) === 0 ? this.pfxForV4(t, (b.addr4[i]! & v4Mask(len)) >>> 0, len) : this.pfxFor(t, b.addr6, i * 16, len, true);
+    if (this.pKernel[p] === NONE) this.kernelCount[t]!++;
+    this.pKernel[p] = b.slot[i]! * 4 + (b.attrs[i]! & 3);
+    if (!this.dirtyAll) this.dirtyPfx.add(p);
+  }
+
+  /** The prefix record of op i's prefix (table, address, length; masked), or -1. */
+  pfxOfOp(b: OpBatch, i: number): number {
+    const t = b.table[i]! as TableId;
+    const len = b.len[i]!;
+    if ((t & 1) === 0) return this.v4Index.get(v4Key(t, (b.addr4[i]! & v4Mask(len)) >>> 0, len));
+    return this.v6Index.get(v6Key(t, b.addr6, len, i * 16)) ?? NONE;
+  }
+
+  /** Appends an entry.upsert of prefix record p with packed entry `packed` (packEntry). */
+  writeEntryUpsert(out: OpBatch, p: number, packed: number): void {
+    const t = this.pTable[p]! as TableIndex;
+    if ((t & 1) === 0) out.entryUpsert(t, v4KeyWord(this.pKey[p]!), 0, this.pLen[p]!, packed & 3, packed >>> 2);
+    else out.entryUpsert(t, this.v6KeyInto(p), 0, this.pLen[p]!, packed & 3, packed >>> 2);
+  }
+
+  /** Appends an entry.delete of prefix record p. */
+  writeEntryDelete(out: OpBatch, p: number): void {
+    const t = this.pTable[p]! as TableIndex;
+    if ((t & 1) === 0) out.entryDelete(t, v4KeyWord(this.pKey[p]!), 0, this.pLen[p]!);
+    else out.entryDelete(t, this.v6KeyInto(p), 0, this.pLen[p]!);
+  }
+
+  /** The IPv6 prefix record's address bytes in a scratch buffer (valid until the next call). */
+  private v6KeyInto(p: number): Uint8Array {
+    const k = this.pKeyV6.get(p)!;
+    const out = this.tmp16;
+    for (let i = 0; i < 16; i++) out[i] = k.charCodeAt(2 + i);
+    return out;
+  }
+
+  /** Appends a journal.upsert of rule r's desired version with counter slot `slot`. */
+  writeDesiredJournalRule(out: OpBatch, r: number, slot: number): void {
+    const f = this.flags[r]!;
+    const table = (((f & F_EGRESS) !== 0 ? 2 : 0) | ((f & F_V6) !== 0 ? 1 : 0)) as TableIndex;
+    if ((f & F_V6) === 0) out.journalUpsert(this.id[r]!, table, this.addr4[r]!, 0, this.len[r]!, attrsOfFlags(f), slot, this.expireOf(r));
+    else out.journalUpsert(this.id[r]!, table, this.addr6.get(r)!, 0, this.len[r]!, attrsOfFlags(f), slot, this.expireOf(r));
+  }
+
+  /** Appends a journal.upsert of rule r as the journal holds it (its shadowed version if changed since). */
+  writeJournalVersion(out: OpBatch, r: number): void {
+    const sh = this.shadow.get(r);
+    if (!sh) {
+      this.writeDesiredJournalRule(out, r, this.slot[r]!);
+      return;
+    }
+    const f = sh.flags;
+    const table = (((f & F_EGRESS) !== 0 ? 2 : 0) | ((f & F_V6) !== 0 ? 1 : 0)) as TableIndex;
+    out.journalUpsert(this.id[r]!, table, sh.addr, 0, sh.len, attrsOfFlags(f), this.slot[r]!, sh.expire);
+  }
+
+  /** True if journal.upsert op i equals rule r's journaled version (prefix masked on both sides). */
+  sameJournalOp(r: number, b: OpBatch, i: number): boolean {
+    if (b.kind[i] !== OP.journalUpsert || b.id[i] !== this.id[r]) return false;
+    const sh = this.shadow.get(r);
+    const f = sh ? sh.flags : this.flags[r]!;
+    const len = sh ? sh.len : this.len[r]!;
+    const expire = sh ? sh.expire : this.expireOf(r);
+    const table = ((f & F_EGRESS) !== 0 ? 2 : 0) | ((f & F_V6) !== 0 ? 1 : 0);
+    if (b.table[i] !== table || b.len[i] !== len || b.attrs[i] !== attrsOfFlags(f) || b.slot[i] !== this.slot[r] || b.expire[i] !== expire) return false;
+    if ((f & F_V6) === 0) {
+      const a = sh ? v4Word(sh.addr, 0) : this.addr4[r]!;
+      return ((a & v4Mask(len)) >>> 0) === ((b.addr4[i]! & v4Mask(len)) >>> 0);
+    }
+    const a = mask16(sh ? sh.addr : this.addr6.get(r)!, len);
+    const c = mask16(b.addr6, len, i * 16);
+    for (let k = 0; k < 16; k++) if (a[k] !== c[k]) return false;
+    return true;
   }
 
   /** At start: an entry read back from the kernel. */

@@ -21,14 +21,10 @@ import type { SyncMeta } from '../datapath/datapath.js';
 import type { CounterReporter } from '../counters/counter-reporter.js';
 import type { Engine } from '../engine.js';
 import type { ReconcileFailed } from '../reconcile/reconciler.js';
-import { releaseTransientMemory } from '../memory.js';
 import { Backoff } from './backoff.js';
 import { applyRawRules } from './raw-rules.js';
 import { AgentSyncClient, type AgentSyncResponse, type RawDelta, type RawRules, type RawSnapshotChunk } from './sync-codec.js';
 import { statusOf } from './wire.js';
-
-/** Counter reads at least this large are followed by a GC (see memory.ts). */
-const LARGE_READ_SLOTS = 131072;
 
 export type SyncStateName = 'connecting' | 'syncing' | 'in_sync' | 'degraded' | 'disconnected' | 'stopped';
 
@@ -434,8 +430,6 @@ export class SyncClient {
     if (s.ended || !s.started) return;
     try {
       for (const report of this.counters.collect()) this.write(s, { msg: { $case: 'counterReport', value: report } });
-      // A read of many slots leaves tens of MB of dead buffers: free them now.
-      if (this.engine.rec.slots.watermark >= LARGE_READ_SLOTS) releaseTransientMemory();
     } catch (e) {
       this.log.error({ err: e }, 'reading counters failed');
     }
