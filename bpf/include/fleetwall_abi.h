@@ -29,7 +29,10 @@
 
 #include <linux/types.h>
 
-#define FW_ABI_VERSION 2
+#define FW_ABI_VERSION 3
+
+/* Bytes of store id the sync meta holds (a control plane's store ids are UUIDs: 36). */
+#define FW_STORE_ID_MAX 64
 
 /* Prefix lengths one table may probe in its hash (the rest go to the trie). */
 #define FW_MAX_HASH_LENS 8
@@ -250,17 +253,21 @@ struct fw_journal_rule {
 	__u64 expire_unix_ms;  /* 0 = never */
 };
 
-/* fw_meta[0]. Userspace only. */
+/*
+ * fw_meta[0]. Userspace only. abi_version comes first from ABI 3 on, so any
+ * later build can read the version of pins it cannot reuse (ABI 2 had a
+ * 56-byte value with abi_version at offset 24, after a 16-byte store id).
+ */
 struct fw_meta {
-	__u64 revision;
-	__u8 store_id[16];     /* NUL-padded */
 	__u32 abi_version;     /* FW_ABI_VERSION of the creator */
 	__u32 default_action;  /* enum fw_default_action: kept across reopen */
+	__u64 revision;
 	__u32 max_hash_lens;   /* K: how many lengths a table may put in its hash */
 	__u32 dirty;           /* 1 while an apply() is in flight */
 	__u64 created_unix_ms;
 	__u32 prefixes_per_table;  /* capacity asked for at creation */
 	__u32 rule_slots;          /* counter slots */
+	__u8 store_id[FW_STORE_ID_MAX];  /* UTF-8, NUL-padded */
 };
 
 /* fw_lenstat[table]: entries per prefix length. Userspace only. */

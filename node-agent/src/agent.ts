@@ -17,7 +17,6 @@ import { HealthServer } from './health/health-server.js';
 import { AgentMetrics } from './health/metrics.js';
 import { TABLES, tableName } from './reconcile/prefix-key.js';
 import { releaseTransientMemory } from './memory.js';
-import { MetaCodec } from './reconcile/meta-codec.js';
 import { Reconciler } from './reconcile/reconciler.js';
 import { SyncClient } from './sync/sync-client.js';
 import { interfaceStatus } from './sync/wire.js';
@@ -68,7 +67,7 @@ export class Agent {
       logger: log.child({ component: 'datapath' }),
     });
     this.dp = dp;
-    this.rec = new Reconciler(dp, log.child({ component: 'reconcile' }), { metaCodec: new MetaCodec(cfg.stateDir, cfg.pinPath) });
+    this.rec = new Reconciler(dp, log.child({ component: 'reconcile' }));
     // The engine first: it registers the expiry hook the journal load feeds.
     this.engine = new Engine(this.rec, log.child({ component: 'engine' }), { revision: 0n, storeId: '' });
     this.counters = new CounterReporter(dp, this.rec.table, () => this.rec.slots);

@@ -31,8 +31,6 @@ export interface AgentConfig {
   readonly pingIntervalMs: number;
   readonly reconnectMinMs: number;
   readonly reconnectMaxMs: number;
-  /** Runtime state outside bpffs (full store ids; see reconcile/meta-codec.ts). */
-  readonly stateDir: string;
   /** Written (JSON: pid, httpPort, ...) once the agent enforces and serves HTTP. */
   readonly readyFile: string | undefined;
   readonly logLevel: LogLevel;
@@ -65,7 +63,6 @@ export const SETTINGS = {
   pingInterval: { flag: 'ping-interval', env: 'FLEETWALL_PING_INTERVAL', help: 'ping interval until the control plane sets one (default 10s)' },
   reconnectMin: { flag: 'reconnect-min', env: 'FLEETWALL_RECONNECT_MIN', help: 'first reconnect backoff (default 250ms)' },
   reconnectMax: { flag: 'reconnect-max', env: 'FLEETWALL_RECONNECT_MAX', help: 'reconnect backoff cap (default 10s)' },
-  stateDir: { flag: 'state-dir', env: 'FLEETWALL_STATE_DIR', help: 'runtime state next to the pins, e.g. long store ids (default /run/fleetwall)' },
   readyFile: { flag: 'ready-file', env: 'FLEETWALL_READY_FILE', help: 'file written with {pid, httpPort} once enforcing' },
   logLevel: { flag: 'log-level', env: 'FLEETWALL_LOG_LEVEL', help: 'pino level (default info)' },
 } as const satisfies Record<string, Setting>;
@@ -216,7 +213,6 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     pingIntervalMs,
     reconnectMinMs,
     reconnectMaxMs,
-    stateDir: raw('stateDir') ?? '/run/fleetwall',
     readyFile: raw('readyFile'),
     logLevel: logLevel as LogLevel,
   });

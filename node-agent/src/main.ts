@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import pino, { type Logger } from 'pino';
 import { Agent } from './agent.js';
 import { ConfigError, loadConfig, loadUninstallConfig, usage } from './config.js';
-import { openDatapath } from './datapath/bpf-datapath.js';
+import { openDatapath, uninstallPins } from './datapath/bpf-datapath.js';
 
 function rootLogger(level: string, nodeName?: string): Logger {
   return pino({ level, base: { svc: 'fleetwall-agent', pid: process.pid, ...(nodeName ? { node: nodeName } : {}) } });
@@ -22,10 +22,9 @@ async function uninstall(argv: string[]): Promise<void> {
     log.info({ pinPath: cfg.pinPath }, 'nothing to uninstall: no pins');
     return;
   }
-  const dp = openDatapath({ pinDir: cfg.pinPath, ...(cfg.objDir !== undefined ? { objDir: cfg.objDir } : {}), logger: log.child({ component: 'datapath' }) });
-  const attached = dp.attachments().map((a) => a.ifname);
-  dp.uninstall();
-  log.info({ pinPath: cfg.pinPath, detached: attached }, 'uninstalled: programs detached, pins removed');
+  // No object is loaded: this removes pins of any ABI version (an older install too).
+  const detached = uninstallPins(cfg.pinPath);
+  log.info({ pinPath: cfg.pinPath, detached }, 'uninstalled: programs detached, pins removed');
 }
 
 /**

@@ -1,17 +1,12 @@
 // Starts an in-process Agent on the fake datapath for Sync state-machine
 // tests (the real kernel and real processes are in the *.e2e tests).
 
-import { rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pino from 'pino';
 import { Agent } from '../../node-agent/src/agent.js';
 import { loadConfig } from '../../node-agent/src/config.js';
 import { FakeDatapath } from '../support/fake-datapath.js';
 
 let seq = 0;
-const stateDir = join(tmpdir(), `fleetwall-agent-test-${process.pid}`);
-process.on('exit', () => rmSync(stateDir, { recursive: true, force: true }));
 
 export function fakePinDir(tag: string): string {
   return `/fake/${tag}-${process.pid}-${seq++}`;
@@ -30,7 +25,6 @@ export async function startTestAgent(controlPlane: string, pinDir: string, extra
       '--labels', 'zone=a,role=edge',
       '--interfaces', 'veth-a',
       '--pin-path', pinDir,
-      '--state-dir', stateDir,
       '--http-addr', '127.0.0.1:0',
       '--counter-interval', '100ms',
       '--reconnect-min', '20ms',

@@ -416,6 +416,18 @@ test('restart: journal rules that expired meanwhile leave the kernel and the jou
   assert.deepEqual(dp2.readJournal().map((j) => j.id), [2n]);
 });
 
+test('store ids: a UUID is pinned whole; one longer than the pins hold is pinned as no store (a restart takes a snapshot)', async () => {
+  const r = rig();
+  r.rec.table.upsert(rule(1, '10.3.9.1/32'));
+  const uuid = 'b3b0c442-98fc-4c1c-9d3b-1c6e0a1f2d3e';
+  assert.ok((await r.rec.reconcile({ revision: 4n, storeId: uuid })).ok);
+  assert.deepEqual(r.dp.readMeta(), { revision: 4n, storeId: uuid });
+  const long = 's'.repeat(65);
+  const res = await r.rec.reconcile({ revision: 5n, storeId: long });
+  assert.ok(res.ok, 'not a refusal');
+  assert.deepEqual(r.dp.readMeta(), { revision: 0n, storeId: '' });
+});
+
 test('invalid rules are refused (INVALID_ARGUMENT) until deleted', async () => {
   const r = rig();
   r.rec.table.upsert(rule(1, '10.3.0.1/32'));

@@ -9,7 +9,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ABI_ENUMS, ABI_MAP_MACROS, ABI_PROG_MACROS, LAYOUT, MAP, TABLES } from '../../node-agent/src/datapath/abi.js';
+import { ABI_ENUMS, ABI_MAP_MACROS, ABI_PROG_MACROS, FW_ABI_VERSION, LAYOUT, MAP, TABLES } from '../../node-agent/src/datapath/abi.js';
+import { MAX_STORE_ID_BYTES } from '../../node-agent/src/datapath/datapath.js';
 import { raw } from '../../node-agent/src/datapath/libbpf.js';
 
 const root = resolve(import.meta.dirname, '../..');
@@ -45,6 +46,9 @@ test('abi.ts sizes, offsets, enums and names match fleetwall_abi.h', () => {
   }
   for (const [e, v] of Object.entries(ABI_ENUMS)) assert.equal(v, c[e], e);
   for (const [m, v] of Object.entries({ ...ABI_MAP_MACROS, ...ABI_PROG_MACROS })) assert.equal(v, c[m], m);
+  // The Datapath interface promises what the pinned meta holds.
+  assert.equal(MAX_STORE_ID_BYTES, c.FW_STORE_ID_MAX, 'datapath.ts MAX_STORE_ID_BYTES == FW_STORE_ID_MAX');
+  assert.equal(FW_ABI_VERSION, 3);
 });
 
 test('the compiled objects declare every map with the ABI key and value sizes', () => {

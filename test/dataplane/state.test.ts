@@ -3,11 +3,12 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { parseCidr } from '../../common/src/cidr.js';
 import { decodeMeta, encodeMeta, MAP } from '../../node-agent/src/datapath/abi.js';
 import { BpfMap } from '../../node-agent/src/datapath/bpf-map.js';
-import { openDatapath } from '../../node-agent/src/datapath/bpf-datapath.js';
+import { openDatapath, removePins, uninstallPins } from '../../node-agent/src/datapath/bpf-datapath.js';
+import { check, closeFd, raw } from '../../node-agent/src/datapath/libbpf.js';
 import { ATTR_ALLOW, ATTR_MONITOR, type KernelEntry, type MapOp, OpBatch } from '../../node-agent/src/datapath/datapath.js';
 import { DatapathError } from '../../node-agent/src/datapath/errors.js';
 import { placeNewLengths } from '../../node-agent/src/datapath/lengths.js';
@@ -267,6 +268,67 @@ test('a crash in the middle of apply is repaired at the next open (counts rebuil
     cleanupPins(pinDir);
   }
   assert.equal(existsSync(pinDir), false);
+});
+
+test('store ids: a UUID and 64 bytes are pinned whole; a longer one is refused', async () => {
+  await withDatapath('state-store', {}, (dp, pinDir) => {
+    const uuid = 'b3b0c442-98fc-4c1c-9d3b-1c6e0a1f2d3e';
+    dp.apply([], { revision: 7n, storeId: uuid });
+    assert.deepEqual(dp.readMeta(), { revision: 7n, storeId: uuid });
+    const max = 'é'.repeat(32); // 64 bytes of UTF-8
+    dp.apply([], { revision: 8n, storeId: max });
+    assert.throws(() => dp.apply([], { revision: 9n, storeId: `${max}x` }), { code: 'EINVAL', message: /is longer than 64 bytes/ });
+    dp.close();
+    const again = openDatapath({ pinDir });
+    try {
+      assert.deepEqual(again.readMeta(), { revision: 8n, storeId: max }, 'survives reopen');
+    } finally {
+      again.close();
+    }
+  });
+});
+
+test('pins of another ABI version: a clear error, nothing touched; uninstallPins removes them', async () => {
+  // An ABI-2 install (fw_meta of 56 bytes, abi_version 2 at offset 24) with one link pin name.
+  const old = uniquePinDir('state-abi2');
+  mkdirSync(`${old}/links`, { recursive: true });
+  try {
+    const fd = raw.bpf_map_create(2 /* ARRAY */, 'fw_meta', 4, 56, 1, null) as number;
+    assert.ok(fd >= 0, 'create an ABI-2 fw_meta');
+    try {
+      const v = Buffer.alloc(56);
+      v.writeBigUInt64LE(41n, 0);
+      v.writeUInt32LE(2, 24);
+      check(raw.bpf_map_update_elem(fd, Buffer.alloc(4), v, 0n) as number, 'write', 'fw_meta');
+      check(raw.bpf_obj_pin(fd, `${old}/fw_meta`) as number, 'pin', old);
+    } finally {
+      closeFd(fd);
+    }
+    assert.throws(() => openDatapath({ pinDir: old }), {
+      code: 'EINVAL',
+      message: /pinned state has ABI version 2 \(fw_meta of 56 bytes\), this build speaks 3; uninstall the old pins first \("fleetwall agent uninstall" detaches and removes pins of any version\)/,
+    });
+    assert.ok(existsSync(`${old}/fw_meta`), 'the old pins are left as they were');
+    assert.deepEqual(uninstallPins(old), []);
+    assert.equal(existsSync(old), false, 'removed');
+  } finally {
+    cleanupPins(old);
+  }
+  // Same layout, another version number (a future build's pins): refused at open as well.
+  const pinDir = uniquePinDir('state-abi4');
+  try {
+    openDatapath({ pinDir, capacity: { prefixesPerTable: 64, counterSlots: 8 } }).close();
+    const meta = BpfMap.fromPin(`${pinDir}/${MAP.META}`, MAP.META);
+    try {
+      meta.updateU32(0, encodeMeta({ ...decodeMeta(meta.lookupU32(0)!), abiVersion: 4 }));
+    } finally {
+      meta.close();
+    }
+    assert.throws(() => openDatapath({ pinDir }), { code: 'EINVAL', message: /pinned state has ABI version 4, this build speaks 3; uninstall the old pins first/ });
+    assert.ok(existsSync(pinDir));
+  } finally {
+    removePins(pinDir);
+  }
 });
 
 test('typed errors: a pin dir off bpffs, a missing object, a closed datapath', async () => {

@@ -215,7 +215,6 @@ export class AgentProcess {
       '--labels', o.labels ?? '',
       '--interfaces', (o.interfaces ?? [o.bed.b.ifname]).join(','),
       '--pin-path', this.pinDir,
-      '--state-dir', join(this.dir, 'state'),
       '--http-addr', `unix:${this.httpSocket}`,
       '--ready-file', join(this.dir, 'ready.json'),
       '--counter-interval', o.counterInterval ?? '200ms',

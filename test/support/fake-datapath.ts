@@ -31,7 +31,7 @@ import type {
   SyncMeta,
   TableUsage,
 } from '../../node-agent/src/datapath/datapath.js';
-import { OpBatch } from '../../node-agent/src/datapath/datapath.js';
+import { MAX_STORE_ID_BYTES, OpBatch } from '../../node-agent/src/datapath/datapath.js';
 import { DatapathError } from '../../node-agent/src/datapath/errors.js';
 
 interface PinnedState {
@@ -177,8 +177,10 @@ export class FakeDatapath implements Datapath {
 
   apply(ops: readonly MapOp[], meta?: SyncMeta): void {
     this.live();
-    // As the real meta: the store id is at most 16 bytes.
-    if (meta && Buffer.byteLength(meta.storeId, 'utf8') > 16) throw new DatapathError('apply', this.options.pinDir, 22, `store id "${meta.storeId}" is longer than 16 bytes`);
+    // As the real meta: the store id is at most MAX_STORE_ID_BYTES.
+    if (meta && Buffer.byteLength(meta.storeId, 'utf8') > MAX_STORE_ID_BYTES) {
+      throw new DatapathError('apply', this.options.pinDir, 22, `store id "${meta.storeId}" is longer than ${MAX_STORE_ID_BYTES} bytes`);
+    }
     // As the real datapath: capacity is checked per call, before anything
     // changes, replaying the call's entry ops in order (a new key takes room,
     // a delete of a present key frees it): never over capacity at any point.

@@ -131,7 +131,7 @@ export async function runDemo(argv: string[]): Promise<number> {
     const agent = net.spawnIn(net.server, [
       process.execPath, FLEETWALL_BIN, 'agent',
       '--control-plane', link.target, '--node-name', nodeName, '--labels', 'role=demo',
-      '--interfaces', net.serverIf, '--pin-path', pinPath, '--state-dir', join(logDir, 'agent-state'),
+      '--interfaces', net.serverIf, '--pin-path', pinPath,
       '--http-addr', 'off', '--ready-file', readyFile, '--counter-interval', '1s',
     ], { stdio: ['ignore', 'pipe', 'pipe'] });
     agentStarted = true;

@@ -6,7 +6,10 @@
 
 import type { RuleAction, RuleDirection, RuleMode } from '../../../common/src/policy.js';
 
-export const FW_ABI_VERSION = 2;
+export const FW_ABI_VERSION = 3;
+export const FW_STORE_ID_MAX = 64;
+/** ABI 2's fw_meta: 56 bytes, abi_version at offset 24 (read only to name the version of old pins). */
+export const FW_META_V2 = { size: 56, abiVersion: 24 } as const;
 export const FW_MAX_HASH_LENS = 8;
 export const FW_LEN_SLOTS = 129;
 export const FW_MAX_RULE_SLOTS = 1 << 26;
@@ -30,6 +33,7 @@ export const FW_SV = { pass: 0, drop: 1, wouldDrop: 2 } as const;
 /** Enum constants as the C header names them (checked by the ABI test). */
 export const ABI_ENUMS: Readonly<Record<string, number>> = {
   FW_ABI_VERSION,
+  FW_STORE_ID_MAX,
   FW_MAX_HASH_LENS,
   FW_LEN_SLOTS,
   FW_MAX_RULE_SLOTS,
@@ -114,17 +118,17 @@ export const LAYOUT = {
     fields: { prefixlen: 0, addr: 4, family: 20, direction: 21, action: 22, mode: 23, slot: 24, expire_unix_ms: 32 },
   },
   fw_meta: {
-    size: 56,
+    size: 104,
     fields: {
-      revision: 0,
-      store_id: 8,
-      abi_version: 24,
-      default_action: 28,
-      max_hash_lens: 32,
-      dirty: 36,
-      created_unix_ms: 40,
-      prefixes_per_table: 48,
-      rule_slots: 52,
+      abi_version: 0,
+      default_action: 4,
+      revision: 8,
+      max_hash_lens: 16,
+      dirty: 20,
+      created_unix_ms: 24,
+      prefixes_per_table: 32,
+      rule_slots: 36,
+      store_id: 40,
     },
   },
   fw_lenstat: { size: 520, fields: { count: 0, pad: 516 } },
@@ -286,7 +290,7 @@ export function encodeMeta(m: MetaValue): Buffer {
   const b = Buffer.alloc(L.fw_meta.size);
   b.writeBigUInt64LE(m.revision, F.revision);
   const id = Buffer.from(m.storeId, 'utf8');
-  if (id.length > 16) throw new Error(`store id "${m.storeId}" is longer than 16 bytes`);
+  if (id.length > FW_STORE_ID_MAX) throw new Error(`store id "${m.storeId}" is longer than ${FW_STORE_ID_MAX} bytes`);
   id.copy(b, F.store_id);
   b.writeUInt32LE(m.abiVersion, F.abi_version);
   b.writeUInt32LE(m.defaultAction, F.default_action);
@@ -300,11 +304,11 @@ export function encodeMeta(m: MetaValue): Buffer {
 
 export function decodeMeta(b: Buffer): MetaValue {
   const F = L.fw_meta.fields;
-  const id = b.subarray(F.store_id, F.store_id + 16);
+  const id = b.subarray(F.store_id, F.store_id + FW_STORE_ID_MAX);
   const end = id.indexOf(0);
   return {
     revision: b.readBigUInt64LE(F.revision),
-    storeId: id.subarray(0, end < 0 ? 16 : end).toString('utf8'),
+    storeId: id.subarray(0, end < 0 ? FW_STORE_ID_MAX : end).toString('utf8'),
     abiVersion: b.readUInt32LE(F.abi_version),
     defaultAction: b.readUInt32LE(F.default_action),
     maxHashLens: b.readUInt32LE(F.max_hash_lens),

@@ -19,6 +19,8 @@ import type { Prefix } from '../../../common/src/cidr.js';
 import type { DefaultAction, RuleDirection } from '../../../common/src/policy.js';
 import {
   FW_ABI_VERSION,
+  FW_META_V2,
+  FW_STORE_ID_MAX,
   FW_ACTION,
   FW_DEFAULT,
   FW_DIR,
@@ -150,6 +152,16 @@ interface LinkPin {
 export function openDatapath(opts: BpfDatapathOptions): BpfDatapath {
   const pinDir = resolve(opts.pinDir || DEFAULT_PIN_DIR);
   const existed = existsSync(pinDir);
+  // Pins of another ABI whose maps this build cannot reuse: say so before libbpf fails on them.
+  const foreign = existed ? pinnedForeignAbi(pinDir) : null;
+  if (foreign) {
+    throw new DatapathError(
+      'open pins',
+      pinDir,
+      E.EINVAL,
+      `pinned state has ABI version ${foreign.version} (fw_meta of ${foreign.valueSize} bytes), this build speaks ${FW_ABI_VERSION}; ${UNINSTALL_HINT}`,
+    );
+  }
   try {
     return new BpfDatapath(opts);
   } catch (e) {
@@ -270,7 +282,7 @@ export class BpfDatapath implements Datapath {
         'open pins',
         this.pinDir,
         E.EINVAL,
-        `pinned state has ABI version ${meta.abiVersion}, this build speaks ${FW_ABI_VERSION}; uninstall first`,
+        `pinned state has ABI version ${meta.abiVersion}, this build speaks ${FW_ABI_VERSION}; ${UNINSTALL_HINT}`,
       );
     }
     // fw_tblcfg through shared memory (its values hold the 2 MB IPv4 filters: no copies through syscalls).
@@ -693,8 +705,8 @@ export class BpfDatapath implements Datapath {
         if (!Number.isSafeInteger(x) || x < 0) throw bad(`op ${i}: expiry ${x} is not a Unix time in ms`);
       }
     }
-    if (meta && Buffer.byteLength(meta.storeId, 'utf8') > FW_STORE_ID_BYTES) {
-      throw bad(`store id "${meta.storeId}" is longer than ${FW_STORE_ID_BYTES} bytes`);
+    if (meta && Buffer.byteLength(meta.storeId, 'utf8') > FW_STORE_ID_MAX) {
+      throw bad(`store id "${meta.storeId}" is longer than ${FW_STORE_ID_MAX} bytes`);
     }
   }
 
@@ -1342,21 +1354,7 @@ export class BpfDatapath implements Datapath {
   }
 
   private linkPins(ifname?: string): LinkPin[] {
-    const dir = join(this.pinDir, 'links');
-    let names: string[];
-    try {
-      names = readdirSync(dir);
-    } catch {
-      return [];
-    }
-    const out: LinkPin[] = [];
-    for (const n of names) {
-      const m = LINK_RE.exec(n);
-      if (!m) continue;
-      if (ifname !== undefined && m[1] !== ifname) continue;
-      out.push({ ifname: m[1]!, kind: m[2] as LinkPin['kind'], path: join(dir, n) });
-    }
-    return out;
+    return listLinkPins(this.pinDir, ifname);
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -1429,8 +1427,84 @@ export class BpfDatapath implements Datapath {
  * 16 MB, ~1 ms for an IPv6 table) instead of a window per touched page (~5 us).
  */
 const BULK_OPS = 64;
-/** Bytes of store id the pinned meta holds. */
-const FW_STORE_ID_BYTES = 16;
+
+const UNINSTALL_HINT = 'uninstall the old pins first ("fleetwall agent uninstall" detaches and removes pins of any version), then start again';
+
+/**
+ * Pins under pinDir whose fw_meta this build cannot reuse (another value
+ * size: another ABI), with the version they were created with; else null.
+ */
+function pinnedForeignAbi(pinDir: string): { version: number; valueSize: number } | null {
+  const path = join(pinDir, MAP.META);
+  if (!existsSync(path)) return null;
+  const fd = raw.bpf_obj_get(path) as number;
+  if (fd < 0) return null; // the load reports it
+  try {
+    const info = mapInfoByFd(fd, MAP.META);
+    if (info.valueSize === LAYOUT.fw_meta.size) return null;
+    const v = Buffer.alloc(Math.max(8, info.valueSize));
+    const r = raw.bpf_map_lookup_elem(fd, Buffer.alloc(Math.max(4, info.keySize)), v) as number;
+    let version = 0;
+    if (r === 0) version = info.valueSize === FW_META_V2.size ? v.readUInt32LE(FW_META_V2.abiVersion) : v.readUInt32LE(LAYOUT.fw_meta.fields.abi_version);
+    return { version, valueSize: info.valueSize };
+  } finally {
+    closeFd(fd);
+  }
+}
+
+/** The link pins under pinDir (of one interface, or all). */
+function listLinkPins(pinDir: string, ifname?: string): LinkPin[] {
+  const dir = join(pinDir, 'links');
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const out: LinkPin[] = [];
+  for (const n of names) {
+    const m = LINK_RE.exec(n);
+    if (!m) continue;
+    if (ifname !== undefined && m[1] !== ifname) continue;
+    out.push({ ifname: m[1]!, kind: m[2] as LinkPin['kind'], path: join(dir, n) });
+  }
+  return out;
+}
+
+/**
+ * Detaches every program fleetwall attached from pins under pinDir and
+ * removes the pins, without loading any object: works for pins of any ABI
+ * version (uninstall of an older install). Returns the interfaces detached.
+ */
+export function uninstallPins(pinDir: string, logger?: Logger): string[] {
+  const dir = resolve(pinDir);
+  const detached = new Set<string>();
+  for (const pin of listLinkPins(dir)) {
+    if (pin.kind === 'egress-clsact') {
+      const idx = raw.if_nametoindex(pin.ifname) as number;
+      if (idx) clsactDetach(idx, pin.ifname);
+      detached.add(pin.ifname);
+    } else {
+      const fd = raw.bpf_obj_get(pin.path) as number;
+      if (fd >= 0) {
+        try {
+          const info = linkInfo(fd, pin.path);
+          if (info.ifindex) {
+            const r = raw.bpf_link_detach(fd) as number;
+            if (r < 0 && lastErrno(r) !== E.ENOLINK) check(r, `detach ${pin.kind.startsWith('xdp') ? 'xdp' : 'tc egress'}`, pin.ifname);
+            detached.add(pin.ifname);
+          }
+        } finally {
+          closeFd(fd);
+        }
+      }
+    }
+    unlinkQuiet(pin.path);
+  }
+  removePins(dir);
+  logger?.info({ pinDir: dir, detached: [...detached] }, 'uninstalled');
+  return [...detached].sort();
+}
 
 /** Bytes between fw_tblcfg values in its mapping. */
 const CFG_STRIDE = Math.ceil(LAYOUT.fw_table_cfg.size / 8) * 8;

@@ -263,10 +263,13 @@ export function attrsOf(action: RuleAction, mode: RuleMode): number {
   return (action === 'allow' ? ATTR_ALLOW : 0) | (mode === 'monitor' ? ATTR_MONITOR : 0);
 }
 
+/** Bytes (UTF-8) of store id the pinned sync meta holds; a longer one is refused (EINVAL). */
+export const MAX_STORE_ID_BYTES = 64;
+
 export interface SyncMeta {
   /** Revision the kernel state corresponds to; 0n = none. */
   readonly revision: bigint;
-  /** Store the revision belongs to (SyncStart.store_id); '' = none. */
+  /** Store the revision belongs to (SyncStart.store_id), at most MAX_STORE_ID_BYTES; '' = none. */
   readonly storeId: string;
 }
 

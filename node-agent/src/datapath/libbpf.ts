@@ -61,6 +61,10 @@ export const raw = {
     'int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, void *count, const void *opts)',
   ),
   bpf_map_delete_batch: f(lib, 'int bpf_map_delete_batch(int fd, const void *keys, void *count, const void *opts)'),
+  bpf_map_create: f(
+    lib,
+    'int bpf_map_create(int map_type, const char *map_name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, const void *opts)',
+  ),
   // programs, links, attach
   bpf_prog_test_run_opts: f(lib, 'int bpf_prog_test_run_opts(int prog_fd, void *opts)'),
   bpf_prog_get_fd_by_id: f(lib, 'int bpf_prog_get_fd_by_id(uint32_t id)'),

@@ -10,11 +10,10 @@
 // state the table still holds, so a NACKed change leaves nothing behind.
 
 import type { Logger } from 'pino';
-import { type Datapath, OpBatch, type SyncMeta } from '../datapath/datapath.js';
+import { type Datapath, MAX_STORE_ID_BYTES, OpBatch, type SyncMeta } from '../datapath/datapath.js';
 import { F_JOURNALED, RuleTable } from './rule-table.js';
 import { type Plan, PlanError, PlanOpWriter, commitPlan, plan } from './plan.js';
 import { SlotPool } from './slot-pool.js';
-import { MetaCodec } from './meta-codec.js';
 import { releaseTransientMemory } from '../memory.js';
 
 export interface ReconcileOk {
@@ -50,8 +49,6 @@ export interface ReconcilerOptions {
   /** Ops per datapath.applyBatch call (the reused batch's size; the loop yields between calls). */
   readonly chunkOps?: number;
   readonly now?: () => number;
-  /** Translates store ids longer than the pinned 16 bytes (see meta-codec.ts). */
-  readonly metaCodec?: MetaCodec;
 }
 
 const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -86,7 +83,6 @@ export class Reconciler {
   /** The batch every plan is written into, chunk by chunk. */
   private readonly batch: OpBatch;
   private readonly now: () => number;
-  private readonly codec: MetaCodec;
   private needsRepair = false;
   /** Counts for metrics. */
   readonly stats = { applies: 0, ops: 0, refusals: 0, repairs: 0, lastApplyMs: 0 };
@@ -100,7 +96,6 @@ export class Reconciler {
     this.chunkOps = opts.chunkOps ?? 16384;
     this.batch = new OpBatch(this.chunkOps);
     this.now = opts.now ?? Date.now;
-    this.codec = opts.metaCodec ?? new MetaCodec(undefined, '');
   }
 
   /**
@@ -109,7 +104,7 @@ export class Reconciler {
    */
   load(): LoadSummary {
     const dp = this.dp;
-    const meta = this.codec.fromPinned(dp.readMeta());
+    const meta = dp.readMeta();
     const now = this.now();
     const t = this.table;
     // Everything is in scope at start: no need to record each rule as dirty.
@@ -203,7 +198,7 @@ export class Reconciler {
         chunks++;
         await yieldToLoop();
       }
-      this.dp.applyBatch(b, meta ? this.codec.toPinned(meta) : undefined);
+      this.dp.applyBatch(b, meta ? this.pinnable(meta) : undefined);
       b.clear();
       commitPlan(this.table, this.slots, pl);
       const ms = performance.now() - t0;
@@ -226,6 +221,17 @@ export class Reconciler {
     } finally {
       this.slots.unlock();
     }
+  }
+
+  /**
+   * The meta as pinned. The pins hold store ids of up to MAX_STORE_ID_BYTES
+   * (a control plane's are 36-character UUIDs); a longer one is pinned as
+   * "no store", so a restart asks for a snapshot (always correct).
+   */
+  private pinnable(meta: SyncMeta): SyncMeta {
+    if (Buffer.byteLength(meta.storeId, 'utf8') <= MAX_STORE_ID_BYTES) return meta;
+    this.log.warn({ storeId: meta.storeId, max: MAX_STORE_ID_BYTES }, 'store id too long to pin: a restart will resume from a snapshot');
+    return { revision: 0n, storeId: '' };
   }
 
   private plan(): Plan {
