@@ -21,13 +21,15 @@
 //    BPF_PROG_TEST_RUN, XDP_TX) on CPU0 in namespace a sends 64-byte IPv4/UDP
 //    frames from 4096 sources inside the set of the case; the receiving veth
 //    in namespace b (GRO on, threaded NAPI pinned to CPU1) drops them with: a
-//    bare XDP drop program, one that reads the source and drops, fleetwall
+//    bare XDP drop program, one that reads the source and drops, the
+//    xdp-filter design (a plain kernel HASH of 100k exact /32 source keys:
+//    lookup, count, drop; the anchor for what holding CIDRs costs), fleetwall
 //    (100k and 1k prefixes), fleetwall as a plain trie, or nftables (netdev
 //    ingress, interval set of the same 100k prefixes). One attach helper in
 //    namespace b swaps the sinks (native XDP checked every window) while the
 //    generator runs; rounds alternate the case order; 300 ms warm-up, 1 s
-//    window. Counted at the receiver (ethtool rx_queue_0_xdp_packets); x_bare
-//    and x_nft are medians of the per-round ratios.
+//    window. Counted at the receiver (ethtool rx_queue_0_xdp_packets); x_bare,
+//    x_hash32 and x_nft are medians of the per-round ratios.
 //    mpps_cpu.*: the same windows by the receiving NAPI thread's CPU time per
 //    packet (/proc/PID/schedstat): 1000 / ns_per_packet is what one CPU that
 //    only ran the receive path would drop. On a shared machine the NAPI thread
@@ -42,7 +44,7 @@ import { join, resolve } from 'node:path';
 import { type BpfDatapath, openDatapath, removePins } from '../node-agent/src/datapath/bpf-datapath.js';
 import { type LoadedObject, loadObject } from '../node-agent/src/datapath/bpf-object.js';
 import type { MapOp } from '../node-agent/src/datapath/datapath.js';
-import { check, closeFd, raw } from '../node-agent/src/datapath/libbpf.js';
+import { batchOpts, check, closeFd, raw } from '../node-agent/src/datapath/libbpf.js';
 import { progTestRun } from '../node-agent/src/datapath/test-run.js';
 import { createNetnsPair, type NetnsPair } from '../test/support/netns.js';
 import { dotted, entries, hitSources, missSources, v4Prefix } from './lib/prefix-sets.js';
@@ -331,6 +333,54 @@ function writeSources(pin: string, sources: Uint8Array[]): void {
   }
 }
 
+/**
+ * The keys of the xdp-filter-style sink: the n prefixes as exact addresses
+ * (the /32s as they are; one address inside each /24: the generator's
+ * source where it sends from that /24, else the /24's first address).
+ * Every generated packet hits, as with fleetwall.
+ */
+function hash32Keys(n: number, sources: Uint8Array[]): number[] {
+  const keys = new Set<number>();
+  const half = Math.floor(n / 2);
+  for (let i = 0; i < half; i++) keys.add(Buffer.from(v4Prefix(i, n).bytes).readUInt32BE(0));
+  const covered = new Set<number>();
+  for (const s of sources) {
+    const a = Buffer.from(s).readUInt32BE(0);
+    if (keys.has(a)) continue;
+    keys.add(a);
+    covered.add(a >>> 8);
+  }
+  for (let i = half; i < n && keys.size < n; i++) {
+    const a = Buffer.from(v4Prefix(i, n).bytes).readUInt32BE(0);
+    if (!covered.has(a >>> 8)) keys.add(a);
+  }
+  for (const s of sources) if (!keys.has(Buffer.from(s).readUInt32BE(0))) throw new Error('a generator source is not a hash32 key');
+  return [...keys];
+}
+
+function fillHash32(fd: number, keys: number[]): void {
+  const k = Buffer.alloc(keys.length * 4);
+  keys.forEach((a, i) => k.writeUInt32BE(a >>> 0, i * 4)); // the address bytes as in the packet
+  const v = Buffer.alloc(keys.length * 8);
+  const count = new Uint32Array([keys.length]);
+  check(raw.bpf_map_update_batch(fd, k, v, count, batchOpts(0n)) as number, 'fill', 'hash32_srcs');
+  if (count[0] !== keys.length) throw new Error(`hash32_srcs: ${count[0]} of ${keys.length} keys written`);
+}
+
+function sumHash32(fd: number): bigint {
+  const key = Buffer.alloc(4);
+  const next = Buffer.alloc(4);
+  const val = Buffer.alloc(8);
+  let sum = 0n;
+  let prev: Buffer | null = null;
+  while ((raw.bpf_map_get_next_key(fd, prev, next) as number) === 0) {
+    next.copy(key);
+    if ((raw.bpf_map_lookup_elem(fd, key, val) as number) === 0) sum += val.readBigUInt64LE(0);
+    prev = key;
+  }
+  return sum;
+}
+
 async function dropRates(): Promise<void> {
   const N = 100_000;
   const WINDOW_MS = 1000;
@@ -352,6 +402,12 @@ async function dropRates(): Promise<void> {
     objects.push(bare);
     check(raw.bpf_obj_pin(bare.progFd('bare_drop'), `${barePin}/prog`) as number, 'pin', barePin);
     check(raw.bpf_obj_pin(bare.progFd('bare_parse_drop'), `${barePin}/parse`) as number, 'pin', barePin);
+    // The xdp-filter-style anchor: the same 100k prefixes as exact /32 keys in a kernel HASH.
+    const bigSources = hitSources(4, N, 4096);
+    const keys = hash32Keys(N, bigSources);
+    fillHash32(bare.mapFd('hash32_srcs'), keys);
+    check(raw.bpf_obj_pin(bare.progFd('hash32_drop'), `${barePin}/hash32`) as number, 'pin', barePin);
+    process.stderr.write(`# hash32: ${keys.length} exact keys (50k /32s; one address per /24, the generator's where it sends from one)\n`);
     const elems: string[] = [];
     for (let i = 0; i < N; i++) {
       const p = v4Prefix(i, N);
@@ -384,7 +440,6 @@ async function dropRates(): Promise<void> {
     children.push(helperProc);
     const helper = jsonChild(helperProc);
     await helper.next(); // ready
-    const bigSources = hitSources(4, N, 4096);
     const smallSources = hitSources(4, 1000, 4096);
     const srcPin = `${barePin}/gen_srcs`;
     const genProc = runNode(
@@ -428,6 +483,7 @@ async function dropRates(): Promise<void> {
     const cases: Case[] = [
       progCase('mpps.xdp_bare_drop', `${barePin}/prog`, 'bare XDP count-and-drop (does not read the packet)'),
       progCase('mpps.xdp_parse_drop', `${barePin}/parse`, 'bare XDP that reads the IPv4 source, then drops (no lookup)'),
+      progCase('mpps.xdp_hash32_100k_drop', `${barePin}/hash32`, 'xdp-filter style: kernel HASH of the same 100k as exact /32 source keys (lookup, count, drop)'),
       fwCase('mpps.fleetwall_100k_drop', fw.pinDir, 'fleetwall XDP, 50k /32 + 50k /24, hash (K=6) + trie', 'big'),
       fwCase('mpps.fleetwall_1k_drop', small.pinDir, 'fleetwall XDP, 500 /32 + 500 /24 (traffic from that set)', 'small'),
       fwCase('mpps.fleetwall_100k_trie_drop', trie.pinDir, 'fleetwall XDP as a plain LPM trie (K=0), same 100k', 'big'),
@@ -471,6 +527,10 @@ async function dropRates(): Promise<void> {
         }
       }
     }
+    // The anchor dropped what it was sent (a miss would pass the packet up the stack: another measurement).
+    const hits = sumHash32(bare.mapFd('hash32_srcs'));
+    if ((samples.get('mpps.xdp_hash32_100k_drop') ?? []).length > 0 && hits === 0n) throw new Error('the hash32 sink counted no hit');
+    process.stderr.write(`# hash32: ${hits} packets hit and dropped over its windows (and warm-ups)\n`);
     const of = (m: string) => samples.get(m)!;
     const ratio = (m: string, base: string, f: (s: Sample) => number, inv = false) =>
       Math.round(median(of(m).map((s, i) => (inv ? f(of(base)[i]!) / f(s) : f(s) / f(of(base)[i]!)))) * 100) / 100;
@@ -479,6 +539,7 @@ async function dropRates(): Promise<void> {
       emit(c.metric, median(xs.map((s) => s.mpps)), {
         ...c.ctx,
         x_bare: ratio(c.metric, 'mpps.xdp_bare_drop', (s) => s.mpps),
+        x_hash32: ratio(c.metric, 'mpps.xdp_hash32_100k_drop', (s) => s.mpps),
         x_nft: ratio(c.metric, 'mpps.nft_100k_drop', (s) => s.mpps),
         offered_mpps: Math.round(median(xs.map((s) => s.offered)) * 100) / 100,
         receiver_busy: Math.round(median(xs.map((s) => s.util)) * 100) / 100,
@@ -496,6 +557,7 @@ async function dropRates(): Promise<void> {
         receiver_ns_per_packet: Math.round(ns),
         x_bare: ratio(c.metric, 'mpps.xdp_bare_drop', (s) => s.cpuNs, true),
         x_parse: ratio(c.metric, 'mpps.xdp_parse_drop', (s) => s.cpuNs, true),
+        x_hash32: ratio(c.metric, 'mpps.xdp_hash32_100k_drop', (s) => s.cpuNs, true),
         x_nft: ratio(c.metric, 'mpps.nft_100k_drop', (s) => s.cpuNs, true),
         rounds: xs.length,
         all_ns: xs.map((s) => Math.round(s.cpuNs)),
