@@ -44,10 +44,8 @@ import {
   encodeTableCfg,
   TABLE_CFG_HEAD,
   readEntry,
-  readJournalRule,
   tableFor,
   writeEntry,
-  writeJournalRule,
   type MetaValue,
   type LenSet,
 } from './abi.js';
@@ -1619,23 +1617,6 @@ function writeJournalOp(v: Buffer, off: number, b: OpBatch, i: number): void {
   v[off + F.mode] = (b.attrs[i]! & ATTR_MONITOR) !== 0 ? FW_MODE.monitor : FW_MODE.enforce;
   v.writeUInt32LE(b.slot[i]!, off + F.slot);
   v.writeBigUInt64LE(BigInt(b.expire[i]!), off + F.expire_unix_ms);
-}
-
-/** Writes a hash/trie key {prefixlen, address with host bits cleared} at `off`. */
-function writeMaskedKey(buf: Buffer, off: number, p: Prefix): void {
-  const b = p.bytes;
-  const len = p.len;
-  buf.writeUInt32LE(len, off);
-  if (b.length === 4) {
-    const v = ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
-    const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
-    buf.writeUInt32BE((v & mask) >>> 0, off + 4);
-    return;
-  }
-  for (let i = 0; i < b.length; i++) {
-    const keep = len - i * 8;
-    buf[off + 4 + i] = keep >= 8 ? b[i]! : keep <= 0 ? 0 : b[i]! & ((0xff << (8 - keep)) & 0xff);
-  }
 }
 
 /** The prefix's bytes with host bits cleared (a set host bit would never match a hash key). */

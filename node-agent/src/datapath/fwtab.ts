@@ -679,14 +679,6 @@ export class HashTable {
     }
     return -1;
   }
-
-  /** Calls fn for every entry (table, then spill); bytes are masked copies (allocates: small tables, tests). */
-  forEach(fn: (len: number, bytes: Uint8Array, v: TabValue) => void): void {
-    this.forEachRaw((len, a4, a6, off, attrs, slot) => {
-      const bytes = this.family === 4 ? new Uint8Array([a4 >>> 24, (a4 >>> 16) & 0xff, (a4 >>> 8) & 0xff, a4 & 0xff]) : a6.slice(off, off + 16);
-      fn(len, bytes, { slot, action: (attrs & ATTR_ALLOW) !== 0 ? 'allow' : 'deny', mode: (attrs & ATTR_MONITOR) !== 0 ? 'monitor' : 'enforce' });
-    });
-  }
 }
 
 const key4 = { len: 0, a: 0 };
