@@ -4,6 +4,8 @@
 
 import { hostname } from 'node:os';
 import type { DefaultAction } from '../../common/src/policy.js';
+import { DURATION_EXAMPLES, parseDurationMs as parseDuration } from '../../common/src/duration.js';
+import { LabelTextError, parseLabelText } from '../../common/src/labels.js';
 
 export type XdpModeSetting = 'auto' | 'native' | 'generic';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -69,34 +71,23 @@ export const SETTINGS = {
 
 type Key = keyof typeof SETTINGS;
 
-const LABEL_KEY = /^[A-Za-z0-9]([A-Za-z0-9._/-]{0,251}[A-Za-z0-9])?$/;
 const IFNAME = /^[^\s/:]{1,15}$/;
 
-/** "1s", "250ms", "2m", "1h"; a bare number is seconds. */
+/** A duration setting ("250ms", "1s", "1h30m"; the grammar of common/src/duration.ts, unit required). */
 export function parseDurationMs(text: string, what: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
-  if (!m) throw new ConfigError(`${what}: "${text}" is not a duration; use e.g. 500ms, 1s, 2m`);
-  const n = Number(m[1]);
-  const unit = m[2] ?? 's';
-  const ms = unit === 'ms' ? n : unit === 's' ? n * 1000 : unit === 'm' ? n * 60_000 : n * 3_600_000;
-  return Math.round(ms);
+  const ms = parseDuration(text);
+  if (ms === undefined) throw new ConfigError(`${what}: "${text}" is not a duration; use e.g. ${DURATION_EXAMPLES}`);
+  return ms;
 }
 
+/** Node labels "k=v,k2=v2" (the grammar of common/src/labels.ts, shared with rule selectors). */
 export function parseLabels(text: string, what: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const part of text.split(',')) {
-    const p = part.trim();
-    if (p === '') continue;
-    const eq = p.indexOf('=');
-    if (eq <= 0) throw new ConfigError(`${what}: "${p}" is not k=v; write labels as k=v,k2=v2`);
-    const k = p.slice(0, eq).trim();
-    const v = p.slice(eq + 1).trim();
-    if (!LABEL_KEY.test(k)) throw new ConfigError(`${what}: label key "${k}" must be letters, digits, . _ / - (at most 253)`);
-    if (v.length > 253 || /[,=\s]/.test(v)) throw new ConfigError(`${what}: label value "${v}" must be at most 253 characters without , = or spaces`);
-    if (k in out) throw new ConfigError(`${what}: label "${k}" given twice`);
-    out[k] = v;
+  try {
+    return parseLabelText(text);
+  } catch (e) {
+    if (e instanceof LabelTextError) throw new ConfigError(`${what}: ${e.message}`);
+    throw e;
   }
-  return out;
 }
 
 function parsePositiveInt(text: string, what: string, max: number): number {

@@ -39,7 +39,7 @@ test('bad input is refused with the flag, the variable and how to fix it', () =>
   const bad: [string[], Record<string, string>, RegExp][] = [
     [[], {}, /--interfaces \/ FLEETWALL_INTERFACES: name at least one interface/],
     [['--interfaces', 'eth0', '--default-action', 'block'], {}, /--default-action \/ FLEETWALL_DEFAULT_ACTION: "block" must be pass or drop/],
-    [['--interfaces', 'eth0'], { FLEETWALL_LABELS: 'zone' }, /"zone" is not k=v/],
+    [['--interfaces', 'eth0'], { FLEETWALL_LABELS: 'zone' }, /FLEETWALL_LABELS: "zone" is not key=value/],
     [['--interfaces', 'eth0', '--control-plane', 'nohost'], {}, /"nohost" is not host:port/],
     [['--interfaces', 'eth0', '--counter-interval', 'soon'], {}, /"soon" is not a duration/],
     [['--interfaces', 'eth0', '--pin-path', 'relative/dir'], {}, /must be an absolute path/],
@@ -50,5 +50,6 @@ test('bad input is refused with the flag, the variable and how to fix it', () =>
   ];
   for (const [argv, env, re] of bad) assert.throws(() => loadConfig(argv, env), (e: unknown) => e instanceof ConfigError && re.test(e.message), `${argv.join(' ')} ${JSON.stringify(env)}`);
   assert.equal(parseDurationMs('1.5s', 'x'), 1500);
-  assert.equal(parseDurationMs('2', 'x'), 2000);
+  assert.throws(() => parseDurationMs('2', 'x'), /not a duration/, 'a unit is required, as for the control plane');
+  assert.equal(parseDurationMs('1h30m', 'x'), 5_400_000);
 });
