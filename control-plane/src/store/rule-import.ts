@@ -15,21 +15,13 @@
 // path (commitImport: read existing, reserve, COPY, with retries).
 import type { Sql } from 'postgres';
 import type { Writable } from 'node:stream';
-import type { Action, Direction, Mode } from '../../../proto/gen/fleetwall/v1/rule.js';
-import type { Labels } from '../rules/selector.js';
+import type { RuleSpec } from '../rules/validate.js';
 import { encodeAgentRule } from '../sync/wire-encoding.js';
 import { copyText, OP_BULK_UPSERT, RuleStore } from './rule-store.js';
 import { isRetryable, writeTransaction } from './write-transaction.js';
 
-export interface ImportTemplate {
-  readonly action: Action;
-  readonly direction: Direction;
-  readonly mode: Mode;
-  readonly selector: Labels;
-  readonly selectorKey: string;
-  readonly expireTime: Date | null;
-  readonly comment: string;
-}
+/** What every line of an import shares: a validated rule without its CIDR. */
+export type ImportTemplate = Omit<RuleSpec, 'cidr' | 'prefix'>;
 
 /** The rows of a bulk write as committed, for this process's revision feed. */
 export interface BulkPayload {
