@@ -5,6 +5,7 @@
 
 import type { ChildProcess } from 'node:child_process';
 import type { NetnsPair } from '../support/netns.js';
+import { waitForOutput as expect } from '../support/traffic.js';
 
 const RECEIVER = `
 const dgram = require('node:dgram');
@@ -40,25 +41,6 @@ process.stdin.on('data', () => { stop = true; });
 })();
 `;
 
-function expect(child: ChildProcess, re: RegExp, timeoutMs = 15_000): Promise<RegExpExecArray> {
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    const timer = setTimeout(() => {
-      child.stdout!.off('data', onData);
-      reject(new Error(`timed out waiting for ${re} (got "${buf}")`));
-    }, timeoutMs);
-    const onData = (d: Buffer): void => {
-      buf += d.toString();
-      const m = re.exec(buf);
-      if (m) {
-        clearTimeout(timer);
-        child.stdout!.off('data', onData);
-        resolve(m);
-      }
-    };
-    child.stdout!.on('data', onData);
-  });
-}
 
 export class StreamTraffic {
   private constructor(

@@ -7,6 +7,7 @@
 //
 // Only addresses of the bed are used; nothing leaves the two namespaces.
 
+import type { ChildProcess } from 'node:child_process';
 import type { NetnsPair, Side } from './netns.js';
 
 export interface TrafficResult {
@@ -67,26 +68,39 @@ s.bind(0, src, async () => {
 });
 `;
 
-function waitFor(child: import('node:child_process').ChildProcess, re: RegExp, timeoutMs: number): Promise<RegExpExecArray> {
+/**
+ * Resolves with the first match of `re` in what `child` prints to stdout from
+ * now on; rejects on timeout, or if the child ends without printing it.
+ */
+export function waitForOutput(child: ChildProcess, re: RegExp, timeoutMs = 15_000): Promise<RegExpExecArray> {
   return new Promise((resolve, reject) => {
     let buf = '';
-    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${re} (got "${buf}")`)), timeoutMs);
+    const done = () => {
+      clearTimeout(timer);
+      child.stdout!.off('data', onData);
+      child.off('close', onClose);
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(new Error(`timed out waiting for ${re} (got "${buf}")`));
+    }, timeoutMs);
     const onData = (d: Buffer) => {
       buf += d.toString();
       const m = re.exec(buf);
       if (m) {
-        clearTimeout(timer);
-        child.stdout!.off('data', onData);
+        done();
         resolve(m);
       }
     };
-    child.stdout!.on('data', onData);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
+    // 'close' comes after stdout is drained (output can arrive after 'exit').
+    const onClose = (code: number | null) => {
+      done();
       const m = re.exec(buf);
       if (m) resolve(m);
       else reject(new Error(`exited (${code}) before ${re}: "${buf}"`));
-    });
+    };
+    child.stdout!.on('data', onData);
+    child.once('close', onClose);
   });
 }
 
@@ -96,13 +110,13 @@ export async function udp(bed: NetnsPair, o: UdpOptions): Promise<TrafficResult>
   const port = o.port ?? 9000 + Math.floor(Math.random() * 1000);
   const rx = bed.spawn(to, [process.execPath, '-e', RECEIVER, o.dst, String(port)]);
   try {
-    await waitFor(rx, /ready\n/, 10_000);
+    await waitForOutput(rx, /ready\n/, 10_000);
     const tx = bed.spawn(o.from, [process.execPath, '-e', SENDER, o.src, o.dst, String(port), String(o.count), String(o.size ?? 32)]);
     const code = await new Promise<number | null>((resolve) => tx.once('exit', resolve));
     if (code !== 0) throw new Error(`udp sender exited with ${code}`);
     await new Promise((r) => setTimeout(r, 200));
     rx.stdin!.write('x');
-    const m = await waitFor(rx, /count (\d+)\n/, 10_000);
+    const m = await waitForOutput(rx, /count (\d+)\n/, 10_000);
     return { sent: o.count, received: Number(m[1]) };
   } finally {
     if (rx.exitCode === null) rx.kill('SIGKILL');
