@@ -172,7 +172,7 @@ export class Agent {
     for (const ifname of this.cfg.interfaces) {
       if (this.attached.has(ifname)) continue;
       try {
-        const a = this.dp.attach(ifname, { xdpMode: this.cfg.xdpMode });
+        const a = this.dp.attach(ifname, { xdpMode: this.cfg.xdpMode, replaceForeign: this.cfg.replaceForeignXdp });
         this.attached.set(ifname, a);
         this.attachErrors.delete(ifname);
         if (a.xdpMode === 'generic' && this.cfg.xdpMode === 'auto') this.log.warn({ ifname }, 'XDP runs in generic (skb) mode on this interface: slower');

@@ -29,6 +29,8 @@ export interface AgentConfig {
   /** Rule counter slots (= journal entries), used only when the maps are created. */
   readonly capacitySlots: number | undefined;
   readonly xdpMode: XdpModeSetting;
+  /** Replace an XDP program that fleetwall did not attach (default: refuse, with an error naming it). */
+  readonly replaceForeignXdp: boolean;
   /** Our own ping interval before the control plane announces one. */
   readonly pingIntervalMs: number;
   readonly reconnectMinMs: number;
@@ -62,6 +64,7 @@ export const SETTINGS = {
   capacityPrefixes: { flag: 'capacity-prefixes', env: 'FLEETWALL_CAPACITY_PREFIXES', help: 'prefixes per kernel table when the maps are created (default: datapath default)' },
   capacitySlots: { flag: 'capacity-slots', env: 'FLEETWALL_CAPACITY_SLOTS', help: 'rule counter slots when the maps are created (default: datapath default)' },
   xdpMode: { flag: 'xdp-mode', env: 'FLEETWALL_XDP_MODE', help: 'auto (default), native or generic' },
+  replaceForeignXdp: { flag: 'replace-foreign-xdp', env: 'FLEETWALL_REPLACE_FOREIGN_XDP', help: 'true: replace an XDP program fleetwall did not attach (default false: refuse and report it)' },
   pingInterval: { flag: 'ping-interval', env: 'FLEETWALL_PING_INTERVAL', help: 'ping interval until the control plane sets one (default 10s)' },
   reconnectMin: { flag: 'reconnect-min', env: 'FLEETWALL_RECONNECT_MIN', help: 'first reconnect backoff (default 250ms)' },
   reconnectMax: { flag: 'reconnect-max', env: 'FLEETWALL_RECONNECT_MAX', help: 'reconnect backoff cap (default 10s)' },
@@ -178,6 +181,8 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   const cs = raw('capacitySlots');
   const xdpMode = raw('xdpMode') ?? 'auto';
   if (xdpMode !== 'auto' && xdpMode !== 'native' && xdpMode !== 'generic') throw new ConfigError(`${what('xdpMode')}: "${xdpMode}" must be auto, native or generic`);
+  const rf = raw('replaceForeignXdp') ?? 'false';
+  if (rf !== 'true' && rf !== 'false') throw new ConfigError(`${what('replaceForeignXdp')}: "${rf}" must be true or false`);
   const pingIntervalMs = parseDurationMs(raw('pingInterval') ?? '10s', what('pingInterval'));
   if (pingIntervalMs < 100) throw new ConfigError(`${what('pingInterval')}: at least 100ms`);
   const reconnectMinMs = parseDurationMs(raw('reconnectMin') ?? '250ms', what('reconnectMin'));
@@ -201,6 +206,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     capacityPrefixes: cp === undefined ? undefined : parsePositiveInt(cp, what('capacityPrefixes'), 1 << 26),
     capacitySlots: cs === undefined ? undefined : parsePositiveInt(cs, what('capacitySlots'), 1 << 26),
     xdpMode,
+    replaceForeignXdp: rf === 'true',
     pingIntervalMs,
     reconnectMinMs,
     reconnectMaxMs,

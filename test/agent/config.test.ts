@@ -44,6 +44,7 @@ test('bad input is refused with the flag, the variable and how to fix it', () =>
     [['--interfaces', 'eth0', '--counter-interval', 'soon'], {}, /"soon" is not a duration/],
     [['--interfaces', 'eth0', '--pin-path', 'relative/dir'], {}, /must be an absolute path/],
     [['--interfaces', 'eth0', '--bogus', '1'], {}, /unknown flag --bogus/],
+    [['--interfaces', 'eth0', '--replace-foreign-xdp', 'yes'], {}, /--replace-foreign-xdp \/ FLEETWALL_REPLACE_FOREIGN_XDP: "yes" must be true or false/],
     [['--interfaces', 'eth0,eth0'], {}, /listed twice/],
     [['--interfaces', 'eth0', '--reconnect-min', '5s', '--reconnect-max', '1s'], {}, /must not be below/],
     [['--interfaces', 'eth0', '--capacity-prefixes', '0'], {}, /out of range/],
@@ -52,4 +53,10 @@ test('bad input is refused with the flag, the variable and how to fix it', () =>
   assert.equal(parseDurationMs('1.5s', 'x'), 1500);
   assert.throws(() => parseDurationMs('2', 'x'), /not a duration/, 'a unit is required, as for the control plane');
   assert.equal(parseDurationMs('1h30m', 'x'), 5_400_000);
+});
+
+test('replacing a foreign XDP program is off unless asked for', () => {
+  assert.equal(loadConfig(['--interfaces', 'eth0'], {}).replaceForeignXdp, false);
+  assert.equal(loadConfig(['--interfaces', 'eth0', '--replace-foreign-xdp', 'true'], {}).replaceForeignXdp, true);
+  assert.equal(loadConfig(['--interfaces', 'eth0'], { FLEETWALL_REPLACE_FOREIGN_XDP: 'true' }).replaceForeignXdp, true);
 });
