@@ -3,6 +3,7 @@
 // resuming agents, and retention pruning.
 import type { Sql } from 'postgres';
 import { OP_BULK_UPSERT } from './rule-store.js';
+import type { EncodableRule } from '../sync/wire-encoding.js';
 
 export interface RevisionRecord {
   readonly revision: bigint;
@@ -12,14 +13,8 @@ export interface RevisionRecord {
   readonly changeCount: bigint;
 }
 
-/** What the sync fan-out needs of a rule. */
-export interface SyncRuleRow {
-  readonly id: bigint;
-  readonly cidr: string;
-  readonly action: number;
-  readonly direction: number;
-  readonly mode: number;
-  readonly expire_time: Date | null;
+/** What the sync fan-out needs of a rule: what is encoded for agents, and the selector to filter by. */
+export interface SyncRuleRow extends EncodableRule {
   readonly selector_key: string;
 }
 

@@ -14,7 +14,7 @@
 // kernel sides change only in commit() after the datapath applied a plan.
 
 import type { Prefix } from '../../../common/src/cidr.js';
-import type { RuleAction, RuleDirection, RuleMode } from '../../../common/src/policy.js';
+import type { RuleDirection } from '../../../common/src/policy.js';
 import { ATTR_ALLOW, ATTR_MONITOR, type JournalRule, type KernelEntry, OP, type OpBatch, type TableIndex } from '../datapath/datapath.js';
 import { NumIndex } from './num-index.js';
 import {
@@ -31,16 +31,8 @@ import {
   prefixOfV4,
 } from './prefix-key.js';
 
-/** A validated rule as the agent stores it (from the wire or the journal). */
-export interface RuleSpec {
-  readonly id: bigint;
-  readonly direction: RuleDirection;
-  readonly prefix: Prefix;
-  readonly action: RuleAction;
-  readonly mode: RuleMode;
-  /** Unix ms; 0 = never. */
-  readonly expireUnixMs: number;
-}
+/** A validated rule as the agent stores it (from the wire or the journal): a journal rule before it has a counter slot. */
+export type RuleSpec = Omit<JournalRule, 'slot'>;
 
 export const F_V6 = 1;
 export const F_EGRESS = 2;
