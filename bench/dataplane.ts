@@ -1,4 +1,5 @@
-// npm run bench:dataplane [-- --rounds N] [-- --no-mpps] [-- --no-pps]
+// npm run bench:dataplane [-- --rounds N] [--no-mpps] [--no-pps] [--traffic rewrite,stamped,one]
+//                          [--prog-stats] [--compare OBJ] [--gen-batch N] [--tx-shift k]
 //
 // Prints one JSON object per line: {"metric": ..., "value": ..., ...context}.
 //
@@ -44,7 +45,7 @@ import { join, resolve } from 'node:path';
 import { type BpfDatapath, openDatapath, removePins } from '../node-agent/src/datapath/bpf-datapath.js';
 import { type LoadedObject, loadObject } from '../node-agent/src/datapath/bpf-object.js';
 import type { MapOp } from '../node-agent/src/datapath/datapath.js';
-import { batchOpts, check, closeFd, raw } from '../node-agent/src/datapath/libbpf.js';
+import { batchOpts, check, closeFd, possibleCpus, raw } from '../node-agent/src/datapath/libbpf.js';
 import { progTestRun } from '../node-agent/src/datapath/test-run.js';
 import { createNetnsPair, type NetnsPair } from '../test/support/netns.js';
 import { dotted, entries, hitSources, missSources, v4Prefix } from './lib/prefix-sets.js';
@@ -55,6 +56,10 @@ const ROUNDS = Number(argv[argv.indexOf('--rounds') + 1] ?? 0) || 7;
 const DO_PPS = !argv.includes('--no-pps');
 const DO_MPPS = !argv.includes('--no-mpps');
 const TX_SHIFT = Number(argv[argv.indexOf('--tx-shift') + 1] ?? 0) || 0;
+const GEN_BATCH = Number(argv[argv.indexOf('--gen-batch') + 1] ?? 0) || 64;
+const TRAFFIC = (argv.includes('--traffic') ? argv[argv.indexOf('--traffic') + 1]!.split(',') : ['rewrite', 'stamped', 'one']) as Traffic[];
+const PROG_STATS = argv.includes('--prog-stats');
+const COMPARE = argv.includes('--compare') ? resolve(argv[argv.indexOf('--compare') + 1]!) : '';
 const tag = `${process.pid}-${randomBytes(2).toString('hex')}`;
 const pinDirs: string[] = [];
 const objects: LoadedObject[] = [];
@@ -99,7 +104,7 @@ function openSet(name: string, family: 4 | 6, n: number, k: number, ruleSlots = 
 
 /** A bench variant of a program with its source-rotation table filled. */
 function variant(objFile: string, prog: string, sources: Uint8Array[], pinDir?: string): number {
-  const obj = loadObject(join(root, 'bpf/bench/obj', objFile), pinDir ? { pinDir, pinFilter: (m) => m.startsWith('fw_') } : {});
+  const obj = loadObject(objFile.startsWith('/') ? objFile : join(root, 'bpf/bench/obj', objFile), pinDir ? { pinDir, pinFilter: (m) => m.startsWith('fw_') } : {});
   objects.push(obj);
   const key = Buffer.alloc(4);
   const val = Buffer.alloc(20);
@@ -144,7 +149,7 @@ function perPacket(): void {
   const PPS_ROUNDS = 2 * ROUNDS + 1;
   const v4 = frame(4);
   const v6 = frame(6);
-  const runs: Array<{ metric: string; fd: number; frame: Buffer; ctx: Record<string, unknown> }> = [];
+  const runs: Array<{ metric: string; fd: number; frame: Buffer; ctx: Record<string, unknown>; pinDir?: string; sources?: Uint8Array[] }> = [];
   runs.push({ metric: 'ns_per_packet.baseline', fd: variant('bare_vary.bpf.o', 'bare_pass', hitSources(4, 1000, NSRC)), frame: v4, ctx: { program: 'bare count-and-pass + source rotation' } });
   const bare = loadObject(join(root, 'bpf/bench/obj/bare.bpf.o'));
   objects.push(bare);
@@ -162,9 +167,11 @@ function perPacket(): void {
       const { pinDir, seconds } = openSet(`${s.name}${suffix}`, s.family, s.n, k);
       process.stderr.write(`# loaded ${s.name}${suffix} (${s.n}) in ${seconds.toFixed(2)} s\n`);
       const ctx = { prefixes: s.n, layout: k === 0 ? 'lpm trie' : `hash (K=${k}) + trie`, sources: NSRC };
-      runs.push({ metric: `ns_per_packet.${s.name}_hit${suffix}`, fd: variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', hitSources(s.family, s.n, NSRC), pinDir), frame: s.family === 4 ? v4 : v6, ctx });
+      const hit = hitSources(s.family, s.n, NSRC);
+      runs.push({ metric: `ns_per_packet.${s.name}_hit${suffix}`, fd: variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', hit, pinDir), frame: s.family === 4 ? v4 : v6, ctx, pinDir, sources: hit });
       if (s.miss) {
-        runs.push({ metric: `ns_per_packet.${s.name}_miss${suffix}`, fd: variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', missSources(NSRC), pinDir), frame: v4, ctx });
+        const miss = missSources(NSRC);
+        runs.push({ metric: `ns_per_packet.${s.name}_miss${suffix}`, fd: variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', miss, pinDir), frame: v4, ctx, pinDir, sources: miss });
       }
     }
   }
@@ -186,6 +193,14 @@ function perPacket(): void {
       frame: v4,
       ctx: { prefixes: 1_000_000, layout: 'hash (K=6) + trie', sources: big, counter_slots: 1_000_000, baseline: 'baseline_16k_sources' },
     });
+  }
+  // --compare OBJ: every fleetwall case again with another build of the vary
+  // object (suffix _b), interleaved with the first: an A/B of a program change.
+  if (COMPARE) {
+    for (const run of [...runs]) {
+      if (!run.pinDir || !run.sources) continue;
+      runs.push({ ...run, metric: `${run.metric}_b`, fd: variant(COMPARE, 'fw_xdp_ingress', run.sources, run.pinDir), ctx: { ...run.ctx, object: COMPARE } });
+    }
   }
   const results = new Map<string, number[]>();
   for (let r = 0; r < PPS_ROUNDS; r++) {
@@ -317,6 +332,50 @@ function jsonChild(child: import('node:child_process').ChildProcess) {
   };
 }
 
+type Traffic = 'stamped' | 'rewrite' | 'one';
+
+/** Sets the generator's traffic mode; stamped mode gets a new generation so every page is stamped again. */
+let stampGen = 0;
+function setTraffic(pin: string, mode: Traffic): void {
+  const fd = check(raw.bpf_obj_get(`${pin}_ctl`) as number, 'open pinned map', `${pin}_ctl`);
+  try {
+    const key = Buffer.alloc(4);
+    const val = Buffer.alloc(8);
+    val.writeUInt32LE(TX_SHIFT, 0);
+    val.writeUInt32LE(mode === 'rewrite' ? 0 : ++stampGen, 4);
+    check(raw.bpf_map_update_elem(fd, key, val, 0n) as number, 'set', `${pin}_ctl`);
+  } finally {
+    closeFd(fd);
+  }
+}
+
+/** Frames the generator has stamped so far (all CPUs). */
+function stamps(pin: string): number {
+  const fd = check(raw.bpf_obj_get(`${pin}_stamps`) as number, 'open pinned map', `${pin}_stamps`);
+  try {
+    const val = Buffer.alloc(8 * possibleCpus());
+    check(raw.bpf_map_lookup_elem(fd, Buffer.alloc(4), val) as number, 'read', `${pin}_stamps`);
+    let n = 0n;
+    for (let i = 0; i < val.length; i += 8) n += val.readBigUInt64LE(i);
+    return Number(n);
+  } finally {
+    closeFd(fd);
+  }
+}
+
+/** Sum of run_time_ns and run_cnt over the XDP sink programs (kernel.bpf_stats_enabled=1), by bpftool. */
+function progStats(): { ns: number; cnt: number } {
+  if (!PROG_STATS) return { ns: 0, cnt: 0 };
+  const names = new Set(['bare_drop', 'bare_parse_drop', 'hash32_drop', 'fw_xdp_ingress']);
+  let ns = 0;
+  let cnt = 0;
+  try {
+    const all = JSON.parse(execFileSync('bpftool', ['prog', 'show', '--json'], { encoding: 'utf8' })) as Array<{ name?: string; run_time_ns?: number; run_cnt?: number }>;
+    for (const p of all) if (p.name && names.has(p.name)) { ns += p.run_time_ns ?? 0; cnt += p.run_cnt ?? 0; }
+  } catch { /* no bpftool */ }
+  return { ns, cnt };
+}
+
 function writeSources(pin: string, sources: Uint8Array[]): void {
   const fd = check(raw.bpf_obj_get(pin) as number, 'open pinned map', pin);
   try {
@@ -388,6 +447,10 @@ async function dropRates(): Promise<void> {
   const bed = createNetnsPair({ tag: 'bench' });
   const nftFile = join(tmpdir(), `fw-bench-nft-${tag}.nft`);
   const children: Array<import('node:child_process').ChildProcess> = [];
+  const statsSysctl = '/proc/sys/kernel/bpf_stats_enabled';
+  const statsBefore = readFileSync(statsSysctl, 'utf8').trim();
+  // --prog-stats: the kernel times every program run (adds about 20 ns to each XDP run).
+  if (PROG_STATS) writeFileSync(statsSysctl, '1');
   try {
     const ifb = bed.b.ifname;
     sh(bed, 'b', `ethtool -K ${ifb} gro on && echo 1 > /sys/class/net/${ifb}/threaded`);
@@ -446,7 +509,7 @@ async function dropRates(): Promise<void> {
       bed,
       'a',
       'bench/lib/xdp-gen.ts',
-      [JSON.stringify({ ifname: bed.a.ifname, srcMac: bed.a.mac, dstMac: bed.b.mac, dst: bed.b.v4, sources: bigSources.map((a) => Buffer.from(a).toString('hex')), srcPin, txShift: TX_SHIFT })],
+      [JSON.stringify({ ifname: bed.a.ifname, srcMac: bed.a.mac, dstMac: bed.b.mac, dst: bed.b.v4, sources: bigSources.map((a) => Buffer.from(a).toString('hex')), srcPin, txShift: TX_SHIFT, batch: GEN_BATCH })],
       0,
     );
     children.push(genProc);
@@ -489,16 +552,21 @@ async function dropRates(): Promise<void> {
       fwCase('mpps.fleetwall_100k_trie_drop', trie.pinDir, 'fleetwall XDP as a plain LPM trie (K=0), same 100k', 'big'),
       { metric: 'mpps.nft_100k_drop', attach: async () => null, detach: async () => null, ctx: { sink: 'nftables netdev ingress, interval set of the same 100k' }, sources: 'big', xdp: false },
     ];
-    type Sample = { mpps: number; offered: number; cpuNs: number; util: number };
+    type Sample = { mpps: number; offered: number; cpuNs: number; util: number; progNs: number; stamps: number };
     const samples = new Map<string, Sample[]>();
-    let current: 'big' | 'small' = 'big';
+    let current = 'big/rewrite';
+    const key = (c: Case, t: Traffic) => `${c.metric}@${t}`;
     for (let r = 0; r < ROUNDS; r++) {
       // Alternate the order so no case always follows the same one.
+      for (const t of TRAFFIC)
       for (const c of r % 2 === 0 ? cases : [...cases].reverse()) {
-        if (c.sources !== current) {
-          writeSources(srcPin, c.sources === 'big' ? bigSources : smallSources);
-          current = c.sources;
+        if (`${c.sources}/${t}` !== current) {
+          const list = c.sources === 'big' ? bigSources : smallSources;
+          writeSources(srcPin, t === 'one' ? list.map(() => list[0]!) : list);
+          current = `${c.sources}/${t}`;
         }
+        setTraffic(srcPin, t);
+        const st0 = stamps(srcPin);
         await c.attach();
         try {
           const mode = (await helper.call({ op: 'mode' })) as { mode: string };
@@ -509,18 +577,27 @@ async function dropRates(): Promise<void> {
           const rx0 = ethtoolStats(bed, 'b', ifb);
           const tx0 = ethtoolStats(bed, 'a', bed.a.ifname);
           const cpu0 = cpuTimeNs(pids);
+          const ps0 = progStats();
           const t0n = process.hrtime.bigint();
           await new Promise((x) => setTimeout(x, WINDOW_MS));
           const rx1 = ethtoolStats(bed, 'b', ifb);
           const tx1 = ethtoolStats(bed, 'a', bed.a.ifname);
           const cpu1 = cpuTimeNs(pids);
+          const ps1 = progStats();
           const secs = Number(process.hrtime.bigint() - t0n) / 1e9;
           const got = rx1.get('rx_queue_0_xdp_packets')! - rx0.get('rx_queue_0_xdp_packets')!;
           const sent = ['tx_queue_0_xdp_xmit', 'tx_queue_0_xdp_xmit_errors'].reduce((s, k) => s + (tx1.get(k) ?? 0) - (tx0.get(k) ?? 0), 0);
-          const smp: Sample = { mpps: got / secs / 1e6, offered: sent / secs / 1e6, cpuNs: (cpu1 - cpu0) / got, util: (cpu1 - cpu0) / 1e9 / secs };
-          samples.set(c.metric, [...(samples.get(c.metric) ?? []), smp]);
+          const smp: Sample = {
+            mpps: got / secs / 1e6,
+            offered: sent / secs / 1e6,
+            cpuNs: (cpu1 - cpu0) / got,
+            util: (cpu1 - cpu0) / 1e9 / secs,
+            progNs: (ps1.ns - ps0.ns) / Math.max(1, ps1.cnt - ps0.cnt),
+            stamps: stamps(srcPin) - st0,
+          };
+          samples.set(key(c, t), [...(samples.get(key(c, t)) ?? []), smp]);
           process.stderr.write(
-            `# round ${r + 1} ${c.metric}: ${smp.mpps.toFixed(2)} Mpps, receiver ${smp.cpuNs.toFixed(0)} ns/packet of CPU (busy ${(smp.util * 100).toFixed(0)}%), offered ${smp.offered.toFixed(2)} Mpps\n`,
+            `# round ${r + 1} ${key(c, t)}: ${smp.mpps.toFixed(2)} Mpps, receiver ${smp.cpuNs.toFixed(0)} ns/packet of CPU (busy ${(smp.util * 100).toFixed(0)}%), offered ${smp.offered.toFixed(2)} Mpps${PROG_STATS ? `, in-program ${smp.progNs.toFixed(0)} ns` : ''}, frames stamped ${smp.stamps}\n`,
           );
         } finally {
           await c.detach();
@@ -529,39 +606,48 @@ async function dropRates(): Promise<void> {
     }
     // The anchor dropped what it was sent (a miss would pass the packet up the stack: another measurement).
     const hits = sumHash32(bare.mapFd('hash32_srcs'));
-    if ((samples.get('mpps.xdp_hash32_100k_drop') ?? []).length > 0 && hits === 0n) throw new Error('the hash32 sink counted no hit');
+    if ([...samples.keys()].some((m) => m.startsWith('mpps.xdp_hash32_100k_drop@')) && hits === 0n) throw new Error('the hash32 sink counted no hit');
     process.stderr.write(`# hash32: ${hits} packets hit and dropped over its windows (and warm-ups)\n`);
     const of = (m: string) => samples.get(m)!;
     const ratio = (m: string, base: string, f: (s: Sample) => number, inv = false) =>
       Math.round(median(of(m).map((s, i) => (inv ? f(of(base)[i]!) / f(s) : f(s) / f(of(base)[i]!)))) * 100) / 100;
-    for (const c of cases) {
-      const xs = of(c.metric);
-      emit(c.metric, median(xs.map((s) => s.mpps)), {
-        ...c.ctx,
-        x_bare: ratio(c.metric, 'mpps.xdp_bare_drop', (s) => s.mpps),
-        x_hash32: ratio(c.metric, 'mpps.xdp_hash32_100k_drop', (s) => s.mpps),
-        x_nft: ratio(c.metric, 'mpps.nft_100k_drop', (s) => s.mpps),
-        offered_mpps: Math.round(median(xs.map((s) => s.offered)) * 100) / 100,
-        receiver_busy: Math.round(median(xs.map((s) => s.util)) * 100) / 100,
-        rounds: xs.length,
-        all: xs.map((s) => Math.round(s.mpps * 100) / 100),
-      });
-    }
-    // The same windows by the receiver's CPU time per packet: what one CPU that only ran
-    // the receive path would drop (independent of how much of CPU1 the other tenants took).
-    for (const c of cases) {
-      const xs = of(c.metric);
-      const ns = median(xs.map((s) => s.cpuNs));
-      emit(c.metric.replace(/^mpps\./, 'mpps_cpu.'), 1000 / ns, {
-        ...c.ctx,
-        receiver_ns_per_packet: Math.round(ns),
-        x_bare: ratio(c.metric, 'mpps.xdp_bare_drop', (s) => s.cpuNs, true),
-        x_parse: ratio(c.metric, 'mpps.xdp_parse_drop', (s) => s.cpuNs, true),
-        x_hash32: ratio(c.metric, 'mpps.xdp_hash32_100k_drop', (s) => s.cpuNs, true),
-        x_nft: ratio(c.metric, 'mpps.nft_100k_drop', (s) => s.cpuNs, true),
-        rounds: xs.length,
-        all_ns: xs.map((s) => Math.round(s.cpuNs)),
-      });
+    const named = (metric: string, t: Traffic) => (t === 'rewrite' ? metric : `${metric}_${t}`);
+    for (const t of TRAFFIC) {
+      const k = (m: string) => `${m}@${t}`;
+      for (const c of cases) {
+        const xs = of(k(c.metric));
+        emit(named(c.metric, t), median(xs.map((s) => s.mpps)), {
+          ...c.ctx,
+          traffic: t,
+          x_bare: ratio(k(c.metric), k('mpps.xdp_bare_drop'), (s) => s.mpps),
+          x_parse: ratio(k(c.metric), k('mpps.xdp_parse_drop'), (s) => s.mpps),
+          x_hash32: ratio(k(c.metric), k('mpps.xdp_hash32_100k_drop'), (s) => s.mpps),
+          x_nft: ratio(k(c.metric), k('mpps.nft_100k_drop'), (s) => s.mpps),
+          offered_mpps: Math.round(median(xs.map((s) => s.offered)) * 100) / 100,
+          receiver_busy: Math.round(median(xs.map((s) => s.util)) * 100) / 100,
+          ...(t === 'rewrite' ? {} : { frames_stamped: Math.round(median(xs.map((s) => s.stamps))) }),
+          rounds: xs.length,
+          all: xs.map((s) => Math.round(s.mpps * 100) / 100),
+        });
+      }
+      // The same windows by the receiver's CPU time per packet: what one CPU that only ran
+      // the receive path would drop (independent of how much of CPU1 the other tenants took).
+      for (const c of cases) {
+        const xs = of(k(c.metric));
+        const ns = median(xs.map((s) => s.cpuNs));
+        emit(named(c.metric, t).replace(/^mpps\./, 'mpps_cpu.'), 1000 / ns, {
+          ...c.ctx,
+          traffic: t,
+          receiver_ns_per_packet: Math.round(ns),
+          x_bare: ratio(k(c.metric), k('mpps.xdp_bare_drop'), (s) => s.cpuNs, true),
+          x_parse: ratio(k(c.metric), k('mpps.xdp_parse_drop'), (s) => s.cpuNs, true),
+          x_hash32: ratio(k(c.metric), k('mpps.xdp_hash32_100k_drop'), (s) => s.cpuNs, true),
+          x_nft: ratio(k(c.metric), k('mpps.nft_100k_drop'), (s) => s.cpuNs, true),
+          ...(PROG_STATS && c.xdp ? { in_program_ns: Math.round(median(xs.map((s) => s.progNs))) } : {}),
+          rounds: xs.length,
+          all_ns: xs.map((s) => Math.round(s.cpuNs)),
+        });
+      }
     }
   } finally {
     for (const c of children) c.kill('SIGKILL');
@@ -573,6 +659,7 @@ async function dropRates(): Promise<void> {
     }
     bed.destroy();
     rmSync(nftFile, { force: true });
+    if (PROG_STATS) writeFileSync(statsSysctl, statsBefore);
   }
 }
 

@@ -1,11 +1,14 @@
 // Live-frames traffic generator, run inside the sending namespace and pinned
 // to a CPU by the caller (taskset): one long BPF_PROG_TEST_RUN with
-// BPF_F_TEST_XDP_LIVE_FRAMES of bpf/bench/xdp_gen.bpf.c, which rewrites the
-// source address of every frame from a table and transmits it (XDP_TX) into
-// the veth peer. Runs until killed.
+// BPF_F_TEST_XDP_LIVE_FRAMES of bpf/bench/xdp_gen.bpf.c, which gives frames
+// source addresses from a table and transmits them (XDP_TX) into the veth
+// peer. Runs until killed.
 //   xdp-gen.ts <json {ifname, srcMac, dstMac, dst, sources: hex[], srcPin?, txShift?}>
-// srcPin: pins the source table there, so the caller can change the sources
-// while the generator runs (bench_srcs entries are 20 bytes: v4 address first).
+// srcPin: pins the source table there (bench_srcs entries are 20 bytes: v4
+// address first), the traffic control at srcPin + '_ctl' (struct gen_cfg:
+// u32 tx_shift, u32 stamp_gen) and the stamp count at srcPin + '_stamps', so
+// the caller can change sources and traffic mode while the generator runs.
+// It starts in rewrite mode (stamp_gen 0: every frame gets the next source).
 
 import { resolve } from 'node:path';
 import { loadObject } from '../../node-agent/src/datapath/bpf-object.js';
@@ -21,6 +24,8 @@ interface Args {
   srcPin?: string;
   /** Transmit one frame in 2^txShift (the rest are dropped at the generator). */
   txShift?: number;
+  /** Frames per test-run batch (1..256, default 64); the kernel sizes the page pool's ring to it. */
+  batch?: number;
 }
 const args = JSON.parse(process.argv[2]!) as Args;
 const obj = loadObject(resolve(import.meta.dirname, '../../bpf/bench/obj/xdp_gen.bpf.o'));
@@ -53,12 +58,14 @@ f.writeUInt16BE(40000, 34);
 f.writeUInt16BE(9, 36);
 f.writeUInt16BE(26, 38);
 
-if (args.srcPin) raw.bpf_obj_pin(srcs, args.srcPin);
-if (args.txShift) {
-  const v = Buffer.alloc(4);
-  v.writeUInt32LE(args.txShift, 0);
-  key.writeUInt32LE(0, 0);
-  raw.bpf_map_update_elem(obj.mapFd('gen_ctl'), key, v, 0n);
+const cfg = Buffer.alloc(8);
+cfg.writeUInt32LE(args.txShift ?? 0, 0);
+key.writeUInt32LE(0, 0);
+raw.bpf_map_update_elem(obj.mapFd('gen_ctl'), key, cfg, 0n);
+if (args.srcPin) {
+  raw.bpf_obj_pin(srcs, args.srcPin);
+  raw.bpf_obj_pin(obj.mapFd('gen_ctl'), `${args.srcPin}_ctl`);
+  raw.bpf_obj_pin(obj.mapFd('gen_stamps'), `${args.srcPin}_stamps`);
 }
 const ifindex = raw.if_nametoindex(args.ifname) as number;
 process.stdout.write('ready\n');
@@ -66,5 +73,5 @@ progTestRun(obj.progFd('xdp_gen'), f, {
   repeat: 2 ** 31 - 1,
   flags: BPF_F_TEST_XDP_LIVE_FRAMES,
   ctxIn: xdpMd(f.length, ifindex),
-  batchSize: 64,
+  batchSize: args.batch ?? 64,
 });

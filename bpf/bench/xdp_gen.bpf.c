@@ -2,21 +2,34 @@
 /*
  * Live-frames traffic generator for the drop-rate benchmark: run with
  * BPF_PROG_TEST_RUN + BPF_F_TEST_XDP_LIVE_FRAMES and ingress_ifindex = the
- * sending veth; every frame gets the next source address from bench_srcs
- * (valid IPv4 checksum) and is transmitted to the veth peer (XDP_TX).
+ * sending veth; frames get source addresses from bench_srcs (valid IPv4
+ * checksum) and are transmitted to the veth peer (XDP_TX).
+ *
+ * Two traffic modes (gen_cfg.stamp_gen):
+ *  - 0, rewrite: every frame gets the next source, so every frame's header
+ *    line is written here (CPU0) and then read by the receiver (CPU1): each
+ *    packet read is a cross-CPU cache-line transfer.
+ *  - g != 0, stamped: a frame gets the next source only when the generation
+ *    word in its UDP payload differs from g, then keeps it. The test-run page
+ *    pool recycles frame pages without copying the template again (the
+ *    kernel resets a frame only when the program moved its data pointers),
+ *    so each page in circulation carries one fixed source: the receiver
+ *    sees a cycle of as many distinct sources as there are pages (counted
+ *    in gen_stamps), and the frame contents stay in cache as a NIC ring's do
+ *    not. Bumping g re-stamps every page once (a new source table).
  */
 #include "vary.h"
 
-/*
- * gen_ctl[0] = k: transmit one frame in 2^k, drop the others here (they go
- * straight back to the generator's own page pool): lowers the offered rate
- * without touching the receiver's path.
- */
+struct gen_cfg {
+	__u32 tx_shift;  /* transmit one frame in 2^k, drop the others here */
+	__u32 stamp_gen; /* 0: rewrite every frame; else stamp once per generation */
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, struct gen_cfg);
 } gen_ctl SEC(".maps");
 
 struct {
@@ -26,16 +39,41 @@ struct {
 	__type(value, __u32);
 } gen_iter SEC(".maps");
 
+/* Frames stamped (pages that entered circulation or were re-stamped). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} gen_stamps SEC(".maps");
+
+#define GEN_OFF (14 + 20 + 8) /* UDP payload of an IPv4/UDP frame */
+
 SEC("xdp")
 int xdp_gen(struct xdp_md *ctx)
 {
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
 	__u32 zero = 0;
-	__u32 *k = bpf_map_lookup_elem(&gen_ctl, &zero);
+	struct gen_cfg *cfg = bpf_map_lookup_elem(&gen_ctl, &zero);
 	__u32 *it = bpf_map_lookup_elem(&gen_iter, &zero);
 
-	if (k && it && *k && (((*it)++) & ((1u << (*k & 15)) - 1)))
+	if (!cfg || !it)
+		return XDP_ABORTED;
+	if (cfg->tx_shift && (((*it)++) & ((1u << (cfg->tx_shift & 15)) - 1)))
 		return XDP_DROP;
-	fw_bench_vary((void *)(long)ctx->data, (void *)(long)ctx->data_end);
+	if (cfg->stamp_gen) {
+		__u32 *g = data + GEN_OFF;
+		if ((void *)(g + 1) > data_end)
+			return XDP_ABORTED;
+		if (*g == cfg->stamp_gen)
+			return XDP_TX;
+		*g = cfg->stamp_gen;
+		__u64 *n = bpf_map_lookup_elem(&gen_stamps, &zero);
+		if (n)
+			*n += 1;
+	}
+	fw_bench_vary(data, data_end);
 	return XDP_TX;
 }
 

@@ -131,20 +131,18 @@ static __always_inline __u64 fw_entry_word(const struct fw_entry *e)
 /* ---- IPv4 */
 
 /*
- * The slot word of `key` in bucket b, or 0. The low 32 key bits are compared
- * first (one 32-bit load per slot, little-endian); a candidate's whole word
- * is then read once and its full key checked (that word is what is returned).
+ * The slot word of `key` in bucket b, or 0. Each slot word is read once and
+ * its 33 key bits compared (xor, shift out the rest): five instructions a
+ * slot. An empty slot never matches (a key's length marker bit is never 0),
+ * and the word returned is the one whose key matched.
  */
 static __always_inline __u64 fw_scan4(const struct fw_bucket4 *b, __u64 key)
 {
-	__u32 lo = (__u32)key;
 #pragma unroll
 	for (int i = 0; i < FW_B4_SLOTS; i++) {
-		if (*(const __u32 *)&b->w[i] == lo) {
-			__u64 w = b->w[i];
-			if (((w ^ key) << (64 - 33)) == 0)
-				return w;
-		}
+		__u64 w = b->w[i];
+		if (((w ^ key) << (64 - 33)) == 0)
+			return w;
 	}
 	return 0;
 }
