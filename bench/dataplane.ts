@@ -35,6 +35,14 @@
 //    packet (/proc/PID/schedstat): 1000 / ns_per_packet is what one CPU that
 //    only ran the receive path would drop. On a shared machine the NAPI thread
 //    gets a varying share of CPU1, which the wall-clock rate mostly measures.
+//    Traffic (--traffic, all three by default, interleaved in the same rounds):
+//    rewrite (the headline mpps.* names): the generator writes the next source
+//    into every frame, so the receiver reads a line dirtied on the other CPU;
+//    stamped (suffix _stamped): each page of the test-run page pool gets a
+//    source once and keeps it (a generation word in the UDP payload), frames
+//    are not written per packet; one (suffix _one): a single hot source.
+//    --prog-stats: kernel.bpf_stats_enabled on during the windows, the sink
+//    program's own ns per run reported as in_program_ns (adds ~20 ns a run).
 //    --tx-shift k: the generator transmits one frame in 2^k (diagnostic).
 
 import { execFileSync } from 'node:child_process';
