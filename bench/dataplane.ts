@@ -563,11 +563,12 @@ async function dropRates(): Promise<void> {
     type Sample = { mpps: number; offered: number; cpuNs: number; util: number; progNs: number; stamps: number };
     const samples = new Map<string, Sample[]>();
     let current = 'big/rewrite';
-    const key = (c: Case, t: Traffic) => `${c.metric}@${t}`;
+    /** Samples are kept per case and traffic mode. */
+    const key = (metric: string, t: Traffic) => `${metric}@${t}`;
+    const windows = TRAFFIC.flatMap((t) => cases.map((c) => ({ t, c })));
     for (let r = 0; r < ROUNDS; r++) {
-      // Alternate the order so no case always follows the same one.
-      for (const t of TRAFFIC)
-      for (const c of r % 2 === 0 ? cases : [...cases].reverse()) {
+      // Alternate the order so no case (and no traffic mode) always follows the same one.
+      for (const { t, c } of r % 2 === 0 ? windows : [...windows].reverse()) {
         if (`${c.sources}/${t}` !== current) {
           const list = c.sources === 'big' ? bigSources : smallSources;
           writeSources(srcPin, t === 'one' ? list.map(() => list[0]!) : list);
@@ -603,9 +604,9 @@ async function dropRates(): Promise<void> {
             progNs: (ps1.ns - ps0.ns) / Math.max(1, ps1.cnt - ps0.cnt),
             stamps: stamps(srcPin) - st0,
           };
-          samples.set(key(c, t), [...(samples.get(key(c, t)) ?? []), smp]);
+          samples.set(key(c.metric, t), [...(samples.get(key(c.metric, t)) ?? []), smp]);
           process.stderr.write(
-            `# round ${r + 1} ${key(c, t)}: ${smp.mpps.toFixed(2)} Mpps, receiver ${smp.cpuNs.toFixed(0)} ns/packet of CPU (busy ${(smp.util * 100).toFixed(0)}%), offered ${smp.offered.toFixed(2)} Mpps${PROG_STATS ? `, in-program ${smp.progNs.toFixed(0)} ns` : ''}, frames stamped ${smp.stamps}\n`,
+            `# round ${r + 1} ${key(c.metric, t)}: ${smp.mpps.toFixed(2)} Mpps, receiver ${smp.cpuNs.toFixed(0)} ns/packet of CPU (busy ${(smp.util * 100).toFixed(0)}%), offered ${smp.offered.toFixed(2)} Mpps${PROG_STATS ? `, in-program ${smp.progNs.toFixed(0)} ns` : ''}, frames stamped ${smp.stamps}\n`,
           );
         } finally {
           await c.detach();
@@ -621,7 +622,7 @@ async function dropRates(): Promise<void> {
       Math.round(median(of(m).map((s, i) => (inv ? f(of(base)[i]!) / f(s) : f(s) / f(of(base)[i]!)))) * 100) / 100;
     const named = (metric: string, t: Traffic) => (t === 'rewrite' ? metric : `${metric}_${t}`);
     for (const t of TRAFFIC) {
-      const k = (m: string) => `${m}@${t}`;
+      const k = (m: string) => key(m, t);
       for (const c of cases) {
         const xs = of(k(c.metric));
         emit(named(c.metric, t), median(xs.map((s) => s.mpps)), {
