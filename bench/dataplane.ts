@@ -66,6 +66,7 @@ const DO_MPPS = !argv.includes('--no-mpps');
 const TX_SHIFT = Number(argv[argv.indexOf('--tx-shift') + 1] ?? 0) || 0;
 const GEN_BATCH = Number(argv[argv.indexOf('--gen-batch') + 1] ?? 0) || 64;
 const TRAFFIC = (argv.includes('--traffic') ? argv[argv.indexOf('--traffic') + 1]!.split(',') : ['rewrite', 'stamped', 'one']) as Traffic[];
+for (const t of TRAFFIC) if (!['rewrite', 'stamped', 'one'].includes(t)) throw new Error(`--traffic: unknown mode "${t}" (use rewrite, stamped, one, comma-separated)`);
 const PROG_STATS = argv.includes('--prog-stats');
 const COMPARE = argv.includes('--compare') ? resolve(argv[argv.indexOf('--compare') + 1]!) : '';
 const tag = `${process.pid}-${randomBytes(2).toString('hex')}`;
