@@ -12,11 +12,13 @@
  *  - g != 0, stamped: a frame gets the next source only when the generation
  *    word in its UDP payload differs from g, then keeps it. The test-run page
  *    pool recycles frame pages without copying the template again (the
- *    kernel resets a frame only when the program moved its data pointers),
- *    so each page in circulation carries one fixed source: the receiver
- *    sees a cycle of as many distinct sources as there are pages (counted
- *    in gen_stamps), and the frame contents stay in cache as a NIC ring's do
- *    not. Bumping g re-stamps every page once (a new source table).
+ *    kernel resets a frame only when its data pointers or flags changed: a
+ *    program moved them, or the frame became an skb, as in the nftables
+ *    case), so each page carries one source for its life. Pages keep being
+ *    created (gen_stamps counts the stamps), each taking the next source of
+ *    the cycle. The receiver reads a line that is not dirty in the
+ *    generator's cache (closer to a NIC's DMA into the LLC). Bumping g
+ *    re-stamps every page once (a new source table).
  */
 #include "vary.h"
 
