@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 CLANG=${CLANG:-clang}
 ARCH_INC=/usr/include/$(uname -m)-linux-gnu
-CFLAGS=(-O2 -g -target bpf -Wall -Werror -Wno-unused-function "-I$ARCH_INC" -Ibpf/include)
+# -fdebug-prefix-map: the objects do not depend on where the checkout is.
+CFLAGS=(-O2 -g -target bpf -Wall -Werror -Wno-unused-function "-I$ARCH_INC" -Ibpf/include "-fdebug-prefix-map=$PWD=.")
 
 build() { # src out [extra flags...]
   local src=$1 out=$2
