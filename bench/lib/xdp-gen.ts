@@ -6,7 +6,7 @@
 //   xdp-gen.ts <json {ifname, srcMac, dstMac, dst, sources: hex[], srcPin?, txShift?}>
 // srcPin: pins the source table there (bench_srcs entries are 20 bytes: v4
 // address first), the traffic control at srcPin + '_ctl' (struct gen_cfg:
-// u32 tx_shift, u32 stamp_gen) and the stamp count at srcPin + '_stamps', so
+// u32 tx_shift, u32 stamp_gen, u32 gap_ps, u32 pad) and the stamp count at srcPin + '_stamps', so
 // the caller can change sources and traffic mode while the generator runs.
 // It starts in rewrite mode (stamp_gen 0: every frame gets the next source).
 
@@ -58,7 +58,7 @@ f.writeUInt16BE(40000, 34);
 f.writeUInt16BE(9, 36);
 f.writeUInt16BE(26, 38);
 
-const cfg = Buffer.alloc(8);
+const cfg = Buffer.alloc(16);
 cfg.writeUInt32LE(args.txShift ?? 0, 0);
 key.writeUInt32LE(0, 0);
 raw.bpf_map_update_elem(obj.mapFd('gen_ctl'), key, cfg, 0n);

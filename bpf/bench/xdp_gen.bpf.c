@@ -25,6 +25,8 @@
 struct gen_cfg {
 	__u32 tx_shift;  /* transmit one frame in 2^k, drop the others here */
 	__u32 stamp_gen; /* 0: rewrite every frame; else stamp once per generation */
+	__u32 gap_ps;    /* 0: as fast as it can; else one frame per gap_ps picoseconds */
+	__u32 pad;
 };
 
 struct {
@@ -49,7 +51,44 @@ struct {
 	__type(value, __u64);
 } gen_stamps SEC(".maps");
 
+/* When the next frame may go (pacing), per CPU, in picoseconds of ktime. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} gen_next SEC(".maps");
+
 #define GEN_OFF (14 + 20 + 8) /* UDP payload of an IPv4/UDP frame */
+/* Credit kept after a stall, in frames: a catch-up burst never exceeds it. */
+#define GEN_BURST 32
+
+static long gen_wait(__u64 i, void *until)
+{
+	return bpf_ktime_get_ns() * 1000 >= *(__u64 *)until;
+}
+
+/*
+ * Pacing: each frame waits (spinning here, on the generator's own CPU,
+ * touching nothing the receiver uses) until its time slot, so the offered
+ * rate is set without the generator meeting a full veth ring. A stall
+ * longer than GEN_BURST frames is not caught up.
+ */
+static __always_inline void gen_pace(__u32 gap_ps)
+{
+	__u32 zero = 0;
+	__u64 *next = bpf_map_lookup_elem(&gen_next, &zero);
+	if (!next)
+		return;
+	__u64 now = bpf_ktime_get_ns() * 1000;
+	if (now > *next + (__u64)GEN_BURST * gap_ps)
+		*next = now - (__u64)GEN_BURST * gap_ps;
+	else if (now < *next) {
+		__u64 until = *next;
+		bpf_loop(1 << 20, gen_wait, &until, 0);
+	}
+	*next += gap_ps;
+}
 
 SEC("xdp")
 int xdp_gen(struct xdp_md *ctx)
@@ -64,6 +103,8 @@ int xdp_gen(struct xdp_md *ctx)
 		return XDP_ABORTED;
 	if (cfg->tx_shift && (((*it)++) & ((1u << (cfg->tx_shift & 15)) - 1)))
 		return XDP_DROP;
+	if (cfg->gap_ps)
+		gen_pace(cfg->gap_ps);
 	if (cfg->stamp_gen) {
 		__u32 *g = data + GEN_OFF;
 		if ((void *)(g + 1) > data_end)
