@@ -626,7 +626,7 @@ async function dropRates(): Promise<void> {
       fwCase('mpps.fleetwall_100k_trie_drop', trie.pinDir, 'fleetwall XDP as a plain LPM trie (K=0), same 100k', 'big'),
       { metric: 'mpps.nft_100k_drop', attach: async () => null, detach: async () => null, ctx: { sink: 'nftables netdev ingress, interval set of the same 100k' }, sources: 'big', xdp: false },
     ];
-    type Trial = { target: number; mpps: number; offered: number; loss: number; cpuNs: number; progNs: number };
+    type Trial = { target: number; mpps: number; offered: number; cpuNs: number; progNs: number };
     type Sample = { mpps: number; offered: number; loss: number; cpuNs: number; util: number; progNs: number; stamps: number; paced: number; pacedCpuNs: number; pacedProgNs: number; trials: Trial[] };
     const genPid = genProc.pid!;
     const ifa = bed.a.ifname;
@@ -648,7 +648,6 @@ async function dropRates(): Promise<void> {
         target,
         mpps: rx / secs / 1e6,
         offered: (rx + lost) / secs / 1e6,
-        loss: lost / Math.max(1, rx + lost),
         cpuNs: (cpu1 - cpu0) / Math.max(1, rx),
         progNs: (ps1.ns - ps0.ns) / Math.max(1, ps1.cnt - ps0.cnt),
       };
@@ -763,7 +762,7 @@ async function dropRates(): Promise<void> {
           }
           samples.set(key(c.metric, t), [...(samples.get(key(c.metric, t)) ?? []), smp]);
           process.stderr.write(
-            `# round ${r + 1} ${key(c.metric, t)}: ${smp.mpps.toFixed(2)} Mpps, receiver ${smp.cpuNs.toFixed(0)} ns/packet of CPU (busy ${(smp.util * 100).toFixed(0)}%), offered ${smp.offered.toFixed(2)} Mpps${PROG_STATS ? `, in-program ${smp.progNs.toFixed(0)} ns` : ''}, frames stamped ${smp.stamps}, ring loss ${(smp.loss * 100).toFixed(1)}%${DO_PACED ? `; paced ${smp.paced.toFixed(2)} Mpps (offered:received ${smp.trials.map((x) => `${x.target.toFixed(2)}:${x.mpps.toFixed(2)}`).join(' ')})` : ''}\n`,
+            `# round ${r + 1} ${key(c.metric, t)}: ${smp.mpps.toFixed(2)} Mpps, receiver ${smp.cpuNs.toFixed(0)} ns/packet of CPU (busy ${(smp.util * 100).toFixed(0)}%), offered ${smp.offered.toFixed(2)} Mpps${PROG_STATS ? `, in-program ${smp.progNs.toFixed(0)} ns` : ''}, frames stamped ${smp.stamps}, ring loss ${(smp.loss * 100).toFixed(1)}%${DO_PACED ? `; paced ${smp.paced.toFixed(2)} Mpps (offered:received ${smp.trials.map((x) => `${x.offered.toFixed(2)}:${x.mpps.toFixed(2)}`).join(' ')})` : ''}\n`,
           );
         } finally {
           await c.detach();
