@@ -519,9 +519,9 @@ async function dropRates(): Promise<void> {
   try {
     const ifb = bed.b.ifname;
     sh(bed, 'b', `ethtool -K ${ifb} gro on && echo 1 > /sys/class/net/${ifb}/threaded`);
-    // Idle CPUs poll instead of halting while the file stays open (PM QoS): a halted
-    // vCPU wakes the receiver's NAPI thread late, and the 256-frame veth ring
-    // overflows at any rate (seen: loss at 1 Mpps into a bare XDP drop).
+    // Idle CPUs poll instead of halting while the file stays open (PM QoS), so the
+    // receiver's NAPI thread, which sleeps between paced bursts, wakes without a vCPU
+    // halt in between (not measured on its own: --no-idle-poll turns it off).
     if (IDLE_POLL) {
       qosFd = openSync('/dev/cpu_dma_latency', 'w');
       writeSync(qosFd, Buffer.alloc(4));
@@ -630,7 +630,7 @@ async function dropRates(): Promise<void> {
     type Sample = { mpps: number; offered: number; loss: number; cpuNs: number; util: number; progNs: number; stamps: number; paced: number; pacedCpuNs: number; pacedProgNs: number; trials: Trial[] };
     const genPid = genProc.pid!;
     const ifa = bed.a.ifname;
-    /** One paced window: the rate the receiver took and the share the full ring refused. */
+    /** One paced window: the rate the generator offered and the rate the receiver took. */
     const trial = async (target: number, pids: string[]): Promise<Trial> => {
       setRate(srcPin, target);
       await new Promise((x) => setTimeout(x, PACED_SETTLE_MS));
