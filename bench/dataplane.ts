@@ -729,21 +729,19 @@ async function dropRates(): Promise<void> {
           const tx0 = ethtoolStats(bed, 'a', bed.a.ifname);
           const cpu0 = cpuTimeNs(pids);
           const ps0 = progStats();
-          const s0 = senderCounters(genPid, ifa);
           const t0n = process.hrtime.bigint();
           await new Promise((x) => setTimeout(x, WINDOW_MS));
           const rx1 = ethtoolStats(bed, 'b', ifb);
           const tx1 = ethtoolStats(bed, 'a', bed.a.ifname);
           const cpu1 = cpuTimeNs(pids);
           const ps1 = progStats();
-          const s1 = senderCounters(genPid, ifa);
           const secs = Number(process.hrtime.bigint() - t0n) / 1e9;
           const got = rx1.get('rx_queue_0_xdp_packets')! - rx0.get('rx_queue_0_xdp_packets')!;
           const sent = ['tx_queue_0_xdp_xmit', 'tx_queue_0_xdp_xmit_errors'].reduce((s, k) => s + (tx1.get(k) ?? 0) - (tx0.get(k) ?? 0), 0);
           const smp: Sample = {
             mpps: got / secs / 1e6,
             offered: sent / secs / 1e6,
-            loss: (s1.lost - s0.lost) / Math.max(1, s1.lost - s0.lost + s1.rx - s0.rx),
+            loss: ((tx1.get('tx_queue_0_xdp_xmit_errors') ?? 0) - (tx0.get('tx_queue_0_xdp_xmit_errors') ?? 0)) / Math.max(1, sent),
             cpuNs: (cpu1 - cpu0) / got,
             util: (cpu1 - cpu0) / 1e9 / secs,
             progNs: (ps1.ns - ps0.ns) / Math.max(1, ps1.cnt - ps0.cnt),
