@@ -1,6 +1,7 @@
 // npm run bench:dataplane [-- --rounds N] [--no-mpps] [--no-pps] [--traffic rewrite,stamped,one]
 //                          [--prog-stats] [--compare OBJ] [--gen-batch N] [--tx-shift k]
 //                          [--no-paced] [--paced-trials N] [--cases REGEX] [--no-idle-poll]
+//                          [--compare-live OBJ]
 //
 // Prints one JSON object per line: {"metric": ..., "value": ..., ...context}.
 //
@@ -58,7 +59,10 @@
 //    receiver's CPU1 is left to the NAPI thread) and idle CPUs poll instead of
 //    halting (/dev/cpu_dma_latency held at 0; --no-idle-poll turns it off).
 //    --no-paced skips the search; --cases REGEX runs only the matching sinks
-//    (the ratio bases always run).
+//    (the ratio bases always run). --compare-live OBJ adds two sinks on the
+//    fleetwall 100k maps, attached the same way: this build's XDP program
+//    (mpps.fleetwall_100k_a_drop) and OBJ's (mpps.fleetwall_100k_b_drop), an
+//    A/B of a program change under live traffic.
 
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -84,6 +88,7 @@ const TRAFFIC = (argv.includes('--traffic') ? argv[argv.indexOf('--traffic') + 1
 for (const t of TRAFFIC) if (!['rewrite', 'stamped', 'one'].includes(t)) throw new Error(`--traffic: unknown mode "${t}" (use rewrite, stamped, one, comma-separated)`);
 const PROG_STATS = argv.includes('--prog-stats');
 const COMPARE = argv.includes('--compare') ? resolve(argv[argv.indexOf('--compare') + 1]!) : '';
+const COMPARE_LIVE = argv.includes('--compare-live') ? resolve(argv[argv.indexOf('--compare-live') + 1]!) : '';
 // The paced search (--no-paced skips it): the generator's rate is set, not as fast as it can.
 const DO_PACED = !argv.includes('--no-paced');
 // --cases REGEX: only the drop-rate sinks whose metric matches (the ratios' bases always run).
@@ -544,6 +549,18 @@ async function dropRates(): Promise<void> {
     const keys = hash32Keys(N, bigSources);
     fillHash32(bare.mapFd('hash32_srcs'), keys);
     check(raw.bpf_obj_pin(bare.progFd('hash32_drop'), `${barePin}/hash32`) as number, 'pin', barePin);
+    // --compare-live: two builds of the fleetwall program on the same maps, attached alike.
+    const abPrograms: Array<[string, string]> = COMPARE_LIVE
+      ? [
+          ['a', join(root, 'bpf/obj/xdp_ingress.bpf.o')],
+          ['b', COMPARE_LIVE],
+        ]
+      : [];
+    for (const [ab, file] of abPrograms) {
+      const o = loadObject(file, { pinDir: fw.pinDir, pinFilter: (m) => m.startsWith('fw_') });
+      objects.push(o);
+      check(raw.bpf_obj_pin(o.progFd('fw_xdp_ingress'), `${barePin}/fw_${ab}`) as number, 'pin', barePin);
+    }
     process.stderr.write(`# hash32: ${keys.length} exact keys (50k /32s; one address per /24, the generator's where it sends from one)\n`);
     const elems: string[] = [];
     for (let i = 0; i < N; i++) {
@@ -622,6 +639,7 @@ async function dropRates(): Promise<void> {
       progCase('mpps.xdp_parse_drop', `${barePin}/parse`, 'bare XDP that reads the IPv4 source, then drops (no lookup)'),
       progCase('mpps.xdp_hash32_100k_drop', `${barePin}/hash32`, 'xdp-filter style: kernel HASH of the same 100k as exact /32 source keys (lookup, count, drop)'),
       fwCase('mpps.fleetwall_100k_drop', fw.pinDir, 'fleetwall XDP, 50k /32 + 50k /24, hash (K=6) + trie', 'big'),
+      ...abPrograms.map(([ab, file]) => progCase(`mpps.fleetwall_100k_${ab}_drop`, `${barePin}/fw_${ab}`, `fleetwall 100k maps, program ${file}, attached as a plain XDP link`)),
       fwCase('mpps.fleetwall_1k_drop', small.pinDir, 'fleetwall XDP, 500 /32 + 500 /24 (traffic from that set)', 'small'),
       fwCase('mpps.fleetwall_100k_trie_drop', trie.pinDir, 'fleetwall XDP as a plain LPM trie (K=0), same 100k', 'big'),
       { metric: 'mpps.nft_100k_drop', attach: async () => null, detach: async () => null, ctx: { sink: 'nftables netdev ingress, interval set of the same 100k' }, sources: 'big', xdp: false },

@@ -131,20 +131,26 @@ static __always_inline __u64 fw_entry_word(const struct fw_entry *e)
 /* ---- IPv4 */
 
 /*
- * The slot word of `key` in bucket b, or 0. Each slot word is read once and
- * its 33 key bits compared (xor, shift out the rest): five instructions a
- * slot. An empty slot never matches (a key's length marker bit is never 0),
- * and the word returned is the one whose key matched.
+ * The slot word of `key` in bucket b, or 0, without a branch: every slot word
+ * is read once and its 33 key bits compared (xor, mask, minus one: bit 63 is
+ * set iff they matched), and the word that matched (at most one can; an
+ * empty slot never does, a key's length marker bit is never 0) is or-ed into
+ * the result through an all-ones mask. With a branch per slot, the varying
+ * position of the hit mispredicted on most packets of mixed traffic (~15 ns
+ * at 1M prefixes with sources in random order).
  */
 static __always_inline __u64 fw_scan4(const struct fw_bucket4 *b, __u64 key)
 {
+	__u64 r = 0;
 #pragma unroll
 	for (int i = 0; i < FW_B4_SLOTS; i++) {
 		__u64 w = b->w[i];
-		if (((w ^ key) << (64 - 33)) == 0)
-			return w;
+		__u64 t = ((w ^ key) & FW_S4_KEY_MASK) - 1;
+		/* all ones iff bit 63 is set; as asm, or clang turns the select back into a branch */
+		asm volatile("%[t] s>>= 63" : [t] "+r"(t));
+		r |= w & t;
 	}
-	return 0;
+	return r;
 }
 
 /* One prefix length: first bucket, second if flagged, spill if flagged. h = address, host order. */
