@@ -17,7 +17,10 @@
 //    counters: 1024 slots (slot = i % 1024). Two more v4_1m figures show the
 //    costs the headline leaves out: one counter slot per rule (1M slots,
 //    suffix _rule_slots) and 16384 sources (suffix _16k_sources, against a
-//    baseline with 16384 sources: caches and TLB cold).
+//    baseline with 16384 sources: caches and TLB cold). v4_1m_hit_random_order
+//    draws the same 1024 sources 65536 times in a random order: in the
+//    repeating cycle a branch predictor learns each packet's path, in real
+//    traffic it cannot (against baseline_random_order).
 // 2. seconds.load_1m_prefixes: Datapath.apply() of 1,000,000 entry.upsert ops
 //    into a fresh table (one call), median of 3.
 // 3. mpps.*: drop rate into a veth peer. One live-frames generator (one long
@@ -141,6 +144,18 @@ function openSet(name: string, family: 4 | 6, n: number, k: number, ruleSlots = 
   return { dp, pinDir, seconds };
 }
 
+/** Draws from `sources` in a random order (seeded, never a short cycle) to fill the whole rotation table. */
+const RANDOM_DRAWS = 65536;
+function randomOrder(sources: Uint8Array[]): Uint8Array[] {
+  let seed = 777;
+  const out: Uint8Array[] = [];
+  for (let i = 0; i < RANDOM_DRAWS; i++) {
+    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+    out.push(sources[(seed >>> 8) % sources.length]!);
+  }
+  return out;
+}
+
 /** A bench variant of a program with its source-rotation table filled. */
 function variant(objFile: string, prog: string, sources: Uint8Array[], pinDir?: string): number {
   const obj = loadObject(objFile.startsWith('/') ? objFile : join(root, 'bpf/bench/obj', objFile), pinDir ? { pinDir, pinFilter: (m) => m.startsWith('fw_') } : {});
@@ -190,6 +205,9 @@ function perPacket(): void {
   const v6 = frame(6);
   const runs: Array<{ metric: string; fd: number; frame: Buffer; ctx: Record<string, unknown>; pinDir?: string; sources?: Uint8Array[] }> = [];
   runs.push({ metric: 'ns_per_packet.baseline', fd: variant('bare_vary.bpf.o', 'bare_pass', hitSources(4, 1000, NSRC)), frame: v4, ctx: { program: 'bare count-and-pass + source rotation' } });
+  // The same sources drawn in a random order that never repeats: in a repeating cycle of 1024 a branch
+  // predictor learns which path each packet takes; in real traffic it cannot.
+  runs.push({ metric: 'ns_per_packet.baseline_random_order', fd: variant('bare_vary.bpf.o', 'bare_pass', randomOrder(hitSources(4, 1000, NSRC))), frame: v4, ctx: { program: 'bare count-and-pass + source rotation', sources: `${NSRC}, in a random order of ${RANDOM_DRAWS}` } });
   const bare = loadObject(join(root, 'bpf/bench/obj/bare.bpf.o'));
   objects.push(bare);
   runs.push({ metric: 'ns_per_packet.baseline_hot', fd: bare.progFd('bare_pass'), frame: v4, ctx: { program: 'bare count-and-pass, one hot packet' } });
@@ -208,6 +226,10 @@ function perPacket(): void {
       const ctx = { prefixes: s.n, layout: k === 0 ? 'lpm trie' : `hash (K=${k}) + trie`, sources: NSRC };
       const hit = hitSources(s.family, s.n, NSRC);
       runs.push({ metric: `ns_per_packet.${s.name}_hit${suffix}`, fd: variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', hit, pinDir), frame: s.family === 4 ? v4 : v6, ctx, pinDir, sources: hit });
+      if (s.name === 'v4_1m' && k !== 0) {
+        const rnd = randomOrder(hit);
+        runs.push({ metric: 'ns_per_packet.v4_1m_hit_random_order', fd: variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', rnd, pinDir), frame: v4, ctx: { ...ctx, sources: `${NSRC}, in a random order of ${RANDOM_DRAWS}`, baseline: 'baseline_random_order' }, pinDir, sources: rnd });
+      }
       if (s.miss) {
         const miss = missSources(NSRC);
         runs.push({ metric: `ns_per_packet.${s.name}_miss${suffix}`, fd: variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', miss, pinDir), frame: v4, ctx, pinDir, sources: miss });
