@@ -13,22 +13,11 @@ import { PlanError, commitPlan, plan, planOpsArray } from '../../node-agent/src/
 import { Reconciler } from '../../node-agent/src/reconcile/reconciler.js';
 import type { RuleSpec } from '../../node-agent/src/reconcile/rule-table.js';
 import { FakeDatapath } from '../support/fake-datapath.js';
+import { rngUnit } from '../support/rng.js';
 
 const log = pino({ level: 'silent' });
 let pinSeq = 0;
 const pinDir = (): string => `/fake/plan-${process.pid}-${pinSeq++}`;
-
-/** Small deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function rule(id: number, cidr: string, action: RuleAction = 'deny', opts: { mode?: RuleMode; direction?: RuleDirection; expire?: number } = {}): RuleSpec {
   return { id: BigInt(id), prefix: parseCidr(cidr), action, mode: opts.mode ?? 'enforce', direction: opts.direction ?? 'ingress', expireUnixMs: opts.expire ?? 0 };
@@ -115,7 +104,7 @@ function checkAgainstDecide(r: Rig, desired: Map<bigint, RuleSpec>, rand: () => 
 
 test('kernel lookups agree with decide() after snapshots and random deltas (incremental == full)', async () => {
   for (const seed of [1, 2, 3, 4]) {
-    const rand = rng(seed);
+    const rand = rngUnit(seed);
     const r = rig();
     const desired = new Map<bigint, RuleSpec>();
     let nextId = 1;
@@ -355,7 +344,7 @@ test('a kernel refusal part-way is repaired to the last good state', async () =>
 test('restart: the pinned state is read back and nothing is flushed or rewritten', async () => {
   const dir = pinDir();
   const a = rig(dir);
-  const rand = rng(99);
+  const rand = rngUnit(99);
   const desired = new Map<bigint, RuleSpec>();
   for (let i = 1; i <= 200; i++) {
     const x = randomRule(rand, i);

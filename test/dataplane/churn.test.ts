@@ -19,6 +19,7 @@ import { BpfMap } from '../../node-agent/src/datapath/bpf-map.js';
 import { ATTR_ALLOW, OpBatch, type TableIndex } from '../../node-agent/src/datapath/datapath.js';
 import { bucketsOf } from '../../node-agent/src/datapath/fwtab.js';
 import { type NetnsPair, withNetnsPair } from '../support/netns.js';
+import { rng32 } from '../support/rng.js';
 import { startChild } from './child.js';
 import { cleanupPins, uniquePinDir } from './helpers.js';
 
@@ -91,18 +92,6 @@ function v4(text: string): number {
   return Buffer.from(parseAddress(text).bytes).readUInt32BE(0);
 }
 const v4Bytes = (w: number) => new Uint8Array([w >>> 24, (w >>> 16) & 255, (w >>> 8) & 255, w & 255]);
-
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
 
 interface Geometry {
   seed: number;
@@ -262,7 +251,7 @@ test('churn under traffic: >100k prefixes inserted and deleted in batches around
         await sleep(300);
 
         // The churn.
-        const rand = rng(7);
+        const rand = rng32(7);
         const used = new Set<string>();
         const draw4 = () => v4Bytes((0x0a000000 | (rand() & 0xffffff)) >>> 0); // 10.0.0.0/8
         const draw6 = () => {
