@@ -78,7 +78,7 @@ import type { MapOp } from '../node-agent/src/datapath/datapath.js';
 import { batchOpts, check, closeFd, possibleCpus, raw } from '../node-agent/src/datapath/libbpf.js';
 import { progTestRun } from '../node-agent/src/datapath/test-run.js';
 import { createNetnsPair, type NetnsPair } from '../test/support/netns.js';
-import { dotted, entries, hitSources, missSources, v4Prefix } from './lib/prefix-sets.js';
+import { dotted, entries, hitSources, missSources, randomOrder, v4Prefix } from './lib/prefix-sets.js';
 
 const root = resolve(import.meta.dirname, '..');
 const argv = process.argv.slice(2);
@@ -144,17 +144,8 @@ function openSet(name: string, family: 4 | 6, n: number, k: number, ruleSlots = 
   return { dp, pinDir, seconds };
 }
 
-/** Draws from `sources` in a random order (seeded, never a short cycle) to fill the whole rotation table. */
+/** Rotation-table entries for the random-order cases (the table holds 65536). */
 const RANDOM_DRAWS = 65536;
-function randomOrder(sources: Uint8Array[]): Uint8Array[] {
-  let seed = 777;
-  const out: Uint8Array[] = [];
-  for (let i = 0; i < RANDOM_DRAWS; i++) {
-    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
-    out.push(sources[(seed >>> 8) % sources.length]!);
-  }
-  return out;
-}
 
 /** A bench variant of a program with its source-rotation table filled. */
 function variant(objFile: string, prog: string, sources: Uint8Array[], pinDir?: string): number {
@@ -207,7 +198,7 @@ function perPacket(): void {
   runs.push({ metric: 'ns_per_packet.baseline', fd: variant('bare_vary.bpf.o', 'bare_pass', hitSources(4, 1000, NSRC)), frame: v4, ctx: { program: 'bare count-and-pass + source rotation' } });
   // The same sources drawn in a random order that never repeats: in a repeating cycle of 1024 a branch
   // predictor learns which path each packet takes; in real traffic it cannot.
-  runs.push({ metric: 'ns_per_packet.baseline_random_order', fd: variant('bare_vary.bpf.o', 'bare_pass', randomOrder(hitSources(4, 1000, NSRC))), frame: v4, ctx: { program: 'bare count-and-pass + source rotation', sources: `${NSRC}, in a random order of ${RANDOM_DRAWS}` } });
+  runs.push({ metric: 'ns_per_packet.baseline_random_order', fd: variant('bare_vary.bpf.o', 'bare_pass', randomOrder(hitSources(4, 1000, NSRC), RANDOM_DRAWS)), frame: v4, ctx: { program: 'bare count-and-pass + source rotation', sources: `${NSRC}, in a random order of ${RANDOM_DRAWS}` } });
   const bare = loadObject(join(root, 'bpf/bench/obj/bare.bpf.o'));
   objects.push(bare);
   runs.push({ metric: 'ns_per_packet.baseline_hot', fd: bare.progFd('bare_pass'), frame: v4, ctx: { program: 'bare count-and-pass, one hot packet' } });
@@ -227,7 +218,7 @@ function perPacket(): void {
       const hit = hitSources(s.family, s.n, NSRC);
       runs.push({ metric: `ns_per_packet.${s.name}_hit${suffix}`, fd: variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', hit, pinDir), frame: s.family === 4 ? v4 : v6, ctx, pinDir, sources: hit });
       if (s.name === 'v4_1m' && k !== 0) {
-        const rnd = randomOrder(hit);
+        const rnd = randomOrder(hit, RANDOM_DRAWS);
         runs.push({ metric: 'ns_per_packet.v4_1m_hit_random_order', fd: variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', rnd, pinDir), frame: v4, ctx: { ...ctx, sources: `${NSRC}, in a random order of ${RANDOM_DRAWS}`, baseline: 'baseline_random_order' }, pinDir, sources: rnd });
       }
       if (s.miss) {

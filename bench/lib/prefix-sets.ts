@@ -40,6 +40,23 @@ export function v6Prefix(i: number, n: number): Prefix {
   return { family: 6, bytes: b, len: 48 };
 }
 
+/** A deterministic u32 sequence (the Numerical Recipes LCG): the same sets on every run. */
+function lcg(seed: number): () => number {
+  let x = seed >>> 0;
+  return () => (x = (Math.imul(x, 1664525) + 1013904223) >>> 0);
+}
+
+/**
+ * `draws` picks from `sources` in a random order that never repeats a short cycle: unlike a rotation
+ * through the sources, a branch predictor cannot learn which path each packet takes.
+ */
+export function randomOrder(sources: Uint8Array[], draws: number): Uint8Array[] {
+  const rnd = lcg(777);
+  const out: Uint8Array[] = [];
+  for (let i = 0; i < draws; i++) out.push(sources[(rnd() >>> 8) % sources.length]!);
+  return out;
+}
+
 export function entries(family: 4 | 6, n: number): KernelEntry[] {
   const out: KernelEntry[] = new Array(n);
   for (let i = 0; i < n; i++) {
@@ -51,8 +68,7 @@ export function entries(family: 4 | 6, n: number): KernelEntry[] {
 /** `count` source addresses inside the set (half from /32 or /128 entries, half inside the shorter ones). */
 export function hitSources(family: 4 | 6, n: number, count: number): Uint8Array[] {
   const out: Uint8Array[] = [];
-  let seed = 0x9e3779b9;
-  const rnd = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0);
+  const rnd = lcg(0x9e3779b9);
   const half = Math.floor(n / 2);
   for (let k = 0; k < count; k++) {
     const long = k % 2 === 0;
