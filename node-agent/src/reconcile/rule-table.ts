@@ -569,17 +569,7 @@ export class RuleTable {
     if (j.action === 'allow') attrs |= F_ALLOW;
     if (j.mode === 'monitor') attrs |= F_MONITOR;
     this.writeAttrs(r, attrs, j.prefix.bytes, 0, j.prefix.len, j.expireUnixMs);
-    this.slot[r] = j.slot;
-    this.flags[r] = this.flags[r]! | F_JOURNALED;
-    this.journaledN++;
-    if (desired) {
-      this.flags[r] = this.flags[r]! | F_DESIRED;
-      this.desiredN++;
-      this.link(r);
-      if (j.expireUnixMs > 0) this.onExpiry?.(r, j.expireUnixMs);
-    }
-    if (!this.dirtyAll) this.dirtyRules.add(r);
-    return r;
+    return this.adoptJournaled(r, j.slot, desired, j.expireUnixMs);
   }
 
   /** At start: journal.upsert op i of a batch read back from the journal (desired unless expired). Returns its record. */
@@ -600,7 +590,12 @@ export class RuleTable {
     } else {
       this.writeAttrs(r, flagsOfOp(table, b.attrs[i]!), b.addr6, i * 16, b.len[i]!, expire);
     }
-    this.slot[r] = b.slot[i]!;
+    return this.adoptJournaled(r, b.slot[i]!, desired, expire);
+  }
+
+  /** A record read back from the journal: its counter slot, journaled, and desired (linked, expiry armed) unless expired. */
+  private adoptJournaled(r: number, slot: number, desired: boolean, expire: number): number {
+    this.slot[r] = slot;
     this.flags[r] = this.flags[r]! | F_JOURNALED;
     this.journaledN++;
     if (desired) {
