@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 CLANG=${CLANG:-clang}
 ARCH_INC=/usr/include/$(uname -m)-linux-gnu
 # -fdebug-prefix-map: the objects do not depend on where the checkout is.
-CFLAGS=(-O2 -g -target bpf -Wall -Werror -Wno-unused-function "-I$ARCH_INC" -Ibpf/include "-fdebug-prefix-map=$PWD=.")
+# -mcpu=v3 (32-bit ALU and jumps; kernels >= 5.1, the agent needs >= 6.6 anyway): 2-3% fewer ns
+# per packet than the default v1, measured with BPF_PROG_TEST_RUN (2026-11-22).
+CFLAGS=(-O2 -g -target bpf -mcpu=v3 -Wall -Werror -Wno-unused-function "-I$ARCH_INC" -Ibpf/include "-fdebug-prefix-map=$PWD=.")
 
 build() { # src out [extra flags...]
   local src=$1 out=$2
