@@ -29,7 +29,7 @@
 
 #include <linux/types.h>
 
-#define FW_ABI_VERSION 3
+#define FW_ABI_VERSION 4
 
 /* Bytes of store id the sync meta holds (a control plane's store ids are UUIDs: 36). */
 #define FW_STORE_ID_MAX 64
@@ -59,10 +59,19 @@
 #define FW_HASH_MUL6_2 0x165667B1u
 #define FW_HASH_MUL6_3 0xD3A2646Du
 #define FW_HASH_SEED2 0x5BD1E995u
-#define FW_B4_SLOTS 8
+#define FW_B4_WORDS 8
+#define FW_B4_SLOTS 7
 #define FW_B6_SLOTS 5
+/* IPv4 slot tag: 0x80 | (h1 * FW_TAG4_MUL) >> 25 (u32 arithmetic): 7 bits of the whole hash. */
+#define FW_TAG4_MUL 0xCC9E2D51u
 
 /*
+ * IPv4 bucket (one 64-byte line): w[0] is the tag word, w[1..7] the slots.
+ *   tag word: byte i-1 = the tag of slot i (0 = empty; a tag always has
+ *             bit 7 set), bits 62, 63 = bucket flags: spill, overflow.
+ *   A probe compares the key's tag with all seven bytes at once (SWAR) and
+ *   reads only the slot of the lowest match; the full scan runs only when
+ *   that slot is another key and more bytes matched (a 1-in-128 collision).
  * IPv4 slot word (u64): 0 = empty.
  *   bits  0..32  key: (a << 1 | 1) << (32 - len) as a 33-bit number: the
  *                prefix bits, then a 1, then zeros (unique for every a/len)
@@ -70,15 +79,17 @@
  *   bits 59..60  verdict: enum fw_slot_verdict (allow -> pass, deny -> drop or
  *                would-drop by mode): the index into struct fw_verdict_cnt
  *   bit  61      mode monitor (read back by userspace; the verdict already says it)
- *   bit  62, 63  bucket flags, kept in slot 0 only: spill, overflow
+ * Userspace writes a slot word, then its tag (release); it clears a tag
+ * before the slot word. The program reads the slot through an address
+ * dependency on the tag word, so a tag is never paired with an older slot.
  */
 #define FW_S4_KEY_MASK ((1ULL << 33) - 1)
 #define FW_S4_SLOT_SHIFT 33
 #define FW_S4_SLOT_MASK ((1ULL << 26) - 1)
 #define FW_S4_VERDICT_SHIFT 59
 #define FW_S4_MONITOR (1ULL << 61)
-#define FW_S4_SPILL (1ULL << 62)
-#define FW_S4_OVF (1ULL << 63)
+#define FW_S4_SPILL (1ULL << 62) /* in the tag word */
+#define FW_S4_OVF (1ULL << 63)   /* in the tag word */
 
 /*
  * IPv6 slot: hi/lo = the masked address as two little-endian u64 loads of
@@ -156,7 +167,7 @@ struct fw_entry {
 };
 
 struct fw_bucket4 {
-	__u64 w[FW_B4_SLOTS];  /* one 64-byte line */
+	__u64 w[FW_B4_WORDS];  /* one 64-byte line: tag word, 7 slot words */
 };
 
 struct fw_slot6 {

@@ -130,20 +130,26 @@ static __always_inline __u64 fw_entry_word(const struct fw_entry *e)
 
 /* ---- IPv4 */
 
+/* SWAR constants for the tag word: lanes 0..6 are the tags of slots 1..7. */
+#define FW_LANES_7F 0x7f7f7f7f7f7f7f7fULL
+#define FW_LANES_80 0x0080808080808080ULL /* bit 7 of lanes 0..6 */
+#define FW_LANES_01 0x0001010101010101ULL /* a byte copied into lanes 0..6 */
+/* Top byte of (1 << 8k) * FW_LANE_OFF = 8 * (k + 1): the byte offset of slot k + 1. */
+#define FW_LANE_OFF 0x0810182028303840ULL
+
 /*
- * The slot word of `key` in bucket b, or 0, without a branch: every slot word
- * is read once and its 33 key bits compared (xor, mask, minus one: bit 63 is
- * set iff they matched), and the word that matched (at most one can; an
- * empty slot never does, a key's length marker bit is never 0) is or-ed into
- * the result through an all-ones mask. With a branch per slot, the varying
- * position of the hit mispredicted on most packets of mixed traffic (~15 ns
- * at 1M prefixes with sources in random order).
+ * The slot word of `key` in bucket b, or 0, without a branch: all seven slot
+ * words are compared (xor, mask, minus one: bit 63 is set iff their 33 key
+ * bits matched), and the word that matched (at most one can; an empty slot
+ * never does, a key's length marker bit is never 0) is or-ed into the result
+ * through an all-ones mask. Only for the rare bucket where a tag matched
+ * more than one slot.
  */
 static __always_inline __u64 fw_scan4(const struct fw_bucket4 *b, __u64 key)
 {
 	__u64 r = 0;
 #pragma unroll
-	for (int i = 0; i < FW_B4_SLOTS; i++) {
+	for (int i = 1; i < FW_B4_WORDS; i++) {
 		__u64 w = b->w[i];
 		__u64 t = ((w ^ key) & FW_S4_KEY_MASK) - 1;
 		/* all ones iff bit 63 is set; as asm, or clang turns the select back into a branch */
@@ -153,6 +159,34 @@ static __always_inline __u64 fw_scan4(const struct fw_bucket4 *b, __u64 key)
 	return r;
 }
 
+/*
+ * The slot word of `key` in bucket b (tag word tw, the key's tag copied into
+ * every lane: lanes), or 0. The seven tags are compared at once: a lane of
+ * d = tw ^ lanes is 0 iff the tag matched (occupied lanes differ in bits
+ * 0..6, empty ones in bit 7), and m gets bit 7 of every zero lane (no carry
+ * crosses a lane). Only the lowest match's slot is read, through an address
+ * computed from the tag word (so never older than the tag); the full scan
+ * runs only if that slot holds another key and more lanes matched. Replaces
+ * a compare of all eight slots on every probe (the per-packet cost of the
+ * table was mostly that scan).
+ */
+static __always_inline __u64 fw_find4(const struct fw_bucket4 *b, __u64 tw, __u64 key, __u64 lanes)
+{
+	__u64 d = tw ^ lanes;
+	__u64 m = ((((d & FW_LANES_7F) + FW_LANES_7F) | d) & FW_LANES_80) ^ FW_LANES_80;
+
+	if (!m)
+		return 0;
+	__u64 low = m & -m; /* bit 7 of the lowest matching lane k: 1 << (8k + 7) */
+	__u32 off = (__u32)(((low >> 7) * FW_LANE_OFF) >> 56) & 0x38;
+	__u64 w = *(const __u64 *)((const void *)b + off);
+	if (!((w ^ key) & FW_S4_KEY_MASK))
+		return w;
+	if (m & (m - 1))
+		return fw_scan4(b, key);
+	return 0;
+}
+
 /* One prefix length: first bucket, second if flagged, spill if flagged. h = address, host order. */
 static __always_inline __u64
 fw_probe4(void *tab, void *spill, const struct fw_table_cfg *cfg, __u32 h, __u32 len)
@@ -160,26 +194,27 @@ fw_probe4(void *tab, void *spill, const struct fw_table_cfg *cfg, __u32 h, __u32
 	__u32 a = h & (__u32)(0xffffffff00000000ULL >> len); /* len 0: 0 */
 	__u64 key = ((__u64)a << 1) | (1ULL << (32 - len));
 	__u32 x = (a ^ cfg->seed ^ (len * FW_HASH_MUL)) * FW_HASH_MUL4;
+	__u64 lanes = (__u64)(((x * FW_TAG4_MUL) >> 25) | 0x80) * FW_LANES_01;
 	__u32 i = fw_range(x, cfg->nbuckets);
 	const struct fw_bucket4 *b = bpf_map_lookup_elem(tab, &i);
 	__u64 w;
 
 	if (!b)
 		return 0;
-	w = fw_scan4(b, key);
+	__u64 tw = b->w[0];
+	w = fw_find4(b, tw, key, lanes);
 	if (w)
 		return w;
-	__u64 flags = b->w[0];
-	if (flags & FW_S4_OVF) {
+	if (tw & FW_S4_OVF) {
 		__u32 i2 = fw_range(fw_fmix(x ^ FW_HASH_SEED2), cfg->nbuckets);
 		const struct fw_bucket4 *b2 = bpf_map_lookup_elem(tab, &i2);
 		if (b2) {
-			w = fw_scan4(b2, key);
+			w = fw_find4(b2, b2->w[0], key, lanes);
 			if (w)
 				return w;
 		}
 	}
-	if (flags & FW_S4_SPILL) {
+	if (tw & FW_S4_SPILL) {
 		struct fw_key4 k = { .prefixlen = len };
 		__u32 an = bpf_htonl(a);
 		__builtin_memcpy(k.addr, &an, 4);

@@ -48,7 +48,7 @@ test('abi.ts sizes, offsets, enums and names match fleetwall_abi.h', () => {
   for (const [m, v] of Object.entries({ ...ABI_MAP_MACROS, ...ABI_PROG_MACROS })) assert.equal(v, c[m], m);
   // The Datapath interface promises what the pinned meta holds.
   assert.equal(MAX_STORE_ID_BYTES, c.FW_STORE_ID_MAX, 'datapath.ts MAX_STORE_ID_BYTES == FW_STORE_ID_MAX');
-  assert.equal(FW_ABI_VERSION, 3);
+  assert.equal(FW_ABI_VERSION, 4);
 });
 
 test('the compiled objects declare every map with the ABI key and value sizes', () => {

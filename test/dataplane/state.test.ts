@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
 import { parseCidr } from '../../common/src/cidr.js';
-import { decodeMeta, encodeMeta, MAP } from '../../node-agent/src/datapath/abi.js';
+import { decodeMeta, encodeMeta, FW_ABI_VERSION, MAP } from '../../node-agent/src/datapath/abi.js';
 import { BpfMap } from '../../node-agent/src/datapath/bpf-map.js';
 import { openDatapath, removePins, uninstallPins } from '../../node-agent/src/datapath/bpf-datapath.js';
 import { check, closeFd, raw } from '../../node-agent/src/datapath/libbpf.js';
@@ -306,7 +306,7 @@ test('pins of another ABI version: a clear error, nothing touched; uninstallPins
     }
     assert.throws(() => openDatapath({ pinDir: old }), {
       code: 'EINVAL',
-      message: /pinned state has ABI version 2 \(fw_meta of 56 bytes\), this build speaks 3; uninstall the old pins first \("fleetwall agent uninstall" detaches and removes pins of any version\)/,
+      message: new RegExp(`pinned state has ABI version 2 \\(fw_meta of 56 bytes\\), this build speaks ${FW_ABI_VERSION}; uninstall the old pins first \\("fleetwall agent uninstall" detaches and removes pins of any version\\)`),
     });
     assert.ok(existsSync(`${old}/fw_meta`), 'the old pins are left as they were');
     assert.deepEqual(uninstallPins(old), []);
@@ -314,20 +314,26 @@ test('pins of another ABI version: a clear error, nothing touched; uninstallPins
   } finally {
     cleanupPins(old);
   }
-  // Same layout, another version number (a future build's pins): refused at open as well.
-  const pinDir = uniquePinDir('state-abi4');
-  try {
-    openDatapath({ pinDir, capacity: { prefixesPerTable: 64, counterSlots: 8 } }).close();
-    const meta = BpfMap.fromPin(`${pinDir}/${MAP.META}`, MAP.META);
+  // Same fw_meta layout, another version number (the previous build's pins, whose tables
+  // differ, or a future build's): refused at open as well.
+  for (const version of [FW_ABI_VERSION - 1, FW_ABI_VERSION + 1]) {
+    const pinDir = uniquePinDir(`state-abi${version}`);
     try {
-      meta.updateU32(0, encodeMeta({ ...decodeMeta(meta.lookupU32(0)!), abiVersion: 4 }));
+      openDatapath({ pinDir, capacity: { prefixesPerTable: 64, counterSlots: 8 } }).close();
+      const meta = BpfMap.fromPin(`${pinDir}/${MAP.META}`, MAP.META);
+      try {
+        meta.updateU32(0, encodeMeta({ ...decodeMeta(meta.lookupU32(0)!), abiVersion: version }));
+      } finally {
+        meta.close();
+      }
+      assert.throws(() => openDatapath({ pinDir }), {
+        code: 'EINVAL',
+        message: new RegExp(`pinned state has ABI version ${version}, this build speaks ${FW_ABI_VERSION}; uninstall the old pins first`),
+      });
+      assert.ok(existsSync(pinDir));
     } finally {
-      meta.close();
+      removePins(pinDir);
     }
-    assert.throws(() => openDatapath({ pinDir }), { code: 'EINVAL', message: /pinned state has ABI version 4, this build speaks 3; uninstall the old pins first/ });
-    assert.ok(existsSync(pinDir));
-  } finally {
-    removePins(pinDir);
   }
 });
 

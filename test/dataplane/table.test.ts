@@ -2,7 +2,8 @@
 // rare paths, with keys crafted from the table's own seed so they collide:
 // a full first bucket (second bucket behind the overflow flag), both buckets
 // full (spill hash behind the spill flag), replacements and deletes there,
-// IPv6 slots freed and reused (grace period), the /16 filter, and interface
+// IPv4 keys whose tags collide in one bucket, IPv6 slots freed and reused
+// (grace period), the /16 filter, and interface
 // totals of two interfaces whose counter slots collide.
 
 import { test } from 'node:test';
@@ -12,7 +13,7 @@ import { FW_B4_SLOTS, FW_B6_SLOTS, LAYOUT, MAP, decodeTableCfg, FW_TABLE } from 
 import { type BpfDatapath, openDatapath } from '../../node-agent/src/datapath/bpf-datapath.js';
 import { BpfMap } from '../../node-agent/src/datapath/bpf-map.js';
 import type { MapOp } from '../../node-agent/src/datapath/datapath.js';
-import { bucketsOf } from '../../node-agent/src/datapath/fwtab.js';
+import { bucketsOf, keyHash, tag4 } from '../../node-agent/src/datapath/fwtab.js';
 import { withNetnsPair } from '../support/netns.js';
 import { runChild } from './child.js';
 import { ipFrame } from './frames.js';
@@ -64,14 +65,19 @@ function verdict(dp: BpfDatapath, src: string): number {
   return dp.testRun('xdp', ipFrame(src, src.includes(':') ? '2001:db8:ffff::1' : '192.0.2.254')).retval;
 }
 
-/** Occupied slots of bucket b and its flag word (IPv4: slot 0's top bits; IPv6: the flags word). */
+/** Occupied slots of bucket b and its flags (IPv4: the tag word's top bits; IPv6: the flags word). */
 function bucket(pinDir: string, name: string, family: 4 | 6, b: number): { used: number; ovf: boolean; spill: boolean } {
   const m = pinned(pinDir, name);
   try {
     const v = m.lookupU32(b)!;
     if (family === 4) {
       let used = 0;
-      for (let i = 0; i < FW_B4_SLOTS; i++) if ((v.readBigUInt64LE(i * 8) & ((1n << 33n) - 1n)) !== 0n) used++;
+      for (let i = 1; i <= FW_B4_SLOTS; i++) {
+        const key = v.readBigUInt64LE(i * 8) & ((1n << 33n) - 1n);
+        const tag = v[i - 1]!; // slot i's tag is byte i - 1 of the tag word
+        assert.equal(tag !== 0, key !== 0n, `bucket ${b} slot ${i}: a tag iff a key`);
+        if (key !== 0n) used++;
+      }
       const w0 = v.readBigUInt64LE(0);
       return { used, ovf: (w0 >> 63n) === 1n, spill: ((w0 >> 62n) & 1n) === 1n };
     }
@@ -187,6 +193,45 @@ test('IPv4 hash: keys whose low 32 key bits are equal (addresses differing only 
     dp.apply([del(hiAddr, 32)]);
     assert.equal(verdict(dp, addr(hiAddr)), XDP_PASS);
     assert.equal(dp.lookupEntry('ingress', { family: 4, bytes: loAddr, len: 32 })?.action, 'allow');
+  });
+});
+
+test('IPv4 hash: keys with the same tag in one bucket: each is found, wherever it sits; deleting the lowest keeps the others', async () => {
+  await withDatapath('tab-tags', { capacity: { prefixesPerTable: 256, counterSlots: 64 } }, (dp, pinDir) => {
+    const { seed, nbuckets } = tableCfg(pinDir, FW_TABLE.IN4);
+    // Four /32 keys with one first bucket and one tag (the fourth is never inserted), and other keys of the bucket.
+    const v4 = (i: number) => new Uint8Array([10, (i >>> 16) & 0xff, (i >>> 8) & 0xff, i & 0xff]);
+    const target = bucketsOf(seed, nbuckets, 32, v4(1))[0];
+    const tag = tag4(keyHash(seed, 32, v4(1)));
+    const same: Uint8Array[] = [v4(1)];
+    const other: Uint8Array[] = [];
+    for (let i = 2; i < 4_000_000 && same.length < 4; i++) {
+      const k = v4(i);
+      if (bucketsOf(seed, nbuckets, 32, k)[0] !== target) continue;
+      if (tag4(keyHash(seed, 32, k)) === tag) same.push(k);
+      else if (other.length < 2) other.push(k);
+    }
+    assert.equal(same.length, 4, 'four keys sharing bucket and tag');
+    const [k1, k2, k3, absent] = same as [Uint8Array, Uint8Array, Uint8Array, Uint8Array];
+    // Slots fill in order: other[0], k1, other[1], k2, k3: the tag matches slots 2, 4 and 5.
+    dp.apply([deny(other[0]!, 32, 1), deny(k1, 32, 2), deny(other[1]!, 32, 3), deny(k2, 32, 4), deny(k3, 32, 5, 'allow')]);
+    assert.equal(bucket(pinDir, MAP.IN4_TAB, 4, target).used, 5);
+    assert.equal(verdict(dp, addr(k1)), XDP_DROP, 'the lowest match is the key');
+    assert.equal(verdict(dp, addr(k2)), XDP_DROP, 'a key behind another with its tag');
+    assert.equal(verdict(dp, addr(k3)), XDP_PASS, 'the third (an allow) found');
+    assert.equal(verdict(dp, addr(absent)), XDP_PASS, 'an absent key with the same tag and bucket matches nothing');
+    assert.equal(verdict(dp, addr(other[1]!)), XDP_DROP, 'a key with another tag');
+    const c = dp.readRuleCounters(8).packets;
+    assert.deepEqual([c[1], c[2], c[3], c[4], c[5]], [0n, 1n, 1n, 1n, 1n], 'each packet counted on its own rule');
+    dp.apply([del(k1, 32)]);
+    assert.equal(verdict(dp, addr(k1)), XDP_PASS, 'deleted');
+    assert.equal(verdict(dp, addr(k2)), XDP_DROP, 'now the lowest match');
+    assert.equal(dp.lookupEntry('ingress', { family: 4, bytes: k3, len: 32 })?.slot, 5);
+    dp.apply([deny(absent, 32, 6)]); // takes k1's freed slot
+    assert.equal(verdict(dp, addr(absent)), XDP_DROP);
+    assert.equal(verdict(dp, addr(k1)), XDP_PASS, 'the reused slot holds another key with the same tag');
+    assert.equal(verdict(dp, addr(k3)), XDP_PASS);
+    assert.equal(dp.readRuleCounters(8).packets[6], 1n);
   });
 });
 

@@ -6,7 +6,7 @@
 
 import type { RuleAction, RuleDirection, RuleMode } from '../../../common/src/policy.js';
 
-export const FW_ABI_VERSION = 3;
+export const FW_ABI_VERSION = 4;
 export const FW_STORE_ID_MAX = 64;
 /** ABI 2's fw_meta: 56 bytes, abi_version at offset 24 (read only to name the version of old pins). */
 export const FW_META_V2 = { size: 56, abiVersion: 24 } as const;
@@ -17,7 +17,10 @@ export const FW_HASH_MUL = 0x9e3779b1;
 export const FW_HASH_MUL4 = 0x85ebca6b;
 export const FW_HASH_MUL6 = [0xc2b2ae35, 0x27d4eb2f, 0x165667b1, 0xd3a2646d] as const;
 export const FW_HASH_SEED2 = 0x5bd1e995;
-export const FW_B4_SLOTS = 8;
+/** IPv4 bucket: a tag word, then FW_B4_SLOTS slot words. */
+export const FW_B4_WORDS = 8;
+export const FW_B4_SLOTS = 7;
+export const FW_TAG4_MUL = 0xcc9e2d51;
 export const FW_B6_SLOTS = 5;
 export const FW_IF_SLOTS = 1024;
 export const FW_IFS_FALLBACK = 1;
@@ -44,7 +47,9 @@ export const ABI_ENUMS: Readonly<Record<string, number>> = {
   FW_HASH_MUL6_2: FW_HASH_MUL6[2],
   FW_HASH_MUL6_3: FW_HASH_MUL6[3],
   FW_HASH_SEED2,
+  FW_B4_WORDS,
   FW_B4_SLOTS,
+  FW_TAG4_MUL,
   FW_B6_SLOTS,
   FW_IF_SLOTS,
   FW_IFS_FALLBACK,

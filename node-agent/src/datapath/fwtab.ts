@@ -2,11 +2,14 @@
 // ARRAY map (layout and hash in bpf/include/fleetwall_abi.h).
 //
 // The programs compute the same hash in BPF and read one bucket per probe
-// (IPv4: one 64-byte line of eight u64 slot words; IPv6: 128 bytes, five
-// slots). This side maps the map's values into the process and changes a slot
-// with single atomic stores, so a program never sees half an entry:
-//   - IPv4: a whole entry (key, counter slot, action, mode) is one u64 word;
-//     insert, replace and delete are one Atomics.store each.
+// (IPv4: one 64-byte line, a tag word and seven u64 slot words; IPv6: 128
+// bytes, five slots). This side maps the map's values into the process and
+// changes a slot with single atomic stores, so a program never sees half an
+// entry:
+//   - IPv4: a whole entry (key, counter slot, action, mode) is one u64 word,
+//     found through its 7-bit tag in the bucket's tag word. Insert stores the
+//     slot word, then the tag word with its tag; delete clears the tag, then
+//     the slot word; replace is one store of the slot word.
 //   - IPv6: the address is written into an empty slot first, then the meta
 //     word (valid, length, slot, action, mode) with a release store; the
 //     program reads meta first and the address through a dependency on it.
@@ -27,7 +30,7 @@
 
 import { constants as osConstants } from 'node:os';
 import type { RuleAction, RuleMode } from '../../../common/src/policy.js';
-import { FW_B4_SLOTS, FW_B6_SLOTS, FW_HASH_MUL, FW_HASH_MUL4, FW_HASH_MUL6, FW_HASH_SEED2, LAYOUT, readEntry, writeEntry } from './abi.js';
+import { FW_B4_SLOTS, FW_B4_WORDS, FW_B6_SLOTS, FW_HASH_MUL, FW_HASH_MUL4, FW_HASH_MUL6, FW_HASH_SEED2, FW_TAG4_MUL, LAYOUT, readEntry, writeEntry } from './abi.js';
 import type { BpfMap } from './bpf-map.js';
 import { ATTR_ALLOW, ATTR_MONITOR, type OpBatch, type TableIndex } from './datapath.js';
 import { DatapathError } from './errors.js';
@@ -81,6 +84,11 @@ export function keyHash(seed: number, len: number, bytes: Uint8Array): number {
   return fmix32(x >>> 0);
 }
 
+/** The tag of an IPv4 key in its buckets' tag words, from its h1 (0x80..0xff; 0 = an empty slot). */
+export function tag4(h1: number): number {
+  return 0x80 | (Math.imul(h1, FW_TAG4_MUL) >>> 25);
+}
+
 /** The two candidate buckets of a key (bytes masked). */
 export function bucketsOf(seed: number, nbuckets: number, len: number, bytes: Uint8Array): [number, number] {
   const h1 = keyHash(seed, len, bytes);
@@ -97,13 +105,12 @@ export function spillSizeFor(capacity: number): number {
   return Math.max(1024, Math.ceil(capacity / 16));
 }
 
-// IPv4 slot word, as (lo, hi) u32 halves.
+// IPv4 slot word, as (lo, hi) u32 halves; the bucket flags are in the tag word's hi half.
 const S4_SLOT_SHIFT_HI = 1; // bit 33
 const S4_VERDICT_SHIFT_HI = 27; // bits 59..60: fw_slot_verdict
 const S4_MONITOR_HI = 1 << 29; // bit 61
 const S4_SPILL_HI = 0x40000000; // bit 62
 const S4_OVF_HI = 0x80000000; // bit 63
-const S4_FLAGS_HI = 0xc0000000;
 // IPv6 meta, low half; high half = the counter slot.
 const M6_VALID = 0x100;
 const M6_VERDICT_SHIFT = 9; // bits 9..10: fw_slot_verdict
@@ -169,6 +176,8 @@ export class HashTable {
   /** IPv4: the key as the low 33 bits of the slot word: low half and bit 32. */
   private kLo = 0;
   private kBit32 = 0;
+  /** IPv4: the key's tag. */
+  private kTag = 0;
 
   /**
    * filters: the table's fw_table_cfg.f16/.f24 (views into the caller's
@@ -241,6 +250,7 @@ export class HashTable {
       kb[2] = (a >>> 8) & 0xff;
       kb[3] = a & 0xff;
       this.kH1 = keyHash(this.seed, len, kb);
+      this.kTag = tag4(this.kH1);
       const k = a * 2 + 2 ** (32 - len); // < 2^33
       this.kLo = k % 4294967296;
       this.kBit32 = k >= 4294967296 ? 1 : 0;
@@ -284,8 +294,8 @@ export class HashTable {
     if (this.family === 4) {
       const lo = this.kLo;
       const bit32 = this.kBit32;
-      for (let i = 0; i < FW_B4_SLOTS; i++) {
-        const wi = b * FW_B4_SLOTS + i;
+      for (let i = 1; i <= FW_B4_SLOTS; i++) {
+        const wi = b * FW_B4_WORDS + i;
         if (w32[2 * wi] === lo && (w32[2 * wi + 1]! & 1) === bit32) return wi;
       }
       return -1;
@@ -301,7 +311,7 @@ export class HashTable {
   }
 
   private hasFlag(b: number, which: 'ovf' | 'spill'): boolean {
-    if (this.family === 4) return (this.w32[2 * b * FW_B4_SLOTS + 1]! & (which === 'ovf' ? S4_OVF_HI : S4_SPILL_HI)) !== 0;
+    if (this.family === 4) return (this.w32[2 * b * FW_B4_WORDS + 1]! & (which === 'ovf' ? S4_OVF_HI : S4_SPILL_HI)) !== 0;
     return (this.w32[2 * (b * B6_WORDS + 15)]! & (which === 'ovf' ? 1 : 2)) !== 0;
   }
 
@@ -406,6 +416,7 @@ export class HashTable {
     if (loc === IN_SPILL) {
       this.spill.delete(this.spillKey);
     } else if (this.family === 4) {
+      this.setTag(loc, 0); // the tag first: a program that still reads the slot finds another key or nothing
       this.store4(loc, 0, 0);
     } else {
       Atomics.store(this.w64, loc + 2, 0n);
@@ -457,8 +468,8 @@ export class HashTable {
   private freeSlot(b: number): number {
     const w32 = this.w32;
     if (this.family === 4) {
-      for (let i = 0; i < FW_B4_SLOTS; i++) {
-        const wi = b * FW_B4_SLOTS + i;
+      for (let i = 1; i <= FW_B4_SLOTS; i++) {
+        const wi = b * FW_B4_WORDS + i;
         if (w32[2 * wi] === 0 && (w32[2 * wi + 1]! & 1) === 0) return wi;
       }
       return -1;
@@ -472,7 +483,7 @@ export class HashTable {
 
   private setFlag(b: number, which: 'ovf' | 'spill'): void {
     if (this.family === 4) {
-      const wi = b * FW_B4_SLOTS;
+      const wi = b * FW_B4_WORDS;
       const hi = this.w32[2 * wi + 1]!;
       const bit = which === 'ovf' ? S4_OVF_HI : S4_SPILL_HI;
       if (hi & bit) return;
@@ -484,12 +495,25 @@ export class HashTable {
     Atomics.or(this.w64, b * B6_WORDS + 15, which === 'ovf' ? B6_OVF : B6_SPILL);
   }
 
-  /** One IPv4 slot word, keeping slot 0's bucket flags. */
+  /** One IPv4 slot word. */
   private store4(wi: number, lo: number, hi: number): void {
-    if (wi % FW_B4_SLOTS === 0) hi = (hi & ~S4_FLAGS_HI) | (this.w32[2 * wi + 1]! & S4_FLAGS_HI);
     this.s32[0] = lo;
     this.s32[1] = hi >>> 0;
     Atomics.store(this.w64, wi, this.s64[0]!);
+  }
+
+  /** Sets the tag of IPv4 slot word wi (0: empty) in its bucket's tag word, keeping the other tags and the flags. */
+  private setTag(wi: number, tag: number): void {
+    const tw = wi - (wi % FW_B4_WORDS);
+    const lane = (wi % FW_B4_WORDS) - 1; // slot i's tag is byte i - 1
+    const w32 = this.w32;
+    let lo = w32[2 * tw]!;
+    let hi = w32[2 * tw + 1]!;
+    if (lane < 4) lo = (lo & ~(0xff << (8 * lane))) | (tag << (8 * lane));
+    else hi = (hi & ~(0xff << (8 * (lane - 4)))) | (tag << (8 * (lane - 4)));
+    this.s32[0] = lo >>> 0;
+    this.s32[1] = hi >>> 0;
+    Atomics.store(this.w64, tw, this.s64[0]!);
   }
 
   /** Writes the current key's value at slot word wi (fresh: the slot was empty). */
@@ -497,6 +521,7 @@ export class HashTable {
     if (this.family === 4) {
       const hi = this.kBit32 | (slot << S4_SLOT_SHIFT_HI) | (slotVerdict(attrs) << S4_VERDICT_SHIFT_HI) | ((attrs & ATTR_MONITOR) !== 0 ? S4_MONITOR_HI : 0);
       this.store4(wi, this.kLo, hi);
+      if (fresh) this.setTag(wi, this.kTag); // after the slot word: the tag makes it findable
       return;
     }
     if (fresh) {
@@ -532,8 +557,8 @@ export class HashTable {
     const w32 = this.w32;
     if (this.family === 4) {
       for (let b = 0; b < this.nbuckets; b++) {
-        const wi = b * FW_B4_SLOTS;
-        if (w32[2 * wi + 1]! & S4_FLAGS_HI) Atomics.store(this.w64, wi, 0n);
+        const wi = b * FW_B4_WORDS;
+        if (w32[2 * wi] !== 0 || w32[2 * wi + 1] !== 0) Atomics.store(this.w64, wi, 0n);
       }
     } else {
       for (let b = 0; b < this.nbuckets; b++) if (w32[2 * (b * B6_WORDS + 15)] !== 0) Atomics.store(this.w64, b * B6_WORDS + 15, 0n);
@@ -610,8 +635,9 @@ export class HashTable {
     const w32 = this.w32;
     const none = this.kBytes; // unused for IPv4
     if (this.family === 4) {
-      const n = this.nbuckets * FW_B4_SLOTS;
+      const n = this.nbuckets * FW_B4_WORDS;
       for (let wi = 0; wi < n; wi++) {
+        if (wi % FW_B4_WORDS === 0) continue; // the tag word
         const lo = w32[2 * wi]!;
         const hi = w32[2 * wi + 1]!;
         const bit32 = hi & 1;
@@ -654,8 +680,9 @@ export class HashTable {
     this.region.mapAll();
     const w32 = this.w32;
     if (this.family === 4) {
-      const n = this.nbuckets * FW_B4_SLOTS;
+      const n = this.nbuckets * FW_B4_WORDS;
       for (let wi = pos; wi < n; wi++) {
+        if (wi % FW_B4_WORDS === 0) continue; // the tag word
         const lo = w32[2 * wi]!;
         const hi = w32[2 * wi + 1]!;
         const bit32 = hi & 1;
