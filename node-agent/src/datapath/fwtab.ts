@@ -95,7 +95,7 @@ export function bucketsOf(seed: number, nbuckets: number, len: number, bytes: Ui
   return [range32(h1, nbuckets), range32(fmix32((h1 ^ FW_HASH_SEED2) >>> 0), nbuckets)];
 }
 
-/** Buckets for a capacity: IPv4 at most half full, IPv6 at most 60% full. */
+/** Buckets for a capacity: IPv4 (7 slots) at most 4/7 full, IPv6 (5 slots) at most 60% full. */
 export function bucketsFor(family: 4 | 6, capacity: number): number {
   return Math.max(64, Math.ceil(family === 4 ? capacity / 4 : capacity / 3));
 }
