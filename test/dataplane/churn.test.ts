@@ -2,8 +2,9 @@
 // mapping) while the kernel reads them for real packets. Sources in namespace
 // a send UDP continuously to namespace b (fleetwall attached there) while
 // more than 100k other prefixes are inserted and deleted in batches, aimed so
-// that the buckets of the sources' own keys fill, overflow (flag on the slot
-// word that holds a blocked source's key), spill, and empty again; the /16
+// that the buckets of the sources' own keys fill, overflow (flags and the
+// other keys' tags written into the tag word that holds a blocked source's
+// tag), spill, and empty again; the /16
 // and /24 filters of the sources' ranges flip on and off; prefix lengths come
 // and go (length sets republished, the trie flag too); IPv6 slots around a
 // blocked key are freed and reused (grace periods). Exact counts: what each
@@ -115,7 +116,7 @@ function keysInBucket(g: Geometry, len: number, bucket: number, n: number, draw:
 
 /**
  * Prefixes aimed at one key's first bucket: enough to fill it and overflow
- * (flag on the bucket's first slot word), plus one key whose second bucket
+ * (flag in the bucket's tag word, IPv4), plus one key whose second bucket
  * is filled first, so it lands in the spill hash (spill flag).
  */
 function aimedAt(g: Geometry, family: 4 | 6, len: number, target: Uint8Array, draw: () => Uint8Array, used: Set<string>): Uint8Array[] {
@@ -203,7 +204,7 @@ test('churn under traffic: >100k prefixes inserted and deleted in batches around
       const sources = [A4, B4, F4, W4, U4, G4, B6, W6, U6];
       const blocked = new Map([
         [A4, 1], // deny 192.0.2.0/30 (slot 1): its own /32 bucket is churned, the /30 decides
-        [B4, 2], // deny /32 (slot 2): the first slot word of a bucket that fills, overflows and spills
+        [B4, 2], // deny /32 (slot 2): the first slot of a bucket that fills, overflows and spills
         [F4, 4], // deny 198.18.0.0/15 (slot 4)
         [B6, 5], // deny /128 (slot 5): IPv6 slots around it freed and reused
       ]);
