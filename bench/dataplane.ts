@@ -30,12 +30,16 @@
 //    bare XDP drop program, one that reads the source and drops, the
 //    xdp-filter design (a plain kernel HASH of 100k exact /32 source keys:
 //    lookup, count, drop; the anchor for what holding CIDRs costs), fleetwall
-//    (100k and 1k prefixes), fleetwall as a plain trie, or nftables (netdev
-//    ingress, interval set of the same 100k prefixes). One attach helper in
+//    (100k and 1k prefixes), fleetwall as a plain trie, nftables (netdev
+//    ingress, interval set of the same 100k prefixes), or, if xdp-tools is
+//    installed and no xdp-filter runs on this host, the real xdp-filter
+//    (mpps.xdp_filter_10k_drop: listed sources dropped, IPv4 only, its map's 10,000 exact
+//    source addresses: the generator's 4096 and others; it is loaded through
+//    its own CLI and libxdp's dispatcher, and removed again). One attach helper in
 //    namespace b swaps the sinks (native XDP checked every window) while the
 //    generator runs; rounds alternate the case order; 300 ms warm-up, 1 s
 //    window. Counted at the receiver (ethtool rx_queue_0_xdp_packets); x_bare,
-//    x_hash32 and x_nft are medians of the per-round ratios.
+//    x_hash32, x_nft (and x_xdp_filter) are medians of the per-round ratios.
 //    mpps_cpu.*: the same windows by the receiving NAPI thread's CPU time per
 //    packet (/proc/PID/schedstat): 1000 / ns_per_packet is what one CPU that
 //    only ran the receive path would drop. On a shared machine the NAPI thread
@@ -69,7 +73,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, rmdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type BpfDatapath, openDatapath, removePins } from '../node-agent/src/datapath/bpf-datapath.js';
@@ -77,6 +81,7 @@ import { type LoadedObject, loadObject } from '../node-agent/src/datapath/bpf-ob
 import type { MapOp } from '../node-agent/src/datapath/datapath.js';
 import { batchOpts, check, closeFd, possibleCpus, raw } from '../node-agent/src/datapath/libbpf.js';
 import { progTestRun } from '../node-agent/src/datapath/test-run.js';
+import { BpfMap } from '../node-agent/src/datapath/bpf-map.js';
 import { createNetnsPair, type NetnsPair } from '../test/support/netns.js';
 import { dotted, entries, hitSources, missSources, randomOrder, v4Prefix } from './lib/prefix-sets.js';
 
@@ -508,6 +513,60 @@ function fillHash32(fd: number, keys: number[]): void {
   if (count[0] !== keys.length) throw new Error(`hash32_srcs: ${count[0]} of ${keys.length} keys written`);
 }
 
+/** xdp-filter's pins (a fixed path: one instance per host). */
+const XDP_FILTER_PINS = '/sys/fs/bpf/xdp-filter';
+
+/** True if xdp-filter (xdp-tools) is installed and not in use on this host (the bench must not touch a real one). */
+function xdpFilterUsable(): boolean {
+  try {
+    execFileSync('xdp-filter', ['help'], { stdio: 'ignore' });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+  }
+  return !existsSync(XDP_FILTER_PINS);
+}
+
+/** Runs xdp-filter in namespace b with the host's bpffs (nsenter --net; `ip netns exec` would hide /sys/fs/bpf). */
+function xdpFilter(bed: NetnsPair, args: string[]): void {
+  const [cmd, ...rest] = [...bed.nsenter('b'), 'xdp-filter', ...args];
+  execFileSync(cmd!, rest, { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/**
+ * Fills xdp-filter's IPv4 map (a per-CPU hash of address -> flags + hit
+ * count) with `keys` as source-address rules (flag 1), up to its size;
+ * returns how many it holds. The keys are the address bytes as in the packet.
+ */
+function fillXdpFilter(keys: number[]): number {
+  const m = BpfMap.fromPin(`${XDP_FILTER_PINS}/filter_ipv4`, 'filter_ipv4');
+  try {
+    const n = Math.min(keys.length, m.maxEntries);
+    const k = Buffer.alloc(n * 4);
+    for (let i = 0; i < n; i++) k.writeUInt32BE(keys[i]! >>> 0, i * 4);
+    const v = Buffer.alloc(n * m.valueStride);
+    for (let off = 0; off < v.length; off += 8) v.writeBigUInt64LE(1n, off); // MAP_FLAG_SRC on every CPU
+    const r = m.updateBatch(k, v, n);
+    if (r.errno !== 0 || r.done !== n) throw new Error(`xdp-filter map: ${r.done} of ${n} written (errno ${r.errno})`);
+    return n;
+  } finally {
+    m.close();
+  }
+}
+
+/** Packets xdp-filter dropped since it was loaded (its xdp_stats_map, per CPU, index XDP_DROP). */
+function xdpFilterDrops(): bigint {
+  const m = BpfMap.fromPin(`${XDP_FILTER_PINS}/xdp_stats_map`, 'xdp_stats_map');
+  try {
+    const v = m.lookupU32(1)!;
+    const per = m.valueStride / possibleCpus();
+    let sum = 0n;
+    for (let off = 0; off < v.length; off += per) sum += v.readBigUInt64LE(off); // {rx_packets, rx_bytes}
+    return sum;
+  } finally {
+    m.close();
+  }
+}
+
 function sumHash32(fd: number): bigint {
   const key = Buffer.alloc(4);
   const next = Buffer.alloc(4);
@@ -532,6 +591,8 @@ async function dropRates(): Promise<void> {
   const statsSysctl = '/proc/sys/kernel/bpf_stats_enabled';
   const statsBefore = readFileSync(statsSysctl, 'utf8').trim();
   let qosFd = -1;
+  let xdpFilterOurs = false;
+  const libxdpDirBefore = existsSync('/sys/fs/bpf/xdp');
   // --prog-stats: the kernel times every program run (adds about 20 ns to each XDP run).
   if (PROG_STATS) writeFileSync(statsSysctl, '1');
   try {
@@ -561,6 +622,12 @@ async function dropRates(): Promise<void> {
     const bigSources = hitSources(4, N, 4096);
     const keys = hash32Keys(N, bigSources);
     fillHash32(bare.mapFd('hash32_srcs'), keys);
+    // xdp-filter: the generator's sources first, then other exact keys, as many as its map holds.
+    const useXdpFilter = xdpFilterUsable();
+    xdpFilterOurs = useXdpFilter;
+    let xdpFilterDropped = 0n;
+    const filterKeys = [...new Set([...bigSources.map((a) => Buffer.from(a).readUInt32BE(0)), ...keys])];
+    if (!useXdpFilter) process.stderr.write(`# xdp-filter: not installed or already in use on this host (${XDP_FILTER_PINS}): its case is skipped\n`);
     check(raw.bpf_obj_pin(bare.progFd('hash32_drop'), `${barePin}/hash32`) as number, 'pin', barePin);
     // --compare-live: two builds of the fleetwall program on the same maps, attached alike.
     const abPrograms: Array<[string, string]> = COMPARE_LIVE
@@ -656,6 +723,26 @@ async function dropRates(): Promise<void> {
       fwCase('mpps.fleetwall_1k_drop', small.pinDir, 'fleetwall XDP, 500 /32 + 500 /24 (traffic from that set)', 'small'),
       fwCase('mpps.fleetwall_100k_trie_drop', trie.pinDir, 'fleetwall XDP as a plain LPM trie (K=0), same 100k', 'big'),
       { metric: 'mpps.nft_100k_drop', attach: async () => null, detach: async () => null, ctx: { sink: 'nftables netdev ingress, interval set of the same 100k' }, sources: 'big', xdp: false },
+      ...(useXdpFilter
+        ? [
+            {
+              metric: 'mpps.xdp_filter_10k_drop',
+              attach: async () => {
+                xdpFilter(bed, ['load', '-m', 'native', '-f', 'ipv4', ifb]); // policy allow: listed addresses drop
+                fillXdpFilter(filterKeys);
+              },
+              detach: async () => {
+                const dropped = xdpFilterDrops();
+                if (dropped === 0n) throw new Error('xdp-filter dropped nothing: its rules did not match the traffic');
+                xdpFilterDropped += dropped;
+                xdpFilter(bed, ['unload', ifb]);
+              },
+              ctx: { sink: 'xdp-filter (xdp-tools), default policy allow (listed sources drop), IPv4: 10,000 exact source addresses (its map size), the generator\'s among them; through libxdp\'s dispatcher' },
+              sources: 'big' as const,
+              xdp: true,
+            },
+          ]
+        : []),
     ];
     type Trial = { target: number; mpps: number; offered: number; cpuNs: number; progNs: number };
     type Sample = { mpps: number; offered: number; loss: number; cpuNs: number; util: number; progNs: number; stamps: number; paced: number; pacedCpuNs: number; pacedProgNs: number; trials: Trial[] };
@@ -802,10 +889,14 @@ async function dropRates(): Promise<void> {
     const hits = sumHash32(bare.mapFd('hash32_srcs'));
     if ([...samples.keys()].some((m) => m.startsWith('mpps.xdp_hash32_100k_drop@')) && hits === 0n) throw new Error('the hash32 sink counted no hit');
     process.stderr.write(`# hash32: ${hits} packets hit and dropped over its windows (and warm-ups)\n`);
+    if (useXdpFilter) process.stderr.write(`# xdp-filter: ${xdpFilterDropped} packets dropped over its windows (and warm-ups)\n`);
     const of = (m: string) => samples.get(m)!;
     const ratio = (m: string, base: string, f: (s: Sample) => number, inv = false) =>
       Math.round(median(of(m).map((s, i) => (inv ? f(of(base)[i]!) / f(s) : f(s) / f(of(base)[i]!)))) * 100) / 100;
     const named = (metric: string, t: Traffic) => (t === 'rewrite' ? metric : `${metric}_${t}`);
+    // Against the real xdp-filter, when it ran.
+    const xf = (m: string, t: Traffic, f: (s: Sample) => number) =>
+      samples.has(key('mpps.xdp_filter_10k_drop', t)) ? { x_xdp_filter: ratio(key(m, t), key('mpps.xdp_filter_10k_drop', t), f) } : {};
     for (const t of TRAFFIC) {
       const k = (m: string) => key(m, t);
       for (const c of ran) {
@@ -817,6 +908,7 @@ async function dropRates(): Promise<void> {
           x_parse: ratio(k(c.metric), k('mpps.xdp_parse_drop'), (s) => s.mpps),
           x_hash32: ratio(k(c.metric), k('mpps.xdp_hash32_100k_drop'), (s) => s.mpps),
           x_nft: ratio(k(c.metric), k('mpps.nft_100k_drop'), (s) => s.mpps),
+          ...xf(c.metric, t, (s) => s.mpps),
           offered_mpps: Math.round(median(xs.map((s) => s.offered)) * 100) / 100,
           receiver_busy: Math.round(median(xs.map((s) => s.util)) * 100) / 100,
           ...(t === 'rewrite' ? {} : { frames_stamped: Math.round(median(xs.map((s) => s.stamps))) }),
@@ -836,6 +928,7 @@ async function dropRates(): Promise<void> {
             x_parse: ratio(k(c.metric), k('mpps.xdp_parse_drop'), (s) => s.paced),
             x_hash32: ratio(k(c.metric), k('mpps.xdp_hash32_100k_drop'), (s) => s.paced),
             x_nft: ratio(k(c.metric), k('mpps.nft_100k_drop'), (s) => s.paced),
+            ...xf(c.metric, t, (s) => s.paced),
             over_flood: Math.round(median(xs.map((s) => s.paced / s.mpps)) * 100) / 100,
             // At the best trial: the receiving NAPI thread's CPU time per packet (and, --prog-stats, the sink's own).
             receiver_ns_per_packet: Math.round(median(xs.map((s) => s.pacedCpuNs))),
@@ -871,6 +964,22 @@ async function dropRates(): Promise<void> {
       bed.execSync('b', ['nft', 'delete', 'table', 'netdev', 'fwbench']);
     } catch {
       /* namespace goes anyway */
+    }
+    if (xdpFilterOurs) {
+      // An interrupted case leaves xdp-filter loaded: unload it (its pins go with it), or remove the pins.
+      try {
+        xdpFilter(bed, ['unload', '--all']);
+      } catch {
+        /* not loaded */
+      }
+      rmSync(XDP_FILTER_PINS, { recursive: true, force: true });
+      if (!libxdpDirBefore) {
+        try {
+          rmdirSync('/sys/fs/bpf/xdp'); // libxdp's dispatcher pins, empty once unloaded
+        } catch {
+          /* not empty: another libxdp user's */
+        }
+      }
     }
     bed.destroy();
     rmSync(nftFile, { force: true });
