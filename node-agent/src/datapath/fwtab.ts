@@ -487,17 +487,15 @@ export class HashTable {
       const hi = this.w32[2 * wi + 1]!;
       const bit = which === 'ovf' ? S4_OVF_HI : S4_SPILL_HI;
       if (hi & bit) return;
-      this.s32[0] = this.w32[2 * wi]!;
-      this.s32[1] = (hi | bit) >>> 0;
-      Atomics.store(this.w64, wi, this.s64[0]!);
+      this.store4(wi, this.w32[2 * wi]!, hi | bit);
       return;
     }
     Atomics.or(this.w64, b * B6_WORDS + 15, which === 'ovf' ? B6_OVF : B6_SPILL);
   }
 
-  /** One IPv4 slot word. */
+  /** One IPv4 bucket word (a slot word, or the tag word), as its u32 halves, in one atomic store. */
   private store4(wi: number, lo: number, hi: number): void {
-    this.s32[0] = lo;
+    this.s32[0] = lo >>> 0;
     this.s32[1] = hi >>> 0;
     Atomics.store(this.w64, wi, this.s64[0]!);
   }
@@ -511,9 +509,7 @@ export class HashTable {
     let hi = w32[2 * tw + 1]!;
     if (lane < 4) lo = (lo & ~(0xff << (8 * lane))) | (tag << (8 * lane));
     else hi = (hi & ~(0xff << (8 * (lane - 4)))) | (tag << (8 * (lane - 4)));
-    this.s32[0] = lo >>> 0;
-    this.s32[1] = hi >>> 0;
-    Atomics.store(this.w64, tw, this.s64[0]!);
+    this.store4(tw, lo, hi);
   }
 
   /** Writes the current key's value at slot word wi (fresh: the slot was empty). */
