@@ -534,10 +534,10 @@ function xdpFilter(bed: NetnsPair, args: string[]): void {
 
 /**
  * Fills xdp-filter's IPv4 map (a per-CPU hash of address -> flags + hit
- * count) with `keys` as source-address rules (flag 1), up to its size;
- * returns how many it holds. The keys are the address bytes as in the packet.
+ * count) with `keys` as source-address rules (flag 1), as many as it holds.
+ * The keys are the address bytes as in the packet.
  */
-function fillXdpFilter(keys: number[]): number {
+function fillXdpFilter(keys: number[]): void {
   const m = BpfMap.fromPin(`${XDP_FILTER_PINS}/filter_ipv4`, 'filter_ipv4');
   try {
     const n = Math.min(keys.length, m.maxEntries);
@@ -547,7 +547,6 @@ function fillXdpFilter(keys: number[]): number {
     for (let off = 0; off < v.length; off += 8) v.writeBigUInt64LE(1n, off); // MAP_FLAG_SRC on every CPU
     const r = m.updateBatch(k, v, n);
     if (r.errno !== 0 || r.done !== n) throw new Error(`xdp-filter map: ${r.done} of ${n} written (errno ${r.errno})`);
-    return n;
   } finally {
     m.close();
   }
