@@ -590,7 +590,8 @@ async function dropRates(): Promise<void> {
   const statsSysctl = '/proc/sys/kernel/bpf_stats_enabled';
   const statsBefore = readFileSync(statsSysctl, 'utf8').trim();
   let qosFd = -1;
-  let xdpFilterOurs = false;
+  /** The bench loads xdp-filter (installed, and no other instance on the host): then it also cleans up after it. */
+  let useXdpFilter = false;
   const libxdpDirBefore = existsSync('/sys/fs/bpf/xdp');
   // --prog-stats: the kernel times every program run (adds about 20 ns to each XDP run).
   if (PROG_STATS) writeFileSync(statsSysctl, '1');
@@ -622,8 +623,7 @@ async function dropRates(): Promise<void> {
     const keys = hash32Keys(N, bigSources);
     fillHash32(bare.mapFd('hash32_srcs'), keys);
     // xdp-filter: the generator's sources first, then other exact keys, as many as its map holds.
-    const useXdpFilter = xdpFilterUsable();
-    xdpFilterOurs = useXdpFilter;
+    useXdpFilter = xdpFilterUsable();
     let xdpFilterDropped = 0n;
     const filterKeys = [...new Set([...bigSources.map((a) => Buffer.from(a).readUInt32BE(0)), ...keys])];
     if (!useXdpFilter) process.stderr.write(`# xdp-filter: not installed or already in use on this host (${XDP_FILTER_PINS}): its case is skipped\n`);
@@ -964,7 +964,7 @@ async function dropRates(): Promise<void> {
     } catch {
       /* namespace goes anyway */
     }
-    if (xdpFilterOurs) {
+    if (useXdpFilter) {
       // An interrupted case leaves xdp-filter loaded: unload it (its pins go with it), or remove the pins.
       try {
         xdpFilter(bed, ['unload', '--all']);
