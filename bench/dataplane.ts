@@ -1,7 +1,7 @@
 // npm run bench:dataplane [-- --rounds N] [--no-mpps] [--no-pps] [--traffic rewrite,stamped,one]
 //                          [--prog-stats] [--compare OBJ] [--gen-batch N] [--tx-shift k]
 //                          [--no-paced] [--paced-trials N] [--cases REGEX] [--no-idle-poll]
-//                          [--compare-live OBJ]
+//                          [--compare-live OBJ[,OBJ...]]
 //
 // Prints one JSON object per line: {"metric": ..., "value": ..., ...context}.
 //
@@ -50,6 +50,12 @@
 //    stamped (suffix _stamped): each page of the test-run page pool gets a
 //    source once and keeps it (a generation word in the UDP payload), frames
 //    are not written per packet; one (suffix _one): a single hot source.
+//    anchor_fit.<traffic>: how far the x bare of the sinks built like the
+//    issue's anchors (xdp-filter, the /32 hash, the plain trie, nftables)
+//    lie from the published figures (0.66, 0.73, 0.50, 0.10): the mean
+//    distance, paced (flooded with --no-paced), with fleetwall's x bare beside
+//    it. The traffic with the smallest distance is the one most like the
+//    anchors' own.
 //    --prog-stats: kernel.bpf_stats_enabled on during the windows, the sink
 //    program's own ns per run reported as in_program_ns (adds ~20 ns a run).
 //    --tx-shift k: the generator transmits one frame in 2^k (diagnostic).
@@ -66,10 +72,11 @@
 //    receiver's CPU1 is left to the NAPI thread) and idle CPUs poll instead of
 //    halting (/dev/cpu_dma_latency held at 0; --no-idle-poll turns it off).
 //    --no-paced skips the search; --cases REGEX runs only the matching sinks
-//    (the ratio bases always run). --compare-live OBJ adds two sinks on the
-//    fleetwall 100k maps, attached the same way: this build's XDP program
-//    (mpps.fleetwall_100k_a_drop) and OBJ's (mpps.fleetwall_100k_b_drop), an
-//    A/B of a program change under live traffic.
+//    (the ratio bases always run). --compare-live OBJ[,OBJ...] adds sinks on
+//    the fleetwall 100k maps, attached the same way: this build's XDP program
+//    (mpps.fleetwall_100k_a_drop) and each OBJ's (mpps.fleetwall_100k_b_drop,
+//    _c_, ...), each with x_a (its per-round ratio to A): A/B of program
+//    changes under live traffic.
 
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -96,11 +103,18 @@ const TRAFFIC = (argv.includes('--traffic') ? argv[argv.indexOf('--traffic') + 1
 for (const t of TRAFFIC) if (!['rewrite', 'stamped', 'one'].includes(t)) throw new Error(`--traffic: unknown mode "${t}" (use rewrite, stamped, one, comma-separated)`);
 const PROG_STATS = argv.includes('--prog-stats');
 const COMPARE = argv.includes('--compare') ? resolve(argv[argv.indexOf('--compare') + 1]!) : '';
-const COMPARE_LIVE = argv.includes('--compare-live') ? resolve(argv[argv.indexOf('--compare-live') + 1]!) : '';
+const COMPARE_LIVE = argv.includes('--compare-live') ? argv[argv.indexOf('--compare-live') + 1]!.split(',').map((f) => resolve(f)) : [];
 // The paced search (--no-paced skips it): the generator's rate is set, not as fast as it can.
 const DO_PACED = !argv.includes('--no-paced');
 // --cases REGEX: only the drop-rate sinks whose metric matches (the ratios' bases always run).
 const CASES = new RegExp(argv.includes('--cases') ? argv[argv.indexOf('--cases') + 1]! : '.');
+/** The issue's published x bare figures, by the sink here that is built the same way. */
+const ANCHORS: Record<string, number> = {
+  'mpps.xdp_filter_10k_drop': 0.66, // xdp-filter, 10k exact addresses
+  'mpps.xdp_hash32_100k_drop': 0.73, // XDP /32 hash of 100k
+  'mpps.fleetwall_100k_trie_drop': 0.5, // XDP LPM trie of 100k
+  'mpps.nft_100k_drop': 0.1, // nftables interval set
+};
 const ALWAYS = new Set(['mpps.xdp_bare_drop', 'mpps.xdp_parse_drop', 'mpps.xdp_hash32_100k_drop', 'mpps.nft_100k_drop']);
 const IDLE_POLL = !argv.includes('--no-idle-poll') && existsSync('/dev/cpu_dma_latency');
 const PACED_TRIALS = Number(argv[argv.indexOf('--paced-trials') + 1] ?? 0) || 10;
@@ -629,11 +643,8 @@ async function dropRates(): Promise<void> {
     if (!useXdpFilter) process.stderr.write(`# xdp-filter: not installed or already in use on this host (${XDP_FILTER_PINS}): its case is skipped\n`);
     check(raw.bpf_obj_pin(bare.progFd('hash32_drop'), `${barePin}/hash32`) as number, 'pin', barePin);
     // --compare-live: two builds of the fleetwall program on the same maps, attached alike.
-    const abPrograms: Array<[string, string]> = COMPARE_LIVE
-      ? [
-          ['a', join(root, 'bpf/obj/xdp_ingress.bpf.o')],
-          ['b', COMPARE_LIVE],
-        ]
+    const abPrograms: Array<[string, string]> = COMPARE_LIVE.length
+      ? [['a', join(root, 'bpf/obj/xdp_ingress.bpf.o')], ...COMPARE_LIVE.map((f, i): [string, string] => [String.fromCharCode(98 + i), f])]
       : [];
     for (const [ab, file] of abPrograms) {
       const o = loadObject(file, { pinDir: fw.pinDir, pinFilter: (m) => m.startsWith('fw_') });
@@ -894,8 +905,11 @@ async function dropRates(): Promise<void> {
       Math.round(median(of(m).map((s, i) => (inv ? f(of(base)[i]!) / f(s) : f(s) / f(of(base)[i]!)))) * 100) / 100;
     const named = (metric: string, t: Traffic) => (t === 'rewrite' ? metric : `${metric}_${t}`);
     // Against the real xdp-filter, when it ran.
-    const xf = (m: string, t: Traffic, f: (s: Sample) => number) =>
-      samples.has(key('mpps.xdp_filter_10k_drop', t)) ? { x_xdp_filter: ratio(key(m, t), key('mpps.xdp_filter_10k_drop', t), f) } : {};
+    const xf = (m: string, t: Traffic, f: (s: Sample) => number, inverse = false) => ({
+      ...(samples.has(key('mpps.xdp_filter_10k_drop', t)) ? { x_xdp_filter: ratio(key(m, t), key('mpps.xdp_filter_10k_drop', t), f, inverse) } : {}),
+      // --compare-live: every other build against this one (A).
+      ...(/^mpps\.fleetwall_100k_[b-z]_drop$/.test(m) ? { x_a: ratio(key(m, t), key('mpps.fleetwall_100k_a_drop', t), f, inverse) } : {}),
+    });
     for (const t of TRAFFIC) {
       const k = (m: string) => key(m, t);
       for (const c of ran) {
@@ -950,9 +964,25 @@ async function dropRates(): Promise<void> {
           x_parse: ratio(k(c.metric), k('mpps.xdp_parse_drop'), (s) => s.cpuNs, true),
           x_hash32: ratio(k(c.metric), k('mpps.xdp_hash32_100k_drop'), (s) => s.cpuNs, true),
           x_nft: ratio(k(c.metric), k('mpps.nft_100k_drop'), (s) => s.cpuNs, true),
+          ...xf(c.metric, t, (s) => s.cpuNs, true),
           ...(PROG_STATS && c.xdp ? { in_program_ns: Math.round(median(xs.map((s) => s.progNs))) } : {}),
           rounds: xs.length,
           all_ns: xs.map((s) => Math.round(s.cpuNs)),
+        });
+      }
+      // How closely this traffic reproduces the published anchors (the issue's x bare figures for the
+      // same kinds of sink): the mean distance of our ratios from theirs, and fleetwall beside them.
+      const rate = (s: Sample) => (DO_PACED ? s.paced : s.mpps);
+      const pairs = Object.entries(ANCHORS)
+        .filter(([m]) => samples.has(k(m)))
+        .map(([m, a]) => ({ sink: m, measured: ratio(k(m), k('mpps.xdp_bare_drop'), rate), anchor: a }));
+      if (pairs.length && samples.has(k('mpps.fleetwall_100k_drop'))) {
+        emit(`anchor_fit.${t}`, Math.round((pairs.reduce((x, p) => x + Math.abs(p.measured - p.anchor), 0) / pairs.length) * 1000) / 1000, {
+          traffic: t,
+          unit: 'mean |measured - anchor| of x bare (0 = this traffic reproduces the published figures)',
+          rate: DO_PACED ? 'paced' : 'flooded',
+          pairs,
+          fleetwall_100k_x_bare: ratio(k('mpps.fleetwall_100k_drop'), k('mpps.xdp_bare_drop'), rate),
         });
       }
     }
