@@ -71,6 +71,10 @@
 //    drop-rate phase this process and its children run on CPU0 (the
 //    receiver's CPU1 is left to the NAPI thread) and idle CPUs poll instead of
 //    halting (/dev/cpu_dma_latency held at 0; --no-idle-poll turns it off).
+//    Each paced figure carries receiver_busy (rate x the NAPI thread's CPU
+//    time per packet at the best trial: below 1, the generator set the rate,
+//    not the sink) and capacity_x_bare (bare's CPU time per packet over the
+//    sink's, per round: what each would drop with a CPU of its own).
 //    --no-paced skips the search; --cases REGEX runs only the matching sinks
 //    (the ratio bases always run). --compare-live OBJ[,OBJ...] adds sinks on
 //    the fleetwall 100k maps, attached the same way: this build's XDP program
@@ -945,6 +949,10 @@ async function dropRates(): Promise<void> {
             over_flood: Math.round(median(xs.map((s) => s.paced / s.mpps)) * 100) / 100,
             // At the best trial: the receiving NAPI thread's CPU time per packet (and, --prog-stats, the sink's own).
             receiver_ns_per_packet: Math.round(median(xs.map((s) => s.pacedCpuNs))),
+            // The share of CPU1 the NAPI thread used at that rate: below 1, the generator, not the sink, set it.
+            receiver_busy: Math.round(median(xs.map((s) => (s.paced * s.pacedCpuNs) / 1000)) * 100) / 100,
+            // The sink's capacity on one CPU against bare's (receiver ns per packet at the best trials, per round).
+            capacity_x_bare: ratio(k(c.metric), k('mpps.xdp_bare_drop'), (s) => s.pacedCpuNs, true),
             ...(PROG_STATS && c.xdp ? { in_program_ns: Math.round(median(xs.map((s) => s.pacedProgNs))) } : {}),
             rounds: xs.length,
             all: xs.map((s) => Math.round(s.paced * 100) / 100),
