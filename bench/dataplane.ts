@@ -17,7 +17,11 @@
 //    counters: 1024 slots (slot = i % 1024). Two more v4_1m figures show the
 //    costs the headline leaves out: one counter slot per rule (1M slots,
 //    suffix _rule_slots) and 16384 sources (suffix _16k_sources, against a
-//    baseline with 16384 sources: caches and TLB cold). v4_1m_hit_random_order
+//    baseline with 16384 sources: caches and TLB cold). v4_1m_miss_near: misses
+//    next to listed addresses (same /16, unlisted /24 or beside a listed /32),
+//    where the /16 filter cannot answer (v4_1m_miss: misses in 100.64.0.0/10,
+//    which it answers). Hit and miss cases check the verdict of every round's
+//    last run. v4_1m_hit_random_order
 //    draws the same 1024 sources 65536 times in a random order: in the
 //    repeating cycle a branch predictor learns each packet's path, in real
 //    traffic it cannot (against baseline_random_order).
@@ -94,7 +98,7 @@ import { batchOpts, check, closeFd, possibleCpus, raw } from '../node-agent/src/
 import { progTestRun } from '../node-agent/src/datapath/test-run.js';
 import { BpfMap } from '../node-agent/src/datapath/bpf-map.js';
 import { createNetnsPair, type NetnsPair } from '../test/support/netns.js';
-import { dotted, entries, hitSources, missSources, randomOrder, v4Prefix } from './lib/prefix-sets.js';
+import { dotted, entries, hitSources, missSources, nearMissSources, randomOrder, v4Prefix } from './lib/prefix-sets.js';
 
 const root = resolve(import.meta.dirname, '..');
 const argv = process.argv.slice(2);
@@ -217,7 +221,7 @@ function perPacket(): void {
   const PPS_ROUNDS = 2 * ROUNDS + 1;
   const v4 = frame(4);
   const v6 = frame(6);
-  const runs: Array<{ metric: string; fd: number; frame: Buffer; ctx: Record<string, unknown>; pinDir?: string; sources?: Uint8Array[] }> = [];
+  const runs: Array<{ metric: string; fd: number; frame: Buffer; ctx: Record<string, unknown>; pinDir?: string; sources?: Uint8Array[]; expect?: 'drop' | 'pass' }> = [];
   runs.push({ metric: 'ns_per_packet.baseline', fd: variant('bare_vary.bpf.o', 'bare_pass', hitSources(4, 1000, NSRC)), frame: v4, ctx: { program: 'bare count-and-pass + source rotation' } });
   // The same sources drawn in a random order that never repeats: in a repeating cycle of 1024 a branch
   // predictor learns which path each packet takes; in real traffic it cannot.
@@ -239,14 +243,16 @@ function perPacket(): void {
       process.stderr.write(`# loaded ${s.name}${suffix} (${s.n}) in ${seconds.toFixed(2)} s\n`);
       const ctx = { prefixes: s.n, layout: k === 0 ? 'lpm trie' : `hash (K=${k}) + trie`, sources: NSRC };
       const hit = hitSources(s.family, s.n, NSRC);
-      runs.push({ metric: `ns_per_packet.${s.name}_hit${suffix}`, fd: variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', hit, pinDir), frame: s.family === 4 ? v4 : v6, ctx, pinDir, sources: hit });
+      runs.push({ metric: `ns_per_packet.${s.name}_hit${suffix}`, fd: variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', hit, pinDir), frame: s.family === 4 ? v4 : v6, ctx, pinDir, sources: hit, expect: 'drop' });
       if (s.name === 'v4_1m' && k !== 0) {
         const rnd = randomOrder(hit, RANDOM_DRAWS);
         runs.push({ metric: 'ns_per_packet.v4_1m_hit_random_order', fd: variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', rnd, pinDir), frame: v4, ctx: { ...ctx, sources: `${NSRC}, in a random order of ${RANDOM_DRAWS}`, baseline: 'baseline_random_order' }, pinDir, sources: rnd });
       }
       if (s.miss) {
         const miss = missSources(NSRC);
-        runs.push({ metric: `ns_per_packet.${s.name}_miss${suffix}`, fd: variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', miss, pinDir), frame: v4, ctx, pinDir, sources: miss });
+        runs.push({ metric: `ns_per_packet.${s.name}_miss${suffix}`, fd: variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', miss, pinDir), frame: v4, ctx, pinDir, sources: miss, expect: 'pass' });
+        const near = nearMissSources(s.n, NSRC);
+        runs.push({ metric: `ns_per_packet.${s.name}_miss_near${suffix}`, fd: variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', near, pinDir), frame: v4, ctx: { ...ctx, sources: `${NSRC}, next to listed ones (same /16, unlisted)` }, pinDir, sources: near, expect: 'pass' });
       }
     }
   }
@@ -281,6 +287,9 @@ function perPacket(): void {
   for (let r = 0; r < PPS_ROUNDS; r++) {
     for (const run of r % 2 === 0 ? runs : [...runs].reverse()) {
       const res = progTestRun(run.fd, run.frame, { repeat: REPEAT });
+      // Every source of a hit set is denied, of a miss set unlisted: the last run's verdict shows which.
+      const want = run.expect === 'drop' ? 1 : run.expect === 'pass' ? 2 : res.retval;
+      if (res.retval !== want) throw new Error(`${run.metric}: verdict ${res.retval}, expected ${want} (${run.expect}): the sources do not ${run.expect === 'drop' ? 'hit' : 'miss'} the set`);
       results.set(run.metric, [...(results.get(run.metric) ?? []), res.durationNs]);
     }
   }

@@ -84,6 +84,23 @@ export function hitSources(family: 4 | 6, n: number, count: number): Uint8Array[
   return out;
 }
 
+/**
+ * `count` IPv4 sources that match no entry of the set of n but lie next to
+ * its entries (the same /16 and the lengths of that /16 populated, as in a
+ * large real blocklist): half beside a /32 (inside a /24 that holds /32s:
+ * every length is probed), half in the unlisted /24 between two listed ones.
+ */
+export function nearMissSources(n: number, count: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  const rnd = lcg(0x85ebca6b);
+  const half = Math.floor(n / 2);
+  for (let k = 0; k < count; k++) {
+    const v = k % 2 === 0 ? BASE32 + (rnd() % half) * 3 + 1 + (rnd() & 1) : BASE24 + (rnd() % (n - half)) * 512 + 256 + (rnd() & 0xff);
+    out.push(v4Bytes(v >>> 0));
+  }
+  return out;
+}
+
 /** `count` IPv4 sources outside every set above (100.64.0.0/10). */
 export function missSources(count: number): Uint8Array[] {
   const out: Uint8Array[] = [];
