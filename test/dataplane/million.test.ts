@@ -5,12 +5,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Prefix } from '../../common/src/cidr.js';
 import type { KernelEntry, MapOp } from '../../node-agent/src/datapath/datapath.js';
+import { XDP_DROP, XDP_PASS } from '../../node-agent/src/datapath/libbpf.js';
 import { ipFrame } from './frames.js';
 import { withDatapath } from './helpers.js';
 
 const N = 1_000_000;
-const XDP_DROP = 1;
-const XDP_PASS = 2;
 
 function u32ToBytes(v: number): Uint8Array {
   return new Uint8Array([v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff]);

@@ -8,15 +8,12 @@ import { parseCidr } from '../../common/src/cidr.js';
 import { decodeMeta, encodeMeta, FW_ABI_VERSION, MAP } from '../../node-agent/src/datapath/abi.js';
 import { BpfMap } from '../../node-agent/src/datapath/bpf-map.js';
 import { openDatapath, removePins, uninstallPins } from '../../node-agent/src/datapath/bpf-datapath.js';
-import { check, closeFd, raw } from '../../node-agent/src/datapath/libbpf.js';
+import { check, closeFd, raw, XDP_DROP, XDP_PASS } from '../../node-agent/src/datapath/libbpf.js';
 import { ATTR_ALLOW, ATTR_MONITOR, type KernelEntry, type MapOp, OpBatch } from '../../node-agent/src/datapath/datapath.js';
 import { DatapathError } from '../../node-agent/src/datapath/errors.js';
 import { placeNewLengths } from '../../node-agent/src/datapath/lengths.js';
 import { ipFrame } from './frames.js';
 import { cleanupPins, uniquePinDir, withDatapath } from './helpers.js';
-
-const XDP_DROP = 1;
-const XDP_PASS = 2;
 
 const deny = (cidr: string, slot: number, direction: 'ingress' | 'egress' = 'ingress'): KernelEntry => ({
   direction,

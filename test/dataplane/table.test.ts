@@ -14,13 +14,11 @@ import { type BpfDatapath, openDatapath } from '../../node-agent/src/datapath/bp
 import { BpfMap } from '../../node-agent/src/datapath/bpf-map.js';
 import type { MapOp } from '../../node-agent/src/datapath/datapath.js';
 import { bucketsOf, keyHash, tag4 } from '../../node-agent/src/datapath/fwtab.js';
+import { XDP_DROP, XDP_PASS } from '../../node-agent/src/datapath/libbpf.js';
 import { withNetnsPair } from '../support/netns.js';
 import { runChild } from './child.js';
 import { ipFrame } from './frames.js';
 import { cleanupPins, uniquePinDir, withDatapath } from './helpers.js';
-
-const XDP_DROP = 1;
-const XDP_PASS = 2;
 
 function pinned(pinDir: string, name: string): BpfMap {
   return BpfMap.fromPin(`${pinDir}/${name}`, name);

@@ -350,6 +350,10 @@ export const XDP_FLAGS_DRV_MODE = 4;
 
 export const XDP_ATTACHED = { NONE: 0, DRV: 1, SKB: 2, HW: 3, MULTI: 4 } as const;
 
+/** XDP program return codes (enum xdp_action). */
+export const XDP_DROP = 1;
+export const XDP_PASS = 2;
+
 export const BPF_TC_EGRESS = 2;
 export const BPF_TC_F_REPLACE = 1;
 
