@@ -918,8 +918,8 @@ async function dropRates(): Promise<void> {
     const ratio = (m: string, base: string, f: (s: Sample) => number, inv = false) =>
       Math.round(median(of(m).map((s, i) => (inv ? f(of(base)[i]!) / f(s) : f(s) / f(of(base)[i]!)))) * 100) / 100;
     const named = (metric: string, t: Traffic) => (t === 'rewrite' ? metric : `${metric}_${t}`);
-    // Against the real xdp-filter, when it ran.
-    const xf = (m: string, t: Traffic, f: (s: Sample) => number, inverse = false) => ({
+    // Against the real xdp-filter, when it ran, and (--compare-live) against build A.
+    const peers = (m: string, t: Traffic, f: (s: Sample) => number, inverse = false) => ({
       ...(samples.has(key('mpps.xdp_filter_10k_drop', t)) ? { x_xdp_filter: ratio(key(m, t), key('mpps.xdp_filter_10k_drop', t), f, inverse) } : {}),
       // --compare-live: every other build against this one (A).
       ...(/^mpps\.fleetwall_100k_[b-z]_drop$/.test(m) ? { x_a: ratio(key(m, t), key('mpps.fleetwall_100k_a_drop', t), f, inverse) } : {}),
@@ -935,7 +935,7 @@ async function dropRates(): Promise<void> {
           x_parse: ratio(k(c.metric), k('mpps.xdp_parse_drop'), (s) => s.mpps),
           x_hash32: ratio(k(c.metric), k('mpps.xdp_hash32_100k_drop'), (s) => s.mpps),
           x_nft: ratio(k(c.metric), k('mpps.nft_100k_drop'), (s) => s.mpps),
-          ...xf(c.metric, t, (s) => s.mpps),
+          ...peers(c.metric, t, (s) => s.mpps),
           offered_mpps: Math.round(median(xs.map((s) => s.offered)) * 100) / 100,
           receiver_busy: Math.round(median(xs.map((s) => s.util)) * 100) / 100,
           ...(t === 'rewrite' ? {} : { frames_stamped: Math.round(median(xs.map((s) => s.stamps))) }),
@@ -955,7 +955,7 @@ async function dropRates(): Promise<void> {
             x_parse: ratio(k(c.metric), k('mpps.xdp_parse_drop'), (s) => s.paced),
             x_hash32: ratio(k(c.metric), k('mpps.xdp_hash32_100k_drop'), (s) => s.paced),
             x_nft: ratio(k(c.metric), k('mpps.nft_100k_drop'), (s) => s.paced),
-            ...xf(c.metric, t, (s) => s.paced),
+            ...peers(c.metric, t, (s) => s.paced),
             over_flood: Math.round(median(xs.map((s) => s.paced / s.mpps)) * 100) / 100,
             // At the best trial: the receiving NAPI thread's CPU time per packet (and, --prog-stats, the sink's own).
             receiver_ns_per_packet: Math.round(median(xs.map((s) => s.pacedCpuNs))),
@@ -982,7 +982,7 @@ async function dropRates(): Promise<void> {
           x_parse: ratio(k(c.metric), k('mpps.xdp_parse_drop'), (s) => s.cpuNs, true),
           x_hash32: ratio(k(c.metric), k('mpps.xdp_hash32_100k_drop'), (s) => s.cpuNs, true),
           x_nft: ratio(k(c.metric), k('mpps.nft_100k_drop'), (s) => s.cpuNs, true),
-          ...xf(c.metric, t, (s) => s.cpuNs, true),
+          ...peers(c.metric, t, (s) => s.cpuNs, true),
           ...(PROG_STATS && c.xdp ? { in_program_ns: Math.round(median(xs.map((s) => s.progNs))) } : {}),
           rounds: xs.length,
           all_ns: xs.map((s) => Math.round(s.cpuNs)),
