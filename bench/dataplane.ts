@@ -18,9 +18,9 @@
 //    costs the headline leaves out: one counter slot per rule (1M slots,
 //    suffix _rule_slots) and 16384 sources (suffix _16k_sources, against a
 //    baseline with 16384 sources: caches and TLB cold). v4_1m_miss_near: misses
-//    next to listed addresses (same /16, unlisted /24 or beside a listed /32),
-//    where the /16 filter cannot answer (v4_1m_miss: misses in 100.64.0.0/10,
-//    which it answers). Hit and miss cases check the verdict of every round's
+//    next to listed addresses (same /16, unlisted /24 or beside a listed /32:
+//    the /24 index word says LONGER there, so the longer lengths are probed;
+//    v4_1m_miss: misses in 100.64.0.0/10, whose /24 words are empty). Hit and miss cases check the verdict of every round's
 //    last run. v4_1m_hit_random_order
 //    draws the same 1024 sources 65536 times in a random order: in the
 //    repeating cycle a branch predictor learns each packet's path, in real

@@ -11,10 +11,11 @@
  *     longest first); the programs hash in BPF and read one cache line per
  *     probe, userspace writes the slots through mmap with single atomic
  *     stores (no syscall, no torn entry);
- *   - IPv4: filters the programs check before probing, inside the table's
- *     fw_tblcfg value: per /16 "any entry of length >= 16 here" and "any
- *     entry longer than /24 here", per /24 "any entry longer than /24 here",
- *     so most misses and most addresses inside a /24 rule skip the /32 probe;
+ *   - IPv4: a direct index of every /24 (fw_*4_d24, 2^24 u32 words, 64 MB,
+ *     written by userspace through mmap): the longest entry of length <= 24
+ *     that covers the /24, and whether any longer entry lies inside it. One
+ *     load decides every packet whose /24 holds no longer entry; only the
+ *     others probe the hash lengths above 24 (and the trie);
  *   - one small kernel HASH (fw_*_spill) for the rare key whose two buckets
  *     are both full (the first bucket carries a flag, so only addresses that
  *     hash there ever look it up);
@@ -29,7 +30,7 @@
 
 #include <linux/types.h>
 
-#define FW_ABI_VERSION 4
+#define FW_ABI_VERSION 5
 
 /* Bytes of store id the sync meta holds (a control plane's store ids are UUIDs: 36). */
 #define FW_STORE_ID_MAX 64
@@ -38,8 +39,8 @@
 #define FW_MAX_HASH_LENS 8
 /* Prefix lengths 0..128. */
 #define FW_LEN_SLOTS 129
-/* Rule counter slots at most (the IPv4 slot word has 26 bits for it). */
-#define FW_MAX_RULE_SLOTS (1 << 26)
+/* Rule counter slots at most (a fw_*4_d24 entry has 24 bits for it). */
+#define FW_MAX_RULE_SLOTS (1 << 24)
 
 /*
  * Hash table geometry. Bucket i1 = range(h1), i2 = range(h2) with (u32 arithmetic)
@@ -90,6 +91,27 @@
 #define FW_S4_MONITOR (1ULL << 61)
 #define FW_S4_SPILL (1ULL << 62) /* in the tag word */
 #define FW_S4_OVF (1ULL << 63)   /* in the tag word */
+
+/*
+ * IPv4 direct /24 index: fw_in4_d24 / fw_eg4_d24[a >> 16].w[(a >> 8) & 255]
+ * (a = the address in host order; one value per /16, so the array has no
+ * padding between the words), one u32 per /24, 0 = nothing there:
+ *   bits  0..23  rule counter slot of the longest entry of length <= 24 that
+ *                covers this /24
+ *   bits 24..25  its verdict (enum fw_slot_verdict)
+ *   bits 26..30  its length + 1 (0: no entry of length <= 24 covers it)
+ *   bit  31      LONGER: some entry of length > 24 lies inside this /24
+ * Derived from the entries (the hash and the trie keep every entry, for
+ * userspace); userspace writes each u32 with one store. A program reads the
+ * entry, probes the hash lengths above 24 (and the trie) only if LONGER is
+ * set, and otherwise has its answer.
+ */
+#define FW_D24_ENTRIES (1 << 24)  /* words: one per /24 */
+#define FW_D24_BLOCKS (1 << 16)   /* map entries: one per /16 */
+#define FW_D24_SLOT_MASK ((1u << 24) - 1)
+#define FW_D24_VERDICT_SHIFT 24
+#define FW_D24_LEN_SHIFT 26
+#define FW_D24_LONGER (1u << 31)
 
 /*
  * IPv6 slot: hi/lo = the masked address as two little-endian u64 loads of
@@ -181,19 +203,9 @@ struct fw_bucket6 {
 	__u64 flags;  /* FW_B6_OVF, FW_B6_SPILL */
 };
 
-/*
- * fw_table_cfg.f16 (IPv4 tables), bit (a >> 16) of
- *   bits: set iff the table holds a hash entry of length >= 16 inside that /16;
- *   gt24: set iff it holds one longer than /24 there (then f24 tells which /24s).
- */
-struct fw_f16 {
-	__u8 bits[8192];
-	__u8 gt24[8192];
-};
-
-/* fw_table_cfg.f24 (IPv4 tables): bit (a >> 8) set iff the table holds a hash entry of length > 24 inside that /24. */
-struct fw_f24 {
-	__u8 bits[1 << 21];
+/* A fw_*4_d24 value: the index words of the 256 /24s of one /16. */
+struct fw_d24_block {
+	__u32 w[256];
 };
 
 /* One published set of hash lengths (descending). */
@@ -207,8 +219,7 @@ struct fw_lenset {
 /*
  * fw_tblcfg[table] (mmapable): the length sets are double-buffered.
  * Userspace writes the inactive set, then flips `active` with a release
- * store: a program never reads a half-written set. The IPv4 filters live here
- * too, so the programs reach them without another map lookup.
+ * store: a program never reads a half-written set.
  */
 struct fw_table_cfg {
 	__u32 active;          /* 0 or 1: which set[] the programs read */
@@ -218,8 +229,6 @@ struct fw_table_cfg {
 	__u32 rule_slots;      /* counter slots per CPU in fw_rule_cnt */
 	__u32 pad;
 	struct fw_lenset set[2];
-	struct fw_f16 f16;     /* IPv4 tables */
-	struct fw_f24 f24;     /* IPv4 tables */
 };
 
 /* fw_rule_cnt[cpu * rule_slots + slot]. */
@@ -291,12 +300,14 @@ struct fw_lenstat {
 #define FW_MAP_IN4_TAB   "fw_in4_tab"
 #define FW_MAP_IN4_SPILL "fw_in4_spill"
 #define FW_MAP_IN4_TRIE  "fw_in4_trie"
+#define FW_MAP_IN4_D24   "fw_in4_d24"
 #define FW_MAP_IN6_TAB   "fw_in6_tab"
 #define FW_MAP_IN6_SPILL "fw_in6_spill"
 #define FW_MAP_IN6_TRIE  "fw_in6_trie"
 #define FW_MAP_EG4_TAB   "fw_eg4_tab"
 #define FW_MAP_EG4_SPILL "fw_eg4_spill"
 #define FW_MAP_EG4_TRIE  "fw_eg4_trie"
+#define FW_MAP_EG4_D24   "fw_eg4_d24"
 #define FW_MAP_EG6_TAB   "fw_eg6_tab"
 #define FW_MAP_EG6_SPILL "fw_eg6_spill"
 #define FW_MAP_EG6_TRIE  "fw_eg6_trie"

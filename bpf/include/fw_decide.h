@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The per-packet decision shared by the XDP and TC programs: parse, look up
- * one table (the trie if it holds entries, then the hash lengths longest
- * first), count, verdict.
+ * one table (IPv4: the direct /24 index, then, only where a longer entry lies
+ * in that /24, the longer hash lengths and the trie; IPv6: the trie if it
+ * holds entries, then the hash lengths longest first), count, verdict.
  */
 #ifndef FW_DECIDE_H
 #define FW_DECIDE_H
@@ -225,54 +226,55 @@ fw_probe4(void *tab, void *spill, const struct fw_table_cfg *cfg, __u32 h, __u32
 	return 0;
 }
 
+/*
+ * IPv4: one load from the direct /24 index decides, unless a longer entry
+ * lies inside the /24 (LONGER): then the hash lengths above 24 are probed
+ * longest first (and the trie, if it holds entries), and the /24 index's own
+ * answer is the fallback.
+ */
 static __always_inline __u64
-fw_match4(void *tab, void *spill, void *trie, const struct fw_table_cfg *cfg,
+fw_match4(void *tab, void *spill, void *trie, void *d24, const struct fw_table_cfg *cfg,
 	  const struct fw_lenset *set, __u32 addr)
 {
 	__u32 h = bpf_ntohl(addr);
-	__u64 hit = 0;
-	int lt = -1;
-	__u32 n = set->n_hash;
+	__u32 bi = h >> 16;
+	const struct fw_d24_block *blk = bpf_map_lookup_elem(d24, &bi);
 
-	if (set->use_trie) {
-		struct fw_key4 k = { .prefixlen = 32 };
-		__builtin_memcpy(k.addr, &addr, 4);
-		struct fw_entry *e = bpf_map_lookup_elem(trie, &k);
-		if (e) {
-			hit = fw_entry_word(e);
-			lt = e->prefixlen;
+	if (!blk)
+		return 0;
+	__u32 e = blk->w[(h >> 8) & 255];
+	if (e & FW_D24_LONGER) {
+		__u64 hit = 0;
+		int lt = 24;
+		__u32 n = set->n_hash;
+
+		if (set->use_trie) {
+			struct fw_key4 k = { .prefixlen = 32 };
+			__builtin_memcpy(k.addr, &addr, 4);
+			struct fw_entry *te = bpf_map_lookup_elem(trie, &k);
+			if (te && te->prefixlen > 24) {
+				hit = fw_entry_word(te);
+				lt = te->prefixlen;
+			}
 		}
-	}
-	/*
-	 * The lengths worth probing (bit L): none >= 16 if the /16 holds no
-	 * such entry, none > 24 if the /24 holds no such entry.
-	 */
-	__u64 ok = (1ULL << 33) - 1;
-	const struct fw_f16 *f = &cfg->f16;
-	__u32 byte = h >> 19;
-	__u8 bit = 1 << ((h >> 16) & 7);
-	if (!(f->bits[byte] & bit)) {
-		ok = (1ULL << 16) - 1;
-	} else if (!(f->gt24[byte] & bit)) {
-		ok = (1ULL << 25) - 1;
-	} else {
-		if (!((cfg->f24.bits[h >> 11] >> ((h >> 8) & 7)) & 1))
-			ok = (1ULL << 25) - 1;
-	}
 #pragma clang loop unroll(disable)
-	for (int i = 0; i < FW_MAX_HASH_LENS; i++) {
-		if (i >= n)
-			break;
-		__u32 len = set->lens[i];
-		if ((int)len <= lt)
-			break;
-		if (!((ok >> (len & 63)) & 1))
-			continue;
-		__u64 w = fw_probe4(tab, spill, cfg, h, len);
-		if (w)
-			return w;
+		for (int i = 0; i < FW_MAX_HASH_LENS; i++) {
+			if (i >= n)
+				break;
+			__u32 len = set->lens[i];
+			if ((int)len <= lt)
+				break;
+			__u64 w = fw_probe4(tab, spill, cfg, h, len);
+			if (w)
+				return w;
+		}
+		if (hit)
+			return hit;
 	}
-	return hit;
+	if ((e >> FW_D24_LEN_SHIFT) & 31)
+		return FW_HIT | ((__u64)(e & FW_D24_SLOT_MASK) << FW_S4_SLOT_SHIFT) |
+		       ((__u64)((e >> FW_D24_VERDICT_SHIFT) & 3) << FW_S4_VERDICT_SHIFT);
+	return 0;
 }
 
 /* ---- IPv6 */
@@ -427,9 +429,9 @@ static __always_inline int fw_decide4(__u32 addr, int egress, __u32 ifindex, __u
 		return FW_V_PASS;
 	const struct fw_lenset *set = &cfg->set[cfg->active & 1];
 	if (egress)
-		hit = fw_match4(&fw_eg4_tab, &fw_eg4_spill, &fw_eg4_trie, cfg, set, addr);
+		hit = fw_match4(&fw_eg4_tab, &fw_eg4_spill, &fw_eg4_trie, &fw_eg4_d24, cfg, set, addr);
 	else
-		hit = fw_match4(&fw_in4_tab, &fw_in4_spill, &fw_in4_trie, cfg, set, addr);
+		hit = fw_match4(&fw_in4_tab, &fw_in4_spill, &fw_in4_trie, &fw_in4_d24, cfg, set, addr);
 	return fw_count_verdict(cfg, hit, egress ? FW_DIR_EGRESS : FW_DIR_INGRESS, ifindex, bytes);
 }
 

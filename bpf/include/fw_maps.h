@@ -22,6 +22,17 @@
 		__uint(pinning, LIBBPF_PIN_BY_NAME);   \
 	} name_ SEC(".maps")
 
+/* The IPv4 direct /24 index: one value per /16, a u32 per /24 (its size is fixed: never resized by the loader). */
+#define FW_D24_MAP(name_)                              \
+	struct {                                       \
+		__uint(type, BPF_MAP_TYPE_ARRAY);      \
+		__uint(max_entries, FW_D24_BLOCKS);    \
+		__type(key, __u32);                    \
+		__type(value, struct fw_d24_block);    \
+		__uint(map_flags, BPF_F_MMAPABLE);     \
+		__uint(pinning, LIBBPF_PIN_BY_NAME);   \
+	} name_ SEC(".maps")
+
 /* The trie and the spill hash: {prefixlen, masked address} -> fw_entry. */
 #define FW_PREFIX_MAP(name_, type_, key_)              \
 	struct {                                       \
@@ -36,12 +47,14 @@
 FW_TAB_MAP(fw_in4_tab, struct fw_bucket4);
 FW_PREFIX_MAP(fw_in4_spill, BPF_MAP_TYPE_HASH, struct fw_key4);
 FW_PREFIX_MAP(fw_in4_trie, BPF_MAP_TYPE_LPM_TRIE, struct fw_key4);
+FW_D24_MAP(fw_in4_d24);
 FW_TAB_MAP(fw_in6_tab, struct fw_bucket6);
 FW_PREFIX_MAP(fw_in6_spill, BPF_MAP_TYPE_HASH, struct fw_key6);
 FW_PREFIX_MAP(fw_in6_trie, BPF_MAP_TYPE_LPM_TRIE, struct fw_key6);
 FW_TAB_MAP(fw_eg4_tab, struct fw_bucket4);
 FW_PREFIX_MAP(fw_eg4_spill, BPF_MAP_TYPE_HASH, struct fw_key4);
 FW_PREFIX_MAP(fw_eg4_trie, BPF_MAP_TYPE_LPM_TRIE, struct fw_key4);
+FW_D24_MAP(fw_eg4_d24);
 FW_TAB_MAP(fw_eg6_tab, struct fw_bucket6);
 FW_PREFIX_MAP(fw_eg6_spill, BPF_MAP_TYPE_HASH, struct fw_key6);
 FW_PREFIX_MAP(fw_eg6_trie, BPF_MAP_TYPE_LPM_TRIE, struct fw_key6);

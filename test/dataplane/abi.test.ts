@@ -48,7 +48,7 @@ test('abi.ts sizes, offsets, enums and names match fleetwall_abi.h', () => {
   for (const [m, v] of Object.entries({ ...ABI_MAP_MACROS, ...ABI_PROG_MACROS })) assert.equal(v, c[m], m);
   // The Datapath interface promises what the pinned meta holds.
   assert.equal(MAX_STORE_ID_BYTES, c.FW_STORE_ID_MAX, 'datapath.ts MAX_STORE_ID_BYTES == FW_STORE_ID_MAX');
-  assert.equal(FW_ABI_VERSION, 4);
+  assert.equal(FW_ABI_VERSION, 5);
 });
 
 test('the compiled objects declare every map with the ABI key and value sizes', () => {
@@ -66,6 +66,7 @@ test('the compiled objects declare every map with the ABI key and value sizes', 
     expected[t.tab] = [4, t.family === 4 ? LAYOUT.fw_bucket4.size : LAYOUT.fw_bucket6.size];
     expected[t.spill] = [key, LAYOUT.fw_entry.size];
     expected[t.trie] = [key, LAYOUT.fw_entry.size];
+    if (t.d24) expected[t.d24] = [4, LAYOUT.fw_d24_block.size];
   }
   for (const objName of ['xdp_ingress.bpf.o', 'tc_egress.bpf.o']) {
     const obj = raw.bpf_object__open_file(join(root, 'bpf/obj', objName), null);

@@ -4,8 +4,8 @@
 // more than 100k other prefixes are inserted and deleted in batches, aimed so
 // that the buckets of the sources' own keys fill, overflow (flags and the
 // other keys' tags written into the tag word that holds a blocked source's
-// tag), spill, and empty again; the /16
-// and /24 filters of the sources' ranges flip on and off; prefix lengths come
+// tag), spill, and empty again; the direct /24 index words of the sources'
+// ranges change and change back; prefix lengths come
 // and go (length sets republished, the trie flag too); IPv6 slots around a
 // blocked key are freed and reused (grace periods). Exact counts: what each
 // sender sent, what the receiver got, what the rule counters and interface
@@ -14,7 +14,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseAddress } from '../../common/src/cidr.js';
-import { FW_B4_SLOTS, FW_B6_SLOTS, FW_TABLE, LAYOUT, MAP, decodeTableCfg } from '../../node-agent/src/datapath/abi.js';
+import { FW_B4_SLOTS, FW_B6_SLOTS, FW_D24_LEN_SHIFT, FW_D24_LONGER, FW_TABLE, LAYOUT, MAP, decodeTableCfg } from '../../node-agent/src/datapath/abi.js';
 import { openDatapath } from '../../node-agent/src/datapath/bpf-datapath.js';
 import { BpfMap } from '../../node-agent/src/datapath/bpf-map.js';
 import { ATTR_ALLOW, OpBatch, type TableIndex } from '../../node-agent/src/datapath/datapath.js';
@@ -165,14 +165,15 @@ function mapCount(pinDir: string, name: string): number {
   }
 }
 
-/** The /16 filter bit, the /16's "longer than /24" bit and the /24 bit of an IPv4 address in table 0. */
-function filterBits(pinDir: string, addr: number): { f16: boolean; gt24: boolean; f24: boolean } {
-  const { value } = tableCfg(pinDir, FW_TABLE.IN4);
-  const F = LAYOUT.fw_table_cfg.fields;
-  const x = addr >>> 16;
-  const y = addr >>> 8;
-  const bit = (off: number, i: number) => (value[off + (i >>> 3)]! & (1 << (i & 7))) !== 0;
-  return { f16: bit(F.f16, x), gt24: bit(F.f16 + LAYOUT.fw_f16.fields.gt24, x), f24: bit(F.f24, y) };
+/** The direct /24 index word of an IPv4 address in table 0: LONGER, and the length of the entry of length <= 24 it holds (-1: none). */
+function d24Of(pinDir: string, addr: number): { longer: boolean; len: number } {
+  const m = BpfMap.fromPin(`${pinDir}/${MAP.IN4_D24}`, MAP.IN4_D24);
+  try {
+    const w = m.lookupU32(addr >>> 16)!.readUInt32LE(((addr >>> 8) & 255) * 4);
+    return { longer: (w & FW_D24_LONGER) !== 0, len: ((w >>> FW_D24_LEN_SHIFT) & 31) - 1 };
+  } finally {
+    m.close();
+  }
 }
 
 function dropped(bed: NetnsPair): { txDroppedA: number; rxDroppedB: number; rcvbufErrorsB: number } {
@@ -192,7 +193,7 @@ test('churn under traffic: >100k prefixes inserted and deleted in batches around
     const children: Array<import('node:child_process').ChildProcess> = [];
     try {
       // Two more IPv4 sources in namespace a, in /16s whose filter bits the churn flips.
-      const F4 = '198.19.0.9'; // blocked by deny 198.18.0.0/15 (a length the /16 filter never skips)
+      const F4 = '198.19.0.9'; // blocked by deny 198.18.0.0/15 (its /24's index word, while /24s come and go around it)
       const G4 = '198.20.1.1'; // unlisted
       for (const a of [F4, G4]) bed.execSync('a', ['ip', 'addr', 'add', `${a}/32`, 'dev', bed.a.ifname]);
       for (const a of [F4, G4]) {
@@ -269,7 +270,7 @@ test('churn under traffic: >100k prefixes inserted and deleted in batches around
         let sawSpill4 = false;
         let sawSpill6 = false;
         let sawFlags = 0;
-        let filterFlips = 0;
+        let indexFlips = 0;
         for (let round = 0; round < ROUNDS; round++) {
           // What this round inserts (and then deletes): [table, bytes, len].
           const ops: Array<[TableIndex, Uint8Array, number]> = [];
@@ -279,7 +280,7 @@ test('churn under traffic: >100k prefixes inserted and deleted in batches around
           const draw24 = () => v4Bytes((((rand() % (126 << 16)) + (1 << 16)) * 256) >>> 0);
           for (const k of aimedAt(g4g, 4, 24, v4Bytes(v4(G4) & 0xffffff00), draw24, used)) ops.push([IN4, k, 24]);
           for (const s of [B6, W6, U6]) for (const k of aimedAt(g6g, 6, 128, parseAddress(s).bytes, draw6, used)) ops.push([IN6, k, 128]);
-          // Filters: 198.19/16 and 198.20/16 get entries (then lose them all), 198.20.1.0/24 one longer than /24.
+          // The /24 index: 198.19/16 (inside the static /15) and 198.20/16 get entries (then lose them all), 198.20.1.0/24 longer ones.
           for (let i = 0; i < 64; i++) ops.push([IN4, v4Bytes(v4('198.19.128.0') + i * 256), 24]);
           ops.push([IN4, v4Bytes(v4('198.20.2.0')), 24], [IN4, v4Bytes(v4('198.20.1.64')), 28], [IN4, v4Bytes(v4('198.20.1.128')), 25]);
           const aimed = ops.length;
@@ -320,7 +321,8 @@ test('churn under traffic: >100k prefixes inserted and deleted in batches around
           if (f4.ovf && f4.spill && f6.ovf && f6.spill) sawFlags++;
           sawSpill4 ||= mapCount(pinDir, MAP.IN4_SPILL) > 0;
           sawSpill6 ||= mapCount(pinDir, MAP.IN6_SPILL) > 0;
-          const on = [filterBits(pinDir, v4(F4)).f16, filterBits(pinDir, v4(G4)).f24, filterBits(pinDir, v4(G4)).gt24];
+          // The /24 index: G4's /24 holds longer entries, 198.19.128.0/24 its own entry (inside the static /15).
+          const on = [d24Of(pinDir, v4(G4)).longer, d24Of(pinDir, v4('198.19.128.1')).len === 24, d24Of(pinDir, v4(F4)).len === 15];
           // Delete everything again, in another order (deletes of the aimed keys last, in small batches).
           for (let i = ops.length - 1; i >= 0; ) {
             batch.clear();
@@ -335,15 +337,16 @@ test('churn under traffic: >100k prefixes inserted and deleted in batches around
             deleted += batch.length;
             await sleep(i < aimed ? 1 : 15);
           }
-          const off = [filterBits(pinDir, v4(F4)).f16, filterBits(pinDir, v4(G4)).f24, filterBits(pinDir, v4(G4)).gt24];
-          if (on.every((x) => x) && off.every((x) => !x)) filterFlips++;
+          // ...and after the deletes: no LONGER, 198.19.128.0/24 back to the /15, F4's /24 the /15 throughout.
+          const off = [d24Of(pinDir, v4(G4)).longer, d24Of(pinDir, v4('198.19.128.1')).len === 24, d24Of(pinDir, v4(F4)).len !== 15];
+          if (on.every((x) => x) && off.every((x) => !x) && d24Of(pinDir, v4('198.19.128.1')).len === 15) indexFlips++;
           assert.equal(dp.usage().find((u) => u.family === 4 && u.direction === 'ingress')!.entries, 4, 'only the static IPv4 rules left');
           assert.equal(dp.usage().find((u) => u.family === 6 && u.direction === 'ingress')!.entries, 3, 'only the static IPv6 rules left');
         }
         assert.ok(inserted >= 100_000 && deleted === inserted, `inserted ${inserted}, deleted ${deleted}`);
         assert.equal(sawFlags, ROUNDS, 'every round: the blocked keys\' buckets carried the overflow and spill flags');
         assert.ok(sawSpill4 && sawSpill6, 'spill hashes used');
-        assert.equal(filterFlips, ROUNDS, 'every round: the /16 and /24 filter bits of the sources\' ranges went on and off');
+        assert.equal(indexFlips, ROUNDS, 'every round: the /24 index words of the sources\' ranges changed and changed back');
         assert.equal(mapCount(pinDir, MAP.IN4_SPILL) + mapCount(pinDir, MAP.IN6_SPILL), 0);
 
         // Stop the traffic, then read everything.

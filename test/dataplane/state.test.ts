@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
 import { parseCidr } from '../../common/src/cidr.js';
-import { decodeMeta, encodeMeta, FW_ABI_VERSION, MAP } from '../../node-agent/src/datapath/abi.js';
+import { decodeMeta, encodeMeta, FW_ABI_VERSION, FW_D24_LONGER, LAYOUT, MAP } from '../../node-agent/src/datapath/abi.js';
 import { BpfMap } from '../../node-agent/src/datapath/bpf-map.js';
 import { openDatapath, removePins, uninstallPins } from '../../node-agent/src/datapath/bpf-datapath.js';
 import { check, closeFd, raw, XDP_DROP, XDP_PASS } from '../../node-agent/src/datapath/libbpf.js';
@@ -234,18 +234,26 @@ test('prefix lengths: first K populated go to the hash, the rest to the trie; an
   });
 });
 
-test('a crash in the middle of apply is repaired at the next open (counts rebuilt from the maps)', async () => {
+test('a crash in the middle of apply is repaired at the next open (counts and the /24 index rebuilt from the maps)', async () => {
   const pinDir = uniquePinDir('state-dirty');
   try {
     const dp = openDatapath({ pinDir, capacity: { prefixesPerTable: 1024, counterSlots: 16 }, maxHashLengths: 1 });
     dp.apply([up(deny('203.0.113.0/24', 1)), up(deny('198.51.100.7/32', 1)), up(deny('10.0.0.0/8', 2))]);
     dp.close();
-    // Simulate a process that died mid-apply: dirty meta, wrong per-length counts.
+    // Simulate a process that died mid-apply: dirty meta, wrong per-length counts, a /24 index
+    // that missed the last writes (203.0.113.0/24 not painted, 198.51.100.0/24 without LONGER).
     const meta = BpfMap.fromPin(`${pinDir}/${MAP.META}`, MAP.META);
     const stat = BpfMap.fromPin(`${pinDir}/${MAP.LENSTAT}`, MAP.LENSTAT);
+    const d24 = BpfMap.fromPin(`${pinDir}/${MAP.IN4_D24}`, MAP.IN4_D24);
+    const wordOf = (a: number, b: number, c: number) => d24.lookupU32((a << 8) | b)!.readUInt32LE(c * 4);
+    let good: number[] = [];
     try {
       meta.updateU32(0, encodeMeta({ ...decodeMeta(meta.lookupU32(0)!), dirty: true }));
       stat.updateU32(0, Buffer.alloc(stat.info.valueSize));
+      good = [wordOf(203, 0, 113), wordOf(198, 51, 100)];
+      assert.ok(good[0] !== 0 && good[1] === FW_D24_LONGER, 'the /24 index as written');
+      for (const [a, b] of [[203, 0], [198, 51]] as const) d24.updateU32((a << 8) | b, Buffer.alloc(LAYOUT.fw_d24_block.size));
+      assert.equal(wordOf(203, 0, 113) | wordOf(198, 51, 100), 0, 'the words cleared');
     } finally {
       meta.close();
       stat.close();
@@ -256,10 +264,14 @@ test('a crash in the middle of apply is repaired at the next open (counts rebuil
       const lay = again.layout().find((t) => t.family === 4 && t.direction === 'ingress')!;
       assert.equal(lay.hashLens.length + lay.trieLens.length, 3);
       assert.equal(again.testRun('xdp', ipFrame('10.2.3.4', '192.0.2.254')).retval, XDP_DROP);
+      assert.deepEqual([wordOf(203, 0, 113), wordOf(198, 51, 100)], good, 'the /24 index rebuilt from the entries');
+      assert.equal(again.testRun('xdp', ipFrame('203.0.113.9', '192.0.2.254')).retval, XDP_DROP);
+      assert.equal(again.testRun('xdp', ipFrame('198.51.100.7', '192.0.2.254')).retval, XDP_DROP);
       again.apply([del('10.0.0.0/8')]);
       assert.equal(again.testRun('xdp', ipFrame('10.2.3.4', '192.0.2.254')).retval, XDP_PASS);
     } finally {
       again.close();
+      d24.close();
     }
   } finally {
     cleanupPins(pinDir);

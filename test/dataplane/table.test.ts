@@ -3,13 +3,13 @@
 // a full first bucket (second bucket behind the overflow flag), both buckets
 // full (spill hash behind the spill flag), replacements and deletes there,
 // IPv4 keys whose tags collide in one bucket, IPv6 slots freed and reused
-// (grace period), the /16 filter, and interface
-// totals of two interfaces whose counter slots collide.
+// (grace period), the IPv4 direct /24 index (nesting, covers, LONGER, /0,
+// reopen), and interface totals of two interfaces whose counter slots collide.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { formatAddress, parseCidr } from '../../common/src/cidr.js';
-import { FW_B4_SLOTS, FW_B6_SLOTS, LAYOUT, MAP, decodeTableCfg, FW_TABLE } from '../../node-agent/src/datapath/abi.js';
+import { FW_B4_SLOTS, FW_B6_SLOTS, FW_D24_LEN_SHIFT, FW_D24_LONGER, FW_D24_SLOT_MASK, FW_D24_VERDICT_SHIFT, LAYOUT, MAP, decodeTableCfg, FW_TABLE } from '../../node-agent/src/datapath/abi.js';
 import { type BpfDatapath, openDatapath } from '../../node-agent/src/datapath/bpf-datapath.js';
 import { BpfMap } from '../../node-agent/src/datapath/bpf-map.js';
 import type { MapOp } from '../../node-agent/src/datapath/datapath.js';
@@ -253,71 +253,86 @@ test('IPv6 hash: deleted slots are reused after a grace period; delete and re-ad
   });
 });
 
-test('/16 and /24 filters: set by the first entry in their range, cleared after the last; shorter lengths are never filtered; rebuilt after reopen', async () => {
-  {
-    await withDatapath('tab-f16', {}, async (dp, dir) => {
-      const up = (cidr: string, slot: number): MapOp => ({ kind: 'entry.upsert', entry: { direction: 'ingress', prefix: parseCidr(cidr), action: 'deny', mode: 'enforce', slot } });
-      const rm = (cidr: string): MapOp => ({ kind: 'entry.delete', direction: 'ingress', prefix: parseCidr(cidr) });
-      const bit = (a: number, b: number) => {
-        const m = pinned(dir, MAP.TBLCFG);
-        try {
-          const v = m.lookupU32(FW_TABLE.IN4)!.subarray(LAYOUT.fw_table_cfg.fields.f16);
-          const x = (a << 8) | b;
-          return (v[x >> 3]! >> (x & 7)) & 1;
-        } finally {
-          m.close();
-        }
-      };
-      const bit24 = (a: number, b: number, c: number) => {
-        const m = pinned(dir, MAP.TBLCFG);
-        try {
-          const v = m.lookupU32(FW_TABLE.IN4)!.subarray(LAYOUT.fw_table_cfg.fields.f24);
-          const x = (a << 16) | (b << 8) | c;
-          return (v[x >> 3]! >> (x & 7)) & 1;
-        } finally {
-          m.close();
-        }
-      };
-      dp.apply([up('10.1.2.3/32', 1), up('10.1.9.0/24', 2), up('10.2.0.0/16', 3), up('172.16.0.0/12', 4)]);
-      assert.deepEqual([bit(10, 1), bit(10, 2), bit(10, 3), bit(172, 16)], [1, 1, 0, 0], '/12 is shorter than 16: no bit');
-      assert.deepEqual([bit24(10, 1, 2), bit24(10, 1, 9), bit24(10, 2, 0)], [1, 0, 0], 'only the /32 sets a /24 bit');
-      dp.apply([up('10.1.9.128/25', 6)]);
-      assert.equal(bit24(10, 1, 9), 1, 'a /25 sets its /24 bit');
-      assert.equal(verdict(dp, '10.1.9.200'), XDP_DROP, 'inside the /25');
-      assert.equal(verdict(dp, '10.1.9.5'), XDP_DROP, 'inside the /24 only');
-      dp.apply([rm('10.1.9.128/25')]);
-      assert.equal(bit24(10, 1, 9), 0);
-      for (const [src, v] of [['10.1.2.3', XDP_DROP], ['10.1.9.77', XDP_DROP], ['10.2.200.1', XDP_DROP], ['172.20.1.1', XDP_DROP], ['10.3.0.1', XDP_PASS]] as const) {
-        assert.equal(verdict(dp, src), v, src);
-      }
-      dp.apply([rm('10.1.2.3/32')]);
-      assert.equal(bit(10, 1), 1, 'the /24 still lives in 10.1');
-      assert.equal(bit24(10, 1, 2), 0, 'the /32 was the last entry longer than /24 in 10.1.2');
-      assert.equal(verdict(dp, '10.1.2.3'), XDP_PASS);
-      assert.equal(verdict(dp, '10.1.9.1'), XDP_DROP);
-      dp.apply([rm('10.1.9.0/24')]);
-      assert.equal(bit(10, 1), 0, 'last one gone: cleared');
-      assert.equal(verdict(dp, '10.1.9.1'), XDP_PASS);
-      dp.close();
-      // A new instance rebuilds its counts from the table.
-      const again = openDatapath({ pinDir: dir });
-      try {
-        again.apply([up('10.2.7.7/32', 7)]);
-        assert.equal(bit24(10, 2, 7), 1);
-        again.apply([rm('10.2.7.7/32')]);
-        assert.equal(bit24(10, 2, 7), 0, 'counts rebuilt from the table: the last one clears');
-        again.apply([up('10.2.7.0/24', 5)]);
-        again.apply([rm('10.2.0.0/16')]);
-        assert.equal(bit(10, 2), 1, '10.2.7.0/24 keeps it');
-        assert.equal(verdict(again, '10.2.7.9'), XDP_DROP);
-        assert.equal(verdict(again, '10.2.8.9'), XDP_PASS);
-        again.apply([rm('10.2.7.0/24')]);
-        assert.equal(bit(10, 2), 0);
-      } finally {
-        again.close();
-      }
+test('direct /24 index: each /24 holds its longest entry of length <= 24 and LONGER while a longer entry lies inside; deletes fall back to the cover; rebuilt after reopen', async () => {
+  await withDatapath('tab-d24', {}, async (dp, dir) => {
+    const up = (cidr: string, slot: number, action: 'deny' | 'allow' = 'deny', mode: 'enforce' | 'monitor' = 'enforce'): MapOp => ({
+      kind: 'entry.upsert',
+      entry: { direction: 'ingress', prefix: parseCidr(cidr), action, mode, slot },
     });
-  }
+    const rm = (cidr: string): MapOp => ({ kind: 'entry.delete', direction: 'ingress', prefix: parseCidr(cidr) });
+    /** The index word of a.b.c.0/24: [length or -1, slot, verdict, LONGER]. */
+    const at = (d: string, a: number, b: number, c: number): [number, number, number, boolean] => {
+      const m = pinned(d, MAP.IN4_D24);
+      try {
+        const w = m.lookupU32((a << 8) | b)!.readUInt32LE(c * 4);
+        return [((w >>> FW_D24_LEN_SHIFT) & 31) - 1, w & FW_D24_SLOT_MASK, (w >>> FW_D24_VERDICT_SHIFT) & 3, (w & FW_D24_LONGER) !== 0];
+      } finally {
+        m.close();
+      }
+    };
+    const DROP = 1;
+    const PASS = 0;
+    const WOULD = 2;
+    dp.apply([up('10.1.2.3/32', 1), up('10.1.9.0/24', 2), up('10.2.0.0/16', 3), up('172.16.0.0/12', 4, 'deny', 'monitor')]);
+    assert.deepEqual(at(dir, 10, 1, 2), [-1, 0, 0, true], 'only a /32 in 10.1.2: LONGER, no shorter entry');
+    assert.deepEqual(at(dir, 10, 1, 9), [24, 2, DROP, false]);
+    assert.deepEqual([at(dir, 10, 2, 0), at(dir, 10, 2, 255)], [[16, 3, DROP, false], [16, 3, DROP, false]], 'a /16 fills its 256 /24s');
+    assert.deepEqual([at(dir, 172, 16, 0), at(dir, 172, 31, 255), at(dir, 172, 32, 0)], [[12, 4, WOULD, false], [12, 4, WOULD, false], [-1, 0, 0, false]]);
+    assert.deepEqual(at(dir, 10, 3, 0), [-1, 0, 0, false]);
+
+    // A longer entry inside keeps its /24s from a shorter one, written before or after it.
+    dp.apply([up('10.2.7.0/24', 5, 'allow'), up('10.0.0.0/8', 6)]);
+    assert.deepEqual([at(dir, 10, 2, 7), at(dir, 10, 2, 8), at(dir, 10, 1, 9), at(dir, 10, 3, 0)], [[24, 5, PASS, false], [16, 3, DROP, false], [24, 2, DROP, false], [8, 6, DROP, false]]);
+    assert.deepEqual(at(dir, 10, 1, 2), [8, 6, DROP, true], 'the /8 takes 10.1.2 and LONGER stays');
+    // Same prefix, new verdict and slot: rewritten in place.
+    dp.apply([up('10.2.0.0/16', 13, 'deny', 'monitor')]);
+    assert.deepEqual([at(dir, 10, 2, 8), at(dir, 10, 2, 7)], [[16, 13, WOULD, false], [24, 5, PASS, false]]);
+    // Deletes: the /24s go to the longest entry that still covers them.
+    dp.apply([rm('10.2.0.0/16')]);
+    assert.deepEqual([at(dir, 10, 2, 8), at(dir, 10, 2, 7)], [[8, 6, DROP, false], [24, 5, PASS, false]]);
+    dp.apply([up('10.2.0.0/16', 3)]);
+    // A prefix and its cover deleted in one apply, in either order.
+    dp.apply([rm('10.0.0.0/8'), rm('10.2.0.0/16')]);
+    assert.deepEqual([at(dir, 10, 2, 8), at(dir, 10, 3, 0), at(dir, 10, 1, 2)], [[-1, 0, 0, false], [-1, 0, 0, false], [-1, 0, 0, true]]);
+    dp.apply([up('10.0.0.0/8', 6), up('10.2.0.0/16', 3)]);
+    dp.apply([rm('10.2.0.0/16'), rm('10.0.0.0/8')]);
+    assert.deepEqual([at(dir, 10, 2, 8), at(dir, 10, 3, 0)], [[-1, 0, 0, false], [-1, 0, 0, false]]);
+
+    // LONGER follows the entries longer than /24 of its /24; the packets agree.
+    dp.apply([up('10.1.9.128/25', 7, 'allow')]);
+    assert.deepEqual(at(dir, 10, 1, 9), [24, 2, DROP, true]);
+    assert.equal(verdict(dp, '10.1.9.200'), XDP_PASS, 'inside the /25 (allow)');
+    assert.equal(verdict(dp, '10.1.9.5'), XDP_DROP, 'inside the /24 only');
+    dp.apply([rm('10.1.9.128/25')]);
+    assert.deepEqual(at(dir, 10, 1, 9), [24, 2, DROP, false]);
+    assert.equal(verdict(dp, '10.1.9.200'), XDP_DROP);
+    dp.apply([rm('10.1.2.3/32')]);
+    assert.deepEqual(at(dir, 10, 1, 2), [-1, 0, 0, false], 'the last longer entry of 10.1.2 is gone');
+    assert.equal(verdict(dp, '10.1.2.3'), XDP_PASS);
+    // /0 fills all 2^24 words, and goes again.
+    dp.apply([up('0.0.0.0/0', 8)]);
+    assert.deepEqual([at(dir, 0, 0, 0), at(dir, 255, 255, 255), at(dir, 10, 1, 9)], [[0, 8, DROP, false], [0, 8, DROP, false], [24, 2, DROP, false]]);
+    assert.equal(verdict(dp, '203.0.113.9'), XDP_DROP);
+    dp.apply([rm('0.0.0.0/0')]);
+    assert.deepEqual([at(dir, 0, 0, 0), at(dir, 255, 255, 255)], [[-1, 0, 0, false], [-1, 0, 0, false]]);
+    dp.close();
+
+    // A new instance counts the longer entries from the tables before it changes LONGER.
+    const again = openDatapath({ pinDir: dir });
+    try {
+      again.apply([up('10.2.7.7/32', 9), up('10.2.7.8/31', 10)]);
+      assert.deepEqual(at(dir, 10, 2, 7), [24, 5, PASS, true]);
+      again.apply([rm('10.2.7.7/32')]);
+      assert.deepEqual(at(dir, 10, 2, 7), [24, 5, PASS, true], 'the /31 is still there');
+      again.apply([rm('10.2.7.8/31')]);
+      assert.deepEqual(at(dir, 10, 2, 7), [24, 5, PASS, false], 'counts rebuilt from the table: the last one clears');
+      assert.equal(verdict(again, '10.2.7.9'), XDP_PASS);
+      assert.equal(verdict(again, '10.2.8.9'), XDP_PASS);
+      assert.equal(verdict(again, '172.20.0.1'), XDP_PASS, 'monitor: counted as would-drop, passed');
+    } finally {
+      again.close();
+    }
+  });
 });
 
 test('interface totals: two interfaces whose counter slots collide count separately (the second one through fw_if_cntx); detach frees the slot', async () => {

@@ -6,13 +6,13 @@
 
 import type { RuleAction, RuleDirection, RuleMode } from '../../../common/src/policy.js';
 
-export const FW_ABI_VERSION = 4;
+export const FW_ABI_VERSION = 5;
 export const FW_STORE_ID_MAX = 64;
 /** ABI 2's fw_meta: 56 bytes, abi_version at offset 24 (read only to name the version of old pins). */
 export const FW_META_V2 = { size: 56, abiVersion: 24 } as const;
 export const FW_MAX_HASH_LENS = 8;
 export const FW_LEN_SLOTS = 129;
-export const FW_MAX_RULE_SLOTS = 1 << 26;
+export const FW_MAX_RULE_SLOTS = 1 << 24;
 export const FW_HASH_MUL = 0x9e3779b1;
 export const FW_HASH_MUL4 = 0x85ebca6b;
 export const FW_HASH_MUL6 = [0xc2b2ae35, 0x27d4eb2f, 0x165667b1, 0xd3a2646d] as const;
@@ -23,6 +23,14 @@ export const FW_B4_SLOTS = 7;
 export const FW_TAG4_MUL = 0xcc9e2d51;
 export const FW_B6_SLOTS = 5;
 export const FW_IF_SLOTS = 1024;
+/** IPv4 direct /24 index: one u32 per /24 (slot, verdict, length + 1, LONGER). */
+export const FW_D24_ENTRIES = 1 << 24;
+/** fw_*4_d24 entries: one struct fw_d24_block (256 words) per /16. */
+export const FW_D24_BLOCKS = 1 << 16;
+export const FW_D24_SLOT_MASK = 0xffffff;
+export const FW_D24_VERDICT_SHIFT = 24;
+export const FW_D24_LEN_SHIFT = 26;
+export const FW_D24_LONGER = 0x80000000;
 export const FW_IFS_FALLBACK = 1;
 
 export const FW_TABLE = { IN4: 0, IN6: 1, EG4: 2, EG6: 3 } as const;
@@ -53,6 +61,12 @@ export const ABI_ENUMS: Readonly<Record<string, number>> = {
   FW_B6_SLOTS,
   FW_IF_SLOTS,
   FW_IFS_FALLBACK,
+  FW_D24_ENTRIES,
+  FW_D24_BLOCKS,
+  FW_D24_SLOT_MASK,
+  FW_D24_VERDICT_SHIFT,
+  FW_D24_LEN_SHIFT,
+  FW_D24_LONGER,
   FW_TABLE_IN4: FW_TABLE.IN4,
   FW_TABLE_IN6: FW_TABLE.IN6,
   FW_TABLE_EG4: FW_TABLE.EG4,
@@ -75,12 +89,14 @@ export const MAP = {
   IN4_TAB: 'fw_in4_tab',
   IN4_SPILL: 'fw_in4_spill',
   IN4_TRIE: 'fw_in4_trie',
+  IN4_D24: 'fw_in4_d24',
   IN6_TAB: 'fw_in6_tab',
   IN6_SPILL: 'fw_in6_spill',
   IN6_TRIE: 'fw_in6_trie',
   EG4_TAB: 'fw_eg4_tab',
   EG4_SPILL: 'fw_eg4_spill',
   EG4_TRIE: 'fw_eg4_trie',
+  EG4_D24: 'fw_eg4_d24',
   EG6_TAB: 'fw_eg6_tab',
   EG6_SPILL: 'fw_eg6_spill',
   EG6_TRIE: 'fw_eg6_trie',
@@ -110,10 +126,9 @@ export const LAYOUT = {
   fw_bucket4: { size: 64, fields: { w: 0 } },
   fw_slot6: { size: 24, fields: { hi: 0, lo: 8, meta: 16 } },
   fw_bucket6: { size: 128, fields: { s: 0, flags: 120 } },
-  fw_f16: { size: 16384, fields: { bits: 0, gt24: 8192 } },
-  fw_f24: { size: 2097152, fields: { bits: 0 } },
+  fw_d24_block: { size: 1024, fields: { w: 0 } },
   fw_lenset: { size: 12, fields: { n_hash: 0, use_trie: 1, pad: 2, lens: 4 } },
-  fw_table_cfg: { size: 2113584, fields: { active: 0, default_action: 4, nbuckets: 8, seed: 12, rule_slots: 16, pad: 20, set: 24, f16: 48, f24: 16432 } },
+  fw_table_cfg: { size: 48, fields: { active: 0, default_action: 4, nbuckets: 8, seed: 12, rule_slots: 16, pad: 20, set: 24 } },
   fw_counter: { size: 16, fields: { packets: 0, bytes: 8 } },
   fw_if_key: { size: 8, fields: { ifindex: 0, direction: 4 } },
   fw_verdict_cnt: { size: 48, fields: { pass: 0, drop: 16, would_drop: 32 } },
@@ -153,8 +168,8 @@ export interface TableDesc {
   /** Kernel HASH for keys whose two buckets are full. */
   readonly spill: MapName;
   readonly trie: MapName;
-  /** IPv4: the /16 and /24 filters (in the table's fw_tblcfg value). */
-  readonly filters: boolean;
+  /** IPv4: the direct /24 index (an mmapable ARRAY of FW_D24_BLOCKS fw_d24_block). */
+  readonly d24: MapName | null;
   /** Key size of the trie and the spill hash. */
   readonly keySize: number;
   readonly addrBytes: 4 | 16;
@@ -162,10 +177,10 @@ export interface TableDesc {
 }
 
 export const TABLES: readonly TableDesc[] = [
-  { id: 0, direction: 'ingress', family: 4, tab: MAP.IN4_TAB, spill: MAP.IN4_SPILL, trie: MAP.IN4_TRIE, filters: true, keySize: 8, addrBytes: 4, maxLen: 32 },
-  { id: 1, direction: 'ingress', family: 6, tab: MAP.IN6_TAB, spill: MAP.IN6_SPILL, trie: MAP.IN6_TRIE, filters: false, keySize: 20, addrBytes: 16, maxLen: 128 },
-  { id: 2, direction: 'egress', family: 4, tab: MAP.EG4_TAB, spill: MAP.EG4_SPILL, trie: MAP.EG4_TRIE, filters: true, keySize: 8, addrBytes: 4, maxLen: 32 },
-  { id: 3, direction: 'egress', family: 6, tab: MAP.EG6_TAB, spill: MAP.EG6_SPILL, trie: MAP.EG6_TRIE, filters: false, keySize: 20, addrBytes: 16, maxLen: 128 },
+  { id: 0, direction: 'ingress', family: 4, tab: MAP.IN4_TAB, spill: MAP.IN4_SPILL, trie: MAP.IN4_TRIE, d24: MAP.IN4_D24, keySize: 8, addrBytes: 4, maxLen: 32 },
+  { id: 1, direction: 'ingress', family: 6, tab: MAP.IN6_TAB, spill: MAP.IN6_SPILL, trie: MAP.IN6_TRIE, d24: null, keySize: 20, addrBytes: 16, maxLen: 128 },
+  { id: 2, direction: 'egress', family: 4, tab: MAP.EG4_TAB, spill: MAP.EG4_SPILL, trie: MAP.EG4_TRIE, d24: MAP.EG4_D24, keySize: 8, addrBytes: 4, maxLen: 32 },
+  { id: 3, direction: 'egress', family: 6, tab: MAP.EG6_TAB, spill: MAP.EG6_SPILL, trie: MAP.EG6_TRIE, d24: null, keySize: 20, addrBytes: 16, maxLen: 128 },
 ];
 
 export function tableFor(direction: RuleDirection, family: 4 | 6): TableDesc {
@@ -228,10 +243,10 @@ export interface TableCfg {
   sets: [LenSet, LenSet];
 }
 
-/** The head of a fw_table_cfg value (everything before the filters). */
-export const TABLE_CFG_HEAD = L.fw_table_cfg.fields.f16;
+/** A whole fw_table_cfg value. */
+export const TABLE_CFG_HEAD = L.fw_table_cfg.size;
 
-/** The head of a fw_table_cfg value (the filters follow it). */
+/** A fw_table_cfg value. */
 export function encodeTableCfg(c: TableCfg): Buffer {
   const b = Buffer.alloc(TABLE_CFG_HEAD);
   const F = L.fw_table_cfg.fields;

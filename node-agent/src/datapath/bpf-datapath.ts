@@ -16,7 +16,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { Prefix } from '../../../common/src/cidr.js';
-import type { DefaultAction, RuleDirection } from '../../../common/src/policy.js';
+import type { DefaultAction, RuleAction, RuleDirection, RuleMode } from '../../../common/src/policy.js';
 import {
   FW_ABI_VERSION,
   FW_META_V2,
@@ -73,7 +73,8 @@ import {
   type XdpAttachMode,
 } from './datapath.js';
 import { DatapathError } from './errors.js';
-import { HashTable, bucketsFor, spillSizeFor } from './fwtab.js';
+import { Direct24, d24Word } from './direct24.js';
+import { HashTable, bucketsFor, slotVerdict, spillSizeFor } from './fwtab.js';
 import { mergeDesc, placeNewLengths } from './lengths.js';
 import {
   BPF_EXIST,
@@ -136,6 +137,8 @@ interface TableState {
   /** The hash lengths' entries (bucketed hash + spill). */
   readonly tab: HashTable;
   readonly trie: BpfMap;
+  /** IPv4: the direct /24 index, derived from the entries (hash, spill, trie). */
+  readonly d24: Direct24 | null;
   cfg: TableCfg;
   readonly counts: Uint32Array;
   touched: boolean;
@@ -355,20 +358,14 @@ export class BpfDatapath implements Datapath {
     try {
       TABLES.forEach((desc, i) => {
         const cfg = cfgs[i]!;
-        const at = (off: number, size: number) => this.tblcfg.subarray(desc.id * CFG_STRIDE + off, desc.id * CFG_STRIDE + off + size);
-        const F = LAYOUT.fw_table_cfg.fields;
-        const base = desc.id * CFG_STRIDE;
-        const region = this.tblcfgRegion;
-        const filters = desc.filters
-          ? {
-              f16: at(F.f16, LAYOUT.fw_f16.size),
-              f24: at(F.f24, LAYOUT.fw_f24.size),
-              ensureF16: (off: number, len: number) => region.ensure(base + F.f16 + off, len),
-              ensureF24: (off: number, len: number) => region.ensure(base + F.f24 + off, len),
-            }
-          : null;
-        const tab = new HashTable(desc.family, this.map(desc.tab), this.map(desc.spill), filters, cfg.seed, cfg.nbuckets);
-        tables.push({ desc, tab, trie: this.map(desc.trie), cfg, counts: new Uint32Array(FW_LEN_SLOTS), touched: false });
+        const tab = new HashTable(desc.family, this.map(desc.tab), this.map(desc.spill), cfg.seed, cfg.nbuckets);
+        const trie = this.map(desc.trie);
+        let d24: Direct24 | null = null;
+        if (desc.d24) {
+          d24 = new Direct24(this.map(desc.d24), (fn) => forEachEntry4(tab, trie, fn));
+          this.regions.push(d24.region);
+        }
+        tables.push({ desc, tab, trie, d24, cfg, counts: new Uint32Array(FW_LEN_SLOTS), touched: false });
       });
       const rc = this.map(MAP.RULE_CNT);
       this.ruleCntRegion = new MapRegion(rc.fd, rc.maxEntries * LAYOUT.fw_counter.size, rc.name);
@@ -540,7 +537,7 @@ export class BpfDatapath implements Datapath {
       const key = Buffer.alloc(t.desc.keySize);
       key.writeUInt32LE(prefix.len, 0);
       key.set(bytes, 4);
-      const v = t.trie.lookup(key);
+      const v = trieExact(t.trie, key);
       e = v ? readEntry(v, 0) : null;
     }
     if (!e) return null;
@@ -591,28 +588,34 @@ export class BpfDatapath implements Datapath {
     }
     const n = b.length;
     let i = 0;
-    while (i < n) {
-      const kind = b.kind[i]!;
-      let j = i;
-      while (j < n && b.kind[j] === kind) j++;
-      switch (kind) {
-        case OP.entryUpsert:
-          this.upsertEntries(b, i, j);
-          break;
-        case OP.entryDelete:
-          this.deleteEntries(b, i, j);
-          break;
-        case OP.journalUpsert:
-          this.upsertJournal(b, i, j);
-          break;
-        case OP.journalDelete:
-          this.deleteJournal(b, i, j);
-          break;
-        case OP.counterReset:
-          this.resetCounters(b, i, j);
-          break;
+    try {
+      while (i < n) {
+        const kind = b.kind[i]!;
+        let j = i;
+        while (j < n && b.kind[j] === kind) j++;
+        switch (kind) {
+          case OP.entryUpsert:
+            this.upsertEntries(b, i, j);
+            break;
+          case OP.entryDelete:
+            this.deleteEntries(b, i, j);
+            break;
+          case OP.journalUpsert:
+            this.upsertJournal(b, i, j);
+            break;
+          case OP.journalDelete:
+            this.deleteJournal(b, i, j);
+            break;
+          case OP.counterReset:
+            this.resetCounters(b, i, j);
+            break;
+        }
+        i = j;
       }
-      i = j;
+    } catch (e) {
+      // A write failed half-way: the /24 indexes follow what the maps now hold.
+      if (touchesEntries) for (const t of this.tables) if (t.touched) t.d24?.rebuild();
+      throw e;
     }
     if (touchesEntries) this.writeLenStats();
     this.meta = {
@@ -638,7 +641,7 @@ export class BpfDatapath implements Datapath {
     for (const t of this.tables) {
       if (perTable[t.desc.id]! <= BULK_OPS) continue;
       t.tab.mapAll();
-      if (t.desc.filters) this.tblcfgRegion.ensure(t.desc.id * CFG_STRIDE, CFG_STRIDE);
+      t.d24?.region.mapAll();
     }
     if (resets > BULK_OPS) this.ruleCntRegion.mapAll();
   }
@@ -764,7 +767,7 @@ export class BpfDatapath implements Datapath {
     if (this.inHash(t, len)) return t.desc.family === 4 ? t.tab.has4(len, b.addr4[i]!) : t.tab.has(len, b.addr6, i * 16);
     const key = Buffer.alloc(t.desc.keySize);
     writeMaskedKeyOp(key, 0, b, i);
-    return t.trie.lookup(key) !== null;
+    return trieExact(t.trie, key) !== null;
   }
 
   private upsertEntries(b: OpBatch, i0: number, j0: number): void {
@@ -783,6 +786,10 @@ export class BpfDatapath implements Datapath {
         const len = b.len[i]!;
         if (t.counts[len] === 0 && !set.hashLens.includes(len)) newLens.set(len, (newLens.get(len) ?? 0) + 1);
       }
+      if (t.d24) for (let i = i0; i < j0; i++) if (b.table[i] === id && b.len[i]! > 24) {
+        t.d24.prepare(); // counts of the longer entries, before this batch adds any
+        break;
+      }
       const placement = placeNewLengths(set.hashLens, newLens, this.maxHashLengths);
       const hashLens = new Set([...set.hashLens, ...placement.toHash]);
 
@@ -798,7 +805,11 @@ export class BpfDatapath implements Datapath {
       // Trie entries of already-populated lengths may replace an existing key:
       // they go one by one (NOEXIST, then EXIST) so the counts stay exact.
       const single: Array<{ key: Buffer; val: Buffer; len: number }> = [];
+      /** Keys in the batch insert (the same key twice there would be counted twice). */
+      const batched = new Set<number | string>();
       const v4 = t.desc.family === 4;
+      /** IPv4: new entries longer than /24 (masked addresses). */
+      const freshLonger: number[] = [];
       for (let i = i0; i < j0; i++) {
         if (b.table[i] !== id) continue;
         const len = b.len[i]!;
@@ -806,13 +817,18 @@ export class BpfDatapath implements Datapath {
         if (inHashLen[len]) {
           // The hash: one atomic store per entry through the mapping (it says whether the prefix was new).
           const fresh = v4 ? t.tab.upsert4(len, b.addr4[i]!, attrs, b.slot[i]!) : t.tab.upsert(len, b.addr6, i * 16, attrs, b.slot[i]!);
-          if (fresh) t.counts[len]!++;
-        } else if (isFresh[len]) {
+          if (fresh) {
+            t.counts[len]!++;
+            if (v4 && len > 24) freshLonger.push(maskedAddr4(b.addr4[i]!, len));
+          }
+        } else if (isFresh[len] && !batched.has(batchKey(b, i))) {
+          batched.add(batchKey(b, i));
           writeMaskedKeyOp(toTrie.keys, toTrie.n * ks, b, i);
           writeEntryAttrs(toTrie.vals, toTrie.n * vs, b.slot[i]!, attrs, len);
           toTrie.lens[toTrie.n] = len;
           toTrie.n++;
         } else {
+          // (a key of a fresh length that this batch writes again goes here too: counted once)
           const key = Buffer.alloc(ks);
           writeMaskedKeyOp(key, 0, b, i);
           const val = Buffer.alloc(vs);
@@ -823,9 +839,22 @@ export class BpfDatapath implements Datapath {
       this.insertBatch(t, t.trie, toTrie.keys, toTrie.vals, toTrie.lens, toTrie.n);
       for (const s of single) {
         const errno = t.trie.tryUpdate(s.key, s.val, BPF_NOEXIST);
-        if (errno === 0) t.counts[s.len]!++;
-        else if (errno === E.EEXIST) t.trie.update(s.key, s.val, BPF_EXIST);
+        if (errno === 0) {
+          t.counts[s.len]!++;
+          if (s.len > 24) freshLonger.push(s.key.readUInt32BE(4));
+        } else if (errno === E.EEXIST) t.trie.update(s.key, s.val, BPF_EXIST);
         else throw new DatapathError('update map', t.trie.name, errno, errno === E.E2BIG ? `map is full (${t.trie.maxEntries} entries)` : undefined);
+      }
+      // The /24 index after the entries are in: each entry of length <= 24 takes its range, a new longer one sets LONGER.
+      const d24 = t.d24;
+      if (d24) {
+        for (let k = 0; k < toTrie.n; k++) if (toTrie.lens[k]! > 24) freshLonger.push(toTrie.keys.readUInt32BE(k * ks + 4));
+        for (const a of freshLonger) d24.addLonger(a);
+        for (let i = i0; i < j0; i++) {
+          if (b.table[i] !== id || b.len[i]! > 24) continue;
+          const len = b.len[i]!;
+          d24.paint(len, maskedAddr4(b.addr4[i]!, len), b.slot[i]!, slotVerdict(b.attrs[i]!));
+        }
       }
       // Publish after the entries are in: new hash lengths, the trie flag.
       const next: LenSet = { hashLens: mergeDesc(set.hashLens, placement.toHash), useTrie: set.useTrie || this.trieCount(t, hashLens) > 0 };
@@ -861,6 +890,10 @@ export class BpfDatapath implements Datapath {
       const id = t.desc.id;
       t.touched = true;
       const set = activeSet(t);
+      if (t.d24) for (let i = i0; i < j0; i++) if (b.table[i] === id && b.len[i]! > 24) {
+        t.d24.prepare(); // counts of the longer entries, before this batch removes any
+        break;
+      }
       const inHashLen = new Uint8Array(FW_LEN_SLOTS);
       for (const l of set.hashLens) inHashLen[l] = 1;
       const ks = t.desc.keySize;
@@ -890,13 +923,32 @@ export class BpfDatapath implements Datapath {
       if (!sameSet(before, set)) this.publish(t, before);
 
       const v4 = t.desc.family === 4;
+      /** IPv4: deleted entries longer than /24 (masked addresses). */
+      const goneLonger: number[] = [];
       for (const i of h) {
         const len = b.len[i]!;
-        if (v4 ? t.tab.delete4(len, b.addr4[i]!) : t.tab.delete(len, b.addr6, i * 16)) t.counts[len]!--;
+        if (v4 ? t.tab.delete4(len, b.addr4[i]!) : t.tab.delete(len, b.addr6, i * 16)) {
+          t.counts[len]!--;
+          if (v4 && len > 24) goneLonger.push(maskedAddr4(b.addr4[i]!, len));
+        }
       }
       // set = the lengths in the hash before this delete (some may be unpublished by now).
       if (h.length > 0 && set.hashLens.every((l) => t.counts[l] === 0)) t.tab.clearFlagsOfEmptyTable();
-      t.trie.deleteMany(tr.keys, tr.n, (i) => t.counts[tr.lens[i]!]!--);
+      t.trie.deleteMany(tr.keys, tr.n, (i) => {
+        t.counts[tr.lens[i]!]!--;
+        if (v4 && tr.lens[i]! > 24) goneLonger.push(tr.keys.readUInt32BE(i * ks + 4));
+      });
+      // The /24 index once the entries are gone: a deleted entry's /24s go to what covers them now.
+      const d24 = t.d24;
+      if (d24) {
+        for (const a of goneLonger) d24.removeLonger(a);
+        for (let i = i0; i < j0; i++) {
+          if (b.table[i] !== id || b.len[i]! > 24) continue;
+          const len = b.len[i]!;
+          const a = maskedAddr4(b.addr4[i]!, len);
+          d24.unpaint(len, a, this.cover4(t, len, a));
+        }
+      }
 
       // A delete of an absent key leaves its length populated: publish it again.
       const cur = activeSet(t);
@@ -904,6 +956,25 @@ export class BpfDatapath implements Datapath {
       const after: LenSet = { hashLens: keep, useTrie: this.trieCount(t, new Set(keep)) > 0 };
       if (!sameSet(after, cur)) this.publish(t, after);
     }
+  }
+
+  /** The /24 index word of the longest entry shorter than len that covers a (0: none). */
+  private cover4(t: TableState, len: number, a: number): number {
+    const key = Buffer.alloc(LAYOUT.fw_key4.size);
+    const bytes = key.subarray(4);
+    for (let l = len - 1; l >= 0; l--) {
+      if (t.counts[l] === 0) continue;
+      key.writeUInt32LE(l, 0);
+      key.writeUInt32BE(maskedAddr4(a, l), 4);
+      if (this.inHash(t, l)) {
+        const v = t.tab.get(l, bytes);
+        if (v) return d24Word(l, v.slot, slotVerdict(attrsOf(v.action, v.mode)));
+      } else {
+        const v = trieExact(t.trie, key);
+        if (v) return d24Word(l, v.readUInt32LE(LAYOUT.fw_entry.fields.slot), slotVerdict(entryAttrs(v, 0)));
+      }
+    }
+    return 0;
   }
 
   private trieCount(t: TableState, hashLens: ReadonlySet<number>): number {
@@ -1011,6 +1082,8 @@ export class BpfDatapath implements Datapath {
       };
       if (!sameSet(next, set)) this.publish(t, next);
       t.touched = true;
+      const changed = t.d24?.rebuild() ?? 0;
+      if (changed > 0) this.log?.warn({ table: t.desc.id, changed }, 'direct /24 index rebuilt from the entries');
     }
     this.writeLenStats();
     this.meta = { ...this.meta, dirty: false };
@@ -1564,8 +1637,38 @@ function writeEntryAttrs(buf: Buffer, off: number, slot: number, attrs: number, 
 
 /** The IPv4 address of op i with host bits cleared. */
 function masked4(b: OpBatch, i: number): number {
-  const len = b.len[i]!;
-  return len === 0 ? 0 : (b.addr4[i]! & ((0xffffffff << (32 - len)) >>> 0)) >>> 0;
+  return maskedAddr4(b.addr4[i]!, b.len[i]!);
+}
+
+/**
+ * The trie's value for exactly this key, or null. A trie lookup is a
+ * longest-prefix match: it also answers with a shorter entry that covers the
+ * key (its value carries its own length).
+ */
+function trieExact(trie: BpfMap, key: Buffer): Buffer | null {
+  const v = trie.lookup(key);
+  return v && v[LAYOUT.fw_entry.fields.prefixlen] === key.readUInt32LE(0) ? v : null;
+}
+
+/** An IPv4 address (host order) with the bits after len cleared. */
+function maskedAddr4(a: number, len: number): number {
+  return len === 0 ? 0 : (a & ((0xffffffff << (32 - len)) >>> 0)) >>> 0;
+}
+
+function attrsOf(action: RuleAction, mode: RuleMode): number {
+  return (action === 'allow' ? ATTR_ALLOW : 0) | (mode === 'monitor' ? ATTR_MONITOR : 0);
+}
+
+/** Every entry of an IPv4 table (hash, spill, trie) for its /24 index: length, masked address, slot, verdict. */
+function forEachEntry4(tab: HashTable, trie: BpfMap, fn: (len: number, a: number, slot: number, verdict: number) => void): void {
+  tab.forEachRaw((len, a4, _a6, _off, attrs, slot) => fn(len, a4, slot, slotVerdict(attrs)));
+  const ks = trie.keySize;
+  for (const { keys, values, count } of trie.lookupChunks()) {
+    for (let i = 0; i < count; i++) {
+      const v = i * trie.valueStride;
+      fn(keys.readUInt32LE(i * ks), keys.readUInt32BE(i * ks + 4), values.readUInt32LE(v + LAYOUT.fw_entry.fields.slot), slotVerdict(entryAttrs(values, v)));
+    }
+  }
 }
 
 /** Writes op i's trie/spill key {prefixlen, address with host bits cleared} at `off`. */

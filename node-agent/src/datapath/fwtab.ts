@@ -18,9 +18,8 @@
 // first bucket gets the overflow flag first), else in the spill hash (the
 // first bucket gets the spill flag first). A key never moves while it exists,
 // so a program probing it finds the old or the new value, never nothing.
-// IPv4 tables also keep the /16 filter: bit (a >> 16) is set before the
-// first entry of length >= 16 inside that /16 is written and cleared after
-// the last one is gone.
+// IPv4 tables also have a direct /24 index (direct24.ts), which the owner
+// keeps in step with the entries written here.
 //
 // The table's pages are mapped only while an apply or a read uses them (see
 // MapRegion): every access goes through b1()/b2() (which map the bucket's
@@ -118,7 +117,6 @@ const M6_MONITOR = 0x800;
 const B6_OVF = 1n;
 const B6_SPILL = 2n;
 const B6_WORDS = 16; // 128 bytes
-const G24_OFF = LAYOUT.fw_f16.fields.gt24;
 
 // enum fw_slot_verdict
 const SV_PASS = 0;
@@ -126,7 +124,7 @@ const SV_DROP = 1;
 const SV_WOULD_DROP = 2;
 
 /** The verdict a slot carries: allow -> pass; deny -> drop, or would-drop in monitor mode. */
-function slotVerdict(attrs: number): number {
+export function slotVerdict(attrs: number): number {
   return (attrs & ATTR_ALLOW) !== 0 ? SV_PASS : (attrs & ATTR_MONITOR) !== 0 ? SV_WOULD_DROP : SV_DROP;
 }
 
@@ -145,16 +143,6 @@ export class HashTable {
   private readonly w64: BigUint64Array;
   private readonly w32: Uint32Array;
   private readonly spill: BpfMap;
-  /** IPv4 filters: bits per /16 (entries of length >= 16; entries longer than /24), bit per /24 (entries longer than /24). */
-  private readonly f16: Uint8Array | null = null;
-  private readonly f24: Uint8Array | null = null;
-  /** Maps the filter bytes [off, off + len) of f16 / f24 (they live in the owner's fw_tblcfg region). */
-  private readonly ensureF16: (off: number, len: number) => void = () => undefined;
-  private readonly ensureF24: (off: number, len: number) => void = () => undefined;
-  /** Entries per /16 (length >= 16) and per /24 (length > 24, saturating at 255: then the bit stays). */
-  private f16Counts: Uint32Array | null = null;
-  private g24Counts: Uint32Array | null = null;
-  private f24Counts: Uint8Array | null = null;
   /** IPv6 slots freed in this process: reusable after the next grace period. */
   private readonly pending = new Set<number>();
   /** IPv6: slots freed by an earlier process may be recent; one grace period before the first reuse. */
@@ -167,8 +155,6 @@ export class HashTable {
   private closed = false;
   // The key being worked on (set by setKey; no allocation per entry).
   private kLen = 0;
-  /** IPv4: the masked address as a number (host order). */
-  private kA = 0;
   /** IPv6: the masked address as four little-endian u32 words of its network bytes. */
   private readonly kM = new Uint32Array(4);
   private readonly kBytes: Uint8Array;
@@ -179,18 +165,7 @@ export class HashTable {
   /** IPv4: the key's tag. */
   private kTag = 0;
 
-  /**
-   * filters: the table's fw_table_cfg.f16/.f24 (views into the caller's
-   * region) and how to map a byte range of each before it is touched.
-   */
-  constructor(
-    family: 4 | 6,
-    tab: BpfMap,
-    spill: BpfMap,
-    filters: { f16: Uint8Array; f24: Uint8Array; ensureF16: (off: number, len: number) => void; ensureF24: (off: number, len: number) => void } | null,
-    seed: number,
-    nbuckets: number,
-  ) {
+  constructor(family: 4 | 6, tab: BpfMap, spill: BpfMap, seed: number, nbuckets: number) {
     this.family = family;
     this.seed = seed >>> 0;
     this.nbuckets = nbuckets;
@@ -205,12 +180,6 @@ export class HashTable {
     this.spill = spill;
     this.spillKey = Buffer.alloc(family === 4 ? LAYOUT.fw_key4.size : LAYOUT.fw_key6.size);
     this.kBytes = this.spillKey.subarray(4);
-    if (filters) {
-      this.f16 = filters.f16;
-      this.f24 = filters.f24;
-      this.ensureF16 = filters.ensureF16;
-      this.ensureF24 = filters.ensureF24;
-    }
   }
 
   close(): void {
@@ -244,7 +213,6 @@ export class HashTable {
     const kb = this.kBytes;
     {
       const a = len === 0 ? 0 : (v & ((0xffffffff << (32 - len)) >>> 0)) >>> 0;
-      this.kA = a;
       kb[0] = a >>> 24;
       kb[1] = (a >>> 16) & 0xff;
       kb[2] = (a >>> 8) & 0xff;
@@ -393,7 +361,6 @@ export class HashTable {
       this.writeSpill(attrs, slot);
       return false;
     }
-    this.filterAdd();
     this.insertNew(attrs, slot);
     return true;
   }
@@ -422,7 +389,6 @@ export class HashTable {
       Atomics.store(this.w64, loc + 2, 0n);
       this.pending.add(loc);
     }
-    this.filterRemove();
     return true;
   }
 
@@ -558,64 +524,6 @@ export class HashTable {
       }
     } else {
       for (let b = 0; b < this.nbuckets; b++) if (w32[2 * (b * B6_WORDS + 15)] !== 0) Atomics.store(this.w64, b * B6_WORDS + 15, 0n);
-    }
-  }
-
-  // ---------------------------------------------------------------- filters (IPv4)
-
-  /** Counts of the filters, from the table on first use in this process. */
-  private filterCounts(): { c16: Uint32Array; g24: Uint32Array; c24: Uint8Array } {
-    if (!this.f16Counts || !this.g24Counts || !this.f24Counts) {
-      const c16 = new Uint32Array(65536);
-      const g24 = new Uint32Array(65536);
-      const c24 = new Uint8Array(1 << 24);
-      this.forEachRaw((len, a) => {
-        if (len >= 16) c16[a >>> 16]!++;
-        if (len > 24) {
-          g24[a >>> 16]!++;
-          const x = a >>> 8;
-          if (c24[x]! < 255) c24[x]!++;
-        }
-      });
-      this.f16Counts = c16;
-      this.g24Counts = g24;
-      this.f24Counts = c24;
-    }
-    return { c16: this.f16Counts, g24: this.g24Counts, c24: this.f24Counts };
-  }
-
-  /** Before the current key is written: its filter bits are set. */
-  private filterAdd(): void {
-    if (!this.f16 || !this.f24 || this.kLen < 16) return;
-    const { c16, g24, c24 } = this.filterCounts();
-    const x = this.kA >>> 16;
-    this.ensureF16(x >>> 3, 1);
-    this.ensureF16(G24_OFF + (x >>> 3), 1);
-    if (c16[x]!++ === 0) Atomics.or(this.f16, x >>> 3, 1 << (x & 7));
-    if (this.kLen > 24) {
-      // The /24 bit before the /16's "look at the /24 bits" bit.
-      const y = this.kA >>> 8;
-      this.ensureF24(y >>> 3, 1);
-      if (c24[y] === 0) Atomics.or(this.f24, y >>> 3, 1 << (y & 7));
-      if (c24[y]! < 255) c24[y]!++;
-      if (g24[x]!++ === 0) Atomics.or(this.f16, G24_OFF + (x >>> 3), 1 << (x & 7));
-    }
-  }
-
-  /** After the current key is gone: a bit whose last entry it was is cleared. */
-  private filterRemove(): void {
-    if (!this.f16 || !this.f24 || this.kLen < 16) return;
-    const { c16, g24, c24 } = this.filterCounts();
-    const x = this.kA >>> 16;
-    this.ensureF16(x >>> 3, 1);
-    this.ensureF16(G24_OFF + (x >>> 3), 1);
-    if (c16[x]! > 0 && --c16[x]! === 0) Atomics.and(this.f16, x >>> 3, ~(1 << (x & 7)) & 0xff);
-    if (this.kLen > 24) {
-      if (g24[x]! > 0 && --g24[x]! === 0) Atomics.and(this.f16, G24_OFF + (x >>> 3), ~(1 << (x & 7)) & 0xff);
-      const y = this.kA >>> 8;
-      this.ensureF24(y >>> 3, 1);
-      // 255 means "at least 255": unknown, keep the bit (a reopen recounts).
-      if (c24[y]! > 0 && c24[y]! < 255 && --c24[y]! === 0) Atomics.and(this.f24, y >>> 3, ~(1 << (y & 7)) & 0xff);
     }
   }
 

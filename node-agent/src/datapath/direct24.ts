@@ -1,0 +1,176 @@
+// The IPv4 direct /24 index of one table (fw_in4_d24 / fw_eg4_d24, layout in
+// bpf/include/fleetwall_abi.h): one u32 per /24 (a map value per /16) holding the longest entry of
+// length <= 24 that covers it (counter slot, verdict, length + 1) and a
+// LONGER bit, set while some entry of length > 24 lies inside that /24.
+//
+// The index is derived: the table's hash and trie keep every entry (what
+// userspace reads back), and the owner calls paint/unpaint/addLonger/
+// removeLonger after it has written them. Each u32 is written with one
+// aligned store (the programs read each entry whole; no entry depends on
+// another, so no ordering between stores is needed). After a write that
+// failed half-way, or a crash, rebuild() recomputes the whole index from the
+// entries and stores only the words that differ.
+//
+// The map is 64 MB; its pages are mapped only while an apply uses them (see
+// MapRegion); the owner releases and closes the region.
+
+import { constants as osConstants } from 'node:os';
+import { FW_D24_BLOCKS, FW_D24_ENTRIES, FW_D24_LEN_SHIFT, FW_D24_LONGER, FW_D24_VERDICT_SHIFT, LAYOUT } from './abi.js';
+import type { BpfMap } from './bpf-map.js';
+import { DatapathError } from './errors.js';
+import { MapRegion } from './libbpf.js';
+
+const E = osConstants.errno;
+
+/** An entry of length <= 24 as the index stores it (0: none). */
+export function d24Word(len: number, slot: number, verdict: number): number {
+  return (((len + 1) << FW_D24_LEN_SHIFT) | (verdict << FW_D24_VERDICT_SHIFT) | slot) >>> 0;
+}
+
+/** The length + 1 of the entry an index word holds (0: none). */
+function lenOf(e: number): number {
+  return (e >>> FW_D24_LEN_SHIFT) & 31;
+}
+
+/** Visits every entry of a table: its length, its masked address (host order) and its index word. */
+export type ForEachEntry4 = (fn: (len: number, a: number, slot: number, verdict: number) => void) => void;
+
+export class Direct24 {
+  readonly region: MapRegion;
+  private readonly d: Uint32Array;
+  /** Entries longer than /24 per /24 (saturating at 255: then LONGER stays), counted from the table on first use. */
+  private longer: Uint8Array | null = null;
+  private readonly forEachEntry: ForEachEntry4;
+
+  /** forEachEntry: every entry of the table (hash, spill and trie), for the counts and rebuild(). */
+  constructor(map: BpfMap, forEachEntry: ForEachEntry4) {
+    // Values of 1024 bytes: the array has no padding, word i (the /24 a >> 8) sits at byte 4i.
+    if (map.maxEntries !== FW_D24_BLOCKS || map.info.valueSize !== LAYOUT.fw_d24_block.size) {
+      throw new DatapathError(
+        'open table',
+        map.name,
+        E.EINVAL,
+        `a direct /24 index holds ${FW_D24_BLOCKS} values of ${LAYOUT.fw_d24_block.size} bytes, this map ${map.maxEntries} of ${map.info.valueSize}`,
+      );
+    }
+    this.region = new MapRegion(map.fd, FW_D24_ENTRIES * 4, map.name);
+    this.d = new Uint32Array(this.region.buffer, 0, FW_D24_ENTRIES);
+    this.forEachEntry = forEachEntry;
+  }
+
+  /** The index word of the /24 holding address a (host order). */
+  word(a: number): number {
+    const i = a >>> 8;
+    this.region.ensure(i * 4, 4);
+    return this.d[i]!;
+  }
+
+  /**
+   * An entry of length len <= 24 at a (masked, host order) was written: it
+   * takes every /24 of its range that no longer entry of length <= 24 holds.
+   */
+  paint(len: number, a: number, slot: number, verdict: number): void {
+    const w = d24Word(len, slot, verdict);
+    const first = a >>> 8;
+    const n = 2 ** (24 - len);
+    this.region.ensure(first * 4, n * 4);
+    const d = this.d;
+    for (let i = first; i < first + n; i++) {
+      const e = d[i]!;
+      if (lenOf(e) <= len + 1) d[i] = ((e & FW_D24_LONGER) | w) >>> 0;
+    }
+  }
+
+  /**
+   * The entry of length len <= 24 at a is gone: its /24s go to `cover`, the
+   * index word of the longest remaining entry shorter than len that covers
+   * it (0: none). Only this entry can hold a /24 of its range at its length.
+   */
+  unpaint(len: number, a: number, cover: number): void {
+    const first = a >>> 8;
+    const n = 2 ** (24 - len);
+    this.region.ensure(first * 4, n * 4);
+    const d = this.d;
+    for (let i = first; i < first + n; i++) {
+      const e = d[i]!;
+      if (lenOf(e) === len + 1) d[i] = ((e & FW_D24_LONGER) | cover) >>> 0;
+    }
+  }
+
+  /** A new entry longer than /24 at a was written (after prepare()): its /24 gets LONGER. */
+  addLonger(a: number): void {
+    const c = this.longerCounts();
+    const i = a >>> 8;
+    if (c[i]! < 255) c[i]!++;
+    this.region.ensure(i * 4, 4);
+    const e = this.d[i]!;
+    if (!(e & FW_D24_LONGER)) this.d[i] = (e | FW_D24_LONGER) >>> 0;
+  }
+
+  /** An entry longer than /24 at a is gone (prepare() ran before it went): LONGER is cleared with the last one of its /24. */
+  removeLonger(a: number): void {
+    const c = this.longerCounts();
+    const i = a >>> 8;
+    // 255 means "at least 255": unknown, keep the bit (rebuild() or the next process counts again).
+    if (c[i] === 0 || c[i] === 255 || --c[i]! !== 0) return;
+    this.region.ensure(i * 4, 4);
+    this.d[i] = (this.d[i]! & ~FW_D24_LONGER) >>> 0;
+  }
+
+  /**
+   * Counts the entries longer than /24 per /24 from the table, once per
+   * process: call before the first write that adds or removes one (the
+   * counts must not already include it).
+   */
+  prepare(): void {
+    this.counts();
+  }
+
+  private longerCounts(): Uint8Array {
+    if (!this.longer) throw new Error('Direct24: prepare() before the first write of an entry longer than /24');
+    return this.longer;
+  }
+
+  private counts(): Uint8Array {
+    if (!this.longer) {
+      const c = new Uint8Array(FW_D24_ENTRIES);
+      this.forEachEntry((len, a) => {
+        if (len > 24 && c[a >>> 8]! < 255) c[a >>> 8]!++;
+      });
+      this.longer = c;
+    }
+    return this.longer;
+  }
+
+  /**
+   * Recomputes the whole index from the table's entries and stores the words
+   * that differ (a program reading meanwhile sees each /24 old or new).
+   */
+  rebuild(): number {
+    const want = new Uint32Array(FW_D24_ENTRIES);
+    const c = new Uint8Array(FW_D24_ENTRIES);
+    const short: Array<[number, number, number, number]> = [];
+    this.forEachEntry((len, a, slot, verdict) => {
+      if (len > 24) {
+        if (c[a >>> 8]! < 255) c[a >>> 8]!++;
+      } else {
+        short.push([len, a, slot, verdict]);
+      }
+    });
+    // Shortest first: a longer entry overwrites the part of a shorter one it covers.
+    short.sort((x, y) => x[0] - y[0]);
+    for (const [len, a, slot, verdict] of short) want.fill(d24Word(len, slot, verdict), a >>> 8, (a >>> 8) + 2 ** (24 - len));
+    for (let i = 0; i < FW_D24_ENTRIES; i++) if (c[i]) want[i] = (want[i]! | FW_D24_LONGER) >>> 0;
+    this.region.mapAll();
+    const d = this.d;
+    let changed = 0;
+    for (let i = 0; i < FW_D24_ENTRIES; i++) {
+      if (d[i] !== want[i]) {
+        d[i] = want[i]!;
+        changed++;
+      }
+    }
+    this.longer = c;
+    return changed;
+  }
+}
