@@ -211,6 +211,8 @@ export class BpfDatapath implements Datapath {
   private readonly tcProgId: number;
   private meta: MetaValue;
   private closed = false;
+  /** cover4()'s trie key. */
+  private readonly coverKey = Buffer.alloc(LAYOUT.fw_key4.size);
 
   constructor(opts: BpfDatapathOptions) {
     this.log = opts.logger;
@@ -641,7 +643,6 @@ export class BpfDatapath implements Datapath {
     for (const t of this.tables) {
       if (perTable[t.desc.id]! <= BULK_OPS) continue;
       t.tab.mapAll();
-      t.d24?.region.mapAll();
     }
     if (resets > BULK_OPS) this.ruleCntRegion.mapAll();
   }
@@ -849,12 +850,15 @@ export class BpfDatapath implements Datapath {
       const d24 = t.d24;
       if (d24) {
         for (let k = 0; k < toTrie.n; k++) if (toTrie.lens[k]! > 24) freshLonger.push(toTrie.keys.readUInt32BE(k * ks + 4));
-        for (const a of freshLonger) d24.addLonger(a);
-        for (let i = i0; i < j0; i++) {
-          if (b.table[i] !== id || b.len[i]! > 24) continue;
-          const len = b.len[i]!;
-          d24.paint(len, maskedAddr4(b.addr4[i]!, len), b.slot[i]!, slotVerdict(b.attrs[i]!));
+        d24.addLongerAll(Uint32Array.from(freshLonger));
+        const p = shortOps(b, i0, j0, id);
+        const slot = new Uint32Array(p.n);
+        const verdict = new Uint8Array(p.n);
+        for (let k = 0; k < p.n; k++) {
+          slot[k] = b.slot[p.op[k]!]!;
+          verdict[k] = slotVerdict(b.attrs[p.op[k]!]!);
         }
+        d24.paintAll(p.n, p.len, p.a, slot, verdict);
       }
       // Publish after the entries are in: new hash lengths, the trie flag.
       const next: LenSet = { hashLens: mergeDesc(set.hashLens, placement.toHash), useTrie: set.useTrie || this.trieCount(t, hashLens) > 0 };
@@ -941,13 +945,11 @@ export class BpfDatapath implements Datapath {
       // The /24 index once the entries are gone: a deleted entry's /24s go to what covers them now.
       const d24 = t.d24;
       if (d24) {
-        for (const a of goneLonger) d24.removeLonger(a);
-        for (let i = i0; i < j0; i++) {
-          if (b.table[i] !== id || b.len[i]! > 24) continue;
-          const len = b.len[i]!;
-          const a = maskedAddr4(b.addr4[i]!, len);
-          d24.unpaint(len, a, this.cover4(t, len, a));
-        }
+        d24.removeLongerAll(Uint32Array.from(goneLonger));
+        const p = shortOps(b, i0, j0, id);
+        const cover = new Uint32Array(p.n);
+        for (let k = 0; k < p.n; k++) cover[k] = this.cover4(t, p.len[k]!, p.a[k]!);
+        d24.unpaintAll(p.n, p.len, p.a, cover);
       }
 
       // A delete of an absent key leaves its length populated: publish it again.
@@ -960,7 +962,7 @@ export class BpfDatapath implements Datapath {
 
   /** The /24 index word of the longest entry shorter than len that covers a (0: none). */
   private cover4(t: TableState, len: number, a: number): number {
-    const key = Buffer.alloc(LAYOUT.fw_key4.size);
+    const key = this.coverKey;
     const bytes = key.subarray(4);
     for (let l = len - 1; l >= 0; l--) {
       if (t.counts[l] === 0) continue;
@@ -1638,6 +1640,22 @@ function writeEntryAttrs(buf: Buffer, off: number, slot: number, attrs: number, 
 /** The IPv4 address of op i with host bits cleared. */
 function masked4(b: OpBatch, i: number): number {
   return maskedAddr4(b.addr4[i]!, b.len[i]!);
+}
+
+/** The IPv4 entry ops of table id in [i0, j0) of length <= 24: op index, length, masked address. */
+function shortOps(b: OpBatch, i0: number, j0: number, id: number): { n: number; op: Uint32Array; len: Uint8Array; a: Uint32Array } {
+  let n = 0;
+  for (let i = i0; i < j0; i++) if (b.table[i] === id && b.len[i]! <= 24) n++;
+  const out = { n, op: new Uint32Array(n), len: new Uint8Array(n), a: new Uint32Array(n) };
+  let k = 0;
+  for (let i = i0; i < j0; i++) {
+    if (b.table[i] !== id || b.len[i]! > 24) continue;
+    out.op[k] = i;
+    out.len[k] = b.len[i]!;
+    out.a[k] = maskedAddr4(b.addr4[i]!, b.len[i]!);
+    k++;
+  }
+  return out;
 }
 
 /**

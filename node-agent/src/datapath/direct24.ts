@@ -11,8 +11,11 @@
 // failed half-way, or a crash, rebuild() recomputes the whole index from the
 // entries and stores only the words that differ.
 //
-// The map is 64 MB; its pages are mapped only while an apply uses them (see
-// MapRegion); the owner releases and closes the region.
+// The map is 64 MB. Mapped pages count in the process's RSS (a BPF array's
+// pages are all inserted when mapped), so it is never mapped whole: words
+// are reached through windows of at most 256 KB, and the region is released
+// whenever more than 8 MB of it is mapped; the owner releases it after each
+// apply and closes it.
 
 import { constants as osConstants } from 'node:os';
 import { FW_D24_BLOCKS, FW_D24_ENTRIES, FW_D24_LEN_SHIFT, FW_D24_LONGER, FW_D24_VERDICT_SHIFT, LAYOUT } from './abi.js';
@@ -21,6 +24,11 @@ import { DatapathError } from './errors.js';
 import { MapRegion } from './libbpf.js';
 
 const E = osConstants.errno;
+
+/** Words per window (256 KB). */
+const CHUNK = 1 << 16;
+/** Pages of the index this process keeps mapped at most (8 MB). */
+const MAX_MAPPED_PAGES = 2048;
 
 /** An entry of length <= 24 as the index stores it (0: none). */
 export function d24Word(len: number, slot: number, verdict: number): number {
@@ -58,11 +66,10 @@ export class Direct24 {
     this.forEachEntry = forEachEntry;
   }
 
-  /** The index word of the /24 holding address a (host order). */
-  word(a: number): number {
-    const i = a >>> 8;
-    this.region.ensure(i * 4, 4);
-    return this.d[i]!;
+  /** Maps words [first, first + n) (n <= CHUNK), releasing the region first when much of it is mapped. */
+  private window(first: number, n: number): void {
+    if (this.region.mapped > MAX_MAPPED_PAGES) this.region.release();
+    this.region.ensure(first * 4, n * 4);
   }
 
   /**
@@ -71,13 +78,15 @@ export class Direct24 {
    */
   paint(len: number, a: number, slot: number, verdict: number): void {
     const w = d24Word(len, slot, verdict);
-    const first = a >>> 8;
-    const n = 2 ** (24 - len);
-    this.region.ensure(first * 4, n * 4);
     const d = this.d;
-    for (let i = first; i < first + n; i++) {
-      const e = d[i]!;
-      if (lenOf(e) <= len + 1) d[i] = ((e & FW_D24_LONGER) | w) >>> 0;
+    const end = (a >>> 8) + 2 ** (24 - len);
+    for (let first = a >>> 8; first < end; first += CHUNK) {
+      const last = Math.min(end, first + CHUNK);
+      this.window(first, last - first);
+      for (let i = first; i < last; i++) {
+        const e = d[i]!;
+        if (lenOf(e) <= len + 1) d[i] = ((e & FW_D24_LONGER) | w) >>> 0;
+      }
     }
   }
 
@@ -87,14 +96,41 @@ export class Direct24 {
    * it (0: none). Only this entry can hold a /24 of its range at its length.
    */
   unpaint(len: number, a: number, cover: number): void {
-    const first = a >>> 8;
-    const n = 2 ** (24 - len);
-    this.region.ensure(first * 4, n * 4);
     const d = this.d;
-    for (let i = first; i < first + n; i++) {
-      const e = d[i]!;
-      if (lenOf(e) === len + 1) d[i] = ((e & FW_D24_LONGER) | cover) >>> 0;
+    const end = (a >>> 8) + 2 ** (24 - len);
+    for (let first = a >>> 8; first < end; first += CHUNK) {
+      const last = Math.min(end, first + CHUNK);
+      this.window(first, last - first);
+      for (let i = first; i < last; i++) {
+        const e = d[i]!;
+        if (lenOf(e) === len + 1) d[i] = ((e & FW_D24_LONGER) | cover) >>> 0;
+      }
     }
+  }
+
+  /**
+   * paint() of n entries (length, masked address, slot, verdict), in the
+   * order of their /24s so that each page is mapped once. The result does not
+   * depend on the order: a word ends up with the longest entry over it, and
+   * two writes of one key (same length and address) keep their order.
+   */
+  paintAll(n: number, len: Uint8Array, a: Uint32Array, slot: Uint32Array, verdict: Uint8Array): void {
+    for (const k of byBlock(a, n)) this.paint(len[k]!, a[k]!, slot[k]!, verdict[k]!);
+  }
+
+  /** unpaint() of n deleted entries, in the order of their /24s (the result does not depend on it). */
+  unpaintAll(n: number, len: Uint8Array, a: Uint32Array, cover: Uint32Array): void {
+    for (const k of byBlock(a, n)) this.unpaint(len[k]!, a[k]!, cover[k]!);
+  }
+
+  /** addLonger() of each address, in address order. */
+  addLongerAll(as: Uint32Array): void {
+    for (const a of as.sort()) this.addLonger(a);
+  }
+
+  /** removeLonger() of each address, in address order. */
+  removeLongerAll(as: Uint32Array): void {
+    for (const a of as.sort()) this.removeLonger(a);
   }
 
   /** A new entry longer than /24 at a was written (after prepare()): its /24 gets LONGER. */
@@ -102,7 +138,7 @@ export class Direct24 {
     const c = this.longerCounts();
     const i = a >>> 8;
     if (c[i]! < 255) c[i]!++;
-    this.region.ensure(i * 4, 4);
+    this.window(i, 1);
     const e = this.d[i]!;
     if (!(e & FW_D24_LONGER)) this.d[i] = (e | FW_D24_LONGER) >>> 0;
   }
@@ -113,7 +149,7 @@ export class Direct24 {
     const i = a >>> 8;
     // 255 means "at least 255": unknown, keep the bit (rebuild() or the next process counts again).
     if (c[i] === 0 || c[i] === 255 || --c[i]! !== 0) return;
-    this.region.ensure(i * 4, 4);
+    this.window(i, 1);
     this.d[i] = (this.d[i]! & ~FW_D24_LONGER) >>> 0;
   }
 
@@ -161,16 +197,28 @@ export class Direct24 {
     short.sort((x, y) => x[0] - y[0]);
     for (const [len, a, slot, verdict] of short) want.fill(d24Word(len, slot, verdict), a >>> 8, (a >>> 8) + 2 ** (24 - len));
     for (let i = 0; i < FW_D24_ENTRIES; i++) if (c[i]) want[i] = (want[i]! | FW_D24_LONGER) >>> 0;
-    this.region.mapAll();
     const d = this.d;
     let changed = 0;
-    for (let i = 0; i < FW_D24_ENTRIES; i++) {
-      if (d[i] !== want[i]) {
-        d[i] = want[i]!;
-        changed++;
+    for (let first = 0; first < FW_D24_ENTRIES; first += CHUNK) {
+      this.window(first, CHUNK);
+      for (let i = first; i < first + CHUNK; i++) {
+        if (d[i] !== want[i]) {
+          d[i] = want[i]!;
+          changed++;
+        }
       }
     }
     this.longer = c;
     return changed;
   }
+}
+
+/** The indexes 0..n-1 ordered by the /24 of a[i], stable. */
+function byBlock(a: Uint32Array, n: number): Uint32Array {
+  const keys = new Float64Array(n);
+  for (let k = 0; k < n; k++) keys[k] = (a[k]! >>> 8) * 2 ** 24 + k; // < 2^48: exact
+  keys.sort();
+  const out = new Uint32Array(n);
+  for (let k = 0; k < n; k++) out[k] = keys[k]! % 2 ** 24;
+  return out;
 }
