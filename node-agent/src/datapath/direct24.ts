@@ -66,10 +66,16 @@ export class Direct24 {
     this.forEachEntry = forEachEntry;
   }
 
-  /** Maps words [first, first + n) (n <= CHUNK), releasing the region first when much of it is mapped. */
+  /**
+   * Maps the aligned 256 KB windows holding words [first, first + n) (n <=
+   * CHUNK), releasing the region first when much of it is mapped: the writes
+   * run in /24 order, so a window serves every later word in it.
+   */
   private window(first: number, n: number): void {
     if (this.region.mapped > MAX_MAPPED_PAGES) this.region.release();
-    this.region.ensure(first * 4, n * 4);
+    const lo = first - (first % CHUNK);
+    const hi = Math.min(FW_D24_ENTRIES, Math.ceil((first + n) / CHUNK) * CHUNK);
+    this.region.ensure(lo * 4, (hi - lo) * 4);
   }
 
   /**
