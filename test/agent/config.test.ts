@@ -48,6 +48,7 @@ test('bad input is refused with the flag, the variable and how to fix it', () =>
     [['--interfaces', 'eth0,eth0'], {}, /listed twice/],
     [['--interfaces', 'eth0', '--reconnect-min', '5s', '--reconnect-max', '1s'], {}, /must not be below/],
     [['--interfaces', 'eth0', '--capacity-prefixes', '0'], {}, /out of range/],
+    [['--interfaces', 'eth0', '--capacity-slots', String(2 ** 24 + 1)], {}, /out of range/], // the /24 index word's 24-bit slot field
   ];
   for (const [argv, env, re] of bad) assert.throws(() => loadConfig(argv, env), (e: unknown) => e instanceof ConfigError && re.test(e.message), `${argv.join(' ')} ${JSON.stringify(env)}`);
   assert.equal(parseDurationMs('1.5s', 'x'), 1500);
