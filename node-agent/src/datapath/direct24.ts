@@ -84,16 +84,7 @@ export class Direct24 {
    */
   paint(len: number, a: number, slot: number, verdict: number): void {
     const w = d24Word(len, slot, verdict);
-    const d = this.d;
-    const end = (a >>> 8) + 2 ** (24 - len);
-    for (let first = a >>> 8; first < end; first += CHUNK) {
-      const last = Math.min(end, first + CHUNK);
-      this.window(first, last - first);
-      for (let i = first; i < last; i++) {
-        const e = d[i]!;
-        if (lenOf(e) <= len + 1) d[i] = ((e & FW_D24_LONGER) | w) >>> 0;
-      }
-    }
+    this.rewriteRange(len, a, (e) => (lenOf(e) <= len + 1 ? ((e & FW_D24_LONGER) | w) >>> 0 : e));
   }
 
   /**
@@ -102,6 +93,11 @@ export class Direct24 {
    * it (0: none). Only this entry can hold a /24 of its range at its length.
    */
   unpaint(len: number, a: number, cover: number): void {
+    this.rewriteRange(len, a, (e) => (lenOf(e) === len + 1 ? ((e & FW_D24_LONGER) | cover) >>> 0 : e));
+  }
+
+  /** Stores f(word) for every /24 in the range of (len, a) whose word it changes. */
+  private rewriteRange(len: number, a: number, f: (e: number) => number): void {
     const d = this.d;
     const end = (a >>> 8) + 2 ** (24 - len);
     for (let first = a >>> 8; first < end; first += CHUNK) {
@@ -109,7 +105,8 @@ export class Direct24 {
       this.window(first, last - first);
       for (let i = first; i < last; i++) {
         const e = d[i]!;
-        if (lenOf(e) === len + 1) d[i] = ((e & FW_D24_LONGER) | cover) >>> 0;
+        const x = f(e);
+        if (x !== e) d[i] = x;
       }
     }
   }
