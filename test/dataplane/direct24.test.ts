@@ -2,7 +2,7 @@
 // every length, drawn inside 10.0.0.0/14 so that they nest (a /8, /12, /16,
 // /20 ... over the /24s and /32s inside), upserted, replaced and deleted in
 // random batches, a prefix and its cover often in the same batch, in either
-// order; now and then a /0. With most lengths in the trie (K=2) and with the
+// order, deletes of absent prefixes among them; now and then a /0. With most lengths in the trie (K=2) and with the
 // default layout (K=6). After every batch: the index word of every /24 the
 // entries touch equals the longest entry of length <= 24 over it and LONGER
 // says whether a longer entry lies inside it; and packets from addresses at,
@@ -81,6 +81,10 @@ for (const k of [2, 6]) {
             } else if (r < 9) {
               const e = pick(live);
               apply(del(e), e, true);
+              // Now and then also a delete of an absent prefix of a live length (a no-op that must not
+              // hide the live entries of that length from the index's covers).
+              const x = { ...fresh(pick(live).len) };
+              if (rand() % 3 === 0 && !model.has(keyOf(x.len, x.a))) ops.push(del(x));
             } else {
               // A prefix and the longest entry that covers it, in one batch, either order.
               const e = pick(live);

@@ -298,6 +298,13 @@ test('direct /24 index: each /24 holds its longest entry of length <= 24 and LON
     dp.apply([rm('10.2.0.0/16'), rm('10.0.0.0/8')]);
     assert.deepEqual([at(dir, 10, 2, 8), at(dir, 10, 3, 0)], [[-1, 0, 0, false], [-1, 0, 0, false]]);
 
+    // A delete of an absent prefix in the same apply does not hide the live entry of its length
+    // (the only /16 here) from the covers.
+    dp.apply([up('10.9.0.0/16', 11), up('10.9.5.0/24', 12)]);
+    dp.apply([rm('10.8.0.0/16'), rm('10.9.5.0/24')]);
+    assert.deepEqual(at(dir, 10, 9, 5), [16, 11, DROP, false]);
+    assert.equal(verdict(dp, '10.9.5.1'), XDP_DROP);
+    dp.apply([rm('10.9.0.0/16')]);
     // LONGER follows the entries longer than /24 of its /24; the packets agree.
     dp.apply([up('10.1.9.128/25', 7, 'allow')]);
     assert.deepEqual(at(dir, 10, 1, 9), [24, 2, DROP, true]);

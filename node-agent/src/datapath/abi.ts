@@ -243,12 +243,9 @@ export interface TableCfg {
   sets: [LenSet, LenSet];
 }
 
-/** A whole fw_table_cfg value. */
-export const TABLE_CFG_HEAD = L.fw_table_cfg.size;
-
 /** A fw_table_cfg value. */
 export function encodeTableCfg(c: TableCfg): Buffer {
-  const b = Buffer.alloc(TABLE_CFG_HEAD);
+  const b = Buffer.alloc(L.fw_table_cfg.size);
   const F = L.fw_table_cfg.fields;
   b.writeUInt32LE(c.active, F.active);
   b.writeUInt32LE(c.defaultAction, F.default_action);

@@ -42,7 +42,6 @@ import {
   encodeMeta,
   encodeLenSet,
   encodeTableCfg,
-  TABLE_CFG_HEAD,
   readEntry,
   tableFor,
   writeEntry,
@@ -289,7 +288,7 @@ export class BpfDatapath implements Datapath {
         `pinned state has ABI version ${meta.abiVersion}, this build speaks ${FW_ABI_VERSION}; ${UNINSTALL_HINT}`,
       );
     }
-    // fw_tblcfg through shared memory (its values hold the 2 MB IPv4 filters: no copies through syscalls).
+    // fw_tblcfg through shared memory (the programs read the length sets there; a flip is one store).
     try {
       const tc = this.map(MAP.TBLCFG);
       this.tblcfgRegion = new MapRegion(tc.fd, tc.maxEntries * CFG_STRIDE, tc.name);
@@ -301,8 +300,8 @@ export class BpfDatapath implements Datapath {
       throw e;
     }
     const head = (id: number) => {
-      this.tblcfgRegion.ensure(id * CFG_STRIDE, TABLE_CFG_HEAD);
-      return Buffer.from(this.tblcfg.buffer, this.tblcfg.byteOffset + id * CFG_STRIDE, TABLE_CFG_HEAD);
+      this.tblcfgRegion.ensure(id * CFG_STRIDE, LAYOUT.fw_table_cfg.size);
+      return Buffer.from(this.tblcfg.buffer, this.tblcfg.byteOffset + id * CFG_STRIDE, LAYOUT.fw_table_cfg.size);
     };
     const cfgs = TABLES.map((desc) => decodeTableCfg(head(desc.id)));
     if (meta.abiVersion === 0) {
@@ -787,10 +786,7 @@ export class BpfDatapath implements Datapath {
         const len = b.len[i]!;
         if (t.counts[len] === 0 && !set.hashLens.includes(len)) newLens.set(len, (newLens.get(len) ?? 0) + 1);
       }
-      if (t.d24) for (let i = i0; i < j0; i++) if (b.table[i] === id && b.len[i]! > 24) {
-        t.d24.prepare(); // counts of the longer entries, before this batch adds any
-        break;
-      }
+      prepareD24(t, b, i0, j0); // before this batch adds any entry longer than /24
       const placement = placeNewLengths(set.hashLens, newLens, this.maxHashLengths);
       const hashLens = new Set([...set.hashLens, ...placement.toHash]);
 
@@ -808,6 +804,7 @@ export class BpfDatapath implements Datapath {
       const single: Array<{ key: Buffer; val: Buffer; len: number }> = [];
       /** Keys in the batch insert (the same key twice there would be counted twice). */
       const batched = new Set<number | string>();
+      let bk: number | string = 0;
       const v4 = t.desc.family === 4;
       /** IPv4: new entries longer than /24 (masked addresses). */
       const freshLonger: number[] = [];
@@ -822,8 +819,8 @@ export class BpfDatapath implements Datapath {
             t.counts[len]!++;
             if (v4 && len > 24) freshLonger.push(maskedAddr4(b.addr4[i]!, len));
           }
-        } else if (isFresh[len] && !batched.has(batchKey(b, i))) {
-          batched.add(batchKey(b, i));
+        } else if (isFresh[len] && !batched.has((bk = batchKey(b, i)))) {
+          batched.add(bk);
           writeMaskedKeyOp(toTrie.keys, toTrie.n * ks, b, i);
           writeEntryAttrs(toTrie.vals, toTrie.n * vs, b.slot[i]!, attrs, len);
           toTrie.lens[toTrie.n] = len;
@@ -894,10 +891,7 @@ export class BpfDatapath implements Datapath {
       const id = t.desc.id;
       t.touched = true;
       const set = activeSet(t);
-      if (t.d24) for (let i = i0; i < j0; i++) if (b.table[i] === id && b.len[i]! > 24) {
-        t.d24.prepare(); // counts of the longer entries, before this batch removes any
-        break;
-      }
+      prepareD24(t, b, i0, j0); // before this batch removes any entry longer than /24
       const inHashLen = new Uint8Array(FW_LEN_SLOTS);
       for (const l of set.hashLens) inHashLen[l] = 1;
       const ks = t.desc.keySize;
@@ -948,7 +942,7 @@ export class BpfDatapath implements Datapath {
         d24.removeLongerAll(Uint32Array.from(goneLonger));
         const p = shortOps(b, i0, j0, id);
         const cover = new Uint32Array(p.n);
-        for (let k = 0; k < p.n; k++) cover[k] = this.cover4(t, p.len[k]!, p.a[k]!);
+        for (let k = 0; k < p.n; k++) cover[k] = this.cover4(t, p.len[k]!, p.a[k]!, inHashLen);
         d24.unpaintAll(p.n, p.len, p.a, cover);
       }
 
@@ -960,15 +954,20 @@ export class BpfDatapath implements Datapath {
     }
   }
 
-  /** The /24 index word of the longest entry shorter than len that covers a (0: none). */
-  private cover4(t: TableState, len: number, a: number): number {
+  /**
+   * The /24 index word of the longest entry shorter than len that covers a
+   * (0: none). inHashLen: the lengths whose entries live in the hash (as
+   * before the batch: a length never moves while it has entries, but the one
+   * a batch's deletes may empty is unpublished before them).
+   */
+  private cover4(t: TableState, len: number, a: number, inHashLen: Uint8Array): number {
     const key = this.coverKey;
     const bytes = key.subarray(4);
     for (let l = len - 1; l >= 0; l--) {
       if (t.counts[l] === 0) continue;
       key.writeUInt32LE(l, 0);
       key.writeUInt32BE(maskedAddr4(a, l), 4);
-      if (this.inHash(t, l)) {
+      if (inHashLen[l]) {
         const v = t.tab.get(l, bytes);
         if (v) return d24Word(l, v.slot, slotVerdict(attrsOf(v.action, v.mode)));
       } else {
@@ -991,7 +990,7 @@ export class BpfDatapath implements Datapath {
     const staged: TableCfg = { ...t.cfg, sets: [...t.cfg.sets] as [LenSet, LenSet] };
     staged.sets[cur ^ 1] = { hashLens: [...next.hashLens], useTrie: next.useTrie };
     const base = t.desc.id * CFG_STRIDE;
-    this.tblcfgRegion.ensure(base, TABLE_CFG_HEAD);
+    this.tblcfgRegion.ensure(base, LAYOUT.fw_table_cfg.size);
     // The inactive set (no program reads it), then the flip (a seq-cst store: after the set's bytes).
     this.tblcfg.set(encodeLenSet(staged.sets[cur ^ 1]!), base + LAYOUT.fw_table_cfg.fields.set + (cur ^ 1) * LAYOUT.fw_lenset.size);
     Atomics.store(this.tblcfg32, (base + LAYOUT.fw_table_cfg.fields.active) / 4, cur ^ 1);
@@ -1640,6 +1639,17 @@ function writeEntryAttrs(buf: Buffer, off: number, slot: number, attrs: number, 
 /** The IPv4 address of op i with host bits cleared. */
 function masked4(b: OpBatch, i: number): number {
   return maskedAddr4(b.addr4[i]!, b.len[i]!);
+}
+
+/** Counts the /24 index's longer entries (once per process) if ops [i0, j0) touch one of table t. */
+function prepareD24(t: TableState, b: OpBatch, i0: number, j0: number): void {
+  if (!t.d24) return;
+  for (let i = i0; i < j0; i++) {
+    if (b.table[i] === t.desc.id && b.len[i]! > 24) {
+      t.d24.prepare();
+      return;
+    }
+  }
 }
 
 /** The IPv4 entry ops of table id in [i0, j0) of length <= 24: op index, length, masked address. */
