@@ -13,7 +13,9 @@
 //    bare count-and-pass program with the same prologue; baseline_hot is the
 //    bare program alone. Sets are mixed /32 + /24 (IPv6: /128 + /48). Each
 //    case runs with the production layout (hash with K=6 lengths + trie)
-//    and, for comparison, as a plain LPM trie (K=0, suffix _trie). Rule
+//    and, for comparison, in a plain LPM trie (suffix _trie: the bench's
+//    trie_drop program, one BPF_MAP_TYPE_LPM_TRIE lookup; no fleetwall
+//    layout is a plain trie, its programs read the IPv4 /24 index first). Rule
 //    counters: 1024 slots (slot = i % 1024). Two more v4_1m figures show the
 //    costs the headline leaves out: one counter slot per rule (1M slots,
 //    suffix _rule_slots) and 16384 sources (suffix _16k_sources, against a
@@ -34,7 +36,7 @@
 //    bare XDP drop program, one that reads the source and drops, the
 //    xdp-filter design (a plain kernel HASH of 100k exact /32 source keys:
 //    lookup, count, drop; the anchor for what holding CIDRs costs), fleetwall
-//    (100k and 1k prefixes), fleetwall as a plain trie, nftables (netdev
+//    (100k and 1k prefixes), a plain XDP LPM trie of the same 100k, nftables (netdev
 //    ingress, interval set of the same 100k prefixes), or, if xdp-tools is
 //    installed and no xdp-filter runs on this host, the real xdp-filter
 //    (mpps.xdp_filter_10k_drop: listed sources dropped, IPv4 only, its map's 10,000 exact
@@ -88,7 +90,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, openSync, readFileSync, rmdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type BpfDatapath, openDatapath, removePins } from '../node-agent/src/datapath/bpf-datapath.js';
@@ -120,7 +122,7 @@ const CASES = new RegExp(argv.includes('--cases') ? argv[argv.indexOf('--cases')
 const ANCHORS: Record<string, number> = {
   'mpps.xdp_filter_10k_drop': 0.66, // xdp-filter, 10k exact addresses
   'mpps.xdp_hash32_100k_drop': 0.73, // XDP /32 hash of 100k
-  'mpps.fleetwall_100k_trie_drop': 0.5, // XDP LPM trie of 100k
+  'mpps.xdp_trie_100k_drop': 0.5, // XDP LPM trie of 100k
   'mpps.nft_100k_drop': 0.1, // nftables interval set
 };
 const ALWAYS = new Set(['mpps.xdp_bare_drop', 'mpps.xdp_parse_drop', 'mpps.xdp_hash32_100k_drop', 'mpps.nft_100k_drop']);
@@ -174,9 +176,9 @@ function openSet(name: string, family: 4 | 6, n: number, k: number, ruleSlots = 
 /** Rotation-table entries for the random-order cases (the table holds 65536). */
 const RANDOM_DRAWS = 65536;
 
-/** A bench variant of a program with its source-rotation table filled. */
-function variant(objFile: string, prog: string, sources: Uint8Array[], pinDir?: string): number {
-  const obj = loadObject(objFile.startsWith('/') ? objFile : join(root, 'bpf/bench/obj', objFile), pinDir ? { pinDir, pinFilter: (m) => m.startsWith('fw_') } : {});
+/** A bench variant of a program with its source-rotation table filled (maps named pinPrefix* shared through pinDir). */
+function variant(objFile: string, prog: string, sources: Uint8Array[], pinDir?: string, pinPrefix = 'fw_'): number {
+  const obj = loadObject(objFile.startsWith('/') ? objFile : join(root, 'bpf/bench/obj', objFile), pinDir ? { pinDir, pinFilter: (m) => m.startsWith(pinPrefix) } : {});
   objects.push(obj);
   const key = Buffer.alloc(4);
   const val = Buffer.alloc(20);
@@ -237,22 +239,30 @@ function perPacket(): void {
     { name: 'v6_100k', family: 6, n: 100_000, miss: false },
   ];
   for (const s of sets) {
-    for (const k of [6, 0]) {
-      const suffix = k === 0 ? '_trie' : '';
-      const { pinDir, seconds } = openSet(`${s.name}${suffix}`, s.family, s.n, k);
-      process.stderr.write(`# loaded ${s.name}${suffix} (${s.n}) in ${seconds.toFixed(2)} s\n`);
-      const ctx = { prefixes: s.n, layout: k === 0 ? 'lpm trie' : `hash (K=${k}) + trie`, sources: NSRC };
-      const hit = hitSources(s.family, s.n, NSRC);
-      runs.push({ metric: `ns_per_packet.${s.name}_hit${suffix}`, fd: variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', hit, pinDir), frame: s.family === 4 ? v4 : v6, ctx, pinDir, sources: hit, expect: 'drop' });
-      if (s.name === 'v4_1m' && k !== 0) {
+    const hit = hitSources(s.family, s.n, NSRC);
+    const frameOf = s.family === 4 ? v4 : v6;
+    // fleetwall (K=6), then the plain LPM trie of the bench (suffix _trie) on the same prefixes.
+    const { pinDir, seconds } = openSet(s.name, s.family, s.n, 6);
+    process.stderr.write(`# loaded ${s.name} (${s.n}) in ${seconds.toFixed(2)} s\n`);
+    const triePin = newPinDir(`${s.name}_trie`);
+    mkdirSync(triePin, { recursive: true });
+    const layouts = [
+      { suffix: '', ctx: { prefixes: s.n, layout: 'hash (K=6) + trie', sources: NSRC }, fd: (src: Uint8Array[]) => variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', src, pinDir), pinDir },
+      { suffix: '_trie', ctx: { prefixes: s.n, layout: 'plain lpm trie (bench program trie_drop)', sources: NSRC }, fd: (src: Uint8Array[]) => variant('bare_vary.bpf.o', 'trie_drop', src, triePin, 'trie'), pinDir: undefined },
+    ];
+    for (const l of layouts) {
+      const ctx = l.ctx;
+      runs.push({ metric: `ns_per_packet.${s.name}_hit${l.suffix}`, fd: l.fd(hit), frame: frameOf, ctx, pinDir: l.pinDir, sources: hit, expect: 'drop' });
+      if (l.suffix === '_trie') fillTrie(triePin, s.family, s.n);
+      if (s.name === 'v4_1m' && l.suffix === '') {
         const rnd = randomOrder(hit, RANDOM_DRAWS);
-        runs.push({ metric: 'ns_per_packet.v4_1m_hit_random_order', fd: variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', rnd, pinDir), frame: v4, ctx: { ...ctx, sources: `${NSRC}, in a random order of ${RANDOM_DRAWS}`, baseline: 'baseline_random_order' }, pinDir, sources: rnd });
+        runs.push({ metric: 'ns_per_packet.v4_1m_hit_random_order', fd: l.fd(rnd), frame: v4, ctx: { ...ctx, sources: `${NSRC}, in a random order of ${RANDOM_DRAWS}`, baseline: 'baseline_random_order' }, pinDir: l.pinDir, sources: rnd });
       }
       if (s.miss) {
         const miss = missSources(NSRC);
-        runs.push({ metric: `ns_per_packet.${s.name}_miss${suffix}`, fd: variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', miss, pinDir), frame: v4, ctx, pinDir, sources: miss, expect: 'pass' });
+        runs.push({ metric: `ns_per_packet.${s.name}_miss${l.suffix}`, fd: l.fd(miss), frame: v4, ctx, pinDir: l.pinDir, sources: miss, expect: 'pass' });
         const near = nearMissSources(s.n, NSRC);
-        runs.push({ metric: `ns_per_packet.${s.name}_miss_near${suffix}`, fd: variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', near, pinDir), frame: v4, ctx: { ...ctx, sources: `${NSRC}, next to listed ones (same /16, unlisted)` }, pinDir, sources: near, expect: 'pass' });
+        runs.push({ metric: `ns_per_packet.${s.name}_miss_near${l.suffix}`, fd: l.fd(near), frame: v4, ctx: { ...ctx, sources: `${NSRC}, next to listed ones (same /16, unlisted)` }, pinDir: l.pinDir, sources: near, expect: 'pass' });
       }
     }
   }
@@ -481,7 +491,7 @@ function stamps(pin: string): number {
 /** Sum of run_time_ns and run_cnt over the XDP sink programs (kernel.bpf_stats_enabled=1), by bpftool. */
 function progStats(): { ns: number; cnt: number } {
   if (!PROG_STATS) return { ns: 0, cnt: 0 };
-  const names = new Set(['bare_drop', 'bare_parse_drop', 'hash32_drop', 'fw_xdp_ingress']);
+  const names = new Set(['bare_drop', 'bare_parse_drop', 'hash32_drop', 'trie_drop', 'fw_xdp_ingress']);
   let ns = 0;
   let cnt = 0;
   try {
@@ -513,6 +523,32 @@ function writeSources(pin: string, sources: Uint8Array[]): void {
  * source where it sends from that /24, else the /24's first address).
  * Every generated packet hits, as with fleetwall.
  */
+/** Fills the plain trie of the bench (trie4_srcs / trie6_srcs, pinned in pinDir or given by fd) with the n prefixes of a set. */
+function fillTrie(where: string | number, family: 4 | 6, n: number): void {
+  const name = family === 4 ? 'trie4_srcs' : 'trie6_srcs';
+  const fd = typeof where === 'number' ? where : check(raw.bpf_obj_get(`${where}/${name}`) as number, 'open pinned map', name);
+  try {
+    const ks = family === 4 ? 8 : 20;
+    const es = entries(family, n);
+    const CH = 65536;
+    const k = Buffer.alloc(CH * ks);
+    const v = Buffer.alloc(CH * 8);
+    for (let off = 0; off < es.length; off += CH) {
+      const m = Math.min(CH, es.length - off);
+      for (let i = 0; i < m; i++) {
+        const p = es[off + i]!.prefix;
+        k.writeUInt32LE(p.len, i * ks);
+        k.set(p.bytes, i * ks + 4);
+      }
+      const count = new Uint32Array([m]);
+      check(raw.bpf_map_update_batch(fd, k, v, count, batchOpts(0n)) as number, 'fill', name);
+      if (count[0] !== m) throw new Error(`${name}: ${count[0]} of ${m} prefixes written`);
+    }
+  } finally {
+    if (typeof where !== 'number') closeFd(fd);
+  }
+}
+
 function hash32Keys(n: number, sources: Uint8Array[]): number[] {
   const keys = new Set<number>();
   const half = Math.floor(n / 2);
@@ -594,9 +630,10 @@ function xdpFilterDrops(): bigint {
   }
 }
 
-function sumHash32(fd: number): bigint {
-  const key = Buffer.alloc(4);
-  const next = Buffer.alloc(4);
+/** Sum of the u64 hit counts of an anchor's map (hash32_srcs: 4-byte keys, trie4_srcs: 8). */
+function sumHits(fd: number, keySize: number): bigint {
+  const key = Buffer.alloc(keySize);
+  const next = Buffer.alloc(keySize);
   const val = Buffer.alloc(8);
   let sum = 0n;
   let prev: Buffer | null = null;
@@ -639,7 +676,6 @@ async function dropRates(): Promise<void> {
     // The sinks.
     const fw = openSet('drop-fw', 4, N, 6);
     const small = openSet('drop-fw1k', 4, 1000, 6);
-    const trie = openSet('drop-trie', 4, N, 0);
     const barePin = newPinDir('drop-bare');
     execFileSync('mkdir', ['-p', barePin]);
     const bare = loadObject(join(root, 'bpf/bench/obj/bare.bpf.o'));
@@ -656,6 +692,9 @@ async function dropRates(): Promise<void> {
     const filterKeys = [...new Set([...bigSources.map((a) => Buffer.from(a).readUInt32BE(0)), ...keys])];
     if (!useXdpFilter) process.stderr.write(`# xdp-filter: not installed or already in use on this host (${XDP_FILTER_PINS}): its case is skipped\n`);
     check(raw.bpf_obj_pin(bare.progFd('hash32_drop'), `${barePin}/hash32`) as number, 'pin', barePin);
+    // The plain LPM trie anchor: the same 100k prefixes in the bench's trie_drop program.
+    fillTrie(bare.mapFd('trie4_srcs'), 4, N);
+    check(raw.bpf_obj_pin(bare.progFd('trie_drop'), `${barePin}/trie`) as number, 'pin', barePin);
     // --compare-live: this build and each other build of the fleetwall program on the same maps, attached alike.
     const abPrograms: Array<[string, string]> = COMPARE_LIVE.length
       ? [['a', join(root, 'bpf/obj/xdp_ingress.bpf.o')], ...COMPARE_LIVE.map((f, i): [string, string] => [String.fromCharCode(98 + i), f])]
@@ -745,7 +784,7 @@ async function dropRates(): Promise<void> {
       fwCase('mpps.fleetwall_100k_drop', fw.pinDir, 'fleetwall XDP, 50k /32 + 50k /24, hash (K=6) + trie', 'big'),
       ...abPrograms.map(([ab, file]) => progCase(`mpps.fleetwall_100k_${ab}_drop`, `${barePin}/fw_${ab}`, `fleetwall 100k maps, program ${file}, attached as a plain XDP link`)),
       fwCase('mpps.fleetwall_1k_drop', small.pinDir, 'fleetwall XDP, 500 /32 + 500 /24 (traffic from that set)', 'small'),
-      fwCase('mpps.fleetwall_100k_trie_drop', trie.pinDir, 'fleetwall XDP as a plain LPM trie (K=0), same 100k', 'big'),
+      progCase('mpps.xdp_trie_100k_drop', `${barePin}/trie`, 'plain XDP LPM trie of the same 100k prefixes (lookup, count, drop)'),
       { metric: 'mpps.nft_100k_drop', attach: async () => null, detach: async () => null, ctx: { sink: 'nftables netdev ingress, interval set of the same 100k' }, sources: 'big', xdp: false },
       ...(useXdpFilter
         ? [
@@ -910,9 +949,12 @@ async function dropRates(): Promise<void> {
       }
     }
     // The anchor dropped what it was sent (a miss would pass the packet up the stack: another measurement).
-    const hits = sumHash32(bare.mapFd('hash32_srcs'));
+    const hits = sumHits(bare.mapFd('hash32_srcs'), 4);
     if ([...samples.keys()].some((m) => m.startsWith('mpps.xdp_hash32_100k_drop@')) && hits === 0n) throw new Error('the hash32 sink counted no hit');
     process.stderr.write(`# hash32: ${hits} packets hit and dropped over its windows (and warm-ups)\n`);
+    const trieHits = sumHits(bare.mapFd('trie4_srcs'), 8);
+    if ([...samples.keys()].some((m) => m.startsWith('mpps.xdp_trie_100k_drop@')) && trieHits === 0n) throw new Error('the trie sink counted no hit');
+    process.stderr.write(`# trie: ${trieHits} packets hit and dropped over its windows (and warm-ups)\n`);
     if (useXdpFilter) process.stderr.write(`# xdp-filter: ${xdpFilterDropped} packets dropped over its windows (and warm-ups)\n`);
     const of = (m: string) => samples.get(m)!;
     const ratio = (m: string, base: string, f: (s: Sample) => number, inv = false) =>

@@ -73,9 +73,7 @@ export class Direct24 {
    */
   private window(first: number, n: number): void {
     if (this.region.mapped > MAX_MAPPED_PAGES) this.region.release();
-    const lo = first - (first % CHUNK);
-    const hi = Math.min(FW_D24_ENTRIES, Math.ceil((first + n) / CHUNK) * CHUNK);
-    this.region.ensure(lo * 4, (hi - lo) * 4);
+    this.region.ensureChunked(first * 4, n * 4, CHUNK * 4);
   }
 
   /**
@@ -83,8 +81,7 @@ export class Direct24 {
    * takes every /24 of its range that no longer entry of length <= 24 holds.
    */
   paint(len: number, a: number, slot: number, verdict: number): void {
-    const w = d24Word(len, slot, verdict);
-    this.rewriteRange(len, a, (e) => (lenOf(e) <= len + 1 ? ((e & FW_D24_LONGER) | w) >>> 0 : e));
+    this.rewriteRange(len, a, d24Word(len, slot, verdict), true);
   }
 
   /**
@@ -93,35 +90,40 @@ export class Direct24 {
    * it (0: none). Only this entry can hold a /24 of its range at its length.
    */
   unpaint(len: number, a: number, cover: number): void {
-    this.rewriteRange(len, a, (e) => (lenOf(e) === len + 1 ? ((e & FW_D24_LONGER) | cover) >>> 0 : e));
+    this.rewriteRange(len, a, cover, false);
   }
 
-  /** Stores f(word) for every /24 in the range of (len, a) whose word it changes. */
-  private rewriteRange(len: number, a: number, f: (e: number) => number): void {
+  /**
+   * Every /24 in the range of (len, a) whose word holds an entry of length
+   * <= len (paint) or exactly len (unpaint) gets w, keeping its LONGER bit.
+   */
+  private rewriteRange(len: number, a: number, w: number, paint: boolean): void {
     const d = this.d;
+    const mine = len + 1;
     const end = (a >>> 8) + 2 ** (24 - len);
     for (let first = a >>> 8; first < end; first += CHUNK) {
       const last = Math.min(end, first + CHUNK);
       this.window(first, last - first);
       for (let i = first; i < last; i++) {
         const e = d[i]!;
-        const x = f(e);
-        if (x !== e) d[i] = x;
+        const l = lenOf(e);
+        if (paint ? l <= mine : l === mine) d[i] = ((e & FW_D24_LONGER) | w) >>> 0;
       }
     }
   }
 
   /**
-   * paint() of n entries (length, masked address, slot, verdict), in the
-   * order of their /24s so that each page is mapped once. The result does not
-   * depend on the order: a word ends up with the longest entry over it, and
-   * two writes of one key (same length and address) keep their order.
+   * paint() of n entries (length, masked address, slot, verdict), grouped by
+   * the window of their first /24 so that each window is mapped once. The
+   * result does not depend on the order: a word ends up with the longest
+   * entry over it, and two writes of one key (same length and address) keep
+   * their order.
    */
   paintAll(n: number, len: Uint8Array, a: Uint32Array, slot: Uint32Array, verdict: Uint8Array): void {
     for (const k of byBlock(a, n)) this.paint(len[k]!, a[k]!, slot[k]!, verdict[k]!);
   }
 
-  /** unpaint() of n deleted entries, in the order of their /24s (the result does not depend on it). */
+  /** unpaint() of n deleted entries, grouped by window (the result does not depend on the order). */
   unpaintAll(n: number, len: Uint8Array, a: Uint32Array, cover: Uint32Array): void {
     for (const k of byBlock(a, n)) this.unpaint(len[k]!, a[k]!, cover[k]!);
   }
@@ -216,12 +218,13 @@ export class Direct24 {
   }
 }
 
-/** The indexes 0..n-1 ordered by the /24 of a[i], stable. */
+/** The indexes 0..n-1 grouped by the window (CHUNK words) of the /24 of a[i], in window order, stable (a counting sort). */
 function byBlock(a: Uint32Array, n: number): Uint32Array {
-  const keys = new Float64Array(n);
-  for (let k = 0; k < n; k++) keys[k] = (a[k]! >>> 8) * 2 ** 24 + k; // < 2^48: exact
-  keys.sort();
+  const windows = FW_D24_ENTRIES / CHUNK;
+  const start = new Uint32Array(windows + 1);
+  for (let k = 0; k < n; k++) start[((a[k]! >>> 8) / CHUNK + 1) | 0]!++;
+  for (let c = 0; c < windows; c++) start[c + 1]! += start[c]!;
   const out = new Uint32Array(n);
-  for (let k = 0; k < n; k++) out[k] = keys[k]! % 2 ** 24;
+  for (let k = 0; k < n; k++) out[start[((a[k]! >>> 8) / CHUNK) | 0]!++] = k;
   return out;
 }

@@ -261,6 +261,23 @@ export class MapRegion {
     this.ensurePages(first, last);
   }
 
+  /**
+   * ensure(off, len), but when a page of it is missing, maps the aligned
+   * windows of `chunk` bytes around it: work that walks the region in order
+   * then maps one window per chunk instead of one per page.
+   */
+  ensureChunked(off: number, len: number, chunk: number): void {
+    const first = Math.floor(off / PAGE);
+    const last = Math.floor((off + Math.max(1, len) - 1) / PAGE);
+    for (let p = first; p <= last; p++) {
+      if (this.pages[p] !== 0) continue;
+      const lo = Math.floor(off / chunk) * (chunk / PAGE);
+      const hi = Math.min(this.pages.length, Math.ceil((off + Math.max(1, len)) / chunk) * (chunk / PAGE)) - 1;
+      this.ensurePages(lo, hi);
+      return;
+    }
+  }
+
   /** Maps every page (bulk work: one mmap instead of many windows). */
   mapAll(): void {
     if (this.mappedPages === this.pages.length) return;
