@@ -117,7 +117,7 @@ export const DEFAULT_MAX_HASH_LENGTHS = 6;
 export interface BpfDatapathOptions extends DatapathOptions {
   readonly logger?: Logger;
   /**
-   * K, prefix lengths per table kept in the hash (0..8; 0 = a plain LPM trie).
+   * K, prefix lengths per table kept in the hash (0..8; 0 = every length in the LPM trie, behind the IPv4 /24 index).
    * Used only when the maps are created; reopened pins keep theirs.
    */
   readonly maxHashLengths?: number;
