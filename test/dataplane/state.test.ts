@@ -208,9 +208,19 @@ test('prefix lengths: first K populated go to the hash, the rest to the trie; an
       up(deny('203.0.113.2/32', 1)),
       up(deny('203.0.113.3/32', 1)),
     ]);
-    assert.deepEqual(v4(), { direction: 'ingress', family: 4, hashLens: [32, 24], trieLens: [8], useTrie: true });
+    // IPv4: a trie of lengths up to 24 is never looked up (the /24 index holds them): no trie flag.
+    assert.deepEqual(v4(), { direction: 'ingress', family: 4, hashLens: [32, 24], trieLens: [8], useTrie: false });
     dp.apply([up(deny('172.16.0.0/12', 1))]);
     assert.deepEqual(v4().trieLens, [8, 12], 'hash full: a new length goes to the trie');
+    // A trie length above 24 sets the flag (the programs look it up in /24s that hold it), and clears it when it goes.
+    dp.apply([up(deny('203.0.113.64/28', 1))]);
+    assert.deepEqual([v4().trieLens, v4().useTrie], [[8, 12, 28], true]);
+    assert.equal(dp.testRun('xdp', ipFrame('203.0.113.70', '192.0.2.254')).retval, XDP_DROP);
+    assert.equal(dp.testRun('xdp', ipFrame('203.0.113.99', '192.0.2.254')).retval, XDP_PASS);
+    dp.apply([del('203.0.113.64/28')]);
+    assert.deepEqual([v4().trieLens, v4().useTrie], [[8, 12], false]);
+    assert.equal(dp.testRun('xdp', ipFrame('203.0.113.70', '192.0.2.254')).retval, XDP_PASS);
+    assert.equal(dp.testRun('xdp', ipFrame('10.9.9.9', '192.0.2.254')).retval, XDP_DROP, 'the /8 in the trie, through the /24 index');
     // Empty /24: its place frees; the next new length takes it.
     dp.apply([del('192.0.2.0/24'), del('198.51.100.0/24')]);
     assert.deepEqual(v4().hashLens, [32]);

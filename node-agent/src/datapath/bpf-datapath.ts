@@ -916,7 +916,7 @@ export class BpfDatapath implements Datapath {
       for (const [len, n] of perLen) if (t.counts[len]! <= n) emptied.add(len);
       const hashAfter = set.hashLens.filter((l) => !emptied.has(l));
       let trieAfter = 0;
-      for (let l = 0; l <= t.desc.maxLen; l++) if (t.counts[l]! > 0 && !set.hashLens.includes(l) && !emptied.has(l)) trieAfter++;
+      for (let l = trieFloor(t); l <= t.desc.maxLen; l++) if (t.counts[l]! > 0 && !set.hashLens.includes(l) && !emptied.has(l)) trieAfter++;
       const before: LenSet = { hashLens: hashAfter, useTrie: set.useTrie && trieAfter > 0 };
       if (!sameSet(before, set)) this.publish(t, before);
 
@@ -978,9 +978,10 @@ export class BpfDatapath implements Datapath {
     return 0;
   }
 
+  /** Trie entries the programs look up: of lengths outside hashLens, and (IPv4) longer than /24. */
   private trieCount(t: TableState, hashLens: ReadonlySet<number>): number {
     let n = 0;
-    for (let l = 0; l <= t.desc.maxLen; l++) if (!hashLens.has(l)) n += t.counts[l]!;
+    for (let l = trieFloor(t); l <= t.desc.maxLen; l++) if (!hashLens.has(l)) n += t.counts[l]!;
     return n;
   }
 
@@ -1079,7 +1080,7 @@ export class BpfDatapath implements Datapath {
       // Every hash length with entries is published; the trie flag follows the trie.
       const next: LenSet = {
         hashLens: mergeDesc([...hashWithEntries], []).slice(0, FW_MAX_HASH_LENS),
-        useTrie: trieLens.size > 0,
+        useTrie: [...trieLens].some((l) => l >= trieFloor(t)),
       };
       if (!sameSet(next, set)) this.publish(t, next);
       t.touched = true;
@@ -1639,6 +1640,15 @@ function writeEntryAttrs(buf: Buffer, off: number, slot: number, attrs: number, 
 /** The IPv4 address of op i with host bits cleared. */
 function masked4(b: OpBatch, i: number): number {
   return maskedAddr4(b.addr4[i]!, b.len[i]!);
+}
+
+/**
+ * The shortest trie length the programs look up: IPv4 packets read the /24
+ * index for every length up to 24, so the trie flag (`useTrie`) of an IPv4
+ * table says whether the trie holds an entry longer than /24.
+ */
+function trieFloor(t: TableState): number {
+  return t.d24 ? 25 : 0;
 }
 
 /** Counts the /24 index's longer entries (once per process) if ops [i0, j0) touch one of table t. */
