@@ -40,7 +40,7 @@ function lenOf(e: number): number {
   return (e >>> FW_D24_LEN_SHIFT) & 31;
 }
 
-/** Visits every entry of a table: its length, its masked address (host order) and its index word. */
+/** Visits every entry of a table: its length, masked address (host order), counter slot and verdict. */
 export type ForEachEntry4 = (fn: (len: number, a: number, slot: number, verdict: number) => void) => void;
 
 export class Direct24 {
@@ -68,8 +68,8 @@ export class Direct24 {
 
   /**
    * Maps the aligned 256 KB windows holding words [first, first + n) (n <=
-   * CHUNK), releasing the region first when much of it is mapped: the writes
-   * run in /24 order, so a window serves every later word in it.
+   * CHUNK), releasing the region first when much of it is mapped: bulk writes
+   * are grouped by window, so one window serves all the writes in it.
    */
   private window(first: number, n: number): void {
     if (this.region.mapped > MAX_MAPPED_PAGES) this.region.release();
@@ -164,22 +164,16 @@ export class Direct24 {
    * counts must not already include it).
    */
   prepare(): void {
-    this.counts();
+    if (this.longer) return;
+    const c = new Uint8Array(FW_D24_ENTRIES);
+    this.forEachEntry((len, a) => {
+      if (len > 24 && c[a >>> 8]! < 255) c[a >>> 8]!++;
+    });
+    this.longer = c;
   }
 
   private longerCounts(): Uint8Array {
     if (!this.longer) throw new Error('Direct24: prepare() before the first write of an entry longer than /24');
-    return this.longer;
-  }
-
-  private counts(): Uint8Array {
-    if (!this.longer) {
-      const c = new Uint8Array(FW_D24_ENTRIES);
-      this.forEachEntry((len, a) => {
-        if (len > 24 && c[a >>> 8]! < 255) c[a >>> 8]!++;
-      });
-      this.longer = c;
-    }
     return this.longer;
   }
 
