@@ -62,6 +62,14 @@ int bare_parse_drop(struct xdp_md *ctx)
 	return XDP_DROP;
 }
 
+/* Ethernet (untagged) + IPv4, source in reach: the anchors' checks, as fleetwall's parse does them. */
+static __always_inline int bench_ipv4(void *data, void *data_end)
+{
+	__u8 *p = data;
+
+	return data + 34 <= data_end && p[12] == 0x08 && p[13] == 0x00 && (p[14] & 0xf0) == 0x40;
+}
+
 /*
  * A plain LPM trie, the issue's "LPM trie" anchor (fleetwall's own programs
  * read an IPv4 /24 index first, so no fleetwall layout is a plain trie): the
@@ -110,7 +118,7 @@ int trie_drop(struct xdp_md *ctx)
 		struct trie6_key k = { .prefixlen = 128 };
 		__builtin_memcpy(k.addr, p + 22, 16);
 		n = bpf_map_lookup_elem(&trie6_srcs, &k);
-	} else if (data + 34 <= data_end && p[12] == 0x08 && p[13] == 0x00 && (p[14] & 0xf0) == 0x40) {
+	} else if (bench_ipv4(data, data_end)) {
 		struct trie4_key k = { .prefixlen = 32, .addr = *(__u32 *)(p + 26) };
 		n = bpf_map_lookup_elem(&trie4_srcs, &k);
 	}
@@ -143,9 +151,7 @@ int hash32_drop(struct xdp_md *ctx)
 	void *data_end = (void *)(long)ctx->data_end;
 	__u8 *p = data;
 
-	if (data + 34 > data_end)
-		return XDP_PASS;
-	if (p[12] != 0x08 || p[13] != 0x00 || (p[14] & 0xf0) != 0x40)
+	if (!bench_ipv4(data, data_end))
 		return XDP_PASS;
 	__u32 src = *(__u32 *)(p + 26);
 	__u64 *n = bpf_map_lookup_elem(&hash32_srcs, &src);

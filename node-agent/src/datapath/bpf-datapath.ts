@@ -16,7 +16,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { Prefix } from '../../../common/src/cidr.js';
-import type { DefaultAction, RuleAction, RuleDirection, RuleMode } from '../../../common/src/policy.js';
+import type { DefaultAction, RuleDirection } from '../../../common/src/policy.js';
 import {
   FW_ABI_VERSION,
   FW_META_V2,
@@ -53,6 +53,7 @@ import { type LoadedObject, loadObject } from './bpf-object.js';
 import {
   ATTR_ALLOW,
   ATTR_MONITOR,
+  attrsOf,
   OP,
   OpBatch,
   type TableIndex,
@@ -587,32 +588,8 @@ export class BpfDatapath implements Datapath {
       this.meta = { ...this.meta, dirty: true };
       this.writeMeta();
     }
-    const n = b.length;
-    let i = 0;
     try {
-      while (i < n) {
-        const kind = b.kind[i]!;
-        let j = i;
-        while (j < n && b.kind[j] === kind) j++;
-        switch (kind) {
-          case OP.entryUpsert:
-            this.upsertEntries(b, i, j);
-            break;
-          case OP.entryDelete:
-            this.deleteEntries(b, i, j);
-            break;
-          case OP.journalUpsert:
-            this.upsertJournal(b, i, j);
-            break;
-          case OP.journalDelete:
-            this.deleteJournal(b, i, j);
-            break;
-          case OP.counterReset:
-            this.resetCounters(b, i, j);
-            break;
-        }
-        i = j;
-      }
+      this.runOps(b);
     } catch (e) {
       // A write failed half-way: the /24 indexes follow what the maps now hold.
       if (touchesEntries) for (const t of this.tables) if (t.touched) t.d24?.rebuild();
@@ -627,9 +604,39 @@ export class BpfDatapath implements Datapath {
     if (touchesEntries || meta) this.writeMeta();
   }
 
+  /** The batch's ops, each run of one kind at a time, in order. */
+  private runOps(b: OpBatch): void {
+    const n = b.length;
+    let i = 0;
+    while (i < n) {
+      const kind = b.kind[i]!;
+      let j = i;
+      while (j < n && b.kind[j] === kind) j++;
+      switch (kind) {
+        case OP.entryUpsert:
+          this.upsertEntries(b, i, j);
+          break;
+        case OP.entryDelete:
+          this.deleteEntries(b, i, j);
+          break;
+        case OP.journalUpsert:
+          this.upsertJournal(b, i, j);
+          break;
+        case OP.journalDelete:
+          this.deleteJournal(b, i, j);
+          break;
+        case OP.counterReset:
+          this.resetCounters(b, i, j);
+          break;
+      }
+      i = j;
+    }
+  }
+
   /**
-   * Maps whole tables (and their fw_tblcfg value, the counters) up front
-   * when a batch touches them often; a few ops map the pages they touch.
+   * Maps whole hash tables (and the rule counters) up front when a batch
+   * touches them often; a few ops map the pages they touch. The /24 indexes
+   * are never mapped whole (direct24.ts: their windows).
    */
   private mapForBulk(b: OpBatch): void {
     const perTable = [0, 0, 0, 0];
@@ -1691,10 +1698,6 @@ function trieExact(trie: BpfMap, key: Buffer): Buffer | null {
 /** An IPv4 address (host order) with the bits after len cleared. */
 function maskedAddr4(a: number, len: number): number {
   return len === 0 ? 0 : (a & ((0xffffffff << (32 - len)) >>> 0)) >>> 0;
-}
-
-function attrsOf(action: RuleAction, mode: RuleMode): number {
-  return (action === 'allow' ? ATTR_ALLOW : 0) | (mode === 'monitor' ? ATTR_MONITOR : 0);
 }
 
 /** Every entry of an IPv4 table (hash, spill, trie) for its /24 index: length, masked address, slot, verdict. */
