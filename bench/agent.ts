@@ -65,7 +65,8 @@ function procStatus(pid: number): { rssMb: number; hwmMb: number } {
 async function agentHistogramMs(agent: AgentProcess, name: string, q: number): Promise<number> {
   const text = await agent.metrics();
   const buckets: [number, number][] = [];
-  for (const m of text.matchAll(new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\d+)$`, 'gm'))) buckets.push([m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2])]);
+  for (const m of text.matchAll(new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\d+)$`, 'gm')))
+    buckets.push([m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2])]);
   const total = buckets.at(-1)?.[1] ?? 0;
   for (const [le, n] of buckets) if (n >= q * total) return le * 1000;
   return NaN;
@@ -79,7 +80,17 @@ function rssBreakdown(pid: number): Record<string, number> {
     const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
     if (head) {
       const name = head[1] ?? '';
-      kind = name.includes('bpf-map') ? 'bpfMaps' : name === '[heap]' ? 'mallocHeap' : name === '' ? 'anon' : name.endsWith('/node') ? 'nodeBinary' : name.startsWith('[') ? 'other' : 'files';
+      kind = name.includes('bpf-map')
+        ? 'bpfMaps'
+        : name === '[heap]'
+          ? 'mallocHeap'
+          : name === ''
+            ? 'anon'
+            : name.endsWith('/node')
+              ? 'nodeBinary'
+              : name.startsWith('[')
+                ? 'other'
+                : 'files';
       continue;
     }
     const m = /^Rss:\s+(\d+) kB/.exec(line);
@@ -103,7 +114,12 @@ async function waitMax(t: SeqTraffic, pred: (m: number) => boolean, timeoutMs = 
  * One measured change: create a deny for `src`, find the first packet that
  * did not arrive, its send time minus the moment the API call returned.
  */
-async function measureBlock(cp: TestControlPlane, agent: AgentProcess, t: SeqTraffic, src: string): Promise<{ enforceMs: number; unblockMs: number }> {
+async function measureBlock(
+  cp: TestControlPlane,
+  agent: AgentProcess,
+  t: SeqTraffic,
+  src: string,
+): Promise<{ enforceMs: number; unblockMs: number }> {
   // Packets flow.
   const m0 = await t.maxReceived();
   await waitMax(t, (m) => m > m0 + 2);
@@ -134,7 +150,14 @@ async function importRules(cp: TestControlPlane, n: number): Promise<ImportRules
   const send = async (m: ImportRulesRequest): Promise<void> => {
     if (!call.write(m)) await new Promise<void>((r) => call.once('drain', () => r()));
   };
-  await send(ImportRulesRequest.fromPartial({ part: { $case: 'header', value: { action: Action.ACTION_DENY, direction: Direction.DIRECTION_INGRESS, mode: Mode.MODE_ENFORCE, comment: 'bench' } } }));
+  await send(
+    ImportRulesRequest.fromPartial({
+      part: {
+        $case: 'header',
+        value: { action: Action.ACTION_DENY, direction: Direction.DIRECTION_INGRESS, mode: Mode.MODE_ENFORCE, comment: 'bench' },
+      },
+    }),
+  );
   const half = Math.floor(n / 2);
   const dotted = (v: number): string => `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
   let lines: string[] = [];
@@ -152,7 +175,12 @@ async function importRules(cp: TestControlPlane, n: number): Promise<ImportRules
 }
 
 async function main(): Promise<void> {
-  emit('bench.context', 0, { cpus: Number(execFileSync('nproc', { encoding: 'utf8' }).trim()), loadavg: readFileSync('/proc/loadavg', 'utf8').trim(), changes: CHANGES, rules: RULES });
+  emit('bench.context', 0, {
+    cpus: Number(execFileSync('nproc', { encoding: 'utf8' }).trim()),
+    loadavg: readFileSync('/proc/loadavg', 'utf8').trim(),
+    changes: CHANGES,
+    rules: RULES,
+  });
   const pg = await startTestPostgres();
   const cleanups: (() => Promise<unknown> | void)[] = [() => pg.stop()];
   try {
@@ -192,22 +220,46 @@ async function main(): Promise<void> {
       note(`imported ${imp.added} rules in ${((Date.now() - t0) / 1000).toFixed(1)} s (revision ${imp.revision})`);
       const link = await UdsProxy.start(cp.target);
       cleanups.push(() => link.close());
-      const agent = await AgentProcess.start({ bed, controlPlane: link.address, counterInterval: '1s', args: ['--log-level', 'info'], nodeArgs: NODE_ARGS });
+      const agent = await AgentProcess.start({
+        bed,
+        controlPlane: link.address,
+        counterInterval: '1s',
+        args: ['--log-level', 'info'],
+        nodeArgs: NODE_ARGS,
+      });
       cleanups.push(() => agent.cleanup());
-      const h = await agent.waitHealth('1M snapshot applied', (x) => x.syncState === 'in_sync' && BigInt(x.appliedRevision) >= imp.revision, 180_000);
+      const h = await agent.waitHealth(
+        '1M snapshot applied',
+        (x) => x.syncState === 'in_sync' && BigInt(x.appliedRevision) >= imp.revision,
+        180_000,
+      );
       const rec = agent.records(/^in sync: first ACK of the stream$/)[0];
       for (const r of agent.records(/^(snapshot received|applied|sync started|in sync: first ACK of the stream)$/)) {
-        note(`agent: ${String(r.msg)} ${JSON.stringify({ t: r.time, ms: r.ms, planMs: r.planMs, receivedMs: r.receivedMs, helloToAckMs: r.helloToAckMs })}`);
+        note(
+          `agent: ${String(r.msg)} ${JSON.stringify({ t: r.time, ms: r.ms, planMs: r.planMs, receivedMs: r.receivedMs, helloToAckMs: r.helloToAckMs })}`,
+        );
       }
-      emit('seconds.snapshot_1m_apply', r1((h.lastSyncMs as number) / 1000) , { rules: h.rulesInKernel, target: 10, log: rec ? { helloToAckMs: rec.helloToAckMs } : undefined });
+      emit('seconds.snapshot_1m_apply', r1((h.lastSyncMs as number) / 1000), {
+        rules: h.rulesInKernel,
+        target: 10,
+        log: rec ? { helloToAckMs: rec.helloToAckMs } : undefined,
+      });
       for (let i = 0; i < 5; i++) {
         await sleep(1000);
         const hh = await agent.health();
-        note(`agent memory: ${JSON.stringify(hh.memoryMb)} rss ${Math.round(procStatus(agent.pid!).rssMb)} counterReadMs ${String(hh.counterReadMs)} loop ${JSON.stringify(hh.eventLoopDelayMs)}`);
+        note(
+          `agent memory: ${JSON.stringify(hh.memoryMb)} rss ${Math.round(procStatus(agent.pid!).rssMb)} counterReadMs ${String(hh.counterReadMs)} loop ${JSON.stringify(hh.eventLoopDelayMs)}`,
+        );
       }
       const st = procStatus(agent.pid!);
       const hm = await agent.health();
-      emit('mb.agent_rss_1m_rules', Math.round(st.rssMb), { rulesInKernel: h.rulesInKernel, peakMb: Math.round(st.hwmMb), target: 300, byMapping: rssBreakdown(agent.pid!), v8: hm.memoryMb });
+      emit('mb.agent_rss_1m_rules', Math.round(st.rssMb), {
+        rulesInKernel: h.rulesInKernel,
+        peakMb: Math.round(st.hwmMb),
+        target: 300,
+        byMapping: rssBreakdown(agent.pid!),
+        v8: hm.memoryMb,
+      });
       emit('mb.agent_rss_peak_1m_rules', Math.round(st.hwmMb));
       // kill -9 with 1M rules: time until the restarted agent enforces (reads the pins back, applies the
       // difference) and until it is in sync again (resume, no snapshot).
@@ -216,7 +268,12 @@ async function main(): Promise<void> {
       await agent.restart();
       const readyS = (Date.now() - tr) / 1000;
       const back = await agent.waitHealth('resumed', (x) => x.syncState === 'in_sync', 180_000);
-      emit('seconds.restart_1m_ready', r1(readyS), { inSyncSeconds: r1((Date.now() - tr) / 1000), syncMode: back.lastSyncMode, rulesInKernel: back.rulesInKernel, peakMb: Math.round(procStatus(agent.pid!).hwmMb) });
+      emit('seconds.restart_1m_ready', r1(readyS), {
+        inSyncSeconds: r1((Date.now() - tr) / 1000),
+        syncMode: back.lastSyncMode,
+        rulesInKernel: back.rulesInKernel,
+        peakMb: Math.round(procStatus(agent.pid!).hwmMb),
+      });
       if (!SKIP_ENFORCE) {
         const res = { enforce: [] as number[], unblock: [] as number[] };
         await runEnforce(cp, agent, bed, 50, 'enforce with 1M rules', res);
@@ -242,7 +299,14 @@ async function main(): Promise<void> {
   emit('bench.done', 0, { loadavg: readFileSync('/proc/loadavg', 'utf8').trim() });
 }
 
-async function runEnforce(cp: TestControlPlane, agent: AgentProcess, bed: NetnsPair, n: number, label: string, out: { enforce: number[]; unblock: number[] }): Promise<void> {
+async function runEnforce(
+  cp: TestControlPlane,
+  agent: AgentProcess,
+  bed: NetnsPair,
+  n: number,
+  label: string,
+  out: { enforce: number[]; unblock: number[] },
+): Promise<void> {
   const src = bed.a.v4Extra[0]!;
   const t = await SeqTraffic.start(bed, src, bed.b.v4, 1);
   let retries = 0;
@@ -254,12 +318,15 @@ async function runEnforce(cp: TestControlPlane, agent: AgentProcess, bed: NetnsP
         if (warmup > 0) {
           warmup--;
           const hw = await agent.health();
-          note(`${label}: warm-up change ${r1(r.enforceMs)} ms (not counted; agent: commit->ACK ${String(hw.lastPropagationMs)} ms, last apply ${r1(Number(hw.lastApplyMs))} ms)`);
+          note(
+            `${label}: warm-up change ${r1(r.enforceMs)} ms (not counted; agent: commit->ACK ${String(hw.lastPropagationMs)} ms, last apply ${r1(Number(hw.lastApplyMs))} ms)`,
+          );
           continue;
         }
         out.enforce.push(r.enforceMs);
         out.unblock.push(r.unblockMs);
-        if (out.enforce.length % 50 === 0) note(`${label}: ${out.enforce.length}/${n}, p50 ${r1(pct(out.enforce, 50))} ms, p99 ${r1(pct(out.enforce, 99))} ms`);
+        if (out.enforce.length % 50 === 0)
+          note(`${label}: ${out.enforce.length}/${n}, p50 ${r1(pct(out.enforce, 50))} ms, p99 ${r1(pct(out.enforce, 99))} ms`);
       } catch (e) {
         if (++retries > 20) throw e;
         note(`retrying a change: ${(e as Error).message}`);

@@ -91,7 +91,10 @@ class Worker {
   readonly proc: ChildProcess;
   private waiting: ((e: WorkerEvent) => void)[] = [];
   constructor() {
-    this.proc = fork(fileURLToPath(new URL('./controlplane/agent-worker.ts', import.meta.url)), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    this.proc = fork(fileURLToPath(new URL('./controlplane/agent-worker.ts', import.meta.url)), [], {
+      execArgv: ['--import', 'tsx'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
     this.proc.on('message', (e: WorkerEvent) => {
       const w = this.waiting.shift();
       w?.(e);
@@ -150,14 +153,21 @@ async function waitAll(ws: Worker[], agents: number, revs: bigint[], timeoutMs: 
     if (missing.length === 0) return merged;
     if (Date.now() > deadline) {
       const ended = reports.reduce((n, r) => n + r.ended, 0);
-      throw new Error(`${missing.length} revisions not at every agent after ${timeoutMs}ms (first ${missing[0]}: ${merged.get(missing[0]!.toString())?.count ?? 0}/${agents}; streams ended: ${ended})`);
+      throw new Error(
+        `${missing.length} revisions not at every agent after ${timeoutMs}ms (first ${missing[0]}: ${merged.get(missing[0]!.toString())?.count ?? 0}/${agents}; streams ended: ${ended})`,
+      );
     }
     await sleep(250);
   }
 }
 
 /** `concurrency` callers each issuing CreateRule back to back for `seconds`. */
-async function createBurst(api: ReturnType<typeof rulesApi>, base: number, concurrency: number, seconds: number): Promise<{ perSecond: number; last: bigint; elapsed: number }> {
+async function createBurst(
+  api: ReturnType<typeof rulesApi>,
+  base: number,
+  concurrency: number,
+  seconds: number,
+): Promise<{ perSecond: number; last: bigint; elapsed: number }> {
   let made = 0;
   let last = 0n;
   const t = now();
@@ -166,7 +176,9 @@ async function createBurst(api: ReturnType<typeof rulesApi>, base: number, concu
     Array.from({ length: concurrency }, async (_, w) => {
       for (let i = 0; now() < stopAt; i++) {
         const n = w * 100_000 + i;
-        const r = await api.create({ rule: { cidr: `${base}.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}/32`, action: Action.ACTION_DENY } });
+        const r = await api.create({
+          rule: { cidr: `${base}.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}/32`, action: Action.ACTION_DENY },
+        });
         made++;
         if (r.revision > last) last = r.revision;
       }
@@ -178,7 +190,9 @@ async function createBurst(api: ReturnType<typeof rulesApi>, base: number, concu
 
 async function main(): Promise<void> {
   log(`agents=${AGENTS} workers=${WORKERS} changes=${CHANGES} pace=${PACE_MS}ms import=${SKIP_IMPORT ? 0 : IMPORT}`);
-  const pg = await startTestPostgres({ settings: { fsync: 'on', synchronous_commit: 'on', full_page_writes: 'on', shared_buffers: '256MB', max_wal_size: '4GB' } });
+  const pg = await startTestPostgres({
+    settings: { fsync: 'on', synchronous_commit: 'on', full_page_writes: 'on', shared_buffers: '256MB', max_wal_size: '4GB' },
+  });
   const cp = await startChildControlPlane(pg.url, {}, CP_PROF ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${CP_PROF}`] } : {});
   log(`control plane pid ${cp.pid} on ${cp.target}`);
   const clients = connectClients(cp.target);
@@ -188,7 +202,11 @@ async function main(): Promise<void> {
     // Phase 1: single-rule creates through the API (API + store + commit; nobody following yet).
     if (!SKIP_CREATE) {
       const b = await createBurst(api, 11, CONCURRENCY, CREATE_SECONDS);
-      emit('rules_per_second.create', b.perSecond, { concurrency: CONCURRENCY, seconds: Math.round(b.elapsed * 10) / 10, agents_following: 0 });
+      emit('rules_per_second.create', b.perSecond, {
+        concurrency: CONCURRENCY,
+        seconds: Math.round(b.elapsed * 10) / 10,
+        agents_following: 0,
+      });
     }
 
     // Phase 2: the fleet connects.
@@ -198,14 +216,19 @@ async function main(): Promise<void> {
     await sleep(1000);
     const idle0 = cpuMs(cp.pid);
     await sleep(5000);
-    emit('cpu_percent.controlplane_idle_1000_agents', ((cpuMs(cp.pid) - idle0) / 5000) * 100, { agents: AGENTS, note: 'pings, node flushes, expiry polls with no changes' });
+    emit('cpu_percent.controlplane_idle_1000_agents', ((cpuMs(cp.pid) - idle0) / 5000) * 100, {
+      agents: AGENTS,
+      note: 'pings, node flushes, expiry polls with no changes',
+    });
 
     // Phase 3: propagation of single creates.
     const cpu0 = cpuMs(cp.pid);
     const agentCpu0 = workers.reduce((n, w) => n + cpuMs(w.proc.pid!), 0);
     const revs: bigint[] = [];
     for (let i = 0; i < CHANGES; i++) {
-      const r = await api.create({ rule: { cidr: `10.${(i >> 8) & 255}.${i & 255}.0/24`, action: Action.ACTION_DENY, comment: 'bench propagation' } });
+      const r = await api.create({
+        rule: { cidr: `10.${(i >> 8) & 255}.${i & 255}.0/24`, action: Action.ACTION_DENY, comment: 'bench propagation' },
+      });
       revs.push(r.revision);
       await sleep(PACE_MS);
     }
@@ -221,18 +244,33 @@ async function main(): Promise<void> {
     emit('ms.propagation_mean', meanAgent, { ...ctx, note: 'mean over (change, agent) pairs' });
     const first = revs.map((r) => stats.get(r.toString())!.minMs).sort((a, b) => a - b);
     emit('ms.propagation_first_agent_p50', percentile(first, 50), { ...ctx, note: 'commit -> the FIRST agent has it' });
-    emit('cpu_ms_per_change.controlplane', cpPerChange, { ...ctx, note: 'control-plane CPU per create (API, commit, fan-out to every agent, their ACKs)' });
+    emit('cpu_ms_per_change.controlplane', cpPerChange, {
+      ...ctx,
+      note: 'control-plane CPU per create (API, commit, fan-out to every agent, their ACKs)',
+    });
     emit('cpu_ms_per_change.simulated_agents', agentsPerChange, { ...ctx, note: 'CPU of the simulated agents per create (same 2 vCPUs)' });
     const fan = await controlPlaneHistogram(cp.httpPort, 'fleetwall_sync_fanout_delay_seconds');
-    if (fan) emit('ms.controlplane_fanout_mean', (fan.sum / fan.count) * 1000, { ...ctx, note: 'commit -> delta written to every stream (control plane side)' });
+    if (fan)
+      emit('ms.controlplane_fanout_mean', (fan.sum / fan.count) * 1000, {
+        ...ctx,
+        note: 'commit -> delta written to every stream (control plane side)',
+      });
 
     // Phase 4: the same creates while 1,000 agents follow every revision.
     if (!SKIP_CREATE) {
       const b = await createBurst(api, 13, CONCURRENCY, Math.max(3, Math.round(CREATE_SECONDS / 2)));
-      emit('rules_per_second.create_1000_agents_following', b.perSecond, { concurrency: CONCURRENCY, seconds: Math.round(b.elapsed * 10) / 10, agents_following: AGENTS, note: 'bounded by the fan-out: one delta to and one ACK from every agent per revision' });
+      emit('rules_per_second.create_1000_agents_following', b.perSecond, {
+        concurrency: CONCURRENCY,
+        seconds: Math.round(b.elapsed * 10) / 10,
+        agents_following: AGENTS,
+        note: 'bounded by the fan-out: one delta to and one ACK from every agent per revision',
+      });
       const t2 = now();
       await waitAll(workers, AGENTS, [b.last], 300_000);
-      emit('seconds.create_backlog_drain', (now() - t2) / 1000, { agents: AGENTS, note: 'after that burst, until every agent has the last revision' });
+      emit('seconds.create_backlog_drain', (now() - t2) / 1000, {
+        agents: AGENTS,
+        note: 'after that burst, until every agent has the last revision',
+      });
     }
     const mem = rssMb(cp.pid);
     emit('mb.controlplane_rss_1000_agents', mem.rss, { agents: AGENTS });
@@ -243,13 +281,21 @@ async function main(): Promise<void> {
       // Expiry: rules with a 1 s ttl, deleted at an agent how long after their expiry.
       const one = new SyncClient(cp.target, { nodeName: 'bench-expiry' }).connect();
       await one.waitInSync();
-      const batch = await api.batchCreate({ requests: Array.from({ length: 100 }, (_, i) => ({ rule: { cidr: `12.0.${i}.0/24`, action: Action.ACTION_DENY }, ttl: { seconds: 1n, nanos: 0 } })) });
+      const batch = await api.batchCreate({
+        requests: Array.from({ length: 100 }, (_, i) => ({
+          rule: { cidr: `12.0.${i}.0/24`, action: Action.ACTION_DENY },
+          ttl: { seconds: 1n, nanos: 0 },
+        })),
+      });
       await one.waitRevision(batch.revision);
       const ids = new Set(batch.rules.map((r) => r.id));
       const expireAt = Math.max(...batch.rules.map((r) => r.expireTime!.getTime()));
       await one.waitFor((c) => [...ids].every((id) => !c.rules.has(id)), 'expiry deletes', 30_000);
       const del = one.deltas.filter((d) => d.delta.deletes.some((id) => ids.has(id)));
-      emit('ms.expiry_to_agent_max', Math.max(...del.map((d) => d.receivedAt)) - expireAt, { rules: 100, note: 'expire_time -> delete delta at an agent (sweep every 200 ms)' });
+      emit('ms.expiry_to_agent_max', Math.max(...del.map((d) => d.receivedAt)) - expireAt, {
+        rules: 100,
+        note: 'expire_time -> delete delta at an agent (sweep every 200 ms)',
+      });
       one.close();
 
       // Phase 5: a 1M-line import, one agent connected.
@@ -268,10 +314,15 @@ async function main(): Promise<void> {
       const md = new Metadata();
       md.set('x-fleetwall-actor', 'bench');
       const res = await new Promise<ImportRulesResponse>((resolve, reject) => {
-        const call = clients.rules.importRules(md, (err: ServiceError | null, r?: ImportRulesResponse) => (err ? reject(err) : resolve(r!)));
-        const write = (m: ImportRulesRequest) => (call.write(m) ? Promise.resolve() : new Promise<void>((r) => call.once('drain', () => r())));
+        const call = clients.rules.importRules(md, (err: ServiceError | null, r?: ImportRulesResponse) =>
+          err ? reject(err) : resolve(r!),
+        );
+        const write = (m: ImportRulesRequest) =>
+          call.write(m) ? Promise.resolve() : new Promise<void>((r) => call.once('drain', () => r()));
         (async () => {
-          await write(ImportRulesRequest.fromPartial({ part: { $case: 'header', value: { action: Action.ACTION_DENY, comment: 'bench import' } } }));
+          await write(
+            ImportRulesRequest.fromPartial({ part: { $case: 'header', value: { action: Action.ACTION_DENY, comment: 'bench import' } } }),
+          );
           const CH = 16384;
           for (let i = 0; i < IMPORT; i += CH) {
             const lines: string[] = [];

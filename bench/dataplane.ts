@@ -110,7 +110,9 @@ const DO_MPPS = !argv.includes('--no-mpps');
 const TX_SHIFT = Number(argv[argv.indexOf('--tx-shift') + 1] ?? 0) || 0;
 const GEN_BATCH = Number(argv[argv.indexOf('--gen-batch') + 1] ?? 0) || 64;
 const TRAFFIC = (argv.includes('--traffic') ? argv[argv.indexOf('--traffic') + 1]!.split(',') : ['rewrite', 'stamped', 'one']) as Traffic[];
-for (const t of TRAFFIC) if (!['rewrite', 'stamped', 'one'].includes(t)) throw new Error(`--traffic: unknown mode "${t}" (use rewrite, stamped, one, comma-separated)`);
+for (const t of TRAFFIC)
+  if (!['rewrite', 'stamped', 'one'].includes(t))
+    throw new Error(`--traffic: unknown mode "${t}" (use rewrite, stamped, one, comma-separated)`);
 const PROG_STATS = argv.includes('--prog-stats');
 const COMPARE = argv.includes('--compare') ? resolve(argv[argv.indexOf('--compare') + 1]!) : '';
 const COMPARE_LIVE = argv.includes('--compare-live') ? argv[argv.indexOf('--compare-live') + 1]!.split(',').map((f) => resolve(f)) : [];
@@ -161,7 +163,13 @@ function newPinDir(name: string): string {
 }
 
 /** A datapath holding n prefixes; counter slots i % 1024, or one per rule (ruleSlots). */
-function openSet(name: string, family: 4 | 6, n: number, k: number, ruleSlots = false): { dp: BpfDatapath; pinDir: string; seconds: number } {
+function openSet(
+  name: string,
+  family: 4 | 6,
+  n: number,
+  k: number,
+  ruleSlots = false,
+): { dp: BpfDatapath; pinDir: string; seconds: number } {
   const pinDir = newPinDir(name);
   const slots = ruleSlots ? n : 1024;
   const dp = openDatapath({ pinDir, capacity: { prefixesPerTable: Math.max(n, 1024) + 1024, counterSlots: slots }, maxHashLengths: k });
@@ -178,7 +186,10 @@ const RANDOM_DRAWS = 65536;
 
 /** A bench variant of a program with its source-rotation table filled (maps named pinPrefix* shared through pinDir). */
 function variant(objFile: string, prog: string, sources: Uint8Array[], pinDir?: string, pinPrefix = 'fw_'): number {
-  const obj = loadObject(objFile.startsWith('/') ? objFile : join(root, 'bpf/bench/obj', objFile), pinDir ? { pinDir, pinFilter: (m) => m.startsWith(pinPrefix) } : {});
+  const obj = loadObject(
+    objFile.startsWith('/') ? objFile : join(root, 'bpf/bench/obj', objFile),
+    pinDir ? { pinDir, pinFilter: (m) => m.startsWith(pinPrefix) } : {},
+  );
   objects.push(obj);
   const key = Buffer.alloc(4);
   const val = Buffer.alloc(20);
@@ -223,14 +234,37 @@ function perPacket(): void {
   const PPS_ROUNDS = 2 * ROUNDS + 1;
   const v4 = frame(4);
   const v6 = frame(6);
-  const runs: Array<{ metric: string; fd: number; frame: Buffer; ctx: Record<string, unknown>; pinDir?: string; sources?: Uint8Array[]; expect?: 'drop' | 'pass' }> = [];
-  runs.push({ metric: 'ns_per_packet.baseline', fd: variant('bare_vary.bpf.o', 'bare_pass', hitSources(4, 1000, NSRC)), frame: v4, ctx: { program: 'bare count-and-pass + source rotation' } });
+  const runs: Array<{
+    metric: string;
+    fd: number;
+    frame: Buffer;
+    ctx: Record<string, unknown>;
+    pinDir?: string;
+    sources?: Uint8Array[];
+    expect?: 'drop' | 'pass';
+  }> = [];
+  runs.push({
+    metric: 'ns_per_packet.baseline',
+    fd: variant('bare_vary.bpf.o', 'bare_pass', hitSources(4, 1000, NSRC)),
+    frame: v4,
+    ctx: { program: 'bare count-and-pass + source rotation' },
+  });
   // The same sources drawn in a random order that never repeats: in a repeating cycle of 1024 a branch
   // predictor learns which path each packet takes; in real traffic it cannot.
-  runs.push({ metric: 'ns_per_packet.baseline_random_order', fd: variant('bare_vary.bpf.o', 'bare_pass', randomOrder(hitSources(4, 1000, NSRC), RANDOM_DRAWS)), frame: v4, ctx: { program: 'bare count-and-pass + source rotation', sources: `${NSRC}, in a random order of ${RANDOM_DRAWS}` } });
+  runs.push({
+    metric: 'ns_per_packet.baseline_random_order',
+    fd: variant('bare_vary.bpf.o', 'bare_pass', randomOrder(hitSources(4, 1000, NSRC), RANDOM_DRAWS)),
+    frame: v4,
+    ctx: { program: 'bare count-and-pass + source rotation', sources: `${NSRC}, in a random order of ${RANDOM_DRAWS}` },
+  });
   const bare = loadObject(join(root, 'bpf/bench/obj/bare.bpf.o'));
   objects.push(bare);
-  runs.push({ metric: 'ns_per_packet.baseline_hot', fd: bare.progFd('bare_pass'), frame: v4, ctx: { program: 'bare count-and-pass, one hot packet' } });
+  runs.push({
+    metric: 'ns_per_packet.baseline_hot',
+    fd: bare.progFd('bare_pass'),
+    frame: v4,
+    ctx: { program: 'bare count-and-pass, one hot packet' },
+  });
 
   const sets: Array<{ name: string; family: 4 | 6; n: number; miss: boolean }> = [
     { name: 'v4_1k', family: 4, n: 1000, miss: false },
@@ -247,22 +281,63 @@ function perPacket(): void {
     const triePin = newPinDir(`${s.name}_trie`);
     mkdirSync(triePin, { recursive: true });
     const layouts = [
-      { suffix: '', ctx: { prefixes: s.n, layout: 'hash (K=6) + trie', sources: NSRC }, fd: (src: Uint8Array[]) => variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', src, pinDir), pinDir },
-      { suffix: '_trie', ctx: { prefixes: s.n, layout: 'plain lpm trie (bench program trie_drop)', sources: NSRC }, fd: (src: Uint8Array[]) => variant('bare_vary.bpf.o', 'trie_drop', src, triePin, 'trie'), pinDir: undefined },
+      {
+        suffix: '',
+        ctx: { prefixes: s.n, layout: 'hash (K=6) + trie', sources: NSRC },
+        fd: (src: Uint8Array[]) => variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', src, pinDir),
+        pinDir,
+      },
+      {
+        suffix: '_trie',
+        ctx: { prefixes: s.n, layout: 'plain lpm trie (bench program trie_drop)', sources: NSRC },
+        fd: (src: Uint8Array[]) => variant('bare_vary.bpf.o', 'trie_drop', src, triePin, 'trie'),
+        pinDir: undefined,
+      },
     ];
     for (const l of layouts) {
       const ctx = l.ctx;
-      runs.push({ metric: `ns_per_packet.${s.name}_hit${l.suffix}`, fd: l.fd(hit), frame: frameOf, ctx, pinDir: l.pinDir, sources: hit, expect: 'drop' });
+      runs.push({
+        metric: `ns_per_packet.${s.name}_hit${l.suffix}`,
+        fd: l.fd(hit),
+        frame: frameOf,
+        ctx,
+        pinDir: l.pinDir,
+        sources: hit,
+        expect: 'drop',
+      });
       if (l.suffix === '_trie') fillTrie(triePin, s.family, s.n);
       if (s.name === 'v4_1m' && l.suffix === '') {
         const rnd = randomOrder(hit, RANDOM_DRAWS);
-        runs.push({ metric: 'ns_per_packet.v4_1m_hit_random_order', fd: l.fd(rnd), frame: v4, ctx: { ...ctx, sources: `${NSRC}, in a random order of ${RANDOM_DRAWS}`, baseline: 'baseline_random_order' }, pinDir: l.pinDir, sources: rnd });
+        runs.push({
+          metric: 'ns_per_packet.v4_1m_hit_random_order',
+          fd: l.fd(rnd),
+          frame: v4,
+          ctx: { ...ctx, sources: `${NSRC}, in a random order of ${RANDOM_DRAWS}`, baseline: 'baseline_random_order' },
+          pinDir: l.pinDir,
+          sources: rnd,
+        });
       }
       if (s.miss) {
         const miss = missSources(NSRC);
-        runs.push({ metric: `ns_per_packet.${s.name}_miss${l.suffix}`, fd: l.fd(miss), frame: v4, ctx, pinDir: l.pinDir, sources: miss, expect: 'pass' });
+        runs.push({
+          metric: `ns_per_packet.${s.name}_miss${l.suffix}`,
+          fd: l.fd(miss),
+          frame: v4,
+          ctx,
+          pinDir: l.pinDir,
+          sources: miss,
+          expect: 'pass',
+        });
         const near = nearMissSources(s.n, NSRC);
-        runs.push({ metric: `ns_per_packet.${s.name}_miss_near${l.suffix}`, fd: l.fd(near), frame: v4, ctx: { ...ctx, sources: `${NSRC}, next to listed ones (same /16, unlisted)` }, pinDir: l.pinDir, sources: near, expect: 'pass' });
+        runs.push({
+          metric: `ns_per_packet.${s.name}_miss_near${l.suffix}`,
+          fd: l.fd(near),
+          frame: v4,
+          ctx: { ...ctx, sources: `${NSRC}, next to listed ones (same /16, unlisted)` },
+          pinDir: l.pinDir,
+          sources: near,
+          expect: 'pass',
+        });
       }
     }
   }
@@ -277,7 +352,12 @@ function perPacket(): void {
       ctx: { prefixes: 1_000_000, layout: 'hash (K=6) + trie', sources: NSRC, counter_slots: 1_000_000 },
     });
     const big = 16384;
-    runs.push({ metric: 'ns_per_packet.baseline_16k_sources', fd: variant('bare_vary.bpf.o', 'bare_pass', hitSources(4, 1000, big)), frame: v4, ctx: { program: 'bare count-and-pass + source rotation', sources: big } });
+    runs.push({
+      metric: 'ns_per_packet.baseline_16k_sources',
+      fd: variant('bare_vary.bpf.o', 'bare_pass', hitSources(4, 1000, big)),
+      frame: v4,
+      ctx: { program: 'bare count-and-pass + source rotation', sources: big },
+    });
     runs.push({
       metric: 'ns_per_packet.v4_1m_hit_16k_sources',
       fd: variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', hitSources(4, 1_000_000, big), pinDir),
@@ -290,7 +370,12 @@ function perPacket(): void {
   if (COMPARE) {
     for (const run of [...runs]) {
       if (!run.pinDir || !run.sources) continue;
-      runs.push({ ...run, metric: `${run.metric}_b`, fd: variant(COMPARE, 'fw_xdp_ingress', run.sources, run.pinDir), ctx: { ...run.ctx, object: COMPARE } });
+      runs.push({
+        ...run,
+        metric: `${run.metric}_b`,
+        fd: variant(COMPARE, 'fw_xdp_ingress', run.sources, run.pinDir),
+        ctx: { ...run.ctx, object: COMPARE },
+      });
     }
   }
   const results = new Map<string, number[]>();
@@ -299,7 +384,9 @@ function perPacket(): void {
       const res = progTestRun(run.fd, run.frame, { repeat: REPEAT });
       // Every source of a hit set is denied, of a miss set unlisted: the last run's verdict shows which.
       if (run.expect && res.retval !== (run.expect === 'drop' ? XDP_DROP : XDP_PASS)) {
-        throw new Error(`${run.metric}: verdict ${res.retval}, expected ${run.expect}: the sources do not ${run.expect === 'drop' ? 'hit' : 'miss'} the set`);
+        throw new Error(
+          `${run.metric}: verdict ${res.retval}, expected ${run.expect}: the sources do not ${run.expect === 'drop' ? 'hit' : 'miss'} the set`,
+        );
       }
       results.set(run.metric, [...(results.get(run.metric) ?? []), res.durationNs]);
     }
@@ -335,7 +422,11 @@ function loadTime(): void {
     removePins(pinDir);
     pinDirs.splice(pinDirs.indexOf(pinDir), 1);
   }
-  emit('seconds.load_1m_prefixes', median(xs), { runs: xs.map((x) => Math.round(x * 1000) / 1000), prefixes: 1_000_000, shape: '500k /32 + 500k /24, one apply() call, bucketed hash written through mmap' });
+  emit('seconds.load_1m_prefixes', median(xs), {
+    runs: xs.map((x) => Math.round(x * 1000) / 1000),
+    prefixes: 1_000_000,
+    shape: '500k /32 + 500k /24, one apply() call, bucketed hash written through mmap',
+  });
 }
 
 // ---------------------------------------------------------------- drop rate on veth
@@ -470,7 +561,11 @@ function senderCounters(pid: number, ifname: string): { rx: number; lost: number
   const at = process.hrtime.bigint();
   const line = text.split('\n').find((l) => l.trim().startsWith(`${ifname}:`));
   if (!line) throw new Error(`${ifname} not in /proc/${pid}/net/dev`);
-  const f = line.slice(line.indexOf(':') + 1).trim().split(/\s+/).map(Number);
+  const f = line
+    .slice(line.indexOf(':') + 1)
+    .trim()
+    .split(/\s+/)
+    .map(Number);
   return { rx: f[9]!, lost: f[11]!, at };
 }
 
@@ -495,9 +590,19 @@ function progStats(): { ns: number; cnt: number } {
   let ns = 0;
   let cnt = 0;
   try {
-    const all = JSON.parse(execFileSync('bpftool', ['prog', 'show', '--json'], { encoding: 'utf8' })) as Array<{ name?: string; run_time_ns?: number; run_cnt?: number }>;
-    for (const p of all) if (p.name && names.has(p.name)) { ns += p.run_time_ns ?? 0; cnt += p.run_cnt ?? 0; }
-  } catch { /* no bpftool */ }
+    const all = JSON.parse(execFileSync('bpftool', ['prog', 'show', '--json'], { encoding: 'utf8' })) as Array<{
+      name?: string;
+      run_time_ns?: number;
+      run_cnt?: number;
+    }>;
+    for (const p of all)
+      if (p.name && names.has(p.name)) {
+        ns += p.run_time_ns ?? 0;
+        cnt += p.run_cnt ?? 0;
+      }
+  } catch {
+    /* no bpftool */
+  }
   return { ns, cnt };
 }
 
@@ -690,7 +795,8 @@ async function dropRates(): Promise<void> {
     useXdpFilter = xdpFilterUsable();
     let xdpFilterDropped = 0n;
     const filterKeys = [...new Set([...bigSources.map((a) => Buffer.from(a).readUInt32BE(0)), ...keys])];
-    if (!useXdpFilter) process.stderr.write(`# xdp-filter: not installed or already in use on this host (${XDP_FILTER_PINS}): its case is skipped\n`);
+    if (!useXdpFilter)
+      process.stderr.write(`# xdp-filter: not installed or already in use on this host (${XDP_FILTER_PINS}): its case is skipped\n`);
     check(raw.bpf_obj_pin(bare.progFd('hash32_drop'), `${barePin}/hash32`) as number, 'pin', barePin);
     // The plain LPM trie anchor: the same 100k prefixes in the bench's trie_drop program.
     fillTrie(bare.mapFd('trie4_srcs'), 4, N);
@@ -730,7 +836,9 @@ async function dropRates(): Promise<void> {
     );
     const t0 = Date.now();
     sh(bed, 'b', `nft -f ${nftFile}`);
-    process.stderr.write(`# nft set of ${N} loaded in ${((Date.now() - t0) / 1000).toFixed(1)} s (its hook sees only what XDP passes: nothing, in the XDP cases)\n`);
+    process.stderr.write(
+      `# nft set of ${N} loaded in ${((Date.now() - t0) / 1000).toFixed(1)} s (its hook sees only what XDP passes: nothing, in the XDP cases)\n`,
+    );
 
     // One attach helper in namespace b for every swap, one generator for every case.
     const helperProc = runNode(bed, 'b', 'bench/lib/attach-helper.ts', ['serve', ifb]);
@@ -743,7 +851,18 @@ async function dropRates(): Promise<void> {
       bed,
       'a',
       'bench/lib/xdp-gen.ts',
-      [JSON.stringify({ ifname: bed.a.ifname, srcMac: bed.a.mac, dstMac: bed.b.mac, dst: bed.b.v4, sources: bigSources.map((a) => Buffer.from(a).toString('hex')), srcPin, txShift: TX_SHIFT, batch: GEN_BATCH })],
+      [
+        JSON.stringify({
+          ifname: bed.a.ifname,
+          srcMac: bed.a.mac,
+          dstMac: bed.b.mac,
+          dst: bed.b.v4,
+          sources: bigSources.map((a) => Buffer.from(a).toString('hex')),
+          srcPin,
+          txShift: TX_SHIFT,
+          batch: GEN_BATCH,
+        }),
+      ],
       0,
     );
     children.push(genProc);
@@ -757,7 +876,14 @@ async function dropRates(): Promise<void> {
     });
 
     const linkPin = `${barePin}/link`;
-    type Case = { metric: string; attach: () => Promise<unknown>; detach: () => Promise<unknown>; ctx: Record<string, unknown>; sources: 'big' | 'small'; xdp: boolean };
+    type Case = {
+      metric: string;
+      attach: () => Promise<unknown>;
+      detach: () => Promise<unknown>;
+      ctx: Record<string, unknown>;
+      sources: 'big' | 'small';
+      xdp: boolean;
+    };
     const progCase = (metric: string, pin: string, sink: string): Case => ({
       metric,
       attach: () => helper.call({ op: 'prog', pin, linkPin }),
@@ -780,12 +906,29 @@ async function dropRates(): Promise<void> {
     const cases: Case[] = [
       progCase('mpps.xdp_bare_drop', `${barePin}/prog`, 'bare XDP count-and-drop (does not read the packet)'),
       progCase('mpps.xdp_parse_drop', `${barePin}/parse`, 'bare XDP that reads the IPv4 source, then drops (no lookup)'),
-      progCase('mpps.xdp_hash32_100k_drop', `${barePin}/hash32`, 'xdp-filter style: kernel HASH of the same 100k as exact /32 source keys (lookup, count, drop)'),
+      progCase(
+        'mpps.xdp_hash32_100k_drop',
+        `${barePin}/hash32`,
+        'xdp-filter style: kernel HASH of the same 100k as exact /32 source keys (lookup, count, drop)',
+      ),
       fwCase('mpps.fleetwall_100k_drop', fw.pinDir, 'fleetwall XDP, 50k /32 + 50k /24, hash (K=6) + trie', 'big'),
-      ...abPrograms.map(([ab, file]) => progCase(`mpps.fleetwall_100k_${ab}_drop`, `${barePin}/fw_${ab}`, `fleetwall 100k maps, program ${file}, attached as a plain XDP link`)),
+      ...abPrograms.map(([ab, file]) =>
+        progCase(
+          `mpps.fleetwall_100k_${ab}_drop`,
+          `${barePin}/fw_${ab}`,
+          `fleetwall 100k maps, program ${file}, attached as a plain XDP link`,
+        ),
+      ),
       fwCase('mpps.fleetwall_1k_drop', small.pinDir, 'fleetwall XDP, 500 /32 + 500 /24 (traffic from that set)', 'small'),
       progCase('mpps.xdp_trie_100k_drop', `${barePin}/trie`, 'plain XDP LPM trie of the same 100k prefixes (lookup, count, drop)'),
-      { metric: 'mpps.nft_100k_drop', attach: async () => null, detach: async () => null, ctx: { sink: 'nftables netdev ingress, interval set of the same 100k' }, sources: 'big', xdp: false },
+      {
+        metric: 'mpps.nft_100k_drop',
+        attach: async () => null,
+        detach: async () => null,
+        ctx: { sink: 'nftables netdev ingress, interval set of the same 100k' },
+        sources: 'big',
+        xdp: false,
+      },
       ...(useXdpFilter
         ? [
             {
@@ -800,7 +943,9 @@ async function dropRates(): Promise<void> {
                 xdpFilterDropped += dropped;
                 xdpFilter(bed, ['unload', ifb]);
               },
-              ctx: { sink: 'xdp-filter (xdp-tools), default policy allow (listed sources drop), IPv4: 10,000 exact source addresses (its map size), the generator\'s among them; through libxdp\'s dispatcher' },
+              ctx: {
+                sink: "xdp-filter (xdp-tools), default policy allow (listed sources drop), IPv4: 10,000 exact source addresses (its map size), the generator's among them; through libxdp's dispatcher",
+              },
               sources: 'big' as const,
               xdp: true,
             },
@@ -808,7 +953,19 @@ async function dropRates(): Promise<void> {
         : []),
     ];
     type Trial = { target: number; mpps: number; offered: number; cpuNs: number; progNs: number };
-    type Sample = { mpps: number; offered: number; loss: number; cpuNs: number; util: number; progNs: number; stamps: number; paced: number; pacedCpuNs: number; pacedProgNs: number; trials: Trial[] };
+    type Sample = {
+      mpps: number;
+      offered: number;
+      loss: number;
+      cpuNs: number;
+      util: number;
+      progNs: number;
+      stamps: number;
+      paced: number;
+      pacedCpuNs: number;
+      pacedProgNs: number;
+      trials: Trial[];
+    };
     const genPid = genProc.pid!;
     const ifa = bed.a.ifname;
     /** One paced window: the rate the generator offered and the rate the receiver took. */
@@ -845,7 +1002,10 @@ async function dropRates(): Promise<void> {
      * times a second, and the 256-frame veth ring then loses 0.1-2% at any
      * rate above ~1.5 Mpps, even into a bare drop.
      */
-    const pacedRate = async (unpaced: { mpps: number; offered: number }, pids: string[]): Promise<{ paced: number; best?: Trial; trials: Trial[] }> => {
+    const pacedRate = async (
+      unpaced: { mpps: number; offered: number },
+      pids: string[],
+    ): Promise<{ paced: number; best?: Trial; trials: Trial[] }> => {
       const trials: Trial[] = [];
       const g = (Math.sqrt(5) - 1) / 2;
       // The flood's offered rate can be below the sink's peak (the full ring slows the
@@ -950,10 +1110,12 @@ async function dropRates(): Promise<void> {
     }
     // The anchor dropped what it was sent (a miss would pass the packet up the stack: another measurement).
     const hits = sumHits(bare.mapFd('hash32_srcs'), 4);
-    if ([...samples.keys()].some((m) => m.startsWith('mpps.xdp_hash32_100k_drop@')) && hits === 0n) throw new Error('the hash32 sink counted no hit');
+    if ([...samples.keys()].some((m) => m.startsWith('mpps.xdp_hash32_100k_drop@')) && hits === 0n)
+      throw new Error('the hash32 sink counted no hit');
     process.stderr.write(`# hash32: ${hits} packets hit and dropped over its windows (and warm-ups)\n`);
     const trieHits = sumHits(bare.mapFd('trie4_srcs'), 8);
-    if ([...samples.keys()].some((m) => m.startsWith('mpps.xdp_trie_100k_drop@')) && trieHits === 0n) throw new Error('the trie sink counted no hit');
+    if ([...samples.keys()].some((m) => m.startsWith('mpps.xdp_trie_100k_drop@')) && trieHits === 0n)
+      throw new Error('the trie sink counted no hit');
     process.stderr.write(`# trie: ${trieHits} packets hit and dropped over its windows (and warm-ups)\n`);
     if (useXdpFilter) process.stderr.write(`# xdp-filter: ${xdpFilterDropped} packets dropped over its windows (and warm-ups)\n`);
     const of = (m: string) => samples.get(m)!;
@@ -962,7 +1124,9 @@ async function dropRates(): Promise<void> {
     const named = (metric: string, t: Traffic) => (t === 'rewrite' ? metric : `${metric}_${t}`);
     // Against the real xdp-filter, when it ran, and (--compare-live) against build A.
     const peers = (m: string, t: Traffic, f: (s: Sample) => number, inverse = false) => ({
-      ...(samples.has(key('mpps.xdp_filter_10k_drop', t)) ? { x_xdp_filter: ratio(key(m, t), key('mpps.xdp_filter_10k_drop', t), f, inverse) } : {}),
+      ...(samples.has(key('mpps.xdp_filter_10k_drop', t))
+        ? { x_xdp_filter: ratio(key(m, t), key('mpps.xdp_filter_10k_drop', t), f, inverse) }
+        : {}),
       // --compare-live: every other build against this one (A).
       ...(/^mpps\.fleetwall_100k_[b-z]_drop$/.test(m) ? { x_a: ratio(key(m, t), key('mpps.fleetwall_100k_a_drop', t), f, inverse) } : {}),
     });
@@ -1048,7 +1212,9 @@ async function dropRates(): Promise<void> {
     }
   } finally {
     for (const c of children) c.kill('SIGKILL');
-    await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null || c.signalCode !== null ? r(null) : c.once('exit', r)))));
+    await Promise.all(
+      children.map((c) => new Promise((r) => (c.exitCode !== null || c.signalCode !== null ? r(null) : c.once('exit', r)))),
+    );
     try {
       bed.execSync('b', ['nft', 'delete', 'table', 'netdev', 'fwbench']);
     } catch {
@@ -1079,7 +1245,12 @@ async function dropRates(): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  emit('bench.context', 0, { cpus: Number(execFileSync('nproc', { encoding: 'utf8' }).trim()), kernel: execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim(), loadavg: load(), rounds: ROUNDS });
+  emit('bench.context', 0, {
+    cpus: Number(execFileSync('nproc', { encoding: 'utf8' }).trim()),
+    kernel: execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim(),
+    loadavg: load(),
+    rounds: ROUNDS,
+  });
   try {
     if (DO_PPS) {
       perPacket();

@@ -27,8 +27,13 @@ function run(cmd, args, opts = {}) {
 
 // Debian packages the tests, the demo and `npm run build:bpf` need.
 const APT = {
-  clang: 'clang', llc: 'llvm', ip: 'iproute2', ethtool: 'ethtool', ping: 'iputils-ping',
-  nft: 'nftables', bpftool: 'bpftool',
+  clang: 'clang',
+  llc: 'llvm',
+  ip: 'iproute2',
+  ethtool: 'ethtool',
+  ping: 'iputils-ping',
+  nft: 'nftables',
+  bpftool: 'bpftool',
 };
 
 function ensureSystem() {
@@ -83,9 +88,14 @@ function ensurePython() {
   for (const m of config.matchAll(/file:\/\/(\S+?)\/simple/g)) if (existsSync(join(m[1], 'files'))) links.add(join(m[1], 'files'));
   for (const m of config.matchAll(/find-links='([^']+)'/g)) for (const d of m[1].split(/\s+/)) if (existsSync(d)) links.add(d);
   log('installing grpcio and grpcio-tools for the Python client');
-  const offline = links.size > 0
-    ? spawnSync('python3', ['-m', 'pip', 'install', '-q', '--no-index', ...[...links].flatMap((d) => ['--find-links', d]), 'grpcio', 'grpcio-tools'], { stdio: 'inherit' })
-    : { status: 1 };
+  const offline =
+    links.size > 0
+      ? spawnSync(
+          'python3',
+          ['-m', 'pip', 'install', '-q', '--no-index', ...[...links].flatMap((d) => ['--find-links', d]), 'grpcio', 'grpcio-tools'],
+          { stdio: 'inherit' },
+        )
+      : { status: 1 };
   if (offline.status !== 0) run('python3', ['-m', 'pip', 'install', '-q', 'grpcio', 'grpcio-tools']);
 }
 

@@ -50,7 +50,11 @@ const Raw = makeGenericClientConstructor(
     },
   },
   'fleetwall.v1.AgentService',
-) as unknown as new (target: string, creds: ReturnType<typeof credentials.createInsecure>, opts: object) => {
+) as unknown as new (
+  target: string,
+  creds: ReturnType<typeof credentials.createInsecure>,
+  opts: object,
+) => {
   sync(md: Metadata): ClientDuplexStream<Buffer, Buffer>;
   close(): void;
 };
@@ -87,8 +91,7 @@ function skip(b: Buffer, wire: number): void {
   else if (wire === 2) {
     const l = varint(b); // read before adding: `pos += varint(b)` would add to the old pos
     pos += l;
-  }
-  else if (wire === 1) pos += 8;
+  } else if (wire === 1) pos += 8;
   else if (wire === 5) pos += 4;
 }
 
@@ -133,7 +136,12 @@ class Agent {
     this.call.on('error', () => {
       ended++;
     });
-    const hello = Hello.fromPartial({ nodeName: this.name, labels: { env: 'bench', host: this.name }, agentVersion: 'bench-agent/1', agentInstanceId: `${process.pid}-${this.name}` });
+    const hello = Hello.fromPartial({
+      nodeName: this.name,
+      labels: { env: 'bench', host: this.name },
+      agentVersion: 'bench-agent/1',
+      agentInstanceId: `${process.pid}-${this.name}`,
+    });
     this.call.write(Buffer.from(SyncRequest.encode({ msg: { $case: 'hello', value: hello } }).finish()));
   }
 

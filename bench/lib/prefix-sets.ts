@@ -60,7 +60,13 @@ export function randomOrder(sources: Uint8Array[], draws: number): Uint8Array[] 
 export function entries(family: 4 | 6, n: number): KernelEntry[] {
   const out: KernelEntry[] = new Array(n);
   for (let i = 0; i < n; i++) {
-    out[i] = { direction: 'ingress', prefix: family === 4 ? v4Prefix(i, n) : v6Prefix(i, n), action: 'deny', mode: 'enforce', slot: i % 1024 };
+    out[i] = {
+      direction: 'ingress',
+      prefix: family === 4 ? v4Prefix(i, n) : v6Prefix(i, n),
+      action: 'deny',
+      mode: 'enforce',
+      slot: i % 1024,
+    };
   }
   return out;
 }

@@ -47,12 +47,7 @@ export function connect(target: string, actor = 'cli:unknown'): Clients {
 /** The metadata key the control plane reads the caller's identity from. */
 export const ACTOR_METADATA_KEY = 'x-fleetwall-actor';
 
-type UnaryFn<Req, Res> = (
-  req: Req,
-  md: Metadata,
-  opts: { deadline: Date },
-  cb: (err: ServiceError | null, res: Res) => void,
-) => unknown;
+type UnaryFn<Req, Res> = (req: Req, md: Metadata, opts: { deadline: Date }, cb: (err: ServiceError | null, res: Res) => void) => unknown;
 
 /** Calls a unary method of one of `c`'s clients with a deadline; rejects with CliError. */
 export function unary<Req, Res>(c: Clients, client: object, fn: UnaryFn<Req, Res>, req: Req, timeoutMs = 15_000): Promise<Res> {
@@ -86,10 +81,15 @@ export function toCliError(err: ServiceError, target: string): CliError {
     case status.UNAVAILABLE:
       return new CliError(
         `cannot reach the control plane at ${target}: ${err.details}. Is it running? Start one with \`fleetwall control-plane\` or point --server (FLEETWALL_CONTROL_PLANE) at it.`,
-        ExitCode.Unavailable, 'UNAVAILABLE',
+        ExitCode.Unavailable,
+        'UNAVAILABLE',
       );
     case status.DEADLINE_EXCEEDED:
-      return new CliError(`the control plane at ${target} did not answer in time: ${err.details}`, ExitCode.Unavailable, 'DEADLINE_EXCEEDED');
+      return new CliError(
+        `the control plane at ${target} did not answer in time: ${err.details}`,
+        ExitCode.Unavailable,
+        'DEADLINE_EXCEEDED',
+      );
     case status.NOT_FOUND:
       return new CliError(err.details, ExitCode.NotFound, reason ?? 'NOT_FOUND');
     case status.INVALID_ARGUMENT:

@@ -127,12 +127,14 @@ export async function run(argv: string[]): Promise<number> {
     }
     return ExitCode.Ok;
   } catch (e) {
-    const err = e instanceof UsageError
-      ? new CliError(e.message, ExitCode.Usage, 'USAGE')
-      : e instanceof CliError
-        ? e
-        : new CliError(`unexpected error: ${(e as Error)?.stack ?? String(e)}`, ExitCode.Failure, 'INTERNAL');
-    if (ctx.out.json) process.stderr.write(`${stringifyJson({ error: { message: err.message, reason: err.reason, exitCode: err.exitCode } })}\n`);
+    const err =
+      e instanceof UsageError
+        ? new CliError(e.message, ExitCode.Usage, 'USAGE')
+        : e instanceof CliError
+          ? e
+          : new CliError(`unexpected error: ${(e as Error)?.stack ?? String(e)}`, ExitCode.Failure, 'INTERNAL');
+    if (ctx.out.json)
+      process.stderr.write(`${stringifyJson({ error: { message: err.message, reason: err.reason, exitCode: err.exitCode } })}\n`);
     else process.stderr.write(`fleetwall: ${err.message}\n`);
     return err.exitCode;
   } finally {

@@ -47,7 +47,14 @@ export function relativeTime(d: Date | undefined, now = Date.now()): string {
   if (!d) return '-';
   const s = Math.round((d.getTime() - now) / 1000);
   const abs = Math.abs(s);
-  const txt = abs < 60 ? `${abs}s` : abs < 3600 ? `${Math.floor(abs / 60)}m` : abs < 86400 ? `${Math.floor(abs / 3600)}h` : `${Math.floor(abs / 86400)}d`;
+  const txt =
+    abs < 60
+      ? `${abs}s`
+      : abs < 3600
+        ? `${Math.floor(abs / 60)}m`
+        : abs < 86400
+          ? `${Math.floor(abs / 3600)}h`
+          : `${Math.floor(abs / 86400)}d`;
   return s >= 0 ? `in ${txt}` : `${txt} ago`;
 }
 

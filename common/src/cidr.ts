@@ -102,11 +102,7 @@ export function parseAddress(input: string): Address {
   if (v4) return { family: 4, bytes: v4 };
   const v6 = s.includes(':') ? parseV6(s) : null;
   if (v6) return { family: 6, bytes: v6 };
-  throw new CidrError(
-    'INVALID_ADDRESS',
-    `"${input}" is not an IP address: expected IPv4 like 192.0.2.1 or IPv6 like 2001:db8::1`,
-    input,
-  );
+  throw new CidrError('INVALID_ADDRESS', `"${input}" is not an IP address: expected IPv4 like 192.0.2.1 or IPv6 like 2001:db8::1`, input);
 }
 
 /** Zeroes the bits after `len`. Returns a new array. */
@@ -158,12 +154,7 @@ export function parseCidr(input: string): Prefix {
   }
   if (hasHostBits(addr.bytes, len)) {
     const canonical = formatPrefix({ family: addr.family, bytes: maskBytes(addr.bytes, len), len });
-    throw new CidrError(
-      'HOST_BITS_SET',
-      `"${input}" has host bits set after /${len}: did you mean ${canonical}?`,
-      input,
-      canonical,
-    );
+    throw new CidrError('HOST_BITS_SET', `"${input}" has host bits set after /${len}: did you mean ${canonical}?`, input, canonical);
   }
   return { family: addr.family, bytes: addr.bytes, len };
 }

@@ -66,7 +66,6 @@ export function decide<R extends PolicyRule>(
         : 'shorter_prefix') as MatchRole,
   }));
   if (!deciding) return { verdict: defaultAction, matches };
-  const verdict: Verdict =
-    deciding.action === 'allow' ? 'pass' : deciding.mode === 'enforce' ? 'drop' : 'would_drop';
+  const verdict: Verdict = deciding.action === 'allow' ? 'pass' : deciding.mode === 'enforce' ? 'drop' : 'would_drop';
   return { verdict, deciding, matches };
 }

@@ -142,7 +142,12 @@ export async function startControlPlane(config: Config, logger: Logger, options:
     });
     const sweeper = new ExpirySweeper(ruleStore, config.expirySweepIntervalMs, log.child({ component: 'expiry' }));
     sweeper.start();
-    const pruner = new RetentionPruner(changeLog, config.changeRetentionMs, config.retentionPruneIntervalMs, log.child({ component: 'retention' }));
+    const pruner = new RetentionPruner(
+      changeLog,
+      config.changeRetentionMs,
+      config.retentionPruneIntervalMs,
+      log.child({ component: 'retention' }),
+    );
     pruner.start();
     cleanup.unshift(() => Promise.all([sweeper.stop(), pruner.stop()]).then(() => undefined));
 
@@ -154,7 +159,12 @@ export async function startControlPlane(config: Config, logger: Logger, options:
     router.add('GET', '/healthz', async (_req, res) => {
       try {
         await sql`select 1`.execute();
-        sendJson(res, 200, { status: 'ok', controlPlaneId: config.controlPlaneId, revision: cache.revision.toString(), agents: hub.sessionCount });
+        sendJson(res, 200, {
+          status: 'ok',
+          controlPlaneId: config.controlPlaneId,
+          revision: cache.revision.toString(),
+          agents: hub.sessionCount,
+        });
       } catch {
         sendJson(res, 503, { status: 'unavailable', reason: 'STORE_UNAVAILABLE' });
       }
@@ -165,7 +175,10 @@ export async function startControlPlane(config: Config, logger: Logger, options:
     cleanup.unshift(() => http.close());
 
     grpc.setServing(true);
-    log.info({ grpcPort: grpc.port, httpPort: http.port, storeId: db.storeId, revision: cache.revision.toString(), rules: cache.size }, 'control plane started');
+    log.info(
+      { grpcPort: grpc.port, httpPort: http.port, storeId: db.storeId, revision: cache.revision.toString(), rules: cache.size },
+      'control plane started',
+    );
 
     let stopping: Promise<void> | undefined;
     return {

@@ -96,7 +96,11 @@ export class Agent {
       },
       refused: (_m, res) => this.metrics.refusals.inc({ reason: res.reason }),
     });
-    this.http = new HealthServer(() => this.health(), this.metrics, () => this.readyFlag);
+    this.http = new HealthServer(
+      () => this.health(),
+      this.metrics,
+      () => this.readyFlag,
+    );
   }
 
   /** Opens, reconciles, attaches, serves and connects. Resolves once the kernel enforces. */
@@ -133,12 +137,16 @@ export class Agent {
       this.dp.createdFresh ? 'datapath created' : 'pinned state read back',
     );
     if (this.dp.defaultAction !== cfg.defaultAction) {
-      this.log.warn({ pinned: this.dp.defaultAction, configured: cfg.defaultAction }, 'the pinned datapath keeps its default action; uninstall to change it');
+      this.log.warn(
+        { pinned: this.dp.defaultAction, configured: cfg.defaultAction },
+        'the pinned datapath keeps its default action; uninstall to change it',
+      );
     }
     // Only the difference between the journal and the kernel is applied.
     this.engine.requestReconcile();
     await this.engine.idle();
-    if (this.engine.lastRefusal) this.log.error({ error: this.engine.lastError }, 'the pinned rules could not all be restored; the kernel keeps what it has');
+    if (this.engine.lastRefusal)
+      this.log.error({ error: this.engine.lastError }, 'the pinned rules could not all be restored; the kernel keeps what it has');
     // Reading a large pinned state back leaves a lot of garbage: collect it now, not in the middle of a change.
     if (sum.journalRules + sum.kernelEntries > 100_000) releaseTransientMemory();
     this.engine.startExpiry();
@@ -158,10 +166,22 @@ export class Agent {
       this.log.info({ httpPort: this.httpPort, addr: cfg.httpAddr }, 'serving /healthz and /metrics');
     }
     this.readyFlag = true;
-    this.log.info({ ms: Math.round(performance.now() - t0), rulesInKernel: this.rec.table.kernelTotal, interfaces: [...this.attached.keys()] }, 'enforcing');
+    this.log.info(
+      { ms: Math.round(performance.now() - t0), rulesInKernel: this.rec.table.kernelTotal, interfaces: [...this.attached.keys()] },
+      'enforcing',
+    );
     if (cfg.readyFile) {
       const tmp = `${cfg.readyFile}.tmp`;
-      writeFileSync(tmp, JSON.stringify({ pid: process.pid, httpPort: this.httpPort, nodeName: cfg.nodeName, instanceId: this.sync.instanceId, appliedRevision: String(this.engine.applied.revision) }) + '\n');
+      writeFileSync(
+        tmp,
+        JSON.stringify({
+          pid: process.pid,
+          httpPort: this.httpPort,
+          nodeName: cfg.nodeName,
+          instanceId: this.sync.instanceId,
+          appliedRevision: String(this.engine.applied.revision),
+        }) + '\n',
+      );
       renameSync(tmp, cfg.readyFile);
     }
     this.sync.start();
@@ -175,7 +195,8 @@ export class Agent {
         const a = this.dp.attach(ifname, { xdpMode: this.cfg.xdpMode, replaceForeign: this.cfg.replaceForeignXdp });
         this.attached.set(ifname, a);
         this.attachErrors.delete(ifname);
-        if (a.xdpMode === 'generic' && this.cfg.xdpMode === 'auto') this.log.warn({ ifname }, 'XDP runs in generic (skb) mode on this interface: slower');
+        if (a.xdpMode === 'generic' && this.cfg.xdpMode === 'auto')
+          this.log.warn({ ifname }, 'XDP runs in generic (skb) mode on this interface: slower');
         this.log.info({ ifname, ifindex: a.ifindex, xdp: a.xdpMode, egress: a.egressMode }, 'attached');
       } catch (e) {
         missing = true;
@@ -245,7 +266,12 @@ export class Agent {
       counterSlotsInUse: slots ? slots.inUse : 0,
       counterSlots: this.dp.capacity.counterSlots,
       lastError: this.currentError(),
-      interfaces: this.interfaces().map((i) => ({ name: i.name, ifindex: i.ifindex, xdpMode: String(this.attached.get(i.name)?.xdpMode ?? 'none'), egressMode: String(this.attached.get(i.name)?.egressMode ?? 'none') })),
+      interfaces: this.interfaces().map((i) => ({
+        name: i.name,
+        ifindex: i.ifindex,
+        xdpMode: String(this.attached.get(i.name)?.xdpMode ?? 'none'),
+        egressMode: String(this.attached.get(i.name)?.egressMode ?? 'none'),
+      })),
       lastSyncMode: s.lastSyncMode,
       lastSyncMs: s.lastSyncMs,
       lastPropagationMs: s.lastPropagationMs,

@@ -53,20 +53,52 @@ interface Setting {
 
 /** Every setting: flag, environment variable, meaning. Also the README's table. */
 export const SETTINGS = {
-  controlPlane: { flag: 'control-plane', env: 'FLEETWALL_CONTROL_PLANE', help: 'control plane gRPC address host:port or unix:/path, or several comma-separated (tried in turn; default localhost:50051)' },
+  controlPlane: {
+    flag: 'control-plane',
+    env: 'FLEETWALL_CONTROL_PLANE',
+    help: 'control plane gRPC address host:port or unix:/path, or several comma-separated (tried in turn; default localhost:50051)',
+  },
   nodeName: { flag: 'node-name', env: 'FLEETWALL_NODE_NAME', help: 'node name (default: the hostname)' },
   labels: { flag: 'labels', env: 'FLEETWALL_LABELS', help: 'node labels k=v,k2=v2 (rule selectors match them)' },
   interfaces: { flag: 'interfaces', env: 'FLEETWALL_INTERFACES', help: 'interfaces to attach to, comma-separated (required)' },
-  defaultAction: { flag: 'default-action', env: 'FLEETWALL_DEFAULT_ACTION', help: 'unmatched traffic: pass (default) or drop; takes effect when the maps are created' },
-  pinPath: { flag: 'pin-path', env: 'FLEETWALL_PIN_PATH', help: 'bpffs folder for pinned maps, links and state (default /sys/fs/bpf/fleetwall)' },
+  defaultAction: {
+    flag: 'default-action',
+    env: 'FLEETWALL_DEFAULT_ACTION',
+    help: 'unmatched traffic: pass (default) or drop; takes effect when the maps are created',
+  },
+  pinPath: {
+    flag: 'pin-path',
+    env: 'FLEETWALL_PIN_PATH',
+    help: 'bpffs folder for pinned maps, links and state (default /sys/fs/bpf/fleetwall)',
+  },
   objDir: { flag: 'obj-dir', env: 'FLEETWALL_OBJ_DIR', help: 'folder with compiled *.bpf.o (default: the datapath default, bpf/obj)' },
   counterInterval: { flag: 'counter-interval', env: 'FLEETWALL_COUNTER_INTERVAL', help: 'counter read/report interval (default 1s)' },
-  httpAddr: { flag: 'http-addr', env: 'FLEETWALL_HTTP_ADDR', help: 'host:port or unix:/path for /healthz and /metrics (default 127.0.0.1:9477; port 0 = any; "off" = none)' },
-  capacityPrefixes: { flag: 'capacity-prefixes', env: 'FLEETWALL_CAPACITY_PREFIXES', help: 'prefixes per kernel table when the maps are created (default: datapath default)' },
-  capacitySlots: { flag: 'capacity-slots', env: 'FLEETWALL_CAPACITY_SLOTS', help: 'rule counter slots when the maps are created (default: datapath default)' },
+  httpAddr: {
+    flag: 'http-addr',
+    env: 'FLEETWALL_HTTP_ADDR',
+    help: 'host:port or unix:/path for /healthz and /metrics (default 127.0.0.1:9477; port 0 = any; "off" = none)',
+  },
+  capacityPrefixes: {
+    flag: 'capacity-prefixes',
+    env: 'FLEETWALL_CAPACITY_PREFIXES',
+    help: 'prefixes per kernel table when the maps are created (default: datapath default)',
+  },
+  capacitySlots: {
+    flag: 'capacity-slots',
+    env: 'FLEETWALL_CAPACITY_SLOTS',
+    help: 'rule counter slots when the maps are created (default: datapath default)',
+  },
   xdpMode: { flag: 'xdp-mode', env: 'FLEETWALL_XDP_MODE', help: 'auto (default), native or generic' },
-  replaceForeignXdp: { flag: 'replace-foreign-xdp', env: 'FLEETWALL_REPLACE_FOREIGN_XDP', help: 'true: replace an XDP program fleetwall did not attach (default false: refuse and report it)' },
-  pingInterval: { flag: 'ping-interval', env: 'FLEETWALL_PING_INTERVAL', help: 'ping interval until the control plane sets one (default 10s)' },
+  replaceForeignXdp: {
+    flag: 'replace-foreign-xdp',
+    env: 'FLEETWALL_REPLACE_FOREIGN_XDP',
+    help: 'true: replace an XDP program fleetwall did not attach (default false: refuse and report it)',
+  },
+  pingInterval: {
+    flag: 'ping-interval',
+    env: 'FLEETWALL_PING_INTERVAL',
+    help: 'ping interval until the control plane sets one (default 10s)',
+  },
   reconnectMin: { flag: 'reconnect-min', env: 'FLEETWALL_RECONNECT_MIN', help: 'first reconnect backoff (default 250ms)' },
   reconnectMax: { flag: 'reconnect-max', env: 'FLEETWALL_RECONNECT_MAX', help: 'reconnect backoff cap (default 10s)' },
   readyFile: { flag: 'ready-file', env: 'FLEETWALL_READY_FILE', help: 'file written with {pid, httpPort} once enforcing' },
@@ -106,7 +138,8 @@ function parseAddr(text: string, what: string): string {
   // A Unix socket (reachable across network namespaces): unix:/abs/path or unix:///abs/path.
   if (t.startsWith('unix:')) {
     const path = t.replace(/^unix:(\/\/)?/, '');
-    if (!path.startsWith('/')) throw new ConfigError(`${what}: "${text}" must name an absolute socket path, e.g. unix:/run/fleetwall/cp.sock`);
+    if (!path.startsWith('/'))
+      throw new ConfigError(`${what}: "${text}" must name an absolute socket path, e.g. unix:/run/fleetwall/cp.sock`);
     return `unix:${path}`;
   }
   const m = /^(\[[0-9a-fA-F:]+\]|[^\s:/]+):(\d{1,5})$/.exec(t);
@@ -140,7 +173,12 @@ export function parseFlags(argv: readonly string[]): Partial<Record<Key, string>
 }
 
 export function usage(): string {
-  const lines = ['fleetwall agent [flags]        run the node agent', 'fleetwall agent uninstall [--pin-path P]   detach and remove the pins', '', 'flags (environment variable in brackets):'];
+  const lines = [
+    'fleetwall agent [flags]        run the node agent',
+    'fleetwall agent uninstall [--pin-path P]   detach and remove the pins',
+    '',
+    'flags (environment variable in brackets):',
+  ];
   for (const s of Object.values(SETTINGS)) lines.push(`  --${s.flag.padEnd(18)} [${s.env}] ${s.help}`);
   return lines.join('\n');
 }
@@ -159,15 +197,23 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   };
   const what = (k: Key): string => `--${SETTINGS[k].flag} / ${SETTINGS[k].env}`;
 
-  const controlPlanes = (raw('controlPlane') ?? 'localhost:50051').split(',').map((a) => a.trim()).filter((a) => a !== '').map((a) => parseAddr(a, what('controlPlane')));
+  const controlPlanes = (raw('controlPlane') ?? 'localhost:50051')
+    .split(',')
+    .map((a) => a.trim())
+    .filter((a) => a !== '')
+    .map((a) => parseAddr(a, what('controlPlane')));
   if (controlPlanes.length === 0) throw new ConfigError(`${what('controlPlane')}: give at least one host:port`);
   const nodeName = (raw('nodeName') ?? hostname()).trim();
   if (!/^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/.test(nodeName)) {
     throw new ConfigError(`${what('nodeName')}: "${nodeName}" must be letters, digits, . _ - (at most 253)`);
   }
   const labels = Object.freeze(parseLabels(raw('labels') ?? '', what('labels')));
-  const interfaces = (raw('interfaces') ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
-  if (interfaces.length === 0) throw new ConfigError(`${what('interfaces')}: name at least one interface to enforce on, e.g. --interfaces eth0`);
+  const interfaces = (raw('interfaces') ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  if (interfaces.length === 0)
+    throw new ConfigError(`${what('interfaces')}: name at least one interface to enforce on, e.g. --interfaces eth0`);
   for (const i of interfaces) if (!IFNAME.test(i)) throw new ConfigError(`${what('interfaces')}: "${i}" is not an interface name`);
   if (new Set(interfaces).size !== interfaces.length) throw new ConfigError(`${what('interfaces')}: an interface is listed twice`);
   const da = raw('defaultAction') ?? 'pass';
@@ -175,13 +221,15 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   const pinPath = raw('pinPath') ?? '/sys/fs/bpf/fleetwall';
   if (!pinPath.startsWith('/')) throw new ConfigError(`${what('pinPath')}: "${pinPath}" must be an absolute path on a bpf filesystem`);
   const counterIntervalMs = parseDurationMs(raw('counterInterval') ?? '1s', what('counterInterval'));
-  if (counterIntervalMs < 50 || counterIntervalMs > 3_600_000) throw new ConfigError(`${what('counterInterval')}: must be between 50ms and 1h`);
+  if (counterIntervalMs < 50 || counterIntervalMs > 3_600_000)
+    throw new ConfigError(`${what('counterInterval')}: must be between 50ms and 1h`);
   const httpRaw = raw('httpAddr') ?? '127.0.0.1:9477';
   const httpAddr = httpRaw === 'off' ? '' : parseAddr(httpRaw, what('httpAddr'));
   const cp = raw('capacityPrefixes');
   const cs = raw('capacitySlots');
   const xdpMode = raw('xdpMode') ?? 'auto';
-  if (xdpMode !== 'auto' && xdpMode !== 'native' && xdpMode !== 'generic') throw new ConfigError(`${what('xdpMode')}: "${xdpMode}" must be auto, native or generic`);
+  if (xdpMode !== 'auto' && xdpMode !== 'native' && xdpMode !== 'generic')
+    throw new ConfigError(`${what('xdpMode')}: "${xdpMode}" must be auto, native or generic`);
   const rf = raw('replaceForeignXdp') ?? 'false';
   if (rf !== 'true' && rf !== 'false') throw new ConfigError(`${what('replaceForeignXdp')}: "${rf}" must be true or false`);
   const pingIntervalMs = parseDurationMs(raw('pingInterval') ?? '10s', what('pingInterval'));
@@ -189,7 +237,8 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   const reconnectMinMs = parseDurationMs(raw('reconnectMin') ?? '250ms', what('reconnectMin'));
   const reconnectMaxMs = parseDurationMs(raw('reconnectMax') ?? '10s', what('reconnectMax'));
   if (reconnectMinMs < 10) throw new ConfigError(`${what('reconnectMin')}: at least 10ms`);
-  if (reconnectMaxMs < reconnectMinMs) throw new ConfigError(`${what('reconnectMax')}: must not be below ${SETTINGS.reconnectMin.flag} (${reconnectMinMs} ms)`);
+  if (reconnectMaxMs < reconnectMinMs)
+    throw new ConfigError(`${what('reconnectMax')}: must not be below ${SETTINGS.reconnectMin.flag} (${reconnectMinMs} ms)`);
   const logLevel = raw('logLevel') ?? 'info';
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
     throw new ConfigError(`${what('logLevel')}: "${logLevel}" must be one of fatal error warn info debug trace silent`);
@@ -217,7 +266,10 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
 }
 
 /** The pin path alone, for `fleetwall agent uninstall` (no interfaces needed). */
-export function loadUninstallConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): { pinPath: string; objDir: string | undefined; logLevel: LogLevel } {
+export function loadUninstallConfig(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+): { pinPath: string; objDir: string | undefined; logLevel: LogLevel } {
   const flags = parseFlags(argv);
   const pinPath = flags.pinPath ?? env[SETTINGS.pinPath.env] ?? '/sys/fs/bpf/fleetwall';
   if (!pinPath.startsWith('/')) throw new ConfigError(`--pin-path: "${pinPath}" must be absolute`);

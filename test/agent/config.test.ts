@@ -38,19 +38,32 @@ test('defaults, env, and flags overriding env', () => {
 test('bad input is refused with the flag, the variable and how to fix it', () => {
   const bad: [string[], Record<string, string>, RegExp][] = [
     [[], {}, /--interfaces \/ FLEETWALL_INTERFACES: name at least one interface/],
-    [['--interfaces', 'eth0', '--default-action', 'block'], {}, /--default-action \/ FLEETWALL_DEFAULT_ACTION: "block" must be pass or drop/],
+    [
+      ['--interfaces', 'eth0', '--default-action', 'block'],
+      {},
+      /--default-action \/ FLEETWALL_DEFAULT_ACTION: "block" must be pass or drop/,
+    ],
     [['--interfaces', 'eth0'], { FLEETWALL_LABELS: 'zone' }, /FLEETWALL_LABELS: "zone" is not key=value/],
     [['--interfaces', 'eth0', '--control-plane', 'nohost'], {}, /"nohost" is not host:port/],
     [['--interfaces', 'eth0', '--counter-interval', 'soon'], {}, /"soon" is not a duration/],
     [['--interfaces', 'eth0', '--pin-path', 'relative/dir'], {}, /must be an absolute path/],
     [['--interfaces', 'eth0', '--bogus', '1'], {}, /unknown flag --bogus/],
-    [['--interfaces', 'eth0', '--replace-foreign-xdp', 'yes'], {}, /--replace-foreign-xdp \/ FLEETWALL_REPLACE_FOREIGN_XDP: "yes" must be true or false/],
+    [
+      ['--interfaces', 'eth0', '--replace-foreign-xdp', 'yes'],
+      {},
+      /--replace-foreign-xdp \/ FLEETWALL_REPLACE_FOREIGN_XDP: "yes" must be true or false/,
+    ],
     [['--interfaces', 'eth0,eth0'], {}, /listed twice/],
     [['--interfaces', 'eth0', '--reconnect-min', '5s', '--reconnect-max', '1s'], {}, /must not be below/],
     [['--interfaces', 'eth0', '--capacity-prefixes', '0'], {}, /out of range/],
     [['--interfaces', 'eth0', '--capacity-slots', String(2 ** 24 + 1)], {}, /out of range/], // the /24 index word's 24-bit slot field
   ];
-  for (const [argv, env, re] of bad) assert.throws(() => loadConfig(argv, env), (e: unknown) => e instanceof ConfigError && re.test(e.message), `${argv.join(' ')} ${JSON.stringify(env)}`);
+  for (const [argv, env, re] of bad)
+    assert.throws(
+      () => loadConfig(argv, env),
+      (e: unknown) => e instanceof ConfigError && re.test(e.message),
+      `${argv.join(' ')} ${JSON.stringify(env)}`,
+    );
   assert.equal(parseDurationMs('1.5s', 'x'), 1500);
   assert.throws(() => parseDurationMs('2', 'x'), /not a duration/, 'a unit is required, as for the control plane');
   assert.equal(parseDurationMs('1h30m', 'x'), 5_400_000);

@@ -26,22 +26,50 @@ test('a rule created through the API drops real packets; deleting it lets them t
     await agent.waitHealth('revision applied', (h) => BigInt(h.appliedRevision) >= revision);
     const blocked = await ping(bed, { from: 'a', src, dst: bed.b.v4, count: 10 });
     assert.deepEqual(blocked, { sent: 10, received: 0 });
-    assert.deepEqual(await ping(bed, { from: 'a', src: bed.a.v4Extra[1]!, dst: bed.b.v4, count: 2 }), { sent: 2, received: 2 }, 'other sources pass');
+    assert.deepEqual(
+      await ping(bed, { from: 'a', src: bed.a.v4Extra[1]!, dst: bed.b.v4, count: 2 }),
+      { sent: 2, received: 2 },
+      'other sources pass',
+    );
     // IPv6 and egress through the API as well.
     const v6 = await createRule(cp, `${bed.a.v6Extra[0]}/128`);
     const eg = await createRule(cp, `${bed.a.v4Extra[2]}/32`, { direction: 'egress' });
     await agent.waitHealth('rules applied', (h) => BigInt(h.appliedRevision) >= eg.revision);
     assert.equal((await ping(bed, { from: 'a', src: bed.a.v6Extra[0]!, dst: bed.b.v6, count: 3 })).received, 0);
-    assert.equal((await ping(bed, { from: 'a', src: bed.a.v4Extra[2]!, dst: bed.b.v4, count: 3 })).received, 0, 'egress deny drops the replies');
+    assert.equal(
+      (await ping(bed, { from: 'a', src: bed.a.v4Extra[2]!, dst: bed.b.v4, count: 3 })).received,
+      0,
+      'egress deny drops the replies',
+    );
     // Exact counters at the control plane: every dropped packet, nothing more.
-    await eventually('control-plane counter of the rule', () => rulePackets(cp, agent.nodeName, rule.id), (n) => n === 10n);
-    await eventually('IPv6 rule counter', () => rulePackets(cp, agent.nodeName, v6.rule.id), (n) => n === 3n);
-    await eventually('egress rule counter', () => rulePackets(cp, agent.nodeName, eg.rule.id), (n) => n === 3n);
+    await eventually(
+      'control-plane counter of the rule',
+      () => rulePackets(cp, agent.nodeName, rule.id),
+      (n) => n === 10n,
+    );
+    await eventually(
+      'IPv6 rule counter',
+      () => rulePackets(cp, agent.nodeName, v6.rule.id),
+      (n) => n === 3n,
+    );
+    await eventually(
+      'egress rule counter',
+      () => rulePackets(cp, agent.nodeName, eg.rule.id),
+      (n) => n === 3n,
+    );
     // Interface verdict totals too: 10 + 3 dropped on ingress, 3 replies dropped on egress.
-    await eventually('interface drop totals', () => interfaceDrops(cp, agent.nodeName), (d) => d.ingress === 13n && d.egress === 3n);
+    await eventually(
+      'interface drop totals',
+      () => interfaceDrops(cp, agent.nodeName),
+      (d) => d.ingress === 13n && d.egress === 3n,
+    );
     const del = await deleteRule(cp, rule.id);
     await agent.waitHealth('delete applied', (h) => BigInt(h.appliedRevision) >= del);
-    assert.deepEqual(await ping(bed, { from: 'a', src, dst: bed.b.v4, count: 3 }), { sent: 3, received: 3 }, 'deleting the rule lets packets through');
+    assert.deepEqual(
+      await ping(bed, { from: 'a', src, dst: bed.b.v4, count: 3 }),
+      { sent: 3, received: 3 },
+      'deleting the rule lets packets through',
+    );
     assert.equal(await rulePackets(cp, agent.nodeName, rule.id), 10n, 'the deleted rule keeps its final count');
     const node = await getNode(cp, agent.nodeName);
     assert.equal(node.syncState, SyncState.SYNC_STATE_IN_SYNC);
@@ -77,9 +105,16 @@ test('kill -9 while a blocked source keeps sending: not one packet passes before
     assert.equal(result.received[blocked] ?? 0, 0, 'not one packet from the blocked source passed');
     assert.equal(result.received[open], result.sent[open], 'the open source lost nothing');
     // The control plane counted exactly the packets sent, across the restart.
-    await eventually('control-plane counter equals packets sent', () => rulePackets(cp, agent.nodeName, rule.id), (n) => n === BigInt(result.sent[blocked]!));
+    await eventually(
+      'control-plane counter equals packets sent',
+      () => rulePackets(cp, agent.nodeName, rule.id),
+      (n) => n === BigInt(result.sent[blocked]!),
+    );
     const starts = agent.records(/^sync started$/);
-    assert.deepEqual(starts.map((r) => r.mode), ['snapshot', 'resume']);
+    assert.deepEqual(
+      starts.map((r) => r.mode),
+      ['snapshot', 'resume'],
+    );
     assert.equal(starts[1]!.from, String(revision), 'hello carried the pinned revision');
   });
 });
@@ -92,7 +127,11 @@ test('a change the kernel cannot take is NACKed with its reason and the control 
       const r2 = await createRule(cp, `${bed.a.v4Extra[1]}/32`);
       await agent.waitHealth('two rules', (h) => BigInt(h.appliedRevision) >= r2.revision);
       const r3 = await createRule(cp, `${bed.a.v4Extra[2]}/32`);
-      const node = await eventually('node degraded with the NACK', () => getNode(cp, agent.nodeName), (n) => n.nackedRevision === r3.revision && n.syncState === SyncState.SYNC_STATE_DEGRADED);
+      const node = await eventually(
+        'node degraded with the NACK',
+        () => getNode(cp, agent.nodeName),
+        (n) => n.nackedRevision === r3.revision && n.syncState === SyncState.SYNC_STATE_DEGRADED,
+      );
       assert.equal(node.lastNack?.code, 8, 'RESOURCE_EXHAUSTED');
       assert.match(node.lastNack!.message, /ingress IPv4 table full: the rule set needs 3 prefixes, the table holds 2/);
       const info = ErrorInfo.decode(node.lastNack!.details[0]!.value);
@@ -106,8 +145,16 @@ test('a change the kernel cannot take is NACKed with its reason and the control 
       assert.match(h.lastError, /table full/);
       // Making room: the next revision takes the whole desired set.
       const del = await deleteRule(cp, r1.rule.id);
-      await eventually('node back in sync', () => getNode(cp, agent.nodeName), (n) => n.appliedRevision === del && n.syncState === SyncState.SYNC_STATE_IN_SYNC);
-      assert.equal((await ping(bed, { from: 'a', src: bed.a.v4Extra[2]!, dst: bed.b.v4, count: 2 })).received, 0, 'the refused rule is in now');
+      await eventually(
+        'node back in sync',
+        () => getNode(cp, agent.nodeName),
+        (n) => n.appliedRevision === del && n.syncState === SyncState.SYNC_STATE_IN_SYNC,
+      );
+      assert.equal(
+        (await ping(bed, { from: 'a', src: bed.a.v4Extra[2]!, dst: bed.b.v4, count: 2 })).received,
+        0,
+        'the refused rule is in now',
+      );
       assert.equal((await ping(bed, { from: 'a', src: bed.a.v4Extra[0]!, dst: bed.b.v4, count: 2 })).received, 2);
     },
     { agentArgs: ['--capacity-prefixes', '2', '--capacity-slots', '64'] },

@@ -49,7 +49,11 @@ test('control plane stopped for 30 s: enforcement unchanged, local expiry, rules
         const h = await agent.waitHealth('local expiry', (x) => x.expiredLocally >= 1, OUTAGE_MS);
         assert.equal(h.connected, false, 'expired while disconnected');
         assert.ok(Date.now() >= expireAt);
-        assert.equal((await ping(bed, { from: 'a', src: expiring, dst: bed.b.v4, count: 2 })).received, 2, 'the expired rule no longer drops');
+        assert.equal(
+          (await ping(bed, { from: 'a', src: expiring, dst: bed.b.v4, count: 2 })).received,
+          2,
+          'the expired rule no longer drops',
+        );
         // Stay out for the full 30 s, then a control plane comes back on the agent's address.
         await new Promise((r) => setTimeout(r, Math.max(0, outageStart + OUTAGE_MS - Date.now())));
         const mid = await traffic.received();
@@ -57,10 +61,18 @@ test('control plane stopped for 30 s: enforcement unchanged, local expiry, rules
         assert.equal((await agent.health()).connected, false, 'still cut off after 30 s');
         restarted = await startTestControlPlane(dbUrl, { pingIntervalMs: 1000 });
         link.retarget(restarted.target);
-        const back = await agent.waitHealth('reconnected and caught up', (x) => x.connected && BigInt(x.appliedRevision) >= created.revision, 30_000);
+        const back = await agent.waitHealth(
+          'reconnected and caught up',
+          (x) => x.connected && BigInt(x.appliedRevision) >= created.revision,
+          30_000,
+        );
         assert.equal(back.lastSyncMode, 'resume', 'resumed, no snapshot');
         assert.equal(back.snapshots, 1, 'only the first sync was a snapshot');
-        assert.equal((await ping(bed, { from: 'a', src: later, dst: bed.b.v4, count: 2 })).received, 0, 'the rule created during the outage is enforced');
+        assert.equal(
+          (await ping(bed, { from: 'a', src: later, dst: bed.b.v4, count: 2 })).received,
+          0,
+          'the rule created during the outage is enforced',
+        );
         result = await traffic.stop();
       } catch (e) {
         traffic.kill();
@@ -68,7 +80,11 @@ test('control plane stopped for 30 s: enforcement unchanged, local expiry, rules
       }
       assert.equal(result.received[blocked] ?? 0, 0, 'not one packet of the blocked source in the whole run');
       assert.equal(result.received[bed.a.v4], result.sent[bed.a.v4], 'the open source lost nothing');
-      const node = await eventually('node in sync on the restarted control plane', () => getNode(restarted!, agent.nodeName), (n) => n.connected && n.syncState === SyncState.SYNC_STATE_IN_SYNC);
+      const node = await eventually(
+        'node in sync on the restarted control plane',
+        () => getNode(restarted!, agent.nodeName),
+        (n) => n.connected && n.syncState === SyncState.SYNC_STATE_IN_SYNC,
+      );
       assert.ok(node.appliedRevision >= 3n);
     } finally {
       await restarted?.stop();

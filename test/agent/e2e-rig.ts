@@ -86,14 +86,18 @@ export async function getNode(cp: TestControlPlane, name: string): Promise<Node>
 
 /** Packets the control plane counted for `ruleId` on `node`. */
 export async function rulePackets(cp: TestControlPlane, node: string, ruleId: bigint): Promise<bigint> {
-  const res = await call<GetCountersResponse>((cb) => cp.clients.counters.getCounters({ query: { nodeName: node, ruleIds: [ruleId], topRules: 0 } }, cb));
+  const res = await call<GetCountersResponse>((cb) =>
+    cp.clients.counters.getCounters({ query: { nodeName: node, ruleIds: [ruleId], topRules: 0 } }, cb),
+  );
   const row = res.snapshot?.rules.find((r) => r.ruleId === ruleId);
   return row?.packets ?? 0n;
 }
 
 /** Drop packets the control plane counted on `node`'s interfaces, by direction. */
 export async function interfaceDrops(cp: TestControlPlane, node: string): Promise<{ ingress: bigint; egress: bigint }> {
-  const res = await call<GetCountersResponse>((cb) => cp.clients.counters.getCounters({ query: { nodeName: node, ruleIds: [], topRules: 0 } }, cb));
+  const res = await call<GetCountersResponse>((cb) =>
+    cp.clients.counters.getCounters({ query: { nodeName: node, ruleIds: [], topRules: 0 } }, cb),
+  );
   const out = { ingress: 0n, egress: 0n };
   for (const n of res.snapshot?.nodes ?? []) {
     if (n.nodeName !== node) continue;
@@ -117,7 +121,9 @@ export async function eventually<T>(what: string, fn: () => Promise<T>, ok: (v: 
       err = e;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}; last value: ${JSON.stringify(last, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))}${err ? `; last error: ${String(err)}` : ''}`);
+      throw new Error(
+        `timed out waiting for ${what}; last value: ${JSON.stringify(last, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))}${err ? `; last error: ${String(err)}` : ''}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 100));
   }

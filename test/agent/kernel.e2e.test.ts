@@ -63,12 +63,16 @@ test('real packets: deny, allow inside a deny, monitor, egress and IPv6 follow t
     await s.next('hello');
     const [x1, x2, x3] = bed.a.v4Extra as [string, string, string, string];
     s.startSnapshot(3n, 'store-e2e');
-    s.chunk(3n, [
-      wireRule(1, '192.0.2.0/29'), // covers .1 .. .7: a.v4 and the extras
-      wireRule(2, `${x1}/32`, { action: 'allow' }), // allow beats the deny
-      wireRule(3, `${x2}/32`, { mode: 'monitor' }), // monitor: counted, passed
-      wireRule(4, `${bed.a.v6Extra[0]}/128`),
-    ], true);
+    s.chunk(
+      3n,
+      [
+        wireRule(1, '192.0.2.0/29'), // covers .1 .. .7: a.v4 and the extras
+        wireRule(2, `${x1}/32`, { action: 'allow' }), // allow beats the deny
+        wireRule(3, `${x2}/32`, { mode: 'monitor' }), // monitor: counted, passed
+        wireRule(4, `${bed.a.v6Extra[0]}/128`),
+      ],
+      true,
+    );
     assert.equal((await s.next('ack')).revision, 3n);
     assert.deepEqual(await ping(bed, { from: 'a', src: bed.a.v4, dst: bed.b.v4, count: 3 }), { sent: 3, received: 0 });
     assert.deepEqual(await ping(bed, { from: 'a', src: x1, dst: bed.b.v4, count: 3 }), { sent: 3, received: 3 });
@@ -84,8 +88,16 @@ test('real packets: deny, allow inside a deny, monitor, egress and IPv6 follow t
     // Egress: replies to x3... no: deny egress to a.v4 blocks b's echo replies.
     s.delta(4n, [wireRule(5, `${x3}/32`, { action: 'allow' }), wireRule(6, `${x3}/32`, { direction: 'egress' })], [1n]);
     assert.equal((await s.next('ack')).revision, 4n);
-    assert.deepEqual(await ping(bed, { from: 'a', src: x3, dst: bed.b.v4, count: 2 }), { sent: 2, received: 0 }, 'egress deny drops the replies');
-    assert.deepEqual(await ping(bed, { from: 'a', src: bed.a.v4, dst: bed.b.v4, count: 2 }), { sent: 2, received: 2 }, 'deleted deny lets traffic through');
+    assert.deepEqual(
+      await ping(bed, { from: 'a', src: x3, dst: bed.b.v4, count: 2 }),
+      { sent: 2, received: 0 },
+      'egress deny drops the replies',
+    );
+    assert.deepEqual(
+      await ping(bed, { from: 'a', src: bed.a.v4, dst: bed.b.v4, count: 2 }),
+      { sent: 2, received: 2 },
+      'deleted deny lets traffic through',
+    );
     await waitReported([s], 6n, 2n);
     const h = await agent.health();
     assert.equal(h.rulesInKernel, 5);
@@ -134,7 +146,10 @@ test('kill -9 while a blocked source keeps sending: not one packet passes; the r
     const streams = cp.streams;
     await waitReported(streams, 1n, BigInt(result.sent[blocked]!));
     const starts = agent.records(/^sync started$/);
-    assert.deepEqual(starts.map((r) => r.mode), ['snapshot', 'resume']);
+    assert.deepEqual(
+      starts.map((r) => r.mode),
+      ['snapshot', 'resume'],
+    );
   });
 });
 
@@ -148,7 +163,11 @@ test('graceful stop keeps enforcing; uninstall detaches and removes the pins', a
     await agent.stop();
     assert.equal(agent.alive, false);
     assert.ok(agent.records(/stopped; enforcement stays in place/).length === 1);
-    assert.deepEqual(await ping(bed, { from: 'a', src: bed.a.v4, dst: bed.b.v4, count: 2 }), { sent: 2, received: 0 }, 'still enforced after a graceful stop');
+    assert.deepEqual(
+      await ping(bed, { from: 'a', src: bed.a.v4, dst: bed.b.v4, count: 2 }),
+      { sent: 2, received: 0 },
+      'still enforced after a graceful stop',
+    );
     const u = await agent.uninstall();
     assert.equal(u.code, 0, u.output);
     assert.match(u.output, /uninstalled/);
@@ -195,9 +214,17 @@ test('control plane unreachable: enforcement unchanged, an expiry in the outage 
     await s1.next('ack');
     await link.cut();
     await agent.waitHealth('disconnected', (h) => !h.connected);
-    assert.equal((await ping(bed, { from: 'a', src: bed.a.v4Extra[0]!, dst: bed.b.v4, count: 1 })).received, 0, 'blocked before its expiry');
+    assert.equal(
+      (await ping(bed, { from: 'a', src: bed.a.v4Extra[0]!, dst: bed.b.v4, count: 1 })).received,
+      0,
+      'blocked before its expiry',
+    );
     await agent.waitHealth('local expiry', (h) => h.expiredLocally === 1, 10_000);
-    assert.equal((await ping(bed, { from: 'a', src: bed.a.v4Extra[0]!, dst: bed.b.v4, count: 2 })).received, 2, 'expired while disconnected');
+    assert.equal(
+      (await ping(bed, { from: 'a', src: bed.a.v4Extra[0]!, dst: bed.b.v4, count: 2 })).received,
+      2,
+      'expired while disconnected',
+    );
     assert.equal((await ping(bed, { from: 'a', src: bed.a.v4, dst: bed.b.v4, count: 2 })).received, 0, 'the rest still enforced');
     await link.restore();
     const s2 = await cp.accept();

@@ -19,8 +19,20 @@ const log = pino({ level: 'silent' });
 let pinSeq = 0;
 const pinDir = (): string => `/fake/plan-${process.pid}-${pinSeq++}`;
 
-function rule(id: number, cidr: string, action: RuleAction = 'deny', opts: { mode?: RuleMode; direction?: RuleDirection; expire?: number } = {}): RuleSpec {
-  return { id: BigInt(id), prefix: parseCidr(cidr), action, mode: opts.mode ?? 'enforce', direction: opts.direction ?? 'ingress', expireUnixMs: opts.expire ?? 0 };
+function rule(
+  id: number,
+  cidr: string,
+  action: RuleAction = 'deny',
+  opts: { mode?: RuleMode; direction?: RuleDirection; expire?: number } = {},
+): RuleSpec {
+  return {
+    id: BigInt(id),
+    prefix: parseCidr(cidr),
+    action,
+    mode: opts.mode ?? 'enforce',
+    direction: opts.direction ?? 'ingress',
+    expireUnixMs: opts.expire ?? 0,
+  };
 }
 
 /** Random prefixes inside 10.0.0.0/16 and 2001:db8::/120 so they nest often. */
@@ -132,7 +144,12 @@ test('kernel lookups agree with decide() after snapshots and random deltas (incr
           // Change action/mode/direction of an existing rule (same id).
           const id = ids[Math.floor(rand() * ids.length)]!;
           const old = desired.get(id)!;
-          const x: RuleSpec = { ...old, action: rand() < 0.5 ? 'allow' : 'deny', mode: rand() < 0.5 ? 'monitor' : 'enforce', direction: rand() < 0.5 ? 'egress' : 'ingress' };
+          const x: RuleSpec = {
+            ...old,
+            action: rand() < 0.5 ? 'allow' : 'deny',
+            mode: rand() < 0.5 ? 'monitor' : 'enforce',
+            direction: rand() < 0.5 ? 'egress' : 'ingress',
+          };
           desired.set(id, x);
           r.rec.table.upsert(x);
         }
@@ -161,14 +178,22 @@ test('allow-covers-deny pruning: a covered deny leaves the kernel and comes back
   t.upsert(rule(4, '10.1.2.0/23', 'allow'));
   await applyAll(r);
   // /24 and /32 inside the allow leave; the /16 outside stays.
-  assert.deepEqual(r.dp.readEntries().map((e) => `${formatPrefix(e.prefix)} ${e.action}`).sort(), ['10.1.0.0/16 deny', '10.1.2.0/23 allow']);
+  assert.deepEqual(
+    r.dp
+      .readEntries()
+      .map((e) => `${formatPrefix(e.prefix)} ${e.action}`)
+      .sort(),
+    ['10.1.0.0/16 deny', '10.1.2.0/23 allow'],
+  );
   t.remove(4n);
   await applyAll(r);
-  assert.deepEqual(r.dp.readEntries().map((e) => `${formatPrefix(e.prefix)} ${e.action} ${e.mode}`).sort(), [
-    '10.1.0.0/16 deny enforce',
-    '10.1.2.0/24 deny enforce',
-    '10.1.2.3/32 deny monitor',
-  ]);
+  assert.deepEqual(
+    r.dp
+      .readEntries()
+      .map((e) => `${formatPrefix(e.prefix)} ${e.action} ${e.mode}`)
+      .sort(),
+    ['10.1.0.0/16 deny enforce', '10.1.2.0/24 deny enforce', '10.1.2.3/32 deny monitor'],
+  );
   // The pruned rules kept their slots all along.
   const s1 = t.slot[t.find(1n)]!;
   assert.equal(r.dp.entryFor('ingress', parseCidr('10.1.2.0/24'))!.slot, s1);
@@ -290,18 +315,45 @@ test('a full table with deletes in the same change: adds that do not fit wait fo
   t.upsert(rule(5, '10.8.0.5/32'));
   const calls = r.dp.applied.length;
   await applyAll(r);
-  assert.deepEqual(r.dp.readEntries().map((e) => formatPrefix(e.prefix)).sort(), ['10.8.0.3/32', '10.8.0.4/32', '10.8.0.5/32']);
+  assert.deepEqual(
+    r.dp
+      .readEntries()
+      .map((e) => formatPrefix(e.prefix))
+      .sort(),
+    ['10.8.0.3/32', '10.8.0.4/32', '10.8.0.5/32'],
+  );
   // One call: the datapath counts capacity net of the deletes, in op order.
   assert.equal(r.dp.applied.length, calls + 1, 'the whole change in one apply call');
-  const ops = r.dp.applied.at(-1)!.map((o) => (o.kind === 'entry.upsert' ? `+${formatPrefix(o.entry.prefix)}` : o.kind === 'entry.delete' ? `-${formatPrefix(o.prefix)}` : o.kind));
+  const ops = r.dp.applied
+    .at(-1)!
+    .map((o) =>
+      o.kind === 'entry.upsert' ? `+${formatPrefix(o.entry.prefix)}` : o.kind === 'entry.delete' ? `-${formatPrefix(o.prefix)}` : o.kind,
+    );
   // The table is full: neither add fits next to the three present, both wait for the deletes.
-  assert.deepEqual(ops.filter((o) => o.startsWith('+') || o.startsWith('-')), ['-10.8.0.1/32', '-10.8.0.2/32', '+10.8.0.4/32', '+10.8.0.5/32']);
+  assert.deepEqual(
+    ops.filter((o) => o.startsWith('+') || o.startsWith('-')),
+    ['-10.8.0.1/32', '-10.8.0.2/32', '+10.8.0.4/32', '+10.8.0.5/32'],
+  );
   // The same ops with every add first would overfill the table at that point: the datapath refuses.
   const probe = new FakeDatapath({ pinDir: pinDir(), capacity: { prefixesPerTable: 3, counterSlots: 16 } });
-  probe.apply(['10.8.0.1/32', '10.8.0.2/32', '10.8.0.3/32'].map((c) => ({ kind: 'entry.upsert', entry: { direction: 'ingress', prefix: parseCidr(c), action: 'deny', mode: 'enforce', slot: 1 } }) as MapOp));
-  const up = (c: string): MapOp => ({ kind: 'entry.upsert', entry: { direction: 'ingress', prefix: parseCidr(c), action: 'deny', mode: 'enforce', slot: 2 } });
+  probe.apply(
+    ['10.8.0.1/32', '10.8.0.2/32', '10.8.0.3/32'].map(
+      (c) =>
+        ({
+          kind: 'entry.upsert',
+          entry: { direction: 'ingress', prefix: parseCidr(c), action: 'deny', mode: 'enforce', slot: 1 },
+        }) as MapOp,
+    ),
+  );
+  const up = (c: string): MapOp => ({
+    kind: 'entry.upsert',
+    entry: { direction: 'ingress', prefix: parseCidr(c), action: 'deny', mode: 'enforce', slot: 2 },
+  });
   const dl = (c: string): MapOp => ({ kind: 'entry.delete', direction: 'ingress', prefix: parseCidr(c) });
-  assert.throws(() => probe.apply([up('10.8.0.4/32'), up('10.8.0.5/32'), dl('10.8.0.1/32'), dl('10.8.0.2/32')]), /would hold 5 prefixes, capacity is 3/);
+  assert.throws(
+    () => probe.apply([up('10.8.0.4/32'), up('10.8.0.5/32'), dl('10.8.0.1/32'), dl('10.8.0.2/32')]),
+    /would hold 5 prefixes, capacity is 3/,
+  );
   assert.throws(() => probe.apply([up('10.8.0.4/32'), dl('10.8.0.1/32'), dl('10.8.0.2/32'), up('10.8.0.5/32')]), /would hold 4 prefixes/);
   probe.apply([dl('10.8.0.1/32'), up('10.8.0.4/32'), dl('10.8.0.2/32'), up('10.8.0.5/32')]);
   assert.equal(probe.readEntries().length, 3);
@@ -326,7 +378,10 @@ test('a kernel refusal part-way is repaired to the last good state', async () =>
   t.upsert(rule(2, '10.6.0.0/24', 'allow'));
   await applyAll(r);
   const good = r.dp.dump();
-  const goodJournal = r.dp.readJournal().map((j) => `${j.id} ${formatPrefix(j.prefix)} ${j.action} ${j.slot}`).sort();
+  const goodJournal = r.dp
+    .readJournal()
+    .map((j) => `${j.id} ${formatPrefix(j.prefix)} ${j.action} ${j.slot}`)
+    .sort();
   t.remove(2n);
   t.upsert(rule(3, '10.6.1.0/24'));
   t.upsert(rule(4, '10.6.2.0/24', 'deny', { direction: 'egress' }));
@@ -335,10 +390,22 @@ test('a kernel refusal part-way is repaired to the last good state', async () =>
   assert.equal(res.ok, false);
   if (!res.ok) assert.ok(res.partial);
   assert.deepEqual(r.dp.dump(), good);
-  assert.deepEqual(r.dp.readJournal().map((j) => `${j.id} ${formatPrefix(j.prefix)} ${j.action} ${j.slot}`).sort(), goodJournal);
+  assert.deepEqual(
+    r.dp
+      .readJournal()
+      .map((j) => `${j.id} ${formatPrefix(j.prefix)} ${j.action} ${j.slot}`)
+      .sort(),
+    goodJournal,
+  );
   // The next attempt reaches the full desired set.
   await applyAll(r);
-  assert.deepEqual(r.dp.readEntries().map((e) => `${e.direction} ${formatPrefix(e.prefix)}`).sort(), ['egress 10.6.2.0/24', 'ingress 10.6.0.1/32', 'ingress 10.6.1.0/24']);
+  assert.deepEqual(
+    r.dp
+      .readEntries()
+      .map((e) => `${e.direction} ${formatPrefix(e.prefix)}`)
+      .sort(),
+    ['egress 10.6.2.0/24', 'ingress 10.6.0.1/32', 'ingress 10.6.1.0/24'],
+  );
 });
 
 test('restart: the pinned state is read back and nothing is flushed or rewritten', async () => {
@@ -380,10 +447,14 @@ test('restart: drift between journal and kernel is fixed by the difference only'
   const b = rig(dir);
   const pl = plan({ table: b.rec.table, slots: b.rec.slots, capacity: b.dp.capacity });
   const ops = planOpsArray(b.rec.table, pl);
-  assert.deepEqual(ops.map((o) => (o.kind === 'entry.upsert' ? `+${formatPrefix(o.entry.prefix)}` : o.kind === 'entry.delete' ? `-${formatPrefix(o.prefix)}` : o.kind)).sort(), [
-    '+10.5.0.3/32',
-    '-10.99.0.0/16',
-  ]);
+  assert.deepEqual(
+    ops
+      .map((o) =>
+        o.kind === 'entry.upsert' ? `+${formatPrefix(o.entry.prefix)}` : o.kind === 'entry.delete' ? `-${formatPrefix(o.prefix)}` : o.kind,
+      )
+      .sort(),
+    ['+10.5.0.3/32', '-10.99.0.0/16'],
+  );
 });
 
 test('restart: journal rules that expired meanwhile leave the kernel and the journal', async () => {
@@ -401,8 +472,14 @@ test('restart: journal rules that expired meanwhile leave the kernel and the jou
   const sum = b.load();
   assert.equal(sum.expired, 1);
   await b.reconcile();
-  assert.deepEqual(dp2.readEntries().map((e) => formatPrefix(e.prefix)), ['10.4.0.2/32']);
-  assert.deepEqual(dp2.readJournal().map((j) => j.id), [2n]);
+  assert.deepEqual(
+    dp2.readEntries().map((e) => formatPrefix(e.prefix)),
+    ['10.4.0.2/32'],
+  );
+  assert.deepEqual(
+    dp2.readJournal().map((j) => j.id),
+    [2n],
+  );
 });
 
 test('store ids: a UUID is pinned whole; one longer than the pins hold is pinned as no store (a restart takes a snapshot)', async () => {
@@ -437,5 +514,8 @@ test('plan refuses with PlanError type for capacity (direct API)', () => {
   const r = rig(pinDir(), { prefixesPerTable: 1, counterSlots: 8 });
   r.rec.table.upsert(rule(1, '10.2.0.1/32', 'deny', { direction: 'egress' }));
   r.rec.table.upsert(rule(2, '10.2.0.2/32', 'deny', { direction: 'egress' }));
-  assert.throws(() => plan({ table: r.rec.table, slots: r.rec.slots, capacity: r.dp.capacity }), (e: unknown) => e instanceof PlanError && /egress IPv4 table full/.test(e.message));
+  assert.throws(
+    () => plan({ table: r.rec.table, slots: r.rec.slots, capacity: r.dp.capacity }),
+    (e: unknown) => e instanceof PlanError && /egress IPv4 table full/.test(e.message),
+  );
 });

@@ -36,8 +36,16 @@ function failing(dp: Datapath): { dp: Datapath; failAtCall: (n: number) => void 
   return { dp: wrapped, failAtCall: (n) => (countdown = n) };
 }
 
-const dumpEntries = (dp: Datapath): string[] => dp.readEntries().map((e) => `${e.direction} ${formatPrefix(e.prefix)} ${e.action} ${e.slot}`).sort();
-const dumpJournal = (dp: Datapath): string[] => dp.readJournal().map((j) => `${j.id} ${j.direction} ${formatPrefix(j.prefix)} ${j.action} ${j.slot}`).sort();
+const dumpEntries = (dp: Datapath): string[] =>
+  dp
+    .readEntries()
+    .map((e) => `${e.direction} ${formatPrefix(e.prefix)} ${e.action} ${e.slot}`)
+    .sort();
+const dumpJournal = (dp: Datapath): string[] =>
+  dp
+    .readJournal()
+    .map((j) => `${j.id} ${j.direction} ${formatPrefix(j.prefix)} ${j.action} ${j.slot}`)
+    .sort();
 
 test('real datapath: a refusal part-way is repaired to the last good state; the next attempt applies everything', async () => {
   const pinDir = `/sys/fs/bpf/fleetwall-test-${process.pid}-${randomBytes(4).toString('hex')}`;
@@ -68,7 +76,10 @@ test('real datapath: a refusal part-way is repaired to the last good state; the 
     const ok = await rec.reconcile({ revision: 3n, storeId: 's' });
     assert.ok(ok.ok);
     assert.deepEqual(
-      real.readEntries().map((e) => `${e.direction} ${formatPrefix(e.prefix)} ${e.action}`).sort(),
+      real
+        .readEntries()
+        .map((e) => `${e.direction} ${formatPrefix(e.prefix)} ${e.action}`)
+        .sort(),
       [
         'egress 10.20.0.0/16 allow',
         'ingress 10.20.4.0/24 allow',
@@ -77,7 +88,7 @@ test('real datapath: a refusal part-way is repaired to the last good state; the 
         ...[8, 9, 10, 11, 12].map((i) => `ingress 10.21.${i}.0/24 deny`),
       ].sort(),
     );
-    assert.equal(real.readJournal().length, 10, "rules 4-13 (4 and 13 share one kernel entry)");
+    assert.equal(real.readJournal().length, 10, 'rules 4-13 (4 and 13 share one kernel entry)');
     assert.equal(real.readMeta().revision, 3n);
     // A restart on the same pins reads everything back and applies nothing.
     const again = openDatapath({ pinDir });

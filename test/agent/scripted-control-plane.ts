@@ -97,11 +97,29 @@ export class ScriptedStream {
   }
 
   startSnapshot(revision: bigint, storeId: string, pingMs = 10_000): void {
-    this.send({ $case: 'start', value: { mode: SyncMode.SYNC_MODE_SNAPSHOT, revision, storeId, controlPlaneId: 'scripted', pingInterval: { seconds: BigInt(Math.floor(pingMs / 1000)), nanos: (pingMs % 1000) * 1e6 } } });
+    this.send({
+      $case: 'start',
+      value: {
+        mode: SyncMode.SYNC_MODE_SNAPSHOT,
+        revision,
+        storeId,
+        controlPlaneId: 'scripted',
+        pingInterval: { seconds: BigInt(Math.floor(pingMs / 1000)), nanos: (pingMs % 1000) * 1e6 },
+      },
+    });
   }
 
   startResume(revision: bigint, storeId: string, pingMs = 10_000): void {
-    this.send({ $case: 'start', value: { mode: SyncMode.SYNC_MODE_RESUME, revision, storeId, controlPlaneId: 'scripted', pingInterval: { seconds: BigInt(Math.floor(pingMs / 1000)), nanos: (pingMs % 1000) * 1e6 } } });
+    this.send({
+      $case: 'start',
+      value: {
+        mode: SyncMode.SYNC_MODE_RESUME,
+        revision,
+        storeId,
+        controlPlaneId: 'scripted',
+        pingInterval: { seconds: BigInt(Math.floor(pingMs / 1000)), nanos: (pingMs % 1000) * 1e6 },
+      },
+    });
   }
 
   chunk(revision: bigint, rules: AgentRule[], last: boolean, totalRules = 0n): void {
@@ -170,7 +188,11 @@ export class ScriptedControlPlane {
   }
 }
 
-export function wireRule(id: number | bigint, cidr: string, opts: { action?: 'deny' | 'allow'; direction?: 'ingress' | 'egress'; mode?: 'enforce' | 'monitor'; expire?: Date } = {}): AgentRule {
+export function wireRule(
+  id: number | bigint,
+  cidr: string,
+  opts: { action?: 'deny' | 'allow'; direction?: 'ingress' | 'egress'; mode?: 'enforce' | 'monitor'; expire?: Date } = {},
+): AgentRule {
   const p = parseCidr(cidr);
   return {
     id: BigInt(id),

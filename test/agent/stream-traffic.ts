@@ -41,7 +41,6 @@ process.stdin.on('data', () => { stop = true; });
 })();
 `;
 
-
 export class StreamTraffic {
   private constructor(
     private readonly rx: ChildProcess,

@@ -9,7 +9,11 @@ import { Direction } from '../../proto/gen/fleetwall/v1/rule.js';
 import { ScriptedControlPlane, wireRule } from './scripted-control-plane.js';
 import { crash, fakePinDir, startTestAgent, waitFor } from './agent-harness.js';
 
-const prefixes = (dp: { readEntries(): { prefix: Parameters<typeof formatPrefix>[0] }[] }): string[] => dp.readEntries().map((e) => formatPrefix(e.prefix)).sort();
+const prefixes = (dp: { readEntries(): { prefix: Parameters<typeof formatPrefix>[0] }[] }): string[] =>
+  dp
+    .readEntries()
+    .map((e) => formatPrefix(e.prefix))
+    .sort();
 
 test('snapshot: hello carries no revision, ACK only once the rules are in the kernel', async (t) => {
   const cp = await ScriptedControlPlane.start();
@@ -173,7 +177,11 @@ test('fail static: stream lost -> keep enforcing, local expiry, reconnect with t
   await s2.next('hello');
   s2.fail();
   assert.equal(dp.inject('veth-a', 'ingress', '10.3.0.1'), 'drop', 'enforcing while disconnected');
-  await waitFor('expiry applied locally', () => dp.entryFor('ingress', { family: 4, bytes: new Uint8Array([10, 3, 0, 2]), len: 32 }) === undefined, 5000);
+  await waitFor(
+    'expiry applied locally',
+    () => dp.entryFor('ingress', { family: 4, bytes: new Uint8Array([10, 3, 0, 2]), len: 32 }) === undefined,
+    5000,
+  );
   assert.equal(dp.inject('veth-a', 'ingress', '10.3.0.2'), 'pass');
   assert.equal(dp.journalSize(), 1);
   assert.equal(dp.readMeta().revision, 3n, 'a local expiry does not move the revision');
@@ -220,13 +228,20 @@ test('counters: cumulative totals of changed entries; the first report on a stre
   const s1 = await cp.accept();
   await s1.next('hello');
   s1.startSnapshot(1n, 'st');
-  s1.chunk(1n, [wireRule(1, '10.4.0.1'), wireRule(2, '10.4.0.2'), wireRule(3, '10.4.0.0/24', { action: 'allow', direction: 'egress' })], true);
+  s1.chunk(
+    1n,
+    [wireRule(1, '10.4.0.1'), wireRule(2, '10.4.0.2'), wireRule(3, '10.4.0.0/24', { action: 'allow', direction: 'egress' })],
+    true,
+  );
   await s1.next('ack');
   dp.inject('veth-a', 'ingress', '10.4.0.1', 3, 100);
   dp.inject('veth-a', 'ingress', '10.9.9.9', 2, 50);
   let r = await s1.next('counterReport');
   while (r.rules.length === 0) r = await s1.next('counterReport');
-  assert.deepEqual(r.rules.map((x) => [x.ruleId, x.packets, x.bytes]), [[1n, 3n, 300n]]);
+  assert.deepEqual(
+    r.rules.map((x) => [x.ruleId, x.packets, x.bytes]),
+    [[1n, 3n, 300n]],
+  );
   const ing = r.interfaces.find((i) => i.direction === Direction.DIRECTION_INGRESS)!;
   assert.equal(ing.interface, 'veth-a');
   assert.equal(ing.counters?.dropPackets, 3n);
@@ -236,7 +251,10 @@ test('counters: cumulative totals of changed entries; the first report on a stre
   dp.inject('veth-a', 'ingress', '10.4.0.2', 1, 60);
   let r2 = await s1.next('counterReport');
   while (r2.rules.length === 0) r2 = await s1.next('counterReport');
-  assert.deepEqual(r2.rules.map((x) => [x.ruleId, x.packets]), [[2n, 1n]]);
+  assert.deepEqual(
+    r2.rules.map((x) => [x.ruleId, x.packets]),
+    [[2n, 1n]],
+  );
   assert.ok(r2.seq > r.seq);
   // Delete rule 1 after more packets: its final total is reported, then its slot is freed on CounterAck.
   dp.inject('veth-a', 'ingress', '10.4.0.1', 4, 100);
@@ -244,7 +262,10 @@ test('counters: cumulative totals of changed entries; the first report on a stre
   await s1.next('ack');
   let fin = await s1.next('counterReport');
   while (!fin.rules.some((x) => x.ruleId === 1n)) fin = await s1.next('counterReport');
-  assert.deepEqual(fin.rules.find((x) => x.ruleId === 1n), { ruleId: 1n, packets: 7n, bytes: 700n });
+  assert.deepEqual(
+    fin.rules.find((x) => x.ruleId === 1n),
+    { ruleId: 1n, packets: 7n, bytes: 700n },
+  );
   const slot1 = [...agent.rec.slots.retired.keys()][0]!;
   assert.ok(agent.rec.slots.retired.has(slot1));
   s1.send({ $case: 'counterAck', value: { seq: fin.seq } });
@@ -258,7 +279,10 @@ test('counters: cumulative totals of changed entries; the first report on a stre
   await s2.next('ack');
   let r3 = await s2.next('counterReport');
   while (r3.rules.length === 0) r3 = await s2.next('counterReport');
-  assert.deepEqual(r3.rules.map((x) => [x.ruleId, x.packets, x.bytes]), [[2n, 1n, 60n]]);
+  assert.deepEqual(
+    r3.rules.map((x) => [x.ruleId, x.packets, x.bytes]),
+    [[2n, 1n, 60n]],
+  );
   assert.equal(r3.interfaces.find((i) => i.direction === Direction.DIRECTION_INGRESS)?.counters?.dropPackets, 8n);
 });
 

@@ -14,7 +14,10 @@ import { wireRule } from './scripted-control-plane.js';
 
 const enc = (m: SyncResponse): Buffer => Buffer.from(SyncResponse.encode(m).finish());
 const show = (t: RuleTable): string[] =>
-  t.desiredRules().map((r) => `${r.id} ${r.direction} ${formatPrefix(r.prefix)} ${r.action} ${r.mode} ${r.expireUnixMs}`).sort();
+  t
+    .desiredRules()
+    .map((r) => `${r.id} ${r.direction} ${formatPrefix(r.prefix)} ${r.action} ${r.mode} ${r.expireUnixMs}`)
+    .sort();
 
 test('snapshot chunk: every field, u64 ids beyond 2^53, IPv6, expiry', () => {
   const future = new Date(Date.now() + 3_600_000);
@@ -43,7 +46,14 @@ test('snapshot chunk: every field, u64 ids beyond 2^53, IPv6, expiry', () => {
 
 test('delta: upserts, packed deletes, commit time, more; other messages decode as generated', () => {
   const commit = new Date(1_800_000_000_123);
-  const m = decodeSyncResponse(enc({ msg: { $case: 'delta', value: { revision: 9n, upserts: [wireRule(3, '10.0.0.0/8')], deletes: [1n, 2n ** 63n], commitTime: commit, more: true } } }));
+  const m = decodeSyncResponse(
+    enc({
+      msg: {
+        $case: 'delta',
+        value: { revision: 9n, upserts: [wireRule(3, '10.0.0.0/8')], deletes: [1n, 2n ** 63n], commitTime: commit, more: true },
+      },
+    }),
+  );
   assert.equal(m.msg?.$case, 'delta');
   if (m.msg?.$case !== 'delta') return;
   assert.equal(m.msg.value.revision, 9n);
@@ -81,7 +91,14 @@ test('validation: host bits, address length, unsupported enums, expired on arriv
   const tooLong = { ...wireRule(4, '10.0.0.0/24'), prefixLength: 33 };
   const expired = wireRule(5, '10.0.5.0/24', { expire: new Date(Date.now() - 1000) });
   const ok = wireRule(6, '10.0.6.0/24');
-  const m = decodeSyncResponse(enc({ msg: { $case: 'snapshotChunk', value: { revision: 1n, rules: [hostBits, badLen, badAction, tooLong, expired, ok], last: true, totalRules: 6n } } }));
+  const m = decodeSyncResponse(
+    enc({
+      msg: {
+        $case: 'snapshotChunk',
+        value: { revision: 1n, rules: [hostBits, badLen, badAction, tooLong, expired, ok], last: true, totalRules: 6n },
+      },
+    }),
+  );
   if (m.msg?.$case !== 'snapshotChunk') throw new Error('not a chunk');
   const t = new RuleTable();
   const res = applyRawRules(t, m.msg.value.rules, Date.now());

@@ -1,7 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  CidrError, canonicalCidr, formatPrefix, parseAddress, parseCidr, prefixContains, prefixContainsAddress, prefixFromBytes,
+  CidrError,
+  canonicalCidr,
+  formatPrefix,
+  parseAddress,
+  parseCidr,
+  prefixContains,
+  prefixContainsAddress,
+  prefixFromBytes,
 } from '../../common/src/cidr.js';
 
 test('bare addresses become host prefixes', () => {
@@ -18,22 +25,45 @@ test('canonical IPv6 text follows RFC 5952', () => {
 });
 
 test('host bits set names the canonical form', () => {
-  assert.throws(() => parseCidr('10.1.2.3/8'), (e: unknown) => {
-    assert.ok(e instanceof CidrError);
-    assert.equal(e.reason, 'HOST_BITS_SET');
-    assert.equal(e.canonical, '10.0.0.0/8');
-    assert.match(e.message, /did you mean 10\.0\.0\.0\/8/);
-    return true;
-  });
+  assert.throws(
+    () => parseCidr('10.1.2.3/8'),
+    (e: unknown) => {
+      assert.ok(e instanceof CidrError);
+      assert.equal(e.reason, 'HOST_BITS_SET');
+      assert.equal(e.canonical, '10.0.0.0/8');
+      assert.match(e.message, /did you mean 10\.0\.0\.0\/8/);
+      return true;
+    },
+  );
   assert.throws(() => parseCidr('2001:db8::1/32'), /did you mean 2001:db8::\/32/);
 });
 
 test('malformed input is rejected with a reason', () => {
-  for (const bad of ['', '10.0.0', '10.0.0.256', '10.0.0.01', '10.0.0.0/33', '10.0.0.0/-1', '10.0.0.0/8/8',
-    'fe80::1%eth0', '1:2:3:4:5:6:7:8:9', '::1::2', 'hello', '10.0.0.0/', '2001:db8::/129']) {
-    assert.throws(() => parseCidr(bad), (e: unknown) => e instanceof CidrError && e.reason === 'INVALID_CIDR', bad);
+  for (const bad of [
+    '',
+    '10.0.0',
+    '10.0.0.256',
+    '10.0.0.01',
+    '10.0.0.0/33',
+    '10.0.0.0/-1',
+    '10.0.0.0/8/8',
+    'fe80::1%eth0',
+    '1:2:3:4:5:6:7:8:9',
+    '::1::2',
+    'hello',
+    '10.0.0.0/',
+    '2001:db8::/129',
+  ]) {
+    assert.throws(
+      () => parseCidr(bad),
+      (e: unknown) => e instanceof CidrError && e.reason === 'INVALID_CIDR',
+      bad,
+    );
   }
-  assert.throws(() => parseAddress('10.0.0.0/8'), (e: unknown) => e instanceof CidrError && e.reason === 'INVALID_ADDRESS');
+  assert.throws(
+    () => parseAddress('10.0.0.0/8'),
+    (e: unknown) => e instanceof CidrError && e.reason === 'INVALID_ADDRESS',
+  );
 });
 
 test('containment', () => {

@@ -5,7 +5,12 @@ import { decide, type PolicyRule } from '../../common/src/policy.js';
 
 let nextId = 1n;
 const rule = (cidr: string, action: 'deny' | 'allow', extra: Partial<PolicyRule> = {}): PolicyRule => ({
-  id: nextId++, prefix: parseCidr(cidr), action, mode: 'enforce', direction: 'ingress', ...extra,
+  id: nextId++,
+  prefix: parseCidr(cidr),
+  action,
+  mode: 'enforce',
+  direction: 'ingress',
+  ...extra,
 });
 
 test('allow beats deny whatever the prefix lengths', () => {
@@ -14,7 +19,10 @@ test('allow beats deny whatever the prefix lengths', () => {
   const d = decide([allow8, deny32], 'ingress', parseAddress('10.1.2.3'));
   assert.equal(d.verdict, 'pass');
   assert.equal(d.deciding, allow8);
-  assert.deepEqual(d.matches.map((m) => m.role), ['shadowed_by_allow', 'deciding']);
+  assert.deepEqual(
+    d.matches.map((m) => m.role),
+    ['shadowed_by_allow', 'deciding'],
+  );
 });
 
 test('longest deny is counted; allow inside deny passes', () => {

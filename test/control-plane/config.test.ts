@@ -28,9 +28,18 @@ test('environment, then flags override', () => {
 });
 
 test('bad settings name the setting and the fix', () => {
-  assert.throws(() => parseConfig([], { FLEETWALL_GRPC_PORT: '70000' }), (e: unknown) => e instanceof ConfigError && /FLEETWALL_GRPC_PORT.*0\.\.65535/.test(e.message));
-  assert.throws(() => parseConfig(['--ping-interval', '10'], {}), (e: unknown) => e instanceof ConfigError && /--ping-interval.*unit/.test(e.message));
-  assert.throws(() => parseConfig(['--no-such-flag', '1'], {}), (e: unknown) => e instanceof ConfigError && /unknown flag --no-such-flag/.test(e.message));
+  assert.throws(
+    () => parseConfig([], { FLEETWALL_GRPC_PORT: '70000' }),
+    (e: unknown) => e instanceof ConfigError && /FLEETWALL_GRPC_PORT.*0\.\.65535/.test(e.message),
+  );
+  assert.throws(
+    () => parseConfig(['--ping-interval', '10'], {}),
+    (e: unknown) => e instanceof ConfigError && /--ping-interval.*unit/.test(e.message),
+  );
+  assert.throws(
+    () => parseConfig(['--no-such-flag', '1'], {}),
+    (e: unknown) => e instanceof ConfigError && /unknown flag --no-such-flag/.test(e.message),
+  );
   assert.throws(() => parseConfig([], { DATABASE_URL: 'mysql://x' }), /postgres:\/\//);
   assert.throws(() => parseConfig([], { FLEETWALL_EXPIRY_SWEEP_INTERVAL: '2s' }), /at most 900ms/);
   assert.throws(() => parseConfig(['--max-batch'], {}), /needs a value/);

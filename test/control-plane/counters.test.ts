@@ -5,7 +5,13 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
-import { type CounterQuery, type DeepPartial, GetCountersRequest, WatchCountersRequest, type WatchCountersResponse } from '../../proto/gen/fleetwall/v1/counter_service.js';
+import {
+  type CounterQuery,
+  type DeepPartial,
+  GetCountersRequest,
+  WatchCountersRequest,
+  type WatchCountersResponse,
+} from '../../proto/gen/fleetwall/v1/counter_service.js';
 import { Action, Direction } from '../../proto/gen/fleetwall/v1/rule.js';
 import { callError, errorInfoOf, startTestControlPlane, type TestControlPlane, unaryCall } from '../support/control-plane.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
@@ -83,15 +89,28 @@ test('fleet, per-node (interfaces) and per-rule totals = sums over nodes; top ru
   const [, r2, r3] = ids;
   const b = await connect(cp.target, 'counter-b');
   const c = await connect(cp.target, 'counter-c');
-  const vc = (p: bigint) => ({ passPackets: p, passBytes: p * 100n, dropPackets: p * 2n, dropBytes: p * 200n, wouldDropPackets: p * 3n, wouldDropBytes: p * 300n });
+  const vc = (p: bigint) => ({
+    passPackets: p,
+    passBytes: p * 100n,
+    dropPackets: p * 2n,
+    dropBytes: p * 200n,
+    wouldDropPackets: p * 3n,
+    wouldDropBytes: p * 300n,
+  });
   await reportAndWait(b, 1n, {
-    rules: [{ ruleId: r2!, packets: 100n, bytes: 1n }, { ruleId: r3!, packets: 5n, bytes: 1n }],
+    rules: [
+      { ruleId: r2!, packets: 100n, bytes: 1n },
+      { ruleId: r3!, packets: 5n, bytes: 1n },
+    ],
     interfaces: [
       { interface: 'eth0', direction: Direction.DIRECTION_INGRESS, counters: vc(10n) },
       { interface: 'eth0', direction: Direction.DIRECTION_EGRESS, counters: vc(1n) },
     ],
   });
-  await reportAndWait(c, 1n, { rules: [{ ruleId: r2!, packets: 50n, bytes: 2n }], interfaces: [{ interface: 'ens3', direction: Direction.DIRECTION_INGRESS, counters: vc(4n) }] });
+  await reportAndWait(c, 1n, {
+    rules: [{ ruleId: r2!, packets: 50n, bytes: 2n }],
+    interfaces: [{ interface: 'ens3', direction: Direction.DIRECTION_INGRESS, counters: vc(4n) }],
+  });
   // Interface reset on b: eth0 ingress drops to 3 -> adds 3.
   await reportAndWait(b, 2n, { interfaces: [{ interface: 'eth0', direction: Direction.DIRECTION_INGRESS, counters: vc(3n) }] });
 
@@ -113,8 +132,17 @@ test('fleet, per-node (interfaces) and per-rule totals = sums over nodes; top ru
   assert.equal(s.fleet!.wouldDropBytes, (14n + 4n) * 300n);
 
   const onlyB = await counters(cp, { nodeName: 'counter-b' });
-  assert.deepEqual(onlyB.nodes.map((n) => n.nodeName), ['counter-b']);
-  assert.deepEqual(onlyB.rules.map((r) => [r.ruleId, r.packets, r.nodeName]), [[r2, 100n, 'counter-b'], [r3, 5n, 'counter-b']]);
+  assert.deepEqual(
+    onlyB.nodes.map((n) => n.nodeName),
+    ['counter-b'],
+  );
+  assert.deepEqual(
+    onlyB.rules.map((r) => [r.ruleId, r.packets, r.nodeName]),
+    [
+      [r2, 100n, 'counter-b'],
+      [r3, 5n, 'counter-b'],
+    ],
+  );
   assert.equal(onlyB.fleet!.passPackets, 18n, 'fleet totals stay fleet-wide');
 
   const e = await callError(counters(cp, { nodeName: 'no-such-node' }));
@@ -144,7 +172,9 @@ test('WatchCounters pushes fresh totals; a too-short interval is rejected', asyn
   const a = await connect(cp.target, 'counter-w');
   const [r1] = ids;
   const got: WatchCountersResponse[] = [];
-  const stream = cp.clients.counters.watchCounters(WatchCountersRequest.fromPartial({ query: { nodeName: 'counter-w', ruleIds: [r1!] }, interval: { seconds: 0n, nanos: 150_000_000 } }));
+  const stream = cp.clients.counters.watchCounters(
+    WatchCountersRequest.fromPartial({ query: { nodeName: 'counter-w', ruleIds: [r1!] }, interval: { seconds: 0n, nanos: 150_000_000 } }),
+  );
   const done = new Promise<void>((resolve) => stream.on('error', () => resolve()));
   stream.on('data', (m: WatchCountersResponse) => got.push(m));
   try {

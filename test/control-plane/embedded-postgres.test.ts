@@ -48,7 +48,9 @@ async function withClients<T>(target: string, fn: (api: ReturnType<typeof rulesA
 test('data kept across restarts; SIGTERM stops Postgres; a server left by kill -9 is adopted', async () => {
   const env = { FLEETWALL_DATA_DIR: dir };
   const first = await startChildControlPlane(undefined, env);
-  const made = await withClients(first.target, (api) => api.create({ rule: { cidr: '192.0.2.0/24', action: Action.ACTION_DENY, comment: 'kept' } }));
+  const made = await withClients(first.target, (api) =>
+    api.create({ rule: { cidr: '192.0.2.0/24', action: Action.ACTION_DENY, comment: 'kept' } }),
+  );
   const pid1 = postmasterPid();
   assert.ok(pid1 && alive(pid1), 'an embedded Postgres runs');
   assert.equal(await first.stop(), 0, 'clean exit on SIGTERM');

@@ -45,11 +45,14 @@ test('an allow shadows every deny on the node, whatever the prefix lengths', asy
   const r = await explain({ address: '10.1.2.3', nodeName: 'web-1' });
   assert.equal(r.verdict, Verdict.VERDICT_PASS);
   assert.equal(r.decidingRule!.id, id.allow16web);
-  assert.deepEqual(r.matches.map((m) => [m.rule!.id, m.role]), [
-    [id.monitor24, MatchRole.MATCH_ROLE_SHADOWED_BY_ALLOW],
-    [id.allow16web, MatchRole.MATCH_ROLE_DECIDING],
-    [id.deny8, MatchRole.MATCH_ROLE_SHADOWED_BY_ALLOW],
-  ]);
+  assert.deepEqual(
+    r.matches.map((m) => [m.rule!.id, m.role]),
+    [
+      [id.monitor24, MatchRole.MATCH_ROLE_SHADOWED_BY_ALLOW],
+      [id.allow16web, MatchRole.MATCH_ROLE_DECIDING],
+      [id.deny8, MatchRole.MATCH_ROLE_SHADOWED_BY_ALLOW],
+    ],
+  );
   assert.match(r.explanation, /10\.1\.2\.3 passes on web-1 .*rule \d+ \(allow 10\.1\.0\.0\/16\) allows it; allow beats deny/);
   assert.ok(r.revision > 0n);
 });
@@ -58,10 +61,13 @@ test('without a node: the rules every node enforces; longest deny decides', asyn
   const r = await explain({ address: '10.1.2.3' });
   assert.equal(r.verdict, Verdict.VERDICT_WOULD_DROP);
   assert.equal(r.decidingRule!.id, id.monitor24);
-  assert.deepEqual(r.matches.map((m) => [m.rule!.id, m.role]), [
-    [id.monitor24, MatchRole.MATCH_ROLE_DECIDING],
-    [id.deny8, MatchRole.MATCH_ROLE_SHORTER_PREFIX],
-  ]);
+  assert.deepEqual(
+    r.matches.map((m) => [m.rule!.id, m.role]),
+    [
+      [id.monitor24, MatchRole.MATCH_ROLE_DECIDING],
+      [id.deny8, MatchRole.MATCH_ROLE_SHORTER_PREFIX],
+    ],
+  );
   assert.match(r.explanation, /would be dropped on every node .*monitor mode/);
   const d = await explain({ address: '10.200.0.1' });
   assert.equal(d.verdict, Verdict.VERDICT_DROP);

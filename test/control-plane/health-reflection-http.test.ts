@@ -44,7 +44,10 @@ type Client = { [method: string]: any; close(): void };
 function loadClient(file: string, includeDirs: string[], service: string): Client {
   const def = protoLoader.loadSync(file, { includeDirs, keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
   const pkg = loadPackageDefinition(def) as unknown as Record<string, unknown>;
-  const ctor = service.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown>)[k], pkg) as new (t: string, c: unknown) => Client;
+  const ctor = service.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown>)[k], pkg) as new (
+    t: string,
+    c: unknown,
+  ) => Client;
   return new ctor(`127.0.0.1:${cp.grpcPort}`, credentials.createInsecure());
 }
 
@@ -83,7 +86,14 @@ test('server reflection lists the services and serves their descriptors', async 
     call.write({ file_containing_symbol: 'fleetwall.v1.RuleService' });
     await done;
     const services = (responses[0]!.list_services_response as { service: { name: string }[] }).service.map((s) => s.name);
-    for (const s of ['fleetwall.v1.RuleService', 'fleetwall.v1.NodeService', 'fleetwall.v1.CounterService', 'fleetwall.v1.ExplainService', 'fleetwall.v1.AgentService', 'grpc.health.v1.Health']) {
+    for (const s of [
+      'fleetwall.v1.RuleService',
+      'fleetwall.v1.NodeService',
+      'fleetwall.v1.CounterService',
+      'fleetwall.v1.ExplainService',
+      'fleetwall.v1.AgentService',
+      'grpc.health.v1.Health',
+    ]) {
       assert.ok(services.includes(s), `${s} listed (got ${services.join(', ')})`);
     }
     const files = (responses[1]!.file_descriptor_response as { file_descriptor_proto: Buffer[] }).file_descriptor_proto;
@@ -109,7 +119,12 @@ test('HTTP: /healthz, /metrics, registered routes, JSON errors that never leak',
   assert.deepEqual(await echo.json(), { word: 'hello world' });
   const fail = await fetch(`${base}/test/fail`);
   assert.equal(fail.status, 400);
-  assert.deepEqual(await fail.json(), { code: 3, message: 'host bits set: did you mean 10.0.0.0/8?', reason: 'HOST_BITS_SET', metadata: { canonical: '10.0.0.0/8' } });
+  assert.deepEqual(await fail.json(), {
+    code: 3,
+    message: 'host bits set: did you mean 10.0.0.0/8?',
+    reason: 'HOST_BITS_SET',
+    metadata: { canonical: '10.0.0.0/8' },
+  });
   const crash = await fetch(`${base}/test/crash`);
   assert.equal(crash.status, 500);
   const cj = (await crash.json()) as { message: string };

@@ -31,12 +31,20 @@ after(async () => {
 
 test('added, duplicate and invalid lines with their numbers; one revision', async () => {
   // Same direction and selector as the import: a duplicate whatever its action.
-  await api.create({ rule: { cidr: '203.0.113.0/24', action: Action.ACTION_ALLOW, direction: Direction.DIRECTION_EGRESS, selector: { tier: 'edge' } } });
+  await api.create({
+    rule: { cidr: '203.0.113.0/24', action: Action.ACTION_ALLOW, direction: Direction.DIRECTION_EGRESS, selector: { tier: 'edge' } },
+  });
   // Another selector: not a duplicate.
   await api.create({ rule: { cidr: '198.51.100.7/32', action: Action.ACTION_ALLOW, direction: Direction.DIRECTION_EGRESS } });
   const before = await storeState(url);
   const res = await api.import(
-    { action: Action.ACTION_DENY, direction: Direction.DIRECTION_EGRESS, mode: Mode.MODE_MONITOR, comment: 'feed-1', selector: { tier: 'edge' } },
+    {
+      action: Action.ACTION_DENY,
+      direction: Direction.DIRECTION_EGRESS,
+      mode: Mode.MODE_MONITOR,
+      comment: 'feed-1',
+      selector: { tier: 'edge' },
+    },
     [
       ['# a blocklist', '192.0.2.1', '192.0.2.0/24  # inline comment', '', 'not-an-ip'],
       ['192.0.2.1/32', '10.1.2.3/8', '2001:db8::/48', '  2001:DB8::/48  '],
@@ -69,14 +77,19 @@ test('added, duplicate and invalid lines with their numbers; one revision', asyn
     assert.equal(r.createdBy, 'test:importer');
   }
   await withSql(url, async (sql) => {
-    const [a] = await sql<{ actor: string; after: { added: number; lines: number } }[]>`select actor, after from audit_log where action = 'rule.import' order by id desc limit 1`;
+    const [a] = await sql<
+      { actor: string; after: { added: number; lines: number } }[]
+    >`select actor, after from audit_log where action = 'rule.import' order by id desc limit 1`;
     assert.equal(a!.actor, 'test:importer');
     assert.equal(a!.after.added, 4);
     assert.equal(a!.after.lines, 11);
   });
 
   // Stored rules with the same direction and selector are duplicates too.
-  const again = await api.import({ action: Action.ACTION_DENY, direction: Direction.DIRECTION_EGRESS, mode: Mode.MODE_MONITOR, selector: { tier: 'edge' } }, [['192.0.2.0/24', '192.0.2.1']]);
+  const again = await api.import(
+    { action: Action.ACTION_DENY, direction: Direction.DIRECTION_EGRESS, mode: Mode.MODE_MONITOR, selector: { tier: 'edge' } },
+    [['192.0.2.0/24', '192.0.2.1']],
+  );
   assert.equal(again.added, 0n);
   assert.equal(again.duplicate, 2n);
   assert.equal(again.revision, 0n, 'nothing added: no revision');
@@ -93,7 +106,9 @@ test('atomic: one invalid line stores nothing, and says which', async () => {
 });
 
 test('a ttl on the header expires every imported rule', async () => {
-  const res = await api.import({ action: Action.ACTION_DENY, ttl: { seconds: 3600n, nanos: 0 }, comment: 'ttl-import' }, [['100.64.0.1', '100.64.0.2']]);
+  const res = await api.import({ action: Action.ACTION_DENY, ttl: { seconds: 3600n, nanos: 0 }, comment: 'ttl-import' }, [
+    ['100.64.0.1', '100.64.0.2'],
+  ]);
   assert.equal(res.added, 2n);
   const listed = await api.list({ text: 'ttl-import' });
   for (const r of listed.rules) {
@@ -130,7 +145,9 @@ test('a rule created by someone else while the import streams is a duplicate, no
   const before = await storeState(url);
   let call!: ReturnType<typeof cp.clients.rules.importRules>;
   const done = new Promise<ImportRulesResponse>((resolve, reject) => {
-    call = cp.clients.rules.importRules(new Metadata(), (err: ServiceError | null, res?: ImportRulesResponse) => (err ? reject(err) : resolve(res!)));
+    call = cp.clients.rules.importRules(new Metadata(), (err: ServiceError | null, res?: ImportRulesResponse) =>
+      err ? reject(err) : resolve(res!),
+    );
   });
   call.write(ImportRulesRequest.fromPartial({ part: { $case: 'header', value: { action: Action.ACTION_DENY, comment: 'race' } } }));
   call.write(ImportRulesRequest.fromPartial({ part: { $case: 'chunk', value: { lines: ['100.90.0.1', '100.90.0.2'] } } }));

@@ -7,7 +7,14 @@ import assert from 'node:assert/strict';
 import { GetNodeRequest } from '../../proto/gen/fleetwall/v1/node_service.js';
 import { SyncMode } from '../../proto/gen/fleetwall/v1/agent_service.js';
 import { Action } from '../../proto/gen/fleetwall/v1/rule.js';
-import { type ChildControlPlane, connectClients, startChildControlPlane, startTestControlPlane, type TestControlPlane, unaryCall } from '../support/control-plane.js';
+import {
+  type ChildControlPlane,
+  connectClients,
+  startChildControlPlane,
+  startTestControlPlane,
+  type TestControlPlane,
+  unaryCall,
+} from '../support/control-plane.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
 import { eventually } from './support/eventually.js';
 import { rulesApi, withSql } from './support/rules.js';
@@ -24,7 +31,12 @@ before(async () => {
   url = await pg.newDatabase();
   a = await startTestControlPlane(url, { controlPlaneId: 'cp-a', expirySweepIntervalMs: 50 });
   // A second control plane in its own OS process.
-  child = await startChildControlPlane(url, { FLEETWALL_CONTROL_PLANE_ID: 'cp-b', FLEETWALL_EXPIRY_SWEEP_INTERVAL: '50ms', FLEETWALL_NODE_FLUSH_INTERVAL: '100ms', FLEETWALL_LOG_LEVEL: 'warn' });
+  child = await startChildControlPlane(url, {
+    FLEETWALL_CONTROL_PLANE_ID: 'cp-b',
+    FLEETWALL_EXPIRY_SWEEP_INTERVAL: '50ms',
+    FLEETWALL_NODE_FLUSH_INTERVAL: '100ms',
+    FLEETWALL_LOG_LEVEL: 'warn',
+  });
 });
 
 after(async () => {
@@ -50,7 +62,10 @@ test('a write through one process reaches agents of both; nodes are visible from
     for (const g of [onA, onB]) {
       assert.ok(g.rules.has(viaA.rule!.id));
       assert.ok(g.rules.has(viaB.rule!.id));
-      assert.deepEqual(g.deltas.map((d) => d.delta.revision), [viaA.revision, viaB.revision]);
+      assert.deepEqual(
+        g.deltas.map((d) => d.delta.revision),
+        [viaA.revision, viaB.revision],
+      );
     }
     await eventually(async () => {
       const n = (await unaryCall(a.clients.nodes, 'getNode', GetNodeRequest.fromPartial({ name: 'agent-on-b' }))).node!;
@@ -71,7 +86,10 @@ test('expiring rules are removed once, by one process, and both sets of agents g
   agents.push(onA, onB);
   await Promise.all([onA.waitInSync(), onB.waitInSync()]);
   const made = await rulesApi(a.clients.rules).batchCreate({
-    requests: Array.from({ length: 20 }, (_, i) => ({ rule: { cidr: `100.70.${i}.0/24`, action: Action.ACTION_DENY }, ttl: { seconds: 1n, nanos: 0 } })),
+    requests: Array.from({ length: 20 }, (_, i) => ({
+      rule: { cidr: `100.70.${i}.0/24`, action: Action.ACTION_DENY },
+      ttl: { seconds: 1n, nanos: 0 },
+    })),
   });
   const ids = made.rules.map((r) => r.id);
   await Promise.all([onA.waitRevision(made.revision), onB.waitRevision(made.revision)]);
@@ -85,12 +103,18 @@ test('expiring rules are removed once, by one process, and both sets of agents g
       select rule_id, count(*)::int as n, min(actor) as actor from audit_log
       where action = 'rule.expire' and rule_id = any(${ids.map(String)}::bigint[]) group by rule_id`;
     assert.equal(rows.length, 20);
-    assert.ok(rows.every((r) => r.n === 1 && r.actor === 'system:expiry'), 'each rule expired exactly once');
+    assert.ok(
+      rows.every((r) => r.n === 1 && r.actor === 'system:expiry'),
+      'each rule expired exactly once',
+    );
     const lag = await sql<{ ms: number }[]>`
       select extract(epoch from (v.commit_time - (a.before->>'expire_time')::timestamptz)) * 1000 as ms
       from audit_log a join revisions v on v.write_id = a.write_id
       where a.action = 'rule.expire' and a.rule_id = any(${ids.map(String)}::bigint[])`;
-    assert.ok(lag.every((l) => l.ms >= 0), 'never before its expiry');
+    assert.ok(
+      lag.every((l) => l.ms >= 0),
+      'never before its expiry',
+    );
   });
 });
 

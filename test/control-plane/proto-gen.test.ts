@@ -32,7 +32,11 @@ test('npm run gen reproduces proto/gen byte for byte', () => {
     const got = files(out);
     assert.deepEqual(got, want, 'the same set of generated files');
     for (const f of want) {
-      assert.equal(readFileSync(join(out, f), 'utf8'), readFileSync(join(root, 'proto/gen', f), 'utf8'), `${f} differs: run npm run gen and commit proto/gen`);
+      assert.equal(
+        readFileSync(join(out, f), 'utf8'),
+        readFileSync(join(root, 'proto/gen', f), 'utf8'),
+        `${f} differs: run npm run gen and commit proto/gen`,
+      );
     }
   } finally {
     rmSync(tmp, { recursive: true, force: true });

@@ -37,7 +37,9 @@ test('create: canonical CIDR, defaults, caller identity, one revision per write'
   assert.equal(a.revision, before.revision + 1n);
   assert.equal(a.rule!.revision, a.revision);
   assert.ok(a.rule!.id > 0n);
-  const b = await api.create({ rule: { cidr: '2001:0DB8:0:0::/64', action: Action.ACTION_ALLOW, direction: Direction.DIRECTION_EGRESS, selector: { env: 'prod' } } });
+  const b = await api.create({
+    rule: { cidr: '2001:0DB8:0:0::/64', action: Action.ACTION_ALLOW, direction: Direction.DIRECTION_EGRESS, selector: { env: 'prod' } },
+  });
   assert.equal(b.rule!.cidr, '2001:db8::/64');
   assert.equal(b.revision, a.revision + 1n);
   assert.deepEqual(b.rule!.selector, { env: 'prod' });
@@ -67,7 +69,10 @@ test('list: filters, covers_address, pages and totals', async () => {
     ],
   });
   assert.equal(made.rules.length, 5);
-  assert.ok(made.rules.every((r) => r.revision === made.revision), 'a batch is one revision');
+  assert.ok(
+    made.rules.every((r) => r.revision === made.revision),
+    'a batch is one revision',
+  );
   const ids = made.rules.map((r) => r.id);
 
   const covers = await api.list({ coversAddress: '10.20.30.40', text: 'list-test' });
@@ -75,15 +80,29 @@ test('list: filters, covers_address, pages and totals', async () => {
   assert.equal(covers.totalSize, 4n);
 
   const ingressDeny = await api.list({ coversAddress: '10.20.30.40', action: Action.ACTION_DENY, direction: Direction.DIRECTION_INGRESS });
-  assert.deepEqual(ingressDeny.rules.map((r) => r.id), [ids[0], ids[1]]);
+  assert.deepEqual(
+    ingressDeny.rules.map((r) => r.id),
+    [ids[0], ids[1]],
+  );
 
   const web = await api.list({ selector: { role: 'web' } });
-  assert.deepEqual(web.rules.map((r) => r.id), [ids[1]]);
+  assert.deepEqual(
+    web.rules.map((r) => r.id),
+    [ids[1]],
+  );
 
   const text = await api.list({ text: 'OFFICE' });
-  assert.deepEqual(text.rules.map((r) => r.id), [ids[2]], 'text is a case-insensitive substring of the comment');
+  assert.deepEqual(
+    text.rules.map((r) => r.id),
+    [ids[2]],
+    'text is a case-insensitive substring of the comment',
+  );
   const byCidr = await api.list({ text: '172.16' });
-  assert.deepEqual(byCidr.rules.map((r) => r.id), [ids[4]], 'or of the CIDR');
+  assert.deepEqual(
+    byCidr.rules.map((r) => r.id),
+    [ids[4]],
+    'or of the CIDR',
+  );
 
   const seen: bigint[] = [];
   let token = '';
@@ -108,8 +127,13 @@ test('list: filters, covers_address, pages and totals', async () => {
 });
 
 test('update with update_mask changes only the named fields', async () => {
-  const { rule } = await api.create({ rule: { cidr: '203.0.113.0/24', action: Action.ACTION_DENY, comment: 'before', selector: { env: 'a' } } });
-  const up = await api.update({ rule: { id: rule!.id, comment: 'after', selector: { env: 'b' }, action: Action.ACTION_ALLOW }, updateMask: ['comment', 'selector'] });
+  const { rule } = await api.create({
+    rule: { cidr: '203.0.113.0/24', action: Action.ACTION_DENY, comment: 'before', selector: { env: 'a' } },
+  });
+  const up = await api.update({
+    rule: { id: rule!.id, comment: 'after', selector: { env: 'b' }, action: Action.ACTION_ALLOW },
+    updateMask: ['comment', 'selector'],
+  });
   assert.equal(up.rule!.comment, 'after');
   assert.deepEqual(up.rule!.selector, { env: 'b' });
   assert.equal(up.rule!.action, Action.ACTION_DENY, 'action was not in the mask');
@@ -168,14 +192,19 @@ test('audit log: who, what, before and after; append-only', async () => {
   await rulesApi(cp.clients.rules, 'test:bob').update({ rule: { id: rule!.id, comment: 'changed' }, updateMask: ['comment'] });
   await api.delete(rule!.id);
   await withSql(url, async (sql) => {
-    const rows = await sql<{ actor: string; action: string; before: { comment: string } | null; after: { comment: string } | null; revision: bigint }[]>`
+    const rows = await sql<
+      { actor: string; action: string; before: { comment: string } | null; after: { comment: string } | null; revision: bigint }[]
+    >`
       select a.actor, a.action, a.before, a.after, v.revision from audit_log a join revisions v on v.write_id = a.write_id
       where a.rule_id = ${rule!.id.toString()}::bigint order by a.id`;
-    assert.deepEqual(rows.map((r) => [r.actor, r.action, r.before?.comment ?? null, r.after?.comment ?? null]), [
-      ['test:alice', 'rule.create', null, 'audited'],
-      ['test:bob', 'rule.update', 'audited', 'changed'],
-      ['test:alice', 'rule.delete', 'changed', null],
-    ]);
+    assert.deepEqual(
+      rows.map((r) => [r.actor, r.action, r.before?.comment ?? null, r.after?.comment ?? null]),
+      [
+        ['test:alice', 'rule.create', null, 'audited'],
+        ['test:bob', 'rule.update', 'audited', 'changed'],
+        ['test:alice', 'rule.delete', 'changed', null],
+      ],
+    );
     assert.ok(rows[0]!.revision < rows[1]!.revision && rows[1]!.revision < rows[2]!.revision);
     await assert.rejects(sql`update audit_log set actor = 'mallory'`, /append-only/);
     await assert.rejects(sql`delete from audit_log`, /append-only/);
@@ -189,7 +218,10 @@ test('revisions are gap-free and in commit order under concurrent writers', asyn
   );
   // Concurrent creates may share a revision (group commit); the revisions are gap-free.
   const revs = [...new Set(results.map((r) => r.revision))].sort((x, y) => (x < y ? -1 : 1));
-  assert.deepEqual(revs, Array.from({ length: revs.length }, (_, i) => start + BigInt(i + 1)));
+  assert.deepEqual(
+    revs,
+    Array.from({ length: revs.length }, (_, i) => start + BigInt(i + 1)),
+  );
   // Concurrent writers of different kinds each take their own revision, in commit order.
   const ids = results.slice(0, 10).map((r) => r.rule!.id);
   const s2 = (await api.list({ pageSize: 1 })).revision;
@@ -197,9 +229,14 @@ test('revisions are gap-free and in commit order under concurrent writers', asyn
     ...ids.slice(0, 5).map((id) => api.delete(id)),
     ...ids.slice(5).map((id) => api.update({ rule: { id, comment: 'x' }, updateMask: ['comment'] })),
   ]);
-  assert.deepEqual(mixed.map((m) => m.revision).sort((x, y) => (x < y ? -1 : 1)), Array.from({ length: 10 }, (_, i) => s2 + BigInt(i + 1)));
+  assert.deepEqual(
+    mixed.map((m) => m.revision).sort((x, y) => (x < y ? -1 : 1)),
+    Array.from({ length: 10 }, (_, i) => s2 + BigInt(i + 1)),
+  );
   await withSql(url, async (sql) => {
-    const rows = await sql<{ revision: bigint; commit_time: Date }[]>`select revision, commit_time from revisions where revision > ${start.toString()}::bigint order by revision`;
+    const rows = await sql<
+      { revision: bigint; commit_time: Date }[]
+    >`select revision, commit_time from revisions where revision > ${start.toString()}::bigint order by revision`;
     for (let i = 1; i < rows.length; i++) assert.ok(rows[i]!.commit_time >= rows[i - 1]!.commit_time, 'commit times follow revisions');
   });
 });
@@ -219,9 +256,15 @@ test('"rules that cover this address" is served by the indexes (partial GiST + i
     assert.match(plan, /Index Scan on rules_identity/);
   });
   const hit = await api.list({ coversAddress: '46.0.1.2' });
-  assert.deepEqual(hit.rules.map((r) => r.cidr), ['46.0.1.2/32']);
+  assert.deepEqual(
+    hit.rules.map((r) => r.cidr),
+    ['46.0.1.2/32'],
+  );
   const wide = await api.list({ coversAddress: '45.3.5.77', text: 'index-check' });
-  assert.deepEqual(wide.rules.map((r) => r.cidr), ['45.3.5.0/24']);
+  assert.deepEqual(
+    wide.rules.map((r) => r.cidr),
+    ['45.3.5.0/24'],
+  );
 });
 
 test('concurrent single creates are committed together (group commit), each with its own outcome', async () => {
@@ -233,8 +276,12 @@ test('concurrent single creates are committed together (group commit), each with
     { rule: { cidr: '198.19.7.0/24', action: Action.ACTION_ALLOW } },
   ];
   const results = await Promise.allSettled(reqs.map((r) => api.create(r)));
-  const ok = results.filter((r) => r.status === 'fulfilled').map((r) => (r as PromiseFulfilledResult<Awaited<ReturnType<typeof api.create>>>).value);
-  const failed = results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason as import('@grpc/grpc-js').ServiceError);
+  const ok = results
+    .filter((r) => r.status === 'fulfilled')
+    .map((r) => (r as PromiseFulfilledResult<Awaited<ReturnType<typeof api.create>>>).value);
+  const failed = results
+    .filter((r) => r.status === 'rejected')
+    .map((r) => (r as PromiseRejectedResult).reason as import('@grpc/grpc-js').ServiceError);
   assert.equal(ok.length, 40);
   assert.equal(failed.length, 2);
   assert.ok(failed.every((e) => errorInfoOf(e)?.reason === 'DUPLICATE_RULE'));

@@ -43,7 +43,10 @@ test('nodes differing only in labels no selector uses share one group and one en
   assert.equal(hub.groupCount, 1, 'no selector uses host or env yet');
   const t1 = cache.apply(1n, [{ ruleId: 1n, row: row(1n, '10.0.0.0/8') }]);
   hub.publish(1n, new Date(), t1);
-  assert.ok(nodes.every((n) => n.got[0]!.parts[0] === nodes[0]!.got[0]!.parts[0]), 'the same Buffer for everyone');
+  assert.ok(
+    nodes.every((n) => n.got[0]!.parts[0] === nodes[0]!.got[0]!.parts[0]),
+    'the same Buffer for everyone',
+  );
   // A selector on env splits the fleet in two groups; host still does not matter.
   const t2 = cache.apply(2n, [{ ruleId: 2n, row: row(2n, '192.0.2.0/24', { env: 'prod' }) }]);
   hub.publish(2n, new Date(), t2);
@@ -51,7 +54,11 @@ test('nodes differing only in labels no selector uses share one group and one en
   for (const n of nodes) {
     const d = delta(n.got[1]!.parts[0]!);
     assert.equal(d.revision, 2n);
-    assert.deepEqual(d.upserts.map((u) => u.id), n.labels.env === 'prod' ? [2n] : [], n.nodeName);
+    assert.deepEqual(
+      d.upserts.map((u) => u.id),
+      n.labels.env === 'prod' ? [2n] : [],
+      n.nodeName,
+    );
   }
   // Moving the rule to dev: a delete for prod, an upsert for dev.
   const t3 = cache.apply(3n, [{ ruleId: 2n, row: row(2n, '192.0.2.0/24', { env: 'dev' }) }]);
@@ -84,10 +91,13 @@ test('snapshots are per group, cached until the next revision', () => {
   const s2 = hub.snapshot(web2);
   assert.equal(s1, s2, 'the same cached snapshot');
   const s3 = hub.snapshot(db);
-  const ids = (s: typeof s1) => s.parts.flatMap((p) => {
-    const m = SyncResponse.decode(p).msg;
-    return m?.$case === 'snapshotChunk' ? m.value.rules.map((r) => r.id) : [];
-  }).sort();
+  const ids = (s: typeof s1) =>
+    s.parts
+      .flatMap((p) => {
+        const m = SyncResponse.decode(p).msg;
+        return m?.$case === 'snapshotChunk' ? m.value.rules.map((r) => r.id) : [];
+      })
+      .sort();
   assert.deepEqual(ids(s1), [1n, 2n]);
   assert.deepEqual(ids(s3), [1n, 3n]);
   hub.publish(2n, new Date(), cache.apply(2n, [{ ruleId: 4n, row: row(4n, '10.3.0.0/16') }]));

@@ -21,7 +21,11 @@ let url: string;
 let api: ReturnType<typeof rulesApi>;
 const clients: SyncClient[] = [];
 
-function agent(nodeName: string, labels: Record<string, string> = {}, opts: Partial<ConstructorParameters<typeof SyncClient>[1]> = {}): SyncClient {
+function agent(
+  nodeName: string,
+  labels: Record<string, string> = {},
+  opts: Partial<ConstructorParameters<typeof SyncClient>[1]> = {},
+): SyncClient {
   const c = new SyncClient(cp.target, { nodeName, labels, ...opts });
   clients.push(c);
   return c;
@@ -48,7 +52,9 @@ describe('snapshot and deltas', () => {
     const web = await api.create({ rule: { cidr: '198.51.100.0/24', action: Action.ACTION_DENY, selector: { role: 'web' } } });
     const db = await api.create({ rule: { cidr: '203.0.113.0/24', action: Action.ACTION_DENY, selector: { role: 'db' } } });
     // Enough rules for several snapshot chunks.
-    const many = await api.import({ action: Action.ACTION_DENY, selector: { role: 'web' } }, [Array.from({ length: 600 }, (_, i) => `100.${64 + (i >> 8)}.${i & 255}.0/24`)]);
+    const many = await api.import({ action: Action.ACTION_DENY, selector: { role: 'web' } }, [
+      Array.from({ length: 600 }, (_, i) => `100.${64 + (i >> 8)}.${i & 255}.0/24`),
+    ]);
     const a = agent('web-1', { role: 'web', host: 'web-1' }).connect();
     await a.waitInSync();
     const start = a.starts[0]!;
@@ -85,11 +91,18 @@ describe('snapshot and deltas', () => {
     assert.deepEqual(revs(b), expected);
     const at = (c: SyncClient, rev: bigint) => c.deltas.find((d) => d.delta.revision === rev)!.delta;
     const id = r1.rule!.id;
-    assert.deepEqual(at(a, r1.revision).upserts.map((u) => u.id), [id]);
+    assert.deepEqual(
+      at(a, r1.revision).upserts.map((u) => u.id),
+      [id],
+    );
     assert.deepEqual(at(b, r1.revision).upserts, [], 'empty delta: not selected');
     assert.deepEqual(at(b, r1.revision).deletes, []);
     assert.deepEqual(at(a, r2.revision).deletes, [id], 'selector moved away: a delete');
-    assert.deepEqual(at(b, r2.revision).upserts.map((u) => u.id), [id], 'selector moved here: an upsert');
+    assert.deepEqual(
+      at(b, r2.revision).upserts.map((u) => u.id),
+      [id],
+      'selector moved here: an upsert',
+    );
     assert.deepEqual(at(a, r3.revision).deletes, [], 'a comment-only change does not touch the kernel');
     assert.deepEqual(at(b, r3.revision).upserts, []);
     assert.deepEqual(at(b, r4.revision).deletes, [id]);
@@ -130,7 +143,11 @@ describe('node state', () => {
     assert.equal(n.interfaces[0]!.xdpMode, XdpMode.XDP_MODE_NATIVE);
     assert.equal(n.controlPlaneId, cp.id);
     assert.ok(n.lastSeenTime!.getTime() > Date.now() - 60_000);
-    const list = await unaryCall(cp.clients.nodes, 'listNodes', ListNodesRequest.fromPartial({ selector: { role: 'web' }, connectedOnly: true }));
+    const list = await unaryCall(
+      cp.clients.nodes,
+      'listNodes',
+      ListNodesRequest.fromPartial({ selector: { role: 'web' }, connectedOnly: true }),
+    );
     assert.ok(list.nodes.some((x) => x.name === 'node-ack'));
     assert.ok(list.nodes.every((x) => x.labels.role === 'web'));
     assert.ok(list.revision >= r.revision);
@@ -200,7 +217,11 @@ describe('resume', () => {
     assert.equal(second.starts[0]!.mode, SyncMode.SYNC_MODE_RESUME);
     assert.equal(second.received.filter((m) => m.msg?.$case === 'snapshotChunk').length, 0);
     const revs = second.deltas.map((d) => d.delta.revision);
-    assert.deepEqual(revs, Array.from({ length: Number(unrelated.revision - r0) }, (_, i) => r0 + BigInt(i + 1)), 'Delta{resume+1} ... Delta{R}');
+    assert.deepEqual(
+      revs,
+      Array.from({ length: Number(unrelated.revision - r0) }, (_, i) => r0 + BigInt(i + 1)),
+      'Delta{resume+1} ... Delta{R}',
+    );
     assert.equal(second.inSyncRevision, unrelated.revision);
     assert.ok(second.rules.has(keep.rule!.id));
     assert.ok(second.rules.has(added.rule!.id));
@@ -237,10 +258,11 @@ describe('resume', () => {
       await api2.create({ rule: { cidr: '10.20.0.0/16', action: Action.ACTION_DENY } });
       const last = await api2.create({ rule: { cidr: '10.21.0.0/16', action: Action.ACTION_DENY } });
       await eventually(
-        () => withSql(url2, async (sql) => {
-          const [f] = await sql<{ value: string }[]>`select value from meta where key = 'log_floor'`;
-          assert.ok(BigInt(f!.value) >= last.revision);
-        }),
+        () =>
+          withSql(url2, async (sql) => {
+            const [f] = await sql<{ value: string }[]>`select value from meta where key = 'log_floor'`;
+            assert.ok(BigInt(f!.value) >= last.revision);
+          }),
         'the change log to be pruned',
       );
       const b = new SyncClient(cp2.target, { nodeName: 'old', resumeRevision: r0, storeId: cp2.storeId }).connect();

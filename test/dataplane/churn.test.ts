@@ -14,7 +14,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseAddress } from '../../common/src/cidr.js';
-import { FW_B4_SLOTS, FW_B6_SLOTS, FW_D24_LEN_SHIFT, FW_D24_LONGER, FW_TABLE, LAYOUT, MAP, decodeTableCfg } from '../../node-agent/src/datapath/abi.js';
+import {
+  FW_B4_SLOTS,
+  FW_B6_SLOTS,
+  FW_D24_LEN_SHIFT,
+  FW_D24_LONGER,
+  FW_TABLE,
+  LAYOUT,
+  MAP,
+  decodeTableCfg,
+} from '../../node-agent/src/datapath/abi.js';
 import { openDatapath } from '../../node-agent/src/datapath/bpf-datapath.js';
 import { BpfMap } from '../../node-agent/src/datapath/bpf-map.js';
 import { ATTR_ALLOW, OpBatch, type TableIndex } from '../../node-agent/src/datapath/datapath.js';
@@ -178,10 +187,15 @@ function d24Of(pinDir: string, addr: number): { longer: boolean; len: number } {
 
 function dropped(bed: NetnsPair): { txDroppedA: number; rxDroppedB: number; rcvbufErrorsB: number } {
   const stats = (side: 'a' | 'b', ifname: string) => {
-    const j = JSON.parse(bed.execSync(side, ['ip', '-j', '-s', 'link', 'show', ifname]).stdout) as Array<{ stats64: { rx: { dropped: number }; tx: { dropped: number } } }>;
+    const j = JSON.parse(bed.execSync(side, ['ip', '-j', '-s', 'link', 'show', ifname]).stdout) as Array<{
+      stats64: { rx: { dropped: number }; tx: { dropped: number } };
+    }>;
     return j[0]!.stats64;
   };
-  const snmp = bed.execSync('b', ['cat', '/proc/net/snmp']).stdout.split('\n').filter((l) => l.startsWith('Udp:'));
+  const snmp = bed
+    .execSync('b', ['cat', '/proc/net/snmp'])
+    .stdout.split('\n')
+    .filter((l) => l.startsWith('Udp:'));
   const [hdr, val] = snmp.map((l) => l.split(/\s+/));
   const rcvbuf = Number(val![hdr!.indexOf('RcvbufErrors')]);
   return { txDroppedA: stats('a', bed.a.ifname).tx.dropped, rxDroppedB: stats('b', bed.b.ifname).rx.dropped, rcvbufErrorsB: rcvbuf };
@@ -218,7 +232,10 @@ test('churn under traffic: >100k prefixes inserted and deleted in batches around
       const loader = startChild(bed, 'b', [{ open: { pinDir, capacity: CAP } }, { attach: { ifname: bed.b.ifname } }, { hold: true }]);
       children.push(loader.child);
       const res = await loader.results(3);
-      assert.ok(res.every((r) => r.ok), JSON.stringify(res));
+      assert.ok(
+        res.every((r) => r.ok),
+        JSON.stringify(res),
+      );
       assert.equal(res[1]!.result.xdpMode, 'native');
 
       const dp = openDatapath({ pinDir });
@@ -344,9 +361,9 @@ test('churn under traffic: >100k prefixes inserted and deleted in batches around
           assert.equal(dp.usage().find((u) => u.family === 6 && u.direction === 'ingress')!.entries, 3, 'only the static IPv6 rules left');
         }
         assert.ok(inserted >= 100_000 && deleted === inserted, `inserted ${inserted}, deleted ${deleted}`);
-        assert.equal(sawFlags, ROUNDS, 'every round: the blocked keys\' buckets carried the overflow and spill flags');
+        assert.equal(sawFlags, ROUNDS, "every round: the blocked keys' buckets carried the overflow and spill flags");
         assert.ok(sawSpill4 && sawSpill6, 'spill hashes used');
-        assert.equal(indexFlips, ROUNDS, 'every round: the /24 index words of the sources\' ranges changed and changed back');
+        assert.equal(indexFlips, ROUNDS, "every round: the /24 index words of the sources' ranges changed and changed back");
         assert.equal(mapCount(pinDir, MAP.IN4_SPILL) + mapCount(pinDir, MAP.IN6_SPILL), 0);
 
         // Stop the traffic, then read everything.
@@ -357,9 +374,17 @@ test('churn under traffic: >100k prefixes inserted and deleted in batches around
         rx.stdin!.write('x');
         const got = JSON.parse(await rxOut.next(/\{.*\}\n/)) as Record<string, number>;
         const after = dropped(bed);
-        assert.deepEqual(errors, sources.map(() => 0), 'no send errors');
         assert.deepEqual(
-          { tx: after.txDroppedA - before.txDroppedA, rx: after.rxDroppedB - before.rxDroppedB, rcvbuf: after.rcvbufErrorsB - before.rcvbufErrorsB },
+          errors,
+          sources.map(() => 0),
+          'no send errors',
+        );
+        assert.deepEqual(
+          {
+            tx: after.txDroppedA - before.txDroppedA,
+            rx: after.rxDroppedB - before.rxDroppedB,
+            rcvbuf: after.rcvbufErrorsB - before.rcvbufErrorsB,
+          },
           { tx: 0, rx: 0, rcvbuf: 0 },
           'nothing lost outside fleetwall (veth, socket buffers)',
         );

@@ -33,7 +33,7 @@ const BASE = 0x0a000000; // 10.0.0.0/14: 1024 /24s
 const mask = (len: number) => (len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0);
 const dotted = (v: number) => `${v >>> 24}.${(v >>> 16) & 0xff}.${(v >>> 8) & 0xff}.${v & 0xff}`;
 const keyOf = (len: number, a: number) => len * 2 ** 32 + a;
-const covers = (e: Entry, v: number) => ((v & mask(e.len)) >>> 0) === e.a;
+const covers = (e: Entry, v: number) => (v & mask(e.len)) >>> 0 === e.a;
 const verdictCode = (e: Entry) => (e.action === 'allow' ? 0 : e.mode === 'monitor' ? 2 : 1);
 
 for (const k of [2, 6]) {
@@ -44,9 +44,19 @@ for (const k of [2, 6]) {
       const model = new Map<number, Entry>();
       const op = (e: Entry): MapOp => ({
         kind: 'entry.upsert',
-        entry: { direction: 'ingress', prefix: { family: 4, bytes: bytesOf(e.a), len: e.len }, action: e.action, mode: e.mode, slot: e.slot },
+        entry: {
+          direction: 'ingress',
+          prefix: { family: 4, bytes: bytesOf(e.a), len: e.len },
+          action: e.action,
+          mode: e.mode,
+          slot: e.slot,
+        },
       });
-      const del = (e: Entry): MapOp => ({ kind: 'entry.delete', direction: 'ingress', prefix: { family: 4, bytes: bytesOf(e.a), len: e.len } });
+      const del = (e: Entry): MapOp => ({
+        kind: 'entry.delete',
+        direction: 'ingress',
+        prefix: { family: 4, bytes: bytesOf(e.a), len: e.len },
+      });
       const fresh = (len: number): Entry => ({
         len,
         a: ((BASE | (rand() & 0x3ffff)) & mask(len)) >>> 0,
@@ -76,7 +86,12 @@ for (const k of [2, 6]) {
               apply(op(e), e, false);
             } else if (r < 7) {
               const e = pick(live); // replace: new slot and verdict
-              const again: Entry = { ...e, slot: 1 + (rand() % 4000), action: rand() % 2 ? 'allow' : 'deny', mode: rand() % 3 ? 'enforce' : 'monitor' };
+              const again: Entry = {
+                ...e,
+                slot: 1 + (rand() % 4000),
+                action: rand() % 2 ? 'allow' : 'deny',
+                mode: rand() % 3 ? 'enforce' : 'monitor',
+              };
               apply(op(again), again, false);
             } else if (r < 9) {
               const e = pick(live);
@@ -110,7 +125,10 @@ for (const k of [2, 6]) {
           for (const e of entries) {
             const first = e.a >>> 8;
             const last = ((e.a | ~mask(e.len)) >>> 0) >>> 8;
-            blocks.add(first).add(last).add(first + (rand() % (last - first + 1)));
+            blocks
+              .add(first)
+              .add(last)
+              .add(first + (rand() % (last - first + 1)));
           }
           for (let i = 0; i < 32; i++) blocks.add((BASE >>> 8) + (rand() % 1024));
           const values = new Map<number, Buffer>();
@@ -122,7 +140,12 @@ for (const k of [2, 6]) {
             const longer = entries.some((e) => e.len > 24 && e.a >>> 8 === blk);
             if (longer) longerSeen++;
             const want = best ? [best.len, best.slot, verdictCode(best), longer] : [-1, 0, 0, longer];
-            const got = [((w >>> FW_D24_LEN_SHIFT) & 31) - 1, w & FW_D24_SLOT_MASK, (w >>> FW_D24_VERDICT_SHIFT) & 3, (w & FW_D24_LONGER) !== 0];
+            const got = [
+              ((w >>> FW_D24_LEN_SHIFT) & 31) - 1,
+              w & FW_D24_SLOT_MASK,
+              (w >>> FW_D24_VERDICT_SHIFT) & 3,
+              (w & FW_D24_LONGER) !== 0,
+            ];
             assert.deepEqual(got, want, `round ${round}: index word of ${dotted(blk << 8)}/24`);
             wordsChecked++;
           }
@@ -131,9 +154,18 @@ for (const k of [2, 6]) {
           for (let i = 0; i < 8; i++) {
             const e = pick(entries);
             const got = dp.lookupEntry('ingress', { family: 4, bytes: bytesOf(e.a), len: e.len });
-            assert.deepEqual(got && [got.slot, got.action, got.mode], [e.slot, e.action, e.mode], `round ${round}: lookup of ${dotted(e.a)}/${e.len}`);
+            assert.deepEqual(
+              got && [got.slot, got.action, got.mode],
+              [e.slot, e.action, e.mode],
+              `round ${round}: lookup of ${dotted(e.a)}/${e.len}`,
+            );
             const x = fresh(pick(LENS));
-            if (!model.has(keyOf(x.len, x.a))) assert.equal(dp.lookupEntry('ingress', { family: 4, bytes: bytesOf(x.a), len: x.len }), null, `round ${round}: lookup of absent ${dotted(x.a)}/${x.len}`);
+            if (!model.has(keyOf(x.len, x.a)))
+              assert.equal(
+                dp.lookupEntry('ingress', { family: 4, bytes: bytesOf(x.a), len: x.len }),
+                null,
+                `round ${round}: lookup of absent ${dotted(x.a)}/${x.len}`,
+              );
           }
           // Packets: at, inside and just beside every entry.
           const sources = new Set<number>();
@@ -144,14 +176,21 @@ for (const k of [2, 6]) {
           for (const v of sources) {
             const best = lpm(v);
             const want = best && best.action === 'deny' && best.mode === 'enforce' ? XDP_DROP : XDP_PASS;
-            assert.equal(dp.testRun('xdp', ipFrame(dotted(v), '192.0.2.254')).retval, want, `round ${round}: packet from ${dotted(v)} (best: ${best ? `${dotted(best.a)}/${best.len} ${best.action} ${best.mode}` : 'none'})`);
+            assert.equal(
+              dp.testRun('xdp', ipFrame(dotted(v), '192.0.2.254')).retval,
+              want,
+              `round ${round}: packet from ${dotted(v)} (best: ${best ? `${dotted(best.a)}/${best.len} ${best.action} ${best.mode}` : 'none'})`,
+            );
             packets++;
           }
         }
       } finally {
         d24.close();
       }
-      assert.ok(wordsChecked > 3000 && packets > 5000 && longerSeen > 500 && coverDeletes > 20, `coverage: ${wordsChecked} words, ${packets} packets, ${longerSeen} LONGER words, ${coverDeletes} prefix+cover deletes`);
+      assert.ok(
+        wordsChecked > 3000 && packets > 5000 && longerSeen > 500 && coverDeletes > 20,
+        `coverage: ${wordsChecked} words, ${packets} packets, ${longerSeen} LONGER words, ${coverDeletes} prefix+cover deletes`,
+      );
     });
   });
 }
@@ -159,4 +198,3 @@ for (const k of [2, 6]) {
 function bytesOf(v: number): Uint8Array {
   return new Uint8Array([v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff]);
 }
-

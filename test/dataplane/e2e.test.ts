@@ -41,7 +41,10 @@ test('ingress and egress on real packets; counters exact; enforcement survives k
         { hold: true },
       ]);
       const res = await agent.results(4);
-      assert.ok(res.every((r) => r.ok), JSON.stringify(res));
+      assert.ok(
+        res.every((r) => r.ok),
+        JSON.stringify(res),
+      );
       assert.equal(res[1]!.result.xdpMode, 'native', 'veth takes native XDP');
       assert.equal(res[1]!.result.egressMode, 'tcx', 'TCX egress link on this kernel');
 
@@ -70,7 +73,11 @@ test('ingress and egress on real packets; counters exact; enforcement survives k
         assert.deepEqual(await udp(bed, { from: 'b', src: bed.b.v6, dst: a6_3, count: 10 }), { sent: 10, received: 10 });
 
         const c = dp.readRuleCounters(8);
-        assert.deepEqual([...c.packets], [0n, BigInt(2 * n + 10), BigInt(n + 10), BigInt(n), 20n, BigInt(n), 10n, 0n], 'rule packet counters equal the packets sent');
+        assert.deepEqual(
+          [...c.packets],
+          [0n, BigInt(2 * n + 10), BigInt(n + 10), BigInt(n), 20n, BigInt(n), 10n, 0n],
+          'rule packet counters equal the packets sent',
+        );
         assert.equal(c.bytes[1], BigInt(2 * n * PING4_FRAME + 10 * UDP4_FRAME));
         assert.equal(c.bytes[3], BigInt(n * PING4_FRAME));
         assert.equal(c.bytes[4], BigInt(20 * UDP6_FRAME));
@@ -90,7 +97,11 @@ test('ingress and egress on real packets; counters exact; enforcement survives k
         // kill -9 the loader: the pinned links keep enforcing.
         agent.child.kill('SIGKILL');
         await new Promise((r) => agent.child.once('exit', r));
-        assert.deepEqual(await ping(bed, { from: 'a', src: a2, dst: bed.b.v4, count: 3 }), { sent: 3, received: 0 }, 'still dropping after kill -9');
+        assert.deepEqual(
+          await ping(bed, { from: 'a', src: a2, dst: bed.b.v4, count: 3 }),
+          { sent: 3, received: 0 },
+          'still dropping after kill -9',
+        );
         assert.equal(dp.readRuleCounters(2).packets[1], BigInt(2 * n + 10 + 3));
 
         // A new process reopens the pins (no flush, no detach), removes the rule: traffic flows.
@@ -101,14 +112,24 @@ test('ingress and egress on real packets; counters exact; enforcement survives k
           { attach: { ifname: bed.b.ifname } }, // idempotent
           { close: true },
         ]);
-        assert.ok(again.every((r) => r.ok), JSON.stringify(again));
+        assert.ok(
+          again.every((r) => r.ok),
+          JSON.stringify(again),
+        );
         assert.equal(again[0]!.result.createdFresh, false);
         assert.deepEqual(again[1]!.result, [{ ifname: bed.b.ifname, ifindex: bed.b.ifindex, xdpMode: 'native', egressMode: 'tcx' }]);
-        assert.deepEqual(await ping(bed, { from: 'a', src: a2, dst: bed.b.v4, count: 3 }), { sent: 3, received: 3 }, 'flows after the rule is removed');
+        assert.deepEqual(
+          await ping(bed, { from: 'a', src: a2, dst: bed.b.v4, count: 3 }),
+          { sent: 3, received: 3 },
+          'flows after the rule is removed',
+        );
         // The other rules are still in force.
         assert.deepEqual(await udp(bed, { from: 'a', src: a6_2, dst: bed.b.v6, count: 5 }), { sent: 5, received: 0 });
         assert.deepEqual(
-          dp.readEntries().map((e) => `${e.direction} ${e.prefix.len} ${e.slot}`).sort(),
+          dp
+            .readEntries()
+            .map((e) => `${e.direction} ${e.prefix.len} ${e.slot}`)
+            .sort(),
           ['egress 127 6', 'egress 32 5', 'ingress 128 4', 'ingress 32 2', 'ingress 32 3'],
         );
 
@@ -142,7 +163,10 @@ test('allowlist mode on real packets: only allowed sources get in, ARP still wor
         },
         { close: true },
       ]);
-      assert.ok(res.every((r) => r.ok), JSON.stringify(res));
+      assert.ok(
+        res.every((r) => r.ok),
+        JSON.stringify(res),
+      );
       assert.equal(res[1]!.result.egressMode, 'none');
       assert.deepEqual(await ping(bed, { from: 'a', src: bed.a.v4, dst: bed.b.v4, count: 3 }), { sent: 3, received: 3 });
       assert.deepEqual(await ping(bed, { from: 'a', src: bed.a.v4Extra[0]!, dst: bed.b.v4, count: 3 }), { sent: 3, received: 0 });
@@ -186,7 +210,10 @@ test('attach: foreign XDP is refused unless replaceForeign; generic fallback; cl
       assert.equal(res[1]!.ok, true, JSON.stringify(res[1]));
       assert.equal(res[2]!.ok, false, 'a foreign XDP program is not replaced by default');
       assert.equal(res[2]!.error!.code, 'EBUSY');
-      assert.match(res[2]!.error!.message!, new RegExp(`attach xdp to ${ifb}: EBUSY, interface already has XDP program \\d+ \\(bare_pass\\) that fleetwall did not attach`));
+      assert.match(
+        res[2]!.error!.message!,
+        new RegExp(`attach xdp to ${ifb}: EBUSY, interface already has XDP program \\d+ \\(bare_pass\\) that fleetwall did not attach`),
+      );
       assert.equal(res[3]!.ok, true, JSON.stringify(res[3]));
       assert.equal(res[3]!.result.xdpMode, 'native');
       assert.equal(res[3]!.result.egressMode, 'clsact');
@@ -204,9 +231,19 @@ test('attach: foreign XDP is refused unless replaceForeign; generic fallback; cl
       assert.match(bed.execSync('b', ['tc', 'filter', 'show', 'dev', ifb, 'egress']).stdout, /fw_tc_egress/);
 
       const det = await runChild(bed, 'b', [{ open: { pinDir } }, { detach: ifb }, { attachments: true }, { uninstall: true }]);
-      assert.ok(det.every((r) => r.ok), JSON.stringify(det));
-      assert.deepEqual(det[2]!.result.map((a: { ifname: string }) => a.ifname), ['lo']);
-      assert.doesNotMatch(bed.execSync('b', ['tc', 'filter', 'show', 'dev', ifb, 'egress']).stdout, /fw_tc_egress/, 'clsact filter removed');
+      assert.ok(
+        det.every((r) => r.ok),
+        JSON.stringify(det),
+      );
+      assert.deepEqual(
+        det[2]!.result.map((a: { ifname: string }) => a.ifname),
+        ['lo'],
+      );
+      assert.doesNotMatch(
+        bed.execSync('b', ['tc', 'filter', 'show', 'dev', ifb, 'egress']).stdout,
+        /fw_tc_egress/,
+        'clsact filter removed',
+      );
       assert.doesNotMatch(bed.execSync('b', ['ip', '-d', 'link', 'show', 'lo']).stdout, /prog\/xdp/, 'uninstall detached lo');
       assert.deepEqual(await ping(bed, { from: 'a', src: bed.a.v4Extra[1]!, dst: bed.b.v4, count: 2 }), { sent: 2, received: 2 });
       assert.equal(existsSync(pinDir), false);

@@ -21,8 +21,16 @@ const BASE24 = 0x0c000000; // 12.0.0.0 + i*256
 function entryFor(i: number): KernelEntry {
   const half = i < N / 2;
   const j = half ? i : i - N / 2;
-  const prefix: Prefix = half ? { family: 4, bytes: u32ToBytes(BASE32 + j), len: 32 } : { family: 4, bytes: u32ToBytes(BASE24 + j * 256), len: 24 };
-  return { direction: 'ingress', prefix, action: i % 7 === 0 ? 'allow' : 'deny', mode: i % 11 === 0 ? 'monitor' : 'enforce', slot: i % 1000 };
+  const prefix: Prefix = half
+    ? { family: 4, bytes: u32ToBytes(BASE32 + j), len: 32 }
+    : { family: 4, bytes: u32ToBytes(BASE24 + j * 256), len: 24 };
+  return {
+    direction: 'ingress',
+    prefix,
+    action: i % 7 === 0 ? 'allow' : 'deny',
+    mode: i % 11 === 0 ? 'monitor' : 'enforce',
+    slot: i % 1000,
+  };
 }
 
 test('1,000,000 prefixes: batch load, sampled lookups, packets, batch delete', async () => {
@@ -41,12 +49,15 @@ test('1,000,000 prefixes: batch load, sampled lookups, packets, batch delete', a
 
     // Sampled lookups: every sampled prefix is stored with its action, mode and slot.
     let seed = 12345;
-    const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) % N);
+    const rnd = () => (seed = (seed * 1103515245 + 12345) >>> 0) % N;
     for (let k = 0; k < 2000; k++) {
       const want = entryFor(rnd());
       const got = dp.lookupEntry('ingress', want.prefix);
       assert.ok(got, `entry ${dotted(Buffer.from(want.prefix.bytes).readUInt32BE(0))}/${want.prefix.len} present`);
-      assert.deepEqual({ ...got, prefix: { ...got.prefix, bytes: [...got.prefix.bytes] } }, { ...want, prefix: { ...want.prefix, bytes: [...want.prefix.bytes] } });
+      assert.deepEqual(
+        { ...got, prefix: { ...got.prefix, bytes: [...got.prefix.bytes] } },
+        { ...want, prefix: { ...want.prefix, bytes: [...want.prefix.bytes] } },
+      );
     }
     assert.equal(dp.lookupEntry('ingress', { family: 4, bytes: u32ToBytes(BASE32 + N), len: 32 }), null, 'one past the end is absent');
     dp.readRuleCounters(1024);

@@ -23,11 +23,36 @@ const deny = (cidr: string, slot: number, direction: 'ingress' | 'egress' = 'ing
   slot,
 });
 const up = (entry: KernelEntry): MapOp => ({ kind: 'entry.upsert', entry });
-const del = (cidr: string, direction: 'ingress' | 'egress' = 'ingress'): MapOp => ({ kind: 'entry.delete', direction, prefix: parseCidr(cidr) });
+const del = (cidr: string, direction: 'ingress' | 'egress' = 'ingress'): MapOp => ({
+  kind: 'entry.delete',
+  direction,
+  prefix: parseCidr(cidr),
+});
 
 test('placeNewLengths puts the most populated new lengths in the hash, up to K', () => {
-  assert.deepEqual(placeNewLengths([], new Map([[32, 10], [24, 50], [16, 1]]), 2), { toHash: [32, 24], toTrie: [16] });
-  assert.deepEqual(placeNewLengths([32], new Map([[24, 5], [8, 9]]), 2), { toHash: [8], toTrie: [24] });
+  assert.deepEqual(
+    placeNewLengths(
+      [],
+      new Map([
+        [32, 10],
+        [24, 50],
+        [16, 1],
+      ]),
+      2,
+    ),
+    { toHash: [32, 24], toTrie: [16] },
+  );
+  assert.deepEqual(
+    placeNewLengths(
+      [32],
+      new Map([
+        [24, 5],
+        [8, 9],
+      ]),
+      2,
+    ),
+    { toHash: [8], toTrie: [24] },
+  );
   assert.deepEqual(placeNewLengths([32, 24], new Map([[16, 5]]), 2), { toHash: [], toTrie: [16] });
   assert.deepEqual(placeNewLengths([], new Map([[16, 5]]), 0), { toHash: [], toTrie: [16] });
 });
@@ -52,11 +77,24 @@ test('journal, meta and counter reset round-trip through the pins and survive re
       ],
       { revision: 42n, storeId: 'store-a' },
     );
-    dp.apply([{ kind: 'journal.delete', id: 9n }, { kind: 'journal.delete', id: 12345n }]); // absent id ignored
+    dp.apply([
+      { kind: 'journal.delete', id: 9n },
+      { kind: 'journal.delete', id: 12345n },
+    ]); // absent id ignored
     assert.deepEqual(dp.readMeta(), { revision: 42n, storeId: 'store-a' });
     const j = dp.readJournal();
     assert.deepEqual(
-      j.map((r) => [r.id, r.prefix.family, Buffer.from(r.prefix.bytes).toString('hex'), r.prefix.len, r.direction, r.action, r.mode, r.expireUnixMs, r.slot]),
+      j.map((r) => [
+        r.id,
+        r.prefix.family,
+        Buffer.from(r.prefix.bytes).toString('hex'),
+        r.prefix.len,
+        r.direction,
+        r.action,
+        r.mode,
+        r.expireUnixMs,
+        r.slot,
+      ]),
       [
         [7n, 6, '20010db8000000000000000000000000', 48, 'egress', 'deny', 'monitor', 1_900_000_000_000, 3],
         [2n ** 63n + 5n, 4, 'c6336400', 24, 'egress', 'deny', 'monitor', 0, 4],
@@ -111,10 +149,10 @@ test('a full table is refused before anything changes; bad ops are refused with 
     // Other tables are separate.
     dp.apply([up(deny('10.0.1.0/24', 2, 'egress'))]);
     assert.throws(() => dp.apply([up(deny('10.0.0.1/32', 8))]), { code: 'EINVAL', message: /counter slot 8 out of 0\.\.7/ });
-    assert.throws(
-      () => dp.apply([up({ ...deny('10.0.0.1/32', 1), prefix: { family: 4, bytes: new Uint8Array(16), len: 8 } })]),
-      { code: 'EINVAL', message: /IPv4 prefix needs 4 bytes/ },
-    );
+    assert.throws(() => dp.apply([up({ ...deny('10.0.0.1/32', 1), prefix: { family: 4, bytes: new Uint8Array(16), len: 8 } })]), {
+      code: 'EINVAL',
+      message: /IPv4 prefix needs 4 bytes/,
+    });
   });
 });
 
@@ -123,10 +161,10 @@ test('capacity is counted net of the deletes of the same call, in the order the 
     const ingress4 = () => dp.usage().find((u) => u.direction === 'ingress' && u.family === 4)!.entries;
     dp.apply([1, 2, 3, 4].map((i) => up(deny(`10.1.0.${i}/32`, 1))));
     // Adds before the deletes would overfill the table at that point: refused, nothing changed.
-    assert.throws(
-      () => dp.apply([up(deny('10.1.1.0/24', 2)), up(deny('10.1.0.5/32', 2)), del('10.1.0.1/32'), del('10.1.0.2/32')]),
-      { code: 'E2BIG', message: /would hold 6 prefixes, capacity is 4; nothing was changed/ },
-    );
+    assert.throws(() => dp.apply([up(deny('10.1.1.0/24', 2)), up(deny('10.1.0.5/32', 2)), del('10.1.0.1/32'), del('10.1.0.2/32')]), {
+      code: 'E2BIG',
+      message: /would hold 6 prefixes, capacity is 4; nothing was changed/,
+    });
     assert.equal(ingress4(), 4);
     assert.equal(dp.testRun('xdp', ipFrame('10.1.0.1', '192.0.2.254')).retval, XDP_DROP, 'nothing deleted');
     assert.equal(dp.testRun('xdp', ipFrame('10.1.1.9', '192.0.2.254')).retval, XDP_PASS, 'nothing added');
@@ -138,7 +176,13 @@ test('capacity is counted net of the deletes of the same call, in the order the 
     dp.apply([up(deny('10.1.0.3/32', 3)), del('10.9.9.9/32')]);
     assert.throws(() => dp.apply([del('10.9.9.9/32'), up(deny('10.2.0.0/16', 3))]), { code: 'E2BIG', message: /would hold 5 prefixes/ });
     dp.apply([del('10.1.0.3/32'), up(deny('10.2.0.0/16', 3)), del('10.2.0.0/16'), up(deny('10.3.0.0/16', 3))]);
-    assert.deepEqual(dp.readEntries().map((e) => `${e.prefix.len}`).sort(), ['16', '24', '32', '32']);
+    assert.deepEqual(
+      dp
+        .readEntries()
+        .map((e) => `${e.prefix.len}`)
+        .sort(),
+      ['16', '24', '32', '32'],
+    );
     // Tables are counted separately: egress has its own room.
     dp.apply([up(deny('10.1.0.1/32', 1, 'egress')), up(deny('10.1.0.2/32', 1, 'egress'))]);
   });
@@ -165,15 +209,32 @@ test('the bulk forms: applyBatch, entry and journal chunks, counters into caller
       return out;
     };
     const key = (o: MapOp) => JSON.stringify(o, (_k, v) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? [...v] : v));
-    assert.deepEqual(fromChunks(dp.readEntryChunks(3)).map(key).sort(), dp.readEntries().map((entry) => key({ kind: 'entry.upsert', entry })).sort());
+    assert.deepEqual(
+      fromChunks(dp.readEntryChunks(3)).map(key).sort(),
+      dp
+        .readEntries()
+        .map((entry) => key({ kind: 'entry.upsert', entry }))
+        .sort(),
+    );
     assert.equal(dp.readEntries().length, 12);
     assert.deepEqual(
       fromChunks(dp.readJournalChunks(3)).map(key).sort(),
-      dp.readJournal().map((rule) => key({ kind: 'journal.upsert', rule })).sort(),
+      dp
+        .readJournal()
+        .map((rule) => key({ kind: 'journal.upsert', rule }))
+        .sort(),
     );
     assert.deepEqual(
-      dp.readJournal().map((j) => `${j.id} ${j.direction} ${j.prefix.family} ${Buffer.from(j.prefix.bytes).toString('hex')}/${j.prefix.len} ${j.action} ${j.mode} ${j.slot} ${j.expireUnixMs}`),
-      ['5 egress 4 c0000200/24 allow monitor 13 1900000000000', `${2n ** 64n - 1n} ingress 6 20010db8000000000000000000000001/128 deny enforce 14 0`],
+      dp
+        .readJournal()
+        .map(
+          (j) =>
+            `${j.id} ${j.direction} ${j.prefix.family} ${Buffer.from(j.prefix.bytes).toString('hex')}/${j.prefix.len} ${j.action} ${j.mode} ${j.slot} ${j.expireUnixMs}`,
+        ),
+      [
+        '5 egress 4 c0000200/24 allow monitor 13 1900000000000',
+        `${2n ** 64n - 1n} ingress 6 20010db8000000000000000000000001/128 deny enforce 14 0`,
+      ],
     );
     // Counters: a window of slots into the caller's arrays, the same as the allocating read.
     for (let k = 0; k < 4; k++) dp.testRun('xdp', ipFrame('10.0.2.9', '192.0.2.254'));
@@ -262,7 +323,11 @@ test('a crash in the middle of apply is repaired at the next open (counts and th
       stat.updateU32(0, Buffer.alloc(stat.info.valueSize));
       good = [wordOf(203, 0, 113), wordOf(198, 51, 100)];
       assert.ok(good[0] !== 0 && good[1] === FW_D24_LONGER, 'the /24 index as written');
-      for (const [a, b] of [[203, 0], [198, 51]] as const) d24.updateU32((a << 8) | b, Buffer.alloc(LAYOUT.fw_d24_block.size));
+      for (const [a, b] of [
+        [203, 0],
+        [198, 51],
+      ] as const)
+        d24.updateU32((a << 8) | b, Buffer.alloc(LAYOUT.fw_d24_block.size));
       assert.equal(wordOf(203, 0, 113) | wordOf(198, 51, 100), 0, 'the words cleared');
     } finally {
       meta.close();
@@ -325,7 +390,9 @@ test('pins of another ABI version: a clear error, nothing touched; uninstallPins
     }
     assert.throws(() => openDatapath({ pinDir: old }), {
       code: 'EINVAL',
-      message: new RegExp(`pinned state has ABI version 2 \\(fw_meta of 56 bytes\\), this build speaks ${FW_ABI_VERSION}; uninstall the old pins first \\("fleetwall agent uninstall" detaches and removes pins of any version\\)`),
+      message: new RegExp(
+        `pinned state has ABI version 2 \\(fw_meta of 56 bytes\\), this build speaks ${FW_ABI_VERSION}; uninstall the old pins first \\("fleetwall agent uninstall" detaches and removes pins of any version\\)`,
+      ),
     });
     assert.ok(existsSync(`${old}/fw_meta`), 'the old pins are left as they were');
     assert.deepEqual(uninstallPins(old), []);
@@ -357,15 +424,21 @@ test('pins of another ABI version: a clear error, nothing touched; uninstallPins
 });
 
 test('typed errors: a pin dir off bpffs, a missing object, a closed datapath', async () => {
-  assert.throws(() => openDatapath({ pinDir: '/tmp/not-bpffs/fleetwall' }), (e: unknown) => {
-    assert.ok(e instanceof DatapathError);
-    assert.equal(e.code, 'EOPNOTSUPP');
-    assert.match(e.message, /^open pins \/tmp\/not-bpffs\/fleetwall: EOPNOTSUPP, not on a bpf filesystem/);
-    return true;
-  });
+  assert.throws(
+    () => openDatapath({ pinDir: '/tmp/not-bpffs/fleetwall' }),
+    (e: unknown) => {
+      assert.ok(e instanceof DatapathError);
+      assert.equal(e.code, 'EOPNOTSUPP');
+      assert.match(e.message, /^open pins \/tmp\/not-bpffs\/fleetwall: EOPNOTSUPP, not on a bpf filesystem/);
+      return true;
+    },
+  );
   const pinDir = uniquePinDir('state-err');
   try {
-    assert.throws(() => openDatapath({ pinDir, objDir: '/nonexistent' }), { code: 'ENOENT', message: /open object \/nonexistent\/xdp_ingress\.bpf\.o: ENOENT/ });
+    assert.throws(() => openDatapath({ pinDir, objDir: '/nonexistent' }), {
+      code: 'ENOENT',
+      message: /open object \/nonexistent\/xdp_ingress\.bpf\.o: ENOENT/,
+    });
     const dp = openDatapath({ pinDir, capacity: { prefixesPerTable: 64, counterSlots: 8 } });
     dp.close();
     assert.throws(() => dp.readEntries(), { code: 'EBADF', message: /the datapath was closed/ });

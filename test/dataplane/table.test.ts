@@ -9,7 +9,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { formatAddress, parseCidr } from '../../common/src/cidr.js';
-import { FW_B4_SLOTS, FW_B6_SLOTS, FW_D24_LEN_SHIFT, FW_D24_LONGER, FW_D24_SLOT_MASK, FW_D24_VERDICT_SHIFT, LAYOUT, MAP, decodeTableCfg, FW_TABLE } from '../../node-agent/src/datapath/abi.js';
+import {
+  FW_B4_SLOTS,
+  FW_B6_SLOTS,
+  FW_D24_LEN_SHIFT,
+  FW_D24_LONGER,
+  FW_D24_SLOT_MASK,
+  FW_D24_VERDICT_SHIFT,
+  LAYOUT,
+  MAP,
+  decodeTableCfg,
+  FW_TABLE,
+} from '../../node-agent/src/datapath/abi.js';
 import { type BpfDatapath, openDatapath } from '../../node-agent/src/datapath/bpf-datapath.js';
 import { BpfMap } from '../../node-agent/src/datapath/bpf-map.js';
 import type { MapOp } from '../../node-agent/src/datapath/datapath.js';
@@ -34,7 +45,14 @@ function tableCfg(pinDir: string, table: number): { seed: number; nbuckets: numb
 }
 
 /** `n` distinct prefixes of length len whose first and second buckets are the same two buckets. */
-function colliding(family: 4 | 6, seed: number, nbuckets: number, len: number, n: number, avoid: (b: Uint8Array) => boolean = () => false): Uint8Array[] {
+function colliding(
+  family: 4 | 6,
+  seed: number,
+  nbuckets: number,
+  len: number,
+  n: number,
+  avoid: (b: Uint8Array) => boolean = () => false,
+): Uint8Array[] {
   const byPair = new Map<string, Uint8Array[]>();
   for (let i = 1; i < 2_000_000; i++) {
     const b = new Uint8Array(family === 4 ? 4 : 16);
@@ -57,7 +75,11 @@ const deny = (bytes: Uint8Array, len: number, slot: number, action: 'deny' | 'al
   kind: 'entry.upsert',
   entry: { direction: 'ingress', prefix: { family: bytes.length === 4 ? 4 : 6, bytes, len }, action, mode: 'enforce', slot },
 });
-const del = (bytes: Uint8Array, len: number): MapOp => ({ kind: 'entry.delete', direction: 'ingress', prefix: { family: bytes.length === 4 ? 4 : 6, bytes, len } });
+const del = (bytes: Uint8Array, len: number): MapOp => ({
+  kind: 'entry.delete',
+  direction: 'ingress',
+  prefix: { family: bytes.length === 4 ? 4 : 6, bytes, len },
+});
 
 function verdict(dp: BpfDatapath, src: string): number {
   return dp.testRun('xdp', ipFrame(src, src.includes(':') ? '2001:db8:ffff::1' : '192.0.2.254')).retval;
@@ -77,7 +99,7 @@ function bucket(pinDir: string, name: string, family: 4 | 6, b: number): { used:
         if (key !== 0n) used++;
       }
       const w0 = v.readBigUInt64LE(0);
-      return { used, ovf: (w0 >> 63n) === 1n, spill: ((w0 >> 62n) & 1n) === 1n };
+      return { used, ovf: w0 >> 63n === 1n, spill: ((w0 >> 62n) & 1n) === 1n };
     }
     let used = 0;
     for (let i = 0; i < FW_B6_SLOTS; i++) if (v.readBigUInt64LE(i * 24 + 16) & 0x100n) used++;
@@ -133,7 +155,11 @@ for (const family of [4, 6] as const) {
         assert.equal(verdict(dp, addr(keys[i]!)), XDP_PASS, `replaced ${addr(keys[i]!)} allows`);
         assert.equal(dp.readRuleCounters(64).packets[40 + i], 1n, 'counted on its new slot');
       }
-      assert.equal(dp.usage().find((u) => u.family === family && u.direction === 'ingress')!.entries, n, 'replacements are not new entries');
+      assert.equal(
+        dp.usage().find((u) => u.family === family && u.direction === 'ingress')!.entries,
+        n,
+        'replacements are not new entries',
+      );
 
       // Delete one from each place; the others still match; a new colliding key takes the freed first-bucket slot.
       dp.apply([del(keys[1]!, len), del(keys[per + 1]!, len), del(keys[n - 2]!, len)]);
@@ -276,27 +302,74 @@ test('direct /24 index: each /24 holds its longest entry of length <= 24 and LON
     dp.apply([up('10.1.2.3/32', 1), up('10.1.9.0/24', 2), up('10.2.0.0/16', 3), up('172.16.0.0/12', 4, 'deny', 'monitor')]);
     assert.deepEqual(at(dir, 10, 1, 2), [-1, 0, 0, true], 'only a /32 in 10.1.2: LONGER, no shorter entry');
     assert.deepEqual(at(dir, 10, 1, 9), [24, 2, DROP, false]);
-    assert.deepEqual([at(dir, 10, 2, 0), at(dir, 10, 2, 255)], [[16, 3, DROP, false], [16, 3, DROP, false]], 'a /16 fills its 256 /24s');
-    assert.deepEqual([at(dir, 172, 16, 0), at(dir, 172, 31, 255), at(dir, 172, 32, 0)], [[12, 4, WOULD, false], [12, 4, WOULD, false], [-1, 0, 0, false]]);
+    assert.deepEqual(
+      [at(dir, 10, 2, 0), at(dir, 10, 2, 255)],
+      [
+        [16, 3, DROP, false],
+        [16, 3, DROP, false],
+      ],
+      'a /16 fills its 256 /24s',
+    );
+    assert.deepEqual(
+      [at(dir, 172, 16, 0), at(dir, 172, 31, 255), at(dir, 172, 32, 0)],
+      [
+        [12, 4, WOULD, false],
+        [12, 4, WOULD, false],
+        [-1, 0, 0, false],
+      ],
+    );
     assert.deepEqual(at(dir, 10, 3, 0), [-1, 0, 0, false]);
 
     // A longer entry inside keeps its /24s from a shorter one, written before or after it.
     dp.apply([up('10.2.7.0/24', 5, 'allow'), up('10.0.0.0/8', 6)]);
-    assert.deepEqual([at(dir, 10, 2, 7), at(dir, 10, 2, 8), at(dir, 10, 1, 9), at(dir, 10, 3, 0)], [[24, 5, PASS, false], [16, 3, DROP, false], [24, 2, DROP, false], [8, 6, DROP, false]]);
+    assert.deepEqual(
+      [at(dir, 10, 2, 7), at(dir, 10, 2, 8), at(dir, 10, 1, 9), at(dir, 10, 3, 0)],
+      [
+        [24, 5, PASS, false],
+        [16, 3, DROP, false],
+        [24, 2, DROP, false],
+        [8, 6, DROP, false],
+      ],
+    );
     assert.deepEqual(at(dir, 10, 1, 2), [8, 6, DROP, true], 'the /8 takes 10.1.2 and LONGER stays');
     // Same prefix, new verdict and slot: rewritten in place.
     dp.apply([up('10.2.0.0/16', 13, 'deny', 'monitor')]);
-    assert.deepEqual([at(dir, 10, 2, 8), at(dir, 10, 2, 7)], [[16, 13, WOULD, false], [24, 5, PASS, false]]);
+    assert.deepEqual(
+      [at(dir, 10, 2, 8), at(dir, 10, 2, 7)],
+      [
+        [16, 13, WOULD, false],
+        [24, 5, PASS, false],
+      ],
+    );
     // Deletes: the /24s go to the longest entry that still covers them.
     dp.apply([rm('10.2.0.0/16')]);
-    assert.deepEqual([at(dir, 10, 2, 8), at(dir, 10, 2, 7)], [[8, 6, DROP, false], [24, 5, PASS, false]]);
+    assert.deepEqual(
+      [at(dir, 10, 2, 8), at(dir, 10, 2, 7)],
+      [
+        [8, 6, DROP, false],
+        [24, 5, PASS, false],
+      ],
+    );
     dp.apply([up('10.2.0.0/16', 3)]);
     // A prefix and its cover deleted in one apply, in either order.
     dp.apply([rm('10.0.0.0/8'), rm('10.2.0.0/16')]);
-    assert.deepEqual([at(dir, 10, 2, 8), at(dir, 10, 3, 0), at(dir, 10, 1, 2)], [[-1, 0, 0, false], [-1, 0, 0, false], [-1, 0, 0, true]]);
+    assert.deepEqual(
+      [at(dir, 10, 2, 8), at(dir, 10, 3, 0), at(dir, 10, 1, 2)],
+      [
+        [-1, 0, 0, false],
+        [-1, 0, 0, false],
+        [-1, 0, 0, true],
+      ],
+    );
     dp.apply([up('10.0.0.0/8', 6), up('10.2.0.0/16', 3)]);
     dp.apply([rm('10.2.0.0/16'), rm('10.0.0.0/8')]);
-    assert.deepEqual([at(dir, 10, 2, 8), at(dir, 10, 3, 0)], [[-1, 0, 0, false], [-1, 0, 0, false]]);
+    assert.deepEqual(
+      [at(dir, 10, 2, 8), at(dir, 10, 3, 0)],
+      [
+        [-1, 0, 0, false],
+        [-1, 0, 0, false],
+      ],
+    );
 
     // A delete of an absent prefix in the same apply does not hide the live entry of its length
     // (the only /16 here) from the covers.
@@ -318,10 +391,23 @@ test('direct /24 index: each /24 holds its longest entry of length <= 24 and LON
     assert.equal(verdict(dp, '10.1.2.3'), XDP_PASS);
     // /0 fills all 2^24 words, and goes again.
     dp.apply([up('0.0.0.0/0', 8)]);
-    assert.deepEqual([at(dir, 0, 0, 0), at(dir, 255, 255, 255), at(dir, 10, 1, 9)], [[0, 8, DROP, false], [0, 8, DROP, false], [24, 2, DROP, false]]);
+    assert.deepEqual(
+      [at(dir, 0, 0, 0), at(dir, 255, 255, 255), at(dir, 10, 1, 9)],
+      [
+        [0, 8, DROP, false],
+        [0, 8, DROP, false],
+        [24, 2, DROP, false],
+      ],
+    );
     assert.equal(verdict(dp, '203.0.113.9'), XDP_DROP);
     dp.apply([rm('0.0.0.0/0')]);
-    assert.deepEqual([at(dir, 0, 0, 0), at(dir, 255, 255, 255)], [[-1, 0, 0, false], [-1, 0, 0, false]]);
+    assert.deepEqual(
+      [at(dir, 0, 0, 0), at(dir, 255, 255, 255)],
+      [
+        [-1, 0, 0, false],
+        [-1, 0, 0, false],
+      ],
+    );
     dp.close();
 
     // A new instance counts the longer entries from the tables before it changes LONGER.
@@ -347,11 +433,31 @@ test('interface totals: two interfaces whose counter slots collide count separat
     const pinDir = uniquePinDir('tab-ifslot');
     try {
       // ifindex 700 and 1212 share slot (ifindex % 512).
-      for (const [x, y, ix] of [['fwcA', 'fwcB', 700], ['fwcC', 'fwcD', 1212]] as const) {
-        const r = bed.execSync('b', ['ip', 'link', 'add', x, 'index', String(ix), 'type', 'veth', 'peer', 'name', y, 'index', String(ix + 1)]);
+      for (const [x, y, ix] of [
+        ['fwcA', 'fwcB', 700],
+        ['fwcC', 'fwcD', 1212],
+      ] as const) {
+        const r = bed.execSync('b', [
+          'ip',
+          'link',
+          'add',
+          x,
+          'index',
+          String(ix),
+          'type',
+          'veth',
+          'peer',
+          'name',
+          y,
+          'index',
+          String(ix + 1),
+        ]);
         assert.equal(r.code, 0, r.stderr);
         // No IPv6 on them: no router solicitation or MLD report from a peer lands in the exact totals.
-        assert.equal(bed.execSync('b', ['sysctl', '-qw', `net.ipv6.conf.${x}.disable_ipv6=1`, `net.ipv6.conf.${y}.disable_ipv6=1`]).code, 0);
+        assert.equal(
+          bed.execSync('b', ['sysctl', '-qw', `net.ipv6.conf.${x}.disable_ipv6=1`, `net.ipv6.conf.${y}.disable_ipv6=1`]).code,
+          0,
+        );
         bed.execSync('b', ['ip', 'link', 'set', x, 'up']);
         bed.execSync('b', ['ip', 'link', 'set', y, 'up']);
       }
@@ -369,15 +475,17 @@ test('interface totals: two interfaces whose counter slots collide count separat
         { interfaceCounters: true },
         { uninstall: true },
       ]);
-      assert.ok(res.every((r) => r.ok), JSON.stringify(res));
+      assert.ok(
+        res.every((r) => r.ok),
+        JSON.stringify(res),
+      );
       assert.deepEqual(res[4]!.result, [XDP_DROP, XDP_DROP, XDP_DROP]);
       assert.deepEqual(res[5]!.result, [XDP_PASS, XDP_PASS]);
       const totals = (r: (typeof res)[number]) =>
         Object.fromEntries(
-          (r.result as Array<{ ifname: string; direction: string; totals: { pass: { packets: string }; drop: { packets: string } } }>).map((c) => [
-            `${c.ifname}/${c.direction}`,
-            [Number(c.totals.pass.packets), Number(c.totals.drop.packets)],
-          ]),
+          (r.result as Array<{ ifname: string; direction: string; totals: { pass: { packets: string }; drop: { packets: string } } }>).map(
+            (c) => [`${c.ifname}/${c.direction}`, [Number(c.totals.pass.packets), Number(c.totals.drop.packets)]],
+          ),
         );
       assert.deepEqual(totals(res[7]!), { 'fwcA/ingress': [0, 3], 'fwcA/egress': [0, 0], 'fwcC/ingress': [2, 1], 'fwcC/egress': [0, 0] });
       assert.deepEqual(totals(res[10]!), { 'fwcC/ingress': [2, 2], 'fwcC/egress': [0, 0] });

@@ -38,7 +38,8 @@ function bothDirections(rs: Array<Omit<R, 'direction'>>): R[] {
 /** What the agent does: leave out denies fully covered by an allow, one entry per prefix. */
 function compile(rules: readonly R[]): KernelEntry[] {
   const kept = rules.filter(
-    (r) => r.action === 'allow' || !rules.some((a) => a.action === 'allow' && a.direction === r.direction && prefixContains(a.prefix, r.prefix)),
+    (r) =>
+      r.action === 'allow' || !rules.some((a) => a.action === 'allow' && a.direction === r.direction && prefixContains(a.prefix, r.prefix)),
   );
   return kept.map((r) => ({ direction: r.direction, prefix: r.prefix, action: r.action, mode: r.mode, slot: r.slot }));
 }
@@ -157,7 +158,7 @@ function runTable(dp: BpfDatapath, sc: Scenario, direction: RuleDirection, vlan?
     const before = dp.readRuleCounters(2100);
     let res;
     try {
-      res = dp.testRun(direction === "ingress" ? "xdp" : "tc", frame);
+      res = dp.testRun(direction === 'ingress' ? 'xdp' : 'tc', frame);
     } catch (e) {
       throw new Error(`${direction} ${a} vlan ${vlan}: ${String(e)}`);
     }
@@ -191,7 +192,15 @@ function noiseFrames(): Array<[string, Buffer, boolean]> {
     ['VLAN + IPv4 cut (source present)', vlan4.subarray(0, 34), true],
     ['VLAN + IPv6 cut', ipFrame('2001:db8::5', PEER6, { vlan: 7 }).subarray(0, 50), true],
     ['IPv6 cut one byte short of the header', v6.subarray(0, 53), false],
-    ['IPv4 ethertype with IPv6 version nibble', (() => { const b = Buffer.from(v4); b[14] = 0x65; return b; })(), true],
+    [
+      'IPv4 ethertype with IPv6 version nibble',
+      (() => {
+        const b = Buffer.from(v4);
+        b[14] = 0x65;
+        return b;
+      })(),
+      true,
+    ],
   ];
 }
 
@@ -202,9 +211,21 @@ for (const k of [0, 2, 6]) {
         const ops: MapOp[] = compile(sc.rules).map((entry) => ({ kind: 'entry.upsert', entry }));
         dp.apply(ops);
         const layout = dp.layout();
-        if (k === 0) assert.ok(layout.every((t) => t.hashLens.length === 0), 'K=0 keeps everything in the trie');
-        else assert.ok(layout.every((t) => t.hashLens.length <= k), `at most ${k} hash lengths`);
-        if (k === 2 && sc === SCENARIOS[0]) assert.ok(layout.some((t) => t.trieLens.length > 0 && t.hashLens.length > 0), 'K=2 uses both structures');
+        if (k === 0)
+          assert.ok(
+            layout.every((t) => t.hashLens.length === 0),
+            'K=0 keeps everything in the trie',
+          );
+        else
+          assert.ok(
+            layout.every((t) => t.hashLens.length <= k),
+            `at most ${k} hash lengths`,
+          );
+        if (k === 2 && sc === SCENARIOS[0])
+          assert.ok(
+            layout.some((t) => t.trieLens.length > 0 && t.hashLens.length > 0),
+            'K=2 uses both structures',
+          );
         let n = 0;
         for (const dir of ['ingress', 'egress'] as const) {
           n += runTable(dp, sc, dir);
@@ -246,6 +267,9 @@ test('one rule set, rewritten rule by rule, keeps matching decide() (updates, de
     dp.apply([{ kind: 'entry.upsert', entry: { ...flip, action: 'allow' } }]);
     const flipped = sc.rules.map((r) => (r.slot === flip.slot ? { ...r, action: 'allow' as const } : r));
     runTable(dp, { ...sc, rules: flipped.filter((r) => entries.some((e) => e.slot === r.slot)) }, 'ingress');
-    assert.equal(dp.usage().reduce((s, u) => s + u.entries, 0), entries.length);
+    assert.equal(
+      dp.usage().reduce((s, u) => s + u.entries, 0),
+      entries.length,
+    );
   });
 });

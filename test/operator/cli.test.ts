@@ -49,12 +49,17 @@ function fw(args: string[], opts: { stdin?: string; server?: string } = {}): Pro
   });
 }
 
-const jsonLines = (s: string): any[] => s.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+const jsonLines = (s: string): any[] =>
+  s
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
 
 /** Parses an aligned table into rows of {HEADER: cell}. Columns are split on 2+ spaces. */
 function parseTable(text: string): Record<string, string>[] {
   const lines = text.split('\n').filter((l) => l.trim() !== '');
-  const headerIdx = lines.findIndex((l) => /^[A-Z][A-Z /-]+$/.test(l.trim()) && l.includes("  "));
+  const headerIdx = lines.findIndex((l) => /^[A-Z][A-Z /-]+$/.test(l.trim()) && l.includes('  '));
   assert.ok(headerIdx >= 0, `a table header in:\n${text}`);
   const headers = lines[headerIdx]!.trim().split(/\s{2,}/);
   const rows: Record<string, string>[] = [];
@@ -128,13 +133,22 @@ test('rules ls / get / rm, with filters, tables and JSON', async () => {
   assert.equal(table.code, 0);
   const rows = parseTable(table.stdout);
   assert.ok(rows.length >= 2);
-  assert.ok(rows.every((r) => r.ACTION === 'deny'), 'filtered by action');
+  assert.ok(
+    rows.every((r) => r.ACTION === 'deny'),
+    'filtered by action',
+  );
   assert.match(table.stdout, /\d+ of \d+ rules, revision \d+/);
 
   const covers = await fw(['rules', 'ls', '--covers', '198.51.100.77', '--json']);
-  assert.deepEqual(jsonLines(covers.stdout).map((r) => r.id), [id]);
+  assert.deepEqual(
+    jsonLines(covers.stdout).map((r) => r.id),
+    [id],
+  );
   const text = await fw(['rules', 'ls', '--text', 'scanner', '--json']);
-  assert.deepEqual(jsonLines(text.stdout).map((r) => r.id), [id]);
+  assert.deepEqual(
+    jsonLines(text.stdout).map((r) => r.id),
+    [id],
+  );
 
   const got = await fw(['rules', 'get', id]);
   assert.equal(got.code, 0);
@@ -152,22 +166,28 @@ test('rules ls / get / rm, with filters, tables and JSON', async () => {
 
 test('import: a file with comments, duplicates and invalid lines; stdin; summary with line numbers', async () => {
   const file = join(tmp, 'list.txt');
-  writeFileSync(file, [
-    '# abuse list',
-    '192.0.2.0/28',
-    '',
-    '192.0.2.77        # trailing comment',
-    '192.0.2.0/28',
-    'not-an-ip',
-    '192.0.2.99/24',
-    '2001:db8:bad::/48',
-  ].join('\n'));
+  writeFileSync(
+    file,
+    [
+      '# abuse list',
+      '192.0.2.0/28',
+      '',
+      '192.0.2.77        # trailing comment',
+      '192.0.2.0/28',
+      'not-an-ip',
+      '192.0.2.99/24',
+      '2001:db8:bad::/48',
+    ].join('\n'),
+  );
   const r = await fw(['import', file, '--comment', 'abuse list']);
   assert.equal(r.code, 3, 'invalid lines make the exit code say so');
   assert.match(r.stdout, /3 added, 1 duplicate, 2 invalid \(8 lines, revision \d+\)/);
   const problems = parseTable(r.stdout);
-  assert.deepEqual(problems.map((p) => p.LINE), ['6', '7']);
-  assert.match(problems[1]!.PROBLEM ?? "", /192\.0\.2\.0\/24/, 'host bits: names the canonical form');
+  assert.deepEqual(
+    problems.map((p) => p.LINE),
+    ['6', '7'],
+  );
+  assert.match(problems[1]!.PROBLEM ?? '', /192\.0\.2\.0\/24/, 'host bits: names the canonical form');
   assert.match(r.stderr, /2 invalid lines were skipped/);
 
   const stdin = await fw(['import', '-', '--json'], { stdin: '203.0.113.128/25\n203.0.113.200\n' });
@@ -187,9 +207,11 @@ test('nodes ls, counters, counters --watch and explain', async () => {
   const stream = cp.clients.agent.sync();
   const started = new Promise<void>((res) => stream.on('data', (m: SyncResponse) => m.msg?.$case === 'inSync' && res()));
   stream.on('error', () => undefined);
-  stream.write(SyncRequest.fromPartial({
-    msg: { $case: 'hello', value: { nodeName: 'cli-node', labels: { role: 'web' }, agentVersion: 'test', agentInstanceId: 'cli-test' } },
-  }));
+  stream.write(
+    SyncRequest.fromPartial({
+      msg: { $case: 'hello', value: { nodeName: 'cli-node', labels: { role: 'web' }, agentVersion: 'test', agentInstanceId: 'cli-test' } },
+    }),
+  );
   await started;
   try {
     const nodes = await fw(['nodes', 'ls']);

@@ -19,10 +19,19 @@ import { startTestControlPlane, type TestControlPlane } from '../support/control
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const compose = parse(readFileSync(resolve(ROOT, 'docker-compose.yml'), 'utf8')) as {
-  services: Record<string, {
-    build?: string; image?: string; command?: string[]; environment?: Record<string, string>; ports?: string[];
-    volumes?: string[]; privileged?: boolean; depends_on?: Record<string, unknown> | string[];
-  }>;
+  services: Record<
+    string,
+    {
+      build?: string;
+      image?: string;
+      command?: string[];
+      environment?: Record<string, string>;
+      ports?: string[];
+      volumes?: string[];
+      privileged?: boolean;
+      depends_on?: Record<string, unknown> | string[];
+    }
+  >;
   volumes?: Record<string, unknown>;
 };
 const svc = compose.services;
@@ -79,7 +88,10 @@ test('the control plane service: command, env parsed by its config.ts, ports, da
   assert.equal(db.username, pgEnv.POSTGRES_USER);
   assert.equal(db.password, pgEnv.POSTGRES_PASSWORD);
   assert.equal(db.pathname.slice(1), pgEnv.POSTGRES_DB);
-  assert.ok(svc.postgres!.volumes?.some((v) => v.startsWith('pgdata:')) && compose.volumes && 'pgdata' in compose.volumes, 'Postgres data on a named volume');
+  assert.ok(
+    svc.postgres!.volumes?.some((v) => v.startsWith('pgdata:')) && compose.volumes && 'pgdata' in compose.volumes,
+    'Postgres data on a named volume',
+  );
 });
 
 test('agent services: privileged, bpffs mounted, env parsed by the agent config, unique pins, reach the control plane', () => {
@@ -106,7 +118,9 @@ test('Prometheus scrapes the ports the services serve /metrics on; Grafana is pr
   const mounts = svc.prometheus!.volumes ?? [];
   const promFile = mounts.map((v) => v.split(':')[0]!).find((p) => p.endsWith('prometheus.yml'))!;
   assert.ok(existsSync(resolve(ROOT, promFile)), promFile);
-  const prom = parse(readFileSync(resolve(ROOT, promFile), 'utf8')) as { scrape_configs: { job_name: string; static_configs: { targets: string[] }[] }[] };
+  const prom = parse(readFileSync(resolve(ROOT, promFile), 'utf8')) as {
+    scrape_configs: { job_name: string; static_configs: { targets: string[] }[] }[];
+  };
   const targets = prom.scrape_configs.flatMap((j) => j.static_configs.flatMap((c) => c.targets));
   const cpHttp = parseConfig([], svc['control-plane']!.environment ?? {}).config.httpPort;
   assert.ok(targets.includes(`control-plane:${cpHttp}`), 'the control plane /metrics');
@@ -125,7 +139,9 @@ test('Prometheus scrapes the ports the services serve /metrics on; Grafana is pr
 });
 
 test('the dashboard queries only metrics that exist, and docs/metrics.md documents every exported metric', () => {
-  const dash = JSON.parse(readFileSync(resolve(ROOT, 'deploy/grafana/dashboards/fleetwall.json'), 'utf8')) as { panels: { title: string; targets?: { expr: string; datasource?: { uid: string } }[] }[] };
+  const dash = JSON.parse(readFileSync(resolve(ROOT, 'deploy/grafana/dashboards/fleetwall.json'), 'utf8')) as {
+    panels: { title: string; targets?: { expr: string; datasource?: { uid: string } }[] }[];
+  };
   const agentMetrics = agentMetricNames();
   const exported = new Set([...cpMetrics, ...agentMetrics]);
   const used = new Set<string>();
@@ -139,7 +155,13 @@ test('the dashboard queries only metrics that exist, and docs/metrics.md documen
       }
     }
   }
-  for (const needed of ['fleetwall_node_packets_total', 'fleetwall_rule_packets_total', 'fleetwall_policy_implementation_delay_seconds', 'fleetwall_agents_connected', 'fleetwall_node_applied_revision']) {
+  for (const needed of [
+    'fleetwall_node_packets_total',
+    'fleetwall_rule_packets_total',
+    'fleetwall_policy_implementation_delay_seconds',
+    'fleetwall_agents_connected',
+    'fleetwall_node_applied_revision',
+  ]) {
     assert.ok(used.has(needed), `the dashboard shows ${needed}`);
   }
   const docs = readFileSync(resolve(ROOT, 'docs/metrics.md'), 'utf8');

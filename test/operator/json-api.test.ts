@@ -50,9 +50,14 @@ async function ruleCount(): Promise<number> {
 test('the curl call from the product brief blocks an address, as written', async () => {
   // curl --location 'http://localhost:8080/manage-ip' --header 'Content-Type: application/json' --data '{"action": "block", "ip": "192.168.0.1"}'
   const { stdout } = await exec('curl', [
-    '--silent', '--show-error', '--location', `http://localhost:${cp.httpPort}/manage-ip`,
-    '--header', 'Content-Type: application/json',
-    '--data', '{"action": "block", "ip": "192.168.0.1"}',
+    '--silent',
+    '--show-error',
+    '--location',
+    `http://localhost:${cp.httpPort}/manage-ip`,
+    '--header',
+    'Content-Type: application/json',
+    '--data',
+    '{"action": "block", "ip": "192.168.0.1"}',
   ]);
   const out = JSON.parse(stdout);
   assert.equal(out.ok, true);
@@ -67,7 +72,10 @@ test('the curl call from the product brief blocks an address, as written', async
   assert.equal(got.status, 200);
   assert.equal(got.body.rule.cidr, '192.168.0.1/32');
   const covering = await call('GET', '/v1/rules?covers_address=192.168.0.1');
-  assert.deepEqual(covering.body.rules.map((r: any) => r.id), [out.rule.id]);
+  assert.deepEqual(
+    covering.body.rules.map((r: any) => r.id),
+    [out.rule.id],
+  );
 
   // Idempotent: blocking again reports the existing rule, stores nothing new.
   const before = await ruleCount();
@@ -122,14 +130,32 @@ test('/manage-ip unblock removes the rule; a covering rule is named when there i
 test('/manage-ip bad input: 4xx with a JSON error that says what is wrong, nothing stored', async () => {
   const before = await ruleCount();
   const cases: Array<[string, () => Promise<Reply>, number, string, RegExp]> = [
-    ['unknown action', () => call('POST', '/manage-ip', { action: 'ban', ip: '10.9.9.9' }), 400, 'UNKNOWN_ACTION', /"ban" is not one of block, allow, whitelist, unblock/],
+    [
+      'unknown action',
+      () => call('POST', '/manage-ip', { action: 'ban', ip: '10.9.9.9' }),
+      400,
+      'UNKNOWN_ACTION',
+      /"ban" is not one of block, allow, whitelist, unblock/,
+    ],
     ['bad ip', () => call('POST', '/manage-ip', { action: 'block', ip: '999.1.1.1' }), 400, 'INVALID_CIDR', /999\.1\.1\.1/],
     ['host bits', () => call('POST', '/manage-ip', { action: 'block', ip: '10.1.2.3/8' }), 400, 'HOST_BITS_SET', /10\.0\.0\.0\/8/],
     ['missing ip', () => call('POST', '/manage-ip', { action: 'block' }), 400, 'MISSING_FIELD', /missing field "ip"/],
     ['missing action', () => call('POST', '/manage-ip', { ip: '10.9.9.9' }), 400, 'MISSING_FIELD', /missing field "action"/],
     ['ip not a string', () => call('POST', '/manage-ip', { action: 'block', ip: 167772161 }), 400, 'INVALID_CIDR', /must be a string/],
-    ['wrong content type', () => call('POST', '/manage-ip', '{"action":"block","ip":"10.9.9.9"}', 'text/plain'), 415, 'UNSUPPORTED_MEDIA_TYPE', /Content-Type: application\/json/],
-    ['no content type', () => call('POST', '/manage-ip', 'action=block&ip=10.9.9.9', null), 415, 'UNSUPPORTED_MEDIA_TYPE', /Content-Type: application\/json/],
+    [
+      'wrong content type',
+      () => call('POST', '/manage-ip', '{"action":"block","ip":"10.9.9.9"}', 'text/plain'),
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+      /Content-Type: application\/json/,
+    ],
+    [
+      'no content type',
+      () => call('POST', '/manage-ip', 'action=block&ip=10.9.9.9', null),
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+      /Content-Type: application\/json/,
+    ],
     ['not JSON', () => call('POST', '/manage-ip', '{"action": block}'), 400, 'INVALID_QUERY', /not JSON/],
     ['JSON array', () => call('POST', '/manage-ip', '[1,2]'), 400, 'INVALID_JSON', /JSON object/],
     ['bad ttl', () => call('POST', '/manage-ip', { action: 'block', ip: '10.9.9.9', ttl: 'soon' }), 400, 'INVALID_TTL', /not a duration/],
@@ -144,13 +170,19 @@ test('/manage-ip bad input: 4xx with a JSON error that says what is wrong, nothi
 });
 
 test('/v1 routes: create, list with filters, get, patch, delete, nodes, counters, explain', async () => {
-  const created = await call('POST', '/v1/rules', { rule: { cidr: '100.64.0.0/10', action: 'ACTION_DENY', mode: 'MODE_MONITOR', selector: { role: 'web' } }, ttl: '600s' });
+  const created = await call('POST', '/v1/rules', {
+    rule: { cidr: '100.64.0.0/10', action: 'ACTION_DENY', mode: 'MODE_MONITOR', selector: { role: 'web' } },
+    ttl: '600s',
+  });
   assert.equal(created.status, 200);
   const id = created.body.rule.id as string;
   assert.equal(created.body.rule.mode, 'MODE_MONITOR');
   assert.deepEqual(created.body.rule.selector, { role: 'web' });
   const expiresIn = Date.parse(created.body.rule.expireTime) - Date.now();
-  assert.ok(expiresIn > 590_000 && expiresIn <= 600_000, `ttl "600s" (proto3 JSON duration) sets the expiry 600 s out, got ${expiresIn} ms`);
+  assert.ok(
+    expiresIn > 590_000 && expiresIn <= 600_000,
+    `ttl "600s" (proto3 JSON duration) sets the expiry 600 s out, got ${expiresIn} ms`,
+  );
   const badTtl = await call('POST', '/v1/rules', { rule: { cidr: '100.67.0.0/16', action: 'ACTION_DENY' }, ttl: '10 minutes' });
   assert.equal(badTtl.status, 400);
   assert.equal(badTtl.body.reason, 'INVALID_TTL');
@@ -176,7 +208,10 @@ test('/v1 routes: create, list with filters, get, patch, delete, nodes, counters
   assert.match(dup.body.message, new RegExp(id));
 
   const bySelector = await call('GET', '/v1/rules?selector=role=web&action=deny');
-  assert.deepEqual(bySelector.body.rules.map((r: any) => r.id), [id]);
+  assert.deepEqual(
+    bySelector.body.rules.map((r: any) => r.id),
+    [id],
+  );
   const byDirection = await call('GET', '/v1/rules?direction=egress');
   assert.ok(byDirection.body.rules.every((r: any) => r.direction === 'DIRECTION_EGRESS'));
   assert.ok(byDirection.body.rules.some((r: any) => r.id === bare.body.rule.id));

@@ -20,7 +20,10 @@ function cleanCopy(to: string): void {
     execFileSync('git', ['clone', '--quiet', ROOT, to]);
   } catch {
     mkdirSync(to);
-    execFileSync('sh', ['-c', `tar -C "${ROOT}" --exclude=./node_modules --exclude=./.fleetwall --exclude=./examples/python/gen -cf - . | tar -C "${to}" -xf -`]);
+    execFileSync('sh', [
+      '-c',
+      `tar -C "${ROOT}" --exclude=./node_modules --exclude=./.fleetwall --exclude=./examples/python/gen -cf - . | tar -C "${to}" -xf -`,
+    ]);
   }
 }
 
@@ -32,11 +35,15 @@ test('npm start from a clean clone reaches live drop counters, then cleans up', 
     const clone = join(dir, 'fleetwall');
     cleanCopy(clone);
     assert.ok(!existsSync(join(clone, 'node_modules')), 'a clean clone has no node_modules');
-    const child = spawn('npm', ['start', '--', '--exit-after-drops', '--tag', tag, '--grpc-port', '0', '--http-port', '0', '--data-dir', join(dir, 'data')], {
-      cwd: clone,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, npm_config_loglevel: 'error' },
-    });
+    const child = spawn(
+      'npm',
+      ['start', '--', '--exit-after-drops', '--tag', tag, '--grpc-port', '0', '--http-port', '0', '--data-dir', join(dir, 'data')],
+      {
+        cwd: clone,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, npm_config_loglevel: 'error' },
+      },
+    );
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));

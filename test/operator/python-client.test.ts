@@ -29,11 +29,25 @@ after(async () => {
 async function py(args: string[]): Promise<{ code: number; lines: any[] }> {
   try {
     const { stdout } = await exec('python3', [`${DIR}/fleetwall_client.py`, '--target', cp.target, ...args], { timeout: 60_000 });
-    return { code: 0, lines: stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)) };
+    return {
+      code: 0,
+      lines: stdout
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l)),
+    };
   } catch (e) {
     const err = e as { code: number; stdout: string; stderr: string };
     if (err.stderr) process.stderr.write(err.stderr);
-    return { code: err.code, lines: err.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)) };
+    return {
+      code: err.code,
+      lines: err.stdout
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l)),
+    };
   }
 }
 

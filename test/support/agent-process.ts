@@ -210,17 +210,28 @@ export class AgentProcess {
       '--import',
       'tsx',
       MAIN,
-      '--control-plane', o.controlPlane,
-      '--node-name', this.nodeName,
-      '--labels', o.labels ?? '',
-      '--interfaces', (o.interfaces ?? [o.bed.b.ifname]).join(','),
-      '--pin-path', this.pinDir,
-      '--http-addr', `unix:${this.httpSocket}`,
-      '--ready-file', join(this.dir, 'ready.json'),
-      '--counter-interval', o.counterInterval ?? '200ms',
-      '--reconnect-min', '50ms',
-      '--reconnect-max', '1s',
-      '--log-level', process.env.FLEETWALL_AGENT_TEST_LOG ?? 'info',
+      '--control-plane',
+      o.controlPlane,
+      '--node-name',
+      this.nodeName,
+      '--labels',
+      o.labels ?? '',
+      '--interfaces',
+      (o.interfaces ?? [o.bed.b.ifname]).join(','),
+      '--pin-path',
+      this.pinDir,
+      '--http-addr',
+      `unix:${this.httpSocket}`,
+      '--ready-file',
+      join(this.dir, 'ready.json'),
+      '--counter-interval',
+      o.counterInterval ?? '200ms',
+      '--reconnect-min',
+      '50ms',
+      '--reconnect-max',
+      '1s',
+      '--log-level',
+      process.env.FLEETWALL_AGENT_TEST_LOG ?? 'info',
       ...(o.args ?? []),
     ];
   }
@@ -306,14 +317,17 @@ export class AgentProcess {
       } catch {
         /* not listening yet */
       }
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last health: ${JSON.stringify(last)}\n${this.logText.slice(-3000)}`);
+      if (Date.now() > deadline)
+        throw new Error(`timed out waiting for ${what}; last health: ${JSON.stringify(last)}\n${this.logText.slice(-3000)}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }
 
   /** `fleetwall agent uninstall` for this agent's pins (in its namespace). */
   async uninstall(): Promise<{ code: number; output: string }> {
-    const child = this.opts.bed.spawn('b', [process.execPath, '--import', 'tsx', MAIN, 'uninstall', '--pin-path', this.pinDir], { cwd: ROOT });
+    const child = this.opts.bed.spawn('b', [process.execPath, '--import', 'tsx', MAIN, 'uninstall', '--pin-path', this.pinDir], {
+      cwd: ROOT,
+    });
     let output = '';
     child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (output += d.toString()));

@@ -118,10 +118,15 @@ export async function startTestControlPlane(databaseUrl: string, overrides: Part
   };
 }
 
-export async function startTestControlPlanes(databaseUrl: string, count: number, overrides: Partial<Config> = {}): Promise<TestControlPlane[]> {
+export async function startTestControlPlanes(
+  databaseUrl: string,
+  count: number,
+  overrides: Partial<Config> = {},
+): Promise<TestControlPlane[]> {
   const out: TestControlPlane[] = [];
   // One at a time: the first applies the migrations (the others would wait on its lock anyway).
-  for (let i = 0; i < count; i++) out.push(await startTestControlPlane(databaseUrl, { controlPlaneId: `test-cp-${i + 1}-${process.pid}`, ...overrides }));
+  for (let i = 0; i < count; i++)
+    out.push(await startTestControlPlane(databaseUrl, { controlPlaneId: `test-cp-${i + 1}-${process.pid}`, ...overrides }));
   return out;
 }
 
@@ -158,7 +163,11 @@ export async function startChildControlPlane(
   };
   if (databaseUrl) childEnv.DATABASE_URL = databaseUrl;
   else delete childEnv.DATABASE_URL;
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', MAIN], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', MAIN], {
+    cwd: ROOT,
+    env: childEnv,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => {
@@ -214,7 +223,9 @@ export function unaryCall<C extends object, K extends keyof C>(
   const md = new Metadata();
   if (actor) md.set('x-fleetwall-actor', actor);
   return new Promise((resolve, reject) => {
-    (client[method] as unknown as UnaryMethod<unknown, never>).call(client, req, md, { deadline: Date.now() + 60_000 }, (err, res) => (err ? reject(err) : resolve(res)));
+    (client[method] as unknown as UnaryMethod<unknown, never>).call(client, req, md, { deadline: Date.now() + 60_000 }, (err, res) =>
+      err ? reject(err) : resolve(res),
+    );
   });
 }
 

@@ -169,7 +169,12 @@ export class FakeDatapath implements Datapath {
     const out: TableUsage[] = [];
     for (const direction of ['ingress', 'egress'] as const) {
       for (const family of [4, 6] as const) {
-        out.push({ direction, family, entries: this.s.tables[tableIndex(direction, family)]!.size, capacity: this.s.capacity.prefixesPerTable });
+        out.push({
+          direction,
+          family,
+          entries: this.s.tables[tableIndex(direction, family)]!.size,
+          capacity: this.s.capacity.prefixesPerTable,
+        });
       }
     }
     return out;
@@ -205,7 +210,12 @@ export class FakeDatapath implements Datapath {
         }
       }
       if (peak > this.s.capacity.prefixesPerTable) {
-        throw new DatapathError('apply', `table ${t}`, 7 /* E2BIG */, `would hold ${peak} prefixes, capacity is ${this.s.capacity.prefixesPerTable}; nothing was changed`);
+        throw new DatapathError(
+          'apply',
+          `table ${t}`,
+          7 /* E2BIG */,
+          `would hold ${peak} prefixes, capacity is ${this.s.capacity.prefixesPerTable}; nothing was changed`,
+        );
       }
     }
     this.applied.push([...ops]);
@@ -295,7 +305,12 @@ export class FakeDatapath implements Datapath {
       i = { ifindex: 100 + this.s.ifaces.size, ingress: zeroTotals(), egress: zeroTotals() };
       this.s.ifaces.set(ifname, i);
     }
-    return { ifname, ifindex: i.ifindex, xdpMode: opts?.xdpMode === 'generic' ? 'generic' : 'native', egressMode: opts?.egress === false ? 'none' : 'tcx' };
+    return {
+      ifname,
+      ifindex: i.ifindex,
+      xdpMode: opts?.xdpMode === 'generic' ? 'generic' : 'native',
+      egressMode: opts?.egress === false ? 'none' : 'tcx',
+    };
   }
 
   detach(ifname: string): void {

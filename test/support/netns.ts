@@ -121,7 +121,16 @@ export class NetnsPair {
         [nsB, ifB],
       ] as const) {
         // No router solicitations or DAD probes from our addresses.
-        execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-qw', `net.ipv6.conf.${ifn}.accept_ra=0`, `net.ipv6.conf.${ifn}.dad_transmits=0`, 'net.ipv6.conf.all.accept_dad=0']);
+        execFileSync('ip', [
+          'netns',
+          'exec',
+          ns,
+          'sysctl',
+          '-qw',
+          `net.ipv6.conf.${ifn}.accept_ra=0`,
+          `net.ipv6.conf.${ifn}.dad_transmits=0`,
+          'net.ipv6.conf.all.accept_dad=0',
+        ]);
         ip(['-n', ns, 'link', 'set', 'lo', 'up']);
       }
       for (const addr of a4) ip(['-n', nsA, 'addr', 'add', `${addr}/24`, 'dev', ifA]);
@@ -163,7 +172,7 @@ export class NetnsPair {
   exec(s: Side, argv: string[], timeoutMs = 30_000): Promise<ExecResult> {
     return new Promise((resolve) => {
       execFile('ip', ['netns', 'exec', this.side(s).ns, ...argv], { encoding: 'utf8', timeout: timeoutMs }, (err, stdout, stderr) => {
-        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
+        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
         resolve({ code, stdout, stderr });
       });
     });
@@ -171,7 +180,10 @@ export class NetnsPair {
 
   execSync(s: Side, argv: string[]): ExecResult {
     try {
-      const stdout = execFileSync('ip', ['netns', 'exec', this.side(s).ns, ...argv], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      const stdout = execFileSync('ip', ['netns', 'exec', this.side(s).ns, ...argv], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       return { code: 0, stdout, stderr: '' };
     } catch (e) {
       const err = e as { status?: number; stdout?: string; stderr?: string };

@@ -21,7 +21,9 @@ export function durationFromSeconds(seconds: number): Duration {
 export async function blockCommand(ctx: Context, action: 'block' | 'allow', argv: string[]): Promise<void> {
   const p = parseArgs(argv, RULE_FLAGS);
   if (p.positionals.length !== 1) {
-    throw new UsageError(`usage: fleetwall ${action} <ip|cidr> [--ttl 1h] [--comment text] [--selector key=value] [--egress]${action === 'block' ? ' [--monitor]' : ''}`);
+    throw new UsageError(
+      `usage: fleetwall ${action} <ip|cidr> [--ttl 1h] [--comment text] [--selector key=value] [--egress]${action === 'block' ? ' [--monitor]' : ''}`,
+    );
   }
   if (action === 'allow' && flagBool(p, 'monitor')) {
     throw new UsageError('--monitor applies to block rules only (an allow rule always passes)');

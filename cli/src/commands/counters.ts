@@ -3,7 +3,12 @@
 // redrawn at each push from CounterService.WatchCounters, with rates.
 import type { ServiceError } from '@grpc/grpc-js';
 import type { VerdictCounters } from '../../../proto/gen/fleetwall/v1/counter.js';
-import { CounterQuery, CounterSnapshot, GetCountersRequest, WatchCountersRequest } from '../../../proto/gen/fleetwall/v1/counter_service.js';
+import {
+  CounterQuery,
+  CounterSnapshot,
+  GetCountersRequest,
+  WatchCountersRequest,
+} from '../../../proto/gen/fleetwall/v1/counter_service.js';
 import { flagBool, flagString, parseArgs, parseDurationSeconds, parsePositiveInt, UsageError } from '../args.js';
 import { toCliError, unary } from '../client.js';
 import type { Context } from '../context.js';
@@ -19,7 +24,12 @@ function rate(now: bigint, prev: bigint | undefined, seconds: number): string {
 }
 
 const zero: VerdictCounters = {
-  passPackets: 0n, passBytes: 0n, dropPackets: 0n, dropBytes: 0n, wouldDropPackets: 0n, wouldDropBytes: 0n,
+  passPackets: 0n,
+  passBytes: 0n,
+  dropPackets: 0n,
+  dropBytes: 0n,
+  wouldDropPackets: 0n,
+  wouldDropBytes: 0n,
 };
 
 export function renderCounters(s: Snap, prev: Snap | undefined): string {
@@ -29,19 +39,43 @@ export function renderCounters(s: Snap, prev: Snap | undefined): string {
   const f = s.fleet ?? zero;
   const pf = prev?.fleet;
   const rows = [
-    ['fleet', count(f.passPackets), count(f.dropPackets), count(f.wouldDropPackets), rate(f.dropPackets, pf?.dropPackets, dt), rate(f.passPackets, pf?.passPackets, dt)],
+    [
+      'fleet',
+      count(f.passPackets),
+      count(f.dropPackets),
+      count(f.wouldDropPackets),
+      rate(f.dropPackets, pf?.dropPackets, dt),
+      rate(f.passPackets, pf?.passPackets, dt),
+    ],
     ...s.nodes.map((n) => {
       const t = n.totals ?? zero;
       const p = prevNodes.get(n.nodeName);
-      return [n.nodeName, count(t.passPackets), count(t.dropPackets), count(t.wouldDropPackets), rate(t.dropPackets, p?.dropPackets, dt), rate(t.passPackets, p?.passPackets, dt)];
+      return [
+        n.nodeName,
+        count(t.passPackets),
+        count(t.dropPackets),
+        count(t.wouldDropPackets),
+        rate(t.dropPackets, p?.dropPackets, dt),
+        rate(t.passPackets, p?.passPackets, dt),
+      ];
     }),
   ];
   const parts = [table(['SCOPE', 'PASS', 'DROP', 'WOULD-DROP', 'DROP/S', 'PASS/S'], rows)];
   if (s.rules.length > 0) {
-    parts.push('', table(['RULE', 'CIDR', 'NODE', 'PACKETS', 'BYTES', 'PKTS/S'], s.rules.map((r) => [
-      r.ruleId.toString(), r.cidr || '(deleted)', r.nodeName || 'fleet', count(r.packets), count(r.bytes),
-      rate(r.packets, prevRules.get(`${r.nodeName}/${r.ruleId}`), dt),
-    ])));
+    parts.push(
+      '',
+      table(
+        ['RULE', 'CIDR', 'NODE', 'PACKETS', 'BYTES', 'PKTS/S'],
+        s.rules.map((r) => [
+          r.ruleId.toString(),
+          r.cidr || '(deleted)',
+          r.nodeName || 'fleet',
+          count(r.packets),
+          count(r.bytes),
+          rate(r.packets, prevRules.get(`${r.nodeName}/${r.ruleId}`), dt),
+        ]),
+      ),
+    );
   }
   parts.push(`at ${s.collectTime?.toISOString() ?? '-'}`);
   return parts.join('\n');
@@ -49,7 +83,8 @@ export function renderCounters(s: Snap, prev: Snap | undefined): string {
 
 export async function countersCommand(ctx: Context, argv: string[]): Promise<void> {
   const p = parseArgs(argv, { booleans: ['watch'], values: ['node', 'top', 'interval', 'count'] });
-  if (p.positionals.length > 0) throw new UsageError('usage: fleetwall counters [--watch] [--node name] [--top n] [--interval 1s] [--count n]');
+  if (p.positionals.length > 0)
+    throw new UsageError('usage: fleetwall counters [--watch] [--node name] [--top n] [--interval 1s] [--count n]');
   const query = CounterQuery.fromPartial({
     nodeName: flagString(p, 'node') ?? '',
     topRules: parsePositiveInt(flagString(p, 'top'), 'top', 10),

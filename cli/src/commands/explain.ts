@@ -8,27 +8,47 @@ import type { Context } from '../context.js';
 import { actionName, modeName, table } from '../output.js';
 
 const roleName = (r: MatchRole): string =>
-  r === MatchRole.MATCH_ROLE_DECIDING ? 'decides' : r === MatchRole.MATCH_ROLE_SHADOWED_BY_ALLOW ? 'shadowed by allow' : r === MatchRole.MATCH_ROLE_SHORTER_PREFIX ? 'shorter prefix' : '-';
+  r === MatchRole.MATCH_ROLE_DECIDING
+    ? 'decides'
+    : r === MatchRole.MATCH_ROLE_SHADOWED_BY_ALLOW
+      ? 'shadowed by allow'
+      : r === MatchRole.MATCH_ROLE_SHORTER_PREFIX
+        ? 'shorter prefix'
+        : '-';
 export const verdictName = (v: Verdict): string =>
-  v === Verdict.VERDICT_DROP ? 'DROP' : v === Verdict.VERDICT_WOULD_DROP ? 'WOULD-DROP (monitor)' : v === Verdict.VERDICT_PASS ? 'PASS' : '?';
+  v === Verdict.VERDICT_DROP
+    ? 'DROP'
+    : v === Verdict.VERDICT_WOULD_DROP
+      ? 'WOULD-DROP (monitor)'
+      : v === Verdict.VERDICT_PASS
+        ? 'PASS'
+        : '?';
 
 export async function explainCommand(ctx: Context, argv: string[]): Promise<void> {
   const p = parseArgs(argv, { booleans: ['egress'], values: ['node'] });
   if (p.positionals.length !== 1) throw new UsageError('usage: fleetwall explain <ip> [--node name] [--egress]');
   const c = ctx.clients();
-  const res = await unary(c, c.explain, c.explain.explain, ExplainRequest.fromPartial({
-    address: p.positionals[0]!,
-    nodeName: flagString(p, 'node') ?? '',
-    direction: flagBool(p, 'egress') ? Direction.DIRECTION_EGRESS : Direction.DIRECTION_INGRESS,
-  }));
+  const res = await unary(
+    c,
+    c.explain,
+    c.explain.explain,
+    ExplainRequest.fromPartial({
+      address: p.positionals[0]!,
+      nodeName: flagString(p, 'node') ?? '',
+      direction: flagBool(p, 'egress') ? Direction.DIRECTION_EGRESS : Direction.DIRECTION_INGRESS,
+    }),
+  );
   if (ctx.out.json) {
     ctx.out.writeJson(ExplainResponse.toJSON(res));
     return;
   }
   ctx.out.write(`${verdictName(res.verdict)}: ${res.explanation}`);
   if (res.matches.length > 0) {
-    ctx.out.write(table(['RULE', 'ACTION', 'CIDR', 'MODE', 'ROLE'], res.matches.map((m) => [
-      m.rule!.id.toString(), actionName(m.rule!.action), m.rule!.cidr, modeName(m.rule!.mode), roleName(m.role),
-    ])));
+    ctx.out.write(
+      table(
+        ['RULE', 'ACTION', 'CIDR', 'MODE', 'ROLE'],
+        res.matches.map((m) => [m.rule!.id.toString(), actionName(m.rule!.action), m.rule!.cidr, modeName(m.rule!.mode), roleName(m.role)]),
+      ),
+    );
   }
 }

@@ -25,7 +25,9 @@ export async function importCommand(ctx: Context, argv: string[]): Promise<void>
     repeated: ['selector'],
   });
   if (p.positionals.length !== 1) {
-    throw new UsageError('usage: fleetwall import <file|-> [--allow] [--egress] [--monitor] [--ttl 1h] [--comment text] [--selector k=v] [--atomic]');
+    throw new UsageError(
+      'usage: fleetwall import <file|-> [--allow] [--egress] [--monitor] [--ttl 1h] [--comment text] [--selector k=v] [--atomic]',
+    );
   }
   if (flagBool(p, 'allow') && flagBool(p, 'monitor')) throw new UsageError('--monitor applies to deny lists only');
   const path = p.positionals[0]!;
@@ -95,21 +97,38 @@ export async function importCommand(ctx: Context, argv: string[]): Promise<void>
 
   if (ctx.out.json) {
     ctx.out.writeJson({
-      lines: res.lines.toString(), added: res.added.toString(), duplicate: res.duplicate.toString(), invalid: res.invalid.toString(),
+      lines: res.lines.toString(),
+      added: res.added.toString(),
+      duplicate: res.duplicate.toString(),
+      invalid: res.invalid.toString(),
       revision: res.revision.toString(),
-      invalidLines: res.invalidLines.map((l) => ({ lineNumber: l.lineNumber.toString(), line: l.line, reason: l.reason, message: l.message })),
+      invalidLines: res.invalidLines.map((l) => ({
+        lineNumber: l.lineNumber.toString(),
+        line: l.line,
+        reason: l.reason,
+        message: l.message,
+      })),
     });
   } else {
-    ctx.out.write(`imported ${path === '-' ? 'stdin' : path}: ${count(res.added)} added, ${count(res.duplicate)} duplicate, ${count(res.invalid)} invalid (${count(res.lines)} lines${res.revision > 0n ? `, revision ${res.revision}` : ''})`);
+    ctx.out.write(
+      `imported ${path === '-' ? 'stdin' : path}: ${count(res.added)} added, ${count(res.duplicate)} duplicate, ${count(res.invalid)} invalid (${count(res.lines)} lines${res.revision > 0n ? `, revision ${res.revision}` : ''})`,
+    );
     if (res.invalidLines.length > 0) {
-      ctx.out.write(table(['LINE', 'TEXT', 'PROBLEM'], res.invalidLines.map((l) => [l.lineNumber.toString(), l.line, l.message])));
-      if (res.invalid > BigInt(res.invalidLines.length)) ctx.out.write(`... and ${count(res.invalid - BigInt(res.invalidLines.length))} more invalid lines`);
+      ctx.out.write(
+        table(
+          ['LINE', 'TEXT', 'PROBLEM'],
+          res.invalidLines.map((l) => [l.lineNumber.toString(), l.line, l.message]),
+        ),
+      );
+      if (res.invalid > BigInt(res.invalidLines.length))
+        ctx.out.write(`... and ${count(res.invalid - BigInt(res.invalidLines.length))} more invalid lines`);
     }
   }
   if (res.invalid > 0n) {
     throw new CliError(
       header.atomic ? `${res.invalid} invalid lines: nothing was imported (--atomic)` : `${res.invalid} invalid lines were skipped`,
-      ExitCode.Rejected, 'INVALID_LINES',
+      ExitCode.Rejected,
+      'INVALID_LINES',
     );
   }
 }

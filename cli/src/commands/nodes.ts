@@ -46,15 +46,27 @@ export async function nodesCommand(ctx: Context, argv: string[]): Promise<void> 
   const c = ctx.clients();
   if (sub === 'ls' || sub === 'list') {
     const p = parseArgs(rest, { booleans: ['connected'], repeated: ['selector'] });
-    const res = await unary(c, c.nodes, c.nodes.listNodes, ListNodesRequest.fromPartial({
-      selector: parseLabels(flagList(p, 'selector'), 'selector'),
-      connectedOnly: flagBool(p, 'connected'),
-    }));
+    const res = await unary(
+      c,
+      c.nodes,
+      c.nodes.listNodes,
+      ListNodesRequest.fromPartial({
+        selector: parseLabels(flagList(p, 'selector'), 'selector'),
+        connectedOnly: flagBool(p, 'connected'),
+      }),
+    );
     if (ctx.out.json) {
       for (const n of res.nodes) ctx.out.writeJson(NodeMsg.toJSON(n));
       return;
     }
-    ctx.out.write(res.nodes.length === 0 ? 'no nodes have connected yet' : table(HEADERS, res.nodes.map((n) => nodeRow(n, res.revision))));
+    ctx.out.write(
+      res.nodes.length === 0
+        ? 'no nodes have connected yet'
+        : table(
+            HEADERS,
+            res.nodes.map((n) => nodeRow(n, res.revision)),
+          ),
+    );
     ctx.out.write(`${res.nodes.length} nodes, ${res.nodes.filter((n) => n.connected).length} connected, current revision ${res.revision}`);
     return;
   }

@@ -1,7 +1,11 @@
 // fleetwall rules ls|get|rm
 import { Action, Direction } from '../../../proto/gen/fleetwall/v1/rule.js';
 import {
-  BatchDeleteRulesRequest, DeleteRuleRequest, GetRuleRequest, ListRulesRequest, type ListRulesResponse,
+  BatchDeleteRulesRequest,
+  DeleteRuleRequest,
+  GetRuleRequest,
+  ListRulesRequest,
+  type ListRulesResponse,
 } from '../../../proto/gen/fleetwall/v1/rule_service.js';
 import { flagList, flagString, parseArgs, parseLabels, parsePositiveInt, UsageError } from '../args.js';
 import { unary } from '../client.js';
@@ -39,14 +43,26 @@ async function listRules(ctx: Context, argv: string[]): Promise<void> {
   if (p.positionals.length > 0) throw new UsageError(USAGE);
   const action = flagString(p, 'action');
   const direction = flagString(p, 'direction');
-  const actionEnum = action === undefined ? Action.ACTION_UNSPECIFIED
-    : action === 'deny' || action === 'block' ? Action.ACTION_DENY
-    : action === 'allow' ? Action.ACTION_ALLOW
-    : (() => { throw new UsageError(`--action must be deny or allow, got "${action}"`); })();
-  const directionEnum = direction === undefined ? Direction.DIRECTION_UNSPECIFIED
-    : direction === 'ingress' ? Direction.DIRECTION_INGRESS
-    : direction === 'egress' ? Direction.DIRECTION_EGRESS
-    : (() => { throw new UsageError(`--direction must be ingress or egress, got "${direction}"`); })();
+  const actionEnum =
+    action === undefined
+      ? Action.ACTION_UNSPECIFIED
+      : action === 'deny' || action === 'block'
+        ? Action.ACTION_DENY
+        : action === 'allow'
+          ? Action.ACTION_ALLOW
+          : (() => {
+              throw new UsageError(`--action must be deny or allow, got "${action}"`);
+            })();
+  const directionEnum =
+    direction === undefined
+      ? Direction.DIRECTION_UNSPECIFIED
+      : direction === 'ingress'
+        ? Direction.DIRECTION_INGRESS
+        : direction === 'egress'
+          ? Direction.DIRECTION_EGRESS
+          : (() => {
+              throw new UsageError(`--direction must be ingress or egress, got "${direction}"`);
+            })();
   const limit = parsePositiveInt(flagString(p, 'limit'), 'limit', Number.MAX_SAFE_INTEGER);
   const c = ctx.clients();
   const rows: string[][] = [];
@@ -54,15 +70,20 @@ async function listRules(ctx: Context, argv: string[]): Promise<void> {
   let last: ListRulesResponse | undefined;
   let shown = 0;
   do {
-    last = await unary(c, c.rules, c.rules.listRules, ListRulesRequest.fromPartial({
-      pageSize: Math.min(1000, limit - shown),
-      pageToken: token,
-      action: actionEnum,
-      direction: directionEnum,
-      selector: parseLabels(flagList(p, 'selector'), 'selector'),
-      text: flagString(p, 'text') ?? '',
-      coversAddress: flagString(p, 'covers') ?? '',
-    }));
+    last = await unary(
+      c,
+      c.rules,
+      c.rules.listRules,
+      ListRulesRequest.fromPartial({
+        pageSize: Math.min(1000, limit - shown),
+        pageToken: token,
+        action: actionEnum,
+        direction: directionEnum,
+        selector: parseLabels(flagList(p, 'selector'), 'selector'),
+        text: flagString(p, 'text') ?? '',
+        coversAddress: flagString(p, 'covers') ?? '',
+      }),
+    );
     for (const r of last.rules) {
       if (ctx.out.json) ctx.out.writeJson(ruleJson(r));
       else rows.push(ruleRow(r));

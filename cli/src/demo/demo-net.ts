@@ -39,7 +39,12 @@ export class DemoNet {
     inNs(this.client, ['addr', 'add', `${DEMO_ADDRESSES.good}/24`, 'dev', this.clientIf]);
     inNs(this.client, ['addr', 'add', `${DEMO_ADDRESSES.attacker}/24`, 'dev', this.clientIf]);
     inNs(this.server, ['addr', 'add', `${DEMO_ADDRESSES.server}/24`, 'dev', this.serverIf]);
-    for (const [ns, dev] of [[this.client, this.clientIf], [this.server, this.serverIf], [this.client, 'lo'], [this.server, 'lo']] as const) {
+    for (const [ns, dev] of [
+      [this.client, this.clientIf],
+      [this.server, this.serverIf],
+      [this.client, 'lo'],
+      [this.server, 'lo'],
+    ] as const) {
       inNs(ns, ['link', 'set', dev, 'up']);
     }
   }

@@ -91,7 +91,9 @@ export async function runDemo(argv: string[]): Promise<number> {
     say('\ncleaning up: traffic, agent (uninstall), namespaces, control plane');
     net.destroy(); // kills pings and the agent (it keeps nothing running), removes the veth
     if (agentStarted && existsSync(pinPath)) {
-      spawnSync(process.execPath, [FLEETWALL_BIN, 'agent', 'uninstall', '--pin-path', pinPath, '--log-level', 'warn'], { stdio: 'inherit' });
+      spawnSync(process.execPath, [FLEETWALL_BIN, 'agent', 'uninstall', '--pin-path', pinPath, '--log-level', 'warn'], {
+        stdio: 'inherit',
+      });
     }
     clients?.close();
     link?.close();
@@ -110,7 +112,10 @@ export async function runDemo(argv: string[]): Promise<number> {
   try {
     const started = Date.now();
     say(`starting the control plane (embedded Postgres in ${resolve(cpConfig.dataDir)})...`);
-    const logger = pino({ level: 'info', base: { service: 'fleetwall-control-plane' } }, createWriteStream(join(logDir, 'control-plane.log')));
+    const logger = pino(
+      { level: 'info', base: { service: 'fleetwall-control-plane' } },
+      createWriteStream(join(logDir, 'control-plane.log')),
+    );
     cp = await startControlPlane(cpConfig, logger);
     const grpcTarget = `127.0.0.1:${cp.grpcPort}`;
     const httpBase = `http://localhost:${cp.httpPort}`;
@@ -119,21 +124,43 @@ export async function runDemo(argv: string[]): Promise<number> {
 
     // Start from a clean slate: the demo's attacker is not blocked yet.
     await fetch(`${httpBase}/manage-ip`, {
-      method: 'POST', headers: { 'content-type': 'application/json' },
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ action: 'unblock', ip: DEMO_ADDRESSES.attacker }),
     });
 
     net.create();
-    say(`namespaces ${net.client} (${DEMO_ADDRESSES.good} good, ${DEMO_ADDRESSES.attacker} attacker) <-> ${net.server} (${DEMO_ADDRESSES.server}, guarded)`);
+    say(
+      `namespaces ${net.client} (${DEMO_ADDRESSES.good} good, ${DEMO_ADDRESSES.attacker} attacker) <-> ${net.server} (${DEMO_ADDRESSES.server}, guarded)`,
+    );
     link = await UnixLink.open(cp.grpcPort);
     const agentLog = createWriteStream(join(logDir, 'agent.log'));
     const readyFile = join(logDir, 'agent.ready');
-    const agent = net.spawnIn(net.server, [
-      process.execPath, FLEETWALL_BIN, 'agent',
-      '--control-plane', link.target, '--node-name', nodeName, '--labels', 'role=demo',
-      '--interfaces', net.serverIf, '--pin-path', pinPath,
-      '--http-addr', 'off', '--ready-file', readyFile, '--counter-interval', '1s',
-    ], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const agent = net.spawnIn(
+      net.server,
+      [
+        process.execPath,
+        FLEETWALL_BIN,
+        'agent',
+        '--control-plane',
+        link.target,
+        '--node-name',
+        nodeName,
+        '--labels',
+        'role=demo',
+        '--interfaces',
+        net.serverIf,
+        '--pin-path',
+        pinPath,
+        '--http-addr',
+        'off',
+        '--ready-file',
+        readyFile,
+        '--counter-interval',
+        '1s',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     agentStarted = true;
     agent.stdout?.pipe(agentLog);
     agent.stderr?.pipe(agentLog);
@@ -166,8 +193,14 @@ export async function runDemo(argv: string[]): Promise<number> {
       const now = Date.now();
       if (blockedAt === undefined && now - trafficStart >= blockAfterMs) {
         const body = { action: 'block', ip: DEMO_ADDRESSES.attacker };
-        say(`\nblocking the attacker through the API:\n  curl --location '${httpBase}/manage-ip' --header 'Content-Type: application/json' --data '${JSON.stringify(body)}'`);
-        const res = await fetch(`${httpBase}/manage-ip`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+        say(
+          `\nblocking the attacker through the API:\n  curl --location '${httpBase}/manage-ip' --header 'Content-Type: application/json' --data '${JSON.stringify(body)}'`,
+        );
+        const res = await fetch(`${httpBase}/manage-ip`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
         say(`  -> ${res.status} ${await res.text()}\n`);
         blockedAt = Date.now();
       }
@@ -175,10 +208,15 @@ export async function runDemo(argv: string[]): Promise<number> {
       const drops = snap.fleet?.dropPackets ?? 0n;
       const header = `fleetwall demo — ${((now - started) / 1000).toFixed(0)} s${blockedAt ? `, attacker blocked ${((now - blockedAt) / 1000).toFixed(0)} s ago` : ', attacker not blocked yet'} (Ctrl-C to stop)`;
       if (tty) process.stdout.write(`\x1b[H\x1b[2J${header}\n\n${renderCounters(snap, prev)}\n`);
-      else say(`[${((now - started) / 1000).toFixed(1)} s] pass=${snap.fleet?.passPackets ?? 0n} drop=${drops} would-drop=${snap.fleet?.wouldDropPackets ?? 0n}`);
+      else
+        say(
+          `[${((now - started) / 1000).toFixed(1)} s] pass=${snap.fleet?.passPackets ?? 0n} drop=${drops} would-drop=${snap.fleet?.wouldDropPackets ?? 0n}`,
+        );
       prev = snap;
       if (drops > 0n && exitAfterDrops) {
-        say(`first drops counted ${((Date.now() - started) / 1000).toFixed(1)} s after start (${((Date.now() - (blockedAt ?? started)) / 1000).toFixed(1)} s after the block)`);
+        say(
+          `first drops counted ${((Date.now() - started) / 1000).toFixed(1)} s after start (${((Date.now() - (blockedAt ?? started)) / 1000).toFixed(1)} s after the block)`,
+        );
         ok = true;
         return 0;
       }

@@ -87,7 +87,13 @@ export class CounterAggregator {
       select interface, direction, totals::text[] as totals, last::text[] as last from node_interface_counters where node_name = ${node}`;
     const st: NodeCounterState = { owner: sessionId, rules: new Map(), ifaces: new Map(), dirty: false };
     for (const r of rules) {
-      st.rules.set(r.rule_id, { packets: BigInt(r.packets), bytes: BigInt(r.bytes), lastPackets: BigInt(r.last_packets), lastBytes: BigInt(r.last_bytes), dirty: false });
+      st.rules.set(r.rule_id, {
+        packets: BigInt(r.packets),
+        bytes: BigInt(r.bytes),
+        lastPackets: BigInt(r.last_packets),
+        lastBytes: BigInt(r.last_bytes),
+        dirty: false,
+      });
     }
     for (const i of ifaces) {
       st.ifaces.set(`${i.direction}/${i.interface}`, {
@@ -153,7 +159,14 @@ export class CounterAggregator {
         if (!r.dirty) continue;
         r.dirty = false;
         marks.push(r);
-        ruleRows.push({ node_name: node, rule_id: id.toString(), packets: r.packets.toString(), bytes: r.bytes.toString(), last_packets: r.lastPackets.toString(), last_bytes: r.lastBytes.toString() });
+        ruleRows.push({
+          node_name: node,
+          rule_id: id.toString(),
+          packets: r.packets.toString(),
+          bytes: r.bytes.toString(),
+          last_packets: r.lastPackets.toString(),
+          last_bytes: r.lastBytes.toString(),
+        });
       }
       for (const i of st.ifaces.values()) {
         if (!i.dirty) continue;

@@ -47,7 +47,12 @@ export class ControlPlaneMetrics implements SyncMetrics {
     collectDefaultMetrics({ register: registry, prefix: 'fleetwall_controlplane_' });
 
     // One scrape reads the store once for both node metrics.
-    let cached: { at: number; data: Promise<{ nodes: Awaited<ReturnType<CounterStore['nodes']>>; rules: Awaited<ReturnType<CounterStore['rules']>> }> } | undefined;
+    let cached:
+      | {
+          at: number;
+          data: Promise<{ nodes: Awaited<ReturnType<CounterStore['nodes']>>; rules: Awaited<ReturnType<CounterStore['rules']>> }>;
+        }
+      | undefined;
     const read = () => {
       const now = Date.now();
       if (!cached || now - cached.at > 500) {
@@ -112,7 +117,7 @@ export class ControlPlaneMetrics implements SyncMetrics {
     });
     new Gauge({
       name: 'fleetwall_node_applied_revision',
-      help: 'Revision a node\'s agent has ACKed (in its kernel); nodes connected to this control plane.',
+      help: "Revision a node's agent has ACKed (in its kernel); nodes connected to this control plane.",
       labelNames: ['node'],
       registers: [registry],
       collect() {

@@ -24,14 +24,17 @@ export function contextOf(metadata: Metadata, signal?: AbortSignal): CallContext
   return { actor: normalizeActor(typeof raw === 'string' ? raw : undefined), signal };
 }
 
-
 /** Throws MESSAGE_TOO_LARGE for the size marker; returns the message otherwise. */
 export function checked<T>(msg: T | TooLargeMessage): T {
   if (msg instanceof TooLargeMessage) throw tooLarge(msg);
   return msg;
 }
 
-export function unary<Req, Res>(deps: AdapterDeps, method: string, fn: (req: Req, ctx: CallContext) => Promise<Res>): handleUnaryCall<Req, Res> {
+export function unary<Req, Res>(
+  deps: AdapterDeps,
+  method: string,
+  fn: (req: Req, ctx: CallContext) => Promise<Res>,
+): handleUnaryCall<Req, Res> {
   return (call, callback) => {
     const ac = new AbortController();
     call.on('cancelled', () => ac.abort());

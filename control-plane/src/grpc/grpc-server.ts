@@ -81,7 +81,10 @@ export async function startGrpcServer(
       const first = await it.next();
       const part = first.done ? undefined : first.value.part;
       if (part?.$case !== 'header') {
-        throw new FleetwallError('IMPORT_HEADER_REQUIRED', 'the first ImportRulesRequest must carry the header (action, direction, selector, ...); nothing was stored');
+        throw new FleetwallError(
+          'IMPORT_HEADER_REQUIRED',
+          'the first ImportRulesRequest must carry the header (action, direction, selector, ...); nothing was stored',
+        );
       }
       async function* chunks() {
         for (;;) {
@@ -89,7 +92,8 @@ export async function startGrpcServer(
           if (n.done) return;
           const p = n.value.part;
           if (p?.$case === 'chunk') yield p.value;
-          else if (p?.$case === 'header') throw new FleetwallError('IMPORT_HEADER_REQUIRED', 'the import sent a second header; send it once, first; nothing was stored');
+          else if (p?.$case === 'header')
+            throw new FleetwallError('IMPORT_HEADER_REQUIRED', 'the import sent a second header; send it once, first; nothing was stored');
         }
       }
       return h.rules.importRules(part.value, chunks(), ctx);
@@ -106,7 +110,9 @@ export async function startGrpcServer(
   });
   server.addService(g(CounterServiceService), {
     getCounters: unary(deps, 'CounterService/GetCounters', (req) => h.counters.getCounters(req as never)),
-    watchCounters: serverStream(deps, 'CounterService/WatchCounters', (req, emit, ctx) => h.counters.watchCounters(req as never, emit as never, ctx.signal)),
+    watchCounters: serverStream(deps, 'CounterService/WatchCounters', (req, emit, ctx) =>
+      h.counters.watchCounters(req as never, emit as never, ctx.signal),
+    ),
   });
   server.addService(g(ExplainServiceService), {
     explain: unary(deps, 'ExplainService/Explain', (req) => h.explain.explain(req as never)),
@@ -117,11 +123,20 @@ export async function startGrpcServer(
   for (const s of SERVICE_NAMES) statusMap[s] = 'NOT_SERVING';
   const health = new HealthImplementation(statusMap);
   health.addToServer(server);
-  const pkg = protoLoader.loadSync([...PROTO_FILES, healthProtoPath], { includeDirs: [PROTO_DIR], keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+  const pkg = protoLoader.loadSync([...PROTO_FILES, healthProtoPath], {
+    includeDirs: [PROTO_DIR],
+    keepCase: true,
+    longs: String,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+  });
   new ReflectionService(pkg).addToServer(server);
 
   const bound = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+    server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    );
   });
   deps.logger.info({ port: bound }, 'gRPC listening');
 

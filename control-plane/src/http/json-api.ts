@@ -22,8 +22,16 @@ import { ExplainRequest, ExplainResponse } from '../../../proto/gen/fleetwall/v1
 import { GetNodeRequest, GetNodeResponse, ListNodesRequest, ListNodesResponse } from '../../../proto/gen/fleetwall/v1/node_service.js';
 import { Action, Direction, Mode, Rule, directionFromJSON, actionFromJSON } from '../../../proto/gen/fleetwall/v1/rule.js';
 import {
-  CreateRuleRequest, CreateRuleResponse, DeleteRuleRequest, DeleteRuleResponse, GetRuleRequest, GetRuleResponse,
-  ListRulesRequest, ListRulesResponse, UpdateRuleRequest, UpdateRuleResponse,
+  CreateRuleRequest,
+  CreateRuleResponse,
+  DeleteRuleRequest,
+  DeleteRuleResponse,
+  GetRuleRequest,
+  GetRuleResponse,
+  ListRulesRequest,
+  ListRulesResponse,
+  UpdateRuleRequest,
+  UpdateRuleResponse,
 } from '../../../proto/gen/fleetwall/v1/rule_service.js';
 import { Duration } from '../../../proto/gen/google/protobuf/duration.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
@@ -57,9 +65,10 @@ function requireJson(req: IncomingMessage, res: ServerResponse): boolean {
   sendJson(res, 415, {
     code: 3,
     reason: 'UNSUPPORTED_MEDIA_TYPE',
-    message: type === ''
-      ? 'missing Content-Type: send the body as JSON with the header Content-Type: application/json'
-      : `Content-Type "${type}" is not supported: send the body as JSON with Content-Type: application/json`,
+    message:
+      type === ''
+        ? 'missing Content-Type: send the body as JSON with the header Content-Type: application/json'
+        : `Content-Type "${type}" is not supported: send the body as JSON with Content-Type: application/json`,
     metadata: { content_type: type },
   });
   return false;
@@ -107,7 +116,8 @@ function enumParam<T extends number>(url: URL, name: string, fromJSON: (v: unkno
 function intParam(url: URL, name: string): number | undefined {
   const v = param(url, name);
   if (v === undefined || v === '') return undefined;
-  if (!/^[0-9]{1,9}$/.test(v)) throw new FleetwallError('INVALID_QUERY', `${name} must be a non-negative integer, got "${v}"`, { field: name });
+  if (!/^[0-9]{1,9}$/.test(v))
+    throw new FleetwallError('INVALID_QUERY', `${name} must be a non-negative integer, got "${v}"`, { field: name });
   return Number(v);
 }
 
@@ -120,7 +130,11 @@ function durationJson(v: unknown, field: string): unknown {
   if (typeof v !== 'string') return v;
   const m = /^(-?)(\d{1,12})(?:\.(\d{1,9}))?s$/.exec(v.trim());
   if (!m) {
-    throw new FleetwallError('INVALID_TTL', `${field} ${JSON.stringify(v)} is not a proto3 JSON duration: use seconds with an "s" suffix, like "3600s" or "1.5s"`, { field });
+    throw new FleetwallError(
+      'INVALID_TTL',
+      `${field} ${JSON.stringify(v)} is not a proto3 JSON duration: use seconds with an "s" suffix, like "3600s" or "1.5s"`,
+      { field },
+    );
   }
   const sign = m[1] === '-' ? -1 : 1;
   return { seconds: String(sign * Number(m[2])), nanos: sign * Number((m[3] ?? '').padEnd(9, '0')) };
@@ -131,7 +145,10 @@ function ttlOf(v: unknown): Duration | undefined {
   if (v === undefined || v === null || v === '') return undefined;
   const ms = typeof v === 'number' ? v * 1000 : typeof v === 'string' ? parseDurationMs(v) : undefined;
   if (ms === undefined || !Number.isFinite(ms) || ms < 1000) {
-    throw new FleetwallError('INVALID_TTL', `ttl ${JSON.stringify(v)} is not a duration of at least 1s: use a number of seconds (3600) or a string like ${DURATION_EXAMPLES}`);
+    throw new FleetwallError(
+      'INVALID_TTL',
+      `ttl ${JSON.stringify(v)} is not a duration of at least 1s: use a number of seconds (3600) or a string like ${DURATION_EXAMPLES}`,
+    );
   }
   return { seconds: BigInt(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 };
 }
@@ -156,15 +173,17 @@ export function registerJsonApi(router: HttpRouter, s: JsonApiServices): void {
   router.add('GET', '/v1/rules', async (req, res, _p, url) => {
     const action = enumParam(url, 'action', actionFromJSON, 'deny, allow');
     const direction = enumParam(url, 'direction', directionFromJSON, 'ingress, egress');
-    const out = await s.rules.listRules(ListRulesRequest.fromPartial({
-      pageSize: intParam(url, 'page_size') ?? 0,
-      pageToken: param(url, 'page_token') ?? '',
-      ...(action !== undefined ? { action } : {}),
-      ...(direction !== undefined ? { direction } : {}),
-      selector: selectorParam(url),
-      text: param(url, 'text') ?? '',
-      coversAddress: param(url, 'covers_address') ?? '',
-    }));
+    const out = await s.rules.listRules(
+      ListRulesRequest.fromPartial({
+        pageSize: intParam(url, 'page_size') ?? 0,
+        pageToken: param(url, 'page_token') ?? '',
+        ...(action !== undefined ? { action } : {}),
+        ...(direction !== undefined ? { direction } : {}),
+        selector: selectorParam(url),
+        text: param(url, 'text') ?? '',
+        coversAddress: param(url, 'covers_address') ?? '',
+      }),
+    );
     sendJson(res, 200, ListRulesResponse.toJSON(out));
   });
 
@@ -177,10 +196,21 @@ export function registerJsonApi(router: HttpRouter, s: JsonApiServices): void {
     if (!requireJson(req, res)) return;
     const body = await readObject(req, s.maxMessageBytes);
     const fields = body.rule && typeof body.rule === 'object' ? (body.rule as Record<string, unknown>) : body;
-    const mask = param(url, 'update_mask') ?? (typeof body.updateMask === 'string' ? body.updateMask : undefined)
-      ?? Object.keys(fields).filter((k) => k !== 'id').map((k) => k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)).join(',');
+    const mask =
+      param(url, 'update_mask') ??
+      (typeof body.updateMask === 'string' ? body.updateMask : undefined) ??
+      Object.keys(fields)
+        .filter((k) => k !== 'id')
+        .map((k) => k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`))
+        .join(',');
     const out = await s.rules.updateRule(
-      UpdateRuleRequest.fromJSON({ rule: { ...fields, id: p.id }, updateMask: mask.split(',').map((x) => x.replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase())).join(',') }),
+      UpdateRuleRequest.fromJSON({
+        rule: { ...fields, id: p.id },
+        updateMask: mask
+          .split(',')
+          .map((x) => x.replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase()))
+          .join(','),
+      }),
       callContext(req),
     );
     sendJson(res, 200, UpdateRuleResponse.toJSON(out));
@@ -192,10 +222,12 @@ export function registerJsonApi(router: HttpRouter, s: JsonApiServices): void {
   });
 
   router.add('GET', '/v1/nodes', async (_req, res, _p, url) => {
-    const out = await s.nodes.listNodes(ListNodesRequest.fromPartial({
-      selector: selectorParam(url),
-      connectedOnly: param(url, 'connected_only') === 'true',
-    }));
+    const out = await s.nodes.listNodes(
+      ListNodesRequest.fromPartial({
+        selector: selectorParam(url),
+        connectedOnly: param(url, 'connected_only') === 'true',
+      }),
+    );
     sendJson(res, 200, ListNodesResponse.toJSON(out));
   });
 
@@ -205,20 +237,31 @@ export function registerJsonApi(router: HttpRouter, s: JsonApiServices): void {
   });
 
   router.add('GET', '/v1/counters', async (_req, res, _p, url) => {
-    const ids = (param(url, 'rule_ids') ?? '').split(',').filter((x) => x !== '').map(parseId);
-    const out = await s.counters.getCounters(GetCountersRequest.fromPartial({
-      query: CounterQuery.fromPartial({ nodeName: param(url, 'node_name') ?? '', ruleIds: ids, topRules: intParam(url, 'top_rules') ?? 0 }),
-    }));
+    const ids = (param(url, 'rule_ids') ?? '')
+      .split(',')
+      .filter((x) => x !== '')
+      .map(parseId);
+    const out = await s.counters.getCounters(
+      GetCountersRequest.fromPartial({
+        query: CounterQuery.fromPartial({
+          nodeName: param(url, 'node_name') ?? '',
+          ruleIds: ids,
+          topRules: intParam(url, 'top_rules') ?? 0,
+        }),
+      }),
+    );
     sendJson(res, 200, GetCountersResponse.toJSON(out));
   });
 
   router.add('GET', '/v1/explain', async (_req, res, _p, url) => {
     const direction = enumParam(url, 'direction', directionFromJSON, 'ingress, egress');
-    const out = await s.explain.explain(ExplainRequest.fromPartial({
-      address: param(url, 'address') ?? '',
-      nodeName: param(url, 'node_name') ?? '',
-      ...(direction !== undefined ? { direction } : {}),
-    }));
+    const out = await s.explain.explain(
+      ExplainRequest.fromPartial({
+        address: param(url, 'address') ?? '',
+        nodeName: param(url, 'node_name') ?? '',
+        ...(direction !== undefined ? { direction } : {}),
+      }),
+    );
     sendJson(res, 200, ExplainResponse.toJSON(out));
   });
 
@@ -227,30 +270,52 @@ export function registerJsonApi(router: HttpRouter, s: JsonApiServices): void {
     const body = await readObject(req, s.maxMessageBytes);
     const action = body.action;
     if (action === undefined || action === null || action === '') {
-      throw new FleetwallError('MISSING_FIELD', `missing field "action": send {"action": "block", "ip": "192.0.2.1"} with action one of ${MANAGE_ACTIONS.join(', ')}`, { field: 'action' });
+      throw new FleetwallError(
+        'MISSING_FIELD',
+        `missing field "action": send {"action": "block", "ip": "192.0.2.1"} with action one of ${MANAGE_ACTIONS.join(', ')}`,
+        { field: 'action' },
+      );
     }
     if (typeof action !== 'string' || !(MANAGE_ACTIONS as readonly string[]).includes(action.toLowerCase())) {
-      throw new FleetwallError('UNKNOWN_ACTION', `action ${JSON.stringify(action)} is not one of ${MANAGE_ACTIONS.join(', ')}`, { field: 'action', value: String(action) });
+      throw new FleetwallError('UNKNOWN_ACTION', `action ${JSON.stringify(action)} is not one of ${MANAGE_ACTIONS.join(', ')}`, {
+        field: 'action',
+        value: String(action),
+      });
     }
     const ip = body.ip;
     if (ip === undefined || ip === null || ip === '') {
-      throw new FleetwallError('MISSING_FIELD', 'missing field "ip": send {"action": "block", "ip": "192.0.2.1"} (an IPv4/IPv6 address or a CIDR)', { field: 'ip' });
+      throw new FleetwallError(
+        'MISSING_FIELD',
+        'missing field "ip": send {"action": "block", "ip": "192.0.2.1"} (an IPv4/IPv6 address or a CIDR)',
+        { field: 'ip' },
+      );
     }
-    if (typeof ip !== 'string') throw new FleetwallError('INVALID_CIDR', `field "ip" must be a string like "192.0.2.1", got ${JSON.stringify(ip)}`, { field: 'ip' });
+    if (typeof ip !== 'string')
+      throw new FleetwallError('INVALID_CIDR', `field "ip" must be a string like "192.0.2.1", got ${JSON.stringify(ip)}`, { field: 'ip' });
     const out = await manageIp(s, action.toLowerCase() as ManageAction, ip, body, callContext(req));
     sendJson(res, 200, out);
   });
 }
 
 /** The /manage-ip verbs on top of the rule service: fleet-wide, ingress, no selector. */
-async function manageIp(s: JsonApiServices, action: ManageAction, ip: string, body: Record<string, unknown>, ctx: CallContext): Promise<unknown> {
+async function manageIp(
+  s: JsonApiServices,
+  action: ManageAction,
+  ip: string,
+  body: Record<string, unknown>,
+  ctx: CallContext,
+): Promise<unknown> {
   // Same parser and catalogued errors (INVALID_CIDR / HOST_BITS_SET with the canonical form) as the rule service.
   const prefix = parseRuleCidr(ip, 'ip');
   const canonical = formatPrefix(prefix);
   const network = formatAddress(prefix);
-  const existing = await s.rules.listRules(ListRulesRequest.fromPartial({
-    pageSize: 1000, coversAddress: network, direction: Direction.DIRECTION_INGRESS,
-  }));
+  const existing = await s.rules.listRules(
+    ListRulesRequest.fromPartial({
+      pageSize: 1000,
+      coversAddress: network,
+      direction: Direction.DIRECTION_INGRESS,
+    }),
+  );
   const exact = existing.rules.filter((r) => r.cidr === canonical && Object.keys(r.selector).length === 0);
   const json = (r: Rule) => Rule.toJSON(r);
   const comment = typeof body.comment === 'string' ? body.comment : `manage-ip ${action}`;
@@ -258,34 +323,49 @@ async function manageIp(s: JsonApiServices, action: ManageAction, ip: string, bo
 
   if (action === 'block') {
     const deny = exact.find((r) => r.action === Action.ACTION_DENY);
-    if (deny) return { ok: true, action, ip: canonical, result: 'already_blocked', rule: json(deny), revision: existing.revision.toString() };
+    if (deny)
+      return { ok: true, action, ip: canonical, result: 'already_blocked', rule: json(deny), revision: existing.revision.toString() };
     const allow = exact.find((r) => r.action === Action.ACTION_ALLOW);
     if (allow) {
-      throw new FleetwallError('DUPLICATE_RULE', `${canonical} is allowlisted by rule ${allow.id}; allow beats deny, so blocking it would have no effect. Delete rule ${allow.id} (DELETE /v1/rules/${allow.id}) first`, { existing_rule_id: allow.id.toString() });
+      throw new FleetwallError(
+        'DUPLICATE_RULE',
+        `${canonical} is allowlisted by rule ${allow.id}; allow beats deny, so blocking it would have no effect. Delete rule ${allow.id} (DELETE /v1/rules/${allow.id}) first`,
+        { existing_rule_id: allow.id.toString() },
+      );
     }
-    const out = await s.rules.createRule(CreateRuleRequest.fromPartial({
-      rule: { cidr: canonical, action: Action.ACTION_DENY, direction: Direction.DIRECTION_INGRESS, mode: Mode.MODE_ENFORCE, comment },
-      ...(ttl ? { ttl } : {}),
-    }), ctx);
+    const out = await s.rules.createRule(
+      CreateRuleRequest.fromPartial({
+        rule: { cidr: canonical, action: Action.ACTION_DENY, direction: Direction.DIRECTION_INGRESS, mode: Mode.MODE_ENFORCE, comment },
+        ...(ttl ? { ttl } : {}),
+      }),
+      ctx,
+    );
     return { ok: true, action, ip: canonical, result: 'blocked', rule: json(out.rule!), revision: out.revision.toString() };
   }
 
   if (action === 'allow' || action === 'whitelist') {
     const allow = exact.find((r) => r.action === Action.ACTION_ALLOW);
-    if (allow) return { ok: true, action, ip: canonical, result: 'already_allowed', rule: json(allow), revision: existing.revision.toString() };
+    if (allow)
+      return { ok: true, action, ip: canonical, result: 'already_allowed', rule: json(allow), revision: existing.revision.toString() };
     const deny = exact.find((r) => r.action === Action.ACTION_DENY);
     if (deny) {
       // Whitelisting a blocked address turns its rule into an allow (one revision).
-      const out = await s.rules.updateRule(UpdateRuleRequest.fromPartial({
-        rule: { id: deny.id, action: Action.ACTION_ALLOW, mode: Mode.MODE_ENFORCE, comment },
-        updateMask: ['action', 'mode', 'comment'],
-      }), ctx);
+      const out = await s.rules.updateRule(
+        UpdateRuleRequest.fromPartial({
+          rule: { id: deny.id, action: Action.ACTION_ALLOW, mode: Mode.MODE_ENFORCE, comment },
+          updateMask: ['action', 'mode', 'comment'],
+        }),
+        ctx,
+      );
       return { ok: true, action, ip: canonical, result: 'changed_to_allow', rule: json(out.rule!), revision: out.revision.toString() };
     }
-    const out = await s.rules.createRule(CreateRuleRequest.fromPartial({
-      rule: { cidr: canonical, action: Action.ACTION_ALLOW, direction: Direction.DIRECTION_INGRESS, mode: Mode.MODE_ENFORCE, comment },
-      ...(ttl ? { ttl } : {}),
-    }), ctx);
+    const out = await s.rules.createRule(
+      CreateRuleRequest.fromPartial({
+        rule: { cidr: canonical, action: Action.ACTION_ALLOW, direction: Direction.DIRECTION_INGRESS, mode: Mode.MODE_ENFORCE, comment },
+        ...(ttl ? { ttl } : {}),
+      }),
+      ctx,
+    );
     return { ok: true, action, ip: canonical, result: 'allowed', rule: json(out.rule!), revision: out.revision.toString() };
   }
 
@@ -293,9 +373,10 @@ async function manageIp(s: JsonApiServices, action: ManageAction, ip: string, bo
   const deny = exact.find((r) => r.action === Action.ACTION_DENY);
   if (!deny) {
     const covering = existing.rules.filter((r) => r.action === Action.ACTION_DENY && r.cidr !== canonical);
-    const hint = covering.length > 0
-      ? `; it is covered by ${covering.map((r) => `rule ${r.id} (${r.cidr}${Object.keys(r.selector).length ? ' with a selector' : ''})`).join(', ')}`
-      : '';
+    const hint =
+      covering.length > 0
+        ? `; it is covered by ${covering.map((r) => `rule ${r.id} (${r.cidr}${Object.keys(r.selector).length ? ' with a selector' : ''})`).join(', ')}`
+        : '';
     throw new FleetwallError('NOT_BLOCKED', `${canonical} is not blocked by a fleet-wide rule of its own${hint}`, { ip: canonical });
   }
   const out = await s.rules.deleteRule(DeleteRuleRequest.fromPartial({ id: deny.id }), ctx);

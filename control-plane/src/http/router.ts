@@ -8,7 +8,12 @@ import { FleetwallError } from '../errors/fleetwall-error.js';
 import { classifyError } from '../errors/to-grpc-status.js';
 import { CATALOGUE } from '../errors/catalogue.js';
 
-export type HttpHandler = (req: IncomingMessage, res: ServerResponse, params: Readonly<Record<string, string>>, url: URL) => Promise<void> | void;
+export type HttpHandler = (
+  req: IncomingMessage,
+  res: ServerResponse,
+  params: Readonly<Record<string, string>>,
+  url: URL,
+) => Promise<void> | void;
 
 interface Route {
   readonly method: string;
@@ -19,7 +24,23 @@ interface Route {
 
 /** gRPC code -> HTTP status (google.rpc.Code mapping). */
 const HTTP_STATUS: Record<number, number> = {
-  0: 200, 1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429, 9: 400, 10: 409, 11: 400, 12: 501, 13: 500, 14: 503, 15: 500, 16: 401,
+  0: 200,
+  1: 499,
+  2: 500,
+  3: 400,
+  4: 504,
+  5: 404,
+  6: 409,
+  7: 403,
+  8: 429,
+  9: 400,
+  10: 409,
+  11: 400,
+  12: 501,
+  13: 500,
+  14: 503,
+  15: 500,
+  16: 401,
 };
 
 export function httpStatusOf(grpcCode: number): number {
@@ -43,7 +64,8 @@ export async function readJson(req: IncomingMessage, maxBytes: number): Promise<
   let n = 0;
   for await (const c of req) {
     n += (c as Buffer).length;
-    if (n > maxBytes) throw new FleetwallError('MESSAGE_TOO_LARGE', `the request body is over ${maxBytes} bytes`, { max_bytes: String(maxBytes) });
+    if (n > maxBytes)
+      throw new FleetwallError('MESSAGE_TOO_LARGE', `the request body is over ${maxBytes} bytes`, { max_bytes: String(maxBytes) });
     parts.push(c as Buffer);
   }
   const text = Buffer.concat(parts).toString('utf8');
@@ -98,7 +120,8 @@ export class HttpRouter {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const m = this.match(req.method ?? 'GET', url.pathname);
     if (m === undefined) return sendJson(res, 404, { code: 5, message: `no route for ${url.pathname}`, reason: 'NOT_FOUND' });
-    if (m === 'method') return sendJson(res, 405, { code: 12, message: `${req.method} is not allowed on ${url.pathname}`, reason: 'METHOD_NOT_ALLOWED' });
+    if (m === 'method')
+      return sendJson(res, 405, { code: 12, message: `${req.method} is not allowed on ${url.pathname}`, reason: 'METHOD_NOT_ALLOWED' });
     try {
       await m.route.handler(req, res, m.params, url);
     } catch (err) {

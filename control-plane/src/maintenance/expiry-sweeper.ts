@@ -21,7 +21,8 @@ export class ExpirySweeper {
   start(): void {
     const tick = () => {
       if (this.stopped) return;
-      this.running = this.sweep().then(() => undefined)
+      this.running = this.sweep()
+        .then(() => undefined)
         .catch((err) => this.logger.warn({ err }, 'expiry sweep failed'))
         .finally(() => {
           this.running = undefined;

@@ -20,10 +20,16 @@ export function decodePageToken(token: string, fingerprint: string): bigint {
   }
   const p = parsed as { a?: unknown; f?: unknown } | undefined;
   if (!p || typeof p.a !== 'string' || !/^\d+$/.test(p.a) || typeof p.f !== 'string') {
-    throw new FleetwallError('INVALID_PAGE_TOKEN', 'page_token is not one this server issued: pass next_page_token from the previous response unchanged');
+    throw new FleetwallError(
+      'INVALID_PAGE_TOKEN',
+      'page_token is not one this server issued: pass next_page_token from the previous response unchanged',
+    );
   }
   if (p.f !== fingerprint) {
-    throw new FleetwallError('INVALID_PAGE_TOKEN', 'page_token was issued for different filters: keep every filter the same while paging, or start again without a token');
+    throw new FleetwallError(
+      'INVALID_PAGE_TOKEN',
+      'page_token was issued for different filters: keep every filter the same while paging, or start again without a token',
+    );
   }
   return BigInt(p.a);
 }

@@ -38,7 +38,11 @@ export function parseUpdateMask(paths: readonly string[]): Set<MutablePath> {
     }
     const m = (MUTABLE_PATHS as readonly string[]).includes(p) ? (p as MutablePath) : ALIASES[p];
     if (!m) {
-      throw new FleetwallError('INVALID_UPDATE_MASK', `update_mask path "${p}" is not a rule field that can change; use ${MUTABLE_PATHS.join(', ')}`, { field: p });
+      throw new FleetwallError(
+        'INVALID_UPDATE_MASK',
+        `update_mask path "${p}" is not a rule field that can change; use ${MUTABLE_PATHS.join(', ')}`,
+        { field: p },
+      );
     }
     out.add(m);
   }

@@ -36,7 +36,10 @@ export function cidrErrorToFleetwall(e: CidrError, field: string): FleetwallErro
 
 export function parseRuleCidr(input: string, field: string): Prefix {
   if (input.trim() === '') {
-    throw new FleetwallError('INVALID_CIDR', `${field} is empty: give an IPv4 or IPv6 CIDR like 203.0.113.0/24 or 2001:db8::/32`, { field, input: '' });
+    throw new FleetwallError('INVALID_CIDR', `${field} is empty: give an IPv4 or IPv6 CIDR like 203.0.113.0/24 or 2001:db8::/32`, {
+      field,
+      input: '',
+    });
   }
   try {
     return parseCidr(input);
@@ -88,7 +91,8 @@ export function checkExpiry(expire: Date, now: Date, field: string): void {
 export function expiryFromTtl(ttl: Duration, now: Date, field: string): Date {
   const ms = durationMs(ttl);
   if (!(ms > 0)) throw new FleetwallError('INVALID_TTL', `${field} must be positive (got ${ttl.seconds}s ${ttl.nanos}ns)`, { field });
-  if (ms > MAX_TTL_MS) throw new FleetwallError('INVALID_TTL', `${field} is longer than 100 years; leave it unset for a rule that never expires`, { field });
+  if (ms > MAX_TTL_MS)
+    throw new FleetwallError('INVALID_TTL', `${field} is longer than 100 years; leave it unset for a rule that never expires`, { field });
   return new Date(now.getTime() + ms);
 }
 
@@ -103,7 +107,13 @@ export function checkComment(comment: string, limits: ValidationLimits, field: s
 }
 
 /** CreateRuleRequest{rule, ttl} -> RuleSpec. `prefix` names fields ("requests[2].rule"). */
-export function validateNewRule(rule: Rule | undefined, ttl: Duration | undefined, now: Date, limits: ValidationLimits, prefix = 'rule'): RuleSpec {
+export function validateNewRule(
+  rule: Rule | undefined,
+  ttl: Duration | undefined,
+  now: Date,
+  limits: ValidationLimits,
+  prefix = 'rule',
+): RuleSpec {
   if (!rule) throw new FleetwallError('RULE_REQUIRED', `${prefix} is required`, { field: prefix });
   const p = parseRuleCidr(rule.cidr, `${prefix}.cidr`);
   const action = requireAction(rule.action, `${prefix}.action`);

@@ -39,7 +39,11 @@ export class ExplainService {
     if (nodeName) {
       labels = await this.nodes.labels(nodeName);
       if (!labels) {
-        throw new FleetwallError('NODE_NOT_FOUND', `no node named ${JSON.stringify(nodeName)} has connected; leave node_name empty to explain the rules every node enforces`, { node: nodeName.slice(0, 63) });
+        throw new FleetwallError(
+          'NODE_NOT_FOUND',
+          `no node named ${JSON.stringify(nodeName)} has connected; leave node_name empty to explain the rules every node enforces`,
+          { node: nodeName.slice(0, 63) },
+        );
       }
     }
     const { rules, revision } = await this.rules.covering(addr, direction, labels);
@@ -52,7 +56,8 @@ export class ExplainService {
       rule,
     }));
     const d = decide(candidates, policyDirection(direction), addr);
-    const verdict = d.verdict === 'drop' ? Verdict.VERDICT_DROP : d.verdict === 'would_drop' ? Verdict.VERDICT_WOULD_DROP : Verdict.VERDICT_PASS;
+    const verdict =
+      d.verdict === 'drop' ? Verdict.VERDICT_DROP : d.verdict === 'would_drop' ? Verdict.VERDICT_WOULD_DROP : Verdict.VERDICT_PASS;
     const a = formatAddress(addr);
     const where = nodeName ? `on ${nodeName}` : 'on every node';
     const dir = direction === Direction.DIRECTION_EGRESS ? 'egress (destination address)' : 'ingress (source address)';
@@ -63,7 +68,9 @@ export class ExplainService {
       const dec = d.deciding.rule;
       const shadowed = d.matches.filter((m) => m.role === 'shadowed_by_allow').map((m) => describe(m.rule.rule));
       if (d.verdict === 'pass') {
-        explanation = `${a} passes ${where} for ${dir}: ${describe(dec)} allows it` + (shadowed.length ? `; allow beats deny, so ${shadowed.join(', ')} ${shadowed.length === 1 ? 'is' : 'are'} shadowed` : '');
+        explanation =
+          `${a} passes ${where} for ${dir}: ${describe(dec)} allows it` +
+          (shadowed.length ? `; allow beats deny, so ${shadowed.join(', ')} ${shadowed.length === 1 ? 'is' : 'are'} shadowed` : '');
       } else if (d.verdict === 'drop') {
         explanation = `${a} is dropped ${where} for ${dir} by ${describe(dec)}`;
       } else {

@@ -8,7 +8,12 @@
 // nothing stored.
 import type { Sql } from 'postgres';
 import { CidrError, formatPrefix, parseCidr } from '../../../common/src/cidr.js';
-import type { ImportLineError, ImportRulesChunk, ImportRulesHeader, ImportRulesResponse } from '../../../proto/gen/fleetwall/v1/rule_service.js';
+import type {
+  ImportLineError,
+  ImportRulesChunk,
+  ImportRulesHeader,
+  ImportRulesResponse,
+} from '../../../proto/gen/fleetwall/v1/rule_service.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
 import { directionOrDefault, modeOrDefault, requireAction } from '../rules/enums.js';
 import { selectorKey, validateSelector } from '../rules/selector.js';
@@ -40,7 +45,12 @@ function validateHeader(h: ImportRulesHeader, limits: ValidationLimits) {
   return { action, direction, mode, selector, selectorKey: selectorKey(selector), comment: h.comment };
 }
 
-export async function importRules(header: ImportRulesHeader, chunks: AsyncIterable<ImportRulesChunk>, ctx: CallContext, deps: ImportDeps): Promise<ImportRulesResponse> {
+export async function importRules(
+  header: ImportRulesHeader,
+  chunks: AsyncIterable<ImportRulesChunk>,
+  ctx: CallContext,
+  deps: ImportDeps,
+): Promise<ImportRulesResponse> {
   const started = Date.now();
   const t = validateHeader(header, deps.limits);
   const now = deps.now();
@@ -115,7 +125,14 @@ export async function importRules(header: ImportRulesHeader, chunks: AsyncIterab
     deps.handoff,
   );
   deps.logger?.info(
-    { lines: lineNo, added: res.added, revision: res.revision.toString(), received_ms: receivedMs, ...res.timings, total_ms: Date.now() - started },
+    {
+      lines: lineNo,
+      added: res.added,
+      revision: res.revision.toString(),
+      received_ms: receivedMs,
+      ...res.timings,
+      total_ms: Date.now() - started,
+    },
     res.revision !== 0n ? 'import committed' : 'import stored nothing',
   );
   return {

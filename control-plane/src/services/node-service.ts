@@ -24,7 +24,12 @@ export class NodeService {
     if (req.name.trim() === '') throw new FleetwallError('NODE_NAME_REQUIRED', 'name is empty: give a node name (ListNodes shows them)');
     await this.flush();
     const node = await this.nodes.get(req.name);
-    if (!node) throw new FleetwallError('NODE_NOT_FOUND', `no node named ${JSON.stringify(req.name)} has connected; ListNodes shows the known nodes`, { node: req.name.slice(0, 63) });
+    if (!node)
+      throw new FleetwallError(
+        'NODE_NOT_FOUND',
+        `no node named ${JSON.stringify(req.name)} has connected; ListNodes shows the known nodes`,
+        { node: req.name.slice(0, 63) },
+      );
     return { node };
   }
 }

@@ -45,16 +45,21 @@ const DEFAULT_PAGE_SIZE = 100;
 export function checkBatchSize(n: number, max: number, field: string): void {
   if (n === 0) throw new FleetwallError('EMPTY_BATCH', `${field} is empty: send at least one entry`, { field });
   if (n > max) {
-    throw new FleetwallError('BATCH_TOO_LARGE', `${field} has ${n} entries; at most ${max} are accepted in one call: split it, or use ImportRules for large lists`, {
-      field,
-      count: String(n),
-      max: String(max),
-    });
+    throw new FleetwallError(
+      'BATCH_TOO_LARGE',
+      `${field} has ${n} entries; at most ${max} are accepted in one call: split it, or use ImportRules for large lists`,
+      {
+        field,
+        count: String(n),
+        max: String(max),
+      },
+    );
   }
 }
 
 function requireId(id: bigint, field: string): bigint {
-  if (id === 0n) throw new FleetwallError('RULE_NOT_FOUND', `${field} is 0: rule ids start at 1; list rules to find one`, { rule_ids: '0' });
+  if (id === 0n)
+    throw new FleetwallError('RULE_NOT_FOUND', `${field} is 0: rule ids start at 1; list rules to find one`, { rule_ids: '0' });
   return id;
 }
 
@@ -85,7 +90,8 @@ export class RuleService {
       try {
         return validateNewRule(r.rule, r.ttl, now, this.limits, fields[i]);
       } catch (e) {
-        if (e instanceof FleetwallError) throw new FleetwallError(e.reason, `${e.message}; nothing in the batch was stored`, { ...e.metadata, index: String(i) });
+        if (e instanceof FleetwallError)
+          throw new FleetwallError(e.reason, `${e.message}; nothing in the batch was stored`, { ...e.metadata, index: String(i) });
         throw e;
       }
     });
@@ -104,7 +110,11 @@ export class RuleService {
   }
 
   async listRules(req: ListRulesRequest): Promise<ListRulesResponse> {
-    if (req.pageSize < 0) throw new FleetwallError('INVALID_PAGE_SIZE', `page_size ${req.pageSize} is negative: use 1..${MAX_PAGE_SIZE}, or 0 for ${DEFAULT_PAGE_SIZE}`);
+    if (req.pageSize < 0)
+      throw new FleetwallError(
+        'INVALID_PAGE_SIZE',
+        `page_size ${req.pageSize} is negative: use 1..${MAX_PAGE_SIZE}, or 0 for ${DEFAULT_PAGE_SIZE}`,
+      );
     const size = req.pageSize === 0 ? DEFAULT_PAGE_SIZE : Math.min(req.pageSize, MAX_PAGE_SIZE);
     const selector = validateSelector(req.selector, 'selector');
     const filter: RuleFilter = {

@@ -43,7 +43,16 @@ export class ChangeLog {
    * bulkChanges().
    */
   async nextRevisions(after: bigint, limit: number): Promise<RevisionChanges[]> {
-    type Row = Partial<SyncRuleRow> & { revision: bigint; write_id: bigint; commit_time: Date; kind: string; change_count: bigint; rule_id: bigint | null; op: number | null; id: bigint | null };
+    type Row = Partial<SyncRuleRow> & {
+      revision: bigint;
+      write_id: bigint;
+      commit_time: Date;
+      kind: string;
+      change_count: bigint;
+      rule_id: bigint | null;
+      op: number | null;
+      id: bigint | null;
+    };
     const rows = await this.sql.unsafe<Row[]>(
       `select v.revision, v.write_id, v.commit_time, v.kind, v.change_count, c.rule_id, c.op, ${SYNC_COLUMNS}
        from (select * from revisions where revision > $1::bigint order by revision limit $2) v
@@ -56,7 +65,15 @@ export class ChangeLog {
     let cur: RevisionChanges | undefined;
     for (const r of rows) {
       if (!cur || cur.revision !== r.revision) {
-        cur = { revision: r.revision, writeId: r.write_id, commitTime: r.commit_time, kind: r.kind, changeCount: r.change_count, changes: [], bulk: false };
+        cur = {
+          revision: r.revision,
+          writeId: r.write_id,
+          commitTime: r.commit_time,
+          kind: r.kind,
+          changeCount: r.change_count,
+          changes: [],
+          bulk: false,
+        };
         out.push(cur);
       }
       if (r.op === null) continue;
@@ -69,9 +86,11 @@ export class ChangeLog {
   /** Every rule a bulk import wrote (still carrying its write_id), in its current state. */
   async bulkChanges(writeId: bigint): Promise<RuleChange[]> {
     const list: RuleChange[] = [];
-    await this.sql.unsafe(`select ${SYNC_COLUMNS} from rules r where r.write_id = $1::bigint`, [writeId.toString()] as never[]).cursor(20000, (chunk) => {
-      for (const r of chunk as unknown as SyncRuleRow[]) list.push({ ruleId: r.id, row: r });
-    });
+    await this.sql
+      .unsafe(`select ${SYNC_COLUMNS} from rules r where r.write_id = $1::bigint`, [writeId.toString()] as never[])
+      .cursor(20000, (chunk) => {
+        for (const r of chunk as unknown as SyncRuleRow[]) list.push({ ruleId: r.id, row: r });
+      });
     return list;
   }
 

@@ -34,7 +34,11 @@ export async function openDatabase(config: Config, logger: Logger): Promise<Data
   let embedded: EmbeddedPostgres | undefined;
   let url = config.databaseUrl;
   if (!url) {
-    embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPostgresPort, logger: logger.child({ component: 'embedded-postgres' }) });
+    embedded = await startEmbeddedPostgres({
+      dataDir: config.dataDir,
+      port: config.embeddedPostgresPort,
+      logger: logger.child({ component: 'embedded-postgres' }),
+    });
     url = embedded.url;
   }
   const sql = connect(url, { max: config.dbPoolSize, applicationName: `fleetwall-cp ${config.controlPlaneId}`.slice(0, 63), logger });

@@ -166,7 +166,9 @@ export async function migrate(sql: Sql, logger: Logger): Promise<number> {
     const latest = Math.max(0, ...done);
     const known = Math.max(...MIGRATIONS.map((m) => m.version));
     if (latest > known) {
-      throw new Error(`the database schema is at version ${latest}, newer than this control plane knows (${known}); upgrade the control plane`);
+      throw new Error(
+        `the database schema is at version ${latest}, newer than this control plane knows (${known}); upgrade the control plane`,
+      );
     }
     let applied = 0;
     for (const m of MIGRATIONS) {

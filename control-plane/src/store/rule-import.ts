@@ -77,7 +77,8 @@ function copySuffix(t: ImportTemplate, writeId: bigint, actor: string): string {
   );
 }
 
-const COPY_COLUMNS = 'id, cidr, action, direction, selector, selector_key, mode, expire_time, comment, create_time, update_time, write_id, created_by';
+const COPY_COLUMNS =
+  'id, cidr, action, direction, selector, selector_key, mode, expire_time, comment, create_time, update_time, write_id, created_by';
 
 async function finishBulk(tx: Sql, writeId: bigint, actor: string, after: Record<string, unknown>): Promise<void> {
   await tx`insert into changes (write_id, rule_id, op) values (${writeId.toString()}::bigint, null, ${OP_BULK_UPSERT})`;
@@ -199,7 +200,9 @@ export async function streamImport(
               const id = block[blockAt++]!;
               ids.push(id);
               cidrs.push(c);
-              encoded.push(encodeAgentRule({ id, cidr: c, action: t.action, direction: t.direction, mode: t.mode, expire_time: t.expireTime }));
+              encoded.push(
+                encodeAgentRule({ id, cidr: c, action: t.action, direction: t.direction, mode: t.mode, expire_time: t.expireTime }),
+              );
               buf.push(`${id}\t${c}${suffix}`);
               if (buf.length >= LINES_PER_WRITE) {
                 const chunk = buf.join('');

@@ -23,7 +23,9 @@ export interface RuleFilter {
   readonly coversAddress?: Address;
 }
 
-export type CreateOutcome = { readonly ok: true; readonly rule: Rule; readonly revision: bigint } | { readonly ok: false; readonly error: FleetwallError };
+export type CreateOutcome =
+  | { readonly ok: true; readonly rule: Rule; readonly revision: bigint }
+  | { readonly ok: false; readonly error: FleetwallError };
 
 export interface Committed<T> {
   readonly value: T;
@@ -52,7 +54,10 @@ function describeExisting(r: { id: bigint; cidr: string; action: number; directi
   return `rule ${r.id} (${action} ${canonicalFromPg(r.cidr)}, ${rest.join(', ')}${r.selector_key === '{}' ? '' : `, selector ${r.selector_key}`})`;
 }
 
-export function duplicateError(existing: { id: bigint; cidr: string; action: number; direction: number; mode: number; selector_key: string }, field: string): FleetwallError {
+export function duplicateError(
+  existing: { id: bigint; cidr: string; action: number; direction: number; mode: number; selector_key: string },
+  field: string,
+): FleetwallError {
   return new FleetwallError(
     'DUPLICATE_RULE',
     `${field}: ${describeExisting(existing)} already has this CIDR, direction and selector; update or delete rule ${existing.id} instead`,
@@ -73,7 +78,8 @@ export function coversSql(param: string): string {
   return `((r.cidr >>= ${param}::inet and masklen(r.cidr) < (case family(r.cidr) when 4 then 32 else 128 end)) or r.cidr = ${param}::inet::cidr)`;
 }
 
-const RULE_SELECT = 'r.id, r.cidr::text as cidr, r.action, r.direction, r.selector, r.selector_key, r.mode, r.expire_time, r.comment, r.create_time, r.update_time, r.write_id, r.created_by, v.revision';
+const RULE_SELECT =
+  'r.id, r.cidr::text as cidr, r.action, r.direction, r.selector, r.selector_key, r.mode, r.expire_time, r.comment, r.create_time, r.update_time, r.write_id, r.created_by, v.revision';
 
 export class RuleStore {
   constructor(private readonly sql: Sql) {}
@@ -160,7 +166,10 @@ export class RuleStore {
    * writeTransaction). Each entry gets its own outcome: a duplicate of a
    * stored rule or of an earlier entry fails that entry only.
    */
-  async createGroup(items: readonly { spec: RuleSpec; actor: string; field?: string }[], kind: RevisionKind = 'create'): Promise<CreateOutcome[]> {
+  async createGroup(
+    items: readonly { spec: RuleSpec; actor: string; field?: string }[],
+    kind: RevisionKind = 'create',
+  ): Promise<CreateOutcome[]> {
     const out: (CreateOutcome | undefined)[] = new Array(items.length);
     const first = new Map<string, number>();
     const dupOf = new Map<number, number>();
@@ -213,7 +222,9 @@ export class RuleStore {
       else missing.push(i);
     }
     if (missing.length) {
-      const existing = await this.sql<{ id: bigint; cidr: string; action: number; direction: number; mode: number; selector_key: string }[]>`
+      const existing = await this.sql<
+        { id: bigint; cidr: string; action: number; direction: number; mode: number; selector_key: string }[]
+      >`
         select r.id, r.cidr::text as cidr, r.action, r.direction, r.mode, r.selector_key
         from rules r join jsonb_to_recordset(${JSON.stringify(missing.map((i) => specJson(items[i]!.spec)))}::text::jsonb)
           as x(cidr text, direction smallint, selector_key text)
@@ -224,13 +235,32 @@ export class RuleStore {
         const e = ex.get(identity(s.cidr, s.direction, s.selectorKey));
         out[i] = e
           ? { ok: false, error: duplicateError(e, items[i]!.field ?? 'rule') }
-          : { ok: false, error: new FleetwallError('CONFLICT_RETRY', 'a rule with this CIDR, direction and selector was deleted while this one was created; retry') };
+          : {
+              ok: false,
+              error: new FleetwallError(
+                'CONFLICT_RETRY',
+                'a rule with this CIDR, direction and selector was deleted while this one was created; retry',
+              ),
+            };
       }
     }
     for (const [i, f] of dupOf) {
       const o = out[f]!;
       out[i] = o.ok
-        ? { ok: false, error: duplicateError({ id: o.rule.id, cidr: o.rule.cidr, action: o.rule.action, direction: o.rule.direction, mode: o.rule.mode, selector_key: items[f]!.spec.selectorKey }, items[i]!.field ?? 'rule') }
+        ? {
+            ok: false,
+            error: duplicateError(
+              {
+                id: o.rule.id,
+                cidr: o.rule.cidr,
+                action: o.rule.action,
+                direction: o.rule.direction,
+                mode: o.rule.mode,
+                selector_key: items[f]!.spec.selectorKey,
+              },
+              items[i]!.field ?? 'rule',
+            ),
+          }
         : o;
     }
     return out as CreateOutcome[];
@@ -331,7 +361,8 @@ export class RuleStore {
     };
     if (filter.action !== undefined) conds.push(`r.action = ${p(filter.action)}`);
     if (filter.direction !== undefined) conds.push(`r.direction = ${p(filter.direction)}`);
-    if (filter.selector && Object.keys(filter.selector).length > 0) conds.push(`r.selector @> ${p(JSON.stringify(filter.selector))}::text::jsonb`);
+    if (filter.selector && Object.keys(filter.selector).length > 0)
+      conds.push(`r.selector @> ${p(JSON.stringify(filter.selector))}::text::jsonb`);
     if (filter.text) {
       const pat = `%${filter.text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
       const ph = p(pat);
@@ -356,7 +387,11 @@ export class RuleStore {
    * Rules of one direction whose CIDR contains `address` and whose selector
    * the labels satisfy (undefined labels: empty selectors only), unexpired.
    */
-  async covering(address: Address, direction: number, labels: Readonly<Record<string, string>> | undefined): Promise<{ rules: Rule[]; revision: bigint }> {
+  async covering(
+    address: Address,
+    direction: number,
+    labels: Readonly<Record<string, string>> | undefined,
+  ): Promise<{ rules: Rule[]; revision: bigint }> {
     return this.sql.begin('isolation level repeatable read read only', async (tx) => {
       const rows = await tx.unsafe<RuleRow[]>(
         `select ${RULE_SELECT} from rules r join revisions v on v.write_id = r.write_id
@@ -384,7 +419,9 @@ export function notFound(ids: readonly bigint[]): FleetwallError {
   const shown = ids.slice(0, 10).map(String).join(', ');
   return new FleetwallError(
     'RULE_NOT_FOUND',
-    ids.length === 1 ? `rule ${shown} does not exist (deleted, expired, or never created); list rules to find its id` : `rules ${shown}${ids.length > 10 ? ` and ${ids.length - 10} more` : ''} do not exist; nothing was deleted`,
+    ids.length === 1
+      ? `rule ${shown} does not exist (deleted, expired, or never created); list rules to find its id`
+      : `rules ${shown}${ids.length > 10 ? ` and ${ids.length - 10} more` : ''} do not exist; nothing was deleted`,
     { rule_ids: shown },
   );
 }

@@ -112,7 +112,8 @@ export class AgentSession implements HubSession {
     call.on('cancelled', () => this.close(undefined, true));
     call.on('error', () => this.close(undefined, true));
     this.helloTimer = setTimeout(() => {
-      if (this.state === 'hello') this.fail(new FleetwallError('HELLO_REQUIRED', `no Hello within ${deps.helloTimeoutMs}ms of opening the Sync stream`));
+      if (this.state === 'hello')
+        this.fail(new FleetwallError('HELLO_REQUIRED', `no Hello within ${deps.helloTimeoutMs}ms of opening the Sync stream`));
     }, deps.helloTimeoutMs);
     this.helloTimer.unref();
   }
@@ -130,7 +131,9 @@ export class AgentSession implements HubSession {
       this.call.write(msg);
     }
     if (this.unsent + this.call.writableLength > this.deps.maxQueue) {
-      this.fail(new FleetwallError('AGENT_TOO_SLOW', `more than ${this.deps.maxQueue} messages are waiting for this agent; reconnect to resume`));
+      this.fail(
+        new FleetwallError('AGENT_TOO_SLOW', `more than ${this.deps.maxQueue} messages are waiting for this agent; reconnect to resume`),
+      );
     }
   }
 
@@ -177,7 +180,10 @@ export class AgentSession implements HubSession {
     const m = msg.msg;
     if (this.state === 'hello') {
       if (m?.$case !== 'hello') {
-        throw new FleetwallError('HELLO_REQUIRED', `the first message on a Sync stream must be Hello, got ${m?.$case ?? 'an empty message'}`);
+        throw new FleetwallError(
+          'HELLO_REQUIRED',
+          `the first message on a Sync stream must be Hello, got ${m?.$case ?? 'an empty message'}`,
+        );
       }
       await this.attach(m.value);
       return;
@@ -201,7 +207,10 @@ export class AgentSession implements HubSession {
         return;
       }
       case 'nack':
-        this.log.warn({ node: this.nodeName, revision: m.value.revision.toString(), status: m.value.status?.message }, 'agent NACKed a revision');
+        this.log.warn(
+          { node: this.nodeName, revision: m.value.revision.toString(), status: m.value.status?.message },
+          'agent NACKed a revision',
+        );
         this.deps.nodes.nack(this.nodeName, this.id, m.value.revision, m.value.status);
         return;
       case 'ping':
@@ -217,14 +226,19 @@ export class AgentSession implements HubSession {
         this.deps.nodes.status(this.nodeName, this.id, m.value);
         return;
       default:
-        throw new FleetwallError('PROTOCOL_VIOLATION', 'empty SyncRequest: set one of hello, ack, nack, ping, pong, counter_report, status');
+        throw new FleetwallError(
+          'PROTOCOL_VIOLATION',
+          'empty SyncRequest: set one of hello, ack, nack, ping, pong, counter_report, status',
+        );
     }
   }
 
   private async attach(hello: Hello): Promise<void> {
     const d = this.deps;
-    if (hello.nodeName.trim() === '') throw new FleetwallError('NODE_NAME_REQUIRED', 'Hello.node_name is empty: agents identify themselves by node name');
-    if (hello.nodeName.length > MAX_NODE_NAME) throw new FleetwallError('NODE_NAME_REQUIRED', `Hello.node_name is longer than ${MAX_NODE_NAME} characters`);
+    if (hello.nodeName.trim() === '')
+      throw new FleetwallError('NODE_NAME_REQUIRED', 'Hello.node_name is empty: agents identify themselves by node name');
+    if (hello.nodeName.length > MAX_NODE_NAME)
+      throw new FleetwallError('NODE_NAME_REQUIRED', `Hello.node_name is longer than ${MAX_NODE_NAME} characters`);
     for (const k of Object.keys(hello.labels)) {
       if (k.trim() === '') throw new FleetwallError('INVALID_SELECTOR', 'Hello.labels has an empty key; every label needs a name');
     }
@@ -234,7 +248,8 @@ export class AgentSession implements HubSession {
     this.labels = { ...hello.labels };
     const older = d.registry.byNode.get(this.nodeName);
     d.registry.byNode.set(this.nodeName, this);
-    if (older && older !== this) older.fail(new FleetwallError('STREAM_REPLACED', `node ${this.nodeName} opened a newer Sync stream; this one is closed`));
+    if (older && older !== this)
+      older.fail(new FleetwallError('STREAM_REPLACED', `node ${this.nodeName} opened a newer Sync stream; this one is closed`));
 
     const sameStore = hello.storeId === d.storeId;
     const resumeFrom = sameStore ? hello.resumeRevision : 0n;
@@ -255,7 +270,8 @@ export class AgentSession implements HubSession {
       const floor = await d.changeLog.logFloor();
       let upTo = d.cache.revision;
       if (r < floor) why = `resume_revision ${r} is older than the change-log retention (oldest resumable: ${floor})`;
-      else if (upTo - r > BigInt(d.resumeMaxRevisions)) why = `resume_revision ${r} is ${upTo - r} revisions behind (resume limit ${d.resumeMaxRevisions})`;
+      else if (upTo - r > BigInt(d.resumeMaxRevisions))
+        why = `resume_revision ${r} is ${upTo - r} revisions behind (resume limit ${d.resumeMaxRevisions})`;
       else {
         const size = await d.changeLog.windowSize(r, upTo);
         if (size.changes > BigInt(d.resumeMaxChanges)) why = `${size.changes} rule changes since ${r}: a snapshot is cheaper`;
@@ -318,7 +334,14 @@ export class AgentSession implements HubSession {
     d.hub.register(this);
     d.metrics.sessionStarted(mode);
     this.log.debug(
-      { node: this.nodeName, mode: mode === SyncMode.SYNC_MODE_SNAPSHOT ? 'snapshot' : 'resume', revision: rev.toString(), resumeRevision: r.toString(), rules: sentRules, why: why || undefined },
+      {
+        node: this.nodeName,
+        mode: mode === SyncMode.SYNC_MODE_SNAPSHOT ? 'snapshot' : 'resume',
+        revision: rev.toString(),
+        resumeRevision: r.toString(),
+        rules: sentRules,
+        why: why || undefined,
+      },
       'agent in sync',
     );
   }
@@ -334,7 +357,12 @@ export class AgentSession implements HubSession {
   tick(now: number): void {
     if (this.state !== 'live') return;
     if (now - this.lastReceived > 3 * this.deps.pingIntervalMs) {
-      this.fail(new FleetwallError('AGENT_TIMEOUT', `node ${this.nodeName} sent nothing for ${now - this.lastReceived}ms (3 ping intervals); reconnect to resume`));
+      this.fail(
+        new FleetwallError(
+          'AGENT_TIMEOUT',
+          `node ${this.nodeName} sent nothing for ${now - this.lastReceived}ms (3 ping intervals); reconnect to resume`,
+        ),
+      );
       return;
     }
     this.pingNonce++;

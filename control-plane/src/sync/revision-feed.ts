@@ -60,9 +60,12 @@ export class RevisionFeed {
     this.cache.clear();
     await this.sql.begin('isolation level repeatable read read only', async (tx) => {
       const [r] = await tx<{ value: bigint }[]>`select value from revision_counter where id = 1`;
-      await tx<SyncRuleRow[]>`select id, cidr::text as cidr, action, direction, mode, expire_time, selector_key from rules`.cursor(20000, (rows) => {
-        this.cache.loadRows(rows);
-      });
+      await tx<SyncRuleRow[]>`select id, cidr::text as cidr, action, direction, mode, expire_time, selector_key from rules`.cursor(
+        20000,
+        (rows) => {
+          this.cache.loadRows(rows);
+        },
+      );
       this.cache.revision = r!.value;
     });
     this.logger.info({ revision: this.cache.revision.toString(), rules: this.cache.size, ms: Date.now() - started }, 'rule cache loaded');
@@ -103,7 +106,10 @@ export class RevisionFeed {
     const revs = await this.changeLog.nextRevisions(this.cache.revision, BATCH);
     if (revs.length === 0) return false;
     if (revs[0]!.revision !== this.cache.revision + 1n) {
-      this.logger.error({ have: this.cache.revision.toString(), next: revs[0]!.revision.toString() }, 'gap in the revision sequence; reloading');
+      this.logger.error(
+        { have: this.cache.revision.toString(), next: revs[0]!.revision.toString() },
+        'gap in the revision sequence; reloading',
+      );
       await this.reload();
       return true;
     }
@@ -127,13 +133,28 @@ export class RevisionFeed {
           const t = local.template;
           bulk = local.cidrs.map((cidr, i) => {
             const id = local.ids[i]!;
-            return { ruleId: id, row: { id, cidr, action: t.action, direction: t.direction, mode: t.mode, expire_time: t.expireTime, selector_key: t.selectorKey }, encoded: local.encoded?.[i] };
+            return {
+              ruleId: id,
+              row: {
+                id,
+                cidr,
+                action: t.action,
+                direction: t.direction,
+                mode: t.mode,
+                expire_time: t.expireTime,
+                selector_key: t.selectorKey,
+              },
+              encoded: local.encoded?.[i],
+            };
           });
         } else {
           bulk = await this.changeLog.bulkChanges(r.writeId);
         }
         changes = changes.length ? [...changes, ...bulk] : bulk;
-        this.logger.info({ revision: r.revision.toString(), rules: changes.length, from: local ? 'memory' : 'store', ms: Date.now() - started }, 'bulk revision read');
+        this.logger.info(
+          { revision: r.revision.toString(), rules: changes.length, from: local ? 'memory' : 'store', ms: Date.now() - started },
+          'bulk revision read',
+        );
       }
       const transitions = this.cache.apply(r.revision, changes);
       this.onRevision(r.revision, r.commitTime, transitions);

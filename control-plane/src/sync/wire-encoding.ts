@@ -289,7 +289,13 @@ export function encodeInSync(revision: bigint): Buffer {
  * SyncResponse{delta} messages for one revision: one message, or parts of at
  * most ~chunkBytes each with more=true on all but the last.
  */
-export function encodeDelta(revision: bigint, commitTime: Date | undefined, upserts: readonly string[], deletes: readonly bigint[], chunkBytes: number): Buffer[] {
+export function encodeDelta(
+  revision: bigint,
+  commitTime: Date | undefined,
+  upserts: readonly string[],
+  deletes: readonly bigint[],
+  chunkBytes: number,
+): Buffer[] {
   const parts: Buffer[] = [];
   let ui = 0;
   let di = 0;

@@ -126,7 +126,14 @@ export class CounterReporter {
       interfaces.push({
         interface: c.ifname,
         direction: directionToWire(c.direction),
-        counters: { passPackets: v[0]!, passBytes: v[1]!, dropPackets: v[2]!, dropBytes: v[3]!, wouldDropPackets: v[4]!, wouldDropBytes: v[5]! },
+        counters: {
+          passPackets: v[0]!,
+          passBytes: v[1]!,
+          dropPackets: v[2]!,
+          dropBytes: v[3]!,
+          wouldDropPackets: v[4]!,
+          wouldDropBytes: v[5]!,
+        },
       });
     }
     this.stats.lastReadMs = performance.now() - t0;
@@ -161,5 +168,4 @@ export class CounterReporter {
     if (seq > this.stats.acked) this.stats.acked = seq;
     for (const [s, covered] of this.retiredIn) if (covered <= seq) this.release(s);
   }
-
 }

@@ -177,10 +177,54 @@ export interface TableDesc {
 }
 
 export const TABLES: readonly TableDesc[] = [
-  { id: 0, direction: 'ingress', family: 4, tab: MAP.IN4_TAB, spill: MAP.IN4_SPILL, trie: MAP.IN4_TRIE, d24: MAP.IN4_D24, keySize: 8, addrBytes: 4, maxLen: 32 },
-  { id: 1, direction: 'ingress', family: 6, tab: MAP.IN6_TAB, spill: MAP.IN6_SPILL, trie: MAP.IN6_TRIE, d24: null, keySize: 20, addrBytes: 16, maxLen: 128 },
-  { id: 2, direction: 'egress', family: 4, tab: MAP.EG4_TAB, spill: MAP.EG4_SPILL, trie: MAP.EG4_TRIE, d24: MAP.EG4_D24, keySize: 8, addrBytes: 4, maxLen: 32 },
-  { id: 3, direction: 'egress', family: 6, tab: MAP.EG6_TAB, spill: MAP.EG6_SPILL, trie: MAP.EG6_TRIE, d24: null, keySize: 20, addrBytes: 16, maxLen: 128 },
+  {
+    id: 0,
+    direction: 'ingress',
+    family: 4,
+    tab: MAP.IN4_TAB,
+    spill: MAP.IN4_SPILL,
+    trie: MAP.IN4_TRIE,
+    d24: MAP.IN4_D24,
+    keySize: 8,
+    addrBytes: 4,
+    maxLen: 32,
+  },
+  {
+    id: 1,
+    direction: 'ingress',
+    family: 6,
+    tab: MAP.IN6_TAB,
+    spill: MAP.IN6_SPILL,
+    trie: MAP.IN6_TRIE,
+    d24: null,
+    keySize: 20,
+    addrBytes: 16,
+    maxLen: 128,
+  },
+  {
+    id: 2,
+    direction: 'egress',
+    family: 4,
+    tab: MAP.EG4_TAB,
+    spill: MAP.EG4_SPILL,
+    trie: MAP.EG4_TRIE,
+    d24: MAP.EG4_D24,
+    keySize: 8,
+    addrBytes: 4,
+    maxLen: 32,
+  },
+  {
+    id: 3,
+    direction: 'egress',
+    family: 6,
+    tab: MAP.EG6_TAB,
+    spill: MAP.EG6_SPILL,
+    trie: MAP.EG6_TRIE,
+    d24: null,
+    keySize: 20,
+    addrBytes: 16,
+    maxLen: 128,
+  },
 ];
 
 export function tableFor(direction: RuleDirection, family: 4 | 6): TableDesc {

@@ -94,17 +94,7 @@ import {
   raw,
   setLibbpfLogSink,
 } from './libbpf.js';
-import {
-  clsactAttach,
-  clsactDetach,
-  clsactQuery,
-  detachXdpLinkOf,
-  linkCreate,
-  linkInfo,
-  progInfo,
-  progName,
-  xdpQuery,
-} from './links.js';
+import { clsactAttach, clsactDetach, clsactQuery, detachXdpLinkOf, linkCreate, linkInfo, progInfo, progName, xdpQuery } from './links.js';
 import { type TestRunOptions, type TestRunResult, progTestRun } from './test-run.js';
 
 const E = osConstants.errno;
@@ -242,11 +232,21 @@ export class BpfDatapath implements Datapath {
       throw new DatapathError('open datapath', this.pinDir, E.EINVAL, `maxHashLengths must be 0..${FW_MAX_HASH_LENS}, got ${k}`);
     }
     if (want.counterSlots > FW_MAX_RULE_SLOTS) {
-      throw new DatapathError('open datapath', this.pinDir, E.EINVAL, `capacity.counterSlots must be at most ${FW_MAX_RULE_SLOTS}, got ${want.counterSlots}`);
+      throw new DatapathError(
+        'open datapath',
+        this.pinDir,
+        E.EINVAL,
+        `capacity.counterSlots must be at most ${FW_MAX_RULE_SLOTS}, got ${want.counterSlots}`,
+      );
     }
     this.ncpu = possibleCpus();
     if (this.ncpu * want.counterSlots > 2 ** 31) {
-      throw new DatapathError('open datapath', this.pinDir, E.EINVAL, `capacity.counterSlots x ${this.ncpu} CPUs must be at most 2^31, got ${want.counterSlots}`);
+      throw new DatapathError(
+        'open datapath',
+        this.pinDir,
+        E.EINVAL,
+        `capacity.counterSlots x ${this.ncpu} CPUs must be at most 2^31, got ${want.counterSlots}`,
+      );
     }
     const sizes = new Map<string, number>();
     for (const t of TABLES) {
@@ -389,7 +389,10 @@ export class BpfDatapath implements Datapath {
 
     if (this.createdFresh) {
       this.writeMeta();
-      this.log?.info({ pinDir: this.pinDir, defaultAction: this.defaultAction, capacity: this.capacity, maxHashLengths: k }, 'datapath created');
+      this.log?.info(
+        { pinDir: this.pinDir, defaultAction: this.defaultAction, capacity: this.capacity, maxHashLengths: k },
+        'datapath created',
+      );
     } else {
       const stats = this.map(MAP.LENSTAT);
       for (const t of this.tables) {
@@ -491,7 +494,8 @@ export class BpfDatapath implements Datapath {
         const o = i * m.valueStride;
         const v6 = values[o + F.family] === 6;
         const table = ((values[o + F.direction] === FW_DIR.egress ? 2 : 0) | (v6 ? 1 : 0)) as TableIndex;
-        const attrs = (values[o + F.action] === FW_ACTION.allow ? ATTR_ALLOW : 0) | (values[o + F.mode] === FW_MODE.monitor ? ATTR_MONITOR : 0);
+        const attrs =
+          (values[o + F.action] === FW_ACTION.allow ? ATTR_ALLOW : 0) | (values[o + F.mode] === FW_MODE.monitor ? ATTR_MONITOR : 0);
         const len = values.readUInt32LE(o + F.prefixlen);
         const slot = values.readUInt32LE(o + F.slot);
         const expire = Number(values.readBigUInt64LE(o + F.expire_unix_ms));
@@ -680,7 +684,8 @@ export class BpfDatapath implements Datapath {
           checkPrefix(op.rule.prefix, i);
           checkSlot(op.rule.slot, i);
           if (op.rule.id < 0n || op.rule.id >= 2n ** 64n) throw bad(`op ${i}: rule id out of u64 range`);
-          if (!Number.isSafeInteger(op.rule.expireUnixMs) || op.rule.expireUnixMs < 0) throw bad(`op ${i}: expiry ${op.rule.expireUnixMs} is not a Unix time in ms`);
+          if (!Number.isSafeInteger(op.rule.expireUnixMs) || op.rule.expireUnixMs < 0)
+            throw bad(`op ${i}: expiry ${op.rule.expireUnixMs} is not a Unix time in ms`);
           break;
         case 'journal.delete':
           if (op.id < 0n || op.id >= 2n ** 64n) throw bad(`op ${i}: rule id out of u64 range`);
@@ -848,7 +853,13 @@ export class BpfDatapath implements Datapath {
           t.counts[s.len]!++;
           if (s.len > 24) freshLonger.push(s.key.readUInt32BE(4));
         } else if (errno === E.EEXIST) t.trie.update(s.key, s.val, BPF_EXIST);
-        else throw new DatapathError('update map', t.trie.name, errno, errno === E.E2BIG ? `map is full (${t.trie.maxEntries} entries)` : undefined);
+        else
+          throw new DatapathError(
+            'update map',
+            t.trie.name,
+            errno,
+            errno === E.E2BIG ? `map is full (${t.trie.maxEntries} entries)` : undefined,
+          );
       }
       // The /24 index after the entries are in: each entry of length <= 24 takes its range, a new longer one sets LONGER.
       const d24 = t.d24;
@@ -1020,7 +1031,12 @@ export class BpfDatapath implements Datapath {
       }
       const res = m.updateBatch(keys, vals, n);
       if (res.errno !== 0) {
-        throw new DatapathError('update batch of map', m.name, res.errno, res.errno === E.E2BIG ? `journal is full (${m.maxEntries} rules)` : undefined);
+        throw new DatapathError(
+          'update batch of map',
+          m.name,
+          res.errno,
+          res.errno === E.E2BIG ? `journal is full (${m.maxEntries} rules)` : undefined,
+        );
       }
     }
   }
@@ -1112,7 +1128,8 @@ export class BpfDatapath implements Datapath {
 
   readRuleCountersInto(first: number, packets: BigUint64Array, bytes: BigUint64Array): number {
     this.assertOpen();
-    if (!Number.isInteger(first) || first < 0) throw new DatapathError('read rule counters', this.pinDir, E.EINVAL, `first slot ${first} is not a slot number`);
+    if (!Number.isInteger(first) || first < 0)
+      throw new DatapathError('read rule counters', this.pinDir, E.EINVAL, `first slot ${first} is not a slot number`);
     const n = Math.max(0, Math.min(packets.length, bytes.length, this.capacity.counterSlots - first));
     packets.fill(0n, 0, n);
     bytes.fill(0n, 0, n);
@@ -1303,7 +1320,8 @@ export class BpfDatapath implements Datapath {
         this.pinLink(res.fd, join(this.pinDir, 'links', `${ifname}-egress-tcx`), ifname, 'tc egress');
         return 'tcx';
       }
-      if (wanted === 'tcx' || res.errno === E.ENODEV) throw new DatapathError('attach tc egress', ifname, res.errno, res.errno === E.ENODEV ? 'no such interface' : undefined);
+      if (wanted === 'tcx' || res.errno === E.ENODEV)
+        throw new DatapathError('attach tc egress', ifname, res.errno, res.errno === E.ENODEV ? 'no such interface' : undefined);
       this.log?.warn({ ifname, errno: res.errno }, 'TCX links not available; falling back to a clsact filter');
     }
     clsactAttach(this.tcFd, ifindex, ifname);
@@ -1512,7 +1530,8 @@ export class BpfDatapath implements Datapath {
  */
 const BULK_OPS = 64;
 
-const UNINSTALL_HINT = 'uninstall the old pins first ("fleetwall agent uninstall" detaches and removes pins of any version), then start again';
+const UNINSTALL_HINT =
+  'uninstall the old pins first ("fleetwall agent uninstall" detaches and removes pins of any version), then start again';
 
 /**
  * Pins under pinDir whose fw_meta this build cannot reuse (another value
@@ -1529,7 +1548,9 @@ function pinnedForeignAbi(pinDir: string): { version: number; valueSize: number 
     const v = Buffer.alloc(Math.max(8, info.valueSize));
     const r = raw.bpf_map_lookup_elem(fd, Buffer.alloc(Math.max(4, info.keySize)), v) as number;
     let version = 0;
-    if (r === 0) version = info.valueSize === FW_META_V2.size ? v.readUInt32LE(FW_META_V2.abiVersion) : v.readUInt32LE(LAYOUT.fw_meta.fields.abi_version);
+    if (r === 0)
+      version =
+        info.valueSize === FW_META_V2.size ? v.readUInt32LE(FW_META_V2.abiVersion) : v.readUInt32LE(LAYOUT.fw_meta.fields.abi_version);
     return { version, valueSize: info.valueSize };
   } finally {
     closeFd(fd);
@@ -1637,7 +1658,10 @@ const WRITE_CHUNK = 16384;
 
 /** attrs (ATTR_*) of a fw_entry value at `off`. */
 function entryAttrs(v: Buffer, off: number): number {
-  return (v[off + LAYOUT.fw_entry.fields.action] === FW_ACTION.allow ? ATTR_ALLOW : 0) | (v[off + LAYOUT.fw_entry.fields.mode] === FW_MODE.monitor ? ATTR_MONITOR : 0);
+  return (
+    (v[off + LAYOUT.fw_entry.fields.action] === FW_ACTION.allow ? ATTR_ALLOW : 0) |
+    (v[off + LAYOUT.fw_entry.fields.mode] === FW_MODE.monitor ? ATTR_MONITOR : 0)
+  );
 }
 
 function writeEntryAttrs(buf: Buffer, off: number, slot: number, attrs: number, len: number): void {
@@ -1707,7 +1731,12 @@ function forEachEntry4(tab: HashTable, trie: BpfMap, fn: (len: number, a: number
   for (const { keys, values, count } of trie.lookupChunks()) {
     for (let i = 0; i < count; i++) {
       const v = i * trie.valueStride;
-      fn(keys.readUInt32LE(i * ks), keys.readUInt32BE(i * ks + 4), values.readUInt32LE(v + LAYOUT.fw_entry.fields.slot), slotVerdict(entryAttrs(values, v)));
+      fn(
+        keys.readUInt32LE(i * ks),
+        keys.readUInt32BE(i * ks + 4),
+        values.readUInt32LE(v + LAYOUT.fw_entry.fields.slot),
+        slotVerdict(entryAttrs(values, v)),
+      );
     }
   }
 }

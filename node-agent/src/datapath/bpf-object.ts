@@ -103,7 +103,12 @@ function loadOnce(path: string, o: LoadObjectOptions): LoadedObject {
 
 function lastLog(): string | undefined {
   const lines = takeLibbpfLog().filter((l) => l.trim() !== '');
-  return lines.length ? lines.slice(-3).join(' | ').replace(/^libbpf: /, '') : undefined;
+  return lines.length
+    ? lines
+        .slice(-3)
+        .join(' | ')
+        .replace(/^libbpf: /, '')
+    : undefined;
 }
 
 function loadFailureDetail(errno: number): string | undefined {

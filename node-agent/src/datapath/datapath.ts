@@ -136,7 +136,9 @@ export class OpBatch {
   private setAddr(i: number, table: number, addr: number | Uint8Array, off: number): void {
     if ((table & 1) === 0) {
       this.addr4[i] =
-        typeof addr === 'number' ? addr >>> 0 : ((addr[off]! << 24) | (addr[off + 1]! << 16) | (addr[off + 2]! << 8) | addr[off + 3]!) >>> 0;
+        typeof addr === 'number'
+          ? addr >>> 0
+          : ((addr[off]! << 24) | (addr[off + 1]! << 16) | (addr[off + 2]! << 8) | addr[off + 3]!) >>> 0;
     } else {
       if (typeof addr === 'number') throw new TypeError('an IPv6 address needs its 16 bytes');
       this.addr6.set(addr.subarray(off, off + 16), i * 16);
@@ -160,7 +162,16 @@ export class OpBatch {
     this.len[i] = len;
   }
 
-  journalUpsert(id: bigint, table: TableIndex, addr: number | Uint8Array, off: number, len: number, attrs: number, slot: number, expireUnixMs: number): void {
+  journalUpsert(
+    id: bigint,
+    table: TableIndex,
+    addr: number | Uint8Array,
+    off: number,
+    len: number,
+    attrs: number,
+    slot: number,
+    expireUnixMs: number,
+  ): void {
     const i = this.next(OP.journalUpsert);
     this.id[i] = id;
     this.table[i] = table;
@@ -192,7 +203,16 @@ export class OpBatch {
         break;
       case 'journal.upsert': {
         const r = op.rule;
-        this.journalUpsert(r.id, tableIndex(r.direction, r.prefix.family), r.prefix.bytes, 0, r.prefix.len, attrsOf(r.action, r.mode), r.slot, r.expireUnixMs);
+        this.journalUpsert(
+          r.id,
+          tableIndex(r.direction, r.prefix.family),
+          r.prefix.bytes,
+          0,
+          r.prefix.len,
+          attrsOf(r.action, r.mode),
+          r.slot,
+          r.expireUnixMs,
+        );
         break;
       }
       case 'journal.delete':
@@ -236,7 +256,10 @@ export class OpBatch {
       case OP.entryDelete:
         return { kind: 'entry.delete', direction, prefix: prefix() };
       case OP.journalUpsert:
-        return { kind: 'journal.upsert', rule: { id: this.id[i]!, direction, prefix: prefix(), action, mode, expireUnixMs: this.expire[i]!, slot: this.slot[i]! } };
+        return {
+          kind: 'journal.upsert',
+          rule: { id: this.id[i]!, direction, prefix: prefix(), action, mode, expireUnixMs: this.expire[i]!, slot: this.slot[i]! },
+        };
       case OP.journalDelete:
         return { kind: 'journal.delete', id: this.id[i]! };
       case OP.counterReset:

@@ -29,7 +29,19 @@
 
 import { constants as osConstants } from 'node:os';
 import type { RuleAction, RuleMode } from '../../../common/src/policy.js';
-import { FW_B4_SLOTS, FW_B4_WORDS, FW_B6_SLOTS, FW_HASH_MUL, FW_HASH_MUL4, FW_HASH_MUL6, FW_HASH_SEED2, FW_TAG4_MUL, LAYOUT, readEntry, writeEntry } from './abi.js';
+import {
+  FW_B4_SLOTS,
+  FW_B4_WORDS,
+  FW_B6_SLOTS,
+  FW_HASH_MUL,
+  FW_HASH_MUL4,
+  FW_HASH_MUL6,
+  FW_HASH_SEED2,
+  FW_TAG4_MUL,
+  LAYOUT,
+  readEntry,
+  writeEntry,
+} from './abi.js';
 import type { BpfMap } from './bpf-map.js';
 import { ATTR_ALLOW, ATTR_MONITOR, type OpBatch, type TableIndex } from './datapath.js';
 import { DatapathError } from './errors.js';
@@ -202,7 +214,8 @@ export class HashTable {
 
   /** Makes (len, bytes with host bits cleared) the current key and hashes it. */
   private setKey(len: number, bytes: Uint8Array, off = 0): void {
-    if (this.family === 4) this.setKey4(len, ((bytes[off]! << 24) | (bytes[off + 1]! << 16) | (bytes[off + 2]! << 8) | bytes[off + 3]!) >>> 0);
+    if (this.family === 4)
+      this.setKey4(len, ((bytes[off]! << 24) | (bytes[off + 1]! << 16) | (bytes[off + 2]! << 8) | bytes[off + 3]!) >>> 0);
     else this.setKey6(len, bytes, off);
   }
 
@@ -481,7 +494,11 @@ export class HashTable {
   /** Writes the current key's value at slot word wi (fresh: the slot was empty). */
   private writeValue(wi: number, attrs: number, slot: number, fresh: boolean): void {
     if (this.family === 4) {
-      const hi = this.kBit32 | (slot << S4_SLOT_SHIFT_HI) | (slotVerdict(attrs) << S4_VERDICT_SHIFT_HI) | ((attrs & ATTR_MONITOR) !== 0 ? S4_MONITOR_HI : 0);
+      const hi =
+        this.kBit32 |
+        (slot << S4_SLOT_SHIFT_HI) |
+        (slotVerdict(attrs) << S4_VERDICT_SHIFT_HI) |
+        ((attrs & ATTR_MONITOR) !== 0 ? S4_MONITOR_HI : 0);
       this.store4(wi, this.kLo, hi);
       if (fresh) this.setTag(wi, this.kTag); // after the slot word: the tag makes it findable
       return;
@@ -502,10 +519,22 @@ export class HashTable {
   }
 
   private writeSpill(attrs: number, slot: number): void {
-    writeEntry(this.spillVal, 0, slot, (attrs & ATTR_ALLOW) !== 0 ? 'allow' : 'deny', (attrs & ATTR_MONITOR) !== 0 ? 'monitor' : 'enforce', this.kLen);
+    writeEntry(
+      this.spillVal,
+      0,
+      slot,
+      (attrs & ATTR_ALLOW) !== 0 ? 'allow' : 'deny',
+      (attrs & ATTR_MONITOR) !== 0 ? 'monitor' : 'enforce',
+      this.kLen,
+    );
     const errno = this.spill.tryUpdate(this.spillKey, this.spillVal, 0n);
     if (errno !== 0) {
-      throw new DatapathError('update map', this.spill.name, errno, errno === E.E2BIG ? `spill hash is full (${this.spill.maxEntries} entries)` : undefined);
+      throw new DatapathError(
+        'update map',
+        this.spill.name,
+        errno,
+        errno === E.E2BIG ? `spill hash is full (${this.spill.maxEntries} entries)` : undefined,
+      );
     }
   }
 

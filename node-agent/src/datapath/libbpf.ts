@@ -30,10 +30,7 @@ export const raw = {
   bpf_object__close: f(lib, 'void bpf_object__close(bpf_object *obj)'),
   bpf_object__next_map: f(lib, 'bpf_map *bpf_object__next_map(const bpf_object *obj, const bpf_map *map)'),
   bpf_object__find_map_by_name: f(lib, 'bpf_map *bpf_object__find_map_by_name(const bpf_object *obj, const char *name)'),
-  bpf_object__find_program_by_name: f(
-    lib,
-    'bpf_program *bpf_object__find_program_by_name(const bpf_object *obj, const char *name)',
-  ),
+  bpf_object__find_program_by_name: f(lib, 'bpf_program *bpf_object__find_program_by_name(const bpf_object *obj, const char *name)'),
   bpf_map__name: f(lib, 'const char *bpf_map__name(const bpf_map *map)'),
   bpf_map__fd: f(lib, 'int bpf_map__fd(const bpf_map *map)'),
   bpf_map__type: f(lib, 'int bpf_map__type(const bpf_map *map)'),
@@ -52,10 +49,7 @@ export const raw = {
   bpf_map_lookup_elem: f(lib, 'int bpf_map_lookup_elem(int fd, const void *key, void *value)'),
   bpf_map_delete_elem: f(lib, 'int bpf_map_delete_elem(int fd, const void *key)'),
   bpf_map_get_next_key: f(lib, 'int bpf_map_get_next_key(int fd, const void *key, void *next_key)'),
-  bpf_map_update_batch: f(
-    lib,
-    'int bpf_map_update_batch(int fd, const void *keys, const void *values, void *count, const void *opts)',
-  ),
+  bpf_map_update_batch: f(lib, 'int bpf_map_update_batch(int fd, const void *keys, const void *values, void *count, const void *opts)'),
   bpf_map_lookup_batch: f(
     lib,
     'int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, void *count, const void *opts)',
@@ -106,7 +100,10 @@ const printBuf = Buffer.alloc(8192);
 
 const printCb = koffi.register((level: number, fmt: string, ap: unknown) => {
   const n = raw.vsnprintf(printBuf, printBuf.length, fmt, ap) as number;
-  const text = printBuf.subarray(0, Math.max(0, Math.min(n, printBuf.length - 1))).toString('utf8').trimEnd();
+  const text = printBuf
+    .subarray(0, Math.max(0, Math.min(n, printBuf.length - 1)))
+    .toString('utf8')
+    .trimEnd();
   const lvl = LEVELS[level] ?? 'debug';
   if (lvl !== 'debug') {
     recent.push(text);
@@ -202,7 +199,12 @@ const MAP_ANONYMOUS = 0x20;
 const MAP_NORESERVE = 0x4000;
 
 function failed(p: unknown): boolean {
-  return p === null || (typeof p === 'bigint' && p === MAP_FAILED) || (typeof p === 'number' && p === -1) || koffi.address(p as never) === MAP_FAILED;
+  return (
+    p === null ||
+    (typeof p === 'bigint' && p === MAP_FAILED) ||
+    (typeof p === 'number' && p === -1) ||
+    koffi.address(p as never) === MAP_FAILED
+  );
 }
 
 /**

@@ -112,11 +112,7 @@ export function clsactAttach(progFd: number, ifindex: number, ifname: string): v
   const hook = tcHook(ifindex, BPF_TC_EGRESS);
   const r = raw.bpf_tc_hook_create(hook) as number;
   if (r < 0 && lastErrno(r) !== 17 /* EEXIST */) check(r, 'create clsact qdisc on', ifname);
-  check(
-    raw.bpf_tc_attach(hook, tcOpts(progFd, BPF_TC_F_REPLACE, FW_TC_HANDLE, FW_TC_PRIORITY)) as number,
-    'attach tc egress',
-    ifname,
-  );
+  check(raw.bpf_tc_attach(hook, tcOpts(progFd, BPF_TC_F_REPLACE, FW_TC_HANDLE, FW_TC_PRIORITY)) as number, 'attach tc egress', ifname);
 }
 
 export function clsactDetach(ifindex: number, ifname: string): void {

@@ -58,4 +58,3 @@ export function xdpMd(frameLen: number, ingressIfindex: number): Buffer {
 }
 
 export { BPF_F_TEST_XDP_LIVE_FRAMES };
-

@@ -75,6 +75,11 @@ export class AgentMetrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers: [r],
     });
-    this.refusals = new Counter({ name: 'fleetwall_agent_refusals_total', help: 'Changes the kernel could not take (NACKed).', labelNames: ['reason'], registers: [r] });
+    this.refusals = new Counter({
+      name: 'fleetwall_agent_refusals_total',
+      help: 'Changes the kernel could not take (NACKed).',
+      labelNames: ['reason'],
+      registers: [r],
+    });
   }
 }

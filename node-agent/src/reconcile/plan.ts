@@ -27,15 +27,7 @@
 
 import { type DatapathCapacity, type MapOp, OpBatch } from '../datapath/datapath.js';
 import type { SlotPool } from './slot-pool.js';
-import {
-  F_ALLOW,
-  F_DESIRED,
-  F_JOURNALED,
-  F_MONITOR,
-  F_SHADOW,
-  RuleTable,
-  packEntry,
-} from './rule-table.js';
+import { F_ALLOW, F_DESIRED, F_JOURNALED, F_MONITOR, F_SHADOW, RuleTable, packEntry } from './rule-table.js';
 import { type TableId, TABLES, tableName, v4KeyParts, v4Mask, v6KeyBytes, mask16 } from './prefix-key.js';
 
 const NONE = -1;
@@ -177,10 +169,11 @@ function scopePrefixes(t: RuleTable, full: boolean): Int32Array {
     return out.done();
   }
   const seen = new Set<number>();
-  for (const p of t.dirtyPfx) if (t.pfxLive(p) && !seen.has(p)) {
-    seen.add(p);
-    out.push(p);
-  }
+  for (const p of t.dirtyPfx)
+    if (t.pfxLive(p) && !seen.has(p)) {
+      seen.add(p);
+      out.push(p);
+    }
   const allows: number[] = [];
   for (const a of t.dirtyAllowPfx) {
     if (!t.pfxLive(a)) continue;
@@ -207,10 +200,15 @@ export function plan(input: PlanInput): Plan {
   const { table: t, slots, capacity } = input;
   if (t.invalid.size > 0) {
     const [id, why] = t.invalid.entries().next().value as [bigint, string];
-    throw new PlanError('INVALID_ARGUMENT', 'INVALID_RULE', `rule ${id} cannot be applied: ${why}${t.invalid.size > 1 ? ` (and ${t.invalid.size - 1} more)` : ''}`, {
-      rule_id: String(id),
-      invalid_rules: String(t.invalid.size),
-    });
+    throw new PlanError(
+      'INVALID_ARGUMENT',
+      'INVALID_RULE',
+      `rule ${id} cannot be applied: ${why}${t.invalid.size > 1 ? ` (and ${t.invalid.size - 1} more)` : ''}`,
+      {
+        rule_id: String(id),
+        invalid_rules: String(t.invalid.size),
+      },
+    );
   }
   const full = t.dirtyAll || t.dirtyAllowPfx.size > MAX_ALLOW_EXPANSIONS;
 
@@ -314,7 +312,12 @@ export function plan(input: PlanInput): Plan {
         'RESOURCE_EXHAUSTED',
         'TABLE_FULL',
         `${tableName(tb)} table full: the rule set needs ${tableAfter[tb]} prefixes, the table holds ${capacity.prefixesPerTable} (now ${t.kernelCount[tb]}); delete rules or recreate the maps with a larger --capacity-prefixes`,
-        { table: tableName(tb), needed: String(tableAfter[tb]), capacity: String(capacity.prefixesPerTable), current: String(t.kernelCount[tb]) },
+        {
+          table: tableName(tb),
+          needed: String(tableAfter[tb]),
+          capacity: String(capacity.prefixesPerTable),
+          current: String(t.kernelCount[tb]),
+        },
       );
     }
   }

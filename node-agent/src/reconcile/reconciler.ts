@@ -36,7 +36,14 @@ export interface ReconcileFailed {
 
 export type ReconcileResult = ReconcileOk | ReconcileFailed;
 
-export const GRPC_CODE = { OK: 0, INVALID_ARGUMENT: 3, RESOURCE_EXHAUSTED: 8, FAILED_PRECONDITION: 9, INTERNAL: 13, UNAVAILABLE: 14 } as const;
+export const GRPC_CODE = {
+  OK: 0,
+  INVALID_ARGUMENT: 3,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+} as const;
 
 export interface LoadSummary {
   readonly journalRules: number;
@@ -128,7 +135,14 @@ export class Reconciler {
           const j = b.op(i);
           this.log.warn({ ruleId: String(b.id[i]), slot }, 'journal rule has an unusable counter slot; it gets a new one');
           if (desired && j.kind === 'journal.upsert') {
-            t.upsert({ id: j.rule.id, direction: j.rule.direction, prefix: j.rule.prefix, action: j.rule.action, mode: j.rule.mode, expireUnixMs: j.rule.expireUnixMs });
+            t.upsert({
+              id: j.rule.id,
+              direction: j.rule.direction,
+              prefix: j.rule.prefix,
+              action: j.rule.action,
+              mode: j.rule.mode,
+              expireUnixMs: j.rule.expireUnixMs,
+            });
           }
           continue;
         }
@@ -206,7 +220,8 @@ export class Reconciler {
       this.stats.ops += pl.opCount;
       this.stats.lastApplyMs = ms;
       if (pl.opCount > 100_000) releaseTransientMemory();
-      if (chunks > 0 || ms > 500) this.log.info({ ops: pl.opCount, chunks: chunks + 1, ms: Math.round(ms), planMs: Math.round(planMs), full: pl.full }, 'applied');
+      if (chunks > 0 || ms > 500)
+        this.log.info({ ops: pl.opCount, chunks: chunks + 1, ms: Math.round(ms), planMs: Math.round(planMs), full: pl.full }, 'applied');
       return { ok: true, opCount: pl.opCount, ms, full: pl.full };
     } catch (e) {
       this.stats.refusals++;
@@ -267,7 +282,14 @@ export class Reconciler {
       };
     }
     this.log.error({ err: e }, 'unexpected error while applying');
-    return { ok: false, code: GRPC_CODE.INTERNAL, reason: 'INTERNAL', message: 'internal error while applying the change (see the agent log)', metadata: {}, partial };
+    return {
+      ok: false,
+      code: GRPC_CODE.INTERNAL,
+      reason: 'INTERNAL',
+      message: 'internal error while applying the change (see the agent log)',
+      metadata: {},
+      partial,
+    };
   }
 
   /**

@@ -60,7 +60,12 @@ function attrsOfFlags(f: number): number {
 
 /** Rule flags (F_V6 | F_EGRESS | F_ALLOW | F_MONITOR) of an op's table and attrs. */
 function flagsOfOp(table: number, attrs: number): number {
-  return ((table & 1) !== 0 ? F_V6 : 0) | ((table & 2) !== 0 ? F_EGRESS : 0) | ((attrs & ATTR_ALLOW) !== 0 ? F_ALLOW : 0) | ((attrs & ATTR_MONITOR) !== 0 ? F_MONITOR : 0);
+  return (
+    ((table & 1) !== 0 ? F_V6 : 0) |
+    ((table & 2) !== 0 ? F_EGRESS : 0) |
+    ((attrs & ATTR_ALLOW) !== 0 ? F_ALLOW : 0) |
+    ((attrs & ATTR_MONITOR) !== 0 ? F_MONITOR : 0)
+  );
 }
 
 /** The address word of an IPv4 prefix key (v4Key), without an object. */
@@ -399,7 +404,7 @@ export class RuleTable {
       const ow = v4KeyParts(this.pKey[outer]!).word;
       const iw = v4KeyParts(this.pKey[inner]!).word;
       const m = v4Mask(ol);
-      return ((iw & m) >>> 0) === ow;
+      return (iw & m) >>> 0 === ow;
     }
     const ok = this.pKeyV6.get(outer)!;
     const ik = this.pKeyV6.get(inner)!;
@@ -676,10 +681,11 @@ export class RuleTable {
     const len = sh ? sh.len : this.len[r]!;
     const expire = sh ? sh.expire : this.expireOf(r);
     const table = ((f & F_EGRESS) !== 0 ? 2 : 0) | ((f & F_V6) !== 0 ? 1 : 0);
-    if (b.table[i] !== table || b.len[i] !== len || b.attrs[i] !== attrsOfFlags(f) || b.slot[i] !== this.slot[r] || b.expire[i] !== expire) return false;
+    if (b.table[i] !== table || b.len[i] !== len || b.attrs[i] !== attrsOfFlags(f) || b.slot[i] !== this.slot[r] || b.expire[i] !== expire)
+      return false;
     if ((f & F_V6) === 0) {
       const a = sh ? v4Word(sh.addr, 0) : this.addr4[r]!;
-      return ((a & v4Mask(len)) >>> 0) === ((b.addr4[i]! & v4Mask(len)) >>> 0);
+      return (a & v4Mask(len)) >>> 0 === (b.addr4[i]! & v4Mask(len)) >>> 0;
     }
     const a = mask16(sh ? sh.addr : this.addr6.get(r)!, len);
     const c = mask16(b.addr6, len, i * 16);

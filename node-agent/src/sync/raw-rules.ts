@@ -22,7 +22,12 @@ function hostBitsSet(buf: Uint8Array, off: number, n: number, len: number): bool
 }
 
 /** Upserts every rule of `rules` into the desired set of `t`. */
-export function applyRawRules(t: RuleTable, rules: RawRules, now: number, out: RawApplyResult = { upserted: 0, expired: 0, invalid: 0 }): RawApplyResult {
+export function applyRawRules(
+  t: RuleTable,
+  rules: RawRules,
+  now: number,
+  out: RawApplyResult = { upserted: 0, expired: 0, invalid: 0 },
+): RawApplyResult {
   const { buf, ranges, count } = rules;
   for (let i = 0; i < count; i++) {
     const r = new Reader(buf, ranges[2 * i]!, ranges[2 * i + 1]!);

@@ -241,7 +241,8 @@ export class SyncClient {
     });
     if (this.stopped) return;
     this.stateValue = 'disconnected';
-    if (s.started) this.log.warn({ reason, address: s.address }, 'lost the control plane; enforcing the last applied policy and reconnecting');
+    if (s.started)
+      this.log.warn({ reason, address: s.address }, 'lost the control plane; enforcing the last applied policy and reconnecting');
     else this.log.debug({ reason, address: s.address }, 'control plane unreachable');
     this.addrIndex++;
     const delay = this.backoff.next();
@@ -327,7 +328,13 @@ export class SyncClient {
     else this.stats.resumes++;
     this.stats.lastSyncMode = snapshot ? 'snapshot' : 'resume';
     this.log.info(
-      { mode: snapshot ? 'snapshot' : 'resume', revision: String(st.revision), from: String(this.engine.applied.revision), storeId: st.storeId, controlPlaneId: st.controlPlaneId },
+      {
+        mode: snapshot ? 'snapshot' : 'resume',
+        revision: String(st.revision),
+        from: String(this.engine.applied.revision),
+        storeId: st.storeId,
+        controlPlaneId: st.controlPlaneId,
+      },
       'sync started',
     );
     void this.engine.run(() => {
@@ -353,7 +360,10 @@ export class SyncClient {
       this.applyRules(rules);
       s.snapshotRules += rules.count;
       if (c.last) {
-        this.log.info({ rules: s.snapshotRules, revision: String(c.revision), receivedMs: Math.round(performance.now() - s.helloAt) }, 'snapshot received');
+        this.log.info(
+          { rules: s.snapshotRules, revision: String(c.revision), receivedMs: Math.round(performance.now() - s.helloAt) },
+          'snapshot received',
+        );
         t.endSnapshot();
         s.synced = true;
         this.stats.lastSnapshotRules = s.snapshotRules;
@@ -398,7 +408,10 @@ export class SyncClient {
       if (first) {
         const ms = Math.round(performance.now() - s.helloAt);
         this.stats.lastSyncMs = ms;
-        this.log.info({ mode: this.stats.lastSyncMode, revision: String(meta.revision), rules: s.snapshotRules, helloToAckMs: ms }, 'in sync: first ACK of the stream');
+        this.log.info(
+          { mode: this.stats.lastSyncMode, revision: String(meta.revision), rules: s.snapshotRules, helloToAckMs: ms },
+          'in sync: first ACK of the stream',
+        );
       }
       s.ackedRev = meta.revision;
       this.stats.acks++;
@@ -419,7 +432,9 @@ export class SyncClient {
     this.stateValue = s && s.started && !s.ended ? 'degraded' : this.stateValue;
     if (!s || s.ended || !s.synced || meta.storeId !== s.storeId) return;
     if (meta.revision > s.ackedRev && meta.revision !== s.nackedRev) {
-      this.write(s, { msg: { $case: 'nack', value: { revision: meta.revision, status: statusOf(res.code, res.reason, res.message, res.metadata) } } });
+      this.write(s, {
+        msg: { $case: 'nack', value: { revision: meta.revision, status: statusOf(res.code, res.reason, res.message, res.metadata) } },
+      });
       s.nackedRev = meta.revision;
       this.stats.nacks++;
     }

@@ -7,7 +7,13 @@
 // The bytes are protobuf as defined in proto/fleetwall/v1/agent_service.proto;
 // unknown fields are skipped, so a newer control plane stays readable.
 
-import { makeGenericClientConstructor, type ChannelCredentials, type Client, type ClientDuplexStream, type ClientOptions } from '@grpc/grpc-js';
+import {
+  makeGenericClientConstructor,
+  type ChannelCredentials,
+  type Client,
+  type ClientDuplexStream,
+  type ClientOptions,
+} from '@grpc/grpc-js';
 import { AgentServiceService, type SyncRequest, SyncResponse } from '../../../proto/gen/fleetwall/v1/agent_service.js';
 
 /** AgentRule messages as [start, end) ranges of `buf`. */

@@ -25,8 +25,14 @@ export function interfaceStatus(a: InterfaceAttachment): InterfaceStatus {
   return {
     name: a.ifname,
     ifindex: a.ifindex,
-    xdpMode: a.xdpMode === 'native' ? XdpMode.XDP_MODE_NATIVE : a.xdpMode === 'generic' ? XdpMode.XDP_MODE_GENERIC : XdpMode.XDP_MODE_NOT_ATTACHED,
-    egressMode: a.egressMode === 'tcx' ? EgressMode.EGRESS_MODE_TCX : a.egressMode === 'clsact' ? EgressMode.EGRESS_MODE_CLSACT : EgressMode.EGRESS_MODE_NOT_ATTACHED,
+    xdpMode:
+      a.xdpMode === 'native' ? XdpMode.XDP_MODE_NATIVE : a.xdpMode === 'generic' ? XdpMode.XDP_MODE_GENERIC : XdpMode.XDP_MODE_NOT_ATTACHED,
+    egressMode:
+      a.egressMode === 'tcx'
+        ? EgressMode.EGRESS_MODE_TCX
+        : a.egressMode === 'clsact'
+          ? EgressMode.EGRESS_MODE_CLSACT
+          : EgressMode.EGRESS_MODE_NOT_ATTACHED,
   };
 }
 

@@ -22,13 +22,18 @@ import { unaryCall } from '../../support/control-plane.js';
 export function rulesApi(client: RuleServiceClient, actor = 'test:alice') {
   return {
     create: (r: DeepPartial<CreateRuleRequest>) => unaryCall(client, 'createRule', CreateRuleRequest.fromPartial(r), actor),
-    batchCreate: (r: DeepPartial<BatchCreateRulesRequest>) => unaryCall(client, 'batchCreateRules', BatchCreateRulesRequest.fromPartial(r), actor),
+    batchCreate: (r: DeepPartial<BatchCreateRulesRequest>) =>
+      unaryCall(client, 'batchCreateRules', BatchCreateRulesRequest.fromPartial(r), actor),
     get: (id: bigint) => unaryCall(client, 'getRule', GetRuleRequest.fromPartial({ id }), actor),
     list: (r: DeepPartial<ListRulesRequest> = {}) => unaryCall(client, 'listRules', ListRulesRequest.fromPartial(r), actor),
     update: (r: DeepPartial<UpdateRuleRequest>) => unaryCall(client, 'updateRule', UpdateRuleRequest.fromPartial(r), actor),
     delete: (id: bigint) => unaryCall(client, 'deleteRule', DeleteRuleRequest.fromPartial({ id }), actor),
     batchDelete: (ids: bigint[]) => unaryCall(client, 'batchDeleteRules', BatchDeleteRulesRequest.fromPartial({ ids }), actor),
-    import: (header: DeepPartial<ImportRulesHeader> | undefined, chunks: string[][], opts: { skipHeader?: boolean; extraHeader?: boolean } = {}) =>
+    import: (
+      header: DeepPartial<ImportRulesHeader> | undefined,
+      chunks: string[][],
+      opts: { skipHeader?: boolean; extraHeader?: boolean } = {},
+    ) =>
       new Promise<ImportRulesResponse>((resolve, reject) => {
         const md = new Metadata();
         md.set('x-fleetwall-actor', actor);

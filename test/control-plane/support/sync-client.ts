@@ -184,7 +184,11 @@ export class SyncClient {
     return new Promise((resolve, reject) => {
       const t = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w.resolve !== done);
-        reject(new Error(`${this.opts.nodeName}: timed out waiting for ${what} (applied revision ${this.appliedRevision}, ended: ${JSON.stringify(this.ended?.details)})`));
+        reject(
+          new Error(
+            `${this.opts.nodeName}: timed out waiting for ${what} (applied revision ${this.appliedRevision}, ended: ${JSON.stringify(this.ended?.details)})`,
+          ),
+        );
       }, timeoutMs);
       const done = () => {
         clearTimeout(t);
