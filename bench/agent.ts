@@ -182,7 +182,7 @@ async function main(): Promise<void> {
     rules: RULES,
   });
   const pg = await startTestPostgres();
-  const cleanups: (() => Promise<unknown> | void)[] = [() => pg.stop()];
+  const cleanups: (() => unknown)[] = [() => pg.stop()];
   try {
     if (!SKIP_ENFORCE && !SKIP_SMALL) {
       const bed = createNetnsPair({ tag: 'bench-enforce' });

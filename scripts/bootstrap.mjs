@@ -5,7 +5,7 @@
 //   node scripts/bootstrap.mjs test [test files or folders...]
 //   node scripts/bootstrap.mjs start [demo flags...]
 //   node scripts/bootstrap.mjs ensure
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';

@@ -59,7 +59,7 @@ function parseV6(s: string): Uint8Array | null {
   if (lastColon >= 0 && str.indexOf('.', lastColon) > lastColon) {
     tail4 = parseV4(str.slice(lastColon + 1));
     if (!tail4) return null;
-    str = str.slice(0, lastColon + 1) + '0:0';
+    str = `${str.slice(0, lastColon + 1)}0:0`;
   }
   const dbl = str.indexOf('::');
   if (dbl !== str.lastIndexOf('::')) return null;
@@ -83,7 +83,7 @@ function parseV6(s: string): Uint8Array | null {
     groups.push(...head, ...new Array<number>(missing).fill(0), ...tail);
   } else {
     const all = parseGroups(str);
-    if (!all || all.length !== 8) return null;
+    if (all?.length !== 8) return null;
     groups.push(...all);
   }
   const out = new Uint8Array(16);

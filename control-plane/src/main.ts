@@ -13,7 +13,7 @@ export { startControlPlane, type ControlPlane, type StartOptions } from './contr
 export { configWith, parseConfig, type Config } from './config.js';
 
 export async function main(argv: string[]): Promise<void> {
-  let parsed;
+  let parsed: ReturnType<typeof loadConfig>;
   try {
     parsed = loadConfig(argv);
   } catch (e) {
@@ -30,7 +30,7 @@ export async function main(argv: string[]): Promise<void> {
   }
   const config = parsed.config;
   const logger = pino({ level: config.logLevel, base: { service: 'fleetwall-control-plane' } });
-  let cp;
+  let cp: Awaited<ReturnType<typeof startControlPlane>>;
   try {
     cp = await startControlPlane(config, logger);
   } catch (err) {

@@ -174,13 +174,13 @@ export class Agent {
       const tmp = `${cfg.readyFile}.tmp`;
       writeFileSync(
         tmp,
-        JSON.stringify({
+        `${JSON.stringify({
           pid: process.pid,
           httpPort: this.httpPort,
           nodeName: cfg.nodeName,
           instanceId: this.sync.instanceId,
           appliedRevision: String(this.engine.applied.revision),
-        }) + '\n',
+        })}\n`,
       );
       renameSync(tmp, cfg.readyFile);
     }

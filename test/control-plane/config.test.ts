@@ -62,8 +62,8 @@ test('main(): a bad flag exits 2 with the reason, --help prints the flags', asyn
   const writes: string[] = [];
   const errWrite = process.stderr.write.bind(process.stderr);
   const outWrite = process.stdout.write.bind(process.stdout);
-  process.stderr.write = ((s: string) => (writes.push(String(s)), true)) as typeof process.stderr.write;
-  process.stdout.write = ((s: string) => (writes.push(String(s)), true)) as typeof process.stdout.write;
+  process.stderr.write = ((s: string) => writes.push(String(s)) > 0) as typeof process.stderr.write;
+  process.stdout.write = ((s: string) => writes.push(String(s)) > 0) as typeof process.stdout.write;
   const saved = process.exitCode;
   try {
     await main(['--grpc-port', 'seventy']);

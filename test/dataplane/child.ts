@@ -10,7 +10,7 @@ const fixture = resolve(import.meta.dirname, 'fixtures/dp-child.ts');
 export interface StepResult {
   step: number;
   ok: boolean;
-  result?: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  result?: any;
   holding?: number;
   error?: { code?: string; errno?: number; op?: string; target?: string; message?: string };
 }

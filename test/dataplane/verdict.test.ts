@@ -156,7 +156,7 @@ function runTable(dp: BpfDatapath, sc: Scenario, direction: RuleDirection, vlan?
     const frame = direction === 'ingress' ? ipFrame(a, peer, { vlan }) : ipFrame(peer, a, { vlan });
     const expected = decide(sc.rules, direction, addr, sc.defaultAction);
     const before = dp.readRuleCounters(2100);
-    let res;
+    let res: ReturnType<typeof dp.testRun>;
     try {
       res = dp.testRun(direction === 'ingress' ? 'xdp' : 'tc', frame);
     } catch (e) {

@@ -14,7 +14,7 @@
 // sockets in the filesystem cross network namespaces, so the control plane
 // can run in the test's namespace on 127.0.0.1 and nothing else is opened.
 
-import { type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';

@@ -43,7 +43,7 @@ export async function startTestPostgres(opts: TestPostgresOptions = {}): Promise
   const removeDir = () => rmSync(dir, { recursive: true, force: true });
   process.once('exit', removeDir);
   const logger = opts.logger ?? pino({ level: 'silent' });
-  let pg;
+  let pg: Awaited<ReturnType<typeof startEmbeddedPostgres>>;
   try {
     pg = await startEmbeddedPostgres({
       dataDir: dir,

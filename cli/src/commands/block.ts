@@ -1,5 +1,5 @@
 // fleetwall block|allow <ip|cidr> [--ttl 1h] [--comment c] [--selector k=v] [--monitor] [--egress]
-import { Duration } from '../../../proto/gen/google/protobuf/duration.js';
+import type { Duration } from '../../../proto/gen/google/protobuf/duration.js';
 import { Action, Direction, Mode, Rule } from '../../../proto/gen/fleetwall/v1/rule.js';
 import { CreateRuleRequest } from '../../../proto/gen/fleetwall/v1/rule_service.js';
 import { flagBool, flagList, flagString, parseArgs, parseDurationSeconds, parseLabels, UsageError } from '../args.js';

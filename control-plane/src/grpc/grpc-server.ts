@@ -6,7 +6,6 @@ import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-j
 import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from 'grpc-health-check';
-import type { Logger } from 'pino';
 import { CounterServiceService } from '../../../proto/gen/fleetwall/v1/counter_service.js';
 import { ExplainServiceService } from '../../../proto/gen/fleetwall/v1/explain_service.js';
 import { NodeServiceService } from '../../../proto/gen/fleetwall/v1/node_service.js';

@@ -33,7 +33,7 @@ import {
   UpdateRuleRequest,
   UpdateRuleResponse,
 } from '../../../proto/gen/fleetwall/v1/rule_service.js';
-import { Duration } from '../../../proto/gen/google/protobuf/duration.js';
+import type { Duration } from '../../../proto/gen/google/protobuf/duration.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
 import { parseRuleCidr } from '../rules/validate.js';
 import type { CallContext } from '../services/call-context.js';
@@ -170,7 +170,7 @@ export function registerJsonApi(router: HttpRouter, s: JsonApiServices): void {
     sendJson(res, 200, CreateRuleResponse.toJSON(out));
   });
 
-  router.add('GET', '/v1/rules', async (req, res, _p, url) => {
+  router.add('GET', '/v1/rules', async (_req, res, _p, url) => {
     const action = enumParam(url, 'action', actionFromJSON, 'deny, allow');
     const direction = enumParam(url, 'direction', directionFromJSON, 'ingress, egress');
     const out = await s.rules.listRules(

@@ -16,7 +16,7 @@ export class RetentionPruner {
 
   start(): void {
     this.timer = setInterval(() => {
-      if (this.running) return;
+      if (this.running !== undefined) return;
       this.running = this.prune()
         .catch((err) => this.logger.warn({ err }, 'change-log pruning failed'))
         .finally(() => (this.running = undefined));

@@ -3,7 +3,7 @@
 // whose message says what is wrong and how to fix it.
 import { CidrError, formatPrefix, parseAddress, parseCidr, type Address, type Prefix } from '../../../common/src/cidr.js';
 import type { Duration } from '../../../proto/gen/google/protobuf/duration.js';
-import { Action, Direction, Mode, type Rule } from '../../../proto/gen/fleetwall/v1/rule.js';
+import { Action, type Direction, Mode, type Rule } from '../../../proto/gen/fleetwall/v1/rule.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
 import { directionOrDefault, modeOrDefault, requireAction } from './enums.js';
 import { type Labels, selectorKey, validateSelector } from './selector.js';

@@ -12,6 +12,7 @@ export const ACTOR_METADATA_KEY = 'x-fleetwall-actor';
 const MAX_ACTOR = 200;
 
 export function normalizeActor(raw: string | undefined): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this strips
   const a = (raw ?? '').trim().replace(/[\u0000-\u001f]/g, '');
   return a === '' ? 'anonymous' : a.slice(0, MAX_ACTOR);
 }

@@ -17,7 +17,7 @@ import type { Sql } from 'postgres';
 import type { Writable } from 'node:stream';
 import type { RuleSpec } from '../rules/validate.js';
 import { encodeAgentRule } from '../sync/wire-encoding.js';
-import { copyText, OP_BULK_UPSERT, RuleStore } from './rule-store.js';
+import { copyText, OP_BULK_UPSERT, type RuleStore } from './rule-store.js';
 import { isRetryable, writeTransaction } from './write-transaction.js';
 
 /** What every line of an import shares: a validated rule without its CIDR. */

@@ -84,7 +84,7 @@ export class RevisionFeed {
 
   private pump(): Promise<void> {
     if (this.stopped) return Promise.resolve();
-    if (this.pumping) {
+    if (this.pumping !== undefined) {
       this.again = true;
       return this.pumping;
     }

@@ -85,7 +85,7 @@ export class SyncHub {
   private groupOf(s: HubSession): NodeGroup {
     this.ensureUniverse();
     const g = this.groups.get(s.groupKey);
-    if (g && g.sessions.has(s)) return g;
+    if (g?.sessions.has(s)) return g;
     return this.join(s);
   }
 

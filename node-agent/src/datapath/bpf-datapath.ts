@@ -885,7 +885,7 @@ export class BpfDatapath implements Datapath {
   private insertBatch(t: TableState, m: BpfMap, keys: Buffer, vals: Buffer, lens: Uint8Array, n: number): void {
     const ks = m.keySize;
     const vs = LAYOUT.fw_entry.size;
-    let off = 0;
+    const off = 0;
     while (off < n) {
       const res = m.updateBatch(keys.subarray(off * ks), vals.subarray(off * vs), n - off);
       for (let i = off; i < off + res.done; i++) t.counts[lens[i]!]!++;

@@ -19,7 +19,7 @@ export type BpfMapPtr = unknown;
 export type BpfProgramPtr = unknown;
 type Ptr = Buffer | Uint8Array | Uint32Array | BigUint64Array | null;
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
+// biome-ignore lint/suspicious/noExplicitAny: koffi functions take and return what their C declaration says
 type Fn = (...args: any[]) => any;
 const f = (l: LibraryHandle, decl: string): Fn => l.func(decl) as Fn;
 

@@ -35,7 +35,7 @@ export class HealthServer {
       }
       if (url === '/healthz') {
         const ok = this.ready();
-        res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(healthJson(this.health()) + '\n');
+        res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(`${healthJson(this.health())}\n`);
         return;
       }
       if (url === '/metrics') {

@@ -27,7 +27,7 @@
 
 import { type DatapathCapacity, type MapOp, OpBatch } from '../datapath/datapath.js';
 import type { SlotPool } from './slot-pool.js';
-import { F_ALLOW, F_DESIRED, F_JOURNALED, F_MONITOR, F_SHADOW, RuleTable, packEntry } from './rule-table.js';
+import { F_ALLOW, F_DESIRED, F_JOURNALED, F_MONITOR, F_SHADOW, type RuleTable, packEntry } from './rule-table.js';
 import { type TableId, TABLES, tableName, v4KeyParts, v4Mask, v6KeyBytes, mask16 } from './prefix-key.js';
 
 const NONE = -1;

@@ -281,11 +281,14 @@ export class SyncClient {
     s.lastRecv = Date.now();
     switch (m.msg.$case) {
       case 'start':
-        return this.onStart(s, m.msg.value);
+        this.onStart(s, m.msg.value);
+        return;
       case 'snapshotChunk':
-        return this.onChunk(s, m.msg.value);
+        this.onChunk(s, m.msg.value);
+        return;
       case 'delta':
-        return this.onDelta(s, m.msg.value);
+        this.onDelta(s, m.msg.value);
+        return;
       case 'inSync': {
         const rev = m.msg.value.revision;
         void this.engine.run(() => {
@@ -299,7 +302,8 @@ export class SyncClient {
         return;
       }
       case 'ping':
-        return this.write(s, { msg: { $case: 'pong', value: { nonce: m.msg.value.nonce } } });
+        this.write(s, { msg: { $case: 'pong', value: { nonce: m.msg.value.nonce } } });
+        return;
       case 'pong':
         return;
       case 'counterAck':
@@ -429,7 +433,7 @@ export class SyncClient {
 
   private onRefused(meta: SyncMeta, res: ReconcileFailed): void {
     const s = this.session;
-    this.stateValue = s && s.started && !s.ended ? 'degraded' : this.stateValue;
+    this.stateValue = s?.started && !s.ended ? 'degraded' : this.stateValue;
     if (!s || s.ended || !s.synced || meta.storeId !== s.storeId) return;
     if (meta.revision > s.ackedRev && meta.revision !== s.nackedRev) {
       this.write(s, {
