@@ -5,114 +5,14 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import pino from 'pino';
-import { type Address, type Prefix, formatPrefix, maskBytes, parseCidr } from '../../common/src/cidr.js';
-import { type PolicyRule, type RuleAction, type RuleDirection, type RuleMode, decide } from '../../common/src/policy.js';
+import { formatPrefix, parseCidr } from '../../common/src/cidr.js';
 import type { MapOp } from '../../node-agent/src/datapath/datapath.js';
 import { PlanError, commitPlan, plan } from '../../node-agent/src/reconcile/plan.js';
-import { planOpsArray } from '../../node-agent/src/reconcile/plan-ops.js';
-import { Reconciler } from '../../node-agent/src/reconcile/reconciler.js';
+import { formatOp, planOpsArray } from '../../node-agent/src/reconcile/plan-ops.js';
 import type { RuleSpec } from '../../node-agent/src/reconcile/rule-flags.js';
 import { FakeDatapath } from '../support/fake-datapath.js';
 import { rngUnit } from '../support/rng.js';
-
-const log = pino({ level: 'silent' });
-let pinSeq = 0;
-const pinDir = (): string => `/fake/plan-${process.pid}-${pinSeq++}`;
-
-function rule(
-  id: number,
-  cidr: string,
-  action: RuleAction = 'deny',
-  opts: { mode?: RuleMode; direction?: RuleDirection; expire?: number } = {},
-): RuleSpec {
-  return {
-    id: BigInt(id),
-    prefix: parseCidr(cidr),
-    action,
-    mode: opts.mode ?? 'enforce',
-    direction: opts.direction ?? 'ingress',
-    expireUnixMs: opts.expire ?? 0,
-  };
-}
-
-/** Random prefixes inside 10.0.0.0/16 and 2001:db8::/120 so they nest often. */
-function randomRule(rand: () => number, id: number): RuleSpec {
-  const v6 = rand() < 0.2;
-  const bytes = v6 ? new Uint8Array(16) : new Uint8Array(4);
-  let len: number;
-  if (v6) {
-    bytes.set([0x20, 0x01, 0x0d, 0xb8]);
-    bytes[15] = Math.floor(rand() * 256);
-    bytes[14] = Math.floor(rand() * 4);
-    len = 112 + Math.floor(rand() * 17);
-  } else {
-    bytes.set([10, 0, Math.floor(rand() * 4), Math.floor(rand() * 256)]);
-    len = 16 + Math.floor(rand() * 17);
-  }
-  const prefix: Prefix = { family: v6 ? 6 : 4, bytes: maskBytes(bytes, len), len };
-  return {
-    id: BigInt(id),
-    prefix,
-    action: rand() < 0.25 ? 'allow' : 'deny',
-    mode: rand() < 0.2 ? 'monitor' : 'enforce',
-    direction: rand() < 0.3 ? 'egress' : 'ingress',
-    expireUnixMs: 0,
-  };
-}
-
-function randomAddress(rand: () => number): Address {
-  if (rand() < 0.2) {
-    const b = new Uint8Array(16);
-    b.set([0x20, 0x01, 0x0d, 0xb8]);
-    b[14] = Math.floor(rand() * 4);
-    b[15] = Math.floor(rand() * 256);
-    return { family: 6, bytes: b };
-  }
-  return { family: 4, bytes: new Uint8Array([10, 0, Math.floor(rand() * 4), Math.floor(rand() * 256)]) };
-}
-
-interface Rig {
-  dp: FakeDatapath;
-  rec: Reconciler;
-}
-
-async function rig(dir = pinDir(), capacity = { prefixesPerTable: 4096, counterSlots: 4096 }): Promise<Rig> {
-  const dp = new FakeDatapath({ pinDir: dir, capacity });
-  const rec = await Reconciler.open(dp, log);
-  return { dp, rec };
-}
-
-async function applyAll(r: Rig): Promise<void> {
-  const res = await r.rec.reconcile();
-  assert.ok(res.ok, `reconcile failed: ${res.ok ? '' : res.message}`);
-}
-
-/** Checks every address of the test space against decide(). */
-function checkAgainstDecide(r: Rig, desired: Map<bigint, RuleSpec>, rand: () => number, samples = 600): void {
-  const rules: PolicyRule[] = [...desired.values()];
-  const slotToId = new Map<number, bigint>();
-  const t = r.rec.table;
-  for (const rl of desired.values()) {
-    const i = t.find(rl.id);
-    assert.notEqual(i, -1);
-    const s = t.rules.slot[i]!;
-    assert.ok(s >= 0, `rule ${rl.id} has no slot`);
-    assert.ok(!slotToId.has(s), `slot ${s} given to two rules`);
-    slotToId.set(s, rl.id);
-  }
-  for (let n = 0; n < samples; n++) {
-    const addr = randomAddress(rand);
-    for (const direction of ['ingress', 'egress'] as const) {
-      const want = decide(rules, direction, addr, 'pass');
-      const e = r.dp.lookup(direction, addr);
-      const verdict = !e ? 'pass' : e.action === 'allow' ? 'pass' : e.mode === 'enforce' ? 'drop' : 'would_drop';
-      const where = `${direction} ${Buffer.from(addr.bytes).toString('hex')}`;
-      assert.equal(verdict, want.verdict, `verdict for ${where}`);
-      assert.equal(e ? slotToId.get(e.slot) : undefined, want.deciding?.id, `counted rule for ${where}`);
-    }
-  }
-}
+import { applyAll, checkAgainstDecide, pinDir, randomRule, rig, rule } from './plan-rig.js';
 
 test('kernel lookups agree with decide() after snapshots and random deltas (incremental == full)', async () => {
   for (const seed of [1, 2, 3, 4]) {
@@ -324,15 +224,18 @@ test('a full table with deletes in the same change: adds that do not fit wait fo
   );
   // One call: the datapath counts capacity net of the deletes, in op order.
   assert.equal(r.dp.applied.length, calls + 1, 'the whole change in one apply call');
-  const ops = r.dp.applied
-    .at(-1)!
-    .map((o) =>
-      o.kind === 'entry.upsert' ? `+${formatPrefix(o.entry.prefix)}` : o.kind === 'entry.delete' ? `-${formatPrefix(o.prefix)}` : o.kind,
-    );
   // The table is full: neither add fits next to the three present, both wait for the deletes.
   assert.deepEqual(
-    ops.filter((o) => o.startsWith('+') || o.startsWith('-')),
-    ['-10.8.0.1/32', '-10.8.0.2/32', '+10.8.0.4/32', '+10.8.0.5/32'],
+    r.dp.applied
+      .at(-1)!
+      .map(formatOp)
+      .filter((o) => o.startsWith('entry.')),
+    [
+      'entry.delete ingress 10.8.0.1/32',
+      'entry.delete ingress 10.8.0.2/32',
+      'entry.upsert ingress 10.8.0.4/32 deny enforce slot 3',
+      'entry.upsert ingress 10.8.0.5/32 deny enforce slot 4',
+    ],
   );
   // The same ops with every add first would overfill the table at that point: the datapath refuses.
   const probe = new FakeDatapath({ pinDir: pinDir(), capacity: { prefixesPerTable: 3, counterSlots: 16 } });
@@ -406,90 +309,6 @@ test('a kernel refusal part-way is repaired to the last good state', async () =>
       .sort(),
     ['egress 10.6.2.0/24', 'ingress 10.6.0.1/32', 'ingress 10.6.1.0/24'],
   );
-});
-
-test('restart: the pinned state is read back and nothing is flushed or rewritten', async () => {
-  const dir = pinDir();
-  const a = await rig(dir);
-  const rand = rngUnit(99);
-  const desired = new Map<bigint, RuleSpec>();
-  for (let i = 1; i <= 200; i++) {
-    const x = randomRule(rand, i);
-    desired.set(x.id, x);
-    a.rec.table.upsert(x);
-  }
-  await applyAll(a);
-  a.dp.apply([], { revision: 42n, storeId: 'store-a' });
-  const dump = a.dp.dump();
-  // "kill -9": no close().
-  const b = await rig(dir);
-  assert.equal(b.dp.createdFresh, false);
-  assert.equal(b.rec.table.desiredCount, 200);
-  const pl = plan({ table: b.rec.table, slots: b.rec.slots, capacity: b.dp.capacity });
-  assert.equal(pl.opCount, 0, 'a restart with an intact state applies nothing');
-  await applyAll(b);
-  assert.deepEqual(b.dp.dump(), dump);
-  checkAgainstDecide(b, desired, rand);
-  assert.equal(b.dp.readMeta().revision, 42n);
-});
-
-test('restart: drift between journal and kernel is fixed by the difference only', async () => {
-  const dir = pinDir();
-  const a = await rig(dir);
-  for (let i = 1; i <= 5; i++) a.rec.table.upsert(rule(i, `10.5.0.${i}/32`));
-  a.rec.table.upsert(rule(6, '10.5.1.0/24', 'deny', { expire: Date.now() - 1000 + 60_000 }));
-  await applyAll(a);
-  // Someone deleted an entry and added a stray one behind the agent's back.
-  a.dp.apply([
-    { kind: 'entry.delete', direction: 'ingress', prefix: parseCidr('10.5.0.3/32') },
-    { kind: 'entry.upsert', entry: { direction: 'ingress', prefix: parseCidr('10.99.0.0/16'), action: 'deny', mode: 'enforce', slot: 77 } },
-  ]);
-  const b = await rig(dir);
-  const pl = plan({ table: b.rec.table, slots: b.rec.slots, capacity: b.dp.capacity });
-  const ops = planOpsArray(b.rec.table, pl);
-  assert.deepEqual(
-    ops
-      .map((o) =>
-        o.kind === 'entry.upsert' ? `+${formatPrefix(o.entry.prefix)}` : o.kind === 'entry.delete' ? `-${formatPrefix(o.prefix)}` : o.kind,
-      )
-      .sort(),
-    ['+10.5.0.3/32', '-10.99.0.0/16'],
-  );
-});
-
-test('restart: journal rules that expired meanwhile leave the kernel and the journal', async () => {
-  const dir = pinDir();
-  let now = 1_000_000;
-  const dp = new FakeDatapath({ pinDir: dir });
-  const a = await Reconciler.open(dp, log, { now: () => now });
-  a.table.upsert(rule(1, '10.4.0.1/32', 'deny', { expire: now + 5000 }));
-  a.table.upsert(rule(2, '10.4.0.2/32'));
-  await a.reconcile();
-  now += 10_000;
-  const dp2 = new FakeDatapath({ pinDir: dir });
-  const b = await Reconciler.open(dp2, log, { now: () => now });
-  assert.equal(b.loaded.expired, 1);
-  await b.reconcile();
-  assert.deepEqual(
-    dp2.readEntries().map((e) => formatPrefix(e.prefix)),
-    ['10.4.0.2/32'],
-  );
-  assert.deepEqual(
-    dp2.readJournal().map((j) => j.id),
-    [2n],
-  );
-});
-
-test('store ids: a UUID is pinned whole; one longer than the pins hold is pinned as no store (a restart takes a snapshot)', async () => {
-  const r = await rig();
-  r.rec.table.upsert(rule(1, '10.3.9.1/32'));
-  const uuid = 'b3b0c442-98fc-4c1c-9d3b-1c6e0a1f2d3e';
-  assert.ok((await r.rec.reconcile({ revision: 4n, storeId: uuid })).ok);
-  assert.deepEqual(r.dp.readMeta(), { revision: 4n, storeId: uuid });
-  const long = 's'.repeat(65);
-  const res = await r.rec.reconcile({ revision: 5n, storeId: long });
-  assert.ok(res.ok, 'not a refusal');
-  assert.deepEqual(r.dp.readMeta(), { revision: 0n, storeId: '' });
 });
 
 test('invalid rules are refused (INVALID_ARGUMENT) until deleted', async () => {
