@@ -1,6 +1,6 @@
-// The agent, assembled: open the pinned datapath, read its state back,
-// reconcile the difference (no flush), attach the interfaces, serve
-// /healthz + /metrics, then follow the control plane. stop() leaves every
+// The agent, assembled: open the pinned datapath, open the engine on it (the
+// pinned state read back), reconcile the difference (no flush), attach the
+// interfaces, serve /healthz + /metrics, then follow the control plane. stop() leaves every
 // map, program and link in place: the kernel keeps enforcing.
 
 import { writeFileSync, renameSync } from 'node:fs';
@@ -17,7 +17,6 @@ import { HealthServer } from './health/health-server.js';
 import { AgentMetrics } from './health/metrics.js';
 import { TABLES, tableName } from './reconcile/prefix-key.js';
 import { releaseTransientMemory } from './memory.js';
-import { Reconciler } from './reconcile/reconciler.js';
 import { SyncClient } from './sync/sync-client.js';
 import { interfaceStatus } from './sync/wire.js';
 import { AGENT_VERSION } from './version.js';
@@ -35,8 +34,6 @@ export interface AgentDeps {
 const REATTACH_MS = 5_000;
 
 export class Agent {
-  readonly dp: Datapath;
-  readonly rec: Reconciler;
   readonly engine: Engine;
   readonly counters: CounterReporter;
   readonly sync: SyncClient;
@@ -54,23 +51,11 @@ export class Agent {
   private constructor(
     readonly cfg: AgentConfig,
     private readonly log: Logger,
-    deps: AgentDeps,
+    readonly dp: Datapath,
+    engine: Engine,
   ) {
-    const dp = deps.openDatapath({
-      pinDir: cfg.pinPath,
-      ...(cfg.objDir !== undefined ? { objDir: cfg.objDir } : {}),
-      capacity: {
-        ...(cfg.capacityPrefixes !== undefined ? { prefixesPerTable: cfg.capacityPrefixes } : {}),
-        ...(cfg.capacitySlots !== undefined ? { counterSlots: cfg.capacitySlots } : {}),
-      },
-      defaultAction: cfg.defaultAction,
-      logger: log.child({ component: 'datapath' }),
-    });
-    this.dp = dp;
-    this.rec = new Reconciler(dp, log.child({ component: 'reconcile' }));
-    // The engine first: it registers the expiry hook the journal load feeds.
-    this.engine = new Engine(this.rec, log.child({ component: 'engine' }), { revision: 0n, storeId: '' });
-    this.counters = new CounterReporter(dp, this.rec.table, () => this.rec.slots);
+    this.engine = engine;
+    this.counters = new CounterReporter(dp, engine.slots, engine.ruleIds);
     this.metrics = new AgentMetrics(() => this.health());
     this.sync = new SyncClient(
       {
@@ -90,7 +75,7 @@ export class Agent {
       log.child({ component: 'sync' }),
     );
     this.sync.onPropagation = (ms) => this.metrics.propagationSeconds.observe(ms / 1000);
-    this.engine.listeners.push({
+    this.engine.addListener({
       applied: (_m, res) => {
         if (res.opCount > 0) this.metrics.applySeconds.observe(res.ms / 1000);
       },
@@ -106,10 +91,28 @@ export class Agent {
   /** Opens, reconciles, attaches, serves and connects. Resolves once the kernel enforces. */
   static async start(cfg: AgentConfig, deps: AgentDeps): Promise<Agent> {
     const log = deps.logger;
-    const a = new Agent(cfg, log, deps);
+    const t0 = performance.now();
+    const dp = deps.openDatapath({
+      pinDir: cfg.pinPath,
+      ...(cfg.objDir !== undefined ? { objDir: cfg.objDir } : {}),
+      capacity: {
+        ...(cfg.capacityPrefixes !== undefined ? { prefixesPerTable: cfg.capacityPrefixes } : {}),
+        ...(cfg.capacitySlots !== undefined ? { counterSlots: cfg.capacitySlots } : {}),
+      },
+      defaultAction: cfg.defaultAction,
+      logger: log.child({ component: 'datapath' }),
+    });
+    let engine: Engine;
+    try {
+      engine = await Engine.open(dp, log);
+    } catch (e) {
+      dp.close();
+      throw e;
+    }
+    const a = new Agent(cfg, log, dp, engine);
     a.loopDelay.enable();
     try {
-      await a.init();
+      await a.init(t0);
     } catch (e) {
       await a.stop();
       throw e;
@@ -117,12 +120,10 @@ export class Agent {
     return a;
   }
 
-  private async init(): Promise<void> {
+  /** t0: performance.now() when the start began (the 'enforcing' log says how long it took). */
+  private async init(t0: number): Promise<void> {
     const cfg = this.cfg;
-    const t0 = performance.now();
-    const sum = this.rec.load();
-    this.engine.applied = sum.meta;
-    this.engine.desired = sum.meta;
+    const sum = this.engine.loaded;
     this.log.info(
       {
         fresh: this.dp.createdFresh,
@@ -149,7 +150,6 @@ export class Agent {
       this.log.error({ error: this.engine.lastError }, 'the pinned rules could not all be restored; the kernel keeps what it has');
     // Reading a large pinned state back leaves a lot of garbage: collect it now, not in the middle of a change.
     if (sum.journalRules + sum.kernelEntries > 100_000) releaseTransientMemory();
-    this.engine.startExpiry();
     this.attachAll();
     for (const a of this.dp.attachments()) {
       if (!cfg.interfaces.includes(a.ifname)) {
@@ -167,7 +167,7 @@ export class Agent {
     }
     this.readyFlag = true;
     this.log.info(
-      { ms: Math.round(performance.now() - t0), rulesInKernel: this.rec.table.kernelTotal, interfaces: [...this.attached.keys()] },
+      { ms: Math.round(performance.now() - t0), rulesInKernel: this.engine.rules.kernel.total, interfaces: [...this.attached.keys()] },
       'enforcing',
     );
     if (cfg.readyFile) {
@@ -226,7 +226,8 @@ export class Agent {
   private fillRatio(): number {
     let worst = 0;
     const cap = this.dp.capacity.prefixesPerTable;
-    for (const t of TABLES) worst = Math.max(worst, this.rec.table.kernelCount[t]! / cap);
+    const count = this.engine.rules.kernel.count;
+    for (const t of TABLES) worst = Math.max(worst, count[t]! / cap);
     return worst;
   }
 
@@ -239,7 +240,7 @@ export class Agent {
   agentStatus(): AgentStatus {
     return {
       interfaces: this.interfaces(),
-      rulesInKernel: BigInt(this.rec.table.kernelTotal),
+      rulesInKernel: BigInt(this.engine.rules.kernel.total),
       mapFillRatio: this.fillRatio(),
       lastError: this.currentError(),
       appliedRevision: this.engine.applied.revision,
@@ -247,9 +248,9 @@ export class Agent {
   }
 
   health(): AgentHealth {
-    const t = this.rec.table;
+    const t = this.engine.rules;
     const s = this.sync.stats;
-    const slots = this.rec.slots;
+    const applies = this.engine.applyStats;
     return {
       nodeName: this.cfg.nodeName,
       syncState: this.sync.state,
@@ -260,10 +261,10 @@ export class Agent {
       storeId: this.engine.applied.storeId,
       rulesDesired: t.desiredCount,
       rulesJournaled: t.journaledCount,
-      rulesInKernel: t.kernelTotal,
-      tables: TABLES.map((tb) => ({ table: tableName(tb), entries: t.kernelCount[tb]!, capacity: this.dp.capacity.prefixesPerTable })),
+      rulesInKernel: t.kernel.total,
+      tables: TABLES.map((tb) => ({ table: tableName(tb), entries: t.kernel.count[tb]!, capacity: this.dp.capacity.prefixesPerTable })),
       mapFillRatio: this.fillRatio(),
-      counterSlotsInUse: slots ? slots.inUse : 0,
+      counterSlotsInUse: this.engine.slots.inUse,
       counterSlots: this.dp.capacity.counterSlots,
       lastError: this.currentError(),
       interfaces: this.interfaces().map((i) => ({
@@ -281,10 +282,10 @@ export class Agent {
       acks: s.acks,
       nacks: s.nacks,
       expiredLocally: this.engine.stats.expired,
-      pendingExpiries: this.engine.expiry.size,
-      lastApplyMs: this.rec.stats.lastApplyMs,
-      applies: this.rec.stats.applies,
-      repairs: this.rec.stats.repairs,
+      pendingExpiries: this.engine.pendingExpiries,
+      lastApplyMs: applies.lastApplyMs,
+      applies: applies.applies,
+      repairs: applies.repairs,
       counterReports: this.counters.stats.reports,
       counterReadMs: Math.round(this.counters.stats.lastReadMs * 10) / 10,
       eventLoopDelayMs: this.takeLoopDelay(),

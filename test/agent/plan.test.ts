@@ -5,119 +5,19 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import pino from 'pino';
-import { type Address, type Prefix, formatPrefix, maskBytes, parseCidr } from '../../common/src/cidr.js';
-import { type PolicyRule, type RuleAction, type RuleDirection, type RuleMode, decide } from '../../common/src/policy.js';
+import { formatPrefix, parseCidr } from '../../common/src/cidr.js';
 import type { MapOp } from '../../node-agent/src/datapath/datapath.js';
-import { PlanError, commitPlan, plan, planOpsArray } from '../../node-agent/src/reconcile/plan.js';
-import { Reconciler } from '../../node-agent/src/reconcile/reconciler.js';
-import type { RuleSpec } from '../../node-agent/src/reconcile/rule-table.js';
+import { PlanError, commitPlan, plan } from '../../node-agent/src/reconcile/plan.js';
+import { formatOp, planOpsArray } from '../../node-agent/src/reconcile/plan-ops.js';
+import type { RuleSpec } from '../../node-agent/src/reconcile/rule-flags.js';
 import { FakeDatapath } from '../support/fake-datapath.js';
 import { rngUnit } from '../support/rng.js';
-
-const log = pino({ level: 'silent' });
-let pinSeq = 0;
-const pinDir = (): string => `/fake/plan-${process.pid}-${pinSeq++}`;
-
-function rule(
-  id: number,
-  cidr: string,
-  action: RuleAction = 'deny',
-  opts: { mode?: RuleMode; direction?: RuleDirection; expire?: number } = {},
-): RuleSpec {
-  return {
-    id: BigInt(id),
-    prefix: parseCidr(cidr),
-    action,
-    mode: opts.mode ?? 'enforce',
-    direction: opts.direction ?? 'ingress',
-    expireUnixMs: opts.expire ?? 0,
-  };
-}
-
-/** Random prefixes inside 10.0.0.0/16 and 2001:db8::/120 so they nest often. */
-function randomRule(rand: () => number, id: number): RuleSpec {
-  const v6 = rand() < 0.2;
-  const bytes = v6 ? new Uint8Array(16) : new Uint8Array(4);
-  let len: number;
-  if (v6) {
-    bytes.set([0x20, 0x01, 0x0d, 0xb8]);
-    bytes[15] = Math.floor(rand() * 256);
-    bytes[14] = Math.floor(rand() * 4);
-    len = 112 + Math.floor(rand() * 17);
-  } else {
-    bytes.set([10, 0, Math.floor(rand() * 4), Math.floor(rand() * 256)]);
-    len = 16 + Math.floor(rand() * 17);
-  }
-  const prefix: Prefix = { family: v6 ? 6 : 4, bytes: maskBytes(bytes, len), len };
-  return {
-    id: BigInt(id),
-    prefix,
-    action: rand() < 0.25 ? 'allow' : 'deny',
-    mode: rand() < 0.2 ? 'monitor' : 'enforce',
-    direction: rand() < 0.3 ? 'egress' : 'ingress',
-    expireUnixMs: 0,
-  };
-}
-
-function randomAddress(rand: () => number): Address {
-  if (rand() < 0.2) {
-    const b = new Uint8Array(16);
-    b.set([0x20, 0x01, 0x0d, 0xb8]);
-    b[14] = Math.floor(rand() * 4);
-    b[15] = Math.floor(rand() * 256);
-    return { family: 6, bytes: b };
-  }
-  return { family: 4, bytes: new Uint8Array([10, 0, Math.floor(rand() * 4), Math.floor(rand() * 256)]) };
-}
-
-interface Rig {
-  dp: FakeDatapath;
-  rec: Reconciler;
-}
-
-function rig(dir = pinDir(), capacity = { prefixesPerTable: 4096, counterSlots: 4096 }): Rig {
-  const dp = new FakeDatapath({ pinDir: dir, capacity });
-  const rec = new Reconciler(dp, log);
-  rec.load();
-  return { dp, rec };
-}
-
-async function applyAll(r: Rig): Promise<void> {
-  const res = await r.rec.reconcile();
-  assert.ok(res.ok, `reconcile failed: ${res.ok ? '' : res.message}`);
-}
-
-/** Checks every address of the test space against decide(). */
-function checkAgainstDecide(r: Rig, desired: Map<bigint, RuleSpec>, rand: () => number, samples = 600): void {
-  const rules: PolicyRule[] = [...desired.values()];
-  const slotToId = new Map<number, bigint>();
-  const t = r.rec.table;
-  for (const rl of desired.values()) {
-    const i = t.find(rl.id);
-    assert.notEqual(i, -1);
-    const s = t.slot[i]!;
-    assert.ok(s >= 0, `rule ${rl.id} has no slot`);
-    assert.ok(!slotToId.has(s), `slot ${s} given to two rules`);
-    slotToId.set(s, rl.id);
-  }
-  for (let n = 0; n < samples; n++) {
-    const addr = randomAddress(rand);
-    for (const direction of ['ingress', 'egress'] as const) {
-      const want = decide(rules, direction, addr, 'pass');
-      const e = r.dp.lookup(direction, addr);
-      const verdict = !e ? 'pass' : e.action === 'allow' ? 'pass' : e.mode === 'enforce' ? 'drop' : 'would_drop';
-      const where = `${direction} ${Buffer.from(addr.bytes).toString('hex')}`;
-      assert.equal(verdict, want.verdict, `verdict for ${where}`);
-      assert.equal(e ? slotToId.get(e.slot) : undefined, want.deciding?.id, `counted rule for ${where}`);
-    }
-  }
-}
+import { applyAll, checkAgainstDecide, pinDir, randomRule, rig, rule } from './plan-rig.js';
 
 test('kernel lookups agree with decide() after snapshots and random deltas (incremental == full)', async () => {
   for (const seed of [1, 2, 3, 4]) {
     const rand = rngUnit(seed);
-    const r = rig();
+    const r = await rig();
     const desired = new Map<bigint, RuleSpec>();
     let nextId = 1;
     for (let i = 0; i < 150; i++) {
@@ -158,7 +58,7 @@ test('kernel lookups agree with decide() after snapshots and random deltas (incr
       checkAgainstDecide(r, desired, rand, 150);
     }
     // A fresh agent planning the same desired set from scratch ends at the same kernel entries.
-    const fresh = rig();
+    const fresh = await rig();
     for (const x of desired.values()) fresh.rec.table.upsert(x);
     await applyAll(fresh);
     const norm = (d: FakeDatapath): string[] => d.dump().map((l) => l.replace(/ \d+$/, ''));
@@ -168,7 +68,7 @@ test('kernel lookups agree with decide() after snapshots and random deltas (incr
 });
 
 test('allow-covers-deny pruning: a covered deny leaves the kernel and comes back with the allow gone', async () => {
-  const r = rig();
+  const r = await rig();
   const t = r.rec.table;
   t.upsert(rule(1, '10.1.2.0/24', 'deny'));
   t.upsert(rule(2, '10.1.2.3/32', 'deny', { mode: 'monitor' }));
@@ -195,12 +95,12 @@ test('allow-covers-deny pruning: a covered deny leaves the kernel and comes back
     ['10.1.0.0/16 deny enforce', '10.1.2.0/24 deny enforce', '10.1.2.3/32 deny monitor'],
   );
   // The pruned rules kept their slots all along.
-  const s1 = t.slot[t.find(1n)]!;
+  const s1 = t.rules.slot[t.find(1n)]!;
   assert.equal(r.dp.entryFor('ingress', parseCidr('10.1.2.0/24'))!.slot, s1);
 });
 
 test('same-prefix merging: allow beats deny, enforce beats monitor, then the lowest id', async () => {
-  const r = rig();
+  const r = await rig();
   const t = r.rec.table;
   t.upsert(rule(7, '192.0.2.0/24', 'deny', { mode: 'monitor' }));
   t.upsert(rule(9, '192.0.2.0/24', 'deny'));
@@ -208,7 +108,7 @@ test('same-prefix merging: allow beats deny, enforce beats monitor, then the low
   await applyAll(r);
   const at = (): string => {
     const e = r.dp.entryFor('ingress', parseCidr('192.0.2.0/24'))!;
-    const owner = [...[7n, 8n, 9n, 10n]].find((id) => t.find(id) !== -1 && t.slot[t.find(id)] === e.slot);
+    const owner = [...[7n, 8n, 9n, 10n]].find((id) => t.find(id) !== -1 && t.rules.slot[t.find(id)] === e.slot);
     return `${e.action} ${e.mode} ${owner}`;
   };
   assert.equal(at(), 'deny enforce 8');
@@ -225,7 +125,7 @@ test('same-prefix merging: allow beats deny, enforce beats monitor, then the low
 });
 
 test('ops order: resets, journal, entry upserts, then entry deletes; a replacement never leaves a gap', async () => {
-  const r = rig();
+  const r = await rig();
   const t = r.rec.table;
   for (let i = 1; i <= 3; i++) t.upsert(rule(i, `198.51.100.${i}/32`));
   await applyAll(r);
@@ -252,23 +152,23 @@ test('ops order: resets, journal, entry upserts, then entry deletes; a replaceme
 });
 
 test('counter slots: stable for a rule, retired on delete, reset before reuse', async () => {
-  const r = rig();
+  const r = await rig();
   const t = r.rec.table;
   t.upsert(rule(1, '203.0.113.1/32'));
   t.upsert(rule(2, '203.0.113.2/32'));
   await applyAll(r);
-  const s1 = t.slot[t.find(1n)]!;
+  const s1 = t.rules.slot[t.find(1n)]!;
   r.dp.inject('eth0', 'ingress', '203.0.113.1', 5);
   // Changing mode keeps the slot.
   t.upsert(rule(1, '203.0.113.1/32', 'deny', { mode: 'monitor' }));
   await applyAll(r);
-  assert.equal(t.slot[t.find(1n)], s1);
+  assert.equal(t.rules.slot[t.find(1n)], s1);
   t.remove(1n);
   await applyAll(r);
   assert.equal(r.rec.slots.retired.get(s1), 1n, 'retired until its final count is reported');
   t.upsert(rule(3, '203.0.113.3/32'));
   await applyAll(r);
-  assert.notEqual(t.slot[t.find(3n)], s1, 'a retired slot is not reused');
+  assert.notEqual(t.rules.slot[t.find(3n)], s1, 'a retired slot is not reused');
   r.rec.slots.release(s1);
   t.upsert(rule(4, '203.0.113.4/32'));
   const pl = plan({ table: t, slots: r.rec.slots, capacity: r.dp.capacity });
@@ -281,7 +181,7 @@ test('counter slots: stable for a rule, retired on delete, reset before reuse', 
 });
 
 test('capacity: a change that overfills a table is refused before any op, naming table and numbers', async () => {
-  const r = rig(pinDir(), { prefixesPerTable: 4, counterSlots: 16 });
+  const r = await rig(pinDir(), { prefixesPerTable: 4, counterSlots: 16 });
   const t = r.rec.table;
   for (let i = 1; i <= 4; i++) t.upsert(rule(i, `10.9.0.${i}/32`));
   await applyAll(r);
@@ -305,7 +205,7 @@ test('capacity: a change that overfills a table is refused before any op, naming
 });
 
 test('a full table with deletes in the same change: adds that do not fit wait for the deletes, in the same apply call', async () => {
-  const r = rig(pinDir(), { prefixesPerTable: 3, counterSlots: 16 });
+  const r = await rig(pinDir(), { prefixesPerTable: 3, counterSlots: 16 });
   const t = r.rec.table;
   for (let i = 1; i <= 3; i++) t.upsert(rule(i, `10.8.0.${i}/32`));
   await applyAll(r);
@@ -324,15 +224,18 @@ test('a full table with deletes in the same change: adds that do not fit wait fo
   );
   // One call: the datapath counts capacity net of the deletes, in op order.
   assert.equal(r.dp.applied.length, calls + 1, 'the whole change in one apply call');
-  const ops = r.dp.applied
-    .at(-1)!
-    .map((o) =>
-      o.kind === 'entry.upsert' ? `+${formatPrefix(o.entry.prefix)}` : o.kind === 'entry.delete' ? `-${formatPrefix(o.prefix)}` : o.kind,
-    );
   // The table is full: neither add fits next to the three present, both wait for the deletes.
   assert.deepEqual(
-    ops.filter((o) => o.startsWith('+') || o.startsWith('-')),
-    ['-10.8.0.1/32', '-10.8.0.2/32', '+10.8.0.4/32', '+10.8.0.5/32'],
+    r.dp.applied
+      .at(-1)!
+      .map(formatOp)
+      .filter((o) => o.startsWith('entry.')),
+    [
+      'entry.delete ingress 10.8.0.1/32',
+      'entry.delete ingress 10.8.0.2/32',
+      'entry.upsert ingress 10.8.0.4/32 deny enforce slot 3',
+      'entry.upsert ingress 10.8.0.5/32 deny enforce slot 4',
+    ],
   );
   // The same ops with every add first would overfill the table at that point: the datapath refuses.
   const probe = new FakeDatapath({ pinDir: pinDir(), capacity: { prefixesPerTable: 3, counterSlots: 16 } });
@@ -360,7 +263,7 @@ test('a full table with deletes in the same change: adds that do not fit wait fo
 });
 
 test('counter slots exhausted: refused with RESOURCE_EXHAUSTED', async () => {
-  const r = rig(pinDir(), { prefixesPerTable: 100, counterSlots: 3 });
+  const r = await rig(pinDir(), { prefixesPerTable: 100, counterSlots: 3 });
   for (let i = 1; i <= 4; i++) r.rec.table.upsert(rule(i, `10.7.0.${i}/32`));
   const res = await r.rec.reconcile();
   assert.equal(res.ok, false);
@@ -372,7 +275,7 @@ test('counter slots exhausted: refused with RESOURCE_EXHAUSTED', async () => {
 });
 
 test('a kernel refusal part-way is repaired to the last good state', async () => {
-  const r = rig();
+  const r = await rig();
   const t = r.rec.table;
   t.upsert(rule(1, '10.6.0.1/32'));
   t.upsert(rule(2, '10.6.0.0/24', 'allow'));
@@ -408,94 +311,8 @@ test('a kernel refusal part-way is repaired to the last good state', async () =>
   );
 });
 
-test('restart: the pinned state is read back and nothing is flushed or rewritten', async () => {
-  const dir = pinDir();
-  const a = rig(dir);
-  const rand = rngUnit(99);
-  const desired = new Map<bigint, RuleSpec>();
-  for (let i = 1; i <= 200; i++) {
-    const x = randomRule(rand, i);
-    desired.set(x.id, x);
-    a.rec.table.upsert(x);
-  }
-  await applyAll(a);
-  a.dp.apply([], { revision: 42n, storeId: 'store-a' });
-  const dump = a.dp.dump();
-  // "kill -9": no close().
-  const b = rig(dir);
-  assert.equal(b.dp.createdFresh, false);
-  assert.equal(b.rec.table.desiredCount, 200);
-  const pl = plan({ table: b.rec.table, slots: b.rec.slots, capacity: b.dp.capacity });
-  assert.equal(pl.opCount, 0, 'a restart with an intact state applies nothing');
-  await applyAll(b);
-  assert.deepEqual(b.dp.dump(), dump);
-  checkAgainstDecide(b, desired, rand);
-  assert.equal(b.dp.readMeta().revision, 42n);
-});
-
-test('restart: drift between journal and kernel is fixed by the difference only', async () => {
-  const dir = pinDir();
-  const a = rig(dir);
-  for (let i = 1; i <= 5; i++) a.rec.table.upsert(rule(i, `10.5.0.${i}/32`));
-  a.rec.table.upsert(rule(6, '10.5.1.0/24', 'deny', { expire: Date.now() - 1000 + 60_000 }));
-  await applyAll(a);
-  // Someone deleted an entry and added a stray one behind the agent's back.
-  a.dp.apply([
-    { kind: 'entry.delete', direction: 'ingress', prefix: parseCidr('10.5.0.3/32') },
-    { kind: 'entry.upsert', entry: { direction: 'ingress', prefix: parseCidr('10.99.0.0/16'), action: 'deny', mode: 'enforce', slot: 77 } },
-  ]);
-  const b = rig(dir);
-  const pl = plan({ table: b.rec.table, slots: b.rec.slots, capacity: b.dp.capacity });
-  const ops = planOpsArray(b.rec.table, pl);
-  assert.deepEqual(
-    ops
-      .map((o) =>
-        o.kind === 'entry.upsert' ? `+${formatPrefix(o.entry.prefix)}` : o.kind === 'entry.delete' ? `-${formatPrefix(o.prefix)}` : o.kind,
-      )
-      .sort(),
-    ['+10.5.0.3/32', '-10.99.0.0/16'],
-  );
-});
-
-test('restart: journal rules that expired meanwhile leave the kernel and the journal', async () => {
-  const dir = pinDir();
-  let now = 1_000_000;
-  const dp = new FakeDatapath({ pinDir: dir });
-  const a = new Reconciler(dp, log, { now: () => now });
-  a.load();
-  a.table.upsert(rule(1, '10.4.0.1/32', 'deny', { expire: now + 5000 }));
-  a.table.upsert(rule(2, '10.4.0.2/32'));
-  await a.reconcile();
-  now += 10_000;
-  const dp2 = new FakeDatapath({ pinDir: dir });
-  const b = new Reconciler(dp2, log, { now: () => now });
-  const sum = b.load();
-  assert.equal(sum.expired, 1);
-  await b.reconcile();
-  assert.deepEqual(
-    dp2.readEntries().map((e) => formatPrefix(e.prefix)),
-    ['10.4.0.2/32'],
-  );
-  assert.deepEqual(
-    dp2.readJournal().map((j) => j.id),
-    [2n],
-  );
-});
-
-test('store ids: a UUID is pinned whole; one longer than the pins hold is pinned as no store (a restart takes a snapshot)', async () => {
-  const r = rig();
-  r.rec.table.upsert(rule(1, '10.3.9.1/32'));
-  const uuid = 'b3b0c442-98fc-4c1c-9d3b-1c6e0a1f2d3e';
-  assert.ok((await r.rec.reconcile({ revision: 4n, storeId: uuid })).ok);
-  assert.deepEqual(r.dp.readMeta(), { revision: 4n, storeId: uuid });
-  const long = 's'.repeat(65);
-  const res = await r.rec.reconcile({ revision: 5n, storeId: long });
-  assert.ok(res.ok, 'not a refusal');
-  assert.deepEqual(r.dp.readMeta(), { revision: 0n, storeId: '' });
-});
-
 test('invalid rules are refused (INVALID_ARGUMENT) until deleted', async () => {
-  const r = rig();
+  const r = await rig();
   r.rec.table.upsert(rule(1, '10.3.0.1/32'));
   r.rec.table.markInvalid(2n, 'action is ACTION_UNSPECIFIED');
   const res = await r.rec.reconcile();
@@ -510,8 +327,8 @@ test('invalid rules are refused (INVALID_ARGUMENT) until deleted', async () => {
   assert.equal(r.dp.readEntries().length, 1);
 });
 
-test('plan refuses with PlanError type for capacity (direct API)', () => {
-  const r = rig(pinDir(), { prefixesPerTable: 1, counterSlots: 8 });
+test('plan refuses with PlanError type for capacity (direct API)', async () => {
+  const r = await rig(pinDir(), { prefixesPerTable: 1, counterSlots: 8 });
   r.rec.table.upsert(rule(1, '10.2.0.1/32', 'deny', { direction: 'egress' }));
   r.rec.table.upsert(rule(2, '10.2.0.2/32', 'deny', { direction: 'egress' }));
   assert.throws(

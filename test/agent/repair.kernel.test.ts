@@ -12,7 +12,7 @@ import { type Datapath, type MapOp, OpBatch, type SyncMeta } from '../../node-ag
 import { openDatapath, removePins } from '../../node-agent/src/datapath/bpf-datapath.js';
 import { DatapathError } from '../../node-agent/src/datapath/errors.js';
 import { Reconciler } from '../../node-agent/src/reconcile/reconciler.js';
-import type { RuleSpec } from '../../node-agent/src/reconcile/rule-table.js';
+import type { RuleSpec } from '../../node-agent/src/reconcile/rule-flags.js';
 
 const log = pino({ level: 'silent' });
 
@@ -52,8 +52,7 @@ test('real datapath: a refusal part-way is repaired to the last good state; the 
   const real = openDatapath({ pinDir, capacity: { prefixesPerTable: 1024, counterSlots: 1024 } });
   try {
     const f = failing(real);
-    const rec = new Reconciler(f.dp, log, { chunkOps: 3 }); // several apply() calls per plan
-    rec.load();
+    const rec = await Reconciler.open(f.dp, log, { chunkOps: 3 }); // several apply() calls per plan
     const t = rec.table;
     for (let i = 1; i <= 6; i++) t.upsert(rule(i, `10.20.${i}.0/24`));
     t.upsert(rule(7, '10.20.0.0/16', 'allow', 'egress'));
@@ -93,10 +92,9 @@ test('real datapath: a refusal part-way is repaired to the last good state; the 
     // A restart on the same pins reads everything back and applies nothing.
     const again = openDatapath({ pinDir });
     try {
-      const rec2 = new Reconciler(again, log);
-      const sum = rec2.load();
-      assert.equal(sum.journalRules, 10);
-      assert.equal(sum.meta.revision, 3n);
+      const rec2 = await Reconciler.open(again, log);
+      assert.equal(rec2.loaded.journalRules, 10);
+      assert.equal(rec2.loaded.meta.revision, 3n);
       const r2 = await rec2.reconcile();
       assert.ok(r2.ok && r2.opCount === 0, 'nothing to apply after a restart');
     } finally {

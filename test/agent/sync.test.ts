@@ -266,10 +266,10 @@ test('counters: cumulative totals of changed entries; the first report on a stre
     fin.rules.find((x) => x.ruleId === 1n),
     { ruleId: 1n, packets: 7n, bytes: 700n },
   );
-  const slot1 = [...agent.rec.slots.retired.keys()][0]!;
-  assert.ok(agent.rec.slots.retired.has(slot1));
+  const slot1 = [...agent.engine.slots.retired.keys()][0]!;
+  assert.ok(agent.engine.slots.retired.has(slot1));
   s1.send({ $case: 'counterAck', value: { seq: fin.seq } });
-  await waitFor('retired slot released', () => agent.rec.slots.retired.size === 0);
+  await waitFor('retired slot released', () => agent.engine.slots.retired.size === 0);
   // New stream: every non-zero entry again (rule 2 and the interface), cumulative.
   s1.fail();
   const s2 = await cp.accept();

@@ -103,9 +103,9 @@ test('validation: host bits, address length, unsupported enums, expired on arriv
   const t = new RuleTable();
   const res = applyRawRules(t, m.msg.value.rules, Date.now());
   assert.deepEqual(res, { upserted: 1, expired: 1, invalid: 4 });
-  assert.match(t.invalid.get(1n)!, /host bits set after \/24/);
-  assert.match(t.invalid.get(2n)!, /address must be 4 or 16 bytes, got 3/);
-  assert.match(t.invalid.get(3n)!, /action 7 is not supported/);
-  assert.match(t.invalid.get(4n)!, /prefix length 33 is out of range/);
+  assert.match(t.invalidRules.get(1n)!, /host bits set after \/24/);
+  assert.match(t.invalidRules.get(2n)!, /address must be 4 or 16 bytes, got 3/);
+  assert.match(t.invalidRules.get(3n)!, /action 7 is not supported/);
+  assert.match(t.invalidRules.get(4n)!, /prefix length 33 is out of range/);
   assert.deepEqual(show(t), ['6 ingress 10.0.6.0/24 deny enforce 0']);
 });

@@ -11,7 +11,7 @@
 
 import type { Datapath, InterfaceCounters } from '../datapath/datapath.js';
 import type { CounterReport, InterfaceCounterSample, RuleCounterSample } from '../../../proto/gen/fleetwall/v1/agent_service.js';
-import type { RuleTable } from '../reconcile/rule-table.js';
+import type { RuleView } from '../reconcile/rule-records.js';
 import type { SlotPool } from '../reconcile/slot-pool.js';
 import { directionToWire } from '../sync/wire.js';
 
@@ -19,6 +19,9 @@ import { directionToWire } from '../sync/wire.js';
 const MAX_SAMPLES_PER_REPORT = 40_000;
 /** Slots per counter read (2 x 512 KB of buffers, reused). */
 const READ_CHUNK = 32768;
+
+/** The datapath calls the reporter makes. */
+export type CounterSource = Pick<Datapath, 'capacity' | 'readRuleCountersInto' | 'readInterfaceCounters'>;
 
 function ifaceValues(c: InterfaceCounters): bigint[] {
   const t = c.totals;
@@ -48,9 +51,11 @@ export class CounterReporter {
   readonly stats = { reports: 0, samples: 0, lastReadMs: 0, acked: 0n };
 
   constructor(
-    private readonly dp: Datapath,
-    private readonly table: RuleTable,
-    private readonly slots: () => SlotPool,
+    private readonly dp: CounterSource,
+    /** Which rule owns which slot, and the retired slots the reporter releases. */
+    private readonly slots: SlotPool,
+    /** Rule ids by record. */
+    private readonly rules: Pick<RuleView, 'idOf'>,
   ) {
     this.lastPackets = new Uint32Array(dp.capacity.counterSlots);
     const n = Math.max(1, Math.min(READ_CHUNK, dp.capacity.counterSlots));
@@ -74,7 +79,7 @@ export class CounterReporter {
    */
   collect(now: Date = new Date()): CounterReport[] {
     const t0 = performance.now();
-    const pool = this.slots();
+    const pool = this.slots;
     const upTo = pool.watermark;
     const rules: RuleCounterSample[] = [];
     const retiredNow: number[] = [];
@@ -103,7 +108,7 @@ export class CounterReporter {
           }
           const r = owner[s]!;
           let id: bigint | undefined;
-          if (r >= 0) id = this.table.id[r];
+          if (r >= 0) id = this.rules.idOf(r);
           else {
             id = pool.retired.get(s);
             if (id !== undefined) retiredNow.push(s);
@@ -158,7 +163,7 @@ export class CounterReporter {
 
   private release(s: number): void {
     this.retiredIn.delete(s);
-    this.slots().release(s);
+    this.slots.release(s);
     // The slot starts from zero for its next owner (counter.reset).
     this.lastPackets[s] = 0;
   }

@@ -1,18 +1,21 @@
 // Local expiry: rules with an expire time leave the kernel at that time, even
-// while the control plane is unreachable. A binary min-heap of (time, record)
-// in typed arrays; entries are checked lazily against the table when they
-// come due (a record changed or deleted since is simply skipped).
+// while the control plane is unreachable. A binary min-heap of (time, record,
+// rule id) in typed arrays; entries are checked lazily against the rule
+// table when they come due (a record changed or deleted since is skipped).
 
-import type { RuleTable } from '../reconcile/rule-table.js';
-import { F_DESIRED } from '../reconcile/rule-table.js';
+/** What expires: the rule table. */
+export interface ExpiryTarget {
+  /** Removes record r from the desired set if it still holds rule `id`, desired, with expiry `at`; true if it did. */
+  expireRecord(r: number, id: bigint, at: number): boolean;
+}
 
 export class ExpiryQueue {
   private times = new Float64Array(64);
   private recs = new Int32Array(64);
   private ids = new BigUint64Array(64);
   private n = 0;
-
-  constructor(private readonly table: RuleTable) {}
+  /** Earliest expiry pushed since takeEarliestPush() (Infinity: none). */
+  private earliestPush = Infinity;
 
   get size(): number {
     return this.n;
@@ -23,7 +26,19 @@ export class ExpiryQueue {
     return this.n > 0 ? this.times[0]! : Infinity;
   }
 
-  push(r: number, at: number): void {
+  /**
+   * The earliest expiry pushed since the last call (Infinity: none), so the
+   * owner can bring its timer forward; resets it.
+   */
+  takeEarliestPush(): number {
+    const at = this.earliestPush;
+    this.earliestPush = Infinity;
+    return at;
+  }
+
+  /** Record r (rule `id`) expires at `at` (Unix ms). */
+  push(r: number, id: bigint, at: number): void {
+    if (at < this.earliestPush) this.earliestPush = at;
     if (this.n === this.times.length) {
       const t = new Float64Array(this.n * 2);
       t.set(this.times);
@@ -36,7 +51,6 @@ export class ExpiryQueue {
       this.ids = ii;
     }
     let i = this.n++;
-    const id = this.table.id[r]!;
     while (i > 0) {
       const parent = (i - 1) >> 1;
       if (this.times[parent]! <= at) break;
@@ -73,11 +87,10 @@ export class ExpiryQueue {
   }
 
   /**
-   * Removes every desired rule whose expiry is at or before `now` from the
-   * desired set. Returns how many left.
+   * Takes every entry due at or before `now` off the queue and expires it in
+   * `target`. Returns how many rules left the desired set.
    */
-  expire(now: number): number {
-    const t = this.table;
+  expire(now: number, target: ExpiryTarget): number {
     let removed = 0;
     while (this.n > 0 && this.times[0]! <= now) {
       const at = this.times[0]!;
@@ -85,10 +98,7 @@ export class ExpiryQueue {
       const id = this.ids[0]!;
       this.pop();
       // Still the same rule, still desired, still with this expiry?
-      if (r < t.rHigh && t.id[r] === id && (t.flags[r]! & F_DESIRED) !== 0 && t.expireOf(r) === at) {
-        t.removeRecord(r);
-        removed++;
-      }
+      if (target.expireRecord(r, id, at)) removed++;
     }
     return removed;
   }

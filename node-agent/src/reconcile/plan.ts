@@ -1,7 +1,6 @@
-// plan(desired, actual) -> map operations. Pure: reads the rule table (the
-// desired set, the journal state and the kernel state it mirrors) and the
-// slot pool, changes neither, does no I/O. commitPlan() records a plan's
-// effect once the datapath applied it.
+// plan(desired, actual) -> Plan. Pure: reads the rule table (the desired
+// set, the journal state and the kernel state it mirrors, through their
+// read-only views) and the slot pool, changes neither, does no I/O.
 //
 // What the plan decides:
 //  - the kernel entry of every prefix in scope: among the desired rules with
@@ -22,15 +21,21 @@
 //    which is what the datapath checks, so the whole plan goes in one
 //    stream of apply calls.
 //
-// PlanOpWriter writes a plan's ops into a reusable OpBatch (columns, no
-// object per op), chunk by chunk.
+// The result is a Plan (plan-value.ts): columns of record indexes, counts
+// and a readable summary. plan-ops.ts turns it into ops (an OpBatch, chunk
+// by chunk); commitPlan() records it in the table and the slot pool once the
+// datapath applied them.
 
-import { type DatapathCapacity, type MapOp, OpBatch } from '../datapath/datapath.js';
+import type { DatapathCapacity } from '../datapath/datapath.js';
+import type { DirtyView } from './dirty-scope.js';
+import { Plan } from './plan-value.js';
+import type { PrefixView } from './prefix-records.js';
+import { type TableId, TABLES, tableName, v4Mask, mask16 } from './prefix-key.js';
+import { F_ALLOW, F_DESIRED, F_JOURNALED, F_MONITOR, F_SHADOW, NONE, packEntry } from './rule-flags.js';
+import type { RuleView } from './rule-records.js';
+import type { RuleTable } from './rule-table.js';
 import type { SlotPool } from './slot-pool.js';
-import { F_ALLOW, F_DESIRED, F_JOURNALED, F_MONITOR, F_SHADOW, type RuleTable, packEntry } from './rule-table.js';
-import { type TableId, TABLES, tableName, v4KeyParts, v4Mask, v6KeyBytes, mask16 } from './prefix-key.js';
 
-const NONE = -1;
 /** Above this many changed allow prefixes, a full plan is cheaper than expanding each. */
 const MAX_ALLOW_EXPANSIONS = 16;
 
@@ -47,29 +52,6 @@ export class PlanError extends Error {
   ) {
     super(message);
   }
-}
-
-export interface Plan {
-  readonly full: boolean;
-  /** New rules (record indexes) and the slot each takes, in pool order. */
-  readonly newRules: Int32Array;
-  readonly newSlots: Int32Array;
-  readonly resets: Int32Array;
-  readonly journalDeletes: Int32Array;
-  readonly journalUpserts: Int32Array;
-  /** The counter slot each journal upsert carries (a new rule's new slot, else its own). */
-  readonly journalUpsertSlots: Int32Array;
-  /** Prefix records and their new packed entries: updates and adds that fit, then deletes, then late adds. */
-  readonly upsertsEarly: Int32Array;
-  readonly upsertsEarlyWant: Int32Array;
-  readonly deletes: Int32Array;
-  readonly upsertsLate: Int32Array;
-  readonly upsertsLateWant: Int32Array;
-  /** Every prefix record the plan looked at (freed at commit if empty). */
-  readonly scopePfx: Int32Array;
-  /** Kernel entries per table once applied. */
-  readonly tableAfter: readonly number[];
-  readonly opCount: number;
 }
 
 export interface PlanInput {
@@ -98,11 +80,11 @@ class IntList {
 }
 
 /** The desired winner at prefix record p, or -1. */
-function winner(t: RuleTable, p: number): number {
+function winner(rs: RuleView, ps: PrefixView, p: number): number {
   let best = NONE;
   let bf = 0;
-  for (let r = t.pHead[p]!; r !== NONE; r = t.next[r]!) {
-    const f = t.flags[r]!;
+  for (let r = ps.head[p]!; r !== NONE; r = rs.next[r]!) {
+    const f = rs.flags[r]!;
     if (best === NONE) {
       best = r;
       bf = f;
@@ -113,7 +95,7 @@ function winner(t: RuleTable, p: number): number {
     let better: boolean;
     if (a !== ba) better = a !== 0;
     else if ((f & F_MONITOR) !== (bf & F_MONITOR)) better = (f & F_MONITOR) === 0;
-    else better = t.id[r]! < t.id[best]!;
+    else better = rs.id[r]! < rs.id[best]!;
     if (better) {
       best = r;
       bf = f;
@@ -122,69 +104,59 @@ function winner(t: RuleTable, p: number): number {
   return best;
 }
 
-function hasDesiredAllow(t: RuleTable, p: number): boolean {
-  for (let r = t.pHead[p]!; r !== NONE; r = t.next[r]!) if ((t.flags[r]! & F_ALLOW) !== 0) return true;
+function hasDesiredAllow(rs: RuleView, ps: PrefixView, p: number): boolean {
+  for (let r = ps.head[p]!; r !== NONE; r = rs.next[r]!) if ((rs.flags[r]! & F_ALLOW) !== 0) return true;
   return false;
 }
 
-/** Per table, the prefix lengths at which desired allows exist. */
-function allowLengths(t: RuleTable): number[][] {
-  const out: number[][] = [[], [], [], []];
-  for (const tb of TABLES) {
-    const max = (tb & 1) === 1 ? 128 : 32;
-    for (let l = 0; l <= max; l++) if (t.allowLens[tb * 129 + l]! > 0) out[tb]!.push(l);
-  }
-  return out;
-}
-
-/** True if a desired allow of the same table contains prefix record p. */
-function coveredByAllow(t: RuleTable, p: number, lens: number[][]): boolean {
-  const tb = t.pTable[p]! as TableId;
+/** True if a desired allow of the same table contains prefix record p (lens: RuleTable.allowLengths()). */
+function coveredByAllow(rs: RuleView, ps: PrefixView, p: number, lens: number[][]): boolean {
+  const tb = ps.table[p]! as TableId;
   const ls = lens[tb]!;
   if (ls.length === 0) return false;
-  const len = t.pLen[p]!;
+  const len = ps.len[p]!;
   if ((tb & 1) === 0) {
-    const word = v4KeyParts(t.pKey[p]!).word;
+    const word = ps.v4Word(p);
     for (const l of ls) {
       if (l > len) break;
-      const q = t.pfxV4(tb, (word & v4Mask(l)) >>> 0, l);
-      if (q !== NONE && hasDesiredAllow(t, q)) return true;
+      const q = ps.lookupV4(tb, (word & v4Mask(l)) >>> 0, l);
+      if (q !== NONE && hasDesiredAllow(rs, ps, q)) return true;
     }
     return false;
   }
-  const bytes = v6KeyBytes(t.pKeyV6.get(p)!);
+  const bytes = ps.v6Bytes(p);
   for (const l of ls) {
     if (l > len) break;
-    const q = t.pfxV6(tb, mask16(bytes, l), l);
-    if (q !== NONE && hasDesiredAllow(t, q)) return true;
+    const q = ps.lookupV6(tb, mask16(bytes, l), l);
+    if (q !== NONE && hasDesiredAllow(rs, ps, q)) return true;
   }
   return false;
 }
 
 /** Prefix records in scope: the dirty ones plus every prefix inside a changed allow. */
-function scopePrefixes(t: RuleTable, full: boolean): Int32Array {
-  const out = new IntList(full ? Math.max(16, t.pHigh) : 16);
+function scopePrefixes(ps: PrefixView, dirty: DirtyView, full: boolean): Int32Array {
+  const out = new IntList(full ? Math.max(16, ps.high) : 16);
   if (full) {
-    for (let p = 0; p < t.pHigh; p++) if (t.pfxLive(p)) out.push(p);
+    for (let p = 0; p < ps.high; p++) if (ps.live(p)) out.push(p);
     return out.done();
   }
   const seen = new Set<number>();
-  for (const p of t.dirtyPfx)
-    if (t.pfxLive(p) && !seen.has(p)) {
+  for (const p of dirty.prefixes)
+    if (ps.live(p) && !seen.has(p)) {
       seen.add(p);
       out.push(p);
     }
   const allows: number[] = [];
-  for (const a of t.dirtyAllowPfx) {
-    if (!t.pfxLive(a)) continue;
-    const max = (t.pTable[a]! & 1) === 1 ? 128 : 32;
-    if (t.pLen[a]! < max) allows.push(a);
+  for (const a of dirty.allowPrefixes) {
+    if (!ps.live(a)) continue;
+    const max = (ps.table[a]! & 1) === 1 ? 128 : 32;
+    if (ps.len[a]! < max) allows.push(a);
   }
   if (allows.length > 0) {
-    for (let p = 0; p < t.pHigh; p++) {
-      if (!t.pfxLive(p) || seen.has(p)) continue;
+    for (let p = 0; p < ps.high; p++) {
+      if (!ps.live(p) || seen.has(p)) continue;
       for (const a of allows) {
-        if (t.pfxContains(a, p)) {
+        if (ps.contains(a, p)) {
           seen.add(p);
           out.push(p);
           break;
@@ -195,22 +167,27 @@ function scopePrefixes(t: RuleTable, full: boolean): Int32Array {
   return out.done();
 }
 
-/** Computes the operations that take the kernel and journal to the desired set. Throws PlanError. */
+/** Computes the plan that takes the kernel and journal to the desired set. Throws PlanError. */
 export function plan(input: PlanInput): Plan {
   const { table: t, slots, capacity } = input;
-  if (t.invalid.size > 0) {
-    const [id, why] = t.invalid.entries().next().value as [bigint, string];
+  const invalid = t.invalidRules;
+  if (invalid.size > 0) {
+    const [id, why] = invalid.entries().next().value as [bigint, string];
     throw new PlanError(
       'INVALID_ARGUMENT',
       'INVALID_RULE',
-      `rule ${id} cannot be applied: ${why}${t.invalid.size > 1 ? ` (and ${t.invalid.size - 1} more)` : ''}`,
+      `rule ${id} cannot be applied: ${why}${invalid.size > 1 ? ` (and ${invalid.size - 1} more)` : ''}`,
       {
         rule_id: String(id),
-        invalid_rules: String(t.invalid.size),
+        invalid_rules: String(invalid.size),
       },
     );
   }
-  const full = t.dirtyAll || t.dirtyAllowPfx.size > MAX_ALLOW_EXPANSIONS;
+  const rs = t.rules;
+  const ps = t.prefixes;
+  const kernel = t.kernel;
+  const dirty = t.dirty;
+  const full = dirty.all || dirty.allowPrefixes.size > MAX_ALLOW_EXPANSIONS;
 
   // ---- rules: journal ops and slots ----
   const newRules = new IntList();
@@ -221,7 +198,7 @@ export function plan(input: PlanInput): Plan {
   const jUpsSlot = new IntList();
   let k = 0;
   const visitRule = (r: number): void => {
-    const f = t.flags[r]!;
+    const f = rs.flags[r]!;
     if ((f & F_DESIRED) !== 0) {
       if ((f & F_JOURNALED) === 0) {
         if (k >= slots.available) {
@@ -236,14 +213,14 @@ export function plan(input: PlanInput): Plan {
         jUpsSlot.push(s);
       } else if ((f & F_SHADOW) !== 0) {
         jUps.push(r);
-        jUpsSlot.push(t.slot[r]!);
+        jUpsSlot.push(rs.slot[r]!);
       }
     } else if ((f & F_JOURNALED) !== 0) jDel.push(r);
   };
   if (full) {
-    for (let r = 0; r < t.rHigh; r++) if (t.isLive(r)) visitRule(r);
+    for (let r = 0; r < rs.high; r++) if (rs.isLive(r)) visitRule(r);
   } else {
-    for (const r of t.dirtyRules) if (t.isLive(r)) visitRule(r);
+    for (const r of dirty.rules) if (rs.isLive(r)) visitRule(r);
   }
   if (k > slots.available) {
     throw new PlanError(
@@ -257,7 +234,7 @@ export function plan(input: PlanInput): Plan {
   // Slot given to a new rule, by record index (a typed array when many: no big Map).
   let assignedSlot: (r: number) => number;
   if (newRules.n > 256) {
-    const bySlot = new Int32Array(t.rHigh).fill(NONE);
+    const bySlot = new Int32Array(rs.high).fill(NONE);
     for (let i = 0; i < newRules.n; i++) bySlot[newRules.a[i]!] = newSlots.a[i]!;
     assignedSlot = (r) => bySlot[r]!;
   } else {
@@ -267,8 +244,8 @@ export function plan(input: PlanInput): Plan {
   }
 
   // ---- prefixes: kernel entries ----
-  const scope = scopePrefixes(t, full);
-  const lens = allowLengths(t);
+  const scope = scopePrefixes(ps, dirty, full);
+  const lens = t.allowLengths();
   const adds = [0, 0, 0, 0];
   const dels = [0, 0, 0, 0];
   const updEarly = new IntList();
@@ -278,19 +255,19 @@ export function plan(input: PlanInput): Plan {
   const del = new IntList();
   for (let i = 0; i < scope.length; i++) {
     const p = scope[i]!;
-    const w = winner(t, p);
+    const w = winner(rs, ps, p);
     let want = NONE;
     if (w !== NONE) {
-      const f = t.flags[w]!;
+      const f = rs.flags[w]!;
       const allow = (f & F_ALLOW) !== 0;
-      if (allow || !coveredByAllow(t, p, lens)) {
-        const slot = (f & F_JOURNALED) !== 0 ? t.slot[w]! : assignedSlot(w);
+      if (allow || !coveredByAllow(rs, ps, p, lens)) {
+        const slot = (f & F_JOURNALED) !== 0 ? rs.slot[w]! : assignedSlot(w);
         want = packEntry(slot, allow, (f & F_MONITOR) !== 0);
       }
     }
-    const have = t.pKernel[p]!;
+    const have = kernel.entryOf(p);
     if (want === have) continue;
-    const tb = t.pTable[p]!;
+    const tb = ps.table[p]!;
     if (want === NONE) {
       del.push(p);
       dels[tb]!++;
@@ -306,29 +283,30 @@ export function plan(input: PlanInput): Plan {
 
   const tableAfter = [0, 0, 0, 0];
   for (const tb of TABLES) {
-    tableAfter[tb] = t.kernelCount[tb]! + adds[tb]! - dels[tb]!;
+    const now = kernel.count[tb]!;
+    tableAfter[tb] = now + adds[tb]! - dels[tb]!;
     if (tableAfter[tb]! > capacity.prefixesPerTable) {
       throw new PlanError(
         'RESOURCE_EXHAUSTED',
         'TABLE_FULL',
-        `${tableName(tb)} table full: the rule set needs ${tableAfter[tb]} prefixes, the table holds ${capacity.prefixesPerTable} (now ${t.kernelCount[tb]}); delete rules or recreate the maps with a larger --capacity-prefixes`,
+        `${tableName(tb)} table full: the rule set needs ${tableAfter[tb]} prefixes, the table holds ${capacity.prefixesPerTable} (now ${now}); delete rules or recreate the maps with a larger --capacity-prefixes`,
         {
           table: tableName(tb),
           needed: String(tableAfter[tb]),
           capacity: String(capacity.prefixesPerTable),
-          current: String(t.kernelCount[tb]),
+          current: String(now),
         },
       );
     }
   }
   // Adds that fit next to the entries still in the table go first; the rest
   // wait until the deletes made room.
-  const room = TABLES.map((tb) => capacity.prefixesPerTable - t.kernelCount[tb]!);
+  const room = TABLES.map((tb) => capacity.prefixesPerTable - kernel.count[tb]!);
   const lateP = new IntList();
   const lateWant = new IntList();
   for (let i = 0; i < addP.n; i++) {
     const p = addP.a[i]!;
-    const tb = t.pTable[p]!;
+    const tb = ps.table[p]!;
     if (room[tb]! > 0) {
       room[tb]!--;
       updEarly.push(p);
@@ -338,8 +316,7 @@ export function plan(input: PlanInput): Plan {
       lateWant.push(addWant.a[i]!);
     }
   }
-  const opCount = resets.n + jDel.n + jUps.n + updEarly.n + del.n + lateP.n;
-  return {
+  return new Plan({
     full,
     newRules: newRules.done(),
     newSlots: newSlots.done(),
@@ -354,107 +331,17 @@ export function plan(input: PlanInput): Plan {
     upsertsLateWant: lateWant.done(),
     scopePfx: scope,
     tableAfter,
-    opCount,
-  };
+  });
 }
 
-/**
- * Writes a plan's operations, in order, into OpBatches: fill() appends until
- * the batch is full and resumes where it stopped on the next call (a million
- * ops need not exist at once, nor one object per op).
- */
-export class PlanOpWriter {
-  private section = 0;
-  private i = 0;
-
-  constructor(
-    private readonly t: RuleTable,
-    private readonly pl: Plan,
-  ) {}
-
-  /** Appends the next ops to `out` until it is full. Returns true once every op is written. */
-  fill(out: OpBatch): boolean {
-    const { t, pl } = this;
-    for (;;) {
-      switch (this.section) {
-        case 0:
-          for (; this.i < pl.resets.length; this.i++) {
-            if (out.full) return false;
-            out.counterReset(pl.resets[this.i]!);
-          }
-          break;
-        case 1:
-          for (; this.i < pl.journalDeletes.length; this.i++) {
-            if (out.full) return false;
-            out.journalDelete(t.id[pl.journalDeletes[this.i]!]!);
-          }
-          break;
-        case 2:
-          for (; this.i < pl.journalUpserts.length; this.i++) {
-            if (out.full) return false;
-            t.writeDesiredJournalRule(out, pl.journalUpserts[this.i]!, pl.journalUpsertSlots[this.i]!);
-          }
-          break;
-        case 3:
-          for (; this.i < pl.upsertsEarly.length; this.i++) {
-            if (out.full) return false;
-            t.writeEntryUpsert(out, pl.upsertsEarly[this.i]!, pl.upsertsEarlyWant[this.i]!);
-          }
-          break;
-        case 4:
-          for (; this.i < pl.deletes.length; this.i++) {
-            if (out.full) return false;
-            t.writeEntryDelete(out, pl.deletes[this.i]!);
-          }
-          break;
-        case 5:
-          for (; this.i < pl.upsertsLate.length; this.i++) {
-            if (out.full) return false;
-            t.writeEntryUpsert(out, pl.upsertsLate[this.i]!, pl.upsertsLateWant[this.i]!);
-          }
-          break;
-        default:
-          return true;
-      }
-      this.section++;
-      this.i = 0;
-    }
-  }
-}
-
-/** The plan's operations as MapOp objects, lazily (tests, diagnostics). */
-export function* planOps(t: RuleTable, pl: Plan): Generator<MapOp> {
-  const w = new PlanOpWriter(t, pl);
-  const b = new OpBatch(1024);
-  for (;;) {
-    b.clear();
-    const done = w.fill(b);
-    for (let i = 0; i < b.length; i++) yield b.op(i);
-    if (done) return;
-  }
-}
-
-/** All of a plan's operations as one array (small plans, tests). */
-export function planOpsArray(t: RuleTable, pl: Plan): MapOp[] {
-  return [...planOps(t, pl)];
-}
-
-/** Records an applied plan in the table and the slot pool. */
+/** Records an applied plan in the slot pool and the table (its journal and kernel sides). */
 export function commitPlan(t: RuleTable, slots: SlotPool, pl: Plan): void {
   slots.take(pl.newSlots, pl.newRules);
-  for (let i = 0; i < pl.newRules.length; i++) t.markJournaled(pl.newRules[i]!, pl.newSlots[i]!);
-  for (let i = 0; i < pl.journalUpserts.length; i++) {
-    const r = pl.journalUpserts[i]!;
-    if ((t.flags[r]! & F_SHADOW) !== 0) t.markJournaled(r, t.slot[r]!);
-  }
+  // Deleted rules' slots wait for their final counter report (their records may be freed by commit).
+  const rs = t.rules;
   for (let i = 0; i < pl.journalDeletes.length; i++) {
     const r = pl.journalDeletes[i]!;
-    slots.retire(t.slot[r]!, t.id[r]!);
-    t.markUnjournaled(r);
+    slots.retire(rs.slot[r]!, rs.id[r]!);
   }
-  for (let i = 0; i < pl.upsertsEarly.length; i++) t.setKernel(pl.upsertsEarly[i]!, pl.upsertsEarlyWant[i]!);
-  for (let i = 0; i < pl.deletes.length; i++) t.setKernel(pl.deletes[i]!, NONE);
-  for (let i = 0; i < pl.upsertsLate.length; i++) t.setKernel(pl.upsertsLate[i]!, pl.upsertsLateWant[i]!);
-  for (let i = 0; i < pl.scopePfx.length; i++) t.freePfxIfEmpty(pl.scopePfx[i]!);
-  t.clearDirty();
+  t.commit(pl);
 }

@@ -6,15 +6,11 @@
 // double) and by an 18-character one-byte string for IPv6, so a million
 // prefixes need no object each.
 
-import type { Family, Prefix } from '../../../common/src/cidr.js';
+import type { Family } from '../../../common/src/cidr.js';
 import type { RuleDirection } from '../../../common/src/policy.js';
 
 export type TableId = 0 | 1 | 2 | 3;
 export const TABLES: readonly TableId[] = [0, 1, 2, 3];
-
-export function tableOf(direction: RuleDirection, family: Family): TableId {
-  return ((direction === 'egress' ? 2 : 0) + (family === 6 ? 1 : 0)) as TableId;
-}
 
 export function tableDirection(t: TableId): RuleDirection {
   return t >= 2 ? 'egress' : 'ingress';
@@ -41,10 +37,9 @@ export function v4Key(t: TableId, word: number, len: number): number {
   return ((t >> 1) * 4294967296 + word) * 64 + len;
 }
 
-export function v4KeyParts(key: number): { word: number; len: number } {
-  const len = key % 64;
-  const rest = (key - len) / 64;
-  return { word: rest % 4294967296, len };
+/** The address word of an IPv4 prefix key (v4Key), without an object. */
+export function v4KeyWord(key: number): number {
+  return ((key - (key % 64)) / 64) % 4294967296;
 }
 
 /** IPv6: table id, length, then the 16 address bytes, one char each. */
@@ -60,10 +55,6 @@ export function v6KeyBytes(key: string): Uint8Array {
   return out;
 }
 
-export function wordBytes(word: number): Uint8Array {
-  return new Uint8Array([word >>> 24, (word >>> 16) & 255, (word >>> 8) & 255, word & 255]);
-}
-
 /** The masked copy of 16 IPv6 bytes at `offset`. */
 export function mask16(bytes: Uint8Array, len: number, offset = 0): Uint8Array {
   const out = new Uint8Array(16);
@@ -72,8 +63,4 @@ export function mask16(bytes: Uint8Array, len: number, offset = 0): Uint8Array {
     out[i] = bytes[offset + i]! & ((0xff << (8 - keep)) & 0xff);
   }
   return out;
-}
-
-export function prefixOfV4(word: number, len: number): Prefix {
-  return { family: 4, bytes: wordBytes(word), len };
 }

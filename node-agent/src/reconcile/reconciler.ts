@@ -1,9 +1,9 @@
-// Executes plans: fetch (the pinned state at start), compute (plan.ts),
-// execute (datapath.applyBatch, chunks of one reused OpBatch), then commit
-// the plan to the in-memory state. The only place the agent writes to the
-// datapath's maps. Nothing here makes an object per rule: the start-up load
-// reads the journal and the tables in chunks of columns, plans are written
-// into the batch column by column.
+// Executes plans: compute (plan.ts), execute (datapath.applyBatch, chunks
+// of one reused OpBatch), then commit the plan to the in-memory state. The
+// only place the agent writes to the datapath's maps. Opened with the pinned
+// state read back (pin-loader.ts), so a reconciler is always loaded. Nothing
+// here makes an object per rule: plans are written into the batch column by
+// column.
 //
 // A plan the kernel refuses half-way (the datapath throws) is repaired: the
 // kernel tables and the journal are read back and brought to the last good
@@ -11,9 +11,13 @@
 
 import type { Logger } from 'pino';
 import { type Datapath, MAX_STORE_ID_BYTES, OpBatch, type SyncMeta } from '../datapath/datapath.js';
-import { F_JOURNALED, RuleTable } from './rule-table.js';
-import { type Plan, PlanError, PlanOpWriter, commitPlan, plan } from './plan.js';
-import { SlotPool } from './slot-pool.js';
+import { type LoadSummary, type PinnedState, loadPinned } from './pin-loader.js';
+import { PlanError, commitPlan, plan } from './plan.js';
+import { PlanOpWriter } from './plan-ops.js';
+import type { Plan } from './plan-value.js';
+import { F_JOURNALED } from './rule-flags.js';
+import { type ExpirySink, RuleTable } from './rule-table.js';
+import type { SlotPool } from './slot-pool.js';
 import { releaseTransientMemory } from '../memory.js';
 
 export interface ReconcileOk {
@@ -45,23 +49,19 @@ export const GRPC_CODE = {
   UNAVAILABLE: 14,
 } as const;
 
-export interface LoadSummary {
-  readonly journalRules: number;
-  readonly kernelEntries: number;
-  readonly expired: number;
-  readonly meta: SyncMeta;
-}
+/** The datapath calls a reconciler makes: the start-up load, applies, and the read-back of a repair. */
+export type ReconcileDatapath = PinnedState & Pick<Datapath, 'applyBatch'>;
 
 export interface ReconcilerOptions {
   /** Ops per datapath.applyBatch call (the reused batch's size; the loop yields between calls). */
   readonly chunkOps?: number;
+  /** Clock for rules that expired while no agent ran (Unix ms). */
   readonly now?: () => number;
+  /** Where desired rules' expiries go (the engine's expiry queue); none: nothing expires locally. */
+  readonly expiry?: ExpirySink;
 }
 
 const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
-/** Counter slots per read at start (two BigUint64Arrays of this many). */
-const COUNTER_CHUNK = 65536;
 
 /** Ops collected in chunks (repair: the differences found, in the order they will be applied). */
 class OpQueue {
@@ -84,89 +84,38 @@ class OpQueue {
 }
 
 export class Reconciler {
-  readonly table: RuleTable;
-  slots!: SlotPool;
   private readonly chunkOps: number;
   /** The batch every plan is written into, chunk by chunk. */
   private readonly batch: OpBatch;
-  private readonly now: () => number;
   private needsRepair = false;
   /** Counts for metrics. */
   readonly stats = { applies: 0, ops: 0, refusals: 0, repairs: 0, lastApplyMs: 0 };
 
-  constructor(
-    readonly dp: Datapath,
+  private constructor(
+    private readonly dp: ReconcileDatapath,
     private readonly log: Logger,
-    opts: ReconcilerOptions = {},
+    /** The rule state (desired, journal, kernel); the reconciler commits applied plans into it. */
+    readonly table: RuleTable,
+    /** Counter slots; the counter reporter releases retired ones. */
+    readonly slots: SlotPool,
+    /** What the pins held at open. */
+    readonly loaded: LoadSummary,
+    chunkOps: number,
   ) {
-    this.table = new RuleTable();
-    this.chunkOps = opts.chunkOps ?? 16384;
-    this.batch = new OpBatch(this.chunkOps);
-    this.now = opts.now ?? Date.now;
+    this.chunkOps = chunkOps;
+    this.batch = new OpBatch(chunkOps);
   }
 
   /**
-   * Reads the pinned state (journal, kernel entries, counters) into memory.
-   * Expired journal rules are loaded as no longer desired. Call once, first.
+   * A reconciler with the pinned state (journal, kernel entries, counters)
+   * read back into a new rule table and slot pool. Expired journal rules are
+   * loaded as no longer desired. Nothing is applied yet: the first
+   * reconcile() applies the difference between the journal and the kernel.
    */
-  load(): LoadSummary {
-    const dp = this.dp;
-    const meta = dp.readMeta();
-    const now = this.now();
-    const t = this.table;
-    // Everything is in scope at start: no need to record each rule as dirty.
-    t.markAllDirty();
-    t.reserve(dp.usage().reduce((n, u) => n + u.entries, 0));
-    const slotCap = dp.capacity.counterSlots;
-    /** slot -> record of the journaled rule that owns it (-1: none). */
-    const owners = new Int32Array(slotCap).fill(-1);
-    let expired = 0;
-    let journalRules = 0;
-    // Chunks of columns: no object per rule, whatever the size of the pinned state.
-    for (const b of dp.readJournalChunks()) {
-      for (let i = 0; i < b.length; i++) {
-        journalRules++;
-        const exp = b.expire[i]!;
-        const desired = !(exp > 0 && exp <= now);
-        if (!desired) expired++;
-        const slot = b.slot[i]!;
-        if (slot >= slotCap || owners[slot] !== -1) {
-          // A journal entry without a usable slot: treat it as a new rule.
-          const j = b.op(i);
-          this.log.warn({ ruleId: String(b.id[i]), slot }, 'journal rule has an unusable counter slot; it gets a new one');
-          if (desired && j.kind === 'journal.upsert') {
-            t.upsert({
-              id: j.rule.id,
-              direction: j.rule.direction,
-              prefix: j.rule.prefix,
-              action: j.rule.action,
-              mode: j.rule.mode,
-              expireUnixMs: j.rule.expireUnixMs,
-            });
-          }
-          continue;
-        }
-        owners[slot] = t.loadJournalOp(b, i, desired);
-      }
-    }
-    let kernelEntries = 0;
-    for (const b of dp.readEntryChunks()) {
-      for (let i = 0; i < b.length; i++) t.loadKernelOp(b, i);
-      kernelEntries += b.length;
-    }
-    t.dirtyAll = true;
-    this.slots = new SlotPool(slotCap);
-    const nonZero = new Uint8Array(slotCap);
-    if (!dp.createdFresh) {
-      const packets = new BigUint64Array(Math.min(COUNTER_CHUNK, slotCap));
-      const bytes = new BigUint64Array(packets.length);
-      for (let first = 0; first < slotCap; first += packets.length) {
-        const n = dp.readRuleCountersInto(first, packets, bytes);
-        for (let k = 0; k < n; k++) if (packets[k] !== 0n || bytes[k] !== 0n) nonZero[first + k] = 1;
-      }
-    }
-    this.slots.load(owners, (s) => nonZero[s] === 1);
-    return { journalRules, kernelEntries, expired, meta };
+  static async open(dp: ReconcileDatapath, log: Logger, opts: ReconcilerOptions = {}): Promise<Reconciler> {
+    const table = new RuleTable(opts.expiry);
+    const { summary, slots } = loadPinned(dp, table, log, (opts.now ?? Date.now)());
+    return new Reconciler(dp, log, table, slots, summary, opts.chunkOps ?? 16384);
   }
 
   /**
@@ -305,11 +254,13 @@ export class Reconciler {
     const uq = new OpQueue(chunk);
     const dq = new OpQueue(chunk);
     // Kernel entries: wrong or unknown ones are rewritten or deleted; what is missing is added.
-    const seenP = new Uint8Array(t.pHigh);
+    const ps = t.prefixes;
+    const kernel = t.kernel;
+    const seenP = new Uint8Array(ps.high);
     for (const b of this.dp.readEntryChunks(chunk)) {
       for (let i = 0; i < b.length; i++) {
-        const p = t.pfxOfOp(b, i);
-        const want = p === -1 || !t.pfxLive(p) ? -1 : t.pKernel[p]!;
+        const p = t.prefixOfOp(b, i);
+        const want = p === -1 || !ps.live(p) ? -1 : kernel.entryOf(p);
         if (want === -1) {
           const tb = b.table[i]! as 0 | 1 | 2 | 3;
           if ((tb & 1) === 0) dq.room.entryDelete(tb, b.addr4[i]!, 0, b.len[i]!);
@@ -320,25 +271,26 @@ export class Reconciler {
         if (want !== b.slot[i]! * 4 + (b.attrs[i]! & 3)) t.writeEntryUpsert(uq.room, p, want);
       }
     }
-    for (let p = 0; p < t.pHigh; p++) {
-      if (!t.pfxLive(p) || seenP[p] === 1) continue;
-      const k = t.pKernel[p]!;
+    for (let p = 0; p < ps.high; p++) {
+      if (!ps.live(p) || seenP[p] === 1) continue;
+      const k = kernel.entryOf(p);
       if (k !== -1) t.writeEntryUpsert(uq.room, p, k);
     }
     // Journal: rules not journaled in memory leave; changed or missing ones are written.
-    const seenR = new Uint8Array(t.rHigh);
+    const rs = t.rules;
+    const seenR = new Uint8Array(rs.high);
     for (const b of this.dp.readJournalChunks(chunk)) {
       for (let i = 0; i < b.length; i++) {
-        const r = t.find(b.id[i]!);
-        if (r === -1 || (t.flags[r]! & F_JOURNALED) === 0) {
+        const r = rs.find(b.id[i]!);
+        if (r === -1 || (rs.flags[r]! & F_JOURNALED) === 0) {
           jq.room.journalDelete(b.id[i]!);
           continue;
         }
         seenR[r] = 1;
-        if (!t.sameJournalOp(r, b, i)) t.writeJournalVersion(jq.room, r);
+        if (!t.sameJournalOp(r, b, i)) t.writeJournaledUpsert(jq.room, r);
       }
     }
-    for (let r = 0; r < t.rHigh; r++) if ((t.flags[r]! & F_JOURNALED) !== 0 && seenR[r] !== 1) t.writeJournalVersion(jq.room, r);
+    for (let r = 0; r < rs.high; r++) if ((rs.flags[r]! & F_JOURNALED) !== 0 && seenR[r] !== 1) t.writeJournaledUpsert(jq.room, r);
     const ops = jq.length + uq.length + dq.length;
     for (const q of [jq, uq, dq]) for (const b of q.parts) if (b.length > 0) this.dp.applyBatch(b);
     this.needsRepair = false;

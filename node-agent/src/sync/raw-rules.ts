@@ -1,10 +1,20 @@
-// AgentRule bytes -> rule table, without an object per rule. Validates as
-// ruleFromWire() does: address of 4 or 16 bytes, prefix length in range, no
-// host bits, a supported action, direction and mode. A rule that is already
+// AgentRule bytes -> the desired set, without an object per rule. Validates
+// each rule: an address of 4 or 16 bytes, a prefix length in range, no host
+// bits, a supported action, direction and mode. A rule that is already
 // expired leaves the desired set; an invalid one is marked invalid (NACK).
 
-import { F_ALLOW, F_EGRESS, F_MONITOR, F_V6, type RuleTable } from '../reconcile/rule-table.js';
+import { F_ALLOW, F_EGRESS, F_MONITOR, F_V6 } from '../reconcile/rule-flags.js';
 import { Reader, type RawRules, WireError } from './sync-codec.js';
+
+/** Where decoded rules go: the rule table's desired side. */
+export interface RuleSink {
+  /** A valid rule: attribute flags (rule-flags.ts), the address at src[off..], prefix length, expiry (Unix ms, 0 = never). */
+  upsertRaw(id: bigint, attrs: number, src: Uint8Array, off: number, len: number, expire: number): void;
+  /** An expired rule leaves the desired set. */
+  remove(id: bigint): void;
+  /** A rule the agent cannot apply. */
+  markInvalid(id: bigint, reason: string): void;
+}
 
 export interface RawApplyResult {
   upserted: number;
@@ -21,9 +31,9 @@ function hostBitsSet(buf: Uint8Array, off: number, n: number, len: number): bool
   return false;
 }
 
-/** Upserts every rule of `rules` into the desired set of `t`. */
+/** Upserts every rule of `rules` into the desired set `t`. */
 export function applyRawRules(
-  t: RuleTable,
+  t: RuleSink,
   rules: RawRules,
   now: number,
   out: RawApplyResult = { upserted: 0, expired: 0, invalid: 0 },

@@ -7,6 +7,11 @@
 //   -> deltas (parts folded until more=false), pings both ways, counter
 //      reports every interval, AgentStatus on change.
 //
+// The client speaks the protocol; the engine owns the state: each message
+// that changes the desired set is handed to the engine as an intent (begin
+// stream, snapshot chunk, delta, in sync, stream lost) with the stream's
+// token, and the engine's results (applied, refused) become ACK and NACK.
+//
 // Fail static: when the stream fails or the peer goes silent for three ping
 // intervals, the kernel keeps enforcing (nothing is flushed), local expiry
 // keeps running, and the client reconnects with exponential backoff and full
@@ -19,11 +24,10 @@ import { type SyncRequest, type SyncStart, type AgentStatus, SyncMode } from '..
 import type { InterfaceStatus } from '../../../proto/gen/fleetwall/v1/node.js';
 import type { SyncMeta } from '../datapath/datapath.js';
 import type { CounterReporter } from '../counters/counter-reporter.js';
-import type { Engine } from '../engine.js';
+import type { Engine, SyncStream } from '../engine.js';
 import type { ReconcileFailed } from '../reconcile/reconciler.js';
 import { Backoff } from './backoff.js';
-import { applyRawRules } from './raw-rules.js';
-import { AgentSyncClient, type AgentSyncResponse, type RawDelta, type RawRules, type RawSnapshotChunk } from './sync-codec.js';
+import { AgentSyncClient, type AgentSyncResponse, type RawDelta, type RawSnapshotChunk } from './sync-codec.js';
 import { statusOf } from './wire.js';
 
 export type SyncStateName = 'connecting' | 'syncing' | 'in_sync' | 'degraded' | 'disconnected' | 'stopped';
@@ -50,17 +54,10 @@ interface Session {
   readonly call: ClientDuplexStream<SyncRequest, AgentSyncResponse>;
   readonly client: AgentSyncClient;
   readonly address: string;
+  /** The engine's token for this stream (its store id, whether it is synced). */
+  readonly stream: SyncStream;
   started: boolean;
   ended: boolean;
-  mode: SyncMode;
-  storeId: string;
-  controlPlaneId: string;
-  startRevision: bigint;
-  /** Snapshot applied or InSync received: deltas are applied as they come. */
-  synced: boolean;
-  /** Highest revision whose parts all arrived during catch-up. */
-  lastCompleteRev: bigint;
-  inParts: boolean;
   ackedRev: bigint;
   nackedRev: bigint;
   pingMs: number;
@@ -69,7 +66,6 @@ interface Session {
   counterTimer: NodeJS.Timeout | undefined;
   nonce: bigint;
   lastStatusKey: string;
-  snapshotRules: number;
   /** performance.now() when Hello was written. */
   helloAt: number;
 }
@@ -92,7 +88,6 @@ export class SyncClient {
     nacks: 0,
     deltas: 0,
     lastSyncMode: '' as '' | 'snapshot' | 'resume',
-    lastSnapshotRules: 0,
     lastDisconnectReason: '',
     controlPlane: '',
     controlPlaneId: '',
@@ -113,7 +108,7 @@ export class SyncClient {
     private readonly log: Logger,
   ) {
     this.backoff = new Backoff(opts.reconnectMinMs, opts.reconnectMaxMs);
-    engine.listeners.push({
+    engine.addListener({
       applied: (meta) => this.onApplied(meta),
       refused: (meta, res) => this.onRefused(meta, res),
     });
@@ -170,15 +165,9 @@ export class SyncClient {
       call,
       client,
       address,
+      stream: this.engine.openStream(),
       started: false,
       ended: false,
-      mode: SyncMode.SYNC_MODE_UNSPECIFIED,
-      storeId: '',
-      controlPlaneId: '',
-      startRevision: 0n,
-      synced: false,
-      lastCompleteRev: 0n,
-      inParts: false,
       ackedRev: -1n,
       nackedRev: -1n,
       pingMs: this.opts.pingIntervalMs,
@@ -187,7 +176,6 @@ export class SyncClient {
       counterTimer: undefined,
       nonce: 0n,
       lastStatusKey: '',
-      snapshotRules: 0,
       helloAt: 0,
     };
     this.session = s;
@@ -228,17 +216,8 @@ export class SyncClient {
     s.client.close();
     this.stats.lastDisconnectReason = reason;
     if (this.session === s) this.session = undefined;
-    // Whatever arrived stays desired; a snapshot or parts cut short leave the
-    // desired set as a mix of old and new rules of revisions we resume from.
-    void this.engine.run(() => {
-      const t = this.engine.rec.table;
-      if (t.snapshotInProgress) t.abortSnapshot();
-      if (!s.synced && s.lastCompleteRev > this.engine.desired.revision && s.storeId === this.engine.desired.storeId) {
-        this.engine.desired = { revision: s.lastCompleteRev, storeId: s.storeId };
-      }
-      this.engine.setConsistent(true);
-      this.engine.requestReconcile();
-    });
+    // Whatever arrived stays desired (see Engine.streamLost).
+    this.engine.streamLost(s.stream);
     if (this.stopped) return;
     this.stateValue = 'disconnected';
     if (s.started)
@@ -289,18 +268,9 @@ export class SyncClient {
       case 'delta':
         this.onDelta(s, m.msg.value);
         return;
-      case 'inSync': {
-        const rev = m.msg.value.revision;
-        void this.engine.run(() => {
-          if (s.ended) return;
-          const t = this.engine.rec.table;
-          if (t.snapshotInProgress) t.endSnapshot();
-          s.synced = true;
-          s.inParts = false;
-          this.engine.setDesired({ revision: rev, storeId: s.storeId });
-        });
+      case 'inSync':
+        this.engine.inSync(s.stream, m.msg.value.revision);
         return;
-      }
       case 'ping':
         this.write(s, { msg: { $case: 'pong', value: { nonce: m.msg.value.nonce } } });
         return;
@@ -314,10 +284,6 @@ export class SyncClient {
 
   private onStart(s: Session, st: SyncStart): void {
     s.started = true;
-    s.mode = st.mode;
-    s.storeId = st.storeId;
-    s.controlPlaneId = st.controlPlaneId;
-    s.startRevision = st.revision;
     this.stats.controlPlaneId = st.controlPlaneId;
     this.stats.streamsStarted++;
     this.backoff.reset();
@@ -341,71 +307,28 @@ export class SyncClient {
       },
       'sync started',
     );
-    void this.engine.run(() => {
-      if (s.ended) return;
-      this.engine.setConsistent(false);
-      if (snapshot) this.engine.rec.table.beginSnapshot(0);
-    });
+    this.engine.beginStream(s.stream, snapshot ? 'snapshot' : 'resume', st.storeId);
     this.counters.newStream();
     s.counterTimer = setInterval(() => this.sendCounters(s), this.opts.counterIntervalMs);
     this.sendStatus(s);
   }
 
   private onChunk(s: Session, c: RawSnapshotChunk): void {
-    const rules = c.rules;
-    void this.engine.run(() => {
-      if (s.ended) return;
-      const t = this.engine.rec.table;
-      if (!t.snapshotInProgress) {
-        this.log.warn('snapshot chunk outside a snapshot: ignored');
-        return;
-      }
-      if (s.snapshotRules === 0 && c.totalRules > 0n) t.reserve(Number(c.totalRules));
-      this.applyRules(rules);
-      s.snapshotRules += rules.count;
-      if (c.last) {
-        this.log.info(
-          { rules: s.snapshotRules, revision: String(c.revision), receivedMs: Math.round(performance.now() - s.helloAt) },
-          'snapshot received',
-        );
-        t.endSnapshot();
-        s.synced = true;
-        this.stats.lastSnapshotRules = s.snapshotRules;
-        this.engine.setDesired({ revision: c.revision, storeId: s.storeId });
-      }
-    });
+    this.engine.snapshotChunk(s.stream, c);
   }
 
   private onDelta(s: Session, d: RawDelta): void {
     this.stats.deltas++;
     // Propagation delay: live deltas only (a catch-up replays old commits).
-    if (d.commitTime && !d.more && s.synced) this.commitTimes.set(d.revision, d.commitTime.getTime());
-    void this.engine.run(() => {
-      if (s.ended) return;
-      const t = this.engine.rec.table;
-      this.applyRules(d.upserts);
-      for (const id of d.deletes) t.remove(id);
-      if (d.more) {
-        s.inParts = true;
-        this.engine.setConsistent(false);
-        return;
-      }
-      s.inParts = false;
-      s.lastCompleteRev = d.revision;
-      if (s.synced) this.engine.setDesired({ revision: d.revision, storeId: s.storeId });
-    });
-  }
-
-  private applyRules(rules: RawRules): void {
-    const res = applyRawRules(this.engine.rec.table, rules, Date.now());
-    if (res.invalid > 0) this.log.warn({ invalid: res.invalid }, 'rules the agent cannot apply arrived (they will be NACKed)');
+    if (d.commitTime && !d.more && s.stream.synced) this.commitTimes.set(d.revision, d.commitTime.getTime());
+    this.engine.delta(s.stream, d);
   }
 
   // ----------------------------------------------------- results and reports
 
   private onApplied(meta: SyncMeta): void {
     const s = this.session;
-    if (!s || s.ended || !s.synced || meta.storeId !== s.storeId) return;
+    if (!s || s.ended || !s.stream.synced || meta.storeId !== s.stream.storeId) return;
     if (meta.revision > s.ackedRev) {
       const first = s.ackedRev < 0n;
       this.write(s, { msg: { $case: 'ack', value: { revision: meta.revision } } });
@@ -413,7 +336,7 @@ export class SyncClient {
         const ms = Math.round(performance.now() - s.helloAt);
         this.stats.lastSyncMs = ms;
         this.log.info(
-          { mode: this.stats.lastSyncMode, revision: String(meta.revision), rules: s.snapshotRules, helloToAckMs: ms },
+          { mode: this.stats.lastSyncMode, revision: String(meta.revision), rules: s.stream.snapshotRules, helloToAckMs: ms },
           'in sync: first ACK of the stream',
         );
       }
@@ -434,7 +357,7 @@ export class SyncClient {
   private onRefused(meta: SyncMeta, res: ReconcileFailed): void {
     const s = this.session;
     this.stateValue = s?.started && !s.ended ? 'degraded' : this.stateValue;
-    if (!s || s.ended || !s.synced || meta.storeId !== s.storeId) return;
+    if (!s || s.ended || !s.stream.synced || meta.storeId !== s.stream.storeId) return;
     if (meta.revision > s.ackedRev && meta.revision !== s.nackedRev) {
       this.write(s, {
         msg: { $case: 'nack', value: { revision: meta.revision, status: statusOf(res.code, res.reason, res.message, res.metadata) } },
