@@ -6,7 +6,7 @@
 // told to allow them. Documentation, benchmarking, multicast and reserved
 // ranges are special but NOT local (tests and docs block 203.0.113.0/24).
 // Pure.
-import { type Prefix, parseCidr, prefixContains } from '../cidr.js';
+import { formatPrefix, type Prefix, parseCidr, prefixContains } from '../cidr.js';
 import { unmapPrefix } from './ipv4-mapped.js';
 
 export type SpecialKind =
@@ -39,6 +39,7 @@ export const LOCAL_KINDS: ReadonlySet<SpecialKind> = new Set([
 ]);
 
 export interface SpecialRange {
+  /** Canonical text (formatPrefix): ::ffff:0:0/96 is shown as ::ffff:0.0.0.0/96. */
   readonly cidr: string;
   readonly prefix: Prefix;
   readonly kind: SpecialKind;
@@ -80,14 +81,10 @@ const TABLE: ReadonlyArray<readonly [string, SpecialKind, string, string]> = [
   ['ff00::/8', 'multicast', 'multicast', 'RFC 4291'],
 ];
 
-export const SPECIAL_RANGES: readonly SpecialRange[] = TABLE.map(([cidr, kind, name, rfc]) => ({
-  cidr,
-  prefix: parseCidr(cidr),
-  kind,
-  name,
-  rfc,
-  local: LOCAL_KINDS.has(kind),
-}));
+export const SPECIAL_RANGES: readonly SpecialRange[] = TABLE.map(([cidr, kind, name, rfc]) => {
+  const prefix = parseCidr(cidr);
+  return { cidr: formatPrefix(prefix), prefix, kind, name, rfc, local: LOCAL_KINDS.has(kind) };
+});
 
 export interface SpecialOverlap {
   readonly range: SpecialRange;
