@@ -51,7 +51,7 @@ export interface CsvColumn {
 
 /** Picks the address column from the header. Throws BlocklistError naming the columns that exist. */
 export function resolveColumn(headerLine: string, requested: string | undefined, lineNo: number): CsvColumn {
-  const fields = splitCsvLine(headerLine.replace(/^\uFEFF/, ''));
+  const fields = splitCsvLine(headerLine);
   if (typeof fields === 'string') throw new BlocklistError('UNKNOWN_COLUMN', `the CSV header on line ${lineNo}: ${fields}`, lineNo);
   const names = fields.map((f) => f.trim());
   const shown = names.map((n) => JSON.stringify(n)).join(', ');
