@@ -34,10 +34,10 @@ test('a BOM, CRLF, a last line without newline, tabs and trailing spaces', () =>
   assert.deepEqual(shown, ['1 192.0.2.1/32', '2 198.51.100.0/24', '3 2001:db8::1/128']);
   assert.equal(summary.lines, 3);
   // The BOM is not part of the first line's text.
-  const bom = parseAll('\uFEFFnot-an-address\n').results[0]!;
+  const bom = parseAll('\uFEFFhello\n').results[0]!;
   assert.ok(!bom.ok);
-  assert.equal(bom.text, 'not-an-address');
-  assert.equal(bom.message.startsWith('"not-an-address" is not a CIDR'), true);
+  assert.equal(bom.text, 'hello');
+  assert.equal(bom.message.startsWith('"hello" is not a CIDR'), true);
   // "\r\n" split across two chunks is still one line end.
   const p = new BlocklistParser();
   const got = [...p.pushText('192.0.2.1\r'), ...p.pushText('\n192.0.2.2\r'), ...p.pushText('\n'), ...p.end().results];
