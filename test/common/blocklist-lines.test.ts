@@ -63,6 +63,11 @@ const TEXT_BOTH: readonly Row[] = [
     'INVALID_RANGE: range "192.0.2.0/24-192.0.3.0/24": the ends of a range are single addresses, "192.0.2.0/24" is a CIDR',
   ],
   ['192.0.2.1-banana', 'INVALID_RANGE: range "192.0.2.1-banana": "banana" is not an IP address'],
+  ['2001:db8::/48-x', 'INVALID_RANGE: range "2001:db8::/48-x": the ends of a range are single addresses, "2001:db8::/48" is a CIDR'],
+  [
+    'evil-host.example',
+    'INVALID_CIDR: "evil-host.example" is not a CIDR: expected an IPv4 or IPv6 address with an optional /prefix-length, like 203.0.113.0/24 or 2001:db8::/32',
+  ],
   [
     'hello',
     'INVALID_CIDR: "hello" is not a CIDR: expected an IPv4 or IPv6 address with an optional /prefix-length, like 203.0.113.0/24 or 2001:db8::/32',

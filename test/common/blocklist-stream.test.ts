@@ -38,6 +38,12 @@ test('a BOM, CRLF, a last line without newline, tabs and trailing spaces', () =>
   assert.ok(!bom.ok);
   assert.equal(bom.text, 'hello');
   assert.equal(bom.message.startsWith('"hello" is not a CIDR'), true);
+  // pushLine drops a trailing "\r" too: not in the text, not counted in the length.
+  const lp = new BlocklistParser({ format: 'plain', maxLineLength: 64 });
+  const crError = lp.pushLine('hello\r')[0]!;
+  assert.ok(!crError.ok);
+  assert.equal(crError.text, 'hello');
+  assert.deepEqual(lp.pushLine(`192.0.2.1${' '.repeat(55)}\r`).map(show), ['2 192.0.2.1/32']);
   // "\r\n" split across two chunks is still one line end.
   const p = new BlocklistParser();
   const got = [...p.pushText('192.0.2.1\r'), ...p.pushText('\n192.0.2.2\r'), ...p.pushText('\n'), ...p.end().results];

@@ -17,7 +17,11 @@ import type { HostBitsPolicy } from './types.js';
 const TRAILING_COMMENT = /#|;|\/\//;
 // "a-b", "a - b", "a -b", "a- b": the first dash after the first token.
 const DASH_RANGE = /^(\S+?)\s*-\s*(\S+)/;
+// What may start a range: address characters with a "." or ":" (so a name
+// like evil-host.example is reported as not a CIDR, not as a broken range).
+const RANGE_START = /^[0-9a-fA-F:./]*[.:][0-9a-fA-F:./]*$/;
 const WHITESPACE = /\s+/;
+const ADDRESS_CHARS = /^[0-9a-fA-F:.]*[.:][0-9a-fA-F:.]*$/;
 
 /** The line without its comment, trimmed. */
 export function stripComment(text: string): string {
@@ -26,7 +30,8 @@ export function stripComment(text: string): string {
 }
 
 function bareAddress(token: string): Address | null {
-  if (token.includes('/')) return null;
+  // Cheap refusal first: most second fields (ipsum's count, names) are not addresses.
+  if (!ADDRESS_CHARS.test(token)) return null;
   try {
     return parseAddress(token);
   } catch (e) {
@@ -79,7 +84,7 @@ export function parseTextLine(text: string, pairs: boolean, hostBits: HostBitsPo
   const body = stripComment(text);
   if (body === '') return SKIP;
   const m = DASH_RANGE.exec(body);
-  if (m) return parseRange(m[1]!, m[2]!, `${m[1]}-${m[2]}`);
+  if (m && RANGE_START.test(m[1]!)) return parseRange(m[1]!, m[2]!, `${m[1]}-${m[2]}`);
   const tokens = body.split(WHITESPACE, 2);
   const first = tokens[0]!;
   if (pairs && tokens.length === 2 && bareAddress(first) && bareAddress(tokens[1]!)) {
