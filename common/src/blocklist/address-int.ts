@@ -1,5 +1,5 @@
 // Addresses as unsigned integers (bigint), for range arithmetic. Pure.
-import { type Address, type Family, familyBits, type Prefix } from '../cidr.js';
+import type { Family } from '../cidr.js';
 
 export function addressToBigint(bytes: Uint8Array): bigint {
   let v = 0n;
@@ -15,15 +15,4 @@ export function bigintToBytes(value: bigint, family: Family): Uint8Array {
     v >>= 8n;
   }
   return out;
-}
-
-export function addressFromBigint(value: bigint, family: Family): Address {
-  return { family, bytes: bigintToBytes(value, family) };
-}
-
-/** First and last address of a prefix, as integers. */
-export function prefixBounds(p: Prefix): { first: bigint; last: bigint } {
-  const first = addressToBigint(p.bytes);
-  const host = BigInt(familyBits(p.family) - p.len);
-  return { first, last: first + (1n << host) - 1n };
 }
