@@ -62,7 +62,3 @@ export const CATALOGUE = {
 } as const satisfies Record<string, CatalogueEntry>;
 
 export type Reason = keyof typeof CATALOGUE;
-
-export function catalogueEntry(reason: Reason): CatalogueEntry {
-  return CATALOGUE[reason];
-}
