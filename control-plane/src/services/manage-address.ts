@@ -28,7 +28,7 @@ import type { CallContext } from './call-context.js';
 import type { RuleService } from './rule-service.js';
 
 /** The rule handlers ManageAddress is built on. */
-export type RuleHandlers = Pick<RuleService, 'listRules' | 'createRule' | 'updateRule' | 'deleteRule'>;
+type RuleHandlers = Pick<RuleService, 'listRules' | 'createRule' | 'updateRule' | 'deleteRule'>;
 
 /** What the transport calls the request's fields in messages (HTTP: "ip" and "action"). */
 export interface ManageAddressFields {
@@ -74,7 +74,7 @@ function covering(rules: readonly Rule[], prefix: Prefix, except: bigint | undef
  * packets on some node: enforce mode, and no covering allow rule selects every
  * node they select (allow beats deny). Longest prefix first.
  */
-export function stillBlocking(rules: readonly Rule[]): Rule[] {
+function stillBlocking(rules: readonly Rule[]): Rule[] {
   const allows = rules.filter((r) => r.action === Action.ACTION_ALLOW);
   return rules
     .filter((d) => d.action === Action.ACTION_DENY && d.mode === Mode.MODE_ENFORCE)
@@ -130,16 +130,14 @@ export async function manageAddress(
     revision,
     coveringRules,
   });
-  const create = async (action: Action) => {
-    const out = await rules.createRule(
+  const create = (action: Action) =>
+    rules.createRule(
       CreateRuleRequest.fromPartial({
         rule: { cidr, action, direction: Direction.DIRECTION_INGRESS, mode: Mode.MODE_ENFORCE, comment },
         ...(req.ttl ? { ttl: req.ttl } : {}),
       }),
       ctx,
     );
-    return out;
-  };
 
   if (operation === 'block') {
     if (deny) return answer(ManageAddressResult.MANAGE_ADDRESS_RESULT_ALREADY_BLOCKED, deny, existing.revision);
