@@ -7,6 +7,7 @@ import { explainCommand } from './commands/explain.js';
 import { importCommand } from './commands/import.js';
 import { nodesCommand } from './commands/nodes.js';
 import { rulesCommand } from './commands/rules.js';
+import { unblockCommand } from './commands/unblock.js';
 import { DEFAULT_SERVER, loadCliConfig } from './config.js';
 import { makeContext } from './context.js';
 import { CliError, ExitCode } from './errors.js';
@@ -17,6 +18,7 @@ const HELP = `fleetwall: fleet-wide IP block/allow policy enforced in the kernel
 Policy (talks to the control plane at --server, env FLEETWALL_CONTROL_PLANE, default ${DEFAULT_SERVER}):
   fleetwall block <ip|cidr> [--ttl 1h] [--comment text] [--selector k=v] [--monitor] [--egress]
   fleetwall allow <ip|cidr> [--ttl 1h] [--comment text] [--selector k=v] [--egress]
+  fleetwall unblock <ip|cidr>         delete its own fleet-wide deny rule; names broader rules that still block it
   fleetwall rules ls [--action deny|allow] [--direction ingress|egress] [--selector k=v] [--text t] [--covers ip]
   fleetwall rules get <id>
   fleetwall rules rm <id> [<id>...]
@@ -106,6 +108,9 @@ export async function run(argv: string[]): Promise<number> {
         break;
       case 'whitelist':
         await blockCommand(ctx, 'allow', globals.rest);
+        break;
+      case 'unblock':
+        await unblockCommand(ctx, globals.rest);
         break;
       case 'rules':
         await rulesCommand(ctx, globals.rest);

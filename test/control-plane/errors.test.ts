@@ -5,10 +5,12 @@ import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
 import pino from 'pino';
 import { Writable } from 'node:stream';
+import { readFileSync } from 'node:fs';
 import { CATALOGUE } from '../../control-plane/src/errors/catalogue.js';
 import { FleetwallError } from '../../control-plane/src/errors/fleetwall-error.js';
 import { errorInfoOf } from '../../control-plane/src/errors/status-details.js';
 import { toGrpcStatus } from '../../control-plane/src/errors/to-grpc-status.js';
+import { httpStatusOf } from '../../control-plane/src/http/router.js';
 import { Action } from '../../proto/gen/fleetwall/v1/rule.js';
 import { callError, startTestControlPlane } from '../support/control-plane.js';
 import { startTestPostgres } from '../support/postgres.js';
@@ -53,6 +55,23 @@ test('every catalogue entry has a code and a message', () => {
     assert.match(reason, /^[A-Z][A-Z0-9_]{0,62}$/);
     assert.ok(e.message.length > 0);
     assert.ok(e.code > 0 && e.code <= 16);
+  }
+});
+
+test('control-plane/README.md lists every catalogue reason, with its gRPC code and HTTP status, and no other', () => {
+  const readme = readFileSync(new URL('../../control-plane/README.md', import.meta.url), 'utf8');
+  const section = readme.slice(readme.indexOf('\n## Errors'), readme.indexOf('\n## ', readme.indexOf('\n## Errors') + 1));
+  const rows = section
+    .split('\n')
+    .map((l) => /^\|\s*`([A-Z0-9_]+)`\s*\|\s*([A-Z_]+)\s*\|\s*(\d{3})\s*\|\s*(.+?)\s*\|$/.exec(l))
+    .filter((m): m is RegExpExecArray => m !== null);
+  assert.ok(rows.length > 0, 'an error table in the Errors section');
+  assert.deepEqual(rows.map((m) => m[1]).sort(), Object.keys(CATALOGUE).sort(), 'the same reasons as the catalogue');
+  for (const [, reason, code, http, meaning] of rows) {
+    const e = CATALOGUE[reason as keyof typeof CATALOGUE];
+    assert.equal(code, status[e.code], `${reason}: gRPC code`);
+    assert.equal(Number(http), httpStatusOf(reason as keyof typeof CATALOGUE), `${reason}: HTTP status`);
+    assert.ok(meaning!.length > 0, `${reason}: a meaning`);
   }
 });
 

@@ -164,6 +164,51 @@ test('rules ls / get / rm, with filters, tables and JSON', async () => {
   assert.equal((await fw(['rules', 'rm', '999999'])).code, 4);
 });
 
+test("unblock: deletes the address's own rule; says so when a broader rule still blocks it; exit codes", async () => {
+  const own = jsonLines((await fw(['block', '100.80.0.9', '--json'])).stdout)[0];
+  const un = await fw(['unblock', '100.80.0.9']);
+  assert.equal(un.code, 0, un.stderr);
+  assert.match(un.stdout, new RegExp(`^unblocked 100\\.80\\.0\\.9/32 \\(deleted rule ${own.rule.id}, revision \\d+\\)`));
+  assert.equal((await fw(['rules', 'get', own.rule.id])).code, 4, 'the rule is gone');
+
+  const none = await fw(['unblock', '100.80.0.9', '--json']);
+  assert.equal(none.code, 4, 'nothing to unblock: not found');
+  assert.equal(JSON.parse(none.stderr).error.reason, 'NOT_BLOCKED');
+
+  // A broader deny keeps blocking the address: the answer says so and names it.
+  const net = jsonLines((await fw(['block', '100.80.0.0/26', '--json'])).stdout)[0];
+  const host = jsonLines((await fw(['block', '100.80.0.9', '--json'])).stdout)[0];
+  const still = await fw(['unblock', '100.80.0.9']);
+  assert.equal(still.code, 0, still.stderr);
+  assert.match(
+    still.stdout,
+    new RegExp(`^deleted rule ${host.rule.id} \\(100\\.80\\.0\\.9/32, revision \\d+\\), but 100\\.80\\.0\\.9/32 is still blocked by:`),
+  );
+  assert.deepEqual(
+    parseTable(still.stdout).map((r) => [r.ID, r.CIDR, r.ACTION]),
+    [[net.rule.id, '100.80.0.0/26', 'deny']],
+  );
+  assert.match(still.stdout, /fleetwall allow 100\.80\.0\.9\/32/);
+
+  await fw(['block', '100.80.0.9']);
+  const json = await fw(['unblock', '100.80.0.9', '--json']);
+  assert.equal(json.code, 0, json.stderr);
+  const j = jsonLines(json.stdout)[0];
+  assert.equal(j.result, 'still_blocked');
+  assert.equal(j.cidr, '100.80.0.9/32');
+  assert.deepEqual(
+    j.coveringRules.map((r: any) => r.id),
+    [net.rule.id],
+  );
+
+  assert.equal((await fw(['unblock'])).code, 2, 'usage');
+  assert.match((await fw(['unblock', '1.2.3.4', '5.6.7.8'])).stderr, /usage: fleetwall unblock <ip\|cidr>/);
+  const hostBits = await fw(['unblock', '100.80.0.9/24', '--json']);
+  assert.equal(hostBits.code, 3);
+  assert.equal(JSON.parse(hostBits.stderr).error.reason, 'HOST_BITS_SET');
+  assert.equal((await fw(['rules', 'rm', net.rule.id])).code, 0);
+});
+
 test('import: a file with comments, duplicates and invalid lines; stdin; summary with line numbers', async () => {
   const file = join(tmp, 'list.txt');
   writeFileSync(
@@ -257,4 +302,5 @@ test('an unreachable control plane exits 5 and says how to fix it; --version and
   const h = await fw(['--help']);
   assert.equal(h.code, 0);
   assert.match(h.stdout, /fleetwall block <ip\|cidr>/);
+  assert.match(h.stdout, /fleetwall unblock <ip\|cidr>/);
 });

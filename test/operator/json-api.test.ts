@@ -7,6 +7,8 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
 import { startTestControlPlane, type TestControlPlane } from '../support/control-plane.js';
+import { CATALOGUE } from '../../control-plane/src/errors/catalogue.js';
+import { httpStatusOf } from '../../control-plane/src/http/router.js';
 
 const exec = promisify(execFile);
 let pg: TestPostgres;
@@ -114,17 +116,42 @@ test('/manage-ip whitelist turns a block into an allow; unblock and block then s
 });
 
 test('/manage-ip unblock removes the rule; a covering rule is named when there is no exact one', async () => {
-  const net = await call('POST', '/manage-ip', { action: 'block', ip: '203.0.113.0/24' });
   const host = await call('POST', '/manage-ip', { action: 'block', ip: '203.0.113.9' });
   const un = await call('POST', '/manage-ip', { action: 'unblock', ip: '203.0.113.9' });
   assert.equal(un.status, 200);
+  assert.deepEqual(Object.keys(un.body).sort(), ['action', 'ip', 'ok', 'result', 'revision', 'rule'], 'the documented shape');
   assert.equal(un.body.result, 'unblocked');
   assert.equal(un.body.rule.id, host.body.rule.id);
   assert.equal((await call('GET', `/v1/rules/${host.body.rule.id}`)).status, 404);
 
+  const net = await call('POST', '/manage-ip', { action: 'block', ip: '203.0.113.0/24' });
   const again = await call('POST', '/manage-ip', { action: 'unblock', ip: '203.0.113.9' });
   assert.equal(again.status, 404);
+  assert.equal(again.body.reason, 'NOT_BLOCKED');
   assert.match(again.body.message, new RegExp(`covered by rule ${net.body.rule.id} \\(203\\.0\\.113\\.0/24\\)`));
+  assert.equal(again.body.metadata.covering_rule_ids, net.body.rule.id);
+});
+
+test('/manage-ip unblock of an address a broader deny still covers answers still_blocked and names that rule', async () => {
+  // As a new user found it: the /32 is removed, but the /26 keeps dropping the address's packets.
+  const net = await call('POST', '/manage-ip', { action: 'block', ip: '198.51.100.64/26' });
+  const host = await call('POST', '/manage-ip', { action: 'block', ip: '198.51.100.77' });
+  assert.equal(host.body.result, 'blocked');
+  const un = await call('POST', '/manage-ip', { action: 'unblock', ip: '198.51.100.77' });
+  assert.equal(un.status, 200);
+  assert.equal(un.body.ok, true);
+  assert.equal(un.body.result, 'still_blocked', 'not "unblocked": its packets still drop');
+  assert.equal(un.body.ip, '198.51.100.77/32');
+  assert.equal(un.body.rule.id, host.body.rule.id, "the address's own rule is the one removed");
+  assert.match(un.body.revision, /^[1-9][0-9]*$/);
+  assert.deepEqual(
+    un.body.coveringRules.map((r: any) => [r.id, r.cidr, r.action]),
+    [[net.body.rule.id, '198.51.100.64/26', 'ACTION_DENY']],
+  );
+  assert.equal((await call('GET', `/v1/rules/${host.body.rule.id}`)).status, 404, 'the /32 is gone');
+  const explain = await call('GET', '/v1/explain?address=198.51.100.77');
+  assert.equal(explain.body.verdict, 'VERDICT_DROP', 'and the address is indeed still dropped');
+  assert.equal(explain.body.decidingRule.id, net.body.rule.id);
 });
 
 test('/manage-ip bad input: 4xx with a JSON error that says what is wrong, nothing stored', async () => {
@@ -156,7 +183,7 @@ test('/manage-ip bad input: 4xx with a JSON error that says what is wrong, nothi
       'UNSUPPORTED_MEDIA_TYPE',
       /Content-Type: application\/json/,
     ],
-    ['not JSON', () => call('POST', '/manage-ip', '{"action": block}'), 400, 'INVALID_QUERY', /not JSON/],
+    ['not JSON', () => call('POST', '/manage-ip', '{"action": block}'), 400, 'INVALID_JSON', /not JSON/],
     ['JSON array', () => call('POST', '/manage-ip', '[1,2]'), 400, 'INVALID_JSON', /JSON object/],
     ['bad ttl', () => call('POST', '/manage-ip', { action: 'block', ip: '10.9.9.9', ttl: 'soon' }), 400, 'INVALID_TTL', /not a duration/],
   ];
@@ -167,6 +194,71 @@ test('/manage-ip bad input: 4xx with a JSON error that says what is wrong, nothi
     assert.match(r.body.message, message, `${name}: message`);
   }
   assert.equal(await ruleCount(), before, 'nothing stored');
+});
+
+test('one bad body, one reason, on every route that reads a body; every error is from the catalogue', async () => {
+  const rule = await call('POST', '/v1/rules', { rule: { cidr: '100.70.0.0/16', action: 'ACTION_DENY' } });
+  assert.equal(rule.status, 200);
+  const routes: Array<[string, string]> = [
+    ['POST', '/v1/rules'],
+    ['PATCH', `/v1/rules/${rule.body.rule.id}`],
+    ['POST', '/manage-ip'],
+  ];
+  const bodies: Array<[string, string, string | null, number, string]> = [
+    ['not JSON', '{"action": block}', 'application/json', 400, 'INVALID_JSON'],
+    ['a JSON array', '[{"action": "block"}]', 'application/json', 400, 'INVALID_JSON'],
+    ['JSON null', 'null', 'application/json', 400, 'INVALID_JSON'],
+    ['a JSON string', '"block 10.9.9.9"', 'application/json', 400, 'INVALID_JSON'],
+    ['a JSON number', '42', 'application/json; charset=utf-8', 400, 'INVALID_JSON'],
+    ['form data', 'action=block&ip=10.9.9.9', 'application/x-www-form-urlencoded', 415, 'UNSUPPORTED_MEDIA_TYPE'],
+    ['JSON as text/plain', '{"action":"block","ip":"10.9.9.9"}', 'text/plain', 415, 'UNSUPPORTED_MEDIA_TYPE'],
+    ['no content type', '{"action":"block","ip":"10.9.9.9"}', null, 415, 'UNSUPPORTED_MEDIA_TYPE'],
+  ];
+  const before = await ruleCount();
+  for (const [name, body, type, status, reason] of bodies) {
+    for (const [method, path] of routes) {
+      const r = await call(method, path, body, type);
+      assert.equal(r.body.reason, reason, `${name} to ${method} ${path}: reason`);
+      assert.equal(r.status, status, `${name} to ${method} ${path}: status`);
+      assert.equal(r.body.code, CATALOGUE[reason as keyof typeof CATALOGUE].code, `${name} to ${method} ${path}: gRPC code`);
+    }
+  }
+  assert.equal(await ruleCount(), before, 'nothing stored');
+  assert.deepEqual((await call('GET', `/v1/rules/${rule.body.rule.id}`)).body.rule, rule.body.rule, 'nothing changed');
+
+  // Every error the HTTP API answers, the router's own included, carries a catalogue reason and that reason's status.
+  const errors: Reply[] = [
+    await call('GET', '/v1/no-such-route'),
+    await call('DELETE', '/manage-ip'),
+    await call('PUT', '/v1/rules'),
+    await call('GET', '/v1/rules/not-an-id'),
+    await call('GET', '/v1/rules?page_token=junk'),
+    await call('GET', '/v1/rules?direction=sideways'),
+    await call('GET', '/v1/nodes/nobody'),
+    await call('POST', '/manage-ip', { action: 'unblock', ip: '100.71.0.1' }),
+    await call('POST', '/manage-ip', { action: 'block', ip: '100.70.0.0/16' }).then(() =>
+      call('POST', '/v1/rules', { cidr: '100.70.0.0/16', action: 'ACTION_DENY' }),
+    ),
+  ];
+  for (const r of errors) {
+    assert.ok(Object.hasOwn(CATALOGUE, r.body.reason), `${r.body.reason} is in the catalogue`);
+    assert.equal(r.status, httpStatusOf(r.body.reason), `${r.body.reason}: its catalogue status`);
+    assert.equal(typeof r.body.message, 'string');
+  }
+  assert.deepEqual(
+    errors.map((r) => [r.status, r.body.reason]),
+    [
+      [404, 'ROUTE_NOT_FOUND'],
+      [405, 'METHOD_NOT_ALLOWED'],
+      [405, 'METHOD_NOT_ALLOWED'],
+      [400, 'INVALID_QUERY'],
+      [400, 'INVALID_PAGE_TOKEN'],
+      [400, 'INVALID_ENUM'],
+      [404, 'NODE_NOT_FOUND'],
+      [404, 'NOT_BLOCKED'],
+      [409, 'DUPLICATE_RULE'],
+    ],
+  );
 });
 
 test('/v1 routes: create, list with filters, get, patch, delete, nodes, counters, explain', async () => {

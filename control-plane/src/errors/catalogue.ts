@@ -1,7 +1,8 @@
 // Every error the control plane reports, by reason code: the gRPC status it
 // maps to and a default message. Reasons travel to clients in a
-// google.rpc.ErrorInfo (domain fleetwall.dev); clients switch on them, so
-// they never change meaning once released.
+// google.rpc.ErrorInfo (domain fleetwall.dev), and in the JSON error body of
+// the HTTP API; clients switch on them, so they never change meaning once
+// released. control-plane/README.md lists every one (a test compares).
 import { status } from '@grpc/grpc-js';
 
 export const ERROR_DOMAIN = 'fleetwall.dev';
@@ -9,6 +10,8 @@ export const ERROR_DOMAIN = 'fleetwall.dev';
 export interface CatalogueEntry {
   readonly code: status;
   readonly message: string;
+  /** The HTTP status when it is not the one of `code` (HTTP-only reasons). */
+  readonly httpStatus?: number;
 }
 
 export const CATALOGUE = {
@@ -35,11 +38,19 @@ export const CATALOGUE = {
   IMPORT_TOO_LARGE: { code: status.INVALID_ARGUMENT, message: 'too many lines in one import' },
   IMPORT_HEADER_REQUIRED: { code: status.INVALID_ARGUMENT, message: 'an import starts with exactly one header' },
   MESSAGE_TOO_LARGE: { code: status.RESOURCE_EXHAUSTED, message: 'message too large' },
-  // HTTP/JSON API (/v1/*, /manage-ip)
-  INVALID_JSON: { code: status.INVALID_ARGUMENT, message: 'the request body is not a JSON object' },
+  // ManageAddress (/manage-ip, fleetwall unblock)
   MISSING_FIELD: { code: status.INVALID_ARGUMENT, message: 'a required field is missing' },
   UNKNOWN_ACTION: { code: status.INVALID_ARGUMENT, message: 'unknown action: use block, allow, whitelist or unblock' },
   NOT_BLOCKED: { code: status.NOT_FOUND, message: 'the address is not blocked by a rule of its own' },
+  // HTTP/JSON API only
+  INVALID_JSON: { code: status.INVALID_ARGUMENT, message: 'the request body is not a JSON object' },
+  UNSUPPORTED_MEDIA_TYPE: {
+    code: status.INVALID_ARGUMENT,
+    message: 'send the body as JSON with Content-Type: application/json',
+    httpStatus: 415,
+  },
+  ROUTE_NOT_FOUND: { code: status.NOT_FOUND, message: 'no such route' },
+  METHOD_NOT_ALLOWED: { code: status.UNIMPLEMENTED, message: 'this method is not allowed on this route', httpStatus: 405 },
   // Listing and queries
   INVALID_PAGE_SIZE: { code: status.INVALID_ARGUMENT, message: 'page_size must be 0..1000' },
   INVALID_PAGE_TOKEN: { code: status.INVALID_ARGUMENT, message: 'invalid page_token' },
@@ -62,7 +73,3 @@ export const CATALOGUE = {
 } as const satisfies Record<string, CatalogueEntry>;
 
 export type Reason = keyof typeof CATALOGUE;
-
-export function catalogueEntry(reason: Reason): CatalogueEntry {
-  return CATALOGUE[reason];
-}

@@ -26,7 +26,3 @@ export class FleetwallError extends Error {
     return e;
   }
 }
-
-export function isFleetwallError(e: unknown): e is FleetwallError {
-  return e instanceof FleetwallError;
-}

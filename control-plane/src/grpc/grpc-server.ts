@@ -102,6 +102,7 @@ export async function startGrpcServer(
     updateRule: unary(deps, 'RuleService/UpdateRule', (req, ctx) => h.rules.updateRule(req as never, ctx)),
     deleteRule: unary(deps, 'RuleService/DeleteRule', (req, ctx) => h.rules.deleteRule(req as never, ctx)),
     batchDeleteRules: unary(deps, 'RuleService/BatchDeleteRules', (req, ctx) => h.rules.batchDeleteRules(req as never, ctx)),
+    manageAddress: unary(deps, 'RuleService/ManageAddress', (req, ctx) => h.rules.manageAddress(req as never, ctx)),
   });
   server.addService(g(NodeServiceService), {
     listNodes: unary(deps, 'NodeService/ListNodes', (req) => h.nodes.listNodes(req as never)),

@@ -13,15 +13,19 @@
 //   GET    /v1/counters         ?node_name&top_rules&rule_ids=1,2
 //   GET    /v1/explain          ?address&node_name&direction
 //   POST   /manage-ip           {"action": "block"|"allow"|"whitelist"|"unblock", "ip": "192.0.2.1", "ttl"?, "comment"?}
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { formatAddress, formatPrefix } from '../../../common/src/cidr.js';
+//                                -> RuleService.manageAddress (services/manage-address.ts), answered as
+//                                   {ok, action, ip, result, rule, revision[, coveringRules]}
+//
+// Every body is read by readJsonObject (router.ts): one bad body, one reason, on every route.
+import type { IncomingMessage } from 'node:http';
 import { DURATION_EXAMPLES, parseDurationMs } from '../../../common/src/duration.js';
 import { LabelTextError, parseLabelText } from '../../../common/src/labels.js';
 import { CounterQuery, GetCountersRequest, GetCountersResponse } from '../../../proto/gen/fleetwall/v1/counter_service.js';
 import { ExplainRequest, ExplainResponse } from '../../../proto/gen/fleetwall/v1/explain_service.js';
 import { GetNodeRequest, GetNodeResponse, ListNodesRequest, ListNodesResponse } from '../../../proto/gen/fleetwall/v1/node_service.js';
-import { Action, Direction, Mode, Rule, directionFromJSON, actionFromJSON } from '../../../proto/gen/fleetwall/v1/rule.js';
+import { Rule, directionFromJSON, actionFromJSON } from '../../../proto/gen/fleetwall/v1/rule.js';
 import {
+  AddressOperation,
   CreateRuleRequest,
   CreateRuleResponse,
   DeleteRuleRequest,
@@ -30,6 +34,8 @@ import {
   GetRuleResponse,
   ListRulesRequest,
   ListRulesResponse,
+  ManageAddressRequest,
+  type ManageAddressResponse,
   UpdateRuleRequest,
   UpdateRuleResponse,
 } from '../../../proto/gen/fleetwall/v1/rule_service.js';
@@ -39,10 +45,11 @@ import { parseRuleCidr } from '../rules/validate.js';
 import type { CallContext } from '../services/call-context.js';
 import { ACTOR_METADATA_KEY, normalizeActor } from '../services/call-context.js';
 import type { CounterService } from '../services/counter-service.js';
+import { type ManageAddressFields, resultName } from '../services/manage-address.js';
 import type { ExplainService } from '../services/explain-service.js';
 import type { NodeService } from '../services/node-service.js';
 import type { RuleService } from '../services/rule-service.js';
-import { type HttpRouter, readJson, sendJson } from './router.js';
+import { type HttpRouter, readJsonObject, sendJson } from './router.js';
 
 export interface JsonApiServices {
   readonly rules: RuleService;
@@ -56,30 +63,6 @@ function callContext(req: IncomingMessage): CallContext {
   const header = req.headers[ACTOR_METADATA_KEY];
   const actor = Array.isArray(header) ? header[0] : header;
   return { actor: normalizeActor(actor ?? `http:${req.socket.remoteAddress ?? 'unknown'}`) };
-}
-
-/** 415 unless the body is declared as JSON. Returns false when it answered. */
-function requireJson(req: IncomingMessage, res: ServerResponse): boolean {
-  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-  if (type === 'application/json') return true;
-  sendJson(res, 415, {
-    code: 3,
-    reason: 'UNSUPPORTED_MEDIA_TYPE',
-    message:
-      type === ''
-        ? 'missing Content-Type: send the body as JSON with the header Content-Type: application/json'
-        : `Content-Type "${type}" is not supported: send the body as JSON with Content-Type: application/json`,
-    metadata: { content_type: type },
-  });
-  return false;
-}
-
-async function readObject(req: IncomingMessage, maxBytes: number): Promise<Record<string, unknown>> {
-  const body = await readJson(req, maxBytes);
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
-    throw new FleetwallError('INVALID_JSON', 'the request body must be a JSON object, like {"action": "block", "ip": "192.0.2.1"}');
-  }
-  return body as Record<string, unknown>;
 }
 
 function parseId(text: string): bigint {
@@ -127,8 +110,8 @@ function intParam(url: URL, name: string): number | undefined {
  * so canonical strings are converted here, at the JSON boundary.
  */
 function durationJson(v: unknown, field: string): unknown {
-  if (typeof v !== 'string') return v;
-  const m = /^(-?)(\d{1,12})(?:\.(\d{1,9}))?s$/.exec(v.trim());
+  if (v === null || typeof v === 'object') return v; // unset, or the {seconds, nanos} form
+  const m = typeof v === 'string' ? /^(-?)(\d{1,12})(?:\.(\d{1,9}))?s$/.exec(v.trim()) : null;
   if (!m) {
     throw new FleetwallError(
       'INVALID_TTL',
@@ -156,10 +139,32 @@ function ttlOf(v: unknown): Duration | undefined {
 const MANAGE_ACTIONS = ['block', 'allow', 'whitelist', 'unblock'] as const;
 type ManageAction = (typeof MANAGE_ACTIONS)[number];
 
+const OPERATIONS: Record<ManageAction, AddressOperation> = {
+  block: AddressOperation.ADDRESS_OPERATION_BLOCK,
+  allow: AddressOperation.ADDRESS_OPERATION_ALLOW,
+  whitelist: AddressOperation.ADDRESS_OPERATION_ALLOW,
+  unblock: AddressOperation.ADDRESS_OPERATION_UNBLOCK,
+};
+
+/** /manage-ip's field names, for the service's messages. */
+const MANAGE_IP_FIELDS: ManageAddressFields = { address: 'ip', operation: 'action' };
+
+/** The /manage-ip answer (top README): {ok, action, ip, result, rule, revision}, plus coveringRules when still blocked. */
+function manageIpJson(action: ManageAction, out: ManageAddressResponse): Record<string, unknown> {
+  return {
+    ok: true,
+    action,
+    ip: out.cidr,
+    result: resultName(out.result),
+    rule: Rule.toJSON(out.rule!),
+    revision: out.revision.toString(),
+    ...(out.coveringRules.length > 0 ? { coveringRules: out.coveringRules.map((r) => Rule.toJSON(r)) } : {}),
+  };
+}
+
 export function registerJsonApi(router: HttpRouter, s: JsonApiServices): void {
   router.add('POST', '/v1/rules', async (req, res) => {
-    if (!requireJson(req, res)) return;
-    const body = await readObject(req, s.maxMessageBytes);
+    const body = await readJsonObject(req, s.maxMessageBytes);
     // The CreateRuleRequest shape, or a bare Rule for convenience.
     const { ttl, ...rest } = body;
     const request = CreateRuleRequest.fromJSON({
@@ -193,8 +198,7 @@ export function registerJsonApi(router: HttpRouter, s: JsonApiServices): void {
   });
 
   router.add('PATCH', '/v1/rules/:id', async (req, res, p, url) => {
-    if (!requireJson(req, res)) return;
-    const body = await readObject(req, s.maxMessageBytes);
+    const body = await readJsonObject(req, s.maxMessageBytes);
     const fields = body.rule && typeof body.rule === 'object' ? (body.rule as Record<string, unknown>) : body;
     const mask =
       param(url, 'update_mask') ??
@@ -266,8 +270,7 @@ export function registerJsonApi(router: HttpRouter, s: JsonApiServices): void {
   });
 
   router.add('POST', '/manage-ip', async (req, res) => {
-    if (!requireJson(req, res)) return;
-    const body = await readObject(req, s.maxMessageBytes);
+    const body = await readJsonObject(req, s.maxMessageBytes);
     const action = body.action;
     if (action === undefined || action === null || action === '') {
       throw new FleetwallError(
@@ -292,93 +295,19 @@ export function registerJsonApi(router: HttpRouter, s: JsonApiServices): void {
     }
     if (typeof ip !== 'string')
       throw new FleetwallError('INVALID_CIDR', `field "ip" must be a string like "192.0.2.1", got ${JSON.stringify(ip)}`, { field: 'ip' });
-    const out = await manageIp(s, action.toLowerCase() as ManageAction, ip, body, callContext(req));
-    sendJson(res, 200, out);
+    const verb = action.toLowerCase() as ManageAction;
+    parseRuleCidr(ip, 'ip'); // a bad ip is reported before a bad ttl
+    const ttl = ttlOf(body.ttl);
+    const out = await s.rules.manageAddress(
+      ManageAddressRequest.fromPartial({
+        operation: OPERATIONS[verb],
+        address: ip,
+        ...(ttl ? { ttl } : {}),
+        comment: typeof body.comment === 'string' ? body.comment : `manage-ip ${verb}`,
+      }),
+      callContext(req),
+      MANAGE_IP_FIELDS,
+    );
+    sendJson(res, 200, manageIpJson(verb, out));
   });
-}
-
-/** The /manage-ip verbs on top of the rule service: fleet-wide, ingress, no selector. */
-async function manageIp(
-  s: JsonApiServices,
-  action: ManageAction,
-  ip: string,
-  body: Record<string, unknown>,
-  ctx: CallContext,
-): Promise<unknown> {
-  // Same parser and catalogued errors (INVALID_CIDR / HOST_BITS_SET with the canonical form) as the rule service.
-  const prefix = parseRuleCidr(ip, 'ip');
-  const canonical = formatPrefix(prefix);
-  const network = formatAddress(prefix);
-  const existing = await s.rules.listRules(
-    ListRulesRequest.fromPartial({
-      pageSize: 1000,
-      coversAddress: network,
-      direction: Direction.DIRECTION_INGRESS,
-    }),
-  );
-  const exact = existing.rules.filter((r) => r.cidr === canonical && Object.keys(r.selector).length === 0);
-  const json = (r: Rule) => Rule.toJSON(r);
-  const comment = typeof body.comment === 'string' ? body.comment : `manage-ip ${action}`;
-  const ttl = ttlOf(body.ttl);
-
-  if (action === 'block') {
-    const deny = exact.find((r) => r.action === Action.ACTION_DENY);
-    if (deny)
-      return { ok: true, action, ip: canonical, result: 'already_blocked', rule: json(deny), revision: existing.revision.toString() };
-    const allow = exact.find((r) => r.action === Action.ACTION_ALLOW);
-    if (allow) {
-      throw new FleetwallError(
-        'DUPLICATE_RULE',
-        `${canonical} is allowlisted by rule ${allow.id}; allow beats deny, so blocking it would have no effect. Delete rule ${allow.id} (DELETE /v1/rules/${allow.id}) first`,
-        { existing_rule_id: allow.id.toString() },
-      );
-    }
-    const out = await s.rules.createRule(
-      CreateRuleRequest.fromPartial({
-        rule: { cidr: canonical, action: Action.ACTION_DENY, direction: Direction.DIRECTION_INGRESS, mode: Mode.MODE_ENFORCE, comment },
-        ...(ttl ? { ttl } : {}),
-      }),
-      ctx,
-    );
-    return { ok: true, action, ip: canonical, result: 'blocked', rule: json(out.rule!), revision: out.revision.toString() };
-  }
-
-  if (action === 'allow' || action === 'whitelist') {
-    const allow = exact.find((r) => r.action === Action.ACTION_ALLOW);
-    if (allow)
-      return { ok: true, action, ip: canonical, result: 'already_allowed', rule: json(allow), revision: existing.revision.toString() };
-    const deny = exact.find((r) => r.action === Action.ACTION_DENY);
-    if (deny) {
-      // Whitelisting a blocked address turns its rule into an allow (one revision).
-      const out = await s.rules.updateRule(
-        UpdateRuleRequest.fromPartial({
-          rule: { id: deny.id, action: Action.ACTION_ALLOW, mode: Mode.MODE_ENFORCE, comment },
-          updateMask: ['action', 'mode', 'comment'],
-        }),
-        ctx,
-      );
-      return { ok: true, action, ip: canonical, result: 'changed_to_allow', rule: json(out.rule!), revision: out.revision.toString() };
-    }
-    const out = await s.rules.createRule(
-      CreateRuleRequest.fromPartial({
-        rule: { cidr: canonical, action: Action.ACTION_ALLOW, direction: Direction.DIRECTION_INGRESS, mode: Mode.MODE_ENFORCE, comment },
-        ...(ttl ? { ttl } : {}),
-      }),
-      ctx,
-    );
-    return { ok: true, action, ip: canonical, result: 'allowed', rule: json(out.rule!), revision: out.revision.toString() };
-  }
-
-  // unblock
-  const deny = exact.find((r) => r.action === Action.ACTION_DENY);
-  if (!deny) {
-    const covering = existing.rules.filter((r) => r.action === Action.ACTION_DENY && r.cidr !== canonical);
-    const hint =
-      covering.length > 0
-        ? `; it is covered by ${covering.map((r) => `rule ${r.id} (${r.cidr}${Object.keys(r.selector).length ? ' with a selector' : ''})`).join(', ')}`
-        : '';
-    throw new FleetwallError('NOT_BLOCKED', `${canonical} is not blocked by a fleet-wide rule of its own${hint}`, { ip: canonical });
-  }
-  const out = await s.rules.deleteRule(DeleteRuleRequest.fromPartial({ id: deny.id }), ctx);
-  return { ok: true, action, ip: canonical, result: 'unblocked', rule: json(deny), revision: out.revision.toString() };
 }

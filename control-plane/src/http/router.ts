@@ -1,12 +1,16 @@
 // A small router for the control plane's HTTP server. Routes are added with
 // `router.add(method, '/v1/rules/:id', handler)`; `:name` segments arrive in
 // `params`. Handlers may throw FleetwallError: it becomes the HTTP status of
-// its catalogue code with a JSON body {code, message, reason, metadata}.
+// its catalogue entry with a JSON body {code, message, reason, metadata}.
+// Every error the router itself answers (no route, wrong method, a body that
+// is not a JSON object) is a catalogued FleetwallError too, and every route
+// reads its body with readJsonObject, so a bad body gets the same reason on
+// every route.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { FleetwallError } from '../errors/fleetwall-error.js';
 import { classifyError } from '../errors/to-grpc-status.js';
-import { CATALOGUE } from '../errors/catalogue.js';
+import { CATALOGUE, type Reason } from '../errors/catalogue.js';
 
 export type HttpHandler = (
   req: IncomingMessage,
@@ -43,8 +47,15 @@ const HTTP_STATUS: Record<number, number> = {
   16: 401,
 };
 
-export function httpStatusOf(grpcCode: number): number {
-  return HTTP_STATUS[grpcCode] ?? 500;
+/** The HTTP status of a catalogue reason: its own, or its gRPC code's. */
+export function httpStatusOf(reason: Reason): number {
+  const e: { code: number; httpStatus?: number } = CATALOGUE[reason];
+  return e.httpStatus ?? HTTP_STATUS[e.code] ?? 500;
+}
+
+/** The JSON error body: {code (gRPC), message, reason, metadata}. */
+export function sendError(res: ServerResponse, fe: FleetwallError): void {
+  sendJson(res, httpStatusOf(fe.reason), { code: fe.code, message: fe.message, reason: fe.reason, metadata: fe.metadata });
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
@@ -58,8 +69,34 @@ export function sendText(res: ServerResponse, status: number, body: string, cont
   res.end(body);
 }
 
-/** Reads a JSON request body of at most `maxBytes`. */
-export async function readJson(req: IncomingMessage, maxBytes: number): Promise<unknown> {
+/**
+ * Reads a request body that must be a JSON object of at most `maxBytes`,
+ * declared as application/json: UNSUPPORTED_MEDIA_TYPE (415) otherwise,
+ * MESSAGE_TOO_LARGE, INVALID_JSON for anything but an object. An empty body
+ * is {}.
+ */
+export async function readJsonObject(req: IncomingMessage, maxBytes: number): Promise<Record<string, unknown>> {
+  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  if (type !== 'application/json') {
+    throw new FleetwallError(
+      'UNSUPPORTED_MEDIA_TYPE',
+      type === ''
+        ? 'missing Content-Type: send the body as JSON with the header Content-Type: application/json'
+        : `Content-Type "${type}" is not supported: send the body as JSON with Content-Type: application/json`,
+      { content_type: type },
+    );
+  }
+  const body = await readJson(req, maxBytes);
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw new FleetwallError(
+      'INVALID_JSON',
+      `the request body must be a JSON object ({...}), got ${Array.isArray(body) ? 'an array' : body === null ? 'null' : `a ${typeof body}`}`,
+    );
+  }
+  return body as Record<string, unknown>;
+}
+
+async function readJson(req: IncomingMessage, maxBytes: number): Promise<unknown> {
   const parts: Buffer[] = [];
   let n = 0;
   for await (const c of req) {
@@ -73,7 +110,7 @@ export async function readJson(req: IncomingMessage, maxBytes: number): Promise<
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new FleetwallError('INVALID_QUERY', `the request body is not JSON: ${(e as Error).message}`);
+    throw new FleetwallError('INVALID_JSON', `the request body is not JSON (${(e as Error).message}): send a JSON object`);
   }
 }
 
@@ -119,9 +156,14 @@ export class HttpRouter {
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const m = this.match(req.method ?? 'GET', url.pathname);
-    if (m === undefined) return sendJson(res, 404, { code: 5, message: `no route for ${url.pathname}`, reason: 'NOT_FOUND' });
-    if (m === 'method')
-      return sendJson(res, 405, { code: 12, message: `${req.method} is not allowed on ${url.pathname}`, reason: 'METHOD_NOT_ALLOWED' });
+    if (m === undefined)
+      return sendError(res, new FleetwallError('ROUTE_NOT_FOUND', `no route for ${url.pathname}`, { path: url.pathname }));
+    if (m === 'method') {
+      return sendError(
+        res,
+        new FleetwallError('METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${url.pathname}`, { method: req.method ?? '' }),
+      );
+    }
     try {
       await m.route.handler(req, res, m.params, url);
     } catch (err) {
@@ -130,8 +172,7 @@ export class HttpRouter {
         this.logger.error({ err, path: url.pathname }, 'internal error');
         fe = new FleetwallError('INTERNAL');
       }
-      const code = CATALOGUE[fe.reason].code;
-      if (!res.headersSent) sendJson(res, httpStatusOf(code), { code, message: fe.message, reason: fe.reason, metadata: fe.metadata });
+      if (!res.headersSent) sendError(res, fe);
       else res.destroy();
     }
   }

@@ -17,6 +17,8 @@ import type {
   ImportRulesResponse,
   ListRulesRequest,
   ListRulesResponse,
+  ManageAddressRequest,
+  ManageAddressResponse,
   UpdateRuleRequest,
   UpdateRuleResponse,
 } from '../../../proto/gen/fleetwall/v1/rule_service.js';
@@ -33,6 +35,7 @@ import type { BulkHandoff } from '../store/rule-import.js';
 import type { CallContext } from './call-context.js';
 import { importRules } from './import-rules.js';
 import { CreateBatcher } from './create-batcher.js';
+import { type ManageAddressFields, manageAddress } from './manage-address.js';
 
 export interface RuleServiceLimits extends ValidationLimits {
   readonly maxBatch: number;
@@ -162,5 +165,10 @@ export class RuleService {
     req.ids.forEach((id, i) => requireId(id, `ids[${i}]`));
     const res = await this.store.delete(req.ids, ctx.actor, 'batch_delete');
     return { deleted: BigInt(res.value), revision: res.revision };
+  }
+
+  /** Block / allow / unblock one address fleet-wide (manage-address.ts); `fields` names the request's fields in messages. */
+  manageAddress(req: ManageAddressRequest, ctx: CallContext, fields?: ManageAddressFields): Promise<ManageAddressResponse> {
+    return manageAddress(this, req, ctx, fields, this.now);
   }
 }

@@ -2,7 +2,7 @@
 // rule's state now, or null once deleted), the rules changed in a window for
 // resuming agents, and retention pruning.
 import type { Sql } from 'postgres';
-import { OP_BULK_UPSERT } from './rule-store.js';
+import { OP_BULK_UPSERT } from './change-audit.js';
 import type { EncodableRule } from '../sync/wire-encoding.js';
 
 export interface RevisionRecord {

@@ -17,7 +17,8 @@ import type { Sql } from 'postgres';
 import type { Writable } from 'node:stream';
 import type { RuleSpec } from '../rules/validate.js';
 import { encodeAgentRule } from '../sync/wire-encoding.js';
-import { copyText, OP_BULK_UPSERT, type RuleStore } from './rule-store.js';
+import { changeAuditCtes, OP_BULK_UPSERT } from './change-audit.js';
+import { copyText, type RuleStore } from './rule-store.js';
 import { isRetryable, writeTransaction } from './write-transaction.js';
 
 /** What every line of an import shares: a validated rule without its CIDR. */
@@ -80,10 +81,13 @@ function copySuffix(t: ImportTemplate, writeId: bigint, actor: string): string {
 const COPY_COLUMNS =
   'id, cidr, action, direction, selector, selector_key, mode, expire_time, comment, create_time, update_time, write_id, created_by';
 
+/** The bulk change-log row (rule_id null: every rule of this write_id) and its audit row. */
+const FINISH_BULK = `with bulk as (select null::bigint as id),
+   ${changeAuditCtes({ rows: 'bulk', writeId: '$1::bigint', actor: '$2', op: OP_BULK_UPSERT, action: 'rule.import', after: '$3::text::jsonb' })}
+   select 1`;
+
 async function finishBulk(tx: Sql, writeId: bigint, actor: string, after: Record<string, unknown>): Promise<void> {
-  await tx`insert into changes (write_id, rule_id, op) values (${writeId.toString()}::bigint, null, ${OP_BULK_UPSERT})`;
-  await tx`insert into audit_log (actor, action, rule_id, write_id, after)
-           values (${actor}, 'rule.import', null, ${writeId.toString()}::bigint, ${tx.json(after as never)})`;
+  await tx.unsafe(FINISH_BULK, [writeId.toString(), actor, JSON.stringify(after)] as never[], { prepare: true });
 }
 
 class RolledBack extends Error {}

@@ -1,6 +1,6 @@
 // Rules in Postgres: every write is one transaction and one revision
-// (write-transaction.ts) with its change-log and audit rows; reads join the
-// revision that last wrote each rule.
+// (write-transaction.ts) with its change-log and audit rows
+// (change-audit.ts); reads join the revision that last wrote each rule.
 import type { Sql, TransactionSql } from 'postgres';
 import type { Address } from '../../../common/src/cidr.js';
 import { formatAddress } from '../../../common/src/cidr.js';
@@ -8,12 +8,9 @@ import type { Rule } from '../../../proto/gen/fleetwall/v1/rule.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
 import { describeEnums } from '../rules/enums.js';
 import type { RuleSpec } from '../rules/validate.js';
+import { changeAuditCtes, OP_DELETE, OP_UPSERT, rowImage } from './change-audit.js';
 import { type RuleRow, canonicalFromPg, ruleFromRow } from './rule-row.js';
-import { isRetryable, REVISION_CHANNEL, type RevisionKind, writeTransaction } from './write-transaction.js';
-
-export const OP_UPSERT = 1;
-export const OP_DELETE = 2;
-export const OP_BULK_UPSERT = 3;
+import { type RevisionKind, retryWrite, revisionCtes, writeTransaction } from './write-transaction.js';
 
 export interface RuleFilter {
   readonly action?: number;
@@ -78,6 +75,28 @@ export function coversSql(param: string): string {
   return `((r.cidr >>= ${param}::inet and masklen(r.cidr) < (case family(r.cidr) when 4 then 32 else 128 end)) or r.cidr = ${param}::inet::cidr)`;
 }
 
+const EXPIRY_ACTOR = 'system:expiry';
+
+/**
+ * Group commit (createGroup) in one statement, the write protocol's steps in
+ * order: a write_id, the inserts with their change-log and audit rows, then -
+ * ordered after the insert because it reads its result - the revision
+ * (revisionCtes: bump, revisions row, NOTIFY), only if anything was inserted.
+ * $1 the rules (JSON, each with its own actor), $2 the revision's actor, $3 its kind.
+ */
+const GROUP_COMMIT = `with w as (select nextval('write_id_seq') as id),
+   ins as (
+     insert into rules (cidr, action, direction, selector, selector_key, mode, expire_time, comment, create_time, update_time, write_id, created_by)
+     select x.cidr::cidr, x.action, x.direction, x.selector, x.selector_key, x.mode, x.expire_time, x.comment, now(), now(), w.id, x.actor
+     from jsonb_to_recordset($1::text::jsonb) as x(cidr text, action smallint, direction smallint, selector jsonb, selector_key text, mode smallint, expire_time timestamptz, comment text, actor text), w
+     on conflict (cidr, direction, selector_key) do nothing
+     returning *),
+   ${changeAuditCtes({ rows: 'ins', writeId: 'ins.write_id', actor: 'ins.created_by', op: OP_UPSERT, action: 'rule.create', after: rowImage('ins') })},
+   ${revisionCtes({ writeId: '(select id from w)', actor: '$2', kind: '$3', changeCount: '(select count(*) from ins)', onlyIf: 'exists (select 1 from ins)' })}
+   select ins.id, ins.cidr::text as cidr, ins.action, ins.direction, ins.selector, ins.selector_key, ins.mode, ins.expire_time,
+          ins.comment, ins.create_time, ins.update_time, ins.write_id, ins.created_by, rv.revision
+   from ins, rv`;
+
 const RULE_SELECT =
   'r.id, r.cidr::text as cidr, r.action, r.direction, r.selector, r.selector_key, r.mode, r.expire_time, r.comment, r.create_time, r.update_time, r.write_id, r.created_by, v.revision';
 
@@ -128,8 +147,7 @@ export class RuleStore {
            from jsonb_to_recordset($1::text::jsonb) as x(cidr text, action smallint, direction smallint, selector jsonb, selector_key text, mode smallint, expire_time timestamptz, comment text)
            on conflict (cidr, direction, selector_key) do nothing
            returning *),
-         ch as (insert into changes (write_id, rule_id, op) select $2::bigint, id, ${OP_UPSERT} from ins),
-         au as (insert into audit_log (actor, action, rule_id, write_id, after) select $3, 'rule.create', id, $2::bigint, to_jsonb(ins.*) - 'write_id' from ins)
+         ${changeAuditCtes({ rows: 'ins', writeId: '$2::bigint', actor: '$3', op: OP_UPSERT, action: 'rule.create', after: rowImage('ins') })}
          select id, cidr::text as cidr, action, direction, selector, selector_key, mode, expire_time, comment, create_time, update_time, write_id, created_by from ins`,
         [JSON.stringify(specs.map(specJson)), wid, actor] as never[],
       );
@@ -160,10 +178,7 @@ export class RuleStore {
 
   /**
    * Independent creates committed together as ONE revision, in one statement
-   * (one round trip, its own implicit transaction): inserts, change-log and
-   * audit rows, then - ordered after the insert because it reads its result -
-   * the revision bump, the revisions row and the NOTIFY (same protocol as
-   * writeTransaction). Each entry gets its own outcome: a duplicate of a
+   * (GROUP_COMMIT: one round trip, its own implicit transaction). Each entry gets its own outcome: a duplicate of a
    * stored rule or of an earlier entry fails that entry only.
    */
   async createGroup(
@@ -185,34 +200,9 @@ export class RuleStore {
     const actors = [...new Set(items.map((i) => i.actor))];
     const revisionActor = actors.length === 1 ? actors[0]! : actors.join(',').slice(0, 200);
     const payload = JSON.stringify(toInsert.map((i) => ({ ...specJson(items[i]!.spec), actor: items[i]!.actor })));
-    let rows: (RuleRow & { revision: bigint })[] = [];
-    for (let attempt = 1; ; attempt++) {
-      try {
-        rows = await this.sql.unsafe<(RuleRow & { revision: bigint })[]>(
-          `with w as (select nextval('write_id_seq') as id),
-           ins as (
-             insert into rules (cidr, action, direction, selector, selector_key, mode, expire_time, comment, create_time, update_time, write_id, created_by)
-             select x.cidr::cidr, x.action, x.direction, x.selector, x.selector_key, x.mode, x.expire_time, x.comment, now(), now(), w.id, x.actor
-             from jsonb_to_recordset($1::text::jsonb) as x(cidr text, action smallint, direction smallint, selector jsonb, selector_key text, mode smallint, expire_time timestamptz, comment text, actor text), w
-             on conflict (cidr, direction, selector_key) do nothing
-             returning *),
-           ch as (insert into changes (write_id, rule_id, op) select write_id, id, ${OP_UPSERT} from ins),
-           au as (insert into audit_log (actor, action, rule_id, write_id, after) select created_by, 'rule.create', id, write_id, to_jsonb(ins.*) - 'write_id' from ins),
-           c as (update revision_counter set value = value + 1 where id = 1 and exists (select 1 from ins) returning value),
-           rv as (insert into revisions (revision, write_id, commit_time, actor, kind, change_count)
-                  select c.value, w.id, clock_timestamp(), $2, $3, (select count(*) from ins) from c, w returning revision)
-           select ins.id, ins.cidr::text as cidr, ins.action, ins.direction, ins.selector, ins.selector_key, ins.mode, ins.expire_time,
-                  ins.comment, ins.create_time, ins.update_time, ins.write_id, ins.created_by, rv.revision,
-                  pg_notify('${REVISION_CHANNEL}', rv.revision::text)
-           from ins, rv`,
-          [payload, revisionActor, kind] as never[],
-        );
-        break;
-      } catch (e) {
-        if (attempt < 3 && isRetryable(e)) continue;
-        throw e;
-      }
-    }
+    const rows = await retryWrite(() =>
+      this.sql.unsafe<(RuleRow & { revision: bigint })[]>(GROUP_COMMIT, [payload, revisionActor, kind] as never[]),
+    );
     const byKey = new Map(rows.map((r) => [identity(canonicalFromPg(r.cidr), r.direction, r.selector_key), r]));
     const missing: number[] = [];
     for (const i of toInsert) {
@@ -283,14 +273,12 @@ export class RuleStore {
         where cidr = ${next.cidr}::cidr and direction = ${next.direction} and selector_key = ${next.selectorKey} and id <> ${id.toString()}::bigint`;
       if (clash[0]) throw duplicateError(clash[0], 'rule');
       const updated = await tx.unsafe<RuleRow[]>(
-        `with old as (select to_jsonb(r.*) - 'write_id' as j from rules r where r.id = $1),
+        `with old as (select ${rowImage('r')} as j from rules r where r.id = $1),
          u as (
            update rules set action = $2, direction = $3, selector = $4::text::jsonb, selector_key = $5, mode = $6,
              expire_time = $7::timestamptz, comment = $8, update_time = now(), write_id = $9::bigint
            where id = $1 returning *),
-         ch as (insert into changes (write_id, rule_id, op) select $9::bigint, id, ${OP_UPSERT} from u),
-         au as (insert into audit_log (actor, action, rule_id, write_id, before, after)
-                select $10, 'rule.update', u.id, $9::bigint, (select j from old), to_jsonb(u.*) - 'write_id' from u)
+         ${changeAuditCtes({ rows: 'u', writeId: '$9::bigint', actor: '$10', op: OP_UPSERT, action: 'rule.update', before: '(select j from old)', after: rowImage('u') })}
          select id, cidr::text as cidr, action, direction, selector, selector_key, mode, expire_time, comment, create_time, update_time, write_id, created_by from u`,
         [
           id.toString(),
@@ -316,8 +304,7 @@ export class RuleStore {
     const res = await writeTransaction(this.sql, actor, kind, async (tx, w) => {
       const deleted = await tx.unsafe<{ id: bigint }[]>(
         `with d as (delete from rules where id = any($1::bigint[]) returning *),
-         ch as (insert into changes (write_id, rule_id, op) select $2::bigint, id, ${OP_DELETE} from d),
-         au as (insert into audit_log (actor, action, rule_id, write_id, before) select $3, 'rule.delete', id, $2::bigint, to_jsonb(d.*) - 'write_id' from d)
+         ${changeAuditCtes({ rows: 'd', writeId: '$2::bigint', actor: '$3', op: OP_DELETE, action: 'rule.delete', before: rowImage('d') })}
          select id from d`,
         [unique, w.toString(), actor] as never[],
       );
@@ -332,14 +319,13 @@ export class RuleStore {
 
   /** Deletes rules whose expiry has passed (several processes may run this concurrently). */
   async expireDue(limit: number): Promise<Committed<number>> {
-    const res = await writeTransaction(this.sql, 'system:expiry', 'expire', async (tx, w) => {
+    const res = await writeTransaction(this.sql, EXPIRY_ACTOR, 'expire', async (tx, w) => {
       const [r] = await tx.unsafe<{ n: number }[]>(
         `with due as (select id from rules where expire_time <= clock_timestamp() order by expire_time limit $1 for update skip locked),
          d as (delete from rules r using due where r.id = due.id returning r.*),
-         ch as (insert into changes (write_id, rule_id, op) select $2::bigint, id, ${OP_DELETE} from d),
-         au as (insert into audit_log (actor, action, rule_id, write_id, before) select 'system:expiry', 'rule.expire', id, $2::bigint, to_jsonb(d.*) - 'write_id' from d)
+         ${changeAuditCtes({ rows: 'd', writeId: '$2::bigint', actor: '$3', op: OP_DELETE, action: 'rule.expire', before: rowImage('d') })}
          select count(*)::int as n from d`,
-        [limit, w.toString()] as never[],
+        [limit, w.toString(), EXPIRY_ACTOR] as never[],
       );
       return { value: r!.n, changes: r!.n };
     });

@@ -90,15 +90,6 @@ class Writer {
   }
 }
 
-export function varintSize(n: number): number {
-  let s = 1;
-  while (n > 0x7f) {
-    n = Math.floor(n / 0x80);
-    s++;
-  }
-  return s;
-}
-
 export interface EncodableRule {
   readonly id: bigint;
   readonly cidr: string;

@@ -39,6 +39,136 @@ export const protobufPackage = "fleetwall.v1";
 
 export const protobufFileName = "fleetwall/v1/rule_service.proto";
 
+/** What ManageAddress does. */
+export enum AddressOperation {
+  ADDRESS_OPERATION_UNSPECIFIED = 0,
+  /** ADDRESS_OPERATION_BLOCK - Create a deny rule for the address, unless it has one. */
+  ADDRESS_OPERATION_BLOCK = 1,
+  /** ADDRESS_OPERATION_ALLOW - Create an allow rule for the address, or turn its deny rule into one. */
+  ADDRESS_OPERATION_ALLOW = 2,
+  /** ADDRESS_OPERATION_UNBLOCK - Delete the address's own deny rule. */
+  ADDRESS_OPERATION_UNBLOCK = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function addressOperationFromJSON(object: any): AddressOperation {
+  switch (object) {
+    case 0:
+    case "ADDRESS_OPERATION_UNSPECIFIED":
+      return AddressOperation.ADDRESS_OPERATION_UNSPECIFIED;
+    case 1:
+    case "ADDRESS_OPERATION_BLOCK":
+      return AddressOperation.ADDRESS_OPERATION_BLOCK;
+    case 2:
+    case "ADDRESS_OPERATION_ALLOW":
+      return AddressOperation.ADDRESS_OPERATION_ALLOW;
+    case 3:
+    case "ADDRESS_OPERATION_UNBLOCK":
+      return AddressOperation.ADDRESS_OPERATION_UNBLOCK;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return AddressOperation.UNRECOGNIZED;
+  }
+}
+
+export function addressOperationToJSON(object: AddressOperation): string {
+  switch (object) {
+    case AddressOperation.ADDRESS_OPERATION_UNSPECIFIED:
+      return "ADDRESS_OPERATION_UNSPECIFIED";
+    case AddressOperation.ADDRESS_OPERATION_BLOCK:
+      return "ADDRESS_OPERATION_BLOCK";
+    case AddressOperation.ADDRESS_OPERATION_ALLOW:
+      return "ADDRESS_OPERATION_ALLOW";
+    case AddressOperation.ADDRESS_OPERATION_UNBLOCK:
+      return "ADDRESS_OPERATION_UNBLOCK";
+    case AddressOperation.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** What ManageAddress did. */
+export enum ManageAddressResult {
+  MANAGE_ADDRESS_RESULT_UNSPECIFIED = 0,
+  /** MANAGE_ADDRESS_RESULT_BLOCKED - A deny rule was created. */
+  MANAGE_ADDRESS_RESULT_BLOCKED = 1,
+  /** MANAGE_ADDRESS_RESULT_ALREADY_BLOCKED - The address already had a deny rule of its own; nothing changed. */
+  MANAGE_ADDRESS_RESULT_ALREADY_BLOCKED = 2,
+  /** MANAGE_ADDRESS_RESULT_ALLOWED - An allow rule was created. */
+  MANAGE_ADDRESS_RESULT_ALLOWED = 3,
+  /** MANAGE_ADDRESS_RESULT_ALREADY_ALLOWED - The address already had an allow rule of its own; nothing changed. */
+  MANAGE_ADDRESS_RESULT_ALREADY_ALLOWED = 4,
+  /** MANAGE_ADDRESS_RESULT_CHANGED_TO_ALLOW - The address's deny rule became an allow rule (same id). */
+  MANAGE_ADDRESS_RESULT_CHANGED_TO_ALLOW = 5,
+  /** MANAGE_ADDRESS_RESULT_UNBLOCKED - The address's deny rule was deleted and no other rule blocks it. */
+  MANAGE_ADDRESS_RESULT_UNBLOCKED = 6,
+  /**
+   * MANAGE_ADDRESS_RESULT_STILL_BLOCKED - The address's deny rule was deleted, but broader deny rules still block
+   * it (on every node, or on the nodes their selectors pick): they are in
+   * covering_rules. Delete or narrow them, or allow the address.
+   */
+  MANAGE_ADDRESS_RESULT_STILL_BLOCKED = 7,
+  UNRECOGNIZED = -1,
+}
+
+export function manageAddressResultFromJSON(object: any): ManageAddressResult {
+  switch (object) {
+    case 0:
+    case "MANAGE_ADDRESS_RESULT_UNSPECIFIED":
+      return ManageAddressResult.MANAGE_ADDRESS_RESULT_UNSPECIFIED;
+    case 1:
+    case "MANAGE_ADDRESS_RESULT_BLOCKED":
+      return ManageAddressResult.MANAGE_ADDRESS_RESULT_BLOCKED;
+    case 2:
+    case "MANAGE_ADDRESS_RESULT_ALREADY_BLOCKED":
+      return ManageAddressResult.MANAGE_ADDRESS_RESULT_ALREADY_BLOCKED;
+    case 3:
+    case "MANAGE_ADDRESS_RESULT_ALLOWED":
+      return ManageAddressResult.MANAGE_ADDRESS_RESULT_ALLOWED;
+    case 4:
+    case "MANAGE_ADDRESS_RESULT_ALREADY_ALLOWED":
+      return ManageAddressResult.MANAGE_ADDRESS_RESULT_ALREADY_ALLOWED;
+    case 5:
+    case "MANAGE_ADDRESS_RESULT_CHANGED_TO_ALLOW":
+      return ManageAddressResult.MANAGE_ADDRESS_RESULT_CHANGED_TO_ALLOW;
+    case 6:
+    case "MANAGE_ADDRESS_RESULT_UNBLOCKED":
+      return ManageAddressResult.MANAGE_ADDRESS_RESULT_UNBLOCKED;
+    case 7:
+    case "MANAGE_ADDRESS_RESULT_STILL_BLOCKED":
+      return ManageAddressResult.MANAGE_ADDRESS_RESULT_STILL_BLOCKED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ManageAddressResult.UNRECOGNIZED;
+  }
+}
+
+export function manageAddressResultToJSON(object: ManageAddressResult): string {
+  switch (object) {
+    case ManageAddressResult.MANAGE_ADDRESS_RESULT_UNSPECIFIED:
+      return "MANAGE_ADDRESS_RESULT_UNSPECIFIED";
+    case ManageAddressResult.MANAGE_ADDRESS_RESULT_BLOCKED:
+      return "MANAGE_ADDRESS_RESULT_BLOCKED";
+    case ManageAddressResult.MANAGE_ADDRESS_RESULT_ALREADY_BLOCKED:
+      return "MANAGE_ADDRESS_RESULT_ALREADY_BLOCKED";
+    case ManageAddressResult.MANAGE_ADDRESS_RESULT_ALLOWED:
+      return "MANAGE_ADDRESS_RESULT_ALLOWED";
+    case ManageAddressResult.MANAGE_ADDRESS_RESULT_ALREADY_ALLOWED:
+      return "MANAGE_ADDRESS_RESULT_ALREADY_ALLOWED";
+    case ManageAddressResult.MANAGE_ADDRESS_RESULT_CHANGED_TO_ALLOW:
+      return "MANAGE_ADDRESS_RESULT_CHANGED_TO_ALLOW";
+    case ManageAddressResult.MANAGE_ADDRESS_RESULT_UNBLOCKED:
+      return "MANAGE_ADDRESS_RESULT_UNBLOCKED";
+    case ManageAddressResult.MANAGE_ADDRESS_RESULT_STILL_BLOCKED:
+      return "MANAGE_ADDRESS_RESULT_STILL_BLOCKED";
+    case ManageAddressResult.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export interface CreateRuleRequest {
   rule:
     | Rule
@@ -177,6 +307,39 @@ export interface BatchDeleteRulesRequest {
 export interface BatchDeleteRulesResponse {
   deleted: bigint;
   revision: bigint;
+}
+
+export interface ManageAddressRequest {
+  operation: AddressOperation;
+  /** An IPv4 or IPv6 address (a /32 or /128) or CIDR. */
+  address: string;
+  /** BLOCK and ALLOW of a new rule: expire this long after the commit. */
+  ttl:
+    | Duration
+    | undefined;
+  /**
+   * The comment of a created or changed rule. Unset: "manage-ip block",
+   * "manage-ip allow".
+   */
+  comment?: string | undefined;
+}
+
+export interface ManageAddressResponse {
+  result: ManageAddressResult;
+  /** The canonical CIDR of the request's address ("192.0.2.1/32"). */
+  cidr: string;
+  /** The rule created, found, changed or (unblock) deleted. */
+  rule:
+    | Rule
+    | undefined;
+  /** Revision of the change; when nothing changed, the current revision. */
+  revision: bigint;
+  /**
+   * STILL_BLOCKED: the ingress deny rules (enforce mode) that still cover the
+   * whole address after the unblock and that no allow rule overrides,
+   * longest prefix first.
+   */
+  coveringRules: Rule[];
 }
 
 function createBaseCreateRuleRequest(): CreateRuleRequest {
@@ -2309,6 +2472,263 @@ export const BatchDeleteRulesResponse: MessageFns<BatchDeleteRulesResponse> = {
   },
 };
 
+function createBaseManageAddressRequest(): ManageAddressRequest {
+  return { operation: 0, address: "", ttl: undefined, comment: undefined };
+}
+
+export const ManageAddressRequest: MessageFns<ManageAddressRequest> = {
+  encode(message: ManageAddressRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.operation !== 0) {
+      writer.uint32(8).int32(message.operation);
+    }
+    if (message.address !== "") {
+      writer.uint32(18).string(message.address);
+    }
+    if (message.ttl !== undefined) {
+      Duration.encode(message.ttl, writer.uint32(26).fork()).join();
+    }
+    if (message.comment !== undefined) {
+      writer.uint32(34).string(message.comment);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ManageAddressRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseManageAddressRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.operation = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.ttl = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.comment = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ManageAddressRequest {
+    return {
+      operation: isSet(object.operation) ? addressOperationFromJSON(object.operation) : 0,
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+      ttl: isSet(object.ttl) ? Duration.fromJSON(object.ttl) : undefined,
+      comment: isSet(object.comment) ? globalThis.String(object.comment) : undefined,
+    };
+  },
+
+  toJSON(message: ManageAddressRequest): unknown {
+    const obj: any = {};
+    if (message.operation !== 0) {
+      obj.operation = addressOperationToJSON(message.operation);
+    }
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    if (message.ttl !== undefined) {
+      obj.ttl = Duration.toJSON(message.ttl);
+    }
+    if (message.comment !== undefined) {
+      obj.comment = message.comment;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ManageAddressRequest>, I>>(base?: I): ManageAddressRequest {
+    return ManageAddressRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ManageAddressRequest>, I>>(object: I): ManageAddressRequest {
+    const message = createBaseManageAddressRequest();
+    message.operation = object.operation ?? 0;
+    message.address = object.address ?? "";
+    message.ttl = (object.ttl !== undefined && object.ttl !== null) ? Duration.fromPartial(object.ttl) : undefined;
+    message.comment = object.comment ?? undefined;
+    return message;
+  },
+};
+
+function createBaseManageAddressResponse(): ManageAddressResponse {
+  return { result: 0, cidr: "", rule: undefined, revision: 0n, coveringRules: [] };
+}
+
+export const ManageAddressResponse: MessageFns<ManageAddressResponse> = {
+  encode(message: ManageAddressResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.result !== 0) {
+      writer.uint32(8).int32(message.result);
+    }
+    if (message.cidr !== "") {
+      writer.uint32(18).string(message.cidr);
+    }
+    if (message.rule !== undefined) {
+      Rule.encode(message.rule, writer.uint32(26).fork()).join();
+    }
+    if (message.revision !== 0n) {
+      if (BigInt.asUintN(64, message.revision) !== message.revision) {
+        throw new globalThis.Error("value provided for field message.revision of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.revision);
+    }
+    for (const v of message.coveringRules) {
+      Rule.encode(v!, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ManageAddressResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseManageAddressResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.result = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.cidr = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.rule = Rule.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.revision = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.coveringRules.push(Rule.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ManageAddressResponse {
+    return {
+      result: isSet(object.result) ? manageAddressResultFromJSON(object.result) : 0,
+      cidr: isSet(object.cidr) ? globalThis.String(object.cidr) : "",
+      rule: isSet(object.rule) ? Rule.fromJSON(object.rule) : undefined,
+      revision: isSet(object.revision) ? BigInt(object.revision) : 0n,
+      coveringRules: globalThis.Array.isArray(object?.coveringRules)
+        ? object.coveringRules.map((e: any) => Rule.fromJSON(e))
+        : globalThis.Array.isArray(object?.covering_rules)
+        ? object.covering_rules.map((e: any) => Rule.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ManageAddressResponse): unknown {
+    const obj: any = {};
+    if (message.result !== 0) {
+      obj.result = manageAddressResultToJSON(message.result);
+    }
+    if (message.cidr !== "") {
+      obj.cidr = message.cidr;
+    }
+    if (message.rule !== undefined) {
+      obj.rule = Rule.toJSON(message.rule);
+    }
+    if (message.revision !== 0n) {
+      obj.revision = message.revision.toString();
+    }
+    if (message.coveringRules?.length) {
+      obj.coveringRules = message.coveringRules.map((e) => Rule.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ManageAddressResponse>, I>>(base?: I): ManageAddressResponse {
+    return ManageAddressResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ManageAddressResponse>, I>>(object: I): ManageAddressResponse {
+    const message = createBaseManageAddressResponse();
+    message.result = object.result ?? 0;
+    message.cidr = object.cidr ?? "";
+    message.rule = (object.rule !== undefined && object.rule !== null) ? Rule.fromPartial(object.rule) : undefined;
+    message.revision = (object.revision !== undefined && object.revision !== null) ? BigInt(object.revision) : 0n;
+    message.coveringRules = object.coveringRules?.map((e) => Rule.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /**
  * Rules: the fleet's IP policy. Every write is one transaction and one
  * revision; every revision is streamed to the agents (AgentService.Sync).
@@ -2408,6 +2828,26 @@ export const RuleServiceService = {
       Buffer.from(BatchDeleteRulesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): BatchDeleteRulesResponse => BatchDeleteRulesResponse.decode(value),
   },
+  /**
+   * Block, allow or unblock one address or CIDR fleet-wide: the rules it
+   * manages are ingress rules with an empty selector. The verbs of the
+   * HTTP /manage-ip call and of `fleetwall unblock`; idempotent where it can
+   * be (blocking a blocked address answers ALREADY_BLOCKED). Errors:
+   * INVALID_CIDR / HOST_BITS_SET for the address, MISSING_FIELD,
+   * UNKNOWN_ACTION, INVALID_TTL, DUPLICATE_RULE (blocking an allowlisted
+   * address), NOT_BLOCKED (unblocking an address without a deny rule of its
+   * own; the message names the rules that cover it).
+   */
+  manageAddress: {
+    path: "/fleetwall.v1.RuleService/ManageAddress" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ManageAddressRequest): Buffer => Buffer.from(ManageAddressRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ManageAddressRequest => ManageAddressRequest.decode(value),
+    responseSerialize: (value: ManageAddressResponse): Buffer =>
+      Buffer.from(ManageAddressResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ManageAddressResponse => ManageAddressResponse.decode(value),
+  },
 } as const;
 
 export interface RuleServiceServer extends UntypedServiceImplementation {
@@ -2432,6 +2872,17 @@ export interface RuleServiceServer extends UntypedServiceImplementation {
   deleteRule: handleUnaryCall<DeleteRuleRequest, DeleteRuleResponse>;
   /** All or nothing: an unknown id rejects the whole batch. */
   batchDeleteRules: handleUnaryCall<BatchDeleteRulesRequest, BatchDeleteRulesResponse>;
+  /**
+   * Block, allow or unblock one address or CIDR fleet-wide: the rules it
+   * manages are ingress rules with an empty selector. The verbs of the
+   * HTTP /manage-ip call and of `fleetwall unblock`; idempotent where it can
+   * be (blocking a blocked address answers ALREADY_BLOCKED). Errors:
+   * INVALID_CIDR / HOST_BITS_SET for the address, MISSING_FIELD,
+   * UNKNOWN_ACTION, INVALID_TTL, DUPLICATE_RULE (blocking an allowlisted
+   * address), NOT_BLOCKED (unblocking an address without a deny rule of its
+   * own; the message names the rules that cover it).
+   */
+  manageAddress: handleUnaryCall<ManageAddressRequest, ManageAddressResponse>;
 }
 
 export interface RuleServiceClient extends Client {
@@ -2568,6 +3019,31 @@ export interface RuleServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: BatchDeleteRulesResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Block, allow or unblock one address or CIDR fleet-wide: the rules it
+   * manages are ingress rules with an empty selector. The verbs of the
+   * HTTP /manage-ip call and of `fleetwall unblock`; idempotent where it can
+   * be (blocking a blocked address answers ALREADY_BLOCKED). Errors:
+   * INVALID_CIDR / HOST_BITS_SET for the address, MISSING_FIELD,
+   * UNKNOWN_ACTION, INVALID_TTL, DUPLICATE_RULE (blocking an allowlisted
+   * address), NOT_BLOCKED (unblocking an address without a deny rule of its
+   * own; the message names the rules that cover it).
+   */
+  manageAddress(
+    request: ManageAddressRequest,
+    callback: (error: ServiceError | null, response: ManageAddressResponse) => void,
+  ): ClientUnaryCall;
+  manageAddress(
+    request: ManageAddressRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ManageAddressResponse) => void,
+  ): ClientUnaryCall;
+  manageAddress(
+    request: ManageAddressRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ManageAddressResponse) => void,
   ): ClientUnaryCall;
 }
 
