@@ -32,6 +32,10 @@ export class CidrError extends Error {
 
 const MAX_LEN: Record<Family, number> = { 4: 32, 6: 128 };
 
+export function familyBits(family: Family): number {
+  return MAX_LEN[family];
+}
+
 function parseV4(s: string): Uint8Array | null {
   const parts = s.split('.');
   if (parts.length !== 4) return null;
