@@ -19,6 +19,7 @@ import { XDP_DROP, XDP_PASS } from '../../node-agent/src/datapath/libbpf.js';
 import { rng32 } from '../support/rng.js';
 import { ipFrame } from './frames.js';
 import { withDatapath } from './helpers.js';
+import { applyOps } from '../support/object-forms.js';
 
 interface Entry {
   len: number;
@@ -112,7 +113,7 @@ for (const k of [2, 6]) {
           }
           // Deletes of the /0 do not wait for chance.
           if (round % 13 === 0) for (const e of [...model.values()]) if (e.len === 0) apply(del(e), e, true);
-          dp.apply(ops);
+          applyOps(dp, ops);
 
           const entries = [...model.values()];
           const lpm = (v: number, maxLen = 32) => {

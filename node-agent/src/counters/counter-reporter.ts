@@ -9,7 +9,7 @@
 // was acknowledged (CounterAck): only then is the rule's final total known to
 // the control plane and the slot goes back to the free list.
 
-import type { Datapath, InterfaceCounters } from '../datapath/datapath.js';
+import type { CounterSource, InterfaceCounters } from '../datapath/datapath.js';
 import type { CounterReport, InterfaceCounterSample, RuleCounterSample } from '../../../proto/gen/fleetwall/v1/agent_service.js';
 import type { RuleTable } from '../reconcile/rule-table.js';
 import type { SlotPool } from '../reconcile/slot-pool.js';
@@ -48,7 +48,7 @@ export class CounterReporter {
   readonly stats = { reports: 0, samples: 0, lastReadMs: 0, acked: 0n };
 
   constructor(
-    private readonly dp: Datapath,
+    private readonly dp: CounterSource,
     private readonly table: RuleTable,
     private readonly slots: () => SlotPool,
   ) {

@@ -33,6 +33,7 @@ export const FW_D24_LEN_SHIFT = 26;
 export const FW_D24_LONGER = 0x80000000;
 export const FW_IFS_FALLBACK = 1;
 
+/** enum fw_table_id: bit 0 = IPv6, bit 1 = egress (what tableIndex() computes). */
 export const FW_TABLE = { IN4: 0, IN6: 1, EG4: 2, EG6: 3 } as const;
 export const FW_TABLE_COUNT = 4;
 export const FW_DIR = { ingress: 0, egress: 1 } as const;
@@ -110,7 +111,7 @@ export const MAP = {
 } as const;
 export type MapName = (typeof MAP)[keyof typeof MAP];
 
-/** The C macro that names each map (FW_MAP_IN4_HASH -> "fw_in4_hash"). */
+/** The C macro that names each map (FW_MAP_IN4_TAB -> "fw_in4_tab"). */
 export const ABI_MAP_MACROS: Readonly<Record<string, MapName>> = Object.fromEntries(
   Object.entries(MAP).map(([k, v]) => [`FW_MAP_${k}`, v]),
 );
@@ -153,14 +154,29 @@ export const LAYOUT = {
   },
   fw_lenstat: { size: 520, fields: { count: 0, pad: 516 } },
 } as const;
-export type StructName = keyof typeof LAYOUT;
 
 const L = LAYOUT;
 
-// ---- table helpers
+// ---- tables
+
+/** A kernel table (enum fw_table_id, the OpBatch table column): 0 ingress IPv4, 1 ingress IPv6, 2 egress IPv4, 3 egress IPv6. */
+export type TableIndex = 0 | 1 | 2 | 3;
+
+/** The table of a direction and family. */
+export function tableIndex(direction: RuleDirection, family: 4 | 6): TableIndex {
+  return ((direction === 'egress' ? FW_TABLE.EG4 : FW_TABLE.IN4) | (family === 6 ? FW_TABLE.IN6 : 0)) as TableIndex;
+}
+
+export function tableFamily(t: number): 4 | 6 {
+  return (t & FW_TABLE.IN6) !== 0 ? 6 : 4;
+}
+
+export function tableDirection(t: number): RuleDirection {
+  return (t & FW_TABLE.EG4) !== 0 ? 'egress' : 'ingress';
+}
 
 export interface TableDesc {
-  readonly id: number;
+  readonly id: TableIndex;
   readonly direction: RuleDirection;
   readonly family: 4 | 6;
   /** The bucketed hash (mmapable ARRAY of fw_bucket4/6). */
@@ -178,7 +194,7 @@ export interface TableDesc {
 
 export const TABLES: readonly TableDesc[] = [
   {
-    id: 0,
+    id: FW_TABLE.IN4,
     direction: 'ingress',
     family: 4,
     tab: MAP.IN4_TAB,
@@ -190,7 +206,7 @@ export const TABLES: readonly TableDesc[] = [
     maxLen: 32,
   },
   {
-    id: 1,
+    id: FW_TABLE.IN6,
     direction: 'ingress',
     family: 6,
     tab: MAP.IN6_TAB,
@@ -202,7 +218,7 @@ export const TABLES: readonly TableDesc[] = [
     maxLen: 128,
   },
   {
-    id: 2,
+    id: FW_TABLE.EG4,
     direction: 'egress',
     family: 4,
     tab: MAP.EG4_TAB,
@@ -214,7 +230,7 @@ export const TABLES: readonly TableDesc[] = [
     maxLen: 32,
   },
   {
-    id: 3,
+    id: FW_TABLE.EG6,
     direction: 'egress',
     family: 6,
     tab: MAP.EG6_TAB,
@@ -227,8 +243,9 @@ export const TABLES: readonly TableDesc[] = [
   },
 ];
 
+/** TABLES[t] describes table t. */
 export function tableFor(direction: RuleDirection, family: 4 | 6): TableDesc {
-  return TABLES[(direction === 'egress' ? 2 : 0) + (family === 6 ? 1 : 0)]!;
+  return TABLES[tableIndex(direction, family)]!;
 }
 
 // ---- fw_entry
@@ -262,12 +279,6 @@ export function readEntry(buf: Buffer, off: number): EntryValue {
     mode: buf[off + F.mode] === FW_MODE.monitor ? 'monitor' : 'enforce',
     prefixlen: buf[off + F.prefixlen]!,
   };
-}
-
-/** Writes an LPM/hash key: prefixlen (host order u32) + masked address. */
-export function writeKey(buf: Buffer, off: number, len: number, addr: Uint8Array): void {
-  buf.writeUInt32LE(len, off);
-  buf.set(addr, off + 4);
 }
 
 // ---- fw_table_cfg
@@ -379,7 +390,3 @@ export function decodeMeta(b: Buffer): MetaValue {
     ruleSlots: b.readUInt32LE(F.rule_slots),
   };
 }
-
-// ---- fw_journal_rule
-
-export const JOURNAL_KEY_SIZE = 8;

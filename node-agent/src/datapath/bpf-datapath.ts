@@ -3,7 +3,7 @@
 //
 //   const dp = openDatapath({ pinDir: '/sys/fs/bpf/fleetwall', logger });
 //   dp.attach('eth0');                      // XDP ingress + TC egress, pinned links
-//   dp.apply([{ kind: 'entry.upsert', entry }], { revision: 7n, storeId });
+//   dp.applyBatch(batch, { revision: 7n, storeId }); // batch: an OpBatch of ops
 //   dp.close();                             // enforcement stays in place
 //
 // Opening again reuses every pin: nothing is detached or flushed, and the
@@ -64,9 +64,7 @@ import {
   type EgressAttachMode,
   type InterfaceAttachment,
   type InterfaceCounters,
-  type JournalRule,
   type KernelEntry,
-  type MapOp,
   type SyncMeta,
   type TableUsage,
   type VerdictTotals,
@@ -425,14 +423,6 @@ export class BpfDatapath implements Datapath {
 
   // ---------------------------------------------------------------- reads
 
-  readEntries(): KernelEntry[] {
-    const out: KernelEntry[] = [];
-    for (const b of this.readEntryChunks()) {
-      for (let i = 0; i < b.length; i++) out.push((b.op(i) as Extract<MapOp, { kind: 'entry.upsert' }>).entry);
-    }
-    return out;
-  }
-
   *readEntryChunks(chunk = READ_CHUNK): Generator<OpBatch> {
     this.assertOpen();
     const out = new OpBatch(chunk);
@@ -470,14 +460,6 @@ export class BpfDatapath implements Datapath {
     } finally {
       this.releaseWindows();
     }
-  }
-
-  readJournal(): JournalRule[] {
-    const out: JournalRule[] = [];
-    for (const b of this.readJournalChunks()) {
-      for (let i = 0; i < b.length; i++) out.push((b.op(i) as Extract<MapOp, { kind: 'journal.upsert' }>).rule);
-    }
-    return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
   *readJournalChunks(chunk = READ_CHUNK): Generator<OpBatch> {
@@ -561,12 +543,6 @@ export class BpfDatapath implements Datapath {
   }
 
   // ---------------------------------------------------------------- apply
-
-  apply(ops: readonly MapOp[], meta?: SyncMeta): void {
-    this.assertOpen();
-    this.validateObjects(ops);
-    this.applyBatch(OpBatch.of(ops), meta);
-  }
 
   applyBatch(batch: OpBatch, meta?: SyncMeta): void {
     this.assertOpen();
@@ -655,48 +631,6 @@ export class BpfDatapath implements Datapath {
       t.tab.mapAll();
     }
     if (resets > BULK_OPS) this.ruleCntRegion.mapAll();
-  }
-
-  /** The object form's own checks (what the columns cannot express). */
-  private validateObjects(ops: readonly MapOp[]): void {
-    const bad = (msg: string) => new DatapathError('apply', this.pinDir, E.EINVAL, msg);
-    const checkPrefix = (p: Prefix, where: number) => {
-      const max = p.family === 4 ? 32 : p.family === 6 ? 128 : -1;
-      if (max < 0) throw bad(`op ${where}: family must be 4 or 6`);
-      if (p.bytes.length !== max / 8) throw bad(`op ${where}: IPv${p.family} prefix needs ${max / 8} bytes, got ${p.bytes.length}`);
-      if (!Number.isInteger(p.len) || p.len < 0 || p.len > max) throw bad(`op ${where}: prefix length ${p.len} out of 0..${max}`);
-    };
-    const checkSlot = (slot: number, where: number) => {
-      if (!Number.isInteger(slot) || slot < 0 || slot >= this.capacity.counterSlots) {
-        throw bad(`op ${where}: counter slot ${slot} out of 0..${this.capacity.counterSlots - 1}`);
-      }
-    };
-    ops.forEach((op, i) => {
-      switch (op.kind) {
-        case 'entry.upsert':
-          checkPrefix(op.entry.prefix, i);
-          checkSlot(op.entry.slot, i);
-          break;
-        case 'entry.delete':
-          checkPrefix(op.prefix, i);
-          break;
-        case 'journal.upsert':
-          checkPrefix(op.rule.prefix, i);
-          checkSlot(op.rule.slot, i);
-          if (op.rule.id < 0n || op.rule.id >= 2n ** 64n) throw bad(`op ${i}: rule id out of u64 range`);
-          if (!Number.isSafeInteger(op.rule.expireUnixMs) || op.rule.expireUnixMs < 0)
-            throw bad(`op ${i}: expiry ${op.rule.expireUnixMs} is not a Unix time in ms`);
-          break;
-        case 'journal.delete':
-          if (op.id < 0n || op.id >= 2n ** 64n) throw bad(`op ${i}: rule id out of u64 range`);
-          break;
-        case 'counter.reset':
-          checkSlot(op.slot, i);
-          break;
-        default:
-          throw bad(`op ${i}: unknown kind ${(op as { kind: string }).kind}`);
-      }
-    });
   }
 
   private validate(b: OpBatch, meta?: SyncMeta): void {
@@ -1116,15 +1050,6 @@ export class BpfDatapath implements Datapath {
   }
 
   // ---------------------------------------------------------------- counters
-
-  readRuleCounters(upTo: number): { packets: BigUint64Array; bytes: BigUint64Array } {
-    this.assertOpen();
-    const n = Math.max(0, Math.min(upTo, this.capacity.counterSlots));
-    const packets = new BigUint64Array(n);
-    const bytes = new BigUint64Array(n);
-    this.readRuleCountersInto(0, packets, bytes);
-    return { packets, bytes };
-  }
 
   readRuleCountersInto(first: number, packets: BigUint64Array, bytes: BigUint64Array): number {
     this.assertOpen();
