@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import { FW_D24_LEN_SHIFT, FW_D24_LONGER, FW_D24_SLOT_MASK, FW_D24_VERDICT_SHIFT, MAP } from '../../node-agent/src/datapath/abi.js';
 import { BpfMap } from '../../node-agent/src/datapath/bpf-map.js';
 import type { MapOp } from '../../node-agent/src/datapath/datapath.js';
-import { XDP_DROP, XDP_PASS } from '../../node-agent/src/datapath/libbpf.js';
+import { XDP_DROP, XDP_PASS } from '../../node-agent/src/datapath/uapi.js';
 import { rng32 } from '../support/rng.js';
 import { ipFrame } from './frames.js';
 import { withDatapath } from './helpers.js';

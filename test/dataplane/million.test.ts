@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Prefix } from '../../common/src/cidr.js';
 import type { KernelEntry, MapOp } from '../../node-agent/src/datapath/datapath.js';
-import { XDP_DROP, XDP_PASS } from '../../node-agent/src/datapath/libbpf.js';
+import { XDP_DROP, XDP_PASS } from '../../node-agent/src/datapath/uapi.js';
 import { ipFrame } from './frames.js';
 import { withDatapath } from './helpers.js';
 import { applyOps, readRuleCounters } from '../support/object-forms.js';

@@ -8,7 +8,8 @@ import { parseCidr } from '../../common/src/cidr.js';
 import { decodeMeta, encodeMeta, FW_ABI_VERSION, FW_D24_LONGER, LAYOUT, MAP } from '../../node-agent/src/datapath/abi.js';
 import { BpfMap } from '../../node-agent/src/datapath/bpf-map.js';
 import { openDatapath, removePins, uninstallPins } from '../../node-agent/src/datapath/bpf-datapath.js';
-import { check, closeFd, raw, XDP_DROP, XDP_PASS } from '../../node-agent/src/datapath/libbpf.js';
+import { check, closeFd, raw } from '../../node-agent/src/datapath/libbpf.js';
+import { BPF_MAP_TYPE_ARRAY, XDP_DROP, XDP_PASS } from '../../node-agent/src/datapath/uapi.js';
 import { ATTR_ALLOW, ATTR_MONITOR, type KernelEntry, type MapOp, OpBatch } from '../../node-agent/src/datapath/datapath.js';
 import { DatapathError } from '../../node-agent/src/datapath/datapath.js';
 import { placeNewLengths } from '../../node-agent/src/datapath/lengths.js';
@@ -380,7 +381,7 @@ test('pins of another ABI version: a clear error, nothing touched; uninstallPins
   const old = uniquePinDir('state-abi2');
   mkdirSync(`${old}/links`, { recursive: true });
   try {
-    const fd = raw.bpf_map_create(2 /* ARRAY */, 'fw_meta', 4, 56, 1, null) as number;
+    const fd = raw.bpf_map_create(BPF_MAP_TYPE_ARRAY, 'fw_meta', 4, 56, 1, null) as number;
     assert.ok(fd >= 0, 'create an ABI-2 fw_meta');
     try {
       const v = Buffer.alloc(56);

@@ -74,26 +74,20 @@ import { DatapathError } from './errors.js';
 import { Direct24, d24Word } from './direct24.js';
 import { HashTable, bucketsFor, slotVerdict, spillSizeFor } from './fwtab.js';
 import { mergeDesc, placeNewLengths } from './lengths.js';
+import { type Mapping, MapRegion, check, closeFd, lastErrno, mmapMap, possibleCpus, raw, setLibbpfLogSink } from './libbpf.js';
+import { clsactAttach, clsactDetach, clsactQuery, detachXdpLinkOf, linkCreate, linkInfo, progInfo, progName, xdpQuery } from './links.js';
+import { type TestRunOptions, type TestRunResult, progTestRun } from './test-run.js';
 import {
   BPF_EXIST,
   BPF_NOEXIST,
   BPF_TCX_EGRESS,
   BPF_XDP,
-  XDP_ATTACHED,
+  XDP_ATTACHED_DRV,
+  XDP_ATTACHED_NONE,
+  XDP_ATTACHED_SKB,
   XDP_FLAGS_DRV_MODE,
   XDP_FLAGS_SKB_MODE,
-  type Mapping,
-  MapRegion,
-  check,
-  closeFd,
-  lastErrno,
-  mmapMap,
-  possibleCpus,
-  raw,
-  setLibbpfLogSink,
-} from './libbpf.js';
-import { clsactAttach, clsactDetach, clsactQuery, detachXdpLinkOf, linkCreate, linkInfo, progInfo, progName, xdpQuery } from './links.js';
-import { type TestRunOptions, type TestRunResult, progTestRun } from './test-run.js';
+} from './uapi.js';
 
 const E = osConstants.errno;
 
@@ -1175,7 +1169,7 @@ export class BpfDatapath implements Datapath {
     }
 
     const cur = xdpQuery(ifindex, ifname);
-    if (cur.mode !== XDP_ATTACHED.NONE) {
+    if (cur.mode !== XDP_ATTACHED_NONE) {
       const foreign = [cur.drvProgId, cur.skbProgId, cur.hwProgId, cur.progId].find((id) => id !== 0) ?? 0;
       if (!opts.replaceForeign) {
         throw new DatapathError(
@@ -1186,7 +1180,7 @@ export class BpfDatapath implements Datapath {
         );
       }
       this.log?.warn({ ifname, progId: foreign, name: progName(foreign) }, 'replacing a foreign XDP program');
-      const flags = cur.mode === XDP_ATTACHED.SKB ? XDP_FLAGS_SKB_MODE : cur.mode === XDP_ATTACHED.DRV ? XDP_FLAGS_DRV_MODE : 0;
+      const flags = cur.mode === XDP_ATTACHED_SKB ? XDP_FLAGS_SKB_MODE : cur.mode === XDP_ATTACHED_DRV ? XDP_FLAGS_DRV_MODE : 0;
       const r = raw.bpf_xdp_detach(ifindex, flags, null) as number;
       if (r < 0 && !detachXdpLinkOf(ifindex, foreign)) {
         throw new DatapathError('detach foreign xdp program from', ifname, lastErrno(r));
