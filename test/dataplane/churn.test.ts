@@ -27,7 +27,7 @@ import {
 import { openDatapath } from '../../node-agent/src/datapath/bpf-datapath.js';
 import { BpfMap } from '../../node-agent/src/datapath/bpf-map.js';
 import { ATTR_ALLOW, OpBatch, type TableIndex } from '../../node-agent/src/datapath/datapath.js';
-import { bucketsOf } from '../../node-agent/src/datapath/fwtab.js';
+import { bucketsOf } from '../../node-agent/src/datapath/fwtab-hash.js';
 import { type NetnsPair, withNetnsPair } from '../support/netns.js';
 import { rng32 } from '../support/rng.js';
 import { startChild } from './child.js';

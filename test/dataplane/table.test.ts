@@ -24,7 +24,7 @@ import {
 import { type BpfDatapath, openDatapath } from '../../node-agent/src/datapath/bpf-datapath.js';
 import { BpfMap } from '../../node-agent/src/datapath/bpf-map.js';
 import type { MapOp } from '../../node-agent/src/datapath/datapath.js';
-import { bucketsOf, keyHash, tag4 } from '../../node-agent/src/datapath/fwtab.js';
+import { bucketsOf, keyHash, tag4 } from '../../node-agent/src/datapath/fwtab-hash.js';
 import { XDP_DROP, XDP_PASS } from '../../node-agent/src/datapath/uapi.js';
 import { withNetnsPair } from '../support/netns.js';
 import { runChild } from './child.js';

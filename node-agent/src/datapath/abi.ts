@@ -4,7 +4,7 @@
 // offset, enum value and map name below with the C side (and with the map
 // key/value sizes in the committed objects): edit both together.
 
-import type { RuleAction, RuleDirection, RuleMode } from '../../../common/src/policy.js';
+import type { RuleDirection } from '../../../common/src/policy.js';
 
 export const FW_ABI_VERSION = 5;
 export const FW_STORE_ID_MAX = 64;
@@ -22,6 +22,29 @@ export const FW_B4_WORDS = 8;
 export const FW_B4_SLOTS = 7;
 export const FW_TAG4_MUL = 0xcc9e2d51;
 export const FW_B6_SLOTS = 5;
+/**
+ * IPv4 slot word (u64, 0 = empty): bits 0..32 the key, 33..58 the counter
+ * slot, 59..60 the verdict (enum fw_slot_verdict), 61 monitor; the bucket
+ * flags (spill, overflow) are bits 62, 63 of the tag word.
+ */
+export const FW_S4_KEY_MASK = (1n << 33n) - 1n;
+export const FW_S4_SLOT_SHIFT = 33;
+export const FW_S4_SLOT_MASK = (1 << 26) - 1;
+export const FW_S4_VERDICT_SHIFT = 59;
+export const FW_S4_MONITOR = 1n << 61n;
+export const FW_S4_SPILL = 1n << 62n;
+export const FW_S4_OVF = 1n << 63n;
+/**
+ * IPv6 slot meta word (u64, 0 = empty): bits 0..7 the length, 8 valid, 9..10
+ * the verdict, 11 monitor, 32.. the counter slot; bucket flags word: overflow, spill.
+ */
+export const FW_M6_LEN_MASK = 0xff;
+export const FW_M6_VALID = 0x100;
+export const FW_M6_VERDICT_SHIFT = 9;
+export const FW_M6_MONITOR = 0x800;
+export const FW_M6_SLOT_SHIFT = 32;
+export const FW_B6_OVF = 1;
+export const FW_B6_SPILL = 2;
 export const FW_IF_SLOTS = 1024;
 /** IPv4 direct /24 index: one u32 per /24 (slot, verdict, length + 1, LONGER). */
 export const FW_D24_ENTRIES = 1 << 24;
@@ -42,8 +65,8 @@ export const FW_MODE = { enforce: 1, monitor: 2 } as const;
 export const FW_DEFAULT = { pass: 0, drop: 1 } as const;
 export const FW_SV = { pass: 0, drop: 1, wouldDrop: 2 } as const;
 
-/** Enum constants as the C header names them (checked by the ABI test). */
-export const ABI_ENUMS: Readonly<Record<string, number>> = {
+/** Constants as the C header names them (checked by the ABI test). */
+export const ABI_ENUMS: Readonly<Record<string, number | bigint>> = {
   FW_ABI_VERSION,
   FW_STORE_ID_MAX,
   FW_MAX_HASH_LENS,
@@ -60,6 +83,20 @@ export const ABI_ENUMS: Readonly<Record<string, number>> = {
   FW_B4_SLOTS,
   FW_TAG4_MUL,
   FW_B6_SLOTS,
+  FW_S4_KEY_MASK,
+  FW_S4_SLOT_SHIFT,
+  FW_S4_SLOT_MASK,
+  FW_S4_VERDICT_SHIFT,
+  FW_S4_MONITOR,
+  FW_S4_SPILL,
+  FW_S4_OVF,
+  FW_M6_LEN_MASK,
+  FW_M6_VALID,
+  FW_M6_VERDICT_SHIFT,
+  FW_M6_MONITOR,
+  FW_M6_SLOT_SHIFT,
+  FW_B6_OVF,
+  FW_B6_SPILL,
   FW_IF_SLOTS,
   FW_IFS_FALLBACK,
   FW_D24_ENTRIES,
@@ -246,39 +283,6 @@ export const TABLES: readonly TableDesc[] = [
 /** TABLES[t] describes table t. */
 export function tableFor(direction: RuleDirection, family: 4 | 6): TableDesc {
   return TABLES[tableIndex(direction, family)]!;
-}
-
-// ---- fw_entry
-
-export interface EntryValue {
-  slot: number;
-  action: RuleAction;
-  mode: RuleMode;
-  prefixlen: number;
-}
-
-const E_SLOT = L.fw_entry.fields.slot;
-const E_ACTION = L.fw_entry.fields.action;
-const E_MODE = L.fw_entry.fields.mode;
-const E_LEN = L.fw_entry.fields.prefixlen;
-const E_FLAGS = L.fw_entry.fields.flags;
-
-export function writeEntry(buf: Buffer, off: number, slot: number, action: RuleAction, mode: RuleMode, len: number): void {
-  buf.writeUInt32LE(slot >>> 0, off + E_SLOT);
-  buf[off + E_ACTION] = action === 'allow' ? FW_ACTION.allow : FW_ACTION.deny;
-  buf[off + E_MODE] = mode === 'monitor' ? FW_MODE.monitor : FW_MODE.enforce;
-  buf[off + E_LEN] = len;
-  buf[off + E_FLAGS] = 0;
-}
-
-export function readEntry(buf: Buffer, off: number): EntryValue {
-  const F = L.fw_entry.fields;
-  return {
-    slot: buf.readUInt32LE(off + F.slot),
-    action: buf[off + F.action] === FW_ACTION.allow ? 'allow' : 'deny',
-    mode: buf[off + F.mode] === FW_MODE.monitor ? 'monitor' : 'enforce',
-    prefixlen: buf[off + F.prefixlen]!,
-  };
 }
 
 // ---- fw_table_cfg

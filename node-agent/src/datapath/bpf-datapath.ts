@@ -15,7 +15,7 @@ import { constants as osConstants } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import type { Prefix } from '../../../common/src/cidr.js';
+import { maskBytes, maskInto, type Prefix } from '../../../common/src/cidr.js';
 import type { DefaultAction, RuleDirection } from '../../../common/src/policy.js';
 import {
   FW_ABI_VERSION,
@@ -42,9 +42,9 @@ import {
   encodeMeta,
   encodeLenSet,
   encodeTableCfg,
-  readEntry,
+  tableDirection,
+  tableFamily,
   tableFor,
-  writeEntry,
   type MetaValue,
   type LenSet,
 } from './abi.js';
@@ -53,7 +53,6 @@ import { type LoadedObject, loadObject } from './bpf-object.js';
 import {
   ATTR_ALLOW,
   ATTR_MONITOR,
-  attrsOf,
   OP,
   OpBatch,
   type TableIndex,
@@ -72,7 +71,10 @@ import {
 } from './datapath.js';
 import { DatapathError } from './errors.js';
 import { Direct24, d24Word } from './direct24.js';
-import { HashTable, bucketsFor, slotVerdict, spillSizeFor } from './fwtab.js';
+import { HashTable, type TabValue } from './fwtab.js';
+import { bucketsFor, spillSizeFor } from './fwtab-hash.js';
+import { batchKey, entryAttrs, entryLen, entrySlot, keyAddr4, keyLen, maskedAddr4, writeEntryValue, writeKeyOp } from './key-encoding.js';
+import { slotVerdict } from './slot-words.js';
 import { mergeDesc, placeNewLengths } from './lengths.js';
 import { type Mapping, MapRegion, check, closeFd, lastErrno, mmapMap, possibleCpus, raw, setLibbpfLogSink } from './libbpf.js';
 import { clsactAttach, clsactDetach, clsactQuery, detachXdpLinkOf, linkCreate, linkInfo, progInfo, progName, xdpQuery } from './links.js';
@@ -443,8 +445,8 @@ export class BpfDatapath implements Datapath {
               const len = keys.readUInt32LE(i * ks);
               const v = i * m.valueStride;
               const attrs = entryAttrs(values, v);
-              const slot = values.readUInt32LE(v + LAYOUT.fw_entry.fields.slot);
-              if (t.desc.family === 4) out.entryUpsert(table, keys.readUInt32BE(i * ks + 4), 0, len, attrs, slot);
+              const slot = entrySlot(values, v);
+              if (t.desc.family === 4) out.entryUpsert(table, keyAddr4(keys, i * ks), 0, len, attrs, slot);
               else out.entryUpsert(table, keys, i * ks + 4, len, attrs, slot);
             }
           }
@@ -511,8 +513,8 @@ export class BpfDatapath implements Datapath {
     this.assertOpen();
     const t = this.tables[tableFor(direction, prefix.family).id]!;
     if (t.counts[prefix.len] === 0) return null;
-    const bytes = maskedBytes(prefix);
-    let e: { slot: number; action: KernelEntry['action']; mode: KernelEntry['mode'] } | null;
+    const bytes = maskBytes(prefix.bytes, prefix.len);
+    let e: TabValue | null;
     if (this.inHash(t, prefix.len)) {
       e = t.tab.get(prefix.len, bytes);
     } else {
@@ -520,10 +522,12 @@ export class BpfDatapath implements Datapath {
       key.writeUInt32LE(prefix.len, 0);
       key.set(bytes, 4);
       const v = trieExact(t.trie, key);
-      e = v ? readEntry(v, 0) : null;
+      e = v ? { slot: entrySlot(v, 0), attrs: entryAttrs(v, 0) } : null;
     }
     if (!e) return null;
-    return { direction, prefix: { family: prefix.family, bytes, len: prefix.len }, action: e.action, mode: e.mode, slot: e.slot };
+    const action = (e.attrs & ATTR_ALLOW) !== 0 ? 'allow' : 'deny';
+    const mode = (e.attrs & ATTR_MONITOR) !== 0 ? 'monitor' : 'enforce';
+    return { direction, prefix: { family: prefix.family, bytes, len: prefix.len }, action, mode, slot: e.slot };
   }
 
   /** Where each populated prefix length lives (for tests, the bench and debugging). */
@@ -637,7 +641,7 @@ export class BpfDatapath implements Datapath {
       if (k === OP.entryUpsert || k === OP.entryDelete || k === OP.journalUpsert) {
         const t = b.table[i]!;
         if (t > 3) throw bad(`op ${i}: table ${t} out of 0..3`);
-        const max = (t & 1) !== 0 ? 128 : 32;
+        const max = tableFamily(t) === 6 ? 128 : 32;
         if (b.len[i]! > max) throw bad(`op ${i}: prefix length ${b.len[i]} out of 0..${max}`);
       }
       if ((k === OP.entryUpsert || k === OP.journalUpsert || k === OP.counterReset) && b.slot[i]! >= slots) {
@@ -706,7 +710,7 @@ export class BpfDatapath implements Datapath {
     if (t.counts[len] === 0) return false;
     if (this.inHash(t, len)) return t.desc.family === 4 ? t.tab.has4(len, b.addr4[i]!) : t.tab.has(len, b.addr6, i * 16);
     const key = Buffer.alloc(t.desc.keySize);
-    writeMaskedKeyOp(key, 0, b, i);
+    writeKeyOp(key, 0, b, i);
     return trieExact(t.trie, key) !== null;
   }
 
@@ -761,16 +765,16 @@ export class BpfDatapath implements Datapath {
           }
         } else if (isFresh[len] && !batched.has((bk = batchKey(b, i)))) {
           batched.add(bk);
-          writeMaskedKeyOp(toTrie.keys, toTrie.n * ks, b, i);
-          writeEntryAttrs(toTrie.vals, toTrie.n * vs, b.slot[i]!, attrs, len);
+          writeKeyOp(toTrie.keys, toTrie.n * ks, b, i);
+          writeEntryValue(toTrie.vals, toTrie.n * vs, b.slot[i]!, attrs, len);
           toTrie.lens[toTrie.n] = len;
           toTrie.n++;
         } else {
           // (a key of a fresh length that this batch writes again goes here too: counted once)
           const key = Buffer.alloc(ks);
-          writeMaskedKeyOp(key, 0, b, i);
+          writeKeyOp(key, 0, b, i);
           const val = Buffer.alloc(vs);
-          writeEntryAttrs(val, 0, b.slot[i]!, attrs, len);
+          writeEntryValue(val, 0, b.slot[i]!, attrs, len);
           single.push({ key, val, len });
         }
       }
@@ -779,7 +783,7 @@ export class BpfDatapath implements Datapath {
         const errno = t.trie.tryUpdate(s.key, s.val, BPF_NOEXIST);
         if (errno === 0) {
           t.counts[s.len]!++;
-          if (s.len > 24) freshLonger.push(s.key.readUInt32BE(4));
+          if (s.len > 24) freshLonger.push(keyAddr4(s.key, 0));
         } else if (errno === E.EEXIST) t.trie.update(s.key, s.val, BPF_EXIST);
         else
           throw new DatapathError(
@@ -792,7 +796,7 @@ export class BpfDatapath implements Datapath {
       // The /24 index after the entries are in: each entry of length <= 24 takes its range, a new longer one sets LONGER.
       const d24 = t.d24;
       if (d24) {
-        for (let k = 0; k < toTrie.n; k++) if (toTrie.lens[k]! > 24) freshLonger.push(toTrie.keys.readUInt32BE(k * ks + 4));
+        for (let k = 0; k < toTrie.n; k++) if (toTrie.lens[k]! > 24) freshLonger.push(keyAddr4(toTrie.keys, k * ks));
         d24.addLongerAll(Uint32Array.from(freshLonger));
         const p = shortOps(b, i0, j0, id);
         const slot = new Uint32Array(p.n);
@@ -853,7 +857,7 @@ export class BpfDatapath implements Datapath {
           h.push(i);
           continue;
         }
-        writeMaskedKeyOp(tr.keys, tr.n * ks, b, i);
+        writeKeyOp(tr.keys, tr.n * ks, b, i);
         tr.lens[tr.n] = len;
         tr.n++;
       }
@@ -880,7 +884,7 @@ export class BpfDatapath implements Datapath {
       if (h.length > 0 && set.hashLens.every((l) => t.counts[l] === 0)) t.tab.clearFlagsOfEmptyTable();
       t.trie.deleteMany(tr.keys, tr.n, (i) => {
         t.counts[tr.lens[i]!]!--;
-        if (v4 && tr.lens[i]! > 24) goneLonger.push(tr.keys.readUInt32BE(i * ks + 4));
+        if (v4 && tr.lens[i]! > 24) goneLonger.push(keyAddr4(tr.keys, i * ks));
       });
       // The /24 index once the entries are gone: a deleted entry's /24s go to what covers them now.
       const d24 = t.d24;
@@ -915,10 +919,10 @@ export class BpfDatapath implements Datapath {
       key.writeUInt32BE(maskedAddr4(a, l), 4);
       if (inHashLen[l]) {
         const v = t.tab.get(l, bytes);
-        if (v) return d24Word(l, v.slot, slotVerdict(attrsOf(v.action, v.mode)));
+        if (v) return d24Word(l, v.slot, slotVerdict(v.attrs));
       } else {
         const v = trieExact(t.trie, key);
-        if (v) return d24Word(l, v.readUInt32LE(LAYOUT.fw_entry.fields.slot), slotVerdict(entryAttrs(v, 0)));
+        if (v) return d24Word(l, entrySlot(v, 0), slotVerdict(entryAttrs(v, 0)));
       }
     }
     return 0;
@@ -1575,23 +1579,6 @@ const READ_CHUNK = 16384;
 /** Elements per batch syscall when writing the journal. */
 const WRITE_CHUNK = 16384;
 
-/** attrs (ATTR_*) of a fw_entry value at `off`. */
-function entryAttrs(v: Buffer, off: number): number {
-  return (
-    (v[off + LAYOUT.fw_entry.fields.action] === FW_ACTION.allow ? ATTR_ALLOW : 0) |
-    (v[off + LAYOUT.fw_entry.fields.mode] === FW_MODE.monitor ? ATTR_MONITOR : 0)
-  );
-}
-
-function writeEntryAttrs(buf: Buffer, off: number, slot: number, attrs: number, len: number): void {
-  writeEntry(buf, off, slot, (attrs & ATTR_ALLOW) !== 0 ? 'allow' : 'deny', (attrs & ATTR_MONITOR) !== 0 ? 'monitor' : 'enforce', len);
-}
-
-/** The IPv4 address of op i with host bits cleared. */
-function masked4(b: OpBatch, i: number): number {
-  return maskedAddr4(b.addr4[i]!, b.len[i]!);
-}
-
 /**
  * The shortest trie length the programs look up: IPv4 packets read the /24
  * index for every length up to 24, so the trie flag (`useTrie`) of an IPv4
@@ -1635,12 +1622,7 @@ function shortOps(b: OpBatch, i0: number, j0: number, id: number): { n: number; 
  */
 function trieExact(trie: BpfMap, key: Buffer): Buffer | null {
   const v = trie.lookup(key);
-  return v && v[LAYOUT.fw_entry.fields.prefixlen] === key.readUInt32LE(0) ? v : null;
-}
-
-/** An IPv4 address (host order) with the bits after len cleared. */
-function maskedAddr4(a: number, len: number): number {
-  return len === 0 ? 0 : (a & ((0xffffffff << (32 - len)) >>> 0)) >>> 0;
+  return v && entryLen(v, 0) === keyLen(key, 0) ? v : null;
 }
 
 /** Every entry of an IPv4 table (hash, spill, trie) for its /24 index: length, masked address, slot, verdict. */
@@ -1650,42 +1632,9 @@ function forEachEntry4(tab: HashTable, trie: BpfMap, fn: (len: number, a: number
   for (const { keys, values, count } of trie.lookupChunks()) {
     for (let i = 0; i < count; i++) {
       const v = i * trie.valueStride;
-      fn(
-        keys.readUInt32LE(i * ks),
-        keys.readUInt32BE(i * ks + 4),
-        values.readUInt32LE(v + LAYOUT.fw_entry.fields.slot),
-        slotVerdict(entryAttrs(values, v)),
-      );
+      fn(keyLen(keys, i * ks), keyAddr4(keys, i * ks), entrySlot(values, v), slotVerdict(entryAttrs(values, v)));
     }
   }
-}
-
-/** Writes op i's trie/spill key {prefixlen, address with host bits cleared} at `off`. */
-function writeMaskedKeyOp(buf: Buffer, off: number, b: OpBatch, i: number): void {
-  const len = b.len[i]!;
-  buf.writeUInt32LE(len, off);
-  if ((b.table[i]! & 1) === 0) {
-    buf.writeUInt32BE(masked4(b, i), off + 4);
-    return;
-  }
-  for (let k = 0; k < 16; k++) {
-    const keep = len - k * 8;
-    const x = b.addr6[i * 16 + k]!;
-    buf[off + 4 + k] = keep >= 8 ? x : keep <= 0 ? 0 : x & ((0xff << (8 - keep)) & 0xff);
-  }
-}
-
-/** A key naming op i's prefix within its table (capacity replay). */
-function batchKey(b: OpBatch, i: number): number | string {
-  const len = b.len[i]!;
-  if ((b.table[i]! & 1) === 0) return len * 4294967296 + masked4(b, i);
-  let s = String.fromCharCode(len);
-  for (let k = 0; k < 16; k++) {
-    const keep = len - k * 8;
-    const x = b.addr6[i * 16 + k]!;
-    s += String.fromCharCode(keep >= 8 ? x : keep <= 0 ? 0 : x & ((0xff << (8 - keep)) & 0xff));
-  }
-  return s;
 }
 
 /** fw_journal_rule of journal.upsert op i at `off` (address masked). */
@@ -1695,30 +1644,15 @@ function writeJournalOp(v: Buffer, off: number, b: OpBatch, i: number): void {
   const table = b.table[i]!;
   const len = b.len[i]!;
   v.writeUInt32LE(len, off + F.prefixlen);
-  if ((table & 1) === 0) v.writeUInt32BE(masked4(b, i), off + F.addr);
-  else {
-    for (let k = 0; k < 16; k++) {
-      const keep = len - k * 8;
-      const x = b.addr6[i * 16 + k]!;
-      v[off + F.addr + k] = keep >= 8 ? x : keep <= 0 ? 0 : x & ((0xff << (8 - keep)) & 0xff);
-    }
-  }
-  v[off + F.family] = (table & 1) !== 0 ? 6 : 4;
-  v[off + F.direction] = (table & 2) !== 0 ? FW_DIR.egress : FW_DIR.ingress;
+  const family = tableFamily(table);
+  if (family === 4) v.writeUInt32BE(maskedAddr4(b.addr4[i]!, len), off + F.addr);
+  else maskInto(v, off + F.addr, b.addr6, i * 16, 16, len);
+  v[off + F.family] = family;
+  v[off + F.direction] = FW_DIR[tableDirection(table)];
   v[off + F.action] = (b.attrs[i]! & ATTR_ALLOW) !== 0 ? FW_ACTION.allow : FW_ACTION.deny;
   v[off + F.mode] = (b.attrs[i]! & ATTR_MONITOR) !== 0 ? FW_MODE.monitor : FW_MODE.enforce;
   v.writeUInt32LE(b.slot[i]!, off + F.slot);
   v.writeBigUInt64LE(BigInt(b.expire[i]!), off + F.expire_unix_ms);
-}
-
-/** The prefix's bytes with host bits cleared (a set host bit would never match a hash key). */
-function maskedBytes(p: Prefix): Uint8Array {
-  const out = new Uint8Array(p.bytes);
-  for (let i = 0; i < out.length; i++) {
-    const keep = Math.max(0, Math.min(8, p.len - i * 8));
-    if (keep < 8) out[i] = out[i]! & ((0xff << (8 - keep)) & 0xff);
-  }
-  return out;
 }
 
 function unlinkQuiet(path: string): void {

@@ -229,10 +229,6 @@ export class OpBatch {
   }
 }
 
-export function attrsOf(action: RuleAction, mode: RuleMode): number {
-  return (action === 'allow' ? ATTR_ALLOW : 0) | (mode === 'monitor' ? ATTR_MONITOR : 0);
-}
-
 /** Bytes (UTF-8) of store id the pinned sync meta holds; a longer one is refused (EINVAL). */
 export const MAX_STORE_ID_BYTES = FW_STORE_ID_MAX;
 /** Counter slots a datapath holds at most (capacity.counterSlots; the slot field of an IPv4 /24 index word). */
