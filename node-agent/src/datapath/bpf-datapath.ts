@@ -8,18 +8,18 @@
 //
 // Opening again reuses every pin: nothing is detached or flushed, and the
 // default action stored with the pins is kept (a different one is refused).
+// pins.ts owns the pin dir and the ABI check, objects.ts the loading,
+// attach.ts the links (one detach path), owned.ts what a close releases.
 
 import { randomInt } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { maskBytes, maskInto, type Prefix } from '../../../common/src/cidr.js';
 import type { DefaultAction, RuleDirection } from '../../../common/src/policy.js';
 import {
   FW_ABI_VERSION,
-  FW_META_V2,
   FW_STORE_ID_MAX,
   FW_ACTION,
   FW_DEFAULT,
@@ -28,7 +28,6 @@ import {
   FW_IFS_FALLBACK,
   FW_LEN_SLOTS,
   FW_MAX_HASH_LENS,
-  FW_MAX_RULE_SLOTS,
   FW_MODE,
   LAYOUT,
   MAP,
@@ -48,15 +47,14 @@ import {
   type MetaValue,
   type LenSet,
 } from './abi.js';
-import { BpfMap, mapInfoByFd } from './bpf-map.js';
-import { type LoadedObject, loadObject } from './bpf-object.js';
+import { type BpfAttachOptions, LinkAttacher, detachLinks, ifindexOf, uninstallPins } from './attach.js';
+import type { BpfMap } from './bpf-map.js';
 import {
   ATTR_ALLOW,
   ATTR_MONITOR,
   OP,
   OpBatch,
   type TableIndex,
-  type AttachOptions,
   type Datapath,
   type DatapathCapacity,
   type DatapathOptions,
@@ -67,37 +65,25 @@ import {
   type SyncMeta,
   type TableUsage,
   type VerdictTotals,
-  type XdpAttachMode,
 } from './datapath.js';
 import { DatapathError } from './errors.js';
 import { Direct24, d24Word } from './direct24.js';
 import { HashTable, type TabValue } from './fwtab.js';
-import { bucketsFor, spillSizeFor } from './fwtab-hash.js';
 import { batchKey, entryAttrs, entryLen, entrySlot, keyAddr4, keyLen, maskedAddr4, writeEntryValue, writeKeyOp } from './key-encoding.js';
 import { slotVerdict } from './slot-words.js';
 import { mergeDesc, placeNewLengths } from './lengths.js';
-import { type Mapping, MapRegion, check, closeFd, lastErrno, mmapMap, possibleCpus, raw, setLibbpfLogSink } from './libbpf.js';
-import { clsactAttach, clsactDetach, clsactQuery, detachXdpLinkOf, linkCreate, linkInfo, progInfo, progName, xdpQuery } from './links.js';
+import { type Mapping, MapRegion, mmapMap, possibleCpus, setLibbpfLogSink } from './libbpf.js';
+import { DEFAULT_OBJ_DIR, type LoadedObjects, loadObjects } from './objects.js';
+import { checkOptions, mapSizes } from './open-options.js';
+import { Owned } from './owned.js';
+import { DEFAULT_PIN_DIR, checkPinnedAbi, pinProgram, preparePinDir, removePins } from './pins.js';
 import { type TestRunOptions, type TestRunResult, progTestRun } from './test-run.js';
-import {
-  BPF_EXIST,
-  BPF_NOEXIST,
-  BPF_TCX_EGRESS,
-  BPF_XDP,
-  XDP_ATTACHED_DRV,
-  XDP_ATTACHED_NONE,
-  XDP_ATTACHED_SKB,
-  XDP_FLAGS_DRV_MODE,
-  XDP_FLAGS_SKB_MODE,
-} from './uapi.js';
+import { BPF_EXIST, BPF_NOEXIST } from './uapi.js';
+
+export type { BpfAttachOptions } from './attach.js';
+export { removePins, uninstallPins };
 
 const E = osConstants.errno;
-
-export const DEFAULT_PIN_DIR = '/sys/fs/bpf/fleetwall';
-export const DEFAULT_OBJ_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../../bpf/obj');
-export const DEFAULT_CAPACITY: DatapathCapacity = { prefixesPerTable: 1_048_576, counterSlots: 1_048_576 };
-/** K: prefix lengths per table probed in the hash (see bpf/README.md for the measurement). */
-export const DEFAULT_MAX_HASH_LENGTHS = 6;
 
 export interface BpfDatapathOptions extends DatapathOptions {
   readonly logger?: Logger;
@@ -107,14 +93,6 @@ export interface BpfDatapathOptions extends DatapathOptions {
    */
   readonly maxHashLengths?: number;
 }
-
-/** Attach options this implementation adds (all optional). */
-export interface BpfAttachOptions extends AttachOptions {
-  /** 'auto' (default): a TCX link where the kernel has it, else clsact. */
-  readonly egressMode?: EgressAttachMode | 'auto';
-}
-
-const LINK_RE = /^(.+)-(xdp-native|xdp-generic|egress-tcx|egress-clsact)$/;
 
 interface TableState {
   readonly desc: TableDesc;
@@ -128,28 +106,16 @@ interface TableState {
   touched: boolean;
 }
 
-interface LinkPin {
-  readonly ifname: string;
-  readonly kind: 'xdp-native' | 'xdp-generic' | 'egress-tcx' | 'egress-clsact';
-  readonly path: string;
-}
-
 export function openDatapath(opts: BpfDatapathOptions): BpfDatapath {
   const pinDir = resolve(opts.pinDir || DEFAULT_PIN_DIR);
   const existed = existsSync(pinDir);
-  // Pins of another ABI whose maps this build cannot reuse: say so before libbpf fails on them.
-  const foreign = existed ? pinnedForeignAbi(pinDir) : null;
-  if (foreign) {
-    throw new DatapathError(
-      'open pins',
-      pinDir,
-      E.EINVAL,
-      `pinned state has ABI version ${foreign.version} (fw_meta of ${foreign.valueSize} bytes), this build speaks ${FW_ABI_VERSION}; ${UNINSTALL_HINT}`,
-    );
-  }
+  // Pins of another ABI: say so before libbpf tries to reuse their maps.
+  if (existed) checkPinnedAbi(pinDir);
+  const owned = new Owned();
   try {
-    return new BpfDatapath(opts);
+    return new BpfDatapath(pinDir, opts, owned);
   } catch (e) {
+    owned.close();
     // A failed first open leaves nothing behind.
     if (!existed) removePins(pinDir);
     throw e;
@@ -165,135 +131,57 @@ export class BpfDatapath implements Datapath {
   readonly maxHashLengths: number;
 
   private readonly log: Logger | undefined;
-  private readonly objects: LoadedObject[] = [];
-  private readonly maps = new Map<MapName, BpfMap>();
+  private readonly loaded: LoadedObjects;
+  private readonly links: LinkAttacher;
   private readonly tables: TableState[];
   /** fw_rule_cnt ([cpu][slot]), mapped in windows while read or reset. */
   private readonly ruleCntRegion: MapRegion;
   private readonly ruleCnt: BigUint64Array;
   private readonly ruleCnt32: Uint32Array;
   /** fw_if_cnt (128 KB per CPU... small: mapped for the datapath's life). */
-  private readonly ifCnt: Mapping;
   private readonly ifCnt32: Uint32Array;
   private readonly ifCnt64: BigUint64Array;
-  private readonly mappings: Mapping[] = [];
   /** Regions mapped on demand (released after every public operation). */
   private readonly regions: MapRegion[] = [];
-  /**
-   * fw_tblcfg, mapped in windows while used: the length sets are published
-   * with plain stores and a release flip; the IPv4 filters live here too.
-   */
+  /** fw_tblcfg, mapped in windows while used: the length sets are published with plain stores and a release flip. */
   private readonly tblcfgRegion: MapRegion;
   private readonly tblcfg: Uint8Array;
   private readonly tblcfg32: Uint32Array;
   private readonly ncpu: number;
   /** Counter slots per CPU in fw_rule_cnt. */
   private readonly ruleSlots: number;
-  private readonly xdpFd: number;
-  private readonly tcFd: number;
-  private readonly xdpProgId: number;
-  private readonly tcProgId: number;
   private meta: MetaValue;
   private closed = false;
   /** cover4()'s trie key. */
   private readonly coverKey = Buffer.alloc(LAYOUT.fw_key4.size);
 
-  constructor(opts: BpfDatapathOptions) {
+  /** Use openDatapath(): it checks the pins' ABI first and cleans up a failed open. */
+  constructor(
+    pinDir: string,
+    opts: BpfDatapathOptions,
+    private readonly owned: Owned,
+  ) {
     this.log = opts.logger;
-    this.pinDir = resolve(opts.pinDir || DEFAULT_PIN_DIR);
-    const objDir = resolve(opts.objDir ?? DEFAULT_OBJ_DIR);
+    this.pinDir = pinDir;
     if (this.log) {
       const log = this.log;
       setLibbpfLogSink((level, line) => (level === 'warn' ? log.warn({ libbpf: line }, 'libbpf') : log.debug({ libbpf: line }, 'libbpf')));
     }
-    checkBpffs(this.pinDir);
-    for (const d of [this.pinDir, join(this.pinDir, 'progs'), join(this.pinDir, 'links')]) {
-      try {
-        mkdirSync(d, { recursive: true });
-      } catch (e) {
-        throw new DatapathError('create pin dir', d, (e as NodeJS.ErrnoException).errno ? -(e as NodeJS.ErrnoException).errno! : E.EIO);
-      }
-    }
-
-    const want: DatapathCapacity = { ...DEFAULT_CAPACITY, ...opts.capacity };
-    for (const [k, v] of Object.entries(want)) {
-      if (!Number.isInteger(v) || v < 1 || v > 2 ** 31) {
-        throw new DatapathError('open datapath', this.pinDir, E.EINVAL, `capacity.${k} must be an integer in 1..2^31, got ${v}`);
-      }
-    }
-    const k = opts.maxHashLengths ?? DEFAULT_MAX_HASH_LENGTHS;
-    if (!Number.isInteger(k) || k < 0 || k > FW_MAX_HASH_LENS) {
-      throw new DatapathError('open datapath', this.pinDir, E.EINVAL, `maxHashLengths must be 0..${FW_MAX_HASH_LENS}, got ${k}`);
-    }
-    if (want.counterSlots > FW_MAX_RULE_SLOTS) {
-      throw new DatapathError(
-        'open datapath',
-        this.pinDir,
-        E.EINVAL,
-        `capacity.counterSlots must be at most ${FW_MAX_RULE_SLOTS}, got ${want.counterSlots}`,
-      );
-    }
+    preparePinDir(pinDir);
     this.ncpu = possibleCpus();
-    if (this.ncpu * want.counterSlots > 2 ** 31) {
-      throw new DatapathError(
-        'open datapath',
-        this.pinDir,
-        E.EINVAL,
-        `capacity.counterSlots x ${this.ncpu} CPUs must be at most 2^31, got ${want.counterSlots}`,
-      );
-    }
-    const sizes = new Map<string, number>();
-    for (const t of TABLES) {
-      sizes.set(t.tab, bucketsFor(t.family, want.prefixesPerTable));
-      sizes.set(t.spill, spillSizeFor(want.prefixesPerTable));
-      sizes.set(t.trie, want.prefixesPerTable);
-    }
-    sizes.set(MAP.RULE_CNT, this.ncpu * want.counterSlots);
-    sizes.set(MAP.JOURNAL, want.counterSlots);
-    sizes.set(MAP.IF_CNT, this.ncpu * FW_IF_SLOTS);
-    sizes.set(MAP.IF_CNTX, 4096);
-
-    const pinFilter = (name: string) => name.startsWith('fw_');
-    try {
-      this.objects.push(loadObject(join(objDir, 'xdp_ingress.bpf.o'), { pinDir: this.pinDir, pinFilter, sizes }));
-      this.objects.push(loadObject(join(objDir, 'tc_egress.bpf.o'), { pinDir: this.pinDir, pinFilter, sizes }));
-      const first = this.objects[0]!;
-      for (const name of Object.values(MAP)) {
-        const fd = first.mapFd(name);
-        this.maps.set(name, new BpfMap(name, fd, mapInfoByFd(fd, name), false));
-      }
-      this.xdpFd = first.progFd(PROG.XDP);
-      this.tcFd = this.objects[1]!.progFd(PROG.TC);
-      this.xdpProgId = progInfo(this.xdpFd, PROG.XDP).id;
-      this.tcProgId = progInfo(this.tcFd, PROG.TC).id;
-    } catch (e) {
-      for (const o of this.objects) o.close();
-      throw e;
-    }
+    const { capacity: want, k } = checkOptions(opts.capacity, opts.maxHashLengths, this.ncpu, pinDir);
+    this.loaded = loadObjects(resolve(opts.objDir ?? DEFAULT_OBJ_DIR), pinDir, mapSizes(want, this.ncpu), owned);
+    this.links = new LinkAttacher(pinDir, this.loaded.progs, this.log);
 
     const ruleSlots = Math.floor(this.map(MAP.RULE_CNT).maxEntries / this.ncpu);
     this.ruleSlots = ruleSlots;
     const meta = decodeMeta(this.map(MAP.META).lookupU32(0)!);
-    if (meta.abiVersion !== 0 && meta.abiVersion !== FW_ABI_VERSION) {
-      this.closeObjects();
-      throw new DatapathError(
-        'open pins',
-        this.pinDir,
-        E.EINVAL,
-        `pinned state has ABI version ${meta.abiVersion}, this build speaks ${FW_ABI_VERSION}; ${UNINSTALL_HINT}`,
-      );
-    }
     // fw_tblcfg through shared memory (the programs read the length sets there; a flip is one store).
-    try {
-      const tc = this.map(MAP.TBLCFG);
-      this.tblcfgRegion = new MapRegion(tc.fd, tc.maxEntries * CFG_STRIDE, tc.name);
-      this.regions.push(this.tblcfgRegion);
-      this.tblcfg = new Uint8Array(this.tblcfgRegion.buffer, 0, tc.maxEntries * CFG_STRIDE);
-      this.tblcfg32 = new Uint32Array(this.tblcfgRegion.buffer, 0, (tc.maxEntries * CFG_STRIDE) / 4);
-    } catch (e) {
-      this.closeObjects();
-      throw e;
-    }
+    const tc = this.map(MAP.TBLCFG);
+    this.tblcfgRegion = owned.add(new MapRegion(tc.fd, tc.maxEntries * CFG_STRIDE, tc.name));
+    this.regions.push(this.tblcfgRegion);
+    this.tblcfg = new Uint8Array(this.tblcfgRegion.buffer, 0, tc.maxEntries * CFG_STRIDE);
+    this.tblcfg32 = new Uint32Array(this.tblcfgRegion.buffer, 0, (tc.maxEntries * CFG_STRIDE) / 4);
     const head = (id: number) => {
       this.tblcfgRegion.ensure(id * CFG_STRIDE, LAYOUT.fw_table_cfg.size);
       return Buffer.from(this.tblcfg.buffer, this.tblcfg.byteOffset + id * CFG_STRIDE, LAYOUT.fw_table_cfg.size);
@@ -334,7 +222,6 @@ export class BpfDatapath implements Datapath {
     } else {
       const pinnedDefault: DefaultAction = meta.defaultAction === FW_DEFAULT.drop ? 'drop' : 'pass';
       if (opts.defaultAction !== undefined && opts.defaultAction !== pinnedDefault) {
-        this.closeObjects();
         throw new DatapathError(
           'open pins',
           this.pinDir,
@@ -351,34 +238,28 @@ export class BpfDatapath implements Datapath {
 
     // Shared memory: the configs, the tables, the rule and interface counters.
     const tables: TableState[] = [];
-    try {
-      TABLES.forEach((desc, i) => {
-        const cfg = cfgs[i]!;
-        const tab = new HashTable(desc.family, this.map(desc.tab), this.map(desc.spill), cfg.seed, cfg.nbuckets);
-        const trie = this.map(desc.trie);
-        let d24: Direct24 | null = null;
-        if (desc.d24) {
-          d24 = new Direct24(this.map(desc.d24), (fn) => forEachEntry4(tab, trie, fn));
-          this.regions.push(d24.region);
-        }
-        tables.push({ desc, tab, trie, d24, cfg, counts: new Uint32Array(FW_LEN_SLOTS), touched: false });
-      });
-      const rc = this.map(MAP.RULE_CNT);
-      this.ruleCntRegion = new MapRegion(rc.fd, rc.maxEntries * LAYOUT.fw_counter.size, rc.name);
-      this.regions.push(this.ruleCntRegion);
-      this.ruleCnt = new BigUint64Array(this.ruleCntRegion.buffer, 0, (this.ncpu * ruleSlots * LAYOUT.fw_counter.size) / 8);
-      this.ruleCnt32 = new Uint32Array(this.ruleCntRegion.buffer, 0, (this.ncpu * ruleSlots * LAYOUT.fw_counter.size) / 4);
-      const ic = this.map(MAP.IF_CNT);
-      this.ifCnt = mmapMap(ic.fd, ic.maxEntries * LAYOUT.fw_if_slot.size, ic.name);
-      this.mappings.push(this.ifCnt);
-      const icBytes = this.ncpu * FW_IF_SLOTS * LAYOUT.fw_if_slot.size;
-      this.ifCnt32 = new Uint32Array(this.ifCnt.buffer, 0, icBytes / 4);
-      this.ifCnt64 = new BigUint64Array(this.ifCnt.buffer, 0, icBytes / 8);
-    } catch (e) {
-      for (const t of tables) t.tab.close();
-      this.closeObjects();
-      throw e;
-    }
+    TABLES.forEach((desc, i) => {
+      const cfg = cfgs[i]!;
+      const tab = owned.add(new HashTable(desc.family, this.map(desc.tab), this.map(desc.spill), cfg.seed, cfg.nbuckets));
+      const trie = this.map(desc.trie);
+      let d24: Direct24 | null = null;
+      if (desc.d24) {
+        d24 = new Direct24(this.map(desc.d24), (fn) => forEachEntry4(tab, trie, fn));
+        this.regions.push(owned.add(d24.region));
+      }
+      tables.push({ desc, tab, trie, d24, cfg, counts: new Uint32Array(FW_LEN_SLOTS), touched: false });
+    });
+    const rc = this.map(MAP.RULE_CNT);
+    this.ruleCntRegion = owned.add(new MapRegion(rc.fd, rc.maxEntries * LAYOUT.fw_counter.size, rc.name));
+    this.regions.push(this.ruleCntRegion);
+    this.ruleCnt = new BigUint64Array(this.ruleCntRegion.buffer, 0, (this.ncpu * ruleSlots * LAYOUT.fw_counter.size) / 8);
+    this.ruleCnt32 = new Uint32Array(this.ruleCntRegion.buffer, 0, (this.ncpu * ruleSlots * LAYOUT.fw_counter.size) / 4);
+    const ic = this.map(MAP.IF_CNT);
+    const ifCnt: Mapping = mmapMap(ic.fd, ic.maxEntries * LAYOUT.fw_if_slot.size, ic.name);
+    owned.add({ close: () => ifCnt.unmap() });
+    const icBytes = this.ncpu * FW_IF_SLOTS * LAYOUT.fw_if_slot.size;
+    this.ifCnt32 = new Uint32Array(ifCnt.buffer, 0, icBytes / 4);
+    this.ifCnt64 = new BigUint64Array(ifCnt.buffer, 0, icBytes / 8);
     this.tables = tables;
 
     if (this.createdFresh) {
@@ -400,7 +281,8 @@ export class BpfDatapath implements Datapath {
       this.log?.info({ pinDir: this.pinDir, defaultAction: this.defaultAction, revision: meta.revision.toString() }, 'datapath reopened');
     }
     this.releaseWindows();
-    this.pinPrograms();
+    pinProgram(pinDir, PROG.XDP, this.loaded.progs.xdpFd);
+    pinProgram(pinDir, PROG.TC, this.loaded.progs.tcFd);
   }
 
   /** Unmaps every window of the tables, fw_tblcfg and the rule counters (nothing stays mapped at rest). */
@@ -1132,141 +1014,14 @@ export class BpfDatapath implements Datapath {
 
   attach(ifname: string, opts: BpfAttachOptions = {}): InterfaceAttachment {
     this.assertOpen();
-    const ifindex = raw.if_nametoindex(ifname) as number;
-    if (!ifindex) throw new DatapathError('attach xdp', ifname, E.ENODEV, 'no such interface');
-    const xdpMode = this.attachXdp(ifname, ifindex, opts);
+    const ifindex = ifindexOf(ifname);
+    const xdpMode = this.links.attachXdp(ifname, ifindex, opts);
     // Verdict totals exist before the first packet (the fast path only looks up).
     this.ensureIfCounters(ifindex);
     let egressMode: EgressAttachMode | 'none' = 'none';
-    if (opts.egress !== false) egressMode = this.attachEgress(ifname, ifindex, opts.egressMode ?? 'auto');
+    if (opts.egress !== false) egressMode = this.links.attachEgress(ifname, ifindex, opts.egressMode ?? 'auto');
     this.log?.info({ ifname, ifindex, xdpMode, egressMode }, 'attached');
     return { ifname, ifindex, xdpMode, egressMode };
-  }
-
-  private attachXdp(ifname: string, ifindex: number, opts: BpfAttachOptions): XdpAttachMode {
-    // Ours already? (pinned link still on this interface)
-    for (const pin of this.linkPins(ifname)) {
-      if (!pin.kind.startsWith('xdp')) continue;
-      const fd = raw.bpf_obj_get(pin.path) as number;
-      if (fd < 0) {
-        unlinkQuiet(pin.path);
-        continue;
-      }
-      try {
-        const info = linkInfo(fd, pin.path);
-        if (info.ifindex === ifindex) {
-          const wanted = opts.xdpMode ?? 'auto';
-          const mode: XdpAttachMode = pin.kind === 'xdp-native' ? 'native' : 'generic';
-          if (wanted === 'auto' || wanted === mode) {
-            if (info.progId !== this.xdpProgId) {
-              check(raw.bpf_link_update(fd, this.xdpFd, null) as number, 'update xdp program on', ifname);
-            }
-            return mode;
-          }
-          // A different mode was asked for: replace our own link.
-          check(raw.bpf_link_detach(fd) as number, 'detach xdp', ifname);
-        }
-      } finally {
-        closeFd(fd);
-      }
-      unlinkQuiet(pin.path); // defunct (interface gone) or being replaced
-    }
-
-    const cur = xdpQuery(ifindex, ifname);
-    if (cur.mode !== XDP_ATTACHED_NONE) {
-      const foreign = [cur.drvProgId, cur.skbProgId, cur.hwProgId, cur.progId].find((id) => id !== 0) ?? 0;
-      if (!opts.replaceForeign) {
-        throw new DatapathError(
-          'attach xdp',
-          ifname,
-          E.EBUSY,
-          `interface already has XDP program ${foreign} (${progName(foreign)}) that fleetwall did not attach; pass replaceForeign to replace it`,
-        );
-      }
-      this.log?.warn({ ifname, progId: foreign, name: progName(foreign) }, 'replacing a foreign XDP program');
-      const flags = cur.mode === XDP_ATTACHED_SKB ? XDP_FLAGS_SKB_MODE : cur.mode === XDP_ATTACHED_DRV ? XDP_FLAGS_DRV_MODE : 0;
-      const r = raw.bpf_xdp_detach(ifindex, flags, null) as number;
-      if (r < 0 && !detachXdpLinkOf(ifindex, foreign)) {
-        throw new DatapathError('detach foreign xdp program from', ifname, lastErrno(r));
-      }
-    }
-
-    const wanted = opts.xdpMode ?? 'auto';
-    let mode: XdpAttachMode = wanted === 'generic' ? 'generic' : 'native';
-    let res = linkCreate(this.xdpFd, ifindex, BPF_XDP, mode === 'native' ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE);
-    if (res.fd < 0 && mode === 'native' && wanted === 'auto' && res.errno !== E.EBUSY && res.errno !== E.ENODEV) {
-      this.log?.warn({ ifname, errno: res.errno }, 'native XDP not available on this interface; falling back to generic (slower) mode');
-      mode = 'generic';
-      res = linkCreate(this.xdpFd, ifindex, BPF_XDP, XDP_FLAGS_SKB_MODE);
-    }
-    if (res.fd < 0) {
-      throw new DatapathError(
-        'attach xdp',
-        ifname,
-        res.errno,
-        res.errno === E.ENODEV ? 'no such interface' : res.errno === E.EBUSY ? 'another XDP program is attached' : undefined,
-      );
-    }
-    this.pinLink(res.fd, join(this.pinDir, 'links', `${ifname}-xdp-${mode}`), ifname, 'xdp');
-    return mode;
-  }
-
-  private attachEgress(ifname: string, ifindex: number, wanted: EgressAttachMode | 'auto'): EgressAttachMode {
-    for (const pin of this.linkPins(ifname)) {
-      if (pin.kind === 'egress-tcx') {
-        const fd = raw.bpf_obj_get(pin.path) as number;
-        if (fd >= 0) {
-          try {
-            const info = linkInfo(fd, pin.path);
-            if (info.ifindex === ifindex && wanted !== 'clsact') {
-              if (info.progId !== this.tcProgId) check(raw.bpf_link_update(fd, this.tcFd, null) as number, 'update tc program on', ifname);
-              return 'tcx';
-            }
-            if (info.ifindex === ifindex) check(raw.bpf_link_detach(fd) as number, 'detach tc egress', ifname);
-          } finally {
-            closeFd(fd);
-          }
-        }
-        unlinkQuiet(pin.path);
-      } else if (pin.kind === 'egress-clsact') {
-        if (wanted !== 'tcx' && clsactQuery(ifindex) !== 0) {
-          clsactAttach(this.tcFd, ifindex, ifname); // replace keeps it current
-          return 'clsact';
-        }
-        clsactDetach(ifindex, ifname);
-        unlinkQuiet(pin.path);
-      }
-    }
-    if (wanted !== 'clsact') {
-      const res = linkCreate(this.tcFd, ifindex, BPF_TCX_EGRESS, 0);
-      if (res.fd >= 0) {
-        this.pinLink(res.fd, join(this.pinDir, 'links', `${ifname}-egress-tcx`), ifname, 'tc egress');
-        return 'tcx';
-      }
-      if (wanted === 'tcx' || res.errno === E.ENODEV)
-        throw new DatapathError('attach tc egress', ifname, res.errno, res.errno === E.ENODEV ? 'no such interface' : undefined);
-      this.log?.warn({ ifname, errno: res.errno }, 'TCX links not available; falling back to a clsact filter');
-    }
-    clsactAttach(this.tcFd, ifindex, ifname);
-    // No link to pin: pin the program as the record that uninstall must remove the filter.
-    const marker = join(this.pinDir, 'links', `${ifname}-egress-clsact`);
-    unlinkQuiet(marker);
-    check(raw.bpf_obj_pin(this.tcFd, marker) as number, 'pin', marker);
-    return 'clsact';
-  }
-
-  private pinLink(fd: number, path: string, ifname: string, what: string): void {
-    try {
-      unlinkQuiet(path);
-      const r = raw.bpf_obj_pin(fd, path) as number;
-      if (r < 0) {
-        const errno = lastErrno(r);
-        raw.bpf_link_detach(fd);
-        throw new DatapathError(`pin ${what} link of`, `${ifname} at ${path}`, errno);
-      }
-    } finally {
-      closeFd(fd);
-    }
   }
 
   /**
@@ -1322,88 +1077,36 @@ export class BpfDatapath implements Datapath {
 
   detach(ifname: string): void {
     this.assertOpen();
-    let ifindex = 0;
-    for (const pin of this.linkPins(ifname)) {
-      if (pin.kind === 'egress-clsact') {
-        const idx = raw.if_nametoindex(ifname) as number;
-        if (idx) clsactDetach(idx, ifname);
-      } else {
-        const fd = raw.bpf_obj_get(pin.path) as number;
-        if (fd >= 0) {
-          try {
-            const info = linkInfo(fd, pin.path);
-            if (info.ifindex) ifindex = info.ifindex;
-            if (info.ifindex) {
-              const r = raw.bpf_link_detach(fd) as number;
-              if (r < 0 && lastErrno(r) !== E.ENOLINK) check(r, `detach ${pin.kind.startsWith('xdp') ? 'xdp' : 'tc egress'}`, ifname);
-            }
-          } finally {
-            closeFd(fd);
-          }
-        }
-      }
-      unlinkQuiet(pin.path);
-    }
+    const ifindex = detachLinks(this.pinDir, ifname).get(ifname) ?? 0;
     if (ifindex) this.releaseIfCounters(ifindex);
     this.log?.info({ ifname }, 'detached');
   }
 
   attachments(): InterfaceAttachment[] {
     this.assertOpen();
-    const byName = new Map<string, { ifindex: number; xdpMode: XdpAttachMode | 'none'; egressMode: EgressAttachMode | 'none' }>();
-    for (const pin of this.linkPins()) {
-      let a = byName.get(pin.ifname);
-      if (!a) byName.set(pin.ifname, (a = { ifindex: 0, xdpMode: 'none', egressMode: 'none' }));
-      if (pin.kind === 'egress-clsact') {
-        a.egressMode = 'clsact';
-        if (!a.ifindex) a.ifindex = (raw.if_nametoindex(pin.ifname) as number) || 0;
-        continue;
-      }
-      const fd = raw.bpf_obj_get(pin.path) as number;
-      if (fd < 0) continue;
-      try {
-        const info = linkInfo(fd, pin.path);
-        if (!info.ifindex) continue; // defunct: the interface is gone
-        a.ifindex = info.ifindex;
-        if (pin.kind === 'xdp-native') a.xdpMode = 'native';
-        else if (pin.kind === 'xdp-generic') a.xdpMode = 'generic';
-        else a.egressMode = 'tcx';
-      } finally {
-        closeFd(fd);
-      }
-    }
-    return [...byName.entries()]
-      .filter(([, a]) => a.xdpMode !== 'none' || a.egressMode !== 'none')
-      .map(([ifname, a]) => ({ ifname, ...a }))
-      .sort((x, y) => x.ifname.localeCompare(y.ifname));
-  }
-
-  private linkPins(ifname?: string): LinkPin[] {
-    return listLinkPins(this.pinDir, ifname);
+    return this.links.attachments();
   }
 
   // ---------------------------------------------------------------- lifecycle
 
+  /** Detaches everything and removes every pin (the maps go with the last fd). */
   uninstall(): void {
     this.assertOpen();
-    const names = new Set(this.linkPins().map((p) => p.ifname));
-    for (const ifname of names) this.detach(ifname);
-    this.closeObjects();
-    this.closed = true;
-    removePins(this.pinDir);
-    this.log?.info({ pinDir: this.pinDir }, 'uninstalled');
+    this.close();
+    uninstallPins(this.pinDir, this.log);
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.closeObjects();
+    // The views die with the mappings: nothing reads them after this (assertOpen).
+    this.owned.close();
   }
 
   /** Program fds (tests and the bench run them with BPF_PROG_TEST_RUN). */
   programFd(which: 'xdp' | 'tc'): number {
     this.assertOpen();
-    return which === 'xdp' ? this.xdpFd : this.tcFd;
+    return which === 'xdp' ? this.loaded.progs.xdpFd : this.loaded.progs.tcFd;
   }
 
   testRun(which: 'xdp' | 'tc', frame: Buffer, opts: TestRunOptions = {}): TestRunResult {
@@ -1415,29 +1118,10 @@ export class BpfDatapath implements Datapath {
     return this.map(name).fd;
   }
 
-  private pinPrograms(): void {
-    for (const [name, fd] of [
-      [PROG.XDP, this.xdpFd],
-      [PROG.TC, this.tcFd],
-    ] as const) {
-      const path = join(this.pinDir, 'progs', name);
-      unlinkQuiet(path);
-      check(raw.bpf_obj_pin(fd, path) as number, 'pin program', path);
-    }
-  }
-
   private map(name: MapName): BpfMap {
-    const m = this.maps.get(name);
+    const m = this.loaded.maps.get(name);
     if (!m) throw new DatapathError('find map', name, E.ENOENT);
     return m;
-  }
-
-  private closeObjects(): void {
-    // The views die with the mappings: nothing reads them after this (assertOpen).
-    for (const t of this.tables ?? []) t.tab.close();
-    for (const r of this.regions.splice(0)) r.close();
-    for (const m of this.mappings.splice(0)) m.unmap();
-    for (const o of this.objects.splice(0)) o.close();
   }
 
   private assertOpen(): void {
@@ -1452,87 +1136,6 @@ export class BpfDatapath implements Datapath {
  * 16 MB, ~1 ms for an IPv6 table) instead of a window per touched page (~5 us).
  */
 const BULK_OPS = 64;
-
-const UNINSTALL_HINT =
-  'uninstall the old pins first ("fleetwall agent uninstall" detaches and removes pins of any version), then start again';
-
-/**
- * Pins under pinDir whose fw_meta this build cannot reuse (another value
- * size: another ABI), with the version they were created with; else null.
- */
-function pinnedForeignAbi(pinDir: string): { version: number; valueSize: number } | null {
-  const path = join(pinDir, MAP.META);
-  if (!existsSync(path)) return null;
-  const fd = raw.bpf_obj_get(path) as number;
-  if (fd < 0) return null; // the load reports it
-  try {
-    const info = mapInfoByFd(fd, MAP.META);
-    if (info.valueSize === LAYOUT.fw_meta.size) return null;
-    const v = Buffer.alloc(Math.max(8, info.valueSize));
-    const r = raw.bpf_map_lookup_elem(fd, Buffer.alloc(Math.max(4, info.keySize)), v) as number;
-    let version = 0;
-    if (r === 0)
-      version =
-        info.valueSize === FW_META_V2.size ? v.readUInt32LE(FW_META_V2.abiVersion) : v.readUInt32LE(LAYOUT.fw_meta.fields.abi_version);
-    return { version, valueSize: info.valueSize };
-  } finally {
-    closeFd(fd);
-  }
-}
-
-/** The link pins under pinDir (of one interface, or all). */
-function listLinkPins(pinDir: string, ifname?: string): LinkPin[] {
-  const dir = join(pinDir, 'links');
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return [];
-  }
-  const out: LinkPin[] = [];
-  for (const n of names) {
-    const m = LINK_RE.exec(n);
-    if (!m) continue;
-    if (ifname !== undefined && m[1] !== ifname) continue;
-    out.push({ ifname: m[1]!, kind: m[2] as LinkPin['kind'], path: join(dir, n) });
-  }
-  return out;
-}
-
-/**
- * Detaches every program fleetwall attached from pins under pinDir and
- * removes the pins, without loading any object: works for pins of any ABI
- * version (uninstall of an older install). Returns the interfaces detached.
- */
-export function uninstallPins(pinDir: string, logger?: Logger): string[] {
-  const dir = resolve(pinDir);
-  const detached = new Set<string>();
-  for (const pin of listLinkPins(dir)) {
-    if (pin.kind === 'egress-clsact') {
-      const idx = raw.if_nametoindex(pin.ifname) as number;
-      if (idx) clsactDetach(idx, pin.ifname);
-      detached.add(pin.ifname);
-    } else {
-      const fd = raw.bpf_obj_get(pin.path) as number;
-      if (fd >= 0) {
-        try {
-          const info = linkInfo(fd, pin.path);
-          if (info.ifindex) {
-            const r = raw.bpf_link_detach(fd) as number;
-            if (r < 0 && lastErrno(r) !== E.ENOLINK) check(r, `detach ${pin.kind.startsWith('xdp') ? 'xdp' : 'tc egress'}`, pin.ifname);
-            detached.add(pin.ifname);
-          }
-        } finally {
-          closeFd(fd);
-        }
-      }
-    }
-    unlinkQuiet(pin.path);
-  }
-  removePins(dir);
-  logger?.info({ pinDir: dir, detached: [...detached] }, 'uninstalled');
-  return [...detached].sort();
-}
 
 /** Bytes between fw_tblcfg values in its mapping. */
 const CFG_STRIDE = Math.ceil(LAYOUT.fw_table_cfg.size / 8) * 8;
@@ -1653,53 +1256,4 @@ function writeJournalOp(v: Buffer, off: number, b: OpBatch, i: number): void {
   v[off + F.mode] = (b.attrs[i]! & ATTR_MONITOR) !== 0 ? FW_MODE.monitor : FW_MODE.enforce;
   v.writeUInt32LE(b.slot[i]!, off + F.slot);
   v.writeBigUInt64LE(BigInt(b.expire[i]!), off + F.expire_unix_ms);
-}
-
-function unlinkQuiet(path: string): void {
-  try {
-    unlinkSync(path);
-  } catch {
-    /* absent */
-  }
-}
-
-/** Refuses a pin dir that is not on a bpf filesystem (pins would fail later, less clearly). */
-function checkBpffs(pinDir: string): void {
-  let best = '';
-  let type = '';
-  for (const line of readFileSync('/proc/self/mounts', 'utf8').split('\n')) {
-    const [, mnt, fstype] = line.split(' ');
-    if (!mnt || !fstype) continue;
-    const m = mnt.replace(/\\040/g, ' ');
-    if ((pinDir === m || pinDir.startsWith(m.endsWith('/') ? m : `${m}/`)) && m.length >= best.length) {
-      best = m;
-      type = fstype;
-    }
-  }
-  if (type !== 'bpf') {
-    throw new DatapathError(
-      'open pins',
-      pinDir,
-      E.ENOTSUP,
-      `not on a bpf filesystem (it is on ${type || 'nothing'} at ${best || '/'}); mount one: mount -t bpf bpf /sys/fs/bpf`,
-    );
-  }
-}
-
-/** Removes every pin and folder under pinDir (uninstall). */
-export function removePins(pinDir: string): void {
-  if (!existsSync(pinDir)) return;
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else unlinkQuiet(p);
-    }
-    try {
-      rmdirSync(d);
-    } catch {
-      /* not empty: something else pinned there */
-    }
-  };
-  walk(pinDir);
 }
