@@ -9,26 +9,22 @@
 // Opening again reuses every pin: nothing is detached or flushed, and the
 // default action stored with the pins is kept (a different one is refused).
 // pins.ts owns the pin dir and the ABI check, objects.ts the loading,
-// attach.ts the links (one detach path), owned.ts what a close releases.
+// attach.ts the links (one detach path), owned.ts what a close releases,
+// journal.ts, pinned-meta.ts, table-config.ts, rule-counters.ts and
+// if-counters.ts their maps.
 
 import { randomInt } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { maskBytes, maskInto, type Prefix } from '../../../common/src/cidr.js';
+import { maskBytes, type Prefix } from '../../../common/src/cidr.js';
 import type { DefaultAction, RuleDirection } from '../../../common/src/policy.js';
 import {
-  FW_ABI_VERSION,
-  FW_STORE_ID_MAX,
-  FW_ACTION,
   FW_DEFAULT,
-  FW_DIR,
-  FW_IF_SLOTS,
-  FW_IFS_FALLBACK,
   FW_LEN_SLOTS,
   FW_MAX_HASH_LENS,
-  FW_MODE,
+  FW_STORE_ID_MAX,
   LAYOUT,
   MAP,
   type MapName,
@@ -36,15 +32,8 @@ import {
   TABLES,
   type TableCfg,
   type TableDesc,
-  decodeMeta,
-  decodeTableCfg,
-  encodeMeta,
-  encodeLenSet,
-  encodeTableCfg,
-  tableDirection,
   tableFamily,
   tableFor,
-  type MetaValue,
   type LenSet,
 } from './abi.js';
 import { type BpfAttachOptions, LinkAttacher, detachLinks, ifindexOf, uninstallPins } from './attach.js';
@@ -64,7 +53,6 @@ import {
   type KernelEntry,
   type SyncMeta,
   type TableUsage,
-  type VerdictTotals,
 } from './datapath.js';
 import { DatapathError } from './errors.js';
 import { Direct24, d24Word } from './direct24.js';
@@ -72,11 +60,16 @@ import { HashTable, type TabValue } from './fwtab.js';
 import { batchKey, entryAttrs, entryLen, entrySlot, keyAddr4, keyLen, maskedAddr4, writeEntryValue, writeKeyOp } from './key-encoding.js';
 import { slotVerdict } from './slot-words.js';
 import { mergeDesc, placeNewLengths } from './lengths.js';
-import { type Mapping, MapRegion, mmapMap, possibleCpus, setLibbpfLogSink } from './libbpf.js';
+import { IfCounters } from './if-counters.js';
+import { Journal } from './journal.js';
+import { type MapRegion, possibleCpus, setLibbpfLogSink } from './libbpf.js';
 import { DEFAULT_OBJ_DIR, type LoadedObjects, loadObjects } from './objects.js';
 import { checkOptions, mapSizes } from './open-options.js';
 import { Owned } from './owned.js';
+import { PinnedMeta } from './pinned-meta.js';
 import { DEFAULT_PIN_DIR, checkPinnedAbi, pinProgram, preparePinDir, removePins } from './pins.js';
+import { RuleCounters } from './rule-counters.js';
+import { TableConfigs, activeSet, emptySet, sameSet } from './table-config.js';
 import { type TestRunOptions, type TestRunResult, progTestRun } from './test-run.js';
 import { BPF_EXIST, BPF_NOEXIST } from './uapi.js';
 
@@ -134,23 +127,13 @@ export class BpfDatapath implements Datapath {
   private readonly loaded: LoadedObjects;
   private readonly links: LinkAttacher;
   private readonly tables: TableState[];
-  /** fw_rule_cnt ([cpu][slot]), mapped in windows while read or reset. */
-  private readonly ruleCntRegion: MapRegion;
-  private readonly ruleCnt: BigUint64Array;
-  private readonly ruleCnt32: Uint32Array;
-  /** fw_if_cnt (128 KB per CPU... small: mapped for the datapath's life). */
-  private readonly ifCnt32: Uint32Array;
-  private readonly ifCnt64: BigUint64Array;
-  /** Regions mapped on demand (released after every public operation). */
+  private readonly meta: PinnedMeta;
+  private readonly configs: TableConfigs;
+  private readonly journal: Journal;
+  private readonly ruleCounters: RuleCounters;
+  private readonly ifCounters: IfCounters;
+  /** The /24 indexes' regions (released after every public operation). */
   private readonly regions: MapRegion[] = [];
-  /** fw_tblcfg, mapped in windows while used: the length sets are published with plain stores and a release flip. */
-  private readonly tblcfgRegion: MapRegion;
-  private readonly tblcfg: Uint8Array;
-  private readonly tblcfg32: Uint32Array;
-  private readonly ncpu: number;
-  /** Counter slots per CPU in fw_rule_cnt. */
-  private readonly ruleSlots: number;
-  private meta: MetaValue;
   private closed = false;
   /** cover4()'s trie key. */
   private readonly coverKey = Buffer.alloc(LAYOUT.fw_key4.size);
@@ -168,75 +151,50 @@ export class BpfDatapath implements Datapath {
       setLibbpfLogSink((level, line) => (level === 'warn' ? log.warn({ libbpf: line }, 'libbpf') : log.debug({ libbpf: line }, 'libbpf')));
     }
     preparePinDir(pinDir);
-    this.ncpu = possibleCpus();
-    const { capacity: want, k } = checkOptions(opts.capacity, opts.maxHashLengths, this.ncpu, pinDir);
-    this.loaded = loadObjects(resolve(opts.objDir ?? DEFAULT_OBJ_DIR), pinDir, mapSizes(want, this.ncpu), owned);
+    const ncpu = possibleCpus();
+    const want = checkOptions(opts.capacity, opts.maxHashLengths, ncpu, pinDir);
+    this.loaded = loadObjects(resolve(opts.objDir ?? DEFAULT_OBJ_DIR), pinDir, mapSizes(want.capacity, ncpu), owned);
     this.links = new LinkAttacher(pinDir, this.loaded.progs, this.log);
+    this.meta = new PinnedMeta(this.map(MAP.META), this.map(MAP.LENSTAT));
+    this.ruleCounters = owned.add(new RuleCounters(this.map(MAP.RULE_CNT), ncpu));
+    this.configs = owned.add(new TableConfigs(this.map(MAP.TBLCFG)));
+    const cfgs = TABLES.map((desc) => this.configs.read(desc.id));
 
-    const ruleSlots = Math.floor(this.map(MAP.RULE_CNT).maxEntries / this.ncpu);
-    this.ruleSlots = ruleSlots;
-    const meta = decodeMeta(this.map(MAP.META).lookupU32(0)!);
-    // fw_tblcfg through shared memory (the programs read the length sets there; a flip is one store).
-    const tc = this.map(MAP.TBLCFG);
-    this.tblcfgRegion = owned.add(new MapRegion(tc.fd, tc.maxEntries * CFG_STRIDE, tc.name));
-    this.regions.push(this.tblcfgRegion);
-    this.tblcfg = new Uint8Array(this.tblcfgRegion.buffer, 0, tc.maxEntries * CFG_STRIDE);
-    this.tblcfg32 = new Uint32Array(this.tblcfgRegion.buffer, 0, (tc.maxEntries * CFG_STRIDE) / 4);
-    const head = (id: number) => {
-      this.tblcfgRegion.ensure(id * CFG_STRIDE, LAYOUT.fw_table_cfg.size);
-      return Buffer.from(this.tblcfg.buffer, this.tblcfg.byteOffset + id * CFG_STRIDE, LAYOUT.fw_table_cfg.size);
-    };
-    const cfgs = TABLES.map((desc) => decodeTableCfg(head(desc.id)));
-    if (meta.abiVersion === 0) {
+    this.createdFresh = this.meta.fresh;
+    if (this.createdFresh) {
       // Fresh (or a creation that died before it finished): initialise.
-      const def = opts.defaultAction ?? 'pass';
-      this.createdFresh = true;
-      this.defaultAction = def;
-      this.maxHashLengths = k;
-      this.capacity = { prefixesPerTable: want.prefixesPerTable, counterSlots: ruleSlots };
-      TABLES.forEach((desc, i) => {
-        cfgs[i] = {
+      this.defaultAction = opts.defaultAction ?? 'pass';
+      this.maxHashLengths = want.k;
+      this.capacity = { prefixesPerTable: want.capacity.prefixesPerTable, counterSlots: this.ruleCounters.slots };
+      for (const desc of TABLES) {
+        const cfg: TableCfg = {
           active: 0,
-          defaultAction: FW_DEFAULT[def],
+          defaultAction: FW_DEFAULT[this.defaultAction],
           nbuckets: this.map(desc.tab).maxEntries,
           seed: randomInt(0, 2 ** 32),
-          ruleSlots,
+          ruleSlots: this.ruleCounters.slots,
           sets: [emptySet(), emptySet()],
         };
         // No program reads a table before its datapath is created (nothing attached yet).
-        this.tblcfgRegion.ensure(desc.id * CFG_STRIDE, CFG_STRIDE);
-        this.tblcfg.fill(0, desc.id * CFG_STRIDE, (desc.id + 1) * CFG_STRIDE);
-        this.tblcfg.set(encodeTableCfg(cfgs[i]!), desc.id * CFG_STRIDE);
-      });
-      this.meta = {
-        revision: 0n,
-        storeId: '',
-        abiVersion: FW_ABI_VERSION,
-        defaultAction: FW_DEFAULT[def],
-        maxHashLens: k,
-        dirty: false,
-        createdUnixMs: BigInt(Date.now()),
-        prefixesPerTable: want.prefixesPerTable,
-        ruleSlots,
-      };
+        this.configs.init(desc.id, cfg);
+        cfgs[desc.id] = cfg;
+      }
     } else {
-      const pinnedDefault: DefaultAction = meta.defaultAction === FW_DEFAULT.drop ? 'drop' : 'pass';
-      if (opts.defaultAction !== undefined && opts.defaultAction !== pinnedDefault) {
+      const pinned = this.meta.value;
+      this.defaultAction = pinned.defaultAction === FW_DEFAULT.drop ? 'drop' : 'pass';
+      if (opts.defaultAction !== undefined && opts.defaultAction !== this.defaultAction) {
         throw new DatapathError(
           'open pins',
-          this.pinDir,
+          pinDir,
           E.EINVAL,
-          `the pinned datapath was created with default action "${pinnedDefault}"; refusing to change it to "${opts.defaultAction}" (uninstall first to change it)`,
+          `the pinned datapath was created with default action "${this.defaultAction}"; refusing to change it to "${opts.defaultAction}" (uninstall first to change it)`,
         );
       }
-      this.createdFresh = false;
-      this.defaultAction = pinnedDefault;
-      this.maxHashLengths = meta.maxHashLens;
-      this.meta = meta;
-      this.capacity = { prefixesPerTable: meta.prefixesPerTable, counterSlots: meta.ruleSlots };
+      this.maxHashLengths = pinned.maxHashLens;
+      this.capacity = { prefixesPerTable: pinned.prefixesPerTable, counterSlots: pinned.ruleSlots };
     }
 
-    // Shared memory: the configs, the tables, the rule and interface counters.
+    // The tables' shared memory.
     const tables: TableState[] = [];
     TABLES.forEach((desc, i) => {
       const cfg = cfgs[i]!;
@@ -249,36 +207,20 @@ export class BpfDatapath implements Datapath {
       }
       tables.push({ desc, tab, trie, d24, cfg, counts: new Uint32Array(FW_LEN_SLOTS), touched: false });
     });
-    const rc = this.map(MAP.RULE_CNT);
-    this.ruleCntRegion = owned.add(new MapRegion(rc.fd, rc.maxEntries * LAYOUT.fw_counter.size, rc.name));
-    this.regions.push(this.ruleCntRegion);
-    this.ruleCnt = new BigUint64Array(this.ruleCntRegion.buffer, 0, (this.ncpu * ruleSlots * LAYOUT.fw_counter.size) / 8);
-    this.ruleCnt32 = new Uint32Array(this.ruleCntRegion.buffer, 0, (this.ncpu * ruleSlots * LAYOUT.fw_counter.size) / 4);
-    const ic = this.map(MAP.IF_CNT);
-    const ifCnt: Mapping = mmapMap(ic.fd, ic.maxEntries * LAYOUT.fw_if_slot.size, ic.name);
-    owned.add({ close: () => ifCnt.unmap() });
-    const icBytes = this.ncpu * FW_IF_SLOTS * LAYOUT.fw_if_slot.size;
-    this.ifCnt32 = new Uint32Array(ifCnt.buffer, 0, icBytes / 4);
-    this.ifCnt64 = new BigUint64Array(ifCnt.buffer, 0, icBytes / 8);
     this.tables = tables;
+    this.journal = new Journal(this.map(MAP.JOURNAL));
+    this.ifCounters = owned.add(new IfCounters(this.map(MAP.IF_CNT), this.map(MAP.IF_CNTX), ncpu));
 
     if (this.createdFresh) {
-      this.writeMeta();
-      this.log?.info(
-        { pinDir: this.pinDir, defaultAction: this.defaultAction, capacity: this.capacity, maxHashLengths: k },
-        'datapath created',
-      );
+      this.meta.create(FW_DEFAULT[this.defaultAction], want.k, want.capacity.prefixesPerTable, this.ruleCounters.slots);
+      this.log?.info({ pinDir, defaultAction: this.defaultAction, capacity: this.capacity, maxHashLengths: want.k }, 'datapath created');
     } else {
-      const stats = this.map(MAP.LENSTAT);
-      for (const t of this.tables) {
-        const v = stats.lookupU32(t.desc.id)!;
-        for (let i = 0; i < FW_LEN_SLOTS; i++) t.counts[i] = v.readUInt32LE(i * 4);
-      }
-      if (meta.dirty) {
-        this.log?.warn({ pinDir: this.pinDir }, 'previous apply did not finish; recounting prefix lengths');
+      for (const t of this.tables) this.meta.readCounts(t.desc.id, t.counts);
+      if (this.meta.value.dirty) {
+        this.log?.warn({ pinDir }, 'previous apply did not finish; recounting prefix lengths');
         this.recount();
       }
-      this.log?.info({ pinDir: this.pinDir, defaultAction: this.defaultAction, revision: meta.revision.toString() }, 'datapath reopened');
+      this.log?.info({ pinDir, defaultAction: this.defaultAction, revision: this.meta.value.revision.toString() }, 'datapath reopened');
     }
     this.releaseWindows();
     pinProgram(pinDir, PROG.XDP, this.loaded.progs.xdpFd);
@@ -289,11 +231,13 @@ export class BpfDatapath implements Datapath {
   private releaseWindows(): void {
     for (const t of this.tables) t.tab.release();
     for (const r of this.regions) r.release();
+    this.configs.region.release();
+    this.ruleCounters.region.release();
   }
 
   /** Pages of the shared maps mapped into this process right now (0 at rest; tests). */
   mappedPages(): number {
-    let n = 0;
+    let n = this.configs.region.mapped + this.ruleCounters.region.mapped;
     for (const t of this.tables) n += t.tab.region.mapped;
     for (const r of this.regions) n += r.mapped;
     return n;
@@ -342,35 +286,12 @@ export class BpfDatapath implements Datapath {
 
   *readJournalChunks(chunk = READ_CHUNK): Generator<OpBatch> {
     this.assertOpen();
-    const m = this.map(MAP.JOURNAL);
-    const F = LAYOUT.fw_journal_rule.fields;
-    const out = new OpBatch(chunk);
-    for (const { keys, values, count } of m.lookupChunks(chunk)) {
-      for (let i = 0; i < count; i++) {
-        if (out.full) {
-          yield out;
-          out.clear();
-        }
-        const o = i * m.valueStride;
-        const v6 = values[o + F.family] === 6;
-        const table = ((values[o + F.direction] === FW_DIR.egress ? 2 : 0) | (v6 ? 1 : 0)) as TableIndex;
-        const attrs =
-          (values[o + F.action] === FW_ACTION.allow ? ATTR_ALLOW : 0) | (values[o + F.mode] === FW_MODE.monitor ? ATTR_MONITOR : 0);
-        const len = values.readUInt32LE(o + F.prefixlen);
-        const slot = values.readUInt32LE(o + F.slot);
-        const expire = Number(values.readBigUInt64LE(o + F.expire_unix_ms));
-        const id = keys.readBigUInt64LE(i * 8);
-        if (v6) out.journalUpsert(id, table, values, o + F.addr, len, attrs, slot, expire);
-        else out.journalUpsert(id, table, values.readUInt32BE(o + F.addr), 0, len, attrs, slot, expire);
-      }
-    }
-    if (out.length > 0) yield out;
+    yield* this.journal.chunks(chunk);
   }
 
   readMeta(): SyncMeta {
     this.assertOpen();
-    const m = decodeMeta(this.map(MAP.META).lookupU32(0)!);
-    return { revision: m.revision, storeId: m.storeId };
+    return this.meta.readSync();
   }
 
   usage(): TableUsage[] {
@@ -415,7 +336,7 @@ export class BpfDatapath implements Datapath {
   /** Where each populated prefix length lives (for tests, the bench and debugging). */
   layout(): Array<{ direction: RuleDirection; family: 4 | 6; hashLens: number[]; trieLens: number[]; useTrie: boolean }> {
     return this.tables.map((t) => {
-      const set = activeSet(t);
+      const set = activeSet(t.cfg);
       const trieLens: number[] = [];
       for (let l = 0; l <= t.desc.maxLen; l++) if (t.counts[l]! > 0 && !set.hashLens.includes(l)) trieLens.push(l);
       return { direction: t.desc.direction, family: t.desc.family, hashLens: [...set.hashLens], trieLens, useTrie: set.useTrie };
@@ -444,10 +365,7 @@ export class BpfDatapath implements Datapath {
         break;
       }
     }
-    if (touchesEntries) {
-      this.meta = { ...this.meta, dirty: true };
-      this.writeMeta();
-    }
+    if (touchesEntries) this.meta.update({ dirty: true });
     try {
       this.runOps(b);
     } catch (e) {
@@ -455,13 +373,8 @@ export class BpfDatapath implements Datapath {
       if (touchesEntries) for (const t of this.tables) if (t.touched) t.d24?.rebuild();
       throw e;
     }
-    if (touchesEntries) this.writeLenStats();
-    this.meta = {
-      ...this.meta,
-      dirty: false,
-      ...(meta ? { revision: meta.revision, storeId: meta.storeId } : {}),
-    };
-    if (touchesEntries || meta) this.writeMeta();
+    if (touchesEntries) this.storeCounts();
+    if (touchesEntries || meta) this.meta.update({ dirty: false, ...(meta ? { revision: meta.revision, storeId: meta.storeId } : {}) });
   }
 
   /** The batch's ops, each run of one kind at a time, in order. */
@@ -480,13 +393,13 @@ export class BpfDatapath implements Datapath {
           this.deleteEntries(b, i, j);
           break;
         case OP.journalUpsert:
-          this.upsertJournal(b, i, j);
+          this.journal.upsert(b, i, j);
           break;
         case OP.journalDelete:
-          this.deleteJournal(b, i, j);
+          this.journal.delete(b, i, j);
           break;
         case OP.counterReset:
-          this.resetCounters(b, i, j);
+          this.ruleCounters.reset(b, i, j);
           break;
       }
       i = j;
@@ -510,7 +423,7 @@ export class BpfDatapath implements Datapath {
       if (perTable[t.desc.id]! <= BULK_OPS) continue;
       t.tab.mapAll();
     }
-    if (resets > BULK_OPS) this.ruleCntRegion.mapAll();
+    if (resets > BULK_OPS) this.ruleCounters.region.mapAll();
   }
 
   private validate(b: OpBatch, meta?: SyncMeta): void {
@@ -583,7 +496,7 @@ export class BpfDatapath implements Datapath {
   }
 
   private inHash(t: TableState, len: number): boolean {
-    return activeSet(t).hashLens.includes(len);
+    return activeSet(t.cfg).hashLens.includes(len);
   }
 
   /** True if the table holds op i's prefix. */
@@ -604,7 +517,7 @@ export class BpfDatapath implements Datapath {
       if (nt === 0) continue;
       const id = t.desc.id;
       t.touched = true;
-      const set = activeSet(t);
+      const set = activeSet(t.cfg);
       // Place lengths this batch populates for the first time.
       const newLens = new Map<number, number>();
       for (let i = i0; i < j0; i++) {
@@ -722,7 +635,7 @@ export class BpfDatapath implements Datapath {
       if (nt === 0) continue;
       const id = t.desc.id;
       t.touched = true;
-      const set = activeSet(t);
+      const set = activeSet(t.cfg);
       prepareD24(t, b, i0, j0); // before this batch removes any entry longer than /24
       const inHashLen = new Uint8Array(FW_LEN_SLOTS);
       for (const l of set.hashLens) inHashLen[l] = 1;
@@ -779,7 +692,7 @@ export class BpfDatapath implements Datapath {
       }
 
       // A delete of an absent key leaves its length populated: publish it again.
-      const cur = activeSet(t);
+      const cur = activeSet(t.cfg);
       const keep = set.hashLens.filter((l) => t.counts[l]! > 0);
       const after: LenSet = { hashLens: keep, useTrie: this.trieCount(t, new Set(keep)) > 0 };
       if (!sameSet(after, cur)) this.publish(t, after);
@@ -819,86 +732,23 @@ export class BpfDatapath implements Datapath {
 
   /** Double-buffered config write: the programs never read a half-written set. */
   private publish(t: TableState, next: LenSet): void {
-    const cur = t.cfg.active & 1;
-    const staged: TableCfg = { ...t.cfg, sets: [...t.cfg.sets] as [LenSet, LenSet] };
-    staged.sets[cur ^ 1] = { hashLens: [...next.hashLens], useTrie: next.useTrie };
-    const base = t.desc.id * CFG_STRIDE;
-    this.tblcfgRegion.ensure(base, LAYOUT.fw_table_cfg.size);
-    // The inactive set (no program reads it), then the flip (a seq-cst store: after the set's bytes).
-    this.tblcfg.set(encodeLenSet(staged.sets[cur ^ 1]!), base + LAYOUT.fw_table_cfg.fields.set + (cur ^ 1) * LAYOUT.fw_lenset.size);
-    Atomics.store(this.tblcfg32, (base + LAYOUT.fw_table_cfg.fields.active) / 4, cur ^ 1);
-    staged.active = cur ^ 1;
-    t.cfg = staged;
+    t.cfg = this.configs.publish(t.desc.id, t.cfg, next);
   }
 
-  private upsertJournal(b: OpBatch, i0: number, j0: number): void {
-    const m = this.map(MAP.JOURNAL);
-    const vs = LAYOUT.fw_journal_rule.size;
-    const size = Math.min(j0 - i0, WRITE_CHUNK);
-    const keys = Buffer.alloc(size * 8);
-    const vals = Buffer.alloc(size * vs);
-    for (let s = i0; s < j0; s += size) {
-      const n = Math.min(size, j0 - s);
-      for (let k = 0; k < n; k++) {
-        keys.writeBigUInt64LE(b.id[s + k]!, k * 8);
-        writeJournalOp(vals, k * vs, b, s + k);
-      }
-      const res = m.updateBatch(keys, vals, n);
-      if (res.errno !== 0) {
-        throw new DatapathError(
-          'update batch of map',
-          m.name,
-          res.errno,
-          res.errno === E.E2BIG ? `journal is full (${m.maxEntries} rules)` : undefined,
-        );
-      }
-    }
-  }
-
-  private deleteJournal(b: OpBatch, i0: number, j0: number): void {
-    const size = Math.min(j0 - i0, WRITE_CHUNK);
-    const keys = Buffer.alloc(size * 8);
-    for (let s = i0; s < j0; s += size) {
-      const n = Math.min(size, j0 - s);
-      for (let k = 0; k < n; k++) keys.writeBigUInt64LE(b.id[s + k]!, k * 8);
-      this.map(MAP.JOURNAL).deleteMany(keys, n);
-    }
-  }
-
-  private resetCounters(b: OpBatch, i0: number, j0: number): void {
-    const view = this.ruleCnt;
-    const region = this.ruleCntRegion;
-    for (let k = i0; k < j0; k++) {
-      const slot = b.slot[k]!;
-      for (let c = 0; c < this.ncpu; c++) {
-        const i = (c * this.ruleSlots + slot) * 2;
-        region.ensure(i * 8, 16);
-        Atomics.store(view, i, 0n);
-        Atomics.store(view, i + 1, 0n);
-      }
-    }
-  }
-
-  private writeLenStats(): void {
-    const m = this.map(MAP.LENSTAT);
+  /** Pins the per-length counts of the tables written since they were last pinned. */
+  private storeCounts(): void {
     for (const t of this.tables) {
       if (!t.touched) continue;
-      const b = Buffer.alloc(LAYOUT.fw_lenstat.size);
-      for (let i = 0; i < FW_LEN_SLOTS; i++) b.writeUInt32LE(t.counts[i]!, i * 4);
-      m.updateU32(t.desc.id, b);
+      this.meta.writeCounts(t.desc.id, t.counts);
       t.touched = false;
     }
-  }
-
-  private writeMeta(): void {
-    this.map(MAP.META).updateU32(0, encodeMeta(this.meta));
   }
 
   /** Rebuilds the per-length counts from the maps and republishes (after a crash mid-apply). */
   private recount(): void {
     for (const t of this.tables) {
       t.counts.fill(0);
-      const set = activeSet(t);
+      const set = activeSet(t.cfg);
       const trieLens = new Set<number>();
       const hashWithEntries = new Set<number>();
       t.tab.forEachRaw((len) => {
@@ -924,90 +774,20 @@ export class BpfDatapath implements Datapath {
       const changed = t.d24?.rebuild() ?? 0;
       if (changed > 0) this.log?.warn({ table: t.desc.id, changed }, 'direct /24 index rebuilt from the entries');
     }
-    this.writeLenStats();
-    this.meta = { ...this.meta, dirty: false };
-    this.writeMeta();
+    this.storeCounts();
+    this.meta.update({ dirty: false });
   }
 
   // ---------------------------------------------------------------- counters
 
   readRuleCountersInto(first: number, packets: BigUint64Array, bytes: BigUint64Array): number {
     this.assertOpen();
-    if (!Number.isInteger(first) || first < 0)
-      throw new DatapathError('read rule counters', this.pinDir, E.EINVAL, `first slot ${first} is not a slot number`);
-    const n = Math.max(0, Math.min(packets.length, bytes.length, this.capacity.counterSlots - first));
-    packets.fill(0n, 0, n);
-    bytes.fill(0n, 0, n);
-    if (n === 0) return 0;
-    const view = this.ruleCnt;
-    const v32 = this.ruleCnt32;
-    try {
-      for (let c = 0; c < this.ncpu; c++) {
-        const base = (c * this.ruleSlots + first) * 2;
-        this.ruleCntRegion.ensure(base * 8, n * 16);
-        for (let i = 0; i < n; i++) {
-          // Most slots are zero on most CPUs: test the halves, no BigInt.
-          const w = (base + i * 2) * 2;
-          if (v32[w] === 0 && v32[w + 1] === 0) continue;
-          packets[i] = packets[i]! + view[base + i * 2]!;
-          bytes[i] = bytes[i]! + view[base + i * 2 + 1]!;
-        }
-      }
-    } finally {
-      this.ruleCntRegion.release();
-    }
-    return n;
+    return this.ruleCounters.readInto(first, packets, bytes, this.capacity.counterSlots, this.pinDir);
   }
 
   readInterfaceCounters(): InterfaceCounters[] {
     this.assertOpen();
-    const names = new Map<number, string>();
-    for (const a of this.attachments()) names.set(a.ifindex, a.ifname);
-    const byKey = new Map<string, InterfaceCounters>();
-    const entry = (ifindex: number, dir: number): VerdictTotals => {
-      const key = `${ifindex}/${dir}`;
-      let e = byKey.get(key);
-      if (!e) {
-        e = {
-          ifname: names.get(ifindex) ?? `if${ifindex}`,
-          ifindex,
-          direction: dir === FW_DIR.egress ? 'egress' : 'ingress',
-          totals: { pass: zero(), drop: zero(), wouldDrop: zero() },
-        };
-        byKey.set(key, e);
-      }
-      return e.totals;
-    };
-    // Owned slots of fw_if_cnt (the owner is written to every CPU's copy).
-    const v32 = this.ifCnt32;
-    const v64 = this.ifCnt64;
-    for (let s = 0; s < FW_IF_SLOTS; s++) {
-      const ifindex = v32[s * IFS_WORDS32]!;
-      if (ifindex === 0) continue;
-      const totals = entry(ifindex, s & 1);
-      for (let c = 0; c < this.ncpu; c++) {
-        const b = (c * FW_IF_SLOTS + s) * IFS_WORDS64 + IFS_C64;
-        totals.pass.packets += v64[b]!;
-        totals.pass.bytes += v64[b + 1]!;
-        totals.drop.packets += v64[b + 2]!;
-        totals.drop.bytes += v64[b + 3]!;
-        totals.wouldDrop.packets += v64[b + 4]!;
-        totals.wouldDrop.bytes += v64[b + 5]!;
-      }
-    }
-    // Interfaces whose slot another one owns.
-    const m = this.map(MAP.IF_CNTX);
-    const { keys, values, count } = m.lookupAll();
-    for (let i = 0; i < count; i++) {
-      const totals = entry(keys.readUInt32LE(i * 8), keys.readUInt32LE(i * 8 + 4));
-      for (let c = 0; c < this.ncpu; c++) {
-        const o = i * m.valueStride + c * LAYOUT.fw_verdict_cnt.size;
-        add(totals.pass, values, o + LAYOUT.fw_verdict_cnt.fields.pass);
-        add(totals.drop, values, o + LAYOUT.fw_verdict_cnt.fields.drop);
-        add(totals.wouldDrop, values, o + LAYOUT.fw_verdict_cnt.fields.would_drop);
-      }
-    }
-    return [...byKey.values()].sort((a, b) => a.ifindex - b.ifindex || a.direction.localeCompare(b.direction));
+    return this.ifCounters.read(new Map(this.attachments().map((a) => [a.ifindex, a.ifname])));
   }
 
   // ---------------------------------------------------------------- attach
@@ -1017,68 +797,17 @@ export class BpfDatapath implements Datapath {
     const ifindex = ifindexOf(ifname);
     const xdpMode = this.links.attachXdp(ifname, ifindex, opts);
     // Verdict totals exist before the first packet (the fast path only looks up).
-    this.ensureIfCounters(ifindex);
+    this.ifCounters.ensure(ifindex);
     let egressMode: EgressAttachMode | 'none' = 'none';
     if (opts.egress !== false) egressMode = this.links.attachEgress(ifname, ifindex, opts.egressMode ?? 'auto');
     this.log?.info({ ifname, ifindex, xdpMode, egressMode }, 'attached');
     return { ifname, ifindex, xdpMode, egressMode };
   }
 
-  /**
-   * Interface totals: the fw_if_cnt slot of (ifindex, direction) if free or
-   * ours (zeroed, then the owner written to every CPU's copy), else an entry
-   * in fw_if_cntx and the slot's fallback flag.
-   */
-  private ensureIfCounters(ifindex: number): void {
-    const v32 = this.ifCnt32;
-    const v64 = this.ifCnt64;
-    for (const dir of [FW_DIR.ingress, FW_DIR.egress]) {
-      const s = ifSlot(ifindex, dir);
-      const owner = v32[s * IFS_WORDS32]!;
-      if (owner === ifindex) continue;
-      if (owner === 0) {
-        for (let c = 0; c < this.ncpu; c++) {
-          const b = (c * FW_IF_SLOTS + s) * IFS_WORDS64 + IFS_C64;
-          for (let j = 0; j < 6; j++) Atomics.store(v64, b + j, 0n);
-        }
-        for (let c = 0; c < this.ncpu; c++) Atomics.store(v32, (c * FW_IF_SLOTS + s) * IFS_WORDS32, ifindex);
-        continue;
-      }
-      const m = this.map(MAP.IF_CNTX);
-      const key = Buffer.alloc(8);
-      key.writeUInt32LE(ifindex, 0);
-      key.writeUInt32LE(dir, 4);
-      const errno = m.tryUpdate(key, Buffer.alloc(m.valueStride), BPF_NOEXIST);
-      if (errno !== 0 && errno !== E.EEXIST) throw new DatapathError('create interface counters in', m.name, errno);
-      for (let c = 0; c < this.ncpu; c++) Atomics.or(v32, (c * FW_IF_SLOTS + s) * IFS_WORDS32 + 1, FW_IFS_FALLBACK);
-    }
-  }
-
-  /** Frees the interface's fw_if_cnt slots (or removes its fw_if_cntx entries). */
-  private releaseIfCounters(ifindex: number): void {
-    const v32 = this.ifCnt32;
-    const v64 = this.ifCnt64;
-    const m = this.map(MAP.IF_CNTX);
-    for (const dir of [FW_DIR.ingress, FW_DIR.egress]) {
-      const s = ifSlot(ifindex, dir);
-      if (v32[s * IFS_WORDS32] === ifindex) {
-        for (let c = 0; c < this.ncpu; c++) Atomics.store(v32, (c * FW_IF_SLOTS + s) * IFS_WORDS32, 0);
-        for (let c = 0; c < this.ncpu; c++) {
-          const b = (c * FW_IF_SLOTS + s) * IFS_WORDS64 + IFS_C64;
-          for (let j = 0; j < 6; j++) Atomics.store(v64, b + j, 0n);
-        }
-      }
-      const key = Buffer.alloc(8);
-      key.writeUInt32LE(ifindex, 0);
-      key.writeUInt32LE(dir, 4);
-      m.delete(key);
-    }
-  }
-
   detach(ifname: string): void {
     this.assertOpen();
     const ifindex = detachLinks(this.pinDir, ifname).get(ifname) ?? 0;
-    if (ifindex) this.releaseIfCounters(ifindex);
+    if (ifindex) this.ifCounters.release(ifindex);
     this.log?.info({ ifname }, 'detached');
   }
 
@@ -1137,50 +866,14 @@ export class BpfDatapath implements Datapath {
  */
 const BULK_OPS = 64;
 
-/** Bytes between fw_tblcfg values in its mapping. */
-const CFG_STRIDE = Math.ceil(LAYOUT.fw_table_cfg.size / 8) * 8;
-
-// fw_if_slot in u32 / u64 words; the counters start at u64 word 2.
-const IFS_WORDS32 = LAYOUT.fw_if_slot.size / 4;
-const IFS_WORDS64 = LAYOUT.fw_if_slot.size / 8;
-const IFS_C64 = LAYOUT.fw_if_slot.fields.c / 8;
-
-/** fw_if_cnt slot of an interface and direction (fw_decide). */
-function ifSlot(ifindex: number, dir: number): number {
-  return ((ifindex & (FW_IF_SLOTS / 2 - 1)) << 1) | dir;
-}
-
-function emptySet(): LenSet {
-  return { hashLens: [], useTrie: false };
-}
-
-function activeSet(t: TableState): LenSet {
-  return t.cfg.sets[t.cfg.active & 1]!;
-}
-
-function sameSet(a: LenSet, b: LenSet): boolean {
-  return a.useTrie === b.useTrie && a.hashLens.length === b.hashLens.length && a.hashLens.every((l, i) => l === b.hashLens[i]);
-}
-
 function sum(a: Uint32Array): number {
   let s = 0;
   for (const v of a) s += v;
   return s;
 }
 
-function zero() {
-  return { packets: 0n, bytes: 0n };
-}
-
-function add(c: { packets: bigint; bytes: bigint }, b: Buffer, off: number): void {
-  c.packets += b.readBigUInt64LE(off);
-  c.bytes += b.readBigUInt64LE(off + 8);
-}
-
 /** Chunk of the read iterators (ops per yielded batch). */
 const READ_CHUNK = 16384;
-/** Elements per batch syscall when writing the journal. */
-const WRITE_CHUNK = 16384;
 
 /**
  * The shortest trie length the programs look up: IPv4 packets read the /24
@@ -1238,22 +931,4 @@ function forEachEntry4(tab: HashTable, trie: BpfMap, fn: (len: number, a: number
       fn(keyLen(keys, i * ks), keyAddr4(keys, i * ks), entrySlot(values, v), slotVerdict(entryAttrs(values, v)));
     }
   }
-}
-
-/** fw_journal_rule of journal.upsert op i at `off` (address masked). */
-function writeJournalOp(v: Buffer, off: number, b: OpBatch, i: number): void {
-  const F = LAYOUT.fw_journal_rule.fields;
-  v.fill(0, off, off + LAYOUT.fw_journal_rule.size);
-  const table = b.table[i]!;
-  const len = b.len[i]!;
-  v.writeUInt32LE(len, off + F.prefixlen);
-  const family = tableFamily(table);
-  if (family === 4) v.writeUInt32BE(maskedAddr4(b.addr4[i]!, len), off + F.addr);
-  else maskInto(v, off + F.addr, b.addr6, i * 16, 16, len);
-  v[off + F.family] = family;
-  v[off + F.direction] = FW_DIR[tableDirection(table)];
-  v[off + F.action] = (b.attrs[i]! & ATTR_ALLOW) !== 0 ? FW_ACTION.allow : FW_ACTION.deny;
-  v[off + F.mode] = (b.attrs[i]! & ATTR_MONITOR) !== 0 ? FW_MODE.monitor : FW_MODE.enforce;
-  v.writeUInt32LE(b.slot[i]!, off + F.slot);
-  v.writeBigUInt64LE(BigInt(b.expire[i]!), off + F.expire_unix_ms);
 }
