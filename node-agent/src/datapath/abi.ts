@@ -229,6 +229,7 @@ export interface TableDesc {
   readonly maxLen: 32 | 128;
 }
 
+/** The four tables, indexed by table index (TABLES[t].id === t; the ABI test checks it). */
 export const TABLES: readonly TableDesc[] = [
   {
     id: FW_TABLE.IN4,
@@ -279,11 +280,6 @@ export const TABLES: readonly TableDesc[] = [
     maxLen: 128,
   },
 ];
-
-/** TABLES[t] describes table t. */
-export function tableFor(direction: RuleDirection, family: 4 | 6): TableDesc {
-  return TABLES[tableIndex(direction, family)]!;
-}
 
 // ---- fw_table_cfg
 

@@ -4,7 +4,7 @@
 import { FW_HASH_MUL, FW_HASH_MUL4, FW_HASH_MUL6, FW_HASH_SEED2, FW_TAG4_MUL } from './abi.js';
 
 /** murmur3's 32-bit finaliser (fw_fmix in fw_decide.h). */
-export function fmix32(x: number): number {
+function fmix32(x: number): number {
   x ^= x >>> 16;
   x = Math.imul(x, 0x85ebca6b);
   x ^= x >>> 13;

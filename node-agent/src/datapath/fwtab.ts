@@ -26,26 +26,16 @@
 // page) or mapAll() (iteration, bulk loads); the owner releases the windows.
 //
 // Little-endian hosts only (x86-64, arm64): slot words are read as u32 halves
-// (their bits: slot-words.ts; the hash and geometry: fwtab-hash.ts).
+// (their bits: slot-words.ts; the hash and geometry: fwtab-hash.ts; reading
+// every entry: fwtab-scan.ts).
 
 import { constants as osConstants } from 'node:os';
 import { maskInto } from '../../../common/src/cidr.js';
-import {
-  FW_B4_SLOTS,
-  FW_B4_WORDS,
-  FW_B6_OVF,
-  FW_B6_SLOTS,
-  FW_B6_SPILL,
-  FW_M6_LEN_MASK,
-  FW_M6_VALID,
-  FW_S4_SLOT_MASK,
-  LAYOUT,
-} from './abi.js';
+import { FW_B4_SLOTS, FW_B4_WORDS, FW_B6_OVF, FW_B6_SLOTS, FW_B6_SPILL, FW_M6_VALID, FW_S4_SLOT_MASK, LAYOUT } from './abi.js';
 import type { BpfMap } from './bpf-map.js';
-import type { OpBatch, TableIndex } from './datapath.js';
 import { DatapathError } from './errors.js';
 import { h2, keyHash, range32, tag4 } from './fwtab-hash.js';
-import { entryAttrs, entrySlot, keyAddr4, keyLen, maskedAddr4, writeEntryValue } from './key-encoding.js';
+import { entryAttrs, entrySlot, maskedAddr4, writeEntryValue } from './key-encoding.js';
 import { MapRegion, rcuGracePeriod } from './libbpf.js';
 import {
   B6_FLAGS,
@@ -59,7 +49,6 @@ import {
   S6_WORDS,
   attrs4,
   attrs6,
-  decodeKey4,
   hi4,
   key4,
   lo6,
@@ -90,14 +79,14 @@ export class HashTable {
   readonly region: MapRegion;
   private readonly bucketBytes: number;
   private readonly w64: BigUint64Array;
-  private readonly w32: Uint32Array;
-  private readonly spill: BpfMap;
+  /** The table's words as u32 halves (read only after the page is mapped; fwtab-scan.ts reads them too). */
+  readonly w32: Uint32Array;
+  readonly spill: BpfMap;
   /** IPv6 slots freed in this process: reusable after the next grace period. */
   private readonly pending = new Set<number>();
   /** IPv6: slots freed by an earlier process may be recent; one grace period before the first reuse. */
   private graceNeeded = true;
   private readonly s64 = new BigUint64Array(1);
-  private readonly scan6 = new Uint8Array(16);
   private readonly s32 = new Uint32Array(this.s64.buffer);
   private readonly spillKey: Buffer;
   private readonly spillVal = Buffer.alloc(LAYOUT.fw_entry.size);
@@ -471,90 +460,5 @@ export class HashTable {
         if (w32[2 * fw] !== 0) Atomics.store(this.w64, fw, 0n);
       }
     }
-  }
-
-  // ---------------------------------------------------------------- iteration
-
-  /**
-   * Calls fn for every entry (table, then spill), allocating nothing per
-   * entry: IPv4 keys as a number (a4), IPv6 keys as 16 bytes at a6[off..]
-   * (a view valid only during the call). Addresses are masked.
-   */
-  forEachRaw(fn: (len: number, a4: number, a6: Uint8Array, off: number, attrs: number, slot: number) => void): void {
-    this.region.mapAll();
-    const w32 = this.w32;
-    const none = this.kBytes; // unused for IPv4
-    if (this.family === 4) {
-      const n = this.nbuckets * FW_B4_WORDS;
-      for (let wi = 0; wi < n; wi++) {
-        if (wi % FW_B4_WORDS === 0) continue; // the tag word
-        const lo = w32[2 * wi]!;
-        const hi = w32[2 * wi + 1]!;
-        const bit32 = hi & S4_KEY_HI;
-        if (lo === 0 && bit32 === 0) continue;
-        const k = decodeKey4(lo, bit32);
-        fn(k.len, k.a, none, 0, attrs4(hi), slot4(hi));
-      }
-    } else {
-      const a6 = new Uint8Array(16);
-      const a6w = new Uint32Array(a6.buffer);
-      for (let b = 0; b < this.nbuckets; b++) {
-        for (let s = 0; s < FW_B6_SLOTS; s++) {
-          const wi = b * B6_WORDS + s * S6_WORDS;
-          const meta = 2 * (wi + S6_META);
-          const ml = w32[meta]!;
-          if (!(ml & FW_M6_VALID)) continue;
-          for (let j = 0; j < 4; j++) a6w[j] = w32[2 * wi + j]!; // little-endian words of the network bytes
-          fn(ml & FW_M6_LEN_MASK, 0, a6, 0, attrs6(ml), w32[meta + M6_SLOT_HALF]!);
-        }
-      }
-    }
-    const ks = this.spill.keySize;
-    for (const { keys, values, count } of this.spill.lookupChunks()) {
-      for (let i = 0; i < count; i++) {
-        const len = keyLen(keys, i * ks);
-        const v = i * this.spill.valueStride;
-        if (this.family === 4) fn(len, keyAddr4(keys, i * ks), none, 0, entryAttrs(values, v), entrySlot(values, v));
-        else fn(len, 0, keys, i * ks + LAYOUT.fw_key6.fields.addr, entryAttrs(values, v), entrySlot(values, v));
-      }
-    }
-  }
-
-  /**
-   * Appends the hash slots' entries (not the spill hash's) from slot
-   * position `pos` on to `out` as entry.upsert ops of `table`, until `out`
-   * is full; returns the position to continue from, or -1 after the last
-   * bucket. Maps the whole table.
-   */
-  scanInto(out: OpBatch, table: TableIndex, pos: number): number {
-    this.region.mapAll();
-    const w32 = this.w32;
-    if (this.family === 4) {
-      const n = this.nbuckets * FW_B4_WORDS;
-      for (let wi = pos; wi < n; wi++) {
-        if (wi % FW_B4_WORDS === 0) continue; // the tag word
-        const lo = w32[2 * wi]!;
-        const hi = w32[2 * wi + 1]!;
-        const bit32 = hi & S4_KEY_HI;
-        if (lo === 0 && bit32 === 0) continue;
-        if (out.full) return wi;
-        const k = decodeKey4(lo, bit32);
-        out.entryUpsert(table, k.a, 0, k.len, attrs4(hi), slot4(hi));
-      }
-      return -1;
-    }
-    const a6 = this.scan6;
-    const a6w = new Uint32Array(a6.buffer, a6.byteOffset, 4);
-    const n = this.nbuckets * FW_B6_SLOTS;
-    for (let p = pos; p < n; p++) {
-      const wi = Math.floor(p / FW_B6_SLOTS) * B6_WORDS + (p % FW_B6_SLOTS) * S6_WORDS;
-      const meta = 2 * (wi + S6_META);
-      const ml = w32[meta]!;
-      if (!(ml & FW_M6_VALID)) continue;
-      if (out.full) return p;
-      for (let j = 0; j < 4; j++) a6w[j] = w32[2 * wi + j]!;
-      out.entryUpsert(table, a6, 0, ml & FW_M6_LEN_MASK, attrs6(ml), w32[meta + M6_SLOT_HALF]!);
-    }
-    return -1;
   }
 }

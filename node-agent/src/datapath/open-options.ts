@@ -9,9 +9,9 @@ import { bucketsFor, spillSizeFor } from './fwtab-hash.js';
 
 const E = osConstants.errno;
 
-export const DEFAULT_CAPACITY: DatapathCapacity = { prefixesPerTable: 1_048_576, counterSlots: 1_048_576 };
+const DEFAULT_CAPACITY: DatapathCapacity = { prefixesPerTable: 1_048_576, counterSlots: 1_048_576 };
 /** K: prefix lengths per table probed in the hash (see bpf/README.md for the measurement). */
-export const DEFAULT_MAX_HASH_LENGTHS = 6;
+const DEFAULT_MAX_HASH_LENGTHS = 6;
 /** fw_if_cntx entries (interfaces whose fw_if_cnt slot another one owns). */
 const IF_CNTX_ENTRIES = 4096;
 
