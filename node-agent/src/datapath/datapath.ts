@@ -14,9 +14,9 @@
 //   - the sync meta: the revision and store id the kernel state corresponds to,
 //   - the per-CPU counters (per rule slot, per interface and verdict).
 //
-// Consumers take the role they use (PrefixStore, CounterSource, Attacher,
-// DatapathLifecycle); Datapath is all four. Failures are DatapathErrors
-// (`err instanceof DatapathError`: op, target, errno, code).
+// A consumer can take just the role it uses (PrefixStore, CounterSource,
+// Attacher, DatapathLifecycle); Datapath is all four. Failures are
+// DatapathErrors (`err instanceof DatapathError`: op, target, errno, code).
 //
 // The ops travel in columns (OpBatch). The object forms (MapOp, KernelEntry,
 // JournalRule) describe one op or entry; OpBatch.op(i) gives one. Building
