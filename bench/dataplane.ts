@@ -27,7 +27,7 @@
 //    draws the same 1024 sources 65536 times in a random order: in the
 //    repeating cycle a branch predictor learns each packet's path, in real
 //    traffic it cannot (against baseline_random_order).
-// 2. seconds.load_1m_prefixes: Datapath.apply() of 1,000,000 entry.upsert ops
+// 2. seconds.load_1m_prefixes: applyOps() (applyBatch) of 1,000,000 entry.upsert ops
 //    into a fresh table (one call), median of 3.
 // 3. mpps.*: drop rate into a veth peer. One live-frames generator (one long
 //    BPF_PROG_TEST_RUN, XDP_TX) on CPU0 in namespace a sends 64-byte IPv4/UDP
@@ -98,6 +98,7 @@ import { type LoadedObject, loadObject } from '../node-agent/src/datapath/bpf-ob
 import type { MapOp } from '../node-agent/src/datapath/datapath.js';
 import { batchOpts, check, closeFd, possibleCpus, raw, XDP_DROP, XDP_PASS } from '../node-agent/src/datapath/libbpf.js';
 import { progTestRun } from '../node-agent/src/datapath/test-run.js';
+import { applyOps } from '../test/support/object-forms.js';
 import { BpfMap } from '../node-agent/src/datapath/bpf-map.js';
 import { createNetnsPair, type NetnsPair } from '../test/support/netns.js';
 import { dotted, entries, hitSources, missSources, nearMissSources, randomOrder, v4Prefix } from './lib/prefix-sets.js';
@@ -176,7 +177,7 @@ function openSet(
   datapaths.push(dp);
   const ops: MapOp[] = entries(family, n).map((entry, i) => ({ kind: 'entry.upsert', entry: ruleSlots ? { ...entry, slot: i } : entry }));
   const t0 = process.hrtime.bigint();
-  dp.apply(ops);
+  applyOps(dp, ops);
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   return { dp, pinDir, seconds };
 }

@@ -27,11 +27,12 @@ import {
 import { openDatapath } from '../../node-agent/src/datapath/bpf-datapath.js';
 import { BpfMap } from '../../node-agent/src/datapath/bpf-map.js';
 import { ATTR_ALLOW, OpBatch, type TableIndex } from '../../node-agent/src/datapath/datapath.js';
-import { bucketsOf } from '../../node-agent/src/datapath/fwtab.js';
+import { bucketsOf } from '../../node-agent/src/datapath/fwtab-hash.js';
 import { type NetnsPair, withNetnsPair } from '../support/netns.js';
 import { rng32 } from '../support/rng.js';
 import { startChild } from './child.js';
 import { cleanupPins, uniquePinDir } from './helpers.js';
+import { readRuleCounters } from '../support/object-forms.js';
 
 const CAP = { prefixesPerTable: 262_144, counterSlots: 4096 };
 const PORT = 9555;
@@ -388,7 +389,7 @@ test('churn under traffic: >100k prefixes inserted and deleted in batches around
           { tx: 0, rx: 0, rcvbuf: 0 },
           'nothing lost outside fleetwall (veth, socket buffers)',
         );
-        const c = dp.readRuleCounters(8).packets;
+        const c = readRuleCounters(dp, 8).packets;
         let blockedSent = 0;
         for (const [i, s] of sources.entries()) {
           const n = sent[i]!;

@@ -15,10 +15,11 @@ import assert from 'node:assert/strict';
 import { FW_D24_LEN_SHIFT, FW_D24_LONGER, FW_D24_SLOT_MASK, FW_D24_VERDICT_SHIFT, MAP } from '../../node-agent/src/datapath/abi.js';
 import { BpfMap } from '../../node-agent/src/datapath/bpf-map.js';
 import type { MapOp } from '../../node-agent/src/datapath/datapath.js';
-import { XDP_DROP, XDP_PASS } from '../../node-agent/src/datapath/libbpf.js';
+import { XDP_DROP, XDP_PASS } from '../../node-agent/src/datapath/uapi.js';
 import { rng32 } from '../support/rng.js';
 import { ipFrame } from './frames.js';
 import { withDatapath } from './helpers.js';
+import { applyOps } from '../support/object-forms.js';
 
 interface Entry {
   len: number;
@@ -112,7 +113,7 @@ for (const k of [2, 6]) {
           }
           // Deletes of the /0 do not wait for chance.
           if (round % 13 === 0) for (const e of [...model.values()]) if (e.len === 0) apply(del(e), e, true);
-          dp.apply(ops);
+          applyOps(dp, ops);
 
           const entries = [...model.values()];
           const lpm = (v: number, maxLen = 32) => {

@@ -10,6 +10,7 @@ import { withNetnsPair } from '../support/netns.js';
 import { ping, udp } from '../support/traffic.js';
 import { runChild, startChild } from './child.js';
 import { cleanupPins, uniquePinDir } from './helpers.js';
+import { readEntries, readRuleCounters } from '../support/object-forms.js';
 
 const PING4_FRAME = 98; // 14 + 20 + 8 + 56
 const UDP6_FRAME = 94; // 14 + 40 + 8 + 32
@@ -72,7 +73,7 @@ test('ingress and egress on real packets; counters exact; enforcement survives k
         assert.deepEqual(await udp(bed, { from: 'b', src: bed.b.v6, dst: a6_4, count: 10 }), { sent: 10, received: 0 });
         assert.deepEqual(await udp(bed, { from: 'b', src: bed.b.v6, dst: a6_3, count: 10 }), { sent: 10, received: 10 });
 
-        const c = dp.readRuleCounters(8);
+        const c = readRuleCounters(dp, 8);
         assert.deepEqual(
           [...c.packets],
           [0n, BigInt(2 * n + 10), BigInt(n + 10), BigInt(n), 20n, BigInt(n), 10n, 0n],
@@ -102,7 +103,7 @@ test('ingress and egress on real packets; counters exact; enforcement survives k
           { sent: 3, received: 0 },
           'still dropping after kill -9',
         );
-        assert.equal(dp.readRuleCounters(2).packets[1], BigInt(2 * n + 10 + 3));
+        assert.equal(readRuleCounters(dp, 2).packets[1], BigInt(2 * n + 10 + 3));
 
         // A new process reopens the pins (no flush, no detach), removes the rule: traffic flows.
         const again = await runChild(bed, 'b', [
@@ -126,8 +127,7 @@ test('ingress and egress on real packets; counters exact; enforcement survives k
         // The other rules are still in force.
         assert.deepEqual(await udp(bed, { from: 'a', src: a6_2, dst: bed.b.v6, count: 5 }), { sent: 5, received: 0 });
         assert.deepEqual(
-          dp
-            .readEntries()
+          readEntries(dp)
             .map((e) => `${e.direction} ${e.prefix.len} ${e.slot}`)
             .sort(),
           ['egress 127 6', 'egress 32 5', 'ingress 128 4', 'ingress 32 2', 'ingress 32 3'],

@@ -24,12 +24,13 @@ import {
 import { type BpfDatapath, openDatapath } from '../../node-agent/src/datapath/bpf-datapath.js';
 import { BpfMap } from '../../node-agent/src/datapath/bpf-map.js';
 import type { MapOp } from '../../node-agent/src/datapath/datapath.js';
-import { bucketsOf, keyHash, tag4 } from '../../node-agent/src/datapath/fwtab.js';
-import { XDP_DROP, XDP_PASS } from '../../node-agent/src/datapath/libbpf.js';
+import { bucketsOf, keyHash, tag4 } from '../../node-agent/src/datapath/fwtab-hash.js';
+import { XDP_DROP, XDP_PASS } from '../../node-agent/src/datapath/uapi.js';
 import { withNetnsPair } from '../support/netns.js';
 import { runChild } from './child.js';
 import { ipFrame } from './frames.js';
 import { cleanupPins, uniquePinDir, withDatapath } from './helpers.js';
+import { applyOps, readEntries, readRuleCounters } from '../support/object-forms.js';
 
 function pinned(pinDir: string, name: string): BpfMap {
   return BpfMap.fromPin(`${pinDir}/${name}`, name);
@@ -132,28 +133,34 @@ for (const family of [4, 6] as const) {
       const keys = colliding(family, seed, nbuckets, len, n + 1);
       const extra = keys.pop()!; // same two buckets, inserted later
       const [b1, b2] = bucketsOf(seed, nbuckets, len, keys[0]!);
-      dp.apply(keys.map((k, i) => deny(k, len, i + 1)));
+      applyOps(
+        dp,
+        keys.map((k, i) => deny(k, len, i + 1)),
+      );
 
       assert.deepEqual(bucket(pinDir, tab, family, b1), { used: per, ovf: true, spill: true }, 'first bucket full, both flags');
       assert.equal(bucket(pinDir, tab, family, b2).used, per, 'second bucket full');
       assert.equal(spillCount(pinDir, spill), 3, 'the rest in the spill hash');
-      assert.equal(dp.readEntries().length, n);
+      assert.equal(readEntries(dp).length, n);
       for (const [i, k] of keys.entries()) {
         assert.deepEqual(dp.lookupEntry('ingress', { family, bytes: k, len })?.slot, i + 1, `lookup ${addr(k)}`);
         assert.equal(verdict(dp, addr(k)), XDP_DROP, `packet from ${addr(k)}`);
       }
       assert.equal(verdict(dp, addr(extra)), XDP_PASS, 'a colliding address not in the set passes');
-      const c = dp.readRuleCounters(n + 1).packets;
+      const c = readRuleCounters(dp, n + 1).packets;
       for (let i = 1; i <= n; i++) assert.equal(c[i], 1n, `slot ${i} counted once`);
 
       // Replace one entry in each place (first bucket, second bucket, spill): allow, new slot.
       const firstIdx = 0;
       const secondIdx = per;
       const spillIdx = n - 1;
-      dp.apply([firstIdx, secondIdx, spillIdx].map((i) => deny(keys[i]!, len, 40 + i, 'allow')));
+      applyOps(
+        dp,
+        [firstIdx, secondIdx, spillIdx].map((i) => deny(keys[i]!, len, 40 + i, 'allow')),
+      );
       for (const i of [firstIdx, secondIdx, spillIdx]) {
         assert.equal(verdict(dp, addr(keys[i]!)), XDP_PASS, `replaced ${addr(keys[i]!)} allows`);
-        assert.equal(dp.readRuleCounters(64).packets[40 + i], 1n, 'counted on its new slot');
+        assert.equal(readRuleCounters(dp, 64).packets[40 + i], 1n, 'counted on its new slot');
       }
       assert.equal(
         dp.usage().find((u) => u.family === family && u.direction === 'ingress')!.entries,
@@ -162,21 +169,24 @@ for (const family of [4, 6] as const) {
       );
 
       // Delete one from each place; the others still match; a new colliding key takes the freed first-bucket slot.
-      dp.apply([del(keys[1]!, len), del(keys[per + 1]!, len), del(keys[n - 2]!, len)]);
+      applyOps(dp, [del(keys[1]!, len), del(keys[per + 1]!, len), del(keys[n - 2]!, len)]);
       for (const i of [1, per + 1, n - 2]) assert.equal(verdict(dp, addr(keys[i]!)), XDP_PASS, `deleted ${addr(keys[i]!)} passes`);
       for (const i of [2, per + 2, n - 3]) assert.equal(verdict(dp, addr(keys[i]!)), XDP_DROP, `kept ${addr(keys[i]!)} drops`);
-      dp.apply([deny(extra, len, 60)]);
+      applyOps(dp, [deny(extra, len, 60)]);
       assert.equal(bucket(pinDir, tab, family, b1).used, per, 'the freed slot of the first bucket is reused');
       assert.equal(verdict(dp, addr(extra)), XDP_DROP);
-      assert.equal(dp.readEntries().length, n - 3 + 1);
+      assert.equal(readEntries(dp).length, n - 3 + 1);
 
       // Flags stay while keys need them; an emptied table drops them.
       const last = keys[2]!; // a deny in the first bucket
       const left = [...keys.filter((_, i) => ![1, 2, per + 1, n - 2].includes(i)), extra];
-      dp.apply(left.map((k) => del(k, len)));
+      applyOps(
+        dp,
+        left.map((k) => del(k, len)),
+      );
       assert.equal(verdict(dp, addr(last)), XDP_DROP, 'the last key still found');
       assert.equal(bucket(pinDir, tab, family, b1).ovf, true, 'one key left: flags kept');
-      dp.apply([del(last, len)]);
+      applyOps(dp, [del(last, len)]);
       assert.deepEqual(bucket(pinDir, tab, family, b1), { used: 0, ovf: false, spill: false }, 'empty table: flags cleared');
       assert.equal(spillCount(pinDir, spill), 0);
     });
@@ -204,17 +214,17 @@ test('IPv4 hash: keys whose low 32 key bits are equal (addresses differing only 
       const k = new Uint8Array([10, (i >>> 16) & 0xff, (i >>> 8) & 0xff, i & 0xff]);
       if (bucketsOf(seed, nbuckets, 32, k)[0] === loFirst) fill.push(k);
     }
-    dp.apply([...fill.map((k, i) => deny(k, 32, 10 + i)), deny(loAddr, 32, 2, 'allow')]);
+    applyOps(dp, [...fill.map((k, i) => deny(k, 32, 10 + i)), deny(loAddr, 32, 2, 'allow')]);
     const hiBucket = bucketsOf(seed, nbuckets, 32, hiAddr)[0];
     assert.equal(bucket(pinDir, MAP.IN4_TAB, 4, hiBucket).used, 1, 'lo sits in the bucket hi hashes to');
     assert.equal(verdict(dp, addr(hiAddr)), XDP_PASS, `${addr(hiAddr)} must not match ${addr(loAddr)}`);
     assert.equal(dp.lookupEntry('ingress', { family: 4, bytes: hiAddr, len: 32 }), null);
-    dp.apply([deny(hiAddr, 32, 3)]);
+    applyOps(dp, [deny(hiAddr, 32, 3)]);
     assert.equal(verdict(dp, addr(hiAddr)), XDP_DROP);
     assert.equal(verdict(dp, addr(loAddr)), XDP_PASS);
-    const c = dp.readRuleCounters(4).packets;
+    const c = readRuleCounters(dp, 4).packets;
     assert.deepEqual([c[2], c[3]], [1n, 1n]);
-    dp.apply([del(hiAddr, 32)]);
+    applyOps(dp, [del(hiAddr, 32)]);
     assert.equal(verdict(dp, addr(hiAddr)), XDP_PASS);
     assert.equal(dp.lookupEntry('ingress', { family: 4, bytes: loAddr, len: 32 })?.action, 'allow');
   });
@@ -238,24 +248,24 @@ test('IPv4 hash: keys with the same tag in one bucket: each is found, wherever i
     assert.equal(same.length, 4, 'four keys sharing bucket and tag');
     const [k1, k2, k3, absent] = same as [Uint8Array, Uint8Array, Uint8Array, Uint8Array];
     // Slots fill in order: other[0], k1, other[1], k2, k3: the tag matches slots 2, 4 and 5.
-    dp.apply([deny(other[0]!, 32, 1), deny(k1, 32, 2), deny(other[1]!, 32, 3), deny(k2, 32, 4), deny(k3, 32, 5, 'allow')]);
+    applyOps(dp, [deny(other[0]!, 32, 1), deny(k1, 32, 2), deny(other[1]!, 32, 3), deny(k2, 32, 4), deny(k3, 32, 5, 'allow')]);
     assert.equal(bucket(pinDir, MAP.IN4_TAB, 4, target).used, 5);
     assert.equal(verdict(dp, addr(k1)), XDP_DROP, 'the lowest match is the key');
     assert.equal(verdict(dp, addr(k2)), XDP_DROP, 'a key behind another with its tag');
     assert.equal(verdict(dp, addr(k3)), XDP_PASS, 'the third (an allow) found');
     assert.equal(verdict(dp, addr(absent)), XDP_PASS, 'an absent key with the same tag and bucket matches nothing');
     assert.equal(verdict(dp, addr(other[1]!)), XDP_DROP, 'a key with another tag');
-    const c = dp.readRuleCounters(8).packets;
+    const c = readRuleCounters(dp, 8).packets;
     assert.deepEqual([c[1], c[2], c[3], c[4], c[5]], [0n, 1n, 1n, 1n, 1n], 'each packet counted on its own rule');
-    dp.apply([del(k1, 32)]);
+    applyOps(dp, [del(k1, 32)]);
     assert.equal(verdict(dp, addr(k1)), XDP_PASS, 'deleted');
     assert.equal(verdict(dp, addr(k2)), XDP_DROP, 'now the lowest match');
     assert.equal(dp.lookupEntry('ingress', { family: 4, bytes: k3, len: 32 })?.slot, 5);
-    dp.apply([deny(absent, 32, 6)]); // takes k1's freed slot
+    applyOps(dp, [deny(absent, 32, 6)]); // takes k1's freed slot
     assert.equal(verdict(dp, addr(absent)), XDP_DROP);
     assert.equal(verdict(dp, addr(k1)), XDP_PASS, 'the reused slot holds another key with the same tag');
     assert.equal(verdict(dp, addr(k3)), XDP_PASS);
-    assert.equal(dp.readRuleCounters(8).packets[6], 1n);
+    assert.equal(readRuleCounters(dp, 8).packets[6], 1n);
   });
 });
 
@@ -266,15 +276,18 @@ test('IPv6 hash: deleted slots are reused after a grace period; delete and re-ad
     const [b1] = bucketsOf(seed, nbuckets, 128, keys[0]!);
     const a = keys.slice(0, FW_B6_SLOTS); // fill the first bucket
     const b = keys.slice(FW_B6_SLOTS);
-    dp.apply(a.map((k, i) => deny(k, 128, i + 1)));
+    applyOps(
+      dp,
+      a.map((k, i) => deny(k, 128, i + 1)),
+    );
     assert.deepEqual(bucket(pinDir, MAP.IN6_TAB, 6, b1), { used: FW_B6_SLOTS, ovf: false, spill: false });
     for (let round = 0; round < 3; round++) {
       // Swap the bucket's content in one apply: deletes, then adds of keys that hash to the same bucket.
       const [out, inn] = round % 2 === 0 ? [a, b] : [b, a];
-      dp.apply([...out.map((k) => del(k, 128)), ...inn.map((k, i) => deny(k, 128, 10 + i))]);
+      applyOps(dp, [...out.map((k) => del(k, 128)), ...inn.map((k, i) => deny(k, 128, 10 + i))]);
       for (const k of out) assert.equal(verdict(dp, addr(k)), XDP_PASS, `round ${round}: deleted ${addr(k)}`);
       for (const k of inn) assert.equal(verdict(dp, addr(k)), XDP_DROP, `round ${round}: added ${addr(k)}`);
-      assert.equal(dp.readEntries().length, FW_B6_SLOTS);
+      assert.equal(readEntries(dp).length, FW_B6_SLOTS);
     }
   });
 });
@@ -299,7 +312,7 @@ test('direct /24 index: each /24 holds its longest entry of length <= 24 and LON
     const DROP = 1;
     const PASS = 0;
     const WOULD = 2;
-    dp.apply([up('10.1.2.3/32', 1), up('10.1.9.0/24', 2), up('10.2.0.0/16', 3), up('172.16.0.0/12', 4, 'deny', 'monitor')]);
+    applyOps(dp, [up('10.1.2.3/32', 1), up('10.1.9.0/24', 2), up('10.2.0.0/16', 3), up('172.16.0.0/12', 4, 'deny', 'monitor')]);
     assert.deepEqual(at(dir, 10, 1, 2), [-1, 0, 0, true], 'only a /32 in 10.1.2: LONGER, no shorter entry');
     assert.deepEqual(at(dir, 10, 1, 9), [24, 2, DROP, false]);
     assert.deepEqual(
@@ -321,7 +334,7 @@ test('direct /24 index: each /24 holds its longest entry of length <= 24 and LON
     assert.deepEqual(at(dir, 10, 3, 0), [-1, 0, 0, false]);
 
     // A longer entry inside keeps its /24s from a shorter one, written before or after it.
-    dp.apply([up('10.2.7.0/24', 5, 'allow'), up('10.0.0.0/8', 6)]);
+    applyOps(dp, [up('10.2.7.0/24', 5, 'allow'), up('10.0.0.0/8', 6)]);
     assert.deepEqual(
       [at(dir, 10, 2, 7), at(dir, 10, 2, 8), at(dir, 10, 1, 9), at(dir, 10, 3, 0)],
       [
@@ -333,7 +346,7 @@ test('direct /24 index: each /24 holds its longest entry of length <= 24 and LON
     );
     assert.deepEqual(at(dir, 10, 1, 2), [8, 6, DROP, true], 'the /8 takes 10.1.2 and LONGER stays');
     // Same prefix, new verdict and slot: rewritten in place.
-    dp.apply([up('10.2.0.0/16', 13, 'deny', 'monitor')]);
+    applyOps(dp, [up('10.2.0.0/16', 13, 'deny', 'monitor')]);
     assert.deepEqual(
       [at(dir, 10, 2, 8), at(dir, 10, 2, 7)],
       [
@@ -342,7 +355,7 @@ test('direct /24 index: each /24 holds its longest entry of length <= 24 and LON
       ],
     );
     // Deletes: the /24s go to the longest entry that still covers them.
-    dp.apply([rm('10.2.0.0/16')]);
+    applyOps(dp, [rm('10.2.0.0/16')]);
     assert.deepEqual(
       [at(dir, 10, 2, 8), at(dir, 10, 2, 7)],
       [
@@ -350,9 +363,9 @@ test('direct /24 index: each /24 holds its longest entry of length <= 24 and LON
         [24, 5, PASS, false],
       ],
     );
-    dp.apply([up('10.2.0.0/16', 3)]);
+    applyOps(dp, [up('10.2.0.0/16', 3)]);
     // A prefix and its cover deleted in one apply, in either order.
-    dp.apply([rm('10.0.0.0/8'), rm('10.2.0.0/16')]);
+    applyOps(dp, [rm('10.0.0.0/8'), rm('10.2.0.0/16')]);
     assert.deepEqual(
       [at(dir, 10, 2, 8), at(dir, 10, 3, 0), at(dir, 10, 1, 2)],
       [
@@ -361,8 +374,8 @@ test('direct /24 index: each /24 holds its longest entry of length <= 24 and LON
         [-1, 0, 0, true],
       ],
     );
-    dp.apply([up('10.0.0.0/8', 6), up('10.2.0.0/16', 3)]);
-    dp.apply([rm('10.2.0.0/16'), rm('10.0.0.0/8')]);
+    applyOps(dp, [up('10.0.0.0/8', 6), up('10.2.0.0/16', 3)]);
+    applyOps(dp, [rm('10.2.0.0/16'), rm('10.0.0.0/8')]);
     assert.deepEqual(
       [at(dir, 10, 2, 8), at(dir, 10, 3, 0)],
       [
@@ -373,24 +386,24 @@ test('direct /24 index: each /24 holds its longest entry of length <= 24 and LON
 
     // A delete of an absent prefix in the same apply does not hide the live entry of its length
     // (the only /16 here) from the covers.
-    dp.apply([up('10.9.0.0/16', 11), up('10.9.5.0/24', 12)]);
-    dp.apply([rm('10.8.0.0/16'), rm('10.9.5.0/24')]);
+    applyOps(dp, [up('10.9.0.0/16', 11), up('10.9.5.0/24', 12)]);
+    applyOps(dp, [rm('10.8.0.0/16'), rm('10.9.5.0/24')]);
     assert.deepEqual(at(dir, 10, 9, 5), [16, 11, DROP, false]);
     assert.equal(verdict(dp, '10.9.5.1'), XDP_DROP);
-    dp.apply([rm('10.9.0.0/16')]);
+    applyOps(dp, [rm('10.9.0.0/16')]);
     // LONGER follows the entries longer than /24 of its /24; the packets agree.
-    dp.apply([up('10.1.9.128/25', 7, 'allow')]);
+    applyOps(dp, [up('10.1.9.128/25', 7, 'allow')]);
     assert.deepEqual(at(dir, 10, 1, 9), [24, 2, DROP, true]);
     assert.equal(verdict(dp, '10.1.9.200'), XDP_PASS, 'inside the /25 (allow)');
     assert.equal(verdict(dp, '10.1.9.5'), XDP_DROP, 'inside the /24 only');
-    dp.apply([rm('10.1.9.128/25')]);
+    applyOps(dp, [rm('10.1.9.128/25')]);
     assert.deepEqual(at(dir, 10, 1, 9), [24, 2, DROP, false]);
     assert.equal(verdict(dp, '10.1.9.200'), XDP_DROP);
-    dp.apply([rm('10.1.2.3/32')]);
+    applyOps(dp, [rm('10.1.2.3/32')]);
     assert.deepEqual(at(dir, 10, 1, 2), [-1, 0, 0, false], 'the last longer entry of 10.1.2 is gone');
     assert.equal(verdict(dp, '10.1.2.3'), XDP_PASS);
     // /0 fills all 2^24 words, and goes again.
-    dp.apply([up('0.0.0.0/0', 8)]);
+    applyOps(dp, [up('0.0.0.0/0', 8)]);
     assert.deepEqual(
       [at(dir, 0, 0, 0), at(dir, 255, 255, 255), at(dir, 10, 1, 9)],
       [
@@ -400,7 +413,7 @@ test('direct /24 index: each /24 holds its longest entry of length <= 24 and LON
       ],
     );
     assert.equal(verdict(dp, '203.0.113.9'), XDP_DROP);
-    dp.apply([rm('0.0.0.0/0')]);
+    applyOps(dp, [rm('0.0.0.0/0')]);
     assert.deepEqual(
       [at(dir, 0, 0, 0), at(dir, 255, 255, 255)],
       [
@@ -413,11 +426,11 @@ test('direct /24 index: each /24 holds its longest entry of length <= 24 and LON
     // A new instance counts the longer entries from the tables before it changes LONGER.
     const again = openDatapath({ pinDir: dir });
     try {
-      again.apply([up('10.2.7.7/32', 9), up('10.2.7.8/31', 10)]);
+      applyOps(again, [up('10.2.7.7/32', 9), up('10.2.7.8/31', 10)]);
       assert.deepEqual(at(dir, 10, 2, 7), [24, 5, PASS, true]);
-      again.apply([rm('10.2.7.7/32')]);
+      applyOps(again, [rm('10.2.7.7/32')]);
       assert.deepEqual(at(dir, 10, 2, 7), [24, 5, PASS, true], 'the /31 is still there');
-      again.apply([rm('10.2.7.8/31')]);
+      applyOps(again, [rm('10.2.7.8/31')]);
       assert.deepEqual(at(dir, 10, 2, 7), [24, 5, PASS, false], 'counts rebuilt from the table: the last one clears');
       assert.equal(verdict(again, '10.2.7.9'), XDP_PASS);
       assert.equal(verdict(again, '10.2.8.9'), XDP_PASS);

@@ -14,6 +14,7 @@ import type { BpfDatapath } from '../../node-agent/src/datapath/bpf-datapath.js'
 import type { KernelEntry, MapOp } from '../../node-agent/src/datapath/datapath.js';
 import { arpFrame, ipFrame, lldpFrame } from './frames.js';
 import { withDatapath } from './helpers.js';
+import { applyOps, readRuleCounters } from '../support/object-forms.js';
 
 const XDP_DROP = 1;
 const XDP_PASS = 2;
@@ -155,14 +156,14 @@ function runTable(dp: BpfDatapath, sc: Scenario, direction: RuleDirection, vlan?
     const peer = addr.family === 4 ? PEER4 : PEER6;
     const frame = direction === 'ingress' ? ipFrame(a, peer, { vlan }) : ipFrame(peer, a, { vlan });
     const expected = decide(sc.rules, direction, addr, sc.defaultAction);
-    const before = dp.readRuleCounters(2100);
+    const before = readRuleCounters(dp, 2100);
     let res: ReturnType<typeof dp.testRun>;
     try {
       res = dp.testRun(direction === 'ingress' ? 'xdp' : 'tc', frame);
     } catch (e) {
       throw new Error(`${direction} ${a} vlan ${vlan}: ${String(e)}`);
     }
-    const after = dp.readRuleCounters(2100);
+    const after = readRuleCounters(dp, 2100);
     const what = `${sc.name} / ${direction} ${a}${vlan !== undefined ? ` vlan ${vlan}` : ''}: expected ${expected.verdict}`;
     const dropped = direction === 'ingress' ? res.retval === XDP_DROP : res.retval === TC_ACT_SHOT;
     assert.equal(res.retval, direction === 'ingress' ? (dropped ? XDP_DROP : XDP_PASS) : dropped ? TC_ACT_SHOT : TC_ACT_UNSPEC, what);
@@ -209,7 +210,7 @@ for (const k of [0, 2, 6]) {
     test(`verdict table, K=${k}: ${sc.name}`, async () => {
       await withDatapath(`verdict-k${k}`, { defaultAction: sc.defaultAction, maxHashLengths: k }, (dp) => {
         const ops: MapOp[] = compile(sc.rules).map((entry) => ({ kind: 'entry.upsert', entry }));
-        dp.apply(ops);
+        applyOps(dp, ops);
         const layout = dp.layout();
         if (k === 0)
           assert.ok(
@@ -235,11 +236,11 @@ for (const k of [0, 2, 6]) {
 
         // Non-IP and truncated frames pass (even in allowlist mode), uncounted.
         for (const [name, frame, skbOk] of noiseFrames()) {
-          const before = dp.readRuleCounters(2100);
+          const before = readRuleCounters(dp, 2100);
           assert.equal(dp.testRun('xdp', frame).retval, XDP_PASS, `xdp: ${name}`);
           if (skbOk) assert.equal(dp.testRun('tc', frame).retval, TC_ACT_UNSPEC, `tc: ${name}`);
           else assert.throws(() => dp.testRun('tc', frame), { code: 'EINVAL' }, `the kernel builds no skb of: ${name}`);
-          assert.deepEqual(slotsChanged(before.packets, dp.readRuleCounters(2100).packets), [], `${name} is not counted`);
+          assert.deepEqual(slotsChanged(before.packets, readRuleCounters(dp, 2100).packets), [], `${name} is not counted`);
         }
       });
     });
@@ -251,20 +252,26 @@ test('one rule set, rewritten rule by rule, keeps matching decide() (updates, de
     const sc = SCENARIOS[0]!;
     const entries = compile(sc.rules);
     // Insert one by one (lengths get placed as they first appear), then delete half and re-add.
-    for (const e of entries) dp.apply([{ kind: 'entry.upsert', entry: e }]);
+    for (const e of entries) applyOps(dp, [{ kind: 'entry.upsert', entry: e }]);
     runTable(dp, sc, 'ingress');
     const half = entries.filter((_, i) => i % 2 === 0);
-    dp.apply(half.map((e) => ({ kind: 'entry.delete', direction: e.direction, prefix: e.prefix })));
+    applyOps(
+      dp,
+      half.map((e) => ({ kind: 'entry.delete', direction: e.direction, prefix: e.prefix })),
+    );
     // The reference holds what is loaded (pruned denies were never in the kernel).
     const loaded = new Set(entries.filter((e) => !half.includes(e)).map((e) => e.slot));
     const reduced: Scenario = { ...sc, rules: sc.rules.filter((r) => loaded.has(r.slot)) };
     runTable(dp, reduced, 'ingress');
     runTable(dp, reduced, 'egress');
-    dp.apply(half.map((entry) => ({ kind: 'entry.upsert', entry })));
+    applyOps(
+      dp,
+      half.map((entry) => ({ kind: 'entry.upsert', entry })),
+    );
     runTable(dp, { ...sc, rules: sc.rules.filter((r) => entries.some((e) => e.slot === r.slot)) }, 'ingress');
     // Same prefix, new action: a replace in place.
     const flip = entries.find((e) => e.prefix.len === 24 && e.action === 'deny' && e.direction === 'ingress')!;
-    dp.apply([{ kind: 'entry.upsert', entry: { ...flip, action: 'allow' } }]);
+    applyOps(dp, [{ kind: 'entry.upsert', entry: { ...flip, action: 'allow' } }]);
     const flipped = sc.rules.map((r) => (r.slot === flip.slot ? { ...r, action: 'allow' as const } : r));
     runTable(dp, { ...sc, rules: flipped.filter((r) => entries.some((e) => e.slot === r.slot)) }, 'ingress');
     assert.equal(
