@@ -28,7 +28,7 @@ import type { DefaultAction, RuleAction, RuleDirection, RuleMode } from '../../.
 import { FW_MAX_RULE_SLOTS, FW_STORE_ID_MAX, type TableIndex, tableDirection, tableFamily } from './abi.js';
 
 export { DatapathError } from './errors.js';
-export { type TableIndex, tableIndex } from './abi.js';
+export { type TableIndex, tableDirection, tableFamily, tableIndex } from './abi.js';
 
 /** One prefix in one kernel table (direction x family). */
 export interface KernelEntry {

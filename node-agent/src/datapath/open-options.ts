@@ -10,7 +10,7 @@ import { bucketsFor, spillSizeFor } from './fwtab-hash.js';
 const E = osConstants.errno;
 
 const DEFAULT_CAPACITY: DatapathCapacity = { prefixesPerTable: 1_048_576, counterSlots: 1_048_576 };
-/** K: prefix lengths per table probed in the hash (see bpf/README.md for the measurement). */
+/** K: prefix lengths per table probed in the hash; the rest go to the trie (bpf/README.md, "Lookup structure, and why"). */
 const DEFAULT_MAX_HASH_LENGTHS = 6;
 /** fw_if_cntx entries (interfaces whose fw_if_cnt slot another one owns). */
 const IF_CNTX_ENTRIES = 4096;
