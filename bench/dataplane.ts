@@ -100,6 +100,7 @@ import { batchOpts, check, closeFd, possibleCpus, raw, XDP_DROP, XDP_PASS } from
 import { progTestRun } from '../node-agent/src/datapath/test-run.js';
 import { BpfMap } from '../node-agent/src/datapath/bpf-map.js';
 import { createNetnsPair, type NetnsPair } from '../test/support/netns.js';
+import { checkpoint, runBench, sleep } from './lib/interrupt.js';
 import { dotted, entries, hitSources, missSources, nearMissSources, randomOrder, v4Prefix } from './lib/prefix-sets.js';
 
 const root = resolve(import.meta.dirname, '..');
@@ -227,7 +228,7 @@ function frame(family: 4 | 6): Buffer {
   return f;
 }
 
-function perPacket(): void {
+async function perPacket(): Promise<void> {
   const NSRC = 1024;
   // Short runs, many rounds: every case sees the same moments of a noisy host.
   const REPEAT = 300_000;
@@ -273,6 +274,7 @@ function perPacket(): void {
     { name: 'v6_100k', family: 6, n: 100_000, miss: false },
   ];
   for (const s of sets) {
+    await checkpoint();
     const hit = hitSources(s.family, s.n, NSRC);
     const frameOf = s.family === 4 ? v4 : v6;
     // fleetwall (K=6), then the plain LPM trie of the bench (suffix _trie) on the same prefixes.
@@ -343,6 +345,7 @@ function perPacket(): void {
   }
   // What the headline leaves out, on the v4 1M set: one counter slot per rule; 16384 sources.
   {
+    await checkpoint();
     const { pinDir, seconds } = openSet('v4_1m_rule_slots', 4, 1_000_000, 6, true);
     process.stderr.write(`# loaded v4_1m with one counter slot per rule in ${seconds.toFixed(2)} s\n`);
     runs.push({
@@ -380,6 +383,7 @@ function perPacket(): void {
   }
   const results = new Map<string, number[]>();
   for (let r = 0; r < PPS_ROUNDS; r++) {
+    await checkpoint();
     for (const run of r % 2 === 0 ? runs : [...runs].reverse()) {
       const res = progTestRun(run.fd, run.frame, { repeat: REPEAT });
       // Every source of a hit set is denied, of a miss set unlisted: the last run's verdict shows which.
@@ -412,9 +416,10 @@ function perPacket(): void {
   for (const d of pinDirs.splice(0)) removePins(d);
 }
 
-function loadTime(): void {
+async function loadTime(): Promise<void> {
   const xs: number[] = [];
   for (let i = 0; i < 3; i++) {
+    await checkpoint();
     const { dp, pinDir, seconds } = openSet(`load${i}`, 4, 1_000_000, 6);
     xs.push(seconds);
     dp.close();
@@ -971,11 +976,11 @@ async function dropRates(): Promise<void> {
     /** One paced window: the rate the generator offered and the rate the receiver took. */
     const trial = async (target: number, pids: string[]): Promise<Trial> => {
       setRate(srcPin, target);
-      await new Promise((x) => setTimeout(x, PACED_SETTLE_MS));
+      await sleep(PACED_SETTLE_MS);
       const ps0 = progStats();
       const cpu0 = cpuTimeNs(pids);
       const c0 = senderCounters(genPid, ifa);
-      await new Promise((x) => setTimeout(x, PACED_TRIAL_MS));
+      await sleep(PACED_TRIAL_MS);
       const c1 = senderCounters(genPid, ifa);
       const cpu1 = cpuTimeNs(pids);
       const ps1 = progStats();
@@ -1052,6 +1057,7 @@ async function dropRates(): Promise<void> {
     for (let r = 0; r < ROUNDS; r++) {
       // Alternate the order so no case (and no traffic mode) always follows the same one.
       for (const { t, c } of r % 2 === 0 ? windows : [...windows].reverse()) {
+        await checkpoint();
         if (`${c.sources}/${t}` !== current) {
           const list = c.sources === 'big' ? bigSources : smallSources;
           writeSources(srcPin, t === 'one' ? list.map(() => list[0]!) : list);
@@ -1065,13 +1071,13 @@ async function dropRates(): Promise<void> {
           if (mode.mode !== (c.xdp ? 'native' : 'none')) throw new Error(`${c.metric}: XDP mode on ${ifb} is ${mode.mode}`);
           const pids = napiThreads(bed);
           pinNapi(pids);
-          await new Promise((x) => setTimeout(x, WARMUP_MS));
+          await sleep(WARMUP_MS);
           const rx0 = ethtoolStats(bed, 'b', ifb);
           const tx0 = ethtoolStats(bed, 'a', bed.a.ifname);
           const cpu0 = cpuTimeNs(pids);
           const ps0 = progStats();
           const t0n = process.hrtime.bigint();
-          await new Promise((x) => setTimeout(x, WINDOW_MS));
+          await sleep(WINDOW_MS);
           const rx1 = ethtoolStats(bed, 'b', ifb);
           const tx1 = ethtoolStats(bed, 'a', bed.a.ifname);
           const cpu1 = cpuTimeNs(pids);
@@ -1253,8 +1259,8 @@ async function main(): Promise<void> {
   });
   try {
     if (DO_PPS) {
-      perPacket();
-      loadTime();
+      await perPacket();
+      await loadTime();
     }
     if (DO_MPPS) await dropRates();
   } finally {
@@ -1265,4 +1271,4 @@ async function main(): Promise<void> {
   emit('bench.done', 0, { loadavg: load() });
 }
 
-await main();
+runBench('bench:dataplane', main);

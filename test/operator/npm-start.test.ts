@@ -86,6 +86,15 @@ function processGroup(pgid: number): number[] {
   return r.stdout.split('\n').filter(Boolean).map(Number);
 }
 
+/**
+ * Waits (up to 5 s) for `gone` to hold: a tsx esbuild service exits on its
+ * own once its parent has gone. Whatever is still there after that was left behind.
+ */
+async function settled(gone: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!gone() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+}
+
 function assertCleanedUp(what: string): void {
   const netns = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
   assert.ok(!netns.includes(`fw${tag}-`), `${what}: namespaces removed: ${netns}`);
@@ -111,6 +120,7 @@ test('npm start from a clean clone reaches live drop counters, then cleans up', 
   for (const m of out.matchAll(/drop=(\d+)/g)) maxDrop = Math.max(maxDrop, Number(m[1]));
   assert.ok(maxDrop > 0, `drop counters moved:\n${out}`);
   assert.match(out, /first drops counted/);
+  await settled(() => processesMentioning(dir).length === 0);
   assertCleanedUp('after --exit-after-drops');
 });
 
@@ -132,6 +142,7 @@ test('Ctrl-C (SIGINT to the whole process group) cleans up in order; a second ru
   assert.ok(signal === 'SIGINT' || code === 130, `npm start ended by the interrupt (code ${code}, signal ${signal}):\n${out}`);
   assert.doesNotMatch(out, /TypeError|Error:/, 'no crash');
   assert.match(out, /cleaned up/, `the demo said it cleaned up before npm returned:\n${out}`);
+  await settled(() => processGroup(pgid).length === 0 && processesMentioning(dir).length === 0);
   assert.deepEqual(processGroup(pgid), [], 'no process of the group is left once npm returns');
   assertCleanedUp('after Ctrl-C');
 
