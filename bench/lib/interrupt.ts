@@ -96,6 +96,15 @@ export async function settleAfter(work: Promise<unknown>, ms: number): Promise<v
  */
 export function runBench(name: string, main: () => Promise<void>): void {
   for (const s of SIGNALS) process.on(s, onSignal);
+  // Once stopping, what is being torn down may throw where nothing awaits it (postgres.js does, from a
+  // timer, when its server goes away under a transaction): note it and go on cleaning up.
+  process.on('uncaughtException', (e) => {
+    if (!received) {
+      process.stderr.write(`${name} failed: ${e.stack ?? e.message}\n`);
+      process.exit(1);
+    }
+    process.stderr.write(`${name}: while stopping: ${e.message}\n`);
+  });
   main().then(
     () => finish(name, undefined),
     (e: unknown) => finish(name, e),

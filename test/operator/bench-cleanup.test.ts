@@ -1,9 +1,11 @@
 // A bench stopped by a signal cleans up before it goes: `bench:dataplane`
 // killed by SIGTERM in its drop-rate phase (namespaces, pinned maps, an
 // nftables set, its attach helper running), and interrupted by Ctrl-C (SIGINT
-// to its whole process group) while it loads its per-packet sets, leaves no
-// pin, namespace or process behind, and ends by that signal. Stopped before
-// any measurement: a few seconds each, no traffic worth the name.
+// to its whole process group) while it loads its per-packet sets;
+// `bench:agent` interrupted by Ctrl-C with its agent running;
+// `bench:controlplane` killed by SIGTERM with its simulated agents connecting. Each leaves no
+// pin, namespace, file or process behind, and ends by that signal. Stopped
+// before any measurement: seconds each, no traffic worth the name.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -20,9 +22,9 @@ interface Bench {
   readonly exited: Promise<[number | null, NodeJS.Signals | null]>;
 }
 
-/** bench/dataplane.ts as `npm run bench:dataplane` runs it, leading a process group of its own. */
-function startBench(args: string[]): Bench {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/dataplane.ts', ...args], {
+/** A bench as `npm run bench:*` runs it (bench/dataplane.ts ...), leading a process group of its own. */
+function startBench(script: string, args: string[]): Bench {
+  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
@@ -34,14 +36,18 @@ function startBench(args: string[]): Bench {
   return { child, pid: child.pid!, output: () => out, exited };
 }
 
-/** What the bench of this pid owns: pin dirs (fleetwall-bench-<name>-<pid>-<hex>), namespaces (fwt<pid>-<hex>-a/b), its nft file. */
+/**
+ * What the bench of this pid owns: pin dirs (fleetwall-bench-<name>-<pid>-<hex>, an agent's
+ * fleetwall-test-<pid>-<hex>), namespaces (fwt<pid>-<hex>-a/b), its nft file, an agent's folder,
+ * the processes of its group (its children, and its Postgres unless that has a group of its own).
+ */
 function leftovers(pid: number): { pins: string[]; netns: string[]; files: string[]; processes: number[] } {
-  const pins = readdirSync('/sys/fs/bpf').filter((d) => d.startsWith('fleetwall-bench-') && d.includes(`-${pid}-`));
+  const pins = readdirSync('/sys/fs/bpf').filter((d) => d.startsWith('fleetwall-') && d.includes(`-${pid}-`));
   const netns = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
     .split('\n')
     .map((l) => l.split(' ')[0]!)
     .filter((n) => n.startsWith(`fwt${pid}-`));
-  const files = readdirSync(tmpdir()).filter((f) => f.startsWith(`fw-bench-nft-${pid}-`));
+  const files = readdirSync(tmpdir()).filter((f) => f.startsWith(`fw-bench-nft-${pid}-`) || f.startsWith(`fwagent-${pid}-`));
   const processes = spawnSync('pgrep', ['-g', String(pid)], { encoding: 'utf8' })
     .stdout.split('\n')
     .filter(Boolean)
@@ -86,11 +92,11 @@ function sweep(pid: number): void {
   for (const p of left.processes) spawnSync('kill', ['-9', String(p)]);
   for (const ns of left.netns) spawnSync('ip', ['netns', 'del', ns]);
   for (const d of left.pins) spawnSync('rm', ['-rf', join('/sys/fs/bpf', d)]);
-  for (const f of left.files) spawnSync('rm', ['-f', join(tmpdir(), f)]);
+  for (const f of left.files) spawnSync('rm', ['-rf', join(tmpdir(), f)]);
 }
 
 test('bench:dataplane killed by SIGTERM in the drop-rate phase leaves no pin, namespace or process', { timeout: 180_000 }, async () => {
-  const bench = startBench(['--rounds', '1', '--no-pps', '--no-paced', '--traffic', 'one']);
+  const bench = startBench('bench/dataplane.ts', ['--rounds', '1', '--no-pps', '--no-paced', '--traffic', 'one']);
   try {
     // The richest state before a window: namespaces, pinned sinks, the nft set, the attach helper running.
     await until('pinned maps, namespaces and the attach helper', bench, () => {
@@ -108,7 +114,7 @@ test('bench:dataplane killed by SIGTERM in the drop-rate phase leaves no pin, na
 });
 
 test('bench:dataplane interrupted by Ctrl-C while loading its per-packet sets leaves no pin or process', { timeout: 180_000 }, async () => {
-  const bench = startBench(['--rounds', '1', '--no-mpps']);
+  const bench = startBench('bench/dataplane.ts', ['--rounds', '1', '--no-mpps']);
   try {
     await until('pinned maps', bench, () => leftovers(bench.pid).pins.length > 0);
     process.kill(-bench.pid, 'SIGINT'); // the whole group, as a terminal does
@@ -117,6 +123,44 @@ test('bench:dataplane interrupted by Ctrl-C while loading its per-packet sets le
     assert.ok(signal === 'SIGINT' || code === 130, `ended by SIGINT (code ${code}, signal ${signal}):\n${bench.output()}`);
     assert.deepEqual(leftovers(bench.pid), { pins: [], netns: [], files: [], processes: [] }, `${describe(bench.pid)}\n${bench.output()}`);
     assert.ok(!existsSync(`/proc/${bench.pid}`));
+  } finally {
+    sweep(bench.pid);
+  }
+});
+
+test('bench:agent interrupted by Ctrl-C with its agent running leaves no pin, namespace or process', { timeout: 180_000 }, async () => {
+  const bench = startBench('bench/agent.ts', ['--changes', '3', '--skip-snapshot']);
+  try {
+    await until('the agent process', bench, () => groupHas(bench.pid, 'node-agent/src/main.ts') && leftovers(bench.pid).pins.length > 0);
+    process.kill(-bench.pid, 'SIGINT');
+    const [code, signal] = await bench.exited;
+    await groupGone(bench.pid);
+    assert.ok(signal === 'SIGINT' || code === 130, `ended by SIGINT (code ${code}, signal ${signal}):\n${bench.output()}`);
+    assert.deepEqual(leftovers(bench.pid), { pins: [], netns: [], files: [], processes: [] }, `${describe(bench.pid)}\n${bench.output()}`);
+  } finally {
+    sweep(bench.pid);
+  }
+});
+
+test('bench:controlplane killed by SIGTERM with its agents connecting leaves no process', { timeout: 180_000 }, async () => {
+  const bench = startBench('bench/controlplane.ts', [
+    '--agents',
+    '20',
+    '--workers',
+    '1',
+    '--changes',
+    '3',
+    '--create-seconds',
+    '1',
+    '--skip-import',
+  ]);
+  try {
+    await until('the simulated agents', bench, () => groupHas(bench.pid, 'controlplane/agent-worker.ts'));
+    process.kill(bench.pid, 'SIGTERM'); // its control plane, Postgres and workers are its children
+    const [code, signal] = await bench.exited;
+    await groupGone(bench.pid);
+    assert.ok(signal === 'SIGTERM' || code === 143, `ended by SIGTERM (code ${code}, signal ${signal}):\n${bench.output()}`);
+    assert.deepEqual(leftovers(bench.pid), { pins: [], netns: [], files: [], processes: [] }, `${describe(bench.pid)}\n${bench.output()}`);
   } finally {
     sweep(bench.pid);
   }
