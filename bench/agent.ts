@@ -28,7 +28,7 @@ import { ImportRulesRequest, type ImportRulesResponse } from '../proto/gen/fleet
 import { Action, Direction, Mode } from '../proto/gen/fleetwall/v1/rule.js';
 import { createRule, deleteRule } from '../test/agent/e2e-rig.js';
 import { SeqTraffic } from './agent/seq-traffic.js';
-import { checkpoint, runBench, untilInterrupted } from './lib/interrupt.js';
+import { checkpoint, interruption, runBench, settleAfter, untilInterrupted } from './lib/interrupt.js';
 
 const argv = process.argv.slice(2);
 const opt = (name: string, def: number): number => {
@@ -186,16 +186,26 @@ async function main(): Promise<void> {
   });
   const pg = await startTestPostgres();
   const cleanups: (() => unknown)[] = [() => pg.stop()];
-  try {
-    // On a signal the cleanups below run at once; the phases stop creating anything (checkpoints).
-    await untilInterrupted(phases(pg, cleanups));
-  } finally {
+  const cleanUp = async () => {
     while (cleanups.length) {
       try {
         await cleanups.pop()!();
       } catch (e) {
         note(`cleanup: ${(e as Error).message}`);
       }
+    }
+  };
+  const work = phases(pg, cleanups);
+  try {
+    // On a signal the cleanups below run at once; the phases stop creating anything (checkpoints).
+    await untilInterrupted(work);
+  } finally {
+    await cleanUp();
+    if (interruption()) {
+      // What a phase was starting when the signal came (an agent not yet ready) is cleaned up by it
+      // when it fails, or goes on `cleanups` if it succeeded: wait for the phases to stop, then again.
+      await settleAfter(work, 30_000);
+      await cleanUp();
     }
   }
   emit('bench.done', 0, { loadavg: readFileSync('/proc/loadavg', 'utf8').trim() });
