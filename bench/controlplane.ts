@@ -18,7 +18,9 @@
 // (child), the agents as real gRPC clients (own HTTP/2 connection each)
 // spread over --workers child processes. Commit times come from the
 // revision's commit_time (Postgres clock_timestamp(), ms precision in the
-// Delta; arrival is sub-ms wall clock on the same host).
+// Delta; arrival is sub-ms wall clock on the same host). SIGINT, SIGTERM or
+// SIGHUP: the workers, the control plane and Postgres are stopped, then it
+// ends by that signal (lib/interrupt.ts).
 // Options: --agents 1000 --workers 2 --changes 250 --pace-ms 20 --create-seconds 10
 //          --concurrency 16 --import 1000000 --skip-import --skip-create --cp-prof DIR
 // Targets (issue 3): p99 <= 100 ms at 1,000 agents; 1M import committed <= 20 s and
@@ -29,11 +31,12 @@ import { fileURLToPath } from 'node:url';
 import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import { ImportRulesRequest, type ImportRulesResponse } from '../proto/gen/fleetwall/v1/rule_service.js';
 import { Action } from '../proto/gen/fleetwall/v1/rule.js';
-import { connectClients, startChildControlPlane } from '../test/support/control-plane.js';
+import { type ChildControlPlane, connectClients, startChildControlPlane, type TestClients } from '../test/support/control-plane.js';
 import { startTestPostgres } from '../test/support/postgres.js';
 import { rulesApi } from '../test/control-plane/support/rules.js';
 import { SyncClient } from '../test/control-plane/support/sync-client.js';
 import type { RevisionStat, WorkerCommand, WorkerEvent } from './controlplane/agent-worker.js';
+import { checkpoint, runBench, untilInterrupted } from './lib/interrupt.js';
 
 const argv = process.argv.slice(2);
 const opt = (name: string, def: number): number => {
@@ -113,10 +116,15 @@ class Worker {
     if (e.type !== 'report') throw new Error(`unexpected ${e.type}`);
     return e;
   }
+  /** Asks it to stop (SIGKILL after 10 s); resolves once it has exited (at once if it has already). */
   async stop(): Promise<void> {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
     const exited = new Promise((r) => this.proc.once('exit', r));
-    this.send({ type: 'stop' });
+    if (this.proc.connected) this.send({ type: 'stop' });
+    else this.proc.kill('SIGTERM');
+    const timer = setTimeout(() => this.proc.kill('SIGKILL'), 10_000);
     await exited;
+    clearTimeout(timer);
   }
 }
 
@@ -193,166 +201,168 @@ async function main(): Promise<void> {
   const pg = await startTestPostgres({
     settings: { fsync: 'on', synchronous_commit: 'on', full_page_writes: 'on', shared_buffers: '256MB', max_wal_size: '4GB' },
   });
-  const cp = await startChildControlPlane(pg.url, {}, CP_PROF ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${CP_PROF}`] } : {});
-  log(`control plane pid ${cp.pid} on ${cp.target}`);
-  const clients = connectClients(cp.target);
-  const api = rulesApi(clients.rules, 'bench');
+  let cp: ChildControlPlane | undefined;
+  let clients: TestClients | undefined;
   const workers: Worker[] = [];
   try {
-    // Phase 1: single-rule creates through the API (API + store + commit; nobody following yet).
-    if (!SKIP_CREATE) {
-      const b = await createBurst(api, 11, CONCURRENCY, CREATE_SECONDS);
-      emit('rules_per_second.create', b.perSecond, {
-        concurrency: CONCURRENCY,
-        seconds: Math.round(b.elapsed * 10) / 10,
-        agents_following: 0,
-      });
-    }
-
-    // Phase 2: the fleet connects.
-    let t = now();
-    workers.push(...(await startWorkers(cp.target, AGENTS, WORKERS)));
-    emit('seconds.connect_1000_agents', (now() - t) / 1000, { agents: AGENTS });
-    await sleep(1000);
-    const idle0 = cpuMs(cp.pid);
-    await sleep(5000);
-    emit('cpu_percent.controlplane_idle_1000_agents', ((cpuMs(cp.pid) - idle0) / 5000) * 100, {
-      agents: AGENTS,
-      note: 'pings, node flushes, expiry polls with no changes',
-    });
-
-    // Phase 3: propagation of single creates.
-    const cpu0 = cpuMs(cp.pid);
-    const agentCpu0 = workers.reduce((n, w) => n + cpuMs(w.proc.pid!), 0);
-    const revs: bigint[] = [];
-    for (let i = 0; i < CHANGES; i++) {
-      const r = await api.create({
-        rule: { cidr: `10.${(i >> 8) & 255}.${i & 255}.0/24`, action: Action.ACTION_DENY, comment: 'bench propagation' },
-      });
-      revs.push(r.revision);
-      await sleep(PACE_MS);
-    }
-    const stats = await waitAll(workers, AGENTS, revs, 120_000);
-    const cpPerChange = (cpuMs(cp.pid) - cpu0) / CHANGES;
-    const agentsPerChange = (workers.reduce((n, w) => n + cpuMs(w.proc.pid!), 0) - agentCpu0) / CHANGES;
-    const perChange = revs.map((r) => stats.get(r.toString())!.maxMs).sort((a, b) => a - b);
-    const meanAgent = revs.reduce((s, r) => s + stats.get(r.toString())!.sumMs, 0) / (revs.length * AGENTS);
-    const ctx = { agents: AGENTS, changes: CHANGES, pace_ms: PACE_MS };
-    emit('ms.propagation_p50', percentile(perChange, 50), ctx);
-    emit('ms.propagation_p99', percentile(perChange, 99), ctx);
-    emit('ms.propagation_max', perChange[perChange.length - 1]!, ctx);
-    emit('ms.propagation_mean', meanAgent, { ...ctx, note: 'mean over (change, agent) pairs' });
-    const first = revs.map((r) => stats.get(r.toString())!.minMs).sort((a, b) => a - b);
-    emit('ms.propagation_first_agent_p50', percentile(first, 50), { ...ctx, note: 'commit -> the FIRST agent has it' });
-    emit('cpu_ms_per_change.controlplane', cpPerChange, {
-      ...ctx,
-      note: 'control-plane CPU per create (API, commit, fan-out to every agent, their ACKs)',
-    });
-    emit('cpu_ms_per_change.simulated_agents', agentsPerChange, { ...ctx, note: 'CPU of the simulated agents per create (same 2 vCPUs)' });
-    const fan = await controlPlaneHistogram(cp.httpPort, 'fleetwall_sync_fanout_delay_seconds');
-    if (fan)
-      emit('ms.controlplane_fanout_mean', (fan.sum / fan.count) * 1000, {
-        ...ctx,
-        note: 'commit -> delta written to every stream (control plane side)',
-      });
-
-    // Phase 4: the same creates while 1,000 agents follow every revision.
-    if (!SKIP_CREATE) {
-      const b = await createBurst(api, 13, CONCURRENCY, Math.max(3, Math.round(CREATE_SECONDS / 2)));
-      emit('rules_per_second.create_1000_agents_following', b.perSecond, {
-        concurrency: CONCURRENCY,
-        seconds: Math.round(b.elapsed * 10) / 10,
-        agents_following: AGENTS,
-        note: 'bounded by the fan-out: one delta to and one ACK from every agent per revision',
-      });
-      const t2 = now();
-      await waitAll(workers, AGENTS, [b.last], 300_000);
-      emit('seconds.create_backlog_drain', (now() - t2) / 1000, {
-        agents: AGENTS,
-        note: 'after that burst, until every agent has the last revision',
-      });
-    }
-    const mem = rssMb(cp.pid);
-    emit('mb.controlplane_rss_1000_agents', mem.rss, { agents: AGENTS });
-    emit('mb.controlplane_rss_peak', mem.peak, { agents: AGENTS });
-    for (const w of workers.splice(0)) await w.stop();
-
-    if (!SKIP_IMPORT) {
-      // Expiry: rules with a 1 s ttl, deleted at an agent how long after their expiry.
-      const one = new SyncClient(cp.target, { nodeName: 'bench-expiry' }).connect();
-      await one.waitInSync();
-      const batch = await api.batchCreate({
-        requests: Array.from({ length: 100 }, (_, i) => ({
-          rule: { cidr: `12.0.${i}.0/24`, action: Action.ACTION_DENY },
-          ttl: { seconds: 1n, nanos: 0 },
-        })),
-      });
-      await one.waitRevision(batch.revision);
-      const ids = new Set(batch.rules.map((r) => r.id));
-      const expireAt = Math.max(...batch.rules.map((r) => r.expireTime!.getTime()));
-      await one.waitFor((c) => [...ids].every((id) => !c.rules.has(id)), 'expiry deletes', 30_000);
-      const del = one.deltas.filter((d) => d.delta.deletes.some((id) => ids.has(id)));
-      emit('ms.expiry_to_agent_max', Math.max(...del.map((d) => d.receivedAt)) - expireAt, {
-        rules: 100,
-        note: 'expire_time -> delete delta at an agent (sweep every 200 ms)',
-      });
-      one.close();
-
-      // Phase 5: a 1M-line import, one agent connected.
-      const [w] = await startWorkers(cp.target, 1, 1);
-      workers.push(w!);
-      const half = Math.floor(IMPORT / 2);
-      const line = (i: number) => {
-        if (i < half) {
-          const v = (0x50000000 + i * 3) >>> 0;
-          return `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
-        }
-        const v = (0x10000000 + (i - half) * 512) >>> 0;
-        return `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.0/24`;
-      };
-      t = now();
-      const md = new Metadata();
-      md.set('x-fleetwall-actor', 'bench');
-      const res = await new Promise<ImportRulesResponse>((resolve, reject) => {
-        const call = clients.rules.importRules(md, (err: ServiceError | null, r?: ImportRulesResponse) =>
-          err ? reject(err) : resolve(r!),
-        );
-        const write = (m: ImportRulesRequest) =>
-          call.write(m) ? Promise.resolve() : new Promise<void>((r) => call.once('drain', () => r()));
-        (async () => {
-          await write(
-            ImportRulesRequest.fromPartial({ part: { $case: 'header', value: { action: Action.ACTION_DENY, comment: 'bench import' } } }),
-          );
-          const CH = 16384;
-          for (let i = 0; i < IMPORT; i += CH) {
-            const lines: string[] = [];
-            for (let j = i; j < Math.min(IMPORT, i + CH); j++) lines.push(line(j));
-            await write(ImportRulesRequest.fromPartial({ part: { $case: 'chunk', value: { lines } } }));
-          }
-          call.end();
-        })().catch(reject);
-      });
-      const commitS = (now() - t) / 1000;
-      if (res.added !== BigInt(IMPORT)) throw new Error(`import added ${res.added} of ${IMPORT}`);
-      const got = await waitAll([w!], 1, [res.revision], 300_000);
-      const received = (got.get(res.revision.toString())!.lastArrival - t) / 1000;
-      emit('seconds.import_1m_commit', commitS, { prefixes: IMPORT });
-      emit('seconds.import_1m_received', received, { prefixes: IMPORT, agents: 1 });
-      await sleep(2000);
-      emit('mb.controlplane_rss_1m_rules', rssMb(cp.pid).rss, { rules: IMPORT });
-    }
+    cp = await startChildControlPlane(pg.url, {}, CP_PROF ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${CP_PROF}`] } : {});
+    log(`control plane pid ${cp.pid} on ${cp.target}`);
+    clients = connectClients(cp.target);
+    // On a signal the cleanup below runs at once; the phases start no more workers (checkpoints).
+    await untilInterrupted(phases(cp, clients, workers));
   } finally {
     for (const w of workers) await w.stop().catch(() => undefined);
-    clients.close();
-    await cp.stop();
+    clients?.close();
+    await cp?.stop();
     await pg.stop();
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    log(`failed: ${err instanceof Error ? err.stack : String(err)}`);
-    process.exit(1);
-  },
-);
+/** The measured phases; the workers they start go on `workers` (stopped by main). */
+async function phases(cp: ChildControlPlane, clients: TestClients, workers: Worker[]): Promise<void> {
+  const api = rulesApi(clients.rules, 'bench');
+  // Phase 1: single-rule creates through the API (API + store + commit; nobody following yet).
+  if (!SKIP_CREATE) {
+    const b = await createBurst(api, 11, CONCURRENCY, CREATE_SECONDS);
+    emit('rules_per_second.create', b.perSecond, {
+      concurrency: CONCURRENCY,
+      seconds: Math.round(b.elapsed * 10) / 10,
+      agents_following: 0,
+    });
+  }
+
+  // Phase 2: the fleet connects.
+  let t = now();
+  await checkpoint();
+  workers.push(...(await startWorkers(cp.target, AGENTS, WORKERS)));
+  emit('seconds.connect_1000_agents', (now() - t) / 1000, { agents: AGENTS });
+  await sleep(1000);
+  const idle0 = cpuMs(cp.pid);
+  await sleep(5000);
+  emit('cpu_percent.controlplane_idle_1000_agents', ((cpuMs(cp.pid) - idle0) / 5000) * 100, {
+    agents: AGENTS,
+    note: 'pings, node flushes, expiry polls with no changes',
+  });
+
+  // Phase 3: propagation of single creates.
+  const cpu0 = cpuMs(cp.pid);
+  const agentCpu0 = workers.reduce((n, w) => n + cpuMs(w.proc.pid!), 0);
+  const revs: bigint[] = [];
+  for (let i = 0; i < CHANGES; i++) {
+    const r = await api.create({
+      rule: { cidr: `10.${(i >> 8) & 255}.${i & 255}.0/24`, action: Action.ACTION_DENY, comment: 'bench propagation' },
+    });
+    revs.push(r.revision);
+    await sleep(PACE_MS);
+  }
+  const stats = await waitAll(workers, AGENTS, revs, 120_000);
+  const cpPerChange = (cpuMs(cp.pid) - cpu0) / CHANGES;
+  const agentsPerChange = (workers.reduce((n, w) => n + cpuMs(w.proc.pid!), 0) - agentCpu0) / CHANGES;
+  const perChange = revs.map((r) => stats.get(r.toString())!.maxMs).sort((a, b) => a - b);
+  const meanAgent = revs.reduce((s, r) => s + stats.get(r.toString())!.sumMs, 0) / (revs.length * AGENTS);
+  const ctx = { agents: AGENTS, changes: CHANGES, pace_ms: PACE_MS };
+  emit('ms.propagation_p50', percentile(perChange, 50), ctx);
+  emit('ms.propagation_p99', percentile(perChange, 99), ctx);
+  emit('ms.propagation_max', perChange[perChange.length - 1]!, ctx);
+  emit('ms.propagation_mean', meanAgent, { ...ctx, note: 'mean over (change, agent) pairs' });
+  const first = revs.map((r) => stats.get(r.toString())!.minMs).sort((a, b) => a - b);
+  emit('ms.propagation_first_agent_p50', percentile(first, 50), { ...ctx, note: 'commit -> the FIRST agent has it' });
+  emit('cpu_ms_per_change.controlplane', cpPerChange, {
+    ...ctx,
+    note: 'control-plane CPU per create (API, commit, fan-out to every agent, their ACKs)',
+  });
+  emit('cpu_ms_per_change.simulated_agents', agentsPerChange, { ...ctx, note: 'CPU of the simulated agents per create (same 2 vCPUs)' });
+  const fan = await controlPlaneHistogram(cp.httpPort, 'fleetwall_sync_fanout_delay_seconds');
+  if (fan)
+    emit('ms.controlplane_fanout_mean', (fan.sum / fan.count) * 1000, {
+      ...ctx,
+      note: 'commit -> delta written to every stream (control plane side)',
+    });
+
+  // Phase 4: the same creates while 1,000 agents follow every revision.
+  if (!SKIP_CREATE) {
+    const b = await createBurst(api, 13, CONCURRENCY, Math.max(3, Math.round(CREATE_SECONDS / 2)));
+    emit('rules_per_second.create_1000_agents_following', b.perSecond, {
+      concurrency: CONCURRENCY,
+      seconds: Math.round(b.elapsed * 10) / 10,
+      agents_following: AGENTS,
+      note: 'bounded by the fan-out: one delta to and one ACK from every agent per revision',
+    });
+    const t2 = now();
+    await waitAll(workers, AGENTS, [b.last], 300_000);
+    emit('seconds.create_backlog_drain', (now() - t2) / 1000, {
+      agents: AGENTS,
+      note: 'after that burst, until every agent has the last revision',
+    });
+  }
+  const mem = rssMb(cp.pid);
+  emit('mb.controlplane_rss_1000_agents', mem.rss, { agents: AGENTS });
+  emit('mb.controlplane_rss_peak', mem.peak, { agents: AGENTS });
+  for (const w of workers.splice(0)) await w.stop();
+
+  if (!SKIP_IMPORT) {
+    // Expiry: rules with a 1 s ttl, deleted at an agent how long after their expiry.
+    const one = new SyncClient(cp.target, { nodeName: 'bench-expiry' }).connect();
+    await one.waitInSync();
+    const batch = await api.batchCreate({
+      requests: Array.from({ length: 100 }, (_, i) => ({
+        rule: { cidr: `12.0.${i}.0/24`, action: Action.ACTION_DENY },
+        ttl: { seconds: 1n, nanos: 0 },
+      })),
+    });
+    await one.waitRevision(batch.revision);
+    const ids = new Set(batch.rules.map((r) => r.id));
+    const expireAt = Math.max(...batch.rules.map((r) => r.expireTime!.getTime()));
+    await one.waitFor((c) => [...ids].every((id) => !c.rules.has(id)), 'expiry deletes', 30_000);
+    const del = one.deltas.filter((d) => d.delta.deletes.some((id) => ids.has(id)));
+    emit('ms.expiry_to_agent_max', Math.max(...del.map((d) => d.receivedAt)) - expireAt, {
+      rules: 100,
+      note: 'expire_time -> delete delta at an agent (sweep every 200 ms)',
+    });
+    one.close();
+
+    // Phase 5: a 1M-line import, one agent connected.
+    await checkpoint();
+    const [w] = await startWorkers(cp.target, 1, 1);
+    workers.push(w!);
+    const half = Math.floor(IMPORT / 2);
+    const line = (i: number) => {
+      if (i < half) {
+        const v = (0x50000000 + i * 3) >>> 0;
+        return `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
+      }
+      const v = (0x10000000 + (i - half) * 512) >>> 0;
+      return `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.0/24`;
+    };
+    t = now();
+    const md = new Metadata();
+    md.set('x-fleetwall-actor', 'bench');
+    const res = await new Promise<ImportRulesResponse>((resolve, reject) => {
+      const call = clients.rules.importRules(md, (err: ServiceError | null, r?: ImportRulesResponse) => (err ? reject(err) : resolve(r!)));
+      const write = (m: ImportRulesRequest) =>
+        call.write(m) ? Promise.resolve() : new Promise<void>((r) => call.once('drain', () => r()));
+      (async () => {
+        await write(
+          ImportRulesRequest.fromPartial({ part: { $case: 'header', value: { action: Action.ACTION_DENY, comment: 'bench import' } } }),
+        );
+        const CH = 16384;
+        for (let i = 0; i < IMPORT; i += CH) {
+          const lines: string[] = [];
+          for (let j = i; j < Math.min(IMPORT, i + CH); j++) lines.push(line(j));
+          await write(ImportRulesRequest.fromPartial({ part: { $case: 'chunk', value: { lines } } }));
+        }
+        call.end();
+      })().catch(reject);
+    });
+    const commitS = (now() - t) / 1000;
+    if (res.added !== BigInt(IMPORT)) throw new Error(`import added ${res.added} of ${IMPORT}`);
+    const got = await waitAll([w!], 1, [res.revision], 300_000);
+    const received = (got.get(res.revision.toString())!.lastArrival - t) / 1000;
+    emit('seconds.import_1m_commit', commitS, { prefixes: IMPORT });
+    emit('seconds.import_1m_received', received, { prefixes: IMPORT, agents: 1 });
+    await sleep(2000);
+    emit('mb.controlplane_rss_1m_rules', rssMb(cp.pid).rss, { rules: IMPORT });
+  }
+}
+
+runBench('bench:controlplane', main);

