@@ -17,8 +17,8 @@ import { BpfMap } from '../../node-agent/src/datapath/bpf-map.js';
 import type { MapOp } from '../../node-agent/src/datapath/datapath.js';
 import { XDP_DROP, XDP_PASS } from '../../node-agent/src/datapath/uapi.js';
 import { rng32 } from '../support/rng.js';
-import { ipFrame } from './frames.js';
-import { withDatapath } from './helpers.js';
+import { ipFrame } from '../support/frames.js';
+import { withDatapath } from '../support/pin-dirs.js';
 import { applyOps } from '../support/object-forms.js';
 
 interface Entry {
