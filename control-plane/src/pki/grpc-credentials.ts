@@ -25,10 +25,14 @@ class TlsFilesProvider implements experimental.CertificateProvider {
     if (m.ca) for (const l of this.ca) l({ caCertificate: m.ca });
   }
 
+  // The current material is delivered on the next microtask, as grpc-js's own
+  // FileWatcherCertificateProvider does (it reads asynchronously): grpc-js
+  // subscribes before it registers the server's watcher, so an update handed
+  // over synchronously would reach no server.
   addCaCertificateListener(l: CaListener): void {
     this.ca.add(l);
     const m = this.files.current;
-    if (m.ca) l({ caCertificate: m.ca });
+    if (m.ca) queueMicrotask(() => this.ca.has(l) && l({ caCertificate: m.ca! }));
   }
   removeCaCertificateListener(l: CaListener): void {
     this.ca.delete(l);
@@ -36,7 +40,7 @@ class TlsFilesProvider implements experimental.CertificateProvider {
   addIdentityCertificateListener(l: IdentityListener): void {
     this.identity.add(l);
     const m = this.files.current;
-    l({ certificate: m.cert, privateKey: m.key });
+    queueMicrotask(() => this.identity.has(l) && l({ certificate: m.cert, privateKey: m.key }));
   }
   removeIdentityCertificateListener(l: IdentityListener): void {
     this.identity.delete(l);
