@@ -6,8 +6,8 @@
 // and bidirectional overrides show as U+FFFD. JSON output escapes them
 // instead (jsonSafe), so it stays exact and parseable. Pure.
 
-// biome-ignore lint/suspicious/noControlCharactersInRegex: escape sequences are what this removes
 const SEQUENCE =
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: escape sequences are what this removes
   /\u001b\[[0-?]*[ -/]*[@-~]|\u001b\][^\u0007\u001b]*(?:\u0007|\u001b\\)?|\u001b[PX^_][^\u001b]*(?:\u001b\\)?|\u001b[@-Z\\-_]|\u009b[0-?]*[ -/]*[@-~]/g;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this replaces
 const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
