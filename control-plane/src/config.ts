@@ -80,6 +80,8 @@ export interface Config {
   readonly httpAllowedHosts: readonly string[];
   /** How long a verified API token is trusted before Postgres is asked again (revocations are also pushed by NOTIFY). */
   readonly authCacheTtlMs: number;
+  /** The longest a refusal to a peer that keeps failing authentication is held back (0: never). */
+  readonly authPenaltyMaxMs: number;
 }
 
 export class ConfigError extends Error {
@@ -318,6 +320,15 @@ const OPTIONS: readonly OptionSpec[] = [
     min: 0,
     max: 1000,
     help: 'how long a verified API token is trusted before the store is asked again',
+  },
+  {
+    key: 'authPenaltyMaxMs',
+    env: 'FLEETWALL_AUTH_PENALTY_MAX',
+    kind: 'duration',
+    def: '5s',
+    min: 0,
+    max: 60_000,
+    help: 'longest hold-back of refusals to a peer that keeps failing authentication (0s: none)',
   },
 ];
 

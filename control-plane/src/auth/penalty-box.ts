@@ -46,7 +46,7 @@ export class PenaltyBox {
     this.peers.set(peer, e);
     if (this.peers.size > this.opts.maxPeers) this.peers.delete(this.peers.keys().next().value!);
     const over = e.count - this.opts.free;
-    return over <= 0 ? 0 : Math.min(this.opts.maxMs, this.opts.baseMs * 2 ** Math.min(over - 1, 30));
+    return over <= 0 || this.opts.maxMs <= 0 ? 0 : Math.min(this.opts.maxMs, this.opts.baseMs * 2 ** Math.min(over - 1, 30));
   }
 
   get size(): number {

@@ -23,7 +23,7 @@ import { Authenticator } from './authenticator.js';
 import { grpcAuthInterceptor } from './grpc-auth.js';
 import { httpGuard } from './http-auth.js';
 import { ADMIN_TOKEN_FILE, bootstrapAdminToken, writeLocalEndpoint } from './local-files.js';
-import { PenaltyBox } from './penalty-box.js';
+import { DEFAULT_PENALTY, PenaltyBox } from './penalty-box.js';
 import { allowedHostNames, isLoopbackHost, type SecurityMode, securityMode, securityModeReason } from './security-mode.js';
 import { TokenVerifier } from './token-verifier.js';
 
@@ -82,7 +82,8 @@ export async function setUpSecurity(
   const verifier = new TokenVerifier(deps.tokens, config.authCacheTtlMs);
   await verifier.listen(deps.sql, log);
   const countFailure = authFailureCounter(deps.registry);
-  const auth = new Authenticator(mode, verifier, new PenaltyBox(), countFailure);
+  const penalty = new PenaltyBox({ ...DEFAULT_PENALTY, maxMs: config.authPenaltyMaxMs });
+  const auth = new Authenticator(mode, verifier, penalty, countFailure);
 
   let tlsFiles: TlsFiles | undefined;
   let adminTokenFile: string | undefined;

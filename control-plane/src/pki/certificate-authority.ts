@@ -34,7 +34,12 @@ export async function createCa(commonName: string, ttlMs: number, now = new Date
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
-  return { certPem: cert.toString('pem'), keyPem: await privateKeyPem(keys.privateKey) };
+  return { certPem: pem(cert.toString('pem')), keyPem: await privateKeyPem(keys.privateKey) };
+}
+
+/** PEM text ending in a newline, so files and bundles concatenate cleanly. */
+function pem(text: string): string {
+  return text.endsWith('\n') ? text : `${text}\n`;
 }
 
 async function issue(
@@ -65,7 +70,7 @@ async function issue(
       await x509.AuthorityKeyIdentifierExtension.create(caCert.publicKey),
     ],
   });
-  return cert.toString('pem');
+  return pem(cert.toString('pem'));
 }
 
 /** A server certificate for both ports, with these names (a fresh key each time). */
@@ -121,7 +126,7 @@ export async function createCsr(nodeName: string): Promise<{ csrPem: string; key
     keys,
     signingAlgorithm: KEY_ALGORITHM,
   });
-  return { csrPem: csr.toString('pem'), keyPem: await privateKeyPem(keys.privateKey) };
+  return { csrPem: pem(csr.toString('pem')), keyPem: await privateKeyPem(keys.privateKey) };
 }
 
 /** Every certificate in a PEM bundle (a CA file may hold old and new CAs during a rollover). */

@@ -61,7 +61,9 @@ export function sansOf(certPem: string): SubjectAltNames {
   const ips: string[] = [];
   for (const part of alt.split(', ')) {
     if (part.startsWith('DNS:')) dns.push(part.slice(4));
-    else if (part.startsWith('IP Address:')) ips.push(part.slice(11));
+    // Node spells IPv6 out in full (0:0:0:0:0:0:0:1); a URL host gives the short form (::1).
+    else if (part.startsWith('IP Address:'))
+      ips.push(part.includes(':', 11) ? new URL(`http://[${part.slice(11)}]`).hostname.slice(1, -1) : part.slice(11));
   }
   return { dns, ips };
 }

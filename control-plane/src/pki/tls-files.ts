@@ -7,6 +7,7 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import type { Logger } from 'pino';
+import { splitPem } from './certificate-authority.js';
 import type { TlsFilePaths } from './pki-files.js';
 
 export interface TlsMaterial {
@@ -36,7 +37,11 @@ export function readTlsMaterial(paths: TlsFilePaths): TlsMaterial {
   const ca = paths.caFile ? readFileSync(paths.caFile) : undefined;
   const leaf = new X509Certificate(cert);
   if (!leaf.checkPrivateKey(createPrivateKey(key))) throw new Error(`${paths.keyFile} is not the key of ${paths.certFile}`);
-  if (ca) new X509Certificate(ca); // parses
+  if (ca) {
+    const certs = splitPem(ca.toString('utf8'));
+    if (certs.length === 0) throw new Error(`${paths.caFile} holds no PEM certificate`);
+    for (const c of certs) new X509Certificate(c); // each parses
+  }
   return { cert, key, ca };
 }
 

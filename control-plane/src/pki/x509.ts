@@ -24,7 +24,7 @@ export async function generateKeyPair(): Promise<CryptoKeyPair> {
 
 export async function privateKeyPem(key: CryptoKey): Promise<string> {
   const der = await subtle.exportKey('pkcs8', key);
-  return x509.PemConverter.encode(der, 'PRIVATE KEY');
+  return `${x509.PemConverter.encode(der, 'PRIVATE KEY')}\n`;
 }
 
 export async function importPrivateKey(pem: string): Promise<CryptoKey> {
