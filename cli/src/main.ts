@@ -1,4 +1,9 @@
 // The `fleetwall` command: operators' CLI and the entry point of the daemons.
+
+// grpc-js passes an IP-address target as the TLS server name, which Node 20
+// reports as deprecated (DEP0123) on every command's stderr, where --json
+// errors go; the certificate is still checked against the address.
+process.noDeprecation = true;
 import { readFileSync } from 'node:fs';
 import { UsageError } from './args.js';
 import { blockCommand } from './commands/block.js';
