@@ -41,6 +41,9 @@ export interface Security {
   stop(): Promise<void>;
 }
 
+/** How often the own server certificate is checked for renewal. */
+const OWN_CERT_CHECK_MS = 6 * 3_600_000;
+
 function interfaceAddresses(): string[] {
   return Object.values(networkInterfaces())
     .flat()
@@ -87,14 +90,23 @@ export async function setUpSecurity(
 
   let tlsFiles: TlsFiles | undefined;
   let adminTokenFile: string | undefined;
+  let renewal: NodeJS.Timeout | undefined;
   try {
     if (mode === 'tls') {
       const paths = await tlsPaths(config, log);
       tlsFiles = new TlsFiles(paths, config.tlsReloadIntervalMs, log.child({ component: 'tls' }));
       tlsFiles.start();
+      if (config.tlsCertFile === undefined) {
+        // The own server certificate is renewed while running too (30 days before it expires); the reload picks it up.
+        renewal = setInterval(() => {
+          tlsPaths(config, log).catch((err) => log.error({ err }, 'renewing the server certificate failed'));
+        }, OWN_CERT_CHECK_MS);
+        renewal.unref();
+      }
       adminTokenFile = await bootstrapAdminToken(deps.tokens, config.dataDir, log);
     }
   } catch (e) {
+    if (renewal) clearInterval(renewal);
     tlsFiles?.stop();
     await verifier.stop();
     throw e;
@@ -129,6 +141,7 @@ export async function setUpSecurity(
       }
     },
     async stop() {
+      if (renewal) clearInterval(renewal);
       tlsFiles?.stop();
       await verifier.stop();
     },
