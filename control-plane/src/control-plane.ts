@@ -27,6 +27,13 @@ import { RevisionFeed } from './sync/revision-feed.js';
 import { RuleCache } from './sync/rule-cache.js';
 import { SyncHub } from './sync/sync-hub.js';
 import { LocalBulkWrites } from './sync/bulk-handoff.js';
+import { checkHttpAccessTable } from './auth/http-auth.js';
+import { setUpSecurity } from './auth/security.js';
+import type { SecurityMode } from './auth/security-mode.js';
+import { AuditService } from './services/audit-service.js';
+import { TokenService } from './services/token-service.js';
+import { AuditStore } from './store/audit-store.js';
+import { TokenStore } from './store/token-store.js';
 
 export interface ControlPlane {
   /** This process's id (SyncStart.control_plane_id, Node.control_plane_id). */
@@ -36,13 +43,15 @@ export interface ControlPlane {
   /** The database's identity (SyncStart.store_id). */
   readonly storeId: string;
   readonly databaseUrl: string;
+  /** How callers are trusted (auth/security-mode.ts). */
+  readonly security: SecurityMode;
   /** Graceful: agents are told to reconnect elsewhere, state is flushed, embedded Postgres stops. */
   stop(): Promise<void>;
 }
 
 export interface StartOptions {
-  /** Extra HTTP routes (tests, embedding). */
-  readonly routes?: (router: HttpRouter) => void;
+  /** Extra HTTP routes (tests, embedding); admin-only unless added with an access of their own. */
+  readonly routes?: (router: Pick<HttpRouter, 'add'>) => void;
 }
 
 export async function startControlPlane(config: Config, logger: Logger, options: StartOptions = {}): Promise<ControlPlane> {
@@ -95,6 +104,16 @@ export async function startControlPlane(config: Config, logger: Logger, options:
     const nodeService = new NodeService(nodeStore, ruleStore, () => nodes.flush());
     const counterService = new CounterService(counterStore, nodeStore, () => counters.flush());
     const explain = new ExplainService(ruleStore, nodeStore);
+    const tokenStore = new TokenStore(sql);
+    const tokens = new TokenService(tokenStore);
+    const audit = new AuditService(new AuditStore(sql));
+    const security = await setUpSecurity(config, {
+      sql,
+      tokens: tokenStore,
+      registry: metrics.registry,
+      logger: log.child({ component: 'auth' }),
+    });
+    cleanup.unshift(() => security.stop());
 
     const sessionDeps = {
       hub,
@@ -120,8 +139,17 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       config.grpcHost,
       config.grpcPort,
       config.maxMessageBytes,
-      { rules, nodes: nodeService, counters: counterService, explain, sync: (call) => void new AgentSession(call, sessionDeps) },
+      {
+        rules,
+        nodes: nodeService,
+        counters: counterService,
+        explain,
+        sync: (call) => void new AgentSession(call, sessionDeps),
+        tokens,
+        audit,
+      },
       { logger: grpcLog, countRequest: (method, code) => metrics.grpcRequests.inc({ method, code: String(code) }) },
+      { credentials: security.grpcCredentials, interceptor: security.grpcInterceptor },
     );
     cleanup.unshift(() => grpc.stop(2000));
 
@@ -164,19 +192,40 @@ export async function startControlPlane(config: Config, logger: Logger, options:
           controlPlaneId: config.controlPlaneId,
           revision: cache.revision.toString(),
           agents: hub.sessionCount,
+          security: security.mode,
+          ...(security.mode === 'insecure' ? { warning: 'insecure: no TLS, no authentication (--insecure-no-auth)' } : {}),
         });
       } catch {
         sendJson(res, 503, { status: 'unavailable', reason: 'STORE_UNAVAILABLE' });
       }
     });
-    registerJsonApi(router, { rules, nodes: nodeService, counters: counterService, explain, maxMessageBytes: config.maxMessageBytes });
-    options.routes?.(router);
-    const http = await startHttpServer(config.httpHost, config.httpPort, router, log.child({ component: 'http' }));
+    registerJsonApi(router, {
+      rules,
+      nodes: nodeService,
+      counters: counterService,
+      explain,
+      tokens,
+      audit,
+      maxMessageBytes: config.maxMessageBytes,
+    });
+    // Routes from the embedder (tests) are admin-only unless they say otherwise.
+    options.routes?.({ add: (m, p, h, access) => router.add(m, p, h, access ?? 'admin') });
+    checkHttpAccessTable(router.list());
+    router.setGuard(security.httpGuard);
+    const http = await startHttpServer(config.httpHost, config.httpPort, router, log.child({ component: 'http' }), security.tlsFiles);
     cleanup.unshift(() => http.close());
 
     grpc.setServing(true);
+    security.announce(grpc.port, http.port);
     log.info(
-      { grpcPort: grpc.port, httpPort: http.port, storeId: db.storeId, revision: cache.revision.toString(), rules: cache.size },
+      {
+        grpcPort: grpc.port,
+        httpPort: http.port,
+        storeId: db.storeId,
+        revision: cache.revision.toString(),
+        rules: cache.size,
+        security: security.mode,
+      },
       'control plane started',
     );
 
@@ -187,6 +236,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       httpPort: http.port,
       storeId: db.storeId,
       databaseUrl: db.url,
+      security: security.mode,
       stop() {
         stopping ??= (async () => {
           log.info('control plane stopping');

@@ -74,13 +74,14 @@ test('added, duplicate and invalid lines with their numbers; one revision', asyn
     assert.equal(r.mode, Mode.MODE_MONITOR);
     assert.deepEqual(r.selector, { tier: 'edge' });
     assert.equal(r.revision, res.revision);
-    assert.equal(r.createdBy, 'test:importer');
+    assert.equal(r.createdBy, 'local:loopback', 'the authenticated principal (the header is only a note)');
   }
   await withSql(url, async (sql) => {
     const [a] = await sql<
-      { actor: string; after: { added: number; lines: number } }[]
-    >`select actor, after from audit_log where action = 'rule.import' order by id desc limit 1`;
-    assert.equal(a!.actor, 'test:importer');
+      { actor: string; note: string; after: { added: number; lines: number } }[]
+    >`select actor, note, after from audit_log where action = 'rule.import' order by id desc limit 1`;
+    assert.equal(a!.actor, 'local:loopback');
+    assert.equal(a!.note, 'test:importer');
     assert.equal(a!.after.added, 4);
     assert.equal(a!.after.lines, 11);
   });

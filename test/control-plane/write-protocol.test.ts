@@ -138,7 +138,8 @@ test('every kind of write: one revision, counted change-log rows, matching audit
       ],
       `${what}: audit action`,
     );
-    assert.equal(r.actor, r.kind === 'expire' ? 'system:expiry' : 'test:protocol', `${what}: actor`);
+    // The authenticated principal (loopback-trust: the local admin); the x-fleetwall-actor header is only a note.
+    assert.equal(r.actor, r.kind === 'expire' ? 'system:expiry' : 'local:loopback', `${what}: actor`);
   }
   assert.deepEqual(
     [...new Set(rows.map((r) => r.kind))].sort(),

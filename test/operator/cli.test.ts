@@ -153,7 +153,11 @@ test('rules ls / get / rm, with filters, tables and JSON', async () => {
   const got = await fw(['rules', 'get', id]);
   assert.equal(got.code, 0);
   assert.equal(parseTable(got.stdout)[0]!.CIDR, '198.51.100.0/24');
-  assert.match(got.stdout, /by cli:/, 'the audit actor is the CLI user');
+  assert.match(
+    got.stdout,
+    /by local:loopback/,
+    'created_by is the authenticated principal (the local admin on a loopback-trust control plane)',
+  );
 
   const rm = await fw(['rules', 'rm', id]);
   assert.equal(rm.code, 0);

@@ -93,7 +93,7 @@ export async function countersCommand(ctx: Context, argv: string[]): Promise<voi
   const c = ctx.clients();
   const emit = (s: Snap, prev: Snap | undefined) => {
     if (ctx.out.json) ctx.out.writeJson(CounterSnapshot.toJSON(s));
-    else if (ctx.config.stdoutTty && prev !== undefined) ctx.out.write(`\x1b[H\x1b[2J${renderCounters(s, prev)}`);
+    else if (ctx.config.stdoutTty && prev !== undefined) ctx.out.redraw(renderCounters(s, prev));
     else ctx.out.write(`${prev !== undefined ? '\n' : ''}${renderCounters(s, prev)}`);
   };
   if (!flagBool(p, 'watch')) {
@@ -120,7 +120,9 @@ export async function countersCommand(ctx: Context, argv: string[]): Promise<voi
         prev = msg.snapshot;
         if (++seen >= max) stream.cancel();
       });
-      stream.on('error', (err: ServiceError) => (err.code === 1 /* CANCELLED */ ? resolve() : reject(toCliError(err, c.target))));
+      stream.on('error', (err: ServiceError) =>
+        err.code === 1 /* CANCELLED */ ? resolve() : reject(toCliError(err, c.target, c.tokenSource)),
+      );
       stream.on('end', () => resolve());
     });
   } finally {

@@ -55,7 +55,7 @@ export async function importCommand(ctx: Context, argv: string[]): Promise<void>
   let call!: ClientWritableStream<ImportRulesRequest>;
   const done = new Promise<ImportRulesResponse>((resolve, reject) => {
     call = c.rules.importRules(c.metadata(), {}, (err: ServiceError | null, res?: ImportRulesResponse) => {
-      if (err) reject(toCliError(err, c.target));
+      if (err) reject(toCliError(err, c.target, c.tokenSource));
       else resolve(res!);
     });
   });

@@ -65,6 +65,23 @@ export const CATALOGUE = {
   AGENT_TIMEOUT: { code: status.UNAVAILABLE, message: 'the agent was silent for three ping intervals' },
   AGENT_TOO_SLOW: { code: status.RESOURCE_EXHAUSTED, message: 'the agent is not reading its stream fast enough' },
   RESYNC_REQUIRED: { code: status.UNAVAILABLE, message: 'the control plane lost track of the change log; reconnect for a snapshot' },
+  // Authentication and authorization (issue 15; control-plane/src/auth/)
+  CREDENTIALS_REQUIRED: {
+    code: status.UNAUTHENTICATED,
+    message: 'an API token is required: send "authorization: Bearer <token>"',
+  },
+  TOKEN_UNKNOWN: { code: status.UNAUTHENTICATED, message: 'the API token is not one this control plane issued' },
+  TOKEN_EXPIRED: { code: status.UNAUTHENTICATED, message: 'the API token has expired' },
+  TOKEN_REVOKED: { code: status.PERMISSION_DENIED, message: 'the API token was revoked' },
+  ROLE_TOO_LOW: { code: status.PERMISSION_DENIED, message: "the caller's role does not allow this" },
+  HOST_NOT_ALLOWED: {
+    code: status.PERMISSION_DENIED,
+    message: 'the Host header names no host this control plane answers to',
+    httpStatus: 421,
+  },
+  TOKEN_NOT_FOUND: { code: status.NOT_FOUND, message: 'no such API token' },
+  INVALID_ROLE: { code: status.INVALID_ARGUMENT, message: 'role must be viewer, operator or admin' },
+  INVALID_TOKEN_NAME: { code: status.INVALID_ARGUMENT, message: 'invalid token name' },
   // Service state
   SHUTTING_DOWN: { code: status.UNAVAILABLE, message: 'this control plane is shutting down; reconnect to another' },
   STORE_UNAVAILABLE: { code: status.UNAVAILABLE, message: 'the rule store (Postgres) is unavailable; retry' },

@@ -11,7 +11,9 @@ import type {
 import { status } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { toGrpcStatus } from '../errors/to-grpc-status.js';
-import { ACTOR_METADATA_KEY, type CallContext, normalizeActor } from '../services/call-context.js';
+import { principalOfMetadata } from '../auth/grpc-auth.js';
+import { ACTOR_METADATA_KEY, type CallContext, callContextOf } from '../services/call-context.js';
+import { withAuditNote } from '../store/audit-note.js';
 import { TooLargeMessage, tooLarge } from '../errors/message-too-large.js';
 
 export interface AdapterDeps {
@@ -19,9 +21,15 @@ export interface AdapterDeps {
   readonly countRequest: (method: string, code: number) => void;
 }
 
+/** The caller: the principal the auth interceptor established (auth/grpc-auth.ts), the x-fleetwall-actor note. */
 export function contextOf(metadata: Metadata, signal?: AbortSignal): CallContext {
   const raw = metadata.get(ACTOR_METADATA_KEY)[0];
-  return { actor: normalizeActor(typeof raw === 'string' ? raw : undefined), signal };
+  return callContextOf(principalOfMetadata(metadata), typeof raw === 'string' ? raw : undefined, signal);
+}
+
+/** Runs a handler with its call's audit note in scope (store/audit-note.ts). */
+function run<T>(ctx: CallContext, fn: () => Promise<T>): Promise<T> {
+  return withAuditNote(ctx.note ?? '', fn);
 }
 
 /** Throws MESSAGE_TOO_LARGE for the size marker; returns the message otherwise. */
@@ -38,7 +46,8 @@ export function unary<Req, Res>(
   return (call, callback) => {
     const ac = new AbortController();
     call.on('cancelled', () => ac.abort());
-    (async () => fn(checked<Req>(call.request), contextOf(call.metadata, ac.signal)))().then(
+    const ctx = contextOf(call.metadata, ac.signal);
+    run(ctx, async () => fn(checked<Req>(call.request), ctx)).then(
       (res) => {
         deps.countRequest(method, status.OK);
         callback(null, res);
@@ -63,7 +72,8 @@ export function clientStream<Req, Res>(
     async function* messages(): AsyncGenerator<Req> {
       for await (const m of call as AsyncIterable<Req | TooLargeMessage>) yield checked(m);
     }
-    fn(messages(), contextOf(call.metadata, ac.signal)).then(
+    const ctx = contextOf(call.metadata, ac.signal);
+    run(ctx, () => fn(messages(), ctx)).then(
       (res) => {
         deps.countRequest(method, status.OK);
         callback(null, res);
@@ -93,7 +103,8 @@ export function serverStream<Req, Res>(
         if (call.write(res)) resolve();
         else call.once('drain', () => resolve());
       });
-    (async () => fn(checked<Req>(call.request), emit, { ...contextOf(call.metadata, ac.signal), signal: ac.signal }))().then(
+    const ctx = { ...contextOf(call.metadata, ac.signal), signal: ac.signal };
+    run(ctx, async () => fn(checked<Req>(call.request), emit, ctx)).then(
       () => {
         deps.countRequest(method, status.OK);
         if (!ac.signal.aborted) call.end();

@@ -2,7 +2,7 @@
 // grpc.health.v1 health checking and server reflection (v1 and v1alpha), so
 // grpcurl, grpc_health_probe and other languages' tools find the API.
 import { fileURLToPath } from 'node:url';
-import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
+import { Server, ServerCredentials, type ServerDuplexStream, type ServerInterceptor } from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from 'grpc-health-check';
@@ -12,6 +12,11 @@ import { NodeServiceService } from '../../../proto/gen/fleetwall/v1/node_service
 import type { ImportRulesRequest } from '../../../proto/gen/fleetwall/v1/rule_service.js';
 import { RuleServiceService } from '../../../proto/gen/fleetwall/v1/rule_service.js';
 import type { SyncRequest, SyncResponse } from '../../../proto/gen/fleetwall/v1/agent_service.js';
+import { AuditServiceService } from '../../../proto/gen/fleetwall/v1/audit_service.js';
+import { TokenServiceService } from '../../../proto/gen/fleetwall/v1/token_service.js';
+import { checkGrpcAccessTable, recordMethods } from '../auth/grpc-auth.js';
+import type { AuditService } from '../services/audit-service.js';
+import type { TokenService } from '../services/token-service.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
 import type { CounterService } from '../services/counter-service.js';
 import type { ExplainService } from '../services/explain-service.js';
@@ -26,6 +31,8 @@ export const SERVICE_NAMES = [
   'fleetwall.v1.CounterService',
   'fleetwall.v1.ExplainService',
   'fleetwall.v1.AgentService',
+  'fleetwall.v1.TokenService',
+  'fleetwall.v1.AuditService',
 ] as const;
 
 const PROTO_DIR = fileURLToPath(new URL('../../../proto/', import.meta.url));
@@ -35,6 +42,8 @@ const PROTO_FILES = [
   'fleetwall/v1/counter_service.proto',
   'fleetwall/v1/explain_service.proto',
   'fleetwall/v1/agent_service.proto',
+  'fleetwall/v1/token_service.proto',
+  'fleetwall/v1/audit_service.proto',
 ];
 
 export interface GrpcHandlers {
@@ -43,6 +52,14 @@ export interface GrpcHandlers {
   readonly counters: CounterService;
   readonly explain: ExplainService;
   readonly sync: (call: ServerDuplexStream<SyncRequest, SyncResponse | Buffer>) => void;
+  readonly tokens: TokenService;
+  readonly audit: AuditService;
+}
+
+/** How the server is secured (auth/): TLS credentials or plaintext, and the one auth interceptor. */
+export interface GrpcSecurity {
+  readonly credentials: ServerCredentials | undefined;
+  readonly interceptor: ServerInterceptor;
 }
 
 export interface GrpcServerHandle {
@@ -58,6 +75,7 @@ export async function startGrpcServer(
   maxMessageBytes: number,
   h: GrpcHandlers,
   deps: AdapterDeps,
+  security: GrpcSecurity,
 ): Promise<GrpcServerHandle> {
   const server = new Server({
     // Between maxMessageBytes and 4x it, the request reaches our deserializer
@@ -69,7 +87,10 @@ export async function startGrpcServer(
     'grpc.http2.min_ping_interval_without_data_ms': 5000,
     // channelz bookkeeping costs CPU on every message of every agent stream.
     'grpc.enable_channelz': 0,
+    // Every handler, ours and health/reflection alike, is behind this (auth/grpc-auth.ts).
+    interceptors: [security.interceptor],
   });
+  const registered = recordMethods(server);
   const g = (def: object) => guarded(def, maxMessageBytes) as never;
 
   server.addService(g(RuleServiceService), {
@@ -118,6 +139,14 @@ export async function startGrpcServer(
     explain: unary(deps, 'ExplainService/Explain', (req) => h.explain.explain(req as never)),
   });
   server.addService(agentServiceDefinition(maxMessageBytes), { sync: h.sync as never });
+  server.addService(g(TokenServiceService), {
+    createToken: unary(deps, 'TokenService/CreateToken', (req, ctx) => h.tokens.createToken(req as never, ctx)),
+    listTokens: unary(deps, 'TokenService/ListTokens', (req) => h.tokens.listTokens(req as never)),
+    revokeToken: unary(deps, 'TokenService/RevokeToken', (req, ctx) => h.tokens.revokeToken(req as never, ctx)),
+  });
+  server.addService(g(AuditServiceService), {
+    listAuditEvents: unary(deps, 'AuditService/ListAuditEvents', (req) => h.audit.listAuditEvents(req as never)),
+  });
 
   const statusMap: Record<string, ServingStatus> = { '': 'NOT_SERVING' };
   for (const s of SERVICE_NAMES) statusMap[s] = 'NOT_SERVING';
@@ -132,13 +161,16 @@ export async function startGrpcServer(
     oneofs: true,
   });
   new ReflectionService(pkg).addToServer(server);
+  checkGrpcAccessTable(registered());
 
   const bound = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, ServerCredentials.createInsecure(), (err, p) =>
-      err ? reject(err) : resolve(p),
+    server.bindAsync(
+      `${host.includes(':') ? `[${host}]` : host}:${port}`,
+      security.credentials ?? ServerCredentials.createInsecure(),
+      (err, p) => (err ? reject(err) : resolve(p)),
     );
   });
-  deps.logger.info({ port: bound }, 'gRPC listening');
+  deps.logger.info({ port: bound, tls: security.credentials !== undefined }, 'gRPC listening');
 
   return {
     port: bound,

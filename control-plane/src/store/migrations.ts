@@ -154,6 +154,32 @@ export const MIGRATIONS: readonly Migration[] = [
         where masklen(cidr) < (case family(cidr) when 4 then 32 else 128 end);
     `,
   },
+  {
+    version: 3,
+    name: 'API tokens; audit note',
+    sql: `
+      -- Operators' API tokens (control-plane/src/auth/): only the SHA-256 of
+      -- the token is kept; the token itself is shown once, at creation.
+      create table api_tokens (
+        id bigserial primary key,
+        name text not null,
+        role text not null check (role in ('viewer', 'operator', 'admin')),
+        secret_sha256 bytea not null unique,
+        created_by text not null,
+        create_time timestamptz not null default now(),
+        expire_time timestamptz,
+        revoke_time timestamptz,
+        revoked_by text not null default ''
+      );
+
+      -- audit_log.actor is the authenticated principal; what a client says
+      -- about itself (x-fleetwall-actor) is only a free-text note. Writes set
+      -- it per transaction (store/audit-note.ts).
+      alter table audit_log add column note text not null default '';
+      alter table audit_log alter column note set default coalesce(current_setting('fleetwall.audit_note', true), '');
+      create index audit_log_actor on audit_log (actor, id);
+    `,
+  },
 ];
 
 export async function migrate(sql: Sql, logger: Logger): Promise<number> {

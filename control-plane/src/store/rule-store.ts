@@ -11,6 +11,7 @@ import type { RuleSpec } from '../rules/validate.js';
 import { changeAuditCtes, OP_DELETE, OP_UPSERT, rowImage } from './change-audit.js';
 import { type RuleRow, canonicalFromPg, ruleFromRow } from './rule-row.js';
 import { type RevisionKind, retryWrite, revisionCtes, writeTransaction } from './write-transaction.js';
+import { applyAuditNote, currentAuditNote } from './audit-note.js';
 
 export interface RuleFilter {
   readonly action?: number;
@@ -184,6 +185,7 @@ export class RuleStore {
   async createGroup(
     items: readonly { spec: RuleSpec; actor: string; field?: string }[],
     kind: RevisionKind = 'create',
+    note: string = currentAuditNote(),
   ): Promise<CreateOutcome[]> {
     const out: (CreateOutcome | undefined)[] = new Array(items.length);
     const first = new Map<string, number>();
@@ -201,7 +203,13 @@ export class RuleStore {
     const revisionActor = actors.length === 1 ? actors[0]! : actors.join(',').slice(0, 200);
     const payload = JSON.stringify(toInsert.map((i) => ({ ...specJson(items[i]!.spec), actor: items[i]!.actor })));
     const rows = await retryWrite(() =>
-      this.sql.unsafe<(RuleRow & { revision: bigint })[]>(GROUP_COMMIT, [payload, revisionActor, kind] as never[]),
+      note === ''
+        ? this.sql.unsafe<(RuleRow & { revision: bigint })[]>(GROUP_COMMIT, [payload, revisionActor, kind] as never[])
+        : // A note (audit-note.ts) is transaction-local: the same statement, in a transaction that sets it first.
+          (this.sql.begin(async (tx) => {
+            await applyAuditNote(tx, note);
+            return tx.unsafe<(RuleRow & { revision: bigint })[]>(GROUP_COMMIT, [payload, revisionActor, kind] as never[]);
+          }) as Promise<(RuleRow & { revision: bigint })[]>),
     );
     const byKey = new Map(rows.map((r) => [identity(canonicalFromPg(r.cidr), r.direction, r.selector_key), r]));
     const missing: number[] = [];

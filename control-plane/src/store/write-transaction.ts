@@ -16,6 +16,7 @@
 // revision R knows every revision below R is committed. Because it is taken
 // last, a 1M-row import holds it for milliseconds, not for the whole COPY.
 import type { Sql, TransactionSql } from 'postgres';
+import { applyAuditNote, currentAuditNote } from './audit-note.js';
 
 export const REVISION_CHANNEL = 'fleetwall_revision';
 
@@ -97,9 +98,11 @@ export function writeTransaction<T>(
   body: (tx: TransactionSql, writeId: bigint) => Promise<WriteBody<T>>,
   attempts = 3,
 ): Promise<WriteResult<T>> {
+  const note = currentAuditNote();
   return retryWrite(
     () =>
       sql.begin(async (tx) => {
+        await applyAuditNote(tx, note);
         const [w] = await tx<{ id: bigint }[]>`select nextval('write_id_seq') as id`;
         const writeId = w!.id;
         const out = await body(tx, writeId);

@@ -7,6 +7,8 @@
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { type Hello, SyncMode, type SyncRequest, type SyncResponse } from '../../../proto/gen/fleetwall/v1/agent_service.js';
+import { principalOfMetadata } from '../auth/grpc-auth.js';
+import { authorizeHello } from '../auth/sync-identity.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
 import { TooLargeMessage, tooLarge } from '../errors/message-too-large.js';
 import { toGrpcStatus } from '../errors/to-grpc-status.js';
@@ -242,6 +244,8 @@ export class AgentSession implements HubSession {
     for (const k of Object.keys(hello.labels)) {
       if (k.trim() === '') throw new FleetwallError('INVALID_SELECTOR', 'Hello.labels has an empty key; every label needs a name');
     }
+    // Node identity (issue 15): may this stream speak for hello.node_name? Before anything is recorded.
+    authorizeHello(principalOfMetadata(this.call.metadata), hello);
     this.state = 'attaching';
     if (this.helloTimer) clearTimeout(this.helloTimer);
     this.nodeName = hello.nodeName;
