@@ -23,6 +23,7 @@ Policy (talks to the control plane at --server, env FLEETWALL_CONTROL_PLANE, def
   fleetwall rules get <id>
   fleetwall rules rm <id> [<id>...]
   fleetwall import <file|-> [--allow] [--egress] [--monitor] [--ttl 1h] [--selector k=v] [--atomic]
+                   [--format auto|plain|range|jsonl|csv] [--column name] [--allow-private]
   fleetwall nodes ls [--selector k=v] [--connected]
   fleetwall counters [--watch] [--node name] [--top n] [--interval 1s]
   fleetwall explain <ip> [--node name] [--egress]

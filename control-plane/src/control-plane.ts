@@ -8,6 +8,7 @@ import { CounterAggregator } from './counters/counter-aggregator.js';
 import { ControlPlaneMetrics } from './counters/metrics.js';
 import { startGrpcServer } from './grpc/grpc-server.js';
 import { startHttpServer } from './http/http-server.js';
+import { registerImportRoute } from './http/import-route.js';
 import { registerJsonApi } from './http/json-api.js';
 import { HttpRouter, sendJson, sendText } from './http/router.js';
 import { ExpirySweeper } from './maintenance/expiry-sweeper.js';
@@ -170,6 +171,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       }
     });
     registerJsonApi(router, { rules, nodes: nodeService, counters: counterService, explain, maxMessageBytes: config.maxMessageBytes });
+    registerImportRoute(router, { rules });
     options.routes?.(router);
     const http = await startHttpServer(config.httpHost, config.httpPort, router, log.child({ component: 'http' }));
     cleanup.unshift(() => http.close());

@@ -12,6 +12,7 @@ import { startTestControlPlane, type TestControlPlane } from '../support/control
 import { SyncRequest, type SyncResponse } from '../../proto/gen/fleetwall/v1/agent_service.js';
 
 const BIN = resolve(import.meta.dirname, '../../bin/fleetwall.mjs');
+const FIXTURES = resolve(import.meta.dirname, '../common/fixtures/blocklists');
 let pg: TestPostgres;
 let cp: TestControlPlane;
 let tmp: string;
@@ -226,7 +227,7 @@ test('import: a file with comments, duplicates and invalid lines; stdin; summary
   );
   const r = await fw(['import', file, '--comment', 'abuse list']);
   assert.equal(r.code, 3, 'invalid lines make the exit code say so');
-  assert.match(r.stdout, /3 added, 1 duplicate, 2 invalid \(8 lines, revision \d+\)/);
+  assert.match(r.stdout, /\(plain, detected\): 3 added, 1 duplicate, 2 invalid, 0 skipped as local ranges \(8 lines, revision \d+\)/);
   const problems = parseTable(r.stdout);
   assert.deepEqual(
     problems.map((p) => p.LINE),
@@ -241,10 +242,59 @@ test('import: a file with comments, duplicates and invalid lines; stdin; summary
   assert.equal(summary.added, '2', 'a /32 inside a new /25 is a rule of its own');
   assert.equal(summary.invalid, '0');
 
-  const atomic = await fw(['import', '-', '--atomic', '--json'], { stdin: '100.64.1.0/24\nbogus\n' });
+  const atomic = await fw(['import', '-', '--atomic', '--json'], { stdin: '198.18.1.0/24\nbogus\n' });
   assert.equal(atomic.code, 3);
   assert.equal(jsonLines(atomic.stdout)[0].added, '0', '--atomic stores nothing when a line is invalid');
   assert.equal((await fw(['import', join(tmp, 'missing.txt')])).code, 2);
+});
+
+test('import: the formats public lists use; --format, --column, --allow-private; bad options', async () => {
+  const drop = await fw(['import', join(FIXTURES, 'spamhaus-drop.txt'), '--selector', 'cli=drop', '--json']);
+  assert.equal(drop.code, 0, drop.stderr);
+  const d = jsonLines(drop.stdout)[0];
+  assert.deepEqual([d.format, d.formatDetected, d.added, d.invalid], ['plain', true, '4', '0']);
+
+  const csv = await fw([
+    'import',
+    join(FIXTURES, 'abuseipdb-blacklist.csv'),
+    '--format',
+    'csv',
+    '--column',
+    'ipAddress',
+    '--selector',
+    'cli=csv',
+  ]);
+  assert.equal(csv.code, 0, csv.stderr);
+  assert.match(csv.stdout, /\(csv, column ipAddress, as asked\): 4 added, 0 duplicate, 0 invalid/);
+
+  const jsonl = await fw(['import', join(FIXTURES, 'spamhaus-drop-v4.jsonl'), '--selector', 'cli=jsonl', '--json']);
+  assert.deepEqual([jsonLines(jsonl.stdout)[0].format, jsonLines(jsonl.stdout)[0].added], ['jsonl', '4']);
+
+  const ranges = await fw(['import', join(FIXTURES, 'ranges-dash.txt'), '--selector', 'cli=ranges', '--json']);
+  const rg = jsonLines(ranges.stdout)[0];
+  assert.equal(rg.format, 'range');
+  assert.ok(Number(rg.prefixes) > 6, 'ranges give several prefixes each');
+
+  const firehol = await fw(['import', join(FIXTURES, 'firehol-level1.netset'), '--selector', 'cli=firehol']);
+  assert.equal(firehol.code, 0, 'skipped local lines are a warning, not a failure');
+  assert.match(firehol.stdout, /warning: these lines overlap local ranges/);
+  const skipped = parseTable(firehol.stdout.slice(firehol.stdout.indexOf('warning')));
+  assert.ok(
+    skipped.some((r) => r.PREFIX === '10.0.0.0/8' && /RFC 1918/.test(r.WHY ?? '')),
+    firehol.stdout,
+  );
+  const allowed = await fw(['import', join(FIXTURES, 'firehol-level1.netset'), '--selector', 'cli=firehol2', '--allow-private', '--json']);
+  assert.equal(jsonLines(allowed.stdout)[0].skippedLocal, '0');
+
+  const before = await fw(['rules', 'ls', '--json']);
+  const unknownFormat = await fw(['import', join(FIXTURES, 'ipsum.txt'), '--format', 'xml']);
+  assert.equal(unknownFormat.code, 2);
+  assert.match(unknownFormat.stderr, /--format must be one of auto, plain, range, jsonl, csv, got "xml"/);
+  const noColumn = await fw(['import', join(FIXTURES, 'abuseipdb-blacklist.csv'), '--column', 'score', '--json']);
+  assert.equal(noColumn.code, 3);
+  assert.equal(JSON.parse(noColumn.stderr).error.reason, 'UNKNOWN_COLUMN');
+  assert.match(JSON.parse(noColumn.stderr).error.message, /score/);
+  assert.equal((await fw(['rules', 'ls', '--json'])).stdout, before.stdout, 'nothing stored');
 });
 
 test('nodes ls, counters, counters --watch and explain', async () => {

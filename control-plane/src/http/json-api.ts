@@ -311,3 +311,6 @@ export function registerJsonApi(router: HttpRouter, s: JsonApiServices): void {
     sendJson(res, 200, manageIpJson(verb, out));
   });
 }
+
+// Shared with the routes registered beside this API (import-route.ts, list-routes.ts).
+export { callContext, durationJson, enumParam, param, selectorParam };
