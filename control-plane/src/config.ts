@@ -62,6 +62,20 @@ export interface Config {
   readonly maxAgentQueue: number;
   /** How long a Sync stream may take to send its Hello. */
   readonly helloTimeoutMs: number;
+  /** How often this process looks for subscribed lists due a refresh. */
+  readonly listPollIntervalMs: number;
+  /** The shortest refresh interval a list may ask for. */
+  readonly listMinEveryMs: number;
+  /** A list's fetch (connect, headers and the whole body) must finish within this. */
+  readonly listFetchTimeoutMs: number;
+  /** Largest list body accepted (bytes, after decompression). */
+  readonly listMaxBytes: number;
+  /** A refresh with more invalid lines than this share (percent of data lines) is refused. */
+  readonly listMaxInvalidPercent: number;
+  /** A refresh that would remove more than this share (percent) of a list's rules at once is refused. */
+  readonly listMaxShrinkPercent: number;
+  /** After a failed or refused refresh, the next try (at most the list's own interval). */
+  readonly listRetryIntervalMs: number;
 }
 
 export class ConfigError extends Error {
@@ -235,6 +249,65 @@ const OPTIONS: readonly OptionSpec[] = [
     help: 'queued messages before a slow agent is dropped',
   },
   { key: 'helloTimeoutMs', env: 'FLEETWALL_HELLO_TIMEOUT', kind: 'duration', def: '10s', min: 10, help: 'time allowed for a Sync Hello' },
+  {
+    key: 'listPollIntervalMs',
+    env: 'FLEETWALL_LIST_POLL_INTERVAL',
+    kind: 'duration',
+    def: '10s',
+    min: 50,
+    help: 'how often subscribed lists due a refresh are looked for',
+  },
+  {
+    key: 'listMinEveryMs',
+    env: 'FLEETWALL_LIST_MIN_EVERY',
+    kind: 'duration',
+    def: '1m',
+    min: 100,
+    help: 'shortest refresh interval a list may ask for',
+  },
+  {
+    key: 'listFetchTimeoutMs',
+    env: 'FLEETWALL_LIST_FETCH_TIMEOUT',
+    kind: 'duration',
+    def: '60s',
+    min: 50,
+    help: "a list's whole fetch must finish within this",
+  },
+  {
+    key: 'listMaxBytes',
+    env: 'FLEETWALL_LIST_MAX_BYTES',
+    kind: 'int',
+    def: String(256 * 1024 * 1024),
+    min: 1024,
+    max: 16 * 1024 * 1024 * 1024,
+    help: 'largest list body accepted (bytes)',
+  },
+  {
+    key: 'listMaxInvalidPercent',
+    env: 'FLEETWALL_LIST_MAX_INVALID_PERCENT',
+    kind: 'int',
+    def: '10',
+    min: 0,
+    max: 100,
+    help: 'refuse a refresh with more invalid lines than this percent of its data lines',
+  },
+  {
+    key: 'listMaxShrinkPercent',
+    env: 'FLEETWALL_LIST_MAX_SHRINK_PERCENT',
+    kind: 'int',
+    def: '25',
+    min: 0,
+    max: 100,
+    help: "refuse a refresh that removes more than this percent of a list's rules",
+  },
+  {
+    key: 'listRetryIntervalMs',
+    env: 'FLEETWALL_LIST_RETRY_INTERVAL',
+    kind: 'duration',
+    def: '10m',
+    min: 50,
+    help: "retry a failed or refused refresh after this (at most the list's interval)",
+  },
 ];
 
 export const CONFIG_USAGE = [

@@ -10,6 +10,12 @@ import { startGrpcServer } from './grpc/grpc-server.js';
 import { startHttpServer } from './http/http-server.js';
 import { registerImportRoute } from './http/import-route.js';
 import { registerJsonApi } from './http/json-api.js';
+import { registerListRoutes } from './http/list-routes.js';
+import { ListMetrics } from './lists/list-metrics.js';
+import { ListRefresher } from './lists/list-refresher.js';
+import { ListScheduler } from './lists/list-scheduler.js';
+import { ListStore } from './lists/list-store.js';
+import { ListService } from './services/list-service.js';
 import { HttpRouter, sendJson, sendText } from './http/router.js';
 import { ExpirySweeper } from './maintenance/expiry-sweeper.js';
 import { RetentionPruner } from './maintenance/retention-pruner.js';
@@ -96,6 +102,24 @@ export async function startControlPlane(config: Config, logger: Logger, options:
     const nodeService = new NodeService(nodeStore, ruleStore, () => nodes.flush());
     const counterService = new CounterService(counterStore, nodeStore, () => counters.flush());
     const explain = new ExplainService(ruleStore, nodeStore);
+    const listStore = new ListStore(sql);
+    const listRefresher = new ListRefresher(
+      sql,
+      listStore,
+      {
+        fetch: { timeoutMs: config.listFetchTimeoutMs, maxBytes: config.listMaxBytes, userAgent: 'fleetwall (list refresh)' },
+        maxInvalidPercent: config.listMaxInvalidPercent,
+        maxShrinkPercent: config.listMaxShrinkPercent,
+        retryIntervalMs: config.listRetryIntervalMs,
+        controlPlaneId: config.controlPlaneId,
+      },
+      log.child({ component: 'lists' }),
+      new ListMetrics(metrics.registry, listStore),
+    );
+    const lists = new ListService(listStore, listRefresher, {
+      minEveryMs: config.listMinEveryMs,
+      maxCommentLength: config.maxCommentLength,
+    });
 
     const sessionDeps = {
       hub,
@@ -121,7 +145,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       config.grpcHost,
       config.grpcPort,
       config.maxMessageBytes,
-      { rules, nodes: nodeService, counters: counterService, explain, sync: (call) => void new AgentSession(call, sessionDeps) },
+      { rules, nodes: nodeService, counters: counterService, explain, sync: (call) => void new AgentSession(call, sessionDeps), lists },
       { logger: grpcLog, countRequest: (method, code) => metrics.grpcRequests.inc({ method, code: String(code) }) },
     );
     cleanup.unshift(() => grpc.stop(2000));
@@ -150,7 +174,9 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       log.child({ component: 'retention' }),
     );
     pruner.start();
-    cleanup.unshift(() => Promise.all([sweeper.stop(), pruner.stop()]).then(() => undefined));
+    const listScheduler = new ListScheduler(listStore, listRefresher, config.listPollIntervalMs, log.child({ component: 'lists' }));
+    listScheduler.start();
+    cleanup.unshift(() => Promise.all([sweeper.stop(), pruner.stop(), listScheduler.stop()]).then(() => undefined));
 
     const router = new HttpRouter(log.child({ component: 'http' }));
     router.add('GET', '/metrics', async (_req, res) => {
@@ -172,6 +198,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
     });
     registerJsonApi(router, { rules, nodes: nodeService, counters: counterService, explain, maxMessageBytes: config.maxMessageBytes });
     registerImportRoute(router, { rules });
+    registerListRoutes(router, { lists, maxMessageBytes: config.maxMessageBytes });
     options.routes?.(router);
     const http = await startHttpServer(config.httpHost, config.httpPort, router, log.child({ component: 'http' }));
     cleanup.unshift(() => http.close());
@@ -193,7 +220,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
         stopping ??= (async () => {
           log.info('control plane stopping');
           grpc.setServing(false);
-          await Promise.all([sweeper.stop(), pruner.stop()]);
+          await Promise.all([sweeper.stop(), pruner.stop(), listScheduler.stop()]);
           for (const s of [...registry.all]) s.shutdown('SHUTTING_DOWN');
           for (const c of cleanup) {
             try {

@@ -6,7 +6,7 @@
 //   const pg = await startTestPostgres();
 //   const cp = await startTestControlPlane(await pg.newDatabase());     // in this process
 //   cp.target                      // "127.0.0.1:PORT" (gRPC), cp.httpPort for /metrics, /healthz
-//   cp.clients.rules / .nodes / .counters / .explain / .agent   // @grpc/grpc-js clients (proto/gen)
+//   cp.clients.rules / .nodes / .counters / .explain / .agent / .lists   // @grpc/grpc-js clients (proto/gen)
 //   const res = await unaryCall(cp.clients.rules, 'createRule', { rule: { cidr: '203.0.113.0/24', action: 1 } });
 //   await cp.stop();               // graceful; also closes the clients
 //
@@ -27,6 +27,7 @@ import pino from 'pino';
 import { AgentServiceClient } from '../../proto/gen/fleetwall/v1/agent_service.js';
 import { CounterServiceClient } from '../../proto/gen/fleetwall/v1/counter_service.js';
 import { ExplainServiceClient } from '../../proto/gen/fleetwall/v1/explain_service.js';
+import { ListServiceClient } from '../../proto/gen/fleetwall/v1/list_service.js';
 import { NodeServiceClient } from '../../proto/gen/fleetwall/v1/node_service.js';
 import { RuleServiceClient } from '../../proto/gen/fleetwall/v1/rule_service.js';
 import { type Config, configWith } from '../../control-plane/src/config.js';
@@ -41,6 +42,7 @@ export interface TestClients {
   readonly counters: CounterServiceClient;
   readonly explain: ExplainServiceClient;
   readonly agent: AgentServiceClient;
+  readonly lists: ListServiceClient;
   close(): void;
 }
 
@@ -65,14 +67,16 @@ export function connectClients(target: string): TestClients {
   const counters = new CounterServiceClient(target, c, CLIENT_OPTIONS);
   const explain = new ExplainServiceClient(target, c, CLIENT_OPTIONS);
   const agent = new AgentServiceClient(target, c, CLIENT_OPTIONS);
+  const lists = new ListServiceClient(target, c, CLIENT_OPTIONS);
   return {
     rules,
     nodes,
     counters,
     explain,
     agent,
+    lists,
     close() {
-      for (const x of [rules, nodes, counters, explain, agent]) x.close();
+      for (const x of [rules, nodes, counters, explain, agent, lists]) x.close();
     },
   };
 }
