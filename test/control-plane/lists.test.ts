@@ -112,6 +112,7 @@ test('add: one fetch, one revision, one delta with every entry; the rules show l
     direction: Direction.DIRECTION_INGRESS,
   });
   assert.equal(explained.decidingRule!.source, 'list:drop', 'Explain names the list');
+  assert.match(explained.explanation, /by rule \d+ \(deny 45\.0\.3\.7\/32, from list:drop\)/);
   await withSql(url, async (sql) => {
     const [a] = await sql<{ actor: string; after: { source: string; added: number } }[]>`
       select actor, after from audit_log where action = 'list.create' order by id desc limit 1`;

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
 import { startTestControlPlane, type TestControlPlane } from '../support/control-plane.js';
+import { startListServer } from '../support/list-server.js';
 import { SyncRequest, type SyncResponse } from '../../proto/gen/fleetwall/v1/agent_service.js';
 
 const BIN = resolve(import.meta.dirname, '../../bin/fleetwall.mjs');
@@ -295,6 +296,74 @@ test('import: the formats public lists use; --format, --column, --allow-private;
   assert.equal(JSON.parse(noColumn.stderr).error.reason, 'UNKNOWN_COLUMN');
   assert.match(JSON.parse(noColumn.stderr).error.message, /score/);
   assert.equal((await fw(['rules', 'ls', '--json'])).stdout, before.stdout, 'nothing stored');
+});
+
+test('lists add / ls / refresh / rm; rules ls shows the list; bad input exits 2 or 3 and stores nothing', async () => {
+  const srv = await startListServer('; a list\n45.61.1.1 ; SBL1\n45.61.1.2 ; SBL2\n10.0.0.0/8 ; bogon\n');
+  try {
+    const added = await fw(['lists', 'add', 'cli-drop', '--url', srv.url, '--every', '2h', '--selector', 'cli=lists']);
+    assert.equal(added.code, 0, added.stderr);
+    assert.match(
+      added.stdout,
+      /added list cli-drop: 2 rules \(deny, ingress, enforce, selector cli=lists\), read as plain; refreshed every 2h, next in [12]h/,
+    );
+    assert.match(added.stdout, /skipped \(local ranges; --allow-private keeps them\): 1/);
+    const ls = parseTable((await fw(['lists', 'ls'])).stdout);
+    const row = ls.find((r) => r.NAME === 'cli-drop')!;
+    assert.equal(row.SOURCE, srv.url);
+    assert.equal(row.EVERY, '2h');
+    assert.equal(row.ENTRIES, '2');
+    assert.match(row['LAST REFRESH'] ?? '', /ago applied/);
+    assert.equal(row['LAST ERROR'], '-');
+    assert.match(row['NEXT RUN'] ?? '', /^in [12]h/);
+
+    const rules = parseTable((await fw(['rules', 'ls', '--selector', 'cli=lists'])).stdout);
+    assert.deepEqual(
+      rules.map((r) => [r.CIDR, r.SOURCE]),
+      [
+        ['45.61.1.1/32', 'list:cli-drop'],
+        ['45.61.1.2/32', 'list:cli-drop'],
+      ],
+    );
+
+    srv.set('45.61.1.1\n45.61.1.3\n');
+    const refreshed = await fw(['lists', 'refresh', 'cli-drop']);
+    assert.equal(refreshed.code, 0, refreshed.stderr);
+    assert.match(refreshed.stdout, /cli-drop: applied: 1 added, 1 removed: 2 rules \(revision \d+\)/);
+    srv.fail(500);
+    const failed = await fw(['lists', 'refresh', 'cli-drop']);
+    assert.equal(failed.code, 1);
+    assert.match(failed.stdout, /fetch failed: GET .* HTTP 500/);
+    assert.match(failed.stderr, /keeps its last good set/);
+    const after = parseTable((await fw(['lists', 'ls'])).stdout).find((r) => r.NAME === 'cli-drop')!;
+    assert.match(after['LAST ERROR'] ?? '', /HTTP 500/);
+    assert.equal(after.ENTRIES, '2');
+    srv.ok();
+
+    const before = (await fw(['lists', 'ls', '--json'])).stdout;
+    const bad: Array<[string[], number, RegExp]> = [
+      [['lists', 'add', 'x', '--url', srv.url, '--format', 'xml'], 2, /--format must be one of/],
+      [['lists', 'add', 'x', '--url', srv.url, '--every', '0'], 2, /--every "0" is not a duration/],
+      [['lists', 'add', 'x', '--url', 'ftp://127.0.0.1/l.txt'], 3, /scheme "ftp" is not supported/],
+      [['lists', 'add', 'x', '--file', 'relative/list.txt'], 2, /absolute path; the control plane reads it on its own host/],
+      [['lists', 'add', 'x', '--url', srv.url, '--every', '1s'], 3, /too short/],
+      [['lists', 'add', 'x', '--url', srv.url, '--column', 'ip'], 3, /./],
+      [['lists', 'refresh', 'nope'], 4, /there is no list named nope/],
+    ];
+    for (const [args, code, message] of bad) {
+      const r = await fw(args);
+      assert.equal(r.code, code, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, message, args.join(' '));
+    }
+    assert.equal((await fw(['lists', 'ls', '--json'])).stdout, before, 'nothing stored');
+
+    const removed = await fw(['lists', 'rm', 'cli-drop']);
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.match(removed.stdout, /removed list cli-drop and its 2 rules \(revision \d+\)/);
+    assert.match((await fw(['rules', 'ls', '--selector', 'cli=lists'])).stdout, /no rules match/);
+  } finally {
+    await srv.close();
+  }
 });
 
 test('nodes ls, counters, counters --watch and explain', async () => {

@@ -35,7 +35,13 @@ export function guardPrefix(p: Prefix, ctx: GuardContext): GuardRefusal | null {
   const overlaps = localOverlaps(p);
   const cidr = formatPrefix(p);
   const named = overlaps.map((o) => `${o.range.cidr} (${o.range.name}, ${o.range.rfc})`);
-  const which = overlaps[0]!.relation === 'within' ? `is inside ${named.join(', ')}` : `covers ${named.join(', ')}`;
+  const first = overlaps[0]!;
+  const which =
+    first.relation === 'covers'
+      ? `covers ${named.join(', ')}`
+      : first.range.prefix.len === p.len
+        ? `is ${named.join(', ')}`
+        : `is inside ${named.join(', ')}`;
   return {
     reason: 'LOCAL_RANGE',
     message: `${cidr} ${which}: denying it could cut the fleet off from its own networks; skipped (allow it with --allow-private / allow_private)`,
