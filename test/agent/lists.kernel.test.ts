@@ -61,7 +61,11 @@ test('a list refresh reaches the kernel as one revision: the removed address pas
       assert.equal(rm.removed, BigInt(filler.length + 1));
       await agent.waitHealth('the removal in the kernel', (h) => BigInt(h.appliedRevision) >= rm.revision);
       assert.deepEqual(await ping(bed, { from: 'a', src: y, dst: bed.b.v4, count: 2 }), { sent: 2, received: 2 }, 'y passes');
-      assert.deepEqual(await ping(bed, { from: 'a', src: z, dst: bed.b.v4, count: 2 }), { sent: 2, received: 0 }, "the operator's rule stays");
+      assert.deepEqual(
+        await ping(bed, { from: 'a', src: z, dst: bed.b.v4, count: 2 }),
+        { sent: 2, received: 0 },
+        "the operator's rule stays",
+      );
       await eventually(
         'the node reports one rule in its kernel',
         () => getNode(cp, agent.nodeName),

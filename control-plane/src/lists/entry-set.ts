@@ -9,6 +9,37 @@ function v4Key(bytes: Uint8Array, len: number): number {
   return (((bytes[0]! << 24) | (bytes[1]! << 16) | (bytes[2]! << 8) | bytes[3]!) >>> 0) * 64 + len;
 }
 
+/**
+ * The key of "a.b.c.d/n" as Postgres prints an IPv4 cidr (always with its
+ * length, no leading zeros), read without allocating; -1 for anything else
+ * (then the general path reads it).
+ */
+function storedV4Key(t: string, start: number, end: number): number {
+  let addr = 0;
+  let v = 0;
+  let dots = 0;
+  let i = start;
+  for (; i < end; i++) {
+    const c = t.charCodeAt(i);
+    if (c >= 48 && c <= 57) v = v * 10 + (c - 48);
+    else if (c === 46 && dots < 3 && v <= 255 && i > start && t.charCodeAt(i - 1) !== 46) {
+      addr = addr * 256 + v;
+      v = 0;
+      dots++;
+    } else break;
+  }
+  if (dots !== 3 || i >= end || t.charCodeAt(i) !== 47 || v > 255 || t.charCodeAt(i - 1) === 46) return -1;
+  addr = addr * 256 + v;
+  let len = 0;
+  if (i + 1 >= end) return -1;
+  for (i++; i < end; i++) {
+    const c = t.charCodeAt(i);
+    if (c < 48 || c > 57) return -1;
+    len = len * 10 + (c - 48);
+  }
+  return len <= 32 ? addr * 64 + len : -1;
+}
+
 export function v4KeyCidr(key: number): string {
   const len = key % 64;
   const a = (key - len) / 64;
@@ -29,11 +60,16 @@ export class EntrySet {
     else this.addV6(formatPrefix(p));
   }
 
-  /** A CIDR as Postgres prints it (the list's stored rules). */
-  addStored(text: string): void {
-    const p = fastIpv4Prefix(text);
-    if (p) this.addKey(v4Key(p.bytes, p.len));
-    else this.addV6(canonicalCidr(text));
+  /** A CIDR as Postgres prints it (the list's stored rules): text[start, end). */
+  addStored(text: string, start = 0, end = text.length): void {
+    const k = storedV4Key(text, start, end);
+    if (k >= 0) this.addKey(k);
+    else {
+      const cidr = text.slice(start, end);
+      const p = fastIpv4Prefix(cidr);
+      if (p) this.addKey(v4Key(p.bytes, p.len));
+      else this.addV6(canonicalCidr(cidr));
+    }
   }
 
   private addV6(cidr: string): void {

@@ -38,6 +38,9 @@ export interface RefreshOptions {
 
 const EMPTY_VALIDATORS = { etag: '', lastModified: '' };
 
+/** Where a refresh's time went, for its log line. */
+type Timings = Record<string, number>;
+
 /** "applied", "shrink_refused": the outcome as a metric label. */
 export function outcomeLabel(o: RefreshOutcome): string {
   return refreshOutcomeToJSON(o).replace('REFRESH_OUTCOME_', '').toLowerCase();
@@ -121,8 +124,10 @@ export class ListRefresher {
     if (onlyIfDue && row.next_run.getTime() > Date.now()) return undefined;
     const spec = specOfRow(row);
     const started = Date.now();
+    const timings: Timings = {};
     const loaded = await loadList(spec, { etag: row.etag, lastModified: row.last_modified }, this.config.fetch);
-    const result = await this.settle(row, spec, loaded, started, opts);
+    timings.load_ms = Date.now() - started;
+    const result = await this.settle(row, spec, loaded, started, opts, timings);
     this.metrics?.observeRefresh(name, outcomeLabel(result.outcome), (Date.now() - started) / 1000);
     this.logger.info(
       {
@@ -131,6 +136,7 @@ export class ListRefresher {
         added: Number(result.added),
         removed: Number(result.removed),
         revision: result.revision.toString(),
+        ...timings,
         ms: Date.now() - started,
       },
       result.message,
@@ -140,7 +146,14 @@ export class ListRefresher {
   }
 
   /** Turns what the fetch gave into the list's new state (and rules). */
-  private async settle(row: ListRow, spec: ListSpec, loaded: Loaded, started: number, opts: RefreshOptions): Promise<RefreshResult> {
+  private async settle(
+    row: ListRow,
+    spec: ListSpec,
+    loaded: Loaded,
+    started: number,
+    opts: RefreshOptions,
+    timings: Timings,
+  ): Promise<RefreshResult> {
     const fail = async (outcome: RefreshOutcome, message: string, fields: Partial<RefreshResult> = {}) => {
       const result = this.result(started, { ...fields, outcome, message });
       await this.store.record(row.id, { result, nextRun: this.nextRun(spec, false), success: false });
@@ -173,7 +186,7 @@ export class ListRefresher {
         httpStatus: loaded.httpStatus,
       });
     }
-    return this.apply(row, spec, loaded.entries, { ...stats, httpStatus: loaded.httpStatus }, loaded.validators, started, opts);
+    return this.apply(row, spec, loaded.entries, { ...stats, httpStatus: loaded.httpStatus }, loaded.validators, started, opts, timings);
   }
 
   /** The write: one transaction, one revision (none when nothing changed). */
@@ -185,13 +198,17 @@ export class ListRefresher {
     validators: { etag: string; lastModified: string },
     started: number,
     opts: RefreshOptions,
+    timings: Timings,
   ): Promise<RefreshResult> {
     const actor = listActor(spec.name);
+    let t = Date.now();
     const res = await writeTransaction(this.sql, actor, 'list_refresh', async (tx, w) => {
       const locked = await this.store.lockRow(tx, row.id);
       if (!locked)
         throw new FleetwallError('LIST_NOT_FOUND', `list ${spec.name} was removed while it was being refreshed`, { list: spec.name });
+      t = Date.now();
       const current = await this.store.currentEntries(tx, row.id);
+      timings.current_ms = Date.now() - t;
       const owned = current.size;
       const wanted = desired.size;
       const shrink = owned > 0 && (owned - wanted) * 100 > this.config.maxShrinkPercent * owned;
@@ -205,8 +222,13 @@ export class ListRefresher {
         await this.store.record(row.id, { result, nextRun: this.nextRun(spec, false), success: false }, tx);
         return { value: result, changes: 0 };
       }
+      t = Date.now();
       const diff = diffEntries(current, desired);
+      timings.diff_ms = Date.now() - t;
+      t = Date.now();
       const counts = await writeListRules(tx, w, { listId: row.id, spec, ruleActor: actor, added: diff.added, removed: diff.removed });
+      timings.write_ms = Date.now() - t;
+      t = Date.now();
       const entries = owned - counts.removed + counts.added;
       const changed = counts.added + counts.removed > 0;
       const result = this.result(started, {
@@ -234,6 +256,7 @@ export class ListRefresher {
       await this.store.record(row.id, { result, nextRun: this.nextRun(spec, true), validators, entries, success: true }, tx);
       return { value: result, changes: counts.added + counts.removed };
     });
+    timings.commit_ms = Date.now() - t;
     if (res.revision === 0n) return res.value;
     const result = { ...res.value, revision: res.revision };
     // The revision is known only at commit: add it to the recorded result.
