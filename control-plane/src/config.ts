@@ -76,6 +76,8 @@ export interface Config {
   readonly listMaxShrinkPercent: number;
   /** After a failed or refused refresh, the next try (at most the list's own interval). */
   readonly listRetryIntervalMs: number;
+  /** The directory on this host whose files lists may read (file:// sources); unset: file sources are refused. */
+  readonly listFileRoot: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -308,6 +310,13 @@ const OPTIONS: readonly OptionSpec[] = [
     min: 50,
     help: "retry a failed or refused refresh after this (at most the list's interval)",
   },
+  {
+    key: 'listFileRoot',
+    env: 'FLEETWALL_LIST_FILE_ROOT',
+    kind: 'string',
+    def: undefined,
+    help: 'directory on this host whose files lists may read (file:// sources); unset: refused',
+  },
 ];
 
 export const CONFIG_USAGE = [
@@ -409,6 +418,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     out.controlPlaneId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   }
   out.dataDir = resolve(out.dataDir as string);
+  if (out.listFileRoot !== undefined) out.listFileRoot = resolve(out.listFileRoot as string);
   const config = out as unknown as Config;
   if (config.expirySweepIntervalMs >= 1000) throw new ConfigError('FLEETWALL_EXPIRY_SWEEP_INTERVAL must be under 1s');
   return { config: Object.freeze(config), help };

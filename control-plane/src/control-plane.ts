@@ -107,7 +107,12 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       sql,
       listStore,
       {
-        fetch: { timeoutMs: config.listFetchTimeoutMs, maxBytes: config.listMaxBytes, userAgent: 'fleetwall (list refresh)' },
+        fetch: {
+          timeoutMs: config.listFetchTimeoutMs,
+          maxBytes: config.listMaxBytes,
+          userAgent: 'fleetwall (list refresh)',
+          fileRoot: config.listFileRoot,
+        },
         maxInvalidPercent: config.listMaxInvalidPercent,
         maxShrinkPercent: config.listMaxShrinkPercent,
         retryIntervalMs: config.listRetryIntervalMs,
@@ -119,6 +124,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
     const lists = new ListService(listStore, listRefresher, {
       minEveryMs: config.listMinEveryMs,
       maxCommentLength: config.maxCommentLength,
+      fileRoot: config.listFileRoot,
     });
 
     const sessionDeps = {
@@ -176,7 +182,10 @@ export async function startControlPlane(config: Config, logger: Logger, options:
     pruner.start();
     const listScheduler = new ListScheduler(listStore, listRefresher, config.listPollIntervalMs, log.child({ component: 'lists' }));
     listScheduler.start();
-    cleanup.unshift(() => Promise.all([sweeper.stop(), pruner.stop(), listScheduler.stop()]).then(() => undefined));
+    cleanup.unshift(() => {
+      listRefresher.stop();
+      return Promise.all([sweeper.stop(), pruner.stop(), listScheduler.stop()]).then(() => undefined);
+    });
 
     const router = new HttpRouter(log.child({ component: 'http' }));
     router.add('GET', '/metrics', async (_req, res) => {
@@ -220,6 +229,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
         stopping ??= (async () => {
           log.info('control plane stopping');
           grpc.setServing(false);
+          listRefresher.stop();
           await Promise.all([sweeper.stop(), pruner.stop(), listScheduler.stop()]);
           for (const s of [...registry.all]) s.shutdown('SHUTTING_DOWN');
           for (const c of cleanup) {

@@ -8,7 +8,7 @@
 // over. A list's rules show `list:NAME` in ListRules, Explain and the audit log.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync, mkdtempSync, rmSync, utimesSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -35,15 +35,20 @@ const lines = (xs: readonly string[]) => `# a published list\n${xs.map((x) => `$
 const addresses = (from: number, n: number) => Array.from({ length: n }, (_, i) => `45.${(from + i) >> 8}.${(from + i) & 255}.7`);
 
 before(async () => {
+  tmp = mkdtempSync(join(tmpdir(), 'fleetwall-lists-'));
   pg = await startTestPostgres();
   url = await pg.newDatabase();
-  cp = await startTestControlPlane(url, { listFetchTimeoutMs: 700, listMinEveryMs: 1000, listPollIntervalMs: 3_600_000 });
+  cp = await startTestControlPlane(url, {
+    listFetchTimeoutMs: 700,
+    listMinEveryMs: 1000,
+    listPollIntervalMs: 3_600_000,
+    listFileRoot: join(tmp, 'lists'),
+  });
   srv = await startListServer(lines(addresses(0, 40)));
   lists = listsApi(cp.clients.lists, 'test:ops');
   rules = rulesApi(cp.clients.rules, 'test:ops');
   agent = new SyncClient(cp.target, { nodeName: 'lists-agent', labels: { zone: 'a' } }).connect();
   await agent.waitInSync();
-  tmp = mkdtempSync(join(tmpdir(), 'fleetwall-lists-'));
 });
 
 after(async () => {
@@ -271,6 +276,12 @@ test('bad input is a clear error and stores nothing: unknown format, a missing c
       [{ list: { name: 'Bad Name', url: srv.url } }, 'INVALID_LIST_NAME', /not a list name/],
       [{ list: { name: 'x', url: srv.url, format: 1, column: 'ip' } }, 'INVALID_FORMAT_OPTION', /column/],
       [{ list: { name: 'x', url: `${srv.url}.missing` } }, 'LIST_FETCH_FAILED', /HTTP 404.*nothing was stored/],
+      [
+        { list: { name: 'x', url: 'file:///etc/hostname' } },
+        'INVALID_LIST_SOURCE',
+        /\/etc\/hostname is outside .*FLEETWALL_LIST_FILE_ROOT/,
+      ],
+      [{ list: { name: 'x', url: 'file://other-host/x.txt' } }, 'INVALID_LIST_SOURCE', /another host/],
     ];
     for (const [req, reason, message] of cases) {
       const err = await lists.create(req).then(
@@ -291,8 +302,9 @@ test('bad input is a clear error and stores nothing: unknown format, a missing c
   }
 });
 
-test('a file source is read on the control plane host; unchanged size and time is not modified', async () => {
-  const file = join(tmp, 'list.txt');
+test('a file source is read on the control plane host, inside its FLEETWALL_LIST_FILE_ROOT; unchanged size and time is not modified', async () => {
+  mkdirSync(join(tmp, 'lists'), { recursive: true });
+  const file = join(tmp, 'lists', 'list.txt');
   writeFileSync(file, lines(addresses(700, 4)));
   const res = await lists.create({ list: { name: 'file-list', url: pathToFileURL(file).href } });
   assert.equal(res.list!.entries, 4n);
@@ -308,6 +320,12 @@ test('a file source is read on the control plane host; unchanged size and time i
   const missing = await lists.refresh('file-list');
   assert.equal(missing.result!.outcome, RefreshOutcome.REFRESH_OUTCOME_FETCH_FAILED);
   assert.match(missing.result!.message, /on the control plane's host.*ENOENT/);
+  // A symbolic link put in its place does not lead out of the root.
+  symlinkSync('/etc/hostname', file);
+  const escaped = await lists.refresh('file-list');
+  assert.equal(escaped.result!.outcome, RefreshOutcome.REFRESH_OUTCOME_FETCH_FAILED);
+  assert.match(escaped.result!.message, /is not inside FLEETWALL_LIST_FILE_ROOT/);
+  assert.equal(escaped.list!.entries, 5n, 'the last good set');
   await lists.delete('file-list');
 });
 

@@ -346,6 +346,11 @@ test('lists add / ls / refresh / rm; rules ls shows the list; bad input exits 2 
       [['lists', 'add', 'x', '--url', srv.url, '--every', '0'], 2, /--every "0" is not a duration/],
       [['lists', 'add', 'x', '--url', 'ftp://127.0.0.1/l.txt'], 3, /scheme "ftp" is not supported/],
       [['lists', 'add', 'x', '--file', 'relative/list.txt'], 2, /absolute path; the control plane reads it on its own host/],
+      [
+        ['lists', 'add', 'x', '--file', '/srv/lists/drop.txt'],
+        3,
+        /file sources are off on this control plane: set FLEETWALL_LIST_FILE_ROOT/,
+      ],
       [['lists', 'add', 'x', '--url', srv.url, '--every', '1s'], 3, /too short/],
       [['lists', 'add', 'x', '--url', srv.url, '--column', 'ip'], 3, /./],
       [['lists', 'refresh', 'nope'], 4, /there is no list named nope/],

@@ -59,13 +59,23 @@ function statsFields(s: ParseStats) {
 }
 
 export class ListRefresher {
+  private readonly stopping = new AbortController();
+  private readonly fetch: FetchOptions;
+
   constructor(
     private readonly sql: Sql,
     private readonly store: ListStore,
     private readonly config: RefresherConfig,
     private readonly logger: Logger,
     private readonly metrics?: ListMetricsSink,
-  ) {}
+  ) {
+    this.fetch = { ...config.fetch, signal: this.stopping.signal };
+  }
+
+  /** Ends fetches in progress (they fail as "stopped"; nothing is applied). */
+  stop(): void {
+    this.stopping.abort();
+  }
 
   /** The invalid-lines safeguard: a message when the parse has too many, else undefined. */
   private tooManyInvalid(s: ParseStats): string | undefined {
@@ -125,7 +135,7 @@ export class ListRefresher {
     const spec = specOfRow(row);
     const started = Date.now();
     const timings: Timings = {};
-    const loaded = await loadList(spec, { etag: row.etag, lastModified: row.last_modified }, this.config.fetch);
+    const loaded = await loadList(spec, { etag: row.etag, lastModified: row.last_modified }, this.fetch);
     timings.load_ms = Date.now() - started;
     const result = await this.settle(row, spec, loaded, started, opts, timings);
     this.metrics?.observeRefresh(name, outcomeLabel(result.outcome), (Date.now() - started) / 1000);
@@ -271,7 +281,7 @@ export class ListRefresher {
   async create(spec: ListSpec, actor: string): Promise<RuleList> {
     if (await this.store.get(spec.name)) throw exists(spec.name);
     const started = Date.now();
-    const loaded = await loadList(spec, EMPTY_VALIDATORS, this.config.fetch);
+    const loaded = await loadList(spec, EMPTY_VALIDATORS, this.fetch);
     if (loaded.kind === 'fetch-failed') {
       throw new FleetwallError('LIST_FETCH_FAILED', `${loaded.message}; nothing was stored: check the source and add the list again`, {
         list: spec.name,

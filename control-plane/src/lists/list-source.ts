@@ -5,7 +5,8 @@
 // decompression) may not pass the size cap. The body is handed on as text
 // chunks as it arrives, so parsing overlaps the download.
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
+import { insideRoot } from './list-spec.js';
 import { fileURLToPath } from 'node:url';
 
 export interface Validators {
@@ -28,6 +29,15 @@ export interface FetchOptions {
   readonly timeoutMs: number;
   readonly maxBytes: number;
   readonly userAgent: string;
+  /** FLEETWALL_LIST_FILE_ROOT: file sources must resolve (symbolic links followed) inside it. */
+  readonly fileRoot: string | undefined;
+  /** Aborted when the control plane stops. */
+  readonly signal?: AbortSignal;
+}
+
+function deadline(o: FetchOptions): AbortSignal {
+  const t = AbortSignal.timeout(o.timeoutMs);
+  return o.signal ? AbortSignal.any([t, o.signal]) : t;
 }
 
 /** The fetch did not give a list; the message says what happened, for the list's status. */
@@ -41,11 +51,12 @@ export class FetchFailure extends Error {
   }
 }
 
-function describe(e: unknown, what: string, timeoutMs: number): FetchFailure {
+function describe(e: unknown, what: string, o: FetchOptions): FetchFailure {
   if (e instanceof FetchFailure) return e;
   const err = e as { name?: string; message?: string; code?: string; cause?: { code?: string; message?: string } };
+  if (o.signal?.aborted) return new FetchFailure(`${what}: stopped (the control plane is shutting down)`);
   if (err?.name === 'TimeoutError' || err?.name === 'AbortError') {
-    return new FetchFailure(`${what}: no complete answer within ${timeoutMs / 1000}s (FLEETWALL_LIST_FETCH_TIMEOUT)`);
+    return new FetchFailure(`${what}: no complete answer within ${o.timeoutMs / 1000}s (FLEETWALL_LIST_FETCH_TIMEOUT)`);
   }
   const cause = err?.cause?.code ?? err?.code ?? err?.cause?.message ?? err?.message ?? String(e);
   return new FetchFailure(`${what}: ${cause}`);
@@ -72,14 +83,14 @@ async function* capped(
     const tail = decoder.decode();
     if (tail !== '') yield tail;
   } catch (e) {
-    throw describe(e, what, o.timeoutMs);
+    throw describe(e, what, o);
   } finally {
     done();
   }
 }
 
 async function openHttp(url: string, v: Validators, o: FetchOptions): Promise<OpenedList> {
-  const signal = AbortSignal.timeout(o.timeoutMs);
+  const signal = deadline(o);
   const headers: Record<string, string> = { 'user-agent': o.userAgent, accept: 'text/plain, text/csv, application/json, */*;q=0.5' };
   if (v.etag !== '') headers['if-none-match'] = v.etag;
   if (v.lastModified !== '') headers['if-modified-since'] = v.lastModified;
@@ -87,7 +98,7 @@ async function openHttp(url: string, v: Validators, o: FetchOptions): Promise<Op
   try {
     res = await fetch(url, { headers, signal, redirect: 'follow' });
   } catch (e) {
-    throw describe(e, `GET ${url}`, o.timeoutMs);
+    throw describe(e, `GET ${url}`, o);
   }
   if (res.status === 304) {
     await res.body?.cancel().catch(() => undefined);
@@ -116,16 +127,20 @@ async function openFile(url: string, v: Validators, o: FetchOptions): Promise<Op
   const what = `${path} (on the control plane's host)`;
   let st: Awaited<ReturnType<typeof stat>>;
   try {
-    st = await stat(path);
+    // The list was checked against the root when added; a symbolic link must not lead out of it since.
+    const real = await realpath(path);
+    if (o.fileRoot === undefined || !insideRoot(real, await realpath(o.fileRoot))) {
+      throw new FetchFailure(`${what} is not inside FLEETWALL_LIST_FILE_ROOT${o.fileRoot ? ` (${o.fileRoot})` : ' (unset)'}`);
+    }
+    st = await stat(real);
   } catch (e) {
-    throw describe(e, `cannot read ${what}`, o.timeoutMs);
+    throw describe(e, `cannot read ${what}`, o);
   }
   if (!st.isFile()) throw new FetchFailure(`${what} is not a regular file`);
   const etag = `file:${st.size}:${st.mtimeMs}`;
   if (etag === v.etag) return { kind: 'not-modified', httpStatus: 0 };
   if (st.size > o.maxBytes) throw new FetchFailure(`${what} is ${st.size} bytes, more than ${o.maxBytes} (FLEETWALL_LIST_MAX_BYTES)`);
-  const signal = AbortSignal.timeout(o.timeoutMs);
-  const stream = createReadStream(path, { signal });
+  const stream = createReadStream(path, { signal: deadline(o) });
   return {
     kind: 'body',
     httpStatus: 0,

@@ -2,6 +2,8 @@
 // CreateList request is checked (name grammar, source scheme and length, the
 // refresh interval's floor, format and column, the rule fields) before
 // anything is fetched or stored. Pure.
+import { resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Action, type Direction, type Mode } from '../../../proto/gen/fleetwall/v1/rule.js';
 import type { RuleList } from '../../../proto/gen/fleetwall/v1/list_service.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
@@ -31,6 +33,14 @@ export interface ListSpec {
 export interface ListLimits extends ValidationLimits {
   /** The shortest refresh interval (FLEETWALL_LIST_MIN_EVERY). */
   readonly minEveryMs: number;
+  /** The directory file sources must be in (FLEETWALL_LIST_FILE_ROOT); undefined: file sources are refused. */
+  readonly fileRoot: string | undefined;
+}
+
+/** True if `path` (absolute) lies inside `root`. */
+export function insideRoot(path: string, root: string): boolean {
+  const r = root.endsWith(sep) ? root : `${root}${sep}`;
+  return resolve(path).startsWith(r);
 }
 
 export const NAME_GRAMMAR = /^[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?$/;
@@ -58,8 +68,12 @@ function badSource(message: string): FleetwallError {
   return new FleetwallError('INVALID_LIST_SOURCE', `list.url: ${message}`, { field: 'list.url' });
 }
 
-/** http(s) or file URLs only; file URLs name an absolute path on the control plane's host. */
-export function checkListUrl(raw: string): string {
+/**
+ * http(s) or file URLs only; file URLs name an absolute path on the control
+ * plane's host, inside its FLEETWALL_LIST_FILE_ROOT (a list's invalid lines
+ * are shown to its callers: a list must not read any file of the host).
+ */
+export function checkListUrl(raw: string, fileRoot: string | undefined): string {
   const text = raw.trim();
   if (text === '') throw badSource('a source is required: an http(s):// URL, or file:///PATH for a file on the control plane host');
   if (text.length > MAX_URL_LENGTH) throw badSource(`the URL has ${text.length} characters; at most ${MAX_URL_LENGTH} are accepted`);
@@ -78,6 +92,14 @@ export function checkListUrl(raw: string): string {
       throw badSource(`file URLs name a file on the control plane's own host; "${u.host}" is another host`);
     }
     if (u.pathname === '/' || u.pathname.endsWith('/')) throw badSource('a file URL must name a file, not a directory');
+    const path = fileURLToPath(`file://${u.pathname}`);
+    if (fileRoot === undefined) {
+      throw badSource(
+        'file sources are off on this control plane: set FLEETWALL_LIST_FILE_ROOT to the directory on its host that lists may read, or serve the file over http(s)',
+      );
+    }
+    if (!insideRoot(path, fileRoot))
+      throw badSource(`${path} is outside ${fileRoot} (FLEETWALL_LIST_FILE_ROOT), the only directory lists may read`);
     return `file://${u.pathname}`;
   }
   throw badSource(
@@ -104,7 +126,7 @@ export function checkEvery(ms: number | undefined, limits: ListLimits): number {
 export function validateListSpec(list: RuleList | undefined, limits: ListLimits): ListSpec {
   if (!list) throw new FleetwallError('MISSING_FIELD', 'list is required: {name, url, every, ...}', { field: 'list' });
   const name = checkListName(list.name, 'list.name');
-  const url = checkListUrl(list.url);
+  const url = checkListUrl(list.url, limits.fileRoot);
   const everyMs = checkEvery(list.every ? durationMs(list.every) : undefined, limits);
   // The parser checks format and column together (a column with plain is an error).
   blocklistParser({ format: list.format, column: list.column }, 'list');
