@@ -329,6 +329,61 @@ test('a file source is read on the control plane host, inside its FLEETWALL_LIST
   await lists.delete('file-list');
 });
 
+test('the same over HTTP/JSON: POST, GET, refresh, DELETE /v1/lists; bad input is a 4xx and stores nothing', async () => {
+  const base = `http://127.0.0.1:${cp.httpPort}`;
+  const call = async (method: string, path: string, body?: unknown) => {
+    const res = await fetch(`${base}${path}`, {
+      method,
+      headers: { 'content-type': 'application/json', 'x-fleetwall-actor': 'test:http' },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+    return { status: res.status, body: (await res.json()) as any };
+  };
+  const pub = await startListServer('45.200.0.1\n45.200.0.2\n');
+  try {
+    const before = await storeState(url);
+    for (const [body, reason] of [
+      [{ list: { name: 'web', url: pub.url, format: 'xml' } }, 'INVALID_ENUM'],
+      [{ list: { name: 'web', url: pub.url, every: '0s' } }, 'INVALID_LIST_INTERVAL'],
+      [{ list: { name: 'web', url: 'ftp://127.0.0.1/x' } }, 'INVALID_LIST_SOURCE'],
+      [{ list: { name: 'web', url: pub.url, action: 'ACTION_NOPE' } }, 'INVALID_ENUM'],
+    ] as const) {
+      const r = await call('POST', '/v1/lists', body);
+      assert.equal(r.status, 400, JSON.stringify(r.body));
+      assert.equal(r.body.reason, reason);
+    }
+    assert.deepEqual(await storeState(url), before, 'nothing stored');
+    const created = await call('POST', '/v1/lists', {
+      name: 'web',
+      url: pub.url,
+      every: '7200s',
+      format: 'plain',
+      selector: { zone: 'a' },
+    });
+    assert.equal(created.status, 200, JSON.stringify(created.body));
+    assert.equal(created.body.list.entries, '2');
+    assert.deepEqual(created.body.list.every, { seconds: '7200' }, 'ts-proto writes a Duration as an object');
+    assert.equal(created.body.list.format, 'BLOCKLIST_FORMAT_PLAIN');
+    assert.equal(created.body.list.lastRefresh.outcome, 'REFRESH_OUTCOME_APPLIED');
+    const all = await call('GET', '/v1/lists');
+    assert.ok(all.body.lists.some((l: { name: string }) => l.name === 'web'));
+    assert.equal((await call('GET', '/v1/lists/web')).body.list.url, pub.url);
+    assert.equal((await call('GET', '/v1/lists/nope')).status, 404);
+    pub.set('45.200.0.1\n');
+    const refreshed = await call('POST', '/v1/lists/web/refresh');
+    assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body));
+    assert.equal(refreshed.body.result.outcome, 'REFRESH_OUTCOME_SHRINK_REFUSED', 'half of a two-entry list');
+    const forced = await call('POST', '/v1/lists/web/refresh?force=true');
+    assert.equal(forced.body.result.outcome, 'REFRESH_OUTCOME_APPLIED');
+    assert.equal(forced.body.list.entries, '1');
+    const removed = await call('DELETE', '/v1/lists/web');
+    assert.equal(removed.status, 200);
+    assert.equal(removed.body.removed, '1');
+  } finally {
+    await pub.close();
+  }
+});
+
 test('the metrics: refresh times, outcomes per list, entries per list', async () => {
   const text = await (await fetch(`http://127.0.0.1:${cp.httpPort}/metrics`)).text();
   assert.match(text, /fleetwall_list_refresh_total\{list="drop",outcome="applied",control_plane="[^"]+"\} [1-9]/);
