@@ -3,6 +3,7 @@
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { CounterServiceClient } from '../../proto/gen/fleetwall/v1/counter_service.js';
 import { ExplainServiceClient } from '../../proto/gen/fleetwall/v1/explain_service.js';
+import { ListServiceClient } from '../../proto/gen/fleetwall/v1/list_service.js';
 import { NodeServiceClient } from '../../proto/gen/fleetwall/v1/node_service.js';
 import { RuleServiceClient } from '../../proto/gen/fleetwall/v1/rule_service.js';
 import { AuditServiceClient } from '../../proto/gen/fleetwall/v1/audit_service.js';
@@ -23,6 +24,7 @@ export interface Clients {
   readonly explain: ExplainServiceClient;
   readonly tokens: TokenServiceClient;
   readonly audit: AuditServiceClient;
+  readonly lists: ListServiceClient;
   close(): void;
 }
 
@@ -47,6 +49,7 @@ export function connect(target: string, actor = 'cli:unknown', o: ConnectOptions
   const explain = new ExplainServiceClient(target, creds, shared);
   const tokens = new TokenServiceClient(target, creds, shared);
   const audit = new AuditServiceClient(target, creds, shared);
+  const lists = new ListServiceClient(target, creds, shared);
   return {
     target,
     tokenSource: o.tokenSource,
@@ -62,8 +65,9 @@ export function connect(target: string, actor = 'cli:unknown', o: ConnectOptions
     explain,
     tokens,
     audit,
+    lists,
     close() {
-      for (const c of [nodes, counters, explain, tokens, audit, rules]) c.close();
+      for (const c of [nodes, counters, explain, tokens, audit, lists, rules]) c.close();
     },
   };
 }

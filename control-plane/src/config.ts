@@ -82,6 +82,22 @@ export interface Config {
   readonly authCacheTtlMs: number;
   /** The longest a refusal to a peer that keeps failing authentication is held back (0: never). */
   readonly authPenaltyMaxMs: number;
+  /** How often this process looks for subscribed lists due a refresh. */
+  readonly listPollIntervalMs: number;
+  /** The shortest refresh interval a list may ask for. */
+  readonly listMinEveryMs: number;
+  /** A list's fetch (connect, headers and the whole body) must finish within this. */
+  readonly listFetchTimeoutMs: number;
+  /** Largest list body accepted (bytes, after decompression). */
+  readonly listMaxBytes: number;
+  /** A refresh with more invalid lines than this share (percent of data lines) is refused. */
+  readonly listMaxInvalidPercent: number;
+  /** A refresh that would remove more than this share (percent) of a list's rules at once is refused. */
+  readonly listMaxShrinkPercent: number;
+  /** After a failed or refused refresh, the next try (at most the list's own interval). */
+  readonly listRetryIntervalMs: number;
+  /** The directory on this host whose files lists may read (file:// sources); unset: file sources are refused. */
+  readonly listFileRoot: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -330,6 +346,72 @@ const OPTIONS: readonly OptionSpec[] = [
     max: 60_000,
     help: 'longest hold-back of refusals to a peer that keeps failing authentication (0s: none)',
   },
+  {
+    key: 'listPollIntervalMs',
+    env: 'FLEETWALL_LIST_POLL_INTERVAL',
+    kind: 'duration',
+    def: '10s',
+    min: 50,
+    help: 'how often subscribed lists due a refresh are looked for',
+  },
+  {
+    key: 'listMinEveryMs',
+    env: 'FLEETWALL_LIST_MIN_EVERY',
+    kind: 'duration',
+    def: '1m',
+    min: 100,
+    help: 'shortest refresh interval a list may ask for',
+  },
+  {
+    key: 'listFetchTimeoutMs',
+    env: 'FLEETWALL_LIST_FETCH_TIMEOUT',
+    kind: 'duration',
+    def: '60s',
+    min: 50,
+    help: "a list's whole fetch must finish within this",
+  },
+  {
+    key: 'listMaxBytes',
+    env: 'FLEETWALL_LIST_MAX_BYTES',
+    kind: 'int',
+    def: String(256 * 1024 * 1024),
+    min: 1024,
+    max: 16 * 1024 * 1024 * 1024,
+    help: 'largest list body accepted (bytes)',
+  },
+  {
+    key: 'listMaxInvalidPercent',
+    env: 'FLEETWALL_LIST_MAX_INVALID_PERCENT',
+    kind: 'int',
+    def: '10',
+    min: 0,
+    max: 100,
+    help: 'refuse a refresh with more invalid lines than this percent of its data lines',
+  },
+  {
+    key: 'listMaxShrinkPercent',
+    env: 'FLEETWALL_LIST_MAX_SHRINK_PERCENT',
+    kind: 'int',
+    def: '25',
+    min: 0,
+    max: 100,
+    help: "refuse a refresh that removes more than this percent of a list's rules",
+  },
+  {
+    key: 'listRetryIntervalMs',
+    env: 'FLEETWALL_LIST_RETRY_INTERVAL',
+    kind: 'duration',
+    def: '10m',
+    min: 50,
+    help: "retry a failed or refused refresh after this (at most the list's interval)",
+  },
+  {
+    key: 'listFileRoot',
+    env: 'FLEETWALL_LIST_FILE_ROOT',
+    kind: 'string',
+    def: undefined,
+    help: 'directory on this host whose files lists may read (file:// sources); unset: refused',
+  },
 ];
 
 export const CONFIG_USAGE = [
@@ -443,6 +525,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     out.controlPlaneId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   }
   out.dataDir = resolve(out.dataDir as string);
+  if (out.listFileRoot !== undefined) out.listFileRoot = resolve(out.listFileRoot as string);
   const config = out as unknown as Config;
   if (config.expirySweepIntervalMs >= 1000) throw new ConfigError('FLEETWALL_EXPIRY_SWEEP_INTERVAL must be under 1s');
   checkTlsSettings(config);

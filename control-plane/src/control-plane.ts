@@ -8,7 +8,14 @@ import { CounterAggregator } from './counters/counter-aggregator.js';
 import { ControlPlaneMetrics } from './counters/metrics.js';
 import { startGrpcServer } from './grpc/grpc-server.js';
 import { startHttpServer } from './http/http-server.js';
+import { registerImportRoute } from './http/import-route.js';
 import { registerJsonApi } from './http/json-api.js';
+import { registerListRoutes } from './http/list-routes.js';
+import { ListMetrics } from './lists/list-metrics.js';
+import { ListRefresher } from './lists/list-refresher.js';
+import { ListScheduler } from './lists/list-scheduler.js';
+import { ListStore } from './lists/list-store.js';
+import { ListService } from './services/list-service.js';
 import { HttpRouter, sendJson, sendText } from './http/router.js';
 import { ExpirySweeper } from './maintenance/expiry-sweeper.js';
 import { RetentionPruner } from './maintenance/retention-pruner.js';
@@ -114,6 +121,30 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       logger: log.child({ component: 'auth' }),
     });
     cleanup.unshift(() => security.stop());
+    const listStore = new ListStore(sql);
+    const listRefresher = new ListRefresher(
+      sql,
+      listStore,
+      {
+        fetch: {
+          timeoutMs: config.listFetchTimeoutMs,
+          maxBytes: config.listMaxBytes,
+          userAgent: 'fleetwall (list refresh)',
+          fileRoot: config.listFileRoot,
+        },
+        maxInvalidPercent: config.listMaxInvalidPercent,
+        maxShrinkPercent: config.listMaxShrinkPercent,
+        retryIntervalMs: config.listRetryIntervalMs,
+        controlPlaneId: config.controlPlaneId,
+      },
+      log.child({ component: 'lists' }),
+      new ListMetrics(metrics.registry, listStore),
+    );
+    const lists = new ListService(listStore, listRefresher, {
+      minEveryMs: config.listMinEveryMs,
+      maxCommentLength: config.maxCommentLength,
+      fileRoot: config.listFileRoot,
+    });
 
     const sessionDeps = {
       hub,
@@ -147,6 +178,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
         sync: (call) => void new AgentSession(call, sessionDeps),
         tokens,
         audit,
+        lists,
       },
       { logger: grpcLog, countRequest: (method, code) => metrics.grpcRequests.inc({ method, code: String(code) }) },
       { credentials: security.grpcCredentials, interceptor: security.grpcInterceptor },
@@ -177,7 +209,12 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       log.child({ component: 'retention' }),
     );
     pruner.start();
-    cleanup.unshift(() => Promise.all([sweeper.stop(), pruner.stop()]).then(() => undefined));
+    const listScheduler = new ListScheduler(listStore, listRefresher, config.listPollIntervalMs, log.child({ component: 'lists' }));
+    listScheduler.start();
+    cleanup.unshift(() => {
+      listRefresher.stop();
+      return Promise.all([sweeper.stop(), pruner.stop(), listScheduler.stop()]).then(() => undefined);
+    });
 
     const router = new HttpRouter(log.child({ component: 'http' }));
     router.add('GET', '/metrics', async (_req, res) => {
@@ -208,6 +245,8 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       audit,
       maxMessageBytes: config.maxMessageBytes,
     });
+    registerImportRoute(router, { rules });
+    registerListRoutes(router, { lists, maxMessageBytes: config.maxMessageBytes });
     // Routes from the embedder (tests) are admin-only unless they say otherwise.
     options.routes?.({ add: (m, p, h, access) => router.add(m, p, h, access ?? 'admin') });
     checkHttpAccessTable(router.list());
@@ -241,7 +280,8 @@ export async function startControlPlane(config: Config, logger: Logger, options:
         stopping ??= (async () => {
           log.info('control plane stopping');
           grpc.setServing(false);
-          await Promise.all([sweeper.stop(), pruner.stop()]);
+          listRefresher.stop();
+          await Promise.all([sweeper.stop(), pruner.stop(), listScheduler.stop()]);
           for (const s of [...registry.all]) s.shutdown('SHUTTING_DOWN');
           for (const c of cleanup) {
             try {

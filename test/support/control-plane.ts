@@ -6,7 +6,7 @@
 //   const pg = await startTestPostgres();
 //   const cp = await startTestControlPlane(await pg.newDatabase());     // in this process
 //   cp.target                      // "127.0.0.1:PORT" (gRPC), cp.httpPort for /metrics, /healthz
-//   cp.clients.rules / .nodes / .counters / .explain / .agent   // @grpc/grpc-js clients (proto/gen)
+//   cp.clients.rules / .nodes / .counters / .explain / .agent / .lists   // @grpc/grpc-js clients (proto/gen)
 //   const res = await unaryCall(cp.clients.rules, 'createRule', { rule: { cidr: '203.0.113.0/24', action: 1 } });
 //   await cp.stop();               // graceful; also closes the clients
 //
@@ -29,6 +29,7 @@ import pino from 'pino';
 import { AgentServiceClient } from '../../proto/gen/fleetwall/v1/agent_service.js';
 import { CounterServiceClient } from '../../proto/gen/fleetwall/v1/counter_service.js';
 import { ExplainServiceClient } from '../../proto/gen/fleetwall/v1/explain_service.js';
+import { ListServiceClient } from '../../proto/gen/fleetwall/v1/list_service.js';
 import { NodeServiceClient } from '../../proto/gen/fleetwall/v1/node_service.js';
 import { RuleServiceClient } from '../../proto/gen/fleetwall/v1/rule_service.js';
 import { AuditServiceClient } from '../../proto/gen/fleetwall/v1/audit_service.js';
@@ -47,6 +48,7 @@ export interface TestClients {
   readonly agent: AgentServiceClient;
   readonly tokens: TokenServiceClient;
   readonly audit: AuditServiceClient;
+  readonly lists: ListServiceClient;
   close(): void;
 }
 
@@ -91,6 +93,7 @@ export function connectClients(target: string, o: TestClientOptions = {}): TestC
   const agent = new AgentServiceClient(target, c, opts);
   const tokens = new TokenServiceClient(target, c, opts);
   const audit = new AuditServiceClient(target, c, opts);
+  const lists = new ListServiceClient(target, c, opts);
   return {
     rules,
     nodes,
@@ -99,8 +102,9 @@ export function connectClients(target: string, o: TestClientOptions = {}): TestC
     agent,
     tokens,
     audit,
+    lists,
     close() {
-      for (const x of [rules, nodes, counters, explain, agent, tokens, audit]) x.close();
+      for (const x of [rules, nodes, counters, explain, agent, tokens, audit, lists]) x.close();
     },
   };
 }

@@ -37,6 +37,19 @@ export const CATALOGUE = {
   EMPTY_BATCH: { code: status.INVALID_ARGUMENT, message: 'the batch is empty' },
   IMPORT_TOO_LARGE: { code: status.INVALID_ARGUMENT, message: 'too many lines in one import' },
   IMPORT_HEADER_REQUIRED: { code: status.INVALID_ARGUMENT, message: 'an import starts with exactly one header' },
+  // Blocklist formats (imports and lists)
+  INVALID_FORMAT_OPTION: { code: status.INVALID_ARGUMENT, message: 'the format options do not fit together' },
+  UNKNOWN_COLUMN: { code: status.INVALID_ARGUMENT, message: "the named column is not in the list's header" },
+  NO_ADDRESS_COLUMN: { code: status.INVALID_ARGUMENT, message: 'no column of the list is known to hold addresses: name one' },
+  // Subscribed lists
+  INVALID_LIST_NAME: { code: status.INVALID_ARGUMENT, message: 'invalid list name' },
+  INVALID_LIST_SOURCE: { code: status.INVALID_ARGUMENT, message: 'invalid list source: an http(s):// or file:/// URL' },
+  INVALID_LIST_INTERVAL: { code: status.INVALID_ARGUMENT, message: 'invalid refresh interval' },
+  LIST_EXISTS: { code: status.ALREADY_EXISTS, message: 'a list with this name exists' },
+  LIST_NOT_FOUND: { code: status.NOT_FOUND, message: 'no such list' },
+  LIST_BUSY: { code: status.ABORTED, message: 'a refresh of this list is running' },
+  LIST_FETCH_FAILED: { code: status.FAILED_PRECONDITION, message: 'the list could not be fetched' },
+  LIST_REFUSED: { code: status.FAILED_PRECONDITION, message: 'the fetched list failed a safeguard' },
   MESSAGE_TOO_LARGE: { code: status.RESOURCE_EXHAUSTED, message: 'message too large' },
   // ManageAddress (/manage-ip, fleetwall unblock)
   MISSING_FIELD: { code: status.INVALID_ARGUMENT, message: 'a required field is missing' },

@@ -320,3 +320,6 @@ export function registerJsonApi(router: HttpRouter, s: JsonApiServices): void {
 
   registerTrustRoutes(router, { tokens: s.tokens, audit: s.audit, maxMessageBytes: s.maxMessageBytes, callContext, parseId, param });
 }
+
+// Shared with the routes registered beside this API (import-route.ts, list-routes.ts).
+export { callContext, durationJson, enumParam, param, selectorParam };

@@ -99,7 +99,9 @@ const GROUP_COMMIT = `with w as (select nextval('write_id_seq') as id),
    from ins, rv`;
 
 const RULE_SELECT =
-  'r.id, r.cidr::text as cidr, r.action, r.direction, r.selector, r.selector_key, r.mode, r.expire_time, r.comment, r.create_time, r.update_time, r.write_id, r.created_by, v.revision';
+  'r.id, r.cidr::text as cidr, r.action, r.direction, r.selector, r.selector_key, r.mode, r.expire_time, r.comment, r.create_time, r.update_time, r.write_id, r.created_by, v.revision, ' +
+  // A list's rule shows its list (lists/): "list:NAME".
+  "(select 'list:' || l.name from lists l where l.id = r.list_id) as source";
 
 export class RuleStore {
   constructor(private readonly sql: Sql) {}
@@ -284,7 +286,9 @@ export class RuleStore {
         `with old as (select ${rowImage('r')} as j from rules r where r.id = $1),
          u as (
            update rules set action = $2, direction = $3, selector = $4::text::jsonb, selector_key = $5, mode = $6,
-             expire_time = $7::timestamptz, comment = $8, update_time = now(), write_id = $9::bigint
+             expire_time = $7::timestamptz, comment = $8, update_time = now(), write_id = $9::bigint,
+             -- An operator's change takes a list's rule over: the list no longer owns it.
+             list_id = null
            where id = $1 returning *),
          ${changeAuditCtes({ rows: 'u', writeId: '$9::bigint', actor: '$10', op: OP_UPSERT, action: 'rule.update', before: '(select j from old)', after: rowImage('u') })}
          select id, cidr::text as cidr, action, direction, selector, selector_key, mode, expire_time, comment, create_time, update_time, write_id, created_by from u`,

@@ -20,7 +20,18 @@ import { applyAuditNote, currentAuditNote } from './audit-note.js';
 
 export const REVISION_CHANNEL = 'fleetwall_revision';
 
-export type RevisionKind = 'create' | 'batch_create' | 'import' | 'update' | 'delete' | 'batch_delete' | 'expire';
+export type RevisionKind =
+  | 'create'
+  | 'batch_create'
+  | 'import'
+  | 'update'
+  | 'delete'
+  | 'batch_delete'
+  | 'expire'
+  // A subscribed list (lists/): added, refreshed, removed.
+  | 'list_create'
+  | 'list_refresh'
+  | 'list_delete';
 
 export interface WriteBody<T> {
   /** What the transaction produced (returned to the caller). */
