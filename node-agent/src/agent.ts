@@ -244,6 +244,7 @@ export class Agent {
       mapFillRatio: this.fillRatio(),
       lastError: this.currentError(),
       appliedRevision: this.engine.applied.revision,
+      failsafe: [],
     };
   }
 

@@ -5,7 +5,9 @@
 // with their numbers. The valid lines are committed as one revision when the
 // stream ends, or nothing is stored if header.atomic is set and any line is
 // invalid. More than the configured number of lines: IMPORT_TOO_LARGE,
-// nothing stored.
+// nothing stored. A deny line the lockout guard refuses (it would drop
+// traffic of a protected address) is reported like an invalid line, reason
+// LOCKOUT_PROTECTED, and the rest is imported; an import has no force.
 import type { Sql } from 'postgres';
 import { CidrError, formatPrefix, parseCidr } from '../../../common/src/cidr.js';
 import type {
@@ -15,13 +17,15 @@ import type {
   ImportRulesResponse,
 } from '../../../proto/gen/fleetwall/v1/rule_service.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
-import { directionOrDefault, modeOrDefault, requireAction } from '../rules/enums.js';
+import { directionOrDefault, modeOrDefault, policyDirection, requireAction } from '../rules/enums.js';
 import { selectorKey, validateSelector } from '../rules/selector.js';
 import { checkComment, checkMonitorOnAllow, expiryFromTtl, type ValidationLimits } from '../rules/validate.js';
 import { type BulkHandoff, streamImport } from '../store/rule-import.js';
 import type { Logger } from 'pino';
 import type { RuleStore } from '../store/rule-store.js';
 import type { CallContext } from './call-context.js';
+import { Action, Mode } from '../../../proto/gen/fleetwall/v1/rule.js';
+import { type LockoutChecker, type LockoutGuard, lockoutError } from '../lockout/lockout-guard.js';
 
 export interface ImportDeps {
   readonly sql: Sql;
@@ -30,6 +34,8 @@ export interface ImportDeps {
   readonly now: () => Date;
   readonly handoff?: BulkHandoff;
   readonly logger?: Logger;
+  /** The lockout guard: a deny line that would drop protected traffic is refused as a line. */
+  readonly guard?: LockoutGuard;
 }
 
 const MAX_REPORTED_INVALID = 1000;
@@ -61,6 +67,10 @@ export async function importRules(
   let invalid = 0;
   let duplicate = 0;
   let receivedMs = 0;
+  // The lockout guard's one decision, per deny line (enforce mode): refused lines are reported like invalid ones.
+  const lockout: LockoutChecker | undefined =
+    deps.guard && t.action === Action.ACTION_DENY && t.mode !== Mode.MODE_MONITOR ? await deps.guard.checker() : undefined;
+  const direction = policyDirection(t.direction);
   // Parses chunks as they arrive; yields the new canonical CIDRs of each.
   async function* accepted(): AsyncGenerator<string[]> {
     for await (const chunk of chunks) {
@@ -79,7 +89,17 @@ export async function importRules(
         if (text === '') continue;
         let canonical: string;
         try {
-          canonical = formatPrefix(parseCidr(text));
+          const prefix = parseCidr(text);
+          const hit = lockout?.lockoutCheck(prefix, direction);
+          if (hit) {
+            invalid++;
+            if (invalidLines.length < MAX_REPORTED_INVALID) {
+              const e = lockoutError(`line ${lineNo}`, hit);
+              invalidLines.push({ lineNumber: BigInt(lineNo), line: line.slice(0, 200), message: e.message, reason: e.reason });
+            }
+            continue;
+          }
+          canonical = formatPrefix(prefix);
         } catch (e) {
           if (!(e instanceof CidrError)) throw e;
           invalid++;
