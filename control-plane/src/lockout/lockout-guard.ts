@@ -75,11 +75,12 @@ function dropsProtected(action: Action, mode: Mode): boolean {
   return action === Action.ACTION_DENY && mode !== Mode.MODE_MONITOR;
 }
 
-/** "covers 192.0.2.1/32 (the control plane's gRPC listen address (--grpc-host 192.0.2.1))". */
+/** "covers 192.0.2.1/32, which is protected: the control plane's gRPC listen address (--grpc-host 192.0.2.1)". */
 function relation(hit: LockoutHit): string {
-  if (hit.everything) return `covers every ${familyName(hit.entry.prefix)} address, ${hit.entry.cidr} (${hit.entry.why}) among them`;
+  const which = `which is protected: ${hit.entry.why}`;
+  if (hit.everything) return `covers every ${familyName(hit.entry.prefix)} address, ${hit.entry.cidr} among them, ${which}`;
   const inside = hit.entry.prefix.len < Number(hit.cidr.slice(hit.cidr.lastIndexOf('/') + 1));
-  return `${inside ? 'lies inside' : 'covers'} ${hit.entry.cidr} (${hit.entry.why})`;
+  return `${inside ? 'lies inside' : 'covers'} ${hit.entry.cidr}, ${which}`;
 }
 
 /** The audit log's record of one overridden hit. */
@@ -90,7 +91,7 @@ export function forcedText(field: string, hit: LockoutHit): string {
 export function lockoutError(field: string, hit: LockoutHit): FleetwallError {
   const traffic = hit.direction === 'egress' ? 'traffic to' : 'traffic from';
   const what = hit.everything
-    ? `would drop ${traffic} every ${familyName(hit.entry.prefix)} address, ${hit.entry.cidr} (${hit.entry.why}) among them`
+    ? `would drop ${traffic} every ${familyName(hit.entry.prefix)} address, ${hit.entry.cidr} among them, which is protected: ${hit.entry.why}`
     : `would drop ${traffic} ${hit.entry.cidr}, which is protected: ${hit.entry.why}`;
   return new FleetwallError(
     'LOCKOUT_PROTECTED',
@@ -124,9 +125,17 @@ export interface LockoutGuardOptions {
   readonly logger?: Logger;
 }
 
+/** How long this process's own note of a stream's address outlives store reads that miss it. */
+const LOCAL_NOTE_MS = 10_000;
+
 export class LockoutGuard {
   /** node -> connect address: from the store, and this process's own streams. */
   private peers = new Map<string, Prefix>();
+  /**
+   * This process's own streams, noted within the last LOCAL_NOTE_MS: kept
+   * over a store read that may have started before their write committed.
+   */
+  private readonly local = new Map<string, { p: Prefix; at: number }>();
   private set: ProtectedSet | undefined;
   private checkerValue: LockoutChecker | undefined;
   private loadedAt = -Infinity;
@@ -155,6 +164,7 @@ export class LockoutGuard {
   notePeer(node: string, address: string): Prefix | undefined {
     const p = addressPrefix(address);
     if (!p) return undefined;
+    this.local.set(node, { p, at: performance.now() });
     const old = this.peers.get(node);
     if (!old || formatPrefix(old) !== formatPrefix(p)) {
       this.peers.set(node, p);
@@ -174,8 +184,11 @@ export class LockoutGuard {
           const p = addressPrefix(r.address);
           if (p) next.set(r.name, p);
         }
-        // This process's own streams noted since the read began stay.
-        for (const [n, p] of this.peers) if (!next.has(n)) next.set(n, p);
+        // This process's own recent streams stay (their write may not have been visible to the read).
+        for (const [n, { p, at }] of this.local) {
+          if (started - at > LOCAL_NOTE_MS) this.local.delete(n);
+          else next.set(n, p);
+        }
         this.peers = next;
         this.set = undefined;
         this.loadedAt = started;
@@ -201,7 +214,7 @@ export class LockoutGuard {
       return protectedEntry(
         p,
         'agent',
-        `the address node${nodes.length > 1 ? 's' : ''} ${names} connect${nodes.length > 1 ? '' : 's'} from (Sync)`,
+        `the address node${nodes.length > 1 ? 's' : ''} ${names} connect${nodes.length > 1 ? '' : 's'} from`,
       );
     });
     const seen = new Set(this.staticEntries.map((e) => e.cidr));

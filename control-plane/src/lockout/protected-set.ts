@@ -19,7 +19,7 @@ export interface ProtectedEntry {
   /** Canonical CIDR ("192.0.2.1/32"). */
   readonly cidr: string;
   readonly kind: ProtectedKind;
-  /** Why, in words: "loopback (always protected)", "the address node web-1 connects from (its Sync stream)". */
+  /** Why, in words: "loopback, always protected", "the address node web-1 connects from". */
   readonly why: string;
 }
 

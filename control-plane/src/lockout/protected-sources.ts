@@ -50,8 +50,8 @@ export function addressPrefix(text: string): Prefix | undefined {
 }
 
 export const LOOPBACK: readonly ProtectedEntry[] = Object.freeze([
-  protectedEntry(parseCidr('127.0.0.0/8'), 'loopback', 'loopback (always protected)'),
-  protectedEntry(parseCidr('::1/128'), 'loopback', 'loopback (always protected)'),
+  protectedEntry(parseCidr('127.0.0.0/8'), 'loopback', 'loopback, always protected'),
+  protectedEntry(parseCidr('::1/128'), 'loopback', 'loopback, always protected'),
 ]);
 
 /** The static entries: loopback, listen addresses, management networks. */
