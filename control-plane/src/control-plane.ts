@@ -41,6 +41,9 @@ import { AuditService } from './services/audit-service.js';
 import { TokenService } from './services/token-service.js';
 import { AuditStore } from './store/audit-store.js';
 import { TokenStore } from './store/token-store.js';
+import { createLockoutGuard } from './lockout/guard-setup.js';
+import { LockoutSessionHooks } from './lockout/session-hooks.js';
+import { NodePeerStore } from './store/node-peers.js';
 
 export interface ControlPlane {
   /** This process's id (SyncStart.control_plane_id, Node.control_plane_id). */
@@ -107,10 +110,16 @@ export async function startControlPlane(config: Config, logger: Logger, options:
     cleanup.unshift(() => feed.stop());
 
     const limits = { maxBatch: config.maxBatch, maxImportLines: config.maxImportLines, maxCommentLength: config.maxCommentLength };
-    const rules = new RuleService(ruleStore, sql, limits, undefined, { handoff: localBulk, logger: log.child({ component: 'rules' }) });
+    const peerStore = new NodePeerStore(sql);
+    const guard = await createLockoutGuard(config, peerStore, log.child({ component: 'lockout' }));
+    const rules = new RuleService(ruleStore, sql, limits, undefined, {
+      handoff: localBulk,
+      logger: log.child({ component: 'rules' }),
+      guard,
+    });
     const nodeService = new NodeService(nodeStore, ruleStore, () => nodes.flush());
     const counterService = new CounterService(counterStore, nodeStore, () => counters.flush());
-    const explain = new ExplainService(ruleStore, nodeStore);
+    const explain = new ExplainService(ruleStore, nodeStore, peerStore);
     const tokenStore = new TokenStore(sql);
     const tokens = new TokenService(tokenStore);
     const audit = new AuditService(new AuditStore(sql));
@@ -136,6 +145,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
         maxShrinkPercent: config.listMaxShrinkPercent,
         retryIntervalMs: config.listRetryIntervalMs,
         controlPlaneId: config.controlPlaneId,
+        lockout: guard,
       },
       log.child({ component: 'lists' }),
       new ListMetrics(metrics.registry, listStore),
@@ -164,6 +174,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       chunkBytes: config.syncChunkBytes,
       maxQueue: config.maxAgentQueue,
       logger: log.child({ component: 'sync' }),
+      lockout: new LockoutSessionHooks(guard, peerStore, log.child({ component: 'lockout' })),
     };
     const grpcLog = log.child({ component: 'grpc' });
     const grpc = await startGrpcServer(

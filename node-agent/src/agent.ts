@@ -20,6 +20,7 @@ import { releaseTransientMemory } from './memory.js';
 import { SyncClient } from './sync/sync-client.js';
 import { interfaceStatus } from './sync/wire.js';
 import { AGENT_VERSION } from './version.js';
+import { Failsafe } from './failsafe/failsafe.js';
 
 export interface OpenDatapathOptions extends DatapathOptions {
   readonly logger: Logger;
@@ -38,6 +39,8 @@ export class Agent {
   readonly counters: CounterReporter;
   readonly sync: SyncClient;
   readonly metrics: AgentMetrics;
+  /** Allows for the control planes' addresses and --failsafe-cidrs, whatever the policy. */
+  readonly failsafe: Failsafe;
   private readonly http: HealthServer;
   private readonly attached = new Map<string, InterfaceAttachment>();
   private readonly attachErrors = new Map<string, string>();
@@ -75,6 +78,9 @@ export class Agent {
       log.child({ component: 'sync' }),
     );
     this.sync.onPropagation = (ms) => this.metrics.propagationSeconds.observe(ms / 1000);
+    this.failsafe = new Failsafe(cfg, engine, log.child({ component: 'failsafe' }));
+    // Every reconnect re-resolves the control-plane names (a moved control plane keeps its failsafe).
+    this.sync.onConnecting = () => this.failsafe.refreshSoon();
     this.engine.addListener({
       applied: (_m, res) => {
         if (res.opCount > 0) this.metrics.applySeconds.observe(res.ms / 1000);
@@ -143,8 +149,10 @@ export class Agent {
         'the pinned datapath keeps its default action; uninstall to change it',
       );
     }
-    // Only the difference between the journal and the kernel is applied.
+    // Only the difference between the journal and the kernel is applied,
+    // with the failsafe entries (resolved now) in the same plan.
     this.engine.requestReconcile();
+    await this.failsafe.refresh();
     await this.engine.idle();
     if (this.engine.lastRefusal)
       this.log.error({ error: this.engine.lastError }, 'the pinned rules could not all be restored; the kernel keeps what it has');
@@ -244,6 +252,7 @@ export class Agent {
       mapFillRatio: this.fillRatio(),
       lastError: this.currentError(),
       appliedRevision: this.engine.applied.revision,
+      failsafe: this.failsafe.entries.map((e) => ({ cidr: e.cidr, source: e.source })),
     };
   }
 
@@ -281,6 +290,7 @@ export class Agent {
       reconnects: s.connects,
       acks: s.acks,
       nacks: s.nacks,
+      failsafe: this.failsafe.entries,
       expiredLocally: this.engine.stats.expired,
       pendingExpiries: this.engine.pendingExpiries,
       lastApplyMs: applies.lastApplyMs,

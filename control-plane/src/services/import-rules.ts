@@ -9,6 +9,9 @@
 // is stored if header.atomic is set and any line is invalid. More than the
 // configured number of lines: IMPORT_TOO_LARGE, nothing stored. A file that
 // cannot be read as asked (an unknown column): UNKNOWN_COLUMN, nothing stored.
+// A deny line the lockout guard refuses (it would drop traffic of a protected
+// address) is reported like an invalid line, reason LOCKOUT_PROTECTED, and
+// the rest is imported; an import has no force.
 import type { Sql } from 'postgres';
 import type { LineResult } from '../../../common/src/blocklist/types.js';
 import { formatPrefix } from '../../../common/src/cidr.js';
@@ -20,7 +23,7 @@ import type {
 } from '../../../proto/gen/fleetwall/v1/rule_service.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
 import { blocklistFailure, blocklistParser, formatName, formatOfSummary } from '../rules/blocklist-options.js';
-import { directionOrDefault, modeOrDefault, requireAction } from '../rules/enums.js';
+import { directionOrDefault, modeOrDefault, policyDirection, requireAction } from '../rules/enums.js';
 import { selectorKey, validateSelector } from '../rules/selector.js';
 import { checkComment, checkMonitorOnAllow, expiryFromTtl, type ValidationLimits } from '../rules/validate.js';
 import { type BulkHandoff, streamImport } from '../store/rule-import.js';
@@ -28,6 +31,8 @@ import type { Logger } from 'pino';
 import type { RuleStore } from '../store/rule-store.js';
 import type { CallContext } from './call-context.js';
 import { type GuardContext, guardIsOpen, guardPrefix } from './import-guard.js';
+import { Action, Mode } from '../../../proto/gen/fleetwall/v1/rule.js';
+import { type LockoutChecker, type LockoutGuard, lockoutError } from '../lockout/lockout-guard.js';
 
 export interface ImportDeps {
   readonly sql: Sql;
@@ -36,6 +41,8 @@ export interface ImportDeps {
   readonly now: () => Date;
   readonly handoff?: BulkHandoff;
   readonly logger?: Logger;
+  /** The lockout guard: a deny line that would drop protected traffic is refused as a line. */
+  readonly guard?: LockoutGuard;
 }
 
 const MAX_REPORTED_INVALID = 1000;
@@ -64,6 +71,10 @@ export async function importRules(
   const parser = blocklistParser({ format: header.format, column: header.column }, 'header');
   const guard: GuardContext = { action: t.action, allowPrivate: header.allowPrivate };
   const guardOpen = guardIsOpen(guard);
+  // The lockout guard's one decision, per deny line (enforce mode): refused lines are reported like invalid ones.
+  const lockout: LockoutChecker | undefined =
+    deps.guard && t.action === Action.ACTION_DENY && t.mode !== Mode.MODE_MONITOR ? await deps.guard.checker() : undefined;
+  const direction = policyDirection(t.direction);
   const seen = new Set<string>();
   const invalidLines: ImportLineError[] = [];
   const localLines: ImportLineError[] = [];
@@ -89,6 +100,15 @@ export async function importRules(
           skippedLocal++;
           if (localLines.length < MAX_REPORTED_INVALID) {
             localLines.push({ lineNumber: BigInt(r.line), line: formatPrefix(p), message: refusal.message, reason: refusal.reason });
+          }
+          continue;
+        }
+        const hit = lockout?.lockoutCheck(p, direction);
+        if (hit) {
+          invalid++;
+          if (invalidLines.length < MAX_REPORTED_INVALID) {
+            const e = lockoutError(`line ${r.line}`, hit);
+            invalidLines.push({ lineNumber: BigInt(r.line), line: formatPrefix(p), message: e.message, reason: e.reason });
           }
           continue;
         }

@@ -223,6 +223,21 @@ export const MIGRATIONS: readonly Migration[] = [
       create index rules_list_id on rules (list_id) where list_id is not null;
     `,
   },
+  {
+    version: 5,
+    name: 'lockout guard: node peer address and failsafe entries; audit forced',
+    sql: `
+      -- The address each node's Sync stream comes from (the lockout guard
+      -- protects it, in every control-plane process), and the failsafe
+      -- entries its agent reports (Explain shows them when they decide).
+      alter table nodes add column peer_address text not null default '';
+      alter table nodes add column failsafe jsonb not null default '[]';
+      -- What an admin's forced override of the lockout guard overrode; set
+      -- per transaction like the note (store/audit-forced.ts).
+      alter table audit_log add column forced text not null default '';
+      alter table audit_log alter column forced set default coalesce(current_setting('fleetwall.audit_forced', true), '');
+    `,
+  },
 ];
 
 export async function migrate(sql: Sql, logger: Logger): Promise<number> {

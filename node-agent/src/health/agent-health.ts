@@ -36,6 +36,8 @@ export interface AgentHealth {
   readonly reconnects: number;
   readonly acks: number;
   readonly nacks: number;
+  /** Failsafe entries: always allowed, ingress and egress (failsafe/). */
+  readonly failsafe: readonly { readonly cidr: string; readonly source: string }[];
   readonly expiredLocally: number;
   readonly pendingExpiries: number;
   readonly lastApplyMs: number;

@@ -21,6 +21,7 @@ import { Duration } from "../../google/protobuf/duration.js";
 import { Timestamp } from "../../google/protobuf/timestamp.js";
 import { Status } from "../../google/rpc/status.js";
 import { VerdictCounters } from "./counter.js";
+import { FailsafeEntry } from "./failsafe.js";
 import { InterfaceStatus } from "./node.js";
 import {
   Action,
@@ -291,6 +292,12 @@ export interface AgentStatus {
   /** Empty when healthy. */
   lastError: string;
   appliedRevision: bigint;
+  /**
+   * The agent's failsafe entries (allows for its control planes' addresses
+   * and --failsafe-cidrs, in its kernel tables whatever the policy); the
+   * control plane keeps them with the node for Explain.
+   */
+  failsafe: FailsafeEntry[];
 }
 
 function createBaseAgentRule(): AgentRule {
@@ -2468,7 +2475,7 @@ export const CounterAck: MessageFns<CounterAck> = {
 };
 
 function createBaseAgentStatus(): AgentStatus {
-  return { interfaces: [], rulesInKernel: 0n, mapFillRatio: 0, lastError: "", appliedRevision: 0n };
+  return { interfaces: [], rulesInKernel: 0n, mapFillRatio: 0, lastError: "", appliedRevision: 0n, failsafe: [] };
 }
 
 export const AgentStatus: MessageFns<AgentStatus> = {
@@ -2493,6 +2500,9 @@ export const AgentStatus: MessageFns<AgentStatus> = {
         throw new globalThis.Error("value provided for field message.appliedRevision of type uint64 too large");
       }
       writer.uint32(40).uint64(message.appliedRevision);
+    }
+    for (const v of message.failsafe) {
+      FailsafeEntry.encode(v!, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -2550,6 +2560,14 @@ export const AgentStatus: MessageFns<AgentStatus> = {
             message.appliedRevision = reader.uint64() as bigint;
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.failsafe.push(FailsafeEntry.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2587,6 +2605,9 @@ export const AgentStatus: MessageFns<AgentStatus> = {
         : isSet(object.applied_revision)
         ? BigInt(object.applied_revision)
         : 0n,
+      failsafe: globalThis.Array.isArray(object?.failsafe)
+        ? object.failsafe.map((e: any) => FailsafeEntry.fromJSON(e))
+        : [],
     };
   },
 
@@ -2607,6 +2628,9 @@ export const AgentStatus: MessageFns<AgentStatus> = {
     if (message.appliedRevision !== 0n) {
       obj.appliedRevision = message.appliedRevision.toString();
     }
+    if (message.failsafe?.length) {
+      obj.failsafe = message.failsafe.map((e) => FailsafeEntry.toJSON(e));
+    }
     return obj;
   },
 
@@ -2624,6 +2648,7 @@ export const AgentStatus: MessageFns<AgentStatus> = {
     message.appliedRevision = (object.appliedRevision !== undefined && object.appliedRevision !== null)
       ? BigInt(object.appliedRevision)
       : 0n;
+    message.failsafe = object.failsafe?.map((e) => FailsafeEntry.fromPartial(e)) || [];
     return message;
   },
 };
