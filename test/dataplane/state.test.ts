@@ -81,9 +81,9 @@ test('journal, meta and counter reset round-trip through the pins and survive re
       { revision: 42n, storeId: 'store-a' },
     );
     applyOps(dp, [
-      { kind: 'journal.delete', id: 9n },
-      { kind: 'journal.delete', id: 12345n },
-    ]); // absent id ignored
+      { kind: 'journal.delete', id: 9n, slot: 5 },
+      { kind: 'journal.delete', id: 12345n, slot: 4 },
+    ]); // a slot that holds another rule: ignored
     assert.deepEqual(dp.readMeta(), { revision: 42n, storeId: 'store-a' });
     const j = readJournal(dp);
     assert.deepEqual(

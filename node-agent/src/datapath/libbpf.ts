@@ -5,6 +5,7 @@
 // running kernel by test/dataplane/abi.test.ts).
 
 import koffi, { type LibraryHandle } from 'koffi';
+import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { DatapathError, errnoOf } from './errors.js';
 import {
@@ -168,6 +169,26 @@ let ncpus = 0;
 export function possibleCpus(): number {
   if (ncpus === 0) ncpus = check(raw.libbpf_num_possible_cpus() as number, 'count cpus', 'libbpf');
   return ncpus;
+}
+
+/**
+ * Rows the rule counters need for the CPUs online now: the highest online
+ * CPU number + 1 (from /sys/devices/system/cpu/online, e.g. "0-3,6"); the
+ * possible CPUs if the file cannot be read.
+ */
+export function onlineCpuRows(): number {
+  try {
+    const text = readFileSync('/sys/devices/system/cpu/online', 'utf8').trim();
+    let max = -1;
+    for (const part of text.split(',')) {
+      const [a, b] = part.split('-');
+      max = Math.max(max, Number(b ?? a));
+    }
+    if (Number.isInteger(max) && max >= 0) return Math.min(max + 1, possibleCpus());
+  } catch {
+    /* fall through */
+  }
+  return possibleCpus();
 }
 
 // ---- shared memory with the kernel
