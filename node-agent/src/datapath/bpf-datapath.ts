@@ -27,7 +27,18 @@ import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Prefix } from '../../../common/src/cidr.js';
 import type { DefaultAction, RuleDirection } from '../../../common/src/policy.js';
-import { FW_CFG_OVERFLOW_ROW, FW_DEFAULT, GEN_MAPS, MAP, type MapName, PROG, TABLES, type TableCfg, decodeMeta, tableIndex } from './abi.js';
+import {
+  FW_CFG_OVERFLOW_ROW,
+  FW_DEFAULT,
+  GEN_MAPS,
+  MAP,
+  type MapName,
+  PROG,
+  TABLES,
+  type TableCfg,
+  decodeMeta,
+  tableIndex,
+} from './abi.js';
 import { batchNeeds, checkCapacity, validateBatch } from './apply-checks.js';
 import { type BpfAttachOptions, LinkAttacher, detachLinks, ifindexOf, uninstallPins } from './attach.js';
 import { BpfMap } from './bpf-map.js';
@@ -86,6 +97,11 @@ export interface BpfDatapathOptions extends DatapathOptions {
   readonly maxHashLengths?: number;
   /** Called after each step of a generation swap (tests stop the process at one). */
   readonly onSwapStep?: (step: SwapStep, gen: number) => void;
+  /**
+   * Sizes the maps keep at least (not pinned: give it at each open): a table's
+   * hash sized for this many prefixes, the counters for this many slots.
+   */
+  readonly reserve?: Partial<DatapathCapacity>;
 }
 
 export function openDatapath(opts: BpfDatapathOptions): BpfDatapath {
@@ -118,6 +134,7 @@ export class BpfDatapath implements Datapath {
   private readonly ifCounters: IfCounters;
   private readonly links: LinkAttacher;
   private readonly onSwapStep: BpfDatapathOptions['onSwapStep'];
+  private readonly reserve: Partial<DatapathCapacity>;
   /** The generation in force and what is written through it. */
   private state: GenState;
   private sizes: GenSizes;
@@ -132,6 +149,7 @@ export class BpfDatapath implements Datapath {
     this.pinDir = pinDir;
     this.objDir = resolve(opts.objDir ?? DEFAULT_OBJ_DIR);
     this.onSwapStep = opts.onSwapStep;
+    this.reserve = opts.reserve ?? {};
     if (this.log) {
       const log = this.log;
       setLibbpfLogSink((level, line) => (level === 'warn' ? log.warn({ libbpf: line }, 'libbpf') : log.debug({ libbpf: line }, 'libbpf')));
@@ -146,7 +164,11 @@ export class BpfDatapath implements Datapath {
         // Fresh (or a creation that died before it finished): the first generation, at the least sizes.
         for (const n of listGenerations(pinDir)) removeGeneration(pinDir, n);
         const rows = onlineCpuRows();
-        const sizes = firstSizes(want.capacity, rows, this.ncpu > rows);
+        const sizes = firstSizes(
+          { ...want.capacity, reservePrefixes: this.reserve.prefixesPerTable, reserveSlots: this.reserve.counterSlots },
+          rows,
+          this.ncpu > rows,
+        );
         gen = new Generation(this.objDir, pinDir, 1, sizes, mapSizes(sizes, want.capacity, this.ncpu));
       }
       for (const name of SHARED_MAPS) this.shared.set(name, BpfMap.fromPin(join(pinDir, name), name));
@@ -186,7 +208,10 @@ export class BpfDatapath implements Datapath {
           this.log?.warn({ pinDir }, 'previous apply did not finish; recounting prefix lengths');
           this.recount();
         }
-        this.log?.info({ pinDir, defaultAction: this.defaultAction, revision: this.meta.value.revision.toString(), gen: gen!.n }, 'datapath reopened');
+        this.log?.info(
+          { pinDir, defaultAction: this.defaultAction, revision: this.meta.value.revision.toString(), gen: gen!.n },
+          'datapath reopened',
+        );
       }
       this.links.setPrograms(gen!.progs);
       this.ifCounters = new IfCounters(this.shared.get(MAP.IF_CNT)!, this.shared.get(MAP.IF_CNTX)!, this.ncpu);
@@ -411,7 +436,7 @@ export class BpfDatapath implements Datapath {
   }
 
   private limits(): GenLimits {
-    return this.capacity;
+    return { ...this.capacity, reservePrefixes: this.reserve.prefixesPerTable, reserveSlots: this.reserve.counterSlots };
   }
 
   /** Builds the next generation at `sizes`, filled from the current, and swaps it in. */
@@ -435,7 +460,12 @@ export class BpfDatapath implements Datapath {
     let next: GenState;
     try {
       gen = new Generation(this.objDir, this.pinDir, n, sizes, mapSizes(sizes, this.capacity, this.ncpu), keep);
-      next = GenState.next(gen, cur, TABLES.map((d) => this.shared.get(d.trie)!), this.maxHashLengths);
+      next = GenState.next(
+        gen,
+        cur,
+        TABLES.map((d) => this.shared.get(d.trie)!),
+        this.maxHashLengths,
+      );
     } catch (e) {
       gen?.close();
       removeGeneration(this.pinDir, n);

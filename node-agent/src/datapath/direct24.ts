@@ -121,7 +121,12 @@ export class Direct24 {
       if (!(w & FW_D16_BLOCK)) continue;
       const b = w & FW_D16_INDEX_MASK;
       if (b >= this.capacity)
-        throw new DatapathError('open table', pool.name, E.EINVAL, `the /16 word of ${x >>> 8}.${x & 255} points to block ${b} of ${this.capacity}`);
+        throw new DatapathError(
+          'open table',
+          pool.name,
+          E.EINVAL,
+          `the /16 word of ${x >>> 8}.${x & 255} points to block ${b} of ${this.capacity}`,
+        );
       used[b] = 1;
       this.inUse++;
     }
@@ -228,8 +233,11 @@ export class Direct24 {
     for (let x = x0; x < x0 + nx; x++) {
       const t = this.top(x);
       if (!(t & FW_D16_BLOCK)) {
-        if (len > 16)
+        if (len > 16) {
+          // Unpainting an absent prefix: no word there holds its length (only it could). Painting: a bug.
+          if (!paint) continue;
           throw new DatapathError('write /24 index', `${x >>> 8}.${x & 255}.0.0/16`, E.EINVAL, `an entry of /${len} there but no block`);
+        }
         if (take(t)) this.setTop(x, w);
         continue;
       }

@@ -11,8 +11,7 @@
 
 import { FW_CFG_OVERFLOW_ROW, LAYOUT, MAP, type MapName, TABLES, type TableCfg } from './abi.js';
 import type { BpfMap } from './bpf-map.js';
-import type { LongerCounts } from './direct24.js';
-import { type Generation } from './generation.js';
+import type { Generation } from './generation.js';
 import { Journal } from './journal.js';
 import { MapRegion } from './libbpf.js';
 import { PrefixTable } from './prefix-table.js';
@@ -104,7 +103,10 @@ export class GenState {
         if (!isNew(d.d24)) {
           const src = cur.configs.d16(d.id);
           src.ensure();
-          dst.words.set(src.words.subarray(src.first, src.first + (LAYOUT.fw_table_cfg.size - LAYOUT.fw_table_cfg.fields.d16) / 4), dst.first);
+          dst.words.set(
+            src.words.subarray(src.first, src.first + (LAYOUT.fw_table_cfg.size - LAYOUT.fw_table_cfg.fields.d16) / 4),
+            dst.first,
+          );
         } else {
           const pool = gen.map(d.d24);
           const r = new MapRegion(pool.fd, pool.maxEntries * LAYOUT.fw_d24_block.size, pool.name);

@@ -8,7 +8,9 @@
 //     its blocks (1 KB each);
 //   - shrink, after the applies that leave them at a quarter or less of
 //     their size, to twice (hashes, pools) or 1.25x (counters) what they hold:
-//     they then need to double before they grow again (hysteresis).
+//     they then need to double before they grow again (hysteresis);
+//   - never below a reserve given at open (an operator who knows the size
+//     ahead, or a test that aims at a fixed hash geometry).
 // bpf/README.md, "Sizes that follow the rules", has the figures.
 
 import { FW_D24_BLOCKS, TABLES } from './abi.js';
@@ -37,10 +39,12 @@ export interface GenUsage {
   readonly slots: number;
 }
 
-/** The configured maxima. */
+/** The configured maxima, and the sizes the maps keep at least (a reserve given at open; 0: none). */
 export interface GenLimits {
   readonly prefixesPerTable: number;
   readonly counterSlots: number;
+  readonly reservePrefixes?: number;
+  readonly reserveSlots?: number;
 }
 
 export const MIN_PREFIXES = 1024;
@@ -52,12 +56,22 @@ const BLOCK_STEP = 16;
 
 const roundUp = (n: number, step: number): number => Math.ceil(n / step) * step;
 
+/** The least prefixes a table's hash is sized for. */
+function leastPrefixes(limits: GenLimits): number {
+  return Math.min(limits.prefixesPerTable, Math.max(MIN_PREFIXES, roundUp(limits.reservePrefixes ?? 0, STEP)));
+}
+
+/** The least counter slots. */
+function leastSlots(limits: GenLimits): number {
+  return Math.min(limits.counterSlots, Math.max(MIN_SLOTS, roundUp(limits.reserveSlots ?? 0, STEP)));
+}
+
 /** The sizes of a new install: the least of everything. */
 export function firstSizes(limits: GenLimits, cpuRows: number, overflowRow: boolean): GenSizes {
   return {
-    prefixes: TABLES.map(() => Math.min(limits.prefixesPerTable, MIN_PREFIXES)),
+    prefixes: TABLES.map(() => leastPrefixes(limits)),
     blocks: TABLES.map((t) => (t.d24 ? MIN_BLOCKS : 0)),
-    slots: Math.min(limits.counterSlots, MIN_SLOTS),
+    slots: leastSlots(limits),
     cpuRows,
     overflowRow,
   };
@@ -82,10 +96,11 @@ function grownBlocks(need: number): number {
  */
 export function grow(cur: GenSizes, need: GenUsage, limits: GenLimits): GenSizes {
   let changed = false;
+  const least = leastPrefixes(limits);
   const prefixes = cur.prefixes.map((p, t) => {
-    if (need.prefixes[t]! <= p) return p;
+    if (need.prefixes[t]! <= p && p >= least) return p;
     changed = true;
-    return Math.max(p, grownPrefixes(need.prefixes[t]!, limits.prefixesPerTable));
+    return Math.max(p, least, grownPrefixes(need.prefixes[t]!, limits.prefixesPerTable));
   });
   const blocks = cur.blocks.map((b, t) => {
     if (need.blocks[t]! <= b) return b;
@@ -93,9 +108,9 @@ export function grow(cur: GenSizes, need: GenUsage, limits: GenLimits): GenSizes
     return grownBlocks(need.blocks[t]!);
   });
   let slots = cur.slots;
-  if (need.slots > cur.slots) {
+  if (need.slots > cur.slots || cur.slots < leastSlots(limits)) {
     changed = true;
-    slots = Math.max(cur.slots, grownSlots(need.slots, limits.counterSlots));
+    slots = Math.max(cur.slots, leastSlots(limits), grownSlots(need.slots, limits.counterSlots));
   }
   return changed ? { ...cur, prefixes, blocks, slots } : cur;
 }
@@ -108,7 +123,7 @@ export function grow(cur: GenSizes, need: GenUsage, limits: GenLimits): GenSizes
  */
 export function shrink(cur: GenSizes, use: GenUsage, limits: GenLimits): GenSizes {
   let changed = false;
-  const least = Math.min(limits.prefixesPerTable, MIN_PREFIXES);
+  const least = leastPrefixes(limits);
   const prefixes = cur.prefixes.map((p, t) => {
     const n = use.prefixes[t]!;
     if (p <= least || n * 4 > p) return p;
@@ -126,9 +141,9 @@ export function shrink(cur: GenSizes, use: GenUsage, limits: GenLimits): GenSize
     return to;
   });
   let slots = cur.slots;
-  const leastSlots = Math.min(limits.counterSlots, MIN_SLOTS);
-  if (cur.slots > leastSlots && use.slots * 4 <= cur.slots) {
-    const to = Math.max(leastSlots, roundUp(use.slots * 1.25, STEP));
+  const fewest = leastSlots(limits);
+  if (cur.slots > fewest && use.slots * 4 <= cur.slots) {
+    const to = Math.max(fewest, roundUp(use.slots * 1.25, STEP));
     if (to < cur.slots) {
       changed = true;
       slots = to;
