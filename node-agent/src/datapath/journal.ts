@@ -158,6 +158,7 @@ export class Journal {
    * yet), through both mappings; rules past its size must not exist.
    */
   copyTo(dst: Journal): void {
+    dst.held = this.held;
     const n = Math.min(this.slots, dst.slots);
     for (let first = 0; first < n; first += READ_WINDOW) {
       const end = Math.min(n, first + READ_WINDOW);

@@ -3,9 +3,9 @@
 // and follow what they hold, up to the configured maximum:
 //   - grow when an apply would need more than they have: a hash to twice the
 //     prefixes it will hold (a rebuild costs a pass over its entries, so
-//     growth is geometric), the counters to 1.25x the slots (a copy is a
-//     memcpy, and they cost ~16 B x rows + 40 B per slot), a pool to 1.5x
-//     its blocks (1 KB each);
+//     growth is geometric), the counters to twice the slots below 256k and
+//     1.25x above (they cost 16 B x rows + 40 B of journal per slot: the
+//     most memory per rule), a pool to 1.5x its blocks (1 KB each);
 //   - shrink, after the applies that leave them at a quarter or less of
 //     their size, to twice (hashes, pools) or 1.25x (counters) what they hold:
 //     they then need to double before they grow again (hysteresis);
@@ -81,8 +81,11 @@ function grownPrefixes(need: number, max: number): number {
   return Math.min(max, roundUp(Math.max(MIN_PREFIXES, need * 2), STEP));
 }
 
+/** Slots below which the counters double when they grow (a swap costs ~0.1 s of program loads: few of them). */
+const SLOTS_DOUBLE_BELOW = 262_144;
+
 function grownSlots(need: number, max: number): number {
-  return Math.min(max, roundUp(Math.max(MIN_SLOTS, need * 1.25), STEP));
+  return Math.min(max, roundUp(Math.max(MIN_SLOTS, need * (need < SLOTS_DOUBLE_BELOW ? 2 : 1.25)), STEP));
 }
 
 function grownBlocks(need: number): number {

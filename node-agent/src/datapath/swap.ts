@@ -44,7 +44,7 @@ export interface SwapContext {
   readonly onStep?: (step: SwapStep, gen: number) => void;
 }
 
-/** True if every map of a generation is pinned in its folder. */
+/** The maps of a generation that are not pinned in its folder (none: it is complete). */
 export function completeGeneration(pinDir: string, n: number): string[] {
   const dir = genDir(pinDir, n);
   return [...GEN_MAPS].filter((name) => !existsSync(join(dir, name)));
@@ -67,7 +67,17 @@ export function swapIn(ctx: SwapContext, cur: GenState, next: GenState): void {
     throw e;
   }
   ctx.onStep?.('marked', m);
-  ctx.links.switchPrograms(next.gen.progs);
+  try {
+    ctx.links.switchPrograms(next.gen.progs);
+  } catch (e) {
+    // Back to the current generation on every link, unmarked; if even that fails, a restart finishes the swap.
+    ctx.links.switchPrograms(cur.gen.progs);
+    ctx.meta.update({ nextGen: 0 });
+    next.close();
+    next.gen.close();
+    removeGeneration(ctx.pinDir, m);
+    throw e;
+  }
   ctx.onStep?.('linked', m);
   rcuGracePeriod();
   if (!next.gen.shares(cur.gen, MAP.RULE_CNT)) {
