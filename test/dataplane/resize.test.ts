@@ -209,7 +209,7 @@ test('maps grow from empty through several sizes to ~140k prefixes and shrink ba
 test('kill -9 at each step of a swap: the old or the new generation enforces throughout, the next open rolls back (before the mark) or finishes the swap; counters exact', async () => {
   await withNetnsPair(async (bed) => {
     const s = sources(bed);
-    const wire = s.rules.map(([t, a, len, allow, slot]) => ({
+    const wire = s.rules.map(([, a, len, allow, slot]) => ({
       upsert: { direction: 'ingress' as const, cidr: `${a}/${len}`, action: allow ? ('allow' as const) : ('deny' as const), slot },
     }));
     for (const step of ['built', 'marked', 'linked', 'carried'] as const) {
