@@ -44,13 +44,14 @@ export function validateBatch(b: OpBatch, meta: SyncMeta | undefined, counterSlo
  * The most prefixes table t holds at any point of the batch's order, if that
  * could be more than `limit` (an exact replay of its entry ops); else a
  * bound no more than `limit` (its entries plus its upserts, as if every one
- * were new and no delete freed anything).
+ * were new and no delete freed anything). With `boundAbove` upserts or more
+ * the bound is returned whatever it is (a replay costs a lookup per op).
  */
-export function peakEntries(t: PrefixTable, b: OpBatch, limit: number): number {
+export function peakEntries(t: PrefixTable, b: OpBatch, limit: number, boundAbove = Number.POSITIVE_INFINITY): number {
   const now = t.entries();
   let upserts = 0;
   for (let i = 0; i < b.length; i++) if (b.kind[i] === OP.entryUpsert && b.table[i] === t.id) upserts++;
-  if (now + upserts <= limit) return now + upserts;
+  if (now + upserts <= limit || upserts >= boundAbove) return now + upserts;
   const state = new Map<number | string, boolean>();
   let count = now;
   let peak = now;
@@ -73,13 +74,17 @@ export function peakEntries(t: PrefixTable, b: OpBatch, limit: number): number {
   return peak;
 }
 
+/** Upserts of one table above which a grow goes by the bound (every upsert new), not a replay. */
+const REPLAY_UPSERTS = 65536;
+
 /**
  * What the batch needs of the maps, against the sizes they have now: each
- * table's peak (exact where it could pass `sizes`), each IPv4 table's /24
+ * table's peak (exact where it could pass `sizes`, unless the batch is big:
+ * then the bound, capped at `max`), each IPv4 table's /24
  * index blocks (those in use plus one for every /16 of a new entry longer
  * than /16 that has none: a bound), the highest counter slot it names + 1.
  */
-export function batchNeeds(tables: readonly PrefixTable[], b: OpBatch, sizes: GenUsage): GenUsage {
+export function batchNeeds(tables: readonly PrefixTable[], b: OpBatch, sizes: GenUsage, max: number): GenUsage {
   let slots = 0;
   const deep: number[][] = tables.map(() => []);
   for (let i = 0; i < b.length; i++) {
@@ -88,7 +93,7 @@ export function batchNeeds(tables: readonly PrefixTable[], b: OpBatch, sizes: Ge
     if (k === OP.entryUpsert && b.len[i]! > 16 && tables[b.table[i]!]?.d24) deep[b.table[i]!]!.push(maskedAddr4(b.addr4[i]!, b.len[i]!));
   }
   return {
-    prefixes: tables.map((t) => peakEntries(t, b, sizes.prefixes[t.id]!)),
+    prefixes: tables.map((t) => Math.min(max, peakEntries(t, b, sizes.prefixes[t.id]!, REPLAY_UPSERTS))),
     blocks: tables.map((t) => (t.d24 ? t.d24.blocksInUse + t.d24.newBlocksFor(deep[t.id]!) : 0)),
     slots,
   };

@@ -388,7 +388,7 @@ export class BpfDatapath implements Datapath {
   /** Swaps in a larger generation first if the batch needs more than the maps have; makes room for new /24 blocks. */
   private growIfNeeded(b: OpBatch): void {
     const cur = this.sizes;
-    const need = batchNeeds(this.state.tables, b, cur);
+    const need = batchNeeds(this.state.tables, b, cur, this.capacity.prefixesPerTable);
     const next = grow(cur, need, this.limits());
     if (next !== cur) {
       this.slotCheckAt = Number.POSITIVE_INFINITY;

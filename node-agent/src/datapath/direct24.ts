@@ -47,6 +47,8 @@ const E = osConstants.errno;
 const BW = LAYOUT.fw_d24_block.size / 4;
 /** Pool windows: 256 KB (256 blocks). */
 const CHUNK = 1 << 16;
+/** Writes in one call above which the whole pool is mapped first (at most 64 MB, ~6 MB for a million entries; released after the apply). */
+const BULK = 256;
 
 /** An entry of length <= 24 as the index stores it (0: none). */
 export function d24Word(len: number, slot: number, verdict: number): number {
@@ -225,8 +227,26 @@ export class Direct24 {
   private rewriteRange(len: number, a: number, w: number, paint: boolean): void {
     this.d16.ensure();
     const mine = len + 1;
-    const take = (e: number) => (paint ? lenOf(e) <= mine : lenOf(e) === mine);
     const x0 = a >>> 16;
+    if (len > 16) {
+      // Inside one /16 (the common case: /17../24 entries): its block's words.
+      const t = this.top(x0);
+      if (!(t & FW_D16_BLOCK)) {
+        // Unpainting an absent prefix: no word there holds its length (only it could). Painting: a bug.
+        if (!paint) return;
+        throw new DatapathError('write /24 index', `${x0 >>> 8}.${x0 & 255}.0.0/16`, E.EINVAL, `an entry of /${len} there but no block`);
+      }
+      const p = this.pool;
+      const first = this.block(t & FW_D16_INDEX_MASK) + ((a >>> 8) & 255);
+      const end = first + 2 ** (24 - len);
+      for (let i = first; i < end; i++) {
+        const e = p[i]!;
+        const l = (e >>> FW_D24_LEN_SHIFT) & 31;
+        if (paint ? l <= mine : l === mine) p[i] = ((e & FW_D24_LONGER) | w) >>> 0;
+      }
+      return;
+    }
+    const take = (e: number) => (paint ? lenOf(e) <= mine : lenOf(e) === mine);
     const nx = len >= 16 ? 1 : 2 ** (16 - len);
     const i0 = len >= 16 ? (a >>> 8) & 255 : 0;
     const ni = len >= 16 ? 2 ** (24 - len) : BW;
@@ -252,11 +272,13 @@ export class Direct24 {
 
   /** paint() of n entries, grouped by /16 (the result does not depend on the order). */
   paintAll(n: number, len: Uint8Array, a: Uint32Array, slot: Uint32Array, verdict: Uint8Array): void {
+    if (n > BULK) this.region.mapAll();
     for (const k of byBlock(a, n)) this.paint(len[k]!, a[k]!, slot[k]!, verdict[k]!);
   }
 
   /** unpaint() of n deleted entries, grouped by /16 (the result does not depend on the order). */
   unpaintAll(n: number, len: Uint8Array, a: Uint32Array, cover: Uint32Array): void {
+    if (n > BULK) this.region.mapAll();
     for (const k of byBlock(a, n)) this.unpaint(len[k]!, a[k]!, cover[k]!);
   }
 
@@ -269,6 +291,7 @@ export class Direct24 {
     if (n === 0) return;
     const c = this.prepared();
     this.d16.ensure();
+    if (n > BULK) this.region.mapAll();
     for (const k of byBlock(as, n)) {
       const a = as[k]!;
       const x = a >>> 16;

@@ -256,6 +256,8 @@ export class MapRegion {
   private closed = false;
   /** Windows mapped since the region was created (tests, metrics). */
   windowsMapped = 0;
+  /** Counts release()s: a range ensured since the last one is still mapped (ensureOnce()). */
+  private releases = 0;
 
   constructor(
     private readonly fd: number,
@@ -293,6 +295,7 @@ export class MapRegion {
    * then maps one window per chunk instead of one per page.
    */
   ensureChunked(off: number, len: number, chunk: number): void {
+    if (this.mappedPages === this.pages.length) return;
     const first = Math.floor(off / PAGE_SIZE);
     const last = Math.floor((off + Math.max(1, len) - 1) / PAGE_SIZE);
     for (let p = first; p <= last; p++) {
@@ -338,9 +341,21 @@ export class MapRegion {
     this.windowsMapped++;
   }
 
+  /**
+   * ensure(off, len) for a range the caller ensures often (a /16 level of
+   * 256 KB): `memo` remembers the release it was last mapped after, and the
+   * pages are checked only when a release came since.
+   */
+  ensureOnce(off: number, len: number, memo: { at: number }): void {
+    if (memo.at === this.releases && this.mappedPages > 0) return;
+    this.ensure(off, len);
+    memo.at = this.releases;
+  }
+
   /** Unmaps every window (the range stays reserved). */
   release(): void {
     if (this.mappedPages === 0 || this.closed) return;
+    this.releases++;
     const r = raw.mmapAt(this.base, this.length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0n) as unknown;
     if (failed(r)) throw new DatapathError('unmap windows of map', this.target, koffi.errno() || E.EINVAL);
     this.pages.fill(0);

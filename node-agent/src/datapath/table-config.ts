@@ -62,10 +62,11 @@ export class TableConfigs {
   /** The /16 words of a table (IPv4: the first level of its /24 index). */
   d16(table: number): D16Words {
     const region = this.region;
+    const memo = { at: -1 };
     return {
       words: this.words,
       first: (table * STRIDE + D16) / 4,
-      ensure: () => region.ensure(table * STRIDE + D16, D16_BYTES),
+      ensure: () => region.ensureOnce(table * STRIDE + D16, D16_BYTES, memo),
     };
   }
 
