@@ -147,6 +147,7 @@ export async function perPacket(): Promise<void> {
         frame: frameOf,
         ctx,
         pinDir: l.pinDir,
+        dp: l.dp,
         sources: hit,
         expect: 'drop',
       });
