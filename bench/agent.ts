@@ -26,7 +26,7 @@ import { createNetnsPair, type NetnsPair } from '../test/support/netns.js';
 import { AgentProcess, UdsProxy } from '../test/support/agent-process.js';
 import { ImportRulesRequest, type ImportRulesResponse } from '../proto/gen/fleetwall/v1/rule_service.js';
 import { Action, Direction, Mode } from '../proto/gen/fleetwall/v1/rule.js';
-import { createRule, deleteRule } from '../test/agent/e2e-rig.js';
+import { createRule, deleteRule } from '../test/support/agent-e2e-rig.js';
 import { SeqTraffic } from './agent/seq-traffic.js';
 import { checkpoint, interruption, runBench, settleAfter, untilInterrupted } from './lib/interrupt.js';
 

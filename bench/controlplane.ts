@@ -33,8 +33,8 @@ import { ImportRulesRequest, type ImportRulesResponse } from '../proto/gen/fleet
 import { Action } from '../proto/gen/fleetwall/v1/rule.js';
 import { type ChildControlPlane, connectClients, startChildControlPlane, type TestClients } from '../test/support/control-plane.js';
 import { startTestPostgres } from '../test/support/postgres.js';
-import { rulesApi } from '../test/control-plane/support/rules.js';
-import { SyncClient } from '../test/control-plane/support/sync-client.js';
+import { rulesApi } from '../test/support/rule-fixtures.js';
+import { SyncClient } from '../test/support/scripted-agent.js';
 import type { RevisionStat, WorkerCommand, WorkerEvent } from './controlplane/agent-worker.js';
 import { checkpoint, runBench, untilInterrupted } from './lib/interrupt.js';
 

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import postgres from 'postgres';
 import { type PostgresExit, startEmbeddedPostgres } from '../../control-plane/src/store/embedded-postgres.js';
-import { eventually } from './support/eventually.js';
+import { eventually } from '../support/eventually.js';
 
 let dir: string;
 

@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Action } from '../../proto/gen/fleetwall/v1/rule.js';
 import { connectClients, startChildControlPlane } from '../support/control-plane.js';
-import { eventually } from './support/eventually.js';
-import { rulesApi } from './support/rules.js';
+import { eventually } from '../support/eventually.js';
+import { rulesApi } from '../support/rule-fixtures.js';
 
 let dir: string;
 

@@ -6,11 +6,11 @@ import assert from 'node:assert/strict';
 import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import { Action, Direction, Mode } from '../../proto/gen/fleetwall/v1/rule.js';
 import { ImportRulesRequest, type ImportRulesResponse } from '../../proto/gen/fleetwall/v1/rule_service.js';
-import { eventually } from './support/eventually.js';
+import { eventually } from '../support/eventually.js';
 import { startTestControlPlane, type TestControlPlane } from '../support/control-plane.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
-import { rulesApi, storeState, withSql } from './support/rules.js';
-import { SyncClient } from './support/sync-client.js';
+import { rulesApi, storeState, withSql } from '../support/rule-fixtures.js';
+import { SyncClient } from '../support/scripted-agent.js';
 
 let pg: TestPostgres;
 let cp: TestControlPlane;

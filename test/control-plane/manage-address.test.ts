@@ -15,7 +15,7 @@ import {
 } from '../../proto/gen/fleetwall/v1/rule_service.js';
 import { callError, errorInfoOf, startTestControlPlane, type TestControlPlane, unaryCall } from '../support/control-plane.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
-import { rulesApi, storeState } from './support/rules.js';
+import { rulesApi, storeState } from '../support/rule-fixtures.js';
 
 let pg: TestPostgres;
 let cp: TestControlPlane;

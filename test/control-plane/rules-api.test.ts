@@ -7,7 +7,7 @@ import { status } from '@grpc/grpc-js';
 import { Action, Direction, Mode } from '../../proto/gen/fleetwall/v1/rule.js';
 import { callError, errorInfoOf, startTestControlPlane, type TestControlPlane } from '../support/control-plane.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
-import { rulesApi, storeState, withSql } from './support/rules.js';
+import { rulesApi, storeState, withSql } from '../support/rule-fixtures.js';
 import { coversSql } from '../../control-plane/src/store/rule-store.js';
 
 let pg: TestPostgres;

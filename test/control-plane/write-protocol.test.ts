@@ -11,8 +11,8 @@ import postgres from 'postgres';
 import { Action } from '../../proto/gen/fleetwall/v1/rule.js';
 import { startTestControlPlane, type TestControlPlane } from '../support/control-plane.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
-import { eventually } from './support/eventually.js';
-import { rulesApi, storeState } from './support/rules.js';
+import { eventually } from '../support/eventually.js';
+import { rulesApi, storeState } from '../support/rule-fixtures.js';
 import { REVISION_CHANNEL } from '../../control-plane/src/store/write-transaction.js';
 
 let pg: TestPostgres;

@@ -23,7 +23,8 @@ function rate(now: bigint, prev: bigint | undefined, seconds: number): string {
   return r >= 1e6 ? `${(r / 1e6).toFixed(1)}M` : r >= 1e3 ? `${(r / 1e3).toFixed(1)}k` : r.toFixed(0);
 }
 
-const zero: VerdictCounters = {
+/** Totals of nothing (a node or rule with no report yet). */
+export const ZERO_COUNTERS: VerdictCounters = {
   passPackets: 0n,
   passBytes: 0n,
   dropPackets: 0n,
@@ -34,9 +35,9 @@ const zero: VerdictCounters = {
 
 export function renderCounters(s: Snap, prev: Snap | undefined): string {
   const dt = prev?.collectTime && s.collectTime ? (s.collectTime.getTime() - prev.collectTime.getTime()) / 1000 : 0;
-  const prevNodes = new Map(prev?.nodes.map((n) => [n.nodeName, n.totals ?? zero]));
+  const prevNodes = new Map(prev?.nodes.map((n) => [n.nodeName, n.totals ?? ZERO_COUNTERS]));
   const prevRules = new Map(prev?.rules.map((r) => [`${r.nodeName}/${r.ruleId}`, r.packets]));
-  const f = s.fleet ?? zero;
+  const f = s.fleet ?? ZERO_COUNTERS;
   const pf = prev?.fleet;
   const rows = [
     [
@@ -48,7 +49,7 @@ export function renderCounters(s: Snap, prev: Snap | undefined): string {
       rate(f.passPackets, pf?.passPackets, dt),
     ],
     ...s.nodes.map((n) => {
-      const t = n.totals ?? zero;
+      const t = n.totals ?? ZERO_COUNTERS;
       const p = prevNodes.get(n.nodeName);
       return [
         n.nodeName,

@@ -5,20 +5,12 @@
 // snapshot on, and rules only if this run created them. Pure.
 import type { VerdictCounters } from '../../../proto/gen/fleetwall/v1/counter.js';
 import type { CounterSnapshot } from '../../../proto/gen/fleetwall/v1/counter_service.js';
-
-const ZERO: VerdictCounters = {
-  passPackets: 0n,
-  passBytes: 0n,
-  dropPackets: 0n,
-  dropBytes: 0n,
-  wouldDropPackets: 0n,
-  wouldDropBytes: 0n,
-};
+import { ZERO_COUNTERS } from '../commands/counters.js';
 
 /** a - b, field by field, never below 0 (a counter reset shows as 0, not as a negative count). */
 function minus(a: VerdictCounters | undefined, b: VerdictCounters | undefined): VerdictCounters {
-  const x = a ?? ZERO;
-  const y = b ?? ZERO;
+  const x = a ?? ZERO_COUNTERS;
+  const y = b ?? ZERO_COUNTERS;
   const d = (p: bigint, q: bigint) => (p > q ? p - q : 0n);
   return {
     passPackets: d(x.passPackets, y.passPackets),
@@ -47,7 +39,7 @@ export function sinceStart(snap: CounterSnapshot, start: CounterSnapshot, ruleId
 
 /** One line per snapshot when the output is not a terminal (logs, tests). */
 export function summaryLine(secondsSinceStart: number, view: CounterSnapshot): string {
-  const f = view.fleet ?? ZERO;
+  const f = view.fleet ?? ZERO_COUNTERS;
   const rules = view.rules.map((r) => `; rule #${r.ruleId} ${r.cidr || '(deleted)'}: ${r.packets} packets`).join('');
   return `[${secondsSinceStart.toFixed(1)} s] pass=${f.passPackets} drop=${f.dropPackets} would-drop=${f.wouldDropPackets}${rules}`;
 }

@@ -28,9 +28,9 @@ import type { MapOp } from '../../node-agent/src/datapath/datapath.js';
 import { bucketsOf, keyHash, tag4 } from '../../node-agent/src/datapath/fwtab-hash.js';
 import { XDP_DROP, XDP_PASS } from '../../node-agent/src/datapath/uapi.js';
 import { withNetnsPair } from '../support/netns.js';
-import { runChild } from './child.js';
-import { ipFrame } from './frames.js';
-import { cleanupPins, indexWordAt, pinnedMap, uniquePinDir, withDatapath } from './helpers.js';
+import { runChild } from '../support/dataplane-child.js';
+import { ipFrame } from '../support/frames.js';
+import { cleanupPins, indexWordAt, pinnedMap, uniquePinDir, withDatapath } from '../support/pin-dirs.js';
 import { applyOps, readEntries, readRuleCounters } from '../support/object-forms.js';
 
 function pinned(pinDir: string, name: MapName): BpfMap {

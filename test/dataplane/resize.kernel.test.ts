@@ -17,12 +17,12 @@ import { decodeMeta, MAP } from '../../node-agent/src/datapath/abi.js';
 import { type BpfDatapath, openDatapath, type SwapStep } from '../../node-agent/src/datapath/bpf-datapath.js';
 import { BpfMap } from '../../node-agent/src/datapath/bpf-map.js';
 import { ATTR_ALLOW, OpBatch, type TableIndex } from '../../node-agent/src/datapath/datapath.js';
-import { StreamTraffic } from '../agent/stream-traffic.js';
+import { StreamTraffic } from '../support/stream-traffic.js';
 import { type NetnsPair, withNetnsPair } from '../support/netns.js';
 import { readEntries, readRuleCounters } from '../support/object-forms.js';
 import { rng32 } from '../support/rng.js';
-import { startChild } from './child.js';
-import { cleanupPins, uniquePinDir } from './helpers.js';
+import { startChild } from '../support/dataplane-child.js';
+import { cleanupPins, uniquePinDir } from '../support/pin-dirs.js';
 
 const CAP = { prefixesPerTable: 262_144, counterSlots: 262_144 };
 const IN4: TableIndex = 0;

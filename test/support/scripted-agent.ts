@@ -13,8 +13,8 @@ import {
   SyncRequest,
   type SyncResponse,
   type SyncStart,
-} from '../../../proto/gen/fleetwall/v1/agent_service.js';
-import type { Status } from '../../../proto/gen/google/rpc/status.js';
+} from '../../proto/gen/fleetwall/v1/agent_service.js';
+import type { Status } from '../../proto/gen/google/rpc/status.js';
 
 export interface SyncClientOptions {
   readonly nodeName: string;

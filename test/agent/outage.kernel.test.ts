@@ -9,8 +9,8 @@ import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
 import { startTestControlPlane } from '../support/control-plane.js';
 import { ping } from '../support/traffic.js';
 import { SyncState } from '../../proto/gen/fleetwall/v1/node.js';
-import { createRule, eventually, getNode, withE2E } from './e2e-rig.js';
-import { StreamTraffic } from './stream-traffic.js';
+import { createRule, eventually, getNode, withE2E } from '../support/agent-e2e-rig.js';
+import { StreamTraffic } from '../support/stream-traffic.js';
 
 const OUTAGE_MS = 30_000;
 

@@ -9,7 +9,7 @@ import { type Address, type Prefix, maskBytes, parseCidr } from '../../common/sr
 import { type PolicyRule, type RuleAction, type RuleDirection, type RuleMode, decide } from '../../common/src/policy.js';
 import { Reconciler } from '../../node-agent/src/reconcile/reconciler.js';
 import type { RuleSpec } from '../../node-agent/src/reconcile/rule-flags.js';
-import { FakeDatapath } from '../support/fake-datapath.js';
+import { FakeDatapath } from './fake-datapath.js';
 
 export const log = pino({ level: 'silent' });
 let pinSeq = 0;

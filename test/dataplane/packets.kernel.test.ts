@@ -8,8 +8,8 @@ import { existsSync } from 'node:fs';
 import { openDatapath } from '../../node-agent/src/datapath/bpf-datapath.js';
 import { withNetnsPair } from '../support/netns.js';
 import { ping, udp } from '../support/traffic.js';
-import { runChild, startChild } from './child.js';
-import { cleanupPins, uniquePinDir } from './helpers.js';
+import { runChild, startChild } from '../support/dataplane-child.js';
+import { cleanupPins, uniquePinDir } from '../support/pin-dirs.js';
 import { readEntries, readRuleCounters } from '../support/object-forms.js';
 
 const PING4_FRAME = 98; // 14 + 20 + 8 + 56

@@ -12,8 +12,8 @@ import { type Address, formatAddress, parseAddress, parseCidr, prefixContains } 
 import { type DefaultAction, type PolicyRule, type RuleDirection, decide } from '../../common/src/policy.js';
 import type { BpfDatapath } from '../../node-agent/src/datapath/bpf-datapath.js';
 import type { KernelEntry, MapOp } from '../../node-agent/src/datapath/datapath.js';
-import { arpFrame, ipFrame, lldpFrame } from './frames.js';
-import { withDatapath } from './helpers.js';
+import { arpFrame, ipFrame, lldpFrame } from '../support/frames.js';
+import { withDatapath } from '../support/pin-dirs.js';
 import { applyOps, readRuleCounters } from '../support/object-forms.js';
 
 const XDP_DROP = 1;

@@ -7,8 +7,8 @@ import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
 import { ping } from '../support/traffic.js';
 import { SyncState } from '../../proto/gen/fleetwall/v1/node.js';
 import { ErrorInfo } from '../../proto/gen/google/rpc/error_details.js';
-import { createRule, deleteRule, eventually, getNode, interfaceDrops, rulePackets, withE2E } from './e2e-rig.js';
-import { StreamTraffic } from './stream-traffic.js';
+import { createRule, deleteRule, eventually, getNode, interfaceDrops, rulePackets, withE2E } from '../support/agent-e2e-rig.js';
+import { StreamTraffic } from '../support/stream-traffic.js';
 
 let pg: TestPostgres;
 before(async () => {

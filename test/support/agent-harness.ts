@@ -4,7 +4,7 @@
 import pino from 'pino';
 import { Agent } from '../../node-agent/src/agent.js';
 import { loadConfig } from '../../node-agent/src/config.js';
-import { FakeDatapath } from '../support/fake-datapath.js';
+import { FakeDatapath } from './fake-datapath.js';
 
 let seq = 0;
 

@@ -7,7 +7,7 @@ import { formatPrefix } from '../../common/src/cidr.js';
 import { parseBlocklist } from '../../common/src/blocklist/parser.js';
 import type { BlocklistOptions, BlocklistSummary, LineResult } from '../../common/src/blocklist/types.js';
 
-export const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'blocklists');
+export const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', 'common', 'fixtures', 'blocklists');
 
 export function fixture(name: string): string {
   return readFileSync(join(FIXTURES, name), 'utf8');

@@ -16,8 +16,8 @@ import { FW_D24_LEN_SHIFT, FW_D24_LONGER, FW_D24_SLOT_MASK, FW_D24_VERDICT_SHIFT
 import type { MapOp } from '../../node-agent/src/datapath/datapath.js';
 import { XDP_DROP, XDP_PASS } from '../../node-agent/src/datapath/uapi.js';
 import { rng32 } from '../support/rng.js';
-import { ipFrame } from './frames.js';
-import { withDatapath } from './helpers.js';
+import { ipFrame } from '../support/frames.js';
+import { withDatapath } from '../support/pin-dirs.js';
 import { applyOps } from '../support/object-forms.js';
 
 interface Entry {

@@ -15,9 +15,9 @@ import {
   ListRulesRequest,
   type RuleServiceClient,
   UpdateRuleRequest,
-} from '../../../proto/gen/fleetwall/v1/rule_service.js';
+} from '../../proto/gen/fleetwall/v1/rule_service.js';
 import { Metadata } from '@grpc/grpc-js';
-import { unaryCall } from '../../support/control-plane.js';
+import { unaryCall } from './control-plane.js';
 
 export function rulesApi(client: RuleServiceClient, actor = 'test:alice') {
   return {

@@ -8,8 +8,8 @@ import { existsSync } from 'node:fs';
 import { withNetnsPair, type NetnsPair } from '../support/netns.js';
 import { ping } from '../support/traffic.js';
 import { AgentProcess, UdsProxy } from '../support/agent-process.js';
-import { type ScriptedStream, ScriptedControlPlane, wireRule } from './scripted-control-plane.js';
-import { StreamTraffic } from './stream-traffic.js';
+import { type ScriptedStream, ScriptedControlPlane, wireRule } from '../support/scripted-control-plane.js';
+import { StreamTraffic } from '../support/stream-traffic.js';
 
 interface Rig {
   bed: NetnsPair;

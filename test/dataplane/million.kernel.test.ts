@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import type { Prefix } from '../../common/src/cidr.js';
 import type { KernelEntry, MapOp } from '../../node-agent/src/datapath/datapath.js';
 import { XDP_DROP, XDP_PASS } from '../../node-agent/src/datapath/uapi.js';
-import { ipFrame } from './frames.js';
-import { withDatapath } from './helpers.js';
+import { ipFrame } from '../support/frames.js';
+import { withDatapath } from '../support/pin-dirs.js';
 import { applyOps, readRuleCounters } from '../support/object-forms.js';
 
 const N = 1_000_000;

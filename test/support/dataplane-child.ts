@@ -2,10 +2,10 @@
 
 import type { ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
-import type { NetnsPair, Side } from '../support/netns.js';
+import type { NetnsPair, Side } from './netns.js';
 
 const root = resolve(import.meta.dirname, '../..');
-const fixture = resolve(import.meta.dirname, 'fixtures/dp-child.ts');
+const fixture = resolve(import.meta.dirname, './dataplane-child-main.ts');
 
 export interface StepResult {
   step: number;

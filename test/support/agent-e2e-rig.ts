@@ -2,11 +2,11 @@
 // agent process enforcing on the veth of a network namespace, reaching the
 // control plane through a Unix-socket link the test can cut.
 
-import type { TestPostgres } from '../support/postgres.js';
+import type { TestPostgres } from './postgres.js';
 import type { ServiceError } from '@grpc/grpc-js';
-import { startTestControlPlane, type TestControlPlane } from '../support/control-plane.js';
-import { withNetnsPair, type NetnsPair } from '../support/netns.js';
-import { AgentProcess, UdsProxy } from '../support/agent-process.js';
+import { startTestControlPlane, type TestControlPlane } from './control-plane.js';
+import { withNetnsPair, type NetnsPair } from './netns.js';
+import { AgentProcess, UdsProxy } from './agent-process.js';
 import { CreateRuleRequest, type CreateRuleResponse, type DeleteRuleResponse } from '../../proto/gen/fleetwall/v1/rule_service.js';
 import type { GetNodeResponse } from '../../proto/gen/fleetwall/v1/node_service.js';
 import type { GetCountersResponse } from '../../proto/gen/fleetwall/v1/counter_service.js';

@@ -4,8 +4,8 @@
 // a blocked source passes while the agent is killed and restarted.
 
 import type { ChildProcess } from 'node:child_process';
-import type { NetnsPair } from '../support/netns.js';
-import { waitForOutput as expect } from '../support/traffic.js';
+import type { NetnsPair } from './netns.js';
+import { waitForOutput as expect } from './traffic.js';
 
 const RECEIVER = `
 const dgram = require('node:dgram');

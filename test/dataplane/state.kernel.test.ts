@@ -22,8 +22,8 @@ import { BPF_MAP_TYPE_ARRAY, XDP_DROP, XDP_PASS } from '../../node-agent/src/dat
 import { ATTR_ALLOW, ATTR_MONITOR, type KernelEntry, type MapOp, OpBatch } from '../../node-agent/src/datapath/datapath.js';
 import { DatapathError } from '../../node-agent/src/datapath/datapath.js';
 import { placeNewLengths } from '../../node-agent/src/datapath/lengths.js';
-import { ipFrame } from './frames.js';
-import { cleanupPins, indexWordAt, pinnedMap, uniquePinDir, withDatapath } from './helpers.js';
+import { ipFrame } from '../support/frames.js';
+import { cleanupPins, indexWordAt, pinnedMap, uniquePinDir, withDatapath } from '../support/pin-dirs.js';
 import { applyOps, readEntries, readJournal, readRuleCounters, batchOps } from '../support/object-forms.js';
 
 const deny = (cidr: string, slot: number, direction: 'ingress' | 'egress' = 'ingress'): KernelEntry => ({

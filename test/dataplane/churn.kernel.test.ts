@@ -30,8 +30,8 @@ import { ATTR_ALLOW, OpBatch, type TableIndex } from '../../node-agent/src/datap
 import { bucketsOf } from '../../node-agent/src/datapath/fwtab-hash.js';
 import { type NetnsPair, withNetnsPair } from '../support/netns.js';
 import { rng32 } from '../support/rng.js';
-import { startChild } from './child.js';
-import { cleanupPins, indexWordAt, pinnedMap, uniquePinDir } from './helpers.js';
+import { startChild } from '../support/dataplane-child.js';
+import { cleanupPins, indexWordAt, pinnedMap, uniquePinDir } from '../support/pin-dirs.js';
 import { readRuleCounters } from '../support/object-forms.js';
 
 const CAP = { prefixesPerTable: 262_144, counterSlots: 4096 };
