@@ -154,6 +154,14 @@ export const MIGRATIONS: readonly Migration[] = [
         where masklen(cidr) < (case family(cidr) when 4 then 32 else 128 end);
     `,
   },
+  {
+    version: 3,
+    name: 'nodes: kernel memory of the agent maps',
+    sql: `
+      -- AgentStatus.kernel_memory_bytes: the memlock of fleetwall's maps on the node (they follow its rules).
+      alter table nodes add column kernel_memory_bytes bigint not null default 0;
+    `,
+  },
 ];
 
 export async function migrate(sql: Sql, logger: Logger): Promise<number> {

@@ -291,6 +291,11 @@ export interface AgentStatus {
   /** Empty when healthy. */
   lastError: string;
   appliedRevision: bigint;
+  /**
+   * Kernel memory of fleetwall's maps on the node (their memlock, bytes):
+   * it follows the rules held (the maps grow and shrink with them).
+   */
+  kernelMemoryBytes: bigint;
 }
 
 function createBaseAgentRule(): AgentRule {
@@ -2468,7 +2473,14 @@ export const CounterAck: MessageFns<CounterAck> = {
 };
 
 function createBaseAgentStatus(): AgentStatus {
-  return { interfaces: [], rulesInKernel: 0n, mapFillRatio: 0, lastError: "", appliedRevision: 0n };
+  return {
+    interfaces: [],
+    rulesInKernel: 0n,
+    mapFillRatio: 0,
+    lastError: "",
+    appliedRevision: 0n,
+    kernelMemoryBytes: 0n,
+  };
 }
 
 export const AgentStatus: MessageFns<AgentStatus> = {
@@ -2493,6 +2505,12 @@ export const AgentStatus: MessageFns<AgentStatus> = {
         throw new globalThis.Error("value provided for field message.appliedRevision of type uint64 too large");
       }
       writer.uint32(40).uint64(message.appliedRevision);
+    }
+    if (message.kernelMemoryBytes !== 0n) {
+      if (BigInt.asUintN(64, message.kernelMemoryBytes) !== message.kernelMemoryBytes) {
+        throw new globalThis.Error("value provided for field message.kernelMemoryBytes of type uint64 too large");
+      }
+      writer.uint32(48).uint64(message.kernelMemoryBytes);
     }
     return writer;
   },
@@ -2550,6 +2568,14 @@ export const AgentStatus: MessageFns<AgentStatus> = {
             message.appliedRevision = reader.uint64() as bigint;
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.kernelMemoryBytes = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2587,6 +2613,11 @@ export const AgentStatus: MessageFns<AgentStatus> = {
         : isSet(object.applied_revision)
         ? BigInt(object.applied_revision)
         : 0n,
+      kernelMemoryBytes: isSet(object.kernelMemoryBytes)
+        ? BigInt(object.kernelMemoryBytes)
+        : isSet(object.kernel_memory_bytes)
+        ? BigInt(object.kernel_memory_bytes)
+        : 0n,
     };
   },
 
@@ -2607,6 +2638,9 @@ export const AgentStatus: MessageFns<AgentStatus> = {
     if (message.appliedRevision !== 0n) {
       obj.appliedRevision = message.appliedRevision.toString();
     }
+    if (message.kernelMemoryBytes !== 0n) {
+      obj.kernelMemoryBytes = message.kernelMemoryBytes.toString();
+    }
     return obj;
   },
 
@@ -2623,6 +2657,9 @@ export const AgentStatus: MessageFns<AgentStatus> = {
     message.lastError = object.lastError ?? "";
     message.appliedRevision = (object.appliedRevision !== undefined && object.appliedRevision !== null)
       ? BigInt(object.appliedRevision)
+      : 0n;
+    message.kernelMemoryBytes = (object.kernelMemoryBytes !== undefined && object.kernelMemoryBytes !== null)
+      ? BigInt(object.kernelMemoryBytes)
       : 0n;
     return message;
   },
