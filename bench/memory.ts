@@ -21,6 +21,7 @@
 // ends by that signal (lib/interrupt.ts).
 
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { parseAddress } from '../common/src/cidr.js';
 import { type BpfDatapath, openDatapath, removePins, uninstallPins } from '../node-agent/src/datapath/bpf-datapath.js';
@@ -46,7 +47,7 @@ function emit(metric: string, value: number, ctx: Record<string, unknown> = {}):
 }
 
 function newPinDir(name: string): string {
-  const d = `/sys/fs/bpf/fleetwall-bench-memory-${name}-${process.pid}`;
+  const d = `/sys/fs/bpf/fleetwall-bench-memory-${name}-${process.pid}-${randomBytes(2).toString('hex')}`;
   pinDirs.push(d);
   return d;
 }
