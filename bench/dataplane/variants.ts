@@ -3,8 +3,9 @@
 // (bpf/bench/variants.h; the per-packet phase adds the cases, `_flat` etc.,
 // with `x_a`, the median per-round ratio to this build's case):
 //
-//  - `_flat`: the IPv4 /24 index in one level (ABI 5: 2^24 words, 64 MB per
-//    table), in a bench map filled from the two levels of the same datapath;
+//  - `_flat`: ABI 5's IPv4 lookup: the table configs looked up in a map (a
+//    copy), the /24 index in one level (2^24 words, 64 MB per table), filled
+//    from the two levels of the same datapath;
 //  - `_cnt_shared`: rule counters in one shared array, two atomic adds a
 //    packet; `_cnt_hybrid`: per-CPU entries for slots userspace marks hot, the
 //    shared array for the others (none marked hot here: its cold path).
@@ -39,7 +40,9 @@ export function flatVariant(dp: BpfDatapath, pinDir: string, sources: Uint8Array
   const flat = borrow(obj.mapFd('bench_flat4'), 'bench_flat4');
   const cfg = borrow(dp.mapFd(MAP.TBLCFG), MAP.TBLCFG);
   const pool = borrow(dp.mapFd(MAP.IN4_D24), MAP.IN4_D24);
-  const c = cfg.lookupU32(0)!;
+  const c = cfg.lookupU32(0)!; // the four configs, back to back
+  const tblcfg = borrow(obj.mapFd('bench_tblcfg'), 'bench_tblcfg');
+  for (let t = 0; t < 4; t++) tblcfg.updateU32(t, c.subarray(t * LAYOUT.fw_table_cfg.size, (t + 1) * LAYOUT.fw_table_cfg.size));
   const CH = 4096;
   const keys = Buffer.alloc(CH * 4);
   const vals = Buffer.alloc(CH * BW * 4);

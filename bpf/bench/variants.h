@@ -5,7 +5,8 @@
  * for side-by-side measurements with the production programs on the same
  * maps. Their own maps are bench_* (not pinned: the bench fills them).
  *
- *   FW_BENCH_D24_FLAT    IPv4 /24 index in one level (ABI 5: 64 MB per table).
+ *   FW_BENCH_D24_FLAT    ABI 5's IPv4 lookup: configs looked up in a map, the /24
+ *                        index in one level (64 MB per table).
  *   FW_BENCH_CNT_SHARED  rule counters in one shared array, atomic adds.
  *   FW_BENCH_CNT_HYBRID  per-CPU counters for slots userspace marks hot, the
  *                        shared array with atomic adds for the others.
@@ -18,7 +19,19 @@
 #include "fleetwall_abi.h"
 
 #ifdef FW_BENCH_D24_FLAT
-/* The one-level index of ABI 5: a /24 word for each of the 2^24 /24s (64 MB), filled by the bench from the two levels. */
+/*
+ * ABI 5's lookup: the table configs looked up in a map (bench_tblcfg, the
+ * production configs copied) instead of read from the programs' global, and
+ * the one-level index: a /24 word for each of the 2^24 /24s (64 MB), filled
+ * by the bench from the two levels.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FW_TABLE_COUNT);
+	__type(key, __u32);
+	__type(value, struct fw_table_cfg);
+} bench_tblcfg SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, FW_D24_BLOCKS);

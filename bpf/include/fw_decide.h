@@ -465,12 +465,16 @@ static __always_inline int fw_count_verdict(const struct fw_table_cfg *cfg, __u6
 /* Decides one IPv4 packet (addr = the source on ingress, the destination on egress). */
 static __always_inline int fw_decide4(__u32 addr, int egress, __u32 ifindex, __u64 bytes)
 {
+#ifdef FW_BENCH_D24_FLAT
 	__u32 tbl = egress ? FW_TABLE_EG4 : FW_TABLE_IN4;
-	struct fw_table_cfg *cfg = bpf_map_lookup_elem(&fw_tblcfg, &tbl);
-	__u64 hit;
-
+	const struct fw_table_cfg *cfg = bpf_map_lookup_elem(&bench_tblcfg, &tbl);
 	if (!cfg)
 		return FW_V_PASS;
+#else
+	const struct fw_table_cfg *cfg = &fw_tblcfg[egress ? FW_TABLE_EG4 : FW_TABLE_IN4];
+#endif
+	__u64 hit;
+
 	const struct fw_lenset *set = &cfg->set[cfg->active & 1];
 	if (egress)
 		hit = fw_match4(&fw_eg4_tab, &fw_eg4_spill, &fw_eg4_trie, &fw_eg4_d24, cfg, set, addr);
@@ -481,12 +485,9 @@ static __always_inline int fw_decide4(__u32 addr, int egress, __u32 ifindex, __u
 
 static __always_inline int fw_decide6(const __u32 *w, int egress, __u32 ifindex, __u64 bytes)
 {
-	__u32 tbl = egress ? FW_TABLE_EG6 : FW_TABLE_IN6;
-	struct fw_table_cfg *cfg = bpf_map_lookup_elem(&fw_tblcfg, &tbl);
+	const struct fw_table_cfg *cfg = &fw_tblcfg[egress ? FW_TABLE_EG6 : FW_TABLE_IN6];
 	__u64 hit;
 
-	if (!cfg)
-		return FW_V_PASS;
 	const struct fw_lenset *set = &cfg->set[cfg->active & 1];
 	if (egress)
 		hit = fw_match6(&fw_eg6_tab, &fw_eg6_spill, &fw_eg6_trie, cfg, set, w);

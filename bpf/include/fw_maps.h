@@ -60,14 +60,12 @@ FW_TAB_MAP(fw_eg6_tab, struct fw_bucket6);
 FW_PREFIX_MAP(fw_eg6_spill, BPF_MAP_TYPE_HASH, struct fw_key6);
 FW_PREFIX_MAP(fw_eg6_trie, BPF_MAP_TYPE_LPM_TRIE, struct fw_key6);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, FW_TABLE_COUNT);
-	__type(key, __u32);
-	__type(value, struct fw_table_cfg);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} fw_tblcfg SEC(".maps");
+/*
+ * The table configs, a global of the program (its .bss map, mmapable): read
+ * at a constant address, no map lookup per packet. The loader pins it as
+ * fw_tblcfg of the generation and binds both objects to it.
+ */
+struct fw_table_cfg fw_tblcfg[FW_TABLE_COUNT];
 
 /* [row * rule_slots + slot]: one access per counted packet (a per-CPU array costs two); rows in fw_table_cfg. */
 struct {

@@ -19,6 +19,7 @@ import {
   ABI_PROG_MACROS,
   FW_ABI_VERSION,
   FW_TABLE,
+  FW_TABLE_COUNT,
   LAYOUT,
   MAP,
   TABLES,
@@ -156,7 +157,6 @@ test('uapi.ts: libbpf opts structs and #defines match the installed headers', ()
 
 test('the compiled objects declare every map with the ABI key and value sizes', () => {
   const expected: Record<string, [number, number]> = {
-    [MAP.TBLCFG]: [4, LAYOUT.fw_table_cfg.size],
     [MAP.RULE_CNT]: [4, LAYOUT.fw_counter.size],
     [MAP.IF_CNT]: [4, LAYOUT.fw_if_slot.size],
     [MAP.IF_CNTX]: [LAYOUT.fw_if_key.size, LAYOUT.fw_verdict_cnt.size],
@@ -185,6 +185,16 @@ test('the compiled objects declare every map with the ABI key and value sizes', 
         assert.deepEqual([raw.bpf_map__key_size(m), raw.bpf_map__value_size(m)], want, `${objName}: ${name} key/value size`);
       }
       assert.deepEqual([...seen].sort(), Object.keys(expected).sort(), `${objName} declares every ABI map`);
+      // The table configs are the programs' global: the .bss, one value of the four configs.
+      let bss = 0;
+      for (let m = raw.bpf_object__next_map(obj, null); m; m = raw.bpf_object__next_map(obj, m)) {
+        if ((raw.bpf_map__name(m) as string).endsWith('.bss')) bss = raw.bpf_map__value_size(m) as number;
+      }
+      assert.equal(
+        bss,
+        FW_TABLE_COUNT * LAYOUT.fw_table_cfg.size,
+        `${objName}: .bss holds the ${FW_TABLE_COUNT} table configs (${MAP.TBLCFG})`,
+      );
     } finally {
       raw.bpf_object__close(obj);
     }

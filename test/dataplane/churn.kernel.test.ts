@@ -31,7 +31,7 @@ import { bucketsOf } from '../../node-agent/src/datapath/fwtab-hash.js';
 import { type NetnsPair, withNetnsPair } from '../support/netns.js';
 import { rng32 } from '../support/rng.js';
 import { startChild } from '../support/dataplane-child.js';
-import { cleanupPins, indexWordAt, pinnedMap, uniquePinDir } from '../support/pin-dirs.js';
+import { cleanupPins, indexWordAt, pinnedMap, pinnedTableCfg, uniquePinDir } from '../support/pin-dirs.js';
 import { readRuleCounters } from '../support/object-forms.js';
 
 const CAP = { prefixesPerTable: 262_144, counterSlots: 4096 };
@@ -140,13 +140,8 @@ function aimedAt(g: Geometry, family: 4 | 6, len: number, target: Uint8Array, dr
 }
 
 function tableCfg(pinDir: string, table: number) {
-  const m = pinnedMap(pinDir, MAP.TBLCFG);
-  try {
-    const v = m.lookupU32(table)!;
-    return { cfg: decodeTableCfg(v), value: v };
-  } finally {
-    m.close();
-  }
+  const v = pinnedTableCfg(pinDir, table);
+  return { cfg: decodeTableCfg(v), value: v };
 }
 
 /** Bucket b of a table: the overflow and spill flags. */

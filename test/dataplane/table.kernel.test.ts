@@ -30,7 +30,7 @@ import { XDP_DROP, XDP_PASS } from '../../node-agent/src/datapath/uapi.js';
 import { withNetnsPair } from '../support/netns.js';
 import { runChild } from '../support/dataplane-child.js';
 import { ipFrame } from '../support/frames.js';
-import { cleanupPins, indexWordAt, pinnedMap, uniquePinDir, withDatapath } from '../support/pin-dirs.js';
+import { cleanupPins, indexWordAt, pinnedMap, pinnedTableCfg, uniquePinDir, withDatapath } from '../support/pin-dirs.js';
 import { applyOps, readEntries, readRuleCounters } from '../support/object-forms.js';
 
 function pinned(pinDir: string, name: MapName): BpfMap {
@@ -38,12 +38,7 @@ function pinned(pinDir: string, name: MapName): BpfMap {
 }
 
 function tableCfg(pinDir: string, table: number): { seed: number; nbuckets: number } {
-  const m = pinned(pinDir, MAP.TBLCFG);
-  try {
-    return decodeTableCfg(m.lookupU32(table)!);
-  } finally {
-    m.close();
-  }
+  return decodeTableCfg(pinnedTableCfg(pinDir, table));
 }
 
 /** `n` distinct prefixes of length len whose first and second buckets are the same two buckets. */

@@ -52,6 +52,16 @@ export function pinnedMap(pinDir: string, name: MapName): BpfMap {
   return BpfMap.fromPin(`${pinDir}/gen-${gen}/${name}`, name);
 }
 
+/** The config of a table, from the pins (fw_tblcfg is one value: the four configs back to back). */
+export function pinnedTableCfg(pinDir: string, table: number): Buffer {
+  const m = pinnedMap(pinDir, MAP.TBLCFG);
+  try {
+    return m.lookupU32(0)!.subarray(table * LAYOUT.fw_table_cfg.size, (table + 1) * LAYOUT.fw_table_cfg.size);
+  } finally {
+    m.close();
+  }
+}
+
 /**
  * The /24 index word the programs read for IPv4 address `addr` (host order)
  * of table 0 (ingress) or 2 (egress), from the pins: the /16 word in
@@ -61,7 +71,7 @@ export function indexWordAt(pinDir: string, addr: number, table: 0 | 2 = 0): num
   const cfg = pinnedMap(pinDir, MAP.TBLCFG);
   const pool = pinnedMap(pinDir, table === 0 ? MAP.IN4_D24 : MAP.EG4_D24);
   try {
-    const w = cfg.lookupU32(table)!.readUInt32LE(LAYOUT.fw_table_cfg.fields.d16 + (addr >>> 16) * 4);
+    const w = cfg.lookupU32(0)!.readUInt32LE(table * LAYOUT.fw_table_cfg.size + LAYOUT.fw_table_cfg.fields.d16 + (addr >>> 16) * 4);
     if (!(w & FW_D16_BLOCK)) return w;
     return pool.lookupU32(w & FW_D16_INDEX_MASK)!.readUInt32LE(((addr >>> 8) & 255) * 4);
   } finally {

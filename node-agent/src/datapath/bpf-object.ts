@@ -67,7 +67,8 @@ function loadOnce(path: string, o: LoadObjectOptions): LoadedObject {
           }
         }
       }
-      if (size !== undefined) check(raw.bpf_map__set_max_entries(m, size) as number, 'size map', name);
+      if (size !== undefined && size !== (raw.bpf_map__max_entries(m) as number))
+        check(raw.bpf_map__set_max_entries(m, size) as number, 'size map', name);
     }
     const r = raw.bpf_object__load(obj) as number;
     if (r < 0) {

@@ -56,6 +56,7 @@ export const raw = {
   bpf_map__key_size: f(lib, 'uint32_t bpf_map__key_size(const bpf_map *map)'),
   bpf_map__value_size: f(lib, 'uint32_t bpf_map__value_size(const bpf_map *map)'),
   bpf_map__set_max_entries: f(lib, 'int bpf_map__set_max_entries(bpf_map *map, uint32_t n)'),
+  bpf_map__max_entries: f(lib, 'uint32_t bpf_map__max_entries(const bpf_map *map)'),
   bpf_map__set_pin_path: f(lib, 'int bpf_map__set_pin_path(bpf_map *map, const char *path)'),
   bpf_program__fd: f(lib, 'int bpf_program__fd(const bpf_program *prog)'),
   // fds and pins

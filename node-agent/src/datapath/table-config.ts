@@ -1,4 +1,5 @@
-// fw_tblcfg (one per generation): per table, the hash geometry and seed, the
+// fw_tblcfg (one per generation: the programs' global, their .bss map, read
+// at a constant address with no map lookup): per table, the hash geometry and seed, the
 // default action, the rule counters' geometry, the published length sets
 // (which lengths the programs probe in the hash, whether they look up the
 // trie), double-buffered: a publish writes the inactive set, then flips
@@ -7,7 +8,9 @@
 // Written through a mapping of windows (MapRegion), released after every
 // operation.
 
-import { LAYOUT, type LenSet, TABLE_CFG_HEAD, type TableCfg, decodeTableCfg, encodeLenSet, encodeTableCfg } from './abi.js';
+import { constants as osConstants } from 'node:os';
+import { FW_TABLE_COUNT, LAYOUT, type LenSet, TABLE_CFG_HEAD, type TableCfg, decodeTableCfg, encodeLenSet, encodeTableCfg } from './abi.js';
+import { DatapathError } from './errors.js';
 import type { BpfMap } from './bpf-map.js';
 import type { D16Words } from './direct24.js';
 import { MapRegion } from './libbpf.js';
@@ -35,10 +38,14 @@ export class TableConfigs {
   private readonly bytes: Uint8Array;
   private readonly words: Uint32Array;
 
+  /** map: the programs' .bss (one value: the FW_TABLE_COUNT configs, back to back). */
   constructor(map: BpfMap) {
-    this.region = new MapRegion(map.fd, map.maxEntries * STRIDE, map.name);
-    this.bytes = new Uint8Array(this.region.buffer, 0, map.maxEntries * STRIDE);
-    this.words = new Uint32Array(this.region.buffer, 0, (map.maxEntries * STRIDE) / 4);
+    const bytes = FW_TABLE_COUNT * STRIDE;
+    if (map.maxEntries * map.info.valueSize < bytes)
+      throw new DatapathError('open table configs', map.name, osConstants.errno.EINVAL, `${map.info.valueSize} bytes, ${bytes} needed`);
+    this.region = new MapRegion(map.fd, bytes, map.name);
+    this.bytes = new Uint8Array(this.region.buffer, 0, bytes);
+    this.words = new Uint32Array(this.region.buffer, 0, bytes / 4);
   }
 
   close(): void {
