@@ -66,6 +66,8 @@ export function pinPathIn(pinDir: string, pinPrefix = 'fw_'): (name: string) => 
     }
   }
   return (name) => {
+    // The table configs: the programs' global (.bss), pinned as the generation's fw_tblcfg.
+    if (gen > 0 && name.endsWith('.bss')) return join(pinDir, `gen-${gen}`, MAP.TBLCFG);
     if (!name.startsWith(pinPrefix)) return null;
     return gen > 0 && GEN_MAPS.has(name as MapName) ? join(pinDir, `gen-${gen}`, name) : join(pinDir, name);
   };

@@ -237,8 +237,9 @@ struct fw_lenset {
 };
 
 /*
- * fw_tblcfg[table] (mmapable, one per generation): the length sets are
- * double-buffered. Userspace writes the inactive set, then flips `active`
+ * fw_tblcfg[table]: the programs' global (their .bss map, mmapable, pinned
+ * as each generation's fw_tblcfg): read at a constant address, no map
+ * lookup per packet. The length sets are double-buffered. Userspace writes the inactive set, then flips `active`
  * with a release store: a program never reads a half-written set.
  */
 struct fw_table_cfg {
