@@ -26,9 +26,9 @@ export interface AgentConfig {
   readonly counterIntervalMs: number;
   /** host:port for /healthz and /metrics; port 0 picks a free port. Empty: no HTTP server. */
   readonly httpAddr: string;
-  /** Prefixes per kernel table, used only when the maps are created. */
+  /** The most prefixes a kernel table may hold (its maps follow the rules up to it); used only when the maps are created. */
   readonly capacityPrefixes: number | undefined;
-  /** Rule counter slots (= journal entries), used only when the maps are created. */
+  /** The most rule counter slots (= journal entries); used only when the maps are created. */
   readonly capacitySlots: number | undefined;
   readonly xdpMode: XdpModeSetting;
   /** Replace an XDP program that fleetwall did not attach (default: refuse, with an error naming it). */
@@ -84,12 +84,12 @@ export const SETTINGS = {
   capacityPrefixes: {
     flag: 'capacity-prefixes',
     env: 'FLEETWALL_CAPACITY_PREFIXES',
-    help: 'prefixes per kernel table when the maps are created (default: datapath default)',
+    help: 'the most prefixes a kernel table may hold (its maps grow to it as rules need; set when the maps are created; default: datapath default)',
   },
   capacitySlots: {
     flag: 'capacity-slots',
     env: 'FLEETWALL_CAPACITY_SLOTS',
-    help: 'rule counter slots when the maps are created (default: datapath default)',
+    help: 'the most rule counter slots (grown to as rules need; set when the maps are created; default: datapath default)',
   },
   xdpMode: { flag: 'xdp-mode', env: 'FLEETWALL_XDP_MODE', help: 'auto (default), native or generic' },
   replaceForeignXdp: {

@@ -238,6 +238,14 @@ export const MIGRATIONS: readonly Migration[] = [
       alter table audit_log alter column forced set default coalesce(current_setting('fleetwall.audit_forced', true), '');
     `,
   },
+  {
+    version: 6,
+    name: 'nodes: kernel memory of the agent maps',
+    sql: `
+      -- AgentStatus.kernel_memory_bytes: the memlock of fleetwall's maps on the node (they follow its rules).
+      alter table nodes add column kernel_memory_bytes bigint not null default 0;
+    `,
+  },
 ];
 
 export async function migrate(sql: Sql, logger: Logger): Promise<number> {

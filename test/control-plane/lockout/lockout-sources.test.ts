@@ -41,6 +41,7 @@ before(async () => {
         mapFillRatio: 0,
         lastError: '',
         appliedRevision: 0n,
+        kernelMemoryBytes: 0n,
         failsafe: [
           { cidr: '192.0.2.10/32', source: 'control plane cp.example:50051' },
           { cidr: '10.9.0.0/16', source: '--failsafe-cidrs' },

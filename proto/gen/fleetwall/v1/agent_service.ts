@@ -298,6 +298,11 @@ export interface AgentStatus {
    * control plane keeps them with the node for Explain.
    */
   failsafe: FailsafeEntry[];
+  /**
+   * Kernel memory of fleetwall's maps on the node (their memlock, bytes):
+   * it follows the rules held (the maps grow and shrink with them).
+   */
+  kernelMemoryBytes: bigint;
 }
 
 function createBaseAgentRule(): AgentRule {
@@ -2475,7 +2480,15 @@ export const CounterAck: MessageFns<CounterAck> = {
 };
 
 function createBaseAgentStatus(): AgentStatus {
-  return { interfaces: [], rulesInKernel: 0n, mapFillRatio: 0, lastError: "", appliedRevision: 0n, failsafe: [] };
+  return {
+    interfaces: [],
+    rulesInKernel: 0n,
+    mapFillRatio: 0,
+    lastError: "",
+    appliedRevision: 0n,
+    failsafe: [],
+    kernelMemoryBytes: 0n,
+  };
 }
 
 export const AgentStatus: MessageFns<AgentStatus> = {
@@ -2503,6 +2516,12 @@ export const AgentStatus: MessageFns<AgentStatus> = {
     }
     for (const v of message.failsafe) {
       FailsafeEntry.encode(v!, writer.uint32(50).fork()).join();
+    }
+    if (message.kernelMemoryBytes !== 0n) {
+      if (BigInt.asUintN(64, message.kernelMemoryBytes) !== message.kernelMemoryBytes) {
+        throw new globalThis.Error("value provided for field message.kernelMemoryBytes of type uint64 too large");
+      }
+      writer.uint32(56).uint64(message.kernelMemoryBytes);
     }
     return writer;
   },
@@ -2568,6 +2587,14 @@ export const AgentStatus: MessageFns<AgentStatus> = {
             message.failsafe.push(FailsafeEntry.decode(reader, reader.uint32()));
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.kernelMemoryBytes = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2608,6 +2635,11 @@ export const AgentStatus: MessageFns<AgentStatus> = {
       failsafe: globalThis.Array.isArray(object?.failsafe)
         ? object.failsafe.map((e: any) => FailsafeEntry.fromJSON(e))
         : [],
+      kernelMemoryBytes: isSet(object.kernelMemoryBytes)
+        ? BigInt(object.kernelMemoryBytes)
+        : isSet(object.kernel_memory_bytes)
+        ? BigInt(object.kernel_memory_bytes)
+        : 0n,
     };
   },
 
@@ -2631,6 +2663,9 @@ export const AgentStatus: MessageFns<AgentStatus> = {
     if (message.failsafe?.length) {
       obj.failsafe = message.failsafe.map((e) => FailsafeEntry.toJSON(e));
     }
+    if (message.kernelMemoryBytes !== 0n) {
+      obj.kernelMemoryBytes = message.kernelMemoryBytes.toString();
+    }
     return obj;
   },
 
@@ -2649,6 +2684,9 @@ export const AgentStatus: MessageFns<AgentStatus> = {
       ? BigInt(object.appliedRevision)
       : 0n;
     message.failsafe = object.failsafe?.map((e) => FailsafeEntry.fromPartial(e)) || [];
+    message.kernelMemoryBytes = (object.kernelMemoryBytes !== undefined && object.kernelMemoryBytes !== null)
+      ? BigInt(object.kernelMemoryBytes)
+      : 0n;
     return message;
   },
 };
