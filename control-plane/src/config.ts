@@ -82,6 +82,8 @@ export interface Config {
   readonly authCacheTtlMs: number;
   /** The longest a refusal to a peer that keeps failing authentication is held back (0: never). */
   readonly authPenaltyMaxMs: number;
+  /** How long a node client certificate issued at enrollment or renewal is valid (agents renew at half of it). */
+  readonly nodeCertTtlMs: number;
 }
 
 export class ConfigError extends Error {
@@ -329,6 +331,15 @@ const OPTIONS: readonly OptionSpec[] = [
     min: 0,
     max: 60_000,
     help: 'longest hold-back of refusals to a peer that keeps failing authentication (0s: none)',
+  },
+  {
+    key: 'nodeCertTtlMs',
+    env: 'FLEETWALL_NODE_CERT_TTL',
+    kind: 'duration',
+    def: '24h',
+    min: 2000,
+    max: 365 * 86_400_000,
+    help: 'validity of node client certificates (agents renew them at half of it)',
   },
 ];
 

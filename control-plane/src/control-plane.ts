@@ -34,6 +34,13 @@ import { AuditService } from './services/audit-service.js';
 import { TokenService } from './services/token-service.js';
 import { AuditStore } from './store/audit-store.js';
 import { TokenStore } from './store/token-store.js';
+import { EnrollmentService } from './enrollment/enrollment-service.js';
+import { NodeAdmission } from './enrollment/node-admission.js';
+import { NodeIdentityService } from './enrollment/node-identity-service.js';
+import { loadSigningCa } from './pki/pki-files.js';
+import { JoinTokenStore } from './store/join-token-store.js';
+import { NodeIdentityStore } from './store/node-identity-store.js';
+import { CounterScope } from './sync/counter-scope.js';
 
 export interface ControlPlane {
   /** This process's id (SyncStart.control_plane_id, Node.control_plane_id). */
@@ -81,11 +88,13 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       cachedRules: () => cache.size,
       controlPlaneId: config.controlPlaneId,
     });
+    const counterScope = new CounterScope(cache, hub, metrics.registry);
     const feed = new RevisionFeed(
       sql,
       changeLog,
       cache,
       (revision, commitTime, transitions) => {
+        counterScope.record(transitions);
         const stats = hub.publish(revision, commitTime, transitions);
         metrics.observeFanout(Date.now() - commitTime.getTime(), stats.sessions);
       },
@@ -114,6 +123,21 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       logger: log.child({ component: 'auth' }),
     });
     cleanup.unshift(() => security.stop());
+    const identities = new NodeIdentityStore(sql);
+    const admission = new NodeAdmission(security.mode, identities, log.child({ component: 'node-identity' }));
+    await admission.start(sql);
+    cleanup.unshift(() => admission.stop());
+    const enrollment = new EnrollmentService({
+      mode: security.mode,
+      // The own PKI signs node certificates; operator-given certificates come without a CA key.
+      signer: () => (config.tlsCertFile === undefined ? loadSigningCa(config.dataDir) : undefined),
+      caBundle: () => security.tlsFiles?.current.ca?.toString('utf8'),
+      tokens: new JoinTokenStore(sql),
+      identities,
+      nodeCertTtlMs: config.nodeCertTtlMs,
+      onFailure: security.countFailure,
+    });
+    const nodeIdentity = new NodeIdentityService(identities);
 
     const sessionDeps = {
       hub,
@@ -124,6 +148,8 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       counters,
       registry,
       metrics,
+      admission,
+      counterScope,
       storeId: db.storeId,
       controlPlaneId: config.controlPlaneId,
       pingIntervalMs: config.pingIntervalMs,
@@ -147,6 +173,8 @@ export async function startControlPlane(config: Config, logger: Logger, options:
         sync: (call) => void new AgentSession(call, sessionDeps),
         tokens,
         audit,
+        enrollment,
+        nodeIdentity,
       },
       { logger: grpcLog, countRequest: (method, code) => metrics.grpcRequests.inc({ method, code: String(code) }) },
       { credentials: security.grpcCredentials, interceptor: security.grpcInterceptor },
@@ -206,6 +234,8 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       explain,
       tokens,
       audit,
+      enrollment,
+      nodeIdentity,
       maxMessageBytes: config.maxMessageBytes,
     });
     // Routes from the embedder (tests) are admin-only unless they say otherwise.
