@@ -9,6 +9,8 @@
 //   await agent.kill9(); await agent.restart();
 //   cpLink.cut();                    // the control plane becomes unreachable
 //   await agent.cleanup();           // kills it, removes pins and files
+//   AgentProcess.start({ ..., enroll: { joinToken, caCertHash } })   // TLS: enrolls on its
+//                                    // first start (identity in <dir>/identity), keeps it across restarts
 //
 // The agent reaches the control plane through a Unix socket (UdsProxy):
 // sockets in the filesystem cross network namespaces, so the control plane
@@ -115,6 +117,8 @@ export interface AgentProcessOptions {
   readonly interfaces?: readonly string[];
   readonly pinDir?: string;
   readonly counterInterval?: string;
+  /** Enroll with this join token and CA pin (TLS to the control plane; the identity stays in the agent's dir). */
+  readonly enroll?: { readonly joinToken: string; readonly caCertHash: string };
   /** More flags. */
   readonly args?: readonly string[];
   /** Flags for node itself (before the script), e.g. --max-semi-space-size=4. */
@@ -232,8 +236,14 @@ export class AgentProcess {
       '1s',
       '--log-level',
       process.env.FLEETWALL_AGENT_TEST_LOG ?? 'info',
+      ...(o.enroll ? ['--join-token', o.enroll.joinToken, '--ca-cert-hash', o.enroll.caCertHash, '--identity-dir', this.identityDir] : []),
       ...(o.args ?? []),
     ];
+  }
+
+  /** Where the agent keeps its key and certificate (--identity-dir). */
+  get identityDir(): string {
+    return join(this.dir, 'identity');
   }
 
   private async launch(): Promise<void> {

@@ -33,6 +33,9 @@ import { NodeServiceClient } from '../../proto/gen/fleetwall/v1/node_service.js'
 import { RuleServiceClient } from '../../proto/gen/fleetwall/v1/rule_service.js';
 import { AuditServiceClient } from '../../proto/gen/fleetwall/v1/audit_service.js';
 import { TokenServiceClient } from '../../proto/gen/fleetwall/v1/token_service.js';
+import { EnrollmentServiceClient } from '../../proto/gen/fleetwall/v1/enrollment_service.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { type Config, configWith } from '../../control-plane/src/config.js';
 import { type ControlPlane, startControlPlane } from '../../control-plane/src/control-plane.js';
 import { errorInfoOf } from '../../control-plane/src/errors/status-details.js';
@@ -47,6 +50,7 @@ export interface TestClients {
   readonly agent: AgentServiceClient;
   readonly tokens: TokenServiceClient;
   readonly audit: AuditServiceClient;
+  readonly enrollment: EnrollmentServiceClient;
   close(): void;
 }
 
@@ -76,6 +80,8 @@ export interface TestControlPlane {
   readonly clients: TestClients;
   readonly storeId: string;
   readonly cp: ControlPlane;
+  /** With TLS on: the CA bundle clients trust and the first admin token (from its data directory). */
+  readonly tls?: { readonly ca: Buffer; readonly adminToken: string | undefined };
   stop(): Promise<void>;
 }
 
@@ -91,6 +97,7 @@ export function connectClients(target: string, o: TestClientOptions = {}): TestC
   const agent = new AgentServiceClient(target, c, opts);
   const tokens = new TokenServiceClient(target, c, opts);
   const audit = new AuditServiceClient(target, c, opts);
+  const enrollment = new EnrollmentServiceClient(target, c, opts);
   return {
     rules,
     nodes,
@@ -99,8 +106,9 @@ export function connectClients(target: string, o: TestClientOptions = {}): TestC
     agent,
     tokens,
     audit,
+    enrollment,
     close() {
-      for (const x of [rules, nodes, counters, explain, agent, tokens, audit]) x.close();
+      for (const x of [rules, nodes, counters, explain, agent, tokens, audit, enrollment]) x.close();
     },
   };
 }
@@ -126,7 +134,17 @@ export async function startTestControlPlane(databaseUrl: string, overrides: Part
   const logger = pino({ level: process.env.FLEETWALL_TEST_LOG_LEVEL ?? 'silent' });
   const cp = await startControlPlane(config, logger);
   const target = `127.0.0.1:${cp.grpcPort}`;
-  const clients = connectClients(target);
+  // With TLS (--tls, a non-loopback bind): the clients trust its own CA and send the first admin token.
+  let tls: TestControlPlane['tls'];
+  if (cp.security === 'tls') {
+    const caFile = config.tlsCaFile ?? join(config.dataDir, 'pki/ca.crt');
+    const tokenFile = join(config.dataDir, 'admin.token');
+    tls = {
+      ca: readFileSync(caFile),
+      adminToken: existsSync(tokenFile) ? readFileSync(tokenFile, 'utf8').trim() : undefined,
+    };
+  }
+  const clients = connectClients(target, tls ? { ca: tls.ca, ...(tls.adminToken ? { token: tls.adminToken } : {}) } : {});
   let stopped: Promise<void> | undefined;
   return {
     id: cp.id,
@@ -136,6 +154,7 @@ export async function startTestControlPlane(databaseUrl: string, overrides: Part
     clients,
     storeId: cp.storeId,
     cp,
+    ...(tls ? { tls } : {}),
     stop() {
       stopped ??= (async () => {
         clients.close();
