@@ -11,7 +11,7 @@
 
 import type { TestPostgres } from './postgres.js';
 import type { ServiceError } from '@grpc/grpc-js';
-import { startTestControlPlane, type TestControlPlane } from './control-plane.js';
+import { startTestControlPlane, type TestClients, type TestControlPlane } from './control-plane.js';
 import { withNetnsPair, type NetnsPair } from './netns.js';
 import { rmSync } from 'node:fs';
 import { CreateJoinTokenRequest, type CreateJoinTokenResponse } from '../../proto/gen/fleetwall/v1/enrollment_service.js';
@@ -44,7 +44,7 @@ export interface E2EOptions {
 
 /** A join token for any node name, and the CA pin (EnrollmentService.CreateJoinToken, as the admin). */
 export async function createJoinToken(
-  cp: TestControlPlane,
+  cp: { readonly clients: Pick<TestClients, 'enrollment'> },
   o: { nodeName?: string; labels?: Record<string, string>; ttlSeconds?: number } = {},
 ): Promise<CreateJoinTokenResponse> {
   const req = CreateJoinTokenRequest.fromPartial({
