@@ -142,8 +142,8 @@ export async function enrollNode(
   const jt = await unaryCall(admin.enrollment, 'createJoinToken', CreateJoinTokenRequest.fromPartial({ labels: o.labels ?? {} }));
   const { csrPem, keyPem } = await createCsr(nodeName);
   const anon = connectClients(`127.0.0.1:${o.grpcPort ?? t.cp.grpcPort}`, { ca: t.ca });
-  const res = await unaryCall(anon.enrollment, 'enroll', EnrollRequest.fromPartial({ joinToken: jt.token, nodeName, csrPem })).finally(
-    () => anon.close(),
+  const res = await unaryCall(anon.enrollment, 'enroll', EnrollRequest.fromPartial({ joinToken: jt.token, nodeName, csrPem })).finally(() =>
+    anon.close(),
   );
   return {
     nodeName,
