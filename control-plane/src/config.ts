@@ -19,6 +19,8 @@ export interface Config {
   readonly httpPort: number;
   /** Postgres to use; undefined: start an embedded Postgres under dataDir. */
   readonly databaseUrl: string | undefined;
+  /** A file holding the database password (docker secrets, systemd credentials), instead of one in DATABASE_URL. */
+  readonly databasePasswordFile: string | undefined;
   /** Where the embedded Postgres keeps its data (kept across restarts). */
   readonly dataDir: string;
   /** Port of the embedded Postgres; 0 picks a free one. */
@@ -133,6 +135,13 @@ const OPTIONS: readonly OptionSpec[] = [
     kind: 'url',
     def: undefined,
     help: 'Postgres URL; unset: embedded Postgres under the data dir',
+  },
+  {
+    key: 'databasePasswordFile',
+    env: 'FLEETWALL_DATABASE_PASSWORD_FILE',
+    kind: 'string',
+    def: undefined,
+    help: 'file with the Postgres password (read at connect), instead of one in DATABASE_URL',
   },
   { key: 'dataDir', env: 'FLEETWALL_DATA_DIR', kind: 'string', def: '.fleetwall', help: 'embedded Postgres data directory' },
   {

@@ -2,7 +2,6 @@
 // flags (flags win), parsed and validated once, returned frozen. The only
 // module of the agent that reads process.env.
 
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { DefaultAction } from '../../common/src/policy.js';
 import { DURATION_EXAMPLES, parseDurationMs as parseDuration } from '../../common/src/duration.js';
@@ -42,6 +41,8 @@ export interface AgentConfig {
   // Node identity (issue 15; identity/): TLS is on when any of these is set or the identity dir holds a certificate.
   /** A single-use join token "abcdef.0123456789abcdef" (fleetwall enroll create), for the first start. */
   readonly joinToken: string | undefined;
+  /** Or a file holding it (read only when the agent has to enroll). */
+  readonly joinTokenFile: string | undefined;
   /** Pins of the CA to trust when enrolling: "sha256:<hex of its SubjectPublicKeyInfo>". */
   readonly caCertHashes: readonly string[];
   /** Or the CA bundle itself (PEM file). */
@@ -129,7 +130,7 @@ export const SETTINGS = {
   identityDir: {
     flag: 'identity-dir',
     env: 'FLEETWALL_IDENTITY_DIR',
-    help: "the node's key, certificate and CA (default /var/lib/fleetwall/agent)",
+    help: "the node's key, certificate and CA (default /var/lib/fleetwall-agent)",
   },
   tlsServerName: {
     flag: 'tls-server-name',
@@ -303,22 +304,20 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
 
 const JOIN_TOKEN_RE = /^[a-z0-9]{6}\.[a-z0-9]{16}$/;
 
+/** The shape of a join token (abcdef.0123456789abcdef). */
+export function isJoinToken(text: string): boolean {
+  return JOIN_TOKEN_RE.test(text);
+}
+
 function identitySettings(
   raw: (k: Key) => string | undefined,
   what: (k: Key) => string,
-): Pick<AgentConfig, 'joinToken' | 'caCertHashes' | 'caCertFile' | 'identityDir' | 'tlsServerName'> {
-  let joinToken = raw('joinToken')?.trim();
-  const tokenFile = raw('joinTokenFile');
-  if (joinToken !== undefined && tokenFile !== undefined)
+): Pick<AgentConfig, 'joinToken' | 'joinTokenFile' | 'caCertHashes' | 'caCertFile' | 'identityDir' | 'tlsServerName'> {
+  const joinToken = raw('joinToken')?.trim();
+  const joinTokenFile = raw('joinTokenFile');
+  if (joinToken !== undefined && joinTokenFile !== undefined)
     throw new ConfigError(`${what('joinToken')} and ${what('joinTokenFile')}: give one of them`);
-  if (tokenFile !== undefined) {
-    try {
-      joinToken = readFileSync(tokenFile, 'utf8').trim();
-    } catch (e) {
-      throw new ConfigError(`${what('joinTokenFile')}: cannot read ${tokenFile}: ${(e as Error).message}`);
-    }
-  }
-  if (joinToken !== undefined && !JOIN_TOKEN_RE.test(joinToken))
+  if (joinToken !== undefined && !isJoinToken(joinToken))
     throw new ConfigError(`${what('joinToken')}: not a join token (abcdef.0123456789abcdef, from \`fleetwall enroll create\`)`);
   const caCertHashes = (raw('caCertHash') ?? '')
     .split(',')
@@ -327,10 +326,11 @@ function identitySettings(
   for (const h of caCertHashes)
     if (!/^sha256:[0-9a-f]{64}$/.test(h))
       throw new ConfigError(`${what('caCertHash')}: "${h}" is not sha256:<64 hex digits> (printed by \`fleetwall enroll create\`)`);
-  const identityDir = raw('identityDir') ?? '/var/lib/fleetwall/agent';
+  const identityDir = raw('identityDir') ?? '/var/lib/fleetwall-agent';
   if (!identityDir.startsWith('/')) throw new ConfigError(`${what('identityDir')}: "${identityDir}" must be an absolute path`);
   return {
     joinToken,
+    joinTokenFile,
     caCertHashes: Object.freeze(caCertHashes),
     caCertFile: raw('caCert'),
     identityDir,

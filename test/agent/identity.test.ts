@@ -8,7 +8,7 @@
 // and keeps the key.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
@@ -46,6 +46,7 @@ function settings(o: Partial<IdentitySettings>): IdentitySettings {
     nodeName: 'edge-1',
     identityDir: join(dir, 'edge-1'),
     joinToken: undefined,
+    joinTokenFile: undefined,
     caCertHashes: [],
     caCertFile: undefined,
     tlsServerName: undefined,
@@ -121,5 +122,29 @@ test('no TLS setting: plaintext as before; TLS settings without a way to trust t
   assert.throws(() => loadConfig([...base, '--ca-cert-hash', 'md5:00']), /not sha256:<64 hex digits>/);
   const cfg = loadConfig([...base, '--join-token', 'abcdef.0123456789abcdef', '--ca-cert-hash', `SHA256:${'A'.repeat(64)}`], {});
   assert.deepEqual(cfg.caCertHashes, [`sha256:${'a'.repeat(64)}`]);
-  assert.equal(cfg.identityDir, '/var/lib/fleetwall/agent');
+  assert.equal(cfg.identityDir, '/var/lib/fleetwall-agent');
+});
+
+test('a join token in a file (compose, systemd credentials): read only when the agent has to enroll', async () => {
+  const jt = await createJoinToken({ clients: t.clients(t.adminToken) }, {});
+  const file = join(dir, 'edge-3.token');
+  writeFileSync(file, `${jt.token}\n`, { mode: 0o600 });
+  const s = settings({ nodeName: 'edge-3', identityDir: join(dir, 'edge-3'), joinTokenFile: file, caCertHashes: [jt.caCertHash] });
+  assert.equal(wantsTls(s), true);
+  const id = await NodeIdentity.open(s, log);
+  assert.match(new X509Certificate(id!.certPem).subjectAltName ?? '', /URI:fleetwall:\/\/node\/edge-3/);
+  // Later starts use the identity on disk: the file may be gone (a one-time secret).
+  rmSync(file);
+  assert.equal((await NodeIdentity.open(s, log))!.certPem, id!.certPem);
+  // Enrolling without it, or with a file holding no token, stops the agent saying which file.
+  const fresh = settings({ nodeName: 'edge-4', identityDir: join(dir, 'edge-4'), joinTokenFile: file, caCertHashes: [jt.caCertHash] });
+  await assert.rejects(
+    NodeIdentity.open(fresh, log),
+    (e: unknown) => e instanceof IdentityError && e.message.includes(`cannot read ${file}`),
+  );
+  writeFileSync(file, 'hello\n');
+  await assert.rejects(NodeIdentity.open(fresh, log), /holds no join token/);
+  const base = ['--interfaces', 'eth0'];
+  assert.throws(() => loadConfig([...base, '--join-token', 'abcdef.0123456789abcdef', '--join-token-file', file]), /give one of them/);
+  assert.equal(loadConfig([...base, '--join-token-file', '/nonexistent'], {}).joinTokenFile, '/nonexistent', 'not read at start');
 });

@@ -1,5 +1,5 @@
 // The node's identity on disk, in its identity directory (--identity-dir,
-// default /var/lib/fleetwall/agent; 0700):
+// default /var/lib/fleetwall-agent; 0700):
 //
 //   node.key   the node's private key (0600), made at enrollment, kept across renewals
 //   node.crt   its client certificate (0600), replaced at each renewal

@@ -15,6 +15,7 @@ import { readFileSync } from 'node:fs';
 import { type ChannelCredentials, type ChannelOptions, credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { EnrollmentServiceClient, type RenewCertificateResponse } from '../../../proto/gen/fleetwall/v1/enrollment_service.js';
+import { isJoinToken } from '../config.js';
 import { Backoff } from '../sync/backoff.js';
 import type { GrpcChannel } from '../sync/sync-client.js';
 import { createCsr, generateNodeKey } from './csr.js';
@@ -26,6 +27,8 @@ export interface IdentitySettings {
   readonly nodeName: string;
   readonly identityDir: string;
   readonly joinToken: string | undefined;
+  /** A file holding the join token, read only when enrolling. */
+  readonly joinTokenFile: string | undefined;
   readonly caCertHashes: readonly string[];
   readonly caCertFile: string | undefined;
   /** The name to check in the control plane's certificate when the address does not carry it. */
@@ -41,7 +44,31 @@ export class IdentityError extends Error {
 
 /** Whether the agent dials TLS: any identity setting, or an identity already on disk. */
 export function wantsTls(s: IdentitySettings): boolean {
-  return s.joinToken !== undefined || s.caCertFile !== undefined || s.caCertHashes.length > 0 || hasIdentity(s.identityDir);
+  return (
+    s.joinToken !== undefined ||
+    s.joinTokenFile !== undefined ||
+    s.caCertFile !== undefined ||
+    s.caCertHashes.length > 0 ||
+    hasIdentity(s.identityDir)
+  );
+}
+
+/** Whether the agent can enroll (again): a token, inline or in a file. */
+function canEnroll(s: IdentitySettings): boolean {
+  return s.joinToken !== undefined || s.joinTokenFile !== undefined;
+}
+
+/** The join token, from the setting or its file. */
+function joinTokenOf(s: IdentitySettings): string {
+  if (s.joinToken !== undefined) return s.joinToken;
+  let text: string;
+  try {
+    text = readFileSync(s.joinTokenFile!, 'utf8').trim();
+  } catch (e) {
+    throw new IdentityError(`--join-token-file: cannot read ${s.joinTokenFile}: ${(e as Error).message}`);
+  }
+  if (!isJoinToken(text)) throw new IdentityError(`--join-token-file: ${s.joinTokenFile} holds no join token (abcdef.0123456789abcdef)`);
+  return text;
 }
 
 const URI_PREFIX = 'URI:fleetwall://node/';
@@ -83,7 +110,7 @@ export class NodeIdentity {
     try {
       f = readIdentity(s.identityDir);
     } catch (e) {
-      if (s.joinToken === undefined) throw new IdentityError(`the identity in ${s.identityDir} is unusable: ${(e as Error).message}`);
+      if (!canEnroll(s)) throw new IdentityError(`the identity in ${s.identityDir} is unusable: ${(e as Error).message}`);
       log.warn({ err: (e as Error).message }, 'the identity on disk is unusable; enrolling again');
       return undefined;
     }
@@ -94,7 +121,7 @@ export class NodeIdentity {
       );
     const validTo = Date.parse(new X509Certificate(f.certPem).validTo);
     if (validTo <= Date.now()) {
-      if (s.joinToken === undefined)
+      if (!canEnroll(s))
         throw new IdentityError(
           `the node certificate in ${s.identityDir} expired at ${new Date(validTo).toISOString()} (the agent was away longer than its validity): enroll again with a new --join-token`,
         );
@@ -110,7 +137,7 @@ export class NodeIdentity {
   }
 
   private static async enrollLoop(s: IdentitySettings, log: Logger): Promise<IdentityFiles> {
-    if (s.joinToken === undefined)
+    if (!canEnroll(s))
       throw new IdentityError(
         `no node certificate in ${s.identityDir}: give a --join-token (an admin makes one with \`fleetwall enroll create\`)`,
       );
@@ -118,11 +145,12 @@ export class NodeIdentity {
       throw new IdentityError(
         'enrolling needs the control plane CA: --ca-cert-hash sha256:... (printed by `fleetwall enroll create`) or --ca-cert FILE',
       );
+    const joinToken = joinTokenOf(s);
     const backoff = new Backoff(s.reconnectMinMs, s.reconnectMaxMs);
     for (let attempt = 0; ; attempt++) {
       const address = s.controlPlanes[attempt % s.controlPlanes.length]!;
       try {
-        return await NodeIdentity.enrollOnce(s, address, log);
+        return await NodeIdentity.enrollOnce(s, joinToken, address, log);
       } catch (e) {
         if (!(e instanceof EnrollError)) throw e;
         if (!e.retry) throw new IdentityError(e.message);
@@ -133,12 +161,12 @@ export class NodeIdentity {
     }
   }
 
-  private static async enrollOnce(s: IdentitySettings, address: string, log: Logger): Promise<IdentityFiles> {
+  private static async enrollOnce(s: IdentitySettings, joinToken: string, address: string, log: Logger): Promise<IdentityFiles> {
     const options = NodeIdentity.channelOptions(s);
     const caPem = s.caCertFile !== undefined ? readFileSync(s.caCertFile, 'utf8') : await fetchPinnedCa(address, s.caCertHashes, options);
     const keyPem = generateNodeKey();
     const csrPem = await createCsr(keyPem, s.nodeName);
-    const res = await enroll(address, caPem, options, { joinToken: s.joinToken!, nodeName: s.nodeName, csrPem });
+    const res = await enroll(address, caPem, options, { joinToken, nodeName: s.nodeName, csrPem });
     if (res.nodeName !== s.nodeName) throw new EnrollError(`the control plane enrolled node ${res.nodeName}, not ${s.nodeName}`, false);
     writeKey(s.identityDir, keyPem);
     writeCertificate(s.identityDir, res.certificatePem, caPem);
