@@ -16,7 +16,7 @@ import { withNetnsPair, type NetnsPair } from './netns.js';
 import { rmSync } from 'node:fs';
 import { CreateJoinTokenRequest, type CreateJoinTokenResponse } from '../../proto/gen/fleetwall/v1/enrollment_service.js';
 import { tempDataDir } from './tls-control-plane.js';
-import { AgentProcess, UdsProxy } from './agent-process.js';
+import { AgentProcess, type AgentProcessOptions, UdsProxy } from './agent-process.js';
 import { CreateRuleRequest, type CreateRuleResponse, type DeleteRuleResponse } from '../../proto/gen/fleetwall/v1/rule_service.js';
 import type { GetNodeResponse } from '../../proto/gen/fleetwall/v1/node_service.js';
 import type { GetCountersResponse } from '../../proto/gen/fleetwall/v1/counter_service.js';
@@ -40,6 +40,8 @@ export interface E2EOptions {
   readonly plaintext?: boolean;
   /** Labels of the node (the join token's; default zone=test). */
   readonly labels?: Record<string, string>;
+  /** The agent's command prefix (AgentProcessOptions.wrap). */
+  readonly agentWrap?: AgentProcessOptions['wrap'];
 }
 
 /** A join token for any node name, and the CA pin (EnrollmentService.CreateJoinToken, as the admin). */
@@ -77,6 +79,7 @@ export async function withE2E(pg: TestPostgres, fn: (e: E2E) => Promise<void>, o
           .join(','),
         ...(join ? { enroll: { joinToken: join.token, caCertHash: join.caCertHash } } : {}),
         args: opts.agentArgs ?? [],
+        ...(opts.agentWrap ? { wrap: opts.agentWrap } : {}),
       });
       await agent.waitHealth('first sync', (h) => h.syncState === 'in_sync');
       await fn({ bed, dbUrl, cp, link, agent, startControlPlane });

@@ -11,6 +11,7 @@
 //   await agent.cleanup();           // kills it, removes pins and files
 //   AgentProcess.start({ ..., enroll: { joinToken, caCertHash } })   // TLS: enrolls on its
 //                                    // first start (identity in <dir>/identity), keeps it across restarts
+//   AgentProcess.start({ ..., wrap: (a) => [...] })   // runs under a command prefix (a sandbox)
 //
 // The agent reaches the control plane through a Unix socket (UdsProxy):
 // sockets in the filesystem cross network namespaces, so the control plane
@@ -123,6 +124,8 @@ export interface AgentProcessOptions {
   readonly args?: readonly string[];
   /** Flags for node itself (before the script), e.g. --max-semi-space-size=4. */
   readonly nodeArgs?: readonly string[];
+  /** A command prefix the agent runs under (e.g. a sandbox: test/support/systemd-unit.ts), given the agent's dirs. */
+  readonly wrap?: (a: { readonly dir: string; readonly pinDir: string; readonly opts: AgentProcessOptions }) => readonly string[];
 }
 
 export interface AgentHealthJson {
@@ -250,7 +253,10 @@ export class AgentProcess {
     const ready = join(this.dir, 'ready.json');
     rmSync(ready, { force: true });
     this.exitInfo = undefined;
-    const child = this.opts.bed.spawn('b', this.argv(), { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = this.opts.bed.spawn('b', [...(this.opts.wrap?.(this) ?? []), ...this.argv()], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     this.child = child;
     this.starts++;
     const n = this.starts;

@@ -196,7 +196,15 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export async function startChildControlPlane(
   databaseUrl: string | undefined,
   env: Record<string, string> = {},
-  opts: { readonly nodeArgs?: readonly string[] } = {},
+  opts: {
+    readonly nodeArgs?: readonly string[];
+    /** What node runs (default: --import tsx control-plane/src/main.ts), e.g. ['bin/fleetwall.mjs', 'control-plane']. */
+    readonly command?: readonly string[];
+    /** A command prefix (e.g. a sandbox: test/support/systemd-unit.ts). */
+    readonly wrap?: readonly string[];
+    /** Unset these of the environment this process passes on. */
+    readonly unsetEnv?: readonly string[];
+  } = {},
 ): Promise<ChildControlPlane> {
   const childEnv: Record<string, string | undefined> = {
     ...process.env,
@@ -210,7 +218,10 @@ export async function startChildControlPlane(
   };
   if (databaseUrl) childEnv.DATABASE_URL = databaseUrl;
   else delete childEnv.DATABASE_URL;
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', MAIN], {
+  for (const k of opts.unsetEnv ?? []) delete childEnv[k];
+  const argv = [process.execPath, ...(opts.nodeArgs ?? []), ...(opts.command ?? ['--import', 'tsx', MAIN])];
+  const wrapped = [...(opts.wrap ?? []), ...argv];
+  const child = spawn(wrapped[0]!, wrapped.slice(1), {
     cwd: ROOT,
     env: childEnv,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -221,6 +232,10 @@ export async function startChildControlPlane(
     stderr = (stderr + d.toString()).slice(-4000);
   });
   const lines = createInterface({ input: child.stdout! });
+  let stdout = '';
+  lines.on('line', (line) => {
+    stdout = `${stdout}${line}\n`.slice(-4000);
+  });
   const started = await new Promise<{ grpcPort: number; httpPort: number }>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`child control plane did not start in 60s; stderr: ${stderr}`)), 60_000);
     lines.on('line', (line) => {
@@ -236,7 +251,7 @@ export async function startChildControlPlane(
     });
     void exited.then((code) => {
       clearTimeout(timer);
-      reject(new Error(`child control plane exited with ${code} before serving; stderr: ${stderr}`));
+      reject(new Error(`child control plane exited with ${code} before serving; stderr: ${stderr}; stdout: ${stdout}`));
     });
   });
   lines.on('line', () => undefined);
