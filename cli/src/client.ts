@@ -3,6 +3,7 @@
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { CounterServiceClient } from '../../proto/gen/fleetwall/v1/counter_service.js';
 import { ExplainServiceClient } from '../../proto/gen/fleetwall/v1/explain_service.js';
+import { ListServiceClient } from '../../proto/gen/fleetwall/v1/list_service.js';
 import { NodeServiceClient } from '../../proto/gen/fleetwall/v1/node_service.js';
 import { RuleServiceClient } from '../../proto/gen/fleetwall/v1/rule_service.js';
 import { AuditServiceClient } from '../../proto/gen/fleetwall/v1/audit_service.js';
@@ -25,6 +26,7 @@ export interface Clients {
   readonly tokens: TokenServiceClient;
   readonly audit: AuditServiceClient;
   readonly enrollment: EnrollmentServiceClient;
+  readonly lists: ListServiceClient;
   close(): void;
 }
 
@@ -50,6 +52,7 @@ export function connect(target: string, actor = 'cli:unknown', o: ConnectOptions
   const tokens = new TokenServiceClient(target, creds, shared);
   const audit = new AuditServiceClient(target, creds, shared);
   const enrollment = new EnrollmentServiceClient(target, creds, shared);
+  const lists = new ListServiceClient(target, creds, shared);
   return {
     target,
     tokenSource: o.tokenSource,
@@ -66,8 +69,9 @@ export function connect(target: string, actor = 'cli:unknown', o: ConnectOptions
     tokens,
     audit,
     enrollment,
+    lists,
     close() {
-      for (const c of [nodes, counters, explain, tokens, audit, enrollment, rules]) c.close();
+      for (const c of [nodes, counters, explain, tokens, audit, enrollment, lists, rules]) c.close();
     },
   };
 }

@@ -10,6 +10,7 @@ import { blockCommand } from './commands/block.js';
 import { countersCommand } from './commands/counters.js';
 import { explainCommand } from './commands/explain.js';
 import { importCommand } from './commands/import.js';
+import { listsCommand } from './commands/lists.js';
 import { nodesCommand } from './commands/nodes.js';
 import { rulesCommand } from './commands/rules.js';
 import { unblockCommand } from './commands/unblock.js';
@@ -25,13 +26,18 @@ import { enrollCommand } from './commands/enroll.js';
 const HELP = `fleetwall: fleet-wide IP block/allow policy enforced in the kernel with eBPF
 
 Policy (talks to the control plane at --server, env FLEETWALL_CONTROL_PLANE, default ${DEFAULT_SERVER}):
-  fleetwall block <ip|cidr> [--ttl 1h] [--comment text] [--selector k=v] [--monitor] [--egress]
+  fleetwall block <ip|cidr> [--ttl 1h] [--comment text] [--selector k=v] [--monitor] [--egress] [--force]
   fleetwall allow <ip|cidr> [--ttl 1h] [--comment text] [--selector k=v] [--egress]
   fleetwall unblock <ip|cidr>         delete its own fleet-wide deny rule; names broader rules that still block it
   fleetwall rules ls [--action deny|allow] [--direction ingress|egress] [--selector k=v] [--text t] [--covers ip]
   fleetwall rules get <id>
   fleetwall rules rm <id> [<id>...]
   fleetwall import <file|-> [--allow] [--egress] [--monitor] [--ttl 1h] [--selector k=v] [--atomic]
+                   [--format auto|plain|range|jsonl|csv] [--column name] [--allow-private]
+  fleetwall lists add <name> --url URL|--file PATH [--every 1h] [--format F] [--column name]
+                   [--action deny|allow] [--selector k=v] [--monitor] [--egress] [--allow-private]
+                                      subscribe the fleet to a published list; refreshed by diffs
+  fleetwall lists ls | get <name> | refresh <name> [--force] | rm <name>
   fleetwall nodes ls [--selector k=v] [--connected]
   fleetwall counters [--watch] [--node name] [--top n] [--interval 1s]
   fleetwall explain <ip> [--node name] [--egress]
@@ -167,6 +173,9 @@ export async function run(argv: string[]): Promise<number> {
         break;
       case 'import':
         await importCommand(ctx, globals.rest);
+        break;
+      case 'lists':
+        await listsCommand(ctx, globals.rest);
         break;
       case 'nodes':
         await nodesCommand(ctx, globals.rest);

@@ -84,11 +84,13 @@ export function ruleRow(r: Rule): string[] {
     modeName(r.mode),
     labelsText(r.selector),
     relativeTime(r.expireTime),
+    r.source || '-',
     r.comment,
   ];
 }
 
-export const RULE_HEADERS = ['ID', 'ACTION', 'CIDR', 'DIRECTION', 'MODE', 'SELECTOR', 'EXPIRES', 'COMMENT'] as const;
+/** SOURCE: "list:NAME" for a subscribed list's rule, "-" for an operator's. */
+export const RULE_HEADERS = ['ID', 'ACTION', 'CIDR', 'DIRECTION', 'MODE', 'SELECTOR', 'EXPIRES', 'SOURCE', 'COMMENT'] as const;
 
 export function ruleJson(r: Rule): unknown {
   return Rule.toJSON(r);

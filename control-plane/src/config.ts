@@ -8,6 +8,7 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
+import { canonicalCidr } from '../../common/src/cidr.js';
 import { parseDurationMs } from '../../common/src/duration.js';
 
 export interface Config {
@@ -86,6 +87,27 @@ export interface Config {
   readonly authPenaltyMaxMs: number;
   /** How long a node client certificate issued at enrollment or renewal is valid (agents renew at half of it). */
   readonly nodeCertTtlMs: number;
+  /** How often this process looks for subscribed lists due a refresh. */
+  readonly listPollIntervalMs: number;
+  /** The shortest refresh interval a list may ask for. */
+  readonly listMinEveryMs: number;
+  /** A list's fetch (connect, headers and the whole body) must finish within this. */
+  readonly listFetchTimeoutMs: number;
+  /** Largest list body accepted (bytes, after decompression). */
+  readonly listMaxBytes: number;
+  /** A refresh with more invalid lines than this share (percent of data lines) is refused. */
+  readonly listMaxInvalidPercent: number;
+  /** A refresh that would remove more than this share (percent) of a list's rules at once is refused. */
+  readonly listMaxShrinkPercent: number;
+  /** After a failed or refused refresh, the next try (at most the list's own interval). */
+  readonly listRetryIntervalMs: number;
+  /** The directory on this host whose files lists may read (file:// sources); unset: file sources are refused. */
+  readonly listFileRoot: string | undefined;
+  // The lockout guard (issue 15 part 5): lockout/.
+  /** Management networks no deny may cover (besides loopback, the listen addresses and the agents' connect addresses). */
+  readonly protectedCidrs: readonly string[];
+  /** How long the agents' connect addresses read from the store are trusted (other processes' agents). */
+  readonly protectedRefreshMs: number;
 }
 
 export class ConfigError extends Error {
@@ -350,6 +372,88 @@ const OPTIONS: readonly OptionSpec[] = [
     max: 365 * 86_400_000,
     help: 'validity of node client certificates (agents renew them at half of it)',
   },
+  {
+    key: 'listPollIntervalMs',
+    env: 'FLEETWALL_LIST_POLL_INTERVAL',
+    kind: 'duration',
+    def: '10s',
+    min: 50,
+    help: 'how often subscribed lists due a refresh are looked for',
+  },
+  {
+    key: 'listMinEveryMs',
+    env: 'FLEETWALL_LIST_MIN_EVERY',
+    kind: 'duration',
+    def: '1m',
+    min: 100,
+    help: 'shortest refresh interval a list may ask for',
+  },
+  {
+    key: 'listFetchTimeoutMs',
+    env: 'FLEETWALL_LIST_FETCH_TIMEOUT',
+    kind: 'duration',
+    def: '60s',
+    min: 50,
+    help: "a list's whole fetch must finish within this",
+  },
+  {
+    key: 'listMaxBytes',
+    env: 'FLEETWALL_LIST_MAX_BYTES',
+    kind: 'int',
+    def: String(256 * 1024 * 1024),
+    min: 1024,
+    max: 16 * 1024 * 1024 * 1024,
+    help: 'largest list body accepted (bytes)',
+  },
+  {
+    key: 'listMaxInvalidPercent',
+    env: 'FLEETWALL_LIST_MAX_INVALID_PERCENT',
+    kind: 'int',
+    def: '10',
+    min: 0,
+    max: 100,
+    help: 'refuse a refresh with more invalid lines than this percent of its data lines',
+  },
+  {
+    key: 'listMaxShrinkPercent',
+    env: 'FLEETWALL_LIST_MAX_SHRINK_PERCENT',
+    kind: 'int',
+    def: '25',
+    min: 0,
+    max: 100,
+    help: "refuse a refresh that removes more than this percent of a list's rules",
+  },
+  {
+    key: 'listRetryIntervalMs',
+    env: 'FLEETWALL_LIST_RETRY_INTERVAL',
+    kind: 'duration',
+    def: '10m',
+    min: 50,
+    help: "retry a failed or refused refresh after this (at most the list's interval)",
+  },
+  {
+    key: 'listFileRoot',
+    env: 'FLEETWALL_LIST_FILE_ROOT',
+    kind: 'string',
+    def: undefined,
+    help: 'directory on this host whose files lists may read (file:// sources); unset: refused',
+  },
+  {
+    key: 'protectedCidrs',
+    env: 'FLEETWALL_PROTECTED_CIDRS',
+    kind: 'list',
+    def: '',
+    help: "management networks no deny may cover without an admin's force (comma-separated CIDRs; loopback, the listen addresses and the agents' addresses are protected anyway)",
+  },
+  {
+    key: 'protectedRefreshMs',
+    env: 'FLEETWALL_PROTECTED_REFRESH',
+    kind: 'duration',
+    def: '1s',
+    min: 0,
+    max: 60_000,
+    help: "how long the agents' connect addresses read from the store are trusted by the lockout guard",
+  },
 ];
 
 export const CONFIG_USAGE = [
@@ -463,9 +567,11 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     out.controlPlaneId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   }
   out.dataDir = resolve(out.dataDir as string);
+  if (out.listFileRoot !== undefined) out.listFileRoot = resolve(out.listFileRoot as string);
   const config = out as unknown as Config;
   if (config.expirySweepIntervalMs >= 1000) throw new ConfigError('FLEETWALL_EXPIRY_SWEEP_INTERVAL must be under 1s');
   checkTlsSettings(config);
+  checkProtectedCidrs(config);
   return { config: Object.freeze(config), help };
 }
 
@@ -479,6 +585,19 @@ function checkTlsSettings(c: Config): void {
     throw new ConfigError('FLEETWALL_TLS_CA (--tls-ca) is the CA of an operator-given certificate: give --tls-cert and --tls-key with it');
   if (c.insecureNoAuth && (c.tls || c.tlsCertFile !== undefined))
     throw new ConfigError('--insecure-no-auth turns TLS and authentication off: it cannot go with --tls or --tls-cert');
+}
+
+/** --protected-cidrs: canonical CIDRs only (a bare address is a /32 or /128). */
+function checkProtectedCidrs(c: Config): void {
+  const out: string[] = [];
+  for (const x of c.protectedCidrs) {
+    try {
+      out.push(canonicalCidr(x));
+    } catch (e) {
+      throw new ConfigError(`FLEETWALL_PROTECTED_CIDRS (--protected-cidrs): ${(e as Error).message}`);
+    }
+  }
+  (c as { protectedCidrs: readonly string[] }).protectedCidrs = Object.freeze(out);
 }
 
 /** The configuration from this process's flags and environment. */

@@ -8,7 +8,14 @@ import { CounterAggregator } from './counters/counter-aggregator.js';
 import { ControlPlaneMetrics } from './counters/metrics.js';
 import { startGrpcServer } from './grpc/grpc-server.js';
 import { startHttpServer } from './http/http-server.js';
+import { registerImportRoute } from './http/import-route.js';
 import { registerJsonApi } from './http/json-api.js';
+import { registerListRoutes } from './http/list-routes.js';
+import { ListMetrics } from './lists/list-metrics.js';
+import { ListRefresher } from './lists/list-refresher.js';
+import { ListScheduler } from './lists/list-scheduler.js';
+import { ListStore } from './lists/list-store.js';
+import { ListService } from './services/list-service.js';
 import { HttpRouter, sendJson, sendText } from './http/router.js';
 import { ExpirySweeper } from './maintenance/expiry-sweeper.js';
 import { RetentionPruner } from './maintenance/retention-pruner.js';
@@ -41,6 +48,9 @@ import { loadSigningCa } from './pki/pki-files.js';
 import { JoinTokenStore } from './store/join-token-store.js';
 import { NodeIdentityStore } from './store/node-identity-store.js';
 import { CounterScope } from './sync/counter-scope.js';
+import { createLockoutGuard } from './lockout/guard-setup.js';
+import { LockoutSessionHooks } from './lockout/session-hooks.js';
+import { NodePeerStore } from './store/node-peers.js';
 
 export interface ControlPlane {
   /** This process's id (SyncStart.control_plane_id, Node.control_plane_id). */
@@ -109,10 +119,16 @@ export async function startControlPlane(config: Config, logger: Logger, options:
     cleanup.unshift(() => feed.stop());
 
     const limits = { maxBatch: config.maxBatch, maxImportLines: config.maxImportLines, maxCommentLength: config.maxCommentLength };
-    const rules = new RuleService(ruleStore, sql, limits, undefined, { handoff: localBulk, logger: log.child({ component: 'rules' }) });
+    const peerStore = new NodePeerStore(sql);
+    const guard = await createLockoutGuard(config, peerStore, log.child({ component: 'lockout' }));
+    const rules = new RuleService(ruleStore, sql, limits, undefined, {
+      handoff: localBulk,
+      logger: log.child({ component: 'rules' }),
+      guard,
+    });
     const nodeService = new NodeService(nodeStore, ruleStore, () => nodes.flush());
     const counterService = new CounterService(counterStore, nodeStore, () => counters.flush());
-    const explain = new ExplainService(ruleStore, nodeStore);
+    const explain = new ExplainService(ruleStore, nodeStore, peerStore);
     const tokenStore = new TokenStore(sql);
     const tokens = new TokenService(tokenStore);
     const audit = new AuditService(new AuditStore(sql));
@@ -138,6 +154,31 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       onFailure: security.countFailure,
     });
     const nodeIdentity = new NodeIdentityService(identities);
+    const listStore = new ListStore(sql);
+    const listRefresher = new ListRefresher(
+      sql,
+      listStore,
+      {
+        fetch: {
+          timeoutMs: config.listFetchTimeoutMs,
+          maxBytes: config.listMaxBytes,
+          userAgent: 'fleetwall (list refresh)',
+          fileRoot: config.listFileRoot,
+        },
+        maxInvalidPercent: config.listMaxInvalidPercent,
+        maxShrinkPercent: config.listMaxShrinkPercent,
+        retryIntervalMs: config.listRetryIntervalMs,
+        controlPlaneId: config.controlPlaneId,
+        lockout: guard,
+      },
+      log.child({ component: 'lists' }),
+      new ListMetrics(metrics.registry, listStore),
+    );
+    const lists = new ListService(listStore, listRefresher, {
+      minEveryMs: config.listMinEveryMs,
+      maxCommentLength: config.maxCommentLength,
+      fileRoot: config.listFileRoot,
+    });
 
     const sessionDeps = {
       hub,
@@ -159,6 +200,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       chunkBytes: config.syncChunkBytes,
       maxQueue: config.maxAgentQueue,
       logger: log.child({ component: 'sync' }),
+      lockout: new LockoutSessionHooks(guard, peerStore, log.child({ component: 'lockout' })),
     };
     const grpcLog = log.child({ component: 'grpc' });
     const grpc = await startGrpcServer(
@@ -175,6 +217,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
         audit,
         enrollment,
         nodeIdentity,
+        lists,
       },
       { logger: grpcLog, countRequest: (method, code) => metrics.grpcRequests.inc({ method, code: String(code) }) },
       { credentials: security.grpcCredentials, interceptor: security.grpcInterceptor },
@@ -205,7 +248,12 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       log.child({ component: 'retention' }),
     );
     pruner.start();
-    cleanup.unshift(() => Promise.all([sweeper.stop(), pruner.stop()]).then(() => undefined));
+    const listScheduler = new ListScheduler(listStore, listRefresher, config.listPollIntervalMs, log.child({ component: 'lists' }));
+    listScheduler.start();
+    cleanup.unshift(() => {
+      listRefresher.stop();
+      return Promise.all([sweeper.stop(), pruner.stop(), listScheduler.stop()]).then(() => undefined);
+    });
 
     const router = new HttpRouter(log.child({ component: 'http' }));
     router.add('GET', '/metrics', async (_req, res) => {
@@ -238,6 +286,8 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       nodeIdentity,
       maxMessageBytes: config.maxMessageBytes,
     });
+    registerImportRoute(router, { rules });
+    registerListRoutes(router, { lists, maxMessageBytes: config.maxMessageBytes });
     // Routes from the embedder (tests) are admin-only unless they say otherwise.
     options.routes?.({ add: (m, p, h, access) => router.add(m, p, h, access ?? 'admin') });
     checkHttpAccessTable(router.list());
@@ -271,7 +321,8 @@ export async function startControlPlane(config: Config, logger: Logger, options:
         stopping ??= (async () => {
           log.info('control plane stopping');
           grpc.setServing(false);
-          await Promise.all([sweeper.stop(), pruner.stop()]);
+          listRefresher.stop();
+          await Promise.all([sweeper.stop(), pruner.stop(), listScheduler.stop()]);
           for (const s of [...registry.all]) s.shutdown('SHUTTING_DOWN');
           for (const c of cleanup) {
             try {

@@ -3,6 +3,7 @@
 // module of the agent that reads process.env.
 
 import { hostname } from 'node:os';
+import { canonicalCidr } from '../../common/src/cidr.js';
 import type { DefaultAction } from '../../common/src/policy.js';
 import { DURATION_EXAMPLES, parseDurationMs as parseDuration } from '../../common/src/duration.js';
 import { LabelTextError, parseLabelText } from '../../common/src/labels.js';
@@ -25,9 +26,9 @@ export interface AgentConfig {
   readonly counterIntervalMs: number;
   /** host:port for /healthz and /metrics; port 0 picks a free port. Empty: no HTTP server. */
   readonly httpAddr: string;
-  /** Prefixes per kernel table, used only when the maps are created. */
+  /** The most prefixes a kernel table may hold (its maps follow the rules up to it); used only when the maps are created. */
   readonly capacityPrefixes: number | undefined;
-  /** Rule counter slots (= journal entries), used only when the maps are created. */
+  /** The most rule counter slots (= journal entries); used only when the maps are created. */
   readonly capacitySlots: number | undefined;
   readonly xdpMode: XdpModeSetting;
   /** Replace an XDP program that fleetwall did not attach (default: refuse, with an error naming it). */
@@ -51,6 +52,8 @@ export interface AgentConfig {
   readonly identityDir: string;
   /** The name to check in the control plane's certificate, when the address does not carry it (a unix socket: localhost). */
   readonly tlsServerName: string | undefined;
+  /** Canonical CIDRs always allowed, ingress and egress, whatever the policy (besides the control planes' addresses). */
+  readonly failsafeCidrs: readonly string[];
   readonly logLevel: LogLevel;
 }
 
@@ -94,12 +97,12 @@ export const SETTINGS = {
   capacityPrefixes: {
     flag: 'capacity-prefixes',
     env: 'FLEETWALL_CAPACITY_PREFIXES',
-    help: 'prefixes per kernel table when the maps are created (default: datapath default)',
+    help: 'the most prefixes a kernel table may hold (its maps grow to it as rules need; set when the maps are created; default: datapath default)',
   },
   capacitySlots: {
     flag: 'capacity-slots',
     env: 'FLEETWALL_CAPACITY_SLOTS',
-    help: 'rule counter slots when the maps are created (default: datapath default)',
+    help: 'the most rule counter slots (grown to as rules need; set when the maps are created; default: datapath default)',
   },
   xdpMode: { flag: 'xdp-mode', env: 'FLEETWALL_XDP_MODE', help: 'auto (default), native or generic' },
   replaceForeignXdp: {
@@ -136,6 +139,11 @@ export const SETTINGS = {
     flag: 'tls-server-name',
     env: 'FLEETWALL_TLS_SERVER_NAME',
     help: "name to check in the control plane's certificate (default: the address's host; localhost for unix:)",
+  },
+  failsafeCidrs: {
+    flag: 'failsafe-cidrs',
+    env: 'FLEETWALL_FAILSAFE_CIDRS',
+    help: "CIDRs always allowed, ingress and egress, whatever the policy, comma-separated (default none; the control planes' addresses always are)",
   },
   logLevel: { flag: 'log-level', env: 'FLEETWALL_LOG_LEVEL', help: 'pino level (default info)' },
 } as const satisfies Record<string, Setting>;
@@ -274,6 +282,17 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (reconnectMinMs < 10) throw new ConfigError(`${what('reconnectMin')}: at least 10ms`);
   if (reconnectMaxMs < reconnectMinMs)
     throw new ConfigError(`${what('reconnectMax')}: must not be below ${SETTINGS.reconnectMin.flag} (${reconnectMinMs} ms)`);
+  const failsafeCidrs = (raw('failsafeCidrs') ?? '')
+    .split(',')
+    .map((c) => c.trim())
+    .filter((c) => c !== '')
+    .map((c) => {
+      try {
+        return canonicalCidr(c);
+      } catch (e) {
+        throw new ConfigError(`${what('failsafeCidrs')}: ${(e as Error).message}`);
+      }
+    });
   const logLevel = raw('logLevel') ?? 'info';
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
     throw new ConfigError(`${what('logLevel')}: "${logLevel}" must be one of fatal error warn info debug trace silent`);
@@ -298,6 +317,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     reconnectMinMs,
     reconnectMaxMs,
     readyFile: raw('readyFile'),
+    failsafeCidrs: Object.freeze([...new Set(failsafeCidrs)]),
     logLevel: logLevel as LogLevel,
   });
 }

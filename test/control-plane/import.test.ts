@@ -98,7 +98,7 @@ test('added, duplicate and invalid lines with their numbers; one revision', asyn
 
 test('atomic: one invalid line stores nothing, and says which', async () => {
   const before = await storeState(url);
-  const res = await api.import({ action: Action.ACTION_DENY, atomic: true }, [['100.100.0.0/16', '100.100.1.1/16', '100.101.0.0/16']]);
+  const res = await api.import({ action: Action.ACTION_DENY, atomic: true }, [['198.18.0.0/16', '198.18.1.1/16', '198.19.0.0/16']]);
   assert.equal(res.added, 0n);
   assert.equal(res.revision, 0n);
   assert.equal(res.invalid, 1n);
@@ -108,7 +108,7 @@ test('atomic: one invalid line stores nothing, and says which', async () => {
 
 test('a ttl on the header expires every imported rule', async () => {
   const res = await api.import({ action: Action.ACTION_DENY, ttl: { seconds: 3600n, nanos: 0 }, comment: 'ttl-import' }, [
-    ['100.64.0.1', '100.64.0.2'],
+    ['198.18.64.1', '198.18.64.2'],
   ]);
   assert.equal(res.added, 2n);
   const listed = await api.list({ text: 'ttl-import' });
@@ -151,14 +151,14 @@ test('a rule created by someone else while the import streams is a duplicate, no
     );
   });
   call.write(ImportRulesRequest.fromPartial({ part: { $case: 'header', value: { action: Action.ACTION_DENY, comment: 'race' } } }));
-  call.write(ImportRulesRequest.fromPartial({ part: { $case: 'chunk', value: { lines: ['100.90.0.1', '100.90.0.2'] } } }));
+  call.write(ImportRulesRequest.fromPartial({ part: { $case: 'chunk', value: { lines: ['198.18.90.1', '198.18.90.2'] } } }));
   // The import's COPY is running (its transaction read the existing rules already).
   await eventually(
     () => withSql(url, async (sql) => (await sql`select 1 from pg_stat_activity where query ilike 'copy rules%'`).length === 1),
     'the import COPY to be in progress',
   );
-  const mine = await api.create({ rule: { cidr: '100.90.0.3/32', action: Action.ACTION_ALLOW } });
-  call.write(ImportRulesRequest.fromPartial({ part: { $case: 'chunk', value: { lines: ['100.90.0.3', '100.90.0.4'] } } }));
+  const mine = await api.create({ rule: { cidr: '198.18.90.3/32', action: Action.ACTION_ALLOW } });
+  call.write(ImportRulesRequest.fromPartial({ part: { $case: 'chunk', value: { lines: ['198.18.90.3', '198.18.90.4'] } } }));
   call.end();
   const res = await done;
   assert.equal(res.added, 3n);

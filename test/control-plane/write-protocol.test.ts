@@ -77,8 +77,8 @@ test('every kind of write: one revision, counted change-log rows, matching audit
   await api.delete(batch.rules[0]!.id);
   await api.batchDelete([batch.rules[1]!.id, batch.rules[2]!.id]);
   const imported = await api.import({ action: Action.ACTION_DENY, comment: 'list' }, [
-    ['100.64.0.0/16', '100.65.0.0/16'],
-    ['100.66.0.0/16'],
+    ['198.51.100.0/25', '198.51.100.128/25'],
+    ['203.0.113.128/25'],
   ]);
   assert.equal(imported.added, 3n);
 

@@ -37,6 +37,19 @@ export const CATALOGUE = {
   EMPTY_BATCH: { code: status.INVALID_ARGUMENT, message: 'the batch is empty' },
   IMPORT_TOO_LARGE: { code: status.INVALID_ARGUMENT, message: 'too many lines in one import' },
   IMPORT_HEADER_REQUIRED: { code: status.INVALID_ARGUMENT, message: 'an import starts with exactly one header' },
+  // Blocklist formats (imports and lists)
+  INVALID_FORMAT_OPTION: { code: status.INVALID_ARGUMENT, message: 'the format options do not fit together' },
+  UNKNOWN_COLUMN: { code: status.INVALID_ARGUMENT, message: "the named column is not in the list's header" },
+  NO_ADDRESS_COLUMN: { code: status.INVALID_ARGUMENT, message: 'no column of the list is known to hold addresses: name one' },
+  // Subscribed lists
+  INVALID_LIST_NAME: { code: status.INVALID_ARGUMENT, message: 'invalid list name' },
+  INVALID_LIST_SOURCE: { code: status.INVALID_ARGUMENT, message: 'invalid list source: an http(s):// or file:/// URL' },
+  INVALID_LIST_INTERVAL: { code: status.INVALID_ARGUMENT, message: 'invalid refresh interval' },
+  LIST_EXISTS: { code: status.ALREADY_EXISTS, message: 'a list with this name exists' },
+  LIST_NOT_FOUND: { code: status.NOT_FOUND, message: 'no such list' },
+  LIST_BUSY: { code: status.ABORTED, message: 'a refresh of this list is running' },
+  LIST_FETCH_FAILED: { code: status.FAILED_PRECONDITION, message: 'the list could not be fetched' },
+  LIST_REFUSED: { code: status.FAILED_PRECONDITION, message: 'the fetched list failed a safeguard' },
   MESSAGE_TOO_LARGE: { code: status.RESOURCE_EXHAUSTED, message: 'message too large' },
   // ManageAddress (/manage-ip, fleetwall unblock)
   MISSING_FIELD: { code: status.INVALID_ARGUMENT, message: 'a required field is missing' },
@@ -102,6 +115,12 @@ export const CATALOGUE = {
   NODE_REVOKED: { code: status.PERMISSION_DENIED, message: "the node's certificate was revoked" },
   NODE_CERT_EXPIRED: { code: status.UNAVAILABLE, message: "the node's certificate expired; reconnect with the renewed one" },
   NODE_RELABELED: { code: status.UNAVAILABLE, message: "an admin changed the node's labels; reconnect for its new rule set" },
+  // The lockout guard (issue 15 part 5; control-plane/src/lockout/)
+  LOCKOUT_PROTECTED: {
+    code: status.FAILED_PRECONDITION,
+    message: 'the deny would drop traffic of a protected address (the control plane, an agent, a management network, loopback)',
+    httpStatus: 409,
+  },
   // Service state
   SHUTTING_DOWN: { code: status.UNAVAILABLE, message: 'this control plane is shutting down; reconnect to another' },
   STORE_UNAVAILABLE: { code: status.UNAVAILABLE, message: 'the rule store (Postgres) is unavailable; retry' },

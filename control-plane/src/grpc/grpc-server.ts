@@ -8,6 +8,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from 'grpc-health-check';
 import { CounterServiceService } from '../../../proto/gen/fleetwall/v1/counter_service.js';
 import { ExplainServiceService } from '../../../proto/gen/fleetwall/v1/explain_service.js';
+import { ListServiceService } from '../../../proto/gen/fleetwall/v1/list_service.js';
 import { NodeServiceService } from '../../../proto/gen/fleetwall/v1/node_service.js';
 import type { ImportRulesRequest } from '../../../proto/gen/fleetwall/v1/rule_service.js';
 import { RuleServiceService } from '../../../proto/gen/fleetwall/v1/rule_service.js';
@@ -23,6 +24,7 @@ import type { TokenService } from '../services/token-service.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
 import type { CounterService } from '../services/counter-service.js';
 import type { ExplainService } from '../services/explain-service.js';
+import type { ListService } from '../services/list-service.js';
 import type { NodeService } from '../services/node-service.js';
 import type { RuleService } from '../services/rule-service.js';
 import { type AdapterDeps, clientStream, serverStream, unary } from './adapters.js';
@@ -37,6 +39,7 @@ export const SERVICE_NAMES = [
   'fleetwall.v1.TokenService',
   'fleetwall.v1.AuditService',
   'fleetwall.v1.EnrollmentService',
+  'fleetwall.v1.ListService',
 ] as const;
 
 const PROTO_DIR = fileURLToPath(new URL('../../../proto/', import.meta.url));
@@ -49,6 +52,7 @@ const PROTO_FILES = [
   'fleetwall/v1/token_service.proto',
   'fleetwall/v1/audit_service.proto',
   'fleetwall/v1/enrollment_service.proto',
+  'fleetwall/v1/list_service.proto',
 ];
 
 export interface GrpcHandlers {
@@ -61,6 +65,7 @@ export interface GrpcHandlers {
   readonly audit: AuditService;
   readonly enrollment: EnrollmentService;
   readonly nodeIdentity: NodeIdentityService;
+  readonly lists: ListService;
 }
 
 /** How the server is secured (auth/): TLS credentials or plaintext, and the one auth interceptor. */
@@ -164,6 +169,13 @@ export async function startGrpcServer(
     getCertificateAuthority: unary(deps, 'EnrollmentService/GetCertificateAuthority', () => en.getCertificateAuthority()),
     enroll: unary(deps, 'EnrollmentService/Enroll', (req) => en.enroll(req as never)),
     renewCertificate: unary(deps, 'EnrollmentService/RenewCertificate', (req, ctx) => en.renewCertificate(req as never, ctx)),
+  });
+  server.addService(g(ListServiceService), {
+    createList: unary(deps, 'ListService/CreateList', (req, ctx) => h.lists.createList(req as never, ctx)),
+    getList: unary(deps, 'ListService/GetList', (req) => h.lists.getList(req as never)),
+    listLists: unary(deps, 'ListService/ListLists', () => h.lists.listLists()),
+    deleteList: unary(deps, 'ListService/DeleteList', (req, ctx) => h.lists.deleteList(req as never, ctx)),
+    refreshList: unary(deps, 'ListService/RefreshList', (req, ctx) => h.lists.refreshList(req as never, ctx)),
   });
 
   const statusMap: Record<string, ServingStatus> = { '': 'NOT_SERVING' };

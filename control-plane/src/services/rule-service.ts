@@ -36,6 +36,8 @@ import type { CallContext } from './call-context.js';
 import { importRules } from './import-rules.js';
 import { CreateBatcher } from './create-batcher.js';
 import { type ManageAddressFields, manageAddress } from './manage-address.js';
+import { type LockoutGuard, requireForceRole } from '../lockout/lockout-guard.js';
+import { type ForcedBox, withAuditForced } from '../store/audit-forced.js';
 
 export interface RuleServiceLimits extends ValidationLimits {
   readonly maxBatch: number;
@@ -74,13 +76,19 @@ export class RuleService {
     private readonly sql: Sql,
     private readonly limits: RuleServiceLimits,
     private readonly now: () => Date = () => new Date(),
-    private readonly extras: { readonly handoff?: BulkHandoff; readonly logger?: Logger } = {},
+    private readonly extras: { readonly handoff?: BulkHandoff; readonly logger?: Logger; readonly guard?: LockoutGuard } = {},
   ) {
     this.creates = new CreateBatcher(store, limits.maxBatch);
   }
 
   async createRule(req: CreateRuleRequest, ctx: CallContext): Promise<CreateRuleResponse> {
     const spec = validateNewRule(req.rule, req.ttl, this.now(), this.limits);
+    const forced = this.extras.guard ? await this.extras.guard.admitNew([{ spec, field: 'rule' }], req.force, ctx) : '';
+    if (forced !== '') {
+      // A forced override is audited with its own transaction-local text: not part of a group commit.
+      const res = await withAuditForced({ text: forced }, () => this.store.create([spec], ['rule'], ctx.actor, 'create'));
+      return { rule: res.value[0], revision: res.revision };
+    }
     const res = await this.creates.submit(spec, ctx.actor);
     return { rule: res.rule, revision: res.revision };
   }
@@ -98,7 +106,15 @@ export class RuleService {
         throw e;
       }
     });
-    const res = await this.store.create(specs, fields, ctx.actor, 'batch_create');
+    const forced = this.extras.guard
+      ? await this.extras.guard.admitNew(
+          specs.map((spec, i) => ({ spec, field: fields[i]!, force: req.requests[i]!.force })),
+          req.force,
+          ctx,
+        )
+      : '';
+    const write = () => this.store.create(specs, fields, ctx.actor, 'batch_create');
+    const res = forced !== '' ? await withAuditForced({ text: forced }, write) : await write();
     return { rules: res.value, revision: res.revision };
   }
 
@@ -151,7 +167,26 @@ export class RuleService {
     const mask = parseUpdateMask(req.updateMask ?? []);
     const id = requireId(req.rule.id, 'rule.id');
     const now = this.now();
-    const res = await this.store.update(id, (current) => applyUpdate(current, req.rule!, mask, now, this.limits), ctx.actor);
+    const guard = this.extras.guard;
+    if (!guard) {
+      const res = await this.store.update(id, (current) => applyUpdate(current, req.rule!, mask, now, this.limits), ctx.actor);
+      return { rule: res.value, revision: res.revision };
+    }
+    if (req.force) requireForceRole(ctx);
+    const checker = await guard.checker();
+    const box: ForcedBox = { text: '' };
+    const write = () =>
+      this.store.update(
+        id,
+        (current) => {
+          const next = applyUpdate(current, req.rule!, mask, now, this.limits);
+          box.text = guard.admitUpdate(checker, current, next, req.force, ctx);
+          return next;
+        },
+        ctx.actor,
+      );
+    // Only a forced update can carry an override text (without force a hit throws).
+    const res = req.force ? await withAuditForced(box, write) : await write();
     return { rule: res.value, revision: res.revision };
   }
 

@@ -182,6 +182,72 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 4,
+    name: 'subscribed lists; rules.list_id',
+    sql: `
+      -- Subscriptions to published blocklists (control-plane/src/lists/).
+      create table lists (
+        id bigserial primary key,
+        name text not null unique,
+        -- http(s):// fetched, or file:/// read on the control plane's host.
+        url text not null,
+        every_ms bigint not null check (every_ms > 0),
+        -- BlocklistFormat (0: detect) and the CSV column / JSON field.
+        format smallint not null default 0,
+        column_name text not null default '',
+        -- What every rule of the list is (as an import's header).
+        action smallint not null check (action in (1, 2)),
+        direction smallint not null check (direction in (1, 2)),
+        selector jsonb not null default '{}',
+        selector_key text not null,
+        mode smallint not null check (mode in (1, 2)),
+        allow_private boolean not null default false,
+        comment text not null default '',
+        create_time timestamptz not null default now(),
+        created_by text not null default '',
+        -- Conditional-fetch validators (a file: its size and mtime in etag).
+        etag text not null default '',
+        last_modified text not null default '',
+        -- Rules the list owns, as of its last write.
+        entries bigint not null default 0,
+        next_run timestamptz not null,
+        -- The last refresh (RefreshResult, proto3 JSON) and the last good one.
+        last_refresh jsonb,
+        last_success_time timestamptz
+      );
+      create index lists_next_run on lists (next_run);
+
+      -- The list a rule belongs to (null: an operator's own rule). No foreign
+      -- key: list writes lock the list row first, and a constraint would run
+      -- a trigger per inserted rule (a million on a first refresh).
+      alter table rules add column list_id bigint;
+      create index rules_list_id on rules (list_id) where list_id is not null;
+    `,
+  },
+  {
+    version: 5,
+    name: 'lockout guard: node peer address and failsafe entries; audit forced',
+    sql: `
+      -- The address each node's Sync stream comes from (the lockout guard
+      -- protects it, in every control-plane process), and the failsafe
+      -- entries its agent reports (Explain shows them when they decide).
+      alter table nodes add column peer_address text not null default '';
+      alter table nodes add column failsafe jsonb not null default '[]';
+      -- What an admin's forced override of the lockout guard overrode; set
+      -- per transaction like the note (store/audit-forced.ts).
+      alter table audit_log add column forced text not null default '';
+      alter table audit_log alter column forced set default coalesce(current_setting('fleetwall.audit_forced', true), '');
+    `,
+  },
+  {
+    version: 6,
+    name: 'nodes: kernel memory of the agent maps',
+    sql: `
+      -- AgentStatus.kernel_memory_bytes: the memlock of fleetwall's maps on the node (they follow its rules).
+      alter table nodes add column kernel_memory_bytes bigint not null default 0;
+    `,
+  },
+  {
+    version: 7,
     name: 'node enrollment: join tokens, node identities, node certificates',
     sql: `
       -- Join tokens (control-plane/src/enrollment/): "<id>.<secret>" as

@@ -23,6 +23,7 @@ interface NodeRow {
   last_nack: Buffer | null;
   rules_in_kernel: bigint;
   map_fill_ratio: number;
+  kernel_memory_bytes: bigint;
 }
 
 function nodeFromRow(r: NodeRow): Node {
@@ -40,6 +41,7 @@ function nodeFromRow(r: NodeRow): Node {
     lastNack: r.last_nack ? Status.decode(r.last_nack) : undefined,
     rulesInKernel: r.rules_in_kernel,
     mapFillRatio: r.map_fill_ratio,
+    kernelMemoryBytes: r.kernel_memory_bytes,
     controlPlaneId: connected ? r.control_plane_id : '',
     firstSeenTime: r.first_seen,
   };

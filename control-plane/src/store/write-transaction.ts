@@ -17,10 +17,22 @@
 // last, a 1M-row import holds it for milliseconds, not for the whole COPY.
 import type { Sql, TransactionSql } from 'postgres';
 import { applyAuditNote, currentAuditNote } from './audit-note.js';
+import { applyAuditForced } from './audit-forced.js';
 
 export const REVISION_CHANNEL = 'fleetwall_revision';
 
-export type RevisionKind = 'create' | 'batch_create' | 'import' | 'update' | 'delete' | 'batch_delete' | 'expire';
+export type RevisionKind =
+  | 'create'
+  | 'batch_create'
+  | 'import'
+  | 'update'
+  | 'delete'
+  | 'batch_delete'
+  | 'expire'
+  // A subscribed list (lists/): added, refreshed, removed.
+  | 'list_create'
+  | 'list_refresh'
+  | 'list_delete';
 
 export interface WriteBody<T> {
   /** What the transaction produced (returned to the caller). */
@@ -103,6 +115,7 @@ export function writeTransaction<T>(
     () =>
       sql.begin(async (tx) => {
         await applyAuditNote(tx, note);
+        await applyAuditForced(tx);
         const [w] = await tx<{ id: bigint }[]>`select nextval('write_id_seq') as id`;
         const writeId = w!.id;
         const out = await body(tx, writeId);

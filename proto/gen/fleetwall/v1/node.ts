@@ -193,7 +193,11 @@ export interface Node {
   mapFillRatio: number;
   /** The control-plane process serving its stream (empty when disconnected). */
   controlPlaneId: string;
-  firstSeenTime: Date | undefined;
+  firstSeenTime:
+    | Date
+    | undefined;
+  /** Kernel memory of fleetwall's maps on the node, bytes (AgentStatus.kernel_memory_bytes). */
+  kernelMemoryBytes: bigint;
 }
 
 export interface Node_LabelsEntry {
@@ -342,6 +346,7 @@ function createBaseNode(): Node {
     mapFillRatio: 0,
     controlPlaneId: "",
     firstSeenTime: undefined,
+    kernelMemoryBytes: 0n,
   };
 }
 
@@ -397,6 +402,12 @@ export const Node: MessageFns<Node> = {
     }
     if (message.firstSeenTime !== undefined) {
       Timestamp.encode(toTimestamp(message.firstSeenTime), writer.uint32(114).fork()).join();
+    }
+    if (message.kernelMemoryBytes !== 0n) {
+      if (BigInt.asUintN(64, message.kernelMemoryBytes) !== message.kernelMemoryBytes) {
+        throw new globalThis.Error("value provided for field message.kernelMemoryBytes of type uint64 too large");
+      }
+      writer.uint32(120).uint64(message.kernelMemoryBytes);
     }
     return writer;
   },
@@ -529,6 +540,14 @@ export const Node: MessageFns<Node> = {
             message.firstSeenTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.kernelMemoryBytes = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -612,6 +631,11 @@ export const Node: MessageFns<Node> = {
         : isSet(object.first_seen_time)
         ? fromJsonTimestamp(object.first_seen_time)
         : undefined,
+      kernelMemoryBytes: isSet(object.kernelMemoryBytes)
+        ? BigInt(object.kernelMemoryBytes)
+        : isSet(object.kernel_memory_bytes)
+        ? BigInt(object.kernel_memory_bytes)
+        : 0n,
     };
   },
 
@@ -665,6 +689,9 @@ export const Node: MessageFns<Node> = {
     if (message.firstSeenTime !== undefined) {
       obj.firstSeenTime = message.firstSeenTime.toISOString();
     }
+    if (message.kernelMemoryBytes !== 0n) {
+      obj.kernelMemoryBytes = message.kernelMemoryBytes.toString();
+    }
     return obj;
   },
 
@@ -703,6 +730,9 @@ export const Node: MessageFns<Node> = {
     message.mapFillRatio = object.mapFillRatio ?? 0;
     message.controlPlaneId = object.controlPlaneId ?? "";
     message.firstSeenTime = object.firstSeenTime ?? undefined;
+    message.kernelMemoryBytes = (object.kernelMemoryBytes !== undefined && object.kernelMemoryBytes !== null)
+      ? BigInt(object.kernelMemoryBytes)
+      : 0n;
     return message;
   },
 };
