@@ -8,6 +8,7 @@ import { NodeServiceClient } from '../../proto/gen/fleetwall/v1/node_service.js'
 import { RuleServiceClient } from '../../proto/gen/fleetwall/v1/rule_service.js';
 import { AuditServiceClient } from '../../proto/gen/fleetwall/v1/audit_service.js';
 import { TokenServiceClient } from '../../proto/gen/fleetwall/v1/token_service.js';
+import { EnrollmentServiceClient } from '../../proto/gen/fleetwall/v1/enrollment_service.js';
 import { ErrorInfo } from '../../proto/gen/google/rpc/error_details.js';
 import { Status } from '../../proto/gen/google/rpc/status.js';
 import { CliError, ExitCode } from './errors.js';
@@ -24,6 +25,7 @@ export interface Clients {
   readonly explain: ExplainServiceClient;
   readonly tokens: TokenServiceClient;
   readonly audit: AuditServiceClient;
+  readonly enrollment: EnrollmentServiceClient;
   readonly lists: ListServiceClient;
   close(): void;
 }
@@ -49,6 +51,7 @@ export function connect(target: string, actor = 'cli:unknown', o: ConnectOptions
   const explain = new ExplainServiceClient(target, creds, shared);
   const tokens = new TokenServiceClient(target, creds, shared);
   const audit = new AuditServiceClient(target, creds, shared);
+  const enrollment = new EnrollmentServiceClient(target, creds, shared);
   const lists = new ListServiceClient(target, creds, shared);
   return {
     target,
@@ -65,9 +68,10 @@ export function connect(target: string, actor = 'cli:unknown', o: ConnectOptions
     explain,
     tokens,
     audit,
+    enrollment,
     lists,
     close() {
-      for (const c of [nodes, counters, explain, tokens, audit, lists, rules]) c.close();
+      for (const c of [nodes, counters, explain, tokens, audit, enrollment, lists, rules]) c.close();
     },
   };
 }

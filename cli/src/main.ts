@@ -21,6 +21,7 @@ import { stringifyJson } from './output.js';
 import { sanitizeText } from './sanitize.js';
 import { auditCommand } from './commands/audit.js';
 import { tokenCommand } from './commands/token.js';
+import { enrollCommand } from './commands/enroll.js';
 
 const HELP = `fleetwall: fleet-wide IP block/allow policy enforced in the kernel with eBPF
 
@@ -46,6 +47,10 @@ Access (admin):
   fleetwall token create --role viewer|operator|admin [--name n] [--ttl 30d]   shows the token once
   fleetwall token ls [--all]
   fleetwall token revoke <id|name>
+  fleetwall enroll create [--node-name N] [--labels k=v,...] [--ttl 1h]   a single-use join token + the CA pin
+  fleetwall enroll ls [--all] ; fleetwall enroll revoke <id>
+  fleetwall nodes label <name> k=v,...   set an enrolled node's labels (its policy group)
+  fleetwall nodes revoke <name>          refuse its certificates, close its stream now
 
 Daemons:
   fleetwall control-plane [flags]     the gRPC/HTTP control plane (embedded Postgres without DATABASE_URL)
@@ -186,6 +191,9 @@ export async function run(argv: string[]): Promise<number> {
         break;
       case 'audit':
         await auditCommand(ctx, globals.rest);
+        break;
+      case 'enroll':
+        await enrollCommand(ctx, globals.rest);
         break;
       default:
         throw new UsageError(`unknown command "${command}"; run \`fleetwall --help\``);

@@ -20,6 +20,8 @@ export interface Config {
   readonly httpPort: number;
   /** Postgres to use; undefined: start an embedded Postgres under dataDir. */
   readonly databaseUrl: string | undefined;
+  /** A file holding the database password (docker secrets, systemd credentials), instead of one in DATABASE_URL. */
+  readonly databasePasswordFile: string | undefined;
   /** Where the embedded Postgres keeps its data (kept across restarts). */
   readonly dataDir: string;
   /** Port of the embedded Postgres; 0 picks a free one. */
@@ -83,6 +85,8 @@ export interface Config {
   readonly authCacheTtlMs: number;
   /** The longest a refusal to a peer that keeps failing authentication is held back (0: never). */
   readonly authPenaltyMaxMs: number;
+  /** How long a node client certificate issued at enrollment or renewal is valid (agents renew at half of it). */
+  readonly nodeCertTtlMs: number;
   /** How often this process looks for subscribed lists due a refresh. */
   readonly listPollIntervalMs: number;
   /** The shortest refresh interval a list may ask for. */
@@ -153,6 +157,13 @@ const OPTIONS: readonly OptionSpec[] = [
     kind: 'url',
     def: undefined,
     help: 'Postgres URL; unset: embedded Postgres under the data dir',
+  },
+  {
+    key: 'databasePasswordFile',
+    env: 'FLEETWALL_DATABASE_PASSWORD_FILE',
+    kind: 'string',
+    def: undefined,
+    help: 'file with the Postgres password (read at connect), instead of one in DATABASE_URL',
   },
   { key: 'dataDir', env: 'FLEETWALL_DATA_DIR', kind: 'string', def: '.fleetwall', help: 'embedded Postgres data directory' },
   {
@@ -351,6 +362,15 @@ const OPTIONS: readonly OptionSpec[] = [
     min: 0,
     max: 60_000,
     help: 'longest hold-back of refusals to a peer that keeps failing authentication (0s: none)',
+  },
+  {
+    key: 'nodeCertTtlMs',
+    env: 'FLEETWALL_NODE_CERT_TTL',
+    kind: 'duration',
+    def: '24h',
+    min: 2000,
+    max: 365 * 86_400_000,
+    help: 'validity of node client certificates (agents renew them at half of it)',
   },
   {
     key: 'listPollIntervalMs',

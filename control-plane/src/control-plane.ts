@@ -41,6 +41,13 @@ import { AuditService } from './services/audit-service.js';
 import { TokenService } from './services/token-service.js';
 import { AuditStore } from './store/audit-store.js';
 import { TokenStore } from './store/token-store.js';
+import { EnrollmentService } from './enrollment/enrollment-service.js';
+import { NodeAdmission } from './enrollment/node-admission.js';
+import { NodeIdentityService } from './enrollment/node-identity-service.js';
+import { loadSigningCa } from './pki/pki-files.js';
+import { JoinTokenStore } from './store/join-token-store.js';
+import { NodeIdentityStore } from './store/node-identity-store.js';
+import { CounterScope } from './sync/counter-scope.js';
 import { createLockoutGuard } from './lockout/guard-setup.js';
 import { LockoutSessionHooks } from './lockout/session-hooks.js';
 import { NodePeerStore } from './store/node-peers.js';
@@ -91,11 +98,13 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       cachedRules: () => cache.size,
       controlPlaneId: config.controlPlaneId,
     });
+    const counterScope = new CounterScope(cache, hub, metrics.registry);
     const feed = new RevisionFeed(
       sql,
       changeLog,
       cache,
       (revision, commitTime, transitions) => {
+        counterScope.record(transitions);
         const stats = hub.publish(revision, commitTime, transitions);
         metrics.observeFanout(Date.now() - commitTime.getTime(), stats.sessions);
       },
@@ -130,6 +139,21 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       logger: log.child({ component: 'auth' }),
     });
     cleanup.unshift(() => security.stop());
+    const identities = new NodeIdentityStore(sql);
+    const admission = new NodeAdmission(security.mode, identities, log.child({ component: 'node-identity' }));
+    await admission.start(sql);
+    cleanup.unshift(() => admission.stop());
+    const enrollment = new EnrollmentService({
+      mode: security.mode,
+      // The own PKI signs node certificates; operator-given certificates come without a CA key.
+      signer: () => (config.tlsCertFile === undefined ? loadSigningCa(config.dataDir) : undefined),
+      caBundle: () => security.tlsFiles?.current.ca?.toString('utf8'),
+      tokens: new JoinTokenStore(sql),
+      identities,
+      nodeCertTtlMs: config.nodeCertTtlMs,
+      onFailure: security.countFailure,
+    });
+    const nodeIdentity = new NodeIdentityService(identities);
     const listStore = new ListStore(sql);
     const listRefresher = new ListRefresher(
       sql,
@@ -165,6 +189,8 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       counters,
       registry,
       metrics,
+      admission,
+      counterScope,
       storeId: db.storeId,
       controlPlaneId: config.controlPlaneId,
       pingIntervalMs: config.pingIntervalMs,
@@ -189,6 +215,8 @@ export async function startControlPlane(config: Config, logger: Logger, options:
         sync: (call) => void new AgentSession(call, sessionDeps),
         tokens,
         audit,
+        enrollment,
+        nodeIdentity,
         lists,
       },
       { logger: grpcLog, countRequest: (method, code) => metrics.grpcRequests.inc({ method, code: String(code) }) },
@@ -254,6 +282,8 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       explain,
       tokens,
       audit,
+      enrollment,
+      nodeIdentity,
       maxMessageBytes: config.maxMessageBytes,
     });
     registerImportRoute(router, { rules });

@@ -18,6 +18,7 @@ import { AgentMetrics } from './health/metrics.js';
 import { TABLES, tableName } from './reconcile/prefix-key.js';
 import { releaseTransientMemory } from './memory.js';
 import { SyncClient } from './sync/sync-client.js';
+import type { NodeIdentity } from './identity/node-identity.js';
 import { interfaceStatus } from './sync/wire.js';
 import { AGENT_VERSION } from './version.js';
 import { Failsafe } from './failsafe/failsafe.js';
@@ -29,6 +30,8 @@ export interface OpenDatapathOptions extends DatapathOptions {
 export interface AgentDeps {
   readonly openDatapath: (opts: OpenDatapathOptions) => Datapath;
   readonly logger: Logger;
+  /** The node's certificate (TLS to the control plane); undefined: plaintext. */
+  readonly identity?: NodeIdentity | undefined;
 }
 
 /** How often interfaces that failed to attach are tried again. */
@@ -59,6 +62,7 @@ export class Agent {
     private readonly log: Logger,
     readonly dp: Datapath,
     engine: Engine,
+    private readonly identity: NodeIdentity | undefined,
   ) {
     this.engine = engine;
     this.counters = new CounterReporter(dp, engine.slots, engine.ruleIds);
@@ -74,6 +78,7 @@ export class Agent {
         reconnectMinMs: cfg.reconnectMinMs,
         reconnectMaxMs: cfg.reconnectMaxMs,
         capacityPerTable: dp.capacity.prefixesPerTable,
+        ...(identity ? { connection: () => ({ credentials: identity.credentials(), options: identity.channelOptions() }) } : {}),
       },
       this.engine,
       this.counters,
@@ -118,7 +123,7 @@ export class Agent {
       dp.close();
       throw e;
     }
-    const a = new Agent(cfg, log, dp, engine);
+    const a = new Agent(cfg, log, dp, engine, deps.identity);
     a.loopDelay.enable();
     try {
       await a.init(t0);
@@ -196,6 +201,10 @@ export class Agent {
       renameSync(tmp, cfg.readyFile);
     }
     this.sync.start();
+    if (this.identity) {
+      this.identity.onRenewed = () => this.sync.switchCredentials();
+      this.identity.startRenewal(() => this.sync.currentChannel());
+    }
   }
 
   private attachAll(): void {
@@ -307,6 +316,10 @@ export class Agent {
       snapshots: s.snapshots,
       resumes: s.resumes,
       reconnects: s.connects,
+      tls: this.identity !== undefined,
+      certificateExpires: this.identity ? new Date(this.identity.notAfterMs).toISOString() : '',
+      certificateRenewals: this.identity?.renewals ?? 0,
+      streamSwitches: s.credentialSwitches,
       acks: s.acks,
       nacks: s.nacks,
       failsafe: this.failsafe.entries,
@@ -336,6 +349,7 @@ export class Agent {
     if (this.stopped) return;
     this.stopped = true;
     if (this.reattachTimer) clearTimeout(this.reattachTimer);
+    this.identity?.stop();
     await this.sync.stop();
     // Let a running apply finish so the journal and meta stay in step.
     let timer: NodeJS.Timeout | undefined;

@@ -15,6 +15,9 @@ import { RuleServiceService } from '../../../proto/gen/fleetwall/v1/rule_service
 import type { SyncRequest, SyncResponse } from '../../../proto/gen/fleetwall/v1/agent_service.js';
 import { AuditServiceService } from '../../../proto/gen/fleetwall/v1/audit_service.js';
 import { TokenServiceService } from '../../../proto/gen/fleetwall/v1/token_service.js';
+import { EnrollmentServiceService } from '../../../proto/gen/fleetwall/v1/enrollment_service.js';
+import type { EnrollmentService } from '../enrollment/enrollment-service.js';
+import type { NodeIdentityService } from '../enrollment/node-identity-service.js';
 import { checkGrpcAccessTable, recordMethods } from '../auth/grpc-auth.js';
 import type { AuditService } from '../services/audit-service.js';
 import type { TokenService } from '../services/token-service.js';
@@ -35,6 +38,7 @@ export const SERVICE_NAMES = [
   'fleetwall.v1.AgentService',
   'fleetwall.v1.TokenService',
   'fleetwall.v1.AuditService',
+  'fleetwall.v1.EnrollmentService',
   'fleetwall.v1.ListService',
 ] as const;
 
@@ -47,6 +51,7 @@ const PROTO_FILES = [
   'fleetwall/v1/agent_service.proto',
   'fleetwall/v1/token_service.proto',
   'fleetwall/v1/audit_service.proto',
+  'fleetwall/v1/enrollment_service.proto',
   'fleetwall/v1/list_service.proto',
 ];
 
@@ -58,6 +63,8 @@ export interface GrpcHandlers {
   readonly sync: (call: ServerDuplexStream<SyncRequest, SyncResponse | Buffer>) => void;
   readonly tokens: TokenService;
   readonly audit: AuditService;
+  readonly enrollment: EnrollmentService;
+  readonly nodeIdentity: NodeIdentityService;
   readonly lists: ListService;
 }
 
@@ -133,6 +140,8 @@ export async function startGrpcServer(
   server.addService(g(NodeServiceService), {
     listNodes: unary(deps, 'NodeService/ListNodes', (req) => h.nodes.listNodes(req as never)),
     getNode: unary(deps, 'NodeService/GetNode', (req) => h.nodes.getNode(req as never)),
+    updateNode: unary(deps, 'NodeService/UpdateNode', (req, ctx) => h.nodeIdentity.updateNode(req as never, ctx)),
+    revokeNode: unary(deps, 'NodeService/RevokeNode', (req, ctx) => h.nodeIdentity.revokeNode(req as never, ctx)),
   });
   server.addService(g(CounterServiceService), {
     getCounters: unary(deps, 'CounterService/GetCounters', (req) => h.counters.getCounters(req as never)),
@@ -151,6 +160,15 @@ export async function startGrpcServer(
   });
   server.addService(g(AuditServiceService), {
     listAuditEvents: unary(deps, 'AuditService/ListAuditEvents', (req) => h.audit.listAuditEvents(req as never)),
+  });
+  const en = h.enrollment;
+  server.addService(g(EnrollmentServiceService), {
+    createJoinToken: unary(deps, 'EnrollmentService/CreateJoinToken', (req, ctx) => en.createJoinToken(req as never, ctx)),
+    listJoinTokens: unary(deps, 'EnrollmentService/ListJoinTokens', (req) => en.listJoinTokens(req as never)),
+    revokeJoinToken: unary(deps, 'EnrollmentService/RevokeJoinToken', (req, ctx) => en.revokeJoinToken(req as never, ctx)),
+    getCertificateAuthority: unary(deps, 'EnrollmentService/GetCertificateAuthority', () => en.getCertificateAuthority()),
+    enroll: unary(deps, 'EnrollmentService/Enroll', (req) => en.enroll(req as never)),
+    renewCertificate: unary(deps, 'EnrollmentService/RenewCertificate', (req, ctx) => en.renewCertificate(req as never, ctx)),
   });
   server.addService(g(ListServiceService), {
     createList: unary(deps, 'ListService/CreateList', (req, ctx) => h.lists.createList(req as never, ctx)),

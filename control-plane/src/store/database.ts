@@ -1,5 +1,6 @@
 // Opens the store: DATABASE_URL when given, else an embedded Postgres under
 // the data directory; applies migrations; reads the store id.
+import { readFileSync } from 'node:fs';
 import postgres, { type Sql } from 'postgres';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
@@ -16,9 +17,15 @@ export interface Database {
   close(): Promise<void>;
 }
 
-export function connect(url: string, opts: { max: number; applicationName: string; logger: Logger }): Sql {
+export function connect(
+  url: string,
+  opts: { max: number; applicationName: string; logger: Logger; passwordFile?: string | undefined },
+): Sql {
+  const file = opts.passwordFile;
   return postgres(url, {
     max: opts.max,
+    // Read at each connect: a rotated secret is picked up by new connections.
+    ...(file !== undefined ? { password: () => readFileSync(file, 'utf8').trim() } : {}),
     types: { bigint: postgres.BigInt },
     onnotice: (n) => opts.logger.debug({ notice: n.message }, 'postgres notice'),
     connection: { application_name: opts.applicationName },
@@ -41,7 +48,13 @@ export async function openDatabase(config: Config, logger: Logger): Promise<Data
     });
     url = embedded.url;
   }
-  const sql = connect(url, { max: config.dbPoolSize, applicationName: `fleetwall-cp ${config.controlPlaneId}`.slice(0, 63), logger });
+  const sql = connect(url, {
+    max: config.dbPoolSize,
+    applicationName: `fleetwall-cp ${config.controlPlaneId}`.slice(0, 63),
+    logger,
+    // Only for an operator's DATABASE_URL: the embedded server has its own.
+    passwordFile: embedded ? undefined : config.databasePasswordFile,
+  });
   try {
     await migrate(sql, logger);
     const [row] = await sql<{ value: string }[]>`select value from meta where key = 'store_id'`;

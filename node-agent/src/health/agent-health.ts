@@ -54,6 +54,11 @@ export interface AgentHealth {
   readonly snapshots: number;
   readonly resumes: number;
   readonly reconnects: number;
+  /** TLS with a node certificate (identity/), its expiry (ISO, '' without TLS), renewals, streams moved to a renewed certificate. */
+  readonly tls: boolean;
+  readonly certificateExpires: string;
+  readonly certificateRenewals: number;
+  readonly streamSwitches: number;
   readonly acks: number;
   readonly nacks: number;
   /** Failsafe entries: always allowed, ingress and egress (failsafe/). */

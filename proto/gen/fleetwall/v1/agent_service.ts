@@ -43,9 +43,14 @@ export const protobufFileName = "fleetwall/v1/agent_service.proto";
  * AgentService.Sync: how node agents follow the control plane.
  *
  *   agent                                              control plane
- *     |-- Hello{node, labels, version, interfaces, ---------->|
- *     |         resume_revision, store_id}                    |
- *     |<--------------- SyncStart{mode, revision R, store_id} |
+ *     |== TLS: the agent's node certificate (client) =========|  with TLS on (enrollment_service.proto):
+ *     |== and the control plane's, verified against its CA ===|  no certificate: UNAUTHENTICATED
+ *     |-- Hello{node, labels, version, interfaces, ---------->|  node != the certificate's node:
+ *     |         resume_revision, store_id}                    |  PERMISSION_DENIED NODE_MISMATCH; revoked:
+ *     |                                                       |  NODE_REVOKED; nothing recorded either way
+ *     |<--------------- SyncStart{mode, revision R, store_id} |  the rules of the labels bound at enrollment
+ *     |                                                       |  (Hello.labels ignored); a relabel since:
+ *     |                                                       |  SNAPSHOT
  *     |                                                       |
  *     |  mode SNAPSHOT (resume_revision 0, older than the     |
  *     |  change-log retention, newer than R, or another       |
@@ -72,7 +77,15 @@ export const protobufFileName = "fleetwall/v1/agent_service.proto";
  *     |-- AgentStatus{interfaces, rules_in_kernel, ...} ----->|  on change
  *
  * Deltas and snapshots are filtered by the node's labels: a rule whose
- * selector stops matching the node arrives as a delete. Applying a delta is
+ * selector stops matching the node arrives as a delete. With TLS, counters
+ * for rules this node was not sent are dropped (and counted); the stream
+ * closes at once when an admin revokes the node (NODE_REVOKED) or changes its
+ * labels (UNAVAILABLE NODE_RELABELED: reconnect), and when its certificate
+ * expires (NODE_CERT_EXPIRED); the agent renews it well before
+ * (EnrollmentService.RenewCertificate) and moves to a new stream with the new
+ * certificate at a safe point, resuming from its applied revision. Without
+ * TLS (a loopback control plane) no certificate is asked and Hello.labels
+ * are the node's, as before. Applying a delta is
  * idempotent (upsert/delete by rule id), so replaying one is harmless.
  * After a NACK the agent keeps its last good kernel state and keeps
  * reconciling: each later revision is an attempt to reach the full desired set.
