@@ -24,6 +24,7 @@ Policy (talks to the control plane at --server, env FLEETWALL_CONTROL_PLANE, def
   fleetwall rules rm <id> [<id>...]
   fleetwall import <file|-> [--allow] [--egress] [--monitor] [--ttl 1h] [--selector k=v] [--atomic]
   fleetwall nodes ls [--selector k=v] [--connected]
+  fleetwall nodes rm <name> [<name>...]  forget nodes (refused while their agent is connected)
   fleetwall counters [--watch] [--node name] [--top n] [--interval 1s]
   fleetwall explain <ip> [--node name] [--egress]
 

@@ -11,7 +11,11 @@ import { startHttpServer } from './http/http-server.js';
 import { registerJsonApi } from './http/json-api.js';
 import { HttpRouter, sendJson, sendText } from './http/router.js';
 import { ExpirySweeper } from './maintenance/expiry-sweeper.js';
+import { NodeReaper } from './maintenance/node-reaper.js';
 import { RetentionPruner } from './maintenance/retention-pruner.js';
+import { HealthMonitor } from './health-monitor.js';
+import { PageTokens } from './rules/page-token.js';
+import { CapacityGuard } from './services/capacity-guard.js';
 import { CounterService } from './services/counter-service.js';
 import { ExplainService } from './services/explain-service.js';
 import { NodeService } from './services/node-service.js';
@@ -50,20 +54,22 @@ export async function startControlPlane(config: Config, logger: Logger, options:
   const db = await openDatabase(config, log);
   const cleanup: (() => Promise<void>)[] = [() => db.close()];
   try {
-    const { sql } = db;
-    const ruleStore = new RuleStore(sql);
+    const { sql, readSql } = db;
+    const ruleStore = new RuleStore(sql, readSql);
     const changeLog = new ChangeLog(sql);
-    const nodeStore = new NodeStore(sql, 3 * config.pingIntervalMs + config.nodeFlushIntervalMs + 1000);
-    const counterStore = new CounterStore(sql);
+    const nodeStore = new NodeStore(sql, 3 * config.pingIntervalMs + config.nodeFlushIntervalMs + 1000, readSql);
+    const counterStore = new CounterStore(readSql);
     const cache = new RuleCache();
     const hub = new SyncHub(cache, config.syncChunkBytes);
     const registry = new SessionRegistry();
     const localBulk = new LocalBulkWrites();
-    const counters = new CounterAggregator(sql, config.counterFlushIntervalMs, log.child({ component: 'counters' }));
+    const counters = new CounterAggregator(sql, config.counterFlushIntervalMs, log.child({ component: 'counters' }), (id) =>
+      cache.knows(id),
+    );
     const nodes = new NodeTracker(sql, config.controlPlaneId, config.nodeFlushIntervalMs, log.child({ component: 'nodes' }));
     const metrics = new ControlPlaneMetrics({
       counters: counterStore,
-      flushCounters: () => counters.flush(),
+      flushCounters: () => counters.settleForRead(),
       topRules: config.metricsTopRules,
       connectedAgents: () => hub.sessionCount,
       syncGroups: () => hub.groupCount,
@@ -90,10 +96,30 @@ export async function startControlPlane(config: Config, logger: Logger, options:
     await feed.start();
     cleanup.unshift(() => feed.stop());
 
-    const limits = { maxBatch: config.maxBatch, maxImportLines: config.maxImportLines, maxCommentLength: config.maxCommentLength };
-    const rules = new RuleService(ruleStore, sql, limits, undefined, { handoff: localBulk, logger: log.child({ component: 'rules' }) });
-    const nodeService = new NodeService(nodeStore, ruleStore, () => nodes.flush());
-    const counterService = new CounterService(counterStore, nodeStore, () => counters.flush());
+    const limits = {
+      maxBatch: config.maxBatch,
+      maxImportLines: config.maxImportLines,
+      maxImportBytes: config.maxImportBytes,
+      maxConcurrentImports: config.maxConcurrentImports,
+      importIdleTimeoutMs: config.importIdleTimeoutMs,
+      importTimeoutMs: config.importTimeoutMs,
+      maxCommentLength: config.maxCommentLength,
+    };
+    const tokens = new PageTokens(db.pageTokenKey);
+    const capacity = new CapacityGuard(nodeStore, cache);
+    const rules = new RuleService(ruleStore, sql, limits, tokens, undefined, {
+      handoff: localBulk,
+      logger: log.child({ component: 'rules' }),
+      capacity,
+    });
+    const nodeService = new NodeService({
+      nodes: nodeStore,
+      rules: ruleStore,
+      tokens,
+      settle: () => nodes.settleForRead(),
+      forget: (name) => counters.forget(name),
+    });
+    const counterService = new CounterService(counterStore, nodeStore, () => counters.settleForRead());
     const explain = new ExplainService(ruleStore, nodeStore);
 
     const sessionDeps = {
@@ -112,7 +138,8 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       resumeMaxRevisions: config.resumeMaxRevisions,
       resumeMaxChanges: config.resumeMaxChanges,
       chunkBytes: config.syncChunkBytes,
-      maxQueue: config.maxAgentQueue,
+      maxQueueBytes: config.maxAgentQueueBytes,
+      maxLagMs: config.maxAgentLagMs,
       logger: log.child({ component: 'sync' }),
     };
     const grpcLog = log.child({ component: 'grpc' });
@@ -121,7 +148,12 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       config.grpcPort,
       config.maxMessageBytes,
       { rules, nodes: nodeService, counters: counterService, explain, sync: (call) => void new AgentSession(call, sessionDeps) },
-      { logger: grpcLog, countRequest: (method, code) => metrics.grpcRequests.inc({ method, code: String(code) }) },
+      {
+        logger: grpcLog,
+        countRequest: (method, code) => metrics.grpcRequests.inc({ method, code: String(code) }),
+        callTimeoutMs: config.callTimeoutMs,
+      },
+      { maxConcurrentStreams: config.grpcMaxConcurrentStreams },
     );
     cleanup.unshift(() => grpc.stop(2000));
 
@@ -149,32 +181,41 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       log.child({ component: 'retention' }),
     );
     pruner.start();
-    cleanup.unshift(() => Promise.all([sweeper.stop(), pruner.stop()]).then(() => undefined));
+    const reaper = new NodeReaper(
+      nodeStore,
+      config.nodeRetentionMs,
+      config.nodeGcIntervalMs,
+      (names) => {
+        for (const n of names) counters.forget(n);
+      },
+      log.child({ component: 'node-gc' }),
+    );
+    reaper.start();
+    cleanup.unshift(() => Promise.all([sweeper.stop(), pruner.stop(), reaper.stop()]).then(() => undefined));
 
-    const router = new HttpRouter(log.child({ component: 'http' }));
+    const health = new HealthMonitor(readSql, [nodes, counters], (serving) => grpc.setServing(serving), log.child({ component: 'health' }));
+    cleanup.unshift(async () => health.stop());
+
+    const router = new HttpRouter(log.child({ component: 'http' }), { callTimeoutMs: config.callTimeoutMs });
     router.add('GET', '/metrics', async (_req, res) => {
       const m = await metrics.render();
       sendText(res, 200, m.body, m.contentType);
     });
     router.add('GET', '/healthz', async (_req, res) => {
-      try {
-        await sql`select 1`.execute();
-        sendJson(res, 200, {
-          status: 'ok',
-          controlPlaneId: config.controlPlaneId,
-          revision: cache.revision.toString(),
-          agents: hub.sessionCount,
-        });
-      } catch {
-        sendJson(res, 503, { status: 'unavailable', reason: 'STORE_UNAVAILABLE' });
-      }
+      const h = await health.check();
+      sendJson(res, h.status === 'ok' ? 200 : 503, {
+        ...h,
+        controlPlaneId: config.controlPlaneId,
+        revision: cache.revision.toString(),
+        agents: hub.sessionCount,
+      });
     });
     registerJsonApi(router, { rules, nodes: nodeService, counters: counterService, explain, maxMessageBytes: config.maxMessageBytes });
     options.routes?.(router);
     const http = await startHttpServer(config.httpHost, config.httpPort, router, log.child({ component: 'http' }));
     cleanup.unshift(() => http.close());
 
-    grpc.setServing(true);
+    health.start();
     log.info(
       { grpcPort: grpc.port, httpPort: http.port, storeId: db.storeId, revision: cache.revision.toString(), rules: cache.size },
       'control plane started',
@@ -190,6 +231,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       stop() {
         stopping ??= (async () => {
           log.info('control plane stopping');
+          health.stop();
           grpc.setServing(false);
           await Promise.all([sweeper.stop(), pruner.stop()]);
           for (const s of [...registry.all]) s.shutdown('SHUTTING_DOWN');

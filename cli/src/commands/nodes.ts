@@ -1,13 +1,21 @@
-// fleetwall nodes ls [--selector k=v] [--connected]
+// fleetwall nodes ls [--selector k=v] [--connected]   (every page)
+// fleetwall nodes get <name>
+// fleetwall nodes rm <name> [<name>...]              (refused while a node's agent is connected)
 import { EgressMode, type Node, SyncState, XdpMode } from '../../../proto/gen/fleetwall/v1/node.js';
-import { GetNodeRequest, ListNodesRequest } from '../../../proto/gen/fleetwall/v1/node_service.js';
+import {
+  DeleteNodeRequest,
+  GetNodeRequest,
+  ListNodesRequest,
+  type ListNodesResponse,
+} from '../../../proto/gen/fleetwall/v1/node_service.js';
 import { Node as NodeMsg } from '../../../proto/gen/fleetwall/v1/node.js';
 import { flagBool, flagList, parseArgs, parseLabels, UsageError } from '../args.js';
 import { unary } from '../client.js';
 import type { Context } from '../context.js';
 import { labelsText, relativeTime, table } from '../output.js';
 
-const USAGE = 'usage: fleetwall nodes ls [--selector k=v] [--connected]\n       fleetwall nodes get <name>';
+const USAGE =
+  'usage: fleetwall nodes ls [--selector k=v] [--connected]\n       fleetwall nodes get <name>\n       fleetwall nodes rm <name> [<name>...]';
 
 export const syncStateName = (s: SyncState): string =>
   ({
@@ -46,15 +54,21 @@ export async function nodesCommand(ctx: Context, argv: string[]): Promise<void> 
   const c = ctx.clients();
   if (sub === 'ls' || sub === 'list') {
     const p = parseArgs(rest, { booleans: ['connected'], repeated: ['selector'] });
-    const res = await unary(
-      c,
-      c.nodes,
-      c.nodes.listNodes,
-      ListNodesRequest.fromPartial({
-        selector: parseLabels(flagList(p, 'selector'), 'selector'),
-        connectedOnly: flagBool(p, 'connected'),
-      }),
-    );
+    const selector = parseLabels(flagList(p, 'selector'), 'selector');
+    const nodes: Node[] = [];
+    let page: ListNodesResponse;
+    let token = '';
+    do {
+      page = await unary(
+        c,
+        c.nodes,
+        c.nodes.listNodes,
+        ListNodesRequest.fromPartial({ selector, connectedOnly: flagBool(p, 'connected'), pageSize: 1000, pageToken: token }),
+      );
+      nodes.push(...page.nodes);
+      token = page.nextPageToken;
+    } while (token !== '');
+    const res = { nodes, revision: page.revision };
     if (ctx.out.json) {
       for (const n of res.nodes) ctx.out.writeJson(NodeMsg.toJSON(n));
       return;
@@ -76,6 +90,16 @@ export async function nodesCommand(ctx: Context, argv: string[]): Promise<void> 
     const res = await unary(c, c.nodes, c.nodes.getNode, GetNodeRequest.fromPartial({ name: p.positionals[0]! }));
     if (ctx.out.json) ctx.out.writeJson(NodeMsg.toJSON(res.node!));
     else ctx.out.write(table(HEADERS, [nodeRow(res.node!, res.node!.appliedRevision)]));
+    return;
+  }
+  if (sub === 'rm' || sub === 'delete') {
+    const p = parseArgs(rest, {});
+    if (p.positionals.length === 0) throw new UsageError(USAGE);
+    for (const name of p.positionals) {
+      await unary(c, c.nodes, c.nodes.deleteNode, DeleteNodeRequest.fromPartial({ name }));
+      if (ctx.out.json) ctx.out.writeJson({ deleted: name });
+      else ctx.out.write(`deleted node ${name}`);
+    }
     return;
   }
   throw new UsageError(sub ? `unknown subcommand "nodes ${sub}"\n${USAGE}` : USAGE);

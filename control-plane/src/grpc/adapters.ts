@@ -1,5 +1,7 @@
 // Thin gRPC adapters over the service layer: caller context from metadata,
-// the size-limit marker, errors through the one mapper, a request counter.
+// the size-limit marker, every request checked at the edge (edge/api-input.ts:
+// range, enum, NUL, size of every field) before its handler runs, a server-side
+// deadline on unary calls, errors through the one mapper, a request counter.
 import type {
   handleClientStreamingCall,
   handleServerStreamingCall,
@@ -13,10 +15,22 @@ import type { Logger } from 'pino';
 import { toGrpcStatus } from '../errors/to-grpc-status.js';
 import { ACTOR_METADATA_KEY, type CallContext, normalizeActor } from '../services/call-context.js';
 import { TooLargeMessage, tooLarge } from '../errors/message-too-large.js';
+import { FleetwallError } from '../errors/fleetwall-error.js';
+import { checkApiRequest } from '../edge/api-input.js';
 
 export interface AdapterDeps {
   readonly logger: Logger;
   readonly countRequest: (method: string, code: number) => void;
+  /** Server-side deadline of a unary call (FLEETWALL_CALL_TIMEOUT); none when unset. */
+  readonly callTimeoutMs?: number;
+}
+
+function deadlineExceeded(ms: number): FleetwallError {
+  return new FleetwallError(
+    'DEADLINE_EXCEEDED',
+    `the call did not finish within ${ms}ms (FLEETWALL_CALL_TIMEOUT); if it was a write, read the rule back before retrying`,
+    { timeout_ms: String(ms) },
+  );
 }
 
 export function contextOf(metadata: Metadata, signal?: AbortSignal): CallContext {
@@ -38,16 +52,31 @@ export function unary<Req, Res>(
   return (call, callback) => {
     const ac = new AbortController();
     call.on('cancelled', () => ac.abort());
-    (async () => fn(checked<Req>(call.request), contextOf(call.metadata, ac.signal)))().then(
-      (res) => {
+    let answered = false;
+    let timer: NodeJS.Timeout | undefined;
+    const answer = (err: unknown, res?: Res) => {
+      if (answered) return;
+      answered = true;
+      clearTimeout(timer);
+      if (err === undefined) {
         deps.countRequest(method, status.OK);
-        callback(null, res);
-      },
-      (err) => {
-        const st = toGrpcStatus(err, deps.logger, method);
-        deps.countRequest(method, st.code ?? status.UNKNOWN);
-        callback(st, null);
-      },
+        callback(null, res!);
+        return;
+      }
+      const st = toGrpcStatus(err, deps.logger, method);
+      deps.countRequest(method, st.code ?? status.UNKNOWN);
+      callback(st, null);
+    };
+    const ms = deps.callTimeoutMs;
+    if (ms) {
+      timer = setTimeout(() => {
+        ac.abort(deadlineExceeded(ms));
+        answer(deadlineExceeded(ms));
+      }, ms);
+    }
+    (async () => fn(checkApiRequest(method, checked<Req>(call.request)), contextOf(call.metadata, ac.signal)))().then(
+      (res) => answer(undefined, res),
+      (err) => answer(err ?? new Error('handler failed without an error')),
     );
   };
 }
@@ -61,7 +90,7 @@ export function clientStream<Req, Res>(
     const ac = new AbortController();
     call.on('cancelled', () => ac.abort());
     async function* messages(): AsyncGenerator<Req> {
-      for await (const m of call as AsyncIterable<Req | TooLargeMessage>) yield checked(m);
+      for await (const m of call as AsyncIterable<Req | TooLargeMessage>) yield checkApiRequest(method, checked(m));
     }
     fn(messages(), contextOf(call.metadata, ac.signal)).then(
       (res) => {
@@ -93,7 +122,8 @@ export function serverStream<Req, Res>(
         if (call.write(res)) resolve();
         else call.once('drain', () => resolve());
       });
-    (async () => fn(checked<Req>(call.request), emit, { ...contextOf(call.metadata, ac.signal), signal: ac.signal }))().then(
+    (async () =>
+      fn(checkApiRequest(method, checked<Req>(call.request)), emit, { ...contextOf(call.metadata, ac.signal), signal: ac.signal }))().then(
       () => {
         deps.countRequest(method, status.OK);
         if (!ac.signal.aborted) call.end();

@@ -52,19 +52,30 @@ export interface GrpcServerHandle {
   stop(graceMs: number): Promise<void>;
 }
 
+export interface GrpcServerLimits {
+  /** HTTP/2 streams one connection may have open. */
+  readonly maxConcurrentStreams?: number;
+}
+
 export async function startGrpcServer(
   host: string,
   port: number,
   maxMessageBytes: number,
   h: GrpcHandlers,
   deps: AdapterDeps,
+  limits: GrpcServerLimits = {},
 ): Promise<GrpcServerHandle> {
   const server = new Server({
-    // Between maxMessageBytes and 4x it, the request reaches our deserializer
-    // and is rejected with a catalogued MESSAGE_TOO_LARGE; beyond, grpc-js
-    // rejects it itself (RESOURCE_EXHAUSTED) without buffering it.
-    'grpc.max_receive_message_length': maxMessageBytes * 4,
+    // Up to 1 MiB (or 2x when the limit is smaller) over maxMessageBytes, the
+    // request reaches our deserializer and is rejected with a catalogued
+    // MESSAGE_TOO_LARGE; beyond, grpc-js rejects it itself
+    // (RESOURCE_EXHAUSTED) without buffering it.
+    'grpc.max_receive_message_length': maxMessageBytes + Math.min(maxMessageBytes, 1024 * 1024),
     'grpc.max_send_message_length': -1,
+    ...(limits.maxConcurrentStreams ? { 'grpc.max_concurrent_streams': limits.maxConcurrentStreams } : {}),
+    // Server pings find peers that vanished without closing their connection.
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.keepalive_timeout_ms': 10_000,
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.http2.min_ping_interval_without_data_ms': 5000,
     // channelz bookkeeping costs CPU on every message of every agent stream.
@@ -107,6 +118,7 @@ export async function startGrpcServer(
   server.addService(g(NodeServiceService), {
     listNodes: unary(deps, 'NodeService/ListNodes', (req) => h.nodes.listNodes(req as never)),
     getNode: unary(deps, 'NodeService/GetNode', (req) => h.nodes.getNode(req as never)),
+    deleteNode: unary(deps, 'NodeService/DeleteNode', (req) => h.nodes.deleteNode(req as never)),
   });
   server.addService(g(CounterServiceService), {
     getCounters: unary(deps, 'CounterService/GetCounters', (req) => h.counters.getCounters(req as never)),

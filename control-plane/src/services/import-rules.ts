@@ -1,12 +1,21 @@
 // ImportRules: a header (shared settings), then chunks of lines, one CIDR per
-// line ("#" starts a comment, blank lines are skipped). Lines are parsed as
-// they arrive; duplicates (within the list or of stored rules with the same
-// direction and selector) are counted and skipped; invalid lines are reported
-// with their numbers. The valid lines are committed as one revision when the
-// stream ends, or nothing is stored if header.atomic is set and any line is
-// invalid. More than the configured number of lines: IMPORT_TOO_LARGE,
-// nothing stored.
+// line ("#" starts a comment, blank lines are skipped). Duplicates (within
+// the list or of stored rules with the same direction and selector) are
+// counted and skipped; invalid lines are reported with their numbers.
+//
+// Two phases. Reading: the stream is read to its end and parsed as chunks
+// arrive, holding nothing in the database - no connection, transaction or
+// lock - however slowly the client sends; a stream idle for
+// FLEETWALL_IMPORT_IDLE_TIMEOUT or open past FLEETWALL_IMPORT_TIMEOUT ends
+// (DEADLINE_EXCEEDED IMPORT_TIMEOUT), one over FLEETWALL_MAX_IMPORT_LINES or
+// FLEETWALL_MAX_IMPORT_BYTES is refused, and a stream the client cancels or
+// breaks ends here: nothing was ever written. Committing (the stream ended
+// normally): one transaction, one revision (store/rule-import.ts), or nothing
+// if header.atomic is set and a line is invalid, the capacity check refuses
+// it, or the client goes away before the commit. At most
+// FLEETWALL_MAX_CONCURRENT_IMPORTS run at once per process.
 import type { Sql } from 'postgres';
+import type { Logger } from 'pino';
 import { CidrError, formatPrefix, parseCidr } from '../../../common/src/cidr.js';
 import type {
   ImportLineError,
@@ -18,21 +27,53 @@ import { FleetwallError } from '../errors/fleetwall-error.js';
 import { directionOrDefault, modeOrDefault, requireAction } from '../rules/enums.js';
 import { selectorKey, validateSelector } from '../rules/selector.js';
 import { checkComment, checkMonitorOnAllow, expiryFromTtl, type ValidationLimits } from '../rules/validate.js';
-import { type BulkHandoff, streamImport } from '../store/rule-import.js';
-import type { Logger } from 'pino';
+import { type BulkHandoff, commitImport } from '../store/rule-import.js';
 import type { RuleStore } from '../store/rule-store.js';
+import { tableIndex } from '../sync/rule-cache.js';
 import type { CallContext } from './call-context.js';
+import type { CapacityGuard } from './capacity-guard.js';
+
+export interface ImportLimits extends ValidationLimits {
+  readonly maxImportLines: number;
+  readonly maxImportBytes: number;
+  readonly maxConcurrentImports: number;
+  readonly importIdleTimeoutMs: number;
+  readonly importTimeoutMs: number;
+}
 
 export interface ImportDeps {
   readonly sql: Sql;
   readonly store: RuleStore;
-  readonly limits: ValidationLimits & { readonly maxImportLines: number };
+  readonly limits: ImportLimits;
   readonly now: () => Date;
+  readonly slots: ImportSlots;
   readonly handoff?: BulkHandoff;
+  readonly capacity?: CapacityGuard;
   readonly logger?: Logger;
 }
 
 const MAX_REPORTED_INVALID = 1000;
+
+/** Imports running on this process (FLEETWALL_MAX_CONCURRENT_IMPORTS). */
+export class ImportSlots {
+  running = 0;
+
+  acquire(max: number): () => void {
+    if (this.running >= max) {
+      throw new FleetwallError(
+        'TOO_MANY_IMPORTS',
+        `${this.running} imports are running on this control plane, the most it runs at once (FLEETWALL_MAX_CONCURRENT_IMPORTS=${max}); retry when one has finished`,
+        { running: String(this.running), max: String(max) },
+      );
+    }
+    this.running++;
+    let released = false;
+    return () => {
+      if (!released) this.running--;
+      released = true;
+    };
+  }
+}
 
 function validateHeader(h: ImportRulesHeader, limits: ValidationLimits) {
   const action = requireAction(h.action, 'header.action');
@@ -45,6 +86,46 @@ function validateHeader(h: ImportRulesHeader, limits: ValidationLimits) {
   return { action, direction, mode, selector, selectorKey: selectorKey(selector), comment: h.comment };
 }
 
+function timeout(why: string, limitMs: number, setting: string): FleetwallError {
+  return new FleetwallError(
+    'IMPORT_TIMEOUT',
+    `${why} (${limitMs}ms, ${setting}); nothing was stored: send the list without pauses, or split it`,
+    {
+      limit_ms: String(limitMs),
+    },
+  );
+}
+
+/** The next chunk, or IMPORT_TIMEOUT after `idleMs` of silence or at `deadline`. */
+async function nextChunk(
+  it: AsyncIterator<ImportRulesChunk>,
+  idleMs: number,
+  deadline: number,
+  totalMs: number,
+): Promise<IteratorResult<ImportRulesChunk>> {
+  const next = it.next();
+  let t: NodeJS.Timeout | undefined;
+  const wait = Math.min(idleMs, deadline - Date.now());
+  const timer = new Promise<never>((_, reject) => {
+    t = setTimeout(
+      () =>
+        reject(
+          wait < idleMs
+            ? timeout('the import ran past its deadline', totalMs, 'FLEETWALL_IMPORT_TIMEOUT')
+            : timeout('the import stream sent nothing for too long', idleMs, 'FLEETWALL_IMPORT_IDLE_TIMEOUT'),
+        ),
+      Math.max(0, wait),
+    );
+  });
+  try {
+    return await Promise.race([next, timer]);
+  } finally {
+    clearTimeout(t);
+    // A chunk that arrives after a timeout is read by nobody: no unhandled rejection either.
+    next.catch(() => undefined);
+  }
+}
+
 export async function importRules(
   header: ImportRulesHeader,
   chunks: AsyncIterable<ImportRulesChunk>,
@@ -52,26 +133,42 @@ export async function importRules(
   deps: ImportDeps,
 ): Promise<ImportRulesResponse> {
   const started = Date.now();
-  const t = validateHeader(header, deps.limits);
-  const now = deps.now();
-  const expireTime = header.ttl ? expiryFromTtl(header.ttl, now, 'header.ttl') : null;
-  const seen = new Set<string>();
-  const invalidLines: ImportLineError[] = [];
-  let lineNo = 0;
-  let invalid = 0;
-  let duplicate = 0;
-  let receivedMs = 0;
-  // Parses chunks as they arrive; yields the new canonical CIDRs of each.
-  async function* accepted(): AsyncGenerator<string[]> {
-    for await (const chunk of chunks) {
-      if (lineNo + chunk.lines.length > deps.limits.maxImportLines) {
+  const { limits } = deps;
+  const t = validateHeader(header, limits);
+  const release = deps.slots.acquire(limits.maxConcurrentImports);
+  try {
+    const deadline = started + limits.importTimeoutMs;
+    const now = deps.now();
+    const expireTime = header.ttl ? expiryFromTtl(header.ttl, now, 'header.ttl') : null;
+    // Canonical CIDRs in the order first seen (a Set keeps insertion order).
+    const seen = new Set<string>();
+    const invalidLines: ImportLineError[] = [];
+    let lineNo = 0;
+    let bytes = 0;
+    let invalid = 0;
+    let duplicate = 0;
+
+    // Phase 1: read the whole stream.
+    const it = chunks[Symbol.asyncIterator]();
+    for (;;) {
+      const n = await nextChunk(it, limits.importIdleTimeoutMs, deadline, limits.importTimeoutMs);
+      if (n.done) break;
+      const chunk = n.value;
+      if (lineNo + chunk.lines.length > limits.maxImportLines) {
         throw new FleetwallError(
           'IMPORT_TOO_LARGE',
-          `the import has more than ${deps.limits.maxImportLines} lines; nothing was stored: split the list into several imports`,
-          { max_lines: String(deps.limits.maxImportLines) },
+          `the import has more than ${limits.maxImportLines} lines; nothing was stored: split the list into several imports`,
+          { max_lines: String(limits.maxImportLines) },
         );
       }
-      const out: string[] = [];
+      for (const line of chunk.lines) bytes += line.length + 1;
+      if (bytes > limits.maxImportBytes) {
+        throw new FleetwallError(
+          'MESSAGE_TOO_LARGE',
+          `the import is over ${limits.maxImportBytes} bytes of lines (FLEETWALL_MAX_IMPORT_BYTES); nothing was stored: split the list into several imports`,
+          { max_bytes: String(limits.maxImportBytes) },
+        );
+      }
       for (const line of chunk.lines) {
         lineNo++;
         const hash = line.indexOf('#');
@@ -88,59 +185,70 @@ export async function importRules(
           }
           continue;
         }
-        if (seen.has(canonical)) {
-          duplicate++;
-          continue;
-        }
-        seen.add(canonical);
-        out.push(canonical);
+        if (seen.has(canonical)) duplicate++;
+        else seen.add(canonical);
       }
-      if (out.length) yield out;
     }
-    receivedMs = Date.now() - started;
+    const receivedMs = Date.now() - started;
+    if (ctx.signal?.aborted) throw new FleetwallError('IMPORT_TIMEOUT', 'the client went away; nothing was stored');
+
+    // Phase 2: commit.
+    const template = { ...t, expireTime };
+    const cidrs = [...seen];
     seen.clear();
-  }
-  const template = { ...t, expireTime };
-  const res = await streamImport(
-    deps.sql,
-    deps.store,
-    template,
-    accepted(),
-    ctx.actor,
-    {
-      commit: () => !(header.atomic && invalid > 0),
-      summary: (added) => ({
+    const atomicFail = header.atomic && invalid > 0;
+    const res = atomicFail
+      ? { added: 0, existing: 0, revision: 0n, timings: {} as Record<string, number> }
+      : await commitImport(deps.sql, deps.store, template, cidrs, ctx.actor, {
+          handoff: deps.handoff,
+          signal: ctx.signal,
+          statementTimeoutMs: Math.max(1000, deadline - Date.now()),
+          beforeWrite: deps.capacity
+            ? async (toAdd) => {
+                let v6 = 0;
+                for (const c of toAdd) if (c.includes(':')) v6++;
+                await deps.capacity!.check(
+                  [
+                    { selector: t.selector, table: tableIndex(t.direction, '0.0.0.0/0'), count: toAdd.length - v6 },
+                    { selector: t.selector, table: tableIndex(t.direction, '::/0'), count: v6 },
+                  ],
+                  'import',
+                );
+              }
+            : undefined,
+          summary: (added) => ({
+            lines: lineNo,
+            added,
+            duplicate_lines: duplicate,
+            invalid_lines: invalid,
+            action: t.action,
+            direction: t.direction,
+            mode: t.mode,
+            selector: t.selector,
+            comment: t.comment,
+            expire_time: expireTime?.toISOString() ?? null,
+          }),
+        });
+    deps.logger?.info(
+      {
         lines: lineNo,
-        added,
-        duplicate_lines: duplicate,
-        invalid_lines: invalid,
-        action: t.action,
-        direction: t.direction,
-        mode: t.mode,
-        selector: t.selector,
-        comment: t.comment,
-        expire_time: expireTime?.toISOString() ?? null,
-      }),
-    },
-    deps.handoff,
-  );
-  deps.logger?.info(
-    {
-      lines: lineNo,
-      added: res.added,
-      revision: res.revision.toString(),
-      received_ms: receivedMs,
-      ...res.timings,
-      total_ms: Date.now() - started,
-    },
-    res.revision !== 0n ? 'import committed' : 'import stored nothing',
-  );
-  return {
-    lines: BigInt(lineNo),
-    invalid: BigInt(invalid),
-    invalidLines,
-    added: BigInt(res.added),
-    duplicate: BigInt(duplicate + res.existing),
-    revision: res.revision,
-  };
+        added: res.added,
+        revision: res.revision.toString(),
+        received_ms: receivedMs,
+        ...res.timings,
+        total_ms: Date.now() - started,
+      },
+      res.revision !== 0n ? 'import committed' : 'import stored nothing',
+    );
+    return {
+      lines: BigInt(lineNo),
+      invalid: BigInt(invalid),
+      invalidLines,
+      added: BigInt(res.added),
+      duplicate: BigInt(duplicate + res.existing),
+      revision: res.revision,
+    };
+  } finally {
+    release();
+  }
 }

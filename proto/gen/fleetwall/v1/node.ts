@@ -193,7 +193,14 @@ export interface Node {
   mapFillRatio: number;
   /** The control-plane process serving its stream (empty when disconnected). */
   controlPlaneId: string;
-  firstSeenTime: Date | undefined;
+  firstSeenTime:
+    | Date
+    | undefined;
+  /**
+   * Prefixes each of its kernel tables holds (Hello.capacity_per_table); 0:
+   * not reported. Writes that would overfill it are refused.
+   */
+  capacityPerTable: bigint;
 }
 
 export interface Node_LabelsEntry {
@@ -342,6 +349,7 @@ function createBaseNode(): Node {
     mapFillRatio: 0,
     controlPlaneId: "",
     firstSeenTime: undefined,
+    capacityPerTable: 0n,
   };
 }
 
@@ -397,6 +405,12 @@ export const Node: MessageFns<Node> = {
     }
     if (message.firstSeenTime !== undefined) {
       Timestamp.encode(toTimestamp(message.firstSeenTime), writer.uint32(114).fork()).join();
+    }
+    if (message.capacityPerTable !== 0n) {
+      if (BigInt.asUintN(64, message.capacityPerTable) !== message.capacityPerTable) {
+        throw new globalThis.Error("value provided for field message.capacityPerTable of type uint64 too large");
+      }
+      writer.uint32(120).uint64(message.capacityPerTable);
     }
     return writer;
   },
@@ -529,6 +543,14 @@ export const Node: MessageFns<Node> = {
             message.firstSeenTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.capacityPerTable = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -612,6 +634,11 @@ export const Node: MessageFns<Node> = {
         : isSet(object.first_seen_time)
         ? fromJsonTimestamp(object.first_seen_time)
         : undefined,
+      capacityPerTable: isSet(object.capacityPerTable)
+        ? BigInt(object.capacityPerTable)
+        : isSet(object.capacity_per_table)
+        ? BigInt(object.capacity_per_table)
+        : 0n,
     };
   },
 
@@ -665,6 +692,9 @@ export const Node: MessageFns<Node> = {
     if (message.firstSeenTime !== undefined) {
       obj.firstSeenTime = message.firstSeenTime.toISOString();
     }
+    if (message.capacityPerTable !== 0n) {
+      obj.capacityPerTable = message.capacityPerTable.toString();
+    }
     return obj;
   },
 
@@ -703,6 +733,9 @@ export const Node: MessageFns<Node> = {
     message.mapFillRatio = object.mapFillRatio ?? 0;
     message.controlPlaneId = object.controlPlaneId ?? "";
     message.firstSeenTime = object.firstSeenTime ?? undefined;
+    message.capacityPerTable = (object.capacityPerTable !== undefined && object.capacityPerTable !== null)
+      ? BigInt(object.capacityPerTable)
+      : 0n;
     return message;
   },
 };
