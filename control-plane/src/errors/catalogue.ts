@@ -47,6 +47,10 @@ export const CATALOGUE = {
   IMPORT_TOO_LARGE: { code: status.INVALID_ARGUMENT, message: 'too many lines in one import' },
   IMPORT_HEADER_REQUIRED: { code: status.INVALID_ARGUMENT, message: 'an import starts with exactly one header' },
   MESSAGE_TOO_LARGE: { code: status.RESOURCE_EXHAUSTED, message: 'message too large', httpStatus: 413 },
+  MALFORMED_MESSAGE: {
+    code: status.INVALID_ARGUMENT,
+    message: "the request is not a valid protobuf encoding of the method's request type",
+  },
   TOO_MANY_IMPORTS: { code: status.RESOURCE_EXHAUSTED, message: 'too many imports are running on this control plane; retry later' },
   IMPORT_TIMEOUT: {
     code: status.DEADLINE_EXCEEDED,

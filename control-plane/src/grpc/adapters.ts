@@ -14,7 +14,7 @@ import { status } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { toGrpcStatus } from '../errors/to-grpc-status.js';
 import { ACTOR_METADATA_KEY, type CallContext, normalizeActor } from '../services/call-context.js';
-import { TooLargeMessage, tooLarge } from '../errors/message-too-large.js';
+import { isRefused, type RefusedMessage, refusal } from '../errors/refused-message.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
 import { checkApiRequest } from '../edge/api-input.js';
 
@@ -38,9 +38,9 @@ export function contextOf(metadata: Metadata, signal?: AbortSignal): CallContext
   return { actor: normalizeActor(typeof raw === 'string' ? raw : undefined), signal };
 }
 
-/** Throws MESSAGE_TOO_LARGE for the size marker; returns the message otherwise. */
-export function checked<T>(msg: T | TooLargeMessage): T {
-  if (msg instanceof TooLargeMessage) throw tooLarge(msg);
+/** Throws MESSAGE_TOO_LARGE / MALFORMED_MESSAGE for the deserializer's markers; returns the message otherwise. */
+export function checked<T>(msg: T | RefusedMessage): T {
+  if (isRefused(msg)) throw refusal(msg);
   return msg;
 }
 
@@ -90,7 +90,7 @@ export function clientStream<Req, Res>(
     const ac = new AbortController();
     call.on('cancelled', () => ac.abort());
     async function* messages(): AsyncGenerator<Req> {
-      for await (const m of call as AsyncIterable<Req | TooLargeMessage>) yield checkApiRequest(method, checked(m));
+      for await (const m of call as AsyncIterable<Req | RefusedMessage>) yield checkApiRequest(method, checked(m));
     }
     fn(messages(), contextOf(call.metadata, ac.signal)).then(
       (res) => {

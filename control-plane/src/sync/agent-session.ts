@@ -17,7 +17,7 @@ import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { type Hello, SyncMode, type SyncRequest, type SyncResponse } from '../../../proto/gen/fleetwall/v1/agent_service.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
-import { TooLargeMessage, tooLarge } from '../errors/message-too-large.js';
+import { isRefused, type RefusedMessage, refusal } from '../errors/refused-message.js';
 import { toGrpcStatus } from '../errors/to-grpc-status.js';
 import { checkSyncRequest } from '../edge/sync-input.js';
 import type { CounterAggregator } from '../counters/counter-aggregator.js';
@@ -117,10 +117,10 @@ export class AgentSession implements HubSession {
     this.direct = typeof inner?.sendMessage === 'function' ? (inner as { sendMessage(m: unknown, cb: () => void): void }) : undefined;
     this.log = deps.logger.child({ session: this.id });
     deps.registry.all.add(this);
-    call.on('data', (raw: SyncRequest | TooLargeMessage) => {
+    call.on('data', (raw: SyncRequest | RefusedMessage) => {
       this.lastReceived = Date.now();
-      if (raw instanceof TooLargeMessage) {
-        this.fail(tooLarge(raw));
+      if (isRefused(raw)) {
+        this.fail(refusal(raw));
         return;
       }
       if (this.state === 'closed') return;
