@@ -1,12 +1,17 @@
 // Without DATABASE_URL the control plane runs an embedded Postgres under
 // FLEETWALL_DATA_DIR, keeps it across restarts, stops it on SIGTERM, and
-// adopts a server a killed (-9) process left running.
+// adopts a server a killed (-9) process left running - only a real one: a
+// stale postmaster.pid naming another process is never signalled. The
+// superuser password is never readable by other users (issue 16, finding 8).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, watch, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pino from 'pino';
 import { Action } from '../../proto/gen/fleetwall/v1/rule.js';
+import { isPostmasterOf, startEmbeddedPostgres } from '../../control-plane/src/store/embedded-postgres.js';
 import { connectClients, startChildControlPlane } from '../support/control-plane.js';
 import { eventually } from './support/eventually.js';
 import { rulesApi } from './support/rules.js';
@@ -72,4 +77,60 @@ test('data kept across restarts; SIGTERM stops Postgres; a server left by kill -
     assert.equal(await third.stop(), 0);
   }
   await eventually(() => !alive(pid2), 'the adopted Postgres to stop');
+});
+
+test('a stale postmaster.pid naming an unrelated live process: not adopted, never signalled, removed; the cluster starts', async () => {
+  const data = mkdtempSync(join(tmpdir(), 'fleetwall-stale-'));
+  chmodSync(data, 0o755);
+  const logger = pino({ level: 'silent' });
+  const bystander = spawn('sleep', ['120'], { stdio: 'ignore' });
+  try {
+    const first = await startEmbeddedPostgres({ dataDir: data, port: 0, logger, settings: { fsync: 'off' } });
+    const pgData = join(data, 'postgres');
+    const real = Number(readFileSync(join(pgData, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    assert.equal(await isPostmasterOf(real, pgData), true, 'the running postmaster is recognised');
+    await first.stop();
+    // After a reboot, say: the file is back, naming a PID another process now has.
+    writeFileSync(join(pgData, 'postmaster.pid'), `${bystander.pid}\n${pgData}\n1700000000\n${first.port}\n\n127.0.0.1\n`);
+    assert.equal(await isPostmasterOf(bystander.pid!, pgData), false);
+    const second = await startEmbeddedPostgres({ dataDir: data, port: 0, logger, settings: { fsync: 'off' } });
+    try {
+      const pid = Number(readFileSync(join(pgData, 'postmaster.pid'), 'utf8').split('\n')[0]);
+      assert.notEqual(pid, bystander.pid, 'a new server, not an adopted one');
+      assert.ok(alive(bystander.pid!), 'the unrelated process was not signalled');
+    } finally {
+      await second.stop();
+    }
+    assert.ok(alive(bystander.pid!), 'nor by the stop');
+  } finally {
+    bystander.kill('SIGKILL');
+    rmSync(data, { recursive: true, force: true });
+  }
+});
+
+test('the superuser password is never in a file another user can read, not even during the first start', async () => {
+  const data = mkdtempSync(join(tmpdir(), 'fleetwall-pw-'));
+  chmodSync(data, 0o755);
+  const seen: string[] = [];
+  const watchers = [tmpdir(), data].map((d) => watch(d, (_e, name) => name && seen.push(`${d}/${name}`)));
+  try {
+    const pg = await startEmbeddedPostgres({ dataDir: data, port: 0, logger: pino({ level: 'silent' }), settings: { fsync: 'off' } });
+    await pg.stop();
+  } finally {
+    for (const w of watchers) w.close();
+  }
+  try {
+    assert.deepEqual(
+      seen.filter((f) => /pg-password/.test(f)),
+      [],
+      'no password file in the shared temp directory (embedded-postgres initialise() wrote one there, world-readable)',
+    );
+    const priv = seen.filter((f) => f.includes('.initdb-'));
+    assert.ok(priv.length > 0, 'initdb read the password from a private directory');
+    for (const f of new Set(priv.map((p) => p.slice(0, p.indexOf('.initdb-') + 14))))
+      assert.ok(!existsSync(f), `${f} removed after initdb`);
+    assert.equal(statSync(join(data, 'postgres.password')).mode & 0o077, 0, 'the kept password file is private');
+  } finally {
+    rmSync(data, { recursive: true, force: true });
+  }
 });
