@@ -7,9 +7,13 @@
 // report a failing writer, and recover with it.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { credentials, loadPackageDefinition } from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { protoPath as healthProtoPath } from 'grpc-health-check';
 import postgres from 'postgres';
 import pino from 'pino';
 import { CounterAggregator } from '../../control-plane/src/counters/counter-aggregator.js';
+import { connect } from '../../control-plane/src/store/database.js';
 import { migrate } from '../../control-plane/src/store/migrations.js';
 import { NodeTracker } from '../../control-plane/src/sync/node-tracker.js';
 import { Hello } from '../../proto/gen/fleetwall/v1/agent_service.js';
@@ -24,6 +28,30 @@ import { SyncClient } from './support/sync-client.js';
 
 const U64_MAX = (1n << 64n) - 1n;
 let pg: TestPostgres;
+
+function healthClient(target: string) {
+  const def = protoLoader.loadSync(healthProtoPath, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+  const pkg = loadPackageDefinition(def) as unknown as {
+    grpc: {
+      health: {
+        v1: {
+          Health: new (
+            t: string,
+            c: unknown,
+          ) => { Check(req: { service: string }, cb: (e: Error | null, r: { status: string }) => void): void; close(): void };
+        };
+      };
+    };
+  };
+  const c = new pkg.grpc.health.v1.Health(target, credentials.createInsecure());
+  return {
+    status: () =>
+      new Promise<string>((resolve, reject) =>
+        c.Check({ service: '' }, (e: Error | null, r: { status: string }) => (e ? reject(e) : resolve(r.status))),
+      ),
+    close: () => c.close(),
+  };
+}
 
 before(async () => {
   pg = await startTestPostgres();
@@ -156,10 +184,11 @@ test('the database away: flushes fail and are retried with backoff, reads do not
   }
 });
 
-test('/healthz reports a failing writer (503 WRITER_FAILING); reads and new agents are not held up; it recovers', async () => {
+test('/healthz (503 WRITER_FAILING) and grpc.health.v1 report a failing writer; reads and new agents are not held up; both recover', async () => {
   const url = await pg.newDatabase();
   const cp = await startTestControlPlane(url, { counterFlushIntervalMs: 100 });
   const agent = new SyncClient(cp.target, { nodeName: 'w-1' }).connect();
+  const health = healthClient(cp.target);
   try {
     await agent.waitInSync();
     const rule = await new Promise<bigint>((resolve, reject) =>
@@ -186,6 +215,7 @@ test('/healthz reports a failing writer (503 WRITER_FAILING); reads and new agen
       return r.status === 503 && j.reason === 'WRITER_FAILING' ? j : false;
     }, '/healthz 503 WRITER_FAILING')) as Health;
     assert.match(failing.writers.find((w) => w.name === 'counters')?.lastError ?? '', /read-only/);
+    await eventually(async () => (await health.status()) === 'NOT_SERVING', 'grpc.health.v1 NOT_SERVING while a writer fails');
     assert.equal((await fetch(`${base}/v1/counters`)).status, 200, 'reads answer while the writer fails');
     assert.equal((await fetch(`${base}/v1/nodes`)).status, 200);
     const probe = new SyncClient(cp.target, { nodeName: 'w-2' }).connect();
@@ -193,12 +223,38 @@ test('/healthz reports a failing writer (503 WRITER_FAILING); reads and new agen
     probe.close();
     await withSql(url, (s) => s.unsafe('drop trigger fail_counters on node_rule_counters'));
     await eventually(async () => (await fetch(`${base}/healthz`)).status === 200, '/healthz 200 once writes succeed', 40_000);
+    await eventually(async () => (await health.status()) === 'SERVING', 'grpc.health.v1 SERVING again');
     await eventually(
       () => withSql(url, async (s) => (await s`select packets::text from node_rule_counters where node_name = 'w-1'`)[0]?.packets === '3'),
       'the report written after all',
     );
   } finally {
+    health.close();
     agent.close();
     await cp.stop();
+  }
+});
+
+test('pooled connections carry statement_timeout and idle_in_transaction_session_timeout', async () => {
+  const url = await pg.newDatabase();
+  const sql = connect(url, {
+    max: 1,
+    applicationName: 'timeouts',
+    logger: pino({ level: 'silent' }),
+    statementTimeoutMs: 1234,
+    idleInTransactionTimeoutMs: 5678,
+  });
+  try {
+    const [r] = await sql<
+      { s: string; i: string }[]
+    >`select current_setting('statement_timeout') as s, current_setting('idle_in_transaction_session_timeout') as i`;
+    assert.deepEqual(r, { s: '1234ms', i: '5678ms' });
+    await assert.rejects(
+      sql`select pg_sleep(3)`,
+      (e: { code?: string }) => e.code === '57014',
+      'a statement past its timeout is cancelled',
+    );
+  } finally {
+    await sql.end();
   }
 });
