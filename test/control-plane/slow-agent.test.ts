@@ -12,7 +12,8 @@ import { Hello, SyncRequest } from '../../proto/gen/fleetwall/v1/agent_service.j
 import { Status } from '../../proto/gen/google/rpc/status.js';
 import { errorInfoOfStatus } from '../../control-plane/src/errors/status-details.js';
 import { Action } from '../../proto/gen/fleetwall/v1/rule.js';
-import { startTestControlPlane, type TestControlPlane } from '../support/control-plane.js';
+import { captureLogs, startTestControlPlane, type TestControlPlane } from '../support/control-plane.js';
+import { eventually } from './support/eventually.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
 import { rulesApi } from './support/rules.js';
 import { SyncClient } from './support/sync-client.js';
@@ -94,7 +95,8 @@ test('an agent that stops reading is dropped by bytes; one that reads gets the w
     maxAgentQueueBytes: 2 * 1024 * 1024,
     maxAgentLagMs: 60_000,
     syncChunkBytes: 16 * 1024,
-    pingIntervalMs: 1000,
+    // Long enough that a busy machine never drops the reading agent as silent.
+    pingIntervalMs: 10_000,
   });
   const slow = stalledAgent(cp, 'slow-bytes');
   const reader = new SyncClient(cp.target, { nodeName: 'reader' }).connect();
@@ -122,18 +124,28 @@ test('an agent that stops reading is dropped by bytes; one that reads gets the w
 });
 
 test('an agent whose oldest waiting message is older than FLEETWALL_MAX_AGENT_LAG is dropped', async () => {
-  const cp = await startTestControlPlane(await pg.newDatabase(), {
-    maxAgentQueueBytes: 256 * 1024 * 1024,
-    maxAgentLagMs: 500,
-    syncChunkBytes: 16 * 1024,
-    pingIntervalMs: 200,
-  });
+  const logs = captureLogs();
+  const cp = await startTestControlPlane(
+    await pg.newDatabase(),
+    {
+      maxAgentQueueBytes: 256 * 1024 * 1024,
+      maxAgentLagMs: 500,
+      syncChunkBytes: 16 * 1024,
+      // The lag is checked on every ping tick; silence would take 3 s, the stalled agent pings every 100 ms.
+      pingIntervalMs: 1000,
+    },
+    { logger: logs.logger },
+  );
   const api = rulesApi(cp.clients.rules);
   await api.import({ action: Action.ACTION_DENY }, [lines(40_000)]);
   // Its snapshot (about 1 MB) does not fit in the stream's flow-control window: it waits.
   const slow = stalledAgent(cp, 'slow-time');
   try {
-    await new Promise((r) => setTimeout(r, 1500));
+    // The server's verdict is behind the data it could not send: wait for it to close the stream, then read.
+    await eventually(
+      () => logs.lines.some((l) => l.msg === 'closing Sync stream' && l.node === 'slow-time'),
+      "the server closing the stalled agent's stream",
+    );
     slow.drain();
     const end = await slow.ended;
     assert.equal(end.reason, 'AGENT_TOO_SLOW', `${status[end.code]} ${end.details}`);
