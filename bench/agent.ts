@@ -12,20 +12,23 @@
 // Real Postgres, a real control plane in this process, the agent as its own
 // process in a network namespace. Options: --changes N (default 200),
 // --rules N (default 1000000), --skip-snapshot, --skip-enforce, --skip-small,
-// --node-args=<flag> (node flags for the agent process).
+// --node-args=<flag> (node flags for the agent process). SIGINT, SIGTERM or
+// SIGHUP: the agent, its pins, the namespaces, the control plane and Postgres
+// are cleaned up, then it ends by that signal (lib/interrupt.ts).
 // Targets (issue 4): enforce p99 <= 150 ms; 1M snapshot <= 10 s; RSS <= 300 MB.
 
 import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import type { ClientWritableStream, ServiceError } from '@grpc/grpc-js';
-import { startTestPostgres } from '../test/support/postgres.js';
+import { startTestPostgres, type TestPostgres } from '../test/support/postgres.js';
 import { startTestControlPlane, type TestControlPlane } from '../test/support/control-plane.js';
 import { createNetnsPair, type NetnsPair } from '../test/support/netns.js';
 import { AgentProcess, UdsProxy } from '../test/support/agent-process.js';
 import { ImportRulesRequest, type ImportRulesResponse } from '../proto/gen/fleetwall/v1/rule_service.js';
 import { Action, Direction, Mode } from '../proto/gen/fleetwall/v1/rule.js';
-import { createRule, deleteRule } from '../test/agent/e2e-rig.js';
+import { createRule, deleteRule } from '../test/support/agent-e2e-rig.js';
 import { SeqTraffic } from './agent/seq-traffic.js';
+import { checkpoint, interruption, runBench, settleAfter, untilInterrupted } from './lib/interrupt.js';
 
 const argv = process.argv.slice(2);
 const opt = (name: string, def: number): number => {
@@ -183,111 +186,7 @@ async function main(): Promise<void> {
   });
   const pg = await startTestPostgres();
   const cleanups: (() => unknown)[] = [() => pg.stop()];
-  try {
-    if (!SKIP_ENFORCE && !SKIP_SMALL) {
-      const bed = createNetnsPair({ tag: 'bench-enforce' });
-      cleanups.push(() => bed.destroy());
-      const cp = await startTestControlPlane(await pg.newDatabase());
-      cleanups.push(() => cp.stop());
-      const link = await UdsProxy.start(cp.target);
-      cleanups.push(() => link.close());
-      const agent = await AgentProcess.start({ bed, controlPlane: link.address, args: ['--log-level', 'warn'] });
-      cleanups.push(() => agent.cleanup());
-      await agent.waitHealth('in sync', (h) => h.syncState === 'in_sync');
-      // A few background rules so the tables are not empty.
-      for (let i = 0; i < 20; i++) await createRule(cp, `198.18.${i}.0/24`);
-      const res = { enforce: [] as number[], unblock: [] as number[] };
-      await runEnforce(cp, agent, bed, CHANGES, 'enforce', res);
-      emit('ms.enforce_p50', r1(pct(res.enforce, 50)), { n: res.enforce.length });
-      emit('ms.enforce_p99', r1(pct(res.enforce, 99)), {
-        n: res.enforce.length,
-        max: r1(Math.max(...res.enforce)),
-        target: 150,
-        agentApplyP99UpToMs: await agentHistogramMs(agent, 'fleetwall_agent_apply_seconds', 0.99),
-        commitToAckP99UpToMs: await agentHistogramMs(agent, 'fleetwall_agent_propagation_seconds', 0.99),
-      });
-      emit('ms.unblock_p50', r1(pct(res.unblock, 50)), { n: res.unblock.length });
-      emit('ms.unblock_p99', r1(pct(res.unblock, 99)), { n: res.unblock.length });
-      while (cleanups.length > 1) await cleanups.pop()!();
-    }
-    if (!SKIP_SNAPSHOT) {
-      const bed = createNetnsPair({ tag: 'bench-snapshot' });
-      cleanups.push(() => bed.destroy());
-      const cp = await startTestControlPlane(await pg.newDatabase());
-      cleanups.push(() => cp.stop());
-      const t0 = Date.now();
-      const imp = await importRules(cp, RULES);
-      note(`imported ${imp.added} rules in ${((Date.now() - t0) / 1000).toFixed(1)} s (revision ${imp.revision})`);
-      const link = await UdsProxy.start(cp.target);
-      cleanups.push(() => link.close());
-      const agent = await AgentProcess.start({
-        bed,
-        controlPlane: link.address,
-        counterInterval: '1s',
-        args: ['--log-level', 'info'],
-        nodeArgs: NODE_ARGS,
-      });
-      cleanups.push(() => agent.cleanup());
-      const h = await agent.waitHealth(
-        '1M snapshot applied',
-        (x) => x.syncState === 'in_sync' && BigInt(x.appliedRevision) >= imp.revision,
-        180_000,
-      );
-      const rec = agent.records(/^in sync: first ACK of the stream$/)[0];
-      for (const r of agent.records(/^(snapshot received|applied|sync started|in sync: first ACK of the stream)$/)) {
-        note(
-          `agent: ${String(r.msg)} ${JSON.stringify({ t: r.time, ms: r.ms, planMs: r.planMs, receivedMs: r.receivedMs, helloToAckMs: r.helloToAckMs })}`,
-        );
-      }
-      emit('seconds.snapshot_1m_apply', r1((h.lastSyncMs as number) / 1000), {
-        rules: h.rulesInKernel,
-        target: 10,
-        log: rec ? { helloToAckMs: rec.helloToAckMs } : undefined,
-      });
-      for (let i = 0; i < 5; i++) {
-        await sleep(1000);
-        const hh = await agent.health();
-        note(
-          `agent memory: ${JSON.stringify(hh.memoryMb)} rss ${Math.round(procStatus(agent.pid!).rssMb)} counterReadMs ${String(hh.counterReadMs)} loop ${JSON.stringify(hh.eventLoopDelayMs)}`,
-        );
-      }
-      const st = procStatus(agent.pid!);
-      const hm = await agent.health();
-      emit('mb.agent_rss_1m_rules', Math.round(st.rssMb), {
-        rulesInKernel: h.rulesInKernel,
-        peakMb: Math.round(st.hwmMb),
-        target: 300,
-        byMapping: rssBreakdown(agent.pid!),
-        v8: hm.memoryMb,
-      });
-      emit('mb.agent_rss_peak_1m_rules', Math.round(st.hwmMb));
-      // kill -9 with 1M rules: time until the restarted agent enforces (reads the pins back, applies the
-      // difference) and until it is in sync again (resume, no snapshot).
-      await agent.kill9();
-      const tr = Date.now();
-      await agent.restart();
-      const readyS = (Date.now() - tr) / 1000;
-      const back = await agent.waitHealth('resumed', (x) => x.syncState === 'in_sync', 180_000);
-      emit('seconds.restart_1m_ready', r1(readyS), {
-        inSyncSeconds: r1((Date.now() - tr) / 1000),
-        syncMode: back.lastSyncMode,
-        rulesInKernel: back.rulesInKernel,
-        peakMb: Math.round(procStatus(agent.pid!).hwmMb),
-      });
-      if (!SKIP_ENFORCE) {
-        const res = { enforce: [] as number[], unblock: [] as number[] };
-        await runEnforce(cp, agent, bed, 50, 'enforce with 1M rules', res);
-        emit('ms.enforce_p99_1m_rules', r1(pct(res.enforce, 99)), {
-          n: res.enforce.length,
-          p50: r1(pct(res.enforce, 50)),
-          max: r1(Math.max(...res.enforce)),
-          maxAt: res.enforce.indexOf(Math.max(...res.enforce)),
-          agentApplyP99UpToMs: await agentHistogramMs(agent, 'fleetwall_agent_apply_seconds', 0.99),
-          commitToAckP99UpToMs: await agentHistogramMs(agent, 'fleetwall_agent_propagation_seconds', 0.99),
-        });
-      }
-    }
-  } finally {
+  const cleanUp = async () => {
     while (cleanups.length) {
       try {
         await cleanups.pop()!();
@@ -295,8 +194,133 @@ async function main(): Promise<void> {
         note(`cleanup: ${(e as Error).message}`);
       }
     }
+  };
+  const work = phases(pg, cleanups);
+  try {
+    // On a signal the cleanups below run at once; the phases stop creating anything (checkpoints).
+    await untilInterrupted(work);
+  } finally {
+    await cleanUp();
+    if (interruption()) {
+      // What a phase was starting when the signal came (an agent not yet ready) is cleaned up by it
+      // when it fails, or goes on `cleanups` if it succeeded: wait for the phases to stop, then again.
+      await settleAfter(work, 30_000);
+      await cleanUp();
+    }
   }
   emit('bench.done', 0, { loadavg: readFileSync('/proc/loadavg', 'utf8').trim() });
+}
+
+/** The measured phases; every resource goes on `cleanups` (run by main, last first). */
+async function phases(pg: TestPostgres, cleanups: (() => unknown)[]): Promise<void> {
+  if (!SKIP_ENFORCE && !SKIP_SMALL) {
+    await checkpoint();
+    const bed = createNetnsPair({ tag: 'bench-enforce' });
+    cleanups.push(() => bed.destroy());
+    const cp = await startTestControlPlane(await pg.newDatabase());
+    cleanups.push(() => cp.stop());
+    const link = await UdsProxy.start(cp.target);
+    cleanups.push(() => link.close());
+    await checkpoint();
+    const agent = await AgentProcess.start({ bed, controlPlane: link.address, args: ['--log-level', 'warn'] });
+    cleanups.push(() => agent.cleanup());
+    await agent.waitHealth('in sync', (h) => h.syncState === 'in_sync');
+    // A few background rules so the tables are not empty.
+    for (let i = 0; i < 20; i++) await createRule(cp, `198.18.${i}.0/24`);
+    const res = { enforce: [] as number[], unblock: [] as number[] };
+    await runEnforce(cp, agent, bed, CHANGES, 'enforce', res);
+    emit('ms.enforce_p50', r1(pct(res.enforce, 50)), { n: res.enforce.length });
+    emit('ms.enforce_p99', r1(pct(res.enforce, 99)), {
+      n: res.enforce.length,
+      max: r1(Math.max(...res.enforce)),
+      target: 150,
+      agentApplyP99UpToMs: await agentHistogramMs(agent, 'fleetwall_agent_apply_seconds', 0.99),
+      commitToAckP99UpToMs: await agentHistogramMs(agent, 'fleetwall_agent_propagation_seconds', 0.99),
+    });
+    emit('ms.unblock_p50', r1(pct(res.unblock, 50)), { n: res.unblock.length });
+    emit('ms.unblock_p99', r1(pct(res.unblock, 99)), { n: res.unblock.length });
+    while (cleanups.length > 1) await cleanups.pop()!();
+  }
+  if (!SKIP_SNAPSHOT) {
+    await checkpoint();
+    const bed = createNetnsPair({ tag: 'bench-snapshot' });
+    cleanups.push(() => bed.destroy());
+    const cp = await startTestControlPlane(await pg.newDatabase());
+    cleanups.push(() => cp.stop());
+    const t0 = Date.now();
+    const imp = await importRules(cp, RULES);
+    note(`imported ${imp.added} rules in ${((Date.now() - t0) / 1000).toFixed(1)} s (revision ${imp.revision})`);
+    const link = await UdsProxy.start(cp.target);
+    cleanups.push(() => link.close());
+    await checkpoint();
+    const agent = await AgentProcess.start({
+      bed,
+      controlPlane: link.address,
+      counterInterval: '1s',
+      args: ['--log-level', 'info'],
+      nodeArgs: NODE_ARGS,
+    });
+    cleanups.push(() => agent.cleanup());
+    const h = await agent.waitHealth(
+      '1M snapshot applied',
+      (x) => x.syncState === 'in_sync' && BigInt(x.appliedRevision) >= imp.revision,
+      180_000,
+    );
+    const rec = agent.records(/^in sync: first ACK of the stream$/)[0];
+    for (const r of agent.records(/^(snapshot received|applied|sync started|in sync: first ACK of the stream)$/)) {
+      note(
+        `agent: ${String(r.msg)} ${JSON.stringify({ t: r.time, ms: r.ms, planMs: r.planMs, receivedMs: r.receivedMs, helloToAckMs: r.helloToAckMs })}`,
+      );
+    }
+    emit('seconds.snapshot_1m_apply', r1((h.lastSyncMs as number) / 1000), {
+      rules: h.rulesInKernel,
+      target: 10,
+      log: rec ? { helloToAckMs: rec.helloToAckMs } : undefined,
+    });
+    for (let i = 0; i < 5; i++) {
+      await sleep(1000);
+      const hh = await agent.health();
+      note(
+        `agent memory: ${JSON.stringify(hh.memoryMb)} rss ${Math.round(procStatus(agent.pid!).rssMb)} counterReadMs ${String(hh.counterReadMs)} loop ${JSON.stringify(hh.eventLoopDelayMs)}`,
+      );
+    }
+    const st = procStatus(agent.pid!);
+    const hm = await agent.health();
+    emit('mb.agent_rss_1m_rules', Math.round(st.rssMb), {
+      rulesInKernel: h.rulesInKernel,
+      peakMb: Math.round(st.hwmMb),
+      target: 300,
+      byMapping: rssBreakdown(agent.pid!),
+      v8: hm.memoryMb,
+    });
+    emit('mb.agent_rss_peak_1m_rules', Math.round(st.hwmMb));
+    // kill -9 with 1M rules: time until the restarted agent enforces (reads the pins back, applies the
+    // difference) and until it is in sync again (resume, no snapshot).
+    await agent.kill9();
+    const tr = Date.now();
+    await checkpoint();
+    await agent.restart();
+    const readyS = (Date.now() - tr) / 1000;
+    const back = await agent.waitHealth('resumed', (x) => x.syncState === 'in_sync', 180_000);
+    emit('seconds.restart_1m_ready', r1(readyS), {
+      inSyncSeconds: r1((Date.now() - tr) / 1000),
+      syncMode: back.lastSyncMode,
+      rulesInKernel: back.rulesInKernel,
+      peakMb: Math.round(procStatus(agent.pid!).hwmMb),
+    });
+    if (!SKIP_ENFORCE) {
+      const res = { enforce: [] as number[], unblock: [] as number[] };
+      await runEnforce(cp, agent, bed, 50, 'enforce with 1M rules', res);
+      emit('ms.enforce_p99_1m_rules', r1(pct(res.enforce, 99)), {
+        n: res.enforce.length,
+        p50: r1(pct(res.enforce, 50)),
+        max: r1(Math.max(...res.enforce)),
+        maxAt: res.enforce.indexOf(Math.max(...res.enforce)),
+        agentApplyP99UpToMs: await agentHistogramMs(agent, 'fleetwall_agent_apply_seconds', 0.99),
+        commitToAckP99UpToMs: await agentHistogramMs(agent, 'fleetwall_agent_propagation_seconds', 0.99),
+      });
+    }
+  }
 }
 
 async function runEnforce(
@@ -308,6 +332,7 @@ async function runEnforce(
   out: { enforce: number[]; unblock: number[] },
 ): Promise<void> {
   const src = bed.a.v4Extra[0]!;
+  await checkpoint();
   const t = await SeqTraffic.start(bed, src, bed.b.v4, 1);
   let retries = 0;
   let warmup = WARMUP;
@@ -337,10 +362,4 @@ async function runEnforce(
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (e: unknown) => {
-    process.stderr.write(`bench:agent failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-    process.exit(1);
-  },
-);
+runBench('bench:agent', main);

@@ -14,26 +14,49 @@
 //    ms.controlplane_fanout_mean, cpu_ms_per_change.*, seconds.create_backlog_drain,
 //    ms.expiry_to_agent_max, mb.controlplane_rss_peak, mb.controlplane_rss_1m_rules)
 //
+//   The same fleet cases again against a second control plane with TLS and API tokens on
+//   (issue 15; FLEETWALL_TLS, own PKI; agents and the API client dial TLS and send a token),
+//   in the same run, each metric with the suffix _tls, then side by side:
+//   ratio.propagation_p99_tls_over_plain, ratio.create_tls_over_plain (target <= 1.2 and
+//   >= 1/1.2), tls.handshakes_per_agent and tls.handshakes_per_client (1: connections are
+//   reused, not redone per call or per message). --skip-tls leaves them out.
+//
 // Real Postgres (embedded, fsync on), the control plane as its own process
 // (child), the agents as real gRPC clients (own HTTP/2 connection each)
 // spread over --workers child processes. Commit times come from the
 // revision's commit_time (Postgres clock_timestamp(), ms precision in the
-// Delta; arrival is sub-ms wall clock on the same host).
+// Delta; arrival is sub-ms wall clock on the same host). SIGINT, SIGTERM or
+// SIGHUP: the workers, the control planes and Postgres are stopped, then it
+// ends by that signal (lib/interrupt.ts).
 // Options: --agents 1000 --workers 2 --changes 250 --pace-ms 20 --create-seconds 10
-//          --concurrency 16 --import 1000000 --skip-import --skip-create --cp-prof DIR
+//          --concurrency 16 --import 1000000 --skip-import --skip-create --skip-tls --cp-prof DIR
+// Smallest run that exercises every case: --agents 10 --workers 1 --changes 5 --pace-ms 20
+//          --create-seconds 1 --skip-import
 // Targets (issue 3): p99 <= 100 ms at 1,000 agents; 1M import committed <= 20 s and
 // received <= 30 s; RSS <= 1 GB at 1,000 agents.
 import { fork, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { get as httpsGet } from 'node:https';
+import { checkServerIdentity } from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { Metadata, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { RuleServiceClient } from '../proto/gen/fleetwall/v1/rule_service.js';
 import { ImportRulesRequest, type ImportRulesResponse } from '../proto/gen/fleetwall/v1/rule_service.js';
 import { Action } from '../proto/gen/fleetwall/v1/rule.js';
-import { connectClients, startChildControlPlane } from '../test/support/control-plane.js';
+import {
+  bearerInterceptor,
+  type ChildControlPlane,
+  connectClients,
+  startChildControlPlane,
+  type TestClients,
+} from '../test/support/control-plane.js';
 import { startTestPostgres } from '../test/support/postgres.js';
-import { rulesApi } from '../test/control-plane/support/rules.js';
-import { SyncClient } from '../test/control-plane/support/sync-client.js';
+import { rulesApi } from '../test/support/rule-fixtures.js';
+import { SyncClient } from '../test/support/scripted-agent.js';
 import type { RevisionStat, WorkerCommand, WorkerEvent } from './controlplane/agent-worker.js';
+import { checkpoint, runBench, untilInterrupted } from './lib/interrupt.js';
 
 const argv = process.argv.slice(2);
 const opt = (name: string, def: number): number => {
@@ -51,6 +74,7 @@ const CONCURRENCY = opt('concurrency', 16);
 const IMPORT = opt('import', 1_000_000);
 const SKIP_IMPORT = argv.includes('--skip-import');
 const SKIP_CREATE = argv.includes('--skip-create');
+const SKIP_TLS = argv.includes('--skip-tls');
 /** --cp-prof DIR: CPU profile of the control-plane process, written when it exits. */
 const CP_PROF = argv.includes('--cp-prof') ? argv[argv.indexOf('--cp-prof') + 1] : undefined;
 
@@ -80,8 +104,31 @@ function rssMb(pid: number): { rss: number; peak: number } {
   return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
 }
 
-async function controlPlaneHistogram(httpPort: number, name: string): Promise<{ sum: number; count: number } | undefined> {
-  const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+/** GET /metrics (HTTPS with the token when the control plane has TLS on). */
+function metricsText(httpPort: number, access?: Access): Promise<string> {
+  if (!access) return fetch(`http://127.0.0.1:${httpPort}/metrics`).then((r) => r.text());
+  return new Promise((resolve, reject) => {
+    const req = httpsGet(
+      {
+        host: '127.0.0.1',
+        port: httpPort,
+        path: '/metrics',
+        ca: access.ca,
+        servername: 'localhost',
+        headers: { authorization: `Bearer ${access.token}` },
+      },
+      (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve(body));
+      },
+    );
+    req.on('error', reject);
+  });
+}
+
+async function controlPlaneHistogram(httpPort: number, name: string, access?: Access): Promise<{ sum: number; count: number } | undefined> {
+  const text = await metricsText(httpPort, access);
   const sum = new RegExp(`^${name}_sum\\{[^}]*\\} ([0-9.e+-]+)$`, 'm').exec(text)?.[1];
   const count = new RegExp(`^${name}_count\\{[^}]*\\} ([0-9.e+-]+)$`, 'm').exec(text)?.[1];
   return sum && count ? { sum: Number(sum), count: Number(count) } : undefined;
@@ -106,7 +153,7 @@ class Worker {
   next(): Promise<WorkerEvent> {
     return new Promise((r) => this.waiting.push(r));
   }
-  async report(): Promise<{ revisions: RevisionStat[]; ended: number }> {
+  async report(): Promise<{ revisions: RevisionStat[]; ended: number; handshakes: number }> {
     const p = this.next();
     this.send({ type: 'report' });
     const e = await p;
@@ -120,11 +167,27 @@ class Worker {
   }
 }
 
-async function startWorkers(target: string, agents: number, workers: number): Promise<Worker[]> {
+/** TLS and the token to send (the TLS cases), or plaintext. */
+interface Access {
+  readonly ca: Buffer;
+  readonly token: string;
+}
+
+async function startWorkers(target: string, agents: number, workers: number, access?: Access): Promise<Worker[]> {
   const ws = Array.from({ length: workers }, () => new Worker());
   const per = Math.ceil(agents / workers);
   const ready = ws.map((w) => w.next());
-  ws.forEach((w, i) => w.send({ type: 'start', target, count: Math.min(per, agents - i * per), offset: i * per, connectPerSecond: 250 }));
+  const tls = access ? { ca: access.ca.toString('utf8'), token: access.token } : undefined;
+  ws.forEach((w, i) =>
+    w.send({
+      type: 'start',
+      target,
+      count: Math.min(per, agents - i * per),
+      offset: i * per,
+      connectPerSecond: 250,
+      ...(tls ? { tls } : {}),
+    }),
+  );
   const events = await Promise.all(ready);
   for (const e of events) if (e.type !== 'ready') throw new Error(`worker failed: ${JSON.stringify(e)}`);
   return ws;
@@ -188,21 +251,48 @@ async function createBurst(
   return { perSecond: made / elapsed, last, elapsed };
 }
 
-async function main(): Promise<void> {
-  log(`agents=${AGENTS} workers=${WORKERS} changes=${CHANGES} pace=${PACE_MS}ms import=${SKIP_IMPORT ? 0 : IMPORT}`);
-  const pg = await startTestPostgres({
-    settings: { fsync: 'on', synchronous_commit: 'on', full_page_writes: 'on', shared_buffers: '256MB', max_wal_size: '4GB' },
-  });
-  const cp = await startChildControlPlane(pg.url, {}, CP_PROF ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${CP_PROF}`] } : {});
-  log(`control plane pid ${cp.pid} on ${cp.target}`);
-  const clients = connectClients(cp.target);
+/** What the TLS cases are compared on. */
+interface FleetFigures {
+  readonly p99: number;
+  readonly create: number;
+}
+
+/**
+ * Phases 1-4 against `cp`: creates with nobody following, the fleet
+ * connecting, propagation of single creates to every agent, creates with
+ * the fleet following, RSS. Metric names end in `suffix` ("" or "_tls").
+ * With `access`, every client dials TLS and sends the token; handshakes
+ * are counted at the agents and at the API client.
+ */
+async function fleetCases(cp: ChildControlPlane, suffix: string, access?: Access): Promise<FleetFigures> {
+  let clientHandshakes = 0;
+  const clients = access
+    ? {
+        rules: new RuleServiceClient(
+          cp.target,
+          credentials.createSsl(access.ca, null, null, {
+            checkServerIdentity: (host, cert) => {
+              clientHandshakes++;
+              return checkServerIdentity(host, cert);
+            },
+          }),
+          { interceptors: [bearerInterceptor(access.token)] },
+        ),
+        close() {
+          this.rules.close();
+        },
+      }
+    : connectClients(cp.target);
   const api = rulesApi(clients.rules, 'bench');
   const workers: Worker[] = [];
+  const name = (m: string) => `${m}${suffix}`;
+  let create = Number.NaN;
   try {
     // Phase 1: single-rule creates through the API (API + store + commit; nobody following yet).
     if (!SKIP_CREATE) {
-      const b = await createBurst(api, 11, CONCURRENCY, CREATE_SECONDS);
-      emit('rules_per_second.create', b.perSecond, {
+      const b = await createBurst(api, suffix ? 21 : 11, CONCURRENCY, CREATE_SECONDS);
+      create = b.perSecond;
+      emit(name('rules_per_second.create'), b.perSecond, {
         concurrency: CONCURRENCY,
         seconds: Math.round(b.elapsed * 10) / 10,
         agents_following: 0,
@@ -210,13 +300,14 @@ async function main(): Promise<void> {
     }
 
     // Phase 2: the fleet connects.
-    let t = now();
-    workers.push(...(await startWorkers(cp.target, AGENTS, WORKERS)));
-    emit('seconds.connect_1000_agents', (now() - t) / 1000, { agents: AGENTS });
+    const t = now();
+    await checkpoint();
+    workers.push(...(await startWorkers(cp.target, AGENTS, WORKERS, access)));
+    emit(name('seconds.connect_1000_agents'), (now() - t) / 1000, { agents: AGENTS });
     await sleep(1000);
     const idle0 = cpuMs(cp.pid);
     await sleep(5000);
-    emit('cpu_percent.controlplane_idle_1000_agents', ((cpuMs(cp.pid) - idle0) / 5000) * 100, {
+    emit(name('cpu_percent.controlplane_idle_1000_agents'), ((cpuMs(cp.pid) - idle0) / 5000) * 100, {
       agents: AGENTS,
       note: 'pings, node flushes, expiry polls with no changes',
     });
@@ -227,7 +318,7 @@ async function main(): Promise<void> {
     const revs: bigint[] = [];
     for (let i = 0; i < CHANGES; i++) {
       const r = await api.create({
-        rule: { cidr: `10.${(i >> 8) & 255}.${i & 255}.0/24`, action: Action.ACTION_DENY, comment: 'bench propagation' },
+        rule: { cidr: `${suffix ? 14 : 10}.${(i >> 8) & 255}.${i & 255}.0/24`, action: Action.ACTION_DENY, comment: 'bench propagation' },
       });
       revs.push(r.revision);
       await sleep(PACE_MS);
@@ -238,28 +329,32 @@ async function main(): Promise<void> {
     const perChange = revs.map((r) => stats.get(r.toString())!.maxMs).sort((a, b) => a - b);
     const meanAgent = revs.reduce((s, r) => s + stats.get(r.toString())!.sumMs, 0) / (revs.length * AGENTS);
     const ctx = { agents: AGENTS, changes: CHANGES, pace_ms: PACE_MS };
-    emit('ms.propagation_p50', percentile(perChange, 50), ctx);
-    emit('ms.propagation_p99', percentile(perChange, 99), ctx);
-    emit('ms.propagation_max', perChange[perChange.length - 1]!, ctx);
-    emit('ms.propagation_mean', meanAgent, { ...ctx, note: 'mean over (change, agent) pairs' });
+    const p99 = percentile(perChange, 99);
+    emit(name('ms.propagation_p50'), percentile(perChange, 50), ctx);
+    emit(name('ms.propagation_p99'), p99, ctx);
+    emit(name('ms.propagation_max'), perChange[perChange.length - 1]!, ctx);
+    emit(name('ms.propagation_mean'), meanAgent, { ...ctx, note: 'mean over (change, agent) pairs' });
     const first = revs.map((r) => stats.get(r.toString())!.minMs).sort((a, b) => a - b);
-    emit('ms.propagation_first_agent_p50', percentile(first, 50), { ...ctx, note: 'commit -> the FIRST agent has it' });
-    emit('cpu_ms_per_change.controlplane', cpPerChange, {
+    emit(name('ms.propagation_first_agent_p50'), percentile(first, 50), { ...ctx, note: 'commit -> the FIRST agent has it' });
+    emit(name('cpu_ms_per_change.controlplane'), cpPerChange, {
       ...ctx,
       note: 'control-plane CPU per create (API, commit, fan-out to every agent, their ACKs)',
     });
-    emit('cpu_ms_per_change.simulated_agents', agentsPerChange, { ...ctx, note: 'CPU of the simulated agents per create (same 2 vCPUs)' });
-    const fan = await controlPlaneHistogram(cp.httpPort, 'fleetwall_sync_fanout_delay_seconds');
+    emit(name('cpu_ms_per_change.simulated_agents'), agentsPerChange, {
+      ...ctx,
+      note: 'CPU of the simulated agents per create (same 2 vCPUs)',
+    });
+    const fan = await controlPlaneHistogram(cp.httpPort, 'fleetwall_sync_fanout_delay_seconds', access);
     if (fan)
-      emit('ms.controlplane_fanout_mean', (fan.sum / fan.count) * 1000, {
+      emit(name('ms.controlplane_fanout_mean'), (fan.sum / fan.count) * 1000, {
         ...ctx,
         note: 'commit -> delta written to every stream (control plane side)',
       });
 
     // Phase 4: the same creates while 1,000 agents follow every revision.
     if (!SKIP_CREATE) {
-      const b = await createBurst(api, 13, CONCURRENCY, Math.max(3, Math.round(CREATE_SECONDS / 2)));
-      emit('rules_per_second.create_1000_agents_following', b.perSecond, {
+      const b = await createBurst(api, suffix ? 23 : 13, CONCURRENCY, Math.max(3, Math.round(CREATE_SECONDS / 2)));
+      emit(name('rules_per_second.create_1000_agents_following'), b.perSecond, {
         concurrency: CONCURRENCY,
         seconds: Math.round(b.elapsed * 10) / 10,
         agents_following: AGENTS,
@@ -267,15 +362,94 @@ async function main(): Promise<void> {
       });
       const t2 = now();
       await waitAll(workers, AGENTS, [b.last], 300_000);
-      emit('seconds.create_backlog_drain', (now() - t2) / 1000, {
+      emit(name('seconds.create_backlog_drain'), (now() - t2) / 1000, {
         agents: AGENTS,
         note: 'after that burst, until every agent has the last revision',
       });
     }
     const mem = rssMb(cp.pid);
-    emit('mb.controlplane_rss_1000_agents', mem.rss, { agents: AGENTS });
-    emit('mb.controlplane_rss_peak', mem.peak, { agents: AGENTS });
-    for (const w of workers.splice(0)) await w.stop();
+    emit(name('mb.controlplane_rss_1000_agents'), mem.rss, { agents: AGENTS });
+    emit(name('mb.controlplane_rss_peak'), mem.peak, { agents: AGENTS });
+
+    if (access) {
+      const reports = await Promise.all(workers.map((w) => w.report()));
+      const agentHandshakes = reports.reduce((n, r) => n + r.handshakes, 0);
+      emit('tls.handshakes_per_agent', agentHandshakes / AGENTS, {
+        agents: AGENTS,
+        changes: CHANGES,
+        note: 'TLS handshakes over the whole run / agents: 1 = one connection each, reused for every message',
+      });
+      emit('tls.handshakes_per_client', clientHandshakes, {
+        concurrency: CONCURRENCY,
+        note: 'TLS handshakes of the one API client over every create of the run: 1 = one connection, reused',
+      });
+    }
+    return { p99, create };
+  } finally {
+    for (const w of workers) await w.stop().catch(() => undefined);
+    clients.close();
+  }
+}
+
+async function main(): Promise<void> {
+  log(`agents=${AGENTS} workers=${WORKERS} changes=${CHANGES} pace=${PACE_MS}ms import=${SKIP_IMPORT ? 0 : IMPORT} tls=${!SKIP_TLS}`);
+  const pg = await startTestPostgres({
+    settings: { fsync: 'on', synchronous_commit: 'on', full_page_writes: 'on', shared_buffers: '256MB', max_wal_size: '4GB' },
+  });
+  let cp: ChildControlPlane | undefined;
+  let clients: TestClients | undefined;
+  const workers: Worker[] = [];
+  const tlsPlanes: ChildControlPlane[] = [];
+  try {
+    cp = await startChildControlPlane(pg.url, {}, CP_PROF ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${CP_PROF}`] } : {});
+    log(`control plane pid ${cp.pid} on ${cp.target}`);
+    clients = connectClients(cp.target);
+    // On a signal the cleanup below runs at once; the phases start no more workers (checkpoints).
+    await untilInterrupted(phases(pg, cp, clients, workers, tlsPlanes));
+  } finally {
+    for (const w of workers) await w.stop().catch(() => undefined);
+    clients?.close();
+    for (const p of tlsPlanes) await p.stop().catch(() => undefined);
+    await cp?.stop();
+    await pg.stop();
+  }
+}
+
+/** The measured phases; the workers and control planes they start are stopped by main. */
+async function phases(
+  pg: Awaited<ReturnType<typeof startTestPostgres>>,
+  cp: ChildControlPlane,
+  clients: TestClients,
+  workers: Worker[],
+  tlsPlanes: ChildControlPlane[],
+): Promise<void> {
+  const api = rulesApi(clients.rules, 'bench');
+  {
+    const plain = await fleetCases(cp, '');
+
+    if (!SKIP_TLS) {
+      // The same cases with TLS and tokens on: a second control plane (own process, own database) with --tls.
+      const dataDir = mkdtempSync(join(tmpdir(), 'fleetwall-bench-tls-'));
+      await checkpoint();
+      const tlsCp = await startChildControlPlane(await pg.newDatabase(), { FLEETWALL_TLS: 'true', FLEETWALL_DATA_DIR: dataDir });
+      tlsPlanes.push(tlsCp);
+      try {
+        log(`TLS control plane pid ${tlsCp.pid} on ${tlsCp.target}`);
+        const access = {
+          ca: readFileSync(join(dataDir, 'pki/ca.crt')),
+          // An admin token: the API client writes rules, and a Sync stream needs admin until node certificates.
+          token: readFileSync(join(dataDir, 'admin.token'), 'utf8').trim(),
+        };
+        const tls = await fleetCases(tlsCp, '_tls', access);
+        emit('ratio.propagation_p99_tls_over_plain', tls.p99 / plain.p99, { target: '<= 1.2', agents: AGENTS });
+        if (!SKIP_CREATE)
+          emit('ratio.create_tls_over_plain', tls.create / plain.create, { target: '>= 0.83 (1/1.2)', concurrency: CONCURRENCY });
+      } finally {
+        await tlsCp.stop();
+        tlsPlanes.splice(tlsPlanes.indexOf(tlsCp), 1);
+        rmSync(dataDir, { recursive: true, force: true });
+      }
+    }
 
     if (!SKIP_IMPORT) {
       // Expiry: rules with a 1 s ttl, deleted at an agent how long after their expiry.
@@ -299,6 +473,7 @@ async function main(): Promise<void> {
       one.close();
 
       // Phase 5: a 1M-line import, one agent connected.
+      await checkpoint();
       const [w] = await startWorkers(cp.target, 1, 1);
       workers.push(w!);
       const half = Math.floor(IMPORT / 2);
@@ -310,7 +485,7 @@ async function main(): Promise<void> {
         const v = (0x10000000 + (i - half) * 512) >>> 0;
         return `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.0/24`;
       };
-      t = now();
+      const t = now();
       const md = new Metadata();
       md.set('x-fleetwall-actor', 'bench');
       const res = await new Promise<ImportRulesResponse>((resolve, reject) => {
@@ -341,18 +516,7 @@ async function main(): Promise<void> {
       await sleep(2000);
       emit('mb.controlplane_rss_1m_rules', rssMb(cp.pid).rss, { rules: IMPORT });
     }
-  } finally {
-    for (const w of workers) await w.stop().catch(() => undefined);
-    clients.close();
-    await cp.stop();
-    await pg.stop();
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    log(`failed: ${err instanceof Error ? err.stack : String(err)}`);
-    process.exit(1);
-  },
-);
+runBench('bench:controlplane', main);

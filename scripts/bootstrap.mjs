@@ -5,7 +5,7 @@
 //   node scripts/bootstrap.mjs test [test files or folders...]
 //   node scripts/bootstrap.mjs start [demo flags...]
 //   node scripts/bootstrap.mjs ensure
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -141,8 +141,21 @@ if (cmd === 'ensure') {
   process.exit(r.status ?? 1);
 } else if (cmd === 'start') {
   ensure();
-  const r = spawnSync(process.execPath, [join(root, 'bin/fleetwall.mjs'), 'demo', ...rest], { stdio: 'inherit', cwd: root });
-  process.exit(r.status ?? 1);
+  // The demo cleans up on SIGINT, SIGTERM and SIGHUP; this process waits for it and ends as it did.
+  // A terminal's Ctrl-C reaches both (the whole foreground process group); a signal sent to this
+  // process alone (npm passes SIGINT and SIGTERM on) is passed on. The demo obeys the first.
+  const demo = spawn(process.execPath, [join(root, 'bin/fleetwall.mjs'), 'demo', ...rest], { stdio: 'inherit', cwd: root });
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const sig of signals) process.on(sig, () => demo.kill(sig));
+  demo.once('error', (e) => {
+    log(`could not start the demo: ${e.message}`);
+    process.exit(1);
+  });
+  demo.once('exit', (code, signal) => {
+    if (signal === null) process.exit(code ?? 1);
+    for (const sig of signals) process.removeAllListeners(sig);
+    process.kill(process.pid, signal);
+  });
 } else {
   log(`unknown command ${cmd}: use ensure, test or start`);
   process.exit(2);

@@ -9,17 +9,24 @@
 // straight from the wire bytes (no message objects) and send pre-encoded
 // ACKs; what is measured is then mostly the control plane and the network
 // stack, not the simulation. Driven over IPC by bench/controlplane.ts.
+//
+// With `tls` the agents dial TLS (trusting the given CA) and send an API
+// token (a Sync stream needs an admin token until node certificates exist,
+// control-plane/src/auth/sync-identity.ts); every TLS handshake is counted
+// (checkServerIdentity runs once per handshake), so the bench shows that
+// connections are reused, not redone per message.
+import { checkServerIdentity } from 'node:tls';
 import { credentials, makeGenericClientConstructor, Metadata, type ClientDuplexStream } from '@grpc/grpc-js';
 import { Hello, SyncRequest } from '../../proto/gen/fleetwall/v1/agent_service.js';
 
 export type WorkerCommand =
-  | { type: 'start'; target: string; count: number; offset: number; connectPerSecond: number }
+  | { type: 'start'; target: string; count: number; offset: number; connectPerSecond: number; tls?: { ca: string; token: string } }
   | { type: 'report' }
   | { type: 'stop' };
 
 export type WorkerEvent =
   | { type: 'ready'; agents: number; revision: string }
-  | { type: 'report'; revisions: RevisionStat[]; ended: number }
+  | { type: 'report'; revisions: RevisionStat[]; ended: number; handshakes: number }
   | { type: 'error'; message: string };
 
 /** Per revision, over this worker's agents. */
@@ -63,6 +70,8 @@ const now = () => performance.timeOrigin + performance.now();
 const stats = new Map<bigint, RevisionStat>();
 const agents: Agent[] = [];
 let ended = 0;
+/** TLS handshakes these agents made (each checks the server's identity once). */
+let handshakes = 0;
 
 // Minimal protobuf reading.
 let pos = 0;
@@ -122,16 +131,27 @@ class Agent {
   constructor(
     target: string,
     readonly name: string,
+    private readonly tls: { ca: string; token: string } | undefined,
   ) {
+    const creds = tls
+      ? credentials.createSsl(Buffer.from(tls.ca), null, null, {
+          checkServerIdentity: (host, cert) => {
+            handshakes++;
+            return checkServerIdentity(host, cert);
+          },
+        })
+      : credentials.createInsecure();
     // A local subchannel pool: every agent gets its own connection, like real nodes.
-    this.client = new Raw(target, credentials.createInsecure(), {
+    this.client = new Raw(target, creds, {
       'grpc.use_local_subchannel_pool': 1,
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
     });
   }
 
   start(onInSync: () => void): void {
-    this.call = this.client.sync(new Metadata());
+    const md = new Metadata();
+    if (this.tls) md.set('authorization', `Bearer ${this.tls.token}`);
+    this.call = this.client.sync(md);
     this.call.on('data', (b: Buffer) => this.onMessage(b, onInSync));
     this.call.on('error', () => {
       ended++;
@@ -243,7 +263,7 @@ process.on('message', (cmd: WorkerCommand) => {
     const gap = 1000 / cmd.connectPerSecond;
     for (let i = 0; i < cmd.count; i++) {
       setTimeout(() => {
-        const a = new Agent(cmd.target, `bench-node-${String(cmd.offset + i).padStart(5, '0')}`);
+        const a = new Agent(cmd.target, `bench-node-${String(cmd.offset + i).padStart(5, '0')}`, cmd.tls);
         agents.push(a);
         a.start(() => {
           inSync++;
@@ -255,7 +275,7 @@ process.on('message', (cmd: WorkerCommand) => {
       }, i * gap);
     }
   } else if (cmd.type === 'report') {
-    process.send!({ type: 'report', revisions: [...stats.values()], ended } satisfies WorkerEvent);
+    process.send!({ type: 'report', revisions: [...stats.values()], ended, handshakes } satisfies WorkerEvent);
   } else if (cmd.type === 'stop') {
     for (const a of agents) a.close();
     setTimeout(() => process.exit(0), 200);

@@ -3,43 +3,71 @@
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { CounterServiceClient } from '../../proto/gen/fleetwall/v1/counter_service.js';
 import { ExplainServiceClient } from '../../proto/gen/fleetwall/v1/explain_service.js';
+import { ListServiceClient } from '../../proto/gen/fleetwall/v1/list_service.js';
 import { NodeServiceClient } from '../../proto/gen/fleetwall/v1/node_service.js';
 import { RuleServiceClient } from '../../proto/gen/fleetwall/v1/rule_service.js';
+import { AuditServiceClient } from '../../proto/gen/fleetwall/v1/audit_service.js';
+import { TokenServiceClient } from '../../proto/gen/fleetwall/v1/token_service.js';
 import { ErrorInfo } from '../../proto/gen/google/rpc/error_details.js';
 import { Status } from '../../proto/gen/google/rpc/status.js';
 import { CliError, ExitCode } from './errors.js';
 
 export interface Clients {
   readonly target: string;
+  /** Where the API token came from (undefined: none sent). */
+  readonly tokenSource: string | undefined;
   /** Metadata for every call: the caller's identity for the audit log. */
   metadata(): Metadata;
   readonly rules: RuleServiceClient;
   readonly nodes: NodeServiceClient;
   readonly counters: CounterServiceClient;
   readonly explain: ExplainServiceClient;
+  readonly tokens: TokenServiceClient;
+  readonly audit: AuditServiceClient;
+  readonly lists: ListServiceClient;
   close(): void;
 }
 
-export function connect(target: string, actor = 'cli:unknown'): Clients {
-  const creds = credentials.createInsecure();
+export interface ConnectOptions {
+  /** API token, sent as `authorization: Bearer <token>` on every call. */
+  readonly token?: string | undefined;
+  /** Where it came from, for the hint on UNAUTHENTICATED. */
+  readonly tokenSource?: string | undefined;
+  /** TLS with this CA bundle (undefined ca: the system's); undefined: plaintext. */
+  readonly tls?: { readonly ca: Buffer | undefined } | undefined;
+}
+
+export function connect(target: string, actor = 'cli:unknown', o: ConnectOptions = {}): Clients {
+  const creds = o.tls ? credentials.createSsl(o.tls.ca ?? null) : credentials.createInsecure();
   const opts = { 'grpc.max_receive_message_length': 64 * 1024 * 1024 };
+  // One channel for every service: one connection, one TLS handshake per command.
   const rules = new RuleServiceClient(target, creds, opts);
-  const nodes = new NodeServiceClient(target, creds, opts);
-  const counters = new CounterServiceClient(target, creds, opts);
-  const explain = new ExplainServiceClient(target, creds, opts);
+  const channelOverride = rules.getChannel();
+  const shared = { ...opts, channelOverride };
+  const nodes = new NodeServiceClient(target, creds, shared);
+  const counters = new CounterServiceClient(target, creds, shared);
+  const explain = new ExplainServiceClient(target, creds, shared);
+  const tokens = new TokenServiceClient(target, creds, shared);
+  const audit = new AuditServiceClient(target, creds, shared);
+  const lists = new ListServiceClient(target, creds, shared);
   return {
     target,
+    tokenSource: o.tokenSource,
     metadata() {
       const md = new Metadata();
       md.set(ACTOR_METADATA_KEY, actor);
+      if (o.token) md.set('authorization', `Bearer ${o.token}`);
       return md;
     },
     rules,
     nodes,
     counters,
     explain,
+    tokens,
+    audit,
+    lists,
     close() {
-      for (const c of [rules, nodes, counters, explain]) c.close();
+      for (const c of [nodes, counters, explain, tokens, audit, lists, rules]) c.close();
     },
   };
 }
@@ -53,7 +81,7 @@ type UnaryFn<Req, Res> = (req: Req, md: Metadata, opts: { deadline: Date }, cb: 
 export function unary<Req, Res>(c: Clients, client: object, fn: UnaryFn<Req, Res>, req: Req, timeoutMs = 15_000): Promise<Res> {
   return new Promise((resolve, reject) => {
     fn.call(client, req, c.metadata(), { deadline: new Date(Date.now() + timeoutMs) }, (err, res) => {
-      if (err) reject(toCliError(err, c.target));
+      if (err) reject(toCliError(err, c.target, c.tokenSource));
       else resolve(res);
     });
   });
@@ -74,13 +102,23 @@ export function errorInfoOf(err: ServiceError): ErrorInfo | undefined {
   return undefined;
 }
 
-export function toCliError(err: ServiceError, target: string): CliError {
+function tokenHint(source: string | undefined): string {
+  return source === undefined
+    ? " (no token was sent: pass --token or FLEETWALL_TOKEN; on the control plane's host the CLI reads <data-dir>/admin.token when it may)"
+    : ` (the token came from ${source})`;
+}
+
+export function toCliError(err: ServiceError, target: string, tokenSource?: string): CliError {
   const info = errorInfoOf(err);
   const reason = info?.reason;
   switch (err.code) {
+    case status.UNAUTHENTICATED:
+      return new CliError(`${err.details}${tokenHint(tokenSource)}`, ExitCode.Denied, reason ?? 'UNAUTHENTICATED');
+    case status.PERMISSION_DENIED:
+      return new CliError(err.details, ExitCode.Denied, reason ?? 'PERMISSION_DENIED');
     case status.UNAVAILABLE:
       return new CliError(
-        `cannot reach the control plane at ${target}: ${err.details}. Is it running? Start one with \`fleetwall control-plane\` or point --server (FLEETWALL_CONTROL_PLANE) at it.`,
+        `cannot reach the control plane at ${target}: ${err.details}. Is it running? Start one with \`fleetwall control-plane\` or point --server (FLEETWALL_CONTROL_PLANE) at it; if it speaks TLS, give its CA with --ca-cert (FLEETWALL_CA_CERT).`,
         ExitCode.Unavailable,
         'UNAVAILABLE',
       );

@@ -19,7 +19,7 @@ export function makeContext(config: CliConfig): Context {
     out: makeOut(config.json),
     err: process.stderr,
     clients() {
-      clients ??= connect(config.server, config.actor);
+      clients ??= connect(config.server, config.actor, { token: config.token, tokenSource: config.tokenSource, tls: config.tls });
       return clients;
     },
     close() {

@@ -12,6 +12,8 @@ export const ExitCode = {
   NotFound: 4,
   /** The control plane cannot be reached or did not answer in time. */
   Unavailable: 5,
+  /** No, an unknown, expired or revoked API token, or a role too low for the command. */
+  Denied: 6,
 } as const;
 
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];

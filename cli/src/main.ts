@@ -1,10 +1,16 @@
 // The `fleetwall` command: operators' CLI and the entry point of the daemons.
+
+// grpc-js passes an IP-address target as the TLS server name, which Node 20
+// reports as deprecated (DEP0123) on every command's stderr, where --json
+// errors go; the certificate is still checked against the address.
+process.noDeprecation = true;
 import { readFileSync } from 'node:fs';
 import { UsageError } from './args.js';
 import { blockCommand } from './commands/block.js';
 import { countersCommand } from './commands/counters.js';
 import { explainCommand } from './commands/explain.js';
 import { importCommand } from './commands/import.js';
+import { listsCommand } from './commands/lists.js';
 import { nodesCommand } from './commands/nodes.js';
 import { rulesCommand } from './commands/rules.js';
 import { unblockCommand } from './commands/unblock.js';
@@ -12,6 +18,9 @@ import { DEFAULT_SERVER, loadCliConfig } from './config.js';
 import { makeContext } from './context.js';
 import { CliError, ExitCode } from './errors.js';
 import { stringifyJson } from './output.js';
+import { sanitizeText } from './sanitize.js';
+import { auditCommand } from './commands/audit.js';
+import { tokenCommand } from './commands/token.js';
 
 const HELP = `fleetwall: fleet-wide IP block/allow policy enforced in the kernel with eBPF
 
@@ -23,10 +32,21 @@ Policy (talks to the control plane at --server, env FLEETWALL_CONTROL_PLANE, def
   fleetwall rules get <id>
   fleetwall rules rm <id> [<id>...]
   fleetwall import <file|-> [--allow] [--egress] [--monitor] [--ttl 1h] [--selector k=v] [--atomic]
+                   [--format auto|plain|range|jsonl|csv] [--column name] [--allow-private]
+  fleetwall lists add <name> --url URL|--file PATH [--every 1h] [--format F] [--column name]
+                   [--action deny|allow] [--selector k=v] [--monitor] [--egress] [--allow-private]
+                                      subscribe the fleet to a published list; refreshed by diffs
+  fleetwall lists ls | get <name> | refresh <name> [--force] | rm <name>
   fleetwall nodes ls [--selector k=v] [--connected]
   fleetwall nodes rm <name> [<name>...]  forget nodes (refused while their agent is connected)
   fleetwall counters [--watch] [--node name] [--top n] [--interval 1s]
   fleetwall explain <ip> [--node name] [--egress]
+  fleetwall audit [--actor principal] [--rule id] [--action rule.delete|token.] [--limit n]
+
+Access (admin):
+  fleetwall token create --role viewer|operator|admin [--name n] [--ttl 30d]   shows the token once
+  fleetwall token ls [--all]
+  fleetwall token revoke <id|name>
 
 Daemons:
   fleetwall control-plane [flags]     the gRPC/HTTP control plane (embedded Postgres without DATABASE_URL)
@@ -34,39 +54,57 @@ Daemons:
   fleetwall agent uninstall [flags]   detach the programs and remove the pins
   fleetwall demo [--exit-after-drops] what \`npm start\` runs: control plane + agent + traffic in two netns
 
-Global flags: --server host:port, --json (one JSON document per line), --help, --version
-Exit codes: 0 ok, 1 failure, 2 usage, 3 rejected by the control plane, 4 not found, 5 control plane unreachable`;
+Global flags: --server host:port, --token T (FLEETWALL_TOKEN), --ca-cert FILE (FLEETWALL_CA_CERT; turns TLS on),
+  --tls (TLS with the system CAs), --json (one JSON document per line), --help, --version.
+  On the control plane's host a loopback --server needs none of them: <data-dir>/control-plane.json and
+  admin.token (FLEETWALL_DATA_DIR, default .fleetwall, then /var/lib/fleetwall) say how to connect.
+Exit codes: 0 ok, 1 failure, 2 usage, 3 rejected by the control plane, 4 not found, 5 control plane unreachable,
+  6 not allowed (no, unknown, expired or revoked token; role too low)`;
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
   return pkg.version;
 }
 
-/** Pulls --server/--json/--help/--version out of argv (anywhere). */
-function splitGlobals(argv: string[]): { rest: string[]; server?: string; json: boolean; help: boolean; version: boolean } {
+/** Global flags that take a value. */
+const GLOBAL_VALUES = { server: 'host:port', token: 'an API token', 'ca-cert': 'a PEM file' } as const;
+type GlobalValue = keyof typeof GLOBAL_VALUES;
+
+/** Pulls --server/--token/--ca-cert/--tls/--json/--help/--version out of argv (anywhere). */
+function splitGlobals(argv: string[]): {
+  rest: string[];
+  values: Partial<Record<GlobalValue, string>>;
+  tls: boolean;
+  json: boolean;
+  help: boolean;
+  version: boolean;
+} {
   const rest: string[] = [];
-  let server: string | undefined;
+  const values: Partial<Record<GlobalValue, string>> = {};
   let json = false;
   let help = false;
   let ver = false;
+  let tls = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
+    const name = a.replace(/^--/, '').split('=')[0]! as GlobalValue;
     if (a === '--json') json = true;
     else if (a === '--help' || a === '-h') help = true;
     else if (a === '--version') ver = true;
-    else if (a === '--server') {
-      server = argv[++i];
-      if (server === undefined) throw new UsageError('--server needs a value (host:port)');
-    } else if (a.startsWith('--server=')) server = a.slice('--server='.length);
-    else rest.push(a);
+    else if (a === '--tls') tls = true;
+    else if (a.startsWith('--') && Object.hasOwn(GLOBAL_VALUES, name)) {
+      const v = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
+      if (v === undefined) throw new UsageError(`--${name} needs a value (${GLOBAL_VALUES[name]})`);
+      values[name] = v;
+    } else rest.push(a);
   }
-  return { rest, ...(server !== undefined ? { server } : {}), json, help, version: ver };
+  return { rest, values, tls, json, help, version: ver };
 }
 
 export async function run(argv: string[]): Promise<number> {
   // Global flags may come before the command too: `fleetwall --server h:p rules ls`.
   let i = 0;
-  while (i < argv.length && argv[i]!.startsWith('-')) i += argv[i] === '--server' ? 2 : 1;
+  while (i < argv.length && argv[i]!.startsWith('-')) i += ['--server', '--token', '--ca-cert'].includes(argv[i]!) ? 2 : 1;
   const command = argv[i];
   const args = [...argv.slice(0, i), ...argv.slice(i + 1)];
   // Daemons parse their own flags (their config.ts).
@@ -100,7 +138,20 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(`${HELP}\n`);
     return command === undefined && !globals.help ? ExitCode.Usage : ExitCode.Ok;
   }
-  const ctx = makeContext(loadCliConfig({ ...(globals.server !== undefined ? { server: globals.server } : {}), json: globals.json }));
+  let config: ReturnType<typeof loadCliConfig>;
+  try {
+    config = loadCliConfig({
+      ...(globals.values.server !== undefined ? { server: globals.values.server } : {}),
+      ...(globals.values.token !== undefined ? { token: globals.values.token } : {}),
+      ...(globals.values['ca-cert'] !== undefined ? { caCert: globals.values['ca-cert'] } : {}),
+      tls: globals.tls,
+      json: globals.json,
+    });
+  } catch (e) {
+    process.stderr.write(`fleetwall: ${sanitizeText((e as Error).message)}\n`);
+    return ExitCode.Usage;
+  }
+  const ctx = makeContext(config);
   try {
     switch (command) {
       case 'block':
@@ -119,6 +170,9 @@ export async function run(argv: string[]): Promise<number> {
       case 'import':
         await importCommand(ctx, globals.rest);
         break;
+      case 'lists':
+        await listsCommand(ctx, globals.rest);
+        break;
       case 'nodes':
         await nodesCommand(ctx, globals.rest);
         break;
@@ -127,6 +181,12 @@ export async function run(argv: string[]): Promise<number> {
         break;
       case 'explain':
         await explainCommand(ctx, globals.rest);
+        break;
+      case 'token':
+        await tokenCommand(ctx, globals.rest);
+        break;
+      case 'audit':
+        await auditCommand(ctx, globals.rest);
         break;
       default:
         throw new UsageError(`unknown command "${command}"; run \`fleetwall --help\``);
@@ -141,7 +201,8 @@ export async function run(argv: string[]): Promise<number> {
           : new CliError(`unexpected error: ${(e as Error)?.stack ?? String(e)}`, ExitCode.Failure, 'INTERNAL');
     if (ctx.out.json)
       process.stderr.write(`${stringifyJson({ error: { message: err.message, reason: err.reason, exitCode: err.exitCode } })}\n`);
-    else process.stderr.write(`fleetwall: ${err.message}\n`);
+    // Messages quote stored and server text: no terminal escapes reach the terminal.
+    else process.stderr.write(`fleetwall: ${sanitizeText(err.message)}\n`);
     return err.exitCode;
   } finally {
     ctx.close();

@@ -1,27 +1,39 @@
 // Human output (aligned tables, short names) and machine output (--json).
 import { Action, Direction, Mode, Rule } from '../../proto/gen/fleetwall/v1/rule.js';
+import { jsonSafe, sanitizeCell, sanitizeText } from './sanitize.js';
 
 export interface Out {
   readonly json: boolean;
   write(text: string): void;
+  /** Clears the terminal and writes `text` (counters --watch). */
+  redraw(text: string): void;
   /** One JSON document per line (--json) — bigint-safe. */
   writeJson(value: unknown): void;
 }
 
+/** Everything printed goes through here: stored text cannot carry terminal escapes out (sanitize.ts). */
 export function makeOut(json: boolean, stream: NodeJS.WritableStream = process.stdout): Out {
   return {
     json,
-    write: (text) => void stream.write(text.endsWith('\n') ? text : `${text}\n`),
+    write: (text) => {
+      const t = sanitizeText(text);
+      stream.write(t.endsWith('\n') ? t : `${t}\n`);
+    },
+    redraw: (text) => {
+      const t = sanitizeText(text);
+      stream.write(`\x1b[H\x1b[2J${t.endsWith('\n') ? t : `${t}\n`}`);
+    },
     writeJson: (value) => void stream.write(`${stringifyJson(value)}\n`),
   };
 }
 
 export function stringifyJson(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+  return jsonSafe(JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)));
 }
 
 /** Renders rows as an aligned table; numeric-looking columns right-aligned. */
-export function table(headers: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
+export function table(headers: readonly string[], cells: ReadonlyArray<readonly string[]>): string {
+  const rows = cells.map((r) => r.map(sanitizeCell));
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const numeric = headers.map((_, i) => rows.length > 0 && rows.every((r) => /^-?[\d.,]+[kMGT]?$|^-$/.test(r[i] ?? '')));
   const fmt = (cells: readonly string[]) =>
@@ -72,11 +84,13 @@ export function ruleRow(r: Rule): string[] {
     modeName(r.mode),
     labelsText(r.selector),
     relativeTime(r.expireTime),
+    r.source || '-',
     r.comment,
   ];
 }
 
-export const RULE_HEADERS = ['ID', 'ACTION', 'CIDR', 'DIRECTION', 'MODE', 'SELECTOR', 'EXPIRES', 'COMMENT'] as const;
+/** SOURCE: "list:NAME" for a subscribed list's rule, "-" for an operator's. */
+export const RULE_HEADERS = ['ID', 'ACTION', 'CIDR', 'DIRECTION', 'MODE', 'SELECTOR', 'EXPIRES', 'SOURCE', 'COMMENT'] as const;
 
 export function ruleJson(r: Rule): unknown {
   return Rule.toJSON(r);

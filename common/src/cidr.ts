@@ -147,12 +147,21 @@ export function parseAddress(input: string, opts: ParseOptions = {}): Address {
 
 /** Zeroes the bits after `len`. Returns a new array. */
 export function maskBytes(bytes: Uint8Array, len: number): Uint8Array {
-  const out = new Uint8Array(bytes);
-  for (let i = 0; i < out.length; i++) {
-    const keep = Math.max(0, Math.min(8, len - i * 8));
-    out[i] = out[i]! & ((0xff << (8 - keep)) & 0xff);
-  }
+  const out = new Uint8Array(bytes.length);
+  maskInto(out, 0, bytes, 0, bytes.length, len);
   return out;
+}
+
+/**
+ * Copies n address bytes from src[srcOff..] to dst[dstOff..] with the bits
+ * after `len` cleared (in place when dst and src are one array at one offset).
+ * The one prefix mask loop: for code that writes masked keys into buffers.
+ */
+export function maskInto(dst: Uint8Array, dstOff: number, src: Uint8Array, srcOff: number, n: number, len: number): void {
+  for (let i = 0; i < n; i++) {
+    const keep = len - i * 8;
+    dst[dstOff + i] = keep >= 8 ? src[srcOff + i]! : keep <= 0 ? 0 : src[srcOff + i]! & ((0xff << (8 - keep)) & 0xff);
+  }
 }
 
 function hasHostBits(bytes: Uint8Array, len: number): boolean {

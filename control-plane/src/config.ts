@@ -86,13 +86,49 @@ export interface Config {
   readonly nodeGcIntervalMs: number;
   /** How long a Sync stream may take to send its Hello. */
   readonly helloTimeoutMs: number;
+  // Trust (issue 15): auth/security-mode.ts decides the mode from these.
+  /** TLS and authentication on both ports even on a loopback bind (any other bind turns them on anyway). */
+  readonly tls: boolean;
+  /** Lab switch: no TLS, no authentication, on any bind; warned at every start and shown on /healthz. */
+  readonly insecureNoAuth: boolean;
+  /** Operator-given server certificate (PEM chain) and key; unset: the control plane's own PKI under dataDir/pki. */
+  readonly tlsCertFile: string | undefined;
+  readonly tlsKeyFile: string | undefined;
+  /** Operator-given CA bundle (PEM, several certificates during a rollover): what clients and nodes are told to trust. */
+  readonly tlsCaFile: string | undefined;
+  /** Extra subject alternative names (DNS names or IP addresses) for the server certificate the control plane issues itself. */
+  readonly tlsSans: readonly string[];
+  /** How often certificate files are checked for changes (a changed file is served without a restart). */
+  readonly tlsReloadIntervalMs: number;
+  /** Host header names accepted on a loopback HTTP bind besides localhost, 127.0.0.1 and [::1] (DNS rebinding guard). */
+  readonly httpAllowedHosts: readonly string[];
+  /** How long a verified API token is trusted before Postgres is asked again (revocations are also pushed by NOTIFY). */
+  readonly authCacheTtlMs: number;
+  /** The longest a refusal to a peer that keeps failing authentication is held back (0: never). */
+  readonly authPenaltyMaxMs: number;
+  /** How often this process looks for subscribed lists due a refresh. */
+  readonly listPollIntervalMs: number;
+  /** The shortest refresh interval a list may ask for. */
+  readonly listMinEveryMs: number;
+  /** A list's fetch (connect, headers and the whole body) must finish within this. */
+  readonly listFetchTimeoutMs: number;
+  /** Largest list body accepted (bytes, after decompression). */
+  readonly listMaxBytes: number;
+  /** A refresh with more invalid lines than this share (percent of data lines) is refused. */
+  readonly listMaxInvalidPercent: number;
+  /** A refresh that would remove more than this share (percent) of a list's rules at once is refused. */
+  readonly listMaxShrinkPercent: number;
+  /** After a failed or refused refresh, the next try (at most the list's own interval). */
+  readonly listRetryIntervalMs: number;
+  /** The directory on this host whose files lists may read (file:// sources); unset: file sources are refused. */
+  readonly listFileRoot: string | undefined;
 }
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
 
-type Kind = 'string' | 'port' | 'int' | 'duration' | 'level' | 'url';
+type Kind = 'string' | 'port' | 'int' | 'duration' | 'level' | 'url' | 'bool' | 'list';
 
 interface OptionSpec {
   readonly key: keyof Config;
@@ -107,9 +143,21 @@ interface OptionSpec {
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
 const OPTIONS: readonly OptionSpec[] = [
-  { key: 'grpcHost', env: 'FLEETWALL_GRPC_HOST', kind: 'string', def: '0.0.0.0', help: 'gRPC listen address' },
+  {
+    key: 'grpcHost',
+    env: 'FLEETWALL_GRPC_HOST',
+    kind: 'string',
+    def: '127.0.0.1',
+    help: 'gRPC listen address (anything but loopback turns TLS and authentication on)',
+  },
   { key: 'grpcPort', env: 'FLEETWALL_GRPC_PORT', kind: 'port', def: '50051', help: 'gRPC port (0: any free port)' },
-  { key: 'httpHost', env: 'FLEETWALL_HTTP_HOST', kind: 'string', def: '0.0.0.0', help: 'HTTP listen address' },
+  {
+    key: 'httpHost',
+    env: 'FLEETWALL_HTTP_HOST',
+    kind: 'string',
+    def: '127.0.0.1',
+    help: 'HTTP listen address (anything but loopback turns TLS and authentication on)',
+  },
   {
     key: 'httpPort',
     env: 'FLEETWALL_HTTP_PORT',
@@ -359,6 +407,135 @@ const OPTIONS: readonly OptionSpec[] = [
     help: 'how often nodes past the retention are removed',
   },
   { key: 'helloTimeoutMs', env: 'FLEETWALL_HELLO_TIMEOUT', kind: 'duration', def: '10s', min: 10, help: 'time allowed for a Sync Hello' },
+  { key: 'tls', env: 'FLEETWALL_TLS', kind: 'bool', def: 'false', help: 'TLS + authentication on a loopback bind too (--tls)' },
+  {
+    key: 'insecureNoAuth',
+    env: 'FLEETWALL_INSECURE_NO_AUTH',
+    kind: 'bool',
+    def: 'false',
+    help: 'labs only: no TLS, no authentication on any bind (warned at start, shown on /healthz)',
+  },
+  {
+    key: 'tlsCertFile',
+    env: 'FLEETWALL_TLS_CERT',
+    kind: 'string',
+    def: undefined,
+    help: 'server certificate chain (PEM); default: own PKI',
+  },
+  { key: 'tlsKeyFile', env: 'FLEETWALL_TLS_KEY', kind: 'string', def: undefined, help: 'server private key (PEM), with --tls-cert' },
+  {
+    key: 'tlsCaFile',
+    env: 'FLEETWALL_TLS_CA',
+    kind: 'string',
+    def: undefined,
+    help: 'CA bundle (PEM) clients and nodes trust, with --tls-cert',
+  },
+  {
+    key: 'tlsSans',
+    env: 'FLEETWALL_TLS_SAN',
+    kind: 'list',
+    def: '',
+    help: 'extra DNS names / IPs for the own server certificate (comma-separated)',
+  },
+  {
+    key: 'tlsReloadIntervalMs',
+    env: 'FLEETWALL_TLS_RELOAD_INTERVAL',
+    kind: 'duration',
+    def: '5s',
+    min: 20,
+    help: 'how often certificate files are checked for changes',
+  },
+  {
+    key: 'httpAllowedHosts',
+    env: 'FLEETWALL_HTTP_ALLOWED_HOSTS',
+    kind: 'list',
+    def: '',
+    help: 'Host header names accepted on a loopback HTTP bind besides localhost, 127.0.0.1, [::1] (comma-separated)',
+  },
+  {
+    key: 'authCacheTtlMs',
+    env: 'FLEETWALL_AUTH_CACHE_TTL',
+    kind: 'duration',
+    def: '500ms',
+    min: 0,
+    max: 1000,
+    help: 'how long a verified API token is trusted before the store is asked again',
+  },
+  {
+    key: 'authPenaltyMaxMs',
+    env: 'FLEETWALL_AUTH_PENALTY_MAX',
+    kind: 'duration',
+    def: '5s',
+    min: 0,
+    max: 60_000,
+    help: 'longest hold-back of refusals to a peer that keeps failing authentication (0s: none)',
+  },
+  {
+    key: 'listPollIntervalMs',
+    env: 'FLEETWALL_LIST_POLL_INTERVAL',
+    kind: 'duration',
+    def: '10s',
+    min: 50,
+    help: 'how often subscribed lists due a refresh are looked for',
+  },
+  {
+    key: 'listMinEveryMs',
+    env: 'FLEETWALL_LIST_MIN_EVERY',
+    kind: 'duration',
+    def: '1m',
+    min: 100,
+    help: 'shortest refresh interval a list may ask for',
+  },
+  {
+    key: 'listFetchTimeoutMs',
+    env: 'FLEETWALL_LIST_FETCH_TIMEOUT',
+    kind: 'duration',
+    def: '60s',
+    min: 50,
+    help: "a list's whole fetch must finish within this",
+  },
+  {
+    key: 'listMaxBytes',
+    env: 'FLEETWALL_LIST_MAX_BYTES',
+    kind: 'int',
+    def: String(256 * 1024 * 1024),
+    min: 1024,
+    max: 16 * 1024 * 1024 * 1024,
+    help: 'largest list body accepted (bytes)',
+  },
+  {
+    key: 'listMaxInvalidPercent',
+    env: 'FLEETWALL_LIST_MAX_INVALID_PERCENT',
+    kind: 'int',
+    def: '10',
+    min: 0,
+    max: 100,
+    help: 'refuse a refresh with more invalid lines than this percent of its data lines',
+  },
+  {
+    key: 'listMaxShrinkPercent',
+    env: 'FLEETWALL_LIST_MAX_SHRINK_PERCENT',
+    kind: 'int',
+    def: '25',
+    min: 0,
+    max: 100,
+    help: "refuse a refresh that removes more than this percent of a list's rules",
+  },
+  {
+    key: 'listRetryIntervalMs',
+    env: 'FLEETWALL_LIST_RETRY_INTERVAL',
+    kind: 'duration',
+    def: '10m',
+    min: 50,
+    help: "retry a failed or refused refresh after this (at most the list's interval)",
+  },
+  {
+    key: 'listFileRoot',
+    env: 'FLEETWALL_LIST_FILE_ROOT',
+    kind: 'string',
+    def: undefined,
+    help: 'directory on this host whose files lists may read (file:// sources); unset: refused',
+  },
 ];
 
 export const CONFIG_USAGE = [
@@ -384,6 +561,16 @@ function parseValue(o: OptionSpec, raw: string, source: string): unknown {
     case 'string':
       if (raw.trim() === '') bad('must not be empty');
       return raw;
+    case 'bool':
+      if (!/^(true|false|1|0|yes|no)$/i.test(raw)) bad('expected true or false');
+      return /^(true|1|yes)$/i.test(raw);
+    case 'list':
+      return Object.freeze(
+        raw
+          .split(',')
+          .map((x) => x.trim())
+          .filter((x) => x !== ''),
+      );
     case 'url':
       if (!/^postgres(ql)?:\/\//.test(raw)) bad('expected a postgres:// or postgresql:// URL');
       return raw;
@@ -441,6 +628,8 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     if (!o) throw new ConfigError(`unknown flag --${name}; known flags:\n${CONFIG_USAGE}`);
     let value: string;
     if (eq >= 0) value = arg.slice(eq + 1);
+    else if (o.kind === 'bool')
+      value = 'true'; // `--tls` alone; `--tls=false` to turn off
     else {
       const next = argv[i + 1];
       if (next === undefined) throw new ConfigError(`--${name} needs a value`);
@@ -460,9 +649,23 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     out.controlPlaneId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   }
   out.dataDir = resolve(out.dataDir as string);
+  if (out.listFileRoot !== undefined) out.listFileRoot = resolve(out.listFileRoot as string);
   const config = out as unknown as Config;
   if (config.expirySweepIntervalMs >= 1000) throw new ConfigError('FLEETWALL_EXPIRY_SWEEP_INTERVAL must be under 1s');
+  checkTlsSettings(config);
   return { config: Object.freeze(config), help };
+}
+
+/** TLS settings that only make sense together. */
+function checkTlsSettings(c: Config): void {
+  if ((c.tlsCertFile === undefined) !== (c.tlsKeyFile === undefined))
+    throw new ConfigError(
+      'FLEETWALL_TLS_CERT and FLEETWALL_TLS_KEY (--tls-cert, --tls-key) go together: give both, or neither for the own PKI',
+    );
+  if (c.tlsCaFile !== undefined && c.tlsCertFile === undefined)
+    throw new ConfigError('FLEETWALL_TLS_CA (--tls-ca) is the CA of an operator-given certificate: give --tls-cert and --tls-key with it');
+  if (c.insecureNoAuth && (c.tls || c.tlsCertFile !== undefined))
+    throw new ConfigError('--insecure-no-auth turns TLS and authentication off: it cannot go with --tls or --tls-cert');
 }
 
 /** The configuration from this process's flags and environment. */

@@ -8,7 +8,14 @@ import { CounterAggregator } from './counters/counter-aggregator.js';
 import { ControlPlaneMetrics } from './counters/metrics.js';
 import { startGrpcServer } from './grpc/grpc-server.js';
 import { startHttpServer } from './http/http-server.js';
+import { registerImportRoute } from './http/import-route.js';
 import { registerJsonApi } from './http/json-api.js';
+import { registerListRoutes } from './http/list-routes.js';
+import { ListMetrics } from './lists/list-metrics.js';
+import { ListRefresher } from './lists/list-refresher.js';
+import { ListScheduler } from './lists/list-scheduler.js';
+import { ListStore } from './lists/list-store.js';
+import { ListService } from './services/list-service.js';
 import { HttpRouter, sendJson, sendText } from './http/router.js';
 import { ExpirySweeper } from './maintenance/expiry-sweeper.js';
 import { NodeReaper } from './maintenance/node-reaper.js';
@@ -31,7 +38,19 @@ import { RevisionFeed } from './sync/revision-feed.js';
 import { RuleCache } from './sync/rule-cache.js';
 import { SyncHub } from './sync/sync-hub.js';
 import { LocalBulkWrites } from './sync/bulk-handoff.js';
+import { checkHttpAccessTable } from './auth/http-auth.js';
+import { setUpSecurity } from './auth/security.js';
+import type { SecurityMode } from './auth/security-mode.js';
+import { AuditService } from './services/audit-service.js';
+import { TokenService } from './services/token-service.js';
+import { AuditStore } from './store/audit-store.js';
+import { TokenStore } from './store/token-store.js';
 
+// Calls bounded by their own settings rather than FLEETWALL_CALL_TIMEOUT: adding or refreshing a list
+// (FLEETWALL_LIST_FETCH_TIMEOUT, then a write under the statement timeout) and an import over HTTP
+// (FLEETWALL_IMPORT_IDLE_TIMEOUT, FLEETWALL_IMPORT_TIMEOUT; over gRPC it is a stream, never deadlined).
+const UNTIMED_METHODS: ReadonlySet<string> = new Set(['ListService/CreateList', 'ListService/RefreshList']);
+const UNTIMED_ROUTES: ReadonlySet<string> = new Set(['POST /v1/rules:import', 'POST /v1/lists', 'POST /v1/lists/:name/refresh']);
 export interface ControlPlane {
   /** This process's id (SyncStart.control_plane_id, Node.control_plane_id). */
   readonly id: string;
@@ -40,13 +59,15 @@ export interface ControlPlane {
   /** The database's identity (SyncStart.store_id). */
   readonly storeId: string;
   readonly databaseUrl: string;
+  /** How callers are trusted (auth/security-mode.ts). */
+  readonly security: SecurityMode;
   /** Graceful: agents are told to reconnect elsewhere, state is flushed, embedded Postgres stops. */
   stop(): Promise<void>;
 }
 
 export interface StartOptions {
-  /** Extra HTTP routes (tests, embedding). */
-  readonly routes?: (router: HttpRouter) => void;
+  /** Extra HTTP routes (tests, embedding); admin-only unless added with an access of their own. */
+  readonly routes?: (router: Pick<HttpRouter, 'add'>) => void;
 }
 
 export async function startControlPlane(config: Config, logger: Logger, options: StartOptions = {}): Promise<ControlPlane> {
@@ -105,9 +126,9 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       importTimeoutMs: config.importTimeoutMs,
       maxCommentLength: config.maxCommentLength,
     };
-    const tokens = new PageTokens(db.pageTokenKey);
+    const pageTokens = new PageTokens(db.pageTokenKey);
     const capacity = new CapacityGuard(nodeStore, cache);
-    const rules = new RuleService(ruleStore, sql, limits, tokens, undefined, {
+    const rules = new RuleService(ruleStore, sql, limits, pageTokens, undefined, {
       handoff: localBulk,
       logger: log.child({ component: 'rules' }),
       capacity,
@@ -115,12 +136,46 @@ export async function startControlPlane(config: Config, logger: Logger, options:
     const nodeService = new NodeService({
       nodes: nodeStore,
       rules: ruleStore,
-      tokens,
+      tokens: pageTokens,
       settle: () => nodes.settleForRead(),
       forget: (name) => counters.forget(name),
     });
     const counterService = new CounterService(counterStore, nodeStore, () => counters.settleForRead());
     const explain = new ExplainService(ruleStore, nodeStore);
+    const tokenStore = new TokenStore(sql);
+    const tokens = new TokenService(tokenStore);
+    const audit = new AuditService(new AuditStore(sql), pageTokens);
+    const security = await setUpSecurity(config, {
+      sql,
+      tokens: tokenStore,
+      registry: metrics.registry,
+      logger: log.child({ component: 'auth' }),
+    });
+    cleanup.unshift(() => security.stop());
+    const listStore = new ListStore(sql);
+    const listRefresher = new ListRefresher(
+      sql,
+      listStore,
+      {
+        fetch: {
+          timeoutMs: config.listFetchTimeoutMs,
+          maxBytes: config.listMaxBytes,
+          userAgent: 'fleetwall (list refresh)',
+          fileRoot: config.listFileRoot,
+        },
+        maxInvalidPercent: config.listMaxInvalidPercent,
+        maxShrinkPercent: config.listMaxShrinkPercent,
+        retryIntervalMs: config.listRetryIntervalMs,
+        controlPlaneId: config.controlPlaneId,
+      },
+      log.child({ component: 'lists' }),
+      new ListMetrics(metrics.registry, listStore),
+    );
+    const lists = new ListService(listStore, listRefresher, {
+      minEveryMs: config.listMinEveryMs,
+      maxCommentLength: config.maxCommentLength,
+      fileRoot: config.listFileRoot,
+    });
 
     const sessionDeps = {
       hub,
@@ -147,12 +202,23 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       config.grpcHost,
       config.grpcPort,
       config.maxMessageBytes,
-      { rules, nodes: nodeService, counters: counterService, explain, sync: (call) => void new AgentSession(call, sessionDeps) },
+      {
+        rules,
+        nodes: nodeService,
+        counters: counterService,
+        explain,
+        sync: (call) => void new AgentSession(call, sessionDeps),
+        tokens,
+        audit,
+        lists,
+      },
       {
         logger: grpcLog,
         countRequest: (method, code) => metrics.grpcRequests.inc({ method, code: String(code) }),
         callTimeoutMs: config.callTimeoutMs,
+        untimedMethods: UNTIMED_METHODS,
       },
+      { credentials: security.grpcCredentials, interceptor: security.grpcInterceptor },
       { maxConcurrentStreams: config.grpcMaxConcurrentStreams },
     );
     cleanup.unshift(() => grpc.stop(2000));
@@ -191,12 +257,17 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       log.child({ component: 'node-gc' }),
     );
     reaper.start();
-    cleanup.unshift(() => Promise.all([sweeper.stop(), pruner.stop(), reaper.stop()]).then(() => undefined));
+    const listScheduler = new ListScheduler(listStore, listRefresher, config.listPollIntervalMs, log.child({ component: 'lists' }));
+    listScheduler.start();
+    cleanup.unshift(() => {
+      listRefresher.stop();
+      return Promise.all([sweeper.stop(), pruner.stop(), reaper.stop(), listScheduler.stop()]).then(() => undefined);
+    });
 
     const health = new HealthMonitor(readSql, [nodes, counters], (serving) => grpc.setServing(serving), log.child({ component: 'health' }));
     cleanup.unshift(async () => health.stop());
 
-    const router = new HttpRouter(log.child({ component: 'http' }), { callTimeoutMs: config.callTimeoutMs });
+    const router = new HttpRouter(log.child({ component: 'http' }), { callTimeoutMs: config.callTimeoutMs, untimedRoutes: UNTIMED_ROUTES });
     router.add('GET', '/metrics', async (_req, res) => {
       const m = await metrics.render();
       sendText(res, 200, m.body, m.contentType);
@@ -208,16 +279,39 @@ export async function startControlPlane(config: Config, logger: Logger, options:
         controlPlaneId: config.controlPlaneId,
         revision: cache.revision.toString(),
         agents: hub.sessionCount,
+        security: security.mode,
+        ...(security.mode === 'insecure' ? { warning: 'insecure: no TLS, no authentication (--insecure-no-auth)' } : {}),
       });
     });
-    registerJsonApi(router, { rules, nodes: nodeService, counters: counterService, explain, maxMessageBytes: config.maxMessageBytes });
-    options.routes?.(router);
-    const http = await startHttpServer(config.httpHost, config.httpPort, router, log.child({ component: 'http' }));
+    registerJsonApi(router, {
+      rules,
+      nodes: nodeService,
+      counters: counterService,
+      explain,
+      tokens,
+      audit,
+      maxMessageBytes: config.maxMessageBytes,
+    });
+    registerImportRoute(router, { rules });
+    registerListRoutes(router, { lists, maxMessageBytes: config.maxMessageBytes });
+    // Routes from the embedder (tests) are admin-only unless they say otherwise.
+    options.routes?.({ add: (m, p, h, access) => router.add(m, p, h, access ?? 'admin') });
+    checkHttpAccessTable(router.list());
+    router.setGuard(security.httpGuard);
+    const http = await startHttpServer(config.httpHost, config.httpPort, router, log.child({ component: 'http' }), security.tlsFiles);
     cleanup.unshift(() => http.close());
 
     health.start();
+    security.announce(grpc.port, http.port);
     log.info(
-      { grpcPort: grpc.port, httpPort: http.port, storeId: db.storeId, revision: cache.revision.toString(), rules: cache.size },
+      {
+        grpcPort: grpc.port,
+        httpPort: http.port,
+        storeId: db.storeId,
+        revision: cache.revision.toString(),
+        rules: cache.size,
+        security: security.mode,
+      },
       'control plane started',
     );
 
@@ -228,12 +322,14 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       httpPort: http.port,
       storeId: db.storeId,
       databaseUrl: db.url,
+      security: security.mode,
       stop() {
         stopping ??= (async () => {
           log.info('control plane stopping');
           health.stop();
           grpc.setServing(false);
-          await Promise.all([sweeper.stop(), pruner.stop()]);
+          listRefresher.stop();
+          await Promise.all([sweeper.stop(), pruner.stop(), reaper.stop(), listScheduler.stop()]);
           for (const s of [...registry.all]) s.shutdown('SHUTTING_DOWN');
           for (const c of cleanup) {
             try {

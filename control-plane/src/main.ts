@@ -1,7 +1,8 @@
 // `fleetwall control-plane [flags]`: parses the configuration, creates the
-// root logger, starts the control plane and stops it gracefully on SIGINT or
-// SIGTERM (agents are told to reconnect, state is flushed, the embedded
-// Postgres stops). Also runs when executed directly:
+// root logger, starts the control plane and stops it gracefully on SIGINT,
+// SIGTERM or SIGHUP (agents are told to reconnect, state is flushed, the
+// embedded Postgres stops; a second signal exits at once). Also runs when
+// executed directly:
 //   node --import tsx control-plane/src/main.ts --grpc-port 50051
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +12,7 @@ import { startControlPlane } from './control-plane.js';
 
 export { startControlPlane, type ControlPlane, type StartOptions } from './control-plane.js';
 export { configWith, parseConfig, type Config } from './config.js';
+export { startEmbeddedPostgres, type EmbeddedPostgres } from './store/embedded-postgres.js';
 
 export async function main(argv: string[]): Promise<void> {
   let parsed: ReturnType<typeof loadConfig>;
@@ -58,6 +60,7 @@ export async function main(argv: string[]): Promise<void> {
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    process.on('SIGHUP', onSignal); // the terminal closed
   });
 }
 

@@ -7,11 +7,16 @@
     python3 fleetwall_client.py watch --count 3 --interval 1
     python3 fleetwall_client.py demo      # create, list, watch, delete; one JSON object per line
 
+    # A control plane with TLS and API tokens (any non-loopback bind, or --tls):
+    python3 fleetwall_client.py --target cp.example.com:50051 --ca-cert ca.crt --token fwt_... list
+    FLEETWALL_CA_CERT=ca.crt FLEETWALL_TOKEN=fwt_... python3 fleetwall_client.py demo
+
 Every command prints JSON lines (proto3 JSON mapping). Errors print the gRPC status, the
 google.rpc.ErrorInfo reason from the status details, and exit with code 1.
 """
 import argparse
 import json
+import os
 import pathlib
 import sys
 
@@ -124,9 +129,25 @@ def demo(rules, counters, args):
         emit("rejected", code=err.code().name, message=err.details(), reason=info.reason if info else None)
 
 
+def open_channel(args) -> grpc.Channel:
+    """Plaintext (a loopback control plane without TLS), or TLS trusting --ca-cert with the API token
+    sent as `authorization: Bearer <token>` on every call (gRPC's access-token call credentials)."""
+    if not args.ca_cert:
+        if args.token:
+            raise SystemExit("--token needs TLS: give the control plane's CA with --ca-cert (FLEETWALL_CA_CERT)")
+        return grpc.insecure_channel(args.target)
+    with open(args.ca_cert, "rb") as f:
+        creds = grpc.ssl_channel_credentials(root_certificates=f.read())
+    if args.token:
+        creds = grpc.composite_channel_credentials(creds, grpc.access_token_call_credentials(args.token))
+    return grpc.secure_channel(args.target, creds)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--target", default="localhost:50051", help="control plane gRPC address")
+    p.add_argument("--ca-cert", default=os.environ.get("FLEETWALL_CA_CERT"), help="CA bundle (PEM) to trust; turns TLS on")
+    p.add_argument("--token", default=os.environ.get("FLEETWALL_TOKEN"), help="API token (fwt_...)")
     sub = p.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("create")
     c.add_argument("cidr")
@@ -146,7 +167,7 @@ def main() -> int:
     m.add_argument("cidr", nargs="?", default="198.51.100.0/24")
     args = p.parse_args()
 
-    with grpc.insecure_channel(args.target) as channel:
+    with open_channel(args) as channel:
         rules = rule_service_pb2_grpc.RuleServiceStub(channel)
         counters = counter_service_pb2_grpc.CounterServiceStub(channel)
         try:

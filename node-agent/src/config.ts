@@ -8,7 +8,7 @@ import { DURATION_EXAMPLES, parseDurationMs as parseDuration } from '../../commo
 import { LabelTextError, parseLabelText } from '../../common/src/labels.js';
 import { echo } from '../../common/src/echo.js';
 import { interfaceNameProblem, nodeNameProblem } from '../../common/src/names.js';
-import { FW_MAX_RULE_SLOTS } from './datapath/abi.js';
+import { MAX_COUNTER_SLOTS } from './datapath/datapath.js';
 
 export type XdpModeSetting = 'auto' | 'native' | 'generic';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -256,7 +256,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     counterIntervalMs,
     httpAddr,
     capacityPrefixes: cp === undefined ? undefined : parsePositiveInt(cp, what('capacityPrefixes'), 1 << 26),
-    capacitySlots: cs === undefined ? undefined : parsePositiveInt(cs, what('capacitySlots'), FW_MAX_RULE_SLOTS),
+    capacitySlots: cs === undefined ? undefined : parsePositiveInt(cs, what('capacitySlots'), MAX_COUNTER_SLOTS),
     xdpMode,
     replaceForeignXdp: rf === 'true',
     pingIntervalMs,

@@ -1,6 +1,7 @@
 // `fleetwall agent [flags]` and `fleetwall agent uninstall`: the node agent's
-// entry point. Creates the root logger, starts the agent, and on SIGINT or
-// SIGTERM stops gracefully, leaving enforcement in place. Runs on its own too:
+// entry point. Creates the root logger, starts the agent, and on SIGINT,
+// SIGTERM or SIGHUP (the terminal closed) stops gracefully, leaving
+// enforcement in place. Runs on its own too:
 //   node --import tsx node-agent/src/main.ts --interfaces eth0 ...
 
 import { existsSync } from 'node:fs';
@@ -28,7 +29,7 @@ async function uninstall(argv: string[]): Promise<void> {
 }
 
 /**
- * Runs the agent until SIGINT/SIGTERM (or `uninstall` and returns).
+ * Runs the agent until SIGINT/SIGTERM/SIGHUP (or `uninstall` and returns).
  * argv: the arguments after `fleetwall agent` (a leading "agent" is skipped).
  */
 export async function main(argv: string[]): Promise<void> {
@@ -54,11 +55,13 @@ export async function main(argv: string[]): Promise<void> {
           .finally(() => {
             process.off('SIGINT', onSignal);
             process.off('SIGTERM', onSignal);
+            process.off('SIGHUP', onSignal);
             resolve();
           });
       };
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
+      process.on('SIGHUP', onSignal);
     });
   } catch (e) {
     if (e instanceof ConfigError) {

@@ -12,7 +12,7 @@ import { formatOp, planOpsArray } from '../../node-agent/src/reconcile/plan-ops.
 import type { RuleSpec } from '../../node-agent/src/reconcile/rule-flags.js';
 import { FakeDatapath } from '../support/fake-datapath.js';
 import { rngUnit } from '../support/rng.js';
-import { applyAll, checkAgainstDecide, pinDir, randomRule, rig, rule } from './plan-rig.js';
+import { applyAll, checkAgainstDecide, pinDir, randomRule, rig, rule } from '../support/plan-rig.js';
 
 test('kernel lookups agree with decide() after snapshots and random deltas (incremental == full)', async () => {
   for (const seed of [1, 2, 3, 4]) {

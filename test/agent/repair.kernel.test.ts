@@ -8,11 +8,11 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { formatPrefix, parseCidr } from '../../common/src/cidr.js';
-import { type Datapath, type MapOp, OpBatch, type SyncMeta } from '../../node-agent/src/datapath/datapath.js';
+import { type Datapath, DatapathError, type OpBatch, type SyncMeta } from '../../node-agent/src/datapath/datapath.js';
 import { openDatapath, removePins } from '../../node-agent/src/datapath/bpf-datapath.js';
-import { DatapathError } from '../../node-agent/src/datapath/errors.js';
 import { Reconciler } from '../../node-agent/src/reconcile/reconciler.js';
 import type { RuleSpec } from '../../node-agent/src/reconcile/rule-flags.js';
+import { applyOps, batchOps, readEntries, readJournal } from '../support/object-forms.js';
 
 const log = pino({ level: 'silent' });
 
@@ -20,15 +20,14 @@ function rule(id: number, cidr: string, action: 'deny' | 'allow' = 'deny', direc
   return { id: BigInt(id), prefix: parseCidr(cidr), action, mode: 'enforce', direction, expireUnixMs: 0 };
 }
 
-/** The real datapath, with a switch that makes the n-th apply call (either form) fail after the previous ones went in. */
+/** The real datapath, with a switch that makes the n-th applyBatch call fail after the previous ones went in. */
 function failing(dp: Datapath): { dp: Datapath; failAtCall: (n: number) => void } {
   let countdown = -1;
   const wrapped = Object.create(dp) as Datapath;
-  wrapped.apply = (ops: readonly MapOp[], meta?: SyncMeta) => wrapped.applyBatch(OpBatch.of(ops), meta);
   wrapped.applyBatch = (b: OpBatch, meta?: SyncMeta) => {
     if (countdown >= 0 && countdown-- === 0) {
       // Half of this call reaches the kernel, then the "kernel" refuses.
-      dp.apply(b.toOps().slice(0, Math.floor(b.length / 2)));
+      applyOps(dp, batchOps(b).slice(0, Math.floor(b.length / 2)));
       throw new DatapathError('update map', 'injected', 12 /* ENOMEM */);
     }
     dp.applyBatch(b, meta);
@@ -37,13 +36,11 @@ function failing(dp: Datapath): { dp: Datapath; failAtCall: (n: number) => void 
 }
 
 const dumpEntries = (dp: Datapath): string[] =>
-  dp
-    .readEntries()
+  readEntries(dp)
     .map((e) => `${e.direction} ${formatPrefix(e.prefix)} ${e.action} ${e.slot}`)
     .sort();
 const dumpJournal = (dp: Datapath): string[] =>
-  dp
-    .readJournal()
+  readJournal(dp)
     .map((j) => `${j.id} ${j.direction} ${formatPrefix(j.prefix)} ${j.action} ${j.slot}`)
     .sort();
 
@@ -75,8 +72,7 @@ test('real datapath: a refusal part-way is repaired to the last good state; the 
     const ok = await rec.reconcile({ revision: 3n, storeId: 's' });
     assert.ok(ok.ok);
     assert.deepEqual(
-      real
-        .readEntries()
+      readEntries(real)
         .map((e) => `${e.direction} ${formatPrefix(e.prefix)} ${e.action}`)
         .sort(),
       [
@@ -87,7 +83,7 @@ test('real datapath: a refusal part-way is repaired to the last good state; the 
         ...[8, 9, 10, 11, 12].map((i) => `ingress 10.21.${i}.0/24 deny`),
       ].sort(),
     );
-    assert.equal(real.readJournal().length, 10, 'rules 4-13 (4 and 13 share one kernel entry)');
+    assert.equal(readJournal(real).length, 10, 'rules 4-13 (4 and 13 share one kernel entry)');
     assert.equal(real.readMeta().revision, 3n);
     // A restart on the same pins reads everything back and applies nothing.
     const again = openDatapath({ pinDir });

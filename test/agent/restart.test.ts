@@ -11,7 +11,7 @@ import { Reconciler } from '../../node-agent/src/reconcile/reconciler.js';
 import type { RuleSpec } from '../../node-agent/src/reconcile/rule-flags.js';
 import { FakeDatapath } from '../support/fake-datapath.js';
 import { rngUnit } from '../support/rng.js';
-import { applyAll, checkAgainstDecide, log, pinDir, randomRule, rig, rule } from './plan-rig.js';
+import { applyAll, checkAgainstDecide, log, pinDir, randomRule, rig, rule } from '../support/plan-rig.js';
 
 test('restart: the pinned state is read back and nothing is flushed or rewritten', async () => {
   const dir = pinDir();

@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import { formatPrefix } from '../../common/src/cidr.js';
 import { ErrorInfo } from '../../proto/gen/google/rpc/error_details.js';
 import { Direction } from '../../proto/gen/fleetwall/v1/rule.js';
-import { ScriptedControlPlane, wireRule } from './scripted-control-plane.js';
-import { crash, fakePinDir, startTestAgent, waitFor } from './agent-harness.js';
+import { ScriptedControlPlane, wireRule } from '../support/scripted-control-plane.js';
+import { crash, fakePinDir, startTestAgent, waitFor } from '../support/agent-harness.js';
 
 const prefixes = (dp: { readEntries(): { prefix: Parameters<typeof formatPrefix>[0] }[] }): string[] =>
   dp

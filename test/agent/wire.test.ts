@@ -10,7 +10,7 @@ import { SyncResponse } from '../../proto/gen/fleetwall/v1/agent_service.js';
 import { RuleTable } from '../../node-agent/src/reconcile/rule-table.js';
 import { applyRawRules } from '../../node-agent/src/sync/raw-rules.js';
 import { decodeSyncResponse } from '../../node-agent/src/sync/sync-codec.js';
-import { wireRule } from './scripted-control-plane.js';
+import { wireRule } from '../support/scripted-control-plane.js';
 
 const enc = (m: SyncResponse): Buffer => Buffer.from(SyncResponse.encode(m).finish());
 const show = (t: RuleTable): string[] =>

@@ -7,7 +7,7 @@ import { splitCsvLine } from '../../common/src/blocklist/csv-line.js';
 import { BlocklistError } from '../../common/src/blocklist/errors.js';
 import { parseBlocklist } from '../../common/src/blocklist/parser.js';
 import type { BlocklistOptions } from '../../common/src/blocklist/types.js';
-import { parseAll } from './blocklist-helpers.js';
+import { parseAll } from '../support/blocklist-helpers.js';
 
 /** [input line, expected result without the line number] for one format. */
 type Row = readonly [string, string];

@@ -9,7 +9,7 @@ import { formatPrefix } from '../../common/src/cidr.js';
 import { BlocklistParser } from '../../common/src/blocklist/parser.js';
 import { localOverlaps, specialOverlaps } from '../../common/src/blocklist/special-ranges.js';
 import type { BlocklistFormat, LineResult } from '../../common/src/blocklist/types.js';
-import { FIXTURES, fixture, parseAll, show } from './blocklist-helpers.js';
+import { FIXTURES, fixture, parseAll, show } from '../support/blocklist-helpers.js';
 
 interface Sample {
   readonly file: string;

@@ -4,8 +4,9 @@
 // special but never local.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { formatPrefix, parseCidr } from '../../common/src/cidr.js';
-import { LOCAL_KINDS, localOverlaps, SPECIAL_RANGES, specialOverlaps } from '../../common/src/blocklist/special-ranges.js';
+import { formatPrefix, parseCidr, prefixFromBytes } from '../../common/src/cidr.js';
+import { hasLocalOverlap, LOCAL_KINDS, localOverlaps, SPECIAL_RANGES, specialOverlaps } from '../../common/src/blocklist/special-ranges.js';
+import { rng32 } from '../support/rng.js';
 
 const show = (cidr: string, which: typeof specialOverlaps): string[] =>
   which(parseCidr(cidr)).map((o) => `${o.range.cidr} ${o.range.kind} ${o.relation}`);
@@ -90,7 +91,23 @@ test('special and local overlaps of a prefix', () => {
   for (const [cidr, special, local] of CASES) {
     assert.deepEqual(show(cidr, specialOverlaps), special, `special ${cidr}`);
     assert.deepEqual(show(cidr, localOverlaps), local, `local ${cidr}`);
+    assert.equal(hasLocalOverlap(parseCidr(cidr)), local.length > 0, `hasLocalOverlap ${cidr}`);
   }
+});
+
+test('hasLocalOverlap equals localOverlaps on 100,000 random IPv4 prefixes of every length', () => {
+  const next = rng32(6890);
+  let local = 0;
+  for (let i = 0; i < 100_000; i++) {
+    const len = next() % 33;
+    const a = next();
+    const masked = len === 0 ? 0 : (a >>> (32 - len)) << (32 - len);
+    const p = prefixFromBytes(new Uint8Array([masked >>> 24, (masked >>> 16) & 255, (masked >>> 8) & 255, masked & 255]), len);
+    const want = localOverlaps(p).length > 0;
+    if (want) local++;
+    assert.equal(hasLocalOverlap(p), want, `${p.bytes.join('.')}/${len}`);
+  }
+  assert.ok(local > 1_000, `some were local (${local})`);
 });
 
 test('::/0 covers every IPv6 special range; the local ones are unspecified, loopback, unique local, link-local', () => {

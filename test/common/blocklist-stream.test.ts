@@ -9,7 +9,7 @@ import { BlocklistError } from '../../common/src/blocklist/errors.js';
 import { LineSplitter } from '../../common/src/blocklist/line-splitter.js';
 import { BlocklistParser, DEFAULT_MAX_LINE_LENGTH, parseBlocklist } from '../../common/src/blocklist/parser.js';
 import type { BlocklistOptions, LineResult } from '../../common/src/blocklist/types.js';
-import { assertLineOrder, parseAll, show } from './blocklist-helpers.js';
+import { assertLineOrder, parseAll, show } from '../support/blocklist-helpers.js';
 
 test('empty input, blank lines, comments only: nothing, counted, format by default', () => {
   for (const [text, lines] of [

@@ -7,7 +7,7 @@ import { status, type ServiceError } from '@grpc/grpc-js';
 import { Action, Direction, Mode } from '../../proto/gen/fleetwall/v1/rule.js';
 import { callError, errorInfoOf, startTestControlPlane, type TestControlPlane } from '../support/control-plane.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
-import { rulesApi, storeState } from './support/rules.js';
+import { rulesApi, storeState } from '../support/rule-fixtures.js';
 
 let pg: TestPostgres;
 let cp: TestControlPlane;

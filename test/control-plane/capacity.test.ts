@@ -11,8 +11,8 @@ import { GetNodeRequest } from '../../proto/gen/fleetwall/v1/node_service.js';
 import { Action, Direction } from '../../proto/gen/fleetwall/v1/rule.js';
 import { callError, errorInfoOf, startTestControlPlane, type TestControlPlane, unaryCall } from '../support/control-plane.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
-import { rulesApi, storeState } from './support/rules.js';
-import { SyncClient } from './support/sync-client.js';
+import { rulesApi, storeState } from '../support/rule-fixtures.js';
+import { SyncClient } from '../support/scripted-agent.js';
 
 let pg: TestPostgres;
 let cp: TestControlPlane;

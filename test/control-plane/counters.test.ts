@@ -15,9 +15,9 @@ import {
 import { Action, Direction } from '../../proto/gen/fleetwall/v1/rule.js';
 import { callError, errorInfoOf, startTestControlPlane, type TestControlPlane, unaryCall } from '../support/control-plane.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
-import { eventually } from './support/eventually.js';
-import { rulesApi } from './support/rules.js';
-import { SyncClient } from './support/sync-client.js';
+import { eventually } from '../support/eventually.js';
+import { rulesApi } from '../support/rule-fixtures.js';
+import { SyncClient } from '../support/scripted-agent.js';
 
 let pg: TestPostgres;
 let url: string;

@@ -13,8 +13,8 @@ import pino from 'pino';
 import { Action } from '../../proto/gen/fleetwall/v1/rule.js';
 import { isPostmasterOf, startEmbeddedPostgres } from '../../control-plane/src/store/embedded-postgres.js';
 import { connectClients, startChildControlPlane } from '../support/control-plane.js';
-import { eventually } from './support/eventually.js';
-import { rulesApi } from './support/rules.js';
+import { eventually } from '../support/eventually.js';
+import { rulesApi } from '../support/rule-fixtures.js';
 
 let dir: string;
 

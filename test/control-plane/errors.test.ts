@@ -14,7 +14,7 @@ import { httpStatusOf } from '../../control-plane/src/http/router.js';
 import { Action } from '../../proto/gen/fleetwall/v1/rule.js';
 import { callError, startTestControlPlane } from '../support/control-plane.js';
 import { startTestPostgres } from '../support/postgres.js';
-import { rulesApi } from './support/rules.js';
+import { rulesApi } from '../support/rule-fixtures.js';
 
 function capture() {
   const lines: string[] = [];

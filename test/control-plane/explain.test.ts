@@ -7,8 +7,8 @@ import { type DeepPartial, ExplainRequest, MatchRole, Verdict } from '../../prot
 import { Action, Direction, Mode } from '../../proto/gen/fleetwall/v1/rule.js';
 import { callError, errorInfoOf, startTestControlPlane, type TestControlPlane, unaryCall } from '../support/control-plane.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
-import { rulesApi } from './support/rules.js';
-import { SyncClient } from './support/sync-client.js';
+import { rulesApi } from '../support/rule-fixtures.js';
+import { SyncClient } from '../support/scripted-agent.js';
 
 let pg: TestPostgres;
 let cp: TestControlPlane;

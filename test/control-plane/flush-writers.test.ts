@@ -22,9 +22,9 @@ import { Action } from '../../proto/gen/fleetwall/v1/rule.js';
 import { CreateRuleRequest } from '../../proto/gen/fleetwall/v1/rule_service.js';
 import { captureLogs, startTestControlPlane } from '../support/control-plane.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
-import { eventually } from './support/eventually.js';
-import { withSql } from './support/rules.js';
-import { SyncClient } from './support/sync-client.js';
+import { eventually } from '../support/eventually.js';
+import { withSql } from '../support/rule-fixtures.js';
+import { SyncClient } from '../support/scripted-agent.js';
 
 const U64_MAX = (1n << 64n) - 1n;
 let pg: TestPostgres;

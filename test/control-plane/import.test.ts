@@ -6,11 +6,11 @@ import assert from 'node:assert/strict';
 import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import { Action, Direction, Mode } from '../../proto/gen/fleetwall/v1/rule.js';
 import { ImportRulesRequest, type ImportRulesResponse } from '../../proto/gen/fleetwall/v1/rule_service.js';
-import { eventually } from './support/eventually.js';
+import { eventually } from '../support/eventually.js';
 import { startTestControlPlane, type TestControlPlane } from '../support/control-plane.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
-import { rulesApi, storeState, withSql } from './support/rules.js';
-import { SyncClient } from './support/sync-client.js';
+import { rulesApi, storeState, withSql } from '../support/rule-fixtures.js';
+import { SyncClient } from '../support/scripted-agent.js';
 
 let pg: TestPostgres;
 let cp: TestControlPlane;
@@ -74,13 +74,14 @@ test('added, duplicate and invalid lines with their numbers; one revision', asyn
     assert.equal(r.mode, Mode.MODE_MONITOR);
     assert.deepEqual(r.selector, { tier: 'edge' });
     assert.equal(r.revision, res.revision);
-    assert.equal(r.createdBy, 'test:importer');
+    assert.equal(r.createdBy, 'local:loopback', 'the authenticated principal (the header is only a note)');
   }
   await withSql(url, async (sql) => {
     const [a] = await sql<
-      { actor: string; after: { added: number; lines: number } }[]
-    >`select actor, after from audit_log where action = 'rule.import' order by id desc limit 1`;
-    assert.equal(a!.actor, 'test:importer');
+      { actor: string; note: string; after: { added: number; lines: number } }[]
+    >`select actor, note, after from audit_log where action = 'rule.import' order by id desc limit 1`;
+    assert.equal(a!.actor, 'local:loopback');
+    assert.equal(a!.note, 'test:importer');
     assert.equal(a!.after.added, 4);
     assert.equal(a!.after.lines, 11);
   });
@@ -97,7 +98,7 @@ test('added, duplicate and invalid lines with their numbers; one revision', asyn
 
 test('atomic: one invalid line stores nothing, and says which', async () => {
   const before = await storeState(url);
-  const res = await api.import({ action: Action.ACTION_DENY, atomic: true }, [['100.100.0.0/16', '100.100.1.1/16', '100.101.0.0/16']]);
+  const res = await api.import({ action: Action.ACTION_DENY, atomic: true }, [['198.18.0.0/16', '198.18.1.1/16', '198.19.0.0/16']]);
   assert.equal(res.added, 0n);
   assert.equal(res.revision, 0n);
   assert.equal(res.invalid, 1n);
@@ -107,7 +108,7 @@ test('atomic: one invalid line stores nothing, and says which', async () => {
 
 test('a ttl on the header expires every imported rule', async () => {
   const res = await api.import({ action: Action.ACTION_DENY, ttl: { seconds: 3600n, nanos: 0 }, comment: 'ttl-import' }, [
-    ['100.64.0.1', '100.64.0.2'],
+    ['198.18.64.1', '198.18.64.2'],
   ]);
   assert.equal(res.added, 2n);
   const listed = await api.list({ text: 'ttl-import' });
@@ -150,10 +151,10 @@ test('a rule created while the import streams is not held up by it and counts as
     );
   });
   call.write(ImportRulesRequest.fromPartial({ part: { $case: 'header', value: { action: Action.ACTION_DENY, comment: 'race' } } }));
-  call.write(ImportRulesRequest.fromPartial({ part: { $case: 'chunk', value: { lines: ['100.90.0.1', '100.90.0.2'] } } }));
+  call.write(ImportRulesRequest.fromPartial({ part: { $case: 'chunk', value: { lines: ['198.18.90.0.1', '198.18.90.0.2'] } } }));
   // The open import holds no transaction: a create of a CIDR it already sent commits at once.
-  const mine = await api.create({ rule: { cidr: '100.90.0.1/32', action: Action.ACTION_ALLOW } });
-  call.write(ImportRulesRequest.fromPartial({ part: { $case: 'chunk', value: { lines: ['100.90.0.3'] } } }));
+  const mine = await api.create({ rule: { cidr: '198.18.90.0.1/32', action: Action.ACTION_ALLOW } });
+  call.write(ImportRulesRequest.fromPartial({ part: { $case: 'chunk', value: { lines: ['198.18.90.0.3'] } } }));
   call.end();
   const res = await done;
   assert.equal(res.added, 2n);
@@ -178,7 +179,7 @@ test('a create that commits while the import COPYs the same CIDR: the import ret
     }),
   );
   await lockTaken;
-  const create = api.create({ rule: { cidr: '100.91.0.2/32', action: Action.ACTION_ALLOW } });
+  const create = api.create({ rule: { cidr: '198.18.91.0.2/32', action: Action.ACTION_ALLOW } });
   await eventually(
     () =>
       withSql(
@@ -188,7 +189,7 @@ test('a create that commits while the import COPYs the same CIDR: the import ret
       ),
     'the create to wait for the revision counter',
   );
-  const importing = api.import({ action: Action.ACTION_DENY, comment: 'race-2' }, [['100.91.0.1', '100.91.0.2', '100.91.0.3']]);
+  const importing = api.import({ action: Action.ACTION_DENY, comment: 'race-2' }, [['198.18.91.0.1', '198.18.91.0.2', '198.18.91.0.3']]);
   // Its COPY waits for the create's uncommitted row with the same CIDR.
   await eventually(
     () =>

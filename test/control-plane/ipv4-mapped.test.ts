@@ -9,8 +9,8 @@ import { ExplainRequest, Verdict } from '../../proto/gen/fleetwall/v1/explain_se
 import { Action } from '../../proto/gen/fleetwall/v1/rule.js';
 import { callError, errorInfoOf, startTestControlPlane, type TestControlPlane, unaryCall } from '../support/control-plane.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
-import { rulesApi, withSql } from './support/rules.js';
-import { SyncClient } from './support/sync-client.js';
+import { rulesApi, withSql } from '../support/rule-fixtures.js';
+import { SyncClient } from '../support/scripted-agent.js';
 
 let pg: TestPostgres;
 let cp: TestControlPlane;

@@ -15,7 +15,7 @@ import {
 } from '../../proto/gen/fleetwall/v1/rule_service.js';
 import { callError, errorInfoOf, startTestControlPlane, type TestControlPlane, unaryCall } from '../support/control-plane.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
-import { rulesApi, storeState } from './support/rules.js';
+import { rulesApi, storeState } from '../support/rule-fixtures.js';
 
 let pg: TestPostgres;
 let cp: TestControlPlane;
@@ -62,7 +62,7 @@ test('block, already blocked, allow turns it into an allow, already allowed, blo
   assert.equal(blocked.rule!.direction, Direction.DIRECTION_INGRESS);
   assert.deepEqual(blocked.rule!.selector, {});
   assert.equal(blocked.rule!.comment, 'brute force');
-  assert.equal(blocked.rule!.createdBy, 'test:manage');
+  assert.equal(blocked.rule!.createdBy, 'local:loopback', 'the authenticated principal (x-fleetwall-actor is only a note)');
   const ttlMs = blocked.rule!.expireTime!.getTime() - Date.now();
   assert.ok(ttlMs > 3500_000 && ttlMs <= 3600_000, `ttl 1h sets the expiry an hour out (${ttlMs} ms)`);
   assert.deepEqual(blocked.coveringRules, []);

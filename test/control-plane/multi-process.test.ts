@@ -16,9 +16,9 @@ import {
   unaryCall,
 } from '../support/control-plane.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
-import { eventually } from './support/eventually.js';
-import { rulesApi, withSql } from './support/rules.js';
-import { SyncClient } from './support/sync-client.js';
+import { eventually } from '../support/eventually.js';
+import { rulesApi, withSql } from '../support/rule-fixtures.js';
+import { SyncClient } from '../support/scripted-agent.js';
 
 let pg: TestPostgres;
 let url: string;

@@ -11,9 +11,9 @@ import { DeleteNodeRequest, GetNodeRequest, ListNodesRequest } from '../../proto
 import { Action } from '../../proto/gen/fleetwall/v1/rule.js';
 import { callError, captureLogs, errorInfoOf, startTestControlPlane, type TestControlPlane, unaryCall } from '../support/control-plane.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
-import { eventually } from './support/eventually.js';
-import { rulesApi, withSql } from './support/rules.js';
-import { SyncClient } from './support/sync-client.js';
+import { eventually } from '../support/eventually.js';
+import { rulesApi, withSql } from '../support/rule-fixtures.js';
+import { SyncClient } from '../support/scripted-agent.js';
 
 let pg: TestPostgres;
 before(async () => {

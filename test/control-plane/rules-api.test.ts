@@ -7,7 +7,7 @@ import { status } from '@grpc/grpc-js';
 import { Action, Direction, Mode } from '../../proto/gen/fleetwall/v1/rule.js';
 import { callError, errorInfoOf, startTestControlPlane, type TestControlPlane } from '../support/control-plane.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
-import { rulesApi, storeState, withSql } from './support/rules.js';
+import { rulesApi, storeState, withSql } from '../support/rule-fixtures.js';
 import { coversSql } from '../../control-plane/src/store/rule-store.js';
 
 let pg: TestPostgres;
@@ -33,7 +33,8 @@ test('create: canonical CIDR, defaults, caller identity, one revision per write'
   assert.equal(a.rule!.cidr, '198.51.100.7/32', 'a bare address is a /32');
   assert.equal(a.rule!.direction, Direction.DIRECTION_INGRESS, 'direction defaults to ingress');
   assert.equal(a.rule!.mode, Mode.MODE_ENFORCE, 'mode defaults to enforce');
-  assert.equal(a.rule!.createdBy, 'test:alice');
+  // The authenticated principal (a loopback-trust control plane: the local admin), not the x-fleetwall-actor header.
+  assert.equal(a.rule!.createdBy, 'local:loopback');
   assert.equal(a.revision, before.revision + 1n);
   assert.equal(a.rule!.revision, a.revision);
   assert.ok(a.rule!.id > 0n);
@@ -193,16 +194,24 @@ test('audit log: who, what, before and after; append-only', async () => {
   await api.delete(rule!.id);
   await withSql(url, async (sql) => {
     const rows = await sql<
-      { actor: string; action: string; before: { comment: string } | null; after: { comment: string } | null; revision: bigint }[]
+      {
+        actor: string;
+        note: string;
+        action: string;
+        before: { comment: string } | null;
+        after: { comment: string } | null;
+        revision: bigint;
+      }[]
     >`
-      select a.actor, a.action, a.before, a.after, v.revision from audit_log a join revisions v on v.write_id = a.write_id
+      select a.actor, a.note, a.action, a.before, a.after, v.revision from audit_log a join revisions v on v.write_id = a.write_id
       where a.rule_id = ${rule!.id.toString()}::bigint order by a.id`;
+    // actor: the authenticated principal; note: what the client said about itself (x-fleetwall-actor).
     assert.deepEqual(
-      rows.map((r) => [r.actor, r.action, r.before?.comment ?? null, r.after?.comment ?? null]),
+      rows.map((r) => [r.actor, r.note, r.action, r.before?.comment ?? null, r.after?.comment ?? null]),
       [
-        ['test:alice', 'rule.create', null, 'audited'],
-        ['test:bob', 'rule.update', 'audited', 'changed'],
-        ['test:alice', 'rule.delete', 'changed', null],
+        ['local:loopback', 'test:alice', 'rule.create', null, 'audited'],
+        ['local:loopback', 'test:bob', 'rule.update', 'audited', 'changed'],
+        ['local:loopback', 'test:alice', 'rule.delete', 'changed', null],
       ],
     );
     assert.ok(rows[0]!.revision < rows[1]!.revision && rows[1]!.revision < rows[2]!.revision);

@@ -13,10 +13,10 @@ import { Status } from '../../proto/gen/google/rpc/status.js';
 import { errorInfoOfStatus } from '../../control-plane/src/errors/status-details.js';
 import { Action } from '../../proto/gen/fleetwall/v1/rule.js';
 import { captureLogs, startTestControlPlane, type TestControlPlane } from '../support/control-plane.js';
-import { eventually } from './support/eventually.js';
+import { eventually } from '../support/eventually.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
-import { rulesApi } from './support/rules.js';
-import { SyncClient } from './support/sync-client.js';
+import { rulesApi } from '../support/rule-fixtures.js';
+import { SyncClient } from '../support/scripted-agent.js';
 
 let pg: TestPostgres;
 before(async () => {

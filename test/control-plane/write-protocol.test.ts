@@ -11,8 +11,8 @@ import postgres from 'postgres';
 import { Action } from '../../proto/gen/fleetwall/v1/rule.js';
 import { startTestControlPlane, type TestControlPlane } from '../support/control-plane.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
-import { eventually } from './support/eventually.js';
-import { rulesApi, storeState } from './support/rules.js';
+import { eventually } from '../support/eventually.js';
+import { rulesApi, storeState } from '../support/rule-fixtures.js';
 import { REVISION_CHANNEL } from '../../control-plane/src/store/write-transaction.js';
 
 let pg: TestPostgres;
@@ -77,8 +77,8 @@ test('every kind of write: one revision, counted change-log rows, matching audit
   await api.delete(batch.rules[0]!.id);
   await api.batchDelete([batch.rules[1]!.id, batch.rules[2]!.id]);
   const imported = await api.import({ action: Action.ACTION_DENY, comment: 'list' }, [
-    ['100.64.0.0/16', '100.65.0.0/16'],
-    ['100.66.0.0/16'],
+    ['198.51.100.0/25', '198.51.100.128/25'],
+    ['203.0.113.128/25'],
   ]);
   assert.equal(imported.added, 3n);
 
@@ -138,7 +138,8 @@ test('every kind of write: one revision, counted change-log rows, matching audit
       ],
       `${what}: audit action`,
     );
-    assert.equal(r.actor, r.kind === 'expire' ? 'system:expiry' : 'test:protocol', `${what}: actor`);
+    // The authenticated principal (loopback-trust: the local admin); the x-fleetwall-actor header is only a note.
+    assert.equal(r.actor, r.kind === 'expire' ? 'system:expiry' : 'local:loopback', `${what}: actor`);
   }
   assert.deepEqual(
     [...new Set(rows.map((r) => r.kind))].sort(),

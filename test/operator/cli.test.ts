@@ -9,9 +9,11 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
 import { startTestControlPlane, type TestControlPlane } from '../support/control-plane.js';
+import { startListServer } from '../support/list-server.js';
 import { SyncRequest, type SyncResponse } from '../../proto/gen/fleetwall/v1/agent_service.js';
 
 const BIN = resolve(import.meta.dirname, '../../bin/fleetwall.mjs');
+const FIXTURES = resolve(import.meta.dirname, '../common/fixtures/blocklists');
 let pg: TestPostgres;
 let cp: TestControlPlane;
 let tmp: string;
@@ -153,7 +155,11 @@ test('rules ls / get / rm, with filters, tables and JSON', async () => {
   const got = await fw(['rules', 'get', id]);
   assert.equal(got.code, 0);
   assert.equal(parseTable(got.stdout)[0]!.CIDR, '198.51.100.0/24');
-  assert.match(got.stdout, /by cli:/, 'the audit actor is the CLI user');
+  assert.match(
+    got.stdout,
+    /by local:loopback/,
+    'created_by is the authenticated principal (the local admin on a loopback-trust control plane)',
+  );
 
   const rm = await fw(['rules', 'rm', id]);
   assert.equal(rm.code, 0);
@@ -226,7 +232,7 @@ test('import: a file with comments, duplicates and invalid lines; stdin; summary
   );
   const r = await fw(['import', file, '--comment', 'abuse list']);
   assert.equal(r.code, 3, 'invalid lines make the exit code say so');
-  assert.match(r.stdout, /3 added, 1 duplicate, 2 invalid \(8 lines, revision \d+\)/);
+  assert.match(r.stdout, /\(plain, detected\): 3 added, 1 duplicate, 2 invalid, 0 skipped as local ranges \(8 lines, revision \d+\)/);
   const problems = parseTable(r.stdout);
   assert.deepEqual(
     problems.map((p) => p.LINE),
@@ -241,10 +247,132 @@ test('import: a file with comments, duplicates and invalid lines; stdin; summary
   assert.equal(summary.added, '2', 'a /32 inside a new /25 is a rule of its own');
   assert.equal(summary.invalid, '0');
 
-  const atomic = await fw(['import', '-', '--atomic', '--json'], { stdin: '100.64.1.0/24\nbogus\n' });
+  const atomic = await fw(['import', '-', '--atomic', '--json'], { stdin: '198.18.1.0/24\nbogus\n' });
   assert.equal(atomic.code, 3);
   assert.equal(jsonLines(atomic.stdout)[0].added, '0', '--atomic stores nothing when a line is invalid');
   assert.equal((await fw(['import', join(tmp, 'missing.txt')])).code, 2);
+});
+
+test('import: the formats public lists use; --format, --column, --allow-private; bad options', async () => {
+  const drop = await fw(['import', join(FIXTURES, 'spamhaus-drop.txt'), '--selector', 'cli=drop', '--json']);
+  assert.equal(drop.code, 0, drop.stderr);
+  const d = jsonLines(drop.stdout)[0];
+  assert.deepEqual([d.format, d.formatDetected, d.added, d.invalid], ['plain', true, '4', '0']);
+
+  const csv = await fw([
+    'import',
+    join(FIXTURES, 'abuseipdb-blacklist.csv'),
+    '--format',
+    'csv',
+    '--column',
+    'ipAddress',
+    '--selector',
+    'cli=csv',
+  ]);
+  assert.equal(csv.code, 0, csv.stderr);
+  assert.match(csv.stdout, /\(csv, column ipAddress, as asked\): 4 added, 0 duplicate, 0 invalid/);
+
+  const jsonl = await fw(['import', join(FIXTURES, 'spamhaus-drop-v4.jsonl'), '--selector', 'cli=jsonl', '--json']);
+  assert.deepEqual([jsonLines(jsonl.stdout)[0].format, jsonLines(jsonl.stdout)[0].added], ['jsonl', '4']);
+
+  const ranges = await fw(['import', join(FIXTURES, 'ranges-dash.txt'), '--selector', 'cli=ranges', '--json']);
+  const rg = jsonLines(ranges.stdout)[0];
+  assert.equal(rg.format, 'range');
+  assert.ok(Number(rg.prefixes) > 6, 'ranges give several prefixes each');
+
+  const firehol = await fw(['import', join(FIXTURES, 'firehol-level1.netset'), '--selector', 'cli=firehol']);
+  assert.equal(firehol.code, 0, 'skipped local lines are a warning, not a failure');
+  assert.match(firehol.stdout, /warning: these lines overlap local ranges/);
+  const skipped = parseTable(firehol.stdout.slice(firehol.stdout.indexOf('warning')));
+  assert.ok(
+    skipped.some((r) => r.PREFIX === '10.0.0.0/8' && /RFC 1918/.test(r.WHY ?? '')),
+    firehol.stdout,
+  );
+  const allowed = await fw(['import', join(FIXTURES, 'firehol-level1.netset'), '--selector', 'cli=firehol2', '--allow-private', '--json']);
+  assert.equal(jsonLines(allowed.stdout)[0].skippedLocal, '0');
+
+  const before = await fw(['rules', 'ls', '--json']);
+  const unknownFormat = await fw(['import', join(FIXTURES, 'ipsum.txt'), '--format', 'xml']);
+  assert.equal(unknownFormat.code, 2);
+  assert.match(unknownFormat.stderr, /--format must be one of auto, plain, range, jsonl, csv, got "xml"/);
+  const noColumn = await fw(['import', join(FIXTURES, 'abuseipdb-blacklist.csv'), '--column', 'score', '--json']);
+  assert.equal(noColumn.code, 3);
+  assert.equal(JSON.parse(noColumn.stderr).error.reason, 'UNKNOWN_COLUMN');
+  assert.match(JSON.parse(noColumn.stderr).error.message, /score/);
+  assert.equal((await fw(['rules', 'ls', '--json'])).stdout, before.stdout, 'nothing stored');
+});
+
+test('lists add / ls / refresh / rm; rules ls shows the list; bad input exits 2 or 3 and stores nothing', async () => {
+  const srv = await startListServer('; a list\n45.61.1.1 ; SBL1\n45.61.1.2 ; SBL2\n10.0.0.0/8 ; bogon\n');
+  try {
+    const added = await fw(['lists', 'add', 'cli-drop', '--url', srv.url, '--every', '2h', '--selector', 'cli=lists']);
+    assert.equal(added.code, 0, added.stderr);
+    assert.match(
+      added.stdout,
+      /added list cli-drop: 2 rules \(deny, ingress, enforce, selector cli=lists\), read as plain; refreshed every 2h, next in [12]h/,
+    );
+    assert.match(added.stdout, /skipped \(local ranges; --allow-private keeps them\): 1/);
+    const ls = parseTable((await fw(['lists', 'ls'])).stdout);
+    const row = ls.find((r) => r.NAME === 'cli-drop')!;
+    assert.equal(row.SOURCE, srv.url);
+    assert.equal(row.EVERY, '2h');
+    assert.equal(row.ENTRIES, '2');
+    assert.match(row['LAST REFRESH'] ?? '', /ago applied/);
+    assert.equal(row['LAST ERROR'], '-');
+    assert.match(row['NEXT RUN'] ?? '', /^in [12]h/);
+
+    const rules = parseTable((await fw(['rules', 'ls', '--selector', 'cli=lists'])).stdout);
+    assert.deepEqual(
+      rules.map((r) => [r.CIDR, r.SOURCE]),
+      [
+        ['45.61.1.1/32', 'list:cli-drop'],
+        ['45.61.1.2/32', 'list:cli-drop'],
+      ],
+    );
+
+    srv.set('45.61.1.1\n45.61.1.3\n');
+    const refreshed = await fw(['lists', 'refresh', 'cli-drop']);
+    assert.equal(refreshed.code, 0, refreshed.stderr);
+    assert.match(refreshed.stdout, /cli-drop: applied: 1 added, 1 removed: 2 rules \(revision \d+\)/);
+    srv.fail(500);
+    const failed = await fw(['lists', 'refresh', 'cli-drop']);
+    assert.equal(failed.code, 1);
+    assert.match(failed.stdout, /fetch failed: GET .* HTTP 500/);
+    assert.match(failed.stderr, /keeps its last good set/);
+    const after = parseTable((await fw(['lists', 'ls'])).stdout).find((r) => r.NAME === 'cli-drop')!;
+    assert.match(after['LAST ERROR'] ?? '', /HTTP 500/);
+    assert.equal(after.ENTRIES, '2');
+    srv.ok();
+
+    const before = (await fw(['lists', 'ls', '--json'])).stdout;
+    const bad: Array<[string[], number, RegExp]> = [
+      [['lists', 'add', 'x', '--url', srv.url, '--format', 'xml'], 2, /--format must be one of/],
+      [['lists', 'add', 'x', '--url', srv.url, '--every', '0'], 2, /--every "0" is not a duration/],
+      [['lists', 'add', 'x', '--url', 'ftp://127.0.0.1/l.txt'], 3, /scheme "ftp" is not supported/],
+      [['lists', 'add', 'x', '--file', 'relative/list.txt'], 2, /absolute path; the control plane reads it on its own host/],
+      [
+        ['lists', 'add', 'x', '--file', '/srv/lists/drop.txt'],
+        3,
+        /file sources are off on this control plane: set FLEETWALL_LIST_FILE_ROOT/,
+      ],
+      [['lists', 'add', 'x', '--url', srv.url, '--every', '1s'], 3, /too short/],
+      [['lists', 'add', 'x', '--url', srv.url, '--column', 'ip'], 3, /./],
+      [['lists', 'refresh', 'nope'], 4, /there is no list named nope/],
+    ];
+    for (const [args, code, message] of bad) {
+      const r = await fw(args);
+      assert.equal(r.code, code, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, message, args.join(' '));
+    }
+    assert.equal((await fw(['lists', 'ls', '--json'])).stdout, before, 'nothing stored');
+
+    const removed = await fw(['lists', 'rm', 'cli-drop']);
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.match(removed.stdout, /removed list cli-drop and its 2 rules \(revision \d+\)/);
+    assert.match((await fw(['rules', 'ls', '--selector', 'cli=lists'])).stdout, /no rules match/);
+  } finally {
+    await srv.close();
+  }
 });
 
 test('nodes ls, counters, counters --watch and explain', async () => {

@@ -1,14 +1,19 @@
 // Another language on the real API: the Python client in examples/python,
 // with stubs generated from proto/ by grpcio-tools, against a live control
 // plane. It creates, lists, watches counters, deletes, and reads the
-// google.rpc.ErrorInfo reason of a rejected request.
+// google.rpc.ErrorInfo reason of a rejected request; and the same over TLS
+// with an API token against a control plane that requires them.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { resolve } from 'node:path';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
-import { startTestControlPlane, unaryCall, type TestControlPlane } from '../support/control-plane.js';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CreateTokenRequest, Role } from '../../proto/gen/fleetwall/v1/token_service.js';
+import { connectClients, startTestControlPlane, unaryCall, type TestControlPlane } from '../support/control-plane.js';
 
 const exec = promisify(execFile);
 const DIR = resolve(import.meta.dirname, '../../examples/python');
@@ -26,9 +31,9 @@ after(async () => {
   await pg?.stop();
 });
 
-async function py(args: string[]): Promise<{ code: number; lines: any[] }> {
+async function py(args: string[], target = cp.target): Promise<{ code: number; lines: any[] }> {
   try {
-    const { stdout } = await exec('python3', [`${DIR}/fleetwall_client.py`, '--target', cp.target, ...args], { timeout: 60_000 });
+    const { stdout } = await exec('python3', [`${DIR}/fleetwall_client.py`, '--target', target, ...args], { timeout: 60_000 });
     return {
       code: 0,
       lines: stdout
@@ -91,4 +96,35 @@ test('python create / list / delete commands and a duplicate', async () => {
   const again = await py(['delete', rule.id]);
   assert.equal(again.code, 1);
   assert.equal(again.lines[0].code, 'NOT_FOUND');
+});
+
+test('python over TLS with an API token; without one: UNAUTHENTICATED with its ErrorInfo reason', async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'fleetwall-py-tls-'));
+  const tls = await startTestControlPlane(await pg.newDatabase(), { tls: true, dataDir });
+  try {
+    const ca = join(dataDir, 'pki/ca.crt');
+    const admin = readFileSync(join(dataDir, 'admin.token'), 'utf8').trim();
+    const adminClients = connectClients(`127.0.0.1:${tls.grpcPort}`, { ca: readFileSync(ca), token: admin });
+    const made = await unaryCall(
+      adminClients.tokens,
+      'createToken',
+      CreateTokenRequest.fromPartial({ name: 'python', role: Role.ROLE_OPERATOR }),
+    );
+    adminClients.close();
+    const target = `localhost:${tls.grpcPort}`;
+    const r = await py(['--ca-cert', ca, '--token', made.token, 'demo', '192.0.2.0/24'], target);
+    assert.equal(r.code, 0, JSON.stringify(r.lines));
+    assert.deepEqual(
+      r.lines.map((l) => l.kind),
+      ['created', 'rule', 'listed', 'counters', 'counters', 'deleted', 'rejected'],
+    );
+    assert.equal(r.lines[0].data.rule.createdBy, `token:${made.apiToken!.id}/python`, 'created by the token');
+    const anon = await py(['--ca-cert', ca, 'list'], target);
+    assert.equal(anon.code, 1);
+    assert.equal(anon.lines[0].code, 'UNAUTHENTICATED');
+    assert.equal(anon.lines[0].reason, 'CREDENTIALS_REQUIRED');
+  } finally {
+    await tls.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
 });

@@ -6,7 +6,7 @@
 //   const pg = await startTestPostgres();
 //   const cp = await startTestControlPlane(await pg.newDatabase());     // in this process
 //   cp.target                      // "127.0.0.1:PORT" (gRPC), cp.httpPort for /metrics, /healthz
-//   cp.clients.rules / .nodes / .counters / .explain / .agent   // @grpc/grpc-js clients (proto/gen)
+//   cp.clients.rules / .nodes / .counters / .explain / .agent / .lists   // @grpc/grpc-js clients (proto/gen)
 //   const res = await unaryCall(cp.clients.rules, 'createRule', { rule: { cidr: '203.0.113.0/24', action: 1 } });
 //   await cp.stop();               // graceful; also closes the clients
 //
@@ -14,6 +14,8 @@
 //   const child = await startChildControlPlane(url, { FLEETWALL_PING_INTERVAL: '1s' });  // a separate OS process (logs at info)
 //   await child.stop();            // SIGTERM, waits for exit; child.kill() is SIGKILL
 //   startChildControlPlane(url, {}, { nodeArgs: ['--cpu-prof'] })      // extra node flags (profiling)
+//   connectClients(target, { ca, token })                               // TLS (trusting ca) and an API token
+//   (security tests: test/support/tls-control-plane.ts starts control planes with TLS)
 //
 // Overrides: `startTestControlPlane(url, { pingIntervalMs: 200 })` takes any
 // Config field (control-plane/src/config.ts); the child variant takes
@@ -26,14 +28,17 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { Writable } from 'node:stream';
+import { credentials, InterceptingCall, type Interceptor, Metadata, type ServiceError } from '@grpc/grpc-js';
 import pino, { type Logger } from 'pino';
 import { AgentServiceClient } from '../../proto/gen/fleetwall/v1/agent_service.js';
 import { CounterServiceClient } from '../../proto/gen/fleetwall/v1/counter_service.js';
 import { ExplainServiceClient } from '../../proto/gen/fleetwall/v1/explain_service.js';
+import { ListServiceClient } from '../../proto/gen/fleetwall/v1/list_service.js';
 import { NodeServiceClient } from '../../proto/gen/fleetwall/v1/node_service.js';
 import { RuleServiceClient } from '../../proto/gen/fleetwall/v1/rule_service.js';
+import { AuditServiceClient } from '../../proto/gen/fleetwall/v1/audit_service.js';
+import { TokenServiceClient } from '../../proto/gen/fleetwall/v1/token_service.js';
 import { type Config, configWith } from '../../control-plane/src/config.js';
 import { type ControlPlane, startControlPlane } from '../../control-plane/src/control-plane.js';
 import { errorInfoOf } from '../../control-plane/src/errors/status-details.js';
@@ -46,7 +51,27 @@ export interface TestClients {
   readonly counters: CounterServiceClient;
   readonly explain: ExplainServiceClient;
   readonly agent: AgentServiceClient;
+  readonly tokens: TokenServiceClient;
+  readonly audit: AuditServiceClient;
+  readonly lists: ListServiceClient;
   close(): void;
+}
+
+/** How test clients connect: TLS trusting `ca` (plaintext without), an API token on every call. */
+export interface TestClientOptions {
+  readonly ca?: Buffer;
+  readonly token?: string;
+}
+
+/** A client interceptor that adds `authorization: Bearer <token>` to every call (also on plaintext channels). */
+export function bearerInterceptor(token: string): Interceptor {
+  return (options, next) =>
+    new InterceptingCall(next(options), {
+      start(metadata, listener, start) {
+        metadata.set('authorization', `Bearer ${token}`);
+        start(metadata, listener);
+      },
+    });
 }
 
 export interface TestControlPlane {
@@ -63,21 +88,28 @@ export interface TestControlPlane {
 
 const CLIENT_OPTIONS = { 'grpc.max_receive_message_length': 256 * 1024 * 1024, 'grpc.max_send_message_length': 256 * 1024 * 1024 };
 
-export function connectClients(target: string): TestClients {
-  const c = credentials.createInsecure();
-  const rules = new RuleServiceClient(target, c, CLIENT_OPTIONS);
-  const nodes = new NodeServiceClient(target, c, CLIENT_OPTIONS);
-  const counters = new CounterServiceClient(target, c, CLIENT_OPTIONS);
-  const explain = new ExplainServiceClient(target, c, CLIENT_OPTIONS);
-  const agent = new AgentServiceClient(target, c, CLIENT_OPTIONS);
+export function connectClients(target: string, o: TestClientOptions = {}): TestClients {
+  const c = o.ca ? credentials.createSsl(o.ca) : credentials.createInsecure();
+  const opts = o.token ? { ...CLIENT_OPTIONS, interceptors: [bearerInterceptor(o.token)] } : CLIENT_OPTIONS;
+  const rules = new RuleServiceClient(target, c, opts);
+  const nodes = new NodeServiceClient(target, c, opts);
+  const counters = new CounterServiceClient(target, c, opts);
+  const explain = new ExplainServiceClient(target, c, opts);
+  const agent = new AgentServiceClient(target, c, opts);
+  const tokens = new TokenServiceClient(target, c, opts);
+  const audit = new AuditServiceClient(target, c, opts);
+  const lists = new ListServiceClient(target, c, opts);
   return {
     rules,
     nodes,
     counters,
     explain,
     agent,
+    tokens,
+    audit,
+    lists,
     close() {
-      for (const x of [rules, nodes, counters, explain, agent]) x.close();
+      for (const x of [rules, nodes, counters, explain, agent, tokens, audit, lists]) x.close();
     },
   };
 }

@@ -9,7 +9,10 @@
 //    run (a new key takes room, a delete of a present key frees it; the table
 //    must never be over capacity at any point): DatapathError E2BIG;
 //  - the bulk forms (applyBatch, readEntryChunks, readJournalChunks,
-//    readRuleCountersInto) behave exactly as the object forms;
+//    readRuleCountersInto) behave exactly as the object forms this fake also
+//    offers (apply, readEntries, readJournal, readRuleCounters: the model's
+//    own, for agent tests; test/support/object-forms.ts has them for any
+//    datapath);
 //  - apply() runs ops in order and stops at the first failing op (ops before
 //    it stay applied, as with the kernel's batch calls);
 //  - per-slot rule counters and per-interface verdict counters, fed by
@@ -18,21 +21,24 @@
 
 import { type Address, type Prefix, parseAddress, prefixContainsAddress, prefixKey } from '../../common/src/cidr.js';
 import type { DefaultAction, RuleDirection, Verdict } from '../../common/src/policy.js';
-import type {
-  AttachOptions,
-  Datapath,
-  DatapathCapacity,
-  DatapathOptions,
-  InterfaceAttachment,
-  InterfaceCounters,
-  JournalRule,
-  KernelEntry,
-  MapOp,
-  SyncMeta,
-  TableUsage,
+import {
+  type AttachOptions,
+  type Datapath,
+  type DatapathCapacity,
+  DatapathError,
+  type DatapathOptions,
+  type InterfaceAttachment,
+  type InterfaceCounters,
+  type JournalRule,
+  type KernelEntry,
+  MAX_STORE_ID_BYTES,
+  type MapOp,
+  OpBatch,
+  type SyncMeta,
+  type TableUsage,
+  tableIndex,
 } from '../../node-agent/src/datapath/datapath.js';
-import { MAX_STORE_ID_BYTES, OpBatch } from '../../node-agent/src/datapath/datapath.js';
-import { DatapathError } from '../../node-agent/src/datapath/errors.js';
+import { batchOps, pushOp } from './object-forms.js';
 
 interface PinnedState {
   capacity: DatapathCapacity;
@@ -52,10 +58,6 @@ interface Totals {
 }
 
 const pins = new Map<string, PinnedState>();
-
-function tableIndex(direction: RuleDirection, family: 4 | 6): number {
-  return (direction === 'egress' ? 2 : 0) + (family === 6 ? 1 : 0);
-}
 
 function zeroTotals(): Totals {
   return { pass: { packets: 0n, bytes: 0n }, drop: { packets: 0n, bytes: 0n }, wouldDrop: { packets: 0n, bytes: 0n } };
@@ -142,7 +144,7 @@ export class FakeDatapath implements Datapath {
         yield out;
         out.clear();
       }
-      out.push({ kind: 'entry.upsert', entry: e });
+      pushOp(out, { kind: 'entry.upsert', entry: e });
     }
     if (out.length > 0) yield out;
   }
@@ -155,7 +157,7 @@ export class FakeDatapath implements Datapath {
         yield out;
         out.clear();
       }
-      out.push({ kind: 'journal.upsert', rule });
+      pushOp(out, { kind: 'journal.upsert', rule });
     }
     if (out.length > 0) yield out;
   }
@@ -263,7 +265,7 @@ export class FakeDatapath implements Datapath {
   applyBatch(batch: OpBatch, meta?: SyncMeta): void {
     this.live();
     this.batchCalls++;
-    this.apply(batch.toOps(), meta);
+    this.apply(batchOps(batch), meta);
   }
 
   readRuleCounters(upTo: number): { packets: BigUint64Array; bytes: BigUint64Array } {

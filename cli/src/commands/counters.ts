@@ -23,7 +23,8 @@ function rate(now: bigint, prev: bigint | undefined, seconds: number): string {
   return r >= 1e6 ? `${(r / 1e6).toFixed(1)}M` : r >= 1e3 ? `${(r / 1e3).toFixed(1)}k` : r.toFixed(0);
 }
 
-const zero: VerdictCounters = {
+/** Totals of nothing (a node or rule with no report yet). */
+export const ZERO_COUNTERS: VerdictCounters = {
   passPackets: 0n,
   passBytes: 0n,
   dropPackets: 0n,
@@ -34,9 +35,9 @@ const zero: VerdictCounters = {
 
 export function renderCounters(s: Snap, prev: Snap | undefined): string {
   const dt = prev?.collectTime && s.collectTime ? (s.collectTime.getTime() - prev.collectTime.getTime()) / 1000 : 0;
-  const prevNodes = new Map(prev?.nodes.map((n) => [n.nodeName, n.totals ?? zero]));
+  const prevNodes = new Map(prev?.nodes.map((n) => [n.nodeName, n.totals ?? ZERO_COUNTERS]));
   const prevRules = new Map(prev?.rules.map((r) => [`${r.nodeName}/${r.ruleId}`, r.packets]));
-  const f = s.fleet ?? zero;
+  const f = s.fleet ?? ZERO_COUNTERS;
   const pf = prev?.fleet;
   const rows = [
     [
@@ -48,7 +49,7 @@ export function renderCounters(s: Snap, prev: Snap | undefined): string {
       rate(f.passPackets, pf?.passPackets, dt),
     ],
     ...s.nodes.map((n) => {
-      const t = n.totals ?? zero;
+      const t = n.totals ?? ZERO_COUNTERS;
       const p = prevNodes.get(n.nodeName);
       return [
         n.nodeName,
@@ -92,7 +93,7 @@ export async function countersCommand(ctx: Context, argv: string[]): Promise<voi
   const c = ctx.clients();
   const emit = (s: Snap, prev: Snap | undefined) => {
     if (ctx.out.json) ctx.out.writeJson(CounterSnapshot.toJSON(s));
-    else if (ctx.config.stdoutTty && prev !== undefined) ctx.out.write(`\x1b[H\x1b[2J${renderCounters(s, prev)}`);
+    else if (ctx.config.stdoutTty && prev !== undefined) ctx.out.redraw(renderCounters(s, prev));
     else ctx.out.write(`${prev !== undefined ? '\n' : ''}${renderCounters(s, prev)}`);
   };
   if (!flagBool(p, 'watch')) {
@@ -119,7 +120,9 @@ export async function countersCommand(ctx: Context, argv: string[]): Promise<voi
         prev = msg.snapshot;
         if (++seen >= max) stream.cancel();
       });
-      stream.on('error', (err: ServiceError) => (err.code === 1 /* CANCELLED */ ? resolve() : reject(toCliError(err, c.target))));
+      stream.on('error', (err: ServiceError) =>
+        err.code === 1 /* CANCELLED */ ? resolve() : reject(toCliError(err, c.target, c.tokenSource)),
+      );
       stream.on('end', () => resolve());
     });
   } finally {

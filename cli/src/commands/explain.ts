@@ -46,8 +46,15 @@ export async function explainCommand(ctx: Context, argv: string[]): Promise<void
   if (res.matches.length > 0) {
     ctx.out.write(
       table(
-        ['RULE', 'ACTION', 'CIDR', 'MODE', 'ROLE'],
-        res.matches.map((m) => [m.rule!.id.toString(), actionName(m.rule!.action), m.rule!.cidr, modeName(m.rule!.mode), roleName(m.role)]),
+        ['RULE', 'ACTION', 'CIDR', 'MODE', 'ROLE', 'SOURCE'],
+        res.matches.map((m) => [
+          m.rule!.id.toString(),
+          actionName(m.rule!.action),
+          m.rule!.cidr,
+          modeName(m.rule!.mode),
+          roleName(m.role),
+          m.rule!.source || '-',
+        ]),
       ),
     );
   }

@@ -54,12 +54,31 @@ export class DemoNet {
     return ['nsenter', `--net=/run/netns/${ns}`, '--'];
   }
 
+  /**
+   * Runs argv in a namespace, in a process group of its own: a terminal's
+   * Ctrl-C (a signal to the demo's whole group) does not reach it, the demo
+   * stops it in its turn.
+   */
   spawnIn(ns: string, argv: string[], opts: SpawnOptions = {}): ChildProcess {
     const [cmd, ...args] = [...this.enter(ns), ...argv];
-    const child = spawn(cmd!, args, { stdio: 'ignore', ...opts });
+    const child = spawn(cmd!, args, { stdio: 'ignore', ...opts, detached: true });
     this.children.add(child);
     child.once('exit', () => this.children.delete(child));
     return child;
+  }
+
+  /** SIGTERM, then SIGKILL if it has not exited within graceMs; resolves once it has exited. */
+  async terminate(child: ChildProcess, graceMs: number): Promise<void> {
+    const exited = new Promise<void>((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r())));
+    child.kill(graceMs > 0 ? 'SIGTERM' : 'SIGKILL');
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  /** SIGKILL to everything it spawned still running; resolves once they have all exited. */
+  async killAll(): Promise<void> {
+    await Promise.all([...this.children].map((c) => this.terminate(c, 0)));
   }
 
   /** Kills what it spawned and deletes both namespaces (and with them the veth pair). Idempotent. */

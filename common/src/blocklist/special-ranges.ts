@@ -109,3 +109,24 @@ export function specialOverlaps(p: Prefix): SpecialOverlap[] {
 export function localOverlaps(p: Prefix): SpecialOverlap[] {
   return specialOverlaps(p).filter((o) => o.range.local);
 }
+
+/** The local IPv4 ranges as [network as u32, length], for hasLocalOverlap's fast path. */
+const LOCAL_V4: ReadonlyArray<readonly [number, number]> = SPECIAL_RANGES.filter((r) => r.local && r.prefix.family === 4).map((r) => [
+  ((r.prefix.bytes[0]! << 24) | (r.prefix.bytes[1]! << 16) | (r.prefix.bytes[2]! << 8) | r.prefix.bytes[3]!) >>> 0,
+  r.prefix.len,
+]);
+
+/**
+ * True if `p` overlaps a local range: `localOverlaps(p).length > 0`, without
+ * building the list (IPv4 is checked with integer arithmetic; a million-line
+ * list is checked in milliseconds). Ask localOverlaps for the details.
+ */
+export function hasLocalOverlap(p: Prefix): boolean {
+  if (p.family !== 4) return localOverlaps(p).length > 0;
+  const a = ((p.bytes[0]! << 24) | (p.bytes[1]! << 16) | (p.bytes[2]! << 8) | p.bytes[3]!) >>> 0;
+  for (const [net, len] of LOCAL_V4) {
+    const m = Math.min(len, p.len);
+    if (m === 0 || a >>> (32 - m) === net >>> (32 - m)) return true;
+  }
+  return false;
+}

@@ -8,6 +8,7 @@
 // ignored. Ranges become their minimal exact set of prefixes. Pure.
 import { type Address, CidrError, formatAddress, parseAddress, unmapAddress } from '../cidr.js';
 import { addressToBigint } from './address-int.js';
+import { fastIpv4Prefix } from './fast-ipv4.js';
 import { type LineOutcome, lineError, SKIP } from './line-outcome.js';
 import { parsePrefixToken } from './prefix-token.js';
 import { rangeToPrefixes } from './range-to-prefixes.js';
@@ -79,7 +80,47 @@ export function textLineShape(text: string): TextShape {
   return 'single';
 }
 
+const TAB = 9;
+const SPACE = 32;
+const HASH = 35;
+const SEMICOLON = 59;
+const DASH = 45;
+const SLASH = 47;
+
+/**
+ * The common case without regular expressions: the line's first token is a
+ * plain IPv4 address or CIDR (fast-ipv4.ts), ended by the end of the line, a
+ * blank, `;` or `#`, and nothing after it could make the line a range (no
+ * `-`; in `range`, no second field). Gives the general path's result or null.
+ */
+export function fastTextLine(text: string, pairs: boolean): LineOutcome | null {
+  let i = 0;
+  const n = text.length;
+  while (i < n && (text.charCodeAt(i) === SPACE || text.charCodeAt(i) === TAB)) i++;
+  const start = i;
+  while (i < n) {
+    const c = text.charCodeAt(i);
+    if (c === SPACE || c === TAB || c === SEMICOLON || c === HASH) break;
+    if (c === DASH) return null;
+    i++;
+  }
+  const end = i;
+  for (; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c === DASH) return null;
+    if (c === SEMICOLON || c === HASH || (c === SLASH && text.charCodeAt(i + 1) === SLASH)) break;
+    if (pairs && c !== SPACE && c !== TAB) return null;
+  }
+  const p = fastIpv4Prefix(text, start, end);
+  return p ? { kind: 'prefixes', prefixes: [p], unmapped: false } : null;
+}
+
 export function parseTextLine(text: string, pairs: boolean, hostBits: HostBitsPolicy): LineOutcome {
+  return fastTextLine(text, pairs) ?? generalTextLine(text, pairs, hostBits);
+}
+
+/** Every line, by the grammar above (parseTextLine tries fastTextLine first; tests compare the two). */
+export function generalTextLine(text: string, pairs: boolean, hostBits: HostBitsPolicy): LineOutcome {
   const body = stripComment(text);
   if (body === '') return SKIP;
   const m = DASH_RANGE.exec(body);

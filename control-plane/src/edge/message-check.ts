@@ -42,6 +42,7 @@ export const FIELD_LIMITS: Readonly<Record<string, FieldLimits>> = {
   'fleetwall.v1.Rule.comment': UNBOUNDED_TEXT,
   'fleetwall.v1.ImportRulesHeader.comment': UNBOUNDED_TEXT,
   'fleetwall.v1.ManageAddressRequest.comment': UNBOUNDED_TEXT,
+  'fleetwall.v1.RuleList.comment': UNBOUNDED_TEXT,
   'fleetwall.v1.Rule.cidr': { maxChars: 128 },
   'fleetwall.v1.Rule.created_by': { maxChars: 256 },
   'fleetwall.v1.ListRulesRequest.covers_address': { maxChars: 128 },

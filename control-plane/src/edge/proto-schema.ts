@@ -53,6 +53,9 @@ export const API_PROTO_FILES = [
   'fleetwall/v1/counter_service.proto',
   'fleetwall/v1/explain_service.proto',
   'fleetwall/v1/agent_service.proto',
+  'fleetwall/v1/list_service.proto',
+  'fleetwall/v1/token_service.proto',
+  'fleetwall/v1/audit_service.proto',
 ] as const;
 
 const KINDS: Record<string, FieldKind> = {

@@ -46,6 +46,19 @@ export const CATALOGUE = {
   EMPTY_BATCH: { code: status.INVALID_ARGUMENT, message: 'the batch is empty' },
   IMPORT_TOO_LARGE: { code: status.INVALID_ARGUMENT, message: 'too many lines in one import' },
   IMPORT_HEADER_REQUIRED: { code: status.INVALID_ARGUMENT, message: 'an import starts with exactly one header' },
+  // Blocklist formats (imports and lists)
+  INVALID_FORMAT_OPTION: { code: status.INVALID_ARGUMENT, message: 'the format options do not fit together' },
+  UNKNOWN_COLUMN: { code: status.INVALID_ARGUMENT, message: "the named column is not in the list's header" },
+  NO_ADDRESS_COLUMN: { code: status.INVALID_ARGUMENT, message: 'no column of the list is known to hold addresses: name one' },
+  // Subscribed lists
+  INVALID_LIST_NAME: { code: status.INVALID_ARGUMENT, message: 'invalid list name' },
+  INVALID_LIST_SOURCE: { code: status.INVALID_ARGUMENT, message: 'invalid list source: an http(s):// or file:/// URL' },
+  INVALID_LIST_INTERVAL: { code: status.INVALID_ARGUMENT, message: 'invalid refresh interval' },
+  LIST_EXISTS: { code: status.ALREADY_EXISTS, message: 'a list with this name exists' },
+  LIST_NOT_FOUND: { code: status.NOT_FOUND, message: 'no such list' },
+  LIST_BUSY: { code: status.ABORTED, message: 'a refresh of this list is running' },
+  LIST_FETCH_FAILED: { code: status.FAILED_PRECONDITION, message: 'the list could not be fetched' },
+  LIST_REFUSED: { code: status.FAILED_PRECONDITION, message: 'the fetched list failed a safeguard' },
   MESSAGE_TOO_LARGE: { code: status.RESOURCE_EXHAUSTED, message: 'message too large', httpStatus: 413 },
   MALFORMED_MESSAGE: {
     code: status.INVALID_ARGUMENT,
@@ -89,6 +102,23 @@ export const CATALOGUE = {
   AGENT_TIMEOUT: { code: status.UNAVAILABLE, message: 'the agent was silent for three ping intervals' },
   AGENT_TOO_SLOW: { code: status.RESOURCE_EXHAUSTED, message: 'the agent is not reading its stream fast enough' },
   RESYNC_REQUIRED: { code: status.UNAVAILABLE, message: 'the control plane lost track of the change log; reconnect for a snapshot' },
+  // Authentication and authorization (issue 15; control-plane/src/auth/)
+  CREDENTIALS_REQUIRED: {
+    code: status.UNAUTHENTICATED,
+    message: 'an API token is required: send "authorization: Bearer <token>"',
+  },
+  TOKEN_UNKNOWN: { code: status.UNAUTHENTICATED, message: 'the API token is not one this control plane issued' },
+  TOKEN_EXPIRED: { code: status.UNAUTHENTICATED, message: 'the API token has expired' },
+  TOKEN_REVOKED: { code: status.PERMISSION_DENIED, message: 'the API token was revoked' },
+  ROLE_TOO_LOW: { code: status.PERMISSION_DENIED, message: "the caller's role does not allow this" },
+  HOST_NOT_ALLOWED: {
+    code: status.PERMISSION_DENIED,
+    message: 'the Host header names no host this control plane answers to',
+    httpStatus: 421,
+  },
+  TOKEN_NOT_FOUND: { code: status.NOT_FOUND, message: 'no such API token' },
+  INVALID_ROLE: { code: status.INVALID_ARGUMENT, message: 'role must be viewer, operator or admin' },
+  INVALID_TOKEN_NAME: { code: status.INVALID_ARGUMENT, message: 'invalid token name' },
   // Service state
   SHUTTING_DOWN: { code: status.UNAVAILABLE, message: 'this control plane is shutting down; reconnect to another' },
   STORE_UNAVAILABLE: { code: status.UNAVAILABLE, message: 'the database (Postgres) is unreachable; retry' },

@@ -13,7 +13,9 @@ import type {
 import { status } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { toGrpcStatus } from '../errors/to-grpc-status.js';
-import { ACTOR_METADATA_KEY, type CallContext, normalizeActor } from '../services/call-context.js';
+import { principalOfMetadata } from '../auth/grpc-auth.js';
+import { ACTOR_METADATA_KEY, type CallContext, callContextOf } from '../services/call-context.js';
+import { withAuditNote } from '../store/audit-note.js';
 import { isRefused, type RefusedMessage, refusal } from '../errors/refused-message.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
 import { checkApiRequest } from '../edge/api-input.js';
@@ -23,6 +25,8 @@ export interface AdapterDeps {
   readonly countRequest: (method: string, code: number) => void;
   /** Server-side deadline of a unary call (FLEETWALL_CALL_TIMEOUT); none when unset. */
   readonly callTimeoutMs?: number;
+  /** Unary methods ("ListService/RefreshList") bounded by their own settings instead (a list's fetch timeout). */
+  readonly untimedMethods?: ReadonlySet<string>;
 }
 
 function deadlineExceeded(ms: number): FleetwallError {
@@ -33,9 +37,15 @@ function deadlineExceeded(ms: number): FleetwallError {
   );
 }
 
+/** The caller: the principal the auth interceptor established (auth/grpc-auth.ts), the x-fleetwall-actor note. */
 export function contextOf(metadata: Metadata, signal?: AbortSignal): CallContext {
   const raw = metadata.get(ACTOR_METADATA_KEY)[0];
-  return { actor: normalizeActor(typeof raw === 'string' ? raw : undefined), signal };
+  return callContextOf(principalOfMetadata(metadata), typeof raw === 'string' ? raw : undefined, signal);
+}
+
+/** Runs a handler with its call's audit note in scope (store/audit-note.ts). */
+function run<T>(ctx: CallContext, fn: () => Promise<T>): Promise<T> {
+  return withAuditNote(ctx.note ?? '', fn);
 }
 
 /** Throws MESSAGE_TOO_LARGE / MALFORMED_MESSAGE for the deserializer's markers; returns the message otherwise. */
@@ -67,14 +77,15 @@ export function unary<Req, Res>(
       deps.countRequest(method, st.code ?? status.UNKNOWN);
       callback(st, null);
     };
-    const ms = deps.callTimeoutMs;
+    const ms = deps.untimedMethods?.has(method) ? undefined : deps.callTimeoutMs;
     if (ms) {
       timer = setTimeout(() => {
         ac.abort(deadlineExceeded(ms));
         answer(deadlineExceeded(ms));
       }, ms);
     }
-    (async () => fn(checkApiRequest(method, checked<Req>(call.request)), contextOf(call.metadata, ac.signal)))().then(
+    const ctx = contextOf(call.metadata, ac.signal);
+    run(ctx, async () => fn(checkApiRequest(method, checked<Req>(call.request)), ctx)).then(
       (res) => answer(undefined, res),
       (err) => answer(err ?? new Error('handler failed without an error')),
     );
@@ -92,7 +103,8 @@ export function clientStream<Req, Res>(
     async function* messages(): AsyncGenerator<Req> {
       for await (const m of call as AsyncIterable<Req | RefusedMessage>) yield checkApiRequest(method, checked(m));
     }
-    fn(messages(), contextOf(call.metadata, ac.signal)).then(
+    const ctx = contextOf(call.metadata, ac.signal);
+    run(ctx, () => fn(messages(), ctx)).then(
       (res) => {
         deps.countRequest(method, status.OK);
         callback(null, res);
@@ -122,8 +134,8 @@ export function serverStream<Req, Res>(
         if (call.write(res)) resolve();
         else call.once('drain', () => resolve());
       });
-    (async () =>
-      fn(checkApiRequest(method, checked<Req>(call.request)), emit, { ...contextOf(call.metadata, ac.signal), signal: ac.signal }))().then(
+    const ctx = { ...contextOf(call.metadata, ac.signal), signal: ac.signal };
+    run(ctx, async () => fn(checkApiRequest(method, checked<Req>(call.request)), emit, ctx)).then(
       () => {
         deps.countRequest(method, status.OK);
         if (!ac.signal.aborted) call.end();

@@ -2,19 +2,26 @@
 // grpc.health.v1 health checking and server reflection (v1 and v1alpha), so
 // grpcurl, grpc_health_probe and other languages' tools find the API.
 import { fileURLToPath } from 'node:url';
-import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
+import { Server, ServerCredentials, type ServerDuplexStream, type ServerInterceptor } from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from 'grpc-health-check';
 import { CounterServiceService } from '../../../proto/gen/fleetwall/v1/counter_service.js';
 import { ExplainServiceService } from '../../../proto/gen/fleetwall/v1/explain_service.js';
+import { ListServiceService } from '../../../proto/gen/fleetwall/v1/list_service.js';
 import { NodeServiceService } from '../../../proto/gen/fleetwall/v1/node_service.js';
 import type { ImportRulesRequest } from '../../../proto/gen/fleetwall/v1/rule_service.js';
 import { RuleServiceService } from '../../../proto/gen/fleetwall/v1/rule_service.js';
 import type { SyncRequest, SyncResponse } from '../../../proto/gen/fleetwall/v1/agent_service.js';
+import { AuditServiceService } from '../../../proto/gen/fleetwall/v1/audit_service.js';
+import { TokenServiceService } from '../../../proto/gen/fleetwall/v1/token_service.js';
+import { checkGrpcAccessTable, recordMethods } from '../auth/grpc-auth.js';
+import type { AuditService } from '../services/audit-service.js';
+import type { TokenService } from '../services/token-service.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
 import type { CounterService } from '../services/counter-service.js';
 import type { ExplainService } from '../services/explain-service.js';
+import type { ListService } from '../services/list-service.js';
 import type { NodeService } from '../services/node-service.js';
 import type { RuleService } from '../services/rule-service.js';
 import { type AdapterDeps, clientStream, serverStream, unary } from './adapters.js';
@@ -26,6 +33,9 @@ export const SERVICE_NAMES = [
   'fleetwall.v1.CounterService',
   'fleetwall.v1.ExplainService',
   'fleetwall.v1.AgentService',
+  'fleetwall.v1.TokenService',
+  'fleetwall.v1.AuditService',
+  'fleetwall.v1.ListService',
 ] as const;
 
 const PROTO_DIR = fileURLToPath(new URL('../../../proto/', import.meta.url));
@@ -35,6 +45,9 @@ const PROTO_FILES = [
   'fleetwall/v1/counter_service.proto',
   'fleetwall/v1/explain_service.proto',
   'fleetwall/v1/agent_service.proto',
+  'fleetwall/v1/token_service.proto',
+  'fleetwall/v1/audit_service.proto',
+  'fleetwall/v1/list_service.proto',
 ];
 
 export interface GrpcHandlers {
@@ -43,6 +56,15 @@ export interface GrpcHandlers {
   readonly counters: CounterService;
   readonly explain: ExplainService;
   readonly sync: (call: ServerDuplexStream<SyncRequest, SyncResponse | Buffer>) => void;
+  readonly tokens: TokenService;
+  readonly audit: AuditService;
+  readonly lists: ListService;
+}
+
+/** How the server is secured (auth/): TLS credentials or plaintext, and the one auth interceptor. */
+export interface GrpcSecurity {
+  readonly credentials: ServerCredentials | undefined;
+  readonly interceptor: ServerInterceptor;
 }
 
 export interface GrpcServerHandle {
@@ -63,6 +85,7 @@ export async function startGrpcServer(
   maxMessageBytes: number,
   h: GrpcHandlers,
   deps: AdapterDeps,
+  security: GrpcSecurity,
   limits: GrpcServerLimits = {},
 ): Promise<GrpcServerHandle> {
   const server = new Server({
@@ -80,7 +103,10 @@ export async function startGrpcServer(
     'grpc.http2.min_ping_interval_without_data_ms': 5000,
     // channelz bookkeeping costs CPU on every message of every agent stream.
     'grpc.enable_channelz': 0,
+    // Every handler, ours and health/reflection alike, is behind this (auth/grpc-auth.ts).
+    interceptors: [security.interceptor],
   });
+  const registered = recordMethods(server);
   const g = (def: object) => guarded(def, maxMessageBytes) as never;
 
   server.addService(g(RuleServiceService), {
@@ -130,6 +156,21 @@ export async function startGrpcServer(
     explain: unary(deps, 'ExplainService/Explain', (req) => h.explain.explain(req as never)),
   });
   server.addService(agentServiceDefinition(maxMessageBytes), { sync: h.sync as never });
+  server.addService(g(TokenServiceService), {
+    createToken: unary(deps, 'TokenService/CreateToken', (req, ctx) => h.tokens.createToken(req as never, ctx)),
+    listTokens: unary(deps, 'TokenService/ListTokens', (req) => h.tokens.listTokens(req as never)),
+    revokeToken: unary(deps, 'TokenService/RevokeToken', (req, ctx) => h.tokens.revokeToken(req as never, ctx)),
+  });
+  server.addService(g(AuditServiceService), {
+    listAuditEvents: unary(deps, 'AuditService/ListAuditEvents', (req) => h.audit.listAuditEvents(req as never)),
+  });
+  server.addService(g(ListServiceService), {
+    createList: unary(deps, 'ListService/CreateList', (req, ctx) => h.lists.createList(req as never, ctx)),
+    getList: unary(deps, 'ListService/GetList', (req) => h.lists.getList(req as never)),
+    listLists: unary(deps, 'ListService/ListLists', () => h.lists.listLists()),
+    deleteList: unary(deps, 'ListService/DeleteList', (req, ctx) => h.lists.deleteList(req as never, ctx)),
+    refreshList: unary(deps, 'ListService/RefreshList', (req, ctx) => h.lists.refreshList(req as never, ctx)),
+  });
 
   const statusMap: Record<string, ServingStatus> = { '': 'NOT_SERVING' };
   for (const s of SERVICE_NAMES) statusMap[s] = 'NOT_SERVING';
@@ -144,13 +185,16 @@ export async function startGrpcServer(
     oneofs: true,
   });
   new ReflectionService(pkg).addToServer(server);
+  checkGrpcAccessTable(registered());
 
   const bound = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, ServerCredentials.createInsecure(), (err, p) =>
-      err ? reject(err) : resolve(p),
+    server.bindAsync(
+      `${host.includes(':') ? `[${host}]` : host}:${port}`,
+      security.credentials ?? ServerCredentials.createInsecure(),
+      (err, p) => (err ? reject(err) : resolve(p)),
     );
   });
-  deps.logger.info({ port: bound }, 'gRPC listening');
+  deps.logger.info({ port: bound, tls: security.credentials !== undefined }, 'gRPC listening');
 
   return {
     port: bound,

@@ -13,6 +13,7 @@
 //   DELETE /v1/nodes/{name}
 //   GET    /v1/counters         ?node_name&top_rules&rule_ids=1,2
 //   GET    /v1/explain          ?address&node_name&direction
+//   POST   /v1/tokens, GET /v1/tokens, DELETE /v1/tokens/{id}, GET /v1/audit: trust-routes.ts
 //   POST   /manage-ip           {"action": "block"|"allow"|"whitelist"|"unblock", "ip": "192.0.2.1", "ttl"?, "comment"?}
 //                                -> RuleService.manageAddress (services/manage-address.ts), answered as
 //                                   {ok, action, ip, result, rule, revision[, coveringRules]}
@@ -59,26 +60,32 @@ import { checkJsonShape } from '../edge/json-shape.js';
 import { checkText, INT8_MAX, invalidField } from '../edge/message-check.js';
 import { parseRuleCidr } from '../rules/validate.js';
 import type { CallContext } from '../services/call-context.js';
-import { ACTOR_METADATA_KEY, normalizeActor } from '../services/call-context.js';
+import { ACTOR_METADATA_KEY, callContextOf } from '../services/call-context.js';
+import { principalOfRequest } from '../auth/http-auth.js';
 import type { CounterService } from '../services/counter-service.js';
 import { type ManageAddressFields, resultName } from '../services/manage-address.js';
 import type { ExplainService } from '../services/explain-service.js';
 import type { NodeService } from '../services/node-service.js';
 import type { RuleService } from '../services/rule-service.js';
+import type { AuditService } from '../services/audit-service.js';
+import type { TokenService } from '../services/token-service.js';
 import { type HttpRouter, readJsonObject, sendJson } from './router.js';
+import { registerTrustRoutes } from './trust-routes.js';
 
 export interface JsonApiServices {
   readonly rules: RuleService;
   readonly nodes: NodeService;
   readonly counters: CounterService;
   readonly explain: ExplainService;
+  readonly tokens: TokenService;
+  readonly audit: AuditService;
   readonly maxMessageBytes: number;
 }
 
+/** The caller: the principal the HTTP guard established (auth/http-auth.ts), the x-fleetwall-actor note. */
 function callContext(req: IncomingMessage): CallContext {
   const header = req.headers[ACTOR_METADATA_KEY];
-  const actor = Array.isArray(header) ? header[0] : header;
-  return { actor: normalizeActor(actor ?? `http:${req.socket.remoteAddress ?? 'unknown'}`) };
+  return callContextOf(principalOfRequest(req), Array.isArray(header) ? header[0] : header);
 }
 
 /** A rule id from the path or a query: decimal digits, 1..2^63-1. */
@@ -383,4 +390,9 @@ export function registerJsonApi(router: HttpRouter, s: JsonApiServices): void {
     );
     sendJson(res, 200, manageIpJson(verb, out));
   });
+
+  registerTrustRoutes(router, { tokens: s.tokens, audit: s.audit, maxMessageBytes: s.maxMessageBytes, callContext, parseId, param });
 }
+
+// Shared with the routes registered beside this API (import-route.ts, list-routes.ts).
+export { callContext, durationJson, enumParam, param, selectorParam };

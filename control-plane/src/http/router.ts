@@ -28,7 +28,12 @@ interface Route {
   readonly pattern: string;
   readonly parts: readonly string[];
   readonly handler: HttpHandler;
+  /** Who may call it, when registered with one (else the access table's entry; auth/http-auth.ts). */
+  readonly access: string | undefined;
 }
+
+/** Runs before a matched route's handler (authentication, authorization); throws a FleetwallError to refuse. */
+export type HttpGuard = (req: IncomingMessage, route: { method: string; pattern: string; access: string | undefined }) => Promise<void>;
 
 /** gRPC code -> HTTP status (google.rpc.Code mapping). */
 const HTTP_STATUS: Record<number, number> = {
@@ -59,12 +64,15 @@ export function httpStatusOf(reason: Reason): number {
 
 /** The JSON error body: {code (gRPC), message, reason, metadata}. */
 export function sendError(res: ServerResponse, fe: FleetwallError): void {
-  sendJson(res, httpStatusOf(fe.reason), { code: fe.code, message: fe.message, reason: fe.reason, metadata: fe.metadata });
+  const status = httpStatusOf(fe.reason);
+  // RFC 6750: a 401 names the scheme the client should use.
+  const headers = status === 401 ? { 'www-authenticate': 'Bearer realm="fleetwall"' } : undefined;
+  sendJson(res, status, { code: fe.code, message: fe.message, reason: fe.reason, metadata: fe.metadata }, headers);
 }
 
-export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers?: Record<string, string>): void {
   const text = JSON.stringify(body, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.writeHead(status, { ...headers, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
   res.end(text);
 }
 
@@ -154,23 +162,32 @@ async function readJson(req: IncomingMessage, maxBytes: number): Promise<unknown
 export interface RouterOptions {
   /** A handler still running after this long is answered 504 DEADLINE_EXCEEDED (FLEETWALL_CALL_TIMEOUT). */
   readonly callTimeoutMs?: number;
+  /** Routes ("POST /v1/rules:import") bounded by their own settings instead (import timeouts, a list's fetch timeout). */
+  readonly untimedRoutes?: ReadonlySet<string>;
 }
 
 export class HttpRouter {
   private readonly routes: Route[] = [];
+  private guard: HttpGuard | undefined;
 
   constructor(
     private readonly logger: Logger,
     private readonly options: RouterOptions = {},
   ) {}
 
-  add(method: string, pattern: string, handler: HttpHandler): this {
-    this.routes.push({ method: method.toUpperCase(), pattern, parts: pattern.split('/').filter(Boolean), handler });
+  add(method: string, pattern: string, handler: HttpHandler, access?: string): this {
+    this.routes.push({ method: method.toUpperCase(), pattern, parts: pattern.split('/').filter(Boolean), handler, access });
     return this;
   }
 
-  list(): readonly { method: string; pattern: string }[] {
-    return this.routes.map((r) => ({ method: r.method, pattern: r.pattern }));
+  /** The guard every matched route passes before its handler (control-plane.ts installs auth/http-auth.ts). */
+  setGuard(guard: HttpGuard): this {
+    this.guard = guard;
+    return this;
+  }
+
+  list(): readonly { method: string; pattern: string; access: string | undefined }[] {
+    return this.routes.map((r) => ({ method: r.method, pattern: r.pattern, access: r.access }));
   }
 
   private match(method: string, path: string): { route: Route; params: Record<string, string> } | 'method' | undefined {
@@ -225,7 +242,7 @@ export class HttpRouter {
           new FleetwallError('METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${echo(path)}`, { method: req.method ?? '' }),
         );
       }
-      const ms = this.options.callTimeoutMs;
+      const ms = this.options.untimedRoutes?.has(`${m.route.method} ${m.route.pattern}`) ? undefined : this.options.callTimeoutMs;
       const deadline = ms
         ? new Promise<never>((_, reject) => {
             timer = setTimeout(
@@ -239,7 +256,11 @@ export class HttpRouter {
             );
           })
         : undefined;
-      const run = Promise.resolve(m.route.handler(req, res, m.params, url));
+      const route = m.route;
+      const run = (async () => {
+        if (this.guard) await this.guard(req, route);
+        await route.handler(req, res, m.params, url);
+      })();
       if (deadline !== undefined) run.catch(() => undefined);
       await (deadline !== undefined ? Promise.race([run, deadline]) : run);
     } catch (err) {

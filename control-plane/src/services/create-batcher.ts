@@ -12,11 +12,14 @@
 // another group, up to MAX_IN_FLIGHT groups at once.
 import type { Rule } from '../../../proto/gen/fleetwall/v1/rule.js';
 import type { RuleSpec } from '../rules/validate.js';
+import { currentAuditNote } from '../store/audit-note.js';
 import type { RuleStore } from '../store/rule-store.js';
 
 interface Pending {
   readonly spec: RuleSpec;
   readonly actor: string;
+  /** The caller's audit note (audit-note.ts), taken at submit: the group commits in another caller's context. */
+  readonly note: string;
   readonly resolve: (r: { rule: Rule; revision: bigint }) => void;
   readonly reject: (e: unknown) => void;
 }
@@ -37,9 +40,20 @@ export class CreateBatcher {
 
   submit(spec: RuleSpec, actor: string): Promise<{ rule: Rule; revision: bigint }> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ spec, actor, resolve, reject });
+      this.queue.push({ spec, actor, note: currentAuditNote(), resolve, reject });
       this.pump();
     });
+  }
+
+  /** Up to maxGroup waiting creates with the first one's note (a statement carries one note), in arrival order. */
+  private takeGroup(): Pending[] {
+    const note = this.queue[0]!.note;
+    if (this.queue.every((p) => p.note === note)) return this.queue.splice(0, this.maxGroup);
+    const group: Pending[] = [];
+    const rest: Pending[] = [];
+    for (const p of this.queue) (p.note === note && group.length < this.maxGroup ? group : rest).push(p);
+    this.queue.splice(0, this.queue.length, ...rest);
+    return group;
   }
 
   /** Starts a group if none is committing, or if every group committing is stuck. */
@@ -49,7 +63,7 @@ export class CreateBatcher {
     let youngest = Number.NEGATIVE_INFINITY;
     for (const t of this.inFlight) youngest = Math.max(youngest, t);
     if (this.inFlight.size === 0 || (this.inFlight.size < MAX_IN_FLIGHT && now - youngest >= STUCK_MS)) {
-      void this.commit(this.queue.splice(0, this.maxGroup), now);
+      void this.commit(this.takeGroup(), now);
       if (this.queue.length > 0) this.pump();
       return;
     }
@@ -71,7 +85,7 @@ export class CreateBatcher {
     while (this.inFlight.has(key)) key += 0.001;
     this.inFlight.add(key);
     try {
-      const out = await this.store.createGroup(group);
+      const out = await this.store.createGroup(group, 'create', group[0]!.note);
       out.forEach((o, i) => (o.ok ? group[i]!.resolve({ rule: o.rule, revision: o.revision }) : group[i]!.reject(o.error)));
     } catch (e) {
       for (const p of group) p.reject(e);

@@ -23,7 +23,7 @@ const ROLE: Record<PolicyRole, MatchRole> = {
 };
 
 function describe(r: Rule): string {
-  return `rule ${r.id} (${r.action === Action.ACTION_ALLOW ? 'allow' : 'deny'} ${r.cidr}${r.mode === Mode.MODE_MONITOR ? ', monitor' : ''})`;
+  return `rule ${r.id} (${r.action === Action.ACTION_ALLOW ? 'allow' : 'deny'} ${r.cidr}${r.mode === Mode.MODE_MONITOR ? ', monitor' : ''}${r.source ? `, from ${r.source}` : ''})`;
 }
 
 export class ExplainService {

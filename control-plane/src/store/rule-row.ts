@@ -18,6 +18,8 @@ export interface RuleRow {
   readonly created_by: string;
   /** From the revisions join; absent on rows returned by a write in progress. */
   readonly revision?: bigint | null;
+  /** "list:NAME" for a list's rule (RULE_SELECT); absent or null for an operator's. */
+  readonly source?: string | null;
 }
 
 /** Postgres prints cidr its own way (IPv6 zero runs); the API speaks common/src/cidr.ts. */
@@ -43,5 +45,6 @@ export function ruleFromRow(r: RuleRow, revision?: bigint): Rule {
     updateTime: r.update_time,
     revision: revision ?? r.revision ?? 0n,
     createdBy: r.created_by,
+    source: r.source ?? '',
   };
 }

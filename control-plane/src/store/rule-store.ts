@@ -11,6 +11,7 @@ import type { RuleSpec } from '../rules/validate.js';
 import { changeAuditCtes, OP_DELETE, OP_UPSERT, rowImage } from './change-audit.js';
 import { type RuleRow, canonicalFromPg, ruleFromRow } from './rule-row.js';
 import { type RevisionKind, retryWrite, revisionCtes, writeTransaction } from './write-transaction.js';
+import { applyAuditNote, currentAuditNote } from './audit-note.js';
 
 export interface RuleFilter {
   readonly action?: number;
@@ -98,7 +99,9 @@ const GROUP_COMMIT = `with w as (select nextval('write_id_seq') as id),
    from ins, rv`;
 
 const RULE_SELECT =
-  'r.id, r.cidr::text as cidr, r.action, r.direction, r.selector, r.selector_key, r.mode, r.expire_time, r.comment, r.create_time, r.update_time, r.write_id, r.created_by, v.revision';
+  'r.id, r.cidr::text as cidr, r.action, r.direction, r.selector, r.selector_key, r.mode, r.expire_time, r.comment, r.create_time, r.update_time, r.write_id, r.created_by, v.revision, ' +
+  // A list's rule shows its list (lists/): "list:NAME".
+  "(select 'list:' || l.name from lists l where l.id = r.list_id) as source";
 
 export class RuleStore {
   constructor(
@@ -188,6 +191,7 @@ export class RuleStore {
   async createGroup(
     items: readonly { spec: RuleSpec; actor: string; field?: string }[],
     kind: RevisionKind = 'create',
+    note: string = currentAuditNote(),
   ): Promise<CreateOutcome[]> {
     const out: (CreateOutcome | undefined)[] = new Array(items.length);
     const first = new Map<string, number>();
@@ -205,7 +209,13 @@ export class RuleStore {
     const revisionActor = actors.length === 1 ? actors[0]! : actors.join(',').slice(0, 200);
     const payload = JSON.stringify(toInsert.map((i) => ({ ...specJson(items[i]!.spec), actor: items[i]!.actor })));
     const rows = await retryWrite(() =>
-      this.sql.unsafe<(RuleRow & { revision: bigint })[]>(GROUP_COMMIT, [payload, revisionActor, kind] as never[]),
+      note === ''
+        ? this.sql.unsafe<(RuleRow & { revision: bigint })[]>(GROUP_COMMIT, [payload, revisionActor, kind] as never[])
+        : // A note (audit-note.ts) is transaction-local: the same statement, in a transaction that sets it first.
+          (this.sql.begin(async (tx) => {
+            await applyAuditNote(tx, note);
+            return tx.unsafe<(RuleRow & { revision: bigint })[]>(GROUP_COMMIT, [payload, revisionActor, kind] as never[]);
+          }) as Promise<(RuleRow & { revision: bigint })[]>),
     );
     const byKey = new Map(rows.map((r) => [identity(canonicalFromPg(r.cidr), r.direction, r.selector_key), r]));
     const missing: number[] = [];
@@ -280,7 +290,9 @@ export class RuleStore {
         `with old as (select ${rowImage('r')} as j from rules r where r.id = $1),
          u as (
            update rules set action = $2, direction = $3, selector = $4::text::jsonb, selector_key = $5, mode = $6,
-             expire_time = $7::timestamptz, comment = $8, update_time = now(), write_id = $9::bigint
+             expire_time = $7::timestamptz, comment = $8, update_time = now(), write_id = $9::bigint,
+             -- An operator's change takes a list's rule over: the list no longer owns it.
+             list_id = null
            where id = $1 returning *),
          ${changeAuditCtes({ rows: 'u', writeId: '$9::bigint', actor: '$10', op: OP_UPSERT, action: 'rule.update', before: '(select j from old)', after: rowImage('u') })}
          select id, cidr::text as cidr, action, direction, selector, selector_key, mode, expire_time, comment, create_time, update_time, write_id, created_by from u`,

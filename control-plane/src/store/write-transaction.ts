@@ -16,10 +16,22 @@
 // revision R knows every revision below R is committed. Because it is taken
 // last, a 1M-row import holds it for milliseconds, not for the whole COPY.
 import type { Sql, TransactionSql } from 'postgres';
+import { applyAuditNote, currentAuditNote } from './audit-note.js';
 
 export const REVISION_CHANNEL = 'fleetwall_revision';
 
-export type RevisionKind = 'create' | 'batch_create' | 'import' | 'update' | 'delete' | 'batch_delete' | 'expire';
+export type RevisionKind =
+  | 'create'
+  | 'batch_create'
+  | 'import'
+  | 'update'
+  | 'delete'
+  | 'batch_delete'
+  | 'expire'
+  // A subscribed list (lists/): added, refreshed, removed.
+  | 'list_create'
+  | 'list_refresh'
+  | 'list_delete';
 
 export interface WriteBody<T> {
   /** What the transaction produced (returned to the caller). */
@@ -97,9 +109,11 @@ export function writeTransaction<T>(
   body: (tx: TransactionSql, writeId: bigint) => Promise<WriteBody<T>>,
   attempts = 3,
 ): Promise<WriteResult<T>> {
+  const note = currentAuditNote();
   return retryWrite(
     () =>
       sql.begin(async (tx) => {
+        await applyAuditNote(tx, note);
         const [w] = await tx<{ id: bigint }[]>`select nextval('write_id_seq') as id`;
         const writeId = w!.id;
         const out = await body(tx, writeId);

@@ -16,6 +16,8 @@
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { type Hello, SyncMode, type SyncRequest, type SyncResponse } from '../../../proto/gen/fleetwall/v1/agent_service.js';
+import { principalOfMetadata } from '../auth/grpc-auth.js';
+import { authorizeHello } from '../auth/sync-identity.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
 import { isRefused, type RefusedMessage, refusal } from '../errors/refused-message.js';
 import { toGrpcStatus } from '../errors/to-grpc-status.js';
@@ -314,6 +316,8 @@ export class AgentSession implements HubSession {
   private async attach(hello: Hello): Promise<void> {
     const d = this.deps;
     // The name, labels and every other field were checked with the message (checkSyncRequest).
+    // Node identity (issue 15): may this stream speak for hello.node_name? Before anything is recorded.
+    authorizeHello(principalOfMetadata(this.call.metadata), hello);
     this.state = 'attaching';
     if (this.helloTimer) clearTimeout(this.helloTimer);
     this.nodeName = hello.nodeName;

@@ -9,7 +9,7 @@
 // was acknowledged (CounterAck): only then is the rule's final total known to
 // the control plane and the slot goes back to the free list.
 
-import type { Datapath, InterfaceCounters } from '../datapath/datapath.js';
+import type { CounterSource, InterfaceCounters } from '../datapath/datapath.js';
 import type { CounterReport, InterfaceCounterSample, RuleCounterSample } from '../../../proto/gen/fleetwall/v1/agent_service.js';
 import type { RuleView } from '../reconcile/rule-records.js';
 import type { SlotPool } from '../reconcile/slot-pool.js';
@@ -19,9 +19,6 @@ import { directionToWire } from '../sync/wire.js';
 const MAX_SAMPLES_PER_REPORT = 40_000;
 /** Slots per counter read (2 x 512 KB of buffers, reused). */
 const READ_CHUNK = 32768;
-
-/** The datapath calls the reporter makes. */
-export type CounterSource = Pick<Datapath, 'capacity' | 'readRuleCountersInto' | 'readInterfaceCounters'>;
 
 function ifaceValues(c: InterfaceCounters): bigint[] {
   const t = c.totals;

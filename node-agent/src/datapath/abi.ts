@@ -4,7 +4,7 @@
 // offset, enum value and map name below with the C side (and with the map
 // key/value sizes in the committed objects): edit both together.
 
-import type { RuleAction, RuleDirection, RuleMode } from '../../../common/src/policy.js';
+import type { RuleDirection } from '../../../common/src/policy.js';
 
 export const FW_ABI_VERSION = 5;
 export const FW_STORE_ID_MAX = 64;
@@ -22,6 +22,29 @@ export const FW_B4_WORDS = 8;
 export const FW_B4_SLOTS = 7;
 export const FW_TAG4_MUL = 0xcc9e2d51;
 export const FW_B6_SLOTS = 5;
+/**
+ * IPv4 slot word (u64, 0 = empty): bits 0..32 the key, 33..58 the counter
+ * slot, 59..60 the verdict (enum fw_slot_verdict), 61 monitor; the bucket
+ * flags (spill, overflow) are bits 62, 63 of the tag word.
+ */
+export const FW_S4_KEY_MASK = (1n << 33n) - 1n;
+export const FW_S4_SLOT_SHIFT = 33;
+export const FW_S4_SLOT_MASK = (1 << 26) - 1;
+export const FW_S4_VERDICT_SHIFT = 59;
+export const FW_S4_MONITOR = 1n << 61n;
+export const FW_S4_SPILL = 1n << 62n;
+export const FW_S4_OVF = 1n << 63n;
+/**
+ * IPv6 slot meta word (u64, 0 = empty): bits 0..7 the length, 8 valid, 9..10
+ * the verdict, 11 monitor, 32.. the counter slot; bucket flags word: overflow, spill.
+ */
+export const FW_M6_LEN_MASK = 0xff;
+export const FW_M6_VALID = 0x100;
+export const FW_M6_VERDICT_SHIFT = 9;
+export const FW_M6_MONITOR = 0x800;
+export const FW_M6_SLOT_SHIFT = 32;
+export const FW_B6_OVF = 1;
+export const FW_B6_SPILL = 2;
 export const FW_IF_SLOTS = 1024;
 /** IPv4 direct /24 index: one u32 per /24 (slot, verdict, length + 1, LONGER). */
 export const FW_D24_ENTRIES = 1 << 24;
@@ -33,6 +56,7 @@ export const FW_D24_LEN_SHIFT = 26;
 export const FW_D24_LONGER = 0x80000000;
 export const FW_IFS_FALLBACK = 1;
 
+/** enum fw_table_id: bit 0 = IPv6, bit 1 = egress (what tableIndex() computes). */
 export const FW_TABLE = { IN4: 0, IN6: 1, EG4: 2, EG6: 3 } as const;
 export const FW_TABLE_COUNT = 4;
 export const FW_DIR = { ingress: 0, egress: 1 } as const;
@@ -41,8 +65,8 @@ export const FW_MODE = { enforce: 1, monitor: 2 } as const;
 export const FW_DEFAULT = { pass: 0, drop: 1 } as const;
 export const FW_SV = { pass: 0, drop: 1, wouldDrop: 2 } as const;
 
-/** Enum constants as the C header names them (checked by the ABI test). */
-export const ABI_ENUMS: Readonly<Record<string, number>> = {
+/** Constants as the C header names them (checked by the ABI test). */
+export const ABI_ENUMS: Readonly<Record<string, number | bigint>> = {
   FW_ABI_VERSION,
   FW_STORE_ID_MAX,
   FW_MAX_HASH_LENS,
@@ -59,6 +83,20 @@ export const ABI_ENUMS: Readonly<Record<string, number>> = {
   FW_B4_SLOTS,
   FW_TAG4_MUL,
   FW_B6_SLOTS,
+  FW_S4_KEY_MASK,
+  FW_S4_SLOT_SHIFT,
+  FW_S4_SLOT_MASK,
+  FW_S4_VERDICT_SHIFT,
+  FW_S4_MONITOR,
+  FW_S4_SPILL,
+  FW_S4_OVF,
+  FW_M6_LEN_MASK,
+  FW_M6_VALID,
+  FW_M6_VERDICT_SHIFT,
+  FW_M6_MONITOR,
+  FW_M6_SLOT_SHIFT,
+  FW_B6_OVF,
+  FW_B6_SPILL,
   FW_IF_SLOTS,
   FW_IFS_FALLBACK,
   FW_D24_ENTRIES,
@@ -110,7 +148,7 @@ export const MAP = {
 } as const;
 export type MapName = (typeof MAP)[keyof typeof MAP];
 
-/** The C macro that names each map (FW_MAP_IN4_HASH -> "fw_in4_hash"). */
+/** The C macro that names each map (FW_MAP_IN4_TAB -> "fw_in4_tab"). */
 export const ABI_MAP_MACROS: Readonly<Record<string, MapName>> = Object.fromEntries(
   Object.entries(MAP).map(([k, v]) => [`FW_MAP_${k}`, v]),
 );
@@ -153,14 +191,29 @@ export const LAYOUT = {
   },
   fw_lenstat: { size: 520, fields: { count: 0, pad: 516 } },
 } as const;
-export type StructName = keyof typeof LAYOUT;
 
 const L = LAYOUT;
 
-// ---- table helpers
+// ---- tables
+
+/** A kernel table (enum fw_table_id, the OpBatch table column): 0 ingress IPv4, 1 ingress IPv6, 2 egress IPv4, 3 egress IPv6. */
+export type TableIndex = 0 | 1 | 2 | 3;
+
+/** The table of a direction and family. */
+export function tableIndex(direction: RuleDirection, family: 4 | 6): TableIndex {
+  return ((direction === 'egress' ? FW_TABLE.EG4 : FW_TABLE.IN4) | (family === 6 ? FW_TABLE.IN6 : 0)) as TableIndex;
+}
+
+export function tableFamily(t: number): 4 | 6 {
+  return (t & FW_TABLE.IN6) !== 0 ? 6 : 4;
+}
+
+export function tableDirection(t: number): RuleDirection {
+  return (t & FW_TABLE.EG4) !== 0 ? 'egress' : 'ingress';
+}
 
 export interface TableDesc {
-  readonly id: number;
+  readonly id: TableIndex;
   readonly direction: RuleDirection;
   readonly family: 4 | 6;
   /** The bucketed hash (mmapable ARRAY of fw_bucket4/6). */
@@ -176,9 +229,10 @@ export interface TableDesc {
   readonly maxLen: 32 | 128;
 }
 
+/** The four tables, indexed by table index (TABLES[t].id === t; the ABI test checks it). */
 export const TABLES: readonly TableDesc[] = [
   {
-    id: 0,
+    id: FW_TABLE.IN4,
     direction: 'ingress',
     family: 4,
     tab: MAP.IN4_TAB,
@@ -190,7 +244,7 @@ export const TABLES: readonly TableDesc[] = [
     maxLen: 32,
   },
   {
-    id: 1,
+    id: FW_TABLE.IN6,
     direction: 'ingress',
     family: 6,
     tab: MAP.IN6_TAB,
@@ -202,7 +256,7 @@ export const TABLES: readonly TableDesc[] = [
     maxLen: 128,
   },
   {
-    id: 2,
+    id: FW_TABLE.EG4,
     direction: 'egress',
     family: 4,
     tab: MAP.EG4_TAB,
@@ -214,7 +268,7 @@ export const TABLES: readonly TableDesc[] = [
     maxLen: 32,
   },
   {
-    id: 3,
+    id: FW_TABLE.EG6,
     direction: 'egress',
     family: 6,
     tab: MAP.EG6_TAB,
@@ -226,49 +280,6 @@ export const TABLES: readonly TableDesc[] = [
     maxLen: 128,
   },
 ];
-
-export function tableFor(direction: RuleDirection, family: 4 | 6): TableDesc {
-  return TABLES[(direction === 'egress' ? 2 : 0) + (family === 6 ? 1 : 0)]!;
-}
-
-// ---- fw_entry
-
-export interface EntryValue {
-  slot: number;
-  action: RuleAction;
-  mode: RuleMode;
-  prefixlen: number;
-}
-
-const E_SLOT = L.fw_entry.fields.slot;
-const E_ACTION = L.fw_entry.fields.action;
-const E_MODE = L.fw_entry.fields.mode;
-const E_LEN = L.fw_entry.fields.prefixlen;
-const E_FLAGS = L.fw_entry.fields.flags;
-
-export function writeEntry(buf: Buffer, off: number, slot: number, action: RuleAction, mode: RuleMode, len: number): void {
-  buf.writeUInt32LE(slot >>> 0, off + E_SLOT);
-  buf[off + E_ACTION] = action === 'allow' ? FW_ACTION.allow : FW_ACTION.deny;
-  buf[off + E_MODE] = mode === 'monitor' ? FW_MODE.monitor : FW_MODE.enforce;
-  buf[off + E_LEN] = len;
-  buf[off + E_FLAGS] = 0;
-}
-
-export function readEntry(buf: Buffer, off: number): EntryValue {
-  const F = L.fw_entry.fields;
-  return {
-    slot: buf.readUInt32LE(off + F.slot),
-    action: buf[off + F.action] === FW_ACTION.allow ? 'allow' : 'deny',
-    mode: buf[off + F.mode] === FW_MODE.monitor ? 'monitor' : 'enforce',
-    prefixlen: buf[off + F.prefixlen]!,
-  };
-}
-
-/** Writes an LPM/hash key: prefixlen (host order u32) + masked address. */
-export function writeKey(buf: Buffer, off: number, len: number, addr: Uint8Array): void {
-  buf.writeUInt32LE(len, off);
-  buf.set(addr, off + 4);
-}
 
 // ---- fw_table_cfg
 
@@ -379,7 +390,3 @@ export function decodeMeta(b: Buffer): MetaValue {
     ruleSlots: b.readUInt32LE(F.rule_slots),
   };
 }
-
-// ---- fw_journal_rule
-
-export const JOURNAL_KEY_SIZE = 8;

@@ -1,11 +1,12 @@
 // One kernel map behind an fd: single-element and batch operations with
 // DatapathErrors that name the map. Batch calls are one FFI call per chunk.
 
-import { DatapathError } from './errors.js';
-import { BPF_ANY, BPF_MAP_TYPE, batchOpts, check, closeFd, lastErrno, possibleCpus, raw } from './libbpf.js';
 import { constants as osConstants } from 'node:os';
+import { DatapathError } from './errors.js';
+import { batchOpts, check, closeFd, lastErrno, possibleCpus, raw } from './libbpf.js';
+import { BPF_ANY, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_PERCPU_HASH, BPF_OBJ_NAME_LEN, KERNEL_LAYOUT } from './uapi.js';
 
-const { ENOENT, ENOSPC } = osConstants.errno;
+const { E2BIG, ENOENT, ENOSPC } = osConstants.errno;
 
 export interface MapInfo {
   readonly type: number;
@@ -17,21 +18,23 @@ export interface MapInfo {
   readonly name: string;
 }
 
-/** bpf_map_info (uapi): type, id, key_size, value_size, max_entries, map_flags, name[16]. */
+/** bpf_map_info of a map fd. */
 export function mapInfoByFd(fd: number, target: string): MapInfo {
-  const info = Buffer.alloc(88);
+  const L = KERNEL_LAYOUT.bpf_map_info;
+  const F = L.fields;
+  const info = Buffer.alloc(L.size);
   const len = new Uint32Array([info.length]);
   check(raw.bpf_obj_get_info_by_fd(fd, info, len) as number, 'read map info', target);
-  const name = info.subarray(24, 40);
+  const name = info.subarray(F.name, F.name + BPF_OBJ_NAME_LEN);
   const end = name.indexOf(0);
   return {
-    type: info.readUInt32LE(0),
-    id: info.readUInt32LE(4),
-    keySize: info.readUInt32LE(8),
-    valueSize: info.readUInt32LE(12),
-    maxEntries: info.readUInt32LE(16),
-    flags: info.readUInt32LE(20),
-    name: name.subarray(0, end < 0 ? 16 : end).toString('utf8'),
+    type: info.readUInt32LE(F.type),
+    id: info.readUInt32LE(F.id),
+    keySize: info.readUInt32LE(F.key_size),
+    valueSize: info.readUInt32LE(F.value_size),
+    maxEntries: info.readUInt32LE(F.max_entries),
+    flags: info.readUInt32LE(F.map_flags),
+    name: name.subarray(0, end < 0 ? BPF_OBJ_NAME_LEN : end).toString('utf8'),
   };
 }
 
@@ -54,7 +57,7 @@ export class BpfMap {
     readonly info: MapInfo,
     private readonly ownsFd: boolean,
   ) {
-    this.percpu = info.type === BPF_MAP_TYPE.PERCPU_ARRAY || info.type === BPF_MAP_TYPE.PERCPU_HASH;
+    this.percpu = info.type === BPF_MAP_TYPE_PERCPU_ARRAY || info.type === BPF_MAP_TYPE_PERCPU_HASH;
     this.valueStride = this.percpu ? Math.ceil(info.valueSize / 8) * 8 * possibleCpus() : info.valueSize;
     this.oneKey = Buffer.alloc(info.keySize);
   }
@@ -93,7 +96,7 @@ export class BpfMap {
 
   update(key: Buffer, value: Buffer, flags: bigint = BPF_ANY): void {
     check(raw.bpf_map_update_elem(this.fd, key, value, flags) as number, 'update map', this.name, (e) =>
-      e === osConstants.errno.E2BIG ? `map is full (${this.maxEntries} entries)` : undefined,
+      e === E2BIG ? `map is full (${this.maxEntries} entries)` : undefined,
     );
   }
 

@@ -3,11 +3,14 @@
 // flushed), a new one is created with the requested size and pinned.
 
 import { existsSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import koffi from 'koffi';
 import { DatapathError } from './errors.js';
 import { mapInfoByFd } from './bpf-map.js';
 import { type BpfObjectPtr, check, closeFd, raw, takeLibbpfLog } from './libbpf.js';
+
+const E = osConstants.errno;
 
 export interface LoadedObject {
   readonly path: string;
@@ -32,18 +35,18 @@ export function loadObject(path: string, o: LoadObjectOptions = {}): LoadedObjec
     try {
       return loadOnce(path, o);
     } catch (e) {
-      if (!(e instanceof DatapathError) || e.errno !== 11 || attempt >= 3) throw e;
+      if (!(e instanceof DatapathError) || e.errno !== E.EAGAIN || attempt >= 3) throw e;
     }
   }
 }
 
 function loadOnce(path: string, o: LoadObjectOptions): LoadedObject {
   if (!existsSync(path)) {
-    throw new DatapathError('open object', path, 2, 'no such file (run npm run build:bpf)');
+    throw new DatapathError('open object', path, E.ENOENT, 'no such file (run npm run build:bpf)');
   }
   takeLibbpfLog();
   const obj = raw.bpf_object__open_file(path, null) as BpfObjectPtr;
-  if (!obj) throw new DatapathError('open object', path, koffi.errno() || 22, lastLog() ?? 'libbpf could not parse the object');
+  if (!obj) throw new DatapathError('open object', path, koffi.errno() || E.EINVAL, lastLog() ?? 'libbpf could not parse the object');
   let ok = false;
   try {
     for (let m = raw.bpf_object__next_map(obj, null); m; m = raw.bpf_object__next_map(obj, m)) {
@@ -78,12 +81,12 @@ function loadOnce(path: string, o: LoadObjectOptions): LoadedObject {
     path,
     progFd(name: string): number {
       const p = raw.bpf_object__find_program_by_name(obj, name);
-      if (!p) throw new DatapathError('find program', `${name} in ${path}`, 2);
+      if (!p) throw new DatapathError('find program', `${name} in ${path}`, E.ENOENT);
       return check(raw.bpf_program__fd(p) as number, 'program fd', name);
     },
     mapFd(name: string): number {
       const m = raw.bpf_object__find_map_by_name(obj, name);
-      if (!m) throw new DatapathError('find map', `${name} in ${path}`, 2);
+      if (!m) throw new DatapathError('find map', `${name} in ${path}`, E.ENOENT);
       return check(raw.bpf_map__fd(m) as number, 'map fd', name);
     },
     mapNames(): string[] {
@@ -119,5 +122,5 @@ function loadFailureDetail(errno: number): string | undefined {
   // The verifier log ends with the reason; keep the tail short.
   let tail = lines.slice(-6).join(' | ');
   if (tail.length > 800) tail = `...${tail.slice(-800)}`;
-  return `${errno === 13 ? 'verifier rejected the program' : 'load failed'}: ${tail}`;
+  return `${errno === E.EACCES ? 'verifier rejected the program' : 'load failed'}: ${tail}`;
 }

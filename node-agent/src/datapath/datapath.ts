@@ -13,9 +13,22 @@
 //     without asking the control plane,
 //   - the sync meta: the revision and store id the kernel state corresponds to,
 //   - the per-CPU counters (per rule slot, per interface and verdict).
+//
+// A consumer can take just the role it uses (PrefixStore, CounterSource,
+// Attacher, DatapathLifecycle); Datapath is all four. Failures are
+// DatapathErrors (`err instanceof DatapathError`: op, target, errno, code).
+//
+// The ops travel in columns (OpBatch). The object forms (MapOp, KernelEntry,
+// JournalRule) describe one op or entry; OpBatch.op(i) gives one. Building
+// batches from objects and reading whole states as objects is for tests and
+// benches (test/support/object-forms.ts), not part of this interface.
 
 import type { Prefix } from '../../../common/src/cidr.js';
 import type { DefaultAction, RuleAction, RuleDirection, RuleMode } from '../../../common/src/policy.js';
+import { FW_MAX_RULE_SLOTS, FW_STORE_ID_MAX, type TableIndex, tableDirection, tableFamily } from './abi.js';
+
+export { DatapathError } from './errors.js';
+export { type TableIndex, tableDirection, tableFamily, tableIndex } from './abi.js';
 
 /** One prefix in one kernel table (direction x family). */
 export interface KernelEntry {
@@ -63,21 +76,9 @@ export const OP = {
 } as const;
 export type OpCode = (typeof OP)[keyof typeof OP];
 
-const KIND_NAMES = ['', 'entry.upsert', 'entry.delete', 'journal.upsert', 'journal.delete', 'counter.reset'] as const;
-
 /** Attribute bits (OpBatch.attrs): the same bits as the agent's packed kernel entry. */
 export const ATTR_MONITOR = 1;
 export const ATTR_ALLOW = 2;
-
-/**
- * A kernel table: bit 0 = IPv6, bit 1 = egress (0 ingress IPv4, 1 ingress
- * IPv6, 2 egress IPv4, 3 egress IPv6).
- */
-export type TableIndex = 0 | 1 | 2 | 3;
-
-export function tableIndex(direction: RuleDirection, family: 4 | 6): TableIndex {
-  return ((direction === 'egress' ? 2 : 0) | (family === 6 ? 1 : 0)) as TableIndex;
-}
 
 /**
  * Ops in columns. Op i is kind[i]; its fields, by kind:
@@ -134,7 +135,7 @@ export class OpBatch {
   }
 
   private setAddr(i: number, table: number, addr: number | Uint8Array, off: number): void {
-    if ((table & 1) === 0) {
+    if (tableFamily(table) === 4) {
       this.addr4[i] =
         typeof addr === 'number'
           ? addr >>> 0
@@ -190,63 +191,21 @@ export class OpBatch {
     this.slot[this.next(OP.counterReset)] = slot;
   }
 
-  /** Appends one MapOp (the object form). */
-  push(op: MapOp): void {
-    switch (op.kind) {
-      case 'entry.upsert': {
-        const e = op.entry;
-        this.entryUpsert(tableIndex(e.direction, e.prefix.family), e.prefix.bytes, 0, e.prefix.len, attrsOf(e.action, e.mode), e.slot);
-        break;
-      }
-      case 'entry.delete':
-        this.entryDelete(tableIndex(op.direction, op.prefix.family), op.prefix.bytes, 0, op.prefix.len);
-        break;
-      case 'journal.upsert': {
-        const r = op.rule;
-        this.journalUpsert(
-          r.id,
-          tableIndex(r.direction, r.prefix.family),
-          r.prefix.bytes,
-          0,
-          r.prefix.len,
-          attrsOf(r.action, r.mode),
-          r.slot,
-          r.expireUnixMs,
-        );
-        break;
-      }
-      case 'journal.delete':
-        this.journalDelete(op.id);
-        break;
-      case 'counter.reset':
-        this.counterReset(op.slot);
-        break;
-      default:
-        throw new TypeError(`unknown op kind ${(op as { kind: string }).kind}`);
-    }
-  }
-
-  static of(ops: readonly MapOp[]): OpBatch {
-    const b = new OpBatch(Math.max(1, ops.length));
-    for (const op of ops) b.push(op);
-    return b;
-  }
-
   /** The address bytes of op i (a copy: 4 or 16 bytes). */
   addrBytes(i: number): Uint8Array {
-    if ((this.table[i]! & 1) === 0) {
+    if (tableFamily(this.table[i]!) === 4) {
       const w = this.addr4[i]!;
       return new Uint8Array([w >>> 24, (w >>> 16) & 0xff, (w >>> 8) & 0xff, w & 0xff]);
     }
     return this.addr6.slice(i * 16, i * 16 + 16);
   }
 
-  /** Op i as a MapOp object (tests, diagnostics, the object API). */
+  /** Op i as a MapOp object (diagnostics, tests). */
   op(i: number): MapOp {
     const k = this.kind[i]!;
     const table = this.table[i]!;
-    const direction: RuleDirection = (table & 2) !== 0 ? 'egress' : 'ingress';
-    const prefix = (): Prefix => ({ family: (table & 1) !== 0 ? 6 : 4, bytes: this.addrBytes(i), len: this.len[i]! });
+    const direction = tableDirection(table);
+    const prefix = (): Prefix => ({ family: tableFamily(table), bytes: this.addrBytes(i), len: this.len[i]! });
     const a = this.attrs[i]!;
     const action: RuleAction = (a & ATTR_ALLOW) !== 0 ? 'allow' : 'deny';
     const mode: RuleMode = (a & ATTR_MONITOR) !== 0 ? 'monitor' : 'enforce';
@@ -268,26 +227,12 @@ export class OpBatch {
         throw new TypeError(`op ${i}: unknown kind ${k}`);
     }
   }
-
-  /** Every op as MapOp objects. */
-  toOps(): MapOp[] {
-    const out: MapOp[] = new Array(this.length);
-    for (let i = 0; i < this.length; i++) out[i] = this.op(i);
-    return out;
-  }
-
-  /** The kind's name ('entry.upsert', ...) of a code. */
-  static kindName(k: number): string {
-    return KIND_NAMES[k] ?? `kind ${k}`;
-  }
-}
-
-export function attrsOf(action: RuleAction, mode: RuleMode): number {
-  return (action === 'allow' ? ATTR_ALLOW : 0) | (mode === 'monitor' ? ATTR_MONITOR : 0);
 }
 
 /** Bytes (UTF-8) of store id the pinned sync meta holds; a longer one is refused (EINVAL). */
-export const MAX_STORE_ID_BYTES = 64;
+export const MAX_STORE_ID_BYTES = FW_STORE_ID_MAX;
+/** Counter slots a datapath holds at most (capacity.counterSlots; the slot field of an IPv4 /24 index word). */
+export const MAX_COUNTER_SLOTS = FW_MAX_RULE_SLOTS;
 
 export interface SyncMeta {
   /** Revision the kernel state corresponds to; 0n = none. */
@@ -358,16 +303,15 @@ export interface DatapathOptions {
   readonly defaultAction?: DefaultAction;
 }
 
-export interface Datapath {
+/**
+ * The kernel tables, the journal and the sync meta: what the reconciler
+ * writes and reads back.
+ */
+export interface PrefixStore {
   readonly capacity: DatapathCapacity;
-  readonly defaultAction: DefaultAction;
   /** True if this process created the maps; false if it reopened existing pins. */
   readonly createdFresh: boolean;
 
-  /** Every entry in the four kernel tables as objects (small states, tests; see readEntryChunks). */
-  readEntries(): KernelEntry[];
-  /** The journal as objects, by id (small states, tests; see readJournalChunks). */
-  readJournal(): JournalRule[];
   /**
    * Every kernel entry, as entry.upsert ops in chunks of at most `chunk`:
    * each step yields the same OpBatch, refilled. Read a chunk before asking
@@ -380,9 +324,9 @@ export interface Datapath {
   usage(): TableUsage[];
 
   /**
-   * Applies `ops` in order, grouping consecutive ops of one kind and map into
-   * batch calls, then writes `meta` if given. Throws DatapathError naming the
-   * operation, map, errno and a human message.
+   * Applies the batch's ops [0, length) in order, grouping consecutive ops
+   * of one kind and map into batch calls, then writes `meta` if given.
+   * Throws DatapathError naming the operation, map, errno and a human message.
    *
    * Capacity is checked before anything changes, in the order the ops run:
    * a table never holds more than its capacity at any point of the batch (an
@@ -390,12 +334,12 @@ export interface Datapath {
    * adds placed after the deletes that make room for them fit in the same
    * call; otherwise E2BIG and nothing changed.
    */
-  apply(ops: readonly MapOp[], meta?: SyncMeta): void;
-  /** apply() of the batch's ops [0, length): the bulk form, no object per op. */
   applyBatch(batch: OpBatch, meta?: SyncMeta): void;
+}
 
-  /** Summed per-CPU rule counters for slots [0, upTo) (allocates; see readRuleCountersInto). */
-  readRuleCounters(upTo: number): { packets: BigUint64Array; bytes: BigUint64Array };
+/** The per-CPU counters, summed: what the counter reporter reads. */
+export interface CounterSource {
+  readonly capacity: DatapathCapacity;
   /**
    * Summed per-CPU rule counters of slots [first, first + n) into the
    * caller's arrays (n = the shorter array, cut at the capacity); returns n.
@@ -403,16 +347,28 @@ export interface Datapath {
   readRuleCountersInto(first: number, packets: BigUint64Array, bytes: BigUint64Array): number;
   /** Verdict totals per attached interface and direction. */
   readInterfaceCounters(): InterfaceCounters[];
+}
 
+/** The programs on interfaces. */
+export interface Attacher {
   /** Attaches XDP ingress and TC egress, pinning the links; idempotent. */
   attach(ifname: string, opts?: AttachOptions): InterfaceAttachment;
   /** Detaches one interface and removes its link pins. */
   detach(ifname: string): void;
   /** Interfaces with pinned links (survive restarts). */
   attachments(): InterfaceAttachment[];
+}
 
+/** What an open datapath was opened with, and its end. */
+export interface DatapathLifecycle {
+  readonly capacity: DatapathCapacity;
+  readonly defaultAction: DefaultAction;
+  readonly createdFresh: boolean;
   /** Detaches everything and removes every pin. Explicit uninstall only. */
   uninstall(): void;
   /** Releases fds. Never detaches: enforcement stays in place. */
   close(): void;
 }
+
+/** The whole data plane (what the agent opens; it hands each part the role it uses). */
+export interface Datapath extends PrefixStore, CounterSource, Attacher, DatapathLifecycle {}

@@ -40,11 +40,11 @@ const MESSAGES: Readonly<Record<string, string>> = {
   ENOTSOCK: 'not a socket',
 };
 
-export function errnoCode(errno: number): string {
+function errnoCode(errno: number): string {
   return ERRNO_NAMES.get(errno) ?? `E${errno}`;
 }
 
-export function errnoMessage(errno: number): string {
+function errnoMessage(errno: number): string {
   const code = errnoCode(errno);
   return MESSAGES[code] ?? `error ${errno}`;
 }

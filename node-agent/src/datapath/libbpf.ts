@@ -1,10 +1,32 @@
 // koffi declarations for libbpf.so.1 (1.1.x) and the few libc calls the data
 // plane needs. This file and its siblings under datapath/ are the only code
-// that touches the FFI. Structs are passed as Buffers laid out by hand (the
-// offsets below follow /usr/include/bpf/{bpf,libbpf}.h of libbpf 1.1).
+// that touches the FFI. Structs are passed as Buffers laid out by hand, from
+// the sizes and offsets in uapi.ts (checked against the C headers and the
+// running kernel by test/dataplane/abi.test.ts).
 
 import koffi, { type LibraryHandle } from 'koffi';
+import { constants as osConstants } from 'node:os';
 import { DatapathError, errnoOf } from './errors.js';
+import {
+  LIBBPF_LAYOUT,
+  MAP_ANONYMOUS,
+  MAP_FIXED,
+  MAP_NORESERVE,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  MEMBARRIER_CMD_GLOBAL,
+  PAGE_SIZE,
+  PROT_NONE,
+  PROT_READ,
+  PROT_WRITE,
+  SYS_MEMBARRIER,
+  libbpfOpts,
+} from './uapi.js';
+
+// Bench call sites import these from here.
+export { BPF_XDP, XDP_DROP, XDP_FLAGS_DRV_MODE, XDP_PASS } from './uapi.js';
+
+const E = osConstants.errno;
 
 const lib = koffi.load('libbpf.so.1');
 const libc = koffi.load('libc.so.6');
@@ -13,11 +35,8 @@ koffi.opaque('bpf_object');
 koffi.opaque('bpf_map');
 koffi.opaque('bpf_program');
 
-// Opaque handles (koffi External objects).
+// Opaque handle (a koffi External object).
 export type BpfObjectPtr = unknown;
-export type BpfMapPtr = unknown;
-export type BpfProgramPtr = unknown;
-type Ptr = Buffer | Uint8Array | Uint32Array | BigUint64Array | null;
 
 // biome-ignore lint/suspicious/noExplicitAny: koffi functions take and return what their C declaration says
 type Fn = (...args: any[]) => any;
@@ -33,10 +52,8 @@ export const raw = {
   bpf_object__find_program_by_name: f(lib, 'bpf_program *bpf_object__find_program_by_name(const bpf_object *obj, const char *name)'),
   bpf_map__name: f(lib, 'const char *bpf_map__name(const bpf_map *map)'),
   bpf_map__fd: f(lib, 'int bpf_map__fd(const bpf_map *map)'),
-  bpf_map__type: f(lib, 'int bpf_map__type(const bpf_map *map)'),
   bpf_map__key_size: f(lib, 'uint32_t bpf_map__key_size(const bpf_map *map)'),
   bpf_map__value_size: f(lib, 'uint32_t bpf_map__value_size(const bpf_map *map)'),
-  bpf_map__max_entries: f(lib, 'uint32_t bpf_map__max_entries(const bpf_map *map)'),
   bpf_map__set_max_entries: f(lib, 'int bpf_map__set_max_entries(bpf_map *map, uint32_t n)'),
   bpf_map__set_pin_path: f(lib, 'int bpf_map__set_pin_path(bpf_map *map, const char *path)'),
   bpf_program__fd: f(lib, 'int bpf_program__fd(const bpf_program *prog)'),
@@ -146,10 +163,6 @@ export function address(buf: Buffer | Uint8Array): bigint {
   return koffi.address(buf);
 }
 
-export function ptr(p: Ptr): Ptr {
-  return p;
-}
-
 let ncpus = 0;
 /** Possible CPUs (the per-CPU value stride of per-CPU maps). */
 export function possibleCpus(): number {
@@ -159,11 +172,7 @@ export function possibleCpus(): number {
 
 // ---- shared memory with the kernel
 
-const PROT_READ = 1;
-const PROT_WRITE = 2;
-const MAP_SHARED = 1;
 const MAP_FAILED = 2n ** 64n - 1n;
-const PAGE = 4096;
 
 /** A BPF_F_MMAPABLE map's values mapped into this process (read-write). */
 export interface Mapping {
@@ -174,10 +183,10 @@ export interface Mapping {
 
 /** mmaps `bytes` of an mmapable map's values. The buffer is unusable after unmap(). */
 export function mmapMap(fd: number, bytes: number, target: string): Mapping {
-  const length = Math.max(PAGE, Math.ceil(bytes / PAGE) * PAGE);
+  const length = Math.max(PAGE_SIZE, Math.ceil(bytes / PAGE_SIZE) * PAGE_SIZE);
   const p = raw.mmap(null, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0n) as unknown;
   if (p === null || (typeof p === 'bigint' && p === MAP_FAILED) || (typeof p === 'number' && p === -1)) {
-    throw new DatapathError('mmap map', target, koffi.errno() || 22);
+    throw new DatapathError('mmap map', target, koffi.errno() || E.EINVAL);
   }
   const buffer = koffi.view(p as never, length) as ArrayBuffer;
   let mapped = true;
@@ -191,12 +200,6 @@ export function mmapMap(fd: number, bytes: number, target: string): Mapping {
     },
   };
 }
-
-const PROT_NONE = 0;
-const MAP_PRIVATE = 2;
-const MAP_FIXED = 0x10;
-const MAP_ANONYMOUS = 0x20;
-const MAP_NORESERVE = 0x4000;
 
 function failed(p: unknown): boolean {
   return (
@@ -238,13 +241,13 @@ export class MapRegion {
     bytes: number,
     private readonly target: string,
   ) {
-    this.length = Math.max(PAGE, Math.ceil(bytes / PAGE) * PAGE);
+    this.length = Math.max(PAGE_SIZE, Math.ceil(bytes / PAGE_SIZE) * PAGE_SIZE);
     const p = raw.mmap(null, this.length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0n) as unknown;
-    if (failed(p)) throw new DatapathError('reserve address space for map', target, koffi.errno() || 12);
+    if (failed(p)) throw new DatapathError('reserve address space for map', target, koffi.errno() || E.ENOMEM);
     this.ptr = p;
     this.base = koffi.address(p as never) as bigint;
     this.buffer = koffi.view(p as never, this.length) as ArrayBuffer;
-    this.pages = new Uint8Array(this.length / PAGE);
+    this.pages = new Uint8Array(this.length / PAGE_SIZE);
   }
 
   /** Pages mapped now. */
@@ -254,8 +257,8 @@ export class MapRegion {
 
   /** Maps the pages covering bytes [off, off + len) that are not mapped yet. */
   ensure(off: number, len: number): void {
-    const first = Math.floor(off / PAGE);
-    const last = Math.floor((off + Math.max(1, len) - 1) / PAGE);
+    const first = Math.floor(off / PAGE_SIZE);
+    const last = Math.floor((off + Math.max(1, len) - 1) / PAGE_SIZE);
     if (first === last) {
       if (this.pages[first] === 0) this.mapRun(first, 1);
       return;
@@ -269,12 +272,12 @@ export class MapRegion {
    * then maps one window per chunk instead of one per page.
    */
   ensureChunked(off: number, len: number, chunk: number): void {
-    const first = Math.floor(off / PAGE);
-    const last = Math.floor((off + Math.max(1, len) - 1) / PAGE);
+    const first = Math.floor(off / PAGE_SIZE);
+    const last = Math.floor((off + Math.max(1, len) - 1) / PAGE_SIZE);
     for (let p = first; p <= last; p++) {
       if (this.pages[p] !== 0) continue;
-      const lo = Math.floor(off / chunk) * (chunk / PAGE);
-      const hi = Math.min(this.pages.length, Math.ceil((off + Math.max(1, len)) / chunk) * (chunk / PAGE)) - 1;
+      const lo = Math.floor(off / chunk) * (chunk / PAGE_SIZE);
+      const hi = Math.min(this.pages.length, Math.ceil((off + Math.max(1, len)) / chunk) * (chunk / PAGE_SIZE)) - 1;
       this.ensurePages(lo, hi);
       return;
     }
@@ -303,11 +306,11 @@ export class MapRegion {
   }
 
   private mapRun(page: number, n: number): void {
-    if (this.closed) throw new DatapathError('map window of', this.target, 9, 'the region was closed');
-    const addr = this.base + BigInt(page * PAGE);
-    const r = raw.mmapAt(addr, n * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, this.fd, BigInt(page * PAGE)) as unknown;
+    if (this.closed) throw new DatapathError('map window of', this.target, E.EBADF, 'the region was closed');
+    const addr = this.base + BigInt(page * PAGE_SIZE);
+    const r = raw.mmapAt(addr, n * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, this.fd, BigInt(page * PAGE_SIZE)) as unknown;
     if (failed(r) || (koffi.address(r as never) as bigint) !== addr) {
-      throw new DatapathError('mmap window of map', `${this.target} (pages ${page}..${page + n - 1})`, koffi.errno() || 22);
+      throw new DatapathError('mmap window of map', `${this.target} (pages ${page}..${page + n - 1})`, koffi.errno() || E.EINVAL);
     }
     this.pages.fill(1, page, page + n);
     this.mappedPages += n;
@@ -318,7 +321,7 @@ export class MapRegion {
   release(): void {
     if (this.mappedPages === 0 || this.closed) return;
     const r = raw.mmapAt(this.base, this.length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0n) as unknown;
-    if (failed(r)) throw new DatapathError('unmap windows of map', this.target, koffi.errno() || 22);
+    if (failed(r)) throw new DatapathError('unmap windows of map', this.target, koffi.errno() || E.EINVAL);
     this.pages.fill(0);
     this.mappedPages = 0;
   }
@@ -332,9 +335,6 @@ export class MapRegion {
   }
 }
 
-const SYS_MEMBARRIER = process.arch === 'arm64' ? 283 : 324;
-const MEMBARRIER_CMD_GLOBAL = 1;
-
 /**
  * Waits for an RCU grace period (membarrier(MEMBARRIER_CMD_GLOBAL) is
  * synchronize_rcu()): every XDP/TC program run that started before the
@@ -342,82 +342,14 @@ const MEMBARRIER_CMD_GLOBAL = 1;
  */
 export function rcuGracePeriod(): void {
   const r = Number(raw.syscall3(SYS_MEMBARRIER, MEMBARRIER_CMD_GLOBAL, 0, 0));
-  if (r !== 0) throw new DatapathError('wait for an RCU grace period (membarrier)', 'kernel', koffi.errno() || 38);
+  if (r !== 0) throw new DatapathError('wait for an RCU grace period (membarrier)', 'kernel', koffi.errno() || E.ENOSYS);
 }
 
-// ---- constants from the kernel uapi
-
-export const BPF_ANY = 0n;
-export const BPF_NOEXIST = 1n;
-export const BPF_EXIST = 2n;
-
-export const BPF_MAP_TYPE = {
-  HASH: 1,
-  ARRAY: 2,
-  PERCPU_HASH: 5,
-  PERCPU_ARRAY: 6,
-  LPM_TRIE: 11,
-} as const;
-
-export const BPF_XDP = 37;
-export const BPF_TCX_INGRESS = 46;
-export const BPF_TCX_EGRESS = 47;
-
-export const XDP_FLAGS_UPDATE_IF_NOEXIST = 1;
-export const XDP_FLAGS_SKB_MODE = 2;
-export const XDP_FLAGS_DRV_MODE = 4;
-
-export const XDP_ATTACHED = { NONE: 0, DRV: 1, SKB: 2, HW: 3, MULTI: 4 } as const;
-
-/** XDP program return codes (enum xdp_action). */
-export const XDP_DROP = 1;
-export const XDP_PASS = 2;
-
-export const BPF_TC_EGRESS = 2;
-export const BPF_TC_F_REPLACE = 1;
-
-export const BPF_F_TEST_XDP_LIVE_FRAMES = 2;
-
-export const BPF_LINK_TYPE_XDP = 6;
-export const BPF_LINK_TYPE_TCX = 11;
-
-// ---- libbpf opts structs (sizes and offsets of libbpf 1.1)
+// ---- libbpf opts structs
 
 export function batchOpts(elemFlags: bigint): Buffer {
-  const b = Buffer.alloc(24);
-  b.writeBigUInt64LE(24n, 0);
-  b.writeBigUInt64LE(elemFlags, 8);
-  return b;
-}
-
-export function linkCreateOpts(flags: number): Buffer {
-  const b = Buffer.alloc(64);
-  b.writeBigUInt64LE(64n, 0);
-  b.writeUInt32LE(flags, 8);
-  return b;
-}
-
-export function xdpQueryOpts(): Buffer {
-  const b = Buffer.alloc(32);
-  b.writeBigUInt64LE(32n, 0);
-  return b;
-}
-
-export function tcHook(ifindex: number, attachPoint: number): Buffer {
-  const b = Buffer.alloc(24);
-  b.writeBigUInt64LE(24n, 0);
-  b.writeInt32LE(ifindex, 8);
-  b.writeUInt32LE(attachPoint, 12);
-  return b;
-}
-
-export function tcOpts(progFd: number, flags: number, handle: number, priority: number): Buffer {
-  const b = Buffer.alloc(32);
-  b.writeBigUInt64LE(32n, 0);
-  b.writeInt32LE(progFd, 8);
-  b.writeUInt32LE(flags, 12);
-  b.writeUInt32LE(0, 16);
-  b.writeUInt32LE(handle, 20);
-  b.writeUInt32LE(priority, 24);
+  const L = LIBBPF_LAYOUT.bpf_map_batch_opts;
+  const b = libbpfOpts(L);
+  b.writeBigUInt64LE(elemFlags, L.fields.elem_flags);
   return b;
 }

@@ -1,19 +1,12 @@
-// Low-level attach helpers: XDP and TCX links, clsact filters, queries.
+// Low-level attach helpers: XDP and TCX links, clsact filters, queries. The
+// structs come from uapi.ts (checked against the C side).
 
+import { constants as osConstants } from 'node:os';
 import { DatapathError } from './errors.js';
-import {
-  BPF_LINK_TYPE_XDP,
-  BPF_TC_EGRESS,
-  BPF_TC_F_REPLACE,
-  check,
-  closeFd,
-  lastErrno,
-  linkCreateOpts,
-  raw,
-  tcHook,
-  tcOpts,
-  xdpQueryOpts,
-} from './libbpf.js';
+import { check, closeFd, lastErrno, raw } from './libbpf.js';
+import { BPF_LINK_TYPE_XDP, BPF_OBJ_NAME_LEN, BPF_TC_EGRESS, BPF_TC_F_REPLACE, KERNEL_LAYOUT, LIBBPF_LAYOUT, libbpfOpts } from './uapi.js';
+
+const E = osConstants.errno;
 
 export interface LinkInfo {
   readonly type: number;
@@ -23,27 +16,29 @@ export interface LinkInfo {
   readonly ifindex: number;
 }
 
-/** bpf_link_info: type, id, prog_id, then the union at 16 (xdp.ifindex / tcx.ifindex). */
+/** bpf_link_info of a link fd (XDP or TCX: both keep the ifindex at the same place). */
 export function linkInfo(fd: number, target: string): LinkInfo {
-  const info = Buffer.alloc(64);
+  const L = KERNEL_LAYOUT.bpf_link_info;
+  const info = Buffer.alloc(L.size);
   const len = new Uint32Array([info.length]);
   check(raw.bpf_obj_get_info_by_fd(fd, info, len) as number, 'read link info', target);
   return {
-    type: info.readUInt32LE(0),
-    id: info.readUInt32LE(4),
-    progId: info.readUInt32LE(8),
-    ifindex: info.readUInt32LE(16),
+    type: info.readUInt32LE(L.fields.type),
+    id: info.readUInt32LE(L.fields.id),
+    progId: info.readUInt32LE(L.fields.prog_id),
+    ifindex: info.readUInt32LE(L.fields['xdp.ifindex']),
   };
 }
 
-/** bpf_prog_info: id at 4, name[16] at 64. */
+/** bpf_prog_info of a program fd: its id and name. */
 export function progInfo(fd: number, target: string): { id: number; name: string } {
-  const info = Buffer.alloc(256);
+  const L = KERNEL_LAYOUT.bpf_prog_info;
+  const info = Buffer.alloc(L.size);
   const len = new Uint32Array([info.length]);
   check(raw.bpf_obj_get_info_by_fd(fd, info, len) as number, 'read program info', target);
-  const name = info.subarray(64, 80);
+  const name = info.subarray(L.fields.name, L.fields.name + BPF_OBJ_NAME_LEN);
   const end = name.indexOf(0);
-  return { id: info.readUInt32LE(4), name: name.subarray(0, end < 0 ? 16 : end).toString('utf8') };
+  return { id: info.readUInt32LE(L.fields.id), name: name.subarray(0, end < 0 ? BPF_OBJ_NAME_LEN : end).toString('utf8') };
 }
 
 export interface XdpState {
@@ -56,14 +51,15 @@ export interface XdpState {
 }
 
 export function xdpQuery(ifindex: number, ifname: string): XdpState {
-  const o = xdpQueryOpts();
+  const L = LIBBPF_LAYOUT.bpf_xdp_query_opts;
+  const o = libbpfOpts(L);
   check(raw.bpf_xdp_query(ifindex, 0, o) as number, 'query xdp on', ifname);
   return {
-    progId: o.readUInt32LE(8),
-    drvProgId: o.readUInt32LE(12),
-    hwProgId: o.readUInt32LE(16),
-    skbProgId: o.readUInt32LE(20),
-    mode: o[24]!,
+    progId: o.readUInt32LE(L.fields.prog_id),
+    drvProgId: o.readUInt32LE(L.fields.drv_prog_id),
+    hwProgId: o.readUInt32LE(L.fields.hw_prog_id),
+    skbProgId: o.readUInt32LE(L.fields.skb_prog_id),
+    mode: o[L.fields.attach_mode]!,
   };
 }
 
@@ -79,7 +75,13 @@ export function progName(progId: number): string {
 
 /** Creates a link (XDP with mode flags, or TCX). Returns the fd or the errno. */
 export function linkCreate(progFd: number, ifindex: number, attachType: number, flags: number): { fd: number; errno: number } {
-  const r = raw.bpf_link_create(progFd, ifindex, attachType, flags ? linkCreateOpts(flags) : null) as number;
+  let opts: Buffer | null = null;
+  if (flags) {
+    const L = LIBBPF_LAYOUT.bpf_link_create_opts;
+    opts = libbpfOpts(L);
+    opts.writeUInt32LE(flags, L.fields.flags);
+  }
+  const r = raw.bpf_link_create(progFd, ifindex, attachType, opts) as number;
   return r >= 0 ? { fd: r, errno: 0 } : { fd: -1, errno: lastErrno(r) };
 }
 
@@ -105,30 +107,48 @@ export function detachXdpLinkOf(ifindex: number, progId: number): boolean {
 }
 
 // The clsact fallback: one direct-action filter with a fixed handle/priority.
-export const FW_TC_HANDLE = 0xf1ee;
-export const FW_TC_PRIORITY = 0xf1ee & 0xffff;
+const FW_TC_HANDLE = 0xf1ee;
+const FW_TC_PRIORITY = 0xf1ee & 0xffff;
+
+/** The egress clsact hook of an interface. */
+function egressHook(ifindex: number): Buffer {
+  const L = LIBBPF_LAYOUT.bpf_tc_hook;
+  const b = libbpfOpts(L);
+  b.writeInt32LE(ifindex, L.fields.ifindex);
+  b.writeUInt32LE(BPF_TC_EGRESS, L.fields.attach_point);
+  return b;
+}
+
+/** Our filter on the hook (progFd 0: to detach or query it). */
+function filterOpts(progFd: number, flags: number): Buffer {
+  const L = LIBBPF_LAYOUT.bpf_tc_opts;
+  const b = libbpfOpts(L);
+  b.writeInt32LE(progFd, L.fields.prog_fd);
+  b.writeUInt32LE(flags, L.fields.flags);
+  b.writeUInt32LE(FW_TC_HANDLE, L.fields.handle);
+  b.writeUInt32LE(FW_TC_PRIORITY, L.fields.priority);
+  return b;
+}
 
 export function clsactAttach(progFd: number, ifindex: number, ifname: string): void {
-  const hook = tcHook(ifindex, BPF_TC_EGRESS);
+  const hook = egressHook(ifindex);
   const r = raw.bpf_tc_hook_create(hook) as number;
-  if (r < 0 && lastErrno(r) !== 17 /* EEXIST */) check(r, 'create clsact qdisc on', ifname);
-  check(raw.bpf_tc_attach(hook, tcOpts(progFd, BPF_TC_F_REPLACE, FW_TC_HANDLE, FW_TC_PRIORITY)) as number, 'attach tc egress', ifname);
+  if (r < 0 && lastErrno(r) !== E.EEXIST) check(r, 'create clsact qdisc on', ifname);
+  check(raw.bpf_tc_attach(hook, filterOpts(progFd, BPF_TC_F_REPLACE)) as number, 'attach tc egress', ifname);
 }
 
 export function clsactDetach(ifindex: number, ifname: string): void {
-  const hook = tcHook(ifindex, BPF_TC_EGRESS);
-  const r = raw.bpf_tc_detach(hook, tcOpts(0, 0, FW_TC_HANDLE, FW_TC_PRIORITY)) as number;
+  const r = raw.bpf_tc_detach(egressHook(ifindex), filterOpts(0, 0)) as number;
   if (r < 0) {
     const errno = lastErrno(r);
-    if (errno === 2 || errno === 19 || errno === 22) return; // filter or device gone
+    if (errno === E.ENOENT || errno === E.ENODEV || errno === E.EINVAL) return; // filter or device gone
     throw new DatapathError('detach tc egress', ifname, errno);
   }
 }
 
 /** Program id of our clsact filter on `ifindex`, 0 if none. */
 export function clsactQuery(ifindex: number): number {
-  const hook = tcHook(ifindex, BPF_TC_EGRESS);
-  const o = tcOpts(0, 0, FW_TC_HANDLE, FW_TC_PRIORITY);
-  const r = raw.bpf_tc_query(hook, o) as number;
-  return r === 0 ? o.readUInt32LE(16) : 0;
+  const o = filterOpts(0, 0);
+  const r = raw.bpf_tc_query(egressHook(ifindex), o) as number;
+  return r === 0 ? o.readUInt32LE(LIBBPF_LAYOUT.bpf_tc_opts.fields.prog_id) : 0;
 }

@@ -1,7 +1,10 @@
 // BPF_PROG_TEST_RUN through libbpf: runs a loaded program on a packet
 // (verdict tables in tests, per-packet cost and live-frames traffic in the bench).
 
-import { BPF_F_TEST_XDP_LIVE_FRAMES, address, check, raw } from './libbpf.js';
+import { address, check, raw } from './libbpf.js';
+import { KERNEL_LAYOUT, LIBBPF_LAYOUT, libbpfOpts } from './uapi.js';
+
+export { BPF_F_TEST_XDP_LIVE_FRAMES } from './uapi.js';
 
 export interface TestRunOptions {
   repeat?: number;
@@ -22,26 +25,26 @@ export interface TestRunResult {
   dataOut?: Buffer;
 }
 
-/** struct bpf_test_run_opts of libbpf 1.1 (80 bytes). */
+/** Runs the program once (or `repeat` times) on `data`, through struct bpf_test_run_opts. */
 export function progTestRun(progFd: number, data: Buffer, o: TestRunOptions = {}, target = `prog fd ${progFd}`): TestRunResult {
-  const opts = Buffer.alloc(80);
+  const F = LIBBPF_LAYOUT.bpf_test_run_opts.fields;
+  const opts = libbpfOpts(LIBBPF_LAYOUT.bpf_test_run_opts);
   const out = o.wantDataOut ? Buffer.alloc(data.length + 512) : null;
-  opts.writeBigUInt64LE(80n, 0);
-  opts.writeBigUInt64LE(address(data), 8);
-  if (out) opts.writeBigUInt64LE(address(out), 16);
-  opts.writeUInt32LE(data.length, 24);
-  opts.writeUInt32LE(out ? out.length : 0, 28);
+  opts.writeBigUInt64LE(address(data), F.data_in);
+  if (out) opts.writeBigUInt64LE(address(out), F.data_out);
+  opts.writeUInt32LE(data.length, F.data_size_in);
+  opts.writeUInt32LE(out ? out.length : 0, F.data_size_out);
   if (o.ctxIn) {
-    opts.writeBigUInt64LE(address(o.ctxIn), 32);
-    opts.writeUInt32LE(o.ctxIn.length, 48);
+    opts.writeBigUInt64LE(address(o.ctxIn), F.ctx_in);
+    opts.writeUInt32LE(o.ctxIn.length, F.ctx_size_in);
   }
-  opts.writeInt32LE(o.repeat ?? 1, 60);
-  opts.writeUInt32LE(o.flags ?? 0, 68);
-  opts.writeUInt32LE(o.cpu ?? 0, 72);
-  opts.writeUInt32LE(o.batchSize ?? 0, 76);
+  opts.writeInt32LE(o.repeat ?? 1, F.repeat);
+  opts.writeUInt32LE(o.flags ?? 0, F.flags);
+  opts.writeUInt32LE(o.cpu ?? 0, F.cpu);
+  opts.writeUInt32LE(o.batchSize ?? 0, F.batch_size);
   check(raw.bpf_prog_test_run_opts(progFd, opts) as number, 'test run', target);
-  const res: TestRunResult = { retval: opts.readInt32LE(56), durationNs: opts.readUInt32LE(64) };
-  if (out) res.dataOut = out.subarray(0, opts.readUInt32LE(28));
+  const res: TestRunResult = { retval: opts.readInt32LE(F.retval), durationNs: opts.readUInt32LE(F.duration) };
+  if (out) res.dataOut = out.subarray(0, opts.readUInt32LE(F.data_size_out));
   // Keep the buffers alive until here (their addresses were handed to C).
   void data.length;
   return res;
@@ -49,12 +52,11 @@ export function progTestRun(progFd: number, data: Buffer, o: TestRunOptions = {}
 
 /** struct xdp_md for test runs: ingress_ifindex set, data_end = frame length. */
 export function xdpMd(frameLen: number, ingressIfindex: number): Buffer {
-  const b = Buffer.alloc(24);
-  b.writeUInt32LE(0, 0); // data
-  b.writeUInt32LE(frameLen, 4); // data_end
-  b.writeUInt32LE(0, 8); // data_meta
-  b.writeUInt32LE(ingressIfindex, 12);
+  const L = KERNEL_LAYOUT.xdp_md;
+  const b = Buffer.alloc(L.size);
+  b.writeUInt32LE(0, L.fields.data);
+  b.writeUInt32LE(frameLen, L.fields.data_end);
+  b.writeUInt32LE(0, L.fields.data_meta);
+  b.writeUInt32LE(ingressIfindex, L.fields.ingress_ifindex);
   return b;
 }
-
-export { BPF_F_TEST_XDP_LIVE_FRAMES };

@@ -55,39 +55,16 @@ const KINDS: readonly (readonly [keyof PlanCounts, string, string])[] = [
 
 const plural = (n: number, one: string, many: string): string => `${n} ${n === 1 ? one : many}`;
 
-export class Plan implements PlanColumns {
-  readonly full: boolean;
-  readonly newRules: Int32Array;
-  readonly newSlots: Int32Array;
-  readonly resets: Int32Array;
-  readonly journalDeletes: Int32Array;
-  readonly journalUpserts: Int32Array;
-  readonly journalUpsertSlots: Int32Array;
-  readonly upsertsEarly: Int32Array;
-  readonly upsertsEarlyWant: Int32Array;
-  readonly deletes: Int32Array;
-  readonly upsertsLate: Int32Array;
-  readonly upsertsLateWant: Int32Array;
-  readonly scopePfx: Int32Array;
-  readonly tableAfter: readonly number[];
+// The class carries the columns as its own fields (declaration merging with PlanColumns).
+export interface Plan extends PlanColumns {}
+
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the interface only declares the columns the constructor assigns
+export class Plan {
   /** Ops in all. */
   readonly opCount: number;
 
   constructor(c: PlanColumns) {
-    this.full = c.full;
-    this.newRules = c.newRules;
-    this.newSlots = c.newSlots;
-    this.resets = c.resets;
-    this.journalDeletes = c.journalDeletes;
-    this.journalUpserts = c.journalUpserts;
-    this.journalUpsertSlots = c.journalUpsertSlots;
-    this.upsertsEarly = c.upsertsEarly;
-    this.upsertsEarlyWant = c.upsertsEarlyWant;
-    this.deletes = c.deletes;
-    this.upsertsLate = c.upsertsLate;
-    this.upsertsLateWant = c.upsertsLateWant;
-    this.scopePfx = c.scopePfx;
-    this.tableAfter = c.tableAfter;
+    Object.assign(this, c);
     this.opCount =
       c.resets.length + c.journalDeletes.length + c.journalUpserts.length + c.upsertsEarly.length + c.deletes.length + c.upsertsLate.length;
   }

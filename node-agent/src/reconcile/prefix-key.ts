@@ -6,19 +6,13 @@
 // double) and by an 18-character one-byte string for IPv6, so a million
 // prefixes need no object each.
 
-import type { Family } from '../../../common/src/cidr.js';
-import type { RuleDirection } from '../../../common/src/policy.js';
+import { maskInto } from '../../../common/src/cidr.js';
+import { type TableIndex, tableDirection, tableFamily } from '../datapath/datapath.js';
 
-export type TableId = 0 | 1 | 2 | 3;
+/** A kernel table: the datapath's one definition (`tableIndex`). */
+export type TableId = TableIndex;
 export const TABLES: readonly TableId[] = [0, 1, 2, 3];
-
-export function tableDirection(t: TableId): RuleDirection {
-  return t >= 2 ? 'egress' : 'ingress';
-}
-
-export function tableFamily(t: TableId): Family {
-  return (t & 1) === 1 ? 6 : 4;
-}
+export { tableDirection, tableFamily };
 
 export function tableName(t: TableId): string {
   return `${tableDirection(t)} IPv${tableFamily(t)}`;
@@ -58,9 +52,6 @@ export function v6KeyBytes(key: string): Uint8Array {
 /** The masked copy of 16 IPv6 bytes at `offset`. */
 export function mask16(bytes: Uint8Array, len: number, offset = 0): Uint8Array {
   const out = new Uint8Array(16);
-  for (let i = 0; i < 16; i++) {
-    const keep = Math.max(0, Math.min(8, len - i * 8));
-    out[i] = bytes[offset + i]! & ((0xff << (8 - keep)) & 0xff);
-  }
+  maskInto(out, 0, bytes, offset, 16, len);
   return out;
 }

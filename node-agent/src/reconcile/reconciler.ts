@@ -10,7 +10,7 @@
 // state the table still holds, so a NACKed change leaves nothing behind.
 
 import type { Logger } from 'pino';
-import { type Datapath, MAX_STORE_ID_BYTES, OpBatch, type SyncMeta } from '../datapath/datapath.js';
+import { type Datapath, DatapathError, MAX_STORE_ID_BYTES, OpBatch, type SyncMeta } from '../datapath/datapath.js';
 import { type LoadSummary, type PinnedState, loadPinned } from './pin-loader.js';
 import { PlanError, commitPlan, plan } from './plan.js';
 import { PlanOpWriter } from './plan-ops.js';
@@ -218,15 +218,14 @@ export class Reconciler {
     if (e instanceof PlanError) {
       return { ok: false, code: GRPC_CODE[e.code], reason: e.reason, message: e.message, metadata: e.metadata, partial };
     }
-    const err = e as Error & { code?: string; errno?: number; op?: string; target?: string };
-    if (err && err.name === 'DatapathError') {
-      const full = err.code === 'E2BIG' || err.code === 'ENOSPC' || err.code === 'ENOMEM';
+    if (e instanceof DatapathError) {
+      const full = e.code === 'E2BIG' || e.code === 'ENOSPC' || e.code === 'ENOMEM';
       return {
         ok: false,
         code: full ? GRPC_CODE.RESOURCE_EXHAUSTED : GRPC_CODE.FAILED_PRECONDITION,
         reason: full ? 'KERNEL_MAP_FULL' : 'KERNEL_REFUSED',
-        message: `the kernel refused the change: ${err.message}`,
-        metadata: { errno: String(err.code ?? ''), op: String(err.op ?? ''), target: String(err.target ?? '') },
+        message: `the kernel refused the change: ${e.message}`,
+        metadata: { errno: e.code, op: e.op, target: e.target },
         partial,
       };
     }

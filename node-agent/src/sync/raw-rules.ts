@@ -3,6 +3,7 @@
 // bits, a supported action, direction and mode. A rule that is already
 // expired leaves the desired set; an invalid one is marked invalid (NACK).
 
+import { maskInto } from '../../../common/src/cidr.js';
 import { F_ALLOW, F_EGRESS, F_MONITOR, F_V6 } from '../reconcile/rule-flags.js';
 import { Reader, type RawRules, WireError } from './sync-codec.js';
 
@@ -23,13 +24,12 @@ export interface RawApplyResult {
 }
 
 function hostBitsSet(buf: Uint8Array, off: number, n: number, len: number): boolean {
-  for (let i = 0; i < n; i++) {
-    const keep = Math.max(0, Math.min(8, len - i * 8));
-    const mask = (0xff << (8 - keep)) & 0xff;
-    if ((buf[off + i]! & ~mask & 0xff) !== 0) return true;
-  }
+  maskInto(hostScratch, 0, buf, off, n, len);
+  for (let i = 0; i < n; i++) if (hostScratch[i] !== buf[off + i]) return true;
   return false;
 }
+/** hostBitsSet's masked copy (reused: no allocation per rule). */
+const hostScratch = new Uint8Array(16);
 
 /** Upserts every rule of `rules` into the desired set `t`. */
 export function applyRawRules(

@@ -12,6 +12,9 @@ import * as ruleService from '../../../proto/gen/fleetwall/v1/rule_service.js';
 import * as rule from '../../../proto/gen/fleetwall/v1/rule.js';
 import * as node from '../../../proto/gen/fleetwall/v1/node.js';
 import * as counter from '../../../proto/gen/fleetwall/v1/counter.js';
+import * as listService from '../../../proto/gen/fleetwall/v1/list_service.js';
+import * as tokenService from '../../../proto/gen/fleetwall/v1/token_service.js';
+import * as auditService from '../../../proto/gen/fleetwall/v1/audit_service.js';
 import { type FieldSchema, protoSchema } from '../../../control-plane/src/edge/proto-schema.js';
 import { rng32 } from '../../support/rng.js';
 
@@ -21,10 +24,19 @@ export interface MessageCodec {
   toJSON(m: unknown): unknown;
 }
 
-const MODULES = [agentService, counterService, explainService, nodeService, ruleService, rule, node, counter] as unknown as Record<
-  string,
-  unknown
->[];
+const MODULES = [
+  agentService,
+  counterService,
+  explainService,
+  nodeService,
+  ruleService,
+  rule,
+  node,
+  counter,
+  listService,
+  tokenService,
+  auditService,
+] as unknown as Record<string, unknown>[];
 
 /** The generated encoder of a message type ("fleetwall.v1.CreateRuleRequest"), or undefined (map entries, well-known types). */
 export function codecOf(fullName: string): MessageCodec | undefined {

@@ -207,7 +207,8 @@ test('HTTP: random JSON bodies from the schema and mutated ones, on every route'
       return '{}';
     }
   };
-  const routes: [string, () => string, () => string | undefined][] = [
+  // method, path, body, Content-Type of the body (JSON unless given)
+  const routes: [string, () => string, () => string | undefined, string?][] = [
     ['POST', () => '/v1/rules', () => toJson('fleetwall.v1.CreateRuleRequest')],
     ['POST', () => '/v1/rules', () => toJson('fleetwall.v1.Rule')],
     ['PATCH', () => `/v1/rules/${g.pick([String(seeded), '1', 'x', '18446744073709551615', '%ff'])}`, () => toJson('fleetwall.v1.Rule')],
@@ -230,6 +231,42 @@ test('HTTP: random JSON bodies from the schema and mutated ones, on every route'
     ['GET', () => `/v1/explain?address=${enc(g.string().slice(0, 60))}&direction=${g.pick(['egress', 'up', ''])}`, () => undefined],
     [
       'POST',
+      () => `/v1/rules:import?action=${g.pick(['deny', 'nuke', ''])}&comment=${enc(g.string().slice(0, 40))}`,
+      () => g.string(),
+      'text/plain',
+    ],
+    [
+      'POST',
+      () => '/v1/lists',
+      () =>
+        JSON.stringify({
+          list: {
+            name: g.pick(['l1', g.string().slice(0, 80), 5]),
+            // Never a fetch off this machine: nothing listens on port 9 here, and file: needs a root.
+            url: g.pick(['http://127.0.0.1:9/list.txt', 'ftp://127.0.0.1/x', 'file:///etc/passwd', g.string().slice(0, 60)]),
+            every: g.pick(['3600s', '-1s', 'soon', 7]),
+            action: g.pick(['ACTION_DENY', 'ACTION_NUKE', 9]),
+          },
+        }),
+    ],
+    ['GET', () => `/v1/lists/${enc(g.string().slice(0, 80))}`, () => undefined],
+    ['DELETE', () => `/v1/lists/${enc(g.string().slice(0, 80))}`, () => undefined],
+    ['POST', () => `/v1/lists/${enc(g.string().slice(0, 80))}/refresh?force=${g.pick(['true', 'x'])}`, () => undefined],
+    [
+      'POST',
+      () => '/v1/tokens',
+      () =>
+        JSON.stringify({ name: g.pick(['ci', g.string().slice(0, 80)]), role: g.pick(['viewer', 'root', 3]), ttl: g.pick(['60s', 'x']) }),
+    ],
+    ['DELETE', () => `/v1/tokens/${g.pick(['1', '0', 'x', '99999999999999999999', '%zz'])}`, () => undefined],
+    [
+      'GET',
+      () =>
+        `/v1/audit?page_size=${g.pick(['1', '-1', 'x'])}&rule_id=${g.pick(['1', 'x', '99999999999999999999'])}&page_token=${enc(g.string().slice(0, 60))}`,
+      () => undefined,
+    ],
+    [
+      'POST',
       () => '/manage-ip',
       () =>
         JSON.stringify({
@@ -241,11 +278,11 @@ test('HTTP: random JSON bodies from the schema and mutated ones, on every route'
     ],
   ];
   for (let i = 0; i < 400; i++) {
-    const [method, path, body] = g.pick(routes);
+    const [method, path, body, type] = g.pick(routes);
     let b = body();
     if (b !== undefined && g.chance(0.3)) b = g.mutate(Buffer.from(b)).toString('latin1');
     const p = path();
-    const r = await http(rig.cp, method, p, b);
+    const r = await http(rig.cp, method, p, b, b === undefined ? {} : { 'content-type': type ?? 'application/json' });
     assert.ok(r.status < 500, `${where(`${method} ${p.slice(0, 80)}`, i)}: ${r.status} ${r.text.slice(0, 300)}`);
   }
   assertNoInternal();

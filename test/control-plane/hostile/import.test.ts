@@ -14,8 +14,8 @@ import { Action } from '../../../proto/gen/fleetwall/v1/rule.js';
 import { CreateRuleRequest, ImportRulesRequest, type ImportRulesResponse } from '../../../proto/gen/fleetwall/v1/rule_service.js';
 import { captureLogs, errorInfoOf, type TestControlPlane } from '../../support/control-plane.js';
 import { startTestPostgres, type TestPostgres } from '../../support/postgres.js';
-import { eventually } from '../support/eventually.js';
-import { withSql } from '../support/rules.js';
+import { eventually } from '../../support/eventually.js';
+import { withSql } from '../../support/rule-fixtures.js';
 import { assertStillServes, type Counts, grpcRejected, http, type Rig, startRig, storeCounts } from './rig.js';
 
 let pg: TestPostgres;

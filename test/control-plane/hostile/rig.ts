@@ -12,8 +12,8 @@ import type { Config } from '../../../control-plane/src/config.js';
 import { ListNodesRequest } from '../../../proto/gen/fleetwall/v1/node_service.js';
 import { callError, errorInfoOf, startTestControlPlane, type TestControlPlane, unaryCall } from '../../support/control-plane.js';
 import { startTestPostgres, type TestPostgres } from '../../support/postgres.js';
-import { rulesApi, withSql } from '../support/rules.js';
-import { SyncClient } from '../support/sync-client.js';
+import { rulesApi, withSql } from '../../support/rule-fixtures.js';
+import { SyncClient } from '../../support/scripted-agent.js';
 
 export interface Rig {
   readonly pg: TestPostgres;

@@ -13,9 +13,9 @@ import type { Hello, SyncRequest } from '../../../proto/gen/fleetwall/v1/agent_s
 import type { XdpMode } from '../../../proto/gen/fleetwall/v1/node.js';
 import { Action, Direction } from '../../../proto/gen/fleetwall/v1/rule.js';
 import { errorInfoOf } from '../../support/control-plane.js';
-import { eventually } from '../support/eventually.js';
-import { withSql } from '../support/rules.js';
-import { SyncClient } from '../support/sync-client.js';
+import { eventually } from '../../support/eventually.js';
+import { withSql } from '../../support/rule-fixtures.js';
+import { SyncClient } from '../../support/scripted-agent.js';
 import { assertStillServes, type Rig, startRig, storeCounts } from './rig.js';
 
 let rig: Rig;

@@ -179,6 +179,12 @@ export interface Rule {
   revision: bigint;
   /** Who created the rule (the caller's identity, from metadata). Output only. */
   createdBy: string;
+  /**
+   * Where the rule comes from: "list:NAME" for a rule a subscribed list
+   * (ListService) owns and refreshes; empty for an operator's own rule.
+   * Output only.
+   */
+  source: string;
 }
 
 export interface Rule_SelectorEntry {
@@ -200,6 +206,7 @@ function createBaseRule(): Rule {
     updateTime: undefined,
     revision: 0n,
     createdBy: "",
+    source: "",
   };
 }
 
@@ -246,6 +253,9 @@ export const Rule: MessageFns<Rule> = {
     }
     if (message.createdBy !== "") {
       writer.uint32(98).string(message.createdBy);
+    }
+    if (message.source !== "") {
+      writer.uint32(106).string(message.source);
     }
     return writer;
   },
@@ -362,6 +372,14 @@ export const Rule: MessageFns<Rule> = {
             message.createdBy = reader.string();
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -417,6 +435,7 @@ export const Rule: MessageFns<Rule> = {
         : isSet(object.created_by)
         ? globalThis.String(object.created_by)
         : "",
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
     };
   },
 
@@ -464,6 +483,9 @@ export const Rule: MessageFns<Rule> = {
     if (message.createdBy !== "") {
       obj.createdBy = message.createdBy;
     }
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
     return obj;
   },
 
@@ -492,6 +514,7 @@ export const Rule: MessageFns<Rule> = {
     message.updateTime = object.updateTime ?? undefined;
     message.revision = (object.revision !== undefined && object.revision !== null) ? BigInt(object.revision) : 0n;
     message.createdBy = object.createdBy ?? "";
+    message.source = object.source ?? "";
     return message;
   },
 };

@@ -39,6 +39,66 @@ export const protobufPackage = "fleetwall.v1";
 
 export const protobufFileName = "fleetwall/v1/rule_service.proto";
 
+/** How a list's lines are written (docs/blocklists.md). */
+export enum BlocklistFormat {
+  /** BLOCKLIST_FORMAT_UNSPECIFIED - Detected from the first data lines. */
+  BLOCKLIST_FORMAT_UNSPECIFIED = 0,
+  /**
+   * BLOCKLIST_FORMAT_PLAIN - One address or CIDR per line, anything after the first blank or `;`
+   * ignored (Spamhaus DROP, ipsum, blocklist.de, FireHOL); `a-b` ranges too.
+   */
+  BLOCKLIST_FORMAT_PLAIN = 1,
+  /** BLOCKLIST_FORMAT_RANGE - As plain, and `start end` pairs are ranges. */
+  BLOCKLIST_FORMAT_RANGE = 2,
+  /** BLOCKLIST_FORMAT_JSONL - One JSON object per line with a `cidr` or `ip` field (Spamhaus JSON). */
+  BLOCKLIST_FORMAT_JSONL = 3,
+  /** BLOCKLIST_FORMAT_CSV - Comma-separated with a header line; `column` names the address column. */
+  BLOCKLIST_FORMAT_CSV = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function blocklistFormatFromJSON(object: any): BlocklistFormat {
+  switch (object) {
+    case 0:
+    case "BLOCKLIST_FORMAT_UNSPECIFIED":
+      return BlocklistFormat.BLOCKLIST_FORMAT_UNSPECIFIED;
+    case 1:
+    case "BLOCKLIST_FORMAT_PLAIN":
+      return BlocklistFormat.BLOCKLIST_FORMAT_PLAIN;
+    case 2:
+    case "BLOCKLIST_FORMAT_RANGE":
+      return BlocklistFormat.BLOCKLIST_FORMAT_RANGE;
+    case 3:
+    case "BLOCKLIST_FORMAT_JSONL":
+      return BlocklistFormat.BLOCKLIST_FORMAT_JSONL;
+    case 4:
+    case "BLOCKLIST_FORMAT_CSV":
+      return BlocklistFormat.BLOCKLIST_FORMAT_CSV;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return BlocklistFormat.UNRECOGNIZED;
+  }
+}
+
+export function blocklistFormatToJSON(object: BlocklistFormat): string {
+  switch (object) {
+    case BlocklistFormat.BLOCKLIST_FORMAT_UNSPECIFIED:
+      return "BLOCKLIST_FORMAT_UNSPECIFIED";
+    case BlocklistFormat.BLOCKLIST_FORMAT_PLAIN:
+      return "BLOCKLIST_FORMAT_PLAIN";
+    case BlocklistFormat.BLOCKLIST_FORMAT_RANGE:
+      return "BLOCKLIST_FORMAT_RANGE";
+    case BlocklistFormat.BLOCKLIST_FORMAT_JSONL:
+      return "BLOCKLIST_FORMAT_JSONL";
+    case BlocklistFormat.BLOCKLIST_FORMAT_CSV:
+      return "BLOCKLIST_FORMAT_CSV";
+    case BlocklistFormat.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** What ManageAddress does. */
 export enum AddressOperation {
   ADDRESS_OPERATION_UNSPECIFIED = 0,
@@ -201,6 +261,20 @@ export interface ImportRulesHeader {
   comment: string;
   /** Reject the whole import (store nothing) if any line is invalid. */
   atomic: boolean;
+  /** How the lines are written; unset: detected from the first data lines. */
+  format: BlocklistFormat;
+  /**
+   * CSV: the header of the column holding the address. JSON lines: the field
+   * holding it (default "cidr", then "ip"). Only with CSV, JSON lines or
+   * detection (then the list must be CSV or JSON lines).
+   */
+  column: string;
+  /**
+   * Deny lists: also import lines that overlap local ranges (private,
+   * shared, loopback, link-local, "this network"), which are otherwise
+   * reported and skipped. Allow lists are never filtered.
+   */
+  allowPrivate: boolean;
 }
 
 export interface ImportRulesHeader_SelectorEntry {
@@ -228,7 +302,11 @@ export interface ImportLineError {
   line: string;
   /** What is wrong and how to fix it. */
   message: string;
-  /** Catalogue reason (INVALID_CIDR, HOST_BITS_SET, ...). */
+  /**
+   * Catalogue reason (INVALID_CIDR, HOST_BITS_SET, ...), or the parser's
+   * (INVALID_RANGE, INVALID_JSON, INVALID_CSV, MISSING_FIELD, LINE_TOO_LONG,
+   * NUL_BYTE), or LOCAL_RANGE for a skipped line of a deny list.
+   */
   reason: string;
 }
 
@@ -241,6 +319,22 @@ export interface ImportRulesResponse {
   /** Revision of the import's commit; 0 when nothing was added. */
   revision: bigint;
   lines: bigint;
+  /**
+   * The format the lines were read as, and whether it was detected (false:
+   * header.format; an empty list reads as plain, not detected).
+   */
+  format: BlocklistFormat;
+  formatDetected: boolean;
+  /** CSV: the column read; JSON lines: the field, when one was named. */
+  column: string;
+  /**
+   * Lines of a deny list skipped because they overlap local ranges
+   * (reason LOCAL_RANGE; the message names the ranges); the first 1000.
+   */
+  skippedLocal: bigint;
+  skippedLocalLines: ImportLineError[];
+  /** Prefixes the lines gave (a range line gives several). */
+  prefixes: bigint;
 }
 
 export interface GetRuleRequest {
@@ -675,7 +769,18 @@ export const BatchCreateRulesResponse: MessageFns<BatchCreateRulesResponse> = {
 };
 
 function createBaseImportRulesHeader(): ImportRulesHeader {
-  return { action: 0, direction: 0, selector: {}, mode: 0, ttl: undefined, comment: "", atomic: false };
+  return {
+    action: 0,
+    direction: 0,
+    selector: {},
+    mode: 0,
+    ttl: undefined,
+    comment: "",
+    atomic: false,
+    format: 0,
+    column: "",
+    allowPrivate: false,
+  };
 }
 
 export const ImportRulesHeader: MessageFns<ImportRulesHeader> = {
@@ -700,6 +805,15 @@ export const ImportRulesHeader: MessageFns<ImportRulesHeader> = {
     }
     if (message.atomic !== false) {
       writer.uint32(56).bool(message.atomic);
+    }
+    if (message.format !== 0) {
+      writer.uint32(64).int32(message.format);
+    }
+    if (message.column !== "") {
+      writer.uint32(74).string(message.column);
+    }
+    if (message.allowPrivate !== false) {
+      writer.uint32(80).bool(message.allowPrivate);
     }
     return writer;
   },
@@ -776,6 +890,30 @@ export const ImportRulesHeader: MessageFns<ImportRulesHeader> = {
             message.atomic = reader.bool();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.format = reader.int32() as any;
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.column = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.allowPrivate = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -810,6 +948,13 @@ export const ImportRulesHeader: MessageFns<ImportRulesHeader> = {
       ttl: isSet(object.ttl) ? Duration.fromJSON(object.ttl) : undefined,
       comment: isSet(object.comment) ? globalThis.String(object.comment) : "",
       atomic: isSet(object.atomic) ? globalThis.Boolean(object.atomic) : false,
+      format: isSet(object.format) ? blocklistFormatFromJSON(object.format) : 0,
+      column: isSet(object.column) ? globalThis.String(object.column) : "",
+      allowPrivate: isSet(object.allowPrivate)
+        ? globalThis.Boolean(object.allowPrivate)
+        : isSet(object.allow_private)
+        ? globalThis.Boolean(object.allow_private)
+        : false,
     };
   },
 
@@ -842,6 +987,15 @@ export const ImportRulesHeader: MessageFns<ImportRulesHeader> = {
     if (message.atomic !== false) {
       obj.atomic = message.atomic;
     }
+    if (message.format !== 0) {
+      obj.format = blocklistFormatToJSON(message.format);
+    }
+    if (message.column !== "") {
+      obj.column = message.column;
+    }
+    if (message.allowPrivate !== false) {
+      obj.allowPrivate = message.allowPrivate;
+    }
     return obj;
   },
 
@@ -865,6 +1019,9 @@ export const ImportRulesHeader: MessageFns<ImportRulesHeader> = {
     message.ttl = (object.ttl !== undefined && object.ttl !== null) ? Duration.fromPartial(object.ttl) : undefined;
     message.comment = object.comment ?? "";
     message.atomic = object.atomic ?? false;
+    message.format = object.format ?? 0;
+    message.column = object.column ?? "";
+    message.allowPrivate = object.allowPrivate ?? false;
     return message;
   },
 };
@@ -1251,7 +1408,20 @@ export const ImportLineError: MessageFns<ImportLineError> = {
 };
 
 function createBaseImportRulesResponse(): ImportRulesResponse {
-  return { added: 0n, duplicate: 0n, invalid: 0n, invalidLines: [], revision: 0n, lines: 0n };
+  return {
+    added: 0n,
+    duplicate: 0n,
+    invalid: 0n,
+    invalidLines: [],
+    revision: 0n,
+    lines: 0n,
+    format: 0,
+    formatDetected: false,
+    column: "",
+    skippedLocal: 0n,
+    skippedLocalLines: [],
+    prefixes: 0n,
+  };
 }
 
 export const ImportRulesResponse: MessageFns<ImportRulesResponse> = {
@@ -1288,6 +1458,30 @@ export const ImportRulesResponse: MessageFns<ImportRulesResponse> = {
         throw new globalThis.Error("value provided for field message.lines of type uint64 too large");
       }
       writer.uint32(48).uint64(message.lines);
+    }
+    if (message.format !== 0) {
+      writer.uint32(56).int32(message.format);
+    }
+    if (message.formatDetected !== false) {
+      writer.uint32(64).bool(message.formatDetected);
+    }
+    if (message.column !== "") {
+      writer.uint32(74).string(message.column);
+    }
+    if (message.skippedLocal !== 0n) {
+      if (BigInt.asUintN(64, message.skippedLocal) !== message.skippedLocal) {
+        throw new globalThis.Error("value provided for field message.skippedLocal of type uint64 too large");
+      }
+      writer.uint32(80).uint64(message.skippedLocal);
+    }
+    for (const v of message.skippedLocalLines) {
+      ImportLineError.encode(v!, writer.uint32(90).fork()).join();
+    }
+    if (message.prefixes !== 0n) {
+      if (BigInt.asUintN(64, message.prefixes) !== message.prefixes) {
+        throw new globalThis.Error("value provided for field message.prefixes of type uint64 too large");
+      }
+      writer.uint32(96).uint64(message.prefixes);
     }
     return writer;
   },
@@ -1353,6 +1547,54 @@ export const ImportRulesResponse: MessageFns<ImportRulesResponse> = {
             message.lines = reader.uint64() as bigint;
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.format = reader.int32() as any;
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.formatDetected = reader.bool();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.column = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.skippedLocal = reader.uint64() as bigint;
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.skippedLocalLines.push(ImportLineError.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.prefixes = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1377,6 +1619,24 @@ export const ImportRulesResponse: MessageFns<ImportRulesResponse> = {
         : [],
       revision: isSet(object.revision) ? BigInt(object.revision) : 0n,
       lines: isSet(object.lines) ? BigInt(object.lines) : 0n,
+      format: isSet(object.format) ? blocklistFormatFromJSON(object.format) : 0,
+      formatDetected: isSet(object.formatDetected)
+        ? globalThis.Boolean(object.formatDetected)
+        : isSet(object.format_detected)
+        ? globalThis.Boolean(object.format_detected)
+        : false,
+      column: isSet(object.column) ? globalThis.String(object.column) : "",
+      skippedLocal: isSet(object.skippedLocal)
+        ? BigInt(object.skippedLocal)
+        : isSet(object.skipped_local)
+        ? BigInt(object.skipped_local)
+        : 0n,
+      skippedLocalLines: globalThis.Array.isArray(object?.skippedLocalLines)
+        ? object.skippedLocalLines.map((e: any) => ImportLineError.fromJSON(e))
+        : globalThis.Array.isArray(object?.skipped_local_lines)
+        ? object.skipped_local_lines.map((e: any) => ImportLineError.fromJSON(e))
+        : [],
+      prefixes: isSet(object.prefixes) ? BigInt(object.prefixes) : 0n,
     };
   },
 
@@ -1400,6 +1660,24 @@ export const ImportRulesResponse: MessageFns<ImportRulesResponse> = {
     if (message.lines !== 0n) {
       obj.lines = message.lines.toString();
     }
+    if (message.format !== 0) {
+      obj.format = blocklistFormatToJSON(message.format);
+    }
+    if (message.formatDetected !== false) {
+      obj.formatDetected = message.formatDetected;
+    }
+    if (message.column !== "") {
+      obj.column = message.column;
+    }
+    if (message.skippedLocal !== 0n) {
+      obj.skippedLocal = message.skippedLocal.toString();
+    }
+    if (message.skippedLocalLines?.length) {
+      obj.skippedLocalLines = message.skippedLocalLines.map((e) => ImportLineError.toJSON(e));
+    }
+    if (message.prefixes !== 0n) {
+      obj.prefixes = message.prefixes.toString();
+    }
     return obj;
   },
 
@@ -1414,6 +1692,14 @@ export const ImportRulesResponse: MessageFns<ImportRulesResponse> = {
     message.invalidLines = object.invalidLines?.map((e) => ImportLineError.fromPartial(e)) || [];
     message.revision = (object.revision !== undefined && object.revision !== null) ? BigInt(object.revision) : 0n;
     message.lines = (object.lines !== undefined && object.lines !== null) ? BigInt(object.lines) : 0n;
+    message.format = object.format ?? 0;
+    message.formatDetected = object.formatDetected ?? false;
+    message.column = object.column ?? "";
+    message.skippedLocal = (object.skippedLocal !== undefined && object.skippedLocal !== null)
+      ? BigInt(object.skippedLocal)
+      : 0n;
+    message.skippedLocalLines = object.skippedLocalLines?.map((e) => ImportLineError.fromPartial(e)) || [];
+    message.prefixes = (object.prefixes !== undefined && object.prefixes !== null) ? BigInt(object.prefixes) : 0n;
     return message;
   },
 };
@@ -2761,10 +3047,14 @@ export const RuleServiceService = {
     responseDeserialize: (value: Buffer): BatchCreateRulesResponse => BatchCreateRulesResponse.decode(value),
   },
   /**
-   * Large lists: a header, then chunks of lines (one CIDR per line, `#`
-   * comments and blank lines ignored). Duplicates are skipped and counted,
-   * invalid lines reported with their numbers; valid lines are committed in
-   * one transaction (one revision) when the stream closes, unless
+   * Large lists: a header, then chunks of lines in one of the formats
+   * public blocklists use (header.format: plain, ranges, JSON lines, CSV;
+   * detected when unset; docs/blocklists.md). Comments and blank lines are
+   * ignored, duplicates skipped and counted, invalid lines reported with
+   * their numbers, and in a deny list the lines overlapping local ranges
+   * (private, loopback, link-local, shared, "this network") reported and
+   * skipped unless header.allow_private. Valid lines are committed in one
+   * transaction (one revision) when the stream closes, unless
    * `header.atomic` is set and any line is invalid.
    */
   importRules: {
@@ -2855,10 +3145,14 @@ export interface RuleServiceServer extends UntypedServiceImplementation {
   /** All or nothing: one invalid or duplicate entry rejects the whole batch. */
   batchCreateRules: handleUnaryCall<BatchCreateRulesRequest, BatchCreateRulesResponse>;
   /**
-   * Large lists: a header, then chunks of lines (one CIDR per line, `#`
-   * comments and blank lines ignored). Duplicates are skipped and counted,
-   * invalid lines reported with their numbers; valid lines are committed in
-   * one transaction (one revision) when the stream closes, unless
+   * Large lists: a header, then chunks of lines in one of the formats
+   * public blocklists use (header.format: plain, ranges, JSON lines, CSV;
+   * detected when unset; docs/blocklists.md). Comments and blank lines are
+   * ignored, duplicates skipped and counted, invalid lines reported with
+   * their numbers, and in a deny list the lines overlapping local ranges
+   * (private, loopback, link-local, shared, "this network") reported and
+   * skipped unless header.allow_private. Valid lines are committed in one
+   * transaction (one revision) when the stream closes, unless
    * `header.atomic` is set and any line is invalid.
    */
   importRules: handleClientStreamingCall<ImportRulesRequest, ImportRulesResponse>;
@@ -2918,10 +3212,14 @@ export interface RuleServiceClient extends Client {
     callback: (error: ServiceError | null, response: BatchCreateRulesResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Large lists: a header, then chunks of lines (one CIDR per line, `#`
-   * comments and blank lines ignored). Duplicates are skipped and counted,
-   * invalid lines reported with their numbers; valid lines are committed in
-   * one transaction (one revision) when the stream closes, unless
+   * Large lists: a header, then chunks of lines in one of the formats
+   * public blocklists use (header.format: plain, ranges, JSON lines, CSV;
+   * detected when unset; docs/blocklists.md). Comments and blank lines are
+   * ignored, duplicates skipped and counted, invalid lines reported with
+   * their numbers, and in a deny list the lines overlapping local ranges
+   * (private, loopback, link-local, shared, "this network") reported and
+   * skipped unless header.allow_private. Valid lines are committed in one
+   * transaction (one revision) when the stream closes, unless
    * `header.atomic` is set and any line is invalid.
    */
   importRules(

@@ -1,0 +1,245 @@
+// bench:dataplane, per packet:
+//
+
+// 1. ns_per_packet.*: BPF_PROG_TEST_RUN of the XDP ingress program, compiled
+//    with a bench-only prologue that rewrites the source address on every
+//    run from a cycle of 1024 distinct addresses (bpf/bench/vary.h), so the
+//    figure is over varied sources, not one hot packet (2 x rounds + 1 rounds of
+//    300k runs, alternating order). The baseline is the
+//    bare count-and-pass program with the same prologue; baseline_hot is the
+//    bare program alone. Sets are mixed /32 + /24 (IPv6: /128 + /48). Each
+//    case runs with the production layout (hash with K=6 lengths + trie)
+//    and, for comparison, in a plain LPM trie (suffix _trie: the bench's
+//    trie_drop program, one BPF_MAP_TYPE_LPM_TRIE lookup; no fleetwall
+//    layout is a plain trie, its programs read the IPv4 /24 index first). Rule
+//    counters: 1024 slots (slot = i % 1024). Two more v4_1m figures show the
+//    costs the headline leaves out: one counter slot per rule (1M slots,
+//    suffix _rule_slots) and 16384 sources (suffix _16k_sources, against a
+//    baseline with 16384 sources: caches and TLB cold). v4_1m_miss_near: misses
+//    next to listed addresses (same /16, unlisted /24 or beside a listed /32:
+//    the /24 index word says LONGER there, so the longer lengths are probed;
+//    v4_1m_miss: misses in 100.64.0.0/10, whose /24 words are empty). Hit and miss cases check the verdict of every round's
+//    last run. v4_1m_hit_random_order
+//    draws the same 1024 sources 65536 times in a random order: in the
+//    repeating cycle a branch predictor learns each packet's path, in real
+//    traffic it cannot (against baseline_random_order).
+
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { removePins } from '../../node-agent/src/datapath/bpf-datapath.js';
+import { loadObject } from '../../node-agent/src/datapath/bpf-object.js';
+import { XDP_DROP, XDP_PASS } from '../../node-agent/src/datapath/libbpf.js';
+import { progTestRun } from '../../node-agent/src/datapath/test-run.js';
+import { checkpoint } from '../lib/interrupt.js';
+import { hitSources, missSources, nearMissSources, randomOrder } from '../lib/prefix-sets.js';
+import { fillTrie } from './anchors.js';
+import { COMPARE, ROUNDS, root } from './options.js';
+import { emit, median } from './report.js';
+import { datapaths, newPinDir, objects, openSet, pinDirs, RANDOM_DRAWS, variant } from './sets.js';
+
+function frame(family: 4 | 6): Buffer {
+  const f = Buffer.alloc(family === 4 ? 64 : 80);
+  f.writeUInt16BE(family === 4 ? 0x0800 : 0x86dd, 12);
+  if (family === 4) {
+    f[14] = 0x45;
+    f.writeUInt16BE(50, 16);
+    f[22] = 64;
+    f[23] = 17;
+    f.set([192, 0, 2, 254], 30);
+  } else {
+    f[14] = 0x60;
+    f.writeUInt16BE(26, 18);
+    f[20] = 17;
+    f[21] = 64;
+    f.set([0x20, 0x01, 0x0d, 0xb8, 0xff], 38);
+  }
+  return f;
+}
+
+export async function perPacket(): Promise<void> {
+  const NSRC = 1024;
+  // Short runs, many rounds: every case sees the same moments of a noisy host.
+  const REPEAT = 300_000;
+  const PPS_ROUNDS = 2 * ROUNDS + 1;
+  const v4 = frame(4);
+  const v6 = frame(6);
+  const runs: Array<{
+    metric: string;
+    fd: number;
+    frame: Buffer;
+    ctx: Record<string, unknown>;
+    pinDir?: string;
+    sources?: Uint8Array[];
+    expect?: 'drop' | 'pass';
+  }> = [];
+  runs.push({
+    metric: 'ns_per_packet.baseline',
+    fd: variant('bare_vary.bpf.o', 'bare_pass', hitSources(4, 1000, NSRC)),
+    frame: v4,
+    ctx: { program: 'bare count-and-pass + source rotation' },
+  });
+  // The same sources drawn in a random order that never repeats: in a repeating cycle of 1024 a branch
+  // predictor learns which path each packet takes; in real traffic it cannot.
+  runs.push({
+    metric: 'ns_per_packet.baseline_random_order',
+    fd: variant('bare_vary.bpf.o', 'bare_pass', randomOrder(hitSources(4, 1000, NSRC), RANDOM_DRAWS)),
+    frame: v4,
+    ctx: { program: 'bare count-and-pass + source rotation', sources: `${NSRC}, in a random order of ${RANDOM_DRAWS}` },
+  });
+  const bare = loadObject(join(root, 'bpf/bench/obj/bare.bpf.o'));
+  objects.push(bare);
+  runs.push({
+    metric: 'ns_per_packet.baseline_hot',
+    fd: bare.progFd('bare_pass'),
+    frame: v4,
+    ctx: { program: 'bare count-and-pass, one hot packet' },
+  });
+
+  const sets: Array<{ name: string; family: 4 | 6; n: number; miss: boolean }> = [
+    { name: 'v4_1k', family: 4, n: 1000, miss: false },
+    { name: 'v4_100k', family: 4, n: 100_000, miss: false },
+    { name: 'v4_1m', family: 4, n: 1_000_000, miss: true },
+    { name: 'v6_100k', family: 6, n: 100_000, miss: false },
+  ];
+  for (const s of sets) {
+    await checkpoint();
+    const hit = hitSources(s.family, s.n, NSRC);
+    const frameOf = s.family === 4 ? v4 : v6;
+    // fleetwall (K=6), then the plain LPM trie of the bench (suffix _trie) on the same prefixes.
+    const { pinDir, seconds } = openSet(s.name, s.family, s.n, 6);
+    process.stderr.write(`# loaded ${s.name} (${s.n}) in ${seconds.toFixed(2)} s\n`);
+    const triePin = newPinDir(`${s.name}_trie`);
+    mkdirSync(triePin, { recursive: true });
+    const layouts = [
+      {
+        suffix: '',
+        ctx: { prefixes: s.n, layout: 'hash (K=6) + trie', sources: NSRC },
+        fd: (src: Uint8Array[]) => variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', src, pinDir),
+        pinDir,
+      },
+      {
+        suffix: '_trie',
+        ctx: { prefixes: s.n, layout: 'plain lpm trie (bench program trie_drop)', sources: NSRC },
+        fd: (src: Uint8Array[]) => variant('bare_vary.bpf.o', 'trie_drop', src, triePin, 'trie'),
+        pinDir: undefined,
+      },
+    ];
+    for (const l of layouts) {
+      const ctx = l.ctx;
+      runs.push({
+        metric: `ns_per_packet.${s.name}_hit${l.suffix}`,
+        fd: l.fd(hit),
+        frame: frameOf,
+        ctx,
+        pinDir: l.pinDir,
+        sources: hit,
+        expect: 'drop',
+      });
+      if (l.suffix === '_trie') fillTrie(triePin, s.family, s.n);
+      if (s.name === 'v4_1m' && l.suffix === '') {
+        const rnd = randomOrder(hit, RANDOM_DRAWS);
+        runs.push({
+          metric: 'ns_per_packet.v4_1m_hit_random_order',
+          fd: l.fd(rnd),
+          frame: v4,
+          ctx: { ...ctx, sources: `${NSRC}, in a random order of ${RANDOM_DRAWS}`, baseline: 'baseline_random_order' },
+          pinDir: l.pinDir,
+          sources: rnd,
+        });
+      }
+      if (s.miss) {
+        const miss = missSources(NSRC);
+        runs.push({
+          metric: `ns_per_packet.${s.name}_miss${l.suffix}`,
+          fd: l.fd(miss),
+          frame: v4,
+          ctx,
+          pinDir: l.pinDir,
+          sources: miss,
+          expect: 'pass',
+        });
+        const near = nearMissSources(s.n, NSRC);
+        runs.push({
+          metric: `ns_per_packet.${s.name}_miss_near${l.suffix}`,
+          fd: l.fd(near),
+          frame: v4,
+          ctx: { ...ctx, sources: `${NSRC}, next to listed ones (same /16, unlisted)` },
+          pinDir: l.pinDir,
+          sources: near,
+          expect: 'pass',
+        });
+      }
+    }
+  }
+  // What the headline leaves out, on the v4 1M set: one counter slot per rule; 16384 sources.
+  {
+    await checkpoint();
+    const { pinDir, seconds } = openSet('v4_1m_rule_slots', 4, 1_000_000, 6, true);
+    process.stderr.write(`# loaded v4_1m with one counter slot per rule in ${seconds.toFixed(2)} s\n`);
+    runs.push({
+      metric: 'ns_per_packet.v4_1m_hit_rule_slots',
+      fd: variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', hitSources(4, 1_000_000, NSRC), pinDir),
+      frame: v4,
+      ctx: { prefixes: 1_000_000, layout: 'hash (K=6) + trie', sources: NSRC, counter_slots: 1_000_000 },
+    });
+    const big = 16384;
+    runs.push({
+      metric: 'ns_per_packet.baseline_16k_sources',
+      fd: variant('bare_vary.bpf.o', 'bare_pass', hitSources(4, 1000, big)),
+      frame: v4,
+      ctx: { program: 'bare count-and-pass + source rotation', sources: big },
+    });
+    runs.push({
+      metric: 'ns_per_packet.v4_1m_hit_16k_sources',
+      fd: variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', hitSources(4, 1_000_000, big), pinDir),
+      frame: v4,
+      ctx: { prefixes: 1_000_000, layout: 'hash (K=6) + trie', sources: big, counter_slots: 1_000_000, baseline: 'baseline_16k_sources' },
+    });
+  }
+  // --compare OBJ: every fleetwall case again with another build of the vary
+  // object (suffix _b), interleaved with the first: an A/B of a program change.
+  if (COMPARE) {
+    for (const run of [...runs]) {
+      if (!run.pinDir || !run.sources) continue;
+      runs.push({
+        ...run,
+        metric: `${run.metric}_b`,
+        fd: variant(COMPARE, 'fw_xdp_ingress', run.sources, run.pinDir),
+        ctx: { ...run.ctx, object: COMPARE },
+      });
+    }
+  }
+  const results = new Map<string, number[]>();
+  for (let r = 0; r < PPS_ROUNDS; r++) {
+    await checkpoint();
+    for (const run of r % 2 === 0 ? runs : [...runs].reverse()) {
+      const res = progTestRun(run.fd, run.frame, { repeat: REPEAT });
+      // Every source of a hit set is denied, of a miss set unlisted: the last run's verdict shows which.
+      if (run.expect && res.retval !== (run.expect === 'drop' ? XDP_DROP : XDP_PASS)) {
+        throw new Error(
+          `${run.metric}: verdict ${res.retval}, expected ${run.expect}: the sources do not ${run.expect === 'drop' ? 'hit' : 'miss'} the set`,
+        );
+      }
+      results.set(run.metric, [...(results.get(run.metric) ?? []), res.durationNs]);
+    }
+  }
+  for (const run of runs) {
+    const xs = results.get(run.metric)!;
+    const baseName = `ns_per_packet.${(run.ctx.baseline as string | undefined) ?? 'baseline'}`;
+    const bs = results.get(baseName)!;
+    const m = median(xs);
+    emit(run.metric, m, {
+      ...run.ctx,
+      // The ratio of the medians, and the median of the per-round ratios (the rounds interleave every case).
+      x_baseline: Math.round((m / median(bs)) * 100) / 100,
+      x_baseline_rounds: Math.round(median(xs.map((x, i) => x / bs[i]!)) * 100) / 100,
+      rounds: xs.length,
+      min: Math.min(...xs),
+      max: Math.max(...xs),
+    });
+  }
+  // Release the big sets before the next phase.
+  for (const o of objects.splice(0)) o.close();
+  for (const dp of datapaths.splice(0)) dp.close();
+  for (const d of pinDirs.splice(0)) removePins(d);
+}

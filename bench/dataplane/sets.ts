@@ -1,0 +1,71 @@
+// The maps and programs the phases measure, and their cleanup: fleetwall
+// datapaths holding a set of prefixes, bench variants of the programs with
+// their source-rotation table filled, every pin directory under a tag of this
+// run (fleetwall-bench-<name>-<pid>-<hex>). What is opened here is on
+// `objects`, `datapaths` and `pinDirs`, released by the phase or by main.
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { type BpfDatapath, openDatapath } from '../../node-agent/src/datapath/bpf-datapath.js';
+import { type LoadedObject, loadObject } from '../../node-agent/src/datapath/bpf-object.js';
+import type { MapOp } from '../../node-agent/src/datapath/datapath.js';
+import { check, raw } from '../../node-agent/src/datapath/libbpf.js';
+import { applyOps } from '../../test/support/object-forms.js';
+import { entries } from '../lib/prefix-sets.js';
+import { root } from './options.js';
+
+export const tag = `${process.pid}-${randomBytes(2).toString('hex')}`;
+export const pinDirs: string[] = [];
+export const objects: LoadedObject[] = [];
+export const datapaths: BpfDatapath[] = [];
+
+export function newPinDir(name: string): string {
+  const d = `/sys/fs/bpf/fleetwall-bench-${name}-${tag}`;
+  pinDirs.push(d);
+  return d;
+}
+
+/** A datapath holding n prefixes; counter slots i % 1024, or one per rule (ruleSlots). */
+export function openSet(
+  name: string,
+  family: 4 | 6,
+  n: number,
+  k: number,
+  ruleSlots = false,
+): { dp: BpfDatapath; pinDir: string; seconds: number } {
+  const pinDir = newPinDir(name);
+  const slots = ruleSlots ? n : 1024;
+  const dp = openDatapath({ pinDir, capacity: { prefixesPerTable: Math.max(n, 1024) + 1024, counterSlots: slots }, maxHashLengths: k });
+  datapaths.push(dp);
+  const ops: MapOp[] = entries(family, n).map((entry, i) => ({ kind: 'entry.upsert', entry: ruleSlots ? { ...entry, slot: i } : entry }));
+  const t0 = process.hrtime.bigint();
+  applyOps(dp, ops);
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  return { dp, pinDir, seconds };
+}
+
+/** Rotation-table entries for the random-order cases (the table holds 65536). */
+export const RANDOM_DRAWS = 65536;
+
+/** A bench variant of a program with its source-rotation table filled (maps named pinPrefix* shared through pinDir). */
+export function variant(objFile: string, prog: string, sources: Uint8Array[], pinDir?: string, pinPrefix = 'fw_'): number {
+  const obj = loadObject(
+    objFile.startsWith('/') ? objFile : join(root, 'bpf/bench/obj', objFile),
+    pinDir ? { pinDir, pinFilter: (m) => m.startsWith(pinPrefix) } : {},
+  );
+  objects.push(obj);
+  const key = Buffer.alloc(4);
+  const val = Buffer.alloc(20);
+  const fd = obj.mapFd('bench_srcs');
+  sources.forEach((a, i) => {
+    key.writeUInt32LE(i, 0);
+    val.fill(0);
+    if (a.length === 4) val.set(a, 0);
+    else val.set(a, 4);
+    check(raw.bpf_map_update_elem(fd, key, val, 0n) as number, 'fill', 'bench_srcs');
+  });
+  const ctl = Buffer.alloc(8);
+  ctl.writeUInt32LE(sources.length - 1, 0);
+  key.writeUInt32LE(0, 0);
+  check(raw.bpf_map_update_elem(obj.mapFd('bench_ctl'), key, ctl, 0n) as number, 'fill', 'bench_ctl');
+  return obj.progFd(prog);
+}

@@ -1,0 +1,492 @@
+// One of the four tables (direction x family): its bucketed hash for the
+// lengths published in its config (fwtab.ts), its LPM trie for the others,
+// IPv4 its direct /24 index (direct24.ts), and the entries per prefix length
+// that say where each length lives. Runs of entry ops are written here:
+//
+//   - upsert: a length the batch populates first is placed (lengths.ts: the
+//     hash while it has room for K lengths, else the trie); hash entries are
+//     single stores through the mapping, new trie entries of fresh lengths
+//     one batch call, others one by one (so the counts stay exact); then the
+//     /24 index; then the new length set is published.
+//   - delete: the lengths (and the trie flag) the deletes empty are
+//     unpublished first; then the entries go; then the /24 index (a deleted
+//     entry's /24s go to the longest entry that still covers them).
+// A length never moves between the hash and the trie while it has entries,
+// so no entry is ever in flight between structures.
+
+import { constants as osConstants } from 'node:os';
+import { maskBytes, type Prefix } from '../../../common/src/cidr.js';
+import { FW_LEN_SLOTS, FW_MAX_HASH_LENS, LAYOUT, type LenSet, type TableCfg, type TableDesc, type TableIndex } from './abi.js';
+import type { BpfMap } from './bpf-map.js';
+import { ATTR_ALLOW, ATTR_MONITOR, type KernelEntry, type OpBatch } from './datapath.js';
+import { Direct24, d24Word } from './direct24.js';
+import { DatapathError } from './errors.js';
+import { HashTable, type TabValue } from './fwtab.js';
+import { forEachEntry, scanSlots } from './fwtab-scan.js';
+import { batchKey, entryAttrs, entryLen, entrySlot, keyAddr4, keyLen, maskedAddr4, writeEntryValue, writeKeyOp } from './key-encoding.js';
+import { mergeDesc, placeNewLengths } from './lengths.js';
+import { slotVerdict } from './slot-words.js';
+import { type TableConfigs, activeSet, sameSet } from './table-config.js';
+import { BPF_EXIST, BPF_NOEXIST } from './uapi.js';
+
+const E = osConstants.errno;
+
+/** Where each populated prefix length of a table lives (tests, the bench, debugging). */
+export interface TableLayout {
+  readonly direction: KernelEntry['direction'];
+  readonly family: 4 | 6;
+  readonly hashLens: number[];
+  readonly trieLens: number[];
+  readonly useTrie: boolean;
+}
+
+export class PrefixTable {
+  readonly desc: TableDesc;
+  /** The hash lengths' entries (bucketed hash + spill). */
+  readonly tab: HashTable;
+  readonly spill: BpfMap;
+  readonly trie: BpfMap;
+  /** IPv4: the direct /24 index, derived from the entries (hash, spill, trie). */
+  readonly d24: Direct24 | null;
+  /** Entries per prefix length (pinned in fw_lenstat). */
+  readonly counts = new Uint32Array(FW_LEN_SLOTS);
+  /** Written since the counts were last pinned. */
+  touched = false;
+  private cfg: TableCfg;
+  /** cover4()'s trie key. */
+  private readonly coverKey = Buffer.alloc(LAYOUT.fw_key4.size);
+
+  /** map: the datapath's maps by name; k: the most lengths the hash holds. */
+  constructor(
+    desc: TableDesc,
+    map: (name: TableDesc['tab']) => BpfMap,
+    cfg: TableCfg,
+    private readonly configs: TableConfigs,
+    private readonly k: number,
+  ) {
+    this.desc = desc;
+    this.cfg = cfg;
+    this.spill = map(desc.spill);
+    this.trie = map(desc.trie);
+    this.tab = new HashTable(desc.family, map(desc.tab), this.spill, cfg.seed, cfg.nbuckets);
+    try {
+      this.d24 = desc.d24 ? new Direct24(map(desc.d24), (fn) => this.forEachEntry4(fn)) : null;
+    } catch (e) {
+      this.tab.close();
+      throw e;
+    }
+  }
+
+  get id(): TableIndex {
+    return this.desc.id;
+  }
+
+  close(): void {
+    this.tab.close();
+    this.d24?.region.close();
+  }
+
+  /** Maps the whole hash (before many ops on it). */
+  mapAll(): void {
+    this.tab.mapAll();
+  }
+
+  /** Unmaps every window of the hash and the /24 index. */
+  release(): void {
+    this.tab.release();
+    this.d24?.region.release();
+  }
+
+  get mappedPages(): number {
+    return this.tab.region.mapped + (this.d24?.region.mapped ?? 0);
+  }
+
+  entries(): number {
+    let s = 0;
+    for (const v of this.counts) s += v;
+    return s;
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  /** True if the table holds op i's prefix. */
+  has(b: OpBatch, i: number): boolean {
+    const len = b.len[i]!;
+    if (this.counts[len] === 0) return false;
+    if (this.inHash(len)) return this.desc.family === 4 ? this.tab.has4(len, b.addr4[i]!) : this.tab.has(len, b.addr6, i * 16);
+    const key = Buffer.alloc(this.desc.keySize);
+    writeKeyOp(key, 0, b, i);
+    return this.trieExact(key) !== null;
+  }
+
+  /** The entry stored for exactly this prefix (host bits ignored), or null. */
+  lookup(prefix: Prefix): KernelEntry | null {
+    if (this.counts[prefix.len] === 0) return null;
+    const bytes = maskBytes(prefix.bytes, prefix.len);
+    let e: TabValue | null;
+    if (this.inHash(prefix.len)) {
+      e = this.tab.get(prefix.len, bytes);
+    } else {
+      const key = Buffer.alloc(this.desc.keySize);
+      key.writeUInt32LE(prefix.len, LAYOUT.fw_key4.fields.prefixlen);
+      key.set(bytes, LAYOUT.fw_key4.fields.addr);
+      const v = this.trieExact(key);
+      e = v ? { slot: entrySlot(v, 0), attrs: entryAttrs(v, 0) } : null;
+    }
+    if (!e) return null;
+    return {
+      direction: this.desc.direction,
+      prefix: { family: prefix.family, bytes, len: prefix.len },
+      action: (e.attrs & ATTR_ALLOW) !== 0 ? 'allow' : 'deny',
+      mode: (e.attrs & ATTR_MONITOR) !== 0 ? 'monitor' : 'enforce',
+      slot: e.slot,
+    };
+  }
+
+  layout(): TableLayout {
+    const set = activeSet(this.cfg);
+    const trieLens: number[] = [];
+    for (let l = 0; l <= this.desc.maxLen; l++) if (this.counts[l]! > 0 && !set.hashLens.includes(l)) trieLens.push(l);
+    return { direction: this.desc.direction, family: this.desc.family, hashLens: [...set.hashLens], trieLens, useTrie: set.useTrie };
+  }
+
+  /**
+   * Appends every entry (hash slots, spill hash, trie) to `out` as
+   * entry.upsert ops, reading `chunk` elements per batch lookup; yields
+   * whenever `out` is full (the caller empties it).
+   */
+  *scan(out: OpBatch, chunk: number): Generator<void> {
+    const table = this.id;
+    // The hash's slots (the table is mapped while this runs)...
+    for (let pos = 0; pos >= 0; ) {
+      pos = scanSlots(this.tab, out, table, pos);
+      if (out.full) yield;
+    }
+    // ...its spill hash, and the trie.
+    for (const m of [this.spill, this.trie]) {
+      const ks = m.keySize;
+      for (const { keys, values, count } of m.lookupChunks(chunk)) {
+        for (let i = 0; i < count; i++) {
+          if (out.full) yield;
+          const len = keyLen(keys, i * ks);
+          const v = i * m.valueStride;
+          const attrs = entryAttrs(values, v);
+          const slot = entrySlot(values, v);
+          if (this.desc.family === 4) out.entryUpsert(table, keyAddr4(keys, i * ks), 0, len, attrs, slot);
+          else out.entryUpsert(table, keys, i * ks + LAYOUT.fw_key6.fields.addr, len, attrs, slot);
+        }
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  /** entry.upsert ops [i0, j0) of this table (ops of other tables are skipped). */
+  upsert(b: OpBatch, i0: number, j0: number): void {
+    const id = this.id;
+    const counts = this.counts;
+    const tab = this.tab;
+    const trie = this.trie;
+    this.touched = true;
+    const set = activeSet(this.cfg);
+    // Place lengths this batch populates for the first time.
+    const newLens = new Map<number, number>();
+    for (let i = i0; i < j0; i++) {
+      if (b.table[i] !== id) continue;
+      const len = b.len[i]!;
+      if (counts[len] === 0 && !set.hashLens.includes(len)) newLens.set(len, (newLens.get(len) ?? 0) + 1);
+    }
+    this.prepareD24(b, i0, j0); // before this batch adds any entry longer than /24
+    const placement = placeNewLengths(set.hashLens, newLens, this.k);
+    const hashLens = new Set([...set.hashLens, ...placement.toHash]);
+
+    const ks = this.desc.keySize;
+    const vs = LAYOUT.fw_entry.size;
+    const inHashLen = new Uint8Array(FW_LEN_SLOTS);
+    for (const l of hashLens) inHashLen[l] = 1;
+    const isFresh = new Uint8Array(FW_LEN_SLOTS);
+    for (const l of newLens.keys()) isFresh[l] = 1;
+    let nTrie = 0;
+    for (let i = i0; i < j0; i++) if (b.table[i] === id && !inHashLen[b.len[i]!]) nTrie++;
+    const toTrie = { keys: Buffer.alloc(nTrie * ks), vals: Buffer.alloc(nTrie * vs), lens: new Uint8Array(nTrie), n: 0 };
+    // Trie entries of already-populated lengths may replace an existing key:
+    // they go one by one (NOEXIST, then EXIST) so the counts stay exact.
+    const single: Array<{ key: Buffer; val: Buffer; len: number }> = [];
+    /** Keys in the batch insert (the same key twice there would be counted twice). */
+    const batched = new Set<number | string>();
+    let bk: number | string = 0;
+    const v4 = this.desc.family === 4;
+    /** IPv4: new entries longer than /24 (masked addresses). */
+    const freshLonger: number[] = [];
+    for (let i = i0; i < j0; i++) {
+      if (b.table[i] !== id) continue;
+      const len = b.len[i]!;
+      const attrs = b.attrs[i]!;
+      if (inHashLen[len]) {
+        // The hash: one atomic store per entry through the mapping (it says whether the prefix was new).
+        const fresh = v4 ? tab.upsert4(len, b.addr4[i]!, attrs, b.slot[i]!) : tab.upsert(len, b.addr6, i * 16, attrs, b.slot[i]!);
+        if (fresh) {
+          counts[len]!++;
+          if (v4 && len > 24) freshLonger.push(maskedAddr4(b.addr4[i]!, len));
+        }
+      } else if (isFresh[len] && !batched.has((bk = batchKey(b, i)))) {
+        batched.add(bk);
+        writeKeyOp(toTrie.keys, toTrie.n * ks, b, i);
+        writeEntryValue(toTrie.vals, toTrie.n * vs, b.slot[i]!, attrs, len);
+        toTrie.lens[toTrie.n] = len;
+        toTrie.n++;
+      } else {
+        // (a key of a fresh length that this batch writes again goes here too: counted once)
+        const key = Buffer.alloc(ks);
+        writeKeyOp(key, 0, b, i);
+        const val = Buffer.alloc(vs);
+        writeEntryValue(val, 0, b.slot[i]!, attrs, len);
+        single.push({ key, val, len });
+      }
+    }
+    this.insertBatch(toTrie.keys, toTrie.vals, toTrie.lens, toTrie.n);
+    for (const s of single) {
+      const errno = trie.tryUpdate(s.key, s.val, BPF_NOEXIST);
+      if (errno === 0) {
+        counts[s.len]!++;
+        if (s.len > 24) freshLonger.push(keyAddr4(s.key, 0));
+      } else if (errno === E.EEXIST) trie.update(s.key, s.val, BPF_EXIST);
+      else
+        throw new DatapathError('update map', trie.name, errno, errno === E.E2BIG ? `map is full (${trie.maxEntries} entries)` : undefined);
+    }
+    // The /24 index after the entries are in: each entry of length <= 24 takes its range, a new longer one sets LONGER.
+    const d24 = this.d24;
+    if (d24) {
+      for (let k = 0; k < toTrie.n; k++) if (toTrie.lens[k]! > 24) freshLonger.push(keyAddr4(toTrie.keys, k * ks));
+      d24.addLongerAll(Uint32Array.from(freshLonger));
+      const p = shortOps(b, i0, j0, id);
+      const slot = new Uint32Array(p.n);
+      const verdict = new Uint8Array(p.n);
+      for (let k = 0; k < p.n; k++) {
+        slot[k] = b.slot[p.op[k]!]!;
+        verdict[k] = slotVerdict(b.attrs[p.op[k]!]!);
+      }
+      d24.paintAll(p.n, p.len, p.a, slot, verdict);
+    }
+    // Publish after the entries are in: new hash lengths, the trie flag.
+    const next: LenSet = { hashLens: mergeDesc(set.hashLens, placement.toHash), useTrie: set.useTrie || this.trieCount(hashLens) > 0 };
+    if (!sameSet(next, set)) this.publish(next);
+  }
+
+  /** Batch insert of trie keys of fresh lengths (none can exist yet). */
+  private insertBatch(keys: Buffer, vals: Buffer, lens: Uint8Array, n: number): void {
+    const m = this.trie;
+    if (n === 0) return;
+    const res = m.updateBatch(keys, vals, n);
+    for (let i = 0; i < res.done; i++) this.counts[lens[i]!]!++;
+    if (res.errno === 0) return;
+    // Report the failing element; earlier ones are in (counted above).
+    throw new DatapathError(
+      'update batch of map',
+      m.name,
+      res.errno,
+      res.errno === E.E2BIG ? `map is full (${m.maxEntries} entries); ${res.done} of ${n} written` : undefined,
+    );
+  }
+
+  /** entry.delete ops [i0, j0) of this table, n of them (absent prefixes are skipped). */
+  delete(b: OpBatch, i0: number, j0: number, n: number): void {
+    const id = this.id;
+    const counts = this.counts;
+    this.touched = true;
+    const set = activeSet(this.cfg);
+    this.prepareD24(b, i0, j0); // before this batch removes any entry longer than /24
+    const inHashLen = new Uint8Array(FW_LEN_SLOTS);
+    for (const l of set.hashLens) inHashLen[l] = 1;
+    const ks = this.desc.keySize;
+    const perLen = new Map<number, number>();
+    const h: number[] = [];
+    const tr = { keys: Buffer.alloc(n * ks), lens: new Uint8Array(n), n: 0 };
+    for (let i = i0; i < j0; i++) {
+      if (b.table[i] !== id) continue;
+      const len = b.len[i]!;
+      if (counts[len] === 0) continue; // nothing of that length: absent
+      perLen.set(len, (perLen.get(len) ?? 0) + 1);
+      if (inHashLen[len]) {
+        h.push(i);
+        continue;
+      }
+      writeKeyOp(tr.keys, tr.n * ks, b, i);
+      tr.lens[tr.n] = len;
+      tr.n++;
+    }
+    // Unpublish, before deleting, the lengths (and the trie) these deletes empty.
+    const emptied = new Set<number>();
+    for (const [len, k] of perLen) if (counts[len]! <= k) emptied.add(len);
+    const hashAfter = set.hashLens.filter((l) => !emptied.has(l));
+    let trieAfter = 0;
+    for (let l = this.trieFloor(); l <= this.desc.maxLen; l++)
+      if (counts[l]! > 0 && !set.hashLens.includes(l) && !emptied.has(l)) trieAfter++;
+    const before: LenSet = { hashLens: hashAfter, useTrie: set.useTrie && trieAfter > 0 };
+    if (!sameSet(before, set)) this.publish(before);
+
+    const v4 = this.desc.family === 4;
+    /** IPv4: deleted entries longer than /24 (masked addresses). */
+    const goneLonger: number[] = [];
+    for (const i of h) {
+      const len = b.len[i]!;
+      if (v4 ? this.tab.delete4(len, b.addr4[i]!) : this.tab.delete(len, b.addr6, i * 16)) {
+        counts[len]!--;
+        if (v4 && len > 24) goneLonger.push(maskedAddr4(b.addr4[i]!, len));
+      }
+    }
+    // set = the lengths in the hash before this delete (some may be unpublished by now).
+    if (h.length > 0 && set.hashLens.every((l) => counts[l] === 0)) this.tab.clearFlagsOfEmptyTable();
+    this.trie.deleteMany(tr.keys, tr.n, (i) => {
+      counts[tr.lens[i]!]!--;
+      if (v4 && tr.lens[i]! > 24) goneLonger.push(keyAddr4(tr.keys, i * ks));
+    });
+    // The /24 index once the entries are gone: a deleted entry's /24s go to what covers them now.
+    const d24 = this.d24;
+    if (d24) {
+      d24.removeLongerAll(Uint32Array.from(goneLonger));
+      const p = shortOps(b, i0, j0, id);
+      const cover = new Uint32Array(p.n);
+      for (let k = 0; k < p.n; k++) cover[k] = this.cover4(p.len[k]!, p.a[k]!, inHashLen);
+      d24.unpaintAll(p.n, p.len, p.a, cover);
+    }
+
+    // A delete of an absent key leaves its length populated: publish it again.
+    const cur = activeSet(this.cfg);
+    const keep = set.hashLens.filter((l) => counts[l]! > 0);
+    const after: LenSet = { hashLens: keep, useTrie: this.trieCount(new Set(keep)) > 0 };
+    if (!sameSet(after, cur)) this.publish(after);
+  }
+
+  /** Rebuilds the counts from the maps and republishes (after a crash mid-apply); returns the /24 words rebuilt. */
+  recount(): number {
+    const counts = this.counts;
+    counts.fill(0);
+    const set = activeSet(this.cfg);
+    const trieLens = new Set<number>();
+    const hashWithEntries = new Set<number>();
+    forEachEntry(this.tab, (len) => {
+      counts[len]!++;
+      hashWithEntries.add(len);
+    });
+    for (const { keys, count } of this.trie.lookupChunks()) {
+      for (let i = 0; i < count; i++) {
+        const len = keyLen(keys, i * this.desc.keySize);
+        if (len <= this.desc.maxLen) {
+          counts[len]!++;
+          trieLens.add(len);
+        }
+      }
+    }
+    // Every hash length with entries is published; the trie flag follows the trie.
+    const next: LenSet = {
+      hashLens: mergeDesc([...hashWithEntries], []).slice(0, FW_MAX_HASH_LENS),
+      useTrie: [...trieLens].some((l) => l >= this.trieFloor()),
+    };
+    if (!sameSet(next, set)) this.publish(next);
+    this.touched = true;
+    return this.d24?.rebuild() ?? 0;
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  private inHash(len: number): boolean {
+    return activeSet(this.cfg).hashLens.includes(len);
+  }
+
+  /** Double-buffered config write: the programs never read a half-written set. */
+  private publish(next: LenSet): void {
+    this.cfg = this.configs.publish(this.id, this.cfg, next);
+  }
+
+  /**
+   * The shortest trie length the programs look up: IPv4 packets read the /24
+   * index for every length up to 24, so the trie flag (`useTrie`) of an IPv4
+   * table says whether the trie holds an entry longer than /24.
+   */
+  private trieFloor(): number {
+    return this.d24 ? 25 : 0;
+  }
+
+  /** Trie entries the programs look up: of lengths outside hashLens, and (IPv4) longer than /24. */
+  private trieCount(hashLens: ReadonlySet<number>): number {
+    let n = 0;
+    for (let l = this.trieFloor(); l <= this.desc.maxLen; l++) if (!hashLens.has(l)) n += this.counts[l]!;
+    return n;
+  }
+
+  /**
+   * The trie's value for exactly this key, or null. A trie lookup is a
+   * longest-prefix match: it also answers with a shorter entry that covers the
+   * key (its value carries its own length).
+   */
+  private trieExact(key: Buffer): Buffer | null {
+    const v = this.trie.lookup(key);
+    return v && entryLen(v, 0) === keyLen(key, 0) ? v : null;
+  }
+
+  /** Counts the /24 index's longer entries (once per process) if ops [i0, j0) touch one of this table. */
+  private prepareD24(b: OpBatch, i0: number, j0: number): void {
+    if (!this.d24) return;
+    for (let i = i0; i < j0; i++) {
+      if (b.table[i] === this.id && b.len[i]! > 24) {
+        this.d24.prepare();
+        return;
+      }
+    }
+  }
+
+  /**
+   * The /24 index word of the longest entry shorter than len that covers a
+   * (0: none). inHashLen: the lengths whose entries live in the hash (as
+   * before the batch: a length never moves while it has entries, but the one
+   * a batch's deletes may empty is unpublished before them).
+   */
+  private cover4(len: number, a: number, inHashLen: Uint8Array): number {
+    const key = this.coverKey;
+    const K = LAYOUT.fw_key4.fields;
+    const bytes = key.subarray(K.addr);
+    for (let l = len - 1; l >= 0; l--) {
+      if (this.counts[l] === 0) continue;
+      key.writeUInt32LE(l, K.prefixlen);
+      key.writeUInt32BE(maskedAddr4(a, l), K.addr);
+      if (inHashLen[l]) {
+        const v = this.tab.get(l, bytes);
+        if (v) return d24Word(l, v.slot, slotVerdict(v.attrs));
+      } else {
+        const v = this.trieExact(key);
+        if (v) return d24Word(l, entrySlot(v, 0), slotVerdict(entryAttrs(v, 0)));
+      }
+    }
+    return 0;
+  }
+
+  /** Every entry of an IPv4 table (hash, spill, trie) for its /24 index: length, masked address, slot, verdict. */
+  private forEachEntry4(fn: (len: number, a: number, slot: number, verdict: number) => void): void {
+    forEachEntry(this.tab, (len, a4, _a6, _off, attrs, slot) => fn(len, a4, slot, slotVerdict(attrs)));
+    const trie = this.trie;
+    const ks = trie.keySize;
+    for (const { keys, values, count } of trie.lookupChunks()) {
+      for (let i = 0; i < count; i++) {
+        const v = i * trie.valueStride;
+        fn(keyLen(keys, i * ks), keyAddr4(keys, i * ks), entrySlot(values, v), slotVerdict(entryAttrs(values, v)));
+      }
+    }
+  }
+}
+
+/** The IPv4 entry ops of table id in [i0, j0) of length <= 24: op index, length, masked address. */
+function shortOps(b: OpBatch, i0: number, j0: number, id: number): { n: number; op: Uint32Array; len: Uint8Array; a: Uint32Array } {
+  let n = 0;
+  for (let i = i0; i < j0; i++) if (b.table[i] === id && b.len[i]! <= 24) n++;
+  const out = { n, op: new Uint32Array(n), len: new Uint8Array(n), a: new Uint32Array(n) };
+  let k = 0;
+  for (let i = i0; i < j0; i++) {
+    if (b.table[i] !== id || b.len[i]! > 24) continue;
+    out.op[k] = i;
+    out.len[k] = b.len[i]!;
+    out.a[k] = maskedAddr4(b.addr4[i]!, b.len[i]!);
+    k++;
+  }
+  return out;
+}
