@@ -140,7 +140,7 @@ test(`Postgres stopped for ${OUTAGE_MS} ms under a running fleet: UNAVAILABLE ev
         importCall.write(
           ImportRulesRequest.fromPartial({ part: { $case: 'header', value: { action: Action.ACTION_DENY, comment: 'in flight' } } }),
         );
-        importCall.write(ImportRulesRequest.fromPartial({ part: { $case: 'chunk', value: { lines: ['100.99.0.1', '100.99.0.2'] } } }));
+        importCall.write(ImportRulesRequest.fromPartial({ part: { $case: 'chunk', value: { lines: ['45.99.0.1', '45.99.0.2'] } } }));
 
         // ---- the outage ----
         await pg.stopServer();

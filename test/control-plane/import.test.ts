@@ -151,10 +151,10 @@ test('a rule created while the import streams is not held up by it and counts as
     );
   });
   call.write(ImportRulesRequest.fromPartial({ part: { $case: 'header', value: { action: Action.ACTION_DENY, comment: 'race' } } }));
-  call.write(ImportRulesRequest.fromPartial({ part: { $case: 'chunk', value: { lines: ['198.18.90.0.1', '198.18.90.0.2'] } } }));
+  call.write(ImportRulesRequest.fromPartial({ part: { $case: 'chunk', value: { lines: ['198.18.90.1', '198.18.90.2'] } } }));
   // The open import holds no transaction: a create of a CIDR it already sent commits at once.
-  const mine = await api.create({ rule: { cidr: '198.18.90.0.1/32', action: Action.ACTION_ALLOW } });
-  call.write(ImportRulesRequest.fromPartial({ part: { $case: 'chunk', value: { lines: ['198.18.90.0.3'] } } }));
+  const mine = await api.create({ rule: { cidr: '198.18.90.1/32', action: Action.ACTION_ALLOW } });
+  call.write(ImportRulesRequest.fromPartial({ part: { $case: 'chunk', value: { lines: ['198.18.90.3'] } } }));
   call.end();
   const res = await done;
   assert.equal(res.added, 2n);
@@ -179,7 +179,7 @@ test('a create that commits while the import COPYs the same CIDR: the import ret
     }),
   );
   await lockTaken;
-  const create = api.create({ rule: { cidr: '198.18.91.0.2/32', action: Action.ACTION_ALLOW } });
+  const create = api.create({ rule: { cidr: '198.18.91.2/32', action: Action.ACTION_ALLOW } });
   await eventually(
     () =>
       withSql(
@@ -189,7 +189,7 @@ test('a create that commits while the import COPYs the same CIDR: the import ret
       ),
     'the create to wait for the revision counter',
   );
-  const importing = api.import({ action: Action.ACTION_DENY, comment: 'race-2' }, [['198.18.91.0.1', '198.18.91.0.2', '198.18.91.0.3']]);
+  const importing = api.import({ action: Action.ACTION_DENY, comment: 'race-2' }, [['198.18.91.1', '198.18.91.2', '198.18.91.3']]);
   // Its COPY waits for the create's uncommitted row with the same CIDR.
   await eventually(
     () =>

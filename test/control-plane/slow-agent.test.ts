@@ -104,7 +104,7 @@ test('an agent that stops reading is dropped by bytes; one that reads gets the w
     await reader.waitInSync();
     const api = rulesApi(cp.clients.rules);
     for (let i = 0; i < 3; i++) {
-      const res = await api.import({ action: Action.ACTION_DENY, direction: i === 1 ? 2 : 1, comment: `i${i}` }, [
+      const res = await api.import({ action: Action.ACTION_DENY, direction: i === 1 ? 2 : 1, comment: `i${i}`, allowPrivate: true }, [
         lines(40_000).map((l) => (i === 2 ? l.replace(/^10\./, '11.') : l)),
       ]);
       assert.equal(res.added, 40_000n);
@@ -137,7 +137,7 @@ test('an agent whose oldest waiting message is older than FLEETWALL_MAX_AGENT_LA
     { logger: logs.logger },
   );
   const api = rulesApi(cp.clients.rules);
-  await api.import({ action: Action.ACTION_DENY }, [lines(40_000)]);
+  await api.import({ action: Action.ACTION_DENY, allowPrivate: true }, [lines(40_000)]);
   // Its snapshot (about 1 MB) does not fit in the stream's flow-control window: it waits.
   const slow = stalledAgent(cp, 'slow-time');
   try {

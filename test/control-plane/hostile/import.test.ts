@@ -52,7 +52,7 @@ function openImport(cp: TestControlPlane): OpenImport {
 }
 
 function lines(n: number, base: number): string[] {
-  return Array.from({ length: n }, (_, i) => `10.${base}.${(i >> 8) & 255}.${i & 255}`);
+  return Array.from({ length: n }, (_, i) => `45.${base}.${(i >> 8) & 255}.${i & 255}`);
 }
 
 /** What an import could write (the probe agent of assertStillServes adds a node). */
