@@ -52,7 +52,7 @@ import { ALWAYS, CASES, COMPARE_LIVE, DO_PACED, GEN_BATCH, IDLE_POLL, PROG_STATS
 import { pacer } from './paced.js';
 import { cpuTimeNs, ethtoolStats, napiThreads, pinNapi, progStats, sh } from './receiver.js';
 import { key, reportDropRates, type Sample } from './report.js';
-import { newPinDir, objects, openSet, tag } from './sets.js';
+import { newPinDir, objects, openSet, pinPathIn, tag } from './sets.js';
 import { sinkCases } from './sinks.js';
 import { XDP_FILTER_PINS, xdpFilter, xdpFilterUsable } from './xdp-filter.js';
 
@@ -112,7 +112,7 @@ export async function dropRates(): Promise<void> {
       ? [['a', join(root, 'bpf/obj/xdp_ingress.bpf.o')], ...COMPARE_LIVE.map((f, i): [string, string] => [String.fromCharCode(98 + i), f])]
       : [];
     for (const [ab, file] of abPrograms) {
-      const o = loadObject(file, { pinDir: fw.pinDir, pinFilter: (m) => m.startsWith('fw_') });
+      const o = loadObject(file, { pinPath: pinPathIn(fw.pinDir) });
       objects.push(o);
       check(raw.bpf_obj_pin(o.progFd('fw_xdp_ingress'), `${barePin}/fw_${ab}`) as number, 'pin', barePin);
     }

@@ -20,6 +20,8 @@ for (const t of TRAFFIC)
   if (!['rewrite', 'stamped', 'one'].includes(t))
     throw new Error(`--traffic: unknown mode "${t}" (use rewrite, stamped, one, comma-separated)`);
 export const PROG_STATS = argv.includes('--prog-stats');
+/** --variants: the designs the lookup and counters were chosen against, beside them (dataplane/variants.ts). */
+export const VARIANTS = argv.includes('--variants');
 export const COMPARE = argv.includes('--compare') ? resolve(argv[argv.indexOf('--compare') + 1]!) : '';
 export const COMPARE_LIVE = argv.includes('--compare-live')
   ? argv[argv.indexOf('--compare-live') + 1]!.split(',').map((f) => resolve(f))

@@ -33,9 +33,11 @@ import { progTestRun } from '../../node-agent/src/datapath/test-run.js';
 import { checkpoint } from '../lib/interrupt.js';
 import { hitSources, missSources, nearMissSources, randomOrder } from '../lib/prefix-sets.js';
 import { fillTrie } from './anchors.js';
-import { COMPARE, ROUNDS, root } from './options.js';
+import { COMPARE, ROUNDS, root, VARIANTS } from './options.js';
 import { emit, median } from './report.js';
 import { datapaths, newPinDir, objects, openSet, pinDirs, RANDOM_DRAWS, variant } from './sets.js';
+import { counterVariant, flatVariant, flood } from './variants.js';
+import type { BpfDatapath } from '../../node-agent/src/datapath/bpf-datapath.js';
 
 function frame(family: 4 | 6): Buffer {
   const f = Buffer.alloc(family === 4 ? 64 : 80);
@@ -56,6 +58,14 @@ function frame(family: 4 | 6): Buffer {
   return f;
 }
 
+/** The mean of the middle half (the kernel reports whole ns: a mean of many rounds resolves less than 1 ns). */
+function trimmedMean(xs: number[]): number {
+  const s = [...xs].sort((p, q) => p - q);
+  const k = Math.floor(s.length / 4);
+  const mid = s.slice(k, s.length - k);
+  return Math.round((mid.reduce((p, q) => p + q, 0) / mid.length) * 1000) / 1000;
+}
+
 export async function perPacket(): Promise<void> {
   const NSRC = 1024;
   // Short runs, many rounds: every case sees the same moments of a noisy host.
@@ -71,6 +81,9 @@ export async function perPacket(): Promise<void> {
     pinDir?: string;
     sources?: Uint8Array[];
     expect?: 'drop' | 'pass';
+    dp?: BpfDatapath;
+    /** The case this one is a variant of (x_a: the median per-round ratio to it). */
+    of?: string;
   }> = [];
   runs.push({
     metric: 'ns_per_packet.baseline',
@@ -106,7 +119,7 @@ export async function perPacket(): Promise<void> {
     const hit = hitSources(s.family, s.n, NSRC);
     const frameOf = s.family === 4 ? v4 : v6;
     // fleetwall (K=6), then the plain LPM trie of the bench (suffix _trie) on the same prefixes.
-    const { pinDir, seconds } = openSet(s.name, s.family, s.n, 6);
+    const { dp, pinDir, seconds } = openSet(s.name, s.family, s.n, 6);
     process.stderr.write(`# loaded ${s.name} (${s.n}) in ${seconds.toFixed(2)} s\n`);
     const triePin = newPinDir(`${s.name}_trie`);
     mkdirSync(triePin, { recursive: true });
@@ -116,12 +129,14 @@ export async function perPacket(): Promise<void> {
         ctx: { prefixes: s.n, layout: 'hash (K=6) + trie', sources: NSRC },
         fd: (src: Uint8Array[]) => variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', src, pinDir),
         pinDir,
+        dp,
       },
       {
         suffix: '_trie',
         ctx: { prefixes: s.n, layout: 'plain lpm trie (bench program trie_drop)', sources: NSRC },
         fd: (src: Uint8Array[]) => variant('bare_vary.bpf.o', 'trie_drop', src, triePin, 'trie'),
         pinDir: undefined,
+        dp: undefined,
       },
     ];
     for (const l of layouts) {
@@ -132,6 +147,7 @@ export async function perPacket(): Promise<void> {
         frame: frameOf,
         ctx,
         pinDir: l.pinDir,
+        dp: l.dp,
         sources: hit,
         expect: 'drop',
       });
@@ -144,6 +160,7 @@ export async function perPacket(): Promise<void> {
           frame: v4,
           ctx: { ...ctx, sources: `${NSRC}, in a random order of ${RANDOM_DRAWS}`, baseline: 'baseline_random_order' },
           pinDir: l.pinDir,
+          dp: l.dp,
           sources: rnd,
         });
       }
@@ -155,6 +172,7 @@ export async function perPacket(): Promise<void> {
           frame: v4,
           ctx,
           pinDir: l.pinDir,
+          dp: l.dp,
           sources: miss,
           expect: 'pass',
         });
@@ -165,6 +183,7 @@ export async function perPacket(): Promise<void> {
           frame: v4,
           ctx: { ...ctx, sources: `${NSRC}, next to listed ones (same /16, unlisted)` },
           pinDir: l.pinDir,
+          dp: l.dp,
           sources: near,
           expect: 'pass',
         });
@@ -195,6 +214,31 @@ export async function perPacket(): Promise<void> {
       frame: v4,
       ctx: { prefixes: 1_000_000, layout: 'hash (K=6) + trie', sources: big, counter_slots: 1_000_000, baseline: 'baseline_16k_sources' },
     });
+  }
+  // --variants: the IPv4 cases with the flat index and the counter variants, beside this build's.
+  if (VARIANTS) {
+    for (const run of [...runs]) {
+      if (!run.pinDir || !run.sources || !run.dp || run.frame !== v4) continue;
+      const base = { ...run, of: run.metric };
+      runs.push({
+        ...base,
+        metric: `${run.metric}_flat`,
+        fd: flatVariant(run.dp, run.pinDir, run.sources),
+        ctx: { ...run.ctx, variant: 'flat /24 index (64 MB)' },
+      });
+      runs.push({
+        ...base,
+        metric: `${run.metric}_cnt_shared`,
+        fd: counterVariant('shared', run.pinDir, run.sources),
+        ctx: { ...run.ctx, variant: 'shared counters, atomic adds' },
+      });
+      runs.push({
+        ...base,
+        metric: `${run.metric}_cnt_hybrid`,
+        fd: counterVariant('hybrid', run.pinDir, run.sources),
+        ctx: { ...run.ctx, variant: 'hybrid counters, none hot' },
+      });
+    }
   }
   // --compare OBJ: every fleetwall case again with another build of the vary
   // object (suffix _b), interleaved with the first: an A/B of a program change.
@@ -228,8 +272,12 @@ export async function perPacket(): Promise<void> {
     const baseName = `ns_per_packet.${(run.ctx.baseline as string | undefined) ?? 'baseline'}`;
     const bs = results.get(baseName)!;
     const m = median(xs);
+    const a = run.of ? results.get(run.of)! : undefined;
     emit(run.metric, m, {
       ...run.ctx,
+      ...(a
+        ? { x_a: Math.round(median(xs.map((x, i) => x / a[i]!)) * 1000) / 1000, x_a_mean: trimmedMean(xs.map((x, i) => x / a[i]!)) }
+        : {}),
       // The ratio of the medians, and the median of the per-round ratios (the rounds interleave every case).
       x_baseline: Math.round((m / median(bs)) * 100) / 100,
       x_baseline_rounds: Math.round(median(xs.map((x, i) => x / bs[i]!)) * 100) / 100,
@@ -238,6 +286,7 @@ export async function perPacket(): Promise<void> {
       max: Math.max(...xs),
     });
   }
+  if (VARIANTS) await flood();
   // Release the big sets before the next phase.
   for (const o of objects.splice(0)) o.close();
   for (const dp of datapaths.splice(0)) dp.close();

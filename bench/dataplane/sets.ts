@@ -4,8 +4,11 @@
 // run (fleetwall-bench-<name>-<pid>-<hex>). What is opened here is on
 // `objects`, `datapaths` and `pinDirs`, released by the phase or by main.
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { decodeMeta, GEN_MAPS, MAP, type MapName } from '../../node-agent/src/datapath/abi.js';
 import { type BpfDatapath, openDatapath } from '../../node-agent/src/datapath/bpf-datapath.js';
+import { BpfMap } from '../../node-agent/src/datapath/bpf-map.js';
 import { type LoadedObject, loadObject } from '../../node-agent/src/datapath/bpf-object.js';
 import type { MapOp } from '../../node-agent/src/datapath/datapath.js';
 import { check, raw } from '../../node-agent/src/datapath/libbpf.js';
@@ -46,11 +49,35 @@ export function openSet(
 /** Rotation-table entries for the random-order cases (the table holds 65536). */
 export const RANDOM_DRAWS = 65536;
 
+/**
+ * Where a map of a pin dir is pinned: a fleetwall generation's maps in the
+ * folder of the generation in force (bound now: a later swap leaves the
+ * variant on the old maps), the others at the top.
+ */
+export function pinPathIn(pinDir: string, pinPrefix = 'fw_'): (name: string) => string | null {
+  const metaPath = join(pinDir, MAP.META);
+  let gen = 0;
+  if (existsSync(metaPath)) {
+    const m = BpfMap.fromPin(metaPath, MAP.META);
+    try {
+      gen = decodeMeta(m.lookupU32(0)!).gen;
+    } finally {
+      m.close();
+    }
+  }
+  return (name) => {
+    // The table configs: the programs' global (.bss), pinned as the generation's fw_tblcfg.
+    if (gen > 0 && name.endsWith('.bss')) return join(pinDir, `gen-${gen}`, MAP.TBLCFG);
+    if (!name.startsWith(pinPrefix)) return null;
+    return gen > 0 && GEN_MAPS.has(name as MapName) ? join(pinDir, `gen-${gen}`, name) : join(pinDir, name);
+  };
+}
+
 /** A bench variant of a program with its source-rotation table filled (maps named pinPrefix* shared through pinDir). */
 export function variant(objFile: string, prog: string, sources: Uint8Array[], pinDir?: string, pinPrefix = 'fw_'): number {
   const obj = loadObject(
     objFile.startsWith('/') ? objFile : join(root, 'bpf/bench/obj', objFile),
-    pinDir ? { pinDir, pinFilter: (m) => m.startsWith(pinPrefix) } : {},
+    pinDir ? { pinPath: pinPathIn(pinDir, pinPrefix) } : {},
   );
   objects.push(obj);
   const key = Buffer.alloc(4);

@@ -107,7 +107,9 @@ export function runBench(name: string, main: () => Promise<void>): void {
   });
   main().then(
     () => finish(name, undefined),
-    (e: unknown) => finish(name, e),
+    // A Ctrl-C also kills a child the bench was waiting for synchronously (the whole group gets it): the
+    // error can come before the signal's handler has run. Let pending signals land first.
+    (e: unknown) => setTimeout(() => finish(name, e), 100),
   );
 }
 

@@ -11,16 +11,25 @@
  *     longest first); the programs hash in BPF and read one cache line per
  *     probe, userspace writes the slots through mmap with single atomic
  *     stores (no syscall, no torn entry);
- *   - IPv4: a direct index of every /24 (fw_*4_d24, 2^24 u32 words, 64 MB,
- *     written by userspace through mmap): the longest entry of length <= 24
- *     that covers the /24, and whether any longer entry lies inside it. One
- *     load decides every packet whose /24 holds no longer entry; only the
- *     others probe the hash lengths above 24 (and the trie);
+ *   - IPv4: a direct index of every /24 in two levels, written by userspace
+ *     through mmap: one u32 per /16 in the table's config (fw_table_cfg.d16)
+ *     that answers for the whole /16, or points to a block of 256 /24 words
+ *     in a pool (fw_*4_d24) for the /16s that hold entries longer than /16.
+ *     A /24 word holds the longest entry of length <= 24 that covers the
+ *     /24, and whether any longer entry lies inside it. One or two loads
+ *     decide every packet whose /24 holds no longer entry; only the others
+ *     probe the hash lengths above 24 (and the trie);
  *   - one small kernel HASH (fw_*_spill) for the rare key whose two buckets
  *     are both full (the first bucket carries a flag, so only addresses that
  *     hash there ever look it up);
  *   - one LPM_TRIE with every other length.
  * Trie and spill values carry their own prefix length.
+ *
+ * Sizes follow the rules held (ABI 6): the hashes, the /24 block pools, the
+ * rule counters and the journal are created small and replaced by larger or
+ * smaller ones as rules come and go (a "generation": maps pinned under
+ * gen-<n>/, programs bound to them swapped in on every pinned link; see
+ * bpf/README.md, "Sizes that follow the rules").
  *
  * Bump FW_ABI_VERSION on any incompatible change: pinned state of another
  * version is refused at open.
@@ -30,7 +39,7 @@
 
 #include <linux/types.h>
 
-#define FW_ABI_VERSION 5
+#define FW_ABI_VERSION 6
 
 /* Bytes of store id the sync meta holds (a control plane's store ids are UUIDs: 36). */
 #define FW_STORE_ID_MAX 64
@@ -39,7 +48,7 @@
 #define FW_MAX_HASH_LENS 8
 /* Prefix lengths 0..128. */
 #define FW_LEN_SLOTS 129
-/* Rule counter slots at most (a fw_*4_d24 entry has 24 bits for it). */
+/* Rule counter slots at most (a /24 index word has 24 bits for it). */
 #define FW_MAX_RULE_SLOTS (1 << 24)
 
 /*
@@ -93,21 +102,32 @@
 #define FW_S4_OVF (1ULL << 63)   /* in the tag word */
 
 /*
- * IPv4 direct /24 index: fw_in4_d24 / fw_eg4_d24[a >> 16].w[(a >> 8) & 255]
- * (a = the address in host order; one value per /16, so the array has no
- * padding between the words), one u32 per /24, 0 = nothing there:
+ * IPv4 direct /24 index, two levels (a = the address in host order):
+ *   w16 = fw_table_cfg.d16[a >> 16]   one u32 per /16 (in the table's config:
+ *                                     read with it, no extra map lookup)
+ *   FW_D16_BLOCK clear: w16 is the /24 word of every /24 of that /16 (no
+ *     entry longer than /16 lies inside it; LONGER is never set here);
+ *   FW_D16_BLOCK set: the /24 word is fw_in4_d24 / fw_eg4_d24[w16 &
+ *     FW_D16_INDEX_MASK].w[(a >> 8) & 255], a block of the table's pool (an
+ *     ARRAY sized to the blocks in use, at most FW_D24_BLOCKS).
+ * A /24 word, 0 = nothing there:
  *   bits  0..23  rule counter slot of the longest entry of length <= 24 that
  *                covers this /24
  *   bits 24..25  its verdict (enum fw_slot_verdict)
  *   bits 26..30  its length + 1 (0: no entry of length <= 24 covers it)
  *   bit  31      LONGER: some entry of length > 24 lies inside this /24
  * Derived from the entries (the hash and the trie keep every entry, for
- * userspace); userspace writes each u32 with one store. A program reads the
- * entry, probes the hash lengths above 24 (and the trie) only if LONGER is
- * set, and otherwise has its answer.
+ * userspace); userspace writes each u32 with one store. A block is filled
+ * (every word = the /16's answer) before its /16 word points to it, and a
+ * /16 word gets its answer back before its block is freed; a freed block is
+ * reused only after an RCU grace period. A program reads the /24 word,
+ * probes the hash lengths above 24 (and the trie) only if LONGER is set,
+ * and otherwise has its answer.
  */
-#define FW_D24_ENTRIES (1 << 24)  /* words: one per /24 */
-#define FW_D24_BLOCKS (1 << 16)   /* map entries: one per /16 */
+#define FW_D16_WORDS (1 << 16)    /* /16 words: one per /16 */
+#define FW_D16_BLOCK (1u << 31)   /* the /16 word points to a block */
+#define FW_D16_INDEX_MASK ((1u << 24) - 1)
+#define FW_D24_BLOCKS (1 << 16)   /* blocks a pool holds at most: one per /16 */
 #define FW_D24_SLOT_MASK ((1u << 24) - 1)
 #define FW_D24_VERDICT_SHIFT 24
 #define FW_D24_LEN_SHIFT 26
@@ -203,7 +223,7 @@ struct fw_bucket6 {
 	__u64 flags;  /* FW_B6_OVF, FW_B6_SPILL */
 };
 
-/* A fw_*4_d24 value: the index words of the 256 /24s of one /16. */
+/* A fw_*4_d24 value (a block): the /24 words of the 256 /24s of one /16. */
 struct fw_d24_block {
 	__u32 w[256];
 };
@@ -217,21 +237,37 @@ struct fw_lenset {
 };
 
 /*
- * fw_tblcfg[table] (mmapable): the length sets are double-buffered.
- * Userspace writes the inactive set, then flips `active` with a release
- * store: a program never reads a half-written set.
+ * fw_tblcfg[table]: the programs' global (their .bss map, mmapable, pinned
+ * as each generation's fw_tblcfg): read at a constant address, no map
+ * lookup per packet. The length sets are double-buffered. Userspace writes the inactive set, then flips `active`
+ * with a release store: a program never reads a half-written set.
  */
 struct fw_table_cfg {
 	__u32 active;          /* 0 or 1: which set[] the programs read */
 	__u32 default_action;  /* enum fw_default_action, written at creation */
-	__u32 nbuckets;        /* buckets in the table's hash (fixed at creation) */
-	__u32 seed;            /* hash seed (random, fixed at creation) */
-	__u32 rule_slots;      /* counter slots per CPU in fw_rule_cnt */
+	__u32 nbuckets;        /* buckets in the table's hash (fixed per generation) */
+	__u32 seed;            /* hash seed (random, fixed per generation) */
+	__u32 rule_slots;      /* counter slots per row of fw_rule_cnt */
+	__u32 cpu_rows;        /* CPUs 0..cpu_rows-1 count in their own row of fw_rule_cnt */
+	__u32 flags;           /* FW_CFG_OVERFLOW_ROW */
 	__u32 pad;
 	struct fw_lenset set[2];
+	__u32 d16[FW_D16_WORDS];  /* IPv4 tables: the /16 level of the /24 index; IPv6: unused */
 };
 
-/* fw_rule_cnt[cpu * rule_slots + slot]. */
+/*
+ * A CPU numbered cpu_rows or above (brought online after the generation was
+ * made) counts in row cpu_rows with atomic adds; without this flag it does
+ * not count rules (only when no CPU can come online: possible == online).
+ */
+#define FW_CFG_OVERFLOW_ROW 1
+
+/*
+ * fw_rule_cnt[row * rule_slots + slot], rows: cpu_rows CPU rows (plain adds,
+ * each by its own CPU), the overflow row if FW_CFG_OVERFLOW_ROW (atomic
+ * adds), then the base row, userspace only: the totals carried over from
+ * earlier generations. A slot's total is the sum of its rows.
+ */
 struct fw_counter {
 	__u64 packets;
 	__u64 bytes;
@@ -261,16 +297,21 @@ struct fw_if_slot {
 /* Another interface mapping to this slot counts in fw_if_cntx. */
 #define FW_IFS_FALLBACK 1
 
-/* fw_journal: rule id (u64) -> desired rule. Userspace only. */
+/*
+ * fw_journal[slot]: the desired rule that owns counter slot `slot` (an ARRAY
+ * sized with the counters). Userspace only; each element is written whole
+ * by one syscall (a batch update), so a crash never leaves half a rule.
+ */
 struct fw_journal_rule {
-	__u32 prefixlen;
-	__u8 addr[16];      /* 4 bytes used for IPv4 */
-	__u8 family;        /* 4 or 6 */
-	__u8 direction;     /* enum fw_direction */
-	__u8 action;        /* enum fw_action */
-	__u8 mode;          /* enum fw_mode */
-	__u32 slot;
+	__u64 id;              /* rule id */
 	__u64 expire_unix_ms;  /* 0 = never */
+	__u8 addr[16];         /* 4 bytes used for IPv4 */
+	__u8 prefixlen;
+	__u8 family;           /* 4 or 6; 0 = no rule owns this slot */
+	__u8 direction;        /* enum fw_direction */
+	__u8 action;           /* enum fw_action */
+	__u8 mode;             /* enum fw_mode */
+	__u8 pad[3];
 };
 
 /*
@@ -285,9 +326,11 @@ struct fw_meta {
 	__u32 max_hash_lens;   /* K: how many lengths a table may put in its hash */
 	__u32 dirty;           /* 1 while an apply() is in flight */
 	__u64 created_unix_ms;
-	__u32 prefixes_per_table;  /* capacity asked for at creation */
-	__u32 rule_slots;          /* counter slots */
+	__u32 prefixes_per_table;  /* the most prefixes a table may hold (its maps grow up to it) */
+	__u32 rule_slots;          /* the most counter slots */
 	__u8 store_id[FW_STORE_ID_MAX];  /* UTF-8, NUL-padded */
+	__u32 gen;                 /* the generation in force: its maps are pinned under gen-<gen>/ */
+	__u32 next_gen;            /* 0, or a complete generation being swapped in (a restart finishes it) */
 };
 
 /* fw_lenstat[table]: entries per prefix length. Userspace only. */
@@ -296,7 +339,12 @@ struct fw_lenstat {
 	__u32 pad;
 };
 
-/* Map names (<= 15 chars), pinned by name under the pin directory. */
+/*
+ * Map names (<= 15 chars), pinned by name: the maps of a generation (the
+ * hashes, spill hashes, /24 block pools, fw_tblcfg, fw_rule_cnt, fw_journal)
+ * under gen-<n>/, the others (tries, interface counters, meta, lenstat) at
+ * the top of the pin directory.
+ */
 #define FW_MAP_IN4_TAB   "fw_in4_tab"
 #define FW_MAP_IN4_SPILL "fw_in4_spill"
 #define FW_MAP_IN4_TRIE  "fw_in4_trie"

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The per-packet decision shared by the XDP and TC programs: parse, look up
- * one table (IPv4: the direct /24 index, then, only where a longer entry lies
- * in that /24, the longer hash lengths and the trie; IPv6: the trie if it
- * holds entries, then the hash lengths longest first), count, verdict.
+ * one table (IPv4: the direct /24 index, its /16 word and, where the /16
+ * holds longer entries, its block's /24 word; then, only where a longer
+ * entry lies in that /24, the longer hash lengths and the trie; IPv6: the
+ * trie if it holds entries, then the hash lengths longest first), count,
+ * verdict.
  */
 #ifndef FW_DECIDE_H
 #define FW_DECIDE_H
@@ -17,6 +19,9 @@
 #include <bpf/bpf_endian.h>
 #include "fleetwall_abi.h"
 #include "fw_maps.h"
+#ifdef FW_BENCH_VARIANTS
+#include "../bench/variants.h"
+#endif
 
 struct fw_vlan_hdr {
 	__be16 tci;
@@ -227,22 +232,44 @@ fw_probe4(void *tab, void *spill, const struct fw_table_cfg *cfg, __u32 h, __u32
 }
 
 /*
- * IPv4: one load from the direct /24 index decides, unless a longer entry
- * lies inside the /24 (LONGER): then the hash lengths above 24 are probed
- * longest first (and the trie, if it holds entries), and the /24 index's own
- * answer is the fallback.
+ * The /24 word of host-order address h: the /16 word from the table's config
+ * (already loaded: no map lookup), and, if that /16 has a block, the word in
+ * the block (one array lookup). 0 if the block is missing (never, by the
+ * write order: a /16 word points only to a filled block of the pool).
+ */
+static __always_inline __u32 fw_index_word(const struct fw_table_cfg *cfg, void *pool, __u32 h)
+{
+#ifdef FW_BENCH_D24_FLAT
+	(void)cfg;
+	(void)pool;
+	return fw_bench_flat_word(h);
+#else
+	__u32 w = cfg->d16[h >> 16];
+
+	if (w & FW_D16_BLOCK) {
+		__u32 b = w & FW_D16_INDEX_MASK;
+		const struct fw_d24_block *blk = bpf_map_lookup_elem(pool, &b);
+		if (!blk)
+			return 0;
+		w = blk->w[(h >> 8) & 255];
+	}
+	return w;
+#endif
+}
+
+/*
+ * IPv4: the /24 index word decides, unless a longer entry lies inside the
+ * /24 (LONGER): then the hash lengths above 24 are probed longest first (and
+ * the trie, if it holds entries), and the index word's own answer is the
+ * fallback.
  */
 static __always_inline __u64
-fw_match4(void *tab, void *spill, void *trie, void *d24, const struct fw_table_cfg *cfg,
+fw_match4(void *tab, void *spill, void *trie, void *pool, const struct fw_table_cfg *cfg,
 	  const struct fw_lenset *set, __u32 addr)
 {
 	__u32 h = bpf_ntohl(addr);
-	__u32 bi = h >> 16;
-	const struct fw_d24_block *blk = bpf_map_lookup_elem(d24, &bi);
+	__u32 e = fw_index_word(cfg, pool, h);
 
-	if (!blk)
-		return 0;
-	__u32 e = blk->w[(h >> 8) & 255];
 	if (e & FW_D24_LONGER) {
 		__u64 hit = 0;
 		int lt = 24;
@@ -376,10 +403,11 @@ fw_match6(void *tab, void *spill, void *trie, const struct fw_table_cfg *cfg, co
 }
 
 /*
- * Counts a decision and returns its verdict: the rule's counter
- * (fw_rule_cnt[cpu][slot]) on a match, and the interface's totals
- * (fw_if_cnt[cpu][slot of ifindex, direction], or fw_if_cntx for an
- * interface whose slot another one owns).
+ * Counts a decision and returns its verdict: the rule's counter on a match
+ * (fw_rule_cnt[cpu][slot], a plain add by the only CPU that writes that row;
+ * a CPU beyond the generation's rows adds atomically to the overflow row, if
+ * there is one), and the interface's totals (fw_if_cnt[cpu][slot of ifindex,
+ * direction], or fw_if_cntx for an interface whose slot another one owns).
  */
 static __always_inline int fw_count_verdict(const struct fw_table_cfg *cfg, __u64 hit, __u32 dir, __u32 ifindex,
 					    __u64 bytes)
@@ -388,12 +416,28 @@ static __always_inline int fw_count_verdict(const struct fw_table_cfg *cfg, __u6
 	__u32 vi; /* index into fw_verdict_cnt: 0 pass, 1 drop, 2 would-drop */
 
 	if (hit) {
-		__u32 idx = cpu * cfg->rule_slots + (__u32)((hit >> FW_S4_SLOT_SHIFT) & FW_S4_SLOT_MASK);
-		struct fw_counter *rc = bpf_map_lookup_elem(&fw_rule_cnt, &idx);
-		if (rc) {
-			rc->packets += 1;
-			rc->bytes += bytes;
+		__u32 slot = (__u32)((hit >> FW_S4_SLOT_SHIFT) & FW_S4_SLOT_MASK);
+#if defined(FW_BENCH_CNT_SHARED) || defined(FW_BENCH_CNT_HYBRID)
+		fw_bench_count_rule(cpu, slot, bytes);
+#else
+		if (slot < cfg->rule_slots) {
+			if (cpu < cfg->cpu_rows) {
+				__u32 idx = cpu * cfg->rule_slots + slot;
+				struct fw_counter *rc = bpf_map_lookup_elem(&fw_rule_cnt, &idx);
+				if (rc) {
+					rc->packets += 1;
+					rc->bytes += bytes;
+				}
+			} else if (cfg->flags & FW_CFG_OVERFLOW_ROW) {
+				__u32 idx = cfg->cpu_rows * cfg->rule_slots + slot;
+				struct fw_counter *rc = bpf_map_lookup_elem(&fw_rule_cnt, &idx);
+				if (rc) {
+					__sync_fetch_and_add(&rc->packets, 1);
+					__sync_fetch_and_add(&rc->bytes, bytes);
+				}
+			}
 		}
+#endif
 		vi = (__u32)(hit >> FW_S4_VERDICT_SHIFT) & 3;
 	} else {
 		vi = cfg->default_action == FW_DEFAULT_DROP ? 1 : 0;
@@ -421,12 +465,16 @@ static __always_inline int fw_count_verdict(const struct fw_table_cfg *cfg, __u6
 /* Decides one IPv4 packet (addr = the source on ingress, the destination on egress). */
 static __always_inline int fw_decide4(__u32 addr, int egress, __u32 ifindex, __u64 bytes)
 {
+#ifdef FW_BENCH_D24_FLAT
 	__u32 tbl = egress ? FW_TABLE_EG4 : FW_TABLE_IN4;
-	struct fw_table_cfg *cfg = bpf_map_lookup_elem(&fw_tblcfg, &tbl);
-	__u64 hit;
-
+	const struct fw_table_cfg *cfg = bpf_map_lookup_elem(&bench_tblcfg, &tbl);
 	if (!cfg)
 		return FW_V_PASS;
+#else
+	const struct fw_table_cfg *cfg = &fw_tblcfg[egress ? FW_TABLE_EG4 : FW_TABLE_IN4];
+#endif
+	__u64 hit;
+
 	const struct fw_lenset *set = &cfg->set[cfg->active & 1];
 	if (egress)
 		hit = fw_match4(&fw_eg4_tab, &fw_eg4_spill, &fw_eg4_trie, &fw_eg4_d24, cfg, set, addr);
@@ -437,12 +485,9 @@ static __always_inline int fw_decide4(__u32 addr, int egress, __u32 ifindex, __u
 
 static __always_inline int fw_decide6(const __u32 *w, int egress, __u32 ifindex, __u64 bytes)
 {
-	__u32 tbl = egress ? FW_TABLE_EG6 : FW_TABLE_IN6;
-	struct fw_table_cfg *cfg = bpf_map_lookup_elem(&fw_tblcfg, &tbl);
+	const struct fw_table_cfg *cfg = &fw_tblcfg[egress ? FW_TABLE_EG6 : FW_TABLE_IN6];
 	__u64 hit;
 
-	if (!cfg)
-		return FW_V_PASS;
 	const struct fw_lenset *set = &cfg->set[cfg->active & 1];
 	if (egress)
 		hit = fw_match6(&fw_eg6_tab, &fw_eg6_spill, &fw_eg6_trie, cfg, set, w);

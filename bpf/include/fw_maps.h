@@ -2,7 +2,8 @@
 /*
  * Every fleetwall map, declared identically in each object and pinned by
  * name: the XDP and TC objects share one set of maps. max_entries here are
- * placeholders; the loader sizes the maps before it creates them.
+ * placeholders; the loader sizes the maps before it creates them (the maps
+ * of a generation, pinned under gen-<n>/, at the sizes the rules need).
  */
 #ifndef FW_MAPS_H
 #define FW_MAPS_H
@@ -22,11 +23,11 @@
 		__uint(pinning, LIBBPF_PIN_BY_NAME);   \
 	} name_ SEC(".maps")
 
-/* The IPv4 direct /24 index: one value per /16, a u32 per /24 (its size is fixed: never resized by the loader). */
+/* The blocks of the IPv4 direct /24 index: a u32 per /24 for the /16s that hold entries longer than /16. */
 #define FW_D24_MAP(name_)                              \
 	struct {                                       \
 		__uint(type, BPF_MAP_TYPE_ARRAY);      \
-		__uint(max_entries, FW_D24_BLOCKS);    \
+		__uint(max_entries, 16);               \
 		__type(key, __u32);                    \
 		__type(value, struct fw_d24_block);    \
 		__uint(map_flags, BPF_F_MMAPABLE);     \
@@ -59,16 +60,14 @@ FW_TAB_MAP(fw_eg6_tab, struct fw_bucket6);
 FW_PREFIX_MAP(fw_eg6_spill, BPF_MAP_TYPE_HASH, struct fw_key6);
 FW_PREFIX_MAP(fw_eg6_trie, BPF_MAP_TYPE_LPM_TRIE, struct fw_key6);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, FW_TABLE_COUNT);
-	__type(key, __u32);
-	__type(value, struct fw_table_cfg);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} fw_tblcfg SEC(".maps");
+/*
+ * The table configs, a global of the program (its .bss map, mmapable): read
+ * at a constant address, no map lookup per packet. The loader pins it as
+ * fw_tblcfg of the generation and binds both objects to it.
+ */
+struct fw_table_cfg fw_tblcfg[FW_TABLE_COUNT];
 
-/* [cpu * rule_slots + slot]: one access per counted packet (a per-CPU array costs two). */
+/* [row * rule_slots + slot]: one access per counted packet (a per-CPU array costs two); rows in fw_table_cfg. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1024);
@@ -88,22 +87,24 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } fw_if_cnt SEC(".maps");
 
-/* Interfaces whose fw_if_cnt slot is owned by another interface. */
+/* Interfaces whose fw_if_cnt slot is owned by another interface (no memory until one exists). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 1024);
 	__type(key, struct fw_if_key);
 	__type(value, struct fw_verdict_cnt);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } fw_if_cntx SEC(".maps");
 
 /* Userspace-only maps, pinned with the rest. */
+/* [slot]: the rule that owns each counter slot, sized with fw_rule_cnt. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1024);
-	__type(key, __u64);
+	__type(key, __u32);
 	__type(value, struct fw_journal_rule);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } fw_journal SEC(".maps");
 

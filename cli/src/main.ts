@@ -25,7 +25,7 @@ import { tokenCommand } from './commands/token.js';
 const HELP = `fleetwall: fleet-wide IP block/allow policy enforced in the kernel with eBPF
 
 Policy (talks to the control plane at --server, env FLEETWALL_CONTROL_PLANE, default ${DEFAULT_SERVER}):
-  fleetwall block <ip|cidr> [--ttl 1h] [--comment text] [--selector k=v] [--monitor] [--egress]
+  fleetwall block <ip|cidr> [--ttl 1h] [--comment text] [--selector k=v] [--monitor] [--egress] [--force]
   fleetwall allow <ip|cidr> [--ttl 1h] [--comment text] [--selector k=v] [--egress]
   fleetwall unblock <ip|cidr>         delete its own fleet-wide deny rule; names broader rules that still block it
   fleetwall rules ls [--action deny|allow] [--direction ingress|egress] [--selector k=v] [--text t] [--covers ip]

@@ -8,6 +8,7 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
+import { canonicalCidr } from '../../common/src/cidr.js';
 import { parseDurationMs } from '../../common/src/duration.js';
 
 export interface Config {
@@ -122,6 +123,11 @@ export interface Config {
   readonly listRetryIntervalMs: number;
   /** The directory on this host whose files lists may read (file:// sources); unset: file sources are refused. */
   readonly listFileRoot: string | undefined;
+  // The lockout guard (issue 15 part 5): lockout/.
+  /** Management networks no deny may cover (besides loopback, the listen addresses and the agents' connect addresses). */
+  readonly protectedCidrs: readonly string[];
+  /** How long the agents' connect addresses read from the store are trusted (other processes' agents). */
+  readonly protectedRefreshMs: number;
 }
 
 export class ConfigError extends Error {
@@ -536,6 +542,22 @@ const OPTIONS: readonly OptionSpec[] = [
     def: undefined,
     help: 'directory on this host whose files lists may read (file:// sources); unset: refused',
   },
+  {
+    key: 'protectedCidrs',
+    env: 'FLEETWALL_PROTECTED_CIDRS',
+    kind: 'list',
+    def: '',
+    help: "management networks no deny may cover without an admin's force (comma-separated CIDRs; loopback, the listen addresses and the agents' addresses are protected anyway)",
+  },
+  {
+    key: 'protectedRefreshMs',
+    env: 'FLEETWALL_PROTECTED_REFRESH',
+    kind: 'duration',
+    def: '1s',
+    min: 0,
+    max: 60_000,
+    help: "how long the agents' connect addresses read from the store are trusted by the lockout guard",
+  },
 ];
 
 export const CONFIG_USAGE = [
@@ -653,6 +675,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   const config = out as unknown as Config;
   if (config.expirySweepIntervalMs >= 1000) throw new ConfigError('FLEETWALL_EXPIRY_SWEEP_INTERVAL must be under 1s');
   checkTlsSettings(config);
+  checkProtectedCidrs(config);
   return { config: Object.freeze(config), help };
 }
 
@@ -666,6 +689,19 @@ function checkTlsSettings(c: Config): void {
     throw new ConfigError('FLEETWALL_TLS_CA (--tls-ca) is the CA of an operator-given certificate: give --tls-cert and --tls-key with it');
   if (c.insecureNoAuth && (c.tls || c.tlsCertFile !== undefined))
     throw new ConfigError('--insecure-no-auth turns TLS and authentication off: it cannot go with --tls or --tls-cert');
+}
+
+/** --protected-cidrs: canonical CIDRs only (a bare address is a /32 or /128). */
+function checkProtectedCidrs(c: Config): void {
+  const out: string[] = [];
+  for (const x of c.protectedCidrs) {
+    try {
+      out.push(canonicalCidr(x));
+    } catch (e) {
+      throw new ConfigError(`FLEETWALL_PROTECTED_CIDRS (--protected-cidrs): ${(e as Error).message}`);
+    }
+  }
+  (c as { protectedCidrs: readonly string[] }).protectedCidrs = Object.freeze(out);
 }
 
 /** The configuration from this process's flags and environment. */

@@ -45,12 +45,16 @@ import { AuditService } from './services/audit-service.js';
 import { TokenService } from './services/token-service.js';
 import { AuditStore } from './store/audit-store.js';
 import { TokenStore } from './store/token-store.js';
+import { createLockoutGuard } from './lockout/guard-setup.js';
+import { LockoutSessionHooks } from './lockout/session-hooks.js';
+import { NodePeerStore } from './store/node-peers.js';
 
 // Calls bounded by their own settings rather than FLEETWALL_CALL_TIMEOUT: adding or refreshing a list
 // (FLEETWALL_LIST_FETCH_TIMEOUT, then a write under the statement timeout) and an import over HTTP
 // (FLEETWALL_IMPORT_IDLE_TIMEOUT, FLEETWALL_IMPORT_TIMEOUT; over gRPC it is a stream, never deadlined).
 const UNTIMED_METHODS: ReadonlySet<string> = new Set(['ListService/CreateList', 'ListService/RefreshList']);
 const UNTIMED_ROUTES: ReadonlySet<string> = new Set(['POST /v1/rules:import', 'POST /v1/lists', 'POST /v1/lists/:name/refresh']);
+
 export interface ControlPlane {
   /** This process's id (SyncStart.control_plane_id, Node.control_plane_id). */
   readonly id: string;
@@ -128,10 +132,13 @@ export async function startControlPlane(config: Config, logger: Logger, options:
     };
     const pageTokens = new PageTokens(db.pageTokenKey);
     const capacity = new CapacityGuard(nodeStore, cache);
+    const peerStore = new NodePeerStore(sql);
+    const guard = await createLockoutGuard(config, peerStore, log.child({ component: 'lockout' }));
     const rules = new RuleService(ruleStore, sql, limits, pageTokens, undefined, {
       handoff: localBulk,
       logger: log.child({ component: 'rules' }),
       capacity,
+      guard,
     });
     const nodeService = new NodeService({
       nodes: nodeStore,
@@ -141,7 +148,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       forget: (name) => counters.forget(name),
     });
     const counterService = new CounterService(counterStore, nodeStore, () => counters.settleForRead());
-    const explain = new ExplainService(ruleStore, nodeStore);
+    const explain = new ExplainService(ruleStore, nodeStore, peerStore);
     const tokenStore = new TokenStore(sql);
     const tokens = new TokenService(tokenStore);
     const audit = new AuditService(new AuditStore(sql), pageTokens);
@@ -167,6 +174,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
         maxShrinkPercent: config.listMaxShrinkPercent,
         retryIntervalMs: config.listRetryIntervalMs,
         controlPlaneId: config.controlPlaneId,
+        lockout: guard,
       },
       log.child({ component: 'lists' }),
       new ListMetrics(metrics.registry, listStore),
@@ -196,6 +204,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       maxQueueBytes: config.maxAgentQueueBytes,
       maxLagMs: config.maxAgentLagMs,
       logger: log.child({ component: 'sync' }),
+      lockout: new LockoutSessionHooks(guard, peerStore, log.child({ component: 'lockout' })),
     };
     const grpcLog = log.child({ component: 'grpc' });
     const grpc = await startGrpcServer(

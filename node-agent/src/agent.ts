@@ -9,10 +9,10 @@ import type { Logger } from 'pino';
 import type { AgentStatus } from '../../proto/gen/fleetwall/v1/agent_service.js';
 import type { InterfaceStatus } from '../../proto/gen/fleetwall/v1/node.js';
 import type { AgentConfig } from './config.js';
-import type { Datapath, DatapathOptions, InterfaceAttachment } from './datapath/datapath.js';
+import type { Datapath, DatapathOptions, InterfaceAttachment, KernelMemory } from './datapath/datapath.js';
 import { CounterReporter } from './counters/counter-reporter.js';
 import { Engine } from './engine.js';
-import type { AgentHealth } from './health/agent-health.js';
+import type { AgentHealth, KernelMemoryHealth } from './health/agent-health.js';
 import { HealthServer } from './health/health-server.js';
 import { AgentMetrics } from './health/metrics.js';
 import { TABLES, tableName } from './reconcile/prefix-key.js';
@@ -20,6 +20,7 @@ import { releaseTransientMemory } from './memory.js';
 import { SyncClient } from './sync/sync-client.js';
 import { interfaceStatus } from './sync/wire.js';
 import { AGENT_VERSION } from './version.js';
+import { Failsafe } from './failsafe/failsafe.js';
 
 export interface OpenDatapathOptions extends DatapathOptions {
   readonly logger: Logger;
@@ -32,12 +33,16 @@ export interface AgentDeps {
 
 /** How often interfaces that failed to attach are tried again. */
 const REATTACH_MS = 5_000;
+/** How long a reading of the maps' kernel memory serves /metrics, /healthz and AgentStatus (a few syscalls each). */
+const MEMORY_TTL_MS = 1_000;
 
 export class Agent {
   readonly engine: Engine;
   readonly counters: CounterReporter;
   readonly sync: SyncClient;
   readonly metrics: AgentMetrics;
+  /** Allows for the control planes' addresses and --failsafe-cidrs, whatever the policy. */
+  readonly failsafe: Failsafe;
   private readonly http: HealthServer;
   private readonly attached = new Map<string, InterfaceAttachment>();
   private readonly attachErrors = new Map<string, string>();
@@ -47,6 +52,7 @@ export class Agent {
   httpPort = 0;
   private readonly startedAt = Date.now();
   private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
+  private memory: { at: number; value: KernelMemory } | undefined;
 
   private constructor(
     readonly cfg: AgentConfig,
@@ -75,6 +81,9 @@ export class Agent {
       log.child({ component: 'sync' }),
     );
     this.sync.onPropagation = (ms) => this.metrics.propagationSeconds.observe(ms / 1000);
+    this.failsafe = new Failsafe(cfg, engine, log.child({ component: 'failsafe' }));
+    // Every reconnect re-resolves the control-plane names (a moved control plane keeps its failsafe).
+    this.sync.onConnecting = () => this.failsafe.refreshSoon();
     this.engine.addListener({
       applied: (_m, res) => {
         if (res.opCount > 0) this.metrics.applySeconds.observe(res.ms / 1000);
@@ -143,8 +152,10 @@ export class Agent {
         'the pinned datapath keeps its default action; uninstall to change it',
       );
     }
-    // Only the difference between the journal and the kernel is applied.
+    // Only the difference between the journal and the kernel is applied,
+    // with the failsafe entries (resolved now) in the same plan.
     this.engine.requestReconcile();
+    await this.failsafe.refresh();
     await this.engine.idle();
     if (this.engine.lastRefusal)
       this.log.error({ error: this.engine.lastError }, 'the pinned rules could not all be restored; the kernel keeps what it has');
@@ -237,6 +248,13 @@ export class Agent {
     return first ?? '';
   }
 
+  /** The maps' kernel memory, read at most once per MEMORY_TTL_MS. */
+  private kernelMemory(): KernelMemory {
+    const now = Date.now();
+    if (!this.memory || now - this.memory.at >= MEMORY_TTL_MS) this.memory = { at: now, value: this.dp.memory() };
+    return this.memory.value;
+  }
+
   agentStatus(): AgentStatus {
     return {
       interfaces: this.interfaces(),
@@ -244,11 +262,14 @@ export class Agent {
       mapFillRatio: this.fillRatio(),
       lastError: this.currentError(),
       appliedRevision: this.engine.applied.revision,
+      failsafe: this.failsafe.entries.map((e) => ({ cidr: e.cidr, source: e.source })),
+      kernelMemoryBytes: BigInt(this.kernelMemory().bytes),
     };
   }
 
   health(): AgentHealth {
     const t = this.engine.rules;
+    const mem = this.kernelMemory();
     const s = this.sync.stats;
     const applies = this.engine.applyStats;
     return {
@@ -262,7 +283,14 @@ export class Agent {
       rulesDesired: t.desiredCount,
       rulesJournaled: t.journaledCount,
       rulesInKernel: t.kernel.total,
-      tables: TABLES.map((tb) => ({ table: tableName(tb), entries: t.kernel.count[tb]!, capacity: this.dp.capacity.prefixesPerTable })),
+      tables: TABLES.map((tb) => ({
+        table: tableName(tb),
+        entries: t.kernel.count[tb]!,
+        capacity: this.dp.capacity.prefixesPerTable,
+        size: mem.tables[tb]?.size ?? 0,
+        kernelBytes: mem.tables[tb]?.bytes ?? 0,
+      })),
+      kernelMemory: memoryHealth(mem),
       mapFillRatio: this.fillRatio(),
       counterSlotsInUse: this.engine.slots.inUse,
       counterSlots: this.dp.capacity.counterSlots,
@@ -281,6 +309,7 @@ export class Agent {
       reconnects: s.connects,
       acks: s.acks,
       nacks: s.nacks,
+      failsafe: this.failsafe.entries,
       expiredLocally: this.engine.stats.expired,
       pendingExpiries: this.engine.pendingExpiries,
       lastApplyMs: applies.lastApplyMs,
@@ -318,4 +347,18 @@ export class Agent {
     this.dp.close();
     this.log.info('stopped; enforcement stays in place');
   }
+}
+
+function memoryHealth(m: KernelMemory): KernelMemoryHealth {
+  return {
+    bytes: m.bytes,
+    perCpuBytes: m.perCpuBytes,
+    counterSlots: m.counterSlots,
+    counterBytes: m.counterBytes,
+    journalRules: m.journalRules,
+    journalBytes: m.journalBytes,
+    resizes: m.swaps,
+    resizeMaxMs: m.swapMaxMs,
+    maps: m.maps,
+  };
 }

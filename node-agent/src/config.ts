@@ -3,6 +3,7 @@
 // module of the agent that reads process.env.
 
 import { hostname } from 'node:os';
+import { canonicalCidr } from '../../common/src/cidr.js';
 import type { DefaultAction } from '../../common/src/policy.js';
 import { DURATION_EXAMPLES, parseDurationMs as parseDuration } from '../../common/src/duration.js';
 import { LabelTextError, parseLabelText } from '../../common/src/labels.js';
@@ -27,9 +28,9 @@ export interface AgentConfig {
   readonly counterIntervalMs: number;
   /** host:port for /healthz and /metrics; port 0 picks a free port. Empty: no HTTP server. */
   readonly httpAddr: string;
-  /** Prefixes per kernel table, used only when the maps are created. */
+  /** The most prefixes a kernel table may hold (its maps follow the rules up to it); used only when the maps are created. */
   readonly capacityPrefixes: number | undefined;
-  /** Rule counter slots (= journal entries), used only when the maps are created. */
+  /** The most rule counter slots (= journal entries); used only when the maps are created. */
   readonly capacitySlots: number | undefined;
   readonly xdpMode: XdpModeSetting;
   /** Replace an XDP program that fleetwall did not attach (default: refuse, with an error naming it). */
@@ -40,6 +41,8 @@ export interface AgentConfig {
   readonly reconnectMaxMs: number;
   /** Written (JSON: pid, httpPort, ...) once the agent enforces and serves HTTP. */
   readonly readyFile: string | undefined;
+  /** Canonical CIDRs always allowed, ingress and egress, whatever the policy (besides the control planes' addresses). */
+  readonly failsafeCidrs: readonly string[];
   readonly logLevel: LogLevel;
 }
 
@@ -83,12 +86,12 @@ export const SETTINGS = {
   capacityPrefixes: {
     flag: 'capacity-prefixes',
     env: 'FLEETWALL_CAPACITY_PREFIXES',
-    help: 'prefixes per kernel table when the maps are created (default: datapath default)',
+    help: 'the most prefixes a kernel table may hold (its maps grow to it as rules need; set when the maps are created; default: datapath default)',
   },
   capacitySlots: {
     flag: 'capacity-slots',
     env: 'FLEETWALL_CAPACITY_SLOTS',
-    help: 'rule counter slots when the maps are created (default: datapath default)',
+    help: 'the most rule counter slots (grown to as rules need; set when the maps are created; default: datapath default)',
   },
   xdpMode: { flag: 'xdp-mode', env: 'FLEETWALL_XDP_MODE', help: 'auto (default), native or generic' },
   replaceForeignXdp: {
@@ -104,6 +107,11 @@ export const SETTINGS = {
   reconnectMin: { flag: 'reconnect-min', env: 'FLEETWALL_RECONNECT_MIN', help: 'first reconnect backoff (default 250ms)' },
   reconnectMax: { flag: 'reconnect-max', env: 'FLEETWALL_RECONNECT_MAX', help: 'reconnect backoff cap (default 10s)' },
   readyFile: { flag: 'ready-file', env: 'FLEETWALL_READY_FILE', help: 'file written with {pid, httpPort} once enforcing' },
+  failsafeCidrs: {
+    flag: 'failsafe-cidrs',
+    env: 'FLEETWALL_FAILSAFE_CIDRS',
+    help: "CIDRs always allowed, ingress and egress, whatever the policy, comma-separated (default none; the control planes' addresses always are)",
+  },
   logLevel: { flag: 'log-level', env: 'FLEETWALL_LOG_LEVEL', help: 'pino level (default info)' },
 } as const satisfies Record<string, Setting>;
 
@@ -241,6 +249,17 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (reconnectMinMs < 10) throw new ConfigError(`${what('reconnectMin')}: at least 10ms`);
   if (reconnectMaxMs < reconnectMinMs)
     throw new ConfigError(`${what('reconnectMax')}: must not be below ${SETTINGS.reconnectMin.flag} (${reconnectMinMs} ms)`);
+  const failsafeCidrs = (raw('failsafeCidrs') ?? '')
+    .split(',')
+    .map((c) => c.trim())
+    .filter((c) => c !== '')
+    .map((c) => {
+      try {
+        return canonicalCidr(c);
+      } catch (e) {
+        throw new ConfigError(`${what('failsafeCidrs')}: ${(e as Error).message}`);
+      }
+    });
   const logLevel = raw('logLevel') ?? 'info';
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
     throw new ConfigError(`${what('logLevel')}: "${logLevel}" must be one of fatal error warn info debug trace silent`);
@@ -263,6 +282,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     reconnectMinMs,
     reconnectMaxMs,
     readyFile: raw('readyFile'),
+    failsafeCidrs: Object.freeze([...new Set(failsafeCidrs)]),
     logLevel: logLevel as LogLevel,
   });
 }

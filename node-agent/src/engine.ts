@@ -19,6 +19,7 @@ import type { LoadSummary } from './reconcile/pin-loader.js';
 import { type ReconcileDatapath, type ReconcileFailed, Reconciler, type ReconcileOk } from './reconcile/reconciler.js';
 import type { RuleView } from './reconcile/rule-records.js';
 import type { RuleCounts, RuleTable } from './reconcile/rule-table.js';
+import type { RuleSpec } from './reconcile/rule-flags.js';
 import type { SlotPool } from './reconcile/slot-pool.js';
 import { applyRawRules } from './sync/raw-rules.js';
 import type { RawDelta, RawRules, RawSnapshotChunk } from './sync/sync-codec.js';
@@ -247,6 +248,30 @@ export class Engine {
       this.setConsistent(true);
       this.requestReconcile();
     });
+  }
+
+  // ------------------------------------------------------ agent-local rules
+
+  /**
+   * Replaces the agent-local rules (the failsafe entries; reconcile/local-rules.ts):
+   * `compute` gets the current ones and returns the wanted set, in the queue
+   * like every other change; the difference is reconciled (nothing when equal).
+   */
+  replaceLocalRules(compute: (current: readonly RuleSpec[]) => readonly RuleSpec[]): Promise<void> {
+    return this.run(() => {
+      const t = this.table;
+      const current = t.localRules();
+      const want = compute(current);
+      const ids = new Set(want.map((r) => r.id));
+      for (const r of current) if (!ids.has(r.id)) t.removeLocal(r.id);
+      for (const r of want) t.upsertLocal(r);
+      this.requestReconcile();
+    });
+  }
+
+  /** The desired agent-local rules (diagnostics, tests). */
+  localRules(): RuleSpec[] {
+    return this.table.localRules();
   }
 
   private state(stream: SyncStream): StreamState {

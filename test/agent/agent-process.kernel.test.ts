@@ -102,6 +102,31 @@ test('real packets: deny, allow inside a deny, monitor, egress and IPv6 follow t
     const h = await agent.health();
     assert.equal(h.rulesInKernel, 5);
     assert.equal(h.appliedRevision, '4');
+    // Kernel memory: the maps sized to these few rules (the least sizes: under 2 MB), their memlock per map.
+    const k = h.kernelMemory;
+    assert.ok(k.bytes > 100_000 && k.bytes < 2_000_000, `kernel memory ${k.bytes} B`);
+    assert.equal(
+      k.bytes,
+      k.maps.reduce((n, m) => n + m.bytes, 0),
+      'the total is the sum of the maps',
+    );
+    assert.equal(k.journalRules, 5);
+    assert.deepEqual(
+      h.tables.map((t) => [t.table, t.entries, t.size]),
+      [
+        ['ingress IPv4', 3, 1024],
+        ['ingress IPv6', 1, 1026],
+        ['egress IPv4', 1, 1024],
+        ['egress IPv6', 0, 1026],
+      ],
+    );
+    const metrics = await agent.metrics();
+    assert.match(metrics, /^fleetwall_agent_kernel_memory_bytes\{map="fw_rule_cnt"\} \d+$/m);
+    assert.match(metrics, /^fleetwall_agent_table_size\{table="ingress IPv4"\} 1024$/m);
+    const perCpu = Number(/^fleetwall_agent_kernel_memory_per_cpu_bytes (\d+)$/m.exec(metrics)?.[1]);
+    assert.ok(perCpu > 0 && perCpu < 1_000_000, `per CPU ${perCpu} B`);
+    const status = s.received.filter((m) => m.$case === 'status').at(-1);
+    assert.ok(status && status.$case === 'status' && status.value.kernelMemoryBytes > 100_000n, 'AgentStatus carries the kernel memory');
   });
 });
 

@@ -51,6 +51,7 @@ test('snapshot: hello carries no revision, ACK only once the rules are in the ke
   // new stream that lacks a rule removes it (below, via the status).
   const st = await s.next('status');
   assert.equal(typeof st.mapFillRatio, 'number');
+  assert.ok(st.kernelMemoryBytes > 0n, 'AgentStatus carries the kernel memory of the maps');
 });
 
 test('deltas: upserts, deletes, parts (one ACK after the last part), expired on arrival', async (t) => {
@@ -309,6 +310,9 @@ test('health endpoints: /healthz JSON and /metrics with revision, rules, fill ra
   assert.match(m, /^fleetwall_agent_applied_revision 21$/m);
   assert.match(m, /^fleetwall_agent_rules_in_kernel 2$/m);
   assert.match(m, /^fleetwall_agent_map_fill_ratio\{table="ingress IPv4"\} 0\.015625$/m);
+  assert.match(m, /^fleetwall_agent_table_size\{table="ingress IPv4"\} 64$/m);
+  assert.match(m, /^fleetwall_agent_kernel_memory_bytes\{map="fw_journal"\} \d+$/m);
+  assert.ok((body.kernelMemory as { bytes: number }).bytes > 0, 'healthz: kernel memory');
   assert.match(m, /^fleetwall_agent_sync_state\{state="in_sync"\} 1$/m);
   assert.match(m, /^fleetwall_agent_process_resident_memory_bytes \d+/m);
   assert.equal((await fetch(`${base}/nope`)).status, 404);

@@ -23,7 +23,8 @@ test('snapshot chunk: every field, u64 ids beyond 2^53, IPv6, expiry', () => {
   const future = new Date(Date.now() + 3_600_000);
   const rules = [
     wireRule(1, '192.0.2.0/24'),
-    wireRule(2n ** 64n - 1n, '2001:db8::/32', { action: 'allow', direction: 'egress' }),
+    // The largest id a control plane sends (a Postgres bigserial); 2^63 and up are the agent's own (failsafe entries).
+    wireRule(2n ** 63n - 1n, '2001:db8::/32', { action: 'allow', direction: 'egress' }),
     wireRule(2n ** 53n + 1n, '198.51.100.9', { mode: 'monitor', expire: future }),
     wireRule(7, '0.0.0.0/0'),
   ];
@@ -38,9 +39,9 @@ test('snapshot chunk: every field, u64 ids beyond 2^53, IPv6, expiry', () => {
   assert.deepEqual(res, { upserted: 4, expired: 0, invalid: 0 });
   assert.deepEqual(show(t), [
     `1 ingress 192.0.2.0/24 deny enforce 0`,
-    `18446744073709551615 egress 2001:db8::/32 allow enforce 0`,
     `7 ingress 0.0.0.0/0 deny enforce 0`,
     `9007199254740993 ingress 198.51.100.9/32 deny monitor ${future.getTime()}`,
+    `9223372036854775807 egress 2001:db8::/32 allow enforce 0`,
   ]);
 });
 

@@ -130,7 +130,15 @@ describe('a row the database refuses is set aside, the others are written', () =
     try {
       await nodes.connect(Hello.fromPartial({ nodeName: 'x' }), 1, 0n);
       await nodes.connect(Hello.fromPartial({ nodeName: 'y' }), 2, 0n);
-      nodes.status('x', 1, { interfaces: [], rulesInKernel: U64_MAX, mapFillRatio: 0, lastError: '', appliedRevision: 0n });
+      nodes.status('x', 1, {
+        interfaces: [],
+        rulesInKernel: U64_MAX,
+        mapFillRatio: 0,
+        lastError: '',
+        appliedRevision: 0n,
+        kernelMemoryBytes: 0n,
+        failsafe: [],
+      });
       nodes.ack('y', 2, 5n, 5n);
       await nodes.flush();
       const [y] = await withSql(url, (s) => s<{ applied_revision: bigint }[]>`select applied_revision from nodes where name = 'y'`);

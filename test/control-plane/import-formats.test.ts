@@ -198,12 +198,17 @@ test('FireHOL level 1 denied: the bogons are reported as lines naming the range 
     chunksOf(text),
   );
   assert.equal(allowed.skippedLocal, 0n);
-  assert.equal(allowed.added, skipped.added + skipped.skippedLocal, 'every skipped line imported');
+  // allow_private opens the import guard, not the lockout guard: loopback (which covers the control plane's own address) stays refused.
+  assert.deepEqual(
+    allowed.invalidLines.map((l) => [l.line, l.reason]),
+    [['127.0.0.0/8', 'LOCKOUT_PROTECTED']],
+  );
+  assert.equal(allowed.added, skipped.added + skipped.skippedLocal - 1n, 'every other skipped line imported');
   assert.ok((await storedCidrs('firehol-allow-private')).includes('10.0.0.0/8'));
 
   const allowList = await api.import({ action: Action.ACTION_ALLOW, comment: 'firehol-allowlist', selector: { t: 'fh3' } }, chunksOf(text));
   assert.equal(allowList.skippedLocal, 0n, 'an allow list cannot cut anything off');
-  assert.equal(allowList.added, allowed.added);
+  assert.equal(allowList.added, allowed.added + 1n, 'and 127.0.0.0/8: an allow cannot lock anyone out');
 });
 
 test('a range is stored as its exact prefixes; mixed IPv4/IPv6, trailing blanks, comments only, empty', async () => {

@@ -43,6 +43,7 @@ before(async () => {
     listMinEveryMs: 1000,
     listPollIntervalMs: 3_600_000,
     listFileRoot: join(tmp, 'lists'),
+    protectedCidrs: ['45.200.9.0/24'],
   });
   srv = await startListServer(lines(addresses(0, 40)));
   lists = listsApi(cp.clients.lists, 'test:ops');
@@ -121,9 +122,32 @@ test('add: one fetch, one revision, one delta with every entry; the rules show l
   await withSql(url, async (sql) => {
     const [a] = await sql<{ actor: string; after: { source: string; added: number } }[]>`
       select actor, after from audit_log where action = 'list.create' order by id desc limit 1`;
-    assert.equal(a!.actor, 'test:ops', 'who added the list');
+    assert.equal(a!.actor, 'local:loopback', 'who added the list: the principal (the local admin on a loopback control plane)');
     assert.deepEqual([a!.after.source, a!.after.added], ['list:drop', 40]);
   });
+});
+
+test("the lockout guard holds a deny list's protected entries (a management network): reported per line, never written, the rest applied", async () => {
+  const guarded = await startListServer(lines(['45.200.9.7', '45.200.0.0/16', '45.201.0.7']));
+  try {
+    const res = await lists.create({ list: { name: 'guarded', url: guarded.url, every: { seconds: 3600n } } });
+    const r = res.list!.lastRefresh!;
+    assert.equal(r.outcome, RefreshOutcome.REFRESH_OUTCOME_APPLIED);
+    assert.equal(r.added, 1n, 'only the unprotected entry');
+    assert.equal(r.skippedLocal, 2n);
+    assert.deepEqual(
+      r.skippedLocalLines.map((l) => [l.line, l.reason]),
+      [
+        ['45.200.9.7/32', 'LOCKOUT_PROTECTED'],
+        ['45.200.0.0/16', 'LOCKOUT_PROTECTED'],
+      ],
+    );
+    assert.match(r.skippedLocalLines[0]!.message, /45\.200\.9\.0\/24, which is protected/);
+    assert.deepEqual([...(await listRules('guarded')).keys()], ['45.201.0.7/32']);
+    await lists.delete('guarded');
+  } finally {
+    await guarded.close();
+  }
 });
 
 test('a changed file: only the difference, as one delta; 304 changes nothing and takes no revision', async () => {
@@ -214,7 +238,7 @@ test("an operator's rule for a CIDR the list names is never removed or taken ove
   assert.equal(res.result!.added, 1n, 'only 45.9.9.8 is new to the list');
   assert.equal(res.result!.heldByOtherRules, 1n, "45.9.9.7 is the operator's");
   const mine = (await rules.get(op.rule!.id)).rule!;
-  assert.deepEqual([mine.source, mine.createdBy, mine.comment], ['', 'test:ops', 'mine'], 'not taken over');
+  assert.deepEqual([mine.source, mine.createdBy, mine.comment], ['', 'local:loopback', 'mine'], 'not taken over');
   srv.set(lines(owned));
   const dropped = await lists.refresh('drop');
   assert.equal(dropped.result!.removed, 1n, 'only the list’s own 45.9.9.8');
@@ -252,7 +276,7 @@ test('rm removes exactly the list’s rules in one revision (one delta of delete
     await withSql(url, async (sql) => {
       const [a] = await sql<{ actor: string; after: { removed: number } }[]>`
         select actor, after from audit_log where action = 'list.delete' order by id desc limit 1`;
-      assert.deepEqual([a!.actor, a!.after.removed], ['test:ops', owned.size]);
+      assert.deepEqual([a!.actor, a!.after.removed], ['local:loopback', owned.size]);
     });
     await lists.delete('other');
   } finally {

@@ -153,6 +153,31 @@ describe('node state', () => {
     assert.ok(list.revision >= r.revision);
   });
 
+  test('AgentStatus: rules in the kernel, fill and kernel memory are stored and listed with the node', async () => {
+    const a = agent('node-status').connect();
+    await a.waitInSync();
+    a.send({
+      msg: {
+        $case: 'status',
+        value: {
+          interfaces: [],
+          rulesInKernel: 1234n,
+          mapFillRatio: 0.25,
+          lastError: '',
+          appliedRevision: 0n,
+          kernelMemoryBytes: 5_432_100n,
+          failsafe: [],
+        },
+      },
+    });
+    const n = await eventually(async () => {
+      const n = await getNode('node-status');
+      assert.equal(n.kernelMemoryBytes, 5_432_100n);
+      return n;
+    }, 'the status to be recorded');
+    assert.deepEqual([n.rulesInKernel, n.mapFillRatio], [1234n, 0.25]);
+  });
+
   test('NACK: DEGRADED with the status until a later revision is ACKed', async () => {
     const a = agent('node-nack', {}, { autoAck: false }).connect();
     await a.waitInSync();

@@ -19,6 +19,7 @@ import {
   ABI_PROG_MACROS,
   FW_ABI_VERSION,
   FW_TABLE,
+  FW_TABLE_COUNT,
   LAYOUT,
   MAP,
   TABLES,
@@ -102,7 +103,7 @@ test('abi.ts sizes, offsets, enums and names match fleetwall_abi.h', () => {
   // The Datapath interface promises what the pinned meta holds.
   assert.equal(MAX_STORE_ID_BYTES, num(c, 'FW_STORE_ID_MAX'), 'datapath.ts MAX_STORE_ID_BYTES == FW_STORE_ID_MAX');
   assert.equal(MAX_COUNTER_SLOTS, num(c, 'FW_MAX_RULE_SLOTS'), 'datapath.ts MAX_COUNTER_SLOTS == FW_MAX_RULE_SLOTS');
-  assert.equal(FW_ABI_VERSION, 5);
+  assert.equal(FW_ABI_VERSION, 6);
   // The table index (the OpBatch column) is enum fw_table_id, and TABLES is indexed by it.
   const tables = { 'ingress 4': FW_TABLE.IN4, 'ingress 6': FW_TABLE.IN6, 'egress 4': FW_TABLE.EG4, 'egress 6': FW_TABLE.EG6 };
   for (const [k, id] of Object.entries(tables)) {
@@ -156,11 +157,10 @@ test('uapi.ts: libbpf opts structs and #defines match the installed headers', ()
 
 test('the compiled objects declare every map with the ABI key and value sizes', () => {
   const expected: Record<string, [number, number]> = {
-    [MAP.TBLCFG]: [4, LAYOUT.fw_table_cfg.size],
     [MAP.RULE_CNT]: [4, LAYOUT.fw_counter.size],
     [MAP.IF_CNT]: [4, LAYOUT.fw_if_slot.size],
     [MAP.IF_CNTX]: [LAYOUT.fw_if_key.size, LAYOUT.fw_verdict_cnt.size],
-    [MAP.JOURNAL]: [8, LAYOUT.fw_journal_rule.size],
+    [MAP.JOURNAL]: [4, LAYOUT.fw_journal_rule.size],
     [MAP.META]: [4, LAYOUT.fw_meta.size],
     [MAP.LENSTAT]: [4, LAYOUT.fw_lenstat.size],
   };
@@ -185,6 +185,16 @@ test('the compiled objects declare every map with the ABI key and value sizes', 
         assert.deepEqual([raw.bpf_map__key_size(m), raw.bpf_map__value_size(m)], want, `${objName}: ${name} key/value size`);
       }
       assert.deepEqual([...seen].sort(), Object.keys(expected).sort(), `${objName} declares every ABI map`);
+      // The table configs are the programs' global: the .bss, one value of the four configs.
+      let bss = 0;
+      for (let m = raw.bpf_object__next_map(obj, null); m; m = raw.bpf_object__next_map(obj, m)) {
+        if ((raw.bpf_map__name(m) as string).endsWith('.bss')) bss = raw.bpf_map__value_size(m) as number;
+      }
+      assert.equal(
+        bss,
+        FW_TABLE_COUNT * LAYOUT.fw_table_cfg.size,
+        `${objName}: .bss holds the ${FW_TABLE_COUNT} table configs (${MAP.TBLCFG})`,
+      );
     } finally {
       raw.bpf_object__close(obj);
     }

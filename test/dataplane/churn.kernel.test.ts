@@ -22,16 +22,16 @@ import {
   FW_TABLE,
   LAYOUT,
   MAP,
+  type MapName,
   decodeTableCfg,
 } from '../../node-agent/src/datapath/abi.js';
 import { openDatapath } from '../../node-agent/src/datapath/bpf-datapath.js';
-import { BpfMap } from '../../node-agent/src/datapath/bpf-map.js';
 import { ATTR_ALLOW, OpBatch, type TableIndex } from '../../node-agent/src/datapath/datapath.js';
 import { bucketsOf } from '../../node-agent/src/datapath/fwtab-hash.js';
 import { type NetnsPair, withNetnsPair } from '../support/netns.js';
 import { rng32 } from '../support/rng.js';
 import { startChild } from '../support/dataplane-child.js';
-import { cleanupPins, uniquePinDir } from '../support/pin-dirs.js';
+import { cleanupPins, indexWordAt, pinnedMap, pinnedTableCfg, uniquePinDir } from '../support/pin-dirs.js';
 import { readRuleCounters } from '../support/object-forms.js';
 
 const CAP = { prefixesPerTable: 262_144, counterSlots: 4096 };
@@ -140,19 +140,14 @@ function aimedAt(g: Geometry, family: 4 | 6, len: number, target: Uint8Array, dr
 }
 
 function tableCfg(pinDir: string, table: number) {
-  const m = BpfMap.fromPin(`${pinDir}/${MAP.TBLCFG}`, MAP.TBLCFG);
-  try {
-    const v = m.lookupU32(table)!;
-    return { cfg: decodeTableCfg(v), value: v };
-  } finally {
-    m.close();
-  }
+  const v = pinnedTableCfg(pinDir, table);
+  return { cfg: decodeTableCfg(v), value: v };
 }
 
 /** Bucket b of a table: the overflow and spill flags. */
 function bucketFlags(pinDir: string, family: 4 | 6, b: number): { ovf: boolean; spill: boolean } {
   const name = family === 4 ? MAP.IN4_TAB : MAP.IN6_TAB;
-  const m = BpfMap.fromPin(`${pinDir}/${name}`, name);
+  const m = pinnedMap(pinDir, name);
   try {
     const v = m.lookupU32(b)!;
     if (family === 4) {
@@ -166,8 +161,8 @@ function bucketFlags(pinDir: string, family: 4 | 6, b: number): { ovf: boolean; 
   }
 }
 
-function mapCount(pinDir: string, name: string): number {
-  const m = BpfMap.fromPin(`${pinDir}/${name}`, name);
+function mapCount(pinDir: string, name: MapName): number {
+  const m = pinnedMap(pinDir, name);
   try {
     return m.lookupAll().count;
   } finally {
@@ -177,13 +172,8 @@ function mapCount(pinDir: string, name: string): number {
 
 /** The direct /24 index word of an IPv4 address in table 0: LONGER, and the length of the entry of length <= 24 it holds (-1: none). */
 function d24Of(pinDir: string, addr: number): { longer: boolean; len: number } {
-  const m = BpfMap.fromPin(`${pinDir}/${MAP.IN4_D24}`, MAP.IN4_D24);
-  try {
-    const w = m.lookupU32(addr >>> 16)!.readUInt32LE(((addr >>> 8) & 255) * 4);
-    return { longer: (w & FW_D24_LONGER) !== 0, len: ((w >>> FW_D24_LEN_SHIFT) & 31) - 1 };
-  } finally {
-    m.close();
-  }
+  const w = indexWordAt(pinDir, addr);
+  return { longer: (w & FW_D24_LONGER) !== 0, len: ((w >>> FW_D24_LEN_SHIFT) & 31) - 1 };
 }
 
 function dropped(bed: NetnsPair): { txDroppedA: number; rxDroppedB: number; rcvbufErrorsB: number } {
@@ -230,7 +220,13 @@ test('churn under traffic: >100k prefixes inserted and deleted in batches around
       ]);
 
       // fleetwall attached on b by a process inside namespace b (held until the end).
-      const loader = startChild(bed, 'b', [{ open: { pinDir, capacity: CAP } }, { attach: { ifname: bed.b.ifname } }, { hold: true }]);
+      // The maps kept at their full size (a reserve): the churn aims at buckets of one geometry (generation swaps
+      // under traffic are resize.test.ts's).
+      const loader = startChild(bed, 'b', [
+        { open: { pinDir, capacity: CAP, reserve: CAP } },
+        { attach: { ifname: bed.b.ifname } },
+        { hold: true },
+      ]);
       children.push(loader.child);
       const res = await loader.results(3);
       assert.ok(
@@ -239,7 +235,7 @@ test('churn under traffic: >100k prefixes inserted and deleted in batches around
       );
       assert.equal(res[1]!.result.xdpMode, 'native');
 
-      const dp = openDatapath({ pinDir });
+      const dp = openDatapath({ pinDir, reserve: CAP });
       try {
         const g4 = tableCfg(pinDir, FW_TABLE.IN4).cfg;
         const g6 = tableCfg(pinDir, FW_TABLE.IN6).cfg;

@@ -12,8 +12,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FW_D24_LEN_SHIFT, FW_D24_LONGER, FW_D24_SLOT_MASK, FW_D24_VERDICT_SHIFT, MAP } from '../../node-agent/src/datapath/abi.js';
-import { BpfMap } from '../../node-agent/src/datapath/bpf-map.js';
+import { FW_D24_LEN_SHIFT, FW_D24_LONGER, FW_D24_SLOT_MASK, FW_D24_VERDICT_SHIFT } from '../../node-agent/src/datapath/abi.js';
 import type { MapOp } from '../../node-agent/src/datapath/datapath.js';
 import { XDP_DROP, XDP_PASS } from '../../node-agent/src/datapath/uapi.js';
 import { rng32 } from '../support/rng.js';
@@ -39,7 +38,7 @@ const verdictCode = (e: Entry) => (e.action === 'allow' ? 0 : e.mode === 'monito
 
 for (const k of [2, 6]) {
   test(`direct /24 index, K=${k}: random nested IPv4 entries in random batches match a longest-prefix reference, word by word and packet by packet`, async () => {
-    await withDatapath(`d24-rand-k${k}`, { maxHashLengths: k }, (dp, pinDir) => {
+    await withDatapath(`d24-rand-k${k}`, { maxHashLengths: k }, (dp) => {
       const rand = rng32(0x5eed + k);
       const pick = <T>(xs: readonly T[]): T => xs[rand() % xs.length]!;
       const model = new Map<number, Entry>();
@@ -65,7 +64,6 @@ for (const k of [2, 6]) {
         action: rand() % 4 === 0 ? 'allow' : 'deny',
         mode: rand() % 5 === 0 ? 'monitor' : 'enforce',
       });
-      const d24 = BpfMap.fromPin(`${pinDir}/${MAP.IN4_D24}`, MAP.IN4_D24);
       let wordsChecked = 0;
       let packets = 0;
       let longerSeen = 0;
@@ -132,11 +130,8 @@ for (const k of [2, 6]) {
               .add(first + (rand() % (last - first + 1)));
           }
           for (let i = 0; i < 32; i++) blocks.add((BASE >>> 8) + (rand() % 1024));
-          const values = new Map<number, Buffer>();
           for (const blk of blocks) {
-            let v = values.get(blk >>> 8);
-            if (!v) values.set(blk >>> 8, (v = d24.lookupU32(blk >>> 8)!));
-            const w = v.readUInt32LE((blk & 255) * 4);
+            const w = dp.indexWord('ingress', (blk << 8) >>> 0);
             const best = lpm(blk << 8, 24);
             const longer = entries.some((e) => e.len > 24 && e.a >>> 8 === blk);
             if (longer) longerSeen++;
@@ -186,7 +181,7 @@ for (const k of [2, 6]) {
           }
         }
       } finally {
-        d24.close();
+        /* nothing held */
       }
       assert.ok(
         wordsChecked > 3000 && packets > 5000 && longerSeen > 500 && coverDeletes > 20,

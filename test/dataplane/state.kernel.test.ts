@@ -5,7 +5,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
 import { parseCidr } from '../../common/src/cidr.js';
-import { decodeMeta, encodeMeta, FW_ABI_VERSION, FW_D24_LONGER, LAYOUT, MAP } from '../../node-agent/src/datapath/abi.js';
+import {
+  decodeMeta,
+  encodeMeta,
+  FW_ABI_VERSION,
+  FW_D16_BLOCK,
+  FW_D16_INDEX_MASK,
+  FW_D24_LONGER,
+  LAYOUT,
+  MAP,
+} from '../../node-agent/src/datapath/abi.js';
 import { BpfMap } from '../../node-agent/src/datapath/bpf-map.js';
 import { openDatapath, removePins, uninstallPins } from '../../node-agent/src/datapath/bpf-datapath.js';
 import { check, closeFd, raw } from '../../node-agent/src/datapath/libbpf.js';
@@ -14,7 +23,7 @@ import { ATTR_ALLOW, ATTR_MONITOR, type KernelEntry, type MapOp, OpBatch } from 
 import { DatapathError } from '../../node-agent/src/datapath/datapath.js';
 import { placeNewLengths } from '../../node-agent/src/datapath/lengths.js';
 import { ipFrame } from '../support/frames.js';
-import { cleanupPins, uniquePinDir, withDatapath } from '../support/pin-dirs.js';
+import { cleanupPins, indexWordAt, pinnedMap, uniquePinDir, withDatapath } from '../support/pin-dirs.js';
 import { applyOps, readEntries, readJournal, readRuleCounters, batchOps } from '../support/object-forms.js';
 
 const deny = (cidr: string, slot: number, direction: 'ingress' | 'egress' = 'ingress'): KernelEntry => ({
@@ -81,9 +90,9 @@ test('journal, meta and counter reset round-trip through the pins and survive re
       { revision: 42n, storeId: 'store-a' },
     );
     applyOps(dp, [
-      { kind: 'journal.delete', id: 9n },
-      { kind: 'journal.delete', id: 12345n },
-    ]); // absent id ignored
+      { kind: 'journal.delete', id: 9n, slot: 5 },
+      { kind: 'journal.delete', id: 12345n, slot: 4 },
+    ]); // a slot that holds another rule: ignored
     assert.deepEqual(dp.readMeta(), { revision: 42n, storeId: 'store-a' });
     const j = readJournal(dp);
     assert.deepEqual(
@@ -319,19 +328,26 @@ test('a crash in the middle of apply is repaired at the next open (counts and th
     // that missed the last writes (203.0.113.0/24 not painted, 198.51.100.0/24 without LONGER).
     const meta = BpfMap.fromPin(`${pinDir}/${MAP.META}`, MAP.META);
     const stat = BpfMap.fromPin(`${pinDir}/${MAP.LENSTAT}`, MAP.LENSTAT);
-    const d24 = BpfMap.fromPin(`${pinDir}/${MAP.IN4_D24}`, MAP.IN4_D24);
-    const wordOf = (a: number, b: number, c: number) => d24.lookupU32((a << 8) | b)!.readUInt32LE(c * 4);
+    const wordOf = (a: number, b: number, c: number) => indexWordAt(pinDir, ((a << 24) | (b << 16) | (c << 8)) >>> 0);
     let good: number[] = [];
     try {
       meta.updateU32(0, encodeMeta({ ...decodeMeta(meta.lookupU32(0)!), dirty: true }));
       stat.updateU32(0, Buffer.alloc(stat.info.valueSize));
       good = [wordOf(203, 0, 113), wordOf(198, 51, 100)];
       assert.ok(good[0] !== 0 && good[1] === FW_D24_LONGER, 'the /24 index as written');
-      for (const [a, b] of [
-        [203, 0],
-        [198, 51],
-      ] as const)
-        d24.updateU32((a << 8) | b, Buffer.alloc(LAYOUT.fw_d24_block.size));
+      // The blocks of 203.0/16 and 198.51/16, emptied.
+      const cfg = pinnedMap(pinDir, MAP.TBLCFG);
+      const pool = pinnedMap(pinDir, MAP.IN4_D24);
+      try {
+        for (const x of [(203 << 8) | 0, (198 << 8) | 51]) {
+          const w = cfg.lookupU32(0)!.readUInt32LE(LAYOUT.fw_table_cfg.fields.d16 + x * 4);
+          assert.ok(w & FW_D16_BLOCK, 'a /16 that holds entries longer than /16 has a block');
+          pool.updateU32(w & FW_D16_INDEX_MASK, Buffer.alloc(LAYOUT.fw_d24_block.size));
+        }
+      } finally {
+        cfg.close();
+        pool.close();
+      }
       assert.equal(wordOf(203, 0, 113) | wordOf(198, 51, 100), 0, 'the words cleared');
     } finally {
       meta.close();
@@ -350,7 +366,6 @@ test('a crash in the middle of apply is repaired at the next open (counts and th
       assert.equal(again.testRun('xdp', ipFrame('10.2.3.4', '192.0.2.254')).retval, XDP_PASS);
     } finally {
       again.close();
-      d24.close();
     }
   } finally {
     cleanupPins(pinDir);

@@ -18,31 +18,27 @@ import {
   FW_D24_VERDICT_SHIFT,
   LAYOUT,
   MAP,
+  type MapName,
   decodeTableCfg,
   FW_TABLE,
 } from '../../node-agent/src/datapath/abi.js';
 import { type BpfDatapath, openDatapath } from '../../node-agent/src/datapath/bpf-datapath.js';
-import { BpfMap } from '../../node-agent/src/datapath/bpf-map.js';
+import type { BpfMap } from '../../node-agent/src/datapath/bpf-map.js';
 import type { MapOp } from '../../node-agent/src/datapath/datapath.js';
 import { bucketsOf, keyHash, tag4 } from '../../node-agent/src/datapath/fwtab-hash.js';
 import { XDP_DROP, XDP_PASS } from '../../node-agent/src/datapath/uapi.js';
 import { withNetnsPair } from '../support/netns.js';
 import { runChild } from '../support/dataplane-child.js';
 import { ipFrame } from '../support/frames.js';
-import { cleanupPins, uniquePinDir, withDatapath } from '../support/pin-dirs.js';
+import { cleanupPins, indexWordAt, pinnedMap, pinnedTableCfg, uniquePinDir, withDatapath } from '../support/pin-dirs.js';
 import { applyOps, readEntries, readRuleCounters } from '../support/object-forms.js';
 
-function pinned(pinDir: string, name: string): BpfMap {
-  return BpfMap.fromPin(`${pinDir}/${name}`, name);
+function pinned(pinDir: string, name: MapName): BpfMap {
+  return pinnedMap(pinDir, name);
 }
 
 function tableCfg(pinDir: string, table: number): { seed: number; nbuckets: number } {
-  const m = pinned(pinDir, MAP.TBLCFG);
-  try {
-    return decodeTableCfg(m.lookupU32(table)!);
-  } finally {
-    m.close();
-  }
+  return decodeTableCfg(pinnedTableCfg(pinDir, table));
 }
 
 /** `n` distinct prefixes of length len whose first and second buckets are the same two buckets. */
@@ -87,7 +83,7 @@ function verdict(dp: BpfDatapath, src: string): number {
 }
 
 /** Occupied slots of bucket b and its flags (IPv4: the tag word's top bits; IPv6: the flags word). */
-function bucket(pinDir: string, name: string, family: 4 | 6, b: number): { used: number; ovf: boolean; spill: boolean } {
+function bucket(pinDir: string, name: MapName, family: 4 | 6, b: number): { used: number; ovf: boolean; spill: boolean } {
   const m = pinned(pinDir, name);
   try {
     const v = m.lookupU32(b)!;
@@ -111,7 +107,7 @@ function bucket(pinDir: string, name: string, family: 4 | 6, b: number): { used:
   }
 }
 
-function spillCount(pinDir: string, name: string): number {
+function spillCount(pinDir: string, name: MapName): number {
   const m = pinned(pinDir, name);
   try {
     return m.lookupAll().count;
@@ -301,13 +297,8 @@ test('direct /24 index: each /24 holds its longest entry of length <= 24 and LON
     const rm = (cidr: string): MapOp => ({ kind: 'entry.delete', direction: 'ingress', prefix: parseCidr(cidr) });
     /** The index word of a.b.c.0/24: [length or -1, slot, verdict, LONGER]. */
     const at = (d: string, a: number, b: number, c: number): [number, number, number, boolean] => {
-      const m = pinned(d, MAP.IN4_D24);
-      try {
-        const w = m.lookupU32((a << 8) | b)!.readUInt32LE(c * 4);
-        return [((w >>> FW_D24_LEN_SHIFT) & 31) - 1, w & FW_D24_SLOT_MASK, (w >>> FW_D24_VERDICT_SHIFT) & 3, (w & FW_D24_LONGER) !== 0];
-      } finally {
-        m.close();
-      }
+      const w = indexWordAt(d, ((a << 24) | (b << 16) | (c << 8)) >>> 0);
+      return [((w >>> FW_D24_LEN_SHIFT) & 31) - 1, w & FW_D24_SLOT_MASK, (w >>> FW_D24_VERDICT_SHIFT) & 3, (w & FW_D24_LONGER) !== 0];
     };
     const DROP = 1;
     const PASS = 0;

@@ -3,7 +3,8 @@
 // nftables set, its attach helper running), and interrupted by Ctrl-C (SIGINT
 // to its whole process group) while it loads its per-packet sets;
 // `bench:agent` interrupted by Ctrl-C with its agent running;
-// `bench:controlplane` killed by SIGTERM with its simulated agents connecting. Each leaves no
+// `bench:controlplane` killed by SIGTERM with its simulated agents connecting; `bench:memory`
+// interrupted by Ctrl-C while it grows its maps under traffic. Each leaves no
 // pin, namespace, file or process behind, and ends by that signal. Stopped
 // before any measurement: seconds each, no traffic worth the name.
 import { test } from 'node:test';
@@ -132,6 +133,26 @@ test('bench:agent interrupted by Ctrl-C with its agent running leaves no pin, na
   const bench = startBench('bench/agent.ts', ['--changes', '3', '--skip-snapshot']);
   try {
     await until('the agent process', bench, () => groupHas(bench.pid, 'node-agent/src/main.ts') && leftovers(bench.pid).pins.length > 0);
+    process.kill(-bench.pid, 'SIGINT');
+    const [code, signal] = await bench.exited;
+    await groupGone(bench.pid);
+    assert.ok(signal === 'SIGINT' || code === 130, `ended by SIGINT (code ${code}, signal ${signal}):\n${bench.output()}`);
+    assert.deepEqual(leftovers(bench.pid), { pins: [], netns: [], files: [], processes: [] }, `${describe(bench.pid)}\n${bench.output()}`);
+  } finally {
+    sweep(bench.pid);
+  }
+});
+
+test('bench:memory interrupted by Ctrl-C while it grows its maps under traffic leaves no pin, namespace or process', {
+  timeout: 180_000,
+}, async () => {
+  const bench = startBench('bench/memory.ts', ['--quick']);
+  try {
+    // The grow phase: namespaces, the traffic's sender and receiver, pinned maps being resized.
+    await until('namespaces and pinned maps', bench, () => {
+      const l = leftovers(bench.pid);
+      return l.pins.length > 0 && l.netns.length === 2;
+    });
     process.kill(-bench.pid, 'SIGINT');
     const [code, signal] = await bench.exited;
     await groupGone(bench.pid);

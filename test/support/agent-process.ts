@@ -123,6 +123,14 @@ export interface AgentProcessOptions {
 
 export interface AgentHealthJson {
   nodeName: string;
+  tables: Array<{ table: string; entries: number; capacity: number; size: number; kernelBytes: number }>;
+  kernelMemory: {
+    bytes: number;
+    perCpuBytes: number;
+    counterSlots: number;
+    journalRules: number;
+    maps: Array<{ name: string; bytes: number }>;
+  };
   syncState: string;
   connected: boolean;
   appliedRevision: string;

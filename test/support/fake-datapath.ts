@@ -35,6 +35,7 @@ import {
   type MapOp,
   OpBatch,
   type SyncMeta,
+  type KernelMemory,
   type TableUsage,
   tableIndex,
 } from '../../node-agent/src/datapath/datapath.js';
@@ -180,6 +181,43 @@ export class FakeDatapath implements Datapath {
       }
     }
     return out;
+  }
+
+  /**
+   * A model of the real datapath's kernel memory (its sizing rules, not its
+   * exact bytes): each table's hash sized to twice its entries (at least
+   * 1,024), 16 B a prefix; the counters and journal to the highest slot in
+   * use; 64 KB of interface counters per CPU. For agent logic only.
+   */
+  memory(): KernelMemory {
+    this.live();
+    const tables = this.usage().map((u) => {
+      const size = Math.min(u.capacity, Math.max(1024, u.entries * 2));
+      return { direction: u.direction, family: u.family, entries: u.entries, size, bytes: size * 16, blocksInUse: 0, blocks: 0 };
+    });
+    let high = -1;
+    for (const r of this.s.journal.values()) high = Math.max(high, r.slot);
+    const counterSlots = Math.min(this.s.capacity.counterSlots, Math.max(1024, high + 1));
+    const counterBytes = counterSlots * 16 * 3;
+    const journalBytes = counterSlots * 40;
+    const tableBytes = tables.reduce((s, t) => s + t.bytes, 0);
+    const bytes = tableBytes + counterBytes + journalBytes + 2 * 65536;
+    return {
+      bytes,
+      perCpuBytes: counterSlots * 16 + 65536,
+      tables,
+      counterSlots,
+      counterBytes,
+      journalRules: this.s.journal.size,
+      journalBytes,
+      maps: [
+        { name: 'fake_tables', bytes: tableBytes },
+        { name: 'fw_rule_cnt', bytes: counterBytes },
+        { name: 'fw_journal', bytes: journalBytes },
+      ],
+      swaps: 0,
+      swapMaxMs: 0,
+    };
   }
 
   apply(ops: readonly MapOp[], meta?: SyncMeta): void {

@@ -50,7 +50,7 @@ export function pushOp(b: OpBatch, op: MapOp): void {
       break;
     }
     case 'journal.delete':
-      b.journalDelete(op.id);
+      b.journalDelete(op.id, op.slot);
       break;
     case 'counter.reset':
       b.counterReset(op.slot);

@@ -58,7 +58,7 @@ export async function auditCommand(ctx: Context, argv: string[]): Promise<void> 
         e.action,
         e.ruleId === 0n ? '-' : e.ruleId.toString(),
         e.revision === 0n ? '-' : e.revision.toString(),
-        what(e),
+        e.forced ? `${what(e)} [FORCED: ${e.forced}]` : what(e),
       ]),
     ),
   );

@@ -1,4 +1,6 @@
-// fleetwall block|allow <ip|cidr> [--ttl 1h] [--comment c] [--selector k=v] [--monitor] [--egress]
+// fleetwall block|allow <ip|cidr> [--ttl 1h] [--comment c] [--selector k=v] [--monitor] [--egress] [--force]
+// --force: an admin's override of the lockout guard (a deny covering the
+// control plane's, an agent's or a management address, or a /0); audited.
 import type { Duration } from '../../../proto/gen/google/protobuf/duration.js';
 import { Action, Direction, Mode, Rule } from '../../../proto/gen/fleetwall/v1/rule.js';
 import { CreateRuleRequest } from '../../../proto/gen/fleetwall/v1/rule_service.js';
@@ -8,7 +10,7 @@ import type { Context } from '../context.js';
 import { RULE_HEADERS, ruleJson, ruleRow, table } from '../output.js';
 
 export const RULE_FLAGS = {
-  booleans: ['monitor', 'egress'],
+  booleans: ['monitor', 'egress', 'force'],
   values: ['ttl', 'comment'],
   repeated: ['selector'],
 } as const;
@@ -22,7 +24,7 @@ export async function blockCommand(ctx: Context, action: 'block' | 'allow', argv
   const p = parseArgs(argv, RULE_FLAGS);
   if (p.positionals.length !== 1) {
     throw new UsageError(
-      `usage: fleetwall ${action} <ip|cidr> [--ttl 1h] [--comment text] [--selector key=value] [--egress]${action === 'block' ? ' [--monitor]' : ''}`,
+      `usage: fleetwall ${action} <ip|cidr> [--ttl 1h] [--comment text] [--selector key=value] [--egress]${action === 'block' ? ' [--monitor] [--force]' : ''}`,
     );
   }
   if (action === 'allow' && flagBool(p, 'monitor')) {
@@ -39,6 +41,7 @@ export async function blockCommand(ctx: Context, action: 'block' | 'allow', argv
       comment: flagString(p, 'comment') ?? '',
     }),
     ...(ttl !== undefined ? { ttl: durationFromSeconds(parseDurationSeconds(ttl, 'ttl')) } : {}),
+    force: flagBool(p, 'force'),
   });
   const c = ctx.clients();
   const res = await unary(c, c.rules, c.rules.createRule, req);

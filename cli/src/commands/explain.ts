@@ -43,18 +43,23 @@ export async function explainCommand(ctx: Context, argv: string[]): Promise<void
     return;
   }
   ctx.out.write(`${verdictName(res.verdict)}: ${res.explanation}`);
-  if (res.matches.length > 0) {
+  // A failsafe entry of the node (an allow its agent keeps for its control plane) decides.
+  const fs = res.failsafe ? [['failsafe', 'allow', res.failsafe.cidr, 'enforce', `decides (${res.failsafe.source})`, '-']] : [];
+  if (res.matches.length > 0 || fs.length > 0) {
     ctx.out.write(
       table(
         ['RULE', 'ACTION', 'CIDR', 'MODE', 'ROLE', 'SOURCE'],
-        res.matches.map((m) => [
-          m.rule!.id.toString(),
-          actionName(m.rule!.action),
-          m.rule!.cidr,
-          modeName(m.rule!.mode),
-          roleName(m.role),
-          m.rule!.source || '-',
-        ]),
+        [
+          ...fs,
+          ...res.matches.map((m) => [
+            m.rule!.id.toString(),
+            actionName(m.rule!.action),
+            m.rule!.cidr,
+            modeName(m.rule!.mode),
+            roleName(m.role),
+            m.rule!.source || '-',
+          ]),
+        ],
       ),
     );
   }

@@ -39,6 +39,7 @@ function nodeRow(n: Node, revision: bigint): string[] {
     syncStateName(n.syncState),
     `${n.appliedRevision}${lag}`,
     n.rulesInKernel.toString(),
+    kernelMemoryText(n),
     relativeTime(n.lastSeenTime),
     n.agentVersion || '-',
     labelsText(n.labels),
@@ -47,7 +48,14 @@ function nodeRow(n: Node, revision: bigint): string[] {
   ];
 }
 
-const HEADERS = ['NODE', 'CONNECTED', 'STATE', 'APPLIED', 'RULES', 'LAST SEEN', 'VERSION', 'LABELS', 'INTERFACES', 'PROBLEM'];
+const HEADERS = ['NODE', 'CONNECTED', 'STATE', 'APPLIED', 'RULES', 'KERNEL MEM', 'LAST SEEN', 'VERSION', 'LABELS', 'INTERFACES', 'PROBLEM'];
+
+/** The kernel memory of the node's maps and the fill of its fullest table: "112.3 MB, 95% full" ("-" before its first status). */
+function kernelMemoryText(n: Node): string {
+  if (n.kernelMemoryBytes === 0n) return '-';
+  const mb = Number(n.kernelMemoryBytes) / 1e6;
+  return `${mb >= 10 ? mb.toFixed(0) : mb.toFixed(1)} MB, ${Math.round(n.mapFillRatio * 100)}% full`;
+}
 
 export async function nodesCommand(ctx: Context, argv: string[]): Promise<void> {
   const [sub, ...rest] = argv;

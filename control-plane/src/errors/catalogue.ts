@@ -119,6 +119,12 @@ export const CATALOGUE = {
   TOKEN_NOT_FOUND: { code: status.NOT_FOUND, message: 'no such API token' },
   INVALID_ROLE: { code: status.INVALID_ARGUMENT, message: 'role must be viewer, operator or admin' },
   INVALID_TOKEN_NAME: { code: status.INVALID_ARGUMENT, message: 'invalid token name' },
+  // The lockout guard (issue 15 part 5; control-plane/src/lockout/)
+  LOCKOUT_PROTECTED: {
+    code: status.FAILED_PRECONDITION,
+    message: 'the deny would drop traffic of a protected address (the control plane, an agent, a management network, loopback)',
+    httpStatus: 409,
+  },
   // Service state
   SHUTTING_DOWN: { code: status.UNAVAILABLE, message: 'this control plane is shutting down; reconnect to another' },
   STORE_UNAVAILABLE: { code: status.UNAVAILABLE, message: 'the database (Postgres) is unreachable; retry' },

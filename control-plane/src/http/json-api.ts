@@ -3,10 +3,10 @@
 // fromJSON / toJSON). Errors are JSON {code, message, reason, metadata} with
 // the HTTP status of their gRPC code (router.ts).
 //
-//   POST   /v1/rules            body: CreateRuleRequest {"rule": {...}, "ttl": "3600s"} (or a bare Rule)
+//   POST   /v1/rules            body: CreateRuleRequest {"rule": {...}, "ttl": "3600s", "force"?: true} (or a bare Rule)
 //   GET    /v1/rules            ?page_size&page_token&action&direction&text&covers_address&selector=k=v
 //   GET    /v1/rules/{id}
-//   PATCH  /v1/rules/{id}       body: Rule fields; ?update_mask=comment,expire_time (default: the fields sent)
+//   PATCH  /v1/rules/{id}       body: Rule fields (and "force"?: true); ?update_mask=comment,expire_time (default: the fields sent)
 //   DELETE /v1/rules/{id}
 //   GET    /v1/nodes            ?selector=k=v&connected_only=true&page_size&page_token
 //   GET    /v1/nodes/{name}
@@ -14,7 +14,7 @@
 //   GET    /v1/counters         ?node_name&top_rules&rule_ids=1,2
 //   GET    /v1/explain          ?address&node_name&direction
 //   POST   /v1/tokens, GET /v1/tokens, DELETE /v1/tokens/{id}, GET /v1/audit: trust-routes.ts
-//   POST   /manage-ip           {"action": "block"|"allow"|"whitelist"|"unblock", "ip": "192.0.2.1", "ttl"?, "comment"?}
+//   POST   /manage-ip           {"action": "block"|"allow"|"whitelist"|"unblock", "ip": "192.0.2.1", "ttl"?, "comment"?, "force"?}
 //                                -> RuleService.manageAddress (services/manage-address.ts), answered as
 //                                   {ok, action, ip, result, rule, revision[, coveringRules]}
 //
@@ -169,6 +169,13 @@ function durationJson(v: unknown, field: string): unknown {
   return { seconds: String(sign * Number(m[2])), nanos: sign * Number((m[3] ?? '').padEnd(9, '0')) };
 }
 
+/** The lockout guard's override: a JSON boolean (a string "false" must not turn it on). */
+function forceField(v: unknown): boolean {
+  if (v === undefined || v === null) return false;
+  if (typeof v === 'boolean') return v;
+  throw new FleetwallError('INVALID_JSON', `"force" must be true or false (JSON boolean), got ${JSON.stringify(v)}`, { field: 'force' });
+}
+
 /** /manage-ip's optional ttl: seconds (3600) or a duration ("90s", "1h30m", "7d") -> Duration. */
 function ttlOf(v: unknown): Duration | undefined {
   if (v === undefined || v === null || v === '') return undefined;
@@ -213,11 +220,14 @@ export function registerJsonApi(router: HttpRouter, s: JsonApiServices): void {
   router.add('POST', '/v1/rules', async (req, res) => {
     const body = await readJsonObject(req, s.maxMessageBytes);
     // The CreateRuleRequest shape, or a bare Rule for convenience.
-    const { ttl, ...rest } = body;
+    const { ttl, force, ...rest } = body;
     const rule = 'rule' in rest ? rest.rule : rest;
     checkJsonShape('fleetwall.v1.Rule', rule, 'rule');
     const duration = ttl !== undefined ? durationJson(ttl, 'ttl') : undefined;
-    const request = fromJson(() => CreateRuleRequest.fromJSON({ rule, ...(duration !== undefined ? { ttl: duration } : {}) }), 'rule');
+    const request = fromJson(
+      () => CreateRuleRequest.fromJSON({ rule, ...(duration !== undefined ? { ttl: duration } : {}), force: forceField(force) }),
+      'rule',
+    );
     const out = await s.rules.createRule(checkApiRequest('RuleService/CreateRule', request), callContext(req));
     sendJson(res, 200, CreateRuleResponse.toJSON(out));
   });
@@ -249,7 +259,7 @@ export function registerJsonApi(router: HttpRouter, s: JsonApiServices): void {
 
   router.add('PATCH', '/v1/rules/:id', async (req, res, p, url) => {
     const id = parseId(p.id!);
-    const body = await readJsonObject(req, s.maxMessageBytes);
+    const { force, ...body } = await readJsonObject(req, s.maxMessageBytes);
     const fields = body.rule && typeof body.rule === 'object' ? (body.rule as Record<string, unknown>) : body;
     checkJsonShape('fleetwall.v1.Rule', fields, 'rule');
     if (body.updateMask !== undefined && typeof body.updateMask !== 'string')
@@ -269,6 +279,7 @@ export function registerJsonApi(router: HttpRouter, s: JsonApiServices): void {
             .split(',')
             .map((x) => x.replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase()))
             .join(','),
+          force: forceField(force),
         }),
       'rule',
     );
@@ -383,6 +394,7 @@ export function registerJsonApi(router: HttpRouter, s: JsonApiServices): void {
           address: ip,
           ...(ttl ? { ttl } : {}),
           comment: typeof body.comment === 'string' ? body.comment : `manage-ip ${verb}`,
+          force: forceField(body.force),
         }),
       ),
       callContext(req),

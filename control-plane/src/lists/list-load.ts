@@ -1,11 +1,13 @@
 // Fetch and parse one list: the body streams from list-source.ts into the
 // blocklist parser (common/src/blocklist) and into an EntrySet, minus the
-// prefixes the import guard refuses (local ranges of a deny list). Returns
+// prefixes the import guard refuses (local ranges of a deny list) and those
+// the lockout guard protects (reason LOCKOUT_PROTECTED, counted with the
+// local ones: a list has no force). Returns
 // the set with what the parse saw, or why there is no set (a failed fetch, a
 // file that cannot be read as the list says). No database.
 import { BlocklistError } from '../../../common/src/blocklist/errors.js';
 import type { LineResult } from '../../../common/src/blocklist/types.js';
-import { formatPrefix } from '../../../common/src/cidr.js';
+import { formatPrefix, type Prefix } from '../../../common/src/cidr.js';
 import type { ImportLineError } from '../../../proto/gen/fleetwall/v1/rule_service.js';
 import { blocklistParser, formatOfSummary } from '../rules/blocklist-options.js';
 import { guardIsOpen, guardPrefix } from '../services/import-guard.js';
@@ -47,7 +49,15 @@ export type Loaded =
   | { readonly kind: 'fetch-failed'; readonly httpStatus: number; readonly message: string }
   | { readonly kind: 'parse-failed'; readonly httpStatus: number; readonly message: string; readonly error: BlocklistError };
 
-export async function loadList(spec: ListSpec, validators: Validators, fetch: FetchOptions): Promise<Loaded> {
+/** The lockout guard's refusal of one prefix of a deny list (null: may be written). */
+export type ProtectedRefusal = (p: Prefix) => { readonly reason: string; readonly message: string } | null;
+
+export async function loadList(
+  spec: ListSpec,
+  validators: Validators,
+  fetch: FetchOptions,
+  isProtected?: ProtectedRefusal,
+): Promise<Loaded> {
   let opened: Awaited<ReturnType<typeof openList>>;
   try {
     opened = await openList(spec.url, validators, fetch);
@@ -72,7 +82,7 @@ export async function loadList(spec: ListSpec, validators: Validators, fetch: Fe
         continue;
       }
       for (const p of r.prefixes) {
-        const refusal = open ? null : guardPrefix(p, guard);
+        const refusal = (open ? null : guardPrefix(p, guard)) ?? isProtected?.(p) ?? null;
         if (refusal) {
           skippedLocal++;
           if (localLines.length < REPORTED_LINES) {

@@ -14,7 +14,10 @@ import { FleetwallError } from '../errors/fleetwall-error.js';
 import { blocklistFailure } from '../rules/blocklist-options.js';
 import { writeTransaction } from '../store/write-transaction.js';
 import { diffEntries, type EntrySet } from './entry-set.js';
-import { type Loaded, loadList, type ParseStats } from './list-load.js';
+import { type Loaded, loadList, type ParseStats, type ProtectedRefusal } from './list-load.js';
+import { type LockoutGuard, lockoutError } from '../lockout/lockout-guard.js';
+import { policyDirection } from '../rules/enums.js';
+import { Action, Mode } from '../../../proto/gen/fleetwall/v1/rule.js';
 import type { ListMetricsSink } from './list-metrics.js';
 import type { FetchOptions } from './list-source.js';
 import { listActor, type ListSpec } from './list-spec.js';
@@ -27,6 +30,8 @@ export interface RefresherConfig {
   readonly maxShrinkPercent: number;
   readonly retryIntervalMs: number;
   readonly controlPlaneId: string;
+  /** The lockout guard: a deny list's entries that would drop protected traffic are held, never written. */
+  readonly lockout?: LockoutGuard;
 }
 
 export interface RefreshOptions {
@@ -70,6 +75,19 @@ export class ListRefresher {
     private readonly metrics?: ListMetricsSink,
   ) {
     this.fetch = { ...config.fetch, signal: this.stopping.signal };
+  }
+
+  /** For a deny list in enforce mode: the lockout guard's refusal per prefix, as of now. */
+  private async protectedRefusal(spec: ListSpec): Promise<ProtectedRefusal | undefined> {
+    if (!this.config.lockout || spec.action !== Action.ACTION_DENY || spec.mode === Mode.MODE_MONITOR) return undefined;
+    const checker = await this.config.lockout.checker();
+    const direction = policyDirection(spec.direction);
+    return (p) => {
+      const hit = checker.lockoutCheck(p, direction);
+      if (!hit) return null;
+      const e = lockoutError('entry', hit);
+      return { reason: e.reason, message: e.message };
+    };
   }
 
   /** Ends fetches in progress (they fail as "stopped"; nothing is applied). */
@@ -135,7 +153,7 @@ export class ListRefresher {
     const spec = specOfRow(row);
     const started = Date.now();
     const timings: Timings = {};
-    const loaded = await loadList(spec, { etag: row.etag, lastModified: row.last_modified }, this.fetch);
+    const loaded = await loadList(spec, { etag: row.etag, lastModified: row.last_modified }, this.fetch, await this.protectedRefusal(spec));
     timings.load_ms = Date.now() - started;
     const result = await this.settle(row, spec, loaded, started, opts, timings);
     this.metrics?.observeRefresh(name, outcomeLabel(result.outcome), (Date.now() - started) / 1000);
@@ -281,7 +299,7 @@ export class ListRefresher {
   async create(spec: ListSpec, actor: string): Promise<RuleList> {
     if (await this.store.get(spec.name)) throw exists(spec.name);
     const started = Date.now();
-    const loaded = await loadList(spec, EMPTY_VALIDATORS, this.fetch);
+    const loaded = await loadList(spec, EMPTY_VALIDATORS, this.fetch, await this.protectedRefusal(spec));
     if (loaded.kind === 'fetch-failed') {
       throw new FleetwallError('LIST_FETCH_FAILED', `${loaded.message}; nothing was stored: check the source and add the list again`, {
         list: spec.name,

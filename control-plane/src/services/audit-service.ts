@@ -19,6 +19,7 @@ function eventOf(r: AuditRow): AuditEvent {
     revision: r.revision ?? 0n,
     beforeJson: r.before === null || r.before === undefined ? '' : JSON.stringify(r.before),
     afterJson: r.after === null || r.after === undefined ? '' : JSON.stringify(r.after),
+    forced: r.forced ?? '',
   };
 }
 

@@ -1,7 +1,7 @@
 // ExplainService: which rule decides for an address on a node, and why the
 // other matching rules do not, by the reference semantics (common/src/policy.ts
 // decide()) over the rules the node enforces.
-import { formatAddress, parseCidr, type Prefix } from '../../../common/src/cidr.js';
+import { type Address, formatAddress, parseCidr, type Prefix, prefixContainsAddress } from '../../../common/src/cidr.js';
 import { decide, type MatchRole as PolicyRole, type PolicyRule } from '../../../common/src/policy.js';
 import { MatchRole, Verdict, type ExplainRequest, type ExplainResponse } from '../../../proto/gen/fleetwall/v1/explain_service.js';
 import { Action, Direction, Mode, type Rule } from '../../../proto/gen/fleetwall/v1/rule.js';
@@ -11,10 +11,17 @@ import { directionOrDefault, policyAction, policyDirection, policyMode } from '.
 import { parseIpAddress } from '../rules/validate.js';
 import type { NodeStore } from '../store/node-store.js';
 import type { RuleStore } from '../store/rule-store.js';
+import type { FailsafeEntry } from '../../../proto/gen/fleetwall/v1/failsafe.js';
+import type { NodePeerStore } from '../store/node-peers.js';
 
 interface Candidate extends PolicyRule {
-  readonly rule: Rule;
+  /** A stored rule, or (failsafe set) one of the node's failsafe entries. */
+  readonly rule: Rule | undefined;
+  readonly failsafe?: FailsafeEntry;
 }
+
+/** Failsafe entries as candidates: allows with ids above every rule's (the agent's reserved range). */
+const FAILSAFE_ID_BASE = 1n << 63n;
 
 const ROLE: Record<PolicyRole, MatchRole> = {
   deciding: MatchRole.MATCH_ROLE_DECIDING,
@@ -30,7 +37,34 @@ export class ExplainService {
   constructor(
     private readonly rules: RuleStore,
     private readonly nodes: NodeStore,
+    /** The failsafe entries nodes report (the lockout guard); without it, only rules are explained. */
+    private readonly failsafe?: Pick<NodePeerStore, 'failsafe'>,
   ) {}
+
+  /** The node's failsafe entries containing `addr`, as candidates (they apply to both directions). */
+  private async failsafeCandidates(nodeName: string, addr: Address, direction: Direction): Promise<Candidate[]> {
+    if (!this.failsafe || !nodeName) return [];
+    const out: Candidate[] = [];
+    (await this.failsafe.failsafe(nodeName)).forEach((f, i) => {
+      let prefix: Prefix;
+      try {
+        prefix = parseCidr(f.cidr);
+      } catch {
+        return;
+      }
+      if (!prefixContainsAddress(prefix, addr)) return;
+      out.push({
+        id: FAILSAFE_ID_BASE + BigInt(i),
+        prefix,
+        action: 'allow',
+        mode: 'enforce',
+        direction: policyDirection(direction),
+        rule: undefined,
+        failsafe: f,
+      });
+    });
+    return out;
+  }
 
   async explain(req: ExplainRequest): Promise<ExplainResponse> {
     const addr = parseIpAddress(req.address.trim(), 'address');
@@ -56,22 +90,30 @@ export class ExplainService {
       direction: policyDirection(rule.direction),
       rule,
     }));
+    candidates.push(...(await this.failsafeCandidates(nodeName, addr, direction)));
     const d = decide(candidates, policyDirection(direction), addr);
+    const ruleMatches = d.matches.filter((m) => m.rule.rule !== undefined);
     const verdict =
       d.verdict === 'drop' ? Verdict.VERDICT_DROP : d.verdict === 'would_drop' ? Verdict.VERDICT_WOULD_DROP : Verdict.VERDICT_PASS;
     const a = formatAddress(addr);
     const where = nodeName ? `on ${nodeName}` : 'on every node';
     const dir = direction === Direction.DIRECTION_EGRESS ? 'egress (destination address)' : 'ingress (source address)';
     let explanation: string;
+    const shadowed = ruleMatches.filter((m) => m.role === 'shadowed_by_allow').map((m) => describe(m.rule.rule!));
+    const shadowText = shadowed.length
+      ? `; allow beats deny, so ${shadowed.join(', ')} ${shadowed.length === 1 ? 'is' : 'are'} shadowed`
+      : '';
+    const fs = d.deciding?.failsafe;
     if (!d.deciding) {
       explanation = `no rule matches ${a} for ${dir} ${where}: the node default applies (pass)`;
+    } else if (fs) {
+      explanation =
+        `${a} passes ${where} for ${dir}: the agent's failsafe entry ${fs.cidr} (${fs.source}) allows it whatever the policy, ` +
+        `so the node keeps reaching its control plane${shadowText}`;
     } else {
-      const dec = d.deciding.rule;
-      const shadowed = d.matches.filter((m) => m.role === 'shadowed_by_allow').map((m) => describe(m.rule.rule));
+      const dec = d.deciding.rule!;
       if (d.verdict === 'pass') {
-        explanation =
-          `${a} passes ${where} for ${dir}: ${describe(dec)} allows it` +
-          (shadowed.length ? `; allow beats deny, so ${shadowed.join(', ')} ${shadowed.length === 1 ? 'is' : 'are'} shadowed` : '');
+        explanation = `${a} passes ${where} for ${dir}: ${describe(dec)} allows it${shadowText}`;
       } else if (d.verdict === 'drop') {
         explanation = `${a} is dropped ${where} for ${dir} by ${describe(dec)}`;
       } else {
@@ -81,9 +123,10 @@ export class ExplainService {
     return {
       verdict,
       decidingRule: d.deciding?.rule,
-      matches: d.matches.map((m) => ({ rule: m.rule.rule, role: ROLE[m.role] })),
+      matches: ruleMatches.map((m) => ({ rule: m.rule.rule, role: ROLE[m.role] })),
       explanation,
       revision,
+      failsafe: fs,
     };
   }
 }

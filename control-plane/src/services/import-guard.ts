@@ -1,11 +1,11 @@
 // The one decision "may this prefix be written from a list?", shared by
-// imports (services/import-rules.ts) and subscribed lists (lists/). Until the
-// lockout guard exists, it is the interim rule: in a deny list, a prefix that
-// overlaps a local range (private, shared, loopback, link-local, "this
-// network": common/src/blocklist/special-ranges.ts) is refused as a line
-// (reported with the ranges it overlaps, skipped) unless the list allows
-// private ranges. The lockout guard (protected and management addresses)
-// extends this function; its callers already report refusals per line.
+// imports (services/import-rules.ts) and subscribed lists (lists/): in a deny
+// list, a prefix that overlaps a local range (private, shared, loopback,
+// link-local, "this network": common/src/blocklist/special-ranges.ts) is
+// refused as a line (reported with the ranges it overlaps, skipped) unless
+// the list allows private ranges. Its callers then ask the lockout guard
+// (lockout/lockout-guard.ts: protected and management addresses, agents'
+// connect addresses), whose refusals are reported per line the same way.
 import { hasLocalOverlap, localOverlaps } from '../../../common/src/blocklist/special-ranges.js';
 import { formatPrefix, type Prefix } from '../../../common/src/cidr.js';
 import { Action } from '../../../proto/gen/fleetwall/v1/rule.js';

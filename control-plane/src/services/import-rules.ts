@@ -18,6 +18,9 @@
 // (store/rule-import.ts), or nothing if header.atomic is set and a line is
 // invalid, the capacity check refuses it, or the client goes away before the
 // commit. At most FLEETWALL_MAX_CONCURRENT_IMPORTS run at once per process.
+// A deny line the lockout guard refuses (it would drop traffic of a protected
+// address) is reported like an invalid line, reason LOCKOUT_PROTECTED, and
+// the rest is imported; an import has no force.
 import type { Sql } from 'postgres';
 import type { Logger } from 'pino';
 import type { LineResult } from '../../../common/src/blocklist/types.js';
@@ -30,7 +33,7 @@ import type {
 } from '../../../proto/gen/fleetwall/v1/rule_service.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
 import { blocklistFailure, blocklistParser, formatName, formatOfSummary } from '../rules/blocklist-options.js';
-import { directionOrDefault, modeOrDefault, requireAction } from '../rules/enums.js';
+import { directionOrDefault, modeOrDefault, policyDirection, requireAction } from '../rules/enums.js';
 import { selectorKey, validateSelector } from '../rules/selector.js';
 import { checkComment, checkMonitorOnAllow, expiryFromTtl, type ValidationLimits } from '../rules/validate.js';
 import { type BulkHandoff, commitImport } from '../store/rule-import.js';
@@ -39,6 +42,8 @@ import { tableIndex } from '../sync/rule-cache.js';
 import type { CallContext } from './call-context.js';
 import type { CapacityGuard } from './capacity-guard.js';
 import { type GuardContext, guardIsOpen, guardPrefix } from './import-guard.js';
+import { Action, Mode } from '../../../proto/gen/fleetwall/v1/rule.js';
+import { type LockoutChecker, type LockoutGuard, lockoutError } from '../lockout/lockout-guard.js';
 
 export interface ImportLimits extends ValidationLimits {
   readonly maxImportLines: number;
@@ -57,6 +62,8 @@ export interface ImportDeps {
   readonly handoff?: BulkHandoff;
   readonly capacity?: CapacityGuard;
   readonly logger?: Logger;
+  /** The lockout guard: a deny line that would drop protected traffic is refused as a line. */
+  readonly guard?: LockoutGuard;
 }
 
 const MAX_REPORTED_INVALID = 1000;
@@ -150,6 +157,10 @@ export async function importRules(
     const parser = blocklistParser({ format: header.format, column: header.column }, 'header');
     const guard: GuardContext = { action: t.action, allowPrivate: header.allowPrivate };
     const guardOpen = guardIsOpen(guard);
+    // The lockout guard's one decision, per deny line (enforce mode): refused lines are reported like invalid ones.
+    const lockout: LockoutChecker | undefined =
+      deps.guard && t.action === Action.ACTION_DENY && t.mode !== Mode.MODE_MONITOR ? await deps.guard.checker() : undefined;
+    const direction = policyDirection(t.direction);
     // Canonical CIDRs in the order first seen (a Set keeps insertion order).
     const seen = new Set<string>();
     const invalidLines: ImportLineError[] = [];
@@ -176,6 +187,15 @@ export async function importRules(
             skippedLocal++;
             if (localLines.length < MAX_REPORTED_INVALID) {
               localLines.push({ lineNumber: BigInt(r.line), line: formatPrefix(p), message: refusal.message, reason: refusal.reason });
+            }
+            continue;
+          }
+          const hit = lockout?.lockoutCheck(p, direction);
+          if (hit) {
+            invalid++;
+            if (invalidLines.length < MAX_REPORTED_INVALID) {
+              const e = lockoutError(`line ${r.line}`, hit);
+              invalidLines.push({ lineNumber: BigInt(r.line), line: formatPrefix(p), message: e.message, reason: e.reason });
             }
             continue;
           }

@@ -135,6 +135,8 @@ export async function manageAddress(
       CreateRuleRequest.fromPartial({
         rule: { cidr, action, direction: Direction.DIRECTION_INGRESS, mode: Mode.MODE_ENFORCE, comment },
         ...(req.ttl ? { ttl: req.ttl } : {}),
+        // The lockout guard's override (a block of a protected address), an admin's.
+        force: req.force,
       }),
       ctx,
     );
@@ -160,6 +162,7 @@ export async function manageAddress(
         UpdateRuleRequest.fromPartial({
           rule: { id: deny.id, action: Action.ACTION_ALLOW, mode: Mode.MODE_ENFORCE, comment },
           updateMask: ['action', 'mode', 'comment'],
+          force: req.force,
         }),
         ctx,
       );

@@ -38,6 +38,8 @@ import type { CapacityGuard, Placement } from './capacity-guard.js';
 import { type ImportLimits, ImportSlots, importRules } from './import-rules.js';
 import { CreateBatcher } from './create-batcher.js';
 import { type ManageAddressFields, manageAddress } from './manage-address.js';
+import { type LockoutGuard, requireForceRole } from '../lockout/lockout-guard.js';
+import { type ForcedBox, withAuditForced } from '../store/audit-forced.js';
 
 export interface RuleServiceLimits extends ValidationLimits, ImportLimits {
   readonly maxBatch: number;
@@ -48,6 +50,8 @@ export interface RuleServiceExtras {
   readonly logger?: Logger;
   /** Refuses writes that would overfill some node's kernel tables. */
   readonly capacity?: CapacityGuard;
+  /** Refuses denies that would cut off a protected address (the lockout guard). */
+  readonly guard?: LockoutGuard;
 }
 
 const MAX_PAGE_SIZE = 1000;
@@ -95,7 +99,13 @@ export class RuleService {
 
   async createRule(req: CreateRuleRequest, ctx: CallContext): Promise<CreateRuleResponse> {
     const spec = validateNewRule(req.rule, req.ttl, this.now(), this.limits);
+    const forced = this.extras.guard ? await this.extras.guard.admitNew([{ spec, field: 'rule' }], req.force, ctx) : '';
     await this.extras.capacity?.check([placement(spec)], 'rule');
+    if (forced !== '') {
+      // A forced override is audited with its own transaction-local text: not part of a group commit.
+      const res = await withAuditForced({ text: forced }, () => this.store.create([spec], ['rule'], ctx.actor, 'create'));
+      return { rule: res.value[0], revision: res.revision };
+    }
     const res = await this.creates.submit(spec, ctx.actor);
     return { rule: res.rule, revision: res.revision };
   }
@@ -113,11 +123,19 @@ export class RuleService {
         throw e;
       }
     });
+    const forced = this.extras.guard
+      ? await this.extras.guard.admitNew(
+          specs.map((spec, i) => ({ spec, field: fields[i]!, force: req.requests[i]!.force })),
+          req.force,
+          ctx,
+        )
+      : '';
     await this.extras.capacity?.check(
       specs.map((s) => placement(s)),
       'requests',
     );
-    const res = await this.store.create(specs, fields, ctx.actor, 'batch_create');
+    const write = () => this.store.create(specs, fields, ctx.actor, 'batch_create');
+    const res = forced !== '' ? await withAuditForced({ text: forced }, write) : await write();
     return { rules: res.value, revision: res.revision };
   }
 
@@ -185,7 +203,26 @@ export class RuleService {
       const next = applyUpdate(current, req.rule, mask, now, this.limits);
       await capacity.check([placement(next), placement(current, -1)], 'rule');
     }
-    const res = await this.store.update(id, (current) => applyUpdate(current, req.rule!, mask, now, this.limits), ctx.actor);
+    const guard = this.extras.guard;
+    if (!guard) {
+      const res = await this.store.update(id, (current) => applyUpdate(current, req.rule!, mask, now, this.limits), ctx.actor);
+      return { rule: res.value, revision: res.revision };
+    }
+    if (req.force) requireForceRole(ctx);
+    const checker = await guard.checker();
+    const box: ForcedBox = { text: '' };
+    const write = () =>
+      this.store.update(
+        id,
+        (current) => {
+          const next = applyUpdate(current, req.rule!, mask, now, this.limits);
+          box.text = guard.admitUpdate(checker, current, next, req.force, ctx);
+          return next;
+        },
+        ctx.actor,
+      );
+    // Only a forced update can carry an override text (without force a hit throws).
+    const res = req.force ? await withAuditForced(box, write) : await write();
     return { rule: res.value, revision: res.revision };
   }
 

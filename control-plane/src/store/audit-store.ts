@@ -12,6 +12,8 @@ export interface AuditRow {
   readonly revision: bigint | null;
   readonly before: unknown;
   readonly after: unknown;
+  /** What a forced override of the lockout guard overrode ('' otherwise). */
+  readonly forced: string;
 }
 
 export interface AuditFilter {
@@ -28,7 +30,7 @@ export class AuditStore {
   async list(f: AuditFilter, beforeId: bigint, limit: number): Promise<AuditRow[]> {
     const actionPrefix = f.action?.endsWith('.') ? `${f.action.replace(/[\\%_]/g, (c) => `\\${c}`)}%` : null;
     return this.sql<AuditRow[]>`
-      select a.id, a.time, a.actor, a.note, a.action, a.rule_id, v.revision, a.before, a.after
+      select a.id, a.time, a.actor, a.note, a.action, a.rule_id, v.revision, a.before, a.after, a.forced
       from audit_log a left join revisions v on v.write_id = a.write_id
       where (${beforeId.toString()}::bigint = 0 or a.id < ${beforeId.toString()}::bigint)
         and (${f.actor ?? null}::text is null or a.actor = ${f.actor ?? null})

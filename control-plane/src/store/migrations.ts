@@ -225,6 +225,29 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 5,
+    name: 'lockout guard: node peer address and failsafe entries; audit forced',
+    sql: `
+      -- The address each node's Sync stream comes from (the lockout guard
+      -- protects it, in every control-plane process), and the failsafe
+      -- entries its agent reports (Explain shows them when they decide).
+      alter table nodes add column peer_address text not null default '';
+      alter table nodes add column failsafe jsonb not null default '[]';
+      -- What an admin's forced override of the lockout guard overrode; set
+      -- per transaction like the note (store/audit-forced.ts).
+      alter table audit_log add column forced text not null default '';
+      alter table audit_log alter column forced set default coalesce(current_setting('fleetwall.audit_forced', true), '');
+    `,
+  },
+  {
+    version: 6,
+    name: 'nodes: kernel memory of the agent maps',
+    sql: `
+      -- AgentStatus.kernel_memory_bytes: the memlock of fleetwall's maps on the node (they follow its rules).
+      alter table nodes add column kernel_memory_bytes bigint not null default 0;
+    `,
+  },
+  {
+    version: 7,
     name: 'node capacity, page token key, node retention',
     sql: `
       -- Hello.capacity_per_table: prefixes each of the node's kernel tables

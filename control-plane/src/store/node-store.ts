@@ -27,6 +27,7 @@ interface NodeRow {
   rules_in_kernel: bigint;
   map_fill_ratio: number;
   capacity_per_table: bigint;
+  kernel_memory_bytes: bigint;
 }
 
 function nodeFromRow(r: NodeRow): Node {
@@ -44,6 +45,7 @@ function nodeFromRow(r: NodeRow): Node {
     lastNack: r.last_nack ? Status.decode(r.last_nack) : undefined,
     rulesInKernel: r.rules_in_kernel,
     mapFillRatio: r.map_fill_ratio,
+    kernelMemoryBytes: r.kernel_memory_bytes,
     controlPlaneId: connected ? r.control_plane_id : '',
     firstSeenTime: r.first_seen,
     capacityPerTable: r.capacity_per_table,

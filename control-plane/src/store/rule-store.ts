@@ -12,6 +12,7 @@ import { changeAuditCtes, OP_DELETE, OP_UPSERT, rowImage } from './change-audit.
 import { type RuleRow, canonicalFromPg, ruleFromRow } from './rule-row.js';
 import { type RevisionKind, retryWrite, revisionCtes, writeTransaction } from './write-transaction.js';
 import { applyAuditNote, currentAuditNote } from './audit-note.js';
+import { applyAuditForced, currentAuditForced } from './audit-forced.js';
 
 export interface RuleFilter {
   readonly action?: number;
@@ -209,11 +210,12 @@ export class RuleStore {
     const revisionActor = actors.length === 1 ? actors[0]! : actors.join(',').slice(0, 200);
     const payload = JSON.stringify(toInsert.map((i) => ({ ...specJson(items[i]!.spec), actor: items[i]!.actor })));
     const rows = await retryWrite(() =>
-      note === ''
+      note === '' && currentAuditForced() === ''
         ? this.sql.unsafe<(RuleRow & { revision: bigint })[]>(GROUP_COMMIT, [payload, revisionActor, kind] as never[])
-        : // A note (audit-note.ts) is transaction-local: the same statement, in a transaction that sets it first.
+        : // A note (audit-note.ts) or a forced override (audit-forced.ts) is transaction-local: the same statement, in a transaction that sets it first.
           (this.sql.begin(async (tx) => {
             await applyAuditNote(tx, note);
+            await applyAuditForced(tx);
             return tx.unsafe<(RuleRow & { revision: bigint })[]>(GROUP_COMMIT, [payload, revisionActor, kind] as never[]);
           }) as Promise<(RuleRow & { revision: bigint })[]>),
     );
@@ -282,6 +284,8 @@ export class RuleStore {
       );
       if (!rows[0]) throw notFound([id]);
       const next = change(ruleFromRow(rows[0]));
+      // The lockout guard decides a forced override in change(), against the row read here.
+      await applyAuditForced(tx);
       const clash = await tx<{ id: bigint; cidr: string; action: number; direction: number; mode: number; selector_key: string }[]>`
         select id, cidr::text as cidr, action, direction, mode, selector_key from rules
         where cidr = ${next.cidr}::cidr and direction = ${next.direction} and selector_key = ${next.selectorKey} and id <> ${id.toString()}::bigint`;

@@ -17,6 +17,7 @@
 // last, a 1M-row import holds it for milliseconds, not for the whole COPY.
 import type { Sql, TransactionSql } from 'postgres';
 import { applyAuditNote, currentAuditNote } from './audit-note.js';
+import { applyAuditForced } from './audit-forced.js';
 
 export const REVISION_CHANNEL = 'fleetwall_revision';
 
@@ -114,6 +115,7 @@ export function writeTransaction<T>(
     () =>
       sql.begin(async (tx) => {
         await applyAuditNote(tx, note);
+        await applyAuditForced(tx);
         const [w] = await tx<{ id: bigint }[]>`select nextval('write_id_seq') as id`;
         const writeId = w!.id;
         const out = await body(tx, writeId);

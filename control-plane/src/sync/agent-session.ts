@@ -31,6 +31,7 @@ import type { RuleCache } from './rule-cache.js';
 import type { HubSession, SyncHub } from './sync-hub.js';
 import { encodeDelta, encodeInSync } from './wire-encoding.js';
 import type { SyncMetrics } from '../counters/metrics.js';
+import type { LockoutSessionHooks } from '../lockout/session-hooks.js';
 
 export type SyncCall = ServerDuplexStream<SyncRequest, SyncResponse | Buffer>;
 
@@ -53,6 +54,8 @@ export interface SessionDeps {
   readonly maxQueueBytes: number;
   readonly maxLagMs: number;
   readonly logger: Logger;
+  /** The lockout guard's view of the streams: connect addresses, failsafe entries. */
+  readonly lockout?: LockoutSessionHooks;
 }
 
 /** Bytes handed to grpc-js and not yet written to the socket, per stream, before the outbox holds the rest. */
@@ -304,6 +307,7 @@ export class AgentSession implements HubSession {
         return;
       case 'status':
         this.deps.nodes.status(this.nodeName, this.id, m.value);
+        this.deps.lockout?.failsafe(this.nodeName, m.value.failsafe);
         return;
       default:
         throw new FleetwallError(
@@ -330,6 +334,7 @@ export class AgentSession implements HubSession {
     const sameStore = hello.storeId === d.storeId;
     const resumeFrom = sameStore ? hello.resumeRevision : 0n;
     await d.nodes.connect(hello, this.id, resumeFrom);
+    await d.lockout?.connected(this.nodeName, this.call.getPeer());
     await d.counters.attach(this.nodeName, this.id);
     await d.feed.catchUp();
     if (this.state !== 'attaching') return;

@@ -25,6 +25,7 @@ interface NodeState {
   interfaces: InterfaceStatus[];
   rulesInKernel: bigint;
   mapFillRatio: number;
+  kernelMemoryBytes: bigint;
   lastError: string;
   dirty: boolean;
   /** The stream ended: the next flush writes connected = false, then the state is dropped. */
@@ -43,6 +44,7 @@ interface NodeRow {
   interfaces: unknown[];
   rules_in_kernel: string;
   map_fill_ratio: number;
+  kernel_memory_bytes: string;
   last_error: string;
   connected: boolean;
 }
@@ -95,6 +97,7 @@ export class NodeTracker {
       interfaces: hello.interfaces,
       rulesInKernel: 0n,
       mapFillRatio: 0,
+      kernelMemoryBytes: 0n,
       lastError: '',
       dirty: false,
       closed: false,
@@ -163,6 +166,7 @@ export class NodeTracker {
     if (st.interfaces.length > 0) s.interfaces = st.interfaces;
     s.rulesInKernel = st.rulesInKernel;
     s.mapFillRatio = st.mapFillRatio;
+    s.kernelMemoryBytes = st.kernelMemoryBytes;
     s.lastError = st.lastError;
     s.dirty = true;
   }
@@ -201,6 +205,7 @@ export class NodeTracker {
       interfaces: s.interfaces.map((i) => InterfaceStatus.toJSON(i)),
       rules_in_kernel: s.rulesInKernel.toString(),
       map_fill_ratio: s.mapFillRatio,
+      kernel_memory_bytes: s.kernelMemoryBytes.toString(),
       last_error: s.lastError,
       connected: !s.closed,
     };
@@ -231,10 +236,11 @@ export class NodeTracker {
     await this.sql`
       update nodes n set last_seen = x.last_seen, applied_revision = x.applied_revision, sync_state = x.sync_state,
         nacked_revision = x.nacked_revision, last_nack = decode(x.last_nack, 'base64'), interfaces = x.interfaces,
-        rules_in_kernel = x.rules_in_kernel, map_fill_ratio = x.map_fill_ratio, last_error = x.last_error, connected = x.connected
+        rules_in_kernel = x.rules_in_kernel, map_fill_ratio = x.map_fill_ratio, kernel_memory_bytes = x.kernel_memory_bytes,
+        last_error = x.last_error, connected = x.connected
       from jsonb_to_recordset(${this.sql.json(rows as never)}) as x(name text, last_seen timestamptz, applied_revision bigint,
         sync_state smallint, nacked_revision bigint, last_nack text, interfaces jsonb, rules_in_kernel bigint,
-        map_fill_ratio double precision, last_error text, connected boolean)
+        map_fill_ratio double precision, kernel_memory_bytes bigint, last_error text, connected boolean)
       where n.name = x.name and n.control_plane_id = ${this.controlPlaneId}`;
   }
 

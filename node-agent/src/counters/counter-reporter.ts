@@ -14,6 +14,7 @@ import type { CounterReport, InterfaceCounterSample, RuleCounterSample } from '.
 import type { RuleView } from '../reconcile/rule-records.js';
 import type { SlotPool } from '../reconcile/slot-pool.js';
 import { directionToWire } from '../sync/wire.js';
+import { isLocalRuleId } from '../reconcile/local-rules.js';
 
 /** Samples per CounterReport message (keeps messages well under gRPC's 4 MB). */
 const MAX_SAMPLES_PER_REPORT = 40_000;
@@ -111,6 +112,11 @@ export class CounterReporter {
             if (id !== undefined) retiredNow.push(s);
           }
           if (id === undefined) continue; // free slot with stale counts: nobody's
+          if (isLocalRuleId(id)) {
+            // An agent-local rule (failsafe entry): the control plane has no such rule.
+            lp[s] = low;
+            continue;
+          }
           rules.push({ ruleId: id, packets: packets[k]!, bytes: bytes[k]! });
           lp[s] = low;
         }

@@ -6,7 +6,7 @@
 
 import type { RuleDirection } from '../../../common/src/policy.js';
 
-export const FW_ABI_VERSION = 5;
+export const FW_ABI_VERSION = 6;
 export const FW_STORE_ID_MAX = 64;
 /** ABI 2's fw_meta: 56 bytes, abi_version at offset 24 (read only to name the version of old pins). */
 export const FW_META_V2 = { size: 56, abiVersion: 24 } as const;
@@ -46,15 +46,19 @@ export const FW_M6_SLOT_SHIFT = 32;
 export const FW_B6_OVF = 1;
 export const FW_B6_SPILL = 2;
 export const FW_IF_SLOTS = 1024;
-/** IPv4 direct /24 index: one u32 per /24 (slot, verdict, length + 1, LONGER). */
-export const FW_D24_ENTRIES = 1 << 24;
-/** fw_*4_d24 entries: one struct fw_d24_block (256 words) per /16. */
+/** IPv4 direct /24 index, /16 level: one u32 per /16 in fw_table_cfg.d16 (an answer, or FW_D16_BLOCK | block index). */
+export const FW_D16_WORDS = 1 << 16;
+export const FW_D16_BLOCK = 0x80000000;
+export const FW_D16_INDEX_MASK = 0xffffff;
+/** Blocks (struct fw_d24_block: the 256 /24 words of one /16) a pool fw_*4_d24 holds at most. */
 export const FW_D24_BLOCKS = 1 << 16;
 export const FW_D24_SLOT_MASK = 0xffffff;
 export const FW_D24_VERDICT_SHIFT = 24;
 export const FW_D24_LEN_SHIFT = 26;
 export const FW_D24_LONGER = 0x80000000;
 export const FW_IFS_FALLBACK = 1;
+/** fw_table_cfg.flags: CPUs at or above cpu_rows count in the overflow row (atomic adds). */
+export const FW_CFG_OVERFLOW_ROW = 1;
 
 /** enum fw_table_id: bit 0 = IPv6, bit 1 = egress (what tableIndex() computes). */
 export const FW_TABLE = { IN4: 0, IN6: 1, EG4: 2, EG6: 3 } as const;
@@ -99,8 +103,11 @@ export const ABI_ENUMS: Readonly<Record<string, number | bigint>> = {
   FW_B6_SPILL,
   FW_IF_SLOTS,
   FW_IFS_FALLBACK,
-  FW_D24_ENTRIES,
+  FW_D16_WORDS,
+  FW_D16_BLOCK,
+  FW_D16_INDEX_MASK,
   FW_D24_BLOCKS,
+  FW_CFG_OVERFLOW_ROW,
   FW_D24_SLOT_MASK,
   FW_D24_VERDICT_SHIFT,
   FW_D24_LEN_SHIFT,
@@ -148,6 +155,27 @@ export const MAP = {
 } as const;
 export type MapName = (typeof MAP)[keyof typeof MAP];
 
+/**
+ * The maps of a generation (pinned under gen-<n>/, replaced by larger or
+ * smaller ones as the rules need); the others (tries, interface counters,
+ * meta, lenstat) are pinned once, at the top of the pin directory.
+ */
+export const GEN_MAPS: ReadonlySet<MapName> = new Set([
+  MAP.IN4_TAB,
+  MAP.IN4_SPILL,
+  MAP.IN4_D24,
+  MAP.IN6_TAB,
+  MAP.IN6_SPILL,
+  MAP.EG4_TAB,
+  MAP.EG4_SPILL,
+  MAP.EG4_D24,
+  MAP.EG6_TAB,
+  MAP.EG6_SPILL,
+  MAP.TBLCFG,
+  MAP.RULE_CNT,
+  MAP.JOURNAL,
+]);
+
 /** The C macro that names each map (FW_MAP_IN4_TAB -> "fw_in4_tab"). */
 export const ABI_MAP_MACROS: Readonly<Record<string, MapName>> = Object.fromEntries(
   Object.entries(MAP).map(([k, v]) => [`FW_MAP_${k}`, v]),
@@ -166,17 +194,20 @@ export const LAYOUT = {
   fw_bucket6: { size: 128, fields: { s: 0, flags: 120 } },
   fw_d24_block: { size: 1024, fields: { w: 0 } },
   fw_lenset: { size: 12, fields: { n_hash: 0, use_trie: 1, pad: 2, lens: 4 } },
-  fw_table_cfg: { size: 48, fields: { active: 0, default_action: 4, nbuckets: 8, seed: 12, rule_slots: 16, pad: 20, set: 24 } },
+  fw_table_cfg: {
+    size: 262200,
+    fields: { active: 0, default_action: 4, nbuckets: 8, seed: 12, rule_slots: 16, cpu_rows: 20, flags: 24, pad: 28, set: 32, d16: 56 },
+  },
   fw_counter: { size: 16, fields: { packets: 0, bytes: 8 } },
   fw_if_key: { size: 8, fields: { ifindex: 0, direction: 4 } },
   fw_verdict_cnt: { size: 48, fields: { pass: 0, drop: 16, would_drop: 32 } },
   fw_if_slot: { size: 64, fields: { ifindex: 0, flags: 4, pad: 8, c: 16 } },
   fw_journal_rule: {
     size: 40,
-    fields: { prefixlen: 0, addr: 4, family: 20, direction: 21, action: 22, mode: 23, slot: 24, expire_unix_ms: 32 },
+    fields: { id: 0, expire_unix_ms: 8, addr: 16, prefixlen: 32, family: 33, direction: 34, action: 35, mode: 36, pad: 37 },
   },
   fw_meta: {
-    size: 104,
+    size: 112,
     fields: {
       abi_version: 0,
       default_action: 4,
@@ -187,6 +218,8 @@ export const LAYOUT = {
       prefixes_per_table: 32,
       rule_slots: 36,
       store_id: 40,
+      gen: 104,
+      next_gen: 108,
     },
   },
   fw_lenstat: { size: 520, fields: { count: 0, pad: 516 } },
@@ -221,7 +254,7 @@ export interface TableDesc {
   /** Kernel HASH for keys whose two buckets are full. */
   readonly spill: MapName;
   readonly trie: MapName;
-  /** IPv4: the direct /24 index (an mmapable ARRAY of FW_D24_BLOCKS fw_d24_block). */
+  /** IPv4: the blocks of the direct /24 index (an mmapable ARRAY of fw_d24_block, sized to the blocks in use). */
   readonly d24: MapName | null;
   /** Key size of the trie and the spill hash. */
   readonly keySize: number;
@@ -288,25 +321,34 @@ export interface LenSet {
   useTrie: boolean;
 }
 
+/** A fw_table_cfg value without its /16 words (d16: written and read through the mapping). */
 export interface TableCfg {
   active: number;
   defaultAction: number;
-  /** Fixed at creation. */
+  /** Fixed per generation. */
   nbuckets: number;
   seed: number;
   ruleSlots: number;
+  cpuRows: number;
+  /** FW_CFG_OVERFLOW_ROW. */
+  flags: number;
   sets: [LenSet, LenSet];
 }
 
-/** A fw_table_cfg value. */
+/** Bytes of a fw_table_cfg before its /16 words (what encodeTableCfg writes). */
+export const TABLE_CFG_HEAD = L.fw_table_cfg.fields.d16;
+
+/** The head of a fw_table_cfg value (everything before d16). */
 export function encodeTableCfg(c: TableCfg): Buffer {
-  const b = Buffer.alloc(L.fw_table_cfg.size);
+  const b = Buffer.alloc(TABLE_CFG_HEAD);
   const F = L.fw_table_cfg.fields;
   b.writeUInt32LE(c.active, F.active);
   b.writeUInt32LE(c.defaultAction, F.default_action);
   b.writeUInt32LE(c.nbuckets >>> 0, F.nbuckets);
   b.writeUInt32LE(c.seed >>> 0, F.seed);
   b.writeUInt32LE(c.ruleSlots >>> 0, F.rule_slots);
+  b.writeUInt32LE(c.cpuRows >>> 0, F.cpu_rows);
+  b.writeUInt32LE(c.flags >>> 0, F.flags);
   for (let i = 0; i < 2; i++) b.set(encodeLenSet(c.sets[i]!), L.fw_table_cfg.fields.set + i * L.fw_lenset.size);
   return b;
 }
@@ -339,6 +381,8 @@ export function decodeTableCfg(b: Buffer): TableCfg {
     nbuckets: b.readUInt32LE(F.nbuckets),
     seed: b.readUInt32LE(F.seed),
     ruleSlots: b.readUInt32LE(F.rule_slots),
+    cpuRows: b.readUInt32LE(F.cpu_rows),
+    flags: b.readUInt32LE(F.flags),
     sets: [sets[0]!, sets[1]!],
   };
 }
@@ -355,6 +399,10 @@ export interface MetaValue {
   createdUnixMs: bigint;
   prefixesPerTable: number;
   ruleSlots: number;
+  /** The generation in force (its maps under gen-<gen>/). */
+  gen: number;
+  /** 0, or the complete generation being swapped in. */
+  nextGen: number;
 }
 
 export function encodeMeta(m: MetaValue): Buffer {
@@ -371,6 +419,8 @@ export function encodeMeta(m: MetaValue): Buffer {
   b.writeBigUInt64LE(m.createdUnixMs, F.created_unix_ms);
   b.writeUInt32LE(m.prefixesPerTable >>> 0, F.prefixes_per_table);
   b.writeUInt32LE(m.ruleSlots >>> 0, F.rule_slots);
+  b.writeUInt32LE(m.gen >>> 0, F.gen);
+  b.writeUInt32LE(m.nextGen >>> 0, F.next_gen);
   return b;
 }
 
@@ -388,5 +438,7 @@ export function decodeMeta(b: Buffer): MetaValue {
     createdUnixMs: b.readBigUInt64LE(F.created_unix_ms),
     prefixesPerTable: b.readUInt32LE(F.prefixes_per_table),
     ruleSlots: b.readUInt32LE(F.rule_slots),
+    gen: b.readUInt32LE(F.gen),
+    nextGen: b.readUInt32LE(F.next_gen),
   };
 }

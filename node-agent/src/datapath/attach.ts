@@ -119,9 +119,46 @@ export function uninstallPins(pinDir: string, logger?: Logger): string[] {
 export class LinkAttacher {
   constructor(
     private readonly pinDir: string,
-    private readonly progs: Programs,
+    private progs: Programs,
     private readonly log: Logger | undefined,
   ) {}
+
+  /** The programs later attaches use (links already pinned keep theirs until attach() or a swap). */
+  setPrograms(progs: Programs): void {
+    this.progs = progs;
+  }
+
+  /**
+   * Points every pinned link at `progs` (bpf_link_update: atomic per link; a
+   * packet is decided by the old program or the new one) and the clsact
+   * filters too (a replace); later attaches use them. Links whose interface
+   * is gone are skipped.
+   */
+  switchPrograms(progs: Programs): void {
+    for (const pin of listLinkPins(this.pinDir)) {
+      if (pin.kind === 'egress-clsact') {
+        const ifindex = raw.if_nametoindex(pin.ifname) as number;
+        if (!ifindex || clsactQuery(ifindex) === 0) continue;
+        clsactAttach(progs.tcFd, ifindex, pin.ifname);
+        unlinkQuiet(pin.path);
+        check(raw.bpf_obj_pin(progs.tcFd, pin.path) as number, 'pin', pin.path);
+        continue;
+      }
+      const fd = raw.bpf_obj_get(pin.path) as number;
+      if (fd < 0) continue;
+      try {
+        const info = linkInfo(fd, pin.path);
+        if (!info.ifindex) continue; // defunct: the interface is gone
+        const xdp = pin.kind.startsWith('xdp');
+        if (info.progId === (xdp ? progs.xdpProgId : progs.tcProgId)) continue;
+        const r = raw.bpf_link_update(fd, xdp ? progs.xdpFd : progs.tcFd, null) as number;
+        if (r < 0 && lastErrno(r) !== E.ENOLINK) check(r, `update ${xdp ? 'xdp' : 'tc'} program on`, pin.ifname);
+      } finally {
+        closeFd(fd);
+      }
+    }
+    this.progs = progs;
+  }
 
   /** XDP on ifindex: keeps our link there (updating its program), or creates one; refuses a foreign program unless asked. */
   attachXdp(ifname: string, ifindex: number, opts: AttachOptions): XdpAttachMode {

@@ -8,23 +8,40 @@
 //
 // Opening again reuses every pin: nothing is detached or flushed, and the
 // default action stored with the pins is kept (a different one is refused).
+// The maps that follow the rules' size belong to a generation (gen-<n>/);
+// an apply that needs more room than they have first swaps in a larger
+// generation, and one that leaves them at a quarter or less swaps in a
+// smaller one (sizing.ts, gen-state.ts, swap.ts).
 //
 // This class orchestrates; each part owns one concept: pins.ts (the pin dir,
-// the ABI check), objects.ts (loading), prefix-table.ts (a table's entries),
-// journal.ts, pinned-meta.ts, table-config.ts, rule-counters.ts,
-// if-counters.ts, attach.ts (links, one detach path), apply-checks.ts.
+// the ABI check), generation.ts (loading a generation), gen-state.ts (its
+// tables, journal, counters), swap.ts (swapping one in, finishing a swap a
+// crash interrupted), prefix-table.ts (a table's entries), pinned-meta.ts,
+// if-counters.ts, attach.ts (links, one detach path), apply-checks.ts,
+// kernel-memory.ts.
 
 import { randomInt } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Prefix } from '../../../common/src/cidr.js';
 import type { DefaultAction, RuleDirection } from '../../../common/src/policy.js';
-import { FW_DEFAULT, MAP, type MapName, PROG, TABLES, type TableCfg, tableIndex } from './abi.js';
-import { checkCapacity, validateBatch } from './apply-checks.js';
+import {
+  FW_CFG_OVERFLOW_ROW,
+  FW_DEFAULT,
+  GEN_MAPS,
+  MAP,
+  type MapName,
+  PROG,
+  TABLES,
+  type TableCfg,
+  decodeMeta,
+  tableIndex,
+} from './abi.js';
+import { batchNeeds, checkCapacity, validateBatch } from './apply-checks.js';
 import { type BpfAttachOptions, LinkAttacher, detachLinks, ifindexOf, uninstallPins } from './attach.js';
-import type { BpfMap } from './bpf-map.js';
+import { BpfMap } from './bpf-map.js';
 import {
   type Datapath,
   type DatapathCapacity,
@@ -33,26 +50,30 @@ import {
   type InterfaceAttachment,
   type InterfaceCounters,
   type KernelEntry,
+  type KernelMemory,
   OP,
   OpBatch,
   type SyncMeta,
   type TableUsage,
 } from './datapath.js';
 import { DatapathError } from './errors.js';
+import { GenState } from './gen-state.js';
+import { Generation, listGenerations, removeGeneration } from './generation.js';
 import { IfCounters } from './if-counters.js';
-import { Journal } from './journal.js';
-import { possibleCpus, setLibbpfLogSink } from './libbpf.js';
-import { DEFAULT_OBJ_DIR, type LoadedObjects, loadObjects } from './objects.js';
+import { kernelMemory } from './kernel-memory.js';
+import { onlineCpuRows, possibleCpus, setLibbpfLogSink } from './libbpf.js';
+import { DEFAULT_OBJ_DIR } from './objects.js';
 import { checkOptions, mapSizes } from './open-options.js';
-import { Owned } from './owned.js';
 import { PinnedMeta } from './pinned-meta.js';
 import { DEFAULT_PIN_DIR, checkPinnedAbi, pinProgram, preparePinDir, removePins } from './pins.js';
-import { PrefixTable, type TableLayout } from './prefix-table.js';
-import { RuleCounters } from './rule-counters.js';
-import { TableConfigs, emptySet } from './table-config.js';
+import type { TableLayout } from './prefix-table.js';
+import { type GenLimits, type GenSizes, MIN_SLOTS, firstSizes, grow, shrink } from './sizing.js';
+import { type SwapStep, completeGeneration, finishSwap, swapIn } from './swap.js';
+import { emptySet } from './table-config.js';
 import { type TestRunOptions, type TestRunResult, progTestRun } from './test-run.js';
 
 export type { BpfAttachOptions } from './attach.js';
+export type { SwapStep } from './swap.js';
 export { removePins, uninstallPins };
 
 const E = osConstants.errno;
@@ -64,6 +85,8 @@ const READ_CHUNK = 16384;
  * 16 MB, ~1 ms for an IPv6 table) instead of a window per touched page (~5 us).
  */
 const BULK_OPS = 64;
+/** The maps pinned once at the top of the pin dir (every generation is bound to them). */
+const SHARED_MAPS = (Object.values(MAP) as MapName[]).filter((m) => !GEN_MAPS.has(m));
 
 export interface BpfDatapathOptions extends DatapathOptions {
   readonly logger?: Logger;
@@ -72,6 +95,13 @@ export interface BpfDatapathOptions extends DatapathOptions {
    * Used only when the maps are created; reopened pins keep theirs.
    */
   readonly maxHashLengths?: number;
+  /** Called after each step of a generation swap (tests stop the process at one). */
+  readonly onSwapStep?: (step: SwapStep, gen: number) => void;
+  /**
+   * Sizes the maps keep at least (not pinned: give it at each open): a table's
+   * hash sized for this many prefixes, the counters for this many slots.
+   */
+  readonly reserve?: Partial<DatapathCapacity>;
 }
 
 export function openDatapath(opts: BpfDatapathOptions): BpfDatapath {
@@ -79,11 +109,9 @@ export function openDatapath(opts: BpfDatapathOptions): BpfDatapath {
   const existed = existsSync(pinDir);
   // Pins of another ABI: say so before libbpf tries to reuse their maps.
   if (existed) checkPinnedAbi(pinDir);
-  const owned = new Owned();
   try {
-    return new BpfDatapath(pinDir, opts, owned);
+    return new BpfDatapath(pinDir, opts);
   } catch (e) {
-    owned.close();
     // A failed first open leaves nothing behind.
     if (!existed) removePins(pinDir);
     throw e;
@@ -99,105 +127,149 @@ export class BpfDatapath implements Datapath {
   readonly maxHashLengths: number;
 
   private readonly log: Logger | undefined;
-  private readonly loaded: LoadedObjects;
+  private readonly objDir: string;
+  private readonly ncpu = possibleCpus();
+  private readonly shared = new Map<MapName, BpfMap>();
   private readonly meta: PinnedMeta;
-  private readonly configs: TableConfigs;
-  private readonly tables: PrefixTable[];
-  private readonly journal: Journal;
-  private readonly ruleCounters: RuleCounters;
   private readonly ifCounters: IfCounters;
   private readonly links: LinkAttacher;
+  private readonly onSwapStep: BpfDatapathOptions['onSwapStep'];
+  private readonly reserve: Partial<DatapathCapacity>;
+  /** The generation in force and what is written through it. */
+  private state: GenState;
+  private sizes: GenSizes;
+  private readonly swaps = { count: 0, maxMs: 0, lastMs: 0 };
+  /** Rules in the journal at the last look for a smaller counter size that found none (Infinity: none yet). */
+  private slotCheckAt = Number.POSITIVE_INFINITY;
   private closed = false;
 
-  /** Use openDatapath(): it checks the pins' ABI first and cleans up a failed open. */
-  constructor(
-    pinDir: string,
-    opts: BpfDatapathOptions,
-    private readonly owned: Owned,
-  ) {
+  /** Use openDatapath(): it checks the pins' ABI first and cleans up a failed first open. */
+  constructor(pinDir: string, opts: BpfDatapathOptions) {
     this.log = opts.logger;
     this.pinDir = pinDir;
+    this.objDir = resolve(opts.objDir ?? DEFAULT_OBJ_DIR);
+    this.onSwapStep = opts.onSwapStep;
+    this.reserve = opts.reserve ?? {};
     if (this.log) {
       const log = this.log;
       setLibbpfLogSink((level, line) => (level === 'warn' ? log.warn({ libbpf: line }, 'libbpf') : log.debug({ libbpf: line }, 'libbpf')));
     }
     preparePinDir(pinDir);
-    const ncpu = possibleCpus();
-    const want = checkOptions(opts.capacity, opts.maxHashLengths, ncpu, pinDir);
-    this.loaded = loadObjects(resolve(opts.objDir ?? DEFAULT_OBJ_DIR), pinDir, mapSizes(want.capacity, ncpu), owned);
-    this.meta = new PinnedMeta(this.map(MAP.META), this.map(MAP.LENSTAT));
-    this.ruleCounters = owned.add(new RuleCounters(this.map(MAP.RULE_CNT), ncpu));
-    this.configs = owned.add(new TableConfigs(this.map(MAP.TBLCFG)));
-    const cfgs = TABLES.map((desc) => this.configs.read(desc.id));
-
-    this.createdFresh = this.meta.fresh;
-    if (this.createdFresh) {
-      // Fresh (or a creation that died before it finished): initialise.
-      this.defaultAction = opts.defaultAction ?? 'pass';
-      this.maxHashLengths = want.k;
-      this.capacity = { prefixesPerTable: want.capacity.prefixesPerTable, counterSlots: this.ruleCounters.slots };
-      for (const desc of TABLES) {
-        const cfg: TableCfg = {
-          active: 0,
-          defaultAction: FW_DEFAULT[this.defaultAction],
-          nbuckets: this.map(desc.tab).maxEntries,
-          seed: randomInt(0, 2 ** 32),
-          ruleSlots: this.ruleCounters.slots,
-          sets: [emptySet(), emptySet()],
-        };
-        // No program reads a table before its datapath is created (nothing attached yet).
-        this.configs.init(desc.id, cfg);
-        cfgs[desc.id] = cfg;
+    const want = checkOptions(opts.capacity, opts.maxHashLengths, pinDir);
+    const pinnedMeta = readPinnedMeta(pinDir);
+    this.createdFresh = pinnedMeta === null || pinnedMeta.abiVersion === 0;
+    let gen: Generation | null = null;
+    try {
+      if (this.createdFresh) {
+        // Fresh (or a creation that died before it finished): the first generation, at the least sizes.
+        for (const n of listGenerations(pinDir)) removeGeneration(pinDir, n);
+        const rows = onlineCpuRows();
+        const sizes = firstSizes(
+          { ...want.capacity, reservePrefixes: this.reserve.prefixesPerTable, reserveSlots: this.reserve.counterSlots },
+          rows,
+          this.ncpu > rows,
+        );
+        gen = new Generation(this.objDir, pinDir, 1, sizes, mapSizes(sizes, want.capacity, this.ncpu));
       }
-    } else {
-      const pinned = this.meta.value;
-      this.defaultAction = pinned.defaultAction === FW_DEFAULT.drop ? 'drop' : 'pass';
-      if (opts.defaultAction !== undefined && opts.defaultAction !== this.defaultAction) {
-        throw new DatapathError(
-          'open pins',
-          pinDir,
-          E.EINVAL,
-          `the pinned datapath was created with default action "${this.defaultAction}"; refusing to change it to "${opts.defaultAction}" (uninstall first to change it)`,
+      for (const name of SHARED_MAPS) this.shared.set(name, BpfMap.fromPin(join(pinDir, name), name));
+      this.meta = new PinnedMeta(this.shared.get(MAP.META)!, this.shared.get(MAP.LENSTAT)!);
+      this.links = new LinkAttacher(pinDir, { xdpFd: -1, tcFd: -1, xdpProgId: 0, tcProgId: 0 }, this.log);
+      if (this.createdFresh) {
+        this.defaultAction = opts.defaultAction ?? 'pass';
+        this.maxHashLengths = want.k;
+        this.capacity = want.capacity;
+      } else {
+        const pinned = this.meta.value;
+        this.defaultAction = pinned.defaultAction === FW_DEFAULT.drop ? 'drop' : 'pass';
+        if (opts.defaultAction !== undefined && opts.defaultAction !== this.defaultAction) {
+          throw new DatapathError(
+            'open pins',
+            pinDir,
+            E.EINVAL,
+            `the pinned datapath was created with default action "${this.defaultAction}"; refusing to change it to "${opts.defaultAction}" (uninstall first to change it)`,
+          );
+        }
+        this.maxHashLengths = pinned.maxHashLens;
+        this.capacity = { prefixesPerTable: pinned.prefixesPerTable, counterSlots: pinned.ruleSlots };
+        gen = this.reopenGeneration();
+      }
+      const counts = TABLES.map(() => new Uint32Array(129));
+      const tries = TABLES.map((d) => this.shared.get(d.trie)!);
+      if (this.createdFresh) {
+        this.state = GenState.open(gen!, tries, counts, this.maxHashLengths, this.firstConfigs(gen!));
+        this.sizes = gen!.sizes;
+        this.meta.create(FW_DEFAULT[this.defaultAction], this.maxHashLengths, this.capacity.prefixesPerTable, this.capacity.counterSlots);
+        this.log?.info({ pinDir, defaultAction: this.defaultAction, capacity: this.capacity, maxHashLengths: want.k }, 'datapath created');
+      } else {
+        for (const d of TABLES) this.meta.readCounts(d.id, counts[d.id]!);
+        this.state = GenState.open(gen!, tries, counts, this.maxHashLengths);
+        this.sizes = sizesOf(this.state);
+        if (this.meta.value.dirty) {
+          this.log?.warn({ pinDir }, 'previous apply did not finish; recounting prefix lengths');
+          this.recount();
+        }
+        this.log?.info(
+          { pinDir, defaultAction: this.defaultAction, revision: this.meta.value.revision.toString(), gen: gen!.n },
+          'datapath reopened',
         );
       }
-      this.maxHashLengths = pinned.maxHashLens;
-      this.capacity = { prefixesPerTable: pinned.prefixesPerTable, counterSlots: pinned.ruleSlots };
+      this.links.setPrograms(gen!.progs);
+      this.ifCounters = new IfCounters(this.shared.get(MAP.IF_CNT)!, this.shared.get(MAP.IF_CNTX)!, this.ncpu);
+      this.state.release();
+      pinProgram(pinDir, PROG.XDP, gen!.progs.xdpFd);
+      pinProgram(pinDir, PROG.TC, gen!.progs.tcFd);
+    } catch (e) {
+      // biome-ignore lint/suspicious/noExplicitAny: a field set part-way through the constructor
+      (this as any).state?.close();
+      gen?.close();
+      for (const m of this.shared.values()) m.close();
+      throw e;
     }
-    this.tables = TABLES.map((desc) =>
-      owned.add(new PrefixTable(desc, (name) => this.map(name), cfgs[desc.id]!, this.configs, this.maxHashLengths)),
-    );
-    this.journal = new Journal(this.map(MAP.JOURNAL));
-    this.ifCounters = owned.add(new IfCounters(this.map(MAP.IF_CNT), this.map(MAP.IF_CNTX), ncpu));
-    this.links = new LinkAttacher(pinDir, this.loaded.progs, this.log);
-
-    if (this.createdFresh) {
-      this.meta.create(FW_DEFAULT[this.defaultAction], want.k, want.capacity.prefixesPerTable, this.ruleCounters.slots);
-      this.log?.info({ pinDir, defaultAction: this.defaultAction, capacity: this.capacity, maxHashLengths: want.k }, 'datapath created');
-    } else {
-      for (const t of this.tables) this.meta.readCounts(t.id, t.counts);
-      if (this.meta.value.dirty) {
-        this.log?.warn({ pinDir }, 'previous apply did not finish; recounting prefix lengths');
-        this.recount();
-      }
-      this.log?.info({ pinDir, defaultAction: this.defaultAction, revision: this.meta.value.revision.toString() }, 'datapath reopened');
-    }
-    this.releaseWindows();
-    pinProgram(pinDir, PROG.XDP, this.loaded.progs.xdpFd);
-    pinProgram(pinDir, PROG.TC, this.loaded.progs.tcFd);
   }
 
-  /** Unmaps every window of the tables, fw_tblcfg and the rule counters (nothing stays mapped at rest). */
-  private releaseWindows(): void {
-    for (const t of this.tables) t.release();
-    this.configs.region.release();
-    this.ruleCounters.region.release();
+  /** The table configs of a new install's first generation. */
+  private firstConfigs(gen: Generation): TableCfg[] {
+    return TABLES.map((d) => ({
+      active: 0,
+      defaultAction: FW_DEFAULT[this.defaultAction],
+      nbuckets: gen.map(d.tab).maxEntries,
+      seed: randomInt(0, 2 ** 32),
+      ruleSlots: gen.sizes.slots,
+      cpuRows: gen.sizes.cpuRows,
+      flags: gen.sizes.overflowRow ? FW_CFG_OVERFLOW_ROW : 0,
+      sets: [emptySet(), emptySet()],
+    }));
+  }
+
+  /**
+   * The generation in force, loaded: a swap a previous process began and
+   * marked is finished first; folders of other generations (a swap that
+   * never got marked) are removed.
+   */
+  private reopenGeneration(): Generation {
+    const m = this.meta.value;
+    const ctx = { pinDir: this.pinDir, meta: this.meta, links: this.links, log: this.log, onStep: this.onSwapStep };
+    let n = m.gen;
+    let gen: Generation | null = null;
+    if (m.nextGen !== 0) {
+      const missing = completeGeneration(this.pinDir, m.nextGen);
+      if (missing.length > 0) throw damaged(this.pinDir, m.nextGen, missing);
+      gen = new Generation(this.objDir, this.pinDir, m.nextGen, placeholderSizes(), new Map());
+      finishSwap(ctx, m.gen, gen);
+      n = m.nextGen;
+    }
+    for (const g of listGenerations(this.pinDir)) if (g !== n) removeGeneration(this.pinDir, g);
+    if (!gen) {
+      const missing = completeGeneration(this.pinDir, n);
+      if (missing.length > 0) throw damaged(this.pinDir, n, missing);
+      gen = new Generation(this.objDir, this.pinDir, n, placeholderSizes(), new Map());
+    }
+    return gen;
   }
 
   /** Pages of the shared maps mapped into this process right now (0 at rest; tests). */
   mappedPages(): number {
-    let n = this.configs.region.mapped + this.ruleCounters.region.mapped;
-    for (const t of this.tables) n += t.mappedPages;
-    return n;
+    return this.state.mappedPages;
   }
 
   // ---------------------------------------------------------------- reads
@@ -206,7 +278,7 @@ export class BpfDatapath implements Datapath {
     this.assertOpen();
     const out = new OpBatch(chunk);
     try {
-      for (const t of this.tables) {
+      for (const t of this.state.tables) {
         for (const _ of t.scan(out, chunk)) {
           yield out;
           out.clear();
@@ -214,13 +286,13 @@ export class BpfDatapath implements Datapath {
       }
       if (out.length > 0) yield out;
     } finally {
-      this.releaseWindows();
+      this.state.release();
     }
   }
 
   *readJournalChunks(chunk = READ_CHUNK): Generator<OpBatch> {
     this.assertOpen();
-    yield* this.journal.chunks(chunk);
+    yield* this.state.journal.chunks(chunk);
   }
 
   readMeta(): SyncMeta {
@@ -229,7 +301,7 @@ export class BpfDatapath implements Datapath {
   }
 
   usage(): TableUsage[] {
-    return this.tables.map((t) => ({
+    return this.state.tables.map((t) => ({
       direction: t.desc.direction,
       family: t.desc.family,
       entries: t.entries(),
@@ -237,19 +309,43 @@ export class BpfDatapath implements Datapath {
     }));
   }
 
+  memory(): KernelMemory {
+    this.assertOpen();
+    try {
+      return kernelMemory(this.state, this.shared, this.ncpu, { count: this.swaps.count, maxMs: this.swaps.maxMs });
+    } finally {
+      this.state.release();
+    }
+  }
+
   /** The entry stored for exactly this prefix (one map lookup), or null. */
   lookupEntry(direction: RuleDirection, prefix: Prefix): KernelEntry | null {
     this.assertOpen();
     try {
-      return this.tables[tableIndex(direction, prefix.family)]!.lookup(prefix);
+      return this.state.tables[tableIndex(direction, prefix.family)]!.lookup(prefix);
     } finally {
-      this.releaseWindows();
+      this.state.release();
+    }
+  }
+
+  /** The /24 index word the programs read for an IPv4 address (a number, host order) of a direction (tests). */
+  indexWord(direction: RuleDirection, addr: number): number {
+    this.assertOpen();
+    try {
+      return this.state.tables[tableIndex(direction, 4)]!.d24!.word(addr >>> 8);
+    } finally {
+      this.state.release();
     }
   }
 
   /** Where each populated prefix length lives (for tests, the bench and debugging). */
   layout(): TableLayout[] {
-    return this.tables.map((t) => t.layout());
+    return this.state.tables.map((t) => t.layout());
+  }
+
+  /** The generation in force and its sizes (tests, the bench). */
+  generation(): { n: number; sizes: GenSizes } {
+    return { n: this.state.gen.n, sizes: this.sizes };
   }
 
   // ---------------------------------------------------------------- apply
@@ -259,13 +355,16 @@ export class BpfDatapath implements Datapath {
     try {
       this.applyNow(batch, meta);
     } finally {
-      this.releaseWindows();
+      this.state.release();
     }
+    this.shrinkIfDue();
   }
 
   private applyNow(b: OpBatch, meta?: SyncMeta): void {
     validateBatch(b, meta, this.capacity.counterSlots, this.pinDir);
-    checkCapacity(this.tables, b, this.capacity.prefixesPerTable);
+    checkCapacity(this.state.tables, b, this.capacity.prefixesPerTable);
+    this.growIfNeeded(b);
+    const { tables } = this.state;
     this.mapForBulk(b);
     let touchesEntries = false;
     for (let i = 0; i < b.length; i++) {
@@ -279,11 +378,114 @@ export class BpfDatapath implements Datapath {
       this.runOps(b);
     } catch (e) {
       // A write failed half-way: the /24 indexes follow what the maps now hold.
-      if (touchesEntries) for (const t of this.tables) if (t.touched) t.d24?.rebuild();
+      if (touchesEntries) for (const t of tables) if (t.touched) t.d24?.rebuild();
       throw e;
     }
     if (touchesEntries) this.storeCounts();
     if (touchesEntries || meta) this.meta.update({ dirty: false, ...(meta ? { revision: meta.revision, storeId: meta.storeId } : {}) });
+  }
+
+  /** Swaps in a larger generation first if the batch needs more than the maps have; makes room for new /24 blocks. */
+  private growIfNeeded(b: OpBatch): void {
+    const cur = this.sizes;
+    const need = batchNeeds(this.state.tables, b, cur, this.capacity.prefixesPerTable);
+    const next = grow(cur, need, this.limits());
+    if (next !== cur) {
+      this.slotCheckAt = Number.POSITIVE_INFINITY;
+      this.regenerate(next, 'grow');
+    }
+    for (const t of this.state.tables) {
+      if (!t.d24) continue;
+      const more = need.blocks[t.id]! - t.d24.blocksInUse;
+      if (more > 0 && !t.d24.ensureRoom(more)) {
+        throw new DatapathError('apply', `${t.desc.direction} IPv4 table`, E.ENOSPC, `the /24 index needs ${need.blocks[t.id]} blocks`);
+      }
+    }
+  }
+
+  /** After an apply: swaps in a smaller generation if a part holds a quarter of its size or less (errors are logged). */
+  private shrinkIfDue(): void {
+    try {
+      const use = {
+        prefixes: this.state.tables.map((t) => t.entries()),
+        blocks: this.state.tables.map((t) => t.d24?.blocksInUse ?? 0),
+        slots: this.slotsInUse(),
+      };
+      const next = shrink(this.sizes, use, this.limits());
+      if (next !== this.sizes) this.regenerate(next, 'shrink');
+    } catch (e) {
+      this.log?.warn({ error: (e as Error).message }, 'could not swap in smaller maps; keeping these');
+    } finally {
+      this.state.release();
+    }
+  }
+
+  /**
+   * The highest counter slot in use + 1 (journaled, counted or named by an
+   * entry), looked for only when the journal holds a quarter of the slots or
+   * less, and again only after it halved since a look that found no room.
+   */
+  private slotsInUse(): number {
+    const s = this.state;
+    const rules = s.journal.rules;
+    if (this.sizes.slots <= MIN_SLOTS || rules * 4 > this.sizes.slots || rules * 2 > this.slotCheckAt) return this.sizes.slots;
+    let high = Math.max(s.journal.highestSlot(), s.counters.highestNonZero());
+    for (const t of s.tables) high = Math.max(high, t.maxSlot());
+    if ((high + 1) * 4 > this.sizes.slots) this.slotCheckAt = rules;
+    return high + 1;
+  }
+
+  private limits(): GenLimits {
+    return { ...this.capacity, reservePrefixes: this.reserve.prefixesPerTable, reserveSlots: this.reserve.counterSlots };
+  }
+
+  /** Builds the next generation at `sizes`, filled from the current, and swaps it in. */
+  private regenerate(sizes: GenSizes, why: 'grow' | 'shrink'): void {
+    const t0 = performance.now();
+    const cur = this.state;
+    const n = Math.max(cur.gen.n, ...listGenerations(this.pinDir)) + 1;
+    const keep = new Map<MapName, BpfMap>();
+    const old = this.sizes;
+    for (const d of TABLES) {
+      if (sizes.prefixes[d.id] === old.prefixes[d.id]) {
+        keep.set(d.tab, cur.gen.map(d.tab));
+        keep.set(d.spill, cur.gen.map(d.spill));
+      }
+      if (d.d24 && sizes.blocks[d.id] === old.blocks[d.id]) keep.set(d.d24, cur.gen.map(d.d24));
+    }
+    if (sizes.slots === old.slots) keep.set(MAP.JOURNAL, cur.gen.map(MAP.JOURNAL));
+    if (sizes.slots === old.slots && sizes.cpuRows === old.cpuRows && sizes.overflowRow === old.overflowRow)
+      keep.set(MAP.RULE_CNT, cur.gen.map(MAP.RULE_CNT));
+    let gen: Generation | null = null;
+    let next: GenState;
+    try {
+      gen = new Generation(this.objDir, this.pinDir, n, sizes, mapSizes(sizes, this.capacity, this.ncpu), keep);
+      next = GenState.next(
+        gen,
+        cur,
+        TABLES.map((d) => this.shared.get(d.trie)!),
+        this.maxHashLengths,
+      );
+    } catch (e) {
+      gen?.close();
+      removeGeneration(this.pinDir, n);
+      throw e;
+    }
+    swapIn({ pinDir: this.pinDir, meta: this.meta, links: this.links, log: this.log, onStep: this.onSwapStep }, cur, next);
+    this.state = next;
+    this.sizes = sizes;
+    pinProgram(this.pinDir, PROG.XDP, gen.progs.xdpFd);
+    pinProgram(this.pinDir, PROG.TC, gen.progs.tcFd);
+    const ms = performance.now() - t0;
+    this.swaps.count++;
+    this.swaps.lastMs = ms;
+    this.swaps.maxMs = Math.max(this.swaps.maxMs, ms);
+    this.log?.info({ gen: n, why, ms: Math.round(ms), prefixes: sizes.prefixes, blocks: sizes.blocks, slots: sizes.slots }, 'maps resized');
+  }
+
+  /** The duration of the last generation swap, ms (the bench). */
+  get lastSwapMs(): number {
+    return this.swaps.lastMs;
   }
 
   /** The batch's ops, each run of one kind at a time, in order. */
@@ -300,13 +502,13 @@ export class BpfDatapath implements Datapath {
           this.entryOps(b, i, j, kind === OP.entryUpsert);
           break;
         case OP.journalUpsert:
-          this.journal.upsert(b, i, j);
+          this.state.journal.upsert(b, i, j);
           break;
         case OP.journalDelete:
-          this.journal.delete(b, i, j);
+          this.state.journal.delete(b, i, j);
           break;
         case OP.counterReset:
-          this.ruleCounters.reset(b, i, j);
+          this.state.counters.reset(b, i, j);
           break;
       }
       i = j;
@@ -315,9 +517,10 @@ export class BpfDatapath implements Datapath {
 
   /** A run [i0, j0) of entry upserts or deletes, table by table. */
   private entryOps(b: OpBatch, i0: number, j0: number, upsert: boolean): void {
-    const perTable = new Array<number>(this.tables.length).fill(0);
+    const tables = this.state.tables;
+    const perTable = new Array<number>(tables.length).fill(0);
     for (let i = i0; i < j0; i++) perTable[b.table[i]!]!++;
-    for (const t of this.tables) {
+    for (const t of tables) {
       const n = perTable[t.id]!;
       if (n === 0) continue;
       if (upsert) t.upsert(b, i0, j0);
@@ -327,24 +530,24 @@ export class BpfDatapath implements Datapath {
 
   /**
    * Maps whole hash tables (and the rule counters) up front when a batch
-   * touches them often; a few ops map the pages they touch. The /24 indexes
-   * are never mapped whole (direct24.ts: their windows).
+   * touches them often; a few ops map the pages they touch. The /24 block
+   * pools are mapped in windows (direct24.ts).
    */
   private mapForBulk(b: OpBatch): void {
-    const perTable = new Array<number>(this.tables.length).fill(0);
+    const perTable = new Array<number>(this.state.tables.length).fill(0);
     let resets = 0;
     for (let i = 0; i < b.length; i++) {
       const k = b.kind[i];
       if (k === OP.entryUpsert || k === OP.entryDelete) perTable[b.table[i]!]!++;
       else if (k === OP.counterReset) resets++;
     }
-    for (const t of this.tables) if (perTable[t.id]! > BULK_OPS) t.mapAll();
-    if (resets > BULK_OPS) this.ruleCounters.region.mapAll();
+    for (const t of this.state.tables) if (perTable[t.id]! > BULK_OPS) t.mapAll();
+    if (resets > BULK_OPS) this.state.counters.region.mapAll();
   }
 
   /** Pins the per-length counts of the tables written since they were last pinned. */
   private storeCounts(): void {
-    for (const t of this.tables) {
+    for (const t of this.state.tables) {
       if (!t.touched) continue;
       this.meta.writeCounts(t.id, t.counts);
       t.touched = false;
@@ -353,7 +556,7 @@ export class BpfDatapath implements Datapath {
 
   /** Rebuilds the per-length counts and the /24 indexes from the maps (after a crash mid-apply). */
   private recount(): void {
-    for (const t of this.tables) {
+    for (const t of this.state.tables) {
       const changed = t.recount();
       if (changed > 0) this.log?.warn({ table: t.id, changed }, 'direct /24 index rebuilt from the entries');
     }
@@ -365,7 +568,7 @@ export class BpfDatapath implements Datapath {
 
   readRuleCountersInto(first: number, packets: BigUint64Array, bytes: BigUint64Array): number {
     this.assertOpen();
-    return this.ruleCounters.readInto(first, packets, bytes, this.capacity.counterSlots, this.pinDir);
+    return this.state.counters.readInto(first, packets, bytes, this.capacity.counterSlots, this.pinDir);
   }
 
   readInterfaceCounters(): InterfaceCounters[] {
@@ -412,31 +615,68 @@ export class BpfDatapath implements Datapath {
     if (this.closed) return;
     this.closed = true;
     // The views die with the mappings: nothing reads them after this (assertOpen).
-    this.owned.close();
+    this.ifCounters.close();
+    this.state.close();
+    this.state.gen.close();
+    for (const m of this.shared.values()) m.close();
   }
 
   /** Program fds (tests and the bench run them with BPF_PROG_TEST_RUN). */
   programFd(which: 'xdp' | 'tc'): number {
     this.assertOpen();
-    return which === 'xdp' ? this.loaded.progs.xdpFd : this.loaded.progs.tcFd;
+    const p = this.state.gen.progs;
+    return which === 'xdp' ? p.xdpFd : p.tcFd;
   }
 
   testRun(which: 'xdp' | 'tc', frame: Buffer, opts: TestRunOptions = {}): TestRunResult {
     return progTestRun(this.programFd(which), frame, opts, which === 'xdp' ? PROG.XDP : PROG.TC);
   }
 
-  /** The map fd of a fleetwall map (tests and the bench). */
+  /** The map fd of a fleetwall map in force (tests and the bench; a generation's maps change with each swap). */
   mapFd(name: MapName): number {
-    return this.map(name).fd;
-  }
-
-  private map(name: MapName): BpfMap {
-    const m = this.loaded.maps.get(name);
-    if (!m) throw new DatapathError('find map', name, E.ENOENT);
-    return m;
+    return GEN_MAPS.has(name) ? this.state.gen.map(name).fd : this.shared.get(name)!.fd;
   }
 
   private assertOpen(): void {
     if (this.closed) throw new DatapathError('use datapath', this.pinDir, E.EBADF, 'the datapath was closed');
   }
+}
+
+/** The pinned fw_meta, or null when there is none. */
+function readPinnedMeta(pinDir: string): ReturnType<typeof decodeMeta> | null {
+  const path = join(pinDir, MAP.META);
+  if (!existsSync(path)) return null;
+  const m = BpfMap.fromPin(path, MAP.META);
+  try {
+    const v = m.lookupU32(0);
+    return v ? decodeMeta(v) : null;
+  } finally {
+    m.close();
+  }
+}
+
+/** The sizes of a generation in force, read back from its maps. */
+function sizesOf(s: GenState): GenSizes {
+  const g = s.counters.geometry;
+  return {
+    prefixes: s.tables.map((t) => t.size),
+    blocks: s.tables.map((t) => t.d24?.capacity ?? 0),
+    slots: g.slots,
+    cpuRows: g.cpuRows,
+    overflowRow: g.overflowRow,
+  };
+}
+
+/** Sizes for loading a generation whose maps are all pinned (they keep their sizes). */
+function placeholderSizes(): GenSizes {
+  return { prefixes: TABLES.map(() => 0), blocks: TABLES.map(() => 0), slots: 0, cpuRows: 0, overflowRow: false };
+}
+
+function damaged(pinDir: string, n: number, missing: string[]): DatapathError {
+  return new DatapathError(
+    'open pins',
+    pinDir,
+    E.EIO,
+    `generation ${n} lacks ${missing.join(', ')}; the pinned state is damaged: uninstall ("fleetwall agent uninstall") and start again`,
+  );
 }

@@ -24,6 +24,8 @@ export interface LoadObjectOptions {
   /** Maps whose name matches are pinned (and reused) under pinDir. */
   readonly pinDir?: string;
   readonly pinFilter?: (mapName: string) => boolean;
+  /** Where each map is pinned (and reused from), or null: not pinned. Takes the place of pinDir and pinFilter. */
+  readonly pinPath?: (mapName: string) => string | null;
   /** max_entries for maps created by this load. */
   readonly sizes?: ReadonlyMap<string, number>;
 }
@@ -51,7 +53,7 @@ function loadOnce(path: string, o: LoadObjectOptions): LoadedObject {
   try {
     for (let m = raw.bpf_object__next_map(obj, null); m; m = raw.bpf_object__next_map(obj, m)) {
       const name = raw.bpf_map__name(m) as string;
-      const pinned = o.pinDir && (o.pinFilter?.(name) ?? true) ? join(o.pinDir, name) : null;
+      const pinned = o.pinPath ? o.pinPath(name) : o.pinDir && (o.pinFilter?.(name) ?? true) ? join(o.pinDir, name) : null;
       let size = o.sizes?.get(name);
       if (pinned) {
         check(raw.bpf_map__set_pin_path(m, pinned) as number, 'set pin path of map', name);
@@ -65,7 +67,8 @@ function loadOnce(path: string, o: LoadObjectOptions): LoadedObject {
           }
         }
       }
-      if (size !== undefined) check(raw.bpf_map__set_max_entries(m, size) as number, 'size map', name);
+      if (size !== undefined && size !== (raw.bpf_map__max_entries(m) as number))
+        check(raw.bpf_map__set_max_entries(m, size) as number, 'size map', name);
     }
     const r = raw.bpf_object__load(obj) as number;
     if (r < 0) {

@@ -56,7 +56,8 @@ export type MapOp =
   | { readonly kind: 'entry.upsert'; readonly entry: KernelEntry }
   | { readonly kind: 'entry.delete'; readonly direction: RuleDirection; readonly prefix: Prefix }
   | { readonly kind: 'journal.upsert'; readonly rule: JournalRule }
-  | { readonly kind: 'journal.delete'; readonly id: bigint }
+  /** The rule's slot says where its journal entry is (skipped unless that entry is the rule's). */
+  | { readonly kind: 'journal.delete'; readonly id: bigint; readonly slot: number }
   /** Zero a counter slot before it is given to a new rule. */
   | { readonly kind: 'counter.reset'; readonly slot: number };
 
@@ -85,7 +86,7 @@ export const ATTR_ALLOW = 2;
  *  - entry.upsert: table, len, addr, attrs, slot
  *  - entry.delete: table, len, addr
  *  - journal.upsert: id, table, len, addr, attrs, slot, expire
- *  - journal.delete: id
+ *  - journal.delete: id, slot
  *  - counter.reset: slot
  * addr: IPv4 (table bit 0 clear) in addr4[i] as the number whose big-endian
  * bytes are the address; IPv6 in addr6[16 * i .. 16 * i + 16). Host bits
@@ -183,8 +184,10 @@ export class OpBatch {
     this.expire[i] = expireUnixMs;
   }
 
-  journalDelete(id: bigint): void {
-    this.id[this.next(OP.journalDelete)] = id;
+  journalDelete(id: bigint, slot: number): void {
+    const i = this.next(OP.journalDelete);
+    this.id[i] = id;
+    this.slot[i] = slot;
   }
 
   counterReset(slot: number): void {
@@ -220,7 +223,7 @@ export class OpBatch {
           rule: { id: this.id[i]!, direction, prefix: prefix(), action, mode, expireUnixMs: this.expire[i]!, slot: this.slot[i]! },
         };
       case OP.journalDelete:
-        return { kind: 'journal.delete', id: this.id[i]! };
+        return { kind: 'journal.delete', id: this.id[i]!, slot: this.slot[i]! };
       case OP.counterReset:
         return { kind: 'counter.reset', slot: this.slot[i]! };
       default:
@@ -242,7 +245,7 @@ export interface SyncMeta {
 }
 
 export interface DatapathCapacity {
-  /** Prefixes each of the four tables (ingress/egress x IPv4/IPv6) holds at most. */
+  /** Prefixes each of the four tables (ingress/egress x IPv4/IPv6) holds at most (its maps grow up to it). */
   readonly prefixesPerTable: number;
   /** Rule counter slots (and journal entries) at most. */
   readonly counterSlots: number;
@@ -253,6 +256,39 @@ export interface TableUsage {
   readonly family: 4 | 6;
   readonly entries: number;
   readonly capacity: number;
+}
+
+/** One table's share of the kernel memory. */
+export interface TableMemory {
+  readonly direction: RuleDirection;
+  readonly family: 4 | 6;
+  readonly entries: number;
+  /** Prefixes its hash is sized for now (it grows and shrinks with the entries, up to the capacity). */
+  readonly size: number;
+  /** Its maps' kernel memory: hash, spill hash, trie, and for IPv4 the /24 index (its /16 words and blocks). */
+  readonly bytes: number;
+  /** IPv4: /24 index blocks in use, and held (1 KB each). */
+  readonly blocksInUse: number;
+  readonly blocks: number;
+}
+
+/** The kernel memory of the datapath's maps (their memlock, as bpftool reports it), and what it holds. */
+export interface KernelMemory {
+  readonly bytes: number;
+  /** Of those, the bytes that are there once per CPU, per CPU (rule counter rows, interface counters). */
+  readonly perCpuBytes: number;
+  readonly tables: readonly TableMemory[];
+  /** Rule counters: slots, and their kernel memory (rows per CPU and the base row). */
+  readonly counterSlots: number;
+  readonly counterBytes: number;
+  /** Journal: rules held, and its kernel memory (one entry per counter slot). */
+  readonly journalRules: number;
+  readonly journalBytes: number;
+  /** Every map by name (the tables' maps and a generation's maps under their names), bytes. */
+  readonly maps: readonly { readonly name: string; readonly bytes: number }[];
+  /** Generations swapped in by this process (growing or shrinking maps), and the longest swap, ms. */
+  readonly swaps: number;
+  readonly swapMaxMs: number;
 }
 
 export interface CounterPair {
@@ -322,6 +358,8 @@ export interface PrefixStore {
   readJournalChunks(chunk?: number): Iterable<OpBatch>;
   readMeta(): SyncMeta;
   usage(): TableUsage[];
+  /** The maps' kernel memory and fill (a few syscalls: for metrics and status, not per packet). */
+  memory(): KernelMemory;
 
   /**
    * Applies the batch's ops [0, length) in order, grouping consecutive ops

@@ -103,8 +103,10 @@ export class HashTable {
   /** IPv4: the key's tag. */
   private kTag = 0;
 
-  constructor(family: 4 | 6, tab: BpfMap, spill: BpfMap, seed: number, nbuckets: number) {
+  /** fresh: a new table no program reads yet (IPv6 slots need no grace period before reuse). */
+  constructor(family: 4 | 6, tab: BpfMap, spill: BpfMap, seed: number, nbuckets: number, fresh = false) {
     this.family = family;
+    this.graceNeeded = !fresh;
     this.seed = seed >>> 0;
     this.nbuckets = nbuckets;
     if (nbuckets < 1 || nbuckets > tab.maxEntries) {

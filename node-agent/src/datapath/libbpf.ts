@@ -5,6 +5,7 @@
 // running kernel by test/dataplane/abi.test.ts).
 
 import koffi, { type LibraryHandle } from 'koffi';
+import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { DatapathError, errnoOf } from './errors.js';
 import {
@@ -55,6 +56,7 @@ export const raw = {
   bpf_map__key_size: f(lib, 'uint32_t bpf_map__key_size(const bpf_map *map)'),
   bpf_map__value_size: f(lib, 'uint32_t bpf_map__value_size(const bpf_map *map)'),
   bpf_map__set_max_entries: f(lib, 'int bpf_map__set_max_entries(bpf_map *map, uint32_t n)'),
+  bpf_map__max_entries: f(lib, 'uint32_t bpf_map__max_entries(const bpf_map *map)'),
   bpf_map__set_pin_path: f(lib, 'int bpf_map__set_pin_path(bpf_map *map, const char *path)'),
   bpf_program__fd: f(lib, 'int bpf_program__fd(const bpf_program *prog)'),
   // fds and pins
@@ -170,6 +172,26 @@ export function possibleCpus(): number {
   return ncpus;
 }
 
+/**
+ * Rows the rule counters need for the CPUs online now: the highest online
+ * CPU number + 1 (from /sys/devices/system/cpu/online, e.g. "0-3,6"); the
+ * possible CPUs if the file cannot be read.
+ */
+export function onlineCpuRows(): number {
+  try {
+    const text = readFileSync('/sys/devices/system/cpu/online', 'utf8').trim();
+    let max = -1;
+    for (const part of text.split(',')) {
+      const [a, b] = part.split('-');
+      max = Math.max(max, Number(b ?? a));
+    }
+    if (Number.isInteger(max) && max >= 0) return Math.min(max + 1, possibleCpus());
+  } catch {
+    /* fall through */
+  }
+  return possibleCpus();
+}
+
 // ---- shared memory with the kernel
 
 const MAP_FAILED = 2n ** 64n - 1n;
@@ -235,6 +257,8 @@ export class MapRegion {
   private closed = false;
   /** Windows mapped since the region was created (tests, metrics). */
   windowsMapped = 0;
+  /** Counts release()s: a range ensured since the last one is still mapped (ensureOnce()). */
+  private releases = 0;
 
   constructor(
     private readonly fd: number,
@@ -272,6 +296,7 @@ export class MapRegion {
    * then maps one window per chunk instead of one per page.
    */
   ensureChunked(off: number, len: number, chunk: number): void {
+    if (this.mappedPages === this.pages.length) return;
     const first = Math.floor(off / PAGE_SIZE);
     const last = Math.floor((off + Math.max(1, len) - 1) / PAGE_SIZE);
     for (let p = first; p <= last; p++) {
@@ -317,9 +342,21 @@ export class MapRegion {
     this.windowsMapped++;
   }
 
+  /**
+   * ensure(off, len) for a range the caller ensures often (a /16 level of
+   * 256 KB): `memo` remembers the release it was last mapped after, and the
+   * pages are checked only when a release came since.
+   */
+  ensureOnce(off: number, len: number, memo: { at: number }): void {
+    if (memo.at === this.releases && this.mappedPages > 0) return;
+    this.ensure(off, len);
+    memo.at = this.releases;
+  }
+
   /** Unmaps every window (the range stays reserved). */
   release(): void {
     if (this.mappedPages === 0 || this.closed) return;
+    this.releases++;
     const r = raw.mmapAt(this.base, this.length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0n) as unknown;
     if (failed(r)) throw new DatapathError('unmap windows of map', this.target, koffi.errno() || E.EINVAL);
     this.pages.fill(0);

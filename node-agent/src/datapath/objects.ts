@@ -1,13 +1,18 @@
 // fleetwall's two BPF objects (xdp_ingress.bpf.o, tc_egress.bpf.o) loaded
-// with their fw_* maps pinned by name under the pin dir: a pinned map is
-// reused (never recreated or flushed), a new one is created with the size
-// asked for. Both objects declare the same maps, so they share one set.
+// with their fw_* maps pinned by name: a pinned map is reused (never
+// recreated or flushed), a new one is created with the size asked for and
+// pinned. Both objects declare the same maps, so they share one set. The
+// maps of a generation are pinned under its folder (generation.ts), the
+// others at the top of the pin dir; the programs' global (.bss: the table
+// configs) is pinned as the generation's fw_tblcfg.
 
+import { constants as osConstants } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { MAP, type MapName, PROG } from './abi.js';
+import { GEN_MAPS, MAP, type MapName, PROG } from './abi.js';
 import { BpfMap, mapInfoByFd } from './bpf-map.js';
-import { loadObject } from './bpf-object.js';
+import { type LoadedObject, loadObject } from './bpf-object.js';
+import { DatapathError } from './errors.js';
 import { progInfo } from './links.js';
 import type { Owned } from './owned.js';
 
@@ -26,14 +31,39 @@ export interface LoadedObjects {
   readonly progs: Programs;
 }
 
-/** Loads both objects (owned: closed with the datapath, or when the open fails). */
-export function loadObjects(objDir: string, pinDir: string, sizes: ReadonlyMap<string, number>, owned: Owned): LoadedObjects {
-  const pinFilter = (name: string) => name.startsWith('fw_');
-  const xdp = owned.add(loadObject(join(objDir, 'xdp_ingress.bpf.o'), { pinDir, pinFilter, sizes }));
-  const tc = owned.add(loadObject(join(objDir, 'tc_egress.bpf.o'), { pinDir, pinFilter, sizes }));
+/** libbpf's name of an object's .bss map ("<object name>.bss", cut to 15 characters). */
+const BSS = '.bss';
+
+function bssOf(o: LoadedObject): string {
+  const name = o.mapNames().find((n) => n.endsWith(BSS));
+  if (!name) throw new DatapathError('find map', `.bss (the table configs) in ${o.path}`, osConstants.errno.ENOENT);
+  return name;
+}
+
+/**
+ * Loads both objects (owned: closed with their generation, or when the open
+ * fails) with the maps of a generation pinned under genDir and the others
+ * under pinDir.
+ */
+export function loadObjects(
+  objDir: string,
+  pinDir: string,
+  genDir: string,
+  sizes: ReadonlyMap<string, number>,
+  owned: Owned,
+): LoadedObjects {
+  // The table configs are the programs' global (their .bss map): both objects' pinned as the generation's fw_tblcfg.
+  const pinPath = (name: string) =>
+    name.endsWith(BSS)
+      ? join(genDir, MAP.TBLCFG)
+      : !name.startsWith('fw_')
+        ? null
+        : join(GEN_MAPS.has(name as MapName) ? genDir : pinDir, name);
+  const xdp = owned.add(loadObject(join(objDir, 'xdp_ingress.bpf.o'), { pinPath, sizes }));
+  const tc = owned.add(loadObject(join(objDir, 'tc_egress.bpf.o'), { pinPath, sizes }));
   const maps = new Map<MapName, BpfMap>();
   for (const name of Object.values(MAP)) {
-    const fd = xdp.mapFd(name);
+    const fd = xdp.mapFd(name === MAP.TBLCFG ? bssOf(xdp) : name);
     maps.set(name, new BpfMap(name, fd, mapInfoByFd(fd, name), false));
   }
   const xdpFd = xdp.progFd(PROG.XDP);

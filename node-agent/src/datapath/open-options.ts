@@ -1,25 +1,27 @@
-// What an open asks for (capacity, K), checked, and the map sizes that gives
-// a new install. Pure: reopened pins keep the sizes they were created with.
+// What an open asks for (the maxima, K), checked, and the map sizes of a
+// generation. Pure: reopened pins keep the maxima they were created with,
+// and each generation's maps have the sizes its rules need (sizing.ts).
 
 import { constants as osConstants } from 'node:os';
 import { FW_IF_SLOTS, FW_MAX_HASH_LENS, FW_MAX_RULE_SLOTS, MAP, TABLES } from './abi.js';
 import type { DatapathCapacity } from './datapath.js';
 import { DatapathError } from './errors.js';
 import { bucketsFor, spillSizeFor } from './fwtab-hash.js';
+import { counterRows } from './rule-counters.js';
+import type { GenSizes } from './sizing.js';
 
 const E = osConstants.errno;
 
 const DEFAULT_CAPACITY: DatapathCapacity = { prefixesPerTable: 1_048_576, counterSlots: 1_048_576 };
 /** K: prefix lengths per table probed in the hash; the rest go to the trie (bpf/README.md, "Lookup structure, and why"). */
 const DEFAULT_MAX_HASH_LENGTHS = 6;
-/** fw_if_cntx entries (interfaces whose fw_if_cnt slot another one owns). */
-const IF_CNTX_ENTRIES = 4096;
+/** fw_if_cntx entries at most (interfaces whose fw_if_cnt slot another one owns). */
+const IF_CNTX_ENTRIES = 1024;
 
-/** The capacity and K asked for (defaults filled in), or EINVAL naming what is out of range. */
+/** The maxima and K asked for (defaults filled in), or EINVAL naming what is out of range. */
 export function checkOptions(
   capacity: Partial<DatapathCapacity> | undefined,
   maxHashLengths: number | undefined,
-  ncpu: number,
   target: string,
 ): { capacity: DatapathCapacity; k: number } {
   const bad = (msg: string) => new DatapathError('open datapath', target, E.EINVAL, msg);
@@ -31,21 +33,25 @@ export function checkOptions(
   if (!Number.isInteger(k) || k < 0 || k > FW_MAX_HASH_LENS) throw bad(`maxHashLengths must be 0..${FW_MAX_HASH_LENS}, got ${k}`);
   if (want.counterSlots > FW_MAX_RULE_SLOTS)
     throw bad(`capacity.counterSlots must be at most ${FW_MAX_RULE_SLOTS}, got ${want.counterSlots}`);
-  if (ncpu * want.counterSlots > 2 ** 31) throw bad(`capacity.counterSlots x ${ncpu} CPUs must be at most 2^31, got ${want.counterSlots}`);
   return { capacity: want, k };
 }
 
-/** max_entries of every map a new install creates. */
-export function mapSizes(capacity: DatapathCapacity, ncpu: number): Map<string, number> {
+/**
+ * max_entries of every map: those of a generation at its sizes, the others
+ * (created once: tries up to the maximum, their memory on demand; the
+ * interface counters) at theirs.
+ */
+export function mapSizes(g: GenSizes, capacity: DatapathCapacity, possibleCpus: number): Map<string, number> {
   const sizes = new Map<string, number>();
   for (const t of TABLES) {
-    sizes.set(t.tab, bucketsFor(t.family, capacity.prefixesPerTable));
-    sizes.set(t.spill, spillSizeFor(capacity.prefixesPerTable));
+    sizes.set(t.tab, bucketsFor(t.family, g.prefixes[t.id]!));
+    sizes.set(t.spill, spillSizeFor(g.prefixes[t.id]!));
     sizes.set(t.trie, capacity.prefixesPerTable);
+    if (t.d24) sizes.set(t.d24, g.blocks[t.id]!);
   }
-  sizes.set(MAP.RULE_CNT, ncpu * capacity.counterSlots);
-  sizes.set(MAP.JOURNAL, capacity.counterSlots);
-  sizes.set(MAP.IF_CNT, ncpu * FW_IF_SLOTS);
+  sizes.set(MAP.RULE_CNT, counterRows(g) * g.slots);
+  sizes.set(MAP.JOURNAL, g.slots);
+  sizes.set(MAP.IF_CNT, possibleCpus * FW_IF_SLOTS);
   sizes.set(MAP.IF_CNTX, IF_CNTX_ENTRIES);
   return sizes;
 }

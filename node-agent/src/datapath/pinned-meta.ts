@@ -1,6 +1,7 @@
 // What is pinned about the install as a whole: fw_meta (ABI version, default
-// action, K, capacity, the dirty flag an apply sets while it runs, the sync
-// revision and store id) and fw_lenstat (entries per prefix length of each
+// action, K, the maxima, the dirty flag an apply sets while it runs, the sync
+// revision and store id, the generation in force and the one being swapped
+// in) and fw_lenstat (entries per prefix length of each
 // table, so a reopen knows where every length lives without a scan).
 
 import { FW_ABI_VERSION, FW_LEN_SLOTS, LAYOUT, type MetaValue, decodeMeta, encodeMeta } from './abi.js';
@@ -23,7 +24,7 @@ export class PinnedMeta {
     return this.value.abiVersion === 0;
   }
 
-  /** The meta of a new install, written. */
+  /** The meta of a new install (its first generation: 1), written. */
   create(defaultAction: number, maxHashLens: number, prefixesPerTable: number, ruleSlots: number): void {
     this.value = {
       revision: 0n,
@@ -35,6 +36,8 @@ export class PinnedMeta {
       createdUnixMs: BigInt(Date.now()),
       prefixesPerTable,
       ruleSlots,
+      gen: 1,
+      nextGen: 0,
     };
     this.write();
   }

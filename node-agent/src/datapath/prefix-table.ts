@@ -1,16 +1,19 @@
-// One of the four tables (direction x family): its bucketed hash for the
-// lengths published in its config (fwtab.ts), its LPM trie for the others,
-// IPv4 its direct /24 index (direct24.ts), and the entries per prefix length
-// that say where each length lives. Runs of entry ops are written here:
+// One of the four tables (direction x family) in one generation: its
+// bucketed hash for the lengths published in its config (fwtab.ts), its LPM
+// trie for the others, IPv4 its direct /24 index (direct24.ts), and the
+// entries per prefix length that say where each length lives (kept from one
+// generation to the next, like the trie). Runs of entry ops are written here:
 //
 //   - upsert: a length the batch populates first is placed (lengths.ts: the
 //     hash while it has room for K lengths, else the trie); hash entries are
 //     single stores through the mapping, new trie entries of fresh lengths
 //     one batch call, others one by one (so the counts stay exact); then the
-//     /24 index; then the new length set is published.
+//     /24 index (blocks for the /16s of new entries longer than /16, then
+//     the words); then the new length set is published.
 //   - delete: the lengths (and the trie flag) the deletes empty are
 //     unpublished first; then the entries go; then the /24 index (a deleted
-//     entry's /24s go to the longest entry that still covers them).
+//     entry's /24s go to the longest entry that still covers them; a /16
+//     left without longer entries gets its answer back and frees its block).
 // A length never moves between the hash and the trie while it has entries,
 // so no entry is ever in flight between structures.
 
@@ -19,7 +22,7 @@ import { maskBytes, type Prefix } from '../../../common/src/cidr.js';
 import { FW_LEN_SLOTS, FW_MAX_HASH_LENS, LAYOUT, type LenSet, type TableCfg, type TableDesc, type TableIndex } from './abi.js';
 import type { BpfMap } from './bpf-map.js';
 import { ATTR_ALLOW, ATTR_MONITOR, type KernelEntry, type OpBatch } from './datapath.js';
-import { Direct24, d24Word } from './direct24.js';
+import { type D16Words, Direct24, type LongerCounts, d24Word } from './direct24.js';
 import { DatapathError } from './errors.js';
 import { HashTable, type TabValue } from './fwtab.js';
 import { forEachEntry, scanSlots } from './fwtab-scan.js';
@@ -40,6 +43,18 @@ export interface TableLayout {
   readonly useTrie: boolean;
 }
 
+/** The maps of one table in one generation. */
+export interface TableMaps {
+  readonly tab: BpfMap;
+  readonly spill: BpfMap;
+  /** Shared by every generation. */
+  readonly trie: BpfMap;
+  /** IPv4: the /24 block pool. */
+  readonly pool: BpfMap | null;
+  /** IPv4: the /16 words in the generation's fw_tblcfg. */
+  readonly d16: D16Words | null;
+}
+
 export class PrefixTable {
   readonly desc: TableDesc;
   /** The hash lengths' entries (bucketed hash + spill). */
@@ -48,33 +63,71 @@ export class PrefixTable {
   readonly trie: BpfMap;
   /** IPv4: the direct /24 index, derived from the entries (hash, spill, trie). */
   readonly d24: Direct24 | null;
-  /** Entries per prefix length (pinned in fw_lenstat). */
-  readonly counts = new Uint32Array(FW_LEN_SLOTS);
+  /** Entries per prefix length (pinned in fw_lenstat; the same array in every generation). */
+  readonly counts: Uint32Array;
   /** Written since the counts were last pinned. */
   touched = false;
   private cfg: TableCfg;
   /** cover4()'s trie key. */
   private readonly coverKey = Buffer.alloc(LAYOUT.fw_key4.size);
 
-  /** map: the datapath's maps by name; k: the most lengths the hash holds. */
+  /**
+   * cfg: the table's config in this generation; k: the most lengths the hash
+   * holds; counts: the entries per length (carried across generations), and
+   * the index's counts of longer entries, if counted; fresh: the hash is new
+   * and no program reads it yet (IPv6 slots need no grace period).
+   */
   constructor(
     desc: TableDesc,
-    map: (name: TableDesc['tab']) => BpfMap,
+    maps: TableMaps,
     cfg: TableCfg,
     private readonly configs: TableConfigs,
     private readonly k: number,
+    counts: Uint32Array,
+    longer: LongerCounts | null = null,
+    fresh = false,
   ) {
     this.desc = desc;
     this.cfg = cfg;
-    this.spill = map(desc.spill);
-    this.trie = map(desc.trie);
-    this.tab = new HashTable(desc.family, map(desc.tab), this.spill, cfg.seed, cfg.nbuckets);
+    this.counts = counts;
+    this.spill = maps.spill;
+    this.trie = maps.trie;
+    this.tab = new HashTable(desc.family, maps.tab, this.spill, cfg.seed, cfg.nbuckets, fresh);
     try {
-      this.d24 = desc.d24 ? new Direct24(map(desc.d24), (fn) => this.forEachEntry4(fn)) : null;
+      this.d24 = maps.pool && maps.d16 ? new Direct24(maps.pool, maps.d16, (fn) => this.forEachEntry4(fn), longer) : null;
     } catch (e) {
       this.tab.close();
       throw e;
     }
+  }
+
+  /** The config this table was last published with. */
+  get config(): TableCfg {
+    return this.cfg;
+  }
+
+  /** Prefixes the hash is sized for (7 IPv4 slots per bucket at most 4/7 full, 5 IPv6 slots at most 60%). */
+  get size(): number {
+    return this.tab.nbuckets * (this.desc.family === 4 ? 4 : 3);
+  }
+
+  /** The highest counter slot an entry names, or -1. */
+  maxSlot(): number {
+    let max = -1;
+    forEachEntry(this.tab, (_len, _a4, _a6, _off, _attrs, slot) => {
+      if (slot > max) max = slot;
+    });
+    for (const { values, count } of this.trie.lookupChunks()) {
+      for (let i = 0; i < count; i++) max = Math.max(max, entrySlot(values, i * this.trie.valueStride));
+    }
+    return max;
+  }
+
+  /** Copies every entry of another generation's hash (and spill hash) into this one's (new, not read yet). */
+  fillFrom(old: PrefixTable): void {
+    const t = this.tab;
+    if (this.desc.family === 4) forEachEntry(old.tab, (len, a4, _a6, _off, attrs, slot) => t.upsert4(len, a4, attrs, slot));
+    else forEachEntry(old.tab, (len, _a4, a6, off, attrs, slot) => t.upsert(len, a6, off, attrs, slot));
   }
 
   get id(): TableIndex {
@@ -196,7 +249,7 @@ export class PrefixTable {
       const len = b.len[i]!;
       if (counts[len] === 0 && !set.hashLens.includes(len)) newLens.set(len, (newLens.get(len) ?? 0) + 1);
     }
-    this.prepareD24(b, i0, j0); // before this batch adds any entry longer than /24
+    this.prepareD24(b, i0, j0); // before this batch adds any entry longer than /16
     const placement = placeNewLengths(set.hashLens, newLens, this.k);
     const hashLens = new Set([...set.hashLens, ...placement.toHash]);
 
@@ -216,8 +269,9 @@ export class PrefixTable {
     const batched = new Set<number | string>();
     let bk: number | string = 0;
     const v4 = this.desc.family === 4;
-    /** IPv4: new entries longer than /24 (masked addresses). */
-    const freshLonger: number[] = [];
+    /** IPv4: new entries longer than /16 (lengths, masked addresses). */
+    const deepLen: number[] = [];
+    const deepA: number[] = [];
     for (let i = i0; i < j0; i++) {
       if (b.table[i] !== id) continue;
       const len = b.len[i]!;
@@ -227,7 +281,10 @@ export class PrefixTable {
         const fresh = v4 ? tab.upsert4(len, b.addr4[i]!, attrs, b.slot[i]!) : tab.upsert(len, b.addr6, i * 16, attrs, b.slot[i]!);
         if (fresh) {
           counts[len]!++;
-          if (v4 && len > 24) freshLonger.push(maskedAddr4(b.addr4[i]!, len));
+          if (v4 && len > 16) {
+            deepLen.push(len);
+            deepA.push(maskedAddr4(b.addr4[i]!, len));
+          }
         }
       } else if (isFresh[len] && !batched.has((bk = batchKey(b, i)))) {
         batched.add(bk);
@@ -249,16 +306,25 @@ export class PrefixTable {
       const errno = trie.tryUpdate(s.key, s.val, BPF_NOEXIST);
       if (errno === 0) {
         counts[s.len]!++;
-        if (s.len > 24) freshLonger.push(keyAddr4(s.key, 0));
+        if (v4 && s.len > 16) {
+          deepLen.push(s.len);
+          deepA.push(keyAddr4(s.key, 0));
+        }
       } else if (errno === E.EEXIST) trie.update(s.key, s.val, BPF_EXIST);
       else
         throw new DatapathError('update map', trie.name, errno, errno === E.E2BIG ? `map is full (${trie.maxEntries} entries)` : undefined);
     }
-    // The /24 index after the entries are in: each entry of length <= 24 takes its range, a new longer one sets LONGER.
+    // The /24 index after the entries are in: blocks for new entries longer than /16 (LONGER for those longer
+    // than /24), then each entry of length <= 24 takes its range.
     const d24 = this.d24;
     if (d24) {
-      for (let k = 0; k < toTrie.n; k++) if (toTrie.lens[k]! > 24) freshLonger.push(keyAddr4(toTrie.keys, k * ks));
-      d24.addLongerAll(Uint32Array.from(freshLonger));
+      for (let k = 0; k < toTrie.n; k++) {
+        if (toTrie.lens[k]! > 16) {
+          deepLen.push(toTrie.lens[k]!);
+          deepA.push(keyAddr4(toTrie.keys, k * ks));
+        }
+      }
+      d24.addDeepAll(Uint8Array.from(deepLen), Uint32Array.from(deepA), deepLen.length);
       const p = shortOps(b, i0, j0, id);
       const slot = new Uint32Array(p.n);
       const verdict = new Uint8Array(p.n);
@@ -295,7 +361,7 @@ export class PrefixTable {
     const counts = this.counts;
     this.touched = true;
     const set = activeSet(this.cfg);
-    this.prepareD24(b, i0, j0); // before this batch removes any entry longer than /24
+    this.prepareD24(b, i0, j0); // before this batch removes any entry longer than /16
     const inHashLen = new Uint8Array(FW_LEN_SLOTS);
     for (const l of set.hashLens) inHashLen[l] = 1;
     const ks = this.desc.keySize;
@@ -326,29 +392,38 @@ export class PrefixTable {
     if (!sameSet(before, set)) this.publish(before);
 
     const v4 = this.desc.family === 4;
-    /** IPv4: deleted entries longer than /24 (masked addresses). */
-    const goneLonger: number[] = [];
+    /** IPv4: deleted entries longer than /16 (lengths, masked addresses). */
+    const goneLen: number[] = [];
+    const goneA: number[] = [];
     for (const i of h) {
       const len = b.len[i]!;
       if (v4 ? this.tab.delete4(len, b.addr4[i]!) : this.tab.delete(len, b.addr6, i * 16)) {
         counts[len]!--;
-        if (v4 && len > 24) goneLonger.push(maskedAddr4(b.addr4[i]!, len));
+        if (v4 && len > 16) {
+          goneLen.push(len);
+          goneA.push(maskedAddr4(b.addr4[i]!, len));
+        }
       }
     }
     // set = the lengths in the hash before this delete (some may be unpublished by now).
     if (h.length > 0 && set.hashLens.every((l) => counts[l] === 0)) this.tab.clearFlagsOfEmptyTable();
     this.trie.deleteMany(tr.keys, tr.n, (i) => {
       counts[tr.lens[i]!]!--;
-      if (v4 && tr.lens[i]! > 24) goneLonger.push(keyAddr4(tr.keys, i * ks));
+      if (v4 && tr.lens[i]! > 16) {
+        goneLen.push(tr.lens[i]!);
+        goneA.push(keyAddr4(tr.keys, i * ks));
+      }
     });
-    // The /24 index once the entries are gone: a deleted entry's /24s go to what covers them now.
+    // The /24 index once the entries are gone: a deleted entry's /24s go to what covers them now; /16s left
+    // without longer entries get their answer back and free their blocks.
     const d24 = this.d24;
     if (d24) {
-      d24.removeLongerAll(Uint32Array.from(goneLonger));
+      d24.removeDeepAll(Uint8Array.from(goneLen), Uint32Array.from(goneA), goneLen.length);
       const p = shortOps(b, i0, j0, id);
       const cover = new Uint32Array(p.n);
       for (let k = 0; k < p.n; k++) cover[k] = this.cover4(p.len[k]!, p.a[k]!, inHashLen);
       d24.unpaintAll(p.n, p.len, p.a, cover);
+      d24.releaseEmptied();
     }
 
     // A delete of an absent key leaves its length populated: publish it again.
@@ -429,7 +504,7 @@ export class PrefixTable {
   private prepareD24(b: OpBatch, i0: number, j0: number): void {
     if (!this.d24) return;
     for (let i = i0; i < j0; i++) {
-      if (b.table[i] === this.id && b.len[i]! > 24) {
+      if (b.table[i] === this.id && b.len[i]! > 16) {
         this.d24.prepare();
         return;
       }

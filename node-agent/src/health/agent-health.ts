@@ -5,6 +5,25 @@ export interface TableHealth {
   readonly table: string;
   readonly entries: number;
   readonly capacity: number;
+  /** Prefixes its maps are sized for now (they grow and shrink with the entries, up to the capacity). */
+  readonly size: number;
+  /** Its maps' kernel memory, bytes. */
+  readonly kernelBytes: number;
+}
+
+/** The kernel memory of fleetwall's maps (their memlock), bytes. */
+export interface KernelMemoryHealth {
+  readonly bytes: number;
+  /** The part there once per CPU, per CPU (rule counter rows, interface counters). */
+  readonly perCpuBytes: number;
+  readonly counterSlots: number;
+  readonly counterBytes: number;
+  readonly journalRules: number;
+  readonly journalBytes: number;
+  /** Generations swapped in by this process (maps resized), and the longest swap, ms. */
+  readonly resizes: number;
+  readonly resizeMaxMs: number;
+  readonly maps: readonly { readonly name: string; readonly bytes: number }[];
 }
 
 export interface AgentHealth {
@@ -20,6 +39,7 @@ export interface AgentHealth {
   /** Prefixes in the kernel tables. */
   readonly rulesInKernel: number;
   readonly tables: readonly TableHealth[];
+  readonly kernelMemory: KernelMemoryHealth;
   /** Fullest table's entries / capacity. */
   readonly mapFillRatio: number;
   readonly counterSlotsInUse: number;
@@ -36,6 +56,8 @@ export interface AgentHealth {
   readonly reconnects: number;
   readonly acks: number;
   readonly nacks: number;
+  /** Failsafe entries: always allowed, ingress and egress (failsafe/). */
+  readonly failsafe: readonly { readonly cidr: string; readonly source: string }[];
   readonly expiredLocally: number;
   readonly pendingExpiries: number;
   readonly lastApplyMs: number;

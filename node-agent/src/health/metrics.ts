@@ -1,6 +1,7 @@
 // Prometheus metrics (prom-client, a registry of our own): applied revision,
-// rules in the kernel, map fill ratio per table, sync state, last error,
-// apply and propagation latency, plus Node's process metrics (RSS, CPU).
+// rules in the kernel, map fill ratio per table, the maps' kernel memory and
+// sizes, sync state, last error, apply and propagation latency, plus Node's
+// process metrics (RSS, CPU).
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { AgentHealth } from './agent-health.js';
@@ -35,6 +36,31 @@ export class AgentMetrics {
     });
     g('fleetwall_agent_map_fill_ratio', 'Entries / capacity per kernel table.', ['table'], function () {
       for (const t of health().tables) this.set({ table: t.table }, t.capacity > 0 ? t.entries / t.capacity : 0);
+    });
+    g(
+      'fleetwall_agent_table_size',
+      'Prefixes each kernel table is sized for now (grows and shrinks with its entries).',
+      ['table'],
+      function () {
+        for (const t of health().tables) this.set({ table: t.table }, t.size);
+      },
+    );
+    g('fleetwall_agent_kernel_memory_bytes', "Kernel memory of fleetwall's maps (their memlock), per map.", ['map'], function () {
+      this.reset();
+      const byName = new Map<string, number>();
+      for (const m of health().kernelMemory.maps) byName.set(m.name, (byName.get(m.name) ?? 0) + m.bytes);
+      for (const [name, bytes] of byName) this.set({ map: name }, bytes);
+    });
+    g(
+      'fleetwall_agent_kernel_memory_per_cpu_bytes',
+      'The part of that kernel memory that is there once per CPU, per CPU.',
+      [],
+      function () {
+        this.set(health().kernelMemory.perCpuBytes);
+      },
+    );
+    g('fleetwall_agent_map_resizes', 'Times the maps were resized (a generation of maps swapped in) since start.', [], function () {
+      this.set(health().kernelMemory.resizes);
     });
     g('fleetwall_agent_counter_slots_in_use', 'Rule counter slots owned by rules.', [], function () {
       this.set(health().counterSlotsInUse);

@@ -37,7 +37,7 @@ export class PlanOpWriter {
         case 1:
           for (; this.i < pl.journalDeletes.length; this.i++) {
             if (out.full) return false;
-            out.journalDelete(rs.id[pl.journalDeletes[this.i]!]!);
+            out.journalDelete(rs.id[pl.journalDeletes[this.i]!]!, rs.slot[pl.journalDeletes[this.i]!]!);
           }
           break;
         case 2:

@@ -282,7 +282,7 @@ export class Reconciler {
       for (let i = 0; i < b.length; i++) {
         const r = rs.find(b.id[i]!);
         if (r === -1 || (rs.flags[r]! & F_JOURNALED) === 0) {
-          jq.room.journalDelete(b.id[i]!);
+          jq.room.journalDelete(b.id[i]!, b.slot[i]!);
           continue;
         }
         seenR[r] = 1;

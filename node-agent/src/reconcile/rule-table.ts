@@ -36,6 +36,7 @@ import {
   tableOfFlags,
 } from './rule-flags.js';
 import { RuleRecords, type RuleView } from './rule-records.js';
+import { isLocalRuleId } from './local-rules.js';
 
 /** Where the table announces a desired rule's expiry (the expiry queue). */
 export interface ExpirySink {
@@ -67,6 +68,8 @@ export class RuleTable implements RuleCounts {
   private readonly invalid = new Map<bigint, string>();
   readonly invalidRules: ReadonlyMap<bigint, string> = this.invalid;
   private snapshotOpen = false;
+  /** Agent-local rules (local-rules.ts), desired: id -> nothing (a handful). */
+  private readonly local = new Set<bigint>();
   /** Scratch: an IPv4 address as bytes. */
   private readonly tmp4 = new Uint8Array(4);
 
@@ -219,11 +222,38 @@ export class RuleTable implements RuleCounts {
     if (expire > 0) this.expiry?.push(r, id, expire);
   }
 
-  /** Removes rule `id` from the desired set; unknown ids are ignored. */
+  /** Removes rule `id` from the desired set; unknown ids and agent-local ones are ignored. */
   remove(id: bigint): void {
     if (this.invalid.size > 0) this.invalid.delete(id);
+    if (this.local.has(id)) return;
     const r = this.recs.find(id);
     if (r !== NONE) this.removeRecord(r);
+  }
+
+  // ------------------------------------------------------ agent-local rules
+
+  /** Makes agent-local rule `spec` (an id of the reserved range) desired; snapshots and the Sync stream leave it alone. */
+  upsertLocal(spec: RuleSpec): void {
+    if (!isLocalRuleId(spec.id)) throw new RangeError(`rule id ${spec.id} is not in the agent-local range`);
+    this.local.add(spec.id);
+    this.upsert(spec);
+  }
+
+  /** Removes agent-local rule `id` from the desired set. */
+  removeLocal(id: bigint): void {
+    if (!this.local.delete(id)) return;
+    const r = this.recs.find(id);
+    if (r !== NONE) this.removeRecord(r);
+  }
+
+  /** The desired agent-local rules. */
+  localRules(): RuleSpec[] {
+    const out: RuleSpec[] = [];
+    for (const id of this.local) {
+      const r = this.recs.find(id);
+      if (r !== NONE) out.push(this.recs.spec(r));
+    }
+    return out;
   }
 
   /** Removes record `r` from the desired set. */
@@ -252,7 +282,7 @@ export class RuleTable implements RuleCounts {
   /** A rule the kernel cannot take: refused (NACK) until deleted or replaced. */
   markInvalid(id: bigint, reason: string): void {
     // The last valid version (if any) leaves the desired set: the control
-    // plane no longer wants it.
+    // plane no longer wants it. (An agent-local id stays: remove() skips it.)
     this.remove(id);
     this.invalid.set(id, reason);
   }
@@ -275,6 +305,11 @@ export class RuleTable implements RuleCounts {
 
   endSnapshot(): void {
     const rs = this.recs;
+    // Agent-local rules are not the control plane's to remove.
+    for (const id of this.local) {
+      const r = rs.find(id);
+      if (r !== NONE) rs.flags[r] = rs.flags[r]! | F_SEEN;
+    }
     for (let r = 0; r < rs.high; r++) {
       const f = rs.flags[r]!;
       if ((f & F_DESIRED) !== 0 && (f & F_SEEN) === 0) this.removeRecord(r);
@@ -310,6 +345,7 @@ export class RuleTable implements RuleCounts {
       rs.writeAttrs(r, flagsOfOp(table, b.attrs[i]!), b.addr6, i * 16, b.len[i]!, expire);
     }
     this.journal.journal(r, b.slot[i]!);
+    if (desired && isLocalRuleId(id)) this.local.add(id);
     if (desired) {
       rs.flags[r] = rs.flags[r]! | F_DESIRED;
       this.desiredN++;

@@ -4,6 +4,7 @@
 // expired leaves the desired set; an invalid one is marked invalid (NACK).
 
 import { maskInto } from '../../../common/src/cidr.js';
+import { isLocalRuleId } from '../reconcile/local-rules.js';
 import { F_ALLOW, F_EGRESS, F_MONITOR, F_V6 } from '../reconcile/rule-flags.js';
 import { Reader, type RawRules, WireError } from './sync-codec.js';
 
@@ -98,6 +99,7 @@ export function applyRawRules(
       bad = e instanceof WireError ? `malformed AgentRule: ${e.message}` : String(e);
     }
     let attrs = 0;
+    if (!bad && isLocalRuleId(id)) bad = `rule id ${id} is in the agent's reserved range (2^63 and up: its failsafe entries)`;
     if (!bad) {
       if (addrLen === 4) {
         if (len > 32) bad = `IPv4 prefix length ${len} is out of range 0..32`;

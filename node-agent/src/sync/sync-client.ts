@@ -99,6 +99,8 @@ export class SyncClient {
   /** Delta commit times waiting for their ACK (revision -> Unix ms). */
   private readonly commitTimes = new Map<bigint, number>();
   onPropagation: ((ms: number) => void) | undefined;
+  /** Called as each connection attempt starts (the agent re-resolves its failsafe entries). */
+  onConnecting: ((address: string) => void) | undefined;
 
   constructor(
     private readonly opts: SyncClientOptions,
@@ -147,6 +149,7 @@ export class SyncClient {
   private connect(): void {
     if (this.stopped) return;
     const address = this.opts.controlPlanes[this.addrIndex % this.opts.controlPlanes.length]!;
+    this.onConnecting?.(address);
     this.stateValue = 'connecting';
     this.stats.connects++;
     this.stats.controlPlane = address;

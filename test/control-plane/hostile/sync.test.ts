@@ -152,16 +152,75 @@ describe('after Hello', () => {
     ],
     [
       'AgentStatus rules_in_kernel 2^64-1',
-      { msg: { $case: 'status', value: { interfaces: [], rulesInKernel: U64_MAX, mapFillRatio: 0, lastError: '', appliedRevision: 0n } } },
+      {
+        msg: {
+          $case: 'status',
+          value: {
+            interfaces: [],
+            rulesInKernel: U64_MAX,
+            mapFillRatio: 0,
+            lastError: '',
+            appliedRevision: 0n,
+            kernelMemoryBytes: 0n,
+            failsafe: [],
+          },
+        },
+      },
       'INVALID_FIELD',
       /status\.rules_in_kernel/,
+    ],
+    [
+      'AgentStatus kernel_memory_bytes 2^64-1',
+      {
+        msg: {
+          $case: 'status',
+          value: {
+            interfaces: [],
+            rulesInKernel: 1n,
+            mapFillRatio: 0,
+            lastError: '',
+            appliedRevision: 0n,
+            kernelMemoryBytes: U64_MAX,
+            failsafe: [],
+          },
+        },
+      },
+      'INVALID_FIELD',
+      /status\.kernel_memory_bytes/,
+    ],
+    [
+      'AgentStatus NUL in a failsafe entry',
+      {
+        msg: {
+          $case: 'status',
+          value: {
+            interfaces: [],
+            rulesInKernel: 1n,
+            mapFillRatio: 0,
+            lastError: '',
+            appliedRevision: 0n,
+            kernelMemoryBytes: 0n,
+            failsafe: [{ cidr: '192.0.2.1/32', source: 'cp\u0000' }],
+          },
+        },
+      },
+      'INVALID_FIELD',
+      /status\.failsafe\[0\]\.source/,
     ],
     [
       'AgentStatus map_fill_ratio NaN',
       {
         msg: {
           $case: 'status',
-          value: { interfaces: [], rulesInKernel: 1n, mapFillRatio: Number.NaN, lastError: '', appliedRevision: 0n },
+          value: {
+            interfaces: [],
+            rulesInKernel: 1n,
+            mapFillRatio: Number.NaN,
+            lastError: '',
+            appliedRevision: 0n,
+            kernelMemoryBytes: 0n,
+            failsafe: [],
+          },
         },
       },
       'INVALID_FIELD',
@@ -178,6 +237,8 @@ describe('after Hello', () => {
             mapFillRatio: 0,
             lastError: '',
             appliedRevision: 0n,
+            kernelMemoryBytes: 0n,
+            failsafe: [],
           },
         },
       },
@@ -216,7 +277,15 @@ describe('after Hello', () => {
       c.send({
         msg: {
           $case: 'status',
-          value: { interfaces: [], rulesInKernel: 3n, mapFillRatio: 0.5, lastError: 'map \u0000full', appliedRevision: 0n },
+          value: {
+            interfaces: [],
+            rulesInKernel: 3n,
+            mapFillRatio: 0.5,
+            lastError: 'map \u0000full',
+            appliedRevision: 0n,
+            kernelMemoryBytes: 0n,
+            failsafe: [],
+          },
         },
       });
       c.nack(1n, { code: 8, message: `table full ${'x'.repeat(200 * 1024)}\u0000`, details: [] });

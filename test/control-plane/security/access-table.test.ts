@@ -15,10 +15,13 @@ import { ExplainServiceService } from '../../../proto/gen/fleetwall/v1/explain_s
 import { NodeServiceService } from '../../../proto/gen/fleetwall/v1/node_service.js';
 import { RuleServiceService } from '../../../proto/gen/fleetwall/v1/rule_service.js';
 import { TokenServiceService } from '../../../proto/gen/fleetwall/v1/token_service.js';
+import { ListServiceService } from '../../../proto/gen/fleetwall/v1/list_service.js';
 import { GRPC_ACCESS, HTTP_ACCESS } from '../../../control-plane/src/auth/access-table.js';
 import { checkGrpcAccessTable } from '../../../control-plane/src/auth/grpc-auth.js';
 import { checkHttpAccessTable } from '../../../control-plane/src/auth/http-auth.js';
 import { registerJsonApi } from '../../../control-plane/src/http/json-api.js';
+import { registerImportRoute } from '../../../control-plane/src/http/import-route.js';
+import { registerListRoutes } from '../../../control-plane/src/http/list-routes.js';
 import { HttpRouter } from '../../../control-plane/src/http/router.js';
 import { errorInfoOf } from '../../support/control-plane.js';
 import { startTestPostgres, type TestPostgres } from '../../support/postgres.js';
@@ -33,6 +36,7 @@ const SERVICES = [
   AgentServiceService,
   TokenServiceService,
   AuditServiceService,
+  ListServiceService,
 ];
 const METHODS = SERVICES.flatMap((s) => Object.values(s) as { path: string; requestStream: boolean; responseStream: boolean }[]);
 
@@ -62,6 +66,8 @@ test('every fleetwall.v1 method and every HTTP route has an entry; nothing stale
 
   const router = new HttpRouter(pino({ level: 'silent' }));
   registerJsonApi(router, {} as never);
+  registerImportRoute(router, {} as never);
+  registerListRoutes(router, {} as never);
   router.add('GET', '/metrics', () => undefined).add('GET', '/healthz', () => undefined); // control-plane.ts adds these two
   const routes = router.list();
   assert.doesNotThrow(() => checkHttpAccessTable(routes));

@@ -21,6 +21,7 @@ import { Duration } from "../../google/protobuf/duration.js";
 import { Timestamp } from "../../google/protobuf/timestamp.js";
 import { Status } from "../../google/rpc/status.js";
 import { VerdictCounters } from "./counter.js";
+import { FailsafeEntry } from "./failsafe.js";
 import { InterfaceStatus } from "./node.js";
 import {
   Action,
@@ -291,6 +292,17 @@ export interface AgentStatus {
   /** Empty when healthy. */
   lastError: string;
   appliedRevision: bigint;
+  /**
+   * The agent's failsafe entries (allows for its control planes' addresses
+   * and --failsafe-cidrs, in its kernel tables whatever the policy); the
+   * control plane keeps them with the node for Explain.
+   */
+  failsafe: FailsafeEntry[];
+  /**
+   * Kernel memory of fleetwall's maps on the node (their memlock, bytes):
+   * it follows the rules held (the maps grow and shrink with them).
+   */
+  kernelMemoryBytes: bigint;
 }
 
 function createBaseAgentRule(): AgentRule {
@@ -2468,7 +2480,15 @@ export const CounterAck: MessageFns<CounterAck> = {
 };
 
 function createBaseAgentStatus(): AgentStatus {
-  return { interfaces: [], rulesInKernel: 0n, mapFillRatio: 0, lastError: "", appliedRevision: 0n };
+  return {
+    interfaces: [],
+    rulesInKernel: 0n,
+    mapFillRatio: 0,
+    lastError: "",
+    appliedRevision: 0n,
+    failsafe: [],
+    kernelMemoryBytes: 0n,
+  };
 }
 
 export const AgentStatus: MessageFns<AgentStatus> = {
@@ -2493,6 +2513,15 @@ export const AgentStatus: MessageFns<AgentStatus> = {
         throw new globalThis.Error("value provided for field message.appliedRevision of type uint64 too large");
       }
       writer.uint32(40).uint64(message.appliedRevision);
+    }
+    for (const v of message.failsafe) {
+      FailsafeEntry.encode(v!, writer.uint32(50).fork()).join();
+    }
+    if (message.kernelMemoryBytes !== 0n) {
+      if (BigInt.asUintN(64, message.kernelMemoryBytes) !== message.kernelMemoryBytes) {
+        throw new globalThis.Error("value provided for field message.kernelMemoryBytes of type uint64 too large");
+      }
+      writer.uint32(56).uint64(message.kernelMemoryBytes);
     }
     return writer;
   },
@@ -2550,6 +2579,22 @@ export const AgentStatus: MessageFns<AgentStatus> = {
             message.appliedRevision = reader.uint64() as bigint;
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.failsafe.push(FailsafeEntry.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.kernelMemoryBytes = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2587,6 +2632,14 @@ export const AgentStatus: MessageFns<AgentStatus> = {
         : isSet(object.applied_revision)
         ? BigInt(object.applied_revision)
         : 0n,
+      failsafe: globalThis.Array.isArray(object?.failsafe)
+        ? object.failsafe.map((e: any) => FailsafeEntry.fromJSON(e))
+        : [],
+      kernelMemoryBytes: isSet(object.kernelMemoryBytes)
+        ? BigInt(object.kernelMemoryBytes)
+        : isSet(object.kernel_memory_bytes)
+        ? BigInt(object.kernel_memory_bytes)
+        : 0n,
     };
   },
 
@@ -2607,6 +2660,12 @@ export const AgentStatus: MessageFns<AgentStatus> = {
     if (message.appliedRevision !== 0n) {
       obj.appliedRevision = message.appliedRevision.toString();
     }
+    if (message.failsafe?.length) {
+      obj.failsafe = message.failsafe.map((e) => FailsafeEntry.toJSON(e));
+    }
+    if (message.kernelMemoryBytes !== 0n) {
+      obj.kernelMemoryBytes = message.kernelMemoryBytes.toString();
+    }
     return obj;
   },
 
@@ -2623,6 +2682,10 @@ export const AgentStatus: MessageFns<AgentStatus> = {
     message.lastError = object.lastError ?? "";
     message.appliedRevision = (object.appliedRevision !== undefined && object.appliedRevision !== null)
       ? BigInt(object.appliedRevision)
+      : 0n;
+    message.failsafe = object.failsafe?.map((e) => FailsafeEntry.fromPartial(e)) || [];
+    message.kernelMemoryBytes = (object.kernelMemoryBytes !== undefined && object.kernelMemoryBytes !== null)
+      ? BigInt(object.kernelMemoryBytes)
       : 0n;
     return message;
   },

@@ -42,6 +42,12 @@ export interface AuditEvent {
   /** The row before and after, as JSON text; empty when absent. */
   beforeJson: string;
   afterJson: string;
+  /**
+   * Set when an admin overrode the lockout guard (force): what was
+   * protected ("rule: 192.0.2.0/24 covers 192.0.2.1/32 (the control
+   * plane's gRPC listen address)"). Empty otherwise.
+   */
+  forced: string;
 }
 
 export interface ListAuditEventsRequest {
@@ -73,6 +79,7 @@ function createBaseAuditEvent(): AuditEvent {
     revision: 0n,
     beforeJson: "",
     afterJson: "",
+    forced: "",
   };
 }
 
@@ -113,6 +120,9 @@ export const AuditEvent: MessageFns<AuditEvent> = {
     }
     if (message.afterJson !== "") {
       writer.uint32(74).string(message.afterJson);
+    }
+    if (message.forced !== "") {
+      writer.uint32(82).string(message.forced);
     }
     return writer;
   },
@@ -202,6 +212,14 @@ export const AuditEvent: MessageFns<AuditEvent> = {
             message.afterJson = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.forced = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -233,6 +251,7 @@ export const AuditEvent: MessageFns<AuditEvent> = {
         : isSet(object.after_json)
         ? globalThis.String(object.after_json)
         : "",
+      forced: isSet(object.forced) ? globalThis.String(object.forced) : "",
     };
   },
 
@@ -265,6 +284,9 @@ export const AuditEvent: MessageFns<AuditEvent> = {
     if (message.afterJson !== "") {
       obj.afterJson = message.afterJson;
     }
+    if (message.forced !== "") {
+      obj.forced = message.forced;
+    }
     return obj;
   },
 
@@ -282,6 +304,7 @@ export const AuditEvent: MessageFns<AuditEvent> = {
     message.revision = (object.revision !== undefined && object.revision !== null) ? BigInt(object.revision) : 0n;
     message.beforeJson = object.beforeJson ?? "";
     message.afterJson = object.afterJson ?? "";
+    message.forced = object.forced ?? "";
     return message;
   },
 };

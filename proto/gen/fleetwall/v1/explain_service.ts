@@ -18,6 +18,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { FailsafeEntry } from "./failsafe.js";
 import { Direction, directionFromJSON, directionToJSON, Rule } from "./rule.js";
 
 export const protobufPackage = "fleetwall.v1";
@@ -148,6 +149,12 @@ export interface ExplainResponse {
   /** One sentence: "10.1.2.3 is dropped on web-1 by rule 42 (deny 10.0.0.0/8)". */
   explanation: string;
   revision: bigint;
+  /**
+   * Set when one of the node's failsafe entries decides (an allow the agent
+   * keeps for its control plane whatever the policy); deciding_rule is then
+   * unset and the rules it overrides are in matches.
+   */
+  failsafe: FailsafeEntry | undefined;
 }
 
 function createBaseExplainRequest(): ExplainRequest {
@@ -341,7 +348,7 @@ export const RuleMatch: MessageFns<RuleMatch> = {
 };
 
 function createBaseExplainResponse(): ExplainResponse {
-  return { verdict: 0, decidingRule: undefined, matches: [], explanation: "", revision: 0n };
+  return { verdict: 0, decidingRule: undefined, matches: [], explanation: "", revision: 0n, failsafe: undefined };
 }
 
 export const ExplainResponse: MessageFns<ExplainResponse> = {
@@ -363,6 +370,9 @@ export const ExplainResponse: MessageFns<ExplainResponse> = {
         throw new globalThis.Error("value provided for field message.revision of type uint64 too large");
       }
       writer.uint32(40).uint64(message.revision);
+    }
+    if (message.failsafe !== undefined) {
+      FailsafeEntry.encode(message.failsafe, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -420,6 +430,14 @@ export const ExplainResponse: MessageFns<ExplainResponse> = {
             message.revision = reader.uint64() as bigint;
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.failsafe = FailsafeEntry.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -443,6 +461,7 @@ export const ExplainResponse: MessageFns<ExplainResponse> = {
       matches: globalThis.Array.isArray(object?.matches) ? object.matches.map((e: any) => RuleMatch.fromJSON(e)) : [],
       explanation: isSet(object.explanation) ? globalThis.String(object.explanation) : "",
       revision: isSet(object.revision) ? BigInt(object.revision) : 0n,
+      failsafe: isSet(object.failsafe) ? FailsafeEntry.fromJSON(object.failsafe) : undefined,
     };
   },
 
@@ -463,6 +482,9 @@ export const ExplainResponse: MessageFns<ExplainResponse> = {
     if (message.revision !== 0n) {
       obj.revision = message.revision.toString();
     }
+    if (message.failsafe !== undefined) {
+      obj.failsafe = FailsafeEntry.toJSON(message.failsafe);
+    }
     return obj;
   },
 
@@ -478,6 +500,9 @@ export const ExplainResponse: MessageFns<ExplainResponse> = {
     message.matches = object.matches?.map((e) => RuleMatch.fromPartial(e)) || [];
     message.explanation = object.explanation ?? "";
     message.revision = (object.revision !== undefined && object.revision !== null) ? BigInt(object.revision) : 0n;
+    message.failsafe = (object.failsafe !== undefined && object.failsafe !== null)
+      ? FailsafeEntry.fromPartial(object.failsafe)
+      : undefined;
     return message;
   },
 };

@@ -196,6 +196,8 @@ export interface Node {
   firstSeenTime:
     | Date
     | undefined;
+  /** Kernel memory of fleetwall's maps on the node, bytes (AgentStatus.kernel_memory_bytes). */
+  kernelMemoryBytes: bigint;
   /**
    * Prefixes each of its kernel tables holds (Hello.capacity_per_table); 0:
    * not reported. Writes that would overfill it are refused.
@@ -349,6 +351,7 @@ function createBaseNode(): Node {
     mapFillRatio: 0,
     controlPlaneId: "",
     firstSeenTime: undefined,
+    kernelMemoryBytes: 0n,
     capacityPerTable: 0n,
   };
 }
@@ -406,11 +409,17 @@ export const Node: MessageFns<Node> = {
     if (message.firstSeenTime !== undefined) {
       Timestamp.encode(toTimestamp(message.firstSeenTime), writer.uint32(114).fork()).join();
     }
+    if (message.kernelMemoryBytes !== 0n) {
+      if (BigInt.asUintN(64, message.kernelMemoryBytes) !== message.kernelMemoryBytes) {
+        throw new globalThis.Error("value provided for field message.kernelMemoryBytes of type uint64 too large");
+      }
+      writer.uint32(120).uint64(message.kernelMemoryBytes);
+    }
     if (message.capacityPerTable !== 0n) {
       if (BigInt.asUintN(64, message.capacityPerTable) !== message.capacityPerTable) {
         throw new globalThis.Error("value provided for field message.capacityPerTable of type uint64 too large");
       }
-      writer.uint32(120).uint64(message.capacityPerTable);
+      writer.uint32(128).uint64(message.capacityPerTable);
     }
     return writer;
   },
@@ -548,6 +557,14 @@ export const Node: MessageFns<Node> = {
               break;
             }
 
+            message.kernelMemoryBytes = reader.uint64() as bigint;
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
             message.capacityPerTable = reader.uint64() as bigint;
             continue;
           }
@@ -634,6 +651,11 @@ export const Node: MessageFns<Node> = {
         : isSet(object.first_seen_time)
         ? fromJsonTimestamp(object.first_seen_time)
         : undefined,
+      kernelMemoryBytes: isSet(object.kernelMemoryBytes)
+        ? BigInt(object.kernelMemoryBytes)
+        : isSet(object.kernel_memory_bytes)
+        ? BigInt(object.kernel_memory_bytes)
+        : 0n,
       capacityPerTable: isSet(object.capacityPerTable)
         ? BigInt(object.capacityPerTable)
         : isSet(object.capacity_per_table)
@@ -692,6 +714,9 @@ export const Node: MessageFns<Node> = {
     if (message.firstSeenTime !== undefined) {
       obj.firstSeenTime = message.firstSeenTime.toISOString();
     }
+    if (message.kernelMemoryBytes !== 0n) {
+      obj.kernelMemoryBytes = message.kernelMemoryBytes.toString();
+    }
     if (message.capacityPerTable !== 0n) {
       obj.capacityPerTable = message.capacityPerTable.toString();
     }
@@ -733,6 +758,9 @@ export const Node: MessageFns<Node> = {
     message.mapFillRatio = object.mapFillRatio ?? 0;
     message.controlPlaneId = object.controlPlaneId ?? "";
     message.firstSeenTime = object.firstSeenTime ?? undefined;
+    message.kernelMemoryBytes = (object.kernelMemoryBytes !== undefined && object.kernelMemoryBytes !== null)
+      ? BigInt(object.kernelMemoryBytes)
+      : 0n;
     message.capacityPerTable = (object.capacityPerTable !== undefined && object.capacityPerTable !== null)
       ? BigInt(object.capacityPerTable)
       : 0n;

@@ -234,7 +234,18 @@ export interface CreateRuleRequest {
     | Rule
     | undefined;
   /** Alternative to rule.expire_time: expire this long after the commit. */
-  ttl: Duration | undefined;
+  ttl:
+    | Duration
+    | undefined;
+  /**
+   * The lockout guard: a deny that would drop traffic from or to a protected
+   * address (the control plane's own, an agent's connect address, a
+   * management network, loopback) or of a /0 is refused with
+   * FAILED_PRECONDITION LOCKOUT_PROTECTED; force = true stores it anyway.
+   * An admin's only (PERMISSION_DENIED ROLE_TOO_LOW otherwise, whatever the
+   * rule); audited as forced, with what was protected.
+   */
+  force: boolean;
 }
 
 export interface CreateRuleResponse {
@@ -244,6 +255,8 @@ export interface CreateRuleResponse {
 
 export interface BatchCreateRulesRequest {
   requests: CreateRuleRequest[];
+  /** force (CreateRuleRequest.force) for every entry. */
+  force: boolean;
 }
 
 export interface BatchCreateRulesResponse {
@@ -378,7 +391,15 @@ export interface ListRulesResponse {
 export interface UpdateRuleRequest {
   /** id and the fields named in update_mask are read. */
   rule: Rule | undefined;
-  updateMask: string[] | undefined;
+  updateMask:
+    | string[]
+    | undefined;
+  /**
+   * The lockout guard (CreateRuleRequest.force): an update that makes the
+   * rule drop traffic of a protected address it did not drop before (turns
+   * it into a deny, into enforce mode, or into the other direction).
+   */
+  force: boolean;
 }
 
 export interface UpdateRuleResponse {
@@ -415,7 +436,11 @@ export interface ManageAddressRequest {
    * The comment of a created or changed rule. Unset: "manage-ip block",
    * "manage-ip allow".
    */
-  comment?: string | undefined;
+  comment?:
+    | string
+    | undefined;
+  /** BLOCK: the lockout guard's override (CreateRuleRequest.force). */
+  force: boolean;
 }
 
 export interface ManageAddressResponse {
@@ -437,7 +462,7 @@ export interface ManageAddressResponse {
 }
 
 function createBaseCreateRuleRequest(): CreateRuleRequest {
-  return { rule: undefined, ttl: undefined };
+  return { rule: undefined, ttl: undefined, force: false };
 }
 
 export const CreateRuleRequest: MessageFns<CreateRuleRequest> = {
@@ -447,6 +472,9 @@ export const CreateRuleRequest: MessageFns<CreateRuleRequest> = {
     }
     if (message.ttl !== undefined) {
       Duration.encode(message.ttl, writer.uint32(18).fork()).join();
+    }
+    if (message.force !== false) {
+      writer.uint32(24).bool(message.force);
     }
     return writer;
   },
@@ -480,6 +508,14 @@ export const CreateRuleRequest: MessageFns<CreateRuleRequest> = {
             message.ttl = Duration.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.force = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -496,6 +532,7 @@ export const CreateRuleRequest: MessageFns<CreateRuleRequest> = {
     return {
       rule: isSet(object.rule) ? Rule.fromJSON(object.rule) : undefined,
       ttl: isSet(object.ttl) ? Duration.fromJSON(object.ttl) : undefined,
+      force: isSet(object.force) ? globalThis.Boolean(object.force) : false,
     };
   },
 
@@ -507,6 +544,9 @@ export const CreateRuleRequest: MessageFns<CreateRuleRequest> = {
     if (message.ttl !== undefined) {
       obj.ttl = Duration.toJSON(message.ttl);
     }
+    if (message.force !== false) {
+      obj.force = message.force;
+    }
     return obj;
   },
 
@@ -517,6 +557,7 @@ export const CreateRuleRequest: MessageFns<CreateRuleRequest> = {
     const message = createBaseCreateRuleRequest();
     message.rule = (object.rule !== undefined && object.rule !== null) ? Rule.fromPartial(object.rule) : undefined;
     message.ttl = (object.ttl !== undefined && object.ttl !== null) ? Duration.fromPartial(object.ttl) : undefined;
+    message.force = object.force ?? false;
     return message;
   },
 };
@@ -610,13 +651,16 @@ export const CreateRuleResponse: MessageFns<CreateRuleResponse> = {
 };
 
 function createBaseBatchCreateRulesRequest(): BatchCreateRulesRequest {
-  return { requests: [] };
+  return { requests: [], force: false };
 }
 
 export const BatchCreateRulesRequest: MessageFns<BatchCreateRulesRequest> = {
   encode(message: BatchCreateRulesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.requests) {
       CreateRuleRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.force !== false) {
+      writer.uint32(16).bool(message.force);
     }
     return writer;
   },
@@ -642,6 +686,14 @@ export const BatchCreateRulesRequest: MessageFns<BatchCreateRulesRequest> = {
             message.requests.push(CreateRuleRequest.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.force = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -659,6 +711,7 @@ export const BatchCreateRulesRequest: MessageFns<BatchCreateRulesRequest> = {
       requests: globalThis.Array.isArray(object?.requests)
         ? object.requests.map((e: any) => CreateRuleRequest.fromJSON(e))
         : [],
+      force: isSet(object.force) ? globalThis.Boolean(object.force) : false,
     };
   },
 
@@ -666,6 +719,9 @@ export const BatchCreateRulesRequest: MessageFns<BatchCreateRulesRequest> = {
     const obj: any = {};
     if (message.requests?.length) {
       obj.requests = message.requests.map((e) => CreateRuleRequest.toJSON(e));
+    }
+    if (message.force !== false) {
+      obj.force = message.force;
     }
     return obj;
   },
@@ -676,6 +732,7 @@ export const BatchCreateRulesRequest: MessageFns<BatchCreateRulesRequest> = {
   fromPartial<I extends Exact<DeepPartial<BatchCreateRulesRequest>, I>>(object: I): BatchCreateRulesRequest {
     const message = createBaseBatchCreateRulesRequest();
     message.requests = object.requests?.map((e) => CreateRuleRequest.fromPartial(e)) || [];
+    message.force = object.force ?? false;
     return message;
   },
 };
@@ -2267,7 +2324,7 @@ export const ListRulesResponse: MessageFns<ListRulesResponse> = {
 };
 
 function createBaseUpdateRuleRequest(): UpdateRuleRequest {
-  return { rule: undefined, updateMask: undefined };
+  return { rule: undefined, updateMask: undefined, force: false };
 }
 
 export const UpdateRuleRequest: MessageFns<UpdateRuleRequest> = {
@@ -2277,6 +2334,9 @@ export const UpdateRuleRequest: MessageFns<UpdateRuleRequest> = {
     }
     if (message.updateMask !== undefined) {
       FieldMask.encode(FieldMask.wrap(message.updateMask), writer.uint32(18).fork()).join();
+    }
+    if (message.force !== false) {
+      writer.uint32(24).bool(message.force);
     }
     return writer;
   },
@@ -2310,6 +2370,14 @@ export const UpdateRuleRequest: MessageFns<UpdateRuleRequest> = {
             message.updateMask = FieldMask.unwrap(FieldMask.decode(reader, reader.uint32()));
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.force = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2330,6 +2398,7 @@ export const UpdateRuleRequest: MessageFns<UpdateRuleRequest> = {
         : isSet(object.update_mask)
         ? FieldMask.unwrap(FieldMask.fromJSON(object.update_mask))
         : undefined,
+      force: isSet(object.force) ? globalThis.Boolean(object.force) : false,
     };
   },
 
@@ -2341,6 +2410,9 @@ export const UpdateRuleRequest: MessageFns<UpdateRuleRequest> = {
     if (message.updateMask !== undefined) {
       obj.updateMask = FieldMask.toJSON(FieldMask.wrap(message.updateMask));
     }
+    if (message.force !== false) {
+      obj.force = message.force;
+    }
     return obj;
   },
 
@@ -2351,6 +2423,7 @@ export const UpdateRuleRequest: MessageFns<UpdateRuleRequest> = {
     const message = createBaseUpdateRuleRequest();
     message.rule = (object.rule !== undefined && object.rule !== null) ? Rule.fromPartial(object.rule) : undefined;
     message.updateMask = object.updateMask ?? undefined;
+    message.force = object.force ?? false;
     return message;
   },
 };
@@ -2759,7 +2832,7 @@ export const BatchDeleteRulesResponse: MessageFns<BatchDeleteRulesResponse> = {
 };
 
 function createBaseManageAddressRequest(): ManageAddressRequest {
-  return { operation: 0, address: "", ttl: undefined, comment: undefined };
+  return { operation: 0, address: "", ttl: undefined, comment: undefined, force: false };
 }
 
 export const ManageAddressRequest: MessageFns<ManageAddressRequest> = {
@@ -2775,6 +2848,9 @@ export const ManageAddressRequest: MessageFns<ManageAddressRequest> = {
     }
     if (message.comment !== undefined) {
       writer.uint32(34).string(message.comment);
+    }
+    if (message.force !== false) {
+      writer.uint32(40).bool(message.force);
     }
     return writer;
   },
@@ -2824,6 +2900,14 @@ export const ManageAddressRequest: MessageFns<ManageAddressRequest> = {
             message.comment = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.force = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2842,6 +2926,7 @@ export const ManageAddressRequest: MessageFns<ManageAddressRequest> = {
       address: isSet(object.address) ? globalThis.String(object.address) : "",
       ttl: isSet(object.ttl) ? Duration.fromJSON(object.ttl) : undefined,
       comment: isSet(object.comment) ? globalThis.String(object.comment) : undefined,
+      force: isSet(object.force) ? globalThis.Boolean(object.force) : false,
     };
   },
 
@@ -2859,6 +2944,9 @@ export const ManageAddressRequest: MessageFns<ManageAddressRequest> = {
     if (message.comment !== undefined) {
       obj.comment = message.comment;
     }
+    if (message.force !== false) {
+      obj.force = message.force;
+    }
     return obj;
   },
 
@@ -2871,6 +2959,7 @@ export const ManageAddressRequest: MessageFns<ManageAddressRequest> = {
     message.address = object.address ?? "";
     message.ttl = (object.ttl !== undefined && object.ttl !== null) ? Duration.fromPartial(object.ttl) : undefined;
     message.comment = object.comment ?? undefined;
+    message.force = object.force ?? false;
     return message;
   },
 };

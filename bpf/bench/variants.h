@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Benchmark-only variants of the lookup and of the rule counters, compiled
+ * into bench objects (-DFW_BENCH_VARIANTS plus one of the switches below)
+ * for side-by-side measurements with the production programs on the same
+ * maps. Their own maps are bench_* (not pinned: the bench fills them).
+ *
+ *   FW_BENCH_D24_FLAT    ABI 5's IPv4 lookup: configs looked up in a map, the /24
+ *                        index in one level (64 MB per table).
+ *   FW_BENCH_CNT_SHARED  rule counters in one shared array, atomic adds.
+ *   FW_BENCH_CNT_HYBRID  per-CPU counters for slots userspace marks hot, the
+ *                        shared array with atomic adds for the others.
+ */
+#ifndef FW_BENCH_VARIANTS_H
+#define FW_BENCH_VARIANTS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "fleetwall_abi.h"
+
+#ifdef FW_BENCH_D24_FLAT
+/*
+ * ABI 5's lookup: the table configs looked up in a map (bench_tblcfg, the
+ * production configs copied) instead of read from the programs' global, and
+ * the one-level index: a /24 word for each of the 2^24 /24s (64 MB), filled
+ * by the bench from the two levels.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FW_TABLE_COUNT);
+	__type(key, __u32);
+	__type(value, struct fw_table_cfg);
+} bench_tblcfg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FW_D24_BLOCKS);
+	__type(key, __u32);
+	__type(value, struct fw_d24_block);
+} bench_flat4 SEC(".maps");
+
+static __always_inline __u32 fw_bench_flat_word(__u32 h)
+{
+	__u32 bi = h >> 16;
+	const struct fw_d24_block *blk = bpf_map_lookup_elem(&bench_flat4, &bi);
+
+	return blk ? blk->w[(h >> 8) & 255] : 0;
+}
+#endif
+
+#if defined(FW_BENCH_CNT_SHARED) || defined(FW_BENCH_CNT_HYBRID)
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1 << 20);
+	__type(key, __u32);
+	__type(value, struct fw_counter);
+} bench_cnt SEC(".maps");
+#endif
+
+#ifdef FW_BENCH_CNT_HYBRID
+#define BENCH_HOT 256
+struct bench_hot {
+	__u32 tag;  /* slot + 1 of the rule counted here; 0 = none */
+	__u32 pad;
+	__u64 packets;
+	__u64 bytes;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 64 * BENCH_HOT);
+	__type(key, __u32);
+	__type(value, struct bench_hot);
+} bench_hot SEC(".maps");
+#endif
+
+#if defined(FW_BENCH_CNT_SHARED) || defined(FW_BENCH_CNT_HYBRID)
+static __always_inline void fw_bench_count_rule(__u32 cpu, __u32 slot, __u64 bytes)
+{
+#ifdef FW_BENCH_CNT_HYBRID
+	__u32 hi = cpu * BENCH_HOT + (slot & (BENCH_HOT - 1));
+	struct bench_hot *h = bpf_map_lookup_elem(&bench_hot, &hi);
+	if (h && h->tag == slot + 1) {
+		h->packets += 1;
+		h->bytes += bytes;
+		return;
+	}
+#endif
+	struct fw_counter *c = bpf_map_lookup_elem(&bench_cnt, &slot);
+	if (c) {
+		__sync_fetch_and_add(&c->packets, 1);
+		__sync_fetch_and_add(&c->bytes, bytes);
+	}
+}
+#endif
+
+#endif /* FW_BENCH_VARIANTS_H */

@@ -1,0 +1,108 @@
+// A generation: the maps the programs are bound to that follow the rules'
+// size (GEN_MAPS: the hashes and their spill hashes, the /24 block pools,
+// fw_tblcfg, fw_rule_cnt, fw_journal), pinned under <pinDir>/gen-<n>/, and a
+// load of the two programs bound to them and to the maps pinned once at the
+// top of the pin dir (tries, interface counters, meta, lenstat). A new
+// generation pins the maps it keeps from the previous one under its own
+// folder too (a map can have several pins), so each folder is a whole set.
+
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { join } from 'node:path';
+import { GEN_MAPS, type MapName } from './abi.js';
+import type { BpfMap } from './bpf-map.js';
+import { DatapathError } from './errors.js';
+import { check, raw } from './libbpf.js';
+import { type LoadedObjects, type Programs, loadObjects } from './objects.js';
+import { Owned } from './owned.js';
+import { removePins } from './pins.js';
+import type { GenSizes } from './sizing.js';
+
+const E = osConstants.errno;
+
+const GEN_RE = /^gen-(\d+)$/;
+
+/** The folder of generation n. */
+export function genDir(pinDir: string, n: number): string {
+  return join(pinDir, `gen-${n}`);
+}
+
+/** The generations with a folder under pinDir. */
+export function listGenerations(pinDir: string): number[] {
+  let names: string[];
+  try {
+    names = readdirSync(pinDir);
+  } catch {
+    return [];
+  }
+  const out: number[] = [];
+  for (const n of names) {
+    const m = GEN_RE.exec(n);
+    if (m) out.push(Number(m[1]));
+  }
+  return out.sort((a, b) => a - b);
+}
+
+/** Unpins a generation's folder (its maps go once nothing else holds them). */
+export function removeGeneration(pinDir: string, n: number): void {
+  removePins(genDir(pinDir, n));
+}
+
+export class Generation {
+  readonly dir: string;
+  readonly maps: ReadonlyMap<MapName, BpfMap>;
+  readonly progs: Programs;
+  private readonly owned = new Owned();
+
+  /**
+   * Loads the programs bound to generation n's maps: those pinned in its
+   * folder are reused; `keep` (maps of the previous generation) are pinned
+   * there first; the others are created at `sizes` (max_entries by map name).
+   */
+  constructor(
+    objDir: string,
+    pinDir: string,
+    readonly n: number,
+    readonly sizes: GenSizes,
+    mapSizes: ReadonlyMap<string, number>,
+    keep: ReadonlyMap<MapName, BpfMap> = new Map(),
+  ) {
+    this.dir = genDir(pinDir, n);
+    try {
+      mkdirSync(this.dir, { recursive: true });
+    } catch (e) {
+      const errno = (e as NodeJS.ErrnoException).errno;
+      throw new DatapathError('create generation folder', this.dir, errno ? -errno : E.EIO);
+    }
+    for (const [name, m] of keep) {
+      if (!GEN_MAPS.has(name)) continue;
+      const path = join(this.dir, name);
+      if (!existsSync(path)) check(raw.bpf_obj_pin(m.fd, path) as number, 'pin map', path);
+    }
+    let loaded: LoadedObjects;
+    try {
+      loaded = loadObjects(objDir, pinDir, this.dir, mapSizes, this.owned);
+    } catch (e) {
+      this.owned.close();
+      throw e;
+    }
+    this.maps = loaded.maps;
+    this.progs = loaded.progs;
+  }
+
+  map(name: MapName): BpfMap {
+    const m = this.maps.get(name);
+    if (!m) throw new DatapathError('find map', name, E.ENOENT);
+    return m;
+  }
+
+  /** True if this generation and `other` share the map (the same kernel object). */
+  shares(other: Generation, name: MapName): boolean {
+    return this.map(name).info.id === other.map(name).info.id;
+  }
+
+  /** Closes the objects (the programs stay while a link holds them, the maps while pinned or used). */
+  close(): void {
+    this.owned.close();
+  }
+}

@@ -1,0 +1,167 @@
+// How big a generation's maps are: pure. Every table's hash, each IPv4
+// table's /24 block pool and the rule counters (with the journal) start small
+// and follow what they hold, up to the configured maximum:
+//   - grow when an apply would need more than they have: a hash to twice the
+//     prefixes it will hold (a rebuild costs a pass over its entries, so
+//     growth is geometric), the counters to twice the slots below 256k and
+//     1.25x above (they cost 16 B x rows + 40 B of journal per slot: the
+//     most memory per rule), a pool to 1.5x its blocks (1 KB each);
+//   - shrink, after the applies that leave them at a quarter or less of
+//     their size, to twice (hashes, pools) or 1.25x (counters) what they hold:
+//     they then need to double before they grow again (hysteresis);
+//   - never below a reserve given at open (an operator who knows the size
+//     ahead, or a test that aims at a fixed hash geometry).
+// bpf/README.md, "Sizes that follow the rules", has the figures.
+
+import { FW_D24_BLOCKS, TABLES } from './abi.js';
+
+/** The sizes of a generation's maps. */
+export interface GenSizes {
+  /** Prefixes each table's hash holds (by table index). */
+  readonly prefixes: readonly number[];
+  /** Blocks of each IPv4 table's /24 index pool (0 for IPv6 tables). */
+  readonly blocks: readonly number[];
+  /** Rule counter slots, and journal entries. */
+  readonly slots: number;
+  /** CPUs with a row of their own in the rule counters. */
+  readonly cpuRows: number;
+  /** A row for CPUs that come online later (possible > online). */
+  readonly overflowRow: boolean;
+}
+
+/** What the maps hold (or will hold), against which sizes are decided. */
+export interface GenUsage {
+  /** Prefixes per table. */
+  readonly prefixes: readonly number[];
+  /** Blocks in use per IPv4 table (0 for IPv6). */
+  readonly blocks: readonly number[];
+  /** The highest counter slot in use + 1. */
+  readonly slots: number;
+}
+
+/** The configured maxima, and the sizes the maps keep at least (a reserve given at open; 0: none). */
+export interface GenLimits {
+  readonly prefixesPerTable: number;
+  readonly counterSlots: number;
+  readonly reservePrefixes?: number;
+  readonly reserveSlots?: number;
+}
+
+export const MIN_PREFIXES = 1024;
+export const MIN_SLOTS = 1024;
+export const MIN_BLOCKS = 16;
+/** Sizes are multiples of these. */
+const STEP = 1024;
+const BLOCK_STEP = 16;
+
+const roundUp = (n: number, step: number): number => Math.ceil(n / step) * step;
+
+/** The least prefixes a table's hash is sized for. */
+function leastPrefixes(limits: GenLimits): number {
+  return Math.min(limits.prefixesPerTable, Math.max(MIN_PREFIXES, roundUp(limits.reservePrefixes ?? 0, STEP)));
+}
+
+/** The least counter slots. */
+function leastSlots(limits: GenLimits): number {
+  return Math.min(limits.counterSlots, Math.max(MIN_SLOTS, roundUp(limits.reserveSlots ?? 0, STEP)));
+}
+
+/** The sizes of a new install: the least of everything. */
+export function firstSizes(limits: GenLimits, cpuRows: number, overflowRow: boolean): GenSizes {
+  return {
+    prefixes: TABLES.map(() => leastPrefixes(limits)),
+    blocks: TABLES.map((t) => (t.d24 ? MIN_BLOCKS : 0)),
+    slots: leastSlots(limits),
+    cpuRows,
+    overflowRow,
+  };
+}
+
+function grownPrefixes(need: number, max: number): number {
+  return Math.min(max, roundUp(Math.max(MIN_PREFIXES, need * 2), STEP));
+}
+
+/** Slots below which the counters double when they grow (a swap costs ~0.1 s of program loads: few of them). */
+const SLOTS_DOUBLE_BELOW = 262_144;
+
+function grownSlots(need: number, max: number): number {
+  return Math.min(max, roundUp(Math.max(MIN_SLOTS, need * (need < SLOTS_DOUBLE_BELOW ? 2 : 1.25)), STEP));
+}
+
+function grownBlocks(need: number): number {
+  return Math.min(FW_D24_BLOCKS, roundUp(Math.max(MIN_BLOCKS, need * 1.5), BLOCK_STEP));
+}
+
+/**
+ * The sizes for `need` (what an apply is about to make the maps hold, at its
+ * peak): each part that would not fit grows; the others stay. Returns `cur`
+ * itself when everything fits.
+ */
+export function grow(cur: GenSizes, need: GenUsage, limits: GenLimits): GenSizes {
+  let changed = false;
+  const least = leastPrefixes(limits);
+  const prefixes = cur.prefixes.map((p, t) => {
+    if (need.prefixes[t]! <= p && p >= least) return p;
+    changed = true;
+    return Math.max(p, least, grownPrefixes(need.prefixes[t]!, limits.prefixesPerTable));
+  });
+  const blocks = cur.blocks.map((b, t) => {
+    if (need.blocks[t]! <= b) return b;
+    changed = true;
+    return grownBlocks(need.blocks[t]!);
+  });
+  let slots = cur.slots;
+  if (need.slots > cur.slots || cur.slots < leastSlots(limits)) {
+    changed = true;
+    slots = Math.max(cur.slots, leastSlots(limits), grownSlots(need.slots, limits.counterSlots));
+  }
+  return changed ? { ...cur, prefixes, blocks, slots } : cur;
+}
+
+/**
+ * The sizes after an apply left the maps holding `use`: each part at a
+ * quarter or less of its size shrinks to twice (1.25x for the counters)
+ * what it holds, never below the least size. Returns `cur` itself when
+ * nothing shrinks.
+ */
+export function shrink(cur: GenSizes, use: GenUsage, limits: GenLimits): GenSizes {
+  let changed = false;
+  const least = leastPrefixes(limits);
+  const prefixes = cur.prefixes.map((p, t) => {
+    const n = use.prefixes[t]!;
+    if (p <= least || n * 4 > p) return p;
+    const to = Math.min(limits.prefixesPerTable, Math.max(least, roundUp(n * 2, STEP)));
+    if (to >= p) return p;
+    changed = true;
+    return to;
+  });
+  const blocks = cur.blocks.map((b, t) => {
+    const n = use.blocks[t]!;
+    if (b <= MIN_BLOCKS || n * 4 > b) return b;
+    const to = Math.max(MIN_BLOCKS, roundUp(n * 2, BLOCK_STEP));
+    if (to >= b) return b;
+    changed = true;
+    return to;
+  });
+  let slots = cur.slots;
+  const fewest = leastSlots(limits);
+  if (cur.slots > fewest && use.slots * 4 <= cur.slots) {
+    const to = Math.max(fewest, roundUp(use.slots * 1.25, STEP));
+    if (to < cur.slots) {
+      changed = true;
+      slots = to;
+    }
+  }
+  return changed ? { ...cur, prefixes, blocks, slots } : cur;
+}
+
+/** True if two generations' maps have the same sizes. */
+export function sameSizes(a: GenSizes, b: GenSizes): boolean {
+  return (
+    a.slots === b.slots &&
+    a.cpuRows === b.cpuRows &&
+    a.overflowRow === b.overflowRow &&
+    a.prefixes.every((p, t) => p === b.prefixes[t]) &&
+    a.blocks.every((x, t) => x === b.blocks[t])
+  );
+}
