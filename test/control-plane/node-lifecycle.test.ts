@@ -90,7 +90,7 @@ describe('pages, delete', () => {
     );
   });
 
-  test('a connected node is not deleted; a gone one is, with its counters and /metrics series', async () => {
+  test('a connected node is not deleted; a gone one is, with its counters and /metrics series, audited', async () => {
     const e = await callError(unaryCall(cp.clients.nodes, 'deleteNode', DeleteNodeRequest.fromPartial({ name: 'n-1' })));
     assert.equal(e.code, status.FAILED_PRECONDITION);
     assert.equal(errorInfoOf(e)?.reason, 'NODE_CONNECTED');
@@ -124,6 +124,20 @@ describe('pages, delete', () => {
       left.map((r) => r.n),
       ['n-3', 'n-4', 'n-5'],
       'their counters are gone',
+    );
+    const audited = await withSql(
+      url,
+      (sql) =>
+        sql<{ actor: string; node: string }[]>`
+          select actor, before->>'name' as node from audit_log where action = 'node.delete' order by id`,
+    );
+    assert.deepEqual(
+      audited.map((a) => [a.actor, a.node]),
+      [
+        ['local:loopback', 'n-1'],
+        ['local:loopback', 'n-2'],
+      ],
+      'each delete audited by the principal (the local admin of a loopback control plane), the refused ones not',
     );
     // /metrics reads the stored totals at most every 500 ms.
     const metrics = (await eventually(async () => {

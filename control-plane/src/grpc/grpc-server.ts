@@ -144,7 +144,7 @@ export async function startGrpcServer(
   server.addService(g(NodeServiceService), {
     listNodes: unary(deps, 'NodeService/ListNodes', (req) => h.nodes.listNodes(req as never)),
     getNode: unary(deps, 'NodeService/GetNode', (req) => h.nodes.getNode(req as never)),
-    deleteNode: unary(deps, 'NodeService/DeleteNode', (req) => h.nodes.deleteNode(req as never)),
+    deleteNode: unary(deps, 'NodeService/DeleteNode', (req, ctx) => h.nodes.deleteNode(req as never, ctx)),
   });
   server.addService(g(CounterServiceService), {
     getCounters: unary(deps, 'CounterService/GetCounters', (req) => h.counters.getCounters(req as never)),

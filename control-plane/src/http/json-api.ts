@@ -312,8 +312,11 @@ export function registerJsonApi(router: HttpRouter, s: JsonApiServices): void {
     sendJson(res, 200, GetNodeResponse.toJSON(out));
   });
 
-  router.add('DELETE', '/v1/nodes/:name', async (_req, res, p) => {
-    const out = await s.nodes.deleteNode(checkApiRequest('NodeService/DeleteNode', DeleteNodeRequest.fromPartial({ name: p.name! })));
+  router.add('DELETE', '/v1/nodes/:name', async (req, res, p) => {
+    const out = await s.nodes.deleteNode(
+      checkApiRequest('NodeService/DeleteNode', DeleteNodeRequest.fromPartial({ name: p.name! })),
+      callContext(req),
+    );
     sendJson(res, 200, DeleteNodeResponse.toJSON(out));
   });
 

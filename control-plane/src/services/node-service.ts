@@ -14,6 +14,7 @@ import { filterFingerprint, type PageTokens } from '../rules/page-token.js';
 import { selectorKey, validateSelector } from '../rules/selector.js';
 import type { NodeStore } from '../store/node-store.js';
 import type { RuleStore } from '../store/rule-store.js';
+import type { CallContext } from './call-context.js';
 
 const MAX_PAGE_SIZE = 1000;
 const DEFAULT_PAGE_SIZE = 100;
@@ -73,10 +74,10 @@ export class NodeService {
     return { node };
   }
 
-  async deleteNode(req: DeleteNodeRequest): Promise<DeleteNodeResponse> {
+  async deleteNode(req: DeleteNodeRequest, ctx: CallContext): Promise<DeleteNodeResponse> {
     requireName(req.name);
     await this.d.settle();
-    if (!(await this.d.nodes.delete(req.name))) throw notFound(req.name);
+    if (!(await this.d.nodes.delete(req.name, ctx.actor))) throw notFound(req.name);
     this.d.forget?.(req.name);
     return {};
   }

@@ -1,5 +1,5 @@
 // Nodes in Postgres: reading them (a page at a time, by name), deleting one
-// (operator) and removing the ones gone longer than the retention (GC), each
+// (operator; audited as node.delete by the caller's principal) and removing the ones gone longer than the retention (GC), each
 // with its counters. A node counts as connected while a control plane serves
 // its stream AND that process refreshed last_seen recently (pings every
 // ping interval), so a control plane that died does not leave its nodes
@@ -9,6 +9,7 @@ import { InterfaceStatus, type Node } from '../../../proto/gen/fleetwall/v1/node
 import { SyncState } from '../../../proto/gen/fleetwall/v1/node.js';
 import { Status } from '../../../proto/gen/google/rpc/status.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
+import { applyAuditNote, currentAuditNote } from './audit-note.js';
 
 interface NodeRow {
   name: string;
@@ -75,8 +76,11 @@ export class NodeStore {
    * Deletes a node and its counters in one transaction. False if there is no
    * such node; throws NODE_CONNECTED while a control plane serves its stream.
    */
-  async delete(name: string): Promise<boolean> {
+  /** Deletes node `name` and its counters, audited as `node.delete` by `actor`; false when there is no such node. */
+  async delete(name: string, actor: string): Promise<boolean> {
+    const note = currentAuditNote();
     return this.sql.begin(async (tx) => {
+      await applyAuditNote(tx, note);
       const [n] = await tx<{ live: boolean }[]>`
         select connected and last_seen > now() - make_interval(secs => ${this.liveWindowMs / 1000}) as live
         from nodes where name = ${name} for update`;
@@ -88,6 +92,8 @@ export class NodeStore {
           { node: name },
         );
       }
+      await tx`insert into audit_log (actor, action, write_id, before)
+               select ${actor}, 'node.delete', nextval('write_id_seq'), to_jsonb(n) - 'last_nack' from nodes n where n.name = ${name}`;
       await tx`delete from node_rule_counters where node_name = ${name}`;
       await tx`delete from node_interface_counters where node_name = ${name}`;
       await tx`delete from nodes where name = ${name}`;
