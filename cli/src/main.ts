@@ -39,6 +39,7 @@ Policy (talks to the control plane at --server, env FLEETWALL_CONTROL_PLANE, def
                                       subscribe the fleet to a published list; refreshed by diffs
   fleetwall lists ls | get <name> | refresh <name> [--force] | rm <name>
   fleetwall nodes ls [--selector k=v] [--connected]
+  fleetwall nodes rm <name> [<name>...]  forget nodes (refused while their agent is connected)
   fleetwall counters [--watch] [--node name] [--top n] [--interval 1s]
   fleetwall explain <ip> [--node name] [--egress]
   fleetwall audit [--actor principal] [--rule id] [--action rule.delete|token.] [--limit n]

@@ -7,6 +7,8 @@ import { canonicalCidr } from '../../common/src/cidr.js';
 import type { DefaultAction } from '../../common/src/policy.js';
 import { DURATION_EXAMPLES, parseDurationMs as parseDuration } from '../../common/src/duration.js';
 import { LabelTextError, parseLabelText } from '../../common/src/labels.js';
+import { echo } from '../../common/src/echo.js';
+import { interfaceNameProblem, nodeNameProblem } from '../../common/src/names.js';
 import { MAX_COUNTER_SLOTS } from './datapath/datapath.js';
 
 export type XdpModeSetting = 'auto' | 'native' | 'generic';
@@ -150,8 +152,6 @@ export const SETTINGS = {
 
 type Key = keyof typeof SETTINGS;
 
-const IFNAME = /^[^\s/:]{1,15}$/;
-
 /** A duration setting ("250ms", "1s", "1h30m"; the grammar of common/src/duration.ts, unit required). */
 export function parseDurationMs(text: string, what: string): number {
   const ms = parseDuration(text);
@@ -247,9 +247,8 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     .map((a) => parseAddr(a, what('controlPlane')));
   if (controlPlanes.length === 0) throw new ConfigError(`${what('controlPlane')}: give at least one host:port`);
   const nodeName = (raw('nodeName') ?? hostname()).trim();
-  if (!/^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/.test(nodeName)) {
-    throw new ConfigError(`${what('nodeName')}: "${nodeName}" must be letters, digits, . _ - (at most 253)`);
-  }
+  const nameProblem = nodeNameProblem(nodeName);
+  if (nameProblem) throw new ConfigError(`${what('nodeName')}: ${echo(nodeName)}: ${nameProblem}`);
   const labels = Object.freeze(parseLabels(raw('labels') ?? '', what('labels')));
   const interfaces = (raw('interfaces') ?? '')
     .split(',')
@@ -257,7 +256,10 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     .filter((s) => s !== '');
   if (interfaces.length === 0)
     throw new ConfigError(`${what('interfaces')}: name at least one interface to enforce on, e.g. --interfaces eth0`);
-  for (const i of interfaces) if (!IFNAME.test(i)) throw new ConfigError(`${what('interfaces')}: "${i}" is not an interface name`);
+  for (const i of interfaces) {
+    const p = interfaceNameProblem(i);
+    if (p) throw new ConfigError(`${what('interfaces')}: ${echo(i)} is not an interface name (${p})`);
+  }
   if (new Set(interfaces).size !== interfaces.length) throw new ConfigError(`${what('interfaces')}: an interface is listed twice`);
   const da = raw('defaultAction') ?? 'pass';
   if (da !== 'pass' && da !== 'drop') throw new ConfigError(`${what('defaultAction')}: "${da}" must be pass or drop`);

@@ -36,6 +36,8 @@ export const GRPC_ACCESS: Readonly<Record<string, Access>> = {
   '/fleetwall.v1.EnrollmentService/GetCertificateAuthority': 'public',
   '/fleetwall.v1.EnrollmentService/Enroll': 'join-token',
   '/fleetwall.v1.EnrollmentService/RenewCertificate': 'node',
+  // Forgets a node and its counters (its agent re-registers when it reconnects).
+  '/fleetwall.v1.NodeService/DeleteNode': 'admin',
   '/fleetwall.v1.CounterService/GetCounters': 'viewer',
   '/fleetwall.v1.CounterService/WatchCounters': 'viewer',
   '/fleetwall.v1.ExplainService/Explain': 'viewer',
@@ -73,6 +75,7 @@ export const HTTP_ACCESS: Readonly<Record<string, Access>> = {
   'POST /v1/join-tokens': 'admin',
   'GET /v1/join-tokens': 'admin',
   'DELETE /v1/join-tokens/:id': 'admin',
+  'DELETE /v1/nodes/:name': 'admin',
   'GET /v1/counters': 'viewer',
   'GET /v1/explain': 'viewer',
   'GET /v1/audit': 'viewer',

@@ -81,6 +81,11 @@ export interface GrpcServerHandle {
   stop(graceMs: number): Promise<void>;
 }
 
+export interface GrpcServerLimits {
+  /** HTTP/2 streams one connection may have open. */
+  readonly maxConcurrentStreams?: number;
+}
+
 export async function startGrpcServer(
   host: string,
   port: number,
@@ -88,13 +93,19 @@ export async function startGrpcServer(
   h: GrpcHandlers,
   deps: AdapterDeps,
   security: GrpcSecurity,
+  limits: GrpcServerLimits = {},
 ): Promise<GrpcServerHandle> {
   const server = new Server({
-    // Between maxMessageBytes and 4x it, the request reaches our deserializer
-    // and is rejected with a catalogued MESSAGE_TOO_LARGE; beyond, grpc-js
-    // rejects it itself (RESOURCE_EXHAUSTED) without buffering it.
-    'grpc.max_receive_message_length': maxMessageBytes * 4,
+    // Up to 1 MiB (or 2x when the limit is smaller) over maxMessageBytes, the
+    // request reaches our deserializer and is rejected with a catalogued
+    // MESSAGE_TOO_LARGE; beyond, grpc-js rejects it itself
+    // (RESOURCE_EXHAUSTED) without buffering it.
+    'grpc.max_receive_message_length': maxMessageBytes + Math.min(maxMessageBytes, 1024 * 1024),
     'grpc.max_send_message_length': -1,
+    ...(limits.maxConcurrentStreams ? { 'grpc.max_concurrent_streams': limits.maxConcurrentStreams } : {}),
+    // Server pings find peers that vanished without closing their connection.
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.keepalive_timeout_ms': 10_000,
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.http2.min_ping_interval_without_data_ms': 5000,
     // channelz bookkeeping costs CPU on every message of every agent stream.
@@ -142,6 +153,7 @@ export async function startGrpcServer(
     getNode: unary(deps, 'NodeService/GetNode', (req) => h.nodes.getNode(req as never)),
     updateNode: unary(deps, 'NodeService/UpdateNode', (req, ctx) => h.nodeIdentity.updateNode(req as never, ctx)),
     revokeNode: unary(deps, 'NodeService/RevokeNode', (req, ctx) => h.nodeIdentity.revokeNode(req as never, ctx)),
+    deleteNode: unary(deps, 'NodeService/DeleteNode', (req, ctx) => h.nodes.deleteNode(req as never, ctx)),
   });
   server.addService(g(CounterServiceService), {
     getCounters: unary(deps, 'CounterService/GetCounters', (req) => h.counters.getCounters(req as never)),
