@@ -15,6 +15,7 @@ import { RuleServiceService } from '../../../proto/gen/fleetwall/v1/rule_service
 import type { SyncRequest, SyncResponse } from '../../../proto/gen/fleetwall/v1/agent_service.js';
 import { AuditServiceService } from '../../../proto/gen/fleetwall/v1/audit_service.js';
 import { TokenServiceService } from '../../../proto/gen/fleetwall/v1/token_service.js';
+import { API_PROTO_FILES, protoSchema } from '../edge/proto-schema.js';
 import { EnrollmentServiceService } from '../../../proto/gen/fleetwall/v1/enrollment_service.js';
 import type { EnrollmentService } from '../enrollment/enrollment-service.js';
 import type { NodeIdentityService } from '../enrollment/node-identity-service.js';
@@ -43,17 +44,8 @@ export const SERVICE_NAMES = [
 ] as const;
 
 const PROTO_DIR = fileURLToPath(new URL('../../../proto/', import.meta.url));
-const PROTO_FILES = [
-  'fleetwall/v1/rule_service.proto',
-  'fleetwall/v1/node_service.proto',
-  'fleetwall/v1/counter_service.proto',
-  'fleetwall/v1/explain_service.proto',
-  'fleetwall/v1/agent_service.proto',
-  'fleetwall/v1/token_service.proto',
-  'fleetwall/v1/audit_service.proto',
-  'fleetwall/v1/enrollment_service.proto',
-  'fleetwall/v1/list_service.proto',
-];
+// The same files the edge checks read (one list: a served method without a schema would fail every call).
+const PROTO_FILES = API_PROTO_FILES;
 
 export interface GrpcHandlers {
   readonly rules: RuleService;
@@ -204,6 +196,11 @@ export async function startGrpcServer(
   });
   new ReflectionService(pkg).addToServer(server);
   checkGrpcAccessTable(registered());
+  const schemaGaps = registered().filter(
+    (path) => path.startsWith('/fleetwall.') && !protoSchema().requestTypes.has(path.replace(/^\/fleetwall\.v1\./, '')),
+  );
+  if (schemaGaps.length > 0)
+    throw new Error(`edge checks have no request schema for ${schemaGaps.join(', ')}: add its .proto to API_PROTO_FILES`);
 
   const bound = await new Promise<number>((resolve, reject) => {
     server.bindAsync(
