@@ -62,6 +62,8 @@ export interface Config {
   readonly maxAgentQueue: number;
   /** How long a Sync stream may take to send its Hello. */
   readonly helloTimeoutMs: number;
+  /** Drop events each process keeps (for `since` and TopSources; also kept 10 minutes at most). */
+  readonly eventHistory: number;
 }
 
 export class ConfigError extends Error {
@@ -235,6 +237,15 @@ const OPTIONS: readonly OptionSpec[] = [
     help: 'queued messages before a slow agent is dropped',
   },
   { key: 'helloTimeoutMs', env: 'FLEETWALL_HELLO_TIMEOUT', kind: 'duration', def: '10s', min: 10, help: 'time allowed for a Sync Hello' },
+  {
+    key: 'eventHistory',
+    env: 'FLEETWALL_EVENT_HISTORY',
+    kind: 'int',
+    def: '100000',
+    min: 1,
+    max: 10_000_000,
+    help: 'drop events kept per process (10 minutes at most) for since and top sources',
+  },
 ];
 
 export const CONFIG_USAGE = [

@@ -14,6 +14,9 @@ import { ExpirySweeper } from './maintenance/expiry-sweeper.js';
 import { RetentionPruner } from './maintenance/retention-pruner.js';
 import { CounterService } from './services/counter-service.js';
 import { ExplainService } from './services/explain-service.js';
+import { EventFanout } from './inspect/event-fanout.js';
+import { InspectHub } from './inspect/inspect-hub.js';
+import { InspectService, MAX_WINDOW_MS } from './inspect/inspect-service.js';
 import { NodeService } from './services/node-service.js';
 import { RuleService } from './services/rule-service.js';
 import { ChangeLog } from './store/change-log.js';
@@ -95,6 +98,12 @@ export async function startControlPlane(config: Config, logger: Logger, options:
     const nodeService = new NodeService(nodeStore, ruleStore, () => nodes.flush());
     const counterService = new CounterService(counterStore, nodeStore, () => counters.flush());
     const explain = new ExplainService(ruleStore, nodeStore);
+    const inspectHub = new InspectHub({ historySize: config.eventHistory, historyMs: MAX_WINDOW_MS }, metrics.registry);
+    const fanout = new EventFanout(sql, config.controlPlaneId, (ev) => inspectHub.fanIn(ev), log.child({ component: 'events' }));
+    await fanout.start();
+    cleanup.unshift(() => fanout.stop());
+    inspectHub.setFanout(fanout);
+    const inspect = new InspectService(inspectHub);
 
     const sessionDeps = {
       hub,
@@ -103,6 +112,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       changeLog,
       nodes,
       counters,
+      inspect: inspectHub,
       registry,
       metrics,
       storeId: db.storeId,
@@ -120,7 +130,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       config.grpcHost,
       config.grpcPort,
       config.maxMessageBytes,
-      { rules, nodes: nodeService, counters: counterService, explain, sync: (call) => void new AgentSession(call, sessionDeps) },
+      { rules, nodes: nodeService, counters: counterService, explain, inspect, sync: (call) => void new AgentSession(call, sessionDeps) },
       { logger: grpcLog, countRequest: (method, code) => metrics.grpcRequests.inc({ method, code: String(code) }) },
     );
     cleanup.unshift(() => grpc.stop(2000));

@@ -32,6 +32,9 @@ export const CATALOGUE = {
   RULE_NOT_FOUND: { code: status.NOT_FOUND, message: 'no such rule' },
   INVALID_UPDATE_MASK: { code: status.INVALID_ARGUMENT, message: 'invalid update_mask' },
   IMMUTABLE_FIELD: { code: status.INVALID_ARGUMENT, message: 'this field cannot change' },
+  // Inspection (drop events)
+  INVALID_FILTER: { code: status.INVALID_ARGUMENT, message: 'invalid event filter' },
+  INVALID_WINDOW: { code: status.INVALID_ARGUMENT, message: 'window must be 1s..10m' },
   // Sizes
   BATCH_TOO_LARGE: { code: status.INVALID_ARGUMENT, message: 'too many entries in one batch' },
   EMPTY_BATCH: { code: status.INVALID_ARGUMENT, message: 'the batch is empty' },

@@ -8,6 +8,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from 'grpc-health-check';
 import { CounterServiceService } from '../../../proto/gen/fleetwall/v1/counter_service.js';
 import { ExplainServiceService } from '../../../proto/gen/fleetwall/v1/explain_service.js';
+import { InspectServiceService } from '../../../proto/gen/fleetwall/v1/inspect_service.js';
 import { NodeServiceService } from '../../../proto/gen/fleetwall/v1/node_service.js';
 import type { ImportRulesRequest } from '../../../proto/gen/fleetwall/v1/rule_service.js';
 import { RuleServiceService } from '../../../proto/gen/fleetwall/v1/rule_service.js';
@@ -15,6 +16,7 @@ import type { SyncRequest, SyncResponse } from '../../../proto/gen/fleetwall/v1/
 import { FleetwallError } from '../errors/fleetwall-error.js';
 import type { CounterService } from '../services/counter-service.js';
 import type { ExplainService } from '../services/explain-service.js';
+import type { InspectService } from '../inspect/inspect-service.js';
 import type { NodeService } from '../services/node-service.js';
 import type { RuleService } from '../services/rule-service.js';
 import { type AdapterDeps, clientStream, serverStream, unary } from './adapters.js';
@@ -25,6 +27,7 @@ export const SERVICE_NAMES = [
   'fleetwall.v1.NodeService',
   'fleetwall.v1.CounterService',
   'fleetwall.v1.ExplainService',
+  'fleetwall.v1.InspectService',
   'fleetwall.v1.AgentService',
 ] as const;
 
@@ -34,6 +37,7 @@ const PROTO_FILES = [
   'fleetwall/v1/node_service.proto',
   'fleetwall/v1/counter_service.proto',
   'fleetwall/v1/explain_service.proto',
+  'fleetwall/v1/inspect_service.proto',
   'fleetwall/v1/agent_service.proto',
 ];
 
@@ -42,6 +46,7 @@ export interface GrpcHandlers {
   readonly nodes: NodeService;
   readonly counters: CounterService;
   readonly explain: ExplainService;
+  readonly inspect: InspectService;
   readonly sync: (call: ServerDuplexStream<SyncRequest, SyncResponse | Buffer>) => void;
 }
 
@@ -116,6 +121,12 @@ export async function startGrpcServer(
   });
   server.addService(g(ExplainServiceService), {
     explain: unary(deps, 'ExplainService/Explain', (req) => h.explain.explain(req as never)),
+  });
+  server.addService(g(InspectServiceService), {
+    watchEvents: serverStream(deps, 'InspectService/WatchEvents', (req, emit, ctx) =>
+      h.inspect.watchEvents(req as never, emit as never, ctx.signal),
+    ),
+    topSources: unary(deps, 'InspectService/TopSources', async (req) => h.inspect.topSources(req as never)),
   });
   server.addService(agentServiceDefinition(maxMessageBytes), { sync: h.sync as never });
 

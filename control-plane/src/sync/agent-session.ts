@@ -11,6 +11,7 @@ import { FleetwallError } from '../errors/fleetwall-error.js';
 import { TooLargeMessage, tooLarge } from '../errors/message-too-large.js';
 import { toGrpcStatus } from '../errors/to-grpc-status.js';
 import type { CounterAggregator } from '../counters/counter-aggregator.js';
+import type { InspectHub } from '../inspect/inspect-hub.js';
 import type { Labels } from '../rules/selector.js';
 import type { ChangeLog } from '../store/change-log.js';
 import type { NodeTracker } from './node-tracker.js';
@@ -29,6 +30,8 @@ export interface SessionDeps {
   readonly changeLog: ChangeLog;
   readonly nodes: NodeTracker;
   readonly counters: CounterAggregator;
+  /** Where the agents' drop events go (absent: they are ignored). */
+  readonly inspect?: InspectHub;
   readonly registry: SessionRegistry;
   readonly metrics: SyncMetrics;
   readonly storeId: string;
@@ -225,10 +228,13 @@ export class AgentSession implements HubSession {
       case 'status':
         this.deps.nodes.status(this.nodeName, this.id, m.value);
         return;
+      case 'events':
+        this.deps.inspect?.ingest(this.nodeName, m.value);
+        return;
       default:
         throw new FleetwallError(
           'PROTOCOL_VIOLATION',
-          'empty SyncRequest: set one of hello, ack, nack, ping, pong, counter_report, status',
+          'empty SyncRequest: set one of hello, ack, nack, ping, pong, counter_report, status, events',
         );
     }
   }
