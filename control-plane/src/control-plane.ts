@@ -16,6 +16,7 @@ import { CounterService } from './services/counter-service.js';
 import { ExplainService } from './services/explain-service.js';
 import { EventFanout } from './inspect/event-fanout.js';
 import { InspectHub } from './inspect/inspect-hub.js';
+import { registerInspectRoutes } from './inspect/inspect-http.js';
 import { InspectService, MAX_WINDOW_MS } from './inspect/inspect-service.js';
 import { NodeService } from './services/node-service.js';
 import { RuleService } from './services/rule-service.js';
@@ -180,6 +181,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       }
     });
     registerJsonApi(router, { rules, nodes: nodeService, counters: counterService, explain, maxMessageBytes: config.maxMessageBytes });
+    registerInspectRoutes(router, inspect);
     options.routes?.(router);
     const http = await startHttpServer(config.httpHost, config.httpPort, router, log.child({ component: 'http' }));
     cleanup.unshift(() => http.close());
