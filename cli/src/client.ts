@@ -3,6 +3,7 @@
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { CounterServiceClient } from '../../proto/gen/fleetwall/v1/counter_service.js';
 import { ExplainServiceClient } from '../../proto/gen/fleetwall/v1/explain_service.js';
+import { InspectServiceClient } from '../../proto/gen/fleetwall/v1/inspect_service.js';
 import { NodeServiceClient } from '../../proto/gen/fleetwall/v1/node_service.js';
 import { RuleServiceClient } from '../../proto/gen/fleetwall/v1/rule_service.js';
 import { ErrorInfo } from '../../proto/gen/google/rpc/error_details.js';
@@ -17,6 +18,7 @@ export interface Clients {
   readonly nodes: NodeServiceClient;
   readonly counters: CounterServiceClient;
   readonly explain: ExplainServiceClient;
+  readonly inspect: InspectServiceClient;
   close(): void;
 }
 
@@ -27,6 +29,7 @@ export function connect(target: string, actor = 'cli:unknown'): Clients {
   const nodes = new NodeServiceClient(target, creds, opts);
   const counters = new CounterServiceClient(target, creds, opts);
   const explain = new ExplainServiceClient(target, creds, opts);
+  const inspect = new InspectServiceClient(target, creds, opts);
   return {
     target,
     metadata() {
@@ -38,8 +41,9 @@ export function connect(target: string, actor = 'cli:unknown'): Clients {
     nodes,
     counters,
     explain,
+    inspect,
     close() {
-      for (const c of [rules, nodes, counters, explain]) c.close();
+      for (const c of [rules, nodes, counters, explain, inspect]) c.close();
     },
   };
 }

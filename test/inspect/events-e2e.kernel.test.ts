@@ -8,6 +8,11 @@
 // names the blocked source; bad filters are INVALID_ARGUMENT naming the field.
 
 import { after, before, test } from 'node:test';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
 import { EventVerdict } from '../../proto/gen/fleetwall/v1/event.js';
@@ -17,6 +22,9 @@ import { errorInfoOf, startTestControlPlane } from '../support/control-plane.js'
 import { inspectClient, topSources, watchEvents } from '../support/inspect-client.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
 import { ping, udp } from '../support/traffic.js';
+
+const execFileAsync = promisify(execFile);
+const BIN = resolve(import.meta.dirname, '../../bin/fleetwall.mjs');
 
 let pg: TestPostgres;
 before(async () => {
@@ -48,7 +56,7 @@ test('drop events reach a watcher on another control-plane process with rule, ad
         await new Promise((r) => setTimeout(r, 300));
         // Ingress: pings and UDP from the blocked source are dropped by XDP.
         assert.deepEqual(await ping(bed, { from: 'a', src: blocked, dst: bed.b.v4, count: 4 }), { sent: 4, received: 0 });
-        assert.deepEqual(await udp(bed, { from: 'a', src: blocked, dst: bed.b.v4, count: 6, port: 5353 }), { sent: 6, received: 0 });
+        assert.deepEqual(await udp(bed, { from: 'a', src: blocked, dst: bed.b.v4, count: 6, port: 40404 }), { sent: 6, received: 0 });
         // Egress: b's echo replies to egressBlocked are shot by TC.
         assert.deepEqual(await ping(bed, { from: 'a', src: egressBlocked, dst: bed.b.v4, count: 3 }), { sent: 3, received: 0 });
 
@@ -90,7 +98,7 @@ test('drop events reach a watcher on another control-plane process with rule, ad
           assert.ok(e.length > 0);
         }
         assert.deepEqual([icmp[0]!.sourcePort, icmp[0]!.destinationPort], [8, 0], 'ICMP echo request: type 8, code 0');
-        assert.equal(udpEv[0]!.destinationPort, 5353);
+        assert.equal(udpEv[0]!.destinationPort, 40404);
         const ev2 = live.events.filter((e) => e.ruleId === r2.id);
         assert.equal(ev2.length, 3);
         for (const e of ev2) {
@@ -114,7 +122,7 @@ test('drop events reach a watcher on another control-plane process with rule, ad
           all.filter((e) => e.protocol === 17).map((e) => e.sequence),
         );
         assert.deepEqual(
-          (await hist({ allow: [{ sourceCidrs: [`${blocked}/32`], ports: [5353] }] })).map((e) => e.sequence),
+          (await hist({ allow: [{ sourceCidrs: [`${blocked}/32`], ports: [40404] }] })).map((e) => e.sequence),
           udpEv.map((e) => e.sequence),
         );
         assert.deepEqual(
@@ -149,6 +157,31 @@ test('drop events reach a watcher on another control-plane process with rule, ad
           rules: { sources: { address: string }[] }[];
         };
         assert.equal(topHttp.rules[0]?.sources[0]?.address, blocked);
+
+        // The CLI: a line per event, and a pcap tcpdump reads (headers synthesized: snap length 0).
+        const cli = (...args: string[]) =>
+          execFileAsync(process.execPath, [BIN, '--server', cp2.target, ...args], { encoding: 'utf8' }).then((r) => r.stdout);
+        const text = await cli('events', '--rule', String(r1.id), '--proto', 'udp');
+        const textLines = text.trim().split('\n');
+        assert.equal(textLines.length, 6, text);
+        assert.match(
+          textLines[0]!,
+          new RegExp(`ingress drop rule ${r1.id} udp ${blocked.replace(/\./g, '\\.')}:\\d+ > .*:40404 len \\d+ x1$`),
+        );
+        const dir = mkdtempSync(join(tmpdir(), 'fw-pcap-'));
+        try {
+          const file = join(dir, 'drops.pcap');
+          await cli('events', '--since', '5m', '--rule', `${r1.id},${r2.id}`, '--pcap', file);
+          const dump = (await execFileAsync('tcpdump', ['-n', '-r', file], { encoding: 'utf8' })).stdout.trim().split('\n');
+          assert.equal(dump.length, 13, dump.join('\n'));
+          assert.equal(dump.filter((l) => l.includes(`${blocked}.`) && l.includes('.40404: UDP')).length, 6, dump.join('\n'));
+          assert.equal(dump.filter((l) => l.includes(`${blocked} > ${bed.b.v4}: ICMP echo request`)).length, 4, dump.join('\n'));
+          assert.equal(dump.filter((l) => l.includes(`${bed.b.v4} > ${egressBlocked}: ICMP echo reply`)).length, 3, dump.join('\n'));
+        } finally {
+          rmSync(dir, { recursive: true, force: true });
+        }
+        const topText = await cli('top', '--rule', String(r1.id), '--window', '5m');
+        assert.match(topText, new RegExp(`${r1.id}\\s+${blocked.replace(/\./g, '\\.')}\\s+${packets1}\\s`));
 
         // Bad filters: INVALID_ARGUMENT naming the field, over gRPC and HTTP.
         for (const [req, field] of [
