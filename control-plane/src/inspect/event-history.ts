@@ -112,8 +112,15 @@ export class WatcherQueue implements Watcher {
   wait(signal: AbortSignal): Promise<void> {
     if (this.items.length > 0 || signal.aborted) return Promise.resolve();
     return new Promise<void>((resolve) => {
-      this.wake = resolve;
-      signal.addEventListener('abort', () => resolve(), { once: true });
+      const onAbort = () => {
+        this.wake = null;
+        resolve();
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.wake = () => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      };
     });
   }
 }
