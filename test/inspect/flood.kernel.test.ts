@@ -60,6 +60,7 @@ test('a flood of one rule stays within its event budget; another rule still gets
       );
       const t0 = Date.now();
       let t1 = t0;
+      let peakDps = 0;
       try {
         await new Promise<void>((res, rej) => {
           let buf = '';
@@ -72,7 +73,14 @@ test('a flood of one rule stays within its event budget; another rule still gets
         await new Promise((r) => setTimeout(r, 1000));
         // The quiet rule, during the flood: every drop an event.
         assert.deepEqual(await ping(bed, { from: 'a', src: quiet, dst: bed.b.v4, count: 5, interval: 0.1 }), { sent: 5, received: 0 });
-        await new Promise((r) => setTimeout(r, 1000));
+        // The flood's drop rate near its end, from the counters (the pending weights depend on it).
+        let prev = { at: performance.now(), n: await rulePackets(cp, agent.nodeName, rf.id) };
+        for (let i = 0; i < 4; i++) {
+          await new Promise((r) => setTimeout(r, 300));
+          const cur = { at: performance.now(), n: await rulePackets(cp, agent.nodeName, rf.id) };
+          peakDps = Math.max(peakDps, (Number(cur.n - prev.n) * 1000) / (cur.at - prev.at));
+          prev = cur;
+        }
       } finally {
         gen.kill('SIGKILL');
         t1 = Date.now();
@@ -97,10 +105,18 @@ test('a flood of one rule stays within its event budget; another rule still gets
       assert.ok(fe.length > 0 && fe.length <= budget, `flood: ${fe.length} events in ${floodSeconds.toFixed(1)} s, budget ${budget}`);
       const weights = fe.reduce((s, e) => s + e.weight, 0n);
       assert.ok(weights <= fTotal, `weights ${weights} <= drops ${fTotal}`);
-      // Pending per CPU row: at most the drops of one refill interval (rows / RATE s) + FW_EV_CLOCK_EVERY.
-      const dps = Number(fTotal) / floodSeconds;
-      const bound = dps * (rows / RATE) * 1.5 + 32 * rows;
-      assert.ok(Number(fTotal - weights) <= bound, `pending ${fTotal - weights} within ${Math.round(bound)} (${Math.round(dps)} drops/s)`);
+      // Pending per CPU row: at most the drops of one refill interval (rows / RATE s) + FW_EV_CLOCK_EVERY,
+      // so over all rows at most dps x rows / RATE + 32 x rows at the flood's rate near its end (the
+      // counters' highest rate over 300 ms samples). Checked with 4x room: a faster moment between
+      // samples on a loaded machine (a 2x bound failed once under the whole suite: 119k pending
+      // against 63k at the average rate).
+      const dps = Math.max(peakDps, Number(fTotal) / floodSeconds);
+      const bound = 4 * dps * (rows / RATE) + 32 * rows;
+      assert.ok(
+        Number(fTotal - weights) <= bound,
+        `pending ${fTotal - weights} within ${Math.round(bound)} (${Math.round(dps)} drops/s at most)`,
+      );
+      assert.ok(weights * 2n >= fTotal, `the events account for most drops: ${weights} of ${fTotal}`);
       const h = (await agent.health()) as unknown as { events: { queueDropped: number; kernelLost: number } };
       assert.equal(h.events.queueDropped, 0);
       assert.equal(h.events.kernelLost, 0, 'the budget keeps the ring from filling');
