@@ -34,6 +34,7 @@ const APT = {
   ping: 'iputils-ping',
   nft: 'nftables',
   bpftool: 'bpftool',
+  tcpdump: 'tcpdump',
 };
 
 function ensureSystem() {

@@ -132,6 +132,8 @@ export interface Config {
   readonly protectedCidrs: readonly string[];
   /** How long the agents' connect addresses read from the store are trusted (other processes' agents). */
   readonly protectedRefreshMs: number;
+  /** Drop events each process keeps (for `since` and TopSources; also kept 10 minutes at most). */
+  readonly eventHistory: number;
 }
 
 export class ConfigError extends Error {
@@ -577,6 +579,15 @@ const OPTIONS: readonly OptionSpec[] = [
     min: 0,
     max: 60_000,
     help: "how long the agents' connect addresses read from the store are trusted by the lockout guard",
+  },
+  {
+    key: 'eventHistory',
+    env: 'FLEETWALL_EVENT_HISTORY',
+    kind: 'int',
+    def: '100000',
+    min: 1,
+    max: 10_000_000,
+    help: 'drop events kept per process (10 minutes at most) for since and top sources',
   },
 ];
 

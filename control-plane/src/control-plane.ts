@@ -25,6 +25,10 @@ import { PageTokens } from './rules/page-token.js';
 import { CapacityGuard } from './services/capacity-guard.js';
 import { CounterService } from './services/counter-service.js';
 import { ExplainService } from './services/explain-service.js';
+import { EventFanout } from './inspect/event-fanout.js';
+import { InspectHub } from './inspect/inspect-hub.js';
+import { registerInspectRoutes } from './inspect/inspect-http.js';
+import { InspectService, MAX_WINDOW_MS } from './inspect/inspect-service.js';
 import { NodeService } from './services/node-service.js';
 import { RuleService } from './services/rule-service.js';
 import { ChangeLog } from './store/change-log.js';
@@ -208,6 +212,12 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       maxCommentLength: config.maxCommentLength,
       fileRoot: config.listFileRoot,
     });
+    const inspectHub = new InspectHub({ historySize: config.eventHistory, historyMs: MAX_WINDOW_MS }, metrics.registry);
+    const fanout = new EventFanout(sql, config.controlPlaneId, (ev) => inspectHub.fanIn(ev), log.child({ component: 'events' }));
+    await fanout.start();
+    cleanup.unshift(() => fanout.stop());
+    inspectHub.setFanout(fanout);
+    const inspect = new InspectService(inspectHub);
 
     const sessionDeps = {
       hub,
@@ -216,6 +226,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       changeLog,
       nodes,
       counters,
+      inspect: inspectHub,
       registry,
       metrics,
       admission,
@@ -248,6 +259,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
         enrollment,
         nodeIdentity,
         lists,
+        inspect,
       },
       {
         logger: grpcLog,
@@ -333,6 +345,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
     });
     registerImportRoute(router, { rules });
     registerListRoutes(router, { lists, maxMessageBytes: config.maxMessageBytes });
+    registerInspectRoutes(router, inspect);
     // Routes from the embedder (tests) are admin-only unless they say otherwise.
     options.routes?.({ add: (m, p, h, access) => router.add(m, p, h, access ?? 'admin') });
     checkHttpAccessTable(router.list());

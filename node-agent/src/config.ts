@@ -57,6 +57,23 @@ export interface AgentConfig {
   /** Canonical CIDRs always allowed, ingress and egress, whatever the policy (besides the control planes' addresses). */
   readonly failsafeCidrs: readonly string[];
   readonly logLevel: LogLevel;
+  /** Sampled drop events: the kernel budget (written at each start), the ring, the queue and the send interval. */
+  readonly events: EventConfig;
+}
+
+export interface EventConfig {
+  readonly enabled: boolean;
+  /** Events per second per rule (split over the CPUs). */
+  readonly ratePerSecond: number;
+  readonly burst: number;
+  /** Packet bytes captured per event (0..256). */
+  readonly snapLen: number;
+  /** Bytes of the kernel ring (power of two); used when the maps are created. */
+  readonly ringBytes: number;
+  /** Events the agent queues at most (oldest dropped first). */
+  readonly queueSize: number;
+  /** Events are read and sent at most this often (batching). */
+  readonly intervalMs: number;
 }
 
 export class ConfigError extends Error {
@@ -148,6 +165,25 @@ export const SETTINGS = {
     help: "CIDRs always allowed, ingress and egress, whatever the policy, comma-separated (default none; the control planes' addresses always are)",
   },
   logLevel: { flag: 'log-level', env: 'FLEETWALL_LOG_LEVEL', help: 'pino level (default info)' },
+  events: { flag: 'events', env: 'FLEETWALL_EVENTS', help: 'sampled drop events: on (default) or off' },
+  eventRate: { flag: 'event-rate', env: 'FLEETWALL_EVENT_RATE', help: 'drop events per second per rule at most (default 100)' },
+  eventBurst: { flag: 'event-burst', env: 'FLEETWALL_EVENT_BURST', help: 'drop events a quiet rule may send at once (default 100)' },
+  eventSnap: {
+    flag: 'event-snap',
+    env: 'FLEETWALL_EVENT_SNAP',
+    help: 'packet bytes captured per drop event, 0..256 (default 0: headers only; pcap synthesizes them)',
+  },
+  eventRing: {
+    flag: 'event-ring',
+    env: 'FLEETWALL_EVENT_RING',
+    help: 'bytes of the kernel event ring, a power of two (default 2097152); set when the maps are created',
+  },
+  eventQueue: { flag: 'event-queue', env: 'FLEETWALL_EVENT_QUEUE', help: 'drop events the agent queues at most (default 65536)' },
+  eventInterval: {
+    flag: 'event-interval',
+    env: 'FLEETWALL_EVENT_INTERVAL',
+    help: 'drop events are read and sent this often (default 50ms)',
+  },
 } as const satisfies Record<string, Setting>;
 
 type Key = keyof typeof SETTINGS;
@@ -300,8 +336,27 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     throw new ConfigError(`${what('logLevel')}: "${logLevel}" must be one of fatal error warn info debug trace silent`);
   }
   const identity = identitySettings(raw, what);
+  const ev = raw('events') ?? 'on';
+  if (ev !== 'on' && ev !== 'off') throw new ConfigError(`${what('events')}: "${ev}" must be on or off`);
+  const snapText = raw('eventSnap') ?? '0';
+  const snapLen = snapText.trim() === '0' ? 0 : parsePositiveInt(snapText, what('eventSnap'), 256);
+  const ringBytes = parsePositiveInt(raw('eventRing') ?? '2097152', what('eventRing'), 1 << 30);
+  if (ringBytes < 4096 || (ringBytes & (ringBytes - 1)) !== 0)
+    throw new ConfigError(`${what('eventRing')}: ${ringBytes} must be a power of two of at least 4096`);
+  const eventIntervalMs = parseDurationMs(raw('eventInterval') ?? '50ms', what('eventInterval'));
+  if (eventIntervalMs < 1 || eventIntervalMs > 60_000) throw new ConfigError(`${what('eventInterval')}: must be between 1ms and 1m`);
+  const events: EventConfig = Object.freeze({
+    enabled: ev === 'on',
+    ratePerSecond: parsePositiveInt(raw('eventRate') ?? '100', what('eventRate'), 1_000_000),
+    burst: parsePositiveInt(raw('eventBurst') ?? '100', what('eventBurst'), 1_000_000),
+    snapLen,
+    ringBytes,
+    queueSize: parsePositiveInt(raw('eventQueue') ?? '65536', what('eventQueue'), 1 << 22),
+    intervalMs: eventIntervalMs,
+  });
   return Object.freeze({
     ...identity,
+    events,
     controlPlanes: Object.freeze(controlPlanes),
     nodeName,
     labels,

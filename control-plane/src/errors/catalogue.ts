@@ -41,6 +41,9 @@ export const CATALOGUE = {
     message: "the change would put more prefixes in a node's kernel table than it holds",
     httpStatus: 409,
   },
+  // Inspection (drop events)
+  INVALID_FILTER: { code: status.INVALID_ARGUMENT, message: 'invalid event filter' },
+  INVALID_WINDOW: { code: status.INVALID_ARGUMENT, message: 'window must be 1s..10m' },
   // Sizes
   BATCH_TOO_LARGE: { code: status.INVALID_ARGUMENT, message: 'too many entries in one batch' },
   EMPTY_BATCH: { code: status.INVALID_ARGUMENT, message: 'the batch is empty' },

@@ -9,6 +9,7 @@ import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus 
 import { CounterServiceService } from '../../../proto/gen/fleetwall/v1/counter_service.js';
 import { ExplainServiceService } from '../../../proto/gen/fleetwall/v1/explain_service.js';
 import { ListServiceService } from '../../../proto/gen/fleetwall/v1/list_service.js';
+import { InspectServiceService } from '../../../proto/gen/fleetwall/v1/inspect_service.js';
 import { NodeServiceService } from '../../../proto/gen/fleetwall/v1/node_service.js';
 import type { ImportRulesRequest } from '../../../proto/gen/fleetwall/v1/rule_service.js';
 import { RuleServiceService } from '../../../proto/gen/fleetwall/v1/rule_service.js';
@@ -26,6 +27,7 @@ import { FleetwallError } from '../errors/fleetwall-error.js';
 import type { CounterService } from '../services/counter-service.js';
 import type { ExplainService } from '../services/explain-service.js';
 import type { ListService } from '../services/list-service.js';
+import type { InspectService } from '../inspect/inspect-service.js';
 import type { NodeService } from '../services/node-service.js';
 import type { RuleService } from '../services/rule-service.js';
 import { type AdapterDeps, clientStream, serverStream, unary } from './adapters.js';
@@ -36,6 +38,7 @@ export const SERVICE_NAMES = [
   'fleetwall.v1.NodeService',
   'fleetwall.v1.CounterService',
   'fleetwall.v1.ExplainService',
+  'fleetwall.v1.InspectService',
   'fleetwall.v1.AgentService',
   'fleetwall.v1.TokenService',
   'fleetwall.v1.AuditService',
@@ -52,6 +55,7 @@ export interface GrpcHandlers {
   readonly nodes: NodeService;
   readonly counters: CounterService;
   readonly explain: ExplainService;
+  readonly inspect: InspectService;
   readonly sync: (call: ServerDuplexStream<SyncRequest, SyncResponse | Buffer>) => void;
   readonly tokens: TokenService;
   readonly audit: AuditService;
@@ -155,6 +159,12 @@ export async function startGrpcServer(
   });
   server.addService(g(ExplainServiceService), {
     explain: unary(deps, 'ExplainService/Explain', (req) => h.explain.explain(req as never)),
+  });
+  server.addService(g(InspectServiceService), {
+    watchEvents: serverStream(deps, 'InspectService/WatchEvents', (req, emit, ctx) =>
+      h.inspect.watchEvents(req as never, emit as never, ctx.signal),
+    ),
+    topSources: unary(deps, 'InspectService/TopSources', async (req) => h.inspect.topSources(req as never)),
   });
   server.addService(agentServiceDefinition(maxMessageBytes), { sync: h.sync as never });
   server.addService(g(TokenServiceService), {

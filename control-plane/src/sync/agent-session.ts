@@ -24,6 +24,7 @@ import { isRefused, type RefusedMessage, refusal } from '../errors/refused-messa
 import { toGrpcStatus } from '../errors/to-grpc-status.js';
 import { checkSyncRequest } from '../edge/sync-input.js';
 import type { CounterAggregator } from '../counters/counter-aggregator.js';
+import type { InspectHub } from '../inspect/inspect-hub.js';
 import type { Labels } from '../rules/selector.js';
 import type { ChangeLog } from '../store/change-log.js';
 import type { NodeTracker } from './node-tracker.js';
@@ -43,6 +44,8 @@ export interface SessionDeps {
   readonly changeLog: ChangeLog;
   readonly nodes: NodeTracker;
   readonly counters: CounterAggregator;
+  /** Where the agents' drop events go (absent: they are ignored). */
+  readonly inspect?: InspectHub;
   readonly registry: SessionRegistry;
   readonly metrics: SyncMetrics;
   /** Node identity: who the stream may speak for, its bound labels (enrollment/node-admission.ts). */
@@ -318,10 +321,13 @@ export class AgentSession implements HubSession {
         this.deps.nodes.status(this.nodeName, this.id, m.value);
         this.deps.lockout?.failsafe(this.nodeName, m.value.failsafe);
         return;
+      case 'events':
+        this.deps.inspect?.ingest(this.nodeName, m.value);
+        return;
       default:
         throw new FleetwallError(
           'PROTOCOL_VIOLATION',
-          'empty SyncRequest: set one of hello, ack, nack, ping, pong, counter_report, status',
+          'empty SyncRequest: set one of hello, ack, nack, ping, pong, counter_report, status, events',
         );
     }
   }
