@@ -380,6 +380,10 @@ test('nodes ls, counters, counters --watch and explain', async () => {
   const stream = cp.clients.agent.sync();
   const started = new Promise<void>((res) => stream.on('data', (m: SyncResponse) => m.msg?.$case === 'inSync' && res()));
   stream.on('error', () => undefined);
+  // It answers pings, as an agent does: the CLI calls below take a while, and a silent node is dropped.
+  stream.on('data', (m: SyncResponse) => {
+    if (m.msg?.$case === 'ping') stream.write(SyncRequest.fromPartial({ msg: { $case: 'pong', value: { nonce: m.msg.value.nonce } } }));
+  });
   stream.write(
     SyncRequest.fromPartial({
       msg: { $case: 'hello', value: { nodeName: 'cli-node', labels: { role: 'web' }, agentVersion: 'test', agentInstanceId: 'cli-test' } },
