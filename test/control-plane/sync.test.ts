@@ -53,7 +53,7 @@ describe('snapshot and deltas', () => {
     const db = await api.create({ rule: { cidr: '203.0.113.0/24', action: Action.ACTION_DENY, selector: { role: 'db' } } });
     // Enough rules for several snapshot chunks.
     const many = await api.import({ action: Action.ACTION_DENY, selector: { role: 'web' } }, [
-      Array.from({ length: 600 }, (_, i) => `100.${64 + (i >> 8)}.${i & 255}.0/24`),
+      Array.from({ length: 600 }, (_, i) => `45.${64 + (i >> 8)}.${i & 255}.0/24`),
     ]);
     const a = agent('web-1', { role: 'web', host: 'web-1' }).connect();
     await a.waitInSync();
