@@ -286,7 +286,9 @@ describe('resume', () => {
         () =>
           withSql(url2, async (sql) => {
             const [f] = await sql<{ value: string }[]>`select value from meta where key = 'log_floor'`;
-            assert.ok(BigInt(f!.value) >= last.revision);
+            // A message: without one, a failing assert.ok makes node:assert read and parse this (tsx-transpiled)
+            // file to quote the expression, which never finishes here - the retry loop hung instead of retrying.
+            assert.ok(BigInt(f!.value) >= last.revision, `log floor ${f!.value}, waiting for ${last.revision}`);
           }),
         'the change log to be pruned',
       );
