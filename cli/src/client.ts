@@ -4,6 +4,7 @@ import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js'
 import { CounterServiceClient } from '../../proto/gen/fleetwall/v1/counter_service.js';
 import { ExplainServiceClient } from '../../proto/gen/fleetwall/v1/explain_service.js';
 import { ListServiceClient } from '../../proto/gen/fleetwall/v1/list_service.js';
+import { InspectServiceClient } from '../../proto/gen/fleetwall/v1/inspect_service.js';
 import { NodeServiceClient } from '../../proto/gen/fleetwall/v1/node_service.js';
 import { RuleServiceClient } from '../../proto/gen/fleetwall/v1/rule_service.js';
 import { AuditServiceClient } from '../../proto/gen/fleetwall/v1/audit_service.js';
@@ -27,6 +28,7 @@ export interface Clients {
   readonly audit: AuditServiceClient;
   readonly enrollment: EnrollmentServiceClient;
   readonly lists: ListServiceClient;
+  readonly inspect: InspectServiceClient;
   close(): void;
 }
 
@@ -53,6 +55,7 @@ export function connect(target: string, actor = 'cli:unknown', o: ConnectOptions
   const audit = new AuditServiceClient(target, creds, shared);
   const enrollment = new EnrollmentServiceClient(target, creds, shared);
   const lists = new ListServiceClient(target, creds, shared);
+  const inspect = new InspectServiceClient(target, creds, shared);
   return {
     target,
     tokenSource: o.tokenSource,
@@ -70,8 +73,9 @@ export function connect(target: string, actor = 'cli:unknown', o: ConnectOptions
     audit,
     enrollment,
     lists,
+    inspect,
     close() {
-      for (const c of [nodes, counters, explain, tokens, audit, enrollment, lists, rules]) c.close();
+      for (const c of [nodes, counters, explain, tokens, audit, enrollment, lists, inspect, rules]) c.close();
     },
   };
 }

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { UsageError } from './args.js';
 import { blockCommand } from './commands/block.js';
 import { countersCommand } from './commands/counters.js';
+import { eventsCommand, topCommand } from './commands/events.js';
 import { explainCommand } from './commands/explain.js';
 import { importCommand } from './commands/import.js';
 import { listsCommand } from './commands/lists.js';
@@ -39,8 +40,12 @@ Policy (talks to the control plane at --server, env FLEETWALL_CONTROL_PLANE, def
                                       subscribe the fleet to a published list; refreshed by diffs
   fleetwall lists ls | get <name> | refresh <name> [--force] | rm <name>
   fleetwall nodes ls [--selector k=v] [--connected]
+  fleetwall nodes rm <name> [<name>...]  forget nodes (refused while their agent is connected)
   fleetwall counters [--watch] [--node name] [--top n] [--interval 1s]
   fleetwall explain <ip> [--node name] [--egress]
+  fleetwall events [--follow] [--node N] [--rule ID] [--source CIDR] [--proto tcp|udp|icmp] [--port P] [--since 5m] [--limit N]
+                   [--pcap FILE]      sampled drop events (a line each, --json, or a pcap file)
+  fleetwall top [--rule ID] [--window 1m] [--watch]   top sources per rule (estimated packets)
   fleetwall audit [--actor principal] [--rule id] [--action rule.delete|token.] [--limit n]
 
 Access (admin):
@@ -194,6 +199,12 @@ export async function run(argv: string[]): Promise<number> {
         break;
       case 'enroll':
         await enrollCommand(ctx, globals.rest);
+        break;
+      case 'events':
+        await eventsCommand(ctx, globals.rest);
+        break;
+      case 'top':
+        await topCommand(ctx, globals.rest);
         break;
       default:
         throw new UsageError(`unknown command "${command}"; run \`fleetwall --help\``);

@@ -1,5 +1,13 @@
 // IP addresses and CIDR prefixes as bytes: parsing, canonical form, containment.
 // Pure, no I/O. The one place that decides what a valid CIDR is.
+//
+// IPv4-mapped IPv6 (::ffff:a.b.c.d, RFC 4291 2.5.5.2) is read as the IPv4
+// address, as Go's netip.Addr.Unmap does: the data path sees those clients as
+// IPv4 packets, so a rule for ::ffff:192.0.2.1 is the rule for 192.0.2.1/32
+// (and ::ffff:192.0.2.0/120 the one for 192.0.2.0/24). Prefixes shorter than
+// /96 cover more than the mapped block and stay IPv6. `{ unmap: false }`
+// reads them as written (the blocklist parser counts what it unmapped).
+import { echo } from './echo.js';
 
 export type Family = 4 | 6;
 
@@ -31,6 +39,31 @@ export class CidrError extends Error {
 }
 
 const MAX_LEN: Record<Family, number> = { 4: 32, 6: 128 };
+
+export interface ParseOptions {
+  /** Read IPv4-mapped IPv6 as IPv4 (default true). */
+  readonly unmap?: boolean;
+}
+
+function isMapped(bytes: Uint8Array): boolean {
+  if (bytes.length !== 16) return false;
+  for (let i = 0; i < 10; i++) if (bytes[i] !== 0) return false;
+  return bytes[10] === 0xff && bytes[11] === 0xff;
+}
+
+/** The IPv4 address for ::ffff:a.b.c.d, or null if `a` is not IPv4-mapped. */
+export function unmapAddress(a: Address): Address | null {
+  return a.family === 6 && isMapped(a.bytes) ? { family: 4, bytes: a.bytes.slice(12) } : null;
+}
+
+/**
+ * The IPv4 prefix for ::ffff:a.b.c.d/n with n >= 96 (length n - 96), or null.
+ * Shorter prefixes cover more than the mapped block and stay IPv6.
+ * Note ::ffff:0:0/96 itself is every IPv4 address: 0.0.0.0/0.
+ */
+export function unmapPrefix(p: Prefix): Prefix | null {
+  return p.family === 6 && p.len >= 96 && isMapped(p.bytes) ? { family: 4, bytes: p.bytes.slice(12), len: p.len - 96 } : null;
+}
 
 export function familyBits(family: Family): number {
   return MAX_LEN[family];
@@ -95,14 +128,21 @@ function parseV6(s: string): Uint8Array | null {
   return out;
 }
 
-/** Parses a bare IPv4 or IPv6 address. Throws CidrError(INVALID_ADDRESS). */
-export function parseAddress(input: string): Address {
+/** Parses a bare IPv4 or IPv6 address (IPv4-mapped read as IPv4 unless `unmap: false`). Throws CidrError(INVALID_ADDRESS). */
+export function parseAddress(input: string, opts: ParseOptions = {}): Address {
   const s = input.trim();
   const v4 = s.includes(':') ? null : parseV4(s);
   if (v4) return { family: 4, bytes: v4 };
   const v6 = s.includes(':') ? parseV6(s) : null;
-  if (v6) return { family: 6, bytes: v6 };
-  throw new CidrError('INVALID_ADDRESS', `"${input}" is not an IP address: expected IPv4 like 192.0.2.1 or IPv6 like 2001:db8::1`, input);
+  if (v6) {
+    const a: Address = { family: 6, bytes: v6 };
+    return (opts.unmap !== false && unmapAddress(a)) || a;
+  }
+  throw new CidrError(
+    'INVALID_ADDRESS',
+    `${echo(input)} is not an IP address: expected IPv4 like 192.0.2.1 or IPv6 like 2001:db8::1`,
+    input,
+  );
 }
 
 /** Zeroes the bits after `len`. Returns a new array. */
@@ -131,20 +171,21 @@ function hasHostBits(bytes: Uint8Array, len: number): boolean {
 }
 
 /**
- * Parses "a.b.c.d/n", "x::y/n" or a bare address (= /32, /128).
- * Host bits set is an error naming the canonical form.
+ * Parses "a.b.c.d/n", "x::y/n" or a bare address (= /32, /128); an
+ * IPv4-mapped prefix of length 96 or more is read as IPv4 unless `unmap:
+ * false`. Host bits set is an error naming the canonical form.
  */
-export function parseCidr(input: string): Prefix {
+export function parseCidr(input: string, opts: ParseOptions = {}): Prefix {
   const s = input.trim();
   const slash = s.indexOf('/');
   const addrPart = slash >= 0 ? s.slice(0, slash) : s;
   let addr: Address;
   try {
-    addr = parseAddress(addrPart);
+    addr = parseAddress(addrPart, { unmap: false });
   } catch {
     throw new CidrError(
       'INVALID_CIDR',
-      `"${input}" is not a CIDR: expected an IPv4 or IPv6 address with an optional /prefix-length, like 203.0.113.0/24 or 2001:db8::/32`,
+      `${echo(input)} is not a CIDR: expected an IPv4 or IPv6 address with an optional /prefix-length, like 203.0.113.0/24 or 2001:db8::/32`,
       input,
     );
   }
@@ -155,17 +196,19 @@ export function parseCidr(input: string): Prefix {
     if (!/^(0|[1-9][0-9]{0,2})$/.test(lenPart) || Number(lenPart) > max) {
       throw new CidrError(
         'INVALID_CIDR',
-        `"${input}" has an invalid prefix length "${lenPart}": IPv${addr.family} prefix lengths are 0 to ${max}`,
+        `${echo(input)} has an invalid prefix length ${echo(lenPart, 8)}: IPv${addr.family} prefix lengths are 0 to ${max}`,
         input,
       );
     }
     len = Number(lenPart);
   }
-  if (hasHostBits(addr.bytes, len)) {
-    const canonical = formatPrefix({ family: addr.family, bytes: maskBytes(addr.bytes, len), len });
-    throw new CidrError('HOST_BITS_SET', `"${input}" has host bits set after /${len}: did you mean ${canonical}?`, input, canonical);
+  let p: Prefix = { family: addr.family, bytes: addr.bytes, len };
+  if (opts.unmap !== false) p = unmapPrefix(p) ?? p;
+  if (hasHostBits(p.bytes, p.len)) {
+    const canonical = formatPrefix({ family: p.family, bytes: maskBytes(p.bytes, p.len), len: p.len });
+    throw new CidrError('HOST_BITS_SET', `${echo(input)} has host bits set after /${len}: did you mean ${canonical}?`, input, canonical);
   }
-  return { family: addr.family, bytes: addr.bytes, len };
+  return p;
 }
 
 function formatV4(b: Uint8Array): string {
@@ -211,7 +254,7 @@ export function formatPrefix(p: Prefix): string {
   return `${formatAddress(p)}/${p.len}`;
 }
 
-/** Canonicalizes user input: "10.0.0.1" -> "10.0.0.1/32". Throws CidrError. */
+/** Canonicalizes user input: "10.0.0.1" -> "10.0.0.1/32", "::ffff:10.0.0.1" -> "10.0.0.1/32". Throws CidrError. */
 export function canonicalCidr(input: string): string {
   return formatPrefix(parseCidr(input));
 }

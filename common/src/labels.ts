@@ -4,21 +4,39 @@
 //
 // key:   letters, digits, then letters, digits, . _ / - ; ends with a letter
 //        or digit; at most 253 characters ("role", "topology.io/zone")
-// value: at most 253 characters, no "," "=" or whitespace (may be empty)
+// value: at most 253 characters, no "," "=", whitespace or control
+//        characters (may be empty)
+// set:   at most 64 labels (a node's labels; selectors are bounded further
+//        by the control plane, control-plane/src/rules/selector.ts)
+import { echo } from './echo.js';
 
 export type Labels = Readonly<Record<string, string>>;
 
 export const MAX_LABEL_LENGTH = 253;
+export const MAX_LABELS = 64;
 const KEY = /^[A-Za-z0-9]([A-Za-z0-9._/-]{0,251}[A-Za-z0-9])?$/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what a value may not hold
+const BAD_VALUE_CHAR = /[,=\s\u0000-\u001f\u007f]/;
 
 /** What is wrong with one label, or undefined. */
 export function labelProblem(key: string, value: string): string | undefined {
-  if (key.trim() === '') return `an empty label key (value ${JSON.stringify(value)}): every key must be a label name like "role"`;
+  if (key.trim() === '') return `an empty label key (value ${echo(value)}): every key must be a label name like "role"`;
   if (!KEY.test(key)) {
-    return `label key ${JSON.stringify(key.slice(0, 60))} must be letters, digits, . _ / - (starting and ending with a letter or digit, at most ${MAX_LABEL_LENGTH})`;
+    return `label key ${echo(key)} must be letters, digits, . _ / - (starting and ending with a letter or digit, at most ${MAX_LABEL_LENGTH})`;
   }
-  if (value.length > MAX_LABEL_LENGTH || /[,=\s]/.test(value)) {
-    return `label ${key}=${JSON.stringify(value.slice(0, 60))}: values are at most ${MAX_LABEL_LENGTH} characters without , = or spaces`;
+  if (value.length > MAX_LABEL_LENGTH || BAD_VALUE_CHAR.test(value)) {
+    return `label ${key}=${echo(value)}: values are at most ${MAX_LABEL_LENGTH} characters without , = or spaces (or control characters)`;
+  }
+  return undefined;
+}
+
+/** What is wrong with a set of labels (too many, or one of them), or undefined. */
+export function labelSetProblem(labels: Labels, max = MAX_LABELS): string | undefined {
+  const keys = Object.keys(labels);
+  if (keys.length > max) return `${keys.length} labels; at most ${max} are allowed`;
+  for (const k of keys) {
+    const p = labelProblem(k, labels[k]!);
+    if (p) return p;
   }
   return undefined;
 }
@@ -35,7 +53,7 @@ export function parseLabelText(texts: string | readonly string[]): Record<string
       const p = part.trim();
       if (p === '') continue;
       const eq = p.indexOf('=');
-      if (eq < 0) throw new LabelTextError(`"${p}" is not key=value; write labels as role=web,zone=a`);
+      if (eq < 0) throw new LabelTextError(`${echo(p)} is not key=value; write labels as role=web,zone=a`);
       const k = p.slice(0, eq).trim();
       const v = p.slice(eq + 1).trim();
       const problem = labelProblem(k, v);
@@ -44,5 +62,7 @@ export function parseLabelText(texts: string | readonly string[]): Record<string
       out[k] = v;
     }
   }
+  const many = labelSetProblem(out);
+  if (many) throw new LabelTextError(many);
   return out;
 }

@@ -29,12 +29,30 @@ export interface Config {
   /** Names this process in SyncStart, Node.control_plane_id and logs. */
   readonly controlPlaneId: string;
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
-  /** Postgres connections in the pool (LISTEN uses one more). */
+  /** Postgres connections in the pool for writes and the sync feed (LISTEN uses one more). */
   readonly dbPoolSize: number;
+  /** Postgres connections for reads and health checks, so reads never wait for a write's connection. */
+  readonly dbReadPoolSize: number;
+  /** statement_timeout of every pooled connection (an import's COPY gets the import deadline). */
+  readonly dbStatementTimeoutMs: number;
+  /** idle_in_transaction_session_timeout of every pooled connection. */
+  readonly dbIdleInTransactionTimeoutMs: number;
+  /** Server-side deadline of every unary call (gRPC and HTTP); a client's shorter deadline wins. */
+  readonly callTimeoutMs: number;
+  /** HTTP/2 streams one gRPC connection may have open (each agent uses one). */
+  readonly grpcMaxConcurrentStreams: number;
   /** Most entries in BatchCreateRules / BatchDeleteRules. */
   readonly maxBatch: number;
   /** Most lines in one ImportRules stream. */
   readonly maxImportLines: number;
+  /** Most bytes of lines in one ImportRules stream (the import is held in memory until it ends). */
+  readonly maxImportBytes: number;
+  /** Imports one process runs at once; more: RESOURCE_EXHAUSTED TOO_MANY_IMPORTS. */
+  readonly maxConcurrentImports: number;
+  /** An import stream that sends nothing for this long is ended (DEADLINE_EXCEEDED IMPORT_TIMEOUT). */
+  readonly importIdleTimeoutMs: number;
+  /** An import ends (nothing stored) if it has not committed this long after it started. */
+  readonly importTimeoutMs: number;
   /** Largest gRPC message accepted (bigger: RESOURCE_EXHAUSTED MESSAGE_TOO_LARGE). */
   readonly maxMessageBytes: number;
   /** Longest rule comment, in characters. */
@@ -61,8 +79,14 @@ export interface Config {
   readonly metricsTopRules: number;
   /** Target size of one SnapshotChunk / Delta part on the wire. */
   readonly syncChunkBytes: number;
-  /** Messages queued to one agent before it is dropped as too slow. */
-  readonly maxAgentQueue: number;
+  /** Bytes queued to one agent before it is dropped as too slow (RESOURCE_EXHAUSTED AGENT_TOO_SLOW). */
+  readonly maxAgentQueueBytes: number;
+  /** An agent whose oldest queued message waited this long is dropped as too slow. */
+  readonly maxAgentLagMs: number;
+  /** A node disconnected for this long is removed with its counters. */
+  readonly nodeRetentionMs: number;
+  /** How often nodes past the retention are removed. */
+  readonly nodeGcIntervalMs: number;
   /** How long a Sync stream may take to send its Hello. */
   readonly helloTimeoutMs: number;
   // Trust (issue 15): auth/security-mode.ts decides the mode from these.
@@ -108,6 +132,8 @@ export interface Config {
   readonly protectedCidrs: readonly string[];
   /** How long the agents' connect addresses read from the store are trusted (other processes' agents). */
   readonly protectedRefreshMs: number;
+  /** Drop events each process keeps (for `since` and TopSources; also kept 10 minutes at most). */
+  readonly eventHistory: number;
 }
 
 export class ConfigError extends Error {
@@ -181,7 +207,49 @@ const OPTIONS: readonly OptionSpec[] = [
     help: "this process's id (default host-pid-random)",
   },
   { key: 'logLevel', env: 'FLEETWALL_LOG_LEVEL', kind: 'level', def: 'info', help: LEVELS.join('|') },
-  { key: 'dbPoolSize', env: 'FLEETWALL_DB_POOL_SIZE', kind: 'int', def: '10', min: 2, max: 200, help: 'Postgres connections' },
+  { key: 'dbPoolSize', env: 'FLEETWALL_DB_POOL_SIZE', kind: 'int', def: '10', min: 2, max: 200, help: 'Postgres connections for writes' },
+  {
+    key: 'dbReadPoolSize',
+    env: 'FLEETWALL_DB_READ_POOL_SIZE',
+    kind: 'int',
+    def: '4',
+    min: 1,
+    max: 100,
+    help: 'Postgres connections for reads and health checks',
+  },
+  {
+    key: 'dbStatementTimeoutMs',
+    env: 'FLEETWALL_DB_STATEMENT_TIMEOUT',
+    kind: 'duration',
+    def: '60s',
+    min: 100,
+    help: 'statement_timeout of pooled connections',
+  },
+  {
+    key: 'dbIdleInTransactionTimeoutMs',
+    env: 'FLEETWALL_DB_IDLE_IN_TRANSACTION_TIMEOUT',
+    kind: 'duration',
+    def: '10s',
+    min: 100,
+    help: 'idle_in_transaction_session_timeout of pooled connections',
+  },
+  {
+    key: 'callTimeoutMs',
+    env: 'FLEETWALL_CALL_TIMEOUT',
+    kind: 'duration',
+    def: '30s',
+    min: 100,
+    help: 'server-side deadline of every unary call',
+  },
+  {
+    key: 'grpcMaxConcurrentStreams',
+    env: 'FLEETWALL_GRPC_MAX_CONCURRENT_STREAMS',
+    kind: 'int',
+    def: '1000',
+    min: 1,
+    max: 100_000,
+    help: 'HTTP/2 streams per gRPC connection',
+  },
   {
     key: 'maxBatch',
     env: 'FLEETWALL_MAX_BATCH',
@@ -199,6 +267,40 @@ const OPTIONS: readonly OptionSpec[] = [
     min: 1,
     max: 50_000_000,
     help: 'most lines in one import',
+  },
+  {
+    key: 'maxImportBytes',
+    env: 'FLEETWALL_MAX_IMPORT_BYTES',
+    kind: 'int',
+    def: String(128 * 1024 * 1024),
+    min: 1024,
+    max: 8 * 1024 * 1024 * 1024,
+    help: 'most bytes of lines in one import',
+  },
+  {
+    key: 'maxConcurrentImports',
+    env: 'FLEETWALL_MAX_CONCURRENT_IMPORTS',
+    kind: 'int',
+    def: '2',
+    min: 1,
+    max: 1000,
+    help: 'imports one process runs at once',
+  },
+  {
+    key: 'importIdleTimeoutMs',
+    env: 'FLEETWALL_IMPORT_IDLE_TIMEOUT',
+    kind: 'duration',
+    def: '30s',
+    min: 10,
+    help: 'an import stream idle this long is ended',
+  },
+  {
+    key: 'importTimeoutMs',
+    env: 'FLEETWALL_IMPORT_TIMEOUT',
+    kind: 'duration',
+    def: '10m',
+    min: 100,
+    help: 'an import not committed this long after its start is ended',
   },
   {
     key: 'maxMessageBytes',
@@ -291,13 +393,37 @@ const OPTIONS: readonly OptionSpec[] = [
     help: 'target bytes per snapshot chunk / delta part',
   },
   {
-    key: 'maxAgentQueue',
-    env: 'FLEETWALL_MAX_AGENT_QUEUE',
+    key: 'maxAgentQueueBytes',
+    env: 'FLEETWALL_MAX_AGENT_QUEUE_BYTES',
     kind: 'int',
-    def: '20000',
+    def: String(256 * 1024 * 1024),
+    min: 64 * 1024,
+    max: 64 * 1024 * 1024 * 1024,
+    help: 'bytes queued to one agent before it is dropped as too slow',
+  },
+  {
+    key: 'maxAgentLagMs',
+    env: 'FLEETWALL_MAX_AGENT_LAG',
+    kind: 'duration',
+    def: '60s',
+    min: 50,
+    help: 'an agent whose oldest queued message waited this long is dropped',
+  },
+  {
+    key: 'nodeRetentionMs',
+    env: 'FLEETWALL_NODE_RETENTION',
+    kind: 'duration',
+    def: '7d',
+    min: 1000,
+    help: 'disconnected nodes are removed after this long',
+  },
+  {
+    key: 'nodeGcIntervalMs',
+    env: 'FLEETWALL_NODE_GC_INTERVAL',
+    kind: 'duration',
+    def: '1m',
     min: 10,
-    max: 10_000_000,
-    help: 'queued messages before a slow agent is dropped',
+    help: 'how often nodes past the retention are removed',
   },
   { key: 'helloTimeoutMs', env: 'FLEETWALL_HELLO_TIMEOUT', kind: 'duration', def: '10s', min: 10, help: 'time allowed for a Sync Hello' },
   { key: 'tls', env: 'FLEETWALL_TLS', kind: 'bool', def: 'false', help: 'TLS + authentication on a loopback bind too (--tls)' },
@@ -453,6 +579,15 @@ const OPTIONS: readonly OptionSpec[] = [
     min: 0,
     max: 60_000,
     help: "how long the agents' connect addresses read from the store are trusted by the lockout guard",
+  },
+  {
+    key: 'eventHistory',
+    env: 'FLEETWALL_EVENT_HISTORY',
+    kind: 'int',
+    def: '100000',
+    min: 1,
+    max: 10_000_000,
+    help: 'drop events kept per process (10 minutes at most) for since and top sources',
   },
 ];
 

@@ -18,9 +18,17 @@ import { ListStore } from './lists/list-store.js';
 import { ListService } from './services/list-service.js';
 import { HttpRouter, sendJson, sendText } from './http/router.js';
 import { ExpirySweeper } from './maintenance/expiry-sweeper.js';
+import { NodeReaper } from './maintenance/node-reaper.js';
 import { RetentionPruner } from './maintenance/retention-pruner.js';
+import { HealthMonitor } from './health-monitor.js';
+import { PageTokens } from './rules/page-token.js';
+import { CapacityGuard } from './services/capacity-guard.js';
 import { CounterService } from './services/counter-service.js';
 import { ExplainService } from './services/explain-service.js';
+import { EventFanout } from './inspect/event-fanout.js';
+import { InspectHub } from './inspect/inspect-hub.js';
+import { registerInspectRoutes } from './inspect/inspect-http.js';
+import { InspectService, MAX_WINDOW_MS } from './inspect/inspect-service.js';
 import { NodeService } from './services/node-service.js';
 import { RuleService } from './services/rule-service.js';
 import { ChangeLog } from './store/change-log.js';
@@ -52,6 +60,12 @@ import { createLockoutGuard } from './lockout/guard-setup.js';
 import { LockoutSessionHooks } from './lockout/session-hooks.js';
 import { NodePeerStore } from './store/node-peers.js';
 
+// Calls bounded by their own settings rather than FLEETWALL_CALL_TIMEOUT: adding or refreshing a list
+// (FLEETWALL_LIST_FETCH_TIMEOUT, then a write under the statement timeout) and an import over HTTP
+// (FLEETWALL_IMPORT_IDLE_TIMEOUT, FLEETWALL_IMPORT_TIMEOUT; over gRPC it is a stream, never deadlined).
+const UNTIMED_METHODS: ReadonlySet<string> = new Set(['ListService/CreateList', 'ListService/RefreshList']);
+const UNTIMED_ROUTES: ReadonlySet<string> = new Set(['POST /v1/rules:import', 'POST /v1/lists', 'POST /v1/lists/:name/refresh']);
+
 export interface ControlPlane {
   /** This process's id (SyncStart.control_plane_id, Node.control_plane_id). */
   readonly id: string;
@@ -76,20 +90,22 @@ export async function startControlPlane(config: Config, logger: Logger, options:
   const db = await openDatabase(config, log);
   const cleanup: (() => Promise<void>)[] = [() => db.close()];
   try {
-    const { sql } = db;
-    const ruleStore = new RuleStore(sql);
+    const { sql, readSql } = db;
+    const ruleStore = new RuleStore(sql, readSql);
     const changeLog = new ChangeLog(sql);
-    const nodeStore = new NodeStore(sql, 3 * config.pingIntervalMs + config.nodeFlushIntervalMs + 1000);
-    const counterStore = new CounterStore(sql);
+    const nodeStore = new NodeStore(sql, 3 * config.pingIntervalMs + config.nodeFlushIntervalMs + 1000, readSql);
+    const counterStore = new CounterStore(readSql);
     const cache = new RuleCache();
     const hub = new SyncHub(cache, config.syncChunkBytes);
     const registry = new SessionRegistry();
     const localBulk = new LocalBulkWrites();
-    const counters = new CounterAggregator(sql, config.counterFlushIntervalMs, log.child({ component: 'counters' }));
+    const counters = new CounterAggregator(sql, config.counterFlushIntervalMs, log.child({ component: 'counters' }), (id) =>
+      cache.knows(id),
+    );
     const nodes = new NodeTracker(sql, config.controlPlaneId, config.nodeFlushIntervalMs, log.child({ component: 'nodes' }));
     const metrics = new ControlPlaneMetrics({
       counters: counterStore,
-      flushCounters: () => counters.flush(),
+      flushCounters: () => counters.settleForRead(),
       topRules: config.metricsTopRules,
       connectedAgents: () => hub.sessionCount,
       syncGroups: () => hub.groupCount,
@@ -118,20 +134,37 @@ export async function startControlPlane(config: Config, logger: Logger, options:
     await feed.start();
     cleanup.unshift(() => feed.stop());
 
-    const limits = { maxBatch: config.maxBatch, maxImportLines: config.maxImportLines, maxCommentLength: config.maxCommentLength };
+    const limits = {
+      maxBatch: config.maxBatch,
+      maxImportLines: config.maxImportLines,
+      maxImportBytes: config.maxImportBytes,
+      maxConcurrentImports: config.maxConcurrentImports,
+      importIdleTimeoutMs: config.importIdleTimeoutMs,
+      importTimeoutMs: config.importTimeoutMs,
+      maxCommentLength: config.maxCommentLength,
+    };
+    const pageTokens = new PageTokens(db.pageTokenKey);
+    const capacity = new CapacityGuard(nodeStore, cache);
     const peerStore = new NodePeerStore(sql);
     const guard = await createLockoutGuard(config, peerStore, log.child({ component: 'lockout' }));
-    const rules = new RuleService(ruleStore, sql, limits, undefined, {
+    const rules = new RuleService(ruleStore, sql, limits, pageTokens, undefined, {
       handoff: localBulk,
       logger: log.child({ component: 'rules' }),
+      capacity,
       guard,
     });
-    const nodeService = new NodeService(nodeStore, ruleStore, () => nodes.flush());
-    const counterService = new CounterService(counterStore, nodeStore, () => counters.flush());
+    const nodeService = new NodeService({
+      nodes: nodeStore,
+      rules: ruleStore,
+      tokens: pageTokens,
+      settle: () => nodes.settleForRead(),
+      forget: (name) => counters.forget(name),
+    });
+    const counterService = new CounterService(counterStore, nodeStore, () => counters.settleForRead());
     const explain = new ExplainService(ruleStore, nodeStore, peerStore);
     const tokenStore = new TokenStore(sql);
     const tokens = new TokenService(tokenStore);
-    const audit = new AuditService(new AuditStore(sql));
+    const audit = new AuditService(new AuditStore(sql), pageTokens);
     const security = await setUpSecurity(config, {
       sql,
       tokens: tokenStore,
@@ -179,6 +212,12 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       maxCommentLength: config.maxCommentLength,
       fileRoot: config.listFileRoot,
     });
+    const inspectHub = new InspectHub({ historySize: config.eventHistory, historyMs: MAX_WINDOW_MS }, metrics.registry);
+    const fanout = new EventFanout(sql, config.controlPlaneId, (ev) => inspectHub.fanIn(ev), log.child({ component: 'events' }));
+    await fanout.start();
+    cleanup.unshift(() => fanout.stop());
+    inspectHub.setFanout(fanout);
+    const inspect = new InspectService(inspectHub);
 
     const sessionDeps = {
       hub,
@@ -187,6 +226,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       changeLog,
       nodes,
       counters,
+      inspect: inspectHub,
       registry,
       metrics,
       admission,
@@ -198,7 +238,8 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       resumeMaxRevisions: config.resumeMaxRevisions,
       resumeMaxChanges: config.resumeMaxChanges,
       chunkBytes: config.syncChunkBytes,
-      maxQueue: config.maxAgentQueue,
+      maxQueueBytes: config.maxAgentQueueBytes,
+      maxLagMs: config.maxAgentLagMs,
       logger: log.child({ component: 'sync' }),
       lockout: new LockoutSessionHooks(guard, peerStore, log.child({ component: 'lockout' })),
     };
@@ -218,9 +259,16 @@ export async function startControlPlane(config: Config, logger: Logger, options:
         enrollment,
         nodeIdentity,
         lists,
+        inspect,
       },
-      { logger: grpcLog, countRequest: (method, code) => metrics.grpcRequests.inc({ method, code: String(code) }) },
+      {
+        logger: grpcLog,
+        countRequest: (method, code) => metrics.grpcRequests.inc({ method, code: String(code) }),
+        callTimeoutMs: config.callTimeoutMs,
+        untimedMethods: UNTIMED_METHODS,
+      },
       { credentials: security.grpcCredentials, interceptor: security.grpcInterceptor },
+      { maxConcurrentStreams: config.grpcMaxConcurrentStreams },
     );
     cleanup.unshift(() => grpc.stop(2000));
 
@@ -248,32 +296,41 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       log.child({ component: 'retention' }),
     );
     pruner.start();
+    const reaper = new NodeReaper(
+      nodeStore,
+      config.nodeRetentionMs,
+      config.nodeGcIntervalMs,
+      (names) => {
+        for (const n of names) counters.forget(n);
+      },
+      log.child({ component: 'node-gc' }),
+    );
+    reaper.start();
     const listScheduler = new ListScheduler(listStore, listRefresher, config.listPollIntervalMs, log.child({ component: 'lists' }));
     listScheduler.start();
     cleanup.unshift(() => {
       listRefresher.stop();
-      return Promise.all([sweeper.stop(), pruner.stop(), listScheduler.stop()]).then(() => undefined);
+      return Promise.all([sweeper.stop(), pruner.stop(), reaper.stop(), listScheduler.stop()]).then(() => undefined);
     });
 
-    const router = new HttpRouter(log.child({ component: 'http' }));
+    const health = new HealthMonitor(readSql, [nodes, counters], (serving) => grpc.setServing(serving), log.child({ component: 'health' }));
+    cleanup.unshift(async () => health.stop());
+
+    const router = new HttpRouter(log.child({ component: 'http' }), { callTimeoutMs: config.callTimeoutMs, untimedRoutes: UNTIMED_ROUTES });
     router.add('GET', '/metrics', async (_req, res) => {
       const m = await metrics.render();
       sendText(res, 200, m.body, m.contentType);
     });
     router.add('GET', '/healthz', async (_req, res) => {
-      try {
-        await sql`select 1`.execute();
-        sendJson(res, 200, {
-          status: 'ok',
-          controlPlaneId: config.controlPlaneId,
-          revision: cache.revision.toString(),
-          agents: hub.sessionCount,
-          security: security.mode,
-          ...(security.mode === 'insecure' ? { warning: 'insecure: no TLS, no authentication (--insecure-no-auth)' } : {}),
-        });
-      } catch {
-        sendJson(res, 503, { status: 'unavailable', reason: 'STORE_UNAVAILABLE' });
-      }
+      const h = await health.check();
+      sendJson(res, h.status === 'ok' ? 200 : 503, {
+        ...h,
+        controlPlaneId: config.controlPlaneId,
+        revision: cache.revision.toString(),
+        agents: hub.sessionCount,
+        security: security.mode,
+        ...(security.mode === 'insecure' ? { warning: 'insecure: no TLS, no authentication (--insecure-no-auth)' } : {}),
+      });
     });
     registerJsonApi(router, {
       rules,
@@ -288,6 +345,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
     });
     registerImportRoute(router, { rules });
     registerListRoutes(router, { lists, maxMessageBytes: config.maxMessageBytes });
+    registerInspectRoutes(router, inspect);
     // Routes from the embedder (tests) are admin-only unless they say otherwise.
     options.routes?.({ add: (m, p, h, access) => router.add(m, p, h, access ?? 'admin') });
     checkHttpAccessTable(router.list());
@@ -295,7 +353,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
     const http = await startHttpServer(config.httpHost, config.httpPort, router, log.child({ component: 'http' }), security.tlsFiles);
     cleanup.unshift(() => http.close());
 
-    grpc.setServing(true);
+    health.start();
     security.announce(grpc.port, http.port);
     log.info(
       {
@@ -320,9 +378,10 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       stop() {
         stopping ??= (async () => {
           log.info('control plane stopping');
+          health.stop();
           grpc.setServing(false);
           listRefresher.stop();
-          await Promise.all([sweeper.stop(), pruner.stop(), listScheduler.stop()]);
+          await Promise.all([sweeper.stop(), pruner.stop(), reaper.stop(), listScheduler.stop()]);
           for (const s of [...registry.all]) s.shutdown('SHUTTING_DOWN');
           for (const c of cleanup) {
             try {

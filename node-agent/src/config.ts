@@ -7,6 +7,8 @@ import { canonicalCidr } from '../../common/src/cidr.js';
 import type { DefaultAction } from '../../common/src/policy.js';
 import { DURATION_EXAMPLES, parseDurationMs as parseDuration } from '../../common/src/duration.js';
 import { LabelTextError, parseLabelText } from '../../common/src/labels.js';
+import { echo } from '../../common/src/echo.js';
+import { interfaceNameProblem, nodeNameProblem } from '../../common/src/names.js';
 import { MAX_COUNTER_SLOTS } from './datapath/datapath.js';
 
 export type XdpModeSetting = 'auto' | 'native' | 'generic';
@@ -55,6 +57,23 @@ export interface AgentConfig {
   /** Canonical CIDRs always allowed, ingress and egress, whatever the policy (besides the control planes' addresses). */
   readonly failsafeCidrs: readonly string[];
   readonly logLevel: LogLevel;
+  /** Sampled drop events: the kernel budget (written at each start), the ring, the queue and the send interval. */
+  readonly events: EventConfig;
+}
+
+export interface EventConfig {
+  readonly enabled: boolean;
+  /** Events per second per rule (split over the CPUs). */
+  readonly ratePerSecond: number;
+  readonly burst: number;
+  /** Packet bytes captured per event (0..256). */
+  readonly snapLen: number;
+  /** Bytes of the kernel ring (power of two); used when the maps are created. */
+  readonly ringBytes: number;
+  /** Events the agent queues at most (oldest dropped first). */
+  readonly queueSize: number;
+  /** Events are read and sent at most this often (batching). */
+  readonly intervalMs: number;
 }
 
 export class ConfigError extends Error {
@@ -146,11 +165,28 @@ export const SETTINGS = {
     help: "CIDRs always allowed, ingress and egress, whatever the policy, comma-separated (default none; the control planes' addresses always are)",
   },
   logLevel: { flag: 'log-level', env: 'FLEETWALL_LOG_LEVEL', help: 'pino level (default info)' },
+  events: { flag: 'events', env: 'FLEETWALL_EVENTS', help: 'sampled drop events: on (default) or off' },
+  eventRate: { flag: 'event-rate', env: 'FLEETWALL_EVENT_RATE', help: 'drop events per second per rule at most (default 100)' },
+  eventBurst: { flag: 'event-burst', env: 'FLEETWALL_EVENT_BURST', help: 'drop events a quiet rule may send at once (default 100)' },
+  eventSnap: {
+    flag: 'event-snap',
+    env: 'FLEETWALL_EVENT_SNAP',
+    help: 'packet bytes captured per drop event, 0..256 (default 0: headers only; pcap synthesizes them)',
+  },
+  eventRing: {
+    flag: 'event-ring',
+    env: 'FLEETWALL_EVENT_RING',
+    help: 'bytes of the kernel event ring, a power of two (default 2097152); set when the maps are created',
+  },
+  eventQueue: { flag: 'event-queue', env: 'FLEETWALL_EVENT_QUEUE', help: 'drop events the agent queues at most (default 65536)' },
+  eventInterval: {
+    flag: 'event-interval',
+    env: 'FLEETWALL_EVENT_INTERVAL',
+    help: 'drop events are read and sent this often (default 50ms)',
+  },
 } as const satisfies Record<string, Setting>;
 
 type Key = keyof typeof SETTINGS;
-
-const IFNAME = /^[^\s/:]{1,15}$/;
 
 /** A duration setting ("250ms", "1s", "1h30m"; the grammar of common/src/duration.ts, unit required). */
 export function parseDurationMs(text: string, what: string): number {
@@ -247,9 +283,8 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     .map((a) => parseAddr(a, what('controlPlane')));
   if (controlPlanes.length === 0) throw new ConfigError(`${what('controlPlane')}: give at least one host:port`);
   const nodeName = (raw('nodeName') ?? hostname()).trim();
-  if (!/^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/.test(nodeName)) {
-    throw new ConfigError(`${what('nodeName')}: "${nodeName}" must be letters, digits, . _ - (at most 253)`);
-  }
+  const nameProblem = nodeNameProblem(nodeName);
+  if (nameProblem) throw new ConfigError(`${what('nodeName')}: ${echo(nodeName)}: ${nameProblem}`);
   const labels = Object.freeze(parseLabels(raw('labels') ?? '', what('labels')));
   const interfaces = (raw('interfaces') ?? '')
     .split(',')
@@ -257,7 +292,10 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     .filter((s) => s !== '');
   if (interfaces.length === 0)
     throw new ConfigError(`${what('interfaces')}: name at least one interface to enforce on, e.g. --interfaces eth0`);
-  for (const i of interfaces) if (!IFNAME.test(i)) throw new ConfigError(`${what('interfaces')}: "${i}" is not an interface name`);
+  for (const i of interfaces) {
+    const p = interfaceNameProblem(i);
+    if (p) throw new ConfigError(`${what('interfaces')}: ${echo(i)} is not an interface name (${p})`);
+  }
   if (new Set(interfaces).size !== interfaces.length) throw new ConfigError(`${what('interfaces')}: an interface is listed twice`);
   const da = raw('defaultAction') ?? 'pass';
   if (da !== 'pass' && da !== 'drop') throw new ConfigError(`${what('defaultAction')}: "${da}" must be pass or drop`);
@@ -298,8 +336,27 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     throw new ConfigError(`${what('logLevel')}: "${logLevel}" must be one of fatal error warn info debug trace silent`);
   }
   const identity = identitySettings(raw, what);
+  const ev = raw('events') ?? 'on';
+  if (ev !== 'on' && ev !== 'off') throw new ConfigError(`${what('events')}: "${ev}" must be on or off`);
+  const snapText = raw('eventSnap') ?? '0';
+  const snapLen = snapText.trim() === '0' ? 0 : parsePositiveInt(snapText, what('eventSnap'), 256);
+  const ringBytes = parsePositiveInt(raw('eventRing') ?? '2097152', what('eventRing'), 1 << 30);
+  if (ringBytes < 4096 || (ringBytes & (ringBytes - 1)) !== 0)
+    throw new ConfigError(`${what('eventRing')}: ${ringBytes} must be a power of two of at least 4096`);
+  const eventIntervalMs = parseDurationMs(raw('eventInterval') ?? '50ms', what('eventInterval'));
+  if (eventIntervalMs < 1 || eventIntervalMs > 60_000) throw new ConfigError(`${what('eventInterval')}: must be between 1ms and 1m`);
+  const events: EventConfig = Object.freeze({
+    enabled: ev === 'on',
+    ratePerSecond: parsePositiveInt(raw('eventRate') ?? '100', what('eventRate'), 1_000_000),
+    burst: parsePositiveInt(raw('eventBurst') ?? '100', what('eventBurst'), 1_000_000),
+    snapLen,
+    ringBytes,
+    queueSize: parsePositiveInt(raw('eventQueue') ?? '65536', what('eventQueue'), 1 << 22),
+    intervalMs: eventIntervalMs,
+  });
   return Object.freeze({
     ...identity,
+    events,
     controlPlanes: Object.freeze(controlPlanes),
     nodeName,
     labels,

@@ -3,6 +3,8 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { type ServiceError, status } from '@grpc/grpc-js';
+import postgres from 'postgres';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
 import { ping } from '../support/traffic.js';
 import { SyncState } from '../../proto/gen/fleetwall/v1/node.js';
@@ -124,14 +126,37 @@ test('kill -9 while a blocked source keeps sending: not one packet passes before
   });
 });
 
-test('a change the kernel cannot take is NACKed with its reason and the control plane shows it on the node', async () => {
+test('a change the kernel cannot take is refused at write time; one the control plane could not know of is NACKed with its reason and shown on the node', async () => {
   await withE2E(
     pg,
-    async ({ bed, cp, agent }) => {
+    async ({ bed, dbUrl, cp, agent }) => {
       const r1 = await createRule(cp, `${bed.a.v4Extra[0]}/32`);
       const r2 = await createRule(cp, `${bed.a.v4Extra[1]}/32`);
       await agent.waitHealth('two rules', (h) => BigInt(h.appliedRevision) >= r2.revision);
-      const r3 = await createRule(cp, `${bed.a.v4Extra[2]}/32`);
+      // The agent reported its table capacity (2) in its Hello: a third rule is refused at write time.
+      const refused = await createRule(cp, `${bed.a.v4Extra[2]}/32`).then(
+        () => undefined,
+        (e: ServiceError) => e,
+      );
+      assert.equal(refused?.code, status.FAILED_PRECONDITION, refused?.details);
+      assert.match(refused!.details, new RegExp(`node ${agent.nodeName}'s ingress IPv4 table holds 2 prefixes`));
+      // An agent that does not report its capacity (an older one, say): the control plane cannot know, the kernel refuses.
+      const sql = postgres(dbUrl, { max: 1, onnotice: () => {} });
+      try {
+        await sql`update nodes set capacity_per_table = 0 where name = ${agent.nodeName}`;
+      } finally {
+        await sql.end();
+      }
+      // The control plane re-reads capacities at most once a second: until then the rule is still refused.
+      const r3 = await eventually(
+        'the write accepted once the capacity is no longer known',
+        () =>
+          createRule(cp, `${bed.a.v4Extra[2]}/32`).catch((e: ServiceError) => {
+            if (e.code === status.FAILED_PRECONDITION) return undefined;
+            throw e;
+          }),
+        (r) => r !== undefined,
+      ).then((r) => r!);
       const node = await eventually(
         'node degraded with the NACK',
         () => getNode(cp, agent.nodeName),

@@ -20,8 +20,34 @@ test('canonical IPv6 text follows RFC 5952', () => {
   assert.equal(canonicalCidr('2001:0DB8:0000:0000:0000:0000:0000:0000/32'), '2001:db8::/32');
   assert.equal(canonicalCidr('2001:db8:0:1:0:0:0:1'), '2001:db8:0:1::1/128');
   assert.equal(canonicalCidr('::/0'), '::/0');
-  assert.equal(canonicalCidr('::ffff:10.0.0.1'), '::ffff:10.0.0.1/128');
+  assert.equal(formatPrefix(parseCidr('::ffff:10.0.0.1', { unmap: false })), '::ffff:10.0.0.1/128');
   assert.equal(canonicalCidr('2001:db8:0:0:1:0:0:1'), '2001:db8::1:0:0:1/128');
+});
+
+test('IPv4-mapped IPv6 is read as the IPv4 address (Go netip Unmap), unless unmap: false', () => {
+  assert.equal(canonicalCidr('::ffff:10.0.0.1'), '10.0.0.1/32');
+  assert.equal(canonicalCidr('::FFFF:c000:0201'), '192.0.2.1/32');
+  assert.equal(canonicalCidr('::ffff:192.0.2.0/120'), '192.0.2.0/24');
+  assert.equal(canonicalCidr('::ffff:0:0/96'), '0.0.0.0/0');
+  assert.equal(canonicalCidr('::fffe:0:0/95'), '::fffe:0:0/95', 'shorter than /96 covers more than the mapped block: stays IPv6');
+  assert.equal(canonicalCidr('::1:ffff:10.0.0.1'), '::1:ffff:a00:1/128', 'not mapped');
+  assert.deepEqual(parseAddress('::ffff:198.51.100.7'), { family: 4, bytes: new Uint8Array([198, 51, 100, 7]) });
+  assert.equal(parseAddress('::ffff:198.51.100.7', { unmap: false }).family, 6);
+  assert.throws(
+    () => parseCidr('::ffff:192.0.2.1/120'),
+    (e: unknown) => e instanceof CidrError && e.reason === 'HOST_BITS_SET' && e.canonical === '192.0.2.0/24',
+    'host bits are judged on the IPv4 form, and the canonical form is IPv4',
+  );
+});
+
+test('errors quote the input cut short, never a whole 200 KB field', () => {
+  const huge = '1'.repeat(200_000);
+  for (const f of [() => parseCidr(huge), () => parseAddress(huge), () => parseCidr(`10.0.0.0/${huge}`)]) {
+    assert.throws(
+      f,
+      (e: unknown) => e instanceof CidrError && e.message.length < 300 && /200000 characters|\(\d+ characters\)/.test(e.message),
+    );
+  }
 });
 
 test('host bits set names the canonical form', () => {

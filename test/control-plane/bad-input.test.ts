@@ -174,7 +174,7 @@ describe('CreateRule', () => {
     );
   });
 
-  test('oversized message: catalogued error up to 4x the limit, grpc-js beyond', async () => {
+  test('oversized message: catalogued error up to 2x the limit (1 MiB over at most), grpc-js beyond', async () => {
     const e = await rejected(
       () => api.create({ rule: { cidr: '192.0.2.0/24', action: Action.ACTION_DENY, comment: 'x'.repeat(MAX_MESSAGE + 10) } }),
       status.RESOURCE_EXHAUSTED,

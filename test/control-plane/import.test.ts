@@ -142,7 +142,7 @@ test('a 50,000-line import reaches a connected agent in parts, as one revision',
   }
 });
 
-test('a rule created by someone else while the import streams is a duplicate, not a failure', async () => {
+test('a rule created while the import streams is not held up by it and counts as a duplicate', async () => {
   const before = await storeState(url);
   let call!: ReturnType<typeof cp.clients.rules.importRules>;
   const done = new Promise<ImportRulesResponse>((resolve, reject) => {
@@ -152,18 +152,62 @@ test('a rule created by someone else while the import streams is a duplicate, no
   });
   call.write(ImportRulesRequest.fromPartial({ part: { $case: 'header', value: { action: Action.ACTION_DENY, comment: 'race' } } }));
   call.write(ImportRulesRequest.fromPartial({ part: { $case: 'chunk', value: { lines: ['198.18.90.1', '198.18.90.2'] } } }));
-  // The import's COPY is running (its transaction read the existing rules already).
-  await eventually(
-    () => withSql(url, async (sql) => (await sql`select 1 from pg_stat_activity where query ilike 'copy rules%'`).length === 1),
-    'the import COPY to be in progress',
-  );
-  const mine = await api.create({ rule: { cidr: '198.18.90.3/32', action: Action.ACTION_ALLOW } });
-  call.write(ImportRulesRequest.fromPartial({ part: { $case: 'chunk', value: { lines: ['198.18.90.3', '198.18.90.4'] } } }));
+  // The open import holds no transaction: a create of a CIDR it already sent commits at once.
+  const mine = await api.create({ rule: { cidr: '198.18.90.1/32', action: Action.ACTION_ALLOW } });
+  call.write(ImportRulesRequest.fromPartial({ part: { $case: 'chunk', value: { lines: ['198.18.90.3'] } } }));
   call.end();
   const res = await done;
-  assert.equal(res.added, 3n);
-  assert.equal(res.duplicate, 1n, 'the concurrently created rule');
+  assert.equal(res.added, 2n);
+  assert.equal(res.duplicate, 1n, 'the rule created meanwhile');
   const after = await storeState(url);
-  assert.equal(after.rules, before.rules + 4);
+  assert.equal(after.rules, before.rules + 3);
   assert.equal((await api.get(mine.rule!.id)).rule!.action, Action.ACTION_ALLOW, 'the concurrent rule is untouched');
+});
+
+test('a create that commits while the import COPYs the same CIDR: the import retries and counts it as a duplicate', async () => {
+  const before = await storeState(url);
+  // Hold the revision counter: a create inserts its row, then waits here, uncommitted.
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  let locked!: () => void;
+  const lockTaken = new Promise<void>((r) => (locked = r));
+  const holder = withSql(url, (sql) =>
+    sql.begin(async (tx) => {
+      await tx`select value from revision_counter where id = 1 for update`;
+      locked();
+      await held;
+    }),
+  );
+  await lockTaken;
+  const create = api.create({ rule: { cidr: '198.18.91.2/32', action: Action.ACTION_ALLOW } });
+  await eventually(
+    () =>
+      withSql(
+        url,
+        async (sql) =>
+          (await sql`select 1 from pg_stat_activity where wait_event_type = 'Lock' and query ilike '%insert into rules%'`).length === 1,
+      ),
+    'the create to wait for the revision counter',
+  );
+  const importing = api.import({ action: Action.ACTION_DENY, comment: 'race-2' }, [['198.18.91.1', '198.18.91.2', '198.18.91.3']]);
+  // Its COPY waits for the create's uncommitted row with the same CIDR.
+  await eventually(
+    () =>
+      withSql(
+        url,
+        async (sql) =>
+          (await sql`select 1 from pg_stat_activity where wait_event_type = 'Lock' and query ilike 'copy rules%'`).length === 1,
+      ),
+    'the import COPY to wait for the create',
+  );
+  release();
+  await holder;
+  const mine = await create;
+  const res = await importing;
+  assert.equal(res.added, 2n);
+  assert.equal(res.duplicate, 1n, 'the create that won the race');
+  const after = await storeState(url);
+  assert.equal(after.rules, before.rules + 3);
+  assert.equal(after.revision, before.revision + 2n);
+  assert.equal((await api.get(mine.rule!.id)).rule!.action, Action.ACTION_ALLOW);
 });

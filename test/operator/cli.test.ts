@@ -416,9 +416,22 @@ test('nodes ls, counters, counters --watch and explain', async () => {
     const everywhere = await fw(['explain', '10.1.2.3', '--json']);
     assert.equal(jsonLines(everywhere.stdout)[0].verdict, 'VERDICT_DROP', 'without the node, only unselected rules apply');
     assert.equal((await fw(['explain', '10.0.0.0/8'])).code, 3);
+    const connected = await fw(['nodes', 'rm', 'cli-node']);
+    assert.equal(connected.code, 3, 'a connected node is not deleted');
+    assert.match(connected.stderr, /live Sync stream; stop its agent/);
   } finally {
     stream.cancel();
   }
+  // Once its stream is gone the node can be forgotten.
+  let rm: Run | undefined;
+  for (let i = 0; i < 100 && rm?.code !== 0; i++) {
+    rm = await fw(['nodes', 'rm', 'cli-node']);
+    if (rm.code !== 0) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(rm?.code, 0, rm?.stderr);
+  assert.match(rm!.stdout, /deleted node cli-node/);
+  assert.equal((await fw(['nodes', 'get', 'cli-node'])).code, 4);
+  assert.equal((await fw(['nodes', 'rm', 'no-such-node'])).code, 4);
 });
 
 test('an unreachable control plane exits 5 and says how to fix it; --version and --help', async () => {

@@ -20,12 +20,17 @@
 // Overrides: `startTestControlPlane(url, { pingIntervalMs: 200 })` takes any
 // Config field (control-plane/src/config.ts); the child variant takes
 // FLEETWALL_* environment variables. Logs go nowhere unless
-// FLEETWALL_TEST_LOG_LEVEL is set (e.g. debug).
+// FLEETWALL_TEST_LOG_LEVEL is set (e.g. debug), or a test captures them:
+//
+//   const logs = captureLogs();                                        // every line, parsed
+//   const cp = await startTestControlPlane(url, {}, { logger: logs.logger });
+//   logs.lines.filter((l) => l.msg === 'import committed')
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { Writable } from 'node:stream';
 import { credentials, InterceptingCall, type Interceptor, Metadata, type ServiceError } from '@grpc/grpc-js';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { AgentServiceClient } from '../../proto/gen/fleetwall/v1/agent_service.js';
 import { CounterServiceClient } from '../../proto/gen/fleetwall/v1/counter_service.js';
 import { ExplainServiceClient } from '../../proto/gen/fleetwall/v1/explain_service.js';
@@ -133,9 +138,38 @@ export function testConfig(databaseUrl: string, overrides: Partial<Config> = {})
   });
 }
 
-export async function startTestControlPlane(databaseUrl: string, overrides: Partial<Config> = {}): Promise<TestControlPlane> {
+export interface CapturedLogs {
+  readonly logger: Logger;
+  /** Every line logged so far (pino JSON, parsed). */
+  readonly lines: Record<string, unknown>[];
+}
+
+/** A debug-level logger that keeps every line in memory. */
+export function captureLogs(): CapturedLogs {
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString('utf8').split('\n')) {
+        if (l.trim() === '') continue;
+        try {
+          lines.push(JSON.parse(l) as Record<string, unknown>);
+        } catch {
+          // not JSON
+        }
+      }
+      cb();
+    },
+  });
+  return { logger: pino({ level: 'debug' }, sink), lines };
+}
+
+export async function startTestControlPlane(
+  databaseUrl: string,
+  overrides: Partial<Config> = {},
+  opts: { readonly logger?: Logger } = {},
+): Promise<TestControlPlane> {
   const config = testConfig(databaseUrl, overrides);
-  const logger = pino({ level: process.env.FLEETWALL_TEST_LOG_LEVEL ?? 'silent' });
+  const logger = opts.logger ?? pino({ level: process.env.FLEETWALL_TEST_LOG_LEVEL ?? 'silent' });
   const cp = await startControlPlane(config, logger);
   const target = `127.0.0.1:${cp.grpcPort}`;
   // With TLS (--tls, a non-loopback bind): the clients trust its own CA and send the first admin token.

@@ -5,6 +5,8 @@
 //   const pg = await startTestPostgres();   // embedded Postgres 18, free port, unique temp dir
 //   pg.url                                   // postgres://postgres:...@127.0.0.1:PORT/postgres
 //   const url2 = await pg.newDatabase();     // a fresh empty database on the same server
+//   await pg.stopServer();                   // an outage: the server stops, its data stays
+//   await pg.startServer();                  // back on the same port with the same data (same URLs)
 //   await pg.stop();                         // stop the server, delete the directory (idempotent)
 //
 // Use one server per test file and `newDatabase()` per independent scenario
@@ -27,6 +29,10 @@ export interface TestPostgres {
   readonly dir: string;
   /** Creates an empty database and returns its URL. */
   newDatabase(name?: string): Promise<string>;
+  /** Stops the server (fast shutdown: connections are cut) and keeps its data directory. */
+  stopServer(): Promise<void>;
+  /** Starts it again on the same port with the same data; URLs stay valid. */
+  startServer(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -43,20 +49,17 @@ export async function startTestPostgres(opts: TestPostgresOptions = {}): Promise
   const removeDir = () => rmSync(dir, { recursive: true, force: true });
   process.once('exit', removeDir);
   const logger = opts.logger ?? pino({ level: 'silent' });
+  const settings = { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', ...opts.settings };
   let pg: Awaited<ReturnType<typeof startEmbeddedPostgres>>;
   try {
-    pg = await startEmbeddedPostgres({
-      dataDir: dir,
-      port: 0,
-      logger,
-      settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', ...opts.settings },
-    });
+    pg = await startEmbeddedPostgres({ dataDir: dir, port: 0, logger, settings });
   } catch (e) {
     removeDir();
     throw e;
   }
   let stopped: Promise<void> | undefined;
-  const server = pg;
+  let server = pg;
+  let running = true;
   return {
     url: pg.url,
     port: pg.port,
@@ -74,10 +77,20 @@ export async function startTestPostgres(opts: TestPostgresOptions = {}): Promise
       u.pathname = `/${db}`;
       return u.toString();
     },
+    async stopServer() {
+      if (!running) return;
+      running = false;
+      await server.stop();
+    },
+    async startServer() {
+      if (running) return;
+      server = await startEmbeddedPostgres({ dataDir: dir, port: pg.port, logger, settings });
+      running = true;
+    },
     stop() {
       stopped ??= (async () => {
         try {
-          await server.stop();
+          if (running) await server.stop();
         } finally {
           removeDir();
           process.removeListener('exit', removeDir);

@@ -1,6 +1,14 @@
-// fleetwall nodes ls [--selector k=v] [--connected] | get <name> | label <name> k=v,... | revoke <name>
+// fleetwall nodes ls [--selector k=v] [--connected] (every page) | get <name> | label <name> k=v,... | revoke <name>
+//                | rm <name> [<name>...] (refused while a node's agent is connected)
 import { EgressMode, type Node, SyncState, XdpMode } from '../../../proto/gen/fleetwall/v1/node.js';
-import { GetNodeRequest, ListNodesRequest, RevokeNodeRequest, UpdateNodeRequest } from '../../../proto/gen/fleetwall/v1/node_service.js';
+import {
+  DeleteNodeRequest,
+  GetNodeRequest,
+  ListNodesRequest,
+  type ListNodesResponse,
+  RevokeNodeRequest,
+  UpdateNodeRequest,
+} from '../../../proto/gen/fleetwall/v1/node_service.js';
 import { Node as NodeMsg } from '../../../proto/gen/fleetwall/v1/node.js';
 import { flagBool, flagList, parseArgs, parseLabels, UsageError } from '../args.js';
 import { unary } from '../client.js';
@@ -12,6 +20,7 @@ const USAGE = [
   '       fleetwall nodes get <name>',
   "       fleetwall nodes label <name> k=v[,k2=v2...]   set an enrolled node's labels (all of them; admin)",
   '       fleetwall nodes revoke <name>                 refuse its certificates, close its stream (admin)',
+  '       fleetwall nodes rm <name> [<name>...]         forget nodes whose agents are gone (admin)',
 ].join('\n');
 
 export const syncStateName = (s: SyncState): string =>
@@ -59,15 +68,21 @@ export async function nodesCommand(ctx: Context, argv: string[]): Promise<void> 
   const c = ctx.clients();
   if (sub === 'ls' || sub === 'list') {
     const p = parseArgs(rest, { booleans: ['connected'], repeated: ['selector'] });
-    const res = await unary(
-      c,
-      c.nodes,
-      c.nodes.listNodes,
-      ListNodesRequest.fromPartial({
-        selector: parseLabels(flagList(p, 'selector'), 'selector'),
-        connectedOnly: flagBool(p, 'connected'),
-      }),
-    );
+    const selector = parseLabels(flagList(p, 'selector'), 'selector');
+    const nodes: Node[] = [];
+    let page: ListNodesResponse;
+    let token = '';
+    do {
+      page = await unary(
+        c,
+        c.nodes,
+        c.nodes.listNodes,
+        ListNodesRequest.fromPartial({ selector, connectedOnly: flagBool(p, 'connected'), pageSize: 1000, pageToken: token }),
+      );
+      nodes.push(...page.nodes);
+      token = page.nextPageToken;
+    } while (token !== '');
+    const res = { nodes, revision: page.revision };
     if (ctx.out.json) {
       for (const n of res.nodes) ctx.out.writeJson(NodeMsg.toJSON(n));
       return;
@@ -109,6 +124,16 @@ export async function nodesCommand(ctx: Context, argv: string[]): Promise<void> 
       ctx.out.write(
         `node ${res.name}: ${res.revokedCertificates} certificate(s) revoked; its stream is closed and it needs a new join token to come back`,
       );
+    return;
+  }
+  if (sub === 'rm' || sub === 'delete') {
+    const p = parseArgs(rest, {});
+    if (p.positionals.length === 0) throw new UsageError(USAGE);
+    for (const name of p.positionals) {
+      await unary(c, c.nodes, c.nodes.deleteNode, DeleteNodeRequest.fromPartial({ name }));
+      if (ctx.out.json) ctx.out.writeJson({ deleted: name });
+      else ctx.out.write(`deleted node ${name}`);
+    }
     return;
   }
   throw new UsageError(sub ? `unknown subcommand "nodes ${sub}"\n${USAGE}` : USAGE);

@@ -6,8 +6,7 @@
 // told to allow them. Documentation, benchmarking, multicast and reserved
 // ranges are special but NOT local (tests and docs block 203.0.113.0/24).
 // Pure.
-import { formatPrefix, type Prefix, parseCidr, prefixContains } from '../cidr.js';
-import { unmapPrefix } from './ipv4-mapped.js';
+import { formatPrefix, type Prefix, parseCidr, prefixContains, unmapPrefix } from '../cidr.js';
 
 export type SpecialKind =
   | 'this-network'
@@ -82,7 +81,7 @@ const TABLE: ReadonlyArray<readonly [string, SpecialKind, string, string]> = [
 ];
 
 export const SPECIAL_RANGES: readonly SpecialRange[] = TABLE.map(([cidr, kind, name, rfc]) => {
-  const prefix = parseCidr(cidr);
+  const prefix = parseCidr(cidr, { unmap: false });
   return { cidr: formatPrefix(prefix), prefix, kind, name, rfc, local: LOCAL_KINDS.has(kind) };
 });
 

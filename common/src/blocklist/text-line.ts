@@ -6,10 +6,9 @@
 // Comments start with `#`, `;` or `//`, whole-line or trailing. After the entry,
 // the rest of the line (Spamhaus's "; SBL256894", ipsum's count, a name) is
 // ignored. Ranges become their minimal exact set of prefixes. Pure.
-import { type Address, CidrError, formatAddress, parseAddress } from '../cidr.js';
+import { type Address, CidrError, formatAddress, parseAddress, unmapAddress } from '../cidr.js';
 import { addressToBigint } from './address-int.js';
 import { fastIpv4Prefix } from './fast-ipv4.js';
-import { unmapAddress } from './ipv4-mapped.js';
 import { type LineOutcome, lineError, SKIP } from './line-outcome.js';
 import { parsePrefixToken } from './prefix-token.js';
 import { rangeToPrefixes } from './range-to-prefixes.js';
@@ -34,7 +33,7 @@ function bareAddress(token: string): Address | null {
   // Cheap refusal first: most second fields (ipsum's count, names) are not addresses.
   if (!ADDRESS_CHARS.test(token)) return null;
   try {
-    return parseAddress(token);
+    return parseAddress(token, { unmap: false });
   } catch (e) {
     if (e instanceof CidrError) return null;
     throw e;

@@ -6,8 +6,16 @@
 // in one transaction, and loaded again when the node connects (to this or
 // another control plane), so lost, repeated or re-sent reports, agent
 // restarts and failovers never miscount.
+//
+// The write-back goes through a FlushLoop: while the database is away the
+// totals stay in memory (bounded: one entry per node and rule or interface,
+// and only rules the rule set has or had lately) and are written when it
+// returns; a row the database refuses for good is set aside and logged once.
+// A node's next stream on this process takes its totals over from memory, so
+// attaching never waits for a write.
 import type { Sql } from 'postgres';
 import type { Logger } from 'pino';
+import { FlushLoop, type WriterHealth, writeRows } from '../store/flush-loop.js';
 import type { CounterReport } from '../../../proto/gen/fleetwall/v1/agent_service.js';
 import type { VerdictCounters } from '../../../proto/gen/fleetwall/v1/counter.js';
 
@@ -30,11 +38,34 @@ interface InterfaceState {
 }
 
 interface NodeCounterState {
-  readonly owner: number;
+  owner: number;
   readonly rules: Map<bigint, RuleState>;
   readonly ifaces: Map<string, InterfaceState>;
   dirty: boolean;
+  /** Its stream ended: dropped from memory once everything is written. */
+  detached: boolean;
 }
+
+interface RuleRow {
+  node_name: string;
+  rule_id: string;
+  packets: string;
+  bytes: string;
+  last_packets: string;
+  last_bytes: string;
+}
+
+interface IfaceRow {
+  node_name: string;
+  interface: string;
+  direction: number;
+  totals: string;
+  last: string;
+}
+
+/** Keys (node/rule or node/interface) the database refused, remembered so they are logged once; bounded. */
+const MAX_REFUSED_KEYS = 10_000;
+const READ_FLUSH_WAIT_MS = 2000;
 
 export function verdictArray(v: VerdictCounters | undefined): bigint[] {
   return VERDICT_FIELDS.map((f) => (v ? v[f] : 0n));
@@ -57,35 +88,46 @@ function pgArray(a: readonly bigint[]): string {
 
 export class CounterAggregator {
   private readonly nodes = new Map<string, NodeCounterState>();
-  private timer: NodeJS.Timeout | undefined;
-  private flushing: Promise<void> = Promise.resolve();
+  private readonly loop: FlushLoop;
+  private readonly refused = new Set<string>();
+  /** Samples dropped because their rule is not (or no longer) in the rule set. */
+  droppedSamples = 0;
 
   constructor(
     private readonly sql: Sql,
-    private readonly flushIntervalMs: number,
+    flushIntervalMs: number,
     private readonly logger: Logger,
-  ) {}
+    /** Whether counters for this rule id are kept (it is, or lately was, in the rule set). */
+    private readonly knownRule: (id: bigint) => boolean = () => true,
+  ) {
+    this.loop = new FlushLoop(() => this.flushNow(), { name: 'counters', intervalMs: flushIntervalMs, logger });
+  }
 
   start(): void {
-    this.timer = setInterval(() => {
-      this.flush().catch((err) => this.logger.warn({ err }, 'counter flush failed'));
-    }, this.flushIntervalMs);
-    this.timer.unref();
+    this.loop.start();
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
+    this.loop.stop();
   }
 
-  /** Loads the node's stored totals and last values (call before its first report). */
+  get health(): WriterHealth {
+    return this.loop.health;
+  }
+
+  /** Loads the node's stored totals and last values (call before its first report); an earlier stream's totals in memory are taken over. */
   async attach(node: string, sessionId: number): Promise<void> {
-    // An earlier stream of the same node may still hold unflushed totals.
-    await this.flush();
+    const held = this.nodes.get(node);
+    if (held) {
+      held.owner = sessionId;
+      held.detached = false;
+      return;
+    }
     const rules = await this.sql<{ rule_id: bigint; packets: string; bytes: string; last_packets: string; last_bytes: string }[]>`
       select rule_id, packets::text, bytes::text, last_packets::text, last_bytes::text from node_rule_counters where node_name = ${node}`;
     const ifaces = await this.sql<{ interface: string; direction: number; totals: string[]; last: string[] }[]>`
       select interface, direction, totals::text[] as totals, last::text[] as last from node_interface_counters where node_name = ${node}`;
-    const st: NodeCounterState = { owner: sessionId, rules: new Map(), ifaces: new Map(), dirty: false };
+    const st: NodeCounterState = { owner: sessionId, rules: new Map(), ifaces: new Map(), dirty: false, detached: false };
     for (const r of rules) {
       st.rules.set(r.rule_id, {
         packets: BigInt(r.packets),
@@ -104,16 +146,27 @@ export class CounterAggregator {
         dirty: false,
       });
     }
+    // Another attach of the same node may have finished first (it holds the newer totals).
+    const raced = this.nodes.get(node);
+    if (raced) {
+      raced.owner = sessionId;
+      raced.detached = false;
+      return;
+    }
     this.nodes.set(node, st);
   }
 
   /** Applies one report of cumulative values. */
   apply(node: string, sessionId: number, report: CounterReport): void {
     const st = this.nodes.get(node);
-    if (!st || st.owner !== sessionId) return;
+    if (!st || st.owner !== sessionId || st.detached) return;
     for (const s of report.rules) {
       let r = st.rules.get(s.ruleId);
       if (!r) {
+        if (!this.knownRule(s.ruleId) || this.refused.has(`${node}/r${s.ruleId}`)) {
+          this.droppedSamples++;
+          continue;
+        }
         r = { packets: 0n, bytes: 0n, lastPackets: 0n, lastBytes: 0n, dirty: true };
         st.rules.set(s.ruleId, r);
       }
@@ -129,6 +182,7 @@ export class CounterAggregator {
       const key = `${s.direction}/${s.interface}`;
       let i = st.ifaces.get(key);
       if (!i) {
+        if (this.refused.has(`${node}/i${key}`)) continue;
         i = { iface: s.interface, direction: s.direction, totals: [0n, 0n, 0n, 0n, 0n, 0n], last: [0n, 0n, 0n, 0n, 0n, 0n], dirty: true };
         st.ifaces.set(key, i);
       }
@@ -141,15 +195,29 @@ export class CounterAggregator {
     }
   }
 
-  /** Persists changed totals and last values in one transaction. */
+  /** Persists changed totals and last values now (joining a flush in progress); rejects if the write fails. */
   flush(): Promise<void> {
-    this.flushing = this.flushing.then(() => this.flushNow());
-    return this.flushing;
+    return this.loop.flush();
+  }
+
+  /** Before a read: gives pending totals a bounded chance to be written; never fails or waits long. */
+  async settleForRead(): Promise<void> {
+    if (this.loop.failing) return;
+    let t: NodeJS.Timeout | undefined;
+    await Promise.race([this.loop.flush().catch(() => undefined), new Promise<void>((r) => (t = setTimeout(r, READ_FLUSH_WAIT_MS)))]);
+    clearTimeout(t);
+  }
+
+  private refuse(key: string, what: Record<string, unknown>): void {
+    this.loop.setAside(1);
+    if (this.refused.has(key) || this.refused.size >= MAX_REFUSED_KEYS) return;
+    this.refused.add(key);
+    this.logger.error(what, 'the database refuses this counter row; it is set aside (its counts are lost)');
   }
 
   private async flushNow(): Promise<void> {
-    const ruleRows: unknown[] = [];
-    const ifaceRows: unknown[] = [];
+    const ruleRows: RuleRow[] = [];
+    const ifaceRows: IfaceRow[] = [];
     const marks: { dirty: boolean }[] = [];
     for (const [node, st] of this.nodes) {
       if (!st.dirty) continue;
@@ -175,39 +243,59 @@ export class CounterAggregator {
         ifaceRows.push({ node_name: node, interface: i.iface, direction: i.direction, totals: pgArray(i.totals), last: pgArray(i.last) });
       }
     }
-    if (ruleRows.length === 0 && ifaceRows.length === 0) return;
+    let refusedRules: RuleRow[];
+    let refusedIfaces: IfaceRow[];
     try {
-      await this.sql.begin(async (tx) => {
-        if (ruleRows.length) {
-          await tx`
-            insert into node_rule_counters (node_name, rule_id, packets, bytes, last_packets, last_bytes)
-            select x.node_name, x.rule_id, x.packets, x.bytes, x.last_packets, x.last_bytes
-            from jsonb_to_recordset(${tx.json(ruleRows as never)}) as x(node_name text, rule_id bigint, packets numeric, bytes numeric, last_packets numeric, last_bytes numeric)
-            on conflict (node_name, rule_id) do update set packets = excluded.packets, bytes = excluded.bytes,
-              last_packets = excluded.last_packets, last_bytes = excluded.last_bytes`;
-        }
-        if (ifaceRows.length) {
-          await tx`
-            insert into node_interface_counters (node_name, interface, direction, totals, last)
-            select x.node_name, x.interface, x.direction, x.totals::numeric[], x.last::numeric[]
-            from jsonb_to_recordset(${tx.json(ifaceRows as never)}) as x(node_name text, interface text, direction smallint, totals text, last text)
-            on conflict (node_name, interface, direction) do update set totals = excluded.totals, last = excluded.last`;
-        }
-      });
+      refusedRules = await writeRows(ruleRows, (b) => this.writeRules(b));
+      refusedIfaces = await writeRows(ifaceRows, (b) => this.writeIfaces(b));
     } catch (e) {
       for (const m of marks) m.dirty = true;
       throw e;
     }
+    for (const r of refusedRules) {
+      this.nodes.get(r.node_name)?.rules.delete(BigInt(r.rule_id));
+      this.refuse(`${r.node_name}/r${r.rule_id}`, { node: r.node_name, rule_id: r.rule_id });
+    }
+    for (const r of refusedIfaces) {
+      this.nodes.get(r.node_name)?.ifaces.delete(`${r.direction}/${r.interface}`);
+      this.refuse(`${r.node_name}/i${r.direction}/${r.interface}`, { node: r.node_name, interface: r.interface, direction: r.direction });
+    }
+    for (const [node, st] of this.nodes) if (st.detached && !st.dirty) this.nodes.delete(node);
   }
 
-  /** Flushes and forgets a node whose stream ended. */
-  async detach(node: string, sessionId: number): Promise<void> {
-    await this.flush();
-    if (this.nodes.get(node)?.owner === sessionId) this.nodes.delete(node);
+  private async writeRules(rows: readonly RuleRow[]): Promise<void> {
+    await this.sql`
+      insert into node_rule_counters (node_name, rule_id, packets, bytes, last_packets, last_bytes)
+      select x.node_name, x.rule_id, x.packets, x.bytes, x.last_packets, x.last_bytes
+      from jsonb_to_recordset(${this.sql.json(rows as never)}) as x(node_name text, rule_id bigint, packets numeric, bytes numeric, last_packets numeric, last_bytes numeric)
+      on conflict (node_name, rule_id) do update set packets = excluded.packets, bytes = excluded.bytes,
+        last_packets = excluded.last_packets, last_bytes = excluded.last_bytes`;
   }
 
+  private async writeIfaces(rows: readonly IfaceRow[]): Promise<void> {
+    await this.sql`
+      insert into node_interface_counters (node_name, interface, direction, totals, last)
+      select x.node_name, x.interface, x.direction, x.totals::numeric[], x.last::numeric[]
+      from jsonb_to_recordset(${this.sql.json(rows as never)}) as x(node_name text, interface text, direction smallint, totals text, last text)
+      on conflict (node_name, interface, direction) do update set totals = excluded.totals, last = excluded.last`;
+  }
+
+  /** Its stream ended: the totals are written by the next flush (started now), then forgotten. */
+  detach(node: string, sessionId: number): void {
+    const st = this.nodes.get(node);
+    if (st?.owner !== sessionId) return;
+    st.detached = true;
+    this.loop.kick();
+  }
+
+  /** Shutdown: writes everything, forgets every node. */
   async detachAll(): Promise<void> {
     await this.flush();
     this.nodes.clear();
+  }
+
+  /** A deleted node's totals must not be written again. */
+  forget(node: string): void {
+    this.nodes.delete(node);
   }
 }

@@ -32,6 +32,18 @@ export const CATALOGUE = {
   RULE_NOT_FOUND: { code: status.NOT_FOUND, message: 'no such rule' },
   INVALID_UPDATE_MASK: { code: status.INVALID_ARGUMENT, message: 'invalid update_mask' },
   IMMUTABLE_FIELD: { code: status.INVALID_ARGUMENT, message: 'this field cannot change' },
+  INVALID_FIELD: {
+    code: status.INVALID_ARGUMENT,
+    message: 'a field is out of range, too long, or holds a character it may not (metadata field)',
+  },
+  CAPACITY_EXCEEDED: {
+    code: status.FAILED_PRECONDITION,
+    message: "the change would put more prefixes in a node's kernel table than it holds",
+    httpStatus: 409,
+  },
+  // Inspection (drop events)
+  INVALID_FILTER: { code: status.INVALID_ARGUMENT, message: 'invalid event filter' },
+  INVALID_WINDOW: { code: status.INVALID_ARGUMENT, message: 'window must be 1s..10m' },
   // Sizes
   BATCH_TOO_LARGE: { code: status.INVALID_ARGUMENT, message: 'too many entries in one batch' },
   EMPTY_BATCH: { code: status.INVALID_ARGUMENT, message: 'the batch is empty' },
@@ -50,7 +62,16 @@ export const CATALOGUE = {
   LIST_BUSY: { code: status.ABORTED, message: 'a refresh of this list is running' },
   LIST_FETCH_FAILED: { code: status.FAILED_PRECONDITION, message: 'the list could not be fetched' },
   LIST_REFUSED: { code: status.FAILED_PRECONDITION, message: 'the fetched list failed a safeguard' },
-  MESSAGE_TOO_LARGE: { code: status.RESOURCE_EXHAUSTED, message: 'message too large' },
+  MESSAGE_TOO_LARGE: { code: status.RESOURCE_EXHAUSTED, message: 'message too large', httpStatus: 413 },
+  MALFORMED_MESSAGE: {
+    code: status.INVALID_ARGUMENT,
+    message: "the request is not a valid protobuf encoding of the method's request type",
+  },
+  TOO_MANY_IMPORTS: { code: status.RESOURCE_EXHAUSTED, message: 'too many imports are running on this control plane; retry later' },
+  IMPORT_TIMEOUT: {
+    code: status.DEADLINE_EXCEEDED,
+    message: 'the import stream was idle too long or ran past its deadline; nothing was stored',
+  },
   // ManageAddress (/manage-ip, fleetwall unblock)
   MISSING_FIELD: { code: status.INVALID_ARGUMENT, message: 'a required field is missing' },
   UNKNOWN_ACTION: { code: status.INVALID_ARGUMENT, message: 'unknown action: use block, allow, whitelist or unblock' },
@@ -71,6 +92,12 @@ export const CATALOGUE = {
   INVALID_INTERVAL: { code: status.INVALID_ARGUMENT, message: 'interval must be at least 100ms' },
   NODE_NAME_REQUIRED: { code: status.INVALID_ARGUMENT, message: 'a node name is required' },
   NODE_NOT_FOUND: { code: status.NOT_FOUND, message: 'no such node' },
+  NODE_CONNECTED: {
+    code: status.FAILED_PRECONDITION,
+    message: 'the node has a live Sync stream; stop its agent before deleting it',
+    httpStatus: 409,
+  },
+  INVALID_LABELS: { code: status.INVALID_ARGUMENT, message: "the node's labels break the label grammar (a Hello's, or an enrollment's)" },
   // Sync protocol
   HELLO_REQUIRED: { code: status.FAILED_PRECONDITION, message: 'a Sync stream starts with Hello' },
   PROTOCOL_VIOLATION: { code: status.FAILED_PRECONDITION, message: 'unexpected message on the Sync stream' },
@@ -106,7 +133,6 @@ export const CATALOGUE = {
   JOIN_TOKEN_REVOKED: { code: status.PERMISSION_DENIED, message: 'the join token was revoked' },
   JOIN_TOKEN_NOT_FOUND: { code: status.NOT_FOUND, message: 'no such join token' },
   INVALID_CSR: { code: status.INVALID_ARGUMENT, message: 'not a valid PKCS#10 certificate signing request' },
-  INVALID_LABELS: { code: status.INVALID_ARGUMENT, message: 'invalid node labels' },
   NODE_CERT_REQUIRED: {
     code: status.UNAUTHENTICATED,
     message: 'a node client certificate issued by this control plane is required (enroll with a join token)',
@@ -123,7 +149,12 @@ export const CATALOGUE = {
   },
   // Service state
   SHUTTING_DOWN: { code: status.UNAVAILABLE, message: 'this control plane is shutting down; reconnect to another' },
-  STORE_UNAVAILABLE: { code: status.UNAVAILABLE, message: 'the rule store (Postgres) is unavailable; retry' },
+  STORE_UNAVAILABLE: { code: status.UNAVAILABLE, message: 'the database (Postgres) is unreachable; retry' },
+  WRITER_FAILING: {
+    code: status.UNAVAILABLE,
+    message: 'node or counter state cannot be written to the database; writes are retried',
+  },
+  DEADLINE_EXCEEDED: { code: status.DEADLINE_EXCEEDED, message: 'the call did not finish within the server deadline' },
   CONFLICT_RETRY: { code: status.ABORTED, message: 'a concurrent change conflicted; retry' },
   INTERNAL: { code: status.INTERNAL, message: 'internal error' },
 } as const satisfies Record<string, CatalogueEntry>;

@@ -1,5 +1,7 @@
 // Thin gRPC adapters over the service layer: caller context from metadata,
-// the size-limit marker, errors through the one mapper, a request counter.
+// the size-limit marker, every request checked at the edge (edge/api-input.ts:
+// range, enum, NUL, size of every field) before its handler runs, a server-side
+// deadline on unary calls, errors through the one mapper, a request counter.
 import type {
   handleClientStreamingCall,
   handleServerStreamingCall,
@@ -14,11 +16,25 @@ import { toGrpcStatus } from '../errors/to-grpc-status.js';
 import { principalOfMetadata } from '../auth/grpc-auth.js';
 import { ACTOR_METADATA_KEY, type CallContext, callContextOf } from '../services/call-context.js';
 import { withAuditNote } from '../store/audit-note.js';
-import { TooLargeMessage, tooLarge } from '../errors/message-too-large.js';
+import { isRefused, type RefusedMessage, refusal } from '../errors/refused-message.js';
+import { FleetwallError } from '../errors/fleetwall-error.js';
+import { checkApiRequest } from '../edge/api-input.js';
 
 export interface AdapterDeps {
   readonly logger: Logger;
   readonly countRequest: (method: string, code: number) => void;
+  /** Server-side deadline of a unary call (FLEETWALL_CALL_TIMEOUT); none when unset. */
+  readonly callTimeoutMs?: number;
+  /** Unary methods ("ListService/RefreshList") bounded by their own settings instead (a list's fetch timeout). */
+  readonly untimedMethods?: ReadonlySet<string>;
+}
+
+function deadlineExceeded(ms: number): FleetwallError {
+  return new FleetwallError(
+    'DEADLINE_EXCEEDED',
+    `the call did not finish within ${ms}ms (FLEETWALL_CALL_TIMEOUT); if it was a write, read the rule back before retrying`,
+    { timeout_ms: String(ms) },
+  );
 }
 
 /** The caller: the principal the auth interceptor established (auth/grpc-auth.ts), the x-fleetwall-actor note. */
@@ -32,9 +48,9 @@ function run<T>(ctx: CallContext, fn: () => Promise<T>): Promise<T> {
   return withAuditNote(ctx.note ?? '', fn);
 }
 
-/** Throws MESSAGE_TOO_LARGE for the size marker; returns the message otherwise. */
-export function checked<T>(msg: T | TooLargeMessage): T {
-  if (msg instanceof TooLargeMessage) throw tooLarge(msg);
+/** Throws MESSAGE_TOO_LARGE / MALFORMED_MESSAGE for the deserializer's markers; returns the message otherwise. */
+export function checked<T>(msg: T | RefusedMessage): T {
+  if (isRefused(msg)) throw refusal(msg);
   return msg;
 }
 
@@ -46,17 +62,32 @@ export function unary<Req, Res>(
   return (call, callback) => {
     const ac = new AbortController();
     call.on('cancelled', () => ac.abort());
-    const ctx = contextOf(call.metadata, ac.signal);
-    run(ctx, async () => fn(checked<Req>(call.request), ctx)).then(
-      (res) => {
+    let answered = false;
+    let timer: NodeJS.Timeout | undefined;
+    const answer = (err: unknown, res?: Res) => {
+      if (answered) return;
+      answered = true;
+      clearTimeout(timer);
+      if (err === undefined) {
         deps.countRequest(method, status.OK);
-        callback(null, res);
-      },
-      (err) => {
-        const st = toGrpcStatus(err, deps.logger, method);
-        deps.countRequest(method, st.code ?? status.UNKNOWN);
-        callback(st, null);
-      },
+        callback(null, res!);
+        return;
+      }
+      const st = toGrpcStatus(err, deps.logger, method);
+      deps.countRequest(method, st.code ?? status.UNKNOWN);
+      callback(st, null);
+    };
+    const ms = deps.untimedMethods?.has(method) ? undefined : deps.callTimeoutMs;
+    if (ms) {
+      timer = setTimeout(() => {
+        ac.abort(deadlineExceeded(ms));
+        answer(deadlineExceeded(ms));
+      }, ms);
+    }
+    const ctx = contextOf(call.metadata, ac.signal);
+    run(ctx, async () => fn(checkApiRequest(method, checked<Req>(call.request)), ctx)).then(
+      (res) => answer(undefined, res),
+      (err) => answer(err ?? new Error('handler failed without an error')),
     );
   };
 }
@@ -70,7 +101,7 @@ export function clientStream<Req, Res>(
     const ac = new AbortController();
     call.on('cancelled', () => ac.abort());
     async function* messages(): AsyncGenerator<Req> {
-      for await (const m of call as AsyncIterable<Req | TooLargeMessage>) yield checked(m);
+      for await (const m of call as AsyncIterable<Req | RefusedMessage>) yield checkApiRequest(method, checked(m));
     }
     const ctx = contextOf(call.metadata, ac.signal);
     run(ctx, () => fn(messages(), ctx)).then(
@@ -104,7 +135,7 @@ export function serverStream<Req, Res>(
         else call.once('drain', () => resolve());
       });
     const ctx = { ...contextOf(call.metadata, ac.signal), signal: ac.signal };
-    run(ctx, async () => fn(checked<Req>(call.request), emit, ctx)).then(
+    run(ctx, async () => fn(checkApiRequest(method, checked<Req>(call.request)), emit, ctx)).then(
       () => {
         deps.countRequest(method, status.OK);
         if (!ac.signal.aborted) call.end();

@@ -9,12 +9,14 @@ import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus 
 import { CounterServiceService } from '../../../proto/gen/fleetwall/v1/counter_service.js';
 import { ExplainServiceService } from '../../../proto/gen/fleetwall/v1/explain_service.js';
 import { ListServiceService } from '../../../proto/gen/fleetwall/v1/list_service.js';
+import { InspectServiceService } from '../../../proto/gen/fleetwall/v1/inspect_service.js';
 import { NodeServiceService } from '../../../proto/gen/fleetwall/v1/node_service.js';
 import type { ImportRulesRequest } from '../../../proto/gen/fleetwall/v1/rule_service.js';
 import { RuleServiceService } from '../../../proto/gen/fleetwall/v1/rule_service.js';
 import type { SyncRequest, SyncResponse } from '../../../proto/gen/fleetwall/v1/agent_service.js';
 import { AuditServiceService } from '../../../proto/gen/fleetwall/v1/audit_service.js';
 import { TokenServiceService } from '../../../proto/gen/fleetwall/v1/token_service.js';
+import { API_PROTO_FILES, protoSchema } from '../edge/proto-schema.js';
 import { EnrollmentServiceService } from '../../../proto/gen/fleetwall/v1/enrollment_service.js';
 import type { EnrollmentService } from '../enrollment/enrollment-service.js';
 import type { NodeIdentityService } from '../enrollment/node-identity-service.js';
@@ -25,6 +27,7 @@ import { FleetwallError } from '../errors/fleetwall-error.js';
 import type { CounterService } from '../services/counter-service.js';
 import type { ExplainService } from '../services/explain-service.js';
 import type { ListService } from '../services/list-service.js';
+import type { InspectService } from '../inspect/inspect-service.js';
 import type { NodeService } from '../services/node-service.js';
 import type { RuleService } from '../services/rule-service.js';
 import { type AdapterDeps, clientStream, serverStream, unary } from './adapters.js';
@@ -35,6 +38,7 @@ export const SERVICE_NAMES = [
   'fleetwall.v1.NodeService',
   'fleetwall.v1.CounterService',
   'fleetwall.v1.ExplainService',
+  'fleetwall.v1.InspectService',
   'fleetwall.v1.AgentService',
   'fleetwall.v1.TokenService',
   'fleetwall.v1.AuditService',
@@ -43,23 +47,15 @@ export const SERVICE_NAMES = [
 ] as const;
 
 const PROTO_DIR = fileURLToPath(new URL('../../../proto/', import.meta.url));
-const PROTO_FILES = [
-  'fleetwall/v1/rule_service.proto',
-  'fleetwall/v1/node_service.proto',
-  'fleetwall/v1/counter_service.proto',
-  'fleetwall/v1/explain_service.proto',
-  'fleetwall/v1/agent_service.proto',
-  'fleetwall/v1/token_service.proto',
-  'fleetwall/v1/audit_service.proto',
-  'fleetwall/v1/enrollment_service.proto',
-  'fleetwall/v1/list_service.proto',
-];
+// The same files the edge checks read (one list: a served method without a schema would fail every call).
+const PROTO_FILES = API_PROTO_FILES;
 
 export interface GrpcHandlers {
   readonly rules: RuleService;
   readonly nodes: NodeService;
   readonly counters: CounterService;
   readonly explain: ExplainService;
+  readonly inspect: InspectService;
   readonly sync: (call: ServerDuplexStream<SyncRequest, SyncResponse | Buffer>) => void;
   readonly tokens: TokenService;
   readonly audit: AuditService;
@@ -81,6 +77,11 @@ export interface GrpcServerHandle {
   stop(graceMs: number): Promise<void>;
 }
 
+export interface GrpcServerLimits {
+  /** HTTP/2 streams one connection may have open. */
+  readonly maxConcurrentStreams?: number;
+}
+
 export async function startGrpcServer(
   host: string,
   port: number,
@@ -88,13 +89,19 @@ export async function startGrpcServer(
   h: GrpcHandlers,
   deps: AdapterDeps,
   security: GrpcSecurity,
+  limits: GrpcServerLimits = {},
 ): Promise<GrpcServerHandle> {
   const server = new Server({
-    // Between maxMessageBytes and 4x it, the request reaches our deserializer
-    // and is rejected with a catalogued MESSAGE_TOO_LARGE; beyond, grpc-js
-    // rejects it itself (RESOURCE_EXHAUSTED) without buffering it.
-    'grpc.max_receive_message_length': maxMessageBytes * 4,
+    // Up to 1 MiB (or 2x when the limit is smaller) over maxMessageBytes, the
+    // request reaches our deserializer and is rejected with a catalogued
+    // MESSAGE_TOO_LARGE; beyond, grpc-js rejects it itself
+    // (RESOURCE_EXHAUSTED) without buffering it.
+    'grpc.max_receive_message_length': maxMessageBytes + Math.min(maxMessageBytes, 1024 * 1024),
     'grpc.max_send_message_length': -1,
+    ...(limits.maxConcurrentStreams ? { 'grpc.max_concurrent_streams': limits.maxConcurrentStreams } : {}),
+    // Server pings find peers that vanished without closing their connection.
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.keepalive_timeout_ms': 10_000,
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.http2.min_ping_interval_without_data_ms': 5000,
     // channelz bookkeeping costs CPU on every message of every agent stream.
@@ -142,6 +149,7 @@ export async function startGrpcServer(
     getNode: unary(deps, 'NodeService/GetNode', (req) => h.nodes.getNode(req as never)),
     updateNode: unary(deps, 'NodeService/UpdateNode', (req, ctx) => h.nodeIdentity.updateNode(req as never, ctx)),
     revokeNode: unary(deps, 'NodeService/RevokeNode', (req, ctx) => h.nodeIdentity.revokeNode(req as never, ctx)),
+    deleteNode: unary(deps, 'NodeService/DeleteNode', (req, ctx) => h.nodes.deleteNode(req as never, ctx)),
   });
   server.addService(g(CounterServiceService), {
     getCounters: unary(deps, 'CounterService/GetCounters', (req) => h.counters.getCounters(req as never)),
@@ -151,6 +159,12 @@ export async function startGrpcServer(
   });
   server.addService(g(ExplainServiceService), {
     explain: unary(deps, 'ExplainService/Explain', (req) => h.explain.explain(req as never)),
+  });
+  server.addService(g(InspectServiceService), {
+    watchEvents: serverStream(deps, 'InspectService/WatchEvents', (req, emit, ctx) =>
+      h.inspect.watchEvents(req as never, emit as never, ctx.signal),
+    ),
+    topSources: unary(deps, 'InspectService/TopSources', async (req) => h.inspect.topSources(req as never)),
   });
   server.addService(agentServiceDefinition(maxMessageBytes), { sync: h.sync as never });
   server.addService(g(TokenServiceService), {
@@ -192,6 +206,11 @@ export async function startGrpcServer(
   });
   new ReflectionService(pkg).addToServer(server);
   checkGrpcAccessTable(registered());
+  const schemaGaps = registered().filter(
+    (path) => path.startsWith('/fleetwall.') && !protoSchema().requestTypes.has(path.replace(/^\/fleetwall\.v1\./, '')),
+  );
+  if (schemaGaps.length > 0)
+    throw new Error(`edge checks have no request schema for ${schemaGaps.join(', ')}: add its .proto to API_PROTO_FILES`);
 
   const bound = await new Promise<number>((resolve, reject) => {
     server.bindAsync(

@@ -1,15 +1,25 @@
 // The generated service definitions, as served: every request deserializer
-// first checks the configured size limit (a larger message becomes a
-// TooLargeMessage marker the adapters turn into RESOURCE_EXHAUSTED
-// MESSAGE_TOO_LARGE with an ErrorInfo, instead of grpc-js's bare status),
-// and AgentService writes pre-encoded SyncResponse bytes as they are.
+// first checks the configured size limit and never throws (a larger message
+// or bytes that do not decode become a marker the adapters turn into
+// RESOURCE_EXHAUSTED MESSAGE_TOO_LARGE / INVALID_ARGUMENT MALFORMED_MESSAGE
+// with an ErrorInfo, instead of grpc-js's bare status - INTERNAL for bytes it
+// cannot decode), and AgentService writes pre-encoded SyncResponse bytes as
+// they are.
 import type { ServiceDefinition } from '@grpc/grpc-js';
 import { AgentServiceService } from '../../../proto/gen/fleetwall/v1/agent_service.js';
 import { SyncResponse } from '../../../proto/gen/fleetwall/v1/agent_service.js';
 
-import { TooLargeMessage } from '../errors/message-too-large.js';
+import { MalformedMessage, TooLargeMessage } from '../errors/refused-message.js';
 
 export { TooLargeMessage };
+
+function decodeOrMark(inner: (b: Buffer) => unknown, b: Buffer): unknown {
+  try {
+    return inner(b);
+  } catch (e) {
+    return new MalformedMessage(b.length, e instanceof Error ? e.message : String(e));
+  }
+}
 
 type AnyDefinition = Record<string, { requestDeserialize: (b: Buffer) => unknown; responseSerialize: (v: never) => Buffer }>;
 
@@ -19,7 +29,7 @@ export function guarded<T extends object>(def: T, maxBytes: number): T {
     const inner = m.requestDeserialize;
     out[name] = {
       ...m,
-      requestDeserialize: (b: Buffer) => (b.length > maxBytes ? new TooLargeMessage(b.length, maxBytes) : inner(b)),
+      requestDeserialize: (b: Buffer) => (b.length > maxBytes ? new TooLargeMessage(b.length, maxBytes) : decodeOrMark(inner, b)),
     };
   }
   return out as T;

@@ -18,8 +18,10 @@ import {
   blocklistFormatFromJSON,
   type ImportRulesChunk,
   ImportRulesHeader,
+  ImportRulesRequest,
   ImportRulesResponse,
 } from '../../../proto/gen/fleetwall/v1/rule_service.js';
+import { checkApiRequest } from '../edge/api-input.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
 import { FORMAT_NAMES } from '../rules/blocklist-options.js';
 import type { RuleService } from '../services/rule-service.js';
@@ -108,6 +110,8 @@ export function registerImportRoute(router: HttpRouter, s: { readonly rules: Rul
       allowPrivate: boolParam(url, 'allow_private'),
       ...(ttl ? { ttl: ImportRulesHeader.fromJSON({ ttl: durationJson(ttl, 'ttl') }).ttl } : {}),
     });
+    // The header gets the gRPC stream's field checks (NUL, sizes, enums); the lines go to the parser.
+    checkApiRequest('RuleService/ImportRules', ImportRulesRequest.fromPartial({ part: { $case: 'header', value: header } }));
     const out = await s.rules.importRules(header, bodyLines(req), callContext(req));
     sendJson(res, 200, ImportRulesResponse.toJSON(out));
   });

@@ -8,8 +8,9 @@
 //   GET    /v1/rules/{id}
 //   PATCH  /v1/rules/{id}       body: Rule fields (and "force"?: true); ?update_mask=comment,expire_time (default: the fields sent)
 //   DELETE /v1/rules/{id}
-//   GET    /v1/nodes            ?selector=k=v&connected_only=true
+//   GET    /v1/nodes            ?selector=k=v&connected_only=true&page_size&page_token
 //   GET    /v1/nodes/{name}
+//   DELETE /v1/nodes/{name}
 //   GET    /v1/counters         ?node_name&top_rules&rule_ids=1,2
 //   GET    /v1/explain          ?address&node_name&direction
 //   POST   /v1/tokens, GET /v1/tokens, DELETE /v1/tokens/{id}, GET /v1/audit: trust-routes.ts
@@ -18,12 +19,24 @@
 //                                   {ok, action, ip, result, rule, revision[, coveringRules]}
 //
 // Every body is read by readJsonObject (router.ts): one bad body, one reason, on every route.
+// The HTTP edge: each body part is checked against its message's proto3 JSON
+// shape (edge/json-shape.ts) before fromJSON converts it, path ids are
+// checked for range, and every request message built here goes through the
+// same field checks as over gRPC (edge/api-input.ts) before its handler.
 import type { IncomingMessage } from 'node:http';
 import { DURATION_EXAMPLES, parseDurationMs } from '../../../common/src/duration.js';
+import { echo } from '../../../common/src/echo.js';
 import { LabelTextError, parseLabelText } from '../../../common/src/labels.js';
 import { CounterQuery, GetCountersRequest, GetCountersResponse } from '../../../proto/gen/fleetwall/v1/counter_service.js';
 import { ExplainRequest, ExplainResponse } from '../../../proto/gen/fleetwall/v1/explain_service.js';
-import { GetNodeRequest, GetNodeResponse, ListNodesRequest, ListNodesResponse } from '../../../proto/gen/fleetwall/v1/node_service.js';
+import {
+  DeleteNodeRequest,
+  DeleteNodeResponse,
+  GetNodeRequest,
+  GetNodeResponse,
+  ListNodesRequest,
+  ListNodesResponse,
+} from '../../../proto/gen/fleetwall/v1/node_service.js';
 import { Rule, directionFromJSON, actionFromJSON } from '../../../proto/gen/fleetwall/v1/rule.js';
 import {
   AddressOperation,
@@ -42,6 +55,9 @@ import {
 } from '../../../proto/gen/fleetwall/v1/rule_service.js';
 import type { Duration } from '../../../proto/gen/google/protobuf/duration.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
+import { checkApiRequest } from '../edge/api-input.js';
+import { checkJsonShape } from '../edge/json-shape.js';
+import { checkText, INT8_MAX, invalidField } from '../edge/message-check.js';
 import { parseRuleCidr } from '../rules/validate.js';
 import type { CallContext } from '../services/call-context.js';
 import { ACTOR_METADATA_KEY, callContextOf } from '../services/call-context.js';
@@ -77,11 +93,27 @@ function callContext(req: IncomingMessage): CallContext {
   return callContextOf(principalOfRequest(req), Array.isArray(header) ? header[0] : header);
 }
 
-function parseId(text: string): bigint {
-  if (!/^[1-9][0-9]{0,19}$/.test(text)) {
-    throw new FleetwallError('INVALID_QUERY', `"${text}" is not a rule id: ids are positive integers (see GET /v1/rules)`, { id: text });
+/** A rule id from the path or a query: decimal digits, 1..2^63-1. */
+function parseId(text: string, field = 'id'): bigint {
+  if (!/^[1-9][0-9]{0,18}$/.test(text) || BigInt(text) > INT8_MAX) {
+    throw new FleetwallError(
+      'INVALID_QUERY',
+      `${field} ${echo(text, 24)} is not a rule id: ids are whole numbers 1..${INT8_MAX} (see GET /v1/rules)`,
+      { field, id: text.slice(0, 24) },
+    );
   }
   return BigInt(text);
+}
+
+/** ts-proto's fromJSON after the shape check; a conversion error is still the caller's, naming the field. */
+function fromJson<T>(convert: () => T, field: string): T {
+  try {
+    return convert();
+  } catch (e) {
+    if (e instanceof SyntaxError || e instanceof RangeError || e instanceof TypeError)
+      throw invalidField(field, `cannot be read: ${e.message}`);
+    throw e;
+  }
 }
 
 /** ?selector=k=v&selector=k2=v2 (or k=v,k2=v2) -> labels. */
@@ -97,14 +129,17 @@ function selectorParam(url: URL): Record<string, string> {
 /** A query parameter by its proto field name, snake_case or lowerCamelCase. */
 function param(url: URL, snake: string): string | undefined {
   const camel = snake.replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase());
-  return url.searchParams.get(snake) ?? url.searchParams.get(camel) ?? undefined;
+  const v = url.searchParams.get(snake) ?? url.searchParams.get(camel) ?? undefined;
+  if (v !== undefined) checkText(v, snake);
+  return v;
 }
 
 function enumParam<T extends number>(url: URL, name: string, fromJSON: (v: unknown) => T, allowed: string): T | undefined {
   const v = param(url, name);
   if (v === undefined || v === '') return undefined;
   const e = fromJSON(v.toUpperCase().startsWith(`${name.toUpperCase()}_`) ? v.toUpperCase() : `${name.toUpperCase()}_${v.toUpperCase()}`);
-  if (e === (-1 as T)) throw new FleetwallError('INVALID_ENUM', `${name} "${v}" is not one of ${allowed}`, { field: name, value: v });
+  if (e === (-1 as T))
+    throw new FleetwallError('INVALID_ENUM', `${name} ${echo(v, 32)} is not one of ${allowed}`, { field: name, value: v.slice(0, 32) });
   return e;
 }
 
@@ -112,7 +147,7 @@ function intParam(url: URL, name: string): number | undefined {
   const v = param(url, name);
   if (v === undefined || v === '') return undefined;
   if (!/^[0-9]{1,9}$/.test(v))
-    throw new FleetwallError('INVALID_QUERY', `${name} must be a non-negative integer, got "${v}"`, { field: name });
+    throw new FleetwallError('INVALID_QUERY', `${name} must be a non-negative integer, got ${echo(v, 24)}`, { field: name });
   return Number(v);
 }
 
@@ -122,12 +157,16 @@ function intParam(url: URL, name: string): number | undefined {
  * so canonical strings are converted here, at the JSON boundary.
  */
 function durationJson(v: unknown, field: string): unknown {
-  if (v === null || typeof v === 'object') return v; // unset, or the {seconds, nanos} form
+  if (v === null) return v;
+  if (typeof v === 'object') {
+    checkJsonShape('google.protobuf.Duration', v, field); // the {seconds, nanos} form
+    return v;
+  }
   const m = typeof v === 'string' ? /^(-?)(\d{1,12})(?:\.(\d{1,9}))?s$/.exec(v.trim()) : null;
   if (!m) {
     throw new FleetwallError(
       'INVALID_TTL',
-      `${field} ${JSON.stringify(v)} is not a proto3 JSON duration: use seconds with an "s" suffix, like "3600s" or "1.5s"`,
+      `${field} ${echo(String(v), 32)} is not a proto3 JSON duration: use seconds with an "s" suffix, like "3600s" or "1.5s"`,
       { field },
     );
   }
@@ -149,7 +188,8 @@ function ttlOf(v: unknown): Duration | undefined {
   if (ms === undefined || !Number.isFinite(ms) || ms < 1000) {
     throw new FleetwallError(
       'INVALID_TTL',
-      `ttl ${JSON.stringify(v)} is not a duration of at least 1s: use a number of seconds (3600) or a string like ${DURATION_EXAMPLES}`,
+      `ttl ${echo(String(v), 32)} is not a duration of at least 1s: use a number of seconds (3600) or a string like ${DURATION_EXAMPLES}`,
+      { field: 'ttl' },
     );
   }
   return { seconds: BigInt(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 };
@@ -186,12 +226,14 @@ export function registerJsonApi(router: HttpRouter, s: JsonApiServices): void {
     const body = await readJsonObject(req, s.maxMessageBytes);
     // The CreateRuleRequest shape, or a bare Rule for convenience.
     const { ttl, force, ...rest } = body;
-    const request = CreateRuleRequest.fromJSON({
-      rule: 'rule' in rest ? rest.rule : rest,
-      ...(ttl !== undefined ? { ttl: durationJson(ttl, 'ttl') } : {}),
-      force: forceField(force),
-    });
-    const out = await s.rules.createRule(request, callContext(req));
+    const rule = 'rule' in rest ? rest.rule : rest;
+    checkJsonShape('fleetwall.v1.Rule', rule, 'rule');
+    const duration = ttl !== undefined ? durationJson(ttl, 'ttl') : undefined;
+    const request = fromJson(
+      () => CreateRuleRequest.fromJSON({ rule, ...(duration !== undefined ? { ttl: duration } : {}), force: forceField(force) }),
+      'rule',
+    );
+    const out = await s.rules.createRule(checkApiRequest('RuleService/CreateRule', request), callContext(req));
     sendJson(res, 200, CreateRuleResponse.toJSON(out));
   });
 
@@ -199,15 +241,18 @@ export function registerJsonApi(router: HttpRouter, s: JsonApiServices): void {
     const action = enumParam(url, 'action', actionFromJSON, 'deny, allow');
     const direction = enumParam(url, 'direction', directionFromJSON, 'ingress, egress');
     const out = await s.rules.listRules(
-      ListRulesRequest.fromPartial({
-        pageSize: intParam(url, 'page_size') ?? 0,
-        pageToken: param(url, 'page_token') ?? '',
-        ...(action !== undefined ? { action } : {}),
-        ...(direction !== undefined ? { direction } : {}),
-        selector: selectorParam(url),
-        text: param(url, 'text') ?? '',
-        coversAddress: param(url, 'covers_address') ?? '',
-      }),
+      checkApiRequest(
+        'RuleService/ListRules',
+        ListRulesRequest.fromPartial({
+          pageSize: intParam(url, 'page_size') ?? 0,
+          pageToken: param(url, 'page_token') ?? '',
+          ...(action !== undefined ? { action } : {}),
+          ...(direction !== undefined ? { direction } : {}),
+          selector: selectorParam(url),
+          text: param(url, 'text') ?? '',
+          coversAddress: param(url, 'covers_address') ?? '',
+        }),
+      ),
     );
     sendJson(res, 200, ListRulesResponse.toJSON(out));
   });
@@ -218,8 +263,12 @@ export function registerJsonApi(router: HttpRouter, s: JsonApiServices): void {
   });
 
   router.add('PATCH', '/v1/rules/:id', async (req, res, p, url) => {
+    const id = parseId(p.id!);
     const { force, ...body } = await readJsonObject(req, s.maxMessageBytes);
     const fields = body.rule && typeof body.rule === 'object' ? (body.rule as Record<string, unknown>) : body;
+    checkJsonShape('fleetwall.v1.Rule', fields, 'rule');
+    if (body.updateMask !== undefined && typeof body.updateMask !== 'string')
+      throw invalidField('update_mask', 'must be a comma-separated list of field names, like "comment,expire_time"');
     const mask =
       param(url, 'update_mask') ??
       (typeof body.updateMask === 'string' ? body.updateMask : undefined) ??
@@ -227,17 +276,19 @@ export function registerJsonApi(router: HttpRouter, s: JsonApiServices): void {
         .filter((k) => k !== 'id')
         .map((k) => k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`))
         .join(',');
-    const out = await s.rules.updateRule(
-      UpdateRuleRequest.fromJSON({
-        rule: { ...fields, id: p.id },
-        updateMask: mask
-          .split(',')
-          .map((x) => x.replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase()))
-          .join(','),
-        force: forceField(force),
-      }),
-      callContext(req),
+    const request = fromJson(
+      () =>
+        UpdateRuleRequest.fromJSON({
+          rule: { ...fields, id: id.toString() },
+          updateMask: mask
+            .split(',')
+            .map((x) => x.replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase()))
+            .join(','),
+          force: forceField(force),
+        }),
+      'rule',
     );
+    const out = await s.rules.updateRule(checkApiRequest('RuleService/UpdateRule', request), callContext(req));
     sendJson(res, 200, UpdateRuleResponse.toJSON(out));
   });
 
@@ -248,32 +299,48 @@ export function registerJsonApi(router: HttpRouter, s: JsonApiServices): void {
 
   router.add('GET', '/v1/nodes', async (_req, res, _p, url) => {
     const out = await s.nodes.listNodes(
-      ListNodesRequest.fromPartial({
-        selector: selectorParam(url),
-        connectedOnly: param(url, 'connected_only') === 'true',
-      }),
+      checkApiRequest(
+        'NodeService/ListNodes',
+        ListNodesRequest.fromPartial({
+          selector: selectorParam(url),
+          connectedOnly: param(url, 'connected_only') === 'true',
+          pageSize: intParam(url, 'page_size') ?? 0,
+          pageToken: param(url, 'page_token') ?? '',
+        }),
+      ),
     );
     sendJson(res, 200, ListNodesResponse.toJSON(out));
   });
 
   router.add('GET', '/v1/nodes/:name', async (_req, res, p) => {
-    const out = await s.nodes.getNode(GetNodeRequest.fromPartial({ name: p.name! }));
+    const out = await s.nodes.getNode(checkApiRequest('NodeService/GetNode', GetNodeRequest.fromPartial({ name: p.name! })));
     sendJson(res, 200, GetNodeResponse.toJSON(out));
+  });
+
+  router.add('DELETE', '/v1/nodes/:name', async (req, res, p) => {
+    const out = await s.nodes.deleteNode(
+      checkApiRequest('NodeService/DeleteNode', DeleteNodeRequest.fromPartial({ name: p.name! })),
+      callContext(req),
+    );
+    sendJson(res, 200, DeleteNodeResponse.toJSON(out));
   });
 
   router.add('GET', '/v1/counters', async (_req, res, _p, url) => {
     const ids = (param(url, 'rule_ids') ?? '')
       .split(',')
       .filter((x) => x !== '')
-      .map(parseId);
+      .map((x) => parseId(x, 'rule_ids'));
     const out = await s.counters.getCounters(
-      GetCountersRequest.fromPartial({
-        query: CounterQuery.fromPartial({
-          nodeName: param(url, 'node_name') ?? '',
-          ruleIds: ids,
-          topRules: intParam(url, 'top_rules') ?? 0,
+      checkApiRequest(
+        'CounterService/GetCounters',
+        GetCountersRequest.fromPartial({
+          query: CounterQuery.fromPartial({
+            nodeName: param(url, 'node_name') ?? '',
+            ruleIds: ids,
+            topRules: intParam(url, 'top_rules') ?? 0,
+          }),
         }),
-      }),
+      ),
     );
     sendJson(res, 200, GetCountersResponse.toJSON(out));
   });
@@ -281,11 +348,14 @@ export function registerJsonApi(router: HttpRouter, s: JsonApiServices): void {
   router.add('GET', '/v1/explain', async (_req, res, _p, url) => {
     const direction = enumParam(url, 'direction', directionFromJSON, 'ingress, egress');
     const out = await s.explain.explain(
-      ExplainRequest.fromPartial({
-        address: param(url, 'address') ?? '',
-        nodeName: param(url, 'node_name') ?? '',
-        ...(direction !== undefined ? { direction } : {}),
-      }),
+      checkApiRequest(
+        'ExplainService/Explain',
+        ExplainRequest.fromPartial({
+          address: param(url, 'address') ?? '',
+          nodeName: param(url, 'node_name') ?? '',
+          ...(direction !== undefined ? { direction } : {}),
+        }),
+      ),
     );
     sendJson(res, 200, ExplainResponse.toJSON(out));
   });
@@ -301,9 +371,9 @@ export function registerJsonApi(router: HttpRouter, s: JsonApiServices): void {
       );
     }
     if (typeof action !== 'string' || !(MANAGE_ACTIONS as readonly string[]).includes(action.toLowerCase())) {
-      throw new FleetwallError('UNKNOWN_ACTION', `action ${JSON.stringify(action)} is not one of ${MANAGE_ACTIONS.join(', ')}`, {
+      throw new FleetwallError('UNKNOWN_ACTION', `action ${echo(String(action), 32)} is not one of ${MANAGE_ACTIONS.join(', ')}`, {
         field: 'action',
-        value: String(action),
+        value: String(action).slice(0, 32),
       });
     }
     const ip = body.ip;
@@ -315,18 +385,26 @@ export function registerJsonApi(router: HttpRouter, s: JsonApiServices): void {
       );
     }
     if (typeof ip !== 'string')
-      throw new FleetwallError('INVALID_CIDR', `field "ip" must be a string like "192.0.2.1", got ${JSON.stringify(ip)}`, { field: 'ip' });
+      throw new FleetwallError('INVALID_CIDR', `field "ip" must be a string like "192.0.2.1", got ${echo(JSON.stringify(ip) ?? '', 32)}`, {
+        field: 'ip',
+      });
+    checkText(ip, 'ip', 128);
+    if (body.comment !== undefined && body.comment !== null && typeof body.comment !== 'string')
+      throw invalidField('comment', 'must be a string');
     const verb = action.toLowerCase() as ManageAction;
     parseRuleCidr(ip, 'ip'); // a bad ip is reported before a bad ttl
     const ttl = ttlOf(body.ttl);
     const out = await s.rules.manageAddress(
-      ManageAddressRequest.fromPartial({
-        operation: OPERATIONS[verb],
-        address: ip,
-        ...(ttl ? { ttl } : {}),
-        comment: typeof body.comment === 'string' ? body.comment : `manage-ip ${verb}`,
-        force: forceField(body.force),
-      }),
+      checkApiRequest(
+        'RuleService/ManageAddress',
+        ManageAddressRequest.fromPartial({
+          operation: OPERATIONS[verb],
+          address: ip,
+          ...(ttl ? { ttl } : {}),
+          comment: typeof body.comment === 'string' ? body.comment : `manage-ip ${verb}`,
+          force: forceField(body.force),
+        }),
+      ),
       callContext(req),
       MANAGE_IP_FIELDS,
     );

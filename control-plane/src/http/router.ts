@@ -5,8 +5,12 @@
 // Every error the router itself answers (no route, wrong method, a body that
 // is not a JSON object) is a catalogued FleetwallError too, and every route
 // reads its body with readJsonObject, so a bad body gets the same reason on
-// every route.
+// every route. A path the router cannot decode is a 400, never a closed
+// socket; a body over the limit is a 413; JSON nested deeper than
+// MAX_JSON_DEPTH is refused before it is parsed; a handler still running at
+// the server deadline is answered 504 DEADLINE_EXCEEDED.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { echo } from '../../../common/src/echo.js';
 import type { Logger } from 'pino';
 import { FleetwallError } from '../errors/fleetwall-error.js';
 import { classifyError } from '../errors/to-grpc-status.js';
@@ -77,6 +81,34 @@ export function sendText(res: ServerResponse, status: number, body: string, cont
   res.end(body);
 }
 
+/** Deepest nesting of arrays and objects a JSON body may have (no request message nests deeper than a few levels). */
+export const MAX_JSON_DEPTH = 32;
+
+/** The deepest nesting of `[`/`{` in JSON text, outside strings (stops counting past `limit`). */
+export function jsonDepth(text: string, limit = MAX_JSON_DEPTH): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) max = depth;
+      if (max > limit) return max;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return max;
+}
+
+function tooLarge(maxBytes: number): FleetwallError {
+  return new FleetwallError('MESSAGE_TOO_LARGE', `the request body is over ${maxBytes} bytes (FLEETWALL_MAX_MESSAGE_BYTES)`, {
+    max_bytes: String(maxBytes),
+  });
+}
+
 /**
  * Reads a request body that must be a JSON object of at most `maxBytes`,
  * declared as application/json: UNSUPPORTED_MEDIA_TYPE (415) otherwise,
@@ -90,8 +122,8 @@ export async function readJsonObject(req: IncomingMessage, maxBytes: number): Pr
       'UNSUPPORTED_MEDIA_TYPE',
       type === ''
         ? 'missing Content-Type: send the body as JSON with the header Content-Type: application/json'
-        : `Content-Type "${type}" is not supported: send the body as JSON with Content-Type: application/json`,
-      { content_type: type },
+        : `Content-Type ${echo(type)} is not supported: send the body as JSON with Content-Type: application/json`,
+      { content_type: type.slice(0, 64) },
     );
   }
   const body = await readJson(req, maxBytes);
@@ -105,16 +137,21 @@ export async function readJsonObject(req: IncomingMessage, maxBytes: number): Pr
 }
 
 async function readJson(req: IncomingMessage, maxBytes: number): Promise<unknown> {
+  if (Number(req.headers['content-length'] ?? 0) > maxBytes) throw tooLarge(maxBytes);
   const parts: Buffer[] = [];
   let n = 0;
   for await (const c of req) {
     n += (c as Buffer).length;
-    if (n > maxBytes)
-      throw new FleetwallError('MESSAGE_TOO_LARGE', `the request body is over ${maxBytes} bytes`, { max_bytes: String(maxBytes) });
+    if (n > maxBytes) throw tooLarge(maxBytes);
     parts.push(c as Buffer);
   }
   const text = Buffer.concat(parts).toString('utf8');
   if (text.trim() === '') return {};
+  if (jsonDepth(text) > MAX_JSON_DEPTH) {
+    throw new FleetwallError('INVALID_JSON', `the request body nests arrays or objects deeper than ${MAX_JSON_DEPTH} levels`, {
+      max_depth: String(MAX_JSON_DEPTH),
+    });
+  }
   try {
     return JSON.parse(text);
   } catch (e) {
@@ -122,11 +159,21 @@ async function readJson(req: IncomingMessage, maxBytes: number): Promise<unknown
   }
 }
 
+export interface RouterOptions {
+  /** A handler still running after this long is answered 504 DEADLINE_EXCEEDED (FLEETWALL_CALL_TIMEOUT). */
+  readonly callTimeoutMs?: number;
+  /** Routes ("POST /v1/rules:import") bounded by their own settings instead (import timeouts, a list's fetch timeout). */
+  readonly untimedRoutes?: ReadonlySet<string>;
+}
+
 export class HttpRouter {
   private readonly routes: Route[] = [];
   private guard: HttpGuard | undefined;
 
-  constructor(private readonly logger: Logger) {}
+  constructor(
+    private readonly logger: Logger,
+    private readonly options: RouterOptions = {},
+  ) {}
 
   add(method: string, pattern: string, handler: HttpHandler, access?: string): this {
     this.routes.push({ method: method.toUpperCase(), pattern, parts: pattern.split('/').filter(Boolean), handler, access });
@@ -152,8 +199,15 @@ export class HttpRouter {
       let ok = true;
       for (let i = 0; i < segs.length; i++) {
         const p = r.parts[i]!;
-        if (p.startsWith(':')) params[p.slice(1)] = decodeURIComponent(segs[i]!);
-        else if (p !== segs[i]) {
+        if (p.startsWith(':')) {
+          try {
+            params[p.slice(1)] = decodeURIComponent(segs[i]!);
+          } catch {
+            throw new FleetwallError('INVALID_QUERY', `path segment ${echo(segs[i]!)} is not valid percent-encoding (RFC 3986)`, {
+              field: p.slice(1),
+            });
+          }
+        } else if (p !== segs[i]) {
           ok = false;
           break;
         }
@@ -169,27 +223,60 @@ export class HttpRouter {
   }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const m = this.match(req.method ?? 'GET', url.pathname);
-    if (m === undefined)
-      return sendError(res, new FleetwallError('ROUTE_NOT_FOUND', `no route for ${url.pathname}`, { path: url.pathname }));
-    if (m === 'method') {
-      return sendError(
-        res,
-        new FleetwallError('METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${url.pathname}`, { method: req.method ?? '' }),
-      );
-    }
+    let path = '';
+    let timer: NodeJS.Timeout | undefined;
     try {
-      if (this.guard) await this.guard(req, m.route);
-      await m.route.handler(req, res, m.params, url);
+      let url: URL;
+      try {
+        url = new URL(req.url ?? '/', 'http://localhost');
+      } catch {
+        throw new FleetwallError('INVALID_QUERY', `the request target ${echo(req.url ?? '')} is not a valid path`);
+      }
+      path = url.pathname;
+      const m = this.match(req.method ?? 'GET', url.pathname);
+      if (m === undefined)
+        return sendError(res, new FleetwallError('ROUTE_NOT_FOUND', `no route for ${echo(path)}`, { path: path.slice(0, 128) }));
+      if (m === 'method') {
+        return sendError(
+          res,
+          new FleetwallError('METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${echo(path)}`, { method: req.method ?? '' }),
+        );
+      }
+      const ms = this.options.untimedRoutes?.has(`${m.route.method} ${m.route.pattern}`) ? undefined : this.options.callTimeoutMs;
+      const deadline = ms
+        ? new Promise<never>((_, reject) => {
+            timer = setTimeout(
+              () =>
+                reject(
+                  new FleetwallError('DEADLINE_EXCEEDED', `the request did not finish within ${ms}ms (FLEETWALL_CALL_TIMEOUT)`, {
+                    timeout_ms: String(ms),
+                  }),
+                ),
+              ms,
+            );
+          })
+        : undefined;
+      const route = m.route;
+      const run = (async () => {
+        if (this.guard) await this.guard(req, route);
+        await route.handler(req, res, m.params, url);
+      })();
+      if (deadline !== undefined) run.catch(() => undefined);
+      await (deadline !== undefined ? Promise.race([run, deadline]) : run);
     } catch (err) {
       let fe = classifyError(err);
       if (!fe) {
-        this.logger.error({ err, path: url.pathname }, 'internal error');
+        this.logger.error({ err, path }, 'internal error');
         fe = new FleetwallError('INTERNAL');
       }
-      if (!res.headersSent) sendError(res, fe);
-      else res.destroy();
+      if (res.headersSent) res.destroy();
+      else {
+        // The rest of an oversized body is not read: the connection closes after the answer.
+        if (fe.reason === 'MESSAGE_TOO_LARGE') res.setHeader('connection', 'close');
+        sendError(res, fe);
+      }
+    } finally {
+      clearTimeout(timer);
     }
   }
 }

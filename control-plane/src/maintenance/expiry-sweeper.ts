@@ -11,6 +11,7 @@ export class ExpirySweeper {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
+  private failing = false;
 
   constructor(
     private readonly store: RuleStore,
@@ -22,8 +23,14 @@ export class ExpirySweeper {
     const tick = () => {
       if (this.stopped) return;
       this.running = this.sweep()
-        .then(() => undefined)
-        .catch((err) => this.logger.warn({ err }, 'expiry sweep failed'))
+        .then(() => {
+          this.failing = false;
+        })
+        .catch((err) => {
+          // Once per failing period: the database may be away for a while.
+          if (!this.failing) this.logger.warn({ err }, 'expiry sweep failed; retrying every interval');
+          this.failing = true;
+        })
         .finally(() => {
           this.running = undefined;
           if (!this.stopped) this.timer = setTimeout(tick, this.intervalMs);

@@ -6,6 +6,7 @@ import type { ChangeLog } from '../store/change-log.js';
 export class RetentionPruner {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<unknown> | undefined;
+  private failing = false;
 
   constructor(
     private readonly changeLog: ChangeLog,
@@ -18,7 +19,13 @@ export class RetentionPruner {
     this.timer = setInterval(() => {
       if (this.running !== undefined) return;
       this.running = this.prune()
-        .catch((err) => this.logger.warn({ err }, 'change-log pruning failed'))
+        .then(() => {
+          this.failing = false;
+        })
+        .catch((err) => {
+          if (!this.failing) this.logger.warn({ err }, 'change-log pruning failed; retrying every interval');
+          this.failing = true;
+        })
         .finally(() => (this.running = undefined));
     }, this.intervalMs);
     this.timer.unref();

@@ -1,6 +1,7 @@
 // UpdateRule's update_mask: which fields of the request's rule replace the
 // stored ones. Paths are the proto field names (snake_case; the JSON
 // camelCase spelling is accepted too); "*" means every mutable field.
+import { echo } from '../../../common/src/echo.js';
 import type { Rule } from '../../../proto/gen/fleetwall/v1/rule.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
 import { directionOrDefault, modeOrDefault, requireAction } from './enums.js';
@@ -40,8 +41,8 @@ export function parseUpdateMask(paths: readonly string[]): Set<MutablePath> {
     if (!m) {
       throw new FleetwallError(
         'INVALID_UPDATE_MASK',
-        `update_mask path "${p}" is not a rule field that can change; use ${MUTABLE_PATHS.join(', ')}`,
-        { field: p },
+        `update_mask path ${echo(p)} is not a rule field that can change; use ${MUTABLE_PATHS.join(', ')}`,
+        { field: p.slice(0, 64) },
       );
     }
     out.add(m);

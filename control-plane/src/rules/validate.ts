@@ -2,6 +2,7 @@
 // everything a request can get wrong becomes a catalogued FleetwallError
 // whose message says what is wrong and how to fix it.
 import { CidrError, formatPrefix, parseAddress, parseCidr, type Address, type Prefix } from '../../../common/src/cidr.js';
+import { echo } from '../../../common/src/echo.js';
 import type { Duration } from '../../../proto/gen/google/protobuf/duration.js';
 import { Action, type Direction, Mode, type Rule } from '../../../proto/gen/fleetwall/v1/rule.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
@@ -52,7 +53,7 @@ export function parseRuleCidr(input: string, field: string): Prefix {
 export function parseIpAddress(input: string, field: string): Address {
   try {
     if (input.includes('/')) {
-      throw new CidrError('INVALID_ADDRESS', `"${input}" is a CIDR; give a single address like 192.0.2.1 or 2001:db8::1`, input);
+      throw new CidrError('INVALID_ADDRESS', `${echo(input)} is a CIDR; give a single address like 192.0.2.1 or 2001:db8::1`, input);
     }
     return parseAddress(input);
   } catch (e) {

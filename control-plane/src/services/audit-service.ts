@@ -2,7 +2,7 @@
 // first, paged; filters by actor, rule and action.
 import type { AuditEvent, ListAuditEventsRequest, ListAuditEventsResponse } from '../../../proto/gen/fleetwall/v1/audit_service.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
-import { decodePageToken, encodePageToken, filterFingerprint } from '../rules/page-token.js';
+import { filterFingerprint, type PageTokens } from '../rules/page-token.js';
 import type { AuditFilter, AuditRow, AuditStore } from '../store/audit-store.js';
 
 const DEFAULT_PAGE = 100;
@@ -24,7 +24,10 @@ function eventOf(r: AuditRow): AuditEvent {
 }
 
 export class AuditService {
-  constructor(private readonly store: AuditStore) {}
+  constructor(
+    private readonly store: AuditStore,
+    private readonly tokens: PageTokens,
+  ) {}
 
   async listAuditEvents(req: ListAuditEventsRequest): Promise<ListAuditEventsResponse> {
     if (req.pageSize < 0 || req.pageSize > MAX_PAGE)
@@ -44,13 +47,13 @@ export class AuditService {
       x: filter.action ?? '',
       k: 'audit',
     });
-    const before = req.pageToken ? decodePageToken(req.pageToken, fingerprint) : 0n;
+    const before = req.pageToken ? this.tokens.decodeId(req.pageToken, fingerprint) : 0n;
     const rows = await this.store.list(filter, before, size + 1);
     const more = rows.length > size;
     const page = more ? rows.slice(0, size) : rows;
     return {
       events: page.map(eventOf),
-      nextPageToken: more ? encodePageToken(page[page.length - 1]!.id, fingerprint) : '',
+      nextPageToken: more ? this.tokens.encode(page[page.length - 1]!.id.toString(), fingerprint) : '',
     };
   }
 }

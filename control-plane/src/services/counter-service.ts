@@ -7,6 +7,7 @@ import type {
   WatchCountersRequest,
   WatchCountersResponse,
 } from '../../../proto/gen/fleetwall/v1/counter_service.js';
+import { echo } from '../../../common/src/echo.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
 import { durationMs } from '../rules/validate.js';
 import type { CounterStore } from '../store/counter-store.js';
@@ -33,11 +34,9 @@ export class CounterService {
       throw new FleetwallError('INVALID_QUERY', `query.rule_ids has more than ${MAX_RULE_IDS} ids`, { field: 'query.rule_ids' });
     const nodeName = q?.nodeName.trim() || undefined;
     if (nodeName && !(await this.nodes.labels(nodeName))) {
-      throw new FleetwallError(
-        'NODE_NOT_FOUND',
-        `no node named ${JSON.stringify(nodeName)} has connected; ListNodes shows the known nodes`,
-        { node: nodeName.slice(0, 63) },
-      );
+      throw new FleetwallError('NODE_NOT_FOUND', `no node named ${echo(nodeName)} has connected; ListNodes shows the known nodes`, {
+        node: nodeName.slice(0, 63),
+      });
     }
     return { nodeName, ruleIds: q?.ruleIds.length ? q.ruleIds : undefined, top: top === 0 ? 10 : top };
   }

@@ -5,6 +5,11 @@
 // turns N concurrent creates into one revision, so the fan-out to the
 // agents (one delta per revision to every agent) no longer caps the create
 // rate at the revision rate.
+//
+// A group that is slow to commit (it waits for a lock, say another writer's
+// uncommitted row with the same CIDR) does not hold the others back: once the
+// groups in flight are all older than STUCK_MS, the waiting creates start
+// another group, up to MAX_IN_FLIGHT groups at once.
 import type { Rule } from '../../../proto/gen/fleetwall/v1/rule.js';
 import type { RuleSpec } from '../rules/validate.js';
 import { currentAuditNote } from '../store/audit-note.js';
@@ -19,9 +24,14 @@ interface Pending {
   readonly reject: (e: unknown) => void;
 }
 
+const STUCK_MS = 100;
+const MAX_IN_FLIGHT = 4;
+
 export class CreateBatcher {
   private readonly queue: Pending[] = [];
-  private running = false;
+  /** Start times (epoch ms) of the groups committing now. */
+  private readonly inFlight = new Set<number>();
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly store: RuleStore,
@@ -31,7 +41,7 @@ export class CreateBatcher {
   submit(spec: RuleSpec, actor: string): Promise<{ rule: Rule; revision: bigint }> {
     return new Promise((resolve, reject) => {
       this.queue.push({ spec, actor, note: currentAuditNote(), resolve, reject });
-      if (!this.running) void this.drain();
+      this.pump();
     });
   }
 
@@ -46,20 +56,42 @@ export class CreateBatcher {
     return group;
   }
 
-  private async drain(): Promise<void> {
-    this.running = true;
+  /** Starts a group if none is committing, or if every group committing is stuck. */
+  private pump(): void {
+    if (this.queue.length === 0) return;
+    const now = Date.now();
+    let youngest = Number.NEGATIVE_INFINITY;
+    for (const t of this.inFlight) youngest = Math.max(youngest, t);
+    if (this.inFlight.size === 0 || (this.inFlight.size < MAX_IN_FLIGHT && now - youngest >= STUCK_MS)) {
+      void this.commit(this.takeGroup(), now);
+      if (this.queue.length > 0) this.pump();
+      return;
+    }
+    // Look again when the youngest group in flight turns stuck.
+    if (this.timer === undefined && this.inFlight.size < MAX_IN_FLIGHT) {
+      this.timer = setTimeout(
+        () => {
+          this.timer = undefined;
+          this.pump();
+        },
+        Math.max(1, STUCK_MS - (now - youngest)),
+      );
+    }
+  }
+
+  private async commit(group: Pending[], started: number): Promise<void> {
+    // Two groups may start in the same millisecond: keep the key unique.
+    let key = started;
+    while (this.inFlight.has(key)) key += 0.001;
+    this.inFlight.add(key);
     try {
-      while (this.queue.length > 0) {
-        const group = this.takeGroup();
-        try {
-          const out = await this.store.createGroup(group, 'create', group[0]!.note);
-          out.forEach((o, i) => (o.ok ? group[i]!.resolve({ rule: o.rule, revision: o.revision }) : group[i]!.reject(o.error)));
-        } catch (e) {
-          for (const p of group) p.reject(e);
-        }
-      }
+      const out = await this.store.createGroup(group, 'create', group[0]!.note);
+      out.forEach((o, i) => (o.ok ? group[i]!.resolve({ rule: o.rule, revision: o.revision }) : group[i]!.reject(o.error)));
+    } catch (e) {
+      for (const p of group) p.reject(e);
     } finally {
-      this.running = false;
+      this.inFlight.delete(key);
+      this.pump();
     }
   }
 }

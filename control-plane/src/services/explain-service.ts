@@ -5,6 +5,7 @@ import { type Address, formatAddress, parseCidr, type Prefix, prefixContainsAddr
 import { decide, type MatchRole as PolicyRole, type PolicyRule } from '../../../common/src/policy.js';
 import { MatchRole, Verdict, type ExplainRequest, type ExplainResponse } from '../../../proto/gen/fleetwall/v1/explain_service.js';
 import { Action, Direction, Mode, type Rule } from '../../../proto/gen/fleetwall/v1/rule.js';
+import { echo } from '../../../common/src/echo.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
 import { directionOrDefault, policyAction, policyDirection, policyMode } from '../rules/enums.js';
 import { parseIpAddress } from '../rules/validate.js';
@@ -75,7 +76,7 @@ export class ExplainService {
       if (!labels) {
         throw new FleetwallError(
           'NODE_NOT_FOUND',
-          `no node named ${JSON.stringify(nodeName)} has connected; leave node_name empty to explain the rules every node enforces`,
+          `no node named ${echo(nodeName)} has connected; leave node_name empty to explain the rules every node enforces`,
           { node: nodeName.slice(0, 63) },
         );
       }

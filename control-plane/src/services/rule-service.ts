@@ -24,7 +24,7 @@ import type {
 } from '../../../proto/gen/fleetwall/v1/rule_service.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
 import { optionalAction, optionalDirection } from '../rules/enums.js';
-import { decodePageToken, encodePageToken, filterFingerprint } from '../rules/page-token.js';
+import { filterFingerprint, type PageTokens } from '../rules/page-token.js';
 import { selectorKey, validateSelector } from '../rules/selector.js';
 import { applyUpdate, parseUpdateMask } from '../rules/update-mask.js';
 import { parseIpAddress, type ValidationLimits, validateNewRule } from '../rules/validate.js';
@@ -32,16 +32,26 @@ import { notFound, type RuleFilter, type RuleStore } from '../store/rule-store.j
 import type { Sql } from 'postgres';
 import type { Logger } from 'pino';
 import type { BulkHandoff } from '../store/rule-import.js';
+import { tableIndex } from '../sync/rule-cache.js';
 import type { CallContext } from './call-context.js';
-import { importRules } from './import-rules.js';
+import type { CapacityGuard, Placement } from './capacity-guard.js';
+import { type ImportLimits, ImportSlots, importRules } from './import-rules.js';
 import { CreateBatcher } from './create-batcher.js';
 import { type ManageAddressFields, manageAddress } from './manage-address.js';
 import { type LockoutGuard, requireForceRole } from '../lockout/lockout-guard.js';
 import { type ForcedBox, withAuditForced } from '../store/audit-forced.js';
 
-export interface RuleServiceLimits extends ValidationLimits {
+export interface RuleServiceLimits extends ValidationLimits, ImportLimits {
   readonly maxBatch: number;
-  readonly maxImportLines: number;
+}
+
+export interface RuleServiceExtras {
+  readonly handoff?: BulkHandoff;
+  readonly logger?: Logger;
+  /** Refuses writes that would overfill some node's kernel tables. */
+  readonly capacity?: CapacityGuard;
+  /** Refuses denies that would cut off a protected address (the lockout guard). */
+  readonly guard?: LockoutGuard;
 }
 
 const MAX_PAGE_SIZE = 1000;
@@ -68,15 +78,21 @@ function requireId(id: bigint, field: string): bigint {
   return id;
 }
 
+function placement(spec: { selector: Readonly<Record<string, string>>; direction: number; cidr: string }, count = 1): Placement {
+  return { selector: spec.selector, table: tableIndex(spec.direction, spec.cidr), count };
+}
+
 export class RuleService {
   private readonly creates: CreateBatcher;
+  private readonly importSlots = new ImportSlots();
 
   constructor(
     private readonly store: RuleStore,
     private readonly sql: Sql,
     private readonly limits: RuleServiceLimits,
+    private readonly tokens: PageTokens,
     private readonly now: () => Date = () => new Date(),
-    private readonly extras: { readonly handoff?: BulkHandoff; readonly logger?: Logger; readonly guard?: LockoutGuard } = {},
+    private readonly extras: RuleServiceExtras = {},
   ) {
     this.creates = new CreateBatcher(store, limits.maxBatch);
   }
@@ -84,6 +100,7 @@ export class RuleService {
   async createRule(req: CreateRuleRequest, ctx: CallContext): Promise<CreateRuleResponse> {
     const spec = validateNewRule(req.rule, req.ttl, this.now(), this.limits);
     const forced = this.extras.guard ? await this.extras.guard.admitNew([{ spec, field: 'rule' }], req.force, ctx) : '';
+    await this.extras.capacity?.check([placement(spec)], 'rule');
     if (forced !== '') {
       // A forced override is audited with its own transaction-local text: not part of a group commit.
       const res = await withAuditForced({ text: forced }, () => this.store.create([spec], ['rule'], ctx.actor, 'create'));
@@ -113,13 +130,24 @@ export class RuleService {
           ctx,
         )
       : '';
+    await this.extras.capacity?.check(
+      specs.map((s) => placement(s)),
+      'requests',
+    );
     const write = () => this.store.create(specs, fields, ctx.actor, 'batch_create');
     const res = forced !== '' ? await withAuditForced({ text: forced }, write) : await write();
     return { rules: res.value, revision: res.revision };
   }
 
   importRules(header: ImportRulesHeader, chunks: AsyncIterable<ImportRulesChunk>, ctx: CallContext): Promise<ImportRulesResponse> {
-    return importRules(header, chunks, ctx, { sql: this.sql, store: this.store, limits: this.limits, now: this.now, ...this.extras });
+    return importRules(header, chunks, ctx, {
+      sql: this.sql,
+      store: this.store,
+      limits: this.limits,
+      now: this.now,
+      slots: this.importSlots,
+      ...this.extras,
+    });
   }
 
   async getRule(req: GetRuleRequest): Promise<GetRuleResponse> {
@@ -150,13 +178,13 @@ export class RuleService {
       t: filter.text ?? '',
       c: req.coversAddress.trim(),
     });
-    const after = req.pageToken ? decodePageToken(req.pageToken, fingerprint) : 0n;
+    const after = req.pageToken ? this.tokens.decodeId(req.pageToken, fingerprint) : 0n;
     const page = await this.store.list(filter, after, size + 1);
     const more = page.rules.length > size;
     const rules = more ? page.rules.slice(0, size) : page.rules;
     return {
       rules,
-      nextPageToken: more ? encodePageToken(rules[rules.length - 1]!.id, fingerprint) : '',
+      nextPageToken: more ? this.tokens.encode(rules[rules.length - 1]!.id.toString(), fingerprint) : '',
       totalSize: page.total,
       revision: page.revision,
     };
@@ -167,6 +195,14 @@ export class RuleService {
     const mask = parseUpdateMask(req.updateMask ?? []);
     const id = requireId(req.rule.id, 'rule.id');
     const now = this.now();
+    const capacity = this.extras.capacity;
+    if (capacity && (mask.has('selector') || mask.has('direction'))) {
+      // A rule that moves (another selector or direction) takes a place where it lands.
+      const current = await this.store.get(id);
+      if (!current) throw notFound([id]);
+      const next = applyUpdate(current, req.rule, mask, now, this.limits);
+      await capacity.check([placement(next), placement(current, -1)], 'rule');
+    }
     const guard = this.extras.guard;
     if (!guard) {
       const res = await this.store.update(id, (current) => applyUpdate(current, req.rule!, mask, now, this.limits), ctx.actor);

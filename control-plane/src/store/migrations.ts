@@ -296,10 +296,25 @@ export const MIGRATIONS: readonly Migration[] = [
       create index node_certificates_node on node_certificates (node_name);
     `,
   },
+  {
+    version: 8,
+    name: 'node capacity, page token key, node retention',
+    sql: `
+      -- Hello.capacity_per_table: prefixes each of the node's kernel tables
+      -- holds; writes that would overfill it are refused (0: not reported).
+      alter table nodes add column capacity_per_table bigint not null default 0;
+      -- Nodes are removed after FLEETWALL_NODE_RETENTION without a stream.
+      create index nodes_last_seen on nodes (last_seen) where not connected;
+      -- Signs page tokens; shared by every control plane of this store.
+      insert into meta (key, value) values ('page_token_key', replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''));
+    `,
+  },
 ];
 
 export async function migrate(sql: Sql, logger: Logger): Promise<number> {
   return sql.begin(async (tx) => {
+    // A migration may rewrite a large table: no statement timeout here.
+    await tx`set local statement_timeout = 0`;
     await tx`select pg_advisory_xact_lock(${MIGRATION_LOCK.toString()}::bigint)`;
     await tx`create table if not exists schema_migrations (
       version int primary key, name text not null, applied_at timestamptz not null default now())`;

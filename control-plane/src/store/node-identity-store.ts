@@ -1,4 +1,4 @@
-// Enrolled nodes in Postgres (migration 4): node_identities (the labels bound
+// Enrolled nodes in Postgres (migration 7): node_identities (the labels bound
 // at enrollment, changed only by an admin) and node_certificates (every node
 // certificate issued here, by serial: the revocation list). A revocation or
 // a relabel is announced on NOTIFY fleetwall_node_identity so every

@@ -1,25 +1,20 @@
-// Committing a large import as one revision.
-//
-// Streaming path (streamImport): the transaction opens when the import
-// starts and rows are COPYed while the client is still sending lines, so
-// parsing in Node and index maintenance in Postgres overlap. Ids are reserved
-// in blocks from the sequence (on another pooled connection: COPY holds the
-// transaction's), each rule is also encoded for the agents on the way, and
-// the change log gets one bulk row (op 3: "every rule with this write_id")
-// instead of a row per rule. Readers of the change log expand it through
-// rules.write_id; this process's own feed takes the rows it already has
-// (BulkHandoff) instead of reading a million rows back.
-//
-// A unique-violation race with a concurrent writer aborts the COPY; the
-// import then finishes reading its input and commits through the classic
-// path (commitImport: read existing, reserve, COPY, with retries).
+// Committing an import as one revision, once its whole list is in hand
+// (services/import-rules.ts reads the stream first, so no transaction or
+// connection is held while a client sends slowly or not at all): read the
+// stored CIDRs of the same direction and selector (duplicates), reserve ids,
+// COPY the new rows, one bulk change-log row (op 3: "every rule with this
+// write_id") instead of a row per rule, commit. Readers of the change log
+// expand it through rules.write_id; this process's own feed takes the rows
+// it already has (BulkHandoff) instead of reading a million rows back. A
+// unique-violation race with a concurrent writer retries the transaction;
+// an aborted import (the client went away, the deadline passed) rolls back.
 import type { Sql } from 'postgres';
 import type { Writable } from 'node:stream';
 import type { RuleSpec } from '../rules/validate.js';
 import { encodeAgentRule } from '../sync/wire-encoding.js';
 import { changeAuditCtes, OP_BULK_UPSERT } from './change-audit.js';
 import { copyText, type RuleStore } from './rule-store.js';
-import { isRetryable, writeTransaction } from './write-transaction.js';
+import { writeTransaction } from './write-transaction.js';
 
 /** What every line of an import shares: a validated rule without its CIDR. */
 export type ImportTemplate = Omit<RuleSpec, 'cidr' | 'prefix'>;
@@ -47,15 +42,7 @@ export interface ImportCommit {
   readonly timings: Record<string, number>;
 }
 
-export interface StreamImportOptions {
-  /** Checked once the input is read: false rolls back (atomic import with invalid lines). */
-  readonly commit: () => boolean;
-  /** The audit row's "after" (counts known at the end). */
-  readonly summary: (added: number) => Record<string, unknown>;
-}
-
 const LINES_PER_WRITE = 4096;
-const ID_BLOCK = 65536;
 
 /** Reserves n ids from the rules sequence (burned if the import does not commit). */
 async function reserveIds(sql: Sql, n: number): Promise<bigint[]> {
@@ -88,13 +75,6 @@ const FINISH_BULK = `with bulk as (select null::bigint as id),
 
 async function finishBulk(tx: Sql, writeId: bigint, actor: string, after: Record<string, unknown>): Promise<void> {
   await tx.unsafe(FINISH_BULK, [writeId.toString(), actor, JSON.stringify(after)] as never[], { prepare: true });
-}
-
-class RolledBack extends Error {}
-class RetryClassic extends Error {
-  constructor(readonly original: unknown) {
-    super('retry through the classic import path');
-  }
 }
 
 /**
@@ -155,132 +135,63 @@ function write(w: Writable, chunk: string): Promise<void> {
   });
 }
 
-/**
- * Streams `source` (batches of canonical CIDRs, unique within the import)
- * into one revision. Throws what `source` throws (nothing is stored).
- */
-export async function streamImport(
-  sql: Sql,
-  store: RuleStore,
-  t: ImportTemplate,
-  source: AsyncIterable<readonly string[]>,
-  actor: string,
-  opts: StreamImportOptions,
-  handoff?: BulkHandoff,
-): Promise<ImportCommit> {
-  const timings: Record<string, number> = {};
-  const all: string[] = [];
-  let staged: bigint | undefined;
-  let committed = false;
-  try {
-    const res = await writeTransaction(
-      sql,
-      actor,
-      'import',
-      async (tx, w) => {
-        const started = Date.now();
-        const existing = await store.existingCidrs(tx, t.direction, t.selectorKey);
-        timings.existing_ms = Date.now() - started;
-        const suffix = copySuffix(t, w, actor);
-        const ids: bigint[] = [];
-        const cidrs: string[] = [];
-        const encoded: string[] = [];
-        let block: bigint[] = [];
-        let blockAt = 0;
-        let copyError: unknown;
-        const copy = await openCopy(tx as unknown as Sql, `copy rules (${COPY_COLUMNS}) from stdin`);
-        let buf: string[] = [];
-        try {
-          for await (const batch of source) {
-            for (const c of batch) all.push(c);
-            // After a failure, or once an atomic import is known to roll back: just read on.
-            if (copyError || !opts.commit()) continue;
-            for (const c of batch) {
-              if (existing.has(c)) continue;
-              if (blockAt === block.length) {
-                block = await reserveIds(sql, ID_BLOCK);
-                blockAt = 0;
-              }
-              const id = block[blockAt++]!;
-              ids.push(id);
-              cidrs.push(c);
-              encoded.push(
-                encodeAgentRule({ id, cidr: c, action: t.action, direction: t.direction, mode: t.mode, expire_time: t.expireTime }),
-              );
-              buf.push(`${id}\t${c}${suffix}`);
-              if (buf.length >= LINES_PER_WRITE) {
-                const chunk = buf.join('');
-                buf = [];
-                await write(copy.writable, chunk).catch((e) => (copyError ??= e));
-                copyError ??= copy.failed();
-                if (copyError) break;
-              }
-            }
-          }
-        } catch (e) {
-          // The input failed (too many lines, client gone): nothing is stored.
-          copy.abort(e);
-          throw e;
-        }
-        if (!copyError && buf.length) await write(copy.writable, buf.join('')).catch((e) => (copyError ??= e));
-        if (!copyError) await copy.finish().catch((e) => (copyError ??= e));
-        else copy.abort(copyError);
-        timings.copy_ms = Date.now() - started;
-        if (copyError) throw isRetryable(copyError) ? new RetryClassic(copyError) : copyError;
-        if (!opts.commit()) throw new RolledBack();
-        if (ids.length === 0) return { value: { added: 0, existing: all.length }, changes: 0 };
-        await finishBulk(tx as unknown as Sql, w, actor, opts.summary(ids.length));
-        if (handoff) {
-          handoff.put(w, { ids, cidrs, encoded, template: t });
-          staged = w;
-        }
-        return { value: { added: ids.length, existing: all.length - ids.length }, changes: ids.length };
-      },
-      1,
-    );
-    committed = res.revision !== 0n;
-    return { added: res.value.added, existing: res.value.existing, revision: res.revision, timings };
-  } catch (e) {
-    if (e instanceof RolledBack) return { added: 0, existing: 0, revision: 0n, timings };
-    if (e instanceof RetryClassic) {
-      for await (const batch of source) for (const c of batch) all.push(c);
-      if (!opts.commit()) return { added: 0, existing: 0, revision: 0n, timings };
-      const res = await commitImport(sql, store, t, all, actor, opts.summary, handoff);
-      return { ...res, timings: { ...timings, ...res.timings, classic_retry: 1 } };
-    }
-    throw e;
-  } finally {
-    if (staged !== undefined && !committed) handoff!.drop(staged);
-  }
+export interface CommitImportOptions {
+  /** The audit row's "after" (counts known at the end). */
+  readonly summary: (added: number) => Record<string, unknown>;
+  readonly handoff?: BulkHandoff;
+  /** Aborted: the COPY stops and the transaction rolls back (checked between COPY writes and before commit). */
+  readonly signal?: AbortSignal;
+  /** statement_timeout for this transaction's statements (the COPY of a large list takes a while), ms. */
+  readonly statementTimeoutMs?: number;
+  /** Called inside the transaction with the rules to add, before any is written (the capacity check); may throw. */
+  readonly beforeWrite?: (toAdd: readonly string[]) => Promise<void>;
 }
 
-/** The classic path: all CIDRs in hand (canonical, unique), retried on races. */
+function checkAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new Error('the import was aborted');
+}
+
+/** All CIDRs in hand (canonical, unique): one transaction, one revision, retried on races. */
 export async function commitImport(
   sql: Sql,
   store: RuleStore,
   t: ImportTemplate,
   cidrs: readonly string[],
   actor: string,
-  summary: (added: number) => Record<string, unknown>,
-  handoff?: BulkHandoff,
+  opts: CommitImportOptions,
 ): Promise<ImportCommit> {
+  const { handoff, signal } = opts;
   const staged: bigint[] = [];
   const timings: Record<string, number> = {};
   let committedWrite = -1n;
   try {
     const res = await writeTransaction(sql, actor, 'import', async (tx, w) => {
+      checkAborted(signal);
+      if (opts.statementTimeoutMs) await tx.unsafe(`set local statement_timeout = ${Math.max(1, Math.round(opts.statementTimeoutMs))}`);
       let t0 = Date.now();
       const existing = await store.existingCidrs(tx, t.direction, t.selectorKey);
       const toAdd = existing.size === 0 ? cidrs : cidrs.filter((c) => !existing.has(c));
       timings.existing_ms = Date.now() - t0;
       if (toAdd.length === 0) return { value: { added: 0, existing: cidrs.length, writeId: w }, changes: 0 };
+      await opts.beforeWrite?.(toAdd);
       t0 = Date.now();
       const ids = await reserveIds(tx as unknown as Sql, toAdd.length);
       const suffix = copySuffix(t, w, actor);
+      const encoded: string[] = handoff ? new Array<string>(toAdd.length) : [];
       function* lines(): Generator<string> {
         let buf: string[] = [];
         for (let i = 0; i < toAdd.length; i++) {
           buf.push(`${ids[i]}\t${toAdd[i]}${suffix}`);
+          if (handoff) {
+            encoded[i] = encodeAgentRule({
+              id: ids[i]!,
+              cidr: toAdd[i]!,
+              action: t.action,
+              direction: t.direction,
+              mode: t.mode,
+              expire_time: t.expireTime,
+            });
+          }
           if (buf.length >= LINES_PER_WRITE) {
             yield buf.join('');
             buf = [];
@@ -289,15 +200,23 @@ export async function commitImport(
         if (buf.length) yield buf.join('');
       }
       const copy = await openCopy(tx as unknown as Sql, `copy rules (${COPY_COLUMNS}) from stdin`);
-      for (const chunk of lines()) {
-        await write(copy.writable, chunk).catch(() => undefined);
-        if (copy.failed()) break;
+      try {
+        for (const chunk of lines()) {
+          checkAborted(signal);
+          await write(copy.writable, chunk).catch(() => undefined);
+          if (copy.failed()) break;
+        }
+        checkAborted(signal);
+      } catch (e) {
+        copy.abort(e);
+        throw e;
       }
       await copy.finish();
       timings.copy_ms = Date.now() - t0;
-      await finishBulk(tx as unknown as Sql, w, actor, summary(toAdd.length));
+      await finishBulk(tx as unknown as Sql, w, actor, opts.summary(toAdd.length));
+      checkAborted(signal);
       if (handoff) {
-        handoff.put(w, { ids, cidrs: toAdd, template: t });
+        handoff.put(w, { ids, cidrs: toAdd, encoded, template: t });
         staged.push(w);
       }
       return { value: { added: toAdd.length, existing: cidrs.length - toAdd.length, writeId: w }, changes: toAdd.length };

@@ -105,15 +105,19 @@ const RULE_SELECT =
   "(select 'list:' || l.name from lists l where l.id = r.list_id) as source";
 
 export class RuleStore {
-  constructor(private readonly sql: Sql) {}
+  constructor(
+    private readonly sql: Sql,
+    /** Reads (get, list, covering): another pool, so they never wait for a write's connection. */
+    private readonly readSql: Sql = sql,
+  ) {}
 
   async currentRevision(): Promise<bigint> {
-    const [r] = await this.sql<{ value: bigint }[]>`select value from revision_counter where id = 1`;
+    const [r] = await this.readSql<{ value: bigint }[]>`select value from revision_counter where id = 1`;
     return r!.value;
   }
 
   async get(id: bigint): Promise<Rule | undefined> {
-    const rows = await this.sql.unsafe<RuleRow[]>(
+    const rows = await this.readSql.unsafe<RuleRow[]>(
       `select ${RULE_SELECT} from rules r join revisions v on v.write_id = r.write_id where r.id = $1`,
       [id.toString()],
     );
@@ -372,7 +376,7 @@ export class RuleStore {
     }
     if (filter.coversAddress) conds.push(coversSql(p(formatAddress(filter.coversAddress))));
     const where = conds.length ? conds.join(' and ') : 'true';
-    return this.sql.begin('isolation level repeatable read read only', async (tx) => {
+    return this.readSql.begin('isolation level repeatable read read only', async (tx) => {
       const countParams = [...params];
       const pageWhere = `${where} and r.id > ${p(afterId.toString())}::bigint`;
       const rows = await tx.unsafe<RuleRow[]>(
@@ -394,7 +398,7 @@ export class RuleStore {
     direction: number,
     labels: Readonly<Record<string, string>> | undefined,
   ): Promise<{ rules: Rule[]; revision: bigint }> {
-    return this.sql.begin('isolation level repeatable read read only', async (tx) => {
+    return this.readSql.begin('isolation level repeatable read read only', async (tx) => {
       const rows = await tx.unsafe<RuleRow[]>(
         `select ${RULE_SELECT} from rules r join revisions v on v.write_id = r.write_id
          where ${coversSql('$1')} and r.direction = $2 and (r.expire_time is null or r.expire_time > now())

@@ -4,6 +4,15 @@
 // InSync -> live deltas. Everything up to InSync is decided after the async
 // look-ups, in one synchronous block that also registers the session with
 // the hub, so no revision is sent twice or skipped.
+//
+// Every message from the agent is checked first (edge/sync-input.ts). What
+// goes out waits in an outbox of references to the shared, pre-encoded
+// buffers and is handed to grpc-js (which copies it into HTTP/2 frames) only
+// while less than OUT_HIGH_WATER bytes are in flight, so a stream that never
+// reads holds about that much of its own, not a copy of every snapshot. An
+// agent is dropped (RESOURCE_EXHAUSTED AGENT_TOO_SLOW, it resumes on
+// reconnect) when more than FLEETWALL_MAX_AGENT_QUEUE_BYTES wait for it or
+// its oldest waiting message is older than FLEETWALL_MAX_AGENT_LAG.
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { type Hello, SyncMode, type SyncRequest, type SyncResponse } from '../../../proto/gen/fleetwall/v1/agent_service.js';
@@ -11,9 +20,11 @@ import { principalOfMetadata } from '../auth/grpc-auth.js';
 import type { Admission, NodeAdmission } from '../enrollment/node-admission.js';
 import type { CounterScope } from './counter-scope.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
-import { TooLargeMessage, tooLarge } from '../errors/message-too-large.js';
+import { isRefused, type RefusedMessage, refusal } from '../errors/refused-message.js';
 import { toGrpcStatus } from '../errors/to-grpc-status.js';
+import { checkSyncRequest } from '../edge/sync-input.js';
 import type { CounterAggregator } from '../counters/counter-aggregator.js';
+import type { InspectHub } from '../inspect/inspect-hub.js';
 import type { Labels } from '../rules/selector.js';
 import type { ChangeLog } from '../store/change-log.js';
 import type { NodeTracker } from './node-tracker.js';
@@ -33,6 +44,8 @@ export interface SessionDeps {
   readonly changeLog: ChangeLog;
   readonly nodes: NodeTracker;
   readonly counters: CounterAggregator;
+  /** Where the agents' drop events go (absent: they are ignored). */
+  readonly inspect?: InspectHub;
   readonly registry: SessionRegistry;
   readonly metrics: SyncMetrics;
   /** Node identity: who the stream may speak for, its bound labels (enrollment/node-admission.ts). */
@@ -46,10 +59,23 @@ export interface SessionDeps {
   readonly resumeMaxRevisions: number;
   readonly resumeMaxChanges: number;
   readonly chunkBytes: number;
-  readonly maxQueue: number;
+  readonly maxQueueBytes: number;
+  readonly maxLagMs: number;
   readonly logger: Logger;
   /** The lockout guard's view of the streams: connect addresses, failsafe entries. */
   readonly lockout?: LockoutSessionHooks;
+}
+
+/** Bytes handed to grpc-js and not yet written to the socket, per stream, before the outbox holds the rest. */
+const OUT_HIGH_WATER = 1024 * 1024;
+/** What a small control message (SyncStart, ping, pong, counter ack) is counted as. */
+const SMALL_MESSAGE_BYTES = 64;
+
+interface Outgoing {
+  readonly msg: SyncResponse | Buffer;
+  readonly bytes: number;
+  /** Epoch ms it was queued. */
+  readonly at: number;
 }
 
 /** The sessions of this process by node name (a newer stream replaces an older one). */
@@ -58,7 +84,6 @@ export class SessionRegistry {
   readonly all = new Set<AgentSession>();
 }
 
-const MAX_NODE_NAME = 253;
 let nextSessionId = 1;
 
 export class AgentSession implements HubSession {
@@ -89,7 +114,15 @@ export class AgentSession implements HubSession {
    * HTTP/2 stream, then sends trailers). Falls back to call.write().
    */
   private readonly direct: { sendMessage(m: unknown, cb: () => void): void } | undefined;
-  private unsent = 0;
+  /** Not yet handed to grpc-js (from outHead on). */
+  private readonly outbox: Outgoing[] = [];
+  private outHead = 0;
+  private outboxBytes = 0;
+  /** Handed to grpc-js, not yet written (in order: callbacks come in order). */
+  private readonly inflight: Outgoing[] = [];
+  private inflightBytes = 0;
+  /** The last NACK logged (code and message), so a repeated NACK is not logged again. */
+  private lastNackLogged = '';
 
   constructor(
     private readonly call: SyncCall,
@@ -99,10 +132,18 @@ export class AgentSession implements HubSession {
     this.direct = typeof inner?.sendMessage === 'function' ? (inner as { sendMessage(m: unknown, cb: () => void): void }) : undefined;
     this.log = deps.logger.child({ session: this.id });
     deps.registry.all.add(this);
-    call.on('data', (msg: SyncRequest | TooLargeMessage) => {
+    call.on('data', (raw: SyncRequest | RefusedMessage) => {
       this.lastReceived = Date.now();
-      if (msg instanceof TooLargeMessage) {
-        this.fail(tooLarge(msg));
+      if (isRefused(raw)) {
+        this.fail(refusal(raw));
+        return;
+      }
+      if (this.state === 'closed') return;
+      let msg: SyncRequest;
+      try {
+        msg = checkSyncRequest(raw);
+      } catch (err) {
+        this.fail(err);
         return;
       }
       if (this.state === 'live' && this.queued === 0) {
@@ -136,22 +177,52 @@ export class AgentSession implements HubSession {
 
   private write(msg: SyncResponse | Buffer): void {
     if (this.state === 'closed') return;
-    if (this.direct) {
-      this.unsent++;
-      this.direct.sendMessage(msg, this.onSent);
-    } else {
-      this.call.write(msg);
+    const o: Outgoing = { msg, bytes: Buffer.isBuffer(msg) ? msg.length : SMALL_MESSAGE_BYTES, at: Date.now() };
+    if (this.outHead === this.outbox.length && this.inflightBytes < OUT_HIGH_WATER) this.send(o);
+    else {
+      this.outbox.push(o);
+      this.outboxBytes += o.bytes;
     }
-    if (this.unsent + this.call.writableLength > this.deps.maxQueue) {
+    const waiting = this.outboxBytes + this.inflightBytes;
+    if (waiting > this.deps.maxQueueBytes) {
       this.fail(
-        new FleetwallError('AGENT_TOO_SLOW', `more than ${this.deps.maxQueue} messages are waiting for this agent; reconnect to resume`),
+        new FleetwallError(
+          'AGENT_TOO_SLOW',
+          `${waiting} bytes are waiting for this agent, more than ${this.deps.maxQueueBytes} (FLEETWALL_MAX_AGENT_QUEUE_BYTES); reconnect to resume`,
+        ),
       );
     }
   }
 
+  private send(o: Outgoing): void {
+    this.inflight.push(o);
+    this.inflightBytes += o.bytes;
+    if (this.direct) this.direct.sendMessage(o.msg, this.onSent);
+    else this.call.write(o.msg, this.onSent);
+  }
+
   private readonly onSent = (): void => {
-    this.unsent--;
+    const o = this.inflight.shift();
+    if (o) this.inflightBytes -= o.bytes;
+    while (this.outHead < this.outbox.length && this.inflightBytes < OUT_HIGH_WATER && this.state !== 'closed') {
+      const next = this.outbox[this.outHead]!;
+      this.outbox[this.outHead++] = undefined as unknown as Outgoing;
+      this.outboxBytes -= next.bytes;
+      this.send(next);
+    }
+    if (this.outHead === this.outbox.length) {
+      this.outbox.length = 0;
+      this.outHead = 0;
+    } else if (this.outHead > 4096 && this.outHead * 2 > this.outbox.length) {
+      this.outbox.splice(0, this.outHead);
+      this.outHead = 0;
+    }
   };
+
+  /** Epoch ms of the oldest message not yet written to the socket, or undefined. */
+  private oldestUnsent(): number | undefined {
+    return this.inflight[0]?.at ?? this.outbox[this.outHead]?.at;
+  }
 
   /** Ends the stream with a catalogued status. */
   fail(err: unknown): void {
@@ -172,6 +243,9 @@ export class AgentSession implements HubSession {
     this.deps.hub.unregister(this);
     this.deps.registry.all.delete(this);
     if (this.deps.registry.byNode.get(this.nodeName) === this) this.deps.registry.byNode.delete(this.nodeName);
+    this.outbox.length = 0;
+    this.outHead = 0;
+    this.outboxBytes = 0;
     if (!peerGone) {
       try {
         if (status) this.call.emit('error', status);
@@ -183,7 +257,10 @@ export class AgentSession implements HubSession {
     if (wasRegistered && this.nodeName) {
       const name = this.nodeName;
       void this.chain
-        .then(() => Promise.all([this.deps.nodes.disconnect(name, this.id), this.deps.counters.detach(name, this.id)]))
+        .then(() => {
+          this.deps.nodes.disconnect(name, this.id);
+          this.deps.counters.detach(name, this.id);
+        })
         .catch((err) => this.log.warn({ err, node: name }, 'recording the disconnect failed'));
     }
   }
@@ -220,13 +297,17 @@ export class AgentSession implements HubSession {
         for (const k of this.pendingCommit.keys()) if (k <= rev) this.pendingCommit.delete(k);
         return;
       }
-      case 'nack':
-        this.log.warn(
+      case 'nack': {
+        // Logged at warn once per distinct reason; a NACK of every revision for the same reason is debug.
+        const why = `${m.value.status?.code ?? ''}:${m.value.status?.message ?? ''}`;
+        this.log[why === this.lastNackLogged ? 'debug' : 'warn'](
           { node: this.nodeName, revision: m.value.revision.toString(), status: m.value.status?.message },
           'agent NACKed a revision',
         );
+        this.lastNackLogged = why;
         this.deps.nodes.nack(this.nodeName, this.id, m.value.revision, m.value.status);
         return;
+      }
       case 'ping':
         this.write({ msg: { $case: 'pong', value: { nonce: m.value.nonce } } });
         return;
@@ -240,23 +321,20 @@ export class AgentSession implements HubSession {
         this.deps.nodes.status(this.nodeName, this.id, m.value);
         this.deps.lockout?.failsafe(this.nodeName, m.value.failsafe);
         return;
+      case 'events':
+        this.deps.inspect?.ingest(this.nodeName, m.value);
+        return;
       default:
         throw new FleetwallError(
           'PROTOCOL_VIOLATION',
-          'empty SyncRequest: set one of hello, ack, nack, ping, pong, counter_report, status',
+          'empty SyncRequest: set one of hello, ack, nack, ping, pong, counter_report, status, events',
         );
     }
   }
 
   private async attach(hello: Hello): Promise<void> {
     const d = this.deps;
-    if (hello.nodeName.trim() === '')
-      throw new FleetwallError('NODE_NAME_REQUIRED', 'Hello.node_name is empty: agents identify themselves by node name');
-    if (hello.nodeName.length > MAX_NODE_NAME)
-      throw new FleetwallError('NODE_NAME_REQUIRED', `Hello.node_name is longer than ${MAX_NODE_NAME} characters`);
-    for (const k of Object.keys(hello.labels)) {
-      if (k.trim() === '') throw new FleetwallError('INVALID_SELECTOR', 'Hello.labels has an empty key; every label needs a name');
-    }
+    // The name, labels and every other field were checked with the message (checkSyncRequest).
     // Node identity (issue 15): may this stream speak for hello.node_name, with which labels? Before anything is recorded.
     const admission = await d.admission.admit(this, principalOfMetadata(this.call.metadata), hello);
     if (this.state !== 'hello') {
@@ -377,9 +455,19 @@ export class AgentSession implements HubSession {
     if (commitTimeMs !== undefined && this.pendingCommit.size < 1000) this.pendingCommit.set(revision, commitTimeMs);
   }
 
-  /** Pings the agent, or drops it when it was silent for three intervals. */
+  /** Pings the agent, or drops it when it was silent for three intervals or fell behind by time. */
   tick(now: number): void {
     if (this.state !== 'live') return;
+    const oldest = this.oldestUnsent();
+    if (oldest !== undefined && now - oldest > this.deps.maxLagMs) {
+      this.fail(
+        new FleetwallError(
+          'AGENT_TOO_SLOW',
+          `the oldest message waiting for this agent was queued ${now - oldest}ms ago, more than ${this.deps.maxLagMs}ms (FLEETWALL_MAX_AGENT_LAG); reconnect to resume`,
+        ),
+      );
+      return;
+    }
     if (now - this.lastReceived > 3 * this.deps.pingIntervalMs) {
       this.fail(
         new FleetwallError(

@@ -21,6 +21,7 @@ export class RevisionFeed {
   private timer: NodeJS.Timeout | undefined;
   private unlisten: (() => Promise<void>) | undefined;
   private stopped = false;
+  private failing = false;
 
   constructor(
     private readonly sql: Sql,
@@ -72,9 +73,17 @@ export class RevisionFeed {
   }
 
   private kick(): Promise<void> {
-    return this.pump().catch((err) => {
-      this.logger.warn({ err }, 'reading the change log failed; retrying on the next notification or poll');
-    });
+    return this.pump().then(
+      () => {
+        if (this.failing) this.logger.info('reading the change log works again');
+        this.failing = false;
+      },
+      (err) => {
+        // Once per failing period: the database may be away for a while.
+        if (!this.failing) this.logger.warn({ err }, 'reading the change log failed; retrying on the next notification or poll');
+        this.failing = true;
+      },
+    );
   }
 
   /** Resolves once every revision committed before the call is applied. */

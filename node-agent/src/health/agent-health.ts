@@ -69,6 +69,8 @@ export interface AgentHealth {
   readonly applies: number;
   readonly repairs: number;
   readonly counterReports: number;
+  /** Sampled drop events: read from the kernel ring, queued now, dropped by the full queue, sent, lost in the kernel. */
+  readonly events: EventHealth;
   /** Last counter read + diff, ms. */
   readonly counterReadMs: number;
   /** Event-loop delay since the last /healthz: p99 and max, ms. */
@@ -77,4 +79,17 @@ export interface AgentHealth {
   /** process.memoryUsage() in MB (rss, heapTotal, heapUsed, external, arrayBuffers). */
   readonly memoryMb: Readonly<Record<string, number>>;
   readonly pid: number;
+}
+
+export interface EventHealth {
+  readonly enabled: boolean;
+  readonly read: number;
+  readonly queued: number;
+  readonly queueDropped: number;
+  /** Records whose counter slot no rule owned any more (dropped). */
+  readonly orphaned: number;
+  readonly sent: number;
+  readonly batches: number;
+  /** Events the kernel's ring had no room for (all rules). */
+  readonly kernelLost: number;
 }

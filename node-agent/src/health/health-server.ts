@@ -1,7 +1,10 @@
 // HTTP /healthz (JSON; 200 while the kernel enforces, whatever the control
-// plane does — fail static is healthy) and /metrics (Prometheus text).
+// plane does — fail static is healthy) and /metrics (Prometheus text), on
+// host:port or a Unix socket. A socket left at the path by an earlier run is
+// replaced; anything else there (a file, a directory, a symlink) is left alone
+// and the listen fails saying so.
 
-import { rmSync } from 'node:fs';
+import { lstatSync, unlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { AgentHealth } from './agent-health.js';
@@ -9,6 +12,24 @@ import type { AgentMetrics } from './metrics.js';
 
 export function healthJson(h: AgentHealth): string {
   return JSON.stringify(h, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2);
+}
+
+/** Unlinks `path` if it is a socket (an earlier run's); throws if something else is there; nothing if nothing is. */
+export function removeStaleSocket(path: string): void {
+  let st: ReturnType<typeof lstatSync>;
+  try {
+    st = lstatSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw e;
+  }
+  if (!st.isSocket()) {
+    throw new Error(
+      `${path} exists and is not a socket (${st.isSymbolicLink() ? 'a symlink' : st.isDirectory() ? 'a directory' : 'a file'}): ` +
+        'refusing to remove it; choose another --http-addr unix:/path or remove it yourself',
+    );
+  }
+  unlinkSync(path);
 }
 
 export class HealthServer {
@@ -56,7 +77,12 @@ export class HealthServer {
         resolve(typeof a === 'object' && a !== null ? (a as AddressInfo).port : 0);
       };
       if (unixPath !== undefined) {
-        rmSync(unixPath, { force: true });
+        try {
+          removeStaleSocket(unixPath);
+        } catch (e) {
+          reject(e);
+          return;
+        }
         server.listen(unixPath, done);
       } else server.listen(port, host, done);
     });

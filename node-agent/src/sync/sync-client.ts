@@ -27,7 +27,13 @@
 import { randomUUID } from 'node:crypto';
 import { type ChannelCredentials, type ChannelOptions, credentials, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { type SyncRequest, type SyncStart, type AgentStatus, SyncMode } from '../../../proto/gen/fleetwall/v1/agent_service.js';
+import {
+  type SyncRequest,
+  type SyncStart,
+  type AgentStatus,
+  type AgentEventBatch,
+  SyncMode,
+} from '../../../proto/gen/fleetwall/v1/agent_service.js';
 import type { InterfaceStatus } from '../../../proto/gen/fleetwall/v1/node.js';
 import type { SyncMeta } from '../datapath/datapath.js';
 import type { CounterReporter } from '../counters/counter-reporter.js';
@@ -56,6 +62,16 @@ export interface SyncClientOptions {
   readonly connection?: () => { readonly credentials: ChannelCredentials; readonly options: ChannelOptions };
 }
 
+/** Where the stream's AgentEventBatch messages come from (the agent's event pump). */
+export interface EventBatchSource {
+  readonly intervalMs: number;
+  /** The next batch, or null when there is nothing to send. */
+  take(): AgentEventBatch | null;
+}
+
+/** Batches written per event tick at most (a backlog drains over a few ticks). */
+const MAX_EVENT_BATCHES_PER_TICK = 4;
+
 export interface StatusSource {
   interfaces(): InterfaceStatus[];
   agentStatus(): AgentStatus;
@@ -76,6 +92,7 @@ interface Session {
   lastRecv: number;
   pingTimer: NodeJS.Timeout | undefined;
   counterTimer: NodeJS.Timeout | undefined;
+  eventTimer: NodeJS.Timeout | undefined;
   nonce: bigint;
   lastStatusKey: string;
   /** performance.now() when Hello was written. */
@@ -85,6 +102,8 @@ interface Session {
 }
 
 export class SyncClient {
+  /** Sampled drop events to send on each live stream (set by the agent before start()). */
+  events: EventBatchSource | null = null;
   private session: Session | undefined;
   private sessionSeq = 0;
   private readonly backoff: Backoff;
@@ -249,6 +268,7 @@ export class SyncClient {
       lastRecv: Date.now(),
       pingTimer: undefined,
       counterTimer: undefined,
+      eventTimer: undefined,
       nonce: 0n,
       lastStatusKey: '',
       helloAt: 0,
@@ -285,6 +305,7 @@ export class SyncClient {
     s.ended = true;
     if (s.pingTimer) clearInterval(s.pingTimer);
     if (s.counterTimer) clearInterval(s.counterTimer);
+    if (s.eventTimer) clearInterval(s.eventTimer);
     try {
       s.call.cancel();
     } catch {
@@ -396,7 +417,24 @@ export class SyncClient {
     this.engine.beginStream(s.stream, snapshot ? 'snapshot' : 'resume', st.storeId);
     this.counters.newStream();
     s.counterTimer = setInterval(() => this.sendCounters(s), this.opts.counterIntervalMs);
+    const ev = this.events;
+    if (ev) s.eventTimer = setInterval(() => this.sendEvents(s, ev), ev.intervalMs);
     this.sendStatus(s);
+  }
+
+  /** Sampled drop events, a few batches per tick; none while the stream is backed up (the queue drops the oldest). */
+  private sendEvents(s: Session, ev: EventBatchSource): void {
+    for (let i = 0; i < MAX_EVENT_BATCHES_PER_TICK && !s.ended && !s.call.writableNeedDrain; i++) {
+      let batch: AgentEventBatch | null;
+      try {
+        batch = ev.take();
+      } catch (e) {
+        this.log.error({ err: e }, 'reading drop events failed');
+        return;
+      }
+      if (!batch) return;
+      this.write(s, { msg: { $case: 'events', value: batch } });
+    }
   }
 
   private onChunk(s: Session, c: RawSnapshotChunk): void {

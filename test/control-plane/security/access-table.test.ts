@@ -23,6 +23,8 @@ import { checkHttpAccessTable } from '../../../control-plane/src/auth/http-auth.
 import { registerJsonApi } from '../../../control-plane/src/http/json-api.js';
 import { registerImportRoute } from '../../../control-plane/src/http/import-route.js';
 import { registerListRoutes } from '../../../control-plane/src/http/list-routes.js';
+import { registerInspectRoutes } from '../../../control-plane/src/inspect/inspect-http.js';
+import { InspectServiceService } from '../../../proto/gen/fleetwall/v1/inspect_service.js';
 import { HttpRouter } from '../../../control-plane/src/http/router.js';
 import { errorInfoOf } from '../../support/control-plane.js';
 import { startTestPostgres, type TestPostgres } from '../../support/postgres.js';
@@ -39,6 +41,7 @@ const SERVICES = [
   AuditServiceService,
   EnrollmentServiceService,
   ListServiceService,
+  InspectServiceService,
 ];
 const METHODS = SERVICES.flatMap((s) => Object.values(s) as { path: string; requestStream: boolean; responseStream: boolean }[]);
 
@@ -70,6 +73,7 @@ test('every fleetwall.v1 method and every HTTP route has an entry; nothing stale
   registerJsonApi(router, {} as never);
   registerImportRoute(router, {} as never);
   registerListRoutes(router, {} as never);
+  registerInspectRoutes(router, {} as never);
   router.add('GET', '/metrics', () => undefined).add('GET', '/healthz', () => undefined); // control-plane.ts adds these two
   const routes = router.list();
   assert.doesNotThrow(() => checkHttpAccessTable(routes));

@@ -198,6 +198,11 @@ export interface Node {
     | undefined;
   /** Kernel memory of fleetwall's maps on the node, bytes (AgentStatus.kernel_memory_bytes). */
   kernelMemoryBytes: bigint;
+  /**
+   * Prefixes each of its kernel tables holds (Hello.capacity_per_table); 0:
+   * not reported. Writes that would overfill it are refused.
+   */
+  capacityPerTable: bigint;
 }
 
 export interface Node_LabelsEntry {
@@ -347,6 +352,7 @@ function createBaseNode(): Node {
     controlPlaneId: "",
     firstSeenTime: undefined,
     kernelMemoryBytes: 0n,
+    capacityPerTable: 0n,
   };
 }
 
@@ -408,6 +414,12 @@ export const Node: MessageFns<Node> = {
         throw new globalThis.Error("value provided for field message.kernelMemoryBytes of type uint64 too large");
       }
       writer.uint32(120).uint64(message.kernelMemoryBytes);
+    }
+    if (message.capacityPerTable !== 0n) {
+      if (BigInt.asUintN(64, message.capacityPerTable) !== message.capacityPerTable) {
+        throw new globalThis.Error("value provided for field message.capacityPerTable of type uint64 too large");
+      }
+      writer.uint32(128).uint64(message.capacityPerTable);
     }
     return writer;
   },
@@ -548,6 +560,14 @@ export const Node: MessageFns<Node> = {
             message.kernelMemoryBytes = reader.uint64() as bigint;
             continue;
           }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.capacityPerTable = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -636,6 +656,11 @@ export const Node: MessageFns<Node> = {
         : isSet(object.kernel_memory_bytes)
         ? BigInt(object.kernel_memory_bytes)
         : 0n,
+      capacityPerTable: isSet(object.capacityPerTable)
+        ? BigInt(object.capacityPerTable)
+        : isSet(object.capacity_per_table)
+        ? BigInt(object.capacity_per_table)
+        : 0n,
     };
   },
 
@@ -692,6 +717,9 @@ export const Node: MessageFns<Node> = {
     if (message.kernelMemoryBytes !== 0n) {
       obj.kernelMemoryBytes = message.kernelMemoryBytes.toString();
     }
+    if (message.capacityPerTable !== 0n) {
+      obj.capacityPerTable = message.capacityPerTable.toString();
+    }
     return obj;
   },
 
@@ -732,6 +760,9 @@ export const Node: MessageFns<Node> = {
     message.firstSeenTime = object.firstSeenTime ?? undefined;
     message.kernelMemoryBytes = (object.kernelMemoryBytes !== undefined && object.kernelMemoryBytes !== null)
       ? BigInt(object.kernelMemoryBytes)
+      : 0n;
+    message.capacityPerTable = (object.capacityPerTable !== undefined && object.capacityPerTable !== null)
+      ? BigInt(object.capacityPerTable)
       : 0n;
     return message;
   },

@@ -29,6 +29,10 @@ export interface ListNodesRequest {
   selector: { [key: string]: string };
   /** Only nodes with a live Sync stream. */
   connectedOnly: boolean;
+  /** 0: 100; at most 1000. */
+  pageSize: number;
+  /** next_page_token of the previous page, with the same filters. */
+  pageToken: string;
 }
 
 export interface ListNodesRequest_SelectorEntry {
@@ -40,6 +44,8 @@ export interface ListNodesResponse {
   nodes: Node[];
   /** Current revision of the rule set, to compare with applied_revision. */
   revision: bigint;
+  /** Empty on the last page. */
+  nextPageToken: string;
 }
 
 export interface GetNodeRequest {
@@ -81,8 +87,15 @@ export interface RevokeNodeResponse {
   revokedCertificates: number;
 }
 
+export interface DeleteNodeRequest {
+  name: string;
+}
+
+export interface DeleteNodeResponse {
+}
+
 function createBaseListNodesRequest(): ListNodesRequest {
-  return { selector: {}, connectedOnly: false };
+  return { selector: {}, connectedOnly: false, pageSize: 0, pageToken: "" };
 }
 
 export const ListNodesRequest: MessageFns<ListNodesRequest> = {
@@ -92,6 +105,12 @@ export const ListNodesRequest: MessageFns<ListNodesRequest> = {
     });
     if (message.connectedOnly !== false) {
       writer.uint32(16).bool(message.connectedOnly);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(24).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(34).string(message.pageToken);
     }
     return writer;
   },
@@ -128,6 +147,22 @@ export const ListNodesRequest: MessageFns<ListNodesRequest> = {
             message.connectedOnly = reader.bool();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -161,6 +196,16 @@ export const ListNodesRequest: MessageFns<ListNodesRequest> = {
         : isSet(object.connected_only)
         ? globalThis.Boolean(object.connected_only)
         : false,
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
     };
   },
 
@@ -177,6 +222,12 @@ export const ListNodesRequest: MessageFns<ListNodesRequest> = {
     }
     if (message.connectedOnly !== false) {
       obj.connectedOnly = message.connectedOnly;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
     }
     return obj;
   },
@@ -196,6 +247,8 @@ export const ListNodesRequest: MessageFns<ListNodesRequest> = {
       {},
     );
     message.connectedOnly = object.connectedOnly ?? false;
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
     return message;
   },
 };
@@ -288,7 +341,7 @@ export const ListNodesRequest_SelectorEntry: MessageFns<ListNodesRequest_Selecto
 };
 
 function createBaseListNodesResponse(): ListNodesResponse {
-  return { nodes: [], revision: 0n };
+  return { nodes: [], revision: 0n, nextPageToken: "" };
 }
 
 export const ListNodesResponse: MessageFns<ListNodesResponse> = {
@@ -301,6 +354,9 @@ export const ListNodesResponse: MessageFns<ListNodesResponse> = {
         throw new globalThis.Error("value provided for field message.revision of type uint64 too large");
       }
       writer.uint32(16).uint64(message.revision);
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(26).string(message.nextPageToken);
     }
     return writer;
   },
@@ -334,6 +390,14 @@ export const ListNodesResponse: MessageFns<ListNodesResponse> = {
             message.revision = reader.uint64() as bigint;
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -350,6 +414,11 @@ export const ListNodesResponse: MessageFns<ListNodesResponse> = {
     return {
       nodes: globalThis.Array.isArray(object?.nodes) ? object.nodes.map((e: any) => Node.fromJSON(e)) : [],
       revision: isSet(object.revision) ? BigInt(object.revision) : 0n,
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
     };
   },
 
@@ -361,6 +430,9 @@ export const ListNodesResponse: MessageFns<ListNodesResponse> = {
     if (message.revision !== 0n) {
       obj.revision = message.revision.toString();
     }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
     return obj;
   },
 
@@ -371,6 +443,7 @@ export const ListNodesResponse: MessageFns<ListNodesResponse> = {
     const message = createBaseListNodesResponse();
     message.nodes = object.nodes?.map((e) => Node.fromPartial(e)) || [];
     message.revision = (object.revision !== undefined && object.revision !== null) ? BigInt(object.revision) : 0n;
+    message.nextPageToken = object.nextPageToken ?? "";
     return message;
   },
 };
@@ -1069,9 +1142,129 @@ export const RevokeNodeResponse: MessageFns<RevokeNodeResponse> = {
   },
 };
 
+function createBaseDeleteNodeRequest(): DeleteNodeRequest {
+  return { name: "" };
+}
+
+export const DeleteNodeRequest: MessageFns<DeleteNodeRequest> = {
+  encode(message: DeleteNodeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteNodeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteNodeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteNodeRequest {
+    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
+  },
+
+  toJSON(message: DeleteNodeRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteNodeRequest>, I>>(base?: I): DeleteNodeRequest {
+    return DeleteNodeRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteNodeRequest>, I>>(object: I): DeleteNodeRequest {
+    const message = createBaseDeleteNodeRequest();
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseDeleteNodeResponse(): DeleteNodeResponse {
+  return {};
+}
+
+export const DeleteNodeResponse: MessageFns<DeleteNodeResponse> = {
+  encode(_: DeleteNodeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteNodeResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteNodeResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): DeleteNodeResponse {
+    return {};
+  },
+
+  toJSON(_: DeleteNodeResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteNodeResponse>, I>>(base?: I): DeleteNodeResponse {
+    return DeleteNodeResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteNodeResponse>, I>>(_: I): DeleteNodeResponse {
+    const message = createBaseDeleteNodeResponse();
+    return message;
+  },
+};
+
 /** The fleet as the control plane sees it. */
 export type NodeServiceService = typeof NodeServiceService;
 export const NodeServiceService = {
+  /** By name, a page at a time (page_size, page_token as ListRules). */
   listNodes: {
     path: "/fleetwall.v1.NodeService/ListNodes" as const,
     requestStream: false as const,
@@ -1117,9 +1310,25 @@ export const NodeServiceService = {
     responseSerialize: (value: RevokeNodeResponse): Buffer => Buffer.from(RevokeNodeResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RevokeNodeResponse => RevokeNodeResponse.decode(value),
   },
+  /**
+   * Forgets a node: its row and its counters. A node with a live Sync stream
+   * is refused (FAILED_PRECONDITION NODE_CONNECTED): stop its agent first.
+   * Nodes absent longer than the control plane's node retention are removed
+   * the same way on their own.
+   */
+  deleteNode: {
+    path: "/fleetwall.v1.NodeService/DeleteNode" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteNodeRequest): Buffer => Buffer.from(DeleteNodeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteNodeRequest => DeleteNodeRequest.decode(value),
+    responseSerialize: (value: DeleteNodeResponse): Buffer => Buffer.from(DeleteNodeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteNodeResponse => DeleteNodeResponse.decode(value),
+  },
 } as const;
 
 export interface NodeServiceServer extends UntypedServiceImplementation {
+  /** By name, a page at a time (page_size, page_token as ListRules). */
   listNodes: handleUnaryCall<ListNodesRequest, ListNodesResponse>;
   getNode: handleUnaryCall<GetNodeRequest, GetNodeResponse>;
   /**
@@ -1133,9 +1342,17 @@ export interface NodeServiceServer extends UntypedServiceImplementation {
    * It needs a new join token to come back.
    */
   revokeNode: handleUnaryCall<RevokeNodeRequest, RevokeNodeResponse>;
+  /**
+   * Forgets a node: its row and its counters. A node with a live Sync stream
+   * is refused (FAILED_PRECONDITION NODE_CONNECTED): stop its agent first.
+   * Nodes absent longer than the control plane's node retention are removed
+   * the same way on their own.
+   */
+  deleteNode: handleUnaryCall<DeleteNodeRequest, DeleteNodeResponse>;
 }
 
 export interface NodeServiceClient extends Client {
+  /** By name, a page at a time (page_size, page_token as ListRules). */
   listNodes(
     request: ListNodesRequest,
     callback: (error: ServiceError | null, response: ListNodesResponse) => void,
@@ -1204,6 +1421,27 @@ export interface NodeServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RevokeNodeResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Forgets a node: its row and its counters. A node with a live Sync stream
+   * is refused (FAILED_PRECONDITION NODE_CONNECTED): stop its agent first.
+   * Nodes absent longer than the control plane's node retention are removed
+   * the same way on their own.
+   */
+  deleteNode(
+    request: DeleteNodeRequest,
+    callback: (error: ServiceError | null, response: DeleteNodeResponse) => void,
+  ): ClientUnaryCall;
+  deleteNode(
+    request: DeleteNodeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeleteNodeResponse) => void,
+  ): ClientUnaryCall;
+  deleteNode(
+    request: DeleteNodeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeleteNodeResponse) => void,
   ): ClientUnaryCall;
 }
 
