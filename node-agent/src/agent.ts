@@ -227,7 +227,7 @@ export class Agent {
     this.sync.start();
     if (this.identity) {
       this.identity.onRenewed = () => this.sync.switchCredentials();
-      this.identity.startRenewal(() => this.sync.currentChannel());
+      this.identity.useChannel(() => this.sync.currentChannel());
     }
   }
 

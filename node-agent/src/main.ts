@@ -45,6 +45,8 @@ export async function main(argv: string[]): Promise<void> {
     const log = rootLogger(cfg.logLevel, cfg.nodeName);
     // The node's certificate first (enrolling with the join token if there is none yet): the stream needs it.
     const identity = await NodeIdentity.open(cfg, log.child({ component: 'identity' }));
+    // Renewal runs from now on, over a channel of its own until the Sync stream is up (then over it).
+    identity?.startRenewal();
     const agent = await Agent.start(cfg, { openDatapath, logger: log, identity });
     await new Promise<void>((resolve) => {
       let stopping = false;

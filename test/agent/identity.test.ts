@@ -148,3 +148,29 @@ test('a join token in a file (compose, systemd credentials): read only when the 
   assert.throws(() => loadConfig([...base, '--join-token', 'abcdef.0123456789abcdef', '--join-token-file', file]), /give one of them/);
   assert.equal(loadConfig([...base, '--join-token-file', '/nonexistent'], {}).joinTokenFile, '/nonexistent', 'not read at start');
 });
+
+test('renewal runs from the moment the identity is open, before any Sync stream (a slow start cannot outlive a short certificate)', async () => {
+  const short = await startTlsControlPlane(await pg.newDatabase(), { authPenaltyMaxMs: 0, nodeCertTtlMs: 3000 });
+  try {
+    const jt = await createJoinToken({ clients: short.clients(short.adminToken) }, {});
+    const s = settings({
+      controlPlanes: [`localhost:${short.cp.grpcPort}`],
+      nodeName: 'edge-5',
+      identityDir: join(dir, 'edge-5'),
+      joinToken: jt.token,
+      caCertHashes: [jt.caCertHash],
+    });
+    const id = (await NodeIdentity.open(s, log))!;
+    const first = new X509Certificate(id.certPem);
+    id.startRenewal(); // no channel to share: it dials its own
+    const deadline = Date.now() + 20_000;
+    while (id.renewals < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    id.stop();
+    assert.ok(id.renewals >= 2, `renewed twice within 20 s of 3 s certificates (renewals: ${id.renewals})`);
+    const now = new X509Certificate(id.certPem);
+    assert.notEqual(now.serialNumber, first.serialNumber);
+    assert.ok(Date.parse(now.validTo) > Date.now(), 'the certificate in use is valid');
+  } finally {
+    await short.stop();
+  }
+});

@@ -8,8 +8,10 @@
 //   start: identity dir holds a valid certificate for this node -> use it
 //          else --join-token + (--ca-cert-hash | --ca-cert) -> enroll
 //            (unreachable: retry with backoff; refused or wrong pin: IdentityError)
-//   running: renew at half the remaining life -> new certificate on disk ->
-//            onRenewed() (the Sync client switches its stream to it)
+//   from then on (startRenewal, right after open): renew at half the remaining
+//            life, over a channel of its own until the Sync stream is up, then
+//            over it -> new certificate on disk -> onRenewed() (the Sync client
+//            switches its stream to it)
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { type ChannelCredentials, type ChannelOptions, credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
@@ -87,6 +89,7 @@ export class NodeIdentity {
   /** Renewals done (health, tests). */
   renewals = 0;
   onRenewed: (() => void) | undefined;
+  private channelSource: (() => { address: string; channel: GrpcChannel } | undefined) | undefined;
 
   private constructor(
     private readonly s: IdentitySettings,
@@ -198,11 +201,19 @@ export class NodeIdentity {
     return NodeIdentity.channelOptions(this.s);
   }
 
+  /** Where renewals go while the agent has a live connection (its Sync channel); set once the Sync client exists. */
+  useChannel(channel: () => { address: string; channel: GrpcChannel } | undefined): void {
+    this.channelSource = channel;
+  }
+
   /**
-   * Renews at half the remaining life, over `channel()` when the agent has a
-   * live connection (its Sync channel), else over a new one.
+   * Renews at half the remaining life, over the agent's live connection when
+   * it has one (useChannel), else over a new one. Started as soon as the
+   * identity is open: a start that takes long (a large pinned state read
+   * back, a loaded host) must not outlive a short certificate.
    */
-  startRenewal(channel: () => { address: string; channel: GrpcChannel } | undefined): void {
+  startRenewal(): void {
+    const channel = () => this.channelSource?.();
     const backoff = new Backoff(this.s.reconnectMinMs, this.s.reconnectMaxMs);
     const schedule = (ms: number): void => {
       if (this.stopped) return;
