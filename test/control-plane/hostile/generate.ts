@@ -15,6 +15,10 @@ import * as counter from '../../../proto/gen/fleetwall/v1/counter.js';
 import * as listService from '../../../proto/gen/fleetwall/v1/list_service.js';
 import * as tokenService from '../../../proto/gen/fleetwall/v1/token_service.js';
 import * as auditService from '../../../proto/gen/fleetwall/v1/audit_service.js';
+import * as enrollmentService from '../../../proto/gen/fleetwall/v1/enrollment_service.js';
+import * as inspectService from '../../../proto/gen/fleetwall/v1/inspect_service.js';
+import * as event from '../../../proto/gen/fleetwall/v1/event.js';
+import * as failsafe from '../../../proto/gen/fleetwall/v1/failsafe.js';
 import { type FieldSchema, protoSchema } from '../../../control-plane/src/edge/proto-schema.js';
 import { rng32 } from '../../support/rng.js';
 
@@ -36,6 +40,10 @@ const MODULES = [
   listService,
   tokenService,
   auditService,
+  enrollmentService,
+  inspectService,
+  event,
+  failsafe,
 ] as unknown as Record<string, unknown>[];
 
 /** The generated encoder of a message type ("fleetwall.v1.CreateRuleRequest"), or undefined (map entries, well-known types). */
