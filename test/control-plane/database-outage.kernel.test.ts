@@ -265,6 +265,7 @@ test(`Postgres stopped for ${OUTAGE_MS} ms under a running fleet: UNAVAILABLE ev
         for (const s of scripted) s.close();
       }
     },
-    { cpOverrides: { callTimeoutMs: CALL_TIMEOUT_MS, nodeFlushIntervalMs: 200, counterFlushIntervalMs: 200 } },
+    // Plaintext on loopback: the scripted agents of the fleet speak plaintext (the mTLS rig is the agent suites' default).
+    { plaintext: true, cpOverrides: { callTimeoutMs: CALL_TIMEOUT_MS, nodeFlushIntervalMs: 200, counterFlushIntervalMs: 200 } },
   );
 });
