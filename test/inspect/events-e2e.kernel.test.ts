@@ -145,7 +145,7 @@ test('drop events reach a watcher on another control-plane process with rule, ad
         assert.deepEqual(top.rules[0]!.sources[0]!.nodeNames, [node]);
 
         // Over HTTP on the first process: NDJSON.
-        const res = await fetch(`http://127.0.0.1:${cp.httpPort}/v1/events?since=2m&rule=${r2.id}`);
+        const res = await fetch(`http://127.0.0.1:${cp2.httpPort}/v1/events?since=2m&rule=${r2.id}`);
         assert.equal(res.status, 200);
         const lines = (await res.text())
           .trim()
@@ -153,7 +153,7 @@ test('drop events reach a watcher on another control-plane process with rule, ad
           .map((l) => JSON.parse(l));
         assert.equal(lines.length, 3);
         assert.equal(lines[0].destination, egressBlocked);
-        const topHttp = (await (await fetch(`http://127.0.0.1:${cp.httpPort}/v1/top-sources?rule=${r1.id}&window=5m`)).json()) as {
+        const topHttp = (await (await fetch(`http://127.0.0.1:${cp2.httpPort}/v1/top-sources?rule=${r1.id}&window=5m`)).json()) as {
           rules: { sources: { address: string }[] }[];
         };
         assert.equal(topHttp.rules[0]?.sources[0]?.address, blocked);
@@ -200,7 +200,7 @@ test('drop events reach a watcher on another control-plane process with rule, ad
           ['source=10.0.0.1/8', 'allow[0].source_cidrs[0]'],
           ['port=70000', 'allow[0].ports'],
         ] as const) {
-          const r = await fetch(`http://127.0.0.1:${cp.httpPort}/v1/events?follow=true&${q}`);
+          const r = await fetch(`http://127.0.0.1:${cp2.httpPort}/v1/events?follow=true&${q}`);
           assert.equal(r.status, 400, q);
           const body = (await r.json()) as { code: number; reason: string; metadata: Record<string, string> };
           assert.equal(body.metadata.field, field, q);
