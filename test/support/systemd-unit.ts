@@ -27,6 +27,10 @@
 // only those whose effect cannot reach what the process needs, and
 // `systemd-analyze verify` checks their syntax (test/operator/systemd-units.test.ts).
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+/** The checkout the sandboxed process runs its code from (an installed unit runs it from /usr or /opt). */
+const REPO = fileURLToPath(new URL('../../', import.meta.url)).replace(/\/$/, '');
 
 export interface Unit {
   readonly path: string;
@@ -155,8 +159,9 @@ export function sandboxArgv(unit: Unit, o: SandboxOptions): string[] {
   const rw = [...unit.all('Service', 'ReadWritePaths').map((p) => p.replace(/^[-+]/, '')), ...o.writable];
   const privateTmp = svc('PrivateTmp') === 'yes' || dynamic;
   if (privateTmp && !o.staging.startsWith('/tmp/')) throw new Error('SandboxOptions.staging must be under /tmp');
-  const keep = [...o.writable, ...(o.visible ?? [])].filter((p) => p.startsWith('/tmp/'));
-  const hide = svc('ProtectHome') === 'yes' ? ['/home', '/root', '/run/user'] : [];
+  // The code stays visible wherever the checkout is (CI may clone under /tmp or /root).
+  const keep = [...o.writable, ...(o.visible ?? []), REPO].filter((p) => p.startsWith('/tmp/'));
+  const hide = (svc('ProtectHome') === 'yes' ? ['/home', '/root', '/run/user'] : []).filter((d) => !`${REPO}/`.startsWith(`${d}/`));
   const setpriv = ['setpriv'];
   const bset = unit.all('Service', 'CapabilityBoundingSet');
   if (unit.has('Service', 'CapabilityBoundingSet') || dynamic)
