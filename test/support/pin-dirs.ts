@@ -2,13 +2,17 @@
 // index words read from the pins as the programs see them.
 
 import { existsSync } from 'node:fs';
+import { onProcessEnd } from './process-end.js';
 import { randomBytes } from 'node:crypto';
 import { FW_D16_BLOCK, FW_D16_INDEX_MASK, GEN_MAPS, LAYOUT, MAP, type MapName, decodeMeta } from '../../node-agent/src/datapath/abi.js';
 import { type BpfDatapath, type BpfDatapathOptions, openDatapath, removePins } from '../../node-agent/src/datapath/bpf-datapath.js';
 import { BpfMap } from '../../node-agent/src/datapath/bpf-map.js';
 
+/** A fresh pin dir, removed when the process ends if the test did not (a signal, a timeout, a crash). */
 export function uniquePinDir(tag: string): string {
-  return `/sys/fs/bpf/fleetwall-test-${tag}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  const dir = `/sys/fs/bpf/fleetwall-test-${tag}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  onProcessEnd(() => cleanupPins(dir));
+  return dir;
 }
 
 /** Opens a datapath on a fresh pin dir, runs fn, then uninstalls whatever is left. */
