@@ -8,9 +8,7 @@ import { CounterAggregator } from './counters/counter-aggregator.js';
 import { ControlPlaneMetrics } from './counters/metrics.js';
 import { startGrpcServer } from './grpc/grpc-server.js';
 import { startHttpServer } from './http/http-server.js';
-import { registerImportRoute } from './http/import-route.js';
-import { registerJsonApi } from './http/json-api.js';
-import { registerListRoutes } from './http/list-routes.js';
+import { registerApiRoutes } from './http/api-routes.js';
 import { ListMetrics } from './lists/list-metrics.js';
 import { ListRefresher } from './lists/list-refresher.js';
 import { ListScheduler } from './lists/list-scheduler.js';
@@ -27,7 +25,6 @@ import { CounterService } from './services/counter-service.js';
 import { ExplainService } from './services/explain-service.js';
 import { EventFanout } from './inspect/event-fanout.js';
 import { InspectHub } from './inspect/inspect-hub.js';
-import { registerInspectRoutes } from './inspect/inspect-http.js';
 import { InspectService, MAX_WINDOW_MS } from './inspect/inspect-service.js';
 import { NodeService } from './services/node-service.js';
 import { RuleService } from './services/rule-service.js';
@@ -332,7 +329,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
         ...(security.mode === 'insecure' ? { warning: 'insecure: no TLS, no authentication (--insecure-no-auth)' } : {}),
       });
     });
-    registerJsonApi(router, {
+    registerApiRoutes(router, {
       rules,
       nodes: nodeService,
       counters: counterService,
@@ -341,11 +338,10 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       audit,
       enrollment,
       nodeIdentity,
+      lists,
+      inspect,
       maxMessageBytes: config.maxMessageBytes,
     });
-    registerImportRoute(router, { rules });
-    registerListRoutes(router, { lists, maxMessageBytes: config.maxMessageBytes });
-    registerInspectRoutes(router, inspect);
     // Routes from the embedder (tests) are admin-only unless they say otherwise.
     options.routes?.({ add: (m, p, h, access) => router.add(m, p, h, access ?? 'admin') });
     checkHttpAccessTable(router.list());

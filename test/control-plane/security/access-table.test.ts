@@ -20,10 +20,7 @@ import { ListServiceService } from '../../../proto/gen/fleetwall/v1/list_service
 import { GRPC_ACCESS, HTTP_ACCESS } from '../../../control-plane/src/auth/access-table.js';
 import { checkGrpcAccessTable } from '../../../control-plane/src/auth/grpc-auth.js';
 import { checkHttpAccessTable } from '../../../control-plane/src/auth/http-auth.js';
-import { registerJsonApi } from '../../../control-plane/src/http/json-api.js';
-import { registerImportRoute } from '../../../control-plane/src/http/import-route.js';
-import { registerListRoutes } from '../../../control-plane/src/http/list-routes.js';
-import { registerInspectRoutes } from '../../../control-plane/src/inspect/inspect-http.js';
+import { registerApiRoutes } from '../../../control-plane/src/http/api-routes.js';
 import { InspectServiceService } from '../../../proto/gen/fleetwall/v1/inspect_service.js';
 import { HttpRouter } from '../../../control-plane/src/http/router.js';
 import { errorInfoOf } from '../../support/control-plane.js';
@@ -70,10 +67,7 @@ test('every fleetwall.v1 method and every HTTP route has an entry; nothing stale
     assert.equal(GRPC_ACCESS[p], 'public', `${p}: health and reflection are public`);
 
   const router = new HttpRouter(pino({ level: 'silent' }));
-  registerJsonApi(router, {} as never);
-  registerImportRoute(router, {} as never);
-  registerListRoutes(router, {} as never);
-  registerInspectRoutes(router, {} as never);
+  registerApiRoutes(router, {} as never);
   router.add('GET', '/metrics', () => undefined).add('GET', '/healthz', () => undefined); // control-plane.ts adds these two
   const routes = router.list();
   assert.doesNotThrow(() => checkHttpAccessTable(routes));
