@@ -13,13 +13,14 @@
 // (each control plane migrates the database it is given). The server runs
 // with fsync off: it is for tests only. If the test process dies, the server
 // is signalled on process exit and the directory removed.
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pino, { type Logger } from 'pino';
 import postgres from 'postgres';
 import { startEmbeddedPostgres } from '../../control-plane/src/store/embedded-postgres.js';
+import { onProcessEnd } from './process-end.js';
 
 export interface TestPostgres {
   /** URL of the server's default `postgres` database. */
@@ -47,7 +48,14 @@ export async function startTestPostgres(opts: TestPostgresOptions = {}): Promise
   // mkdtemp makes 0700 folders; the postgres user must be able to enter it.
   chmodSync(dir, 0o755);
   const removeDir = () => rmSync(dir, { recursive: true, force: true });
-  process.once('exit', removeDir);
+  // However this process ends (the runner's SIGTERM past --test-timeout, Ctrl-C
+  // to the group, an exit): the server this file started is stopped at once
+  // (SIGQUIT: immediate shutdown, synchronous to send) and its directory
+  // removed. Without it a killed test file left a postmaster running.
+  const forget = onProcessEnd(() => {
+    killPostmaster(dir);
+    removeDir();
+  });
   const logger = opts.logger ?? pino({ level: 'silent' });
   const settings = { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', ...opts.settings };
   let pg: Awaited<ReturnType<typeof startEmbeddedPostgres>>;
@@ -93,10 +101,28 @@ export async function startTestPostgres(opts: TestPostgresOptions = {}): Promise
           if (running) await server.stop();
         } finally {
           removeDir();
-          process.removeListener('exit', removeDir);
+          forget();
         }
       })();
       return stopped;
     },
   };
+}
+
+/** Sends SIGQUIT to the postmaster named by `dir`'s postmaster.pid, if any (synchronous: runs while the process ends). */
+function killPostmaster(dir: string): void {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(join(dir, 'postgres', 'postmaster.pid'), 'utf8').split('\n')[0]);
+  } catch {
+    return; // not running
+  }
+  if (!(pid > 1)) return;
+  try {
+    // Only a postgres process (the PID could be stale and reused).
+    if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'postgres') return;
+    process.kill(pid, 'SIGQUIT');
+  } catch {
+    /* gone already */
+  }
 }
