@@ -11,8 +11,9 @@
 //
 // Use one server per test file and `newDatabase()` per independent scenario
 // (each control plane migrates the database it is given). The server runs
-// with fsync off: it is for tests only. If the test process dies, the server
-// is signalled on process exit and the directory removed.
+// with fsync off: it is for tests only. However the test process ends (exit,
+// SIGINT, SIGTERM, SIGHUP: test/support/process-end.ts) the server is stopped
+// and the directory removed; only SIGKILL leaves them.
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
