@@ -7,9 +7,17 @@
  */
 #include <linux/pkt_cls.h>
 #include "fw_decide.h"
+#include "fw_policy.h"
 
 /* Ethernet + one VLAN tag + IPv6 header. */
 #define FW_MAX_HDR (14 + 4 + 40)
+
+/* The policies' counting (fw_policy.h), a global function: verified once, apart from the lookup. */
+__noinline int fw_policy_tc(struct __sk_buff *skb)
+{
+	fw_policy_count((void *)(long)skb->data, (void *)(long)skb->data_end, FW_DIR_EGRESS, skb->len);
+	return 0;
+}
 
 SEC("tc")
 int fw_tc_egress(struct __sk_buff *skb)
@@ -31,7 +39,10 @@ int fw_tc_egress(struct __sk_buff *skb)
 	if (r != 0)
 		return TC_ACT_UNSPEC;
 	int v = fw_decide(&a, 1, skb->ifindex, skb->len);
-	return v == FW_V_DROP ? TC_ACT_SHOT : TC_ACT_UNSPEC;
+	if (v == FW_V_DROP)
+		return TC_ACT_SHOT;
+	fw_policy_tc(skb);
+	return TC_ACT_UNSPEC;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -6,10 +6,21 @@
  * frames too short for their headers pass.
  */
 #include "fw_decide.h"
+#include "fw_policy.h"
 
 #ifdef FW_BENCH_VARY
 #include "../bench/vary.h"
 #endif
+
+/* The policies' counting (fw_policy.h), a global function: verified once, apart from the lookup. */
+__noinline int fw_policy_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+
+	fw_policy_count(data, data_end, FW_DIR_INGRESS, (__u64)(data_end - data));
+	return 0;
+}
 
 SEC("xdp")
 int fw_xdp_ingress(struct xdp_md *ctx)
@@ -24,7 +35,10 @@ int fw_xdp_ingress(struct xdp_md *ctx)
 	if (fw_parse(data, data_end, 1, &a) != 0)
 		return XDP_PASS;
 	int v = fw_decide(&a, 0, ctx->ingress_ifindex, (__u64)(data_end - data));
-	return v == FW_V_DROP ? XDP_DROP : XDP_PASS;
+	if (v == FW_V_DROP)
+		return XDP_DROP;
+	fw_policy_xdp(ctx);
+	return XDP_PASS;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -60,6 +60,7 @@ import { DatapathError } from './errors.js';
 import { GenState } from './gen-state.js';
 import { Generation, listGenerations, removeGeneration } from './generation.js';
 import { IfCounters } from './if-counters.js';
+import { type PolicyCounter, type PolicyMaps, policyMapsOf } from './policy-maps.js';
 import { kernelMemory } from './kernel-memory.js';
 import { onlineCpuRows, possibleCpus, setLibbpfLogSink } from './libbpf.js';
 import { DEFAULT_OBJ_DIR } from './objects.js';
@@ -132,6 +133,7 @@ export class BpfDatapath implements Datapath {
   private readonly shared = new Map<MapName, BpfMap>();
   private readonly meta: PinnedMeta;
   private readonly ifCounters: IfCounters;
+  private readonly policyMaps: PolicyMaps;
   private readonly links: LinkAttacher;
   private readonly onSwapStep: BpfDatapathOptions['onSwapStep'];
   private readonly reserve: Partial<DatapathCapacity>;
@@ -215,6 +217,7 @@ export class BpfDatapath implements Datapath {
       }
       this.links.setPrograms(gen!.progs);
       this.ifCounters = new IfCounters(this.shared.get(MAP.IF_CNT)!, this.shared.get(MAP.IF_CNTX)!, this.ncpu);
+      this.policyMaps = policyMapsOf((n) => this.shared.get(n), pinDir);
       this.state.release();
       pinProgram(pinDir, PROG.XDP, gen!.progs.xdpFd);
       pinProgram(pinDir, PROG.TC, gen!.progs.tcFd);
@@ -616,9 +619,16 @@ export class BpfDatapath implements Datapath {
     this.closed = true;
     // The views die with the mappings: nothing reads them after this (assertOpen).
     this.ifCounters.close();
+    this.policyMaps.close();
     this.state.close();
     this.state.gen.close();
     for (const m of this.shared.values()) m.close();
+  }
+
+  /** The detection policies' maps (policy-maps.ts): what the responder reads and writes. */
+  get policies(): PolicyCounter {
+    this.assertOpen();
+    return this.policyMaps;
   }
 
   /** Program fds (tests and the bench run them with BPF_PROG_TEST_RUN). */
