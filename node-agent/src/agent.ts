@@ -21,6 +21,8 @@ import { SyncClient } from './sync/sync-client.js';
 import { interfaceStatus } from './sync/wire.js';
 import { AGENT_VERSION } from './version.js';
 import { Failsafe } from './failsafe/failsafe.js';
+import { Responder } from './respond/responder.js';
+import type { PolicyCounter } from './datapath/policy-maps.js';
 
 export interface OpenDatapathOptions extends DatapathOptions {
   readonly logger: Logger;
@@ -43,6 +45,8 @@ export class Agent {
   readonly metrics: AgentMetrics;
   /** Allows for the control planes' addresses and --failsafe-cidrs, whatever the policy. */
   readonly failsafe: Failsafe;
+  /** Detection policies: local bans and detections (undefined on a datapath without policy maps). */
+  readonly responder: Responder | undefined;
   private readonly http: HealthServer;
   private readonly attached = new Map<string, InterfaceAttachment>();
   private readonly attachErrors = new Map<string, string>();
@@ -84,6 +88,19 @@ export class Agent {
     this.failsafe = new Failsafe(cfg, engine, log.child({ component: 'failsafe' }));
     // Every reconnect re-resolves the control-plane names (a moved control plane keeps its failsafe).
     this.sync.onConnecting = () => this.failsafe.refreshSoon();
+    const policies = (dp as Partial<{ policies: PolicyCounter }>).policies;
+    if (policies) {
+      const r = new Responder(
+        policies,
+        engine,
+        (d) => this.sync.sendDetection(d),
+        log.child({ component: 'respond' }),
+        cfg.respondIntervalMs,
+      );
+      this.responder = r;
+      this.sync.onPolicies = (p) => r.setPolicies(p);
+      this.sync.onLive = () => r.flush();
+    }
     this.engine.addListener({
       applied: (_m, res) => {
         if (res.opCount > 0) this.metrics.applySeconds.observe(res.ms / 1000);
@@ -195,6 +212,7 @@ export class Agent {
       );
       renameSync(tmp, cfg.readyFile);
     }
+    this.responder?.start();
     this.sync.start();
   }
 
@@ -336,6 +354,7 @@ export class Agent {
     if (this.stopped) return;
     this.stopped = true;
     if (this.reattachTimer) clearTimeout(this.reattachTimer);
+    this.responder?.stop();
     await this.sync.stop();
     // Let a running apply finish so the journal and meta stay in step.
     let timer: NodeJS.Timeout | undefined;

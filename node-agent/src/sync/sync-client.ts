@@ -20,7 +20,14 @@
 import { randomUUID } from 'node:crypto';
 import { credentials, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { type SyncRequest, type SyncStart, type AgentStatus, SyncMode } from '../../../proto/gen/fleetwall/v1/agent_service.js';
+import {
+  type AgentPolicy,
+  type AgentStatus,
+  type Detection,
+  type SyncRequest,
+  type SyncStart,
+  SyncMode,
+} from '../../../proto/gen/fleetwall/v1/agent_service.js';
 import type { InterfaceStatus } from '../../../proto/gen/fleetwall/v1/node.js';
 import type { SyncMeta } from '../datapath/datapath.js';
 import type { CounterReporter } from '../counters/counter-reporter.js';
@@ -29,6 +36,9 @@ import type { ReconcileFailed } from '../reconcile/reconciler.js';
 import { Backoff } from './backoff.js';
 import { AgentSyncClient, type AgentSyncResponse, type RawDelta, type RawSnapshotChunk } from './sync-codec.js';
 import { statusOf } from './wire.js';
+
+/** The label every agent adds with its node name (BanScope NODE). */
+export const NODE_LABEL = 'fleetwall.dev/node';
 
 export type SyncStateName = 'connecting' | 'syncing' | 'in_sync' | 'degraded' | 'disconnected' | 'stopped';
 
@@ -101,6 +111,10 @@ export class SyncClient {
   onPropagation: ((ms: number) => void) | undefined;
   /** Called as each connection attempt starts (the agent re-resolves its failsafe entries). */
   onConnecting: ((address: string) => void) | undefined;
+  /** The node's detection policies, whole, as each PolicySet arrives (node-agent/src/respond/). */
+  onPolicies: ((policies: AgentPolicy[]) => void) | undefined;
+  /** A stream reached InSync (the responder sends the detections that waited). */
+  onLive: (() => void) | undefined;
 
   constructor(
     private readonly opts: SyncClientOptions,
@@ -193,7 +207,8 @@ export class SyncClient {
         $case: 'hello',
         value: {
           nodeName: this.opts.nodeName,
-          labels: { ...this.opts.labels },
+          // Every node carries its name as a label: a detection policy's node-scoped ban selects it.
+          labels: { [NODE_LABEL]: this.opts.nodeName, ...this.opts.labels },
           agentVersion: this.opts.agentVersion,
           interfaces: this.status.interfaces(),
           resumeRevision: meta.revision,
@@ -273,6 +288,10 @@ export class SyncClient {
         return;
       case 'inSync':
         this.engine.inSync(s.stream, m.msg.value.revision);
+        this.onLive?.();
+        return;
+      case 'policies':
+        this.onPolicies?.(m.msg.value.policies);
         return;
       case 'ping':
         this.write(s, { msg: { $case: 'pong', value: { nonce: m.msg.value.nonce } } });
@@ -379,6 +398,14 @@ export class SyncClient {
       this.log.error({ err: e }, 'reading counters failed');
     }
     this.sendStatus(s);
+  }
+
+  /** Reports a detection on the live stream; false when there is none (the caller keeps it). */
+  sendDetection(d: Detection): boolean {
+    const s = this.session;
+    if (!s || s.ended || !s.started) return false;
+    this.write(s, { msg: { $case: 'detection', value: d } });
+    return !s.ended;
   }
 
   /** AgentStatus when something in it changed. */
