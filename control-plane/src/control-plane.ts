@@ -44,6 +44,8 @@ import { TokenStore } from './store/token-store.js';
 import { createLockoutGuard } from './lockout/guard-setup.js';
 import { LockoutSessionHooks } from './lockout/session-hooks.js';
 import { NodePeerStore } from './store/node-peers.js';
+import { setUpRespond } from './respond/respond-setup.js';
+import { registerPolicyRoutes } from './respond/policy-routes.js';
 
 export interface ControlPlane {
   /** This process's id (SyncStart.control_plane_id, Node.control_plane_id). */
@@ -156,6 +158,16 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       fileRoot: config.listFileRoot,
     });
 
+    const respond = await setUpRespond({
+      sql,
+      sessions: () => registry.all,
+      guard,
+      registry: metrics.registry,
+      maxCommentLength: config.maxCommentLength,
+      logger: log.child({ component: 'respond' }),
+    });
+    cleanup.unshift(() => respond.stop());
+
     const sessionDeps = {
       hub,
       cache,
@@ -175,6 +187,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       maxQueue: config.maxAgentQueue,
       logger: log.child({ component: 'sync' }),
       lockout: new LockoutSessionHooks(guard, peerStore, log.child({ component: 'lockout' })),
+      respond: respond.hooks,
     };
     const grpcLog = log.child({ component: 'grpc' });
     const grpc = await startGrpcServer(
@@ -190,6 +203,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
         tokens,
         audit,
         lists,
+        policies: respond.service,
       },
       { logger: grpcLog, countRequest: (method, code) => metrics.grpcRequests.inc({ method, code: String(code) }) },
       { credentials: security.grpcCredentials, interceptor: security.grpcInterceptor },
@@ -258,6 +272,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
     });
     registerImportRoute(router, { rules });
     registerListRoutes(router, { lists, maxMessageBytes: config.maxMessageBytes });
+    registerPolicyRoutes(router, { policies: respond.service, maxMessageBytes: config.maxMessageBytes });
     // Routes from the embedder (tests) are admin-only unless they say otherwise.
     options.routes?.({ add: (m, p, h, access) => router.add(m, p, h, access ?? 'admin') });
     checkHttpAccessTable(router.list());

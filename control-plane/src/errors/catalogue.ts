@@ -51,6 +51,10 @@ export const CATALOGUE = {
   LIST_FETCH_FAILED: { code: status.FAILED_PRECONDITION, message: 'the list could not be fetched' },
   LIST_REFUSED: { code: status.FAILED_PRECONDITION, message: 'the fetched list failed a safeguard' },
   MESSAGE_TOO_LARGE: { code: status.RESOURCE_EXHAUSTED, message: 'message too large' },
+  // Detection policies (issue 18; control-plane/src/respond/)
+  INVALID_POLICY: { code: status.INVALID_ARGUMENT, message: 'invalid detection policy' },
+  POLICY_EXISTS: { code: status.ALREADY_EXISTS, message: 'a detection policy with this name exists' },
+  POLICY_NOT_FOUND: { code: status.NOT_FOUND, message: 'no such detection policy' },
   // ManageAddress (/manage-ip, fleetwall unblock)
   MISSING_FIELD: { code: status.INVALID_ARGUMENT, message: 'a required field is missing' },
   UNKNOWN_ACTION: { code: status.INVALID_ARGUMENT, message: 'unknown action: use block, allow, whitelist or unblock' },

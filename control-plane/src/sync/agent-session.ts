@@ -22,6 +22,8 @@ import type { HubSession, SyncHub } from './sync-hub.js';
 import { encodeDelta, encodeInSync } from './wire-encoding.js';
 import type { SyncMetrics } from '../counters/metrics.js';
 import type { LockoutSessionHooks } from '../lockout/session-hooks.js';
+import type { RespondSessionHooks } from '../respond/respond-setup.js';
+import type { AgentPolicy } from '../../../proto/gen/fleetwall/v1/agent_service.js';
 
 export type SyncCall = ServerDuplexStream<SyncRequest, SyncResponse | Buffer>;
 
@@ -45,6 +47,8 @@ export interface SessionDeps {
   readonly logger: Logger;
   /** The lockout guard's view of the streams: connect addresses, failsafe entries. */
   readonly lockout?: LockoutSessionHooks;
+  /** Detection policies (issue 18): PolicySets out, Detections in. */
+  readonly respond?: RespondSessionHooks;
 }
 
 /** The sessions of this process by node name (a newer stream replaces an older one). */
@@ -231,10 +235,13 @@ export class AgentSession implements HubSession {
         this.deps.nodes.status(this.nodeName, this.id, m.value);
         this.deps.lockout?.failsafe(this.nodeName, m.value.failsafe);
         return;
+      case 'detection':
+        this.deps.respond?.detection(this.nodeName, m.value);
+        return;
       default:
         throw new FleetwallError(
           'PROTOCOL_VIOLATION',
-          'empty SyncRequest: set one of hello, ack, nack, ping, pong, counter_report, status',
+          'empty SyncRequest: set one of hello, ack, nack, ping, pong, counter_report, status, detection',
         );
     }
   }
@@ -341,6 +348,7 @@ export class AgentSession implements HubSession {
     this.inSyncRevision = rev;
     this.state = 'live';
     d.hub.register(this);
+    d.respond?.attached(this);
     d.metrics.sessionStarted(mode);
     this.log.debug(
       {
@@ -353,6 +361,11 @@ export class AgentSession implements HubSession {
       },
       'agent in sync',
     );
+  }
+
+  /** The node's detection policies, whole (PolicySet; respond/policy-fanout.ts decides when). */
+  sendPolicies(policies: AgentPolicy[]): void {
+    if (this.state === 'live') this.write({ msg: { $case: 'policies', value: { policies } } });
   }
 
   deliver(revision: bigint, parts: readonly Buffer[], commitTimeMs?: number): void {
