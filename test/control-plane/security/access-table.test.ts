@@ -9,6 +9,8 @@ import assert from 'node:assert/strict';
 import { Client, credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import pino from 'pino';
 import { AgentServiceService } from '../../../proto/gen/fleetwall/v1/agent_service.js';
+import { PolicyServiceService } from '../../../proto/gen/fleetwall/v1/policy_service.js';
+import { registerPolicyRoutes } from '../../../control-plane/src/respond/policy-routes.js';
 import { AuditServiceService } from '../../../proto/gen/fleetwall/v1/audit_service.js';
 import { CounterServiceService } from '../../../proto/gen/fleetwall/v1/counter_service.js';
 import { ExplainServiceService } from '../../../proto/gen/fleetwall/v1/explain_service.js';
@@ -37,6 +39,7 @@ const SERVICES = [
   TokenServiceService,
   AuditServiceService,
   ListServiceService,
+  PolicyServiceService,
 ];
 const METHODS = SERVICES.flatMap((s) => Object.values(s) as { path: string; requestStream: boolean; responseStream: boolean }[]);
 
@@ -68,6 +71,7 @@ test('every fleetwall.v1 method and every HTTP route has an entry; nothing stale
   registerJsonApi(router, {} as never);
   registerImportRoute(router, {} as never);
   registerListRoutes(router, {} as never);
+  registerPolicyRoutes(router, {} as never);
   router.add('GET', '/metrics', () => undefined).add('GET', '/healthz', () => undefined); // control-plane.ts adds these two
   const routes = router.list();
   assert.doesNotThrow(() => checkHttpAccessTable(routes));
