@@ -328,6 +328,7 @@ export class Agent {
       acks: s.acks,
       nacks: s.nacks,
       failsafe: this.failsafe.entries,
+      respond: this.responder ? { ...this.responder.stats } : null,
       expiredLocally: this.engine.stats.expired,
       pendingExpiries: this.engine.pendingExpiries,
       lastApplyMs: applies.lastApplyMs,
