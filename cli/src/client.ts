@@ -1,5 +1,6 @@
 // gRPC clients for the CLI, promisified, with errors turned into CliError
 // (message from the server, ErrorInfo reason, exit code).
+import { PolicyServiceClient } from '../../proto/gen/fleetwall/v1/policy_service.js';
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { CounterServiceClient } from '../../proto/gen/fleetwall/v1/counter_service.js';
 import { ExplainServiceClient } from '../../proto/gen/fleetwall/v1/explain_service.js';
@@ -25,6 +26,7 @@ export interface Clients {
   readonly tokens: TokenServiceClient;
   readonly audit: AuditServiceClient;
   readonly lists: ListServiceClient;
+  readonly policies: PolicyServiceClient;
   close(): void;
 }
 
@@ -50,6 +52,7 @@ export function connect(target: string, actor = 'cli:unknown', o: ConnectOptions
   const tokens = new TokenServiceClient(target, creds, shared);
   const audit = new AuditServiceClient(target, creds, shared);
   const lists = new ListServiceClient(target, creds, shared);
+  const policies = new PolicyServiceClient(target, creds, shared);
   return {
     target,
     tokenSource: o.tokenSource,
@@ -66,8 +69,9 @@ export function connect(target: string, actor = 'cli:unknown', o: ConnectOptions
     tokens,
     audit,
     lists,
+    policies,
     close() {
-      for (const c of [nodes, counters, explain, tokens, audit, lists, rules]) c.close();
+      for (const c of [nodes, counters, explain, tokens, audit, lists, policies, rules]) c.close();
     },
   };
 }

@@ -82,7 +82,10 @@ function rig(connected = true) {
   const r = new Responder(
     counter,
     engine,
-    (d) => (connected ? (sent.push(d), true) : false),
+    (d) => {
+      if (connected) sent.push(d);
+      return connected;
+    },
     pino({ level: 'silent' }),
     25,
     () => now,
