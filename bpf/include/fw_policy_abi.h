@@ -75,7 +75,7 @@ struct fw_pol_key {
 
 /* fw_pol_src value: the group's current window. */
 struct fw_pol_count {
-	__u64 window_start_ns;  /* bpf_ktime_get_ns() of the window's first packet */
+	__u64 window_start_ns;  /* bpf_ktime_get_coarse_ns() of the window's first packet */
 	__u64 packets;          /* in this window */
 	__u64 bytes;
 	__u64 reported_ns;      /* window_start_ns of the window already reported (one hit per window) */
@@ -93,7 +93,7 @@ struct fw_pol_hit {
 	__u64 packets;        /* in the window when the limit was crossed */
 	__u64 bytes;
 	__u64 elapsed_ns;     /* since the window's first packet */
-	__u64 at_ns;          /* bpf_ktime_get_ns() of the crossing packet */
+	__u64 at_ns;          /* bpf_ktime_get_coarse_ns() of the crossing packet */
 };
 
 /* fw_pol_stat[0]: shared, atomic adds. */

@@ -12,6 +12,9 @@
 // later, never earlier: one rule, no duplicate); otherwise the offence count
 // goes up by one and a deny rule is created for duration x factor^(n-1)
 // (escalation.ts) with the policy, node and evidence in its comment.
+// At most WRITERS bans are written at once (different sources: no row is
+// shared), so bans keep up with the cap without taking the pool from
+// operators' own requests.
 import type { Sql } from 'postgres';
 import type { Logger } from 'pino';
 import { formatPrefix, type Prefix } from '../../../common/src/cidr.js';
@@ -30,6 +33,8 @@ export const NODE_LABEL = 'fleetwall.dev/node';
 /** Sources waiting per policy at most (the oldest give way, counted as dropped). */
 const MAX_QUEUED = 100_000;
 const TICK_MS = 20;
+/** Ban transactions in flight at once. */
+const WRITERS = 2;
 
 export type BanOutcome = 'created' | 'extended' | 'exempted' | 'covered' | 'gone';
 
@@ -129,28 +134,38 @@ export class BanWriter {
     queueMicrotask(() => void this.work());
   }
 
-  /** Writes what the policies' rates allow now, one ban at a time. */
+  /** Takes the next source a policy's rate allows now, round robin over the policies. */
+  private take(): { p: PolicyRow; key: string; item: Pending } | undefined {
+    for (const [id, q] of this.queues) {
+      const p = this.policyById(id);
+      if (!p) {
+        this.queues.delete(id);
+        continue;
+      }
+      const now = Date.now();
+      const rate = p.spec.maxBansPerSecond;
+      q.tokens = Math.min(rate, q.tokens + ((now - q.at) / 1000) * rate);
+      q.at = now;
+      if (q.tokens < 1 || q.items.size === 0) continue;
+      const [key, item] = q.items.entries().next().value as [string, Pending];
+      q.items.delete(key);
+      q.tokens -= 1;
+      // The next policy goes first next time.
+      this.queues.delete(id);
+      this.queues.set(id, q);
+      return { p, key, item };
+    }
+    return undefined;
+  }
+
+  /** Writes what the policies' rates allow now, WRITERS bans at a time. */
   async work(): Promise<void> {
     if (this.working) return;
     this.working = true;
     try {
-      for (;;) {
-        let did = false;
-        for (const [id, q] of this.queues) {
-          const p = this.policyById(id);
-          if (!p) {
-            this.queues.delete(id);
-            continue;
-          }
-          const now = Date.now();
-          const rate = p.spec.maxBansPerSecond;
-          q.tokens = Math.min(rate, q.tokens + ((now - q.at) / 1000) * rate);
-          q.at = now;
-          if (q.tokens < 1 || q.items.size === 0) continue;
-          const [key, item] = q.items.entries().next().value as [string, Pending];
-          q.items.delete(key);
-          q.tokens -= 1;
-          did = true;
+      const one = async (): Promise<void> => {
+        for (let t = this.take(); t; t = this.take()) {
+          const { p, key, item } = t;
           try {
             const e = await this.ban(p, item);
             this.stats.written++;
@@ -162,9 +177,9 @@ export class BanWriter {
             this.log.warn({ err, policy: p.name, source: key }, 'ban write failed');
           }
         }
-        this.stats.deferred = this.queued;
-        if (!did) return;
-      }
+      };
+      await Promise.all(Array.from({ length: WRITERS }, one));
+      this.stats.deferred = this.queued;
     } finally {
       this.working = false;
     }

@@ -40,7 +40,7 @@ export interface PolicyHit {
   readonly packets: bigint;
   readonly bytes: bigint;
   readonly elapsedNs: bigint;
-  /** Kernel monotonic time (CLOCK_MONOTONIC ns) of the crossing packet. */
+  /** Kernel time (CLOCK_MONOTONIC_COARSE ns, a tick's resolution) of the crossing packet. */
   readonly atNs: bigint;
 }
 
