@@ -195,12 +195,14 @@ async function main(): Promise<void> {
     flooding = false;
     await operator;
     const bans = (await unaryCall(cp.clients.policies, 'listBans', { policy: 'bench' })).bans.length - bansBefore;
+    const metrics = await fetch(`http://127.0.0.1:${cp.httpPort}/metrics`).then((r) => r.text());
+    const metric = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(metrics)?.[1] ?? Number.NaN);
+    emit('count.detections_at_control_plane', metric('fleetwall_detections_total'), { deferred_now: metric('fleetwall_bans_deferred') });
     const elapsed = (performance.now() - t0) / 1000;
     emit('bans_per_second.spoofed_flood', bans / elapsed, {
       sources: SOURCES,
       cap: MAX_BANS,
       flood_s: Math.round(floodS * 10) / 10,
-      deferred_in_cp: 'see fleetwall_bans_deferred',
     });
     emit('mb.agent_rss_spoofed_flood', Math.max(rss, process.memoryUsage().rss) / 1e6, {
       note: 'the bench process: two nodes and the control plane',

@@ -110,6 +110,8 @@ export class Responder {
     if (this.running) return;
     this.running = true;
     try {
+      // Reports that waited (the stream was down, or a write failed) go first.
+      if (this.pending.length > 0) this.flush();
       const read = this.counter.readPolicyHits(this.next);
       this.next = read.next;
       this.stats.lostHits += read.lost;
