@@ -33,10 +33,10 @@ function icmpPolicy(name: string, mode = Mode.MODE_ENFORCE): DetectionPolicy {
   return {
     name,
     match: { direction: Direction.DIRECTION_INGRESS, protocol: PolicyProtocol.POLICY_PROTOCOL_ICMP, ports: [], tcpSynOnly: false },
-    // 30 packets a second over a 1 s window; a ban of 10 s, doubling, no jitter.
+    // 30 packets a second over a 1 s window; a ban of 15 s, doubling, no jitter.
     threshold: { packetsPerSecond: 30n, bytesPerSecond: 0n, window: sec(1) },
     grouping: SourceGrouping.SOURCE_GROUPING_ADDRESS,
-    response: { duration: sec(10), escalationFactor: 2, maxDuration: sec(60), jitter: 0 },
+    response: { duration: sec(15), escalationFactor: 2, maxDuration: sec(60), jitter: 0 },
     scope: BanScope.BAN_SCOPE_FLEET,
     scopeSelector: {},
     mode,
@@ -106,13 +106,10 @@ test('detection policies with two agents: local ban at once, fleet ban on the ot
           async () => (await unaryCall(cp.clients.policies, 'getPolicy', { name: 'icmp-flood' })).policy!,
           (p) => p.exempted >= 1n,
         );
-        assert.deepEqual(
-          (await unaryCall(cp.clients.policies, 'listBans', { policy: '' })).bans.map((b) => b.source),
-          [`${attacker}/32`],
-          'no ban for the allowed source',
-        );
+        const listed = (await unaryCall(cp.clients.policies, 'listBans', { policy: '' })).bans.map((b) => b.source);
+        assert.ok(!listed.includes(`${allowed}/32`), `no ban for the allowed source (${listed.join(', ')})`);
 
-        // The ban expires on time (10 s) and traffic returns on both nodes.
+        // The ban expires on time (15 s) and traffic returns on both nodes.
         await eventually(
           'traffic back on node 1',
           () => open(bed1, attacker),
@@ -127,7 +124,7 @@ test('detection policies with two agents: local ban at once, fleet ban on the ot
         );
         assert.ok(Date.now() >= rule.expireTime!.getTime() - 1000, 'not before the ban expired');
 
-        // The repeat offence: 10 s x 2.
+        // The repeat offence: 15 s x 2.
         await ping(bed2, { from: 'a', src: attacker, dst: bed2.b.v4, count: 200, interval: 0.005 });
         const again = await eventually(
           'the second offence',
@@ -137,7 +134,7 @@ test('detection policies with two agents: local ban at once, fleet ban on the ot
         assert.equal(again[0]!.node, n2.nodeName, 'detected by node 2 this time');
         const r2 = (await unaryCall(cp.clients.rules, 'getRule', { id: again[0]!.ruleId })).rule!;
         const ttl = r2.expireTime!.getTime() - r2.createTime!.getTime();
-        assert.ok(ttl >= 19_900 && ttl <= 20_100, `escalated: 20 s (${ttl} ms)`);
+        assert.ok(ttl >= 29_900 && ttl <= 30_100, `escalated: 30 s (${ttl} ms)`);
         await eventually(
           'the second ban on node 1',
           () => open(bed1, attacker),
