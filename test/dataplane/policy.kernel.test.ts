@@ -175,3 +175,41 @@ test('a flood of 100k random sources: the group table stays at its fixed size, t
     const r = hitsFrom(dp, from.hits).hits.map((y) => formatAddress({ family: 4, bytes: y.addr }));
     assert.deepEqual(r, ['198.51.100.77']);
   }));
+
+/** ipFrame with another IP protocol number (IPv4: the header's protocol; IPv6: the first next header). */
+function protoFrame(src: string, dst: string, proto: number, vlan?: number): Buffer {
+  const f = ipFrame(src, dst, vlan === undefined ? {} : { vlan });
+  const ip = vlan === undefined ? 14 : 18;
+  f[src.includes(':') ? ip + 6 : ip + 9] = proto;
+  return f;
+}
+
+test("a policy's protocol decides what it counts: any counts every protocol, icmp counts ICMPv6 on IPv6, tcp never UDP; a protocol no policy counts creates no group", () =>
+  withDatapath('pol-proto', {}, (dp) => {
+    const from = dp.policies.policyStats();
+    const every = { ports: [] as [number, number][], limitPackets: 2n };
+    dp.policies.writePolicies([
+      policy({ id: 1, protocol: 'tcp', ...every }),
+      policy({ id: 2, protocol: 'icmp', ...every }),
+      policy({ id: 3, protocol: 'any', ...every, direction: 'egress' }),
+    ]);
+    // Ingress: UDP, GRE (47) and ESP (50) match no policy of the direction: not even a group is made.
+    send(dp, ipFrame('198.51.100.1', DST), 5);
+    send(dp, protoFrame('198.51.100.2', DST, 47), 5);
+    send(dp, protoFrame('2001:db8::2', '2001:db8::1', 50, 7), 5);
+    assert.equal(dp.policies.policyStats().inserts, from.inserts, 'no group for packets no policy of their direction counts');
+    // TCP (with a VLAN tag), ICMP and ICMPv6: counted by policies 1 and 2.
+    send(dp, l4Frame('198.51.100.3', DST, 'tcp', 80, 0x10), 3);
+    send(dp, protoFrame('198.51.100.4', DST, 1, 7), 3);
+    send(dp, protoFrame('2001:db8::4', '2001:db8::1', 58), 3);
+    // Egress, any protocol: UDP, GRE and ICMPv6 by destination.
+    for (let i = 0; i < 3; i++) {
+      dp.testRun('tc', ipFrame(DST, '198.51.100.5'));
+      dp.testRun('tc', protoFrame(DST, '198.51.100.6', 47));
+      dp.testRun('tc', protoFrame('2001:db8::1', '2001:db8::6', 58, 9));
+    }
+    const hits = hitsFrom(dp, from.hits)
+      .hits.map((h) => `${h.policy} ${formatAddress({ family: h.family, bytes: h.addr })}`)
+      .sort();
+    assert.deepEqual(hits, ['1 198.51.100.3', '2 198.51.100.4', '2 2001:db8::4', '3 198.51.100.5', '3 198.51.100.6', '3 2001:db8::6']);
+  }));
