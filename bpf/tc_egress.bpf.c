@@ -8,9 +8,17 @@
 #include <linux/pkt_cls.h>
 #include "fw_decide.h"
 #include "fw_events.h"
+#include "fw_policy.h"
 
 /* Ethernet + one VLAN tag + IPv6 header. */
 #define FW_MAX_HDR (14 + 4 + 40)
+
+/* The policies' counting (fw_policy.h), a global function: verified once, apart from the lookup. */
+__noinline int fw_policy_tc(struct __sk_buff *skb)
+{
+	fw_policy_count((void *)(long)skb->data, (void *)(long)skb->data_end, FW_DIR_EGRESS, skb->len);
+	return 0;
+}
 
 SEC("tc")
 int fw_tc_egress(struct __sk_buff *skb)
@@ -35,7 +43,10 @@ int fw_tc_egress(struct __sk_buff *skb)
 	int v = fw_decide(&a, 1, ifindex, len, &slot);
 	if (v >= FW_V_DROP)
 		fw_ev_tc(skb, data, data_end, v, slot, ifindex, len); /* a sampled drop event, within the rule's budget */
-	return v == FW_V_DROP ? TC_ACT_SHOT : TC_ACT_UNSPEC;
+	if (v == FW_V_DROP)
+		return TC_ACT_SHOT;
+	fw_policy_tc(skb); /* the detection policies count what the rules passed */
+	return TC_ACT_UNSPEC;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

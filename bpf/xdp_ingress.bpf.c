@@ -7,10 +7,21 @@
  */
 #include "fw_decide.h"
 #include "fw_events.h"
+#include "fw_policy.h"
 
 #ifdef FW_BENCH_VARY
 #include "../bench/vary.h"
 #endif
+
+/* The policies' counting (fw_policy.h), a global function: verified once, apart from the lookup. */
+__noinline int fw_policy_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+
+	fw_policy_count(data, data_end, FW_DIR_INGRESS, (__u64)(data_end - data));
+	return 0;
+}
 
 SEC("xdp")
 int fw_xdp_ingress(struct xdp_md *ctx)
@@ -28,7 +39,10 @@ int fw_xdp_ingress(struct xdp_md *ctx)
 	int v = fw_decide(&a, 0, ifindex, (__u64)(data_end - data), &slot);
 	if (v >= FW_V_DROP)
 		fw_ev_xdp(ctx, data, data_end, v, slot, ifindex); /* a sampled drop event, within the rule's budget */
-	return v == FW_V_DROP ? XDP_DROP : XDP_PASS;
+	if (v == FW_V_DROP)
+		return XDP_DROP;
+	fw_policy_xdp(ctx); /* the detection policies count what the rules passed */
+	return XDP_PASS;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

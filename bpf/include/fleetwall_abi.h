@@ -39,7 +39,7 @@
 
 #include <linux/types.h>
 
-#define FW_ABI_VERSION 7
+#define FW_ABI_VERSION 8
 
 /* Bytes of store id the sync meta holds (a control plane's store ids are UUIDs: 36). */
 #define FW_STORE_ID_MAX 64
@@ -373,5 +373,8 @@ struct fw_lenstat {
 
 /* Sampled drop events: their structs and maps (ABI 7). */
 #include "fw_events_abi.h"
+
+/* Detection policies: counting per source group (issue 18, ABI 8). */
+#include "fw_policy_abi.h"
 
 #endif /* FLEETWALL_ABI_H */

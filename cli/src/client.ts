@@ -1,5 +1,6 @@
 // gRPC clients for the CLI, promisified, with errors turned into CliError
 // (message from the server, ErrorInfo reason, exit code).
+import { PolicyServiceClient } from '../../proto/gen/fleetwall/v1/policy_service.js';
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { CounterServiceClient } from '../../proto/gen/fleetwall/v1/counter_service.js';
 import { ExplainServiceClient } from '../../proto/gen/fleetwall/v1/explain_service.js';
@@ -29,6 +30,7 @@ export interface Clients {
   readonly enrollment: EnrollmentServiceClient;
   readonly lists: ListServiceClient;
   readonly inspect: InspectServiceClient;
+  readonly policies: PolicyServiceClient;
   close(): void;
 }
 
@@ -56,6 +58,7 @@ export function connect(target: string, actor = 'cli:unknown', o: ConnectOptions
   const enrollment = new EnrollmentServiceClient(target, creds, shared);
   const lists = new ListServiceClient(target, creds, shared);
   const inspect = new InspectServiceClient(target, creds, shared);
+  const policies = new PolicyServiceClient(target, creds, shared);
   return {
     target,
     tokenSource: o.tokenSource,
@@ -74,8 +77,9 @@ export function connect(target: string, actor = 'cli:unknown', o: ConnectOptions
     enrollment,
     lists,
     inspect,
+    policies,
     close() {
-      for (const c of [nodes, counters, explain, tokens, audit, enrollment, lists, inspect, rules]) c.close();
+      for (const c of [nodes, counters, explain, tokens, audit, enrollment, lists, inspect, policies, rules]) c.close();
     },
   };
 }

@@ -12,6 +12,7 @@ import { eventsCommand, topCommand } from './commands/events.js';
 import { explainCommand } from './commands/explain.js';
 import { importCommand } from './commands/import.js';
 import { listsCommand } from './commands/lists.js';
+import { bansCommand, policyCommand } from './commands/policy.js';
 import { nodesCommand } from './commands/nodes.js';
 import { rulesCommand } from './commands/rules.js';
 import { unblockCommand } from './commands/unblock.js';
@@ -39,6 +40,11 @@ Policy (talks to the control plane at --server, env FLEETWALL_CONTROL_PLANE, def
                    [--action deny|allow] [--selector k=v] [--monitor] [--egress] [--allow-private]
                                       subscribe the fleet to a published list; refreshed by diffs
   fleetwall lists ls | get <name> | refresh <name> [--force] | rm <name>
+  fleetwall policy create <name> (--pps N|--bps N) [--window 1s] [--proto tcp|udp|icmp|any] [--ports 22,80-90] [--syn]
+                   [--group address|network] [--ban 10m] [--factor 2] [--max-ban 24h] [--scope fleet|node|selector] [--monitor]
+                                      detect sources over a rate and ban them (the node at once, then the fleet)
+  fleetwall policy ls | get <name> | rm <name>
+  fleetwall bans ls [--policy name]   sources the policies ban now (policy, node, expiry, offences)
   fleetwall nodes ls [--selector k=v] [--connected]
   fleetwall nodes rm <name> [<name>...]  forget nodes (refused while their agent is connected)
   fleetwall counters [--watch] [--node name] [--top n] [--interval 1s]
@@ -181,6 +187,13 @@ export async function run(argv: string[]): Promise<number> {
         break;
       case 'lists':
         await listsCommand(ctx, globals.rest);
+        break;
+      case 'policy':
+      case 'policies':
+        await policyCommand(ctx, globals.rest);
+        break;
+      case 'bans':
+        await bansCommand(ctx, globals.rest);
         break;
       case 'nodes':
         await nodesCommand(ctx, globals.rest);

@@ -12,6 +12,14 @@ import { echo } from './echo.js';
 
 export type Labels = Readonly<Record<string, string>>;
 
+/**
+ * The label every node carries with its own name (issue 18: a detection
+ * policy's node-scoped ban selects the detecting node by it). The agent adds
+ * it to its Hello; with TLS the control plane sets it from the node's
+ * certificate (enrollment/node-admission.ts), whatever the bound labels say.
+ */
+export const NODE_LABEL = 'fleetwall.dev/node';
+
 export const MAX_LABEL_LENGTH = 253;
 export const MAX_LABELS = 64;
 const KEY = /^[A-Za-z0-9]([A-Za-z0-9._/-]{0,251}[A-Za-z0-9])?$/;

@@ -56,6 +56,7 @@ import { CounterScope } from './sync/counter-scope.js';
 import { createLockoutGuard } from './lockout/guard-setup.js';
 import { LockoutSessionHooks } from './lockout/session-hooks.js';
 import { NodePeerStore } from './store/node-peers.js';
+import { setUpRespond } from './respond/respond-setup.js';
 
 // Calls bounded by their own settings rather than FLEETWALL_CALL_TIMEOUT: adding or refreshing a list
 // (FLEETWALL_LIST_FETCH_TIMEOUT, then a write under the statement timeout) and an import over HTTP
@@ -216,6 +217,18 @@ export async function startControlPlane(config: Config, logger: Logger, options:
     inspectHub.setFanout(fanout);
     const inspect = new InspectService(inspectHub);
 
+    const respond = await setUpRespond({
+      sql,
+      readSql,
+      capacity,
+      sessions: () => registry.all,
+      guard,
+      registry: metrics.registry,
+      maxCommentLength: config.maxCommentLength,
+      logger: log.child({ component: 'respond' }),
+    });
+    cleanup.unshift(() => respond.stop());
+
     const sessionDeps = {
       hub,
       cache,
@@ -239,6 +252,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       maxLagMs: config.maxAgentLagMs,
       logger: log.child({ component: 'sync' }),
       lockout: new LockoutSessionHooks(guard, peerStore, log.child({ component: 'lockout' })),
+      respond: respond.hooks,
     };
     const grpcLog = log.child({ component: 'grpc' });
     const grpc = await startGrpcServer(
@@ -257,6 +271,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
         nodeIdentity,
         lists,
         inspect,
+        policies: respond.service,
       },
       {
         logger: grpcLog,
@@ -340,6 +355,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       nodeIdentity,
       lists,
       inspect,
+      policies: respond.service,
       maxMessageBytes: config.maxMessageBytes,
     });
     // Routes from the embedder (tests) are admin-only unless they say otherwise.

@@ -24,6 +24,7 @@ import type { NodeIdentity } from './identity/node-identity.js';
 import { interfaceStatus } from './sync/wire.js';
 import { AGENT_VERSION } from './version.js';
 import { Failsafe } from './failsafe/failsafe.js';
+import { Responder } from './respond/responder.js';
 
 export interface OpenDatapathOptions extends DatapathOptions {
   readonly logger: Logger;
@@ -50,6 +51,8 @@ export class Agent {
   readonly failsafe: Failsafe;
   /** Sampled drop events, kernel -> Sync (null: off, or a datapath without events). */
   readonly events: EventPump | null;
+  /** Detection policies: local bans and detections (undefined on a datapath without policy maps). */
+  readonly responder: Responder | undefined;
   private readonly http: HealthServer;
   private readonly attached = new Map<string, InterfaceAttachment>();
   private readonly attachErrors = new Map<string, string>();
@@ -105,6 +108,19 @@ export class Agent {
     this.failsafe = new Failsafe(cfg, engine, log.child({ component: 'failsafe' }));
     // Every reconnect re-resolves the control-plane names (a moved control plane keeps its failsafe).
     this.sync.onConnecting = () => this.failsafe.refreshSoon();
+    const policies = dp.policies;
+    if (policies) {
+      const r = new Responder(
+        policies,
+        engine,
+        (d) => this.sync.sendDetection(d),
+        log.child({ component: 'respond' }),
+        cfg.respondIntervalMs,
+      );
+      this.responder = r;
+      this.sync.onPolicies = (p) => r.setPolicies(p);
+      this.sync.onLive = () => r.flush();
+    }
     this.engine.addListener({
       applied: (_m, res) => {
         if (res.opCount > 0) this.metrics.applySeconds.observe(res.ms / 1000);
@@ -224,6 +240,7 @@ export class Agent {
       renameSync(tmp, cfg.readyFile);
     }
     this.events?.start();
+    this.responder?.start();
     this.sync.start();
     if (this.identity) {
       this.identity.onRenewed = () => this.sync.switchCredentials();
@@ -347,6 +364,7 @@ export class Agent {
       acks: s.acks,
       nacks: s.nacks,
       failsafe: this.failsafe.entries,
+      respond: this.responder ? { ...this.responder.stats } : null,
       expiredLocally: this.engine.stats.expired,
       pendingExpiries: this.engine.pendingExpiries,
       lastApplyMs: applies.lastApplyMs,
@@ -391,6 +409,7 @@ export class Agent {
     this.stopped = true;
     if (this.reattachTimer) clearTimeout(this.reattachTimer);
     this.identity?.stop();
+    this.responder?.stop();
     await this.sync.stop();
     // Let a running apply finish so the journal and meta stay in step.
     let timer: NodeJS.Timeout | undefined;

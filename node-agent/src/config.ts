@@ -26,6 +26,8 @@ export interface AgentConfig {
   /** Folder with compiled BPF objects; undefined = the datapath's default. */
   readonly objDir: string | undefined;
   readonly counterIntervalMs: number;
+  /** How often the responder reads the kernel's detections (issue 18). */
+  readonly respondIntervalMs: number;
   /** host:port for /healthz and /metrics; port 0 picks a free port. Empty: no HTTP server. */
   readonly httpAddr: string;
   /** The most prefixes a kernel table may hold (its maps follow the rules up to it); used only when the maps are created. */
@@ -108,6 +110,11 @@ export const SETTINGS = {
   },
   objDir: { flag: 'obj-dir', env: 'FLEETWALL_OBJ_DIR', help: 'folder with compiled *.bpf.o (default: the datapath default, bpf/obj)' },
   counterInterval: { flag: 'counter-interval', env: 'FLEETWALL_COUNTER_INTERVAL', help: 'counter read/report interval (default 1s)' },
+  respondInterval: {
+    flag: 'respond-interval',
+    env: 'FLEETWALL_RESPOND_INTERVAL',
+    help: "how often detection policies' hits are read and banned (default 25ms)",
+  },
   httpAddr: {
     flag: 'http-addr',
     env: 'FLEETWALL_HTTP_ADDR',
@@ -313,6 +320,8 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     throw new ConfigError(`${what('xdpMode')}: "${xdpMode}" must be auto, native or generic`);
   const rf = raw('replaceForeignXdp') ?? 'false';
   if (rf !== 'true' && rf !== 'false') throw new ConfigError(`${what('replaceForeignXdp')}: "${rf}" must be true or false`);
+  const respondIntervalMs = parseDurationMs(raw('respondInterval') ?? '25ms', what('respondInterval'));
+  if (respondIntervalMs < 5 || respondIntervalMs > 10_000) throw new ConfigError(`${what('respondInterval')}: must be between 5ms and 10s`);
   const pingIntervalMs = parseDurationMs(raw('pingInterval') ?? '10s', what('pingInterval'));
   if (pingIntervalMs < 100) throw new ConfigError(`${what('pingInterval')}: at least 100ms`);
   const reconnectMinMs = parseDurationMs(raw('reconnectMin') ?? '250ms', what('reconnectMin'));
@@ -365,6 +374,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     pinPath,
     objDir: raw('objDir'),
     counterIntervalMs,
+    respondIntervalMs,
     httpAddr,
     capacityPrefixes: cp === undefined ? undefined : parsePositiveInt(cp, what('capacityPrefixes'), 1 << 26),
     capacitySlots: cs === undefined ? undefined : parsePositiveInt(cs, what('capacitySlots'), MAX_COUNTER_SLOTS),

@@ -21,6 +21,7 @@ import type { RuleView } from './reconcile/rule-records.js';
 import type { RuleCounts, RuleTable } from './reconcile/rule-table.js';
 import type { RuleSpec } from './reconcile/rule-flags.js';
 import type { SlotPool } from './reconcile/slot-pool.js';
+import { type LocalRuleOwner, localOwnerOf } from './reconcile/local-rules.js';
 import { applyRawRules } from './sync/raw-rules.js';
 import type { RawDelta, RawRules, RawSnapshotChunk } from './sync/sync-codec.js';
 
@@ -253,15 +254,19 @@ export class Engine {
   // ------------------------------------------------------ agent-local rules
 
   /**
-   * Replaces the agent-local rules (the failsafe entries; reconcile/local-rules.ts):
-   * `compute` gets the current ones and returns the wanted set, in the queue
-   * like every other change; the difference is reconciled (nothing when equal).
+   * Replaces one owner's agent-local rules (the failsafe entries, or the
+   * responder's local bans; reconcile/local-rules.ts): `compute` gets that
+   * owner's current ones and returns the wanted set, in the queue like every
+   * other change; the difference is reconciled (nothing when equal).
    */
-  replaceLocalRules(compute: (current: readonly RuleSpec[]) => readonly RuleSpec[]): Promise<void> {
+  replaceLocalRules(compute: (current: readonly RuleSpec[]) => readonly RuleSpec[], owner: LocalRuleOwner = 'failsafe'): Promise<void> {
     return this.run(() => {
       const t = this.table;
-      const current = t.localRules();
+      const current = t.localRules().filter((r) => localOwnerOf(r.id) === owner);
       const want = compute(current);
+      for (const r of want) {
+        if (localOwnerOf(r.id) !== owner) throw new RangeError(`rule id ${r.id} is not in the ${owner} range of agent-local ids`);
+      }
       const ids = new Set(want.map((r) => r.id));
       for (const r of current) if (!ids.has(r.id)) t.removeLocal(r.id);
       for (const r of want) t.upsertLocal(r);

@@ -25,7 +25,11 @@ test('snapshot: hello carries no revision, ACK only once the rules are in the ke
   const s = await cp.accept();
   const hello = await s.next('hello');
   assert.equal(hello.nodeName, 'node-a');
-  assert.deepEqual(hello.labels, { zone: 'a', role: 'edge' });
+  assert.deepEqual(
+    hello.labels,
+    { 'fleetwall.dev/node': 'node-a', zone: 'a', role: 'edge' },
+    'its labels and its name as a label (node-scoped bans select it)',
+  );
   assert.equal(hello.resumeRevision, 0n);
   assert.equal(hello.storeId, '');
   assert.equal(hello.capacityPerTable, 64n);

@@ -6,7 +6,7 @@
 //   const pg = await startTestPostgres();
 //   const cp = await startTestControlPlane(await pg.newDatabase());     // in this process
 //   cp.target                      // "127.0.0.1:PORT" (gRPC), cp.httpPort for /metrics, /healthz
-//   cp.clients.rules / .nodes / .counters / .explain / .agent / .lists   // @grpc/grpc-js clients (proto/gen)
+//   cp.clients.rules / .nodes / .counters / .explain / .agent / .lists / .policies   // @grpc/grpc-js clients (proto/gen)
 //   const res = await unaryCall(cp.clients.rules, 'createRule', { rule: { cidr: '203.0.113.0/24', action: 1 } });
 //   await cp.stop();               // graceful; also closes the clients
 //
@@ -35,6 +35,7 @@ import { AgentServiceClient } from '../../proto/gen/fleetwall/v1/agent_service.j
 import { CounterServiceClient } from '../../proto/gen/fleetwall/v1/counter_service.js';
 import { ExplainServiceClient } from '../../proto/gen/fleetwall/v1/explain_service.js';
 import { ListServiceClient } from '../../proto/gen/fleetwall/v1/list_service.js';
+import { PolicyServiceClient } from '../../proto/gen/fleetwall/v1/policy_service.js';
 import { NodeServiceClient } from '../../proto/gen/fleetwall/v1/node_service.js';
 import { RuleServiceClient } from '../../proto/gen/fleetwall/v1/rule_service.js';
 import { AuditServiceClient } from '../../proto/gen/fleetwall/v1/audit_service.js';
@@ -58,6 +59,7 @@ export interface TestClients {
   readonly audit: AuditServiceClient;
   readonly enrollment: EnrollmentServiceClient;
   readonly lists: ListServiceClient;
+  readonly policies: PolicyServiceClient;
   close(): void;
 }
 
@@ -106,6 +108,7 @@ export function connectClients(target: string, o: TestClientOptions = {}): TestC
   const audit = new AuditServiceClient(target, c, opts);
   const enrollment = new EnrollmentServiceClient(target, c, opts);
   const lists = new ListServiceClient(target, c, opts);
+  const policies = new PolicyServiceClient(target, c, opts);
   return {
     rules,
     nodes,
@@ -116,8 +119,9 @@ export function connectClients(target: string, o: TestClientOptions = {}): TestC
     audit,
     enrollment,
     lists,
+    policies,
     close() {
-      for (const x of [rules, nodes, counters, explain, agent, tokens, audit, enrollment, lists]) x.close();
+      for (const x of [rules, nodes, counters, explain, agent, tokens, audit, enrollment, lists, policies]) x.close();
     },
   };
 }

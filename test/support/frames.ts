@@ -66,6 +66,32 @@ export function ipv6Frame(src: string, dst: string, o: FrameOptions = {}): Buffe
   return pad(Buffer.concat([e, ip]), o.length);
 }
 
+/** IPv4 or IPv6 frame with a TCP header to `dport` (flags: 0x02 SYN, 0x12 SYN+ACK, 0x10 ACK) or UDP to `dport`. */
+export function l4Frame(src: string, dst: string, proto: 'tcp' | 'udp', dport: number, tcpFlags = 0x02): Buffer {
+  const base = ipFrame(src, dst, { length: 0 });
+  const v6 = src.includes(':');
+  const ipOff = 14;
+  const l4Off = ipOff + (v6 ? 40 : 20);
+  const l4 = Buffer.alloc(proto === 'tcp' ? 20 : 8);
+  l4.writeUInt16BE(40000, 0);
+  l4.writeUInt16BE(dport, 2);
+  if (proto === 'tcp') {
+    l4[12] = 5 << 4;
+    l4[13] = tcpFlags;
+  } else l4.writeUInt16BE(8, 4);
+  const f = Buffer.concat([base.subarray(0, l4Off), l4]);
+  if (v6) {
+    f[ipOff + 6] = proto === 'tcp' ? 6 : 17;
+    f.writeUInt16BE(l4.length, ipOff + 4);
+  } else {
+    f[ipOff + 9] = proto === 'tcp' ? 6 : 17;
+    f.writeUInt16BE(20 + l4.length, ipOff + 2);
+    f.writeUInt16BE(0, ipOff + 10);
+    f.writeUInt16BE(csum(f.subarray(ipOff, ipOff + 20)), ipOff + 10);
+  }
+  return pad(f, 60);
+}
+
 export function ipFrame(src: string, dst: string, o: FrameOptions = {}): Buffer {
   return src.includes(':') ? ipv6Frame(src, dst, o) : ipv4Frame(src, dst, o);
 }

@@ -4,6 +4,7 @@
 // pings, and lets a test wait for a condition.
 import { type ChannelCredentials, credentials, Metadata, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import {
+  type AgentPolicy,
   type AgentRule,
   AgentServiceClient,
   type CounterReport,
@@ -50,6 +51,8 @@ export class SyncClient {
   storeId = '';
   pings = 0;
   counterAcks: bigint[] = [];
+  /** Every PolicySet received (detection policies, issue 18), in order. */
+  policySets: AgentPolicy[][] = [];
   ended: { code: number; details: string; error?: ServiceError } | undefined;
   private snapshot: Map<bigint, AgentRule> | undefined;
   private waiters: { pred: () => boolean; resolve: () => void }[] = [];
@@ -166,6 +169,9 @@ export class SyncClient {
         break;
       case 'counterAck':
         this.counterAcks.push(msg.value.seq);
+        break;
+      case 'policies':
+        this.policySets.push(msg.value.policies);
         break;
       default:
         break;

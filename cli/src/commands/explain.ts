@@ -57,7 +57,7 @@ export async function explainCommand(ctx: Context, argv: string[]): Promise<void
             m.rule!.cidr,
             modeName(m.rule!.mode),
             roleName(m.role),
-            m.rule!.source || '-',
+            m.rule!.source || (m.rule!.createdBy.startsWith('policy:') ? m.rule!.createdBy : '-'),
           ]),
         ],
       ),

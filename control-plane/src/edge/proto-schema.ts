@@ -58,6 +58,7 @@ export const API_PROTO_FILES = [
   'fleetwall/v1/audit_service.proto',
   'fleetwall/v1/enrollment_service.proto',
   'fleetwall/v1/inspect_service.proto',
+  'fleetwall/v1/policy_service.proto',
 ] as const;
 
 const KINDS: Record<string, FieldKind> = {

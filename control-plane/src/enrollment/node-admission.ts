@@ -5,7 +5,9 @@
 // With TLS on, the stream's node certificate (auth/sync-identity.ts) must
 // name the Hello's node (NODE_MISMATCH), be one this control plane issued
 // and not revoked (NODE_REVOKED); the node receives the rules of the labels
-// bound at enrollment (the Hello's labels are ignored: an agent cannot
+// bound at enrollment, plus its own name label (NODE_LABEL, from the
+// certificate: detection policies' node-scoped bans select it by it)
+// (the Hello's labels are ignored: an agent cannot
 // relabel itself into another policy group), and a snapshot when an admin
 // changed them since its kernel state was built. The admitted stream is
 // tracked: a revocation or relabel (NOTIFY fleetwall_node_identity, from
@@ -17,6 +19,7 @@
 // 15, the Hello's labels, nothing tracked.
 import type { Sql } from 'postgres';
 import type { Logger } from 'pino';
+import { NODE_LABEL } from '../../../common/src/labels.js';
 import type { Hello } from '../../../proto/gen/fleetwall/v1/agent_service.js';
 import type { NodeIdentity, Principal } from '../auth/principal.js';
 import type { SecurityMode } from '../auth/security-mode.js';
@@ -141,7 +144,8 @@ export class NodeAdmission {
         },
       );
     const identity = st.identity;
-    if (Object.keys(hello.labels).length > 0 && JSON.stringify(sorted(hello.labels)) !== JSON.stringify(sorted(identity.labels)))
+    const { [NODE_LABEL]: _own, ...helloLabels } = hello.labels;
+    if (Object.keys(helloLabels).length > 0 && JSON.stringify(sorted(helloLabels)) !== JSON.stringify(sorted(identity.labels)))
       this.logger.debug(
         { node: node.name, hello: hello.labels, bound: identity.labels },
         "Hello labels ignored: the node's labels are bound at enrollment (fleetwall nodes label)",
@@ -164,7 +168,8 @@ export class NodeAdmission {
     arm();
     let applied = !identity.needs_snapshot;
     return {
-      labels: identity.labels,
+      // The node's own name label (common/src/labels.ts NODE_LABEL) comes from its certificate: a node-scoped ban selects it.
+      labels: { ...identity.labels, [NODE_LABEL]: node.name },
       forceSnapshot: identity.needs_snapshot,
       snapshotApplied: () => {
         if (applied) return;

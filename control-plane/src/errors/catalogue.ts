@@ -72,6 +72,10 @@ export const CATALOGUE = {
     code: status.DEADLINE_EXCEEDED,
     message: 'the import stream was idle too long or ran past its deadline; nothing was stored',
   },
+  // Detection policies (issue 18; control-plane/src/respond/)
+  INVALID_POLICY: { code: status.INVALID_ARGUMENT, message: 'invalid detection policy' },
+  POLICY_EXISTS: { code: status.ALREADY_EXISTS, message: 'a detection policy with this name exists' },
+  POLICY_NOT_FOUND: { code: status.NOT_FOUND, message: 'no such detection policy' },
   // ManageAddress (/manage-ip, fleetwall unblock)
   MISSING_FIELD: { code: status.INVALID_ARGUMENT, message: 'a required field is missing' },
   UNKNOWN_ACTION: { code: status.INVALID_ARGUMENT, message: 'unknown action: use block, allow, whitelist or unblock' },

@@ -28,6 +28,8 @@ import type { CounterService } from '../services/counter-service.js';
 import type { ExplainService } from '../services/explain-service.js';
 import type { ListService } from '../services/list-service.js';
 import type { InspectService } from '../inspect/inspect-service.js';
+import type { PolicyService } from '../respond/policy-service.js';
+import { PolicyServiceService } from '../../../proto/gen/fleetwall/v1/policy_service.js';
 import type { NodeService } from '../services/node-service.js';
 import type { RuleService } from '../services/rule-service.js';
 import { type AdapterDeps, clientStream, serverStream, unary } from './adapters.js';
@@ -44,6 +46,7 @@ export const SERVICE_NAMES = [
   'fleetwall.v1.AuditService',
   'fleetwall.v1.EnrollmentService',
   'fleetwall.v1.ListService',
+  'fleetwall.v1.PolicyService',
 ] as const;
 
 const PROTO_DIR = fileURLToPath(new URL('../../../proto/', import.meta.url));
@@ -62,6 +65,7 @@ export interface GrpcHandlers {
   readonly enrollment: EnrollmentService;
   readonly nodeIdentity: NodeIdentityService;
   readonly lists: ListService;
+  readonly policies: PolicyService;
 }
 
 /** How the server is secured (auth/): TLS credentials or plaintext, and the one auth interceptor. */
@@ -190,6 +194,13 @@ export async function startGrpcServer(
     listLists: unary(deps, 'ListService/ListLists', () => h.lists.listLists()),
     deleteList: unary(deps, 'ListService/DeleteList', (req, ctx) => h.lists.deleteList(req as never, ctx)),
     refreshList: unary(deps, 'ListService/RefreshList', (req, ctx) => h.lists.refreshList(req as never, ctx)),
+  });
+  server.addService(g(PolicyServiceService), {
+    createPolicy: unary(deps, 'PolicyService/CreatePolicy', (req, ctx) => h.policies.createPolicy(req as never, ctx)),
+    getPolicy: unary(deps, 'PolicyService/GetPolicy', (req) => h.policies.getPolicy(req as never)),
+    listPolicies: unary(deps, 'PolicyService/ListPolicies', () => h.policies.listPolicies()),
+    deletePolicy: unary(deps, 'PolicyService/DeletePolicy', (req, ctx) => h.policies.deletePolicy(req as never, ctx)),
+    listBans: unary(deps, 'PolicyService/ListBans', (req) => h.policies.listBans(req as never)),
   });
 
   const statusMap: Record<string, ServingStatus> = { '': 'NOT_SERVING' };

@@ -2,6 +2,8 @@
 // (control-plane.ts) and the access-table test register exactly the same set.
 import { registerInspectRoutes } from '../inspect/inspect-http.js';
 import type { InspectService } from '../inspect/inspect-service.js';
+import { registerPolicyRoutes } from '../respond/policy-routes.js';
+import type { PolicyService } from '../respond/policy-service.js';
 import type { ListService } from '../services/list-service.js';
 import { registerImportRoute } from './import-route.js';
 import { type JsonApiServices, registerJsonApi } from './json-api.js';
@@ -11,6 +13,7 @@ import type { HttpRouter } from './router.js';
 export interface ApiRouteServices extends JsonApiServices {
   readonly lists: ListService;
   readonly inspect: InspectService;
+  readonly policies: PolicyService;
 }
 
 export function registerApiRoutes(router: HttpRouter, s: ApiRouteServices): void {
@@ -18,4 +21,5 @@ export function registerApiRoutes(router: HttpRouter, s: ApiRouteServices): void
   registerImportRoute(router, s);
   registerListRoutes(router, s);
   registerInspectRoutes(router, s.inspect);
+  registerPolicyRoutes(router, s);
 }

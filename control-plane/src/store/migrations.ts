@@ -309,6 +309,42 @@ export const MIGRATIONS: readonly Migration[] = [
       insert into meta (key, value) values ('page_token_key', replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''));
     `,
   },
+  {
+    version: 9,
+    name: 'detection policies and their bans',
+    sql: `
+      -- Detection policies (issue 18, control-plane/src/respond/): the validated spec as JSON.
+      create table policies (
+        id bigserial primary key,
+        name text not null unique,
+        spec jsonb not null,
+        create_time timestamptz not null default now(),
+        write_id bigint not null,
+        created_by text not null,
+        detections bigint not null default 0,
+        bans bigint not null default 0,
+        exempted bigint not null default 0
+      );
+      -- One row per (policy, source group, direction) a policy has banned: the
+      -- offences (escalation) outlive the ban rule, which expires like any rule.
+      create table bans (
+        policy_id bigint not null,
+        policy text not null,
+        source cidr not null,
+        direction smallint not null,
+        rule_id bigint,
+        node text not null,
+        offences int not null,
+        expire_time timestamptz not null,
+        pps double precision not null default 0,
+        bps double precision not null default 0,
+        first_time timestamptz not null default now(),
+        last_time timestamptz not null default now(),
+        primary key (policy_id, source, direction)
+      );
+      create index bans_rule_id on bans (rule_id);
+    `,
+  },
 ];
 
 export async function migrate(sql: Sql, logger: Logger): Promise<number> {

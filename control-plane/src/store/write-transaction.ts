@@ -32,7 +32,11 @@ export type RevisionKind =
   // A subscribed list (lists/): added, refreshed, removed.
   | 'list_create'
   | 'list_refresh'
-  | 'list_delete';
+  | 'list_delete'
+  // Detection policies (respond/): created, deleted; a ban a detection created or extended.
+  | 'policy_create'
+  | 'policy_delete'
+  | 'ban';
 
 export interface WriteBody<T> {
   /** What the transaction produced (returned to the caller). */

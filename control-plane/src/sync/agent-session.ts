@@ -34,6 +34,8 @@ import type { HubSession, SyncHub } from './sync-hub.js';
 import { encodeDelta, encodeInSync } from './wire-encoding.js';
 import type { SyncMetrics } from '../counters/metrics.js';
 import type { LockoutSessionHooks } from '../lockout/session-hooks.js';
+import type { RespondSessionHooks } from '../respond/respond-setup.js';
+import type { AgentPolicy } from '../../../proto/gen/fleetwall/v1/agent_service.js';
 
 export type SyncCall = ServerDuplexStream<SyncRequest, SyncResponse | Buffer>;
 
@@ -64,6 +66,8 @@ export interface SessionDeps {
   readonly logger: Logger;
   /** The lockout guard's view of the streams: connect addresses, failsafe entries. */
   readonly lockout?: LockoutSessionHooks;
+  /** Detection policies (issue 18): PolicySets out, Detections in. */
+  readonly respond?: RespondSessionHooks;
 }
 
 /** Bytes handed to grpc-js and not yet written to the socket, per stream, before the outbox holds the rest. */
@@ -324,10 +328,13 @@ export class AgentSession implements HubSession {
       case 'events':
         this.deps.inspect?.ingest(this.nodeName, m.value);
         return;
+      case 'detection':
+        this.deps.respond?.detection(this.nodeName, m.value);
+        return;
       default:
         throw new FleetwallError(
           'PROTOCOL_VIOLATION',
-          'empty SyncRequest: set one of hello, ack, nack, ping, pong, counter_report, status, events',
+          'empty SyncRequest: set one of hello, ack, nack, ping, pong, counter_report, status, events, detection',
         );
     }
   }
@@ -434,6 +441,7 @@ export class AgentSession implements HubSession {
     this.inSyncRevision = rev;
     this.state = 'live';
     d.hub.register(this);
+    d.respond?.attached(this);
     d.metrics.sessionStarted(mode);
     this.log.debug(
       {
@@ -446,6 +454,11 @@ export class AgentSession implements HubSession {
       },
       'agent in sync',
     );
+  }
+
+  /** The node's detection policies, whole (PolicySet; respond/policy-fanout.ts decides when). */
+  sendPolicies(policies: AgentPolicy[]): void {
+    if (this.state === 'live') this.write({ msg: { $case: 'policies', value: { policies } } });
   }
 
   deliver(revision: bigint, parts: readonly Buffer[], commitTimeMs?: number): void {

@@ -6,8 +6,9 @@
 
 import type { RuleDirection } from '../../../common/src/policy.js';
 import { EV_ENUMS, EV_LAYOUT, EV_MAP } from './events-abi.js';
+import { POLICY_ENUMS, POLICY_LAYOUT, POLICY_MAP } from './policy-abi.js';
 
-export const FW_ABI_VERSION = 7;
+export const FW_ABI_VERSION = 8;
 export const FW_STORE_ID_MAX = 64;
 /** ABI 2's fw_meta: 56 bytes, abi_version at offset 24 (read only to name the version of old pins). */
 export const FW_META_V2 = { size: 56, abiVersion: 24 } as const;
@@ -130,6 +131,7 @@ export const ABI_ENUMS: Readonly<Record<string, number | bigint>> = {
   FW_DEFAULT_PASS: FW_DEFAULT.pass,
   FW_DEFAULT_DROP: FW_DEFAULT.drop,
   ...EV_ENUMS,
+  ...POLICY_ENUMS,
 };
 
 export const MAP = {
@@ -155,6 +157,7 @@ export const MAP = {
   META: 'fw_meta',
   LENSTAT: 'fw_lenstat',
   ...EV_MAP,
+  ...POLICY_MAP,
 } as const;
 export type MapName = (typeof MAP)[keyof typeof MAP];
 
@@ -228,6 +231,7 @@ export const LAYOUT = {
   },
   fw_lenstat: { size: 520, fields: { count: 0, pad: 516 } },
   ...EV_LAYOUT,
+  ...POLICY_LAYOUT,
 } as const;
 
 const L = LAYOUT;

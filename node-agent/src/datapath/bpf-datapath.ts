@@ -27,18 +27,7 @@ import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Prefix } from '../../../common/src/cidr.js';
 import type { DefaultAction, RuleDirection } from '../../../common/src/policy.js';
-import {
-  FW_CFG_OVERFLOW_ROW,
-  FW_DEFAULT,
-  GEN_MAPS,
-  MAP,
-  type MapName,
-  PROG,
-  TABLES,
-  type TableCfg,
-  decodeMeta,
-  tableIndex,
-} from './abi.js';
+import { FW_CFG_OVERFLOW_ROW, FW_DEFAULT, GEN_MAPS, MAP, type MapName, PROG, TABLES, type TableCfg, tableIndex } from './abi.js';
 import { batchNeeds, checkCapacity, validateBatch } from './apply-checks.js';
 import { type BpfAttachOptions, LinkAttacher, detachLinks, ifindexOf, uninstallPins } from './attach.js';
 import { BpfMap } from './bpf-map.js';
@@ -64,8 +53,9 @@ import { kernelMemory } from './kernel-memory.js';
 import { onlineCpuRows, possibleCpus, setLibbpfLogSink } from './libbpf.js';
 import { DEFAULT_OBJ_DIR } from './objects.js';
 import { DatapathEvents } from './event-source.js';
+import { type PolicyMaps, policyMapsOf } from './policy-maps.js';
 import { checkOptions, checkRingBytes, mapSizes } from './open-options.js';
-import { PinnedMeta } from './pinned-meta.js';
+import { PinnedMeta, readPinnedMeta } from './pinned-meta.js';
 import { DEFAULT_PIN_DIR, checkPinnedAbi, pinProgram, preparePinDir, removePins } from './pins.js';
 import type { TableLayout } from './prefix-table.js';
 import { type GenLimits, type GenSizes, MIN_SLOTS, firstSizes, grow, shrink } from './sizing.js';
@@ -133,6 +123,8 @@ export class BpfDatapath implements Datapath {
   private readonly shared = new Map<MapName, BpfMap>();
   private readonly meta: PinnedMeta;
   private readonly ifCounters: IfCounters;
+  /** The detection policies' maps (policy-maps.ts: fixed size, pinned outside the generations; unusable once closed). */
+  readonly policies: PolicyMaps;
   private readonly links: LinkAttacher;
   private readonly ev: DatapathEvents;
   private readonly onSwapStep: BpfDatapathOptions['onSwapStep'];
@@ -221,6 +213,7 @@ export class BpfDatapath implements Datapath {
       if (opts.events) this.ev.configure(opts.events);
       this.links.setPrograms(gen!.progs);
       this.ifCounters = new IfCounters(this.shared.get(MAP.IF_CNT)!, this.shared.get(MAP.IF_CNTX)!, this.ncpu);
+      this.policies = policyMapsOf((n) => this.shared.get(n), pinDir);
       this.state.release();
       pinProgram(pinDir, PROG.XDP, gen!.progs.xdpFd);
       pinProgram(pinDir, PROG.TC, gen!.progs.tcFd);
@@ -624,6 +617,7 @@ export class BpfDatapath implements Datapath {
     this.closed = true;
     // The views die with the mappings: nothing reads them after this (assertOpen).
     this.ifCounters.close();
+    this.policies.close();
     this.state.close();
     this.state.gen.close();
     for (const m of this.shared.values()) m.close();
@@ -653,19 +647,6 @@ export class BpfDatapath implements Datapath {
 
   private assertOpen(): void {
     if (this.closed) throw new DatapathError('use datapath', this.pinDir, E.EBADF, 'the datapath was closed');
-  }
-}
-
-/** The pinned fw_meta, or null when there is none. */
-function readPinnedMeta(pinDir: string): ReturnType<typeof decodeMeta> | null {
-  const path = join(pinDir, MAP.META);
-  if (!existsSync(path)) return null;
-  const m = BpfMap.fromPin(path, MAP.META);
-  try {
-    const v = m.lookupU32(0);
-    return v ? decodeMeta(v) : null;
-  } finally {
-    m.close();
   }
 }
 

@@ -25,6 +25,7 @@
 
 import type { EventRing } from './event-ring.js';
 import type { EventSettings } from './events-abi.js';
+import type { PolicyCounter } from './policy-maps.js';
 import type { Prefix } from '../../../common/src/cidr.js';
 import type { DefaultAction, RuleAction, RuleDirection, RuleMode } from '../../../common/src/policy.js';
 import { FW_MAX_RULE_SLOTS, FW_STORE_ID_MAX, type TableIndex, tableDirection, tableFamily } from './abi.js';
@@ -442,4 +443,6 @@ export interface DatapathLifecycle {
 export interface Datapath extends PrefixStore, CounterSource, Attacher, DatapathLifecycle {
   /** Sampled drop events, if this datapath has them (the BPF one does; fakes need not). */
   events?(): EventSource;
+  /** The detection policies' counting (issue 18), if this datapath has it (the BPF one does; fakes need not). */
+  readonly policies?: PolicyCounter;
 }

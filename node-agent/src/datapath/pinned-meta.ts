@@ -4,8 +4,10 @@
 // in) and fw_lenstat (entries per prefix length of each
 // table, so a reopen knows where every length lives without a scan).
 
-import { FW_ABI_VERSION, FW_LEN_SLOTS, LAYOUT, type MetaValue, decodeMeta, encodeMeta } from './abi.js';
-import type { BpfMap } from './bpf-map.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { FW_ABI_VERSION, FW_LEN_SLOTS, LAYOUT, MAP, type MetaValue, decodeMeta, encodeMeta } from './abi.js';
+import { BpfMap } from './bpf-map.js';
 import type { SyncMeta } from './datapath.js';
 
 export class PinnedMeta {
@@ -68,5 +70,18 @@ export class PinnedMeta {
 
   private write(): void {
     this.meta.updateU32(0, encodeMeta(this.value));
+  }
+}
+
+/** The pinned fw_meta, or null when there is none. */
+export function readPinnedMeta(pinDir: string): ReturnType<typeof decodeMeta> | null {
+  const path = join(pinDir, MAP.META);
+  if (!existsSync(path)) return null;
+  const m = BpfMap.fromPin(path, MAP.META);
+  try {
+    const v = m.lookupU32(0);
+    return v ? decodeMeta(v) : null;
+  } finally {
+    m.close();
   }
 }

@@ -63,6 +63,8 @@ export interface AgentHealth {
   readonly nacks: number;
   /** Failsafe entries: always allowed, ingress and egress (failsafe/). */
   readonly failsafe: readonly { readonly cidr: string; readonly source: string }[];
+  /** Detection policies (respond/): policies counted, detections, local bans, the kernel group table's churn; null without policy maps. */
+  readonly respond: Readonly<Record<string, number | bigint>> | null;
   readonly expiredLocally: number;
   readonly pendingExpiries: number;
   readonly lastApplyMs: number;

@@ -27,11 +27,14 @@
 import { randomUUID } from 'node:crypto';
 import { type ChannelCredentials, type ChannelOptions, credentials, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { NODE_LABEL } from '../../../common/src/labels.js';
 import {
+  type AgentEventBatch,
+  type AgentPolicy,
+  type AgentStatus,
+  type Detection,
   type SyncRequest,
   type SyncStart,
-  type AgentStatus,
-  type AgentEventBatch,
   SyncMode,
 } from '../../../proto/gen/fleetwall/v1/agent_service.js';
 import type { InterfaceStatus } from '../../../proto/gen/fleetwall/v1/node.js';
@@ -45,6 +48,9 @@ import { statusOf } from './wire.js';
 
 /** A grpc-js channel, as a client's getChannel() returns it (what channelOverride takes). */
 export type GrpcChannel = ReturnType<AgentSyncClient['getChannel']>;
+
+/** The label every agent adds with its node name (BanScope NODE; common/src/labels.ts). */
+export { NODE_LABEL };
 
 export type SyncStateName = 'connecting' | 'syncing' | 'in_sync' | 'degraded' | 'disconnected' | 'stopped';
 
@@ -139,6 +145,10 @@ export class SyncClient {
   onPropagation: ((ms: number) => void) | undefined;
   /** Called as each connection attempt starts (the agent re-resolves its failsafe entries). */
   onConnecting: ((address: string) => void) | undefined;
+  /** The node's detection policies, whole, as each PolicySet arrives (node-agent/src/respond/). */
+  onPolicies: ((policies: AgentPolicy[]) => void) | undefined;
+  /** A stream reached InSync (the responder sends the detections that waited). */
+  onLive: (() => void) | undefined;
 
   constructor(
     private readonly opts: SyncClientOptions,
@@ -286,7 +296,8 @@ export class SyncClient {
         $case: 'hello',
         value: {
           nodeName: this.opts.nodeName,
-          labels: { ...this.opts.labels },
+          // Every node carries its name as a label: a detection policy's node-scoped ban selects it.
+          labels: { [NODE_LABEL]: this.opts.nodeName, ...this.opts.labels },
           agentVersion: this.opts.agentVersion,
           interfaces: this.status.interfaces(),
           resumeRevision: meta.revision,
@@ -377,6 +388,10 @@ export class SyncClient {
       case 'inSync':
         this.engine.inSync(s.stream, m.msg.value.revision);
         this.trySwitch();
+        this.onLive?.();
+        return;
+      case 'policies':
+        this.onPolicies?.(m.msg.value.policies);
         return;
       case 'ping':
         this.write(s, { msg: { $case: 'pong', value: { nonce: m.msg.value.nonce } } });
@@ -502,6 +517,14 @@ export class SyncClient {
       this.log.error({ err: e }, 'reading counters failed');
     }
     this.sendStatus(s);
+  }
+
+  /** Reports a detection on the live stream; false when there is none (the caller keeps it). */
+  sendDetection(d: Detection): boolean {
+    const s = this.session;
+    if (!s || s.ended || !s.started) return false;
+    this.write(s, { msg: { $case: 'detection', value: d } });
+    return !s.ended;
   }
 
   /** AgentStatus when something in it changed. */

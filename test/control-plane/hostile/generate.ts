@@ -19,6 +19,8 @@ import * as enrollmentService from '../../../proto/gen/fleetwall/v1/enrollment_s
 import * as inspectService from '../../../proto/gen/fleetwall/v1/inspect_service.js';
 import * as event from '../../../proto/gen/fleetwall/v1/event.js';
 import * as failsafe from '../../../proto/gen/fleetwall/v1/failsafe.js';
+import * as policyService from '../../../proto/gen/fleetwall/v1/policy_service.js';
+import * as policy from '../../../proto/gen/fleetwall/v1/policy.js';
 import { type FieldSchema, protoSchema } from '../../../control-plane/src/edge/proto-schema.js';
 import { rng32 } from '../../support/rng.js';
 
@@ -44,6 +46,8 @@ const MODULES = [
   inspectService,
   event,
   failsafe,
+  policyService,
+  policy,
 ] as unknown as Record<string, unknown>[];
 
 /** The generated encoder of a message type ("fleetwall.v1.CreateRuleRequest"), or undefined (map entries, well-known types). */

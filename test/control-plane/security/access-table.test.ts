@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { Client, credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import pino from 'pino';
 import { AgentServiceService } from '../../../proto/gen/fleetwall/v1/agent_service.js';
+import { PolicyServiceService } from '../../../proto/gen/fleetwall/v1/policy_service.js';
 import { AuditServiceService } from '../../../proto/gen/fleetwall/v1/audit_service.js';
 import { CounterServiceService } from '../../../proto/gen/fleetwall/v1/counter_service.js';
 import { ExplainServiceService } from '../../../proto/gen/fleetwall/v1/explain_service.js';
@@ -39,6 +40,7 @@ const SERVICES = [
   EnrollmentServiceService,
   ListServiceService,
   InspectServiceService,
+  PolicyServiceService,
 ];
 const METHODS = SERVICES.flatMap((s) => Object.values(s) as { path: string; requestStream: boolean; responseStream: boolean }[]);
 

@@ -25,6 +25,13 @@ import { AgentDropEvent, RuleEventLoss } from "./event.js";
 import { FailsafeEntry } from "./failsafe.js";
 import { InterfaceStatus } from "./node.js";
 import {
+  PolicyMatch,
+  PolicyThreshold,
+  SourceGrouping,
+  sourceGroupingFromJSON,
+  sourceGroupingToJSON,
+} from "./policy.js";
+import {
   Action,
   actionFromJSON,
   actionToJSON,
@@ -81,6 +88,14 @@ export const protobufFileName = "fleetwall/v1/agent_service.proto";
  *     |                                                       |  while any are queued
  *     |                                                       |  (no reply: events are
  *     |                                                       |  best effort)
+ *     |<------------------- PolicySet{policies}               |  after InSync, and again
+ *     |                                                       |  whole on every change
+ *     |   (the kernel counts per source; one crosses a        |  of the node's policies
+ *     |    threshold: the agent bans it locally at once, an   |
+ *     |    agent-local deny with the ban's expiry, then)      |
+ *     |-- Detection{policy, source, rate, window} ----------->|  the control plane bans
+ *     |<------------------- Delta{R+3, upserts: the ban}      |  fleet-wide (a deny rule,
+ *     |-- Ack{R+3} ------------------------------------------>|  or extends the existing one)
  *
  * Deltas and snapshots are filtered by the node's labels: a rule whose
  * selector stops matching the node arrives as a delete. With TLS, counters
@@ -163,6 +178,7 @@ export interface SyncRequest {
     | { $case: "counterReport"; value: CounterReport }
     | { $case: "status"; value: AgentStatus }
     | { $case: "events"; value: AgentEventBatch }
+    | { $case: "detection"; value: Detection }
     | undefined;
 }
 
@@ -176,6 +192,7 @@ export interface SyncResponse {
     | { $case: "ping"; value: Ping }
     | { $case: "pong"; value: Pong }
     | { $case: "counterAck"; value: CounterAck }
+    | { $case: "policies"; value: PolicySet }
     | undefined;
 }
 
@@ -335,6 +352,69 @@ export interface AgentEventBatch {
   queueDropped: bigint;
   /** Events the kernel's ring had no room for, per rule (only rules with losses). */
   kernelLost: RuleEventLoss[];
+}
+
+/**
+ * The detection policies that select this node, whole (a few at most: a
+ * node counts 8 at once). Sent after InSync and again on every change, so a
+ * resumed or new stream is never behind; an empty set clears them.
+ */
+export interface PolicySet {
+  policies: AgentPolicy[];
+}
+
+/**
+ * A policy as the agent needs it: the kernel's match and limits, the local
+ * ban.
+ */
+export interface AgentPolicy {
+  /**
+   * The policy's id (never reused) and the revision that last wrote it: the
+   * agent restarts the counts when either changes.
+   */
+  id: bigint;
+  revision: bigint;
+  name: string;
+  match: PolicyMatch | undefined;
+  threshold: PolicyThreshold | undefined;
+  grouping: SourceGrouping;
+  mode: Mode;
+  /**
+   * The local ban's duration (the first offence's; the control plane's
+   * fleet-wide ban carries the escalated one).
+   */
+  banDuration:
+    | Duration
+    | undefined;
+  /** Local bans this node may make per second for the policy. */
+  maxBansPerSecond: number;
+}
+
+/** A source crossed a policy's threshold on this node. */
+export interface Detection {
+  /** "detection" (a seam for the events stream: detections are events). */
+  kind: string;
+  policyId: bigint;
+  policy: string;
+  /** The source group: 4 or 16 bytes, network order, masked to prefix_length. */
+  address: Buffer;
+  prefixLength: number;
+  /** Counted in the window when the threshold was crossed. */
+  packets: bigint;
+  bytes: bigint;
+  window: Duration | undefined;
+  packetsPerSecond: number;
+  bytesPerSecond: number;
+  detectTime:
+    | Date
+    | undefined;
+  /** The policy is in monitor mode: nothing was banned ("would ban"). */
+  monitor: boolean;
+  /**
+   * The agent banned the source locally (false in monitor mode, or when its
+   * local ban rate was used up).
+   */
+  bannedLocally: boolean;
 }
 
 function createBaseAgentRule(): AgentRule {
@@ -544,6 +624,9 @@ export const SyncRequest: MessageFns<SyncRequest> = {
       case "events":
         AgentEventBatch.encode(message.msg.value, writer.uint32(66).fork()).join();
         break;
+      case "detection":
+        Detection.encode(message.msg.value, writer.uint32(74).fork()).join();
+        break;
     }
     return writer;
   },
@@ -625,6 +708,14 @@ export const SyncRequest: MessageFns<SyncRequest> = {
             message.msg = { $case: "events", value: AgentEventBatch.decode(reader, reader.uint32()) };
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.msg = { $case: "detection", value: Detection.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -657,6 +748,8 @@ export const SyncRequest: MessageFns<SyncRequest> = {
         ? { $case: "status", value: AgentStatus.fromJSON(object.status) }
         : isSet(object.events)
         ? { $case: "events", value: AgentEventBatch.fromJSON(object.events) }
+        : isSet(object.detection)
+        ? { $case: "detection", value: Detection.fromJSON(object.detection) }
         : undefined,
     };
   },
@@ -679,6 +772,8 @@ export const SyncRequest: MessageFns<SyncRequest> = {
       obj.status = AgentStatus.toJSON(message.msg.value);
     } else if (message.msg?.$case === "events") {
       obj.events = AgentEventBatch.toJSON(message.msg.value);
+    } else if (message.msg?.$case === "detection") {
+      obj.detection = Detection.toJSON(message.msg.value);
     }
     return obj;
   },
@@ -737,6 +832,12 @@ export const SyncRequest: MessageFns<SyncRequest> = {
         }
         break;
       }
+      case "detection": {
+        if (object.msg?.value !== undefined && object.msg?.value !== null) {
+          message.msg = { $case: "detection", value: Detection.fromPartial(object.msg.value) };
+        }
+        break;
+      }
     }
     return message;
   },
@@ -769,6 +870,9 @@ export const SyncResponse: MessageFns<SyncResponse> = {
         break;
       case "counterAck":
         CounterAck.encode(message.msg.value, writer.uint32(58).fork()).join();
+        break;
+      case "policies":
+        PolicySet.encode(message.msg.value, writer.uint32(66).fork()).join();
         break;
     }
     return writer;
@@ -843,6 +947,14 @@ export const SyncResponse: MessageFns<SyncResponse> = {
             message.msg = { $case: "counterAck", value: CounterAck.decode(reader, reader.uint32()) };
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.msg = { $case: "policies", value: PolicySet.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -877,6 +989,8 @@ export const SyncResponse: MessageFns<SyncResponse> = {
         ? { $case: "counterAck", value: CounterAck.fromJSON(object.counterAck) }
         : isSet(object.counter_ack)
         ? { $case: "counterAck", value: CounterAck.fromJSON(object.counter_ack) }
+        : isSet(object.policies)
+        ? { $case: "policies", value: PolicySet.fromJSON(object.policies) }
         : undefined,
     };
   },
@@ -897,6 +1011,8 @@ export const SyncResponse: MessageFns<SyncResponse> = {
       obj.pong = Pong.toJSON(message.msg.value);
     } else if (message.msg?.$case === "counterAck") {
       obj.counterAck = CounterAck.toJSON(message.msg.value);
+    } else if (message.msg?.$case === "policies") {
+      obj.policies = PolicySet.toJSON(message.msg.value);
     }
     return obj;
   },
@@ -946,6 +1062,12 @@ export const SyncResponse: MessageFns<SyncResponse> = {
       case "counterAck": {
         if (object.msg?.value !== undefined && object.msg?.value !== null) {
           message.msg = { $case: "counterAck", value: CounterAck.fromPartial(object.msg.value) };
+        }
+        break;
+      }
+      case "policies": {
+        if (object.msg?.value !== undefined && object.msg?.value !== null) {
+          message.msg = { $case: "policies", value: PolicySet.fromPartial(object.msg.value) };
         }
         break;
       }
@@ -2854,6 +2976,614 @@ export const AgentEventBatch: MessageFns<AgentEventBatch> = {
       ? BigInt(object.queueDropped)
       : 0n;
     message.kernelLost = object.kernelLost?.map((e) => RuleEventLoss.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBasePolicySet(): PolicySet {
+  return { policies: [] };
+}
+
+export const PolicySet: MessageFns<PolicySet> = {
+  encode(message: PolicySet, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.policies) {
+      AgentPolicy.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PolicySet {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePolicySet();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.policies.push(AgentPolicy.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PolicySet {
+    return {
+      policies: globalThis.Array.isArray(object?.policies)
+        ? object.policies.map((e: any) => AgentPolicy.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: PolicySet): unknown {
+    const obj: any = {};
+    if (message.policies?.length) {
+      obj.policies = message.policies.map((e) => AgentPolicy.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PolicySet>, I>>(base?: I): PolicySet {
+    return PolicySet.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PolicySet>, I>>(object: I): PolicySet {
+    const message = createBasePolicySet();
+    message.policies = object.policies?.map((e) => AgentPolicy.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseAgentPolicy(): AgentPolicy {
+  return {
+    id: 0n,
+    revision: 0n,
+    name: "",
+    match: undefined,
+    threshold: undefined,
+    grouping: 0,
+    mode: 0,
+    banDuration: undefined,
+    maxBansPerSecond: 0,
+  };
+}
+
+export const AgentPolicy: MessageFns<AgentPolicy> = {
+  encode(message: AgentPolicy, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0n) {
+      if (BigInt.asUintN(64, message.id) !== message.id) {
+        throw new globalThis.Error("value provided for field message.id of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.id);
+    }
+    if (message.revision !== 0n) {
+      if (BigInt.asUintN(64, message.revision) !== message.revision) {
+        throw new globalThis.Error("value provided for field message.revision of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.revision);
+    }
+    if (message.name !== "") {
+      writer.uint32(26).string(message.name);
+    }
+    if (message.match !== undefined) {
+      PolicyMatch.encode(message.match, writer.uint32(34).fork()).join();
+    }
+    if (message.threshold !== undefined) {
+      PolicyThreshold.encode(message.threshold, writer.uint32(42).fork()).join();
+    }
+    if (message.grouping !== 0) {
+      writer.uint32(48).int32(message.grouping);
+    }
+    if (message.mode !== 0) {
+      writer.uint32(56).int32(message.mode);
+    }
+    if (message.banDuration !== undefined) {
+      Duration.encode(message.banDuration, writer.uint32(66).fork()).join();
+    }
+    if (message.maxBansPerSecond !== 0) {
+      writer.uint32(72).uint32(message.maxBansPerSecond);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AgentPolicy {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAgentPolicy();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.revision = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.match = PolicyMatch.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.threshold = PolicyThreshold.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.grouping = reader.int32() as any;
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.mode = reader.int32() as any;
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.banDuration = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.maxBansPerSecond = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AgentPolicy {
+    return {
+      id: isSet(object.id) ? BigInt(object.id) : 0n,
+      revision: isSet(object.revision) ? BigInt(object.revision) : 0n,
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      match: isSet(object.match) ? PolicyMatch.fromJSON(object.match) : undefined,
+      threshold: isSet(object.threshold) ? PolicyThreshold.fromJSON(object.threshold) : undefined,
+      grouping: isSet(object.grouping) ? sourceGroupingFromJSON(object.grouping) : 0,
+      mode: isSet(object.mode) ? modeFromJSON(object.mode) : 0,
+      banDuration: isSet(object.banDuration)
+        ? Duration.fromJSON(object.banDuration)
+        : isSet(object.ban_duration)
+        ? Duration.fromJSON(object.ban_duration)
+        : undefined,
+      maxBansPerSecond: isSet(object.maxBansPerSecond)
+        ? globalThis.Number(object.maxBansPerSecond)
+        : isSet(object.max_bans_per_second)
+        ? globalThis.Number(object.max_bans_per_second)
+        : 0,
+    };
+  },
+
+  toJSON(message: AgentPolicy): unknown {
+    const obj: any = {};
+    if (message.id !== 0n) {
+      obj.id = message.id.toString();
+    }
+    if (message.revision !== 0n) {
+      obj.revision = message.revision.toString();
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.match !== undefined) {
+      obj.match = PolicyMatch.toJSON(message.match);
+    }
+    if (message.threshold !== undefined) {
+      obj.threshold = PolicyThreshold.toJSON(message.threshold);
+    }
+    if (message.grouping !== 0) {
+      obj.grouping = sourceGroupingToJSON(message.grouping);
+    }
+    if (message.mode !== 0) {
+      obj.mode = modeToJSON(message.mode);
+    }
+    if (message.banDuration !== undefined) {
+      obj.banDuration = Duration.toJSON(message.banDuration);
+    }
+    if (message.maxBansPerSecond !== 0) {
+      obj.maxBansPerSecond = Math.round(message.maxBansPerSecond);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AgentPolicy>, I>>(base?: I): AgentPolicy {
+    return AgentPolicy.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AgentPolicy>, I>>(object: I): AgentPolicy {
+    const message = createBaseAgentPolicy();
+    message.id = (object.id !== undefined && object.id !== null) ? BigInt(object.id) : 0n;
+    message.revision = (object.revision !== undefined && object.revision !== null) ? BigInt(object.revision) : 0n;
+    message.name = object.name ?? "";
+    message.match = (object.match !== undefined && object.match !== null)
+      ? PolicyMatch.fromPartial(object.match)
+      : undefined;
+    message.threshold = (object.threshold !== undefined && object.threshold !== null)
+      ? PolicyThreshold.fromPartial(object.threshold)
+      : undefined;
+    message.grouping = object.grouping ?? 0;
+    message.mode = object.mode ?? 0;
+    message.banDuration = (object.banDuration !== undefined && object.banDuration !== null)
+      ? Duration.fromPartial(object.banDuration)
+      : undefined;
+    message.maxBansPerSecond = object.maxBansPerSecond ?? 0;
+    return message;
+  },
+};
+
+function createBaseDetection(): Detection {
+  return {
+    kind: "",
+    policyId: 0n,
+    policy: "",
+    address: Buffer.alloc(0),
+    prefixLength: 0,
+    packets: 0n,
+    bytes: 0n,
+    window: undefined,
+    packetsPerSecond: 0,
+    bytesPerSecond: 0,
+    detectTime: undefined,
+    monitor: false,
+    bannedLocally: false,
+  };
+}
+
+export const Detection: MessageFns<Detection> = {
+  encode(message: Detection, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== "") {
+      writer.uint32(10).string(message.kind);
+    }
+    if (message.policyId !== 0n) {
+      if (BigInt.asUintN(64, message.policyId) !== message.policyId) {
+        throw new globalThis.Error("value provided for field message.policyId of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.policyId);
+    }
+    if (message.policy !== "") {
+      writer.uint32(26).string(message.policy);
+    }
+    if (message.address.length !== 0) {
+      writer.uint32(34).bytes(message.address);
+    }
+    if (message.prefixLength !== 0) {
+      writer.uint32(40).uint32(message.prefixLength);
+    }
+    if (message.packets !== 0n) {
+      if (BigInt.asUintN(64, message.packets) !== message.packets) {
+        throw new globalThis.Error("value provided for field message.packets of type uint64 too large");
+      }
+      writer.uint32(48).uint64(message.packets);
+    }
+    if (message.bytes !== 0n) {
+      if (BigInt.asUintN(64, message.bytes) !== message.bytes) {
+        throw new globalThis.Error("value provided for field message.bytes of type uint64 too large");
+      }
+      writer.uint32(56).uint64(message.bytes);
+    }
+    if (message.window !== undefined) {
+      Duration.encode(message.window, writer.uint32(66).fork()).join();
+    }
+    if (message.packetsPerSecond !== 0) {
+      writer.uint32(73).double(message.packetsPerSecond);
+    }
+    if (message.bytesPerSecond !== 0) {
+      writer.uint32(81).double(message.bytesPerSecond);
+    }
+    if (message.detectTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.detectTime), writer.uint32(90).fork()).join();
+    }
+    if (message.monitor !== false) {
+      writer.uint32(96).bool(message.monitor);
+    }
+    if (message.bannedLocally !== false) {
+      writer.uint32(104).bool(message.bannedLocally);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Detection {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDetection();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.policyId = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.policy = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.address = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.prefixLength = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.packets = reader.uint64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.bytes = reader.uint64() as bigint;
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.window = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 9: {
+            if (tag !== 73) {
+              break;
+            }
+
+            message.packetsPerSecond = reader.double();
+            continue;
+          }
+          case 10: {
+            if (tag !== 81) {
+              break;
+            }
+
+            message.bytesPerSecond = reader.double();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.detectTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.monitor = reader.bool();
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.bannedLocally = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Detection {
+    return {
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      policyId: isSet(object.policyId)
+        ? BigInt(object.policyId)
+        : isSet(object.policy_id)
+        ? BigInt(object.policy_id)
+        : 0n,
+      policy: isSet(object.policy) ? globalThis.String(object.policy) : "",
+      address: isSet(object.address) ? Buffer.from(bytesFromBase64(object.address)) : Buffer.alloc(0),
+      prefixLength: isSet(object.prefixLength)
+        ? globalThis.Number(object.prefixLength)
+        : isSet(object.prefix_length)
+        ? globalThis.Number(object.prefix_length)
+        : 0,
+      packets: isSet(object.packets) ? BigInt(object.packets) : 0n,
+      bytes: isSet(object.bytes) ? BigInt(object.bytes) : 0n,
+      window: isSet(object.window) ? Duration.fromJSON(object.window) : undefined,
+      packetsPerSecond: isSet(object.packetsPerSecond)
+        ? globalThis.Number(object.packetsPerSecond)
+        : isSet(object.packets_per_second)
+        ? globalThis.Number(object.packets_per_second)
+        : 0,
+      bytesPerSecond: isSet(object.bytesPerSecond)
+        ? globalThis.Number(object.bytesPerSecond)
+        : isSet(object.bytes_per_second)
+        ? globalThis.Number(object.bytes_per_second)
+        : 0,
+      detectTime: isSet(object.detectTime)
+        ? fromJsonTimestamp(object.detectTime)
+        : isSet(object.detect_time)
+        ? fromJsonTimestamp(object.detect_time)
+        : undefined,
+      monitor: isSet(object.monitor) ? globalThis.Boolean(object.monitor) : false,
+      bannedLocally: isSet(object.bannedLocally)
+        ? globalThis.Boolean(object.bannedLocally)
+        : isSet(object.banned_locally)
+        ? globalThis.Boolean(object.banned_locally)
+        : false,
+    };
+  },
+
+  toJSON(message: Detection): unknown {
+    const obj: any = {};
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.policyId !== 0n) {
+      obj.policyId = message.policyId.toString();
+    }
+    if (message.policy !== "") {
+      obj.policy = message.policy;
+    }
+    if (message.address.length !== 0) {
+      obj.address = base64FromBytes(message.address);
+    }
+    if (message.prefixLength !== 0) {
+      obj.prefixLength = Math.round(message.prefixLength);
+    }
+    if (message.packets !== 0n) {
+      obj.packets = message.packets.toString();
+    }
+    if (message.bytes !== 0n) {
+      obj.bytes = message.bytes.toString();
+    }
+    if (message.window !== undefined) {
+      obj.window = Duration.toJSON(message.window);
+    }
+    if (message.packetsPerSecond !== 0) {
+      obj.packetsPerSecond = floatToJson(message.packetsPerSecond);
+    }
+    if (message.bytesPerSecond !== 0) {
+      obj.bytesPerSecond = floatToJson(message.bytesPerSecond);
+    }
+    if (message.detectTime !== undefined) {
+      obj.detectTime = message.detectTime.toISOString();
+    }
+    if (message.monitor !== false) {
+      obj.monitor = message.monitor;
+    }
+    if (message.bannedLocally !== false) {
+      obj.bannedLocally = message.bannedLocally;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Detection>, I>>(base?: I): Detection {
+    return Detection.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Detection>, I>>(object: I): Detection {
+    const message = createBaseDetection();
+    message.kind = object.kind ?? "";
+    message.policyId = (object.policyId !== undefined && object.policyId !== null) ? BigInt(object.policyId) : 0n;
+    message.policy = object.policy ?? "";
+    message.address = object.address ?? Buffer.alloc(0);
+    message.prefixLength = object.prefixLength ?? 0;
+    message.packets = (object.packets !== undefined && object.packets !== null) ? BigInt(object.packets) : 0n;
+    message.bytes = (object.bytes !== undefined && object.bytes !== null) ? BigInt(object.bytes) : 0n;
+    message.window = (object.window !== undefined && object.window !== null)
+      ? Duration.fromPartial(object.window)
+      : undefined;
+    message.packetsPerSecond = object.packetsPerSecond ?? 0;
+    message.bytesPerSecond = object.bytesPerSecond ?? 0;
+    message.detectTime = object.detectTime ?? undefined;
+    message.monitor = object.monitor ?? false;
+    message.bannedLocally = object.bannedLocally ?? false;
     return message;
   },
 };

@@ -1,0 +1,228 @@
+// bench:respond (issue 18): detection policies, JSON lines on stdout.
+//
+//   ns_per_packet.baseline / policy_nomatch / policy_other_direction / policy_match
+//       BPF_PROG_TEST_RUN of the production XDP program (one hot UDP frame,
+//       no rules): without policies; with a policy its packets do not match
+//       (TCP/22: parsed, compared, not counted); with an egress-only policy
+//       (one read); with a policy that counts them (one group, never over
+//       its limit); ratios x_baseline beside them.
+//   ms.detect_to_local_drop_p50 / _p99: from the packet that takes a source
+//       over the threshold to its first XDP_DROP on that node (the kernel's
+//       hit, the responder's poll, the local ban's apply).
+//   ms.detect_to_fleet_drop_p99: from the same packet to its first XDP_DROP
+//       on the other node (Detection over Sync, the ban's transaction, the
+//       Delta, that node's apply).
+//   bans_per_second.spoofed_flood, mb.agent_rss_spoofed_flood: random
+//       sources each sent over the threshold (--sources, 1,000,000 by
+//       default; every one a would-be ban), against the policy's cap of
+//       --max-bans 50/s: fleet-wide bans made per second while it pours in,
+//       and this process's RSS (both nodes and the control plane live here:
+//       an upper bound for one agent).
+//   ms.operator_create_p99_under_attack: CreateRule latency meanwhile.
+//
+// Flags: --tiny (a few hundred sources, a handful of samples: a smoke run),
+// --sources N, --samples N, --max-bans N. Run as root (BPF).
+import { startTestControlPlane, unaryCall } from '../test/support/control-plane.js';
+import { startTestPostgres } from '../test/support/postgres.js';
+import { ipFrame, l4Frame } from '../test/support/frames.js';
+import { XDP_DROP } from '../node-agent/src/datapath/libbpf.js';
+import type { KernelPolicy } from '../node-agent/src/datapath/policy-maps.js';
+import { BanScope, PolicyProtocol, SourceGrouping } from '../proto/gen/fleetwall/v1/policy.js';
+import { CreateRuleRequest } from '../proto/gen/fleetwall/v1/rule_service.js';
+import { Action, Direction, Mode } from '../proto/gen/fleetwall/v1/rule.js';
+import { type BenchNode, startNode } from './respond/node.js';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { PROG } from '../node-agent/src/datapath/abi.js';
+
+const argv = process.argv.slice(2);
+const flag = (name: string, dflt: number) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(argv[i + 1]) : dflt;
+};
+const TINY = argv.includes('--tiny');
+const SOURCES = flag('sources', TINY ? 300 : 1_000_000);
+const SAMPLES = flag('samples', TINY ? 5 : 100);
+const MAX_BANS = flag('max-bans', 50);
+const REPEAT = TINY ? 20_000 : 1_000_000;
+const LIMIT = 20; // packets per 1 s window
+
+function emit(metric: string, value: number, ctx: Record<string, unknown> = {}): void {
+  process.stdout.write(`${JSON.stringify({ metric, value: Math.round(value * 1000) / 1000, ...ctx })}\n`);
+}
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? Number.NaN;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function perPacket(node: BenchNode): void {
+  const f = ipFrame('198.51.100.1', '192.0.2.1'); // UDP to port 9
+  const run = () => node.dp.testRun('xdp', f, { repeat: REPEAT }).durationNs;
+  const kp = (p: Partial<KernelPolicy>): KernelPolicy => ({
+    id: 1,
+    direction: 'ingress',
+    protocol: 'udp',
+    synOnly: false,
+    ports: [[9, 9]],
+    v4Len: 32,
+    v6Len: 128,
+    windowNs: 1_000_000_000n,
+    limitPackets: 1n << 62n,
+    limitBytes: 0n,
+    ...p,
+  });
+  const cases: [string, KernelPolicy[]][] = [
+    ['baseline', []],
+    ['policy_other_direction', [kp({ direction: 'egress' })]],
+    ['policy_nomatch', [kp({ protocol: 'tcp', ports: [[22, 22]] })]],
+    ['policy_match', [kp({})]],
+  ];
+  const by = new Map<string, number[]>();
+  for (let round = 0; round < 3; round++) {
+    for (const [name, set] of round % 2 ? [...cases].reverse() : cases) {
+      node.dp.policies.writePolicies(set);
+      run();
+      by.set(name, [...(by.get(name) ?? []), run()]);
+    }
+  }
+  node.dp.policies.writePolicies([]);
+  const base = pct(by.get('baseline')!, 50);
+  for (const [name] of cases) {
+    const v = pct(by.get(name)!, 50);
+    emit(`ns_per_packet.${name}`, v, name === 'baseline' ? {} : { x_baseline: Math.round((v / base) * 100) / 100 });
+  }
+}
+
+async function main(): Promise<void> {
+  const pg = await startTestPostgres();
+  // The production pool size (tests use 5).
+  const cp = await startTestControlPlane(await pg.newDatabase(), { dbPoolSize: 10 });
+  const nodes: BenchNode[] = [];
+  try {
+    const [n1, n2] = [await startNode('bench-1', cp.target), await startNode('bench-2', cp.target)];
+    nodes.push(n1, n2);
+    perPacket(n1);
+
+    await unaryCall(cp.clients.policies, 'createPolicy', {
+      policy: {
+        name: 'bench',
+        match: {
+          direction: Direction.DIRECTION_INGRESS,
+          protocol: PolicyProtocol.POLICY_PROTOCOL_UDP,
+          ports: [{ first: 9, last: 0 }],
+          tcpSynOnly: false,
+        },
+        threshold: { packetsPerSecond: BigInt(LIMIT), bytesPerSecond: 0n, window: { seconds: 1n, nanos: 0 } },
+        grouping: SourceGrouping.SOURCE_GROUPING_ADDRESS,
+        response: { duration: { seconds: 600n, nanos: 0 }, escalationFactor: 2, maxDuration: { seconds: 3600n, nanos: 0 }, jitter: 0 },
+        scope: BanScope.BAN_SCOPE_FLEET,
+        scopeSelector: {},
+        mode: Mode.MODE_ENFORCE,
+        nodeSelector: {},
+        maxBansPerSecond: MAX_BANS,
+        comment: '',
+        createTime: undefined,
+        revision: 0n,
+        createdBy: '',
+        detections: 0n,
+        bans: 0n,
+        exempted: 0n,
+      },
+    });
+    while (n1.responder.stats.policies === 0 || n2.responder.stats.policies === 0) await sleep(10);
+
+    // Detection to drop: one source at a time, LIMIT + 1 packets, then until dropped here and there.
+    const local: number[] = [];
+    const fleet: number[] = [];
+    for (let i = 0; i < SAMPLES; i++) {
+      const f = l4Frame(`203.0.${113 + (i >> 8)}.${i & 255}`, '192.0.2.1', 'udp', 9);
+      for (let k = 0; k <= LIMIT; k++) n1.dp.testRun('xdp', f);
+      const t0 = performance.now();
+      while (n1.dp.testRun('xdp', f).retval !== XDP_DROP) await sleep(1);
+      local.push(performance.now() - t0);
+      while (n2.dp.testRun('xdp', f).retval !== XDP_DROP) await sleep(2);
+      fleet.push(performance.now() - t0);
+      await sleep(1000 / MAX_BANS); // within the policy's ban rate
+    }
+    emit('ms.detect_to_local_drop_p50', pct(local, 50), { samples: SAMPLES });
+    emit('ms.detect_to_local_drop_p99', pct(local, 99), { samples: SAMPLES });
+    emit('ms.detect_to_fleet_drop_p99', pct(fleet, 99), { samples: SAMPLES });
+
+    // The spoofed flood: every random source over the threshold, while an operator creates rules.
+    const bansBefore = (await unaryCall(cp.clients.policies, 'listBans', { policy: 'bench' })).bans.length;
+    const creates: number[] = [];
+    let flooding = true;
+    const operator = (async () => {
+      for (let i = 0; flooding; i++) {
+        const t = performance.now();
+        await unaryCall(
+          cp.clients.rules,
+          'createRule',
+          CreateRuleRequest.fromPartial({ rule: { cidr: `100.64.${i >> 8}.${i & 255}/32`, action: Action.ACTION_DENY } }),
+        );
+        creates.push(performance.now() - t);
+        await sleep(50);
+      }
+    })();
+    const t0 = performance.now();
+    let rss = 0;
+    const sampler = setInterval(() => {
+      rss = Math.max(rss, process.memoryUsage().rss);
+    }, 100);
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        join(import.meta.dirname, 'respond/flood-child.ts'),
+        join(n1.dp.pinDir, 'progs', PROG.XDP),
+        String(SOURCES),
+        String(LIMIT),
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    await new Promise<void>((res, rej) =>
+      child.once('exit', (code) => (code === 0 ? res() : rej(new Error(`the flood child exited with ${code}`)))),
+    );
+    clearInterval(sampler);
+    const floodS = (performance.now() - t0) / 1000;
+    await sleep(1000);
+    flooding = false;
+    await operator;
+    const bans = (await unaryCall(cp.clients.policies, 'listBans', { policy: 'bench' })).bans.length - bansBefore;
+    const metrics = await fetch(`http://127.0.0.1:${cp.httpPort}/metrics`).then((r) => r.text());
+    const metric = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(metrics)?.[1] ?? Number.NaN);
+    emit('count.detections_at_control_plane', metric('fleetwall_detections_total'), { deferred_now: metric('fleetwall_bans_deferred') });
+    const elapsed = (performance.now() - t0) / 1000;
+    emit('bans_per_second.spoofed_flood', bans / elapsed, {
+      sources: SOURCES,
+      cap: MAX_BANS,
+      flood_s: Math.round(floodS * 10) / 10,
+    });
+    emit('mb.agent_rss_spoofed_flood', Math.max(rss, process.memoryUsage().rss) / 1e6, {
+      note: 'the bench process: two nodes and the control plane',
+    });
+    emit('count.local_bans_spoofed_flood', n1.responder.stats.localBans, {
+      rate_limited: n1.responder.stats.rateLimited,
+      group_inserts: String(n1.responder.stats.groupInserts),
+    });
+    emit('ms.operator_create_p99_under_attack', pct(creates, 99), { creates: creates.length });
+  } finally {
+    for (const n of nodes) await n.close().catch(() => undefined);
+    await cp.stop();
+    await pg.stop();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    process.stderr.write(`${(e as Error).stack ?? e}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,99 @@
+// Wires detection policies into one control-plane process (issue 18): the
+// store, the fan-out of PolicySets to this process's Sync streams, the ban
+// writer behind detections, the service, the metrics
+// (fleetwall_detections_total{policy}, fleetwall_bans_active,
+// fleetwall_bans_deferred), and a flush of the policies' counts every
+// second. control-plane.ts calls setUpRespond once; sync/agent-session.ts
+// calls the hooks.
+import type { Sql } from 'postgres';
+import type { Logger } from 'pino';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Detection } from '../../../proto/gen/fleetwall/v1/agent_service.js';
+import type { LockoutGuard } from '../lockout/lockout-guard.js';
+import type { CapacityGuard } from '../services/capacity-guard.js';
+import { BanWriter } from './ban-writer.js';
+import { PolicyFanout, type PolicySession } from './policy-fanout.js';
+import { PolicyService } from './policy-service.js';
+import { PolicyStore } from './policy-store.js';
+
+/** What a Sync stream calls (sync/agent-session.ts). */
+export interface RespondSessionHooks {
+  /** The stream is live (after InSync): send its node's policies. */
+  attached(s: PolicySession): void;
+  detection(node: string, d: Detection): void;
+}
+
+export interface Respond {
+  readonly service: PolicyService;
+  readonly hooks: RespondSessionHooks;
+  readonly writer: BanWriter;
+  stop(): Promise<void>;
+}
+
+const FLUSH_MS = 1_000;
+
+export async function setUpRespond(deps: {
+  /** Writes (policy changes, bans). */
+  readonly sql: Sql;
+  /** Reads (policies, bans, exemption checks): store/database.ts's read pool. */
+  readonly readSql?: Sql;
+  /** Refuses a new ban that would overfill a node's kernel table (services/capacity-guard.ts). */
+  readonly capacity?: CapacityGuard;
+  readonly sessions: () => Iterable<PolicySession>;
+  readonly guard: LockoutGuard | undefined;
+  readonly registry: Registry;
+  readonly maxCommentLength: number;
+  readonly logger: Logger;
+}): Promise<Respond> {
+  const store = new PolicyStore(deps.sql, deps.readSql);
+  const fanout = new PolicyFanout(deps.sql, store, deps.sessions, deps.logger);
+  await fanout.start();
+  const writer = new BanWriter(deps.sql, (id) => fanout.policy(id), deps.guard, deps.logger, deps.readSql, deps.capacity);
+  writer.start();
+  const detections = new Counter({
+    name: 'fleetwall_detections_total',
+    help: 'Detections agents reported, by policy (monitor mode included)',
+    labelNames: ['policy'],
+    registers: [deps.registry],
+  });
+  new Gauge({
+    name: 'fleetwall_bans_active',
+    help: 'Bans of detection policies in force (their deny rules exist)',
+    registers: [deps.registry],
+    async collect() {
+      this.set(await store.activeBans());
+    },
+  });
+  new Gauge({
+    name: 'fleetwall_bans_deferred',
+    help: 'Detected sources waiting for their policy to allow another ban this second (this process)',
+    registers: [deps.registry],
+    collect() {
+      this.set(writer.queued);
+    },
+  });
+  const flush = setInterval(() => {
+    const counts = new Map(writer.unflushed);
+    writer.unflushed.clear();
+    store.addCounts(counts).catch((err) => deps.logger.warn({ err }, 'recording policy counts failed'));
+  }, FLUSH_MS);
+  flush.unref();
+  const hooks: RespondSessionHooks = {
+    attached: (s) => fanout.push(s),
+    detection: (node, d) => {
+      if (d.policy) detections.inc({ policy: d.policy.slice(0, 63) });
+      writer.detection(node, d);
+    },
+  };
+  return {
+    service: new PolicyService(store, () => fanout.reload(), deps.maxCommentLength),
+    hooks,
+    writer,
+    async stop() {
+      clearInterval(flush);
+      writer.stop();
+      await store.addCounts(writer.unflushed).catch(() => undefined);
+      await fanout.stop();
+    },
+  };
+}

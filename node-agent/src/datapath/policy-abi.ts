@@ -1,0 +1,57 @@
+// TypeScript mirror of bpf/include/fw_policy_abi.h (detection policies,
+// issue 18): constants, layouts and map names, merged into abi.ts's tables
+// (ABI_ENUMS, LAYOUT, MAP) so test/dataplane/abi.test.ts checks them with
+// the rest. Encoders and decoders are in policy-maps.ts.
+
+export const FW_POL_MAX = 8;
+export const FW_POL_PORT_RANGES = 8;
+export const FW_POL_SOURCES = 65536;
+export const FW_POL_HITS = 4096;
+export const FW_POL_PROTO = { any: 0, icmp: 1, tcp: 6, udp: 17, icmp6: 58 } as const;
+export const FW_POL_F_SYN_ONLY = 1;
+
+export const POLICY_ENUMS: Readonly<Record<string, number>> = {
+  FW_POL_MAX,
+  FW_POL_PORT_RANGES,
+  FW_POL_SOURCES,
+  FW_POL_HITS,
+  FW_POL_PROTO_ANY: FW_POL_PROTO.any,
+  FW_POL_PROTO_ICMP: FW_POL_PROTO.icmp,
+  FW_POL_PROTO_TCP: FW_POL_PROTO.tcp,
+  FW_POL_PROTO_UDP: FW_POL_PROTO.udp,
+  FW_POL_PROTO_ICMP6: FW_POL_PROTO.icmp6,
+  FW_POL_F_SYN_ONLY,
+};
+
+export const POLICY_LAYOUT = {
+  fw_policy: {
+    size: 72,
+    fields: {
+      id: 0,
+      direction: 4,
+      proto: 5,
+      flags: 6,
+      nports: 7,
+      v4_len: 8,
+      v6_len: 9,
+      pad: 10,
+      window_ns: 16,
+      limit_packets: 24,
+      limit_bytes: 32,
+      port_lo: 40,
+      port_hi: 56,
+    },
+  },
+  fw_policy_set: { size: 584, fields: { dir_mask: 0, count: 4, p: 8 } },
+  fw_pol_key: { size: 24, fields: { policy: 0, family: 4, pad: 5, addr: 8 } },
+  fw_pol_count: { size: 32, fields: { window_start_ns: 0, packets: 8, bytes: 16, reported_ns: 24 } },
+  fw_pol_hit: { size: 64, fields: { seq: 0, key: 8, packets: 32, bytes: 40, elapsed_ns: 48, at_ns: 56 } },
+  fw_pol_stat: { size: 16, fields: { head: 0, inserts: 8 } },
+} as const;
+
+export const POLICY_MAP = {
+  POL_CFG: 'fw_pol_cfg',
+  POL_SRC: 'fw_pol_src',
+  POL_HITS: 'fw_pol_hits',
+  POL_STAT: 'fw_pol_stat',
+} as const;
