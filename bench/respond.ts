@@ -130,6 +130,7 @@ async function main(): Promise<void> {
         detections: 0n,
         bans: 0n,
         exempted: 0n,
+        mergeThreshold: 0,
       },
     });
     while (n1.responder.stats.policies === 0 || n2.responder.stats.policies === 0) await sleep(10);
