@@ -42,10 +42,10 @@ export async function exemptions(
   }
   const open = qs.map((q, i) => ({ q, i })).filter(({ i }) => out[i] === undefined);
   if (open.length === 0) return out;
-  const input = JSON.stringify(open.map(({ q }) => ({ c: q.cidr, d: q.direction })));
+  const input = JSON.stringify(open.map(({ q }, n) => ({ c: q.cidr, d: q.direction, n: n + 1 })));
   const allows = await sql.unsafe<{ n: string; id: bigint; cidr: string }[]>(
     `select distinct on (x.n) x.n::text as n, r.id, r.cidr::text as cidr
-     from jsonb_to_recordset($1::text::jsonb) with ordinality as x(c text, d smallint, n)
+     from jsonb_to_recordset($1::text::jsonb) as x(c text, d smallint, n int)
      join rules r on r.action = 2 and r.direction = x.d and ${overlap ? OVERLAPS : COVERS}
      order by x.n, r.id`,
     [input] as never[],
@@ -53,7 +53,7 @@ export async function exemptions(
   for (const a of allows) out[open[Number(a.n) - 1]!.i] = `${overlap ? 'holds' : 'covered by'} allow rule ${a.id} (${a.cidr})`;
   const failsafe = await sql.unsafe<{ n: string; name: string; cidr: string }[]>(
     `select distinct on (x.n) x.n::text as n, nd.name, e->>'cidr' as cidr
-     from jsonb_to_recordset($1::text::jsonb) with ordinality as x(c text, d smallint, n), nodes nd, jsonb_array_elements(nd.failsafe) e
+     from jsonb_to_recordset($1::text::jsonb) as x(c text, d smallint, n int), nodes nd, jsonb_array_elements(nd.failsafe) e
      where (e->>'cidr')::cidr ${overlap ? '&&' : '>>='} x.c::cidr
      order by x.n, nd.name`,
     [input] as never[],

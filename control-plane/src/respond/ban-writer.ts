@@ -30,6 +30,7 @@ const MAX_QUEUED = 100_000;
 const TICK_MS = 20;
 /** A group starts at most this often: at most 10 ban revisions a second, whatever the caps. */
 const GROUP_MS = 100;
+const MAX_BACKOFF_MS = 5_000;
 /** Bans in one transaction at most (a cap of 10,000/s is 1,000 per group). */
 const MAX_GROUP = 2_000;
 
@@ -56,6 +57,8 @@ export class BanWriter {
   private timer: NodeJS.Timeout | undefined;
   private working = false;
   private lastGroup = 0;
+  /** After a failed group: the next waits this much longer (doubling to MAX_BACKOFF_MS; 0 after a success). */
+  private backoffMs = 0;
   /** Per policy id: what the store's counts have not got yet (flushed by the caller). */
   readonly unflushed = new Map<bigint, BanCounts>();
   readonly stats = { deferred: 0, dropped: 0, written: 0, failed: 0, groups: 0 };
@@ -172,7 +175,7 @@ export class BanWriter {
 
   /** Writes the bans that are due now as one group (at most one group in flight, one every GROUP_MS). */
   async work(): Promise<void> {
-    if (this.working || Date.now() - this.lastGroup < GROUP_MS) return;
+    if (this.working || Date.now() - this.lastGroup < GROUP_MS + this.backoffMs) return;
     this.working = true;
     try {
       const group = this.takeDue();
@@ -187,10 +190,12 @@ export class BanWriter {
       } catch (err) {
         this.stats.failed += group.length;
         this.requeue(group);
+        this.backoffMs = Math.min(MAX_BACKOFF_MS, Math.max(GROUP_MS, this.backoffMs * 2));
         this.log.warn({ err, bans: group.length }, 'ban group failed: nothing written, its bans stay queued');
         return;
       }
       this.stats.groups++;
+      this.backoffMs = 0;
       const ids = new Map(group.map((g) => [g.item.p.name, g.item.p.id]));
       for (const e of events) {
         const id = ids.get(e.policy)!;
