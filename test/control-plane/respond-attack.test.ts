@@ -129,8 +129,8 @@ test('bans that are due together are one transaction and one revision; each keep
     r.agent.send({ msg: { $case: 'detection', value: detection(id, 'bulk', '198.18.0.1') } });
     const [first] = await untilBans(r, (l) => l.length === 1, 'the first ban');
     const firstRule = (await unaryCall(r.cp.clients.rules, 'getRule', { id: first!.ruleId })).rule!;
-    const [{ n: revBefore }] = await r.sql<{ n: bigint }[]>`select count(*)::bigint as n from revisions where kind = 'ban'`;
-    assert.equal(revBefore, 1n, 'one ban, one revision');
+    const [before] = await r.sql<{ n: bigint }[]>`select count(*)::bigint as n from revisions where kind = 'ban'`;
+    assert.equal(before!.n, 1n, 'one ban, one revision');
 
     // 100 new sources, the banned one again and an allowed one, all at once.
     await new Promise((res) => setTimeout(res, 1100));
