@@ -317,6 +317,7 @@ export interface GroupResult {
 
 /** Writes `items` (exemptions first, then one transaction); throws when the transaction fails (nothing written). */
 export async function writeBanGroup(deps: BanGroupDeps, items: readonly BanItem[]): Promise<GroupResult> {
+  const t0 = performance.now();
   const prepared = items.map(prepare);
   const why = await exemptions(
     deps.readSql,
@@ -327,6 +328,7 @@ export async function writeBanGroup(deps: BanGroupDeps, items: readonly BanItem[
   const todo = prepared.filter((_, i) => !why[i]);
   if (todo.length === 0) return { events: events as BanEvent[], revision: 0n };
   const index = new Map(prepared.map((pr, i) => [pr, i]));
+  const t1 = performance.now();
   const policies = [...new Set(todo.map((t) => t.actor))];
   const res = await writeTransaction(deps.sql, policies.join(','), 'ban', async (tx, writeId) => {
     const out = new Map<Prepared, BanEvent>();
@@ -459,7 +461,16 @@ export async function writeBanGroup(deps: BanGroupDeps, items: readonly BanItem[
   const all = [...(events as BanEvent[]), ...res.value.merges];
   const tally: Record<string, number> = {};
   for (const e of all) tally[e.outcome] = (tally[e.outcome] ?? 0) + 1;
-  deps.log.info({ bans: items.length, ...tally, revision: res.revision.toString() }, 'ban group');
+  deps.log.info(
+    {
+      bans: items.length,
+      ...tally,
+      revision: res.revision.toString(),
+      exemptionsMs: Math.round(t1 - t0),
+      transactionMs: Math.round(performance.now() - t1),
+    },
+    'ban group',
+  );
   for (const e of all)
     if (e.outcome === 'refused') deps.log.warn({ ...e, ruleId: undefined }, "ban refused: no room in a node's kernel table");
     else if (e.outcome === 'exempted')
