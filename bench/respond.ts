@@ -263,7 +263,7 @@ async function main(): Promise<void> {
       flood_s: Math.round(floodS * 10) / 10,
     });
     emit('mb.agent_rss_spoofed_flood', Math.max(rss, process.memoryUsage().rss) / 1e6, {
-      note: 'the bench process: two nodes and the control plane',
+      note: IN_PROCESS ? 'the bench process: two nodes and the control plane' : 'the bench process: two nodes',
     });
     emit('count.local_bans_spoofed_flood', n1.responder.stats.localBans, {
       rate_limited: n1.responder.stats.rateLimited,

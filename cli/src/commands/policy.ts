@@ -92,7 +92,7 @@ function policyRow(p: DetectionPolicy): string[] {
     p.name,
     matchText(p),
     thresholdText(p),
-    `${durText(secs(r.duration))} x${r.escalationFactor} <= ${durText(secs(r.maxDuration))}`,
+    `${durText(secs(r.duration))} x${r.escalationFactor} <= ${durText(secs(r.maxDuration))}${p.mergeThreshold > 0 ? `, ${p.mergeThreshold}+ per /24,/64 merged` : ''}`,
     scope === 'selector' ? labelsText(p.scopeSelector) : scope,
     p.mode === Mode.MODE_MONITOR ? 'monitor' : 'enforce',
     labelsText(p.nodeSelector),
