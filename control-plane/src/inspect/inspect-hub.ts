@@ -1,13 +1,16 @@
-// Where drop events arrive in a control-plane process: batches from its
-// agents' Sync streams (stored, counted per node, fanned out to the other
-// processes) and events fanned in from those (stored). Watchers and top
-// sources read the history.
+// Where events arrive in a control-plane process: drop-event batches from
+// its agents' Sync streams (stored, counted per node, fanned out to the
+// other processes), the detections those agents report and the outcomes of
+// the bans this process writes (respond/respond-setup.ts; stored, fanned
+// out), and events fanned in from the other processes (stored). Watchers
+// and top sources read the history.
 
 import { Counter, type Registry } from 'prom-client';
-import type { AgentEventBatch } from '../../../proto/gen/fleetwall/v1/agent_service.js';
+import type { AgentEventBatch, Detection } from '../../../proto/gen/fleetwall/v1/agent_service.js';
+import type { Direction } from '../../../proto/gen/fleetwall/v1/rule.js';
 import type { EventFanout } from './event-fanout.js';
 import { EventHistory } from './event-history.js';
-import { type InspectEvent, fromAgent } from './inspect-event.js';
+import { type BanOutcomeEvent, type InspectEvent, fromAgent, fromBan, fromDetection } from './inspect-event.js';
 
 export interface InspectHubOptions {
   /** Events kept at most. */
@@ -54,6 +57,22 @@ export class InspectHub {
     let lost = 0n;
     for (const l of b.kernelLost) lost += l.lost;
     if (lost > 0n) this.dropped.inc({ node, where: 'kernel' }, Number(lost));
+  }
+
+  /** A detection one of this process's agents reported, for a policy this process knows. */
+  detection(node: string, d: Detection, policy: string, direction: Direction): void {
+    const e = fromDetection(node, d, policy, direction);
+    if (e) this.local([e]);
+  }
+
+  /** What this process's ban writer did with a detection. */
+  ban(b: BanOutcomeEvent): void {
+    this.local([fromBan(b)]);
+  }
+
+  private local(events: InspectEvent[]): void {
+    this.history.append(events);
+    this.fanout?.publish(events);
   }
 
   /** Events another process received. */
