@@ -23,7 +23,7 @@ import { BanOutcome, type DropEvent, EventKind, EventVerdict } from '../../proto
 import { BanScope, type DetectionPolicy, PolicyProtocol, SourceGrouping } from '../../proto/gen/fleetwall/v1/policy.js';
 import { Action, Direction, Mode } from '../../proto/gen/fleetwall/v1/rule.js';
 import { CreateRuleRequest } from '../../proto/gen/fleetwall/v1/rule_service.js';
-import { callError, errorInfoOf, startTestControlPlanes, type TestControlPlane, unaryCall } from '../support/control-plane.js';
+import { errorInfoOf, startTestControlPlanes, type TestControlPlane, unaryCall } from '../support/control-plane.js';
 import { eventually } from '../support/eventually.js';
 import { inspectClient, type Watch, watchEvents } from '../support/inspect-client.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
