@@ -7,7 +7,8 @@
 // exactly (kinds, policies, outcomes, rule ids, CIDRs, node, and packet
 // fields that detections and bans do not have); drops still flow beside
 // them; HTTP /v1/events and `fleetwall events` (lines, --json, --pcap: drops
-// only) show them; bad filter values are INVALID_ARGUMENT naming the field.
+// only) show them, `fleetwall bans ls` and `explain` the ban; bad filter
+// values are INVALID_ARGUMENT naming the field.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -355,6 +356,13 @@ test('detections and ban outcomes reach watchers on both processes; filters sele
       },
     );
     assert.match(res2.stderr, /wrote 0 packets/, 'bans are skipped');
+
+    // The same ban in `fleetwall bans ls` (source, policy, node, expiry, offences) and `explain` (its rule and policy).
+    const bansLs = await cli('bans', 'ls');
+    assert.equal(bansLs.length, 2, bansLs.join('\n'));
+    assert.match(bansLs[1]!, new RegExp(`^198\\.51\\.100\\.7/32\\s+ssh-syn\\s+rv-node-1\\s+\\S+.*\\s1\\s.*\\b${created!.ruleId}\\s*$`));
+    const explain = (await cli('explain', '198.51.100.7')).join('\n');
+    assert.match(explain, new RegExp(`\\b${created!.ruleId}\\s+deny\\s+198\\.51\\.100\\.7/32\\s+enforce\\s+\\S+.*policy:ssh-syn`));
 
     // Metrics on the process that wrote the bans.
     const metrics = await fetch(`http://127.0.0.1:${a.httpPort}/metrics`).then((r) => r.text());
