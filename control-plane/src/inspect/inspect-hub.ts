@@ -19,9 +19,14 @@ export interface InspectHubOptions {
   readonly historyMs: number;
 }
 
+/** Detections and ban outcomes wait at most this long to be fanned out together. */
+const PUBLISH_MS = 20;
+
 export class InspectHub {
   readonly history: EventHistory;
   private fanout: EventFanout | null = null;
+  private unpublished: InspectEvent[] = [];
+  private publishTimer: NodeJS.Timeout | undefined;
   private readonly received: Counter<'node'>;
   private readonly dropped: Counter<'node' | 'where'>;
 
@@ -70,9 +75,23 @@ export class InspectHub {
     this.local([fromBan(b)]);
   }
 
+  /**
+   * Stored at once; fanned out in batches (at most every PUBLISH_MS): under an
+   * attack detections and bans arrive one by one, and one NOTIFY each would
+   * take a connection of the pool per event.
+   */
   private local(events: InspectEvent[]): void {
     this.history.append(events);
-    this.fanout?.publish(events);
+    if (!this.fanout) return;
+    this.unpublished.push(...events);
+    if (this.publishTimer) return;
+    this.publishTimer = setTimeout(() => {
+      this.publishTimer = undefined;
+      const batch = this.unpublished;
+      this.unpublished = [];
+      this.fanout?.publish(batch);
+    }, PUBLISH_MS);
+    this.publishTimer.unref();
   }
 
   /** Events another process received. */
