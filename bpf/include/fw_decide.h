@@ -471,8 +471,15 @@ static __always_inline int fw_decide4(__u32 addr, int egress, __u32 ifindex, __u
 #ifdef FW_BENCH_D24_FLAT
 	__u32 tbl = egress ? FW_TABLE_EG4 : FW_TABLE_IN4;
 	const struct fw_table_cfg *cfg = bpf_map_lookup_elem(&bench_tblcfg, &tbl);
-	if (!cfg)
+	if (!cfg) {
+		/*
+		 * Never taken, but *slot must be set here too: left undefined on this
+		 * path, clang stored a register the helper call had clobbered as the
+		 * slot, which the verifier refuses (R1 !read_ok).
+		 */
+		*slot = FW_EV_NO_SLOT;
 		return FW_V_PASS;
+	}
 #else
 	const struct fw_table_cfg *cfg = &fw_tblcfg[egress ? FW_TABLE_EG4 : FW_TABLE_IN4];
 #endif
