@@ -241,12 +241,15 @@ export async function perPacket(): Promise<void> {
     }
   }
   // --compare OBJ: every fleetwall case again with another build of the vary
-  // object (suffix _b), interleaved with the first: an A/B of a program change.
+  // object (suffix _b, x_a its ratio to this build's), interleaved with the
+  // first: an A/B of a program change; a copy of this build's object gives the
+  // A/A spread, the noise the other ratios are read against.
   if (COMPARE) {
     for (const run of [...runs]) {
-      if (!run.pinDir || !run.sources) continue;
+      if (!run.pinDir || !run.sources || run.of) continue;
       runs.push({
         ...run,
+        of: run.metric,
         metric: `${run.metric}_b`,
         fd: variant(COMPARE, 'fw_xdp_ingress', run.sources, run.pinDir),
         ctx: { ...run.ctx, object: COMPARE },
