@@ -1,9 +1,9 @@
 // The benchmark objects (bpf/bench/obj/, built by scripts/build-bpf.sh) pass the verifier, and the variants
 // of the XDP ingress program that `bench:dataplane --variants` measures beside this build's (ABI 5's lookup,
-// `_flat`; the shared and hybrid rule counters) decide like it on the same maps, through the bench's own
-// loaders (bench/dataplane/sets.ts, variants.ts). A change to the programs, the maps or the ABI that breaks a
-// variant fails here instead of at the next benchmark run (ABI 7's events left `_flat` refused by the
-// verifier, found only when the A/B was next wanted).
+// `_flat`, and each half of it, `_cfg_map` and `_one_level`; the shared and hybrid rule counters) decide and
+// count like it on the same maps, through the bench's own loaders (bench/dataplane/sets.ts, variants.ts). A
+// change to the programs, the maps or the ABI that breaks a variant fails here instead of at the next
+// benchmark run (ABI 7's events left `_flat` refused by the verifier, found only when the A/B was next wanted).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -32,7 +32,7 @@ function builtBenchObjects(): string[] {
 
 test('every object the build script writes into bpf/bench/obj is committed, and each loads through the verifier', () => {
   const built = builtBenchObjects();
-  assert.ok(built.includes('xdp_ingress_flat_vary.bpf.o') && built.length >= 7, `build-bpf.sh lists ${built.join(', ')}`);
+  assert.ok(built.includes('xdp_ingress_flat_vary.bpf.o') && built.length >= 9, `build-bpf.sh lists ${built.join(', ')}`);
   const committed = readdirSync(benchObj).filter((f) => f.endsWith('.bpf.o'));
   assert.deepEqual(committed.sort(), built, 'bpf/bench/obj holds what build-bpf.sh builds');
   for (const f of built) {
@@ -75,6 +75,8 @@ test('the ingress variants of bench:dataplane --variants decide like this build 
     const variants: Array<[string, () => number, () => bigint[]]> = [
       ['this build', () => variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', first, pinDir), productCounters],
       ['_flat', () => flatVariant(dp, pinDir, first), productCounters],
+      ['_cfg_map', () => flatVariant(dp, pinDir, first, 'cfg_map'), productCounters],
+      ['_one_level', () => flatVariant(dp, pinDir, first, 'one_level'), productCounters],
       ['_cnt_shared', () => counterVariant('shared', pinDir, first), benchCounters],
       ['_cnt_hybrid', () => counterVariant('hybrid', pinDir, first), benchCounters],
     ];
