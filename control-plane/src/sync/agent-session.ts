@@ -100,6 +100,14 @@ export class AgentSession implements HubSession {
   /** Messages waiting in `chain` (Hello and what arrived while it was handled). */
   private queued = 0;
   private lastReceived = Date.now();
+  /**
+   * A tick found messages still waiting for this agent (its pings among them,
+   * behind a snapshot or a large delta it is still receiving); when they have
+   * all reached the socket, `backlogClearedAt` is set and the silence clock
+   * counts from then: an agent cannot answer a ping it has not received.
+   */
+  private backlogSeen = false;
+  private backlogClearedAt = 0;
   private helloTimer: NodeJS.Timeout | undefined;
   private sentRevision = 0n;
   private inSyncRevision = 0n;
@@ -217,6 +225,10 @@ export class AgentSession implements HubSession {
     if (this.outHead === this.outbox.length) {
       this.outbox.length = 0;
       this.outHead = 0;
+      if (this.backlogSeen && this.inflight.length === 0) {
+        this.backlogSeen = false;
+        this.backlogClearedAt = Date.now();
+      }
     } else if (this.outHead > 4096 && this.outHead * 2 > this.outbox.length) {
       this.outbox.splice(0, this.outHead);
       this.outHead = 0;
@@ -468,10 +480,16 @@ export class AgentSession implements HubSession {
     if (commitTimeMs !== undefined && this.pendingCommit.size < 1000) this.pendingCommit.set(revision, commitTimeMs);
   }
 
-  /** Pings the agent, or drops it when it was silent for three intervals or fell behind by time. */
+  /**
+   * Pings the agent, or drops it when it fell behind by time or was silent
+   * for three intervals. Silence is counted only while nothing waits for the
+   * agent, and from when the last backlog reached the socket: an agent still
+   * receiving a large snapshot is judged by the lag bound, not by silence.
+   */
   tick(now: number): void {
     if (this.state !== 'live') return;
     const oldest = this.oldestUnsent();
+    if (oldest !== undefined) this.backlogSeen = true;
     if (oldest !== undefined && now - oldest > this.deps.maxLagMs) {
       this.fail(
         new FleetwallError(
@@ -481,11 +499,12 @@ export class AgentSession implements HubSession {
       );
       return;
     }
-    if (now - this.lastReceived > 3 * this.deps.pingIntervalMs) {
+    const heardOrCleared = Math.max(this.lastReceived, this.backlogClearedAt);
+    if (oldest === undefined && !this.backlogSeen && now - heardOrCleared > 3 * this.deps.pingIntervalMs) {
       this.fail(
         new FleetwallError(
           'AGENT_TIMEOUT',
-          `node ${this.nodeName} sent nothing for ${now - this.lastReceived}ms (3 ping intervals); reconnect to resume`,
+          `node ${this.nodeName} sent nothing for ${now - this.lastReceived}ms (3 ping intervals after the last message waiting for it was sent); reconnect to resume`,
         ),
       );
       return;
