@@ -44,7 +44,9 @@ import { hitSources, missSources } from './lib/prefix-sets.js';
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
 const ROUNDS = Number(argv[argv.indexOf('--rounds') + 1] ?? 0) || (QUICK ? 3 : 9);
-const ON: EventSettings = { enabled: true, ratePerSecond: 100, burst: 100, snapLen: 0 };
+// The agent's defaults: 100 events/s per rule (burst 100), 5000/s for the node (burst 5000).
+const ON: EventSettings = { enabled: true, ratePerSecond: 100, burst: 100, snapLen: 0, nodeRatePerSecond: 5000 };
+const BUDGET = `${ON.ratePerSecond}/s per rule, burst ${ON.burst}; node ${ON.nodeRatePerSecond}/s`;
 const OFF: EventSettings = { ...ON, enabled: false };
 const children: ChildProcess[] = [];
 const beds: NetnsPair[] = [];
@@ -95,7 +97,7 @@ async function perPacket(): Promise<void> {
     for (const c of cases) {
       const off = ns.get(c.m)!;
       const on = ns.get(`${c.m}_events`)!;
-      const ctx = { prefixes: n, sources: 1024, rounds: ROUNDS, budget: `${ON.ratePerSecond}/s per rule, burst ${ON.burst}` };
+      const ctx = { prefixes: n, sources: 1024, rounds: ROUNDS, budget: BUDGET };
       emit(`ns_per_packet.${c.m}`, median(off), ctx);
       emit(`ns_per_packet.${c.m}_events`, median(on), { ...ctx, x_off: ratio(on, off), events_written: events, events_warmup: warmup });
     }
@@ -167,7 +169,7 @@ async function liveDropRate(): Promise<void> {
     gen.kill('SIGKILL');
     await ring.close();
   }
-  const ctx = { prefixes: 100_000, sources: 4096, rounds: ROUNDS, window_ms: WINDOW, load: load() };
+  const ctx = { prefixes: 100_000, sources: 4096, rounds: ROUNDS, window_ms: WINDOW, budget: BUDGET, load: load() };
   emit('mpps.fleetwall_100k_drop', median(mpps.off), ctx);
   emit('mpps.fleetwall_100k_drop_events', median(mpps.on), { ...ctx, x_off: ratio(mpps.on, mpps.off), events_read: ring.stats.records });
 }

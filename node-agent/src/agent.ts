@@ -134,6 +134,8 @@ export class Agent {
         enabled: cfg.events.enabled,
         ratePerSecond: cfg.events.ratePerSecond,
         burst: cfg.events.burst,
+        nodeRatePerSecond: cfg.events.nodeRatePerSecond,
+        nodeBurst: cfg.events.nodeBurst,
         snapLen: cfg.events.snapLen,
       },
       eventRingBytes: cfg.events.ringBytes,

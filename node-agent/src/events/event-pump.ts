@@ -113,9 +113,9 @@ export class EventPump {
     const id = this.src.budgetsId;
     const upTo = this.slotsInUse();
     if (id !== this.lastBudgetsId) {
+      // A new counters map: the rules' lost counts restart at 0 (the default's, in fw_ev_cpu, do not).
       this.lastBudgetsId = id;
       this.lastLost = new Uint32Array(upTo);
-      this.lastDefaultLost = 0;
     }
     if (this.lastLost.length < upTo) {
       const grown = new Uint32Array(upTo);
