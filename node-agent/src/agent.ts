@@ -101,6 +101,7 @@ export class Agent {
       : null;
     const pump = this.events;
     this.sync.events = pump ? { intervalMs: cfg.events.intervalMs, take: () => pump.take() } : null;
+    if (pump) pump.onEvents = () => this.sync.eventsReady();
     this.sync.onPropagation = (ms) => this.metrics.propagationSeconds.observe(ms / 1000);
     this.failsafe = new Failsafe(cfg, engine, log.child({ component: 'failsafe' }));
     // Every reconnect re-resolves the control-plane names (a moved control plane keeps its failsafe).

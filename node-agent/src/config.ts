@@ -195,7 +195,7 @@ export const SETTINGS = {
   eventInterval: {
     flag: 'event-interval',
     env: 'FLEETWALL_EVENT_INTERVAL',
-    help: 'drop events are read and sent this often (default 50ms)',
+    help: 'drop events are sent as soon as read, at most this often: batches under load (default 50ms)',
   },
 } as const satisfies Record<string, Setting>;
 
