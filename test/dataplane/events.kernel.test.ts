@@ -174,14 +174,16 @@ test('drop events: the node budget bounds the events of a flood over many rules;
     const ring = dp.events().openRing();
     try {
       const before = readRuleCounters(dp, RULES + 1).packets;
+      const t0 = performance.now();
       for (let i = 0; i < RULES; i++) dp.testRun('xdp', ipv4Frame(`198.18.${i}.1`, '10.0.0.1'), { repeat: 50 });
+      const seconds = (performance.now() - t0) / 1000;
       const ev = drain(ring);
       const rows = onlineCpuRows();
-      const nodeBurstPerRow = Math.max(1, Math.round(8 / rows));
-      // A run of these few thousand drops takes far less than a second: at most one refill beyond the burst.
+      // The runs may move between CPUs: at most every row's burst, plus each row's refill (~1/s) meanwhile.
+      const bound = rows * Math.max(1, Math.round(8 / rows)) + rows * Math.ceil(seconds + 1);
       assert.ok(
-        ev.length >= 1 && ev.length <= nodeBurstPerRow + 1,
-        `${ev.length} events for ${RULES} rules (node burst ${nodeBurstPerRow} a row)`,
+        ev.length >= 1 && ev.length <= bound,
+        `${ev.length} events for ${RULES} rules in ${seconds.toFixed(2)} s (at most ${bound})`,
       );
       const counters = readRuleCounters(dp, RULES + 1).packets;
       const b = budgets(dp, RULES + 1);
@@ -205,8 +207,10 @@ test('drop events: the node budget bounds the events of a flood over many rules;
       }
       assert.equal(next.length, 1, `an event after ${sent} drops`);
       assert.equal(next[0]!.slot, quiet);
-      assert.equal(next[0]!.weight, 50 + sent, 'the 50 refused drops and those since');
-      assert.equal(budgets(dp, RULES + 1).pending[quiet], 0);
+      // Its weight: the drops pending on its CPU row (all 50 + those since, unless the runs moved between
+      // CPUs: then the other row keeps its share pending for that row's next event).
+      const left = budgets(dp, RULES + 1).pending[quiet]!;
+      assert.equal(next[0]!.weight + left, 50 + sent, 'the 50 refused drops and those since: on this event or still pending');
     } finally {
       await ring.close();
     }
