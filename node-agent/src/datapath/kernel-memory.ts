@@ -57,7 +57,10 @@ export function kernelMemory(
   const g = state.counters.geometry;
   // Per CPU: a row of rule counters, its share of the interface counters (their values are per CPU).
   const perCpuBytes =
-    g.slots * LAYOUT.fw_counter.size + Math.min(ifCnt / possibleCpus, FW_IF_SLOTS * LAYOUT.fw_if_slot.size) + ifCntx / possibleCpus;
+    g.slots * LAYOUT.fw_rule_row.size +
+    LAYOUT.fw_ev_cpu.size +
+    Math.min(ifCnt / possibleCpus, FW_IF_SLOTS * LAYOUT.fw_if_slot.size) +
+    ifCntx / possibleCpus;
   return {
     bytes: maps.reduce((s, m) => s + m.bytes, 0),
     perCpuBytes: Math.round(perCpuBytes),
