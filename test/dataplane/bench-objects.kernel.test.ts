@@ -35,11 +35,16 @@ test('every object the build script writes into bpf/bench/obj is committed, and 
   assert.ok(built.includes('xdp_ingress_flat_vary.bpf.o') && built.length >= 9, `build-bpf.sh lists ${built.join(', ')}`);
   const committed = readdirSync(benchObj).filter((f) => f.endsWith('.bpf.o'));
   assert.deepEqual(committed.sort(), built, 'bpf/bench/obj holds what build-bpf.sh builds');
+  const rootPins = () => readdirSync('/sys/fs/bpf').filter((n) => n.startsWith('fw_'));
+  const before = rootPins();
   for (const f of built) {
     // Every program of the object is loaded (verified); its maps are its own, unpinned.
     const obj = loadObject(join(benchObj, f));
     obj.close();
   }
+  // Unpinned means unpinned: not under libbpf's default root for maps the object marks pin-by-name
+  // (a pin left there by one build is reused by, and refused to, the next).
+  assert.deepEqual(rootPins(), before, 'no map pinned in /sys/fs/bpf by loading without a pin dir');
 });
 
 test('the ingress variants of bench:dataplane --variants decide like this build on the same maps', async () => {
