@@ -38,6 +38,7 @@ enum fw_verdict {
 /* Parsed address: family 0 (not IP / too short), 4 or 6. Words in network order. */
 struct fw_addr {
 	__u32 family;
+	__u32 proto;    /* IP protocol (IPv6: the first next header), for the detection policies' first test */
 	__u32 w[4];
 };
 
@@ -73,6 +74,7 @@ static __always_inline int fw_parse(void *data, void *data_end, int want_src, st
 		if ((__u8)(*(__u8 *)ip - 0x45) > 0x0a)
 			return 1;
 		out->family = 4;
+		out->proto = ip->protocol;
 		out->w[0] = want_src ? ip->saddr : ip->daddr;
 		return 0;
 	}
@@ -83,6 +85,7 @@ static __always_inline int fw_parse(void *data, void *data_end, int want_src, st
 		if (ip6->version != 6)
 			return 1;
 		out->family = 6;
+		out->proto = ip6->nexthdr;
 		if (want_src) {
 			__builtin_memcpy(out->w, &ip6->saddr, 16);
 		} else {

@@ -23,6 +23,7 @@ import { FleetwallError } from '../errors/fleetwall-error.js';
 import { isRefused, type RefusedMessage, refusal } from '../errors/refused-message.js';
 import { toGrpcStatus } from '../errors/to-grpc-status.js';
 import { checkSyncRequest } from '../edge/sync-input.js';
+import { NODE_LABEL } from '../../../common/src/labels.js';
 import type { CounterAggregator } from '../counters/counter-aggregator.js';
 import type { InspectHub } from '../inspect/inspect-hub.js';
 import type { Labels } from '../rules/selector.js';
@@ -364,7 +365,10 @@ export class AgentSession implements HubSession {
     this.state = 'attaching';
     if (this.helloTimer) clearTimeout(this.helloTimer);
     this.nodeName = hello.nodeName;
-    this.labels = { ...admission.labels };
+    // What rules and detection policies select the node by: its labels (bound at enrollment with TLS)
+    // and its own name label (NODE_LABEL; with TLS the name is the certificate's), which a node-scoped
+    // ban selects; the node's recorded labels stay the bound ones.
+    this.labels = { ...admission.labels, [NODE_LABEL]: hello.nodeName };
     const older = d.registry.byNode.get(this.nodeName);
     d.registry.byNode.set(this.nodeName, this);
     if (older && older !== this)
@@ -372,7 +376,7 @@ export class AgentSession implements HubSession {
 
     const sameStore = hello.storeId === d.storeId;
     const resumeFrom = sameStore ? hello.resumeRevision : 0n;
-    await d.nodes.connect(hello, this.id, resumeFrom, this.labels);
+    await d.nodes.connect(hello, this.id, resumeFrom, admission.labels);
     await d.lockout?.connected(this.nodeName, this.call.getPeer());
     await d.counters.attach(this.nodeName, this.id);
     await d.feed.catchUp();
