@@ -32,7 +32,10 @@
 //                                                         per call or per message
 // --skip-tls leaves the TLS side out. cpu_ms_per_create.controlplane / .api_client (and
 // _tls) are the CPU of the control plane and of this process (the API client) per create
-// over the create windows: where a TLS create's extra cost goes.
+// over the create windows: where a TLS create's extra cost goes; calls_per_second.health_check
+// and cpu_us_per_call.health_check_* (and _tls, ratio.health_check_tls_over_plain) the same for
+// grpc.health.v1 Check calls, which need no token and no store: what the TLS transport
+// itself costs per unary call.
 //
 // Real Postgres (embedded, fsync on), each control plane as its own process
 // (child), the agents as real gRPC clients (own HTTP/2 connection each)
@@ -57,10 +60,10 @@ import { emit, log, round2 } from './controlplane/emit.js';
 import { enrollAgents } from './controlplane/enroll-agents.js';
 import { startWorkers, type Worker, waitAll } from './controlplane/fleet.js';
 import { importCases } from './controlplane/import-cases.js';
-import { alternateCreates, alternatePropagation } from './controlplane/interleaved.js';
+import { alternatePropagation, alternateWindows } from './controlplane/interleaved.js';
 import { controlPlaneHistogram, cpuMs, rssMb } from './controlplane/proc-stats.js';
 import { median, percentile, roundRatios, splitEven } from './controlplane/rounds.js';
-import { openSide, type Side } from './controlplane/side.js';
+import { healthBurst, openSide, type Side } from './controlplane/side.js';
 import { checkpoint, runBench, sleep, untilInterrupted } from './lib/interrupt.js';
 
 const argv = process.argv.slice(2);
@@ -102,7 +105,7 @@ async function fleetCases(sides: Side[]): Promise<void> {
   // Phase 1: single-rule creates through the API (API + store + commit; nobody following yet).
   if (!SKIP_CREATE) {
     const window = CREATE_SECONDS / ROUNDS;
-    const c = await alternateCreates(sides, {
+    const c = await alternateWindows(sides, {
       rounds: ROUNDS,
       windowSeconds: window,
       concurrency: CONCURRENCY,
@@ -117,8 +120,8 @@ async function fleetCases(sides: Side[]): Promise<void> {
         rounds: ROUNDS,
         per_round: perRound(f.perRound),
       });
-      emit(name(s, 'cpu_ms_per_create.controlplane'), f.cpMsPerCreate, { note: 'control-plane CPU per create, over the create windows' });
-      emit(name(s, 'cpu_ms_per_create.api_client'), f.clientMsPerCreate, {
+      emit(name(s, 'cpu_ms_per_create.controlplane'), f.cpMsPerCall, { note: 'control-plane CPU per create, over the create windows' });
+      emit(name(s, 'cpu_ms_per_create.api_client'), f.clientMsPerCall, {
         note: "the bench's API client (this process) CPU per create, over the create windows",
       });
     }
@@ -129,6 +132,36 @@ async function fleetCases(sides: Side[]): Promise<void> {
         target: '>= 0.83 (1/1.2)',
         concurrency: CONCURRENCY,
       });
+    }
+  }
+
+  // Phase 1b: the transport alone (health checks: no token, no store), to name what TLS itself costs per call.
+  if (!SKIP_CREATE) {
+    const rounds = Math.min(ROUNDS, 4);
+    const h = await alternateWindows(sides, {
+      burst: healthBurst,
+      rounds,
+      windowSeconds: Math.min(1, CREATE_SECONDS / rounds),
+      concurrency: CONCURRENCY,
+      warmupSeconds: 0.5,
+    });
+    for (const s of sides) {
+      const f = h.get(s.name)!;
+      emit(name(s, 'calls_per_second.health_check'), f.perSecond, {
+        concurrency: CONCURRENCY,
+        rounds,
+        per_round: perRound(f.perRound),
+        note: 'grpc.health.v1 Check: the transport alone (no token, no store)',
+      });
+      emit(name(s, 'cpu_us_per_call.health_check_controlplane'), f.cpMsPerCall * 1000, { note: 'control-plane CPU per health check' });
+      emit(name(s, 'cpu_us_per_call.health_check_api_client'), f.clientMsPerCall * 1000, {
+        note: "the bench client's CPU per health check",
+      });
+    }
+    if (tlsSide) {
+      const t = h.get('tls')!;
+      const p = h.get('plain')!;
+      emitRatio('ratio.health_check_tls_over_plain', t.perRound, p.perRound, t.perSecond / p.perSecond, { concurrency: CONCURRENCY });
     }
   }
 
@@ -198,7 +231,7 @@ async function fleetCases(sides: Side[]): Promise<void> {
   // Phase 4: the same creates while every fleet follows every revision (each window's backlog drained before the next).
   if (!SKIP_CREATE) {
     const rounds = Math.min(ROUNDS, 4);
-    const c = await alternateCreates(sides, {
+    const c = await alternateWindows(sides, {
       rounds,
       windowSeconds: Math.max(3, Math.round(CREATE_SECONDS / 2)) / rounds,
       concurrency: CONCURRENCY,

@@ -1,11 +1,12 @@
 // The measured cases, run side by side: every side (plaintext, TLS) in
 // each round, in ABBA order (rounds.ts), so that both see the same machine.
 //
-//   alternateCreates      create-rate windows, plain/tls, tls/plain, ...; per
-//                         side the rate of each window, the overall rate and the
-//                         CPU per create of the control plane and of this
-//                         process (the API client); `after` runs after each
-//                         window outside the timing (e.g. waiting for the fleet)
+//   alternateWindows      windows of calls (creates, or health checks),
+//                         plain/tls, tls/plain, ...; per side the rate of each
+//                         window, the overall rate and the CPU per call of the
+//                         control plane and of this process (the API client);
+//                         `after` runs after each window outside the timing
+//                         (e.g. waiting for the fleet)
 //   alternatePropagation  blocks of paced single creates, each side's block
 //                         followed until its whole fleet has them; per change the
 //                         slowest and the first agent, per block its p99
@@ -14,25 +15,27 @@ import { checkpoint, sleep } from '../lib/interrupt.js';
 import { waitAll } from './fleet.js';
 import { cpuMs, ownCpuMs } from './proc-stats.js';
 import { percentile, roundOrder, type SideName } from './rounds.js';
-import { createBurst, type Side } from './side.js';
+import { type BurstOf, createBurst, type Side } from './side.js';
 
-export interface CreateFigures {
+export interface WindowFigures {
   /** Creates per second of each window, by round. */
   readonly perRound: number[];
   /** Over all windows: creates / seconds. */
   readonly perSecond: number;
   readonly seconds: number;
   readonly made: number;
-  /** Control-plane and API-client (this process) CPU per create, ms. */
-  readonly cpMsPerCreate: number;
-  readonly clientMsPerCreate: number;
+  /** Control-plane and API-client (this process) CPU per call, ms. */
+  readonly cpMsPerCall: number;
+  readonly clientMsPerCall: number;
   /** What `after` returned per round. */
   readonly after: number[];
 }
 
-export async function alternateCreates(
+export async function alternateWindows(
   sides: readonly Side[],
   o: {
+    /** What a window runs (default: single-rule creates). */
+    readonly burst?: BurstOf;
     readonly rounds: number;
     readonly windowSeconds: number;
     readonly concurrency: number;
@@ -40,12 +43,13 @@ export async function alternateCreates(
     readonly warmupSeconds: number;
     readonly after?: (side: Side, last: bigint) => Promise<number>;
   },
-): Promise<Map<SideName, CreateFigures>> {
+): Promise<Map<SideName, WindowFigures>> {
+  const run = o.burst ?? createBurst;
   const acc = new Map(
     sides.map((s) => [s.name, { perRound: [] as number[], made: 0, seconds: 0, cp: 0, client: 0, after: [] as number[] }]),
   );
   for (const s of sides) {
-    const b = await createBurst(s, o.concurrency, o.warmupSeconds);
+    const b = await run(s, o.concurrency, o.warmupSeconds);
     if (o.after) await o.after(s, b.last);
   }
   for (let r = 0; r < o.rounds; r++) {
@@ -54,7 +58,7 @@ export async function alternateCreates(
       const a = acc.get(s.name)!;
       const cp0 = cpuMs(s.cp.pid);
       const me0 = ownCpuMs();
-      const b = await createBurst(s, o.concurrency, o.windowSeconds);
+      const b = await run(s, o.concurrency, o.windowSeconds);
       a.cp += cpuMs(s.cp.pid) - cp0;
       a.client += ownCpuMs() - me0;
       a.perRound.push(b.made / b.elapsed);
@@ -63,15 +67,15 @@ export async function alternateCreates(
       if (o.after) a.after.push(await o.after(s, b.last));
     }
   }
-  const out = new Map<SideName, CreateFigures>();
+  const out = new Map<SideName, WindowFigures>();
   for (const [name, a] of acc)
     out.set(name, {
       perRound: a.perRound,
       perSecond: a.made / a.seconds,
       seconds: a.seconds,
       made: a.made,
-      cpMsPerCreate: a.cp / a.made,
-      clientMsPerCreate: a.client / a.made,
+      cpMsPerCall: a.cp / a.made,
+      clientMsPerCall: a.client / a.made,
       after: a.after,
     });
   return out;
