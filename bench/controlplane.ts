@@ -170,8 +170,12 @@ async function fleetCases(sides: Side[]): Promise<void> {
     const nodes = s.access ? await timedEnroll(s) : undefined;
     const t = now();
     await checkpoint();
-    await startWorkers(s.cp.target, AGENTS, WORKERS, s.workers, nodes);
-    emit(name(s, 'seconds.connect_1000_agents'), (now() - t) / 1000, { agents: AGENTS });
+    const { retries } = await startWorkers(s.cp.target, AGENTS, WORKERS, s.workers, nodes);
+    emit(name(s, 'seconds.connect_1000_agents'), (now() - t) / 1000, {
+      agents: AGENTS,
+      retries,
+      note: 'retries: streams opened again after ending before in sync',
+    });
   }
   await sleep(1000);
   const idle0 = sides.map((s) => cpuMs(s.cp.pid));

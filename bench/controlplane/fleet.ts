@@ -43,7 +43,8 @@ export class Worker {
 
 /**
  * `agents` simulated agents connected to `target` over `workers` processes,
- * each in sync (with `nodes`: dialing mutual TLS with their certificates).
+ * each in sync (with `nodes`: dialing mutual TLS with their certificates);
+ * how many streams had to be opened again on the way (agent-worker.ts).
  * The workers are pushed onto `into` as they start, so that whoever owns
  * that list stops them, even if this fails half-way.
  */
@@ -53,7 +54,8 @@ export async function startWorkers(
   workers: number,
   into: Worker[],
   nodes?: EnrolledNodes,
-): Promise<Worker[]> {
+  timeoutMs = 600_000,
+): Promise<{ workers: Worker[]; retries: number }> {
   const ws = Array.from({ length: workers }, () => new Worker());
   into.push(...ws);
   const per = Math.ceil(agents / workers);
@@ -67,9 +69,19 @@ export async function startWorkers(
     };
     w.send({ type: 'start', target, count, offset: i * per, connectPerSecond: 250, ...(tls ? { tls } : {}) });
   });
-  const events = await Promise.all(ready);
-  for (const e of events) if (e.type !== 'ready') throw new Error(`worker failed: ${JSON.stringify(e)}`);
-  return ws;
+  let timer: NodeJS.Timeout | undefined;
+  const events = await Promise.race([
+    Promise.all(ready),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${agents} agents not all in sync after ${timeoutMs / 1000} s`)), timeoutMs);
+    }),
+  ]).finally(() => clearTimeout(timer));
+  let retries = 0;
+  for (const e of events) {
+    if (e.type !== 'ready') throw new Error(`worker failed: ${JSON.stringify(e)}`);
+    retries += e.retries;
+  }
+  return { workers: ws, retries };
 }
 
 /** Merged per-revision stats once every agent has `revs`. */

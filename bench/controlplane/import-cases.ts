@@ -42,7 +42,7 @@ export async function importCases(cp: ChildControlPlane, clients: TestClients, p
 
   // A 1M-line import, one agent connected.
   await checkpoint();
-  const [w] = await startWorkers(cp.target, 1, 1, workers);
+  const [w] = (await startWorkers(cp.target, 1, 1, workers)).workers;
   const half = Math.floor(prefixes / 2);
   const line = (i: number) => {
     if (i < half) {
