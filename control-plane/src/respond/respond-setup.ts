@@ -131,9 +131,12 @@ export async function setUpRespond(deps: {
   const hooks: RespondSessionHooks = {
     attached: (s) => fanout.push(s),
     detection: (node, d) => {
-      if (d.policy) detections.inc({ policy: d.policy.slice(0, 63) });
+      // Labelled with the policy's own name (by id), never the agent's text: an agent cannot mint label values.
       const p = fanout.policy(d.policyId);
-      if (p) deps.events?.detection(node, d, p.name, p.spec.direction);
+      if (p) {
+        detections.inc({ policy: p.name });
+        deps.events?.detection(node, d, p.name, p.spec.direction);
+      }
       writer.detection(node, d);
     },
   };
