@@ -3,9 +3,10 @@
 //   ns_per_packet.baseline / policy_nomatch / policy_other_direction / policy_match
 //       BPF_PROG_TEST_RUN of the production XDP program (one hot UDP frame,
 //       no rules): without policies; with a policy its packets do not match
-//       (TCP/22: parsed, compared, not counted); with an egress-only policy
-//       (one read); with a policy that counts them (one group, never over
-//       its limit); ratios x_baseline beside them.
+//       (TCP/22: the program's protocol test, fw_policy_wants, stops them);
+//       with an egress-only policy (the same one test); with a policy that
+//       counts them (one group, never over its limit); ratios x_baseline
+//       beside them.
 //   ms.detect_to_local_drop_p50 / _p99: from the packet that takes a source
 //       over the threshold to its first XDP_DROP on that node (the kernel's
 //       hit, the responder's poll, the local ban's apply).

@@ -45,7 +45,8 @@ int fw_tc_egress(struct __sk_buff *skb)
 		fw_ev_tc(skb, data, data_end, v, slot, ifindex, len); /* a sampled drop event, within the rule's budget */
 	if (v == FW_V_DROP)
 		return TC_ACT_SHOT;
-	fw_policy_tc(skb); /* the detection policies count what the rules passed */
+	if (fw_policy_wants(FW_DIR_EGRESS, a.proto))
+		fw_policy_tc(skb); /* the detection policies count what the rules passed */
 	return TC_ACT_UNSPEC;
 }
 

@@ -41,7 +41,8 @@ int fw_xdp_ingress(struct xdp_md *ctx)
 		fw_ev_xdp(ctx, data, data_end, v, slot, ifindex); /* a sampled drop event, within the rule's budget */
 	if (v == FW_V_DROP)
 		return XDP_DROP;
-	fw_policy_xdp(ctx); /* the detection policies count what the rules passed */
+	if (fw_policy_wants(FW_DIR_INGRESS, a.proto))
+		fw_policy_xdp(ctx); /* the detection policies count what the rules passed */
 	return XDP_PASS;
 }
 

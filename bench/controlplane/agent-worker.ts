@@ -10,6 +10,10 @@
 // ACKs; what is measured is then mostly the control plane and the network
 // stack, not the simulation. Driven over IPC by bench/controlplane.ts.
 //
+// An agent whose stream ends before it is in sync (e.g. its Hello was not
+// answered in time while hundreds of others were connecting) opens it again
+// after a second, as a real agent does; `ready` reports how many did.
+//
 // With `tls` the agents dial mutual TLS, as real nodes do: trusting the
 // given CA and presenting each its own node certificate, enrolled by
 // bench/controlplane.ts with a join token per node (one shared key: these
@@ -33,7 +37,7 @@ export interface WorkerTls {
 }
 
 export type WorkerEvent =
-  | { type: 'ready'; agents: number; revision: string }
+  | { type: 'ready'; agents: number; revision: string; retries: number }
   | { type: 'report'; revisions: RevisionStat[]; ended: number; handshakes: number }
   | { type: 'error'; message: string };
 
@@ -78,6 +82,8 @@ const now = () => performance.timeOrigin + performance.now();
 const stats = new Map<bigint, RevisionStat>();
 const agents: Agent[] = [];
 let ended = 0;
+/** Streams opened again because they ended before the agent was in sync. */
+let retries = 0;
 /** TLS handshakes these agents made (each checks the server's identity once). */
 let handshakes = 0;
 
@@ -135,6 +141,8 @@ class Agent {
   revision = 0n;
   private upserts = 0;
   private deletes = 0;
+  private inSync = false;
+  private closed = false;
 
   constructor(
     target: string,
@@ -157,10 +165,16 @@ class Agent {
   }
 
   start(onInSync: () => void): void {
-    this.call = this.client.sync(new Metadata());
-    this.call.on('data', (b: Buffer) => this.onMessage(b, onInSync));
-    this.call.on('error', () => {
+    const call = this.client.sync(new Metadata());
+    this.call = call;
+    call.on('data', (b: Buffer) => this.onMessage(b, onInSync));
+    call.on('error', () => {
       ended++;
+      if (this.inSync || this.closed || call !== this.call) return;
+      retries++;
+      setTimeout(() => {
+        if (!this.closed) this.start(onInSync);
+      }, 1000);
     });
     const hello = Hello.fromPartial({
       nodeName: this.name,
@@ -186,7 +200,10 @@ class Agent {
       }
       this.revision = rev;
       this.call.write(request(2, rev));
-      onInSync();
+      if (!this.inSync) {
+        this.inSync = true;
+        onInSync();
+      }
     } else if (tag === 0x22) {
       // delta{revision, upserts, deletes, commit_time, more}
       let rev = 0n;
@@ -254,6 +271,7 @@ class Agent {
   }
 
   close(): void {
+    this.closed = true;
     try {
       this.call.cancel();
     } catch {
@@ -280,7 +298,7 @@ process.on('message', (cmd: WorkerCommand) => {
           inSync++;
           if (inSync === cmd.count) {
             const rev = agents.reduce((m, x) => (x.revision > m ? x.revision : m), 0n);
-            process.send!({ type: 'ready', agents: inSync, revision: rev.toString() } satisfies WorkerEvent);
+            process.send!({ type: 'ready', agents: inSync, revision: rev.toString(), retries } satisfies WorkerEvent);
           }
         });
       }, i * gap);

@@ -215,7 +215,7 @@ export async function perPacket(): Promise<void> {
       ctx: { prefixes: 1_000_000, layout: 'hash (K=6) + trie', sources: big, counter_slots: 1_000_000, baseline: 'baseline_16k_sources' },
     });
   }
-  // --variants: the IPv4 cases with the flat index and the counter variants, beside this build's.
+  // --variants: the IPv4 cases with ABI 5's lookup (and each half of it) and the counter variants, beside this build's.
   if (VARIANTS) {
     for (const run of [...runs]) {
       if (!run.pinDir || !run.sources || !run.dp || run.frame !== v4) continue;
@@ -224,7 +224,19 @@ export async function perPacket(): Promise<void> {
         ...base,
         metric: `${run.metric}_flat`,
         fd: flatVariant(run.dp, run.pinDir, run.sources),
-        ctx: { ...run.ctx, variant: 'flat /24 index (64 MB)' },
+        ctx: { ...run.ctx, variant: "ABI 5's lookup: configs by map lookup, one-level /24 index (64 MB)" },
+      });
+      runs.push({
+        ...base,
+        metric: `${run.metric}_cfg_map`,
+        fd: flatVariant(run.dp, run.pinDir, run.sources, 'cfg_map'),
+        ctx: { ...run.ctx, variant: 'configs by map lookup, two-level /24 index' },
+      });
+      runs.push({
+        ...base,
+        metric: `${run.metric}_one_level`,
+        fd: flatVariant(run.dp, run.pinDir, run.sources, 'one_level'),
+        ctx: { ...run.ctx, variant: 'one-level /24 index (64 MB), configs in .bss' },
       });
       runs.push({
         ...base,
@@ -241,12 +253,15 @@ export async function perPacket(): Promise<void> {
     }
   }
   // --compare OBJ: every fleetwall case again with another build of the vary
-  // object (suffix _b), interleaved with the first: an A/B of a program change.
+  // object (suffix _b, x_a its ratio to this build's), interleaved with the
+  // first: an A/B of a program change; a copy of this build's object gives the
+  // A/A spread, the noise the other ratios are read against.
   if (COMPARE) {
     for (const run of [...runs]) {
-      if (!run.pinDir || !run.sources) continue;
+      if (!run.pinDir || !run.sources || run.of) continue;
       runs.push({
         ...run,
+        of: run.metric,
         metric: `${run.metric}_b`,
         fd: variant(COMPARE, 'fw_xdp_ingress', run.sources, run.pinDir),
         ctx: { ...run.ctx, object: COMPARE },

@@ -5,7 +5,10 @@
 //
 //  - `_flat`: ABI 5's IPv4 lookup: the table configs looked up in a map (a
 //    copy), the /24 index in one level (2^24 words, 64 MB per table), filled
-//    from the two levels of the same datapath;
+//    from the two levels of the same datapath; `_cfg_map` and `_one_level`:
+//    each half of it alone (configs by map lookup on the two-level index; the
+//    one-level index with the configs in the programs' global), to tell
+//    which one a difference from this build comes from;
 //  - `_cnt_shared`: rule counters in one shared array, two atomic adds a
 //    packet; `_cnt_hybrid`: per-CPU entries for slots userspace marks hot, the
 //    shared array for the others (none marked hot here: its cold path).
@@ -33,16 +36,25 @@ function borrow(fd: number, name: string): BpfMap {
   return new BpfMap(name, fd, mapInfoByFd(fd, name), false);
 }
 
-/** The flat-index variant of the XDP program on dp's maps, its bench_flat4 filled from dp's two-level index. */
-export function flatVariant(dp: BpfDatapath, pinDir: string, sources: Uint8Array[]): number {
-  const fd = variant('xdp_ingress_flat_vary.bpf.o', 'fw_xdp_ingress', sources, pinDir);
+/** ABI 5's lookup (`flat`), or one half of it, as bench_tblcfg and bench_flat4 are in the object. */
+export type LookupVariant = 'flat' | 'cfg_map' | 'one_level';
+
+/**
+ * A lookup variant of the XDP program on dp's maps: its bench_tblcfg (if it has one) a copy of dp's
+ * configs, its bench_flat4 (if it has one) filled from dp's two-level index.
+ */
+export function flatVariant(dp: BpfDatapath, pinDir: string, sources: Uint8Array[], kind: LookupVariant = 'flat'): number {
+  const fd = variant(`xdp_ingress_${kind}_vary.bpf.o`, 'fw_xdp_ingress', sources, pinDir);
   const obj = objects[objects.length - 1]!;
-  const flat = borrow(obj.mapFd('bench_flat4'), 'bench_flat4');
   const cfg = borrow(dp.mapFd(MAP.TBLCFG), MAP.TBLCFG);
   const pool = borrow(dp.mapFd(MAP.IN4_D24), MAP.IN4_D24);
   const c = cfg.lookupU32(0)!; // the four configs, back to back
-  const tblcfg = borrow(obj.mapFd('bench_tblcfg'), 'bench_tblcfg');
-  for (let t = 0; t < 4; t++) tblcfg.updateU32(t, c.subarray(t * LAYOUT.fw_table_cfg.size, (t + 1) * LAYOUT.fw_table_cfg.size));
+  if (obj.mapNames().includes('bench_tblcfg')) {
+    const tblcfg = borrow(obj.mapFd('bench_tblcfg'), 'bench_tblcfg');
+    for (let t = 0; t < 4; t++) tblcfg.updateU32(t, c.subarray(t * LAYOUT.fw_table_cfg.size, (t + 1) * LAYOUT.fw_table_cfg.size));
+  }
+  if (!obj.mapNames().includes('bench_flat4')) return fd;
+  const flat = borrow(obj.mapFd('bench_flat4'), 'bench_flat4');
   const CH = 4096;
   const keys = Buffer.alloc(CH * 4);
   const vals = Buffer.alloc(CH * BW * 4);

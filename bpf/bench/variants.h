@@ -6,7 +6,11 @@
  * maps. Their own maps are bench_* (not pinned: the bench fills them).
  *
  *   FW_BENCH_D24_FLAT    ABI 5's IPv4 lookup: configs looked up in a map, the /24
- *                        index in one level (64 MB per table).
+ *                        index in one level (64 MB per table); the two halves of
+ *                        it alone, to tell which one a difference comes from:
+ *   FW_BENCH_CFG_MAP       the table configs looked up in a map (a copy), not
+ *                          read from the programs' global;
+ *   FW_BENCH_D24_ONE_LEVEL the /24 index in one level (2^24 words).
  *   FW_BENCH_CNT_SHARED  rule counters in one shared array, atomic adds.
  *   FW_BENCH_CNT_HYBRID  per-CPU counters for slots userspace marks hot, the
  *                        shared array with atomic adds for the others.
@@ -19,19 +23,22 @@
 #include "fleetwall_abi.h"
 
 #ifdef FW_BENCH_D24_FLAT
-/*
- * ABI 5's lookup: the table configs looked up in a map (bench_tblcfg, the
- * production configs copied) instead of read from the programs' global, and
- * the one-level index: a /24 word for each of the 2^24 /24s (64 MB), filled
- * by the bench from the two levels.
- */
+#define FW_BENCH_CFG_MAP
+#define FW_BENCH_D24_ONE_LEVEL
+#endif
+
+#ifdef FW_BENCH_CFG_MAP
+/* ABI 5's configs: looked up in a map (bench_tblcfg, the production configs copied by the bench). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, FW_TABLE_COUNT);
 	__type(key, __u32);
 	__type(value, struct fw_table_cfg);
 } bench_tblcfg SEC(".maps");
+#endif
 
+#ifdef FW_BENCH_D24_ONE_LEVEL
+/* ABI 5's index: a /24 word for each of the 2^24 /24s (64 MB), filled by the bench from the two levels. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, FW_D24_BLOCKS);

@@ -39,7 +39,7 @@
 
 #include <linux/types.h>
 
-#define FW_ABI_VERSION 8
+#define FW_ABI_VERSION 9
 
 /* Bytes of store id the sync meta holds (a control plane's store ids are UUIDs: 36). */
 #define FW_STORE_ID_MAX 64
@@ -266,7 +266,9 @@ struct fw_table_cfg {
  * fw_rule_cnt[row * rule_slots + slot], rows: cpu_rows CPU rows (plain adds,
  * each by its own CPU), the overflow row if FW_CFG_OVERFLOW_ROW (atomic
  * adds), then the base row, userspace only: the totals carried over from
- * earlier generations. A slot's total is the sum of its rows.
+ * earlier generations. A slot's total is the sum of its rows. Each row is a
+ * struct fw_rule_row: this counter, then the rule's event budget on that row
+ * (fw_events_abi.h).
  */
 struct fw_counter {
 	__u64 packets;
@@ -371,7 +373,7 @@ struct fw_lenstat {
 #define FW_PROG_XDP     "fw_xdp_ingress"
 #define FW_PROG_TC      "fw_tc_egress"
 
-/* Sampled drop events: their structs and maps (ABI 7). */
+/* Sampled drop events: their structs and maps (ABI 7; the budgets in the counter rows and a node budget: ABI 9). */
 #include "fw_events_abi.h"
 
 /* Detection policies: counting per source group (issue 18, ABI 8). */

@@ -38,6 +38,7 @@ enum fw_verdict {
 /* Parsed address: family 0 (not IP / too short), 4 or 6. Words in network order. */
 struct fw_addr {
 	__u32 family;
+	__u32 proto;    /* IP protocol (IPv6: the first next header), for the detection policies' first test */
 	__u32 w[4];
 };
 
@@ -73,6 +74,7 @@ static __always_inline int fw_parse(void *data, void *data_end, int want_src, st
 		if ((__u8)(*(__u8 *)ip - 0x45) > 0x0a)
 			return 1;
 		out->family = 4;
+		out->proto = ip->protocol;
 		out->w[0] = want_src ? ip->saddr : ip->daddr;
 		return 0;
 	}
@@ -83,6 +85,7 @@ static __always_inline int fw_parse(void *data, void *data_end, int want_src, st
 		if (ip6->version != 6)
 			return 1;
 		out->family = 6;
+		out->proto = ip6->nexthdr;
 		if (want_src) {
 			__builtin_memcpy(out->w, &ip6->saddr, 16);
 		} else {
@@ -239,7 +242,7 @@ fw_probe4(void *tab, void *spill, const struct fw_table_cfg *cfg, __u32 h, __u32
  */
 static __always_inline __u32 fw_index_word(const struct fw_table_cfg *cfg, void *pool, __u32 h)
 {
-#ifdef FW_BENCH_D24_FLAT
+#ifdef FW_BENCH_D24_ONE_LEVEL
 	(void)cfg;
 	(void)pool;
 	return fw_bench_flat_word(h);
@@ -468,11 +471,18 @@ static __always_inline int fw_count_verdict(const struct fw_table_cfg *cfg, __u6
 /* Decides one IPv4 packet (addr = the source on ingress, the destination on egress). */
 static __always_inline int fw_decide4(__u32 addr, int egress, __u32 ifindex, __u64 bytes, __u32 *slot)
 {
-#ifdef FW_BENCH_D24_FLAT
+#ifdef FW_BENCH_CFG_MAP
 	__u32 tbl = egress ? FW_TABLE_EG4 : FW_TABLE_IN4;
 	const struct fw_table_cfg *cfg = bpf_map_lookup_elem(&bench_tblcfg, &tbl);
-	if (!cfg)
+	if (!cfg) {
+		/*
+		 * Never taken, but *slot must be set here too: left undefined on this
+		 * path, clang stored a register the helper call had clobbered as the
+		 * slot, which the verifier refuses (R1 !read_ok).
+		 */
+		*slot = FW_EV_NO_SLOT;
 		return FW_V_PASS;
+	}
 #else
 	const struct fw_table_cfg *cfg = &fw_tblcfg[egress ? FW_TABLE_EG4 : FW_TABLE_IN4];
 #endif

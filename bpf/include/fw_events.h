@@ -2,11 +2,13 @@
 /*
  * Sampled drop events: the programs call fw_ev_xdp() / fw_ev_tc() only for
  * a packet already decided drop or would-drop (passes and unmatched traffic
- * pay nothing). The budget is a token bucket per rule and CPU row in
- * fw_ev_state (plain stores: each CPU writes only its own row); an event is
- * written into the fw_events ring buffer when a token is left, else the drop
- * is added to the pending weight. See fw_events_abi.h and bpf/README.md
- * ("Sampled drop events").
+ * pay nothing). Two token buckets per CPU row, plain stores (each CPU writes
+ * only its own): the node's (fw_ev_cpu[cpu], checked first: a bound on the
+ * node's event rate however many rules are hit) and the rule's (in the
+ * rule's counter row, the cache line the drop was just counted in). An event
+ * is written into the fw_events ring buffer when both have a token, else the
+ * drop is added to the rule's pending weight. See fw_events_abi.h and
+ * bpf/README.md ("Sampled drop events").
  */
 #ifndef FW_EVENTS_H
 #define FW_EVENTS_H
@@ -39,20 +41,36 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } fw_ev_cfg SEC(".maps");
 
-/* [row * (rule_slots + 1) + slot]: sized with the rule counters (a generation's map). */
+/* [cpu]: the node budget's share of each CPU, and the default's budget (sized to the possible CPUs by the loader). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1024);
+	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct fw_ev_state);
+	__type(value, struct fw_ev_cpu);
 	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} fw_ev_state SEC(".maps");
+} fw_ev_cpu SEC(".maps");
+
+/* Refills a bucket to `now` (ticks). */
+static __always_inline void fw_ev_refill(__u32 *last, __u32 *tokens, __u32 refill, __u32 burst, __u32 full_ticks, __u32 now)
+{
+	__u32 el = now - *last;
+	if (el) {
+		__u64 t = el >= full_ticks ? burst : *tokens + (__u64)el * refill;
+		*tokens = t > burst ? burst : (__u32)t;
+		*last = now;
+	}
+}
 
 /*
- * The budget of (this CPU, slot): NULL if no event is to be written now (the
- * drop is then counted in the pending weight), else the state to settle once
- * the ring write is known to have worked or not; *w = the event's weight.
+ * The budgets of (this CPU, slot): NULL if no event is to be written now
+ * (the drop is then counted in the rule's pending weight), else the rule's
+ * state to settle once the ring write is known to have worked or not (both
+ * tokens are already spent); *w = the event's weight. The node's budget is
+ * checked first, then the rule's. While either is empty the clock is read
+ * only while the rule has fewer than FW_EV_CLOCK_EVERY drops pending, then
+ * once every FW_EV_CLOCK_EVERY of its drops: a flood pays for it on 1 drop
+ * in 32, a quiet rule reads it on each.
  */
 static __always_inline struct fw_ev_state *fw_ev_budget(__u32 slot, const struct fw_ev_cfg **cfg_out, __u32 *w)
 {
@@ -66,30 +84,47 @@ static __always_inline struct fw_ev_state *fw_ev_budget(__u32 slot, const struct
 	__u32 slots = tc->rule_slots;
 	if (cpu >= tc->cpu_rows)
 		return 0;
-	__u32 idx = cpu * (slots + 1) + (slot < slots ? slot : slots);
-	struct fw_ev_state *st = bpf_map_lookup_elem(&fw_ev_state, &idx);
-	if (!st)
+	struct fw_ev_cpu *cs = bpf_map_lookup_elem(&fw_ev_cpu, &cpu);
+	if (!cs)
 		return 0;
+	struct fw_ev_state *st;
+	if (slot < slots) {
+		/* The counter row fw_decide() has just added this drop to: the same line. */
+		__u32 idx = cpu * slots + slot;
+		struct fw_rule_row *row = bpf_map_lookup_elem(&fw_rule_cnt, &idx);
+		if (!row)
+			return 0;
+		st = &row->ev;
+	} else {
+		st = &cs->dflt;
+	}
 	__u32 n = st->weight + 1;
-	if (st->tokens < FW_EV_MILLI) {
-		if (n > FW_EV_CLOCK_EVERY && (n & (FW_EV_CLOCK_EVERY - 1))) {
+	int node = ec->flags & FW_EV_F_NODE;
+	int node_empty = node && cs->tokens < FW_EV_MILLI;
+	if (node_empty || st->tokens < FW_EV_MILLI) {
+		if (n > FW_EV_CLOCK_QUIET && (n & (FW_EV_CLOCK_EVERY - 1))) {
 			st->weight = n;
 			return 0;
 		}
 		__u32 now = (__u32)(bpf_ktime_get_coarse_ns() >> FW_EV_TICK_SHIFT);
-		__u32 el = now - st->last;
-		if (el) {
-			__u64 t = el >= ec->full_ticks ? ec->burst : st->tokens + (__u64)el * ec->refill;
-			st->tokens = t > ec->burst ? ec->burst : (__u32)t;
-			st->last = now;
+		/* The node's budget first: a drop it refuses leaves the rule's tokens alone (only the weight grows). */
+		if (node_empty) {
+			fw_ev_refill(&cs->last, &cs->tokens, ec->node_refill, ec->node_burst, ec->node_full_ticks, now);
+			if (cs->tokens < FW_EV_MILLI) {
+				st->weight = n;
+				return 0;
+			}
 		}
+		fw_ev_refill(&st->last, &st->tokens, ec->refill, ec->burst, ec->full_ticks, now);
 		if (st->tokens < FW_EV_MILLI) {
 			st->weight = n;
 			return 0;
 		}
 	}
-	/* A token is spent whether or not the ring takes the event: lost counts events, not packets. */
+	/* Tokens are spent whether or not the ring takes the event: lost counts events, not packets. */
 	st->tokens -= FW_EV_MILLI;
+	if (node)
+		cs->tokens -= FW_EV_MILLI;
 	*cfg_out = ec;
 	*w = n;
 	return st;

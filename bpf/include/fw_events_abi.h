@@ -5,14 +5,17 @@
  * node-agent/src/datapath/events-abi.ts, checked by test/dataplane/abi.test.ts).
  *
  * A dropped or would-drop packet may emit one fw_event into the fw_events
- * ring buffer. The rate is bounded per rule and per CPU row by a token
- * bucket in fw_ev_state (a generation's map, sized like the rule counters:
- * rows x (rule slots + 1), the last slot of a row for drops by the table
+ * ring buffer. The rate is bounded twice, per CPU row: first by the node's
+ * budget (fw_ev_cpu[cpu], a token bucket of the node-wide rate's share of
+ * this CPU, whatever rules are hit), then by the rule's (a token bucket in
+ * the rule's own counter row, fw_rule_cnt[row * slots + slot].ev: the line
+ * the drop has just counted in; fw_ev_cpu[cpu].dflt for drops by the table
  * default). An event carries a weight: the drops of its rule on its CPU
  * since the previous event of that rule and CPU, this one included, so the
  * weights of a rule add up to its drop counter minus what is still pending
- * (fw_ev_state.weight). An event the ring had no room for is counted in
- * fw_ev_state.lost and its weight stays pending (the next event carries it).
+ * (ev.weight). A drop refused by either budget only adds to the pending
+ * weight; an event the ring had no room for is counted in ev.lost and its
+ * weight stays pending (the next event carries it).
  */
 #ifndef FW_EVENTS_ABI_H
 #define FW_EVENTS_ABI_H
@@ -25,18 +28,22 @@
 #define FW_EV_NO_SLOT 0xffffffffu
 /* Packet bytes an event may carry at most (fw_ev_cfg.snap_len). */
 #define FW_EV_SNAP_MAX 256
-/* fw_ev_state.last: coarse monotonic time in units of 2^FW_EV_TICK_SHIFT ns (~1.05 ms). */
+/* fw_ev_state.last, fw_ev_cpu.last: coarse monotonic time in units of 2^FW_EV_TICK_SHIFT ns (~1.05 ms). */
 #define FW_EV_TICK_SHIFT 20
 /* Tokens are kept in thousandths. */
 #define FW_EV_MILLI 1000
 /*
- * With no token left, the clock is read while fewer than FW_EV_CLOCK_EVERY
- * drops are pending, then once every FW_EV_CLOCK_EVERY drops (a flood pays
- * for the clock on 1 drop in 32; a quiet rule reads it on each).
+ * With no token left (the node's or the rule's), the clock is read while the
+ * rule has at most FW_EV_CLOCK_QUIET drops pending (a quiet rule reads it on
+ * each), then once every FW_EV_CLOCK_EVERY of its drops (a flooded rule
+ * notices a refill within that many drops).
  */
-#define FW_EV_CLOCK_EVERY 32
+#define FW_EV_CLOCK_QUIET 4
+#define FW_EV_CLOCK_EVERY 128
 /* fw_ev_cfg.flags */
 #define FW_EV_F_ENABLED 1
+/* fw_ev_cfg.flags: the node budget (node_refill, node_burst) applies */
+#define FW_EV_F_NODE 2
 
 /* fw_ev_cfg[0]: written by the agent at load (and when its settings change). */
 struct fw_ev_cfg {
@@ -45,15 +52,41 @@ struct fw_ev_cfg {
 	__u32 refill;          /* thousandths of a token added per tick, per rule and CPU row */
 	__u32 burst;           /* thousandths of a token at most, per rule and CPU row */
 	__u32 full_ticks;      /* ticks after which a bucket is full whatever it held */
-	__u32 pad;
+	__u32 node_refill;     /* FW_EV_F_NODE: thousandths of a token added per tick to each CPU's node budget */
+	__u32 node_burst;      /* FW_EV_F_NODE: thousandths of a token at most in each CPU's node budget */
+	__u32 node_full_ticks; /* the same as full_ticks, for the node budget */
 };
 
-/* fw_ev_state[row * (rule_slots + 1) + slot]: one rule's budget on one CPU row. */
+/* One rule's budget on one CPU row: fw_rule_cnt[row * rule_slots + slot].ev (or fw_ev_cpu[cpu].dflt). */
 struct fw_ev_state {
 	__u32 last;    /* tick of the last refill */
 	__u32 tokens;  /* thousandths of a token */
 	__u32 weight;  /* drops since the last event written (pending) */
 	__u32 lost;    /* events the ring had no room for (wraps; read as deltas) */
+};
+
+/*
+ * fw_rule_cnt[row * rule_slots + slot]: the rule's counter (read and written
+ * as a struct fw_counter by fw_decide.h: it comes first) and, on the same
+ * cache line, its event budget on that row (CPU rows only; the overflow and
+ * base rows leave it 0).
+ */
+struct fw_rule_row {
+	struct fw_counter c;
+	struct fw_ev_state ev;
+};
+
+/*
+ * fw_ev_cpu[cpu]: a cache line per CPU, written only by that CPU. The node
+ * budget's share of this CPU (checked before the rule's), and the budget of
+ * the drops decided by a table's default (no rule, no counter row).
+ */
+struct fw_ev_cpu {
+	__u32 last;      /* tick of the node budget's last refill */
+	__u32 tokens;    /* thousandths of a token */
+	__u64 pad;
+	struct fw_ev_state dflt;
+	__u8 pad2[32];
 };
 
 /* One ring buffer record (followed by cap_len packet bytes when snap_len > 0). */
@@ -79,6 +112,6 @@ struct fw_event {
 
 #define FW_MAP_EVENTS    "fw_events"
 #define FW_MAP_EV_CFG    "fw_ev_cfg"
-#define FW_MAP_EV_STATE  "fw_ev_state"
+#define FW_MAP_EV_CPU    "fw_ev_cpu"
 
 #endif /* FW_EVENTS_ABI_H */

@@ -67,12 +67,16 @@ FW_PREFIX_MAP(fw_eg6_trie, BPF_MAP_TYPE_LPM_TRIE, struct fw_key6);
  */
 struct fw_table_cfg fw_tblcfg[FW_TABLE_COUNT];
 
-/* [row * rule_slots + slot]: one access per counted packet (a per-CPU array costs two); rows in fw_table_cfg. */
+/*
+ * [row * rule_slots + slot]: one access per counted packet (a per-CPU array
+ * costs two); rows in fw_table_cfg. A row is a struct fw_counter followed by
+ * the rule's event budget on that row (fw_events_abi.h).
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1024);
 	__type(key, __u32);
-	__type(value, struct fw_counter);
+	__type(value, struct fw_rule_row);
 	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } fw_rule_cnt SEC(".maps");

@@ -2,10 +2,12 @@
 /*
  * Detection policies in the data path (issue 18): after the rules' verdict,
  * a packet the rules did not drop is counted per (policy, source group) for
- * every policy of its direction that matches it. Traffic of a direction no
- * policy counts pays one read (fw_pol_cfg[0].dir_mask, an array lookup the
- * verifier inlines to an address). Layouts and the design are in
- * fw_policy_abi.h; the agent's half is node-agent/src/respond/.
+ * every policy of its direction that matches it. Traffic of a protocol no
+ * policy of its direction counts (or of a direction none counts) pays one
+ * read in the program itself (fw_policy_wants: fw_pol_cfg[0].class_mask, an
+ * array lookup the verifier inlines to an address, against the protocol
+ * fw_parse read with the address): no call, no second parse. Layouts and the
+ * design are in fw_policy_abi.h; the agent's half is node-agent/src/respond/.
  */
 #ifndef FW_POLICY_H
 #define FW_POLICY_H
@@ -224,6 +226,31 @@ __noinline int fw_pol_one(const struct fw_policy *p, const struct fw_pol_pkt *pk
 		return 0;
 	fw_pol_account(p, pk, bytes, bpf_ktime_get_coarse_ns());
 	return 1;
+}
+
+/* The protocol class of IP protocol `proto` (FW_POL_CLASS_*). */
+static __always_inline __u32 fw_pol_class(__u32 proto)
+{
+	if (proto == FW_POL_PROTO_TCP)
+		return FW_POL_CLASS_TCP;
+	if (proto == FW_POL_PROTO_UDP)
+		return FW_POL_CLASS_UDP;
+	if (proto == FW_POL_PROTO_ICMP || proto == FW_POL_PROTO_ICMP6)
+		return FW_POL_CLASS_ICMP;
+	return FW_POL_CLASS_OTHER;
+}
+
+/*
+ * May a policy of direction dir count a packet of IP protocol proto? Inline
+ * in the program, before the call to its counting function: the one read
+ * (and test) traffic that no policy counts pays.
+ */
+static __always_inline int fw_policy_wants(__u32 dir, __u32 proto)
+{
+	__u32 z = 0;
+	const struct fw_policy_set *ps = bpf_map_lookup_elem(&fw_pol_cfg, &z);
+
+	return ps && (ps->class_mask[dir & 1] & fw_pol_class(proto));
 }
 
 /*

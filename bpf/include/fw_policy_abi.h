@@ -38,6 +38,16 @@
 #define FW_POL_PROTO_UDP 17
 #define FW_POL_PROTO_ICMP6 58
 
+/*
+ * Protocol classes (fw_policy_set.class_mask): the programs test the packet's
+ * IP protocol against the classes some policy of its direction counts
+ * before anything else, so traffic no policy could match pays one read.
+ */
+#define FW_POL_CLASS_ICMP 1     /* ICMP, or ICMPv6 on IPv6 */
+#define FW_POL_CLASS_TCP 2
+#define FW_POL_CLASS_UDP 4
+#define FW_POL_CLASS_OTHER 8    /* any other protocol (only policies of any protocol count it) */
+
 /* fw_policy.flags */
 #define FW_POL_F_SYN_ONLY 1     /* TCP segments with SYN set and ACK clear only */
 
@@ -60,8 +70,9 @@ struct fw_policy {
 
 /* fw_pol_cfg[0]. */
 struct fw_policy_set {
-	__u32 dir_mask;       /* bit (1 << direction): some policy counts that direction (the one read unmatched traffic pays) */
-	__u32 count;          /* policies in p[] (the rest are id 0) */
+	__u32 dir_mask;       /* bit (1 << direction): some policy counts that direction */
+	__u16 count;          /* policies in p[] (the rest are id 0) */
+	__u8 class_mask[2];   /* [direction]: FW_POL_CLASS_* some policy of that direction counts (the one read unmatched traffic pays) */
 	struct fw_policy p[FW_POL_MAX];
 };
 

@@ -226,6 +226,7 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       registry: metrics.registry,
       maxCommentLength: config.maxCommentLength,
       logger: log.child({ component: 'respond' }),
+      events: inspectHub,
     });
     cleanup.unshift(() => respond.stop());
 

@@ -30,6 +30,7 @@ from google.protobuf.duration_pb2 import Duration  # noqa: E402
 from fleetwall.v1 import (  # noqa: E402
     counter_service_pb2,
     counter_service_pb2_grpc,
+    event_pb2,
     inspect_service_pb2,
     inspect_service_pb2_grpc,
     rule_pb2,
@@ -110,16 +111,20 @@ def watch(counters, args):
 
 
 def events(inspect, args):
-    """Sampled drop events (InspectService.WatchEvents): one JSON line each, filtered like `fleetwall events`."""
+    """Events (InspectService.WatchEvents): sampled drops, detections and bans, one JSON line each
+    ({"kind": "event", "data": {"kind": "EVENT_KIND_DROP" | "EVENT_KIND_DETECTION" | "EVENT_KIND_BAN", ...}}),
+    filtered like `fleetwall events`."""
     f = inspect_service_pb2.EventFilter(
         node_names=args.node or [],
         rule_ids=[int(r) for r in args.rule or []],
         source_cidrs=args.source or [],
         protocols=args.proto or [],
         ports=[int(p) for p in args.port or []],
+        kinds=[event_pb2.EventKind.Value("EVENT_KIND_" + k.upper()) for k in args.kind or []],
+        policies=args.policy or [],
     )
     req = inspect_service_pb2.WatchEventsRequest(follow=args.follow, limit=args.count)
-    if any([f.node_names, f.rule_ids, f.source_cidrs, f.protocols, f.ports]):
+    if any([f.node_names, f.rule_ids, f.source_cidrs, f.protocols, f.ports, f.kinds, f.policies]):
         req.allow.append(f)
     if args.since:
         req.since.FromSeconds(int(time.time()) - args.since)
@@ -200,6 +205,8 @@ def main() -> int:
     e.add_argument("--source", action="append", help="CIDR")
     e.add_argument("--proto", action="append", help="tcp, udp, icmp, icmpv6 or a number")
     e.add_argument("--port", action="append")
+    e.add_argument("--kind", action="append", choices=["drop", "detection", "ban"], help="event kinds (default: every kind)")
+    e.add_argument("--policy", action="append", help="detections and bans of this detection policy")
     m = sub.add_parser("demo")
     m.add_argument("cidr", nargs="?", default="198.51.100.0/24")
     args = p.parse_args()

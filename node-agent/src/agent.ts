@@ -104,6 +104,7 @@ export class Agent {
       : null;
     const pump = this.events;
     this.sync.events = pump ? { intervalMs: cfg.events.intervalMs, take: () => pump.take() } : null;
+    if (pump) pump.onEvents = () => this.sync.eventsReady();
     this.sync.onPropagation = (ms) => this.metrics.propagationSeconds.observe(ms / 1000);
     this.failsafe = new Failsafe(cfg, engine, log.child({ component: 'failsafe' }));
     // Every reconnect re-resolves the control-plane names (a moved control plane keeps its failsafe).
@@ -150,6 +151,8 @@ export class Agent {
         enabled: cfg.events.enabled,
         ratePerSecond: cfg.events.ratePerSecond,
         burst: cfg.events.burst,
+        nodeRatePerSecond: cfg.events.nodeRatePerSecond,
+        nodeBurst: cfg.events.nodeBurst,
         snapLen: cfg.events.snapLen,
       },
       eventRingBytes: cfg.events.ringBytes,

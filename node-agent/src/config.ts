@@ -68,13 +68,16 @@ export interface EventConfig {
   /** Events per second per rule (split over the CPUs). */
   readonly ratePerSecond: number;
   readonly burst: number;
+  /** Events per second the node writes at most, whatever rules are hit (split over the CPUs; checked first). */
+  readonly nodeRatePerSecond: number;
+  readonly nodeBurst: number;
   /** Packet bytes captured per event (0..256). */
   readonly snapLen: number;
   /** Bytes of the kernel ring (power of two); used when the maps are created. */
   readonly ringBytes: number;
   /** Events the agent queues at most (oldest dropped first). */
   readonly queueSize: number;
-  /** Events are read and sent at most this often (batching). */
+  /** Events are sent as soon as read, at most this often (batches under load). */
   readonly intervalMs: number;
 }
 
@@ -175,6 +178,16 @@ export const SETTINGS = {
   events: { flag: 'events', env: 'FLEETWALL_EVENTS', help: 'sampled drop events: on (default) or off' },
   eventRate: { flag: 'event-rate', env: 'FLEETWALL_EVENT_RATE', help: 'drop events per second per rule at most (default 100)' },
   eventBurst: { flag: 'event-burst', env: 'FLEETWALL_EVENT_BURST', help: 'drop events a quiet rule may send at once (default 100)' },
+  eventNodeRate: {
+    flag: 'event-node-rate',
+    env: 'FLEETWALL_EVENT_NODE_RATE',
+    help: 'drop events per second the node writes at most, however many rules are hit (default 5000)',
+  },
+  eventNodeBurst: {
+    flag: 'event-node-burst',
+    env: 'FLEETWALL_EVENT_NODE_BURST',
+    help: 'drop events the node may write at once (default: the node rate)',
+  },
   eventSnap: {
     flag: 'event-snap',
     env: 'FLEETWALL_EVENT_SNAP',
@@ -189,7 +202,7 @@ export const SETTINGS = {
   eventInterval: {
     flag: 'event-interval',
     env: 'FLEETWALL_EVENT_INTERVAL',
-    help: 'drop events are read and sent this often (default 50ms)',
+    help: 'drop events are sent as soon as read, at most this often: batches under load (default 50ms)',
   },
 } as const satisfies Record<string, Setting>;
 
@@ -354,10 +367,13 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     throw new ConfigError(`${what('eventRing')}: ${ringBytes} must be a power of two of at least 4096`);
   const eventIntervalMs = parseDurationMs(raw('eventInterval') ?? '50ms', what('eventInterval'));
   if (eventIntervalMs < 1 || eventIntervalMs > 60_000) throw new ConfigError(`${what('eventInterval')}: must be between 1ms and 1m`);
+  const nodeRate = parsePositiveInt(raw('eventNodeRate') ?? '5000', what('eventNodeRate'), 10_000_000);
   const events: EventConfig = Object.freeze({
     enabled: ev === 'on',
     ratePerSecond: parsePositiveInt(raw('eventRate') ?? '100', what('eventRate'), 1_000_000),
     burst: parsePositiveInt(raw('eventBurst') ?? '100', what('eventBurst'), 1_000_000),
+    nodeRatePerSecond: nodeRate,
+    nodeBurst: parsePositiveInt(raw('eventNodeBurst') ?? String(nodeRate), what('eventNodeBurst'), 10_000_000),
     snapLen,
     ringBytes,
     queueSize: parsePositiveInt(raw('eventQueue') ?? '65536', what('eventQueue'), 1 << 22),

@@ -102,9 +102,10 @@ test('real packets: deny, allow inside a deny, monitor, egress and IPv6 follow t
     const h = await agent.health();
     assert.equal(h.rulesInKernel, 5);
     assert.equal(h.appliedRevision, '4');
-    // Kernel memory: the maps sized to these few rules (the least sizes: under 2 MB), their memlock per map.
+    // Kernel memory: the maps sized to these few rules (the least sizes) plus the fixed ones (the 2 MiB
+    // event ring, the detection policies' 65,536 groups): within issue 20's 16 MB for an idle agent.
     const k = h.kernelMemory;
-    assert.ok(k.bytes > 100_000 && k.bytes < 2_000_000, `kernel memory ${k.bytes} B`);
+    assert.ok(k.bytes > 2_000_000 && k.bytes < 16 * 2 ** 20, `kernel memory ${k.bytes} B`);
     assert.equal(
       k.bytes,
       k.maps.reduce((n, m) => n + m.bytes, 0),

@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { formatPrefix } from '../../common/src/cidr.js';
+import { v4KeyPrefix } from '../../common/src/blocklist/fast-ipv4.js';
 import { BlocklistParser } from '../../common/src/blocklist/parser.js';
 import { localOverlaps, specialOverlaps } from '../../common/src/blocklist/special-ranges.js';
 import type { BlocklistFormat, LineResult } from '../../common/src/blocklist/types.js';
@@ -208,6 +209,33 @@ test('sample files: fed in chunks of every size from 1 to 64 characters, or line
     assert.deepEqual(got.map(show), s.results, `${s.file} line by line`);
     assert.equal(end.summary.lines, s.lines, `${s.file} line by line`);
   }
+});
+
+test('sample files: with a V4Sink, the fast IPv4 lines come as numbers and the rest as results: the same prefixes and summary', () => {
+  let numbers = 0;
+  for (const s of SAMPLES) {
+    const text = fixture(s.file);
+    for (const size of [7, 64, text.length + 1]) {
+      const p = new BlocklistParser();
+      const got: { line: number; shown: string }[] = [];
+      const sink = (key: number, line: number) => {
+        numbers++;
+        got.push({ line, shown: `${line} ${formatPrefix(v4KeyPrefix(key))}` });
+      };
+      for (let i = 0; i < text.length; i += size)
+        for (const r of p.pushText(text.slice(i, i + size), sink)) got.push({ line: r.line, shown: show(r) });
+      const end = p.end(sink);
+      for (const r of end.results) got.push({ line: r.line, shown: show(r) });
+      got.sort((a, b) => a.line - b.line);
+      assert.deepEqual(
+        got.map((g) => g.shown),
+        s.results,
+        `${s.file} in chunks of ${size}`,
+      );
+      assert.deepEqual(end.summary, parseAll(text).summary, `${s.file}: the summary`);
+    }
+  }
+  assert.ok(numbers > 0, 'some lines took the fast path');
 });
 
 test('firehol_level1: the classifier picks out the local ranges a deny list must not name, and only those', () => {

@@ -107,3 +107,32 @@ test('a refresh asked of both processes at once runs once; the other answers LIS
   assert.equal(srv.requests.length - before, 1, 'one fetch');
   assert.equal((ok[0] as PromiseFulfilledResult<Awaited<ReturnType<ReturnType<typeof listsApi>['refresh']>>>).value.list!.entries, 20n);
 });
+
+test("each process diffs against the list's rules as they are, whichever process wrote them last", async () => {
+  // Each process remembers the rules of its own last write (lists/list-memory.ts). Here the other
+  // process swaps one entry for another (same count), then this one is given the first file again:
+  // it must see the other's write, put the first entry back and take the second out.
+  srv.delay(0);
+  const mine = listsApi(a.clients.lists);
+  const theirs = listsApi(bClients.lists);
+  const first = (n: number) => Array.from({ length: n }, (_, i) => `45.77.${i}.1`);
+  srv.set(`${first(20).join('\n')}\n`);
+  await mine.refresh('shared', true);
+  srv.set(`${[...first(19), '45.78.0.1'].join('\n')}\n`);
+  const swapped = await theirs.refresh('shared');
+  assert.deepEqual([swapped.result!.added, swapped.result!.removed], [1n, 1n], swapped.result!.message);
+  srv.set(`${first(20).join('\n')}\n`);
+  const back = await mine.refresh('shared');
+  assert.equal(back.result!.outcome, RefreshOutcome.REFRESH_OUTCOME_APPLIED, back.result!.message);
+  assert.deepEqual([back.result!.added, back.result!.removed], [1n, 1n], back.result!.message);
+  await withSql(url, async (sql) => {
+    const rows = await sql<{ cidr: string }[]>`
+      select cidr::text as cidr from rules where list_id = (select id from lists where name = 'shared')`;
+    assert.deepEqual(
+      rows.map((r) => r.cidr).sort(),
+      first(20)
+        .map((a) => `${a}/32`)
+        .sort(),
+    );
+  });
+});

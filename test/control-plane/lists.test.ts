@@ -255,6 +255,28 @@ test("an operator's rule for a CIDR the list names is never removed or taken ove
   await rules.delete(id);
 });
 
+test('a refresh puts back a list entry whose rule an operator deleted, even when the file did not change', async () => {
+  // The refresher remembers the list's rules from its last write (lists/list-memory.ts); a rule
+  // deleted since must not be taken as still there.
+  const owned = await listRules('drop');
+  const file = lines([...owned.keys()].map((c) => c.replace('/32', '')));
+  srv.set(file);
+  const primed = await lists.refresh('drop');
+  assert.equal(primed.result!.outcome, RefreshOutcome.REFRESH_OUTCOME_UNCHANGED, primed.result!.message);
+  const [cidr, id] = [...owned.entries()][0]!;
+  await rules.delete(id);
+  srv.set(file);
+  const res = await lists.refresh('drop');
+  assert.equal(res.result!.outcome, RefreshOutcome.REFRESH_OUTCOME_APPLIED, res.result!.message);
+  assert.deepEqual([res.result!.added, res.result!.removed], [1n, 0n], res.result!.message);
+  await agent.waitRevision(res.result!.revision);
+  assert.deepEqual(deltaOf(res.result!.revision).upserts, [cidr]);
+  assert.equal((await listRules('drop')).size, owned.size);
+  srv.set(file);
+  const again = await lists.refresh('drop');
+  assert.equal(again.result!.outcome, RefreshOutcome.REFRESH_OUTCOME_UNCHANGED, again.result!.message);
+});
+
 test('rm removes exactly the list’s rules in one revision (one delta of deletes); other rules stay', async () => {
   const second = await startListServer(lines(addresses(500, 5)));
   try {

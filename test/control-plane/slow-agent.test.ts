@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:http2';
 import { status } from '@grpc/grpc-js';
-import { Hello, SyncRequest } from '../../proto/gen/fleetwall/v1/agent_service.js';
+import { Hello, SyncRequest, SyncResponse } from '../../proto/gen/fleetwall/v1/agent_service.js';
 import { Status } from '../../proto/gen/google/rpc/status.js';
 import { errorInfoOfStatus } from '../../control-plane/src/errors/status-details.js';
 import { Action } from '../../proto/gen/fleetwall/v1/rule.js';
@@ -40,7 +40,7 @@ function frame(m: SyncRequest): Buffer {
  * buffers; this one leaves the data in the flow-control window, as a stuck
  * agent or a dead network path does). Resolves with how the stream ended.
  */
-function stalledAgent(cp: TestControlPlane, name: string) {
+function stalledAgent(cp: TestControlPlane, name: string, opts: { keepalive?: boolean } = {}) {
   const session = connect(`http://${cp.target}`);
   session.on('error', () => undefined);
   const req = session.request({
@@ -68,7 +68,10 @@ function stalledAgent(cp: TestControlPlane, name: string) {
   req.pause();
   req.write(frame({ msg: { $case: 'hello', value: Hello.fromPartial({ nodeName: name }) } }));
   // Pings keep it from being dropped as silent: only falling behind may drop it.
-  const keepalive = setInterval(() => req.write(frame({ msg: { $case: 'ping', value: { nonce: 1n, sendTime: new Date() } } })), 100);
+  const keepalive =
+    opts.keepalive === false
+      ? undefined
+      : setInterval(() => req.write(frame({ msg: { $case: 'ping', value: { nonce: 1n, sendTime: new Date() } } })), 100);
   return {
     ended,
     /** Starts reading: the queued messages, then the status. */
@@ -77,6 +80,27 @@ function stalledAgent(cp: TestControlPlane, name: string) {
       req.on('data', () => undefined);
       req.resume();
     },
+    /**
+     * Starts reading as an agent does: answers each ping with a pong and
+     * resolves once InSync arrives (or rejects if the stream ends first).
+     */
+    readAsAgent: () =>
+      new Promise<void>((resolve, reject) => {
+        clearInterval(keepalive);
+        let buf = Buffer.alloc(0);
+        req.on('data', (chunk: Buffer) => {
+          buf = Buffer.concat([buf, chunk]);
+          while (buf.length >= 5 && buf.length >= 5 + buf.readUInt32BE(1)) {
+            const len = buf.readUInt32BE(1);
+            const m = SyncResponse.decode(buf.subarray(5, 5 + len));
+            buf = buf.subarray(5 + len);
+            if (m.msg?.$case === 'ping') req.write(frame({ msg: { $case: 'pong', value: { nonce: m.msg.value.nonce } } }));
+            if (m.msg?.$case === 'inSync') resolve();
+          }
+        });
+        void ended.then((e) => reject(new Error(`the stream ended before InSync: ${e.reason} ${e.details}`)));
+        req.resume();
+      }),
     close: () => {
       clearInterval(keepalive);
       req.close();
@@ -150,6 +174,35 @@ test('an agent whose oldest waiting message is older than FLEETWALL_MAX_AGENT_LA
     const end = await slow.ended;
     assert.equal(end.reason, 'AGENT_TOO_SLOW', `${status[end.code]} ${end.details}`);
     assert.match(end.details, /FLEETWALL_MAX_AGENT_LAG/);
+  } finally {
+    slow.close();
+    await cp.stop();
+  }
+});
+
+test('an agent still receiving its snapshot is not dropped as silent: silence counts from when what waited for it was sent', async () => {
+  const logs = captureLogs();
+  const cp = await startTestControlPlane(
+    await pg.newDatabase(),
+    {
+      maxAgentQueueBytes: 256 * 1024 * 1024,
+      maxAgentLagMs: 60_000,
+      syncChunkBytes: 16 * 1024,
+      // Silence would take 600 ms; the agent below reads nothing (and so can answer no ping) for longer.
+      pingIntervalMs: 200,
+    },
+    { logger: logs.logger },
+  );
+  const api = rulesApi(cp.clients.rules);
+  await api.import({ action: Action.ACTION_DENY, allowPrivate: true }, [lines(40_000)]);
+  // Its snapshot (about 1 MB) does not fit in the stream's flow-control window: it waits, pings queued behind it.
+  const slow = stalledAgent(cp, 'slow-reader', { keepalive: false });
+  try {
+    // Ten ping intervals pass with the snapshot waiting (each tick queues a ping behind it).
+    await new Promise((r) => setTimeout(r, 2000));
+    await slow.readAsAgent();
+    const closed = logs.lines.find((l) => l.msg === 'closing Sync stream' && l.node === 'slow-reader');
+    assert.equal(closed, undefined, `the server closed the stream of an agent that was receiving: ${JSON.stringify(closed)}`);
   } finally {
     slow.close();
     await cp.stop();

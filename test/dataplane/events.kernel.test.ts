@@ -3,7 +3,9 @@
 // and unmatched traffic write nothing; the budget per rule and CPU row (a
 // flood of one rule cannot use another's tokens); the weights of a rule add
 // up to its drop counter with what is pending; events the ring had no room
-// for are counted per rule; packet bytes when a snap length is set.
+// for are counted per rule; packet bytes when a snap length is set; the node
+// budget (checked first) bounds a flood over many rules, and what it refused
+// rides on each rule's next event.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -154,6 +156,61 @@ test('drop events: the ring full counts lost events per rule; their drops stay p
       assert.equal(d.length, 1);
       assert.equal(d[0]!.slot, FW_EV_NO_SLOT);
       assert.equal(budgets(dp, 4).defaultLost, 0);
+    } finally {
+      await ring.close();
+    }
+  });
+});
+
+test('drop events: the node budget bounds the events of a flood over many rules; the drops it refused ride on each rule’s next event', async () => {
+  await withDatapath('evnode', {}, async (dp) => {
+    const RULES = 64;
+    applyOps(
+      dp,
+      Array.from({ length: RULES }, (_, i) => deny('ingress', `198.18.${i}.1/32`, i + 1)),
+    );
+    // Each rule could write 100 events at once; the node only 8 (split over the CPU rows) and ~1 a second.
+    dp.events().configure({ enabled: true, ratePerSecond: 100_000, burst: 100, snapLen: 0, nodeRatePerSecond: 1, nodeBurst: 8 });
+    const ring = dp.events().openRing();
+    try {
+      const before = readRuleCounters(dp, RULES + 1).packets;
+      const t0 = performance.now();
+      for (let i = 0; i < RULES; i++) dp.testRun('xdp', ipv4Frame(`198.18.${i}.1`, '10.0.0.1'), { repeat: 50 });
+      const seconds = (performance.now() - t0) / 1000;
+      const ev = drain(ring);
+      const rows = onlineCpuRows();
+      // The runs may move between CPUs: at most every row's burst, plus each row's refill (~1/s) meanwhile.
+      const bound = rows * Math.max(1, Math.round(8 / rows)) + rows * Math.ceil(seconds + 1);
+      assert.ok(
+        ev.length >= 1 && ev.length <= bound,
+        `${ev.length} events for ${RULES} rules in ${seconds.toFixed(2)} s (at most ${bound})`,
+      );
+      const counters = readRuleCounters(dp, RULES + 1).packets;
+      const b = budgets(dp, RULES + 1);
+      for (let s = 1; s <= RULES; s++) {
+        const w = ev.filter((e) => e.slot === s).reduce((t, e) => t + e.weight, 0);
+        assert.equal(counters[s]! - before[s]!, 50n, `rule ${s} counted every drop`);
+        assert.equal(BigInt(w + b.pending[s]!), 50n, `rule ${s}: weights + pending = drops`);
+      }
+      // A rule the node budget refused every time: once the node has tokens again (the next tick's refill,
+      // seen when the clock is read: on 1 of this rule's drops in 32), its next event carries all its drops.
+      const quiet = [...Array(RULES).keys()].map((i) => i + 1).find((s) => !ev.some((e) => e.slot === s))!;
+      assert.ok(quiet, 'some rule got no event');
+      dp.events().configure({ enabled: true, ratePerSecond: 100_000, burst: 100, snapLen: 0, nodeRatePerSecond: 100_000 });
+      let sent = 0;
+      let next: EventRecord[] = [];
+      while (next.length === 0 && sent < 10_000) {
+        dp.testRun('xdp', ipv4Frame(`198.18.${quiet - 1}.1`, '10.0.0.1'));
+        sent++;
+        next = drain(ring);
+        if (next.length === 0 && sent % 32 === 0) await new Promise((r) => setTimeout(r, 2));
+      }
+      assert.equal(next.length, 1, `an event after ${sent} drops`);
+      assert.equal(next[0]!.slot, quiet);
+      // Its weight: the drops pending on its CPU row (all 50 + those since, unless the runs moved between
+      // CPUs: then the other row keeps its share pending for that row's next event).
+      const left = budgets(dp, RULES + 1).pending[quiet]!;
+      assert.equal(next[0]!.weight + left, 50 + sent, 'the 50 refused drops and those since: on this event or still pending');
     } finally {
       await ring.close();
     }

@@ -1,16 +1,17 @@
 // Pure parts of the inspection path: the filters (what each field selects,
+// for drops, detections and bans,
 // allow and deny lists, errors naming the field), the NOTIFY payloads that
 // carry events between control-plane processes (under Postgres's 8000-byte
 // limit, every event once, in order), and top sources.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EventKind, EventVerdict } from '../../proto/gen/fleetwall/v1/event.js';
+import { BanOutcome, EventKind, EventVerdict } from '../../proto/gen/fleetwall/v1/event.js';
 import { EventFilter } from '../../proto/gen/fleetwall/v1/inspect_service.js';
 import { Direction } from '../../proto/gen/fleetwall/v1/rule.js';
 import { compileFilters } from '../../control-plane/src/inspect/event-filter.js';
 import { decodePayload, encodePayloads } from '../../control-plane/src/inspect/event-fanout.js';
-import { fromAgent } from '../../control-plane/src/inspect/inspect-event.js';
+import { fromAgent, fromBan, fromDetection } from '../../control-plane/src/inspect/inspect-event.js';
 import { topSources } from '../../control-plane/src/inspect/top-sources.js';
 import { FleetwallError } from '../../control-plane/src/errors/fleetwall-error.js';
 
@@ -143,4 +144,101 @@ test('top sources: summed weights per rule and matched address, most first', () 
     ],
   );
   assert.equal(topSources(events, { ruleIds: new Set([1n]), node: 'n2', limit: 1 })[0]!.sources[0]!.packets, 7n);
+});
+
+test('detections and bans: filters by kind, policy, outcome and rule; packet fields match drops only; the fan-out payload keeps them; top sources count drops only', () => {
+  const drop = ev({ rule: 7n, src: [198, 51, 100, 9] });
+  const d = (policy: string, addr: number[], len: number, direction = Direction.DIRECTION_INGRESS) =>
+    fromDetection(
+      'n1',
+      {
+        kind: 'detection',
+        policyId: 1n,
+        policy: 'what-the-agent-says',
+        // Host bits set: the event carries the masked group.
+        address: Buffer.from(addr),
+        prefixLength: len,
+        packets: 10n,
+        bytes: 600n,
+        window: { seconds: 1n, nanos: 0 },
+        packetsPerSecond: 10,
+        bytesPerSecond: 600,
+        detectTime: new Date(),
+        monitor: false,
+        bannedLocally: true,
+      },
+      policy,
+      direction,
+    )!;
+  const det = d('ssh', [198, 51, 100, 77], 24);
+  const egress = d('exfil', [192, 0, 2, 5], 32, Direction.DIRECTION_EGRESS);
+  const ban = (outcome: BanOutcome, ruleId: bigint | undefined) =>
+    fromBan({
+      policy: 'ssh',
+      source: { family: 4, bytes: new Uint8Array([198, 51, 100, 0]), len: 24 },
+      node: 'n1',
+      direction: Direction.DIRECTION_INGRESS,
+      outcome,
+      reason: ruleId ? '' : 'covered by allow rule 3 (198.51.100.0/24)',
+      ruleId,
+      expireTime: ruleId ? new Date(Date.now() + 60_000) : undefined,
+      offences: ruleId ? 1 : 0,
+    });
+  const created = ban(BanOutcome.BAN_OUTCOME_CREATED, 7n);
+  const exempted = ban(BanOutcome.BAN_OUTCOME_EXEMPTED, undefined);
+  const all = [drop, det, egress, created, exempted];
+  assert.equal(det.wire.detection?.source, '198.51.100.0/24', 'masked to the group');
+  assert.equal(det.wire.source, '198.51.100.0');
+  assert.equal(det.policy, 'ssh', "the control plane's name, not the agent's");
+  assert.equal(egress.wire.destination, '192.0.2.5', 'egress: the counted address is the destination');
+  assert.equal(egress.wire.source, '');
+  const sel = (allow: Record<string, unknown>[], deny: Record<string, unknown>[] = []) => {
+    const p = compileFilters(allow.map(f), deny.map(f));
+    return all.filter(p);
+  };
+  assert.deepEqual(sel([]), all, 'no filter: every kind');
+  assert.deepEqual(sel([{ kinds: [EventKind.EVENT_KIND_DROP] }]), [drop]);
+  assert.deepEqual(sel([{ kinds: [EventKind.EVENT_KIND_DETECTION, EventKind.EVENT_KIND_BAN] }]), [det, egress, created, exempted]);
+  assert.deepEqual(sel([], [{ kinds: [EventKind.EVENT_KIND_DROP] }]), [det, egress, created, exempted]);
+  assert.deepEqual(sel([{ policies: ['ssh'] }]), [det, created, exempted], 'policies: detections and bans, never drops');
+  assert.deepEqual(sel([{ outcomes: [BanOutcome.BAN_OUTCOME_EXEMPTED] }]), [exempted]);
+  assert.deepEqual(sel([{ ruleIds: [7n] }]), [drop, created], "rule ids: drops and a ban's rule");
+  assert.deepEqual(sel([{ ruleIds: [0n] }]), [], 'rule 0 is not an exempted ban');
+  assert.deepEqual(sel([{ ports: [53] }]), [drop], 'ports: drops only');
+  assert.deepEqual(sel([{ protocols: ['udp'] }]), [drop], 'protocols: drops only');
+  assert.deepEqual(sel([{ verdicts: [EventVerdict.EVENT_VERDICT_DROP] }]), [drop], 'verdicts: drops only');
+  assert.deepEqual(sel([{ sourceCidrs: ['198.51.100.0/24'] }]), [drop, det, created, exempted], 'source CIDRs: every kind');
+  assert.deepEqual(sel([{ destinationCidrs: ['192.0.2.0/24'] }]), [drop, egress]);
+  assert.deepEqual(sel([{ directions: [Direction.DIRECTION_EGRESS] }]), [egress]);
+
+  // Bad values name the field.
+  for (const [x, field] of [
+    [{ kinds: [9] }, 'allow[0].kinds'],
+    [{ outcomes: [42] }, 'allow[0].outcomes'],
+    [{ policies: ['UPPER'] }, 'allow[0].policies'],
+  ] as const)
+    assert.throws(
+      () => compileFilters([f(x)], []),
+      (e: unknown) => e instanceof FleetwallError && e.reason === 'INVALID_FILTER' && e.metadata?.field === field,
+      field,
+    );
+
+  // Across processes: the kinds and details survive the payload, and the filters still apply.
+  const back = encodePayloads(
+    'cp ',
+    all.map((e) => e.wire),
+  ).flatMap((p) => decodePayload(p.slice(3)));
+  assert.deepEqual(
+    back.map((e) => [e.kind, e.policy, e.outcome, e.ruleId]),
+    all.map((e) => [e.kind, e.policy, e.outcome, e.ruleId]),
+  );
+  assert.deepEqual(back[1]!.wire.detection, det.wire.detection);
+  assert.deepEqual(back.filter(compileFilters([f({ sourceCidrs: ['198.51.100.0/24'], kinds: [EventKind.EVENT_KIND_BAN] })], [])).length, 2);
+
+  const top = topSources(all, { ruleIds: null, node: '', limit: 10 });
+  assert.deepEqual(
+    top.map((r) => [r.ruleId, r.packets]),
+    [[7n, 1n]],
+    'only the drop',
+  );
 });

@@ -6,6 +6,8 @@
 // drop counter (the budget here is larger than the traffic, so every drop is
 // an event of weight 1: the bound is 0); filters select exactly; TopSources
 // names the blocked source; bad filters are INVALID_ARGUMENT naming the field.
+// A lone event goes out as soon as the agent reads it (the send interval only
+// batches under load).
 
 import { after, before, test } from 'node:test';
 import { execFile } from 'node:child_process';
@@ -213,5 +215,41 @@ test('drop events reach a watcher on another control-plane process with rule, ad
       }
     },
     { agentArgs: ['--event-rate', '1000', '--event-burst', '1000', '--event-interval', '20ms'] },
+  );
+});
+
+test('a lone drop event goes out as soon as the agent reads it, not at its next send tick (--event-interval 1m)', async () => {
+  await withE2E(
+    pg,
+    async ({ bed, cp, agent }) => {
+      const [blocked] = bed.a.v4Extra as [string];
+      const r = (await createRule(cp, `${blocked}/32`)).rule;
+      await eventually(
+        'rule in the kernel',
+        async () => agent.health(),
+        (h) => h.rulesInKernel >= 1 && h.syncState === 'in_sync',
+      );
+      const c = inspectClient(cp.target);
+      try {
+        const live = watchEvents(c, { follow: true, allow: [{ ruleIds: [r.id] }] });
+        await new Promise((res) => setTimeout(res, 300));
+        assert.deepEqual(await ping(bed, { from: 'a', src: blocked, dst: bed.b.v4, count: 1 }), { sent: 1, received: 0 });
+        // The first tick of the send interval is a minute after the stream began: only a send on read
+        // brings the event within eventually()'s 20 s.
+        await eventually(
+          'the event at the watcher',
+          async () => live.events.length,
+          (n) => n >= 1,
+        ).catch(async (e) => {
+          throw new Error(`${(e as Error).message}; the agent's events: ${JSON.stringify((await agent.health()).events)}`);
+        });
+        assert.equal(live.events[0]!.ruleId, r.id);
+        live.cancel();
+      } finally {
+        c.close();
+      }
+    },
+    // Plaintext: the watcher is a plain client of this control plane (as in flood.kernel.test.ts).
+    { plaintext: true, agentArgs: ['--event-interval', '1m'] },
   );
 });

@@ -2,12 +2,13 @@
 // floods one rule from namespace a while another rule's source pings. The
 // flooded rule's events stay within its kernel budget (rate x time + burst),
 // their weights account for its drops within the documented bound (the drops
-// still pending per CPU row: at most a refill interval's worth + 32 each),
+// still pending per CPU row: at most a refill interval's worth + FW_EV_CLOCK_EVERY each),
 // and the quiet rule still gets an event for every one of its drops.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join, resolve } from 'node:path';
+import { FW_EV_CLOCK_EVERY } from '../../node-agent/src/datapath/events-abi.js';
 import { onlineCpuRows } from '../../node-agent/src/datapath/libbpf.js';
 import { createRule, eventually, rulePackets, withE2E } from '../support/agent-e2e-rig.js';
 import { inspectClient, watchEvents } from '../support/inspect-client.js';
@@ -106,12 +107,12 @@ test('a flood of one rule stays within its event budget; another rule still gets
       const weights = fe.reduce((s, e) => s + e.weight, 0n);
       assert.ok(weights <= fTotal, `weights ${weights} <= drops ${fTotal}`);
       // Pending per CPU row: at most the drops of one refill interval (rows / RATE s) + FW_EV_CLOCK_EVERY,
-      // so over all rows at most dps x rows / RATE + 32 x rows at the flood's rate near its end (the
+      // so over all rows at most dps x rows / RATE + FW_EV_CLOCK_EVERY x rows at the flood's rate near its end (the
       // counters' highest rate over 300 ms samples). Checked with 4x room: a faster moment between
       // samples on a loaded machine (a 2x bound failed once under the whole suite: 119k pending
       // against 63k at the average rate).
       const dps = Math.max(peakDps, Number(fTotal) / floodSeconds);
-      const bound = 4 * dps * (rows / RATE) + 32 * rows;
+      const bound = 4 * dps * (rows / RATE) + FW_EV_CLOCK_EVERY * rows;
       assert.ok(
         Number(fTotal - weights) <= bound,
         `pending ${fTotal - weights} within ${Math.round(bound)} (${Math.round(dps)} drops/s at most)`,

@@ -261,6 +261,12 @@ test('the dashboard queries only metrics that exist, and docs/metrics.md documen
     'fleetwall_policy_implementation_delay_seconds',
     'fleetwall_agents_connected',
     'fleetwall_node_applied_revision',
+    // Issue 18: detection policies (detections per policy, bans in force, deferred, outcomes incl. exempted); issue 17: drop events.
+    'fleetwall_detections_total',
+    'fleetwall_bans_active',
+    'fleetwall_bans_deferred',
+    'fleetwall_ban_outcomes_total',
+    'fleetwall_events_received_total',
   ]) {
     assert.ok(used.has(needed), `the dashboard shows ${needed}`);
   }

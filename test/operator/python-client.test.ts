@@ -15,7 +15,8 @@ import { join } from 'node:path';
 import { CreateTokenRequest, Role } from '../../proto/gen/fleetwall/v1/token_service.js';
 import { connectClients, startTestControlPlane, unaryCall, type TestControlPlane } from '../support/control-plane.js';
 import { SyncClient } from '../support/scripted-agent.js';
-import { Direction } from '../../proto/gen/fleetwall/v1/rule.js';
+import { Direction, Mode } from '../../proto/gen/fleetwall/v1/rule.js';
+import { PolicyProtocol } from '../../proto/gen/fleetwall/v1/policy.js';
 import { EventKind, EventVerdict } from '../../proto/gen/fleetwall/v1/event.js';
 
 const exec = promisify(execFile);
@@ -132,7 +133,7 @@ test('python over TLS with an API token; without one: UNAUTHENTICATED with its E
   }
 });
 
-test('python events: drop events an agent sent, filtered; a bad filter is INVALID_ARGUMENT naming the field', async () => {
+test('python events: drop events an agent sent, filtered; a bad filter is INVALID_ARGUMENT naming the field; detections and bans printed, --kind selects them', async () => {
   const agent = new SyncClient(cp.target, { nodeName: 'py-events-node' }).connect();
   try {
     await agent.waitInSync();
@@ -172,6 +173,70 @@ test('python events: drop events an agent sent, filtered; a bad filter is INVALI
     assert.equal(bad.lines[0].code, 'INVALID_ARGUMENT');
     assert.equal(bad.lines[0].reason, 'INVALID_FILTER');
     assert.match(bad.lines[0].message, /allow\[0\]\.ports/);
+
+    // Detections and bans are events too (issue 18): the client prints them, and --kind selects them.
+    await unaryCall(cp.clients.policies, 'createPolicy', {
+      policy: {
+        name: 'py-ssh',
+        match: { direction: Direction.DIRECTION_INGRESS, protocol: PolicyProtocol.POLICY_PROTOCOL_TCP, ports: [], tcpSynOnly: false },
+        threshold: { packetsPerSecond: 20n, bytesPerSecond: 0n, window: { seconds: 1n, nanos: 0 } },
+        grouping: 0,
+        response: undefined,
+        scope: 0,
+        scopeSelector: {},
+        mode: Mode.MODE_ENFORCE,
+        nodeSelector: {},
+        maxBansPerSecond: 0,
+        comment: '',
+        createTime: undefined,
+        revision: 0n,
+        createdBy: '',
+        detections: 0n,
+        bans: 0n,
+        exempted: 0n,
+        mergeThreshold: 0,
+      },
+    });
+    await agent.waitFor((c) => c.policySets.at(-1)?.length === 1, 'the agent gets the policy');
+    agent.send({
+      msg: {
+        $case: 'detection',
+        value: {
+          kind: 'detection',
+          policyId: agent.policySets.at(-1)![0]!.id,
+          policy: 'py-ssh',
+          address: Buffer.from([198, 51, 100, 77]),
+          prefixLength: 32,
+          packets: 50n,
+          bytes: 3000n,
+          window: { seconds: 1n, nanos: 0 },
+          packetsPerSecond: 50,
+          bytesPerSecond: 3000,
+          detectTime: new Date(),
+          monitor: false,
+          bannedLocally: true,
+        },
+      },
+    });
+    let all = { code: -1, lines: [] as any[] };
+    for (let i = 0; i < 100; i++) {
+      all = await py(['events', '--since', '60']);
+      if (all.lines.some((l) => l.data?.kind === 'EVENT_KIND_BAN')) break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    assert.equal(all.code, 0, JSON.stringify(all.lines));
+    const kinds = all.lines.map((l) => l.data.kind ?? 'EVENT_KIND_UNSPECIFIED');
+    assert.deepEqual(
+      [...new Set(kinds)].sort(),
+      ['EVENT_KIND_BAN', 'EVENT_KIND_DETECTION', 'EVENT_KIND_DROP'],
+      'drops, the detection and its ban',
+    );
+    const only = await py(['events', '--since', '60', '--kind', 'ban', '--policy', 'py-ssh']);
+    assert.equal(only.code, 0);
+    assert.deepEqual(
+      only.lines.map((l) => [l.data.kind, l.data.ban.source, l.data.ban.outcome]),
+      [['EVENT_KIND_BAN', '198.51.100.77/32', 'BAN_OUTCOME_CREATED']],
+    );
   } finally {
     agent.close();
   }

@@ -1,17 +1,20 @@
 // fleetwall events [--follow] [--node N] [--rule ID] [--source CIDR] [--destination CIDR]
 //                  [--proto tcp|udp|icmp] [--port P] [--verdict drop|would-drop] [--direction ingress|egress]
+//                  [--kind drop|detection|ban] [--policy NAME] [--outcome created|extended|exempted|covered|refused|merged]
 //                  [--since 5m] [--limit N] [--json] [--pcap FILE]
 // fleetwall top [--rule ID] [--node N] [--window 1m] [--limit N] [--watch] [--interval 2s] [--json]
 //
-// Sampled drop events from InspectService.WatchEvents: a readable line per
-// event (text from the server has its control characters stripped), one
-// JSON object per line with --json, or a pcap file tcpdump and Wireshark
-// read with --pcap. `top`: the top sources per rule (TopSources), a live
-// table with --watch.
+// Events from InspectService.WatchEvents - sampled drops, detections of
+// detection policies and the bans made of them (every kind unless --kind) -
+// a readable line per event (text from the server has its control
+// characters stripped), one JSON object per line with --json, or a pcap
+// file tcpdump and Wireshark read with --pcap (drops only: it asks for
+// drops unless --kind says otherwise, and skips any other kind). `top`: the
+// top sources per rule (TopSources), a live table with --watch.
 
 import { createWriteStream } from 'node:fs';
 import type { ServiceError } from '@grpc/grpc-js';
-import { DropEvent, EventVerdict } from '../../../proto/gen/fleetwall/v1/event.js';
+import { BanOutcome, DropEvent, EventKind, EventVerdict } from '../../../proto/gen/fleetwall/v1/event.js';
 import { EventFilter, TopSourcesRequest, TopSourcesResponse, WatchEventsRequest } from '../../../proto/gen/fleetwall/v1/inspect_service.js';
 import { Direction } from '../../../proto/gen/fleetwall/v1/rule.js';
 import { UsageError, flagBool, flagList, flagString, parseArgs, parseDurationSeconds, parsePositiveInt } from '../args.js';
@@ -34,9 +37,61 @@ function endpoint(addr: string, port: number, proto: number): string {
   return proto === 6 || proto === 17 ? `${a}:${port}` : a;
 }
 
+const KINDS: Record<string, EventKind> = {
+  drop: EventKind.EVENT_KIND_DROP,
+  detection: EventKind.EVENT_KIND_DETECTION,
+  ban: EventKind.EVENT_KIND_BAN,
+};
+const OUTCOMES: Record<string, BanOutcome> = {
+  created: BanOutcome.BAN_OUTCOME_CREATED,
+  extended: BanOutcome.BAN_OUTCOME_EXTENDED,
+  exempted: BanOutcome.BAN_OUTCOME_EXEMPTED,
+  covered: BanOutcome.BAN_OUTCOME_COVERED,
+  refused: BanOutcome.BAN_OUTCOME_REFUSED,
+  merged: BanOutcome.BAN_OUTCOME_MERGED,
+};
+const OUTCOME_NAMES = new Map(Object.entries(OUTCOMES).map(([k, v]) => [v, k]));
+
+/** A packet event (a drop; kind UNSPECIFIED from older servers too). */
+export function isDrop(e: DropEvent): boolean {
+  return e.kind !== EventKind.EVENT_KIND_DETECTION && e.kind !== EventKind.EVENT_KIND_BAN;
+}
+
+function rate(pps: number, bps: number): string {
+  const parts = [];
+  if (pps > 0 || bps === 0) parts.push(`${Math.round(pps)} pkt/s`);
+  if (bps > 0) parts.push(`${Math.round(bps)} B/s`);
+  return parts.join(' ');
+}
+
+function seconds(d: { seconds: bigint; nanos: number } | undefined): string {
+  if (!d) return '-';
+  const ms = Number(d.seconds) * 1000 + Math.round(d.nanos / 1e6);
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
+}
+
+/** One readable line: a detection or a ban. */
+function policyEventLine(e: DropEvent, t: string, dir: string): string {
+  const head = `${t} ${clean(e.nodeName)} ${dir}`;
+  if (e.kind === EventKind.EVENT_KIND_DETECTION && e.detection) {
+    const d = e.detection;
+    const what = d.monitor ? 'would-ban (monitor)' : d.bannedLocally ? 'banned locally' : 'not banned locally';
+    return `${head} detection policy ${clean(d.policy)} ${clean(d.source)} ${rate(d.packetsPerSecond, d.bytesPerSecond)} over ${seconds(d.window)}: ${what}`;
+  }
+  const b = e.ban;
+  if (!b) return `${head} event of kind ${e.kind}`;
+  const outcome = OUTCOME_NAMES.get(b.outcome) ?? `outcome-${b.outcome}`;
+  const rule = e.ruleId !== 0n ? ` rule ${e.ruleId}` : '';
+  const until = b.expireTime ? ` until ${b.expireTime.toISOString()}` : '';
+  const offence = b.offences > 0 ? ` offence ${b.offences}` : '';
+  const why = b.reason ? `: ${clean(b.reason)}` : '';
+  return `${head} ban ${outcome} policy ${clean(b.policy)} ${clean(b.source)}${rule}${until}${offence}${why}`;
+}
+
 /** One readable line. */
 export function eventLine(e: DropEvent): string {
   const t = e.time ? e.time.toISOString() : '-';
+  if (!isDrop(e)) return policyEventLine(e, t, e.direction === Direction.DIRECTION_EGRESS ? 'egress' : 'ingress');
   const proto = PROTO_NAMES[e.protocol] ?? `proto-${e.protocol}`;
   const icmp = e.protocol === 1 || e.protocol === 58 ? ` type ${e.sourcePort} code ${e.destinationPort}` : '';
   const flags = e.protocol === 6 && e.tcpFlags ? ` flags 0x${e.tcpFlags.toString(16)}` : '';
@@ -63,13 +118,21 @@ function ids(values: string[], flag: string): bigint[] {
 }
 
 const EVENTS_USAGE =
-  'usage: fleetwall events [--follow] [--node N] [--rule ID] [--source CIDR] [--destination CIDR] [--proto tcp|udp|icmp] [--port P] [--verdict drop|would-drop] [--direction ingress|egress] [--since 5m] [--limit N] [--pcap FILE]';
+  'usage: fleetwall events [--follow] [--node N] [--rule ID] [--source CIDR] [--destination CIDR] [--proto tcp|udp|icmp] [--port P] [--verdict drop|would-drop] [--direction ingress|egress] [--kind drop|detection|ban] [--policy NAME] [--outcome created|extended|exempted|covered|refused|merged] [--since 5m] [--limit N] [--pcap FILE]';
+
+function named<T>(values: string[], flag: string, table: Record<string, T>): T[] {
+  return values.map((v) => {
+    const t = table[v.toLowerCase()];
+    if (t === undefined) throw new UsageError(`--${flag}: "${v}" must be one of ${Object.keys(table).join(', ')}`);
+    return t;
+  });
+}
 
 export async function eventsCommand(ctx: Context, argv: string[]): Promise<void> {
   const p = parseArgs(argv, {
     booleans: ['follow'],
     values: ['since', 'limit', 'pcap'],
-    repeated: ['node', 'rule', 'source', 'destination', 'proto', 'port', 'verdict', 'direction'],
+    repeated: ['node', 'rule', 'source', 'destination', 'proto', 'port', 'verdict', 'direction', 'kind', 'policy', 'outcome'],
   });
   if (p.positionals.length > 0) throw new UsageError(EVENTS_USAGE);
   const verdicts = listFlag(p, 'verdict').map((v) => {
@@ -95,7 +158,13 @@ export async function eventsCommand(ctx: Context, argv: string[]): Promise<void>
     destinationCidrs: listFlag(p, 'destination'),
     protocols: listFlag(p, 'proto'),
     ports,
+    kinds: named(listFlag(p, 'kind'), 'kind', KINDS),
+    policies: listFlag(p, 'policy'),
+    outcomes: named(listFlag(p, 'outcome'), 'outcome', OUTCOMES),
   });
+  const pcapPath = flagString(p, 'pcap');
+  // A pcap file holds packets: ask for drops (unless --kind says otherwise; other kinds are skipped below).
+  if (pcapPath && filter.kinds.length === 0) filter.kinds = [EventKind.EVENT_KIND_DROP];
   const follow = flagBool(p, 'follow');
   const sinceText = flagString(p, 'since');
   // Without --follow: the history (10 minutes at most); with it, only new events unless --since.
@@ -103,7 +172,6 @@ export async function eventsCommand(ctx: Context, argv: string[]): Promise<void>
   const limit = parsePositiveInt(flagString(p, 'limit'), 'limit', 0);
   const hasFilter = Object.values(filter).some((v) => (v as unknown[]).length > 0);
   const req = WatchEventsRequest.fromPartial({ allow: hasFilter ? [filter] : [], follow, limit, ...(since ? { since } : {}) });
-  const pcapPath = flagString(p, 'pcap');
   const pcap = pcapPath ? createWriteStream(pcapPath) : null;
   pcap?.write(pcapHeader());
   const c = ctx.clients();
@@ -116,6 +184,7 @@ export async function eventsCommand(ctx: Context, argv: string[]): Promise<void>
       stream.on('data', (m: { events: DropEvent[]; missed: bigint }) => {
         if (m.missed > 0n) ctx.err.write(`fleetwall: ${m.missed} events missed (this client read too slowly)\n`);
         for (const e of m.events) {
+          if (pcap && !isDrop(e)) continue;
           n++;
           if (pcap) pcap.write(pcapRecord(e));
           else if (ctx.out.json) ctx.out.writeJson(DropEvent.toJSON(e));

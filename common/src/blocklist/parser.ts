@@ -8,17 +8,27 @@
 //   const p = new BlocklistParser({ format: 'auto' });
 //   for await (const chunk of decodedStream) handle(p.pushText(chunk));
 //   const { results, summary } = p.end();
+//
+// A caller that takes IPv4 prefixes as numbers passes a V4Sink to pushText
+// and end(): a plain/range line whose entry is one plain IPv4 address or CIDR
+// (the fast path of text-line.ts) then goes to the sink as fastIpv4Key's
+// number, at once, instead of becoming a result (no objects per line: a
+// million-line list in a few hundred ms); every other line is a result as
+// before. Counts and the summary are the same either way.
 import { type CsvColumn, parseCsvLine, resolveColumn } from './csv-line.js';
 import { DETECT_SAMPLE_LINES, formatFromFirstDataLine, textLineSaysRange } from './detect.js';
 import { BlocklistError } from './errors.js';
 import { parseJsonLine } from './json-line.js';
 import { isCommentLine, type LineOutcome } from './line-outcome.js';
 import { KEPT_OF_LONG_LINE, LineSplitter, type RawLine } from './line-splitter.js';
-import { parseTextLine } from './text-line.js';
+import { fastTextLineKey, parseTextLine } from './text-line.js';
 import type { BlocklistFormat, BlocklistOptions, BlocklistSummary, HostBitsPolicy, LineErrorReason, LineResult } from './types.js';
 
 export const DEFAULT_MAX_LINE_LENGTH = 4096;
 const FORMATS: readonly string[] = ['auto', 'plain', 'range', 'jsonl', 'csv'];
+
+/** Receives a line's one IPv4 prefix as fastIpv4Key's number (address * 64 + length) and its line number. */
+export type V4Sink = (key: number, line: number) => void;
 
 /** A data line held back during detection, or an error result held to keep line order. */
 type Held = { readonly line: number; readonly text: string } | { readonly line: number; readonly result: LineResult };
@@ -46,6 +56,8 @@ export class BlocklistParser {
   private errors = 0;
   private skipped = 0;
   private unmapped = 0;
+  /** The sink of the pushText / end call in progress. */
+  private v4: V4Sink | undefined;
 
   constructor(options: BlocklistOptions = {}) {
     const format = options.format ?? 'auto';
@@ -78,10 +90,15 @@ export class BlocklistParser {
   }
 
   /** Feeds text with any chunk boundaries. Returns the results that became ready. */
-  pushText(chunk: string): LineResult[] {
+  pushText(chunk: string, v4?: V4Sink): LineResult[] {
     this.use('text');
     const out: LineResult[] = [];
-    this.splitter.push(chunk, (l) => this.take(l, out));
+    this.v4 = v4;
+    try {
+      this.splitter.push(chunk, (l) => this.take(l, out));
+    } finally {
+      this.v4 = undefined;
+    }
     return out;
   }
 
@@ -96,12 +113,17 @@ export class BlocklistParser {
   }
 
   /** Ends the input: the remaining results and the summary. */
-  end(): { results: LineResult[]; summary: BlocklistSummary } {
+  end(v4?: V4Sink): { results: LineResult[]; summary: BlocklistSummary } {
     const out: LineResult[] = [];
     if (!this.ended) {
       this.ended = true;
-      if (this.input === 'text') this.splitter.end((l) => this.take(l, out));
-      if (this.format === null) this.decide('plain', this.heldData > 0 ? 'detected' : 'default', out);
+      this.v4 = v4;
+      try {
+        if (this.input === 'text') this.splitter.end((l) => this.take(l, out));
+        if (this.format === null) this.decide('plain', this.heldData > 0 ? 'detected' : 'default', out);
+      } finally {
+        this.v4 = undefined;
+      }
     }
     return { results: out, summary: this.summary() };
   }
@@ -186,6 +208,15 @@ export class BlocklistParser {
     switch (this.format) {
       case 'plain':
       case 'range':
+        if (this.v4) {
+          const key = fastTextLineKey(text, this.format === 'range');
+          if (key >= 0) {
+            this.entries++;
+            this.prefixes++;
+            this.v4(key, line);
+            return;
+          }
+        }
         o = parseTextLine(text, this.format === 'range', this.hostBits);
         break;
       case 'jsonl':

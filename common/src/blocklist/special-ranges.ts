@@ -110,11 +110,22 @@ export function localOverlaps(p: Prefix): SpecialOverlap[] {
   return specialOverlaps(p).filter((o) => o.range.local);
 }
 
-/** The local IPv4 ranges as [network as u32, length], for hasLocalOverlap's fast path. */
-const LOCAL_V4: ReadonlyArray<readonly [number, number]> = SPECIAL_RANGES.filter((r) => r.local && r.prefix.family === 4).map((r) => [
-  ((r.prefix.bytes[0]! << 24) | (r.prefix.bytes[1]! << 16) | (r.prefix.bytes[2]! << 8) | r.prefix.bytes[3]!) >>> 0,
-  r.prefix.len,
-]);
+/** The local IPv4 ranges: network (u32) and length, for hasLocalOverlapV4. */
+const LOCAL_V4 = SPECIAL_RANGES.filter((r) => r.local && r.prefix.family === 4);
+const LOCAL_V4_NET = Uint32Array.from(
+  LOCAL_V4,
+  (r) => ((r.prefix.bytes[0]! << 24) | (r.prefix.bytes[1]! << 16) | (r.prefix.bytes[2]! << 8) | r.prefix.bytes[3]!) >>> 0,
+);
+const LOCAL_V4_LEN = Uint8Array.from(LOCAL_V4, (r) => r.prefix.len);
+
+/** hasLocalOverlap of the IPv4 prefix `addr`/`len` (addr a u32), with integer arithmetic only. */
+export function hasLocalOverlapV4(addr: number, len: number): boolean {
+  for (let i = 0; i < LOCAL_V4_NET.length; i++) {
+    const m = Math.min(LOCAL_V4_LEN[i]!, len);
+    if (m === 0 || addr >>> (32 - m) === LOCAL_V4_NET[i]! >>> (32 - m)) return true;
+  }
+  return false;
+}
 
 /**
  * True if `p` overlaps a local range: `localOverlaps(p).length > 0`, without
@@ -123,10 +134,5 @@ const LOCAL_V4: ReadonlyArray<readonly [number, number]> = SPECIAL_RANGES.filter
  */
 export function hasLocalOverlap(p: Prefix): boolean {
   if (p.family !== 4) return localOverlaps(p).length > 0;
-  const a = ((p.bytes[0]! << 24) | (p.bytes[1]! << 16) | (p.bytes[2]! << 8) | p.bytes[3]!) >>> 0;
-  for (const [net, len] of LOCAL_V4) {
-    const m = Math.min(len, p.len);
-    if (m === 0 || a >>> (32 - m) === net >>> (32 - m)) return true;
-  }
-  return false;
+  return hasLocalOverlapV4(((p.bytes[0]! << 24) | (p.bytes[1]! << 16) | (p.bytes[2]! << 8) | p.bytes[3]!) >>> 0, p.len);
 }

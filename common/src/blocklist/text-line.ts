@@ -8,7 +8,7 @@
 // ignored. Ranges become their minimal exact set of prefixes. Pure.
 import { type Address, CidrError, formatAddress, parseAddress, unmapAddress } from '../cidr.js';
 import { addressToBigint } from './address-int.js';
-import { fastIpv4Prefix } from './fast-ipv4.js';
+import { fastIpv4Key, v4KeyPrefix } from './fast-ipv4.js';
 import { type LineOutcome, lineError, SKIP } from './line-outcome.js';
 import { parsePrefixToken } from './prefix-token.js';
 import { rangeToPrefixes } from './range-to-prefixes.js';
@@ -91,9 +91,11 @@ const SLASH = 47;
  * The common case without regular expressions: the line's first token is a
  * plain IPv4 address or CIDR (fast-ipv4.ts), ended by the end of the line, a
  * blank, `;` or `#`, and nothing after it could make the line a range (no
- * `-`; in `range`, no second field). Gives the general path's result or null.
+ * `-`; in `range`, no second field). Gives the prefix as fastIpv4Key's number
+ * (the general path would give exactly that one prefix), or -1: take the
+ * general path.
  */
-export function fastTextLine(text: string, pairs: boolean): LineOutcome | null {
+export function fastTextLineKey(text: string, pairs: boolean): number {
   let i = 0;
   const n = text.length;
   while (i < n && (text.charCodeAt(i) === SPACE || text.charCodeAt(i) === TAB)) i++;
@@ -101,18 +103,23 @@ export function fastTextLine(text: string, pairs: boolean): LineOutcome | null {
   while (i < n) {
     const c = text.charCodeAt(i);
     if (c === SPACE || c === TAB || c === SEMICOLON || c === HASH) break;
-    if (c === DASH) return null;
+    if (c === DASH) return -1;
     i++;
   }
   const end = i;
   for (; i < n; i++) {
     const c = text.charCodeAt(i);
-    if (c === DASH) return null;
+    if (c === DASH) return -1;
     if (c === SEMICOLON || c === HASH || (c === SLASH && text.charCodeAt(i + 1) === SLASH)) break;
-    if (pairs && c !== SPACE && c !== TAB) return null;
+    if (pairs && c !== SPACE && c !== TAB) return -1;
   }
-  const p = fastIpv4Prefix(text, start, end);
-  return p ? { kind: 'prefixes', prefixes: [p], unmapped: false } : null;
+  return fastIpv4Key(text, start, end);
+}
+
+/** fastTextLineKey as the general path's outcome, or null. */
+export function fastTextLine(text: string, pairs: boolean): LineOutcome | null {
+  const k = fastTextLineKey(text, pairs);
+  return k < 0 ? null : { kind: 'prefixes', prefixes: [v4KeyPrefix(k)], unmapped: false };
 }
 
 export function parseTextLine(text: string, pairs: boolean, hostBits: HostBitsPolicy): LineOutcome {

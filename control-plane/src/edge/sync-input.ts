@@ -8,7 +8,7 @@
 import { echo } from '../../../common/src/echo.js';
 import { labelSetProblem } from '../../../common/src/labels.js';
 import { interfaceNameProblem, nodeNameProblem } from '../../../common/src/names.js';
-import type { CounterReport, Hello, SyncRequest } from '../../../proto/gen/fleetwall/v1/agent_service.js';
+import type { CounterReport, Detection, Hello, SyncRequest } from '../../../proto/gen/fleetwall/v1/agent_service.js';
 import { Direction } from '../../../proto/gen/fleetwall/v1/rule.js';
 import type { InterfaceStatus } from '../../../proto/gen/fleetwall/v1/node.js';
 import type { Status } from '../../../proto/gen/google/rpc/status.js';
@@ -84,6 +84,17 @@ function checkReport(r: CounterReport): void {
   });
 }
 
+/** A Detection (issue 18): the source group the control plane may ban, and its rates. */
+function checkDetection(d: Detection): void {
+  if (d.policyId === 0n) throw invalidField('detection.policy_id', 'is 0; policy ids start at 1');
+  if (d.address.length !== 4 && d.address.length !== 16)
+    throw invalidField('detection.address', `has ${d.address.length} bytes; an IPv4 address has 4, an IPv6 address 16`);
+  const max = d.address.length * 8;
+  if (d.prefixLength < 1 || d.prefixLength > max) throw invalidField('detection.prefix_length', `${d.prefixLength} is not in 1..${max}`);
+  if (d.packetsPerSecond < 0) throw invalidField('detection.packets_per_second', 'must not be negative');
+  if (d.bytesPerSecond < 0) throw invalidField('detection.bytes_per_second', 'must not be negative');
+}
+
 /**
  * Checks one SyncRequest; returns it with its informational text tidied.
  * Throws a catalogued error naming the field (the session ends the stream
@@ -105,6 +116,9 @@ export function checkSyncRequest(msg: SyncRequest): SyncRequest {
       break;
     case 'counterReport':
       checkReport(c.value);
+      break;
+    case 'detection':
+      checkDetection(c.value);
       break;
     case 'status':
       checkInterfaces(c.value.interfaces, 'status.interfaces');

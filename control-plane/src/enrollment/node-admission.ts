@@ -5,9 +5,7 @@
 // With TLS on, the stream's node certificate (auth/sync-identity.ts) must
 // name the Hello's node (NODE_MISMATCH), be one this control plane issued
 // and not revoked (NODE_REVOKED); the node receives the rules of the labels
-// bound at enrollment, plus its own name label (NODE_LABEL, from the
-// certificate: detection policies' node-scoped bans select it by it)
-// (the Hello's labels are ignored: an agent cannot
+// bound at enrollment (the Hello's labels are ignored: an agent cannot
 // relabel itself into another policy group), and a snapshot when an admin
 // changed them since its kernel state was built. The admitted stream is
 // tracked: a revocation or relabel (NOTIFY fleetwall_node_identity, from
@@ -144,6 +142,7 @@ export class NodeAdmission {
         },
       );
     const identity = st.identity;
+    // The agent's own name label (common/src/labels.ts NODE_LABEL) is no claim: the session adds it from the certificate's name.
     const { [NODE_LABEL]: _own, ...helloLabels } = hello.labels;
     if (Object.keys(helloLabels).length > 0 && JSON.stringify(sorted(helloLabels)) !== JSON.stringify(sorted(identity.labels)))
       this.logger.debug(
@@ -168,8 +167,7 @@ export class NodeAdmission {
     arm();
     let applied = !identity.needs_snapshot;
     return {
-      // The node's own name label (common/src/labels.ts NODE_LABEL) comes from its certificate: a node-scoped ban selects it.
-      labels: { ...identity.labels, [NODE_LABEL]: node.name },
+      labels: identity.labels,
       forceSnapshot: identity.needs_snapshot,
       snapshotApplied: () => {
         if (applied) return;

@@ -1,5 +1,6 @@
-// Drop events across control-plane processes: each process NOTIFYs the
-// events its own agents sent on one channel, in payloads under Postgres's
+// Events across control-plane processes: each process NOTIFYs the events
+// its own agents sent (drops and detections) and the outcomes of the bans it
+// wrote on one channel, in payloads under Postgres's
 // 8000-byte limit (a WatchEventsResponse of DropEvents, base64, after this
 // process's id); every process LISTENs and stores the others' events in its
 // history. Nothing is written to a table: events are best effort and recent

@@ -1,12 +1,17 @@
 // Event filters (Hubble's allow/deny lists): validated once at the edge,
 // compiled into a predicate. Pure. Every bad value is INVALID_FILTER (or the
 // CIDR's own reason) with metadata `field` naming it, e.g. allow[0].ports.
+// A field about something an event's kind does not have matches no event of
+// that kind (inspect_service.proto's EventFilter): verdicts, protocols and
+// ports are about packets (drops); rule_ids about drops and bans; policies
+// about detections and bans; outcomes about bans.
 
 import { CidrError, type Prefix, parseCidr } from '../../../common/src/cidr.js';
-import { EventVerdict } from '../../../proto/gen/fleetwall/v1/event.js';
+import { BanOutcome, EventKind, EventVerdict } from '../../../proto/gen/fleetwall/v1/event.js';
 import type { EventFilter } from '../../../proto/gen/fleetwall/v1/inspect_service.js';
 import { Direction } from '../../../proto/gen/fleetwall/v1/rule.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
+import { POLICY_NAME } from '../respond/policy-spec.js';
 import type { InspectEvent } from './inspect-event.js';
 
 /** Protocol names a filter takes (or a number 0..255). */
@@ -25,7 +30,20 @@ interface Compiled {
   readonly dst: readonly Prefix[] | null;
   readonly protos: ReadonlySet<number> | null;
   readonly ports: ReadonlySet<number> | null;
+  readonly kinds: ReadonlySet<EventKind> | null;
+  readonly policies: ReadonlySet<string> | null;
+  readonly outcomes: ReadonlySet<BanOutcome> | null;
 }
+
+const KINDS: readonly EventKind[] = [EventKind.EVENT_KIND_DROP, EventKind.EVENT_KIND_DETECTION, EventKind.EVENT_KIND_BAN];
+const OUTCOMES: readonly BanOutcome[] = [
+  BanOutcome.BAN_OUTCOME_CREATED,
+  BanOutcome.BAN_OUTCOME_EXTENDED,
+  BanOutcome.BAN_OUTCOME_EXEMPTED,
+  BanOutcome.BAN_OUTCOME_COVERED,
+  BanOutcome.BAN_OUTCOME_REFUSED,
+  BanOutcome.BAN_OUTCOME_MERGED,
+];
 
 export type EventPredicate = (e: InspectEvent) => boolean;
 
@@ -78,6 +96,16 @@ export function compileFilter(f: EventFilter, field: string): Compiled {
   const nodes = list(f.nodeNames, `${field}.node_names`);
   for (const n of nodes ?? []) if (n.trim() === '') throw bad(`${field}.node_names`, 'an empty node name');
   const protos = list(f.protocols, `${field}.protocols`)?.map((p) => protocol(p, `${field}.protocols`)) ?? null;
+  const kinds = list(f.kinds, `${field}.kinds`);
+  for (const k of kinds ?? [])
+    if (!KINDS.includes(k)) throw bad(`${field}.kinds`, `unknown kind ${k}: use EVENT_KIND_DROP, EVENT_KIND_DETECTION or EVENT_KIND_BAN`);
+  const policies = list(f.policies, `${field}.policies`);
+  for (const n of policies ?? [])
+    if (!POLICY_NAME.test(n)) throw bad(`${field}.policies`, `"${n}" is not a policy name (1-63 of a-z 0-9 . _ -)`);
+  const outcomes = list(f.outcomes, `${field}.outcomes`);
+  for (const o of outcomes ?? [])
+    if (!OUTCOMES.includes(o))
+      throw bad(`${field}.outcomes`, `unknown outcome ${o}: use BAN_OUTCOME_CREATED, _EXTENDED, _EXEMPTED, _COVERED or _REFUSED`);
   return {
     nodes: nodes ? new Set(nodes) : null,
     rules: list(f.ruleIds, `${field}.rule_ids`) ? new Set(f.ruleIds) : null,
@@ -87,6 +115,9 @@ export function compileFilter(f: EventFilter, field: string): Compiled {
     dst: cidrs(f.destinationCidrs, `${field}.destination_cidrs`),
     protos: protos ? new Set(protos) : null,
     ports: ports ? new Set(ports) : null,
+    kinds: kinds ? new Set(kinds) : null,
+    policies: policies ? new Set(policies) : null,
+    outcomes: outcomes ? new Set(outcomes) : null,
   };
 }
 
@@ -106,12 +137,22 @@ function inAny(ps: readonly Prefix[], addr: Uint8Array): boolean {
 }
 
 function matches(c: Compiled, e: InspectEvent): boolean {
+  if (c.kinds && !c.kinds.has(e.kind)) return false;
   if (c.nodes && !c.nodes.has(e.node)) return false;
-  if (c.rules && !c.rules.has(e.ruleId)) return false;
-  if (c.verdicts && !c.verdicts.has(e.wire.verdict)) return false;
   if (c.directions && !c.directions.has(e.direction)) return false;
-  if (c.protos && !c.protos.has(e.proto)) return false;
-  if (c.ports && !(c.ports.has(e.sport) || c.ports.has(e.dport))) return false;
+  if (e.kind === EventKind.EVENT_KIND_DROP) {
+    if (c.policies || c.outcomes) return false;
+    if (c.rules && !c.rules.has(e.ruleId)) return false;
+    if (c.verdicts && !c.verdicts.has(e.wire.verdict)) return false;
+    if (c.protos && !c.protos.has(e.proto)) return false;
+    if (c.ports && !(c.ports.has(e.sport) || c.ports.has(e.dport))) return false;
+  } else {
+    if (c.verdicts || c.protos || c.ports) return false;
+    if (c.policies && !c.policies.has(e.policy)) return false;
+    // A ban's rule (0: none, never matched: rule 0 means the default action's drops).
+    if (c.rules && (e.kind !== EventKind.EVENT_KIND_BAN || e.ruleId === 0n || !c.rules.has(e.ruleId))) return false;
+    if (c.outcomes && (e.kind !== EventKind.EVENT_KIND_BAN || !c.outcomes.has(e.outcome))) return false;
+  }
   if (c.src && !inAny(c.src, e.src)) return false;
   if (c.dst && !inAny(c.dst, e.dst)) return false;
   return true;

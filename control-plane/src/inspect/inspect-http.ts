@@ -3,8 +3,11 @@
 //   GET /v1/events       ?follow=true&since=5m|<RFC 3339>&limit=N
 //                        &node=a,b&rule=42&verdict=drop|would_drop&direction=ingress|egress
 //                        &source=CIDR&destination=CIDR&proto=tcp,udp&port=53
+//                        &kind=drop,detection,ban&policy=NAME
+//                        &outcome=created|extended|exempted|covered|refused|merged
 //                        (deny lists: the same names with "not_": not_source=10.0.0.0/8)
-//                        -> newline-delimited JSON, one DropEvent per line (proto3 JSON);
+//                        -> newline-delimited JSON, one event per line (a DropEvent,
+//                           proto3 JSON; detections and bans by its kind and detail);
 //                           {"missed": "N"} lines when this watcher fell behind
 //   GET /v1/top-sources  ?rule=42,43&window=1m&limit=10&node=a -> TopSourcesResponse JSON
 //
@@ -12,7 +15,7 @@
 // INVALID_FILTER (or the CIDR's reason) naming the field, as over gRPC.
 
 import { DURATION_EXAMPLES, parseDurationMs } from '../../../common/src/duration.js';
-import { DropEvent, EventVerdict } from '../../../proto/gen/fleetwall/v1/event.js';
+import { BanOutcome, DropEvent, EventKind, EventVerdict } from '../../../proto/gen/fleetwall/v1/event.js';
 import {
   type EventFilter,
   TopSourcesRequest,
@@ -55,6 +58,19 @@ const VERDICTS: Record<string, EventVerdict> = {
   'would-drop': EventVerdict.EVENT_VERDICT_WOULD_DROP,
 };
 const DIRECTIONS: Record<string, Direction> = { ingress: Direction.DIRECTION_INGRESS, egress: Direction.DIRECTION_EGRESS };
+const KINDS: Record<string, EventKind> = {
+  drop: EventKind.EVENT_KIND_DROP,
+  detection: EventKind.EVENT_KIND_DETECTION,
+  ban: EventKind.EVENT_KIND_BAN,
+};
+const OUTCOMES: Record<string, BanOutcome> = {
+  created: BanOutcome.BAN_OUTCOME_CREATED,
+  extended: BanOutcome.BAN_OUTCOME_EXTENDED,
+  exempted: BanOutcome.BAN_OUTCOME_EXEMPTED,
+  covered: BanOutcome.BAN_OUTCOME_COVERED,
+  refused: BanOutcome.BAN_OUTCOME_REFUSED,
+  merged: BanOutcome.BAN_OUTCOME_MERGED,
+};
 
 function named<T>(url: URL, name: string, field: string, table: Record<string, T>): T[] {
   return values(url, name).map((v) => {
@@ -76,6 +92,9 @@ function filterOf(url: URL, prefix: string, list: string): EventFilter | null {
     destinationCidrs: values(url, p('destination')),
     protocols: values(url, p('proto')),
     ports: ints(url, p('port'), `${list}.ports`),
+    kinds: named(url, p('kind'), `${list}.kinds`, KINDS),
+    policies: values(url, p('policy')),
+    outcomes: named(url, p('outcome'), `${list}.outcomes`, OUTCOMES),
   };
   return Object.values(f).some((v) => v.length > 0) ? f : null;
 }

@@ -1,7 +1,9 @@
 // Top sources per rule over a window: estimated packets (summed weights),
-// events, nodes and last time per (rule, matched address), from the events
-// in the history. Pure over the events given.
+// events, nodes and last time per (rule, matched address), from the drop
+// events in the history (detections and bans are not packets). Pure over
+// the events given.
 
+import { EventKind } from '../../../proto/gen/fleetwall/v1/event.js';
 import type { RuleTopSources, SourceCount } from '../../../proto/gen/fleetwall/v1/inspect_service.js';
 import { type InspectEvent, matchedAddress } from './inspect-event.js';
 
@@ -22,6 +24,7 @@ export interface TopQuery {
 export function topSources(events: Iterable<InspectEvent>, q: TopQuery): RuleTopSources[] {
   const byRule = new Map<bigint, { packets: bigint; addrs: Map<string, Acc> }>();
   for (const e of events) {
+    if (e.kind !== EventKind.EVENT_KIND_DROP) continue;
     if (q.ruleIds && !q.ruleIds.has(e.ruleId)) continue;
     if (q.node !== '' && e.node !== q.node) continue;
     let r = byRule.get(e.ruleId);

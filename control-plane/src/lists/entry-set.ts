@@ -60,6 +60,11 @@ export class EntrySet {
     else this.addV6(formatPrefix(p));
   }
 
+  /** An IPv4 prefix as the blocklist parser's number (fastIpv4Key: address * 64 + length). */
+  addV4Key(key: number): void {
+    this.addKey(key);
+  }
+
   /** A CIDR as Postgres prints it (the list's stored rules): text[start, end). */
   addStored(text: string, start = 0, end = text.length): void {
     const k = storedV4Key(text, start, end);
@@ -91,7 +96,16 @@ export class EntrySet {
   seal(): this {
     if (this.sealed) return this;
     this.sealed = true;
-    const a = this.v4.subarray(0, this.n4).sort();
+    const a = this.v4.subarray(0, this.n4);
+    // Published lists are mostly sorted already: one pass instead of a sort then.
+    let sorted = true;
+    for (let i = 1; i < a.length; i++) {
+      if (a[i]! < a[i - 1]!) {
+        sorted = false;
+        break;
+      }
+    }
+    if (!sorted) a.sort();
     let w = 0;
     for (let i = 0; i < a.length; i++) {
       if (w > 0 && a[i] === a[w - 1]) {
@@ -113,6 +127,33 @@ export class EntrySet {
   keys4(): Float64Array {
     if (!this.sealed) throw new Error('EntrySet: keys4 before seal');
     return this.v4.subarray(0, this.n4);
+  }
+
+  /**
+   * A new sealed set: this one without the given canonical CIDRs (as
+   * diffEntries gives them); this one is left as it is.
+   */
+  without(cidrs: readonly string[]): EntrySet {
+    const gone = new EntrySet();
+    const v6 = new Set<string>();
+    for (const c of cidrs) {
+      const k = storedV4Key(c, 0, c.length);
+      if (k >= 0) gone.addKey(k);
+      else v6.add(c);
+    }
+    const drop = gone.seal().keys4();
+    const keys = this.seal().keys4();
+    const out = new EntrySet();
+    out.v4 = new Float64Array(Math.max(1, keys.length));
+    let j = 0;
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i]!;
+      while (j < drop.length && drop[j]! < k) j++;
+      if (j < drop.length && drop[j] === k) continue;
+      out.v4[out.n4++] = k;
+    }
+    for (const c of this.v6) if (!v6.has(c)) out.v6.add(c);
+    return out.seal();
   }
 
   /** Every prefix as canonical text (tests, small sets). */

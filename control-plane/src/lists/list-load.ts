@@ -5,7 +5,14 @@
 // local ones: a list has no force). Returns
 // the set with what the parse saw, or why there is no set (a failed fetch, a
 // file that cannot be read as the list says). No database.
+//
+// Plain IPv4 lines (nearly all of a large list) come from the parser as
+// numbers (its V4Sink) and are checked by both guards as numbers: no object
+// per line. Only a refused one is made a Prefix, for its message.
 import { BlocklistError } from '../../../common/src/blocklist/errors.js';
+import { v4KeyAddress, v4KeyPrefix } from '../../../common/src/blocklist/fast-ipv4.js';
+import type { V4Sink } from '../../../common/src/blocklist/parser.js';
+import { hasLocalOverlapV4 } from '../../../common/src/blocklist/special-ranges.js';
 import type { LineResult } from '../../../common/src/blocklist/types.js';
 import { formatPrefix, type Prefix } from '../../../common/src/cidr.js';
 import type { ImportLineError } from '../../../proto/gen/fleetwall/v1/rule_service.js';
@@ -49,8 +56,13 @@ export type Loaded =
   | { readonly kind: 'fetch-failed'; readonly httpStatus: number; readonly message: string }
   | { readonly kind: 'parse-failed'; readonly httpStatus: number; readonly message: string; readonly error: BlocklistError };
 
-/** The lockout guard's refusal of one prefix of a deny list (null: may be written). */
-export type ProtectedRefusal = (p: Prefix) => { readonly reason: string; readonly message: string } | null;
+/** The lockout guard, for a deny list. */
+export interface ProtectedRefusal {
+  /** Its refusal of one prefix (null: may be written). */
+  refusal(p: Prefix): { readonly reason: string; readonly message: string } | null;
+  /** Whether it refuses the IPv4 prefix `addr`/`len` (addr a u32). */
+  refusesV4(addr: number, len: number): boolean;
+}
 
 export async function loadList(
   spec: ListSpec,
@@ -71,8 +83,29 @@ export async function loadList(
   const open = guardIsOpen(guard);
   const entries = new EntrySet();
   const invalidLines: ImportLineError[] = [];
-  const localLines: ImportLineError[] = [];
+  /**
+   * Refused lines: within a piece the sink's come before the piece's
+   * results, so all of a piece's are kept, then sorted and cut to the first
+   * REPORTED_LINES (after which no later line can be among them).
+   */
+  let localLines: ImportLineError[] = [];
+  let localFull = false;
   let skippedLocal = 0;
+  const prefix = (p: Prefix, line: number) => {
+    const refusal = (open ? null : guardPrefix(p, guard)) ?? isProtected?.refusal(p) ?? null;
+    if (refusal) {
+      skippedLocal++;
+      if (!localFull) {
+        localLines.push({ lineNumber: BigInt(line), line: formatPrefix(p), message: refusal.message, reason: refusal.reason });
+      }
+    } else entries.add(p);
+  };
+  const v4: V4Sink = (key, line) => {
+    const addr = v4KeyAddress(key);
+    const len = key - addr * 64;
+    if ((!open && hasLocalOverlapV4(addr, len)) || isProtected?.refusesV4(addr, len)) prefix(v4KeyPrefix(key), line);
+    else entries.addV4Key(key);
+  };
   const take = (results: readonly LineResult[]) => {
     for (const r of results) {
       if (!r.ok) {
@@ -81,22 +114,21 @@ export async function loadList(
         }
         continue;
       }
-      for (const p of r.prefixes) {
-        const refusal = (open ? null : guardPrefix(p, guard)) ?? isProtected?.(p) ?? null;
-        if (refusal) {
-          skippedLocal++;
-          if (localLines.length < REPORTED_LINES) {
-            localLines.push({ lineNumber: BigInt(r.line), line: formatPrefix(p), message: refusal.message, reason: refusal.reason });
-          }
-        } else entries.add(p);
+      for (const p of r.prefixes) prefix(p, r.line);
+    }
+    if (!localFull && localLines.length > 1) {
+      localLines.sort((a, b) => Number(a.lineNumber - b.lineNumber));
+      if (localLines.length >= REPORTED_LINES) {
+        localLines = localLines.slice(0, REPORTED_LINES);
+        localFull = true;
       }
     }
   };
   try {
     for await (const text of opened.text) {
-      for (let i = 0; i < text.length; i += PIECE) take(parser.pushText(text.length <= PIECE ? text : text.slice(i, i + PIECE)));
+      for (let i = 0; i < text.length; i += PIECE) take(parser.pushText(text.length <= PIECE ? text : text.slice(i, i + PIECE), v4));
     }
-    take(parser.end().results);
+    take(parser.end(v4).results);
   } catch (e) {
     if (e instanceof FetchFailure) return { kind: 'fetch-failed', httpStatus: e.httpStatus || opened.httpStatus, message: e.message };
     if (e instanceof BlocklistError) {

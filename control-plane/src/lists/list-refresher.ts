@@ -2,12 +2,16 @@
 // proto/fleetwall/v1/list_service.proto): take the list's lock (one refresher
 // per list across every control-plane process), fetch and parse
 // (list-load.ts), apply the safeguards, then in ONE write transaction lock the
-// list's row, read its rules' CIDRs, diff in memory and write only the
-// difference (list-write.ts) with the list's new state, as one revision.
+// list's row, take its rules' CIDRs (as this process remembers them from its
+// last write when their fingerprint in the store is unchanged, list-memory.ts;
+// else read back), diff in memory and write only the difference
+// (list-write.ts) with the list's new state, as one revision. A 1%-changed
+// refresh of a million entries then costs a fetch, a parse, one count over the
+// list's rules and a write of the 1%.
 // Also the list's first refresh (create, where any failure stores nothing)
 // and its removal.
 import type { Logger } from 'pino';
-import type { Sql } from 'postgres';
+import type { Sql, TransactionSql } from 'postgres';
 import { RefreshOutcome, RefreshResult, refreshOutcomeToJSON } from '../../../proto/gen/fleetwall/v1/list_service.js';
 import type { RuleList } from '../../../proto/gen/fleetwall/v1/list_service.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
@@ -22,7 +26,8 @@ import type { ListMetricsSink } from './list-metrics.js';
 import type { FetchOptions } from './list-source.js';
 import { listActor, type ListSpec } from './list-spec.js';
 import { BUSY, type ListRow, type ListStore, listOfRow, specOfRow } from './list-store.js';
-import { auditList, deleteListRules, writeListRules } from './list-write.js';
+import { ListMemory, type RulesFingerprint } from './list-memory.js';
+import { auditList, deleteListRules, type ListWriteCounts, writeListRules } from './list-write.js';
 
 export interface RefresherConfig {
   readonly fetch: FetchOptions;
@@ -66,6 +71,8 @@ function statsFields(s: ParseStats) {
 export class ListRefresher {
   private readonly stopping = new AbortController();
   private readonly fetch: FetchOptions;
+  /** Each list's rules as of this process's last write or read of them. */
+  private readonly memory = new ListMemory();
 
   constructor(
     private readonly sql: Sql,
@@ -82,11 +89,14 @@ export class ListRefresher {
     if (!this.config.lockout || spec.action !== Action.ACTION_DENY || spec.mode === Mode.MODE_MONITOR) return undefined;
     const checker = await this.config.lockout.checker();
     const direction = policyDirection(spec.direction);
-    return (p) => {
-      const hit = checker.lockoutCheck(p, direction);
-      if (!hit) return null;
-      const e = lockoutError('entry', hit);
-      return { reason: e.reason, message: e.message };
+    return {
+      refusal: (p) => {
+        const hit = checker.lockoutCheck(p, direction);
+        if (!hit) return null;
+        const e = lockoutError('entry', hit);
+        return { reason: e.reason, message: e.message };
+      },
+      refusesV4: (addr, len) => checker.hitsV4(addr, len),
     };
   }
 
@@ -230,12 +240,20 @@ export class ListRefresher {
   ): Promise<RefreshResult> {
     const actor = listActor(spec.name);
     let t = Date.now();
-    const res = await writeTransaction(this.sql, actor, 'list_refresh', async (tx, w) => {
+    /** What to remember of the list's rules once the transaction commits (the last attempt's). */
+    let after: { fingerprint: RulesFingerprint; entries: EntrySet } | undefined;
+    const write = writeTransaction(this.sql, actor, 'list_refresh', async (tx, w) => {
+      after = undefined;
       const locked = await this.store.lockRow(tx, row.id);
       if (!locked)
         throw new FleetwallError('LIST_NOT_FOUND', `list ${spec.name} was removed while it was being refreshed`, { list: spec.name });
       t = Date.now();
-      const current = await this.store.currentEntries(tx, row.id);
+      const fingerprint = await this.store.fingerprint(tx, row.id);
+      timings.fingerprint_ms = Date.now() - t;
+      t = Date.now();
+      let current = this.memory.entries(row.id, fingerprint);
+      timings.remembered = current ? 1 : 0;
+      current ??= await this.store.currentEntries(tx, row.id);
       timings.current_ms = Date.now() - t;
       const owned = current.size;
       const wanted = desired.size;
@@ -248,6 +266,7 @@ export class ListRefresher {
           message: `the list would shrink from ${owned} to ${wanted} rules, by more than ${this.config.maxShrinkPercent}% (FLEETWALL_LIST_MAX_SHRINK_PERCENT): kept the last good set (refresh with force if the list really shrank)`,
         });
         await this.store.record(row.id, { result, nextRun: this.nextRun(spec, false), success: false }, tx);
+        after = { fingerprint, entries: current };
         return { value: result, changes: 0 };
       }
       t = Date.now();
@@ -257,6 +276,7 @@ export class ListRefresher {
       const counts = await writeListRules(tx, w, { listId: row.id, spec, ruleActor: actor, added: diff.added, removed: diff.removed });
       timings.write_ms = Date.now() - t;
       t = Date.now();
+      after = await this.rulesAfter(tx, row.id, w, fingerprint, current, desired, diff.removed.length, counts);
       const entries = owned - counts.removed + counts.added;
       const changed = counts.added + counts.removed > 0;
       const result = this.result(started, {
@@ -284,12 +304,45 @@ export class ListRefresher {
       await this.store.record(row.id, { result, nextRun: this.nextRun(spec, true), validators, entries, success: true }, tx);
       return { value: result, changes: counts.added + counts.removed };
     });
+    const res = await write.catch((e: unknown) => {
+      this.memory.forget(row.id);
+      throw e;
+    });
+    if (after) this.memory.remember(row.id, after.fingerprint, after.entries);
+    else this.memory.forget(row.id);
     timings.commit_ms = Date.now() - t;
     if (res.revision === 0n) return res.value;
     const result = { ...res.value, revision: res.revision };
     // The revision is known only at commit: add it to the recorded result.
     await this.store.setRevision(row.id, res.revision).catch((err) => this.logger.warn({ err }, 'recording the revision failed'));
     return result;
+  }
+
+  /**
+   * The list's rules after its write, and their fingerprint, to remember
+   * (list-memory.ts); undefined when the write did not go exactly as the diff
+   * said (a rule to remove was already gone: then the next refresh reads
+   * them from the store).
+   */
+  private async rulesAfter(
+    tx: TransactionSql,
+    listId: bigint,
+    writeId: bigint,
+    before: RulesFingerprint,
+    current: EntrySet,
+    desired: EntrySet,
+    toRemove: number,
+    counts: ListWriteCounts,
+  ): Promise<{ fingerprint: RulesFingerprint; entries: EntrySet } | undefined> {
+    if (counts.removed !== toRemove) return undefined;
+    if (counts.added === 0 && counts.removed === 0) return { fingerprint: before, entries: current };
+    const entries = counts.heldCidrs.length > 0 ? desired.without(counts.heldCidrs) : desired;
+    // Rules were added: this write's id is the highest (list writes are one at a time, under the list's lock).
+    const fingerprint =
+      counts.added > 0
+        ? { count: before.count - counts.removed + counts.added, maxWriteId: writeId }
+        : await this.store.fingerprint(tx, listId);
+    return fingerprint.count === entries.size ? { fingerprint, entries } : undefined;
   }
 
   /**
@@ -319,11 +372,15 @@ export class ListRefresher {
     }
     const ruleActor = listActor(spec.name);
     const fields = { ...statsFields(loaded.stats), httpStatus: loaded.httpStatus };
+    let after: { fingerprint: RulesFingerprint; entries: EntrySet } | undefined;
     const res = await writeTransaction(this.sql, actor, 'list_create', async (tx, w) => {
+      after = undefined;
       const row = await this.store.insert(tx, spec, actor, this.nextRun(spec, true));
       if (!row) throw exists(spec.name);
       const added = loaded.entries.cidrs();
       const counts = await writeListRules(tx, w, { listId: row.id, spec, ruleActor, added, removed: [] });
+      const entries = counts.heldCidrs.length > 0 ? loaded.entries.without(counts.heldCidrs) : loaded.entries;
+      if (entries.size === counts.added) after = { fingerprint: { count: counts.added, maxWriteId: counts.added > 0 ? w : 0n }, entries };
       const result = this.result(started, {
         ...fields,
         prefixes: BigInt(added.length),
@@ -345,6 +402,7 @@ export class ListRefresher {
       );
       return { value: row.id, changes: counts.added };
     });
+    if (after) this.memory.remember(res.value, after.fingerprint, after.entries);
     if (res.revision !== 0n) await this.store.setRevision(res.value, res.revision);
     this.metrics?.observeRefresh(
       spec.name,
@@ -367,6 +425,7 @@ export class ListRefresher {
       await tx`delete from lists where id = ${row.id.toString()}::bigint`;
       return { value: removed, changes: removed };
     });
+    this.memory.forget(row.id);
     return { removed: res.value, revision: res.revision };
   }
 }

@@ -1,11 +1,13 @@
 // The lists table and the SQL around a list's rules: reads, the per-list
-// refresh lock, the list's current CIDRs (COPY, into an EntrySet), and the
+// refresh lock, the list's current CIDRs (a few string_agg values, into an
+// EntrySet) and their fingerprint (list-memory.ts), and the
 // state a refresh leaves behind. The rule writes themselves are
 // list-write.ts (inside the write protocol's transaction).
 import type { Sql, TransactionSql } from 'postgres';
 import { RuleList } from '../../../proto/gen/fleetwall/v1/list_service.js';
 import { RefreshResult } from '../../../proto/gen/fleetwall/v1/list_service.js';
 import { EntrySet } from './entry-set.js';
+import type { RulesFingerprint } from './list-memory.js';
 import type { ListSpec } from './list-spec.js';
 
 export interface ListRow {
@@ -164,6 +166,13 @@ export class ListStore {
       }
     }
     return set.seal();
+  }
+
+  /** The list's rules' fingerprint now (list-memory.ts): their count and highest write_id. */
+  async fingerprint(tx: TransactionSql, id: bigint): Promise<RulesFingerprint> {
+    const [r] = await tx<{ n: number; w: string }[]>`
+      select count(*)::int as n, coalesce(max(write_id), 0)::text as w from rules where list_id = ${id.toString()}::bigint`;
+    return { count: r!.n, maxWriteId: BigInt(r!.w) };
   }
 
   /** Inserts a new list's row (in the transaction that writes its first rules); undefined if the name is taken. */

@@ -40,6 +40,8 @@ export interface ListWriteCounts {
   readonly removed: number;
   /** CIDRs of `added` another rule holds (not written). */
   readonly held: number;
+  /** Those CIDRs (as given in `added`). */
+  readonly heldCidrs: readonly string[];
 }
 
 export async function writeListRules(tx: TransactionSql, writeId: bigint, p: ListWrite): Promise<ListWriteCounts> {
@@ -57,6 +59,7 @@ export async function writeListRules(tx: TransactionSql, writeId: bigint, p: Lis
     removed += r!.n;
   }
   let added = 0;
+  const heldCidrs: string[] = [];
   const s = p.spec;
   for (const part of chunks(p.added)) {
     const [r] = await tx.unsafe<{ n: number }[]>(
@@ -71,9 +74,18 @@ export async function writeListRules(tx: TransactionSql, writeId: bigint, p: Lis
       [cidrArray(part), s.action, s.direction, JSON.stringify(s.selector), s.selectorKey, s.mode, s.comment, w, p.ruleActor, id] as never[],
     );
     added += r!.n;
+    if (r!.n < part.length) {
+      // Which ones another rule holds (rare: only then is this asked).
+      const held = await tx.unsafe<{ i: number }[]>(
+        `select x.i::int as i from unnest($1::cidr[]) with ordinality as x(c, i)
+         where not exists (select 1 from rules r where r.cidr = x.c and r.list_id = $2::bigint)`,
+        [cidrArray(part), id] as never[],
+      );
+      for (const { i } of held) heldCidrs.push(part[i - 1]!);
+    }
   }
   if (added > 0) await tx`insert into changes (write_id, rule_id, op) values (${w}::bigint, null, ${OP_BULK_UPSERT})`;
-  return { added, removed, held: p.added.length - added };
+  return { added, removed, held: p.added.length - added, heldCidrs };
 }
 
 /** Deletes every rule the list owns (its removal), a change-log row each. */

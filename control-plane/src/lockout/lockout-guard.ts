@@ -46,6 +46,10 @@ export interface LockoutHit {
 export interface LockoutChecker {
   /** Would an enforce-mode deny of `prefix` in `direction` drop traffic of a protected address? */
   lockoutCheck(prefix: Prefix, direction: RuleDirection): LockoutHit | undefined;
+  /** Whether lockoutCheck of the IPv4 prefix `addr`/`len` (addr a u32) finds a hit, without a Prefix (a list's million lines). */
+  hitsV4(addr: number, len: number): boolean;
+  /** The protected entries' CIDRs, sorted and joined: equal fingerprints, equal decisions. */
+  readonly fingerprint: string;
 }
 
 export interface PeerSource {
@@ -59,7 +63,12 @@ function checkerOf(set: ProtectedSet): LockoutChecker {
   // A /0 names the first entry of its family (loopback comes first).
   const everything = new Map<number, ProtectedEntry>();
   for (const e of set.entries) if (!everything.has(e.prefix.family)) everything.set(e.prefix.family, e);
+  const fingerprint = set.entries
+    .map((e) => e.cidr)
+    .sort()
+    .join(',');
   return {
+    fingerprint,
     lockoutCheck(prefix, direction) {
       if (prefix.len === 0) {
         const entry = everything.get(prefix.family) ?? set.entries[0];
@@ -67,6 +76,10 @@ function checkerOf(set: ProtectedSet): LockoutChecker {
       }
       const entry = set.find(prefix);
       return entry ? { cidr: formatPrefix(prefix), direction, entry, everything: false } : undefined;
+    },
+    hitsV4(addr, len) {
+      if (len === 0) return (everything.get(4) ?? set.entries[0]) !== undefined;
+      return set.findV4(addr, len) !== undefined;
     },
   };
 }

@@ -76,9 +76,13 @@ class FamilyIndex {
   }
 
   find(p: Prefix): ProtectedEntry | undefined {
-    const k = keyOf(p);
-    const first = maskKey(k, p.len, this.family);
-    const last = lastKey(k, p.len, this.family);
+    return this.findKey(keyOf(p), p.len);
+  }
+
+  /** find() of the prefix whose first address is `k`. */
+  findKey(k: Key, plen: number): ProtectedEntry | undefined {
+    const first = maskKey(k, plen, this.family);
+    const last = lastKey(k, plen, this.family);
     // An entry whose first address lies inside p overlaps it.
     let lo = 0;
     let hi = this.starts.length;
@@ -90,7 +94,7 @@ class FamilyIndex {
     if (lo < this.starts.length && this.starts[lo]! <= last) return this.entries[lo];
     // An entry that starts before p and contains it.
     for (const len of this.lens) {
-      if (len >= p.len) break;
+      if (len >= plen) break;
       const e = this.byLen.get(len)!.get(maskKey(k, len, this.family));
       if (e) return e;
     }
@@ -118,6 +122,11 @@ export class ProtectedSet {
   /** A protected entry that `p` overlaps (covers, or lies inside), or undefined. */
   find(p: Prefix): ProtectedEntry | undefined {
     return (p.family === 4 ? this.v4 : this.v6).find(p);
+  }
+
+  /** find() of the IPv4 prefix `addr`/`len` (addr a u32, host bits zero), without a Prefix. */
+  findV4(addr: number, len: number): ProtectedEntry | undefined {
+    return this.v4.findKey(addr, len);
   }
 }
 

@@ -76,6 +76,11 @@ export class PolicyFanout {
     return this.byId.get(id);
   }
 
+  /** By name (a few policies: a scan). */
+  policyNamed(name: string): PolicyRow | undefined {
+    return this.rows.find((r) => r.name === name);
+  }
+
   /** Re-reads the policies and pushes the sets that changed (one read at a time; a request meanwhile runs one more). */
   reload(): Promise<void> {
     if (this.loading !== undefined) {

@@ -34,7 +34,8 @@ export interface PolicySpec {
   readonly comment: string;
 }
 
-const NAME = /^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/;
+/** A policy name: 1-63 of a-z 0-9 . _ -, starting and ending with a letter or digit. */
+export const POLICY_NAME = /^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/;
 const MAX_PORT_RANGES = 8;
 const DAY_MS = 86_400_000;
 /** A /24 holds 256 addresses: a higher threshold could never be reached there. */
@@ -45,7 +46,7 @@ export function invalid(field: string, message: string): FleetwallError {
 }
 
 export function checkPolicyName(name: string, field = 'name'): string {
-  if (!NAME.test(name))
+  if (!POLICY_NAME.test(name))
     throw invalid(
       field,
       `${JSON.stringify(name.slice(0, 70))} is not a policy name: 1-63 of a-z 0-9 . _ - (starting and ending with a letter or digit)`,

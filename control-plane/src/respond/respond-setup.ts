@@ -2,16 +2,22 @@
 // store, the fan-out of PolicySets to this process's Sync streams, the ban
 // writer behind detections, the service, the metrics
 // (fleetwall_detections_total{policy}, fleetwall_bans_active,
-// fleetwall_bans_deferred), and a flush of the policies' counts every
-// second. control-plane.ts calls setUpRespond once; sync/agent-session.ts
-// calls the hooks.
+// fleetwall_bans_deferred, fleetwall_ban_outcomes_total{policy,outcome}),
+// the events watchers see (each detection of a known policy and each ban
+// outcome, to inspect/inspect-hub.ts), and a flush of the policies' counts
+// every second. control-plane.ts calls setUpRespond once;
+// sync/agent-session.ts calls the hooks.
 import type { Sql } from 'postgres';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { parseCidr } from '../../../common/src/cidr.js';
 import type { Detection } from '../../../proto/gen/fleetwall/v1/agent_service.js';
+import { BanOutcome } from '../../../proto/gen/fleetwall/v1/event.js';
+import { Direction } from '../../../proto/gen/fleetwall/v1/rule.js';
+import type { BanOutcomeEvent } from '../inspect/inspect-event.js';
 import type { LockoutGuard } from '../lockout/lockout-guard.js';
 import type { CapacityGuard } from '../services/capacity-guard.js';
-import { BanWriter } from './ban-writer.js';
+import { type BanEvent, BanWriter } from './ban-writer.js';
 import { PolicyFanout, type PolicySession } from './policy-fanout.js';
 import { PolicyService } from './policy-service.js';
 import { PolicyStore } from './policy-store.js';
@@ -22,6 +28,21 @@ export interface RespondSessionHooks {
   attached(s: PolicySession): void;
   detection(node: string, d: Detection): void;
 }
+
+/** Where detections and ban outcomes become events (inspect/inspect-hub.ts). */
+export interface RespondEvents {
+  detection(node: string, d: Detection, policy: string, direction: Direction): void;
+  ban(b: BanOutcomeEvent): void;
+}
+
+const OUTCOMES: Readonly<Record<string, BanOutcome>> = {
+  created: BanOutcome.BAN_OUTCOME_CREATED,
+  extended: BanOutcome.BAN_OUTCOME_EXTENDED,
+  exempted: BanOutcome.BAN_OUTCOME_EXEMPTED,
+  covered: BanOutcome.BAN_OUTCOME_COVERED,
+  refused: BanOutcome.BAN_OUTCOME_REFUSED,
+  merged: BanOutcome.BAN_OUTCOME_MERGED,
+};
 
 export interface Respond {
   readonly service: PolicyService;
@@ -44,6 +65,8 @@ export async function setUpRespond(deps: {
   readonly registry: Registry;
   readonly maxCommentLength: number;
   readonly logger: Logger;
+  /** Detections and ban outcomes as events for watchers. */
+  readonly events?: RespondEvents;
 }): Promise<Respond> {
   const store = new PolicyStore(deps.sql, deps.readSql);
   const fanout = new PolicyFanout(deps.sql, store, deps.sessions, deps.logger);
@@ -72,6 +95,34 @@ export async function setUpRespond(deps: {
       this.set(writer.queued);
     },
   });
+  const outcomes = new Counter({
+    name: 'fleetwall_ban_outcomes_total',
+    help: 'What this process did with detections of enforcing policies, by policy and outcome (created, extended, exempted, covered, refused, merged)',
+    labelNames: ['policy', 'outcome'],
+    registers: [deps.registry],
+  });
+  writer.onEvent = (e: BanEvent) => {
+    outcomes.inc({ policy: e.policy, outcome: e.outcome });
+    const outcome = OUTCOMES[e.outcome];
+    if (!deps.events || outcome === undefined) return;
+    let source: ReturnType<typeof parseCidr>;
+    try {
+      source = parseCidr(e.source);
+    } catch {
+      return;
+    }
+    deps.events.ban({
+      policy: e.policy,
+      source,
+      node: e.node,
+      direction: fanout.policyNamed(e.policy)?.spec.direction ?? Direction.DIRECTION_INGRESS,
+      outcome,
+      reason: e.why ?? '',
+      ruleId: e.ruleId,
+      expireTime: e.expireTime,
+      offences: e.offences ?? 0,
+    });
+  };
   const flush = setInterval(() => {
     const counts = new Map(writer.unflushed);
     writer.unflushed.clear();
@@ -81,7 +132,12 @@ export async function setUpRespond(deps: {
   const hooks: RespondSessionHooks = {
     attached: (s) => fanout.push(s),
     detection: (node, d) => {
-      if (d.policy) detections.inc({ policy: d.policy.slice(0, 63) });
+      // Labelled with the policy's own name (by id), never the agent's text: an agent cannot mint label values.
+      const p = fanout.policy(d.policyId);
+      if (p) {
+        detections.inc({ policy: p.name });
+        deps.events?.detection(node, d, p.name, p.spec.direction);
+      }
       writer.detection(node, d);
     },
   };

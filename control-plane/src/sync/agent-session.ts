@@ -23,6 +23,7 @@ import { FleetwallError } from '../errors/fleetwall-error.js';
 import { isRefused, type RefusedMessage, refusal } from '../errors/refused-message.js';
 import { toGrpcStatus } from '../errors/to-grpc-status.js';
 import { checkSyncRequest } from '../edge/sync-input.js';
+import { NODE_LABEL } from '../../../common/src/labels.js';
 import type { CounterAggregator } from '../counters/counter-aggregator.js';
 import type { InspectHub } from '../inspect/inspect-hub.js';
 import type { Labels } from '../rules/selector.js';
@@ -100,6 +101,14 @@ export class AgentSession implements HubSession {
   /** Messages waiting in `chain` (Hello and what arrived while it was handled). */
   private queued = 0;
   private lastReceived = Date.now();
+  /**
+   * A tick found messages still waiting for this agent (its pings among them,
+   * behind a snapshot or a large delta it is still receiving); when they have
+   * all reached the socket, `backlogClearedAt` is set and the silence clock
+   * counts from then: an agent cannot answer a ping it has not received.
+   */
+  private backlogSeen = false;
+  private backlogClearedAt = 0;
   private helloTimer: NodeJS.Timeout | undefined;
   private sentRevision = 0n;
   private inSyncRevision = 0n;
@@ -217,6 +226,10 @@ export class AgentSession implements HubSession {
     if (this.outHead === this.outbox.length) {
       this.outbox.length = 0;
       this.outHead = 0;
+      if (this.backlogSeen && this.inflight.length === 0) {
+        this.backlogSeen = false;
+        this.backlogClearedAt = Date.now();
+      }
     } else if (this.outHead > 4096 && this.outHead * 2 > this.outbox.length) {
       this.outbox.splice(0, this.outHead);
       this.outHead = 0;
@@ -352,7 +365,10 @@ export class AgentSession implements HubSession {
     this.state = 'attaching';
     if (this.helloTimer) clearTimeout(this.helloTimer);
     this.nodeName = hello.nodeName;
-    this.labels = { ...admission.labels };
+    // What rules and detection policies select the node by: its labels (bound at enrollment with TLS)
+    // and its own name label (NODE_LABEL; with TLS the name is the certificate's), which a node-scoped
+    // ban selects; the node's recorded labels stay the bound ones.
+    this.labels = { ...admission.labels, [NODE_LABEL]: hello.nodeName };
     const older = d.registry.byNode.get(this.nodeName);
     d.registry.byNode.set(this.nodeName, this);
     if (older && older !== this)
@@ -360,7 +376,7 @@ export class AgentSession implements HubSession {
 
     const sameStore = hello.storeId === d.storeId;
     const resumeFrom = sameStore ? hello.resumeRevision : 0n;
-    await d.nodes.connect(hello, this.id, resumeFrom, this.labels);
+    await d.nodes.connect(hello, this.id, resumeFrom, admission.labels);
     await d.lockout?.connected(this.nodeName, this.call.getPeer());
     await d.counters.attach(this.nodeName, this.id);
     await d.feed.catchUp();
@@ -468,10 +484,16 @@ export class AgentSession implements HubSession {
     if (commitTimeMs !== undefined && this.pendingCommit.size < 1000) this.pendingCommit.set(revision, commitTimeMs);
   }
 
-  /** Pings the agent, or drops it when it was silent for three intervals or fell behind by time. */
+  /**
+   * Pings the agent, or drops it when it fell behind by time or was silent
+   * for three intervals. Silence is counted only while nothing waits for the
+   * agent, and from when the last backlog reached the socket: an agent still
+   * receiving a large snapshot is judged by the lag bound, not by silence.
+   */
   tick(now: number): void {
     if (this.state !== 'live') return;
     const oldest = this.oldestUnsent();
+    if (oldest !== undefined) this.backlogSeen = true;
     if (oldest !== undefined && now - oldest > this.deps.maxLagMs) {
       this.fail(
         new FleetwallError(
@@ -481,11 +503,12 @@ export class AgentSession implements HubSession {
       );
       return;
     }
-    if (now - this.lastReceived > 3 * this.deps.pingIntervalMs) {
+    const heardOrCleared = Math.max(this.lastReceived, this.backlogClearedAt);
+    if (oldest === undefined && !this.backlogSeen && now - heardOrCleared > 3 * this.deps.pingIntervalMs) {
       this.fail(
         new FleetwallError(
           'AGENT_TIMEOUT',
-          `node ${this.nodeName} sent nothing for ${now - this.lastReceived}ms (3 ping intervals); reconnect to resume`,
+          `node ${this.nodeName} sent nothing for ${now - this.lastReceived}ms (3 ping intervals after the last message waiting for it was sent); reconnect to resume`,
         ),
       );
       return;

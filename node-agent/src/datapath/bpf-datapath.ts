@@ -208,8 +208,8 @@ export class BpfDatapath implements Datapath {
           'datapath reopened',
         );
       }
-      const evGeometry = () => ({ state: this.state.gen.map(MAP.EV_STATE), slots: this.sizes.slots, cpuRows: this.sizes.cpuRows });
-      this.ev = new DatapathEvents(this.shared.get(MAP.EV_CFG)!, this.shared.get(MAP.EVENTS)!, evGeometry);
+      const evGeometry = () => ({ counters: this.state.gen.map(MAP.RULE_CNT), slots: this.sizes.slots, cpuRows: this.sizes.cpuRows });
+      this.ev = new DatapathEvents(this.shared.get(MAP.EV_CFG)!, this.shared.get(MAP.EVENTS)!, this.shared.get(MAP.EV_CPU)!, evGeometry);
       if (opts.events) this.ev.configure(opts.events);
       this.links.setPrograms(gen!.progs);
       this.ifCounters = new IfCounters(this.shared.get(MAP.IF_CNT)!, this.shared.get(MAP.IF_CNTX)!, this.ncpu);
@@ -455,7 +455,6 @@ export class BpfDatapath implements Datapath {
     if (sizes.slots === old.slots) keep.set(MAP.JOURNAL, cur.gen.map(MAP.JOURNAL));
     if (sizes.slots === old.slots && sizes.cpuRows === old.cpuRows && sizes.overflowRow === old.overflowRow)
       keep.set(MAP.RULE_CNT, cur.gen.map(MAP.RULE_CNT));
-    if (sizes.slots === old.slots && sizes.cpuRows === old.cpuRows) keep.set(MAP.EV_STATE, cur.gen.map(MAP.EV_STATE));
     let gen: Generation | null = null;
     let next: GenState;
     try {

@@ -55,7 +55,11 @@ function loadOnce(path: string, o: LoadObjectOptions): LoadedObject {
       const name = raw.bpf_map__name(m) as string;
       const pinned = o.pinPath ? o.pinPath(name) : o.pinDir && (o.pinFilter?.(name) ?? true) ? join(o.pinDir, name) : null;
       let size = o.sizes?.get(name);
-      if (pinned) {
+      // A map the object marks LIBBPF_PIN_BY_NAME would otherwise be pinned
+      // (and reused) under libbpf's default root, /sys/fs/bpf: not pinned
+      // means no pin path at all.
+      if (!pinned) check(raw.bpf_map__set_pin_path(m, null) as number, 'clear pin path of map', name);
+      else {
         check(raw.bpf_map__set_pin_path(m, pinned) as number, 'set pin path of map', name);
         if (existsSync(pinned)) {
           // Reuse keeps the pinned size: libbpf refuses a mismatch.

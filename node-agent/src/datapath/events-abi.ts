@@ -8,8 +8,10 @@ export const FW_EV_NO_SLOT = 0xffffffff;
 export const FW_EV_SNAP_MAX = 256;
 export const FW_EV_TICK_SHIFT = 20;
 export const FW_EV_MILLI = 1000;
-export const FW_EV_CLOCK_EVERY = 32;
+export const FW_EV_CLOCK_QUIET = 4;
+export const FW_EV_CLOCK_EVERY = 128;
 export const FW_EV_F_ENABLED = 1;
+export const FW_EV_F_NODE = 2;
 
 export const EV_ENUMS = {
   FW_EV_KIND_DROP,
@@ -17,15 +19,23 @@ export const EV_ENUMS = {
   FW_EV_SNAP_MAX,
   FW_EV_TICK_SHIFT,
   FW_EV_MILLI,
+  FW_EV_CLOCK_QUIET,
   FW_EV_CLOCK_EVERY,
   FW_EV_F_ENABLED,
+  FW_EV_F_NODE,
 } as const;
 
-export const EV_MAP = { EVENTS: 'fw_events', EV_CFG: 'fw_ev_cfg', EV_STATE: 'fw_ev_state' } as const;
+export const EV_MAP = { EVENTS: 'fw_events', EV_CFG: 'fw_ev_cfg', EV_CPU: 'fw_ev_cpu' } as const;
 
 export const EV_LAYOUT = {
-  fw_ev_cfg: { size: 24, fields: { flags: 0, snap_len: 4, refill: 8, burst: 12, full_ticks: 16, pad: 20 } },
+  fw_ev_cfg: {
+    size: 32,
+    fields: { flags: 0, snap_len: 4, refill: 8, burst: 12, full_ticks: 16, node_refill: 20, node_burst: 24, node_full_ticks: 28 },
+  },
   fw_ev_state: { size: 16, fields: { last: 0, tokens: 4, weight: 8, lost: 12 } },
+  /** fw_rule_cnt's value: the counter (struct fw_counter) then the rule's budget on that row. */
+  fw_rule_row: { size: 32, fields: { c: 0, ev: 16 } },
+  fw_ev_cpu: { size: 64, fields: { last: 0, tokens: 4, pad: 8, dflt: 16, pad2: 32 } },
   fw_event: {
     size: 72,
     fields: {
@@ -60,21 +70,45 @@ export interface EventSettings {
   readonly burst: number;
   /** Packet bytes copied into each event (0..FW_EV_SNAP_MAX). */
   readonly snapLen: number;
+  /**
+   * Events per second the node writes at most, whatever rules are hit (split
+   * over the CPU rows; checked before the rule's budget). Unset: no node bound.
+   */
+  readonly nodeRatePerSecond?: number;
+  /** Events the node may write at once (split over the CPU rows); default: nodeRatePerSecond. */
+  readonly nodeBurst?: number;
 }
 
-/** fw_ev_cfg for `s` with the budget split over `cpuRows` rows. */
+/** Thousandths of a token per tick per row for `perSecond`, and the burst per row in thousandths. */
+function bucket(perSecond: number, burst: number, rows: number): { refill: number; burst: number; fullTicks: number } {
+  // thousandths of a token per tick (2^20 ns) per row
+  const refill = Math.max(1, Math.round((perSecond * FW_EV_MILLI * 2 ** FW_EV_TICK_SHIFT) / 1e9 / rows));
+  const b = Math.max(FW_EV_MILLI, Math.round((burst * FW_EV_MILLI) / rows));
+  return {
+    refill: Math.min(refill, 0xffffffff),
+    burst: Math.min(b, 0xffffffff),
+    fullTicks: Math.min(0xffffffff, Math.ceil(b / refill) + 1),
+  };
+}
+
+/** fw_ev_cfg for `s` with the budgets split over `cpuRows` rows. */
 export function encodeEventCfg(s: EventSettings, cpuRows: number): Buffer {
   const F = EV_LAYOUT.fw_ev_cfg.fields;
   const b = Buffer.alloc(EV_LAYOUT.fw_ev_cfg.size);
   const rows = Math.max(1, cpuRows);
-  // thousandths of a token per tick (2^20 ns) per row
-  const refill = Math.max(1, Math.round((s.ratePerSecond * FW_EV_MILLI * 2 ** FW_EV_TICK_SHIFT) / 1e9 / rows));
-  const burst = Math.max(FW_EV_MILLI, Math.round((s.burst * FW_EV_MILLI) / rows));
-  b.writeUInt32LE(s.enabled ? FW_EV_F_ENABLED : 0, F.flags);
+  const rule = bucket(s.ratePerSecond, s.burst, rows);
+  const node = s.nodeRatePerSecond !== undefined;
+  b.writeUInt32LE((s.enabled ? FW_EV_F_ENABLED : 0) | (node ? FW_EV_F_NODE : 0), F.flags);
   b.writeUInt32LE(Math.max(0, Math.min(FW_EV_SNAP_MAX, Math.trunc(s.snapLen))), F.snap_len);
-  b.writeUInt32LE(refill >>> 0, F.refill);
-  b.writeUInt32LE(burst >>> 0, F.burst);
-  b.writeUInt32LE(Math.min(0xffffffff, Math.ceil(burst / refill) + 1), F.full_ticks);
+  b.writeUInt32LE(rule.refill >>> 0, F.refill);
+  b.writeUInt32LE(rule.burst >>> 0, F.burst);
+  b.writeUInt32LE(rule.fullTicks >>> 0, F.full_ticks);
+  if (node) {
+    const n = bucket(s.nodeRatePerSecond!, s.nodeBurst ?? s.nodeRatePerSecond!, rows);
+    b.writeUInt32LE(n.refill >>> 0, F.node_refill);
+    b.writeUInt32LE(n.burst >>> 0, F.node_burst);
+    b.writeUInt32LE(n.fullTicks >>> 0, F.node_full_ticks);
+  }
   return b;
 }
 

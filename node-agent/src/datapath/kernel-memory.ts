@@ -1,10 +1,10 @@
 // The kernel memory of the datapath's maps: each map's memlock as the kernel
 // reports it (/proc/self/fdinfo of its fd: what `bpftool map show` prints),
 // summed per table, for the counters and the journal, and the part that is
-// there once per CPU.
+// there once per CPU; the total counts every map of the datapath.
 
 import { readFileSync } from 'node:fs';
-import { FW_IF_SLOTS, LAYOUT, MAP, type MapName, TABLES } from './abi.js';
+import { FW_IF_SLOTS, GEN_MAPS, LAYOUT, MAP, type MapName, TABLES } from './abi.js';
 import type { BpfMap } from './bpf-map.js';
 import type { KernelMemory, TableMemory } from './datapath.js';
 import type { GenState } from './gen-state.js';
@@ -27,9 +27,11 @@ export function kernelMemory(
   swaps: { count: number; maxMs: number },
 ): KernelMemory {
   const maps: Array<{ name: string; bytes: number }> = [];
+  const counted = new Set<string>();
   const bytesOf = (m: BpfMap): number => {
     const b = memlockOf(m.fd);
     maps.push({ name: m.name, bytes: b });
+    counted.add(m.name);
     return b;
   };
   const tables: TableMemory[] = [];
@@ -54,10 +56,17 @@ export function kernelMemory(
   const ifCntx = bytesOf(shared.get(MAP.IF_CNTX)!);
   bytesOf(shared.get(MAP.META)!);
   bytesOf(shared.get(MAP.LENSTAT)!);
+  // Every other map counts too (the event ring and budgets, the detection
+  // policies' fixed-size maps, any map added later): the total is all of them.
+  for (const name of GEN_MAPS) if (!counted.has(name)) bytesOf(state.gen.map(name));
+  for (const m of shared.values()) if (!counted.has(m.name)) bytesOf(m);
   const g = state.counters.geometry;
   // Per CPU: a row of rule counters, its share of the interface counters (their values are per CPU).
   const perCpuBytes =
-    g.slots * LAYOUT.fw_counter.size + Math.min(ifCnt / possibleCpus, FW_IF_SLOTS * LAYOUT.fw_if_slot.size) + ifCntx / possibleCpus;
+    g.slots * LAYOUT.fw_rule_row.size +
+    LAYOUT.fw_ev_cpu.size +
+    Math.min(ifCnt / possibleCpus, FW_IF_SLOTS * LAYOUT.fw_if_slot.size) +
+    ifCntx / possibleCpus;
   return {
     bytes: maps.reduce((s, m) => s + m.bytes, 0),
     perCpuBytes: Math.round(perCpuBytes),

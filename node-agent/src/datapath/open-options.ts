@@ -68,8 +68,8 @@ export function mapSizes(
   sizes.set(MAP.JOURNAL, g.slots);
   sizes.set(MAP.IF_CNT, possibleCpus * FW_IF_SLOTS);
   sizes.set(MAP.IF_CNTX, IF_CNTX_ENTRIES);
-  // The event budgets: a row per CPU row of the counters, a slot per counter slot + one for the default's drops.
-  sizes.set(MAP.EV_STATE, Math.max(1, g.cpuRows) * (g.slots + 1));
+  // The node's event budget per CPU and the default's (the rules' are in their counter rows).
+  sizes.set(MAP.EV_CPU, possibleCpus);
   sizes.set(MAP.EVENTS, eventRingBytes);
   return sizes;
 }

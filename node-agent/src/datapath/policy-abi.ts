@@ -9,6 +9,8 @@ export const FW_POL_SOURCES = 65536;
 export const FW_POL_HITS = 4096;
 export const FW_POL_PROTO = { any: 0, icmp: 1, tcp: 6, udp: 17, icmp6: 58 } as const;
 export const FW_POL_F_SYN_ONLY = 1;
+/** fw_policy_set.class_mask bits: the protocols some policy of a direction counts (the programs' first test). */
+export const FW_POL_CLASS = { icmp: 1, tcp: 2, udp: 4, other: 8 } as const;
 
 export const POLICY_ENUMS: Readonly<Record<string, number>> = {
   FW_POL_MAX,
@@ -21,6 +23,10 @@ export const POLICY_ENUMS: Readonly<Record<string, number>> = {
   FW_POL_PROTO_UDP: FW_POL_PROTO.udp,
   FW_POL_PROTO_ICMP6: FW_POL_PROTO.icmp6,
   FW_POL_F_SYN_ONLY,
+  FW_POL_CLASS_ICMP: FW_POL_CLASS.icmp,
+  FW_POL_CLASS_TCP: FW_POL_CLASS.tcp,
+  FW_POL_CLASS_UDP: FW_POL_CLASS.udp,
+  FW_POL_CLASS_OTHER: FW_POL_CLASS.other,
 };
 
 export const POLICY_LAYOUT = {
@@ -42,7 +48,7 @@ export const POLICY_LAYOUT = {
       port_hi: 56,
     },
   },
-  fw_policy_set: { size: 584, fields: { dir_mask: 0, count: 4, p: 8 } },
+  fw_policy_set: { size: 584, fields: { dir_mask: 0, count: 4, class_mask: 6, p: 8 } },
   fw_pol_key: { size: 24, fields: { policy: 0, family: 4, pad: 5, addr: 8 } },
   fw_pol_count: { size: 32, fields: { window_start_ns: 0, packets: 8, bytes: 16, reported_ns: 24 } },
   fw_pol_hit: { size: 64, fields: { seq: 0, key: 8, packets: 32, bytes: 40, elapsed_ns: 48, at_ns: 56 } },

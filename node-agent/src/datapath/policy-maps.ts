@@ -10,7 +10,15 @@ import { FW_DIR, LAYOUT, MAP } from './abi.js';
 import type { BpfMap } from './bpf-map.js';
 import { DatapathError } from './errors.js';
 import { type Mapping, mmapMap } from './libbpf.js';
-import { FW_POL_F_SYN_ONLY, FW_POL_HITS, FW_POL_MAX, FW_POL_PORT_RANGES, FW_POL_PROTO, FW_POL_SOURCES } from './policy-abi.js';
+import {
+  FW_POL_CLASS,
+  FW_POL_F_SYN_ONLY,
+  FW_POL_HITS,
+  FW_POL_MAX,
+  FW_POL_PORT_RANGES,
+  FW_POL_PROTO,
+  FW_POL_SOURCES,
+} from './policy-abi.js';
 
 export type PolicyProtocol = 'any' | 'tcp' | 'udp' | 'icmp';
 
@@ -84,12 +92,16 @@ export function encodePolicySet(policies: readonly KernelPolicy[]): Buffer {
   if (policies.length > FW_POL_MAX) throw new RangeError(`at most ${FW_POL_MAX} policies per node, got ${policies.length}`);
   const b = Buffer.alloc(S.size);
   let mask = 0;
+  const classes = [0, 0];
   policies.forEach((p, i) => {
     if (!Number.isInteger(p.id) || p.id < 1 || p.id > 0xffffffff) throw new RangeError(`policy id ${p.id}`);
     if (p.ports.length > FW_POL_PORT_RANGES) throw new RangeError(`at most ${FW_POL_PORT_RANGES} port ranges`);
     const o = S.fields.p + i * P.size;
     const dir = FW_DIR[p.direction];
     mask |= 1 << dir;
+    // The protocols the programs let through to the counting (fw_policy_wants); any: every one, including others.
+    const all = FW_POL_CLASS.icmp | FW_POL_CLASS.tcp | FW_POL_CLASS.udp | FW_POL_CLASS.other;
+    classes[dir] = classes[dir]! | (p.protocol === 'any' ? all : FW_POL_CLASS[p.protocol]);
     b.writeUInt32LE(p.id, o + P.fields.id);
     b.writeUInt8(dir, o + P.fields.direction);
     b.writeUInt8(FW_POL_PROTO[p.protocol], o + P.fields.proto);
@@ -106,7 +118,9 @@ export function encodePolicySet(policies: readonly KernelPolicy[]): Buffer {
     });
   });
   b.writeUInt32LE(mask, S.fields.dir_mask);
-  b.writeUInt32LE(policies.length, S.fields.count);
+  b.writeUInt16LE(policies.length, S.fields.count);
+  b.writeUInt8(classes[0]!, S.fields.class_mask);
+  b.writeUInt8(classes[1]!, S.fields.class_mask + 1);
   return b;
 }
 

@@ -1,5 +1,7 @@
 // The rule counters of a generation: fw_rule_cnt[row * slots + slot] =
-// {packets, bytes}, rows: one per CPU the generation was made for (plain
+// {packets, bytes} and the rule's event budget on that row (fw_rule_row: the
+// budget is the kernel's, read by event-source.ts; zeroed here with the
+// counter when a slot is reused), rows: one per CPU the generation was made for (plain
 // adds, each by its own CPU), an overflow row for CPUs that came online later
 // (atomic adds; only where some can), and the base row, written only here:
 // the totals carried over from the previous generations. A slot's total is
@@ -15,10 +17,11 @@ import { MapRegion } from './libbpf.js';
 
 const E = osConstants.errno;
 
-/** u64 words per counter, and the two words' places. */
-const W = LAYOUT.fw_counter.size / 8;
-const PACKETS = LAYOUT.fw_counter.fields.packets / 8;
-const BYTES = LAYOUT.fw_counter.fields.bytes / 8;
+/** A counter row (fw_rule_row: counter, then event budget), its u64 words, and the counter words' places. */
+const ROW = LAYOUT.fw_rule_row.size;
+const W = ROW / 8;
+const PACKETS = (LAYOUT.fw_rule_row.fields.c + LAYOUT.fw_counter.fields.packets) / 8;
+const BYTES = (LAYOUT.fw_rule_row.fields.c + LAYOUT.fw_counter.fields.bytes) / 8;
 /** Slots per window when reading or carrying over (512 KB per row). */
 const WINDOW = 32768;
 
@@ -58,8 +61,8 @@ export class RuleCounters {
         `${this.rows} rows of ${this.slots} slots need ${this.rows * this.slots} entries, the map has ${map.maxEntries}`,
       );
     }
-    this.region = new MapRegion(map.fd, map.maxEntries * LAYOUT.fw_counter.size, map.name);
-    const bytes = this.rows * this.slots * LAYOUT.fw_counter.size;
+    this.region = new MapRegion(map.fd, map.maxEntries * ROW, map.name);
+    const bytes = this.rows * this.slots * ROW;
     this.v64 = new BigUint64Array(this.region.buffer, 0, bytes / 8);
     this.v32 = new Uint32Array(this.region.buffer, 0, bytes / 4);
   }
@@ -68,7 +71,7 @@ export class RuleCounters {
     this.region.close();
   }
 
-  /** Zeroes the slots of counter.reset ops [i0, j0) in every row (one atomic store per word). */
+  /** Zeroes the slots of counter.reset ops [i0, j0) in every row, event budget included (one atomic store per word). */
   reset(b: OpBatch, i0: number, j0: number): void {
     const view = this.v64;
     const region = this.region;
@@ -77,9 +80,8 @@ export class RuleCounters {
       if (slot >= this.slots) continue; // past this generation's slots: nothing counted there
       for (let r = 0; r < this.rows; r++) {
         const i = (r * this.slots + slot) * W;
-        region.ensure(i * 8, LAYOUT.fw_counter.size);
-        Atomics.store(view, i + PACKETS, 0n);
-        Atomics.store(view, i + BYTES, 0n);
+        region.ensure(i * 8, ROW);
+        for (let k = 0; k < W; k++) Atomics.store(view, i + k, 0n);
       }
     }
   }
@@ -111,7 +113,7 @@ export class RuleCounters {
     const v32 = this.v32;
     for (let r = 0; r < this.rows; r++) {
       const base = (r * this.slots + first) * W;
-      this.region.ensure(base * 8, m * LAYOUT.fw_counter.size);
+      this.region.ensure(base * 8, m * ROW);
       for (let i = 0; i < m; i++) {
         // Most slots are zero in most rows: test the halves, no BigInt.
         const w = (base + i * W + PACKETS) * 2;
@@ -145,7 +147,7 @@ export class RuleCounters {
         const have = Math.max(0, Math.min(m, this.slots - first));
         if (have > 0) this.sumInto(first, have, packets, bytes);
         const at = (baseRow * next.slots + first) * W;
-        next.region.ensure(at * 8, m * LAYOUT.fw_counter.size);
+        next.region.ensure(at * 8, m * ROW);
         for (let i = 0; i < m; i++) {
           Atomics.store(dst, at + i * W + PACKETS, packets[i]!);
           Atomics.store(dst, at + i * W + BYTES, bytes[i]!);

@@ -1,7 +1,10 @@
 // Moves sampled drop events from the kernel to the Sync stream: waits for
 // the ring without a busy loop (poll(2) on a libuv worker, event-ring.ts),
-// drains it into the bounded queue, then pauses `minIntervalMs` so a flood
-// is read in batches (a wakeup per batch, not per event); take() hands the
+// drains it into the bounded queue and says so (onEvents: the Sync client
+// sends at once unless it sent less than an interval ago). Drains are at
+// least `minIntervalMs` apart, the first after a quiet spell at once: a lone
+// event goes out when it is read, a flood in batches (a wakeup per batch, not
+// per event); take() hands the
 // Sync client one AgentEventBatch at a time, with the queue's drops and the
 // kernel's lost events per rule since the previous batch.
 
@@ -40,7 +43,11 @@ export class EventPump {
   private lastDefaultLost = 0;
   private lastBudgetsId = -1;
   private lossReadAt = Number.NEGATIVE_INFINITY;
+  /** performance.now() of the loop's last drain. */
+  private lastDrainAt = Number.NEGATIVE_INFINITY;
   private readonly budgets: EventBudgets;
+  /** Called after a drain that read events (the Sync client sends them). */
+  onEvents: (() => void) | null = null;
   /** Totals since start (metrics). */
   readonly stats = { drains: 0, kernelLost: 0n, batches: 0, sent: 0 };
 
@@ -77,8 +84,15 @@ export class EventPump {
       }
       if (this.stopped) break;
       if (!ready) continue;
-      this.drainNow();
-      await sleep(this.opts.minIntervalMs);
+      // Batching under load: a drain at most every minIntervalMs, the first after a quiet spell at once.
+      for (;;) {
+        const left = this.lastDrainAt + this.opts.minIntervalMs - performance.now();
+        if (left <= 0 || this.stopped) break;
+        await sleep(Math.min(left, waitMs));
+      }
+      if (this.stopped) break;
+      this.lastDrainAt = performance.now();
+      if (this.drainNow() > 0 || this.queue.length > 0) this.onEvents?.();
     }
   }
 
@@ -113,9 +127,9 @@ export class EventPump {
     const id = this.src.budgetsId;
     const upTo = this.slotsInUse();
     if (id !== this.lastBudgetsId) {
+      // A new counters map: the rules' lost counts restart at 0 (the default's, in fw_ev_cpu, do not).
       this.lastBudgetsId = id;
       this.lastLost = new Uint32Array(upTo);
-      this.lastDefaultLost = 0;
     }
     if (this.lastLost.length < upTo) {
       const grown = new Uint32Array(upTo);

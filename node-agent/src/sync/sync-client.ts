@@ -68,7 +68,11 @@ export interface SyncClientOptions {
   readonly connection?: () => { readonly credentials: ChannelCredentials; readonly options: ChannelOptions };
 }
 
-/** Where the stream's AgentEventBatch messages come from (the agent's event pump). */
+/**
+ * Where the stream's AgentEventBatch messages come from (the agent's event
+ * pump). Batches go out as soon as events are read (eventsReady()), at most
+ * one tick of intervalMs apart (batching only under load), and on every tick.
+ */
 export interface EventBatchSource {
   readonly intervalMs: number;
   /** The next batch, or null when there is nothing to send. */
@@ -99,6 +103,10 @@ interface Session {
   pingTimer: NodeJS.Timeout | undefined;
   counterTimer: NodeJS.Timeout | undefined;
   eventTimer: NodeJS.Timeout | undefined;
+  /** A send of events due at lastEventsAt + intervalMs (eventsReady() inside an interval). */
+  eventKick: NodeJS.Timeout | undefined;
+  /** performance.now() of the last events written. */
+  lastEventsAt: number;
   nonce: bigint;
   lastStatusKey: string;
   /** performance.now() when Hello was written. */
@@ -279,6 +287,8 @@ export class SyncClient {
       pingTimer: undefined,
       counterTimer: undefined,
       eventTimer: undefined,
+      eventKick: undefined,
+      lastEventsAt: Number.NEGATIVE_INFINITY,
       nonce: 0n,
       lastStatusKey: '',
       helloAt: 0,
@@ -317,6 +327,7 @@ export class SyncClient {
     if (s.pingTimer) clearInterval(s.pingTimer);
     if (s.counterTimer) clearInterval(s.counterTimer);
     if (s.eventTimer) clearInterval(s.eventTimer);
+    if (s.eventKick) clearTimeout(s.eventKick);
     try {
       s.call.cancel();
     } catch {
@@ -437,6 +448,23 @@ export class SyncClient {
     this.sendStatus(s);
   }
 
+  /**
+   * Events were read: sent now if the last were sent an interval ago or more,
+   * else when that interval ends (a flood goes out in batches, a lone event at once).
+   */
+  eventsReady(): void {
+    const s = this.session;
+    const ev = this.events;
+    if (!s || s.ended || !ev || !s.eventTimer || s.eventKick) return;
+    const wait = s.lastEventsAt + ev.intervalMs - performance.now();
+    if (wait <= 0) this.sendEvents(s, ev);
+    else
+      s.eventKick = setTimeout(() => {
+        s.eventKick = undefined;
+        this.sendEvents(s, ev);
+      }, wait);
+  }
+
   /** Sampled drop events, a few batches per tick; none while the stream is backed up (the queue drops the oldest). */
   private sendEvents(s: Session, ev: EventBatchSource): void {
     for (let i = 0; i < MAX_EVENT_BATCHES_PER_TICK && !s.ended && !s.call.writableNeedDrain; i++) {
@@ -448,6 +476,7 @@ export class SyncClient {
         return;
       }
       if (!batch) return;
+      s.lastEventsAt = performance.now();
       this.write(s, { msg: { $case: 'events', value: batch } });
     }
   }

@@ -9,7 +9,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
-import type { Hello, SyncRequest } from '../../../proto/gen/fleetwall/v1/agent_service.js';
+import type { Detection, Hello, SyncRequest } from '../../../proto/gen/fleetwall/v1/agent_service.js';
 import type { XdpMode } from '../../../proto/gen/fleetwall/v1/node.js';
 import { Action, Direction } from '../../../proto/gen/fleetwall/v1/rule.js';
 import { errorInfoOf } from '../../support/control-plane.js';
@@ -31,6 +31,31 @@ before(async () => {
 after(async () => {
   await rig?.stop();
 });
+
+/** A Detection (issue 18) of 192.0.2.9/32 for policy 1, with `over` changed. */
+function detection(over: Partial<Detection>): SyncRequest {
+  return {
+    msg: {
+      $case: 'detection',
+      value: {
+        kind: 'detection',
+        policyId: 1n,
+        policy: 'p',
+        address: Buffer.from([192, 0, 2, 9]),
+        prefixLength: 32,
+        packets: 10n,
+        bytes: 1000n,
+        window: { seconds: 1n, nanos: 0 },
+        packetsPerSecond: 10,
+        bytesPerSecond: 1000,
+        detectTime: new Date(),
+        monitor: false,
+        bannedLocally: true,
+        ...over,
+      },
+    },
+  };
+}
 
 /** The stream ends with INVALID_ARGUMENT naming `field`; nothing it sent is stored. */
 async function streamRefused(client: SyncClient, reason: string, field: RegExp): Promise<void> {
@@ -245,6 +270,10 @@ describe('after Hello', () => {
       'INVALID_FIELD',
       /status\.interfaces\[0\]\.name/,
     ],
+    ['Detection address of 5 bytes', detection({ address: Buffer.alloc(5) }), 'INVALID_FIELD', /detection\.address/],
+    ['Detection prefix_length 33', detection({ prefixLength: 33 }), 'INVALID_FIELD', /detection\.prefix_length/],
+    ['Detection policy_id 0', detection({ policyId: 0n }), 'INVALID_FIELD', /detection\.policy_id/],
+    ['Detection negative rate', detection({ packetsPerSecond: -1 }), 'INVALID_FIELD', /detection\.packets_per_second/],
     ['Ack revision 2^63', { msg: { $case: 'ack', value: { revision: 1n << 63n } } }, 'INVALID_FIELD', /ack\.revision/],
     [
       'Nack revision 2^64-1',

@@ -34,6 +34,10 @@ test('find() equals a brute-force overlap check over random prefixes', () => {
       const near = entries[Math.floor(rnd() * entries.length)]!.prefix;
       const p = randomPrefix(rnd, rnd() < 0.7 ? 4 : 6, near);
       const got = set.find(p);
+      if (p.family === 4) {
+        const addr = ((p.bytes[0]! << 24) | (p.bytes[1]! << 16) | (p.bytes[2]! << 8) | p.bytes[3]!) >>> 0;
+        assert.equal(set.findV4(addr, p.len), got, 'findV4 (a list line as numbers) is find');
+      }
       const want = entries.filter((e) => overlaps(e.prefix, p));
       if (want.length === 0) assert.equal(got, undefined);
       else

@@ -7,6 +7,7 @@
 // the node's live stream on another control-plane process within a second
 // and its certificate is refused from then on; renewal; the stream closes
 // when its certificate expires; counters only for rules the node was sent.
+import { NODE_LABEL } from '../../../common/src/labels.js';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
@@ -220,6 +221,8 @@ test("Sync takes a node certificate only; a certificate of node A claiming node 
   const b = await enrollNode(t, 'node-b', { labels: { role: 'db' } });
   const webRule = await createRule('198.51.100.0/24', { role: 'web' });
   const dbRule = await createRule('203.0.113.0/24', { role: 'db' });
+  // Selected by a node's own name label (common/src/labels.ts NODE_LABEL: a detection policy's node-scoped ban).
+  const aOnly = await createRule('192.0.2.64/26', { [NODE_LABEL]: 'node-a' });
 
   // No certificate (an admin token is no substitute): UNAUTHENTICATED before any Hello is read.
   const plainTls = new SyncClient(`127.0.0.1:${t.cp.grpcPort}`, { nodeName: 'node-a', credentials: credentials.createSsl(t.ca) });
@@ -234,6 +237,7 @@ test("Sync takes a node certificate only; a certificate of node A claiming node 
   realB.connect();
   await realB.waitFor((c) => c.inSync, 'node-b in sync');
   assert.ok(realB.rules.has(dbRule.id) && !realB.rules.has(webRule.id), 'node-b gets the rules of its bound labels');
+  assert.ok(!realB.rules.has(aOnly.id), "not node-a's name rule");
   const rowsBefore = await nodeRows(['node-a', 'node-b']);
 
   // A's certificate, claiming B: PERMISSION_DENIED, nothing recorded, B's stream stays.
@@ -254,6 +258,7 @@ test("Sync takes a node certificate only; a certificate of node A claiming node 
   realA.connect();
   await realA.waitFor((c) => c.inSync, 'node-a in sync');
   assert.ok(realA.rules.has(webRule.id), 'the rules of its bound labels');
+  assert.ok(realA.rules.has(aOnly.id), 'and of its name label, from its certificate (not recorded among its labels)');
   assert.ok(!realA.rules.has(dbRule.id) && !realA.rules.has(next.id), 'not the rules of the labels it claimed');
   const [rowA] = await nodeRows(['node-a']);
   assert.deepEqual(rowA!.labels, { role: 'web' });

@@ -3,7 +3,8 @@
 // that names another host), a presented token is checked even where
 // loopback callers are trusted, --insecure-no-auth warns at start and shows
 // on /healthz, repeated failures from one peer are held back (bounded), and
-// a revocation the NOTIFY missed still takes effect within the cache TTL.
+// a revocation the NOTIFY missed still takes effect within the cache TTL,
+// and a busy client's calls share look-ups and do not wait for the store.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
@@ -120,6 +121,70 @@ test('penalty box: free failures, then doubling hold-backs up to the cap; bounde
   assert.equal(box.fail('c'), 0, 'failures older than the window are forgotten');
   const off = new PenaltyBox({ free: 0, baseMs: 100, maxMs: 0, windowMs: 1, maxPeers: 1, maxDelayed: 1 });
   assert.equal(off.fail('x'), 0, 'maxMs 0: never held back');
+});
+
+test('token verifier: calls for one token share one look-up, and a token in use is looked up again before its entry expires', async () => {
+  let now = 1_000_000;
+  const token = generateToken();
+  const row: TokenRow = {
+    id: 9n,
+    name: 'busy',
+    role: 'operator',
+    created_by: 'test',
+    create_time: new Date(0),
+    expire_time: null,
+    revoke_time: null,
+    revoked_by: '',
+  };
+  let revoked = false;
+  const pending: (() => void)[] = [];
+  let lookups = 0;
+  const store = {
+    bySecret: (h: Buffer) =>
+      new Promise<TokenRow | undefined>((resolve) => {
+        lookups++;
+        // The row as the store has it when it answers.
+        pending.push(() => resolve(h.equals(hashToken(token)) ? { ...row, revoke_time: revoked ? new Date(now) : null } : undefined));
+      }),
+  };
+  const settle = async () => {
+    for (const r of pending.splice(0)) r();
+    await new Promise((r) => setImmediate(r));
+  };
+  const v = new TokenVerifier(store, 500, () => now);
+  const calls = Array.from({ length: 16 }, () => v.verify(token));
+  assert.equal(lookups, 1, '16 calls for an uncached token: one look-up');
+  await settle();
+  for (const c of await Promise.all(calls)) assert.equal(c.ok, true);
+
+  now += 249;
+  assert.equal(v.cached(token)?.ok, true);
+  assert.equal(lookups, 1, 'younger than half the TTL: no look-up');
+  now += 2;
+  assert.equal(v.cached(token)?.ok, true, 'past half the TTL the cache still answers at once');
+  assert.equal(v.cached(token)?.ok, true);
+  assert.equal(lookups, 2, '... and one look-up goes out in the background, not one per call');
+  revoked = true;
+  await settle();
+  now += 300;
+  assert.deepEqual(
+    v.cached(token),
+    { ok: false, reason: 'TOKEN_REVOKED', tokenId: 9n },
+    'the background look-up replaced the entry: a revocation it saw is answered from the cache',
+  );
+
+  // Past the TTL with nothing in the background: the next call waits for the store (the 1 s bound holds).
+  revoked = false;
+  const w = new TokenVerifier(store, 500, () => now);
+  const first = w.verify(token);
+  await settle();
+  assert.equal((await first).ok, true);
+  now += 501;
+  assert.equal(w.cached(token), undefined, 'older than the TTL: never answered from the cache');
+  const late = [w.verify(token), w.verify(token)];
+  assert.equal(lookups, 4, 'the calls past the TTL share one look-up');
+  await settle();
+  for (const c of await Promise.all(late)) assert.equal(c.ok, true);
 });
 
 test('token verifier: a revocation without NOTIFY is seen once the cache entry is older than the TTL', async () => {

@@ -96,6 +96,10 @@ export const protobufFileName = "fleetwall/v1/agent_service.proto";
  *     |-- Detection{policy, source, rate, window} ----------->|  the control plane bans
  *     |<------------------- Delta{R+3, upserts: the ban}      |  fleet-wide (a deny rule,
  *     |-- Ack{R+3} ------------------------------------------>|  or extends the existing one)
+ *     |                                                       |  watchers (InspectService.
+ *     |                                                       |  WatchEvents, any process)
+ *     |                                                       |  see the detection and the
+ *     |                                                       |  ban's outcome as events
  *
  * Deltas and snapshots are filtered by the node's labels: a rule whose
  * selector stops matching the node arrives as a delete. With TLS, counters
@@ -392,7 +396,11 @@ export interface AgentPolicy {
 
 /** A source crossed a policy's threshold on this node. */
 export interface Detection {
-  /** "detection" (a seam for the events stream: detections are events). */
+  /**
+   * "detection". The control plane shows it to watchers as an event of
+   * EVENT_KIND_DETECTION (inspect_service.proto), under the policy's name it
+   * knows for policy_id.
+   */
   kind: string;
   policyId: bigint;
   policy: string;

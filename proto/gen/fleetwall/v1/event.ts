@@ -6,6 +6,7 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { Duration } from "../../google/protobuf/duration.js";
 import { Timestamp } from "../../google/protobuf/timestamp.js";
 import { Direction, directionFromJSON, directionToJSON } from "./rule.js";
 
@@ -13,11 +14,26 @@ export const protobufPackage = "fleetwall.v1";
 
 export const protobufFileName = "fleetwall/v1/event.proto";
 
-/** What an event reports. Later kinds (e.g. a detection) reuse the record. */
+/**
+ * What an event reports. Every kind uses the one record (DropEvent, its name
+ * kept from when drops were the only kind): the common fields (time, node,
+ * direction, the address) plus the detail of its kind.
+ */
 export enum EventKind {
+  /** EVENT_KIND_UNSPECIFIED - Read as EVENT_KIND_DROP (events of agents before kinds existed). */
   EVENT_KIND_UNSPECIFIED = 0,
   /** EVENT_KIND_DROP - A packet dropped (or, by a monitor rule, counted as would-drop). */
   EVENT_KIND_DROP = 1,
+  /**
+   * EVENT_KIND_DETECTION - An agent reported a source over a detection policy's threshold
+   * (`detection` is set; in monitor mode: "would ban").
+   */
+  EVENT_KIND_DETECTION = 2,
+  /**
+   * EVENT_KIND_BAN - What the control plane did with a detection of an enforcing policy:
+   * the fleet-wide ban created or extended, or why none was (`ban` is set).
+   */
+  EVENT_KIND_BAN = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -29,6 +45,12 @@ export function eventKindFromJSON(object: any): EventKind {
     case 1:
     case "EVENT_KIND_DROP":
       return EventKind.EVENT_KIND_DROP;
+    case 2:
+    case "EVENT_KIND_DETECTION":
+      return EventKind.EVENT_KIND_DETECTION;
+    case 3:
+    case "EVENT_KIND_BAN":
+      return EventKind.EVENT_KIND_BAN;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -42,7 +64,85 @@ export function eventKindToJSON(object: EventKind): string {
       return "EVENT_KIND_UNSPECIFIED";
     case EventKind.EVENT_KIND_DROP:
       return "EVENT_KIND_DROP";
+    case EventKind.EVENT_KIND_DETECTION:
+      return "EVENT_KIND_DETECTION";
+    case EventKind.EVENT_KIND_BAN:
+      return "EVENT_KIND_BAN";
     case EventKind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** What became of a detection at the control plane (EVENT_KIND_BAN). */
+export enum BanOutcome {
+  BAN_OUTCOME_UNSPECIFIED = 0,
+  /** BAN_OUTCOME_CREATED - A deny rule created by "policy:NAME" (rule_id), for the offence's duration. */
+  BAN_OUTCOME_CREATED = 1,
+  /** BAN_OUTCOME_EXTENDED - The source's ban in force was extended (its expire_time moved later, or kept): no second rule. */
+  BAN_OUTCOME_EXTENDED = 2,
+  /** BAN_OUTCOME_EXEMPTED - Not banned: an allow rule, the lockout guard or a node's failsafe entries cover the source (`reason`). */
+  BAN_OUTCOME_EXEMPTED = 3,
+  /** BAN_OUTCOME_COVERED - Not banned: a rule for that CIDR, direction and selector already exists (an operator's). */
+  BAN_OUTCOME_COVERED = 4,
+  /** BAN_OUTCOME_REFUSED - Not banned: a node's kernel table has no room (CAPACITY_EXCEEDED, `reason`). */
+  BAN_OUTCOME_REFUSED = 5,
+  /**
+   * BAN_OUTCOME_MERGED - The policy's bans inside the source's network (/24, IPv6 /64) were
+   * replaced by one ban of the network (merge_threshold; `source` is the
+   * network, rule_id its deny rule, `reason` how many were merged).
+   */
+  BAN_OUTCOME_MERGED = 6,
+  UNRECOGNIZED = -1,
+}
+
+export function banOutcomeFromJSON(object: any): BanOutcome {
+  switch (object) {
+    case 0:
+    case "BAN_OUTCOME_UNSPECIFIED":
+      return BanOutcome.BAN_OUTCOME_UNSPECIFIED;
+    case 1:
+    case "BAN_OUTCOME_CREATED":
+      return BanOutcome.BAN_OUTCOME_CREATED;
+    case 2:
+    case "BAN_OUTCOME_EXTENDED":
+      return BanOutcome.BAN_OUTCOME_EXTENDED;
+    case 3:
+    case "BAN_OUTCOME_EXEMPTED":
+      return BanOutcome.BAN_OUTCOME_EXEMPTED;
+    case 4:
+    case "BAN_OUTCOME_COVERED":
+      return BanOutcome.BAN_OUTCOME_COVERED;
+    case 5:
+    case "BAN_OUTCOME_REFUSED":
+      return BanOutcome.BAN_OUTCOME_REFUSED;
+    case 6:
+    case "BAN_OUTCOME_MERGED":
+      return BanOutcome.BAN_OUTCOME_MERGED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return BanOutcome.UNRECOGNIZED;
+  }
+}
+
+export function banOutcomeToJSON(object: BanOutcome): string {
+  switch (object) {
+    case BanOutcome.BAN_OUTCOME_UNSPECIFIED:
+      return "BAN_OUTCOME_UNSPECIFIED";
+    case BanOutcome.BAN_OUTCOME_CREATED:
+      return "BAN_OUTCOME_CREATED";
+    case BanOutcome.BAN_OUTCOME_EXTENDED:
+      return "BAN_OUTCOME_EXTENDED";
+    case BanOutcome.BAN_OUTCOME_EXEMPTED:
+      return "BAN_OUTCOME_EXEMPTED";
+    case BanOutcome.BAN_OUTCOME_COVERED:
+      return "BAN_OUTCOME_COVERED";
+    case BanOutcome.BAN_OUTCOME_REFUSED:
+      return "BAN_OUTCOME_REFUSED";
+    case BanOutcome.BAN_OUTCOME_MERGED:
+      return "BAN_OUTCOME_MERGED";
+    case BanOutcome.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
@@ -89,9 +189,18 @@ export function eventVerdictToJSON(object: EventVerdict): string {
 }
 
 /**
- * A sampled drop: one packet seen by the kernel, standing for `weight` drops
- * of its rule on its node (the drops since the previous event of that rule
- * on the same CPU of that node). Summed weights estimate packets.
+ * An event of WatchEvents; `kind` says which.
+ *
+ * EVENT_KIND_DROP: a sampled drop, one packet seen by the kernel, standing for
+ * `weight` drops of its rule on its node (the drops since the previous event of
+ * that rule on the same CPU of that node). Summed weights estimate packets.
+ *
+ * EVENT_KIND_DETECTION and EVENT_KIND_BAN: `node_name` is the node that
+ * detected the source, `direction` the policy's, the counted address is in
+ * `source` (ingress) or `destination` (egress) - the group's network address,
+ * the whole CIDR in the detail - and the packet fields (verdict, protocol,
+ * ports, flags, length, weight, interface, packet) are unset. A ban's
+ * `rule_id` is its deny rule (0 when none was created or extended).
  */
 export interface DropEvent {
   time: Date | undefined;
@@ -118,6 +227,50 @@ export interface DropEvent {
   kind: EventKind;
   /** Per control plane process: increases by one per event it received (for `since`). */
   sequence: bigint;
+  /** EVENT_KIND_DETECTION only. */
+  detection:
+    | DetectionDetail
+    | undefined;
+  /** EVENT_KIND_BAN only. */
+  ban: BanDetail | undefined;
+}
+
+/** A source over a policy's threshold, as its node reported it. */
+export interface DetectionDetail {
+  /** The policy's name (its id in `policy_id`). */
+  policy: string;
+  policyId: bigint;
+  /** The source group the policy counted, a CIDR ("198.51.100.7/32", "198.51.100.0/24"). */
+  source: string;
+  /** Counted in the window when the threshold was crossed. */
+  packets: bigint;
+  bytes: bigint;
+  window: Duration | undefined;
+  packetsPerSecond: number;
+  bytesPerSecond: number;
+  /** The policy is in monitor mode: nothing was banned ("would ban"). */
+  monitor: boolean;
+  /**
+   * The node banned the source locally at once (false in monitor mode, or
+   * when its local ban rate was used up).
+   */
+  bannedLocally: boolean;
+}
+
+/** The control plane's answer to a detection. */
+export interface BanDetail {
+  policy: string;
+  /** The source group, a CIDR. */
+  source: string;
+  outcome: BanOutcome;
+  /** Why nothing was banned (exempted, covered, refused); empty otherwise. */
+  reason: string;
+  /** The ban's expiry (created, extended). */
+  expireTime:
+    | Date
+    | undefined;
+  /** Offences of this source under this policy (the escalation's n). */
+  offences: number;
 }
 
 /** The agent's form on the Sync stream: binary addresses, no node name (the stream says it). */
@@ -167,6 +320,8 @@ function createBaseDropEvent(): DropEvent {
     packet: Buffer.alloc(0),
     kind: 0,
     sequence: 0n,
+    detection: undefined,
+    ban: undefined,
   };
 }
 
@@ -231,6 +386,12 @@ export const DropEvent: MessageFns<DropEvent> = {
         throw new globalThis.Error("value provided for field message.sequence of type uint64 too large");
       }
       writer.uint32(136).uint64(message.sequence);
+    }
+    if (message.detection !== undefined) {
+      DetectionDetail.encode(message.detection, writer.uint32(146).fork()).join();
+    }
+    if (message.ban !== undefined) {
+      BanDetail.encode(message.ban, writer.uint32(154).fork()).join();
     }
     return writer;
   },
@@ -384,6 +545,22 @@ export const DropEvent: MessageFns<DropEvent> = {
             message.sequence = reader.uint64() as bigint;
             continue;
           }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.detection = DetectionDetail.decode(reader, reader.uint32());
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.ban = BanDetail.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -431,6 +608,8 @@ export const DropEvent: MessageFns<DropEvent> = {
       packet: isSet(object.packet) ? Buffer.from(bytesFromBase64(object.packet)) : Buffer.alloc(0),
       kind: isSet(object.kind) ? eventKindFromJSON(object.kind) : 0,
       sequence: isSet(object.sequence) ? BigInt(object.sequence) : 0n,
+      detection: isSet(object.detection) ? DetectionDetail.fromJSON(object.detection) : undefined,
+      ban: isSet(object.ban) ? BanDetail.fromJSON(object.ban) : undefined,
     };
   },
 
@@ -487,6 +666,12 @@ export const DropEvent: MessageFns<DropEvent> = {
     if (message.sequence !== 0n) {
       obj.sequence = message.sequence.toString();
     }
+    if (message.detection !== undefined) {
+      obj.detection = DetectionDetail.toJSON(message.detection);
+    }
+    if (message.ban !== undefined) {
+      obj.ban = BanDetail.toJSON(message.ban);
+    }
     return obj;
   },
 
@@ -512,6 +697,414 @@ export const DropEvent: MessageFns<DropEvent> = {
     message.packet = object.packet ?? Buffer.alloc(0);
     message.kind = object.kind ?? 0;
     message.sequence = (object.sequence !== undefined && object.sequence !== null) ? BigInt(object.sequence) : 0n;
+    message.detection = (object.detection !== undefined && object.detection !== null)
+      ? DetectionDetail.fromPartial(object.detection)
+      : undefined;
+    message.ban = (object.ban !== undefined && object.ban !== null) ? BanDetail.fromPartial(object.ban) : undefined;
+    return message;
+  },
+};
+
+function createBaseDetectionDetail(): DetectionDetail {
+  return {
+    policy: "",
+    policyId: 0n,
+    source: "",
+    packets: 0n,
+    bytes: 0n,
+    window: undefined,
+    packetsPerSecond: 0,
+    bytesPerSecond: 0,
+    monitor: false,
+    bannedLocally: false,
+  };
+}
+
+export const DetectionDetail: MessageFns<DetectionDetail> = {
+  encode(message: DetectionDetail, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.policy !== "") {
+      writer.uint32(10).string(message.policy);
+    }
+    if (message.policyId !== 0n) {
+      if (BigInt.asUintN(64, message.policyId) !== message.policyId) {
+        throw new globalThis.Error("value provided for field message.policyId of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.policyId);
+    }
+    if (message.source !== "") {
+      writer.uint32(26).string(message.source);
+    }
+    if (message.packets !== 0n) {
+      if (BigInt.asUintN(64, message.packets) !== message.packets) {
+        throw new globalThis.Error("value provided for field message.packets of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.packets);
+    }
+    if (message.bytes !== 0n) {
+      if (BigInt.asUintN(64, message.bytes) !== message.bytes) {
+        throw new globalThis.Error("value provided for field message.bytes of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.bytes);
+    }
+    if (message.window !== undefined) {
+      Duration.encode(message.window, writer.uint32(50).fork()).join();
+    }
+    if (message.packetsPerSecond !== 0) {
+      writer.uint32(57).double(message.packetsPerSecond);
+    }
+    if (message.bytesPerSecond !== 0) {
+      writer.uint32(65).double(message.bytesPerSecond);
+    }
+    if (message.monitor !== false) {
+      writer.uint32(72).bool(message.monitor);
+    }
+    if (message.bannedLocally !== false) {
+      writer.uint32(80).bool(message.bannedLocally);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DetectionDetail {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDetectionDetail();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.policy = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.policyId = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.packets = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.bytes = reader.uint64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.window = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 57) {
+              break;
+            }
+
+            message.packetsPerSecond = reader.double();
+            continue;
+          }
+          case 8: {
+            if (tag !== 65) {
+              break;
+            }
+
+            message.bytesPerSecond = reader.double();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.monitor = reader.bool();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.bannedLocally = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DetectionDetail {
+    return {
+      policy: isSet(object.policy) ? globalThis.String(object.policy) : "",
+      policyId: isSet(object.policyId)
+        ? BigInt(object.policyId)
+        : isSet(object.policy_id)
+        ? BigInt(object.policy_id)
+        : 0n,
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+      packets: isSet(object.packets) ? BigInt(object.packets) : 0n,
+      bytes: isSet(object.bytes) ? BigInt(object.bytes) : 0n,
+      window: isSet(object.window) ? Duration.fromJSON(object.window) : undefined,
+      packetsPerSecond: isSet(object.packetsPerSecond)
+        ? globalThis.Number(object.packetsPerSecond)
+        : isSet(object.packets_per_second)
+        ? globalThis.Number(object.packets_per_second)
+        : 0,
+      bytesPerSecond: isSet(object.bytesPerSecond)
+        ? globalThis.Number(object.bytesPerSecond)
+        : isSet(object.bytes_per_second)
+        ? globalThis.Number(object.bytes_per_second)
+        : 0,
+      monitor: isSet(object.monitor) ? globalThis.Boolean(object.monitor) : false,
+      bannedLocally: isSet(object.bannedLocally)
+        ? globalThis.Boolean(object.bannedLocally)
+        : isSet(object.banned_locally)
+        ? globalThis.Boolean(object.banned_locally)
+        : false,
+    };
+  },
+
+  toJSON(message: DetectionDetail): unknown {
+    const obj: any = {};
+    if (message.policy !== "") {
+      obj.policy = message.policy;
+    }
+    if (message.policyId !== 0n) {
+      obj.policyId = message.policyId.toString();
+    }
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
+    if (message.packets !== 0n) {
+      obj.packets = message.packets.toString();
+    }
+    if (message.bytes !== 0n) {
+      obj.bytes = message.bytes.toString();
+    }
+    if (message.window !== undefined) {
+      obj.window = Duration.toJSON(message.window);
+    }
+    if (message.packetsPerSecond !== 0) {
+      obj.packetsPerSecond = floatToJson(message.packetsPerSecond);
+    }
+    if (message.bytesPerSecond !== 0) {
+      obj.bytesPerSecond = floatToJson(message.bytesPerSecond);
+    }
+    if (message.monitor !== false) {
+      obj.monitor = message.monitor;
+    }
+    if (message.bannedLocally !== false) {
+      obj.bannedLocally = message.bannedLocally;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DetectionDetail>, I>>(base?: I): DetectionDetail {
+    return DetectionDetail.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DetectionDetail>, I>>(object: I): DetectionDetail {
+    const message = createBaseDetectionDetail();
+    message.policy = object.policy ?? "";
+    message.policyId = (object.policyId !== undefined && object.policyId !== null) ? BigInt(object.policyId) : 0n;
+    message.source = object.source ?? "";
+    message.packets = (object.packets !== undefined && object.packets !== null) ? BigInt(object.packets) : 0n;
+    message.bytes = (object.bytes !== undefined && object.bytes !== null) ? BigInt(object.bytes) : 0n;
+    message.window = (object.window !== undefined && object.window !== null)
+      ? Duration.fromPartial(object.window)
+      : undefined;
+    message.packetsPerSecond = object.packetsPerSecond ?? 0;
+    message.bytesPerSecond = object.bytesPerSecond ?? 0;
+    message.monitor = object.monitor ?? false;
+    message.bannedLocally = object.bannedLocally ?? false;
+    return message;
+  },
+};
+
+function createBaseBanDetail(): BanDetail {
+  return { policy: "", source: "", outcome: 0, reason: "", expireTime: undefined, offences: 0 };
+}
+
+export const BanDetail: MessageFns<BanDetail> = {
+  encode(message: BanDetail, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.policy !== "") {
+      writer.uint32(10).string(message.policy);
+    }
+    if (message.source !== "") {
+      writer.uint32(18).string(message.source);
+    }
+    if (message.outcome !== 0) {
+      writer.uint32(24).int32(message.outcome);
+    }
+    if (message.reason !== "") {
+      writer.uint32(34).string(message.reason);
+    }
+    if (message.expireTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.expireTime), writer.uint32(42).fork()).join();
+    }
+    if (message.offences !== 0) {
+      writer.uint32(48).uint32(message.offences);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BanDetail {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBanDetail();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.policy = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.outcome = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.expireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.offences = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BanDetail {
+    return {
+      policy: isSet(object.policy) ? globalThis.String(object.policy) : "",
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+      outcome: isSet(object.outcome) ? banOutcomeFromJSON(object.outcome) : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      expireTime: isSet(object.expireTime)
+        ? fromJsonTimestamp(object.expireTime)
+        : isSet(object.expire_time)
+        ? fromJsonTimestamp(object.expire_time)
+        : undefined,
+      offences: isSet(object.offences) ? globalThis.Number(object.offences) : 0,
+    };
+  },
+
+  toJSON(message: BanDetail): unknown {
+    const obj: any = {};
+    if (message.policy !== "") {
+      obj.policy = message.policy;
+    }
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
+    if (message.outcome !== 0) {
+      obj.outcome = banOutcomeToJSON(message.outcome);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.expireTime !== undefined) {
+      obj.expireTime = message.expireTime.toISOString();
+    }
+    if (message.offences !== 0) {
+      obj.offences = Math.round(message.offences);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BanDetail>, I>>(base?: I): BanDetail {
+    return BanDetail.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BanDetail>, I>>(object: I): BanDetail {
+    const message = createBaseBanDetail();
+    message.policy = object.policy ?? "";
+    message.source = object.source ?? "";
+    message.outcome = object.outcome ?? 0;
+    message.reason = object.reason ?? "";
+    message.expireTime = object.expireTime ?? undefined;
+    message.offences = object.offences ?? 0;
     return message;
   },
 };
@@ -949,6 +1542,10 @@ function bytesFromBase64(b64: string): Uint8Array {
 
 function base64FromBytes(arr: Uint8Array): string {
   return globalThis.Buffer.from(arr).toString("base64");
+}
+
+function floatToJson(value: number | null | undefined): number | string | null | undefined {
+  return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
 }
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;

@@ -22,14 +22,31 @@ import {
 } from "@grpc/grpc-js";
 import { Duration } from "../../google/protobuf/duration.js";
 import { Timestamp } from "../../google/protobuf/timestamp.js";
-import { DropEvent, EventVerdict, eventVerdictFromJSON, eventVerdictToJSON } from "./event.js";
+import {
+  BanOutcome,
+  banOutcomeFromJSON,
+  banOutcomeToJSON,
+  DropEvent,
+  EventKind,
+  eventKindFromJSON,
+  eventKindToJSON,
+  EventVerdict,
+  eventVerdictFromJSON,
+  eventVerdictToJSON,
+} from "./event.js";
 import { Direction, directionFromJSON, directionToJSON } from "./rule.js";
 
 export const protobufPackage = "fleetwall.v1";
 
 export const protobufFileName = "fleetwall/v1/inspect_service.proto";
 
-/** Every field that is set must match (one of its values); unset fields match anything. */
+/**
+ * Every field that is set must match (one of its values); unset fields match
+ * anything. A field about something an event kind does not have matches no
+ * event of that kind: verdicts, protocols and ports match drops only;
+ * rule_ids drops and bans (a ban's deny rule); policies detections and bans;
+ * outcomes bans. Node names, directions and the CIDRs match every kind.
+ */
 export interface EventFilter {
   nodeNames: string[];
   /** 0 matches drops by a node's default action. */
@@ -43,6 +60,14 @@ export interface EventFilter {
   protocols: string[];
   /** Matches the source or the destination port (1..65535). */
   ports: number[];
+  /**
+   * Empty: every kind (drops, detections and bans). EVENT_KIND_DROP also
+   * matches events of kind UNSPECIFIED.
+   */
+  kinds: EventKind[];
+  /** Detection policies by name. */
+  policies: string[];
+  outcomes: BanOutcome[];
 }
 
 export interface WatchEventsRequest {
@@ -110,6 +135,9 @@ function createBaseEventFilter(): EventFilter {
     destinationCidrs: [],
     protocols: [],
     ports: [],
+    kinds: [],
+    policies: [],
+    outcomes: [],
   };
 }
 
@@ -155,6 +183,23 @@ export const EventFilter: MessageFns<EventFilter> = {
       writer.uint32(66).fork();
       for (const v of message.ports) {
         writer.uint32(v);
+      }
+      writer.join();
+    }
+    if (message.kinds.length !== 0) {
+      writer.uint32(74).fork();
+      for (const v of message.kinds) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    for (const v of message.policies) {
+      writer.uint32(82).string(v!);
+    }
+    if (message.outcomes.length !== 0) {
+      writer.uint32(90).fork();
+      for (const v of message.outcomes) {
+        writer.int32(v);
       }
       writer.join();
     }
@@ -278,6 +323,50 @@ export const EventFilter: MessageFns<EventFilter> = {
 
             break;
           }
+          case 9: {
+            if (tag === 72) {
+              message.kinds.push(reader.int32() as any);
+
+              continue;
+            }
+
+            if (tag === 74) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.kinds.push(reader.int32() as any);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.policies.push(reader.string());
+            continue;
+          }
+          case 11: {
+            if (tag === 88) {
+              message.outcomes.push(reader.int32() as any);
+
+              continue;
+            }
+
+            if (tag === 90) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.outcomes.push(reader.int32() as any);
+              }
+
+              continue;
+            }
+
+            break;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -322,6 +411,11 @@ export const EventFilter: MessageFns<EventFilter> = {
         ? object.protocols.map((e: any) => globalThis.String(e))
         : [],
       ports: globalThis.Array.isArray(object?.ports) ? object.ports.map((e: any) => globalThis.Number(e)) : [],
+      kinds: globalThis.Array.isArray(object?.kinds) ? object.kinds.map((e: any) => eventKindFromJSON(e)) : [],
+      policies: globalThis.Array.isArray(object?.policies) ? object.policies.map((e: any) => globalThis.String(e)) : [],
+      outcomes: globalThis.Array.isArray(object?.outcomes)
+        ? object.outcomes.map((e: any) => banOutcomeFromJSON(e))
+        : [],
     };
   },
 
@@ -351,6 +445,15 @@ export const EventFilter: MessageFns<EventFilter> = {
     if (message.ports?.length) {
       obj.ports = message.ports.map((e) => Math.round(e));
     }
+    if (message.kinds?.length) {
+      obj.kinds = message.kinds.map((e) => eventKindToJSON(e));
+    }
+    if (message.policies?.length) {
+      obj.policies = message.policies;
+    }
+    if (message.outcomes?.length) {
+      obj.outcomes = message.outcomes.map((e) => banOutcomeToJSON(e));
+    }
     return obj;
   },
 
@@ -367,6 +470,9 @@ export const EventFilter: MessageFns<EventFilter> = {
     message.destinationCidrs = object.destinationCidrs?.map((e) => e) || [];
     message.protocols = object.protocols?.map((e) => e) || [];
     message.ports = object.ports?.map((e) => e) || [];
+    message.kinds = object.kinds?.map((e) => e) || [];
+    message.policies = object.policies?.map((e) => e) || [];
+    message.outcomes = object.outcomes?.map((e) => e) || [];
     return message;
   },
 };
@@ -1079,9 +1185,11 @@ export const TopSourcesResponse: MessageFns<TopSourcesResponse> = {
 
 /**
  * What is dropped, fleet-wide: the sampled drop events the agents send
- * (each standing for `weight` drops of its rule), streamed with filters, and
- * the top sources per rule. Any control-plane process serves the events of
- * every agent (they are fanned out between processes through Postgres).
+ * (each standing for `weight` drops of its rule), the detections they report
+ * for detection policies and the bans the control plane makes of them,
+ * streamed with filters; and the top sources per rule (drops only). Any
+ * control-plane process serves the events of every agent (they are fanned
+ * out between processes through Postgres).
  */
 export type InspectServiceService = typeof InspectServiceService;
 export const InspectServiceService = {

@@ -1966,6 +1966,8 @@ export const RefreshListResponse: MessageFns<RefreshListResponse> = {
  *     |   shrink beyond the limit -> SHRINK_REFUSED (the last good   |
  *     |   set stays; `force` overrides both)                         |
  *     |-- BEGIN; lock the list row; read the list's CIDRs -------->|
+ *     |   (only their count and highest write id when this process   |
+ *     |   remembers them from its last write and those match)        |
  *     |   diff in memory (sorted keys): removed, added               |
  *     |-- delete removed, insert added (on conflict: another rule   |
  *     |   holds that CIDR: skipped, counted), change log, one audit  |
