@@ -24,7 +24,9 @@
 //
 // Flags: --tiny (a few hundred sources, a handful of samples: a smoke run),
 // --sources N, --samples N, --max-bans N, --in-process (the control plane in
-// the bench's process instead of its own). Run as root (BPF).
+// the bench's process instead of its own). Run as root (BPF). BENCH_TRACE=1:
+// each CreateRule's latency and the bans gauge on stderr; BENCH_PROFILE=file:
+// a CPU profile of the flood phase (this process).
 //   ms.event_loop_delay_p99_under_attack: this process's event loop (the
 //       nodes'; and the control plane's with --in-process) during the flood.
 import {
@@ -195,7 +197,12 @@ async function main(): Promise<void> {
     emit('ms.detect_to_fleet_drop_p99', pct(fleet, 99), { samples: SAMPLES });
 
     // The spoofed flood: every random source over the threshold, while an operator creates rules.
-    const bansBefore = (await unaryCall(cp.clients.policies, 'listBans', { policy: 'bench' })).bans.length;
+    // Bans in force (fleetwall_bans_active: ListBans answers 10,000 at most, fewer than a long flood makes).
+    const activeBans = async () => {
+      const text = await fetch(`http://127.0.0.1:${cp.httpPort}/metrics`).then((r) => r.text());
+      return Number(/^fleetwall_bans_active(?:\{[^}]*\})? (\S+)$/m.exec(text)?.[1] ?? Number.NaN);
+    };
+    const bansBefore = await activeBans();
     const creates: number[] = [];
     // The operator in its own process (respond/operator-child.ts): latencies as the control plane answers them.
     const opChild = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'respond/operator-child.ts'), cp.target], {
@@ -248,7 +255,9 @@ async function main(): Promise<void> {
     opChild.stdin!.end();
     await operator;
     for (const line of opOut.split('\n')) if (line.trim() !== '') creates.push(Number(line));
-    const bans = (await unaryCall(cp.clients.policies, 'listBans', { policy: 'bench' })).bans.length - bansBefore;
+    const bansAfter = await activeBans();
+    if (process.env.BENCH_TRACE) process.stderr.write(`bans active before ${bansBefore} after ${bansAfter}\n`);
+    const bans = bansAfter - bansBefore;
     const metrics = await fetch(`http://127.0.0.1:${cp.httpPort}/metrics`).then((r) => r.text());
     const metric = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(metrics)?.[1] ?? Number.NaN);
     const pol = (await unaryCall(cp.clients.policies, 'getPolicy', { name: 'bench' })).policy!;
