@@ -19,20 +19,34 @@
 //       --max-bans 50/s: fleet-wide bans made per second while it pours in,
 //       and this process's RSS (both nodes and the control plane live here:
 //       an upper bound for one agent).
-//   ms.operator_create_p99_under_attack: CreateRule latency meanwhile.
+//   ms.operator_create_p99_under_attack: CreateRule latency meanwhile (the
+//       control plane in its own process, as deployed).
 //
 // Flags: --tiny (a few hundred sources, a handful of samples: a smoke run),
-// --sources N, --samples N, --max-bans N. Run as root (BPF).
-import { startTestControlPlane, unaryCall } from '../test/support/control-plane.js';
+// --sources N, --samples N, --max-bans N, --in-process (the control plane in
+// the bench's process instead of its own). Run as root (BPF). BENCH_TRACE=1:
+// each CreateRule's latency and the bans gauge on stderr; BENCH_PROFILE=file:
+// a CPU profile of the flood phase (this process).
+//   ms.event_loop_delay_p99_under_attack: this process's event loop (the
+//       nodes'; and the control plane's with --in-process) during the flood.
+import {
+  connectClients,
+  startChildControlPlane,
+  startTestControlPlane,
+  type TestClients,
+  unaryCall,
+} from '../test/support/control-plane.js';
 import { startTestPostgres } from '../test/support/postgres.js';
 import { ipFrame, l4Frame } from '../test/support/frames.js';
 import { XDP_DROP } from '../node-agent/src/datapath/libbpf.js';
 import type { KernelPolicy } from '../node-agent/src/datapath/policy-maps.js';
 import { BanScope, PolicyProtocol, SourceGrouping } from '../proto/gen/fleetwall/v1/policy.js';
-import { CreateRuleRequest } from '../proto/gen/fleetwall/v1/rule_service.js';
-import { Action, Direction, Mode } from '../proto/gen/fleetwall/v1/rule.js';
+import { Direction, Mode } from '../proto/gen/fleetwall/v1/rule.js';
 import { type BenchNode, startNode } from './respond/node.js';
 import { spawn } from 'node:child_process';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Session } from 'node:inspector';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PROG } from '../node-agent/src/datapath/abi.js';
 
@@ -42,6 +56,7 @@ const flag = (name: string, dflt: number) => {
   return i >= 0 ? Number(argv[i + 1]) : dflt;
 };
 const TINY = argv.includes('--tiny');
+const IN_PROCESS = argv.includes('--in-process');
 const SOURCES = flag('sources', TINY ? 300 : 1_000_000);
 const SAMPLES = flag('samples', TINY ? 5 : 100);
 const MAX_BANS = flag('max-bans', 50);
@@ -97,10 +112,38 @@ function perPacket(node: BenchNode): void {
   }
 }
 
+interface BenchControlPlane {
+  readonly target: string;
+  readonly httpPort: number;
+  readonly clients: TestClients;
+  stop(): Promise<unknown>;
+}
+
+/**
+ * The control plane in its own process, as deployed (--in-process: in this
+ * one, beside the nodes, whose synchronous work - a map resize loads BPF
+ * programs for a second or more - then stalls the control plane's requests
+ * too). The production pool size (tests use 5).
+ */
+async function startControlPlane(url: string): Promise<BenchControlPlane> {
+  if (IN_PROCESS) return startTestControlPlane(url, { dbPoolSize: 10 });
+  const child = await startChildControlPlane(url, { FLEETWALL_DB_POOL_SIZE: '10', FLEETWALL_LOG_LEVEL: 'warn' });
+  const clients = connectClients(child.target);
+  return {
+    target: child.target,
+    httpPort: child.httpPort,
+    clients,
+    async stop() {
+      clients.close();
+      await child.stop();
+    },
+  };
+}
+
 async function main(): Promise<void> {
   const pg = await startTestPostgres();
   // The production pool size (tests use 5).
-  const cp = await startTestControlPlane(await pg.newDatabase(), { dbPoolSize: 10 });
+  const cp = await startControlPlane(await pg.newDatabase());
   const nodes: BenchNode[] = [];
   try {
     const [n1, n2] = [await startNode('bench-1', cp.target), await startNode('bench-2', cp.target)];
@@ -131,6 +174,7 @@ async function main(): Promise<void> {
         detections: 0n,
         bans: 0n,
         exempted: 0n,
+        mergeThreshold: 0,
       },
     });
     while (n1.responder.stats.policies === 0 || n2.responder.stats.policies === 0) await sleep(10);
@@ -153,22 +197,37 @@ async function main(): Promise<void> {
     emit('ms.detect_to_fleet_drop_p99', pct(fleet, 99), { samples: SAMPLES });
 
     // The spoofed flood: every random source over the threshold, while an operator creates rules.
-    const bansBefore = (await unaryCall(cp.clients.policies, 'listBans', { policy: 'bench' })).bans.length;
+    // Bans in force (fleetwall_bans_active: ListBans answers 10,000 at most, fewer than a long flood makes).
+    const activeBans = async () => {
+      const text = await fetch(`http://127.0.0.1:${cp.httpPort}/metrics`).then((r) => r.text());
+      return Number(/^fleetwall_bans_active(?:\{[^}]*\})? (\S+)$/m.exec(text)?.[1] ?? Number.NaN);
+    };
+    const bansBefore = await activeBans();
     const creates: number[] = [];
-    let flooding = true;
-    const operator = (async () => {
-      for (let i = 0; flooding; i++) {
-        const t = performance.now();
-        await unaryCall(
-          cp.clients.rules,
-          'createRule',
-          CreateRuleRequest.fromPartial({ rule: { cidr: `100.64.${i >> 8}.${i & 255}/32`, action: Action.ACTION_DENY } }),
-        );
-        creates.push(performance.now() - t);
-        await sleep(50);
-      }
-    })();
+    // The operator in its own process (respond/operator-child.ts): latencies as the control plane answers them.
+    const opChild = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'respond/operator-child.ts'), cp.target], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    let opOut = '';
+    opChild.stdout!.on('data', (d: Buffer) => {
+      opOut += d.toString();
+    });
+    const operator = new Promise<void>((res) => opChild.once('exit', () => res()));
+    // Its first create (tsx's start-up) is not under attack yet: wait for it.
+    while (!opOut.includes('\n')) await sleep(20);
+    opOut = '';
     const t0 = performance.now();
+    // This process's event loop (both nodes and the control plane): a stall here delays every request.
+    const prof = process.env.BENCH_PROFILE ? new Session() : undefined;
+    prof?.connect();
+    const post = (m: string, params?: object) =>
+      new Promise<unknown>((res, rej) => prof!.post(m, params ?? {}, (e, r) => (e ? rej(e) : res(r))));
+    if (prof) {
+      await post('Profiler.enable');
+      await post('Profiler.start');
+    }
+    const loop = monitorEventLoopDelay({ resolution: 10 });
+    loop.enable();
     let rss = 0;
     const sampler = setInterval(() => {
       rss = Math.max(rss, process.memoryUsage().rss);
@@ -193,12 +252,20 @@ async function main(): Promise<void> {
     clearInterval(sampler);
     const floodS = (performance.now() - t0) / 1000;
     await sleep(1000);
-    flooding = false;
+    opChild.stdin!.end();
     await operator;
-    const bans = (await unaryCall(cp.clients.policies, 'listBans', { policy: 'bench' })).bans.length - bansBefore;
+    for (const line of opOut.split('\n')) if (line.trim() !== '') creates.push(Number(line));
+    const bansAfter = await activeBans();
+    if (process.env.BENCH_TRACE) process.stderr.write(`bans active before ${bansBefore} after ${bansAfter}\n`);
+    const bans = bansAfter - bansBefore;
     const metrics = await fetch(`http://127.0.0.1:${cp.httpPort}/metrics`).then((r) => r.text());
     const metric = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(metrics)?.[1] ?? Number.NaN);
-    emit('count.detections_at_control_plane', metric('fleetwall_detections_total'), { deferred_now: metric('fleetwall_bans_deferred') });
+    const pol = (await unaryCall(cp.clients.policies, 'getPolicy', { name: 'bench' })).policy!;
+    emit('count.detections_at_control_plane', metric('fleetwall_detections_total'), {
+      deferred_now: metric('fleetwall_bans_deferred'),
+      bans: Number(pol.bans),
+      exempted: Number(pol.exempted),
+    });
     const elapsed = (performance.now() - t0) / 1000;
     emit('bans_per_second.spoofed_flood', bans / elapsed, {
       sources: SOURCES,
@@ -206,13 +273,19 @@ async function main(): Promise<void> {
       flood_s: Math.round(floodS * 10) / 10,
     });
     emit('mb.agent_rss_spoofed_flood', Math.max(rss, process.memoryUsage().rss) / 1e6, {
-      note: 'the bench process: two nodes and the control plane',
+      note: IN_PROCESS ? 'the bench process: two nodes and the control plane' : 'the bench process: two nodes',
     });
     emit('count.local_bans_spoofed_flood', n1.responder.stats.localBans, {
       rate_limited: n1.responder.stats.rateLimited,
       group_inserts: String(n1.responder.stats.groupInserts),
     });
-    emit('ms.operator_create_p99_under_attack', pct(creates, 99), { creates: creates.length });
+    emit('ms.operator_create_p99_under_attack', pct(creates, 99), { creates: creates.length, p50: Math.round(pct(creates, 50)) });
+    loop.disable();
+    if (prof) {
+      const { profile } = (await post('Profiler.stop')) as { profile: unknown };
+      writeFileSync(process.env.BENCH_PROFILE!, JSON.stringify(profile));
+    }
+    emit('ms.event_loop_delay_p99_under_attack', loop.percentile(99) / 1e6, { max: Math.round(loop.max / 1e6) });
   } finally {
     for (const n of nodes) await n.close().catch(() => undefined);
     await cp.stop();

@@ -50,7 +50,7 @@ Policy (talks to the control plane at --server, env FLEETWALL_CONTROL_PLANE, def
   fleetwall counters [--watch] [--node name] [--top n] [--interval 1s]
   fleetwall explain <ip> [--node name] [--egress]
   fleetwall events [--follow] [--node N] [--rule ID] [--source CIDR] [--proto tcp|udp|icmp] [--port P] [--since 5m] [--limit N]
-                   [--kind drop|detection|ban] [--policy NAME] [--outcome created|extended|exempted|covered|refused]
+                   [--kind drop|detection|ban] [--policy NAME] [--outcome created|extended|exempted|covered|refused|merged]
                    [--pcap FILE]      sampled drops, detections and bans (a line each, --json; drops as a pcap file)
   fleetwall top [--rule ID] [--window 1m] [--watch]   top sources per rule (estimated packets)
   fleetwall audit [--actor principal] [--rule id] [--action rule.delete|token.] [--limit n]

@@ -53,6 +53,7 @@ function icmpPolicy(name: string, mode = Mode.MODE_ENFORCE): DetectionPolicy {
     detections: 0n,
     bans: 0n,
     exempted: 0n,
+    mergeThreshold: 0,
   };
 }
 

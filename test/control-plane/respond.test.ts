@@ -54,6 +54,7 @@ function policy(p: Partial<DetectionPolicy> & { name: string }): DetectionPolicy
     detections: 0n,
     bans: 0n,
     exempted: 0n,
+    mergeThreshold: 0,
     ...p,
   };
 }

@@ -67,6 +67,7 @@ function policy(name: string, mode: Mode): DetectionPolicy {
     detections: 0n,
     bans: 0n,
     exempted: 0n,
+    mergeThreshold: 0,
   };
 }
 

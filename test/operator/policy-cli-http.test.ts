@@ -74,6 +74,15 @@ test('fleetwall policy create|ls|get|rm and bans ls', async () => {
   assert.equal(ls.code, 0, ls.stderr);
   assert.match(ls.stdout, /ssh\s+tcp\/22 syn\s+20 pkt\/s over 2s\s+10m x3 <= 24h\s+fleet\s+enforce/);
   assert.doesNotMatch(ls.stdout, /\bbad\b/, 'nothing stored for the bad one');
+  // The /24 merge (issue 18, bounded under attack): a flag, validated by the control plane.
+  const merge = await fw(['policy', 'create', 'web', '--proto', 'tcp', '--ports', '443', '--pps', '50', '--merge-threshold', '8']);
+  assert.equal(merge.code, 0, merge.stderr);
+  const badMerge = await fw(['policy', 'create', 'bad', '--pps', '5', '--merge-threshold', '1']);
+  assert.notEqual(badMerge.code, 0);
+  assert.match(badMerge.stderr, /policy\.merge_threshold: 1 is not 2\.\.256/);
+  assert.match((await fw(['policy', 'ls'])).stdout, /web\s+tcp\/443\s+50 pkt\/s over 1s\s+10m x2 <= 24h, 8\+ per \/24,\/64 merged/);
+  assert.equal(JSON.parse((await fw(['--json', 'policy', 'get', 'web'])).stdout).mergeThreshold, 8);
+  assert.equal((await fw(['policy', 'rm', 'web'])).code, 0);
   const get = await fw(['--json', 'policy', 'get', 'ssh']);
   assert.equal(get.code, 0, get.stderr);
   const j = JSON.parse(get.stdout);

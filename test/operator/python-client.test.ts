@@ -194,6 +194,7 @@ test('python events: drop events an agent sent, filtered; a bad filter is INVALI
         detections: 0n,
         bans: 0n,
         exempted: 0n,
+        mergeThreshold: 0,
       },
     });
     await agent.waitFor((c) => c.policySets.at(-1)?.length === 1, 'the agent gets the policy');

@@ -1,6 +1,6 @@
 // fleetwall events [--follow] [--node N] [--rule ID] [--source CIDR] [--destination CIDR]
 //                  [--proto tcp|udp|icmp] [--port P] [--verdict drop|would-drop] [--direction ingress|egress]
-//                  [--kind drop|detection|ban] [--policy NAME] [--outcome created|extended|exempted|covered|refused]
+//                  [--kind drop|detection|ban] [--policy NAME] [--outcome created|extended|exempted|covered|refused|merged]
 //                  [--since 5m] [--limit N] [--json] [--pcap FILE]
 // fleetwall top [--rule ID] [--node N] [--window 1m] [--limit N] [--watch] [--interval 2s] [--json]
 //
@@ -48,6 +48,7 @@ const OUTCOMES: Record<string, BanOutcome> = {
   exempted: BanOutcome.BAN_OUTCOME_EXEMPTED,
   covered: BanOutcome.BAN_OUTCOME_COVERED,
   refused: BanOutcome.BAN_OUTCOME_REFUSED,
+  merged: BanOutcome.BAN_OUTCOME_MERGED,
 };
 const OUTCOME_NAMES = new Map(Object.entries(OUTCOMES).map(([k, v]) => [v, k]));
 
@@ -117,7 +118,7 @@ function ids(values: string[], flag: string): bigint[] {
 }
 
 const EVENTS_USAGE =
-  'usage: fleetwall events [--follow] [--node N] [--rule ID] [--source CIDR] [--destination CIDR] [--proto tcp|udp|icmp] [--port P] [--verdict drop|would-drop] [--direction ingress|egress] [--kind drop|detection|ban] [--policy NAME] [--outcome created|extended|exempted|covered|refused] [--since 5m] [--limit N] [--pcap FILE]';
+  'usage: fleetwall events [--follow] [--node N] [--rule ID] [--source CIDR] [--destination CIDR] [--proto tcp|udp|icmp] [--port P] [--verdict drop|would-drop] [--direction ingress|egress] [--kind drop|detection|ban] [--policy NAME] [--outcome created|extended|exempted|covered|refused|merged] [--since 5m] [--limit N] [--pcap FILE]';
 
 function named<T>(values: string[], flag: string, table: Record<string, T>): T[] {
   return values.map((v) => {

@@ -23,7 +23,9 @@ const USAGE = `usage:
   fleetwall policy create <name> (--pps N | --bps N) [--window 1s] [--proto any|tcp|udp|icmp] [--ports 22,8000-8080] [--syn]
                                  [--egress] [--group address|network] [--ban 10m] [--factor 2] [--max-ban 24h] [--jitter 0.1]
                                  [--scope fleet|node|selector] [--scope-selector k=v] [--selector k=v] [--monitor]
-                                 [--max-bans-per-second 50] [--comment text]
+                                 [--max-bans-per-second 50] [--merge-threshold N] [--comment text]
+      --merge-threshold N: when N or more sources of one /24 (IPv6: /64) hold bans of the policy, ban the
+                           network instead (never one holding an allowed, protected or failsafe address)
   fleetwall policy ls
   fleetwall policy get <name>
   fleetwall policy rm <name>
@@ -90,7 +92,7 @@ function policyRow(p: DetectionPolicy): string[] {
     p.name,
     matchText(p),
     thresholdText(p),
-    `${durText(secs(r.duration))} x${r.escalationFactor} <= ${durText(secs(r.maxDuration))}`,
+    `${durText(secs(r.duration))} x${r.escalationFactor} <= ${durText(secs(r.maxDuration))}${p.mergeThreshold > 0 ? `, ${p.mergeThreshold}+ per /24,/64 merged` : ''}`,
     scope === 'selector' ? labelsText(p.scopeSelector) : scope,
     p.mode === Mode.MODE_MONITOR ? 'monitor' : 'enforce',
     labelsText(p.nodeSelector),
@@ -174,6 +176,7 @@ async function createPolicy(ctx: Context, argv: string[]): Promise<void> {
       'jitter',
       'scope',
       'max-bans-per-second',
+      'merge-threshold',
       'comment',
     ],
     repeated: ['selector', 'scope-selector'],
@@ -221,6 +224,7 @@ async function createPolicy(ctx: Context, argv: string[]): Promise<void> {
       mode: flagBool(p, 'monitor') ? Mode.MODE_MONITOR : Mode.MODE_ENFORCE,
       nodeSelector: parseLabels(flagList(p, 'selector'), 'selector'),
       maxBansPerSecond: Number(uint(flagString(p, 'max-bans-per-second'), 'max-bans-per-second')),
+      mergeThreshold: Number(uint(flagString(p, 'merge-threshold'), 'merge-threshold')),
       comment: flagString(p, 'comment') ?? '',
     },
   });

@@ -42,6 +42,7 @@ const OUTCOMES: readonly BanOutcome[] = [
   BanOutcome.BAN_OUTCOME_EXEMPTED,
   BanOutcome.BAN_OUTCOME_COVERED,
   BanOutcome.BAN_OUTCOME_REFUSED,
+  BanOutcome.BAN_OUTCOME_MERGED,
 ];
 
 export type EventPredicate = (e: InspectEvent) => boolean;

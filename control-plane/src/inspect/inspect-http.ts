@@ -4,7 +4,7 @@
 //                        &node=a,b&rule=42&verdict=drop|would_drop&direction=ingress|egress
 //                        &source=CIDR&destination=CIDR&proto=tcp,udp&port=53
 //                        &kind=drop,detection,ban&policy=NAME
-//                        &outcome=created|extended|exempted|covered|refused
+//                        &outcome=created|extended|exempted|covered|refused|merged
 //                        (deny lists: the same names with "not_": not_source=10.0.0.0/8)
 //                        -> newline-delimited JSON, one event per line (a DropEvent,
 //                           proto3 JSON; detections and bans by its kind and detail);
@@ -69,6 +69,7 @@ const OUTCOMES: Record<string, BanOutcome> = {
   exempted: BanOutcome.BAN_OUTCOME_EXEMPTED,
   covered: BanOutcome.BAN_OUTCOME_COVERED,
   refused: BanOutcome.BAN_OUTCOME_REFUSED,
+  merged: BanOutcome.BAN_OUTCOME_MERGED,
 };
 
 function named<T>(url: URL, name: string, field: string, table: Record<string, T>): T[] {

@@ -1,55 +1,38 @@
 // Detections become fleet-wide bans (issue 18). A detection an agent reports
-// is checked first - a source an allow rule covers, one the lockout guard
-// protects, or one inside a node's failsafe entries is never banned (counted
-// as exempted) - then queued per policy and written at most
-// max_bans_per_second per policy (the rest wait in the queue: deferred,
-// counted, not lost; one entry per source, a later detection refreshing
-// it). One worker writes them, one transaction each, so a flood of bans
-// holds one connection and operators' own writes keep theirs.
+// is queued per policy (one entry per source, a later detection refreshing
+// it) and written at most max_bans_per_second per policy (the rest wait in
+// the queue: deferred, counted, not lost).
 //
-// The write (as `policy:NAME`, audited like any rule write, one revision):
-// a ban in force for the source is extended (its rule's expire_time moved
-// later, never earlier: one rule, no duplicate); otherwise the offence count
-// goes up by one and a deny rule is created for duration x factor^(n-1)
-// (escalation.ts) with the policy, node and evidence in its comment.
-// At most WRITERS bans are written at once (different sources: no row is
-// shared), so bans keep up with the cap without taking the pool from
-// operators' own requests.
+// Bounded under attack: each tick takes every ban that is due over all
+// policies (up to each one's cap) and writes them together, ONE transaction
+// = one revision = one delta to the agents (ban-group.ts: exemptions, the
+// extension of a ban in force, offences and escalation, capacity, audit as
+// policy:NAME, the /24 merge in ban-merge.ts), so a flood costs a commit and
+// a fan-out every GROUP_MS, not one per ban. One group is written at a time
+// (one connection of the write pool: operators' writes keep the others),
+// and a group starts at most every GROUP_MS (an idle writer writes a lone
+// ban at once). A group whose transaction fails is written by no part: its
+// bans go back to the front of their queues and are tried again.
 import type { Sql } from 'postgres';
 import type { Logger } from 'pino';
 import { formatPrefix, type Prefix } from '../../../common/src/cidr.js';
-import { NODE_LABEL } from '../../../common/src/labels.js';
 import type { Detection } from '../../../proto/gen/fleetwall/v1/agent_service.js';
-import { BanScope } from '../../../proto/gen/fleetwall/v1/policy.js';
-import { Direction, Mode } from '../../../proto/gen/fleetwall/v1/rule.js';
+import { Mode } from '../../../proto/gen/fleetwall/v1/rule.js';
 import type { LockoutGuard } from '../lockout/lockout-guard.js';
-import { FleetwallError } from '../errors/fleetwall-error.js';
 import type { CapacityGuard } from '../services/capacity-guard.js';
-import { tableIndex } from '../sync/rule-cache.js';
-import { selectorKey } from '../rules/selector.js';
-import { changeAuditCtes, OP_UPSERT, rowImage } from '../store/change-audit.js';
-import { writeTransaction } from '../store/write-transaction.js';
-import { banDurationMs } from './escalation.js';
+import { type BanEvent, type BanItem, writeBanGroup } from './ban-group.js';
 import type { PolicyRow } from './policy-store.js';
+
+export type { BanEvent, BanOutcome } from './ban-group.js';
 
 /** Sources waiting per policy at most (the oldest give way, counted as dropped). */
 const MAX_QUEUED = 100_000;
 const TICK_MS = 20;
-/** Ban transactions in flight at once. */
-const WRITERS = 2;
-
-export type BanOutcome = 'created' | 'extended' | 'exempted' | 'covered' | 'refused' | 'gone';
-
-export interface BanEvent {
-  readonly policy: string;
-  readonly source: string;
-  readonly node: string;
-  readonly outcome: BanOutcome;
-  readonly why?: string;
-  readonly ruleId?: bigint;
-  readonly expireTime?: Date;
-  readonly offences?: number;
-}
+/** A group starts at most this often: at most 10 ban revisions a second, whatever the caps. */
+const GROUP_MS = 100;
+const MAX_BACKOFF_MS = 5_000;
+/** Bans in one transaction at most (a cap of 10,000/s is 1,000 per group). */
+const MAX_GROUP = 2_000;
 
 interface Pending {
   readonly node: string;
@@ -69,21 +52,16 @@ export interface BanCounts {
   exempted: number;
 }
 
-interface Written {
-  readonly outcome: 'created' | 'extended' | 'covered' | 'refused';
-  readonly why?: string;
-  readonly ruleId: bigint | undefined;
-  readonly until: Date | undefined;
-  readonly offences: number;
-}
-
 export class BanWriter {
   private readonly queues = new Map<bigint, PolicyQueue>();
   private timer: NodeJS.Timeout | undefined;
   private working = false;
+  private lastGroup = 0;
+  /** After a failed group: the next waits this much longer (doubling to MAX_BACKOFF_MS; 0 after a success). */
+  private backoffMs = 0;
   /** Per policy id: what the store's counts have not got yet (flushed by the caller). */
   readonly unflushed = new Map<bigint, BanCounts>();
-  readonly stats = { deferred: 0, dropped: 0, written: 0, failed: 0 };
+  readonly stats = { deferred: 0, dropped: 0, written: 0, failed: 0, groups: 0 };
   onEvent: ((e: BanEvent) => void) | undefined;
 
   /**
@@ -145,177 +123,90 @@ export class BanWriter {
     queueMicrotask(() => void this.work());
   }
 
-  /** Takes the next source a policy's rate allows now, round robin over the policies. */
-  private take(): { p: PolicyRow; key: string; item: Pending } | undefined {
+  /** Every ban the policies' rates allow now (round robin over the policies, at most MAX_GROUP). */
+  private takeDue(): { key: string; item: BanItem }[] {
+    const out: { key: string; item: BanItem }[] = [];
+    const now = Date.now();
     for (const [id, q] of this.queues) {
       const p = this.policyById(id);
       if (!p) {
         this.queues.delete(id);
         continue;
       }
-      const now = Date.now();
       const rate = p.spec.maxBansPerSecond;
       q.tokens = Math.min(rate, q.tokens + ((now - q.at) / 1000) * rate);
       q.at = now;
-      if (q.tokens < 1 || q.items.size === 0) continue;
-      const [key, item] = q.items.entries().next().value as [string, Pending];
-      q.items.delete(key);
-      q.tokens -= 1;
-      // The next policy goes first next time.
-      this.queues.delete(id);
-      this.queues.set(id, q);
-      return { p, key, item };
+      while (q.tokens >= 1 && q.items.size > 0 && out.length < MAX_GROUP) {
+        const [key, it] = q.items.entries().next().value as [string, Pending];
+        q.items.delete(key);
+        q.tokens -= 1;
+        out.push({ key, item: { p, node: it.node, d: it.d, prefix: it.prefix } });
+      }
     }
-    return undefined;
+    // The first policy goes last next time (a full group must not always favour it).
+    const first = this.queues.keys().next();
+    if (!first.done) {
+      const q = this.queues.get(first.value)!;
+      this.queues.delete(first.value);
+      this.queues.set(first.value, q);
+    }
+    return out;
   }
 
-  /** Writes what the policies' rates allow now, WRITERS bans at a time. */
+  /** A group that was not written: its bans go back to the front of their queues (a newer detection of a source wins), tokens refunded. */
+  private requeue(group: readonly { key: string; item: BanItem }[]): void {
+    const back = new Map<bigint, { key: string; item: BanItem }[]>();
+    for (const g of group) {
+      const l = back.get(g.item.p.id);
+      if (l) l.push(g);
+      else back.set(g.item.p.id, [g]);
+    }
+    for (const [id, l] of back) {
+      const q = this.queues.get(id);
+      if (!q) continue;
+      const rebuilt = new Map<string, Pending>();
+      for (const { key, item } of l) if (!q.items.has(key)) rebuilt.set(key, { node: item.node, d: item.d, prefix: item.prefix });
+      for (const [k, v] of q.items) rebuilt.set(k, v);
+      q.items.clear();
+      for (const [k, v] of rebuilt) q.items.set(k, v);
+      q.tokens = Math.min(l[0]!.item.p.spec.maxBansPerSecond, q.tokens + l.length);
+    }
+  }
+
+  /** Writes the bans that are due now as one group (at most one group in flight, one every GROUP_MS). */
   async work(): Promise<void> {
-    if (this.working) return;
+    if (this.working || Date.now() - this.lastGroup < GROUP_MS + this.backoffMs) return;
     this.working = true;
     try {
-      const one = async (): Promise<void> => {
-        for (let t = this.take(); t; t = this.take()) {
-          const { p, key, item } = t;
-          try {
-            const e = await this.ban(p, item);
-            this.stats.written++;
-            if (e.outcome === 'created' || e.outcome === 'extended') this.count(p.id, 'bans');
-            if (e.outcome === 'exempted') this.count(p.id, 'exempted');
-            this.onEvent?.(e);
-          } catch (err) {
-            this.stats.failed++;
-            this.log.warn({ err, policy: p.name, source: key }, 'ban write failed');
-          }
-        }
-      };
-      await Promise.all(Array.from({ length: WRITERS }, one));
-      this.stats.deferred = this.queued;
+      const group = this.takeDue();
+      if (group.length === 0) return;
+      this.lastGroup = Date.now();
+      let events: BanEvent[];
+      try {
+        ({ events } = await writeBanGroup(
+          { sql: this.sql, readSql: this.readSql, guard: this.guard, capacity: this.capacity, log: this.log },
+          group.map((g) => g.item),
+        ));
+      } catch (err) {
+        this.stats.failed += group.length;
+        this.requeue(group);
+        this.backoffMs = Math.min(MAX_BACKOFF_MS, Math.max(GROUP_MS, this.backoffMs * 2));
+        this.log.warn({ err, bans: group.length }, 'ban group failed: nothing written, its bans stay queued');
+        return;
+      }
+      this.stats.groups++;
+      this.backoffMs = 0;
+      const ids = new Map(group.map((g) => [g.item.p.name, g.item.p.id]));
+      for (const e of events) {
+        const id = ids.get(e.policy)!;
+        if (e.outcome !== 'merged') this.stats.written++;
+        if (e.outcome === 'created' || e.outcome === 'extended') this.count(id, 'bans');
+        if (e.outcome === 'exempted') this.count(id, 'exempted');
+        this.onEvent?.(e);
+      }
     } finally {
+      this.stats.deferred = this.queued;
       this.working = false;
     }
-  }
-
-  /** Why `prefix` must not be banned, or undefined. */
-  private async exemption(p: PolicyRow, prefix: Prefix, cidr: string): Promise<string | undefined> {
-    const dir = p.spec.direction === Direction.DIRECTION_EGRESS ? 'egress' : 'ingress';
-    const hit = this.guard ? (await this.guard.checker()).lockoutCheck(prefix, dir) : undefined;
-    if (hit) return `protected by the lockout guard (${hit.entry.cidr})`;
-    const [allow] = await this.readSql<{ id: bigint; cidr: string }[]>`
-      select id, cidr::text as cidr from rules where action = 2 and direction = ${p.spec.direction} and cidr >>= ${cidr}::cidr limit 1`;
-    if (allow) return `covered by allow rule ${allow.id} (${allow.cidr})`;
-    const [fs] = await this.readSql<{ name: string; cidr: string }[]>`
-      select n.name, e->>'cidr' as cidr from nodes n, jsonb_array_elements(n.failsafe) e
-      where (e->>'cidr')::cidr >>= ${cidr}::cidr limit 1`;
-    if (fs) return `inside node ${fs.name}'s failsafe entry ${fs.cidr}`;
-    return undefined;
-  }
-
-  private async ban(p: PolicyRow, item: Pending): Promise<BanEvent> {
-    const cidr = formatPrefix(item.prefix);
-    const base = { policy: p.name, source: cidr, node: item.node };
-    const why = await this.exemption(p, item.prefix, cidr);
-    if (why) {
-      this.log.info({ ...base, why }, 'detection exempted: not banned');
-      return { ...base, outcome: 'exempted', why };
-    }
-    const s = p.spec;
-    const selector =
-      s.scope === BanScope.BAN_SCOPE_NODE ? { [NODE_LABEL]: item.node } : s.scope === BanScope.BAN_SCOPE_SELECTOR ? s.scopeSelector : {};
-    const selKey = selectorKey(selector);
-    const actor = `policy:${p.name}`;
-    const d = item.d;
-    const evidence = `${Math.round(d.packetsPerSecond)} pkt/s, ${Math.round(d.bytesPerSecond)} B/s over ${s.windowMs}ms`;
-    const res = await writeTransaction<Written>(this.sql, actor, 'ban', async (tx, w) => {
-      const wid = w.toString();
-      // The transaction's clock (the rule's create_time and update_time): a ban lasts its duration from then.
-      const now = (await tx<{ now: Date }[]>`select now() as now`)[0]!.now;
-      const [row] = await tx<{ offences: number; rule_id: bigint | null }[]>`
-        select offences, rule_id from bans where policy_id = ${p.id.toString()}::bigint and source = ${cidr}::cidr and direction = ${s.direction}
-        for update`;
-      const [rule] = row?.rule_id
-        ? await tx<
-            { id: bigint; expire_time: Date | null }[]
-          >`select id, expire_time from rules where id = ${row.rule_id.toString()}::bigint for update`
-        : [];
-      if (rule) {
-        // A ban in force: extend it (the same offence), never shorten it.
-        const offences = Number(row!.offences);
-        const until = new Date(now.getTime() + banDurationMs(s, offences));
-        if (rule.expire_time && rule.expire_time >= until)
-          return { value: { outcome: 'extended' as Written['outcome'], ruleId: rule.id, until: rule.expire_time, offences }, changes: 0 };
-        await tx.unsafe(
-          `with old as (select ${rowImage('r')} as j from rules r where r.id = $1),
-           u as (update rules set expire_time = $2::timestamptz, update_time = now(), write_id = $3::bigint where id = $1 returning *),
-           ${changeAuditCtes({ rows: 'u', writeId: '$3::bigint', actor: '$4', op: OP_UPSERT, action: 'rule.update', before: '(select j from old)', after: rowImage('u') })}
-           select 1`,
-          [rule.id.toString(), until.toISOString(), wid, actor] as never[],
-        );
-        await tx`update bans set node = ${item.node}, expire_time = ${until}, pps = ${d.packetsPerSecond}, bps = ${d.bytesPerSecond}, last_time = now()
-          where policy_id = ${p.id.toString()}::bigint and source = ${cidr}::cidr and direction = ${s.direction}`;
-        return { value: { outcome: 'extended' as Written['outcome'], ruleId: rule.id, until, offences }, changes: 1 };
-      }
-      const offences = Number(row?.offences ?? 0) + 1;
-      try {
-        await this.capacity?.check([{ selector, table: tableIndex(s.direction, cidr), count: 1 }], 'ban');
-      } catch (err) {
-        if (!(err instanceof FleetwallError) || err.reason !== 'CAPACITY_EXCEEDED') throw err;
-        return {
-          value: {
-            outcome: 'refused' as Written['outcome'],
-            why: err.message,
-            ruleId: undefined,
-            until: undefined,
-            offences: offences - 1,
-          },
-          changes: 0,
-        };
-      }
-      const until = new Date(now.getTime() + banDurationMs(s, offences));
-      const comment = `policy ${p.name}: detected on node ${item.node}, ${evidence}; offence ${offences}`;
-      const ins = await tx.unsafe<{ id: bigint }[]>(
-        `with ins as (
-           insert into rules (cidr, action, direction, selector, selector_key, mode, expire_time, comment, create_time, update_time, write_id, created_by)
-           values ($1::cidr, 1, $2, $3::text::jsonb, $4, 1, $5::timestamptz, $6, now(), now(), $7::bigint, $8)
-           on conflict (cidr, direction, selector_key) do nothing returning *),
-         ${changeAuditCtes({ rows: 'ins', writeId: '$7::bigint', actor: '$8', op: OP_UPSERT, action: 'rule.create', after: rowImage('ins') })}
-         select id from ins`,
-        [cidr, s.direction, JSON.stringify(selector), selKey, until.toISOString(), comment, wid, actor] as never[],
-      );
-      if (!ins[0])
-        return {
-          value: { outcome: 'covered' as Written['outcome'], ruleId: undefined, until: undefined, offences: offences - 1 },
-          changes: 0,
-        };
-      await tx`
-        insert into bans (policy_id, policy, source, direction, rule_id, node, offences, expire_time, pps, bps)
-        values (${p.id.toString()}::bigint, ${p.name}, ${cidr}::cidr, ${s.direction}, ${ins[0].id.toString()}::bigint, ${item.node}, ${offences}, ${until},
-                ${d.packetsPerSecond}, ${d.bytesPerSecond})
-        on conflict (policy_id, source, direction) do update set rule_id = excluded.rule_id, node = excluded.node, offences = excluded.offences,
-          expire_time = excluded.expire_time, pps = excluded.pps, bps = excluded.bps, last_time = now()`;
-      return { value: { outcome: 'created' as Written['outcome'], ruleId: ins[0].id, until, offences }, changes: 1 };
-    });
-    const v = res.value;
-    if (v.outcome === 'refused') this.log.warn({ ...base, why: v.why }, "ban refused: no room in a node's kernel table");
-    const e: BanEvent = {
-      ...base,
-      outcome: v.outcome,
-      ...(v.why !== undefined ? { why: v.why } : {}),
-      ruleId: v.ruleId,
-      expireTime: v.until,
-      offences: v.offences,
-    };
-    this.log.info(
-      {
-        ...base,
-        outcome: v.outcome,
-        ruleId: v.ruleId?.toString(),
-        until: v.until,
-        offences: v.offences,
-        revision: res.revision.toString(),
-      },
-      'ban',
-    );
-    return e;
   }
 }

@@ -29,6 +29,8 @@ export interface PolicySpec {
   readonly nodeSelector: Labels;
   readonly nodeSelectorKey: string;
   readonly maxBansPerSecond: number;
+  /** Merge N+ banned sources of one /24 (/64) into one network ban; 0: never (specs stored before it: absent). */
+  readonly mergeThreshold?: number;
   readonly comment: string;
 }
 
@@ -36,6 +38,8 @@ export interface PolicySpec {
 export const POLICY_NAME = /^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/;
 const MAX_PORT_RANGES = 8;
 const DAY_MS = 86_400_000;
+/** A /24 holds 256 addresses: a higher threshold could never be reached there. */
+export const MAX_MERGE_THRESHOLD = 256;
 
 export function invalid(field: string, message: string): FleetwallError {
   return new FleetwallError('INVALID_POLICY', `${field}: ${message}`, { field });
@@ -151,6 +155,13 @@ export function validatePolicy(p: DetectionPolicy | undefined, maxCommentLength 
   const nodeSelector = validateSelector(p.nodeSelector, 'policy.node_selector');
   const maxBansPerSecond = p.maxBansPerSecond || 50;
   if (maxBansPerSecond > 10_000) throw invalid('policy.max_bans_per_second', 'at most 10000');
+  const mergeThreshold = p.mergeThreshold ?? 0;
+  if (mergeThreshold !== 0) {
+    if (mergeThreshold < 2 || mergeThreshold > MAX_MERGE_THRESHOLD)
+      throw invalid('policy.merge_threshold', `${mergeThreshold} is not 2..${MAX_MERGE_THRESHOLD} (0: never merge)`);
+    if (grouping !== SourceGrouping.SOURCE_GROUPING_ADDRESS)
+      throw invalid('policy.merge_threshold', 'merging needs grouping address (a network grouping bans the network already)');
+  }
   if (p.comment.length > maxCommentLength) throw invalid('policy.comment', `at most ${maxCommentLength} characters`);
   return {
     name,
@@ -172,6 +183,7 @@ export function validatePolicy(p: DetectionPolicy | undefined, maxCommentLength 
     nodeSelector,
     nodeSelectorKey: selectorKey(nodeSelector),
     maxBansPerSecond,
+    mergeThreshold,
     comment: p.comment,
   };
 }
@@ -196,6 +208,7 @@ export function policyOfSpec(s: PolicySpec): DetectionPolicy {
     mode: s.mode,
     nodeSelector: { ...s.nodeSelector },
     maxBansPerSecond: s.maxBansPerSecond,
+    mergeThreshold: s.mergeThreshold ?? 0,
     comment: s.comment,
     createTime: undefined,
     revision: 0n,

@@ -41,6 +41,7 @@ const OUTCOMES: Readonly<Record<string, BanOutcome>> = {
   exempted: BanOutcome.BAN_OUTCOME_EXEMPTED,
   covered: BanOutcome.BAN_OUTCOME_COVERED,
   refused: BanOutcome.BAN_OUTCOME_REFUSED,
+  merged: BanOutcome.BAN_OUTCOME_MERGED,
 };
 
 export interface Respond {
@@ -96,7 +97,7 @@ export async function setUpRespond(deps: {
   });
   const outcomes = new Counter({
     name: 'fleetwall_ban_outcomes_total',
-    help: 'What this process did with detections of enforcing policies, by policy and outcome (created, extended, exempted, covered, refused)',
+    help: 'What this process did with detections of enforcing policies, by policy and outcome (created, extended, exempted, covered, refused, merged)',
     labelNames: ['policy', 'outcome'],
     registers: [deps.registry],
   });

@@ -87,6 +87,12 @@ export enum BanOutcome {
   BAN_OUTCOME_COVERED = 4,
   /** BAN_OUTCOME_REFUSED - Not banned: a node's kernel table has no room (CAPACITY_EXCEEDED, `reason`). */
   BAN_OUTCOME_REFUSED = 5,
+  /**
+   * BAN_OUTCOME_MERGED - The policy's bans inside the source's network (/24, IPv6 /64) were
+   * replaced by one ban of the network (merge_threshold; `source` is the
+   * network, rule_id its deny rule, `reason` how many were merged).
+   */
+  BAN_OUTCOME_MERGED = 6,
   UNRECOGNIZED = -1,
 }
 
@@ -110,6 +116,9 @@ export function banOutcomeFromJSON(object: any): BanOutcome {
     case 5:
     case "BAN_OUTCOME_REFUSED":
       return BanOutcome.BAN_OUTCOME_REFUSED;
+    case 6:
+    case "BAN_OUTCOME_MERGED":
+      return BanOutcome.BAN_OUTCOME_MERGED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -131,6 +140,8 @@ export function banOutcomeToJSON(object: BanOutcome): string {
       return "BAN_OUTCOME_COVERED";
     case BanOutcome.BAN_OUTCOME_REFUSED:
       return "BAN_OUTCOME_REFUSED";
+    case BanOutcome.BAN_OUTCOME_MERGED:
+      return "BAN_OUTCOME_MERGED";
     case BanOutcome.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

@@ -246,6 +246,16 @@ export interface DetectionPolicy {
   detections: bigint;
   bans: bigint;
   exempted: bigint;
+  /**
+   * Merge (issue 18, "bounded under attack"): when this many sources or
+   * more of one network (/24 for IPv4, /64 for IPv6: the NETWORK grouping's
+   * networks) hold bans of this policy in force, the control plane replaces
+   * them with one ban of the network (expiring no sooner than any of them).
+   * A network that overlaps an allow rule, a protected address (the lockout
+   * guard) or a node's failsafe entry is never merged. 0 (the default):
+   * never merge; else 2..256, with grouping ADDRESS only.
+   */
+  mergeThreshold: number;
 }
 
 export interface DetectionPolicy_ScopeSelectorEntry {
@@ -754,6 +764,7 @@ function createBaseDetectionPolicy(): DetectionPolicy {
     detections: 0n,
     bans: 0n,
     exempted: 0n,
+    mergeThreshold: 0,
   };
 }
 
@@ -821,6 +832,9 @@ export const DetectionPolicy: MessageFns<DetectionPolicy> = {
         throw new globalThis.Error("value provided for field message.exempted of type uint64 too large");
       }
       writer.uint32(136).uint64(message.exempted);
+    }
+    if (message.mergeThreshold !== 0) {
+      writer.uint32(144).uint32(message.mergeThreshold);
     }
     return writer;
   },
@@ -980,6 +994,14 @@ export const DetectionPolicy: MessageFns<DetectionPolicy> = {
             message.exempted = reader.uint64() as bigint;
             continue;
           }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.mergeThreshold = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1075,6 +1097,11 @@ export const DetectionPolicy: MessageFns<DetectionPolicy> = {
       detections: isSet(object.detections) ? BigInt(object.detections) : 0n,
       bans: isSet(object.bans) ? BigInt(object.bans) : 0n,
       exempted: isSet(object.exempted) ? BigInt(object.exempted) : 0n,
+      mergeThreshold: isSet(object.mergeThreshold)
+        ? globalThis.Number(object.mergeThreshold)
+        : isSet(object.merge_threshold)
+        ? globalThis.Number(object.merge_threshold)
+        : 0,
     };
   },
 
@@ -1143,6 +1170,9 @@ export const DetectionPolicy: MessageFns<DetectionPolicy> = {
     if (message.exempted !== 0n) {
       obj.exempted = message.exempted.toString();
     }
+    if (message.mergeThreshold !== 0) {
+      obj.mergeThreshold = Math.round(message.mergeThreshold);
+    }
     return obj;
   },
 
@@ -1192,6 +1222,7 @@ export const DetectionPolicy: MessageFns<DetectionPolicy> = {
       : 0n;
     message.bans = (object.bans !== undefined && object.bans !== null) ? BigInt(object.bans) : 0n;
     message.exempted = (object.exempted !== undefined && object.exempted !== null) ? BigInt(object.exempted) : 0n;
+    message.mergeThreshold = object.mergeThreshold ?? 0;
     return message;
   },
 };
