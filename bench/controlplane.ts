@@ -14,8 +14,10 @@
 //    ms.controlplane_fanout_mean, cpu_ms_per_change.*, seconds.create_backlog_drain,
 //    ms.expiry_to_agent_max, mb.controlplane_rss_peak, mb.controlplane_rss_1m_rules)
 //
-//   The same fleet cases again against a second control plane with TLS and API tokens on
-//   (issue 15; FLEETWALL_TLS, own PKI; agents and the API client dial TLS and send a token),
+//   The same fleet cases again against a second control plane with TLS on (issue 15;
+//   FLEETWALL_TLS, own PKI): the API client dials TLS and sends an API token, the simulated
+//   agents are enrolled first (a join token each, seconds.enroll_agents_tls) and dial mutual
+//   TLS with their own node certificates,
 //   in the same run, each metric with the suffix _tls, then side by side:
 //   ratio.propagation_p99_tls_over_plain, ratio.create_tls_over_plain (target <= 1.2 and
 //   >= 1/1.2), tls.handshakes_per_agent and tls.handshakes_per_client (1: connections are
@@ -51,11 +53,14 @@ import {
   connectClients,
   startChildControlPlane,
   type TestClients,
+  unaryCall,
 } from '../test/support/control-plane.js';
 import { startTestPostgres } from '../test/support/postgres.js';
 import { rulesApi } from '../test/support/rule-fixtures.js';
 import { SyncClient } from '../test/support/scripted-agent.js';
-import type { RevisionStat, WorkerCommand, WorkerEvent } from './controlplane/agent-worker.js';
+import type { RevisionStat, WorkerCommand, WorkerEvent, WorkerTls } from './controlplane/agent-worker.js';
+import { CreateJoinTokenRequest, EnrollRequest } from '../proto/gen/fleetwall/v1/enrollment_service.js';
+import { createCsr } from '../control-plane/src/pki/certificate-authority.js';
 import { checkpoint, runBench, untilInterrupted } from './lib/interrupt.js';
 
 const argv = process.argv.slice(2);
@@ -167,27 +172,74 @@ class Worker {
   }
 }
 
-/** TLS and the token to send (the TLS cases), or plaintext. */
+/** TLS and the API token to send (the TLS cases), or plaintext. */
 interface Access {
   readonly ca: Buffer;
   readonly token: string;
 }
 
-async function startWorkers(target: string, agents: number, workers: number, access?: Access): Promise<Worker[]> {
+const benchNodeName = (i: number): string => `bench-node-${String(i).padStart(5, '0')}`;
+
+/**
+ * Enrolls `agents` simulated nodes as real ones are (a join token each, with
+ * the labels they would say in Hello, then Enroll with a CSR): their node
+ * certificates. One key for all: they are simulations, and the control plane
+ * names each certificate after the token's enrollment, not the key.
+ */
+async function enrollAgents(
+  cp: ChildControlPlane,
+  access: Access,
+  agents: number,
+): Promise<Omit<WorkerTls, 'nodes'> & { certs: string[] }> {
+  const { csrPem, keyPem } = await createCsr('bench-node');
+  const admin = connectClients(cp.target, { ca: access.ca, token: access.token });
+  const anon = connectClients(cp.target, { ca: access.ca });
+  const certs: string[] = new Array(agents);
+  try {
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        for (let i = next++; i < agents; i = next++) {
+          const name = benchNodeName(i);
+          const jt = await unaryCall(
+            admin.enrollment,
+            'createJoinToken',
+            CreateJoinTokenRequest.fromPartial({ nodeName: name, labels: { env: 'bench', host: name } }),
+          );
+          const res = await unaryCall(
+            anon.enrollment,
+            'enroll',
+            EnrollRequest.fromPartial({ joinToken: jt.token, nodeName: name, csrPem }),
+          );
+          certs[i] = res.certificatePem;
+        }
+      }),
+    );
+  } finally {
+    admin.close();
+    anon.close();
+  }
+  return { ca: access.ca.toString('utf8'), keyPem, certs };
+}
+
+async function startWorkers(
+  target: string,
+  agents: number,
+  workers: number,
+  nodes?: Awaited<ReturnType<typeof enrollAgents>>,
+): Promise<Worker[]> {
   const ws = Array.from({ length: workers }, () => new Worker());
   const per = Math.ceil(agents / workers);
   const ready = ws.map((w) => w.next());
-  const tls = access ? { ca: access.ca.toString('utf8'), token: access.token } : undefined;
-  ws.forEach((w, i) =>
-    w.send({
-      type: 'start',
-      target,
-      count: Math.min(per, agents - i * per),
-      offset: i * per,
-      connectPerSecond: 250,
-      ...(tls ? { tls } : {}),
-    }),
-  );
+  ws.forEach((w, i) => {
+    const count = Math.min(per, agents - i * per);
+    const tls: WorkerTls | undefined = nodes && {
+      ca: nodes.ca,
+      keyPem: nodes.keyPem,
+      nodes: Array.from({ length: count }, (_, k) => ({ name: benchNodeName(i * per + k), certPem: nodes.certs[i * per + k]! })),
+    };
+    w.send({ type: 'start', target, count, offset: i * per, connectPerSecond: 250, ...(tls ? { tls } : {}) });
+  });
   const events = await Promise.all(ready);
   for (const e of events) if (e.type !== 'ready') throw new Error(`worker failed: ${JSON.stringify(e)}`);
   return ws;
@@ -299,10 +351,19 @@ async function fleetCases(cp: ChildControlPlane, suffix: string, access?: Access
       });
     }
 
-    // Phase 2: the fleet connects.
+    // Phase 2: the fleet connects (with TLS: each simulated node enrolled first, then dialing mutual TLS with its certificate).
+    let nodes: Awaited<ReturnType<typeof enrollAgents>> | undefined;
+    if (access) {
+      const te = now();
+      nodes = await enrollAgents(cp, access, AGENTS);
+      emit(name('seconds.enroll_agents'), (now() - te) / 1000, {
+        agents: AGENTS,
+        note: 'a join token and an Enroll per node, 16 at a time',
+      });
+    }
     const t = now();
     await checkpoint();
-    workers.push(...(await startWorkers(cp.target, AGENTS, WORKERS, access)));
+    workers.push(...(await startWorkers(cp.target, AGENTS, WORKERS, nodes)));
     emit(name('seconds.connect_1000_agents'), (now() - t) / 1000, { agents: AGENTS });
     await sleep(1000);
     const idle0 = cpuMs(cp.pid);
@@ -437,7 +498,7 @@ async function phases(
         log(`TLS control plane pid ${tlsCp.pid} on ${tlsCp.target}`);
         const access = {
           ca: readFileSync(join(dataDir, 'pki/ca.crt')),
-          // An admin token: the API client writes rules, and a Sync stream needs admin until node certificates.
+          // The API client writes rules and enrolls the simulated nodes; the nodes dial with their certificates.
           token: readFileSync(join(dataDir, 'admin.token'), 'utf8').trim(),
         };
         const tls = await fleetCases(tlsCp, '_tls', access);

@@ -7,6 +7,7 @@
  */
 #include <linux/pkt_cls.h>
 #include "fw_decide.h"
+#include "fw_events.h"
 
 /* Ethernet + one VLAN tag + IPv6 header. */
 #define FW_MAX_HDR (14 + 4 + 40)
@@ -30,7 +31,10 @@ int fw_tc_egress(struct __sk_buff *skb)
 	}
 	if (r != 0)
 		return TC_ACT_UNSPEC;
-	int v = fw_decide(&a, 1, skb->ifindex, skb->len);
+	__u32 slot, ifindex = skb->ifindex, len = skb->len;
+	int v = fw_decide(&a, 1, ifindex, len, &slot);
+	if (v >= FW_V_DROP)
+		fw_ev_tc(skb, data, data_end, v, slot, ifindex, len); /* a sampled drop event, within the rule's budget */
 	return v == FW_V_DROP ? TC_ACT_SHOT : TC_ACT_UNSPEC;
 }
 

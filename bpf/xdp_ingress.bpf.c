@@ -6,6 +6,7 @@
  * frames too short for their headers pass.
  */
 #include "fw_decide.h"
+#include "fw_events.h"
 
 #ifdef FW_BENCH_VARY
 #include "../bench/vary.h"
@@ -23,7 +24,10 @@ int fw_xdp_ingress(struct xdp_md *ctx)
 #endif
 	if (fw_parse(data, data_end, 1, &a) != 0)
 		return XDP_PASS;
-	int v = fw_decide(&a, 0, ctx->ingress_ifindex, (__u64)(data_end - data));
+	__u32 slot, ifindex = ctx->ingress_ifindex;
+	int v = fw_decide(&a, 0, ifindex, (__u64)(data_end - data), &slot);
+	if (v >= FW_V_DROP)
+		fw_ev_xdp(ctx, data, data_end, v, slot, ifindex); /* a sampled drop event, within the rule's budget */
 	return v == FW_V_DROP ? XDP_DROP : XDP_PASS;
 }
 

@@ -34,6 +34,7 @@ const APT = {
   ping: 'iputils-ping',
   nft: 'nftables',
   bpftool: 'bpftool',
+  tcpdump: 'tcpdump',
 };
 
 function ensureSystem() {
@@ -133,9 +134,23 @@ if (cmd === 'ensure') {
     run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json', '--noEmit']);
   }
   const concurrency = process.env.FLEETWALL_TEST_CONCURRENCY ?? '2';
+  // Hangs fail instead of stalling the run. Node 20's --test-timeout bounds each test FILE (its process is
+  // killed; the longest file takes ~4 min on a loaded machine), and the stall watchdog ends a process whose
+  // main thread stops running its event loop (a synchronous spin, which no timer interrupts) after 3 min,
+  // printing that thread's stack.
   const r = spawnSync(
     process.execPath,
-    ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files],
+    [
+      '--import',
+      'tsx',
+      '--import',
+      './test/support/stall-watchdog.ts',
+      '--test',
+      `--test-concurrency=${concurrency}`,
+      '--test-timeout=900000',
+      '--test-reporter=spec',
+      ...files,
+    ],
     { stdio: 'inherit', cwd: root },
   );
   process.exit(r.status ?? 1);

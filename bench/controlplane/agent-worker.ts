@@ -10,19 +10,27 @@
 // ACKs; what is measured is then mostly the control plane and the network
 // stack, not the simulation. Driven over IPC by bench/controlplane.ts.
 //
-// With `tls` the agents dial TLS (trusting the given CA) and send an API
-// token (a Sync stream needs an admin token until node certificates exist,
-// control-plane/src/auth/sync-identity.ts); every TLS handshake is counted
-// (checkServerIdentity runs once per handshake), so the bench shows that
-// connections are reused, not redone per message.
+// With `tls` the agents dial mutual TLS, as real nodes do: trusting the
+// given CA and presenting each its own node certificate, enrolled by
+// bench/controlplane.ts with a join token per node (one shared key: these
+// are simulations); every TLS handshake is counted (checkServerIdentity
+// runs once per handshake), so the bench shows that connections are
+// reused, not redone per message.
 import { checkServerIdentity } from 'node:tls';
 import { credentials, makeGenericClientConstructor, Metadata, type ClientDuplexStream } from '@grpc/grpc-js';
 import { Hello, SyncRequest } from '../../proto/gen/fleetwall/v1/agent_service.js';
 
 export type WorkerCommand =
-  | { type: 'start'; target: string; count: number; offset: number; connectPerSecond: number; tls?: { ca: string; token: string } }
+  | { type: 'start'; target: string; count: number; offset: number; connectPerSecond: number; tls?: WorkerTls }
   | { type: 'report' }
   | { type: 'stop' };
+
+/** The CA to trust, the nodes' key and, per agent of this worker (in order), its name and certificate. */
+export interface WorkerTls {
+  readonly ca: string;
+  readonly keyPem: string;
+  readonly nodes: readonly { readonly name: string; readonly certPem: string }[];
+}
 
 export type WorkerEvent =
   | { type: 'ready'; agents: number; revision: string }
@@ -131,10 +139,10 @@ class Agent {
   constructor(
     target: string,
     readonly name: string,
-    private readonly tls: { ca: string; token: string } | undefined,
+    tls: { ca: string; keyPem: string; certPem: string } | undefined,
   ) {
     const creds = tls
-      ? credentials.createSsl(Buffer.from(tls.ca), null, null, {
+      ? credentials.createSsl(Buffer.from(tls.ca), Buffer.from(tls.keyPem), Buffer.from(tls.certPem), {
           checkServerIdentity: (host, cert) => {
             handshakes++;
             return checkServerIdentity(host, cert);
@@ -149,9 +157,7 @@ class Agent {
   }
 
   start(onInSync: () => void): void {
-    const md = new Metadata();
-    if (this.tls) md.set('authorization', `Bearer ${this.tls.token}`);
-    this.call = this.client.sync(md);
+    this.call = this.client.sync(new Metadata());
     this.call.on('data', (b: Buffer) => this.onMessage(b, onInSync));
     this.call.on('error', () => {
       ended++;
@@ -263,7 +269,12 @@ process.on('message', (cmd: WorkerCommand) => {
     const gap = 1000 / cmd.connectPerSecond;
     for (let i = 0; i < cmd.count; i++) {
       setTimeout(() => {
-        const a = new Agent(cmd.target, `bench-node-${String(cmd.offset + i).padStart(5, '0')}`, cmd.tls);
+        const node = cmd.tls?.nodes[i];
+        const a = new Agent(
+          cmd.target,
+          node?.name ?? `bench-node-${String(cmd.offset + i).padStart(5, '0')}`,
+          cmd.tls && node ? { ca: cmd.tls.ca, keyPem: cmd.tls.keyPem, certPem: node.certPem } : undefined,
+        );
         agents.push(a);
         a.start(() => {
           inSync++;

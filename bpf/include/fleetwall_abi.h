@@ -39,7 +39,7 @@
 
 #include <linux/types.h>
 
-#define FW_ABI_VERSION 6
+#define FW_ABI_VERSION 7
 
 /* Bytes of store id the sync meta holds (a control plane's store ids are UUIDs: 36). */
 #define FW_STORE_ID_MAX 64
@@ -370,5 +370,8 @@ struct fw_lenstat {
 /* Program names. */
 #define FW_PROG_XDP     "fw_xdp_ingress"
 #define FW_PROG_TC      "fw_tc_egress"
+
+/* Sampled drop events: their structs and maps (ABI 7). */
+#include "fw_events_abi.h"
 
 #endif /* FLEETWALL_ABI_H */

@@ -408,15 +408,17 @@ fw_match6(void *tab, void *spill, void *trie, const struct fw_table_cfg *cfg, co
  * a CPU beyond the generation's rows adds atomically to the overflow row, if
  * there is one), and the interface's totals (fw_if_cnt[cpu][slot of ifindex,
  * direction], or fw_if_cntx for an interface whose slot another one owns).
+ * *slot_out: the rule's counter slot, or FW_EV_NO_SLOT when the default decided.
  */
 static __always_inline int fw_count_verdict(const struct fw_table_cfg *cfg, __u64 hit, __u32 dir, __u32 ifindex,
-					    __u64 bytes)
+					    __u64 bytes, __u32 *slot_out)
 {
 	__u32 cpu = bpf_get_smp_processor_id();
 	__u32 vi; /* index into fw_verdict_cnt: 0 pass, 1 drop, 2 would-drop */
 
 	if (hit) {
 		__u32 slot = (__u32)((hit >> FW_S4_SLOT_SHIFT) & FW_S4_SLOT_MASK);
+		*slot_out = slot;
 #if defined(FW_BENCH_CNT_SHARED) || defined(FW_BENCH_CNT_HYBRID)
 		fw_bench_count_rule(cpu, slot, bytes);
 #else
@@ -440,6 +442,7 @@ static __always_inline int fw_count_verdict(const struct fw_table_cfg *cfg, __u6
 #endif
 		vi = (__u32)(hit >> FW_S4_VERDICT_SHIFT) & 3;
 	} else {
+		*slot_out = FW_EV_NO_SLOT;
 		vi = cfg->default_action == FW_DEFAULT_DROP ? 1 : 0;
 	}
 
@@ -463,7 +466,7 @@ static __always_inline int fw_count_verdict(const struct fw_table_cfg *cfg, __u6
 }
 
 /* Decides one IPv4 packet (addr = the source on ingress, the destination on egress). */
-static __always_inline int fw_decide4(__u32 addr, int egress, __u32 ifindex, __u64 bytes)
+static __always_inline int fw_decide4(__u32 addr, int egress, __u32 ifindex, __u64 bytes, __u32 *slot)
 {
 #ifdef FW_BENCH_D24_FLAT
 	__u32 tbl = egress ? FW_TABLE_EG4 : FW_TABLE_IN4;
@@ -480,10 +483,10 @@ static __always_inline int fw_decide4(__u32 addr, int egress, __u32 ifindex, __u
 		hit = fw_match4(&fw_eg4_tab, &fw_eg4_spill, &fw_eg4_trie, &fw_eg4_d24, cfg, set, addr);
 	else
 		hit = fw_match4(&fw_in4_tab, &fw_in4_spill, &fw_in4_trie, &fw_in4_d24, cfg, set, addr);
-	return fw_count_verdict(cfg, hit, egress ? FW_DIR_EGRESS : FW_DIR_INGRESS, ifindex, bytes);
+	return fw_count_verdict(cfg, hit, egress ? FW_DIR_EGRESS : FW_DIR_INGRESS, ifindex, bytes, slot);
 }
 
-static __always_inline int fw_decide6(const __u32 *w, int egress, __u32 ifindex, __u64 bytes)
+static __always_inline int fw_decide6(const __u32 *w, int egress, __u32 ifindex, __u64 bytes, __u32 *slot)
 {
 	const struct fw_table_cfg *cfg = &fw_tblcfg[egress ? FW_TABLE_EG6 : FW_TABLE_IN6];
 	__u64 hit;
@@ -493,15 +496,16 @@ static __always_inline int fw_decide6(const __u32 *w, int egress, __u32 ifindex,
 		hit = fw_match6(&fw_eg6_tab, &fw_eg6_spill, &fw_eg6_trie, cfg, set, w);
 	else
 		hit = fw_match6(&fw_in6_tab, &fw_in6_spill, &fw_in6_trie, cfg, set, w);
-	return fw_count_verdict(cfg, hit, egress ? FW_DIR_EGRESS : FW_DIR_INGRESS, ifindex, bytes);
+	return fw_count_verdict(cfg, hit, egress ? FW_DIR_EGRESS : FW_DIR_INGRESS, ifindex, bytes, slot);
 }
 
 /* Decides one parsed packet against the table of its direction and family and counts it. */
-static __always_inline int fw_decide(const struct fw_addr *a, int egress, __u32 ifindex, __u64 bytes)
+/* *slot: the counter slot of the deciding rule, or FW_EV_NO_SLOT (the table's default decided). */
+static __always_inline int fw_decide(const struct fw_addr *a, int egress, __u32 ifindex, __u64 bytes, __u32 *slot)
 {
 	if (a->family == 4)
-		return fw_decide4(a->w[0], egress, ifindex, bytes);
-	return fw_decide6(a->w, egress, ifindex, bytes);
+		return fw_decide4(a->w[0], egress, ifindex, bytes, slot);
+	return fw_decide6(a->w, egress, ifindex, bytes, slot);
 }
 
 #endif /* FW_DECIDE_H */

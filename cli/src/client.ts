@@ -4,10 +4,12 @@ import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js'
 import { CounterServiceClient } from '../../proto/gen/fleetwall/v1/counter_service.js';
 import { ExplainServiceClient } from '../../proto/gen/fleetwall/v1/explain_service.js';
 import { ListServiceClient } from '../../proto/gen/fleetwall/v1/list_service.js';
+import { InspectServiceClient } from '../../proto/gen/fleetwall/v1/inspect_service.js';
 import { NodeServiceClient } from '../../proto/gen/fleetwall/v1/node_service.js';
 import { RuleServiceClient } from '../../proto/gen/fleetwall/v1/rule_service.js';
 import { AuditServiceClient } from '../../proto/gen/fleetwall/v1/audit_service.js';
 import { TokenServiceClient } from '../../proto/gen/fleetwall/v1/token_service.js';
+import { EnrollmentServiceClient } from '../../proto/gen/fleetwall/v1/enrollment_service.js';
 import { ErrorInfo } from '../../proto/gen/google/rpc/error_details.js';
 import { Status } from '../../proto/gen/google/rpc/status.js';
 import { CliError, ExitCode } from './errors.js';
@@ -24,7 +26,9 @@ export interface Clients {
   readonly explain: ExplainServiceClient;
   readonly tokens: TokenServiceClient;
   readonly audit: AuditServiceClient;
+  readonly enrollment: EnrollmentServiceClient;
   readonly lists: ListServiceClient;
+  readonly inspect: InspectServiceClient;
   close(): void;
 }
 
@@ -49,7 +53,9 @@ export function connect(target: string, actor = 'cli:unknown', o: ConnectOptions
   const explain = new ExplainServiceClient(target, creds, shared);
   const tokens = new TokenServiceClient(target, creds, shared);
   const audit = new AuditServiceClient(target, creds, shared);
+  const enrollment = new EnrollmentServiceClient(target, creds, shared);
   const lists = new ListServiceClient(target, creds, shared);
+  const inspect = new InspectServiceClient(target, creds, shared);
   return {
     target,
     tokenSource: o.tokenSource,
@@ -65,9 +71,11 @@ export function connect(target: string, actor = 'cli:unknown', o: ConnectOptions
     explain,
     tokens,
     audit,
+    enrollment,
     lists,
+    inspect,
     close() {
-      for (const c of [nodes, counters, explain, tokens, audit, lists, rules]) c.close();
+      for (const c of [nodes, counters, explain, tokens, audit, enrollment, lists, inspect, rules]) c.close();
     },
   };
 }

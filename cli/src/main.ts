@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { UsageError } from './args.js';
 import { blockCommand } from './commands/block.js';
 import { countersCommand } from './commands/counters.js';
+import { eventsCommand, topCommand } from './commands/events.js';
 import { explainCommand } from './commands/explain.js';
 import { importCommand } from './commands/import.js';
 import { listsCommand } from './commands/lists.js';
@@ -21,6 +22,7 @@ import { stringifyJson } from './output.js';
 import { sanitizeText } from './sanitize.js';
 import { auditCommand } from './commands/audit.js';
 import { tokenCommand } from './commands/token.js';
+import { enrollCommand } from './commands/enroll.js';
 
 const HELP = `fleetwall: fleet-wide IP block/allow policy enforced in the kernel with eBPF
 
@@ -41,12 +43,19 @@ Policy (talks to the control plane at --server, env FLEETWALL_CONTROL_PLANE, def
   fleetwall nodes rm <name> [<name>...]  forget nodes (refused while their agent is connected)
   fleetwall counters [--watch] [--node name] [--top n] [--interval 1s]
   fleetwall explain <ip> [--node name] [--egress]
+  fleetwall events [--follow] [--node N] [--rule ID] [--source CIDR] [--proto tcp|udp|icmp] [--port P] [--since 5m] [--limit N]
+                   [--pcap FILE]      sampled drop events (a line each, --json, or a pcap file)
+  fleetwall top [--rule ID] [--window 1m] [--watch]   top sources per rule (estimated packets)
   fleetwall audit [--actor principal] [--rule id] [--action rule.delete|token.] [--limit n]
 
 Access (admin):
   fleetwall token create --role viewer|operator|admin [--name n] [--ttl 30d]   shows the token once
   fleetwall token ls [--all]
   fleetwall token revoke <id|name>
+  fleetwall enroll create [--node-name N] [--labels k=v,...] [--ttl 1h]   a single-use join token + the CA pin
+  fleetwall enroll ls [--all] ; fleetwall enroll revoke <id>
+  fleetwall nodes label <name> k=v,...   set an enrolled node's labels (its policy group)
+  fleetwall nodes revoke <name>          refuse its certificates, close its stream now
 
 Daemons:
   fleetwall control-plane [flags]     the gRPC/HTTP control plane (embedded Postgres without DATABASE_URL)
@@ -187,6 +196,15 @@ export async function run(argv: string[]): Promise<number> {
         break;
       case 'audit':
         await auditCommand(ctx, globals.rest);
+        break;
+      case 'enroll':
+        await enrollCommand(ctx, globals.rest);
+        break;
+      case 'events':
+        await eventsCommand(ctx, globals.rest);
+        break;
+      case 'top':
+        await topCommand(ctx, globals.rest);
         break;
       default:
         throw new UsageError(`unknown command "${command}"; run \`fleetwall --help\``);

@@ -20,6 +20,8 @@ export interface Config {
   readonly httpPort: number;
   /** Postgres to use; undefined: start an embedded Postgres under dataDir. */
   readonly databaseUrl: string | undefined;
+  /** A file holding the database password (docker secrets, systemd credentials), instead of one in DATABASE_URL. */
+  readonly databasePasswordFile: string | undefined;
   /** Where the embedded Postgres keeps its data (kept across restarts). */
   readonly dataDir: string;
   /** Port of the embedded Postgres; 0 picks a free one. */
@@ -107,6 +109,8 @@ export interface Config {
   readonly authCacheTtlMs: number;
   /** The longest a refusal to a peer that keeps failing authentication is held back (0: never). */
   readonly authPenaltyMaxMs: number;
+  /** How long a node client certificate issued at enrollment or renewal is valid (agents renew at half of it). */
+  readonly nodeCertTtlMs: number;
   /** How often this process looks for subscribed lists due a refresh. */
   readonly listPollIntervalMs: number;
   /** The shortest refresh interval a list may ask for. */
@@ -128,6 +132,8 @@ export interface Config {
   readonly protectedCidrs: readonly string[];
   /** How long the agents' connect addresses read from the store are trusted (other processes' agents). */
   readonly protectedRefreshMs: number;
+  /** Drop events each process keeps (for `since` and TopSources; also kept 10 minutes at most). */
+  readonly eventHistory: number;
 }
 
 export class ConfigError extends Error {
@@ -177,6 +183,13 @@ const OPTIONS: readonly OptionSpec[] = [
     kind: 'url',
     def: undefined,
     help: 'Postgres URL; unset: embedded Postgres under the data dir',
+  },
+  {
+    key: 'databasePasswordFile',
+    env: 'FLEETWALL_DATABASE_PASSWORD_FILE',
+    kind: 'string',
+    def: undefined,
+    help: 'file with the Postgres password (read at connect), instead of one in DATABASE_URL',
   },
   { key: 'dataDir', env: 'FLEETWALL_DATA_DIR', kind: 'string', def: '.fleetwall', help: 'embedded Postgres data directory' },
   {
@@ -477,6 +490,15 @@ const OPTIONS: readonly OptionSpec[] = [
     help: 'longest hold-back of refusals to a peer that keeps failing authentication (0s: none)',
   },
   {
+    key: 'nodeCertTtlMs',
+    env: 'FLEETWALL_NODE_CERT_TTL',
+    kind: 'duration',
+    def: '24h',
+    min: 2000,
+    max: 365 * 86_400_000,
+    help: 'validity of node client certificates (agents renew them at half of it)',
+  },
+  {
     key: 'listPollIntervalMs',
     env: 'FLEETWALL_LIST_POLL_INTERVAL',
     kind: 'duration',
@@ -557,6 +579,15 @@ const OPTIONS: readonly OptionSpec[] = [
     min: 0,
     max: 60_000,
     help: "how long the agents' connect addresses read from the store are trusted by the lockout guard",
+  },
+  {
+    key: 'eventHistory',
+    env: 'FLEETWALL_EVENT_HISTORY',
+    kind: 'int',
+    def: '100000',
+    min: 1,
+    max: 10_000_000,
+    help: 'drop events kept per process (10 minutes at most) for since and top sources',
   },
 ];
 

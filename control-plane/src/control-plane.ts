@@ -25,6 +25,10 @@ import { PageTokens } from './rules/page-token.js';
 import { CapacityGuard } from './services/capacity-guard.js';
 import { CounterService } from './services/counter-service.js';
 import { ExplainService } from './services/explain-service.js';
+import { EventFanout } from './inspect/event-fanout.js';
+import { InspectHub } from './inspect/inspect-hub.js';
+import { registerInspectRoutes } from './inspect/inspect-http.js';
+import { InspectService, MAX_WINDOW_MS } from './inspect/inspect-service.js';
 import { NodeService } from './services/node-service.js';
 import { RuleService } from './services/rule-service.js';
 import { ChangeLog } from './store/change-log.js';
@@ -45,6 +49,13 @@ import { AuditService } from './services/audit-service.js';
 import { TokenService } from './services/token-service.js';
 import { AuditStore } from './store/audit-store.js';
 import { TokenStore } from './store/token-store.js';
+import { EnrollmentService } from './enrollment/enrollment-service.js';
+import { NodeAdmission } from './enrollment/node-admission.js';
+import { NodeIdentityService } from './enrollment/node-identity-service.js';
+import { loadSigningCa } from './pki/pki-files.js';
+import { JoinTokenStore } from './store/join-token-store.js';
+import { NodeIdentityStore } from './store/node-identity-store.js';
+import { CounterScope } from './sync/counter-scope.js';
 import { createLockoutGuard } from './lockout/guard-setup.js';
 import { LockoutSessionHooks } from './lockout/session-hooks.js';
 import { NodePeerStore } from './store/node-peers.js';
@@ -103,11 +114,13 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       cachedRules: () => cache.size,
       controlPlaneId: config.controlPlaneId,
     });
+    const counterScope = new CounterScope(cache, hub, metrics.registry);
     const feed = new RevisionFeed(
       sql,
       changeLog,
       cache,
       (revision, commitTime, transitions) => {
+        counterScope.record(transitions);
         const stats = hub.publish(revision, commitTime, transitions);
         metrics.observeFanout(Date.now() - commitTime.getTime(), stats.sessions);
       },
@@ -159,6 +172,21 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       logger: log.child({ component: 'auth' }),
     });
     cleanup.unshift(() => security.stop());
+    const identities = new NodeIdentityStore(sql);
+    const admission = new NodeAdmission(security.mode, identities, log.child({ component: 'node-identity' }));
+    await admission.start(sql);
+    cleanup.unshift(() => admission.stop());
+    const enrollment = new EnrollmentService({
+      mode: security.mode,
+      // The own PKI signs node certificates; operator-given certificates come without a CA key.
+      signer: () => (config.tlsCertFile === undefined ? loadSigningCa(config.dataDir) : undefined),
+      caBundle: () => security.tlsFiles?.current.ca?.toString('utf8'),
+      tokens: new JoinTokenStore(sql),
+      identities,
+      nodeCertTtlMs: config.nodeCertTtlMs,
+      onFailure: security.countFailure,
+    });
+    const nodeIdentity = new NodeIdentityService(identities);
     const listStore = new ListStore(sql);
     const listRefresher = new ListRefresher(
       sql,
@@ -184,6 +212,12 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       maxCommentLength: config.maxCommentLength,
       fileRoot: config.listFileRoot,
     });
+    const inspectHub = new InspectHub({ historySize: config.eventHistory, historyMs: MAX_WINDOW_MS }, metrics.registry);
+    const fanout = new EventFanout(sql, config.controlPlaneId, (ev) => inspectHub.fanIn(ev), log.child({ component: 'events' }));
+    await fanout.start();
+    cleanup.unshift(() => fanout.stop());
+    inspectHub.setFanout(fanout);
+    const inspect = new InspectService(inspectHub);
 
     const sessionDeps = {
       hub,
@@ -192,8 +226,11 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       changeLog,
       nodes,
       counters,
+      inspect: inspectHub,
       registry,
       metrics,
+      admission,
+      counterScope,
       storeId: db.storeId,
       controlPlaneId: config.controlPlaneId,
       pingIntervalMs: config.pingIntervalMs,
@@ -219,7 +256,10 @@ export async function startControlPlane(config: Config, logger: Logger, options:
         sync: (call) => void new AgentSession(call, sessionDeps),
         tokens,
         audit,
+        enrollment,
+        nodeIdentity,
         lists,
+        inspect,
       },
       {
         logger: grpcLog,
@@ -299,10 +339,13 @@ export async function startControlPlane(config: Config, logger: Logger, options:
       explain,
       tokens,
       audit,
+      enrollment,
+      nodeIdentity,
       maxMessageBytes: config.maxMessageBytes,
     });
     registerImportRoute(router, { rules });
     registerListRoutes(router, { lists, maxMessageBytes: config.maxMessageBytes });
+    registerInspectRoutes(router, inspect);
     // Routes from the embedder (tests) are admin-only unless they say otherwise.
     options.routes?.({ add: (m, p, h, access) => router.add(m, p, h, access ?? 'admin') });
     checkHttpAccessTable(router.list());

@@ -19,6 +19,7 @@ import json
 import os
 import pathlib
 import sys
+import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "gen"))
 
@@ -29,6 +30,8 @@ from google.protobuf.duration_pb2 import Duration  # noqa: E402
 from fleetwall.v1 import (  # noqa: E402
     counter_service_pb2,
     counter_service_pb2_grpc,
+    inspect_service_pb2,
+    inspect_service_pb2_grpc,
     rule_pb2,
     rule_service_pb2,
     rule_service_pb2_grpc,
@@ -106,6 +109,30 @@ def watch(counters, args):
             return
 
 
+def events(inspect, args):
+    """Sampled drop events (InspectService.WatchEvents): one JSON line each, filtered like `fleetwall events`."""
+    f = inspect_service_pb2.EventFilter(
+        node_names=args.node or [],
+        rule_ids=[int(r) for r in args.rule or []],
+        source_cidrs=args.source or [],
+        protocols=args.proto or [],
+        ports=[int(p) for p in args.port or []],
+    )
+    req = inspect_service_pb2.WatchEventsRequest(follow=args.follow, limit=args.count)
+    if any([f.node_names, f.rule_ids, f.source_cidrs, f.protocols, f.ports]):
+        req.allow.append(f)
+    if args.since:
+        req.since.FromSeconds(int(time.time()) - args.since)
+    stream = inspect.WatchEvents(req, timeout=args.timeout)
+    try:
+        for resp in stream:
+            for e in resp.events:
+                emit("event", e)
+    except grpc.RpcError as err:
+        if err.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+            raise
+
+
 def demo(rules, counters, args):
     created = rules.CreateRule(
         rule_service_pb2.CreateRuleRequest(
@@ -163,6 +190,16 @@ def main() -> int:
     w = sub.add_parser("watch")
     w.add_argument("--count", type=int, default=3)
     w.add_argument("--interval", type=float, default=1.0)
+    e = sub.add_parser("events")
+    e.add_argument("--follow", action="store_true", help="keep streaming new events")
+    e.add_argument("--since", type=int, help="start with the last N seconds of history")
+    e.add_argument("--count", type=int, default=0, help="stop after N events (0: no limit)")
+    e.add_argument("--timeout", type=float, default=30.0, help="seconds before the stream is closed")
+    e.add_argument("--node", action="append")
+    e.add_argument("--rule", action="append")
+    e.add_argument("--source", action="append", help="CIDR")
+    e.add_argument("--proto", action="append", help="tcp, udp, icmp, icmpv6 or a number")
+    e.add_argument("--port", action="append")
     m = sub.add_parser("demo")
     m.add_argument("cidr", nargs="?", default="198.51.100.0/24")
     args = p.parse_args()
@@ -170,6 +207,7 @@ def main() -> int:
     with open_channel(args) as channel:
         rules = rule_service_pb2_grpc.RuleServiceStub(channel)
         counters = counter_service_pb2_grpc.CounterServiceStub(channel)
+        inspect = inspect_service_pb2_grpc.InspectServiceStub(channel)
         try:
             if args.cmd == "create":
                 create(rules, args)
@@ -179,6 +217,8 @@ def main() -> int:
                 delete(rules, args)
             elif args.cmd == "watch":
                 watch(counters, args)
+            elif args.cmd == "events":
+                events(inspect, args)
             elif args.cmd == "demo":
                 demo(rules, counters, args)
         except grpc.RpcError as err:

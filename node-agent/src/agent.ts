@@ -12,12 +12,15 @@ import type { AgentConfig } from './config.js';
 import type { Datapath, DatapathOptions, InterfaceAttachment, KernelMemory } from './datapath/datapath.js';
 import { CounterReporter } from './counters/counter-reporter.js';
 import { Engine } from './engine.js';
-import type { AgentHealth, KernelMemoryHealth } from './health/agent-health.js';
+import { EventPump } from './events/event-pump.js';
+import { AgentEventResolver } from './events/event-resolver.js';
+import type { AgentHealth, EventHealth, KernelMemoryHealth } from './health/agent-health.js';
 import { HealthServer } from './health/health-server.js';
 import { AgentMetrics } from './health/metrics.js';
 import { TABLES, tableName } from './reconcile/prefix-key.js';
 import { releaseTransientMemory } from './memory.js';
 import { SyncClient } from './sync/sync-client.js';
+import type { NodeIdentity } from './identity/node-identity.js';
 import { interfaceStatus } from './sync/wire.js';
 import { AGENT_VERSION } from './version.js';
 import { Failsafe } from './failsafe/failsafe.js';
@@ -29,6 +32,8 @@ export interface OpenDatapathOptions extends DatapathOptions {
 export interface AgentDeps {
   readonly openDatapath: (opts: OpenDatapathOptions) => Datapath;
   readonly logger: Logger;
+  /** The node's certificate (TLS to the control plane); undefined: plaintext. */
+  readonly identity?: NodeIdentity | undefined;
 }
 
 /** How often interfaces that failed to attach are tried again. */
@@ -43,6 +48,8 @@ export class Agent {
   readonly metrics: AgentMetrics;
   /** Allows for the control planes' addresses and --failsafe-cidrs, whatever the policy. */
   readonly failsafe: Failsafe;
+  /** Sampled drop events, kernel -> Sync (null: off, or a datapath without events). */
+  readonly events: EventPump | null;
   private readonly http: HealthServer;
   private readonly attached = new Map<string, InterfaceAttachment>();
   private readonly attachErrors = new Map<string, string>();
@@ -59,6 +66,7 @@ export class Agent {
     private readonly log: Logger,
     readonly dp: Datapath,
     engine: Engine,
+    private readonly identity: NodeIdentity | undefined,
   ) {
     this.engine = engine;
     this.counters = new CounterReporter(dp, engine.slots, engine.ruleIds);
@@ -74,12 +82,25 @@ export class Agent {
         reconnectMinMs: cfg.reconnectMinMs,
         reconnectMaxMs: cfg.reconnectMaxMs,
         capacityPerTable: dp.capacity.prefixesPerTable,
+        ...(identity ? { connection: () => ({ credentials: identity.credentials(), options: identity.channelOptions() }) } : {}),
       },
       this.engine,
       this.counters,
       { interfaces: () => this.interfaces(), agentStatus: () => this.agentStatus() },
       log.child({ component: 'sync' }),
     );
+    const evSource = cfg.events.enabled ? (dp.events?.() ?? null) : null;
+    this.events = evSource
+      ? new EventPump(
+          evSource,
+          new AgentEventResolver(engine.slots, engine.ruleIds, (i) => [...this.attached.values()].find((a) => a.ifindex === i)?.ifname),
+          () => engine.slots.watermark,
+          { queueSize: cfg.events.queueSize, minIntervalMs: cfg.events.intervalMs, batchSize: 4096 },
+          log.child({ component: 'events' }),
+        )
+      : null;
+    const pump = this.events;
+    this.sync.events = pump ? { intervalMs: cfg.events.intervalMs, take: () => pump.take() } : null;
     this.sync.onPropagation = (ms) => this.metrics.propagationSeconds.observe(ms / 1000);
     this.failsafe = new Failsafe(cfg, engine, log.child({ component: 'failsafe' }));
     // Every reconnect re-resolves the control-plane names (a moved control plane keeps its failsafe).
@@ -109,6 +130,13 @@ export class Agent {
         ...(cfg.capacitySlots !== undefined ? { counterSlots: cfg.capacitySlots } : {}),
       },
       defaultAction: cfg.defaultAction,
+      events: {
+        enabled: cfg.events.enabled,
+        ratePerSecond: cfg.events.ratePerSecond,
+        burst: cfg.events.burst,
+        snapLen: cfg.events.snapLen,
+      },
+      eventRingBytes: cfg.events.ringBytes,
       logger: log.child({ component: 'datapath' }),
     });
     let engine: Engine;
@@ -118,7 +146,7 @@ export class Agent {
       dp.close();
       throw e;
     }
-    const a = new Agent(cfg, log, dp, engine);
+    const a = new Agent(cfg, log, dp, engine, deps.identity);
     a.loopDelay.enable();
     try {
       await a.init(t0);
@@ -195,7 +223,12 @@ export class Agent {
       );
       renameSync(tmp, cfg.readyFile);
     }
+    this.events?.start();
     this.sync.start();
+    if (this.identity) {
+      this.identity.onRenewed = () => this.sync.switchCredentials();
+      this.identity.startRenewal(() => this.sync.currentChannel());
+    }
   }
 
   private attachAll(): void {
@@ -307,6 +340,10 @@ export class Agent {
       snapshots: s.snapshots,
       resumes: s.resumes,
       reconnects: s.connects,
+      tls: this.identity !== undefined,
+      certificateExpires: this.identity ? new Date(this.identity.notAfterMs).toISOString() : '',
+      certificateRenewals: this.identity?.renewals ?? 0,
+      streamSwitches: s.credentialSwitches,
       acks: s.acks,
       nacks: s.nacks,
       failsafe: this.failsafe.entries,
@@ -317,10 +354,27 @@ export class Agent {
       repairs: applies.repairs,
       counterReports: this.counters.stats.reports,
       counterReadMs: Math.round(this.counters.stats.lastReadMs * 10) / 10,
+      events: this.eventHealth(),
       eventLoopDelayMs: this.takeLoopDelay(),
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       memoryMb: Object.fromEntries(Object.entries(process.memoryUsage()).map(([k, v]) => [k, Math.round(v / 1e5) / 10])),
       pid: process.pid,
+    };
+  }
+
+  private eventHealth(): EventHealth {
+    const p = this.events;
+    if (!p) return { enabled: false, read: 0, queued: 0, queueDropped: 0, orphaned: 0, sent: 0, batches: 0, kernelLost: 0 };
+    const q = p.queue.stats;
+    return {
+      enabled: true,
+      read: q.read,
+      queued: p.queue.length,
+      queueDropped: q.dropped,
+      orphaned: q.orphaned,
+      sent: p.stats.sent,
+      batches: p.stats.batches,
+      kernelLost: Number(p.stats.kernelLost),
     };
   }
 
@@ -336,12 +390,14 @@ export class Agent {
     if (this.stopped) return;
     this.stopped = true;
     if (this.reattachTimer) clearTimeout(this.reattachTimer);
+    this.identity?.stop();
     await this.sync.stop();
     // Let a running apply finish so the journal and meta stay in step.
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.engine.idle(), new Promise((r) => (timer = setTimeout(r, 10_000)))]);
     clearTimeout(timer);
     this.engine.stop();
+    await this.events?.stop();
     this.loopDelay.disable();
     await this.http.close();
     this.dp.close();

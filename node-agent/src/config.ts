@@ -41,9 +41,39 @@ export interface AgentConfig {
   readonly reconnectMaxMs: number;
   /** Written (JSON: pid, httpPort, ...) once the agent enforces and serves HTTP. */
   readonly readyFile: string | undefined;
+  // Node identity (issue 15; identity/): TLS is on when any of these is set or the identity dir holds a certificate.
+  /** A single-use join token "abcdef.0123456789abcdef" (fleetwall enroll create), for the first start. */
+  readonly joinToken: string | undefined;
+  /** Or a file holding it (read only when the agent has to enroll). */
+  readonly joinTokenFile: string | undefined;
+  /** Pins of the CA to trust when enrolling: "sha256:<hex of its SubjectPublicKeyInfo>". */
+  readonly caCertHashes: readonly string[];
+  /** Or the CA bundle itself (PEM file). */
+  readonly caCertFile: string | undefined;
+  /** Where the node's key, certificate and CA are kept (0700; files 0600). */
+  readonly identityDir: string;
+  /** The name to check in the control plane's certificate, when the address does not carry it (a unix socket: localhost). */
+  readonly tlsServerName: string | undefined;
   /** Canonical CIDRs always allowed, ingress and egress, whatever the policy (besides the control planes' addresses). */
   readonly failsafeCidrs: readonly string[];
   readonly logLevel: LogLevel;
+  /** Sampled drop events: the kernel budget (written at each start), the ring, the queue and the send interval. */
+  readonly events: EventConfig;
+}
+
+export interface EventConfig {
+  readonly enabled: boolean;
+  /** Events per second per rule (split over the CPUs). */
+  readonly ratePerSecond: number;
+  readonly burst: number;
+  /** Packet bytes captured per event (0..256). */
+  readonly snapLen: number;
+  /** Bytes of the kernel ring (power of two); used when the maps are created. */
+  readonly ringBytes: number;
+  /** Events the agent queues at most (oldest dropped first). */
+  readonly queueSize: number;
+  /** Events are read and sent at most this often (batching). */
+  readonly intervalMs: number;
 }
 
 export class ConfigError extends Error {
@@ -107,12 +137,53 @@ export const SETTINGS = {
   reconnectMin: { flag: 'reconnect-min', env: 'FLEETWALL_RECONNECT_MIN', help: 'first reconnect backoff (default 250ms)' },
   reconnectMax: { flag: 'reconnect-max', env: 'FLEETWALL_RECONNECT_MAX', help: 'reconnect backoff cap (default 10s)' },
   readyFile: { flag: 'ready-file', env: 'FLEETWALL_READY_FILE', help: 'file written with {pid, httpPort} once enforcing' },
+  joinToken: {
+    flag: 'join-token',
+    env: 'FLEETWALL_JOIN_TOKEN',
+    help: 'single-use join token from `fleetwall enroll create` (first start; turns TLS on)',
+  },
+  joinTokenFile: { flag: 'join-token-file', env: 'FLEETWALL_JOIN_TOKEN_FILE', help: 'read the join token from this file instead' },
+  caCertHash: {
+    flag: 'ca-cert-hash',
+    env: 'FLEETWALL_CA_CERT_HASH',
+    help: 'pin(s) of the control plane CA, sha256:<hex>, comma-separated (printed by `fleetwall enroll create`)',
+  },
+  caCert: { flag: 'ca-cert', env: 'FLEETWALL_CA_CERT', help: 'the control plane CA bundle (PEM file), instead of a pin' },
+  identityDir: {
+    flag: 'identity-dir',
+    env: 'FLEETWALL_IDENTITY_DIR',
+    help: "the node's key, certificate and CA (default /var/lib/fleetwall-agent)",
+  },
+  tlsServerName: {
+    flag: 'tls-server-name',
+    env: 'FLEETWALL_TLS_SERVER_NAME',
+    help: "name to check in the control plane's certificate (default: the address's host; localhost for unix:)",
+  },
   failsafeCidrs: {
     flag: 'failsafe-cidrs',
     env: 'FLEETWALL_FAILSAFE_CIDRS',
     help: "CIDRs always allowed, ingress and egress, whatever the policy, comma-separated (default none; the control planes' addresses always are)",
   },
   logLevel: { flag: 'log-level', env: 'FLEETWALL_LOG_LEVEL', help: 'pino level (default info)' },
+  events: { flag: 'events', env: 'FLEETWALL_EVENTS', help: 'sampled drop events: on (default) or off' },
+  eventRate: { flag: 'event-rate', env: 'FLEETWALL_EVENT_RATE', help: 'drop events per second per rule at most (default 100)' },
+  eventBurst: { flag: 'event-burst', env: 'FLEETWALL_EVENT_BURST', help: 'drop events a quiet rule may send at once (default 100)' },
+  eventSnap: {
+    flag: 'event-snap',
+    env: 'FLEETWALL_EVENT_SNAP',
+    help: 'packet bytes captured per drop event, 0..256 (default 0: headers only; pcap synthesizes them)',
+  },
+  eventRing: {
+    flag: 'event-ring',
+    env: 'FLEETWALL_EVENT_RING',
+    help: 'bytes of the kernel event ring, a power of two (default 2097152); set when the maps are created',
+  },
+  eventQueue: { flag: 'event-queue', env: 'FLEETWALL_EVENT_QUEUE', help: 'drop events the agent queues at most (default 65536)' },
+  eventInterval: {
+    flag: 'event-interval',
+    env: 'FLEETWALL_EVENT_INTERVAL',
+    help: 'drop events are read and sent this often (default 50ms)',
+  },
 } as const satisfies Record<string, Setting>;
 
 type Key = keyof typeof SETTINGS;
@@ -264,7 +335,28 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
     throw new ConfigError(`${what('logLevel')}: "${logLevel}" must be one of fatal error warn info debug trace silent`);
   }
+  const identity = identitySettings(raw, what);
+  const ev = raw('events') ?? 'on';
+  if (ev !== 'on' && ev !== 'off') throw new ConfigError(`${what('events')}: "${ev}" must be on or off`);
+  const snapText = raw('eventSnap') ?? '0';
+  const snapLen = snapText.trim() === '0' ? 0 : parsePositiveInt(snapText, what('eventSnap'), 256);
+  const ringBytes = parsePositiveInt(raw('eventRing') ?? '2097152', what('eventRing'), 1 << 30);
+  if (ringBytes < 4096 || (ringBytes & (ringBytes - 1)) !== 0)
+    throw new ConfigError(`${what('eventRing')}: ${ringBytes} must be a power of two of at least 4096`);
+  const eventIntervalMs = parseDurationMs(raw('eventInterval') ?? '50ms', what('eventInterval'));
+  if (eventIntervalMs < 1 || eventIntervalMs > 60_000) throw new ConfigError(`${what('eventInterval')}: must be between 1ms and 1m`);
+  const events: EventConfig = Object.freeze({
+    enabled: ev === 'on',
+    ratePerSecond: parsePositiveInt(raw('eventRate') ?? '100', what('eventRate'), 1_000_000),
+    burst: parsePositiveInt(raw('eventBurst') ?? '100', what('eventBurst'), 1_000_000),
+    snapLen,
+    ringBytes,
+    queueSize: parsePositiveInt(raw('eventQueue') ?? '65536', what('eventQueue'), 1 << 22),
+    intervalMs: eventIntervalMs,
+  });
   return Object.freeze({
+    ...identity,
+    events,
     controlPlanes: Object.freeze(controlPlanes),
     nodeName,
     labels,
@@ -285,6 +377,42 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     failsafeCidrs: Object.freeze([...new Set(failsafeCidrs)]),
     logLevel: logLevel as LogLevel,
   });
+}
+
+const JOIN_TOKEN_RE = /^[a-z0-9]{6}\.[a-z0-9]{16}$/;
+
+/** The shape of a join token (abcdef.0123456789abcdef). */
+export function isJoinToken(text: string): boolean {
+  return JOIN_TOKEN_RE.test(text);
+}
+
+function identitySettings(
+  raw: (k: Key) => string | undefined,
+  what: (k: Key) => string,
+): Pick<AgentConfig, 'joinToken' | 'joinTokenFile' | 'caCertHashes' | 'caCertFile' | 'identityDir' | 'tlsServerName'> {
+  const joinToken = raw('joinToken')?.trim();
+  const joinTokenFile = raw('joinTokenFile');
+  if (joinToken !== undefined && joinTokenFile !== undefined)
+    throw new ConfigError(`${what('joinToken')} and ${what('joinTokenFile')}: give one of them`);
+  if (joinToken !== undefined && !isJoinToken(joinToken))
+    throw new ConfigError(`${what('joinToken')}: not a join token (abcdef.0123456789abcdef, from \`fleetwall enroll create\`)`);
+  const caCertHashes = (raw('caCertHash') ?? '')
+    .split(',')
+    .map((h) => h.trim().toLowerCase())
+    .filter((h) => h !== '');
+  for (const h of caCertHashes)
+    if (!/^sha256:[0-9a-f]{64}$/.test(h))
+      throw new ConfigError(`${what('caCertHash')}: "${h}" is not sha256:<64 hex digits> (printed by \`fleetwall enroll create\`)`);
+  const identityDir = raw('identityDir') ?? '/var/lib/fleetwall-agent';
+  if (!identityDir.startsWith('/')) throw new ConfigError(`${what('identityDir')}: "${identityDir}" must be an absolute path`);
+  return {
+    joinToken,
+    joinTokenFile,
+    caCertHashes: Object.freeze(caCertHashes),
+    caCertFile: raw('caCert'),
+    identityDir,
+    tlsServerName: raw('tlsServerName'),
+  };
 }
 
 /** The pin path alone, for `fleetwall agent uninstall` (no interfaces needed). */

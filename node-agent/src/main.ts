@@ -11,6 +11,7 @@ import pino, { type Logger } from 'pino';
 import { Agent } from './agent.js';
 import { ConfigError, loadConfig, loadUninstallConfig, usage } from './config.js';
 import { openDatapath, uninstallPins } from './datapath/bpf-datapath.js';
+import { IdentityError, NodeIdentity } from './identity/node-identity.js';
 
 function rootLogger(level: string, nodeName?: string): Logger {
   return pino({ level, base: { svc: 'fleetwall-agent', pid: process.pid, ...(nodeName ? { node: nodeName } : {}) } });
@@ -42,7 +43,9 @@ export async function main(argv: string[]): Promise<void> {
     if (args[0] === 'uninstall') return await uninstall(args.slice(1));
     const cfg = loadConfig(args);
     const log = rootLogger(cfg.logLevel, cfg.nodeName);
-    const agent = await Agent.start(cfg, { openDatapath, logger: log });
+    // The node's certificate first (enrolling with the join token if there is none yet): the stream needs it.
+    const identity = await NodeIdentity.open(cfg, log.child({ component: 'identity' }));
+    const agent = await Agent.start(cfg, { openDatapath, logger: log, identity });
     await new Promise<void>((resolve) => {
       let stopping = false;
       const onSignal = (sig: NodeJS.Signals): void => {
@@ -67,6 +70,11 @@ export async function main(argv: string[]): Promise<void> {
     if (e instanceof ConfigError) {
       process.stderr.write(`fleetwall agent: ${e.message}\n`);
       process.exitCode = 2;
+      return;
+    }
+    if (e instanceof IdentityError) {
+      process.stderr.write(`fleetwall agent: ${e.message}\n`);
+      process.exitCode = 1;
       return;
     }
     throw e;

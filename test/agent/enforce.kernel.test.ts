@@ -22,6 +22,11 @@ after(async () => {
 
 test('a rule created through the API drops real packets; deleting it lets them through; control-plane counters equal the packets sent', async () => {
   await withE2E(pg, async ({ bed, cp, agent }) => {
+    // Over mutual TLS, as deployed: the control plane has TLS on, the agent enrolled and dials with its node certificate.
+    assert.equal(cp.cp.security, 'tls');
+    const h0 = await agent.health();
+    assert.equal(h0.tls, true, 'the agent dials with its node certificate');
+    assert.deepEqual((await getNode(cp, agent.nodeName)).labels, { zone: 'test' }, 'labels bound at enrollment');
     const src = bed.a.v4Extra[0]!;
     assert.deepEqual(await ping(bed, { from: 'a', src, dst: bed.b.v4, count: 2 }), { sent: 2, received: 2 }, 'open before the rule');
     const { rule, revision } = await createRule(cp, `${src}/32`);

@@ -10,17 +10,22 @@
 // rules themselves are ACKed, later rules arrive, other blocked sources
 // still drop, and the delete that undoes the forced rules arrives and
 // applies. Also in allowlist mode, where nothing but the failsafe entries
-// lets the agent reach its control plane at all.
+// lets the agent reach its control plane at all. Over mutual TLS, as
+// deployed: the agent is enrolled with a join token and its Sync stream
+// carries its node certificate (the control plane's certificate names the
+// address the agent dials).
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
 import { status } from '@grpc/grpc-js';
 import { ExplainRequest, Verdict } from '../../proto/gen/fleetwall/v1/explain_service.js';
 import { SyncState } from '../../proto/gen/fleetwall/v1/node.js';
 import { Action, Direction } from '../../proto/gen/fleetwall/v1/rule.js';
 import { CreateRuleRequest } from '../../proto/gen/fleetwall/v1/rule_service.js';
 import { AgentProcess, UdsProxy } from '../support/agent-process.js';
-import { createRule, deleteRule, getNode } from '../support/agent-e2e-rig.js';
+import { createJoinToken, createRule, deleteRule, getNode } from '../support/agent-e2e-rig.js';
+import { tempDataDir } from '../support/tls-control-plane.js';
 import { callError, errorInfoOf, startTestControlPlane, type TestControlPlane, unaryCall } from '../support/control-plane.js';
 import { withNetnsPair, type NetnsPair } from '../support/netns.js';
 import { NetnsForwarder } from '../support/netns-forwarder.js';
@@ -46,14 +51,28 @@ interface Rig {
 async function withLockoutRig(agentArgs: string[], fn: (r: Rig) => Promise<void>): Promise<void> {
   await withNetnsPair(async (bed) => {
     const cpAddress = bed.a.v4;
-    const cp = await startTestControlPlane(await pg.newDatabase(), { pingIntervalMs: 1000, protectedCidrs: [`${cpAddress}/32`] });
+    const dataDir = tempDataDir('lockout');
+    const cp = await startTestControlPlane(await pg.newDatabase(), {
+      pingIntervalMs: 1000,
+      protectedCidrs: [`${cpAddress}/32`],
+      tls: true,
+      dataDir,
+      tlsSans: [cpAddress],
+    });
     const link = await UdsProxy.start(cp.target);
     let fwd: NetnsForwarder | undefined;
     let agent: AgentProcess | undefined;
     try {
       fwd = await NetnsForwarder.start(bed, 'a', cpAddress, link.path);
-      agent = await AgentProcess.start({ bed, controlPlane: fwd.target, labels: 'zone=test', args: agentArgs });
+      const join = await createJoinToken(cp, { labels: { zone: 'test' } });
+      agent = await AgentProcess.start({
+        bed,
+        controlPlane: fwd.target,
+        enroll: { joinToken: join.token, caCertHash: join.caCertHash },
+        args: agentArgs,
+      });
       await agent.waitHealth('first sync over the veth', (h) => h.syncState === 'in_sync');
+      assert.equal((await agent.health()).tls, true, 'mutual TLS with its node certificate');
       await fn({ bed, cp, agent, cpAddress });
     } catch (e) {
       if (agent && e instanceof Error) e.message += `\n--- agent log (tail) ---\n${agent.tail(40)}`;
@@ -63,6 +82,7 @@ async function withLockoutRig(agentArgs: string[], fn: (r: Rig) => Promise<void>
       await fwd?.stop();
       await link.close();
       await cp.stop();
+      rmSync(dataDir, { recursive: true, force: true });
     }
   });
 }

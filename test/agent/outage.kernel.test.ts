@@ -6,7 +6,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
-import { startTestControlPlane } from '../support/control-plane.js';
+import type { TestControlPlane } from '../support/control-plane.js';
 import { ping } from '../support/traffic.js';
 import { SyncState } from '../../proto/gen/fleetwall/v1/node.js';
 import { createRule, eventually, getNode, withE2E } from '../support/agent-e2e-rig.js';
@@ -23,10 +23,13 @@ after(async () => {
 });
 
 test('control plane stopped for 30 s: enforcement unchanged, local expiry, rules created meanwhile arrive after reconnect', async () => {
-  await withE2E(pg, async ({ bed, dbUrl, cp, link, agent }) => {
+  await withE2E(pg, async ({ bed, cp, link, agent, startControlPlane }) => {
     const [blocked, expiring, later] = bed.a.v4Extra as [string, string, string, string];
-    const other = await startTestControlPlane(dbUrl, { pingIntervalMs: 1000 });
-    let restarted: Awaited<ReturnType<typeof startTestControlPlane>> | undefined;
+    // Over mutual TLS (the rig's default): the other control planes share the database and the CA.
+    assert.ok(cp.tls, 'the control plane runs with TLS');
+    assert.equal((await agent.health()).tls, true, 'the agent dials with its node certificate');
+    const other = await startControlPlane();
+    let restarted: TestControlPlane | undefined;
     try {
       await createRule(cp, `${blocked}/32`);
       const exp = await createRule(cp, `${expiring}/32`, { ttlSeconds: 12 });
@@ -59,7 +62,7 @@ test('control plane stopped for 30 s: enforcement unchanged, local expiry, rules
         const mid = await traffic.received();
         assert.equal(mid[blocked] ?? 0, 0, 'enforcement unchanged during the outage');
         assert.equal((await agent.health()).connected, false, 'still cut off after 30 s');
-        restarted = await startTestControlPlane(dbUrl, { pingIntervalMs: 1000 });
+        restarted = await startControlPlane();
         link.retarget(restarted.target);
         const back = await agent.waitHealth(
           'reconnected and caught up',

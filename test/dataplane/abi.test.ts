@@ -103,7 +103,7 @@ test('abi.ts sizes, offsets, enums and names match fleetwall_abi.h', () => {
   // The Datapath interface promises what the pinned meta holds.
   assert.equal(MAX_STORE_ID_BYTES, num(c, 'FW_STORE_ID_MAX'), 'datapath.ts MAX_STORE_ID_BYTES == FW_STORE_ID_MAX');
   assert.equal(MAX_COUNTER_SLOTS, num(c, 'FW_MAX_RULE_SLOTS'), 'datapath.ts MAX_COUNTER_SLOTS == FW_MAX_RULE_SLOTS');
-  assert.equal(FW_ABI_VERSION, 6);
+  assert.equal(FW_ABI_VERSION, 7);
   // The table index (the OpBatch column) is enum fw_table_id, and TABLES is indexed by it.
   const tables = { 'ingress 4': FW_TABLE.IN4, 'ingress 6': FW_TABLE.IN6, 'egress 4': FW_TABLE.EG4, 'egress 6': FW_TABLE.EG6 };
   for (const [k, id] of Object.entries(tables)) {
@@ -137,6 +137,8 @@ test('uapi.ts: libbpf opts structs and #defines match the installed headers', ()
   const c = runProbe({
     prelude: [
       '#include <unistd.h>',
+      '#include <stddef.h>',
+      '#include <poll.h>',
       '#include <sys/mman.h>',
       '#include <sys/syscall.h>',
       '#include <linux/membarrier.h>',
@@ -163,6 +165,9 @@ test('the compiled objects declare every map with the ABI key and value sizes', 
     [MAP.JOURNAL]: [4, LAYOUT.fw_journal_rule.size],
     [MAP.META]: [4, LAYOUT.fw_meta.size],
     [MAP.LENSTAT]: [4, LAYOUT.fw_lenstat.size],
+    [MAP.EVENTS]: [0, 0],
+    [MAP.EV_CFG]: [4, LAYOUT.fw_ev_cfg.size],
+    [MAP.EV_STATE]: [4, LAYOUT.fw_ev_state.size],
   };
   for (const t of TABLES) {
     const key = t.family === 4 ? LAYOUT.fw_key4.size : LAYOUT.fw_key6.size;

@@ -14,6 +14,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreateTokenRequest, Role } from '../../proto/gen/fleetwall/v1/token_service.js';
 import { connectClients, startTestControlPlane, unaryCall, type TestControlPlane } from '../support/control-plane.js';
+import { SyncClient } from '../support/scripted-agent.js';
+import { Direction } from '../../proto/gen/fleetwall/v1/rule.js';
+import { EventKind, EventVerdict } from '../../proto/gen/fleetwall/v1/event.js';
 
 const exec = promisify(execFile);
 const DIR = resolve(import.meta.dirname, '../../examples/python');
@@ -126,5 +129,50 @@ test('python over TLS with an API token; without one: UNAUTHENTICATED with its E
   } finally {
     await tls.stop();
     rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
+test('python events: drop events an agent sent, filtered; a bad filter is INVALID_ARGUMENT naming the field', async () => {
+  const agent = new SyncClient(cp.target, { nodeName: 'py-events-node' }).connect();
+  try {
+    await agent.waitInSync();
+    const ev = (src: number, proto: number, dport: number) => ({
+      timeUnixNano: BigInt(Date.now()) * 1_000_000n,
+      ruleId: 7n,
+      verdict: EventVerdict.EVENT_VERDICT_DROP,
+      direction: Direction.DIRECTION_INGRESS,
+      source: Buffer.from([203, 0, 113, src]),
+      destination: Buffer.from([192, 0, 2, 1]),
+      protocol: proto,
+      sourcePort: 40000,
+      destinationPort: dport,
+      tcpFlags: 0,
+      length: 60,
+      weight: 3n,
+      interface: 'eth0',
+      packet: Buffer.alloc(0),
+      kind: EventKind.EVENT_KIND_DROP,
+    });
+    agent.send({
+      msg: { $case: 'events', value: { events: [ev(9, 17, 53), ev(10, 6, 22), ev(9, 6, 443)], queueDropped: 0n, kernelLost: [] } },
+    });
+    // The history (since 60 s), only TCP from 203.0.113.9.
+    let r = { code: -1, lines: [] as any[] };
+    for (let i = 0; i < 50; i++) {
+      r = await py(['events', '--since', '60', '--proto', 'tcp', '--source', '203.0.113.9/32']);
+      if (r.lines.length > 0) break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    assert.equal(r.code, 0, JSON.stringify(r.lines));
+    assert.equal(r.lines.length, 1, JSON.stringify(r.lines));
+    const e = r.lines[0].data;
+    assert.deepEqual([e.nodeName, e.ruleId, e.source, e.destinationPort, e.weight], ['py-events-node', '7', '203.0.113.9', 443, '3']);
+    const bad = await py(['events', '--port', '70000']);
+    assert.equal(bad.code, 1);
+    assert.equal(bad.lines[0].code, 'INVALID_ARGUMENT');
+    assert.equal(bad.lines[0].reason, 'INVALID_FILTER');
+    assert.match(bad.lines[0].message, /allow\[0\]\.ports/);
+  } finally {
+    agent.close();
   }
 });

@@ -9,6 +9,9 @@
 //   await agent.kill9(); await agent.restart();
 //   cpLink.cut();                    // the control plane becomes unreachable
 //   await agent.cleanup();           // kills it, removes pins and files
+//   AgentProcess.start({ ..., enroll: { joinToken, caCertHash } })   // TLS: enrolls on its
+//                                    // first start (identity in <dir>/identity), keeps it across restarts
+//   AgentProcess.start({ ..., wrap: (a) => [...] })   // runs under a command prefix (a sandbox)
 //
 // The agent reaches the control plane through a Unix socket (UdsProxy):
 // sockets in the filesystem cross network namespaces, so the control plane
@@ -115,10 +118,14 @@ export interface AgentProcessOptions {
   readonly interfaces?: readonly string[];
   readonly pinDir?: string;
   readonly counterInterval?: string;
+  /** Enroll with this join token and CA pin (TLS to the control plane; the identity stays in the agent's dir). */
+  readonly enroll?: { readonly joinToken: string; readonly caCertHash: string };
   /** More flags. */
   readonly args?: readonly string[];
   /** Flags for node itself (before the script), e.g. --max-semi-space-size=4. */
   readonly nodeArgs?: readonly string[];
+  /** A command prefix the agent runs under (e.g. a sandbox: test/support/systemd-unit.ts), given the agent's dirs. */
+  readonly wrap?: (a: { readonly dir: string; readonly pinDir: string; readonly opts: AgentProcessOptions }) => readonly string[];
 }
 
 export interface AgentHealthJson {
@@ -240,15 +247,24 @@ export class AgentProcess {
       '1s',
       '--log-level',
       process.env.FLEETWALL_AGENT_TEST_LOG ?? 'info',
+      ...(o.enroll ? ['--join-token', o.enroll.joinToken, '--ca-cert-hash', o.enroll.caCertHash, '--identity-dir', this.identityDir] : []),
       ...(o.args ?? []),
     ];
+  }
+
+  /** Where the agent keeps its key and certificate (--identity-dir). */
+  get identityDir(): string {
+    return join(this.dir, 'identity');
   }
 
   private async launch(): Promise<void> {
     const ready = join(this.dir, 'ready.json');
     rmSync(ready, { force: true });
     this.exitInfo = undefined;
-    const child = this.opts.bed.spawn('b', this.argv(), { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = this.opts.bed.spawn('b', [...(this.opts.wrap?.(this) ?? []), ...this.argv()], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     this.child = child;
     this.starts++;
     const n = this.starts;

@@ -39,6 +39,9 @@ import { NodeServiceClient } from '../../proto/gen/fleetwall/v1/node_service.js'
 import { RuleServiceClient } from '../../proto/gen/fleetwall/v1/rule_service.js';
 import { AuditServiceClient } from '../../proto/gen/fleetwall/v1/audit_service.js';
 import { TokenServiceClient } from '../../proto/gen/fleetwall/v1/token_service.js';
+import { EnrollmentServiceClient } from '../../proto/gen/fleetwall/v1/enrollment_service.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { type Config, configWith } from '../../control-plane/src/config.js';
 import { type ControlPlane, startControlPlane } from '../../control-plane/src/control-plane.js';
 import { errorInfoOf } from '../../control-plane/src/errors/status-details.js';
@@ -53,6 +56,7 @@ export interface TestClients {
   readonly agent: AgentServiceClient;
   readonly tokens: TokenServiceClient;
   readonly audit: AuditServiceClient;
+  readonly enrollment: EnrollmentServiceClient;
   readonly lists: ListServiceClient;
   close(): void;
 }
@@ -83,6 +87,8 @@ export interface TestControlPlane {
   readonly clients: TestClients;
   readonly storeId: string;
   readonly cp: ControlPlane;
+  /** With TLS on: the CA bundle clients trust and the first admin token (from its data directory). */
+  readonly tls?: { readonly ca: Buffer; readonly adminToken: string | undefined };
   stop(): Promise<void>;
 }
 
@@ -98,6 +104,7 @@ export function connectClients(target: string, o: TestClientOptions = {}): TestC
   const agent = new AgentServiceClient(target, c, opts);
   const tokens = new TokenServiceClient(target, c, opts);
   const audit = new AuditServiceClient(target, c, opts);
+  const enrollment = new EnrollmentServiceClient(target, c, opts);
   const lists = new ListServiceClient(target, c, opts);
   return {
     rules,
@@ -107,9 +114,10 @@ export function connectClients(target: string, o: TestClientOptions = {}): TestC
     agent,
     tokens,
     audit,
+    enrollment,
     lists,
     close() {
-      for (const x of [rules, nodes, counters, explain, agent, tokens, audit, lists]) x.close();
+      for (const x of [rules, nodes, counters, explain, agent, tokens, audit, enrollment, lists]) x.close();
     },
   };
 }
@@ -164,7 +172,17 @@ export async function startTestControlPlane(
   const logger = opts.logger ?? pino({ level: process.env.FLEETWALL_TEST_LOG_LEVEL ?? 'silent' });
   const cp = await startControlPlane(config, logger);
   const target = `127.0.0.1:${cp.grpcPort}`;
-  const clients = connectClients(target);
+  // With TLS (--tls, a non-loopback bind): the clients trust its own CA and send the first admin token.
+  let tls: TestControlPlane['tls'];
+  if (cp.security === 'tls') {
+    const caFile = config.tlsCaFile ?? join(config.dataDir, 'pki/ca.crt');
+    const tokenFile = join(config.dataDir, 'admin.token');
+    tls = {
+      ca: readFileSync(caFile),
+      adminToken: existsSync(tokenFile) ? readFileSync(tokenFile, 'utf8').trim() : undefined,
+    };
+  }
+  const clients = connectClients(target, tls ? { ca: tls.ca, ...(tls.adminToken ? { token: tls.adminToken } : {}) } : {});
   let stopped: Promise<void> | undefined;
   return {
     id: cp.id,
@@ -174,6 +192,7 @@ export async function startTestControlPlane(
     clients,
     storeId: cp.storeId,
     cp,
+    ...(tls ? { tls } : {}),
     stop() {
       stopped ??= (async () => {
         clients.close();
@@ -215,7 +234,15 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export async function startChildControlPlane(
   databaseUrl: string | undefined,
   env: Record<string, string> = {},
-  opts: { readonly nodeArgs?: readonly string[] } = {},
+  opts: {
+    readonly nodeArgs?: readonly string[];
+    /** What node runs (default: --import tsx control-plane/src/main.ts), e.g. ['bin/fleetwall.mjs', 'control-plane']. */
+    readonly command?: readonly string[];
+    /** A command prefix (e.g. a sandbox: test/support/systemd-unit.ts). */
+    readonly wrap?: readonly string[];
+    /** Unset these of the environment this process passes on. */
+    readonly unsetEnv?: readonly string[];
+  } = {},
 ): Promise<ChildControlPlane> {
   const childEnv: Record<string, string | undefined> = {
     ...process.env,
@@ -229,7 +256,10 @@ export async function startChildControlPlane(
   };
   if (databaseUrl) childEnv.DATABASE_URL = databaseUrl;
   else delete childEnv.DATABASE_URL;
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', MAIN], {
+  for (const k of opts.unsetEnv ?? []) delete childEnv[k];
+  const argv = [process.execPath, ...(opts.nodeArgs ?? []), ...(opts.command ?? ['--import', 'tsx', MAIN])];
+  const wrapped = [...(opts.wrap ?? []), ...argv];
+  const child = spawn(wrapped[0]!, wrapped.slice(1), {
     cwd: ROOT,
     env: childEnv,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -240,6 +270,10 @@ export async function startChildControlPlane(
     stderr = (stderr + d.toString()).slice(-4000);
   });
   const lines = createInterface({ input: child.stdout! });
+  let stdout = '';
+  lines.on('line', (line) => {
+    stdout = `${stdout}${line}\n`.slice(-4000);
+  });
   const started = await new Promise<{ grpcPort: number; httpPort: number }>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`child control plane did not start in 60s; stderr: ${stderr}`)), 60_000);
     lines.on('line', (line) => {
@@ -255,7 +289,7 @@ export async function startChildControlPlane(
     });
     void exited.then((code) => {
       clearTimeout(timer);
-      reject(new Error(`child control plane exited with ${code} before serving; stderr: ${stderr}`));
+      reject(new Error(`child control plane exited with ${code} before serving; stderr: ${stderr}; stdout: ${stdout}`));
     });
   });
   lines.on('line', () => undefined);

@@ -2,7 +2,7 @@
 // that keeps the rule set the control plane told it about (snapshot, then
 // deltas, parts included), ACKs what it applied (unless told not to), answers
 // pings, and lets a test wait for a condition.
-import { credentials, Metadata, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
+import { type ChannelCredentials, credentials, Metadata, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import {
   type AgentRule,
   AgentServiceClient,
@@ -26,6 +26,8 @@ export interface SyncClientOptions {
   /** Answer pings (default true). */
   readonly autoPong?: boolean;
   readonly agentVersion?: string;
+  /** TLS (with a node client certificate: test/support/tls-control-plane.ts enrollNode); default plaintext. */
+  readonly credentials?: ChannelCredentials;
 }
 
 export interface ReceivedDelta {
@@ -56,7 +58,9 @@ export class SyncClient {
     target: string,
     readonly opts: SyncClientOptions,
   ) {
-    this.client = new AgentServiceClient(target, credentials.createInsecure(), { 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
+    this.client = new AgentServiceClient(target, opts.credentials ?? credentials.createInsecure(), {
+      'grpc.max_receive_message_length': 64 * 1024 * 1024,
+    });
   }
 
   get start(): SyncStart | undefined {

@@ -6,12 +6,17 @@
 //   const viewer = await t.makeToken('viewer');    // a new API token (via TokenService, as the admin)
 //   t.clients(viewer)                              // gRPC clients over TLS with that token
 //   await httpsJson(t.cp.httpPort, 'GET', '/v1/rules', { ca: t.ca, token: viewer })
+//   const n = await enrollNode(t, 'web-1', { labels: { role: 'web' } })   // join token + CSR -> node certificate
+//   new SyncClient(t.cp.target, { nodeName: 'web-1', credentials: n.credentials })  // test/support/scripted-agent.ts
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:https';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreateTokenRequest, Role } from '../../proto/gen/fleetwall/v1/token_service.js';
+import { type ChannelCredentials, credentials } from '@grpc/grpc-js';
+import { CreateJoinTokenRequest, EnrollRequest } from '../../proto/gen/fleetwall/v1/enrollment_service.js';
+import { createCsr } from '../../control-plane/src/pki/certificate-authority.js';
 import type { Config } from '../../control-plane/src/config.js';
 import { connectClients, startTestControlPlane, type TestClients, type TestControlPlane, unaryCall } from './control-plane.js';
 
@@ -115,4 +120,41 @@ export function httpsJson(
     if (body !== undefined) req.write(body);
     req.end();
   });
+}
+
+export interface EnrolledNode {
+  readonly nodeName: string;
+  readonly keyPem: string;
+  readonly certPem: string;
+  /** TLS trusting the control plane's CA, presenting this node's certificate. */
+  readonly credentials: ChannelCredentials;
+  readonly joinToken: string;
+  readonly caCertHash: string;
+}
+
+/** Enrolls `nodeName` as an agent would: a join token from the admin, a CSR with a fresh key, Enroll. */
+export async function enrollNode(
+  t: TlsControlPlane,
+  nodeName: string,
+  o: { labels?: Record<string, string>; grpcPort?: number } = {},
+): Promise<EnrolledNode> {
+  const admin = t.clients(t.adminToken);
+  const jt = await unaryCall(admin.enrollment, 'createJoinToken', CreateJoinTokenRequest.fromPartial({ labels: o.labels ?? {} }));
+  const { csrPem, keyPem } = await createCsr(nodeName);
+  const anon = connectClients(`127.0.0.1:${o.grpcPort ?? t.cp.grpcPort}`, { ca: t.ca });
+  const res = await unaryCall(anon.enrollment, 'enroll', EnrollRequest.fromPartial({ joinToken: jt.token, nodeName, csrPem })).finally(() =>
+    anon.close(),
+  );
+  return {
+    nodeName,
+    keyPem,
+    certPem: res.certificatePem,
+    credentials: nodeCredentials(t.ca, keyPem, res.certificatePem),
+    joinToken: jt.token,
+    caCertHash: jt.caCertHash,
+  };
+}
+
+export function nodeCredentials(ca: Buffer, keyPem: string, certPem: string): ChannelCredentials {
+  return credentials.createSsl(ca, Buffer.from(keyPem), Buffer.from(certPem));
 }

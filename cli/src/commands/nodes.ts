@@ -1,12 +1,13 @@
-// fleetwall nodes ls [--selector k=v] [--connected]   (every page)
-// fleetwall nodes get <name>
-// fleetwall nodes rm <name> [<name>...]              (refused while a node's agent is connected)
+// fleetwall nodes ls [--selector k=v] [--connected] (every page) | get <name> | label <name> k=v,... | revoke <name>
+//                | rm <name> [<name>...] (refused while a node's agent is connected)
 import { EgressMode, type Node, SyncState, XdpMode } from '../../../proto/gen/fleetwall/v1/node.js';
 import {
   DeleteNodeRequest,
   GetNodeRequest,
   ListNodesRequest,
   type ListNodesResponse,
+  RevokeNodeRequest,
+  UpdateNodeRequest,
 } from '../../../proto/gen/fleetwall/v1/node_service.js';
 import { Node as NodeMsg } from '../../../proto/gen/fleetwall/v1/node.js';
 import { flagBool, flagList, parseArgs, parseLabels, UsageError } from '../args.js';
@@ -14,8 +15,13 @@ import { unary } from '../client.js';
 import type { Context } from '../context.js';
 import { labelsText, relativeTime, table } from '../output.js';
 
-const USAGE =
-  'usage: fleetwall nodes ls [--selector k=v] [--connected]\n       fleetwall nodes get <name>\n       fleetwall nodes rm <name> [<name>...]';
+const USAGE = [
+  'usage: fleetwall nodes ls [--selector k=v] [--connected]',
+  '       fleetwall nodes get <name>',
+  "       fleetwall nodes label <name> k=v[,k2=v2...]   set an enrolled node's labels (all of them; admin)",
+  '       fleetwall nodes revoke <name>                 refuse its certificates, close its stream (admin)',
+  '       fleetwall nodes rm <name> [<name>...]         forget nodes whose agents are gone (admin)',
+].join('\n');
 
 export const syncStateName = (s: SyncState): string =>
   ({
@@ -98,6 +104,26 @@ export async function nodesCommand(ctx: Context, argv: string[]): Promise<void> 
     const res = await unary(c, c.nodes, c.nodes.getNode, GetNodeRequest.fromPartial({ name: p.positionals[0]! }));
     if (ctx.out.json) ctx.out.writeJson(NodeMsg.toJSON(res.node!));
     else ctx.out.write(table(HEADERS, [nodeRow(res.node!, res.node!.appliedRevision)]));
+    return;
+  }
+  if (sub === 'label') {
+    const p = parseArgs(rest, {});
+    if (p.positionals.length < 1) throw new UsageError(USAGE);
+    const [name, ...pairs] = p.positionals as [string, ...string[]];
+    const res = await unary(c, c.nodes, c.nodes.updateNode, UpdateNodeRequest.fromPartial({ name, labels: parseLabels(pairs, 'labels') }));
+    if (ctx.out.json) ctx.out.writeJson({ name: res.name, labels: res.labels });
+    else ctx.out.write(`node ${res.name}: labels ${labelsText(res.labels) || '(none)'}; its stream resyncs with them`);
+    return;
+  }
+  if (sub === 'revoke') {
+    const p = parseArgs(rest, {});
+    if (p.positionals.length !== 1) throw new UsageError(USAGE);
+    const res = await unary(c, c.nodes, c.nodes.revokeNode, RevokeNodeRequest.fromPartial({ name: p.positionals[0]! }));
+    if (ctx.out.json) ctx.out.writeJson({ name: res.name, revokedCertificates: res.revokedCertificates });
+    else
+      ctx.out.write(
+        `node ${res.name}: ${res.revokedCertificates} certificate(s) revoked; its stream is closed and it needs a new join token to come back`,
+      );
     return;
   }
   if (sub === 'rm' || sub === 'delete') {

@@ -7,10 +7,14 @@
 //   public    no credential (health checks, reflection: the schema is public)
 //   viewer / operator / admin   an API token of at least that role (or the
 //             local admin on a loopback-trust control plane)
-//   node      a node's Sync stream: see auth/sync-identity.ts
+//   node      a node's own methods (Sync, certificate renewal): with TLS on,
+//             the node's client certificate and nothing else; see
+//             auth/sync-identity.ts
+//   join-token  Enroll: the join token in the request, checked by the handler
+//             (enrollment/enrollment-service.ts), single use
 import type { Role } from './roles.js';
 
-export type Access = 'public' | 'node' | Role;
+export type Access = 'public' | 'node' | 'join-token' | Role;
 
 export const GRPC_ACCESS: Readonly<Record<string, Access>> = {
   '/fleetwall.v1.RuleService/CreateRule': 'operator',
@@ -24,6 +28,14 @@ export const GRPC_ACCESS: Readonly<Record<string, Access>> = {
   '/fleetwall.v1.RuleService/ManageAddress': 'operator',
   '/fleetwall.v1.NodeService/ListNodes': 'viewer',
   '/fleetwall.v1.NodeService/GetNode': 'viewer',
+  '/fleetwall.v1.NodeService/UpdateNode': 'admin',
+  '/fleetwall.v1.NodeService/RevokeNode': 'admin',
+  '/fleetwall.v1.EnrollmentService/CreateJoinToken': 'admin',
+  '/fleetwall.v1.EnrollmentService/ListJoinTokens': 'admin',
+  '/fleetwall.v1.EnrollmentService/RevokeJoinToken': 'admin',
+  '/fleetwall.v1.EnrollmentService/GetCertificateAuthority': 'public',
+  '/fleetwall.v1.EnrollmentService/Enroll': 'join-token',
+  '/fleetwall.v1.EnrollmentService/RenewCertificate': 'node',
   // Forgets a node and its counters (its agent re-registers when it reconnects).
   '/fleetwall.v1.NodeService/DeleteNode': 'admin',
   '/fleetwall.v1.CounterService/GetCounters': 'viewer',
@@ -39,6 +51,8 @@ export const GRPC_ACCESS: Readonly<Record<string, Access>> = {
   '/fleetwall.v1.ListService/ListLists': 'viewer',
   '/fleetwall.v1.ListService/DeleteList': 'operator',
   '/fleetwall.v1.ListService/RefreshList': 'operator',
+  '/fleetwall.v1.InspectService/WatchEvents': 'viewer',
+  '/fleetwall.v1.InspectService/TopSources': 'viewer',
   '/fleetwall.v1.AgentService/Sync': 'node',
   '/grpc.health.v1.Health/Check': 'public',
   '/grpc.health.v1.Health/Watch': 'public',
@@ -58,11 +72,18 @@ export const HTTP_ACCESS: Readonly<Record<string, Access>> = {
   'DELETE /v1/rules/:id': 'operator',
   'GET /v1/nodes': 'viewer',
   'GET /v1/nodes/:name': 'viewer',
+  'PATCH /v1/nodes/:name': 'admin',
+  'POST /v1/nodes/:name/revoke': 'admin',
+  'POST /v1/join-tokens': 'admin',
+  'GET /v1/join-tokens': 'admin',
+  'DELETE /v1/join-tokens/:id': 'admin',
   'DELETE /v1/nodes/:name': 'admin',
   'GET /v1/counters': 'viewer',
   'GET /v1/explain': 'viewer',
   'GET /v1/audit': 'viewer',
   'POST /manage-ip': 'operator',
+  'GET /v1/events': 'viewer',
+  'GET /v1/top-sources': 'viewer',
   'POST /v1/rules:import': 'operator',
   'POST /v1/lists': 'admin',
   'GET /v1/lists': 'viewer',

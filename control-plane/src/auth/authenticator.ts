@@ -12,7 +12,8 @@ import type { PenaltyBox } from './penalty-box.js';
 import { ANONYMOUS_PRINCIPAL, insecurePrincipal, LOCAL_PRINCIPAL, type Principal } from './principal.js';
 import { roleAtLeast } from './roles.js';
 import type { SecurityMode } from './security-mode.js';
-import { nodeAccess } from './sync-identity.js';
+import { nodeAccess, nodeCaller } from './sync-identity.js';
+import type { PeerCertificate } from 'node:tls';
 import type { TokenCheck, TokenVerifier } from './token-verifier.js';
 
 export type AuthOutcome =
@@ -28,6 +29,8 @@ export interface AuthRequest {
   readonly authorization: string | undefined;
   /** The peer's IP address (penalty box key). */
   readonly peer: string;
+  /** The client certificate the TLS handshake verified, if any (node methods). */
+  readonly peerCertificate?: () => PeerCertificate | undefined;
 }
 
 export class Authenticator {
@@ -39,7 +42,13 @@ export class Authenticator {
   ) {}
 
   check(r: AuthRequest): AuthOutcome | Promise<AuthOutcome> {
-    if (r.access === 'public') return { ok: true, principal: ANONYMOUS_PRINCIPAL };
+    // Enroll checks the join token in its request itself (enrollment/enrollment-service.ts).
+    if (r.access === 'public' || r.access === 'join-token') return { ok: true, principal: ANONYMOUS_PRINCIPAL };
+    if (r.access === 'node' && this.mode === 'tls') {
+      const p = nodeCaller(r.what, r.peerCertificate?.());
+      if (p instanceof FleetwallError) return this.refuse(r, p.reason, p.message, {});
+      return { ok: true, principal: p };
+    }
     const token = bearerToken(r.authorization);
     if (token === undefined) {
       if (this.mode === 'loopback-trust') return this.authorize(r, LOCAL_PRINCIPAL);
@@ -76,12 +85,16 @@ export class Authenticator {
 
   private authorize(r: AuthRequest, p: Principal): AuthOutcome {
     const need =
-      r.access === 'node' ? nodeAccess(p) : roleAtLeast(p.role, r.access as Exclude<Access, 'public' | 'node'>) ? undefined : r.access;
+      r.access === 'node'
+        ? nodeAccess(p)
+        : roleAtLeast(p.role, r.access as Exclude<Access, 'public' | 'node' | 'join-token'>)
+          ? undefined
+          : r.access;
     if (need === undefined) return { ok: true, principal: p };
     return this.refuse(
       r,
       'ROLE_TOO_LOW',
-      `${r.what} needs the ${need} role${r.access === 'node' ? ' (a Sync stream, until node certificates)' : ''}; ${p.id} has ${p.role}`,
+      `${r.what} needs the ${need} role${r.access === 'node' ? ' (a node method without TLS)' : ''}; ${p.id} has ${p.role}`,
       { required_role: need, role: p.role, principal: p.id },
     );
   }

@@ -57,6 +57,7 @@ export function grpcAuthInterceptor(auth: Authenticator, logger: Logger): Server
               what,
               authorization: typeof authorization === 'string' ? authorization : undefined,
               peer: peerAddress(call.getPeer()),
+              peerCertificate: () => call.getAuthContext()?.sslPeerCertificate,
             });
             if (out instanceof Promise) out.then(done, refuse);
             else done(out);

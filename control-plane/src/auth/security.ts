@@ -18,6 +18,7 @@ import { ensureOwnPki, type TlsFilePaths } from '../pki/pki-files.js';
 import { serverSans } from '../pki/server-sans.js';
 import { TlsFiles } from '../pki/tls-files.js';
 import type { TokenStore } from '../store/token-store.js';
+import type { Reason } from '../errors/catalogue.js';
 import { authFailureCounter } from './auth-metrics.js';
 import { Authenticator } from './authenticator.js';
 import { grpcAuthInterceptor } from './grpc-auth.js';
@@ -36,6 +37,8 @@ export interface Security {
   readonly httpGuard: HttpGuard;
   /** Written at this start, if any. */
   readonly adminTokenFile: string | undefined;
+  /** Counts a refusal outside the interceptor and guard (enrollment): fleetwall_auth_failures_total{reason}. */
+  readonly countFailure: (reason: Reason) => void;
   /** Writes control-plane.json once the ports are known. */
   announce(grpcPort: number, httpPort: number): void;
   stop(): Promise<void>;
@@ -123,6 +126,7 @@ export async function setUpSecurity(
       onHostRefused: () => countFailure('HOST_NOT_ALLOWED'),
     }),
     adminTokenFile,
+    countFailure,
     announce(grpcPort, httpPort) {
       // Only where this process keeps state of its own (embedded Postgres, own PKI): not in a shared default dir.
       if (config.databaseUrl !== undefined && !(mode === 'tls' && config.tlsCertFile === undefined)) return;

@@ -56,6 +56,8 @@ export const API_PROTO_FILES = [
   'fleetwall/v1/list_service.proto',
   'fleetwall/v1/token_service.proto',
   'fleetwall/v1/audit_service.proto',
+  'fleetwall/v1/enrollment_service.proto',
+  'fleetwall/v1/inspect_service.proto',
 ] as const;
 
 const KINDS: Record<string, FieldKind> = {

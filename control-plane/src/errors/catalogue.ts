@@ -41,6 +41,9 @@ export const CATALOGUE = {
     message: "the change would put more prefixes in a node's kernel table than it holds",
     httpStatus: 409,
   },
+  // Inspection (drop events)
+  INVALID_FILTER: { code: status.INVALID_ARGUMENT, message: 'invalid event filter' },
+  INVALID_WINDOW: { code: status.INVALID_ARGUMENT, message: 'window must be 1s..10m' },
   // Sizes
   BATCH_TOO_LARGE: { code: status.INVALID_ARGUMENT, message: 'too many entries in one batch' },
   EMPTY_BATCH: { code: status.INVALID_ARGUMENT, message: 'the batch is empty' },
@@ -94,7 +97,7 @@ export const CATALOGUE = {
     message: 'the node has a live Sync stream; stop its agent before deleting it',
     httpStatus: 409,
   },
-  INVALID_LABELS: { code: status.INVALID_ARGUMENT, message: "the node's labels break the label grammar" },
+  INVALID_LABELS: { code: status.INVALID_ARGUMENT, message: "the node's labels break the label grammar (a Hello's, or an enrollment's)" },
   // Sync protocol
   HELLO_REQUIRED: { code: status.FAILED_PRECONDITION, message: 'a Sync stream starts with Hello' },
   PROTOCOL_VIOLATION: { code: status.FAILED_PRECONDITION, message: 'unexpected message on the Sync stream' },
@@ -119,6 +122,25 @@ export const CATALOGUE = {
   TOKEN_NOT_FOUND: { code: status.NOT_FOUND, message: 'no such API token' },
   INVALID_ROLE: { code: status.INVALID_ARGUMENT, message: 'role must be viewer, operator or admin' },
   INVALID_TOKEN_NAME: { code: status.INVALID_ARGUMENT, message: 'invalid token name' },
+  // Node identity and enrollment (issue 15 part 3; control-plane/src/enrollment/)
+  ENROLLMENT_UNAVAILABLE: {
+    code: status.FAILED_PRECONDITION,
+    message: "enrollment needs TLS with the control plane's own CA (its key signs node certificates)",
+  },
+  JOIN_TOKEN_INVALID: { code: status.UNAUTHENTICATED, message: 'the join token is malformed or was never issued here' },
+  JOIN_TOKEN_EXPIRED: { code: status.UNAUTHENTICATED, message: 'the join token has expired' },
+  JOIN_TOKEN_USED: { code: status.PERMISSION_DENIED, message: 'the join token was already used' },
+  JOIN_TOKEN_REVOKED: { code: status.PERMISSION_DENIED, message: 'the join token was revoked' },
+  JOIN_TOKEN_NOT_FOUND: { code: status.NOT_FOUND, message: 'no such join token' },
+  INVALID_CSR: { code: status.INVALID_ARGUMENT, message: 'not a valid PKCS#10 certificate signing request' },
+  NODE_CERT_REQUIRED: {
+    code: status.UNAUTHENTICATED,
+    message: 'a node client certificate issued by this control plane is required (enroll with a join token)',
+  },
+  NODE_MISMATCH: { code: status.PERMISSION_DENIED, message: "the node named is not the certificate's node" },
+  NODE_REVOKED: { code: status.PERMISSION_DENIED, message: "the node's certificate was revoked" },
+  NODE_CERT_EXPIRED: { code: status.UNAVAILABLE, message: "the node's certificate expired; reconnect with the renewed one" },
+  NODE_RELABELED: { code: status.UNAVAILABLE, message: "an admin changed the node's labels; reconnect for its new rule set" },
   // The lockout guard (issue 15 part 5; control-plane/src/lockout/)
   LOCKOUT_PROTECTED: {
     code: status.FAILED_PRECONDITION,

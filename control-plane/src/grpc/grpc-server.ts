@@ -9,12 +9,17 @@ import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus 
 import { CounterServiceService } from '../../../proto/gen/fleetwall/v1/counter_service.js';
 import { ExplainServiceService } from '../../../proto/gen/fleetwall/v1/explain_service.js';
 import { ListServiceService } from '../../../proto/gen/fleetwall/v1/list_service.js';
+import { InspectServiceService } from '../../../proto/gen/fleetwall/v1/inspect_service.js';
 import { NodeServiceService } from '../../../proto/gen/fleetwall/v1/node_service.js';
 import type { ImportRulesRequest } from '../../../proto/gen/fleetwall/v1/rule_service.js';
 import { RuleServiceService } from '../../../proto/gen/fleetwall/v1/rule_service.js';
 import type { SyncRequest, SyncResponse } from '../../../proto/gen/fleetwall/v1/agent_service.js';
 import { AuditServiceService } from '../../../proto/gen/fleetwall/v1/audit_service.js';
 import { TokenServiceService } from '../../../proto/gen/fleetwall/v1/token_service.js';
+import { API_PROTO_FILES, protoSchema } from '../edge/proto-schema.js';
+import { EnrollmentServiceService } from '../../../proto/gen/fleetwall/v1/enrollment_service.js';
+import type { EnrollmentService } from '../enrollment/enrollment-service.js';
+import type { NodeIdentityService } from '../enrollment/node-identity-service.js';
 import { checkGrpcAccessTable, recordMethods } from '../auth/grpc-auth.js';
 import type { AuditService } from '../services/audit-service.js';
 import type { TokenService } from '../services/token-service.js';
@@ -22,6 +27,7 @@ import { FleetwallError } from '../errors/fleetwall-error.js';
 import type { CounterService } from '../services/counter-service.js';
 import type { ExplainService } from '../services/explain-service.js';
 import type { ListService } from '../services/list-service.js';
+import type { InspectService } from '../inspect/inspect-service.js';
 import type { NodeService } from '../services/node-service.js';
 import type { RuleService } from '../services/rule-service.js';
 import { type AdapterDeps, clientStream, serverStream, unary } from './adapters.js';
@@ -32,32 +38,29 @@ export const SERVICE_NAMES = [
   'fleetwall.v1.NodeService',
   'fleetwall.v1.CounterService',
   'fleetwall.v1.ExplainService',
+  'fleetwall.v1.InspectService',
   'fleetwall.v1.AgentService',
   'fleetwall.v1.TokenService',
   'fleetwall.v1.AuditService',
+  'fleetwall.v1.EnrollmentService',
   'fleetwall.v1.ListService',
 ] as const;
 
 const PROTO_DIR = fileURLToPath(new URL('../../../proto/', import.meta.url));
-const PROTO_FILES = [
-  'fleetwall/v1/rule_service.proto',
-  'fleetwall/v1/node_service.proto',
-  'fleetwall/v1/counter_service.proto',
-  'fleetwall/v1/explain_service.proto',
-  'fleetwall/v1/agent_service.proto',
-  'fleetwall/v1/token_service.proto',
-  'fleetwall/v1/audit_service.proto',
-  'fleetwall/v1/list_service.proto',
-];
+// The same files the edge checks read (one list: a served method without a schema would fail every call).
+const PROTO_FILES = API_PROTO_FILES;
 
 export interface GrpcHandlers {
   readonly rules: RuleService;
   readonly nodes: NodeService;
   readonly counters: CounterService;
   readonly explain: ExplainService;
+  readonly inspect: InspectService;
   readonly sync: (call: ServerDuplexStream<SyncRequest, SyncResponse | Buffer>) => void;
   readonly tokens: TokenService;
   readonly audit: AuditService;
+  readonly enrollment: EnrollmentService;
+  readonly nodeIdentity: NodeIdentityService;
   readonly lists: ListService;
 }
 
@@ -144,6 +147,8 @@ export async function startGrpcServer(
   server.addService(g(NodeServiceService), {
     listNodes: unary(deps, 'NodeService/ListNodes', (req) => h.nodes.listNodes(req as never)),
     getNode: unary(deps, 'NodeService/GetNode', (req) => h.nodes.getNode(req as never)),
+    updateNode: unary(deps, 'NodeService/UpdateNode', (req, ctx) => h.nodeIdentity.updateNode(req as never, ctx)),
+    revokeNode: unary(deps, 'NodeService/RevokeNode', (req, ctx) => h.nodeIdentity.revokeNode(req as never, ctx)),
     deleteNode: unary(deps, 'NodeService/DeleteNode', (req, ctx) => h.nodes.deleteNode(req as never, ctx)),
   });
   server.addService(g(CounterServiceService), {
@@ -155,6 +160,12 @@ export async function startGrpcServer(
   server.addService(g(ExplainServiceService), {
     explain: unary(deps, 'ExplainService/Explain', (req) => h.explain.explain(req as never)),
   });
+  server.addService(g(InspectServiceService), {
+    watchEvents: serverStream(deps, 'InspectService/WatchEvents', (req, emit, ctx) =>
+      h.inspect.watchEvents(req as never, emit as never, ctx.signal),
+    ),
+    topSources: unary(deps, 'InspectService/TopSources', async (req) => h.inspect.topSources(req as never)),
+  });
   server.addService(agentServiceDefinition(maxMessageBytes), { sync: h.sync as never });
   server.addService(g(TokenServiceService), {
     createToken: unary(deps, 'TokenService/CreateToken', (req, ctx) => h.tokens.createToken(req as never, ctx)),
@@ -163,6 +174,15 @@ export async function startGrpcServer(
   });
   server.addService(g(AuditServiceService), {
     listAuditEvents: unary(deps, 'AuditService/ListAuditEvents', (req) => h.audit.listAuditEvents(req as never)),
+  });
+  const en = h.enrollment;
+  server.addService(g(EnrollmentServiceService), {
+    createJoinToken: unary(deps, 'EnrollmentService/CreateJoinToken', (req, ctx) => en.createJoinToken(req as never, ctx)),
+    listJoinTokens: unary(deps, 'EnrollmentService/ListJoinTokens', (req) => en.listJoinTokens(req as never)),
+    revokeJoinToken: unary(deps, 'EnrollmentService/RevokeJoinToken', (req, ctx) => en.revokeJoinToken(req as never, ctx)),
+    getCertificateAuthority: unary(deps, 'EnrollmentService/GetCertificateAuthority', () => en.getCertificateAuthority()),
+    enroll: unary(deps, 'EnrollmentService/Enroll', (req) => en.enroll(req as never)),
+    renewCertificate: unary(deps, 'EnrollmentService/RenewCertificate', (req, ctx) => en.renewCertificate(req as never, ctx)),
   });
   server.addService(g(ListServiceService), {
     createList: unary(deps, 'ListService/CreateList', (req, ctx) => h.lists.createList(req as never, ctx)),
@@ -186,6 +206,11 @@ export async function startGrpcServer(
   });
   new ReflectionService(pkg).addToServer(server);
   checkGrpcAccessTable(registered());
+  const schemaGaps = registered().filter(
+    (path) => path.startsWith('/fleetwall.') && !protoSchema().requestTypes.has(path.replace(/^\/fleetwall\.v1\./, '')),
+  );
+  if (schemaGaps.length > 0)
+    throw new Error(`edge checks have no request schema for ${schemaGaps.join(', ')}: add its .proto to API_PROTO_FILES`);
 
   const bound = await new Promise<number>((resolve, reject) => {
     server.bindAsync(

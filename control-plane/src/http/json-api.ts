@@ -71,6 +71,9 @@ import type { AuditService } from '../services/audit-service.js';
 import type { TokenService } from '../services/token-service.js';
 import { type HttpRouter, readJsonObject, sendJson } from './router.js';
 import { registerTrustRoutes } from './trust-routes.js';
+import { registerEnrollmentRoutes } from './enrollment-routes.js';
+import type { EnrollmentService } from '../enrollment/enrollment-service.js';
+import type { NodeIdentityService } from '../enrollment/node-identity-service.js';
 
 export interface JsonApiServices {
   readonly rules: RuleService;
@@ -79,6 +82,8 @@ export interface JsonApiServices {
   readonly explain: ExplainService;
   readonly tokens: TokenService;
   readonly audit: AuditService;
+  readonly enrollment: EnrollmentService;
+  readonly nodeIdentity: NodeIdentityService;
   readonly maxMessageBytes: number;
 }
 
@@ -407,6 +412,7 @@ export function registerJsonApi(router: HttpRouter, s: JsonApiServices): void {
   });
 
   registerTrustRoutes(router, { tokens: s.tokens, audit: s.audit, maxMessageBytes: s.maxMessageBytes, callContext, parseId, param });
+  registerEnrollmentRoutes(router, { ...s, callContext, param });
 }
 
 // Shared with the routes registered beside this API (import-route.ts, list-routes.ts).

@@ -38,7 +38,8 @@ function roleJson(v: unknown): unknown {
   return up.startsWith('ROLE_') ? up : `ROLE_${up}`;
 }
 
-function ttlJson(v: unknown): unknown {
+/** A proto3 JSON duration ("3600s") as ts-proto's fromJSON reads it. */
+export function ttlJson(v: unknown): unknown {
   if (v === undefined || v === null || typeof v === 'object') return v;
   const m = typeof v === 'string' ? /^(\d{1,12})s$/.exec(v.trim()) : null;
   if (!m)

@@ -113,6 +113,19 @@ export async function ensureOwnPki(dataDir: string, sans: SubjectAltNames, logge
   return { certFile: p.certFile, keyFile: p.keyFile, caFile: p.caFile };
 }
 
+/**
+ * The own CA that signs node certificates (enrollment): the bundle's
+ * certificate matching ca.key, and the whole bundle; undefined when
+ * <dataDir>/pki holds no CA key (operator-given certificates).
+ */
+export function loadSigningCa(dataDir: string): { ca: KeyAndCert; bundlePem: string } | undefined {
+  const p = ownPkiPaths(dataDir);
+  if (!existsSync(p.caFile) || !existsSync(p.caKeyFile)) return undefined;
+  const bundlePem = readFileSync(p.caFile, 'utf8');
+  const keyPem = readFileSync(p.caKeyFile, 'utf8');
+  return { ca: { certPem: signerOf(bundlePem, keyPem), keyPem }, bundlePem };
+}
+
 /** The certificate of the bundle whose public key matches the CA key (the signer), first in the result. */
 function signerOf(bundle: string, keyPem: string): string {
   const certs = splitPem(bundle);

@@ -5,6 +5,7 @@
 // holds. Every pooled connection has a statement_timeout and an
 // idle_in_transaction_session_timeout, so no statement or forgotten
 // transaction holds a connection or a lock forever.
+import { readFileSync } from 'node:fs';
 import postgres, { type Sql } from 'postgres';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
@@ -34,11 +35,16 @@ export interface ConnectOptions {
   readonly statementTimeoutMs?: number;
   /** idle_in_transaction_session_timeout, ms (0: none). */
   readonly idleInTransactionTimeoutMs?: number;
+  /** Read at each connect (an operator's DATABASE_URL with FLEETWALL_DATABASE_PASSWORD_FILE). */
+  readonly passwordFile?: string | undefined;
 }
 
 export function connect(url: string, opts: ConnectOptions): Sql {
+  const file = opts.passwordFile;
   return postgres(url, {
     max: opts.max,
+    // Read at each connect: a rotated secret is picked up by new connections.
+    ...(file !== undefined ? { password: () => readFileSync(file, 'utf8').trim() } : {}),
     types: { bigint: postgres.BigInt },
     onnotice: (n) => opts.logger.debug({ notice: n.message }, 'postgres notice'),
     connection: {
@@ -72,9 +78,15 @@ export async function openDatabase(config: Config, logger: Logger): Promise<Data
     url = embedded.url;
   }
   const name = `fleetwall-cp ${config.controlPlaneId}`.slice(0, 60);
-  const timeouts = { statementTimeoutMs: config.dbStatementTimeoutMs, idleInTransactionTimeoutMs: config.dbIdleInTransactionTimeoutMs };
-  const sql = connect(url, { max: config.dbPoolSize, applicationName: name, logger, ...timeouts });
-  const readSql = connect(url, { max: config.dbReadPoolSize, applicationName: `${name} r`, logger, ...timeouts });
+  const common = {
+    logger,
+    statementTimeoutMs: config.dbStatementTimeoutMs,
+    idleInTransactionTimeoutMs: config.dbIdleInTransactionTimeoutMs,
+    // Only for an operator's DATABASE_URL: the embedded server has its own.
+    passwordFile: embedded ? undefined : config.databasePasswordFile,
+  };
+  const sql = connect(url, { max: config.dbPoolSize, applicationName: name, ...common });
+  const readSql = connect(url, { max: config.dbReadPoolSize, applicationName: `${name} r`, ...common });
   try {
     await migrate(sql, logger);
     const rows = await sql<{ key: string; value: string }[]>`select key, value from meta where key in ('store_id', 'page_token_key')`;

@@ -248,6 +248,56 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 7,
+    name: 'node enrollment: join tokens, node identities, node certificates',
+    sql: `
+      -- Join tokens (control-plane/src/enrollment/): "<id>.<secret>" as
+      -- Kubernetes bootstrap tokens; only the SHA-256 of the secret is kept.
+      -- Single use: used_time is set in the transaction that issues the
+      -- certificate.
+      create table join_tokens (
+        id text primary key,
+        secret_sha256 bytea not null,
+        node_name text not null default '',
+        labels jsonb not null default '{}',
+        created_by text not null,
+        create_time timestamptz not null default now(),
+        expire_time timestamptz not null,
+        use_time timestamptz,
+        used_by_node text not null default '',
+        revoke_time timestamptz,
+        revoked_by text not null default ''
+      );
+
+      -- A node's identity, bound at enrollment, kept apart from its status
+      -- row (nodes): its labels (what policy it receives; only an admin
+      -- changes them), and whether its next Sync must be a snapshot because
+      -- the labels changed since its kernel state was built.
+      create table node_identities (
+        name text primary key,
+        labels jsonb not null default '{}',
+        labels_epoch bigint not null default 1,
+        needs_snapshot boolean not null default false,
+        enrolled_by text not null,
+        enroll_time timestamptz not null default now(),
+        update_time timestamptz not null default now(),
+        updated_by text not null default ''
+      );
+
+      -- Every node certificate this control plane issued, by serial: Sync
+      -- and renewal refuse one that is revoked (or unknown here).
+      create table node_certificates (
+        serial text primary key,
+        node_name text not null,
+        issue_time timestamptz not null default now(),
+        expire_time timestamptz not null,
+        revoke_time timestamptz,
+        revoked_by text not null default ''
+      );
+      create index node_certificates_node on node_certificates (node_name);
+    `,
+  },
+  {
+    version: 8,
     name: 'node capacity, page token key, node retention',
     sql: `
       -- Hello.capacity_per_table: prefixes each of the node's kernel tables

@@ -17,12 +17,14 @@ import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { type Hello, SyncMode, type SyncRequest, type SyncResponse } from '../../../proto/gen/fleetwall/v1/agent_service.js';
 import { principalOfMetadata } from '../auth/grpc-auth.js';
-import { authorizeHello } from '../auth/sync-identity.js';
+import type { Admission, NodeAdmission } from '../enrollment/node-admission.js';
+import type { CounterScope } from './counter-scope.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
 import { isRefused, type RefusedMessage, refusal } from '../errors/refused-message.js';
 import { toGrpcStatus } from '../errors/to-grpc-status.js';
 import { checkSyncRequest } from '../edge/sync-input.js';
 import type { CounterAggregator } from '../counters/counter-aggregator.js';
+import type { InspectHub } from '../inspect/inspect-hub.js';
 import type { Labels } from '../rules/selector.js';
 import type { ChangeLog } from '../store/change-log.js';
 import type { NodeTracker } from './node-tracker.js';
@@ -42,8 +44,14 @@ export interface SessionDeps {
   readonly changeLog: ChangeLog;
   readonly nodes: NodeTracker;
   readonly counters: CounterAggregator;
+  /** Where the agents' drop events go (absent: they are ignored). */
+  readonly inspect?: InspectHub;
   readonly registry: SessionRegistry;
   readonly metrics: SyncMetrics;
+  /** Node identity: who the stream may speak for, its bound labels (enrollment/node-admission.ts). */
+  readonly admission: Pick<NodeAdmission, 'admit'>;
+  /** Counters only for rules the node was sent (counter-scope.ts). */
+  readonly counterScope: Pick<CounterScope, 'filter'>;
   readonly storeId: string;
   readonly controlPlaneId: string;
   readonly pingIntervalMs: number;
@@ -95,6 +103,8 @@ export class AgentSession implements HubSession {
   private readonly log: Logger;
   /** Commit times of revisions sent and not yet ACKed (for the implementation-delay metric). */
   private readonly pendingCommit = new Map<bigint, number>();
+  /** This stream's node identity, once admitted. */
+  private admission: Admission | undefined;
 
   /**
    * grpc-js's call under the Duplex: messages sent straight to it skip the
@@ -229,6 +239,7 @@ export class AgentSession implements HubSession {
     const wasRegistered = this.state === 'live' || this.state === 'attaching';
     this.state = 'closed';
     if (this.helloTimer) clearTimeout(this.helloTimer);
+    this.admission?.release();
     this.deps.hub.unregister(this);
     this.deps.registry.all.delete(this);
     if (this.deps.registry.byNode.get(this.nodeName) === this) this.deps.registry.byNode.delete(this.nodeName);
@@ -280,6 +291,7 @@ export class AgentSession implements HubSession {
       case 'ack': {
         const rev = m.value.revision;
         this.deps.nodes.ack(this.nodeName, this.id, rev, this.inSyncRevision);
+        if (rev >= this.inSyncRevision) this.admission?.snapshotApplied();
         const t = this.pendingCommit.get(rev);
         if (t !== undefined) this.deps.metrics.observeApplied(Date.now() - t);
         for (const k of this.pendingCommit.keys()) if (k <= rev) this.pendingCommit.delete(k);
@@ -302,17 +314,20 @@ export class AgentSession implements HubSession {
       case 'pong':
         return;
       case 'counterReport':
-        this.deps.counters.apply(this.nodeName, this.id, m.value);
+        this.deps.counters.apply(this.nodeName, this.id, this.deps.counterScope.filter(this, m.value));
         this.write({ msg: { $case: 'counterAck', value: { seq: m.value.seq } } });
         return;
       case 'status':
         this.deps.nodes.status(this.nodeName, this.id, m.value);
         this.deps.lockout?.failsafe(this.nodeName, m.value.failsafe);
         return;
+      case 'events':
+        this.deps.inspect?.ingest(this.nodeName, m.value);
+        return;
       default:
         throw new FleetwallError(
           'PROTOCOL_VIOLATION',
-          'empty SyncRequest: set one of hello, ack, nack, ping, pong, counter_report, status',
+          'empty SyncRequest: set one of hello, ack, nack, ping, pong, counter_report, status, events',
         );
     }
   }
@@ -320,12 +335,17 @@ export class AgentSession implements HubSession {
   private async attach(hello: Hello): Promise<void> {
     const d = this.deps;
     // The name, labels and every other field were checked with the message (checkSyncRequest).
-    // Node identity (issue 15): may this stream speak for hello.node_name? Before anything is recorded.
-    authorizeHello(principalOfMetadata(this.call.metadata), hello);
+    // Node identity (issue 15): may this stream speak for hello.node_name, with which labels? Before anything is recorded.
+    const admission = await d.admission.admit(this, principalOfMetadata(this.call.metadata), hello);
+    if (this.state !== 'hello') {
+      admission.release();
+      return;
+    }
+    this.admission = admission;
     this.state = 'attaching';
     if (this.helloTimer) clearTimeout(this.helloTimer);
     this.nodeName = hello.nodeName;
-    this.labels = { ...hello.labels };
+    this.labels = { ...admission.labels };
     const older = d.registry.byNode.get(this.nodeName);
     d.registry.byNode.set(this.nodeName, this);
     if (older && older !== this)
@@ -333,7 +353,7 @@ export class AgentSession implements HubSession {
 
     const sameStore = hello.storeId === d.storeId;
     const resumeFrom = sameStore ? hello.resumeRevision : 0n;
-    await d.nodes.connect(hello, this.id, resumeFrom);
+    await d.nodes.connect(hello, this.id, resumeFrom, this.labels);
     await d.lockout?.connected(this.nodeName, this.call.getPeer());
     await d.counters.attach(this.nodeName, this.id);
     await d.feed.catchUp();
@@ -345,7 +365,8 @@ export class AgentSession implements HubSession {
     let why = 'resume_revision is 0';
     let changed: Map<bigint, bigint> | undefined;
     const r = hello.resumeRevision;
-    if (r !== 0n && !sameStore) why = `store_id ${hello.storeId || '(empty)'} is not this store's ${d.storeId}`;
+    if (r !== 0n && admission.forceSnapshot) why = "an admin changed the node's labels since its state was built";
+    else if (r !== 0n && !sameStore) why = `store_id ${hello.storeId || '(empty)'} is not this store's ${d.storeId}`;
     else if (r !== 0n && r > d.cache.revision) why = `resume_revision ${r} is newer than the current revision ${d.cache.revision}`;
     else if (r !== 0n) {
       const floor = await d.changeLog.logFloor();

@@ -83,8 +83,8 @@ export class NodeTracker {
     return n;
   }
 
-  /** Records a new stream for `hello.nodeName` (this process now serves it). */
-  async connect(hello: Hello, sessionId: number, appliedRevision: bigint): Promise<void> {
+  /** Records a new stream for `hello.nodeName` (this process now serves it), with the labels it was admitted with. */
+  async connect(hello: Hello, sessionId: number, appliedRevision: bigint, labels: Hello['labels'] = hello.labels): Promise<void> {
     const now = new Date();
     const state: NodeState = {
       name: hello.nodeName,
@@ -108,7 +108,7 @@ export class NodeTracker {
     const rows = await this.sql<{ nacked_revision: bigint; last_nack: Buffer | null }[]>`
       insert into nodes (name, labels, agent_version, agent_instance_id, interfaces, connected, control_plane_id,
                          first_seen, last_seen, applied_revision, sync_state, capacity_per_table)
-      values (${hello.nodeName}, ${this.sql.json(hello.labels)}, ${hello.agentVersion}, ${hello.agentInstanceId},
+      values (${hello.nodeName}, ${this.sql.json(labels)}, ${hello.agentVersion}, ${hello.agentInstanceId},
               ${ifaces}, true, ${this.controlPlaneId}, now(), now(), ${appliedRevision.toString()}::bigint, ${SyncState.SYNC_STATE_SYNCING},
               ${hello.capacityPerTable.toString()}::bigint)
       on conflict (name) do update set

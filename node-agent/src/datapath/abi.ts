@@ -5,8 +5,9 @@
 // key/value sizes in the committed objects): edit both together.
 
 import type { RuleDirection } from '../../../common/src/policy.js';
+import { EV_ENUMS, EV_LAYOUT, EV_MAP } from './events-abi.js';
 
-export const FW_ABI_VERSION = 6;
+export const FW_ABI_VERSION = 7;
 export const FW_STORE_ID_MAX = 64;
 /** ABI 2's fw_meta: 56 bytes, abi_version at offset 24 (read only to name the version of old pins). */
 export const FW_META_V2 = { size: 56, abiVersion: 24 } as const;
@@ -128,6 +129,7 @@ export const ABI_ENUMS: Readonly<Record<string, number | bigint>> = {
   FW_SV_WOULD_DROP: FW_SV.wouldDrop,
   FW_DEFAULT_PASS: FW_DEFAULT.pass,
   FW_DEFAULT_DROP: FW_DEFAULT.drop,
+  ...EV_ENUMS,
 };
 
 export const MAP = {
@@ -152,6 +154,7 @@ export const MAP = {
   JOURNAL: 'fw_journal',
   META: 'fw_meta',
   LENSTAT: 'fw_lenstat',
+  ...EV_MAP,
 } as const;
 export type MapName = (typeof MAP)[keyof typeof MAP];
 
@@ -174,6 +177,7 @@ export const GEN_MAPS: ReadonlySet<MapName> = new Set([
   MAP.TBLCFG,
   MAP.RULE_CNT,
   MAP.JOURNAL,
+  MAP.EV_STATE,
 ]);
 
 /** The C macro that names each map (FW_MAP_IN4_TAB -> "fw_in4_tab"). */
@@ -223,6 +227,7 @@ export const LAYOUT = {
     },
   },
   fw_lenstat: { size: 520, fields: { count: 0, pad: 516 } },
+  ...EV_LAYOUT,
 } as const;
 
 const L = LAYOUT;

@@ -63,7 +63,8 @@ import { IfCounters } from './if-counters.js';
 import { kernelMemory } from './kernel-memory.js';
 import { onlineCpuRows, possibleCpus, setLibbpfLogSink } from './libbpf.js';
 import { DEFAULT_OBJ_DIR } from './objects.js';
-import { checkOptions, mapSizes } from './open-options.js';
+import { DatapathEvents } from './event-source.js';
+import { checkOptions, checkRingBytes, mapSizes } from './open-options.js';
 import { PinnedMeta } from './pinned-meta.js';
 import { DEFAULT_PIN_DIR, checkPinnedAbi, pinProgram, preparePinDir, removePins } from './pins.js';
 import type { TableLayout } from './prefix-table.js';
@@ -133,6 +134,7 @@ export class BpfDatapath implements Datapath {
   private readonly meta: PinnedMeta;
   private readonly ifCounters: IfCounters;
   private readonly links: LinkAttacher;
+  private readonly ev: DatapathEvents;
   private readonly onSwapStep: BpfDatapathOptions['onSwapStep'];
   private readonly reserve: Partial<DatapathCapacity>;
   /** The generation in force and what is written through it. */
@@ -169,7 +171,8 @@ export class BpfDatapath implements Datapath {
           rows,
           this.ncpu > rows,
         );
-        gen = new Generation(this.objDir, pinDir, 1, sizes, mapSizes(sizes, want.capacity, this.ncpu));
+        const ring = checkRingBytes(opts.eventRingBytes, pinDir);
+        gen = new Generation(this.objDir, pinDir, 1, sizes, mapSizes(sizes, want.capacity, this.ncpu, ring));
       }
       for (const name of SHARED_MAPS) this.shared.set(name, BpfMap.fromPin(join(pinDir, name), name));
       this.meta = new PinnedMeta(this.shared.get(MAP.META)!, this.shared.get(MAP.LENSTAT)!);
@@ -213,6 +216,9 @@ export class BpfDatapath implements Datapath {
           'datapath reopened',
         );
       }
+      const evGeometry = () => ({ state: this.state.gen.map(MAP.EV_STATE), slots: this.sizes.slots, cpuRows: this.sizes.cpuRows });
+      this.ev = new DatapathEvents(this.shared.get(MAP.EV_CFG)!, this.shared.get(MAP.EVENTS)!, evGeometry);
+      if (opts.events) this.ev.configure(opts.events);
       this.links.setPrograms(gen!.progs);
       this.ifCounters = new IfCounters(this.shared.get(MAP.IF_CNT)!, this.shared.get(MAP.IF_CNTX)!, this.ncpu);
       this.state.release();
@@ -456,6 +462,7 @@ export class BpfDatapath implements Datapath {
     if (sizes.slots === old.slots) keep.set(MAP.JOURNAL, cur.gen.map(MAP.JOURNAL));
     if (sizes.slots === old.slots && sizes.cpuRows === old.cpuRows && sizes.overflowRow === old.overflowRow)
       keep.set(MAP.RULE_CNT, cur.gen.map(MAP.RULE_CNT));
+    if (sizes.slots === old.slots && sizes.cpuRows === old.cpuRows) keep.set(MAP.EV_STATE, cur.gen.map(MAP.EV_STATE));
     let gen: Generation | null = null;
     let next: GenState;
     try {
@@ -474,6 +481,7 @@ export class BpfDatapath implements Datapath {
     swapIn({ pinDir: this.pinDir, meta: this.meta, links: this.links, log: this.log, onStep: this.onSwapStep }, cur, next);
     this.state = next;
     this.sizes = sizes;
+    this.ev.refresh();
     pinProgram(this.pinDir, PROG.XDP, gen.progs.xdpFd);
     pinProgram(this.pinDir, PROG.TC, gen.progs.tcFd);
     const ms = performance.now() - t0;
@@ -619,6 +627,12 @@ export class BpfDatapath implements Datapath {
     this.state.close();
     this.state.gen.close();
     for (const m of this.shared.values()) m.close();
+  }
+
+  /** Sampled drop events: the kernel budget, the ring, the per-rule budgets (event-source.ts). */
+  events(): DatapathEvents {
+    this.assertOpen();
+    return this.ev;
   }
 
   /** Program fds (tests and the bench run them with BPF_PROG_TEST_RUN). */

@@ -23,6 +23,8 @@
 // batches from objects and reading whole states as objects is for tests and
 // benches (test/support/object-forms.ts), not part of this interface.
 
+import type { EventRing } from './event-ring.js';
+import type { EventSettings } from './events-abi.js';
 import type { Prefix } from '../../../common/src/cidr.js';
 import type { DefaultAction, RuleAction, RuleDirection, RuleMode } from '../../../common/src/policy.js';
 import { FW_MAX_RULE_SLOTS, FW_STORE_ID_MAX, type TableIndex, tableDirection, tableFamily } from './abi.js';
@@ -337,6 +339,10 @@ export interface DatapathOptions {
   readonly capacity?: Partial<DatapathCapacity>;
   /** Unmatched traffic: 'pass' (default) or 'drop' (allowlist mode). Load-time knob. */
   readonly defaultAction?: DefaultAction;
+  /** Sampled drop events: the kernel budget (written at open; absent: what is pinned stays, off on a new install). */
+  readonly events?: EventSettings;
+  /** Bytes of the event ring (a power of two >= 4096), used when the maps are created (default 2 MiB). */
+  readonly eventRingBytes?: number;
 }
 
 /**
@@ -387,6 +393,30 @@ export interface CounterSource {
   readInterfaceCounters(): InterfaceCounters[];
 }
 
+/** Per-rule event budgets summed over CPU rows (caller-owned, reused). */
+export interface EventBudgets {
+  /** Events the ring had no room for, per slot (u32, wraps: use deltas). */
+  readonly lost: Uint32Array;
+  /** Drops not yet carried by an event, per slot. */
+  readonly pending: Uint32Array;
+  /** The same for drops decided by the tables' default (no rule). */
+  defaultLost: number;
+  defaultPending: number;
+}
+
+/** Sampled drop events: the ring and the budgets (only datapaths with the event maps have one). */
+export interface EventSource {
+  /** The settings written, or null (what was pinned stays). */
+  readonly settings: EventSettings | null;
+  readonly ringBytes: number;
+  configure(s: EventSettings): void;
+  openRing(): EventRing;
+  /** Budgets of slots [first, first + out.lost.length); returns the slots read. */
+  readBudgets(first: number, out: EventBudgets): number;
+  /** Changes when a generation swap gave the budgets a new map (their counts restart at 0). */
+  readonly budgetsId: number;
+}
+
 /** The programs on interfaces. */
 export interface Attacher {
   /** Attaches XDP ingress and TC egress, pinning the links; idempotent. */
@@ -409,4 +439,7 @@ export interface DatapathLifecycle {
 }
 
 /** The whole data plane (what the agent opens; it hands each part the role it uses). */
-export interface Datapath extends PrefixStore, CounterSource, Attacher, DatapathLifecycle {}
+export interface Datapath extends PrefixStore, CounterSource, Attacher, DatapathLifecycle {
+  /** Sampled drop events, if this datapath has them (the BPF one does; fakes need not). */
+  events?(): EventSource;
+}

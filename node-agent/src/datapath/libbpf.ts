@@ -102,6 +102,8 @@ export const raw = {
   /** mmap with the address as a number (MAP_FIXED windows). */
   mmapAt: f(libc, 'void *mmap(uintptr_t addr, size_t len, int prot, int flags, int fd, int64_t off)'),
   munmap: f(libc, 'int munmap(void *addr, size_t len)'),
+  /** poll(2): the event ring's reader waits with it on a libuv worker (koffi's .async), never on the event loop. */
+  poll: f(libc, 'int poll(void *fds, unsigned long nfds, int timeout)'),
   // syscall(2) is variadic; every argument here is an integer, passed in registers either way.
   syscall3: f(libc, 'long syscall(long number, long a, long b, long c)'),
 };

@@ -17,6 +17,8 @@ const DEFAULT_CAPACITY: DatapathCapacity = { prefixesPerTable: 1_048_576, counte
 const DEFAULT_MAX_HASH_LENGTHS = 6;
 /** fw_if_cntx entries at most (interfaces whose fw_if_cnt slot another one owns). */
 const IF_CNTX_ENTRIES = 1024;
+/** The event ring's bytes when none are asked for (~26k header-only events). */
+export const DEFAULT_EVENT_RING_BYTES = 2 * 1024 * 1024;
 
 /** The maxima and K asked for (defaults filled in), or EINVAL naming what is out of range. */
 export function checkOptions(
@@ -36,12 +38,25 @@ export function checkOptions(
   return { capacity: want, k };
 }
 
+/** A ring size the kernel takes (a power of two, at least a page), or EINVAL. */
+export function checkRingBytes(n: number | undefined, target: string): number {
+  const v = n ?? DEFAULT_EVENT_RING_BYTES;
+  if (!Number.isInteger(v) || v < 4096 || v > 2 ** 30 || (v & (v - 1)) !== 0)
+    throw new DatapathError('open datapath', target, E.EINVAL, `eventRingBytes must be a power of two in 4096..2^30, got ${v}`);
+  return v;
+}
+
 /**
  * max_entries of every map: those of a generation at its sizes, the others
  * (created once: tries up to the maximum, their memory on demand; the
  * interface counters) at theirs.
  */
-export function mapSizes(g: GenSizes, capacity: DatapathCapacity, possibleCpus: number): Map<string, number> {
+export function mapSizes(
+  g: GenSizes,
+  capacity: DatapathCapacity,
+  possibleCpus: number,
+  eventRingBytes = DEFAULT_EVENT_RING_BYTES,
+): Map<string, number> {
   const sizes = new Map<string, number>();
   for (const t of TABLES) {
     sizes.set(t.tab, bucketsFor(t.family, g.prefixes[t.id]!));
@@ -53,5 +68,8 @@ export function mapSizes(g: GenSizes, capacity: DatapathCapacity, possibleCpus: 
   sizes.set(MAP.JOURNAL, g.slots);
   sizes.set(MAP.IF_CNT, possibleCpus * FW_IF_SLOTS);
   sizes.set(MAP.IF_CNTX, IF_CNTX_ENTRIES);
+  // The event budgets: a row per CPU row of the counters, a slot per counter slot + one for the default's drops.
+  sizes.set(MAP.EV_STATE, Math.max(1, g.cpuRows) * (g.slots + 1));
+  sizes.set(MAP.EVENTS, eventRingBytes);
   return sizes;
 }

@@ -27,6 +27,12 @@ export const BPF_EXIST = 2n;
 export const BPF_MAP_TYPE_ARRAY = 2;
 export const BPF_MAP_TYPE_PERCPU_HASH = 5;
 export const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
+export const BPF_MAP_TYPE_RINGBUF = 27;
+
+/** A ring buffer record's header (u32 length + flags, u32 page offset): the length word's flag bits. */
+export const BPF_RINGBUF_BUSY_BIT = 0x80000000;
+export const BPF_RINGBUF_DISCARD_BIT = 0x40000000;
+export const BPF_RINGBUF_HDR_SZ = 8;
 
 /** enum bpf_attach_type. */
 export const BPF_XDP = 37;
@@ -51,6 +57,10 @@ export const KERNEL_ENUMS: Readonly<Record<string, number | bigint>> = {
   BPF_MAP_TYPE_ARRAY,
   BPF_MAP_TYPE_PERCPU_HASH,
   BPF_MAP_TYPE_PERCPU_ARRAY,
+  BPF_MAP_TYPE_RINGBUF,
+  BPF_RINGBUF_BUSY_BIT,
+  BPF_RINGBUF_DISCARD_BIT,
+  BPF_RINGBUF_HDR_SZ,
   BPF_XDP,
   BPF_TCX_EGRESS,
   BPF_LINK_TYPE_XDP,
@@ -70,6 +80,13 @@ export const KERNEL_LAYOUT = {
   bpf_link_info: { size: 64, fields: { type: 0, id: 4, prog_id: 8, 'xdp.ifindex': 16, 'tcx.ifindex': 16 } },
   /** The XDP context a test run takes. */
   xdp_md: { size: 24, fields: { data: 0, data_end: 4, data_meta: 8, ingress_ifindex: 12 } },
+  /**
+   * A ring buffer map (kernel/bpf/ringbuf.c): mmap offset 0 is the page of
+   * consumer_pos (read-write for the consumer), offset PAGE_SIZE the page of
+   * producer_pos, then the data pages, mapped twice in a row (read-only): so
+   * the positions are one page apart and the data one page after the producer.
+   */
+  bpf_ringbuf: { size: 12288, fields: { consumer_pos: 4096, producer_pos: 8192 } },
 } as const satisfies Record<string, UapiStruct>;
 
 // ---- the installed headers: uapi #defines, libbpf's enums, libc
@@ -94,6 +111,11 @@ export const MAP_ANONYMOUS = 0x20;
 export const MAP_NORESERVE = 0x4000;
 /** The page size the map windows are cut in (sysconf(_SC_PAGESIZE) of the host). */
 export const PAGE_SIZE = 4096;
+/** poll.h: struct pollfd {int fd; short events; short revents;}. */
+export const POLLIN = 1;
+export const POLLFD_SIZE = 8;
+export const POLLFD_EVENTS = 4;
+export const POLLFD_REVENTS = 6;
 /** linux/membarrier.h. */
 export const MEMBARRIER_CMD_GLOBAL = 1;
 /** sys/syscall.h: membarrier(2) on this architecture. */
@@ -117,6 +139,10 @@ export const HEADER_CONSTS: Readonly<Record<string, readonly [number, string]>> 
   MAP_NORESERVE: [MAP_NORESERVE, 'MAP_NORESERVE'],
   PAGE_SIZE: [PAGE_SIZE, 'sysconf(_SC_PAGESIZE)'],
   MEMBARRIER_CMD_GLOBAL: [MEMBARRIER_CMD_GLOBAL, 'MEMBARRIER_CMD_GLOBAL'],
+  POLLIN: [POLLIN, 'POLLIN'],
+  POLLFD_SIZE: [POLLFD_SIZE, 'sizeof(struct pollfd)'],
+  POLLFD_EVENTS: [POLLFD_EVENTS, 'offsetof(struct pollfd, events)'],
+  POLLFD_REVENTS: [POLLFD_REVENTS, 'offsetof(struct pollfd, revents)'],
   SYS_MEMBARRIER: [SYS_MEMBARRIER, 'SYS_membarrier'],
 };
 

@@ -54,6 +54,11 @@ export interface AgentHealth {
   readonly snapshots: number;
   readonly resumes: number;
   readonly reconnects: number;
+  /** TLS with a node certificate (identity/), its expiry (ISO, '' without TLS), renewals, streams moved to a renewed certificate. */
+  readonly tls: boolean;
+  readonly certificateExpires: string;
+  readonly certificateRenewals: number;
+  readonly streamSwitches: number;
   readonly acks: number;
   readonly nacks: number;
   /** Failsafe entries: always allowed, ingress and egress (failsafe/). */
@@ -64,6 +69,8 @@ export interface AgentHealth {
   readonly applies: number;
   readonly repairs: number;
   readonly counterReports: number;
+  /** Sampled drop events: read from the kernel ring, queued now, dropped by the full queue, sent, lost in the kernel. */
+  readonly events: EventHealth;
   /** Last counter read + diff, ms. */
   readonly counterReadMs: number;
   /** Event-loop delay since the last /healthz: p99 and max, ms. */
@@ -72,4 +79,17 @@ export interface AgentHealth {
   /** process.memoryUsage() in MB (rss, heapTotal, heapUsed, external, arrayBuffers). */
   readonly memoryMb: Readonly<Record<string, number>>;
   readonly pid: number;
+}
+
+export interface EventHealth {
+  readonly enabled: boolean;
+  readonly read: number;
+  readonly queued: number;
+  readonly queueDropped: number;
+  /** Records whose counter slot no rule owned any more (dropped). */
+  readonly orphaned: number;
+  readonly sent: number;
+  readonly batches: number;
+  /** Events the kernel's ring had no room for (all rules). */
+  readonly kernelLost: number;
 }

@@ -19,6 +19,21 @@ export class AgentMetrics {
     collectDefaultMetrics({ register: r, prefix: 'fleetwall_agent_' });
     const g = (name: string, help: string, labelNames: string[], collect: (this: Gauge) => void): Gauge =>
       new Gauge({ name, help, labelNames, registers: [r], collect });
+    g(
+      'fleetwall_agent_events_total',
+      'Sampled drop events: read from the kernel ring, sent to the control plane, dropped by the full queue (oldest first), lost in the kernel (its ring was full).',
+      ['what'],
+      function () {
+        const e = health().events;
+        this.set({ what: 'read' }, e.read);
+        this.set({ what: 'sent' }, e.sent);
+        this.set({ what: 'queue_dropped' }, e.queueDropped);
+        this.set({ what: 'kernel_lost' }, e.kernelLost);
+      },
+    );
+    g('fleetwall_agent_events_queued', 'Sampled drop events waiting to be sent.', [], function () {
+      this.set(health().events.queued);
+    });
     g('fleetwall_agent_applied_revision', 'Revision the kernel state corresponds to (pinned meta).', [], function () {
       this.set(Number(health().appliedRevision));
     });

@@ -12,15 +12,28 @@
 // stream, snapshot chunk, delta, in sync, stream lost) with the stream's
 // token, and the engine's results (applied, refused) become ACK and NACK.
 //
+// Credentials: TLS with the node's client certificate when it has one
+// (identity/node-identity.ts), plaintext otherwise. A renewed certificate
+// takes a new channel (grpc-js fixes credentials at channel creation):
+// switchCredentials() opens one, and at a safe point (in sync, no revision
+// half received) moves the stream over to it, resuming from the applied
+// revision; the kernel enforces throughout.
+//
 // Fail static: when the stream fails or the peer goes silent for three ping
 // intervals, the kernel keeps enforcing (nothing is flushed), local expiry
 // keeps running, and the client reconnects with exponential backoff and full
 // jitter, rotating through the configured control planes.
 
 import { randomUUID } from 'node:crypto';
-import { credentials, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
+import { type ChannelCredentials, type ChannelOptions, credentials, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { type SyncRequest, type SyncStart, type AgentStatus, SyncMode } from '../../../proto/gen/fleetwall/v1/agent_service.js';
+import {
+  type SyncRequest,
+  type SyncStart,
+  type AgentStatus,
+  type AgentEventBatch,
+  SyncMode,
+} from '../../../proto/gen/fleetwall/v1/agent_service.js';
 import type { InterfaceStatus } from '../../../proto/gen/fleetwall/v1/node.js';
 import type { SyncMeta } from '../datapath/datapath.js';
 import type { CounterReporter } from '../counters/counter-reporter.js';
@@ -29,6 +42,9 @@ import type { ReconcileFailed } from '../reconcile/reconciler.js';
 import { Backoff } from './backoff.js';
 import { AgentSyncClient, type AgentSyncResponse, type RawDelta, type RawSnapshotChunk } from './sync-codec.js';
 import { statusOf } from './wire.js';
+
+/** A grpc-js channel, as a client's getChannel() returns it (what channelOverride takes). */
+export type GrpcChannel = ReturnType<AgentSyncClient['getChannel']>;
 
 export type SyncStateName = 'connecting' | 'syncing' | 'in_sync' | 'degraded' | 'disconnected' | 'stopped';
 
@@ -42,7 +58,19 @@ export interface SyncClientOptions {
   readonly reconnectMinMs: number;
   readonly reconnectMaxMs: number;
   readonly capacityPerTable: number;
+  /** TLS credentials (and channel options) for each new channel; unset: plaintext. */
+  readonly connection?: () => { readonly credentials: ChannelCredentials; readonly options: ChannelOptions };
 }
+
+/** Where the stream's AgentEventBatch messages come from (the agent's event pump). */
+export interface EventBatchSource {
+  readonly intervalMs: number;
+  /** The next batch, or null when there is nothing to send. */
+  take(): AgentEventBatch | null;
+}
+
+/** Batches written per event tick at most (a backlog drains over a few ticks). */
+const MAX_EVENT_BATCHES_PER_TICK = 4;
 
 export interface StatusSource {
   interfaces(): InterfaceStatus[];
@@ -64,13 +92,18 @@ interface Session {
   lastRecv: number;
   pingTimer: NodeJS.Timeout | undefined;
   counterTimer: NodeJS.Timeout | undefined;
+  eventTimer: NodeJS.Timeout | undefined;
   nonce: bigint;
   lastStatusKey: string;
   /** performance.now() when Hello was written. */
   helloAt: number;
+  /** A revision arrived in part (Delta.more): not a point to switch streams at. */
+  partial: boolean;
 }
 
 export class SyncClient {
+  /** Sampled drop events to send on each live stream (set by the agent before start()). */
+  events: EventBatchSource | null = null;
   private session: Session | undefined;
   private sessionSeq = 0;
   private readonly backoff: Backoff;
@@ -95,7 +128,12 @@ export class SyncClient {
     lastPropagationMs: -1,
     /** ms from Hello to the first ACK of the last stream. */
     lastSyncMs: -1,
+    /** Streams moved to a new channel with renewed credentials. */
+    credentialSwitches: 0,
   };
+  /** Renewed credentials wait for a safe point to take over the stream. */
+  private switchPending = false;
+  private switching = false;
   /** Delta commit times waiting for their ACK (revision -> Unix ms). */
   private readonly commitTimes = new Map<bigint, number>();
   onPropagation: ((ms: number) => void) | undefined;
@@ -146,14 +184,10 @@ export class SyncClient {
 
   // ------------------------------------------------------------- connection
 
-  private connect(): void {
-    if (this.stopped) return;
-    const address = this.opts.controlPlanes[this.addrIndex % this.opts.controlPlanes.length]!;
-    this.onConnecting?.(address);
-    this.stateValue = 'connecting';
-    this.stats.connects++;
-    this.stats.controlPlane = address;
-    const client = new AgentSyncClient(address, credentials.createInsecure(), {
+  /** A channel to `address` with the current credentials. */
+  private newClient(address: string): AgentSyncClient {
+    const conn = this.opts.connection?.();
+    return new AgentSyncClient(address, conn?.credentials ?? credentials.createInsecure(), {
       'grpc.max_receive_message_length': 256 * 1024 * 1024,
       'grpc.max_send_message_length': 64 * 1024 * 1024,
       'grpc.keepalive_time_ms': 10_000,
@@ -161,7 +195,64 @@ export class SyncClient {
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.initial_reconnect_backoff_ms': this.opts.reconnectMinMs,
       'grpc.max_reconnect_backoff_ms': this.opts.reconnectMaxMs,
+      ...conn?.options,
     });
+  }
+
+  /** The live stream's channel (certificate renewal goes over it). */
+  currentChannel(): { address: string; channel: GrpcChannel } | undefined {
+    const s = this.session;
+    return s?.started && !s.ended ? { address: s.address, channel: s.client.getChannel() } : undefined;
+  }
+
+  /**
+   * New credentials (a renewed certificate): the next channel uses them. A
+   * live stream moves over at a safe point: a new channel is connected
+   * first; only once its TLS handshake succeeded is the old stream ended and
+   * a new one opened on it, resuming from the applied revision.
+   */
+  switchCredentials(): void {
+    this.switchPending = true;
+    this.trySwitch();
+  }
+
+  private trySwitch(): void {
+    const s = this.session;
+    if (!this.switchPending || this.switching || this.stopped) return;
+    if (!s || s.ended) {
+      this.switchPending = false; // the next connect uses the new credentials anyway
+      return;
+    }
+    if (!s.started || !s.stream.synced || s.partial) return; // tried again after the next revision
+    this.switching = true;
+    const next = this.newClient(s.address);
+    next.waitForReady(Date.now() + 10_000, (err) => {
+      this.switching = false;
+      if (err || this.session !== s || s.ended || this.stopped || !s.stream.synced || s.partial) {
+        next.close();
+        if (err) {
+          this.log.warn({ err: err.message }, 'the renewed certificate could not connect yet; keeping the current stream');
+          setTimeout(() => this.trySwitch(), this.opts.reconnectMaxMs).unref();
+        } else this.trySwitch();
+        return;
+      }
+      this.switchPending = false;
+      this.stats.credentialSwitches++;
+      this.endSession(s, 'moving the stream to the renewed certificate', { address: s.address, client: next });
+    });
+  }
+
+  private connect(prepared?: { address: string; client: AgentSyncClient }): void {
+    if (this.stopped) {
+      prepared?.client.close();
+      return;
+    }
+    const address = prepared?.address ?? this.opts.controlPlanes[this.addrIndex % this.opts.controlPlanes.length]!;
+    this.onConnecting?.(address);
+    this.stateValue = 'connecting';
+    this.stats.connects++;
+    this.stats.controlPlane = address;
+    const client = prepared?.client ?? this.newClient(address);
     const call = client.sync();
     const s: Session = {
       id: ++this.sessionSeq,
@@ -177,9 +268,11 @@ export class SyncClient {
       lastRecv: Date.now(),
       pingTimer: undefined,
       counterTimer: undefined,
+      eventTimer: undefined,
       nonce: 0n,
       lastStatusKey: '',
       helloAt: 0,
+      partial: false,
     };
     this.session = s;
     call.on('data', (m: AgentSyncResponse) => this.onMessage(s, m));
@@ -206,11 +299,13 @@ export class SyncClient {
     this.armPing(s);
   }
 
-  private endSession(s: Session, reason: string): void {
+  /** Ends a stream; reconnects after a backoff, or at once on `switchTo` (a new channel, already connected). */
+  private endSession(s: Session, reason: string, switchTo?: { address: string; client: AgentSyncClient }): void {
     if (s.ended) return;
     s.ended = true;
     if (s.pingTimer) clearInterval(s.pingTimer);
     if (s.counterTimer) clearInterval(s.counterTimer);
+    if (s.eventTimer) clearInterval(s.eventTimer);
     try {
       s.call.cancel();
     } catch {
@@ -221,7 +316,15 @@ export class SyncClient {
     if (this.session === s) this.session = undefined;
     // Whatever arrived stays desired (see Engine.streamLost).
     this.engine.streamLost(s.stream);
-    if (this.stopped) return;
+    if (this.stopped) {
+      switchTo?.client.close();
+      return;
+    }
+    if (switchTo) {
+      this.log.info({ reason, address: switchTo.address }, 'switching the Sync stream to a new channel');
+      this.connect(switchTo);
+      return;
+    }
     this.stateValue = 'disconnected';
     if (s.started)
       this.log.warn({ reason, address: s.address }, 'lost the control plane; enforcing the last applied policy and reconnecting');
@@ -273,6 +376,7 @@ export class SyncClient {
         return;
       case 'inSync':
         this.engine.inSync(s.stream, m.msg.value.revision);
+        this.trySwitch();
         return;
       case 'ping':
         this.write(s, { msg: { $case: 'pong', value: { nonce: m.msg.value.nonce } } });
@@ -313,7 +417,24 @@ export class SyncClient {
     this.engine.beginStream(s.stream, snapshot ? 'snapshot' : 'resume', st.storeId);
     this.counters.newStream();
     s.counterTimer = setInterval(() => this.sendCounters(s), this.opts.counterIntervalMs);
+    const ev = this.events;
+    if (ev) s.eventTimer = setInterval(() => this.sendEvents(s, ev), ev.intervalMs);
     this.sendStatus(s);
+  }
+
+  /** Sampled drop events, a few batches per tick; none while the stream is backed up (the queue drops the oldest). */
+  private sendEvents(s: Session, ev: EventBatchSource): void {
+    for (let i = 0; i < MAX_EVENT_BATCHES_PER_TICK && !s.ended && !s.call.writableNeedDrain; i++) {
+      let batch: AgentEventBatch | null;
+      try {
+        batch = ev.take();
+      } catch (e) {
+        this.log.error({ err: e }, 'reading drop events failed');
+        return;
+      }
+      if (!batch) return;
+      this.write(s, { msg: { $case: 'events', value: batch } });
+    }
   }
 
   private onChunk(s: Session, c: RawSnapshotChunk): void {
@@ -324,7 +445,9 @@ export class SyncClient {
     this.stats.deltas++;
     // Propagation delay: live deltas only (a catch-up replays old commits).
     if (d.commitTime && !d.more && s.stream.synced) this.commitTimes.set(d.revision, d.commitTime.getTime());
+    s.partial = d.more;
     this.engine.delta(s.stream, d);
+    if (!d.more) this.trySwitch();
   }
 
   // ----------------------------------------------------- results and reports

@@ -15,6 +15,7 @@ import { ExplainServiceService } from '../../../proto/gen/fleetwall/v1/explain_s
 import { NodeServiceService } from '../../../proto/gen/fleetwall/v1/node_service.js';
 import { RuleServiceService } from '../../../proto/gen/fleetwall/v1/rule_service.js';
 import { TokenServiceService } from '../../../proto/gen/fleetwall/v1/token_service.js';
+import { EnrollmentServiceService } from '../../../proto/gen/fleetwall/v1/enrollment_service.js';
 import { ListServiceService } from '../../../proto/gen/fleetwall/v1/list_service.js';
 import { GRPC_ACCESS, HTTP_ACCESS } from '../../../control-plane/src/auth/access-table.js';
 import { checkGrpcAccessTable } from '../../../control-plane/src/auth/grpc-auth.js';
@@ -22,6 +23,8 @@ import { checkHttpAccessTable } from '../../../control-plane/src/auth/http-auth.
 import { registerJsonApi } from '../../../control-plane/src/http/json-api.js';
 import { registerImportRoute } from '../../../control-plane/src/http/import-route.js';
 import { registerListRoutes } from '../../../control-plane/src/http/list-routes.js';
+import { registerInspectRoutes } from '../../../control-plane/src/inspect/inspect-http.js';
+import { InspectServiceService } from '../../../proto/gen/fleetwall/v1/inspect_service.js';
 import { HttpRouter } from '../../../control-plane/src/http/router.js';
 import { errorInfoOf } from '../../support/control-plane.js';
 import { startTestPostgres, type TestPostgres } from '../../support/postgres.js';
@@ -36,7 +39,9 @@ const SERVICES = [
   AgentServiceService,
   TokenServiceService,
   AuditServiceService,
+  EnrollmentServiceService,
   ListServiceService,
+  InspectServiceService,
 ];
 const METHODS = SERVICES.flatMap((s) => Object.values(s) as { path: string; requestStream: boolean; responseStream: boolean }[]);
 
@@ -68,6 +73,7 @@ test('every fleetwall.v1 method and every HTTP route has an entry; nothing stale
   registerJsonApi(router, {} as never);
   registerImportRoute(router, {} as never);
   registerListRoutes(router, {} as never);
+  registerInspectRoutes(router, {} as never);
   router.add('GET', '/metrics', () => undefined).add('GET', '/healthz', () => undefined); // control-plane.ts adds these two
   const routes = router.list();
   assert.doesNotThrow(() => checkHttpAccessTable(routes));
@@ -119,9 +125,25 @@ test('with TLS on, every gRPC method refuses a call without a token, and a viewe
     for (const m of METHODS) {
       const access = GRPC_ACCESS[m.path];
       const anon = await rawCall(client, m, undefined);
-      assert.equal(anon?.code, status.UNAUTHENTICATED, `${m.path} without a token`);
-      assert.equal(errorInfoOf(anon!)?.reason, 'CREDENTIALS_REQUIRED', m.path);
       const asViewer = await rawCall(client, m, viewer.token);
+      if (access === 'public') {
+        assert.equal(anon, undefined, `${m.path} is public`);
+        continue;
+      }
+      if (access === 'join-token') {
+        // No credential at the door: the handler checks the join token in the request (an empty one here).
+        for (const e of [anon, asViewer]) assert.equal(errorInfoOf(e!)?.reason, 'JOIN_TOKEN_INVALID', m.path);
+        continue;
+      }
+      assert.equal(anon?.code, status.UNAUTHENTICATED, `${m.path} without a token`);
+      if (access === 'node') {
+        // A node method takes a node certificate and nothing else, whatever the token's role.
+        for (const e of [anon, asViewer]) assert.equal(errorInfoOf(e!)?.reason, 'NODE_CERT_REQUIRED', m.path);
+        const asAdmin = await rawCall(client, m, t.adminToken);
+        assert.equal(errorInfoOf(asAdmin!)?.reason, 'NODE_CERT_REQUIRED', `${m.path} refuses an admin token`);
+        continue;
+      }
+      assert.equal(errorInfoOf(anon!)?.reason, 'CREDENTIALS_REQUIRED', m.path);
       if (access === 'viewer') assert.notEqual(asViewer?.code, status.PERMISSION_DENIED, `${m.path} is open to a viewer`);
       else {
         assert.equal(asViewer?.code, status.PERMISSION_DENIED, `${m.path} (${access}) refuses a viewer`);

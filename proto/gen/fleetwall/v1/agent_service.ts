@@ -21,6 +21,7 @@ import { Duration } from "../../google/protobuf/duration.js";
 import { Timestamp } from "../../google/protobuf/timestamp.js";
 import { Status } from "../../google/rpc/status.js";
 import { VerdictCounters } from "./counter.js";
+import { AgentDropEvent, RuleEventLoss } from "./event.js";
 import { FailsafeEntry } from "./failsafe.js";
 import { InterfaceStatus } from "./node.js";
 import {
@@ -43,9 +44,14 @@ export const protobufFileName = "fleetwall/v1/agent_service.proto";
  * AgentService.Sync: how node agents follow the control plane.
  *
  *   agent                                              control plane
- *     |-- Hello{node, labels, version, interfaces, ---------->|
- *     |         resume_revision, store_id}                    |
- *     |<--------------- SyncStart{mode, revision R, store_id} |
+ *     |== TLS: the agent's node certificate (client) =========|  with TLS on (enrollment_service.proto):
+ *     |== and the control plane's, verified against its CA ===|  no certificate: UNAUTHENTICATED
+ *     |-- Hello{node, labels, version, interfaces, ---------->|  node != the certificate's node:
+ *     |         resume_revision, store_id}                    |  PERMISSION_DENIED NODE_MISMATCH; revoked:
+ *     |                                                       |  NODE_REVOKED; nothing recorded either way
+ *     |<--------------- SyncStart{mode, revision R, store_id} |  the rules of the labels bound at enrollment
+ *     |                                                       |  (Hello.labels ignored); a relabel since:
+ *     |                                                       |  SNAPSHOT
  *     |                                                       |
  *     |  mode SNAPSHOT (resume_revision 0, older than the     |
  *     |  change-log retention, newer than R, or another       |
@@ -70,9 +76,22 @@ export const protobufFileName = "fleetwall/v1/agent_service.proto";
  *     |-- CounterReport{seq, rules, interfaces} ------------->|  every counter interval,
  *     |<------------------- CounterAck{seq}                   |  only what changed
  *     |-- AgentStatus{interfaces, rules_in_kernel, ...} ----->|  on change
+ *     |-- AgentEventBatch{events, queue_dropped, ----------->|  sampled drop events,
+ *     |         kernel_lost}                                  |  every event interval
+ *     |                                                       |  while any are queued
+ *     |                                                       |  (no reply: events are
+ *     |                                                       |  best effort)
  *
  * Deltas and snapshots are filtered by the node's labels: a rule whose
- * selector stops matching the node arrives as a delete. Applying a delta is
+ * selector stops matching the node arrives as a delete. With TLS, counters
+ * for rules this node was not sent are dropped (and counted); the stream
+ * closes at once when an admin revokes the node (NODE_REVOKED) or changes its
+ * labels (UNAVAILABLE NODE_RELABELED: reconnect), and when its certificate
+ * expires (NODE_CERT_EXPIRED); the agent renews it well before
+ * (EnrollmentService.RenewCertificate) and moves to a new stream with the new
+ * certificate at a safe point, resuming from its applied revision. Without
+ * TLS (a loopback control plane) no certificate is asked and Hello.labels
+ * are the node's, as before. Applying a delta is
  * idempotent (upsert/delete by rule id), so replaying one is harmless.
  * After a NACK the agent keeps its last good kernel state and keeps
  * reconciling: each later revision is an attempt to reach the full desired set.
@@ -143,6 +162,7 @@ export interface SyncRequest {
     | { $case: "pong"; value: Pong }
     | { $case: "counterReport"; value: CounterReport }
     | { $case: "status"; value: AgentStatus }
+    | { $case: "events"; value: AgentEventBatch }
     | undefined;
 }
 
@@ -303,6 +323,18 @@ export interface AgentStatus {
    * it follows the rules held (the maps grow and shrink with them).
    */
   kernelMemoryBytes: bigint;
+}
+
+/**
+ * Sampled drop events read from the kernel since the previous batch (oldest
+ * first). Counts are deltas since the previous batch on this stream.
+ */
+export interface AgentEventBatch {
+  events: AgentDropEvent[];
+  /** Events the agent's bounded queue dropped (oldest first) before they could be sent. */
+  queueDropped: bigint;
+  /** Events the kernel's ring had no room for, per rule (only rules with losses). */
+  kernelLost: RuleEventLoss[];
 }
 
 function createBaseAgentRule(): AgentRule {
@@ -509,6 +541,9 @@ export const SyncRequest: MessageFns<SyncRequest> = {
       case "status":
         AgentStatus.encode(message.msg.value, writer.uint32(58).fork()).join();
         break;
+      case "events":
+        AgentEventBatch.encode(message.msg.value, writer.uint32(66).fork()).join();
+        break;
     }
     return writer;
   },
@@ -582,6 +617,14 @@ export const SyncRequest: MessageFns<SyncRequest> = {
             message.msg = { $case: "status", value: AgentStatus.decode(reader, reader.uint32()) };
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.msg = { $case: "events", value: AgentEventBatch.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -612,6 +655,8 @@ export const SyncRequest: MessageFns<SyncRequest> = {
         ? { $case: "counterReport", value: CounterReport.fromJSON(object.counter_report) }
         : isSet(object.status)
         ? { $case: "status", value: AgentStatus.fromJSON(object.status) }
+        : isSet(object.events)
+        ? { $case: "events", value: AgentEventBatch.fromJSON(object.events) }
         : undefined,
     };
   },
@@ -632,6 +677,8 @@ export const SyncRequest: MessageFns<SyncRequest> = {
       obj.counterReport = CounterReport.toJSON(message.msg.value);
     } else if (message.msg?.$case === "status") {
       obj.status = AgentStatus.toJSON(message.msg.value);
+    } else if (message.msg?.$case === "events") {
+      obj.events = AgentEventBatch.toJSON(message.msg.value);
     }
     return obj;
   },
@@ -681,6 +728,12 @@ export const SyncRequest: MessageFns<SyncRequest> = {
       case "status": {
         if (object.msg?.value !== undefined && object.msg?.value !== null) {
           message.msg = { $case: "status", value: AgentStatus.fromPartial(object.msg.value) };
+        }
+        break;
+      }
+      case "events": {
+        if (object.msg?.value !== undefined && object.msg?.value !== null) {
+          message.msg = { $case: "events", value: AgentEventBatch.fromPartial(object.msg.value) };
         }
         break;
       }
@@ -2687,6 +2740,120 @@ export const AgentStatus: MessageFns<AgentStatus> = {
     message.kernelMemoryBytes = (object.kernelMemoryBytes !== undefined && object.kernelMemoryBytes !== null)
       ? BigInt(object.kernelMemoryBytes)
       : 0n;
+    return message;
+  },
+};
+
+function createBaseAgentEventBatch(): AgentEventBatch {
+  return { events: [], queueDropped: 0n, kernelLost: [] };
+}
+
+export const AgentEventBatch: MessageFns<AgentEventBatch> = {
+  encode(message: AgentEventBatch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.events) {
+      AgentDropEvent.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.queueDropped !== 0n) {
+      if (BigInt.asUintN(64, message.queueDropped) !== message.queueDropped) {
+        throw new globalThis.Error("value provided for field message.queueDropped of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.queueDropped);
+    }
+    for (const v of message.kernelLost) {
+      RuleEventLoss.encode(v!, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AgentEventBatch {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAgentEventBatch();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.events.push(AgentDropEvent.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.queueDropped = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.kernelLost.push(RuleEventLoss.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AgentEventBatch {
+    return {
+      events: globalThis.Array.isArray(object?.events) ? object.events.map((e: any) => AgentDropEvent.fromJSON(e)) : [],
+      queueDropped: isSet(object.queueDropped)
+        ? BigInt(object.queueDropped)
+        : isSet(object.queue_dropped)
+        ? BigInt(object.queue_dropped)
+        : 0n,
+      kernelLost: globalThis.Array.isArray(object?.kernelLost)
+        ? object.kernelLost.map((e: any) => RuleEventLoss.fromJSON(e))
+        : globalThis.Array.isArray(object?.kernel_lost)
+        ? object.kernel_lost.map((e: any) => RuleEventLoss.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: AgentEventBatch): unknown {
+    const obj: any = {};
+    if (message.events?.length) {
+      obj.events = message.events.map((e) => AgentDropEvent.toJSON(e));
+    }
+    if (message.queueDropped !== 0n) {
+      obj.queueDropped = message.queueDropped.toString();
+    }
+    if (message.kernelLost?.length) {
+      obj.kernelLost = message.kernelLost.map((e) => RuleEventLoss.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AgentEventBatch>, I>>(base?: I): AgentEventBatch {
+    return AgentEventBatch.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AgentEventBatch>, I>>(object: I): AgentEventBatch {
+    const message = createBaseAgentEventBatch();
+    message.events = object.events?.map((e) => AgentDropEvent.fromPartial(e)) || [];
+    message.queueDropped = (object.queueDropped !== undefined && object.queueDropped !== null)
+      ? BigInt(object.queueDropped)
+      : 0n;
+    message.kernelLost = object.kernelLost?.map((e) => RuleEventLoss.fromPartial(e)) || [];
     return message;
   },
 };

@@ -56,6 +56,37 @@ export interface GetNodeResponse {
   node: Node | undefined;
 }
 
+export interface UpdateNodeRequest {
+  name: string;
+  /** The node's new labels (all of them). */
+  labels: { [key: string]: string };
+}
+
+export interface UpdateNodeRequest_LabelsEntry {
+  key: string;
+  value: string;
+}
+
+export interface UpdateNodeResponse {
+  name: string;
+  labels: { [key: string]: string };
+}
+
+export interface UpdateNodeResponse_LabelsEntry {
+  key: string;
+  value: string;
+}
+
+export interface RevokeNodeRequest {
+  name: string;
+}
+
+export interface RevokeNodeResponse {
+  name: string;
+  /** Certificates revoked by this call (0: they already were). */
+  revokedCertificates: number;
+}
+
 export interface DeleteNodeRequest {
   name: string;
 }
@@ -551,6 +582,566 @@ export const GetNodeResponse: MessageFns<GetNodeResponse> = {
   },
 };
 
+function createBaseUpdateNodeRequest(): UpdateNodeRequest {
+  return { name: "", labels: {} };
+}
+
+export const UpdateNodeRequest: MessageFns<UpdateNodeRequest> = {
+  encode(message: UpdateNodeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
+      UpdateNodeRequest_LabelsEntry.encode({ key: key as any, value }, writer.uint32(18).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateNodeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateNodeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            const entry2 = UpdateNodeRequest_LabelsEntry.decode(reader, reader.uint32());
+            if (entry2.value !== undefined) {
+              message.labels[entry2.key] = entry2.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateNodeRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      labels: isObject(object.labels)
+        ? (globalThis.Object.entries(object.labels) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: UpdateNodeRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.labels) {
+      const entries = globalThis.Object.entries(message.labels) as [string, string][];
+      if (entries.length > 0) {
+        obj.labels = {};
+        entries.forEach(([k, v]) => {
+          obj.labels[k] = v;
+        });
+      }
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UpdateNodeRequest>, I>>(base?: I): UpdateNodeRequest {
+    return UpdateNodeRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UpdateNodeRequest>, I>>(object: I): UpdateNodeRequest {
+    const message = createBaseUpdateNodeRequest();
+    message.name = object.name ?? "";
+    message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseUpdateNodeRequest_LabelsEntry(): UpdateNodeRequest_LabelsEntry {
+  return { key: "", value: "" };
+}
+
+export const UpdateNodeRequest_LabelsEntry: MessageFns<UpdateNodeRequest_LabelsEntry> = {
+  encode(message: UpdateNodeRequest_LabelsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateNodeRequest_LabelsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateNodeRequest_LabelsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateNodeRequest_LabelsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: UpdateNodeRequest_LabelsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UpdateNodeRequest_LabelsEntry>, I>>(base?: I): UpdateNodeRequest_LabelsEntry {
+    return UpdateNodeRequest_LabelsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UpdateNodeRequest_LabelsEntry>, I>>(
+    object: I,
+  ): UpdateNodeRequest_LabelsEntry {
+    const message = createBaseUpdateNodeRequest_LabelsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseUpdateNodeResponse(): UpdateNodeResponse {
+  return { name: "", labels: {} };
+}
+
+export const UpdateNodeResponse: MessageFns<UpdateNodeResponse> = {
+  encode(message: UpdateNodeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
+      UpdateNodeResponse_LabelsEntry.encode({ key: key as any, value }, writer.uint32(18).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateNodeResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateNodeResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            const entry2 = UpdateNodeResponse_LabelsEntry.decode(reader, reader.uint32());
+            if (entry2.value !== undefined) {
+              message.labels[entry2.key] = entry2.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateNodeResponse {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      labels: isObject(object.labels)
+        ? (globalThis.Object.entries(object.labels) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: UpdateNodeResponse): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.labels) {
+      const entries = globalThis.Object.entries(message.labels) as [string, string][];
+      if (entries.length > 0) {
+        obj.labels = {};
+        entries.forEach(([k, v]) => {
+          obj.labels[k] = v;
+        });
+      }
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UpdateNodeResponse>, I>>(base?: I): UpdateNodeResponse {
+    return UpdateNodeResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UpdateNodeResponse>, I>>(object: I): UpdateNodeResponse {
+    const message = createBaseUpdateNodeResponse();
+    message.name = object.name ?? "";
+    message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseUpdateNodeResponse_LabelsEntry(): UpdateNodeResponse_LabelsEntry {
+  return { key: "", value: "" };
+}
+
+export const UpdateNodeResponse_LabelsEntry: MessageFns<UpdateNodeResponse_LabelsEntry> = {
+  encode(message: UpdateNodeResponse_LabelsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateNodeResponse_LabelsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateNodeResponse_LabelsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateNodeResponse_LabelsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: UpdateNodeResponse_LabelsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UpdateNodeResponse_LabelsEntry>, I>>(base?: I): UpdateNodeResponse_LabelsEntry {
+    return UpdateNodeResponse_LabelsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UpdateNodeResponse_LabelsEntry>, I>>(
+    object: I,
+  ): UpdateNodeResponse_LabelsEntry {
+    const message = createBaseUpdateNodeResponse_LabelsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseRevokeNodeRequest(): RevokeNodeRequest {
+  return { name: "" };
+}
+
+export const RevokeNodeRequest: MessageFns<RevokeNodeRequest> = {
+  encode(message: RevokeNodeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RevokeNodeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRevokeNodeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RevokeNodeRequest {
+    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
+  },
+
+  toJSON(message: RevokeNodeRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RevokeNodeRequest>, I>>(base?: I): RevokeNodeRequest {
+    return RevokeNodeRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RevokeNodeRequest>, I>>(object: I): RevokeNodeRequest {
+    const message = createBaseRevokeNodeRequest();
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseRevokeNodeResponse(): RevokeNodeResponse {
+  return { name: "", revokedCertificates: 0 };
+}
+
+export const RevokeNodeResponse: MessageFns<RevokeNodeResponse> = {
+  encode(message: RevokeNodeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.revokedCertificates !== 0) {
+      writer.uint32(16).uint32(message.revokedCertificates);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RevokeNodeResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRevokeNodeResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.revokedCertificates = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RevokeNodeResponse {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      revokedCertificates: isSet(object.revokedCertificates)
+        ? globalThis.Number(object.revokedCertificates)
+        : isSet(object.revoked_certificates)
+        ? globalThis.Number(object.revoked_certificates)
+        : 0,
+    };
+  },
+
+  toJSON(message: RevokeNodeResponse): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.revokedCertificates !== 0) {
+      obj.revokedCertificates = Math.round(message.revokedCertificates);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RevokeNodeResponse>, I>>(base?: I): RevokeNodeResponse {
+    return RevokeNodeResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RevokeNodeResponse>, I>>(object: I): RevokeNodeResponse {
+    const message = createBaseRevokeNodeResponse();
+    message.name = object.name ?? "";
+    message.revokedCertificates = object.revokedCertificates ?? 0;
+    return message;
+  },
+};
+
 function createBaseDeleteNodeRequest(): DeleteNodeRequest {
   return { name: "" };
 }
@@ -693,6 +1284,33 @@ export const NodeServiceService = {
     responseDeserialize: (value: Buffer): GetNodeResponse => GetNodeResponse.decode(value),
   },
   /**
+   * Admin: sets a node's labels (its policy group). The labels are bound at enrollment and an
+   * agent cannot change them; a live stream of the node is closed and resyncs with the new set.
+   */
+  updateNode: {
+    path: "/fleetwall.v1.NodeService/UpdateNode" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UpdateNodeRequest): Buffer => Buffer.from(UpdateNodeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UpdateNodeRequest => UpdateNodeRequest.decode(value),
+    responseSerialize: (value: UpdateNodeResponse): Buffer => Buffer.from(UpdateNodeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UpdateNodeResponse => UpdateNodeResponse.decode(value),
+  },
+  /**
+   * Admin: revokes every certificate of the node. Its Sync stream is closed within a second on
+   * every control-plane process; its certificates are refused from then on (Hello and renewal).
+   * It needs a new join token to come back.
+   */
+  revokeNode: {
+    path: "/fleetwall.v1.NodeService/RevokeNode" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RevokeNodeRequest): Buffer => Buffer.from(RevokeNodeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RevokeNodeRequest => RevokeNodeRequest.decode(value),
+    responseSerialize: (value: RevokeNodeResponse): Buffer => Buffer.from(RevokeNodeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RevokeNodeResponse => RevokeNodeResponse.decode(value),
+  },
+  /**
    * Forgets a node: its row and its counters. A node with a live Sync stream
    * is refused (FAILED_PRECONDITION NODE_CONNECTED): stop its agent first.
    * Nodes absent longer than the control plane's node retention are removed
@@ -713,6 +1331,17 @@ export interface NodeServiceServer extends UntypedServiceImplementation {
   /** By name, a page at a time (page_size, page_token as ListRules). */
   listNodes: handleUnaryCall<ListNodesRequest, ListNodesResponse>;
   getNode: handleUnaryCall<GetNodeRequest, GetNodeResponse>;
+  /**
+   * Admin: sets a node's labels (its policy group). The labels are bound at enrollment and an
+   * agent cannot change them; a live stream of the node is closed and resyncs with the new set.
+   */
+  updateNode: handleUnaryCall<UpdateNodeRequest, UpdateNodeResponse>;
+  /**
+   * Admin: revokes every certificate of the node. Its Sync stream is closed within a second on
+   * every control-plane process; its certificates are refused from then on (Hello and renewal).
+   * It needs a new join token to come back.
+   */
+  revokeNode: handleUnaryCall<RevokeNodeRequest, RevokeNodeResponse>;
   /**
    * Forgets a node: its row and its counters. A node with a live Sync stream
    * is refused (FAILED_PRECONDITION NODE_CONNECTED): stop its agent first.
@@ -753,6 +1382,45 @@ export interface NodeServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetNodeResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Admin: sets a node's labels (its policy group). The labels are bound at enrollment and an
+   * agent cannot change them; a live stream of the node is closed and resyncs with the new set.
+   */
+  updateNode(
+    request: UpdateNodeRequest,
+    callback: (error: ServiceError | null, response: UpdateNodeResponse) => void,
+  ): ClientUnaryCall;
+  updateNode(
+    request: UpdateNodeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UpdateNodeResponse) => void,
+  ): ClientUnaryCall;
+  updateNode(
+    request: UpdateNodeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UpdateNodeResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Admin: revokes every certificate of the node. Its Sync stream is closed within a second on
+   * every control-plane process; its certificates are refused from then on (Hello and renewal).
+   * It needs a new join token to come back.
+   */
+  revokeNode(
+    request: RevokeNodeRequest,
+    callback: (error: ServiceError | null, response: RevokeNodeResponse) => void,
+  ): ClientUnaryCall;
+  revokeNode(
+    request: RevokeNodeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RevokeNodeResponse) => void,
+  ): ClientUnaryCall;
+  revokeNode(
+    request: RevokeNodeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RevokeNodeResponse) => void,
   ): ClientUnaryCall;
   /**
    * Forgets a node: its row and its counters. A node with a live Sync stream

@@ -1,0 +1,249 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Sampled drop events: the programs call fw_ev_xdp() / fw_ev_tc() only for
+ * a packet already decided drop or would-drop (passes and unmatched traffic
+ * pay nothing). The budget is a token bucket per rule and CPU row in
+ * fw_ev_state (plain stores: each CPU writes only its own row); an event is
+ * written into the fw_events ring buffer when a token is left, else the drop
+ * is added to the pending weight. See fw_events_abi.h and bpf/README.md
+ * ("Sampled drop events").
+ */
+#ifndef FW_EVENTS_H
+#define FW_EVENTS_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "fleetwall_abi.h"
+#include "fw_maps.h"
+#include "fw_decide.h"
+
+/* The ring: its size (a power of two, >= a page) is set by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} fw_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fw_ev_cfg);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} fw_ev_cfg SEC(".maps");
+
+/* [row * (rule_slots + 1) + slot]: sized with the rule counters (a generation's map). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct fw_ev_state);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} fw_ev_state SEC(".maps");
+
+/*
+ * The budget of (this CPU, slot): NULL if no event is to be written now (the
+ * drop is then counted in the pending weight), else the state to settle once
+ * the ring write is known to have worked or not; *w = the event's weight.
+ */
+static __always_inline struct fw_ev_state *fw_ev_budget(__u32 slot, const struct fw_ev_cfg **cfg_out, __u32 *w)
+{
+	__u32 zero = 0;
+	const struct fw_ev_cfg *ec = bpf_map_lookup_elem(&fw_ev_cfg, &zero);
+
+	if (!ec || !(ec->flags & FW_EV_F_ENABLED))
+		return 0;
+	const struct fw_table_cfg *tc = &fw_tblcfg[0];
+	__u32 cpu = bpf_get_smp_processor_id();
+	__u32 slots = tc->rule_slots;
+	if (cpu >= tc->cpu_rows)
+		return 0;
+	__u32 idx = cpu * (slots + 1) + (slot < slots ? slot : slots);
+	struct fw_ev_state *st = bpf_map_lookup_elem(&fw_ev_state, &idx);
+	if (!st)
+		return 0;
+	__u32 n = st->weight + 1;
+	if (st->tokens < FW_EV_MILLI) {
+		if (n > FW_EV_CLOCK_EVERY && (n & (FW_EV_CLOCK_EVERY - 1))) {
+			st->weight = n;
+			return 0;
+		}
+		__u32 now = (__u32)(bpf_ktime_get_coarse_ns() >> FW_EV_TICK_SHIFT);
+		__u32 el = now - st->last;
+		if (el) {
+			__u64 t = el >= ec->full_ticks ? ec->burst : st->tokens + (__u64)el * ec->refill;
+			st->tokens = t > ec->burst ? ec->burst : (__u32)t;
+			st->last = now;
+		}
+		if (st->tokens < FW_EV_MILLI) {
+			st->weight = n;
+			return 0;
+		}
+	}
+	/* A token is spent whether or not the ring takes the event: lost counts events, not packets. */
+	st->tokens -= FW_EV_MILLI;
+	*cfg_out = ec;
+	*w = n;
+	return st;
+}
+
+/* The ring had no room: the event is lost (counted), its drops stay pending. */
+static __always_inline void fw_ev_lost(struct fw_ev_state *st, __u32 w)
+{
+	st->lost += 1;
+	st->weight = w;
+}
+
+/* Fills an event's fields from the packet (direct access; L4 fields stay 0 when not in the linear data). */
+static __always_inline void fw_ev_fill(struct fw_event *e, void *data, void *data_end, __u32 dir, int verdict,
+				       __u32 slot, __u32 ifindex, __u32 pkt_len, __u32 w)
+{
+	struct ethhdr *eth = data;
+	__u64 off = sizeof(*eth);
+	__u8 proto = 0;
+	void *l4 = 0;
+
+	e->time_ns = bpf_ktime_get_ns();
+	e->kind = FW_EV_KIND_DROP;
+	e->verdict = verdict == FW_V_WOULD_DROP ? FW_SV_WOULD_DROP : FW_SV_DROP;
+	e->direction = dir;
+	e->ifindex = ifindex;
+	e->slot = slot;
+	e->weight = w;
+	e->pkt_len = pkt_len;
+	e->cap_len = 0;
+	e->family = 0;
+	e->ip_proto = 0;
+	e->sport = 0;
+	e->dport = 0;
+	e->tcp_flags = 0;
+	e->pad[0] = e->pad[1] = e->pad[2] = 0;
+	__builtin_memset(e->saddr, 0, 16);
+	__builtin_memset(e->daddr, 0, 16);
+	if ((void *)(eth + 1) > data_end)
+		return;
+	__be16 h = eth->h_proto;
+	if (h == bpf_htons(ETH_P_8021Q) || h == bpf_htons(ETH_P_8021AD)) {
+		struct fw_vlan_hdr *vh = data + off;
+		if ((void *)(vh + 1) > data_end)
+			return;
+		h = vh->encap_proto;
+		off += sizeof(*vh);
+	}
+	if (h == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = data + off;
+		if ((void *)(ip + 1) > data_end)
+			return;
+		e->family = 4;
+		__builtin_memcpy(e->saddr, &ip->saddr, 4);
+		__builtin_memcpy(e->daddr, &ip->daddr, 4);
+		proto = ip->protocol;
+		/* L4 only in the first fragment */
+		if (!(ip->frag_off & bpf_htons(0x1fff)))
+			l4 = (void *)ip + ((ip->ihl & 0xf) << 2);
+	} else if (h == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data + off;
+		if ((void *)(ip6 + 1) > data_end)
+			return;
+		e->family = 6;
+		__builtin_memcpy(e->saddr, &ip6->saddr, 16);
+		__builtin_memcpy(e->daddr, &ip6->daddr, 16);
+		proto = ip6->nexthdr; /* no extension headers walked */
+		l4 = ip6 + 1;
+	} else {
+		return;
+	}
+	e->ip_proto = proto;
+	if (!l4)
+		return;
+	if (proto == IPPROTO_TCP) {
+		struct tcphdr *t = l4;
+		if ((void *)(t + 1) > data_end)
+			return;
+		e->sport = bpf_ntohs(t->source);
+		e->dport = bpf_ntohs(t->dest);
+		e->tcp_flags = ((__u8 *)t)[13];
+	} else if (proto == IPPROTO_UDP) {
+		struct udphdr *u = l4;
+		if ((void *)(u + 1) > data_end)
+			return;
+		e->sport = bpf_ntohs(u->source);
+		e->dport = bpf_ntohs(u->dest);
+	} else if (proto == IPPROTO_ICMP || proto == 58 /* IPPROTO_ICMPV6 */) {
+		__u8 *c = l4;
+		if ((void *)(c + 2) > data_end)
+			return;
+		e->sport = c[0];
+		e->dport = c[1];
+	}
+}
+
+/* Packet bytes to copy: min(snap, packet, FW_EV_SNAP_MAX), bounded for the verifier. */
+static __always_inline __u32 fw_ev_caplen(__u32 snap, __u32 pkt_len)
+{
+	__u32 n = snap < pkt_len ? snap : pkt_len;
+	return n > FW_EV_SNAP_MAX ? FW_EV_SNAP_MAX : n;
+}
+
+/*
+ * Writes one event through the ring (reserve, fill, optional packet bytes
+ * with the program type's load helper, submit), or counts it lost.
+ */
+#define FW_EV_EMIT(ctx_, load_bytes_, data_, data_end_, dir_, v_, slot_, ifindex_, pkt_len_)                     \
+	do {                                                                                                   \
+		const struct fw_ev_cfg *ec_ = 0;                                                               \
+		__u32 w_ = 0;                                                                                  \
+		struct fw_ev_state *st_ = fw_ev_budget((slot_), &ec_, &w_);                                    \
+		if (!st_ || !ec_)                                                                              \
+			break;                                                                                 \
+		__u32 n_ = fw_ev_caplen(ec_->snap_len, (pkt_len_));                                            \
+		if (n_ > 0) {                                                                                  \
+			struct fw_event *e_ = bpf_ringbuf_reserve(&fw_events, sizeof(*e_) + FW_EV_SNAP_MAX, 0);  \
+			if (!e_) {                                                                             \
+				fw_ev_lost(st_, w_);                                                           \
+				break;                                                                         \
+			}                                                                                      \
+			fw_ev_fill(e_, (data_), (data_end_), (dir_), (v_), (slot_), (ifindex_), (pkt_len_), w_); \
+			if (n_ > FW_EV_SNAP_MAX)                                                               \
+				n_ = FW_EV_SNAP_MAX;                                                           \
+			if (load_bytes_((ctx_), 0, (void *)(e_ + 1), n_) == 0)                                 \
+				e_->cap_len = n_;                                                              \
+			bpf_ringbuf_submit(e_, 0);                                                             \
+		} else {                                                                                       \
+			struct fw_event *e_ = bpf_ringbuf_reserve(&fw_events, sizeof(*e_), 0);                 \
+			if (!e_) {                                                                             \
+				fw_ev_lost(st_, w_);                                                           \
+				break;                                                                         \
+			}                                                                                      \
+			fw_ev_fill(e_, (data_), (data_end_), (dir_), (v_), (slot_), (ifindex_), (pkt_len_), w_); \
+			bpf_ringbuf_submit(e_, 0);                                                             \
+		}                                                                                              \
+		st_->weight = 0;                                                                               \
+	} while (0)
+
+/*
+ * XDP: a drop or would-drop decided for this frame. The context's fields are
+ * read by the caller (a pointer into the context kept across the call would
+ * be refused by the verifier).
+ */
+static __always_inline void fw_ev_xdp(struct xdp_md *ctx, void *data, void *data_end, int v, __u32 slot, __u32 ifindex)
+{
+	FW_EV_EMIT(ctx, bpf_xdp_load_bytes, data, data_end, FW_DIR_INGRESS, v, slot, ifindex, (__u32)(data_end - data));
+}
+
+/* TC egress: a drop or would-drop decided for this skb (len: skb->len). */
+static __always_inline void fw_ev_tc(struct __sk_buff *skb, void *data, void *data_end, int v, __u32 slot, __u32 ifindex,
+				     __u32 len)
+{
+	FW_EV_EMIT(skb, bpf_skb_load_bytes, data, data_end, FW_DIR_EGRESS, v, slot, ifindex, len);
+}
+
+#endif /* FW_EVENTS_H */

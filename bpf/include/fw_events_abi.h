@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Sampled drop events (issue 17): the structs, constants and map names of
+ * the event path, included by fleetwall_abi.h (mirrored in
+ * node-agent/src/datapath/events-abi.ts, checked by test/dataplane/abi.test.ts).
+ *
+ * A dropped or would-drop packet may emit one fw_event into the fw_events
+ * ring buffer. The rate is bounded per rule and per CPU row by a token
+ * bucket in fw_ev_state (a generation's map, sized like the rule counters:
+ * rows x (rule slots + 1), the last slot of a row for drops by the table
+ * default). An event carries a weight: the drops of its rule on its CPU
+ * since the previous event of that rule and CPU, this one included, so the
+ * weights of a rule add up to its drop counter minus what is still pending
+ * (fw_ev_state.weight). An event the ring had no room for is counted in
+ * fw_ev_state.lost and its weight stays pending (the next event carries it).
+ */
+#ifndef FW_EVENTS_ABI_H
+#define FW_EVENTS_ABI_H
+
+#include <linux/types.h>
+
+/* fw_event.kind: a sampled drop (later kinds, e.g. a detection, reuse the record). */
+#define FW_EV_KIND_DROP 1
+/* fw_event.slot of a drop decided by the table's default (no rule matched). */
+#define FW_EV_NO_SLOT 0xffffffffu
+/* Packet bytes an event may carry at most (fw_ev_cfg.snap_len). */
+#define FW_EV_SNAP_MAX 256
+/* fw_ev_state.last: coarse monotonic time in units of 2^FW_EV_TICK_SHIFT ns (~1.05 ms). */
+#define FW_EV_TICK_SHIFT 20
+/* Tokens are kept in thousandths. */
+#define FW_EV_MILLI 1000
+/*
+ * With no token left, the clock is read while fewer than FW_EV_CLOCK_EVERY
+ * drops are pending, then once every FW_EV_CLOCK_EVERY drops (a flood pays
+ * for the clock on 1 drop in 32; a quiet rule reads it on each).
+ */
+#define FW_EV_CLOCK_EVERY 32
+/* fw_ev_cfg.flags */
+#define FW_EV_F_ENABLED 1
+
+/* fw_ev_cfg[0]: written by the agent at load (and when its settings change). */
+struct fw_ev_cfg {
+	__u32 flags;           /* FW_EV_F_ENABLED: 0 = no event, no budget state touched */
+	__u32 snap_len;        /* packet bytes copied into each event, 0..FW_EV_SNAP_MAX */
+	__u32 refill;          /* thousandths of a token added per tick, per rule and CPU row */
+	__u32 burst;           /* thousandths of a token at most, per rule and CPU row */
+	__u32 full_ticks;      /* ticks after which a bucket is full whatever it held */
+	__u32 pad;
+};
+
+/* fw_ev_state[row * (rule_slots + 1) + slot]: one rule's budget on one CPU row. */
+struct fw_ev_state {
+	__u32 last;    /* tick of the last refill */
+	__u32 tokens;  /* thousandths of a token */
+	__u32 weight;  /* drops since the last event written (pending) */
+	__u32 lost;    /* events the ring had no room for (wraps; read as deltas) */
+};
+
+/* One ring buffer record (followed by cap_len packet bytes when snap_len > 0). */
+struct fw_event {
+	__u64 time_ns;    /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u16 kind;       /* FW_EV_KIND_DROP */
+	__u8 verdict;     /* enum fw_slot_verdict: FW_SV_DROP or FW_SV_WOULD_DROP */
+	__u8 direction;   /* enum fw_direction */
+	__u32 ifindex;
+	__u32 slot;       /* counter slot of the deciding rule, or FW_EV_NO_SLOT */
+	__u32 weight;     /* drops this event stands for (>= 1) */
+	__u32 pkt_len;    /* bytes of the packet (XDP: the frame; TC: skb->len) */
+	__u16 cap_len;    /* packet bytes that follow the record */
+	__u8 family;      /* 4 or 6 */
+	__u8 ip_proto;    /* IPPROTO_*; 0 if the L4 header could not be read */
+	__u16 sport;      /* host order; ICMP/ICMPv6: type */
+	__u16 dport;      /* host order; ICMP/ICMPv6: code */
+	__u8 tcp_flags;
+	__u8 pad[3];
+	__u8 saddr[16];   /* network order; IPv4 in the first 4 bytes */
+	__u8 daddr[16];
+};
+
+#define FW_MAP_EVENTS    "fw_events"
+#define FW_MAP_EV_CFG    "fw_ev_cfg"
+#define FW_MAP_EV_STATE  "fw_ev_state"
+
+#endif /* FW_EVENTS_ABI_H */

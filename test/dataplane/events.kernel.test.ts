@@ -1,0 +1,161 @@
+// Sampled drop events through BPF_PROG_TEST_RUN: the record's fields for
+// ingress (XDP) and egress (TC) drops, would-drops and default drops; passes
+// and unmatched traffic write nothing; the budget per rule and CPU row (a
+// flood of one rule cannot use another's tokens); the weights of a rule add
+// up to its drop counter with what is pending; events the ring had no room
+// for are counted per rule; packet bytes when a snap length is set.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseCidr } from '../../common/src/cidr.js';
+import type { BpfDatapath } from '../../node-agent/src/datapath/bpf-datapath.js';
+import type { EventRing } from '../../node-agent/src/datapath/event-ring.js';
+import {
+  type EventRecord,
+  type EventSettings,
+  FW_EV_KIND_DROP,
+  FW_EV_NO_SLOT,
+  decodeEventRecord,
+} from '../../node-agent/src/datapath/events-abi.js';
+import { onlineCpuRows } from '../../node-agent/src/datapath/libbpf.js';
+import { XDP_DROP, XDP_PASS } from '../../node-agent/src/datapath/uapi.js';
+import { ipv4Frame, ipv6Frame } from '../support/frames.js';
+import { applyOps, readRuleCounters } from '../support/object-forms.js';
+import { withDatapath } from '../support/pin-dirs.js';
+
+const TC_ACT_UNSPEC = -1;
+const TC_ACT_SHOT = 2;
+const ON: EventSettings = { enabled: true, ratePerSecond: 1, burst: 4, snapLen: 0 };
+
+function deny(direction: 'ingress' | 'egress', cidr: string, slot: number, mode: 'enforce' | 'monitor' = 'enforce') {
+  return { kind: 'entry.upsert' as const, entry: { direction, prefix: parseCidr(cidr), action: 'deny' as const, mode, slot } };
+}
+
+function drain(ring: EventRing): EventRecord[] {
+  const out: EventRecord[] = [];
+  ring.drain((buf, off, len) => out.push(decodeEventRecord(buf, off, len)));
+  return out;
+}
+
+function budgets(dp: BpfDatapath, n: number) {
+  const out = { lost: new Uint32Array(n), pending: new Uint32Array(n), defaultLost: 0, defaultPending: 0 };
+  dp.events().readBudgets(0, out);
+  return out;
+}
+
+const ip4 = (s: string) => Buffer.from(s.split('.').map(Number));
+
+test('drop events: fields, directions, budget per rule, weights add up to the counter, nothing for passes', async () => {
+  await withDatapath('ev', {}, async (dp) => {
+    applyOps(dp, [
+      deny('ingress', '192.0.2.0/24', 1),
+      deny('ingress', '198.51.100.9/32', 2, 'monitor'),
+      deny('egress', '203.0.113.7/32', 3),
+      deny('ingress', '2001:db8:bad::/48', 4),
+    ]);
+    const ring = dp.events().openRing();
+    try {
+      // Events are off until configured: a drop writes nothing.
+      assert.equal(dp.testRun('xdp', ipv4Frame('192.0.2.5', '10.0.0.1')).retval, XDP_DROP);
+      assert.equal(drain(ring).length, 0, 'no event while events are off');
+
+      dp.events().configure(ON);
+      const before = readRuleCounters(dp, 8).packets;
+      // A flood of rule 1 (one CPU: test runs run on this one): at most the burst of a row.
+      assert.equal(dp.testRun('xdp', ipv4Frame('192.0.2.5', '10.0.0.1'), { repeat: 5000 }).retval, XDP_DROP);
+      // Rule 2 (monitor: would-drop, passes), rule 3 (egress), rule 4 (IPv6), and traffic that passes.
+      assert.equal(dp.testRun('xdp', ipv4Frame('198.51.100.9', '10.0.0.1')).retval, XDP_PASS);
+      assert.equal(dp.testRun('tc', ipv4Frame('10.0.0.1', '203.0.113.7')).retval, TC_ACT_SHOT);
+      assert.equal(dp.testRun('xdp', ipv6Frame('2001:db8:bad::1', '2001:db8::1')).retval, XDP_DROP);
+      assert.equal(dp.testRun('xdp', ipv4Frame('10.9.9.9', '10.0.0.1'), { repeat: 100 }).retval, XDP_PASS);
+      assert.equal(dp.testRun('tc', ipv4Frame('10.0.0.1', '10.9.9.9'), { repeat: 100 }).retval, TC_ACT_UNSPEC);
+
+      const ev = drain(ring);
+      const bySlot = (s: number) => ev.filter((e) => e.slot === s);
+      const rows = onlineCpuRows();
+      const burstPerRow = Math.max(1, Math.round(ON.burst / rows));
+      const e1 = bySlot(1);
+      assert.ok(e1.length >= 1 && e1.length <= burstPerRow + 1, `rule 1: ${e1.length} events for 5000 drops (burst ${burstPerRow} a row)`);
+      assert.equal(e1[0]!.kind, FW_EV_KIND_DROP);
+      assert.equal(e1[0]!.verdict, 1, 'drop');
+      assert.equal(e1[0]!.direction, 0, 'ingress');
+      assert.equal(e1[0]!.family, 4);
+      assert.equal(e1[0]!.ipProto, 17);
+      assert.deepEqual([e1[0]!.sport, e1[0]!.dport], [40000, 9]);
+      assert.deepEqual(e1[0]!.saddr, ip4('192.0.2.5'));
+      assert.deepEqual(e1[0]!.daddr, ip4('10.0.0.1'));
+      assert.equal(e1[0]!.pktLen, ipv4Frame('192.0.2.5', '10.0.0.1').length);
+      assert.equal(e1[0]!.packet.length, 0, 'no packet bytes with snap length 0');
+
+      const counters = readRuleCounters(dp, 8).packets;
+      const b = budgets(dp, 8);
+      const weights = e1.reduce((s, e) => s + e.weight, 0);
+      assert.equal(
+        BigInt(weights + b.pending[1]!),
+        counters[1]! - before[1]!,
+        'weights + pending = the drops counted since events were on',
+      );
+      assert.equal(b.lost[1], 0);
+
+      const e2 = bySlot(2);
+      assert.equal(e2.length, 1);
+      assert.equal(e2[0]!.verdict, 2, 'would-drop');
+      assert.equal(e2[0]!.weight, 1);
+      const e3 = bySlot(3);
+      assert.equal(e3.length, 1);
+      assert.equal(e3[0]!.direction, 1, 'egress');
+      assert.deepEqual(e3[0]!.daddr, ip4('203.0.113.7'));
+      const e4 = bySlot(4);
+      assert.equal(e4.length, 1);
+      assert.equal(e4[0]!.family, 6);
+      assert.equal(e4[0]!.saddr.length, 16);
+      assert.equal(ev.length, e1.length + 3, 'passes wrote nothing');
+      assert.ok(ev.every((e) => e.slot !== FW_EV_NO_SLOT));
+
+      // Packet bytes when a snap length is set.
+      dp.events().configure({ ...ON, ratePerSecond: 1000, burst: 1000, snapLen: 64 });
+      const f = ipv4Frame('10.0.0.1', '203.0.113.7', { length: 100 });
+      assert.equal(dp.testRun('tc', f).retval, TC_ACT_SHOT);
+      const snap = drain(ring);
+      assert.equal(snap.length, 1);
+      assert.deepEqual(snap[0]!.packet, f.subarray(0, 64), 'the first 64 bytes of the packet');
+      // A short packet: all of it.
+      const g = ipv4Frame('10.0.0.1', '203.0.113.7');
+      dp.testRun('tc', g);
+      assert.deepEqual(drain(ring)[0]!.packet, g);
+    } finally {
+      await ring.close();
+    }
+  });
+});
+
+test('drop events: the ring full counts lost events per rule; their drops stay pending; default drops have their own budget', async () => {
+  await withDatapath('evlost', { eventRingBytes: 4096, defaultAction: 'drop' }, async (dp) => {
+    applyOps(dp, [deny('ingress', '192.0.2.0/24', 1)]);
+    dp.events().configure({ enabled: true, ratePerSecond: 100_000, burst: 100_000, snapLen: 0 });
+    const ring = dp.events().openRing();
+    try {
+      // 4096 bytes hold 51 records of 80 bytes: 200 drops find no room for most.
+      dp.testRun('xdp', ipv4Frame('192.0.2.5', '10.0.0.1'), { repeat: 200 });
+      const b = budgets(dp, 4);
+      const ev = drain(ring);
+      assert.ok(ev.length > 0 && ev.length < 200, `${ev.length} events written`);
+      assert.equal(b.lost[1], 200 - ev.length, 'every event the ring refused is counted for its rule');
+      const weights = ev.reduce((s, e) => s + e.weight, 0);
+      assert.equal(weights + b.pending[1]!, 200, 'weights + pending = drops');
+      // After the ring drained, the next event carries the pending drops.
+      dp.testRun('xdp', ipv4Frame('192.0.2.5', '10.0.0.1'));
+      const next = drain(ring);
+      assert.equal(next.length, 1);
+      assert.equal(next[0]!.weight, b.pending[1]! + 1);
+      // Unmatched traffic dropped by the default: slot FW_EV_NO_SLOT, its own budget.
+      assert.equal(dp.testRun('xdp', ipv4Frame('10.9.9.9', '10.0.0.1')).retval, XDP_DROP);
+      const d = drain(ring);
+      assert.equal(d.length, 1);
+      assert.equal(d[0]!.slot, FW_EV_NO_SLOT);
+      assert.equal(budgets(dp, 4).defaultLost, 0);
+    } finally {
+      await ring.close();
+    }
+  });
+});
