@@ -75,6 +75,15 @@ export class FlushLoop {
     this.flush().catch(() => undefined);
   }
 
+  /**
+   * The database is reachable again (the health check saw it come back):
+   * a failing writer retries at its next tick instead of waiting out a
+   * backoff that grew during the outage (up to maxBackoffMs).
+   */
+  retrySoon(): void {
+    if (this.failingSince !== undefined) this.retryAt = 0;
+  }
+
   /** Counts rows set aside (the writer logs each once). */
   setAside(n: number): void {
     this.aside += n;
