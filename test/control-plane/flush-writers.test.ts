@@ -15,6 +15,7 @@ import postgres from 'postgres';
 import pino from 'pino';
 import { CounterAggregator } from '../../control-plane/src/counters/counter-aggregator.js';
 import { connect } from '../../control-plane/src/store/database.js';
+import { FlushLoop } from '../../control-plane/src/store/flush-loop.js';
 import { HealthMonitor } from '../../control-plane/src/health-monitor.js';
 import { migrate } from '../../control-plane/src/store/migrations.js';
 import { NodeTracker } from '../../control-plane/src/sync/node-tracker.js';
@@ -226,6 +227,33 @@ test('when the health check sees the database back, a writer whose backoff grew 
   } finally {
     await sql.end({ timeout: 1 }).catch(() => undefined);
     await own.stop();
+  }
+});
+
+test('a flush that was running when the database came back does not arm the long backoff again when it fails', async () => {
+  let calls = 0;
+  let failRunning!: (e: Error) => void;
+  const loop = new FlushLoop(
+    () => {
+      calls++;
+      if (calls <= 10) return Promise.reject(new Error('connect ECONNREFUSED'));
+      if (calls === 11) return new Promise<void>((_, reject) => (failRunning = reject));
+      return Promise.resolve();
+    },
+    { name: 'test', intervalMs: 50, maxBackoffMs: 60_000, logger: pino({ level: 'silent' }) },
+  );
+  try {
+    // Ten failures: the next retry is 50 ms * 2^10 (51 s) away.
+    for (let i = 0; i < 10; i++) await assert.rejects(loop.flush());
+    const running = loop.flush();
+    running.catch(() => undefined);
+    loop.retrySoon(); // the database is back while flush 11 is still trying
+    failRunning(new Error('connect ECONNREFUSED'));
+    await assert.rejects(running);
+    loop.start();
+    await eventually(() => calls >= 12 && !loop.failing, 'the next tick retried and succeeded', 10_000);
+  } finally {
+    loop.stop();
   }
 });
 

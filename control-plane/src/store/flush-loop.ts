@@ -32,6 +32,8 @@ export class FlushLoop {
   private lastError: string | undefined;
   private failures = 0;
   private retryAt = 0;
+  /** Bumped by retrySoon(): a flush already running when it came fails without arming the backoff. */
+  private nudges = 0;
   private aside = 0;
 
   constructor(
@@ -78,9 +80,12 @@ export class FlushLoop {
   /**
    * The database is reachable again (the health check saw it come back):
    * a failing writer retries at its next tick instead of waiting out a
-   * backoff that grew during the outage (up to maxBackoffMs).
+   * backoff that grew during the outage (up to maxBackoffMs). A flush
+   * running meanwhile (it may have tried before the database was back) does
+   * not arm the backoff again if it fails.
    */
   retrySoon(): void {
+    this.nudges++;
     if (this.failingSince !== undefined) this.retryAt = 0;
   }
 
@@ -104,6 +109,7 @@ export class FlushLoop {
   }
 
   private run(): Promise<void> {
+    const nudges = this.nudges;
     const p = this.flushNow();
     this.current = p;
     p.then(
@@ -124,7 +130,7 @@ export class FlushLoop {
           this.opts.logger.warn({ err, writer: this.opts.name }, 'writing to the database failed; retrying with backoff');
         }
         const backoff = Math.min(this.opts.maxBackoffMs ?? 30_000, this.opts.intervalMs * 2 ** Math.min(this.failures, 16));
-        this.retryAt = Date.now() + backoff;
+        this.retryAt = this.nudges === nudges ? Date.now() + backoff : 0;
       },
     ).finally(() => {
       if (this.current === p) this.current = undefined;
