@@ -230,7 +230,7 @@ test('when the health check sees the database back, a writer whose backoff grew 
   }
 });
 
-test('a flush that was running when the database came back does not arm the long backoff again when it fails', async () => {
+test('after the database came back: a flush that was running does not arm the long backoff when it fails, a later failure only its shortest step', async () => {
   let calls = 0;
   let failRunning!: (e: Error) => void;
   const loop = new FlushLoop(
@@ -238,6 +238,7 @@ test('a flush that was running when the database came back does not arm the long
       calls++;
       if (calls <= 10) return Promise.reject(new Error('connect ECONNREFUSED'));
       if (calls === 11) return new Promise<void>((_, reject) => (failRunning = reject));
+      if (calls === 12) return Promise.reject(new Error('the database is starting up'));
       return Promise.resolve();
     },
     { name: 'test', intervalMs: 50, maxBackoffMs: 60_000, logger: pino({ level: 'silent' }) },
@@ -251,7 +252,9 @@ test('a flush that was running when the database came back does not arm the long
     failRunning(new Error('connect ECONNREFUSED'));
     await assert.rejects(running);
     loop.start();
-    await eventually(() => calls >= 12 && !loop.failing, 'the next tick retried and succeeded', 10_000);
+    // Flush 12 (the next tick) fails too: its backoff is 50 ms * 2, not 51 s; flush 13 succeeds.
+    await eventually(() => calls >= 13 && !loop.failing, 'the retries after the nudge, then success', 10_000);
+    assert.equal(loop.health.consecutiveFailures, 0);
   } finally {
     loop.stop();
   }
