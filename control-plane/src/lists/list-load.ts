@@ -7,10 +7,10 @@
 // file that cannot be read as the list says). No database.
 import { BlocklistError } from '../../../common/src/blocklist/errors.js';
 import type { LineResult } from '../../../common/src/blocklist/types.js';
-import { formatPrefix, type Prefix } from '../../../common/src/cidr.js';
+import { formatPrefix } from '../../../common/src/cidr.js';
 import type { ImportLineError } from '../../../proto/gen/fleetwall/v1/rule_service.js';
 import { blocklistParser, formatOfSummary } from '../rules/blocklist-options.js';
-import { guardIsOpen, guardPrefix } from '../services/import-guard.js';
+import { type LockoutContext, prefixCheck } from '../services/import-guard.js';
 import { EntrySet } from './entry-set.js';
 import { FetchFailure, type FetchOptions, openList, type Validators } from './list-source.js';
 import type { ListSpec } from './list-spec.js';
@@ -49,15 +49,8 @@ export type Loaded =
   | { readonly kind: 'fetch-failed'; readonly httpStatus: number; readonly message: string }
   | { readonly kind: 'parse-failed'; readonly httpStatus: number; readonly message: string; readonly error: BlocklistError };
 
-/** The lockout guard's refusal of one prefix of a deny list (null: may be written). */
-export type ProtectedRefusal = (p: Prefix) => { readonly reason: string; readonly message: string } | null;
-
-export async function loadList(
-  spec: ListSpec,
-  validators: Validators,
-  fetch: FetchOptions,
-  isProtected?: ProtectedRefusal,
-): Promise<Loaded> {
+/** `lockout`: the lockout guard's checker and direction for an enforce-mode deny list. */
+export async function loadList(spec: ListSpec, validators: Validators, fetch: FetchOptions, lockout?: LockoutContext): Promise<Loaded> {
   let opened: Awaited<ReturnType<typeof openList>>;
   try {
     opened = await openList(spec.url, validators, fetch);
@@ -67,8 +60,8 @@ export async function loadList(
   }
   if (opened.kind === 'not-modified') return opened;
   const parser = blocklistParser({ format: spec.format, column: spec.column }, 'list');
-  const guard = { action: spec.action, allowPrivate: spec.allowPrivate };
-  const open = guardIsOpen(guard);
+  // Local ranges, then the lockout guard: a list holds what either refuses (no force).
+  const refuse = prefixCheck({ action: spec.action, allowPrivate: spec.allowPrivate }, lockout);
   const entries = new EntrySet();
   const invalidLines: ImportLineError[] = [];
   const localLines: ImportLineError[] = [];
@@ -82,7 +75,7 @@ export async function loadList(
         continue;
       }
       for (const p of r.prefixes) {
-        const refusal = (open ? null : guardPrefix(p, guard)) ?? isProtected?.(p) ?? null;
+        const refusal = refuse(p, 'entry');
         if (refusal) {
           skippedLocal++;
           if (localLines.length < REPORTED_LINES) {
