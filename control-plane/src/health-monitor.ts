@@ -2,7 +2,9 @@
 // the read pool, bounded in time) and no batched writer (node state, counter
 // totals) failing its flushes. Checked every second for grpc.health.v1
 // (SERVING / NOT_SERVING, changed only when it changes) and on every
-// /healthz request.
+// /healthz request. When the database answers again after a check found it
+// unreachable, the failing writers are told to retry now (their backoff may
+// have grown to 30 s during the outage).
 import type { Logger } from 'pino';
 import type { Sql } from 'postgres';
 import type { WriterHealth } from './store/flush-loop.js';
@@ -29,10 +31,11 @@ export class HealthMonitor {
   private timer: NodeJS.Timeout | undefined;
   private serving: boolean | undefined;
   private stopped = false;
+  private databaseWasReachable = true;
 
   constructor(
     private readonly readSql: Sql,
-    private readonly writers: readonly { readonly health: WriterHealth }[],
+    private readonly writers: readonly { readonly health: WriterHealth; retrySoon(): void }[],
     private readonly setServing: (serving: boolean) => void,
     private readonly logger: Logger,
   ) {}
@@ -80,6 +83,8 @@ export class HealthMonitor {
 
   async check(): Promise<HealthReport> {
     const dbOk = await this.ping();
+    if (dbOk && !this.databaseWasReachable) for (const w of this.writers) w.retrySoon();
+    this.databaseWasReachable = dbOk;
     const writers = this.writers.map(({ health: w }) => ({
       name: w.name,
       ok: w.failingSince === undefined,

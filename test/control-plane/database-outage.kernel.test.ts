@@ -5,17 +5,21 @@
 //
 //  - every API call, gRPC and HTTP, answers UNAVAILABLE / 503
 //    STORE_UNAVAILABLE within its deadline, saying the database is
-//    unreachable - never INTERNAL, never a hang; /healthz is 503 and
-//    grpc.health.v1 NOT_SERVING;
+//    unreachable - never INTERNAL, never a hang - as the outage starts and
+//    again at its end; /healthz is 503 and grpc.health.v1 NOT_SERVING;
 //  - the agents keep their streams and the kernel keeps enforcing;
 //  - counters reported meanwhile are kept and written once it is back;
-//  - the import in flight fails cleanly and stores nothing;
+//  - the import in flight fails cleanly (UNAVAILABLE STORE_UNAVAILABLE,
+//    naming the database) and stores nothing;
 //  - when Postgres returns the control plane recovers by itself (no
 //    restart): writes reach the agents, /healthz is 200, SERVING again, a new
 //    agent syncs, and the store holds no half-written write.
 //
 // The issue asks for 30 s; the suite stops Postgres for 3 s. Run the full
-// 30 s with FLEETWALL_TEST_OUTAGE_MS=30000.
+// 30 s with FLEETWALL_TEST_OUTAGE_MS=30000: it passes, and the file then
+// takes 96-100 s on the shared 2-vCPU machine (about 24 s at 3 s), too long
+// for every `npm test`. Only the long run lets the writers' backoff grow
+// toward its 30 s cap (what flush-writers.test.ts covers on its own).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { credentials, loadPackageDefinition, Metadata, type ServiceError, status } from '@grpc/grpc-js';
@@ -146,71 +150,75 @@ test(`Postgres stopped for ${OUTAGE_MS} ms under a running fleet: UNAVAILABLE ev
         await pg.stopServer();
         const outageStart = Date.now();
 
-        const calls: [string, object, string, unknown][] = [
-          [
-            'CreateRule',
-            cp.clients.rules,
-            'createRule',
-            CreateRuleRequest.fromPartial({ rule: { cidr: '203.0.113.1', action: Action.ACTION_DENY } }),
-          ],
-          [
-            'BatchCreateRules',
-            cp.clients.rules,
-            'batchCreateRules',
-            BatchCreateRulesRequest.fromPartial({ requests: [{ rule: { cidr: '203.0.113.2', action: Action.ACTION_DENY } }] }),
-          ],
-          ['GetRule', cp.clients.rules, 'getRule', GetRuleRequest.fromPartial({ id: deny.rule.id })],
-          ['ListRules', cp.clients.rules, 'listRules', ListRulesRequest.fromPartial({})],
-          [
-            'UpdateRule',
-            cp.clients.rules,
-            'updateRule',
-            UpdateRuleRequest.fromPartial({ rule: { id: deny.rule.id, comment: 'x' }, updateMask: ['comment'] }),
-          ],
-          ['DeleteRule', cp.clients.rules, 'deleteRule', DeleteRuleRequest.fromPartial({ id: deny.rule.id })],
-          [
-            'ManageAddress',
-            cp.clients.rules,
-            'manageAddress',
-            ManageAddressRequest.fromPartial({ operation: AddressOperation.ADDRESS_OPERATION_BLOCK, address: '203.0.113.3' }),
-          ],
-          ['ListNodes', cp.clients.nodes, 'listNodes', ListNodesRequest.fromPartial({})],
-          ['GetNode', cp.clients.nodes, 'getNode', GetNodeRequest.fromPartial({ name: 'fleet-1' })],
-          ['DeleteNode', cp.clients.nodes, 'deleteNode', DeleteNodeRequest.fromPartial({ name: 'fleet-9' })],
-          ['GetCounters', cp.clients.counters, 'getCounters', GetCountersRequest.fromPartial({})],
-          ['Explain', cp.clients.explain, 'explain', ExplainRequest.fromPartial({ address: blocked })],
-        ];
-        for (const [name, client, method, req] of calls) {
-          const { err, ms } = await timedCall(client, method, req);
-          assert.ok(err, `${name} failed`);
-          assert.equal(err.code, status.UNAVAILABLE, `${name}: ${status[err.code]} ${err.details}`);
-          assert.equal(errorInfoOf(err)?.reason, 'STORE_UNAVAILABLE', name);
-          assert.match(err.details, /database .*unreachable/, name);
-          assert.ok(ms <= CALL_TIMEOUT_MS + 1000, `${name} answered within its deadline (${ms} ms)`);
-        }
         const base = `http://127.0.0.1:${cp.httpPort}`;
-        const httpCalls: [string, string, unknown?][] = [
-          ['GET', '/v1/rules'],
-          ['GET', `/v1/rules/${deny.rule.id}`],
-          ['POST', '/v1/rules', { cidr: '203.0.113.4', action: 'ACTION_DENY' }],
-          ['GET', '/v1/nodes'],
-          ['GET', '/v1/counters'],
-          ['GET', `/v1/explain?address=${blocked}`],
-          ['POST', '/manage-ip', { action: 'block', ip: '203.0.113.5' }],
-        ];
-        for (const [method, path, body] of httpCalls) {
-          const started = Date.now();
-          const res = await fetch(`${base}${path}`, {
-            method,
-            ...(body ? { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) } : {}),
-            signal: AbortSignal.timeout(3 * CALL_TIMEOUT_MS),
-          });
-          const j = (await res.json()) as { reason?: string; message?: string };
-          assert.equal(res.status, 503, `${method} ${path}: ${res.status} ${JSON.stringify(j)}`);
-          assert.equal(j.reason, 'STORE_UNAVAILABLE');
-          assert.match(j.message ?? '', /unreachable/);
-          assert.ok(Date.now() - started <= CALL_TIMEOUT_MS + 1000, `${method} ${path} within its deadline`);
-        }
+        /** Every call, gRPC and HTTP: UNAVAILABLE / 503 STORE_UNAVAILABLE naming the database, within its deadline. */
+        const assertAllUnavailable = async (when: string): Promise<void> => {
+          const calls: [string, object, string, unknown][] = [
+            [
+              'CreateRule',
+              cp.clients.rules,
+              'createRule',
+              CreateRuleRequest.fromPartial({ rule: { cidr: '203.0.113.1', action: Action.ACTION_DENY } }),
+            ],
+            [
+              'BatchCreateRules',
+              cp.clients.rules,
+              'batchCreateRules',
+              BatchCreateRulesRequest.fromPartial({ requests: [{ rule: { cidr: '203.0.113.2', action: Action.ACTION_DENY } }] }),
+            ],
+            ['GetRule', cp.clients.rules, 'getRule', GetRuleRequest.fromPartial({ id: deny.rule.id })],
+            ['ListRules', cp.clients.rules, 'listRules', ListRulesRequest.fromPartial({})],
+            [
+              'UpdateRule',
+              cp.clients.rules,
+              'updateRule',
+              UpdateRuleRequest.fromPartial({ rule: { id: deny.rule.id, comment: 'x' }, updateMask: ['comment'] }),
+            ],
+            ['DeleteRule', cp.clients.rules, 'deleteRule', DeleteRuleRequest.fromPartial({ id: deny.rule.id })],
+            [
+              'ManageAddress',
+              cp.clients.rules,
+              'manageAddress',
+              ManageAddressRequest.fromPartial({ operation: AddressOperation.ADDRESS_OPERATION_BLOCK, address: '203.0.113.3' }),
+            ],
+            ['ListNodes', cp.clients.nodes, 'listNodes', ListNodesRequest.fromPartial({})],
+            ['GetNode', cp.clients.nodes, 'getNode', GetNodeRequest.fromPartial({ name: 'fleet-1' })],
+            ['DeleteNode', cp.clients.nodes, 'deleteNode', DeleteNodeRequest.fromPartial({ name: 'fleet-9' })],
+            ['GetCounters', cp.clients.counters, 'getCounters', GetCountersRequest.fromPartial({})],
+            ['Explain', cp.clients.explain, 'explain', ExplainRequest.fromPartial({ address: blocked })],
+          ];
+          for (const [name, client, method, req] of calls) {
+            const { err, ms } = await timedCall(client, method, req);
+            assert.ok(err, `${name} failed ${when}`);
+            assert.equal(err.code, status.UNAVAILABLE, `${name} ${when}: ${status[err.code]} ${err.details}`);
+            assert.equal(errorInfoOf(err)?.reason, 'STORE_UNAVAILABLE', `${name} ${when}`);
+            assert.match(err.details, /database .*unreachable/, `${name} ${when}`);
+            assert.ok(ms <= CALL_TIMEOUT_MS + 1000, `${name} ${when} answered within its deadline (${ms} ms)`);
+          }
+          const httpCalls: [string, string, unknown?][] = [
+            ['GET', '/v1/rules'],
+            ['GET', `/v1/rules/${deny.rule.id}`],
+            ['POST', '/v1/rules', { cidr: '203.0.113.4', action: 'ACTION_DENY' }],
+            ['GET', '/v1/nodes'],
+            ['GET', '/v1/counters'],
+            ['GET', `/v1/explain?address=${blocked}`],
+            ['POST', '/manage-ip', { action: 'block', ip: '203.0.113.5' }],
+          ];
+          for (const [method, path, body] of httpCalls) {
+            const started = Date.now();
+            const res = await fetch(`${base}${path}`, {
+              method,
+              ...(body ? { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) } : {}),
+              signal: AbortSignal.timeout(3 * CALL_TIMEOUT_MS),
+            });
+            const j = (await res.json()) as { reason?: string; message?: string };
+            assert.equal(res.status, 503, `${method} ${path} ${when}: ${res.status} ${JSON.stringify(j)}`);
+            assert.equal(j.reason, 'STORE_UNAVAILABLE', `${method} ${path} ${when}`);
+            assert.match(j.message ?? '', /database .*unreachable/, `${method} ${path} ${when}`);
+            assert.ok(Date.now() - started <= CALL_TIMEOUT_MS + 1000, `${method} ${path} ${when} within its deadline`);
+          }
+        };
+        await assertAllUnavailable('as the outage starts');
         const hz = await fetch(`${base}/healthz`);
         assert.equal(hz.status, 503);
         assert.equal(((await hz.json()) as { reason: string }).reason, 'STORE_UNAVAILABLE');
@@ -227,9 +235,13 @@ test(`Postgres stopped for ${OUTAGE_MS} ms under a running fleet: UNAVAILABLE ev
         );
         assert.ok(imp, 'the import failed');
         assert.equal(imp.code, status.UNAVAILABLE, `${status[imp.code]} ${imp.details}`);
+        assert.equal(errorInfoOf(imp)?.reason, 'STORE_UNAVAILABLE', imp.details);
+        assert.match(imp.details, /database .*unreachable/);
 
-        // Stay out for the whole outage: enforcement and the streams hold.
+        // Stay out for the whole outage: enforcement and the streams hold, and calls still answer at once.
         await new Promise((r) => setTimeout(r, Math.max(0, outageStart + OUTAGE_MS - Date.now())));
+        await assertAllUnavailable(`after ${OUTAGE_MS} ms of outage`);
+        assert.equal((await fetch(`${base}/healthz`)).status, 503, '/healthz 503 until the end');
         assert.equal((await ping(bed, { from: 'a', src: blocked, dst: bed.b.v4, count: 2 })).received, 0, 'still blocked in the outage');
         const h = await agent.health();
         assert.equal(h.connected, true, 'the real agent kept its stream');

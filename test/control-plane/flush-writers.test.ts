@@ -3,8 +3,9 @@
 // logged once while every other row is written, instead of failing every
 // later flush (which made every new Sync stream fail and /v1/counters answer
 // 500); a flush that fails because the database is away is retried with
-// backoff, and a read does not wait for it; /healthz and grpc.health.v1
-// report a failing writer, and recover with it.
+// backoff (cut short when the health check sees the database come back),
+// and a read does not wait for it; /healthz and grpc.health.v1 report a
+// failing writer, and recover with it.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { credentials, loadPackageDefinition } from '@grpc/grpc-js';
@@ -14,6 +15,8 @@ import postgres from 'postgres';
 import pino from 'pino';
 import { CounterAggregator } from '../../control-plane/src/counters/counter-aggregator.js';
 import { connect } from '../../control-plane/src/store/database.js';
+import { FlushLoop } from '../../control-plane/src/store/flush-loop.js';
+import { HealthMonitor } from '../../control-plane/src/health-monitor.js';
 import { migrate } from '../../control-plane/src/store/migrations.js';
 import { NodeTracker } from '../../control-plane/src/sync/node-tracker.js';
 import { Hello } from '../../proto/gen/fleetwall/v1/agent_service.js';
@@ -189,6 +192,71 @@ test('the database away: flushes fail and are retried with backoff, reads do not
   } finally {
     await sql.end({ timeout: 1 }).catch(() => undefined);
     await own.stop();
+  }
+});
+
+test('when the health check sees the database back, a writer whose backoff grew in the outage retries at once', async () => {
+  const own = await startTestPostgres();
+  const url = await own.newDatabase();
+  const sql = postgres(url, { max: 3, onnotice: () => {}, types: { bigint: postgres.BigInt }, connect_timeout: 2 });
+  try {
+    await migrate(sql, pino({ level: 'silent' }));
+    const agg = new CounterAggregator(sql, 1000, pino({ level: 'silent' }));
+    const monitor = new HealthMonitor(sql, [agg], () => undefined, pino({ level: 'silent' }));
+    agg.start();
+    try {
+      await agg.attach('n', 1);
+      agg.apply('n', 1, report([[3n, 10n]]));
+      await agg.flush();
+      await own.stopServer();
+      assert.equal((await monitor.check()).database, 'unreachable');
+      agg.apply('n', 1, report([[3n, 25n]]));
+      // Five failures: the next retry is 1 s * 2^5, capped at 30 s, away.
+      for (let i = 0; i < 5; i++) await assert.rejects(agg.flush());
+      assert.equal(agg.health.consecutiveFailures, 5);
+      await own.startServer();
+      // As the monitor's timer does: check until the database answers (the first pings may meet dropped connections).
+      await eventually(async () => (await monitor.check()).database === 'ok', 'the health check reaching the database');
+      // Well inside the 30 s backoff: the check told the writer to retry.
+      await eventually(() => agg.health.failingSince === undefined, 'the writer retried once the database was back', 10_000);
+      const [row] = await withSql(url, (s) => s<{ packets: string }[]>`select packets::text from node_rule_counters where node_name = 'n'`);
+      assert.equal(row!.packets, '25');
+    } finally {
+      agg.stop();
+    }
+  } finally {
+    await sql.end({ timeout: 1 }).catch(() => undefined);
+    await own.stop();
+  }
+});
+
+test('after the database came back: a flush that was running does not arm the long backoff when it fails, a later failure only its shortest step', async () => {
+  let calls = 0;
+  let failRunning!: (e: Error) => void;
+  const loop = new FlushLoop(
+    () => {
+      calls++;
+      if (calls <= 10) return Promise.reject(new Error('connect ECONNREFUSED'));
+      if (calls === 11) return new Promise<void>((_, reject) => (failRunning = reject));
+      if (calls === 12) return Promise.reject(new Error('the database is starting up'));
+      return Promise.resolve();
+    },
+    { name: 'test', intervalMs: 50, maxBackoffMs: 60_000, logger: pino({ level: 'silent' }) },
+  );
+  try {
+    // Ten failures: the next retry is 50 ms * 2^10 (51 s) away.
+    for (let i = 0; i < 10; i++) await assert.rejects(loop.flush());
+    const running = loop.flush();
+    running.catch(() => undefined);
+    loop.retrySoon(); // the database is back while flush 11 is still trying
+    failRunning(new Error('connect ECONNREFUSED'));
+    await assert.rejects(running);
+    loop.start();
+    // Flush 12 (the next tick) fails too: its backoff is 50 ms * 2, not 51 s; flush 13 succeeds.
+    await eventually(() => calls >= 13 && !loop.failing, 'the retries after the nudge, then success', 10_000);
+    assert.equal(loop.health.consecutiveFailures, 0);
+  } finally {
+    loop.stop();
   }
 });
 

@@ -119,8 +119,14 @@ export async function importCommand(ctx: Context, argv: string[]): Promise<void>
     }
     if (chunk.length > 0) await send(ImportRulesRequest.fromPartial({ part: { $case: 'chunk', value: { lines: chunk } } }));
   } catch (e) {
+    // Cancelled, never half-closed: the server commits an import only when its stream ends normally.
     call.cancel();
-    throw new CliError(`reading ${path} failed: ${(e as Error).message}`, ExitCode.Usage, 'FILE_NOT_READABLE');
+    progress.finish();
+    throw new CliError(
+      `reading ${path === '-' ? 'stdin' : path} failed: ${(e as Error).message}; the import was cancelled and nothing was stored`,
+      ExitCode.Usage,
+      'FILE_NOT_READABLE',
+    );
   }
   progress.update(bytes, `${count(lines)} lines sent, committing`);
   call.end();

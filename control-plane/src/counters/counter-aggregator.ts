@@ -115,6 +115,11 @@ export class CounterAggregator {
     return this.loop.health;
   }
 
+  /** The database is back: retry a failing flush now (FlushLoop.retrySoon). */
+  retrySoon(): void {
+    this.loop.retrySoon();
+  }
+
   /** Loads the node's stored totals and last values (call before its first report); an earlier stream's totals in memory are taken over. */
   async attach(node: string, sessionId: number): Promise<void> {
     const held = this.nodes.get(node);

@@ -17,7 +17,7 @@ import type { LineResult } from '../../../common/src/blocklist/types.js';
 import { formatPrefix, type Prefix } from '../../../common/src/cidr.js';
 import type { ImportLineError } from '../../../proto/gen/fleetwall/v1/rule_service.js';
 import { blocklistParser, formatOfSummary } from '../rules/blocklist-options.js';
-import { guardIsOpen, guardPrefix } from '../services/import-guard.js';
+import { guardIsOpen, type LockoutContext, prefixCheck } from '../services/import-guard.js';
 import { EntrySet } from './entry-set.js';
 import { FetchFailure, type FetchOptions, openList, type Validators } from './list-source.js';
 import type { ListSpec } from './list-spec.js';
@@ -56,20 +56,8 @@ export type Loaded =
   | { readonly kind: 'fetch-failed'; readonly httpStatus: number; readonly message: string }
   | { readonly kind: 'parse-failed'; readonly httpStatus: number; readonly message: string; readonly error: BlocklistError };
 
-/** The lockout guard, for a deny list. */
-export interface ProtectedRefusal {
-  /** Its refusal of one prefix (null: may be written). */
-  refusal(p: Prefix): { readonly reason: string; readonly message: string } | null;
-  /** Whether it refuses the IPv4 prefix `addr`/`len` (addr a u32). */
-  refusesV4(addr: number, len: number): boolean;
-}
-
-export async function loadList(
-  spec: ListSpec,
-  validators: Validators,
-  fetch: FetchOptions,
-  isProtected?: ProtectedRefusal,
-): Promise<Loaded> {
+/** `lockout`: the lockout guard's checker and direction for an enforce-mode deny list. */
+export async function loadList(spec: ListSpec, validators: Validators, fetch: FetchOptions, lockout?: LockoutContext): Promise<Loaded> {
   let opened: Awaited<ReturnType<typeof openList>>;
   try {
     opened = await openList(spec.url, validators, fetch);
@@ -79,8 +67,10 @@ export async function loadList(
   }
   if (opened.kind === 'not-modified') return opened;
   const parser = blocklistParser({ format: spec.format, column: spec.column }, 'list');
+  // Local ranges, then the lockout guard: a list holds what either refuses (no force).
   const guard = { action: spec.action, allowPrivate: spec.allowPrivate };
   const open = guardIsOpen(guard);
+  const refuse = prefixCheck(guard, lockout);
   const entries = new EntrySet();
   const invalidLines: ImportLineError[] = [];
   /**
@@ -92,7 +82,7 @@ export async function loadList(
   let localFull = false;
   let skippedLocal = 0;
   const prefix = (p: Prefix, line: number) => {
-    const refusal = (open ? null : guardPrefix(p, guard)) ?? isProtected?.refusal(p) ?? null;
+    const refusal = refuse(p, 'entry');
     if (refusal) {
       skippedLocal++;
       if (!localFull) {
@@ -103,7 +93,7 @@ export async function loadList(
   const v4: V4Sink = (key, line) => {
     const addr = v4KeyAddress(key);
     const len = key - addr * 64;
-    if ((!open && hasLocalOverlapV4(addr, len)) || isProtected?.refusesV4(addr, len)) prefix(v4KeyPrefix(key), line);
+    if ((!open && hasLocalOverlapV4(addr, len)) || lockout?.checker.hitsV4(addr, len)) prefix(v4KeyPrefix(key), line);
     else entries.addV4Key(key);
   };
   const take = (results: readonly LineResult[]) => {

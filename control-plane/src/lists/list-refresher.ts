@@ -18,8 +18,9 @@ import { FleetwallError } from '../errors/fleetwall-error.js';
 import { blocklistFailure } from '../rules/blocklist-options.js';
 import { writeTransaction } from '../store/write-transaction.js';
 import { diffEntries, type EntrySet } from './entry-set.js';
-import { type Loaded, loadList, type ParseStats, type ProtectedRefusal } from './list-load.js';
-import { type LockoutGuard, lockoutError } from '../lockout/lockout-guard.js';
+import { type Loaded, loadList, type ParseStats } from './list-load.js';
+import type { LockoutContext } from '../services/import-guard.js';
+import type { LockoutGuard } from '../lockout/lockout-guard.js';
 import { policyDirection } from '../rules/enums.js';
 import { Action, Mode } from '../../../proto/gen/fleetwall/v1/rule.js';
 import type { ListMetricsSink } from './list-metrics.js';
@@ -84,20 +85,10 @@ export class ListRefresher {
     this.fetch = { ...config.fetch, signal: this.stopping.signal };
   }
 
-  /** For a deny list in enforce mode: the lockout guard's refusal per prefix, as of now. */
-  private async protectedRefusal(spec: ListSpec): Promise<ProtectedRefusal | undefined> {
+  /** For a deny list in enforce mode: the lockout guard's checker as of now, and the list's direction. */
+  private async protectedRefusal(spec: ListSpec): Promise<LockoutContext | undefined> {
     if (!this.config.lockout || spec.action !== Action.ACTION_DENY || spec.mode === Mode.MODE_MONITOR) return undefined;
-    const checker = await this.config.lockout.checker();
-    const direction = policyDirection(spec.direction);
-    return {
-      refusal: (p) => {
-        const hit = checker.lockoutCheck(p, direction);
-        if (!hit) return null;
-        const e = lockoutError('entry', hit);
-        return { reason: e.reason, message: e.message };
-      },
-      refusesV4: (addr, len) => checker.hitsV4(addr, len),
-    };
+    return { checker: await this.config.lockout.checker(), direction: policyDirection(spec.direction) };
   }
 
   /** Ends fetches in progress (they fail as "stopped"; nothing is applied). */

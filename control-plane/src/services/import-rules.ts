@@ -41,9 +41,9 @@ import type { RuleStore } from '../store/rule-store.js';
 import { tableIndex } from '../sync/rule-cache.js';
 import type { CallContext } from './call-context.js';
 import type { CapacityGuard } from './capacity-guard.js';
-import { type GuardContext, guardIsOpen, guardPrefix } from './import-guard.js';
+import { prefixCheck } from './import-guard.js';
 import { Action, Mode } from '../../../proto/gen/fleetwall/v1/rule.js';
-import { type LockoutChecker, type LockoutGuard, lockoutError } from '../lockout/lockout-guard.js';
+import type { LockoutGuard } from '../lockout/lockout-guard.js';
 
 export interface ImportLimits extends ValidationLimits {
   readonly maxImportLines: number;
@@ -155,12 +155,13 @@ export async function importRules(
     const now = deps.now();
     const expireTime = header.ttl ? expiryFromTtl(header.ttl, now, 'header.ttl') : null;
     const parser = blocklistParser({ format: header.format, column: header.column }, 'header');
-    const guard: GuardContext = { action: t.action, allowPrivate: header.allowPrivate };
-    const guardOpen = guardIsOpen(guard);
-    // The lockout guard's one decision, per deny line (enforce mode): refused lines are reported like invalid ones.
-    const lockout: LockoutChecker | undefined =
-      deps.guard && t.action === Action.ACTION_DENY && t.mode !== Mode.MODE_MONITOR ? await deps.guard.checker() : undefined;
-    const direction = policyDirection(t.direction);
+    // Local ranges, then the lockout guard (enforce-mode deny lines): a lockout refusal is reported like an invalid line.
+    const refuse = prefixCheck(
+      { action: t.action, allowPrivate: header.allowPrivate },
+      deps.guard && t.action === Action.ACTION_DENY && t.mode !== Mode.MODE_MONITOR
+        ? { checker: await deps.guard.checker(), direction: policyDirection(t.direction) }
+        : undefined,
+    );
     // Canonical CIDRs in the order first seen (a Set keeps insertion order).
     const seen = new Set<string>();
     const invalidLines: ImportLineError[] = [];
@@ -182,20 +183,18 @@ export async function importRules(
           continue;
         }
         for (const p of r.prefixes) {
-          const refusal = guardOpen ? null : guardPrefix(p, guard);
-          if (refusal) {
+          const refusal = refuse(p, `line ${r.line}`);
+          if (refusal?.check === 'local-range') {
             skippedLocal++;
             if (localLines.length < MAX_REPORTED_INVALID) {
               localLines.push({ lineNumber: BigInt(r.line), line: formatPrefix(p), message: refusal.message, reason: refusal.reason });
             }
             continue;
           }
-          const hit = lockout?.lockoutCheck(p, direction);
-          if (hit) {
+          if (refusal) {
             invalid++;
             if (invalidLines.length < MAX_REPORTED_INVALID) {
-              const e = lockoutError(`line ${r.line}`, hit);
-              invalidLines.push({ lineNumber: BigInt(r.line), line: formatPrefix(p), message: e.message, reason: e.reason });
+              invalidLines.push({ lineNumber: BigInt(r.line), line: formatPrefix(p), message: refusal.message, reason: refusal.reason });
             }
             continue;
           }

@@ -32,6 +32,10 @@ export class FlushLoop {
   private lastError: string | undefined;
   private failures = 0;
   private retryAt = 0;
+  /** Bumped by retrySoon(): a flush already running when it came fails without arming the backoff. */
+  private nudges = 0;
+  /** The backoff's exponent: failures since the last success or retrySoon(). */
+  private backoffStep = 0;
   private aside = 0;
 
   constructor(
@@ -75,6 +79,20 @@ export class FlushLoop {
     this.flush().catch(() => undefined);
   }
 
+  /**
+   * The database is reachable again (the health check saw it come back):
+   * a failing writer retries at its next tick instead of waiting out a
+   * backoff that grew during the outage (up to maxBackoffMs), and the
+   * backoff starts again from its shortest step. A flush running meanwhile
+   * (it may have tried before the database was back) does not arm the
+   * backoff if it fails.
+   */
+  retrySoon(): void {
+    this.nudges++;
+    this.backoffStep = 0;
+    if (this.failingSince !== undefined) this.retryAt = 0;
+  }
+
   /** Counts rows set aside (the writer logs each once). */
   setAside(n: number): void {
     this.aside += n;
@@ -95,6 +113,7 @@ export class FlushLoop {
   }
 
   private run(): Promise<void> {
+    const nudges = this.nudges;
     const p = this.flushNow();
     this.current = p;
     p.then(
@@ -105,6 +124,7 @@ export class FlushLoop {
         this.failingSince = undefined;
         this.lastError = undefined;
         this.failures = 0;
+        this.backoffStep = 0;
         this.retryAt = 0;
       },
       (err: unknown) => {
@@ -114,7 +134,12 @@ export class FlushLoop {
           this.failingSince = new Date();
           this.opts.logger.warn({ err, writer: this.opts.name }, 'writing to the database failed; retrying with backoff');
         }
-        const backoff = Math.min(this.opts.maxBackoffMs ?? 30_000, this.opts.intervalMs * 2 ** Math.min(this.failures, 16));
+        if (this.nudges !== nudges) {
+          this.retryAt = 0;
+          return;
+        }
+        this.backoffStep++;
+        const backoff = Math.min(this.opts.maxBackoffMs ?? 30_000, this.opts.intervalMs * 2 ** Math.min(this.backoffStep, 16));
         this.retryAt = Date.now() + backoff;
       },
     ).finally(() => {

@@ -77,6 +77,11 @@ export class NodeTracker {
     return this.loop.health;
   }
 
+  /** The database is back: retry a failing flush now (FlushLoop.retrySoon). */
+  retrySoon(): void {
+    this.loop.retrySoon();
+  }
+
   get connectedCount(): number {
     let n = 0;
     for (const s of this.nodes.values()) if (!s.closed) n++;

@@ -4,17 +4,18 @@
 // DEADLINE_EXCEEDED over gRPC and 504 over HTTP once FLEETWALL_CALL_TIMEOUT
 // has passed, naming the setting; reads, /healthz and /manage-ip's answers do
 // not wait for it; Postgres's statement_timeout then ends the held statement
-// and nothing of it is stored. The gRPC server tells every client
-// FLEETWALL_GRPC_MAX_CONCURRENT_STREAMS in its HTTP/2 SETTINGS.
+// and nothing of it is stored. A create stuck on another writer's row does
+// not hold back the creates after it (the group commit starts another group).
+// The HTTP/2 stream bound: stream-limit.test.ts.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect } from 'node:http2';
 import { Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import { Action } from '../../../proto/gen/fleetwall/v1/rule.js';
 import { CreateRuleRequest, ListRulesRequest } from '../../../proto/gen/fleetwall/v1/rule_service.js';
 import { errorInfoOf, unaryCall } from '../../support/control-plane.js';
 import { eventually } from '../../support/eventually.js';
 import { withSql } from '../../support/rule-fixtures.js';
+import { selectorKey } from '../../../control-plane/src/rules/selector.js';
 import { assertStillServes, http, type Rig, startRig, storeCounts } from './rig.js';
 
 // Short enough for the test, long enough that ordinary calls on a busy machine never reach it.
@@ -23,7 +24,7 @@ const CALL_TIMEOUT_MS = 3000;
 let rig: Rig;
 
 before(async () => {
-  rig = await startRig({ callTimeoutMs: CALL_TIMEOUT_MS, dbStatementTimeoutMs: 2 * CALL_TIMEOUT_MS, grpcMaxConcurrentStreams: 7 });
+  rig = await startRig({ callTimeoutMs: CALL_TIMEOUT_MS, dbStatementTimeoutMs: 2 * CALL_TIMEOUT_MS });
   await rig.api.create({ rule: { cidr: '192.0.2.0/24', action: Action.ACTION_DENY, comment: 'kept' } });
 });
 
@@ -114,14 +115,50 @@ test('a write held up in the database: DEADLINE_EXCEEDED / 504 naming FLEETWALL_
   await assertStillServes(rig, 'held writes');
 });
 
-test('the gRPC server advertises FLEETWALL_GRPC_MAX_CONCURRENT_STREAMS in its HTTP/2 SETTINGS', async () => {
-  const session = connect(`http://${rig.cp.target}`);
-  session.on('error', () => undefined);
+test("a create stuck on another writer's uncommitted row does not hold back the creates after it", async () => {
+  // Another session's uncommitted rule with the same identity: the create's insert waits for it.
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  let inserted!: () => void;
+  const taken = new Promise<void>((r) => (inserted = r));
+  const holder = withSql(rig.url, (sql) =>
+    sql
+      .begin(async (tx) => {
+        await tx`set local idle_in_transaction_session_timeout = 0`;
+        await tx`insert into rules (cidr, action, direction, selector, selector_key, mode, create_time, update_time, write_id)
+                 values ('203.0.113.60/32', 1, 1, '{}', ${selectorKey({})}, 1, now(), now(), 0)`;
+        inserted();
+        await held;
+        throw new Error('roll back');
+      })
+      .catch(() => undefined),
+  );
+  await taken;
+  const stuck = rig.api.create({ rule: { cidr: '203.0.113.60/32', action: Action.ACTION_DENY } }).then(
+    (r) => r,
+    (e: ServiceError) => e,
+  );
   try {
-    // Listening from the start: the server's SETTINGS cannot arrive before this tick ends.
-    const settings = await new Promise<{ maxConcurrentStreams?: number }>((resolve) => session.once('remoteSettings', resolve));
-    assert.equal(settings.maxConcurrentStreams, 7);
+    await eventually(async () => (await lockWaiters(rig.url)) === 1, "the first create waiting for the other session's row");
+    // A create of another address commits meanwhile, well inside the call timeout.
+    const other = await new Promise<unknown>((resolve, reject) =>
+      rig.cp.clients.rules.createRule(
+        CreateRuleRequest.fromPartial({ rule: { cidr: '203.0.113.61/32', action: Action.ACTION_DENY } }),
+        new Metadata(),
+        { deadline: Date.now() + CALL_TIMEOUT_MS - 500 },
+        (err, res) => (err ? reject(err) : resolve(res)),
+      ),
+    );
+    assert.ok(other, 'the later create was not held behind the stuck one');
   } finally {
-    session.close();
+    release();
+    await holder;
   }
+  // The other session rolled back: the stuck create goes through (its caller may have seen the deadline first).
+  await stuck;
+  await eventually(
+    () => withSql(rig.url, async (sql) => (await sql`select 1 from rules where cidr = '203.0.113.60/32'`).length === 1),
+    'the first create stored once the row it waited for was rolled back',
+  );
+  await assertStillServes(rig, 'a stuck create');
 });

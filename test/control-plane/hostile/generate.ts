@@ -4,24 +4,8 @@
 // numbers, NaN, far-off times, deep lists) encoded with the generated
 // encoders, and real encoded messages mutated byte-wise. Deterministic for a
 // seed (test/support/rng.ts).
-import * as agentService from '../../../proto/gen/fleetwall/v1/agent_service.js';
-import * as counterService from '../../../proto/gen/fleetwall/v1/counter_service.js';
-import * as explainService from '../../../proto/gen/fleetwall/v1/explain_service.js';
-import * as nodeService from '../../../proto/gen/fleetwall/v1/node_service.js';
-import * as ruleService from '../../../proto/gen/fleetwall/v1/rule_service.js';
-import * as rule from '../../../proto/gen/fleetwall/v1/rule.js';
-import * as node from '../../../proto/gen/fleetwall/v1/node.js';
-import * as counter from '../../../proto/gen/fleetwall/v1/counter.js';
-import * as listService from '../../../proto/gen/fleetwall/v1/list_service.js';
-import * as tokenService from '../../../proto/gen/fleetwall/v1/token_service.js';
-import * as auditService from '../../../proto/gen/fleetwall/v1/audit_service.js';
-import * as enrollmentService from '../../../proto/gen/fleetwall/v1/enrollment_service.js';
-import * as inspectService from '../../../proto/gen/fleetwall/v1/inspect_service.js';
-import * as event from '../../../proto/gen/fleetwall/v1/event.js';
-import * as failsafe from '../../../proto/gen/fleetwall/v1/failsafe.js';
-import * as policyService from '../../../proto/gen/fleetwall/v1/policy_service.js';
-import * as policy from '../../../proto/gen/fleetwall/v1/policy.js';
 import { type FieldSchema, protoSchema } from '../../../control-plane/src/edge/proto-schema.js';
+import { apiProtoModules } from '../../support/api-proto-modules.js';
 import { rng32 } from '../../support/rng.js';
 
 export interface MessageCodec {
@@ -30,25 +14,8 @@ export interface MessageCodec {
   toJSON(m: unknown): unknown;
 }
 
-const MODULES = [
-  agentService,
-  counterService,
-  explainService,
-  nodeService,
-  ruleService,
-  rule,
-  node,
-  counter,
-  listService,
-  tokenService,
-  auditService,
-  enrollmentService,
-  inspectService,
-  event,
-  failsafe,
-  policyService,
-  policy,
-] as unknown as Record<string, unknown>[];
+// The generated modules of API_PROTO_FILES and the files they import: a new service's messages are generated too.
+const MODULES = await apiProtoModules();
 
 /** The generated encoder of a message type ("fleetwall.v1.CreateRuleRequest"), or undefined (map entries, well-known types). */
 export function codecOf(fullName: string): MessageCodec | undefined {

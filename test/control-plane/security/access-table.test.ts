@@ -8,41 +8,20 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client, credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import pino from 'pino';
-import { AgentServiceService } from '../../../proto/gen/fleetwall/v1/agent_service.js';
-import { PolicyServiceService } from '../../../proto/gen/fleetwall/v1/policy_service.js';
-import { AuditServiceService } from '../../../proto/gen/fleetwall/v1/audit_service.js';
-import { CounterServiceService } from '../../../proto/gen/fleetwall/v1/counter_service.js';
-import { ExplainServiceService } from '../../../proto/gen/fleetwall/v1/explain_service.js';
-import { NodeServiceService } from '../../../proto/gen/fleetwall/v1/node_service.js';
-import { RuleServiceService } from '../../../proto/gen/fleetwall/v1/rule_service.js';
-import { TokenServiceService } from '../../../proto/gen/fleetwall/v1/token_service.js';
-import { EnrollmentServiceService } from '../../../proto/gen/fleetwall/v1/enrollment_service.js';
-import { ListServiceService } from '../../../proto/gen/fleetwall/v1/list_service.js';
 import { GRPC_ACCESS, HTTP_ACCESS } from '../../../control-plane/src/auth/access-table.js';
 import { checkGrpcAccessTable } from '../../../control-plane/src/auth/grpc-auth.js';
 import { checkHttpAccessTable } from '../../../control-plane/src/auth/http-auth.js';
 import { registerApiRoutes } from '../../../control-plane/src/http/api-routes.js';
-import { InspectServiceService } from '../../../proto/gen/fleetwall/v1/inspect_service.js';
 import { HttpRouter } from '../../../control-plane/src/http/router.js';
+import { apiServiceDefinitions } from '../../support/api-proto-modules.js';
 import { errorInfoOf } from '../../support/control-plane.js';
 import { startTestPostgres, type TestPostgres } from '../../support/postgres.js';
 import { storeState } from '../../support/rule-fixtures.js';
 import { httpsJson, startTlsControlPlane, type TlsControlPlane } from '../../support/tls-control-plane.js';
 
-const SERVICES = [
-  RuleServiceService,
-  NodeServiceService,
-  CounterServiceService,
-  ExplainServiceService,
-  AgentServiceService,
-  TokenServiceService,
-  AuditServiceService,
-  EnrollmentServiceService,
-  ListServiceService,
-  InspectServiceService,
-  PolicyServiceService,
-];
-const METHODS = SERVICES.flatMap((s) => Object.values(s) as { path: string; requestStream: boolean; responseStream: boolean }[]);
+// Every service of the API's .proto files (API_PROTO_FILES, the list the server serves): none can be left out here.
+const SERVICES = await apiServiceDefinitions();
+const METHODS = SERVICES.flatMap((s) => Object.values(s));
 
 let pg: TestPostgres;
 let url: string;
