@@ -50,8 +50,13 @@ test('certificates valid for 5 s: the agent renews them and moves its stream ove
         // And past the first certificate's expiry by several lifetimes: the agent keeps renewing.
         // (Renewal starts when the identity opens, so four renewals can come before that time: wait for both.)
         const h = await agent.waitHealth(
-          'four renewals, connected, well past the first certificate',
-          (x) => Number(x.certificateRenewals) >= 4 && x.connected && Date.now() > expires0 + CERT_TTL_MS,
+          'four renewals and four stream moves, connected, well past the first certificate',
+          (x) =>
+            Number(x.certificateRenewals) >= 4 &&
+            // A renewal is counted before its stream moves: wait for the fourth move too.
+            Number(x.streamSwitches) >= 4 &&
+            x.connected &&
+            Date.now() > expires0 + CERT_TTL_MS,
           30_000,
         );
         assert.ok(Date.parse(String(h.certificateExpires)) > Date.now(), 'the current certificate is valid');
