@@ -150,8 +150,9 @@ test('bans that are due together are one transaction and one revision; each keep
     const revs = await r.sql<{ revision: bigint; change_count: number | bigint; actor: string }[]>`
       select revision, change_count, actor from revisions where kind = 'ban' order by revision`;
     // 101 rule writes (100 creates, 1 extension): one revision each before grouping; now one per group
-    // (the detections arrive over one stream within a few milliseconds: one group, two on a slow machine).
-    assert.ok(revs.length - 1 <= 3, `101 ban writes in ${revs.length - 1} revisions`);
+    // (the detections arrive over one stream within a few milliseconds: one group, a few on a loaded
+    // machine, where they straddle the writer's 100 ms ticks; 4 were seen in CI at load. Ungrouped: 101).
+    assert.ok(revs.length - 1 <= 10, `101 ban writes in ${revs.length - 1} revisions`);
     assert.equal(
       revs.slice(1).reduce((n, x) => n + Number(x.change_count), 0),
       101,
