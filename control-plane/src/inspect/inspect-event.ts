@@ -140,6 +140,16 @@ export function fromDetection(
 }
 
 /** What the ban writer did with a detection (respond/ban-writer.ts's BanEvent, in the terms of the wire). */
+/** A ban outcome's name (the ban writer's, the HTTP filter's) -> its wire value. */
+export const BAN_OUTCOMES: Readonly<Record<string, BanOutcome>> = {
+  created: BanOutcome.BAN_OUTCOME_CREATED,
+  extended: BanOutcome.BAN_OUTCOME_EXTENDED,
+  exempted: BanOutcome.BAN_OUTCOME_EXEMPTED,
+  covered: BanOutcome.BAN_OUTCOME_COVERED,
+  refused: BanOutcome.BAN_OUTCOME_REFUSED,
+  merged: BanOutcome.BAN_OUTCOME_MERGED,
+};
+
 export interface BanOutcomeEvent {
   readonly policy: string;
   /** The source group, a CIDR. */

@@ -15,7 +15,8 @@
 // INVALID_FILTER (or the CIDR's reason) naming the field, as over gRPC.
 
 import { DURATION_EXAMPLES, parseDurationMs } from '../../../common/src/duration.js';
-import { BanOutcome, DropEvent, EventKind, EventVerdict } from '../../../proto/gen/fleetwall/v1/event.js';
+import { DropEvent, EventKind, EventVerdict } from '../../../proto/gen/fleetwall/v1/event.js';
+import { BAN_OUTCOMES } from './inspect-event.js';
 import {
   type EventFilter,
   TopSourcesRequest,
@@ -63,15 +64,6 @@ const KINDS: Record<string, EventKind> = {
   detection: EventKind.EVENT_KIND_DETECTION,
   ban: EventKind.EVENT_KIND_BAN,
 };
-const OUTCOMES: Record<string, BanOutcome> = {
-  created: BanOutcome.BAN_OUTCOME_CREATED,
-  extended: BanOutcome.BAN_OUTCOME_EXTENDED,
-  exempted: BanOutcome.BAN_OUTCOME_EXEMPTED,
-  covered: BanOutcome.BAN_OUTCOME_COVERED,
-  refused: BanOutcome.BAN_OUTCOME_REFUSED,
-  merged: BanOutcome.BAN_OUTCOME_MERGED,
-};
-
 function named<T>(url: URL, name: string, field: string, table: Record<string, T>): T[] {
   return values(url, name).map((v) => {
     const t = table[v.toLowerCase()];
@@ -94,7 +86,7 @@ function filterOf(url: URL, prefix: string, list: string): EventFilter | null {
     ports: ints(url, p('port'), `${list}.ports`),
     kinds: named(url, p('kind'), `${list}.kinds`, KINDS),
     policies: values(url, p('policy')),
-    outcomes: named(url, p('outcome'), `${list}.outcomes`, OUTCOMES),
+    outcomes: named(url, p('outcome'), `${list}.outcomes`, BAN_OUTCOMES),
   };
   return Object.values(f).some((v) => v.length > 0) ? f : null;
 }

@@ -12,9 +12,8 @@ import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { parseCidr } from '../../../common/src/cidr.js';
 import type { Detection } from '../../../proto/gen/fleetwall/v1/agent_service.js';
-import { BanOutcome } from '../../../proto/gen/fleetwall/v1/event.js';
 import { Direction } from '../../../proto/gen/fleetwall/v1/rule.js';
-import type { BanOutcomeEvent } from '../inspect/inspect-event.js';
+import { BAN_OUTCOMES, type BanOutcomeEvent } from '../inspect/inspect-event.js';
 import type { LockoutGuard } from '../lockout/lockout-guard.js';
 import type { CapacityGuard } from '../services/capacity-guard.js';
 import { type BanEvent, BanWriter } from './ban-writer.js';
@@ -34,15 +33,6 @@ export interface RespondEvents {
   detection(node: string, d: Detection, policy: string, direction: Direction): void;
   ban(b: BanOutcomeEvent): void;
 }
-
-const OUTCOMES: Readonly<Record<string, BanOutcome>> = {
-  created: BanOutcome.BAN_OUTCOME_CREATED,
-  extended: BanOutcome.BAN_OUTCOME_EXTENDED,
-  exempted: BanOutcome.BAN_OUTCOME_EXEMPTED,
-  covered: BanOutcome.BAN_OUTCOME_COVERED,
-  refused: BanOutcome.BAN_OUTCOME_REFUSED,
-  merged: BanOutcome.BAN_OUTCOME_MERGED,
-};
 
 export interface Respond {
   readonly service: PolicyService;
@@ -103,7 +93,7 @@ export async function setUpRespond(deps: {
   });
   writer.onEvent = (e: BanEvent) => {
     outcomes.inc({ policy: e.policy, outcome: e.outcome });
-    const outcome = OUTCOMES[e.outcome];
+    const outcome = BAN_OUTCOMES[e.outcome];
     if (!deps.events || outcome === undefined) return;
     let source: ReturnType<typeof parseCidr>;
     try {
