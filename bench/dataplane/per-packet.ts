@@ -240,6 +240,17 @@ export async function perPacket(): Promise<void> {
       ['flat', "ABI 5's lookup: configs by map lookup, one-level /24 index (64 MB)", (r) => flatVariant(r.dp!, r.pinDir!, r.sources!)],
       ['cfg_map', 'configs by map lookup, two-level /24 index', (r) => flatVariant(r.dp!, r.pinDir!, r.sources!, 'cfg_map')],
       ['one_level', 'one-level /24 index (64 MB), configs in .bss', (r) => flatVariant(r.dp!, r.pinDir!, r.sources!, 'one_level')],
+      [
+        'direct',
+        "this build's index, the block pool as one map value read by address (no lookup)",
+        (r) => flatVariant(r.dp!, r.pinDir!, r.sources!, 'direct'),
+      ],
+      ['expect', "this build's index, the block path marked likely", (r) => flatVariant(r.dp!, r.pinDir!, r.sources!, 'expect')],
+      [
+        'collapse',
+        'configs by map lookup, uniform blocks folded into their /16 words (read against cfg_map)',
+        (r) => flatVariant(r.dp!, r.pinDir!, r.sources!, 'collapse'),
+      ],
       ['cnt_shared', 'shared counters, atomic adds', (r) => counterVariant('shared', r.pinDir!, r.sources!)],
       ['cnt_hybrid', 'hybrid counters, none hot', (r) => counterVariant('hybrid', r.pinDir!, r.sources!)],
     ];
@@ -304,14 +315,12 @@ export async function perPacket(): Promise<void> {
   }
   // noise.<case>: the A/A control's spread beside each variant's ratios to this build.
   for (const run of runs) {
-    const aa = results.get(`${run.metric}_aa`);
-    if (run.of || !aa) continue;
-    const a = results.get(run.metric)!;
+    if (run.of || !results.has(`${run.metric}_aa`)) continue;
     const others = runs.filter((v) => v.of === run.metric && !v.metric.endsWith('_aa'));
     noiseReport(
       run.metric.replace(/^ns_per_packet\./, 'noise.'),
-      a,
-      aa,
+      results.get(run.metric)!,
+      results.get(`${run.metric}_aa`)!,
       others.map((v) => [v.metric.slice(run.metric.length + 1), results.get(v.metric)!]),
     );
   }

@@ -11,6 +11,13 @@
  *   FW_BENCH_CFG_MAP       the table configs looked up in a map (a copy), not
  *                          read from the programs' global;
  *   FW_BENCH_D24_ONE_LEVEL the /24 index in one level (2^24 words).
+ *   FW_BENCH_D24_DIRECT  the two-level index with the block pool as one map value
+ *                        (bench_pool1: an ARRAY of one value of FW_BENCH_POOL1_BLOCKS
+ *                        blocks, filled by the bench from the pool): the block word
+ *                        read through an address computed from the /16 word, no
+ *                        map lookup (no key through the stack, no null check).
+ *   FW_BENCH_D24_EXPECT  the two-level index with the block path marked likely
+ *                        (branch layout only).
  *   FW_BENCH_CNT_SHARED  rule counters in one shared array, atomic adds.
  *   FW_BENCH_CNT_HYBRID  per-CPU counters for slots userspace marks hot, the
  *                        shared array with atomic adds for the others.
@@ -53,6 +60,20 @@ static __always_inline __u32 fw_bench_flat_word(__u32 h)
 
 	return blk ? blk->w[(h >> 8) & 255] : 0;
 }
+#endif
+
+#ifdef FW_BENCH_D24_DIRECT
+/* 8 MB: room for the blocks of the bench's 1M set (~4,100); a block index is masked to it. */
+#define FW_BENCH_POOL1_BLOCKS 8192
+struct bench_pool1_val {
+	__u32 w[FW_BENCH_POOL1_BLOCKS * 256];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bench_pool1_val);
+} bench_pool1 SEC(".maps");
 #endif
 
 #if defined(FW_BENCH_CNT_SHARED) || defined(FW_BENCH_CNT_HYBRID)

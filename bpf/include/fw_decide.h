@@ -246,6 +246,28 @@ static __always_inline __u32 fw_index_word(const struct fw_table_cfg *cfg, void 
 	(void)cfg;
 	(void)pool;
 	return fw_bench_flat_word(h);
+#elif defined(FW_BENCH_D24_DIRECT)
+	__u32 zero = 0;
+	const struct bench_pool1_val *p1 = bpf_map_lookup_elem(&bench_pool1, &zero);
+	__u32 w = cfg->d16[h >> 16];
+
+	(void)pool;
+	if (!p1)
+		return 0;
+	if (w & FW_D16_BLOCK)
+		w = p1->w[(((w & FW_D16_INDEX_MASK) << 8) | ((h >> 8) & 255)) & (FW_BENCH_POOL1_BLOCKS * 256 - 1)];
+	return w;
+#elif defined(FW_BENCH_D24_EXPECT)
+	__u32 w = cfg->d16[h >> 16];
+
+	if (__builtin_expect(!!(w & FW_D16_BLOCK), 1)) {
+		__u32 b = w & FW_D16_INDEX_MASK;
+		const struct fw_d24_block *blk = bpf_map_lookup_elem(pool, &b);
+		if (__builtin_expect(!blk, 0))
+			return 0;
+		w = blk->w[(h >> 8) & 255];
+	}
+	return w;
 #else
 	__u32 w = cfg->d16[h >> 16];
 
