@@ -245,6 +245,11 @@ export async function perPacket(): Promise<void> {
         "this build's index, the block pool as one map value read by address (no lookup)",
         (r) => flatVariant(r.dp!, r.pinDir!, r.sources!, 'direct'),
       ],
+      [
+        'hashed',
+        'blocks placed by a hash of the /16, owner tags read with the word; the /16 word on a collision',
+        (r) => flatVariant(r.dp!, r.pinDir!, r.sources!, 'hashed'),
+      ],
       ['expect', "this build's index, the block path marked likely", (r) => flatVariant(r.dp!, r.pinDir!, r.sources!, 'expect')],
       [
         'collapse',

@@ -41,9 +41,11 @@ function borrow(fd: number, name: string): BpfMap {
  * variant of this build's two-level index: `direct` (the pool as one map value, bench_pool1, read
  * through a computed address), `expect` (the block path marked likely), `collapse` (the configs by map
  * lookup, as `cfg_map`, with every /16 whose block holds 256 equal words given that word in its /16 word
- * instead: the index a writer that frees uniform blocks would leave; read against `cfg_map`).
+ * instead: the index a writer that frees uniform blocks would leave; read against `cfg_map`), `hashed` (each
+ * /16's block copied to the place a hash of the /16 gives in bench_hpool, its owner in bench_howner; a /16
+ * whose place is taken keeps its block in the pool, read through its /16 word).
  */
-export type LookupVariant = 'flat' | 'cfg_map' | 'one_level' | 'direct' | 'expect' | 'collapse';
+export type LookupVariant = 'flat' | 'cfg_map' | 'one_level' | 'direct' | 'expect' | 'collapse' | 'hashed';
 
 /**
  * A lookup variant of the XDP program on dp's maps: its bench_tblcfg (if it has one) a copy of dp's
@@ -67,6 +69,24 @@ export function flatVariant(dp: BpfDatapath, pinDir: string, sources: Uint8Array
       for (let i = 1; i < BW && same; i++) same = blk.readUInt32LE(i * 4) === w0;
       if (same) c.writeUInt32LE(w0, at);
     }
+  }
+  if (obj.mapNames().includes('bench_hpool')) {
+    const hp = borrow(obj.mapFd('bench_hpool'), 'bench_hpool');
+    const ho = borrow(obj.mapFd('bench_howner'), 'bench_howner');
+    const places = ho.info.valueSize / 4;
+    const shift = 32 - Math.log2(places);
+    const v = Buffer.alloc(hp.info.valueSize);
+    const own = Buffer.alloc(ho.info.valueSize);
+    for (let x = 0; x < FW_D16_WORDS; x++) {
+      const w = c.readUInt32LE(LAYOUT.fw_table_cfg.fields.d16 + x * 4);
+      if (!(w & FW_D16_BLOCK)) continue;
+      const at = Math.imul(x, 0x9e3779b1) >>> shift;
+      if (own.readUInt32LE(at * 4) !== 0) continue; // taken: this /16 is read through its /16 word
+      own.writeUInt32LE(x + 1, at * 4);
+      pool.lookupU32(w & FW_D16_INDEX_MASK)!.copy(v, at * BW * 4);
+    }
+    hp.updateU32(0, v);
+    ho.updateU32(0, own);
   }
   if (obj.mapNames().includes('bench_pool1')) {
     const p1 = borrow(obj.mapFd('bench_pool1'), 'bench_pool1');

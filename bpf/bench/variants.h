@@ -16,6 +16,12 @@
  *                        blocks, filled by the bench from the pool): the block word
  *                        read through an address computed from the /16 word, no
  *                        map lookup (no key through the stack, no null check).
+ *   FW_BENCH_D24_HASHED  the /16's block placed where a hash of the /16 says
+ *                        (bench_hpool, one value of FW_BENCH_POOL1_BLOCKS blocks, and
+ *                        bench_howner, the /16 + 1 that owns each place): the owner
+ *                        and the /24 word are read at once, both from the address
+ *                        alone; the /16 word (this build's path) only when the owner
+ *                        is another /16 or none (a collision, or no block).
  *   FW_BENCH_D24_EXPECT  the two-level index with the block path marked likely
  *                        (branch layout only).
  *   FW_BENCH_CNT_SHARED  rule counters in one shared array, atomic adds.
@@ -74,6 +80,29 @@ struct {
 	__type(key, __u32);
 	__type(value, struct bench_pool1_val);
 } bench_pool1 SEC(".maps");
+#endif
+
+#ifdef FW_BENCH_D24_HASHED
+#define FW_BENCH_POOL1_BLOCKS 8192
+#define FW_BENCH_HASH_SHIFT 19 /* 32 - log2(FW_BENCH_POOL1_BLOCKS) */
+struct bench_hpool_val {
+	__u32 w[FW_BENCH_POOL1_BLOCKS * 256];
+};
+struct bench_howner_val {
+	__u32 owner[FW_BENCH_POOL1_BLOCKS]; /* the /16 (h >> 16) + 1 whose block is here; 0 = none */
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bench_hpool_val);
+} bench_hpool SEC(".maps");
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bench_howner_val);
+} bench_howner SEC(".maps");
 #endif
 
 #if defined(FW_BENCH_CNT_SHARED) || defined(FW_BENCH_CNT_HYBRID)

@@ -257,6 +257,27 @@ static __always_inline __u32 fw_index_word(const struct fw_table_cfg *cfg, void 
 	if (w & FW_D16_BLOCK)
 		w = p1->w[(((w & FW_D16_INDEX_MASK) << 8) | ((h >> 8) & 255)) & (FW_BENCH_POOL1_BLOCKS * 256 - 1)];
 	return w;
+#elif defined(FW_BENCH_D24_HASHED)
+	__u32 zero = 0;
+	const struct bench_hpool_val *hp = bpf_map_lookup_elem(&bench_hpool, &zero);
+	const struct bench_howner_val *ho = bpf_map_lookup_elem(&bench_howner, &zero);
+	__u32 x = h >> 16;
+	__u32 at = (x * 0x9E3779B1u) >> FW_BENCH_HASH_SHIFT;
+
+	if (!hp || !ho)
+		return 0;
+	__u32 hw = hp->w[((at << 8) | ((h >> 8) & 255)) & (FW_BENCH_POOL1_BLOCKS * 256 - 1)];
+	if (ho->owner[at & (FW_BENCH_POOL1_BLOCKS - 1)] == x + 1)
+		return hw;
+	__u32 w = cfg->d16[x];
+	if (w & FW_D16_BLOCK) {
+		__u32 b = w & FW_D16_INDEX_MASK;
+		const struct fw_d24_block *blk = bpf_map_lookup_elem(pool, &b);
+		if (!blk)
+			return 0;
+		w = blk->w[(h >> 8) & 255];
+	}
+	return w;
 #elif defined(FW_BENCH_D24_EXPECT)
 	__u32 w = cfg->d16[h >> 16];
 

@@ -1,7 +1,8 @@
 // The benchmark objects (bpf/bench/obj/, built by scripts/build-bpf.sh) pass the verifier, and the variants
 // of the XDP ingress program that `bench:dataplane --variants` measures beside this build's (ABI 5's lookup,
 // `_flat`, and each half of it, `_cfg_map` and `_one_level`; this build's index read by address, `_direct`,
-// with the block path marked likely, `_expect`, with uniform blocks folded into their /16 words, `_collapse`;
+// with the block path marked likely, `_expect`, with uniform blocks folded into their /16 words, `_collapse`,
+// with blocks placed by a hash of the /16, `_hashed`;
 // the shared and hybrid rule counters) decide and
 // count like it on the same maps, through the bench's own loaders (bench/dataplane/sets.ts, variants.ts). A
 // change to the programs, the maps or the ABI that breaks a variant fails here instead of at the next
@@ -91,6 +92,7 @@ test('the ingress variants of bench:dataplane --variants decide like this build 
       ['_direct', () => flatVariant(dp, pinDir, first, 'direct'), productCounters],
       ['_expect', () => flatVariant(dp, pinDir, first, 'expect'), productCounters],
       ['_collapse', () => flatVariant(dp, pinDir, first, 'collapse'), productCounters],
+      ['_hashed', () => flatVariant(dp, pinDir, first, 'hashed'), productCounters],
       ['_cnt_shared', () => counterVariant('shared', pinDir, first), benchCounters],
       ['_cnt_hybrid', () => counterVariant('hybrid', pinDir, first), benchCounters],
     ];
