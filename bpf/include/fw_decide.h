@@ -246,49 +246,8 @@ static __always_inline __u32 fw_index_word(const struct fw_table_cfg *cfg, void 
 	(void)cfg;
 	(void)pool;
 	return fw_bench_flat_word(h);
-#elif defined(FW_BENCH_D24_DIRECT)
-	__u32 zero = 0;
-	const struct bench_pool1_val *p1 = bpf_map_lookup_elem(&bench_pool1, &zero);
-	__u32 w = cfg->d16[h >> 16];
-
-	(void)pool;
-	if (!p1)
-		return 0;
-	if (w & FW_D16_BLOCK)
-		w = p1->w[(((w & FW_D16_INDEX_MASK) << 8) | ((h >> 8) & 255)) & (FW_BENCH_POOL1_BLOCKS * 256 - 1)];
-	return w;
-#elif defined(FW_BENCH_D24_HASHED)
-	__u32 zero = 0;
-	const struct bench_hpool_val *hp = bpf_map_lookup_elem(&bench_hpool, &zero);
-	const struct bench_howner_val *ho = bpf_map_lookup_elem(&bench_howner, &zero);
-	__u32 x = h >> 16;
-	__u32 at = (x * 0x9E3779B1u) >> FW_BENCH_HASH_SHIFT;
-
-	if (!hp || !ho)
-		return 0;
-	__u32 hw = hp->w[((at << 8) | ((h >> 8) & 255)) & (FW_BENCH_POOL1_BLOCKS * 256 - 1)];
-	if (ho->owner[at & (FW_BENCH_POOL1_BLOCKS - 1)] == x + 1)
-		return hw;
-	__u32 w = cfg->d16[x];
-	if (w & FW_D16_BLOCK) {
-		__u32 b = w & FW_D16_INDEX_MASK;
-		const struct fw_d24_block *blk = bpf_map_lookup_elem(pool, &b);
-		if (!blk)
-			return 0;
-		w = blk->w[(h >> 8) & 255];
-	}
-	return w;
-#elif defined(FW_BENCH_D24_EXPECT)
-	__u32 w = cfg->d16[h >> 16];
-
-	if (__builtin_expect(!!(w & FW_D16_BLOCK), 1)) {
-		__u32 b = w & FW_D16_INDEX_MASK;
-		const struct fw_d24_block *blk = bpf_map_lookup_elem(pool, &b);
-		if (__builtin_expect(!blk, 0))
-			return 0;
-		w = blk->w[(h >> 8) & 255];
-	}
-	return w;
+#elif defined(FW_BENCH_D24_DIRECT) || defined(FW_BENCH_D24_HASHED) || defined(FW_BENCH_D24_EXPECT)
+	return fw_bench_index_word(cfg, pool, h);
 #else
 	__u32 w = cfg->d16[h >> 16];
 
