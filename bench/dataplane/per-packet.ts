@@ -23,6 +23,12 @@
 //    draws the same 1024 sources 65536 times in a random order: in the
 //    repeating cycle a branch predictor learns each packet's path, in real
 //    traffic it cannot (against baseline_random_order).
+//
+// 2. With --variants (dataplane/variants.ts), each IPv4 case again with the
+//    variants and with this build's object loaded a second time (`_aa`, the
+//    A/A control), interleaved in the same rounds; noise.<case>: the A/A
+//    per-round ratios' spread beside each variant's (report.ts noiseReport).
+//    --pps-cases REGEX keeps only the matching cases.
 
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
