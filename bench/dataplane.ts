@@ -1,11 +1,13 @@
 // npm run bench:dataplane [-- --rounds N] [--no-mpps] [--no-pps] [--traffic rewrite,stamped,one]
 //                          [--prog-stats] [--compare OBJ] [--gen-batch N] [--tx-shift k]
 //                          [--no-paced] [--paced-trials N] [--cases REGEX] [--no-idle-poll]
-//                          [--compare-live OBJ[,OBJ...]]
+//                          [--compare-live OBJ[,OBJ...]] [--variants] [--variant-kinds K[,K...]]
+//                          [--pps-cases REGEX]
 //
 // Prints one JSON object per line: {"metric": ..., "value": ..., ...context}.
 //
-// 1. ns_per_packet.*: BPF_PROG_TEST_RUN per packet over rotating sources (dataplane/per-packet.ts)
+// 1. ns_per_packet.*: BPF_PROG_TEST_RUN per packet over rotating sources (dataplane/per-packet.ts);
+//    with --variants, noise.*: the A/A control's spread beside each variant's ratios
 // 2. seconds.load_1m_prefixes: 1,000,000 prefixes into a fresh table (dataplane/load-time.ts)
 // 3. mpps.*, mpps_cpu.*, anchor_fit.*: drop rate into a veth peer, fleetwall beside bare XDP and the
 //    anchors (dataplane/drop-rates.ts: sinks.ts, anchors.ts, xdp-filter.ts, generator.ts, receiver.ts)

@@ -22,6 +22,19 @@ for (const t of TRAFFIC)
 export const PROG_STATS = argv.includes('--prog-stats');
 /** --variants: the designs the lookup and counters were chosen against, beside them (dataplane/variants.ts). */
 export const VARIANTS = argv.includes('--variants');
+/** The variants --variants adds (all by default); the A/A control, `_aa`, always runs with them. */
+export const VARIANT_KINDS = new Set(
+  argv.includes('--variant-kinds')
+    ? argv[argv.indexOf('--variant-kinds') + 1]!.split(',')
+    : ['flat', 'cfg_map', 'one_level', 'cnt_shared', 'cnt_hybrid'],
+);
+for (const k of VARIANT_KINDS)
+  if (!['flat', 'cfg_map', 'one_level', 'direct', 'expect', 'collapse', 'hashed', 'cnt_shared', 'cnt_hybrid'].includes(k))
+    throw new Error(
+      `--variant-kinds: unknown variant "${k}" (flat, cfg_map, one_level, direct, expect, collapse, hashed, cnt_shared, cnt_hybrid)`,
+    );
+/** --pps-cases REGEX: only the per-packet cases whose metric matches (the baselines always run). */
+export const PPS_CASES = new RegExp(argv.includes('--pps-cases') ? argv[argv.indexOf('--pps-cases') + 1]! : '.');
 export const COMPARE = argv.includes('--compare') ? resolve(argv[argv.indexOf('--compare') + 1]!) : '';
 export const COMPARE_LIVE = argv.includes('--compare-live')
   ? argv[argv.indexOf('--compare-live') + 1]!.split(',').map((f) => resolve(f))

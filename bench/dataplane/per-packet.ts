@@ -23,6 +23,12 @@
 //    draws the same 1024 sources 65536 times in a random order: in the
 //    repeating cycle a branch predictor learns each packet's path, in real
 //    traffic it cannot (against baseline_random_order).
+//
+// 2. With --variants (dataplane/variants.ts), each IPv4 case again with the
+//    variants and with this build's object loaded a second time (`_aa`, the
+//    A/A control), interleaved in the same rounds; noise.<case>: the A/A
+//    per-round ratios' spread beside each variant's (report.ts noiseReport).
+//    --pps-cases REGEX keeps only the matching cases.
 
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -33,8 +39,8 @@ import { progTestRun } from '../../node-agent/src/datapath/test-run.js';
 import { checkpoint } from '../lib/interrupt.js';
 import { hitSources, missSources, nearMissSources, randomOrder } from '../lib/prefix-sets.js';
 import { fillTrie } from './anchors.js';
-import { COMPARE, ROUNDS, root, VARIANTS } from './options.js';
-import { emit, median } from './report.js';
+import { COMPARE, PPS_CASES, ROUNDS, root, VARIANT_KINDS, VARIANTS } from './options.js';
+import { emit, median, noiseReport } from './report.js';
 import { datapaths, newPinDir, objects, openSet, pinDirs, RANDOM_DRAWS, variant } from './sets.js';
 import { counterVariant, flatVariant, flood } from './variants.js';
 import type { BpfDatapath } from '../../node-agent/src/datapath/bpf-datapath.js';
@@ -64,6 +70,11 @@ function trimmedMean(xs: number[]): number {
   const k = Math.floor(s.length / 4);
   const mid = s.slice(k, s.length - k);
   return Math.round((mid.reduce((p, q) => p + q, 0) / mid.length) * 1000) / 1000;
+}
+
+/** --pps-cases: the baselines always run (every ratio needs them), the other cases if they match. */
+function want(metric: string): boolean {
+  return metric.startsWith('ns_per_packet.baseline') || PPS_CASES.test(metric);
 }
 
 export async function perPacket(): Promise<void> {
@@ -115,6 +126,8 @@ export async function perPacket(): Promise<void> {
     { name: 'v6_100k', family: 6, n: 100_000, miss: false },
   ];
   for (const s of sets) {
+    const names = ['_hit', '_hit_random_order', '_miss', '_miss_near'].flatMap((c) => [c, `${c}_trie`]);
+    if (!names.some((c) => want(`ns_per_packet.${s.name}${c}`))) continue;
     await checkpoint();
     const hit = hitSources(s.family, s.n, NSRC);
     const frameOf = s.family === 4 ? v4 : v6;
@@ -140,19 +153,22 @@ export async function perPacket(): Promise<void> {
       },
     ];
     for (const l of layouts) {
+      const mine = names.filter((c) => (l.suffix ? c.endsWith('_trie') : !c.endsWith('_trie')));
+      if (!mine.some((c) => want(`ns_per_packet.${s.name}${c}`))) continue;
       const ctx = l.ctx;
-      runs.push({
-        metric: `ns_per_packet.${s.name}_hit${l.suffix}`,
-        fd: l.fd(hit),
-        frame: frameOf,
-        ctx,
-        pinDir: l.pinDir,
-        dp: l.dp,
-        sources: hit,
-        expect: 'drop',
-      });
+      if (want(`ns_per_packet.${s.name}_hit${l.suffix}`))
+        runs.push({
+          metric: `ns_per_packet.${s.name}_hit${l.suffix}`,
+          fd: l.fd(hit),
+          frame: frameOf,
+          ctx,
+          pinDir: l.pinDir,
+          dp: l.dp,
+          sources: hit,
+          expect: 'drop',
+        });
       if (l.suffix === '_trie') fillTrie(triePin, s.family, s.n);
-      if (s.name === 'v4_1m' && l.suffix === '') {
+      if (s.name === 'v4_1m' && l.suffix === '' && want('ns_per_packet.v4_1m_hit_random_order')) {
         const rnd = randomOrder(hit, RANDOM_DRAWS);
         runs.push({
           metric: 'ns_per_packet.v4_1m_hit_random_order',
@@ -166,32 +182,34 @@ export async function perPacket(): Promise<void> {
       }
       if (s.miss) {
         const miss = missSources(NSRC);
-        runs.push({
-          metric: `ns_per_packet.${s.name}_miss${l.suffix}`,
-          fd: l.fd(miss),
-          frame: v4,
-          ctx,
-          pinDir: l.pinDir,
-          dp: l.dp,
-          sources: miss,
-          expect: 'pass',
-        });
+        if (want(`ns_per_packet.${s.name}_miss${l.suffix}`))
+          runs.push({
+            metric: `ns_per_packet.${s.name}_miss${l.suffix}`,
+            fd: l.fd(miss),
+            frame: v4,
+            ctx,
+            pinDir: l.pinDir,
+            dp: l.dp,
+            sources: miss,
+            expect: 'pass',
+          });
         const near = nearMissSources(s.n, NSRC);
-        runs.push({
-          metric: `ns_per_packet.${s.name}_miss_near${l.suffix}`,
-          fd: l.fd(near),
-          frame: v4,
-          ctx: { ...ctx, sources: `${NSRC}, next to listed ones (same /16, unlisted)` },
-          pinDir: l.pinDir,
-          dp: l.dp,
-          sources: near,
-          expect: 'pass',
-        });
+        if (want(`ns_per_packet.${s.name}_miss_near${l.suffix}`))
+          runs.push({
+            metric: `ns_per_packet.${s.name}_miss_near${l.suffix}`,
+            fd: l.fd(near),
+            frame: v4,
+            ctx: { ...ctx, sources: `${NSRC}, next to listed ones (same /16, unlisted)` },
+            pinDir: l.pinDir,
+            dp: l.dp,
+            sources: near,
+            expect: 'pass',
+          });
       }
     }
   }
   // What the headline leaves out, on the v4 1M set: one counter slot per rule; 16384 sources.
-  {
+  if (['v4_1m_hit_rule_slots', 'v4_1m_hit_16k_sources'].some((c) => want(`ns_per_packet.${c}`))) {
     await checkpoint();
     const { pinDir, seconds } = openSet('v4_1m_rule_slots', 4, 1_000_000, 6, true);
     process.stderr.write(`# loaded v4_1m with one counter slot per rule in ${seconds.toFixed(2)} s\n`);
@@ -215,41 +233,44 @@ export async function perPacket(): Promise<void> {
       ctx: { prefixes: 1_000_000, layout: 'hash (K=6) + trie', sources: big, counter_slots: 1_000_000, baseline: 'baseline_16k_sources' },
     });
   }
-  // --variants: the IPv4 cases with ABI 5's lookup (and each half of it) and the counter variants, beside this build's.
+  // --variants: the IPv4 cases with ABI 5's lookup (and each half of it) and the counter variants, beside
+  // this build's; and the A/A control, `_aa`: this build's object loaded a second time, interleaved alike,
+  // whose per-round ratios to the first are the noise the variants' ratios are read against (noise.*).
   if (VARIANTS) {
+    const kinds: Array<[string, string, (run: (typeof runs)[number]) => number]> = [
+      [
+        'aa',
+        "this build's object, a second load (A/A control)",
+        (r) => variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', r.sources!, r.pinDir),
+      ],
+      ['flat', "ABI 5's lookup: configs by map lookup, one-level /24 index (64 MB)", (r) => flatVariant(r.dp!, r.pinDir!, r.sources!)],
+      ['cfg_map', 'configs by map lookup, two-level /24 index', (r) => flatVariant(r.dp!, r.pinDir!, r.sources!, 'cfg_map')],
+      ['one_level', 'one-level /24 index (64 MB), configs in .bss', (r) => flatVariant(r.dp!, r.pinDir!, r.sources!, 'one_level')],
+      [
+        'direct',
+        "this build's index, the block pool as one map value read by address (no lookup)",
+        (r) => flatVariant(r.dp!, r.pinDir!, r.sources!, 'direct'),
+      ],
+      [
+        'hashed',
+        'blocks placed by a hash of the /16, owner tags read with the word; the /16 word on a collision',
+        (r) => flatVariant(r.dp!, r.pinDir!, r.sources!, 'hashed'),
+      ],
+      ['expect', "this build's index, the block path marked likely", (r) => flatVariant(r.dp!, r.pinDir!, r.sources!, 'expect')],
+      [
+        'collapse',
+        'configs by map lookup, uniform blocks folded into their /16 words (read against cfg_map)',
+        (r) => flatVariant(r.dp!, r.pinDir!, r.sources!, 'collapse'),
+      ],
+      ['cnt_shared', 'shared counters, atomic adds', (r) => counterVariant('shared', r.pinDir!, r.sources!)],
+      ['cnt_hybrid', 'hybrid counters, none hot', (r) => counterVariant('hybrid', r.pinDir!, r.sources!)],
+    ];
     for (const run of [...runs]) {
       if (!run.pinDir || !run.sources || !run.dp || run.frame !== v4) continue;
-      const base = { ...run, of: run.metric };
-      runs.push({
-        ...base,
-        metric: `${run.metric}_flat`,
-        fd: flatVariant(run.dp, run.pinDir, run.sources),
-        ctx: { ...run.ctx, variant: "ABI 5's lookup: configs by map lookup, one-level /24 index (64 MB)" },
-      });
-      runs.push({
-        ...base,
-        metric: `${run.metric}_cfg_map`,
-        fd: flatVariant(run.dp, run.pinDir, run.sources, 'cfg_map'),
-        ctx: { ...run.ctx, variant: 'configs by map lookup, two-level /24 index' },
-      });
-      runs.push({
-        ...base,
-        metric: `${run.metric}_one_level`,
-        fd: flatVariant(run.dp, run.pinDir, run.sources, 'one_level'),
-        ctx: { ...run.ctx, variant: 'one-level /24 index (64 MB), configs in .bss' },
-      });
-      runs.push({
-        ...base,
-        metric: `${run.metric}_cnt_shared`,
-        fd: counterVariant('shared', run.pinDir, run.sources),
-        ctx: { ...run.ctx, variant: 'shared counters, atomic adds' },
-      });
-      runs.push({
-        ...base,
-        metric: `${run.metric}_cnt_hybrid`,
-        fd: counterVariant('hybrid', run.pinDir, run.sources),
-        ctx: { ...run.ctx, variant: 'hybrid counters, none hot' },
-      });
+      for (const [kind, what, load] of kinds) {
+        if (kind !== 'aa' && !VARIANT_KINDS.has(kind)) continue;
+        runs.push({ ...run, of: run.metric, metric: `${run.metric}_${kind}`, fd: load(run), ctx: { ...run.ctx, variant: what } });
+      }
     }
   }
   // --compare OBJ: every fleetwall case again with another build of the vary
@@ -299,9 +320,22 @@ export async function perPacket(): Promise<void> {
       rounds: xs.length,
       min: Math.min(...xs),
       max: Math.max(...xs),
+      // An A/B's ratios are read per round: every round's figure, in the order run.
+      ...(VARIANTS || COMPARE ? { per_round: xs } : {}),
     });
   }
-  if (VARIANTS) await flood();
+  // noise.<case>: the A/A control's spread beside each variant's ratios to this build.
+  for (const run of runs) {
+    if (run.of || !results.has(`${run.metric}_aa`)) continue;
+    const others = runs.filter((v) => v.of === run.metric && !v.metric.endsWith('_aa'));
+    noiseReport(
+      run.metric.replace(/^ns_per_packet\./, 'noise.'),
+      results.get(run.metric)!,
+      results.get(`${run.metric}_aa`)!,
+      others.map((v) => [v.metric.slice(run.metric.length + 1), results.get(v.metric)!]),
+    );
+  }
+  if (VARIANTS && (VARIANT_KINDS.has('cnt_shared') || VARIANT_KINDS.has('cnt_hybrid'))) await flood();
   // Release the big sets before the next phase.
   for (const o of objects.splice(0)) o.close();
   for (const dp of datapaths.splice(0)) dp.close();

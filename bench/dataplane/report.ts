@@ -17,6 +17,51 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
+/** The q-quantile (0..1) of xs, by linear interpolation between order statistics. */
+export function quantile(xs: number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const p = (s.length - 1) * q;
+  const lo = Math.floor(p);
+  return s[lo]! + (s[Math.min(lo + 1, s.length - 1)]! - s[lo]!) * (p - lo);
+}
+
+const r3 = (x: number) => Math.round(x * 1000) / 1000;
+
+/**
+ * One line per measured case: the A/A control's per-round ratios (this build loaded twice, `aa` over
+ * `a`, round by round), their spread (value: p90 - p10; and min, max, median), and each variant's
+ * per-round ratios to this build beside it (median, p10, p90, and the rounds in which the variant
+ * was faster, slower or equal; in the A/A these count how often two identical programs differ).
+ * A variant whose median ratio lies outside the A/A's p10..p90 moved by more than the noise of one
+ * round; `ab.*.per_round` lets a reader apply any other test.
+ */
+export function noiseReport(metric: string, a: number[], aa: number[], variants: Array<[string, number[]]>): void {
+  const ratios = (xs: number[]) => xs.map((x, i) => r3(x / a[i]!));
+  const stats = (rs: number[]) => ({
+    median: r3(median(rs)),
+    p10: r3(quantile(rs, 0.1)),
+    p90: r3(quantile(rs, 0.9)),
+    min: Math.min(...rs),
+    max: Math.max(...rs),
+    faster: rs.filter((r) => r < 1).length,
+    slower: rs.filter((r) => r > 1).length,
+    equal: rs.filter((r) => r === 1).length,
+  });
+  const noise = ratios(aa);
+  const n = stats(noise);
+  emit(metric, n.p90 - n.p10, {
+    what: 'spread (p90 - p10) of the A/A per-round ratios: this build loaded twice, interleaved',
+    aa: { ...n, per_round: noise },
+    ab: Object.fromEntries(
+      variants.map(([name, xs]) => {
+        const rs = ratios(xs);
+        const st = stats(rs);
+        return [name, { ...st, beyond_noise: st.median < n.p10 || st.median > n.p90, per_round: rs }];
+      }),
+    ),
+  });
+}
+
 export function load(): string {
   try {
     return execFileSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).trim();

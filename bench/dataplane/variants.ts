@@ -36,19 +36,66 @@ function borrow(fd: number, name: string): BpfMap {
   return new BpfMap(name, fd, mapInfoByFd(fd, name), false);
 }
 
-/** ABI 5's lookup (`flat`), or one half of it, as bench_tblcfg and bench_flat4 are in the object. */
-export type LookupVariant = 'flat' | 'cfg_map' | 'one_level';
+/**
+ * ABI 5's lookup (`flat`), or one half of it, as bench_tblcfg and bench_flat4 are in the object; or a
+ * variant of this build's two-level index: `direct` (the pool as one map value, bench_pool1, read
+ * through a computed address), `expect` (the block path marked likely), `collapse` (the configs by map
+ * lookup, as `cfg_map`, with every /16 whose block holds 256 equal words given that word in its /16 word
+ * instead: the index a writer that frees uniform blocks would leave; read against `cfg_map`), `hashed` (each
+ * /16's block copied to the place a hash of the /16 gives in bench_hpool, its owner in bench_howner; a /16
+ * whose place is taken keeps its block in the pool, read through its /16 word).
+ */
+export type LookupVariant = 'flat' | 'cfg_map' | 'one_level' | 'direct' | 'expect' | 'collapse' | 'hashed';
 
 /**
  * A lookup variant of the XDP program on dp's maps: its bench_tblcfg (if it has one) a copy of dp's
  * configs, its bench_flat4 (if it has one) filled from dp's two-level index.
  */
 export function flatVariant(dp: BpfDatapath, pinDir: string, sources: Uint8Array[], kind: LookupVariant = 'flat'): number {
-  const fd = variant(`xdp_ingress_${kind}_vary.bpf.o`, 'fw_xdp_ingress', sources, pinDir);
+  const fd = variant(`xdp_ingress_${kind === 'collapse' ? 'cfg_map' : kind}_vary.bpf.o`, 'fw_xdp_ingress', sources, pinDir);
   const obj = objects[objects.length - 1]!;
   const cfg = borrow(dp.mapFd(MAP.TBLCFG), MAP.TBLCFG);
   const pool = borrow(dp.mapFd(MAP.IN4_D24), MAP.IN4_D24);
   const c = cfg.lookupU32(0)!; // the four configs, back to back
+  if (kind === 'collapse') {
+    // The ingress IPv4 config (table 0): a /16 whose block's 256 words are equal gets that word.
+    for (let x = 0; x < FW_D16_WORDS; x++) {
+      const at = LAYOUT.fw_table_cfg.fields.d16 + x * 4;
+      const w = c.readUInt32LE(at);
+      if (!(w & FW_D16_BLOCK)) continue;
+      const blk = pool.lookupU32(w & FW_D16_INDEX_MASK)!;
+      const w0 = blk.readUInt32LE(0);
+      let same = true;
+      for (let i = 1; i < BW && same; i++) same = blk.readUInt32LE(i * 4) === w0;
+      if (same) c.writeUInt32LE(w0, at);
+    }
+  }
+  if (obj.mapNames().includes('bench_hpool')) {
+    const hp = borrow(obj.mapFd('bench_hpool'), 'bench_hpool');
+    const ho = borrow(obj.mapFd('bench_howner'), 'bench_howner');
+    const places = ho.info.valueSize / 4;
+    const shift = 32 - Math.log2(places);
+    const v = Buffer.alloc(hp.info.valueSize);
+    const own = Buffer.alloc(ho.info.valueSize);
+    for (let x = 0; x < FW_D16_WORDS; x++) {
+      const w = c.readUInt32LE(LAYOUT.fw_table_cfg.fields.d16 + x * 4);
+      if (!(w & FW_D16_BLOCK)) continue;
+      const at = Math.imul(x, 0x9e3779b1) >>> shift;
+      if (own.readUInt32LE(at * 4) !== 0) continue; // taken: this /16 is read through its /16 word
+      own.writeUInt32LE(x + 1, at * 4);
+      pool.lookupU32(w & FW_D16_INDEX_MASK)!.copy(v, at * BW * 4);
+    }
+    hp.updateU32(0, v);
+    ho.updateU32(0, own);
+  }
+  if (obj.mapNames().includes('bench_pool1')) {
+    const p1 = borrow(obj.mapFd('bench_pool1'), 'bench_pool1');
+    const v = Buffer.alloc(p1.info.valueSize);
+    const blocks = Math.min(pool.info.maxEntries, v.length / (BW * 4));
+    for (let b = 0; b < blocks; b++) pool.lookupU32(b)!.copy(v, b * BW * 4);
+    if (pool.info.maxEntries > blocks) throw new Error(`bench_pool1 holds ${blocks} blocks, the pool ${pool.info.maxEntries}`);
+    p1.updateU32(0, v);
+  }
   if (obj.mapNames().includes('bench_tblcfg')) {
     const tblcfg = borrow(obj.mapFd('bench_tblcfg'), 'bench_tblcfg');
     for (let t = 0; t < 4; t++) tblcfg.updateU32(t, c.subarray(t * LAYOUT.fw_table_cfg.size, (t + 1) * LAYOUT.fw_table_cfg.size));

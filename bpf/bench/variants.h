@@ -11,6 +11,19 @@
  *   FW_BENCH_CFG_MAP       the table configs looked up in a map (a copy), not
  *                          read from the programs' global;
  *   FW_BENCH_D24_ONE_LEVEL the /24 index in one level (2^24 words).
+ *   FW_BENCH_D24_DIRECT  the two-level index with the block pool as one map value
+ *                        (bench_pool1: an ARRAY of one value of FW_BENCH_POOL1_BLOCKS
+ *                        blocks, filled by the bench from the pool): the block word
+ *                        read through an address computed from the /16 word, no
+ *                        map lookup (no key through the stack, no null check).
+ *   FW_BENCH_D24_HASHED  the /16's block placed where a hash of the /16 says
+ *                        (bench_hpool, one value of FW_BENCH_POOL1_BLOCKS blocks, and
+ *                        bench_howner, the /16 + 1 that owns each place): the owner
+ *                        and the /24 word are read at once, both from the address
+ *                        alone; the /16 word (this build's path) only when the owner
+ *                        is another /16 or none (a collision, or no block).
+ *   FW_BENCH_D24_EXPECT  the two-level index with the block path marked likely
+ *                        (branch layout only).
  *   FW_BENCH_CNT_SHARED  rule counters in one shared array, atomic adds.
  *   FW_BENCH_CNT_HYBRID  per-CPU counters for slots userspace marks hot, the
  *                        shared array with atomic adds for the others.
@@ -52,6 +65,94 @@ static __always_inline __u32 fw_bench_flat_word(__u32 h)
 	const struct fw_d24_block *blk = bpf_map_lookup_elem(&bench_flat4, &bi);
 
 	return blk ? blk->w[(h >> 8) & 255] : 0;
+}
+#endif
+
+#ifdef FW_BENCH_D24_DIRECT
+/* 8 MB: room for the blocks of the bench's 1M set (~4,100); a block index is masked to it. */
+#define FW_BENCH_POOL1_BLOCKS 8192
+struct bench_pool1_val {
+	__u32 w[FW_BENCH_POOL1_BLOCKS * 256];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bench_pool1_val);
+} bench_pool1 SEC(".maps");
+#endif
+
+#ifdef FW_BENCH_D24_HASHED
+#define FW_BENCH_POOL1_BLOCKS 8192
+#define FW_BENCH_HASH_SHIFT 19 /* 32 - log2(FW_BENCH_POOL1_BLOCKS) */
+struct bench_hpool_val {
+	__u32 w[FW_BENCH_POOL1_BLOCKS * 256];
+};
+struct bench_howner_val {
+	__u32 owner[FW_BENCH_POOL1_BLOCKS]; /* the /16 (h >> 16) + 1 whose block is here; 0 = none */
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bench_hpool_val);
+} bench_hpool SEC(".maps");
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bench_howner_val);
+} bench_howner SEC(".maps");
+#endif
+
+#if defined(FW_BENCH_D24_DIRECT) || defined(FW_BENCH_D24_HASHED) || defined(FW_BENCH_D24_EXPECT)
+/* fw_index_word() of these variants (fw_decide.h): the /24 word of host-order address h. */
+static __always_inline __u32 fw_bench_index_word(const struct fw_table_cfg *cfg, void *pool, __u32 h)
+{
+#if defined(FW_BENCH_D24_DIRECT)
+	__u32 zero = 0;
+	const struct bench_pool1_val *p1 = bpf_map_lookup_elem(&bench_pool1, &zero);
+	__u32 w = cfg->d16[h >> 16];
+
+	(void)pool;
+	if (!p1)
+		return 0;
+	if (w & FW_D16_BLOCK)
+		w = p1->w[(((w & FW_D16_INDEX_MASK) << 8) | ((h >> 8) & 255)) & (FW_BENCH_POOL1_BLOCKS * 256 - 1)];
+	return w;
+#elif defined(FW_BENCH_D24_HASHED)
+	__u32 zero = 0;
+	const struct bench_hpool_val *hp = bpf_map_lookup_elem(&bench_hpool, &zero);
+	const struct bench_howner_val *ho = bpf_map_lookup_elem(&bench_howner, &zero);
+	__u32 x = h >> 16;
+	__u32 at = (x * 0x9E3779B1u) >> FW_BENCH_HASH_SHIFT;
+
+	if (!hp || !ho)
+		return 0;
+	__u32 hw = hp->w[((at << 8) | ((h >> 8) & 255)) & (FW_BENCH_POOL1_BLOCKS * 256 - 1)];
+	if (ho->owner[at & (FW_BENCH_POOL1_BLOCKS - 1)] == x + 1)
+		return hw;
+	__u32 w = cfg->d16[x];
+	if (w & FW_D16_BLOCK) {
+		__u32 b = w & FW_D16_INDEX_MASK;
+		const struct fw_d24_block *blk = bpf_map_lookup_elem(pool, &b);
+		if (!blk)
+			return 0;
+		w = blk->w[(h >> 8) & 255];
+	}
+	return w;
+#elif defined(FW_BENCH_D24_EXPECT)
+	__u32 w = cfg->d16[h >> 16];
+
+	if (__builtin_expect(!!(w & FW_D16_BLOCK), 1)) {
+		__u32 b = w & FW_D16_INDEX_MASK;
+		const struct fw_d24_block *blk = bpf_map_lookup_elem(pool, &b);
+		if (__builtin_expect(!blk, 0))
+			return 0;
+		w = blk->w[(h >> 8) & 255];
+	}
+	return w;
+#endif
 }
 #endif
 

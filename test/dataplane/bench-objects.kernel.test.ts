@@ -1,6 +1,9 @@
 // The benchmark objects (bpf/bench/obj/, built by scripts/build-bpf.sh) pass the verifier, and the variants
 // of the XDP ingress program that `bench:dataplane --variants` measures beside this build's (ABI 5's lookup,
-// `_flat`, and each half of it, `_cfg_map` and `_one_level`; the shared and hybrid rule counters) decide and
+// `_flat`, and each half of it, `_cfg_map` and `_one_level`; this build's index read by address, `_direct`,
+// with the block path marked likely, `_expect`, with uniform blocks folded into their /16 words, `_collapse`,
+// with blocks placed by a hash of the /16, `_hashed`;
+// the shared and hybrid rule counters) decide and
 // count like it on the same maps, through the bench's own loaders (bench/dataplane/sets.ts, variants.ts). A
 // change to the programs, the maps or the ABI that breaks a variant fails here instead of at the next
 // benchmark run (ABI 7's events left `_flat` refused by the verifier, found only when the A/B was next wanted).
@@ -58,6 +61,9 @@ test('the ingress variants of bench:dataplane --variants decide like this build 
       up('10.1.3.0/24', 'allow', 'enforce', 2),
       up('10.1.3.7/32', 'deny', 'enforce', 3), // a longer entry inside a /24: the index word says LONGER
       up('10.2.0.0/16', 'deny', 'monitor', 4), // no entry longer than /16 inside: no /24 block in the two-level index
+      // Two halves of one /16 with one answer: a block of 256 equal words, which `_collapse` folds into the /16 word.
+      up('10.4.0.0/17', 'deny', 'enforce', 5),
+      up('10.4.128.0/17', 'deny', 'enforce', 5),
     ]);
     // source, XDP verdict, counter slot of the deciding rule (none: the default)
     const cases: Array<[string, number, number | null]> = [
@@ -65,6 +71,7 @@ test('the ingress variants of bench:dataplane --variants decide like this build 
       ['10.1.3.8', XDP_PASS, 2],
       ['10.1.3.7', XDP_DROP, 3],
       ['10.2.3.4', XDP_PASS, 4],
+      ['10.4.200.1', XDP_DROP, 5],
       ['10.9.9.9', XDP_PASS, null],
     ];
     const first = [parseAddress(cases[0]![0]).bytes];
@@ -82,6 +89,10 @@ test('the ingress variants of bench:dataplane --variants decide like this build 
       ['_flat', () => flatVariant(dp, pinDir, first), productCounters],
       ['_cfg_map', () => flatVariant(dp, pinDir, first, 'cfg_map'), productCounters],
       ['_one_level', () => flatVariant(dp, pinDir, first, 'one_level'), productCounters],
+      ['_direct', () => flatVariant(dp, pinDir, first, 'direct'), productCounters],
+      ['_expect', () => flatVariant(dp, pinDir, first, 'expect'), productCounters],
+      ['_collapse', () => flatVariant(dp, pinDir, first, 'collapse'), productCounters],
+      ['_hashed', () => flatVariant(dp, pinDir, first, 'hashed'), productCounters],
       ['_cnt_shared', () => counterVariant('shared', pinDir, first), benchCounters],
       ['_cnt_hybrid', () => counterVariant('hybrid', pinDir, first), benchCounters],
     ];

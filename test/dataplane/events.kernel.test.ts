@@ -11,8 +11,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseCidr } from '../../common/src/cidr.js';
 import type { BpfDatapath } from '../../node-agent/src/datapath/bpf-datapath.js';
+import { LAYOUT, MAP, type MapName } from '../../node-agent/src/datapath/abi.js';
+import { BpfMap, mapInfoByFd } from '../../node-agent/src/datapath/bpf-map.js';
 import type { EventRing } from '../../node-agent/src/datapath/event-ring.js';
 import {
+  EV_LAYOUT,
   type EventRecord,
   type EventSettings,
   FW_EV_KIND_DROP,
@@ -46,6 +49,27 @@ function budgets(dp: BpfDatapath, n: number) {
 }
 
 const ip4 = (s: string) => Buffer.from(s.split('.').map(Number));
+
+/**
+ * The budget state of `slot` in every CPU row ({last, tokens, weight, lost}, from the rows the programs
+ * write) and the CPU rows of the generation: what an assertion on lost events prints when it fails, so
+ * that a failure says which path the drops took (a ring without room, or a budget without tokens).
+ */
+function rowStates(dp: BpfDatapath, slot: number): string {
+  const borrow = (name: MapName) => new BpfMap(name, dp.mapFd(name), mapInfoByFd(dp.mapFd(name), name), false);
+  const F = LAYOUT.fw_table_cfg.fields;
+  const cfg = borrow(MAP.TBLCFG).lookupU32(0)!;
+  const slots = cfg.readUInt32LE(F.rule_slots);
+  const rows = cfg.readUInt32LE(F.cpu_rows);
+  const cnt = borrow(MAP.RULE_CNT);
+  const E = EV_LAYOUT.fw_ev_state.fields;
+  const at = EV_LAYOUT.fw_rule_row.fields.ev;
+  const states = Array.from({ length: rows }, (_, r) => {
+    const v = cnt.lookupU32(r * slots + slot)!;
+    return `row ${r}: last ${v.readUInt32LE(at + E.last)} tokens ${v.readUInt32LE(at + E.tokens)} weight ${v.readUInt32LE(at + E.weight)} lost ${v.readUInt32LE(at + E.lost)}`;
+  });
+  return `cpu rows ${rows}, slots ${slots}; ${states.join('; ')}`;
+}
 
 test('drop events: fields, directions, budget per rule, weights add up to the counter, nothing for passes', async () => {
   await withDatapath('ev', {}, async (dp) => {
@@ -142,9 +166,9 @@ test('drop events: the ring full counts lost events per rule; their drops stay p
       const b = budgets(dp, 4);
       const ev = drain(ring);
       assert.ok(ev.length > 0 && ev.length < 200, `${ev.length} events written`);
-      assert.equal(b.lost[1], 200 - ev.length, 'every event the ring refused is counted for its rule');
+      assert.equal(b.lost[1], 200 - ev.length, `every event the ring refused is counted for its rule (${rowStates(dp, 1)})`);
       const weights = ev.reduce((s, e) => s + e.weight, 0);
-      assert.equal(weights + b.pending[1]!, 200, 'weights + pending = drops');
+      assert.equal(weights + b.pending[1]!, 200, `weights + pending = drops (${rowStates(dp, 1)})`);
       // After the ring drained, the next event carries the pending drops.
       dp.testRun('xdp', ipv4Frame('192.0.2.5', '10.0.0.1'));
       const next = drain(ring);
