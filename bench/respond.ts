@@ -277,7 +277,8 @@ async function main(): Promise<void> {
     });
     emit('count.local_bans_spoofed_flood', n1.responder.stats.localBans, {
       rate_limited: n1.responder.stats.rateLimited,
-      group_inserts: String(n1.responder.stats.groupInserts),
+      window_packets: String(n1.responder.stats.windowPackets),
+      margin_packets: String(n1.responder.stats.marginPackets),
     });
     emit('ms.operator_create_p99_under_attack', pct(creates, 99), { creates: creates.length, p50: Math.round(pct(creates, 50)) });
     loop.disable();
