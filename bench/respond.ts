@@ -138,6 +138,7 @@ function spoofedFloodKernel(dp: BpfDatapath): void {
     ns_per_packet: Math.round(f.nsPerPacket * 10) / 10,
     ns_over_none: Math.round((f.nsPerPacket - none!.nsPerPacket) * 10) / 10,
     reports: f.reports,
+    lost: f.lost,
     false_reports: f.falseReports,
     heavy_found: f.heavyFound.join('/'),
     mb_kernel: Math.round((f.kernelBytes / 1e6) * 10) / 10,
@@ -156,7 +157,12 @@ function spoofedFloodKernel(dp: BpfDatapath): void {
     ns_over_none: ctx(sketch!).ns_over_none,
     lru: ctx(lru!),
   });
-  emit('count.false_reports_spoofed_flood', sketch!.falseReports, { lru: lru!.falseReports, sketch_count_min_margin: cm!.falseReports });
+  emit('count.false_reports_spoofed_flood', sketch!.falseReports, {
+    reports: sketch!.reports,
+    lost: sketch!.lost,
+    lru: lru!.falseReports,
+    sketch_count_min_margin: cm!.falseReports,
+  });
   emit(
     'count.heavy_found_spoofed_flood',
     sketch!.heavyFound.reduce((a, b) => a + b, 0),

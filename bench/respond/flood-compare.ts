@@ -43,6 +43,8 @@ export interface FloodFigures {
   readonly marginPackets: number;
   /** Hit records (a source reported again when the margin grew past its estimate is two). */
   readonly reports: number;
+  /** Hit records the ring overwrote before they were read (4,096 records). */
+  readonly lost: number;
 }
 
 /** The LRU build on `dp`'s pinned maps; close it when done. */
@@ -124,7 +126,8 @@ export function flood(
     }
   }
   // Every hit, the ring read whole (its 4,096 records hold more than a flood without false reports writes).
-  const hits = dp.policies.readPolicyHits(from).hits.filter((h) => h.policy === o.policyId);
+  const read = dp.policies.readPolicyHits(from);
+  const hits = read.hits.filter((h) => h.policy === o.policyId);
   // Distinct sources (a group may be reported again in its window when the margin grew past its estimate).
   let falseReports = 0;
   const heavyFound = HEAVY_TIMES.map(() => 0);
@@ -151,6 +154,7 @@ export function flood(
     kernelBytes,
     marginPackets: Number(maxMargin),
     reports: hits.length,
+    lost: read.lost,
   };
 }
 

@@ -45,15 +45,6 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } fw_pol_cms SEC(".maps");
 
-/* Per CPU, per policy slot: the last group counted (fw_policy_abi.h). */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, FW_POL_MAX);
-	__type(key, __u32);
-	__type(value, struct fw_pol_last);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} fw_pol_last SEC(".maps");
-
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, FW_POL_HITS);
@@ -193,32 +184,41 @@ static __always_inline __u32 fw_pol_cell_idx(const struct fw_policy_set *ps, __u
 	return base + r * FW_POL_WIDTH + (__u32)((lo * s->a + hi * s->b + (v4 ? s->c : 0)) >> (64 - FW_POL_WIDTH_BITS));
 }
 
-/* Adds a CPU's pending counts of its last group to the group's cells (those still of its window). */
-static __always_inline void fw_pol_flush(const struct fw_policy_set *ps, __u32 base, struct fw_pol_last *l)
+/*
+ * Marks the cells of a group that crossed a limit in window `tag`: 1 if one
+ * of them was not marked yet (report it), 0 if all were (reported already).
+ */
+static __always_inline int fw_pol_mark(const struct fw_policy_set *ps, __u32 base, __u64 lo, __u64 hi, __u32 v4, __u32 tag)
 {
+	int fresh = 0;
+
 #pragma unroll
 	for (int r = 0; r < FW_POL_ROWS; r++) {
-		__u32 idx = fw_pol_cell_idx(ps, base, r, l->lo, l->hi, l->v4);
+		__u32 idx = fw_pol_cell_idx(ps, base, r, lo, hi, v4);
 		struct fw_pol_cell *cell = bpf_map_lookup_elem(&fw_pol_cms, &idx);
-		if (cell && cell->tag == l->tag) {
-			cell->packets += (__u32)l->pend_packets;
-			cell->bytes += l->pend_bytes;
+		if (!cell || cell->tag != tag) {
+			fresh = 1;
+			continue;
+		}
+		if (!(cell->packets & FW_POL_REPORTED)) {
+			fresh = 1;
+			cell->packets |= FW_POL_REPORTED;
 		}
 	}
-	l->pend_packets = 0;
-	l->pend_bytes = 0;
+	return fresh;
 }
 
 /*
- * Counts one matched packet for the policy in slot i: the CPU's last group
- * if it is this one (fw_pol_last), else one cell per row (plain adds), the
- * estimate the least of them before this packet; writes a hit when the
- * estimate crosses limit + margin (once per window: the estimate only grows
- * within one).
+ * Counts one matched packet for the policy in slot i: one cell per row
+ * (plain adds), the estimate the least of them before this packet; writes a
+ * hit when the estimate is over limit + margin, once per group and window
+ * (fw_pol_mark).
  */
 static __always_inline void fw_pol_account(const struct fw_policy_set *ps, const struct fw_policy *p, __u32 i,
 					   const struct fw_pol_pkt *pk)
 {
+	__u64 epoch = pk->now / p->window_ns;
+	__u32 tag = (__u32)epoch + p->id * FW_POL_TAG_MUL;
 	__u64 lo, hi = 0;
 	__u32 v4 = 0;
 
@@ -233,76 +233,49 @@ static __always_inline void fw_pol_account(const struct fw_policy_set *ps, const
 		if (p->v6_len != 64)
 			hi = (__u64)pk->w[2] | ((__u64)pk->w[3] << 32);
 	}
-	__u32 si = i & (FW_POL_MAX - 1);
-	struct fw_pol_last *l = bpf_map_lookup_elem(&fw_pol_last, &si);
-	if (!l)
-		return;
-	__u64 est_p, est_b, start;
-	__u32 base = si * (FW_POL_ROWS * FW_POL_WIDTH);
-	if (pk->now < l->end_ns && l->id == p->id && l->lo == lo && l->hi == hi && l->v4 == v4 &&
-	    l->pend_packets < FW_POL_FLUSH - 1) {
-		/* The CPU's last group again, in its window: counted here. */
-		est_p = l->est_packets;
-		est_b = l->est_bytes;
-		l->pend_packets++;
-		l->pend_bytes += pk->bytes;
-		start = l->end_ns - p->window_ns;
-	} else {
-		if (l->pend_packets)
-			fw_pol_flush(ps, base, l);
-		__u64 epoch = pk->now / p->window_ns;
-		__u32 tag = (__u32)epoch + p->id * FW_POL_TAG_MUL;
-		start = epoch * p->window_ns;
-		est_p = ~0ULL;
-		est_b = ~0ULL;
+	__u64 est_p = ~0ULL, est_b = ~0ULL;
+	__u32 base = (i & (FW_POL_MAX - 1)) * (FW_POL_ROWS * FW_POL_WIDTH);
 #pragma unroll
-		for (int r = 0; r < FW_POL_ROWS; r++) {
-			__u32 idx = fw_pol_cell_idx(ps, base, r, lo, hi, v4);
-			struct fw_pol_cell *cell = bpf_map_lookup_elem(&fw_pol_cms, &idx);
-			if (!cell)
-				return;
-			__u32 np = 0;
-			__u64 nb = 0;
-			if (cell->tag == tag) {
-				np = cell->packets;
-				nb = cell->bytes;
-			} else {
-				cell->tag = tag;
-			}
-			cell->packets = np + 1;
-			cell->bytes = nb + pk->bytes;
-			if (np < est_p)
-				est_p = np;
-			if (nb < est_b)
-				est_b = nb;
+	for (int r = 0; r < FW_POL_ROWS; r++) {
+		__u32 idx = fw_pol_cell_idx(ps, base, r, lo, hi, v4);
+		struct fw_pol_cell *cell = bpf_map_lookup_elem(&fw_pol_cms, &idx);
+		if (!cell)
+			return;
+		__u32 np = 0, mark = 0;
+		__u64 nb = 0;
+		if (cell->tag == tag) {
+			np = cell->packets & ~FW_POL_REPORTED;
+			mark = cell->packets & FW_POL_REPORTED;
+			nb = cell->bytes;
+		} else {
+			cell->tag = tag;
 		}
-		l->lo = lo;
-		l->hi = hi;
-		l->v4 = v4;
-		l->tag = tag;
-		l->id = p->id;
-		l->end_ns = start + p->window_ns;
+		cell->packets = mark | (np + 1);
+		cell->bytes = nb + pk->bytes;
+		if (np < est_p)
+			est_p = np;
+		if (nb < est_b)
+			est_b = nb;
 	}
 	__u64 ap = est_p + 1, ab = est_b + pk->bytes;
-	l->est_packets = ap;
-	l->est_bytes = ab;
+	__u64 lp = p->limit_packets, lb = p->limit_bytes;
+	if (!((lp && ap > lp) || (lb && ab > lb)))
+		return; /* under the limit itself: no need for the margins */
 	__u32 z = 0;
 	const struct fw_pol_stat *st = bpf_map_lookup_elem(&fw_pol_stat, &z);
 	if (!st)
 		return;
-	__u64 lp = p->limit_packets, lb = p->limit_bytes;
-	__u32 mi = si;
+	__u32 mi = i;
 	asm volatile("" : "+r"(mi)); /* masked here, where the verifier sees it */
 	mi &= FW_POL_MAX - 1;
-	__u64 mp = lp + st->margin_packets[mi];
-	__u64 mb = lb + st->margin_bytes[mi];
-	int after = (lp && ap > mp) || (lb && ab > mb);
-	int before = (lp && est_p > mp) || (lb && est_b > mb);
-	if (!after || before)
+	if (!((lp && ap > lp + st->margin_packets[mi]) || (lb && ab > lb + st->margin_bytes[mi])))
+		return;
+	/* Over: reported once per group and window (its cells' marks). */
+	if (!fw_pol_mark(ps, base, lo, hi, v4, tag))
 		return;
 	struct fw_pol_key k = {};
 	fw_pol_key_of(p, pk, &k);
-	fw_pol_hit(&k, ap, ab, start, pk->now);
+	fw_pol_hit(&k, ap, ab, epoch * p->window_ns, pk->now);
 }
 #endif
 

@@ -34,8 +34,12 @@
  * estimate crosses limit + margin: a lone source (N < w / e: margin 0, no
  * other group in its cells) is reported exactly when it passes the limit,
  * and one below the limit never is. The packet whose estimate crosses writes
- * one record into the hit ring fw_pol_hits (the estimates only grow within a
- * window: once per group and window), which is all the agent reads. Bans are
+ * one record into the hit ring fw_pol_hits, which is all the agent reads,
+ * and marks the group's cells (FW_POL_REPORTED): a group whose cells are all
+ * marked is not reported again in the window. So the margin may move (down
+ * or up) between a group's packets: a group over limit + margin is reported
+ * once, at its first packet over it. (Rarely, reported groups cover all of a
+ * group's cells: a later report, never a wrong one.) Bans are
  * NOT here: a ban is an ordinary deny rule in the rule tables (agent-local at
  * once, then the control plane's).
  *
@@ -55,7 +59,7 @@
 #define FW_POL_WIDTH (1 << FW_POL_WIDTH_BITS)  /* cells per row */
 #define FW_POL_CELLS (FW_POL_MAX * FW_POL_ROWS * FW_POL_WIDTH)  /* fw_pol_cms entries */
 #define FW_POL_TAG_MUL 0x9E3779B1u  /* a cell's tag: (u32)epoch + policy id * this */
-#define FW_POL_FLUSH 16         /* packets a CPU's last group keeps out of the cells at most (fw_pol_last) */
+#define FW_POL_REPORTED 0x80000000u  /* fw_pol_cell.packets: a group of this cell was reported in its window */
 #define FW_POL_HITS 4096        /* records in the hit ring (a power of two) */
 
 /* fw_policy.proto: an IP protocol number, or any. ICMP matches ICMPv6 on IPv6. */
@@ -116,34 +120,8 @@ struct fw_policy_set {
 /* fw_pol_cms[(slot * FW_POL_ROWS + row) * FW_POL_WIDTH + h]: one counter of the sketch. */
 struct fw_pol_cell {
 	__u32 tag;            /* the window (and policy version) it counts: not the packet's = 0 */
-	__u32 packets;
+	__u32 packets;        /* FW_POL_REPORTED | packets (31 bits) */
 	__u64 bytes;
-};
-
-/*
- * fw_pol_last[slot], per CPU: the last group this CPU counted for the policy
- * in slot i. A packet of the same group in the same window (a train of one
- * source's packets, the usual case) adds to pend_* and its estimate here,
- * without touching the cells: its estimate is the least of its cells when
- * it was last read plus what this CPU counted since (other CPUs' adds
- * meanwhile are not in it: an undercount, never an overcount). Another
- * group, or FW_POL_FLUSH pending packets, first adds the pending counts to
- * the cells (those still of that window). So the cells lack at most
- * FW_POL_FLUSH - 1 packets per CPU and policy, and a group spread over n
- * CPUs is undercounted by at most (n - 1) x (FW_POL_FLUSH - 1) packets.
- */
-struct fw_pol_last {
-	__u64 lo;             /* the group's hash input (fw_policy_abi.h) */
-	__u64 hi;
-	__u32 tag;            /* its window's tag; 0 = none */
-	__u32 v4;             /* 1 for IPv4 */
-	__u64 est_packets;    /* its estimate, this CPU's pending packets included */
-	__u64 est_bytes;
-	__u64 pend_packets;   /* counted here, not yet in the cells */
-	__u64 pend_bytes;
-	__u64 end_ns;         /* its window's end (a packet before it needs no division) */
-	__u32 id;             /* the policy version it was counted for */
-	__u32 pad;
 };
 
 /* A source group as reported. addr is masked to the policy's length (4 bytes used for IPv4). */
@@ -179,7 +157,6 @@ struct fw_pol_stat {
 
 #define FW_MAP_POL_CFG   "fw_pol_cfg"
 #define FW_MAP_POL_CMS   "fw_pol_cms"
-#define FW_MAP_POL_LAST  "fw_pol_last"
 #define FW_MAP_POL_HITS  "fw_pol_hits"
 #define FW_MAP_POL_STAT  "fw_pol_stat"
 

@@ -171,7 +171,6 @@ test('the compiled objects declare every map with the ABI key and value sizes', 
     [MAP.EV_CPU]: [4, LAYOUT.fw_ev_cpu.size],
     [MAP.POL_CFG]: [4, LAYOUT.fw_policy_set.size],
     [MAP.POL_CMS]: [4, LAYOUT.fw_pol_cell.size],
-    [MAP.POL_LAST]: [4, LAYOUT.fw_pol_last.size],
     [MAP.POL_HITS]: [4, LAYOUT.fw_pol_hit.size],
     [MAP.POL_STAT]: [4, LAYOUT.fw_pol_stat.size],
   };

@@ -12,8 +12,8 @@ export const FW_POL_WIDTH = 1 << FW_POL_WIDTH_BITS;
 export const FW_POL_CELLS = FW_POL_MAX * FW_POL_ROWS * FW_POL_WIDTH;
 /** A cell's tag: (u32)(now / window_ns) + policy id * this. */
 export const FW_POL_TAG_MUL = 0x9e3779b1;
-/** Packets a CPU's last group (fw_pol_last) keeps out of the cells at most. */
-export const FW_POL_FLUSH = 16;
+/** fw_pol_cell.packets: a group of the cell was reported in its window. */
+export const FW_POL_REPORTED = 0x80000000;
 export const FW_POL_HITS = 4096;
 export const FW_POL_PROTO = { any: 0, icmp: 1, tcp: 6, udp: 17, icmp6: 58 } as const;
 export const FW_POL_F_SYN_ONLY = 1;
@@ -28,7 +28,7 @@ export const POLICY_ENUMS: Readonly<Record<string, number>> = {
   FW_POL_WIDTH,
   FW_POL_CELLS,
   FW_POL_TAG_MUL,
-  FW_POL_FLUSH,
+  FW_POL_REPORTED,
   FW_POL_HITS,
   FW_POL_PROTO_ANY: FW_POL_PROTO.any,
   FW_POL_PROTO_ICMP: FW_POL_PROTO.icmp,
@@ -64,22 +64,6 @@ export const POLICY_LAYOUT = {
   fw_pol_seed: { size: 24, fields: { a: 0, b: 8, c: 16 } },
   fw_policy_set: { size: 688, fields: { dir_mask: 0, count: 4, class_mask: 6, l4_mask: 8, pad: 10, seed: 16, p: 112 } },
   fw_pol_cell: { size: 16, fields: { tag: 0, packets: 4, bytes: 8 } },
-  fw_pol_last: {
-    size: 72,
-    fields: {
-      lo: 0,
-      hi: 8,
-      tag: 16,
-      v4: 20,
-      est_packets: 24,
-      est_bytes: 32,
-      pend_packets: 40,
-      pend_bytes: 48,
-      end_ns: 56,
-      id: 64,
-      pad: 68,
-    },
-  },
   fw_pol_key: { size: 24, fields: { policy: 0, family: 4, pad: 5, addr: 8 } },
   fw_pol_hit: { size: 64, fields: { seq: 0, key: 8, packets: 32, bytes: 40, elapsed_ns: 48, at_ns: 56 } },
   fw_pol_stat: { size: 192, fields: { head: 0, pad: 8, margin_packets: 64, margin_bytes: 128 } },
@@ -88,7 +72,6 @@ export const POLICY_LAYOUT = {
 export const POLICY_MAP = {
   POL_CFG: 'fw_pol_cfg',
   POL_CMS: 'fw_pol_cms',
-  POL_LAST: 'fw_pol_last',
   POL_HITS: 'fw_pol_hits',
   POL_STAT: 'fw_pol_stat',
 } as const;

@@ -1,6 +1,6 @@
 // The count-min margin of one policy's sketch (bpf/include/fw_policy_abi.h),
-// pure: from the first row of its cells (as mapped: tag, packets, bytes lo,
-// bytes hi per cell, u32 each) and the tags of the current and previous
+// pure: from the first row of its cells (as mapped: tag, FW_POL_REPORTED |
+// packets, bytes lo, bytes hi per cell, u32 each) and the tags of the current and previous
 // window, the traffic N the window holds and the margin a group's estimate
 // must pass over the limit to be reported.
 //
@@ -29,6 +29,8 @@ export interface RowMargin {
 }
 
 const HIST = 256;
+/** fw_pol_cell.packets without FW_POL_REPORTED. */
+const PACKETS = 0x7fffffff;
 
 /**
  * The least m with at most `tail` cells above it (rounded up to a histogram
@@ -40,7 +42,7 @@ function quantile(row: Uint32Array, tag: number, field: 1 | 2, max: number, tail
   const scale = HIST / (max + 1);
   for (let j = 0; j < row.length; j += 4) {
     if (row[j] !== tag) continue;
-    const v = field === 1 ? row[j + 1]! : row[j + 2]! + row[j + 3]! * 2 ** 32;
+    const v = field === 1 ? row[j + 1]! & PACKETS : row[j + 2]! + row[j + 3]! * 2 ** 32;
     hist[Math.floor(v * scale)]!++;
   }
   let above = 0;
@@ -59,7 +61,7 @@ function scan(row: Uint32Array, tag: number): [number, number, number, number] {
   let mb = 0;
   for (let j = 0; j < row.length; j += 4) {
     if (row[j] !== tag) continue;
-    const cp = row[j + 1]!;
+    const cp = row[j + 1]! & PACKETS;
     const cb = row[j + 2]! + row[j + 3]! * 2 ** 32;
     p += cp;
     b += cb;
