@@ -6,7 +6,17 @@
 //       (TCP/22: the program's protocol test, fw_policy_wants, stops them);
 //       with an egress-only policy (the same one test); with a policy that
 //       counts them (one group, never over its limit); ratios x_baseline
-//       beside them.
+//       beside them. policy_match_lru: the same on the LRU build
+//       (bpf/bench/pol_lru.h) on the same maps.
+//   ns_per_packet.spoofed_flood, count.false_reports_spoofed_flood,
+//   count.heavy_found_spoofed_flood, mb.kernel_policy_counting: the kernel's
+//       count-min sketch under --flood-sources random sources (1,000,000;
+//       50,000 with --tiny) in one window, with 1,000 sources at the limit
+//       and 100 each at 2/5/10x (respond/flood-compare.ts): the runs' mean
+//       duration (ns_over_none: over the same flood without policies),
+//       reports of sources never over the limit, heavy hitters found, the
+//       sketch's memlock; the LRU build's figures (and the sketch's with the
+//       textbook margin e N / w) beside them.
 //   ms.detect_to_local_drop_p50 / _p99: from the packet that takes a source
 //       over the threshold to its first XDP_DROP on that node (the kernel's
 //       hit, the responder's poll, the local ban's apply).
@@ -24,7 +34,8 @@
 //
 // Flags: --tiny (a few hundred sources, a handful of samples: a smoke run),
 // --sources N, --samples N, --max-bans N, --in-process (the control plane in
-// the bench's process instead of its own). Run as root (BPF). BENCH_TRACE=1:
+// the bench's process instead of its own), --kernel-only (the per-packet and
+// kernel flood figures alone: no control plane, no agents), --flood-sources N. Run as root (BPF). BENCH_TRACE=1:
 // each CreateRule's latency and the bans gauge on stderr; BENCH_PROFILE=file:
 // a CPU profile of the flood phase (this process).
 //   ms.event_loop_delay_p99_under_attack: this process's event loop (the
