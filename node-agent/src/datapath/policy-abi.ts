@@ -62,7 +62,10 @@ export const POLICY_LAYOUT = {
     },
   },
   fw_pol_seed: { size: 24, fields: { a: 0, b: 8, c: 16 } },
-  fw_policy_set: { size: 688, fields: { dir_mask: 0, count: 4, class_mask: 6, l4_mask: 8, pad: 10, seed: 16, p: 112 } },
+  fw_policy_set: {
+    size: 16 + 24 * FW_POL_ROWS + 72 * FW_POL_MAX,
+    fields: { dir_mask: 0, count: 4, class_mask: 6, l4_mask: 8, pad: 10, seed: 16, p: 16 + 24 * FW_POL_ROWS },
+  },
   fw_pol_cell: { size: 16, fields: { tag: 0, packets: 4, bytes: 8 } },
   fw_pol_key: { size: 24, fields: { policy: 0, family: 4, pad: 5, addr: 8 } },
   fw_pol_hit: { size: 64, fields: { seq: 0, key: 8, packets: 32, bytes: 40, elapsed_ns: 48, at_ns: 56 } },
