@@ -11,7 +11,7 @@
  * counted per (policy, source group) in a count-min sketch (ABI 11): policy
  * slot i owns FW_POL_ROWS rows of FW_POL_WIDTH cells of fw_pol_cms, an
  * mmapable ARRAY whose memory is fixed at load whatever the number of
- * sources (FW_POL_MAX x FW_POL_ROWS x FW_POL_WIDTH x 16 bytes = 16 MiB).
+ * sources (FW_POL_MAX x FW_POL_ROWS x FW_POL_WIDTH x 16 bytes = 8 MiB).
  *
  * Row r's cell of a group: the top FW_POL_WIDTH_BITS bits of
  * lo * a_r + hi * b_r (+ c_r for IPv4), u64 arithmetic, (lo, hi) = the
@@ -28,12 +28,16 @@
  * non-atomic adds: two CPUs adding to one cell at once may lose one of the
  * adds, an undercount, never an overcount). Count-min overestimates: with
  * N packets (bytes) in the policy's window, estimate <= true + e * N / w with
- * probability >= 1 - e^-FW_POL_ROWS per group. The agent therefore writes
- * fw_pol_stat.margin_* = floor(e * N / w) for each policy (N read from the
- * sketch itself, each poll), and the kernel reports a group when its
- * estimate crosses limit + margin: a lone source (N < w / e: margin 0, no
+ * probability >= 1 - e^-FW_POL_ROWS per group (the textbook bound). The
+ * agent writes a measured margin for each policy at each poll instead,
+ * fw_pol_stat.margin_* (node-agent/src/datapath/sketch-margin.ts): the least
+ * m such that at most 1 cell in 64 of the policy's first row holds more than
+ * m in the window. The seeds being secret and independent per row, a group
+ * below its limit is then over limit + m with probability <= 64^-4 per
+ * window, whatever the traffic's shape. The kernel reports a group when its
+ * estimate is over limit + margin: a lone source (or a few: margin 0, no
  * other group in its cells) is reported exactly when it passes the limit,
- * and one below the limit never is. The packet whose estimate crosses writes
+ * and one below the limit never is. The first packet over it writes
  * one record into the hit ring fw_pol_hits, which is all the agent reads,
  * and marks the group's cells (FW_POL_REPORTED): a group whose cells are all
  * marked is not reported again in the window. So the margin may move (down
@@ -55,7 +59,7 @@
 #define FW_POL_MAX 8            /* policies a node counts at once */
 #define FW_POL_PORT_RANGES 8    /* destination port ranges per policy */
 #define FW_POL_ROWS 4           /* count-min rows (hash functions) per policy */
-#define FW_POL_WIDTH_BITS 15
+#define FW_POL_WIDTH_BITS 14
 #define FW_POL_WIDTH (1 << FW_POL_WIDTH_BITS)  /* cells per row */
 #define FW_POL_CELLS (FW_POL_MAX * FW_POL_ROWS * FW_POL_WIDTH)  /* fw_pol_cms entries */
 #define FW_POL_TAG_MUL 0x9E3779B1u  /* a cell's tag: (u32)epoch + policy id * this */

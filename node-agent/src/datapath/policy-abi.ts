@@ -7,7 +7,7 @@ export const FW_POL_MAX = 8;
 export const FW_POL_PORT_RANGES = 8;
 /** Count-min rows per policy, cells per row (2^FW_POL_WIDTH_BITS), cells in fw_pol_cms (every slot's rows). */
 export const FW_POL_ROWS = 4;
-export const FW_POL_WIDTH_BITS = 15;
+export const FW_POL_WIDTH_BITS = 14;
 export const FW_POL_WIDTH = 1 << FW_POL_WIDTH_BITS;
 export const FW_POL_CELLS = FW_POL_MAX * FW_POL_ROWS * FW_POL_WIDTH;
 /** A cell's tag: (u32)(now / window_ns) + policy id * this. */
