@@ -6,7 +6,17 @@
 //       (TCP/22: the program's protocol test, fw_policy_wants, stops them);
 //       with an egress-only policy (the same one test); with a policy that
 //       counts them (one group, never over its limit); ratios x_baseline
-//       beside them.
+//       beside them. policy_match_lru: the same on the LRU build
+//       (bpf/bench/pol_lru.h) on the same maps.
+//   ns_per_packet.spoofed_flood, count.false_reports_spoofed_flood,
+//   count.heavy_found_spoofed_flood, mb.kernel_policy_counting: the kernel's
+//       count-min sketch under --flood-sources random sources (1,000,000;
+//       50,000 with --tiny) in one window, with 1,000 sources at the limit
+//       and 100 each at 2/5/10x (respond/flood-compare.ts): the runs' mean
+//       duration (ns_over_none: over the same flood without policies),
+//       reports of sources never over the limit, heavy hitters found, the
+//       sketch's memlock; the LRU build's figures (and the sketch's with the
+//       textbook margin e N / w) beside them.
 //   ms.detect_to_local_drop_p50 / _p99: from the packet that takes a source
 //       over the threshold to its first XDP_DROP on that node (the kernel's
 //       hit, the responder's poll, the local ban's apply).
@@ -24,7 +34,8 @@
 //
 // Flags: --tiny (a few hundred sources, a handful of samples: a smoke run),
 // --sources N, --samples N, --max-bans N, --in-process (the control plane in
-// the bench's process instead of its own). Run as root (BPF). BENCH_TRACE=1:
+// the bench's process instead of its own), --kernel-only (the per-packet and
+// kernel flood figures alone: no control plane, no agents), --flood-sources N. Run as root (BPF). BENCH_TRACE=1:
 // each CreateRule's latency and the bans gauge on stderr; BENCH_PROFILE=file:
 // a CPU profile of the flood phase (this process).
 //   ms.event_loop_delay_p99_under_attack: this process's event loop (the
@@ -43,6 +54,9 @@ import type { KernelPolicy } from '../node-agent/src/datapath/policy-maps.js';
 import { BanScope, PolicyProtocol, SourceGrouping } from '../proto/gen/fleetwall/v1/policy.js';
 import { Direction, Mode } from '../proto/gen/fleetwall/v1/rule.js';
 import { type BenchNode, startNode } from './respond/node.js';
+import { AT_LIMIT, type FloodFigures, floodCompare, HEAVY, HEAVY_TIMES, loadLruVariant } from './respond/flood-compare.js';
+import { type BpfDatapath, openDatapath, removePins } from '../node-agent/src/datapath/bpf-datapath.js';
+import { progTestRun } from '../node-agent/src/datapath/test-run.js';
 import { spawn } from 'node:child_process';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Session } from 'node:inspector';
@@ -60,7 +74,9 @@ const IN_PROCESS = argv.includes('--in-process');
 const SOURCES = flag('sources', TINY ? 300 : 1_000_000);
 const SAMPLES = flag('samples', TINY ? 5 : 100);
 const MAX_BANS = flag('max-bans', 50);
+const KERNEL_ONLY = argv.includes('--kernel-only');
 const REPEAT = TINY ? 20_000 : 1_000_000;
+const FLOOD_SOURCES = flag('flood-sources', TINY ? 50_000 : 1_000_000);
 const LIMIT = 20; // packets per 1 s window
 
 function emit(metric: string, value: number, ctx: Record<string, unknown> = {}): void {
@@ -74,9 +90,13 @@ function pct(xs: number[], p: number): number {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function perPacket(node: BenchNode): void {
+function perPacket(dp: BpfDatapath): void {
   const f = ipFrame('198.51.100.1', '192.0.2.1'); // UDP to port 9
-  const run = () => node.dp.testRun('xdp', f, { repeat: REPEAT }).durationNs;
+  const lru = loadLruVariant(dp);
+  const runs: Record<string, () => number> = {
+    sketch: () => dp.testRun('xdp', f, { repeat: REPEAT }).durationNs,
+    lru: () => progTestRun(lru.fd, f, { repeat: REPEAT }).durationNs,
+  };
   const kp = (p: Partial<KernelPolicy>): KernelPolicy => ({
     id: 1,
     direction: 'ingress',
@@ -90,26 +110,82 @@ function perPacket(node: BenchNode): void {
     limitBytes: 0n,
     ...p,
   });
-  const cases: [string, KernelPolicy[]][] = [
-    ['baseline', []],
-    ['policy_other_direction', [kp({ direction: 'egress' })]],
-    ['policy_nomatch', [kp({ protocol: 'tcp', ports: [[22, 22]] })]],
-    ['policy_match', [kp({})]],
+  // [metric, policies, build]: the production build (the sketch), and the LRU build on the same maps.
+  const cases: [string, KernelPolicy[], string][] = [
+    ['baseline', [], 'sketch'],
+    ['policy_other_direction', [kp({ direction: 'egress' })], 'sketch'],
+    ['policy_nomatch', [kp({ protocol: 'tcp', ports: [[22, 22]] })], 'sketch'],
+    ['policy_match', [kp({})], 'sketch'],
+    ['policy_match_lru', [kp({})], 'lru'],
   ];
   const by = new Map<string, number[]>();
-  for (let round = 0; round < 3; round++) {
-    for (const [name, set] of round % 2 ? [...cases].reverse() : cases) {
-      node.dp.policies.writePolicies(set);
-      run();
-      by.set(name, [...(by.get(name) ?? []), run()]);
+  try {
+    for (let round = 0; round < 3; round++) {
+      for (const [name, set, build] of round % 2 ? [...cases].reverse() : cases) {
+        dp.policies.writePolicies(set);
+        runs[build]!();
+        by.set(name, [...(by.get(name) ?? []), runs[build]!()]);
+      }
     }
+  } finally {
+    lru.obj.close();
   }
-  node.dp.policies.writePolicies([]);
+  dp.policies.writePolicies([]);
   const base = pct(by.get('baseline')!, 50);
   for (const [name] of cases) {
     const v = pct(by.get(name)!, 50);
     emit(`ns_per_packet.${name}`, v, name === 'baseline' ? {} : { x_baseline: Math.round((v / base) * 100) / 100 });
   }
+}
+
+/**
+ * The spoofed flood through the sketch and through the LRU build
+ * (respond/flood-compare.ts): the sketch's figures as the metrics, the
+ * LRU's (and the sketch with the textbook margin) beside them.
+ */
+function spoofedFloodKernel(dp: BpfDatapath): void {
+  const [none, sketch, lru, cm] = floodCompare(dp, FLOOD_SOURCES, LIMIT);
+  const ctx = (f: FloodFigures) => ({
+    ns_per_packet: Math.round(f.nsPerPacket * 10) / 10,
+    ns_over_none: Math.round((f.nsPerPacket - none!.nsPerPacket) * 10) / 10,
+    reports: f.reports,
+    lost: f.lost,
+    false_reports: f.falseReports,
+    heavy_found: f.heavyFound.join('/'),
+    mb_kernel: Math.round((f.kernelBytes / 1e6) * 10) / 10,
+    margin_packets: f.marginPackets,
+  });
+  const flood = {
+    sources: FLOOD_SOURCES,
+    packets: sketch!.packets,
+    limit: LIMIT,
+    at_limit: AT_LIMIT,
+    heavy: `${HEAVY} each at ${HEAVY_TIMES.join('/')}x`,
+  };
+  emit('ns_per_packet.spoofed_flood', sketch!.nsPerPacket, {
+    ...flood,
+    none: ctx(none!).ns_per_packet,
+    ns_over_none: ctx(sketch!).ns_over_none,
+    lru: ctx(lru!),
+  });
+  emit('count.false_reports_spoofed_flood', sketch!.falseReports, {
+    reports: sketch!.reports,
+    lost: sketch!.lost,
+    lru: lru!.falseReports,
+    sketch_count_min_margin: cm!.falseReports,
+  });
+  emit(
+    'count.heavy_found_spoofed_flood',
+    sketch!.heavyFound.reduce((a, b) => a + b, 0),
+    {
+      sketch: ctx(sketch!).heavy_found,
+      lru: ctx(lru!).heavy_found,
+      sketch_count_min_margin: ctx(cm!).heavy_found,
+      margin_packets: sketch!.marginPackets,
+      margin_packets_count_min: cm!.marginPackets,
+    },
+  );
+  emit('mb.kernel_policy_counting', sketch!.kernelBytes / 1e6, { lru: ctx(lru!).mb_kernel });
 }
 
 interface BenchControlPlane {
@@ -141,6 +217,19 @@ async function startControlPlane(url: string): Promise<BenchControlPlane> {
 }
 
 async function main(): Promise<void> {
+  if (KERNEL_ONLY) {
+    // The kernel's figures alone: no control plane, no agent.
+    const pinDir = `/sys/fs/bpf/fleetwall-bench-respond-k-${process.pid}`;
+    const dp = openDatapath({ pinDir, capacity: { prefixesPerTable: 1 << 16, counterSlots: 1 << 16 } });
+    try {
+      perPacket(dp);
+      spoofedFloodKernel(dp);
+    } finally {
+      dp.uninstall();
+      removePins(pinDir);
+    }
+    return;
+  }
   const pg = await startTestPostgres();
   // The production pool size (tests use 5).
   const cp = await startControlPlane(await pg.newDatabase());
@@ -148,7 +237,8 @@ async function main(): Promise<void> {
   try {
     const [n1, n2] = [await startNode('bench-1', cp.target), await startNode('bench-2', cp.target)];
     nodes.push(n1, n2);
-    perPacket(n1);
+    perPacket(n1.dp);
+    spoofedFloodKernel(n1.dp);
 
     await unaryCall(cp.clients.policies, 'createPolicy', {
       policy: {
@@ -277,7 +367,8 @@ async function main(): Promise<void> {
     });
     emit('count.local_bans_spoofed_flood', n1.responder.stats.localBans, {
       rate_limited: n1.responder.stats.rateLimited,
-      group_inserts: String(n1.responder.stats.groupInserts),
+      window_packets: String(n1.responder.stats.windowPackets),
+      margin_packets: String(n1.responder.stats.marginPackets),
     });
     emit('ms.operator_create_p99_under_attack', pct(creates, 99), { creates: creates.length, p50: Math.round(pct(creates, 50)) });
     loop.disable();

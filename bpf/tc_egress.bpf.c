@@ -13,10 +13,10 @@
 /* Ethernet + one VLAN tag + IPv6 header. */
 #define FW_MAX_HDR (14 + 4 + 40)
 
-/* The policies' counting (fw_policy.h), a global function: verified once, apart from the lookup. */
-__noinline int fw_policy_tc(struct __sk_buff *skb)
+/* The policies' counting (fw_policy.h) of the address fw_parse read, a global function: verified once, apart from the lookup. */
+__noinline int fw_policy_tc(struct __sk_buff *skb, const struct fw_addr *a)
 {
-	fw_policy_count((void *)(long)skb->data, (void *)(long)skb->data_end, FW_DIR_EGRESS, skb->len);
+	fw_policy_count((void *)(long)skb->data, (void *)(long)skb->data_end, a, FW_DIR_EGRESS, skb->len);
 	return 0;
 }
 
@@ -46,7 +46,7 @@ int fw_tc_egress(struct __sk_buff *skb)
 	if (v == FW_V_DROP)
 		return TC_ACT_SHOT;
 	if (fw_policy_wants(FW_DIR_EGRESS, a.proto))
-		fw_policy_tc(skb); /* the detection policies count what the rules passed */
+		fw_policy_tc(skb, &a); /* the detection policies count what the rules passed */
 	return TC_ACT_UNSPEC;
 }
 

@@ -36,3 +36,4 @@ build bpf/xdp_ingress.bpf.c bpf/bench/obj/xdp_ingress_expect_vary.bpf.o -DFW_BEN
 build bpf/xdp_ingress.bpf.c bpf/bench/obj/xdp_ingress_cnt_shared_vary.bpf.o -DFW_BENCH_VARY -DFW_BENCH_VARIANTS -DFW_BENCH_CNT_SHARED
 build bpf/xdp_ingress.bpf.c bpf/bench/obj/xdp_ingress_cnt_hybrid_vary.bpf.o -DFW_BENCH_VARY -DFW_BENCH_VARIANTS -DFW_BENCH_CNT_HYBRID
 build bpf/bench/xdp_gen.bpf.c bpf/bench/obj/xdp_gen.bpf.o
+build bpf/xdp_ingress.bpf.c bpf/bench/obj/xdp_ingress_pol_lru.bpf.o -DFW_BENCH_POL_LRU

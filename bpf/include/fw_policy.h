@@ -1,13 +1,17 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Detection policies in the data path (issue 18): after the rules' verdict,
- * a packet the rules did not drop is counted per (policy, source group) for
- * every policy of its direction that matches it. Traffic of a protocol no
- * policy of its direction counts (or of a direction none counts) pays one
- * read in the program itself (fw_policy_wants: fw_pol_cfg[0].class_mask, an
- * array lookup the verifier inlines to an address, against the protocol
- * fw_parse read with the address): no call, no second parse. Layouts and the
- * design are in fw_policy_abi.h; the agent's half is node-agent/src/respond/.
+ * a packet the rules did not drop is counted per (policy, source group) in
+ * the policy's count-min sketch for every policy of its direction that
+ * matches it. Traffic of a protocol no policy of its direction counts (or of
+ * a direction none counts) pays one read in the program itself
+ * (fw_policy_wants: fw_pol_cfg[0].class_mask, an array lookup the verifier
+ * inlines to an address, against the protocol fw_parse read with the
+ * address). A counted packet is not parsed again: the address and protocol
+ * are fw_parse's, the L4 header is read only when a policy of its direction
+ * reads ports or TCP flags (l4_mask), the clock once per packet. Layouts,
+ * the sketch and its error bound are in fw_policy_abi.h; the agent's half is
+ * node-agent/src/respond/.
  */
 #ifndef FW_POLICY_H
 #define FW_POLICY_H
@@ -21,6 +25,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "fleetwall_abi.h"
+#include "fw_decide.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -30,14 +35,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } fw_pol_cfg SEC(".maps");
 
-/* Preallocated: its memory is fixed when it is created, whatever the sources. */
+/* The sketch: an array, so its memory is fixed when it is created, whatever the sources. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, FW_POL_SOURCES);
-	__type(key, struct fw_pol_key);
-	__type(value, struct fw_pol_count);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FW_POL_CELLS);
+	__type(key, __u32);
+	__type(value, struct fw_pol_cell);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} fw_pol_src SEC(".maps");
+} fw_pol_cms SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -57,80 +63,54 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } fw_pol_stat SEC(".maps");
 
-/* What a policy matches on, parsed once per packet. */
+/* What a policy matches on and counts. */
 struct fw_pol_pkt {
 	__u32 family;      /* 4 or 6 */
 	__u32 proto;       /* IP protocol (IPv6: the first next header) */
-	__u32 has_port;    /* a first fragment (or unfragmented) TCP or UDP packet */
+	__u32 has_port;    /* a first fragment (or unfragmented) TCP or UDP packet, L4 read */
 	__u32 dport;       /* host order */
 	__u32 syn;         /* TCP SYN without ACK */
 	__u32 w[4];        /* the group's address (source on ingress, destination on egress), network order */
+	__u64 bytes;
+	__u64 now;         /* bpf_ktime_get_coarse_ns(), read once */
 };
 
-/* Reads the L4 fields. Returns 0 if the packet is IPv4 or IPv6. */
-static __always_inline int fw_pol_parse(void *data, void *data_end, int want_src, struct fw_pol_pkt *pk)
+/* Reads the L4 fields of a packet fw_parse parsed (family 4 or 6): only when a policy wants them. */
+static __always_inline void fw_pol_l4(void *data, void *data_end, struct fw_pol_pkt *pk)
 {
-	struct ethhdr *eth = data;
-	__u64 off = sizeof(*eth);
+	__u64 off = sizeof(struct ethhdr);
 	void *l4;
 
-	if ((void *)(eth + 1) > data_end)
-		return -1;
-	__be16 proto = eth->h_proto;
-	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
-		__be16 *vh = data + off;
-		if ((void *)(vh + 2) > data_end)
-			return -1;
-		proto = vh[1];
+	if (data + off > data_end)
+		return;
+	__be16 proto = *(__be16 *)(data + 12);
+	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD))
 		off += 4;
-	}
-	pk->has_port = 0;
-	pk->syn = 0;
-	pk->dport = 0;
-	if (proto == bpf_htons(ETH_P_IP)) {
+	if (pk->family == 4) {
 		struct iphdr *ip = data + off;
 		if ((void *)(ip + 1) > data_end)
-			return -1;
-		if (ip->version != 4 || ip->ihl < 5)
-			return -1;
-		pk->family = 4;
-		pk->proto = ip->protocol;
-		pk->w[0] = want_src ? ip->saddr : ip->daddr;
+			return;
 		/* A later fragment has no L4 header. */
 		if (ip->frag_off & bpf_htons(0x1fff))
-			return 0;
+			return;
 		l4 = (void *)ip + ip->ihl * 4;
-	} else if (proto == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr *ip6 = data + off;
-		if ((void *)(ip6 + 1) > data_end)
-			return -1;
-		if (ip6->version != 6)
-			return -1;
-		pk->family = 6;
-		pk->proto = ip6->nexthdr;
-		if (want_src)
-			__builtin_memcpy(pk->w, &ip6->saddr, 16);
-		else
-			__builtin_memcpy(pk->w, &ip6->daddr, 16);
-		l4 = ip6 + 1;
 	} else {
-		return -1;
+		l4 = data + off + sizeof(struct ipv6hdr);
 	}
 	if (pk->proto == FW_POL_PROTO_TCP) {
 		struct tcphdr *th = l4;
 		if ((void *)(th + 1) > data_end)
-			return 0;
+			return;
 		pk->has_port = 1;
 		pk->dport = bpf_ntohs(th->dest);
 		pk->syn = th->syn && !th->ack;
 	} else if (pk->proto == FW_POL_PROTO_UDP) {
 		struct udphdr *uh = l4;
 		if ((void *)(uh + 1) > data_end)
-			return 0;
+			return;
 		pk->has_port = 1;
 		pk->dport = bpf_ntohs(uh->dest);
 	}
-	return 0;
 }
 
 static __always_inline int fw_pol_matches(const struct fw_policy *p, const struct fw_pol_pkt *pk)
@@ -156,47 +136,26 @@ static __always_inline int fw_pol_matches(const struct fw_policy *p, const struc
 	return 0;
 }
 
-/* Counts one matched packet for policy p; writes a hit when the group crosses a limit (once per window). */
-static __always_inline void fw_pol_account(const struct fw_policy *p, const struct fw_pol_pkt *pk, __u64 bytes, __u64 now)
+/* The group's key: the address masked to the policy's length. */
+static __always_inline void fw_pol_key_of(const struct fw_policy *p, const struct fw_pol_pkt *pk, struct fw_pol_key *k)
 {
-	struct fw_pol_key k = { .policy = p->id, .family = (__u8)pk->family };
-
+	k->policy = p->id;
+	k->family = (__u8)pk->family;
 	if (pk->family == 4) {
 		__u32 a = pk->w[0];
 		if (p->v4_len == 24)
 			a &= bpf_htonl(0xffffff00);
-		__builtin_memcpy(k.addr, &a, 4);
+		__builtin_memcpy(k->addr, &a, 4);
 	} else {
-		__builtin_memcpy(k.addr, pk->w, 8);
+		__builtin_memcpy(k->addr, pk->w, 8);
 		if (p->v6_len != 64)
-			__builtin_memcpy(k.addr + 8, &pk->w[2], 8);
+			__builtin_memcpy(k->addr + 8, &pk->w[2], 8);
 	}
-	struct fw_pol_count *c = bpf_map_lookup_elem(&fw_pol_src, &k);
-	if (!c) {
-		struct fw_pol_count n = { .window_start_ns = now };
-		__u32 z = 0;
-		struct fw_pol_stat *st = bpf_map_lookup_elem(&fw_pol_stat, &z);
-		if (bpf_map_update_elem(&fw_pol_src, &k, &n, BPF_NOEXIST) == 0 && st)
-			__sync_fetch_and_add(&st->inserts, 1);
-		c = bpf_map_lookup_elem(&fw_pol_src, &k);
-		if (!c)
-			return;
-	}
-	__u64 start = c->window_start_ns;
-	if (now - start >= p->window_ns) {
-		/* A new window (two CPUs may both start it: a few packets of the old one are lost, never added twice). */
-		start = now;
-		c->window_start_ns = now;
-		c->packets = 0;
-		c->bytes = 0;
-	}
-	__u64 pkts = __sync_fetch_and_add(&c->packets, 1) + 1;
-	__u64 by = __sync_fetch_and_add(&c->bytes, bytes) + bytes;
-	if (!((p->limit_packets && pkts > p->limit_packets) || (p->limit_bytes && by > p->limit_bytes)))
-		return;
-	if (c->reported_ns == start)
-		return;
-	c->reported_ns = start;
+}
+
+/* Writes one hit record for key k (the group crossed a limit). */
+static __always_inline void fw_pol_hit(const struct fw_pol_key *k, __u64 pkts, __u64 by, __u64 start, __u64 now)
+{
 	__u32 z = 0;
 	struct fw_pol_stat *st = bpf_map_lookup_elem(&fw_pol_stat, &z);
 	if (!st)
@@ -206,7 +165,7 @@ static __always_inline void fw_pol_account(const struct fw_policy *p, const stru
 	struct fw_pol_hit *h = bpf_map_lookup_elem(&fw_pol_hits, &slot);
 	if (!h)
 		return;
-	h->key = k;
+	h->key = *k;
 	h->packets = pkts;
 	h->bytes = by;
 	h->elapsed_ns = now - start;
@@ -214,17 +173,125 @@ static __always_inline void fw_pol_account(const struct fw_policy *p, const stru
 	__sync_lock_test_and_set(&h->seq, seq + 1);
 }
 
-/*
- * Counts one packet for a policy it matched: a global function, verified once
- * for any policy and packet (not once per policy and per path through the
- * parse). The coarse clock (a tick, 1-4 ms) is enough for windows of 100 ms
- * and more, and costs a fraction of bpf_ktime_get_ns().
- */
-__noinline int fw_pol_one(const struct fw_policy *p, const struct fw_pol_pkt *pk, __u64 bytes)
+#ifdef FW_BENCH_POL_LRU
+#include "../bench/pol_lru.h"
+#else
+/* Row r's cell index of group (lo, hi, v4) in the sketch of the slot starting at base. */
+static __always_inline __u32 fw_pol_cell_idx(const struct fw_policy_set *ps, __u32 base, int r, __u64 lo, __u64 hi, __u32 v4)
 {
-	if (!p || !pk || p->id == 0)
+	const struct fw_pol_seed *s = &ps->seed[r];
+
+	return base + r * FW_POL_WIDTH + (__u32)((lo * s->a + hi * s->b + (v4 ? s->c : 0)) >> (64 - FW_POL_WIDTH_BITS));
+}
+
+/*
+ * Marks the cells of a group that crossed a limit in window `tag`: 1 if one
+ * of them was not marked yet (report it), 0 if all were (reported already).
+ */
+static __always_inline int fw_pol_mark(const struct fw_policy_set *ps, __u32 base, __u64 lo, __u64 hi, __u32 v4, __u32 tag)
+{
+	int fresh = 0;
+
+#pragma unroll
+	for (int r = 0; r < FW_POL_ROWS; r++) {
+		__u32 idx = fw_pol_cell_idx(ps, base, r, lo, hi, v4);
+		struct fw_pol_cell *cell = bpf_map_lookup_elem(&fw_pol_cms, &idx);
+		if (!cell || cell->tag != tag) {
+			fresh = 1;
+			continue;
+		}
+		if (!(cell->packets & FW_POL_REPORTED)) {
+			fresh = 1;
+			cell->packets |= FW_POL_REPORTED;
+		}
+	}
+	return fresh;
+}
+
+/*
+ * Counts one matched packet for the policy in slot i: one cell per row
+ * (plain adds), the estimate the least of them before this packet; writes a
+ * hit when the estimate is over limit + margin, once per group and window
+ * (fw_pol_mark).
+ */
+static __always_inline void fw_pol_account(const struct fw_policy_set *ps, const struct fw_policy *p, __u32 i,
+					   const struct fw_pol_pkt *pk)
+{
+	__u64 epoch = pk->now / p->window_ns;
+	__u32 tag = (__u32)epoch + p->id * FW_POL_TAG_MUL;
+	__u64 lo, hi = 0;
+	__u32 v4 = 0;
+
+	if (pk->family == 4) {
+		__u32 a = pk->w[0];
+		if (p->v4_len == 24)
+			a &= bpf_htonl(0xffffff00);
+		lo = a;
+		v4 = 1;
+	} else {
+		lo = (__u64)pk->w[0] | ((__u64)pk->w[1] << 32);
+		if (p->v6_len != 64)
+			hi = (__u64)pk->w[2] | ((__u64)pk->w[3] << 32);
+	}
+	__u64 est_p = ~0ULL, est_b = ~0ULL;
+	__u32 base = (i & (FW_POL_MAX - 1)) * (FW_POL_ROWS * FW_POL_WIDTH);
+#pragma unroll
+	for (int r = 0; r < FW_POL_ROWS; r++) {
+		__u32 idx = fw_pol_cell_idx(ps, base, r, lo, hi, v4);
+		struct fw_pol_cell *cell = bpf_map_lookup_elem(&fw_pol_cms, &idx);
+		if (!cell)
+			return;
+		__u32 np = 0, mark = 0;
+		__u64 nb = 0;
+		if (cell->tag == tag) {
+			np = cell->packets & ~FW_POL_REPORTED;
+			mark = cell->packets & FW_POL_REPORTED;
+			nb = cell->bytes;
+		} else {
+			cell->tag = tag;
+		}
+		cell->packets = mark | (np + 1);
+		cell->bytes = nb + pk->bytes;
+		if (np < est_p)
+			est_p = np;
+		if (nb < est_b)
+			est_b = nb;
+	}
+	__u64 ap = est_p + 1, ab = est_b + pk->bytes;
+	__u64 lp = p->limit_packets, lb = p->limit_bytes;
+	if (!((lp && ap > lp) || (lb && ab > lb)))
+		return; /* under the limit itself: no need for the margins */
+	__u32 z = 0;
+	const struct fw_pol_stat *st = bpf_map_lookup_elem(&fw_pol_stat, &z);
+	if (!st)
+		return;
+	__u32 mi = i;
+	asm volatile("" : "+r"(mi)); /* masked here, where the verifier sees it */
+	mi &= FW_POL_MAX - 1;
+	if (!((lp && ap > lp + st->margin_packets[mi]) || (lb && ab > lb + st->margin_bytes[mi])))
+		return;
+	/* Over: reported once per group and window (its cells' marks). */
+	if (!fw_pol_mark(ps, base, lo, hi, v4, tag))
+		return;
+	struct fw_pol_key k = {};
+	fw_pol_key_of(p, pk, &k);
+	fw_pol_hit(&k, ap, ab, epoch * p->window_ns, pk->now);
+}
+#endif
+
+/*
+ * Counts one packet for the policy in slot i, which it matched: a global
+ * function, verified once for any policy and packet. The coarse clock (a
+ * tick, 1-4 ms) is enough for windows of 100 ms and more.
+ */
+__noinline int fw_pol_one(const struct fw_policy_set *ps, __u32 i, const struct fw_pol_pkt *pk)
+{
+	if (!ps || !pk || i >= FW_POL_MAX)
 		return 0;
-	fw_pol_account(p, pk, bytes, bpf_ktime_get_coarse_ns());
+	const struct fw_policy *p = &ps->p[i];
+	if (p->id == 0 || p->window_ns == 0)
+		return 0;
+	fw_pol_account(ps, p, i, pk);
 	return 1;
 }
 
@@ -254,26 +321,36 @@ static __always_inline int fw_policy_wants(__u32 dir, __u32 proto)
 }
 
 /*
- * Counts a packet the rules passed against the policies of direction dir.
- * The caller skips dropped packets (a banned source is not counted again).
- * Each program calls it from a global function of its own (fw_policy_xdp,
- * fw_policy_tc): verified once on its own, not once per path through the
- * lookup before it.
+ * Counts a packet the rules passed (fw_parse's address a: the source on
+ * ingress, the destination on egress) against the policies of direction
+ * dir. The caller skips dropped packets (a banned source is not counted
+ * again). Each program calls it from a global function of its own
+ * (fw_policy_xdp, fw_policy_tc): verified once on its own, not once per path
+ * through the lookup before it. The loop stops at the set's count.
  */
-static __always_inline void fw_policy_count(void *data, void *data_end, __u32 dir, __u64 bytes)
+static __always_inline void fw_policy_count(void *data, void *data_end, const struct fw_addr *a, __u32 dir, __u64 bytes)
 {
 	__u32 z = 0;
 	struct fw_policy_set *ps = bpf_map_lookup_elem(&fw_pol_cfg, &z);
 
-	if (!ps || !(ps->dir_mask & (1u << dir)))
+	if (!ps || !a || !(ps->dir_mask & (1u << dir)))
 		return;
-	struct fw_pol_pkt pk = {};
-	if (fw_pol_parse(data, data_end, dir == FW_DIR_INGRESS, &pk) != 0)
-		return;
-	for (int i = 0; i < FW_POL_MAX; i++) {
+	struct fw_pol_pkt pk = {
+		.family = a->family,
+		.proto = a->proto,
+		.bytes = bytes,
+	};
+	__builtin_memcpy(pk.w, a->w, 16);
+	if (ps->l4_mask[dir & 1])
+		fw_pol_l4(data, data_end, &pk);
+	pk.now = bpf_ktime_get_coarse_ns();
+	__u32 n = ps->count;
+	for (__u32 i = 0; i < FW_POL_MAX; i++) {
+		if (i >= n)
+			break;
 		const struct fw_policy *p = &ps->p[i];
-		if (p->id != 0 && p->direction == dir && fw_pol_matches(p, &pk))
-			fw_pol_one(p, &pk, bytes);
+		if (p->direction == dir && fw_pol_matches(p, &pk))
+			fw_pol_one(ps, i, &pk);
 	}
 }
 

@@ -2,20 +2,50 @@
 /*
  * Detection policies (issue 18): the structs, constants and map names of the
  * per-source counting the agent's responder reads. Included by
- * fleetwall_abi.h (mirrored by node-agent/src/datapath/abi.ts like the rest).
+ * fleetwall_abi.h (mirrored by node-agent/src/datapath/policy-abi.ts like the rest).
  *
  * The agent writes up to FW_POL_MAX policies into fw_pol_cfg (one value:
- * which directions any policy counts, then the policies). A packet a policy
- * of its direction matches (protocol, destination port ranges, TCP SYN only)
- * and that the rules did not drop is counted per (policy, source group) in
- * fw_pol_src, an LRU hash of FW_POL_SOURCES groups whose memory is fixed at
- * load whatever the number of sources: a flood of random sources evicts
- * groups (counted in fw_pol_stat.inserts), never grows it. Counting is in
- * fixed windows per group (window_ns, from the group's first packet); the
- * packet that takes a group over a policy's limit in a window writes one
- * record into the hit ring fw_pol_hits (once per window), which is all the
- * agent reads. Bans are NOT here: a ban is an ordinary deny rule in the
- * rule tables (agent-local at once, then the control plane's).
+ * which directions any policy counts, the sketch's hash seeds, then the
+ * policies). A packet a policy of its direction matches (protocol,
+ * destination port ranges, TCP SYN only) and that the rules did not drop is
+ * counted per (policy, source group) in a count-min sketch (ABI 11): policy
+ * slot i owns FW_POL_ROWS rows of FW_POL_WIDTH cells of fw_pol_cms, an
+ * mmapable ARRAY whose memory is fixed at load whatever the number of
+ * sources (FW_POL_MAX x FW_POL_ROWS x FW_POL_WIDTH x 16 bytes = 8 MiB).
+ *
+ * Row r's cell of a group: the top FW_POL_WIDTH_BITS bits of
+ * lo * a_r + hi * b_r (+ c_r for IPv4), u64 arithmetic, (lo, hi) = the
+ * masked address as two little-endian u64 loads (IPv4: lo = the u32, hi =
+ * 0), seeds random per agent process (an attacker who does not know them
+ * cannot pick sources that collide with a victim in every row). A cell is
+ * tagged with its window: tag = (u32)(now / window_ns) + id * FW_POL_TAG_MUL
+ * (now: bpf_ktime_get_coarse_ns()); a cell whose tag is not the packet's
+ * restarts at this packet, so a new window or a new policy version needs no
+ * clearing. Windows are aligned (epoch = now / window_ns), the same for
+ * every group of a policy.
+ *
+ * The group's estimate is the least of its cells (before this packet; plain,
+ * non-atomic adds: two CPUs adding to one cell at once may lose one of the
+ * adds, an undercount, never an overcount). Count-min overestimates: with
+ * N packets (bytes) in the policy's window, estimate <= true + e * N / w with
+ * probability >= 1 - e^-FW_POL_ROWS per group (the textbook bound). The
+ * agent writes a measured margin for each policy at each poll instead,
+ * fw_pol_stat.margin_* (node-agent/src/datapath/sketch-margin.ts): the least
+ * m such that at most 1 cell in 64 of the policy's first row holds more than
+ * m in the window. The seeds being secret and independent per row, a group
+ * below its limit is then over limit + m with probability <= 64^-4 per
+ * window, whatever the traffic's shape. The kernel reports a group when its
+ * estimate is over limit + margin: a lone source (or a few: margin 0, no
+ * other group in its cells) is reported exactly when it passes the limit,
+ * and one below the limit never is. The first packet over it writes
+ * one record into the hit ring fw_pol_hits, which is all the agent reads,
+ * and marks the group's cells (FW_POL_REPORTED): a group whose cells are all
+ * marked is not reported again in the window. So the margin may move (down
+ * or up) between a group's packets: a group over limit + margin is reported
+ * once, at its first packet over it. (Rarely, reported groups cover all of a
+ * group's cells: a later report, never a wrong one.) Bans are
+ * NOT here: a ban is an ordinary deny rule in the rule tables (agent-local at
+ * once, then the control plane's).
  *
  * These maps are fixed-size, so they live outside the generations: pinned
  * once at the top of the pin directory, shared by every generation's
@@ -28,7 +58,12 @@
 
 #define FW_POL_MAX 8            /* policies a node counts at once */
 #define FW_POL_PORT_RANGES 8    /* destination port ranges per policy */
-#define FW_POL_SOURCES 65536    /* groups fw_pol_src holds (LRU: the least recently counted go) */
+#define FW_POL_ROWS 4           /* count-min rows (hash functions) per policy */
+#define FW_POL_WIDTH_BITS 14
+#define FW_POL_WIDTH (1 << FW_POL_WIDTH_BITS)  /* cells per row */
+#define FW_POL_CELLS (FW_POL_MAX * FW_POL_ROWS * FW_POL_WIDTH)  /* fw_pol_cms entries */
+#define FW_POL_TAG_MUL 0x9E3779B1u  /* a cell's tag: (u32)epoch + policy id * this */
+#define FW_POL_REPORTED 0x80000000u  /* fw_pol_cell.packets: a group of this cell was reported in its window */
 #define FW_POL_HITS 4096        /* records in the hit ring (a power of two) */
 
 /* fw_policy.proto: an IP protocol number, or any. ICMP matches ICMPv6 on IPv6. */
@@ -51,9 +86,9 @@
 /* fw_policy.flags */
 #define FW_POL_F_SYN_ONLY 1     /* TCP segments with SYN set and ACK clear only */
 
-/* One policy as the kernel counts it; id 0 = an empty slot. */
+/* One policy as the kernel counts it; id 0 = an empty slot. Its index in fw_policy_set.p is its sketch slot. */
 struct fw_policy {
-	__u32 id;             /* the agent's number for this policy version (in every key and hit) */
+	__u32 id;             /* the agent's number for this policy version (in every tag and hit) */
 	__u8 direction;       /* enum fw_direction: ingress groups by source, egress by destination */
 	__u8 proto;           /* FW_POL_PROTO_* */
 	__u8 flags;           /* FW_POL_F_* */
@@ -61,11 +96,18 @@ struct fw_policy {
 	__u8 v4_len;          /* source group of IPv4: 32 or 24 */
 	__u8 v6_len;          /* IPv6: 128 or 64 */
 	__u8 pad[6];
-	__u64 window_ns;      /* the counting window */
-	__u64 limit_packets;  /* a group with more packets than this in one window is reported (0: none) */
+	__u64 window_ns;      /* the counting window (aligned: epoch = now / window_ns) */
+	__u64 limit_packets;  /* a group with more packets than this in one window is reported (0: none; < 2^32 - 1) */
 	__u64 limit_bytes;    /* same for bytes (0: none) */
 	__u16 port_lo[FW_POL_PORT_RANGES];  /* host order, inclusive */
 	__u16 port_hi[FW_POL_PORT_RANGES];
+};
+
+/* One row's hash seeds (a odd). */
+struct fw_pol_seed {
+	__u64 a;
+	__u64 b;
+	__u64 c;
 };
 
 /* fw_pol_cfg[0]. */
@@ -73,23 +115,25 @@ struct fw_policy_set {
 	__u32 dir_mask;       /* bit (1 << direction): some policy counts that direction */
 	__u16 count;          /* policies in p[] (the rest are id 0) */
 	__u8 class_mask[2];   /* [direction]: FW_POL_CLASS_* some policy of that direction counts (the one read unmatched traffic pays) */
+	__u8 l4_mask[2];      /* [direction]: 1 if some policy of it reads ports or TCP flags (else the L4 header is never read) */
+	__u8 pad[6];
+	struct fw_pol_seed seed[FW_POL_ROWS];
 	struct fw_policy p[FW_POL_MAX];
 };
 
-/* fw_pol_src key: a source group. addr is masked to the policy's length (4 bytes used for IPv4). */
+/* fw_pol_cms[(slot * FW_POL_ROWS + row) * FW_POL_WIDTH + h]: one counter of the sketch. */
+struct fw_pol_cell {
+	__u32 tag;            /* the window (and policy version) it counts: not the packet's = 0 */
+	__u32 packets;        /* FW_POL_REPORTED | packets (31 bits) */
+	__u64 bytes;
+};
+
+/* A source group as reported. addr is masked to the policy's length (4 bytes used for IPv4). */
 struct fw_pol_key {
 	__u32 policy;         /* fw_policy.id */
 	__u8 family;          /* 4 or 6 */
 	__u8 pad[3];
 	__u8 addr[16];
-};
-
-/* fw_pol_src value: the group's current window. */
-struct fw_pol_count {
-	__u64 window_start_ns;  /* bpf_ktime_get_coarse_ns() of the window's first packet */
-	__u64 packets;          /* in this window */
-	__u64 bytes;
-	__u64 reported_ns;      /* window_start_ns of the window already reported (one hit per window) */
 };
 
 /*
@@ -101,20 +145,22 @@ struct fw_pol_count {
 struct fw_pol_hit {
 	__u64 seq;            /* this record's sequence number + 1 (0: never written) */
 	struct fw_pol_key key;
-	__u64 packets;        /* in the window when the limit was crossed */
+	__u64 packets;        /* the estimate when the limit was crossed (this packet included) */
 	__u64 bytes;
-	__u64 elapsed_ns;     /* since the window's first packet */
+	__u64 elapsed_ns;     /* since the window began */
 	__u64 at_ns;          /* bpf_ktime_get_coarse_ns() of the crossing packet */
 };
 
-/* fw_pol_stat[0]: shared, atomic adds. */
+/* fw_pol_stat[0] (mmapped by the agent). */
 struct fw_pol_stat {
-	__u64 head;           /* hit records written so far */
-	__u64 inserts;        /* groups created in fw_pol_src (each may have evicted one: the churn) */
+	__u64 head;           /* hit records written so far (atomic adds) */
+	__u64 pad[7];         /* the margins on a cache line of their own */
+	__u64 margin_packets[FW_POL_MAX];  /* [slot]: floor(e * N / w), written by the agent */
+	__u64 margin_bytes[FW_POL_MAX];
 };
 
 #define FW_MAP_POL_CFG   "fw_pol_cfg"
-#define FW_MAP_POL_SRC   "fw_pol_src"
+#define FW_MAP_POL_CMS   "fw_pol_cms"
 #define FW_MAP_POL_HITS  "fw_pol_hits"
 #define FW_MAP_POL_STAT  "fw_pol_stat"
 

@@ -103,7 +103,7 @@ test('real packets: deny, allow inside a deny, monitor, egress and IPv6 follow t
     assert.equal(h.rulesInKernel, 5);
     assert.equal(h.appliedRevision, '4');
     // Kernel memory: the maps sized to these few rules (the least sizes) plus the fixed ones (the 2 MiB
-    // event ring, the detection policies' 65,536 groups): within issue 20's 16 MB for an idle agent.
+    // event ring, the detection policies' 8 MiB count-min sketch): within issue 20's 16 MB for an idle agent.
     const k = h.kernelMemory;
     assert.ok(k.bytes > 2_000_000 && k.bytes < 16 * 2 ** 20, `kernel memory ${k.bytes} B`);
     assert.equal(

@@ -29,8 +29,9 @@ class FakeCounter implements PolicyCounter {
     const out = this.hits.filter((h) => h.seq >= from);
     return { hits: out, next: BigInt(this.hits.length), lost: 0 };
   }
+  refreshMargins(): void {}
   policyStats() {
-    return { hits: BigInt(this.hits.length), inserts: 0n, capacity: 65536 };
+    return { hits: BigInt(this.hits.length), windowPackets: 0n, marginPackets: 0n, sketchBytes: 0 };
   }
   hit(policy: number, addr: number[]): void {
     this.hits.push({

@@ -5,7 +5,15 @@
 
 export const FW_POL_MAX = 8;
 export const FW_POL_PORT_RANGES = 8;
-export const FW_POL_SOURCES = 65536;
+/** Count-min rows per policy, cells per row (2^FW_POL_WIDTH_BITS), cells in fw_pol_cms (every slot's rows). */
+export const FW_POL_ROWS = 4;
+export const FW_POL_WIDTH_BITS = 14;
+export const FW_POL_WIDTH = 1 << FW_POL_WIDTH_BITS;
+export const FW_POL_CELLS = FW_POL_MAX * FW_POL_ROWS * FW_POL_WIDTH;
+/** A cell's tag: (u32)(now / window_ns) + policy id * this. */
+export const FW_POL_TAG_MUL = 0x9e3779b1;
+/** fw_pol_cell.packets: a group of the cell was reported in its window. */
+export const FW_POL_REPORTED = 0x80000000;
 export const FW_POL_HITS = 4096;
 export const FW_POL_PROTO = { any: 0, icmp: 1, tcp: 6, udp: 17, icmp6: 58 } as const;
 export const FW_POL_F_SYN_ONLY = 1;
@@ -15,7 +23,12 @@ export const FW_POL_CLASS = { icmp: 1, tcp: 2, udp: 4, other: 8 } as const;
 export const POLICY_ENUMS: Readonly<Record<string, number>> = {
   FW_POL_MAX,
   FW_POL_PORT_RANGES,
-  FW_POL_SOURCES,
+  FW_POL_ROWS,
+  FW_POL_WIDTH_BITS,
+  FW_POL_WIDTH,
+  FW_POL_CELLS,
+  FW_POL_TAG_MUL,
+  FW_POL_REPORTED,
   FW_POL_HITS,
   FW_POL_PROTO_ANY: FW_POL_PROTO.any,
   FW_POL_PROTO_ICMP: FW_POL_PROTO.icmp,
@@ -48,16 +61,20 @@ export const POLICY_LAYOUT = {
       port_hi: 56,
     },
   },
-  fw_policy_set: { size: 584, fields: { dir_mask: 0, count: 4, class_mask: 6, p: 8 } },
+  fw_pol_seed: { size: 24, fields: { a: 0, b: 8, c: 16 } },
+  fw_policy_set: {
+    size: 16 + 24 * FW_POL_ROWS + 72 * FW_POL_MAX,
+    fields: { dir_mask: 0, count: 4, class_mask: 6, l4_mask: 8, pad: 10, seed: 16, p: 16 + 24 * FW_POL_ROWS },
+  },
+  fw_pol_cell: { size: 16, fields: { tag: 0, packets: 4, bytes: 8 } },
   fw_pol_key: { size: 24, fields: { policy: 0, family: 4, pad: 5, addr: 8 } },
-  fw_pol_count: { size: 32, fields: { window_start_ns: 0, packets: 8, bytes: 16, reported_ns: 24 } },
   fw_pol_hit: { size: 64, fields: { seq: 0, key: 8, packets: 32, bytes: 40, elapsed_ns: 48, at_ns: 56 } },
-  fw_pol_stat: { size: 16, fields: { head: 0, inserts: 8 } },
+  fw_pol_stat: { size: 192, fields: { head: 0, pad: 8, margin_packets: 64, margin_bytes: 128 } },
 } as const;
 
 export const POLICY_MAP = {
   POL_CFG: 'fw_pol_cfg',
-  POL_SRC: 'fw_pol_src',
+  POL_CMS: 'fw_pol_cms',
   POL_HITS: 'fw_pol_hits',
   POL_STAT: 'fw_pol_stat',
 } as const;

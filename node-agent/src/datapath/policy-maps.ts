@@ -1,23 +1,31 @@
 // The detection policies' maps (bpf/include/fw_policy_abi.h, issue 18):
-// fw_pol_cfg written whole with one update, the hit ring and its head read
-// through mappings (no syscall per poll), the group table's fill read for
-// diagnostics. The responder (node-agent/src/respond/) codes against
-// PolicyCounter and never sees these layouts.
+// fw_pol_cfg written whole with one update (with this process's random hash
+// seeds), the hit ring and its head read through mappings (no syscall per
+// poll), and each policy's count-min margin: the packets (bytes) its sketch
+// counted in the window, read from the sketch's first row through a mapping,
+// times e / width, written where the kernel reads it. The responder
+// (node-agent/src/respond/) codes against PolicyCounter and never sees these
+// layouts.
 
+import { randomBytes } from 'node:crypto';
 import { constants as osConstants } from 'node:os';
 import type { RuleDirection } from '../../../common/src/policy.js';
 import { FW_DIR, LAYOUT, MAP } from './abi.js';
 import type { BpfMap } from './bpf-map.js';
 import { DatapathError } from './errors.js';
+import { type MarginRule, rowMargin } from './sketch-margin.js';
 import { type Mapping, mmapMap } from './libbpf.js';
 import {
+  FW_POL_CELLS,
   FW_POL_CLASS,
   FW_POL_F_SYN_ONLY,
   FW_POL_HITS,
   FW_POL_MAX,
   FW_POL_PORT_RANGES,
   FW_POL_PROTO,
-  FW_POL_SOURCES,
+  FW_POL_ROWS,
+  FW_POL_TAG_MUL,
+  FW_POL_WIDTH,
 } from './policy-abi.js';
 
 export type PolicyProtocol = 'any' | 'tcp' | 'udp' | 'icmp';
@@ -64,16 +72,25 @@ export interface PolicyHitRead {
 export interface PolicyStats {
   /** Hit records written since the maps were created. */
   readonly hits: bigint;
-  /** Groups created in the LRU (each may have evicted another: the churn). */
-  readonly inserts: bigint;
-  /** The LRU's fixed size. */
-  readonly capacity: number;
+  /** The most packets one policy's sketch counted in its window at the last refreshMargins. */
+  readonly windowPackets: bigint;
+  /** The largest packet margin written then (a group is reported above limit + margin). */
+  readonly marginPackets: bigint;
+  /** Bytes of kernel memory the sketches hold (fixed at load). */
+  readonly sketchBytes: number;
 }
 
 /** The datapath role the responder uses. */
 export interface PolicyCounter {
   /** Replaces the policies the kernel counts (at most FW_POL_MAX; one map update). */
   writePolicies(policies: readonly KernelPolicy[]): void;
+  /**
+   * Writes each policy's count-min margin (sketch-margin.ts: the least m with
+   * at most 1 cell in 64 of its sketch's row above m, in the current or, if
+   * more, the previous window): call it at each poll (the margin lags the
+   * traffic by one call).
+   */
+  refreshMargins(): void;
   /** Hit records from sequence number `from` (use `policyStats().hits` to start at the present). */
   readPolicyHits(from: bigint, max?: number): PolicyHitRead;
   policyStats(): PolicyStats;
@@ -86,13 +103,42 @@ const P = LAYOUT.fw_policy;
 const S = LAYOUT.fw_policy_set;
 const K = LAYOUT.fw_pol_key;
 const H = LAYOUT.fw_pol_hit;
+const SEED = LAYOUT.fw_pol_seed;
+const CELL = LAYOUT.fw_pol_cell;
+const ST = LAYOUT.fw_pol_stat;
+/** Bytes of one policy's sketch (its rows), and of one row. */
+const ROW_BYTES = FW_POL_WIDTH * CELL.size;
+const SLOT_BYTES = FW_POL_ROWS * ROW_BYTES;
 
-/** fw_pol_cfg[0] for `policies`. */
-export function encodePolicySet(policies: readonly KernelPolicy[]): Buffer {
+/** The tag the kernel gives a cell of policy `id` in window `epoch`. */
+export function cellTag(epoch: bigint, id: number): number {
+  return Number((epoch + BigInt(id) * BigInt(FW_POL_TAG_MUL)) & 0xffffffffn);
+}
+
+/** One row's hash seeds (a odd). */
+export interface SketchSeed {
+  readonly a: bigint;
+  readonly b: bigint;
+  readonly c: bigint;
+}
+
+/** FW_POL_ROWS rows of random seeds (an attacker who does not know them cannot aim collisions at a victim). */
+export function randomSeeds(): SketchSeed[] {
+  const r = randomBytes(FW_POL_ROWS * 24);
+  return Array.from({ length: FW_POL_ROWS }, (_, i) => ({
+    a: r.readBigUInt64LE(i * 24) | 1n,
+    b: r.readBigUInt64LE(i * 24 + 8),
+    c: r.readBigUInt64LE(i * 24 + 16),
+  }));
+}
+
+/** fw_pol_cfg[0] for `policies` (their slots are their indexes), with the sketch's seeds. */
+export function encodePolicySet(policies: readonly KernelPolicy[], seeds: readonly SketchSeed[] = randomSeeds()): Buffer {
   if (policies.length > FW_POL_MAX) throw new RangeError(`at most ${FW_POL_MAX} policies per node, got ${policies.length}`);
   const b = Buffer.alloc(S.size);
   let mask = 0;
   const classes = [0, 0];
+  const l4 = [0, 0];
   policies.forEach((p, i) => {
     if (!Number.isInteger(p.id) || p.id < 1 || p.id > 0xffffffff) throw new RangeError(`policy id ${p.id}`);
     if (p.ports.length > FW_POL_PORT_RANGES) throw new RangeError(`at most ${FW_POL_PORT_RANGES} port ranges`);
@@ -102,6 +148,9 @@ export function encodePolicySet(policies: readonly KernelPolicy[]): Buffer {
     // The protocols the programs let through to the counting (fw_policy_wants); any: every one, including others.
     const all = FW_POL_CLASS.icmp | FW_POL_CLASS.tcp | FW_POL_CLASS.udp | FW_POL_CLASS.other;
     classes[dir] = classes[dir]! | (p.protocol === 'any' ? all : FW_POL_CLASS[p.protocol]);
+    // The L4 header is read only for a direction where some policy looks at ports or TCP flags.
+    if (p.ports.length > 0 || p.synOnly) l4[dir] = 1;
+    if (p.windowNs <= 0n) throw new RangeError(`policy ${p.id}: window ${p.windowNs} ns`);
     b.writeUInt32LE(p.id, o + P.fields.id);
     b.writeUInt8(dir, o + P.fields.direction);
     b.writeUInt8(FW_POL_PROTO[p.protocol], o + P.fields.proto);
@@ -121,6 +170,14 @@ export function encodePolicySet(policies: readonly KernelPolicy[]): Buffer {
   b.writeUInt16LE(policies.length, S.fields.count);
   b.writeUInt8(classes[0]!, S.fields.class_mask);
   b.writeUInt8(classes[1]!, S.fields.class_mask + 1);
+  b.writeUInt8(l4[0]!, S.fields.l4_mask);
+  b.writeUInt8(l4[1]!, S.fields.l4_mask + 1);
+  seeds.slice(0, FW_POL_ROWS).forEach((sd, r) => {
+    const o = S.fields.seed + r * SEED.size;
+    b.writeBigUInt64LE(sd.a, o + SEED.fields.a);
+    b.writeBigUInt64LE(sd.b, o + SEED.fields.b);
+    b.writeBigUInt64LE(sd.c, o + SEED.fields.c);
+  });
   return b;
 }
 
@@ -128,34 +185,74 @@ export function encodePolicySet(policies: readonly KernelPolicy[]): Buffer {
 export class PolicyMaps implements PolicyCounter {
   private hits: Mapping | undefined;
   private stat: Mapping | undefined;
+  private sketch: Mapping | undefined;
   private closed = false;
   private readonly key0 = Buffer.alloc(4);
+  /** This process's hash seeds: the same for every set it writes (a group keeps its cells). */
+  private readonly seeds = randomSeeds();
+  private policies: readonly KernelPolicy[] = [];
+  private windowPackets = 0n;
+  private marginPackets = 0n;
+  /** How the margins are computed (sketch-margin.ts): 'count-min' only to compare (bench). */
+  marginRule: MarginRule = 'quantile';
 
   constructor(
     private readonly cfg: BpfMap,
-    private readonly src: BpfMap,
+    private readonly cms: BpfMap,
     private readonly hitMap: BpfMap,
     private readonly statMap: BpfMap,
   ) {}
 
   writePolicies(policies: readonly KernelPolicy[]): void {
     this.assertOpen();
-    this.cfg.update(this.key0, encodePolicySet(policies));
+    this.cfg.update(this.key0, encodePolicySet(policies, this.seeds));
+    this.policies = [...policies];
+    this.refreshMargins();
   }
 
   private views(): { hits: DataView; stat: DataView } {
     this.assertOpen();
     this.hits ??= mmapMap(this.hitMap.fd, FW_POL_HITS * H.size, MAP.POL_HITS);
-    this.stat ??= mmapMap(this.statMap.fd, LAYOUT.fw_pol_stat.size, MAP.POL_STAT);
+    this.stat ??= mmapMap(this.statMap.fd, ST.size, MAP.POL_STAT);
     return { hits: new DataView(this.hits.buffer), stat: new DataView(this.stat.buffer) };
+  }
+
+  refreshMargins(): void {
+    this.views();
+    this.sketch ??= mmapMap(this.cms.fd, FW_POL_CELLS * CELL.size, MAP.POL_CMS);
+    const margins = new BigUint64Array(this.stat!.buffer, ST.fields.margin_packets, 2 * FW_POL_MAX);
+    const now = process.hrtime.bigint(); // CLOCK_MONOTONIC, the kernel's coarse clock's base
+    let maxN = 0;
+    let maxM = 0n;
+    for (let i = 0; i < FW_POL_MAX; i++) {
+      const p = this.policies[i];
+      if (!p) {
+        margins[i] = 0n;
+        margins[FW_POL_MAX + i] = 0n;
+        continue;
+      }
+      // Row 0 of its sketch: every packet adds to one cell of it (sketch-margin.ts).
+      const row = new Uint32Array(this.sketch.buffer, i * SLOT_BYTES, ROW_BYTES / 4);
+      const epoch = now / p.windowNs;
+      const r = rowMargin(row, cellTag(epoch, p.id), cellTag(epoch - 1n, p.id), this.marginRule, p.limitBytes > 0n);
+      const n = r.packets;
+      const m = BigInt(r.marginPackets);
+      margins[i] = m;
+      margins[FW_POL_MAX + i] = BigInt(r.marginBytes);
+      if (n > maxN) maxN = n;
+      if (m > maxM) maxM = m;
+    }
+    this.windowPackets = BigInt(maxN);
+    this.marginPackets = maxM;
   }
 
   policyStats(): PolicyStats {
     const { stat } = this.views();
     return {
-      hits: stat.getBigUint64(LAYOUT.fw_pol_stat.fields.head, true),
-      inserts: stat.getBigUint64(LAYOUT.fw_pol_stat.fields.inserts, true),
-      capacity: this.src.maxEntries || FW_POL_SOURCES,
+      hits: stat.getBigUint64(ST.fields.head, true),
+      windowPackets: this.windowPackets,
+      marginPackets: this.marginPackets,
+      sketchBytes: (this.cms.maxEntries || FW_POL_CELLS) * CELL.size,
     };
   }
 
@@ -207,8 +304,10 @@ export class PolicyMaps implements PolicyCounter {
     this.closed = true;
     this.hits?.unmap();
     this.stat?.unmap();
+    this.sketch?.unmap();
     this.hits = undefined;
     this.stat = undefined;
+    this.sketch = undefined;
   }
 
   private assertOpen(): void {
@@ -216,12 +315,12 @@ export class PolicyMaps implements PolicyCounter {
   }
 }
 
-/** Checks a map set has the policy maps (an object built before ABI 8 has none). */
+/** Checks a map set has the policy maps (an object built before ABI 8 has none; before ABI 11, no sketch). */
 export function policyMapsOf(get: (name: (typeof MAP)[keyof typeof MAP]) => BpfMap | undefined, pinDir: string): PolicyMaps {
   const cfg = get(MAP.POL_CFG);
-  const src = get(MAP.POL_SRC);
+  const cms = get(MAP.POL_CMS);
   const hits = get(MAP.POL_HITS);
   const stat = get(MAP.POL_STAT);
-  if (!cfg || !src || !hits || !stat) throw new DatapathError('open policy maps', pinDir, 2, 'the pinned maps have no policy maps');
-  return new PolicyMaps(cfg, src, hits, stat);
+  if (!cfg || !cms || !hits || !stat) throw new DatapathError('open policy maps', pinDir, 2, 'the pinned maps have no policy maps');
+  return new PolicyMaps(cfg, cms, hits, stat);
 }

@@ -28,9 +28,10 @@ export interface ResponderStats {
   lostHits: number;
   pendingReports: number;
   droppedReports: number;
-  /** Groups the kernel created in its fixed-size table (the churn under a spoofed flood). */
-  groupInserts: bigint;
-  groupCapacity: number;
+  /** The most packets one policy's sketch counted in its window (at the last poll). */
+  windowPackets: bigint;
+  /** The largest count-min margin (packets) over the limit a group must pass to be reported. */
+  marginPackets: bigint;
 }
 
 export type SendDetection = (d: Detection) => boolean;
@@ -49,8 +50,8 @@ export class Responder {
     lostHits: 0,
     pendingReports: 0,
     droppedReports: 0,
-    groupInserts: 0n,
-    groupCapacity: 0,
+    windowPackets: 0n,
+    marginPackets: 0n,
   };
   /** Called after each local ban is in the kernel (tests, bench). */
   onBanned: ((r: DetectionReport) => void) | undefined;
@@ -133,9 +134,15 @@ export class Responder {
       this.log.error({ err: e }, 'detection round failed');
     } finally {
       this.running = false;
-      const st = this.counter.policyStats();
-      this.stats.groupInserts = st.inserts;
-      this.stats.groupCapacity = st.capacity;
+      try {
+        // The count-min margin follows the traffic each round (bpf/include/fw_policy_abi.h).
+        this.counter.refreshMargins();
+        const st = this.counter.policyStats();
+        this.stats.windowPackets = st.windowPackets;
+        this.stats.marginPackets = st.marginPackets;
+      } catch (e) {
+        this.log.error({ err: e }, 'sketch margins not refreshed');
+      }
     }
   }
 
