@@ -118,6 +118,34 @@ export function grow(cur: GenSizes, need: GenUsage, limits: GenLimits): GenSizes
   return changed ? { ...cur, prefixes, blocks, slots } : cur;
 }
 
+/** Past this share of its size after an apply, a part grows ahead (growAhead). */
+export const AHEAD_SHARE = 0.75;
+/** A part that grows ahead is sized for this many times what it holds: a third full, above shrink's quarter. */
+const AHEAD_FACTOR = 3;
+
+/**
+ * The sizes after an apply left the maps holding `use`: each part more than
+ * AHEAD_SHARE full grows now to AHEAD_FACTOR times what it holds (up to the
+ * maximum), so the applies that follow - a burst of local bans under a
+ * flood of sources (issue 18) - find room without a swap first, and a
+ * flood's growth takes few swaps (a third full after each). Returns `cur`
+ * itself when nothing grows.
+ */
+export function growAhead(cur: GenSizes, use: GenUsage, limits: GenLimits): GenSizes {
+  let changed = false;
+  const ahead = (size: number, n: number, max: number, step: number): number => {
+    if (size >= max || n <= size * AHEAD_SHARE) return size;
+    const to = Math.min(max, roundUp(n * AHEAD_FACTOR, step));
+    if (to <= size) return size;
+    changed = true;
+    return to;
+  };
+  const prefixes = cur.prefixes.map((p, t) => ahead(p, use.prefixes[t]!, limits.prefixesPerTable, STEP));
+  const blocks = cur.blocks.map((b, t) => (b === 0 ? 0 : ahead(b, use.blocks[t]!, FW_D24_BLOCKS, BLOCK_STEP)));
+  const slots = ahead(cur.slots, use.slots, limits.counterSlots, STEP);
+  return changed ? { ...cur, prefixes, blocks, slots } : cur;
+}
+
 /**
  * The sizes after an apply left the maps holding `use`: each part at a
  * quarter or less of its size shrinks to twice (1.25x for the counters)
