@@ -20,7 +20,7 @@ import { ipFrame } from '../support/frames.js';
 import { withDatapath } from '../support/pin-dirs.js';
 
 const IN4: TableIndex = 0;
-const BANS = 120;
+const BANS = 400;
 
 test('bans one per /16 past the least sizes: each swap that grows the maps starts after the ban that filled them drops', async () => {
   let current = '';
@@ -40,8 +40,8 @@ test('bans one per /16 past the least sizes: each swap that grows the maps start
       const least = dp.generation().sizes.blocks[IN4]!;
       const b = new OpBatch(2);
       for (let i = 0; i < BANS; i++) {
-        // 10.i.(7i).9: a /16 of its own each (a /24 index block each).
-        current = `10.${i}.${(i * 7) & 255}.9`;
+        // (10 + i/256).(i % 256).(7i).9: a /16 of its own each (a /24 index block each).
+        current = `${10 + (i >> 8)}.${i & 255}.${(i * 7) & 255}.9`;
         const bytes = new Uint8Array(current.split('.').map(Number));
         b.clear();
         b.journalUpsert(BigInt(1 + i), IN4, bytes, 0, 32, 0, i, 0);
@@ -54,7 +54,7 @@ test('bans one per /16 past the least sizes: each swap that grows the maps start
       assert.ok(atSwap.length >= 2, `swaps: ${JSON.stringify(atSwap)}`);
       for (const s of atSwap)
         assert.ok(s.dropped, `the swap at ${s.blocks} blocks started before ${s.source}, whose apply needed it, dropped`);
-      // Three times what it held: from 16 blocks, 16 -> 39 -> 111 -> ... (1.5x before: 16 -> 32 -> 48 -> 80 -> 128).
+      // From 16 blocks to the grown floor (512), then three times what it holds (1.5x before: 16, 32, 48, 80, 128, 192, 288, 432).
       assert.ok(atSwap.length <= 3, `${atSwap.length} swaps for ${BANS} bans`);
     },
   );
