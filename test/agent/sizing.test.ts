@@ -14,13 +14,19 @@ test('least sizes: 1024 prefixes, 16 blocks, 1024 slots', () => {
   assert.deepEqual([least.prefixes[0], least.blocks[0], least.slots], [1024, 16, 1024]);
 });
 
-test('grow ahead: nothing at 3/4 or less; past it, to the floor from the least, then three times what it holds', () => {
+test('grow ahead: nothing at 3/4 or less; past it, to the floor from the least, then three times what it holds; parts past half join the swap', () => {
   assert.equal(growAhead(least, use(768, 12, 768), LIMITS), least, 'at 3/4: nothing');
   const g = growAhead(least, use(769, 13, 769), LIMITS);
   assert.deepEqual([g.prefixes[0], g.blocks[0], g.slots], [8192, 512, 8192], 'past 3/4 of the least: the grown floors');
   assert.deepEqual(g.prefixes.slice(1), least.prefixes.slice(1), 'the other tables stay');
   const h = growAhead(g, use(7000, 400, 100), LIMITS);
   assert.deepEqual([h.prefixes[0], h.blocks[0], h.slots], [21504, 1200, 8192], 'three times what it holds, rounded up');
+  const both = growAhead(least, use(600, 4, 769), LIMITS);
+  assert.deepEqual(
+    [both.prefixes[0], both.blocks[0], both.slots],
+    [8192, 16, 8192],
+    'the counters past 3/4: the hash, past half, grows in the same swap; the pool (a quarter) stays',
+  );
   const max = growAhead({ ...g, prefixes: [1 << 20, 1024, 1024, 1024] }, use(1 << 20, 0, 0), LIMITS);
   assert.equal(max.prefixes[0], 1 << 20, 'never past the maximum');
 });

@@ -138,26 +138,27 @@ export const AHEAD_SHARE = 0.75;
 const AHEAD_FACTOR = 3;
 
 /**
- * The sizes after an apply left the maps holding `use`: each part more than
- * AHEAD_SHARE full grows now to AHEAD_FACTOR times what it holds (up to the
- * maximum), so the applies that follow - a burst of local bans under a
+ * The sizes after an apply left the maps holding `use`: when a part is more
+ * than AHEAD_SHARE full, it - and every part more than half full, in the same
+ * swap - grows now to AHEAD_FACTOR times what it holds (up to the maximum), so the applies that follow - a burst of local bans under a
  * flood of sources (issue 18) - find room without a swap first, and a
  * flood's growth takes few swaps (a third full after each). Returns `cur`
  * itself when nothing grows.
  */
 export function growAhead(cur: GenSizes, use: GenUsage, limits: GenLimits): GenSizes {
-  let changed = false;
-  const ahead = (size: number, n: number, max: number, step: number, floor: number): number => {
-    if (size >= max || n <= size * AHEAD_SHARE) return size;
-    const to = Math.min(max, roundUp(Math.max(floor, n * AHEAD_FACTOR), step));
-    if (to <= size) return size;
-    changed = true;
-    return to;
-  };
+  const grows = (size: number, n: number, max: number, share: number) => size < max && n > size * share;
+  const due =
+    cur.prefixes.some((p, t) => grows(p, use.prefixes[t]!, limits.prefixesPerTable, AHEAD_SHARE)) ||
+    cur.blocks.some((b, t) => b > 0 && grows(b, use.blocks[t]!, FW_D24_BLOCKS, AHEAD_SHARE)) ||
+    grows(cur.slots, use.slots, limits.counterSlots, AHEAD_SHARE);
+  if (!due) return cur;
+  // A swap is paid now: the parts more than half full grow in it too (a flood fills the counters and the hash together).
+  const ahead = (size: number, n: number, max: number, step: number, floor: number): number =>
+    grows(size, n, max, 0.5) ? Math.max(size, Math.min(max, roundUp(Math.max(floor, n * AHEAD_FACTOR), step))) : size;
   const prefixes = cur.prefixes.map((p, t) => ahead(p, use.prefixes[t]!, limits.prefixesPerTable, STEP, GROWN_PREFIXES));
   const blocks = cur.blocks.map((b, t) => (b === 0 ? 0 : ahead(b, use.blocks[t]!, FW_D24_BLOCKS, BLOCK_STEP, GROWN_BLOCKS)));
   const slots = ahead(cur.slots, use.slots, limits.counterSlots, STEP, GROWN_SLOTS);
-  return changed ? { ...cur, prefixes, blocks, slots } : cur;
+  return { ...cur, prefixes, blocks, slots };
 }
 
 /**
