@@ -15,11 +15,6 @@
 // revisions are gap-free and become visible in order: a listener that sees
 // revision R knows every revision below R is committed. Because it is taken
 // last, a 1M-row import holds it for milliseconds, not for the whole COPY.
-// And because the COMMIT is sent with the bump (pipelined, one write to the
-// socket), no round trip and no turn of this process's event loop falls
-// while it is held: every other writer (an operator's create among bans
-// pouring in, issue 18) waits for the server's work only, never for this
-// process to get round to its COMMIT (traced before: 194-199 ms held).
 import type { Sql, TransactionSql } from 'postgres';
 import { applyAuditNote, currentAuditNote } from './audit-note.js';
 import { applyAuditForced } from './audit-forced.js';
@@ -104,22 +99,7 @@ export function revisionCtes(p: RevisionCommit): string {
           returning revision, commit_time, pg_notify('${REVISION_CHANNEL}', revision::text))`;
 }
 
-/** The revision's fields, staged as transaction-local settings before the bump: the bump then has no parameters. */
-const STAGE_REVISION = `select set_config('fleetwall.rev_write_id', $1, true), set_config('fleetwall.rev_actor', $2, true),
-  set_config('fleetwall.rev_kind', $3, true), set_config('fleetwall.rev_changes', $4, true)`;
-
-/**
- * The bump, without parameters: a statement with parameters is described
- * first on a connection that has not prepared it (a round trip before it
- * runs, and the queries after it wait for its result), this one is sent at
- * once, with the COMMIT behind it.
- */
-const COMMIT_REVISION = `with ${revisionCtes({
-  writeId: "current_setting('fleetwall.rev_write_id')::bigint",
-  actor: "current_setting('fleetwall.rev_actor')",
-  kind: "current_setting('fleetwall.rev_kind')",
-  changeCount: "current_setting('fleetwall.rev_changes')::int",
-})}
+const COMMIT_REVISION = `with ${revisionCtes({ writeId: '$1::bigint', actor: '$2', kind: '$3', changeCount: '$4::int' })}
   select revision, commit_time from rv`;
 
 /**
@@ -135,37 +115,22 @@ export function writeTransaction<T>(
   attempts = 3,
 ): Promise<WriteResult<T>> {
   const note = currentAuditNote();
-  return retryWrite(async () => {
-    // A connection of its own with BEGIN and COMMIT sent here (not sql.begin, which sends COMMIT only once the body's last result is in).
-    const c = await sql.reserve();
-    let open = false;
-    try {
-      await c`begin`;
-      open = true;
-      const tx = c as unknown as TransactionSql;
-      await applyAuditNote(tx, note);
-      await applyAuditForced(tx);
-      const [w] = await c<{ id: bigint }[]>`select nextval('write_id_seq') as id`;
-      const writeId = w!.id;
-      const out = await body(tx, writeId);
-      if (out.changes === 0) {
-        open = false;
-        await c`commit`;
-        return { value: out.value, revision: 0n, commitTime: undefined };
-      }
-      // The bump and the COMMIT together: the lock is let go by the server, not after a round trip to this process.
-      // A failed bump aborts the transaction; the COMMIT after it then rolls back (no error of its own).
-      await c.unsafe(STAGE_REVISION, [writeId.toString(), actor, kind, String(out.changes)] as never[], { prepare: true });
-      const bump = c.unsafe<{ revision: bigint; commit_time: Date }[]>(COMMIT_REVISION, [], { prepare: true });
-      const commit = c`commit`;
-      open = false;
-      const [[r]] = await Promise.all([bump, commit]);
-      return { value: out.value, revision: r!.revision, commitTime: r!.commit_time };
-    } catch (e) {
-      if (open) await c`rollback`.catch(() => undefined);
-      throw e;
-    } finally {
-      c.release();
-    }
-  }, attempts);
+  return retryWrite(
+    () =>
+      sql.begin(async (tx) => {
+        await applyAuditNote(tx, note);
+        await applyAuditForced(tx);
+        const [w] = await tx<{ id: bigint }[]>`select nextval('write_id_seq') as id`;
+        const writeId = w!.id;
+        const out = await body(tx, writeId);
+        if (out.changes === 0) return { value: out.value, revision: 0n, commitTime: undefined };
+        const [r] = await tx.unsafe<{ revision: bigint; commit_time: Date }[]>(
+          COMMIT_REVISION,
+          [writeId.toString(), actor, kind, out.changes] as never[],
+          { prepare: true },
+        );
+        return { value: out.value, revision: r!.revision, commitTime: r!.commit_time };
+      }) as Promise<WriteResult<T>>,
+    attempts,
+  );
 }
