@@ -48,6 +48,7 @@ import {
   unaryCall,
 } from '../test/support/control-plane.js';
 import { startTestPostgres } from '../test/support/postgres.js';
+import { detectionPolicy } from '../test/support/policy-fixtures.js';
 import { ipFrame, l4Frame } from '../test/support/frames.js';
 import { XDP_DROP } from '../node-agent/src/datapath/libbpf.js';
 import type { KernelPolicy } from '../node-agent/src/datapath/policy-maps.js';
@@ -241,7 +242,7 @@ async function main(): Promise<void> {
     spoofedFloodKernel(n1.dp);
 
     await unaryCall(cp.clients.policies, 'createPolicy', {
-      policy: {
+      policy: detectionPolicy({
         name: 'bench',
         match: {
           direction: Direction.DIRECTION_INGRESS,
@@ -253,19 +254,9 @@ async function main(): Promise<void> {
         grouping: SourceGrouping.SOURCE_GROUPING_ADDRESS,
         response: { duration: { seconds: 600n, nanos: 0 }, escalationFactor: 2, maxDuration: { seconds: 3600n, nanos: 0 }, jitter: 0 },
         scope: BanScope.BAN_SCOPE_FLEET,
-        scopeSelector: {},
         mode: Mode.MODE_ENFORCE,
-        nodeSelector: {},
         maxBansPerSecond: MAX_BANS,
-        comment: '',
-        createTime: undefined,
-        revision: 0n,
-        createdBy: '',
-        detections: 0n,
-        bans: 0n,
-        exempted: 0n,
-        mergeThreshold: 0,
-      },
+      }),
     });
     while (n1.responder.stats.policies === 0 || n2.responder.stats.policies === 0) await sleep(10);
 

@@ -13,6 +13,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
+import { detectionPolicy } from '../support/policy-fixtures.js';
 import { ping } from '../support/traffic.js';
 import { withNetnsPair } from '../support/netns.js';
 import { startTestControlPlane, unaryCall } from '../support/control-plane.js';
@@ -20,8 +21,8 @@ import { AgentProcess, UdsProxy } from '../support/agent-process.js';
 import { createJoinToken, createRule, eventually } from '../support/agent-e2e-rig.js';
 import { tempDataDir } from '../support/tls-control-plane.js';
 import { rmSync } from 'node:fs';
-import { BanScope, type DetectionPolicy, PolicyProtocol, SourceGrouping } from '../../proto/gen/fleetwall/v1/policy.js';
-import { Direction, Mode } from '../../proto/gen/fleetwall/v1/rule.js';
+import { type DetectionPolicy, PolicyProtocol } from '../../proto/gen/fleetwall/v1/policy.js';
+import { Mode } from '../../proto/gen/fleetwall/v1/rule.js';
 
 let pg: TestPostgres;
 before(async () => {
@@ -34,27 +35,14 @@ after(async () => {
 const sec = (s: number) => ({ seconds: BigInt(s), nanos: 0 });
 
 function icmpPolicy(name: string, mode = Mode.MODE_ENFORCE): DetectionPolicy {
-  return {
+  // 30 packets a second over a 1 s window; a ban of 15 s, doubling, no jitter.
+  return detectionPolicy({
     name,
-    match: { direction: Direction.DIRECTION_INGRESS, protocol: PolicyProtocol.POLICY_PROTOCOL_ICMP, ports: [], tcpSynOnly: false },
-    // 30 packets a second over a 1 s window; a ban of 15 s, doubling, no jitter.
-    threshold: { packetsPerSecond: 30n, bytesPerSecond: 0n, window: sec(1) },
-    grouping: SourceGrouping.SOURCE_GROUPING_ADDRESS,
-    response: { duration: sec(15), escalationFactor: 2, maxDuration: sec(60), jitter: 0 },
-    scope: BanScope.BAN_SCOPE_FLEET,
-    scopeSelector: {},
+    match: { protocol: PolicyProtocol.POLICY_PROTOCOL_ICMP, ports: [], tcpSynOnly: false },
+    threshold: { packetsPerSecond: 30n },
+    response: { duration: sec(15), maxDuration: sec(60) },
     mode,
-    nodeSelector: {},
-    maxBansPerSecond: 0,
-    comment: '',
-    createTime: undefined,
-    revision: 0n,
-    createdBy: '',
-    detections: 0n,
-    bans: 0n,
-    exempted: 0n,
-    mergeThreshold: 0,
-  };
+  });
 }
 
 test('detection policies with two agents: local ban at once, fleet ban on the other node, allowed and slower sources never banned, expiry, escalation, monitor', async () => {

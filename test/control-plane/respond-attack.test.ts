@@ -11,11 +11,12 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import postgres from 'postgres';
 import type { Detection } from '../../proto/gen/fleetwall/v1/agent_service.js';
-import { BanScope, type DetectionPolicy, PolicyProtocol, SourceGrouping } from '../../proto/gen/fleetwall/v1/policy.js';
-import { Action, Direction, Mode } from '../../proto/gen/fleetwall/v1/rule.js';
+import { type DetectionPolicy, PolicyProtocol, SourceGrouping } from '../../proto/gen/fleetwall/v1/policy.js';
+import { Action } from '../../proto/gen/fleetwall/v1/rule.js';
 import { formatPrefix, parseAddress } from '../../common/src/cidr.js';
 import { CreateRuleRequest } from '../../proto/gen/fleetwall/v1/rule_service.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
+import { detectionPolicy, type PolicyOverrides } from '../support/policy-fixtures.js';
 import { callError, errorInfoOf, startTestControlPlane, type TestControlPlane, unaryCall } from '../support/control-plane.js';
 import { SyncClient } from '../support/scripted-agent.js';
 import { eventually } from '../support/eventually.js';
@@ -30,27 +31,12 @@ after(async () => {
 
 const sec = (s: number) => ({ seconds: BigInt(s), nanos: 0 });
 
-function policy(p: Partial<DetectionPolicy> & { name: string }): DetectionPolicy {
-  return {
-    match: { direction: Direction.DIRECTION_INGRESS, protocol: PolicyProtocol.POLICY_PROTOCOL_UDP, ports: [], tcpSynOnly: false },
-    threshold: { packetsPerSecond: 20n, bytesPerSecond: 0n, window: sec(1) },
-    grouping: SourceGrouping.SOURCE_GROUPING_ADDRESS,
-    response: { duration: sec(60), escalationFactor: 2, maxDuration: sec(600), jitter: 0 },
-    scope: BanScope.BAN_SCOPE_FLEET,
-    scopeSelector: {},
-    mode: Mode.MODE_ENFORCE,
-    nodeSelector: {},
+function policy(p: PolicyOverrides): DetectionPolicy {
+  return detectionPolicy({
+    match: { protocol: PolicyProtocol.POLICY_PROTOCOL_UDP, ports: [], tcpSynOnly: false },
     maxBansPerSecond: 1000,
-    mergeThreshold: 0,
-    comment: '',
-    createTime: undefined,
-    revision: 0n,
-    createdBy: '',
-    detections: 0n,
-    bans: 0n,
-    exempted: 0n,
     ...p,
-  };
+  });
 }
 
 function detection(policyId: bigint, name: string, address: string): Detection {

@@ -11,8 +11,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Detection } from '../../proto/gen/fleetwall/v1/agent_service.js';
-import { BanScope, PolicyProtocol, SourceGrouping } from '../../proto/gen/fleetwall/v1/policy.js';
-import { Action, Direction, Mode } from '../../proto/gen/fleetwall/v1/rule.js';
+import { PolicyProtocol } from '../../proto/gen/fleetwall/v1/policy.js';
+import { Action, Mode } from '../../proto/gen/fleetwall/v1/rule.js';
 import type { DetectionPolicy } from '../../proto/gen/fleetwall/v1/policy.js';
 import { parseAddress } from '../../common/src/cidr.js';
 import { CreateRuleRequest, ListRulesRequest } from '../../proto/gen/fleetwall/v1/rule_service.js';
@@ -20,6 +20,7 @@ import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
 import { callError, errorInfoOf, startTestControlPlane, type TestControlPlane, unaryCall } from '../support/control-plane.js';
 import { SyncClient } from '../support/scripted-agent.js';
 import { eventually } from '../support/eventually.js';
+import { detectionPolicy, type PolicyOverrides } from '../support/policy-fixtures.js';
 
 let pg: TestPostgres;
 before(async () => {
@@ -31,32 +32,8 @@ after(async () => {
 
 const sec = (s: number) => ({ seconds: BigInt(Math.floor(s)), nanos: Math.round((s % 1) * 1e9) });
 
-function policy(p: Partial<DetectionPolicy> & { name: string }): DetectionPolicy {
-  return {
-    match: {
-      direction: Direction.DIRECTION_INGRESS,
-      protocol: PolicyProtocol.POLICY_PROTOCOL_TCP,
-      ports: [{ first: 22, last: 0 }],
-      tcpSynOnly: true,
-    },
-    threshold: { packetsPerSecond: 20n, bytesPerSecond: 0n, window: sec(1) },
-    grouping: SourceGrouping.SOURCE_GROUPING_ADDRESS,
-    response: { duration: sec(60), escalationFactor: 2, maxDuration: sec(600), jitter: 0 },
-    scope: BanScope.BAN_SCOPE_FLEET,
-    scopeSelector: {},
-    mode: Mode.MODE_ENFORCE,
-    nodeSelector: {},
-    maxBansPerSecond: 0,
-    comment: '',
-    createTime: undefined,
-    revision: 0n,
-    createdBy: '',
-    detections: 0n,
-    bans: 0n,
-    exempted: 0n,
-    mergeThreshold: 0,
-    ...p,
-  };
+function policy(p: PolicyOverrides): DetectionPolicy {
+  return detectionPolicy(p);
 }
 
 async function withCp(fn: (cp: TestControlPlane) => Promise<void>): Promise<void> {

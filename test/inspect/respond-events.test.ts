@@ -21,10 +21,11 @@ import { status } from '@grpc/grpc-js';
 import { parseAddress } from '../../common/src/cidr.js';
 import type { Detection } from '../../proto/gen/fleetwall/v1/agent_service.js';
 import { BanOutcome, type DropEvent, EventKind, EventVerdict } from '../../proto/gen/fleetwall/v1/event.js';
-import { BanScope, type DetectionPolicy, PolicyProtocol, SourceGrouping } from '../../proto/gen/fleetwall/v1/policy.js';
+import type { DetectionPolicy } from '../../proto/gen/fleetwall/v1/policy.js';
 import { Action, Direction, Mode } from '../../proto/gen/fleetwall/v1/rule.js';
 import { CreateRuleRequest } from '../../proto/gen/fleetwall/v1/rule_service.js';
 import { errorInfoOf, startTestControlPlanes, type TestControlPlane, unaryCall } from '../support/control-plane.js';
+import { detectionPolicy } from '../support/policy-fixtures.js';
 import { eventually } from '../support/eventually.js';
 import { inspectClient, type Watch, watchEvents } from '../support/inspect-client.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
@@ -44,31 +45,7 @@ after(async () => {
 const sec = (s: number) => ({ seconds: BigInt(s), nanos: 0 });
 
 function policy(name: string, mode: Mode): DetectionPolicy {
-  return {
-    name,
-    match: {
-      direction: Direction.DIRECTION_INGRESS,
-      protocol: PolicyProtocol.POLICY_PROTOCOL_TCP,
-      ports: [{ first: 22, last: 0 }],
-      tcpSynOnly: true,
-    },
-    threshold: { packetsPerSecond: 20n, bytesPerSecond: 0n, window: sec(1) },
-    grouping: SourceGrouping.SOURCE_GROUPING_ADDRESS,
-    response: { duration: sec(60), escalationFactor: 2, maxDuration: sec(600), jitter: 0 },
-    scope: BanScope.BAN_SCOPE_FLEET,
-    scopeSelector: {},
-    mode,
-    nodeSelector: {},
-    maxBansPerSecond: 0,
-    comment: '',
-    createTime: undefined,
-    revision: 0n,
-    createdBy: '',
-    detections: 0n,
-    bans: 0n,
-    exempted: 0n,
-    mergeThreshold: 0,
-  };
+  return detectionPolicy({ name, mode });
 }
 
 function detection(policyId: bigint, name: string, address: string, o: Partial<Detection> = {}): Detection {

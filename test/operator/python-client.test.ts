@@ -14,9 +14,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreateTokenRequest, Role } from '../../proto/gen/fleetwall/v1/token_service.js';
 import { connectClients, startTestControlPlane, unaryCall, type TestControlPlane } from '../support/control-plane.js';
+import { detectionPolicy } from '../support/policy-fixtures.js';
 import { SyncClient } from '../support/scripted-agent.js';
-import { Direction, Mode } from '../../proto/gen/fleetwall/v1/rule.js';
-import { PolicyProtocol } from '../../proto/gen/fleetwall/v1/policy.js';
+import { Direction } from '../../proto/gen/fleetwall/v1/rule.js';
 import { EventKind, EventVerdict } from '../../proto/gen/fleetwall/v1/event.js';
 
 const exec = promisify(execFile);
@@ -176,26 +176,7 @@ test('python events: drop events an agent sent, filtered; a bad filter is INVALI
 
     // Detections and bans are events too (issue 18): the client prints them, and --kind selects them.
     await unaryCall(cp.clients.policies, 'createPolicy', {
-      policy: {
-        name: 'py-ssh',
-        match: { direction: Direction.DIRECTION_INGRESS, protocol: PolicyProtocol.POLICY_PROTOCOL_TCP, ports: [], tcpSynOnly: false },
-        threshold: { packetsPerSecond: 20n, bytesPerSecond: 0n, window: { seconds: 1n, nanos: 0 } },
-        grouping: 0,
-        response: undefined,
-        scope: 0,
-        scopeSelector: {},
-        mode: Mode.MODE_ENFORCE,
-        nodeSelector: {},
-        maxBansPerSecond: 0,
-        comment: '',
-        createTime: undefined,
-        revision: 0n,
-        createdBy: '',
-        detections: 0n,
-        bans: 0n,
-        exempted: 0n,
-        mergeThreshold: 0,
-      },
+      policy: detectionPolicy({ name: 'py-ssh', match: { ports: [], tcpSynOnly: false } }),
     });
     await agent.waitFor((c) => c.policySets.at(-1)?.length === 1, 'the agent gets the policy');
     agent.send({

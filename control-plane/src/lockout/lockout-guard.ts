@@ -10,7 +10,11 @@
 // operator's management networks (protected-sources.ts), and the address
 // every node's Sync stream comes from (kept with the node, so every
 // control-plane process knows them: read at most every `refreshMs`, this
-// process's own streams at once).
+// process's own streams at once). The read is made ahead: a check past half
+// of refreshMs starts it in the background and goes on with the set it has,
+// so an operator's create never waits for it (issue 18: creates while bans
+// pour in paid a store round trip every refreshMs); only a set older than
+// refreshMs (no check for that long) is waited for.
 //
 // Selectors do not narrow it: every protected address is protected on
 // every node. An agent's own connect address is often another node's path
@@ -136,6 +140,8 @@ export interface LockoutGuardOptions {
   /** How long the nodes' connect addresses read from the store are trusted (other processes' agents). */
   readonly refreshMs: number;
   readonly logger?: Logger;
+  /** The clock, ms (tests); performance.now by default. */
+  readonly now?: () => number;
 }
 
 /** How long this process's own note of a stream's address outlives store reads that miss it. */
@@ -153,12 +159,15 @@ export class LockoutGuard {
   private checkerValue: LockoutChecker | undefined;
   private loadedAt = -Infinity;
   private loading: Promise<void> | undefined;
+  private readonly now: () => number;
 
   constructor(
     private readonly staticEntries: readonly ProtectedEntry[],
     private readonly source: PeerSource,
     private readonly opts: LockoutGuardOptions,
-  ) {}
+  ) {
+    this.now = opts.now ?? (() => performance.now());
+  }
 
   /** The protected entries now (static + agents' addresses). */
   async entries(): Promise<readonly ProtectedEntry[]> {
@@ -177,7 +186,7 @@ export class LockoutGuard {
   notePeer(node: string, address: string): Prefix | undefined {
     const p = addressPrefix(address);
     if (!p) return undefined;
-    this.local.set(node, { p, at: performance.now() });
+    this.local.set(node, { p, at: this.now() });
     const old = this.peers.get(node);
     if (!old || formatPrefix(old) !== formatPrefix(p)) {
       this.peers.set(node, p);
@@ -186,11 +195,24 @@ export class LockoutGuard {
     return p;
   }
 
+  /** The set is good (read less than refreshMs ago): at once, reading ahead past half its life; else after a read. */
   private async fresh(): Promise<void> {
-    if (performance.now() - this.loadedAt < this.opts.refreshMs) return;
+    const age = this.now() - this.loadedAt;
+    if (age < this.opts.refreshMs) {
+      if (age >= this.opts.refreshMs / 2 && !this.loading)
+        this.reload().catch((err: unknown) =>
+          this.opts.logger?.warn({ err }, "could not read the nodes' connect addresses ahead; a check past refreshMs will wait for a read"),
+        );
+      return;
+    }
+    await this.reload();
+  }
+
+  /** One read of the nodes' connect addresses at a time. */
+  private reload(): Promise<void> {
     this.loading ??= (async () => {
       try {
-        const started = performance.now();
+        const started = this.now();
         const rows = await this.source.peers();
         const next = new Map<string, Prefix>();
         for (const r of rows) {
@@ -209,7 +231,7 @@ export class LockoutGuard {
         this.loading = undefined;
       }
     })();
-    await this.loading;
+    return this.loading;
   }
 
   private built(): ProtectedSet {

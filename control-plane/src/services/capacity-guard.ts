@@ -12,7 +12,10 @@
 // (rules sharing a prefix take one entry, a deny inside an allow none), so a
 // change the agent could just take may be refused, never the other way
 // round; concurrent writes are each checked against the cache without the
-// others, and nodes' capacities are re-read at most once a second.
+// others, and nodes' capacities are re-read at most once a second: ahead,
+// in the background, by a check past half of that (a create never waits
+// for the read while the list it has is good; issue 18: creates while bans
+// pour in paid a store round trip each second).
 import type { Labels } from '../../../common/src/labels.js';
 import { FleetwallError } from '../errors/fleetwall-error.js';
 import { selectorMatches } from '../rules/selector.js';
@@ -35,22 +38,42 @@ interface NodeCapacity {
 const NODES_TTL_MS = 1000;
 
 export class CapacityGuard {
+  /** The list in use (read at `at`), and a read ahead of its end. */
   private nodes: { at: number; list: Promise<NodeCapacity[]> } | undefined;
+  private next: { at: number; list: Promise<NodeCapacity[]> } | undefined;
 
+  /** now: the clock, ms (tests). */
   constructor(
-    private readonly store: NodeStore,
+    private readonly store: Pick<NodeStore, 'capacities'>,
     private readonly cache: RuleCache,
+    private readonly now: () => number = Date.now,
   ) {}
 
+  private read(at: number): { at: number; list: Promise<NodeCapacity[]> } {
+    const read = { at, list: this.store.capacities() };
+    read.list.then(
+      () => {
+        // Read ahead: it takes over once it is in (a newer list than the one in use).
+        if (this.next === read) {
+          this.nodes = read;
+          this.next = undefined;
+        }
+      },
+      () => {
+        if (this.nodes === read) this.nodes = undefined;
+        if (this.next === read) this.next = undefined;
+      },
+    );
+    return read;
+  }
+
   private capacities(): Promise<NodeCapacity[]> {
-    const now = Date.now();
+    const now = this.now();
     if (!this.nodes || now - this.nodes.at > NODES_TTL_MS) {
-      const list = this.store.capacities();
-      list.catch(() => {
-        if (this.nodes?.list === list) this.nodes = undefined;
-      });
-      this.nodes = { at: now, list };
-    }
+      // Too old (or none): wait for a read (the one ahead, if it is under way).
+      this.nodes = this.next ?? this.read(now);
+      this.next = undefined;
+    } else if (now - this.nodes.at > NODES_TTL_MS / 2 && !this.next) this.next = this.read(now);
     return this.nodes.list;
   }
 

@@ -58,7 +58,7 @@ import { checkOptions, checkRingBytes, mapSizes } from './open-options.js';
 import { PinnedMeta, readPinnedMeta } from './pinned-meta.js';
 import { DEFAULT_PIN_DIR, checkPinnedAbi, pinProgram, preparePinDir, removePins } from './pins.js';
 import type { TableLayout } from './prefix-table.js';
-import { type GenLimits, type GenSizes, MIN_SLOTS, firstSizes, grow, shrink } from './sizing.js';
+import { type GenLimits, type GenSizes, type GenUsage, MIN_SLOTS, firstSizes, grow, growAhead, shrink } from './sizing.js';
 import { type SwapStep, completeGeneration, finishSwap, swapIn } from './swap.js';
 import { emptySet } from './table-config.js';
 import { type TestRunOptions, type TestRunResult, progTestRun } from './test-run.js';
@@ -356,7 +356,23 @@ export class BpfDatapath implements Datapath {
     } finally {
       this.state.release();
     }
+    this.growAheadIfDue();
     this.shrinkIfDue();
+  }
+
+  /** After an apply: swaps in larger maps now if a part is more than 3/4 full (sizing.ts growAhead; errors are logged). */
+  private growAheadIfDue(): void {
+    try {
+      const next = growAhead(this.sizes, this.held(this.state.journal.rules), this.limits());
+      if (next !== this.sizes) {
+        this.slotCheckAt = Number.POSITIVE_INFINITY;
+        this.regenerate(next, 'grow');
+      }
+    } catch (e) {
+      this.log?.warn({ error: (e as Error).message }, 'could not swap in larger maps ahead; an apply that needs them will');
+    } finally {
+      this.state.release();
+    }
   }
 
   private applyNow(b: OpBatch, meta?: SyncMeta): void {
@@ -405,18 +421,18 @@ export class BpfDatapath implements Datapath {
   /** After an apply: swaps in a smaller generation if a part holds a quarter of its size or less (errors are logged). */
   private shrinkIfDue(): void {
     try {
-      const use = {
-        prefixes: this.state.tables.map((t) => t.entries()),
-        blocks: this.state.tables.map((t) => t.d24?.blocksInUse ?? 0),
-        slots: this.slotsInUse(),
-      };
-      const next = shrink(this.sizes, use, this.limits());
+      const next = shrink(this.sizes, this.held(this.slotsInUse()), this.limits());
       if (next !== this.sizes) this.regenerate(next, 'shrink');
     } catch (e) {
       this.log?.warn({ error: (e as Error).message }, 'could not swap in smaller maps; keeping these');
     } finally {
       this.state.release();
     }
+  }
+
+  /** What the maps hold: prefixes and /24 blocks per table, and `slots`. */
+  private held(slots: number): GenUsage {
+    return { prefixes: this.state.tables.map((t) => t.entries()), blocks: this.state.tables.map((t) => t.d24?.blocksInUse ?? 0), slots };
   }
 
   /**
