@@ -408,8 +408,8 @@ fw_match6(void *tab, void *spill, void *trie, const struct fw_table_cfg *cfg, co
 /*
  * Counts a decision and returns its verdict: the rule's counter on a match
  * (fw_rule_cnt[cpu][slot], a plain add by the only CPU that writes that row;
- * a CPU beyond the generation's rows adds atomically to the overflow row, if
- * there is one), and the interface's totals (fw_if_cnt[cpu][slot of ifindex,
+ * a CPU beyond the generation's rows adds atomically to the overflow row in
+ * fw_rule_xcnt, if there is one), and the interface's totals (fw_if_cnt[cpu][slot of ifindex,
  * direction], or fw_if_cntx for an interface whose slot another one owns).
  * *slot_out: the rule's counter slot, or FW_EV_NO_SLOT when the default decided.
  */
@@ -434,8 +434,8 @@ static __always_inline int fw_count_verdict(const struct fw_table_cfg *cfg, __u6
 					rc->bytes += bytes;
 				}
 			} else if (cfg->flags & FW_CFG_OVERFLOW_ROW) {
-				__u32 idx = cfg->cpu_rows * cfg->rule_slots + slot;
-				struct fw_counter *rc = bpf_map_lookup_elem(&fw_rule_cnt, &idx);
+				/* fw_rule_xcnt's first row */
+				struct fw_counter *rc = bpf_map_lookup_elem(&fw_rule_xcnt, &slot);
 				if (rc) {
 					__sync_fetch_and_add(&rc->packets, 1);
 					__sync_fetch_and_add(&rc->bytes, bytes);

@@ -68,8 +68,8 @@ struct fw_ev_state {
 /*
  * fw_rule_cnt[row * rule_slots + slot]: the rule's counter (read and written
  * as a struct fw_counter by fw_decide.h: it comes first) and, on the same
- * cache line, its event budget on that row (CPU rows only; the overflow and
- * base rows leave it 0).
+ * cache line, its event budget on that row (every row of fw_rule_cnt is a
+ * CPU's; the overflow and base rows are in fw_rule_xcnt, counters only).
  */
 struct fw_rule_row {
 	struct fw_counter c;

@@ -81,6 +81,20 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } fw_rule_cnt SEC(".maps");
 
+/*
+ * [row * rule_slots + slot]: the overflow row (if FW_CFG_OVERFLOW_ROW: CPUs
+ * numbered cpu_rows or above, atomic adds), then the base row (userspace
+ * only: totals carried over from earlier generations). Counters only.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct fw_counter);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} fw_rule_xcnt SEC(".maps");
+
 /* [cpu * FW_IF_SLOTS + slot]: the interface totals without a hash lookup. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

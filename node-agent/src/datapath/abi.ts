@@ -8,7 +8,7 @@ import type { RuleDirection } from '../../../common/src/policy.js';
 import { EV_ENUMS, EV_LAYOUT, EV_MAP } from './events-abi.js';
 import { POLICY_ENUMS, POLICY_LAYOUT, POLICY_MAP } from './policy-abi.js';
 
-export const FW_ABI_VERSION = 9;
+export const FW_ABI_VERSION = 10;
 export const FW_STORE_ID_MAX = 64;
 /** ABI 2's fw_meta: 56 bytes, abi_version at offset 24 (read only to name the version of old pins). */
 export const FW_META_V2 = { size: 56, abiVersion: 24 } as const;
@@ -151,6 +151,7 @@ export const MAP = {
   EG6_TRIE: 'fw_eg6_trie',
   TBLCFG: 'fw_tblcfg',
   RULE_CNT: 'fw_rule_cnt',
+  RULE_XCNT: 'fw_rule_xcnt',
   IF_CNT: 'fw_if_cnt',
   IF_CNTX: 'fw_if_cntx',
   JOURNAL: 'fw_journal',
@@ -179,6 +180,7 @@ export const GEN_MAPS: ReadonlySet<MapName> = new Set([
   MAP.EG6_SPILL,
   MAP.TBLCFG,
   MAP.RULE_CNT,
+  MAP.RULE_XCNT,
   MAP.JOURNAL,
 ]);
 

@@ -453,8 +453,11 @@ export class BpfDatapath implements Datapath {
       if (d.d24 && sizes.blocks[d.id] === old.blocks[d.id]) keep.set(d.d24, cur.gen.map(d.d24));
     }
     if (sizes.slots === old.slots) keep.set(MAP.JOURNAL, cur.gen.map(MAP.JOURNAL));
-    if (sizes.slots === old.slots && sizes.cpuRows === old.cpuRows && sizes.overflowRow === old.overflowRow)
+    if (sizes.slots === old.slots && sizes.cpuRows === old.cpuRows && sizes.overflowRow === old.overflowRow) {
+      // The two counter maps together: the base row (fw_rule_xcnt) belongs to these CPU rows.
       keep.set(MAP.RULE_CNT, cur.gen.map(MAP.RULE_CNT));
+      keep.set(MAP.RULE_XCNT, cur.gen.map(MAP.RULE_XCNT));
+    }
     let gen: Generation | null = null;
     let next: GenState;
     try {
@@ -542,7 +545,7 @@ export class BpfDatapath implements Datapath {
       else if (k === OP.counterReset) resets++;
     }
     for (const t of this.state.tables) if (perTable[t.id]! > BULK_OPS) t.mapAll();
-    if (resets > BULK_OPS) this.state.counters.region.mapAll();
+    if (resets > BULK_OPS) this.state.counters.mapAll();
   }
 
   /** Pins the per-length counts of the tables written since they were last pinned. */
