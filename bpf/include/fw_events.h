@@ -69,13 +69,11 @@ static __always_inline void fw_ev_refill(__u32 *last, __u32 *tokens, __u32 refil
  * drops are its row's packets since the row's mark, nothing is written for
  * it), else the budget state to settle once the ring write is known to have
  * worked or not (both tokens are already spent); *w = the event's weight.
- * The rule's budget is looked at first (it is on the line the drop was just
- * counted in), the node's (fw_ev_cpu[cpu]) only when the rule has a token:
- * a flood of one rule, its tokens spent, reads that one line and writes
- * nothing more. While either budget is empty the clock is read only while
- * the rule has at most FW_EV_CLOCK_QUIET drops pending, then once every
- * FW_EV_CLOCK_EVERY of its drops: a flood pays for it on 1 drop in 128, a
- * quiet rule reads it on each.
+ * A rule with more than FW_EV_CLOCK_QUIET drops pending looks at its budgets
+ * only on every FW_EV_CLOCK_EVERY-th drop: a flood's refused drop reads the
+ * ev config's flags and two words of its counter row, and writes nothing.
+ * Otherwise the rule's budget first (on that same line), then the node's
+ * (fw_ev_cpu[cpu]); the clock is read only to refill an empty one.
  */
 static __always_inline struct fw_ev_state *fw_ev_budget(const struct fw_counted *k, const struct fw_ev_cfg **cfg_out,
 							__u32 *w)
@@ -109,11 +107,17 @@ static __always_inline struct fw_ev_state *fw_ev_budget(const struct fw_counted 
 		st = &cs->dflt;
 		n = (__u32)cs->drops - st->mark;
 	}
+	/*
+	 * More than FW_EV_CLOCK_QUIET drops pending: the budgets refused the last
+	 * ones (or the ring had no room); look at them again only once every
+	 * FW_EV_CLOCK_EVERY drops. A flood's refused drop stops here, having
+	 * read two words of the line it was just counted in and written nothing.
+	 */
+	if (n > FW_EV_CLOCK_QUIET && (n & (FW_EV_CLOCK_EVERY - 1)))
+		return 0;
 	__u32 now = 0;
 	int clock = 0;
 	if (st->tokens < FW_EV_MILLI) {
-		if (n > FW_EV_CLOCK_QUIET && (n & (FW_EV_CLOCK_EVERY - 1)))
-			return 0;
 		now = (__u32)(bpf_ktime_get_coarse_ns() >> FW_EV_TICK_SHIFT);
 		clock = 1;
 		fw_ev_refill(&st->last, &st->tokens, ec->refill, ec->burst, ec->full_ticks, now);
@@ -130,11 +134,8 @@ static __always_inline struct fw_ev_state *fw_ev_budget(const struct fw_counted 
 		}
 		/* A drop the node's budget refuses leaves the rule's tokens alone (its drops stay pending). */
 		if (cs->tokens < FW_EV_MILLI) {
-			if (!clock) {
-				if (n > FW_EV_CLOCK_QUIET && (n & (FW_EV_CLOCK_EVERY - 1)))
-					return 0;
+			if (!clock)
 				now = (__u32)(bpf_ktime_get_coarse_ns() >> FW_EV_TICK_SHIFT);
-			}
 			fw_ev_refill(&cs->last, &cs->tokens, ec->node_refill, ec->node_burst, ec->node_full_ticks, now);
 			if (cs->tokens < FW_EV_MILLI)
 				return 0;

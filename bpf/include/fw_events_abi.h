@@ -39,10 +39,12 @@
 /* Tokens are kept in thousandths. */
 #define FW_EV_MILLI 1000
 /*
- * With no token left (the node's or the rule's), the clock is read while the
- * rule has at most FW_EV_CLOCK_QUIET drops pending (a quiet rule reads it on
- * each), then once every FW_EV_CLOCK_EVERY of its drops (a flooded rule
- * notices a refill within that many drops).
+ * A rule (CPU row) with more than FW_EV_CLOCK_QUIET drops pending (its
+ * budgets refused them, or the ring had no room) looks at its budgets, and
+ * the clock, only once every FW_EV_CLOCK_EVERY of its drops: a flood pays
+ * for the look on 1 drop in 128; a quiet rule looks on each. So a rule the
+ * node's budget refused gets its next chance within 128 of its drops, even
+ * if another rule's drop refilled the node's tokens meanwhile.
  */
 #define FW_EV_CLOCK_QUIET 4
 #define FW_EV_CLOCK_EVERY 128
