@@ -235,7 +235,7 @@ test('drop events: the node budget bounds the events of a flood over many rules;
   });
 });
 
-test('drop events: a weight counts only the drops since events were turned on; a slot given to another rule starts afresh', async () => {
+test('drop events: a weight counts only the drops since events were turned on; a slot given to another rule starts afresh; a rule turned from allow to deny carries no pass', async () => {
   await withDatapath('evmark', {}, async (dp) => {
     const SLOT = 5;
     const a = ipv4Frame('192.0.2.5', '10.0.0.1');
@@ -276,6 +276,31 @@ test('drop events: a weight counts only the drops since events were turned on; a
       const b = drain(ring);
       assert.equal(b.length, 1, 'a fresh budget: the new rule gets its event');
       assert.deepEqual([b[0]!.slot, b[0]!.weight], [SLOT, 1]);
+      // A rule that turns from allow to deny keeps its slot and counter: its first event carries no pass.
+      const rule = (action: 'allow' | 'deny') => ({
+        kind: 'journal.upsert' as const,
+        rule: {
+          id: 77n,
+          direction: 'ingress' as const,
+          prefix: parseCidr('203.0.113.0/24'),
+          action,
+          mode: 'enforce' as const,
+          slot: 6,
+          expireUnixMs: 0,
+        },
+      });
+      const entry = (action: 'allow' | 'deny') => ({
+        kind: 'entry.upsert' as const,
+        entry: { direction: 'ingress' as const, prefix: parseCidr('203.0.113.0/24'), action, mode: 'enforce' as const, slot: 6 },
+      });
+      applyOps(dp, [rule('allow'), entry('allow')]);
+      assert.equal(dp.testRun('xdp', ipv4Frame('203.0.113.9', '10.0.0.1'), { repeat: 40 }).retval, XDP_PASS);
+      applyOps(dp, [rule('deny'), entry('deny')]);
+      assert.equal(readRuleCounters(dp, 8).packets[6], 40n, 'the passes stay counted');
+      assert.equal(budgets(dp, 8).pending[6], 0, 'but are not pending drops');
+      assert.equal(dp.testRun('xdp', ipv4Frame('203.0.113.9', '10.0.0.1')).retval, XDP_DROP);
+      const c = drain(ring);
+      assert.deepEqual([c.length, c[0]?.slot, c[0]?.weight], [1, 6, 1]);
     } finally {
       await ring.close();
     }

@@ -495,6 +495,7 @@ export class BpfDatapath implements Datapath {
   private runOps(b: OpBatch): void {
     const n = b.length;
     let i = 0;
+    let turnedDeny: number[] = [];
     while (i < n) {
       const kind = b.kind[i]!;
       let j = i;
@@ -505,7 +506,7 @@ export class BpfDatapath implements Datapath {
           this.entryOps(b, i, j, kind === OP.entryUpsert);
           break;
         case OP.journalUpsert:
-          this.state.journal.upsert(b, i, j);
+          turnedDeny = turnedDeny.concat(this.state.journal.upsert(b, i, j));
           break;
         case OP.journalDelete:
           this.state.journal.delete(b, i, j);
@@ -516,6 +517,8 @@ export class BpfDatapath implements Datapath {
       }
       i = j;
     }
+    // After the entries: from here on the slot counts drops (fw_events_abi.h, the marks).
+    if (turnedDeny.length > 0) this.state.counters.markSlots(turnedDeny);
   }
 
   /** A run [i0, j0) of entry upserts or deletes, table by table. */

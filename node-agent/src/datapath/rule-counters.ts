@@ -161,6 +161,24 @@ export class RuleCounters {
   }
 
   /**
+   * Sets each CPU row's event mark of `slots` to its packet count (low 32
+   * bits): a rule that turns from allow to deny keeps its counter, and its
+   * first drop event must not carry the passes counted before.
+   */
+  markSlots(slots: readonly number[]): void {
+    const c = this.cpu;
+    const mark = (LAYOUT.fw_rule_row.fields.ev + LAYOUT.fw_ev_state.fields.mark) / 4;
+    for (const slot of slots) {
+      if (slot >= this.slots) continue;
+      for (let r = 0; r < c.rows; r++) {
+        const i = (r * this.slots + slot) * c.w;
+        c.region.ensure(i * 8, c.size);
+        Atomics.store(c.v32, i * 2 + mark, c.v32[(i + c.packets) * 2]!);
+      }
+    }
+  }
+
+  /**
    * Slots [first, first + n) summed over the rows into the caller's arrays
    * (n = the shorter array, cut at `upTo` slots; slots past this
    * generation's read as 0); returns n. Unmaps after.
