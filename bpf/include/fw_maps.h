@@ -68,9 +68,10 @@ FW_PREFIX_MAP(fw_eg6_trie, BPF_MAP_TYPE_LPM_TRIE, struct fw_key6);
 struct fw_table_cfg fw_tblcfg[FW_TABLE_COUNT];
 
 /*
- * [row * rule_slots + slot]: one access per counted packet (a per-CPU array
- * costs two); rows in fw_table_cfg. A row is a struct fw_counter followed by
- * the rule's event budget on that row (fw_events_abi.h).
+ * [cpu * rule_slots + slot], cpu < cpu_rows: one access per counted packet (a
+ * per-CPU array costs two); rows in fw_table_cfg. A row is a struct
+ * fw_counter followed by the rule's event budget on that row
+ * (fw_events_abi.h). The rows no CPU owns are in fw_rule_xcnt.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
