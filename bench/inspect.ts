@@ -104,7 +104,13 @@ async function perPacket(): Promise<void> {
       const on = ns.get(`${c.m}_events`)!;
       const ctx = { prefixes: n, sources: 1024, rounds: ROUNDS, budget: BUDGET };
       emit(`ns_per_packet.${c.m}`, median(off), ctx);
-      emit(`ns_per_packet.${c.m}_events`, median(on), { ...ctx, x_off: ratio(on, off), events_written: events, events_warmup: warmup });
+      emit(`ns_per_packet.${c.m}_events`, median(on), {
+        ...ctx,
+        x_off: ratio(on, off),
+        x_rounds: on.map((x, i) => Math.round((x / off[i]!) * 1000) / 1000),
+        events_written: events,
+        events_warmup: warmup,
+      });
     }
   } finally {
     await ring.close();

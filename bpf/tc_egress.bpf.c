@@ -39,10 +39,11 @@ int fw_tc_egress(struct __sk_buff *skb)
 	}
 	if (r != 0)
 		return TC_ACT_UNSPEC;
-	__u32 slot, ifindex = skb->ifindex, len = skb->len;
-	int v = fw_decide(&a, 1, ifindex, len, &slot);
+	struct fw_counted k;
+	__u32 ifindex = skb->ifindex, len = skb->len;
+	int v = fw_decide(&a, 1, ifindex, len, &k);
 	if (v >= FW_V_DROP)
-		fw_ev_tc(skb, data, data_end, v, slot, ifindex, len); /* a sampled drop event, within the rule's budget */
+		fw_ev_tc(skb, data, data_end, v, &k, ifindex, len); /* a sampled drop event, within the rule's budget */
 	if (v == FW_V_DROP)
 		return TC_ACT_SHOT;
 	if (fw_policy_wants(FW_DIR_EGRESS, a.proto))

@@ -35,10 +35,11 @@ int fw_xdp_ingress(struct xdp_md *ctx)
 #endif
 	if (fw_parse(data, data_end, 1, &a) != 0)
 		return XDP_PASS;
-	__u32 slot, ifindex = ctx->ingress_ifindex;
-	int v = fw_decide(&a, 0, ifindex, (__u64)(data_end - data), &slot);
+	struct fw_counted k;
+	__u32 ifindex = ctx->ingress_ifindex;
+	int v = fw_decide(&a, 0, ifindex, (__u64)(data_end - data), &k);
 	if (v >= FW_V_DROP)
-		fw_ev_xdp(ctx, data, data_end, v, slot, ifindex); /* a sampled drop event, within the rule's budget */
+		fw_ev_xdp(ctx, data, data_end, v, &k, ifindex); /* a sampled drop event, within the rule's budget */
 	if (v == FW_V_DROP)
 		return XDP_DROP;
 	if (fw_policy_wants(FW_DIR_INGRESS, a.proto))

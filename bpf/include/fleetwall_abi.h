@@ -257,18 +257,23 @@ struct fw_table_cfg {
 
 /*
  * A CPU numbered cpu_rows or above (brought online after the generation was
- * made) counts in row cpu_rows with atomic adds; without this flag it does
- * not count rules (only when no CPU can come online: possible == online).
+ * made) counts in the overflow row (fw_rule_xcnt) with atomic adds; without
+ * this flag it does not count rules (only when no CPU can come online:
+ * possible == online).
  */
 #define FW_CFG_OVERFLOW_ROW 1
 
 /*
- * fw_rule_cnt[row * rule_slots + slot], rows: cpu_rows CPU rows (plain adds,
- * each by its own CPU), the overflow row if FW_CFG_OVERFLOW_ROW (atomic
- * adds), then the base row, userspace only: the totals carried over from
- * earlier generations. A slot's total is the sum of its rows. Each row is a
- * struct fw_rule_row: this counter, then the rule's event budget on that row
- * (fw_events_abi.h).
+ * The rule counters of a generation, two maps (ABI 10):
+ *   fw_rule_cnt[row * rule_slots + slot], cpu_rows CPU rows (plain adds, each
+ *     by its own CPU), each a struct fw_rule_row: this counter, then the
+ *     rule's event budget on that row (fw_events_abi.h);
+ *   fw_rule_xcnt[row * rule_slots + slot], struct fw_counter only (no event
+ *     budget: a CPU without a row of its own writes no event): the overflow
+ *     row if FW_CFG_OVERFLOW_ROW (atomic adds), then the base row, userspace
+ *     only: the totals carried over from earlier generations.
+ * A slot's total is the sum of its rows in both. The two are created, kept
+ * and replaced together.
  */
 struct fw_counter {
 	__u64 packets;
@@ -343,7 +348,8 @@ struct fw_lenstat {
 
 /*
  * Map names (<= 15 chars), pinned by name: the maps of a generation (the
- * hashes, spill hashes, /24 block pools, fw_tblcfg, fw_rule_cnt, fw_journal)
+ * hashes, spill hashes, /24 block pools, fw_tblcfg, fw_rule_cnt,
+ * fw_rule_xcnt, fw_journal)
  * under gen-<n>/, the others (tries, interface counters, meta, lenstat) at
  * the top of the pin directory.
  */
@@ -363,6 +369,7 @@ struct fw_lenstat {
 #define FW_MAP_EG6_TRIE  "fw_eg6_trie"
 #define FW_MAP_TBLCFG   "fw_tblcfg"
 #define FW_MAP_RULE_CNT "fw_rule_cnt"
+#define FW_MAP_RULE_XCNT "fw_rule_xcnt"
 #define FW_MAP_IF_CNT   "fw_if_cnt"
 #define FW_MAP_IF_CNTX  "fw_if_cntx"
 #define FW_MAP_JOURNAL  "fw_journal"

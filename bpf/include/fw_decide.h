@@ -408,36 +408,48 @@ fw_match6(void *tab, void *spill, void *trie, const struct fw_table_cfg *cfg, co
 }
 
 /*
+ * What decided a packet, for the event path: the rule's counter slot (or
+ * FW_EV_NO_SLOT when the table's default decided) and the CPU row it was
+ * just counted in (NULL when it was not counted in a CPU row: the default,
+ * a CPU beyond the generation's rows, a slot past its counters).
+ */
+struct fw_counted {
+	__u32 slot;
+	struct fw_rule_row *row;
+};
+
+/*
  * Counts a decision and returns its verdict: the rule's counter on a match
  * (fw_rule_cnt[cpu][slot], a plain add by the only CPU that writes that row;
- * a CPU beyond the generation's rows adds atomically to the overflow row, if
- * there is one), and the interface's totals (fw_if_cnt[cpu][slot of ifindex,
+ * a CPU beyond the generation's rows adds atomically to the overflow row in
+ * fw_rule_xcnt, if there is one), and the interface's totals (fw_if_cnt[cpu][slot of ifindex,
  * direction], or fw_if_cntx for an interface whose slot another one owns).
- * *slot_out: the rule's counter slot, or FW_EV_NO_SLOT when the default decided.
  */
 static __always_inline int fw_count_verdict(const struct fw_table_cfg *cfg, __u64 hit, __u32 dir, __u32 ifindex,
-					    __u64 bytes, __u32 *slot_out)
+					    __u64 bytes, struct fw_counted *out)
 {
 	__u32 cpu = bpf_get_smp_processor_id();
 	__u32 vi; /* index into fw_verdict_cnt: 0 pass, 1 drop, 2 would-drop */
 
+	out->row = 0;
 	if (hit) {
 		__u32 slot = (__u32)((hit >> FW_S4_SLOT_SHIFT) & FW_S4_SLOT_MASK);
-		*slot_out = slot;
+		out->slot = slot;
 #if defined(FW_BENCH_CNT_SHARED) || defined(FW_BENCH_CNT_HYBRID)
 		fw_bench_count_rule(cpu, slot, bytes);
 #else
 		if (slot < cfg->rule_slots) {
 			if (cpu < cfg->cpu_rows) {
 				__u32 idx = cpu * cfg->rule_slots + slot;
-				struct fw_counter *rc = bpf_map_lookup_elem(&fw_rule_cnt, &idx);
+				struct fw_rule_row *rc = bpf_map_lookup_elem(&fw_rule_cnt, &idx);
 				if (rc) {
-					rc->packets += 1;
-					rc->bytes += bytes;
+					rc->c.packets += 1;
+					rc->c.bytes += bytes;
+					out->row = rc;
 				}
 			} else if (cfg->flags & FW_CFG_OVERFLOW_ROW) {
-				__u32 idx = cfg->cpu_rows * cfg->rule_slots + slot;
-				struct fw_counter *rc = bpf_map_lookup_elem(&fw_rule_cnt, &idx);
+				/* fw_rule_xcnt's first row */
+				struct fw_counter *rc = bpf_map_lookup_elem(&fw_rule_xcnt, &slot);
 				if (rc) {
 					__sync_fetch_and_add(&rc->packets, 1);
 					__sync_fetch_and_add(&rc->bytes, bytes);
@@ -447,7 +459,7 @@ static __always_inline int fw_count_verdict(const struct fw_table_cfg *cfg, __u6
 #endif
 		vi = (__u32)(hit >> FW_S4_VERDICT_SHIFT) & 3;
 	} else {
-		*slot_out = FW_EV_NO_SLOT;
+		out->slot = FW_EV_NO_SLOT;
 		vi = cfg->default_action == FW_DEFAULT_DROP ? 1 : 0;
 	}
 
@@ -471,7 +483,7 @@ static __always_inline int fw_count_verdict(const struct fw_table_cfg *cfg, __u6
 }
 
 /* Decides one IPv4 packet (addr = the source on ingress, the destination on egress). */
-static __always_inline int fw_decide4(__u32 addr, int egress, __u32 ifindex, __u64 bytes, __u32 *slot)
+static __always_inline int fw_decide4(__u32 addr, int egress, __u32 ifindex, __u64 bytes, struct fw_counted *out)
 {
 #ifdef FW_BENCH_CFG_MAP
 	__u32 tbl = egress ? FW_TABLE_EG4 : FW_TABLE_IN4;
@@ -482,7 +494,8 @@ static __always_inline int fw_decide4(__u32 addr, int egress, __u32 ifindex, __u
 		 * path, clang stored a register the helper call had clobbered as the
 		 * slot, which the verifier refuses (R1 !read_ok).
 		 */
-		*slot = FW_EV_NO_SLOT;
+		out->slot = FW_EV_NO_SLOT;
+		out->row = 0;
 		return FW_V_PASS;
 	}
 #else
@@ -495,10 +508,10 @@ static __always_inline int fw_decide4(__u32 addr, int egress, __u32 ifindex, __u
 		hit = fw_match4(&fw_eg4_tab, &fw_eg4_spill, &fw_eg4_trie, &fw_eg4_d24, cfg, set, addr);
 	else
 		hit = fw_match4(&fw_in4_tab, &fw_in4_spill, &fw_in4_trie, &fw_in4_d24, cfg, set, addr);
-	return fw_count_verdict(cfg, hit, egress ? FW_DIR_EGRESS : FW_DIR_INGRESS, ifindex, bytes, slot);
+	return fw_count_verdict(cfg, hit, egress ? FW_DIR_EGRESS : FW_DIR_INGRESS, ifindex, bytes, out);
 }
 
-static __always_inline int fw_decide6(const __u32 *w, int egress, __u32 ifindex, __u64 bytes, __u32 *slot)
+static __always_inline int fw_decide6(const __u32 *w, int egress, __u32 ifindex, __u64 bytes, struct fw_counted *out)
 {
 	const struct fw_table_cfg *cfg = &fw_tblcfg[egress ? FW_TABLE_EG6 : FW_TABLE_IN6];
 	__u64 hit;
@@ -508,16 +521,16 @@ static __always_inline int fw_decide6(const __u32 *w, int egress, __u32 ifindex,
 		hit = fw_match6(&fw_eg6_tab, &fw_eg6_spill, &fw_eg6_trie, cfg, set, w);
 	else
 		hit = fw_match6(&fw_in6_tab, &fw_in6_spill, &fw_in6_trie, cfg, set, w);
-	return fw_count_verdict(cfg, hit, egress ? FW_DIR_EGRESS : FW_DIR_INGRESS, ifindex, bytes, slot);
+	return fw_count_verdict(cfg, hit, egress ? FW_DIR_EGRESS : FW_DIR_INGRESS, ifindex, bytes, out);
 }
 
 /* Decides one parsed packet against the table of its direction and family and counts it. */
-/* *slot: the counter slot of the deciding rule, or FW_EV_NO_SLOT (the table's default decided). */
-static __always_inline int fw_decide(const struct fw_addr *a, int egress, __u32 ifindex, __u64 bytes, __u32 *slot)
+/* *out: the deciding rule's slot (or FW_EV_NO_SLOT: the table's default decided) and its counter row. */
+static __always_inline int fw_decide(const struct fw_addr *a, int egress, __u32 ifindex, __u64 bytes, struct fw_counted *out)
 {
 	if (a->family == 4)
-		return fw_decide4(a->w[0], egress, ifindex, bytes, slot);
-	return fw_decide6(a->w, egress, ifindex, bytes, slot);
+		return fw_decide4(a->w[0], egress, ifindex, bytes, out);
+	return fw_decide6(a->w, egress, ifindex, bytes, out);
 }
 
 #endif /* FW_DECIDE_H */

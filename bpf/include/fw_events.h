@@ -3,12 +3,13 @@
  * Sampled drop events: the programs call fw_ev_xdp() / fw_ev_tc() only for
  * a packet already decided drop or would-drop (passes and unmatched traffic
  * pay nothing). Two token buckets per CPU row, plain stores (each CPU writes
- * only its own): the node's (fw_ev_cpu[cpu], checked first: a bound on the
- * node's event rate however many rules are hit) and the rule's (in the
- * rule's counter row, the cache line the drop was just counted in). An event
- * is written into the fw_events ring buffer when both have a token, else the
- * drop is added to the rule's pending weight. See fw_events_abi.h and
- * bpf/README.md ("Sampled drop events").
+ * only its own): the rule's (in the rule's counter row, the cache line the
+ * drop was just counted in) and the node's (fw_ev_cpu[cpu]: a bound on the
+ * node's event rate however many rules are hit). An event is written into
+ * the fw_events ring buffer when both have a token; its weight is the row's
+ * drops since the row's mark (the count at its last event), and the mark
+ * moves on. A refused drop writes nothing: it stays pending in the counter.
+ * See fw_events_abi.h and bpf/README.md ("Sampled drop events").
  */
 #ifndef FW_EVENTS_H
 #define FW_EVENTS_H
@@ -63,78 +64,95 @@ static __always_inline void fw_ev_refill(__u32 *last, __u32 *tokens, __u32 refil
 }
 
 /*
- * The budgets of (this CPU, slot): NULL if no event is to be written now
- * (the drop is then counted in the rule's pending weight), else the rule's
- * state to settle once the ring write is known to have worked or not (both
- * tokens are already spent); *w = the event's weight. The node's budget is
- * checked first, then the rule's. While either is empty the clock is read
- * only while the rule has fewer than FW_EV_CLOCK_EVERY drops pending, then
- * once every FW_EV_CLOCK_EVERY of its drops: a flood pays for it on 1 drop
- * in 32, a quiet rule reads it on each.
+ * The budgets of the drop just counted (k: its slot and CPU row): NULL if no
+ * event is to be written now (the drop then stays pending: a rule's pending
+ * drops are its row's packets since the row's mark, nothing is written for
+ * it), else the budget state to settle once the ring write is known to have
+ * worked or not (both tokens are already spent); *w = the event's weight.
+ * A rule with more than FW_EV_CLOCK_QUIET drops pending looks at its budgets
+ * only on every FW_EV_CLOCK_EVERY-th drop: a flood's refused drop reads the
+ * ev config's flags and two words of its counter row, and writes nothing.
+ * Otherwise the rule's budget first (on that same line), then the node's
+ * (fw_ev_cpu[cpu]); the clock is read only to refill an empty one.
  */
-static __always_inline struct fw_ev_state *fw_ev_budget(__u32 slot, const struct fw_ev_cfg **cfg_out, __u32 *w)
+static __always_inline struct fw_ev_state *fw_ev_budget(const struct fw_counted *k, const struct fw_ev_cfg **cfg_out,
+							__u32 *w)
 {
 	__u32 zero = 0;
 	const struct fw_ev_cfg *ec = bpf_map_lookup_elem(&fw_ev_cfg, &zero);
 
 	if (!ec || !(ec->flags & FW_EV_F_ENABLED))
 		return 0;
-	const struct fw_table_cfg *tc = &fw_tblcfg[0];
-	__u32 cpu = bpf_get_smp_processor_id();
-	__u32 slots = tc->rule_slots;
-	if (cpu >= tc->cpu_rows)
-		return 0;
-	struct fw_ev_cpu *cs = bpf_map_lookup_elem(&fw_ev_cpu, &cpu);
-	if (!cs)
-		return 0;
+	struct fw_ev_cpu *cs = 0;
 	struct fw_ev_state *st;
-	if (slot < slots) {
-		/* The counter row fw_decide() has just added this drop to: the same line. */
-		__u32 idx = cpu * slots + slot;
-		struct fw_rule_row *row = bpf_map_lookup_elem(&fw_rule_cnt, &idx);
-		if (!row)
-			return 0;
+	__u32 n;
+	struct fw_rule_row *row = k->row;
+	if (row) {
 		st = &row->ev;
+		/* The drops since this row's last event, this one included: the counter fw_decide() has just added it to. */
+		n = (__u32)row->c.packets - st->mark;
 	} else {
+		const struct fw_table_cfg *tc = &fw_tblcfg[0];
+		/* A rule's drop counted outside the CPU rows (a CPU beyond them): no event. */
+		if (k->slot < tc->rule_slots)
+			return 0;
+		__u32 cpu = bpf_get_smp_processor_id();
+		if (cpu >= tc->cpu_rows)
+			return 0;
+		cs = bpf_map_lookup_elem(&fw_ev_cpu, &cpu);
+		if (!cs)
+			return 0;
+		/* The default's drops: counted here (no rule counter), while events are on. */
+		cs->drops += 1;
 		st = &cs->dflt;
+		n = (__u32)cs->drops - st->mark;
 	}
-	__u32 n = st->weight + 1;
-	int node = ec->flags & FW_EV_F_NODE;
-	int node_empty = node && cs->tokens < FW_EV_MILLI;
-	if (node_empty || st->tokens < FW_EV_MILLI) {
-		if (n > FW_EV_CLOCK_QUIET && (n & (FW_EV_CLOCK_EVERY - 1))) {
-			st->weight = n;
-			return 0;
-		}
-		__u32 now = (__u32)(bpf_ktime_get_coarse_ns() >> FW_EV_TICK_SHIFT);
-		/* The node's budget first: a drop it refuses leaves the rule's tokens alone (only the weight grows). */
-		if (node_empty) {
-			fw_ev_refill(&cs->last, &cs->tokens, ec->node_refill, ec->node_burst, ec->node_full_ticks, now);
-			if (cs->tokens < FW_EV_MILLI) {
-				st->weight = n;
-				return 0;
-			}
-		}
+	/*
+	 * More than FW_EV_CLOCK_QUIET drops pending: the budgets refused the last
+	 * ones (or the ring had no room); look at them again only once every
+	 * FW_EV_CLOCK_EVERY drops. A flood's refused drop stops here, having
+	 * read two words of the line it was just counted in and written nothing.
+	 */
+	if (n > FW_EV_CLOCK_QUIET && (n & (FW_EV_CLOCK_EVERY - 1)))
+		return 0;
+	__u32 now = 0;
+	int clock = 0;
+	if (st->tokens < FW_EV_MILLI) {
+		now = (__u32)(bpf_ktime_get_coarse_ns() >> FW_EV_TICK_SHIFT);
+		clock = 1;
 		fw_ev_refill(&st->last, &st->tokens, ec->refill, ec->burst, ec->full_ticks, now);
-		if (st->tokens < FW_EV_MILLI) {
-			st->weight = n;
+		if (st->tokens < FW_EV_MILLI)
 			return 0;
+	}
+	if (ec->flags & FW_EV_F_NODE) {
+		if (!cs) {
+			/* A CPU row was counted in: this CPU is below cpu_rows, so within fw_ev_cpu. */
+			__u32 cpu = bpf_get_smp_processor_id();
+			cs = bpf_map_lookup_elem(&fw_ev_cpu, &cpu);
+			if (!cs)
+				return 0;
 		}
+		/* A drop the node's budget refuses leaves the rule's tokens alone (its drops stay pending). */
+		if (cs->tokens < FW_EV_MILLI) {
+			if (!clock)
+				now = (__u32)(bpf_ktime_get_coarse_ns() >> FW_EV_TICK_SHIFT);
+			fw_ev_refill(&cs->last, &cs->tokens, ec->node_refill, ec->node_burst, ec->node_full_ticks, now);
+			if (cs->tokens < FW_EV_MILLI)
+				return 0;
+		}
+		cs->tokens -= FW_EV_MILLI;
 	}
 	/* Tokens are spent whether or not the ring takes the event: lost counts events, not packets. */
 	st->tokens -= FW_EV_MILLI;
-	if (node)
-		cs->tokens -= FW_EV_MILLI;
 	*cfg_out = ec;
 	*w = n;
 	return st;
 }
 
-/* The ring had no room: the event is lost (counted), its drops stay pending. */
-static __always_inline void fw_ev_lost(struct fw_ev_state *st, __u32 w)
+/* The ring had no room: the event is lost (counted), its drops stay pending (the mark stays). */
+static __always_inline void fw_ev_lost(struct fw_ev_state *st)
 {
 	st->lost += 1;
-	st->weight = w;
 }
 
 /* Fills an event's fields from the packet (direct access; L4 fields stay 0 when not in the linear data). */
@@ -232,18 +250,19 @@ static __always_inline __u32 fw_ev_caplen(__u32 snap, __u32 pkt_len)
  * Writes one event through the ring (reserve, fill, optional packet bytes
  * with the program type's load helper, submit), or counts it lost.
  */
-#define FW_EV_EMIT(ctx_, load_bytes_, data_, data_end_, dir_, v_, slot_, ifindex_, pkt_len_)                     \
+#define FW_EV_EMIT(ctx_, load_bytes_, data_, data_end_, dir_, v_, k_, ifindex_, pkt_len_)                        \
 	do {                                                                                                   \
 		const struct fw_ev_cfg *ec_ = 0;                                                               \
 		__u32 w_ = 0;                                                                                  \
-		struct fw_ev_state *st_ = fw_ev_budget((slot_), &ec_, &w_);                                    \
+		__u32 slot_ = (k_)->slot;                                                                      \
+		struct fw_ev_state *st_ = fw_ev_budget((k_), &ec_, &w_);                                       \
 		if (!st_ || !ec_)                                                                              \
 			break;                                                                                 \
 		__u32 n_ = fw_ev_caplen(ec_->snap_len, (pkt_len_));                                            \
 		if (n_ > 0) {                                                                                  \
 			struct fw_event *e_ = bpf_ringbuf_reserve(&fw_events, sizeof(*e_) + FW_EV_SNAP_MAX, 0);  \
 			if (!e_) {                                                                             \
-				fw_ev_lost(st_, w_);                                                           \
+				fw_ev_lost(st_);                                                               \
 				break;                                                                         \
 			}                                                                                      \
 			fw_ev_fill(e_, (data_), (data_end_), (dir_), (v_), (slot_), (ifindex_), (pkt_len_), w_); \
@@ -255,13 +274,13 @@ static __always_inline __u32 fw_ev_caplen(__u32 snap, __u32 pkt_len)
 		} else {                                                                                       \
 			struct fw_event *e_ = bpf_ringbuf_reserve(&fw_events, sizeof(*e_), 0);                 \
 			if (!e_) {                                                                             \
-				fw_ev_lost(st_, w_);                                                           \
+				fw_ev_lost(st_);                                                               \
 				break;                                                                         \
 			}                                                                                      \
 			fw_ev_fill(e_, (data_), (data_end_), (dir_), (v_), (slot_), (ifindex_), (pkt_len_), w_); \
 			bpf_ringbuf_submit(e_, 0);                                                             \
 		}                                                                                              \
-		st_->weight = 0;                                                                               \
+		st_->mark += w_; /* the drops it carries are no longer pending */                              \
 	} while (0)
 
 /*
@@ -269,16 +288,17 @@ static __always_inline __u32 fw_ev_caplen(__u32 snap, __u32 pkt_len)
  * read by the caller (a pointer into the context kept across the call would
  * be refused by the verifier).
  */
-static __always_inline void fw_ev_xdp(struct xdp_md *ctx, void *data, void *data_end, int v, __u32 slot, __u32 ifindex)
+static __always_inline void fw_ev_xdp(struct xdp_md *ctx, void *data, void *data_end, int v, const struct fw_counted *k,
+				      __u32 ifindex)
 {
-	FW_EV_EMIT(ctx, bpf_xdp_load_bytes, data, data_end, FW_DIR_INGRESS, v, slot, ifindex, (__u32)(data_end - data));
+	FW_EV_EMIT(ctx, bpf_xdp_load_bytes, data, data_end, FW_DIR_INGRESS, v, k, ifindex, (__u32)(data_end - data));
 }
 
 /* TC egress: a drop or would-drop decided for this skb (len: skb->len). */
-static __always_inline void fw_ev_tc(struct __sk_buff *skb, void *data, void *data_end, int v, __u32 slot, __u32 ifindex,
-				     __u32 len)
+static __always_inline void fw_ev_tc(struct __sk_buff *skb, void *data, void *data_end, int v, const struct fw_counted *k,
+				     __u32 ifindex, __u32 len)
 {
-	FW_EV_EMIT(skb, bpf_skb_load_bytes, data, data_end, FW_DIR_EGRESS, v, slot, ifindex, len);
+	FW_EV_EMIT(skb, bpf_skb_load_bytes, data, data_end, FW_DIR_EGRESS, v, k, ifindex, len);
 }
 
 #endif /* FW_EVENTS_H */

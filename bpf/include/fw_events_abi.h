@@ -5,17 +5,23 @@
  * node-agent/src/datapath/events-abi.ts, checked by test/dataplane/abi.test.ts).
  *
  * A dropped or would-drop packet may emit one fw_event into the fw_events
- * ring buffer. The rate is bounded twice, per CPU row: first by the node's
- * budget (fw_ev_cpu[cpu], a token bucket of the node-wide rate's share of
- * this CPU, whatever rules are hit), then by the rule's (a token bucket in
- * the rule's own counter row, fw_rule_cnt[row * slots + slot].ev: the line
- * the drop has just counted in; fw_ev_cpu[cpu].dflt for drops by the table
- * default). An event carries a weight: the drops of its rule on its CPU
- * since the previous event of that rule and CPU, this one included, so the
- * weights of a rule add up to its drop counter minus what is still pending
- * (ev.weight). A drop refused by either budget only adds to the pending
- * weight; an event the ring had no room for is counted in ev.lost and its
- * weight stays pending (the next event carries it).
+ * ring buffer. The rate is bounded twice, per CPU row: by the rule's budget
+ * (a token bucket in the rule's own counter row, fw_rule_cnt[row * slots +
+ * slot].ev: the line the drop has just been counted in; fw_ev_cpu[cpu].dflt
+ * for drops by the table default) and by the node's (fw_ev_cpu[cpu], a
+ * token bucket of the node-wide rate's share of this CPU, whatever rules are
+ * hit; looked at once the rule's has a token, and a drop it refuses leaves
+ * the rule's tokens alone). An event carries a weight: the drops of its
+ * rule on its CPU since the previous event of that rule and CPU, this one
+ * included: the row's packet counter (low 32 bits) minus ev.mark, the
+ * counter at the row's last event; the mark then moves on by the weight. So
+ * the weights of a rule add up to its drop counter minus what is still
+ * pending (counter - mark, per row), and a drop refused by either budget
+ * writes nothing at all (ABI 10; before, each added 1 to a pending weight).
+ * An event the ring had no room for is counted in ev.lost and its drops
+ * stay pending (the next event carries them). The agent sets every mark to
+ * its row's counter when it turns events on (nothing moves a mark while they
+ * are off), so the first events do not carry the drops of that time.
  */
 #ifndef FW_EVENTS_ABI_H
 #define FW_EVENTS_ABI_H
@@ -33,10 +39,12 @@
 /* Tokens are kept in thousandths. */
 #define FW_EV_MILLI 1000
 /*
- * With no token left (the node's or the rule's), the clock is read while the
- * rule has at most FW_EV_CLOCK_QUIET drops pending (a quiet rule reads it on
- * each), then once every FW_EV_CLOCK_EVERY of its drops (a flooded rule
- * notices a refill within that many drops).
+ * A rule (CPU row) with more than FW_EV_CLOCK_QUIET drops pending (its
+ * budgets refused them, or the ring had no room) looks at its budgets, and
+ * the clock, only once every FW_EV_CLOCK_EVERY of its drops: a flood pays
+ * for the look on 1 drop in 128; a quiet rule looks on each. So a rule the
+ * node's budget refused gets its next chance within 128 of its drops, even
+ * if another rule's drop refilled the node's tokens meanwhile.
  */
 #define FW_EV_CLOCK_QUIET 4
 #define FW_EV_CLOCK_EVERY 128
@@ -61,15 +69,15 @@ struct fw_ev_cfg {
 struct fw_ev_state {
 	__u32 last;    /* tick of the last refill */
 	__u32 tokens;  /* thousandths of a token */
-	__u32 weight;  /* drops since the last event written (pending) */
+	__u32 mark;    /* the row's drop count (low 32 bits) at its last event: pending = count - mark (u32) */
 	__u32 lost;    /* events the ring had no room for (wraps; read as deltas) */
 };
 
 /*
  * fw_rule_cnt[row * rule_slots + slot]: the rule's counter (read and written
  * as a struct fw_counter by fw_decide.h: it comes first) and, on the same
- * cache line, its event budget on that row (CPU rows only; the overflow and
- * base rows leave it 0).
+ * cache line, its event budget on that row (every row of fw_rule_cnt is a
+ * CPU's; the overflow and base rows are in fw_rule_xcnt, counters only).
  */
 struct fw_rule_row {
 	struct fw_counter c;
@@ -78,13 +86,14 @@ struct fw_rule_row {
 
 /*
  * fw_ev_cpu[cpu]: a cache line per CPU, written only by that CPU. The node
- * budget's share of this CPU (checked before the rule's), and the budget of
- * the drops decided by a table's default (no rule, no counter row).
+ * budget's share of this CPU, and the budget of the drops decided by a
+ * table's default (no rule, no counter row: they are counted here, in
+ * drops, while events are on).
  */
 struct fw_ev_cpu {
 	__u32 last;      /* tick of the node budget's last refill */
 	__u32 tokens;    /* thousandths of a token */
-	__u64 pad;
+	__u64 drops;     /* the default's drops on this CPU while events were on (dflt.mark follows it) */
 	struct fw_ev_state dflt;
 	__u8 pad2[32];
 };

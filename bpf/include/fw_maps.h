@@ -68,9 +68,10 @@ FW_PREFIX_MAP(fw_eg6_trie, BPF_MAP_TYPE_LPM_TRIE, struct fw_key6);
 struct fw_table_cfg fw_tblcfg[FW_TABLE_COUNT];
 
 /*
- * [row * rule_slots + slot]: one access per counted packet (a per-CPU array
- * costs two); rows in fw_table_cfg. A row is a struct fw_counter followed by
- * the rule's event budget on that row (fw_events_abi.h).
+ * [cpu * rule_slots + slot], cpu < cpu_rows: one access per counted packet (a
+ * per-CPU array costs two); rows in fw_table_cfg. A row is a struct
+ * fw_counter followed by the rule's event budget on that row
+ * (fw_events_abi.h). The rows no CPU owns are in fw_rule_xcnt.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -80,6 +81,20 @@ struct {
 	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } fw_rule_cnt SEC(".maps");
+
+/*
+ * [row * rule_slots + slot]: the overflow row (if FW_CFG_OVERFLOW_ROW: CPUs
+ * numbered cpu_rows or above, atomic adds), then the base row (userspace
+ * only: totals carried over from earlier generations). Counters only.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct fw_counter);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} fw_rule_xcnt SEC(".maps");
 
 /* [cpu * FW_IF_SLOTS + slot]: the interface totals without a hash lookup. */
 struct {

@@ -161,6 +161,7 @@ test('uapi.ts: libbpf opts structs and #defines match the installed headers', ()
 test('the compiled objects declare every map with the ABI key and value sizes', () => {
   const expected: Record<string, [number, number]> = {
     [MAP.RULE_CNT]: [4, LAYOUT.fw_rule_row.size],
+    [MAP.RULE_XCNT]: [4, LAYOUT.fw_counter.size],
     [MAP.IF_CNT]: [4, LAYOUT.fw_if_slot.size],
     [MAP.IF_CNTX]: [LAYOUT.fw_if_key.size, LAYOUT.fw_verdict_cnt.size],
     [MAP.JOURNAL]: [4, LAYOUT.fw_journal_rule.size],

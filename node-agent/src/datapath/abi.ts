@@ -151,6 +151,7 @@ export const MAP = {
   EG6_TRIE: 'fw_eg6_trie',
   TBLCFG: 'fw_tblcfg',
   RULE_CNT: 'fw_rule_cnt',
+  RULE_XCNT: 'fw_rule_xcnt',
   IF_CNT: 'fw_if_cnt',
   IF_CNTX: 'fw_if_cntx',
   JOURNAL: 'fw_journal',
@@ -179,6 +180,7 @@ export const GEN_MAPS: ReadonlySet<MapName> = new Set([
   MAP.EG6_SPILL,
   MAP.TBLCFG,
   MAP.RULE_CNT,
+  MAP.RULE_XCNT,
   MAP.JOURNAL,
 ]);
 

@@ -469,8 +469,11 @@ export class BpfDatapath implements Datapath {
       if (d.d24 && sizes.blocks[d.id] === old.blocks[d.id]) keep.set(d.d24, cur.gen.map(d.d24));
     }
     if (sizes.slots === old.slots) keep.set(MAP.JOURNAL, cur.gen.map(MAP.JOURNAL));
-    if (sizes.slots === old.slots && sizes.cpuRows === old.cpuRows && sizes.overflowRow === old.overflowRow)
+    if (sizes.slots === old.slots && sizes.cpuRows === old.cpuRows && sizes.overflowRow === old.overflowRow) {
+      // The two counter maps together: the base row (fw_rule_xcnt) belongs to these CPU rows.
       keep.set(MAP.RULE_CNT, cur.gen.map(MAP.RULE_CNT));
+      keep.set(MAP.RULE_XCNT, cur.gen.map(MAP.RULE_XCNT));
+    }
     let gen: Generation | null = null;
     let next: GenState;
     try {
@@ -508,6 +511,7 @@ export class BpfDatapath implements Datapath {
   private runOps(b: OpBatch): void {
     const n = b.length;
     let i = 0;
+    let turnedDeny: number[] = [];
     while (i < n) {
       const kind = b.kind[i]!;
       let j = i;
@@ -518,7 +522,7 @@ export class BpfDatapath implements Datapath {
           this.entryOps(b, i, j, kind === OP.entryUpsert);
           break;
         case OP.journalUpsert:
-          this.state.journal.upsert(b, i, j);
+          turnedDeny = turnedDeny.concat(this.state.journal.upsert(b, i, j));
           break;
         case OP.journalDelete:
           this.state.journal.delete(b, i, j);
@@ -529,6 +533,8 @@ export class BpfDatapath implements Datapath {
       }
       i = j;
     }
+    // After the entries: from here on the slot counts drops (fw_events_abi.h, the marks).
+    if (turnedDeny.length > 0) this.state.counters.markSlots(turnedDeny);
   }
 
   /** A run [i0, j0) of entry upserts or deletes, table by table. */
@@ -558,7 +564,7 @@ export class BpfDatapath implements Datapath {
       else if (k === OP.counterReset) resets++;
     }
     for (const t of this.state.tables) if (perTable[t.id]! > BULK_OPS) t.mapAll();
-    if (resets > BULK_OPS) this.state.counters.region.mapAll();
+    if (resets > BULK_OPS) this.state.counters.mapAll();
   }
 
   /** Pins the per-length counts of the tables written since they were last pinned. */

@@ -398,7 +398,7 @@ export interface CounterSource {
 export interface EventBudgets {
   /** Events the ring had no room for, per slot (u32, wraps: use deltas). */
   readonly lost: Uint32Array;
-  /** Drops not yet carried by an event, per slot. */
+  /** Drops not yet carried by an event, per slot (a deny rule's; an allow rule's slot reads its passes since events were turned on). */
   readonly pending: Uint32Array;
   /** The same for drops decided by the tables' default (no rule). */
   defaultLost: number;

@@ -32,10 +32,10 @@ export const EV_LAYOUT = {
     size: 32,
     fields: { flags: 0, snap_len: 4, refill: 8, burst: 12, full_ticks: 16, node_refill: 20, node_burst: 24, node_full_ticks: 28 },
   },
-  fw_ev_state: { size: 16, fields: { last: 0, tokens: 4, weight: 8, lost: 12 } },
+  fw_ev_state: { size: 16, fields: { last: 0, tokens: 4, mark: 8, lost: 12 } },
   /** fw_rule_cnt's value: the counter (struct fw_counter) then the rule's budget on that row. */
   fw_rule_row: { size: 32, fields: { c: 0, ev: 16 } },
-  fw_ev_cpu: { size: 64, fields: { last: 0, tokens: 4, pad: 8, dflt: 16, pad2: 32 } },
+  fw_ev_cpu: { size: 64, fields: { last: 0, tokens: 4, drops: 8, dflt: 16, pad2: 32 } },
   fw_event: {
     size: 72,
     fields: {

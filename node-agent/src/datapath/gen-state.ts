@@ -1,6 +1,7 @@
 // What the datapath writes and reads in one generation: its table configs
 // (fw_tblcfg), its four tables (hash, spill hash, /24 index, over the tries
-// every generation shares), its journal and its rule counters. Opened over a
+// every generation shares), its journal and its rule counters (fw_rule_cnt
+// and fw_rule_xcnt). Opened over a
 // generation in force, or built for the next one from the current: each map
 // the next generation keeps is the same kernel object (nothing to copy);
 // each new one is filled from the current one while no program reads it yet
@@ -35,7 +36,7 @@ export class GenState {
       this.tables.push(...tables(configs));
       this.journal = new Journal(gen.map(MAP.JOURNAL));
       const c = configs.read(0);
-      this.counters = new RuleCounters(gen.map(MAP.RULE_CNT), {
+      this.counters = new RuleCounters(gen.map(MAP.RULE_CNT), gen.map(MAP.RULE_XCNT), {
         slots: c.ruleSlots,
         cpuRows: c.cpuRows,
         overflowRow: (c.flags & FW_CFG_OVERFLOW_ROW) !== 0,
@@ -161,13 +162,13 @@ export class GenState {
   release(): void {
     for (const t of this.tables) t.release();
     this.configs.region.release();
-    this.counters?.region.release();
+    this.counters?.release();
     this.journal?.region.release();
   }
 
   /** Pages mapped now (0 at rest). */
   get mappedPages(): number {
-    let n = this.configs.region.mapped + (this.counters?.region.mapped ?? 0) + (this.journal?.region.mapped ?? 0);
+    let n = this.configs.region.mapped + (this.counters?.mapped ?? 0) + (this.journal?.region.mapped ?? 0);
     for (const t of this.tables) n += t.mappedPages;
     return n;
   }

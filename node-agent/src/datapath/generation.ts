@@ -1,6 +1,6 @@
 // A generation: the maps the programs are bound to that follow the rules'
 // size (GEN_MAPS: the hashes and their spill hashes, the /24 block pools,
-// fw_tblcfg, fw_rule_cnt, fw_journal), pinned under <pinDir>/gen-<n>/, and a
+// fw_tblcfg, fw_rule_cnt, fw_rule_xcnt, fw_journal), pinned under <pinDir>/gen-<n>/, and a
 // load of the two programs bound to them and to the maps pinned once at the
 // top of the pin dir (tries, interface counters, meta, lenstat). A new
 // generation pins the maps it keeps from the previous one under its own

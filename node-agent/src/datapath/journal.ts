@@ -56,26 +56,39 @@ export class Journal {
     return this.held;
   }
 
-  /** Writes journal.upsert ops [i0, j0) (addresses masked) at their slots. */
-  upsert(b: OpBatch, i0: number, j0: number): void {
+  /**
+   * Writes journal.upsert ops [i0, j0) (addresses masked) at their slots.
+   * Returns the slots whose rule (the same id) turns from allow to deny:
+   * their counters hold passes, which no drop event may carry.
+   */
+  upsert(b: OpBatch, i0: number, j0: number): number[] {
     const size = Math.min(j0 - i0, WRITE_CHUNK);
     const keys = Buffer.alloc(size * 4);
     const vals = Buffer.alloc(size * VS);
     const filled = new Set<number>();
+    const turnedDeny: number[] = [];
     for (let s = i0; s < j0; s += size) {
       const n = Math.min(size, j0 - s);
       for (let k = 0; k < n; k++) {
         const slot = b.slot[s + k]!;
         keys.writeUInt32LE(slot, k * 4);
         writeRule(vals, k * VS, b, s + k);
-        if (this.held >= 0 && slot < this.slots && !filled.has(slot)) {
-          this.region.ensure(slot * VS, VS);
-          if (this.bytes[slot * VS + F.family] === 0) filled.add(slot);
-        }
+        if (slot >= this.slots) continue;
+        this.region.ensure(slot * VS, VS);
+        const o = slot * VS;
+        if (this.held >= 0 && !filled.has(slot) && this.bytes[o + F.family] === 0) filled.add(slot);
+        if (
+          this.bytes[o + F.action] === FW_ACTION.allow &&
+          vals[k * VS + F.action] === FW_ACTION.deny &&
+          this.bytes[o + F.family] !== 0 &&
+          this.bytes.readBigUInt64LE(o + F.id) === b.id[s + k]
+        )
+          turnedDeny.push(slot);
       }
       this.write(keys, vals, n);
     }
     if (this.held >= 0) this.held += filled.size;
+    return turnedDeny;
   }
 
   /** Empties the slots of journal.delete ops [i0, j0) that still hold their rule (others are skipped). */

@@ -49,7 +49,7 @@ export function kernelMemory(
       blocks: t.d24?.capacity ?? 0,
     });
   }
-  const counterBytes = bytesOf(state.gen.map(MAP.RULE_CNT));
+  const counterBytes = bytesOf(state.gen.map(MAP.RULE_CNT)) + bytesOf(state.gen.map(MAP.RULE_XCNT));
   const journalBytes = bytesOf(state.gen.map(MAP.JOURNAL));
   bytesOf(state.gen.map(MAP.TBLCFG));
   const ifCnt = bytesOf(shared.get(MAP.IF_CNT)!);

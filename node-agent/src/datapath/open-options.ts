@@ -7,7 +7,7 @@ import { FW_IF_SLOTS, FW_MAX_HASH_LENS, FW_MAX_RULE_SLOTS, MAP, TABLES } from '.
 import type { DatapathCapacity } from './datapath.js';
 import { DatapathError } from './errors.js';
 import { bucketsFor, spillSizeFor } from './fwtab-hash.js';
-import { counterRows } from './rule-counters.js';
+import { cpuCounterRows, extraCounterRows } from './rule-counters.js';
 import type { GenSizes } from './sizing.js';
 
 const E = osConstants.errno;
@@ -64,7 +64,8 @@ export function mapSizes(
     sizes.set(t.trie, capacity.prefixesPerTable);
     if (t.d24) sizes.set(t.d24, g.blocks[t.id]!);
   }
-  sizes.set(MAP.RULE_CNT, counterRows(g) * g.slots);
+  sizes.set(MAP.RULE_CNT, cpuCounterRows(g) * g.slots);
+  sizes.set(MAP.RULE_XCNT, extraCounterRows(g) * g.slots);
   sizes.set(MAP.JOURNAL, g.slots);
   sizes.set(MAP.IF_CNT, possibleCpus * FW_IF_SLOTS);
   sizes.set(MAP.IF_CNTX, IF_CNTX_ENTRIES);

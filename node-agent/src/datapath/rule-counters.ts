@@ -1,12 +1,17 @@
-// The rule counters of a generation: fw_rule_cnt[row * slots + slot] =
-// {packets, bytes} and the rule's event budget on that row (fw_rule_row: the
-// budget is the kernel's, read by event-source.ts; zeroed here with the
-// counter when a slot is reused), rows: one per CPU the generation was made for (plain
-// adds, each by its own CPU), an overflow row for CPUs that came online later
-// (atomic adds; only where some can), and the base row, written only here:
-// the totals carried over from the previous generations. A slot's total is
-// the sum of its rows. Read, reset and carried over through a mapping of
-// windows (MapRegion: mapped only while an operation runs).
+// The rule counters of a generation, in two maps (created, kept and replaced
+// together):
+//   fw_rule_cnt[row * slots + slot] = {packets, bytes} and the rule's event
+//     budget on that row (fw_rule_row: the budget is the kernel's, read by
+//     event-source.ts; zeroed here with the counter when a slot is reused),
+//     one row per CPU the generation was made for (plain adds, each by its
+//     own CPU);
+//   fw_rule_xcnt[row * slots + slot] = {packets, bytes} only: an overflow row
+//     for CPUs that came online later (atomic adds; only where some can), and
+//     the base row, written only here: the totals carried over from the
+//     previous generations (16 B a slot: it needs no event budget).
+// A slot's total is the sum of its rows. Read, reset and carried over
+// through a mapping of windows (MapRegion: mapped only while an operation
+// runs).
 
 import { constants as osConstants } from 'node:os';
 import { LAYOUT } from './abi.js';
@@ -17,12 +22,7 @@ import { MapRegion } from './libbpf.js';
 
 const E = osConstants.errno;
 
-/** A counter row (fw_rule_row: counter, then event budget), its u64 words, and the counter words' places. */
-const ROW = LAYOUT.fw_rule_row.size;
-const W = ROW / 8;
-const PACKETS = (LAYOUT.fw_rule_row.fields.c + LAYOUT.fw_counter.fields.packets) / 8;
-const BYTES = (LAYOUT.fw_rule_row.fields.c + LAYOUT.fw_counter.fields.bytes) / 8;
-/** Slots per window when reading or carrying over (512 KB per row). */
+/** Slots per window when reading or carrying over (512 KB per CPU row). */
 const WINDOW = 32768;
 
 /** The rows of a generation's counters. */
@@ -35,53 +35,145 @@ export interface CounterGeometry {
   readonly overflowRow: boolean;
 }
 
-/** Rows of fw_rule_cnt: the CPU rows, the overflow row if any, the base row. */
-export function counterRows(g: Omit<CounterGeometry, 'slots'>): number {
-  return g.cpuRows + (g.overflowRow ? 1 : 0) + 1;
+/** Rows of fw_rule_cnt: one per CPU. */
+export function cpuCounterRows(g: Omit<CounterGeometry, 'slots'>): number {
+  return g.cpuRows;
 }
 
-export class RuleCounters {
-  readonly region: MapRegion;
-  readonly slots: number;
-  readonly geometry: CounterGeometry;
-  /** Rows, the base row last. */
-  private readonly rows: number;
-  private readonly v64: BigUint64Array;
-  private readonly v32: Uint32Array;
+/** Rows of fw_rule_xcnt: the overflow row if any, the base row. */
+export function extraCounterRows(g: Omit<CounterGeometry, 'slots'>): number {
+  return (g.overflowRow ? 1 : 0) + 1;
+}
 
-  constructor(map: BpfMap, geometry: CounterGeometry) {
-    this.geometry = geometry;
-    this.slots = geometry.slots;
-    this.rows = counterRows(geometry);
-    if (this.rows * this.slots > map.maxEntries) {
+/** One map's rows: `rows` rows of `slots` elements of `size` bytes, the counter at `counter` in each. */
+class CounterRows {
+  readonly region: MapRegion;
+  /** u64 words per element, and the packets and bytes words' places in it. */
+  readonly w: number;
+  readonly packets: number;
+  readonly bytes: number;
+  readonly v64: BigUint64Array;
+  readonly v32: Uint32Array;
+
+  constructor(
+    map: BpfMap,
+    readonly rows: number,
+    readonly slots: number,
+    readonly size: number,
+    counter: number,
+  ) {
+    if (rows * slots > map.maxEntries) {
       throw new DatapathError(
         'open rule counters',
         map.name,
         E.EINVAL,
-        `${this.rows} rows of ${this.slots} slots need ${this.rows * this.slots} entries, the map has ${map.maxEntries}`,
+        `${rows} rows of ${slots} slots need ${rows * slots} entries, the map has ${map.maxEntries}`,
       );
     }
-    this.region = new MapRegion(map.fd, map.maxEntries * ROW, map.name);
-    const bytes = this.rows * this.slots * ROW;
+    this.w = size / 8;
+    this.packets = (counter + LAYOUT.fw_counter.fields.packets) / 8;
+    this.bytes = (counter + LAYOUT.fw_counter.fields.bytes) / 8;
+    this.region = new MapRegion(map.fd, map.maxEntries * size, map.name);
+    const bytes = rows * slots * size;
     this.v64 = new BigUint64Array(this.region.buffer, 0, bytes / 8);
     this.v32 = new Uint32Array(this.region.buffer, 0, bytes / 4);
   }
 
+  /** Zeroes every row's element of `slot`, whole (one atomic store per word). */
+  zero(slot: number): void {
+    for (let r = 0; r < this.rows; r++) {
+      const i = (r * this.slots + slot) * this.w;
+      this.region.ensure(i * 8, this.size);
+      for (let k = 0; k < this.w; k++) Atomics.store(this.v64, i + k, 0n);
+    }
+  }
+
+  /** Adds the rows' counters of slots [first, first + m) into packets/bytes [0, m). */
+  sumInto(first: number, m: number, packets: BigUint64Array, bytes: BigUint64Array): void {
+    const view = this.v64;
+    const v32 = this.v32;
+    const W = this.w;
+    for (let r = 0; r < this.rows; r++) {
+      const base = (r * this.slots + first) * W;
+      this.region.ensure(base * 8, m * this.size);
+      for (let i = 0; i < m; i++) {
+        // Most slots are zero in most rows: test the halves, no BigInt.
+        const p = base + i * W + this.packets;
+        const b = base + i * W + this.bytes;
+        if (v32[p * 2] === 0 && v32[p * 2 + 1] === 0 && v32[b * 2] === 0 && v32[b * 2 + 1] === 0) continue;
+        packets[i] = packets[i]! + view[p]!;
+        bytes[i] = bytes[i]! + view[b]!;
+      }
+    }
+  }
+}
+
+export class RuleCounters {
+  readonly slots: number;
+  readonly geometry: CounterGeometry;
+  /** fw_rule_cnt: the CPU rows. */
+  private readonly cpu: CounterRows;
+  /** fw_rule_xcnt: the overflow row if any, the base row last. */
+  private readonly extra: CounterRows;
+
+  constructor(cnt: BpfMap, xcnt: BpfMap, geometry: CounterGeometry) {
+    this.geometry = geometry;
+    this.slots = geometry.slots;
+    this.cpu = new CounterRows(cnt, cpuCounterRows(geometry), this.slots, LAYOUT.fw_rule_row.size, LAYOUT.fw_rule_row.fields.c);
+    try {
+      this.extra = new CounterRows(xcnt, extraCounterRows(geometry), this.slots, LAYOUT.fw_counter.size, 0);
+    } catch (e) {
+      this.cpu.region.close();
+      throw e;
+    }
+  }
+
+  /** Pages mapped now (0 at rest). */
+  get mapped(): number {
+    return this.cpu.region.mapped + this.extra.region.mapped;
+  }
+
+  /** Maps both maps whole (a batch of many resets). */
+  mapAll(): void {
+    this.cpu.region.mapAll();
+    this.extra.region.mapAll();
+  }
+
+  /** Unmaps every window. */
+  release(): void {
+    this.cpu.region.release();
+    this.extra.region.release();
+  }
+
   close(): void {
-    this.region.close();
+    this.cpu.region.close();
+    this.extra.region.close();
   }
 
   /** Zeroes the slots of counter.reset ops [i0, j0) in every row, event budget included (one atomic store per word). */
   reset(b: OpBatch, i0: number, j0: number): void {
-    const view = this.v64;
-    const region = this.region;
     for (let k = i0; k < j0; k++) {
       const slot = b.slot[k]!;
       if (slot >= this.slots) continue; // past this generation's slots: nothing counted there
-      for (let r = 0; r < this.rows; r++) {
-        const i = (r * this.slots + slot) * W;
-        region.ensure(i * 8, ROW);
-        for (let k = 0; k < W; k++) Atomics.store(view, i + k, 0n);
+      this.cpu.zero(slot);
+      this.extra.zero(slot);
+    }
+  }
+
+  /**
+   * Sets each CPU row's event mark of `slots` to its packet count (low 32
+   * bits): a rule that turns from allow to deny keeps its counter, and its
+   * first drop event must not carry the passes counted before.
+   */
+  markSlots(slots: readonly number[]): void {
+    const c = this.cpu;
+    const mark = (LAYOUT.fw_rule_row.fields.ev + LAYOUT.fw_ev_state.fields.mark) / 4;
+    for (const slot of slots) {
+      if (slot >= this.slots) continue;
+      for (let r = 0; r < c.rows; r++) {
+        const i = (r * this.slots + slot) * c.w;
+        c.region.ensure(i * 8, c.size);
+        Atomics.store(c.v32, i * 2 + mark, c.v32[(i + c.packets) * 2]!);
       }
     }
   }
@@ -102,27 +194,15 @@ export class RuleCounters {
     try {
       this.sumInto(first, m, packets, bytes);
     } finally {
-      this.region.release();
+      this.release();
     }
     return n;
   }
 
   /** Adds rows' values of slots [first, first + m) into packets/bytes [0, m). */
   private sumInto(first: number, m: number, packets: BigUint64Array, bytes: BigUint64Array): void {
-    const view = this.v64;
-    const v32 = this.v32;
-    for (let r = 0; r < this.rows; r++) {
-      const base = (r * this.slots + first) * W;
-      this.region.ensure(base * 8, m * ROW);
-      for (let i = 0; i < m; i++) {
-        // Most slots are zero in most rows: test the halves, no BigInt.
-        const w = (base + i * W + PACKETS) * 2;
-        const wb = (base + i * W + BYTES) * 2;
-        if (v32[w] === 0 && v32[w + 1] === 0 && v32[wb] === 0 && v32[wb + 1] === 0) continue;
-        packets[i] = packets[i]! + view[base + i * W + PACKETS]!;
-        bytes[i] = bytes[i]! + view[base + i * W + BYTES]!;
-      }
-    }
+    this.cpu.sumInto(first, m, packets, bytes);
+    this.extra.sumInto(first, m, packets, bytes);
   }
 
   /**
@@ -137,8 +217,10 @@ export class RuleCounters {
     let lost = 0n;
     const packets = new BigUint64Array(WINDOW);
     const bytes = new BigUint64Array(WINDOW);
-    const dst = next.v64;
-    const baseRow = next.rows - 1;
+    const base = next.extra;
+    const dst = base.v64;
+    const W = base.w;
+    const baseRow = base.rows - 1;
     try {
       for (let first = 0; first < next.slots; first += WINDOW) {
         const m = Math.min(WINDOW, next.slots - first);
@@ -147,13 +229,13 @@ export class RuleCounters {
         const have = Math.max(0, Math.min(m, this.slots - first));
         if (have > 0) this.sumInto(first, have, packets, bytes);
         const at = (baseRow * next.slots + first) * W;
-        next.region.ensure(at * 8, m * ROW);
+        base.region.ensure(at * 8, m * base.size);
         for (let i = 0; i < m; i++) {
-          Atomics.store(dst, at + i * W + PACKETS, packets[i]!);
-          Atomics.store(dst, at + i * W + BYTES, bytes[i]!);
+          Atomics.store(dst, at + i * W + base.packets, packets[i]!);
+          Atomics.store(dst, at + i * W + base.bytes, bytes[i]!);
         }
-        this.region.release();
-        next.region.release();
+        this.release();
+        next.release();
       }
       for (let first = next.slots; first < this.slots; first += WINDOW) {
         const m = Math.min(WINDOW, this.slots - first);
@@ -161,11 +243,11 @@ export class RuleCounters {
         bytes.fill(0n);
         this.sumInto(first, m, packets, bytes);
         for (let i = 0; i < m; i++) lost += packets[i]!;
-        this.region.release();
+        this.release();
       }
     } finally {
-      this.region.release();
-      next.region.release();
+      this.release();
+      next.release();
     }
     return lost;
   }
@@ -180,11 +262,11 @@ export class RuleCounters {
         packets.fill(0n);
         bytes.fill(0n);
         this.sumInto(first, m, packets, bytes);
-        this.region.release();
+        this.release();
         for (let i = m - 1; i >= 0; i--) if (packets[i] !== 0n || bytes[i] !== 0n) return first + i;
       }
     } finally {
-      this.region.release();
+      this.release();
     }
     return -1;
   }

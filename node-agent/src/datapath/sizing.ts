@@ -4,8 +4,8 @@
 //   - grow when an apply would need more than they have: a hash to twice the
 //     prefixes it will hold (a rebuild costs a pass over its entries, so
 //     growth is geometric), the counters to twice the slots below 256k and
-//     1.25x above (they cost 16 B x rows + 40 B of journal per slot: the
-//     most memory per rule), a pool to 1.5x its blocks (1 KB each);
+//     1.25x above (they cost 32 B per CPU row + 16 B of base row + 40 B of
+//     journal per slot: the most memory per rule), a pool to 1.5x its blocks (1 KB each);
 //   - shrink, after the applies that leave them at a quarter or less of
 //     their size, to twice (hashes, pools) or 1.25x (counters) what they hold:
 //     they then need to double before they grow again (hysteresis);

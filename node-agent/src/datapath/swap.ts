@@ -10,7 +10,8 @@
 //                atomic per link: each packet is decided by the old
 //                programs or the new ones, both on complete maps)
 //   4. carried   after an RCU grace period no old program runs: the new
-//                counters' base row = every old total (written whole, so a
+//                counters' base row (fw_rule_xcnt) = every old total
+//                (fw_rule_cnt + fw_rule_xcnt; written whole, so a
 //                restart may write it again: nothing is lost or counted twice)
 //   5. committed fw_meta.gen = m, next_gen = 0; then gen-<n>/ is unpinned
 //
@@ -105,14 +106,23 @@ export function finishSwap(ctx: SwapContext, from: number, next: Generation): vo
   const dir = genDir(ctx.pinDir, from);
   const oldPath = join(dir, MAP.RULE_CNT);
   if (existsSync(oldPath)) {
+    // The old generation's folder is whole until the commit below (it is unpinned only after): both counter maps are there.
     const oldCnt = BpfMap.fromPin(oldPath, MAP.RULE_CNT);
+    let oldX: BpfMap | null = null;
     const oldCfg = BpfMap.fromPin(join(dir, MAP.TBLCFG), MAP.TBLCFG);
     try {
       if (oldCnt.info.id !== next.map(MAP.RULE_CNT).info.id) {
+        oldX = BpfMap.fromPin(join(dir, MAP.RULE_XCNT), MAP.RULE_XCNT);
         const a = counterGeometry(oldCfg);
         const b = counterGeometry(next.map(MAP.TBLCFG));
-        const src = new RuleCounters(oldCnt, a);
-        const dst = new RuleCounters(next.map(MAP.RULE_CNT), b);
+        const src = new RuleCounters(oldCnt, oldX, a);
+        let dst: RuleCounters;
+        try {
+          dst = new RuleCounters(next.map(MAP.RULE_CNT), next.map(MAP.RULE_XCNT), b);
+        } catch (e) {
+          src.close();
+          throw e;
+        }
         try {
           src.carryInto(dst);
         } finally {
@@ -122,6 +132,7 @@ export function finishSwap(ctx: SwapContext, from: number, next: Generation): vo
       }
     } finally {
       oldCnt.close();
+      oldX?.close();
       oldCfg.close();
     }
   }

@@ -40,6 +40,8 @@ export class EventPump {
   private readonly sink = (buf: Buffer, off: number, len: number) => this.queue.push(buf, off, len, this.resolver);
   /** Lost counts last seen per slot (u32 wrapping), and the budgets' map they came from. */
   private lastLost = new Uint32Array(0);
+  /** The rule (id + 1, 0 = none) whose lost count lastLost holds, per slot: a slot given to another rule restarts at 0. */
+  private lastOwner = new BigUint64Array(0);
   private lastDefaultLost = 0;
   private lastBudgetsId = -1;
   private lossReadAt = Number.NEGATIVE_INFINITY;
@@ -130,22 +132,31 @@ export class EventPump {
       // A new counters map: the rules' lost counts restart at 0 (the default's, in fw_ev_cpu, do not).
       this.lastBudgetsId = id;
       this.lastLost = new Uint32Array(upTo);
+      this.lastOwner = new BigUint64Array(upTo);
     }
     if (this.lastLost.length < upTo) {
       const grown = new Uint32Array(upTo);
       grown.set(this.lastLost);
       this.lastLost = grown;
+      const owners = new BigUint64Array(upTo);
+      owners.set(this.lastOwner);
+      this.lastOwner = owners;
     }
     const out: RuleEventLoss[] = [];
     const b = this.budgets;
     for (let first = 0; first < upTo; first += b.lost.length) {
       const n = this.src.readBudgets(first, b);
       for (let k = 0; k < n && first + k < upTo; k++) {
-        const d = (b.lost[k]! - this.lastLost[first + k]!) >>> 0;
+        const slot = first + k;
+        let d = (b.lost[k]! - this.lastLost[slot]!) >>> 0;
         if (d === 0) continue;
-        this.lastLost[first + k] = b.lost[k]!;
-        const rule = this.resolver.ruleOf(first + k);
-        if (rule !== undefined) out.push({ ruleId: rule, lost: BigInt(d) });
+        const rule = this.resolver.ruleOf(slot);
+        const owner = rule === undefined ? 0n : BigInt.asUintN(64, rule + 1n);
+        // Another rule than the one last read here: the slot was reset for it (counters and budget), its count starts at 0.
+        if (owner !== this.lastOwner[slot]) d = b.lost[k]!;
+        this.lastOwner[slot] = owner;
+        this.lastLost[slot] = b.lost[k]!;
+        if (rule !== undefined && d > 0) out.push({ ruleId: rule, lost: BigInt(d) });
       }
       if (n === 0) break;
     }
