@@ -9,7 +9,8 @@
  * policies). A packet a policy of its direction matches (protocol,
  * destination port ranges, TCP SYN only) and that the rules did not drop is
  * counted per (policy, source group) in a count-min sketch (ABI 11): policy
- * slot i owns FW_POL_ROWS rows of FW_POL_WIDTH cells of fw_pol_cms, an
+ * slot i owns FW_POL_ROWS rows of FW_POL_WIDTH cells, value i of fw_pol_cms
+ * (ABI 12: one value per slot, so one lookup per packet and policy), an
  * mmapable ARRAY whose memory is fixed at load whatever the number of
  * sources (FW_POL_MAX x FW_POL_ROWS x FW_POL_WIDTH x 16 bytes = 8 MiB).
  *
@@ -121,11 +122,16 @@ struct fw_policy_set {
 	struct fw_policy p[FW_POL_MAX];
 };
 
-/* fw_pol_cms[(slot * FW_POL_ROWS + row) * FW_POL_WIDTH + h]: one counter of the sketch. */
+/* One counter of the sketch. */
 struct fw_pol_cell {
 	__u32 tag;            /* the window (and policy version) it counts: not the packet's = 0 */
 	__u32 packets;        /* FW_POL_REPORTED | packets (31 bits) */
 	__u64 bytes;
+};
+
+/* fw_pol_cms[slot]: one policy slot's sketch, c[row * FW_POL_WIDTH + h] (one lookup per packet and policy). */
+struct fw_pol_sketch {
+	struct fw_pol_cell c[FW_POL_ROWS * FW_POL_WIDTH];
 };
 
 /* A source group as reported. addr is masked to the policy's length (4 bytes used for IPv4). */
