@@ -9,7 +9,8 @@
  * inlines to an address, against the protocol fw_parse read with the
  * address). A counted packet is not parsed again: the address and protocol
  * are fw_parse's, the L4 header is read only when a policy of its direction
- * reads ports or TCP flags (l4_mask), the clock once per packet. The
+ * reads ports or TCP flags (l4_mask), the clock once per packet (fw_pol_now:
+ * the coarse clock, read once per jiffy per CPU). The
  * counting is inline in the program's counting function; a group over a
  * limit calls fw_pol_report. Layouts,
  * the sketch and its error bound are in fw_policy_abi.h; the agent's half is
@@ -65,6 +66,47 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } fw_pol_stat SEC(".maps");
 
+/*
+ * The clock the policies count with, per CPU: the coarse clock as this CPU
+ * last read it, and the jiffies it read it in. Not in the ABI (no fw_
+ * prefix): unpinned, each loaded program's own.
+ */
+struct fw_pol_clock {
+	__u64 jiffies;
+	__u64 ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fw_pol_clock);
+} pol_clock SEC(".maps");
+
+/*
+ * bpf_ktime_get_coarse_ns(), read once per jiffy per CPU: the coarse clock
+ * moves only at a tick, when jiffies does, and bpf_jiffies64() and the
+ * per-CPU lookup are inlined by the verifier where the clock is a helper
+ * call. Bound: the value is never ahead of the coarse clock and at most one
+ * tick (1-4 ms) behind it (a packet that reads the new jiffies just before
+ * the tick's clock update keeps that tick's old time for the jiffy), so a
+ * window's boundary (windows of 100 ms and more) is late by at most a tick.
+ */
+static __always_inline __u64 fw_pol_now(void)
+{
+	__u32 z = 0;
+	struct fw_pol_clock *c = bpf_map_lookup_elem(&pol_clock, &z);
+	__u64 j = bpf_jiffies64();
+
+	if (!c)
+		return bpf_ktime_get_coarse_ns();
+	if (c->jiffies != j) {
+		c->ns = bpf_ktime_get_coarse_ns();
+		c->jiffies = j;
+	}
+	return c->ns;
+}
+
 /* What a policy matches on and counts. */
 struct fw_pol_pkt {
 	__u32 family;      /* 4 or 6 */
@@ -74,7 +116,7 @@ struct fw_pol_pkt {
 	__u32 syn;         /* TCP SYN without ACK */
 	__u32 w[4];        /* the group's address (source on ingress, destination on egress), network order */
 	__u64 bytes;
-	__u64 now;         /* bpf_ktime_get_coarse_ns(), read once */
+	__u64 now;         /* fw_pol_now(): the coarse clock, at most a tick behind */
 };
 
 /* Reads the L4 fields of a packet fw_parse parsed (family 4 or 6): only when a policy wants them. */
@@ -359,7 +401,7 @@ static __always_inline void fw_policy_count(void *data, void *data_end, const st
 	__builtin_memcpy(pk.w, a->w, 16);
 	if (ps->l4_mask[dir & 1])
 		fw_pol_l4(data, data_end, &pk);
-	pk.now = bpf_ktime_get_coarse_ns();
+	pk.now = fw_pol_now();
 	__u32 n = ps->count;
 	for (__u32 i = 0; i < FW_POL_MAX; i++) {
 		if (i >= n)

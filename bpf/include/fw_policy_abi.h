@@ -20,7 +20,8 @@
  * 0), seeds random per agent process (an attacker who does not know them
  * cannot pick sources that collide with a victim in every row). A cell is
  * tagged with its window: tag = (u32)(now / window_ns) + id * FW_POL_TAG_MUL
- * (now: bpf_ktime_get_coarse_ns()); a cell whose tag is not the packet's
+ * (now: bpf_ktime_get_coarse_ns(), read once per jiffy per CPU, so at most
+ * one tick behind it: fw_pol_now in fw_policy.h); a cell whose tag is not the packet's
  * restarts at this packet, so a new window or a new policy version needs no
  * clearing. Windows are aligned (epoch = now / window_ns), the same for
  * every group of a policy.
@@ -154,7 +155,7 @@ struct fw_pol_hit {
 	__u64 packets;        /* the estimate when the limit was crossed (this packet included) */
 	__u64 bytes;
 	__u64 elapsed_ns;     /* since the window began */
-	__u64 at_ns;          /* bpf_ktime_get_coarse_ns() of the crossing packet */
+	__u64 at_ns;          /* the crossing packet's clock (the coarse clock, at most a tick behind it) */
 };
 
 /* fw_pol_stat[0] (mmapped by the agent). */
