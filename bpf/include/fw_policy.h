@@ -9,7 +9,10 @@
  * inlines to an address, against the protocol fw_parse read with the
  * address). A counted packet is not parsed again: the address and protocol
  * are fw_parse's, the L4 header is read only when a policy of its direction
- * reads ports or TCP flags (l4_mask), the clock once per packet. Layouts,
+ * reads ports or TCP flags (l4_mask), the clock once per packet (fw_pol_now:
+ * the coarse clock, read once per jiffy per CPU). The
+ * counting is inline in the program's counting function; a group over a
+ * limit calls fw_pol_report. Layouts,
  * the sketch and its error bound are in fw_policy_abi.h; the agent's half is
  * node-agent/src/respond/.
  */
@@ -35,12 +38,12 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } fw_pol_cfg SEC(".maps");
 
-/* The sketch: an array, so its memory is fixed when it is created, whatever the sources. */
+/* The sketch: an array of one sketch per policy slot, so its memory is fixed when it is created, whatever the sources. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, FW_POL_CELLS);
+	__uint(max_entries, FW_POL_MAX);
 	__type(key, __u32);
-	__type(value, struct fw_pol_cell);
+	__type(value, struct fw_pol_sketch);
 	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } fw_pol_cms SEC(".maps");
@@ -63,6 +66,47 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } fw_pol_stat SEC(".maps");
 
+/*
+ * The clock the policies count with, per CPU: the coarse clock as this CPU
+ * last read it, and the jiffies it read it in. Not in the ABI (no fw_
+ * prefix): unpinned, each loaded program's own.
+ */
+struct fw_pol_clock {
+	__u64 jiffies;
+	__u64 ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fw_pol_clock);
+} pol_clock SEC(".maps");
+
+/*
+ * bpf_ktime_get_coarse_ns(), read once per jiffy per CPU: the coarse clock
+ * moves only at a tick, when jiffies does, and bpf_jiffies64() and the
+ * per-CPU lookup are inlined by the verifier where the clock is a helper
+ * call. Bound: the value is never ahead of the coarse clock and at most one
+ * tick (1-4 ms) behind it (a packet that reads the new jiffies just before
+ * the tick's clock update keeps that tick's old time for the jiffy), so a
+ * window's boundary (windows of 100 ms and more) is late by at most a tick.
+ */
+static __always_inline __u64 fw_pol_now(void)
+{
+	__u32 z = 0;
+	struct fw_pol_clock *c = bpf_map_lookup_elem(&pol_clock, &z);
+	__u64 j = bpf_jiffies64();
+
+	if (!c)
+		return bpf_ktime_get_coarse_ns();
+	if (c->jiffies != j) {
+		c->ns = bpf_ktime_get_coarse_ns();
+		c->jiffies = j;
+	}
+	return c->ns;
+}
+
 /* What a policy matches on and counts. */
 struct fw_pol_pkt {
 	__u32 family;      /* 4 or 6 */
@@ -72,7 +116,7 @@ struct fw_pol_pkt {
 	__u32 syn;         /* TCP SYN without ACK */
 	__u32 w[4];        /* the group's address (source on ingress, destination on egress), network order */
 	__u64 bytes;
-	__u64 now;         /* bpf_ktime_get_coarse_ns(), read once */
+	__u64 now;         /* fw_pol_now(): the coarse clock, at most a tick behind */
 };
 
 /* Reads the L4 fields of a packet fw_parse parsed (family 4 or 6): only when a policy wants them. */
@@ -176,27 +220,43 @@ static __always_inline void fw_pol_hit(const struct fw_pol_key *k, __u64 pkts, _
 #ifdef FW_BENCH_POL_LRU
 #include "../bench/pol_lru.h"
 #else
-/* Row r's cell index of group (lo, hi, v4) in the sketch of the slot starting at base. */
-static __always_inline __u32 fw_pol_cell_idx(const struct fw_policy_set *ps, __u32 base, int r, __u64 lo, __u64 hi, __u32 v4)
+/* Row r's cell of group (lo, hi, v4) in a slot's sketch (an index below FW_POL_ROWS * FW_POL_WIDTH). */
+static __always_inline __u32 fw_pol_cell_idx(const struct fw_policy_set *ps, int r, __u64 lo, __u64 hi, __u32 v4)
 {
 	const struct fw_pol_seed *s = &ps->seed[r];
 
-	return base + r * FW_POL_WIDTH + (__u32)((lo * s->a + hi * s->b + (v4 ? s->c : 0)) >> (64 - FW_POL_WIDTH_BITS));
+	return r * FW_POL_WIDTH + (__u32)((lo * s->a + hi * s->b + (v4 ? s->c : 0)) >> (64 - FW_POL_WIDTH_BITS));
+}
+
+/* The group's two hash words (lo, hi; v4) of address w under policy p (IPv4: lo = the masked u32, hi = 0). */
+static __always_inline __u32 fw_pol_words(const struct fw_policy *p, __u32 family, const __u32 *w, __u64 *lo, __u64 *hi)
+{
+	if (family == 4) {
+		__u32 a = w[0];
+		if (p->v4_len == 24)
+			a &= bpf_htonl(0xffffff00);
+		*lo = a;
+		*hi = 0;
+		return 1;
+	}
+	*lo = (__u64)w[0] | ((__u64)w[1] << 32);
+	*hi = p->v6_len != 64 ? ((__u64)w[2] | ((__u64)w[3] << 32)) : 0;
+	return 0;
 }
 
 /*
  * Marks the cells of a group that crossed a limit in window `tag`: 1 if one
  * of them was not marked yet (report it), 0 if all were (reported already).
  */
-static __always_inline int fw_pol_mark(const struct fw_policy_set *ps, __u32 base, __u64 lo, __u64 hi, __u32 v4, __u32 tag)
+static __always_inline int fw_pol_mark(const struct fw_policy_set *ps, struct fw_pol_sketch *sk, __u64 lo, __u64 hi, __u32 v4,
+				       __u32 tag)
 {
 	int fresh = 0;
 
 #pragma unroll
 	for (int r = 0; r < FW_POL_ROWS; r++) {
-		__u32 idx = fw_pol_cell_idx(ps, base, r, lo, hi, v4);
-		struct fw_pol_cell *cell = bpf_map_lookup_elem(&fw_pol_cms, &idx);
-		if (!cell || cell->tag != tag) {
+		struct fw_pol_cell *cell = &sk->c[fw_pol_cell_idx(ps, r, lo, hi, v4) & (FW_POL_ROWS * FW_POL_WIDTH - 1)];
+		if (cell->tag != tag) {
 			fresh = 1;
 			continue;
 		}
@@ -209,38 +269,67 @@ static __always_inline int fw_pol_mark(const struct fw_policy_set *ps, __u32 bas
 }
 
 /*
- * Counts one matched packet for the policy in slot i: one cell per row
- * (plain adds), the estimate the least of them before this packet; writes a
- * hit when the estimate is over limit + margin, once per group and window
- * (fw_pol_mark).
+ * A group of the policy in slot i whose estimate (ap packets, ab bytes, this
+ * packet included) is over a limit itself: reported if it is over limit +
+ * margin too, once per group and window (fw_pol_mark). A global function,
+ * verified once, off the hot path: the packet's fields come in pk, built only
+ * here.
  */
-static __always_inline void fw_pol_account(const struct fw_policy_set *ps, const struct fw_policy *p, __u32 i,
-					   const struct fw_pol_pkt *pk)
+__noinline int fw_pol_report(const struct fw_policy_set *ps, __u32 i, const struct fw_pol_pkt *pk, __u64 ap, __u64 ab)
 {
+	__u32 z = 0;
+
+	if (!ps || !pk || i >= FW_POL_MAX)
+		return 0;
+	const struct fw_policy *p = &ps->p[i];
+	if (p->window_ns == 0)
+		return 0;
+	const struct fw_pol_stat *st = bpf_map_lookup_elem(&fw_pol_stat, &z);
+	if (!st)
+		return 0;
+	__u64 lp = p->limit_packets, lb = p->limit_bytes;
+	if (!((lp && ap > lp + st->margin_packets[i]) || (lb && ab > lb + st->margin_bytes[i])))
+		return 0;
+	__u32 slot = i;
+	struct fw_pol_sketch *sk = bpf_map_lookup_elem(&fw_pol_cms, &slot);
+	if (!sk)
+		return 0;
 	__u64 epoch = pk->now / p->window_ns;
 	__u32 tag = (__u32)epoch + p->id * FW_POL_TAG_MUL;
-	__u64 lo, hi = 0;
-	__u32 v4 = 0;
+	__u64 lo, hi;
+	__u32 v4 = fw_pol_words(p, pk->family, pk->w, &lo, &hi);
+	/* Over: reported once per group and window (its cells' marks). */
+	if (!fw_pol_mark(ps, sk, lo, hi, v4, tag))
+		return 0;
+	struct fw_pol_key k = {};
+	fw_pol_key_of(p, pk, &k);
+	fw_pol_hit(&k, ap, ab, epoch * p->window_ns, pk->now);
+	return 1;
+}
 
-	if (pk->family == 4) {
-		__u32 a = pk->w[0];
-		if (p->v4_len == 24)
-			a &= bpf_htonl(0xffffff00);
-		lo = a;
-		v4 = 1;
-	} else {
-		lo = (__u64)pk->w[0] | ((__u64)pk->w[1] << 32);
-		if (p->v6_len != 64)
-			hi = (__u64)pk->w[2] | ((__u64)pk->w[3] << 32);
-	}
+/*
+ * Counts one matched packet for the policy in slot i (inline in the
+ * program's counting function: no call, the packet's fields in registers):
+ * one lookup for the slot's sketch (an ARRAY of one sketch per slot, which
+ * the verifier inlines to an address), one cell per row (plain adds), the
+ * estimate the least of them before this packet; over a limit itself, the
+ * rest is fw_pol_report's.
+ */
+static __always_inline void fw_pol_account(const struct fw_policy_set *ps, const struct fw_policy *p, __u32 i,
+					   struct fw_pol_pkt *pk)
+{
+	__u32 slot = i;
+	struct fw_pol_sketch *sk = bpf_map_lookup_elem(&fw_pol_cms, &slot);
+	if (!sk || p->window_ns == 0)
+		return;
+	__u32 tag = (__u32)(pk->now / p->window_ns) + p->id * FW_POL_TAG_MUL;
+	__u64 lo, hi;
+	__u32 v4 = fw_pol_words(p, pk->family, pk->w, &lo, &hi);
 	__u64 est_p = ~0ULL, est_b = ~0ULL;
-	__u32 base = (i & (FW_POL_MAX - 1)) * (FW_POL_ROWS * FW_POL_WIDTH);
+	__u64 bytes = pk->bytes;
 #pragma unroll
 	for (int r = 0; r < FW_POL_ROWS; r++) {
-		__u32 idx = fw_pol_cell_idx(ps, base, r, lo, hi, v4);
-		struct fw_pol_cell *cell = bpf_map_lookup_elem(&fw_pol_cms, &idx);
-		if (!cell)
-			return;
+		struct fw_pol_cell *cell = &sk->c[fw_pol_cell_idx(ps, r, lo, hi, v4) & (FW_POL_ROWS * FW_POL_WIDTH - 1)];
 		__u32 np = 0, mark = 0;
 		__u64 nb = 0;
 		if (cell->tag == tag) {
@@ -251,49 +340,18 @@ static __always_inline void fw_pol_account(const struct fw_policy_set *ps, const
 			cell->tag = tag;
 		}
 		cell->packets = mark | (np + 1);
-		cell->bytes = nb + pk->bytes;
+		cell->bytes = nb + bytes;
 		if (np < est_p)
 			est_p = np;
 		if (nb < est_b)
 			est_b = nb;
 	}
-	__u64 ap = est_p + 1, ab = est_b + pk->bytes;
+	__u64 ap = est_p + 1, ab = est_b + bytes;
 	__u64 lp = p->limit_packets, lb = p->limit_bytes;
-	if (!((lp && ap > lp) || (lb && ab > lb)))
-		return; /* under the limit itself: no need for the margins */
-	__u32 z = 0;
-	const struct fw_pol_stat *st = bpf_map_lookup_elem(&fw_pol_stat, &z);
-	if (!st)
-		return;
-	__u32 mi = i;
-	asm volatile("" : "+r"(mi)); /* masked here, where the verifier sees it */
-	mi &= FW_POL_MAX - 1;
-	if (!((lp && ap > lp + st->margin_packets[mi]) || (lb && ab > lb + st->margin_bytes[mi])))
-		return;
-	/* Over: reported once per group and window (its cells' marks). */
-	if (!fw_pol_mark(ps, base, lo, hi, v4, tag))
-		return;
-	struct fw_pol_key k = {};
-	fw_pol_key_of(p, pk, &k);
-	fw_pol_hit(&k, ap, ab, epoch * p->window_ns, pk->now);
+	if ((lp && ap > lp) || (lb && ab > lb))
+		fw_pol_report(ps, i, pk, ap, ab);
 }
 #endif
-
-/*
- * Counts one packet for the policy in slot i, which it matched: a global
- * function, verified once for any policy and packet. The coarse clock (a
- * tick, 1-4 ms) is enough for windows of 100 ms and more.
- */
-__noinline int fw_pol_one(const struct fw_policy_set *ps, __u32 i, const struct fw_pol_pkt *pk)
-{
-	if (!ps || !pk || i >= FW_POL_MAX)
-		return 0;
-	const struct fw_policy *p = &ps->p[i];
-	if (p->id == 0 || p->window_ns == 0)
-		return 0;
-	fw_pol_account(ps, p, i, pk);
-	return 1;
-}
 
 /* The protocol class of IP protocol `proto` (FW_POL_CLASS_*). */
 static __always_inline __u32 fw_pol_class(__u32 proto)
@@ -343,14 +401,14 @@ static __always_inline void fw_policy_count(void *data, void *data_end, const st
 	__builtin_memcpy(pk.w, a->w, 16);
 	if (ps->l4_mask[dir & 1])
 		fw_pol_l4(data, data_end, &pk);
-	pk.now = bpf_ktime_get_coarse_ns();
+	pk.now = fw_pol_now();
 	__u32 n = ps->count;
 	for (__u32 i = 0; i < FW_POL_MAX; i++) {
 		if (i >= n)
 			break;
 		const struct fw_policy *p = &ps->p[i];
-		if (p->direction == dir && fw_pol_matches(p, &pk))
-			fw_pol_one(ps, i, &pk);
+		if (p->direction == dir && p->id != 0 && fw_pol_matches(p, &pk))
+			fw_pol_account(ps, p, i, &pk);
 	}
 }
 

@@ -9,7 +9,8 @@
  * policies). A packet a policy of its direction matches (protocol,
  * destination port ranges, TCP SYN only) and that the rules did not drop is
  * counted per (policy, source group) in a count-min sketch (ABI 11): policy
- * slot i owns FW_POL_ROWS rows of FW_POL_WIDTH cells of fw_pol_cms, an
+ * slot i owns FW_POL_ROWS rows of FW_POL_WIDTH cells, value i of fw_pol_cms
+ * (ABI 12: one value per slot, so one lookup per packet and policy), an
  * mmapable ARRAY whose memory is fixed at load whatever the number of
  * sources (FW_POL_MAX x FW_POL_ROWS x FW_POL_WIDTH x 16 bytes = 8 MiB).
  *
@@ -19,7 +20,8 @@
  * 0), seeds random per agent process (an attacker who does not know them
  * cannot pick sources that collide with a victim in every row). A cell is
  * tagged with its window: tag = (u32)(now / window_ns) + id * FW_POL_TAG_MUL
- * (now: bpf_ktime_get_coarse_ns()); a cell whose tag is not the packet's
+ * (now: bpf_ktime_get_coarse_ns(), read once per jiffy per CPU, so at most
+ * one tick behind it: fw_pol_now in fw_policy.h); a cell whose tag is not the packet's
  * restarts at this packet, so a new window or a new policy version needs no
  * clearing. Windows are aligned (epoch = now / window_ns), the same for
  * every group of a policy.
@@ -121,11 +123,16 @@ struct fw_policy_set {
 	struct fw_policy p[FW_POL_MAX];
 };
 
-/* fw_pol_cms[(slot * FW_POL_ROWS + row) * FW_POL_WIDTH + h]: one counter of the sketch. */
+/* One counter of the sketch. */
 struct fw_pol_cell {
 	__u32 tag;            /* the window (and policy version) it counts: not the packet's = 0 */
 	__u32 packets;        /* FW_POL_REPORTED | packets (31 bits) */
 	__u64 bytes;
+};
+
+/* fw_pol_cms[slot]: one policy slot's sketch, c[row * FW_POL_WIDTH + h] (one lookup per packet and policy). */
+struct fw_pol_sketch {
+	struct fw_pol_cell c[FW_POL_ROWS * FW_POL_WIDTH];
 };
 
 /* A source group as reported. addr is masked to the policy's length (4 bytes used for IPv4). */
@@ -148,7 +155,7 @@ struct fw_pol_hit {
 	__u64 packets;        /* the estimate when the limit was crossed (this packet included) */
 	__u64 bytes;
 	__u64 elapsed_ns;     /* since the window began */
-	__u64 at_ns;          /* bpf_ktime_get_coarse_ns() of the crossing packet */
+	__u64 at_ns;          /* the crossing packet's clock (the coarse clock, at most a tick behind it) */
 };
 
 /* fw_pol_stat[0] (mmapped by the agent). */

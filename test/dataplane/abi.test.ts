@@ -29,7 +29,7 @@ import {
 } from '../../node-agent/src/datapath/abi.js';
 import { MAX_COUNTER_SLOTS, MAX_STORE_ID_BYTES } from '../../node-agent/src/datapath/datapath.js';
 import { raw } from '../../node-agent/src/datapath/libbpf.js';
-import { FW_POL_CELLS } from '../../node-agent/src/datapath/policy-abi.js';
+import { FW_POL_CELLS, FW_POL_MAX } from '../../node-agent/src/datapath/policy-abi.js';
 import { HEADER_CONSTS, KERNEL_ENUMS, KERNEL_LAYOUT, LIBBPF_LAYOUT, type UapiStruct } from '../../node-agent/src/datapath/uapi.js';
 
 const root = resolve(import.meta.dirname, '../..');
@@ -104,7 +104,7 @@ test('abi.ts sizes, offsets, enums and names match fleetwall_abi.h', () => {
   // The Datapath interface promises what the pinned meta holds.
   assert.equal(MAX_STORE_ID_BYTES, num(c, 'FW_STORE_ID_MAX'), 'datapath.ts MAX_STORE_ID_BYTES == FW_STORE_ID_MAX');
   assert.equal(MAX_COUNTER_SLOTS, num(c, 'FW_MAX_RULE_SLOTS'), 'datapath.ts MAX_COUNTER_SLOTS == FW_MAX_RULE_SLOTS');
-  assert.equal(FW_ABI_VERSION, 11);
+  assert.equal(FW_ABI_VERSION, 12);
   // The table index (the OpBatch column) is enum fw_table_id, and TABLES is indexed by it.
   const tables = { 'ingress 4': FW_TABLE.IN4, 'ingress 6': FW_TABLE.IN6, 'egress 4': FW_TABLE.EG4, 'egress 6': FW_TABLE.EG6 };
   for (const [k, id] of Object.entries(tables)) {
@@ -171,7 +171,7 @@ test('the compiled objects declare every map with the ABI key and value sizes', 
     [MAP.EV_CFG]: [4, LAYOUT.fw_ev_cfg.size],
     [MAP.EV_CPU]: [4, LAYOUT.fw_ev_cpu.size],
     [MAP.POL_CFG]: [4, LAYOUT.fw_policy_set.size],
-    [MAP.POL_CMS]: [4, LAYOUT.fw_pol_cell.size],
+    [MAP.POL_CMS]: [4, LAYOUT.fw_pol_sketch.size],
     [MAP.POL_HITS]: [4, LAYOUT.fw_pol_hit.size],
     [MAP.POL_STAT]: [4, LAYOUT.fw_pol_stat.size],
   };
@@ -195,7 +195,14 @@ test('the compiled objects declare every map with the ABI key and value sizes', 
         assert.ok(want, `${objName}: map ${name} is not in the ABI`);
         assert.deepEqual([raw.bpf_map__key_size(m), raw.bpf_map__value_size(m)], want, `${objName}: ${name} key/value size`);
         // The count-min sketch: every policy slot's rows, fixed at load (policy-maps.ts maps and reads them by this geometry).
-        if (name === MAP.POL_CMS) assert.equal(raw.bpf_map__max_entries(m), FW_POL_CELLS, `${objName}: ${name} holds FW_POL_CELLS cells`);
+        if (name === MAP.POL_CMS) {
+          assert.equal(raw.bpf_map__max_entries(m), FW_POL_MAX, `${objName}: ${name} holds one sketch per policy slot`);
+          assert.equal(
+            FW_POL_MAX * LAYOUT.fw_pol_sketch.size,
+            FW_POL_CELLS * LAYOUT.fw_pol_cell.size,
+            `${objName}: ${name} holds FW_POL_CELLS cells`,
+          );
+        }
       }
       assert.deepEqual([...seen].sort(), Object.keys(expected).sort(), `${objName} declares every ABI map`);
       // The table configs are the programs' global: the .bss, one value of the four configs.

@@ -5,7 +5,7 @@
 
 export const FW_POL_MAX = 8;
 export const FW_POL_PORT_RANGES = 8;
-/** Count-min rows per policy, cells per row (2^FW_POL_WIDTH_BITS), cells in fw_pol_cms (every slot's rows). */
+/** Count-min rows per policy, cells per row (2^FW_POL_WIDTH_BITS), cells in fw_pol_cms (every slot's rows: FW_POL_MAX values of one slot's sketch each). */
 export const FW_POL_ROWS = 4;
 export const FW_POL_WIDTH_BITS = 14;
 export const FW_POL_WIDTH = 1 << FW_POL_WIDTH_BITS;
@@ -67,6 +67,7 @@ export const POLICY_LAYOUT = {
     fields: { dir_mask: 0, count: 4, class_mask: 6, l4_mask: 8, pad: 10, seed: 16, p: 16 + 24 * FW_POL_ROWS },
   },
   fw_pol_cell: { size: 16, fields: { tag: 0, packets: 4, bytes: 8 } },
+  fw_pol_sketch: { size: 16 * FW_POL_ROWS * FW_POL_WIDTH, fields: { c: 0 } },
   fw_pol_key: { size: 24, fields: { policy: 0, family: 4, pad: 5, addr: 8 } },
   fw_pol_hit: { size: 64, fields: { seq: 0, key: 8, packets: 32, bytes: 40, elapsed_ns: 48, at_ns: 56 } },
   fw_pol_stat: { size: 192, fields: { head: 0, pad: 8, margin_packets: 64, margin_bytes: 128 } },

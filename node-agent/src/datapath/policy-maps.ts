@@ -252,7 +252,7 @@ export class PolicyMaps implements PolicyCounter {
       hits: stat.getBigUint64(ST.fields.head, true),
       windowPackets: this.windowPackets,
       marginPackets: this.marginPackets,
-      sketchBytes: (this.cms.maxEntries || FW_POL_CELLS) * CELL.size,
+      sketchBytes: (this.cms.maxEntries || FW_POL_MAX) * SLOT_BYTES,
     };
   }
 
