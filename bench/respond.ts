@@ -48,7 +48,7 @@ import {
   unaryCall,
 } from '../test/support/control-plane.js';
 import { startTestPostgres } from '../test/support/postgres.js';
-import { detectionPolicy } from '../test/support/policy-fixtures.js';
+import { detectionPolicy, kernelPolicy } from '../test/support/policy-fixtures.js';
 import { ipFrame, l4Frame } from '../test/support/frames.js';
 import { XDP_DROP } from '../node-agent/src/datapath/libbpf.js';
 import type { KernelPolicy } from '../node-agent/src/datapath/policy-maps.js';
@@ -98,19 +98,7 @@ function perPacket(dp: BpfDatapath): void {
     sketch: () => dp.testRun('xdp', f, { repeat: REPEAT }).durationNs,
     lru: () => progTestRun(lru.fd, f, { repeat: REPEAT }).durationNs,
   };
-  const kp = (p: Partial<KernelPolicy>): KernelPolicy => ({
-    id: 1,
-    direction: 'ingress',
-    protocol: 'udp',
-    synOnly: false,
-    ports: [[9, 9]],
-    v4Len: 32,
-    v6Len: 128,
-    windowNs: 1_000_000_000n,
-    limitPackets: 1n << 62n,
-    limitBytes: 0n,
-    ...p,
-  });
+  const kp = (p: Partial<KernelPolicy>): KernelPolicy => kernelPolicy({ limitPackets: 1n << 62n, ...p });
   // [metric, policies, build]: the production build (the sketch), and the LRU build on the same maps.
   const cases: [string, KernelPolicy[], string][] = [
     ['baseline', [], 'sketch'],

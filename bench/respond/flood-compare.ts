@@ -20,7 +20,7 @@ import { MAP, PROG } from '../../node-agent/src/datapath/abi.js';
 import type { BpfDatapath } from '../../node-agent/src/datapath/bpf-datapath.js';
 import { type LoadedObject, loadObject } from '../../node-agent/src/datapath/bpf-object.js';
 import { memlockOf } from '../../node-agent/src/datapath/kernel-memory.js';
-import type { KernelPolicy } from '../../node-agent/src/datapath/policy-maps.js';
+import { kernelPolicy } from '../../test/support/policy-fixtures.js';
 import type { MarginRule } from '../../node-agent/src/datapath/sketch-margin.js';
 import { progTestRun } from '../../node-agent/src/datapath/test-run.js';
 import { ipFrame } from '../../test/support/frames.js';
@@ -66,18 +66,7 @@ export function flood(
   kernelBytes: number,
   o: { sources: number; limit: number; policyId: number; marginRule?: MarginRule; noPolicy?: boolean },
 ): FloodFigures {
-  const policy: KernelPolicy = {
-    id: o.policyId,
-    direction: 'ingress',
-    protocol: 'udp',
-    synOnly: false,
-    ports: [[9, 9]],
-    v4Len: 32,
-    v6Len: 128,
-    windowNs: 3600n * 1_000_000_000n,
-    limitPackets: BigInt(o.limit),
-    limitBytes: 0n,
-  };
+  const policy = kernelPolicy({ id: o.policyId, windowNs: 3600n * 1_000_000_000n, limitPackets: BigInt(o.limit) });
   dp.policies.marginRule = o.marginRule ?? 'quantile';
   dp.policies.writePolicies(o.noPolicy ? [] : [policy]);
   const from = dp.policies.policyStats().hits;

@@ -15,6 +15,7 @@ import { FW_POL_CELLS, FW_POL_MAX, FW_POL_ROWS, FW_POL_WIDTH } from '../../node-
 import { ipFrame, l4Frame } from '../support/frames.js';
 import { withDatapath } from '../support/pin-dirs.js';
 import { applyOps } from '../support/object-forms.js';
+import { kernelPolicy } from '../support/policy-fixtures.js';
 
 const XDP_DROP = 1;
 const XDP_PASS = 2;
@@ -22,18 +23,8 @@ const DST = '192.0.2.1';
 const SEC = 1_000_000_000n;
 
 function policy(p: Partial<KernelPolicy> & { id: number }): KernelPolicy {
-  return {
-    direction: 'ingress',
-    protocol: 'udp',
-    synOnly: false,
-    ports: [[9, 9]],
-    v4Len: 32,
-    v6Len: 128,
-    windowNs: 3600n * SEC, // windows are aligned (now / window): a long one, so no test straddles two
-    limitPackets: 5n,
-    limitBytes: 0n,
-    ...p,
-  };
+  // Windows are aligned (now / window): a long one, so no test straddles two.
+  return kernelPolicy({ windowNs: 3600n * SEC, ...p });
 }
 
 function send(dp: BpfDatapath, frame: Buffer, n = 1): number {

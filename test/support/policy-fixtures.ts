@@ -6,6 +6,7 @@
 // DetectionPolicy.fromPartial fills the rest (the server-set fields: zero).
 import { BanScope, DetectionPolicy, PolicyProtocol, SourceGrouping } from '../../proto/gen/fleetwall/v1/policy.js';
 import { Direction, Mode } from '../../proto/gen/fleetwall/v1/rule.js';
+import type { KernelPolicy } from '../../node-agent/src/datapath/policy-maps.js';
 
 type Partial1<T> = { [K in keyof T]?: T[K] };
 
@@ -44,4 +45,25 @@ export function detectionPolicy(p: PolicyOverrides): DetectionPolicy {
     threshold: { ...b.threshold, ...p.threshold },
     response: { ...b.response, ...p.response },
   });
+}
+
+/**
+ * One policy as the kernel counts it (the datapath's KernelPolicy), for the
+ * policy kernel tests and bench:respond: id 1, ingress UDP to port 9, per
+ * /32 (/128), a 1 s window, 5 packets, no byte limit, any field overridden.
+ */
+export function kernelPolicy(p: Partial<KernelPolicy> = {}): KernelPolicy {
+  return {
+    id: 1,
+    direction: 'ingress',
+    protocol: 'udp',
+    synOnly: false,
+    ports: [[9, 9]],
+    v4Len: 32,
+    v6Len: 128,
+    windowNs: 1_000_000_000n,
+    limitPackets: 5n,
+    limitBytes: 0n,
+    ...p,
+  };
 }
