@@ -13,7 +13,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
-import { detectionPolicy } from '../support/policy-fixtures.js';
+import { detectionPolicy, sec } from '../support/policy-fixtures.js';
 import { ping } from '../support/traffic.js';
 import { withNetnsPair } from '../support/netns.js';
 import { startTestControlPlane, unaryCall } from '../support/control-plane.js';
@@ -31,8 +31,6 @@ before(async () => {
 after(async () => {
   await pg?.stop();
 });
-
-const sec = (s: number) => ({ seconds: BigInt(s), nanos: 0 });
 
 function icmpPolicy(name: string, mode = Mode.MODE_ENFORCE): DetectionPolicy {
   // 30 packets a second over a 1 s window; a ban of 15 s, doubling, no jitter.

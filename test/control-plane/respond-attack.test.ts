@@ -10,13 +10,12 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import postgres from 'postgres';
-import type { Detection } from '../../proto/gen/fleetwall/v1/agent_service.js';
 import { type DetectionPolicy, PolicyProtocol, SourceGrouping } from '../../proto/gen/fleetwall/v1/policy.js';
 import { Action } from '../../proto/gen/fleetwall/v1/rule.js';
-import { formatPrefix, parseAddress } from '../../common/src/cidr.js';
+import { formatPrefix } from '../../common/src/cidr.js';
 import { CreateRuleRequest } from '../../proto/gen/fleetwall/v1/rule_service.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
-import { detectionPolicy, type PolicyOverrides } from '../support/policy-fixtures.js';
+import { detectionPolicy, detectionReport, type PolicyOverrides } from '../support/policy-fixtures.js';
 import { callError, errorInfoOf, startTestControlPlane, type TestControlPlane, unaryCall } from '../support/control-plane.js';
 import { SyncClient } from '../support/scripted-agent.js';
 import { eventually } from '../support/eventually.js';
@@ -29,33 +28,12 @@ after(async () => {
   await pg?.stop();
 });
 
-const sec = (s: number) => ({ seconds: BigInt(s), nanos: 0 });
-
 function policy(p: PolicyOverrides): DetectionPolicy {
   return detectionPolicy({
     match: { protocol: PolicyProtocol.POLICY_PROTOCOL_UDP, ports: [], tcpSynOnly: false },
     maxBansPerSecond: 1000,
     ...p,
   });
-}
-
-function detection(policyId: bigint, name: string, address: string): Detection {
-  const v6 = address.includes(':');
-  return {
-    kind: 'detection',
-    policyId,
-    policy: name,
-    address: Buffer.from(parseAddress(address).bytes),
-    prefixLength: v6 ? 128 : 32,
-    packets: 100n,
-    bytes: 6000n,
-    window: sec(1),
-    packetsPerSecond: 100,
-    bytesPerSecond: 6000,
-    detectTime: new Date(),
-    monitor: false,
-    bannedLocally: true,
-  };
 }
 
 interface Rig {
@@ -112,7 +90,7 @@ test('bans that are due together are one transaction and one revision; each keep
       CreateRuleRequest.fromPartial({ rule: { cidr: '192.0.2.0/24', action: Action.ACTION_ALLOW } }),
     );
     // A ban in force before the flood.
-    r.agent.send({ msg: { $case: 'detection', value: detection(id, 'bulk', '198.18.0.1') } });
+    r.agent.send({ msg: { $case: 'detection', value: detectionReport(id, 'bulk', '198.18.0.1') } });
     const [first] = await untilBans(r, (l) => l.length === 1, 'the first ban');
     const firstRule = (await unaryCall(r.cp.clients.rules, 'getRule', { id: first!.ruleId })).rule!;
     const [before] = await r.sql<{ n: bigint }[]>`select count(*)::bigint as n from revisions where kind = 'ban'`;
@@ -121,7 +99,8 @@ test('bans that are due together are one transaction and one revision; each keep
     // 100 new sources, the banned one again and an allowed one, all at once.
     await new Promise((res) => setTimeout(res, 1100));
     const sources = Array.from({ length: 100 }, (_, i) => `198.18.${1 + (i >> 8)}.${i & 255}`);
-    for (const s of [...sources, '198.18.0.1', '192.0.2.9']) r.agent.send({ msg: { $case: 'detection', value: detection(id, 'bulk', s) } });
+    for (const s of [...sources, '198.18.0.1', '192.0.2.9'])
+      r.agent.send({ msg: { $case: 'detection', value: detectionReport(id, 'bulk', s) } });
     const all = await untilBans(r, (l) => l.length === 101, 'all 101 banned');
     await eventually(async () => {
       const g = (await unaryCall(r.cp.clients.policies, 'getPolicy', { name: 'bulk' })).policy!;
@@ -165,7 +144,7 @@ test('a group whose transaction fails writes nothing and stays queued; it is wri
     // Every insert into bans fails (a DB error in the middle of the group's transaction, after its rules are inserted).
     await r.sql.unsafe(`create function fail_bans() returns trigger language plpgsql as $$ begin raise exception 'bans refused by the test'; end $$;
       create trigger fail_bans before insert on bans for each row execute function fail_bans()`);
-    for (let i = 1; i <= 10; i++) r.agent.send({ msg: { $case: 'detection', value: detection(id, 'retry', `198.51.100.${i}`) } });
+    for (let i = 1; i <= 10; i++) r.agent.send({ msg: { $case: 'detection', value: detectionReport(id, 'retry', `198.51.100.${i}`) } });
     await eventually(async () => {
       const m = await fetch(`http://127.0.0.1:${r.cp.httpPort}/metrics`).then((x) => x.text());
       assert.match(m, /fleetwall_bans_deferred\{[^}]*\} 10|fleetwall_bans_deferred 10/, 'the 10 wait');
@@ -192,7 +171,7 @@ test('merge_threshold: N bans of one /24 become one /24 ban (the agent gets it, 
       'createRule',
       CreateRuleRequest.fromPartial({ rule: { cidr: '203.0.113.77/32', action: Action.ACTION_ALLOW } }),
     );
-    const send = (s: string) => r.agent.send({ msg: { $case: 'detection', value: detection(id, 'merge', s) } });
+    const send = (s: string) => r.agent.send({ msg: { $case: 'detection', value: detectionReport(id, 'merge', s) } });
     send('198.51.100.1');
     send('198.51.100.2');
     await untilBans(r, (l) => l.length === 2, 'two /32 bans');

@@ -10,17 +10,15 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Detection } from '../../proto/gen/fleetwall/v1/agent_service.js';
 import { PolicyProtocol } from '../../proto/gen/fleetwall/v1/policy.js';
 import { Action, Mode } from '../../proto/gen/fleetwall/v1/rule.js';
 import type { DetectionPolicy } from '../../proto/gen/fleetwall/v1/policy.js';
-import { parseAddress } from '../../common/src/cidr.js';
 import { CreateRuleRequest, ListRulesRequest } from '../../proto/gen/fleetwall/v1/rule_service.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
 import { callError, errorInfoOf, startTestControlPlane, type TestControlPlane, unaryCall } from '../support/control-plane.js';
 import { SyncClient } from '../support/scripted-agent.js';
 import { eventually } from '../support/eventually.js';
-import { detectionPolicy, type PolicyOverrides } from '../support/policy-fixtures.js';
+import { detectionPolicy, detectionReport, type PolicyOverrides, sec } from '../support/policy-fixtures.js';
 
 let pg: TestPostgres;
 before(async () => {
@@ -29,8 +27,6 @@ before(async () => {
 after(async () => {
   await pg?.stop();
 });
-
-const sec = (s: number) => ({ seconds: BigInt(Math.floor(s)), nanos: Math.round((s % 1) * 1e9) });
 
 function policy(p: PolicyOverrides): DetectionPolicy {
   return detectionPolicy(p);
@@ -43,25 +39,6 @@ async function withCp(fn: (cp: TestControlPlane) => Promise<void>): Promise<void
   } finally {
     await cp.stop();
   }
-}
-
-function detection(policyId: bigint, name: string, address: string, o: Partial<Detection> = {}): Detection {
-  return {
-    kind: 'detection',
-    policyId,
-    policy: name,
-    address: Buffer.from(parseAddress(address).bytes),
-    prefixLength: address.includes(':') ? 128 : 32,
-    packets: 100n,
-    bytes: 6000n,
-    window: sec(1),
-    packetsPerSecond: 100,
-    bytesPerSecond: 6000,
-    detectTime: new Date(),
-    monitor: false,
-    bannedLocally: true,
-    ...o,
-  };
 }
 
 /** Polls until `f` gives a value (undefined: not yet). */
@@ -140,7 +117,7 @@ test('a detection becomes one fleet-wide ban by policy:NAME; a repeat extends it
       const id = got.id;
 
       // First detection: a deny with the policy's duration, created by the policy.
-      a.send({ msg: { $case: 'detection', value: detection(id, 'ssh-syn', '198.51.100.7') } });
+      a.send({ msg: { $case: 'detection', value: detectionReport(id, 'ssh-syn', '198.51.100.7') } });
       const [ban] = await until(async () => {
         const l = await bans(cp);
         return l.length === 1 ? l : undefined;
@@ -170,7 +147,7 @@ test('a detection becomes one fleet-wide ban by policy:NAME; a repeat extends it
 
       // A repeated detection (another node, later) extends that one ban: no second rule.
       await new Promise((r) => setTimeout(r, 1100));
-      b.send({ msg: { $case: 'detection', value: detection(id, 'ssh-syn', '198.51.100.7') } });
+      b.send({ msg: { $case: 'detection', value: detectionReport(id, 'ssh-syn', '198.51.100.7') } });
       await until(async () => {
         const l = await bans(cp);
         return l.length === 1 && l[0]!.node === 'node-2' ? l : undefined;
@@ -185,7 +162,7 @@ test('a detection becomes one fleet-wide ban by policy:NAME; a repeat extends it
 
       // The ban is lifted (an operator deletes it); the next offence is the second: 120s.
       await unaryCall(cp.clients.rules, 'deleteRule', { id: ban!.ruleId });
-      a.send({ msg: { $case: 'detection', value: detection(id, 'ssh-syn', '198.51.100.7') } });
+      a.send({ msg: { $case: 'detection', value: detectionReport(id, 'ssh-syn', '198.51.100.7') } });
       const [again] = await until(async () => {
         const l = await bans(cp);
         return l.length === 1 && l[0]!.offences === 2 ? l : undefined;
@@ -200,8 +177,8 @@ test('a detection becomes one fleet-wide ban by policy:NAME; a repeat extends it
         'createRule',
         CreateRuleRequest.fromPartial({ rule: { cidr: '203.0.113.0/24', action: Action.ACTION_ALLOW } }),
       );
-      a.send({ msg: { $case: 'detection', value: detection(id, 'ssh-syn', '203.0.113.9') } });
-      a.send({ msg: { $case: 'detection', value: detection(id, 'ssh-syn', '127.0.0.1') } });
+      a.send({ msg: { $case: 'detection', value: detectionReport(id, 'ssh-syn', '203.0.113.9') } });
+      a.send({ msg: { $case: 'detection', value: detectionReport(id, 'ssh-syn', '127.0.0.1') } });
       await until(async () => {
         const g = (await unaryCall(cp.clients.policies, 'getPolicy', { name: 'ssh-syn' })).policy!;
         return g.exempted === 2n ? g : undefined;
@@ -217,7 +194,7 @@ test('a detection becomes one fleet-wide ban by policy:NAME; a repeat extends it
         .policy!;
       await a.waitFor((c) => c.policySets.at(-1)?.length === 2, 'node-1 gets both');
       const mid = a.policySets.at(-1)!.find((x) => x.name === 'watch')!.id;
-      a.send({ msg: { $case: 'detection', value: detection(mid, 'watch', '192.0.2.77', { monitor: true, bannedLocally: false }) } });
+      a.send({ msg: { $case: 'detection', value: detectionReport(mid, 'watch', '192.0.2.77', { monitor: true, bannedLocally: false }) } });
       await until(async () => {
         const g = (await unaryCall(cp.clients.policies, 'getPolicy', { name: 'watch' })).policy!;
         return g.detections === 1n ? g : undefined;
@@ -245,7 +222,7 @@ test('bans per policy per second are capped: the rest wait and are banned later,
       await unaryCall(cp.clients.policies, 'createPolicy', { policy: policy({ name: 'capped', maxBansPerSecond: 5 }) });
       await a.waitFor((c) => c.policySets.at(-1)?.length === 1, 'the policy');
       const id = a.policySets.at(-1)![0]!.id;
-      for (let i = 1; i <= 20; i++) a.send({ msg: { $case: 'detection', value: detection(id, 'capped', `198.51.100.${i}`) } });
+      for (let i = 1; i <= 20; i++) a.send({ msg: { $case: 'detection', value: detectionReport(id, 'capped', `198.51.100.${i}`) } });
       const all = await until(
         async () => {
           const l = await bans(cp);

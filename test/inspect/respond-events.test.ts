@@ -18,14 +18,12 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { status } from '@grpc/grpc-js';
-import { parseAddress } from '../../common/src/cidr.js';
-import type { Detection } from '../../proto/gen/fleetwall/v1/agent_service.js';
 import { BanOutcome, type DropEvent, EventKind, EventVerdict } from '../../proto/gen/fleetwall/v1/event.js';
 import type { DetectionPolicy } from '../../proto/gen/fleetwall/v1/policy.js';
 import { Action, Direction, Mode } from '../../proto/gen/fleetwall/v1/rule.js';
 import { CreateRuleRequest } from '../../proto/gen/fleetwall/v1/rule_service.js';
 import { errorInfoOf, startTestControlPlanes, type TestControlPlane, unaryCall } from '../support/control-plane.js';
-import { detectionPolicy } from '../support/policy-fixtures.js';
+import { detectionPolicy, detectionReport } from '../support/policy-fixtures.js';
 import { eventually } from '../support/eventually.js';
 import { inspectClient, type Watch, watchEvents } from '../support/inspect-client.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
@@ -42,29 +40,8 @@ after(async () => {
   await pg?.stop();
 });
 
-const sec = (s: number) => ({ seconds: BigInt(s), nanos: 0 });
-
 function policy(name: string, mode: Mode): DetectionPolicy {
   return detectionPolicy({ name, mode });
-}
-
-function detection(policyId: bigint, name: string, address: string, o: Partial<Detection> = {}): Detection {
-  return {
-    kind: 'detection',
-    policyId,
-    policy: name,
-    address: Buffer.from(parseAddress(address).bytes),
-    prefixLength: 32,
-    packets: 100n,
-    bytes: 6000n,
-    window: sec(1),
-    packetsPerSecond: 100,
-    bytesPerSecond: 6000,
-    detectTime: new Date(),
-    monitor: false,
-    bannedLocally: true,
-    ...o,
-  };
 }
 
 /** A compact view of an event: kind, policy, source CIDR, outcome. */
@@ -155,27 +132,27 @@ test('detections and ban outcomes reach watchers on both processes; filters sele
       },
     });
     const sshId = ids.get('ssh-syn')!;
-    agent.send({ msg: { $case: 'detection', value: detection(sshId, 'ssh-syn', '198.51.100.7') } });
+    agent.send({ msg: { $case: 'detection', value: detectionReport(sshId, 'ssh-syn', '198.51.100.7') } });
     const created = await until(
       'the created ban on the second process',
       async () => allB.events.find((e) => e.kind === EventKind.EVENT_KIND_BAN),
       (e) => e !== undefined,
     );
-    agent.send({ msg: { $case: 'detection', value: detection(sshId, 'ssh-syn', '198.51.100.7') } });
+    agent.send({ msg: { $case: 'detection', value: detectionReport(sshId, 'ssh-syn', '198.51.100.7') } });
     await until(
       'the extension',
       async () => allB.events.filter((e) => e.kind === EventKind.EVENT_KIND_BAN).length,
       (n) => n === 2,
     );
-    agent.send({ msg: { $case: 'detection', value: detection(sshId, 'ssh-syn', '203.0.113.9') } });
+    agent.send({ msg: { $case: 'detection', value: detectionReport(sshId, 'ssh-syn', '203.0.113.9') } });
     agent.send({
       msg: {
         $case: 'detection',
-        value: detection(ids.get('scan-watch')!, 'scan-watch', '192.0.2.77', { monitor: true, bannedLocally: false }),
+        value: detectionReport(ids.get('scan-watch')!, 'scan-watch', '192.0.2.77', { monitor: true, bannedLocally: false }),
       },
     });
     // Unknown to the control plane: no event (and no ban).
-    agent.send({ msg: { $case: 'detection', value: detection(987654n, 'made-up', '192.0.2.99') } });
+    agent.send({ msg: { $case: 'detection', value: detectionReport(987654n, 'made-up', '192.0.2.99') } });
 
     const expected = [
       'drop rule 0 198.51.100.50',

@@ -7,6 +7,8 @@
 import { BanScope, DetectionPolicy, PolicyProtocol, SourceGrouping } from '../../proto/gen/fleetwall/v1/policy.js';
 import { Direction, Mode } from '../../proto/gen/fleetwall/v1/rule.js';
 import type { KernelPolicy } from '../../node-agent/src/datapath/policy-maps.js';
+import type { Detection } from '../../proto/gen/fleetwall/v1/agent_service.js';
+import { parseAddress } from '../../common/src/cidr.js';
 
 type Partial1<T> = { [K in keyof T]?: T[K] };
 
@@ -65,5 +67,29 @@ export function kernelPolicy(p: Partial<KernelPolicy> = {}): KernelPolicy {
     limitPackets: 5n,
     limitBytes: 0n,
     ...p,
+  };
+}
+
+/**
+ * A Detection as an agent reports it over Sync (policy `name`, id
+ * `policyId`, source `address` as a /32 or /128): 100 packets, 6,000 bytes
+ * in a 1 s window, enforced and banned locally, any field overridden.
+ */
+export function detectionReport(policyId: bigint, name: string, address: string, o: Partial<Detection> = {}): Detection {
+  return {
+    kind: 'detection',
+    policyId,
+    policy: name,
+    address: Buffer.from(parseAddress(address).bytes),
+    prefixLength: address.includes(':') ? 128 : 32,
+    packets: 100n,
+    bytes: 6000n,
+    window: sec(1),
+    packetsPerSecond: 100,
+    bytesPerSecond: 6000,
+    detectTime: new Date(),
+    monitor: false,
+    bannedLocally: true,
+    ...o,
   };
 }
