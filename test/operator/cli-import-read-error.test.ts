@@ -5,19 +5,18 @@
 // fails at once) and stdin a TCP socket reset by its peer after more lines
 // than one chunk (8,192) were read and sent (the read fails mid-way); the
 // same lines ending normally are imported, so the count is no accident.
+import { type CliRun, runCli } from '../support/cli.js';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
 import { startTestControlPlane, type TestControlPlane } from '../support/control-plane.js';
 import { eventually } from '../support/eventually.js';
 import { withSql } from '../support/rule-fixtures.js';
 
-const BIN = resolve(import.meta.dirname, '../../bin/fleetwall.mjs');
 let pg: TestPostgres;
 let url: string;
 let cp: TestControlPlane;
@@ -36,25 +35,9 @@ after(async () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** The CLI with `stdin` as its fd 0 ('ignore': /dev/null). */
-function fw(args: string[], stdin: Socket | 'ignore' = 'ignore'): Promise<Run> {
-  return new Promise((resolveRun) => {
-    const child = spawn(process.execPath, [BIN, '--server', cp.target, ...args], {
-      stdio: [stdin, 'pipe', 'pipe'],
-      env: { ...process.env, NO_COLOR: '1' },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('exit', (code) => resolveRun({ code, stdout, stderr }));
-  });
+function fw(args: string[], stdin: Socket | 'ignore' = 'ignore'): Promise<CliRun> {
+  return runCli(cp.target, args, { stdin });
 }
 
 const ruleCount = () => withSql(url, async (sql) => (await sql<{ n: number }[]>`select count(*)::int as n from rules`)[0]!.n);

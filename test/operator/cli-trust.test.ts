@@ -6,19 +6,18 @@
 // elsewhere (no data dir) it needs --ca-cert and --token and says so.
 // Stored text and error messages reach the terminal without escape
 // sequences.
+import { type CliRun, runCli } from '../support/cli.js';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { Action } from '../../proto/gen/fleetwall/v1/rule.js';
 import { CreateRuleRequest } from '../../proto/gen/fleetwall/v1/rule_service.js';
 import { jsonSafe, sanitizeCell, sanitizeText } from '../../cli/src/sanitize.js';
 import { connectClients, startTestControlPlane, type TestControlPlane, unaryCall } from '../support/control-plane.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
 
-const BIN = resolve(import.meta.dirname, '../../bin/fleetwall.mjs');
 let pg: TestPostgres;
 let cp: TestControlPlane;
 let dataDir: string;
@@ -38,25 +37,12 @@ after(async () => {
   rmSync(elsewhere, { recursive: true, force: true });
 });
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs the CLI from a directory without .fleetwall; `env` adds FLEETWALL_* settings. */
-function fw(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [BIN, '--server', `127.0.0.1:${cp.grpcPort}`, ...args], {
-      cwd: elsewhere,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'alice', NO_COLOR: '1', ...env },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('exit', (code) => done({ code, stdout, stderr }));
+function fw(args: string[], env: Record<string, string> = {}): Promise<CliRun> {
+  return runCli(`127.0.0.1:${cp.grpcPort}`, args, {
+    stdin: 'ignore',
+    cwd: elsewhere,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'alice', NO_COLOR: '1', ...env },
   });
 }
 

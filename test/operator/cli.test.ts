@@ -1,9 +1,9 @@
 // The `fleetwall` CLI as a user runs it (a real process, `bin/fleetwall.mjs`)
 // against a real control plane on real Postgres: output parsed (tables and
 // --json), exit codes checked.
+import { type CliRun, runCli } from '../support/cli.js';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -12,7 +12,6 @@ import { startTestControlPlane, type TestControlPlane } from '../support/control
 import { startListServer } from '../support/list-server.js';
 import { SyncRequest, type SyncResponse } from '../../proto/gen/fleetwall/v1/agent_service.js';
 
-const BIN = resolve(import.meta.dirname, '../../bin/fleetwall.mjs');
 const FIXTURES = resolve(import.meta.dirname, '../common/fixtures/blocklists');
 let pg: TestPostgres;
 let cp: TestControlPlane;
@@ -30,25 +29,8 @@ after(async () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function fw(args: string[], opts: { stdin?: string; server?: string } = {}): Promise<Run> {
-  return new Promise((resolveRun) => {
-    const child = spawn(process.execPath, [BIN, '--server', opts.server ?? cp.target, ...args], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-      env: { ...process.env, NO_COLOR: '1' },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.stdin.end(opts.stdin ?? '');
-    child.once('exit', (code) => resolveRun({ code, stdout, stderr }));
-  });
+function fw(args: string[], opts: { stdin?: string; server?: string } = {}): Promise<CliRun> {
+  return runCli(opts.server ?? cp.target, args, { stdin: opts.stdin ?? '' });
 }
 
 const jsonLines = (s: string): any[] =>
@@ -198,7 +180,7 @@ test("unblock: deletes the address's own rule; says so when a broader rule still
 
   await fw(['block', '100.80.0.9']);
   const json = await fw(['unblock', '100.80.0.9', '--json']);
-  assert.equal(json.code, 0, json.stderr);
+  await assert.equal(json.code, 0, json.stderr);
   const j = jsonLines(json.stdout)[0];
   assert.equal(j.result, 'still_blocked');
   assert.equal(j.cidr, '100.80.0.9/32');
@@ -427,7 +409,7 @@ test('nodes ls, counters, counters --watch and explain', async () => {
     stream.cancel();
   }
   // Once its stream is gone the node can be forgotten.
-  let rm: Run | undefined;
+  let rm: CliRun | undefined;
   for (let i = 0; i < 100 && rm?.code !== 0; i++) {
     rm = await fw(['nodes', 'rm', 'cli-node']);
     if (rm.code !== 0) await new Promise((r) => setTimeout(r, 100));

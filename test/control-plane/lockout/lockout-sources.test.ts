@@ -4,10 +4,9 @@
 // agent is refused), the failsafe entries agents report (Explain names them
 // when they decide), import lines refused as lines, and the CLI's --force,
 // exit code and output.
+import { type CliRun, runCli } from '../../support/cli.js';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { resolve } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { ExplainRequest, MatchRole, Verdict } from '../../../proto/gen/fleetwall/v1/explain_service.js';
 import { Action, Direction, Mode } from '../../../proto/gen/fleetwall/v1/rule.js';
@@ -16,7 +15,6 @@ import { startTestPostgres, type TestPostgres } from '../../support/postgres.js'
 import { rulesApi, storeState, withSql } from '../../support/rule-fixtures.js';
 import { SyncClient } from '../../support/scripted-agent.js';
 
-const BIN = resolve(import.meta.dirname, '../../../bin/fleetwall.mjs');
 let pg: TestPostgres;
 let url: string;
 let a: TestControlPlane;
@@ -171,21 +169,8 @@ test("Explain: a node's failsafe entry decides (allow beats deny), on both direc
   assert.equal((await explain('10.9.3.4', 'web-1')).failsafe?.source, '--failsafe-cidrs');
 });
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function fw(args: string[]): Promise<Run> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [BIN, '--server', a.target, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('exit', (code) => done({ code, stdout, stderr }));
-  });
+function fw(args: string[]): Promise<CliRun> {
+  return runCli(a.target, args, { stdin: 'ignore', env: process.env });
 }
 
 test('CLI: a refused block exits 3 saying how to override; --force (the local admin) stores it; audit and explain show it', async () => {
