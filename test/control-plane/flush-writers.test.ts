@@ -160,67 +160,32 @@ describe('a row the database refuses is set aside, the others are written', () =
   });
 });
 
-test('the database away: flushes fail and are retried with backoff, reads do not wait, nothing is lost', async () => {
-  const own = await startTestPostgres();
-  const url = await own.newDatabase();
-  const sql = postgres(url, { max: 3, onnotice: () => {}, types: { bigint: postgres.BigInt }, connect_timeout: 2 });
-  try {
-    await migrate(sql, pino({ level: 'silent' }));
-    const agg = new CounterAggregator(sql, 100, pino({ level: 'silent' }));
-    agg.start();
-    try {
-      await agg.attach('n', 1);
-      agg.apply('n', 1, report([[3n, 10n]]));
-      await agg.flush();
-      await own.stopServer();
-      agg.apply('n', 1, report([[3n, 25n]]));
-      await assert.rejects(agg.flush(), 'a flush while the database is away fails');
-      assert.ok(agg.health.failingSince, 'the writer says it is failing');
-      const started = Date.now();
-      await agg.settleForRead();
-      assert.ok(Date.now() - started < 1000, 'a read does not wait for a failing writer');
-      // The node's next stream takes its totals over from memory: no database needed.
-      await agg.attach('n', 2);
-      agg.apply('n', 2, report([[3n, 30n]]));
-      await own.startServer();
-      await eventually(() => agg.health.failingSince === undefined, 'the retries succeed by themselves', 30_000);
-      const [row] = await withSql(url, (s) => s<{ packets: string }[]>`select packets::text from node_rule_counters where node_name = 'n'`);
-      assert.equal(row!.packets, '30', 'every report of the outage counted');
-    } finally {
-      agg.stop();
-    }
-  } finally {
-    await sql.end({ timeout: 1 }).catch(() => undefined);
-    await own.stop();
-  }
-});
+/** A counter writer (flushing every `intervalMs`) on a Postgres of its own, which the test stops and starts. */
+interface OwnDatabase {
+  readonly own: TestPostgres;
+  readonly url: string;
+  readonly sql: postgres.Sql;
+  readonly agg: CounterAggregator;
+}
 
-test('when the health check sees the database back, a writer whose backoff grew in the outage retries at once', async () => {
+/**
+ * Runs `body` with a running CounterAggregator on a migrated database of a
+ * Postgres of its own, node n (stream 1) attached and its first report
+ * (rule 3, 10 packets) written; stops and tears down everything after.
+ */
+async function withOwnDatabase(intervalMs: number, body: (db: OwnDatabase) => Promise<void>): Promise<void> {
   const own = await startTestPostgres();
   const url = await own.newDatabase();
   const sql = postgres(url, { max: 3, onnotice: () => {}, types: { bigint: postgres.BigInt }, connect_timeout: 2 });
   try {
     await migrate(sql, pino({ level: 'silent' }));
-    const agg = new CounterAggregator(sql, 1000, pino({ level: 'silent' }));
-    const monitor = new HealthMonitor(sql, [agg], () => undefined, pino({ level: 'silent' }));
+    const agg = new CounterAggregator(sql, intervalMs, pino({ level: 'silent' }));
     agg.start();
     try {
       await agg.attach('n', 1);
       agg.apply('n', 1, report([[3n, 10n]]));
       await agg.flush();
-      await own.stopServer();
-      assert.equal((await monitor.check()).database, 'unreachable');
-      agg.apply('n', 1, report([[3n, 25n]]));
-      // Five failures: the next retry is 1 s * 2^5, capped at 30 s, away.
-      for (let i = 0; i < 5; i++) await assert.rejects(agg.flush());
-      assert.equal(agg.health.consecutiveFailures, 5);
-      await own.startServer();
-      // As the monitor's timer does: check until the database answers (the first pings may meet dropped connections).
-      await eventually(async () => (await monitor.check()).database === 'ok', 'the health check reaching the database');
-      // Well inside the 30 s backoff: the check told the writer to retry.
-      await eventually(() => agg.health.failingSince === undefined, 'the writer retried once the database was back', 10_000);
-      const [row] = await withSql(url, (s) => s<{ packets: string }[]>`select packets::text from node_rule_counters where node_name = 'n'`);
-      assert.equal(row!.packets, '25');
+      await body({ own, url, sql, agg });
     } finally {
       agg.stop();
     }
@@ -228,7 +193,43 @@ test('when the health check sees the database back, a writer whose backoff grew 
     await sql.end({ timeout: 1 }).catch(() => undefined);
     await own.stop();
   }
-});
+}
+
+test('the database away: flushes fail and are retried with backoff, reads do not wait, nothing is lost', () =>
+  withOwnDatabase(100, async ({ own, url, agg }) => {
+    await own.stopServer();
+    agg.apply('n', 1, report([[3n, 25n]]));
+    await assert.rejects(agg.flush(), 'a flush while the database is away fails');
+    assert.ok(agg.health.failingSince, 'the writer says it is failing');
+    const started = Date.now();
+    await agg.settleForRead();
+    assert.ok(Date.now() - started < 1000, 'a read does not wait for a failing writer');
+    // The node's next stream takes its totals over from memory: no database needed.
+    await agg.attach('n', 2);
+    agg.apply('n', 2, report([[3n, 30n]]));
+    await own.startServer();
+    await eventually(() => agg.health.failingSince === undefined, 'the retries succeed by themselves', 30_000);
+    const [row] = await withSql(url, (s) => s<{ packets: string }[]>`select packets::text from node_rule_counters where node_name = 'n'`);
+    assert.equal(row!.packets, '30', 'every report of the outage counted');
+  }));
+
+test('when the health check sees the database back, a writer whose backoff grew in the outage retries at once', () =>
+  withOwnDatabase(1000, async ({ own, url, sql, agg }) => {
+    const monitor = new HealthMonitor(sql, [agg], () => undefined, pino({ level: 'silent' }));
+    await own.stopServer();
+    assert.equal((await monitor.check()).database, 'unreachable');
+    agg.apply('n', 1, report([[3n, 25n]]));
+    // Five failures: the next retry is 1 s * 2^5, capped at 30 s, away.
+    for (let i = 0; i < 5; i++) await assert.rejects(agg.flush());
+    assert.equal(agg.health.consecutiveFailures, 5);
+    await own.startServer();
+    // As the monitor's timer does: check until the database answers (the first pings may meet dropped connections).
+    await eventually(async () => (await monitor.check()).database === 'ok', 'the health check reaching the database');
+    // Well inside the 30 s backoff: the check told the writer to retry.
+    await eventually(() => agg.health.failingSince === undefined, 'the writer retried once the database was back', 10_000);
+    const [row] = await withSql(url, (s) => s<{ packets: string }[]>`select packets::text from node_rule_counters where node_name = 'n'`);
+    assert.equal(row!.packets, '25');
+  }));
 
 test('after the database came back: a flush that was running does not arm the long backoff when it fails, a later failure only its shortest step', async () => {
   let calls = 0;

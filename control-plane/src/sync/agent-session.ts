@@ -6,14 +6,11 @@
 // the hub, so no revision is sent twice or skipped.
 //
 // Every message from the agent is checked first (edge/sync-input.ts). What
-// goes out waits in an outbox of references to the shared, pre-encoded
-// buffers and is handed to grpc-js (which copies it into HTTP/2 frames) only
-// while less than OUT_HIGH_WATER bytes are in flight, so a stream that never
-// reads holds about that much of its own, not a copy of every snapshot. An
-// agent is dropped (RESOURCE_EXHAUSTED AGENT_TOO_SLOW, it resumes on
-// reconnect) when more than FLEETWALL_MAX_AGENT_QUEUE_BYTES wait for it or
-// its oldest waiting message is older than FLEETWALL_MAX_AGENT_LAG.
-import type { ServerDuplexStream } from '@grpc/grpc-js';
+// goes out waits in the stream's outbox (session-outbox.ts); snapshot or
+// resume is chosen in sync-start.ts. An agent is dropped (RESOURCE_EXHAUSTED
+// AGENT_TOO_SLOW, it resumes on reconnect) when more than
+// FLEETWALL_MAX_AGENT_QUEUE_BYTES wait for it or its oldest waiting message
+// is older than FLEETWALL_MAX_AGENT_LAG.
 import type { Logger } from 'pino';
 import { type Hello, SyncMode, type SyncRequest, type SyncResponse } from '../../../proto/gen/fleetwall/v1/agent_service.js';
 import { principalOfMetadata } from '../auth/grpc-auth.js';
@@ -32,13 +29,13 @@ import type { NodeTracker } from './node-tracker.js';
 import type { RevisionFeed } from './revision-feed.js';
 import type { RuleCache } from './rule-cache.js';
 import type { HubSession, SyncHub } from './sync-hub.js';
-import { encodeDelta, encodeInSync } from './wire-encoding.js';
+import { type SyncCall, SessionOutbox } from './session-outbox.js';
+import { chooseStart, writeCatchUp } from './sync-start.js';
+import { encodeInSync } from './wire-encoding.js';
 import type { SyncMetrics } from '../counters/metrics.js';
 import type { LockoutSessionHooks } from '../lockout/session-hooks.js';
 import type { RespondSessionHooks } from '../respond/respond-setup.js';
 import type { AgentPolicy } from '../../../proto/gen/fleetwall/v1/agent_service.js';
-
-export type SyncCall = ServerDuplexStream<SyncRequest, SyncResponse | Buffer>;
 
 export interface SessionDeps {
   readonly hub: SyncHub;
@@ -71,18 +68,6 @@ export interface SessionDeps {
   readonly respond?: RespondSessionHooks;
 }
 
-/** Bytes handed to grpc-js and not yet written to the socket, per stream, before the outbox holds the rest. */
-const OUT_HIGH_WATER = 1024 * 1024;
-/** What a small control message (SyncStart, ping, pong, counter ack) is counted as. */
-const SMALL_MESSAGE_BYTES = 64;
-
-interface Outgoing {
-  readonly msg: SyncResponse | Buffer;
-  readonly bytes: number;
-  /** Epoch ms it was queued. */
-  readonly at: number;
-}
-
 /** The sessions of this process by node name (a newer stream replaces an older one). */
 export class SessionRegistry {
   readonly byNode = new Map<string, AgentSession>();
@@ -101,14 +86,6 @@ export class AgentSession implements HubSession {
   /** Messages waiting in `chain` (Hello and what arrived while it was handled). */
   private queued = 0;
   private lastReceived = Date.now();
-  /**
-   * A tick found messages still waiting for this agent (its pings among them,
-   * behind a snapshot or a large delta it is still receiving); when they have
-   * all reached the socket, `backlogClearedAt` is set and the silence clock
-   * counts from then: an agent cannot answer a ping it has not received.
-   */
-  private backlogSeen = false;
-  private backlogClearedAt = 0;
   private helloTimer: NodeJS.Timeout | undefined;
   private sentRevision = 0n;
   private inSyncRevision = 0n;
@@ -119,21 +96,7 @@ export class AgentSession implements HubSession {
   /** This stream's node identity, once admitted. */
   private admission: Admission | undefined;
 
-  /**
-   * grpc-js's call under the Duplex: messages sent straight to it skip the
-   * object-mode stream machinery (two nextTicks and a buffer per message),
-   * the largest JS cost of writing one delta to 1,000 streams. Status and
-   * end still go through the Duplex, after these messages (grpc-js ends the
-   * HTTP/2 stream, then sends trailers). Falls back to call.write().
-   */
-  private readonly direct: { sendMessage(m: unknown, cb: () => void): void } | undefined;
-  /** Not yet handed to grpc-js (from outHead on). */
-  private readonly outbox: Outgoing[] = [];
-  private outHead = 0;
-  private outboxBytes = 0;
-  /** Handed to grpc-js, not yet written (in order: callbacks come in order). */
-  private readonly inflight: Outgoing[] = [];
-  private inflightBytes = 0;
+  private readonly outbox: SessionOutbox;
   /** The last NACK logged (code and message), so a repeated NACK is not logged again. */
   private lastNackLogged = '';
 
@@ -141,8 +104,7 @@ export class AgentSession implements HubSession {
     private readonly call: SyncCall,
     private readonly deps: SessionDeps,
   ) {
-    const inner = (call as unknown as { call?: { sendMessage?: unknown } }).call;
-    this.direct = typeof inner?.sendMessage === 'function' ? (inner as { sendMessage(m: unknown, cb: () => void): void }) : undefined;
+    this.outbox = new SessionOutbox(call);
     this.log = deps.logger.child({ session: this.id });
     deps.registry.all.add(this);
     call.on('data', (raw: SyncRequest | RefusedMessage) => {
@@ -190,13 +152,7 @@ export class AgentSession implements HubSession {
 
   private write(msg: SyncResponse | Buffer): void {
     if (this.state === 'closed') return;
-    const o: Outgoing = { msg, bytes: Buffer.isBuffer(msg) ? msg.length : SMALL_MESSAGE_BYTES, at: Date.now() };
-    if (this.outHead === this.outbox.length && this.inflightBytes < OUT_HIGH_WATER) this.send(o);
-    else {
-      this.outbox.push(o);
-      this.outboxBytes += o.bytes;
-    }
-    const waiting = this.outboxBytes + this.inflightBytes;
+    const waiting = this.outbox.push(msg);
     if (waiting > this.deps.maxQueueBytes) {
       this.fail(
         new FleetwallError(
@@ -205,40 +161,6 @@ export class AgentSession implements HubSession {
         ),
       );
     }
-  }
-
-  private send(o: Outgoing): void {
-    this.inflight.push(o);
-    this.inflightBytes += o.bytes;
-    if (this.direct) this.direct.sendMessage(o.msg, this.onSent);
-    else this.call.write(o.msg, this.onSent);
-  }
-
-  private readonly onSent = (): void => {
-    const o = this.inflight.shift();
-    if (o) this.inflightBytes -= o.bytes;
-    while (this.outHead < this.outbox.length && this.inflightBytes < OUT_HIGH_WATER && this.state !== 'closed') {
-      const next = this.outbox[this.outHead]!;
-      this.outbox[this.outHead++] = undefined as unknown as Outgoing;
-      this.outboxBytes -= next.bytes;
-      this.send(next);
-    }
-    if (this.outHead === this.outbox.length) {
-      this.outbox.length = 0;
-      this.outHead = 0;
-      if (this.backlogSeen && this.inflight.length === 0) {
-        this.backlogSeen = false;
-        this.backlogClearedAt = Date.now();
-      }
-    } else if (this.outHead > 4096 && this.outHead * 2 > this.outbox.length) {
-      this.outbox.splice(0, this.outHead);
-      this.outHead = 0;
-    }
-  };
-
-  /** Epoch ms of the oldest message not yet written to the socket, or undefined. */
-  private oldestUnsent(): number | undefined {
-    return this.inflight[0]?.at ?? this.outbox[this.outHead]?.at;
   }
 
   /** Ends the stream with a catalogued status. */
@@ -260,9 +182,7 @@ export class AgentSession implements HubSession {
     this.deps.hub.unregister(this);
     this.deps.registry.all.delete(this);
     if (this.deps.registry.byNode.get(this.nodeName) === this) this.deps.registry.byNode.delete(this.nodeName);
-    this.outbox.length = 0;
-    this.outHead = 0;
-    this.outboxBytes = 0;
+    this.outbox.close();
     if (!peerGone) {
       try {
         if (status) this.call.emit('error', status);
@@ -382,36 +302,7 @@ export class AgentSession implements HubSession {
     await d.feed.catchUp();
     if (this.state !== 'attaching') return;
 
-    // Decide snapshot or resume; the look-ups may take a while, during which
-    // the cache moves on: the window is extended until it reaches the cache.
-    let mode = SyncMode.SYNC_MODE_SNAPSHOT;
-    let why = 'resume_revision is 0';
-    let changed: Map<bigint, bigint> | undefined;
-    const r = hello.resumeRevision;
-    if (r !== 0n && admission.forceSnapshot) why = "an admin changed the node's labels since its state was built";
-    else if (r !== 0n && !sameStore) why = `store_id ${hello.storeId || '(empty)'} is not this store's ${d.storeId}`;
-    else if (r !== 0n && r > d.cache.revision) why = `resume_revision ${r} is newer than the current revision ${d.cache.revision}`;
-    else if (r !== 0n) {
-      const floor = await d.changeLog.logFloor();
-      let upTo = d.cache.revision;
-      if (r < floor) why = `resume_revision ${r} is older than the change-log retention (oldest resumable: ${floor})`;
-      else if (upTo - r > BigInt(d.resumeMaxRevisions))
-        why = `resume_revision ${r} is ${upTo - r} revisions behind (resume limit ${d.resumeMaxRevisions})`;
-      else {
-        const size = await d.changeLog.windowSize(r, upTo);
-        if (size.changes > BigInt(d.resumeMaxChanges)) why = `${size.changes} rule changes since ${r}: a snapshot is cheaper`;
-        else {
-          changed = await d.changeLog.changedRules(r, upTo);
-          while (d.cache.revision > upTo && this.state === 'attaching') {
-            const to = d.cache.revision;
-            for (const [id, rev] of await d.changeLog.changedRules(upTo, to)) changed.set(id, rev);
-            upTo = to;
-          }
-          mode = SyncMode.SYNC_MODE_RESUME;
-          why = '';
-        }
-      }
-    }
+    const { mode, why, changed } = await chooseStart(d, hello, admission.forceSnapshot, () => this.state === 'attaching');
     if (this.state !== 'attaching') return;
 
     // Synchronous from here: the cache cannot change under us.
@@ -434,23 +325,14 @@ export class AgentSession implements HubSession {
       for (const p of snap.parts) this.write(p);
       sentRules = snap.total;
     } else {
-      const byRev = new Map<bigint, bigint[]>();
-      for (const [id, v] of changed!) {
-        let l = byRev.get(v);
-        if (!l) byRev.set(v, (l = []));
-        l.push(id);
-      }
-      for (let v = r + 1n; v <= rev; v++) {
-        const upserts: string[] = [];
-        const deletes: bigint[] = [];
-        for (const id of byRev.get(v) ?? []) {
-          const rule = d.cache.get(id);
-          if (rule && d.hub.selects(this, rule.sel)) upserts.push(rule.enc);
-          else deletes.push(id);
-        }
-        sentRules += upserts.length;
-        for (const p of encodeDelta(v, undefined, upserts, deletes, d.chunkBytes)) this.write(p);
-      }
+      sentRules = writeCatchUp(
+        d,
+        changed!,
+        hello.resumeRevision,
+        rev,
+        (sel) => d.hub.selects(this, sel),
+        (p) => this.write(p),
+      );
     }
     this.write(encodeInSync(rev));
     this.sentRevision = rev;
@@ -464,7 +346,7 @@ export class AgentSession implements HubSession {
         node: this.nodeName,
         mode: mode === SyncMode.SYNC_MODE_SNAPSHOT ? 'snapshot' : 'resume',
         revision: rev.toString(),
-        resumeRevision: r.toString(),
+        resumeRevision: hello.resumeRevision.toString(),
         rules: sentRules,
         why: why || undefined,
       },
@@ -492,8 +374,7 @@ export class AgentSession implements HubSession {
    */
   tick(now: number): void {
     if (this.state !== 'live') return;
-    const oldest = this.oldestUnsent();
-    if (oldest !== undefined) this.backlogSeen = true;
+    const oldest = this.outbox.checkBacklog();
     if (oldest !== undefined && now - oldest > this.deps.maxLagMs) {
       this.fail(
         new FleetwallError(
@@ -503,8 +384,8 @@ export class AgentSession implements HubSession {
       );
       return;
     }
-    const heardOrCleared = Math.max(this.lastReceived, this.backlogClearedAt);
-    if (oldest === undefined && !this.backlogSeen && now - heardOrCleared > 3 * this.deps.pingIntervalMs) {
+    const heardOrCleared = Math.max(this.lastReceived, this.outbox.backlogClearedAt);
+    if (oldest === undefined && !this.outbox.backlogPending && now - heardOrCleared > 3 * this.deps.pingIntervalMs) {
       this.fail(
         new FleetwallError(
           'AGENT_TIMEOUT',

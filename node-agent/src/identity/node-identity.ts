@@ -19,7 +19,7 @@ import type { Logger } from 'pino';
 import { EnrollmentServiceClient, type RenewCertificateResponse } from '../../../proto/gen/fleetwall/v1/enrollment_service.js';
 import { isJoinToken } from '../config.js';
 import { Backoff } from '../sync/backoff.js';
-import type { GrpcChannel } from '../sync/sync-client.js';
+import type { GrpcChannel } from '../sync/sync-channel.js';
 import { createCsr, generateNodeKey } from './csr.js';
 import { EnrollError, enroll, fetchPinnedCa, nodeCredentials, toEnrollError } from './enroll-client.js';
 import { hasIdentity, type IdentityFiles, identityPaths, readIdentity, writeCertificate, writeKey } from './identity-files.js';

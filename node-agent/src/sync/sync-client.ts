@@ -12,12 +12,9 @@
 // stream, snapshot chunk, delta, in sync, stream lost) with the stream's
 // token, and the engine's results (applied, refused) become ACK and NACK.
 //
-// Credentials: TLS with the node's client certificate when it has one
-// (identity/node-identity.ts), plaintext otherwise. A renewed certificate
-// takes a new channel (grpc-js fixes credentials at channel creation):
-// switchCredentials() opens one, and at a safe point (in sync, no revision
-// half received) moves the stream over to it, resuming from the applied
-// revision; the kernel enforces throughout.
+// Credentials and channels: sync-channel.ts (switchCredentials() moves the
+// stream to a new channel at a safe point). What goes out once the stream
+// started (counters, status, drop events, detections): sync-reports.ts.
 //
 // Fail static: when the stream fails or the peer goes silent for three ping
 // intervals, the kernel keeps enforcing (nothing is flushed), local expiry
@@ -25,29 +22,25 @@
 // jitter, rotating through the configured control planes.
 
 import { randomUUID } from 'node:crypto';
-import { type ChannelCredentials, type ChannelOptions, credentials, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
+import type { ClientDuplexStream, ServiceError } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { NODE_LABEL } from '../../../common/src/labels.js';
 import {
-  type AgentEventBatch,
   type AgentPolicy,
-  type AgentStatus,
   type Detection,
   type SyncRequest,
   type SyncStart,
   SyncMode,
 } from '../../../proto/gen/fleetwall/v1/agent_service.js';
-import type { InterfaceStatus } from '../../../proto/gen/fleetwall/v1/node.js';
 import type { SyncMeta } from '../datapath/datapath.js';
 import type { CounterReporter } from '../counters/counter-reporter.js';
 import type { Engine, SyncStream } from '../engine.js';
 import type { ReconcileFailed } from '../reconcile/reconciler.js';
 import { Backoff } from './backoff.js';
-import { AgentSyncClient, type AgentSyncResponse, type RawDelta, type RawSnapshotChunk } from './sync-codec.js';
-import { statusOf } from './wire.js';
-
-/** A grpc-js channel, as a client's getChannel() returns it (what channelOverride takes). */
-export type GrpcChannel = ReturnType<AgentSyncClient['getChannel']>;
+import { type ConnectionSource, CredentialSwitch, type GrpcChannel, openSyncClient } from './sync-channel.js';
+import type { AgentSyncClient, AgentSyncResponse, RawDelta, RawSnapshotChunk } from './sync-codec.js';
+import { type EventBatchSource, type StatusSource, StreamReports } from './sync-reports.js';
+import { helloOf, statusOf } from './wire.js';
 
 /** The label every agent adds with its node name (BanScope NODE; common/src/labels.ts). */
 export { NODE_LABEL };
@@ -65,26 +58,7 @@ export interface SyncClientOptions {
   readonly reconnectMaxMs: number;
   readonly capacityPerTable: number;
   /** TLS credentials (and channel options) for each new channel; unset: plaintext. */
-  readonly connection?: () => { readonly credentials: ChannelCredentials; readonly options: ChannelOptions };
-}
-
-/**
- * Where the stream's AgentEventBatch messages come from (the agent's event
- * pump). Batches go out as soon as events are read (eventsReady()), at most
- * one tick of intervalMs apart (batching only under load), and on every tick.
- */
-export interface EventBatchSource {
-  readonly intervalMs: number;
-  /** The next batch, or null when there is nothing to send. */
-  take(): AgentEventBatch | null;
-}
-
-/** Batches written per event tick at most (a backlog drains over a few ticks). */
-const MAX_EVENT_BATCHES_PER_TICK = 4;
-
-export interface StatusSource {
-  interfaces(): InterfaceStatus[];
-  agentStatus(): AgentStatus;
+  readonly connection?: ConnectionSource;
 }
 
 interface Session {
@@ -101,14 +75,9 @@ interface Session {
   pingMs: number;
   lastRecv: number;
   pingTimer: NodeJS.Timeout | undefined;
-  counterTimer: NodeJS.Timeout | undefined;
-  eventTimer: NodeJS.Timeout | undefined;
-  /** A send of events due at lastEventsAt + intervalMs (eventsReady() inside an interval). */
-  eventKick: NodeJS.Timeout | undefined;
-  /** performance.now() of the last events written. */
-  lastEventsAt: number;
+  /** Counters, status, drop events and detections on this stream. */
+  readonly reports: StreamReports;
   nonce: bigint;
-  lastStatusKey: string;
   /** performance.now() when Hello was written. */
   helloAt: number;
   /** A revision arrived in part (Delta.more): not a point to switch streams at. */
@@ -145,9 +114,7 @@ export class SyncClient {
     /** Streams moved to a new channel with renewed credentials. */
     credentialSwitches: 0,
   };
-  /** Renewed credentials wait for a safe point to take over the stream. */
-  private switchPending = false;
-  private switching = false;
+  private readonly credentialSwitch: CredentialSwitch<Session>;
   /** Delta commit times waiting for their ACK (revision -> Unix ms). */
   private readonly commitTimes = new Map<bigint, number>();
   onPropagation: ((ms: number) => void) | undefined;
@@ -166,6 +133,19 @@ export class SyncClient {
     private readonly log: Logger,
   ) {
     this.backoff = new Backoff(opts.reconnectMinMs, opts.reconnectMaxMs);
+    this.credentialSwitch = new CredentialSwitch<Session>(
+      {
+        session: () => this.session,
+        stopped: () => this.stopped,
+        newClient: (address) => openSyncClient(address, opts),
+        moveTo: (s, next) => {
+          this.stats.credentialSwitches++;
+          this.endSession(s, 'moving the stream to the renewed certificate', next);
+        },
+      },
+      opts.reconnectMaxMs,
+      log,
+    );
     engine.addListener({
       applied: (meta) => this.onApplied(meta),
       refused: (meta, res) => this.onRefused(meta, res),
@@ -202,62 +182,15 @@ export class SyncClient {
 
   // ------------------------------------------------------------- connection
 
-  /** A channel to `address` with the current credentials. */
-  private newClient(address: string): AgentSyncClient {
-    const conn = this.opts.connection?.();
-    return new AgentSyncClient(address, conn?.credentials ?? credentials.createInsecure(), {
-      'grpc.max_receive_message_length': 256 * 1024 * 1024,
-      'grpc.max_send_message_length': 64 * 1024 * 1024,
-      'grpc.keepalive_time_ms': 10_000,
-      'grpc.keepalive_timeout_ms': 5_000,
-      'grpc.keepalive_permit_without_calls': 1,
-      'grpc.initial_reconnect_backoff_ms': this.opts.reconnectMinMs,
-      'grpc.max_reconnect_backoff_ms': this.opts.reconnectMaxMs,
-      ...conn?.options,
-    });
-  }
-
   /** The live stream's channel (certificate renewal goes over it). */
   currentChannel(): { address: string; channel: GrpcChannel } | undefined {
     const s = this.session;
     return s?.started && !s.ended ? { address: s.address, channel: s.client.getChannel() } : undefined;
   }
 
-  /**
-   * New credentials (a renewed certificate): the next channel uses them. A
-   * live stream moves over at a safe point: a new channel is connected
-   * first; only once its TLS handshake succeeded is the old stream ended and
-   * a new one opened on it, resuming from the applied revision.
-   */
+  /** New credentials (a renewed certificate): the next channel uses them, a live stream moves over at a safe point. */
   switchCredentials(): void {
-    this.switchPending = true;
-    this.trySwitch();
-  }
-
-  private trySwitch(): void {
-    const s = this.session;
-    if (!this.switchPending || this.switching || this.stopped) return;
-    if (!s || s.ended) {
-      this.switchPending = false; // the next connect uses the new credentials anyway
-      return;
-    }
-    if (!s.started || !s.stream.synced || s.partial) return; // tried again after the next revision
-    this.switching = true;
-    const next = this.newClient(s.address);
-    next.waitForReady(Date.now() + 10_000, (err) => {
-      this.switching = false;
-      if (err || this.session !== s || s.ended || this.stopped || !s.stream.synced || s.partial) {
-        next.close();
-        if (err) {
-          this.log.warn({ err: err.message }, 'the renewed certificate could not connect yet; keeping the current stream');
-          setTimeout(() => this.trySwitch(), this.opts.reconnectMaxMs).unref();
-        } else this.trySwitch();
-        return;
-      }
-      this.switchPending = false;
-      this.stats.credentialSwitches++;
-      this.endSession(s, 'moving the stream to the renewed certificate', { address: s.address, client: next });
-    });
+    this.credentialSwitch.request();
   }
 
   private connect(prepared?: { address: string; client: AgentSyncClient }): void {
@@ -270,7 +203,7 @@ export class SyncClient {
     this.stateValue = 'connecting';
     this.stats.connects++;
     this.stats.controlPlane = address;
-    const client = prepared?.client ?? this.newClient(address);
+    const client = prepared?.client ?? openSyncClient(address, this.opts);
     const call = client.sync();
     const s: Session = {
       id: ++this.sessionSeq,
@@ -285,12 +218,19 @@ export class SyncClient {
       pingMs: this.opts.pingIntervalMs,
       lastRecv: Date.now(),
       pingTimer: undefined,
-      counterTimer: undefined,
-      eventTimer: undefined,
-      eventKick: undefined,
-      lastEventsAt: Number.NEGATIVE_INFINITY,
+      reports: new StreamReports(
+        {
+          live: () => s.started && !s.ended,
+          ended: () => s.ended,
+          backedUp: () => s.call.writableNeedDrain,
+          write: (m) => this.write(s, m),
+        },
+        this.counters,
+        this.status,
+        this.opts.counterIntervalMs,
+        this.log,
+      ),
       nonce: 0n,
-      lastStatusKey: '',
       helloAt: 0,
       partial: false,
     };
@@ -301,22 +241,7 @@ export class SyncClient {
     const meta = this.engine.applied;
     this.log.debug({ address, resumeRevision: String(meta.revision), storeId: meta.storeId }, 'connecting');
     s.helloAt = performance.now();
-    this.write(s, {
-      msg: {
-        $case: 'hello',
-        value: {
-          nodeName: this.opts.nodeName,
-          // Every node carries its name as a label: a detection policy's node-scoped ban selects it.
-          labels: { [NODE_LABEL]: this.opts.nodeName, ...this.opts.labels },
-          agentVersion: this.opts.agentVersion,
-          interfaces: this.status.interfaces(),
-          resumeRevision: meta.revision,
-          storeId: meta.storeId,
-          agentInstanceId: this.instanceId,
-          capacityPerTable: BigInt(this.opts.capacityPerTable),
-        },
-      },
-    });
+    this.write(s, helloOf(this.opts, meta, this.status.interfaces(), this.instanceId));
     this.armPing(s);
   }
 
@@ -325,9 +250,7 @@ export class SyncClient {
     if (s.ended) return;
     s.ended = true;
     if (s.pingTimer) clearInterval(s.pingTimer);
-    if (s.counterTimer) clearInterval(s.counterTimer);
-    if (s.eventTimer) clearInterval(s.eventTimer);
-    if (s.eventKick) clearTimeout(s.eventKick);
+    s.reports.stop();
     try {
       s.call.cancel();
     } catch {
@@ -398,7 +321,7 @@ export class SyncClient {
         return;
       case 'inSync':
         this.engine.inSync(s.stream, m.msg.value.revision);
-        this.trySwitch();
+        this.credentialSwitch.trySwitch();
         this.onLive?.();
         return;
       case 'policies':
@@ -441,44 +364,12 @@ export class SyncClient {
       'sync started',
     );
     this.engine.beginStream(s.stream, snapshot ? 'snapshot' : 'resume', st.storeId);
-    this.counters.newStream();
-    s.counterTimer = setInterval(() => this.sendCounters(s), this.opts.counterIntervalMs);
-    const ev = this.events;
-    if (ev) s.eventTimer = setInterval(() => this.sendEvents(s, ev), ev.intervalMs);
-    this.sendStatus(s);
+    s.reports.start(this.events);
   }
 
-  /**
-   * Events were read: sent now if the last were sent an interval ago or more,
-   * else when that interval ends (a flood goes out in batches, a lone event at once).
-   */
+  /** Events were read: sent now, or when the interval since the last batch ends (sync-reports.ts). */
   eventsReady(): void {
-    const s = this.session;
-    const ev = this.events;
-    if (!s || s.ended || !ev || !s.eventTimer || s.eventKick) return;
-    const wait = s.lastEventsAt + ev.intervalMs - performance.now();
-    if (wait <= 0) this.sendEvents(s, ev);
-    else
-      s.eventKick = setTimeout(() => {
-        s.eventKick = undefined;
-        this.sendEvents(s, ev);
-      }, wait);
-  }
-
-  /** Sampled drop events, a few batches per tick; none while the stream is backed up (the queue drops the oldest). */
-  private sendEvents(s: Session, ev: EventBatchSource): void {
-    for (let i = 0; i < MAX_EVENT_BATCHES_PER_TICK && !s.ended && !s.call.writableNeedDrain; i++) {
-      let batch: AgentEventBatch | null;
-      try {
-        batch = ev.take();
-      } catch (e) {
-        this.log.error({ err: e }, 'reading drop events failed');
-        return;
-      }
-      if (!batch) return;
-      s.lastEventsAt = performance.now();
-      this.write(s, { msg: { $case: 'events', value: batch } });
-    }
+    this.session?.reports.eventsReady(this.events);
   }
 
   private onChunk(s: Session, c: RawSnapshotChunk): void {
@@ -491,7 +382,7 @@ export class SyncClient {
     if (d.commitTime && !d.more && s.stream.synced) this.commitTimes.set(d.revision, d.commitTime.getTime());
     s.partial = d.more;
     this.engine.delta(s.stream, d);
-    if (!d.more) this.trySwitch();
+    if (!d.more) this.credentialSwitch.trySwitch();
   }
 
   // ----------------------------------------------------- results and reports
@@ -521,7 +412,7 @@ export class SyncClient {
       for (const k of this.commitTimes.keys()) if (k <= meta.revision) this.commitTimes.delete(k);
     }
     this.stateValue = 'in_sync';
-    this.sendStatus(s);
+    s.reports.sendStatus();
   }
 
   private onRefused(meta: SyncMeta, res: ReconcileFailed): void {
@@ -535,34 +426,16 @@ export class SyncClient {
       s.nackedRev = meta.revision;
       this.stats.nacks++;
     }
-    this.sendStatus(s);
-  }
-
-  private sendCounters(s: Session): void {
-    if (s.ended || !s.started) return;
-    try {
-      for (const report of this.counters.collect()) this.write(s, { msg: { $case: 'counterReport', value: report } });
-    } catch (e) {
-      this.log.error({ err: e }, 'reading counters failed');
-    }
-    this.sendStatus(s);
+    s.reports.sendStatus();
   }
 
   /** Reports a detection on the live stream; false when there is none (the caller keeps it). */
   sendDetection(d: Detection): boolean {
-    const s = this.session;
-    if (!s || s.ended || !s.started) return false;
-    this.write(s, { msg: { $case: 'detection', value: d } });
-    return !s.ended;
+    return this.session?.reports.sendDetection(d) ?? false;
   }
 
   /** AgentStatus when something in it changed. */
-  sendStatus(s: Session | undefined = this.session): void {
-    if (!s || s.ended || !s.started) return;
-    const st = this.status.agentStatus();
-    const key = JSON.stringify(st, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
-    if (key === s.lastStatusKey) return;
-    s.lastStatusKey = key;
-    this.write(s, { msg: { $case: 'status', value: st } });
+  sendStatus(): void {
+    this.session?.reports.sendStatus();
   }
 }
