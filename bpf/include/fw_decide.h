@@ -260,7 +260,8 @@ static __always_inline __u32 fw_index_word(const struct fw_table_cfg *cfg, void 
 	(void)cfg;
 	(void)pool;
 	return fw_bench_flat_word(h);
-#elif defined(FW_BENCH_D24_DIRECT) || defined(FW_BENCH_D24_HASHED) || defined(FW_BENCH_D24_EXPECT)
+#elif defined(FW_BENCH_D24_DIRECT) || defined(FW_BENCH_D24_HASHED) || defined(FW_BENCH_D24_EXPECT) || \
+	defined(FW_BENCH_D24_GLOBAL)
 	return fw_bench_index_word(cfg, pool, h);
 #else
 	__u32 w = cfg->d16[h >> 16];
