@@ -33,6 +33,7 @@ build bpf/xdp_ingress.bpf.c bpf/bench/obj/xdp_ingress_one_level_vary.bpf.o -DFW_
 build bpf/xdp_ingress.bpf.c bpf/bench/obj/xdp_ingress_direct_vary.bpf.o -DFW_BENCH_VARY -DFW_BENCH_VARIANTS -DFW_BENCH_D24_DIRECT
 build bpf/xdp_ingress.bpf.c bpf/bench/obj/xdp_ingress_hashed_vary.bpf.o -DFW_BENCH_VARY -DFW_BENCH_VARIANTS -DFW_BENCH_D24_HASHED
 build bpf/xdp_ingress.bpf.c bpf/bench/obj/xdp_ingress_expect_vary.bpf.o -DFW_BENCH_VARY -DFW_BENCH_VARIANTS -DFW_BENCH_D24_EXPECT
+build bpf/xdp_ingress.bpf.c bpf/bench/obj/xdp_ingress_global_vary.bpf.o -DFW_BENCH_VARY -DFW_BENCH_VARIANTS -DFW_BENCH_D24_GLOBAL
 build bpf/xdp_ingress.bpf.c bpf/bench/obj/xdp_ingress_cnt_shared_vary.bpf.o -DFW_BENCH_VARY -DFW_BENCH_VARIANTS -DFW_BENCH_CNT_SHARED
 build bpf/xdp_ingress.bpf.c bpf/bench/obj/xdp_ingress_cnt_hybrid_vary.bpf.o -DFW_BENCH_VARY -DFW_BENCH_VARIANTS -DFW_BENCH_CNT_HYBRID
 build bpf/bench/xdp_gen.bpf.c bpf/bench/obj/xdp_gen.bpf.o

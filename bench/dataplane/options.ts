@@ -29,9 +29,9 @@ export const VARIANT_KINDS = new Set(
     : ['flat', 'cfg_map', 'one_level', 'cnt_shared', 'cnt_hybrid'],
 );
 for (const k of VARIANT_KINDS)
-  if (!['flat', 'cfg_map', 'one_level', 'direct', 'expect', 'collapse', 'hashed', 'cnt_shared', 'cnt_hybrid'].includes(k))
+  if (!['flat', 'cfg_map', 'one_level', 'direct', 'global', 'expect', 'collapse', 'hashed', 'cnt_shared', 'cnt_hybrid'].includes(k))
     throw new Error(
-      `--variant-kinds: unknown variant "${k}" (flat, cfg_map, one_level, direct, expect, collapse, hashed, cnt_shared, cnt_hybrid)`,
+      `--variant-kinds: unknown variant "${k}" (flat, cfg_map, one_level, direct, global, expect, collapse, hashed, cnt_shared, cnt_hybrid)`,
     );
 /** --pps-cases REGEX: only the per-packet cases whose metric matches (the baselines always run). */
 export const PPS_CASES = new RegExp(argv.includes('--pps-cases') ? argv[argv.indexOf('--pps-cases') + 1]! : '.');

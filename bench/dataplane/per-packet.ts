@@ -252,6 +252,11 @@ export async function perPacket(): Promise<void> {
         (r) => flatVariant(r.dp!, r.pinDir!, r.sources!, 'direct'),
       ],
       [
+        'global',
+        "this build's index, the block pool a global of the program (.bss.fw_pool), read by address (no lookup)",
+        (r) => flatVariant(r.dp!, r.pinDir!, r.sources!, 'global'),
+      ],
+      [
         'hashed',
         'blocks placed by a hash of the /16, owner tags read with the word; the /16 word on a collision',
         (r) => flatVariant(r.dp!, r.pinDir!, r.sources!, 'hashed'),

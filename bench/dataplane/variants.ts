@@ -39,13 +39,14 @@ function borrow(fd: number, name: string): BpfMap {
 /**
  * ABI 5's lookup (`flat`), or one half of it, as bench_tblcfg and bench_flat4 are in the object; or a
  * variant of this build's two-level index: `direct` (the pool as one map value, bench_pool1, read
- * through a computed address), `expect` (the block path marked likely), `collapse` (the configs by map
+ * through a computed address), `global` (the pool a global of the program in a section of its own,
+ * .bss.fw_pool, read at an address the program holds: no lookup), `expect` (the block path marked likely), `collapse` (the configs by map
  * lookup, as `cfg_map`, with every /16 whose block holds 256 equal words given that word in its /16 word
  * instead: the index a writer that frees uniform blocks would leave; read against `cfg_map`), `hashed` (each
  * /16's block copied to the place a hash of the /16 gives in bench_hpool, its owner in bench_howner; a /16
  * whose place is taken keeps its block in the pool, read through its /16 word).
  */
-export type LookupVariant = 'flat' | 'cfg_map' | 'one_level' | 'direct' | 'expect' | 'collapse' | 'hashed';
+export type LookupVariant = 'flat' | 'cfg_map' | 'one_level' | 'direct' | 'global' | 'expect' | 'collapse' | 'hashed';
 
 /**
  * A lookup variant of the XDP program on dp's maps: its bench_tblcfg (if it has one) a copy of dp's
@@ -88,12 +89,13 @@ export function flatVariant(dp: BpfDatapath, pinDir: string, sources: Uint8Array
     hp.updateU32(0, v);
     ho.updateU32(0, own);
   }
-  if (obj.mapNames().includes('bench_pool1')) {
-    const p1 = borrow(obj.mapFd('bench_pool1'), 'bench_pool1');
+  const p1Name = ['bench_pool1', '.bss.fw_pool'].find((n) => obj.mapNames().includes(n));
+  if (p1Name) {
+    const p1 = borrow(obj.mapFd(p1Name), p1Name);
     const v = Buffer.alloc(p1.info.valueSize);
     const blocks = Math.min(pool.info.maxEntries, v.length / (BW * 4));
     for (let b = 0; b < blocks; b++) pool.lookupU32(b)!.copy(v, b * BW * 4);
-    if (pool.info.maxEntries > blocks) throw new Error(`bench_pool1 holds ${blocks} blocks, the pool ${pool.info.maxEntries}`);
+    if (pool.info.maxEntries > blocks) throw new Error(`${p1Name} holds ${blocks} blocks, the pool ${pool.info.maxEntries}`);
     p1.updateU32(0, v);
   }
   if (obj.mapNames().includes('bench_tblcfg')) {

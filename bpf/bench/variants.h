@@ -24,6 +24,14 @@
  *                        is another /16 or none (a collision, or no block).
  *   FW_BENCH_D24_EXPECT  the two-level index with the block path marked likely
  *                        (branch layout only).
+ *   FW_BENCH_D24_GLOBAL  the two-level index with the block pool a global of the
+ *                        program in a section of its own (bench_gpool in
+ *                        .bss.fw_pool, its own map: FW_BENCH_POOL1_BLOCKS blocks,
+ *                        filled by the bench from the pool): the block word read at
+ *                        an address the program holds as an immediate (ld_imm64 of
+ *                        the map value), no lookup, no key, no null check; the
+ *                        block index masked to the pool's size (in production the
+ *                        mask would be a .rodata value set before load).
  *   FW_BENCH_CNT_SHARED  rule counters in one shared array, atomic adds.
  *   FW_BENCH_CNT_HYBRID  per-CPU counters for slots userspace marks hot, the
  *                        shared array with atomic adds for the others.
@@ -82,6 +90,11 @@ struct {
 } bench_pool1 SEC(".maps");
 #endif
 
+#ifdef FW_BENCH_D24_GLOBAL
+#define FW_BENCH_POOL1_BLOCKS 8192
+__u32 bench_gpool[FW_BENCH_POOL1_BLOCKS * 256] __attribute__((section(".bss.fw_pool")));
+#endif
+
 #ifdef FW_BENCH_D24_HASHED
 #define FW_BENCH_POOL1_BLOCKS 8192
 #define FW_BENCH_HASH_SHIFT 19 /* 32 - log2(FW_BENCH_POOL1_BLOCKS) */
@@ -105,7 +118,8 @@ struct {
 } bench_howner SEC(".maps");
 #endif
 
-#if defined(FW_BENCH_D24_DIRECT) || defined(FW_BENCH_D24_HASHED) || defined(FW_BENCH_D24_EXPECT)
+#if defined(FW_BENCH_D24_DIRECT) || defined(FW_BENCH_D24_HASHED) || defined(FW_BENCH_D24_EXPECT) || \
+	defined(FW_BENCH_D24_GLOBAL)
 /* fw_index_word() of these variants (fw_decide.h): the /24 word of host-order address h. */
 static __always_inline __u32 fw_bench_index_word(const struct fw_table_cfg *cfg, void *pool, __u32 h)
 {
@@ -140,6 +154,13 @@ static __always_inline __u32 fw_bench_index_word(const struct fw_table_cfg *cfg,
 			return 0;
 		w = blk->w[(h >> 8) & 255];
 	}
+	return w;
+#elif defined(FW_BENCH_D24_GLOBAL)
+	__u32 w = cfg->d16[h >> 16];
+
+	(void)pool;
+	if (w & FW_D16_BLOCK)
+		w = bench_gpool[(((w & FW_D16_INDEX_MASK) << 8) | ((h >> 8) & 255)) & (FW_BENCH_POOL1_BLOCKS * 256 - 1)];
 	return w;
 #elif defined(FW_BENCH_D24_EXPECT)
 	__u32 w = cfg->d16[h >> 16];

@@ -125,16 +125,30 @@ static __always_inline __u32 fw_range(__u32 x, __u32 n)
 }
 
 /*
- * A match, in the IPv4 slot word format (slot, verdict); 0 = no match. A
- * table hit is its slot word (its key bits are never all 0); FW_HIT (a key
- * bit) marks a trie or spill hit.
+ * A match, as the program's decision carries it: the /24 index word format
+ * (fleetwall_abi.h: slot in bits 0..23, verdict at FW_D24_VERDICT_SHIFT),
+ * nonzero; 0 = no match. An index hit is its /24 word as read (its length
+ * field is never 0; LONGER may be set, nothing reads it after the match):
+ * the common hit is returned as loaded and the counter reads it directly. The
+ * hash, spill, trie and IPv6 paths (the slower ones already) convert to it,
+ * with FW_HIT (a length field of 1) so that slot 0 allow is not 0. Slots fit
+ * in 24 bits: the agent creates at most FW_MAX_RULE_SLOTS.
  */
-#define FW_HIT 1ULL
+#define FW_HIT (1u << FW_D24_LEN_SHIFT)
+#define FW_HIT_SLOT_MASK FW_D24_SLOT_MASK
+_Static_assert(FW_MAX_RULE_SLOTS <= FW_D24_SLOT_MASK + 1, "a rule counter slot fits in a /24 word");
 
-static __always_inline __u64 fw_entry_word(const struct fw_entry *e)
+/* An IPv4 slot word (a hash hit) as a match. */
+static __always_inline __u32 fw_s4_hit(__u64 w)
 {
-	__u64 v = e->action == FW_ACTION_ALLOW ? FW_SV_PASS : e->mode == FW_MODE_MONITOR ? FW_SV_WOULD_DROP : FW_SV_DROP;
-	return FW_HIT | ((__u64)(e->slot & FW_S4_SLOT_MASK) << FW_S4_SLOT_SHIFT) | (v << FW_S4_VERDICT_SHIFT);
+	return FW_HIT | ((__u32)(w >> FW_S4_SLOT_SHIFT) & FW_HIT_SLOT_MASK) |
+	       (((__u32)(w >> FW_S4_VERDICT_SHIFT) & 3) << FW_D24_VERDICT_SHIFT);
+}
+
+static __always_inline __u32 fw_entry_hit(const struct fw_entry *e)
+{
+	__u32 v = e->action == FW_ACTION_ALLOW ? FW_SV_PASS : e->mode == FW_MODE_MONITOR ? FW_SV_WOULD_DROP : FW_SV_DROP;
+	return FW_HIT | (e->slot & FW_HIT_SLOT_MASK) | (v << FW_D24_VERDICT_SHIFT);
 }
 
 /* ---- IPv4 */
@@ -196,8 +210,8 @@ static __always_inline __u64 fw_find4(const struct fw_bucket4 *b, __u64 tw, __u6
 	return 0;
 }
 
-/* One prefix length: first bucket, second if flagged, spill if flagged. h = address, host order. */
-static __always_inline __u64
+/* One prefix length: first bucket, second if flagged, spill if flagged. h = address, host order. A match (FW_HIT format) or 0. */
+static __always_inline __u32
 fw_probe4(void *tab, void *spill, const struct fw_table_cfg *cfg, __u32 h, __u32 len)
 {
 	__u32 a = h & (__u32)(0xffffffff00000000ULL >> len); /* len 0: 0 */
@@ -213,14 +227,14 @@ fw_probe4(void *tab, void *spill, const struct fw_table_cfg *cfg, __u32 h, __u32
 	__u64 tw = b->w[0];
 	w = fw_find4(b, tw, key, lanes);
 	if (w)
-		return w;
+		return fw_s4_hit(w);
 	if (tw & FW_S4_OVF) {
 		__u32 i2 = fw_range(fw_fmix(x ^ FW_HASH_SEED2), cfg->nbuckets);
 		const struct fw_bucket4 *b2 = bpf_map_lookup_elem(tab, &i2);
 		if (b2) {
 			w = fw_find4(b2, b2->w[0], key, lanes);
 			if (w)
-				return w;
+				return fw_s4_hit(w);
 		}
 	}
 	if (tw & FW_S4_SPILL) {
@@ -229,7 +243,7 @@ fw_probe4(void *tab, void *spill, const struct fw_table_cfg *cfg, __u32 h, __u32
 		__builtin_memcpy(k.addr, &an, 4);
 		struct fw_entry *e = bpf_map_lookup_elem(spill, &k);
 		if (e)
-			return fw_entry_word(e);
+			return fw_entry_hit(e);
 	}
 	return 0;
 }
@@ -246,7 +260,8 @@ static __always_inline __u32 fw_index_word(const struct fw_table_cfg *cfg, void 
 	(void)cfg;
 	(void)pool;
 	return fw_bench_flat_word(h);
-#elif defined(FW_BENCH_D24_DIRECT) || defined(FW_BENCH_D24_HASHED) || defined(FW_BENCH_D24_EXPECT)
+#elif defined(FW_BENCH_D24_DIRECT) || defined(FW_BENCH_D24_HASHED) || defined(FW_BENCH_D24_EXPECT) || \
+	defined(FW_BENCH_D24_GLOBAL)
 	return fw_bench_index_word(cfg, pool, h);
 #else
 	__u32 w = cfg->d16[h >> 16];
@@ -266,9 +281,10 @@ static __always_inline __u32 fw_index_word(const struct fw_table_cfg *cfg, void 
  * IPv4: the /24 index word decides, unless a longer entry lies inside the
  * /24 (LONGER): then the hash lengths above 24 are probed longest first (and
  * the trie, if it holds entries), and the index word's own answer is the
- * fallback.
+ * fallback. Returns a match in the FW_HIT format or 0: a word without LONGER
+ * is 0 or holds an entry (fleetwall_abi.h), so it is returned as read.
  */
-static __always_inline __u64
+static __always_inline __u32
 fw_match4(void *tab, void *spill, void *trie, void *pool, const struct fw_table_cfg *cfg,
 	  const struct fw_lenset *set, __u32 addr)
 {
@@ -276,7 +292,7 @@ fw_match4(void *tab, void *spill, void *trie, void *pool, const struct fw_table_
 	__u32 e = fw_index_word(cfg, pool, h);
 
 	if (e & FW_D24_LONGER) {
-		__u64 hit = 0;
+		__u32 hit = 0;
 		int lt = 24;
 		__u32 n = set->n_hash;
 
@@ -285,7 +301,7 @@ fw_match4(void *tab, void *spill, void *trie, void *pool, const struct fw_table_
 			__builtin_memcpy(k.addr, &addr, 4);
 			struct fw_entry *te = bpf_map_lookup_elem(trie, &k);
 			if (te && te->prefixlen > 24) {
-				hit = fw_entry_word(te);
+				hit = fw_entry_hit(te);
 				lt = te->prefixlen;
 			}
 		}
@@ -296,22 +312,21 @@ fw_match4(void *tab, void *spill, void *trie, void *pool, const struct fw_table_
 			__u32 len = set->lens[i];
 			if ((int)len <= lt)
 				break;
-			__u64 w = fw_probe4(tab, spill, cfg, h, len);
+			__u32 w = fw_probe4(tab, spill, cfg, h, len);
 			if (w)
 				return w;
 		}
 		if (hit)
 			return hit;
+		if (!((e >> FW_D24_LEN_SHIFT) & 31))
+			return 0;
 	}
-	if ((e >> FW_D24_LEN_SHIFT) & 31)
-		return FW_HIT | ((__u64)(e & FW_D24_SLOT_MASK) << FW_S4_SLOT_SHIFT) |
-		       ((__u64)((e >> FW_D24_VERDICT_SHIFT) & 3) << FW_S4_VERDICT_SHIFT);
-	return 0;
+	return e;
 }
 
 /* ---- IPv6 */
 
-static __always_inline __u64 fw_scan6(const struct fw_bucket6 *b, __u64 want, __u64 hi, __u64 lo)
+static __always_inline __u32 fw_scan6(const struct fw_bucket6 *b, __u64 want, __u64 hi, __u64 lo)
 {
 #pragma unroll
 	for (int i = 0; i < FW_B6_SLOTS; i++) {
@@ -326,13 +341,13 @@ static __always_inline __u64 fw_scan6(const struct fw_bucket6 *b, __u64 want, __
 		__u64 d = (m >> 63) << 3;
 		const __u64 *p = (const void *)&b->s[i].hi + d;
 		if (p[0] == hi && p[1] == lo)
-			return FW_HIT | (((m >> FW_M6_SLOT_SHIFT) & FW_S4_SLOT_MASK) << FW_S4_SLOT_SHIFT) |
-			       (((m >> FW_M6_VERDICT_SHIFT) & 3) << FW_S4_VERDICT_SHIFT);
+			return FW_HIT | ((__u32)(m >> FW_M6_SLOT_SHIFT) & FW_HIT_SLOT_MASK) |
+			       (((__u32)(m >> FW_M6_VERDICT_SHIFT) & 3) << FW_D24_VERDICT_SHIFT);
 	}
 	return 0;
 }
 
-static __always_inline __u64
+static __always_inline __u32
 fw_probe6(void *tab, void *spill, const struct fw_table_cfg *cfg, const __u32 *w, __u32 len)
 {
 	__u32 m[4];
@@ -347,7 +362,7 @@ fw_probe6(void *tab, void *spill, const struct fw_table_cfg *cfg, const __u32 *w
 	__u64 want = FW_M6_VALID | len;
 	__u32 i = fw_range(x, cfg->nbuckets);
 	const struct fw_bucket6 *b = bpf_map_lookup_elem(tab, &i);
-	__u64 r;
+	__u32 r;
 
 	if (!b)
 		return 0;
@@ -369,16 +384,16 @@ fw_probe6(void *tab, void *spill, const struct fw_table_cfg *cfg, const __u32 *w
 		__builtin_memcpy(k.addr, m, 16);
 		struct fw_entry *e = bpf_map_lookup_elem(spill, &k);
 		if (e)
-			return fw_entry_word(e);
+			return fw_entry_hit(e);
 	}
 	return 0;
 }
 
-static __always_inline __u64
+static __always_inline __u32
 fw_match6(void *tab, void *spill, void *trie, const struct fw_table_cfg *cfg, const struct fw_lenset *set,
 	  const __u32 *w)
 {
-	__u64 hit = 0;
+	__u32 hit = 0;
 	int lt = -1;
 	__u32 n = set->n_hash;
 
@@ -387,7 +402,7 @@ fw_match6(void *tab, void *spill, void *trie, const struct fw_table_cfg *cfg, co
 		__builtin_memcpy(k.addr, w, 16);
 		struct fw_entry *e = bpf_map_lookup_elem(trie, &k);
 		if (e) {
-			hit = fw_entry_word(e);
+			hit = fw_entry_hit(e);
 			lt = e->prefixlen;
 		}
 	}
@@ -400,7 +415,7 @@ fw_match6(void *tab, void *spill, void *trie, const struct fw_table_cfg *cfg, co
 			break;
 		if (len > 128)
 			continue;
-		__u64 r = fw_probe6(tab, spill, cfg, w, len);
+		__u32 r = fw_probe6(tab, spill, cfg, w, len);
 		if (r)
 			return r;
 	}
@@ -425,7 +440,7 @@ struct fw_counted {
  * fw_rule_xcnt, if there is one), and the interface's totals (fw_if_cnt[cpu][slot of ifindex,
  * direction], or fw_if_cntx for an interface whose slot another one owns).
  */
-static __always_inline int fw_count_verdict(const struct fw_table_cfg *cfg, __u64 hit, __u32 dir, __u32 ifindex,
+static __always_inline int fw_count_verdict(const struct fw_table_cfg *cfg, __u32 hit, __u32 dir, __u32 ifindex,
 					    __u64 bytes, struct fw_counted *out)
 {
 	__u32 cpu = bpf_get_smp_processor_id();
@@ -433,7 +448,7 @@ static __always_inline int fw_count_verdict(const struct fw_table_cfg *cfg, __u6
 
 	out->row = 0;
 	if (hit) {
-		__u32 slot = (__u32)((hit >> FW_S4_SLOT_SHIFT) & FW_S4_SLOT_MASK);
+		__u32 slot = hit & FW_HIT_SLOT_MASK;
 		out->slot = slot;
 #if defined(FW_BENCH_CNT_SHARED) || defined(FW_BENCH_CNT_HYBRID)
 		fw_bench_count_rule(cpu, slot, bytes);
@@ -457,7 +472,7 @@ static __always_inline int fw_count_verdict(const struct fw_table_cfg *cfg, __u6
 			}
 		}
 #endif
-		vi = (__u32)(hit >> FW_S4_VERDICT_SHIFT) & 3;
+		vi = (hit >> FW_D24_VERDICT_SHIFT) & 3;
 	} else {
 		out->slot = FW_EV_NO_SLOT;
 		vi = cfg->default_action == FW_DEFAULT_DROP ? 1 : 0;
@@ -501,7 +516,7 @@ static __always_inline int fw_decide4(__u32 addr, int egress, __u32 ifindex, __u
 #else
 	const struct fw_table_cfg *cfg = &fw_tblcfg[egress ? FW_TABLE_EG4 : FW_TABLE_IN4];
 #endif
-	__u64 hit;
+	__u32 hit;
 
 	const struct fw_lenset *set = &cfg->set[cfg->active & 1];
 	if (egress)
@@ -514,7 +529,7 @@ static __always_inline int fw_decide4(__u32 addr, int egress, __u32 ifindex, __u
 static __always_inline int fw_decide6(const __u32 *w, int egress, __u32 ifindex, __u64 bytes, struct fw_counted *out)
 {
 	const struct fw_table_cfg *cfg = &fw_tblcfg[egress ? FW_TABLE_EG6 : FW_TABLE_IN6];
-	__u64 hit;
+	__u32 hit;
 
 	const struct fw_lenset *set = &cfg->set[cfg->active & 1];
 	if (egress)

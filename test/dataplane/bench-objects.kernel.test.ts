@@ -1,6 +1,7 @@
 // The benchmark objects (bpf/bench/obj/, built by scripts/build-bpf.sh) pass the verifier, and the variants
 // of the XDP ingress program that `bench:dataplane --variants` measures beside this build's (ABI 5's lookup,
 // `_flat`, and each half of it, `_cfg_map` and `_one_level`; this build's index read by address, `_direct`,
+// with the pool a global of the program, `_global`,
 // with the block path marked likely, `_expect`, with uniform blocks folded into their /16 words, `_collapse`,
 // with blocks placed by a hash of the /16, `_hashed`;
 // the shared and hybrid rule counters) decide and
@@ -90,6 +91,7 @@ test('the ingress variants of bench:dataplane --variants decide like this build 
       ['_cfg_map', () => flatVariant(dp, pinDir, first, 'cfg_map'), productCounters],
       ['_one_level', () => flatVariant(dp, pinDir, first, 'one_level'), productCounters],
       ['_direct', () => flatVariant(dp, pinDir, first, 'direct'), productCounters],
+      ['_global', () => flatVariant(dp, pinDir, first, 'global'), productCounters],
       ['_expect', () => flatVariant(dp, pinDir, first, 'expect'), productCounters],
       ['_collapse', () => flatVariant(dp, pinDir, first, 'collapse'), productCounters],
       ['_hashed', () => flatVariant(dp, pinDir, first, 'hashed'), productCounters],
