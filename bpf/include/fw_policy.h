@@ -114,22 +114,24 @@ struct fw_pol_pkt {
 	__u32 has_port;    /* a first fragment (or unfragmented) TCP or UDP packet, L4 read */
 	__u32 dport;       /* host order */
 	__u32 syn;         /* TCP SYN without ACK */
+	__u32 l3;          /* fw_parse's offset of the IP header */
 	__u32 w[4];        /* the group's address (source on ingress, destination on egress), network order */
 	__u64 bytes;
 	__u64 now;         /* fw_pol_now(): the coarse clock, at most a tick behind */
 };
 
-/* Reads the L4 fields of a packet fw_parse parsed (family 4 or 6): only when a policy wants them. */
+/*
+ * Reads the L4 fields of a packet fw_parse parsed (family 4 or 6): only when
+ * a policy wants them. From the IP header fw_parse found (pk->l3: Ethernet
+ * and any VLAN tag are not walked again; the bound is the verifier's).
+ */
 static __always_inline void fw_pol_l4(void *data, void *data_end, struct fw_pol_pkt *pk)
 {
-	__u64 off = sizeof(struct ethhdr);
+	__u64 off = pk->l3;
 	void *l4;
 
-	if (data + off > data_end)
+	if (off > sizeof(struct ethhdr) + 4)
 		return;
-	__be16 proto = *(__be16 *)(data + 12);
-	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD))
-		off += 4;
 	if (pk->family == 4) {
 		struct iphdr *ip = data + off;
 		if ((void *)(ip + 1) > data_end)
@@ -330,16 +332,17 @@ static __always_inline void fw_pol_account(const struct fw_policy_set *ps, const
 #pragma unroll
 	for (int r = 0; r < FW_POL_ROWS; r++) {
 		struct fw_pol_cell *cell = &sk->c[fw_pol_cell_idx(ps, r, lo, hi, v4) & (FW_POL_ROWS * FW_POL_WIDTH - 1)];
-		__u32 np = 0, mark = 0;
+		/* One add to the word (the mark rides along: 2^31 packets of one cell in one window wrap it). */
+		__u32 word = 0;
 		__u64 nb = 0;
 		if (cell->tag == tag) {
-			np = cell->packets & ~FW_POL_REPORTED;
-			mark = cell->packets & FW_POL_REPORTED;
+			word = cell->packets;
 			nb = cell->bytes;
 		} else {
 			cell->tag = tag;
 		}
-		cell->packets = mark | (np + 1);
+		cell->packets = word + 1;
+		__u32 np = word & ~FW_POL_REPORTED;
 		cell->bytes = nb + bytes;
 		if (np < est_p)
 			est_p = np;
@@ -397,6 +400,7 @@ static __always_inline void fw_policy_count(void *data, void *data_end, const st
 		.family = a->family,
 		.proto = a->proto,
 		.bytes = bytes,
+		.l3 = a->l3,
 	};
 	__builtin_memcpy(pk.w, a->w, 16);
 	if (ps->l4_mask[dir & 1])
