@@ -249,11 +249,13 @@ static __always_inline __u32 fw_pol_words(const struct fw_policy *p, __u32 famil
 /*
  * Marks the cells of a group that crossed a limit in window `tag`: 1 if one
  * of them was not marked yet (report it), 0 if all were (reported already).
+ * *eb: the least bytes of its cells of that window (this packet included).
  */
 static __always_inline int fw_pol_mark(const struct fw_policy_set *ps, struct fw_pol_sketch *sk, __u64 lo, __u64 hi, __u32 v4,
-				       __u32 tag)
+				       __u32 tag, __u64 *eb)
 {
 	int fresh = 0;
+	__u64 least = ~0ULL;
 
 #pragma unroll
 	for (int r = 0; r < FW_POL_ROWS; r++) {
@@ -262,18 +264,22 @@ static __always_inline int fw_pol_mark(const struct fw_policy_set *ps, struct fw
 			fresh = 1;
 			continue;
 		}
+		if (cell->bytes < least)
+			least = cell->bytes;
 		if (!(cell->packets & FW_POL_REPORTED)) {
 			fresh = 1;
 			cell->packets |= FW_POL_REPORTED;
 		}
 	}
+	*eb = least;
 	return fresh;
 }
 
 /*
  * A group of the policy in slot i whose estimate (ap packets, ab bytes, this
- * packet included) is over a limit itself: reported if it is over limit +
- * margin too, once per group and window (fw_pol_mark). A global function,
+ * packet included; ab only if the policy has a byte limit, else the least of
+ * its cells is read here) is over a limit itself: reported if it is over
+ * limit + margin too, once per group and window (fw_pol_mark). A global function,
  * verified once, off the hot path: the packet's fields come in pk, built only
  * here.
  */
@@ -301,8 +307,11 @@ __noinline int fw_pol_report(const struct fw_policy_set *ps, __u32 i, const stru
 	__u64 lo, hi;
 	__u32 v4 = fw_pol_words(p, pk->family, pk->w, &lo, &hi);
 	/* Over: reported once per group and window (its cells' marks). */
-	if (!fw_pol_mark(ps, sk, lo, hi, v4, tag))
+	__u64 eb;
+	if (!fw_pol_mark(ps, sk, lo, hi, v4, tag, &eb))
 		return 0;
+	if (!lb)
+		ab = eb != ~0ULL ? eb : pk->bytes;
 	struct fw_pol_key k = {};
 	fw_pol_key_of(p, pk, &k);
 	fw_pol_hit(&k, ap, ab, epoch * p->window_ns, pk->now);
@@ -310,25 +319,18 @@ __noinline int fw_pol_report(const struct fw_policy_set *ps, __u32 i, const stru
 }
 
 /*
- * Counts one matched packet for the policy in slot i (inline in the
- * program's counting function: no call, the packet's fields in registers):
- * one lookup for the slot's sketch (an ARRAY of one sketch per slot, which
- * the verifier inlines to an address), one cell per row (plain adds), the
- * estimate the least of them before this packet; over a limit itself, the
- * rest is fw_pol_report's.
+ * One matched packet into the rows of group (lo, hi, v4) of a slot's sketch
+ * sk: per row, the cell restarts (its tag is not the packet's) or is added
+ * to; est_p (and, if wb, est_b) the least of the cells before this packet.
+ * Inlined with v4 and wb constant (fw_pol_account): for IPv4, hi = 0 and the
+ * index is lo * a + c, one multiply and one add (the same index as
+ * lo * a + 0 * b + c); without a byte limit no byte estimate is kept.
  */
-static __always_inline void fw_pol_account(const struct fw_policy_set *ps, const struct fw_policy *p, __u32 i,
-					   struct fw_pol_pkt *pk)
+static __always_inline void fw_pol_rows(const struct fw_policy_set *ps, struct fw_pol_sketch *sk, __u64 lo, __u64 hi, __u32 v4,
+					int wb, __u32 tag, __u64 bytes, __u64 *est_p, __u64 *est_b)
 {
-	__u32 slot = i;
-	struct fw_pol_sketch *sk = bpf_map_lookup_elem(&fw_pol_cms, &slot);
-	if (!sk || p->window_ns == 0)
-		return;
-	__u32 tag = (__u32)(pk->now / p->window_ns) + p->id * FW_POL_TAG_MUL;
-	__u64 lo, hi;
-	__u32 v4 = fw_pol_words(p, pk->family, pk->w, &lo, &hi);
-	__u64 est_p = ~0ULL, est_b = ~0ULL;
-	__u64 bytes = pk->bytes;
+	__u64 ep = ~0ULL, eb = ~0ULL;
+
 #pragma unroll
 	for (int r = 0; r < FW_POL_ROWS; r++) {
 		struct fw_pol_cell *cell = &sk->c[fw_pol_cell_idx(ps, r, lo, hi, v4) & (FW_POL_ROWS * FW_POL_WIDTH - 1)];
@@ -342,15 +344,51 @@ static __always_inline void fw_pol_account(const struct fw_policy_set *ps, const
 			cell->tag = tag;
 		}
 		cell->packets = word + 1;
-		__u32 np = word & ~FW_POL_REPORTED;
 		cell->bytes = nb + bytes;
-		if (np < est_p)
-			est_p = np;
-		if (nb < est_b)
-			est_b = nb;
+		__u32 np = word & ~FW_POL_REPORTED;
+		if (np < ep)
+			ep = np;
+		if (wb && nb < eb)
+			eb = nb;
+	}
+	*est_p = ep;
+	*est_b = eb;
+}
+
+/*
+ * Counts one matched packet for the policy in slot i (inline in the
+ * program's counting function: no call, the packet's fields in registers):
+ * one lookup for the slot's sketch (an ARRAY of one sketch per slot, which
+ * the verifier inlines to an address), one cell per row (plain adds), the
+ * estimate the least of them before this packet; over a limit itself, the
+ * rest is fw_pol_report's. The family (IPv4: the one-word index) and whether
+ * the policy has a byte limit (else no byte estimate here: fw_pol_report
+ * takes it from the cells) are tested once, not per row.
+ */
+static __always_inline void fw_pol_account(const struct fw_policy_set *ps, const struct fw_policy *p, __u32 i,
+					   struct fw_pol_pkt *pk)
+{
+	__u32 slot = i;
+	struct fw_pol_sketch *sk = bpf_map_lookup_elem(&fw_pol_cms, &slot);
+	if (!sk || p->window_ns == 0)
+		return;
+	__u32 tag = (__u32)(pk->now / p->window_ns) + p->id * FW_POL_TAG_MUL;
+	__u64 bytes = pk->bytes;
+	__u64 lp = p->limit_packets, lb = p->limit_bytes;
+	__u64 lo, hi, est_p, est_b;
+	if (pk->family == 4) {
+		lo = pk->w[0];
+		if (p->v4_len == 24)
+			lo &= bpf_htonl(0xffffff00);
+		if (lb)
+			fw_pol_rows(ps, sk, lo, 0, 1, 1, tag, bytes, &est_p, &est_b);
+		else
+			fw_pol_rows(ps, sk, lo, 0, 1, 0, tag, bytes, &est_p, &est_b);
+	} else {
+		__u32 v4 = fw_pol_words(p, pk->family, pk->w, &lo, &hi);
+		fw_pol_rows(ps, sk, lo, hi, v4, 1, tag, bytes, &est_p, &est_b);
 	}
 	__u64 ap = est_p + 1, ab = est_b + bytes;
-	__u64 lp = p->limit_packets, lb = p->limit_bytes;
 	if ((lp && ap > lp) || (lb && ab > lb))
 		fw_pol_report(ps, i, pk, ap, ab);
 }
