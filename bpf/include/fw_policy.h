@@ -407,31 +407,32 @@ static __always_inline __u32 fw_pol_class(__u32 proto)
 }
 
 /*
- * May a policy of direction dir count a packet of IP protocol proto? Inline
- * in the program, before the call to its counting function: the one read
- * (and test) traffic that no policy counts pays.
+ * May a policy of direction dir count a packet of IP protocol proto? The
+ * policy set if so, else NULL: the one read (and test) traffic that no
+ * policy counts pays; the counting (fw_policy_count) goes on with the same
+ * set, no second lookup.
  */
-static __always_inline int fw_policy_wants(__u32 dir, __u32 proto)
+static __always_inline const struct fw_policy_set *fw_policy_wants(__u32 dir, __u32 proto)
 {
 	__u32 z = 0;
 	const struct fw_policy_set *ps = bpf_map_lookup_elem(&fw_pol_cfg, &z);
 
-	return ps && (ps->class_mask[dir & 1] & fw_pol_class(proto));
+	return ps && (ps->class_mask[dir & 1] & fw_pol_class(proto)) ? ps : NULL;
 }
 
 /*
  * Counts a packet the rules passed (fw_parse's address a: the source on
  * ingress, the destination on egress) against the policies of direction
- * dir. The caller skips dropped packets (a banned source is not counted
- * again). Each program calls it from a global function of its own
- * (fw_policy_xdp, fw_policy_tc): verified once on its own, not once per path
- * through the lookup before it. The loop stops at the set's count.
+ * dir in set ps (fw_policy_wants'). The caller skips dropped packets (a
+ * banned source is not counted again). Inline in each program (no call: the
+ * address, the set and the packet stay where the program has them; the
+ * verifier walks it after the lookup, which measured fewer instructions than
+ * the global function it was: 264k against 371k for the XDP program). The
+ * loop stops at the set's count.
  */
-static __always_inline void fw_policy_count(void *data, void *data_end, const struct fw_addr *a, __u32 dir, __u64 bytes)
+static __always_inline void fw_policy_count(void *data, void *data_end, const struct fw_addr *a, __u32 dir, __u64 bytes,
+					    const struct fw_policy_set *ps)
 {
-	__u32 z = 0;
-	struct fw_policy_set *ps = bpf_map_lookup_elem(&fw_pol_cfg, &z);
-
 	if (!ps || !a || !(ps->dir_mask & (1u << dir)))
 		return;
 	struct fw_pol_pkt pk = {
