@@ -13,13 +13,6 @@
 /* Ethernet + one VLAN tag + IPv6 header. */
 #define FW_MAX_HDR (14 + 4 + 40)
 
-/* The policies' counting (fw_policy.h) of the address fw_parse read, a global function: verified once, apart from the lookup. */
-__noinline int fw_policy_tc(struct __sk_buff *skb, const struct fw_addr *a)
-{
-	fw_policy_count((void *)(long)skb->data, (void *)(long)skb->data_end, a, FW_DIR_EGRESS, skb->len);
-	return 0;
-}
-
 SEC("tc")
 int fw_tc_egress(struct __sk_buff *skb)
 {
@@ -46,8 +39,9 @@ int fw_tc_egress(struct __sk_buff *skb)
 		fw_ev_tc(skb, data, data_end, v, &k, ifindex, len); /* a sampled drop event, within the rule's budget */
 	if (v == FW_V_DROP)
 		return TC_ACT_SHOT;
-	if (fw_policy_wants(FW_DIR_EGRESS, a.proto))
-		fw_policy_tc(skb, &a); /* the detection policies count what the rules passed */
+	const struct fw_policy_set *ps = fw_policy_wants(FW_DIR_EGRESS, a.proto);
+	if (ps) /* the detection policies count what the rules passed */
+		fw_policy_count((void *)(long)skb->data, (void *)(long)skb->data_end, &a, FW_DIR_EGRESS, skb->len, ps);
 	return TC_ACT_UNSPEC;
 }
 

@@ -13,16 +13,6 @@
 #include "../bench/vary.h"
 #endif
 
-/* The policies' counting (fw_policy.h) of the address fw_parse read, a global function: verified once, apart from the lookup. */
-__noinline int fw_policy_xdp(struct xdp_md *ctx, const struct fw_addr *a)
-{
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-
-	fw_policy_count(data, data_end, a, FW_DIR_INGRESS, (__u64)(data_end - data));
-	return 0;
-}
-
 SEC("xdp")
 int fw_xdp_ingress(struct xdp_md *ctx)
 {
@@ -42,8 +32,9 @@ int fw_xdp_ingress(struct xdp_md *ctx)
 		fw_ev_xdp(ctx, data, data_end, v, &k, ifindex); /* a sampled drop event, within the rule's budget */
 	if (v == FW_V_DROP)
 		return XDP_DROP;
-	if (fw_policy_wants(FW_DIR_INGRESS, a.proto))
-		fw_policy_xdp(ctx, &a); /* the detection policies count what the rules passed */
+	const struct fw_policy_set *ps = fw_policy_wants(FW_DIR_INGRESS, a.proto);
+	if (ps) /* the detection policies count what the rules passed */
+		fw_policy_count(data, data_end, &a, FW_DIR_INGRESS, (__u64)(data_end - data), ps);
 	return XDP_PASS;
 }
 

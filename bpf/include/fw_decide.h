@@ -40,6 +40,7 @@ struct fw_addr {
 	__u32 family;
 	__u32 proto;    /* IP protocol (IPv6: the first next header), for the detection policies' first test */
 	__u32 w[4];
+	__u32 l3;       /* offset of the IP header (14, or 18 after a VLAN tag): the detection policies' L4 read starts there */
 };
 
 /*
@@ -75,6 +76,7 @@ static __always_inline int fw_parse(void *data, void *data_end, int want_src, st
 			return 1;
 		out->family = 4;
 		out->proto = ip->protocol;
+		out->l3 = off;
 		out->w[0] = want_src ? ip->saddr : ip->daddr;
 		return 0;
 	}
@@ -86,6 +88,7 @@ static __always_inline int fw_parse(void *data, void *data_end, int want_src, st
 			return 1;
 		out->family = 6;
 		out->proto = ip6->nexthdr;
+		out->l3 = off;
 		if (want_src) {
 			__builtin_memcpy(out->w, &ip6->saddr, 16);
 		} else {

@@ -17,7 +17,7 @@
  * Row r's cell of a group: the top FW_POL_WIDTH_BITS bits of
  * lo * a_r + hi * b_r (+ c_r for IPv4), u64 arithmetic, (lo, hi) = the
  * masked address as two little-endian u64 loads (IPv4: lo = the u32, hi =
- * 0), seeds random per agent process (an attacker who does not know them
+ * 0: the programs compute lo * a_r + c_r), seeds random per agent process (an attacker who does not know them
  * cannot pick sources that collide with a victim in every row). A cell is
  * tagged with its window: tag = (u32)(now / window_ns) + id * FW_POL_TAG_MUL
  * (now: bpf_ktime_get_coarse_ns(), read once per jiffy per CPU, so at most
@@ -126,7 +126,7 @@ struct fw_policy_set {
 /* One counter of the sketch. */
 struct fw_pol_cell {
 	__u32 tag;            /* the window (and policy version) it counts: not the packet's = 0 */
-	__u32 packets;        /* FW_POL_REPORTED | packets (31 bits) */
+	__u32 packets;        /* FW_POL_REPORTED | packets (31 bits; one add per packet to the word: 2^31 in one window wrap into the mark) */
 	__u64 bytes;
 };
 
