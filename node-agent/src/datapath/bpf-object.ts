@@ -1,6 +1,8 @@
 // Opens and loads one compiled BPF object with its maps pinned by name under
 // a pin directory: a map already pinned there is reused (never recreated or
-// flushed), a new one is created with the requested size and pinned.
+// flushed), a new one is created with the requested size and pinned. The
+// load runs on the calling thread (loadObject) or on a worker thread, off the
+// event loop (loadObjectAsync: a generation swap's load).
 
 import { existsSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
@@ -8,7 +10,7 @@ import { join } from 'node:path';
 import koffi from 'koffi';
 import { DatapathError } from './errors.js';
 import { mapInfoByFd } from './bpf-map.js';
-import { type BpfObjectPtr, check, closeFd, raw, takeLibbpfLog } from './libbpf.js';
+import { type BpfObjectPtr, check, closeFd, loadObjectOnWorker, raw, takeLibbpfLog } from './libbpf.js';
 
 const E = osConstants.errno;
 
@@ -34,15 +36,45 @@ export function loadObject(path: string, o: LoadObjectOptions = {}): LoadedObjec
   // The verifier gives up with EAGAIN when a signal is pending (profilers,
   // timers); an object cannot be loaded twice, so open it again.
   for (let attempt = 0; ; attempt++) {
+    const obj = openSized(path, o);
     try {
-      return loadOnce(path, o);
+      return loaded(obj, path, raw.bpf_object__load(obj) as number);
     } catch (e) {
-      if (!(e instanceof DatapathError) || e.errno !== E.EAGAIN || attempt >= 3) throw e;
+      if (!retryable(e, attempt)) throw e;
     }
   }
 }
 
-function loadOnce(path: string, o: LoadObjectOptions): LoadedObject {
+/**
+ * loadObject() with the load (the maps' creation, the verifier) on a worker
+ * thread (libbpf.ts loadObjectOnWorker): the event loop runs meanwhile. The
+ * object is touched by nothing else until the load settles; loads are
+ * serialized.
+ */
+export async function loadObjectAsync(path: string, o: LoadObjectOptions = {}): Promise<LoadedObject> {
+  for (let attempt = 0; ; attempt++) {
+    const obj = openSized(path, o);
+    let r: number;
+    try {
+      r = await loadObjectOnWorker(obj);
+    } catch (e) {
+      raw.bpf_object__close(obj);
+      throw e;
+    }
+    try {
+      return loaded(obj, path, r);
+    } catch (e) {
+      if (!retryable(e, attempt)) throw e;
+    }
+  }
+}
+
+function retryable(e: unknown, attempt: number): boolean {
+  return e instanceof DatapathError && e.errno === E.EAGAIN && attempt < 3;
+}
+
+/** Opens the object and sets each map's pin path and size (closed again if that fails). */
+function openSized(path: string, o: LoadObjectOptions): BpfObjectPtr {
   if (!existsSync(path)) {
     throw new DatapathError('open object', path, E.ENOENT, 'no such file (run npm run build:bpf)');
   }
@@ -74,14 +106,19 @@ function loadOnce(path: string, o: LoadObjectOptions): LoadedObject {
       if (size !== undefined && size !== (raw.bpf_map__max_entries(m) as number))
         check(raw.bpf_map__set_max_entries(m, size) as number, 'size map', name);
     }
-    const r = raw.bpf_object__load(obj) as number;
-    if (r < 0) {
-      const errno = -r;
-      throw new DatapathError('load object', path, errno, loadFailureDetail(errno));
-    }
     ok = true;
+    return obj;
   } finally {
     if (!ok) raw.bpf_object__close(obj);
+  }
+}
+
+/** The loaded object, or (closed) the error of a load that returned `r` < 0. */
+function loaded(obj: BpfObjectPtr, path: string, r: number): LoadedObject {
+  if (r < 0) {
+    raw.bpf_object__close(obj);
+    const errno = -r;
+    throw new DatapathError('load object', path, errno, loadFailureDetail(errno));
   }
   let closed = false;
   return {

@@ -135,6 +135,33 @@ const printCb = koffi.register((level: number, fmt: string, ap: unknown) => {
 }, koffi.pointer(PrintFn));
 libbpf_set_print(printCb);
 
+// ---- loads off the event loop
+
+type AsyncCall = (...args: unknown[]) => void;
+const loadOnWorker = (raw.bpf_object__load as unknown as { async: AsyncCall }).async.bind(raw.bpf_object__load);
+/** The last load started: loads run one at a time (serialized), each after the one before settled. */
+let loadChain: Promise<unknown> = Promise.resolve();
+
+/**
+ * bpf_object__load on a libuv worker thread (koffi's asynchronous call): the
+ * maps' creation and the verifier (0.3-6 s for our programs under load) never
+ * block the event loop. Resolves with what bpf_object__load returned (0 or
+ * -errno). Loads are serialized. libbpf's print callback (printCb), called on
+ * the worker during the load, is queued by koffi to the main thread while the
+ * worker waits for it to return, so its va_list stays valid; nothing on the
+ * main thread ever waits for the worker (no deadlock). The caller must not
+ * touch `obj` until the promise settles.
+ */
+export function loadObjectOnWorker(obj: BpfObjectPtr): Promise<number> {
+  const run = (): Promise<number> =>
+    new Promise((resolve, reject) => {
+      loadOnWorker(obj, (err: unknown, r: number) => (err ? reject(err) : resolve(r)));
+    });
+  const p = loadChain.then(run, run);
+  loadChain = p.catch(() => undefined);
+  return p;
+}
+
 /** Routes libbpf's own log lines (warnings, verifier log) to `fn`. */
 export function setLibbpfLogSink(fn: ((level: LibbpfLogLevel, line: string) => void) | null): void {
   sink = fn;
