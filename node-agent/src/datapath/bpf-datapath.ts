@@ -375,7 +375,12 @@ export class BpfDatapath implements Datapath {
     await this.resizeIfDue();
   }
 
-  /** Resolves once no generation swap is in flight (tests, the bench, a clean close). */
+  /** True while a generation swap is in flight (its load on a worker thread; tests). */
+  get swapping(): boolean {
+    return this.swapper.busy;
+  }
+
+  /** Resolves once no generation swap is in flight (tests, the bench). */
   settled(): Promise<void> {
     return this.swapper.settled();
   }
