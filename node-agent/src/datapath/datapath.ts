@@ -441,7 +441,10 @@ export interface DatapathLifecycle {
   readonly createdFresh: boolean;
   /** Detaches everything and removes every pin. Explicit uninstall only. */
   uninstall(): void;
-  /** Releases fds. Never detaches: enforcement stays in place. */
+  /**
+   * Releases fds. Never detaches: enforcement stays in place. An apply still
+   * waiting (for a swap's load) rejects; the load, once it settles, is dropped.
+   */
   close(): void;
 }
 
