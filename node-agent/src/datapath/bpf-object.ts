@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import koffi from 'koffi';
 import { DatapathError } from './errors.js';
 import { mapInfoByFd } from './bpf-map.js';
-import { type BpfObjectPtr, check, closeFd, loadObjectOnWorker, raw, takeLibbpfLog } from './libbpf.js';
+import { type BpfObjectPtr, check, closeFd, libbpfLogMark, libbpfLogSince, loadObjectOnWorker, raw } from './libbpf.js';
 
 const E = osConstants.errno;
 
@@ -36,9 +36,10 @@ export function loadObject(path: string, o: LoadObjectOptions = {}): LoadedObjec
   // The verifier gives up with EAGAIN when a signal is pending (profilers,
   // timers); an object cannot be loaded twice, so open it again.
   for (let attempt = 0; ; attempt++) {
-    const obj = openSized(path, o);
+    const mark = libbpfLogMark();
+    const obj = openSized(path, o, mark);
     try {
-      return loaded(obj, path, raw.bpf_object__load(obj) as number);
+      return loaded(obj, path, raw.bpf_object__load(obj) as number, mark);
     } catch (e) {
       if (!retryable(e, attempt)) throw e;
     }
@@ -53,7 +54,8 @@ export function loadObject(path: string, o: LoadObjectOptions = {}): LoadedObjec
  */
 export async function loadObjectAsync(path: string, o: LoadObjectOptions = {}): Promise<LoadedObject> {
   for (let attempt = 0; ; attempt++) {
-    const obj = openSized(path, o);
+    const mark = libbpfLogMark();
+    const obj = openSized(path, o, mark);
     let r: number;
     try {
       r = await loadObjectOnWorker(obj);
@@ -62,7 +64,7 @@ export async function loadObjectAsync(path: string, o: LoadObjectOptions = {}): 
       throw e;
     }
     try {
-      return loaded(obj, path, r);
+      return loaded(obj, path, r, mark);
     } catch (e) {
       if (!retryable(e, attempt)) throw e;
     }
@@ -74,13 +76,12 @@ function retryable(e: unknown, attempt: number): boolean {
 }
 
 /** Opens the object and sets each map's pin path and size (closed again if that fails). */
-function openSized(path: string, o: LoadObjectOptions): BpfObjectPtr {
+function openSized(path: string, o: LoadObjectOptions, mark: number): BpfObjectPtr {
   if (!existsSync(path)) {
     throw new DatapathError('open object', path, E.ENOENT, 'no such file (run npm run build:bpf)');
   }
-  takeLibbpfLog();
   const obj = raw.bpf_object__open_file(path, null) as BpfObjectPtr;
-  if (!obj) throw new DatapathError('open object', path, koffi.errno() || E.EINVAL, lastLog() ?? 'libbpf could not parse the object');
+  if (!obj) throw new DatapathError('open object', path, koffi.errno() || E.EINVAL, lastLog(mark) ?? 'libbpf could not parse the object');
   let ok = false;
   try {
     for (let m = raw.bpf_object__next_map(obj, null); m; m = raw.bpf_object__next_map(obj, m)) {
@@ -113,12 +114,12 @@ function openSized(path: string, o: LoadObjectOptions): BpfObjectPtr {
   }
 }
 
-/** The loaded object, or (closed) the error of a load that returned `r` < 0. */
-function loaded(obj: BpfObjectPtr, path: string, r: number): LoadedObject {
+/** The loaded object, or (closed) the error of a load that returned `r` < 0 (quoting libbpf's lines since `mark`). */
+function loaded(obj: BpfObjectPtr, path: string, r: number, mark: number): LoadedObject {
   if (r < 0) {
     raw.bpf_object__close(obj);
     const errno = -r;
-    throw new DatapathError('load object', path, errno, loadFailureDetail(errno));
+    throw new DatapathError('load object', path, errno, loadFailureDetail(errno, mark));
   }
   let closed = false;
   return {
@@ -148,8 +149,8 @@ function loaded(obj: BpfObjectPtr, path: string, r: number): LoadedObject {
   };
 }
 
-function lastLog(): string | undefined {
-  const lines = takeLibbpfLog().filter((l) => l.trim() !== '');
+function lastLog(mark: number): string | undefined {
+  const lines = libbpfLogSince(mark).filter((l) => l.trim() !== '');
   return lines.length
     ? lines
         .slice(-3)
@@ -158,8 +159,8 @@ function lastLog(): string | undefined {
     : undefined;
 }
 
-function loadFailureDetail(errno: number): string | undefined {
-  const lines = takeLibbpfLog().filter((l) => l.trim() !== '');
+function loadFailureDetail(errno: number, mark: number): string | undefined {
+  const lines = libbpfLogSince(mark).filter((l) => l.trim() !== '');
   const reuse = lines.find((l) => /reuse pinned map|parameter mismatch/.test(l));
   if (reuse) return `a pinned map does not match this object (${reuse.replace(/^libbpf: /, '').trim()}); uninstall or use another pin dir`;
   if (lines.length === 0) return undefined;

@@ -115,7 +115,9 @@ const libbpf_set_print = f(lib, 'void *libbpf_set_print(fw_libbpf_print_fn *fn)'
 
 export type LibbpfLogLevel = 'warn' | 'info' | 'debug';
 const LEVELS: LibbpfLogLevel[] = ['warn', 'info', 'debug'];
-const recent: string[] = [];
+/** The last 64 warn/info lines, numbered (a load quotes the lines since it began, whatever else logged meanwhile). */
+const recent: { seq: number; text: string }[] = [];
+let logSeq = 0;
 let sink: ((level: LibbpfLogLevel, line: string) => void) | null = null;
 const printBuf = Buffer.alloc(8192);
 
@@ -127,7 +129,7 @@ const printCb = koffi.register((level: number, fmt: string, ap: unknown) => {
     .trimEnd();
   const lvl = LEVELS[level] ?? 'debug';
   if (lvl !== 'debug') {
-    recent.push(text);
+    recent.push({ seq: ++logSeq, text });
     if (recent.length > 64) recent.shift();
   }
   sink?.(lvl, text);
@@ -167,9 +169,14 @@ export function setLibbpfLogSink(fn: ((level: LibbpfLogLevel, line: string) => v
   sink = fn;
 }
 
-/** Takes (and clears) libbpf's log lines since the last call. */
-export function takeLibbpfLog(): string[] {
-  return recent.splice(0, recent.length);
+/** A mark in libbpf's log: libbpfLogSince(mark) gives the lines logged after it. */
+export function libbpfLogMark(): number {
+  return logSeq;
+}
+
+/** libbpf's warn and info lines logged since `mark` (of the last 64; a sync load meanwhile does not take them away). */
+export function libbpfLogSince(mark: number): string[] {
+  return recent.filter((r) => r.seq > mark).map((r) => r.text);
 }
 
 // ---- helpers
