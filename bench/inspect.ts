@@ -72,7 +72,7 @@ const ratio = (a: number[], b: number[]) => Math.round(median(a.map((x, i) => x 
 async function perPacket(): Promise<void> {
   const n = QUICK ? 100_000 : 1_000_000;
   const name = QUICK ? 'v4_100k' : 'v4_1m';
-  const { dp, pinDir } = openSet(`inspect_${name}`, 4, n, 6);
+  const { dp, pinDir } = await openSet(`inspect_${name}`, 4, n, 6);
   const ring = dp.events().openRing();
   try {
     const cases = [
@@ -154,7 +154,7 @@ function drops(dp: BpfDatapath): number {
 async function liveDropRate(): Promise<void> {
   const bed = createNetnsPair({ tag: 'insp' });
   beds.push(bed);
-  const { dp, pinDir } = openSet('inspect_live_100k', 4, 100_000, 6);
+  const { dp, pinDir } = await openSet('inspect_live_100k', 4, 100_000, 6);
   const helper = runNode(bed, 'b', 'bench/lib/attach-helper.ts', ['fleetwall', pinDir, bed.b.ifname]);
   await new Promise<void>((resolve, reject) => helper.once('exit', (c) => (c === 0 ? resolve() : reject(new Error(`attach ${c}`)))));
   const gen = await startGenerator(bed, hitSources(4, 100_000, 4096));

@@ -79,7 +79,7 @@ async function rules(dp: BpfDatapath, n: number, first: number, del: boolean, af
       if (del) b.entryDelete(0, p.bytes, 0, p.len);
       else b.entryUpsert(0, p.bytes, 0, p.len, 0, first + i);
     }
-    dp.applyBatch(b);
+    await dp.applyBatch(b);
     after?.();
   }
 }
@@ -134,7 +134,7 @@ async function growUnderTraffic(): Promise<void> {
       st.journalUpsert(BigInt(slot), 0, parseAddress(a).bytes, 0, len, allow ? ATTR_ALLOW : 0, slot, 0);
       st.entryUpsert(0, parseAddress(a).bytes, 0, len, allow ? ATTR_ALLOW : 0, slot);
     }
-    dp.applyBatch(st);
+    await dp.applyBatch(st);
     const [cmd, ...pre] = bed.nsenter('b');
     execFileSync(cmd!, [...pre, process.execPath, '--import', 'tsx', 'bench/lib/attach-helper.ts', 'fleetwall', dp.pinDir, bed.b.ifname], {
       cwd: root,

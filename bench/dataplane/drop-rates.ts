@@ -85,8 +85,8 @@ export async function dropRates(): Promise<void> {
     execFileSync('taskset', ['-a', '-pc', '0', String(process.pid)], { stdio: 'ignore' });
 
     // The sinks.
-    const fw = openSet('drop-fw', 4, N, 6);
-    const small = openSet('drop-fw1k', 4, 1000, 6);
+    const fw = await openSet('drop-fw', 4, N, 6);
+    const small = await openSet('drop-fw1k', 4, 1000, 6);
     const barePin = newPinDir('drop-bare');
     execFileSync('mkdir', ['-p', barePin]);
     const bare = loadObject(join(root, 'bpf/bench/obj/bare.bpf.o'));

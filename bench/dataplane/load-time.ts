@@ -13,7 +13,7 @@ export async function loadTime(): Promise<void> {
   const xs: number[] = [];
   for (let i = 0; i < 3; i++) {
     await checkpoint();
-    const { dp, pinDir, seconds } = openSet(`load${i}`, 4, 1_000_000, 6);
+    const { dp, pinDir, seconds } = await openSet(`load${i}`, 4, 1_000_000, 6);
     xs.push(seconds);
     dp.close();
     datapaths.splice(datapaths.indexOf(dp), 1);

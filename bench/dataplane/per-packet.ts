@@ -132,7 +132,7 @@ export async function perPacket(): Promise<void> {
     const hit = hitSources(s.family, s.n, NSRC);
     const frameOf = s.family === 4 ? v4 : v6;
     // fleetwall (K=6), then the plain LPM trie of the bench (suffix _trie) on the same prefixes.
-    const { dp, pinDir, seconds } = openSet(s.name, s.family, s.n, 6);
+    const { dp, pinDir, seconds } = await openSet(s.name, s.family, s.n, 6);
     process.stderr.write(`# loaded ${s.name} (${s.n}) in ${seconds.toFixed(2)} s\n`);
     const triePin = newPinDir(`${s.name}_trie`);
     mkdirSync(triePin, { recursive: true });
@@ -211,7 +211,7 @@ export async function perPacket(): Promise<void> {
   // What the headline leaves out, on the v4 1M set: one counter slot per rule; 16384 sources.
   if (['v4_1m_hit_rule_slots', 'v4_1m_hit_16k_sources'].some((c) => want(`ns_per_packet.${c}`))) {
     await checkpoint();
-    const { pinDir, seconds } = openSet('v4_1m_rule_slots', 4, 1_000_000, 6, true);
+    const { pinDir, seconds } = await openSet('v4_1m_rule_slots', 4, 1_000_000, 6, true);
     process.stderr.write(`# loaded v4_1m with one counter slot per rule in ${seconds.toFixed(2)} s\n`);
     runs.push({
       metric: 'ns_per_packet.v4_1m_hit_rule_slots',

@@ -28,20 +28,20 @@ export function newPinDir(name: string): string {
 }
 
 /** A datapath holding n prefixes; counter slots i % 1024, or one per rule (ruleSlots). */
-export function openSet(
+export async function openSet(
   name: string,
   family: 4 | 6,
   n: number,
   k: number,
   ruleSlots = false,
-): { dp: BpfDatapath; pinDir: string; seconds: number } {
+): Promise<{ dp: BpfDatapath; pinDir: string; seconds: number }> {
   const pinDir = newPinDir(name);
   const slots = ruleSlots ? n : 1024;
   const dp = openDatapath({ pinDir, capacity: { prefixesPerTable: Math.max(n, 1024) + 1024, counterSlots: slots }, maxHashLengths: k });
   datapaths.push(dp);
   const ops: MapOp[] = entries(family, n).map((entry, i) => ({ kind: 'entry.upsert', entry: ruleSlots ? { ...entry, slot: i } : entry }));
   const t0 = process.hrtime.bigint();
-  applyOps(dp, ops);
+  await applyOps(dp, ops);
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   return { dp, pinDir, seconds };
 }

@@ -146,7 +146,7 @@ export function counterVariant(kind: 'shared' | 'hybrid', pinDir: string, source
  */
 export async function flood(): Promise<void> {
   await checkpoint();
-  const { pinDir } = openSet('flood', 4, 1000, 6);
+  const { pinDir } = await openSet('flood', 4, 1000, 6);
   const one = Array.from({ length: 1024 }, (_, i) => v4Bytes((0x10000000 + (i & 255)) >>> 0)); // 16.0.0.0/24: slot 500
   const cases: Array<[string, () => number]> = [
     ['percpu', () => variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', one, pinDir)],

@@ -24,13 +24,13 @@ function rule(id: number, cidr: string, action: 'deny' | 'allow' = 'deny', direc
 function failing(dp: Datapath): { dp: Datapath; failAtCall: (n: number) => void } {
   let countdown = -1;
   const wrapped = Object.create(dp) as Datapath;
-  wrapped.applyBatch = (b: OpBatch, meta?: SyncMeta) => {
+  wrapped.applyBatch = async (b: OpBatch, meta?: SyncMeta) => {
     if (countdown >= 0 && countdown-- === 0) {
       // Half of this call reaches the kernel, then the "kernel" refuses.
-      applyOps(dp, batchOps(b).slice(0, Math.floor(b.length / 2)));
+      await applyOps(dp, batchOps(b).slice(0, Math.floor(b.length / 2)));
       throw new DatapathError('update map', 'injected', 12 /* ENOMEM */);
     }
-    dp.applyBatch(b, meta);
+    await dp.applyBatch(b, meta);
   };
   return { dp: wrapped, failAtCall: (n) => (countdown = n) };
 }

@@ -52,12 +52,12 @@ test('every object the build script writes into bpf/bench/obj is committed, and 
 });
 
 test('the ingress variants of bench:dataplane --variants decide like this build on the same maps', async () => {
-  await withDatapath('bench-variants', { maxHashLengths: 6 }, (dp, pinDir) => {
+  await withDatapath('bench-variants', { maxHashLengths: 6 }, async (dp, pinDir) => {
     const up = (cidr: string, action: 'deny' | 'allow', mode: 'enforce' | 'monitor', slot: number) => ({
       kind: 'entry.upsert' as const,
       entry: { direction: 'ingress' as const, prefix: parseCidr(cidr), action, mode, slot },
     });
-    applyOps(dp, [
+    await applyOps(dp, [
       up('10.1.2.0/24', 'deny', 'enforce', 1),
       up('10.1.3.0/24', 'allow', 'enforce', 2),
       up('10.1.3.7/32', 'deny', 'enforce', 3), // a longer entry inside a /24: the index word says LONGER

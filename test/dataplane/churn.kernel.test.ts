@@ -252,7 +252,7 @@ test('churn under traffic: >100k prefixes inserted and deleted in batches around
         up(st, '198.18.0.0', 15, 4);
         up(st, W6, 128, 6, true);
         up(st, '2001:db8:f00::', 126, 7);
-        dp.applyBatch(st);
+        await dp.applyBatch(st);
 
         // Receiver in b, sender in a.
         const rx = bed.spawn('b', [process.execPath, '-e', RECEIVER, bed.b.v4, bed.b.v6, String(PORT)]);
@@ -325,7 +325,7 @@ test('churn under traffic: >100k prefixes inserted and deleted in batches around
               const [t, k, len] = ops[i]!;
               batch.entryUpsert(t, k, 0, len, 0, 100 + (i % 3000));
             }
-            dp.applyBatch(batch);
+            await dp.applyBatch(batch);
             inserted += batch.length;
             await sleep(i < aimed ? 1 : 15);
           }
@@ -347,7 +347,7 @@ test('churn under traffic: >100k prefixes inserted and deleted in batches around
               const [t, k, len] = ops[i]!;
               batch.entryDelete(t, k, 0, len);
             }
-            dp.applyBatch(batch);
+            await dp.applyBatch(batch);
             deleted += batch.length;
             await sleep(i < aimed ? 1 : 15);
           }

@@ -38,7 +38,7 @@ const verdictCode = (e: Entry) => (e.action === 'allow' ? 0 : e.mode === 'monito
 
 for (const k of [2, 6]) {
   test(`direct /24 index, K=${k}: random nested IPv4 entries in random batches match a longest-prefix reference, word by word and packet by packet`, async () => {
-    await withDatapath(`d24-rand-k${k}`, { maxHashLengths: k }, (dp) => {
+    await withDatapath(`d24-rand-k${k}`, { maxHashLengths: k }, async (dp) => {
       const rand = rng32(0x5eed + k);
       const pick = <T>(xs: readonly T[]): T => xs[rand() % xs.length]!;
       const model = new Map<number, Entry>();
@@ -111,7 +111,7 @@ for (const k of [2, 6]) {
           }
           // Deletes of the /0 do not wait for chance.
           if (round % 13 === 0) for (const e of [...model.values()]) if (e.len === 0) apply(del(e), e, true);
-          applyOps(dp, ops);
+          await applyOps(dp, ops);
 
           const entries = [...model.values()];
           const lpm = (v: number, maxLen = 32) => {

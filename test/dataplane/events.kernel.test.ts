@@ -75,7 +75,7 @@ function rowStates(dp: BpfDatapath, slot: number): string {
 
 test('drop events: fields, directions, budget per rule, weights add up to the counter, nothing for passes', async () => {
   await withDatapath('ev', {}, async (dp) => {
-    applyOps(dp, [
+    await applyOps(dp, [
       deny('ingress', '192.0.2.0/24', 1),
       deny('ingress', '198.51.100.9/32', 2, 'monitor'),
       deny('egress', '203.0.113.7/32', 3),
@@ -159,7 +159,7 @@ test('drop events: fields, directions, budget per rule, weights add up to the co
 
 test('drop events: the ring full counts lost events per rule; their drops stay pending; default drops have their own budget', async () => {
   await withDatapath('evlost', { eventRingBytes: 4096, defaultAction: 'drop' }, async (dp) => {
-    applyOps(dp, [deny('ingress', '192.0.2.0/24', 1)]);
+    await applyOps(dp, [deny('ingress', '192.0.2.0/24', 1)]);
     dp.events().configure({ enabled: true, ratePerSecond: 100_000, burst: 100_000, snapLen: 0 });
     const ring = dp.events().openRing();
     try {
@@ -207,7 +207,7 @@ test('drop events: the ring full counts lost events per rule; their drops stay p
 test('drop events: the node budget bounds the events of a flood over many rules; the drops it refused ride on each rule’s next event', async () => {
   await withDatapath('evnode', {}, async (dp) => {
     const RULES = 64;
-    applyOps(
+    await applyOps(
       dp,
       Array.from({ length: RULES }, (_, i) => deny('ingress', `198.18.${i}.1/32`, i + 1)),
     );
@@ -263,7 +263,7 @@ test('drop events: a weight counts only the drops since events were turned on; a
   await withDatapath('evmark', {}, async (dp) => {
     const SLOT = 5;
     const a = ipv4Frame('192.0.2.5', '10.0.0.1');
-    applyOps(dp, [deny('ingress', '192.0.2.0/24', SLOT)]);
+    await applyOps(dp, [deny('ingress', '192.0.2.0/24', SLOT)]);
     const ring = dp.events().openRing();
     const tight: EventSettings = { enabled: true, ratePerSecond: 1, burst: 1, snapLen: 0 };
     try {
@@ -289,7 +289,7 @@ test('drop events: a weight counts only the drops since events were turned on; a
       assert.equal(budgets(dp, 8).pending[SLOT], 0, 'turned on again: nothing pending');
       // The slot goes to another rule (its counter row reset as the agent does for a reused slot): no
       // pending drops and no mark inherited; its first event stands for its own drop.
-      applyOps(dp, [
+      await applyOps(dp, [
         { kind: 'entry.delete', direction: 'ingress', prefix: parseCidr('192.0.2.0/24') },
         { kind: 'counter.reset', slot: SLOT },
         deny('ingress', '198.51.100.0/24', SLOT),
@@ -317,9 +317,9 @@ test('drop events: a weight counts only the drops since events were turned on; a
         kind: 'entry.upsert' as const,
         entry: { direction: 'ingress' as const, prefix: parseCidr('203.0.113.0/24'), action, mode: 'enforce' as const, slot: 6 },
       });
-      applyOps(dp, [rule('allow'), entry('allow')]);
+      await applyOps(dp, [rule('allow'), entry('allow')]);
       assert.equal(dp.testRun('xdp', ipv4Frame('203.0.113.9', '10.0.0.1'), { repeat: 40 }).retval, XDP_PASS);
-      applyOps(dp, [rule('deny'), entry('deny')]);
+      await applyOps(dp, [rule('deny'), entry('deny')]);
       assert.equal(readRuleCounters(dp, 8).packets[6], 40n, 'the passes stay counted');
       assert.equal(budgets(dp, 8).pending[6], 0, 'but are not pending drops');
       assert.equal(dp.testRun('xdp', ipv4Frame('203.0.113.9', '10.0.0.1')).retval, XDP_DROP);

@@ -35,7 +35,7 @@ test('bans one per /16 past the least sizes: each swap that grows the maps start
         atSwap.push({ source: current, dropped, blocks: dp.generation().sizes.blocks[IN4]! });
       },
     },
-    (opened) => {
+    async (opened) => {
       dp = opened;
       const least = dp.generation().sizes.blocks[IN4]!;
       const b = new OpBatch(2);
@@ -46,7 +46,7 @@ test('bans one per /16 past the least sizes: each swap that grows the maps start
         b.clear();
         b.journalUpsert(BigInt(1 + i), IN4, bytes, 0, 32, 0, i, 0);
         b.entryUpsert(IN4, bytes, 0, 32, 0, i);
-        dp.applyBatch(b);
+        await dp.applyBatch(b);
         assert.equal(dp.testRun('xdp', ipFrame(current, '192.0.2.1')).retval, XDP_DROP, `${current} drops after its apply`);
       }
       const grown = dp.generation().sizes.blocks[IN4]!;

@@ -35,11 +35,11 @@ function entryFor(i: number): KernelEntry {
 }
 
 test('1,000,000 prefixes: batch load, sampled lookups, packets, batch delete', async () => {
-  await withDatapath('million', { capacity: { prefixesPerTable: 1_048_576, counterSlots: 1024 } }, (dp) => {
+  await withDatapath('million', { capacity: { prefixesPerTable: 1_048_576, counterSlots: 1024 } }, async (dp) => {
     const ops: MapOp[] = new Array(N);
     for (let i = 0; i < N; i++) ops[i] = { kind: 'entry.upsert', entry: entryFor(i) };
     const t0 = process.hrtime.bigint();
-    applyOps(dp, ops);
+    await applyOps(dp, ops);
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     process.stderr.write(`# loaded ${N} prefixes in ${ms.toFixed(0)} ms\n`);
     const u = dp.usage().find((x) => x.direction === 'ingress' && x.family === 4)!;
@@ -80,7 +80,7 @@ test('1,000,000 prefixes: batch load, sampled lookups, packets, batch delete', a
     // Remove them all by batch.
     const dels: MapOp[] = new Array(N);
     for (let i = 0; i < N; i++) dels[i] = { kind: 'entry.delete', direction: 'ingress', prefix: entryFor(i).prefix };
-    applyOps(dp, dels);
+    await applyOps(dp, dels);
     assert.equal(dp.usage().find((x) => x.direction === 'ingress' && x.family === 4)!.entries, 0);
     assert.deepEqual(dp.layout().find((x) => x.direction === 'ingress' && x.family === 4)!.hashLens, []);
     assert.equal(dp.testRun('xdp', ipFrame(dotted(BASE32 + 1), '192.0.2.254')).retval, XDP_PASS);

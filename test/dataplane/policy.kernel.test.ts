@@ -114,7 +114,7 @@ test('groups of /24 and /64, SYN only, port ranges, bytes, and the egress direct
 test('packets a deny drops are not counted; a policy change restarts the counts (new id)', () =>
   withDatapath('pol-drop', {}, async (dp) => {
     const from = dp.policies.policyStats().hits;
-    applyOps(dp, [
+    await applyOps(dp, [
       {
         kind: 'entry.upsert',
         entry: { direction: 'ingress', prefix: parseCidr('198.51.100.0/24'), action: 'deny', mode: 'enforce', slot: 1 },

@@ -108,7 +108,7 @@ test('maps grow from empty through several sizes to ~140k prefixes and shrink ba
           st.journalUpsert(id, t, parseAddress(a).bytes, 0, len, allow ? ATTR_ALLOW : 0, slot, 0);
         }
         for (const [t, a, len, allow, slot] of s.rules) st.entryUpsert(t, parseAddress(a).bytes, 0, len, allow ? ATTR_ALLOW : 0, slot);
-        dp.applyBatch(st);
+        await dp.applyBatch(st);
         const least = dp.generation().sizes;
         const streams = [await StreamTraffic.start(bed, s.v4, bed.b.v4, 2), await StreamTraffic.start(bed, s.v6, bed.b.v6, 2)];
         await sleep(300);
@@ -158,7 +158,7 @@ test('maps grow from empty through several sizes to ~140k prefixes and shrink ba
             const [t, b, len] = bg[k]!;
             batch.entryUpsert(t, b, 0, len, 0, 100 + k);
           }
-          dp.applyBatch(batch);
+          await dp.applyBatch(batch);
           note();
           await sleep(5);
         }
@@ -185,7 +185,7 @@ test('maps grow from empty through several sizes to ~140k prefixes and shrink ba
             const [t, b, len] = bg[k]!;
             batch.entryDelete(t, b, 0, len);
           }
-          dp.applyBatch(batch);
+          await dp.applyBatch(batch);
           await sleep(5);
         }
         const shrunk = swaps.filter((x) => x === 'committed').length - grown;

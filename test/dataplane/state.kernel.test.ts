@@ -69,7 +69,7 @@ test('placeNewLengths puts the most populated new lengths in the hash, up to K',
 });
 
 test('journal, meta and counter reset round-trip through the pins and survive reopen', async () => {
-  await withDatapath('state-journal', {}, (dp, pinDir) => {
+  await withDatapath('state-journal', {}, async (dp, pinDir) => {
     const rule = (id: bigint, cidr: string, slot: number, expireUnixMs = 0) => ({
       id,
       direction: 'egress' as const,
@@ -79,7 +79,7 @@ test('journal, meta and counter reset round-trip through the pins and survive re
       expireUnixMs,
       slot,
     });
-    applyOps(
+    await applyOps(
       dp,
       [
         { kind: 'journal.upsert', rule: rule(7n, '2001:db8::/48', 3, 1_900_000_000_000) },
@@ -89,7 +89,7 @@ test('journal, meta and counter reset round-trip through the pins and survive re
       ],
       { revision: 42n, storeId: 'store-a' },
     );
-    applyOps(dp, [
+    await applyOps(dp, [
       { kind: 'journal.delete', id: 9n, slot: 5 },
       { kind: 'journal.delete', id: 12345n, slot: 4 },
     ]); // a slot that holds another rule: ignored
@@ -115,7 +115,7 @@ test('journal, meta and counter reset round-trip through the pins and survive re
     // Count, reset, count.
     for (let i = 0; i < 3; i++) assert.equal(dp.testRun('xdp', ipFrame('203.0.113.9', '192.0.2.1')).retval, XDP_DROP);
     assert.equal(readRuleCounters(dp, 6).packets[5], 3n);
-    applyOps(dp, [{ kind: 'counter.reset', slot: 5 }]);
+    await applyOps(dp, [{ kind: 'counter.reset', slot: 5 }]);
     assert.equal(readRuleCounters(dp, 6).packets[5], 0n);
     dp.close();
 
@@ -137,16 +137,16 @@ test('journal, meta and counter reset round-trip through the pins and survive re
 });
 
 test('a full table is refused before anything changes; bad ops are refused with EINVAL', async () => {
-  await withDatapath('state-cap', { capacity: { prefixesPerTable: 16, counterSlots: 8 } }, (dp) => {
+  await withDatapath('state-cap', { capacity: { prefixesPerTable: 16, counterSlots: 8 } }, async (dp) => {
     const ops: MapOp[] = [];
     for (let i = 0; i < 16; i++) ops.push(up(deny(`10.0.0.${i}/32`, 1)));
-    applyOps(dp, ops);
+    await applyOps(dp, ops);
     assert.equal(dp.usage().find((u) => u.direction === 'ingress' && u.family === 4)!.entries, 16);
     // Re-applying the same 16 fits (replacements), 1 more does not.
-    applyOps(dp, ops);
-    const err = (() => {
+    await applyOps(dp, ops);
+    const err = await (async () => {
       try {
-        applyOps(dp, [up(deny('10.0.1.0/24', 2)), up(deny('10.0.0.99/32', 2))]);
+        await applyOps(dp, [up(deny('10.0.1.0/24', 2)), up(deny('10.0.0.99/32', 2))]);
       } catch (e) {
         return e;
       }
@@ -159,41 +159,50 @@ test('a full table is refused before anything changes; bad ops are refused with 
     assert.equal(readEntries(dp).length, 16, 'nothing half-applied');
     assert.equal(dp.testRun('xdp', ipFrame('10.0.1.5', '192.0.2.1')).retval, XDP_PASS);
     // Other tables are separate.
-    applyOps(dp, [up(deny('10.0.1.0/24', 2, 'egress'))]);
-    assert.throws(() => applyOps(dp, [up(deny('10.0.0.1/32', 8))]), { code: 'EINVAL', message: /counter slot 8 out of 0\.\.7/ });
-    assert.throws(() => applyOps(dp, [up({ ...deny('10.0.0.1/32', 1), prefix: { family: 4, bytes: new Uint8Array(16), len: 8 } })]), {
+    await applyOps(dp, [up(deny('10.0.1.0/24', 2, 'egress'))]);
+    await assert.rejects(async () => applyOps(dp, [up(deny('10.0.0.1/32', 8))]), {
       code: 'EINVAL',
-      message: /IPv4 prefix needs 4 bytes/,
+      message: /counter slot 8 out of 0\.\.7/,
     });
+    await assert.rejects(
+      async () => applyOps(dp, [up({ ...deny('10.0.0.1/32', 1), prefix: { family: 4, bytes: new Uint8Array(16), len: 8 } })]),
+      {
+        code: 'EINVAL',
+        message: /IPv4 prefix needs 4 bytes/,
+      },
+    );
   });
 });
 
 test('capacity is counted net of the deletes of the same call, in the order the ops run', async () => {
-  await withDatapath('state-net', { capacity: { prefixesPerTable: 4, counterSlots: 8 } }, (dp) => {
+  await withDatapath('state-net', { capacity: { prefixesPerTable: 4, counterSlots: 8 } }, async (dp) => {
     const ingress4 = () => dp.usage().find((u) => u.direction === 'ingress' && u.family === 4)!.entries;
-    applyOps(
+    await applyOps(
       dp,
       [1, 2, 3, 4].map((i) => up(deny(`10.1.0.${i}/32`, 1))),
     );
     // Adds before the deletes would overfill the table at that point: refused, nothing changed.
-    assert.throws(() => applyOps(dp, [up(deny('10.1.1.0/24', 2)), up(deny('10.1.0.5/32', 2)), del('10.1.0.1/32'), del('10.1.0.2/32')]), {
-      code: 'E2BIG',
-      message: /would hold 6 prefixes, capacity is 4; nothing was changed/,
-    });
+    await assert.rejects(
+      async () => applyOps(dp, [up(deny('10.1.1.0/24', 2)), up(deny('10.1.0.5/32', 2)), del('10.1.0.1/32'), del('10.1.0.2/32')]),
+      {
+        code: 'E2BIG',
+        message: /would hold 6 prefixes, capacity is 4; nothing was changed/,
+      },
+    );
     assert.equal(ingress4(), 4);
     assert.equal(dp.testRun('xdp', ipFrame('10.1.0.1', '192.0.2.254')).retval, XDP_DROP, 'nothing deleted');
     assert.equal(dp.testRun('xdp', ipFrame('10.1.1.9', '192.0.2.254')).retval, XDP_PASS, 'nothing added');
     // The same ops with the deletes first fit: the table never holds more than 4.
-    applyOps(dp, [del('10.1.0.1/32'), del('10.1.0.2/32'), up(deny('10.1.1.0/24', 2)), up(deny('10.1.0.5/32', 2))]);
+    await applyOps(dp, [del('10.1.0.1/32'), del('10.1.0.2/32'), up(deny('10.1.1.0/24', 2)), up(deny('10.1.0.5/32', 2))]);
     assert.equal(ingress4(), 4);
     assert.equal(dp.testRun('xdp', ipFrame('10.1.1.9', '192.0.2.254')).retval, XDP_DROP);
     // A replacement takes no room; a delete of an absent prefix frees none; an add deleted again in the same call frees its room.
-    applyOps(dp, [up(deny('10.1.0.3/32', 3)), del('10.9.9.9/32')]);
-    assert.throws(() => applyOps(dp, [del('10.9.9.9/32'), up(deny('10.2.0.0/16', 3))]), {
+    await applyOps(dp, [up(deny('10.1.0.3/32', 3)), del('10.9.9.9/32')]);
+    await assert.rejects(async () => applyOps(dp, [del('10.9.9.9/32'), up(deny('10.2.0.0/16', 3))]), {
       code: 'E2BIG',
       message: /would hold 5 prefixes/,
     });
-    applyOps(dp, [del('10.1.0.3/32'), up(deny('10.2.0.0/16', 3)), del('10.2.0.0/16'), up(deny('10.3.0.0/16', 3))]);
+    await applyOps(dp, [del('10.1.0.3/32'), up(deny('10.2.0.0/16', 3)), del('10.2.0.0/16'), up(deny('10.3.0.0/16', 3))]);
     assert.deepEqual(
       readEntries(dp)
         .map((e) => `${e.prefix.len}`)
@@ -201,19 +210,19 @@ test('capacity is counted net of the deletes of the same call, in the order the 
       ['16', '24', '32', '32'],
     );
     // Tables are counted separately: egress has its own room.
-    applyOps(dp, [up(deny('10.1.0.1/32', 1, 'egress')), up(deny('10.1.0.2/32', 1, 'egress'))]);
+    await applyOps(dp, [up(deny('10.1.0.1/32', 1, 'egress')), up(deny('10.1.0.2/32', 1, 'egress'))]);
   });
 });
 
 test('the bulk forms: applyBatch, entry and journal chunks, counters into caller buffers', async () => {
-  await withDatapath('state-bulk', { capacity: { prefixesPerTable: 1024, counterSlots: 64 } }, (dp) => {
+  await withDatapath('state-bulk', { capacity: { prefixesPerTable: 1024, counterSlots: 64 } }, async (dp) => {
     const b = new OpBatch(64);
     for (let i = 0; i < 10; i++) b.entryUpsert(0, (0x0a000000 | (i << 8) | 0x37) >>> 0, 0, 24, i % 3 === 0 ? ATTR_ALLOW : 0, i); // host bits masked
     b.entryUpsert(3, parseCidr('2001:db8:1::/48').bytes, 0, 48, ATTR_MONITOR, 11);
     b.entryUpsert(0, 0x0b000001, 0, 32, 0, 12);
     b.journalUpsert(5n, 2, 0xc0000200, 0, 24, ATTR_ALLOW | ATTR_MONITOR, 13, 1_900_000_000_000);
     b.journalUpsert(2n ** 64n - 1n, 1, parseCidr('2001:db8::1/128').bytes, 0, 128, 0, 14, 0);
-    dp.applyBatch(b, { revision: 3n, storeId: 'bulk' });
+    await dp.applyBatch(b, { revision: 3n, storeId: 'bulk' });
     assert.equal(dp.testRun('xdp', ipFrame('10.0.1.200', '192.0.2.254')).retval, XDP_DROP);
     assert.equal(dp.testRun('xdp', ipFrame('10.0.3.200', '192.0.2.254')).retval, XDP_PASS, 'allow');
     // Chunks of 3 give exactly what the object forms give.
@@ -263,18 +272,18 @@ test('the bulk forms: applyBatch, entry and journal chunks, counters into caller
     // Bad columns are refused before anything changes.
     const bad = new OpBatch(2);
     bad.entryUpsert(0, 0x0c000000, 0, 33, 0, 1);
-    assert.throws(() => dp.applyBatch(bad), { code: 'EINVAL', message: /op 0: prefix length 33 out of 0\.\.32/ });
+    await assert.rejects(async () => dp.applyBatch(bad), { code: 'EINVAL', message: /op 0: prefix length 33 out of 0\.\.32/ });
     bad.clear();
     bad.counterReset(64);
-    assert.throws(() => dp.applyBatch(bad), { code: 'EINVAL', message: /op 0: counter slot 64 out of 0\.\.63/ });
+    await assert.rejects(async () => dp.applyBatch(bad), { code: 'EINVAL', message: /op 0: counter slot 64 out of 0\.\.63/ });
   });
 });
 
 test('prefix lengths: first K populated go to the hash, the rest to the trie; an emptied length frees its place', async () => {
-  await withDatapath('state-lens', { maxHashLengths: 2 }, (dp) => {
+  await withDatapath('state-lens', { maxHashLengths: 2 }, async (dp) => {
     const v4 = () => dp.layout().find((t) => t.direction === 'ingress' && t.family === 4)!;
     // Bulk: the two most populated lengths win the hash.
-    applyOps(dp, [
+    await applyOps(dp, [
       up(deny('10.0.0.0/8', 1)),
       up(deny('192.0.2.0/24', 1)),
       up(deny('198.51.100.0/24', 1)),
@@ -284,27 +293,27 @@ test('prefix lengths: first K populated go to the hash, the rest to the trie; an
     ]);
     // IPv4: a trie of lengths up to 24 is never looked up (the /24 index holds them): no trie flag.
     assert.deepEqual(v4(), { direction: 'ingress', family: 4, hashLens: [32, 24], trieLens: [8], useTrie: false });
-    applyOps(dp, [up(deny('172.16.0.0/12', 1))]);
+    await applyOps(dp, [up(deny('172.16.0.0/12', 1))]);
     assert.deepEqual(v4().trieLens, [8, 12], 'hash full: a new length goes to the trie');
     // A trie length above 24 sets the flag (the programs look it up in /24s that hold it), and clears it when it goes.
-    applyOps(dp, [up(deny('203.0.113.64/28', 1))]);
+    await applyOps(dp, [up(deny('203.0.113.64/28', 1))]);
     assert.deepEqual([v4().trieLens, v4().useTrie], [[8, 12, 28], true]);
     assert.equal(dp.testRun('xdp', ipFrame('203.0.113.70', '192.0.2.254')).retval, XDP_DROP);
     assert.equal(dp.testRun('xdp', ipFrame('203.0.113.99', '192.0.2.254')).retval, XDP_PASS);
-    applyOps(dp, [del('203.0.113.64/28')]);
+    await applyOps(dp, [del('203.0.113.64/28')]);
     assert.deepEqual([v4().trieLens, v4().useTrie], [[8, 12], false]);
     assert.equal(dp.testRun('xdp', ipFrame('203.0.113.70', '192.0.2.254')).retval, XDP_PASS);
     assert.equal(dp.testRun('xdp', ipFrame('10.9.9.9', '192.0.2.254')).retval, XDP_DROP, 'the /8 in the trie, through the /24 index');
     // Empty /24: its place frees; the next new length takes it.
-    applyOps(dp, [del('192.0.2.0/24'), del('198.51.100.0/24')]);
+    await applyOps(dp, [del('192.0.2.0/24'), del('198.51.100.0/24')]);
     assert.deepEqual(v4().hashLens, [32]);
-    applyOps(dp, [up(deny('100.64.0.0/16', 1))]);
+    await applyOps(dp, [up(deny('100.64.0.0/16', 1))]);
     assert.deepEqual(v4().hashLens, [32, 16]);
     // Empty the trie: the programs stop looking it up.
-    applyOps(dp, [del('10.0.0.0/8'), del('172.16.0.0/12')]);
+    await applyOps(dp, [del('10.0.0.0/8'), del('172.16.0.0/12')]);
     assert.deepEqual(v4(), { direction: 'ingress', family: 4, hashLens: [32, 16], trieLens: [], useTrie: false });
     // Deleting an absent prefix changes nothing.
-    applyOps(dp, [del('203.0.113.99/32'), del('9.9.9.0/24')]);
+    await applyOps(dp, [del('203.0.113.99/32'), del('9.9.9.0/24')]);
     assert.deepEqual(v4().hashLens, [32, 16]);
     assert.equal(dp.usage().find((u) => u.family === 4 && u.direction === 'ingress')!.entries, 4);
     for (const [src, v] of [
@@ -322,7 +331,7 @@ test('a crash in the middle of apply is repaired at the next open (counts and th
   const pinDir = uniquePinDir('state-dirty');
   try {
     const dp = openDatapath({ pinDir, capacity: { prefixesPerTable: 1024, counterSlots: 16 }, maxHashLengths: 1 });
-    applyOps(dp, [up(deny('203.0.113.0/24', 1)), up(deny('198.51.100.7/32', 1)), up(deny('10.0.0.0/8', 2))]);
+    await applyOps(dp, [up(deny('203.0.113.0/24', 1)), up(deny('198.51.100.7/32', 1)), up(deny('10.0.0.0/8', 2))]);
     dp.close();
     // Simulate a process that died mid-apply: dirty meta, wrong per-length counts, a /24 index
     // that missed the last writes (203.0.113.0/24 not painted, 198.51.100.0/24 without LONGER).
@@ -362,7 +371,7 @@ test('a crash in the middle of apply is repaired at the next open (counts and th
       assert.deepEqual([wordOf(203, 0, 113), wordOf(198, 51, 100)], good, 'the /24 index rebuilt from the entries');
       assert.equal(again.testRun('xdp', ipFrame('203.0.113.9', '192.0.2.254')).retval, XDP_DROP);
       assert.equal(again.testRun('xdp', ipFrame('198.51.100.7', '192.0.2.254')).retval, XDP_DROP);
-      applyOps(again, [del('10.0.0.0/8')]);
+      await applyOps(again, [del('10.0.0.0/8')]);
       assert.equal(again.testRun('xdp', ipFrame('10.2.3.4', '192.0.2.254')).retval, XDP_PASS);
     } finally {
       again.close();
@@ -374,13 +383,16 @@ test('a crash in the middle of apply is repaired at the next open (counts and th
 });
 
 test('store ids: a UUID and 64 bytes are pinned whole; a longer one is refused', async () => {
-  await withDatapath('state-store', {}, (dp, pinDir) => {
+  await withDatapath('state-store', {}, async (dp, pinDir) => {
     const uuid = 'b3b0c442-98fc-4c1c-9d3b-1c6e0a1f2d3e';
-    applyOps(dp, [], { revision: 7n, storeId: uuid });
+    await applyOps(dp, [], { revision: 7n, storeId: uuid });
     assert.deepEqual(dp.readMeta(), { revision: 7n, storeId: uuid });
     const max = 'é'.repeat(32); // 64 bytes of UTF-8
-    applyOps(dp, [], { revision: 8n, storeId: max });
-    assert.throws(() => applyOps(dp, [], { revision: 9n, storeId: `${max}x` }), { code: 'EINVAL', message: /is longer than 64 bytes/ });
+    await applyOps(dp, [], { revision: 8n, storeId: max });
+    await assert.rejects(async () => applyOps(dp, [], { revision: 9n, storeId: `${max}x` }), {
+      code: 'EINVAL',
+      message: /is longer than 64 bytes/,
+    });
     dp.close();
     const again = openDatapath({ pinDir });
     try {

@@ -123,13 +123,13 @@ for (const family of [4, 6] as const) {
   const spill = family === 4 ? MAP.IN4_SPILL : MAP.IN6_SPILL;
 
   test(`IPv${family} hash: a full first bucket overflows to the second, both full to the spill hash; lookups, packets, counters, replacements and deletes stay exact`, async () => {
-    await withDatapath(`tab-ovf${family}`, { capacity: { prefixesPerTable: 256, counterSlots: 64 } }, (dp, pinDir) => {
+    await withDatapath(`tab-ovf${family}`, { capacity: { prefixesPerTable: 256, counterSlots: 64 } }, async (dp, pinDir) => {
       const { seed, nbuckets } = tableCfg(pinDir, family === 4 ? FW_TABLE.IN4 : FW_TABLE.IN6);
       const n = 2 * per + 3;
       const keys = colliding(family, seed, nbuckets, len, n + 1);
       const extra = keys.pop()!; // same two buckets, inserted later
       const [b1, b2] = bucketsOf(seed, nbuckets, len, keys[0]!);
-      applyOps(
+      await applyOps(
         dp,
         keys.map((k, i) => deny(k, len, i + 1)),
       );
@@ -150,7 +150,7 @@ for (const family of [4, 6] as const) {
       const firstIdx = 0;
       const secondIdx = per;
       const spillIdx = n - 1;
-      applyOps(
+      await applyOps(
         dp,
         [firstIdx, secondIdx, spillIdx].map((i) => deny(keys[i]!, len, 40 + i, 'allow')),
       );
@@ -165,10 +165,10 @@ for (const family of [4, 6] as const) {
       );
 
       // Delete one from each place; the others still match; a new colliding key takes the freed first-bucket slot.
-      applyOps(dp, [del(keys[1]!, len), del(keys[per + 1]!, len), del(keys[n - 2]!, len)]);
+      await applyOps(dp, [del(keys[1]!, len), del(keys[per + 1]!, len), del(keys[n - 2]!, len)]);
       for (const i of [1, per + 1, n - 2]) assert.equal(verdict(dp, addr(keys[i]!)), XDP_PASS, `deleted ${addr(keys[i]!)} passes`);
       for (const i of [2, per + 2, n - 3]) assert.equal(verdict(dp, addr(keys[i]!)), XDP_DROP, `kept ${addr(keys[i]!)} drops`);
-      applyOps(dp, [deny(extra, len, 60)]);
+      await applyOps(dp, [deny(extra, len, 60)]);
       assert.equal(bucket(pinDir, tab, family, b1).used, per, 'the freed slot of the first bucket is reused');
       assert.equal(verdict(dp, addr(extra)), XDP_DROP);
       assert.equal(readEntries(dp).length, n - 3 + 1);
@@ -176,13 +176,13 @@ for (const family of [4, 6] as const) {
       // Flags stay while keys need them; an emptied table drops them.
       const last = keys[2]!; // a deny in the first bucket
       const left = [...keys.filter((_, i) => ![1, 2, per + 1, n - 2].includes(i)), extra];
-      applyOps(
+      await applyOps(
         dp,
         left.map((k) => del(k, len)),
       );
       assert.equal(verdict(dp, addr(last)), XDP_DROP, 'the last key still found');
       assert.equal(bucket(pinDir, tab, family, b1).ovf, true, 'one key left: flags kept');
-      applyOps(dp, [del(last, len)]);
+      await applyOps(dp, [del(last, len)]);
       assert.deepEqual(bucket(pinDir, tab, family, b1), { used: 0, ovf: false, spill: false }, 'empty table: flags cleared');
       assert.equal(spillCount(pinDir, spill), 0);
     });
@@ -190,7 +190,7 @@ for (const family of [4, 6] as const) {
 }
 
 test('IPv4 hash: keys whose low 32 key bits are equal (addresses differing only in the top bit) in one bucket stay apart', async () => {
-  await withDatapath('tab-lo32', { capacity: { prefixesPerTable: 256, counterSlots: 64 } }, (dp, pinDir) => {
+  await withDatapath('tab-lo32', { capacity: { prefixesPerTable: 256, counterSlots: 64 } }, async (dp, pinDir) => {
     const { seed, nbuckets } = tableCfg(pinDir, FW_TABLE.IN4);
     // hi = x.y.z.7 with the top bit set, lo = the same with it cleared (same low 32 key bits).
     // Multiplicative hashing puts them in different first buckets: make lo overflow into hi's.
@@ -210,24 +210,24 @@ test('IPv4 hash: keys whose low 32 key bits are equal (addresses differing only 
       const k = new Uint8Array([10, (i >>> 16) & 0xff, (i >>> 8) & 0xff, i & 0xff]);
       if (bucketsOf(seed, nbuckets, 32, k)[0] === loFirst) fill.push(k);
     }
-    applyOps(dp, [...fill.map((k, i) => deny(k, 32, 10 + i)), deny(loAddr, 32, 2, 'allow')]);
+    await applyOps(dp, [...fill.map((k, i) => deny(k, 32, 10 + i)), deny(loAddr, 32, 2, 'allow')]);
     const hiBucket = bucketsOf(seed, nbuckets, 32, hiAddr)[0];
     assert.equal(bucket(pinDir, MAP.IN4_TAB, 4, hiBucket).used, 1, 'lo sits in the bucket hi hashes to');
     assert.equal(verdict(dp, addr(hiAddr)), XDP_PASS, `${addr(hiAddr)} must not match ${addr(loAddr)}`);
     assert.equal(dp.lookupEntry('ingress', { family: 4, bytes: hiAddr, len: 32 }), null);
-    applyOps(dp, [deny(hiAddr, 32, 3)]);
+    await applyOps(dp, [deny(hiAddr, 32, 3)]);
     assert.equal(verdict(dp, addr(hiAddr)), XDP_DROP);
     assert.equal(verdict(dp, addr(loAddr)), XDP_PASS);
     const c = readRuleCounters(dp, 4).packets;
     assert.deepEqual([c[2], c[3]], [1n, 1n]);
-    applyOps(dp, [del(hiAddr, 32)]);
+    await applyOps(dp, [del(hiAddr, 32)]);
     assert.equal(verdict(dp, addr(hiAddr)), XDP_PASS);
     assert.equal(dp.lookupEntry('ingress', { family: 4, bytes: loAddr, len: 32 })?.action, 'allow');
   });
 });
 
 test('IPv4 hash: keys with the same tag in one bucket: each is found, wherever it sits; deleting the lowest keeps the others', async () => {
-  await withDatapath('tab-tags', { capacity: { prefixesPerTable: 256, counterSlots: 64 } }, (dp, pinDir) => {
+  await withDatapath('tab-tags', { capacity: { prefixesPerTable: 256, counterSlots: 64 } }, async (dp, pinDir) => {
     const { seed, nbuckets } = tableCfg(pinDir, FW_TABLE.IN4);
     // Four /32 keys with one first bucket and one tag (the fourth is never inserted), and other keys of the bucket.
     const v4 = (i: number) => new Uint8Array([10, (i >>> 16) & 0xff, (i >>> 8) & 0xff, i & 0xff]);
@@ -244,7 +244,7 @@ test('IPv4 hash: keys with the same tag in one bucket: each is found, wherever i
     assert.equal(same.length, 4, 'four keys sharing bucket and tag');
     const [k1, k2, k3, absent] = same as [Uint8Array, Uint8Array, Uint8Array, Uint8Array];
     // Slots fill in order: other[0], k1, other[1], k2, k3: the tag matches slots 2, 4 and 5.
-    applyOps(dp, [deny(other[0]!, 32, 1), deny(k1, 32, 2), deny(other[1]!, 32, 3), deny(k2, 32, 4), deny(k3, 32, 5, 'allow')]);
+    await applyOps(dp, [deny(other[0]!, 32, 1), deny(k1, 32, 2), deny(other[1]!, 32, 3), deny(k2, 32, 4), deny(k3, 32, 5, 'allow')]);
     assert.equal(bucket(pinDir, MAP.IN4_TAB, 4, target).used, 5);
     assert.equal(verdict(dp, addr(k1)), XDP_DROP, 'the lowest match is the key');
     assert.equal(verdict(dp, addr(k2)), XDP_DROP, 'a key behind another with its tag');
@@ -253,11 +253,11 @@ test('IPv4 hash: keys with the same tag in one bucket: each is found, wherever i
     assert.equal(verdict(dp, addr(other[1]!)), XDP_DROP, 'a key with another tag');
     const c = readRuleCounters(dp, 8).packets;
     assert.deepEqual([c[1], c[2], c[3], c[4], c[5]], [0n, 1n, 1n, 1n, 1n], 'each packet counted on its own rule');
-    applyOps(dp, [del(k1, 32)]);
+    await applyOps(dp, [del(k1, 32)]);
     assert.equal(verdict(dp, addr(k1)), XDP_PASS, 'deleted');
     assert.equal(verdict(dp, addr(k2)), XDP_DROP, 'now the lowest match');
     assert.equal(dp.lookupEntry('ingress', { family: 4, bytes: k3, len: 32 })?.slot, 5);
-    applyOps(dp, [deny(absent, 32, 6)]); // takes k1's freed slot
+    await applyOps(dp, [deny(absent, 32, 6)]); // takes k1's freed slot
     assert.equal(verdict(dp, addr(absent)), XDP_DROP);
     assert.equal(verdict(dp, addr(k1)), XDP_PASS, 'the reused slot holds another key with the same tag');
     assert.equal(verdict(dp, addr(k3)), XDP_PASS);
@@ -266,13 +266,13 @@ test('IPv4 hash: keys with the same tag in one bucket: each is found, wherever i
 });
 
 test('IPv6 hash: deleted slots are reused after a grace period; delete and re-add cycles keep every verdict', async () => {
-  await withDatapath('tab-v6reuse', { capacity: { prefixesPerTable: 256, counterSlots: 64 } }, (dp, pinDir) => {
+  await withDatapath('tab-v6reuse', { capacity: { prefixesPerTable: 256, counterSlots: 64 } }, async (dp, pinDir) => {
     const { seed, nbuckets } = tableCfg(pinDir, FW_TABLE.IN6);
     const keys = colliding(6, seed, nbuckets, 128, FW_B6_SLOTS * 2);
     const [b1] = bucketsOf(seed, nbuckets, 128, keys[0]!);
     const a = keys.slice(0, FW_B6_SLOTS); // fill the first bucket
     const b = keys.slice(FW_B6_SLOTS);
-    applyOps(
+    await applyOps(
       dp,
       a.map((k, i) => deny(k, 128, i + 1)),
     );
@@ -280,7 +280,7 @@ test('IPv6 hash: deleted slots are reused after a grace period; delete and re-ad
     for (let round = 0; round < 3; round++) {
       // Swap the bucket's content in one apply: deletes, then adds of keys that hash to the same bucket.
       const [out, inn] = round % 2 === 0 ? [a, b] : [b, a];
-      applyOps(dp, [...out.map((k) => del(k, 128)), ...inn.map((k, i) => deny(k, 128, 10 + i))]);
+      await applyOps(dp, [...out.map((k) => del(k, 128)), ...inn.map((k, i) => deny(k, 128, 10 + i))]);
       for (const k of out) assert.equal(verdict(dp, addr(k)), XDP_PASS, `round ${round}: deleted ${addr(k)}`);
       for (const k of inn) assert.equal(verdict(dp, addr(k)), XDP_DROP, `round ${round}: added ${addr(k)}`);
       assert.equal(readEntries(dp).length, FW_B6_SLOTS);
@@ -303,7 +303,7 @@ test('direct /24 index: each /24 holds its longest entry of length <= 24 and LON
     const DROP = 1;
     const PASS = 0;
     const WOULD = 2;
-    applyOps(dp, [up('10.1.2.3/32', 1), up('10.1.9.0/24', 2), up('10.2.0.0/16', 3), up('172.16.0.0/12', 4, 'deny', 'monitor')]);
+    await applyOps(dp, [up('10.1.2.3/32', 1), up('10.1.9.0/24', 2), up('10.2.0.0/16', 3), up('172.16.0.0/12', 4, 'deny', 'monitor')]);
     assert.deepEqual(at(dir, 10, 1, 2), [-1, 0, 0, true], 'only a /32 in 10.1.2: LONGER, no shorter entry');
     assert.deepEqual(at(dir, 10, 1, 9), [24, 2, DROP, false]);
     assert.deepEqual(
@@ -325,7 +325,7 @@ test('direct /24 index: each /24 holds its longest entry of length <= 24 and LON
     assert.deepEqual(at(dir, 10, 3, 0), [-1, 0, 0, false]);
 
     // A longer entry inside keeps its /24s from a shorter one, written before or after it.
-    applyOps(dp, [up('10.2.7.0/24', 5, 'allow'), up('10.0.0.0/8', 6)]);
+    await applyOps(dp, [up('10.2.7.0/24', 5, 'allow'), up('10.0.0.0/8', 6)]);
     assert.deepEqual(
       [at(dir, 10, 2, 7), at(dir, 10, 2, 8), at(dir, 10, 1, 9), at(dir, 10, 3, 0)],
       [
@@ -337,7 +337,7 @@ test('direct /24 index: each /24 holds its longest entry of length <= 24 and LON
     );
     assert.deepEqual(at(dir, 10, 1, 2), [8, 6, DROP, true], 'the /8 takes 10.1.2 and LONGER stays');
     // Same prefix, new verdict and slot: rewritten in place.
-    applyOps(dp, [up('10.2.0.0/16', 13, 'deny', 'monitor')]);
+    await applyOps(dp, [up('10.2.0.0/16', 13, 'deny', 'monitor')]);
     assert.deepEqual(
       [at(dir, 10, 2, 8), at(dir, 10, 2, 7)],
       [
@@ -346,7 +346,7 @@ test('direct /24 index: each /24 holds its longest entry of length <= 24 and LON
       ],
     );
     // Deletes: the /24s go to the longest entry that still covers them.
-    applyOps(dp, [rm('10.2.0.0/16')]);
+    await applyOps(dp, [rm('10.2.0.0/16')]);
     assert.deepEqual(
       [at(dir, 10, 2, 8), at(dir, 10, 2, 7)],
       [
@@ -354,9 +354,9 @@ test('direct /24 index: each /24 holds its longest entry of length <= 24 and LON
         [24, 5, PASS, false],
       ],
     );
-    applyOps(dp, [up('10.2.0.0/16', 3)]);
+    await applyOps(dp, [up('10.2.0.0/16', 3)]);
     // A prefix and its cover deleted in one apply, in either order.
-    applyOps(dp, [rm('10.0.0.0/8'), rm('10.2.0.0/16')]);
+    await applyOps(dp, [rm('10.0.0.0/8'), rm('10.2.0.0/16')]);
     assert.deepEqual(
       [at(dir, 10, 2, 8), at(dir, 10, 3, 0), at(dir, 10, 1, 2)],
       [
@@ -365,8 +365,8 @@ test('direct /24 index: each /24 holds its longest entry of length <= 24 and LON
         [-1, 0, 0, true],
       ],
     );
-    applyOps(dp, [up('10.0.0.0/8', 6), up('10.2.0.0/16', 3)]);
-    applyOps(dp, [rm('10.2.0.0/16'), rm('10.0.0.0/8')]);
+    await applyOps(dp, [up('10.0.0.0/8', 6), up('10.2.0.0/16', 3)]);
+    await applyOps(dp, [rm('10.2.0.0/16'), rm('10.0.0.0/8')]);
     assert.deepEqual(
       [at(dir, 10, 2, 8), at(dir, 10, 3, 0)],
       [
@@ -377,24 +377,24 @@ test('direct /24 index: each /24 holds its longest entry of length <= 24 and LON
 
     // A delete of an absent prefix in the same apply does not hide the live entry of its length
     // (the only /16 here) from the covers.
-    applyOps(dp, [up('10.9.0.0/16', 11), up('10.9.5.0/24', 12)]);
-    applyOps(dp, [rm('10.8.0.0/16'), rm('10.9.5.0/24')]);
+    await applyOps(dp, [up('10.9.0.0/16', 11), up('10.9.5.0/24', 12)]);
+    await applyOps(dp, [rm('10.8.0.0/16'), rm('10.9.5.0/24')]);
     assert.deepEqual(at(dir, 10, 9, 5), [16, 11, DROP, false]);
     assert.equal(verdict(dp, '10.9.5.1'), XDP_DROP);
-    applyOps(dp, [rm('10.9.0.0/16')]);
+    await applyOps(dp, [rm('10.9.0.0/16')]);
     // LONGER follows the entries longer than /24 of its /24; the packets agree.
-    applyOps(dp, [up('10.1.9.128/25', 7, 'allow')]);
+    await applyOps(dp, [up('10.1.9.128/25', 7, 'allow')]);
     assert.deepEqual(at(dir, 10, 1, 9), [24, 2, DROP, true]);
     assert.equal(verdict(dp, '10.1.9.200'), XDP_PASS, 'inside the /25 (allow)');
     assert.equal(verdict(dp, '10.1.9.5'), XDP_DROP, 'inside the /24 only');
-    applyOps(dp, [rm('10.1.9.128/25')]);
+    await applyOps(dp, [rm('10.1.9.128/25')]);
     assert.deepEqual(at(dir, 10, 1, 9), [24, 2, DROP, false]);
     assert.equal(verdict(dp, '10.1.9.200'), XDP_DROP);
-    applyOps(dp, [rm('10.1.2.3/32')]);
+    await applyOps(dp, [rm('10.1.2.3/32')]);
     assert.deepEqual(at(dir, 10, 1, 2), [-1, 0, 0, false], 'the last longer entry of 10.1.2 is gone');
     assert.equal(verdict(dp, '10.1.2.3'), XDP_PASS);
     // /0 fills all 2^24 words, and goes again.
-    applyOps(dp, [up('0.0.0.0/0', 8)]);
+    await applyOps(dp, [up('0.0.0.0/0', 8)]);
     assert.deepEqual(
       [at(dir, 0, 0, 0), at(dir, 255, 255, 255), at(dir, 10, 1, 9)],
       [
@@ -404,7 +404,7 @@ test('direct /24 index: each /24 holds its longest entry of length <= 24 and LON
       ],
     );
     assert.equal(verdict(dp, '203.0.113.9'), XDP_DROP);
-    applyOps(dp, [rm('0.0.0.0/0')]);
+    await applyOps(dp, [rm('0.0.0.0/0')]);
     assert.deepEqual(
       [at(dir, 0, 0, 0), at(dir, 255, 255, 255)],
       [
@@ -417,11 +417,11 @@ test('direct /24 index: each /24 holds its longest entry of length <= 24 and LON
     // A new instance counts the longer entries from the tables before it changes LONGER.
     const again = openDatapath({ pinDir: dir });
     try {
-      applyOps(again, [up('10.2.7.7/32', 9), up('10.2.7.8/31', 10)]);
+      await applyOps(again, [up('10.2.7.7/32', 9), up('10.2.7.8/31', 10)]);
       assert.deepEqual(at(dir, 10, 2, 7), [24, 5, PASS, true]);
-      applyOps(again, [rm('10.2.7.7/32')]);
+      await applyOps(again, [rm('10.2.7.7/32')]);
       assert.deepEqual(at(dir, 10, 2, 7), [24, 5, PASS, true], 'the /31 is still there');
-      applyOps(again, [rm('10.2.7.8/31')]);
+      await applyOps(again, [rm('10.2.7.8/31')]);
       assert.deepEqual(at(dir, 10, 2, 7), [24, 5, PASS, false], 'counts rebuilt from the table: the last one clears');
       assert.equal(verdict(again, '10.2.7.9'), XDP_PASS);
       assert.equal(verdict(again, '10.2.8.9'), XDP_PASS);

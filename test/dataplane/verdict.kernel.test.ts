@@ -208,9 +208,9 @@ function noiseFrames(): Array<[string, Buffer, boolean]> {
 for (const k of [0, 2, 6]) {
   for (const sc of SCENARIOS) {
     test(`verdict table, K=${k}: ${sc.name}`, async () => {
-      await withDatapath(`verdict-k${k}`, { defaultAction: sc.defaultAction, maxHashLengths: k }, (dp) => {
+      await withDatapath(`verdict-k${k}`, { defaultAction: sc.defaultAction, maxHashLengths: k }, async (dp) => {
         const ops: MapOp[] = compile(sc.rules).map((entry) => ({ kind: 'entry.upsert', entry }));
-        applyOps(dp, ops);
+        await applyOps(dp, ops);
         const layout = dp.layout();
         if (k === 0)
           assert.ok(
@@ -248,14 +248,14 @@ for (const k of [0, 2, 6]) {
 }
 
 test('one rule set, rewritten rule by rule, keeps matching decide() (updates, deletes, length moves)', async () => {
-  await withDatapath('verdict-churn', { maxHashLengths: 2 }, (dp) => {
+  await withDatapath('verdict-churn', { maxHashLengths: 2 }, async (dp) => {
     const sc = SCENARIOS[0]!;
     const entries = compile(sc.rules);
     // Insert one by one (lengths get placed as they first appear), then delete half and re-add.
-    for (const e of entries) applyOps(dp, [{ kind: 'entry.upsert', entry: e }]);
+    for (const e of entries) await applyOps(dp, [{ kind: 'entry.upsert', entry: e }]);
     runTable(dp, sc, 'ingress');
     const half = entries.filter((_, i) => i % 2 === 0);
-    applyOps(
+    await applyOps(
       dp,
       half.map((e) => ({ kind: 'entry.delete', direction: e.direction, prefix: e.prefix })),
     );
@@ -264,14 +264,14 @@ test('one rule set, rewritten rule by rule, keeps matching decide() (updates, de
     const reduced: Scenario = { ...sc, rules: sc.rules.filter((r) => loaded.has(r.slot)) };
     runTable(dp, reduced, 'ingress');
     runTable(dp, reduced, 'egress');
-    applyOps(
+    await applyOps(
       dp,
       half.map((entry) => ({ kind: 'entry.upsert', entry })),
     );
     runTable(dp, { ...sc, rules: sc.rules.filter((r) => entries.some((e) => e.slot === r.slot)) }, 'ingress');
     // Same prefix, new action: a replace in place.
     const flip = entries.find((e) => e.prefix.len === 24 && e.action === 'deny' && e.direction === 'ingress')!;
-    applyOps(dp, [{ kind: 'entry.upsert', entry: { ...flip, action: 'allow' } }]);
+    await applyOps(dp, [{ kind: 'entry.upsert', entry: { ...flip, action: 'allow' } }]);
     const flipped = sc.rules.map((r) => (r.slot === flip.slot ? { ...r, action: 'allow' as const } : r));
     runTable(dp, { ...sc, rules: flipped.filter((r) => entries.some((e) => e.slot === r.slot)) }, 'ingress');
     assert.equal(

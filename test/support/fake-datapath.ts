@@ -300,7 +300,8 @@ export class FakeDatapath implements Datapath {
     }
   }
 
-  applyBatch(batch: OpBatch, meta?: SyncMeta): void {
+  /** As the real one: asynchronous (a rejection, never a throw); applied at once (the fake has no generations to swap). */
+  async applyBatch(batch: OpBatch, meta?: SyncMeta): Promise<void> {
     this.live();
     this.batchCalls++;
     this.apply(batchOps(batch), meta);

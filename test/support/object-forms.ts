@@ -119,10 +119,10 @@ export function checkOps(ops: readonly MapOp[], counterSlots: number, target: st
   });
 }
 
-/** applyBatch() of the ops, after checkOps(). */
-export function applyOps(dp: PrefixStore & { readonly pinDir?: string }, ops: readonly MapOp[], meta?: SyncMeta): void {
+/** applyBatch() of the ops, after checkOps() (which throws at once). */
+export function applyOps(dp: PrefixStore & { readonly pinDir?: string }, ops: readonly MapOp[], meta?: SyncMeta): Promise<void> {
   checkOps(ops, dp.capacity.counterSlots, dp.pinDir ?? 'datapath');
-  dp.applyBatch(batchOf(ops), meta);
+  return dp.applyBatch(batchOf(ops), meta);
 }
 
 /** Every entry in the four kernel tables. */

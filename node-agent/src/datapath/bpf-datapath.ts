@@ -3,7 +3,7 @@
 //
 //   const dp = openDatapath({ pinDir: '/sys/fs/bpf/fleetwall', logger });
 //   dp.attach('eth0');                      // XDP ingress + TC egress, pinned links
-//   dp.applyBatch(batch, { revision: 7n, storeId }); // batch: an OpBatch of ops
+//   await dp.applyBatch(batch, { revision: 7n, storeId }); // batch: an OpBatch of ops
 //   dp.close();                             // enforcement stays in place
 //
 // Opening again reuses every pin: nothing is detached or flushed, and the
@@ -11,14 +11,16 @@
 // The maps that follow the rules' size belong to a generation (gen-<n>/);
 // an apply that needs more room than they have first swaps in a larger
 // generation, and one that leaves them at a quarter or less swaps in a
-// smaller one (sizing.ts, gen-state.ts, swap.ts).
+// smaller one (sizing.ts, gen-state.ts, swap.ts). A swap's load runs on a
+// worker thread (gen-swapper.ts): applies that fit the generation in force
+// go on meanwhile; one that needs the new sizes waits for it.
 //
 // This class orchestrates; each part owns one concept: pins.ts (the pin dir,
 // the ABI check), generation.ts (loading a generation), gen-state.ts (its
-// tables, journal, counters), swap.ts (swapping one in, finishing a swap a
-// crash interrupted), prefix-table.ts (a table's entries), pinned-meta.ts,
+// tables, journal, counters), gen-swapper.ts (loading the next one off the
+// event loop), swap.ts (swapping one in, finishing a swap a crash interrupted), prefix-table.ts (a table's entries), pinned-meta.ts,
 // if-counters.ts, attach.ts (links, one detach path), apply-checks.ts,
-// kernel-memory.ts.
+// batch-writer.ts (a batch's ops into the generation in force), kernel-memory.ts.
 
 import { randomInt } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -40,7 +42,6 @@ import {
   type InterfaceCounters,
   type KernelEntry,
   type KernelMemory,
-  OP,
   OpBatch,
   type SyncMeta,
   type TableUsage,
@@ -59,7 +60,9 @@ import { PinnedMeta, readPinnedMeta } from './pinned-meta.js';
 import { DEFAULT_PIN_DIR, checkPinnedAbi, pinProgram, preparePinDir, removePins } from './pins.js';
 import type { TableLayout } from './prefix-table.js';
 import { type GenLimits, type GenSizes, type GenUsage, MIN_SLOTS, firstSizes, grow, growAhead, shrink } from './sizing.js';
-import { type SwapStep, completeGeneration, finishSwap, swapIn } from './swap.js';
+import { type SwapStep, completeGeneration, finishSwap } from './swap.js';
+import { GenSwapper } from './gen-swapper.js';
+import { storeCounts, writeBatch } from './batch-writer.js';
 import { emptySet } from './table-config.js';
 import { type TestRunOptions, type TestRunResult, progTestRun } from './test-run.js';
 
@@ -71,11 +74,6 @@ const E = osConstants.errno;
 
 /** Chunk of the read iterators (ops per yielded batch). */
 const READ_CHUNK = 16384;
-/**
- * Ops on one table above which an apply maps the whole table (~0.3 ms for
- * 16 MB, ~1 ms for an IPv6 table) instead of a window per touched page (~5 us).
- */
-const BULK_OPS = 64;
 /** The maps pinned once at the top of the pin dir (every generation is bound to them). */
 const SHARED_MAPS = (Object.values(MAP) as MapName[]).filter((m) => !GEN_MAPS.has(m));
 
@@ -132,7 +130,9 @@ export class BpfDatapath implements Datapath {
   /** The generation in force and what is written through it. */
   private state: GenState;
   private sizes: GenSizes;
-  private readonly swaps = { count: 0, maxMs: 0, lastMs: 0 };
+  private readonly swapper: GenSwapper;
+  /** Settles when the last apply started has written its ops (applies write one at a time, in call order). */
+  private turn: Promise<void> = Promise.resolve();
   /** Rules in the journal at the last look for a smaller counter size that found none (Infinity: none yet). */
   private slotCheckAt = Number.POSITIVE_INFINITY;
   private closed = false;
@@ -164,7 +164,7 @@ export class BpfDatapath implements Datapath {
           this.ncpu > rows,
         );
         const ring = checkRingBytes(opts.eventRingBytes, pinDir);
-        gen = new Generation(this.objDir, pinDir, 1, sizes, mapSizes(sizes, want.capacity, this.ncpu, ring));
+        gen = Generation.open({ objDir: this.objDir, pinDir, n: 1, sizes, mapSizes: mapSizes(sizes, want.capacity, this.ncpu, ring) });
       }
       for (const name of SHARED_MAPS) this.shared.set(name, BpfMap.fromPin(join(pinDir, name), name));
       this.meta = new PinnedMeta(this.shared.get(MAP.META)!, this.shared.get(MAP.LENSTAT)!);
@@ -214,6 +214,7 @@ export class BpfDatapath implements Datapath {
       this.links.setPrograms(gen!.progs);
       this.ifCounters = new IfCounters(this.shared.get(MAP.IF_CNT)!, this.shared.get(MAP.IF_CNTX)!, this.ncpu);
       this.policies = policyMapsOf((n) => this.shared.get(n), pinDir);
+      this.swapper = this.newSwapper(tries);
       this.state.release();
       pinProgram(pinDir, PROG.XDP, gen!.progs.xdpFd);
       pinProgram(pinDir, PROG.TC, gen!.progs.tcFd);
@@ -253,7 +254,7 @@ export class BpfDatapath implements Datapath {
     if (m.nextGen !== 0) {
       const missing = completeGeneration(this.pinDir, m.nextGen);
       if (missing.length > 0) throw damaged(this.pinDir, m.nextGen, missing);
-      gen = new Generation(this.objDir, this.pinDir, m.nextGen, placeholderSizes(), new Map());
+      gen = Generation.open({ objDir: this.objDir, pinDir: this.pinDir, n: m.nextGen, sizes: placeholderSizes(), mapSizes: new Map() });
       finishSwap(ctx, m.gen, gen);
       n = m.nextGen;
     }
@@ -261,7 +262,7 @@ export class BpfDatapath implements Datapath {
     if (!gen) {
       const missing = completeGeneration(this.pinDir, n);
       if (missing.length > 0) throw damaged(this.pinDir, n, missing);
-      gen = new Generation(this.objDir, this.pinDir, n, placeholderSizes(), new Map());
+      gen = Generation.open({ objDir: this.objDir, pinDir: this.pinDir, n, sizes: placeholderSizes(), mapSizes: new Map() });
     }
     return gen;
   }
@@ -311,7 +312,7 @@ export class BpfDatapath implements Datapath {
   memory(): KernelMemory {
     this.assertOpen();
     try {
-      return kernelMemory(this.state, this.shared, this.ncpu, { count: this.swaps.count, maxMs: this.swaps.maxMs });
+      return kernelMemory(this.state, this.shared, this.ncpu, { count: this.swapper.stats.count, maxMs: this.swapper.stats.maxMs });
     } finally {
       this.state.release();
     }
@@ -349,84 +350,82 @@ export class BpfDatapath implements Datapath {
 
   // ---------------------------------------------------------------- apply
 
-  applyBatch(batch: OpBatch, meta?: SyncMeta): void {
+  /**
+   * Writes the batch's ops once the applies called before it have written
+   * theirs; a batch that needs larger maps waits for their swap (and for a
+   * swap in flight first). Resolves after the swap this apply made due (grow
+   * ahead, shrink) if it started one; an apply called meanwhile that fits the
+   * generation in force is written at once, the swap's load off the event loop.
+   */
+  async applyBatch(batch: OpBatch, meta?: SyncMeta): Promise<void> {
     this.assertOpen();
+    const prev = this.turn;
+    let done!: () => void;
+    this.turn = new Promise((r) => {
+      done = r;
+    });
     try {
-      this.applyNow(batch, meta);
+      await prev;
+      this.assertOpen();
+      await this.applyInTurn(batch, meta);
     } finally {
       this.state.release();
+      done();
     }
-    this.growAheadIfDue();
-    this.shrinkIfDue();
+    await this.resizeIfDue();
   }
 
-  /** After an apply: swaps in larger maps now if a part is more than 3/4 full (sizing.ts growAhead; errors are logged). */
-  private growAheadIfDue(): void {
-    try {
-      const next = growAhead(this.sizes, this.held(this.state.journal.rules), this.limits());
-      if (next !== this.sizes) {
-        this.slotCheckAt = Number.POSITIVE_INFINITY;
-        this.regenerate(next, 'grow');
-      }
-    } catch (e) {
-      this.log?.warn({ error: (e as Error).message }, 'could not swap in larger maps ahead; an apply that needs them will');
-    } finally {
-      this.state.release();
-    }
+  /** True while a generation swap is in flight (its load on a worker thread; tests). */
+  get swapping(): boolean {
+    return this.swapper.busy;
   }
 
-  private applyNow(b: OpBatch, meta?: SyncMeta): void {
+  /** Resolves once no generation swap is in flight (tests, the bench). */
+  settled(): Promise<void> {
+    return this.swapper.settled();
+  }
+
+  private async applyInTurn(b: OpBatch, meta?: SyncMeta): Promise<void> {
     validateBatch(b, meta, this.capacity.counterSlots, this.pinDir);
     checkCapacity(this.state.tables, b, this.capacity.prefixesPerTable);
-    this.growIfNeeded(b);
-    const { tables } = this.state;
-    this.mapForBulk(b);
-    let touchesEntries = false;
-    for (let i = 0; i < b.length; i++) {
-      if (b.kind[i] === OP.entryUpsert || b.kind[i] === OP.entryDelete) {
-        touchesEntries = true;
-        break;
-      }
-    }
-    if (touchesEntries) this.meta.update({ dirty: true });
-    try {
-      this.runOps(b);
-    } catch (e) {
-      // A write failed half-way: the /24 indexes follow what the maps now hold.
-      if (touchesEntries) for (const t of tables) if (t.touched) t.d24?.rebuild();
-      throw e;
-    }
-    if (touchesEntries) this.storeCounts();
-    if (touchesEntries || meta) this.meta.update({ dirty: false, ...(meta ? { revision: meta.revision, storeId: meta.storeId } : {}) });
-  }
-
-  /** Swaps in a larger generation first if the batch needs more than the maps have; makes room for new /24 blocks. */
-  private growIfNeeded(b: OpBatch): void {
-    const cur = this.sizes;
-    const need = batchNeeds(this.state.tables, b, cur, this.capacity.prefixesPerTable);
-    const next = grow(cur, need, this.limits());
-    if (next !== cur) {
+    // The need is looked at and the ops written in one run of the loop: no swap lands between.
+    for (;;) {
+      const need = batchNeeds(this.state.tables, b, this.sizes, this.capacity.prefixesPerTable);
+      const next = grow(this.sizes, need, this.limits());
+      if (next === this.sizes) return writeBatch(this.state, this.meta, b, need, meta);
       this.slotCheckAt = Number.POSITIVE_INFINITY;
-      this.regenerate(next, 'grow');
-    }
-    for (const t of this.state.tables) {
-      if (!t.d24) continue;
-      const more = need.blocks[t.id]! - t.d24.blocksInUse;
-      if (more > 0 && !t.d24.ensureRoom(more)) {
-        throw new DatapathError('apply', `${t.desc.direction} IPv4 table`, E.ENOSPC, `the /24 index needs ${need.blocks[t.id]} blocks`);
-      }
+      // A swap in flight first (its sizes may be enough), else one to these sizes.
+      await (this.swapper.busy ? this.swapper.settled() : this.swapper.swap(next, 'grow'));
+      this.assertOpen();
     }
   }
 
-  /** After an apply: swaps in a smaller generation if a part holds a quarter of its size or less (errors are logged). */
-  private shrinkIfDue(): void {
+  /**
+   * After an apply: swaps in larger maps if a part is more than 3/4 full
+   * (sizing.ts growAhead), else smaller ones if a part holds a quarter of its
+   * size or less; not while a swap is in flight. Errors are logged: an apply
+   * that needs larger maps swaps them in itself.
+   */
+  private async resizeIfDue(): Promise<void> {
+    if (this.swapper.busy || this.closed) return;
+    let why: 'grow' | 'shrink' = 'grow';
     try {
-      const next = shrink(this.sizes, this.held(this.slotsInUse()), this.limits());
-      if (next !== this.sizes) this.regenerate(next, 'shrink');
+      let next = growAhead(this.sizes, this.held(this.state.journal.rules), this.limits());
+      if (next !== this.sizes) this.slotCheckAt = Number.POSITIVE_INFINITY;
+      else {
+        why = 'shrink';
+        next = shrink(this.sizes, this.held(this.slotsInUse()), this.limits());
+      }
+      if (next !== this.sizes) await this.swapper.swap(next, why);
     } catch (e) {
-      this.log?.warn({ error: (e as Error).message }, 'could not swap in smaller maps; keeping these');
+      this.log?.warn(
+        { error: (e as Error).message },
+        why === 'grow'
+          ? 'could not swap in larger maps ahead; an apply that needs them will'
+          : 'could not swap in smaller maps; keeping these',
+      );
     } finally {
-      this.state.release();
+      if (!this.closed) this.state.release();
     }
   }
 
@@ -454,126 +453,30 @@ export class BpfDatapath implements Datapath {
     return { ...this.capacity, reservePrefixes: this.reserve.prefixesPerTable, reserveSlots: this.reserve.counterSlots };
   }
 
-  /** Builds the next generation at `sizes`, filled from the current, and swaps it in. */
-  private regenerate(sizes: GenSizes, why: 'grow' | 'shrink'): void {
-    const t0 = performance.now();
-    const cur = this.state;
-    const n = Math.max(cur.gen.n, ...listGenerations(this.pinDir)) + 1;
-    const keep = new Map<MapName, BpfMap>();
-    const old = this.sizes;
-    for (const d of TABLES) {
-      if (sizes.prefixes[d.id] === old.prefixes[d.id]) {
-        keep.set(d.tab, cur.gen.map(d.tab));
-        keep.set(d.spill, cur.gen.map(d.spill));
-      }
-      if (d.d24 && sizes.blocks[d.id] === old.blocks[d.id]) keep.set(d.d24, cur.gen.map(d.d24));
-    }
-    if (sizes.slots === old.slots) keep.set(MAP.JOURNAL, cur.gen.map(MAP.JOURNAL));
-    if (sizes.slots === old.slots && sizes.cpuRows === old.cpuRows && sizes.overflowRow === old.overflowRow) {
-      // The two counter maps together: the base row (fw_rule_xcnt) belongs to these CPU rows.
-      keep.set(MAP.RULE_CNT, cur.gen.map(MAP.RULE_CNT));
-      keep.set(MAP.RULE_XCNT, cur.gen.map(MAP.RULE_XCNT));
-    }
-    let gen: Generation | null = null;
-    let next: GenState;
-    try {
-      gen = new Generation(this.objDir, this.pinDir, n, sizes, mapSizes(sizes, this.capacity, this.ncpu), keep);
-      next = GenState.next(
-        gen,
-        cur,
-        TABLES.map((d) => this.shared.get(d.trie)!),
-        this.maxHashLengths,
-      );
-    } catch (e) {
-      gen?.close();
-      removeGeneration(this.pinDir, n);
-      throw e;
-    }
-    swapIn({ pinDir: this.pinDir, meta: this.meta, links: this.links, log: this.log, onStep: this.onSwapStep }, cur, next);
-    this.state = next;
-    this.sizes = sizes;
-    this.ev.refresh();
-    pinProgram(this.pinDir, PROG.XDP, gen.progs.xdpFd);
-    pinProgram(this.pinDir, PROG.TC, gen.progs.tcFd);
-    const ms = performance.now() - t0;
-    this.swaps.count++;
-    this.swaps.lastMs = ms;
-    this.swaps.maxMs = Math.max(this.swaps.maxMs, ms);
-    this.log?.info({ gen: n, why, ms: Math.round(ms), prefixes: sizes.prefixes, blocks: sizes.blocks, slots: sizes.slots }, 'maps resized');
+  /** The swapper of this datapath's generations (gen-swapper.ts). */
+  private newSwapper(tries: readonly BpfMap[]): GenSwapper {
+    return new GenSwapper({
+      objDir: this.objDir,
+      capacity: this.capacity,
+      ncpu: this.ncpu,
+      maxHashLengths: this.maxHashLengths,
+      tries,
+      ctx: { pinDir: this.pinDir, meta: this.meta, links: this.links, log: this.log, onStep: this.onSwapStep },
+      current: () => ({ state: this.state, sizes: this.sizes }),
+      usage: () => this.held(this.slotsInUse()),
+      limits: () => this.limits(),
+      closed: () => this.closed,
+      swapped: (next, sizes) => {
+        this.state = next;
+        this.sizes = sizes;
+        this.ev.refresh();
+      },
+    });
   }
 
   /** The duration of the last generation swap, ms (the bench). */
   get lastSwapMs(): number {
-    return this.swaps.lastMs;
-  }
-
-  /** The batch's ops, each run of one kind at a time, in order. */
-  private runOps(b: OpBatch): void {
-    const n = b.length;
-    let i = 0;
-    let turnedDeny: number[] = [];
-    while (i < n) {
-      const kind = b.kind[i]!;
-      let j = i;
-      while (j < n && b.kind[j] === kind) j++;
-      switch (kind) {
-        case OP.entryUpsert:
-        case OP.entryDelete:
-          this.entryOps(b, i, j, kind === OP.entryUpsert);
-          break;
-        case OP.journalUpsert:
-          turnedDeny = turnedDeny.concat(this.state.journal.upsert(b, i, j));
-          break;
-        case OP.journalDelete:
-          this.state.journal.delete(b, i, j);
-          break;
-        case OP.counterReset:
-          this.state.counters.reset(b, i, j);
-          break;
-      }
-      i = j;
-    }
-    // After the entries: from here on the slot counts drops (fw_events_abi.h, the marks).
-    if (turnedDeny.length > 0) this.state.counters.markSlots(turnedDeny);
-  }
-
-  /** A run [i0, j0) of entry upserts or deletes, table by table. */
-  private entryOps(b: OpBatch, i0: number, j0: number, upsert: boolean): void {
-    const tables = this.state.tables;
-    const perTable = new Array<number>(tables.length).fill(0);
-    for (let i = i0; i < j0; i++) perTable[b.table[i]!]!++;
-    for (const t of tables) {
-      const n = perTable[t.id]!;
-      if (n === 0) continue;
-      if (upsert) t.upsert(b, i0, j0);
-      else t.delete(b, i0, j0, n);
-    }
-  }
-
-  /**
-   * Maps whole hash tables (and the rule counters) up front when a batch
-   * touches them often; a few ops map the pages they touch. The /24 block
-   * pools are mapped in windows (direct24.ts).
-   */
-  private mapForBulk(b: OpBatch): void {
-    const perTable = new Array<number>(this.state.tables.length).fill(0);
-    let resets = 0;
-    for (let i = 0; i < b.length; i++) {
-      const k = b.kind[i];
-      if (k === OP.entryUpsert || k === OP.entryDelete) perTable[b.table[i]!]!++;
-      else if (k === OP.counterReset) resets++;
-    }
-    for (const t of this.state.tables) if (perTable[t.id]! > BULK_OPS) t.mapAll();
-    if (resets > BULK_OPS) this.state.counters.mapAll();
-  }
-
-  /** Pins the per-length counts of the tables written since they were last pinned. */
-  private storeCounts(): void {
-    for (const t of this.state.tables) {
-      if (!t.touched) continue;
-      this.meta.writeCounts(t.id, t.counts);
-      t.touched = false;
-    }
+    return this.swapper.stats.lastMs;
   }
 
   /** Rebuilds the per-length counts and the /24 indexes from the maps (after a crash mid-apply). */
@@ -582,7 +485,7 @@ export class BpfDatapath implements Datapath {
       const changed = t.recount();
       if (changed > 0) this.log?.warn({ table: t.id, changed }, 'direct /24 index rebuilt from the entries');
     }
-    this.storeCounts();
+    storeCounts(this.state, this.meta);
     this.meta.update({ dirty: false });
   }
 

@@ -1,6 +1,8 @@
 // Opens and loads one compiled BPF object with its maps pinned by name under
 // a pin directory: a map already pinned there is reused (never recreated or
-// flushed), a new one is created with the requested size and pinned.
+// flushed), a new one is created with the requested size and pinned. The
+// load runs on the calling thread (loadObject) or on a worker thread, off the
+// event loop (loadObjectAsync: a generation swap's load).
 
 import { existsSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
@@ -8,7 +10,7 @@ import { join } from 'node:path';
 import koffi from 'koffi';
 import { DatapathError } from './errors.js';
 import { mapInfoByFd } from './bpf-map.js';
-import { type BpfObjectPtr, check, closeFd, raw, takeLibbpfLog } from './libbpf.js';
+import { type BpfObjectPtr, check, closeFd, libbpfLogMark, libbpfLogSince, loadObjectOnWorker, raw } from './libbpf.js';
 
 const E = osConstants.errno;
 
@@ -34,21 +36,52 @@ export function loadObject(path: string, o: LoadObjectOptions = {}): LoadedObjec
   // The verifier gives up with EAGAIN when a signal is pending (profilers,
   // timers); an object cannot be loaded twice, so open it again.
   for (let attempt = 0; ; attempt++) {
+    const mark = libbpfLogMark();
+    const obj = openSized(path, o, mark);
     try {
-      return loadOnce(path, o);
+      return loaded(obj, path, raw.bpf_object__load(obj) as number, mark);
     } catch (e) {
-      if (!(e instanceof DatapathError) || e.errno !== E.EAGAIN || attempt >= 3) throw e;
+      if (!retryable(e, attempt)) throw e;
     }
   }
 }
 
-function loadOnce(path: string, o: LoadObjectOptions): LoadedObject {
+/**
+ * loadObject() with the load (the maps' creation, the verifier) on a worker
+ * thread (libbpf.ts loadObjectOnWorker): the event loop runs meanwhile. The
+ * object is touched by nothing else until the load settles; loads are
+ * serialized.
+ */
+export async function loadObjectAsync(path: string, o: LoadObjectOptions = {}): Promise<LoadedObject> {
+  for (let attempt = 0; ; attempt++) {
+    const mark = libbpfLogMark();
+    const obj = openSized(path, o, mark);
+    let r: number;
+    try {
+      r = await loadObjectOnWorker(obj);
+    } catch (e) {
+      raw.bpf_object__close(obj);
+      throw e;
+    }
+    try {
+      return loaded(obj, path, r, mark);
+    } catch (e) {
+      if (!retryable(e, attempt)) throw e;
+    }
+  }
+}
+
+function retryable(e: unknown, attempt: number): boolean {
+  return e instanceof DatapathError && e.errno === E.EAGAIN && attempt < 3;
+}
+
+/** Opens the object and sets each map's pin path and size (closed again if that fails). */
+function openSized(path: string, o: LoadObjectOptions, mark: number): BpfObjectPtr {
   if (!existsSync(path)) {
     throw new DatapathError('open object', path, E.ENOENT, 'no such file (run npm run build:bpf)');
   }
-  takeLibbpfLog();
   const obj = raw.bpf_object__open_file(path, null) as BpfObjectPtr;
-  if (!obj) throw new DatapathError('open object', path, koffi.errno() || E.EINVAL, lastLog() ?? 'libbpf could not parse the object');
+  if (!obj) throw new DatapathError('open object', path, koffi.errno() || E.EINVAL, lastLog(mark) ?? 'libbpf could not parse the object');
   let ok = false;
   try {
     for (let m = raw.bpf_object__next_map(obj, null); m; m = raw.bpf_object__next_map(obj, m)) {
@@ -74,14 +107,19 @@ function loadOnce(path: string, o: LoadObjectOptions): LoadedObject {
       if (size !== undefined && size !== (raw.bpf_map__max_entries(m) as number))
         check(raw.bpf_map__set_max_entries(m, size) as number, 'size map', name);
     }
-    const r = raw.bpf_object__load(obj) as number;
-    if (r < 0) {
-      const errno = -r;
-      throw new DatapathError('load object', path, errno, loadFailureDetail(errno));
-    }
     ok = true;
+    return obj;
   } finally {
     if (!ok) raw.bpf_object__close(obj);
+  }
+}
+
+/** The loaded object, or (closed) the error of a load that returned `r` < 0 (quoting libbpf's lines since `mark`). */
+function loaded(obj: BpfObjectPtr, path: string, r: number, mark: number): LoadedObject {
+  if (r < 0) {
+    raw.bpf_object__close(obj);
+    const errno = -r;
+    throw new DatapathError('load object', path, errno, loadFailureDetail(errno, mark));
   }
   let closed = false;
   return {
@@ -111,8 +149,8 @@ function loadOnce(path: string, o: LoadObjectOptions): LoadedObject {
   };
 }
 
-function lastLog(): string | undefined {
-  const lines = takeLibbpfLog().filter((l) => l.trim() !== '');
+function lastLog(mark: number): string | undefined {
+  const lines = libbpfLogSince(mark).filter((l) => l.trim() !== '');
   return lines.length
     ? lines
         .slice(-3)
@@ -121,8 +159,8 @@ function lastLog(): string | undefined {
     : undefined;
 }
 
-function loadFailureDetail(errno: number): string | undefined {
-  const lines = takeLibbpfLog().filter((l) => l.trim() !== '');
+function loadFailureDetail(errno: number, mark: number): string | undefined {
+  const lines = libbpfLogSince(mark).filter((l) => l.trim() !== '');
   const reuse = lines.find((l) => /reuse pinned map|parameter mismatch/.test(l));
   if (reuse) return `a pinned map does not match this object (${reuse.replace(/^libbpf: /, '').trim()}); uninstall or use another pin dir`;
   if (lines.length === 0) return undefined;

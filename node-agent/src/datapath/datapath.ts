@@ -378,8 +378,14 @@ export interface PrefixStore {
    * upsert of a new prefix adds one, a delete of a present one frees one), so
    * adds placed after the deletes that make room for them fit in the same
    * call; otherwise E2BIG and nothing changed.
+   *
+   * Asynchronous: an apply that needs larger maps waits for their swap,
+   * whose load (the verifier) runs off the event loop; applies run in call
+   * order, and one called while another waits for a swap that was not its
+   * own fits the maps in force is written at once. Rejects with the
+   * DatapathError. The batch must stay unchanged until the promise settles.
    */
-  applyBatch(batch: OpBatch, meta?: SyncMeta): void;
+  applyBatch(batch: OpBatch, meta?: SyncMeta): Promise<void>;
 }
 
 /** The per-CPU counters, summed: what the counter reporter reads. */
@@ -435,7 +441,10 @@ export interface DatapathLifecycle {
   readonly createdFresh: boolean;
   /** Detaches everything and removes every pin. Explicit uninstall only. */
   uninstall(): void;
-  /** Releases fds. Never detaches: enforcement stays in place. */
+  /**
+   * Releases fds. Never detaches: enforcement stays in place. An apply still
+   * waiting (for a swap's load) rejects; the load, once it settles, is dropped.
+   */
   close(): void;
 }
 

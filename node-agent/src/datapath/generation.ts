@@ -5,6 +5,8 @@
 // top of the pin dir (tries, interface counters, meta, lenstat). A new
 // generation pins the maps it keeps from the previous one under its own
 // folder too (a map can have several pins), so each folder is a whole set.
+// Opening a datapath loads on the calling thread (Generation.open); a swap
+// loads on a worker thread, off the event loop (Generation.load).
 
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
@@ -13,7 +15,7 @@ import { GEN_MAPS, type MapName } from './abi.js';
 import type { BpfMap } from './bpf-map.js';
 import { DatapathError } from './errors.js';
 import { check, raw } from './libbpf.js';
-import { type LoadedObjects, type Programs, loadObjects } from './objects.js';
+import { type LoadedObjects, type Programs, loadObjects, loadObjectsAsync } from './objects.js';
 import { Owned } from './owned.js';
 import { removePins } from './pins.js';
 import type { GenSizes } from './sizing.js';
@@ -48,46 +50,79 @@ export function removeGeneration(pinDir: string, n: number): void {
   removePins(genDir(pinDir, n));
 }
 
+/** Creates the generation's folder and pins the kept maps there; returns the folder. */
+function prepare(spec: GenerationSpec): string {
+  const dir = genDir(spec.pinDir, spec.n);
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    const errno = (e as NodeJS.ErrnoException).errno;
+    throw new DatapathError('create generation folder', dir, errno ? -errno : E.EIO);
+  }
+  for (const [name, m] of spec.keep ?? []) {
+    if (!GEN_MAPS.has(name)) continue;
+    const path = join(dir, name);
+    if (!existsSync(path)) check(raw.bpf_obj_pin(m.fd, path) as number, 'pin map', path);
+  }
+  return dir;
+}
+
+/** Where a generation is loaded: the objects, the pin dir, its number, sizes and the maps it keeps. */
+export interface GenerationSpec {
+  readonly objDir: string;
+  readonly pinDir: string;
+  readonly n: number;
+  readonly sizes: GenSizes;
+  /** max_entries by map name, for the maps it creates. */
+  readonly mapSizes: ReadonlyMap<string, number>;
+  /** Maps of the previous generation it keeps (pinned in its folder first). */
+  readonly keep?: ReadonlyMap<MapName, BpfMap>;
+}
+
 export class Generation {
   readonly dir: string;
+  readonly n: number;
+  readonly sizes: GenSizes;
   readonly maps: ReadonlyMap<MapName, BpfMap>;
   readonly progs: Programs;
-  private readonly owned = new Owned();
 
-  /**
-   * Loads the programs bound to generation n's maps: those pinned in its
-   * folder are reused; `keep` (maps of the previous generation) are pinned
-   * there first; the others are created at `sizes` (max_entries by map name).
-   */
-  constructor(
-    objDir: string,
-    pinDir: string,
-    readonly n: number,
-    readonly sizes: GenSizes,
-    mapSizes: ReadonlyMap<string, number>,
-    keep: ReadonlyMap<MapName, BpfMap> = new Map(),
+  private constructor(
+    spec: GenerationSpec,
+    loaded: LoadedObjects,
+    private readonly owned: Owned,
   ) {
-    this.dir = genDir(pinDir, n);
-    try {
-      mkdirSync(this.dir, { recursive: true });
-    } catch (e) {
-      const errno = (e as NodeJS.ErrnoException).errno;
-      throw new DatapathError('create generation folder', this.dir, errno ? -errno : E.EIO);
-    }
-    for (const [name, m] of keep) {
-      if (!GEN_MAPS.has(name)) continue;
-      const path = join(this.dir, name);
-      if (!existsSync(path)) check(raw.bpf_obj_pin(m.fd, path) as number, 'pin map', path);
-    }
-    let loaded: LoadedObjects;
-    try {
-      loaded = loadObjects(objDir, pinDir, this.dir, mapSizes, this.owned);
-    } catch (e) {
-      this.owned.close();
-      throw e;
-    }
+    this.dir = genDir(spec.pinDir, spec.n);
+    this.n = spec.n;
+    this.sizes = spec.sizes;
     this.maps = loaded.maps;
     this.progs = loaded.progs;
+  }
+
+  /**
+   * Loads the programs bound to generation n's maps, on this thread (opening
+   * the datapath): those pinned in its folder are reused; `keep` (maps of the
+   * previous generation) are pinned there first; the others are created at
+   * `mapSizes`.
+   */
+  static open(spec: GenerationSpec): Generation {
+    const owned = new Owned();
+    try {
+      return new Generation(spec, loadObjects(spec.objDir, spec.pinDir, prepare(spec), spec.mapSizes, owned), owned);
+    } catch (e) {
+      owned.close();
+      throw e;
+    }
+  }
+
+  /** open() with the loads (the maps' creation, the verifier) on a worker thread: the event loop runs meanwhile (a swap). */
+  static async load(spec: GenerationSpec): Promise<Generation> {
+    const owned = new Owned();
+    try {
+      return new Generation(spec, await loadObjectsAsync(spec.objDir, spec.pinDir, prepare(spec), spec.mapSizes, owned), owned);
+    } catch (e) {
+      owned.close();
+      throw e;
+    }
   }
 
   map(name: MapName): BpfMap {

@@ -115,7 +115,9 @@ const libbpf_set_print = f(lib, 'void *libbpf_set_print(fw_libbpf_print_fn *fn)'
 
 export type LibbpfLogLevel = 'warn' | 'info' | 'debug';
 const LEVELS: LibbpfLogLevel[] = ['warn', 'info', 'debug'];
-const recent: string[] = [];
+/** The last 64 warn/info lines, numbered (a load quotes the lines since it began, whatever else logged meanwhile). */
+const recent: { seq: number; text: string }[] = [];
+let logSeq = 0;
 let sink: ((level: LibbpfLogLevel, line: string) => void) | null = null;
 const printBuf = Buffer.alloc(8192);
 
@@ -127,7 +129,7 @@ const printCb = koffi.register((level: number, fmt: string, ap: unknown) => {
     .trimEnd();
   const lvl = LEVELS[level] ?? 'debug';
   if (lvl !== 'debug') {
-    recent.push(text);
+    recent.push({ seq: ++logSeq, text });
     if (recent.length > 64) recent.shift();
   }
   sink?.(lvl, text);
@@ -135,14 +137,46 @@ const printCb = koffi.register((level: number, fmt: string, ap: unknown) => {
 }, koffi.pointer(PrintFn));
 libbpf_set_print(printCb);
 
+// ---- loads off the event loop
+
+type AsyncCall = (...args: unknown[]) => void;
+const loadOnWorker = (raw.bpf_object__load as unknown as { async: AsyncCall }).async.bind(raw.bpf_object__load);
+/** The last load started: loads run one at a time (serialized), each after the one before settled. */
+let loadChain: Promise<unknown> = Promise.resolve();
+
+/**
+ * bpf_object__load on a libuv worker thread (koffi's asynchronous call): the
+ * maps' creation and the verifier (0.3-6 s for our programs under load) never
+ * block the event loop. Resolves with what bpf_object__load returned (0 or
+ * -errno). Loads are serialized. libbpf's print callback (printCb), called on
+ * the worker during the load, is queued by koffi to the main thread while the
+ * worker waits for it to return, so its va_list stays valid; nothing on the
+ * main thread ever waits for the worker (no deadlock). The caller must not
+ * touch `obj` until the promise settles.
+ */
+export function loadObjectOnWorker(obj: BpfObjectPtr): Promise<number> {
+  const run = (): Promise<number> =>
+    new Promise((resolve, reject) => {
+      loadOnWorker(obj, (err: unknown, r: number) => (err ? reject(err) : resolve(r)));
+    });
+  const p = loadChain.then(run, run);
+  loadChain = p.catch(() => undefined);
+  return p;
+}
+
 /** Routes libbpf's own log lines (warnings, verifier log) to `fn`. */
 export function setLibbpfLogSink(fn: ((level: LibbpfLogLevel, line: string) => void) | null): void {
   sink = fn;
 }
 
-/** Takes (and clears) libbpf's log lines since the last call. */
-export function takeLibbpfLog(): string[] {
-  return recent.splice(0, recent.length);
+/** A mark in libbpf's log: libbpfLogSince(mark) gives the lines logged after it. */
+export function libbpfLogMark(): number {
+  return logSeq;
+}
+
+/** libbpf's warn and info lines logged since `mark` (of the last 64; a sync load meanwhile does not take them away). */
+export function libbpfLogSince(mark: number): string[] {
+  return recent.filter((r) => r.seq > mark).map((r) => r.text);
 }
 
 // ---- helpers

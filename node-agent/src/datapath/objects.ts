@@ -11,7 +11,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GEN_MAPS, MAP, type MapName, PROG } from './abi.js';
 import { BpfMap, mapInfoByFd } from './bpf-map.js';
-import { type LoadedObject, loadObject } from './bpf-object.js';
+import { type LoadedObject, loadObject, loadObjectAsync } from './bpf-object.js';
 import { DatapathError } from './errors.js';
 import { progInfo } from './links.js';
 import type { Owned } from './owned.js';
@@ -40,6 +40,17 @@ function bssOf(o: LoadedObject): string {
   return name;
 }
 
+/** Where a map of ours is pinned: the generation's under genDir, the others under pinDir; the .bss as fw_tblcfg. */
+function pinPathOf(pinDir: string, genDir: string): (name: string) => string | null {
+  // The table configs are the programs' global (their .bss map): both objects' pinned as the generation's fw_tblcfg.
+  return (name) =>
+    name.endsWith(BSS)
+      ? join(genDir, MAP.TBLCFG)
+      : !name.startsWith('fw_')
+        ? null
+        : join(GEN_MAPS.has(name as MapName) ? genDir : pinDir, name);
+}
+
 /**
  * Loads both objects (owned: closed with their generation, or when the open
  * fails) with the maps of a generation pinned under genDir and the others
@@ -52,15 +63,27 @@ export function loadObjects(
   sizes: ReadonlyMap<string, number>,
   owned: Owned,
 ): LoadedObjects {
-  // The table configs are the programs' global (their .bss map): both objects' pinned as the generation's fw_tblcfg.
-  const pinPath = (name: string) =>
-    name.endsWith(BSS)
-      ? join(genDir, MAP.TBLCFG)
-      : !name.startsWith('fw_')
-        ? null
-        : join(GEN_MAPS.has(name as MapName) ? genDir : pinDir, name);
+  const pinPath = pinPathOf(pinDir, genDir);
   const xdp = owned.add(loadObject(join(objDir, 'xdp_ingress.bpf.o'), { pinPath, sizes }));
   const tc = owned.add(loadObject(join(objDir, 'tc_egress.bpf.o'), { pinPath, sizes }));
+  return assemble(xdp, tc);
+}
+
+/** loadObjects() with each load on a worker thread, one after the other (bpf-object.ts loadObjectAsync). */
+export async function loadObjectsAsync(
+  objDir: string,
+  pinDir: string,
+  genDir: string,
+  sizes: ReadonlyMap<string, number>,
+  owned: Owned,
+): Promise<LoadedObjects> {
+  const pinPath = pinPathOf(pinDir, genDir);
+  const xdp = owned.add(await loadObjectAsync(join(objDir, 'xdp_ingress.bpf.o'), { pinPath, sizes }));
+  const tc = owned.add(await loadObjectAsync(join(objDir, 'tc_egress.bpf.o'), { pinPath, sizes }));
+  return assemble(xdp, tc);
+}
+
+function assemble(xdp: LoadedObject, tc: LoadedObject): LoadedObjects {
   const maps = new Map<MapName, BpfMap>();
   for (const name of Object.values(MAP)) {
     const fd = xdp.mapFd(name === MAP.TBLCFG ? bssOf(xdp) : name);

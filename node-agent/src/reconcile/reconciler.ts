@@ -127,7 +127,7 @@ export class Reconciler {
     const t0 = performance.now();
     if (this.needsRepair) {
       try {
-        this.repair();
+        await this.repair();
       } catch (e) {
         return this.failure(e, true);
       }
@@ -157,11 +157,11 @@ export class Reconciler {
       for (;;) {
         b.clear();
         if (writer.fill(b)) break;
-        this.dp.applyBatch(b);
+        await this.dp.applyBatch(b);
         chunks++;
         await yieldToLoop();
       }
-      this.dp.applyBatch(b, meta ? this.pinnable(meta) : undefined);
+      await this.dp.applyBatch(b, meta ? this.pinnable(meta) : undefined);
       b.clear();
       commitPlan(this.table, this.slots, pl);
       const ms = performance.now() - t0;
@@ -176,7 +176,7 @@ export class Reconciler {
       this.stats.refusals++;
       this.log.warn({ err: e }, 'the kernel refused a change part-way; restoring the last good state');
       try {
-        this.repair();
+        await this.repair();
       } catch (re) {
         this.needsRepair = true;
         this.log.error({ err: re }, 'restoring the last good state failed; will retry before the next change');
@@ -246,7 +246,7 @@ export class Reconciler {
    * journaled rule versions): journal first, then entry upserts, then entry
    * deletes.
    */
-  repair(): void {
+  async repair(): Promise<void> {
     const t = this.table;
     const chunk = this.chunkOps;
     const jq = new OpQueue(chunk);
@@ -291,7 +291,7 @@ export class Reconciler {
     }
     for (let r = 0; r < rs.high; r++) if ((rs.flags[r]! & F_JOURNALED) !== 0 && seenR[r] !== 1) t.writeJournaledUpsert(jq.room, r);
     const ops = jq.length + uq.length + dq.length;
-    for (const q of [jq, uq, dq]) for (const b of q.parts) if (b.length > 0) this.dp.applyBatch(b);
+    for (const q of [jq, uq, dq]) for (const b of q.parts) if (b.length > 0) await this.dp.applyBatch(b);
     this.needsRepair = false;
     this.stats.repairs++;
     this.log.info({ ops }, 'kernel and journal restored to the last good state');
