@@ -80,6 +80,7 @@ async function rules(dp: BpfDatapath, n: number, first: number, del: boolean, af
       else b.entryUpsert(0, p.bytes, 0, p.len, 0, first + i);
     }
     await dp.applyBatch(b);
+    await dp.settled(); // a swap the apply made due goes on after it resolves: counted once landed
     after?.();
   }
 }

@@ -72,6 +72,7 @@ export async function startNode(name: string, target: string): Promise<BenchNode
       responder.stop();
       await sync.stop();
       engine.stop();
+      await dp.settled(); // a swap a ban's apply made due: landed before the fds and pins go
       dp.close();
       try {
         openDatapath({ pinDir }).uninstall();

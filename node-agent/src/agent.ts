@@ -414,9 +414,9 @@ export class Agent {
     this.identity?.stop();
     this.responder?.stop();
     await this.sync.stop();
-    // Let a running apply finish so the journal and meta stay in step.
+    // Let a running apply finish so the journal and meta stay in step, and a swap it made due (its load) settle.
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.engine.idle(), new Promise((r) => (timer = setTimeout(r, 10_000)))]);
+    await Promise.race([this.engine.idle().then(() => this.dp.settled()), new Promise((r) => (timer = setTimeout(r, 10_000)))]);
     clearTimeout(timer);
     this.engine.stop();
     await this.events?.stop();

@@ -9,7 +9,8 @@
 // libbpf calls (nothing on it waits for the worker: no deadlock); and while a
 // swap's load is in flight, timers fire and an apply that fits the maps in
 // force drops its source in the kernel before the load resolves, then the
-// swap carries it into the new generation.
+// swap carries it into the new generation. The apply that made the swap due
+// resolves once its ops are written, before the load: settled() waits for it.
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -97,7 +98,12 @@ test("a swap's load in flight: timers fire, and an apply that fits the maps in f
       if (dp.swapping) ticksDuringLoad++;
     }, 1);
     try {
-      const a = dp.applyBatch(entries(0, nA)).then(() => events.push('A resolved'));
+      const a = dp.applyBatch(entries(0, nA)).then(() => {
+        events.push('A resolved');
+        // A resolved once written: the swap it made due goes on in the background.
+        assert.ok(dp.swapping, 'the swap A made due is in flight when A resolves');
+        assert.equal(dp.generation().n, g0.n);
+      });
       const b = dp.applyBatch(entries(nA, 1)).then(() => {
         events.push('B resolved');
         // Still inside the load: the generation in force is the old one, and it drops B's source.
@@ -107,10 +113,12 @@ test("a swap's load in flight: timers fire, and an apply that fits the maps in f
         assert.equal(dp.testRun('xdp', ipFrame(source(nA + 1), '192.0.2.1')).retval, XDP_PASS);
       });
       await Promise.all([a, b]);
+      await dp.settled();
+      events.push('settled');
     } finally {
       clearInterval(tick);
     }
-    assert.deepEqual(events, ['B resolved', 'A resolved']);
+    assert.deepEqual(events, ['A resolved', 'B resolved', 'settled']);
     assert.ok(ticksDuringLoad > 0, 'a timer fired while the load was in flight');
     const g1 = dp.generation();
     assert.equal(g1.n, g0.n + 1, 'the swap A made due went in');

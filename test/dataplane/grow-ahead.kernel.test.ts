@@ -48,6 +48,9 @@ test('bans one per /16 past the least sizes: each swap that grows the maps start
         b.entryUpsert(IN4, bytes, 0, 32, 0, i);
         await dp.applyBatch(b);
         assert.equal(dp.testRun('xdp', ipFrame(current, '192.0.2.1')).retval, XDP_DROP, `${current} drops after its apply`);
+        // Its apply resolved once written; a swap it made due goes on in the background. Let it land before the
+        // next ban, so that `current` at a swap's first step is the ban that made it due.
+        await dp.settled();
       }
       const grown = dp.generation().sizes.blocks[IN4]!;
       assert.ok(grown >= BANS && least < BANS, `the /24 index grew from ${least} to ${grown} blocks`);

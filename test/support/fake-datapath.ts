@@ -307,6 +307,9 @@ export class FakeDatapath implements Datapath {
     this.apply(batchOps(batch), meta);
   }
 
+  /** As the real one; the fake never swaps, so nothing is ever in flight. */
+  async settled(): Promise<void> {}
+
   readRuleCounters(upTo: number): { packets: BigUint64Array; bytes: BigUint64Array } {
     this.live();
     const n = Math.min(upTo, this.s.capacity.counterSlots);

@@ -26,6 +26,8 @@ export async function withDatapath<T>(
   try {
     return await fn(dp, pinDir);
   } finally {
+    // A swap an apply made due goes on after the apply resolved: let it settle before the pins go.
+    await dp.settled();
     cleanupPins(pinDir);
     dp.close();
   }

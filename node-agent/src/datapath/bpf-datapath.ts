@@ -133,6 +133,8 @@ export class BpfDatapath implements Datapath {
   private readonly swapper: GenSwapper;
   /** Settles when the last apply started has written its ops (applies write one at a time, in call order). */
   private turn: Promise<void> = Promise.resolve();
+  /** The last look for a swap an apply made due, and the swap it started (never rejects: resizeIfDue logs). */
+  private resizing: Promise<void> = Promise.resolve();
   /** Rules in the journal at the last look for a smaller counter size that found none (Infinity: none yet). */
   private slotCheckAt = Number.POSITIVE_INFINITY;
   private closed = false;
@@ -353,9 +355,10 @@ export class BpfDatapath implements Datapath {
   /**
    * Writes the batch's ops once the applies called before it have written
    * theirs; a batch that needs larger maps waits for their swap (and for a
-   * swap in flight first). Resolves after the swap this apply made due (grow
-   * ahead, shrink) if it started one; an apply called meanwhile that fits the
-   * generation in force is written at once, the swap's load off the event loop.
+   * swap in flight first). Resolves once its ops are written: a swap it made
+   * due (grow ahead, shrink) goes on in the background (settled() waits for
+   * it; its failure is logged and the maps in force stay), and an apply called
+   * meanwhile that fits the generation in force is written at once.
    */
   async applyBatch(batch: OpBatch, meta?: SyncMeta): Promise<void> {
     this.assertOpen();
@@ -372,7 +375,8 @@ export class BpfDatapath implements Datapath {
       this.state.release();
       done();
     }
-    await this.resizeIfDue();
+    // Not awaited: resizeIfDue() never rejects, and starts its swap (swapper.busy) before its first await.
+    this.resizing = this.resizeIfDue();
   }
 
   /** True while a generation swap is in flight (its load on a worker thread; tests). */
@@ -380,9 +384,13 @@ export class BpfDatapath implements Datapath {
     return this.swapper.busy;
   }
 
-  /** Resolves once no generation swap is in flight (tests, the bench). */
-  settled(): Promise<void> {
-    return this.swapper.settled();
+  /** Resolves once no generation swap is in flight, nor one an apply made due (tests, the bench, the agent's stop). */
+  async settled(): Promise<void> {
+    for (let r = this.resizing; ; r = this.resizing) {
+      await r;
+      await this.swapper.settled();
+      if (r === this.resizing) return;
+    }
   }
 
   private async applyInTurn(b: OpBatch, meta?: SyncMeta): Promise<void> {
@@ -403,7 +411,8 @@ export class BpfDatapath implements Datapath {
   /**
    * After an apply: swaps in larger maps if a part is more than 3/4 full
    * (sizing.ts growAhead), else smaller ones if a part holds a quarter of its
-   * size or less; not while a swap is in flight. Errors are logged: an apply
+   * size or less; not while a swap is in flight. Runs after the apply
+   * resolved (not awaited: `resizing`, settled()). Errors are logged: an apply
    * that needs larger maps swaps them in itself.
    */
   private async resizeIfDue(): Promise<void> {

@@ -382,10 +382,16 @@ export interface PrefixStore {
    * Asynchronous: an apply that needs larger maps waits for their swap,
    * whose load (the verifier) runs off the event loop; applies run in call
    * order, and one called while another waits for a swap that was not its
-   * own fits the maps in force is written at once. Rejects with the
-   * DatapathError. The batch must stay unchanged until the promise settles.
+   * own fits the maps in force is written at once. An apply that fits
+   * resolves once its ops are written, even when it made a swap due (maps
+   * 3/4 full: grow ahead; a quarter: shrink): that swap goes on in the
+   * background, and if it fails the maps in force stay (logged; the next
+   * apply tries again). Rejects with the DatapathError. The batch must stay
+   * unchanged until the promise settles.
    */
   applyBatch(batch: OpBatch, meta?: SyncMeta): Promise<void>;
+  /** Resolves once no swap an apply made due is in flight (whatever its outcome); at once without one. */
+  settled(): Promise<void>;
 }
 
 /** The per-CPU counters, summed: what the counter reporter reads. */
@@ -443,7 +449,8 @@ export interface DatapathLifecycle {
   uninstall(): void;
   /**
    * Releases fds. Never detaches: enforcement stays in place. An apply still
-   * waiting (for a swap's load) rejects; the load, once it settles, is dropped.
+   * waiting (for a swap's load) rejects; the load, once it settles, is dropped
+   * (settled() first lets a swap an apply made due land).
    */
   close(): void;
 }
