@@ -111,9 +111,6 @@ static __always_inline __u64 fw_pol_now(void)
 struct fw_pol_pkt {
 	__u32 family;      /* 4 or 6 */
 	__u32 proto;       /* IP protocol (IPv6: the first next header) */
-	__u32 has_port;    /* a first fragment (or unfragmented) TCP or UDP packet, L4 read */
-	__u32 dport;       /* host order */
-	__u32 syn;         /* TCP SYN without ACK */
 	__u32 l3;          /* fw_parse's offset of the IP header */
 	__u32 w[4];        /* the group's address (source on ingress, destination on egress), network order */
 	__u64 bytes;
@@ -121,42 +118,28 @@ struct fw_pol_pkt {
 };
 
 /*
- * Reads the L4 fields of a packet fw_parse parsed (family 4 or 6): only when
- * a policy wants them. From the IP header fw_parse found (pk->l3: Ethernet
- * and any VLAN tag are not walked again; the bound is the verifier's).
+ * The L4 header of a packet fw_parse parsed (family 4 or 6), or NULL if it
+ * has none to read (a later IPv4 fragment; an IP offset the bound refuses).
+ * From the IP header fw_parse found (pk->l3: Ethernet and any VLAN tag are
+ * not walked again; the bound is the verifier's). The caller checks the
+ * L4 header's own length against data_end.
  */
-static __always_inline void fw_pol_l4(void *data, void *data_end, struct fw_pol_pkt *pk)
+static __always_inline void *fw_pol_l4(void *data, void *data_end, const struct fw_pol_pkt *pk)
 {
 	__u64 off = pk->l3;
-	void *l4;
 
 	if (off > sizeof(struct ethhdr) + 4)
-		return;
+		return NULL;
 	if (pk->family == 4) {
 		struct iphdr *ip = data + off;
 		if ((void *)(ip + 1) > data_end)
-			return;
+			return NULL;
 		/* A later fragment has no L4 header. */
 		if (ip->frag_off & bpf_htons(0x1fff))
-			return;
-		l4 = (void *)ip + ip->ihl * 4;
-	} else {
-		l4 = data + off + sizeof(struct ipv6hdr);
+			return NULL;
+		return (void *)ip + ip->ihl * 4;
 	}
-	if (pk->proto == FW_POL_PROTO_TCP) {
-		struct tcphdr *th = l4;
-		if ((void *)(th + 1) > data_end)
-			return;
-		pk->has_port = 1;
-		pk->dport = bpf_ntohs(th->dest);
-		pk->syn = th->syn && !th->ack;
-	} else if (pk->proto == FW_POL_PROTO_UDP) {
-		struct udphdr *uh = l4;
-		if ((void *)(uh + 1) > data_end)
-			return;
-		pk->has_port = 1;
-		pk->dport = bpf_ntohs(uh->dest);
-	}
+	return data + off + sizeof(struct ipv6hdr);
 }
 
 /* The group's key: the address masked to the policy's length. */
@@ -397,19 +380,61 @@ static __always_inline const struct fw_policy_set *fw_policy_wants(__u32 dir, __
 }
 
 /*
- * The index of packet pk's protocol class in class_pols (FW_POL_CIDX_*):
- * ICMP on IPv4 and ICMPv6 on IPv6 are the ICMP class (a policy of protocol
- * icmp counts both); ICMPv6's number on IPv4, or ICMP's on IPv6, is other.
+ * The slots of a TCP (tcp = 1) or UDP packet's class (cand, not 0) that
+ * count it when some policy of direction dir reads ports or TCP flags: those
+ * whose ports cover its destination port (a first fragment or unfragmented
+ * packet whose header is there) or, without one, those that have no ports;
+ * less the SYN-only slots unless it is a TCP SYN without ACK. Inlined once
+ * per protocol (tcp constant): each protocol's path is straight.
  */
-static __always_inline __u32 fw_pol_cidx(const struct fw_pol_pkt *pk)
+static __always_inline __u32 fw_pol_ported(const struct fw_policy_set *ps, __u32 dir, void *data, void *data_end,
+					   const struct fw_pol_pkt *pk, __u32 cand, int tcp)
 {
-	if (pk->proto == FW_POL_PROTO_TCP)
-		return FW_POL_CIDX_TCP;
-	if (pk->proto == FW_POL_PROTO_UDP)
-		return FW_POL_CIDX_UDP;
-	if (pk->proto == (pk->family == 6 ? FW_POL_PROTO_ICMP6 : FW_POL_PROTO_ICMP))
-		return FW_POL_CIDX_ICMP;
-	return FW_POL_CIDX_OTHER;
+	void *l4 = fw_pol_l4(data, data_end, pk);
+
+	if (tcp) {
+		struct tcphdr *th = l4;
+		if (th && (void *)(th + 1) <= data_end) {
+			cand &= ps->port_pols[dir][bpf_ntohs(th->dest)];
+			return th->syn && !th->ack ? cand : cand & ~(__u32)ps->syn_only[dir];
+		}
+	} else {
+		struct udphdr *uh = l4;
+		if (uh && (void *)(uh + 1) <= data_end)
+			return cand & ps->port_pols[dir][bpf_ntohs(uh->dest)] & ~(__u32)ps->syn_only[dir];
+	}
+	return cand & ps->noport[dir] & ~(__u32)ps->syn_only[dir];
+}
+
+/*
+ * The policy slots of direction dir (bit i = slot i) that count packet pk:
+ * its protocol class's slots (ICMP on IPv4 and ICMPv6 on IPv6 are the ICMP
+ * class, a policy of protocol icmp counting both; ICMPv6's number on IPv4,
+ * or ICMP's on IPv6, is other), and, if some policy of the direction reads
+ * ports or TCP flags (l4_mask), those whose ports cover its destination
+ * port or, for a packet without one (not TCP or UDP, a later fragment),
+ * that have no ports, less the SYN-only slots unless it is a TCP SYN
+ * without ACK (fw_pol_ported). Without l4_mask no slot of the direction has
+ * ports or SYN-only (noport is all of them, syn_only none).
+ */
+static __always_inline __u32 fw_pol_slots(const struct fw_policy_set *ps, __u32 dir, void *data, void *data_end,
+					  const struct fw_pol_pkt *pk)
+{
+	__u32 proto = pk->proto, cand;
+
+	if (proto == FW_POL_PROTO_UDP) {
+		cand = ps->class_pols[dir][FW_POL_CIDX_UDP];
+		return cand && ps->l4_mask[dir] ? fw_pol_ported(ps, dir, data, data_end, pk, cand, 0) : cand;
+	}
+	if (proto == FW_POL_PROTO_TCP) {
+		cand = ps->class_pols[dir][FW_POL_CIDX_TCP];
+		return cand && ps->l4_mask[dir] ? fw_pol_ported(ps, dir, data, data_end, pk, cand, 1) : cand;
+	}
+	if (proto == (pk->family == 6 ? FW_POL_PROTO_ICMP6 : FW_POL_PROTO_ICMP))
+		cand = ps->class_pols[dir][FW_POL_CIDX_ICMP];
+	else
+		cand = ps->class_pols[dir][FW_POL_CIDX_OTHER];
+	return ps->l4_mask[dir] ? cand & ps->noport[dir] & ~(__u32)ps->syn_only[dir] : cand;
 }
 
 /*
@@ -451,22 +476,19 @@ static __always_inline void fw_policy_count(void *data, void *data_end, const st
 		.bytes = bytes,
 		.l3 = a->l3,
 	};
-	__builtin_memcpy(pk.w, a->w, 16);
-	if (ps->l4_mask[dir])
-		fw_pol_l4(data, data_end, &pk);
-	__u32 cand = ps->class_pols[dir][fw_pol_cidx(&pk) & 3];
-	cand &= pk.has_port ? ps->port_pols[dir][pk.dport & 0xffff] : ps->noport[dir];
-	if (!pk.syn)
-		cand &= ~(__u32)ps->syn_only[dir];
+	__u32 cand = fw_pol_slots(ps, dir, data, data_end, &pk);
 	if (!cand)
 		return;
+	__builtin_memcpy(pk.w, a->w, 16);
 	pk.now = fw_pol_now();
-	for (__u32 i = 0; i < FW_POL_MAX; i++) {
+	/* Slot 0 (the agent fills the slots from 0: a node's only policy is there) with a constant index, then the rest. */
+	if (cand & 1)
+		fw_pol_account(ps, &ps->p[0], 0, &pk);
+	cand >>= 1;
+	for (__u32 i = 1; i < FW_POL_MAX && cand; i++) {
 		if (cand & 1)
 			fw_pol_account(ps, &ps->p[i], i, &pk);
 		cand >>= 1;
-		if (!cand)
-			break;
 	}
 }
 
