@@ -5,8 +5,10 @@
  * fleetwall_abi.h (mirrored by node-agent/src/datapath/policy-abi.ts like the rest).
  *
  * The agent writes up to FW_POL_MAX policies into fw_pol_cfg (one value:
- * which directions any policy counts, the sketch's hash seeds, then the
- * policies). A packet a policy of its direction matches (protocol,
+ * which directions any policy counts, the policy slots that count each
+ * protocol class, port and flag (ABI 13: the programs classify a packet by
+ * these bitmaps, never by a policy's match fields), the sketch's hash seeds,
+ * the policies). A packet a policy of its direction matches (protocol,
  * destination port ranges, TCP SYN only) and that the rules did not drop is
  * counted per (policy, source group) in a count-min sketch (ABI 11): policy
  * slot i owns FW_POL_ROWS rows of FW_POL_WIDTH cells, value i of fw_pol_cms
