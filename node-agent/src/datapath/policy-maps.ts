@@ -1,6 +1,8 @@
 // The detection policies' maps (bpf/include/fw_policy_abi.h, issue 18):
 // fw_pol_cfg written whole with one update (with this process's random hash
-// seeds), the hit ring and its head read through mappings (no syscall per
+// seeds, and the bitmaps of policy slots per direction, class and port that
+// the programs classify a packet by, ABI 13),
+// the hit ring and its head read through mappings (no syscall per
 // poll), and each policy's count-min margin: the packets (bytes) its sketch
 // counted in the window, read from the sketch's first row through a mapping,
 // times e / width, written where the kernel reads it. The responder
