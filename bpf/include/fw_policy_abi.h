@@ -5,8 +5,10 @@
  * fleetwall_abi.h (mirrored by node-agent/src/datapath/policy-abi.ts like the rest).
  *
  * The agent writes up to FW_POL_MAX policies into fw_pol_cfg (one value:
- * which directions any policy counts, the sketch's hash seeds, then the
- * policies). A packet a policy of its direction matches (protocol,
+ * which directions any policy counts, the policy slots that count each
+ * protocol class, port and flag (ABI 13: the programs classify a packet by
+ * these bitmaps, never by a policy's match fields), the sketch's hash seeds,
+ * the policies). A packet a policy of its direction matches (protocol,
  * destination port ranges, TCP SYN only) and that the rules did not drop is
  * counted per (policy, source group) in a count-min sketch (ABI 11): policy
  * slot i owns FW_POL_ROWS rows of FW_POL_WIDTH cells, value i of fw_pol_cms
@@ -85,6 +87,12 @@
 #define FW_POL_CLASS_UDP 4
 #define FW_POL_CLASS_OTHER 8    /* any other protocol (only policies of any protocol count it) */
 
+/* fw_policy_set.class_pols' second index: the class's bit number (FW_POL_CLASS_x == 1 << FW_POL_CIDX_x). */
+#define FW_POL_CIDX_ICMP 0
+#define FW_POL_CIDX_TCP 1
+#define FW_POL_CIDX_UDP 2
+#define FW_POL_CIDX_OTHER 3
+
 /* fw_policy.flags */
 #define FW_POL_F_SYN_ONLY 1     /* TCP segments with SYN set and ACK clear only */
 
@@ -112,15 +120,27 @@ struct fw_pol_seed {
 	__u64 c;
 };
 
-/* fw_pol_cfg[0]. */
+/*
+ * fw_pol_cfg[0]. ABI 13: the programs classify a packet by bitmaps of policy
+ * slots (bit i = slot i), not by testing each policy: the slots that may
+ * count it are class_pols[dir][class] & (a port read ? port_pols[dir][dport]
+ * : noport[dir]) & (a TCP SYN ? all : ~syn_only[dir]), each policy's
+ * direction, protocol (ICMP on IPv4, ICMPv6 on IPv6), port ranges and
+ * SYN-only flag folded in by the agent (policy-maps.ts); p[i] is read only
+ * for a slot whose bit is set (its id, window, limits, grouping).
+ */
 struct fw_policy_set {
 	__u32 dir_mask;       /* bit (1 << direction): some policy counts that direction */
 	__u16 count;          /* policies in p[] (the rest are id 0) */
 	__u8 class_mask[2];   /* [direction]: FW_POL_CLASS_* some policy of that direction counts (the one read unmatched traffic pays) */
 	__u8 l4_mask[2];      /* [direction]: 1 if some policy of it reads ports or TCP flags (else the L4 header is never read) */
-	__u8 pad[6];
+	__u8 syn_only[2];     /* [direction]: the slots with FW_POL_F_SYN_ONLY */
+	__u8 noport[2];       /* [direction]: the slots with nports == 0 (they count packets without ports too) */
+	__u8 class_pols[2][4];  /* [direction][FW_POL_CIDX_*]: the slots that count that protocol class (any: every class) */
+	__u8 pad[2];
 	struct fw_pol_seed seed[FW_POL_ROWS];
 	struct fw_policy p[FW_POL_MAX];
+	__u8 port_pols[2][65536];  /* [direction][destination port]: the slots whose port ranges cover it (nports == 0: every port) */
 };
 
 /* One counter of the sketch. */

@@ -4,7 +4,9 @@
 // window when it crosses the limit, none below it; packets a deny drops are
 // not counted; nothing is counted without policies; a flood of 100k random
 // sources in the count-min sketch: counted in full, the margin follows it,
-// nobody below the limit is reported, a heavy hitter among them is.
+// nobody below the limit is reported, a heavy hitter among them is; eight
+// policies at once classified by their slots (ABI 13: ports, SYN only, later
+// fragments, ICMP per family, direction).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -208,4 +210,73 @@ test("a policy's protocol decides what it counts: any counts every protocol, icm
       .hits.map((h) => `${h.policy} ${formatAddress({ family: h.family, bytes: h.addr })}`)
       .sort();
     assert.deepEqual(hits, ['1 198.51.100.3', '2 198.51.100.4', '2 2001:db8::4', '3 198.51.100.5', '3 198.51.100.6', '3 2001:db8::6']);
+  }));
+
+/** An IPv4 frame's later fragment (fragment offset 1: no L4 header, whatever follows the IP header). */
+function laterFragment(f: Buffer): Buffer {
+  f.writeUInt16BE(1, 14 + 6);
+  return f;
+}
+
+test('eight policies classified by their slots (ABI 13): overlapping port ranges, SYN only, no ports, later fragments without a port, ICMP per family, direction', () =>
+  withDatapath('pol-slots', {}, (dp) => {
+    const from = dp.policies.policyStats();
+    const p = (id: number, protocol: KernelPolicy['protocol'], ports: [number, number][], more: Partial<KernelPolicy> = {}) =>
+      policy({ id, protocol, ports, limitPackets: 2n, ...more });
+    dp.policies.writePolicies([
+      p(1, 'udp', [
+        [50, 60],
+        [100, 100],
+      ]),
+      p(2, 'udp', [[55, 100]]),
+      p(3, 'tcp', [], { synOnly: true }),
+      p(4, 'tcp', [[80, 80]]),
+      p(5, 'udp', []),
+      p(6, 'icmp', []),
+      p(7, 'any', [[53, 53]]),
+      p(8, 'udp', [[9, 9]], { direction: 'egress' }),
+    ]);
+    const src = (n: number) => `198.51.100.${n}`;
+    const frames: Buffer[] = [
+      l4Frame(src(1), DST, 'udp', 55), // 1, 2, 5
+      l4Frame(src(2), DST, 'udp', 100), // 1, 2, 5
+      l4Frame(src(3), DST, 'udp', 101), // 5
+      l4Frame(src(4), DST, 'udp', 53), // 1 (50-60), 5, 7
+      l4Frame(src(5), DST, 'tcp', 80, 0x02), // 3, 4
+      l4Frame(src(6), DST, 'tcp', 80, 0x10), // 4 (not a SYN)
+      l4Frame(src(7), DST, 'tcp', 22, 0x02), // 3
+      laterFragment(l4Frame(src(8), DST, 'udp', 55)), // 5 only: no port
+      laterFragment(l4Frame(src(9), DST, 'tcp', 80, 0x02)), // none: no port, no SYN seen
+      protoFrame(src(10), DST, 58), // none: ICMPv6's number on IPv4 is not ICMP
+      protoFrame(src(11), DST, 1), // 6
+      protoFrame('2001:db8::12', '2001:db8::1', 58), // 6
+      protoFrame('2001:db8::13', '2001:db8::1', 1), // none: ICMP's number on IPv6 is not ICMPv6
+      ipFrame(src(14), DST), // 5 (UDP to 9: policy 8 counts egress only)
+    ];
+    for (const f of frames) assert.equal(send(dp, f, 3), XDP_PASS);
+    for (let i = 0; i < 3; i++) dp.testRun('tc', ipFrame(DST, src(15))); // 8
+    const hits = hitsFrom(dp, from.hits)
+      .hits.map((h) => `${h.policy} ${formatAddress({ family: h.family, bytes: h.addr })}`)
+      .sort();
+    const want = [
+      [1, 1],
+      [1, 2],
+      [1, 4],
+      [2, 1],
+      [2, 2],
+      [3, 5],
+      [3, 7],
+      [4, 5],
+      [4, 6],
+      [5, 1],
+      [5, 2],
+      [5, 3],
+      [5, 4],
+      [5, 8],
+      [5, 14],
+      [6, 11],
+      [7, 4],
+      [8, 15],
+    ].map(([id, n]) => `${id} ${src(n!)}`);
+    assert.deepEqual(hits, [...want, '6 2001:db8::12'].sort());
   }));

@@ -19,6 +19,10 @@ export const FW_POL_PROTO = { any: 0, icmp: 1, tcp: 6, udp: 17, icmp6: 58 } as c
 export const FW_POL_F_SYN_ONLY = 1;
 /** fw_policy_set.class_mask bits: the protocols some policy of a direction counts (the programs' first test). */
 export const FW_POL_CLASS = { icmp: 1, tcp: 2, udp: 4, other: 8 } as const;
+/** fw_policy_set.class_pols' second index (ABI 13): the class's bit number. */
+export const FW_POL_CIDX = { icmp: 0, tcp: 1, udp: 2, other: 3 } as const;
+/** fw_policy_set.port_pols: one byte of slots per destination port and direction. */
+export const FW_POL_PORTS = 65536;
 
 export const POLICY_ENUMS: Readonly<Record<string, number>> = {
   FW_POL_MAX,
@@ -40,6 +44,10 @@ export const POLICY_ENUMS: Readonly<Record<string, number>> = {
   FW_POL_CLASS_TCP: FW_POL_CLASS.tcp,
   FW_POL_CLASS_UDP: FW_POL_CLASS.udp,
   FW_POL_CLASS_OTHER: FW_POL_CLASS.other,
+  FW_POL_CIDX_ICMP: FW_POL_CIDX.icmp,
+  FW_POL_CIDX_TCP: FW_POL_CIDX.tcp,
+  FW_POL_CIDX_UDP: FW_POL_CIDX.udp,
+  FW_POL_CIDX_OTHER: FW_POL_CIDX.other,
 };
 
 export const POLICY_LAYOUT = {
@@ -63,8 +71,20 @@ export const POLICY_LAYOUT = {
   },
   fw_pol_seed: { size: 24, fields: { a: 0, b: 8, c: 16 } },
   fw_policy_set: {
-    size: 16 + 24 * FW_POL_ROWS + 72 * FW_POL_MAX,
-    fields: { dir_mask: 0, count: 4, class_mask: 6, l4_mask: 8, pad: 10, seed: 16, p: 16 + 24 * FW_POL_ROWS },
+    size: 24 + 24 * FW_POL_ROWS + 72 * FW_POL_MAX + 2 * FW_POL_PORTS,
+    fields: {
+      dir_mask: 0,
+      count: 4,
+      class_mask: 6,
+      l4_mask: 8,
+      syn_only: 10,
+      noport: 12,
+      class_pols: 14,
+      pad: 22,
+      seed: 24,
+      p: 24 + 24 * FW_POL_ROWS,
+      port_pols: 24 + 24 * FW_POL_ROWS + 72 * FW_POL_MAX,
+    },
   },
   fw_pol_cell: { size: 16, fields: { tag: 0, packets: 4, bytes: 8 } },
   fw_pol_sketch: { size: 16 * FW_POL_ROWS * FW_POL_WIDTH, fields: { c: 0 } },

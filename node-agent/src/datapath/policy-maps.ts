@@ -1,6 +1,8 @@
 // The detection policies' maps (bpf/include/fw_policy_abi.h, issue 18):
 // fw_pol_cfg written whole with one update (with this process's random hash
-// seeds), the hit ring and its head read through mappings (no syscall per
+// seeds, and the bitmaps of policy slots per direction, class and port that
+// the programs classify a packet by, ABI 13),
+// the hit ring and its head read through mappings (no syscall per
 // poll), and each policy's count-min margin: the packets (bytes) its sketch
 // counted in the window, read from the sketch's first row through a mapping,
 // times e / width, written where the kernel reads it. The responder
@@ -17,10 +19,12 @@ import { type MarginRule, rowMargin } from './sketch-margin.js';
 import { type Mapping, mmapMap } from './libbpf.js';
 import {
   FW_POL_CELLS,
+  FW_POL_CIDX,
   FW_POL_CLASS,
   FW_POL_F_SYN_ONLY,
   FW_POL_HITS,
   FW_POL_MAX,
+  FW_POL_PORTS,
   FW_POL_PORT_RANGES,
   FW_POL_PROTO,
   FW_POL_ROWS,
@@ -139,6 +143,14 @@ export function encodePolicySet(policies: readonly KernelPolicy[], seeds: readon
   let mask = 0;
   const classes = [0, 0];
   const l4 = [0, 0];
+  // ABI 13: the slots (bit i = slot i) per direction that count a class, that are SYN-only, that count packets without ports, and per destination port.
+  const classPols = [
+    [0, 0, 0, 0],
+    [0, 0, 0, 0],
+  ];
+  const synOnly = [0, 0];
+  const noport = [0, 0];
+  const portPols = [new Uint8Array(FW_POL_PORTS), new Uint8Array(FW_POL_PORTS)];
   policies.forEach((p, i) => {
     if (!Number.isInteger(p.id) || p.id < 1 || p.id > 0xffffffff) throw new RangeError(`policy id ${p.id}`);
     if (p.ports.length > FW_POL_PORT_RANGES) throw new RangeError(`at most ${FW_POL_PORT_RANGES} port ranges`);
@@ -150,6 +162,22 @@ export function encodePolicySet(policies: readonly KernelPolicy[], seeds: readon
     classes[dir] = classes[dir]! | (p.protocol === 'any' ? all : FW_POL_CLASS[p.protocol]);
     // The L4 header is read only for a direction where some policy looks at ports or TCP flags.
     if (p.ports.length > 0 || p.synOnly) l4[dir] = 1;
+    const bit = 1 << i;
+    const cls = classPols[dir]!;
+    if (p.protocol === 'any') for (let c = 0; c < cls.length; c++) cls[c] = cls[c]! | bit;
+    else cls[FW_POL_CIDX[p.protocol]] = cls[FW_POL_CIDX[p.protocol]]! | bit;
+    if (p.synOnly) synOnly[dir] = synOnly[dir]! | bit;
+    const ports = portPols[dir]!;
+    if (p.ports.length === 0) {
+      noport[dir] = noport[dir]! | bit;
+      for (let port = 0; port < FW_POL_PORTS; port++) ports[port] = ports[port]! | bit;
+    }
+    for (const [lo, hi] of p.ports) {
+      if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 0 || hi >= FW_POL_PORTS || lo > hi) {
+        throw new RangeError(`policy ${p.id}: port range ${lo}-${hi}`);
+      }
+      for (let port = lo; port <= hi; port++) ports[port] = ports[port]! | bit;
+    }
     if (p.windowNs <= 0n) throw new RangeError(`policy ${p.id}: window ${p.windowNs} ns`);
     b.writeUInt32LE(p.id, o + P.fields.id);
     b.writeUInt8(dir, o + P.fields.direction);
@@ -172,6 +200,12 @@ export function encodePolicySet(policies: readonly KernelPolicy[], seeds: readon
   b.writeUInt8(classes[1]!, S.fields.class_mask + 1);
   b.writeUInt8(l4[0]!, S.fields.l4_mask);
   b.writeUInt8(l4[1]!, S.fields.l4_mask + 1);
+  for (let d = 0; d < 2; d++) {
+    b.writeUInt8(synOnly[d]!, S.fields.syn_only + d);
+    b.writeUInt8(noport[d]!, S.fields.noport + d);
+    classPols[d]!.forEach((m, c) => b.writeUInt8(m, S.fields.class_pols + 4 * d + c));
+    b.set(portPols[d]!, S.fields.port_pols + d * FW_POL_PORTS);
+  }
   seeds.slice(0, FW_POL_ROWS).forEach((sd, r) => {
     const o = S.fields.seed + r * SEED.size;
     b.writeBigUInt64LE(sd.a, o + SEED.fields.a);
