@@ -18,18 +18,18 @@
 // This class orchestrates; each part owns one concept: pins.ts (the pin dir,
 // the ABI check), generation.ts (loading a generation), gen-state.ts (its
 // tables, journal, counters), gen-swapper.ts (loading the next one off the
-// event loop), swap.ts (swapping one in, finishing a swap a crash interrupted), prefix-table.ts (a table's entries), pinned-meta.ts,
+// event loop), swap.ts (swapping one in, finishing a swap a crash interrupted),
+// gen-open.ts (the generation in force at open), prefix-table.ts (a table's entries), pinned-meta.ts,
 // if-counters.ts, attach.ts (links, one detach path), apply-checks.ts,
 // batch-writer.ts (a batch's ops into the generation in force), kernel-memory.ts.
 
-import { randomInt } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Prefix } from '../../../common/src/cidr.js';
 import type { DefaultAction, RuleDirection } from '../../../common/src/policy.js';
-import { FW_CFG_OVERFLOW_ROW, FW_DEFAULT, GEN_MAPS, MAP, type MapName, PROG, TABLES, type TableCfg, tableIndex } from './abi.js';
+import { FW_DEFAULT, GEN_MAPS, MAP, type MapName, PROG, TABLES, tableIndex } from './abi.js';
 import { batchNeeds, checkCapacity, validateBatch } from './apply-checks.js';
 import { type BpfAttachOptions, LinkAttacher, detachLinks, ifindexOf, uninstallPins } from './attach.js';
 import { BpfMap } from './bpf-map.js';
@@ -48,22 +48,22 @@ import {
 } from './datapath.js';
 import { DatapathError } from './errors.js';
 import { GenState } from './gen-state.js';
-import { Generation, listGenerations, removeGeneration } from './generation.js';
+import { firstConfigs, openFirstGeneration, reopenGeneration, sizesOf } from './gen-open.js';
+import type { Generation } from './generation.js';
 import { IfCounters } from './if-counters.js';
 import { kernelMemory } from './kernel-memory.js';
-import { onlineCpuRows, possibleCpus, setLibbpfLogSink } from './libbpf.js';
+import { possibleCpus, setLibbpfLogSink } from './libbpf.js';
 import { DEFAULT_OBJ_DIR } from './objects.js';
 import { DatapathEvents } from './event-source.js';
 import { type PolicyMaps, policyMapsOf } from './policy-maps.js';
-import { checkOptions, checkRingBytes, mapSizes } from './open-options.js';
+import { checkOptions, checkRingBytes } from './open-options.js';
 import { PinnedMeta, readPinnedMeta } from './pinned-meta.js';
 import { DEFAULT_PIN_DIR, checkPinnedAbi, pinProgram, preparePinDir, removePins } from './pins.js';
 import type { TableLayout } from './prefix-table.js';
-import { type GenLimits, type GenSizes, type GenUsage, MIN_SLOTS, firstSizes, grow, growAhead, shrink } from './sizing.js';
-import { type SwapStep, completeGeneration, finishSwap } from './swap.js';
+import { type GenLimits, type GenSizes, type GenUsage, MIN_SLOTS, grow, growAhead, shrink } from './sizing.js';
+import type { SwapStep } from './swap.js';
 import { GenSwapper } from './gen-swapper.js';
 import { storeCounts, writeBatch } from './batch-writer.js';
-import { emptySet } from './table-config.js';
 import { type TestRunOptions, type TestRunResult, progTestRun } from './test-run.js';
 
 export type { BpfAttachOptions } from './attach.js';
@@ -158,15 +158,8 @@ export class BpfDatapath implements Datapath {
     try {
       if (this.createdFresh) {
         // Fresh (or a creation that died before it finished): the first generation, at the least sizes.
-        for (const n of listGenerations(pinDir)) removeGeneration(pinDir, n);
-        const rows = onlineCpuRows();
-        const sizes = firstSizes(
-          { ...want.capacity, reservePrefixes: this.reserve.prefixesPerTable, reserveSlots: this.reserve.counterSlots },
-          rows,
-          this.ncpu > rows,
-        );
         const ring = checkRingBytes(opts.eventRingBytes, pinDir);
-        gen = Generation.open({ objDir: this.objDir, pinDir, n: 1, sizes, mapSizes: mapSizes(sizes, want.capacity, this.ncpu, ring) });
+        gen = openFirstGeneration(this.objDir, pinDir, want.capacity, this.reserve, this.ncpu, ring);
       }
       for (const name of SHARED_MAPS) this.shared.set(name, BpfMap.fromPin(join(pinDir, name), name));
       this.meta = new PinnedMeta(this.shared.get(MAP.META)!, this.shared.get(MAP.LENSTAT)!);
@@ -188,12 +181,12 @@ export class BpfDatapath implements Datapath {
         }
         this.maxHashLengths = pinned.maxHashLens;
         this.capacity = { prefixesPerTable: pinned.prefixesPerTable, counterSlots: pinned.ruleSlots };
-        gen = this.reopenGeneration();
+        gen = reopenGeneration({ pinDir, meta: this.meta, links: this.links, log: this.log, onStep: this.onSwapStep }, this.objDir);
       }
       const counts = TABLES.map(() => new Uint32Array(129));
       const tries = TABLES.map((d) => this.shared.get(d.trie)!);
       if (this.createdFresh) {
-        this.state = GenState.open(gen!, tries, counts, this.maxHashLengths, this.firstConfigs(gen!));
+        this.state = GenState.open(gen!, tries, counts, this.maxHashLengths, firstConfigs(gen!, this.defaultAction));
         this.sizes = gen!.sizes;
         this.meta.create(FW_DEFAULT[this.defaultAction], this.maxHashLengths, this.capacity.prefixesPerTable, this.capacity.counterSlots);
         this.log?.info({ pinDir, defaultAction: this.defaultAction, capacity: this.capacity, maxHashLengths: want.k }, 'datapath created');
@@ -227,46 +220,6 @@ export class BpfDatapath implements Datapath {
       for (const m of this.shared.values()) m.close();
       throw e;
     }
-  }
-
-  /** The table configs of a new install's first generation. */
-  private firstConfigs(gen: Generation): TableCfg[] {
-    return TABLES.map((d) => ({
-      active: 0,
-      defaultAction: FW_DEFAULT[this.defaultAction],
-      nbuckets: gen.map(d.tab).maxEntries,
-      seed: randomInt(0, 2 ** 32),
-      ruleSlots: gen.sizes.slots,
-      cpuRows: gen.sizes.cpuRows,
-      flags: gen.sizes.overflowRow ? FW_CFG_OVERFLOW_ROW : 0,
-      sets: [emptySet(), emptySet()],
-    }));
-  }
-
-  /**
-   * The generation in force, loaded: a swap a previous process began and
-   * marked is finished first; folders of other generations (a swap that
-   * never got marked) are removed.
-   */
-  private reopenGeneration(): Generation {
-    const m = this.meta.value;
-    const ctx = { pinDir: this.pinDir, meta: this.meta, links: this.links, log: this.log, onStep: this.onSwapStep };
-    let n = m.gen;
-    let gen: Generation | null = null;
-    if (m.nextGen !== 0) {
-      const missing = completeGeneration(this.pinDir, m.nextGen);
-      if (missing.length > 0) throw damaged(this.pinDir, m.nextGen, missing);
-      gen = Generation.open({ objDir: this.objDir, pinDir: this.pinDir, n: m.nextGen, sizes: placeholderSizes(), mapSizes: new Map() });
-      finishSwap(ctx, m.gen, gen);
-      n = m.nextGen;
-    }
-    for (const g of listGenerations(this.pinDir)) if (g !== n) removeGeneration(this.pinDir, g);
-    if (!gen) {
-      const missing = completeGeneration(this.pinDir, n);
-      if (missing.length > 0) throw damaged(this.pinDir, n, missing);
-      gen = Generation.open({ objDir: this.objDir, pinDir: this.pinDir, n, sizes: placeholderSizes(), mapSizes: new Map() });
-    }
-    return gen;
   }
 
   /** Pages of the shared maps mapped into this process right now (0 at rest; tests). */
@@ -581,30 +534,4 @@ export class BpfDatapath implements Datapath {
   private assertOpen(): void {
     if (this.closed) throw new DatapathError('use datapath', this.pinDir, E.EBADF, 'the datapath was closed');
   }
-}
-
-/** The sizes of a generation in force, read back from its maps. */
-function sizesOf(s: GenState): GenSizes {
-  const g = s.counters.geometry;
-  return {
-    prefixes: s.tables.map((t) => t.size),
-    blocks: s.tables.map((t) => t.d24?.capacity ?? 0),
-    slots: g.slots,
-    cpuRows: g.cpuRows,
-    overflowRow: g.overflowRow,
-  };
-}
-
-/** Sizes for loading a generation whose maps are all pinned (they keep their sizes). */
-function placeholderSizes(): GenSizes {
-  return { prefixes: TABLES.map(() => 0), blocks: TABLES.map(() => 0), slots: 0, cpuRows: 0, overflowRow: false };
-}
-
-function damaged(pinDir: string, n: number, missing: string[]): DatapathError {
-  return new DatapathError(
-    'open pins',
-    pinDir,
-    E.EIO,
-    `generation ${n} lacks ${missing.join(', ')}; the pinned state is damaged: uninstall ("fleetwall agent uninstall") and start again`,
-  );
 }
