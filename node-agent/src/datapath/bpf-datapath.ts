@@ -21,7 +21,8 @@
 // event loop), swap.ts (swapping one in, finishing a swap a crash interrupted),
 // gen-open.ts (the generation in force at open), prefix-table.ts (a table's entries), pinned-meta.ts,
 // if-counters.ts, attach.ts (links, one detach path), apply-checks.ts,
-// batch-writer.ts (a batch's ops into the generation in force), kernel-memory.ts.
+// batch-writer.ts (a batch's ops into the generation in force), resize-policy.ts
+// (when the maps are due other sizes), kernel-memory.ts.
 
 import { existsSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
@@ -60,7 +61,8 @@ import { checkOptions, checkRingBytes } from './open-options.js';
 import { PinnedMeta, readPinnedMeta } from './pinned-meta.js';
 import { DEFAULT_PIN_DIR, checkPinnedAbi, pinProgram, preparePinDir, removePins } from './pins.js';
 import type { TableLayout } from './prefix-table.js';
-import { type GenLimits, type GenSizes, type GenUsage, MIN_SLOTS, grow, growAhead, shrink } from './sizing.js';
+import { ResizePolicy } from './resize-policy.js';
+import type { GenSizes } from './sizing.js';
 import type { SwapStep } from './swap.js';
 import { GenSwapper } from './gen-swapper.js';
 import { storeCounts, writeBatch } from './batch-writer.js';
@@ -135,8 +137,8 @@ export class BpfDatapath implements Datapath {
   private turn: Promise<void> = Promise.resolve();
   /** The last look for a swap an apply made due, and the swap it started (never rejects: resizeIfDue logs). */
   private resizing: Promise<void> = Promise.resolve();
-  /** Rules in the journal at the last look for a smaller counter size that found none (Infinity: none yet). */
-  private slotCheckAt = Number.POSITIVE_INFINITY;
+  /** When the maps are due other sizes (resize-policy.ts). */
+  private readonly resize: ResizePolicy;
   private closed = false;
 
   /** Use openDatapath(): it checks the pins' ABI first and cleans up a failed first open. */
@@ -209,6 +211,11 @@ export class BpfDatapath implements Datapath {
       this.links.setPrograms(gen!.progs);
       this.ifCounters = new IfCounters(this.shared.get(MAP.IF_CNT)!, this.shared.get(MAP.IF_CNTX)!, this.ncpu);
       this.policies = policyMapsOf((n) => this.shared.get(n), pinDir);
+      this.resize = new ResizePolicy({
+        capacity: this.capacity,
+        reserve: this.reserve,
+        current: () => ({ state: this.state, sizes: this.sizes }),
+      });
       this.swapper = this.newSwapper(tries);
       this.state.release();
       pinProgram(pinDir, PROG.XDP, gen!.progs.xdpFd);
@@ -352,9 +359,8 @@ export class BpfDatapath implements Datapath {
     // The need is looked at and the ops written in one run of the loop: no swap lands between.
     for (;;) {
       const need = batchNeeds(this.state.tables, b, this.sizes, this.capacity.prefixesPerTable);
-      const next = grow(this.sizes, need, this.limits());
+      const next = this.resize.forNeed(need);
       if (next === this.sizes) return writeBatch(this.state, this.meta, b, need, meta);
-      this.slotCheckAt = Number.POSITIVE_INFINITY;
       // A swap in flight first (its sizes may be enough), else one to these sizes.
       await (this.swapper.busy ? this.swapper.settled() : this.swapper.swap(next, 'grow'));
       this.assertOpen();
@@ -372,11 +378,10 @@ export class BpfDatapath implements Datapath {
     if (this.swapper.busy || this.closed) return;
     let why: 'grow' | 'shrink' = 'grow';
     try {
-      let next = growAhead(this.sizes, this.held(this.state.journal.rules), this.limits());
-      if (next !== this.sizes) this.slotCheckAt = Number.POSITIVE_INFINITY;
-      else {
+      let next = this.resize.ahead();
+      if (next === this.sizes) {
         why = 'shrink';
-        next = shrink(this.sizes, this.held(this.slotsInUse()), this.limits());
+        next = this.resize.smaller();
       }
       if (next !== this.sizes) await this.swapper.swap(next, why);
     } catch (e) {
@@ -391,30 +396,6 @@ export class BpfDatapath implements Datapath {
     }
   }
 
-  /** What the maps hold: prefixes and /24 blocks per table, and `slots`. */
-  private held(slots: number): GenUsage {
-    return { prefixes: this.state.tables.map((t) => t.entries()), blocks: this.state.tables.map((t) => t.d24?.blocksInUse ?? 0), slots };
-  }
-
-  /**
-   * The highest counter slot in use + 1 (journaled, counted or named by an
-   * entry), looked for only when the journal holds a quarter of the slots or
-   * less, and again only after it halved since a look that found no room.
-   */
-  private slotsInUse(): number {
-    const s = this.state;
-    const rules = s.journal.rules;
-    if (this.sizes.slots <= MIN_SLOTS || rules * 4 > this.sizes.slots || rules * 2 > this.slotCheckAt) return this.sizes.slots;
-    let high = Math.max(s.journal.highestSlot(), s.counters.highestNonZero());
-    for (const t of s.tables) high = Math.max(high, t.maxSlot());
-    if ((high + 1) * 4 > this.sizes.slots) this.slotCheckAt = rules;
-    return high + 1;
-  }
-
-  private limits(): GenLimits {
-    return { ...this.capacity, reservePrefixes: this.reserve.prefixesPerTable, reserveSlots: this.reserve.counterSlots };
-  }
-
   /** The swapper of this datapath's generations (gen-swapper.ts). */
   private newSwapper(tries: readonly BpfMap[]): GenSwapper {
     return new GenSwapper({
@@ -425,8 +406,8 @@ export class BpfDatapath implements Datapath {
       tries,
       ctx: { pinDir: this.pinDir, meta: this.meta, links: this.links, log: this.log, onStep: this.onSwapStep },
       current: () => ({ state: this.state, sizes: this.sizes }),
-      usage: () => this.held(this.slotsInUse()),
-      limits: () => this.limits(),
+      usage: () => this.resize.usage(),
+      limits: () => this.resize.limits(),
       closed: () => this.closed,
       swapped: (next, sizes) => {
         this.state = next;
