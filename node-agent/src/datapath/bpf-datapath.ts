@@ -49,7 +49,7 @@ import {
 } from './datapath.js';
 import { DatapathError } from './errors.js';
 import { GenState } from './gen-state.js';
-import { firstConfigs, openFirstGeneration, reopenGeneration, sizesOf } from './gen-open.js';
+import { firstConfigs, openFirstGeneration, pinnedSettings, reopenGeneration, sizesOf } from './gen-open.js';
 import type { Generation } from './generation.js';
 import { IfCounters } from './if-counters.js';
 import { kernelMemory } from './kernel-memory.js';
@@ -166,23 +166,13 @@ export class BpfDatapath implements Datapath {
       for (const name of SHARED_MAPS) this.shared.set(name, BpfMap.fromPin(join(pinDir, name), name));
       this.meta = new PinnedMeta(this.shared.get(MAP.META)!, this.shared.get(MAP.LENSTAT)!);
       this.links = new LinkAttacher(pinDir, { xdpFd: -1, tcFd: -1, xdpProgId: 0, tcProgId: 0 }, this.log);
-      if (this.createdFresh) {
-        this.defaultAction = opts.defaultAction ?? 'pass';
-        this.maxHashLengths = want.k;
-        this.capacity = want.capacity;
-      } else {
-        const pinned = this.meta.value;
-        this.defaultAction = pinned.defaultAction === FW_DEFAULT.drop ? 'drop' : 'pass';
-        if (opts.defaultAction !== undefined && opts.defaultAction !== this.defaultAction) {
-          throw new DatapathError(
-            'open pins',
-            pinDir,
-            E.EINVAL,
-            `the pinned datapath was created with default action "${this.defaultAction}"; refusing to change it to "${opts.defaultAction}" (uninstall first to change it)`,
-          );
-        }
-        this.maxHashLengths = pinned.maxHashLens;
-        this.capacity = { prefixesPerTable: pinned.prefixesPerTable, counterSlots: pinned.ruleSlots };
+      const settings = this.createdFresh
+        ? { defaultAction: opts.defaultAction ?? 'pass', maxHashLengths: want.k, capacity: want.capacity }
+        : pinnedSettings(this.meta.value, opts.defaultAction, pinDir);
+      this.defaultAction = settings.defaultAction;
+      this.maxHashLengths = settings.maxHashLengths;
+      this.capacity = settings.capacity;
+      if (!this.createdFresh) {
         gen = reopenGeneration({ pinDir, meta: this.meta, links: this.links, log: this.log, onStep: this.onSwapStep }, this.objDir);
       }
       const counts = TABLES.map(() => new Uint32Array(129));

@@ -2,12 +2,13 @@
 // with its table configs) or the pinned one reopened (a swap a previous
 // process began and marked finished first, folders of other generations
 // removed, a generation missing maps refused), and the sizes of one in force
-// read back from its maps.
+// read back from its maps. And what a reopened install keeps from its pins
+// (default action, K, capacity).
 
 import { randomInt } from 'node:crypto';
 import { constants as osConstants } from 'node:os';
 import type { DefaultAction } from '../../../common/src/policy.js';
-import { FW_CFG_OVERFLOW_ROW, FW_DEFAULT, TABLES, type TableCfg } from './abi.js';
+import { FW_CFG_OVERFLOW_ROW, FW_DEFAULT, type MetaValue, TABLES, type TableCfg } from './abi.js';
 import type { DatapathCapacity } from './datapath.js';
 import { DatapathError } from './errors.js';
 import type { GenState } from './gen-state.js';
@@ -19,6 +20,28 @@ import { type SwapContext, completeGeneration, finishSwap } from './swap.js';
 import { emptySet } from './table-config.js';
 
 const E = osConstants.errno;
+
+/** What a reopened install keeps from its pins: the default action (asking for another one: EINVAL), K, the capacity. */
+export function pinnedSettings(
+  pinned: MetaValue,
+  asked: DefaultAction | undefined,
+  pinDir: string,
+): { defaultAction: DefaultAction; maxHashLengths: number; capacity: DatapathCapacity } {
+  const defaultAction: DefaultAction = pinned.defaultAction === FW_DEFAULT.drop ? 'drop' : 'pass';
+  if (asked !== undefined && asked !== defaultAction) {
+    throw new DatapathError(
+      'open pins',
+      pinDir,
+      E.EINVAL,
+      `the pinned datapath was created with default action "${defaultAction}"; refusing to change it to "${asked}" (uninstall first to change it)`,
+    );
+  }
+  return {
+    defaultAction,
+    maxHashLengths: pinned.maxHashLens,
+    capacity: { prefixesPerTable: pinned.prefixesPerTable, counterSlots: pinned.ruleSlots },
+  };
+}
 
 /** A new install's first generation, at the least sizes (folders a creation that died left are removed first). */
 export function openFirstGeneration(
