@@ -65,7 +65,7 @@ import { ResizePolicy } from './resize-policy.js';
 import type { GenSizes } from './sizing.js';
 import type { SwapStep } from './swap.js';
 import { GenSwapper } from './gen-swapper.js';
-import { storeCounts, writeBatch } from './batch-writer.js';
+import { recountAfterCrash, writeBatch } from './batch-writer.js';
 import { type TestRunOptions, type TestRunResult, progTestRun } from './test-run.js';
 
 export type { BpfAttachOptions } from './attach.js';
@@ -188,7 +188,7 @@ export class BpfDatapath implements Datapath {
         this.sizes = sizesOf(this.state);
         if (this.meta.value.dirty) {
           this.log?.warn({ pinDir }, 'previous apply did not finish; recounting prefix lengths');
-          this.recount();
+          recountAfterCrash(this.state, this.meta, this.log);
         }
         this.log?.info(
           { pinDir, defaultAction: this.defaultAction, revision: this.meta.value.revision.toString(), gen: gen!.n },
@@ -410,16 +410,6 @@ export class BpfDatapath implements Datapath {
   /** The duration of the last generation swap, ms (the bench). */
   get lastSwapMs(): number {
     return this.swapper.stats.lastMs;
-  }
-
-  /** Rebuilds the per-length counts and the /24 indexes from the maps (after a crash mid-apply). */
-  private recount(): void {
-    for (const t of this.state.tables) {
-      const changed = t.recount();
-      if (changed > 0) this.log?.warn({ table: t.id, changed }, 'direct /24 index rebuilt from the entries');
-    }
-    storeCounts(this.state, this.meta);
-    this.meta.update({ dirty: false });
   }
 
   // ---------------------------------------------------------------- counters
