@@ -2,8 +2,10 @@
 // step, after the checks and any swap to larger maps): the /24 pools given
 // room, whole tables mapped for bulk work, the ops run one kind at a time in
 // order, the per-length counts pinned, the meta marked dirty around the
-// entry writes (a crash in between is recounted at the next open).
+// entry writes (a crash in between is recounted at the next open:
+// recountAfterCrash).
 
+import type { Logger } from 'pino';
 import { OP, type OpBatch, type SyncMeta } from './datapath.js';
 import { DatapathError } from './errors.js';
 import type { GenState } from './gen-state.js';
@@ -55,6 +57,16 @@ export function storeCounts(s: GenState, meta: PinnedMeta): void {
     meta.writeCounts(t.id, t.counts);
     t.touched = false;
   }
+}
+
+/** Rebuilds the per-length counts and the /24 indexes from the maps, pins the counts, clears `dirty` (an open after a crash mid-apply). */
+export function recountAfterCrash(s: GenState, meta: PinnedMeta, log: Logger | undefined): void {
+  for (const t of s.tables) {
+    const changed = t.recount();
+    if (changed > 0) log?.warn({ table: t.id, changed }, 'direct /24 index rebuilt from the entries');
+  }
+  storeCounts(s, meta);
+  meta.update({ dirty: false });
 }
 
 /** The batch's ops, each run of one kind at a time, in order. */

@@ -18,18 +18,19 @@
 // This class orchestrates; each part owns one concept: pins.ts (the pin dir,
 // the ABI check), generation.ts (loading a generation), gen-state.ts (its
 // tables, journal, counters), gen-swapper.ts (loading the next one off the
-// event loop), swap.ts (swapping one in, finishing a swap a crash interrupted), prefix-table.ts (a table's entries), pinned-meta.ts,
+// event loop), swap.ts (swapping one in, finishing a swap a crash interrupted),
+// gen-open.ts (the generation in force at open), prefix-table.ts (a table's entries), pinned-meta.ts,
 // if-counters.ts, attach.ts (links, one detach path), apply-checks.ts,
-// batch-writer.ts (a batch's ops into the generation in force), kernel-memory.ts.
+// batch-writer.ts (a batch's ops into the generation in force), resize-policy.ts
+// (when the maps are due other sizes), kernel-memory.ts.
 
-import { randomInt } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Prefix } from '../../../common/src/cidr.js';
 import type { DefaultAction, RuleDirection } from '../../../common/src/policy.js';
-import { FW_CFG_OVERFLOW_ROW, FW_DEFAULT, GEN_MAPS, MAP, type MapName, PROG, TABLES, type TableCfg, tableIndex } from './abi.js';
+import { FW_DEFAULT, GEN_MAPS, MAP, type MapName, PROG, TABLES, tableIndex } from './abi.js';
 import { batchNeeds, checkCapacity, validateBatch } from './apply-checks.js';
 import { type BpfAttachOptions, LinkAttacher, detachLinks, ifindexOf, uninstallPins } from './attach.js';
 import { BpfMap } from './bpf-map.js';
@@ -48,22 +49,23 @@ import {
 } from './datapath.js';
 import { DatapathError } from './errors.js';
 import { GenState } from './gen-state.js';
-import { Generation, listGenerations, removeGeneration } from './generation.js';
+import { firstConfigs, openFirstGeneration, pinnedSettings, reopenGeneration, sizesOf } from './gen-open.js';
+import type { Generation } from './generation.js';
 import { IfCounters } from './if-counters.js';
 import { kernelMemory } from './kernel-memory.js';
-import { onlineCpuRows, possibleCpus, setLibbpfLogSink } from './libbpf.js';
+import { possibleCpus, setLibbpfLogSink } from './libbpf.js';
 import { DEFAULT_OBJ_DIR } from './objects.js';
 import { DatapathEvents } from './event-source.js';
 import { type PolicyMaps, policyMapsOf } from './policy-maps.js';
-import { checkOptions, checkRingBytes, mapSizes } from './open-options.js';
+import { checkOptions, checkRingBytes } from './open-options.js';
 import { PinnedMeta, readPinnedMeta } from './pinned-meta.js';
 import { DEFAULT_PIN_DIR, checkPinnedAbi, pinProgram, preparePinDir, removePins } from './pins.js';
 import type { TableLayout } from './prefix-table.js';
-import { type GenLimits, type GenSizes, type GenUsage, MIN_SLOTS, firstSizes, grow, growAhead, shrink } from './sizing.js';
-import { type SwapStep, completeGeneration, finishSwap } from './swap.js';
+import { ResizePolicy } from './resize-policy.js';
+import type { GenSizes } from './sizing.js';
+import type { SwapStep } from './swap.js';
 import { GenSwapper } from './gen-swapper.js';
-import { storeCounts, writeBatch } from './batch-writer.js';
-import { emptySet } from './table-config.js';
+import { recountAfterCrash, writeBatch } from './batch-writer.js';
 import { type TestRunOptions, type TestRunResult, progTestRun } from './test-run.js';
 
 export type { BpfAttachOptions } from './attach.js';
@@ -135,8 +137,8 @@ export class BpfDatapath implements Datapath {
   private turn: Promise<void> = Promise.resolve();
   /** The last look for a swap an apply made due, and the swap it started (never rejects: resizeIfDue logs). */
   private resizing: Promise<void> = Promise.resolve();
-  /** Rules in the journal at the last look for a smaller counter size that found none (Infinity: none yet). */
-  private slotCheckAt = Number.POSITIVE_INFINITY;
+  /** When the maps are due other sizes (resize-policy.ts). */
+  private readonly resize: ResizePolicy;
   private closed = false;
 
   /** Use openDatapath(): it checks the pins' ABI first and cleans up a failed first open. */
@@ -158,42 +160,25 @@ export class BpfDatapath implements Datapath {
     try {
       if (this.createdFresh) {
         // Fresh (or a creation that died before it finished): the first generation, at the least sizes.
-        for (const n of listGenerations(pinDir)) removeGeneration(pinDir, n);
-        const rows = onlineCpuRows();
-        const sizes = firstSizes(
-          { ...want.capacity, reservePrefixes: this.reserve.prefixesPerTable, reserveSlots: this.reserve.counterSlots },
-          rows,
-          this.ncpu > rows,
-        );
         const ring = checkRingBytes(opts.eventRingBytes, pinDir);
-        gen = Generation.open({ objDir: this.objDir, pinDir, n: 1, sizes, mapSizes: mapSizes(sizes, want.capacity, this.ncpu, ring) });
+        gen = openFirstGeneration(this.objDir, pinDir, want.capacity, this.reserve, this.ncpu, ring);
       }
       for (const name of SHARED_MAPS) this.shared.set(name, BpfMap.fromPin(join(pinDir, name), name));
       this.meta = new PinnedMeta(this.shared.get(MAP.META)!, this.shared.get(MAP.LENSTAT)!);
       this.links = new LinkAttacher(pinDir, { xdpFd: -1, tcFd: -1, xdpProgId: 0, tcProgId: 0 }, this.log);
-      if (this.createdFresh) {
-        this.defaultAction = opts.defaultAction ?? 'pass';
-        this.maxHashLengths = want.k;
-        this.capacity = want.capacity;
-      } else {
-        const pinned = this.meta.value;
-        this.defaultAction = pinned.defaultAction === FW_DEFAULT.drop ? 'drop' : 'pass';
-        if (opts.defaultAction !== undefined && opts.defaultAction !== this.defaultAction) {
-          throw new DatapathError(
-            'open pins',
-            pinDir,
-            E.EINVAL,
-            `the pinned datapath was created with default action "${this.defaultAction}"; refusing to change it to "${opts.defaultAction}" (uninstall first to change it)`,
-          );
-        }
-        this.maxHashLengths = pinned.maxHashLens;
-        this.capacity = { prefixesPerTable: pinned.prefixesPerTable, counterSlots: pinned.ruleSlots };
-        gen = this.reopenGeneration();
+      const settings = this.createdFresh
+        ? { defaultAction: opts.defaultAction ?? 'pass', maxHashLengths: want.k, capacity: want.capacity }
+        : pinnedSettings(this.meta.value, opts.defaultAction, pinDir);
+      this.defaultAction = settings.defaultAction;
+      this.maxHashLengths = settings.maxHashLengths;
+      this.capacity = settings.capacity;
+      if (!this.createdFresh) {
+        gen = reopenGeneration({ pinDir, meta: this.meta, links: this.links, log: this.log, onStep: this.onSwapStep }, this.objDir);
       }
       const counts = TABLES.map(() => new Uint32Array(129));
       const tries = TABLES.map((d) => this.shared.get(d.trie)!);
       if (this.createdFresh) {
-        this.state = GenState.open(gen!, tries, counts, this.maxHashLengths, this.firstConfigs(gen!));
+        this.state = GenState.open(gen!, tries, counts, this.maxHashLengths, firstConfigs(gen!, this.defaultAction));
         this.sizes = gen!.sizes;
         this.meta.create(FW_DEFAULT[this.defaultAction], this.maxHashLengths, this.capacity.prefixesPerTable, this.capacity.counterSlots);
         this.log?.info({ pinDir, defaultAction: this.defaultAction, capacity: this.capacity, maxHashLengths: want.k }, 'datapath created');
@@ -203,7 +188,7 @@ export class BpfDatapath implements Datapath {
         this.sizes = sizesOf(this.state);
         if (this.meta.value.dirty) {
           this.log?.warn({ pinDir }, 'previous apply did not finish; recounting prefix lengths');
-          this.recount();
+          recountAfterCrash(this.state, this.meta, this.log);
         }
         this.log?.info(
           { pinDir, defaultAction: this.defaultAction, revision: this.meta.value.revision.toString(), gen: gen!.n },
@@ -216,6 +201,11 @@ export class BpfDatapath implements Datapath {
       this.links.setPrograms(gen!.progs);
       this.ifCounters = new IfCounters(this.shared.get(MAP.IF_CNT)!, this.shared.get(MAP.IF_CNTX)!, this.ncpu);
       this.policies = policyMapsOf((n) => this.shared.get(n), pinDir);
+      this.resize = new ResizePolicy({
+        capacity: this.capacity,
+        reserve: this.reserve,
+        current: () => ({ state: this.state, sizes: this.sizes }),
+      });
       this.swapper = this.newSwapper(tries);
       this.state.release();
       pinProgram(pinDir, PROG.XDP, gen!.progs.xdpFd);
@@ -227,46 +217,6 @@ export class BpfDatapath implements Datapath {
       for (const m of this.shared.values()) m.close();
       throw e;
     }
-  }
-
-  /** The table configs of a new install's first generation. */
-  private firstConfigs(gen: Generation): TableCfg[] {
-    return TABLES.map((d) => ({
-      active: 0,
-      defaultAction: FW_DEFAULT[this.defaultAction],
-      nbuckets: gen.map(d.tab).maxEntries,
-      seed: randomInt(0, 2 ** 32),
-      ruleSlots: gen.sizes.slots,
-      cpuRows: gen.sizes.cpuRows,
-      flags: gen.sizes.overflowRow ? FW_CFG_OVERFLOW_ROW : 0,
-      sets: [emptySet(), emptySet()],
-    }));
-  }
-
-  /**
-   * The generation in force, loaded: a swap a previous process began and
-   * marked is finished first; folders of other generations (a swap that
-   * never got marked) are removed.
-   */
-  private reopenGeneration(): Generation {
-    const m = this.meta.value;
-    const ctx = { pinDir: this.pinDir, meta: this.meta, links: this.links, log: this.log, onStep: this.onSwapStep };
-    let n = m.gen;
-    let gen: Generation | null = null;
-    if (m.nextGen !== 0) {
-      const missing = completeGeneration(this.pinDir, m.nextGen);
-      if (missing.length > 0) throw damaged(this.pinDir, m.nextGen, missing);
-      gen = Generation.open({ objDir: this.objDir, pinDir: this.pinDir, n: m.nextGen, sizes: placeholderSizes(), mapSizes: new Map() });
-      finishSwap(ctx, m.gen, gen);
-      n = m.nextGen;
-    }
-    for (const g of listGenerations(this.pinDir)) if (g !== n) removeGeneration(this.pinDir, g);
-    if (!gen) {
-      const missing = completeGeneration(this.pinDir, n);
-      if (missing.length > 0) throw damaged(this.pinDir, n, missing);
-      gen = Generation.open({ objDir: this.objDir, pinDir: this.pinDir, n, sizes: placeholderSizes(), mapSizes: new Map() });
-    }
-    return gen;
   }
 
   /** Pages of the shared maps mapped into this process right now (0 at rest; tests). */
@@ -399,9 +349,8 @@ export class BpfDatapath implements Datapath {
     // The need is looked at and the ops written in one run of the loop: no swap lands between.
     for (;;) {
       const need = batchNeeds(this.state.tables, b, this.sizes, this.capacity.prefixesPerTable);
-      const next = grow(this.sizes, need, this.limits());
+      const next = this.resize.forNeed(need);
       if (next === this.sizes) return writeBatch(this.state, this.meta, b, need, meta);
-      this.slotCheckAt = Number.POSITIVE_INFINITY;
       // A swap in flight first (its sizes may be enough), else one to these sizes.
       await (this.swapper.busy ? this.swapper.settled() : this.swapper.swap(next, 'grow'));
       this.assertOpen();
@@ -419,11 +368,10 @@ export class BpfDatapath implements Datapath {
     if (this.swapper.busy || this.closed) return;
     let why: 'grow' | 'shrink' = 'grow';
     try {
-      let next = growAhead(this.sizes, this.held(this.state.journal.rules), this.limits());
-      if (next !== this.sizes) this.slotCheckAt = Number.POSITIVE_INFINITY;
-      else {
+      let next = this.resize.ahead();
+      if (next === this.sizes) {
         why = 'shrink';
-        next = shrink(this.sizes, this.held(this.slotsInUse()), this.limits());
+        next = this.resize.smaller();
       }
       if (next !== this.sizes) await this.swapper.swap(next, why);
     } catch (e) {
@@ -438,30 +386,6 @@ export class BpfDatapath implements Datapath {
     }
   }
 
-  /** What the maps hold: prefixes and /24 blocks per table, and `slots`. */
-  private held(slots: number): GenUsage {
-    return { prefixes: this.state.tables.map((t) => t.entries()), blocks: this.state.tables.map((t) => t.d24?.blocksInUse ?? 0), slots };
-  }
-
-  /**
-   * The highest counter slot in use + 1 (journaled, counted or named by an
-   * entry), looked for only when the journal holds a quarter of the slots or
-   * less, and again only after it halved since a look that found no room.
-   */
-  private slotsInUse(): number {
-    const s = this.state;
-    const rules = s.journal.rules;
-    if (this.sizes.slots <= MIN_SLOTS || rules * 4 > this.sizes.slots || rules * 2 > this.slotCheckAt) return this.sizes.slots;
-    let high = Math.max(s.journal.highestSlot(), s.counters.highestNonZero());
-    for (const t of s.tables) high = Math.max(high, t.maxSlot());
-    if ((high + 1) * 4 > this.sizes.slots) this.slotCheckAt = rules;
-    return high + 1;
-  }
-
-  private limits(): GenLimits {
-    return { ...this.capacity, reservePrefixes: this.reserve.prefixesPerTable, reserveSlots: this.reserve.counterSlots };
-  }
-
   /** The swapper of this datapath's generations (gen-swapper.ts). */
   private newSwapper(tries: readonly BpfMap[]): GenSwapper {
     return new GenSwapper({
@@ -472,8 +396,8 @@ export class BpfDatapath implements Datapath {
       tries,
       ctx: { pinDir: this.pinDir, meta: this.meta, links: this.links, log: this.log, onStep: this.onSwapStep },
       current: () => ({ state: this.state, sizes: this.sizes }),
-      usage: () => this.held(this.slotsInUse()),
-      limits: () => this.limits(),
+      usage: () => this.resize.usage(),
+      limits: () => this.resize.limits(),
       closed: () => this.closed,
       swapped: (next, sizes) => {
         this.state = next;
@@ -486,16 +410,6 @@ export class BpfDatapath implements Datapath {
   /** The duration of the last generation swap, ms (the bench). */
   get lastSwapMs(): number {
     return this.swapper.stats.lastMs;
-  }
-
-  /** Rebuilds the per-length counts and the /24 indexes from the maps (after a crash mid-apply). */
-  private recount(): void {
-    for (const t of this.state.tables) {
-      const changed = t.recount();
-      if (changed > 0) this.log?.warn({ table: t.id, changed }, 'direct /24 index rebuilt from the entries');
-    }
-    storeCounts(this.state, this.meta);
-    this.meta.update({ dirty: false });
   }
 
   // ---------------------------------------------------------------- counters
@@ -581,30 +495,4 @@ export class BpfDatapath implements Datapath {
   private assertOpen(): void {
     if (this.closed) throw new DatapathError('use datapath', this.pinDir, E.EBADF, 'the datapath was closed');
   }
-}
-
-/** The sizes of a generation in force, read back from its maps. */
-function sizesOf(s: GenState): GenSizes {
-  const g = s.counters.geometry;
-  return {
-    prefixes: s.tables.map((t) => t.size),
-    blocks: s.tables.map((t) => t.d24?.capacity ?? 0),
-    slots: g.slots,
-    cpuRows: g.cpuRows,
-    overflowRow: g.overflowRow,
-  };
-}
-
-/** Sizes for loading a generation whose maps are all pinned (they keep their sizes). */
-function placeholderSizes(): GenSizes {
-  return { prefixes: TABLES.map(() => 0), blocks: TABLES.map(() => 0), slots: 0, cpuRows: 0, overflowRow: false };
-}
-
-function damaged(pinDir: string, n: number, missing: string[]): DatapathError {
-  return new DatapathError(
-    'open pins',
-    pinDir,
-    E.EIO,
-    `generation ${n} lacks ${missing.join(', ')}; the pinned state is damaged: uninstall ("fleetwall agent uninstall") and start again`,
-  );
 }
