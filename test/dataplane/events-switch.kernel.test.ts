@@ -10,16 +10,14 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { parseCidr } from '../../common/src/cidr.js';
 import { PROG } from '../../node-agent/src/datapath/abi.js';
 import { type BpfDatapath, openDatapath } from '../../node-agent/src/datapath/bpf-datapath.js';
 import type { EventRing } from '../../node-agent/src/datapath/event-ring.js';
 import { type EventRecord, type EventSettings, decodeEventRecord } from '../../node-agent/src/datapath/events-abi.js';
-import { closeFd, raw } from '../../node-agent/src/datapath/libbpf.js';
-import { linkInfo, progInfo, progName } from '../../node-agent/src/datapath/links.js';
+import { progInfo } from '../../node-agent/src/datapath/links.js';
 import { runChild } from '../support/dataplane-child.js';
+import { interfacePrograms, linkPrograms } from '../support/link-programs.js';
 import { type NetnsPair, withNetnsPair } from '../support/netns.js';
 import { applyOps, readRuleCounters } from '../support/object-forms.js';
 import { cleanupPins, uniquePinDir, withDatapath } from '../support/pin-dirs.js';
@@ -31,28 +29,9 @@ const ON: EventSettings = { enabled: true, ratePerSecond: 1_000_000, burst: 1_00
 const OFF: EventSettings = { ...ON, enabled: false };
 const SLOT = 1;
 
-/** The program each pinned link (or clsact marker) of pinDir runs, by pin name. */
-function linkPrograms(pinDir: string): Record<string, string> {
-  const dir = join(pinDir, 'links');
-  const out: Record<string, string> = {};
-  for (const name of readdirSync(dir)) {
-    const fd = raw.bpf_obj_get(join(dir, name)) as number;
-    assert.ok(fd >= 0, `open ${name}`);
-    try {
-      out[name] = name.endsWith('-egress-clsact') ? progInfo(fd, name).name : progName(linkInfo(fd, name).progId);
-    } finally {
-      closeFd(fd);
-    }
-  }
-  return out;
-}
-
-/** Every link of the bed's interface runs the pair named (XDP ingress and TC egress both attached). */
+/** The bed's interface runs the pair named (XDP ingress and TC egress both attached). */
 function assertPair(pinDir: string, bed: NetnsPair, xdp: string, tc: string, what: string): void {
-  const progs = linkPrograms(pinDir);
-  const mine = Object.entries(progs).filter(([n]) => n.startsWith(`${bed.b.ifname}-`));
-  assert.equal(mine.length, 2, `${what}: two links (${JSON.stringify(progs)})`);
-  for (const [n, p] of mine) assert.equal(p, n.includes('-xdp-') ? xdp : tc, `${what}: ${n} runs ${p}`);
+  assert.deepEqual(interfacePrograms(pinDir, bed.b.ifname), { xdp, tc }, `${what}: ${JSON.stringify(linkPrograms(pinDir))}`);
 }
 
 function drain(ring: EventRing): EventRecord[] {
