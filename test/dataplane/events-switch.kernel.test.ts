@@ -16,6 +16,9 @@ import { type BpfDatapath, openDatapath } from '../../node-agent/src/datapath/bp
 import type { EventRing } from '../../node-agent/src/datapath/event-ring.js';
 import { type EventRecord, type EventSettings, decodeEventRecord } from '../../node-agent/src/datapath/events-abi.js';
 import { progInfo } from '../../node-agent/src/datapath/links.js';
+import { loadObject } from '../../node-agent/src/datapath/bpf-object.js';
+import { DEFAULT_OBJ_DIR } from '../../node-agent/src/datapath/objects.js';
+import { join } from 'node:path';
 import { runChild } from '../support/dataplane-child.js';
 import { interfacePrograms, linkPrograms } from '../support/link-programs.js';
 import { type NetnsPair, withNetnsPair } from '../support/netns.js';
@@ -178,4 +181,15 @@ test('a datapath opened with events off refuses to turn them on (its programs ha
     assert.equal(progInfo(dp.programFd('tc'), 'tc').name, PROG.TC);
     dp.events().configure(ON);
   });
+});
+
+test('only the programs asked for are loaded (the others never reach the verifier); asking for one the object lacks is ENOENT', () => {
+  const obj = loadObject(join(DEFAULT_OBJ_DIR, 'xdp_ingress.bpf.o'), { programs: [PROG.XDP_NOEV] });
+  try {
+    assert.equal(progInfo(obj.progFd(PROG.XDP_NOEV), 'noev').name, PROG.XDP_NOEV);
+    assert.throws(() => obj.progFd(PROG.XDP), /program fd/, 'the event program was not loaded');
+  } finally {
+    obj.close();
+  }
+  assert.throws(() => loadObject(join(DEFAULT_OBJ_DIR, 'xdp_ingress.bpf.o'), { programs: [PROG.TC] }), { code: 'ENOENT' });
 });
