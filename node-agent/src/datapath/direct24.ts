@@ -54,7 +54,7 @@ export interface D16Words {
 }
 
 export class Direct24 {
-  readonly region: MapRegion;
+  private readonly region: MapRegion;
   /** Blocks the pool holds. */
   readonly capacity: number;
   private readonly pool: Uint32Array;
@@ -112,6 +112,16 @@ export class Direct24 {
 
   close(): void {
     this.region.close();
+  }
+
+  /** Unmaps every window of the pool (the owner's release after an operation). */
+  release(): void {
+    this.region.release();
+  }
+
+  /** Pages of the pool mapped now. */
+  get mappedPages(): number {
+    return this.region.mapped;
   }
 
   /** Blocks in use (by /16s that hold longer entries). */

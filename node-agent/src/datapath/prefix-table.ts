@@ -72,7 +72,7 @@ export class PrefixTable {
   /** Entries per prefix length (pinned in fw_lenstat; the same array in every generation). */
   readonly counts: Uint32Array;
   /** Written since the counts were last pinned. */
-  touched = false;
+  private touched = false;
   private cfg: TableCfg;
 
   /**
@@ -133,7 +133,7 @@ export class PrefixTable {
 
   close(): void {
     this.tab.close();
-    this.d24?.region.close();
+    this.d24?.close();
   }
 
   /** Maps the whole hash (before many ops on it). */
@@ -144,17 +144,29 @@ export class PrefixTable {
   /** Unmaps every window of the hash and the /24 index. */
   release(): void {
     this.tab.release();
-    this.d24?.region.release();
+    this.d24?.release();
   }
 
   get mappedPages(): number {
-    return this.tab.region.mapped + (this.d24?.region.mapped ?? 0);
+    return this.tab.region.mapped + (this.d24?.mappedPages ?? 0);
   }
 
   entries(): number {
     let s = 0;
     for (const v of this.counts) s += v;
     return s;
+  }
+
+  /** Pins the per-length counts through `write` if the table was written since they last were. */
+  pinCounts(write: (table: TableIndex, counts: Uint32Array) => void): void {
+    if (!this.touched) return;
+    write(this.id, this.counts);
+    this.touched = false;
+  }
+
+  /** After a write that failed half-way: the /24 index follows what the maps hold, if this table was written. */
+  repairIndex(): void {
+    if (this.touched) this.d24?.rebuild();
   }
 
   // ---------------------------------------------------------------- reads (table-reads.ts)
