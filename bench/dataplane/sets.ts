@@ -76,10 +76,24 @@ export function pinPathIn(pinDir: string, pinPrefix = 'fw_'): (name: string) => 
 
 /** A bench variant of a program with its source-rotation table filled (maps named pinPrefix* shared through pinDir). */
 export function variant(objFile: string, prog: string, sources: Uint8Array[], pinDir?: string, pinPrefix = 'fw_'): number {
-  const obj = loadObject(
-    objFile.startsWith('/') ? objFile : join(root, 'bpf/bench/obj', objFile),
-    pinDir ? { pinPath: pinPathIn(pinDir, pinPrefix) } : {},
-  );
+  return loadVariant(objFile, prog, sources, pinDir ? pinPathIn(pinDir, pinPrefix) : undefined);
+}
+
+/**
+ * A vary object of another tree (--compare-pinned: the issue-time program) on the maps ITS agent pinned
+ * in pinDir (flat, its own layout; never removed here): each fw_* map of the object must be pinned there.
+ */
+export function pinnedVariant(objFile: string, sources: Uint8Array[], pinDir: string): number {
+  return loadVariant(objFile, 'fw_xdp_ingress', sources, (name) => {
+    if (!name.startsWith('fw_')) return null;
+    const p = join(pinDir, name);
+    if (!existsSync(p)) throw new Error(`--compare-pinned: ${p} is not pinned (made by bench/dataplane/issue-time-pins.ts?)`);
+    return p;
+  });
+}
+
+function loadVariant(objFile: string, prog: string, sources: Uint8Array[], pinPath?: (name: string) => string | null): number {
+  const obj = loadObject(objFile.startsWith('/') ? objFile : join(root, 'bpf/bench/obj', objFile), pinPath ? { pinPath } : {});
   objects.push(obj);
   const key = Buffer.alloc(4);
   const val = Buffer.alloc(20);
