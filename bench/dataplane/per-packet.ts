@@ -32,7 +32,7 @@
 //    per-round ratios' spread beside each variant's (report.ts noiseReport).
 //    --pps-cases REGEX keeps only the matching cases.
 
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { removePins } from '../../node-agent/src/datapath/bpf-datapath.js';
 import { loadObject } from '../../node-agent/src/datapath/bpf-object.js';
@@ -41,9 +41,9 @@ import { progTestRun } from '../../node-agent/src/datapath/test-run.js';
 import { checkpoint } from '../lib/interrupt.js';
 import { hitSources, missSources, nearMissSources, randomOrder } from '../lib/prefix-sets.js';
 import { fillTrie } from './anchors.js';
-import { COMPARE, PPS_CASES, ROUNDS, root, VARIANT_KINDS, VARIANTS } from './options.js';
+import { COMPARE, COMPARE_PINNED, PPS_CASES, ROUNDS, root, VARIANT_KINDS, VARIANTS } from './options.js';
 import { emit, median, noiseReport } from './report.js';
-import { datapaths, newPinDir, noevProgramOf, objects, openSet, pinDirs, RANDOM_DRAWS, variant } from './sets.js';
+import { datapaths, newPinDir, noevProgramOf, objects, openSet, pinDirs, pinnedVariant, RANDOM_DRAWS, variant } from './sets.js';
 import { counterVariant, flatVariant, flood } from './variants.js';
 import type { BpfDatapath } from '../../node-agent/src/datapath/bpf-datapath.js';
 
@@ -280,21 +280,43 @@ export async function perPacket(): Promise<void> {
       }
     }
   }
-  // --compare OBJ: every fleetwall case again with another build of the vary
-  // object (suffix _b, x_a its ratio to this build's), interleaved with the
-  // first: an A/B of a program change; a copy of this build's object gives the
-  // A/A spread, the noise the other ratios are read against.
-  if (COMPARE) {
-    for (const run of [...runs]) {
-      if (!run.pinDir || !run.sources || run.of) continue;
+  // --compare OBJ[,OBJ...]: every fleetwall case again with other builds of
+  // the vary object (suffixes _b, _c, ..., x_a their ratio to this build's),
+  // interleaved with the first: an A/B of a program change; with it (and with
+  // --compare-pinned) the A/A control `_aa` runs too, the noise the other
+  // ratios are read against (noise.<case>).
+  const AB = COMPARE.length > 0 || COMPARE_PINNED !== null;
+  for (const run of [...runs]) {
+    if (!run.pinDir || !run.sources || run.of) continue;
+    COMPARE.forEach((obj, i) => {
       runs.push({
         ...run,
         of: run.metric,
-        metric: `${run.metric}_b`,
-        fd: variant(COMPARE, noevProgramOf(COMPARE), run.sources, run.pinDir),
-        ctx: { ...run.ctx, object: COMPARE, program: noevProgramOf(COMPARE) },
+        metric: `${run.metric}_${String.fromCharCode(98 + i)}`,
+        fd: variant(obj, noevProgramOf(obj), run.sources!, run.pinDir),
+        ctx: { ...run.ctx, object: obj, program: noevProgramOf(obj) },
       });
-    }
+    });
+    // --compare-pinned OBJ@DIR: OBJ on the maps under DIR/<set>, pinned by its own tree's agent
+    // (issue-time-pins.ts: the same prefixes and counter slots as this run's set), the same sources.
+    const set = /^ns_per_packet\.(v4_1k|v4_1m)_(hit|miss|miss_near)$/.exec(run.metric)?.[1];
+    if (COMPARE_PINNED && set && existsSync(join(COMPARE_PINNED.dir, set)))
+      runs.push({
+        ...run,
+        of: run.metric,
+        metric: `${run.metric}_pinned`,
+        fd: pinnedVariant(COMPARE_PINNED.obj, run.sources, join(COMPARE_PINNED.dir, set)),
+        ctx: { ...run.ctx, object: COMPARE_PINNED.obj, maps: join(COMPARE_PINNED.dir, set) },
+      });
+    // An A/B's A/A control, `_aa` (--variants adds its own).
+    if (AB && !VARIANTS && run.frame === v4)
+      runs.push({
+        ...run,
+        of: run.metric,
+        metric: `${run.metric}_aa`,
+        fd: variant('xdp_ingress_vary.bpf.o', 'fw_xdp_noev', run.sources, run.pinDir),
+        ctx: { ...run.ctx, variant: "this build's object, a second load (A/A control)" },
+      });
   }
   const results = new Map<string, number[]>();
   for (let r = 0; r < PPS_ROUNDS; r++) {
@@ -328,7 +350,7 @@ export async function perPacket(): Promise<void> {
       min: Math.min(...xs),
       max: Math.max(...xs),
       // An A/B's ratios are read per round: every round's figure, in the order run.
-      ...(VARIANTS || COMPARE ? { per_round: xs } : {}),
+      ...(VARIANTS || AB ? { per_round: xs } : {}),
     });
   }
   // noise.<case>: the A/A control's spread beside each variant's ratios to this build.

@@ -90,8 +90,26 @@ export function noevProgramOf(objFile: string): string {
 
 /** A bench variant of a program with its source-rotation table filled (maps named pinPrefix* shared through pinDir). */
 export function variant(objFile: string, prog: string, sources: Uint8Array[], pinDir?: string, pinPrefix = 'fw_'): number {
+  return loadVariant(objFile, prog, sources, pinDir ? pinPathIn(pinDir, pinPrefix) : undefined);
+}
+
+/**
+ * A vary object of another tree (--compare-pinned: the issue-time program) on the maps ITS agent pinned
+ * in pinDir (flat, its own layout; never removed here): each fw_* map of the object must be pinned there.
+ */
+export function pinnedVariant(objFile: string, sources: Uint8Array[], pinDir: string): number {
+  return loadVariant(objFile, 'fw_xdp_ingress', sources, (name) => {
+    if (!name.startsWith('fw_')) return null;
+    const p = join(pinDir, name);
+    if (!existsSync(p)) throw new Error(`--compare-pinned: ${p} is not pinned (made by bench/dataplane/issue-time-pins.ts?)`);
+    return p;
+  });
+}
+
+function loadVariant(objFile: string, prog: string, sources: Uint8Array[], pinPath?: (name: string) => string | null): number {
+  // Only the program measured is loaded (an object holds the event and the noev program).
   const obj = loadObject(objFile.startsWith('/') ? objFile : join(root, 'bpf/bench/obj', objFile), {
-    ...(pinDir ? { pinPath: pinPathIn(pinDir, pinPrefix) } : {}),
+    ...(pinPath ? { pinPath } : {}),
     programs: [prog],
   });
   objects.push(obj);

@@ -437,6 +437,8 @@ function memoryHealth(m: KernelMemory): KernelMemoryHealth {
     journalBytes: m.journalBytes,
     resizes: m.swaps,
     resizeMaxMs: m.swapMaxMs,
+    resizeFailures: m.swapFailures,
+    lastResizeFailure: m.lastSwapFailure,
     maps: m.maps,
   };
 }

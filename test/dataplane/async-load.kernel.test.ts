@@ -13,8 +13,7 @@
 // resolves once its ops are written, before the load: settled() waits for it.
 
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
@@ -23,27 +22,18 @@ import { DatapathError, OpBatch, type TableIndex } from '../../node-agent/src/da
 import { type LibbpfLogLevel, XDP_DROP, XDP_PASS, setLibbpfLogSink } from '../../node-agent/src/datapath/libbpf.js';
 import { ipFrame } from '../support/frames.js';
 import { withDatapath } from '../support/pin-dirs.js';
+import { compileRejectedObject } from '../support/rejected-object.js';
 
 const IN4: TableIndex = 0;
-
-/** An XDP program the verifier rejects: it reads past the end of its context. */
-const REJECTED_C = `
-__attribute__((section("xdp"), used)) int fw_test_rejected(void *ctx) { return *(volatile int *)((char *)ctx + 4096); }
-char _license[] __attribute__((section("license"), used)) = "GPL";
-`;
 
 test('a program the verifier rejects, loaded on a worker thread: its log arrives through the print callback while the main thread goes on making libbpf calls of its own', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'fw-async-load-'));
   const lines: { level: LibbpfLogLevel; line: string }[] = [];
   setLibbpfLogSink((level, line) => lines.push({ level, line }));
   try {
-    writeFileSync(join(dir, 'rejected.bpf.c'), REJECTED_C);
-    const cc = spawnSync('clang', ['-O2', '-g0', '-target', 'bpf', '-c', join(dir, 'rejected.bpf.c'), '-o', join(dir, 'rejected.bpf.o')], {
-      encoding: 'utf8',
-    });
-    assert.equal(cc.status, 0, `clang: ${cc.stderr}`);
+    const rejected = compileRejectedObject(dir);
     let settled = false;
-    const pending = loadObjectAsync(join(dir, 'rejected.bpf.o')).then(
+    const pending = loadObjectAsync(rejected).then(
       () => null,
       (e: unknown) => e,
     );

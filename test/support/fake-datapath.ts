@@ -217,6 +217,8 @@ export class FakeDatapath implements Datapath {
       ],
       swaps: 0,
       swapMaxMs: 0,
+      swapFailures: { grow: 0, shrink: 0 },
+      lastSwapFailure: '',
     };
   }
 

@@ -43,7 +43,7 @@ export function writeBatch(s: GenState, meta: PinnedMeta, b: OpBatch, need: GenU
     runOps(s, b);
   } catch (e) {
     // A write failed half-way: the /24 indexes follow what the maps now hold.
-    if (touchesEntries) for (const t of s.tables) if (t.touched) t.d24?.rebuild();
+    if (touchesEntries) for (const t of s.tables) t.repairIndex();
     throw e;
   }
   if (touchesEntries) storeCounts(s, meta);
@@ -52,11 +52,7 @@ export function writeBatch(s: GenState, meta: PinnedMeta, b: OpBatch, need: GenU
 
 /** Pins the per-length counts of the tables written since they were last pinned. */
 export function storeCounts(s: GenState, meta: PinnedMeta): void {
-  for (const t of s.tables) {
-    if (!t.touched) continue;
-    meta.writeCounts(t.id, t.counts);
-    t.touched = false;
-  }
+  for (const t of s.tables) t.pinCounts((table, counts) => meta.writeCounts(table, counts));
 }
 
 /** Rebuilds the per-length counts and the /24 indexes from the maps, pins the counts, clears `dirty` (an open after a crash mid-apply). */

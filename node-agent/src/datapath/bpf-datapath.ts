@@ -268,7 +268,7 @@ export class BpfDatapath implements Datapath {
   memory(): KernelMemory {
     this.assertOpen();
     try {
-      return kernelMemory(this.state, this.shared, this.ncpu, { count: this.swapper.stats.count, maxMs: this.swapper.stats.maxMs });
+      return kernelMemory(this.state, this.shared, this.ncpu, this.swapper.stats);
     } finally {
       this.state.release();
     }

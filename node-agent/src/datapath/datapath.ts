@@ -292,6 +292,13 @@ export interface KernelMemory {
   /** Generations swapped in by this process (growing or shrinking maps), and the longest swap, ms. */
   readonly swaps: number;
   readonly swapMaxMs: number;
+  /**
+   * Swaps that failed (a load or a fill the kernel or libbpf refused, a shrink
+   * whose maps filled up during the load: the generation in force stayed), by
+   * kind, and the last one's kind and reason ('' none, or a swap went in since).
+   */
+  readonly swapFailures: { readonly grow: number; readonly shrink: number };
+  readonly lastSwapFailure: string;
 }
 
 export interface CounterPair {

@@ -24,51 +24,26 @@
 // are mapped only while an operation runs (MapRegion); the owner releases
 // them. The per-/16 and per-/24 counts of longer entries are counted from the
 // table once per process (prepare()) and carried from one generation to the
-// next (counts()).
+// next (counts()). What the index should be, computed from the entries alone,
+// is direct24-plan.ts's (pure).
 
 import { constants as osConstants } from 'node:os';
-import {
-  FW_D16_BLOCK,
-  FW_D16_INDEX_MASK,
-  FW_D16_WORDS,
-  FW_D24_BLOCKS,
-  FW_D24_LEN_SHIFT,
-  FW_D24_LONGER,
-  FW_D24_VERDICT_SHIFT,
-  LAYOUT,
-} from './abi.js';
+import { FW_D16_BLOCK, FW_D16_INDEX_MASK, FW_D16_WORDS, FW_D24_BLOCKS, FW_D24_LEN_SHIFT, FW_D24_LONGER, LAYOUT } from './abi.js';
 import type { BpfMap } from './bpf-map.js';
+import { BW, computeIndex, countLonger, d24Word, type ForEachEntry4, type LongerCounts } from './direct24-plan.js';
 import { DatapathError } from './errors.js';
 import { MapRegion, rcuGracePeriod } from './libbpf.js';
 
 const E = osConstants.errno;
 
-/** Words per block. */
-const BW = LAYOUT.fw_d24_block.size / 4;
 /** Pool windows: 256 KB (256 blocks). */
 const CHUNK = 1 << 16;
 /** Writes in one call above which the whole pool is mapped first (at most 64 MB, ~6 MB for a million entries; released after the apply). */
 const BULK = 256;
 
-/** An entry of length <= 24 as the index stores it (0: none). */
-export function d24Word(len: number, slot: number, verdict: number): number {
-  return (((len + 1) << FW_D24_LEN_SHIFT) | (verdict << FW_D24_VERDICT_SHIFT) | slot) >>> 0;
-}
-
 /** The length + 1 of the entry an index word holds (0: none). */
 function lenOf(e: number): number {
   return (e >>> FW_D24_LEN_SHIFT) & 31;
-}
-
-/** Visits every entry of a table: its length, masked address (host order), counter slot and verdict. */
-export type ForEachEntry4 = (fn: (len: number, a: number, slot: number, verdict: number) => void) => void;
-
-/** Counts derived from the entries, carried across generations. */
-export interface LongerCounts {
-  /** Entries longer than /16 per /16 (exact). */
-  readonly deep: Uint32Array;
-  /** Entries longer than /24 per /24 of the /16s that have any (saturating at 255: LONGER then stays). */
-  readonly longer: Map<number, Uint8Array>;
 }
 
 /** Where the /16 words of a table live: a view of its config's mapping (d16 words from `first`), mapped by `ensure`. */
@@ -79,7 +54,7 @@ export interface D16Words {
 }
 
 export class Direct24 {
-  readonly region: MapRegion;
+  private readonly region: MapRegion;
   /** Blocks the pool holds. */
   readonly capacity: number;
   private readonly pool: Uint32Array;
@@ -137,6 +112,16 @@ export class Direct24 {
 
   close(): void {
     this.region.close();
+  }
+
+  /** Unmaps every window of the pool (the owner's release after an operation). */
+  release(): void {
+    this.region.release();
+  }
+
+  /** Pages of the pool mapped now. */
+  get mappedPages(): number {
+    return this.region.mapped;
   }
 
   /** Blocks in use (by /16s that hold longer entries). */
@@ -392,18 +377,7 @@ export class Direct24 {
    * or removes one (the counts must not already include it).
    */
   prepare(): void {
-    if (this.counts) return;
-    const deep = new Uint32Array(FW_D16_WORDS);
-    const longer = new Map<number, Uint8Array>();
-    this.forEachEntry((len, a) => {
-      if (len <= 16) return;
-      deep[a >>> 16]!++;
-      if (len <= 24) return;
-      let per = longer.get(a >>> 16);
-      if (!per) longer.set(a >>> 16, (per = new Uint8Array(256)));
-      if (per[(a >>> 8) & 255]! < 255) per[(a >>> 8) & 255]!++;
-    });
-    this.counts = { deep, longer };
+    if (!this.counts) this.counts = countLonger(this.forEachEntry);
   }
 
   private prepared(): LongerCounts {
@@ -469,45 +443,6 @@ export class Direct24 {
       next++;
     }
   }
-}
-
-/** The index as the entries say it should be: /16 answers, the words of the /16s that need blocks, the counts. */
-function computeIndex(forEachEntry: ForEachEntry4): { top: Uint32Array; blocks: Map<number, Uint32Array>; counts: LongerCounts } {
-  const deep = new Uint32Array(FW_D16_WORDS);
-  const longer = new Map<number, Uint8Array>();
-  const short: Array<[number, number, number]> = [];
-  forEachEntry((len, a, slot, verdict) => {
-    if (len <= 24) short.push([len, a, d24Word(len, slot, verdict)]);
-    if (len <= 16) return;
-    deep[a >>> 16]!++;
-    if (len <= 24) return;
-    let per = longer.get(a >>> 16);
-    if (!per) longer.set(a >>> 16, (per = new Uint8Array(256)));
-    if (per[(a >>> 8) & 255]! < 255) per[(a >>> 8) & 255]!++;
-  });
-  // Shortest first: a longer entry overwrites the part of a shorter one it covers.
-  short.sort((p, q) => p[0] - q[0]);
-  const top = new Uint32Array(FW_D16_WORDS);
-  const blocks = new Map<number, Uint32Array>();
-  for (const [len, a, w] of short) {
-    if (len <= 16) top.fill(w, a >>> 16, (a >>> 16) + 2 ** (16 - len));
-  }
-  for (let x = 0; x < FW_D16_WORDS; x++) if (deep[x]! > 0) blocks.set(x, new Uint32Array(BW).fill(top[x]!));
-  for (const [len, a, w] of short) {
-    const x = a >>> 16;
-    const words = blocks.get(x);
-    if (len <= 16) {
-      // Already in the initial fill of every block in its range.
-      continue;
-    }
-    if (!words) continue;
-    words.fill(w, (a >>> 8) & 255, ((a >>> 8) & 255) + 2 ** (24 - len));
-  }
-  for (const [x, per] of longer) {
-    const words = blocks.get(x)!;
-    for (let i = 0; i < BW; i++) if (per[i]) words[i] = (words[i]! | FW_D24_LONGER) >>> 0;
-  }
-  return { top, blocks, counts: { deep, longer } };
 }
 
 /** The indexes 0..n-1 grouped by the /16 of a[i] (the windows follow), stable (a counting sort over the top 8 bits). */

@@ -13,6 +13,8 @@
 //
 // A load or a fill that fails leaves the current generation in force and
 // removes the next one's folder; so does a datapath closed during the load.
+// Failed swaps are counted by kind, the last one's reason kept until a swap
+// goes in (stats: the datapath's memory(), the agent's /metrics and /healthz).
 
 import { constants as osConstants } from 'node:os';
 import { MAP, type MapName, TABLES } from './abi.js';
@@ -53,10 +55,21 @@ export interface SwapHost {
 
 export type SwapWhy = 'grow' | 'shrink';
 
+/** Swaps done and their durations; swaps that failed (the generation in force stayed). */
+export interface SwapStats {
+  /** Swaps done, and their durations (ms, from the start of the load to the commit). */
+  count: number;
+  maxMs: number;
+  lastMs: number;
+  /** Swaps that failed, by kind (not those a close during the load ended). */
+  readonly failed: Record<SwapWhy, number>;
+  /** The last failure's kind and reason ("grow: ..."), '' once a swap went in after it. */
+  lastFailure: string;
+}
+
 export class GenSwapper {
   private inFlight: Promise<void> | null = null;
-  /** Swaps done, and their durations (ms, from the start of the load to the commit). */
-  readonly stats = { count: 0, maxMs: 0, lastMs: 0 };
+  readonly stats: SwapStats = { count: 0, maxMs: 0, lastMs: 0, failed: { grow: 0, shrink: 0 }, lastFailure: '' };
 
   constructor(private readonly host: SwapHost) {}
 
@@ -73,9 +86,17 @@ export class GenSwapper {
   /** Swaps in a generation at `sizes`; one at a time (call it only when not busy). */
   swap(sizes: GenSizes, why: SwapWhy): Promise<void> {
     if (this.inFlight !== null) throw new DatapathError('swap in generation', this.host.ctx.pinDir, E.EBUSY, 'a swap is in flight');
-    const p = this.run(sizes, why).finally(() => {
-      this.inFlight = null;
-    });
+    const p = this.run(sizes, why)
+      .catch((e: unknown) => {
+        if (!this.host.closed()) {
+          this.stats.failed[why]++;
+          this.stats.lastFailure = `${why}: ${e instanceof Error ? e.message : String(e)}`;
+        }
+        throw e;
+      })
+      .finally(() => {
+        this.inFlight = null;
+      });
     this.inFlight = p;
     return p;
   }
@@ -119,6 +140,7 @@ export class GenSwapper {
     pinPrograms(pinDir, gen.progs);
     const ms = performance.now() - t0;
     this.stats.count++;
+    this.stats.lastFailure = '';
     this.stats.lastMs = ms;
     this.stats.maxMs = Math.max(this.stats.maxMs, ms);
     h.ctx.log?.info(

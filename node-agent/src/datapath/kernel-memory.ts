@@ -8,6 +8,7 @@ import { FW_IF_SLOTS, GEN_MAPS, LAYOUT, MAP, type MapName, TABLES } from './abi.
 import type { BpfMap } from './bpf-map.js';
 import type { KernelMemory, TableMemory } from './datapath.js';
 import type { GenState } from './gen-state.js';
+import type { SwapStats } from './gen-swapper.js';
 
 /** A map's memlock in bytes (0 if the kernel does not say). */
 export function memlockOf(fd: number): number {
@@ -20,12 +21,7 @@ export function memlockOf(fd: number): number {
 }
 
 /** Everything the datapath's maps hold in the kernel: the generation in force and the maps every generation shares. */
-export function kernelMemory(
-  state: GenState,
-  shared: ReadonlyMap<MapName, BpfMap>,
-  possibleCpus: number,
-  swaps: { count: number; maxMs: number },
-): KernelMemory {
+export function kernelMemory(state: GenState, shared: ReadonlyMap<MapName, BpfMap>, possibleCpus: number, swaps: SwapStats): KernelMemory {
   const maps: Array<{ name: string; bytes: number }> = [];
   const counted = new Set<string>();
   const bytesOf = (m: BpfMap): number => {
@@ -78,5 +74,7 @@ export function kernelMemory(
     maps,
     swaps: swaps.count,
     swapMaxMs: Math.round(swaps.maxMs * 10) / 10,
+    swapFailures: { ...swaps.failed },
+    lastSwapFailure: swaps.lastFailure,
   };
 }

@@ -15,33 +15,39 @@
 //     entry's /24s go to the longest entry that still covers them; a /16
 //     left without longer entries gets its answer back and frees its block).
 // A length never moves between the hash and the trie while it has entries,
-// so no entry is ever in flight between structures.
+// so no entry is ever in flight between structures. What is only read of the
+// maps (lookups, scans, the counts behind a recount) is table-reads.ts's.
 
 import { constants as osConstants } from 'node:os';
-import { maskBytes, type Prefix } from '../../../common/src/cidr.js';
+import type { Prefix } from '../../../common/src/cidr.js';
 import { FW_LEN_SLOTS, FW_MAX_HASH_LENS, LAYOUT, type LenSet, type TableCfg, type TableDesc, type TableIndex } from './abi.js';
 import type { BpfMap } from './bpf-map.js';
-import { ATTR_ALLOW, ATTR_MONITOR, type KernelEntry, type OpBatch } from './datapath.js';
-import { type D16Words, Direct24, type LongerCounts, d24Word } from './direct24.js';
+import type { KernelEntry, OpBatch } from './datapath.js';
+import { type D16Words, Direct24 } from './direct24.js';
+import type { LongerCounts } from './direct24-plan.js';
 import { DatapathError } from './errors.js';
-import { HashTable, type TabValue } from './fwtab.js';
-import { forEachEntry, scanSlots } from './fwtab-scan.js';
-import { batchKey, entryAttrs, entryLen, entrySlot, keyAddr4, keyLen, maskedAddr4, writeEntryValue, writeKeyOp } from './key-encoding.js';
+import { HashTable } from './fwtab.js';
+import { forEachEntry } from './fwtab-scan.js';
+import { batchKey, keyAddr4, maskedAddr4, writeEntryValue, writeKeyOp } from './key-encoding.js';
 import { mergeDesc, placeNewLengths } from './lengths.js';
 import { slotVerdict } from './slot-words.js';
 import { type TableConfigs, activeSet, sameSet } from './table-config.js';
+import {
+  type TableLayout,
+  countEntries,
+  coverWord4,
+  forEachEntry4,
+  holdsOp,
+  lookupPrefix,
+  maxSlotOf,
+  scanTable,
+  tableLayout,
+} from './table-reads.js';
 import { BPF_EXIST, BPF_NOEXIST } from './uapi.js';
 
 const E = osConstants.errno;
 
-/** Where each populated prefix length of a table lives (tests, the bench, debugging). */
-export interface TableLayout {
-  readonly direction: KernelEntry['direction'];
-  readonly family: 4 | 6;
-  readonly hashLens: number[];
-  readonly trieLens: number[];
-  readonly useTrie: boolean;
-}
+export type { TableLayout } from './table-reads.js';
 
 /** The maps of one table in one generation. */
 export interface TableMaps {
@@ -66,10 +72,8 @@ export class PrefixTable {
   /** Entries per prefix length (pinned in fw_lenstat; the same array in every generation). */
   readonly counts: Uint32Array;
   /** Written since the counts were last pinned. */
-  touched = false;
+  private touched = false;
   private cfg: TableCfg;
-  /** cover4()'s trie key. */
-  private readonly coverKey = Buffer.alloc(LAYOUT.fw_key4.size);
 
   /**
    * cfg: the table's config in this generation; k: the most lengths the hash
@@ -94,7 +98,7 @@ export class PrefixTable {
     this.trie = maps.trie;
     this.tab = new HashTable(desc.family, maps.tab, this.spill, cfg.seed, cfg.nbuckets, fresh);
     try {
-      this.d24 = maps.pool && maps.d16 ? new Direct24(maps.pool, maps.d16, (fn) => this.forEachEntry4(fn), longer) : null;
+      this.d24 = maps.pool && maps.d16 ? new Direct24(maps.pool, maps.d16, (fn) => forEachEntry4(this, fn), longer) : null;
     } catch (e) {
       this.tab.close();
       throw e;
@@ -113,14 +117,7 @@ export class PrefixTable {
 
   /** The highest counter slot an entry names, or -1. */
   maxSlot(): number {
-    let max = -1;
-    forEachEntry(this.tab, (_len, _a4, _a6, _off, _attrs, slot) => {
-      if (slot > max) max = slot;
-    });
-    for (const { values, count } of this.trie.lookupChunks()) {
-      for (let i = 0; i < count; i++) max = Math.max(max, entrySlot(values, i * this.trie.valueStride));
-    }
-    return max;
+    return maxSlotOf(this);
   }
 
   /** Copies every entry of another generation's hash (and spill hash) into this one's (new, not read yet). */
@@ -136,7 +133,7 @@ export class PrefixTable {
 
   close(): void {
     this.tab.close();
-    this.d24?.region.close();
+    this.d24?.close();
   }
 
   /** Maps the whole hash (before many ops on it). */
@@ -147,11 +144,11 @@ export class PrefixTable {
   /** Unmaps every window of the hash and the /24 index. */
   release(): void {
     this.tab.release();
-    this.d24?.region.release();
+    this.d24?.release();
   }
 
   get mappedPages(): number {
-    return this.tab.region.mapped + (this.d24?.region.mapped ?? 0);
+    return this.tab.region.mapped + (this.d24?.mappedPages ?? 0);
   }
 
   entries(): number {
@@ -160,76 +157,37 @@ export class PrefixTable {
     return s;
   }
 
-  // ---------------------------------------------------------------- reads
+  /** Pins the per-length counts through `write` if the table was written since they last were. */
+  pinCounts(write: (table: TableIndex, counts: Uint32Array) => void): void {
+    if (!this.touched) return;
+    write(this.id, this.counts);
+    this.touched = false;
+  }
+
+  /** After a write that failed half-way: the /24 index follows what the maps hold, if this table was written. */
+  repairIndex(): void {
+    if (this.touched) this.d24?.rebuild();
+  }
+
+  // ---------------------------------------------------------------- reads (table-reads.ts)
 
   /** True if the table holds op i's prefix. */
   has(b: OpBatch, i: number): boolean {
-    const len = b.len[i]!;
-    if (this.counts[len] === 0) return false;
-    if (this.inHash(len)) return this.desc.family === 4 ? this.tab.has4(len, b.addr4[i]!) : this.tab.has(len, b.addr6, i * 16);
-    const key = Buffer.alloc(this.desc.keySize);
-    writeKeyOp(key, 0, b, i);
-    return this.trieExact(key) !== null;
+    return holdsOp(this, b, i);
   }
 
   /** The entry stored for exactly this prefix (host bits ignored), or null. */
   lookup(prefix: Prefix): KernelEntry | null {
-    if (this.counts[prefix.len] === 0) return null;
-    const bytes = maskBytes(prefix.bytes, prefix.len);
-    let e: TabValue | null;
-    if (this.inHash(prefix.len)) {
-      e = this.tab.get(prefix.len, bytes);
-    } else {
-      const key = Buffer.alloc(this.desc.keySize);
-      key.writeUInt32LE(prefix.len, LAYOUT.fw_key4.fields.prefixlen);
-      key.set(bytes, LAYOUT.fw_key4.fields.addr);
-      const v = this.trieExact(key);
-      e = v ? { slot: entrySlot(v, 0), attrs: entryAttrs(v, 0) } : null;
-    }
-    if (!e) return null;
-    return {
-      direction: this.desc.direction,
-      prefix: { family: prefix.family, bytes, len: prefix.len },
-      action: (e.attrs & ATTR_ALLOW) !== 0 ? 'allow' : 'deny',
-      mode: (e.attrs & ATTR_MONITOR) !== 0 ? 'monitor' : 'enforce',
-      slot: e.slot,
-    };
+    return lookupPrefix(this, prefix);
   }
 
   layout(): TableLayout {
-    const set = activeSet(this.cfg);
-    const trieLens: number[] = [];
-    for (let l = 0; l <= this.desc.maxLen; l++) if (this.counts[l]! > 0 && !set.hashLens.includes(l)) trieLens.push(l);
-    return { direction: this.desc.direction, family: this.desc.family, hashLens: [...set.hashLens], trieLens, useTrie: set.useTrie };
+    return tableLayout(this);
   }
 
-  /**
-   * Appends every entry (hash slots, spill hash, trie) to `out` as
-   * entry.upsert ops, reading `chunk` elements per batch lookup; yields
-   * whenever `out` is full (the caller empties it).
-   */
-  *scan(out: OpBatch, chunk: number): Generator<void> {
-    const table = this.id;
-    // The hash's slots (the table is mapped while this runs)...
-    for (let pos = 0; pos >= 0; ) {
-      pos = scanSlots(this.tab, out, table, pos);
-      if (out.full) yield;
-    }
-    // ...its spill hash, and the trie.
-    for (const m of [this.spill, this.trie]) {
-      const ks = m.keySize;
-      for (const { keys, values, count } of m.lookupChunks(chunk)) {
-        for (let i = 0; i < count; i++) {
-          if (out.full) yield;
-          const len = keyLen(keys, i * ks);
-          const v = i * m.valueStride;
-          const attrs = entryAttrs(values, v);
-          const slot = entrySlot(values, v);
-          if (this.desc.family === 4) out.entryUpsert(table, keyAddr4(keys, i * ks), 0, len, attrs, slot);
-          else out.entryUpsert(table, keys, i * ks + LAYOUT.fw_key6.fields.addr, len, attrs, slot);
-        }
-      }
-    }
+  /** Every entry as entry.upsert ops into `out` (`chunk` elements per batch lookup); yields whenever `out` is full. */
+  scan(out: OpBatch, chunk: number): Generator<void> {
+    return scanTable(this, out, chunk);
   }
 
   // ---------------------------------------------------------------- writes
@@ -421,7 +379,7 @@ export class PrefixTable {
       d24.removeDeepAll(Uint8Array.from(goneLen), Uint32Array.from(goneA), goneLen.length);
       const p = shortOps(b, i0, j0, id);
       const cover = new Uint32Array(p.n);
-      for (let k = 0; k < p.n; k++) cover[k] = this.cover4(p.len[k]!, p.a[k]!, inHashLen);
+      for (let k = 0; k < p.n; k++) cover[k] = coverWord4(this, p.len[k]!, p.a[k]!, inHashLen);
       d24.unpaintAll(p.n, p.len, p.a, cover);
       d24.releaseEmptied();
     }
@@ -435,24 +393,8 @@ export class PrefixTable {
 
   /** Rebuilds the counts from the maps and republishes (after a crash mid-apply); returns the /24 words rebuilt. */
   recount(): number {
-    const counts = this.counts;
-    counts.fill(0);
     const set = activeSet(this.cfg);
-    const trieLens = new Set<number>();
-    const hashWithEntries = new Set<number>();
-    forEachEntry(this.tab, (len) => {
-      counts[len]!++;
-      hashWithEntries.add(len);
-    });
-    for (const { keys, count } of this.trie.lookupChunks()) {
-      for (let i = 0; i < count; i++) {
-        const len = keyLen(keys, i * this.desc.keySize);
-        if (len <= this.desc.maxLen) {
-          counts[len]!++;
-          trieLens.add(len);
-        }
-      }
-    }
+    const { hashLens: hashWithEntries, trieLens } = countEntries(this);
     // Every hash length with entries is published; the trie flag follows the trie.
     const next: LenSet = {
       hashLens: mergeDesc([...hashWithEntries], []).slice(0, FW_MAX_HASH_LENS),
@@ -464,10 +406,6 @@ export class PrefixTable {
   }
 
   // ---------------------------------------------------------------- helpers
-
-  private inHash(len: number): boolean {
-    return activeSet(this.cfg).hashLens.includes(len);
-  }
 
   /** Double-buffered config write: the programs never read a half-written set. */
   private publish(next: LenSet): void {
@@ -490,16 +428,6 @@ export class PrefixTable {
     return n;
   }
 
-  /**
-   * The trie's value for exactly this key, or null. A trie lookup is a
-   * longest-prefix match: it also answers with a shorter entry that covers the
-   * key (its value carries its own length).
-   */
-  private trieExact(key: Buffer): Buffer | null {
-    const v = this.trie.lookup(key);
-    return v && entryLen(v, 0) === keyLen(key, 0) ? v : null;
-  }
-
   /** Counts the /24 index's longer entries (once per process) if ops [i0, j0) touch one of this table. */
   private prepareD24(b: OpBatch, i0: number, j0: number): void {
     if (!this.d24) return;
@@ -507,44 +435,6 @@ export class PrefixTable {
       if (b.table[i] === this.id && b.len[i]! > 16) {
         this.d24.prepare();
         return;
-      }
-    }
-  }
-
-  /**
-   * The /24 index word of the longest entry shorter than len that covers a
-   * (0: none). inHashLen: the lengths whose entries live in the hash (as
-   * before the batch: a length never moves while it has entries, but the one
-   * a batch's deletes may empty is unpublished before them).
-   */
-  private cover4(len: number, a: number, inHashLen: Uint8Array): number {
-    const key = this.coverKey;
-    const K = LAYOUT.fw_key4.fields;
-    const bytes = key.subarray(K.addr);
-    for (let l = len - 1; l >= 0; l--) {
-      if (this.counts[l] === 0) continue;
-      key.writeUInt32LE(l, K.prefixlen);
-      key.writeUInt32BE(maskedAddr4(a, l), K.addr);
-      if (inHashLen[l]) {
-        const v = this.tab.get(l, bytes);
-        if (v) return d24Word(l, v.slot, slotVerdict(v.attrs));
-      } else {
-        const v = this.trieExact(key);
-        if (v) return d24Word(l, entrySlot(v, 0), slotVerdict(entryAttrs(v, 0)));
-      }
-    }
-    return 0;
-  }
-
-  /** Every entry of an IPv4 table (hash, spill, trie) for its /24 index: length, masked address, slot, verdict. */
-  private forEachEntry4(fn: (len: number, a: number, slot: number, verdict: number) => void): void {
-    forEachEntry(this.tab, (len, a4, _a6, _off, attrs, slot) => fn(len, a4, slot, slotVerdict(attrs)));
-    const trie = this.trie;
-    const ks = trie.keySize;
-    for (const { keys, values, count } of trie.lookupChunks()) {
-      for (let i = 0; i < count; i++) {
-        const v = i * trie.valueStride;
-        fn(keyLen(keys, i * ks), keyAddr4(keys, i * ks), entrySlot(values, v), slotVerdict(entryAttrs(values, v)));
       }
     }
   }

@@ -23,6 +23,9 @@ export interface KernelMemoryHealth {
   /** Generations swapped in by this process (maps resized), and the longest swap, ms. */
   readonly resizes: number;
   readonly resizeMaxMs: number;
+  /** Swaps that failed (the maps in force stayed) by kind, and the last one's "kind: reason" ('' none, or a swap went in since). */
+  readonly resizeFailures: { readonly grow: number; readonly shrink: number };
+  readonly lastResizeFailure: string;
   readonly maps: readonly { readonly name: string; readonly bytes: number }[];
 }
 

@@ -77,6 +77,16 @@ export class AgentMetrics {
     g('fleetwall_agent_map_resizes', 'Times the maps were resized (a generation of maps swapped in) since start.', [], function () {
       this.set(health().kernelMemory.resizes);
     });
+    g(
+      'fleetwall_agent_map_resize_failures',
+      'Times a resize of the maps failed since start (the maps in force stayed; reason in /healthz), by kind (grow, shrink).',
+      ['kind'],
+      function () {
+        const f = health().kernelMemory.resizeFailures;
+        this.set({ kind: 'grow' }, f.grow);
+        this.set({ kind: 'shrink' }, f.shrink);
+      },
+    );
     g('fleetwall_agent_counter_slots_in_use', 'Rule counter slots owned by rules.', [], function () {
       this.set(health().counterSlotsInUse);
     });
