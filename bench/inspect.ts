@@ -5,15 +5,17 @@
 // 1. ns_per_packet.v4_1m_hit / _hit_events, v4_1m_miss / _miss_events:
 //    BPF_PROG_TEST_RUN of the XDP program (the bench's source-rotation
 //    variant, 1024 sources) over 1M prefixes (--quick: 100k, named v4_100k),
-//    events off and on (fw_ev_cfg; the agent defaults: 100 events/s per rule,
-//    burst 100, the node 5000/s) in the
+//    events off and on as a node runs them: off, the program without event
+//    code (fw_xdp_noev); on, fw_xdp_ingress with fw_ev_cfg on (the agent
+//    defaults: 100 events/s per rule, burst 100, the node 5000/s), in the
 //    same rounds, interleaved, after a warm-up with events on (the rules'
 //    bursts are spent there: the rounds measure a flood's steady state);
 //    x_off = the median per-round ratio. The ring is drained between rounds
 //    (as the agent would).
 // 2. mpps.fleetwall_100k_drop / _drop_events: the live-frames generator
 //    (bench/lib/xdp-gen.ts, namespace a, 4096 sources in the set) into a veth
-//    whose peer runs fleetwall with 100k prefixes; events off and on in
+//    whose peer runs fleetwall with 100k prefixes; events off (the link on
+//    fw_xdp_noev) and on (the link on fw_xdp_ingress, fw_ev_cfg on) in
 //    alternating windows of the same rounds; drops counted by fleetwall's
 //    interface counter. x_off per round.
 // 3. With a real control plane (embedded Postgres) and a real agent
@@ -30,9 +32,12 @@
 
 import { type ChildProcess, execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { type BpfDatapath, removePins, uninstallPins } from '../node-agent/src/datapath/bpf-datapath.js';
 import type { EventSettings } from '../node-agent/src/datapath/events-abi.js';
-import { XDP_DROP, XDP_PASS } from '../node-agent/src/datapath/libbpf.js';
+import { PROG } from '../node-agent/src/datapath/abi.js';
+import { loadObject } from '../node-agent/src/datapath/bpf-object.js';
+import { XDP_DROP, XDP_PASS, check, closeFd, raw } from '../node-agent/src/datapath/libbpf.js';
 import { progTestRun } from '../node-agent/src/datapath/test-run.js';
 import { createRule } from '../test/support/agent-e2e-rig.js';
 import { AgentProcess, UdsProxy } from '../test/support/agent-process.js';
@@ -42,7 +47,8 @@ import { createNetnsPair, type NetnsPair } from '../test/support/netns.js';
 import { startTestPostgres } from '../test/support/postgres.js';
 import { runNode } from './dataplane/children.js';
 import { emit, load, median } from './dataplane/report.js';
-import { datapaths, objects, openSet, pinDirs, variant } from './dataplane/sets.js';
+import { root } from './dataplane/options.js';
+import { datapaths, objects, openSet, pinDirs, pinPathIn, variant } from './dataplane/sets.js';
 import { checkpoint, runBench, sleep } from './lib/interrupt.js';
 import { hitSources, missSources } from './lib/prefix-sets.js';
 
@@ -75,15 +81,20 @@ async function perPacket(): Promise<void> {
   const { dp, pinDir } = await openSet(`inspect_${name}`, 4, n, 6);
   const ring = dp.events().openRing();
   try {
+    // Each case twice: events off runs the program without event code, events on the one with it.
+    const both = (sources: Uint8Array[]) => ({
+      off: variant('xdp_ingress_vary.bpf.o', PROG.XDP_NOEV, sources, pinDir),
+      on: variant('xdp_ingress_vary.bpf.o', PROG.XDP, sources, pinDir),
+    });
     const cases = [
-      { m: `${name}_hit`, fd: variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', hitSources(4, n, 1024), pinDir), expect: XDP_DROP },
-      { m: `${name}_miss`, fd: variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', missSources(1024), pinDir), expect: XDP_PASS },
+      { m: `${name}_hit`, fd: both(hitSources(4, n, 1024)), expect: XDP_DROP },
+      { m: `${name}_miss`, fd: both(missSources(1024)), expect: XDP_PASS },
     ];
     const f = frame4();
     const ns = new Map<string, number[]>();
     // Warm-up with events on: the 1024 rules spend their bursts here (the rounds see a flood's steady state).
     dp.events().configure(ON);
-    for (const c of cases) progTestRun(c.fd, f, { repeat: 300_000 });
+    for (const c of cases) progTestRun(c.fd.on, f, { repeat: 300_000 });
     const warmup = ring.drain(() => undefined);
     let events = 0;
     for (let r = 0; r < ROUNDS; r++) {
@@ -91,7 +102,7 @@ async function perPacket(): Promise<void> {
       for (const s of r % 2 ? [ON, OFF] : [OFF, ON]) {
         dp.events().configure(s);
         for (const c of cases) {
-          const res = progTestRun(c.fd, f, { repeat: 300_000 });
+          const res = progTestRun(s.enabled ? c.fd.on : c.fd.off, f, { repeat: 300_000 });
           if (res.retval !== c.expect) throw new Error(`${c.m}: verdict ${res.retval}, expected ${c.expect}`);
           const k = `${c.m}${s.enabled ? '_events' : ''}`;
           ns.set(k, [...(ns.get(k) ?? []), res.durationNs]);
@@ -103,9 +114,10 @@ async function perPacket(): Promise<void> {
       const off = ns.get(c.m)!;
       const on = ns.get(`${c.m}_events`)!;
       const ctx = { prefixes: n, sources: 1024, rounds: ROUNDS, budget: BUDGET };
-      emit(`ns_per_packet.${c.m}`, median(off), ctx);
+      emit(`ns_per_packet.${c.m}`, median(off), { ...ctx, program: PROG.XDP_NOEV });
       emit(`ns_per_packet.${c.m}_events`, median(on), {
         ...ctx,
+        program: PROG.XDP,
         x_off: ratio(on, off),
         x_rounds: on.map((x, i) => Math.round((x / off[i]!) * 1000) / 1000),
         events_written: events,
@@ -157,6 +169,11 @@ async function liveDropRate(): Promise<void> {
   const { dp, pinDir } = await openSet('inspect_live_100k', 4, 100_000, 6);
   const helper = runNode(bed, 'b', 'bench/lib/attach-helper.ts', ['fleetwall', pinDir, bed.b.ifname]);
   await new Promise<void>((resolve, reject) => helper.once('exit', (c) => (c === 0 ? resolve() : reject(new Error(`attach ${c}`)))));
+  // Both programs on the set's maps; the link switched between them for each window (as a restart with the other setting would).
+  const both = loadObject(join(root, 'bpf/obj/xdp_ingress.bpf.o'), { pinPath: pinPathIn(pinDir) });
+  objects.push(both);
+  const linkPin = join(pinDir, 'links', `${bed.b.ifname}-xdp-native`);
+  const progFor = (s: EventSettings) => both.progFd(s.enabled ? PROG.XDP : PROG.XDP_NOEV);
   const gen = await startGenerator(bed, hitSources(4, 100_000, 4096));
   const ring = dp.events().openRing();
   const drain = setInterval(() => ring.drain(() => undefined), 20);
@@ -166,7 +183,14 @@ async function liveDropRate(): Promise<void> {
     for (let r = 0; r < ROUNDS; r++) {
       for (const s of r % 2 ? [ON, OFF] : [OFF, ON]) {
         await checkpoint();
-        dp.events().configure(s);
+        if (!s.enabled) dp.events().configure(s);
+        const link = check(raw.bpf_obj_get(linkPin) as number, 'open pinned link', linkPin);
+        try {
+          check(raw.bpf_link_update(link, progFor(s), null) as number, 'update xdp program on', linkPin);
+        } finally {
+          closeFd(link);
+        }
+        if (s.enabled) dp.events().configure(s); // after the switch: no drop of the noev program rides on an event
         await sleep(200);
         const d0 = drops(dp);
         const t0 = performance.now();
@@ -181,8 +205,13 @@ async function liveDropRate(): Promise<void> {
     await ring.close();
   }
   const ctx = { prefixes: 100_000, sources: 4096, rounds: ROUNDS, window_ms: WINDOW, budget: BUDGET, load: load() };
-  emit('mpps.fleetwall_100k_drop', median(mpps.off), ctx);
-  emit('mpps.fleetwall_100k_drop_events', median(mpps.on), { ...ctx, x_off: ratio(mpps.on, mpps.off), events_read: ring.stats.records });
+  emit('mpps.fleetwall_100k_drop', median(mpps.off), { ...ctx, program: PROG.XDP_NOEV });
+  emit('mpps.fleetwall_100k_drop_events', median(mpps.on), {
+    ...ctx,
+    program: PROG.XDP,
+    x_off: ratio(mpps.on, mpps.off),
+    events_read: ring.stats.records,
+  });
 }
 
 function cpuSeconds(pid: number): number {

@@ -2,7 +2,7 @@
 //
 //   ns_per_packet.baseline / policy_nomatch / policy_other_direction / policy_match
 //       BPF_PROG_TEST_RUN of the production XDP program (one hot UDP frame,
-//       no rules): without policies; with a policy its packets do not match
+//       no rules; sampled drop events off, so fw_xdp_noev, as such a node runs it): without policies; with a policy its packets do not match
 //       (TCP/22: the program's protocol test, fw_policy_wants, stops them);
 //       with an egress-only policy (the same one test); with a policy that
 //       counts them (one group, never over its limit); ratios x_baseline
@@ -57,7 +57,7 @@ import { XDP_DROP } from '../node-agent/src/datapath/libbpf.js';
 import type { KernelPolicy } from '../node-agent/src/datapath/policy-maps.js';
 import { BanScope, PolicyProtocol, SourceGrouping } from '../proto/gen/fleetwall/v1/policy.js';
 import { Direction, Mode } from '../proto/gen/fleetwall/v1/rule.js';
-import { type BenchNode, startNode } from './respond/node.js';
+import { type BenchNode, EVENTS_OFF, startNode } from './respond/node.js';
 import { AT_LIMIT, type FloodFigures, floodCompare, HEAVY, HEAVY_TIMES, loadLruVariant } from './respond/flood-compare.js';
 import { type BpfDatapath, openDatapath, removePins } from '../node-agent/src/datapath/bpf-datapath.js';
 import { progTestRun } from '../node-agent/src/datapath/test-run.js';
@@ -229,7 +229,7 @@ async function main(): Promise<void> {
   if (KERNEL_ONLY) {
     // The kernel's figures alone: no control plane, no agent.
     const pinDir = `/sys/fs/bpf/fleetwall-bench-respond-k-${process.pid}`;
-    const dp = openDatapath({ pinDir, capacity: { prefixesPerTable: 1 << 16, counterSlots: 1 << 16 } });
+    const dp = openDatapath({ pinDir, capacity: { prefixesPerTable: 1 << 16, counterSlots: 1 << 16 }, events: EVENTS_OFF });
     try {
       perPacket(dp);
       spoofedFloodKernel(dp);

@@ -4,6 +4,10 @@
  * with a TCX link (BPF_TCX_EGRESS) or, on older kernels, as a clsact
  * direct-action classifier. Pass returns TC_ACT_UNSPEC (TCX_NEXT) so
  * programs after ours still run; drop returns TC_ACT_SHOT (TCX_DROP).
+ *
+ * Two programs, one body specialised at compile time: fw_tc_egress with the
+ * sampled drop events, fw_tc_noev without any event code (see
+ * xdp_ingress.bpf.c).
  */
 #include <linux/pkt_cls.h>
 #include "fw_decide.h"
@@ -13,8 +17,7 @@
 /* Ethernet + one VLAN tag + IPv6 header. */
 #define FW_MAX_HDR (14 + 4 + 40)
 
-SEC("tc")
-int fw_tc_egress(struct __sk_buff *skb)
+static __always_inline int fw_tc_body(struct __sk_buff *skb, const int events)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
@@ -35,7 +38,7 @@ int fw_tc_egress(struct __sk_buff *skb)
 	struct fw_counted k;
 	__u32 ifindex = skb->ifindex, len = skb->len;
 	int v = fw_decide(&a, 1, ifindex, len, &k);
-	if (v >= FW_V_DROP)
+	if (events && v >= FW_V_DROP)
 		fw_ev_tc(skb, data, data_end, v, &k, ifindex, len); /* a sampled drop event, within the rule's budget */
 	if (v == FW_V_DROP)
 		return TC_ACT_SHOT;
@@ -43,6 +46,18 @@ int fw_tc_egress(struct __sk_buff *skb)
 	if (ps) /* the detection policies count what the rules passed */
 		fw_policy_count((void *)(long)skb->data, (void *)(long)skb->data_end, &a, FW_DIR_EGRESS, skb->len, ps);
 	return TC_ACT_UNSPEC;
+}
+
+SEC("tc")
+int fw_tc_egress(struct __sk_buff *skb)
+{
+	return fw_tc_body(skb, 1);
+}
+
+SEC("tc")
+int fw_tc_noev(struct __sk_buff *skb)
+{
+	return fw_tc_body(skb, 0);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -52,7 +52,7 @@ import { ALWAYS, CASES, COMPARE_LIVE, DO_PACED, GEN_BATCH, IDLE_POLL, PROG_STATS
 import { pacer } from './paced.js';
 import { cpuTimeNs, ethtoolStats, napiThreads, pinNapi, progStats, sh } from './receiver.js';
 import { key, reportDropRates, type Sample } from './report.js';
-import { newPinDir, objects, openSet, pinPathIn, tag } from './sets.js';
+import { newPinDir, noevProgramOf, objects, openSet, pinPathIn, tag } from './sets.js';
 import { sinkCases } from './sinks.js';
 import { XDP_FILTER_PINS, xdpFilter, xdpFilterUsable } from './xdp-filter.js';
 
@@ -114,7 +114,7 @@ export async function dropRates(): Promise<void> {
     for (const [ab, file] of abPrograms) {
       const o = loadObject(file, { pinPath: pinPathIn(fw.pinDir) });
       objects.push(o);
-      check(raw.bpf_obj_pin(o.progFd('fw_xdp_ingress'), `${barePin}/fw_${ab}`) as number, 'pin', barePin);
+      check(raw.bpf_obj_pin(o.progFd(noevProgramOf(file)), `${barePin}/fw_${ab}`) as number, 'pin', barePin);
     }
     process.stderr.write(`# hash32: ${keys.length} exact keys (50k /32s; one address per /24, the generator's where it sends from one)\n`);
     loadNftSet(bed, ifb, nftFile, N);

@@ -1,7 +1,9 @@
 // bench:dataplane, per packet:
 //
 
-// 1. ns_per_packet.*: BPF_PROG_TEST_RUN of the XDP ingress program, compiled
+// 1. ns_per_packet.*: BPF_PROG_TEST_RUN of the XDP ingress program without
+//    event code (fw_xdp_noev: what a node with events off runs; --compare OBJ
+//    takes OBJ's fw_xdp_noev, or fw_xdp_ingress in a build before it), compiled
 //    with a bench-only prologue that rewrites the source address on every
 //    run from a cycle of 1024 distinct addresses (bpf/bench/vary.h), so the
 //    figure is over varied sources, not one hot packet (2 x rounds + 1 rounds of
@@ -41,7 +43,7 @@ import { hitSources, missSources, nearMissSources, randomOrder } from '../lib/pr
 import { fillTrie } from './anchors.js';
 import { COMPARE, COMPARE_PINNED, PPS_CASES, ROUNDS, root, VARIANT_KINDS, VARIANTS } from './options.js';
 import { emit, median, noiseReport } from './report.js';
-import { datapaths, newPinDir, objects, openSet, pinDirs, pinnedVariant, RANDOM_DRAWS, variant } from './sets.js';
+import { datapaths, newPinDir, noevProgramOf, objects, openSet, pinDirs, pinnedVariant, RANDOM_DRAWS, variant } from './sets.js';
 import { counterVariant, flatVariant, flood } from './variants.js';
 import type { BpfDatapath } from '../../node-agent/src/datapath/bpf-datapath.js';
 
@@ -140,7 +142,7 @@ export async function perPacket(): Promise<void> {
       {
         suffix: '',
         ctx: { prefixes: s.n, layout: 'hash (K=6) + trie', sources: NSRC },
-        fd: (src: Uint8Array[]) => variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', src, pinDir),
+        fd: (src: Uint8Array[]) => variant('xdp_ingress_vary.bpf.o', 'fw_xdp_noev', src, pinDir),
         pinDir,
         dp,
       },
@@ -215,7 +217,7 @@ export async function perPacket(): Promise<void> {
     process.stderr.write(`# loaded v4_1m with one counter slot per rule in ${seconds.toFixed(2)} s\n`);
     runs.push({
       metric: 'ns_per_packet.v4_1m_hit_rule_slots',
-      fd: variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', hitSources(4, 1_000_000, NSRC), pinDir),
+      fd: variant('xdp_ingress_vary.bpf.o', 'fw_xdp_noev', hitSources(4, 1_000_000, NSRC), pinDir),
       frame: v4,
       ctx: { prefixes: 1_000_000, layout: 'hash (K=6) + trie', sources: NSRC, counter_slots: 1_000_000 },
     });
@@ -228,7 +230,7 @@ export async function perPacket(): Promise<void> {
     });
     runs.push({
       metric: 'ns_per_packet.v4_1m_hit_16k_sources',
-      fd: variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', hitSources(4, 1_000_000, big), pinDir),
+      fd: variant('xdp_ingress_vary.bpf.o', 'fw_xdp_noev', hitSources(4, 1_000_000, big), pinDir),
       frame: v4,
       ctx: { prefixes: 1_000_000, layout: 'hash (K=6) + trie', sources: big, counter_slots: 1_000_000, baseline: 'baseline_16k_sources' },
     });
@@ -241,7 +243,7 @@ export async function perPacket(): Promise<void> {
       [
         'aa',
         "this build's object, a second load (A/A control)",
-        (r) => variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', r.sources!, r.pinDir),
+        (r) => variant('xdp_ingress_vary.bpf.o', 'fw_xdp_noev', r.sources!, r.pinDir),
       ],
       ['flat', "ABI 5's lookup: configs by map lookup, one-level /24 index (64 MB)", (r) => flatVariant(r.dp!, r.pinDir!, r.sources!)],
       ['cfg_map', 'configs by map lookup, two-level /24 index', (r) => flatVariant(r.dp!, r.pinDir!, r.sources!, 'cfg_map')],
@@ -291,8 +293,8 @@ export async function perPacket(): Promise<void> {
         ...run,
         of: run.metric,
         metric: `${run.metric}_${String.fromCharCode(98 + i)}`,
-        fd: variant(obj, 'fw_xdp_ingress', run.sources!, run.pinDir),
-        ctx: { ...run.ctx, object: obj },
+        fd: variant(obj, noevProgramOf(obj), run.sources!, run.pinDir),
+        ctx: { ...run.ctx, object: obj, program: noevProgramOf(obj) },
       });
     });
     // --compare-pinned OBJ@DIR: OBJ on the maps under DIR/<set>, pinned by its own tree's agent
@@ -312,7 +314,7 @@ export async function perPacket(): Promise<void> {
         ...run,
         of: run.metric,
         metric: `${run.metric}_aa`,
-        fd: variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', run.sources, run.pinDir),
+        fd: variant('xdp_ingress_vary.bpf.o', 'fw_xdp_noev', run.sources, run.pinDir),
         ctx: { ...run.ctx, variant: "this build's object, a second load (A/A control)" },
       });
   }

@@ -75,7 +75,7 @@ export function senderCounters(pid: number, ifname: string): { rx: number; lost:
 /** Sum of run_time_ns and run_cnt over the XDP sink programs (kernel.bpf_stats_enabled=1), by bpftool. */
 export function progStats(): { ns: number; cnt: number } {
   if (!PROG_STATS) return { ns: 0, cnt: 0 };
-  const names = new Set(['bare_drop', 'bare_parse_drop', 'hash32_drop', 'trie_drop', 'fw_xdp_ingress']);
+  const names = new Set(['bare_drop', 'bare_parse_drop', 'hash32_drop', 'trie_drop', 'fw_xdp_ingress', 'fw_xdp_noev']);
   let ns = 0;
   let cnt = 0;
   try {

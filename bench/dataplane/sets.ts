@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { decodeMeta, GEN_MAPS, MAP, type MapName } from '../../node-agent/src/datapath/abi.js';
+import { decodeMeta, GEN_MAPS, MAP, type MapName, PROG } from '../../node-agent/src/datapath/abi.js';
 import { type BpfDatapath, openDatapath } from '../../node-agent/src/datapath/bpf-datapath.js';
 import { BpfMap } from '../../node-agent/src/datapath/bpf-map.js';
 import { type LoadedObject, loadObject } from '../../node-agent/src/datapath/bpf-object.js';
@@ -74,6 +74,20 @@ export function pinPathIn(pinDir: string, pinPrefix = 'fw_'): (name: string) => 
   };
 }
 
+/**
+ * The XDP program an events-off node runs in a build of xdp_ingress (or a bench
+ * variant of it): fw_xdp_noev, or fw_xdp_ingress in a build from before the noev pair.
+ */
+export function noevProgramOf(objFile: string): string {
+  const obj = raw.bpf_object__open_file(objFile, null);
+  if (!obj) throw new Error(`open ${objFile}`);
+  try {
+    return raw.bpf_object__find_program_by_name(obj, PROG.XDP_NOEV) ? PROG.XDP_NOEV : PROG.XDP;
+  } finally {
+    raw.bpf_object__close(obj);
+  }
+}
+
 /** A bench variant of a program with its source-rotation table filled (maps named pinPrefix* shared through pinDir). */
 export function variant(objFile: string, prog: string, sources: Uint8Array[], pinDir?: string, pinPrefix = 'fw_'): number {
   return loadVariant(objFile, prog, sources, pinDir ? pinPathIn(pinDir, pinPrefix) : undefined);
@@ -93,7 +107,11 @@ export function pinnedVariant(objFile: string, sources: Uint8Array[], pinDir: st
 }
 
 function loadVariant(objFile: string, prog: string, sources: Uint8Array[], pinPath?: (name: string) => string | null): number {
-  const obj = loadObject(objFile.startsWith('/') ? objFile : join(root, 'bpf/bench/obj', objFile), pinPath ? { pinPath } : {});
+  // Only the program measured is loaded (an object holds the event and the noev program).
+  const obj = loadObject(objFile.startsWith('/') ? objFile : join(root, 'bpf/bench/obj', objFile), {
+    ...(pinPath ? { pinPath } : {}),
+    programs: [prog],
+  });
   objects.push(obj);
   const key = Buffer.alloc(4);
   const val = Buffer.alloc(20);

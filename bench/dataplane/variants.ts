@@ -53,7 +53,7 @@ export type LookupVariant = 'flat' | 'cfg_map' | 'one_level' | 'direct' | 'globa
  * configs, its bench_flat4 (if it has one) filled from dp's two-level index.
  */
 export function flatVariant(dp: BpfDatapath, pinDir: string, sources: Uint8Array[], kind: LookupVariant = 'flat'): number {
-  const fd = variant(`xdp_ingress_${kind === 'collapse' ? 'cfg_map' : kind}_vary.bpf.o`, 'fw_xdp_ingress', sources, pinDir);
+  const fd = variant(`xdp_ingress_${kind === 'collapse' ? 'cfg_map' : kind}_vary.bpf.o`, 'fw_xdp_noev', sources, pinDir);
   const obj = objects[objects.length - 1]!;
   const cfg = borrow(dp.mapFd(MAP.TBLCFG), MAP.TBLCFG);
   const pool = borrow(dp.mapFd(MAP.IN4_D24), MAP.IN4_D24);
@@ -123,7 +123,7 @@ export function flatVariant(dp: BpfDatapath, pinDir: string, sources: Uint8Array
 
 /** A counter variant of the XDP program on the maps of pinDir (`hot`: slots marked hot on every CPU, hybrid only). */
 export function counterVariant(kind: 'shared' | 'hybrid', pinDir: string, sources: Uint8Array[], hot: number[] = []): number {
-  const fd = variant(`xdp_ingress_cnt_${kind}_vary.bpf.o`, 'fw_xdp_ingress', sources, pinDir);
+  const fd = variant(`xdp_ingress_cnt_${kind}_vary.bpf.o`, 'fw_xdp_noev', sources, pinDir);
   if (kind === 'hybrid' && hot.length > 0) {
     const m = borrow(objects[objects.length - 1]!.mapFd('bench_hot'), 'bench_hot');
     const v = Buffer.alloc(m.info.valueSize);
@@ -149,7 +149,7 @@ export async function flood(): Promise<void> {
   const { pinDir } = await openSet('flood', 4, 1000, 6);
   const one = Array.from({ length: 1024 }, (_, i) => v4Bytes((0x10000000 + (i & 255)) >>> 0)); // 16.0.0.0/24: slot 500
   const cases: Array<[string, () => number]> = [
-    ['percpu', () => variant('xdp_ingress_vary.bpf.o', 'fw_xdp_ingress', one, pinDir)],
+    ['percpu', () => variant('xdp_ingress_vary.bpf.o', 'fw_xdp_noev', one, pinDir)],
     ['shared', () => counterVariant('shared', pinDir, one)],
     ['hybrid_hot', () => counterVariant('hybrid', pinDir, one, [500])],
   ];

@@ -6,7 +6,10 @@
 //     {op:'fleetwall', pinDir} | {op:'unfleetwall', pinDir}  Datapath.attach(ifname, native, no egress) / detach
 //     {op:'prog', pin, linkPin} | {op:'unprog', linkPin}     a pinned program by a native XDP link / detach it
 //     {op:'mode'}                                            XDP attach mode now (bpf_xdp_query)
-// Serving keeps the datapaths open, so a sink swap costs one attach, not a process start.
+// Serving keeps the datapaths open, so a sink swap costs one attach, not a process start. The datapaths
+// it serves are opened with events off: fleetwall's sink runs fw_xdp_noev, what an events-off node runs
+// (bench:dataplane's live cases); `fleetwall` mode opens with events unset (the event pair; bench:inspect
+// switches its link between the two).
 
 import { createInterface } from 'node:readline';
 import { unlinkSync } from 'node:fs';
@@ -53,7 +56,7 @@ if (mode === 'fleetwall') {
   const dps = new Map<string, BpfDatapath>();
   const dpFor = (pinDir: string) => {
     let dp = dps.get(pinDir);
-    if (!dp) dps.set(pinDir, (dp = openDatapath({ pinDir })));
+    if (!dp) dps.set(pinDir, (dp = openDatapath({ pinDir, events: { enabled: false, ratePerSecond: 100, burst: 100, snapLen: 0 } })));
     return dp;
   };
   process.stdout.write(`${JSON.stringify({ ok: true, ready: true })}\n`);

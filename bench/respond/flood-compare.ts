@@ -16,7 +16,7 @@
 
 import { join } from 'node:path';
 import { formatAddress } from '../../common/src/cidr.js';
-import { MAP, PROG } from '../../node-agent/src/datapath/abi.js';
+import { MAP, programNames } from '../../node-agent/src/datapath/abi.js';
 import type { BpfDatapath } from '../../node-agent/src/datapath/bpf-datapath.js';
 import { type LoadedObject, loadObject } from '../../node-agent/src/datapath/bpf-object.js';
 import { memlockOf } from '../../node-agent/src/datapath/kernel-memory.js';
@@ -47,12 +47,14 @@ export interface FloodFigures {
   readonly lost: number;
 }
 
-/** The LRU build on `dp`'s pinned maps; close it when done. */
+/** The LRU build on `dp`'s pinned maps, the program of dp's pair (with event code or without); close it when done. */
 export function loadLruVariant(dp: BpfDatapath): { obj: LoadedObject; fd: number } {
+  const prog = programNames(dp.eventCode).xdp;
   const obj = loadObject(join(import.meta.dirname, '../../bpf/bench/obj/xdp_ingress_pol_lru.bpf.o'), {
     pinPath: pinPathIn(dp.pinDir, 'fw_'),
+    programs: [prog],
   });
-  return { obj, fd: obj.progFd(PROG.XDP) };
+  return { obj, fd: obj.progFd(prog) };
 }
 
 /**

@@ -2,10 +2,12 @@
 // parts - the datapath (its own pin dir), the engine, the responder and the
 // agent's Sync client to the control plane - without an interface: packets
 // are BPF_PROG_TEST_RUN runs of its XDP program, so a frame's verdict is
-// read the moment it is decided.
+// read the moment it is decided. Sampled drop events off: the datapath runs
+// the programs without event code (fw_xdp_noev), as such a node does.
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { type BpfDatapath, openDatapath, removePins } from '../../node-agent/src/datapath/bpf-datapath.js';
+import type { EventSettings } from '../../node-agent/src/datapath/events-abi.js';
 import { CounterReporter } from '../../node-agent/src/counters/counter-reporter.js';
 import { Engine } from '../../node-agent/src/engine.js';
 import { Responder } from '../../node-agent/src/respond/responder.js';
@@ -22,9 +24,12 @@ export interface BenchNode {
 
 const log = pino({ level: 'silent' });
 
+/** The events setting of the bench's datapaths: off (nothing here reads drop events). */
+export const EVENTS_OFF: EventSettings = { enabled: false, ratePerSecond: 100, burst: 100, snapLen: 0 };
+
 export async function startNode(name: string, target: string): Promise<BenchNode> {
   const pinDir = `/sys/fs/bpf/fleetwall-bench-respond-${process.pid}-${randomBytes(3).toString('hex')}`;
-  const dp = openDatapath({ pinDir, capacity: { prefixesPerTable: 1 << 16, counterSlots: 1 << 16 } });
+  const dp = openDatapath({ pinDir, capacity: { prefixesPerTable: 1 << 16, counterSlots: 1 << 16 }, events: EVENTS_OFF });
   const engine = await Engine.open(dp, log);
   const counters = new CounterReporter(dp, engine.slots, engine.ruleIds);
   const sync = new SyncClient(

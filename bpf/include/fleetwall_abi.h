@@ -376,9 +376,15 @@ struct fw_lenstat {
 #define FW_MAP_META     "fw_meta"
 #define FW_MAP_LENSTAT  "fw_lenstat"
 
-/* Program names. */
-#define FW_PROG_XDP     "fw_xdp_ingress"
-#define FW_PROG_TC      "fw_tc_egress"
+/*
+ * Program names: each object holds its program with the sampled drop events
+ * and one without any event code. At most 15 characters: the kernel keeps
+ * that much of a name (bpf_prog_info.name), so what an interface runs reads whole.
+ */
+#define FW_PROG_XDP      "fw_xdp_ingress"
+#define FW_PROG_TC       "fw_tc_egress"
+#define FW_PROG_XDP_NOEV "fw_xdp_noev"
+#define FW_PROG_TC_NOEV  "fw_tc_noev"
 
 /* Sampled drop events: their structs and maps (ABI 7; the budgets in the counter rows and a node budget: ABI 9). */
 #include "fw_events_abi.h"

@@ -22,7 +22,9 @@ import {
   FW_TABLE_COUNT,
   LAYOUT,
   MAP,
+  PROG,
   TABLES,
+  programNames,
   tableDirection,
   tableFamily,
   tableIndex,
@@ -182,6 +184,10 @@ test('the compiled objects declare every map with the ABI key and value sizes', 
     expected[t.trie] = [key, LAYOUT.fw_entry.size];
     if (t.d24) expected[t.d24] = [4, LAYOUT.fw_d24_block.size];
   }
+  const programs: Record<string, string[]> = {
+    'xdp_ingress.bpf.o': [PROG.XDP, PROG.XDP_NOEV],
+    'tc_egress.bpf.o': [PROG.TC, PROG.TC_NOEV],
+  };
   for (const objName of ['xdp_ingress.bpf.o', 'tc_egress.bpf.o']) {
     const obj = raw.bpf_object__open_file(join(root, 'bpf/obj', objName), null);
     assert.ok(obj, `open ${objName}`);
@@ -205,6 +211,13 @@ test('the compiled objects declare every map with the ABI key and value sizes', 
         }
       }
       assert.deepEqual([...seen].sort(), Object.keys(expected).sort(), `${objName} declares every ABI map`);
+      // Its two programs (abi.ts PROG): with the event code and without it, and no other.
+      const progs: string[] = [];
+      for (let p = raw.bpf_object__next_program(obj, null); p; p = raw.bpf_object__next_program(obj, p))
+        progs.push(raw.bpf_program__name(p));
+      assert.deepEqual(progs.sort(), [...programs[objName]!].sort(), `${objName}: its programs`);
+      const names = [programNames(true), programNames(false)].map((n) => (objName.startsWith('xdp') ? n.xdp : n.tc));
+      assert.deepEqual(names.sort(), [...programs[objName]!].sort(), `${objName}: programNames() names them`);
       // The table configs are the programs' global: the .bss, one value of the four configs.
       let bss = 0;
       for (let m = raw.bpf_object__next_map(obj, null); m; m = raw.bpf_object__next_map(obj, m)) {

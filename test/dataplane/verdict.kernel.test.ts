@@ -4,7 +4,9 @@
 // allow inside deny, deny inside allow (pruned as the agent does), monitor
 // mode, allowlist mode, VLAN tags, non-IP and truncated frames — with each
 // prefix-length layout: a plain LPM trie (K=0), hash + trie (K=2) and the
-// default (K=6).
+// default (K=6); and each with both programs of each object: the pair with
+// the sampled drop events' code (a datapath opened with events unset) and the
+// pair without it (opened with events off).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,6 +17,8 @@ import type { KernelEntry, MapOp } from '../../node-agent/src/datapath/datapath.
 import { arpFrame, ipFrame, lldpFrame } from '../support/frames.js';
 import { withDatapath } from '../support/pin-dirs.js';
 import { applyOps, readRuleCounters } from '../support/object-forms.js';
+import { PROG } from '../../node-agent/src/datapath/abi.js';
+import { progInfo } from '../../node-agent/src/datapath/links.js';
 
 const XDP_DROP = 1;
 const XDP_PASS = 2;
@@ -205,45 +209,56 @@ function noiseFrames(): Array<[string, Buffer, boolean]> {
   ];
 }
 
+/** Events unset (the programs with the event code) or off (the _noev pair), and the programs each must run. */
+const FLAVOURS = [
+  { name: 'events', events: undefined, xdp: PROG.XDP, tc: PROG.TC },
+  { name: 'noev', events: { enabled: false, ratePerSecond: 1, burst: 1, snapLen: 0 }, xdp: PROG.XDP_NOEV, tc: PROG.TC_NOEV },
+] as const;
+
 for (const k of [0, 2, 6]) {
   for (const sc of SCENARIOS) {
-    test(`verdict table, K=${k}: ${sc.name}`, async () => {
-      await withDatapath(`verdict-k${k}`, { defaultAction: sc.defaultAction, maxHashLengths: k }, async (dp) => {
-        const ops: MapOp[] = compile(sc.rules).map((entry) => ({ kind: 'entry.upsert', entry }));
-        await applyOps(dp, ops);
-        const layout = dp.layout();
-        if (k === 0)
-          assert.ok(
-            layout.every((t) => t.hashLens.length === 0),
-            'K=0 keeps everything in the trie',
-          );
-        else
-          assert.ok(
-            layout.every((t) => t.hashLens.length <= k),
-            `at most ${k} hash lengths`,
-          );
-        if (k === 2 && sc === SCENARIOS[0])
-          assert.ok(
-            layout.some((t) => t.trieLens.length > 0 && t.hashLens.length > 0),
-            'K=2 uses both structures',
-          );
-        let n = 0;
-        for (const dir of ['ingress', 'egress'] as const) {
-          n += runTable(dp, sc, dir);
-          n += runTable(dp, sc, dir, 42);
-        }
-        assert.ok(n > 40, `checked ${n} packets`);
+    for (const fl of FLAVOURS) {
+      test(`verdict table, K=${k}, ${fl.name} programs: ${sc.name}`, async () => {
+        const opts = { defaultAction: sc.defaultAction, maxHashLengths: k, ...(fl.events ? { events: fl.events } : {}) };
+        await withDatapath(`verdict-k${k}-${fl.name}`, opts, async (dp) => {
+          assert.equal(progInfo(dp.programFd('xdp'), 'xdp').name, fl.xdp, 'the XDP program of this flavour');
+          assert.equal(progInfo(dp.programFd('tc'), 'tc').name, fl.tc, 'the TC program of this flavour');
+          const ops: MapOp[] = compile(sc.rules).map((entry) => ({ kind: 'entry.upsert', entry }));
+          await applyOps(dp, ops);
+          const layout = dp.layout();
+          if (k === 0)
+            assert.ok(
+              layout.every((t) => t.hashLens.length === 0),
+              'K=0 keeps everything in the trie',
+            );
+          else
+            assert.ok(
+              layout.every((t) => t.hashLens.length <= k),
+              `at most ${k} hash lengths`,
+            );
+          if (k === 2 && sc === SCENARIOS[0])
+            assert.ok(
+              layout.some((t) => t.trieLens.length > 0 && t.hashLens.length > 0),
+              'K=2 uses both structures',
+            );
+          let n = 0;
+          for (const dir of ['ingress', 'egress'] as const) {
+            n += runTable(dp, sc, dir);
+            n += runTable(dp, sc, dir, 42);
+          }
+          assert.ok(n > 40, `checked ${n} packets`);
 
-        // Non-IP and truncated frames pass (even in allowlist mode), uncounted.
-        for (const [name, frame, skbOk] of noiseFrames()) {
-          const before = readRuleCounters(dp, 2100);
-          assert.equal(dp.testRun('xdp', frame).retval, XDP_PASS, `xdp: ${name}`);
-          if (skbOk) assert.equal(dp.testRun('tc', frame).retval, TC_ACT_UNSPEC, `tc: ${name}`);
-          else assert.throws(() => dp.testRun('tc', frame), { code: 'EINVAL' }, `the kernel builds no skb of: ${name}`);
-          assert.deepEqual(slotsChanged(before.packets, readRuleCounters(dp, 2100).packets), [], `${name} is not counted`);
-        }
+          // Non-IP and truncated frames pass (even in allowlist mode), uncounted.
+          for (const [name, frame, skbOk] of noiseFrames()) {
+            const before = readRuleCounters(dp, 2100);
+            assert.equal(dp.testRun('xdp', frame).retval, XDP_PASS, `xdp: ${name}`);
+            if (skbOk) assert.equal(dp.testRun('tc', frame).retval, TC_ACT_UNSPEC, `tc: ${name}`);
+            else assert.throws(() => dp.testRun('tc', frame), { code: 'EINVAL' }, `the kernel builds no skb of: ${name}`);
+            assert.deepEqual(slotsChanged(before.packets, readRuleCounters(dp, 2100).packets), [], `${name} is not counted`);
+          }
+        });
       });
-    });
+    }
   }
 }
 

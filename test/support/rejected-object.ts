@@ -1,15 +1,21 @@
-// A BPF object whose one XDP program the verifier rejects (it reads past the
-// end of its context): a load the kernel refuses, for the tests of what
-// follows one (libbpf's log through the print callback, a generation swap
-// that fails and leaves the maps in force).
+// A BPF object whose XDP programs the verifier rejects (each reads past the
+// end of its context; fw_test_rejected first, then one under each name of
+// the datapath's XDP programs, since a datapath loads only the one of its
+// pair): a load the kernel refuses, for the tests of what follows one
+// (libbpf's log through the print callback, a generation swap that fails and
+// leaves the maps in force).
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { PROG } from '../../node-agent/src/datapath/abi.js';
 
-const REJECTED_C = `
-__attribute__((section("xdp"), used)) int fw_test_rejected(void *ctx) { return *(volatile int *)((char *)ctx + 4096); }
+/** One rejected program per name: the test's own first, then the names of the datapath's XDP programs (it loads one of them only). */
+const NAMES = ['fw_test_rejected', PROG.XDP, PROG.XDP_NOEV];
+const REJECTED_C = `${NAMES.map(
+  (n) => `__attribute__((section("xdp"), used)) int ${n}(void *ctx) { return *(volatile int *)((char *)ctx + 4096); }`,
+).join('\n')}
 char _license[] __attribute__((section("license"), used)) = "GPL";
 `;
 

@@ -189,8 +189,24 @@ export const ABI_MAP_MACROS: Readonly<Record<string, MapName>> = Object.fromEntr
   Object.entries(MAP).map(([k, v]) => [`FW_MAP_${k}`, v]),
 );
 
-export const PROG = { XDP: 'fw_xdp_ingress', TC: 'fw_tc_egress' } as const;
-export const ABI_PROG_MACROS: Readonly<Record<string, string>> = { FW_PROG_XDP: PROG.XDP, FW_PROG_TC: PROG.TC };
+/**
+ * The programs: each object holds one with the sampled drop events and one
+ * without any event code (`_NOEV`), the same body specialised at compile time.
+ */
+export const PROG = {
+  XDP: 'fw_xdp_ingress',
+  TC: 'fw_tc_egress',
+  XDP_NOEV: 'fw_xdp_noev',
+  TC_NOEV: 'fw_tc_noev',
+} as const;
+export const ABI_PROG_MACROS: Readonly<Record<string, string>> = Object.fromEntries(
+  Object.entries(PROG).map(([k, v]) => [`FW_PROG_${k}`, v]),
+);
+
+/** The pair of programs a datapath loads: with the event code, or without it (events off). */
+export function programNames(events: boolean): { readonly xdp: string; readonly tc: string } {
+  return events ? { xdp: PROG.XDP, tc: PROG.TC } : { xdp: PROG.XDP_NOEV, tc: PROG.TC_NOEV };
+}
 
 /** sizeof and offsetof of every ABI struct. */
 export const LAYOUT = {

@@ -132,9 +132,10 @@ export class LinkAttacher {
    * Points every pinned link at `progs` (bpf_link_update: atomic per link; a
    * packet is decided by the old program or the new one) and the clsact
    * filters too (a replace); later attaches use them. Links whose interface
-   * is gone are skipped.
+   * is gone are skipped. Returns the links and filters whose program changed.
    */
-  switchPrograms(progs: Programs): void {
+  switchPrograms(progs: Programs): number {
+    let changed = 0;
     for (const pin of listLinkPins(this.pinDir)) {
       if (pin.kind === 'egress-clsact') {
         const ifindex = raw.if_nametoindex(pin.ifname) as number;
@@ -142,6 +143,7 @@ export class LinkAttacher {
         clsactAttach(progs.tcFd, ifindex, pin.ifname);
         unlinkQuiet(pin.path);
         check(raw.bpf_obj_pin(progs.tcFd, pin.path) as number, 'pin', pin.path);
+        changed++;
         continue;
       }
       const fd = raw.bpf_obj_get(pin.path) as number;
@@ -153,11 +155,13 @@ export class LinkAttacher {
         if (info.progId === (xdp ? progs.xdpProgId : progs.tcProgId)) continue;
         const r = raw.bpf_link_update(fd, xdp ? progs.xdpFd : progs.tcFd, null) as number;
         if (r < 0 && lastErrno(r) !== E.ENOLINK) check(r, `update ${xdp ? 'xdp' : 'tc'} program on`, pin.ifname);
+        if (r >= 0) changed++;
       } finally {
         closeFd(fd);
       }
     }
     this.progs = progs;
+    return changed;
   }
 
   /** XDP on ifindex: keeps our link there (updating its program), or creates one; refuses a foreign program unless asked. */

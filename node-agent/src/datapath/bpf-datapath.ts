@@ -30,7 +30,7 @@ import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Prefix } from '../../../common/src/cidr.js';
 import type { DefaultAction, RuleDirection } from '../../../common/src/policy.js';
-import { FW_DEFAULT, GEN_MAPS, MAP, type MapName, PROG, TABLES, tableIndex } from './abi.js';
+import { FW_DEFAULT, GEN_MAPS, MAP, type MapName, TABLES, programNames, tableIndex } from './abi.js';
 import { batchNeeds, checkCapacity, validateBatch } from './apply-checks.js';
 import { type BpfAttachOptions, LinkAttacher, detachLinks, ifindexOf, uninstallPins } from './attach.js';
 import { BpfMap } from './bpf-map.js';
@@ -49,7 +49,7 @@ import {
 } from './datapath.js';
 import { DatapathError } from './errors.js';
 import { GenState } from './gen-state.js';
-import { firstConfigs, openFirstGeneration, pinnedSettings, reopenGeneration, sizesOf } from './gen-open.js';
+import { firstConfigs, openFirstGeneration, pinnedSettings, reopenGeneration, sizesOf, takeOverLinks } from './gen-open.js';
 import type { Generation } from './generation.js';
 import { IfCounters } from './if-counters.js';
 import { kernelMemory } from './kernel-memory.js';
@@ -59,7 +59,7 @@ import { DatapathEvents } from './event-source.js';
 import { type PolicyMaps, policyMapsOf } from './policy-maps.js';
 import { checkOptions, checkRingBytes } from './open-options.js';
 import { PinnedMeta, readPinnedMeta } from './pinned-meta.js';
-import { DEFAULT_PIN_DIR, checkPinnedAbi, pinProgram, preparePinDir, removePins } from './pins.js';
+import { DEFAULT_PIN_DIR, checkPinnedAbi, pinPrograms, preparePinDir, removePins } from './pins.js';
 import type { TableLayout } from './prefix-table.js';
 import { ResizePolicy } from './resize-policy.js';
 import type { GenSizes } from './sizing.js';
@@ -116,6 +116,8 @@ export class BpfDatapath implements Datapath {
   readonly pinDir: string;
   /** K of this install (read from the pins when reopened). */
   readonly maxHashLengths: number;
+  /** The programs carry the sampled drop events' code (opts.events absent or on), or none (events off: the _noev pair). */
+  readonly eventCode: boolean;
 
   private readonly log: Logger | undefined;
   private readonly objDir: string;
@@ -148,6 +150,7 @@ export class BpfDatapath implements Datapath {
     this.objDir = resolve(opts.objDir ?? DEFAULT_OBJ_DIR);
     this.onSwapStep = opts.onSwapStep;
     this.reserve = opts.reserve ?? {};
+    this.eventCode = opts.events?.enabled ?? true;
     if (this.log) {
       const log = this.log;
       setLibbpfLogSink((level, line) => (level === 'warn' ? log.warn({ libbpf: line }, 'libbpf') : log.debug({ libbpf: line }, 'libbpf')));
@@ -161,11 +164,11 @@ export class BpfDatapath implements Datapath {
       if (this.createdFresh) {
         // Fresh (or a creation that died before it finished): the first generation, at the least sizes.
         const ring = checkRingBytes(opts.eventRingBytes, pinDir);
-        gen = openFirstGeneration(this.objDir, pinDir, want.capacity, this.reserve, this.ncpu, ring);
+        gen = openFirstGeneration(this.objDir, pinDir, want.capacity, this.reserve, this.ncpu, ring, this.eventCode);
       }
       for (const name of SHARED_MAPS) this.shared.set(name, BpfMap.fromPin(join(pinDir, name), name));
       this.meta = new PinnedMeta(this.shared.get(MAP.META)!, this.shared.get(MAP.LENSTAT)!);
-      this.links = new LinkAttacher(pinDir, { xdpFd: -1, tcFd: -1, xdpProgId: 0, tcProgId: 0 }, this.log);
+      this.links = new LinkAttacher(pinDir, { events: this.eventCode, xdpFd: -1, tcFd: -1, xdpProgId: 0, tcProgId: 0 }, this.log);
       const settings = this.createdFresh
         ? { defaultAction: opts.defaultAction ?? 'pass', maxHashLengths: want.k, capacity: want.capacity }
         : pinnedSettings(this.meta.value, opts.defaultAction, pinDir);
@@ -173,7 +176,8 @@ export class BpfDatapath implements Datapath {
       this.maxHashLengths = settings.maxHashLengths;
       this.capacity = settings.capacity;
       if (!this.createdFresh) {
-        gen = reopenGeneration({ pinDir, meta: this.meta, links: this.links, log: this.log, onStep: this.onSwapStep }, this.objDir);
+        const ctx = { pinDir, meta: this.meta, links: this.links, log: this.log, onStep: this.onSwapStep };
+        gen = reopenGeneration(ctx, this.objDir, this.eventCode);
       }
       const counts = TABLES.map(() => new Uint32Array(129));
       const tries = TABLES.map((d) => this.shared.get(d.trie)!);
@@ -196,9 +200,10 @@ export class BpfDatapath implements Datapath {
         );
       }
       const evGeometry = () => ({ counters: this.state.gen.map(MAP.RULE_CNT), slots: this.sizes.slots, cpuRows: this.sizes.cpuRows });
-      this.ev = new DatapathEvents(this.shared.get(MAP.EV_CFG)!, this.shared.get(MAP.EVENTS)!, this.shared.get(MAP.EV_CPU)!, evGeometry);
+      const evMaps = [this.shared.get(MAP.EV_CFG)!, this.shared.get(MAP.EVENTS)!, this.shared.get(MAP.EV_CPU)!] as const;
+      this.ev = new DatapathEvents(...evMaps, evGeometry, this.eventCode);
+      takeOverLinks(this.links, gen!);
       if (opts.events) this.ev.configure(opts.events);
-      this.links.setPrograms(gen!.progs);
       this.ifCounters = new IfCounters(this.shared.get(MAP.IF_CNT)!, this.shared.get(MAP.IF_CNTX)!, this.ncpu);
       this.policies = policyMapsOf((n) => this.shared.get(n), pinDir);
       this.resize = new ResizePolicy({
@@ -208,8 +213,7 @@ export class BpfDatapath implements Datapath {
       });
       this.swapper = this.newSwapper(tries);
       this.state.release();
-      pinProgram(pinDir, PROG.XDP, gen!.progs.xdpFd);
-      pinProgram(pinDir, PROG.TC, gen!.progs.tcFd);
+      pinPrograms(pinDir, gen!.progs);
     } catch (e) {
       // biome-ignore lint/suspicious/noExplicitAny: a field set part-way through the constructor
       (this as any).state?.close();
@@ -390,6 +394,7 @@ export class BpfDatapath implements Datapath {
   private newSwapper(tries: readonly BpfMap[]): GenSwapper {
     return new GenSwapper({
       objDir: this.objDir,
+      events: this.eventCode,
       capacity: this.capacity,
       ncpu: this.ncpu,
       maxHashLengths: this.maxHashLengths,
@@ -484,7 +489,7 @@ export class BpfDatapath implements Datapath {
   }
 
   testRun(which: 'xdp' | 'tc', frame: Buffer, opts: TestRunOptions = {}): TestRunResult {
-    return progTestRun(this.programFd(which), frame, opts, which === 'xdp' ? PROG.XDP : PROG.TC);
+    return progTestRun(this.programFd(which), frame, opts, programNames(this.eventCode)[which]);
   }
 
   /** The map fd of a fleetwall map in force (tests and the bench; a generation's maps change with each swap). */

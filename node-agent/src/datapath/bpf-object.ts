@@ -30,6 +30,8 @@ export interface LoadObjectOptions {
   readonly pinPath?: (mapName: string) => string | null;
   /** max_entries for maps created by this load. */
   readonly sizes?: ReadonlyMap<string, number>;
+  /** The programs to load (each must be in the object); the others are not loaded. Default: all. */
+  readonly programs?: readonly string[];
 }
 
 export function loadObject(path: string, o: LoadObjectOptions = {}): LoadedObject {
@@ -107,11 +109,26 @@ function openSized(path: string, o: LoadObjectOptions, mark: number): BpfObjectP
       if (size !== undefined && size !== (raw.bpf_map__max_entries(m) as number))
         check(raw.bpf_map__set_max_entries(m, size) as number, 'size map', name);
     }
+    if (o.programs) chooseProgramsOf(obj, path, o.programs);
     ok = true;
     return obj;
   } finally {
     if (!ok) raw.bpf_object__close(obj);
   }
+}
+
+/** Only `names` load (autoload off for the others: no verifier run, no fd); ENOENT if one is not in the object. */
+function chooseProgramsOf(obj: BpfObjectPtr, path: string, names: readonly string[]): void {
+  const seen = new Set<string>();
+  for (let p = raw.bpf_object__next_program(obj, null); p; p = raw.bpf_object__next_program(obj, p)) {
+    const name = raw.bpf_program__name(p) as string;
+    const load = names.includes(name);
+    if (load) seen.add(name);
+    check(raw.bpf_program__set_autoload(p, load) as number, 'set autoload of program', name);
+  }
+  const missing = names.filter((n) => !seen.has(n));
+  if (missing.length > 0)
+    throw new DatapathError('find program', `${missing.join(', ')} in ${path}`, E.ENOENT, 'rebuild the objects (npm run build:bpf)');
 }
 
 /** The loaded object, or (closed) the error of a load that returned `r` < 0 (quoting libbpf's lines since `mark`). */

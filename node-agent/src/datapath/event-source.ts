@@ -7,12 +7,16 @@
 // events on sets every mark to its counter first (fw_events_abi.h): the
 // first events do not carry the drops counted while events were off.
 
+import { constants as osConstants } from 'node:os';
 import { LAYOUT, MAP } from './abi.js';
 import type { BpfMap } from './bpf-map.js';
 import type { EventBudgets, EventSource } from './datapath.js';
 import { EventRing } from './event-ring.js';
 import { type EventSettings, FW_EV_F_ENABLED, FW_EV_NO_SLOT, encodeEventCfg } from './events-abi.js';
+import { DatapathError } from './errors.js';
 import { MapRegion } from './libbpf.js';
+
+const E = osConstants.errno;
 
 const ROW = LAYOUT.fw_rule_row;
 const S = LAYOUT.fw_ev_state.fields;
@@ -45,6 +49,8 @@ export class DatapathEvents implements EventSource {
     /** fw_ev_cpu: the node budget per CPU and the default's budget. */
     private readonly cpu: BpfMap,
     private readonly geometry: () => EventGeometry,
+    /** The programs carry the event code (false: the _noev pair is loaded, events cannot be turned on). */
+    private readonly eventCode = true,
   ) {}
 
   get ringBytes(): number {
@@ -56,6 +62,14 @@ export class DatapathEvents implements EventSource {
   }
 
   configure(s: EventSettings): void {
+    if (s.enabled && !this.eventCode) {
+      throw new DatapathError(
+        'turn on drop events',
+        'datapath',
+        E.EINVAL,
+        'the datapath was opened with events off: its programs have no event code; reopen it with events on',
+      );
+    }
     const rows = this.geometry().cpuRows;
     if (s.enabled && !this.enabledInKernel()) this.markAll();
     this.cfg.updateU32(0, encodeEventCfg(s, rows));

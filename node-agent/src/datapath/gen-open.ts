@@ -13,7 +13,8 @@ import type { DatapathCapacity } from './datapath.js';
 import { DatapathError } from './errors.js';
 import type { GenState } from './gen-state.js';
 import { Generation, listGenerations, removeGeneration } from './generation.js';
-import { onlineCpuRows } from './libbpf.js';
+import type { LinkAttacher } from './attach.js';
+import { onlineCpuRows, rcuGracePeriod } from './libbpf.js';
 import { mapSizes } from './open-options.js';
 import { type GenSizes, firstSizes } from './sizing.js';
 import { type SwapContext, completeGeneration, finishSwap } from './swap.js';
@@ -51,6 +52,7 @@ export function openFirstGeneration(
   reserve: Partial<DatapathCapacity>,
   ncpu: number,
   ringBytes: number,
+  events: boolean,
 ): Generation {
   for (const n of listGenerations(pinDir)) removeGeneration(pinDir, n);
   const rows = onlineCpuRows();
@@ -59,7 +61,7 @@ export function openFirstGeneration(
     rows,
     ncpu > rows,
   );
-  return Generation.open({ objDir, pinDir, n: 1, sizes, mapSizes: mapSizes(sizes, capacity, ncpu, ringBytes) });
+  return Generation.open({ objDir, pinDir, n: 1, sizes, mapSizes: mapSizes(sizes, capacity, ncpu, ringBytes), events });
 }
 
 /** The table configs of a new install's first generation. */
@@ -79,9 +81,9 @@ export function firstConfigs(gen: Generation, defaultAction: DefaultAction): Tab
 /**
  * The generation in force, loaded: a swap a previous process began and
  * marked is finished first; folders of other generations (a swap that
- * never got marked) are removed.
+ * never got marked) are removed. `events`: which pair of programs (objects.ts).
  */
-export function reopenGeneration(ctx: SwapContext, objDir: string): Generation {
+export function reopenGeneration(ctx: SwapContext, objDir: string, events: boolean): Generation {
   const { pinDir } = ctx;
   const m = ctx.meta.value;
   let n = m.gen;
@@ -89,7 +91,7 @@ export function reopenGeneration(ctx: SwapContext, objDir: string): Generation {
   if (m.nextGen !== 0) {
     const missing = completeGeneration(pinDir, m.nextGen);
     if (missing.length > 0) throw damaged(pinDir, m.nextGen, missing);
-    gen = Generation.open({ objDir, pinDir, n: m.nextGen, sizes: placeholderSizes(), mapSizes: new Map() });
+    gen = Generation.open({ objDir, pinDir, n: m.nextGen, sizes: placeholderSizes(), mapSizes: new Map(), events });
     finishSwap(ctx, m.gen, gen);
     n = m.nextGen;
   }
@@ -97,9 +99,21 @@ export function reopenGeneration(ctx: SwapContext, objDir: string): Generation {
   if (!gen) {
     const missing = completeGeneration(pinDir, n);
     if (missing.length > 0) throw damaged(pinDir, n, missing);
-    gen = Generation.open({ objDir, pinDir, n, sizes: placeholderSizes(), mapSizes: new Map() });
+    gen = Generation.open({ objDir, pinDir, n, sizes: placeholderSizes(), mapSizes: new Map(), events });
   }
   return gen;
+}
+
+/**
+ * Every pinned link onto the programs this open loaded (a restart with the
+ * events setting changed puts the other pair on the links here, not at the
+ * next attach()); then, if any link changed, an RCU grace period: no program
+ * of the previous process runs after it. Events turned on after this see no
+ * drop that a program without the event code counted after their marks were
+ * set (event-source.ts).
+ */
+export function takeOverLinks(links: LinkAttacher, gen: Generation): void {
+  if (links.switchPrograms(gen.progs) > 0) rcuGracePeriod();
 }
 
 /** The sizes of a generation in force, read back from its maps. */

@@ -17,14 +17,14 @@
 // goes in (stats: the datapath's memory(), the agent's /metrics and /healthz).
 
 import { constants as osConstants } from 'node:os';
-import { MAP, type MapName, PROG, TABLES } from './abi.js';
+import { MAP, type MapName, TABLES } from './abi.js';
 import type { BpfMap } from './bpf-map.js';
 import type { DatapathCapacity } from './datapath.js';
 import { DatapathError } from './errors.js';
 import { GenState } from './gen-state.js';
 import { Generation, listGenerations, removeGeneration } from './generation.js';
 import { mapSizes } from './open-options.js';
-import { pinProgram } from './pins.js';
+import { pinPrograms } from './pins.js';
 import { type GenLimits, type GenSizes, type GenUsage, grow } from './sizing.js';
 import { type SwapContext, swapIn } from './swap.js';
 
@@ -33,6 +33,8 @@ const E = osConstants.errno;
 /** What a swapper needs of its datapath. */
 export interface SwapHost {
   readonly objDir: string;
+  /** Which pair of programs every generation loads (with the event code or without: the datapath's events setting). */
+  readonly events: boolean;
   readonly capacity: DatapathCapacity;
   readonly ncpu: number;
   /** K of the install. */
@@ -114,6 +116,7 @@ export class GenSwapper {
         sizes,
         mapSizes: mapSizes(sizes, h.capacity, h.ncpu),
         keep: kept(cur, old, sizes),
+        events: h.events,
       });
     } catch (e) {
       removeGeneration(pinDir, n);
@@ -134,8 +137,7 @@ export class GenSwapper {
     }
     swapIn(h.ctx, cur, next);
     h.swapped(next, sizes);
-    pinProgram(pinDir, PROG.XDP, gen.progs.xdpFd);
-    pinProgram(pinDir, PROG.TC, gen.progs.tcFd);
+    pinPrograms(pinDir, gen.progs);
     const ms = performance.now() - t0;
     this.stats.count++;
     this.stats.lastFailure = '';

@@ -2,7 +2,8 @@
 // size (GEN_MAPS: the hashes and their spill hashes, the /24 block pools,
 // fw_tblcfg, fw_rule_cnt, fw_rule_xcnt, fw_journal), pinned under <pinDir>/gen-<n>/, and a
 // load of the two programs bound to them and to the maps pinned once at the
-// top of the pin dir (tries, interface counters, meta, lenstat). A new
+// top of the pin dir (tries, interface counters, meta, lenstat): the pair with
+// the sampled drop events' code or the pair without (spec.events). A new
 // generation pins the maps it keeps from the previous one under its own
 // folder too (a map can have several pins), so each folder is a whole set.
 // Opening a datapath loads on the calling thread (Generation.open); a swap
@@ -77,6 +78,8 @@ export interface GenerationSpec {
   readonly mapSizes: ReadonlyMap<string, number>;
   /** Maps of the previous generation it keeps (pinned in its folder first). */
   readonly keep?: ReadonlyMap<MapName, BpfMap>;
+  /** Which pair of programs: with the sampled drop events' code, or without it (the datapath's events off). */
+  readonly events: boolean;
 }
 
 export class Generation {
@@ -107,7 +110,7 @@ export class Generation {
   static open(spec: GenerationSpec): Generation {
     const owned = new Owned();
     try {
-      return new Generation(spec, loadObjects(spec.objDir, spec.pinDir, prepare(spec), spec.mapSizes, owned), owned);
+      return new Generation(spec, loadObjects(spec.objDir, spec.pinDir, prepare(spec), spec.mapSizes, owned, spec.events), owned);
     } catch (e) {
       owned.close();
       throw e;
@@ -118,7 +121,11 @@ export class Generation {
   static async load(spec: GenerationSpec): Promise<Generation> {
     const owned = new Owned();
     try {
-      return new Generation(spec, await loadObjectsAsync(spec.objDir, spec.pinDir, prepare(spec), spec.mapSizes, owned), owned);
+      return new Generation(
+        spec,
+        await loadObjectsAsync(spec.objDir, spec.pinDir, prepare(spec), spec.mapSizes, owned, spec.events),
+        owned,
+      );
     } catch (e) {
       owned.close();
       throw e;

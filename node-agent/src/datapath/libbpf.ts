@@ -59,6 +59,10 @@ export const raw = {
   bpf_map__max_entries: f(lib, 'uint32_t bpf_map__max_entries(const bpf_map *map)'),
   bpf_map__set_pin_path: f(lib, 'int bpf_map__set_pin_path(bpf_map *map, const char *path)'),
   bpf_program__fd: f(lib, 'int bpf_program__fd(const bpf_program *prog)'),
+  bpf_object__next_program: f(lib, 'bpf_program *bpf_object__next_program(const bpf_object *obj, bpf_program *prog)'),
+  bpf_program__name: f(lib, 'const char *bpf_program__name(const bpf_program *prog)'),
+  /** Before bpf_object__load: a program set false is not loaded (nor verified). */
+  bpf_program__set_autoload: f(lib, 'int bpf_program__set_autoload(bpf_program *prog, bool autoload)'),
   // fds and pins
   bpf_obj_pin: f(lib, 'int bpf_obj_pin(int fd, const char *path)'),
   bpf_obj_get: f(lib, 'int bpf_obj_get(const char *path)'),

@@ -4,12 +4,15 @@
 // pinned. Both objects declare the same maps, so they share one set. The
 // maps of a generation are pinned under its folder (generation.ts), the
 // others at the top of the pin dir; the programs' global (.bss: the table
-// configs) is pinned as the generation's fw_tblcfg.
+// configs) is pinned as the generation's fw_tblcfg. Each object holds two
+// programs (with the sampled drop events, and without any event code): only
+// the pair asked for is loaded (abi.ts programNames), so a load verifies two
+// programs, not four.
 
 import { constants as osConstants } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { GEN_MAPS, MAP, type MapName, PROG } from './abi.js';
+import { GEN_MAPS, MAP, type MapName, programNames } from './abi.js';
 import { BpfMap, mapInfoByFd } from './bpf-map.js';
 import { type LoadedObject, loadObject, loadObjectAsync } from './bpf-object.js';
 import { DatapathError } from './errors.js';
@@ -20,6 +23,8 @@ export const DEFAULT_OBJ_DIR = resolve(dirname(fileURLToPath(import.meta.url)), 
 
 /** The loaded programs: fds, and ids (to tell ours from others on an interface). */
 export interface Programs {
+  /** The pair with the event code (fw_xdp_ingress, fw_tc_egress) or without it (the _noev pair). */
+  readonly events: boolean;
   readonly xdpFd: number;
   readonly tcFd: number;
   readonly xdpProgId: number;
@@ -62,11 +67,13 @@ export function loadObjects(
   genDir: string,
   sizes: ReadonlyMap<string, number>,
   owned: Owned,
+  events: boolean,
 ): LoadedObjects {
   const pinPath = pinPathOf(pinDir, genDir);
-  const xdp = owned.add(loadObject(join(objDir, 'xdp_ingress.bpf.o'), { pinPath, sizes }));
-  const tc = owned.add(loadObject(join(objDir, 'tc_egress.bpf.o'), { pinPath, sizes }));
-  return assemble(xdp, tc);
+  const names = programNames(events);
+  const xdp = owned.add(loadObject(join(objDir, 'xdp_ingress.bpf.o'), { pinPath, sizes, programs: [names.xdp] }));
+  const tc = owned.add(loadObject(join(objDir, 'tc_egress.bpf.o'), { pinPath, sizes, programs: [names.tc] }));
+  return assemble(xdp, tc, events);
 }
 
 /** loadObjects() with each load on a worker thread, one after the other (bpf-object.ts loadObjectAsync). */
@@ -76,20 +83,26 @@ export async function loadObjectsAsync(
   genDir: string,
   sizes: ReadonlyMap<string, number>,
   owned: Owned,
+  events: boolean,
 ): Promise<LoadedObjects> {
   const pinPath = pinPathOf(pinDir, genDir);
-  const xdp = owned.add(await loadObjectAsync(join(objDir, 'xdp_ingress.bpf.o'), { pinPath, sizes }));
-  const tc = owned.add(await loadObjectAsync(join(objDir, 'tc_egress.bpf.o'), { pinPath, sizes }));
-  return assemble(xdp, tc);
+  const names = programNames(events);
+  const xdp = owned.add(await loadObjectAsync(join(objDir, 'xdp_ingress.bpf.o'), { pinPath, sizes, programs: [names.xdp] }));
+  const tc = owned.add(await loadObjectAsync(join(objDir, 'tc_egress.bpf.o'), { pinPath, sizes, programs: [names.tc] }));
+  return assemble(xdp, tc, events);
 }
 
-function assemble(xdp: LoadedObject, tc: LoadedObject): LoadedObjects {
+function assemble(xdp: LoadedObject, tc: LoadedObject, events: boolean): LoadedObjects {
   const maps = new Map<MapName, BpfMap>();
   for (const name of Object.values(MAP)) {
     const fd = xdp.mapFd(name === MAP.TBLCFG ? bssOf(xdp) : name);
     maps.set(name, new BpfMap(name, fd, mapInfoByFd(fd, name), false));
   }
-  const xdpFd = xdp.progFd(PROG.XDP);
-  const tcFd = tc.progFd(PROG.TC);
-  return { maps, progs: { xdpFd, tcFd, xdpProgId: progInfo(xdpFd, PROG.XDP).id, tcProgId: progInfo(tcFd, PROG.TC).id } };
+  const names = programNames(events);
+  const xdpFd = xdp.progFd(names.xdp);
+  const tcFd = tc.progFd(names.tc);
+  return {
+    maps,
+    progs: { events, xdpFd, tcFd, xdpProgId: progInfo(xdpFd, names.xdp).id, tcProgId: progInfo(tcFd, names.tc).id },
+  };
 }

@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
-import { FW_ABI_VERSION, FW_META_V2, LAYOUT, MAP } from './abi.js';
+import { FW_ABI_VERSION, FW_META_V2, LAYOUT, MAP, PROG } from './abi.js';
 import { mapInfoByFd } from './bpf-map.js';
 import { DatapathError } from './errors.js';
 import { check, closeFd, raw } from './libbpf.js';
@@ -74,6 +74,15 @@ export function pinProgram(pinDir: string, name: string, fd: number): void {
   const path = join(pinDir, 'progs', name);
   unlinkQuiet(path);
   check(raw.bpf_obj_pin(fd, path) as number, 'pin program', path);
+}
+
+/**
+ * Pins the programs in force as `progs/fw_xdp_ingress` and `progs/fw_tc_egress`:
+ * names of their roles, whichever pair is loaded (with the event code or the _noev one).
+ */
+export function pinPrograms(pinDir: string, progs: { readonly xdpFd: number; readonly tcFd: number }): void {
+  pinProgram(pinDir, PROG.XDP, progs.xdpFd);
+  pinProgram(pinDir, PROG.TC, progs.tcFd);
 }
 
 /** Refuses a pin dir that is not on a bpf filesystem (pins would fail later, less clearly). */
