@@ -368,17 +368,26 @@ static __always_inline __u32 fw_pol_class(__u32 proto)
 }
 
 /*
- * May a policy of direction dir count a packet of IP protocol proto? The
- * policy set if so, else NULL: the one read (and test) traffic that no
- * policy counts pays; the counting (fw_policy_count) goes on with the same
- * set, no second lookup.
+ * Does some policy count direction dir? The policy set if so (a protocol
+ * class bit of the direction is set), else NULL: what the pass path pays
+ * without policies (a lookup the verifier inlines to an address, one byte
+ * load, one branch). Nothing of the packet is kept in registers across the
+ * decision for the policies: the programs park the protocol in a stack slot
+ * (read only past this test, by fw_policy_wants) and fw_policy_pass reads
+ * the rest from the frame again.
  */
-static __always_inline const struct fw_policy_set *fw_policy_wants(__u32 dir, __u32 proto)
+static __always_inline const struct fw_policy_set *fw_policy_on(__u32 dir)
 {
 	__u32 z = 0;
 	const struct fw_policy_set *ps = bpf_map_lookup_elem(&fw_pol_cfg, &z);
 
-	return ps && (ps->class_mask[dir & 1] & fw_pol_class(proto)) ? ps : NULL;
+	return ps && ps->class_mask[dir & 1] ? ps : NULL;
+}
+
+/* May a policy of direction dir in set ps count a packet of IP protocol proto (its class is one of the direction's)? */
+static __always_inline int fw_policy_wants(const struct fw_policy_set *ps, __u32 dir, __u32 proto)
+{
+	return (ps->class_mask[dir & 1] & fw_pol_class(proto)) != 0;
 }
 
 /*
@@ -499,6 +508,24 @@ static __always_inline void fw_policy_count(void *data, void *data_end, const st
 			fw_pol_account(ps, &ps->p[i], i, &pk);
 		cand >>= 1;
 	}
+}
+
+/*
+ * The policy path of a packet the rules passed, of a protocol some policy of
+ * its direction counts (fw_policy_on and fw_policy_wants): the headers
+ * parsed again from the frame (the IP header's offset, the protocol, the
+ * address: none of them is kept in a register across the decision), then
+ * fw_policy_count. data and data_end are the caller's fresh reads of its
+ * context.
+ */
+static __always_inline void fw_policy_pass(const struct fw_policy_set *ps, void *data, void *data_end, int want_src,
+					   __u32 dir, __u64 bytes)
+{
+	struct fw_addr a;
+
+	if (fw_parse_hdr(data, data_end, want_src, &a, 1) != 0)
+		return;
+	fw_policy_count(data, data_end, &a, dir, bytes, ps);
 }
 
 #endif /* FW_POLICY_H */
