@@ -20,12 +20,12 @@
 /*
  * The detection policies' path (fw_policy.h), entered after a pass only for
  * a protocol some policy of egress counts: data and data_end read again from
- * skb (after any pull), the headers parsed again, so the decision keeps
- * nothing in registers for it but skb.
+ * skb (after any pull), the address from the IP header at the parked
+ * offset, so the decision keeps nothing in registers for it but skb.
  */
-static __always_inline void fw_tc_pol(struct __sk_buff *skb, const struct fw_policy_set *ps)
+static __always_inline void fw_tc_pol(struct __sk_buff *skb, const struct fw_policy_set *ps, __u32 park)
 {
-	fw_policy_pass(ps, (void *)(long)skb->data, (void *)(long)skb->data_end, 0, FW_DIR_EGRESS, skb->len);
+	fw_policy_pass(ps, (void *)(long)skb->data, (void *)(long)skb->data_end, 0, FW_DIR_EGRESS, skb->len, park);
 }
 
 static __always_inline int fw_tc_body(struct __sk_buff *skb, const int events)
@@ -46,8 +46,8 @@ static __always_inline int fw_tc_body(struct __sk_buff *skb, const int events)
 	}
 	if (r != 0)
 		return TC_ACT_UNSPEC;
-	/* The protocol, for the policies' test after the verdict: one store, no register held across the decision. */
-	volatile __u32 proto = a.proto;
+	/* For the policies after the verdict: one store, no register held across the decision. */
+	volatile __u32 park = fw_pol_park(&a);
 	struct fw_counted k;
 	__u32 ifindex = skb->ifindex, len = skb->len;
 	int v = fw_decide(&a, 1, ifindex, len, &k);
@@ -56,8 +56,8 @@ static __always_inline int fw_tc_body(struct __sk_buff *skb, const int events)
 	if (v == FW_V_DROP)
 		return TC_ACT_SHOT;
 	const struct fw_policy_set *ps = fw_policy_on(FW_DIR_EGRESS);
-	if (ps && fw_policy_wants(ps, FW_DIR_EGRESS, proto)) /* the detection policies count what the rules passed */
-		fw_tc_pol(skb, ps);
+	if (ps && fw_policy_wants(ps, FW_DIR_EGRESS, park)) /* the detection policies count what the rules passed */
+		fw_tc_pol(skb, ps, park);
 	return TC_ACT_UNSPEC;
 }
 

@@ -37,10 +37,10 @@ enum fw_verdict {
 
 /*
  * Parsed address: family 0 (not IP / too short), 4 or 6. Words in network
- * order (w[1..3] written for IPv6 only). l3 is written only by the detection
- * policies' parse (fw_parse_hdr with l4 = 1, on their own path after the
- * verdict); the decision's parse also gives the protocol, which the programs
- * park in a stack slot for the policies' test after the verdict.
+ * order (w[1..3] written for IPv6 only). The decision reads the family and
+ * the address; the programs park proto, l3 and the family in one stack word
+ * for the detection policies (fw_pol_park), which read the rest after the
+ * verdict.
  */
 struct fw_addr {
 	__u32 family;
@@ -51,12 +51,12 @@ struct fw_addr {
 
 /*
  * Parses Ethernet, one 802.1Q/802.1AD tag, IPv4 or IPv6 and copies the
- * source (want_src) or destination address and the IP protocol, and, if l4
- * (a constant), the IP header's offset. Returns 0 when parsed, -1 when the
- * frame is too short for its headers (caller may pull and retry), 1 when it
- * is not IP (or an invalid IPv4 header).
+ * source (want_src) or destination address, the IP protocol and the IP
+ * header's offset. Returns 0 when parsed, -1 when the frame is too short for
+ * its headers (caller may pull and retry), 1 when it is not IP (or an
+ * invalid IPv4 header).
  */
-static __always_inline int fw_parse_hdr(void *data, void *data_end, int want_src, struct fw_addr *out, const int l4)
+static __always_inline int fw_parse(void *data, void *data_end, int want_src, struct fw_addr *out)
 {
 	struct ethhdr *eth = data;
 	__u64 off = sizeof(*eth);
@@ -83,8 +83,7 @@ static __always_inline int fw_parse_hdr(void *data, void *data_end, int want_src
 			return 1;
 		out->family = 4;
 		out->proto = ip->protocol;
-		if (l4)
-			out->l3 = off;
+		out->l3 = off;
 		out->w[0] = want_src ? ip->saddr : ip->daddr;
 		return 0;
 	}
@@ -96,8 +95,7 @@ static __always_inline int fw_parse_hdr(void *data, void *data_end, int want_src
 			return 1;
 		out->family = 6;
 		out->proto = ip6->nexthdr;
-		if (l4)
-			out->l3 = off;
+		out->l3 = off;
 		if (want_src) {
 			__builtin_memcpy(out->w, &ip6->saddr, 16);
 		} else {
@@ -106,12 +104,6 @@ static __always_inline int fw_parse_hdr(void *data, void *data_end, int want_src
 		return 0;
 	}
 	return 1;
-}
-
-/* The decision's parse: the family, the address and the protocol (not the IP header's offset). */
-static __always_inline int fw_parse(void *data, void *data_end, int want_src, struct fw_addr *out)
-{
-	return fw_parse_hdr(data, data_end, want_src, out, 0);
 }
 
 /* Network-order mask of the first `bits` (0..32) bits of a 32-bit word. */

@@ -368,13 +368,22 @@ static __always_inline __u32 fw_pol_class(__u32 proto)
 }
 
 /*
+ * What the policies need of fw_parse's result, parked by the programs in one
+ * volatile stack word before the decision (one store: no register is held
+ * across the decision for the policies, and the word is read only when a
+ * policy counts the direction): the IP protocol (bits 0..7), the IP
+ * header's offset (8..15) and the family (16..23).
+ */
+static __always_inline __u32 fw_pol_park(const struct fw_addr *a)
+{
+	return a->proto | (a->l3 << 8) | (a->family << 16);
+}
+
+/*
  * Does some policy count direction dir? The policy set if so (a protocol
  * class bit of the direction is set), else NULL: what the pass path pays
  * without policies (a lookup the verifier inlines to an address, one byte
- * load, one branch). Nothing of the packet is kept in registers across the
- * decision for the policies: the programs park the protocol in a stack slot
- * (read only past this test, by fw_policy_wants) and fw_policy_pass reads
- * the rest from the frame again.
+ * load, one branch).
  */
 static __always_inline const struct fw_policy_set *fw_policy_on(__u32 dir)
 {
@@ -384,10 +393,10 @@ static __always_inline const struct fw_policy_set *fw_policy_on(__u32 dir)
 	return ps && ps->class_mask[dir & 1] ? ps : NULL;
 }
 
-/* May a policy of direction dir in set ps count a packet of IP protocol proto (its class is one of the direction's)? */
-static __always_inline int fw_policy_wants(const struct fw_policy_set *ps, __u32 dir, __u32 proto)
+/* May a policy of direction dir in set ps count the packet parked in `park` (its protocol's class is one of the direction's)? */
+static __always_inline int fw_policy_wants(const struct fw_policy_set *ps, __u32 dir, __u32 park)
 {
-	return (ps->class_mask[dir & 1] & fw_pol_class(proto)) != 0;
+	return (ps->class_mask[dir & 1] & fw_pol_class(park & 0xff)) != 0;
 }
 
 /*
@@ -512,19 +521,37 @@ static __always_inline void fw_policy_count(void *data, void *data_end, const st
 
 /*
  * The policy path of a packet the rules passed, of a protocol some policy of
- * its direction counts (fw_policy_on and fw_policy_wants): the headers
- * parsed again from the frame (the IP header's offset, the protocol, the
- * address: none of them is kept in a register across the decision), then
- * fw_policy_count. data and data_end are the caller's fresh reads of its
- * context.
+ * its direction counts (fw_policy_on and fw_policy_wants): the protocol,
+ * IP header offset and family from the parked word (fw_pol_park), the
+ * address read again from the IP header (data and data_end: the caller's
+ * fresh reads of its context; the offset bounded for the verifier), then
+ * fw_policy_count.
  */
 static __always_inline void fw_policy_pass(const struct fw_policy_set *ps, void *data, void *data_end, int want_src,
-					   __u32 dir, __u64 bytes)
+					   __u32 dir, __u64 bytes, __u32 park)
 {
 	struct fw_addr a;
+	__u64 off = (park >> 8) & 0xff;
 
-	if (fw_parse_hdr(data, data_end, want_src, &a, 1) != 0)
+	if (off > sizeof(struct ethhdr) + sizeof(struct fw_vlan_hdr))
 		return;
+	a.proto = park & 0xff;
+	a.l3 = off;
+	a.family = (park >> 16) & 0xff;
+	if (a.family == 4) {
+		struct iphdr *ip = data + off;
+		if ((void *)(ip + 1) > data_end)
+			return;
+		a.w[0] = want_src ? ip->saddr : ip->daddr;
+	} else {
+		struct ipv6hdr *ip6 = data + off;
+		if ((void *)(ip6 + 1) > data_end)
+			return;
+		if (want_src)
+			__builtin_memcpy(a.w, &ip6->saddr, 16);
+		else
+			__builtin_memcpy(a.w, &ip6->daddr, 16);
+	}
 	fw_policy_count(data, data_end, &a, dir, bytes, ps);
 }
 
