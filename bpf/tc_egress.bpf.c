@@ -17,17 +17,6 @@
 /* Ethernet + one VLAN tag + IPv6 header. */
 #define FW_MAX_HDR (14 + 4 + 40)
 
-/*
- * The detection policies' path (fw_policy.h), entered after a pass only for
- * a protocol some policy of egress counts: data and data_end read again from
- * skb (after any pull), the address from the IP header at the parked
- * offset, so the decision keeps nothing in registers for it but skb.
- */
-static __always_inline void fw_tc_pol(struct __sk_buff *skb, const struct fw_policy_set *ps, __u32 park)
-{
-	fw_policy_pass(ps, (void *)(long)skb->data, (void *)(long)skb->data_end, 0, FW_DIR_EGRESS, skb->len, park);
-}
-
 static __always_inline int fw_tc_body(struct __sk_buff *skb, const int events)
 {
 	void *data = (void *)(long)skb->data;
@@ -46,8 +35,6 @@ static __always_inline int fw_tc_body(struct __sk_buff *skb, const int events)
 	}
 	if (r != 0)
 		return TC_ACT_UNSPEC;
-	/* For the policies after the verdict: one store, no register held across the decision. */
-	volatile __u32 park = fw_pol_park(&a);
 	struct fw_counted k;
 	__u32 ifindex = skb->ifindex, len = skb->len;
 	int v = fw_decide(&a, 1, ifindex, len, &k);
@@ -55,9 +42,9 @@ static __always_inline int fw_tc_body(struct __sk_buff *skb, const int events)
 		fw_ev_tc(skb, data, data_end, v, &k, ifindex, len); /* a sampled drop event, within the rule's budget */
 	if (v == FW_V_DROP)
 		return TC_ACT_SHOT;
-	const struct fw_policy_set *ps = fw_policy_on(FW_DIR_EGRESS);
-	if (ps && fw_policy_wants(ps, FW_DIR_EGRESS, park)) /* the detection policies count what the rules passed */
-		fw_tc_pol(skb, ps, park);
+	const struct fw_policy_set *ps = fw_policy_wants(FW_DIR_EGRESS, a.proto);
+	if (ps) /* the detection policies count what the rules passed */
+		fw_policy_count((void *)(long)skb->data, (void *)(long)skb->data_end, &a, FW_DIR_EGRESS, skb->len, ps);
 	return TC_ACT_UNSPEC;
 }
 

@@ -19,20 +19,6 @@
 #include "../bench/vary.h"
 #endif
 
-/*
- * The detection policies' path (fw_policy.h), entered after a pass only for
- * a protocol some policy of ingress counts: data and data_end read again
- * from ctx, the address from the IP header at the parked offset, so the
- * decision keeps nothing in registers for it but ctx.
- */
-static __always_inline void fw_xdp_pol(struct xdp_md *ctx, const struct fw_policy_set *ps, __u32 park)
-{
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-
-	fw_policy_pass(ps, data, data_end, 1, FW_DIR_INGRESS, (__u64)(data_end - data), park);
-}
-
 static __always_inline int fw_xdp_body(struct xdp_md *ctx, const int events)
 {
 	void *data = (void *)(long)ctx->data;
@@ -44,8 +30,6 @@ static __always_inline int fw_xdp_body(struct xdp_md *ctx, const int events)
 #endif
 	if (fw_parse(data, data_end, 1, &a) != 0)
 		return XDP_PASS;
-	/* For the policies after the verdict: one store, no register held across the decision. */
-	volatile __u32 park = fw_pol_park(&a);
 	struct fw_counted k;
 	__u32 ifindex = ctx->ingress_ifindex;
 	int v = fw_decide(&a, 0, ifindex, (__u64)(data_end - data), &k);
@@ -53,9 +37,9 @@ static __always_inline int fw_xdp_body(struct xdp_md *ctx, const int events)
 		fw_ev_xdp(ctx, data, data_end, v, &k, ifindex); /* a sampled drop event, within the rule's budget */
 	if (v == FW_V_DROP)
 		return XDP_DROP;
-	const struct fw_policy_set *ps = fw_policy_on(FW_DIR_INGRESS);
-	if (ps && fw_policy_wants(ps, FW_DIR_INGRESS, park)) /* the detection policies count what the rules passed */
-		fw_xdp_pol(ctx, ps, park);
+	const struct fw_policy_set *ps = fw_policy_wants(FW_DIR_INGRESS, a.proto);
+	if (ps) /* the detection policies count what the rules passed */
+		fw_policy_count(data, data_end, &a, FW_DIR_INGRESS, (__u64)(data_end - data), ps);
 	return XDP_PASS;
 }
 

@@ -35,26 +35,19 @@ enum fw_verdict {
 	FW_V_WOULD_DROP = 3,
 };
 
-/*
- * Parsed address: family 0 (not IP / too short), 4 or 6. Words in network
- * order (w[1..3] written for IPv6 only). The decision reads the family and
- * the address; the programs park proto, l3 and the family in one stack word
- * for the detection policies (fw_pol_park), which read the rest after the
- * verdict.
- */
+/* Parsed address: family 0 (not IP / too short), 4 or 6. Words in network order. */
 struct fw_addr {
 	__u32 family;
-	__u32 proto;    /* IP protocol (IPv6: the first next header): the policies' protocol class */
+	__u32 proto;    /* IP protocol (IPv6: the first next header), for the detection policies' first test */
 	__u32 w[4];
-	__u32 l3;       /* offset of the IP header (14, or 18 after a VLAN tag): the policies' L4 read starts there */
+	__u32 l3;       /* offset of the IP header (14, or 18 after a VLAN tag): the detection policies' L4 read starts there */
 };
 
 /*
  * Parses Ethernet, one 802.1Q/802.1AD tag, IPv4 or IPv6 and copies the
- * source (want_src) or destination address, the IP protocol and the IP
- * header's offset. Returns 0 when parsed, -1 when the frame is too short for
- * its headers (caller may pull and retry), 1 when it is not IP (or an
- * invalid IPv4 header).
+ * source (want_src) or destination address. Returns 0 when parsed, -1 when
+ * the frame is too short for its headers (caller may pull and retry), 1 when
+ * it is not IP (or an invalid IPv4 header).
  */
 static __always_inline int fw_parse(void *data, void *data_end, int want_src, struct fw_addr *out)
 {

@@ -368,35 +368,17 @@ static __always_inline __u32 fw_pol_class(__u32 proto)
 }
 
 /*
- * What the policies need of fw_parse's result, parked by the programs in one
- * volatile stack word before the decision (one store: no register is held
- * across the decision for the policies, and the word is read only when a
- * policy counts the direction): the IP protocol (bits 0..7), the IP
- * header's offset (8..15) and the family (16..23).
+ * May a policy of direction dir count a packet of IP protocol proto? The
+ * policy set if so, else NULL: the one read (and test) traffic that no
+ * policy counts pays; the counting (fw_policy_count) goes on with the same
+ * set, no second lookup.
  */
-static __always_inline __u32 fw_pol_park(const struct fw_addr *a)
-{
-	return a->proto | (a->l3 << 8) | (a->family << 16);
-}
-
-/*
- * Does some policy count direction dir? The policy set if so (a protocol
- * class bit of the direction is set), else NULL: what the pass path pays
- * without policies (a lookup the verifier inlines to an address, one byte
- * load, one branch).
- */
-static __always_inline const struct fw_policy_set *fw_policy_on(__u32 dir)
+static __always_inline const struct fw_policy_set *fw_policy_wants(__u32 dir, __u32 proto)
 {
 	__u32 z = 0;
 	const struct fw_policy_set *ps = bpf_map_lookup_elem(&fw_pol_cfg, &z);
 
-	return ps && ps->class_mask[dir & 1] ? ps : NULL;
-}
-
-/* May a policy of direction dir in set ps count the packet parked in `park` (its protocol's class is one of the direction's)? */
-static __always_inline int fw_policy_wants(const struct fw_policy_set *ps, __u32 dir, __u32 park)
-{
-	return (ps->class_mask[dir & 1] & fw_pol_class(park & 0xff)) != 0;
+	return ps && (ps->class_mask[dir & 1] & fw_pol_class(proto)) ? ps : NULL;
 }
 
 /*
@@ -517,42 +499,6 @@ static __always_inline void fw_policy_count(void *data, void *data_end, const st
 			fw_pol_account(ps, &ps->p[i], i, &pk);
 		cand >>= 1;
 	}
-}
-
-/*
- * The policy path of a packet the rules passed, of a protocol some policy of
- * its direction counts (fw_policy_on and fw_policy_wants): the protocol,
- * IP header offset and family from the parked word (fw_pol_park), the
- * address read again from the IP header (data and data_end: the caller's
- * fresh reads of its context; the offset bounded for the verifier), then
- * fw_policy_count.
- */
-static __always_inline void fw_policy_pass(const struct fw_policy_set *ps, void *data, void *data_end, int want_src,
-					   __u32 dir, __u64 bytes, __u32 park)
-{
-	struct fw_addr a;
-	__u64 off = (park >> 8) & 0xff;
-
-	if (off > sizeof(struct ethhdr) + sizeof(struct fw_vlan_hdr))
-		return;
-	a.proto = park & 0xff;
-	a.l3 = off;
-	a.family = (park >> 16) & 0xff;
-	if (a.family == 4) {
-		struct iphdr *ip = data + off;
-		if ((void *)(ip + 1) > data_end)
-			return;
-		a.w[0] = want_src ? ip->saddr : ip->daddr;
-	} else {
-		struct ipv6hdr *ip6 = data + off;
-		if ((void *)(ip6 + 1) > data_end)
-			return;
-		if (want_src)
-			__builtin_memcpy(a.w, &ip6->saddr, 16);
-		else
-			__builtin_memcpy(a.w, &ip6->daddr, 16);
-	}
-	fw_policy_count(data, data_end, &a, dir, bytes, ps);
 }
 
 #endif /* FW_POLICY_H */
