@@ -52,6 +52,22 @@ function pending(dp: BpfDatapath): number {
 
 const counted = (dp: BpfDatapath) => readRuleCounters(dp, SLOT + 1).packets[SLOT]!;
 
+/**
+ * A traffic run stopped: every packet of the blocked source counted once (the rule's count, less what it
+ * held before the run, is what was sent), not one passed, every unlisted packet arrived (or the socket dropped it).
+ */
+function assertTraffic(
+  r: Awaited<ReturnType<StreamTraffic['stop']>>,
+  [blocked, unlisted]: [string, string],
+  countedNow: bigint,
+  countedBefore: bigint,
+  what: string,
+): void {
+  assert.equal(countedNow - countedBefore, BigInt(r.sent[blocked]!), `every packet of the blocked source counted once, ${what}`);
+  assert.equal(r.received[blocked] ?? 0, 0, `not one blocked packet passed, ${what}`);
+  assert.equal(r.sent[unlisted]! - (r.received[unlisted] ?? 0), r.rcvbufErrors, `every unlisted packet arrived, ${what}`);
+}
+
 test('events off: the noev pair on the links, through a generation swap; a restart with events on (traffic running) puts the event pair on them at open and delivers events carrying only drops since; a restart with events off stops them; every drop counted once', async () => {
   await withNetnsPair(async (bed) => {
     const pinDir = uniquePinDir('ev-switch');
@@ -117,10 +133,8 @@ test('events off: the noev pair on the links, through a generation swap; a resta
             `weights + pending ${carried} between ${end - afterOpen} and ${end - beforeOpen}`,
           );
           // Every drop counted once across the switch, nothing blocked passed, every unlisted packet arrived (or the socket dropped it).
-          assert.equal(end, BigInt(r.sent[BLOCKED]!), 'every packet of the blocked source counted once');
+          assertTraffic(r, [BLOCKED, UNLISTED], end, 0n, 'across the switch on');
           sentBefore = end;
-          assert.equal(r.received[BLOCKED] ?? 0, 0, 'not one blocked packet passed');
-          assert.equal(r.sent[UNLISTED]! - (r.received[UNLISTED] ?? 0), r.rcvbufErrors, 'every unlisted packet arrived');
         } finally {
           await ring.close();
         }
@@ -143,13 +157,7 @@ test('events off: the noev pair on the links, through a generation swap; a resta
           traffic = null;
           assert.ok(counted(dp) - start > 20n, `drops after the switch: ${counted(dp) - start}`);
           assert.equal(drain(ring).length, 0, 'no event once the noev pair runs');
-          assert.equal(
-            counted(dp),
-            sentBefore + BigInt(r.sent[BLOCKED]!),
-            'every packet of the blocked source counted once, over both runs',
-          );
-          assert.equal(r.received[BLOCKED] ?? 0, 0, 'not one blocked packet passed');
-          assert.equal(r.sent[UNLISTED]! - (r.received[UNLISTED] ?? 0), r.rcvbufErrors, 'every unlisted packet arrived');
+          assertTraffic(r, [BLOCKED, UNLISTED], counted(dp), sentBefore, 'over both runs');
         } finally {
           await ring.close();
         }
