@@ -17,6 +17,7 @@ import { type BpfDatapath, openDatapath } from '../../node-agent/src/datapath/bp
 import { BPF_XDP, XDP_FLAGS_DRV_MODE, check, closeFd, raw } from '../../node-agent/src/datapath/libbpf.js';
 import { linkCreate, xdpQuery } from '../../node-agent/src/datapath/links.js';
 import { DatapathError } from '../../node-agent/src/datapath/errors.js';
+import { EVENTS_OFF } from './events-off.js';
 
 const [mode, a, ifname, linkPin] = process.argv.slice(2);
 
@@ -56,7 +57,7 @@ if (mode === 'fleetwall') {
   const dps = new Map<string, BpfDatapath>();
   const dpFor = (pinDir: string) => {
     let dp = dps.get(pinDir);
-    if (!dp) dps.set(pinDir, (dp = openDatapath({ pinDir, events: { enabled: false, ratePerSecond: 100, burst: 100, snapLen: 0 } })));
+    if (!dp) dps.set(pinDir, (dp = openDatapath({ pinDir, events: EVENTS_OFF })));
     return dp;
   };
   process.stdout.write(`${JSON.stringify({ ok: true, ready: true })}\n`);

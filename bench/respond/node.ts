@@ -7,11 +7,11 @@
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { type BpfDatapath, openDatapath, removePins } from '../../node-agent/src/datapath/bpf-datapath.js';
-import type { EventSettings } from '../../node-agent/src/datapath/events-abi.js';
 import { CounterReporter } from '../../node-agent/src/counters/counter-reporter.js';
 import { Engine } from '../../node-agent/src/engine.js';
 import { Responder } from '../../node-agent/src/respond/responder.js';
 import { SyncClient } from '../../node-agent/src/sync/sync-client.js';
+import { EVENTS_OFF } from '../lib/events-off.js';
 
 export interface BenchNode {
   readonly name: string;
@@ -23,9 +23,6 @@ export interface BenchNode {
 }
 
 const log = pino({ level: 'silent' });
-
-/** The events setting of the bench's datapaths: off (nothing here reads drop events). */
-export const EVENTS_OFF: EventSettings = { enabled: false, ratePerSecond: 100, burst: 100, snapLen: 0 };
 
 export async function startNode(name: string, target: string): Promise<BenchNode> {
   const pinDir = `/sys/fs/bpf/fleetwall-bench-respond-${process.pid}-${randomBytes(3).toString('hex')}`;
