@@ -392,8 +392,8 @@ export interface PrefixStore {
    * own fits the maps in force is written at once. An apply that fits
    * resolves once its ops are written, even when it made a swap due (maps
    * 3/4 full: grow ahead; a quarter: shrink): that swap goes on in the
-   * background, and if it fails the maps in force stay (logged; the next
-   * apply tries again). Rejects with the DatapathError. The batch must stay
+   * background, and if it fails the maps in force stay (logged and counted:
+   * memory().swapFailures; the next apply tries again). Rejects with the DatapathError. The batch must stay
    * unchanged until the promise settles.
    */
   applyBatch(batch: OpBatch, meta?: SyncMeta): Promise<void>;

@@ -70,7 +70,7 @@ export function preparePinDir(pinDir: string): void {
 }
 
 /** Pins a program under `progs/` (replacing an older pin of that name). */
-export function pinProgram(pinDir: string, name: string, fd: number): void {
+function pinProgram(pinDir: string, name: string, fd: number): void {
   const path = join(pinDir, 'progs', name);
   unlinkQuiet(path);
   check(raw.bpf_obj_pin(fd, path) as number, 'pin program', path);
