@@ -53,6 +53,7 @@ export async function startNode(name: string, target: string): Promise<BenchNode
         appliedRevision: engine.applied.revision,
         failsafe: [],
         kernelMemoryBytes: 0n,
+        mapResizeFailures: undefined,
       }),
     },
     log,

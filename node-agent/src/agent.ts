@@ -7,7 +7,7 @@ import { writeFileSync, renameSync } from 'node:fs';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { AgentStatus } from '../../proto/gen/fleetwall/v1/agent_service.js';
-import type { InterfaceStatus } from '../../proto/gen/fleetwall/v1/node.js';
+import type { InterfaceStatus, MapResizeFailures } from '../../proto/gen/fleetwall/v1/node.js';
 import type { AgentConfig } from './config.js';
 import type { Datapath, DatapathOptions, InterfaceAttachment, KernelMemory } from './datapath/datapath.js';
 import { CounterReporter } from './counters/counter-reporter.js';
@@ -309,6 +309,7 @@ export class Agent {
   }
 
   agentStatus(): AgentStatus {
+    const mem = this.kernelMemory();
     return {
       interfaces: this.interfaces(),
       rulesInKernel: BigInt(this.engine.rules.kernel.total),
@@ -316,7 +317,8 @@ export class Agent {
       lastError: this.currentError(),
       appliedRevision: this.engine.applied.revision,
       failsafe: this.failsafe.entries.map((e) => ({ cidr: e.cidr, source: e.source })),
-      kernelMemoryBytes: BigInt(this.kernelMemory().bytes),
+      kernelMemoryBytes: BigInt(mem.bytes),
+      mapResizeFailures: resizeFailures(mem),
     };
   }
 
@@ -427,6 +429,18 @@ export class Agent {
   }
 }
 
+/** The failed resizes as AgentStatus reports them (unset when none failed). */
+function resizeFailures(m: KernelMemory): MapResizeFailures | undefined {
+  const f = m.swapFailures;
+  if (f.grow === 0 && f.shrink === 0) return undefined;
+  return {
+    grow: BigInt(f.grow),
+    shrink: BigInt(f.shrink),
+    lastReason: m.lastSwapFailure,
+    lastTime: m.lastSwapFailureAt > 0 ? new Date(m.lastSwapFailureAt) : undefined,
+  };
+}
+
 function memoryHealth(m: KernelMemory): KernelMemoryHealth {
   return {
     bytes: m.bytes,
@@ -439,6 +453,7 @@ function memoryHealth(m: KernelMemory): KernelMemoryHealth {
     resizeMaxMs: m.swapMaxMs,
     resizeFailures: m.swapFailures,
     lastResizeFailure: m.lastSwapFailure,
+    lastResizeFailureTime: m.lastSwapFailureAt > 0 ? new Date(m.lastSwapFailureAt).toISOString() : '',
     maps: m.maps,
   };
 }

@@ -5,8 +5,10 @@
 // objects whose XDP object is then replaced by one the verifier rejects, so
 // the grow ahead the snapshot makes due fails at its load. /metrics counts it
 // (fleetwall_agent_map_resize_failures{kind="grow"}), /healthz gives its
-// reason, the snapshot was ACKed, and the generation in force still drops
-// every listed source.
+// reason and time, the control plane is told (AgentStatus.map_resize_failures
+// on the stream: test/operator/cli-nodes-resize.test.ts takes it from there to
+// `fleetwall nodes ls`), the snapshot was ACKed, and the generation in force
+// still drops every listed source.
 
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
@@ -29,7 +31,7 @@ const XDP_OBJ = 'xdp_ingress.bpf.o';
 /** Rule i: 10.<i>.7.9/32, a /16 (a /24 index block) of its own. */
 const source = (i: number) => `10.${i}.7.9`;
 
-test('a grow ahead the kernel refuses: /metrics counts it by kind, /healthz gives its reason, the snapshot is ACKed and the maps in force drop every listed source', async (t) => {
+test('a grow ahead the kernel refuses: /metrics counts it by kind, /healthz and AgentStatus give its reason and time, the snapshot is ACKed and the maps in force drop every listed source', async (t) => {
   const objDir = mkdtempSync(join(tmpdir(), 'fw-agent-resize-'));
   const pinDir = uniquePinDir('agent-resize-fail');
   const cp = await ScriptedControlPlane.start();
@@ -68,6 +70,7 @@ test('a grow ahead the kernel refuses: /metrics counts it by kind, /healthz give
   const held = dp.memory().tables[0]!.blocksInUse;
   const n = Math.floor(least * 0.75) + 1 - held;
   assert.ok(n > 0 && held + n <= least, `${least} blocks, ${held} in use`);
+  const startedAt = new Date();
   const s = await cp.accept();
   await s.next('hello');
   s.startSnapshot(7n, 'st');
@@ -84,10 +87,25 @@ test('a grow ahead the kernel refuses: /metrics counts it by kind, /healthz give
   assert.match(m, /^fleetwall_agent_map_resize_failures\{kind="shrink"\} 0$/m);
   assert.match(m, /^fleetwall_agent_map_resizes 0$/m);
   const h = (await (await fetch(`${base}/healthz`)).json()) as {
-    kernelMemory: { resizes: number; resizeFailures: { grow: number; shrink: number }; lastResizeFailure: string };
+    kernelMemory: {
+      resizes: number;
+      resizeFailures: { grow: number; shrink: number };
+      lastResizeFailure: string;
+      lastResizeFailureTime: string;
+    };
   };
   assert.deepEqual(h.kernelMemory.resizeFailures, { grow: 1, shrink: 0 });
   assert.match(h.kernelMemory.lastResizeFailure, /^grow: .*verifier rejected the program/s);
+  const failedAt = Date.parse(h.kernelMemory.lastResizeFailureTime);
+  assert.ok(failedAt >= startedAt.getTime() && failedAt <= Date.now(), h.kernelMemory.lastResizeFailureTime);
+
+  // The control plane is told: the next AgentStatus (on a counter tick) carries the count, the reason and the time.
+  const reported = () => s.received.flatMap((m) => (m.$case === 'status' && m.value.mapResizeFailures ? [m.value.mapResizeFailures] : []));
+  await waitFor('the failed grow in an AgentStatus', () => reported().length > 0);
+  const f = reported()[0]!;
+  assert.deepEqual([f.grow, f.shrink], [1n, 0n]);
+  assert.equal(f.lastReason, h.kernelMemory.lastResizeFailure);
+  assert.equal(f.lastTime?.getTime(), failedAt);
   assert.equal(dp.generation().sizes.blocks[0], least, 'the maps in force stayed');
   for (let i = 0; i < n; i++) assert.equal(dp.testRun('xdp', ipFrame(source(i), '192.0.2.1')).retval, XDP_DROP, source(i));
   assert.equal(dp.testRun('xdp', ipFrame(source(n), '192.0.2.1')).retval, XDP_PASS);

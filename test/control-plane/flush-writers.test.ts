@@ -140,6 +140,7 @@ describe('a row the database refuses is set aside, the others are written', () =
         lastError: '',
         appliedRevision: 0n,
         kernelMemoryBytes: 0n,
+        mapResizeFailures: undefined,
         failsafe: [],
       });
       nodes.ack('y', 2, 5n, 5n);

@@ -171,6 +171,7 @@ describe('node state', () => {
           lastError: '',
           appliedRevision: 0n,
           kernelMemoryBytes: 5_432_100n,
+          mapResizeFailures: undefined,
           failsafe: [],
         },
       },

@@ -57,6 +57,8 @@ test('a grow whose load the verifier refuses: counted (grow), its reason kept, t
       const g0 = dp.generation();
       assert.deepEqual(dp.memory().swapFailures, { grow: 0, shrink: 0 });
       assert.equal(dp.memory().lastSwapFailure, '');
+      assert.equal(dp.memory().lastSwapFailureAt, 0);
+      const before = Date.now();
       // The open loaded the real objects; from now on a swap's load reads one the kernel refuses.
       copyFileSync(rejected, join(objDir, XDP_OBJ));
       const blocks = g0.sizes.blocks[IN4]!;
@@ -68,6 +70,7 @@ test('a grow whose load the verifier refuses: counted (grow), its reason kept, t
       let m = dp.memory();
       assert.deepEqual(m.swapFailures, { grow: 1, shrink: 0 }, 'the grow ahead failed and was counted');
       assert.match(m.lastSwapFailure, /^grow: .*verifier rejected the program/s);
+      assert.ok(m.lastSwapFailureAt >= before && m.lastSwapFailureAt <= Date.now(), 'when it failed');
       assert.equal(m.swaps, 0);
       assert.deepEqual(dp.generation(), g0, 'the generation in force stayed');
       assert.deepEqual(listGenerations(pinDir), [g0.n], "the failed swap's folder is gone");
@@ -92,6 +95,7 @@ test('a grow whose load the verifier refuses: counted (grow), its reason kept, t
       assert.ok(m.swaps >= 1, `${m.swaps} swaps`);
       assert.deepEqual(m.swapFailures, { grow: 2, shrink: 0 });
       assert.equal(m.lastSwapFailure, '', 'a swap went in since the last failure');
+      assert.equal(m.lastSwapFailureAt, 0);
       const g1 = dp.generation();
       assert.ok(g1.n > g0.n && g1.sizes.blocks[IN4]! > blocks, `generation ${g1.n}, ${g1.sizes.blocks[IN4]} blocks`);
       for (let i = 0; i < nA + more; i++) assert.equal(verdict(dp, i), XDP_DROP, source(i));

@@ -219,6 +219,7 @@ export class FakeDatapath implements Datapath {
       swapMaxMs: 0,
       swapFailures: { grow: 0, shrink: 0 },
       lastSwapFailure: '',
+      lastSwapFailureAt: 0,
     };
   }
 

@@ -50,7 +50,7 @@ function nodeRow(n: Node, revision: bigint): string[] {
     n.agentVersion || '-',
     labelsText(n.labels),
     ifaceText(n),
-    n.lastNack ? `NACK r${n.nackedRevision}: ${n.lastNack.message}` : '',
+    [n.lastNack ? `NACK r${n.nackedRevision}: ${n.lastNack.message}` : '', resizeProblem(n)].filter((p) => p !== '').join('; '),
   ];
 }
 
@@ -61,6 +61,25 @@ function kernelMemoryText(n: Node): string {
   if (n.kernelMemoryBytes === 0n) return '-';
   const mb = Number(n.kernelMemoryBytes) / 1e6;
   return `${mb >= 10 ? mb.toFixed(0) : mb.toFixed(1)} MB, ${Math.round(n.mapFillRatio * 100)}% full`;
+}
+
+/** Characters of a failed resize's reason shown in the table (--json has all of it). */
+const REASON_CHARS = 120;
+
+/**
+ * Failed resizes of the node's maps: "map resizes failed: 2 grows; last 3m ago: grow: <reason>" (the reason's
+ * first line), or "... (a resize went in since)"; '' when none failed. A node whose grows fail refuses rules once full.
+ */
+function resizeProblem(n: Node): string {
+  const f = n.mapResizeFailures;
+  if (!f || (f.grow === 0n && f.shrink === 0n && f.lastReason === '')) return '';
+  const plural = (k: bigint, what: string) => `${k} ${what}${k === 1n ? '' : 's'}`;
+  const counts = [f.grow > 0n ? plural(f.grow, 'grow') : '', f.shrink > 0n ? plural(f.shrink, 'shrink') : ''].filter((c) => c !== '');
+  const head = `map resizes failed: ${counts.join(', ') || 'some'}`;
+  if (f.lastReason === '') return `${head} (a resize went in since)`;
+  const line = f.lastReason.split('\n', 1)[0]!.trim();
+  const reason = line.length > REASON_CHARS ? `${line.slice(0, REASON_CHARS)}…` : line;
+  return `${head}; last ${relativeTime(f.lastTime)}: ${reason}`;
 }
 
 export async function nodesCommand(ctx: Context, argv: string[]): Promise<void> {

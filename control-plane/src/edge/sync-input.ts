@@ -1,7 +1,7 @@
 // The Sync boundary: every SyncRequest an agent (or anything speaking the
 // protocol) sends is checked here before the session acts on it. Text an
-// agent reports for people (a NACK's status, AgentStatus.last_error) is
-// tidied - control characters removed, cut to a bound - rather than refused,
+// agent reports for people (a NACK's status, AgentStatus.last_error and
+// map_resize_failures.last_reason) is tidied - control characters removed, cut to a bound - rather than refused,
 // so a real agent's long error never costs it its stream; everything the
 // control plane stores or computes with (names, labels, ids, revisions,
 // counters, enums) is refused when out of range, naming the field.
@@ -20,7 +20,7 @@ export const MAX_AGENT_INTERFACES = 256;
 /** What is kept of a NACK's google.rpc.Status: message characters, detail bytes. */
 export const MAX_NACK_MESSAGE = 1024;
 export const MAX_NACK_DETAIL_BYTES = 4096;
-/** Characters kept of AgentStatus.last_error. */
+/** Characters kept of AgentStatus.last_error and of map_resize_failures.last_reason. */
 export const MAX_LAST_ERROR = 1024;
 /** Largest capacity_per_table taken as given (prefixes per kernel table). */
 const MAX_CAPACITY = 1n << 32n;
@@ -106,7 +106,17 @@ export function checkSyncRequest(msg: SyncRequest): SyncRequest {
   if (m?.$case === 'nack' && m.value.status) {
     out = { msg: { $case: 'nack', value: { ...m.value, status: tidyStatus(m.value.status) } } };
   } else if (m?.$case === 'status') {
-    out = { msg: { $case: 'status', value: { ...m.value, lastError: tidyText(m.value.lastError, MAX_LAST_ERROR) } } };
+    const f = m.value.mapResizeFailures;
+    out = {
+      msg: {
+        $case: 'status',
+        value: {
+          ...m.value,
+          lastError: tidyText(m.value.lastError, MAX_LAST_ERROR),
+          mapResizeFailures: f ? { ...f, lastReason: tidyText(f.lastReason, MAX_LAST_ERROR) } : f,
+        },
+      },
+    };
   }
   checkMessage('fleetwall.v1.SyncRequest', out);
   const c = out.msg;

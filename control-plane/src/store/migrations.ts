@@ -345,6 +345,20 @@ export const MIGRATIONS: readonly Migration[] = [
       create index bans_rule_id on bans (rule_id);
     `,
   },
+  {
+    version: 10,
+    name: 'nodes: failed resizes of the agent maps',
+    sql: `
+      -- AgentStatus.map_resize_failures: grows and shrinks of the node's kernel
+      -- maps that failed since its agent started, the last one's reason ('' none,
+      -- or a resize went in since) and time.
+      alter table nodes
+        add column resize_grow_failures bigint not null default 0,
+        add column resize_shrink_failures bigint not null default 0,
+        add column last_resize_failure text not null default '',
+        add column last_resize_failure_time timestamptz;
+    `,
+  },
 ];
 
 export async function migrate(sql: Sql, logger: Logger): Promise<number> {

@@ -29,6 +29,10 @@ interface NodeRow {
   map_fill_ratio: number;
   capacity_per_table: bigint;
   kernel_memory_bytes: bigint;
+  resize_grow_failures: bigint;
+  resize_shrink_failures: bigint;
+  last_resize_failure: string;
+  last_resize_failure_time: Date | null;
 }
 
 function nodeFromRow(r: NodeRow): Node {
@@ -50,6 +54,15 @@ function nodeFromRow(r: NodeRow): Node {
     controlPlaneId: connected ? r.control_plane_id : '',
     firstSeenTime: r.first_seen,
     capacityPerTable: r.capacity_per_table,
+    mapResizeFailures:
+      r.resize_grow_failures === 0n && r.resize_shrink_failures === 0n && r.last_resize_failure === ''
+        ? undefined
+        : {
+            grow: r.resize_grow_failures,
+            shrink: r.resize_shrink_failures,
+            lastReason: r.last_resize_failure,
+            lastTime: r.last_resize_failure_time ?? undefined,
+          },
   };
 }
 

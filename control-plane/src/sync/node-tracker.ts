@@ -9,7 +9,7 @@
 import type { Sql } from 'postgres';
 import type { Logger } from 'pino';
 import type { AgentStatus, Hello } from '../../../proto/gen/fleetwall/v1/agent_service.js';
-import { InterfaceStatus, SyncState } from '../../../proto/gen/fleetwall/v1/node.js';
+import { InterfaceStatus, type MapResizeFailures, SyncState } from '../../../proto/gen/fleetwall/v1/node.js';
 import { Status } from '../../../proto/gen/google/rpc/status.js';
 import { FlushLoop, type WriterHealth, writeRows } from '../store/flush-loop.js';
 
@@ -26,6 +26,7 @@ interface NodeState {
   rulesInKernel: bigint;
   mapFillRatio: number;
   kernelMemoryBytes: bigint;
+  resizeFailures: MapResizeFailures | undefined;
   lastError: string;
   dirty: boolean;
   /** The stream ended: the next flush writes connected = false, then the state is dropped. */
@@ -45,6 +46,10 @@ interface NodeRow {
   rules_in_kernel: string;
   map_fill_ratio: number;
   kernel_memory_bytes: string;
+  resize_grow_failures: string;
+  resize_shrink_failures: string;
+  last_resize_failure: string;
+  last_resize_failure_time: string | null;
   last_error: string;
   connected: boolean;
 }
@@ -103,6 +108,7 @@ export class NodeTracker {
       rulesInKernel: 0n,
       mapFillRatio: 0,
       kernelMemoryBytes: 0n,
+      resizeFailures: undefined,
       lastError: '',
       dirty: false,
       closed: false,
@@ -172,6 +178,7 @@ export class NodeTracker {
     s.rulesInKernel = st.rulesInKernel;
     s.mapFillRatio = st.mapFillRatio;
     s.kernelMemoryBytes = st.kernelMemoryBytes;
+    s.resizeFailures = st.mapResizeFailures;
     s.lastError = st.lastError;
     s.dirty = true;
   }
@@ -211,6 +218,10 @@ export class NodeTracker {
       rules_in_kernel: s.rulesInKernel.toString(),
       map_fill_ratio: s.mapFillRatio,
       kernel_memory_bytes: s.kernelMemoryBytes.toString(),
+      resize_grow_failures: (s.resizeFailures?.grow ?? 0n).toString(),
+      resize_shrink_failures: (s.resizeFailures?.shrink ?? 0n).toString(),
+      last_resize_failure: s.resizeFailures?.lastReason ?? '',
+      last_resize_failure_time: s.resizeFailures?.lastTime?.toISOString() ?? null,
       last_error: s.lastError,
       connected: !s.closed,
     };
@@ -242,10 +253,13 @@ export class NodeTracker {
       update nodes n set last_seen = x.last_seen, applied_revision = x.applied_revision, sync_state = x.sync_state,
         nacked_revision = x.nacked_revision, last_nack = decode(x.last_nack, 'base64'), interfaces = x.interfaces,
         rules_in_kernel = x.rules_in_kernel, map_fill_ratio = x.map_fill_ratio, kernel_memory_bytes = x.kernel_memory_bytes,
+        resize_grow_failures = x.resize_grow_failures, resize_shrink_failures = x.resize_shrink_failures,
+        last_resize_failure = x.last_resize_failure, last_resize_failure_time = x.last_resize_failure_time,
         last_error = x.last_error, connected = x.connected
       from jsonb_to_recordset(${this.sql.json(rows as never)}) as x(name text, last_seen timestamptz, applied_revision bigint,
         sync_state smallint, nacked_revision bigint, last_nack text, interfaces jsonb, rules_in_kernel bigint,
-        map_fill_ratio double precision, kernel_memory_bytes bigint, last_error text, connected boolean)
+        map_fill_ratio double precision, kernel_memory_bytes bigint, resize_grow_failures bigint, resize_shrink_failures bigint,
+        last_resize_failure text, last_resize_failure_time timestamptz, last_error text, connected boolean)
       where n.name = x.name and n.control_plane_id = ${this.controlPlaneId}`;
   }
 

@@ -21,8 +21,8 @@
 // event loop), swap.ts (swapping one in, finishing a swap a crash interrupted),
 // gen-open.ts (the generation in force at open), prefix-table.ts (a table's entries), pinned-meta.ts,
 // if-counters.ts, attach.ts (links, one detach path), apply-checks.ts,
-// batch-writer.ts (a batch's ops into the generation in force), resize-policy.ts
-// (when the maps are due other sizes), kernel-memory.ts.
+// batch-writer.ts (a batch's ops into the generation in force), gen-resizer.ts
+// (when the maps get other sizes: resize-policy.ts, gen-swapper.ts), kernel-memory.ts.
 
 import { existsSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
@@ -61,10 +61,9 @@ import { checkOptions, checkRingBytes } from './open-options.js';
 import { PinnedMeta, readPinnedMeta } from './pinned-meta.js';
 import { DEFAULT_PIN_DIR, checkPinnedAbi, pinPrograms, preparePinDir, removePins } from './pins.js';
 import type { TableLayout } from './prefix-table.js';
-import { ResizePolicy } from './resize-policy.js';
 import type { GenSizes } from './sizing.js';
 import type { SwapStep } from './swap.js';
-import { GenSwapper } from './gen-swapper.js';
+import { GenResizer } from './gen-resizer.js';
 import { recountAfterCrash, writeBatch } from './batch-writer.js';
 import { type TestRunOptions, type TestRunResult, progTestRun } from './test-run.js';
 
@@ -134,13 +133,10 @@ export class BpfDatapath implements Datapath {
   /** The generation in force and what is written through it. */
   private state: GenState;
   private sizes: GenSizes;
-  private readonly swapper: GenSwapper;
+  /** When the maps get other sizes, and the swaps (gen-resizer.ts). */
+  private readonly resizer: GenResizer;
   /** Settles when the last apply started has written its ops (applies write one at a time, in call order). */
   private turn: Promise<void> = Promise.resolve();
-  /** The last look for a swap an apply made due, and the swap it started (never rejects: resizeIfDue logs). */
-  private resizing: Promise<void> = Promise.resolve();
-  /** When the maps are due other sizes (resize-policy.ts). */
-  private readonly resize: ResizePolicy;
   private closed = false;
 
   /** Use openDatapath(): it checks the pins' ABI first and cleans up a failed first open. */
@@ -206,12 +202,7 @@ export class BpfDatapath implements Datapath {
       if (opts.events) this.ev.configure(opts.events);
       this.ifCounters = new IfCounters(this.shared.get(MAP.IF_CNT)!, this.shared.get(MAP.IF_CNTX)!, this.ncpu);
       this.policies = policyMapsOf((n) => this.shared.get(n), pinDir);
-      this.resize = new ResizePolicy({
-        capacity: this.capacity,
-        reserve: this.reserve,
-        current: () => ({ state: this.state, sizes: this.sizes }),
-      });
-      this.swapper = this.newSwapper(tries);
+      this.resizer = this.newResizer(tries);
       this.state.release();
       pinPrograms(pinDir, gen!.progs);
     } catch (e) {
@@ -268,7 +259,7 @@ export class BpfDatapath implements Datapath {
   memory(): KernelMemory {
     this.assertOpen();
     try {
-      return kernelMemory(this.state, this.shared, this.ncpu, this.swapper.stats);
+      return kernelMemory(this.state, this.shared, this.ncpu, this.resizer.stats);
     } finally {
       this.state.release();
     }
@@ -329,22 +320,17 @@ export class BpfDatapath implements Datapath {
       this.state.release();
       done();
     }
-    // Not awaited: resizeIfDue() never rejects, and starts its swap (swapper.busy) before its first await.
-    this.resizing = this.resizeIfDue();
+    this.resizer.afterApply();
   }
 
   /** True while a generation swap is in flight (its load on a worker thread; tests). */
   get swapping(): boolean {
-    return this.swapper.busy;
+    return this.resizer.busy;
   }
 
   /** Resolves once no generation swap is in flight, nor one an apply made due (tests, the bench, the agent's stop). */
-  async settled(): Promise<void> {
-    for (let r = this.resizing; ; r = this.resizing) {
-      await r;
-      await this.swapper.settled();
-      if (r === this.resizing) return;
-    }
+  settled(): Promise<void> {
+    return this.resizer.settled();
   }
 
   private async applyInTurn(b: OpBatch, meta?: SyncMeta): Promise<void> {
@@ -353,47 +339,18 @@ export class BpfDatapath implements Datapath {
     // The need is looked at and the ops written in one run of the loop: no swap lands between.
     for (;;) {
       const need = batchNeeds(this.state.tables, b, this.sizes, this.capacity.prefixesPerTable);
-      const next = this.resize.forNeed(need);
-      if (next === this.sizes) return writeBatch(this.state, this.meta, b, need, meta);
-      // A swap in flight first (its sizes may be enough), else one to these sizes.
-      await (this.swapper.busy ? this.swapper.settled() : this.swapper.swap(next, 'grow'));
+      const wait = this.resizer.roomFor(need);
+      if (wait === null) return writeBatch(this.state, this.meta, b, need, meta);
+      await wait;
       this.assertOpen();
     }
   }
 
-  /**
-   * After an apply: swaps in larger maps if a part is more than 3/4 full
-   * (sizing.ts growAhead), else smaller ones if a part holds a quarter of its
-   * size or less; not while a swap is in flight. Runs after the apply
-   * resolved (not awaited: `resizing`, settled()). Errors are logged: an apply
-   * that needs larger maps swaps them in itself.
-   */
-  private async resizeIfDue(): Promise<void> {
-    if (this.swapper.busy || this.closed) return;
-    let why: 'grow' | 'shrink' = 'grow';
-    try {
-      let next = this.resize.ahead();
-      if (next === this.sizes) {
-        why = 'shrink';
-        next = this.resize.smaller();
-      }
-      if (next !== this.sizes) await this.swapper.swap(next, why);
-    } catch (e) {
-      this.log?.warn(
-        { error: (e as Error).message },
-        why === 'grow'
-          ? 'could not swap in larger maps ahead; an apply that needs them will'
-          : 'could not swap in smaller maps; keeping these',
-      );
-    } finally {
-      if (!this.closed) this.state.release();
-    }
-  }
-
-  /** The swapper of this datapath's generations (gen-swapper.ts). */
-  private newSwapper(tries: readonly BpfMap[]): GenSwapper {
-    return new GenSwapper({
+  /** The resizer of this datapath's generations (gen-resizer.ts). */
+  private newResizer(tries: readonly BpfMap[]): GenResizer {
+    return new GenResizer({
       objDir: this.objDir,
+      reserve: this.reserve,
       events: this.eventCode,
       capacity: this.capacity,
       ncpu: this.ncpu,
@@ -401,8 +358,6 @@ export class BpfDatapath implements Datapath {
       tries,
       ctx: { pinDir: this.pinDir, meta: this.meta, links: this.links, log: this.log, onStep: this.onSwapStep },
       current: () => ({ state: this.state, sizes: this.sizes }),
-      usage: () => this.resize.usage(),
-      limits: () => this.resize.limits(),
       closed: () => this.closed,
       swapped: (next, sizes) => {
         this.state = next;
@@ -414,7 +369,7 @@ export class BpfDatapath implements Datapath {
 
   /** The duration of the last generation swap, ms (the bench). */
   get lastSwapMs(): number {
-    return this.swapper.stats.lastMs;
+    return this.resizer.stats.lastMs;
   }
 
   // ---------------------------------------------------------------- counters

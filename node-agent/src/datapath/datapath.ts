@@ -295,10 +295,12 @@ export interface KernelMemory {
   /**
    * Swaps that failed (a load or a fill the kernel or libbpf refused, a shrink
    * whose maps filled up during the load: the generation in force stayed), by
-   * kind, and the last one's kind and reason ('' none, or a swap went in since).
+   * kind, and the last one's kind and reason ('' none, or a swap went in since)
+   * and time (epoch ms; 0 with the reason '').
    */
   readonly swapFailures: { readonly grow: number; readonly shrink: number };
   readonly lastSwapFailure: string;
+  readonly lastSwapFailureAt: number;
 }
 
 export interface CounterPair {

@@ -65,11 +65,13 @@ export interface SwapStats {
   readonly failed: Record<SwapWhy, number>;
   /** The last failure's kind and reason ("grow: ..."), '' once a swap went in after it. */
   lastFailure: string;
+  /** When it failed (epoch ms), 0 with lastFailure ''. */
+  lastFailureAt: number;
 }
 
 export class GenSwapper {
   private inFlight: Promise<void> | null = null;
-  readonly stats: SwapStats = { count: 0, maxMs: 0, lastMs: 0, failed: { grow: 0, shrink: 0 }, lastFailure: '' };
+  readonly stats: SwapStats = { count: 0, maxMs: 0, lastMs: 0, failed: { grow: 0, shrink: 0 }, lastFailure: '', lastFailureAt: 0 };
 
   constructor(private readonly host: SwapHost) {}
 
@@ -91,6 +93,7 @@ export class GenSwapper {
         if (!this.host.closed()) {
           this.stats.failed[why]++;
           this.stats.lastFailure = `${why}: ${e instanceof Error ? e.message : String(e)}`;
+          this.stats.lastFailureAt = Date.now();
         }
         throw e;
       })
@@ -141,6 +144,7 @@ export class GenSwapper {
     const ms = performance.now() - t0;
     this.stats.count++;
     this.stats.lastFailure = '';
+    this.stats.lastFailureAt = 0;
     this.stats.lastMs = ms;
     this.stats.maxMs = Math.max(this.stats.maxMs, ms);
     h.ctx.log?.info(

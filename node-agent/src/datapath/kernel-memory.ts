@@ -76,5 +76,6 @@ export function kernelMemory(state: GenState, shared: ReadonlyMap<MapName, BpfMa
     swapMaxMs: Math.round(swaps.maxMs * 10) / 10,
     swapFailures: { ...swaps.failed },
     lastSwapFailure: swaps.lastFailure,
+    lastSwapFailureAt: swaps.lastFailureAt,
   };
 }

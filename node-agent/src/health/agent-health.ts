@@ -26,6 +26,8 @@ export interface KernelMemoryHealth {
   /** Swaps that failed (the maps in force stayed) by kind, and the last one's "kind: reason" ('' none, or a swap went in since). */
   readonly resizeFailures: { readonly grow: number; readonly shrink: number };
   readonly lastResizeFailure: string;
+  /** When it failed (ISO 8601), '' with lastResizeFailure ''. */
+  readonly lastResizeFailureTime: string;
   readonly maps: readonly { readonly name: string; readonly bytes: number }[];
 }
 

@@ -9,7 +9,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
-import type { Detection, Hello, SyncRequest } from '../../../proto/gen/fleetwall/v1/agent_service.js';
+import type { AgentStatus, Detection, Hello, SyncRequest } from '../../../proto/gen/fleetwall/v1/agent_service.js';
 import type { XdpMode } from '../../../proto/gen/fleetwall/v1/node.js';
 import { Action, Direction } from '../../../proto/gen/fleetwall/v1/rule.js';
 import { errorInfoOf } from '../../support/control-plane.js';
@@ -55,6 +55,31 @@ function detection(over: Partial<Detection>): SyncRequest {
       },
     },
   };
+}
+
+/** An AgentStatus with `over` changed. */
+function agentStatus(over: Partial<AgentStatus>): SyncRequest {
+  return {
+    msg: {
+      $case: 'status',
+      value: {
+        interfaces: [],
+        rulesInKernel: 1n,
+        mapFillRatio: 0,
+        lastError: '',
+        appliedRevision: 0n,
+        kernelMemoryBytes: 0n,
+        mapResizeFailures: undefined,
+        failsafe: [],
+        ...over,
+      },
+    },
+  };
+}
+
+/** AgentStatus.map_resize_failures: one failed grow, now, with `over` changed. */
+function resizeFailures(over: Partial<NonNullable<AgentStatus['mapResizeFailures']>>): SyncRequest {
+  return agentStatus({ mapResizeFailures: { grow: 1n, shrink: 0n, lastReason: 'grow: no memory', lastTime: new Date(), ...over } });
 }
 
 /** The stream ends with INVALID_ARGUMENT naming `field`; nothing it sent is stored. */
@@ -187,6 +212,7 @@ describe('after Hello', () => {
             lastError: '',
             appliedRevision: 0n,
             kernelMemoryBytes: 0n,
+            mapResizeFailures: undefined,
             failsafe: [],
           },
         },
@@ -206,6 +232,7 @@ describe('after Hello', () => {
             lastError: '',
             appliedRevision: 0n,
             kernelMemoryBytes: U64_MAX,
+            mapResizeFailures: undefined,
             failsafe: [],
           },
         },
@@ -225,6 +252,7 @@ describe('after Hello', () => {
             lastError: '',
             appliedRevision: 0n,
             kernelMemoryBytes: 0n,
+            mapResizeFailures: undefined,
             failsafe: [{ cidr: '192.0.2.1/32', source: 'cp\u0000' }],
           },
         },
@@ -244,6 +272,7 @@ describe('after Hello', () => {
             lastError: '',
             appliedRevision: 0n,
             kernelMemoryBytes: 0n,
+            mapResizeFailures: undefined,
             failsafe: [],
           },
         },
@@ -263,12 +292,32 @@ describe('after Hello', () => {
             lastError: '',
             appliedRevision: 0n,
             kernelMemoryBytes: 0n,
+            mapResizeFailures: undefined,
             failsafe: [],
           },
         },
       },
       'INVALID_FIELD',
       /status\.interfaces\[0\]\.name/,
+    ],
+    // A negative count written as a (signed) varint is the same bytes as 2^64-1.
+    [
+      'AgentStatus map_resize_failures.grow 2^64-1 (-1 on the wire)',
+      resizeFailures({ grow: U64_MAX }),
+      'INVALID_FIELD',
+      /status\.map_resize_failures\.grow/,
+    ],
+    [
+      'AgentStatus map_resize_failures.shrink 2^63',
+      resizeFailures({ shrink: 1n << 63n }),
+      'INVALID_FIELD',
+      /status\.map_resize_failures\.shrink/,
+    ],
+    [
+      'AgentStatus map_resize_failures.last_time in the year 10000',
+      resizeFailures({ lastTime: new Date(Date.UTC(10_000, 0, 1)) }),
+      'INVALID_FIELD',
+      /status\.map_resize_failures\.last_time/,
     ],
     ['Detection address of 5 bytes', detection({ address: Buffer.alloc(5) }), 'INVALID_FIELD', /detection\.address/],
     ['Detection prefix_length 33', detection({ prefixLength: 33 }), 'INVALID_FIELD', /detection\.prefix_length/],
@@ -313,6 +362,7 @@ describe('after Hello', () => {
             lastError: 'map \u0000full',
             appliedRevision: 0n,
             kernelMemoryBytes: 0n,
+            mapResizeFailures: undefined,
             failsafe: [],
           },
         },
@@ -339,6 +389,35 @@ describe('after Hello', () => {
       c.close();
     }
     await assertStillServes(rig, 'tidied text');
+  });
+
+  test('a failed resize reason of 200 KB with NUL and escapes is tidied and kept short; the counts are stored; the stream stays up', async () => {
+    const c = await live();
+    try {
+      const at = new Date(Date.UTC(2026, 0, 2, 3, 4, 5));
+      c.send(resizeFailures({ grow: 3n, shrink: 2n, lastReason: `grow: \u0000verifier\u001b[2J ${'x'.repeat(200 * 1024)}`, lastTime: at }));
+      const r = await eventually(
+        () =>
+          withSql(rig.url, async (sql) => {
+            const [r] = await sql<{ grow: string; shrink: string; reason: string; at: Date | null }[]>`
+              select resize_grow_failures::text as grow, resize_shrink_failures::text as shrink, last_resize_failure as reason,
+                     last_resize_failure_time as at
+              from nodes where name = ${c.opts.nodeName}`;
+            if (r?.grow !== '3') throw new Error(`not yet: ${r?.grow}`);
+            return r;
+          }),
+        'the failed resizes stored',
+      );
+      assert.equal(r.shrink, '2');
+      assert.ok(r.reason.startsWith('grow: verifier[2J xxx'), r.reason.slice(0, 40));
+      assert.equal(r.reason.length, 1025, 'cut to 1,024 characters and an ellipsis');
+      assert.ok(!r.reason.includes('\u0000') && !r.reason.includes('\u001b'), 'no NUL, no ESC');
+      assert.equal(r.at?.getTime(), at.getTime());
+      assert.equal(c.ended, undefined, 'the stream is up');
+    } finally {
+      c.close();
+    }
+    await assertStillServes(rig, 'tidied resize failure');
   });
 
   test('counters for a rule that does not exist are dropped, not stored', async () => {

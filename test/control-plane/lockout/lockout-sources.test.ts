@@ -40,6 +40,7 @@ before(async () => {
         lastError: '',
         appliedRevision: 0n,
         kernelMemoryBytes: 0n,
+        mapResizeFailures: undefined,
         failsafe: [
           { cidr: '192.0.2.10/32', source: 'control plane cp.example:50051' },
           { cidr: '10.9.0.0/16', source: '--failsafe-cidrs' },

@@ -23,7 +23,7 @@ import { Status } from "../../google/rpc/status.js";
 import { VerdictCounters } from "./counter.js";
 import { AgentDropEvent, RuleEventLoss } from "./event.js";
 import { FailsafeEntry } from "./failsafe.js";
-import { InterfaceStatus } from "./node.js";
+import { InterfaceStatus, MapResizeFailures } from "./node.js";
 import {
   PolicyMatch,
   PolicyThreshold,
@@ -344,6 +344,11 @@ export interface AgentStatus {
    * it follows the rules held (the maps grow and shrink with them).
    */
   kernelMemoryBytes: bigint;
+  /**
+   * Resizes of those maps that failed since the agent started (the maps in
+   * force stayed), by kind, and the last one's reason and time.
+   */
+  mapResizeFailures: MapResizeFailures | undefined;
 }
 
 /**
@@ -2671,6 +2676,7 @@ function createBaseAgentStatus(): AgentStatus {
     appliedRevision: 0n,
     failsafe: [],
     kernelMemoryBytes: 0n,
+    mapResizeFailures: undefined,
   };
 }
 
@@ -2705,6 +2711,9 @@ export const AgentStatus: MessageFns<AgentStatus> = {
         throw new globalThis.Error("value provided for field message.kernelMemoryBytes of type uint64 too large");
       }
       writer.uint32(56).uint64(message.kernelMemoryBytes);
+    }
+    if (message.mapResizeFailures !== undefined) {
+      MapResizeFailures.encode(message.mapResizeFailures, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -2778,6 +2787,14 @@ export const AgentStatus: MessageFns<AgentStatus> = {
             message.kernelMemoryBytes = reader.uint64() as bigint;
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.mapResizeFailures = MapResizeFailures.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2823,6 +2840,11 @@ export const AgentStatus: MessageFns<AgentStatus> = {
         : isSet(object.kernel_memory_bytes)
         ? BigInt(object.kernel_memory_bytes)
         : 0n,
+      mapResizeFailures: isSet(object.mapResizeFailures)
+        ? MapResizeFailures.fromJSON(object.mapResizeFailures)
+        : isSet(object.map_resize_failures)
+        ? MapResizeFailures.fromJSON(object.map_resize_failures)
+        : undefined,
     };
   },
 
@@ -2849,6 +2871,9 @@ export const AgentStatus: MessageFns<AgentStatus> = {
     if (message.kernelMemoryBytes !== 0n) {
       obj.kernelMemoryBytes = message.kernelMemoryBytes.toString();
     }
+    if (message.mapResizeFailures !== undefined) {
+      obj.mapResizeFailures = MapResizeFailures.toJSON(message.mapResizeFailures);
+    }
     return obj;
   },
 
@@ -2870,6 +2895,9 @@ export const AgentStatus: MessageFns<AgentStatus> = {
     message.kernelMemoryBytes = (object.kernelMemoryBytes !== undefined && object.kernelMemoryBytes !== null)
       ? BigInt(object.kernelMemoryBytes)
       : 0n;
+    message.mapResizeFailures = (object.mapResizeFailures !== undefined && object.mapResizeFailures !== null)
+      ? MapResizeFailures.fromPartial(object.mapResizeFailures)
+      : undefined;
     return message;
   },
 };

@@ -203,11 +203,38 @@ export interface Node {
    * not reported. Writes that would overfill it are refused.
    */
   capacityPerTable: bigint;
+  /**
+   * Resizes of its kernel maps that failed (AgentStatus.map_resize_failures);
+   * unset when none failed since its agent started, or before its first status.
+   */
+  mapResizeFailures: MapResizeFailures | undefined;
 }
 
 export interface Node_LabelsEntry {
   key: string;
   value: string;
+}
+
+/**
+ * Resizes of a node's kernel maps that failed, counted by its agent since it
+ * started. The maps grow (a table past 3/4 full) and shrink with the rules
+ * they hold, into a new generation loaded beside the one in force; a resize
+ * the kernel refuses (a verifier or memory refusal, a shrink whose maps filled
+ * up during the load) leaves the maps in force as they were, so a node whose
+ * grows fail refuses rules once its tables are full.
+ */
+export interface MapResizeFailures {
+  /** Grows and shrinks that failed. */
+  grow: bigint;
+  shrink: bigint;
+  /**
+   * The last failure's kind and reason ("grow: ..." or "shrink: ..."), and
+   * when it happened (the agent's clock); empty and unset once a resize went
+   * in after it. The control plane keeps at most 1,024 characters of the
+   * reason, control characters removed.
+   */
+  lastReason: string;
+  lastTime: Date | undefined;
 }
 
 function createBaseInterfaceStatus(): InterfaceStatus {
@@ -353,6 +380,7 @@ function createBaseNode(): Node {
     firstSeenTime: undefined,
     kernelMemoryBytes: 0n,
     capacityPerTable: 0n,
+    mapResizeFailures: undefined,
   };
 }
 
@@ -420,6 +448,9 @@ export const Node: MessageFns<Node> = {
         throw new globalThis.Error("value provided for field message.capacityPerTable of type uint64 too large");
       }
       writer.uint32(128).uint64(message.capacityPerTable);
+    }
+    if (message.mapResizeFailures !== undefined) {
+      MapResizeFailures.encode(message.mapResizeFailures, writer.uint32(138).fork()).join();
     }
     return writer;
   },
@@ -568,6 +599,14 @@ export const Node: MessageFns<Node> = {
             message.capacityPerTable = reader.uint64() as bigint;
             continue;
           }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.mapResizeFailures = MapResizeFailures.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -661,6 +700,11 @@ export const Node: MessageFns<Node> = {
         : isSet(object.capacity_per_table)
         ? BigInt(object.capacity_per_table)
         : 0n,
+      mapResizeFailures: isSet(object.mapResizeFailures)
+        ? MapResizeFailures.fromJSON(object.mapResizeFailures)
+        : isSet(object.map_resize_failures)
+        ? MapResizeFailures.fromJSON(object.map_resize_failures)
+        : undefined,
     };
   },
 
@@ -720,6 +764,9 @@ export const Node: MessageFns<Node> = {
     if (message.capacityPerTable !== 0n) {
       obj.capacityPerTable = message.capacityPerTable.toString();
     }
+    if (message.mapResizeFailures !== undefined) {
+      obj.mapResizeFailures = MapResizeFailures.toJSON(message.mapResizeFailures);
+    }
     return obj;
   },
 
@@ -764,6 +811,9 @@ export const Node: MessageFns<Node> = {
     message.capacityPerTable = (object.capacityPerTable !== undefined && object.capacityPerTable !== null)
       ? BigInt(object.capacityPerTable)
       : 0n;
+    message.mapResizeFailures = (object.mapResizeFailures !== undefined && object.mapResizeFailures !== null)
+      ? MapResizeFailures.fromPartial(object.mapResizeFailures)
+      : undefined;
     return message;
   },
 };
@@ -849,6 +899,137 @@ export const Node_LabelsEntry: MessageFns<Node_LabelsEntry> = {
     const message = createBaseNode_LabelsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseMapResizeFailures(): MapResizeFailures {
+  return { grow: 0n, shrink: 0n, lastReason: "", lastTime: undefined };
+}
+
+export const MapResizeFailures: MessageFns<MapResizeFailures> = {
+  encode(message: MapResizeFailures, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.grow !== 0n) {
+      if (BigInt.asUintN(64, message.grow) !== message.grow) {
+        throw new globalThis.Error("value provided for field message.grow of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.grow);
+    }
+    if (message.shrink !== 0n) {
+      if (BigInt.asUintN(64, message.shrink) !== message.shrink) {
+        throw new globalThis.Error("value provided for field message.shrink of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.shrink);
+    }
+    if (message.lastReason !== "") {
+      writer.uint32(26).string(message.lastReason);
+    }
+    if (message.lastTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.lastTime), writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MapResizeFailures {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMapResizeFailures();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.grow = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.shrink = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.lastReason = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.lastTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MapResizeFailures {
+    return {
+      grow: isSet(object.grow) ? BigInt(object.grow) : 0n,
+      shrink: isSet(object.shrink) ? BigInt(object.shrink) : 0n,
+      lastReason: isSet(object.lastReason)
+        ? globalThis.String(object.lastReason)
+        : isSet(object.last_reason)
+        ? globalThis.String(object.last_reason)
+        : "",
+      lastTime: isSet(object.lastTime)
+        ? fromJsonTimestamp(object.lastTime)
+        : isSet(object.last_time)
+        ? fromJsonTimestamp(object.last_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: MapResizeFailures): unknown {
+    const obj: any = {};
+    if (message.grow !== 0n) {
+      obj.grow = message.grow.toString();
+    }
+    if (message.shrink !== 0n) {
+      obj.shrink = message.shrink.toString();
+    }
+    if (message.lastReason !== "") {
+      obj.lastReason = message.lastReason;
+    }
+    if (message.lastTime !== undefined) {
+      obj.lastTime = message.lastTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MapResizeFailures>, I>>(base?: I): MapResizeFailures {
+    return MapResizeFailures.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MapResizeFailures>, I>>(object: I): MapResizeFailures {
+    const message = createBaseMapResizeFailures();
+    message.grow = (object.grow !== undefined && object.grow !== null) ? BigInt(object.grow) : 0n;
+    message.shrink = (object.shrink !== undefined && object.shrink !== null) ? BigInt(object.shrink) : 0n;
+    message.lastReason = object.lastReason ?? "";
+    message.lastTime = object.lastTime ?? undefined;
     return message;
   },
 };
