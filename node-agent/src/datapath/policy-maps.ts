@@ -247,7 +247,8 @@ export class PolicyMaps implements PolicyCounter {
 
   writePolicies(policies: readonly KernelPolicy[]): void {
     this.assertOpen();
-    this.cfg.update(this.key0, encodePolicySet(policies, this.clock.hz(), this.seeds));
+    // HZ is measured at the first set that has a policy (a few ticks: kernel-clock.ts).
+    this.cfg.update(this.key0, encodePolicySet(policies, policies.length > 0 ? this.clock.hz() : 0, this.seeds));
     this.policies = [...policies];
     this.refreshMargins();
   }
