@@ -21,6 +21,7 @@ build() { # src out [extra flags...]
 
 build bpf/xdp_ingress.bpf.c bpf/obj/xdp_ingress.bpf.o
 build bpf/tc_egress.bpf.c bpf/obj/tc_egress.bpf.o
+build bpf/fw_clock.bpf.c bpf/obj/fw_clock.bpf.o
 
 # Benchmark-only programs.
 build bpf/bench/bare.bpf.c bpf/bench/obj/bare.bpf.o

@@ -39,7 +39,7 @@
 
 #include <linux/types.h>
 
-#define FW_ABI_VERSION 13
+#define FW_ABI_VERSION 14
 
 /* Bytes of store id the sync meta holds (a control plane's store ids are UUIDs: 36). */
 #define FW_STORE_ID_MAX 64

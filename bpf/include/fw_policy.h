@@ -12,8 +12,9 @@
  * IP header fw_parse found) only when a policy of its direction reads ports
  * or TCP flags (l4_mask), the policies that count it are found by bitmaps of
  * slots (fw_pol_slots, ABI 13: no policy's match fields are read), the clock
- * once per packet that some policy counts (fw_pol_now: the coarse clock,
- * read once per jiffy per CPU). The counting is inline in the program
+ * once per packet that some policy counts (ABI 14: bpf_jiffies64(), one
+ * inlined load; a window is a multiply by its reciprocal in jiffies,
+ * fw_pol_epoch). The counting is inline in the program
  * (fw_policy_count: no call); only a group over a limit calls a global
  * function, fw_pol_report. Layouts, the sketch and its error bound are in
  * fw_policy_abi.h; the agent's half is node-agent/src/respond/.
@@ -69,44 +70,14 @@ struct {
 } fw_pol_stat SEC(".maps");
 
 /*
- * The clock the policies count with, per CPU: the coarse clock as this CPU
- * last read it, and the jiffies it read it in. Not in the ABI (no fw_
- * prefix): unpinned, each loaded program's own.
+ * The window of a policy at jiffies j (ABI 14): j times the reciprocal of
+ * the window in jiffies (fw_policy_abi.h). bpf_jiffies64() is one load (the
+ * verifier inlines it), the multiply and shift replace the coarse clock's
+ * per-CPU cache and a u64 division.
  */
-struct fw_pol_clock {
-	__u64 jiffies;
-	__u64 ns;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct fw_pol_clock);
-} pol_clock SEC(".maps");
-
-/*
- * bpf_ktime_get_coarse_ns(), read once per jiffy per CPU: the coarse clock
- * moves only at a tick, when jiffies does, and bpf_jiffies64() and the
- * per-CPU lookup are inlined by the verifier where the clock is a helper
- * call. Bound: the value is never ahead of the coarse clock and at most one
- * tick (1-4 ms) behind it (a packet that reads the new jiffies just before
- * the tick's clock update keeps that tick's old time for the jiffy), so a
- * window's boundary (windows of 100 ms and more) is late by at most a tick.
- */
-static __always_inline __u64 fw_pol_now(void)
+static __always_inline __u64 fw_pol_epoch(const struct fw_policy *p, __u64 j)
 {
-	__u32 z = 0;
-	struct fw_pol_clock *c = bpf_map_lookup_elem(&pol_clock, &z);
-	__u64 j = bpf_jiffies64();
-
-	if (!c)
-		return bpf_ktime_get_coarse_ns();
-	if (c->jiffies != j) {
-		c->ns = bpf_ktime_get_coarse_ns();
-		c->jiffies = j;
-	}
-	return c->ns;
+	return (j * p->window_mul) >> (p->window_shift & 63);
 }
 
 /* What a policy matches on and counts. */
@@ -116,7 +87,7 @@ struct fw_pol_pkt {
 	__u32 l3;          /* fw_parse's offset of the IP header */
 	__u32 w[4];        /* the group's address (source on ingress, destination on egress), network order */
 	__u64 bytes;
-	__u64 now;         /* fw_pol_now(): the coarse clock, at most a tick behind */
+	__u64 jiffies;     /* bpf_jiffies64(): the windows' clock */
 };
 
 /*
@@ -251,7 +222,7 @@ __noinline int fw_pol_report(const struct fw_policy_set *ps, __u32 i, const stru
 	if (!ps || !pk || i >= FW_POL_MAX)
 		return 0;
 	const struct fw_policy *p = &ps->p[i];
-	if (p->window_ns == 0)
+	if (p->window_mul == 0)
 		return 0;
 	const struct fw_pol_stat *st = bpf_map_lookup_elem(&fw_pol_stat, &z);
 	if (!st)
@@ -263,8 +234,9 @@ __noinline int fw_pol_report(const struct fw_policy_set *ps, __u32 i, const stru
 	struct fw_pol_sketch *sk = bpf_map_lookup_elem(&fw_pol_cms, &slot);
 	if (!sk)
 		return 0;
-	__u64 epoch = pk->now / p->window_ns;
-	__u32 tag = (__u32)epoch + p->id * FW_POL_TAG_MUL;
+	__u32 shift = p->window_shift & 63;
+	__u64 x = pk->jiffies * p->window_mul;
+	__u32 tag = (__u32)(x >> shift) + p->id * FW_POL_TAG_MUL;
 	__u64 lo, hi;
 	__u32 v4 = fw_pol_words(p, pk->family, pk->w, &lo, &hi);
 	/* Over: reported once per group and window (its cells' marks). */
@@ -275,7 +247,10 @@ __noinline int fw_pol_report(const struct fw_policy_set *ps, __u32 i, const stru
 		ab = eb != ~0ULL ? eb : pk->bytes;
 	struct fw_pol_key k = {};
 	fw_pol_key_of(p, pk, &k);
-	fw_pol_hit(&k, ap, ab, epoch * p->window_ns, pk->now);
+	/* The time into the window: its fraction (x's low bits, 16 of them kept) of window_ns (< 2^48). */
+	__u64 frac = shift >= 16 ? (x & ((1ULL << shift) - 1)) >> (shift - 16) : 0;
+	__u64 now = bpf_ktime_get_coarse_ns();
+	fw_pol_hit(&k, ap, ab, now - ((frac * p->window_ns) >> 16), now);
 	return 1;
 }
 
@@ -331,9 +306,9 @@ static __always_inline void fw_pol_account(const struct fw_policy_set *ps, const
 {
 	__u32 slot = i;
 	struct fw_pol_sketch *sk = bpf_map_lookup_elem(&fw_pol_cms, &slot);
-	if (!sk || p->window_ns == 0)
+	if (!sk || p->window_mul == 0)
 		return;
-	__u32 tag = (__u32)(pk->now / p->window_ns) + p->id * FW_POL_TAG_MUL;
+	__u32 tag = (__u32)fw_pol_epoch(p, pk->jiffies) + p->id * FW_POL_TAG_MUL;
 	__u64 bytes = pk->bytes;
 	__u64 lp = p->limit_packets, lb = p->limit_bytes;
 	__u64 lo, hi, est_p, est_b;
@@ -468,7 +443,7 @@ static __always_inline __u32 fw_pol_slots(const struct fw_policy_set *ps, __u32 
  * slot's sketch, under the tag of the id it read. A new version has a new id
  * and so new tags (fw_pol_account), so the new policy's cells restart at
  * its own first packets; a stray packet is at most one count in one window
- * of one slot (an empty slot: window_ns 0, nothing counted).
+ * of one slot (an empty slot: window_mul 0, nothing counted).
  */
 static __always_inline void fw_policy_count(void *data, void *data_end, const struct fw_addr *a, __u32 dir, __u64 bytes,
 					    const struct fw_policy_set *ps)
@@ -489,7 +464,7 @@ static __always_inline void fw_policy_count(void *data, void *data_end, const st
 	pk.w[0] = a->w[0];
 	if (pk.family == 6)
 		__builtin_memcpy(&pk.w[1], &a->w[1], 12);
-	pk.now = fw_pol_now();
+	pk.jiffies = bpf_jiffies64();
 	/* Slot 0 (the agent fills the slots from 0: a node's only policy is there) with a constant index, then the rest. */
 	if (cand & 1)
 		fw_pol_account(ps, &ps->p[0], 0, &pk);

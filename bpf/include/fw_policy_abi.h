@@ -21,12 +21,19 @@
  * masked address as two little-endian u64 loads (IPv4: lo = the u32, hi =
  * 0: the programs compute lo * a_r + c_r), seeds random per agent process (an attacker who does not know them
  * cannot pick sources that collide with a victim in every row). A cell is
- * tagged with its window: tag = (u32)(now / window_ns) + id * FW_POL_TAG_MUL
- * (now: bpf_ktime_get_coarse_ns(), read once per jiffy per CPU, so at most
- * one tick behind it: fw_pol_now in fw_policy.h); a cell whose tag is not the packet's
- * restarts at this packet, so a new window or a new policy version needs no
- * clearing. Windows are aligned (epoch = now / window_ns), the same for
- * every group of a policy.
+ * tagged with its window: tag = (u32)epoch + id * FW_POL_TAG_MUL, epoch =
+ * (jiffies * window_mul) >> window_shift (ABI 14: bpf_jiffies64(), one load
+ * the verifier inlines, and a multiply by the reciprocal of the window in
+ * jiffies, which the agent computes from window_ns and the kernel's HZ:
+ * node-agent/src/datapath/kernel-clock.ts, policy-window.ts); a cell whose
+ * tag is not the packet's restarts at this packet, so a new window or a new
+ * policy version needs no clearing. Windows are aligned (the same epochs for
+ * every group of a policy) and begin at a tick, as they did on the coarse
+ * clock before ABI 14: a window of w jiffies (w = window_ns * HZ / 1e9, not
+ * always whole: 10 ms at HZ 250 is 2.5) lasts floor(w') or ceil(w') jiffies,
+ * w' = 2^window_shift / window_mul, within 2^-24 of w, so over n windows
+ * the mean is w to within w * 2^-24 + 1/n jiffies. jiffies * window_mul < 2^64
+ * while jiffies64 < 2^40 (34 years of uptime at HZ 1000).
  *
  * The group's estimate is the least of its cells (before this packet; plain,
  * non-atomic adds: two CPUs adding to one cell at once may lose one of the
@@ -105,8 +112,10 @@ struct fw_policy {
 	__u8 nports;          /* port ranges used; 0 = every port (and packets without ports) */
 	__u8 v4_len;          /* source group of IPv4: 32 or 24 */
 	__u8 v6_len;          /* IPv6: 128 or 64 */
-	__u8 pad[6];
-	__u64 window_ns;      /* the counting window (aligned: epoch = now / window_ns) */
+	__u8 window_shift;    /* ABI 14: epoch = (jiffies * window_mul) >> window_shift (16..63) */
+	__u8 pad;
+	__u32 window_mul;     /* round(2^window_shift / window in jiffies), in [2^23, 2^24); 0 = an empty slot */
+	__u64 window_ns;      /* the counting window in ns (what window_mul encodes; a hit's elapsed time) */
 	__u64 limit_packets;  /* a group with more packets than this in one window is reported (0: none; < 2^32 - 1) */
 	__u64 limit_bytes;    /* same for bytes (0: none) */
 	__u16 port_lo[FW_POL_PORT_RANGES];  /* host order, inclusive */
@@ -174,8 +183,8 @@ struct fw_pol_hit {
 	struct fw_pol_key key;
 	__u64 packets;        /* the estimate when the limit was crossed (this packet included) */
 	__u64 bytes;
-	__u64 elapsed_ns;     /* since the window began */
-	__u64 at_ns;          /* the crossing packet's clock (the coarse clock, at most a tick behind it) */
+	__u64 elapsed_ns;     /* since the window began (its fraction of window_ns, to 2^-16 of it) */
+	__u64 at_ns;          /* the crossing packet's clock (bpf_ktime_get_coarse_ns(): a tick's resolution) */
 };
 
 /* fw_pol_stat[0] (mmapped by the agent). */

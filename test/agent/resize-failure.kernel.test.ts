@@ -44,6 +44,7 @@ test('a grow ahead the kernel refuses: /metrics counts it by kind, /healthz and 
   });
   copyFileSync(join(OBJ_DIR, XDP_OBJ), join(objDir, XDP_OBJ));
   copyFileSync(join(OBJ_DIR, 'tc_egress.bpf.o'), join(objDir, 'tc_egress.bpf.o'));
+  copyFileSync(join(OBJ_DIR, 'fw_clock.bpf.o'), join(objDir, 'fw_clock.bpf.o')); // the policies' clock (kernel-clock.ts)
   const rejected = compileRejectedObject(objDir);
   const cfg = loadConfig(
     [

@@ -25,7 +25,7 @@ const DST = '192.0.2.1';
 const SEC = 1_000_000_000n;
 
 function policy(p: Partial<KernelPolicy> & { id: number }): KernelPolicy {
-  // Windows are aligned (now / window): a long one, so no test straddles two.
+  // Windows are aligned (jiffies in windows, ABI 14): a long one, so no test straddles two.
   return kernelPolicy({ windowNs: 3600n * SEC, ...p });
 }
 

@@ -52,6 +52,7 @@ test('a grow whose load the verifier refuses: counted (grow), its reason kept, t
   try {
     copyFileSync(join(OBJ_DIR, XDP_OBJ), join(objDir, XDP_OBJ));
     copyFileSync(join(OBJ_DIR, 'tc_egress.bpf.o'), join(objDir, 'tc_egress.bpf.o'));
+    copyFileSync(join(OBJ_DIR, 'fw_clock.bpf.o'), join(objDir, 'fw_clock.bpf.o')); // the policies' clock (kernel-clock.ts)
     const rejected = compileRejectedObject(objDir);
     await withDatapath('swap-fail-grow', { objDir, capacity: { prefixesPerTable: 4096, counterSlots: 1024 } }, async (dp, pinDir) => {
       const g0 = dp.generation();

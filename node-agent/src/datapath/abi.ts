@@ -8,7 +8,7 @@ import type { RuleDirection } from '../../../common/src/policy.js';
 import { EV_ENUMS, EV_LAYOUT, EV_MAP } from './events-abi.js';
 import { POLICY_ENUMS, POLICY_LAYOUT, POLICY_MAP } from './policy-abi.js';
 
-export const FW_ABI_VERSION = 13;
+export const FW_ABI_VERSION = 14;
 export const FW_STORE_ID_MAX = 64;
 /** ABI 2's fw_meta: 56 bytes, abi_version at offset 24 (read only to name the version of old pins). */
 export const FW_META_V2 = { size: 56, abiVersion: 24 } as const;

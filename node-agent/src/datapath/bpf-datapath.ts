@@ -57,6 +57,7 @@ import { possibleCpus, setLibbpfLogSink } from './libbpf.js';
 import { DEFAULT_OBJ_DIR } from './objects.js';
 import { DatapathEvents } from './event-source.js';
 import { type PolicyMaps, policyMapsOf } from './policy-maps.js';
+import { BpfKernelClock } from './kernel-clock.js';
 import { checkOptions, checkRingBytes } from './open-options.js';
 import { PinnedMeta, readPinnedMeta } from './pinned-meta.js';
 import { DEFAULT_PIN_DIR, checkPinnedAbi, pinPrograms, preparePinDir, removePins } from './pins.js';
@@ -126,6 +127,8 @@ export class BpfDatapath implements Datapath {
   private readonly ifCounters: IfCounters;
   /** The detection policies' maps (policy-maps.ts: fixed size, pinned outside the generations; unusable once closed). */
   readonly policies: PolicyMaps;
+  /** The kernel's jiffies and HZ, the policies' windows' clock (kernel-clock.ts: fw_clock.bpf.o, loaded with the datapath). */
+  private readonly clock: BpfKernelClock;
   private readonly links: LinkAttacher;
   private readonly ev: DatapathEvents;
   private readonly onSwapStep: BpfDatapathOptions['onSwapStep'];
@@ -201,13 +204,16 @@ export class BpfDatapath implements Datapath {
       takeOverLinks(this.links, gen!);
       if (opts.events) this.ev.configure(opts.events);
       this.ifCounters = new IfCounters(this.shared.get(MAP.IF_CNT)!, this.shared.get(MAP.IF_CNTX)!, this.ncpu);
-      this.policies = policyMapsOf((n) => this.shared.get(n), pinDir);
+      this.clock = BpfKernelClock.open(this.objDir);
+      this.policies = policyMapsOf((n) => this.shared.get(n), pinDir, this.clock);
       this.resizer = this.newResizer(tries);
       this.state.release();
       pinPrograms(pinDir, gen!.progs);
     } catch (e) {
       // biome-ignore lint/suspicious/noExplicitAny: a field set part-way through the constructor
       (this as any).state?.close();
+      // biome-ignore lint/suspicious/noExplicitAny: a field set part-way through the constructor
+      (this as any).clock?.close();
       gen?.close();
       for (const m of this.shared.values()) m.close();
       throw e;
@@ -425,6 +431,7 @@ export class BpfDatapath implements Datapath {
     // The views die with the mappings: nothing reads them after this (assertOpen).
     this.ifCounters.close();
     this.policies.close();
+    this.clock.close();
     this.state.close();
     this.state.gen.close();
     for (const m of this.shared.values()) m.close();

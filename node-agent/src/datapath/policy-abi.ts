@@ -10,7 +10,7 @@ export const FW_POL_ROWS = 4;
 export const FW_POL_WIDTH_BITS = 14;
 export const FW_POL_WIDTH = 1 << FW_POL_WIDTH_BITS;
 export const FW_POL_CELLS = FW_POL_MAX * FW_POL_ROWS * FW_POL_WIDTH;
-/** A cell's tag: (u32)(now / window_ns) + policy id * this. */
+/** A cell's tag: (u32)epoch + policy id * this (epoch = (jiffies * window_mul) >> window_shift, ABI 14). */
 export const FW_POL_TAG_MUL = 0x9e3779b1;
 /** fw_pol_cell.packets: a group of the cell was reported in its window. */
 export const FW_POL_REPORTED = 0x80000000;
@@ -61,7 +61,9 @@ export const POLICY_LAYOUT = {
       nports: 7,
       v4_len: 8,
       v6_len: 9,
-      pad: 10,
+      window_shift: 10,
+      pad: 11,
+      window_mul: 12,
       window_ns: 16,
       limit_packets: 24,
       limit_bytes: 32,

@@ -1,10 +1,12 @@
 // The detection policies' maps (bpf/include/fw_policy_abi.h, issue 18):
 // fw_pol_cfg written whole with one update (with this process's random hash
-// seeds, and the bitmaps of policy slots per direction, class and port that
-// the programs classify a packet by, ABI 13),
+// seeds, the bitmaps of policy slots per direction, class and port that
+// the programs classify a packet by, ABI 13, and each window's reciprocal in
+// jiffies at the kernel's HZ, ABI 14: policy-window.ts, kernel-clock.ts),
 // the hit ring and its head read through mappings (no syscall per
 // poll), and each policy's count-min margin: the packets (bytes) its sketch
-// counted in the window, read from the sketch's first row through a mapping,
+// counted in the window (the window the kernel's jiffies are in now), read
+// from the sketch's first row through a mapping,
 // times e / width, written where the kernel reads it. The responder
 // (node-agent/src/respond/) codes against PolicyCounter and never sees these
 // layouts.
@@ -16,7 +18,9 @@ import { FW_DIR, LAYOUT, MAP } from './abi.js';
 import type { BpfMap } from './bpf-map.js';
 import { DatapathError } from './errors.js';
 import { type MarginRule, rowMargin } from './sketch-margin.js';
+import type { KernelClock } from './kernel-clock.js';
 import { type Mapping, mmapMap } from './libbpf.js';
+import { windowEpoch, windowRecip } from './policy-window.js';
 import {
   FW_POL_CELLS,
   FW_POL_CIDX,
@@ -136,8 +140,8 @@ export function randomSeeds(): SketchSeed[] {
   }));
 }
 
-/** fw_pol_cfg[0] for `policies` (their slots are their indexes), with the sketch's seeds. */
-export function encodePolicySet(policies: readonly KernelPolicy[], seeds: readonly SketchSeed[] = randomSeeds()): Buffer {
+/** fw_pol_cfg[0] for `policies` (their slots are their indexes), with the sketch's seeds; `hz`: the kernel's HZ (the windows' jiffies). */
+export function encodePolicySet(policies: readonly KernelPolicy[], hz: number, seeds: readonly SketchSeed[] = randomSeeds()): Buffer {
   if (policies.length > FW_POL_MAX) throw new RangeError(`at most ${FW_POL_MAX} policies per node, got ${policies.length}`);
   const b = Buffer.alloc(S.size);
   let mask = 0;
@@ -179,6 +183,7 @@ export function encodePolicySet(policies: readonly KernelPolicy[], seeds: readon
       for (let port = lo; port <= hi; port++) ports[port] = ports[port]! | bit;
     }
     if (p.windowNs <= 0n) throw new RangeError(`policy ${p.id}: window ${p.windowNs} ns`);
+    const w = windowRecip(p.windowNs, hz);
     b.writeUInt32LE(p.id, o + P.fields.id);
     b.writeUInt8(dir, o + P.fields.direction);
     b.writeUInt8(FW_POL_PROTO[p.protocol], o + P.fields.proto);
@@ -186,6 +191,8 @@ export function encodePolicySet(policies: readonly KernelPolicy[], seeds: readon
     b.writeUInt8(p.ports.length, o + P.fields.nports);
     b.writeUInt8(p.v4Len, o + P.fields.v4_len);
     b.writeUInt8(p.v6Len, o + P.fields.v6_len);
+    b.writeUInt8(w.shift, o + P.fields.window_shift);
+    b.writeUInt32LE(w.mul, o + P.fields.window_mul);
     b.writeBigUInt64LE(p.windowNs, o + P.fields.window_ns);
     b.writeBigUInt64LE(p.limitPackets, o + P.fields.limit_packets);
     b.writeBigUInt64LE(p.limitBytes, o + P.fields.limit_bytes);
@@ -235,11 +242,13 @@ export class PolicyMaps implements PolicyCounter {
     private readonly cms: BpfMap,
     private readonly hitMap: BpfMap,
     private readonly statMap: BpfMap,
+    private readonly clock: KernelClock,
   ) {}
 
   writePolicies(policies: readonly KernelPolicy[]): void {
     this.assertOpen();
-    this.cfg.update(this.key0, encodePolicySet(policies, this.seeds));
+    // HZ is measured at the first set that has a policy (a few ticks: kernel-clock.ts).
+    this.cfg.update(this.key0, encodePolicySet(policies, policies.length > 0 ? this.clock.hz() : 0, this.seeds));
     this.policies = [...policies];
     this.refreshMargins();
   }
@@ -255,7 +264,8 @@ export class PolicyMaps implements PolicyCounter {
     this.views();
     this.sketch ??= mmapMap(this.cms.fd, FW_POL_CELLS * CELL.size, MAP.POL_CMS);
     const margins = new BigUint64Array(this.stat!.buffer, ST.fields.margin_packets, 2 * FW_POL_MAX);
-    const now = process.hrtime.bigint(); // CLOCK_MONOTONIC, the kernel's coarse clock's base
+    const jiffies = this.policies.length > 0 ? this.clock.now().jiffies : 0n; // the windows' clock (ABI 14)
+    const hz = this.policies.length > 0 ? this.clock.hz() : 0;
     let maxN = 0;
     let maxM = 0n;
     for (let i = 0; i < FW_POL_MAX; i++) {
@@ -267,7 +277,7 @@ export class PolicyMaps implements PolicyCounter {
       }
       // Row 0 of its sketch: every packet adds to one cell of it (sketch-margin.ts).
       const row = new Uint32Array(this.sketch.buffer, i * SLOT_BYTES, ROW_BYTES / 4);
-      const epoch = now / p.windowNs;
+      const epoch = windowEpoch(jiffies, windowRecip(p.windowNs, hz));
       const r = rowMargin(row, cellTag(epoch, p.id), cellTag(epoch - 1n, p.id), this.marginRule, p.limitBytes > 0n);
       const n = r.packets;
       const m = BigInt(r.marginPackets);
@@ -350,11 +360,15 @@ export class PolicyMaps implements PolicyCounter {
 }
 
 /** Checks a map set has the policy maps (an object built before ABI 8 has none; before ABI 11, no sketch). */
-export function policyMapsOf(get: (name: (typeof MAP)[keyof typeof MAP]) => BpfMap | undefined, pinDir: string): PolicyMaps {
+export function policyMapsOf(
+  get: (name: (typeof MAP)[keyof typeof MAP]) => BpfMap | undefined,
+  pinDir: string,
+  clock: KernelClock,
+): PolicyMaps {
   const cfg = get(MAP.POL_CFG);
   const cms = get(MAP.POL_CMS);
   const hits = get(MAP.POL_HITS);
   const stat = get(MAP.POL_STAT);
   if (!cfg || !cms || !hits || !stat) throw new DatapathError('open policy maps', pinDir, 2, 'the pinned maps have no policy maps');
-  return new PolicyMaps(cfg, cms, hits, stat);
+  return new PolicyMaps(cfg, cms, hits, stat, clock);
 }
