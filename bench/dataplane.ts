@@ -1,5 +1,5 @@
 // npm run bench:dataplane [-- --rounds N] [--no-mpps] [--no-pps] [--traffic rewrite,stamped,one]
-//                          [--prog-stats] [--compare OBJ[,OBJ...]] [--compare-pinned OBJ@DIR]
+//                          [--prog-stats] [--compare OBJ[,OBJ...]] [--compare-pinned OBJ@DIR[,OBJ@DIR...]]
 //                          [--gen-batch N] [--tx-shift k]
 //                          [--no-paced] [--paced-trials N] [--cases REGEX] [--no-idle-poll]
 //                          [--compare-live OBJ[,OBJ...]] [--variants] [--variant-kinds K[,K...]]

@@ -38,15 +38,17 @@ export const PPS_CASES = new RegExp(argv.includes('--pps-cases') ? argv[argv.ind
 /** --compare OBJ[,OBJ...]: other builds of the vary object on this build's maps (suffixes _b, _c, ...). */
 export const COMPARE = argv.includes('--compare') ? argv[argv.indexOf('--compare') + 1]!.split(',').map((f) => resolve(f)) : [];
 /**
- * --compare-pinned OBJ@DIR: a foreign vary object (the issue-time program) on the maps its own agent pinned
- * under DIR/<set> (bench/dataplane/issue-time-pins.ts), suffix _pinned.
+ * --compare-pinned OBJ@DIR[,OBJ@DIR...]: foreign vary objects (the issue-time program; a build of another
+ * ABI) on the maps their own agents pinned under DIR/<set> (bench/dataplane/issue-time-pins.ts), suffixes
+ * _pinned, _pinned2, ... in the order given.
  */
 export const COMPARE_PINNED = (() => {
-  if (!argv.includes('--compare-pinned')) return null;
-  const a = argv[argv.indexOf('--compare-pinned') + 1] ?? '';
-  const at = a.lastIndexOf('@');
-  if (at <= 0) throw new Error('--compare-pinned OBJ@DIR (DIR: the pins of bench/dataplane/issue-time-pins.ts)');
-  return { obj: resolve(a.slice(0, at)), dir: resolve(a.slice(at + 1)) };
+  if (!argv.includes('--compare-pinned')) return [];
+  return (argv[argv.indexOf('--compare-pinned') + 1] ?? '').split(',').map((a) => {
+    const at = a.lastIndexOf('@');
+    if (at <= 0) throw new Error('--compare-pinned OBJ@DIR[,OBJ@DIR...] (DIR: the pins of bench/dataplane/issue-time-pins.ts)');
+    return { obj: resolve(a.slice(0, at)), dir: resolve(a.slice(at + 1)) };
+  });
 })();
 export const COMPARE_LIVE = argv.includes('--compare-live')
   ? argv[argv.indexOf('--compare-live') + 1]!.split(',').map((f) => resolve(f))

@@ -20,7 +20,9 @@
 //    baseline with 16384 sources: caches and TLB cold). v4_1m_miss_near: misses
 //    next to listed addresses (same /16, unlisted /24 or beside a listed /32:
 //    the /24 index word says LONGER there, so the longer lengths are probed;
-//    v4_1m_miss: misses in 100.64.0.0/10, whose /24 words are empty). Hit and miss cases check the verdict of every round's
+//    v4_1m_miss: misses in 100.64.0.0/10, whose /24 words are empty). IPv4 _hit_long /
+//    _hit_short: each half of the hit sources alone (in /32 entries: the hash probed; in /24
+//    entries: the /24 word answers). Hit and miss cases check the verdict of every round's
 //    last run. v4_1m_hit_random_order
 //    draws the same 1024 sources 65536 times in a random order: in the
 //    repeating cycle a branch predictor learns each packet's path, in real
@@ -128,7 +130,7 @@ export async function perPacket(): Promise<void> {
     { name: 'v6_100k', family: 6, n: 100_000, miss: false },
   ];
   for (const s of sets) {
-    const names = ['_hit', '_hit_random_order', '_miss', '_miss_near'].flatMap((c) => [c, `${c}_trie`]);
+    const names = ['_hit', '_hit_long', '_hit_short', '_hit_random_order', '_miss', '_miss_near'].flatMap((c) => [c, `${c}_trie`]);
     if (!names.some((c) => want(`ns_per_packet.${s.name}${c}`))) continue;
     await checkpoint();
     const hit = hitSources(s.family, s.n, NSRC);
@@ -169,6 +171,26 @@ export async function perPacket(): Promise<void> {
           sources: hit,
           expect: 'drop',
         });
+      // IPv4: each half of the hit sources alone: _hit_long those in /32 entries (the /24 word says LONGER,
+      // the hash is probed), _hit_short those in /24 entries (the /24 word is the answer).
+      for (const [kind, parity, what] of [
+        ['long', 0, 'in /32 entries (the hash probed)'],
+        ['short', 1, 'in /24 entries (the /24 word answers)'],
+      ] as const) {
+        const metric = `ns_per_packet.${s.name}_hit_${kind}`;
+        if (s.family !== 4 || l.suffix !== '' || !want(metric)) continue;
+        const src = hit.filter((_, k) => k % 2 === parity);
+        runs.push({
+          metric,
+          fd: l.fd(src),
+          frame: v4,
+          ctx: { ...ctx, sources: `${src.length}, ${what}` },
+          pinDir: l.pinDir,
+          dp: l.dp,
+          sources: src,
+          expect: 'drop',
+        });
+      }
       if (l.suffix === '_trie') fillTrie(triePin, s.family, s.n);
       if (s.name === 'v4_1m' && l.suffix === '' && want('ns_per_packet.v4_1m_hit_random_order')) {
         const rnd = randomOrder(hit, RANDOM_DRAWS);
@@ -285,7 +307,7 @@ export async function perPacket(): Promise<void> {
   // interleaved with the first: an A/B of a program change; with it (and with
   // --compare-pinned) the A/A control `_aa` runs too, the noise the other
   // ratios are read against (noise.<case>).
-  const AB = COMPARE.length > 0 || COMPARE_PINNED !== null;
+  const AB = COMPARE.length > 0 || COMPARE_PINNED.length > 0;
   for (const run of [...runs]) {
     if (!run.pinDir || !run.sources || run.of) continue;
     COMPARE.forEach((obj, i) => {
@@ -297,17 +319,20 @@ export async function perPacket(): Promise<void> {
         ctx: { ...run.ctx, object: obj, program: noevProgramOf(obj) },
       });
     });
-    // --compare-pinned OBJ@DIR: OBJ on the maps under DIR/<set>, pinned by its own tree's agent
+    // --compare-pinned OBJ@DIR,...: OBJ on the maps under DIR/<set>, pinned by its own tree's agent
     // (issue-time-pins.ts: the same prefixes and counter slots as this run's set), the same sources.
-    const set = /^ns_per_packet\.(v4_1k|v4_1m)_(hit|miss|miss_near)$/.exec(run.metric)?.[1];
-    if (COMPARE_PINNED && set && existsSync(join(COMPARE_PINNED.dir, set)))
+    const set = /^ns_per_packet\.(v4_1k|v4_1m)_(hit|hit_long|hit_short|miss|miss_near)$/.exec(run.metric)?.[1];
+    COMPARE_PINNED.forEach(({ obj, dir }, i) => {
+      if (!set || !existsSync(join(dir, set))) return;
+      const program = noevProgramOf(obj);
       runs.push({
         ...run,
         of: run.metric,
-        metric: `${run.metric}_pinned`,
-        fd: pinnedVariant(COMPARE_PINNED.obj, run.sources, join(COMPARE_PINNED.dir, set)),
-        ctx: { ...run.ctx, object: COMPARE_PINNED.obj, maps: join(COMPARE_PINNED.dir, set) },
+        metric: `${run.metric}_pinned${i === 0 ? '' : i + 1}`,
+        fd: pinnedVariant(obj, program, run.sources!, join(dir, set)),
+        ctx: { ...run.ctx, object: obj, program, maps: join(dir, set) },
       });
+    });
     // An A/B's A/A control, `_aa` (--variants adds its own).
     if (AB && !VARIANTS && run.frame === v4)
       runs.push({

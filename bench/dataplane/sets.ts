@@ -4,7 +4,7 @@
 // run (fleetwall-bench-<name>-<pid>-<hex>). What is opened here is on
 // `objects`, `datapaths` and `pinDirs`, released by the phase or by main.
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeMeta, GEN_MAPS, MAP, type MapName, PROG } from '../../node-agent/src/datapath/abi.js';
 import { type BpfDatapath, openDatapath } from '../../node-agent/src/datapath/bpf-datapath.js';
@@ -94,13 +94,17 @@ export function variant(objFile: string, prog: string, sources: Uint8Array[], pi
 }
 
 /**
- * A vary object of another tree (--compare-pinned: the issue-time program) on the maps ITS agent pinned
- * in pinDir (flat, its own layout; never removed here): each fw_* map of the object must be pinned there.
+ * A vary object of another tree (--compare-pinned: the issue-time program, a build of another ABI) on the
+ * maps ITS agent pinned in pinDir (its own layout; flat, or its generation in force; never removed here):
+ * each fw_* map of the object must be pinned there.
  */
-export function pinnedVariant(objFile: string, sources: Uint8Array[], pinDir: string): number {
-  return loadVariant(objFile, 'fw_xdp_ingress', sources, (name) => {
-    if (!name.startsWith('fw_')) return null;
-    const p = join(pinDir, name);
+export function pinnedVariant(objFile: string, prog: string, sources: Uint8Array[], pinDir: string): number {
+  // A tree of ABI 6 or later pins its tables under gen-<n>/ (its fw_meta says which); ABI 5's are flat.
+  const gens = readdirSync(pinDir).some((f) => f.startsWith('gen-'));
+  const at = gens ? pinPathIn(pinDir) : (name: string) => (name.startsWith('fw_') ? join(pinDir, name) : null);
+  return loadVariant(objFile, prog, sources, (name) => {
+    const p = at(name);
+    if (p === null) return null;
     if (!existsSync(p)) throw new Error(`--compare-pinned: ${p} is not pinned (made by bench/dataplane/issue-time-pins.ts?)`);
     return p;
   });

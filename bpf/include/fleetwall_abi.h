@@ -39,7 +39,7 @@
 
 #include <linux/types.h>
 
-#define FW_ABI_VERSION 14
+#define FW_ABI_VERSION 15
 
 /* Bytes of store id the sync meta holds (a control plane's store ids are UUIDs: 36). */
 #define FW_STORE_ID_MAX 64
@@ -82,22 +82,34 @@
  *   A probe compares the key's tag with all seven bytes at once (SWAR) and
  *   reads only the slot of the lowest match; the full scan runs only when
  *   that slot is another key and more bytes matched (a 1-in-128 collision).
- * IPv4 slot word (u64): 0 = empty.
- *   bits  0..32  key: (a << 1 | 1) << (32 - len) as a 33-bit number: the
- *                prefix bits, then a 1, then zeros (unique for every a/len)
- *   bits 33..58  rule counter slot
- *   bits 59..60  verdict: enum fw_slot_verdict (allow -> pass, deny -> drop or
+ * IPv4 slot word (u64): 0 = empty. Its low half is a match in the /24
+ * word's format (below: slot, verdict, a nonzero length field), so a probe
+ * that finds it returns it as read, with nothing to convert (ABI 15):
+ *   bits  0..23  rule counter slot (FW_D24_SLOT_MASK)
+ *   bits 24..25  verdict: enum fw_slot_verdict (allow -> pass, deny -> drop or
  *                would-drop by mode): the index into struct fw_verdict_cnt
- *   bit  61      mode monitor (read back by userspace; the verdict already says it)
+ *   bits 26..30  length code, never 0: len - 24 for lengths 25..32 (the only
+ *                ones a program probes), FW_S4_CODE_SHORT for lengths 0..24
+ *                (kept in the hash for userspace only: the /24 index answers
+ *                for them)
+ *   bit  31      mode monitor (read back by userspace; the verdict already says it)
+ *   bits 32..63  the masked address (host order); for lengths 0..24 with a
+ *                marker bit at 31 - len (inside the host bits: the prefix
+ *                bits, a 1, then zeros), so every a/len has its own key
+ * The key is bits 26..30 and 32..63 (FW_S4_KEY_MASK): a probe of length len
+ * compares (a << 32 | (len - 24) << 26) under it. An empty slot never
+ * matches (its code is 0).
  * Userspace writes a slot word, then its tag (release); it clears a tag
  * before the slot word. The program reads the slot through an address
  * dependency on the tag word, so a tag is never paired with an older slot.
  */
-#define FW_S4_KEY_MASK ((1ULL << 33) - 1)
-#define FW_S4_SLOT_SHIFT 33
-#define FW_S4_SLOT_MASK ((1ULL << 26) - 1)
-#define FW_S4_VERDICT_SHIFT 59
-#define FW_S4_MONITOR (1ULL << 61)
+#define FW_S4_KEY_MASK (0xffffffff00000000ULL | (31ULL << 26))
+#define FW_S4_SLOT_MASK ((1u << 24) - 1)
+#define FW_S4_VERDICT_SHIFT 24
+#define FW_S4_CODE_SHIFT 26
+#define FW_S4_CODE_SHORT 31
+#define FW_S4_MONITOR (1ULL << 31)
+#define FW_S4_ADDR_SHIFT 32
 #define FW_S4_SPILL (1ULL << 62) /* in the tag word */
 #define FW_S4_OVF (1ULL << 63)   /* in the tag word */
 

@@ -132,21 +132,19 @@ static __always_inline __u32 fw_range(__u32 x, __u32 n)
  * (fleetwall_abi.h: slot in bits 0..23, verdict at FW_D24_VERDICT_SHIFT),
  * nonzero; 0 = no match. An index hit is its /24 word as read (its length
  * field is never 0; LONGER may be set, nothing reads it after the match):
- * the common hit is returned as loaded and the counter reads it directly. The
- * hash, spill, trie and IPv6 paths (the slower ones already) convert to it,
- * with FW_HIT (a length field of 1) so that slot 0 allow is not 0. Slots fit
- * in 24 bits: the agent creates at most FW_MAX_RULE_SLOTS.
+ * the common hit is returned as loaded and the counter reads it directly. An
+ * IPv4 hash hit is its slot word's low half as read (ABI 14: the same fields;
+ * its length code is never 0, bit 31 is the monitor mark, read by nobody
+ * here). The spill, trie and IPv6 paths (the slower ones already) convert to
+ * it, with FW_HIT (a length field of 1) so that slot 0 allow is not 0. Slots
+ * fit in 24 bits: the agent creates at most FW_MAX_RULE_SLOTS.
  */
 #define FW_HIT (1u << FW_D24_LEN_SHIFT)
 #define FW_HIT_SLOT_MASK FW_D24_SLOT_MASK
 _Static_assert(FW_MAX_RULE_SLOTS <= FW_D24_SLOT_MASK + 1, "a rule counter slot fits in a /24 word");
-
-/* An IPv4 slot word (a hash hit) as a match. */
-static __always_inline __u32 fw_s4_hit(__u64 w)
-{
-	return FW_HIT | ((__u32)(w >> FW_S4_SLOT_SHIFT) & FW_HIT_SLOT_MASK) |
-	       (((__u32)(w >> FW_S4_VERDICT_SHIFT) & 3) << FW_D24_VERDICT_SHIFT);
-}
+_Static_assert(FW_S4_SLOT_MASK == FW_D24_SLOT_MASK && FW_S4_VERDICT_SHIFT == FW_D24_VERDICT_SHIFT &&
+		       FW_S4_CODE_SHIFT == FW_D24_LEN_SHIFT,
+	       "an IPv4 slot word's low half is a match in the /24 word's format");
 
 static __always_inline __u32 fw_entry_hit(const struct fw_entry *e)
 {
@@ -165,9 +163,10 @@ static __always_inline __u32 fw_entry_hit(const struct fw_entry *e)
 
 /*
  * The slot word of `key` in bucket b, or 0, without a branch: all seven slot
- * words are compared (xor, mask, minus one: bit 63 is set iff their 33 key
- * bits matched), and the word that matched (at most one can; an empty slot
- * never does, a key's length marker bit is never 0) is or-ed into the result
+ * words are compared (xor, mask, shift right by one so that a mismatch is
+ * below 2^63, minus one: bit 63 is set iff their key bits matched), and the
+ * word that matched (at most one can; an empty slot never does, a key's
+ * length code is never 0) is or-ed into the result
  * through an all-ones mask. Only for the rare bucket where a tag matched
  * more than one slot.
  */
@@ -177,7 +176,7 @@ static __always_inline __u64 fw_scan4(const struct fw_bucket4 *b, __u64 key)
 #pragma unroll
 	for (int i = 1; i < FW_B4_WORDS; i++) {
 		__u64 w = b->w[i];
-		__u64 t = ((w ^ key) & FW_S4_KEY_MASK) - 1;
+		__u64 t = (((w ^ key) & FW_S4_KEY_MASK) >> 1) - 1;
 		/* all ones iff bit 63 is set; as asm, or clang turns the select back into a branch */
 		asm volatile("%[t] s>>= 63" : [t] "+r"(t));
 		r |= w & t;
@@ -213,12 +212,16 @@ static __always_inline __u64 fw_find4(const struct fw_bucket4 *b, __u64 tw, __u6
 	return 0;
 }
 
-/* One prefix length: first bucket, second if flagged, spill if flagged. h = address, host order. A match (FW_HIT format) or 0. */
+/*
+ * One prefix length (25..32: fw_match4 probes no other): first bucket, second
+ * if flagged, spill if flagged. h = address, host order. A match (FW_HIT
+ * format: a slot word's low half as read) or 0.
+ */
 static __always_inline __u32
 fw_probe4(void *tab, void *spill, const struct fw_table_cfg *cfg, __u32 h, __u32 len)
 {
 	__u32 a = h & (__u32)(0xffffffff00000000ULL >> len); /* len 0: 0 */
-	__u64 key = ((__u64)a << 1) | (1ULL << (32 - len));
+	__u64 key = ((__u64)a << FW_S4_ADDR_SHIFT) | ((__u64)(len - 24) << FW_S4_CODE_SHIFT);
 	__u32 x = (a ^ cfg->seed ^ (len * FW_HASH_MUL)) * FW_HASH_MUL4;
 	__u64 lanes = (__u64)(((x * FW_TAG4_MUL) >> 25) | 0x80) * FW_LANES_01;
 	__u32 i = fw_range(x, cfg->nbuckets);
@@ -230,14 +233,14 @@ fw_probe4(void *tab, void *spill, const struct fw_table_cfg *cfg, __u32 h, __u32
 	__u64 tw = b->w[0];
 	w = fw_find4(b, tw, key, lanes);
 	if (w)
-		return fw_s4_hit(w);
+		return (__u32)w;
 	if (tw & FW_S4_OVF) {
 		__u32 i2 = fw_range(fw_fmix(x ^ FW_HASH_SEED2), cfg->nbuckets);
 		const struct fw_bucket4 *b2 = bpf_map_lookup_elem(tab, &i2);
 		if (b2) {
 			w = fw_find4(b2, b2->w[0], key, lanes);
 			if (w)
-				return fw_s4_hit(w);
+				return (__u32)w;
 		}
 	}
 	if (tw & FW_S4_SPILL) {

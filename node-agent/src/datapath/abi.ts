@@ -8,7 +8,7 @@ import type { RuleDirection } from '../../../common/src/policy.js';
 import { EV_ENUMS, EV_LAYOUT, EV_MAP } from './events-abi.js';
 import { POLICY_ENUMS, POLICY_LAYOUT, POLICY_MAP } from './policy-abi.js';
 
-export const FW_ABI_VERSION = 14;
+export const FW_ABI_VERSION = 15;
 export const FW_STORE_ID_MAX = 64;
 /** ABI 2's fw_meta: 56 bytes, abi_version at offset 24 (read only to name the version of old pins). */
 export const FW_META_V2 = { size: 56, abiVersion: 24 } as const;
@@ -25,15 +25,20 @@ export const FW_B4_SLOTS = 7;
 export const FW_TAG4_MUL = 0xcc9e2d51;
 export const FW_B6_SLOTS = 5;
 /**
- * IPv4 slot word (u64, 0 = empty): bits 0..32 the key, 33..58 the counter
- * slot, 59..60 the verdict (enum fw_slot_verdict), 61 monitor; the bucket
- * flags (spill, overflow) are bits 62, 63 of the tag word.
+ * IPv4 slot word (u64, 0 = empty; ABI 15): low half = bits 0..23 the counter
+ * slot, 24..25 the verdict (enum fw_slot_verdict), 26..30 the length code
+ * (len - 24 for 25..32, FW_S4_CODE_SHORT for 0..24), 31 monitor; high half =
+ * the masked address (lengths 0..24: with a marker bit at 31 - len). The key
+ * is the code and the high half; the bucket flags (spill, overflow) are bits
+ * 62, 63 of the tag word.
  */
-export const FW_S4_KEY_MASK = (1n << 33n) - 1n;
-export const FW_S4_SLOT_SHIFT = 33;
-export const FW_S4_SLOT_MASK = (1 << 26) - 1;
-export const FW_S4_VERDICT_SHIFT = 59;
-export const FW_S4_MONITOR = 1n << 61n;
+export const FW_S4_KEY_MASK = 0xffffffff00000000n | (31n << 26n);
+export const FW_S4_SLOT_MASK = (1 << 24) - 1;
+export const FW_S4_VERDICT_SHIFT = 24;
+export const FW_S4_CODE_SHIFT = 26;
+export const FW_S4_CODE_SHORT = 31;
+export const FW_S4_MONITOR = 0x80000000;
+export const FW_S4_ADDR_SHIFT = 32;
 export const FW_S4_SPILL = 1n << 62n;
 export const FW_S4_OVF = 1n << 63n;
 /**
@@ -90,10 +95,12 @@ export const ABI_ENUMS: Readonly<Record<string, number | bigint>> = {
   FW_TAG4_MUL,
   FW_B6_SLOTS,
   FW_S4_KEY_MASK,
-  FW_S4_SLOT_SHIFT,
   FW_S4_SLOT_MASK,
   FW_S4_VERDICT_SHIFT,
+  FW_S4_CODE_SHIFT,
+  FW_S4_CODE_SHORT,
   FW_S4_MONITOR,
+  FW_S4_ADDR_SHIFT,
   FW_S4_SPILL,
   FW_S4_OVF,
   FW_M6_LEN_MASK,

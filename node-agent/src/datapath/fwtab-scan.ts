@@ -7,7 +7,7 @@ import { FW_B4_WORDS, FW_B6_SLOTS, FW_M6_LEN_MASK, FW_M6_VALID, LAYOUT, type Tab
 import type { OpBatch } from './datapath.js';
 import type { HashTable } from './fwtab.js';
 import { entryAttrs, entrySlot, keyAddr4, keyLen } from './key-encoding.js';
-import { B6_WORDS, M6_SLOT_HALF, S4_KEY_HI, S6_META, S6_WORDS, attrs4, attrs6, decodeKey4, slot4 } from './slot-words.js';
+import { B6_WORDS, M6_SLOT_HALF, S6_META, S6_WORDS, attrs4, attrs6, decodeKey4, slot4 } from './slot-words.js';
 
 /** Stands for the IPv6 address of an IPv4 entry (never read). */
 const NO_A6 = new Uint8Array(0);
@@ -30,11 +30,9 @@ export function forEachEntry(
     for (let wi = 0; wi < n; wi++) {
       if (wi % FW_B4_WORDS === 0) continue; // the tag word
       const lo = w32[2 * wi]!;
-      const hi = w32[2 * wi + 1]!;
-      const bit32 = hi & S4_KEY_HI;
-      if (lo === 0 && bit32 === 0) continue;
-      const k = decodeKey4(lo, bit32);
-      fn(k.len, k.a, NO_A6, 0, attrs4(hi), slot4(hi));
+      if (lo === 0) continue; // empty (a live slot's length code is never 0)
+      const k = decodeKey4(lo, w32[2 * wi + 1]!);
+      fn(k.len, k.a, NO_A6, 0, attrs4(lo), slot4(lo));
     }
   } else {
     const a6 = new Uint8Array(16);
@@ -75,12 +73,10 @@ export function scanSlots(t: HashTable, out: OpBatch, table: TableIndex, pos: nu
     for (let wi = pos; wi < n; wi++) {
       if (wi % FW_B4_WORDS === 0) continue; // the tag word
       const lo = w32[2 * wi]!;
-      const hi = w32[2 * wi + 1]!;
-      const bit32 = hi & S4_KEY_HI;
-      if (lo === 0 && bit32 === 0) continue;
+      if (lo === 0) continue; // empty (a live slot's length code is never 0)
       if (out.full) return wi;
-      const k = decodeKey4(lo, bit32);
-      out.entryUpsert(table, k.a, 0, k.len, attrs4(hi), slot4(hi));
+      const k = decodeKey4(lo, w32[2 * wi + 1]!);
+      out.entryUpsert(table, k.a, 0, k.len, attrs4(lo), slot4(lo));
     }
     return -1;
   }

@@ -31,7 +31,17 @@
 
 import { constants as osConstants } from 'node:os';
 import { maskInto } from '../../../common/src/cidr.js';
-import { FW_B4_SLOTS, FW_B4_WORDS, FW_B6_OVF, FW_B6_SLOTS, FW_B6_SPILL, FW_M6_VALID, FW_S4_SLOT_MASK, LAYOUT } from './abi.js';
+import {
+  FW_B4_SLOTS,
+  FW_B4_WORDS,
+  FW_B6_OVF,
+  FW_B6_SLOTS,
+  FW_B6_SPILL,
+  FW_M6_VALID,
+  FW_S4_CODE_SHIFT,
+  FW_S4_SLOT_MASK,
+  LAYOUT,
+} from './abi.js';
 import type { BpfMap } from './bpf-map.js';
 import { DatapathError } from './errors.js';
 import { h2, keyHash, range32, tag4 } from './fwtab-hash.js';
@@ -42,15 +52,16 @@ import {
   B6_WORDS,
   M6_KEY_MASK,
   M6_SLOT_HALF,
-  S4_KEY_HI,
+  S4_KEY_LO,
   S4_OVF_HI,
   S4_SPILL_HI,
   S6_META,
   S6_WORDS,
   attrs4,
   attrs6,
-  hi4,
-  key4,
+  code4,
+  keyHi4,
+  lo4,
   lo6,
   slot4,
 } from './slot-words.js';
@@ -97,9 +108,9 @@ export class HashTable {
   private readonly kM = new Uint32Array(4);
   private readonly kBytes: Uint8Array;
   private kH1 = 0;
-  /** IPv4: the key as the low 33 bits of the slot word: low half and bit 32. */
+  /** IPv4: the key as a slot word holds it: the length code's bits in the low half, and the high half. */
   private kLo = 0;
-  private kBit32 = 0;
+  private kHi = 0;
   /** IPv4: the key's tag. */
   private kTag = 0;
 
@@ -159,9 +170,8 @@ export class HashTable {
     kb[3] = a & 0xff;
     this.kH1 = keyHash(this.seed, len, kb);
     this.kTag = tag4(this.kH1);
-    const k = key4(a, len); // < 2^33
-    this.kLo = k % 4294967296;
-    this.kBit32 = k >= 4294967296 ? S4_KEY_HI : 0;
+    this.kLo = code4(len) << FW_S4_CODE_SHIFT;
+    this.kHi = keyHi4(a, len);
   }
 
   /** IPv6: the key (len, the 16 address bytes at off, host bits ignored). */
@@ -196,10 +206,10 @@ export class HashTable {
     const w32 = this.w32;
     if (this.family === 4) {
       const lo = this.kLo;
-      const bit32 = this.kBit32;
+      const hi = this.kHi;
       for (let i = 1; i <= FW_B4_SLOTS; i++) {
         const wi = b * FW_B4_WORDS + i;
-        if (w32[2 * wi] === lo && (w32[2 * wi + 1]! & S4_KEY_HI) === bit32) return wi;
+        if ((w32[2 * wi]! & S4_KEY_LO) === lo && w32[2 * wi + 1] === hi) return wi;
       }
       return -1;
     }
@@ -257,8 +267,8 @@ export class HashTable {
 
   private valueAt(wi: number): TabValue {
     if (this.family === 4) {
-      const hi = this.w32[2 * wi + 1]!;
-      return { slot: slot4(hi), attrs: attrs4(hi) };
+      const lo = this.w32[2 * wi]!;
+      return { slot: slot4(lo), attrs: attrs4(lo) };
     }
     const meta = 2 * (wi + S6_META);
     return { slot: this.w32[meta + M6_SLOT_HALF]!, attrs: attrs6(this.w32[meta]!) };
@@ -365,7 +375,7 @@ export class HashTable {
     if (this.family === 4) {
       for (let i = 1; i <= FW_B4_SLOTS; i++) {
         const wi = b * FW_B4_WORDS + i;
-        if (w32[2 * wi] === 0 && (w32[2 * wi + 1]! & S4_KEY_HI) === 0) return wi;
+        if (w32[2 * wi] === 0 && w32[2 * wi + 1] === 0) return wi;
       }
       return -1;
     }
@@ -411,7 +421,7 @@ export class HashTable {
   /** Writes the current key's value at slot word wi (fresh: the slot was empty). */
   private writeValue(wi: number, attrs: number, slot: number, fresh: boolean): void {
     if (this.family === 4) {
-      this.store4(wi, this.kLo, hi4(this.kBit32, slot, attrs));
+      this.store4(wi, lo4(this.kLen, slot, attrs), this.kHi);
       if (fresh) this.setTag(wi, this.kTag); // after the slot word: the tag makes it findable
       return;
     }

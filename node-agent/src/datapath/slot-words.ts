@@ -9,11 +9,12 @@ import {
   FW_M6_SLOT_SHIFT,
   FW_M6_VALID,
   FW_M6_VERDICT_SHIFT,
+  FW_S4_CODE_SHIFT,
+  FW_S4_CODE_SHORT,
   FW_S4_KEY_MASK,
   FW_S4_MONITOR,
   FW_S4_OVF,
   FW_S4_SLOT_MASK,
-  FW_S4_SLOT_SHIFT,
   FW_S4_SPILL,
   FW_S4_VERDICT_SHIFT,
   FW_SV,
@@ -25,12 +26,11 @@ import { ATTR_ALLOW, ATTR_MONITOR } from './datapath.js';
 const SV_BITS = 3;
 
 // ---- IPv4: a bucket is FW_B4_WORDS u64 words, the tag word first, then FW_B4_SLOTS slot words.
+// A slot word's low half: counter slot, verdict, length code, monitor (the /24 word's format: the
+// programs count a hash hit as read); its high half: the masked address (the rest of the key).
 
-/** Key bit 32, in the high half of a slot word. */
-export const S4_KEY_HI = Number(FW_S4_KEY_MASK >> 32n);
-const S4_SLOT_SHIFT_HI = FW_S4_SLOT_SHIFT - 32;
-const S4_VERDICT_SHIFT_HI = FW_S4_VERDICT_SHIFT - 32;
-const S4_MONITOR_HI = Number(FW_S4_MONITOR >> 32n);
+/** The key's bits in the low half of a slot word: the length code. */
+export const S4_KEY_LO = Number(FW_S4_KEY_MASK & 0xffffffffn);
 /** Bucket flags, in the high half of the tag word. */
 export const S4_SPILL_HI = Number(FW_S4_SPILL >> 32n);
 export const S4_OVF_HI = Number(FW_S4_OVF >> 32n);
@@ -40,43 +40,52 @@ export function slotVerdict(attrs: number): number {
   return (attrs & ATTR_ALLOW) !== 0 ? FW_SV.pass : (attrs & ATTR_MONITOR) !== 0 ? FW_SV.wouldDrop : FW_SV.drop;
 }
 
-/** The 33-bit key of an IPv4 prefix (a: masked address): the prefix bits, a 1, then zeros. */
-export function key4(a: number, len: number): number {
-  return a * 2 + 2 ** (32 - len);
+/** The length code of an IPv4 key (never 0): len - 24 for 25..32 (what the programs probe), else FW_S4_CODE_SHORT. */
+export function code4(len: number): number {
+  return len > 24 ? len - 24 : FW_S4_CODE_SHORT;
 }
 
-/** The high half of a slot word: key bit 32, counter slot, verdict, monitor. */
-export function hi4(keyBit32: number, slot: number, attrs: number): number {
+/** The high half of an IPv4 key (a: masked address): a, and for lengths 0..24 a 1 just after the prefix bits. */
+export function keyHi4(a: number, len: number): number {
+  return (len > 24 ? a : a + 2 ** (31 - len)) >>> 0;
+}
+
+/** The low half of a slot word: counter slot, verdict, length code, monitor. */
+export function lo4(len: number, slot: number, attrs: number): number {
   return (
-    keyBit32 | (slot << S4_SLOT_SHIFT_HI) | (slotVerdict(attrs) << S4_VERDICT_SHIFT_HI) | ((attrs & ATTR_MONITOR) !== 0 ? S4_MONITOR_HI : 0)
+    (slot |
+      (slotVerdict(attrs) << FW_S4_VERDICT_SHIFT) |
+      (code4(len) << FW_S4_CODE_SHIFT) |
+      ((attrs & ATTR_MONITOR) !== 0 ? FW_S4_MONITOR : 0)) >>>
+    0
   );
 }
 
-/** The counter slot of a slot word's high half. */
-export function slot4(hi: number): number {
-  return (hi >>> S4_SLOT_SHIFT_HI) & FW_S4_SLOT_MASK;
+/** The counter slot of a slot word's low half. */
+export function slot4(lo: number): number {
+  return lo & FW_S4_SLOT_MASK;
 }
 
-/** attrs (ATTR_*) of a slot word's high half. */
-export function attrs4(hi: number): number {
-  const v = (hi >>> S4_VERDICT_SHIFT_HI) & SV_BITS;
-  return (v === FW_SV.pass ? ATTR_ALLOW : 0) | ((hi & S4_MONITOR_HI) !== 0 ? ATTR_MONITOR : 0);
+/** attrs (ATTR_*) of a slot word's low half. */
+export function attrs4(lo: number): number {
+  const v = (lo >>> FW_S4_VERDICT_SHIFT) & SV_BITS;
+  return (v === FW_SV.pass ? ATTR_ALLOW : 0) | ((lo & FW_S4_MONITOR) !== 0 ? ATTR_MONITOR : 0);
 }
 
 const decoded4 = { len: 0, a: 0 };
 
-/** The (length, address) of a slot word's key: the marker is the lowest set bit of the 33-bit key. Reuses one object. */
-export function decodeKey4(lo: number, bit32: number): { len: number; a: number } {
-  if (lo === 0) {
-    // Only bit 32: the /0 key.
-    decoded4.len = 0;
-    decoded4.a = 0;
+/** The (length, address) of a live slot word's key (its halves lo, hi). Reuses one object. */
+export function decodeKey4(lo: number, hi: number): { len: number; a: number } {
+  const code = (lo & S4_KEY_LO) >>> FW_S4_CODE_SHIFT;
+  if (code !== FW_S4_CODE_SHORT) {
+    decoded4.len = 24 + code;
+    decoded4.a = hi >>> 0;
     return decoded4;
   }
-  const p = 31 - Math.clz32(lo & -lo);
-  decoded4.len = 32 - p;
-  // key = bit32 * 2^32 + lo, a = (key - 2^p) / 2
-  decoded4.a = (bit32 * 2147483648 + (lo - 2 ** p) / 2) >>> 0;
+  // Lengths 0..24: the marker is the lowest set bit of the high half, at 31 - len.
+  const p = 31 - Math.clz32(hi & -hi);
+  decoded4.len = 31 - p;
+  decoded4.a = (hi - 2 ** p) >>> 0;
   return decoded4;
 }
 
