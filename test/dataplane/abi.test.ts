@@ -106,7 +106,7 @@ test('abi.ts sizes, offsets, enums and names match fleetwall_abi.h', () => {
   // The Datapath interface promises what the pinned meta holds.
   assert.equal(MAX_STORE_ID_BYTES, num(c, 'FW_STORE_ID_MAX'), 'datapath.ts MAX_STORE_ID_BYTES == FW_STORE_ID_MAX');
   assert.equal(MAX_COUNTER_SLOTS, num(c, 'FW_MAX_RULE_SLOTS'), 'datapath.ts MAX_COUNTER_SLOTS == FW_MAX_RULE_SLOTS');
-  assert.equal(FW_ABI_VERSION, 14);
+  assert.equal(FW_ABI_VERSION, 15);
   // The table index (the OpBatch column) is enum fw_table_id, and TABLES is indexed by it.
   const tables = { 'ingress 4': FW_TABLE.IN4, 'ingress 6': FW_TABLE.IN6, 'egress 4': FW_TABLE.EG4, 'egress 6': FW_TABLE.EG6 };
   for (const [k, id] of Object.entries(tables)) {
