@@ -39,7 +39,7 @@ static __always_inline int fw_tc_body(struct __sk_buff *skb, const int events)
 	__u32 ifindex = skb->ifindex, len = skb->len;
 	int v = fw_decide(&a, 1, ifindex, len, &k);
 	if (events && v >= FW_V_DROP)
-		fw_ev_tc(skb, data, data_end, v, &k, ifindex, len); /* a sampled drop event, within the rule's budget */
+		fw_ev_tc(skb, v, &k); /* a sampled drop event, within the rule's budget */
 	if (v == FW_V_DROP)
 		return TC_ACT_SHOT;
 	const struct fw_policy_set *ps = fw_policy_wants(FW_DIR_EGRESS, a.proto);

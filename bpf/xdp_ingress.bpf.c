@@ -34,7 +34,7 @@ static __always_inline int fw_xdp_body(struct xdp_md *ctx, const int events)
 	__u32 ifindex = ctx->ingress_ifindex;
 	int v = fw_decide(&a, 0, ifindex, (__u64)(data_end - data), &k);
 	if (events && v >= FW_V_DROP)
-		fw_ev_xdp(ctx, data, data_end, v, &k, ifindex); /* a sampled drop event, within the rule's budget */
+		fw_ev_xdp(ctx, v, &k); /* a sampled drop event, within the rule's budget */
 	if (v == FW_V_DROP)
 		return XDP_DROP;
 	const struct fw_policy_set *ps = fw_policy_wants(FW_DIR_INGRESS, a.proto);

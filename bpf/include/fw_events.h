@@ -9,7 +9,11 @@
  * the fw_events ring buffer when both have a token; its weight is the row's
  * drops since the row's mark (the count at its last event), and the mark
  * moves on. A refused drop writes nothing: it stays pending in the counter.
- * See fw_events_abi.h and bpf/README.md ("Sampled drop events").
+ * A flood's refused drop is told inline (fw_ev_quiet(): two words of the
+ * row); the rest, budgets and ring, is a subprogram (fw_ev_xdp_emit() /
+ * fw_ev_tc_emit()) that reads the frame's fields from the context itself,
+ * so the program keeps only ctx and the counted row live across the
+ * decision for it. See fw_events_abi.h and bpf/README.md ("Sampled drop events").
  */
 #ifndef FW_EVENTS_H
 #define FW_EVENTS_H
@@ -70,8 +74,10 @@ static __always_inline void fw_ev_refill(__u32 *last, __u32 *tokens, __u32 refil
  * it), else the budget state to settle once the ring write is known to have
  * worked or not (both tokens are already spent); *w = the event's weight.
  * A rule with more than FW_EV_CLOCK_QUIET drops pending looks at its budgets
- * only on every FW_EV_CLOCK_EVERY-th drop: a flood's refused drop reads the
- * ev config's flags and two words of its counter row, and writes nothing.
+ * only on every FW_EV_CLOCK_EVERY-th drop: a flood's refused drop reads two
+ * words of its counter row and writes nothing (the programs make that test
+ * inline, fw_ev_quiet(), and call the subprogram with this only past it);
+ * the ev config and its flags are read past it.
  * Otherwise the rule's budget first (on that same line), then the node's
  * (fw_ev_cpu[cpu]); the clock is read only to refill an empty one.
  */
@@ -79,10 +85,7 @@ static __always_inline struct fw_ev_state *fw_ev_budget(const struct fw_counted 
 							__u32 *w)
 {
 	__u32 zero = 0;
-	const struct fw_ev_cfg *ec = bpf_map_lookup_elem(&fw_ev_cfg, &zero);
-
-	if (!ec || !(ec->flags & FW_EV_F_ENABLED))
-		return 0;
+	const struct fw_ev_cfg *ec;
 	struct fw_ev_cpu *cs = 0;
 	struct fw_ev_state *st;
 	__u32 n;
@@ -91,7 +94,23 @@ static __always_inline struct fw_ev_state *fw_ev_budget(const struct fw_counted 
 		st = &row->ev;
 		/* The drops since this row's last event, this one included: the counter fw_decide() has just added it to. */
 		n = (__u32)row->c.packets - st->mark;
+		/*
+		 * More than FW_EV_CLOCK_QUIET drops pending: the budgets refused the
+		 * last ones (or the ring had no room); look at them again only once
+		 * every FW_EV_CLOCK_EVERY drops. A flood's refused drop stops here,
+		 * having read two words of the line it was just counted in and
+		 * written nothing; the ev config is read only past this test (a row
+		 * reads and writes nothing of it before the flag says events are on).
+		 */
+		if (n > FW_EV_CLOCK_QUIET && (n & (FW_EV_CLOCK_EVERY - 1)))
+			return 0;
+		ec = bpf_map_lookup_elem(&fw_ev_cfg, &zero);
+		if (!ec || !(ec->flags & FW_EV_F_ENABLED))
+			return 0;
 	} else {
+		ec = bpf_map_lookup_elem(&fw_ev_cfg, &zero);
+		if (!ec || !(ec->flags & FW_EV_F_ENABLED))
+			return 0;
 		const struct fw_table_cfg *tc = &fw_tblcfg[0];
 		/* A rule's drop counted outside the CPU rows (a CPU beyond them): no event. */
 		if (k->slot < tc->rule_slots)
@@ -106,15 +125,10 @@ static __always_inline struct fw_ev_state *fw_ev_budget(const struct fw_counted 
 		cs->drops += 1;
 		st = &cs->dflt;
 		n = (__u32)cs->drops - st->mark;
+		/* The same test for the default's pending drops. */
+		if (n > FW_EV_CLOCK_QUIET && (n & (FW_EV_CLOCK_EVERY - 1)))
+			return 0;
 	}
-	/*
-	 * More than FW_EV_CLOCK_QUIET drops pending: the budgets refused the last
-	 * ones (or the ring had no room); look at them again only once every
-	 * FW_EV_CLOCK_EVERY drops. A flood's refused drop stops here, having
-	 * read two words of the line it was just counted in and written nothing.
-	 */
-	if (n > FW_EV_CLOCK_QUIET && (n & (FW_EV_CLOCK_EVERY - 1)))
-		return 0;
 	__u32 now = 0;
 	int clock = 0;
 	if (st->tokens < FW_EV_MILLI) {
@@ -248,24 +262,31 @@ static __always_inline __u32 fw_ev_caplen(__u32 snap, __u32 pkt_len)
 
 /*
  * Writes one event through the ring (reserve, fill, optional packet bytes
- * with the program type's load helper, submit), or counts it lost.
+ * with the program type's load helper, submit), or counts it lost. The
+ * packet's fields (data_, data_end_, ifindex_, pkt_len_: expressions on the
+ * context) are read only once the budgets have said yes: nothing of the
+ * packet but the decision stays live across fw_decide() for a refused drop.
  */
 #define FW_EV_EMIT(ctx_, load_bytes_, data_, data_end_, dir_, v_, k_, ifindex_, pkt_len_)                        \
 	do {                                                                                                   \
 		const struct fw_ev_cfg *ec_ = 0;                                                               \
 		__u32 w_ = 0;                                                                                  \
-		__u32 slot_ = (k_)->slot;                                                                      \
 		struct fw_ev_state *st_ = fw_ev_budget((k_), &ec_, &w_);                                       \
 		if (!st_ || !ec_)                                                                              \
 			break;                                                                                 \
-		__u32 n_ = fw_ev_caplen(ec_->snap_len, (pkt_len_));                                            \
+		__u32 slot_ = (k_)->slot;                                                                      \
+		void *d_ = (data_);                                                                            \
+		void *de_ = (data_end_);                                                                       \
+		__u32 len_ = (pkt_len_);                                                                       \
+		__u32 if_ = (ifindex_);                                                                        \
+		__u32 n_ = fw_ev_caplen(ec_->snap_len, len_);                                                  \
 		if (n_ > 0) {                                                                                  \
 			struct fw_event *e_ = bpf_ringbuf_reserve(&fw_events, sizeof(*e_) + FW_EV_SNAP_MAX, 0);  \
 			if (!e_) {                                                                             \
 				fw_ev_lost(st_);                                                               \
 				break;                                                                         \
 			}                                                                                      \
-			fw_ev_fill(e_, (data_), (data_end_), (dir_), (v_), (slot_), (ifindex_), (pkt_len_), w_); \
+			fw_ev_fill(e_, d_, de_, (dir_), (v_), slot_, if_, len_, w_);                           \
 			if (n_ > FW_EV_SNAP_MAX)                                                               \
 				n_ = FW_EV_SNAP_MAX;                                                           \
 			if (load_bytes_((ctx_), 0, (void *)(e_ + 1), n_) == 0)                                 \
@@ -277,28 +298,64 @@ static __always_inline __u32 fw_ev_caplen(__u32 snap, __u32 pkt_len)
 				fw_ev_lost(st_);                                                               \
 				break;                                                                         \
 			}                                                                                      \
-			fw_ev_fill(e_, (data_), (data_end_), (dir_), (v_), (slot_), (ifindex_), (pkt_len_), w_); \
+			fw_ev_fill(e_, d_, de_, (dir_), (v_), slot_, if_, len_, w_);                           \
 			bpf_ringbuf_submit(e_, 0);                                                             \
 		}                                                                                              \
 		st_->mark += w_; /* the drops it carries are no longer pending */                              \
 	} while (0)
 
 /*
- * XDP: a drop or would-drop decided for this frame. The context's fields are
- * read by the caller (a pointer into the context kept across the call would
- * be refused by the verifier).
+ * A flood's refused drop, told inline: the rule's row has more than
+ * FW_EV_CLOCK_QUIET drops pending and this is not an FW_EV_CLOCK_EVERY-th
+ * one (fw_ev_budget() makes the same test; the default's drops, with no row,
+ * go on to it). Two words of the line the drop was just counted in.
  */
-static __always_inline void fw_ev_xdp(struct xdp_md *ctx, void *data, void *data_end, int v, const struct fw_counted *k,
-				      __u32 ifindex)
+static __always_inline int fw_ev_quiet(const struct fw_counted *k)
 {
-	FW_EV_EMIT(ctx, bpf_xdp_load_bytes, data, data_end, FW_DIR_INGRESS, v, k, ifindex, (__u32)(data_end - data));
+	const struct fw_rule_row *row = k->row;
+	if (!row)
+		return 0;
+	__u32 n = (__u32)row->c.packets - row->ev.mark;
+	return n > FW_EV_CLOCK_QUIET && (n & (FW_EV_CLOCK_EVERY - 1));
 }
 
-/* TC egress: a drop or would-drop decided for this skb (len: skb->len). */
-static __always_inline void fw_ev_tc(struct __sk_buff *skb, void *data, void *data_end, int v, const struct fw_counted *k,
-				     __u32 ifindex, __u32 len)
+/*
+ * The rest of the event path, a subprogram (a BPF-to-BPF call): the budgets,
+ * the ring write. Its registers are its own, so the program keeps nothing
+ * live across fw_decide() for it but the context and the counted row. The
+ * frame's fields are read from the context here (a pointer into the context
+ * kept across the call would be refused by the verifier).
+ */
+static __noinline int fw_ev_xdp_emit(struct xdp_md *ctx, int v, __u32 slot, struct fw_rule_row *row)
 {
-	FW_EV_EMIT(skb, bpf_skb_load_bytes, data, data_end, FW_DIR_EGRESS, v, k, ifindex, len);
+	struct fw_counted k = { .slot = slot, .row = row };
+	const struct fw_counted *kp = &k;
+	FW_EV_EMIT(ctx, bpf_xdp_load_bytes, (void *)(long)ctx->data, (void *)(long)ctx->data_end, FW_DIR_INGRESS, v,
+		   kp, ctx->ingress_ifindex, (__u32)(ctx->data_end - ctx->data));
+	return 0;
+}
+
+static __noinline int fw_ev_tc_emit(struct __sk_buff *skb, int v, __u32 slot, struct fw_rule_row *row)
+{
+	struct fw_counted k = { .slot = slot, .row = row };
+	const struct fw_counted *kp = &k;
+	FW_EV_EMIT(skb, bpf_skb_load_bytes, (void *)(long)skb->data, (void *)(long)skb->data_end, FW_DIR_EGRESS, v, kp,
+		   skb->ifindex, skb->len);
+	return 0;
+}
+
+/* XDP: a drop or would-drop decided for this frame. */
+static __always_inline void fw_ev_xdp(struct xdp_md *ctx, int v, const struct fw_counted *k)
+{
+	if (!fw_ev_quiet(k))
+		fw_ev_xdp_emit(ctx, v, k->slot, k->row);
+}
+
+/* TC egress: a drop or would-drop decided for this skb. */
+static __always_inline void fw_ev_tc(struct __sk_buff *skb, int v, const struct fw_counted *k)
+{
+	if (!fw_ev_quiet(k))
+		fw_ev_tc_emit(skb, v, k->slot, k->row);
 }
 
 #endif /* FW_EVENTS_H */
