@@ -242,21 +242,7 @@ describe('after Hello', () => {
     ],
     [
       'AgentStatus NUL in a failsafe entry',
-      {
-        msg: {
-          $case: 'status',
-          value: {
-            interfaces: [],
-            rulesInKernel: 1n,
-            mapFillRatio: 0,
-            lastError: '',
-            appliedRevision: 0n,
-            kernelMemoryBytes: 0n,
-            mapResizeFailures: undefined,
-            failsafe: [{ cidr: '192.0.2.1/32', source: 'cp\u0000' }],
-          },
-        },
-      },
+      agentStatus({ failsafe: [{ cidr: '192.0.2.1/32', source: 'cp\u0000' }] }),
       'INVALID_FIELD',
       /status\.failsafe\[0\]\.source/,
     ],
