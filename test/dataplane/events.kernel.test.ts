@@ -142,6 +142,11 @@ test('drop events: fields, directions, budget per rule, weights add up to the co
 
       // Packet bytes when a snap length is set.
       dp.events().configure({ ...ON, ratePerSecond: 1000, burst: 1000, snapLen: 64 });
+      // A new budget refills a row at its next drop after the coarse clock has moved (it moves at the tick:
+      // 4 ms at HZ 250, 10 ms at HZ 100). Rule 3's row may have spent ON's burst moments ago (its tokens are
+      // not reset by a reconfigure), so without a tick in between the two drops below could find it empty
+      // and write one event or none: wait for the clock first.
+      await new Promise((r) => setTimeout(r, 25));
       const f = ipv4Frame('10.0.0.1', '203.0.113.7', { length: 100 });
       assert.equal(dp.testRun('tc', f).retval, TC_ACT_SHOT);
       const snap = drain(ring);
