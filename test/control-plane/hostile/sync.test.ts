@@ -200,89 +200,18 @@ describe('after Hello', () => {
       'INVALID_FIELD',
       /counter_report\.interfaces\[0\]\.interface/,
     ],
-    [
-      'AgentStatus rules_in_kernel 2^64-1',
-      {
-        msg: {
-          $case: 'status',
-          value: {
-            interfaces: [],
-            rulesInKernel: U64_MAX,
-            mapFillRatio: 0,
-            lastError: '',
-            appliedRevision: 0n,
-            kernelMemoryBytes: 0n,
-            mapResizeFailures: undefined,
-            failsafe: [],
-          },
-        },
-      },
-      'INVALID_FIELD',
-      /status\.rules_in_kernel/,
-    ],
-    [
-      'AgentStatus kernel_memory_bytes 2^64-1',
-      {
-        msg: {
-          $case: 'status',
-          value: {
-            interfaces: [],
-            rulesInKernel: 1n,
-            mapFillRatio: 0,
-            lastError: '',
-            appliedRevision: 0n,
-            kernelMemoryBytes: U64_MAX,
-            mapResizeFailures: undefined,
-            failsafe: [],
-          },
-        },
-      },
-      'INVALID_FIELD',
-      /status\.kernel_memory_bytes/,
-    ],
+    ['AgentStatus rules_in_kernel 2^64-1', agentStatus({ rulesInKernel: U64_MAX }), 'INVALID_FIELD', /status\.rules_in_kernel/],
+    ['AgentStatus kernel_memory_bytes 2^64-1', agentStatus({ kernelMemoryBytes: U64_MAX }), 'INVALID_FIELD', /status\.kernel_memory_bytes/],
     [
       'AgentStatus NUL in a failsafe entry',
       agentStatus({ failsafe: [{ cidr: '192.0.2.1/32', source: 'cp\u0000' }] }),
       'INVALID_FIELD',
       /status\.failsafe\[0\]\.source/,
     ],
-    [
-      'AgentStatus map_fill_ratio NaN',
-      {
-        msg: {
-          $case: 'status',
-          value: {
-            interfaces: [],
-            rulesInKernel: 1n,
-            mapFillRatio: Number.NaN,
-            lastError: '',
-            appliedRevision: 0n,
-            kernelMemoryBytes: 0n,
-            mapResizeFailures: undefined,
-            failsafe: [],
-          },
-        },
-      },
-      'INVALID_FIELD',
-      /status\.map_fill_ratio/,
-    ],
+    ['AgentStatus map_fill_ratio NaN', agentStatus({ mapFillRatio: Number.NaN }), 'INVALID_FIELD', /status\.map_fill_ratio/],
     [
       'AgentStatus NUL interface name',
-      {
-        msg: {
-          $case: 'status',
-          value: {
-            interfaces: [{ name: 'x\u0000', ifindex: 1, xdpMode: 1, egressMode: 1 }],
-            rulesInKernel: 1n,
-            mapFillRatio: 0,
-            lastError: '',
-            appliedRevision: 0n,
-            kernelMemoryBytes: 0n,
-            mapResizeFailures: undefined,
-            failsafe: [],
-          },
-        },
-      },
+      agentStatus({ interfaces: [{ name: 'x\u0000', ifindex: 1, xdpMode: 1, egressMode: 1 }] }),
       'INVALID_FIELD',
       /status\.interfaces\[0\]\.name/,
     ],
